@@ -1,0 +1,50 @@
+# retl: reverse ETL from inside PostgreSQL.  Built with PGXS.
+#
+#   make demo    build, install, start a scratch cluster + receiver, show rows arriving
+#   make test    install what is missing, build, run pg_regress and TAP tests
+#   make bench   delivery and capture-overhead benchmarks
+
+EXTENSION = retl
+MODULE_big = retl
+OBJS = \
+	src/retl.o \
+	src/guc.o \
+	src/shmem.o \
+	src/launcher.o \
+	src/worker.o \
+	src/utility.o \
+	src/capture_trigger.o \
+	src/queue.o \
+	src/backfill.o \
+	src/mapping.o \
+	src/http.o \
+	src/connectors/webhook.o
+
+DATA = $(wildcard sql/retl--*.sql)
+PGFILEDESC = "retl - reverse ETL from inside PostgreSQL"
+
+REGRESS = setup secrets destinations syncs status
+REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=test/regress.conf
+
+PG_CPPFLAGS = -I$(srcdir)/src
+PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter  # PostgreSQL headers have unused parameters
+SHLIB_LINK = -lcurl -lcjson
+
+PG_CONFIG ?= $(shell command -v pg_config >/dev/null 2>&1 && echo pg_config || echo /usr/lib/postgresql/15/bin/pg_config)
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+.PHONY: test demo bench tap
+
+test:
+	bash test/run-tests.sh
+
+demo:
+	bash test/demo.sh
+
+bench:
+	bash test/bench.sh
+
+# TAP tests against the installed extension (run by test/run-tests.sh).
+tap:
+	PATH="$(bindir):$$PATH" $(PROVE) -I $(pgxsdir)/src/test/perl -I test/perl $(PROVE_FLAGS) $(if $(PROVE_TESTS),$(PROVE_TESTS),test/t/*.pl)

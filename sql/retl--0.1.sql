@@ -1,0 +1,665 @@
+/* retl--0.1.sql: catalog, capture trigger and the SQL surface of retl 0.1 */
+
+\echo Use "CREATE EXTENSION retl" to load this file. \quit
+
+/*
+ * Catalog.  Everything lives in schema retl; user-facing functions live in
+ * the extension's schema with a retl_ prefix.  No table is granted to
+ * PUBLIC: only the extension owner (a superuser) reads secrets and queues.
+ */
+CREATE SCHEMA retl;
+REVOKE ALL ON SCHEMA retl FROM PUBLIC;
+
+CREATE TABLE retl.secrets (
+	name		text PRIMARY KEY,
+	value		text NOT NULL,
+	created_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	updated_at	timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+/* Prefix of every record id, so ids differ between databases. */
+CREATE TABLE retl.instance (
+	id			text NOT NULL
+);
+INSERT INTO retl.instance
+	SELECT pg_catalog.substr(pg_catalog.md5(pg_catalog.random()::text ||
+											pg_catalog.clock_timestamp()::text), 1, 12);
+
+CREATE TABLE retl.destinations (
+	id			serial PRIMARY KEY,
+	name		text NOT NULL UNIQUE,
+	kind		text NOT NULL,
+	url			text NOT NULL,
+	headers		jsonb NOT NULL DEFAULT '{}',
+	timeout_ms	integer NOT NULL DEFAULT 10000,
+	batch_size	integer NOT NULL DEFAULT 1,
+	max_attempts integer NOT NULL DEFAULT 8,
+	options		jsonb NOT NULL DEFAULT '{}',
+	created_at	timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+CREATE TABLE retl.syncs (
+	id			serial PRIMARY KEY,
+	name		text NOT NULL UNIQUE,
+	source		text NOT NULL,
+	source_relid oid NOT NULL,
+	destination_id integer NOT NULL REFERENCES retl.destinations (id),
+	key_columns	text[] NOT NULL,
+	key_attnums	int2[] NOT NULL,
+	mode		text NOT NULL,
+	schedule	text NOT NULL,
+	mapping		jsonb,
+	options		jsonb NOT NULL DEFAULT '{}',
+	paused		boolean NOT NULL DEFAULT false,
+	backfill_done boolean NOT NULL DEFAULT false,
+	backfill_cursor jsonb,
+	owner		name NOT NULL DEFAULT CURRENT_USER,
+	created_at	timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+/*
+ * The change queue.  The capture trigger inserts (sync_id, op, key[, data]);
+ * everything else is the worker's.  key is a JSON array of the key column
+ * values in key order, so renaming a column does not orphan queued work.
+ * rid overrides the record id (replayed dead letters keep their id).
+ */
+CREATE TABLE retl.queue (
+	id			bigserial PRIMARY KEY,
+	sync_id		integer NOT NULL,
+	op			"char" NOT NULL,
+	key			jsonb NOT NULL,
+	data		jsonb,
+	rid			bigint,
+	captured_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	in_flight	boolean NOT NULL DEFAULT false,
+	attempts	integer NOT NULL DEFAULT 0,
+	next_attempt_at timestamptz NOT NULL DEFAULT '-infinity',
+	first_attempt_at timestamptz,
+	last_attempt_at timestamptz,
+	last_status	integer,
+	last_error	text
+);
+CREATE INDEX queue_sync_id_idx ON retl.queue (sync_id, id);
+CREATE INDEX queue_sync_key_idx ON retl.queue (sync_id, key, id);
+ALTER TABLE retl.queue SET (autovacuum_vacuum_scale_factor = 0.01,
+							autovacuum_vacuum_cost_delay = 0);
+
+CREATE TABLE retl.sync_stats (
+	sync_id		integer PRIMARY KEY REFERENCES retl.syncs (id) ON DELETE CASCADE,
+	delivered	bigint NOT NULL DEFAULT 0,
+	failed_attempts bigint NOT NULL DEFAULT 0,
+	consecutive_failures integer NOT NULL DEFAULT 0,
+	last_delivered_at timestamptz,
+	last_status	integer,
+	last_error	text,
+	last_error_at timestamptz
+);
+
+CREATE TABLE retl.dead_letter_store (
+	id			bigserial PRIMARY KEY,
+	sync_id		integer NOT NULL REFERENCES retl.syncs (id) ON DELETE CASCADE,
+	record_id	text NOT NULL,
+	rid			bigint NOT NULL,
+	key			jsonb NOT NULL,		/* as sent */
+	op			text NOT NULL,
+	data		jsonb,				/* as sent */
+	raw_key		jsonb NOT NULL,		/* as queued, for retl_replay */
+	raw_data	jsonb,
+	captured_at	timestamptz NOT NULL,
+	attempts	integer NOT NULL,
+	last_status	integer,
+	last_error	text,
+	response_excerpt text,
+	first_attempt_at timestamptz,
+	last_attempt_at timestamptz,
+	dead_at		timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE INDEX dead_letter_store_sync_idx ON retl.dead_letter_store (sync_id, id);
+
+CREATE VIEW retl.dead_letters AS
+SELECT s.name AS sync, d.record_id, d.key, d.op, d.attempts,
+	   d.last_status, d.last_error, d.response_excerpt,
+	   d.first_attempt_at, d.last_attempt_at, d.captured_at, d.dead_at
+  FROM retl.dead_letter_store d
+  JOIN retl.syncs s ON s.id OPERATOR(pg_catalog.=) d.sync_id;
+
+CREATE VIEW retl.sync_status AS
+SELECT s.name AS sync,
+	   dst.name AS destination,
+	   CASE WHEN s.paused THEN 'paused'
+			WHEN st.consecutive_failures OPERATOR(pg_catalog.>) 0 THEN 'failing'
+			ELSE 'active' END AS state,
+	   s.mode,
+	   coalesce(q.pending, 0) AS pending,
+	   coalesce(q.in_flight, 0) AS in_flight,
+	   coalesce(st.delivered, 0) AS delivered,
+	   coalesce(st.failed_attempts, 0) AS failed_attempts,
+	   coalesce(dl.dead, 0) AS dead,
+	   pg_catalog.now() OPERATOR(pg_catalog.-) q.oldest AS oldest_pending_age,
+	   st.last_delivered_at,
+	   st.last_status,
+	   st.last_error,
+	   NOT s.backfill_done AS backfilling
+  FROM retl.syncs s
+  JOIN retl.destinations dst ON dst.id OPERATOR(pg_catalog.=) s.destination_id
+  LEFT JOIN retl.sync_stats st ON st.sync_id OPERATOR(pg_catalog.=) s.id
+  LEFT JOIN LATERAL (
+	SELECT pg_catalog.count(*) FILTER (WHERE NOT qq.in_flight) AS pending,
+		   pg_catalog.count(*) FILTER (WHERE qq.in_flight) AS in_flight,
+		   pg_catalog.min(qq.captured_at) AS oldest
+	  FROM retl.queue qq WHERE qq.sync_id OPERATOR(pg_catalog.=) s.id) q ON true
+  LEFT JOIN LATERAL (
+	SELECT pg_catalog.count(*) AS dead
+	  FROM retl.dead_letter_store d WHERE d.sync_id OPERATOR(pg_catalog.=) s.id) dl ON true;
+
+REVOKE ALL ON ALL TABLES IN SCHEMA retl FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA retl FROM PUBLIC;
+
+/* Keep configuration (not queued work) in pg_dump output. */
+SELECT pg_catalog.pg_extension_config_dump('retl.secrets', '');
+SELECT pg_catalog.pg_extension_config_dump('retl.destinations', '');
+SELECT pg_catalog.pg_extension_config_dump('retl.syncs', '');
+SELECT pg_catalog.pg_extension_config_dump('retl.destinations_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('retl.syncs_id_seq', '');
+
+/*
+ * C entry points.
+ */
+CREATE FUNCTION retl_capture() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'retl_capture' LANGUAGE C;
+
+CREATE FUNCTION retl._wake_worker() RETURNS void
+	AS 'MODULE_PATHNAME', 'retl_wake_worker' LANGUAGE C VOLATILE;
+
+CREATE FUNCTION retl._start_worker() RETURNS void
+	AS 'MODULE_PATHNAME', 'retl_start_worker' LANGUAGE C VOLATILE;
+
+REVOKE ALL ON FUNCTION retl_capture() FROM PUBLIC;
+REVOKE ALL ON FUNCTION retl._wake_worker() FROM PUBLIC;
+REVOKE ALL ON FUNCTION retl._start_worker() FROM PUBLIC;
+
+/*
+ * Internal helpers.
+ */
+
+/* Secret names referenced as {{secret:NAME}} anywhere in a jsonb value. */
+CREATE FUNCTION retl._secret_refs(v jsonb) RETURNS text[]
+LANGUAGE sql IMMUTABLE AS $$
+	SELECT coalesce(pg_catalog.array_agg(DISTINCT m[1]), '{}')
+	  FROM pg_catalog.regexp_matches(v::text, '\{\{secret:([^}]*)\}\}', 'g') AS m
+$$;
+
+CREATE FUNCTION retl._sync_id(sync_name text) RETURNS integer
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+	sid integer;
+BEGIN
+	IF sync_name IS NULL THEN
+		RAISE EXCEPTION 'sync name must not be null'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	SELECT id INTO sid FROM retl.syncs WHERE name = sync_name;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'sync "%" does not exist', sync_name
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'See SELECT sync FROM retl.sync_status for the existing syncs.';
+	END IF;
+	RETURN sid;
+END
+$$;
+
+/*
+ * Integer option from a jsonb object: default when absent, error when not a
+ * whole number inside [lo, hi].
+ */
+CREATE FUNCTION retl._int_option(opts jsonb, opt text, dflt integer,
+								 lo integer, hi integer) RETURNS integer
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+	v jsonb := opts -> opt;
+	n numeric;
+BEGIN
+	IF v IS NULL OR v = 'null'::jsonb THEN
+		RETURN dflt;
+	END IF;
+	IF pg_catalog.jsonb_typeof(v) <> 'number' THEN
+		RAISE EXCEPTION 'option "%" must be a number, not %', opt, pg_catalog.jsonb_typeof(v)
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = pg_catalog.format('Pass for example {"%s": %s}.', opt, dflt);
+	END IF;
+	n := v::text::numeric;
+	IF n <> pg_catalog.trunc(n) OR n < lo OR n > hi THEN
+		RAISE EXCEPTION 'option "%" must be a whole number between % and %, not %', opt, lo, hi, n
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	RETURN n::integer;
+END
+$$;
+
+/*
+ * Secrets
+ */
+CREATE FUNCTION retl_set_secret(name text, value text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+	IF name IS NULL OR name !~ '^[A-Za-z0-9_.-]+$' THEN
+		RAISE EXCEPTION 'invalid secret name "%"', name
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Secret names use letters, digits, "_", "." and "-".';
+	END IF;
+	IF value IS NULL OR value = '' THEN
+		RAISE EXCEPTION 'secret value must not be empty'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	INSERT INTO retl.secrets AS s (name, value) VALUES ($1, $2)
+	ON CONFLICT ON CONSTRAINT secrets_pkey
+	DO UPDATE SET value = EXCLUDED.value, updated_at = pg_catalog.now();
+END
+$$;
+
+CREATE FUNCTION retl_drop_secret(name text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+	users text;
+BEGIN
+	PERFORM 1 FROM retl.secrets s WHERE s.name = $1;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'secret "%" does not exist', $1
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	SELECT pg_catalog.string_agg(d.name, ', ' ORDER BY d.name) INTO users
+	  FROM retl.destinations d
+	 WHERE $1 = ANY (retl._secret_refs(d.headers));
+	IF users IS NOT NULL THEN
+		RAISE EXCEPTION 'secret "%" is used by destination %', $1, users
+			USING ERRCODE = 'dependent_objects_still_exist',
+				  HINT = 'Drop or change those destinations first.';
+	END IF;
+	DELETE FROM retl.secrets s WHERE s.name = $1;
+END
+$$;
+
+/*
+ * Destinations
+ */
+CREATE FUNCTION retl_create_destination(name text, kind text, url text,
+										options jsonb DEFAULT '{}')
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+	opts jsonb := coalesce(options, '{}');
+	hdrs jsonb;
+	k text;
+	v jsonb;
+	missing text;
+BEGIN
+	IF name IS NULL OR name = '' THEN
+		RAISE EXCEPTION 'destination name must not be empty'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF kind IS NULL OR kind NOT IN ('webhook') THEN
+		RAISE EXCEPTION 'unknown destination kind "%"', kind
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Supported kinds: webhook.';
+	END IF;
+	IF url IS NULL OR url !~* '^https?://[^/?#\s]+' OR url ~ '\s' THEN
+		RAISE EXCEPTION 'destination url must be an http:// or https:// URL, not "%"', url
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'For example https://example.com/hooks/customers.';
+	END IF;
+	IF pg_catalog.jsonb_typeof(opts) <> 'object' THEN
+		RAISE EXCEPTION 'destination options must be a JSON object'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	FOR k IN SELECT pg_catalog.jsonb_object_keys(opts) LOOP
+		IF k NOT IN ('headers', 'timeout_ms', 'batch_size', 'max_attempts') THEN
+			RAISE EXCEPTION 'unknown destination option "%"', k
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Valid options: headers, timeout_ms, batch_size, max_attempts.';
+		END IF;
+	END LOOP;
+	hdrs := coalesce(opts -> 'headers', '{}');
+	IF pg_catalog.jsonb_typeof(hdrs) <> 'object' THEN
+		RAISE EXCEPTION 'option "headers" must be a JSON object of strings'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'For example {"headers": {"Authorization": "Bearer {{secret:NAME}}"}}.';
+	END IF;
+	FOR k, v IN SELECT * FROM pg_catalog.jsonb_each(hdrs) LOOP
+		IF k !~ '^[A-Za-z0-9!#$%&''*+.^_`|~-]+$' THEN
+			RAISE EXCEPTION 'invalid header name "%"', k
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		IF pg_catalog.jsonb_typeof(v) <> 'string' OR (v #>> '{}') ~ '[\r\n]' THEN
+			RAISE EXCEPTION 'header "%" must be a single-line string', k
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		IF pg_catalog.lower(k) IN ('content-type', 'content-length', 'idempotency-key',
+								   'webhook-id', 'host') THEN
+			RAISE EXCEPTION 'header "%" is set by retl and cannot be overridden', k
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+	END LOOP;
+	SELECT pg_catalog.string_agg(r, ', ') INTO missing
+	  FROM pg_catalog.unnest(retl._secret_refs(hdrs)) AS r
+	 WHERE NOT EXISTS (SELECT 1 FROM retl.secrets s WHERE s.name = r);
+	IF missing IS NOT NULL THEN
+		RAISE EXCEPTION 'destination "%" refers to unknown secret %', name, missing
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'Create it first with SELECT retl_set_secret(name, value).';
+	END IF;
+	IF EXISTS (SELECT 1 FROM retl.destinations d WHERE d.name = $1) THEN
+		RAISE EXCEPTION 'destination "%" already exists', name
+			USING ERRCODE = 'duplicate_object',
+				  HINT = 'Drop it first with SELECT retl_drop_destination(name).';
+	END IF;
+	INSERT INTO retl.destinations (name, kind, url, headers, timeout_ms,
+								   batch_size, max_attempts, options)
+	VALUES ($1, $2, $3, hdrs,
+			retl._int_option(opts, 'timeout_ms', 10000, 1, 3600000),
+			retl._int_option(opts, 'batch_size', 1, 1, 1000),
+			retl._int_option(opts, 'max_attempts', 8, 1, 1000),
+			opts - 'headers');
+END
+$$;
+
+CREATE FUNCTION retl_drop_destination(name text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+	did integer;
+	users text;
+BEGIN
+	SELECT d.id INTO did FROM retl.destinations d WHERE d.name = $1;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'destination "%" does not exist', $1
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	SELECT pg_catalog.string_agg(s.name, ', ' ORDER BY s.name) INTO users
+	  FROM retl.syncs s WHERE s.destination_id = did;
+	IF users IS NOT NULL THEN
+		RAISE EXCEPTION 'destination "%" is used by sync %', $1, users
+			USING ERRCODE = 'dependent_objects_still_exist',
+				  HINT = 'Drop those syncs first with SELECT retl_drop_sync(name).';
+	END IF;
+	DELETE FROM retl.destinations d WHERE d.id = did;
+END
+$$;
+
+/*
+ * Syncs
+ */
+CREATE FUNCTION retl_create_sync(name text, source text, destination text,
+								 key text[] DEFAULT NULL,
+								 mode text DEFAULT 'upsert',
+								 schedule text DEFAULT 'realtime',
+								 mapping jsonb DEFAULT NULL,
+								 options jsonb DEFAULT '{}')
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+	relid oid;
+	relkind "char";
+	did integer;
+	keys text[];
+	attnums int2[] := '{}';
+	col text;
+	att record;
+	k text;
+	v jsonb;
+	dests text[] := '{}';
+	sid integer;
+	opts jsonb := coalesce(options, '{}');
+	do_backfill boolean;
+BEGIN
+	IF name IS NULL OR name = '' THEN
+		RAISE EXCEPTION 'sync name must not be empty'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF EXISTS (SELECT 1 FROM retl.syncs s WHERE s.name = $1) THEN
+		RAISE EXCEPTION 'sync "%" already exists', $1
+			USING ERRCODE = 'duplicate_object',
+				  HINT = 'Drop it first with SELECT retl_drop_sync(name).';
+	END IF;
+	SELECT d.id INTO did FROM retl.destinations d WHERE d.name = destination;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'destination "%" does not exist', destination
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'Create it first with SELECT retl_create_destination(...).';
+	END IF;
+	IF mode IS NULL OR mode NOT IN ('upsert', 'append') THEN
+		RAISE EXCEPTION 'invalid sync mode "%"', mode
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Supported modes: upsert, append.';
+	END IF;
+	IF schedule IS NULL OR schedule <> 'realtime' THEN
+		RAISE EXCEPTION 'invalid schedule "%" for a table sync', schedule
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Table syncs support schedule => ''realtime''.';
+	END IF;
+	IF pg_catalog.jsonb_typeof(opts) <> 'object' THEN
+		RAISE EXCEPTION 'sync options must be a JSON object'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	FOR k IN SELECT pg_catalog.jsonb_object_keys(opts) LOOP
+		IF k NOT IN ('backfill') THEN
+			RAISE EXCEPTION 'unknown sync option "%"', k
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Valid options: backfill.';
+		END IF;
+	END LOOP;
+	IF opts ? 'backfill' AND pg_catalog.jsonb_typeof(opts -> 'backfill') <> 'boolean' THEN
+		RAISE EXCEPTION 'option "backfill" must be true or false'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	do_backfill := coalesce((opts ->> 'backfill')::boolean, true);
+
+	/* The source: a table, by name, resolved with search_path. */
+	IF source IS NULL OR source = '' THEN
+		RAISE EXCEPTION 'sync source must not be empty'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	BEGIN
+		relid := pg_catalog.to_regclass(source);
+	EXCEPTION WHEN OTHERS THEN
+		relid := NULL;
+	END;
+	IF relid IS NULL THEN
+		RAISE EXCEPTION 'source table "%" does not exist', source
+			USING ERRCODE = 'undefined_table',
+				  HINT = 'Give a table name, schema-qualified or on the search_path.';
+	END IF;
+	SELECT c.relkind INTO relkind FROM pg_catalog.pg_class c WHERE c.oid = relid;
+	IF relkind = 'p' THEN
+		RAISE EXCEPTION '"%" is a partitioned table', source
+			USING ERRCODE = 'feature_not_supported',
+				  HINT = 'Create one sync per partition.';
+	END IF;
+	IF relkind <> 'r' THEN
+		RAISE EXCEPTION '"%" is not a table', source
+			USING ERRCODE = 'wrong_object_type',
+				  HINT = 'Realtime syncs capture changes of ordinary tables.';
+	END IF;
+
+	/* The key: given, or the primary key. */
+	IF key IS NULL THEN
+		SELECT pg_catalog.array_agg(a.attname::text ORDER BY k.ord)
+		  INTO keys
+		  FROM pg_catalog.pg_index i,
+			   LATERAL pg_catalog.unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+		  JOIN pg_catalog.pg_attribute a ON a.attrelid = relid AND a.attnum = k.attnum
+		 WHERE i.indrelid = relid AND i.indisprimary;
+		IF keys IS NULL THEN
+			RAISE EXCEPTION 'table "%" has no primary key', source
+				USING ERRCODE = 'invalid_table_definition',
+					  HINT = 'Add a primary key, or name the key columns with key => ''{col}''.';
+		END IF;
+	ELSE
+		keys := key;
+	END IF;
+	IF pg_catalog.cardinality(keys) = 0 THEN
+		RAISE EXCEPTION 'key must name at least one column'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	FOREACH col IN ARRAY keys LOOP
+		SELECT a.attnum, a.atttypid, a.attnotnull, t.typtype, t.typcategory INTO att
+		  FROM pg_catalog.pg_attribute a
+		  JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+		 WHERE a.attrelid = relid AND a.attname = col AND a.attnum > 0
+		   AND NOT a.attisdropped;
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'key column "%" does not exist in "%"', col, source
+				USING ERRCODE = 'undefined_column';
+		END IF;
+		IF att.attnum = ANY (attnums) THEN
+			RAISE EXCEPTION 'key column "%" is listed twice', col
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		IF att.typcategory = 'A' OR att.typtype IN ('c', 'p', 'r', 'm')
+		   OR att.atttypid IN ('json'::regtype, 'jsonb'::regtype, 'xml'::regtype) THEN
+			RAISE EXCEPTION 'key column "%" has type %, which cannot be a sync key',
+				col, att.atttypid::regtype
+				USING ERRCODE = 'datatype_mismatch',
+					  HINT = 'Use scalar key columns (numbers, text, uuid, dates, ...).';
+		END IF;
+		IF NOT att.attnotnull THEN
+			RAISE EXCEPTION 'key column "%" is nullable', col
+				USING ERRCODE = 'invalid_table_definition',
+					  HINT = pg_catalog.format('Rows are found by their key: ALTER TABLE %s ALTER COLUMN %I SET NOT NULL.', relid::regclass, col);
+		END IF;
+		attnums := attnums || att.attnum::int2;
+	END LOOP;
+
+	/* The mapping: null, or {"source_column": "destination_field"}. */
+	IF mapping IS NOT NULL THEN
+		IF pg_catalog.jsonb_typeof(mapping) <> 'object' OR mapping = '{}'::jsonb THEN
+			RAISE EXCEPTION 'mapping must be a non-empty JSON object'
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'For example {"email": "email_address", "plan": "tier"}.';
+		END IF;
+		FOR k, v IN SELECT * FROM pg_catalog.jsonb_each(mapping) LOOP
+			IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+							WHERE a.attrelid = relid AND a.attname = k
+							  AND a.attnum > 0 AND NOT a.attisdropped) THEN
+				RAISE EXCEPTION 'mapping names column "%", which does not exist in "%"', k, source
+					USING ERRCODE = 'undefined_column';
+			END IF;
+			IF pg_catalog.jsonb_typeof(v) <> 'string' OR v #>> '{}' = '' THEN
+				RAISE EXCEPTION 'mapping of column "%" must be a non-empty string', k
+					USING ERRCODE = 'invalid_parameter_value';
+			END IF;
+			IF (v #>> '{}') = ANY (dests) THEN
+				RAISE EXCEPTION 'mapping sends two columns to field "%"', v #>> '{}'
+					USING ERRCODE = 'invalid_parameter_value';
+			END IF;
+			dests := dests || (v #>> '{}');
+		END LOOP;
+	END IF;
+
+	INSERT INTO retl.syncs (name, source, source_relid, destination_id,
+							key_columns, key_attnums, mode, schedule,
+							mapping, options, backfill_done)
+	VALUES ($1, source, relid, did, keys, attnums, mode, schedule,
+			mapping, opts, NOT do_backfill OR mode = 'append')
+	RETURNING id INTO sid;
+	INSERT INTO retl.sync_stats (sync_id) VALUES (sid);
+
+	IF mode = 'append' THEN
+		EXECUTE pg_catalog.format(
+			'CREATE TRIGGER %I AFTER INSERT ON %s FOR EACH ROW EXECUTE FUNCTION %s(%L, %L, %L)',
+			'retl_capture_' || sid, relid::regclass,
+			pg_catalog.format('%I.retl_capture', '@extschema@'), sid, 'append',
+			pg_catalog.array_to_string(attnums, ','));
+		/*
+		 * An append backfill must be exact (each existing row once, no row
+		 * inserted after creation twice), so it runs here, where the
+		 * trigger's lock keeps writers out until commit.
+		 */
+		IF do_backfill THEN
+			EXECUTE pg_catalog.format(
+				'INSERT INTO retl.queue (sync_id, op, key, data) '
+				'SELECT %s, ''b'', pg_catalog.jsonb_build_array(%s), pg_catalog.to_jsonb(t) FROM %s t',
+				sid,
+				(SELECT pg_catalog.string_agg(pg_catalog.format('t.%I', c), ', ')
+				   FROM pg_catalog.unnest(keys) c),
+				relid::regclass);
+		END IF;
+	ELSE
+		EXECUTE pg_catalog.format(
+			'CREATE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION %s(%L, %L, %L)',
+			'retl_capture_' || sid, relid::regclass,
+			pg_catalog.format('%I.retl_capture', '@extschema@'), sid, 'upsert',
+			pg_catalog.array_to_string(attnums, ','));
+		EXECUTE pg_catalog.format(
+			'CREATE TRIGGER %I BEFORE TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION %s(%L, %L, %L)',
+			'retl_truncate_' || sid, relid::regclass,
+			pg_catalog.format('%I.retl_capture', '@extschema@'), sid, 'upsert',
+			pg_catalog.array_to_string(attnums, ','));
+	END IF;
+	PERFORM retl._wake_worker();
+END
+$$;
+
+CREATE FUNCTION retl_drop_sync(name text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+	sid integer := retl._sync_id(name);
+	relid oid;
+BEGIN
+	SELECT s.source_relid INTO relid FROM retl.syncs s WHERE s.id = sid FOR UPDATE;
+	IF EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = relid) THEN
+		EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS %I ON %s',
+								  'retl_capture_' || sid, relid::regclass);
+		EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS %I ON %s',
+								  'retl_truncate_' || sid, relid::regclass);
+	END IF;
+	DELETE FROM retl.queue q WHERE q.sync_id = sid;
+	DELETE FROM retl.syncs s WHERE s.id = sid;
+END
+$$;
+
+CREATE FUNCTION retl_pause_sync(name text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+	UPDATE retl.syncs s SET paused = true WHERE s.id = retl._sync_id(name);
+END
+$$;
+
+CREATE FUNCTION retl_resume_sync(name text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+	UPDATE retl.syncs s SET paused = false WHERE s.id = retl._sync_id(name);
+	PERFORM retl._wake_worker();
+END
+$$;
+
+CREATE FUNCTION retl_replay(sync text) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+	sid integer := retl._sync_id(sync);
+	n bigint;
+BEGIN
+	WITH dead AS (
+		DELETE FROM retl.dead_letter_store d WHERE d.sync_id = sid
+		RETURNING d.*
+	)
+	INSERT INTO retl.queue (sync_id, op, key, data, rid, captured_at)
+	SELECT sid, 'r', dead.raw_key, dead.raw_data, dead.rid, dead.captured_at
+	  FROM dead ORDER BY dead.id;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	UPDATE retl.sync_stats st SET consecutive_failures = 0 WHERE st.sync_id = sid;
+	PERFORM retl._wake_worker();
+	RETURN n;
+END
+$$;
+
+REVOKE ALL ON FUNCTION retl_set_secret(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION retl_drop_secret(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION retl_create_destination(text, text, text, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION retl_drop_destination(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION retl_create_sync(text, text, text, text[], text, text, jsonb, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION retl_drop_sync(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION retl_pause_sync(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION retl_resume_sync(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION retl_replay(text) FROM PUBLIC;
+
+/* Ask the launcher for this database's worker once CREATE EXTENSION commits. */
+SELECT retl._start_worker();

@@ -1,0 +1,15 @@
+/*
+ * guc.h: retl.* configuration parameters.
+ */
+#ifndef RETL_GUC_H
+#define RETL_GUC_H
+
+extern int	retl_retry_base_ms;
+extern int	retl_retry_max_ms;
+extern int	retl_poll_interval_ms;
+extern int	retl_database_scan_interval_ms;
+extern int	retl_max_databases;
+
+extern void retl_guc_init(void);
+
+#endif

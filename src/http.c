@@ -1,0 +1,402 @@
+/*
+ * http.c: the HTTP engine of a worker.
+ *
+ * One libcurl multi handle per worker, driven with the socket API: libcurl
+ * tells us (CURLMOPT_SOCKETFUNCTION, CURLMOPT_TIMERFUNCTION) which sockets
+ * to watch and when it next needs a timeout call, and retl_http_wait()
+ * waits on those sockets and on the worker's latch together in one
+ * WaitEventSet, so SIGTERM, SIGHUP, commit wake-ups and postmaster death
+ * are seen at once however slow the destination is.
+ *
+ * No transaction is ever open here: requests are built from a batch claimed
+ * and committed beforehand, and outcomes are recorded afterwards in a new
+ * transaction (see queue.c).  Connections stay in the multi handle's cache
+ * between requests (keep-alive).
+ *
+ * libcurl allocates with malloc: every easy handle and header list is freed
+ * in retl_http_free(); the rest of a request lives in its memory context.
+ */
+#include "postgres.h"
+
+#include <time.h>
+
+#include "miscadmin.h"
+#include "nodes/pg_list.h"
+#include "storage/latch.h"
+#include "utils/memutils.h"
+#include "utils/wait_event.h"
+
+#include "http.h"
+
+typedef struct WatchedSocket
+{
+	curl_socket_t fd;
+	int			what;			/* CURL_POLL_IN / OUT / INOUT */
+} WatchedSocket;
+
+#define MAX_SOCKETS 256
+
+static CURLM *multi = NULL;
+static WatchedSocket sockets[MAX_SOCKETS];
+static int	nsockets = 0;
+static long curl_timeout_ms = -1;	/* -1: libcurl needs no timeout call */
+static List *in_flight = NIL;	/* RetlRequest *, in TopMemoryContext */
+static List *done = NIL;
+
+static int
+socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+	int			i;
+
+	for (i = 0; i < nsockets; i++)
+		if (sockets[i].fd == fd)
+			break;
+
+	if (what == CURL_POLL_REMOVE)
+	{
+		if (i < nsockets)
+			sockets[i] = sockets[--nsockets];
+		return 0;
+	}
+	if (i == nsockets)
+	{
+		if (nsockets >= MAX_SOCKETS)
+			return -1;			/* libcurl fails that transfer */
+		nsockets++;
+	}
+	sockets[i].fd = fd;
+	sockets[i].what = what;
+	return 0;
+}
+
+static int
+timer_cb(CURLM *m, long timeout_ms, void *userp)
+{
+	curl_timeout_ms = timeout_ms;
+	return 0;
+}
+
+static size_t
+write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	RetlRequest *req = (RetlRequest *) userdata;
+	size_t		len = size * nmemb;
+	size_t		room = RETL_RESPONSE_EXCERPT - req->response.len;
+
+	/* Only an excerpt is kept; the rest is read and dropped. */
+	if (room > 0)
+	{
+		MemoryContext old = MemoryContextSwitchTo(req->cxt);
+
+		appendBinaryStringInfo(&req->response, ptr, Min(len, room));
+		MemoryContextSwitchTo(old);
+	}
+	return len;
+}
+
+/* Retry-After: delay-seconds or an HTTP-date (RFC 9110, 10.2.3). */
+static long
+parse_retry_after(const char *value)
+{
+	char	   *end;
+	long		secs;
+	time_t		when;
+
+	while (*value == ' ' || *value == '\t')
+		value++;
+	secs = strtol(value, &end, 10);
+	if (end != value && (*end == '\0' || *end == '\r' || *end == '\n' || *end == ' '))
+		return secs < 0 ? 0 : Min(secs, 86400L) * 1000;
+	when = curl_getdate(value, NULL);
+	if (when == -1)
+		return -1;
+	secs = (long) (when - time(NULL));
+	return secs < 0 ? 0 : Min(secs, 86400L) * 1000;
+}
+
+static size_t
+header_cb(char *buffer, size_t size, size_t nitems, void *userdata)
+{
+	RetlRequest *req = (RetlRequest *) userdata;
+	size_t		len = size * nitems;
+	static const char name[] = "retry-after:";
+
+	if (len > sizeof(name) - 1 && len < 256 &&
+		pg_strncasecmp(buffer, name, sizeof(name) - 1) == 0)
+	{
+		char		value[256];
+
+		memcpy(value, buffer + sizeof(name) - 1, len - (sizeof(name) - 1));
+		value[len - (sizeof(name) - 1)] = '\0';
+		req->retry_after_ms = parse_retry_after(value);
+	}
+	return len;
+}
+
+#define MULTI_SETOPT(opt, val) \
+	do { \
+		CURLMcode	mc_ = curl_multi_setopt(multi, (opt), (val)); \
+		if (mc_ != CURLM_OK) \
+			ereport(ERROR, \
+					(errcode(ERRCODE_INTERNAL_ERROR), \
+					 errmsg("could not configure libcurl: %s", curl_multi_strerror(mc_)))); \
+	} while (0)
+
+#define EASY_SETOPT(h, opt, val) \
+	do { \
+		CURLcode	c_ = curl_easy_setopt((h), (opt), (val)); \
+		if (c_ != CURLE_OK) \
+			ereport(ERROR, \
+					(errcode(ERRCODE_INTERNAL_ERROR), \
+					 errmsg("could not set libcurl option %s: %s", #opt, curl_easy_strerror(c_)))); \
+	} while (0)
+
+/* Set up libcurl for this worker. */
+void
+retl_http_init(void)
+{
+	CURLcode	rc = curl_global_init(CURL_GLOBAL_ALL);
+
+	if (rc != CURLE_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not initialize libcurl: %s", curl_easy_strerror(rc))));
+	multi = curl_multi_init();
+	if (multi == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not create a libcurl multi handle")));
+	MULTI_SETOPT(CURLMOPT_SOCKETFUNCTION, socket_cb);
+	MULTI_SETOPT(CURLMOPT_TIMERFUNCTION, timer_cb);
+	MULTI_SETOPT(CURLMOPT_MAX_HOST_CONNECTIONS, 16L);
+}
+
+/* Hand a built request (url, body, headers) to libcurl. */
+void
+retl_http_start(RetlRequest *req)
+{
+	CURL	   *easy;
+	CURLMcode	mc;
+	MemoryContext old;
+
+	easy = curl_easy_init();
+	if (easy == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not create a libcurl handle")));
+	req->easy = easy;
+	req->status = 0;
+	req->retry_after_ms = -1;
+	req->errbuf[0] = '\0';
+	old = MemoryContextSwitchTo(req->cxt);
+	initStringInfo(&req->response);
+	MemoryContextSwitchTo(old);
+
+	EASY_SETOPT(easy, CURLOPT_URL, req->url);
+	EASY_SETOPT(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	EASY_SETOPT(easy, CURLOPT_FOLLOWLOCATION, 0L);
+	EASY_SETOPT(easy, CURLOPT_NOSIGNAL, 1L);
+	EASY_SETOPT(easy, CURLOPT_POST, 1L);
+	EASY_SETOPT(easy, CURLOPT_POSTFIELDSIZE, (long) req->body.len);
+	EASY_SETOPT(easy, CURLOPT_POSTFIELDS, req->body.data);
+	EASY_SETOPT(easy, CURLOPT_HTTPHEADER, req->headers);
+	EASY_SETOPT(easy, CURLOPT_TIMEOUT_MS, req->timeout_ms);
+	EASY_SETOPT(easy, CURLOPT_CONNECTTIMEOUT_MS, Min(req->timeout_ms, 10000L));
+	EASY_SETOPT(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+	EASY_SETOPT(easy, CURLOPT_USERAGENT, "retl/0.1");
+	EASY_SETOPT(easy, CURLOPT_WRITEFUNCTION, write_cb);
+	EASY_SETOPT(easy, CURLOPT_WRITEDATA, req);
+	EASY_SETOPT(easy, CURLOPT_HEADERFUNCTION, header_cb);
+	EASY_SETOPT(easy, CURLOPT_HEADERDATA, req);
+	EASY_SETOPT(easy, CURLOPT_ERRORBUFFER, req->errbuf);
+	EASY_SETOPT(easy, CURLOPT_PRIVATE, req);
+
+	mc = curl_multi_add_handle(multi, easy);
+	if (mc != CURLM_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not start a request: %s", curl_multi_strerror(mc))));
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	in_flight = lappend(in_flight, req);
+	MemoryContextSwitchTo(old);
+	req->started_at = GetCurrentTimestamp();
+}
+
+/* Move finished transfers from libcurl to the done list. */
+static void
+collect_finished(void)
+{
+	CURLMsg    *msg;
+	int			left;
+
+	while ((msg = curl_multi_info_read(multi, &left)) != NULL)
+	{
+		RetlRequest *req = NULL;
+		MemoryContext old;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		if (curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &req) != CURLE_OK ||
+			req == NULL)
+			elog(ERROR, "libcurl returned a transfer retl did not start");
+		req->curl_code = msg->data.result;
+		if (req->curl_code == CURLE_OK &&
+			curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &req->status) != CURLE_OK)
+			req->status = 0;
+		if (curl_multi_remove_handle(multi, req->easy) != CURLM_OK)
+			elog(WARNING, "could not remove a finished transfer from libcurl");
+		in_flight = list_delete_ptr(in_flight, req);
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		done = lappend(done, req);
+		MemoryContextSwitchTo(old);
+	}
+}
+
+static void
+socket_action(curl_socket_t fd, int flags)
+{
+	int			running;
+	CURLMcode	mc = curl_multi_socket_action(multi, fd, flags, &running);
+
+	if (mc != CURLM_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("libcurl failed: %s", curl_multi_strerror(mc))));
+}
+
+/*
+ * Wait for the latch, a socket libcurl watches, libcurl's timer or
+ * timeout_ms, whichever comes first, then let libcurl make progress.
+ * The caller resets the latch.
+ */
+void
+retl_http_wait(long timeout_ms, uint32 wait_event_info)
+{
+	WaitEventSet *set;
+	WaitEvent	events[MAX_SOCKETS + 2];
+	int			nevents;
+	long		wait_ms = timeout_ms;
+	TimestampTz start = GetCurrentTimestamp();
+
+	if (curl_timeout_ms >= 0 && curl_timeout_ms < wait_ms)
+		wait_ms = curl_timeout_ms;
+
+	set = CreateWaitEventSet(CurrentMemoryContext, nsockets + 2);
+	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	for (int i = 0; i < nsockets; i++)
+	{
+		uint32		ev = 0;
+
+		if (sockets[i].what & CURL_POLL_IN)
+			ev |= WL_SOCKET_READABLE;
+		if (sockets[i].what & CURL_POLL_OUT)
+			ev |= WL_SOCKET_WRITEABLE;
+		AddWaitEventToSet(set, ev, sockets[i].fd, NULL, NULL);
+	}
+
+	nevents = WaitEventSetWait(set, wait_ms, events, lengthof(events), wait_event_info);
+	FreeWaitEventSet(set);
+
+	for (int i = 0; i < nevents; i++)
+	{
+		int			flags = 0;
+
+		if (!(events[i].events & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE)))
+			continue;
+		if (events[i].events & WL_SOCKET_READABLE)
+			flags |= CURL_CSELECT_IN;
+		if (events[i].events & WL_SOCKET_WRITEABLE)
+			flags |= CURL_CSELECT_OUT;
+		socket_action(events[i].fd, flags);
+	}
+
+	/* libcurl's own deadline (connect and transfer timeouts, retries). */
+	if (curl_timeout_ms >= 0 &&
+		TimestampDifferenceExceeds(start, GetCurrentTimestamp(), (int) curl_timeout_ms))
+		socket_action(CURL_SOCKET_TIMEOUT, 0);
+	else if (nevents == 0 && curl_timeout_ms == 0)
+		socket_action(CURL_SOCKET_TIMEOUT, 0);
+
+	collect_finished();
+}
+
+/* The next finished request, or NULL. */
+RetlRequest *
+retl_http_next_done(void)
+{
+	RetlRequest *req;
+
+	if (done == NIL)
+		return NULL;
+	req = (RetlRequest *) linitial(done);
+	done = list_delete_first(done);
+	return req;
+}
+
+int
+retl_http_in_flight(void)
+{
+	return list_length(in_flight);
+}
+
+/* Is a request of this sync in flight or finished but not yet recorded? */
+bool
+retl_http_sync_in_flight(int sync_id)
+{
+	ListCell   *lc;
+
+	foreach(lc, in_flight)
+		if (((RetlRequest *) lfirst(lc))->sync_id == sync_id)
+			return true;
+	foreach(lc, done)
+		if (((RetlRequest *) lfirst(lc))->sync_id == sync_id)
+			return true;
+	return false;
+}
+
+/* Free a request, its curl handle and header list. */
+void
+retl_http_free(RetlRequest *req)
+{
+	if (req->easy)
+		curl_easy_cleanup(req->easy);
+	if (req->headers)
+		curl_slist_free_all(req->headers);
+	MemoryContextDelete(req->cxt);
+}
+
+/*
+ * A copy of text with every secret value the request used replaced, so
+ * nothing stored in views or logs can reveal one (a destination may echo
+ * its Authorization header in an error).
+ */
+char *
+retl_http_redact(RetlRequest *req, const char *text)
+{
+	char	   *result = pstrdup(text ? text : "");
+	ListCell   *lc;
+
+	foreach(lc, req->secrets)
+	{
+		const char *secret = (const char *) lfirst(lc);
+		size_t		slen = strlen(secret);
+		StringInfoData buf;
+		const char *p;
+		const char *hit;
+
+		if (slen == 0)
+			continue;
+		initStringInfo(&buf);
+		p = result;
+		while ((hit = strstr(p, secret)) != NULL)
+		{
+			appendBinaryStringInfo(&buf, p, hit - p);
+			appendStringInfoString(&buf, "[redacted]");
+			p = hit + slen;
+		}
+		appendStringInfoString(&buf, p);
+		result = buf.data;
+	}
+	return result;
+}

@@ -1,0 +1,65 @@
+/*
+ * http.h: the HTTP engine of a worker (libcurl multi, driven from the
+ * worker's wait loop).
+ */
+#ifndef RETL_HTTP_H
+#define RETL_HTTP_H
+
+#include <curl/curl.h>
+
+#include "lib/stringinfo.h"
+#include "utils/timestamp.h"
+
+#define RETL_RESPONSE_EXCERPT 1024
+
+/* One record of a request: which queue rows it stands for. */
+typedef struct RetlRecord
+{
+	int64		rid;			/* number part of the record id */
+	char	   *record_id;		/* record id sent to the destination */
+	int64	   *queue_ids;		/* queue rows this record covers */
+	int			nqueue_ids;
+	int			attempts;		/* attempts made before this one */
+	char		op;				/* 'u' upsert, 'd' delete, 'i' insert */
+	char	   *key;			/* key as sent (JSON) */
+	char	   *data;			/* data as sent (JSON), NULL for deletes */
+	char	   *captured_at;	/* ISO 8601, UTC */
+} RetlRecord;
+
+/*
+ * One request in flight.  Everything but the curl handles lives in cxt,
+ * which is deleted with the request.
+ */
+typedef struct RetlRequest
+{
+	MemoryContext cxt;
+	int			sync_id;
+	int			max_attempts;
+	long		timeout_ms;
+	char	   *url;
+	StringInfoData body;
+	struct curl_slist *headers;
+	List	   *secrets;		/* secret values used, redacted from errors */
+	int			nrecords;
+	RetlRecord *records;
+	TimestampTz started_at;
+
+	/* outcome */
+	CURL	   *easy;
+	CURLcode	curl_code;
+	char		errbuf[CURL_ERROR_SIZE];
+	long		status;
+	StringInfoData response;	/* first RETL_RESPONSE_EXCERPT bytes */
+	long		retry_after_ms; /* -1 when the response had none */
+} RetlRequest;
+
+extern void retl_http_init(void);
+extern void retl_http_start(RetlRequest *req);
+extern void retl_http_wait(long timeout_ms, uint32 wait_event_info);
+extern RetlRequest *retl_http_next_done(void);
+extern int	retl_http_in_flight(void);
+extern bool retl_http_sync_in_flight(int sync_id);
+extern void retl_http_free(RetlRequest *req);
+extern char *retl_http_redact(RetlRequest *req, const char *text);
+
+#endif

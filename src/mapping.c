@@ -1,0 +1,161 @@
+/*
+ * mapping.c: a sync's key and field mapping as SQL expressions.
+ *
+ * Queued keys are JSON arrays of the key values in key order (see the
+ * capture trigger), and the mapping is {"source_column": "field"}.  The
+ * worker turns both into SQL run in its claim transaction, so PostgreSQL's
+ * own type-to-JSON conversion applies.  Column names are looked up by
+ * attribute number each time: a renamed key column keeps working.
+ */
+#include "postgres.h"
+
+#include <cjson/cJSON.h>
+
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+
+#include "mapping.h"
+
+static char *
+key_column_name(RetlSync *sync, int i)
+{
+	char	   *name = get_attname(sync->relid, sync->key_attnums[i], true);
+
+	if (name == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("key column %d of sync \"%s\" no longer exists",
+						sync->key_attnums[i], sync->name),
+				 errhint("Drop the sync and create it again.")));
+	return name;
+}
+
+/* Parse the mapping; the caller frees it with cJSON_Delete. */
+static cJSON *
+parse_mapping(RetlSync *sync)
+{
+	cJSON	   *map;
+
+	if (sync->mapping == NULL)
+		return NULL;
+	map = cJSON_Parse(sync->mapping);
+	if (map == NULL || !cJSON_IsObject(map))
+	{
+		cJSON_Delete(map);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("mapping of sync \"%s\" is not a JSON object", sync->name)));
+	}
+	return map;
+}
+
+/* The field a source column is sent as: its mapped name, or its own. */
+static char *
+field_name(cJSON *map, const char *column)
+{
+	cJSON	   *item;
+
+	if (map == NULL)
+		return pstrdup(column);
+	item = cJSON_GetObjectItemCaseSensitive(map, column);
+	if (cJSON_IsString(item) && item->valuestring != NULL)
+		return pstrdup(item->valuestring);
+	return pstrdup(column);
+}
+
+/* jsonb_build_object(field, keyexpr->0, ...) for the queued key keyexpr. */
+void
+retl_append_key_object(StringInfo sql, RetlSync *sync, const char *keyexpr)
+{
+	cJSON	   *map = parse_mapping(sync);
+
+	appendStringInfoString(sql, "pg_catalog.jsonb_build_object(");
+	for (int i = 0; i < sync->nkeys; i++)
+	{
+		char	   *field = field_name(map, key_column_name(sync, i));
+
+		appendStringInfo(sql, "%s%s, %s OPERATOR(pg_catalog.->) %d",
+						 i > 0 ? ", " : "", quote_literal_cstr(field), keyexpr, i);
+	}
+	appendStringInfoChar(sql, ')');
+	cJSON_Delete(map);
+}
+
+/* The data of a row of the source table, aliased alias, as jsonb. */
+void
+retl_append_row_data(StringInfo sql, RetlSync *sync, const char *alias)
+{
+	cJSON	   *map = parse_mapping(sync);
+	cJSON	   *item;
+	bool		first = true;
+
+	if (map == NULL)
+	{
+		appendStringInfo(sql, "pg_catalog.to_jsonb(%s.*)", alias);
+		return;
+	}
+	appendStringInfoString(sql, "pg_catalog.jsonb_build_object(");
+	cJSON_ArrayForEach(item, map)
+	{
+		if (!cJSON_IsString(item) || item->string == NULL)
+			continue;
+		appendStringInfo(sql, "%s%s, %s.%s", first ? "" : ", ",
+						 quote_literal_cstr(item->valuestring), alias,
+						 quote_identifier(item->string));
+		first = false;
+	}
+	appendStringInfoChar(sql, ')');
+	cJSON_Delete(map);
+}
+
+/* The mapped form of captured row data (a jsonb expression). */
+void
+retl_append_json_data(StringInfo sql, RetlSync *sync, const char *dataexpr)
+{
+	cJSON	   *map = parse_mapping(sync);
+	cJSON	   *item;
+	bool		first = true;
+
+	if (map == NULL)
+	{
+		appendStringInfoString(sql, dataexpr);
+		return;
+	}
+	appendStringInfoString(sql, "pg_catalog.jsonb_build_object(");
+	cJSON_ArrayForEach(item, map)
+	{
+		if (!cJSON_IsString(item) || item->string == NULL)
+			continue;
+		appendStringInfo(sql, "%s%s, %s OPERATOR(pg_catalog.->) %s", first ? "" : ", ",
+						 quote_literal_cstr(item->valuestring), dataexpr,
+						 quote_literal_cstr(item->string));
+		first = false;
+	}
+	appendStringInfoChar(sql, ')');
+	cJSON_Delete(map);
+}
+
+/* alias.k1 = (keyexpr->>0)::type1 AND ... */
+void
+retl_append_key_match(StringInfo sql, RetlSync *sync, const char *alias,
+					  const char *keyexpr)
+{
+	for (int i = 0; i < sync->nkeys; i++)
+	{
+		Oid			typid = get_atttype(sync->relid, sync->key_attnums[i]);
+
+		appendStringInfo(sql, "%s%s.%s = (%s OPERATOR(pg_catalog.->>) %d)::%s",
+						 i > 0 ? " AND " : "", alias,
+						 quote_identifier(key_column_name(sync, i)),
+						 keyexpr, i, format_type_be_qualified(typid));
+	}
+}
+
+/* alias.k1, alias.k2, ... */
+void
+retl_append_key_columns(StringInfo sql, RetlSync *sync, const char *alias)
+{
+	for (int i = 0; i < sync->nkeys; i++)
+		appendStringInfo(sql, "%s%s.%s", i > 0 ? ", " : "", alias,
+						 quote_identifier(key_column_name(sync, i)));
+}

@@ -1,0 +1,18 @@
+/*
+ * mapping.h: turning a sync's key and mapping into SQL expressions.
+ */
+#ifndef RETL_MAPPING_H
+#define RETL_MAPPING_H
+
+#include "lib/stringinfo.h"
+
+#include "queue.h"
+
+extern void retl_append_key_object(StringInfo sql, RetlSync *sync, const char *keyexpr);
+extern void retl_append_row_data(StringInfo sql, RetlSync *sync, const char *alias);
+extern void retl_append_json_data(StringInfo sql, RetlSync *sync, const char *dataexpr);
+extern void retl_append_key_match(StringInfo sql, RetlSync *sync, const char *alias,
+								  const char *keyexpr);
+extern void retl_append_key_columns(StringInfo sql, RetlSync *sync, const char *alias);
+
+#endif

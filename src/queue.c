@@ -1,0 +1,496 @@
+/*
+ * queue.c: claiming batches from the change queue and recording outcomes.
+ *
+ * Every function here runs in the worker inside a short transaction with
+ * SPI connected, and never waits on the network: the worker claims a batch
+ * (marks its rows in_flight) and commits before the request is sent, then
+ * records the outcome in a new transaction.  A crash in between leaves rows
+ * marked in_flight; retl_queue_recover() releases them when the worker
+ * starts again, so they are sent again (at-least-once).  Only one worker
+ * serves a database, so in_flight rows always belong to it.
+ *
+ * Per-key order: a row is eligible only if no earlier row of the same key
+ * is in flight or waiting for a retry.  In upsert mode every queued row of
+ * a key is claimed together and sent as one record carrying the row's
+ * latest state, read in the claim transaction; the record's id is that of
+ * the newest row, so a retry of the same state has the same id and a newer
+ * state gets a new one.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "common/pg_prng.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+#include "connectors/webhook.h"
+#include "guc.h"
+#include "mapping.h"
+#include "queue.h"
+
+static char *instance_id = NULL;
+
+static void
+spi_exec(const char *sql, int nargs, Oid *types, Datum *values, int expected)
+{
+	int			rc = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "retl: SPI_execute failed (%d): %s", rc, sql);
+}
+
+/* Release rows a previous run of the worker claimed but never recorded. */
+void
+retl_queue_recover(void)
+{
+	if (SPI_execute("UPDATE retl.queue SET in_flight = false WHERE in_flight",
+					false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "retl: could not release in-flight queue rows");
+	if (SPI_processed > 0)
+		ereport(LOG,
+				(errmsg("retl worker will resend %llu changes whose delivery was interrupted",
+						(unsigned long long) SPI_processed)));
+}
+
+/* This database's instance id, the prefix of every record id. */
+char *
+retl_queue_instance_id(void)
+{
+	if (instance_id == NULL)
+	{
+		bool		isnull;
+		Datum		d;
+
+		if (SPI_execute("SELECT id FROM retl.instance", true, 1) != SPI_OK_SELECT ||
+			SPI_processed != 1)
+			elog(ERROR, "retl: retl.instance must have exactly one row");
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		instance_id = MemoryContextStrdup(TopMemoryContext, TextDatumGetCString(d));
+	}
+	return instance_id;
+}
+
+static char *
+getstr(HeapTuple tup, TupleDesc desc, int col)
+{
+	return SPI_getvalue(tup, desc, col);
+}
+
+static int
+getint(HeapTuple tup, TupleDesc desc, int col)
+{
+	char	   *s = SPI_getvalue(tup, desc, col);
+
+	return s ? pg_strtoint32(s) : 0;
+}
+
+/* Parse "{1,2,3}" (the text form of an integer array). */
+static int64 *
+parse_int_array(const char *text, int *n)
+{
+	int64	   *result = palloc(sizeof(int64) * (strlen(text) / 2 + 1));
+	const char *p = text;
+
+	*n = 0;
+	while (*p)
+	{
+		char	   *end;
+
+		if (*p == '{' || *p == ',' || *p == '}')
+		{
+			p++;
+			continue;
+		}
+		result[(*n)++] = strtoi64(p, &end, 10);
+		if (end == p)
+			elog(ERROR, "retl: malformed integer array \"%s\"", text);
+		p = end;
+	}
+	return result;
+}
+
+/* The active syncs with their destinations, in the current memory context. */
+List *
+retl_queue_load_syncs(void)
+{
+	List	   *result = NIL;
+
+	if (SPI_execute("SELECT s.id, s.name, s.mode, s.source_relid, "
+					"pg_catalog.array_to_string(s.key_attnums, ','), s.mapping::text, "
+					"s.backfill_done, s.backfill_cursor::text, d.kind, d.url, "
+					"d.headers::text, d.timeout_ms, d.batch_size, d.max_attempts "
+					"FROM retl.syncs s JOIN retl.destinations d ON d.id = s.destination_id "
+					"WHERE NOT s.paused ORDER BY s.id", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "retl: could not read retl.syncs");
+
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		RetlSync   *s = palloc0(sizeof(RetlSync));
+		char	   *attnums = getstr(tup, desc, 5);
+		char	   *tok;
+		char	   *save;
+
+		s->id = getint(tup, desc, 1);
+		s->name = getstr(tup, desc, 2);
+		s->mode = strcmp(getstr(tup, desc, 3), "append") == 0 ? 'a' : 'u';
+		s->relid = (Oid) strtoul(getstr(tup, desc, 4), NULL, 10);
+		s->key_attnums = palloc(sizeof(int16) * (strlen(attnums) + 1));
+		for (tok = strtok_r(attnums, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+			s->key_attnums[s->nkeys++] = (int16) pg_strtoint32(tok);
+		s->mapping = getstr(tup, desc, 6);
+		s->backfill_done = strcmp(getstr(tup, desc, 7), "t") == 0;
+		s->backfill_cursor = getstr(tup, desc, 8);
+		s->kind = getstr(tup, desc, 9);
+		s->url = getstr(tup, desc, 10);
+		s->headers = getstr(tup, desc, 11);
+		s->timeout_ms = getint(tup, desc, 12);
+		s->batch_size = getint(tup, desc, 13);
+		s->max_attempts = getint(tup, desc, 14);
+		result = lappend(result, s);
+	}
+	return result;
+}
+
+/*
+ * The claim statement of a sync: marks up to batch_size records' rows
+ * in_flight and returns one line per record: rid, queue ids, attempts,
+ * op, key, data, captured_at.
+ */
+static char *
+claim_sql(RetlSync *sync)
+{
+	StringInfoData sql;
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql,
+						   "WITH c AS ("
+						   " SELECT q.id, q.key FROM retl.queue q"
+						   " WHERE q.sync_id = $1 AND NOT q.in_flight"
+						   " AND q.next_attempt_at <= pg_catalog.now()"
+						   " AND NOT EXISTS (SELECT 1 FROM retl.queue p"
+						   "  WHERE p.sync_id = $1 AND p.key = q.key AND p.id < q.id"
+						   "  AND (p.in_flight OR p.next_attempt_at > pg_catalog.now()))"
+						   " ORDER BY q.id LIMIT $2 * ");
+	if (sync->mode == 'a')
+	{
+		appendStringInfoString(&sql,
+							   "1), u AS ("
+							   " UPDATE retl.queue q SET in_flight = true FROM c WHERE q.id = c.id"
+							   " RETURNING q.*)"
+							   " SELECT COALESCE(u.rid, u.id), ARRAY[u.id], u.attempts, 'i', ");
+		retl_append_key_object(&sql, sync, "u.key");
+		appendStringInfoString(&sql, "::text, (");
+		retl_append_json_data(&sql, sync, "u.data");
+		appendStringInfoString(&sql,
+							   ")::text, pg_catalog.to_char(u.captured_at AT TIME ZONE 'UTC',"
+							   " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+							   " FROM u ORDER BY u.id");
+		return sql.data;
+	}
+
+	appendStringInfoString(&sql,
+						   "10), k AS ("
+						   " SELECT c.key FROM c GROUP BY c.key ORDER BY pg_catalog.min(c.id) LIMIT $2"
+						   "), u AS ("
+						   " UPDATE retl.queue q SET in_flight = true FROM k"
+						   " WHERE q.sync_id = $1 AND q.key = k.key AND NOT q.in_flight"
+						   " RETURNING q.id, q.key, q.rid, q.captured_at, q.attempts"
+						   "), g AS ("
+						   " SELECT u.key, pg_catalog.array_agg(u.id ORDER BY u.id) AS ids,"
+						   " (pg_catalog.array_agg(COALESCE(u.rid, u.id) ORDER BY u.id DESC))[1] AS rid,"
+						   " pg_catalog.max(u.captured_at) AS captured_at,"
+						   " pg_catalog.max(u.attempts) AS attempts, pg_catalog.min(u.id) AS first"
+						   " FROM u GROUP BY u.key)"
+						   " SELECT g.rid, g.ids, g.attempts,"
+						   " CASE WHEN x.data IS NULL THEN 'd' ELSE 'u' END, ");
+	retl_append_key_object(&sql, sync, "g.key");
+	appendStringInfoString(&sql,
+						   "::text, x.data::text, pg_catalog.to_char(g.captured_at AT TIME ZONE 'UTC',"
+						   " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+						   " FROM g LEFT JOIN LATERAL (SELECT ");
+	retl_append_row_data(&sql, sync, "t");
+	appendStringInfo(&sql, " AS data FROM %s t WHERE ",
+					 format_type_be_qualified(get_rel_type_id(sync->relid)));
+	retl_append_key_match(&sql, sync, "t", "g.key");
+	appendStringInfoString(&sql, ") x ON true ORDER BY g.first");
+	return sql.data;
+}
+
+/*
+ * Claim the next batch of a sync and build its request; NULL when nothing
+ * is ready.  The request and everything in it outlive the transaction.
+ */
+RetlRequest *
+retl_queue_claim(RetlSync *sync)
+{
+	Oid			types[2] = {INT4OID, INT4OID};
+	Datum		values[2];
+	RetlRequest *req;
+	MemoryContext cxt;
+	MemoryContext old;
+	char	   *inst = retl_queue_instance_id();
+
+	values[0] = Int32GetDatum(sync->id);
+	values[1] = Int32GetDatum(sync->batch_size);
+	if (SPI_execute_with_args(claim_sql(sync), 2, types, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "retl: could not claim changes of sync \"%s\"", sync->name);
+	if (SPI_processed == 0)
+		return NULL;
+
+	cxt = AllocSetContextCreate(TopMemoryContext, "retl request", ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(cxt);
+	req = palloc0(sizeof(RetlRequest));
+	req->cxt = cxt;
+	req->sync_id = sync->id;
+	req->max_attempts = sync->max_attempts;
+	req->timeout_ms = sync->timeout_ms;
+	req->nrecords = (int) SPI_processed;
+	req->records = palloc0(sizeof(RetlRecord) * req->nrecords);
+	for (int i = 0; i < req->nrecords; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		RetlRecord *r = &req->records[i];
+
+		r->rid = strtoi64(getstr(tup, desc, 1), NULL, 10);
+		r->record_id = psprintf("%s-" INT64_FORMAT, inst, r->rid);
+		r->queue_ids = parse_int_array(getstr(tup, desc, 2), &r->nqueue_ids);
+		r->attempts = getint(tup, desc, 3);
+		r->op = getstr(tup, desc, 4)[0];
+		r->key = getstr(tup, desc, 5);
+		r->data = getstr(tup, desc, 6);
+		r->captured_at = getstr(tup, desc, 7);
+	}
+	MemoryContextSwitchTo(old);
+
+	/* On error the caller's subtransaction undoes the claim; free the rest. */
+	PG_TRY();
+	{
+		retl_webhook_build(req, sync);
+	}
+	PG_CATCH();
+	{
+		retl_http_free(req);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	return req;
+}
+
+/* text with invalid or NUL bytes replaced, safe to store in a text column */
+static char *
+sanitize(const char *text, int len)
+{
+	StringInfoData buf;
+	int			enc = GetDatabaseEncoding();
+
+	initStringInfo(&buf);
+	while (len > 0)
+	{
+		int			l = (*text == '\0') ? -1 : pg_encoding_verifymbchar(enc, text, len);
+
+		if (l <= 0)
+		{
+			appendStringInfoChar(&buf, '?');
+			l = 1;
+		}
+		else
+			appendBinaryStringInfo(&buf, text, l);
+		text += l;
+		len -= l;
+	}
+	return buf.data;
+}
+
+/* Delay before the next attempt, in ms: exponential, jittered, capped. */
+static int64
+retry_delay_ms(RetlRequest *req, int attempt)
+{
+	double		delay = retl_retry_base_ms;
+
+	if (req->retry_after_ms >= 0)
+		return req->retry_after_ms;
+	for (int i = 1; i < attempt && delay < retl_retry_max_ms; i++)
+		delay *= 2;
+	delay = Min(delay, (double) retl_retry_max_ms);
+	/* "equal jitter": half fixed, half random, so retries spread out */
+	return (int64) (delay / 2 + pg_prng_double(&pg_global_prng_state) * delay / 2);
+}
+
+static Datum
+id_array(RetlRecord *records, int nrecords)
+{
+	int			n = 0;
+	Datum	   *elems;
+
+	for (int i = 0; i < nrecords; i++)
+		n += records[i].nqueue_ids;
+	elems = palloc(sizeof(Datum) * Max(n, 1));
+	n = 0;
+	for (int i = 0; i < nrecords; i++)
+		for (int j = 0; j < records[i].nqueue_ids; j++)
+			elems[n++] = Int64GetDatum(records[i].queue_ids[j]);
+	return PointerGetDatum(construct_array(elems, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+static void
+dead_letter(RetlRequest *req, RetlRecord *r, const char *error, const char *excerpt)
+{
+	Oid			types[10] = {INT8ARRAYOID, INT4OID, TEXTOID, INT8OID, TEXTOID, TEXTOID,
+	TEXTOID, INT4OID, TEXTOID, TEXTOID};
+	Datum		values[10];
+	char		nulls[10] = "          ";
+	const char *op = r->op == 'd' ? "delete" : r->op == 'i' ? "insert" : "upsert";
+
+	values[0] = id_array(r, 1);
+	values[1] = Int32GetDatum(req->sync_id);
+	values[2] = CStringGetTextDatum(r->record_id);
+	values[3] = Int64GetDatum(r->rid);
+	values[4] = CStringGetTextDatum(r->key);
+	values[5] = CStringGetTextDatum(op);
+	if (r->data)
+		values[6] = CStringGetTextDatum(r->data);
+	else
+		nulls[6] = 'n';
+	values[7] = Int32GetDatum((int32) req->status);
+	if (req->status == 0)
+		nulls[7] = 'n';
+	values[8] = CStringGetTextDatum(error);
+	values[9] = CStringGetTextDatum(excerpt);
+
+	if (SPI_execute_with_args(
+							  "WITH d AS (DELETE FROM retl.queue q WHERE q.id = ANY ($1) RETURNING q.*)"
+							  " INSERT INTO retl.dead_letter_store (sync_id, record_id, rid, key, op,"
+							  " data, raw_key, raw_data, captured_at, attempts, last_status, last_error,"
+							  " response_excerpt, first_attempt_at, last_attempt_at)"
+							  " SELECT $2, $3, $4, $5::jsonb, $6, $7::jsonb,"
+							  " (pg_catalog.array_agg(d.key ORDER BY d.id DESC))[1],"
+							  " (pg_catalog.array_agg(d.data ORDER BY d.id DESC))[1],"
+							  " pg_catalog.max(d.captured_at), pg_catalog.max(d.attempts) + 1, $8, $9, $10,"
+							  " COALESCE(pg_catalog.min(d.first_attempt_at), pg_catalog.now()),"
+							  " pg_catalog.now() FROM d HAVING pg_catalog.count(*) > 0",
+							  10, types, values, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "retl: could not dead-letter record %s", r->record_id);
+}
+
+/*
+ * Record the outcome of a finished request: delete delivered rows, schedule
+ * retries, or move records to the dead letters.
+ */
+void
+retl_queue_record(RetlRequest *req)
+{
+	bool		ok = req->curl_code == CURLE_OK && req->status >= 200 && req->status < 300;
+	bool		retryable;
+	char	   *error;
+	char	   *excerpt;
+	int			retries = 0;
+	int			attempt = 0;
+	int64		delay;
+	RetlRecord *retry;
+
+	if (ok)
+	{
+		Oid			types[2] = {INT8ARRAYOID, INT4OID};
+		Datum		values[2] = {id_array(req->records, req->nrecords), Int32GetDatum(req->sync_id)};
+		Oid			stypes[2] = {INT4OID, INT8OID};
+		Datum		svalues[2] = {Int32GetDatum(req->sync_id), Int64GetDatum(req->nrecords)};
+
+		spi_exec("DELETE FROM retl.queue WHERE id = ANY ($1) AND sync_id = $2",
+				 2, types, values, SPI_OK_DELETE);
+		spi_exec("UPDATE retl.sync_stats SET delivered = delivered + $2,"
+				 " consecutive_failures = 0, last_delivered_at = pg_catalog.now()"
+				 " WHERE sync_id = $1", 2, stypes, svalues, SPI_OK_UPDATE);
+		return;
+	}
+
+	if (req->curl_code != CURLE_OK)
+	{
+		retryable = true;
+		error = psprintf("could not deliver: %s",
+						 req->errbuf[0] ? req->errbuf : curl_easy_strerror(req->curl_code));
+	}
+	else
+	{
+		retryable = req->status == 408 || req->status == 429 || req->status >= 500;
+		if (req->status >= 300 && req->status < 400)
+			error = psprintf("destination answered HTTP %ld (redirects are not followed)", req->status);
+		else
+			error = psprintf("destination answered HTTP %ld", req->status);
+	}
+	error = retl_http_redact(req, error);
+	excerpt = retl_http_redact(req, req->response.data);
+	excerpt = sanitize(excerpt, strlen(excerpt));
+
+	retry = palloc(sizeof(RetlRecord) * req->nrecords);
+	for (int i = 0; i < req->nrecords; i++)
+	{
+		RetlRecord *r = &req->records[i];
+
+		if (retryable && r->attempts + 1 < req->max_attempts)
+		{
+			retry[retries++] = *r;
+			attempt = Max(attempt, r->attempts + 1);
+		}
+		else
+			dead_letter(req, r, error, excerpt);
+	}
+
+	if (retries > 0)
+	{
+		Oid			types[5] = {INT8ARRAYOID, INT8OID, TIMESTAMPTZOID, INT4OID, TEXTOID};
+		Datum		values[5];
+		char		nulls[5] = "     ";
+
+		delay = retry_delay_ms(req, attempt);
+		values[0] = id_array(retry, retries);
+		values[1] = Int64GetDatum(delay);
+		values[2] = TimestampTzGetDatum(req->started_at);
+		values[3] = Int32GetDatum((int32) req->status);
+		if (req->status == 0)
+			nulls[3] = 'n';
+		values[4] = CStringGetTextDatum(error);
+		if (SPI_execute_with_args("UPDATE retl.queue SET in_flight = false, attempts = attempts + 1,"
+								  " next_attempt_at = pg_catalog.now() + $2 * interval '1 millisecond',"
+								  " first_attempt_at = COALESCE(first_attempt_at, $3),"
+								  " last_attempt_at = $3, last_status = $4, last_error = $5"
+								  " WHERE id = ANY ($1)", 5, types, values, nulls, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "retl: could not schedule a retry");
+	}
+
+	{
+		Oid			types[4] = {INT4OID, INT8OID, INT4OID, TEXTOID};
+		Datum		values[4];
+		char		nulls[4] = "    ";
+
+		values[0] = Int32GetDatum(req->sync_id);
+		values[1] = Int64GetDatum(req->nrecords);
+		values[2] = Int32GetDatum((int32) req->status);
+		if (req->status == 0)
+			nulls[2] = 'n';
+		values[3] = CStringGetTextDatum(error);
+		if (SPI_execute_with_args("UPDATE retl.sync_stats SET failed_attempts = failed_attempts + $2,"
+								  " consecutive_failures = consecutive_failures + 1,"
+								  " last_status = $3, last_error = $4, last_error_at = pg_catalog.now()"
+								  " WHERE sync_id = $1", 4, types, values, nulls, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "retl: could not update the statistics of a sync");
+	}
+}
+
+/* A sync could not be processed (e.g. its table was dropped): show why. */
+void
+retl_queue_sync_error(int sync_id, const char *message)
+{
+	Oid			types[2] = {INT4OID, TEXTOID};
+	Datum		values[2] = {Int32GetDatum(sync_id), CStringGetTextDatum(message)};
+
+	spi_exec("UPDATE retl.sync_stats SET consecutive_failures = consecutive_failures + 1,"
+			 " last_error = $2, last_error_at = pg_catalog.now() WHERE sync_id = $1",
+			 2, types, values, SPI_OK_UPDATE);
+}

@@ -1,0 +1,134 @@
+/*
+ * utility.c: stop a database's worker before commands that need the
+ * database to themselves.
+ *
+ * DROP DATABASE, ALTER DATABASE ... RENAME / SET TABLESPACE and CREATE
+ * DATABASE ... TEMPLATE fail while any other session is connected to the
+ * database, and a retl worker is such a session.  Before running them we
+ * put the database's slot on HOLD (the launcher starts no worker for it for
+ * a while), signal the worker and wait for it to leave.  If the command then
+ * fails, the launcher starts the worker again when the hold expires.
+ */
+#include "postgres.h"
+
+#include <signal.h>
+
+#include "commands/dbcommands.h"
+#include "commands/defrem.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "tcop/utility.h"
+#include "utils/timestamp.h"
+
+#include "shmem.h"
+#include "utility.h"
+
+#define HOLD_MS 10000
+#define WAIT_MS 5000
+
+static ProcessUtility_hook_type prev_utility_hook = NULL;
+
+static void
+release_database(const char *dbname)
+{
+	Oid			dboid;
+	RetlDbSlot *slot;
+	pid_t		pid = 0;
+
+	if (dbname == NULL || retl_shared == NULL)
+		return;
+	dboid = get_database_oid(dbname, true);
+	if (!OidIsValid(dboid))
+		return;
+
+	LWLockAcquire(retl_shared->lock, LW_EXCLUSIVE);
+	slot = retl_find_slot(dboid);
+	if (slot)
+	{
+		slot->state = RETL_DB_HOLD;
+		slot->not_before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), HOLD_MS);
+		pid = slot->pid;
+	}
+	LWLockRelease(retl_shared->lock);
+	if (pid == 0)
+		return;
+
+	if (kill(pid, SIGTERM) != 0)
+		return;
+	for (int waited = 0; waited < WAIT_MS; waited += 10)
+	{
+		bool		gone;
+
+		LWLockAcquire(retl_shared->lock, LW_SHARED);
+		slot = retl_find_slot(dboid);
+		gone = slot == NULL || slot->pid != pid;
+		LWLockRelease(retl_shared->lock);
+		if (gone)
+			break;
+		CHECK_FOR_INTERRUPTS();
+		pg_usleep(10000L);
+	}
+}
+
+static const char *
+template_of(CreatedbStmt *stmt)
+{
+	ListCell   *lc;
+
+	foreach(lc, stmt->options)
+	{
+		DefElem    *def = lfirst(lc);
+
+		if (strcmp(def->defname, "template") == 0 && def->arg)
+			return defGetString(def);
+	}
+	return NULL;
+}
+
+static void
+retl_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+					 ProcessUtilityContext context, ParamListInfo params,
+					 QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *node = pstmt->utilityStmt;
+
+	switch (nodeTag(node))
+	{
+		case T_DropdbStmt:
+			release_database(((DropdbStmt *) node)->dbname);
+			break;
+		case T_RenameStmt:
+			if (((RenameStmt *) node)->renameType == OBJECT_DATABASE)
+				release_database(((RenameStmt *) node)->subname);
+			break;
+		case T_CreatedbStmt:
+			release_database(template_of((CreatedbStmt *) node));
+			break;
+		case T_AlterDatabaseStmt:
+			{
+				AlterDatabaseStmt *stmt = (AlterDatabaseStmt *) node;
+				ListCell   *lc;
+
+				foreach(lc, stmt->options)
+					if (strcmp(((DefElem *) lfirst(lc))->defname, "tablespace") == 0)
+						release_database(stmt->dbname);
+			}
+			break;
+		default:
+			break;
+	}
+
+	if (prev_utility_hook)
+		prev_utility_hook(pstmt, queryString, readOnlyTree, context, params,
+						  queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+								queryEnv, dest, qc);
+}
+
+void
+retl_utility_init(void)
+{
+	prev_utility_hook = ProcessUtility_hook;
+	ProcessUtility_hook = retl_process_utility;
+}

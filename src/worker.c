@@ -1,0 +1,354 @@
+/*
+ * worker.c: the per-database worker ("retl worker").
+ *
+ * The launcher starts one per database.  Each iteration of its loop:
+ *
+ *   1. records the outcomes of finished requests (one short transaction);
+ *   2. for every active sync with no request in flight, queues a backfill
+ *      chunk and claims a batch, building its request (one short
+ *      transaction, one subtransaction per sync so a broken sync only
+ *      marks itself failing);
+ *   3. hands the new requests to libcurl, with no transaction open;
+ *   4. waits on its latch and libcurl's sockets together.
+ *
+ * Nothing is held between iterations: no transaction, snapshot or lock,
+ * so DROP EXTENSION, VACUUM and DDL on source tables never wait for a slow
+ * destination.  The worker exits when the extension is dropped; the launcher
+ * starts it again on CREATE EXTENSION.  Each iteration's allocations go in a
+ * memory context reset every time, so its size stays flat.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "backfill.h"
+#include "guc.h"
+#include "http.h"
+#include "queue.h"
+#include "shmem.h"
+#include "worker.h"
+
+/* A sync that failed to build a request is left alone for a while. */
+typedef struct SyncBackoff
+{
+	int			sync_id;
+	int			failures;
+	TimestampTz not_before;
+} SyncBackoff;
+
+static List *backoffs = NIL;	/* SyncBackoff *, in TopMemoryContext */
+static RetlDbState exit_state = RETL_DB_RESTART;
+static Oid	worker_dboid = InvalidOid;
+
+/* Leave the database's slot, telling the launcher what to do next. */
+static void
+worker_detach(int code, Datum arg)
+{
+	RetlDbSlot *slot;
+
+	LWLockAcquire(retl_shared->lock, LW_EXCLUSIVE);
+	slot = retl_find_slot(worker_dboid);
+	if (slot && slot->pid == MyProcPid)
+	{
+		slot->pid = 0;
+		slot->latch = NULL;
+		if (slot->state != RETL_DB_HOLD)
+		{
+			if (exit_state == RETL_DB_IDLE && !slot->start_requested)
+				slot->state = RETL_DB_IDLE;
+			else
+			{
+				slot->state = RETL_DB_RESTART;
+				slot->not_before = slot->start_requested ? 0 :
+					TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
+			}
+		}
+	}
+	LWLockRelease(retl_shared->lock);
+	retl_wake_launcher();
+}
+
+/* Claim the database's slot; false if another worker already serves it. */
+static bool
+worker_attach(Oid dboid)
+{
+	RetlDbSlot *slot;
+	bool		ok = false;
+
+	LWLockAcquire(retl_shared->lock, LW_EXCLUSIVE);
+	slot = retl_find_or_add_slot(dboid);
+	if (slot && slot->pid == 0 && slot->state != RETL_DB_HOLD)
+	{
+		slot->pid = MyProcPid;
+		slot->latch = MyLatch;
+		slot->state = RETL_DB_RUNNING;
+		slot->start_requested = false;
+		ok = true;
+	}
+	LWLockRelease(retl_shared->lock);
+	return ok;
+}
+
+static bool
+sync_backed_off(int sync_id, TimestampTz now)
+{
+	ListCell   *lc;
+
+	foreach(lc, backoffs)
+	{
+		SyncBackoff *b = lfirst(lc);
+
+		if (b->sync_id == sync_id)
+			return now < b->not_before;
+	}
+	return false;
+}
+
+static void
+sync_succeeded(int sync_id)
+{
+	ListCell   *lc;
+
+	foreach(lc, backoffs)
+	{
+		SyncBackoff *b = lfirst(lc);
+
+		if (b->sync_id == sync_id)
+		{
+			backoffs = foreach_delete_current(backoffs, lc);
+			pfree(b);
+			return;
+		}
+	}
+}
+
+static void
+sync_failed(int sync_id)
+{
+	ListCell   *lc;
+	SyncBackoff *b = NULL;
+	MemoryContext old;
+	int64		delay;
+
+	foreach(lc, backoffs)
+		if (((SyncBackoff *) lfirst(lc))->sync_id == sync_id)
+			b = lfirst(lc);
+	if (b == NULL)
+	{
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		b = palloc0(sizeof(SyncBackoff));
+		b->sync_id = sync_id;
+		backoffs = lappend(backoffs, b);
+		MemoryContextSwitchTo(old);
+	}
+	b->failures++;
+	delay = Min((int64) retl_retry_base_ms << Min(b->failures - 1, 20), (int64) retl_retry_max_ms);
+	b->not_before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay);
+}
+
+static void
+begin_txn(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "retl: SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+}
+
+static void
+end_txn(void)
+{
+	PopActiveSnapshot();
+	if (SPI_finish() != SPI_OK_FINISH)
+		elog(ERROR, "retl: SPI_finish failed");
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/* Record every finished request's outcome in one transaction. */
+static void
+record_outcomes(void)
+{
+	RetlRequest *req;
+	List	   *finished = NIL;
+	ListCell   *lc;
+
+	while ((req = retl_http_next_done()) != NULL)
+		finished = lappend(finished, req);
+	if (finished == NIL)
+		return;
+
+	begin_txn();
+	pgstat_report_activity(STATE_RUNNING, "recording delivery outcomes");
+	foreach(lc, finished)
+		retl_queue_record((RetlRequest *) lfirst(lc));
+	end_txn();
+
+	foreach(lc, finished)
+		retl_http_free((RetlRequest *) lfirst(lc));
+}
+
+/*
+ * Backfill and claim for one sync inside a subtransaction.  Returns the
+ * request to send, or NULL; *more is set when backfill work remains.
+ */
+static RetlRequest *
+claim_one(RetlSync *sync, bool *more)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	RetlRequest *volatile req = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		if (!sync->backfill_done && retl_backfill_step(sync))
+			*more = true;
+		req = retl_queue_claim(sync);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		sync_succeeded(sync->id);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+
+		ereport(WARNING,
+				(errmsg("retl sync \"%s\" failed: %s", sync->name, edata->message)));
+		retl_queue_sync_error(sync->id, edata->message);
+		sync_failed(sync->id);
+		FreeErrorData(edata);
+		req = NULL;
+	}
+	PG_END_TRY();
+	return req;
+}
+
+/*
+ * One pass over the syncs; returns the requests to send.  Exits the
+ * process when the extension is gone.
+ */
+static List *
+claim_work(bool *more)
+{
+	List	   *syncs;
+	List	   *requests = NIL;
+	ListCell   *lc;
+	TimestampTz now = GetCurrentTimestamp();
+
+	begin_txn();
+	pgstat_report_activity(STATE_RUNNING, "claiming changes");
+	if (!OidIsValid(get_extension_oid("retl", true)))
+	{
+		end_txn();
+		ereport(LOG,
+				(errmsg("retl worker stopping: extension \"retl\" is not installed in this database")));
+		exit_state = RETL_DB_IDLE;
+		proc_exit(0);
+	}
+	syncs = retl_queue_load_syncs();
+	foreach(lc, syncs)
+	{
+		RetlSync   *sync = lfirst(lc);
+		RetlRequest *req;
+
+		if (retl_http_sync_in_flight(sync->id) || sync_backed_off(sync->id, now))
+			continue;
+		req = claim_one(sync, more);
+		if (req)
+		{
+			MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+			requests = lappend(requests, req);
+			MemoryContextSwitchTo(old);
+		}
+	}
+	end_txn();
+	return requests;
+}
+
+void
+retl_worker_main(Datum main_arg)
+{
+	MemoryContext loop_cxt;
+
+	worker_dboid = DatumGetObjectId(main_arg);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(worker_dboid, InvalidOid, 0);
+
+	if (!worker_attach(worker_dboid))
+	{
+		ereport(LOG, (errmsg("retl worker for this database is already running")));
+		proc_exit(0);
+	}
+	before_shmem_exit(worker_detach, (Datum) 0);
+
+	begin_txn();
+	if (!OidIsValid(get_extension_oid("retl", true)))
+	{
+		end_txn();
+		exit_state = RETL_DB_IDLE;
+		proc_exit(0);
+	}
+	retl_queue_recover();
+	end_txn();
+
+	retl_http_init();
+	ereport(LOG, (errmsg("retl worker started")));
+
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "retl worker loop",
+									 ALLOCSET_DEFAULT_SIZES);
+	for (;;)
+	{
+		List	   *requests;
+		ListCell   *lc;
+		bool		more = false;
+		long		timeout;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		MemoryContextReset(loop_cxt);
+		MemoryContextSwitchTo(loop_cxt);
+
+		record_outcomes();
+		requests = claim_work(&more);
+		foreach(lc, requests)
+			retl_http_start((RetlRequest *) lfirst(lc));
+		list_free(requests);
+
+		/* Busy while backfilling or while a finished request awaits recording. */
+		timeout = more ? 0 : retl_poll_interval_ms;
+		retl_http_wait(timeout, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}

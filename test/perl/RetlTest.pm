@@ -1,0 +1,307 @@
+# Helpers for retl TAP tests.
+#
+#   use lib 'test/perl';
+#   use RetlTest;
+#
+#   my $r    = start_receiver();            # test/receiver.py on 127.0.0.1
+#   my $node = new_retl_node('main');       # started cluster with retl preloaded
+#   ...
+#   ok(wait_for(sub { @{ delivered_records($r) } >= 3 }, 30), 'delivered');
+
+package RetlTest;
+
+use strict;
+use warnings;
+
+use Carp;
+use Exporter 'import';
+use File::Basename qw(dirname);
+use File::Spec;
+use File::Temp ();
+use HTTP::Tiny;
+use JSON::PP;
+use POSIX ();
+use Scalar::Util qw(refaddr weaken);
+use Time::HiRes qw(sleep time);
+
+our @EXPORT = qw(start_receiver delivered_records wait_for new_retl_node);
+
+our $PYTHON = '/usr/bin/python3';
+
+# Server binaries for new_retl_node when initdb is not already on PATH.
+our $PG_BINDIR = $ENV{PG_BINDIR} // '/usr/lib/postgresql/15/bin';
+
+# Absolute path: tests may chdir, and may run from a copy of the repo.
+our $RECEIVER_PY =
+  File::Spec->rel2abs(
+	File::Spec->catfile(dirname(__FILE__), File::Spec->updir, 'receiver.py'));
+
+# Load the PostgreSQL TAP modules at compile time when they are on @INC:
+# PostgreSQL::Test::Utils sets itself up in an INIT block, which does not run
+# if the module is first required at run time.  The receiver helpers work
+# without them.
+our $PG_LOAD_ERROR;
+
+BEGIN
+{
+	$PG_LOAD_ERROR = $@
+	  unless eval { require PostgreSQL::Test::Cluster; 1 };
+}
+
+# Receivers still running, stopped in END even if a test dies early.
+my %live_receivers;
+
+END
+{
+	$_->stop for grep { defined } values %live_receivers;
+}
+
+# Start test/receiver.py on a free port and return a RetlTest::Receiver.
+sub start_receiver
+{
+	my (%opts) = @_;
+
+	# Under PostgreSQL::Test::Utils the directory lands in tmp_check and is
+	# kept when a test fails, which keeps receiver.log around for debugging.
+	no warnings 'once';
+	my $dir =
+	  defined $PostgreSQL::Test::Utils::tmp_check
+	  ? PostgreSQL::Test::Utils::tempdir('receiver')
+	  : File::Temp::tempdir('retl_receiver_XXXX', TMPDIR => 1, CLEANUP => 1);
+	$dir = File::Spec->rel2abs($dir);    # tests may chdir later
+	my $port_file = "$dir/port";
+	my $log_file = "$dir/receiver.log";
+	my $err_file = "$dir/receiver.stderr";
+
+	my @cmd = (
+		$PYTHON, $RECEIVER_PY,
+		'--port' => 0,
+		'--port-file' => $port_file,
+		'--quiet',
+		'--log' => $log_file);
+
+	my $pid = fork;
+	croak "fork failed: $!" unless defined $pid;
+	if ($pid == 0)
+	{
+		open(STDIN, '<', '/dev/null');
+		open(STDOUT, '>>', $err_file);
+		open(STDERR, '>&', \*STDOUT);
+		exec(@cmd) or print STDERR "exec $cmd[0]: $!\n";
+		# Never run the parent's END blocks (they would stop its nodes).
+		POSIX::_exit(127);
+	}
+
+	my $self = bless {
+		pid => $pid,
+		owner => $$,
+		dir => $dir,
+		log_file => $log_file,
+		stderr_file => $err_file,
+		http => HTTP::Tiny->new(timeout => 10, keep_alive => 1),
+	  },
+	  'RetlTest::Receiver';
+	$live_receivers{ refaddr $self} = $self;
+	weaken($live_receivers{ refaddr $self});
+
+	my $deadline = time + ($opts{timeout} // 10);
+	until (-s $port_file)
+	{
+		if (waitpid($pid, POSIX::WNOHANG()) == $pid)
+		{
+			$self->{pid} = undef;
+			croak "receiver exited early (status $?): " . $self->_stderr;
+		}
+		if (time > $deadline)
+		{
+			$self->stop;
+			croak "receiver did not write $port_file in time: " . $self->_stderr;
+		}
+		sleep 0.05;
+	}
+
+	open(my $fh, '<', $port_file) or croak "open $port_file: $!";
+	my $port = <$fh>;
+	close $fh;
+	chomp $port;
+	croak "bad port file content '$port'" unless $port =~ /^\d+$/;
+	$self->{port} = $port;
+	return $self;
+}
+
+# Every element of body->{records} over the 2xx deliveries, in arrival order.
+sub delivered_records
+{
+	my ($r) = @_;
+	my @records;
+	for my $d (@{ $r->requests(ok => 1) })
+	{
+		my $body = $d->{body};
+		next unless ref $body eq 'HASH' && ref $body->{records} eq 'ARRAY';
+		push @records, @{ $body->{records} };
+	}
+	return \@records;
+}
+
+# Poll $cond every 0.1 s until it returns true or $timeout seconds pass;
+# returns the last value $cond returned.
+sub wait_for
+{
+	my ($cond, $timeout) = @_;
+	my $deadline = time + ($timeout // 30);
+	while (1)
+	{
+		my $v = $cond->();
+		return $v if $v || time >= $deadline;
+		sleep 0.1;
+	}
+}
+
+# A started cluster with retl preloaded and short retry delays for tests.
+sub new_retl_node
+{
+	my ($name, %opts) = @_;
+
+	croak "PostgreSQL::Test::Cluster is not available: $PG_LOAD_ERROR"
+	  if defined $PG_LOAD_ERROR;
+
+	_default_pg_env();
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init(allows_streaming => 'logical');
+	$node->append_conf(
+		'postgresql.conf', qq{
+shared_preload_libraries = 'retl'
+wal_level = logical
+retl.retry_base_ms = 100
+retl.retry_max_ms = 2000
+});
+	$node->append_conf('postgresql.conf', $opts{extra_conf})
+	  if defined $opts{extra_conf};
+	$node->start;
+	return $node;
+}
+
+# "make installcheck" sets PATH and PG_REGRESS for TAP tests; provide the
+# same defaults so that running a test with plain prove works too.
+sub _default_pg_env
+{
+	$ENV{PATH} = "$PG_BINDIR:$ENV{PATH}"
+	  unless grep { -x "$_/initdb" } split /:/, $ENV{PATH};
+	return if $ENV{PG_REGRESS};
+	my $pgxs = `$PG_BINDIR/pg_config --pgxs`;
+	chomp $pgxs;
+	# .../lib/pgxs/src/makefiles/pgxs.mk -> .../lib/pgxs/src/test/regress/pg_regress
+	(my $pg_regress = $pgxs) =~ s{/makefiles/pgxs\.mk$}{/test/regress/pg_regress};
+	$ENV{PG_REGRESS} = $pg_regress if -x $pg_regress;
+	return;
+}
+
+package RetlTest::Receiver;
+
+use strict;
+use warnings;
+
+use Carp;
+use JSON::PP;
+use POSIX ();
+use Time::HiRes qw(sleep time);
+
+my $json = JSON::PP->new->utf8->canonical;
+
+sub port { return $_[0]->{port} }
+sub pid { return $_[0]->{pid} }
+sub log_file { return $_[0]->{log_file} }
+
+sub url
+{
+	my ($self, $path) = @_;
+	$path //= '/';
+	return "http://127.0.0.1:$self->{port}$path";
+}
+
+# Recorded deliveries (arrayref of hashrefs); ok => 1 for 2xx ones only.
+sub requests
+{
+	my ($self, %opts) = @_;
+	return $self->_call(GET => '/_requests' . ($opts{ok} ? '?ok=1' : ''));
+}
+
+# { count => n, ok => n_2xx, records => n_records_in_2xx }
+sub stats
+{
+	my ($self) = @_;
+	return $self->_call(GET => '/_stats');
+}
+
+# Replace the failure-injection rules; no arguments clears them.
+sub control
+{
+	my ($self, @rules) = @_;
+	return $self->_call(POST => '/_control', { rules => \@rules });
+}
+
+# Forget recorded deliveries and rules.
+sub clear
+{
+	my ($self) = @_;
+	return $self->_call(POST => '/_clear');
+}
+
+sub stop
+{
+	my ($self) = @_;
+
+	# A forked child must not kill the parent's receiver.
+	return unless $self->{pid} && $self->{owner} == $$;
+	my $pid = delete $self->{pid};
+	delete $live_receivers{ Scalar::Util::refaddr($self) };
+
+	# Called from END too, where $? is the test's exit status.
+	local $?;
+	kill 'TERM', $pid;
+	my $deadline = time + 5;
+	while (waitpid($pid, POSIX::WNOHANG()) == 0)
+	{
+		if (time > $deadline)
+		{
+			kill 'KILL', $pid;
+			waitpid($pid, 0);
+			last;
+		}
+		sleep 0.02;
+	}
+	return;
+}
+
+sub DESTROY
+{
+	my ($self) = @_;
+	local ($@, $!);
+	$self->stop;
+}
+
+sub _call
+{
+	my ($self, $method, $path, $body) = @_;
+	my %args;
+	if (defined $body)
+	{
+		$args{content} = $json->encode($body);
+		$args{headers} = { 'Content-Type' => 'application/json' };
+	}
+	my $res = $self->{http}->request($method, $self->url($path), \%args);
+	croak "receiver $method $path failed: $res->{status} $res->{reason}: $res->{content}"
+	  unless $res->{success};
+	return $json->decode($res->{content});
+}
+
+sub _stderr
+{
+	my ($self) = @_;
+	open(my $fh, '<', $self->{stderr_file}) or return '(no output)';
+	local $/;
+	my $text = <$fh> // '';
+	return length $text ? $text : '(no output)';
+}
+
+1;

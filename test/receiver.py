@@ -1,0 +1,352 @@
+#!/usr/bin/python3
+"""Local webhook receiver for retl tests, demos and benchmarks.
+
+Usage:
+    /usr/bin/python3 test/receiver.py --port 0 --port-file FILE [--log FILE] [--quiet]
+
+Every request whose path does not start with "/_" is a *delivery*: it is
+recorded (in memory and optionally as one JSON line in --log) and answered
+according to the current failure-injection rules (200 {"ok":true} when none
+apply).  Paths starting with "/_" form the control API:
+
+    POST /_control   {"rules": [rule, ...]} or a single rule object; replaces rules
+    GET  /_requests  all recorded deliveries (?ok=1: only 2xx ones)
+    GET  /_stats     {"count": n, "ok": n_2xx, "records": total len(body["records"]) over 2xx}
+    POST /_clear     forget recorded deliveries and rules
+
+A rule is {"status": 503, "count": 3, "retry_after": "2", "delay_ms": 0,
+"body": "...", "reset": false}; "count" is how many deliveries it applies to
+(-1 = forever, default 1).  "reset" drops the connection with an RST instead
+of answering; such deliveries are recorded with status 0.
+
+Stdlib only, and bound to 127.0.0.1 only.
+"""
+
+import argparse
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+
+QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
+
+
+class State:
+    """Recorded deliveries, counters and failure rules, shared by all threads."""
+
+    def __init__(self, log_path):
+        self.lock = threading.Lock()
+        self.log = open(log_path, "a", encoding="utf-8") if log_path else None
+        self.seq = 0
+        self.rules = []  # list of dicts; "count" is decremented in place
+        self.reset()
+
+    def reset(self):
+        self.deliveries = []
+        self.n_ok = 0
+        self.n_records = 0
+
+    def clear(self):
+        with self.lock:
+            self.reset()
+            self.rules = []
+
+    def set_rules(self, rules):
+        with self.lock:
+            self.rules = rules
+
+    def next_delivery(self):
+        """Assign a sequence number and consume one application of the first rule.
+
+        Done at arrival time (not response time), so the rules are applied in
+        the order deliveries arrive even when some of them are delayed.
+        """
+        with self.lock:
+            self.seq += 1
+            while self.rules:
+                rule = self.rules[0]
+                count = rule["count"]
+                if count < 0:
+                    return self.seq, rule
+                if count == 0:
+                    self.rules.pop(0)
+                    continue
+                rule["count"] = count - 1
+                if count == 1:
+                    self.rules.pop(0)
+                return self.seq, rule
+            return self.seq, None
+
+    def record(self, entry):
+        ok = 200 <= entry["status"] < 300
+        line = json.dumps(entry, ensure_ascii=False) + "\n" if self.log else None
+        with self.lock:
+            self.deliveries.append(entry)
+            if ok:
+                self.n_ok += 1
+                body = entry["body"]
+                if isinstance(body, dict) and isinstance(body.get("records"), list):
+                    self.n_records += len(body["records"])
+            if line is not None:
+                self.log.write(line)
+                self.log.flush()
+
+    def snapshot(self, only_ok):
+        with self.lock:
+            items = list(self.deliveries)
+        if only_ok:
+            items = [d for d in items if 200 <= d["status"] < 300]
+        # Delayed deliveries are appended when answered; report arrival order.
+        items.sort(key=lambda d: d["seq"])
+        return items
+
+    def stats(self):
+        with self.lock:
+            return {"count": len(self.deliveries), "ok": self.n_ok,
+                    "records": self.n_records}
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive; every response has Content-Length
+    # Buffer writes so headers and body leave in one segment, and disable
+    # Nagle: otherwise write-write-read can stall ~40 ms on delayed ACKs.
+    wbufsize = 64 * 1024
+    disable_nagle_algorithm = True
+    server_version = "retl-test-receiver"
+
+    state = None  # set in main()
+    quiet = False
+
+    def version_string(self):
+        return self.server_version
+
+    def log_message(self, fmt, *args):
+        if not self.quiet:
+            sys.stderr.write("receiver: %s %s\n" % (self.address_string(), fmt % args))
+
+    # -- helpers ---------------------------------------------------------
+
+    def read_body(self):
+        if QUICKACK is not None:
+            # Clients without TCP_NODELAY (HTTP::Tiny) send headers and body
+            # as separate segments; Nagle holds the body until the headers
+            # are ACKed, and our delayed ACK would cost ~40 ms per request.
+            try:
+                self.connection.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
+            except OSError:
+                pass
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    # Skip trailers up to the terminating empty line.
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def send(self, status, body, headers=()):
+        if isinstance(body, (dict, list)):
+            data = json.dumps(body).encode()
+            ctype = "application/json"
+        else:
+            data = str(body).encode()
+            ctype = "text/plain; charset=utf-8"
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def reset_connection(self):
+        """Drop the connection with an RST and no response at all."""
+        self.close_connection = True
+        sock = self.connection
+        try:
+            # Linger 0 turns close() into an RST instead of an orderly FIN.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        # rfile/wfile keep the socket open past sock.close(), so detach the
+        # fd and close it directly; the socket object is left harmlessly closed.
+        os.close(sock.detach())
+
+    # -- dispatch --------------------------------------------------------
+
+    def handle_any(self):
+        try:
+            if self.path.startswith("/_"):
+                self.handle_control()
+            else:
+                self.handle_delivery()
+        except (ConnectionError, BrokenPipeError):
+            self.close_connection = True
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = handle_any
+
+    def handle_delivery(self):
+        t = time.time()
+        raw = self.read_body()
+        seq, rule = self.state.next_delivery()
+        rule = rule or {}
+
+        try:
+            body = json.loads(raw) if raw else ""
+        except ValueError:
+            body = raw.decode("utf-8", errors="replace")
+
+        if rule.get("delay_ms"):
+            time.sleep(rule["delay_ms"] / 1000.0)
+
+        reset = rule.get("reset", False)
+        status = 0 if reset else rule.get("status", 200)
+        # Recorded before answering, so a client that got its response can
+        # rely on the delivery already being visible in /_requests.
+        self.state.record({
+            "seq": seq,
+            "t": t,
+            "method": self.command,
+            "path": self.path,
+            "headers": {k.lower(): v for k, v in self.headers.items()},
+            "body": body,
+            "status": status,
+        })
+
+        if reset:
+            self.reset_connection()
+            return
+        headers = []
+        if rule.get("retry_after") is not None:
+            headers.append(("Retry-After", rule["retry_after"]))
+        if "body" in rule:
+            resp = rule["body"]
+        elif 200 <= status < 300:
+            resp = {"ok": True}
+        else:
+            resp = {"ok": False, "status": status}
+        self.send(status, resp, headers)
+
+    def handle_control(self):
+        url = urlsplit(self.path)
+        route = (self.command, url.path)
+        raw = self.read_body()
+
+        if route == ("POST", "/_control"):
+            try:
+                spec = json.loads(raw) if raw else {"rules": []}
+            except ValueError as e:
+                return self.send(400, {"ok": False, "error": "bad json: %s" % e})
+            if isinstance(spec, dict) and "rules" in spec:
+                rules = spec["rules"]
+            elif isinstance(spec, dict):
+                rules = [spec]
+            else:
+                rules = spec
+            try:
+                rules = [normalize_rule(r) for r in rules]
+            except (TypeError, ValueError, AttributeError) as e:
+                return self.send(400, {"ok": False, "error": "bad rule: %s" % e})
+            self.state.set_rules(rules)
+            return self.send(200, {"ok": True})
+
+        if route == ("GET", "/_requests"):
+            only_ok = parse_qs(url.query).get("ok", ["0"])[0] not in ("", "0")
+            return self.send(200, self.state.snapshot(only_ok))
+
+        if route == ("GET", "/_stats"):
+            return self.send(200, self.state.stats())
+
+        if route == ("POST", "/_clear"):
+            self.state.clear()
+            return self.send(200, {"ok": True})
+
+        self.send(404, {"ok": False, "error": "unknown control endpoint"})
+
+
+def normalize_rule(rule):
+    """Validate a rule and coerce its fields, so bad rules fail at /_control."""
+    rule = dict(rule)  # a private copy: "count" is decremented in place
+    rule["count"] = int(rule.get("count", 1))
+    if "status" in rule:
+        rule["status"] = int(rule["status"])
+        if not 100 <= rule["status"] <= 599:
+            raise ValueError("status out of range")
+    rule["delay_ms"] = float(rule.get("delay_ms") or 0)
+    rule["reset"] = bool(rule.get("reset"))
+    if rule.get("retry_after") is not None:
+        rule["retry_after"] = str(rule["retry_after"])
+    return rule
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256
+    quiet = False
+
+    def handle_error(self, request, client_address):
+        # Clients (including retl under test) hang up mid-request on purpose.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, BrokenPipeError, TimeoutError)):
+            return
+        if not self.quiet:
+            super().handle_error(request, client_address)
+
+
+def write_port_file(path, port):
+    tmp = "%s.tmp.%d" % (path, os.getpid())
+    with open(tmp, "w") as f:
+        f.write("%d\n" % port)
+    os.replace(tmp, path)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    ap.add_argument("--port-file", required=True, help="written atomically once listening")
+    ap.add_argument("--log", help="append each delivery as a JSON line")
+    ap.add_argument("--quiet", action="store_true", help="no per-request stderr logging")
+    args = ap.parse_args()
+
+    Handler.state = State(args.log)
+    Handler.quiet = args.quiet
+    Server.quiet = args.quiet
+    server = Server(("127.0.0.1", args.port), Handler)
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+    # serve_forever() runs in a thread because shutdown() must be called from
+    # another thread than the one serving; the main thread waits for a signal.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
+                              daemon=True)
+    thread.start()
+    write_port_file(args.port_file, server.server_address[1])
+    if not args.quiet:
+        sys.stderr.write("receiver: listening on 127.0.0.1:%d\n" % server.server_address[1])
+
+    while not stop.wait(0.5):
+        pass
+    server.shutdown()
+    server.server_close()
+    if Handler.state.log:
+        Handler.state.log.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
