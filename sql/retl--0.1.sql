@@ -619,14 +619,14 @@ $$;
 CREATE FUNCTION retl_pause_sync(name text) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-	UPDATE retl.syncs s SET paused = true WHERE s.id = retl._sync_id(name);
+	UPDATE retl.syncs s SET paused = true WHERE s.id = retl._sync_id($1);
 END
 $$;
 
 CREATE FUNCTION retl_resume_sync(name text) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-	UPDATE retl.syncs s SET paused = false WHERE s.id = retl._sync_id(name);
+	UPDATE retl.syncs s SET paused = false WHERE s.id = retl._sync_id($1);
 	PERFORM retl._wake_worker();
 END
 $$;

@@ -1,0 +1,187 @@
+# Delivery of a table's changes to a webhook: the request format, inserts,
+# updates, deletes, backfill, coalescing, append mode, mapping, batching,
+# rollback and pause/resume.
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
+use RetlTest;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use JSON::PP;
+
+my $r = start_receiver();
+my $node = new_retl_node('delivery');
+
+sub psql { return $node->safe_psql('postgres', $_[0]); }
+
+sub records_for
+{
+	my ($sync) = @_;
+	my @out;
+	for my $req (@{ $r->requests(ok => 1) })
+	{
+		next unless ref $req->{body} eq 'HASH' && ($req->{body}{sync} // '') eq $sync;
+		push @out, @{ $req->{body}{records} };
+	}
+	return \@out;
+}
+
+sub wait_drained
+{
+	my ($sync) = @_;
+	return $node->poll_query_until('postgres',
+		"SELECT pending + in_flight = 0 AND NOT backfilling FROM retl.sync_status WHERE sync = '$sync'");
+}
+
+psql(q{
+	CREATE EXTENSION retl;
+	CREATE TABLE customers (id int PRIMARY KEY, email text, plan text);
+	INSERT INTO customers SELECT g, 'user' || g || '@example.com', 'free' FROM generate_series(1, 25) g;
+	SELECT retl_set_secret('hook_token', 's3cr3t');
+});
+my $url = $r->url('/hooks/customers');
+psql(qq{
+	SELECT retl_create_destination(name => 'crm_hook', kind => 'webhook', url => '$url',
+		options => '{"headers": {"Authorization": "Bearer {{secret:hook_token}}", "X-Team": "growth"}}');
+	SELECT retl_create_sync(name => 'customers_to_crm', source => 'public.customers',
+		destination => 'crm_hook');
+});
+
+# Backfill: the 25 rows that existed when the sync was created.
+ok(wait_for(sub { @{ records_for('customers_to_crm') } >= 25 }, 30), 'backfill delivered');
+ok(wait_drained('customers_to_crm'), 'queue drained after backfill');
+my %seen = map { $_->{key}{id} => 1 } @{ records_for('customers_to_crm') };
+is(scalar(keys %seen), 25, 'every existing row sent once by backfill');
+
+# The request format.
+my $req = $r->requests(ok => 1)->[0];
+is($req->{method}, 'POST', 'POST');
+is($req->{path}, '/hooks/customers', 'path of the url');
+is($req->{headers}{'content-type'}, 'application/json', 'content type');
+is($req->{headers}{authorization}, 'Bearer s3cr3t', 'secret substituted at send time');
+is($req->{headers}{'x-team'}, 'growth', 'destination header sent');
+ok($req->{headers}{'idempotency-key'}, 'Idempotency-Key present');
+is($req->{headers}{'webhook-id'}, $req->{headers}{'idempotency-key'}, 'webhook-id equals Idempotency-Key');
+is(ref $req->{body}{records}, 'ARRAY', 'records is an array');
+is(scalar @{ $req->{body}{records} }, 1, 'batch_size 1 sends one record');
+my $rec = $req->{body}{records}[0];
+is($req->{headers}{'idempotency-key'}, $rec->{id}, 'idempotency key is the record id');
+is($rec->{op}, 'upsert', 'op upsert');
+is_deeply([ sort keys %{ $rec->{key} } ], ['id'], 'key holds the primary key');
+is_deeply([ sort keys %{ $rec->{data} } ], [qw(email id plan)], 'data holds every column');
+like($rec->{captured_at}, qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/, 'captured_at is ISO 8601 UTC');
+
+# Insert, update, delete, each within a second or so.
+$r->clear;
+my $t0 = time;
+psql(q{INSERT INTO customers VALUES (100, 'new@example.com', 'pro')});
+ok(wait_for(sub { @{ records_for('customers_to_crm') } >= 1 }, 10), 'insert delivered');
+my $elapsed = time - $t0;
+ok($elapsed <= 3, "insert delivered promptly ($elapsed s)");
+$rec = records_for('customers_to_crm')->[0];
+is_deeply($rec->{key}, { id => 100 }, 'insert key');
+is_deeply($rec->{data}, { id => 100, email => 'new@example.com', plan => 'pro' }, 'insert data');
+
+$r->clear;
+psql(q{UPDATE customers SET plan = 'team' WHERE id = 100});
+ok(wait_for(sub { @{ records_for('customers_to_crm') } >= 1 }, 10), 'update delivered');
+is(records_for('customers_to_crm')->[0]{data}{plan}, 'team', 'update carries the new state');
+
+$r->clear;
+psql(q{DELETE FROM customers WHERE id = 100});
+ok(wait_for(sub { @{ records_for('customers_to_crm') } >= 1 }, 10), 'delete delivered');
+$rec = records_for('customers_to_crm')->[0];
+is($rec->{op}, 'delete', 'op delete');
+is_deeply($rec->{key}, { id => 100 }, 'delete carries the key');
+ok(!exists $rec->{data}, 'delete has no data');
+
+# A key change deletes the old key and upserts the new one.
+$r->clear;
+psql(q{UPDATE customers SET id = 200 WHERE id = 1});
+ok(wait_for(sub { @{ records_for('customers_to_crm') } >= 2 }, 10), 'key change delivered');
+my %ops = map { $_->{key}{id} => $_->{op} } @{ records_for('customers_to_crm') };
+is_deeply(\%ops, { 1 => 'delete', 200 => 'upsert' }, 'old key deleted, new key upserted');
+
+# Rolled back transactions send nothing.
+$r->clear;
+psql(q{BEGIN; INSERT INTO customers VALUES (300, 'x', 'y'); ROLLBACK;});
+psql(q{INSERT INTO customers VALUES (301, 'marker', 'm')});
+ok(wait_for(sub { @{ records_for('customers_to_crm') } >= 1 }, 10), 'marker delivered');
+sleep 1;
+is_deeply([ map { $_->{key}{id} } @{ records_for('customers_to_crm') } ], [301],
+	'rolled back insert never sent');
+
+# Coalescing: while paused, many updates of one key become one record with
+# the latest state.
+$r->clear;
+psql(q{SELECT retl_pause_sync('customers_to_crm')});
+psql(qq{UPDATE customers SET plan = 'v$_' WHERE id = 2}) for 1 .. 20;
+is(psql(q{SELECT state, pending FROM retl.sync_status WHERE sync = 'customers_to_crm'}),
+	'paused|20', 'paused sync keeps its queue');
+sleep 1;
+is(scalar @{ records_for('customers_to_crm') }, 0, 'nothing sent while paused');
+psql(q{SELECT retl_resume_sync('customers_to_crm')});
+ok(wait_drained('customers_to_crm'), 'drained after resume');
+my $recs = records_for('customers_to_crm');
+is(scalar @$recs, 1, '20 queued updates coalesced into one record');
+is($recs->[0]{data}{plan}, 'v20', 'coalesced record has the latest state');
+
+# Status view after all this.
+my $status = psql(q{SELECT state, pending, in_flight, dead, delivered > 25, last_delivered_at IS NOT NULL,
+	oldest_pending_age IS NULL FROM retl.sync_status WHERE sync = 'customers_to_crm'});
+is($status, 'active|0|0|0|t|t|t', 'sync_status after delivery');
+
+# Append mode: every insert is an event, none coalesced, data as inserted;
+# existing rows are backfilled.  Mapping renames and selects columns.
+psql(q{
+	CREATE TABLE events (id bigserial PRIMARY KEY, customer_id int NOT NULL, kind text, secret_note text);
+	INSERT INTO events (customer_id, kind) VALUES (1, 'signup');
+});
+my $url2 = $r->url('/hooks/events');
+psql(qq{
+	SELECT retl_create_destination(name => 'events_hook', kind => 'webhook', url => '$url2',
+		options => '{"batch_size": 10}');
+	SELECT retl_create_sync(name => 'events_out', source => 'events', destination => 'events_hook',
+		mode => 'append', mapping => '{"id": "event_id", "customer_id": "customer", "kind": "type"}');
+});
+psql(q{SELECT retl_pause_sync('events_out')});
+psql(q{INSERT INTO events (customer_id, kind) SELECT 7, 'click' FROM generate_series(1, 24)});
+psql(q{UPDATE events SET kind = 'changed' WHERE id = 2});
+psql(q{SELECT retl_resume_sync('events_out')});
+ok(wait_drained('events_out'), 'append sync drained');
+$recs = records_for('events_out');
+is(scalar @$recs, 25, 'append: backfilled row + 24 inserts, none coalesced');
+is_deeply([ map { $_->{key}{event_id} } @$recs ], [ 1 .. 25 ], 'append: in insert order');
+ok(!(grep { $_->{op} ne 'insert' } @$recs), 'append: op insert');
+is($recs->[1]{data}{type}, 'click', 'append: data as inserted, not as later updated');
+is_deeply([ sort keys %{ $recs->[1]{data} } ], [qw(customer event_id type)], 'mapping: only mapped columns, renamed');
+my @sizes = map { scalar @{ $_->{body}{records} } }
+  grep { $_->{path} eq '/hooks/events' } @{ $r->requests(ok => 1) };
+ok(!(grep { $_ > 10 } @sizes), 'batches never exceed batch_size');
+ok((grep { $_ > 1 } @sizes), 'batches carry several records');
+my ($batch) = grep { $_->{path} eq '/hooks/events' && @{ $_->{body}{records} } > 1 } @{ $r->requests(ok => 1) };
+like($batch->{headers}{'idempotency-key'}, qr/^batch-/, 'batch idempotency key');
+
+# TRUNCATE of an upsert source deletes every key at the destination.
+$r->clear;
+psql(q{CREATE TABLE small (k text PRIMARY KEY, n int); INSERT INTO small VALUES ('a', 1), ('b', 2)});
+psql(qq{SELECT retl_create_sync(name => 'small_out', source => 'small', destination => 'crm_hook')});
+ok(wait_drained('small_out'), 'small backfilled');
+$r->clear;
+psql(q{TRUNCATE small});
+ok(wait_drained('small_out'), 'truncate drained');
+is_deeply([ sort map { "$_->{key}{k}:$_->{op}" } @{ records_for('small_out') } ], [ 'a:delete', 'b:delete' ],
+	'truncate sends deletes');
+
+# Dropping a sync removes its trigger and queue.
+psql(q{SELECT retl_pause_sync('small_out'); INSERT INTO small VALUES ('c', 3);});
+psql(q{SELECT retl_drop_sync('small_out')});
+is(psql(q{SELECT count(*) FROM pg_trigger WHERE tgrelid = 'small'::regclass}), '0', 'triggers dropped');
+is(psql(q{SELECT count(*) FROM retl.queue q WHERE NOT EXISTS (SELECT 1 FROM retl.syncs s WHERE s.id = q.sync_id)}),
+	'0', 'queue of dropped sync removed');
+
+$node->stop;
+$r->stop;
+done_testing();
