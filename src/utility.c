@@ -28,6 +28,9 @@
 
 static ProcessUtility_hook_type prev_utility_hook = NULL;
 
+/* database whose worker waits for the command to finish, if any */
+static Oid	held_database = InvalidOid;
+
 static void
 release_database(const char *dbname)
 {
@@ -50,6 +53,7 @@ release_database(const char *dbname)
 		pid = slot->pid;
 	}
 	LWLockRelease(retl_shared->lock);
+	held_database = dboid;
 	if (pid == 0)
 		return;
 
@@ -68,6 +72,23 @@ release_database(const char *dbname)
 		CHECK_FOR_INTERRUPTS();
 		pg_usleep(10000L);
 	}
+}
+
+/* The command is done: the database's worker may start again at once. */
+static void
+end_hold(void)
+{
+	RetlDbSlot *slot;
+
+	if (!OidIsValid(held_database))
+		return;
+	LWLockAcquire(retl_shared->lock, LW_EXCLUSIVE);
+	slot = retl_find_slot(held_database);
+	if (slot && slot->state == RETL_DB_HOLD)
+		slot->not_before = 0;
+	LWLockRelease(retl_shared->lock);
+	held_database = InvalidOid;
+	retl_wake_launcher();
 }
 
 static const char *
@@ -91,7 +112,9 @@ retl_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyT
 					 QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
 {
 	Node	   *node = pstmt->utilityStmt;
+	bool		dropping = IsA(node, DropdbStmt);
 
+	held_database = InvalidOid;
 	switch (nodeTag(node))
 	{
 		case T_DropdbStmt:
@@ -124,6 +147,14 @@ retl_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyT
 	else
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
 								queryEnv, dest, qc);
+
+	/*
+	 * A dropped database's slot is freed by the launcher's next scan; for
+	 * the other commands the worker comes back now.  If the command failed,
+	 * the hold simply expires.
+	 */
+	if (!dropping)
+		end_hold();
 }
 
 void
