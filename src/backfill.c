@@ -32,6 +32,7 @@ retl_backfill_step(RetlSync *sync)
 	char	   *last;
 	bool		more;
 
+	retl_check_source(sync);
 	initStringInfo(&cols);
 	retl_append_key_columns(&cols, sync, "t");
 

@@ -16,6 +16,17 @@
 
 #include "mapping.h"
 
+/* Fail clearly when the sync's table is gone (DROP TABLE drops its triggers). */
+void
+retl_check_source(RetlSync *sync)
+{
+	if (get_rel_name(sync->relid) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("source table of sync \"%s\" no longer exists", sync->name),
+				 errhint("Drop the sync with SELECT retl_drop_sync('%s').", sync->name)));
+}
+
 static char *
 key_column_name(RetlSync *sync, int i)
 {

@@ -167,6 +167,7 @@ claim_sql(RetlSync *sync)
 {
 	StringInfoData sql;
 
+	retl_check_source(sync);
 	initStringInfo(&sql);
 	appendStringInfoString(&sql,
 						   "WITH c AS ("

@@ -139,6 +139,33 @@ my @ok6 = map { $_->[2] } grep { $_->[0] == 200 && $_->[1] == 6 } @seq;
 is_deeply(\@ok6, [2], 'key 6: retried record coalesced with the later change, sent once with the latest state');
 ok(!(grep { $_->[1] == 6 && $_->[0] == 200 } @seq[0 .. 2]), 'nothing of key 6 acknowledged before its retries ended');
 
+# A secret removed behind retl's back: the sync shows why it is failing,
+# keeps the change queued, and delivers once the secret is back.
+$r->clear;
+psql(q{DELETE FROM retl.secrets WHERE name = 'tok'});
+psql(q{INSERT INTO items VALUES (50)});
+ok($node->poll_query_until('postgres',
+	q{SELECT state = 'failing' AND last_error = 'secret "tok" does not exist' AND pending = 1 FROM retl.sync_status WHERE sync = 's'}),
+	'missing secret: sync failing with a clear error, change kept');
+is(scalar @{ deliveries('/hook') }, 0, 'nothing sent without the secret');
+psql(q{SET log_statement = 'none'; SELECT retl_set_secret('tok', 'hunter2-very-secret');});
+ok(drained('s'), 'delivered once the secret is back');
+is(psql(q{SELECT state FROM retl.sync_status WHERE sync = 's'}), 'active', 'active again');
+
+# A dropped source table: the sync says so; the others are unaffected.
+psql(q{CREATE TABLE gone (id int PRIMARY KEY)});
+psql(q{SELECT retl_create_sync(name => 'gone_out', source => 'gone', destination => 'd')});
+psql(q{DROP TABLE gone});
+ok($node->poll_query_until('postgres',
+	q{SELECT state = 'failing' AND last_error LIKE 'source table of sync "gone_out" no longer exists' FROM retl.sync_status WHERE sync = 'gone_out'}),
+	'dropped source table reported');
+$r->clear;
+psql(q{INSERT INTO items VALUES (51)});
+ok(drained('s'), 'other syncs keep delivering');
+psql(q{SELECT retl_drop_sync('gone_out')});
+is(psql(q{SELECT count(*) FROM retl.syncs WHERE name = 'gone_out'}), '0', 'sync of a dropped table can be dropped');
+unlike(slurp_file($node->logfile), qr/hunter2/, 'still no secret in the server log');
+
 $node->stop;
 $r->stop;
 done_testing();
