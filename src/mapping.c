@@ -92,9 +92,12 @@ retl_append_key_object(StringInfo sql, RetlSync *sync, const char *keyexpr)
 	cJSON_Delete(map);
 }
 
-/* The data of a row of the source table, aliased alias, as jsonb. */
-void
-retl_append_row_data(StringInfo sql, RetlSync *sync, const char *alias)
+/*
+ * The mapped data as a jsonb expression: from the columns of a row aliased
+ * expr (from_row), or from captured row JSON expr (append syncs).
+ */
+static void
+append_data(StringInfo sql, RetlSync *sync, const char *expr, bool from_row)
 {
 	cJSON	   *map = parse_mapping(sync);
 	cJSON	   *item;
@@ -102,7 +105,10 @@ retl_append_row_data(StringInfo sql, RetlSync *sync, const char *alias)
 
 	if (map == NULL)
 	{
-		appendStringInfo(sql, "pg_catalog.to_jsonb(%s.*)", alias);
+		if (from_row)
+			appendStringInfo(sql, "pg_catalog.to_jsonb(%s.*)", expr);
+		else
+			appendStringInfoString(sql, expr);
 		return;
 	}
 	appendStringInfoString(sql, "pg_catalog.jsonb_build_object(");
@@ -110,40 +116,31 @@ retl_append_row_data(StringInfo sql, RetlSync *sync, const char *alias)
 	{
 		if (!cJSON_IsString(item) || item->string == NULL)
 			continue;
-		appendStringInfo(sql, "%s%s, %s.%s", first ? "" : ", ",
-						 quote_literal_cstr(item->valuestring), alias,
-						 quote_identifier(item->string));
+		appendStringInfo(sql, "%s%s, ", first ? "" : ", ",
+						 quote_literal_cstr(item->valuestring));
+		if (from_row)
+			appendStringInfo(sql, "%s.%s", expr, quote_identifier(item->string));
+		else
+			appendStringInfo(sql, "%s OPERATOR(pg_catalog.->) %s", expr,
+							 quote_literal_cstr(item->string));
 		first = false;
 	}
 	appendStringInfoChar(sql, ')');
 	cJSON_Delete(map);
 }
 
+/* The data of a row of the source table, aliased alias, as jsonb. */
+void
+retl_append_row_data(StringInfo sql, RetlSync *sync, const char *alias)
+{
+	append_data(sql, sync, alias, true);
+}
+
 /* The mapped form of captured row data (a jsonb expression). */
 void
 retl_append_json_data(StringInfo sql, RetlSync *sync, const char *dataexpr)
 {
-	cJSON	   *map = parse_mapping(sync);
-	cJSON	   *item;
-	bool		first = true;
-
-	if (map == NULL)
-	{
-		appendStringInfoString(sql, dataexpr);
-		return;
-	}
-	appendStringInfoString(sql, "pg_catalog.jsonb_build_object(");
-	cJSON_ArrayForEach(item, map)
-	{
-		if (!cJSON_IsString(item) || item->string == NULL)
-			continue;
-		appendStringInfo(sql, "%s%s, %s OPERATOR(pg_catalog.->) %s", first ? "" : ", ",
-						 quote_literal_cstr(item->valuestring), dataexpr,
-						 quote_literal_cstr(item->string));
-		first = false;
-	}
-	appendStringInfoChar(sql, ')');
-	cJSON_Delete(map);
+	append_data(sql, sync, dataexpr, false);
 }
 
 /* alias.k1 = (keyexpr->>0)::type1 AND ... */
