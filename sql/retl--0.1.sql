@@ -117,7 +117,7 @@ CREATE TABLE retl.dead_letter_store (
 CREATE INDEX dead_letter_store_sync_idx ON retl.dead_letter_store (sync_id, id);
 
 CREATE VIEW retl.dead_letters AS
-SELECT s.name AS sync, d.record_id, d.key, d.op, d.attempts,
+SELECT s.name AS sync, d.record_id, d.key, d.op, d.data, d.attempts,
 	   d.last_status, d.last_error, d.response_excerpt,
 	   d.first_attempt_at, d.last_attempt_at, d.captured_at, d.dead_at
   FROM retl.dead_letter_store d
@@ -165,8 +165,14 @@ SELECT pg_catalog.pg_extension_config_dump('retl.syncs_id_seq', '');
 /*
  * C entry points.
  */
+/*
+ * SECURITY DEFINER: any role allowed to write a synced table must be able
+ * to queue its changes, without any privilege on retl's own tables.  It
+ * can only run as a trigger, and EXECUTE (needed to create a trigger with
+ * it) is revoked from PUBLIC.  Its SQL is fully schema-qualified.
+ */
 CREATE FUNCTION retl_capture() RETURNS trigger
-	AS 'MODULE_PATHNAME', 'retl_capture' LANGUAGE C;
+	AS 'MODULE_PATHNAME', 'retl_capture' LANGUAGE C SECURITY DEFINER;
 
 CREATE FUNCTION retl._wake_worker() RETURNS void
 	AS 'MODULE_PATHNAME', 'retl_wake_worker' LANGUAGE C VOLATILE;
@@ -398,6 +404,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
 	relid oid;
 	relkind "char";
+	persistence "char";
 	did integer;
 	keys text[];
 	attnums int2[] := '{}';
@@ -467,7 +474,8 @@ BEGIN
 			USING ERRCODE = 'undefined_table',
 				  HINT = 'Give a table name, schema-qualified or on the search_path.';
 	END IF;
-	SELECT c.relkind INTO relkind FROM pg_catalog.pg_class c WHERE c.oid = relid;
+	SELECT c.relkind, c.relpersistence INTO relkind, persistence
+	  FROM pg_catalog.pg_class c WHERE c.oid = relid;
 	IF relkind = 'p' THEN
 		RAISE EXCEPTION '"%" is a partitioned table', source
 			USING ERRCODE = 'feature_not_supported',
@@ -478,6 +486,11 @@ BEGIN
 			USING ERRCODE = 'wrong_object_type',
 				  HINT = 'Realtime syncs capture changes of ordinary tables.';
 	END IF;
+	IF persistence = 't' THEN
+		RAISE EXCEPTION '"%" is a temporary table', source
+			USING ERRCODE = 'feature_not_supported',
+				  HINT = 'The worker cannot read another session''s temporary tables; sync a regular table.';
+	END IF;
 
 	/* The key: given, or the primary key. */
 	IF key IS NULL THEN
@@ -486,7 +499,7 @@ BEGIN
 		  FROM pg_catalog.pg_index i,
 			   LATERAL pg_catalog.unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
 		  JOIN pg_catalog.pg_attribute a ON a.attrelid = relid AND a.attnum = k.attnum
-		 WHERE i.indrelid = relid AND i.indisprimary;
+		 WHERE i.indrelid = relid AND i.indisprimary AND k.ord <= i.indnkeyatts;
 		IF keys IS NULL THEN
 			RAISE EXCEPTION 'table "%" has no primary key', source
 				USING ERRCODE = 'invalid_table_definition',
@@ -520,6 +533,14 @@ BEGIN
 				USING ERRCODE = 'datatype_mismatch',
 					  HINT = 'Use scalar key columns (numbers, text, uuid, dates, ...).';
 		END IF;
+		BEGIN
+			EXECUTE pg_catalog.format('SELECT 1 FROM ONLY %s t ORDER BY t.%I LIMIT 0', relid::regclass, col);
+		EXCEPTION WHEN undefined_function THEN
+			RAISE EXCEPTION 'key column "%" has type %, which has no equality and ordering operators',
+				col, att.atttypid::regtype
+				USING ERRCODE = 'datatype_mismatch',
+					  HINT = 'Use key columns of a type with a default btree operator class (numbers, text, uuid, dates, ...).';
+		END;
 		IF NOT att.attnotnull THEN
 			RAISE EXCEPTION 'key column "%" is nullable', col
 				USING ERRCODE = 'invalid_table_definition',
@@ -527,6 +548,22 @@ BEGIN
 		END IF;
 		attnums := attnums || att.attnum::int2;
 	END LOOP;
+
+	/* An upsert finds each row by its key, so the key must be unique. */
+	IF mode = 'upsert' AND NOT EXISTS (
+		SELECT 1 FROM pg_catalog.pg_index i
+		 WHERE i.indrelid = relid AND i.indisunique AND i.indimmediate
+		   AND i.indpred IS NULL AND i.indexprs IS NULL
+		   AND i.indnkeyatts = pg_catalog.cardinality(attnums)
+		   AND ARRAY(SELECT u.k FROM pg_catalog.unnest(i.indkey) WITH ORDINALITY AS u(k, n)
+					  WHERE u.n <= i.indnkeyatts) OPERATOR(pg_catalog.@>) attnums
+		   AND ARRAY(SELECT u.k FROM pg_catalog.unnest(i.indkey) WITH ORDINALITY AS u(k, n)
+					  WHERE u.n <= i.indnkeyatts) OPERATOR(pg_catalog.<@) attnums) THEN
+		RAISE EXCEPTION 'key of an upsert sync must be unique'
+			USING ERRCODE = 'invalid_table_definition',
+				  HINT = pg_catalog.format('Add a unique constraint: ALTER TABLE %s ADD UNIQUE (%s), or use mode => ''append''.',
+										   relid::regclass, pg_catalog.array_to_string(keys, ', '));
+	END IF;
 
 	/* The mapping: null, or {"source_column": "destination_field"}. */
 	IF mapping IS NOT NULL THEN
@@ -576,7 +613,7 @@ BEGIN
 		IF do_backfill THEN
 			EXECUTE pg_catalog.format(
 				'INSERT INTO retl.queue (sync_id, op, key, data) '
-				'SELECT %s, ''b'', pg_catalog.jsonb_build_array(%s), pg_catalog.to_jsonb(t) FROM %s t',
+				'SELECT %s, ''b'', pg_catalog.jsonb_build_array(%s), pg_catalog.to_jsonb(t) FROM ONLY %s t',
 				sid,
 				(SELECT pg_catalog.string_agg(pg_catalog.format('t.%I', c), ', ')
 				   FROM pg_catalog.unnest(keys) c),
@@ -603,13 +640,15 @@ LANGUAGE plpgsql AS $$
 DECLARE
 	sid integer := retl._sync_id(name);
 	relid oid;
+	tg name;
 BEGIN
 	SELECT s.source_relid INTO relid FROM retl.syncs s WHERE s.id = sid FOR UPDATE;
 	IF EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = relid) THEN
-		EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS %I ON %s',
-								  'retl_capture_' || sid, relid::regclass);
-		EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS %I ON %s',
-								  'retl_truncate_' || sid, relid::regclass);
+		FOR tg IN SELECT t.tgname FROM pg_catalog.pg_trigger t
+				   WHERE t.tgrelid = relid
+					 AND t.tgname IN ('retl_capture_' || sid, 'retl_truncate_' || sid) LOOP
+			EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', tg, relid::regclass);
+		END LOOP;
 	END IF;
 	DELETE FROM retl.queue q WHERE q.sync_id = sid;
 	DELETE FROM retl.syncs s WHERE s.id = sid;

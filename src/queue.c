@@ -216,10 +216,10 @@ claim_sql(RetlSync *sync)
 						   " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 						   " FROM g LEFT JOIN LATERAL (SELECT ");
 	retl_append_row_data(&sql, sync, "t");
-	appendStringInfo(&sql, " AS data FROM %s t WHERE ",
+	appendStringInfo(&sql, " AS data FROM ONLY %s t WHERE ",
 					 format_type_be_qualified(get_rel_type_id(sync->relid)));
 	retl_append_key_match(&sql, sync, "t", "g.key");
-	appendStringInfoString(&sql, ") x ON true ORDER BY g.first");
+	appendStringInfoString(&sql, " LIMIT 1) x ON true ORDER BY g.first");
 	return sql.data;
 }
 

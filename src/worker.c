@@ -20,6 +20,9 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_extension.h"
+#include "storage/lmgr.h"
+#include "utils/inval.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -159,6 +162,37 @@ sync_failed(int sync_id)
 	b->not_before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay);
 }
 
+/*
+ * Lock the extension for the rest of this short transaction, so DROP
+ * EXTENSION waits for it (briefly) instead of pulling the catalog from
+ * under it.  False when the extension is gone.
+ */
+static bool
+lock_extension(void)
+{
+	Oid			extoid = get_extension_oid("retl", true);
+
+	if (!OidIsValid(extoid))
+		return false;
+	LockDatabaseObject(ExtensionRelationId, extoid, 0, AccessShareLock);
+	/* a DROP EXTENSION may have committed while we waited for the lock */
+	AcceptInvalidationMessages();
+	return OidIsValid(get_extension_oid("retl", true));
+}
+
+/* The extension was dropped: leave quietly; CREATE EXTENSION starts us again. */
+static void
+exit_without_extension(void)
+{
+	PopActiveSnapshot();
+	SPI_finish();
+	AbortCurrentTransaction();
+	ereport(LOG,
+			(errmsg("retl worker stopping: extension \"retl\" is not installed in this database")));
+	exit_state = RETL_DB_IDLE;
+	proc_exit(0);
+}
+
 static void
 begin_txn(void)
 {
@@ -195,6 +229,8 @@ record_outcomes(void)
 
 	begin_txn();
 	pgstat_report_activity(STATE_RUNNING, "recording delivery outcomes");
+	if (!lock_extension())
+		exit_without_extension();
 	foreach(lc, finished)
 		retl_queue_record((RetlRequest *) lfirst(lc));
 	end_txn();
@@ -262,14 +298,8 @@ claim_work(bool *more)
 
 	begin_txn();
 	pgstat_report_activity(STATE_RUNNING, "claiming changes");
-	if (!OidIsValid(get_extension_oid("retl", true)))
-	{
-		end_txn();
-		ereport(LOG,
-				(errmsg("retl worker stopping: extension \"retl\" is not installed in this database")));
-		exit_state = RETL_DB_IDLE;
-		proc_exit(0);
-	}
+	if (!lock_extension())
+		exit_without_extension();
 	syncs = retl_queue_load_syncs();
 	foreach(lc, syncs)
 	{
@@ -310,12 +340,8 @@ retl_worker_main(Datum main_arg)
 	before_shmem_exit(worker_detach, (Datum) 0);
 
 	begin_txn();
-	if (!OidIsValid(get_extension_oid("retl", true)))
-	{
-		end_txn();
-		exit_state = RETL_DB_IDLE;
-		proc_exit(0);
-	}
+	if (!lock_extension())
+		exit_without_extension();
 	retl_queue_recover();
 	end_txn();
 

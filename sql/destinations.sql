@@ -1,0 +1,207 @@
+--
+-- destinations: retl_create_destination, retl_drop_destination.
+--
+-- Every URL points at 127.0.0.1 port 9 (discard: nothing listens there).
+--
+\set SHOW_CONTEXT never
+
+CREATE FUNCTION pg_temp.sqlstate_of(stmt text) RETURNS text
+LANGUAGE plpgsql AS $$
+BEGIN
+	EXECUTE stmt;
+	RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+	RETURN SQLSTATE;
+END
+$$;
+
+SELECT retl_set_secret('hook_token', 'token-value');
+SELECT retl_set_secret('hook_user', 'user-value');
+
+--
+-- Valid destinations.
+--
+-- defaults: no headers, timeout 10 s, one record per request, 8 attempts
+SELECT retl_create_destination('plain', 'webhook', 'http://127.0.0.1:9/plain');
+-- options null is the same as no options
+SELECT retl_create_destination('null_options', 'webhook', 'http://127.0.0.1:9/null', NULL);
+-- everything given; upper-case scheme, https, no path
+SELECT retl_create_destination('full', 'webhook', 'HTTPS://127.0.0.1:9',
+	'{"headers": {"Authorization": "Bearer {{secret:hook_token}}",
+	              "X-Basic": "{{secret:hook_user}}:{{secret:hook_token}}",
+	              "X-Plain": "no secret here",
+	              "X-Empty": ""},
+	  "timeout_ms": 2500, "batch_size": 100, "max_attempts": 3}');
+-- bounds are inclusive; a whole number written with a fraction or an
+-- exponent is accepted; null means the default
+SELECT retl_create_destination('low', 'webhook', 'http://127.0.0.1:9/low?x=1#f',
+	'{"timeout_ms": 1, "batch_size": 1, "max_attempts": 1}');
+SELECT retl_create_destination('high', 'webhook', 'http://127.0.0.1:9/high',
+	'{"timeout_ms": 3600000, "batch_size": 1000, "max_attempts": 1000}');
+SELECT retl_create_destination('spelled', 'webhook', 'http://127.0.0.1:9/spelled',
+	'{"timeout_ms": 2.0e3, "batch_size": 10.0, "max_attempts": null}');
+SELECT retl_create_destination('empty_headers', 'webhook', 'http://127.0.0.1:9/e',
+	'{"headers": {}}');
+
+SELECT name, kind, url, headers, timeout_ms, batch_size, max_attempts, options
+  FROM retl.destinations ORDER BY name;
+
+--
+-- Names.
+--
+SELECT retl_create_destination('plain', 'webhook', 'http://127.0.0.1:9/again');
+SELECT retl_create_destination('', 'webhook', 'http://127.0.0.1:9/');
+SELECT retl_create_destination(NULL, 'webhook', 'http://127.0.0.1:9/');
+
+--
+-- Kind.
+--
+SELECT retl_create_destination('k', 'kafka', 'http://127.0.0.1:9/');
+SELECT retl_create_destination('k', 'Webhook', 'http://127.0.0.1:9/');
+SELECT retl_create_destination('k', '', 'http://127.0.0.1:9/');
+SELECT retl_create_destination('k', NULL, 'http://127.0.0.1:9/');
+
+--
+-- URL.
+--
+SELECT retl_create_destination('u', 'webhook', 'ftp://127.0.0.1:9/file');
+SELECT retl_create_destination('u', 'webhook', 'not a url');
+SELECT retl_create_destination('u', 'webhook', '127.0.0.1:9/no-scheme');
+SELECT retl_create_destination('u', 'webhook', 'http://');
+SELECT retl_create_destination('u', 'webhook', 'http:///path-only');
+SELECT retl_create_destination('u', 'webhook', 'http:/127.0.0.1:9/');
+SELECT retl_create_destination('u', 'webhook', 'http://127.0.0.1:9/with space');
+SELECT retl_create_destination('u', 'webhook', ' http://127.0.0.1:9/');
+SELECT retl_create_destination('u', 'webhook', 'http://127.0.0.1:9/	tab');
+SELECT retl_create_destination('u', 'webhook', E'http://127.0.0.1:9/\nX-Injected: 1');
+SELECT retl_create_destination('u', 'webhook', '');
+SELECT retl_create_destination('u', 'webhook', NULL);
+
+--
+-- Options.
+--
+SELECT retl_create_destination('o', 'webhook', 'http://127.0.0.1:9/', '[]');
+SELECT retl_create_destination('o', 'webhook', 'http://127.0.0.1:9/', '"headers"');
+SELECT retl_create_destination('o', 'webhook', 'http://127.0.0.1:9/', '42');
+SELECT retl_create_destination('o', 'webhook', 'http://127.0.0.1:9/', 'null');
+SELECT retl_create_destination('o', 'webhook', 'http://127.0.0.1:9/', '{"retries": 3}');
+SELECT retl_create_destination('o', 'webhook', 'http://127.0.0.1:9/', '{"Headers": {}}');
+SELECT retl_create_destination('o', 'webhook', 'http://127.0.0.1:9/', '{"timeout_ms": 100, "method": "PUT"}');
+
+--
+-- Headers.
+--
+SELECT retl_create_destination('h', 'webhook', 'http://127.0.0.1:9/', '{"headers": []}');
+SELECT retl_create_destination('h', 'webhook', 'http://127.0.0.1:9/', '{"headers": "X-A: 1"}');
+SELECT retl_create_destination('h', 'webhook', 'http://127.0.0.1:9/', '{"headers": null}');
+SELECT retl_create_destination('h', 'webhook', 'http://127.0.0.1:9/', '{"headers": {"X-A": 1}}');
+SELECT retl_create_destination('h', 'webhook', 'http://127.0.0.1:9/', '{"headers": {"X-A": true}}');
+SELECT retl_create_destination('h', 'webhook', 'http://127.0.0.1:9/', '{"headers": {"X-A": null}}');
+SELECT retl_create_destination('h', 'webhook', 'http://127.0.0.1:9/', '{"headers": {"X-A": ["a"]}}');
+SELECT retl_create_destination('h', 'webhook', 'http://127.0.0.1:9/', '{"headers": {"X-A": {"b": "c"}}}');
+SELECT retl_create_destination('h', 'webhook', 'http://127.0.0.1:9/', '{"headers": {"X-A": "a\nX-Injected: 1"}}');
+SELECT retl_create_destination('h', 'webhook', 'http://127.0.0.1:9/', '{"headers": {"X-A": "a\r"}}');
+SELECT retl_create_destination('h', 'webhook', 'http://127.0.0.1:9/', '{"headers": {"bad name": "x"}}');
+SELECT retl_create_destination('h', 'webhook', 'http://127.0.0.1:9/', '{"headers": {"X-A:": "x"}}');
+SELECT retl_create_destination('h', 'webhook', 'http://127.0.0.1:9/', '{"headers": {"": "x"}}');
+SELECT retl_create_destination('h', 'webhook', 'http://127.0.0.1:9/', '{"headers": {"X-A\n": "x"}}');
+-- headers retl sets itself, in any case
+SELECT retl_create_destination('h', 'webhook', 'http://127.0.0.1:9/', '{"headers": {"content-type": "text/plain"}}');
+SELECT retl_create_destination('h', 'webhook', 'http://127.0.0.1:9/', '{"headers": {"Content-Type": "text/plain"}}');
+SELECT retl_create_destination('h', 'webhook', 'http://127.0.0.1:9/', '{"headers": {"Content-Length": "0"}}');
+SELECT retl_create_destination('h', 'webhook', 'http://127.0.0.1:9/', '{"headers": {"idempotency-key": "x"}}');
+SELECT retl_create_destination('h', 'webhook', 'http://127.0.0.1:9/', '{"headers": {"IDEMPOTENCY-KEY": "x"}}');
+SELECT retl_create_destination('h', 'webhook', 'http://127.0.0.1:9/', '{"headers": {"webhook-id": "x"}}');
+SELECT retl_create_destination('h', 'webhook', 'http://127.0.0.1:9/', '{"headers": {"Webhook-Id": "x"}}');
+SELECT retl_create_destination('h', 'webhook', 'http://127.0.0.1:9/', '{"headers": {"Host": "example.com"}}');
+-- secrets must exist
+SELECT retl_create_destination('h', 'webhook', 'http://127.0.0.1:9/', '{"headers": {"Authorization": "Bearer {{secret:nope}}"}}');
+SELECT retl_create_destination('h', 'webhook', 'http://127.0.0.1:9/', '{"headers": {"X-A": "{{secret:zz_missing}}", "X-B": "{{secret:hook_token}}{{secret:aa_missing}}"}}');
+SELECT retl_create_destination('h', 'webhook', 'http://127.0.0.1:9/', '{"headers": {"X-A": "{{secret:HOOK_TOKEN}}"}}');
+
+--
+-- timeout_ms, batch_size, max_attempts: whole numbers in range.
+--
+SELECT retl_create_destination('n', 'webhook', 'http://127.0.0.1:9/', '{"timeout_ms": "100"}');
+SELECT retl_create_destination('n', 'webhook', 'http://127.0.0.1:9/', '{"timeout_ms": true}');
+SELECT retl_create_destination('n', 'webhook', 'http://127.0.0.1:9/', '{"timeout_ms": [100]}');
+SELECT retl_create_destination('n', 'webhook', 'http://127.0.0.1:9/', '{"timeout_ms": 1.5}');
+SELECT retl_create_destination('n', 'webhook', 'http://127.0.0.1:9/', '{"timeout_ms": 0}');
+SELECT retl_create_destination('n', 'webhook', 'http://127.0.0.1:9/', '{"timeout_ms": -1}');
+SELECT retl_create_destination('n', 'webhook', 'http://127.0.0.1:9/', '{"timeout_ms": 3600001}');
+SELECT retl_create_destination('n', 'webhook', 'http://127.0.0.1:9/', '{"timeout_ms": 1e100}');
+SELECT retl_create_destination('n', 'webhook', 'http://127.0.0.1:9/', '{"batch_size": "10"}');
+SELECT retl_create_destination('n', 'webhook', 'http://127.0.0.1:9/', '{"batch_size": {}}');
+SELECT retl_create_destination('n', 'webhook', 'http://127.0.0.1:9/', '{"batch_size": 2.5}');
+SELECT retl_create_destination('n', 'webhook', 'http://127.0.0.1:9/', '{"batch_size": 0}');
+SELECT retl_create_destination('n', 'webhook', 'http://127.0.0.1:9/', '{"batch_size": 1001}');
+SELECT retl_create_destination('n', 'webhook', 'http://127.0.0.1:9/', '{"max_attempts": false}');
+SELECT retl_create_destination('n', 'webhook', 'http://127.0.0.1:9/', '{"max_attempts": 0.1}');
+SELECT retl_create_destination('n', 'webhook', 'http://127.0.0.1:9/', '{"max_attempts": 0}');
+SELECT retl_create_destination('n', 'webhook', 'http://127.0.0.1:9/', '{"max_attempts": 1001}');
+
+-- none of the failures left a row behind
+SELECT count(*) AS destinations FROM retl.destinations;
+
+--
+-- Drop.
+--
+SELECT retl_drop_destination('no_such_destination');
+SELECT retl_drop_destination(NULL);
+SELECT retl_drop_destination('PLAIN');
+
+-- a destination used by syncs cannot be dropped
+CREATE TABLE dest_src (id integer PRIMARY KEY);
+BEGIN;
+SELECT retl_create_sync('dest_sync_b', 'dest_src', 'plain');
+SELECT retl_create_sync('dest_sync_a', 'dest_src', 'plain');
+SELECT retl_pause_sync('dest_sync_a');
+SELECT retl_pause_sync('dest_sync_b');
+SELECT retl_drop_destination('plain');
+ROLLBACK;
+-- once its sync is dropped, it can
+BEGIN;
+SELECT retl_create_sync('dest_sync', 'dest_src', 'plain');
+SELECT retl_pause_sync('dest_sync');
+SELECT retl_drop_sync('dest_sync');
+SELECT retl_drop_destination('plain');
+SELECT count(*) FROM retl.destinations WHERE name = 'plain';
+ROLLBACK;
+DROP TABLE dest_src;
+
+SELECT retl_drop_destination('plain');
+SELECT retl_drop_destination('plain');
+-- the name can be used again
+SELECT retl_create_destination('plain', 'webhook', 'http://127.0.0.1:9/plain-again');
+SELECT name, url FROM retl.destinations WHERE name = 'plain';
+
+--
+-- The error codes.
+--
+SELECT stmt, pg_temp.sqlstate_of(stmt) AS sqlstate
+  FROM (VALUES
+	($$SELECT retl_create_destination('plain', 'webhook', 'http://127.0.0.1:9/')$$),
+	($$SELECT retl_create_destination('', 'webhook', 'http://127.0.0.1:9/')$$),
+	($$SELECT retl_create_destination('x', 'kafka', 'http://127.0.0.1:9/')$$),
+	($$SELECT retl_create_destination('x', 'webhook', 'ftp://127.0.0.1:9/')$$),
+	($$SELECT retl_create_destination('x', 'webhook', NULL)$$),
+	($$SELECT retl_create_destination('x', 'webhook', 'http://127.0.0.1:9/', '[]')$$),
+	($$SELECT retl_create_destination('x', 'webhook', 'http://127.0.0.1:9/', '{"retries": 3}')$$),
+	($$SELECT retl_create_destination('x', 'webhook', 'http://127.0.0.1:9/', '{"headers": []}')$$),
+	($$SELECT retl_create_destination('x', 'webhook', 'http://127.0.0.1:9/', '{"headers": {"bad name": "x"}}')$$),
+	($$SELECT retl_create_destination('x', 'webhook', 'http://127.0.0.1:9/', '{"headers": {"X-A": 1}}')$$),
+	($$SELECT retl_create_destination('x', 'webhook', 'http://127.0.0.1:9/', '{"headers": {"Host": "x"}}')$$),
+	($$SELECT retl_create_destination('x', 'webhook', 'http://127.0.0.1:9/', '{"headers": {"X-A": "{{secret:nope}}"}}')$$),
+	($$SELECT retl_create_destination('x', 'webhook', 'http://127.0.0.1:9/', '{"timeout_ms": "1"}')$$),
+	($$SELECT retl_create_destination('x', 'webhook', 'http://127.0.0.1:9/', '{"batch_size": 1001}')$$),
+	($$SELECT retl_drop_destination('no_such_destination')$$)
+  ) v(stmt);
+
+--
+-- Clean up.
+--
+SELECT retl_drop_destination(name) FROM retl.destinations ORDER BY name;
+SELECT retl_drop_secret('hook_token');
+SELECT retl_drop_secret('hook_user');
+SELECT count(*) AS destinations FROM retl.destinations;
+SELECT count(*) AS secrets FROM retl.secrets;
