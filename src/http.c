@@ -39,7 +39,7 @@ typedef struct WatchedSocket
 static CURLM *multi = NULL;
 static WatchedSocket sockets[MAX_SOCKETS];
 static int	nsockets = 0;
-static long curl_timeout_ms = -1;	/* -1: libcurl needs no timeout call */
+static TimestampTz curl_deadline = DT_NOEND;	/* when libcurl wants a timeout call */
 static List *in_flight = NIL;	/* RetlRequest *, in TopMemoryContext */
 static List *done = NIL;
 
@@ -72,7 +72,9 @@ socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 static int
 timer_cb(CURLM *m, long timeout_ms, void *userp)
 {
-	curl_timeout_ms = timeout_ms;
+	/* libcurl gives a delay from now; keep an absolute deadline */
+	curl_deadline = timeout_ms < 0 ? DT_NOEND :
+		TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
 	return 0;
 }
 
@@ -265,24 +267,20 @@ socket_action(curl_socket_t fd, int flags)
 }
 
 /*
- * Wait for the latch, a socket libcurl watches, libcurl's timer or
- * timeout_ms, whichever comes first, then let libcurl make progress.
- * The caller resets the latch.
+ * Wait until one of events happens or timeout_ms passes (0: just poll);
+ * returns the number of events.  The set holds libcurl's sockets, and the
+ * latch when with_latch.
  */
-void
-retl_http_wait(long timeout_ms, uint32 wait_event_info)
+static int
+wait_events(WaitEvent *events, int nevents_max, bool with_latch, long timeout_ms,
+			uint32 wait_event_info)
 {
 	WaitEventSet *set;
-	WaitEvent	events[MAX_SOCKETS + 2];
-	int			nevents;
-	long		wait_ms = timeout_ms;
-	TimestampTz start = GetCurrentTimestamp();
-
-	if (curl_timeout_ms >= 0 && curl_timeout_ms < wait_ms)
-		wait_ms = curl_timeout_ms;
+	int			n;
 
 	set = CreateWaitEventSet(CurrentMemoryContext, nsockets + 2);
-	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	if (with_latch)
+		AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 	for (int i = 0; i < nsockets; i++)
 	{
@@ -294,9 +292,43 @@ retl_http_wait(long timeout_ms, uint32 wait_event_info)
 			ev |= WL_SOCKET_WRITEABLE;
 		AddWaitEventToSet(set, ev, sockets[i].fd, NULL, NULL);
 	}
-
-	nevents = WaitEventSetWait(set, wait_ms, events, lengthof(events), wait_event_info);
+	n = WaitEventSetWait(set, timeout_ms, events, nevents_max, wait_event_info);
 	FreeWaitEventSet(set);
+	return n;
+}
+
+/*
+ * Wait for the latch, a socket libcurl watches, libcurl's deadline or
+ * timeout_ms, whichever comes first, then let libcurl make progress.  The
+ * caller resets the latch.
+ *
+ * A WaitEventSet whose latch is already set returns at once without
+ * looking at the sockets; under a steady stream of commits (each sets the
+ * latch) libcurl would never hear from its sockets.  So when the latch is
+ * set the sockets are polled on their own, without waiting.
+ */
+void
+retl_http_wait(long timeout_ms, uint32 wait_event_info)
+{
+	WaitEvent	events[MAX_SOCKETS + 2];
+	int			nevents;
+	TimestampTz now = GetCurrentTimestamp();
+	long		wait_ms = timeout_ms;
+
+	if (curl_deadline != DT_NOEND)
+	{
+		long		secs;
+		int			usecs;
+
+		TimestampDifference(now, curl_deadline, &secs, &usecs);
+		wait_ms = Min(wait_ms, secs * 1000 + (usecs + 999) / 1000);
+	}
+
+	if (MyLatch->is_set)
+		nevents = nsockets > 0 ?
+			wait_events(events, lengthof(events), false, 0, wait_event_info) : 0;
+	else
+		nevents = wait_events(events, lengthof(events), true, wait_ms, wait_event_info);
 
 	for (int i = 0; i < nevents; i++)
 	{
@@ -311,12 +343,15 @@ retl_http_wait(long timeout_ms, uint32 wait_event_info)
 		socket_action(events[i].fd, flags);
 	}
 
-	/* libcurl's own deadline (connect and transfer timeouts, retries). */
-	if (curl_timeout_ms >= 0 &&
-		TimestampDifferenceExceeds(start, GetCurrentTimestamp(), (int) curl_timeout_ms))
+	/*
+	 * libcurl's deadline (connect and transfer timeouts, and more) is a
+	 * one-shot timer: clear it, and libcurl sets a new one if it needs to.
+	 */
+	if (curl_deadline != DT_NOEND && GetCurrentTimestamp() >= curl_deadline)
+	{
+		curl_deadline = DT_NOEND;
 		socket_action(CURL_SOCKET_TIMEOUT, 0);
-	else if (nevents == 0 && curl_timeout_ms == 0)
-		socket_action(CURL_SOCKET_TIMEOUT, 0);
+	}
 
 	collect_finished();
 }

@@ -33,6 +33,7 @@
 #include "storage/latch.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -344,6 +345,15 @@ retl_worker_main(Datum main_arg)
 		exit_without_extension();
 	retl_queue_recover();
 	end_txn();
+
+	/*
+	 * The queue's statistics lag far behind its size (it fills and drains
+	 * within seconds), and with a stale "few rows" estimate the planner
+	 * reads a sync's whole backlog through a bitmap scan at every claim.
+	 * Every query of this session reads the queue or a source table by an
+	 * index, so bitmap scans are never what it wants.
+	 */
+	SetConfigOption("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION);
 
 	retl_http_init();
 	ereport(LOG, (errmsg("retl worker started")));

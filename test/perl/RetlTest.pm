@@ -174,6 +174,9 @@ shared_preload_libraries = 'retl'
 wal_level = logical
 retl.retry_base_ms = 100
 retl.retry_max_ms = 2000
+# The test framework's 1MB of shared buffers makes a busy queue thrash.
+shared_buffers = 64MB
+max_wal_size = 1GB
 });
 	$node->append_conf('postgresql.conf', $opts{extra_conf})
 	  if defined $opts{extra_conf};
