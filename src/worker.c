@@ -55,6 +55,7 @@ typedef struct SyncBackoff
 
 static List *backoffs = NIL;	/* SyncBackoff *, in TopMemoryContext */
 static RetlDbState exit_state = RETL_DB_RESTART;
+static bool served = false;		/* found the extension at least once */
 static Oid	worker_dboid = InvalidOid;
 
 /* Leave the database's slot, telling the launcher what to do next. */
@@ -188,7 +189,8 @@ exit_without_extension(void)
 	PopActiveSnapshot();
 	SPI_finish();
 	AbortCurrentTransaction();
-	ereport(LOG,
+	/* a probe of a database without retl is routine; a DROP EXTENSION is news */
+	ereport(served ? LOG : DEBUG1,
 			(errmsg("retl worker stopping: extension \"retl\" is not installed in this database")));
 	exit_state = RETL_DB_IDLE;
 	proc_exit(0);
@@ -343,6 +345,7 @@ retl_worker_main(Datum main_arg)
 	begin_txn();
 	if (!lock_extension())
 		exit_without_extension();
+	served = true;
 	retl_queue_recover();
 	end_txn();
 

@@ -74,12 +74,12 @@ ok($d->[1]{t} - $d->[0]{t} >= 1.0, 'HTTP-date Retry-After honoured (' . sprintf(
 # Connection reset and timeout are retried; exponential backoff without
 # Retry-After (base 100 ms in tests).
 $r->clear;
-$r->control({ reset => JSON::PP::true, count => 1 }, { delay_ms => 1500, count => 1 }, { status => 500, count => 1 });
+$r->control({ reset => JSON::PP::true, count => 1 }, { delay_ms => 1500, count => 1 }, { status => 408, count => 1 });
 psql(q{INSERT INTO items VALUES (3)});
-ok(drained('s'), 'delivered after reset, timeout and 500');
+ok(drained('s'), 'delivered after reset, timeout and 408');
 $d = deliveries('/hook');
 is(scalar @$d, 4, 'four attempts');
-like(psql(q{SELECT last_error FROM retl.sync_status}), qr/HTTP 500/, 'last_error shows the last failure');
+like(psql(q{SELECT last_error FROM retl.sync_status}), qr/HTTP 408/, 'last_error shows the last failure');
 
 # A 400 is not retried: dead letter at once, with status and excerpt; the
 # secret echoed by the destination is redacted.
