@@ -17,6 +17,9 @@ OBJS = \
 	src/queue.o \
 	src/backfill.o \
 	src/mapping.o \
+	src/cron.o \
+	src/diff.o \
+	src/runs.o \
 	src/http.o \
 	src/connectors/webhook.o
 
@@ -33,6 +36,9 @@ SHLIB_LINK = -lcurl -lcjson
 PG_CONFIG ?= $(shell command -v pg_config >/dev/null 2>&1 && echo pg_config || echo /usr/lib/postgresql/15/bin/pg_config)
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# PGXS does not track header dependencies: rebuild everything when one changes.
+$(OBJS): $(wildcard src/*.h src/connectors/*.h)
 
 .PHONY: test demo bench tap
 

@@ -42,10 +42,12 @@ CREATE TABLE retl.syncs (
 	id			serial PRIMARY KEY,
 	name		text NOT NULL UNIQUE,
 	source		text NOT NULL,
-	source_relid oid NOT NULL,
+	source_relid oid,				/* the source table, NULL for a query */
+	query		text,				/* the source query, NULL for a table */
+	capture		text NOT NULL DEFAULT 'trigger',	/* trigger or diff */
 	destination_id integer NOT NULL REFERENCES retl.destinations (id),
 	key_columns	text[] NOT NULL,
-	key_attnums	int2[] NOT NULL,
+	key_attnums	int2[],				/* trigger capture only */
 	mode		text NOT NULL,
 	schedule	text NOT NULL,
 	mapping		jsonb,
@@ -53,7 +55,8 @@ CREATE TABLE retl.syncs (
 	paused		boolean NOT NULL DEFAULT false,
 	backfill_done boolean NOT NULL DEFAULT false,
 	backfill_cursor jsonb,
-	owner		name NOT NULL DEFAULT CURRENT_USER,
+	next_run_at	timestamptz,		/* diff capture on a schedule */
+	owner		regrole NOT NULL DEFAULT CURRENT_USER::regrole,
 	created_at	timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 
@@ -83,6 +86,37 @@ CREATE INDEX queue_sync_id_idx ON retl.queue (sync_id, id);
 CREATE INDEX queue_sync_key_idx ON retl.queue (sync_id, key, id);
 ALTER TABLE retl.queue SET (autovacuum_vacuum_scale_factor = 0.01,
 							autovacuum_vacuum_cost_delay = 0);
+
+/*
+ * What a diff sync last synced: a hash of the mapped row, per key.  A run
+ * compares the query result with it and rewrites it in the same
+ * transaction as the changes it queues.
+ */
+CREATE TABLE retl.snapshots (
+	sync_id		integer NOT NULL,
+	key			jsonb NOT NULL,
+	hash		text NOT NULL,
+	PRIMARY KEY (sync_id, key)
+);
+
+/* Runs of diff syncs: queued by the schedule, retl_run_sync, chains, resyncs. */
+CREATE TABLE retl.run_store (
+	id			bigserial PRIMARY KEY,
+	sync_id		integer NOT NULL REFERENCES retl.syncs (id) ON DELETE CASCADE,
+	why			text NOT NULL,		/* schedule, manual, after, resync */
+	send		boolean NOT NULL DEFAULT true,	/* false: rebuild the snapshot only */
+	status		text NOT NULL DEFAULT 'queued',	/* queued, running, succeeded, failed */
+	requested_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	started_at	timestamptz,
+	finished_at	timestamptz,
+	rows		bigint,
+	added		bigint,
+	changed		bigint,
+	removed		bigint,
+	error		text
+);
+CREATE INDEX run_store_status_idx ON retl.run_store (status, id);
+CREATE INDEX run_store_sync_idx ON retl.run_store (sync_id, id);
 
 CREATE TABLE retl.sync_stats (
 	sync_id		integer PRIMARY KEY REFERENCES retl.syncs (id) ON DELETE CASCADE,
@@ -123,6 +157,12 @@ SELECT s.name AS sync, d.record_id, d.key, d.op, d.data, d.attempts,
   FROM retl.dead_letter_store d
   JOIN retl.syncs s ON s.id OPERATOR(pg_catalog.=) d.sync_id;
 
+CREATE VIEW retl.runs AS
+SELECT r.id, s.name AS sync, r.why, r.status, r.requested_at, r.started_at,
+	   r.finished_at, r.rows, r.added, r.changed, r.removed, r.error
+  FROM retl.run_store r
+  JOIN retl.syncs s ON s.id OPERATOR(pg_catalog.=) r.sync_id;
+
 CREATE VIEW retl.sync_status AS
 SELECT s.name AS sync,
 	   dst.name AS destination,
@@ -139,7 +179,11 @@ SELECT s.name AS sync,
 	   st.last_delivered_at,
 	   st.last_status,
 	   st.last_error,
-	   NOT s.backfill_done AS backfilling
+	   NOT s.backfill_done AS backfilling,
+	   s.schedule,
+	   lr.started_at AS last_run_at,
+	   s.next_run_at,
+	   lr.status AS last_run_status
   FROM retl.syncs s
   JOIN retl.destinations dst ON dst.id OPERATOR(pg_catalog.=) s.destination_id
   LEFT JOIN retl.sync_stats st ON st.sync_id OPERATOR(pg_catalog.=) s.id
@@ -150,7 +194,11 @@ SELECT s.name AS sync,
 	  FROM retl.queue qq WHERE qq.sync_id OPERATOR(pg_catalog.=) s.id) q ON true
   LEFT JOIN LATERAL (
 	SELECT pg_catalog.count(*) AS dead
-	  FROM retl.dead_letter_store d WHERE d.sync_id OPERATOR(pg_catalog.=) s.id) dl ON true;
+	  FROM retl.dead_letter_store d WHERE d.sync_id OPERATOR(pg_catalog.=) s.id) dl ON true
+  LEFT JOIN LATERAL (
+	SELECT r.started_at, r.status FROM retl.run_store r
+	 WHERE r.sync_id OPERATOR(pg_catalog.=) s.id AND r.status OPERATOR(pg_catalog.<>) 'queued'
+	 ORDER BY r.id DESC LIMIT 1) lr ON true;
 
 REVOKE ALL ON ALL TABLES IN SCHEMA retl FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA retl FROM PUBLIC;
@@ -180,6 +228,24 @@ CREATE FUNCTION retl._wake_worker() RETURNS void
 CREATE FUNCTION retl._start_worker() RETURNS void
 	AS 'MODULE_PATHNAME', 'retl_start_worker' LANGUAGE C VOLATILE;
 
+CREATE FUNCTION retl._source_is_query(source text) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'retl_source_is_query' LANGUAGE C STRICT STABLE;
+
+CREATE FUNCTION retl._query_columns(query text, OUT name text, OUT type regtype)
+	RETURNS SETOF record
+	AS 'MODULE_PATHNAME', 'retl_query_columns' LANGUAGE C STRICT VOLATILE;
+
+CREATE FUNCTION retl._cron_next(expr text, after timestamptz) RETURNS timestamptz
+	AS 'MODULE_PATHNAME', 'retl_cron_next_sql' LANGUAGE C STRICT IMMUTABLE;
+
+CREATE FUNCTION retl_preview(sync text, n integer DEFAULT 10,
+							 OUT op text, OUT key jsonb, OUT data jsonb)
+	RETURNS SETOF record
+	AS 'MODULE_PATHNAME', 'retl_preview' LANGUAGE C VOLATILE;
+
+REVOKE ALL ON FUNCTION retl._source_is_query(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION retl._query_columns(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION retl_preview(text, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retl_capture() FROM PUBLIC;
 REVOKE ALL ON FUNCTION retl._wake_worker() FROM PUBLIC;
 REVOKE ALL ON FUNCTION retl._start_worker() FROM PUBLIC;
@@ -211,6 +277,56 @@ BEGIN
 				  HINT = 'See SELECT sync FROM retl.sync_status for the existing syncs.';
 	END IF;
 	RETURN sid;
+END
+$$;
+
+/*
+ * What a schedule is: 'realtime', 'manual', 'interval' or 'cron'; an error
+ * for anything else.
+ */
+CREATE FUNCTION retl._schedule_kind(schedule text) RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+	every interval;
+BEGIN
+	IF schedule IN ('realtime', 'manual') THEN
+		RETURN schedule;
+	END IF;
+	IF schedule IS NULL OR schedule = '' THEN
+		RAISE EXCEPTION 'schedule must not be empty'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Use ''realtime'', ''manual'', an interval such as ''15 minutes'', or a cron expression such as ''*/15 * * * *''.';
+	END IF;
+	/* cron syntax (which the interval parser would half accept) */
+	IF pg_catalog.array_length(pg_catalog.regexp_split_to_array(pg_catalog.btrim(schedule), '\s+'), 1) = 5
+	   OR schedule ~ '[*/,]' THEN
+		PERFORM retl._cron_next(schedule, pg_catalog.now());
+		RETURN 'cron';
+	END IF;
+	BEGIN
+		every := schedule::interval;
+	EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
+		RAISE EXCEPTION 'invalid schedule "%"', schedule
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Use ''realtime'', ''manual'', an interval such as ''15 minutes'', or a cron expression such as ''*/15 * * * *''.';
+	END;
+	IF every < interval '1 second' THEN
+		RAISE EXCEPTION 'schedule interval must be at least 1 second, not "%"', schedule
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	RETURN 'interval';
+END
+$$;
+
+/* When a scheduled sync runs next, after a given time; NULL if on demand only. */
+CREATE FUNCTION retl._next_run(schedule text, after timestamptz) RETURNS timestamptz
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+	CASE retl._schedule_kind(schedule)
+		WHEN 'cron' THEN RETURN retl._cron_next(schedule, after);
+		WHEN 'interval' THEN RETURN after + schedule::interval;
+		ELSE RETURN NULL;
+	END CASE;
 END
 $$;
 
@@ -393,12 +509,50 @@ $$;
 /*
  * Syncs
  */
+/*
+ * The mapping of a sync: null, or {"source_column": "destination_field"}
+ * naming columns of the source (cols).
+ */
+CREATE FUNCTION retl._check_mapping(mapping jsonb, cols text[], source text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+	k text;
+	v jsonb;
+	dests text[] := '{}';
+BEGIN
+	IF mapping IS NULL THEN
+		RETURN;
+	END IF;
+	IF pg_catalog.jsonb_typeof(mapping) <> 'object' OR mapping = '{}'::jsonb THEN
+		RAISE EXCEPTION 'mapping must be a non-empty JSON object'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'For example {"email": "email_address", "plan": "tier"}.';
+	END IF;
+	FOR k, v IN SELECT * FROM pg_catalog.jsonb_each(mapping) LOOP
+		IF NOT k = ANY (cols) THEN
+			RAISE EXCEPTION 'mapping names column "%", which does not exist in "%"', k, source
+				USING ERRCODE = 'undefined_column';
+		END IF;
+		IF pg_catalog.jsonb_typeof(v) <> 'string' OR v #>> '{}' = '' THEN
+			RAISE EXCEPTION 'mapping of column "%" must be a non-empty string', k
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		IF (v #>> '{}') = ANY (dests) THEN
+			RAISE EXCEPTION 'mapping sends two columns to field "%"', v #>> '{}'
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		dests := dests || (v #>> '{}');
+	END LOOP;
+END
+$$;
+
 CREATE FUNCTION retl_create_sync(name text, source text, destination text,
 								 key text[] DEFAULT NULL,
 								 mode text DEFAULT 'upsert',
 								 schedule text DEFAULT 'realtime',
 								 mapping jsonb DEFAULT NULL,
-								 options jsonb DEFAULT '{}')
+								 options jsonb DEFAULT '{}',
+								 capture text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -411,11 +565,14 @@ DECLARE
 	col text;
 	att record;
 	k text;
-	v jsonb;
-	dests text[] := '{}';
 	sid integer;
 	opts jsonb := coalesce(options, '{}');
 	do_backfill boolean;
+	is_query boolean;
+	sched text;
+	cap text;
+	cols text[];
+	after_name text;
 BEGIN
 	IF name IS NULL OR name = '' THEN
 		RAISE EXCEPTION 'sync name must not be empty'
@@ -432,25 +589,15 @@ BEGIN
 			USING ERRCODE = 'undefined_object',
 				  HINT = 'Create it first with SELECT retl_create_destination(...).';
 	END IF;
-	IF mode IS NULL OR mode NOT IN ('upsert', 'append') THEN
-		RAISE EXCEPTION 'invalid sync mode "%"', mode
-			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'Supported modes: upsert, append.';
-	END IF;
-	IF schedule IS NULL OR schedule <> 'realtime' THEN
-		RAISE EXCEPTION 'invalid schedule "%" for a table sync', schedule
-			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'Table syncs support schedule => ''realtime''.';
-	END IF;
 	IF pg_catalog.jsonb_typeof(opts) <> 'object' THEN
 		RAISE EXCEPTION 'sync options must be a JSON object'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	FOR k IN SELECT pg_catalog.jsonb_object_keys(opts) LOOP
-		IF k NOT IN ('backfill') THEN
+		IF k NOT IN ('backfill', 'after') THEN
 			RAISE EXCEPTION 'unknown sync option "%"', k
 				USING ERRCODE = 'invalid_parameter_value',
-					  HINT = 'Valid options: backfill.';
+					  HINT = 'Valid options: backfill, after.';
 		END IF;
 	END LOOP;
 	IF opts ? 'backfill' AND pg_catalog.jsonb_typeof(opts -> 'backfill') <> 'boolean' THEN
@@ -458,38 +605,153 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	do_backfill := coalesce((opts ->> 'backfill')::boolean, true);
+	IF opts ? 'after' THEN
+		after_name := opts ->> 'after';
+		IF pg_catalog.jsonb_typeof(opts -> 'after') <> 'string' OR
+		   NOT EXISTS (SELECT 1 FROM retl.syncs s WHERE s.name = after_name) THEN
+			RAISE EXCEPTION 'option "after" must name an existing sync, not %', opts -> 'after'
+				USING ERRCODE = 'undefined_object',
+					  HINT = 'This sync then runs each time that sync finishes a run successfully.';
+		END IF;
+	END IF;
 
-	/* The source: a table, by name, resolved with search_path. */
+	/* Table or query: PostgreSQL's parser tells. */
 	IF source IS NULL OR source = '' THEN
 		RAISE EXCEPTION 'sync source must not be empty'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
-	BEGIN
-		relid := pg_catalog.to_regclass(source);
-	EXCEPTION WHEN OTHERS THEN
-		relid := NULL;
-	END;
-	IF relid IS NULL THEN
-		RAISE EXCEPTION 'source table "%" does not exist', source
-			USING ERRCODE = 'undefined_table',
-				  HINT = 'Give a table name, schema-qualified or on the search_path.';
+	is_query := retl._source_is_query(source);
+	sched := retl._schedule_kind(schedule);
+	cap := coalesce(capture, CASE WHEN NOT is_query AND sched = 'realtime' THEN 'trigger' ELSE 'diff' END);
+	IF cap NOT IN ('trigger', 'diff') THEN
+		RAISE EXCEPTION 'invalid capture "%"', cap
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Supported: trigger (tables, realtime), diff (tables and queries, on a schedule).';
 	END IF;
-	SELECT c.relkind, c.relpersistence INTO relkind, persistence
-	  FROM pg_catalog.pg_class c WHERE c.oid = relid;
-	IF relkind = 'p' THEN
-		RAISE EXCEPTION '"%" is a partitioned table', source
-			USING ERRCODE = 'feature_not_supported',
-				  HINT = 'Create one sync per partition.';
+	IF cap = 'trigger' AND is_query THEN
+		RAISE EXCEPTION 'a query source cannot be captured by a trigger'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Query syncs use diff capture on a schedule: an interval, a cron expression or ''manual''.';
 	END IF;
-	IF relkind <> 'r' THEN
-		RAISE EXCEPTION '"%" is not a table', source
-			USING ERRCODE = 'wrong_object_type',
-				  HINT = 'Realtime syncs capture changes of ordinary tables.';
+	IF cap = 'trigger' AND sched <> 'realtime' THEN
+		RAISE EXCEPTION 'trigger capture is realtime, not on schedule "%"', schedule
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Use schedule => ''realtime'', or capture => ''diff'' to run on a schedule.';
 	END IF;
-	IF persistence = 't' THEN
-		RAISE EXCEPTION '"%" is a temporary table', source
-			USING ERRCODE = 'feature_not_supported',
-				  HINT = 'The worker cannot read another session''s temporary tables; sync a regular table.';
+	IF cap = 'diff' AND sched = 'realtime' THEN
+		RAISE EXCEPTION 'schedule "realtime" needs a table with trigger capture'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Give a diff sync an interval (''15 minutes''), a cron expression (''*/15 * * * *'') or ''manual''.';
+	END IF;
+	IF mode IS NULL OR (cap = 'trigger' AND mode NOT IN ('upsert', 'append'))
+	   OR mode NOT IN ('insert', 'update', 'upsert', 'mirror', 'append') THEN
+		RAISE EXCEPTION 'invalid sync mode "%"', mode
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = CASE WHEN cap = 'trigger' AND mode IN ('insert', 'update', 'mirror')
+							  THEN 'Realtime table syncs support upsert (which also sends deletes) and append; the other modes run on a schedule (capture => ''diff'').'
+							  ELSE 'Supported modes: insert, update, upsert, mirror, append.' END;
+	END IF;
+
+	IF NOT is_query THEN
+		/* The source: a table, by name, resolved with search_path. */
+		BEGIN
+			relid := pg_catalog.to_regclass(source);
+		EXCEPTION WHEN OTHERS THEN
+			relid := NULL;
+		END;
+		IF relid IS NULL THEN
+			RAISE EXCEPTION 'source table "%" does not exist', source
+				USING ERRCODE = 'undefined_table',
+					  HINT = 'Give a table name, schema-qualified or on the search_path.';
+		END IF;
+		SELECT c.relkind, c.relpersistence INTO relkind, persistence
+		  FROM pg_catalog.pg_class c WHERE c.oid = relid;
+		IF relkind = 'p' THEN
+			RAISE EXCEPTION '"%" is a partitioned table', source
+				USING ERRCODE = 'feature_not_supported',
+					  HINT = 'Create one sync per partition.';
+		END IF;
+		IF relkind <> 'r' THEN
+			RAISE EXCEPTION '"%" is not a table', source
+				USING ERRCODE = 'wrong_object_type',
+					  HINT = 'Realtime syncs capture changes of ordinary tables.';
+		END IF;
+		IF persistence = 't' THEN
+			RAISE EXCEPTION '"%" is a temporary table', source
+				USING ERRCODE = 'feature_not_supported',
+					  HINT = 'The worker cannot read another session''s temporary tables; sync a regular table.';
+		END IF;
+	END IF;
+
+	IF cap = 'diff' THEN
+		/* The result's columns; the query runs as its owner, so errors show here. */
+		IF is_query THEN
+			IF key IS NULL THEN
+				RAISE EXCEPTION 'a query sync needs key => ''{column}'''
+					USING ERRCODE = 'invalid_parameter_value',
+						  HINT = 'Name the column(s) of the query result that identify a row.';
+			END IF;
+			SELECT pg_catalog.array_agg(c.name) INTO cols FROM retl._query_columns(source) c;
+			SELECT c INTO col FROM pg_catalog.unnest(cols) c GROUP BY c HAVING pg_catalog.count(*) > 1 LIMIT 1;
+			IF FOUND THEN
+				RAISE EXCEPTION 'the query returns two columns named "%"', col
+					USING ERRCODE = 'duplicate_column',
+						  HINT = 'Give every column of the result its own name with AS.';
+			END IF;
+			keys := key;
+		ELSE
+			SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attnum) INTO cols
+			  FROM pg_catalog.pg_attribute a
+			 WHERE a.attrelid = relid AND a.attnum > 0 AND NOT a.attisdropped;
+			IF key IS NULL THEN
+				SELECT pg_catalog.array_agg(a.attname::text ORDER BY k.ord)
+				  INTO keys
+				  FROM pg_catalog.pg_index i,
+					   LATERAL pg_catalog.unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+				  JOIN pg_catalog.pg_attribute a ON a.attrelid = relid AND a.attnum = k.attnum
+				 WHERE i.indrelid = relid AND i.indisprimary AND k.ord <= i.indnkeyatts;
+				IF keys IS NULL THEN
+					RAISE EXCEPTION 'table "%" has no primary key', source
+						USING ERRCODE = 'invalid_table_definition',
+							  HINT = 'Add a primary key, or name the key columns with key => ''{col}''.';
+				END IF;
+			ELSE
+				keys := key;
+			END IF;
+		END IF;
+		IF pg_catalog.cardinality(keys) = 0 THEN
+			RAISE EXCEPTION 'key must name at least one column'
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		FOR k IN SELECT u.c FROM pg_catalog.unnest(keys) u(c) LOOP
+			IF k IS NULL OR NOT k = ANY (cols) THEN
+				RAISE EXCEPTION 'key column "%" is not a column of the source', k
+					USING ERRCODE = 'undefined_column',
+						  HINT = pg_catalog.format('The source returns: %s.', pg_catalog.array_to_string(cols, ', '));
+			END IF;
+		END LOOP;
+		IF (SELECT pg_catalog.count(DISTINCT u.c) FROM pg_catalog.unnest(keys) u(c)) <> pg_catalog.cardinality(keys) THEN
+			RAISE EXCEPTION 'a key column is listed twice'
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		PERFORM retl._check_mapping(mapping, cols, source);
+
+		INSERT INTO retl.syncs (name, source, source_relid, query, capture, destination_id,
+								key_columns, mode, schedule, mapping, options,
+								backfill_done, next_run_at)
+		VALUES ($1, source, relid, CASE WHEN is_query THEN source END, 'diff', did,
+				keys, mode, schedule, mapping, opts, true,
+				CASE sched WHEN 'manual' THEN NULL
+						   WHEN 'cron' THEN retl._next_run(schedule, pg_catalog.now())
+						   ELSE pg_catalog.now() END)
+		RETURNING id INTO sid;
+		INSERT INTO retl.sync_stats (sync_id) VALUES (sid);
+		/* Without backfill the first run only records what the destination has. */
+		IF NOT do_backfill THEN
+			INSERT INTO retl.run_store (sync_id, why, send) VALUES (sid, 'resync', false);
+		END IF;
+		PERFORM retl._wake_worker();
+		RETURN;
 	END IF;
 
 	/* The key: given, or the primary key. */
@@ -565,31 +827,10 @@ BEGIN
 										   relid::regclass, pg_catalog.array_to_string(keys, ', '));
 	END IF;
 
-	/* The mapping: null, or {"source_column": "destination_field"}. */
-	IF mapping IS NOT NULL THEN
-		IF pg_catalog.jsonb_typeof(mapping) <> 'object' OR mapping = '{}'::jsonb THEN
-			RAISE EXCEPTION 'mapping must be a non-empty JSON object'
-				USING ERRCODE = 'invalid_parameter_value',
-					  HINT = 'For example {"email": "email_address", "plan": "tier"}.';
-		END IF;
-		FOR k, v IN SELECT * FROM pg_catalog.jsonb_each(mapping) LOOP
-			IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
-							WHERE a.attrelid = relid AND a.attname = k
-							  AND a.attnum > 0 AND NOT a.attisdropped) THEN
-				RAISE EXCEPTION 'mapping names column "%", which does not exist in "%"', k, source
-					USING ERRCODE = 'undefined_column';
-			END IF;
-			IF pg_catalog.jsonb_typeof(v) <> 'string' OR v #>> '{}' = '' THEN
-				RAISE EXCEPTION 'mapping of column "%" must be a non-empty string', k
-					USING ERRCODE = 'invalid_parameter_value';
-			END IF;
-			IF (v #>> '{}') = ANY (dests) THEN
-				RAISE EXCEPTION 'mapping sends two columns to field "%"', v #>> '{}'
-					USING ERRCODE = 'invalid_parameter_value';
-			END IF;
-			dests := dests || (v #>> '{}');
-		END LOOP;
-	END IF;
+	SELECT pg_catalog.array_agg(a.attname::text) INTO cols
+	  FROM pg_catalog.pg_attribute a
+	 WHERE a.attrelid = relid AND a.attnum > 0 AND NOT a.attisdropped;
+	PERFORM retl._check_mapping(mapping, cols, source);
 
 	INSERT INTO retl.syncs (name, source, source_relid, destination_id,
 							key_columns, key_attnums, mode, schedule,
@@ -651,6 +892,7 @@ BEGIN
 		END LOOP;
 	END IF;
 	DELETE FROM retl.queue q WHERE q.sync_id = sid;
+	DELETE FROM retl.snapshots sn WHERE sn.sync_id = sid;
 	DELETE FROM retl.syncs s WHERE s.id = sid;
 END
 $$;
@@ -670,6 +912,68 @@ BEGIN
 END
 $$;
 
+/*
+ * Ask the worker to run a diff sync once the calling transaction commits;
+ * returns the run's id (see retl.runs).  Rolling back cancels the run.
+ */
+CREATE FUNCTION retl_run_sync(name text) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+	sid integer := retl._sync_id($1);
+	rid bigint;
+BEGIN
+	IF (SELECT s.capture FROM retl.syncs s WHERE s.id = sid) <> 'diff' THEN
+		RAISE EXCEPTION 'sync "%" delivers changes in real time and has no runs', $1
+			USING ERRCODE = 'wrong_object_type',
+				  HINT = 'To send every row again, use SELECT retl_resync(name).';
+	END IF;
+	INSERT INTO retl.run_store (sync_id, why) VALUES (sid, 'manual') RETURNING id INTO rid;
+	PERFORM retl._wake_worker();
+	RETURN rid;
+END
+$$;
+
+/*
+ * Forget what was synced and send everything again, or (send => false)
+ * record the current result as synced without sending it.
+ */
+CREATE FUNCTION retl_resync(sync text, send boolean DEFAULT true) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+	sid integer := retl._sync_id(sync);
+	rid bigint;
+BEGIN
+	IF send IS NULL THEN
+		RAISE EXCEPTION 'send must be true or false'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF (SELECT s.capture FROM retl.syncs s WHERE s.id = sid) <> 'diff' THEN
+		IF NOT send THEN
+			RAISE EXCEPTION 'sync "%" has no snapshot to rebuild', sync
+				USING ERRCODE = 'wrong_object_type',
+					  HINT = 'send => false is for scheduled (diff) syncs.';
+		END IF;
+		/* a realtime table sync: backfill every row again */
+		UPDATE retl.syncs s SET backfill_done = false, backfill_cursor = NULL
+		 WHERE s.id = sid AND s.mode = 'upsert';
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'append sync "%" cannot be resynced', sync
+				USING ERRCODE = 'wrong_object_type',
+					  HINT = 'An append sync sends events; replay dead letters with retl_replay.';
+		END IF;
+		PERFORM retl._wake_worker();
+		RETURN NULL;
+	END IF;
+	IF send THEN
+		DELETE FROM retl.snapshots sn WHERE sn.sync_id = sid;
+	END IF;
+	INSERT INTO retl.run_store (sync_id, why, send) VALUES (sid, 'resync', send)
+	RETURNING id INTO rid;
+	PERFORM retl._wake_worker();
+	RETURN rid;
+END
+$$;
+
 CREATE FUNCTION retl_replay(sync text) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -681,8 +985,15 @@ BEGIN
 		RETURNING d.*
 	)
 	INSERT INTO retl.queue (sync_id, op, key, data, rid, captured_at)
-	SELECT sid, 'r', dead.raw_key, dead.raw_data, dead.rid, dead.captured_at
-	  FROM dead ORDER BY dead.id;
+	SELECT sid,
+		   /* a diff sync's queue carries the op; a trigger sync reads state */
+		   CASE WHEN s.capture = 'diff' THEN
+				CASE dead.op WHEN 'delete' THEN 'R'
+							 WHEN 'insert' THEN CASE WHEN s.mode = 'append' THEN 'E' ELSE 'A' END
+							 ELSE 'C' END
+				ELSE 'r' END,
+		   dead.raw_key, dead.raw_data, dead.rid, dead.captured_at
+	  FROM dead, retl.syncs s WHERE s.id = sid ORDER BY dead.id;
 	GET DIAGNOSTICS n = ROW_COUNT;
 	UPDATE retl.sync_stats st SET consecutive_failures = 0 WHERE st.sync_id = sid;
 	PERFORM retl._wake_worker();
@@ -694,7 +1005,9 @@ REVOKE ALL ON FUNCTION retl_set_secret(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retl_drop_secret(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retl_create_destination(text, text, text, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retl_drop_destination(text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION retl_create_sync(text, text, text, text[], text, text, jsonb, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION retl_create_sync(text, text, text, text[], text, text, jsonb, jsonb, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION retl_run_sync(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION retl_resync(text, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retl_drop_sync(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retl_pause_sync(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retl_resume_sync(text) FROM PUBLIC;

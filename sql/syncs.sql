@@ -95,7 +95,12 @@ SELECT retl_create_sync('s', 'customers', 'dst', mode => 'UPSERT');
 SELECT retl_create_sync('s', 'customers', 'dst', mode => NULL);
 -- schedule
 SELECT retl_create_sync('s', 'customers', 'dst', schedule => 'hourly');
-SELECT retl_create_sync('s', 'customers', 'dst', schedule => '*/5 * * * *');
+SELECT retl_create_sync('s', 'customers', 'dst', schedule => '*/5 * * *');
+SELECT retl_create_sync('s', 'customers', 'dst', schedule => '61 * * * *');
+SELECT retl_create_sync('s', 'customers', 'dst', schedule => '*/5 * * * *', capture => 'trigger');
+SELECT retl_create_sync('s', 'customers', 'dst', capture => 'diff');
+SELECT retl_create_sync('s', 'customers', 'dst', capture => 'logical');
+SELECT retl_create_sync('s', 'customers', 'dst', mode => 'mirror');
 SELECT retl_create_sync('s', 'customers', 'dst', schedule => NULL);
 -- options
 SELECT retl_create_sync('s', 'customers', 'dst', options => '[]');
@@ -175,7 +180,7 @@ COMMIT;
 SELECT s.name, s.source, s.source_relid = 'customers'::regclass AS relid_ok,
        d.name AS destination, s.key_columns, s.key_attnums, s.mode, s.schedule,
        s.mapping, s.options, s.paused, s.backfill_done, s.backfill_cursor,
-       s.owner = current_user AS owner_ok
+       s.owner = current_user::regrole AS owner_ok
   FROM retl.syncs s JOIN retl.destinations d ON d.id = s.destination_id;
 SELECT s.name, st.delivered, st.failed_attempts, st.consecutive_failures,
        st.last_delivered_at, st.last_status, st.last_error, st.last_error_at

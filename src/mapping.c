@@ -30,7 +30,12 @@ retl_check_source(RetlSync *sync)
 static char *
 key_column_name(RetlSync *sync, int i)
 {
-	char	   *name = get_attname(sync->relid, sync->key_attnums[i], true);
+	char	   *name;
+
+	/* a diff sync's key is named columns of its result */
+	if (sync->diff)
+		return sync->key_names[i];
+	name = get_attname(sync->relid, sync->key_attnums[i], true);
 
 	if (name == NULL)
 		ereport(ERROR,

@@ -23,6 +23,7 @@
 #include "executor/spi.h"
 #include "common/pg_prng.h"
 #include "mb/pg_wchar.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -113,18 +114,39 @@ parse_int_array(const char *text, int *n)
 	return result;
 }
 
-/* The active syncs with their destinations, in the current memory context. */
+static char
+mode_code(const char *mode)
+{
+	if (strcmp(mode, "append") == 0)
+		return 'a';
+	if (strcmp(mode, "insert") == 0)
+		return 'i';
+	if (strcmp(mode, "update") == 0)
+		return 'p';
+	if (strcmp(mode, "mirror") == 0)
+		return 'm';
+	return 'u';
+}
+
+/*
+ * Syncs with their destinations, in the current memory context: every
+ * active one, or (only_id > 0) that one, paused or not.
+ */
 List *
-retl_queue_load_syncs(void)
+retl_queue_load_syncs(int only_id)
 {
 	List	   *result = NIL;
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(only_id)};
 
-	if (SPI_execute("SELECT s.id, s.name, s.mode, s.source_relid, "
-					"pg_catalog.array_to_string(s.key_attnums, ','), s.mapping::text, "
-					"s.backfill_done, s.backfill_cursor::text, d.kind, d.url, "
-					"d.headers::text, d.timeout_ms, d.batch_size, d.max_attempts "
-					"FROM retl.syncs s JOIN retl.destinations d ON d.id = s.destination_id "
-					"WHERE NOT s.paused ORDER BY s.id", true, 0) != SPI_OK_SELECT)
+	if (SPI_execute_with_args("SELECT s.id, s.name, s.mode, s.source_relid, "
+							  "pg_catalog.array_to_string(s.key_attnums, ','), s.mapping::text, "
+							  "s.backfill_done, s.backfill_cursor::text, d.kind, d.url, "
+							  "d.headers::text, d.timeout_ms, d.batch_size, d.max_attempts, "
+							  "s.capture = 'diff', s.query, s.owner::oid, s.key_columns "
+							  "FROM retl.syncs s JOIN retl.destinations d ON d.id = s.destination_id "
+							  "WHERE CASE WHEN $1 > 0 THEN s.id = $1 ELSE NOT s.paused END "
+							  "ORDER BY s.id", 1, types, values, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "retl: could not read retl.syncs");
 
 	for (uint64 i = 0; i < SPI_processed; i++)
@@ -133,16 +155,15 @@ retl_queue_load_syncs(void)
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		RetlSync   *s = palloc0(sizeof(RetlSync));
 		char	   *attnums = getstr(tup, desc, 5);
-		char	   *tok;
-		char	   *save;
+		char	   *relid = getstr(tup, desc, 4);
+		bool		isnull;
+		Datum	   *keys;
+		int			nkeys;
 
 		s->id = getint(tup, desc, 1);
 		s->name = getstr(tup, desc, 2);
-		s->mode = strcmp(getstr(tup, desc, 3), "append") == 0 ? 'a' : 'u';
-		s->relid = (Oid) strtoul(getstr(tup, desc, 4), NULL, 10);
-		s->key_attnums = palloc(sizeof(int16) * (strlen(attnums) + 1));
-		for (tok = strtok_r(attnums, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
-			s->key_attnums[s->nkeys++] = (int16) pg_strtoint32(tok);
+		s->mode = mode_code(getstr(tup, desc, 3));
+		s->relid = relid ? (Oid) strtoul(relid, NULL, 10) : InvalidOid;
 		s->mapping = getstr(tup, desc, 6);
 		s->backfill_done = strcmp(getstr(tup, desc, 7), "t") == 0;
 		s->backfill_cursor = getstr(tup, desc, 8);
@@ -152,6 +173,26 @@ retl_queue_load_syncs(void)
 		s->timeout_ms = getint(tup, desc, 12);
 		s->batch_size = getint(tup, desc, 13);
 		s->max_attempts = getint(tup, desc, 14);
+		s->diff = strcmp(getstr(tup, desc, 15), "t") == 0;
+		s->query = getstr(tup, desc, 16);
+		s->owner = (Oid) strtoul(getstr(tup, desc, 17), NULL, 10);
+
+		deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(tup, desc, 18, &isnull)),
+						  TEXTOID, -1, false, TYPALIGN_INT, &keys, NULL, &nkeys);
+		s->key_names = palloc(sizeof(char *) * nkeys);
+		for (int k = 0; k < nkeys; k++)
+			s->key_names[k] = TextDatumGetCString(keys[k]);
+		if (s->diff)
+			s->nkeys = nkeys;
+		else
+		{
+			char	   *tok;
+			char	   *save;
+
+			s->key_attnums = palloc(sizeof(int16) * (strlen(attnums) + 1));
+			for (tok = strtok_r(attnums, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+				s->key_attnums[s->nkeys++] = (int16) pg_strtoint32(tok);
+		}
 		result = lappend(result, s);
 	}
 	return result;
@@ -167,7 +208,8 @@ claim_sql(RetlSync *sync)
 {
 	StringInfoData sql;
 
-	retl_check_source(sync);
+	if (!sync->diff)
+		retl_check_source(sync);
 	initStringInfo(&sql);
 	appendStringInfoString(&sql,
 						   "WITH c AS ("
@@ -178,16 +220,26 @@ claim_sql(RetlSync *sync)
 						   "  WHERE p.sync_id = $1 AND p.key = q.key AND p.id < q.id"
 						   "  AND (p.in_flight OR p.next_attempt_at > pg_catalog.now()))"
 						   " ORDER BY q.id LIMIT $2 * ");
-	if (sync->mode == 'a')
+	if (sync->mode == 'a' || sync->diff)
 	{
+		/* the queued data is sent: captured rows, or a run's mapped rows */
 		appendStringInfoString(&sql,
 							   "1), u AS ("
 							   " UPDATE retl.queue q SET in_flight = true FROM c WHERE q.id = c.id"
 							   " RETURNING q.*)"
-							   " SELECT COALESCE(u.rid, u.id), ARRAY[u.id], u.attempts, 'i', ");
+							   " SELECT COALESCE(u.rid, u.id), ARRAY[u.id], u.attempts, ");
+		if (sync->diff)
+			appendStringInfo(&sql,
+							 "CASE u.op WHEN 'R' THEN 'd' WHEN 'E' THEN 'i' WHEN 'A' THEN '%c' ELSE 'u' END, ",
+							 sync->mode == 'i' ? 'i' : 'u');
+		else
+			appendStringInfoString(&sql, "'i', ");
 		retl_append_key_object(&sql, sync, "u.key");
 		appendStringInfoString(&sql, "::text, (");
-		retl_append_json_data(&sql, sync, "u.data");
+		if (sync->diff)
+			appendStringInfoString(&sql, "u.data");
+		else
+			retl_append_json_data(&sql, sync, "u.data");
 		appendStringInfoString(&sql,
 							   ")::text, pg_catalog.to_char(u.captured_at AT TIME ZONE 'UTC',"
 							   " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
@@ -375,9 +427,34 @@ dead_letter(RetlRequest *req, RetlRecord *r, const char *error, const char *exce
 							  " (pg_catalog.array_agg(d.data ORDER BY d.id DESC))[1],"
 							  " pg_catalog.max(d.captured_at), pg_catalog.max(d.attempts) + 1, $8, $9, $10,"
 							  " COALESCE(pg_catalog.min(d.first_attempt_at), pg_catalog.now()),"
-							  " pg_catalog.now() FROM d HAVING pg_catalog.count(*) > 0",
-							  10, types, values, nulls, false, 0) != SPI_OK_INSERT)
+							  " pg_catalog.now() FROM d HAVING pg_catalog.count(*) > 0"
+							  " RETURNING raw_key, op",
+							  10, types, values, nulls, false, 0) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "retl: could not dead-letter record %s", r->record_id);
+
+	/*
+	 * A diff sync heals by itself: forget that the key was synced, so the
+	 * next run sends it again (a failed delete: remember a stale version,
+	 * so the next run removes it again).  No snapshot row: a trigger sync.
+	 */
+	if (SPI_processed == 1)
+	{
+		Oid			htypes[3] = {INT4OID, JSONBOID, BOOLOID};
+		Datum		hvalues[3];
+		bool		isnull;
+
+		hvalues[0] = Int32GetDatum(req->sync_id);
+		hvalues[1] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		hvalues[2] = BoolGetDatum(r->op == 'd');
+		if (SPI_execute_with_args("WITH gone AS (DELETE FROM retl.snapshots"
+								  " WHERE sync_id = $1 AND key = $2 AND NOT $3 RETURNING 1)"
+								  " INSERT INTO retl.snapshots (sync_id, key, hash)"
+								  " SELECT $1, $2, '' FROM retl.syncs s"
+								  " WHERE $3 AND s.id = $1 AND s.capture = 'diff'"
+								  " ON CONFLICT (sync_id, key) DO UPDATE SET hash = ''",
+								  3, htypes, hvalues, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "retl: could not update the snapshot for a dead letter");
+	}
 }
 
 /*

@@ -11,10 +11,15 @@ typedef struct RetlSync
 {
 	int			id;
 	char	   *name;
-	char		mode;			/* 'u' upsert, 'a' append */
-	Oid			relid;
+	char		mode;			/* 'u' upsert, 'a' append, 'i' insert,
+								 * 'p' update, 'm' mirror */
+	bool		diff;			/* diff capture (else trigger capture) */
+	Oid			relid;			/* source table, InvalidOid for a query */
+	char	   *query;			/* source query, NULL for a table */
+	Oid			owner;			/* role a diff sync's query runs as */
 	int			nkeys;
-	int16	   *key_attnums;
+	int16	   *key_attnums;	/* trigger capture */
+	char	  **key_names;		/* diff capture: key columns of the result */
 	char	   *mapping;		/* JSON object text, or NULL */
 	bool		backfill_done;
 	char	   *backfill_cursor;	/* JSON array text, or NULL */
@@ -27,7 +32,7 @@ typedef struct RetlSync
 } RetlSync;
 
 extern void retl_queue_recover(void);
-extern List *retl_queue_load_syncs(void);
+extern List *retl_queue_load_syncs(int only_id);
 extern RetlRequest *retl_queue_claim(RetlSync *sync);
 extern void retl_queue_record(RetlRequest *req);
 extern void retl_queue_sync_error(int sync_id, const char *message);

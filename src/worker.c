@@ -42,6 +42,7 @@
 #include "guc.h"
 #include "http.h"
 #include "queue.h"
+#include "runs.h"
 #include "shmem.h"
 #include "worker.h"
 
@@ -303,7 +304,7 @@ claim_work(bool *more)
 	pgstat_report_activity(STATE_RUNNING, "claiming changes");
 	if (!lock_extension())
 		exit_without_extension();
-	syncs = retl_queue_load_syncs();
+	syncs = retl_queue_load_syncs(0);
 	foreach(lc, syncs)
 	{
 		RetlSync   *sync = lfirst(lc);
@@ -322,6 +323,67 @@ claim_work(bool *more)
 	}
 	end_txn();
 	return requests;
+}
+
+/*
+ * Take one queued run of a diff sync and run it in a transaction of its
+ * own; a failed run is recorded, never fatal to the worker.
+ */
+static void
+run_one(void)
+{
+	int64		run_id;
+	int			sync_id;
+	bool		send;
+	bool		found;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	begin_txn();
+	pgstat_report_activity(STATE_RUNNING, "scheduling runs");
+	if (!lock_extension())
+		exit_without_extension();
+	found = retl_runs_claim(&run_id, &sync_id, &send);
+	end_txn();
+	if (!found)
+		return;
+
+	PG_TRY();
+	{
+		List	   *syncs;
+		RetlSync   *sync;
+		RetlRunCounts counts;
+
+		begin_txn();
+		pgstat_report_activity(STATE_RUNNING, "running a sync");
+		if (!lock_extension())
+			exit_without_extension();
+		syncs = retl_queue_load_syncs(sync_id);
+		if (syncs == NIL)
+			ereport(ERROR, (errmsg("sync %d was dropped", sync_id)));
+		sync = linitial(syncs);
+		retl_diff_run(sync, send, &counts);
+		retl_runs_succeeded(run_id, sync, &counts);
+		end_txn();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		MemoryContextSwitchTo(cxt);
+
+		ereport(LOG,
+				(errmsg("retl run " INT64_FORMAT " of sync %d failed: %s", run_id, sync_id, edata->message)));
+		begin_txn();
+		retl_runs_failed(run_id, sync_id, edata->message);
+		retl_queue_sync_error(sync_id, edata->message);
+		end_txn();
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
 }
 
 void
@@ -347,6 +409,7 @@ retl_worker_main(Datum main_arg)
 		exit_without_extension();
 	served = true;
 	retl_queue_recover();
+	retl_runs_recover();
 	end_txn();
 
 	/*
@@ -384,6 +447,7 @@ retl_worker_main(Datum main_arg)
 		foreach(lc, requests)
 			retl_http_start((RetlRequest *) lfirst(lc));
 		list_free(requests);
+		run_one();
 
 		/* Busy while backfilling or while a finished request awaits recording. */
 		timeout = more ? 0 : retl_poll_interval_ms;

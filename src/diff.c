@@ -1,0 +1,408 @@
+/*
+ * diff.c: diff capture: a run of a scheduled sync, and its preview.
+ *
+ * A run evaluates the sync's query as the sync's owner (so grants and
+ * row-level security apply) into a temporary table of (key, mapped data,
+ * hash), then, as the extension, compares it by key with retl.snapshots
+ * (what was last synced) and queues added, changed and removed keys, and
+ * rewrites the snapshot.  Everything is set-based SQL executed by
+ * PostgreSQL, so a large result is diffed in bounded memory (sorts and
+ * hashes spill to disk), and it all happens in the caller's transaction:
+ * a crash or an error leaves the previous snapshot and queue intact.
+ *
+ * The worker runs it in its own transaction, with no request in flight
+ * being waited for; retl_preview() runs it in a subtransaction that is
+ * rolled back, returning what would be queued.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "parser/parser.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/regproc.h"
+
+#include "diff.h"
+#include "mapping.h"
+
+/* A query given as a source, without trailing semicolons and blanks. */
+static char *
+trimmed_query(const char *query)
+{
+	char	   *q = pstrdup(query);
+	int			len = strlen(q);
+
+	while (len > 0 && (q[len - 1] == ';' || isspace((unsigned char) q[len - 1])))
+		q[--len] = '\0';
+	return q;
+}
+
+/* The SQL text of a sync's source as a query. */
+static char *
+source_query(RetlSync *sync)
+{
+	if (sync->query)
+		return trimmed_query(sync->query);
+	retl_check_source(sync);
+	return psprintf("SELECT * FROM ONLY %s",
+					format_type_be_qualified(get_rel_type_id(sync->relid)));
+}
+
+static void
+exec(const char *sql, int expected)
+{
+	int			rc = SPI_execute(sql, false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "retl: SPI_execute failed (%d): %s", rc, sql);
+}
+
+/*
+ * Evaluate the source as the sync's owner into pg_temp.retl_run_rows, then
+ * reject NULL and duplicate keys.  Returns the number of rows.
+ */
+static int64
+evaluate(RetlSync *sync)
+{
+	StringInfoData sql;
+	Oid			save_uid;
+	int			save_sec;
+	int64		rows;
+
+	/* left over by an earlier preview or run in this transaction */
+	exec("SELECT pg_catalog.to_regclass('pg_temp.retl_run_rows') IS NOT NULL", SPI_OK_SELECT);
+	if (strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "t") == 0)
+		exec("DROP TABLE pg_temp.retl_run_rows", SPI_OK_UTILITY);
+	exec("CREATE TEMP TABLE retl_run_rows (key jsonb, data jsonb, hash text) ON COMMIT DROP",
+		 SPI_OK_UTILITY);
+	GetUserIdAndSecContext(&save_uid, &save_sec);
+	if (sync->owner != save_uid)
+		exec(psprintf("GRANT INSERT ON pg_temp.retl_run_rows TO %s",
+					  quote_identifier(GetUserNameFromId(sync->owner, false))),
+			 SPI_OK_UTILITY);
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "INSERT INTO pg_temp.retl_run_rows (key, data, hash) "
+						   "SELECT pg_catalog.jsonb_build_array(");
+	for (int i = 0; i < sync->nkeys; i++)
+		appendStringInfo(&sql, "%sq.%s", i > 0 ? ", " : "", quote_identifier(sync->key_names[i]));
+	appendStringInfoString(&sql, "), d.data, pg_catalog.md5(d.data::text) FROM (");
+	appendStringInfoString(&sql, source_query(sync));
+	appendStringInfoString(&sql, "\n) q, LATERAL (SELECT ");
+	retl_append_row_data(&sql, sync, "q");
+	appendStringInfoString(&sql, ") d(data)");
+
+	/* the owner's query, with the owner's rights and nothing more */
+	SetUserIdAndSecContext(sync->owner,
+						   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+	PG_TRY();
+	{
+		exec(sql.data, SPI_OK_INSERT);
+		rows = (int64) SPI_processed;
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(save_uid, save_sec);
+	}
+	PG_END_TRY();
+
+	exec("SELECT key::text FROM pg_temp.retl_run_rows"
+		 " WHERE key OPERATOR(pg_catalog.@>) '[null]' LIMIT 1", SPI_OK_SELECT);
+	if (SPI_processed > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NOT_NULL_VIOLATION),
+				 errmsg("the result of sync \"%s\" has a NULL key: %s", sync->name,
+						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)),
+				 errhint("Every row needs a key; filter out rows whose key is NULL.")));
+	exec("SELECT key::text FROM pg_temp.retl_run_rows GROUP BY key"
+		 " HAVING pg_catalog.count(*) > 1 LIMIT 1", SPI_OK_SELECT);
+	if (SPI_processed > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNIQUE_VIOLATION),
+				 errmsg("the result of sync \"%s\" has duplicate key %s", sync->name,
+						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)),
+				 errhint("The key must identify one row of the result.")));
+	return rows;
+}
+
+/* Queue ops a mode sends: A(dded), C(hanged), R(emoved). */
+static const char *
+mode_ops(RetlSync *sync)
+{
+	switch (sync->mode)
+	{
+		case 'i':
+			return "{A}";
+		case 'p':
+			return "{C}";
+		case 'm':
+			return "{A,C,R}";
+		default:
+			return "{A,C}";
+	}
+}
+
+/* The diff of the evaluated rows against the snapshot, as a CTE named d. */
+static const char *diff_cte =
+"WITH s AS (SELECT sn.key, sn.hash FROM retl.snapshots sn WHERE sn.sync_id = $1),"
+" d AS ("
+"  SELECT c.key, c.data, CASE WHEN s.key IS NULL THEN 'A' ELSE 'C' END AS op"
+"    FROM pg_temp.retl_run_rows c LEFT JOIN s ON s.key = c.key"
+"   WHERE s.key IS NULL OR s.hash <> c.hash"
+"  UNION ALL"
+"  SELECT s.key, NULL::jsonb, 'R' FROM s"
+"   WHERE NOT EXISTS (SELECT 1 FROM pg_temp.retl_run_rows c WHERE c.key = s.key))";
+
+/*
+ * Run a diff sync in the current transaction (SPI connected): queue what
+ * changed (unless !send) and rewrite the snapshot.
+ */
+void
+retl_diff_run(RetlSync *sync, bool send, RetlRunCounts *counts)
+{
+	Oid			types[2] = {INT4OID, TEXTOID};
+	Datum		values[2];
+	StringInfoData sql;
+	HeapTuple	tup;
+
+	memset(counts, 0, sizeof(RetlRunCounts));
+	counts->rows = evaluate(sync);
+	values[0] = Int32GetDatum(sync->id);
+
+	if (sync->mode == 'a')
+	{
+		/* every row of every run is an event; no snapshot */
+		if (send && SPI_execute_with_args("INSERT INTO retl.queue (sync_id, op, key, data)"
+										  " SELECT $1, 'E', key, data FROM pg_temp.retl_run_rows",
+										  1, types, values, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "retl: could not queue the rows of a run");
+		counts->added = counts->rows;
+		return;
+	}
+
+	values[1] = CStringGetTextDatum(send ? mode_ops(sync) : "{}");
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "%s, q AS (INSERT INTO retl.queue (sync_id, op, key, data)"
+					 " SELECT $1, d.op::\"char\", d.key, d.data FROM d WHERE d.op = ANY ($2::text[])"
+					 " RETURNING 1)"
+					 " SELECT pg_catalog.count(*) FILTER (WHERE d.op = 'A'),"
+					 " pg_catalog.count(*) FILTER (WHERE d.op = 'C'),"
+					 " pg_catalog.count(*) FILTER (WHERE d.op = 'R'),"
+					 " (SELECT pg_catalog.count(*) FROM q) FROM d", diff_cte);
+	if (SPI_execute_with_args(sql.data, 2, types, values, NULL, false, 0) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "retl: could not diff the result of sync \"%s\"", sync->name);
+	tup = SPI_tuptable->vals[0];
+	counts->added = strtoi64(SPI_getvalue(tup, SPI_tuptable->tupdesc, 1), NULL, 10);
+	counts->changed = strtoi64(SPI_getvalue(tup, SPI_tuptable->tupdesc, 2), NULL, 10);
+	counts->removed = strtoi64(SPI_getvalue(tup, SPI_tuptable->tupdesc, 3), NULL, 10);
+	counts->queued = strtoi64(SPI_getvalue(tup, SPI_tuptable->tupdesc, 4), NULL, 10);
+
+	if (SPI_execute_with_args("DELETE FROM retl.snapshots sn WHERE sn.sync_id = $1"
+							  " AND NOT EXISTS (SELECT 1 FROM pg_temp.retl_run_rows c WHERE c.key = sn.key)",
+							  1, types, values, NULL, false, 0) != SPI_OK_DELETE ||
+		SPI_execute_with_args("INSERT INTO retl.snapshots AS sn (sync_id, key, hash)"
+							  " SELECT $1, c.key, c.hash FROM pg_temp.retl_run_rows c"
+							  " ON CONFLICT (sync_id, key) DO UPDATE SET hash = EXCLUDED.hash"
+							  " WHERE sn.hash <> EXCLUDED.hash",
+							  1, types, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "retl: could not save the snapshot of sync \"%s\"", sync->name);
+}
+
+PG_FUNCTION_INFO_V1(retl_source_is_query);
+PG_FUNCTION_INFO_V1(retl_query_columns);
+PG_FUNCTION_INFO_V1(retl_preview);
+
+/*
+ * retl._source_is_query(source): true for one SELECT (or VALUES, TABLE,
+ * WITH ... SELECT) statement, false for a relation name, as PostgreSQL's
+ * own parser reads them; an error for anything else.
+ */
+Datum
+retl_source_is_query(PG_FUNCTION_ARGS)
+{
+	char	   *source = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	List	   *volatile parsed = NIL;
+	ErrorData  *volatile parse_error = NULL;
+	RawStmt    *raw;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		parsed = raw_parser(source, RAW_PARSE_DEFAULT);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		parse_error = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+
+	if (parse_error)
+	{
+		/* Not SQL: a relation name, if it reads as one. */
+		List	   *names = NIL;
+
+		PG_TRY();
+		{
+			names = stringToQualifiedNameList(source);
+		}
+		PG_CATCH();
+		{
+			FlushErrorState();
+			/* the parser's position is in the source, not in the caller's query */
+			ereport(ERROR,
+					(errcode(ERRCODE_SYNTAX_ERROR),
+					 errmsg("sync source is neither a table name nor a valid query: %s",
+							parse_error->message),
+					 errhint("Give a table name (schema-qualified or on the search_path) or a SELECT query.")));
+		}
+		PG_END_TRY();
+		(void) names;
+		PG_RETURN_BOOL(false);
+	}
+	if (list_length(parsed) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a sync source must be one query, not %d statements", list_length(parsed))));
+	raw = linitial_node(RawStmt, parsed);
+	if (!IsA(raw->stmt, SelectStmt))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a sync source must be a table name or a SELECT query"),
+				 errhint("Statements that change data cannot be a source.")));
+	PG_RETURN_BOOL(true);
+}
+
+/* retl._query_columns(query): the name and type of each result column. */
+Datum
+retl_query_columns(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *query = trimmed_query(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	TupleDesc	desc;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "retl: SPI_connect failed");
+	if (SPI_execute(psprintf("SELECT * FROM (%s\n) q LIMIT 0", query), true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "retl: could not describe the query");
+	desc = SPI_tuptable->tupdesc;
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Datum		values[2];
+		bool		nulls[2] = {false, false};
+
+		values[0] = CStringGetTextDatum(NameStr(TupleDescAttr(desc, i)->attname));
+		values[1] = ObjectIdGetDatum(TupleDescAttr(desc, i)->atttypid);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	SPI_finish();
+	return (Datum) 0;
+}
+
+/*
+ * retl_preview(sync, n): the first n records the next run would send
+ * (op, key, data), computed like a run in a subtransaction rolled back.
+ */
+Datum
+retl_preview(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *name;
+	int			n = PG_ARGISNULL(1) ? 10 : PG_GETARG_INT32(1);
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	List	   *syncs;
+	RetlSync   *sync;
+	Oid			types[2] = {INT4OID, TEXTOID};
+	Oid			name_type[1] = {TEXTOID};
+	Datum		values[2];
+	StringInfoData sql;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("sync name must not be null")));
+	if (n < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("n must not be negative")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	InitMaterializedSRF(fcinfo, 0);
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "retl: SPI_connect failed");
+		values[0] = CStringGetTextDatum(name);
+		if (SPI_execute_with_args("SELECT retl._sync_id($1)", 1, name_type,
+								  values, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "retl: could not look up sync");
+		syncs = retl_queue_load_syncs(pg_strtoint32(SPI_getvalue(SPI_tuptable->vals[0],
+																  SPI_tuptable->tupdesc, 1)));
+		sync = linitial(syncs);
+		if (!sync->diff)
+			ereport(ERROR,
+					(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+					 errmsg("sync \"%s\" delivers changes in real time and has no runs to preview", name),
+					 errhint("See retl.sync_status for its queue.")));
+		(void) evaluate(sync);
+
+		initStringInfo(&sql);
+		if (sync->mode == 'a')
+			appendStringInfoString(&sql, "WITH d AS (SELECT c.key, c.data, 'E' AS op FROM pg_temp.retl_run_rows c)");
+		else
+			appendStringInfoString(&sql, diff_cte);
+		appendStringInfo(&sql, " SELECT CASE d.op WHEN 'R' THEN 'delete' WHEN 'E' THEN 'insert'"
+						 " WHEN 'A' THEN '%s' ELSE 'upsert' END, ",
+						 sync->mode == 'i' ? "insert" : "upsert");
+		retl_append_key_object(&sql, sync, "d.key");
+		appendStringInfo(&sql, ", d.data FROM d WHERE d.op = ANY ($2::text[]) ORDER BY d.op, d.key LIMIT %d", n);
+		values[0] = Int32GetDatum(sync->id);
+		values[1] = CStringGetTextDatum(sync->mode == 'a' ? "{E}" : mode_ops(sync));
+		if (SPI_execute_with_args(sql.data, 2, types, values, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "retl: could not preview sync \"%s\"", name);
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			Datum		row[3];
+			bool		nulls[3];
+
+			for (int c = 0; c < 3; c++)
+				row[c] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, c + 1, &nulls[c]);
+			/* copied by the tuplestore, which outlives the subtransaction */
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, nulls);
+		}
+		SPI_finish();
+		/* a preview changes nothing */
+		RollbackAndReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return (Datum) 0;
+}

@@ -1,0 +1,14 @@
+/*
+ * runs.h: scheduling and recording runs of diff syncs.
+ */
+#ifndef RETL_RUNS_H
+#define RETL_RUNS_H
+
+#include "diff.h"
+
+extern void retl_runs_recover(void);
+extern bool retl_runs_claim(int64 *run_id, int *sync_id, bool *send);
+extern void retl_runs_succeeded(int64 run_id, RetlSync *sync, RetlRunCounts *counts);
+extern void retl_runs_failed(int64 run_id, int sync_id, const char *error);
+
+#endif
