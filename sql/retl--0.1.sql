@@ -231,7 +231,7 @@ CREATE FUNCTION retl._start_worker() RETURNS void
 CREATE FUNCTION retl._source_is_query(source text) RETURNS boolean
 	AS 'MODULE_PATHNAME', 'retl_source_is_query' LANGUAGE C STRICT STABLE;
 
-CREATE FUNCTION retl._query_columns(query text, OUT name text, OUT type regtype)
+CREATE FUNCTION retl._query_columns(query text, run_as regrole, OUT name text, OUT type regtype)
 	RETURNS SETOF record
 	AS 'MODULE_PATHNAME', 'retl_query_columns' LANGUAGE C STRICT VOLATILE;
 
@@ -244,7 +244,7 @@ CREATE FUNCTION retl_preview(sync text, n integer DEFAULT 10,
 	AS 'MODULE_PATHNAME', 'retl_preview' LANGUAGE C VOLATILE;
 
 REVOKE ALL ON FUNCTION retl._source_is_query(text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION retl._query_columns(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION retl._query_columns(text, regrole) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retl_preview(text, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retl_capture() FROM PUBLIC;
 REVOKE ALL ON FUNCTION retl._wake_worker() FROM PUBLIC;
@@ -573,6 +573,7 @@ DECLARE
 	cap text;
 	cols text[];
 	after_name text;
+	run_as regrole;
 BEGIN
 	IF name IS NULL OR name = '' THEN
 		RAISE EXCEPTION 'sync name must not be empty'
@@ -594,12 +595,27 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	FOR k IN SELECT pg_catalog.jsonb_object_keys(opts) LOOP
-		IF k NOT IN ('backfill', 'after') THEN
+		IF k NOT IN ('backfill', 'after', 'owner') THEN
 			RAISE EXCEPTION 'unknown sync option "%"', k
 				USING ERRCODE = 'invalid_parameter_value',
-					  HINT = 'Valid options: backfill, after.';
+					  HINT = 'Valid options: backfill, after, owner.';
 		END IF;
 	END LOOP;
+	/* The role a scheduled sync's query runs as: the caller, or a role it belongs to. */
+	IF opts ? 'owner' THEN
+		IF pg_catalog.jsonb_typeof(opts -> 'owner') <> 'string'
+		   OR pg_catalog.to_regrole(pg_catalog.quote_ident(opts ->> 'owner')) IS NULL THEN
+			RAISE EXCEPTION 'option "owner" must name an existing role, not %', opts -> 'owner'
+				USING ERRCODE = 'undefined_object';
+		END IF;
+		run_as := pg_catalog.to_regrole(pg_catalog.quote_ident(opts ->> 'owner'));
+		IF NOT pg_catalog.pg_has_role(CURRENT_USER, run_as, 'MEMBER') THEN
+			RAISE EXCEPTION 'only members of role "%" can create a sync that runs as it', opts ->> 'owner'
+				USING ERRCODE = 'insufficient_privilege';
+		END IF;
+	ELSE
+		run_as := CURRENT_USER::regrole;
+	END IF;
 	IF opts ? 'backfill' AND pg_catalog.jsonb_typeof(opts -> 'backfill') <> 'boolean' THEN
 		RAISE EXCEPTION 'option "backfill" must be true or false'
 			USING ERRCODE = 'invalid_parameter_value';
@@ -691,7 +707,7 @@ BEGIN
 					USING ERRCODE = 'invalid_parameter_value',
 						  HINT = 'Name the column(s) of the query result that identify a row.';
 			END IF;
-			SELECT pg_catalog.array_agg(c.name) INTO cols FROM retl._query_columns(source) c;
+			SELECT pg_catalog.array_agg(c.name) INTO cols FROM retl._query_columns(source, run_as) c;
 			SELECT c INTO col FROM pg_catalog.unnest(cols) c GROUP BY c HAVING pg_catalog.count(*) > 1 LIMIT 1;
 			IF FOUND THEN
 				RAISE EXCEPTION 'the query returns two columns named "%"', col
@@ -738,9 +754,9 @@ BEGIN
 
 		INSERT INTO retl.syncs (name, source, source_relid, query, capture, destination_id,
 								key_columns, mode, schedule, mapping, options,
-								backfill_done, next_run_at)
+								backfill_done, owner, next_run_at)
 		VALUES ($1, source, relid, CASE WHEN is_query THEN source END, 'diff', did,
-				keys, mode, schedule, mapping, opts, true,
+				keys, mode, schedule, mapping, opts, true, run_as,
 				CASE sched WHEN 'manual' THEN NULL
 						   WHEN 'cron' THEN retl._next_run(schedule, pg_catalog.now())
 						   ELSE pg_catalog.now() END)

@@ -294,13 +294,27 @@ retl_query_columns(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	char	   *query = trimmed_query(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	Oid			run_as = PG_GETARG_OID(1);
 	TupleDesc	desc;
+	Oid			save_uid;
+	int			save_sec;
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "retl: SPI_connect failed");
-	if (SPI_execute(psprintf("SELECT * FROM (%s\n) q LIMIT 0", query), true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "retl: could not describe the query");
+	/* planned as the role it will run as, so its privileges are checked now */
+	GetUserIdAndSecContext(&save_uid, &save_sec);
+	SetUserIdAndSecContext(run_as, save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+	PG_TRY();
+	{
+		if (SPI_execute(psprintf("SELECT * FROM (%s\n) q LIMIT 0", query), true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "retl: could not describe the query");
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(save_uid, save_sec);
+	}
+	PG_END_TRY();
 	desc = SPI_tuptable->tupdesc;
 	for (int i = 0; i < desc->natts; i++)
 	{

@@ -1,0 +1,227 @@
+# Scheduled and on-demand syncs of queries (diff capture): every mode
+# against the receiver, mirror convergence, interval schedules, chained
+# syncs, a crash in the middle of a run, dead-letter healing, and the query
+# running as the sync's owner under row-level security.
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
+use RetlTest;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(sleep);
+
+my $r = start_receiver();
+my $node = new_retl_node('diff',
+	extra_conf => "retl.poll_interval_ms = 200\nrestart_after_crash = on\n");
+
+sub psql { return $node->safe_psql('postgres', $_[0]); }
+
+# Records delivered (2xx) for a path, in arrival order.
+sub records_at
+{
+	my ($path) = @_;
+	return [ map { @{ $_->{body}{records} } }
+		  grep { $_->{path} eq $path } @{ $r->requests(ok => 1) } ];
+}
+
+# The destination's state after applying upserts/inserts and deletes.
+sub state_at
+{
+	my ($path, $field) = @_;
+	my %state;
+	for my $rec (@{ records_at($path) })
+	{
+		my $k = join ',', map { $rec->{key}{$_} } sort keys %{ $rec->{key} };
+		if ($rec->{op} eq 'delete') { delete $state{$k}; }
+		else { $state{$k} = $rec->{data}{$field}; }
+	}
+	return \%state;
+}
+
+# Run a sync now and wait until that run finished and its records are sent.
+sub run_sync
+{
+	my ($sync) = @_;
+	my $id = psql("SELECT retl_run_sync('$sync')");
+	$node->poll_query_until('postgres',
+		"SELECT status <> 'queued' AND status <> 'running' FROM retl.runs WHERE id = $id")
+	  or die "run $id of $sync did not finish";
+	$node->poll_query_until('postgres',
+		"SELECT pending + in_flight = 0 FROM retl.sync_status WHERE sync = '$sync'")
+	  or die "queue of $sync did not drain";
+	return psql("SELECT status, rows, added, changed, removed FROM retl.runs WHERE id = $id");
+}
+
+psql(q{
+	CREATE EXTENSION retl;
+	CREATE TABLE customers (id int PRIMARY KEY, email text NOT NULL, region text NOT NULL);
+	CREATE TABLE orders (id serial PRIMARY KEY, customer_id int NOT NULL, total numeric NOT NULL);
+	INSERT INTO customers SELECT g, 'c' || g || '@example.com', CASE WHEN g % 2 = 0 THEN 'eu' ELSE 'us' END
+	  FROM generate_series(1, 20) g;
+	INSERT INTO orders (customer_id, total) SELECT g, g * 50 FROM generate_series(1, 20) g;
+});
+for my $m (qw(insert update upsert mirror append))
+{
+	my $url = $r->url("/$m");
+	psql(qq{SELECT retl_create_destination(name => 'd_$m', kind => 'webhook', url => '$url',
+		options => '{"batch_size": 100}')});
+}
+my $query = q{SELECT c.id, c.email, sum(o.total) AS ltv
+	FROM customers c JOIN orders o ON o.customer_id = c.id
+	GROUP BY c.id, c.email HAVING sum(o.total) > 500};
+for my $m (qw(insert update upsert mirror append))
+{
+	psql(qq{SELECT retl_create_sync(name => 'hv_$m', source => \$q\$$query\$q\$,
+		destination => 'd_$m', key => '{id}', mode => '$m', schedule => 'manual')});
+}
+is(psql(q{SELECT count(*) FROM retl.syncs WHERE capture = 'diff' AND next_run_at IS NULL}), '5',
+	'manual diff syncs have no next run');
+
+# The preview shows what the first run will send.
+is(psql(q{SELECT count(*), min(op), max(op) FROM retl_preview('hv_mirror', 100)}), '10|upsert|upsert',
+	'preview: the 10 rows over 500 as upserts');
+is(psql(q{SELECT count(*) FROM retl_preview('hv_mirror', 3)}), '3', 'preview honours n');
+is(psql(q{SELECT count(*) FROM retl.snapshots}), '0', 'preview changes nothing');
+
+# First runs: everything is new.
+is(run_sync("hv_$_"), 'succeeded|10|10|0|0', "first run of $_") for qw(insert update upsert mirror append);
+is(scalar @{ records_at('/insert') }, 10, 'insert: 10 added rows sent');
+is(scalar @{ records_at('/update') }, 0, 'update: added rows are not sent');
+is(scalar @{ records_at('/upsert') }, 10, 'upsert: 10 sent');
+is(scalar @{ records_at('/append') }, 10, 'append: 10 events');
+ok(!(grep { $_->{op} ne 'insert' } @{ records_at('/insert') }), 'insert mode sends op insert');
+ok(!(grep { $_->{op} ne 'upsert' } @{ records_at('/upsert') }), 'upsert mode sends op upsert');
+is_deeply([ sort keys %{ records_at('/upsert')->[0]{data} } ], [qw(email id ltv)], 'data holds the query columns');
+
+# Change the underlying tables: one customer leaves (ltv drops), one enters,
+# one changes, one row is deleted outright.
+psql(q{
+	UPDATE orders SET total = 10 WHERE customer_id = 12;     -- leaves
+	UPDATE orders SET total = 900 WHERE customer_id = 3;     -- enters
+	UPDATE customers SET email = 'changed@example.com' WHERE id = 15;   -- changes
+	DELETE FROM orders WHERE customer_id = 20;               -- leaves
+});
+is(psql(q{SELECT string_agg(op || ':' || (key->>'id'), ',' ORDER BY op, (key->>'id')::int) FROM retl_preview('hv_mirror', 100)}),
+	'delete:12,delete:20,upsert:3,upsert:15', 'preview of the second run (mirror)');
+is(run_sync("hv_$_"), 'succeeded|9|1|1|2', "second run of $_") for qw(insert update upsert mirror);
+is(run_sync('hv_append'), 'succeeded|9|9|0|0', 'second run of append: every row is an event');
+is_deeply([ map { $_->{key}{id} } @{ records_at('/insert') }[10 .. $#{ records_at('/insert') }] ], [3],
+	'insert: only the new key');
+is_deeply([ map { "$_->{op}:$_->{key}{id}" } @{ records_at('/update') } ], ['upsert:15'], 'update: only the changed key');
+is_deeply([ sort map { "$_->{op}:$_->{key}{id}" } @{ records_at('/upsert') }[10 .. 11] ], [ 'upsert:15', 'upsert:3' ],
+	'upsert: added and changed, no deletes');
+is(scalar @{ records_at('/append') }, 19, 'append: every row of every run');
+
+# Mirror: the destination equals the query result.
+my %expected = map { split /\|/ } split /\n/, psql(qq{SELECT id, email FROM ($query) q});
+is_deeply(state_at('/mirror', 'email'), \%expected, 'mirror: destination equals the query result');
+
+# A third run with nothing changed sends nothing.
+my $before = scalar @{ records_at('/mirror') };
+is(run_sync('hv_mirror'), 'succeeded|9|0|0|0', 'unchanged result: empty diff');
+is(scalar @{ records_at('/mirror') }, $before, 'nothing sent');
+
+# Rolling back retl_run_sync cancels it.
+psql(q{BEGIN; SELECT retl_run_sync('hv_mirror'); ROLLBACK;});
+sleep 1;
+is(psql(q{SELECT count(*) FROM retl.runs WHERE sync = 'hv_mirror'}), '3', 'rolled back run never happens');
+
+# Resync: forget the snapshot and send everything again.
+is(run_sync('hv_upsert'), 'succeeded|9|0|0|0', 'before resync');
+my $rid = psql(q{SELECT retl_resync('hv_upsert')});
+$node->poll_query_until('postgres', "SELECT status = 'succeeded' FROM retl.runs WHERE id = $rid");
+is(psql(qq{SELECT why, added FROM retl.runs WHERE id = $rid}), 'resync|9', 'resync sends every row again');
+
+# A failed query fails the run, not the worker; the schedule goes on.
+psql(q{SELECT retl_create_sync(name => 'broken', source => 'SELECT id, 1 / (id - id) AS boom FROM customers',
+	destination => 'd_mirror', key => '{id}', schedule => 'manual')});
+my $run = psql(q{SELECT retl_run_sync('broken')});
+$node->poll_query_until('postgres', "SELECT status = 'failed' FROM retl.runs WHERE id = $run");
+like(psql(qq{SELECT error FROM retl.runs WHERE id = $run}), qr/division by zero/, 'failed run records the error');
+is(psql(q{SELECT last_run_status, state FROM retl.sync_status WHERE sync = 'broken'}), 'failed|failing', 'status shows it');
+
+# Duplicate and NULL keys fail the run with a sample.
+psql(q{SELECT retl_create_sync(name => 'dups', source => 'SELECT region AS id FROM customers',
+	destination => 'd_mirror', key => '{id}', schedule => 'manual')});
+$run = psql(q{SELECT retl_run_sync('dups')});
+$node->poll_query_until('postgres', "SELECT status = 'failed' FROM retl.runs WHERE id = $run");
+like(psql(qq{SELECT error FROM retl.runs WHERE id = $run}), qr/duplicate key \["(eu|us)"\]/, 'duplicate key shown');
+psql(q{SELECT retl_create_sync(name => 'nulls', source => 'SELECT NULLIF(id, 4) AS id FROM customers',
+	destination => 'd_mirror', key => '{id}', schedule => 'manual')});
+$run = psql(q{SELECT retl_run_sync('nulls')});
+$node->poll_query_until('postgres', "SELECT status = 'failed' FROM retl.runs WHERE id = $run");
+like(psql(qq{SELECT error FROM retl.runs WHERE id = $run}), qr/NULL key/, 'NULL key reported');
+
+# Interval schedule: runs by itself, again and again.
+psql(q{SELECT retl_create_sync(name => 'every2s', source => 'SELECT id, region FROM customers',
+	destination => 'd_upsert', key => '{id}', schedule => '2 seconds')});
+ok($node->poll_query_until('postgres',
+	q{SELECT count(*) >= 2 FROM retl.runs WHERE sync = 'every2s' AND why = 'schedule' AND status = 'succeeded'}),
+	'interval schedule runs repeatedly');
+is(psql(q{SELECT next_run_at > now() - interval '1 second' FROM retl.sync_status WHERE sync = 'every2s'}), 't',
+	'next run scheduled');
+psql(q{SELECT retl_pause_sync('every2s')});
+
+# Chained: a sync that runs after another one succeeds.
+psql(q{SELECT retl_create_sync(name => 'after_mirror', source => 'SELECT id, email FROM customers WHERE id < 5',
+	destination => 'd_upsert', key => '{id}', schedule => 'manual', options => '{"after": "hv_mirror"}')});
+run_sync('hv_mirror');
+ok($node->poll_query_until('postgres',
+	q{SELECT count(*) = 1 FROM retl.runs WHERE sync = 'after_mirror' AND why = 'after' AND status = 'succeeded'}),
+	'chained sync ran after the other one');
+
+# Dead-letter healing: a record rejected with 400 is sent again by the
+# next run, since its key is dropped from the snapshot.
+psql(q{SELECT retl_create_sync(name => 'heal', source => 'SELECT id, email FROM customers WHERE id <= 3',
+	destination => 'd_insert', key => '{id}', mode => 'upsert', schedule => 'manual')});
+$node->poll_query_until('postgres', q{SELECT sum(pending + in_flight) = 0 FROM retl.sync_status});
+$r->control({ status => 400, count => 1 });
+psql(q{UPDATE retl.destinations SET batch_size = 1 WHERE name = 'd_insert'});
+is(run_sync('heal'), 'succeeded|3|3|0|0', 'first run');
+is(psql(q{SELECT dead FROM retl.sync_status WHERE sync = 'heal'}), '1', 'one record dead-lettered');
+is(run_sync('heal'), 'succeeded|3|1|0|0', 'next run sends the dead-lettered key again');
+is(psql(q{SELECT count(*) FROM retl.snapshots sn JOIN retl.syncs s ON s.id = sn.sync_id WHERE s.name = 'heal'}), '3',
+	'snapshot complete again');
+
+# Row-level security: the query runs as the sync's owner.
+psql(q{
+	CREATE ROLE analyst;
+	GRANT SELECT ON customers TO analyst;
+	ALTER TABLE customers ENABLE ROW LEVEL SECURITY;
+	CREATE POLICY eu_only ON customers FOR SELECT TO analyst USING (region = 'eu');
+	CREATE ROLE outsider;
+	SELECT retl_create_sync(name => 'eu_customers', source => 'SELECT id, region FROM customers',
+		destination => 'd_append', key => '{id}', mode => 'upsert', schedule => 'manual',
+		options => '{"owner": "analyst"}');
+});
+is(run_sync('eu_customers'), 'succeeded|10|10|0|0', 'RLS: the owner sees 10 of 20 rows');
+my $eu = grep { ($_->{data}{region} // '') eq 'eu' } @{ records_at('/append') };
+is($eu, 10, 'only rows the policy lets the owner see were sent');
+my ($ret, $out, $err) = $node->psql('postgres', q{SELECT retl_create_sync(name => 'sneaky',
+	source => 'SELECT id FROM orders', destination => 'd_append', key => '{id}', schedule => 'manual',
+	options => '{"owner": "outsider"}')});
+like($err, qr/permission denied for table orders/, 'a sync cannot read what its owner cannot');
+psql(q{ALTER TABLE customers DISABLE ROW LEVEL SECURITY});
+
+# Crash in the middle of a run: nothing of it is kept, the next run redoes it.
+psql(q{SELECT retl_create_sync(name => 'slow', source => 'SELECT c.id, c.email FROM customers c, pg_sleep(3)',
+	destination => 'd_update', key => '{id}', mode => 'upsert', schedule => 'manual')});
+$r->clear;
+$run = psql(q{SELECT retl_run_sync('slow')});
+$node->poll_query_until('postgres', "SELECT status = 'running' FROM retl.runs WHERE id = $run");
+sleep 1;
+my $pid = psql(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'retl worker'});
+kill 'KILL', $pid;
+$node->poll_query_until('postgres', "SELECT status = 'failed' FROM retl.runs WHERE id = $run");
+like(psql(qq{SELECT error FROM retl.runs WHERE id = $run}), qr/interrupted/, 'interrupted run marked failed');
+is(psql(q{SELECT count(*) FROM retl.snapshots sn JOIN retl.syncs s ON s.id = sn.sync_id WHERE s.name = 'slow'}), '0',
+	'no snapshot kept from the interrupted run');
+is(scalar @{ records_at('/update') }, 0, 'nothing sent from the interrupted run');
+is(run_sync('slow'), 'succeeded|20|20|0|0', 'next run redoes it');
+is(scalar @{ records_at('/update') }, 20, 'and sends everything');
+
+$node->stop;
+$r->stop;
+done_testing();
