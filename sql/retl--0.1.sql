@@ -45,6 +45,7 @@ CREATE TABLE retl.syncs (
 	source_relid oid,				/* the source table, NULL for a query */
 	query		text,				/* the source query, NULL for a table */
 	capture		text NOT NULL DEFAULT 'trigger',	/* trigger or diff */
+	audience_id	integer,			/* source 'audience:NAME' */
 	destination_id integer NOT NULL REFERENCES retl.destinations (id),
 	key_columns	text[] NOT NULL,
 	key_attnums	int2[],				/* trigger capture only */
@@ -117,6 +118,63 @@ CREATE TABLE retl.run_store (
 );
 CREATE INDEX run_store_status_idx ON retl.run_store (status, id);
 CREATE INDEX run_store_sync_idx ON retl.run_store (sync_id, id);
+
+/*
+ * Audiences: named segments (a query returning keys) whose membership is
+ * recomputed on a schedule, with the history of who entered and exited.
+ */
+CREATE TABLE retl.audience_store (
+	id			serial PRIMARY KEY,
+	name		text NOT NULL UNIQUE,
+	query		text NOT NULL,
+	key_columns	text[] NOT NULL,
+	schedule	text NOT NULL,
+	next_refresh_at timestamptz,
+	owner		regrole NOT NULL DEFAULT CURRENT_USER::regrole,
+	last_refresh_at timestamptz,
+	last_error	text,
+	created_at	timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+CREATE TABLE retl.audience_member_store (
+	audience_id	integer NOT NULL REFERENCES retl.audience_store (id) ON DELETE CASCADE,
+	key			jsonb NOT NULL,
+	since		timestamptz NOT NULL,
+	PRIMARY KEY (audience_id, key)
+);
+
+CREATE TABLE retl.audience_event_store (
+	id			bigserial PRIMARY KEY,
+	audience_id	integer NOT NULL REFERENCES retl.audience_store (id) ON DELETE CASCADE,
+	key			jsonb NOT NULL,
+	event		text NOT NULL,		/* entered, exited */
+	at			timestamptz NOT NULL
+);
+CREATE INDEX audience_event_store_at_idx ON retl.audience_event_store (audience_id, at);
+
+/* Keys are shown as objects named by the audience's key columns. */
+CREATE FUNCTION retl._key_object(key jsonb, names text[]) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$
+	SELECT pg_catalog.jsonb_object_agg(n.name, key OPERATOR(pg_catalog.->) (n.i::integer - 1))
+	  FROM pg_catalog.unnest(names) WITH ORDINALITY AS n(name, i)
+$$;
+
+CREATE VIEW retl.audiences AS
+SELECT a.name AS audience, a.query, a.key_columns, a.schedule, a.owner,
+	   (SELECT pg_catalog.count(*) FROM retl.audience_member_store m
+		 WHERE m.audience_id OPERATOR(pg_catalog.=) a.id) AS members,
+	   a.last_refresh_at, a.next_refresh_at, a.last_error
+  FROM retl.audience_store a;
+
+CREATE VIEW retl.audience_members AS
+SELECT a.name AS audience, retl._key_object(m.key, a.key_columns) AS key, m.since
+  FROM retl.audience_member_store m
+  JOIN retl.audience_store a ON a.id OPERATOR(pg_catalog.=) m.audience_id;
+
+CREATE VIEW retl.audience_events AS
+SELECT a.name AS audience, retl._key_object(e.key, a.key_columns) AS key, e.event, e.at
+  FROM retl.audience_event_store e
+  JOIN retl.audience_store a ON a.id OPERATOR(pg_catalog.=) e.audience_id;
 
 CREATE TABLE retl.sync_stats (
 	sync_id		integer PRIMARY KEY REFERENCES retl.syncs (id) ON DELETE CASCADE,
@@ -209,6 +267,8 @@ SELECT pg_catalog.pg_extension_config_dump('retl.destinations', '');
 SELECT pg_catalog.pg_extension_config_dump('retl.syncs', '');
 SELECT pg_catalog.pg_extension_config_dump('retl.destinations_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('retl.syncs_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('retl.audience_store', '');
+SELECT pg_catalog.pg_extension_config_dump('retl.audience_store_id_seq', '');
 
 /*
  * C entry points.
@@ -574,6 +634,7 @@ DECLARE
 	cols text[];
 	after_name text;
 	run_as regrole;
+	aud_id integer;
 BEGIN
 	IF name IS NULL OR name = '' THEN
 		RAISE EXCEPTION 'sync name must not be empty'
@@ -636,6 +697,45 @@ BEGIN
 		RAISE EXCEPTION 'sync source must not be empty'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
+	/* An audience's membership: entered members are added, exited removed. */
+	IF source LIKE 'audience:%' THEN
+		SELECT a.id, a.key_columns INTO aud_id, keys
+		  FROM retl.audience_store a WHERE a.name = pg_catalog.substr(source, 10);
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'audience "%" does not exist', pg_catalog.substr(source, 10)
+				USING ERRCODE = 'undefined_object',
+					  HINT = 'Create it with SELECT retl_create_audience(name, query, key).';
+		END IF;
+		IF key IS NOT NULL AND key <> keys THEN
+			RAISE EXCEPTION 'the key of an audience sync is the audience''s key %', keys
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		sched := retl._schedule_kind(schedule);
+		IF capture IS NOT NULL AND capture <> 'diff' THEN
+			RAISE EXCEPTION 'an audience sync is captured by diff, not %', capture
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		IF mode IS NULL OR mode NOT IN ('insert', 'update', 'upsert', 'mirror', 'append') THEN
+			RAISE EXCEPTION 'invalid sync mode "%"', mode
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Supported modes: insert, update, upsert, mirror, append.';
+		END IF;
+		PERFORM retl._check_mapping(mapping, keys, source);
+		/* 'realtime': after each refresh of the audience (as with any schedule) */
+		INSERT INTO retl.syncs (name, source, capture, audience_id, destination_id,
+								key_columns, mode, schedule, mapping, options,
+								backfill_done, owner, next_run_at)
+		VALUES ($1, source, 'diff', aud_id, did, keys, mode, schedule, mapping, opts,
+				true, run_as,
+				CASE sched WHEN 'cron' THEN retl._next_run(schedule, pg_catalog.now())
+						   WHEN 'interval' THEN pg_catalog.now() END)
+		RETURNING id INTO sid;
+		INSERT INTO retl.sync_stats (sync_id) VALUES (sid);
+		INSERT INTO retl.run_store (sync_id, why, send) VALUES (sid, 'after', do_backfill);
+		PERFORM retl._wake_worker();
+		RETURN;
+	END IF;
+
 	is_query := retl._source_is_query(source);
 	sched := retl._schedule_kind(schedule);
 	cap := coalesce(capture, CASE WHEN NOT is_query AND sched = 'realtime' THEN 'trigger' ELSE 'diff' END);
@@ -990,6 +1090,123 @@ BEGIN
 END
 $$;
 
+/*
+ * Audiences
+ */
+CREATE FUNCTION retl_create_audience(name text, query text, key text[],
+									 schedule text DEFAULT '15 minutes',
+									 options jsonb DEFAULT '{}')
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+	opts jsonb := coalesce(options, '{}');
+	run_as regrole := CURRENT_USER::regrole;
+	cols text[];
+	k text;
+	sched text;
+BEGIN
+	IF name IS NULL OR name = '' THEN
+		RAISE EXCEPTION 'audience name must not be empty'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF EXISTS (SELECT 1 FROM retl.audience_store a WHERE a.name = $1) THEN
+		RAISE EXCEPTION 'audience "%" already exists', $1
+			USING ERRCODE = 'duplicate_object',
+				  HINT = 'Drop it first with SELECT retl_drop_audience(name).';
+	END IF;
+	IF pg_catalog.jsonb_typeof(opts) <> 'object' THEN
+		RAISE EXCEPTION 'audience options must be a JSON object'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	FOR k IN SELECT pg_catalog.jsonb_object_keys(opts) LOOP
+		IF k NOT IN ('owner') THEN
+			RAISE EXCEPTION 'unknown audience option "%"', k
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Valid options: owner.';
+		END IF;
+	END LOOP;
+	IF opts ? 'owner' THEN
+		IF pg_catalog.jsonb_typeof(opts -> 'owner') <> 'string'
+		   OR pg_catalog.to_regrole(pg_catalog.quote_ident(opts ->> 'owner')) IS NULL THEN
+			RAISE EXCEPTION 'option "owner" must name an existing role, not %', opts -> 'owner'
+				USING ERRCODE = 'undefined_object';
+		END IF;
+		run_as := pg_catalog.to_regrole(pg_catalog.quote_ident(opts ->> 'owner'));
+		IF NOT pg_catalog.pg_has_role(CURRENT_USER, run_as, 'MEMBER') THEN
+			RAISE EXCEPTION 'only members of role "%" can create an audience that runs as it', opts ->> 'owner'
+				USING ERRCODE = 'insufficient_privilege';
+		END IF;
+	END IF;
+	IF query IS NULL OR query = '' OR NOT retl._source_is_query(query) THEN
+		RAISE EXCEPTION 'an audience is defined by a query'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'For example SELECT id FROM customers WHERE ...';
+	END IF;
+	sched := retl._schedule_kind(schedule);
+	IF sched = 'realtime' THEN
+		RAISE EXCEPTION 'an audience is recomputed on a schedule, not in real time'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Use an interval (''15 minutes''), a cron expression or ''manual''.';
+	END IF;
+	IF key IS NULL OR pg_catalog.cardinality(key) = 0 THEN
+		RAISE EXCEPTION 'an audience needs key => ''{column}'''
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Name the column(s) of the query result that identify a member.';
+	END IF;
+	SELECT pg_catalog.array_agg(c.name) INTO cols FROM retl._query_columns(query, run_as) c;
+	FOR k IN SELECT u.c FROM pg_catalog.unnest(key) u(c) LOOP
+		IF k IS NULL OR NOT k = ANY (cols) THEN
+			RAISE EXCEPTION 'key column "%" is not a column of the query', k
+				USING ERRCODE = 'undefined_column',
+					  HINT = pg_catalog.format('The query returns: %s.', pg_catalog.array_to_string(cols, ', '));
+		END IF;
+	END LOOP;
+	IF (SELECT pg_catalog.count(DISTINCT u.c) FROM pg_catalog.unnest(key) u(c)) <> pg_catalog.cardinality(key) THEN
+		RAISE EXCEPTION 'a key column is listed twice'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	INSERT INTO retl.audience_store (name, query, key_columns, schedule, owner, next_refresh_at)
+	VALUES ($1, query, key, schedule, run_as,
+			CASE sched WHEN 'manual' THEN NULL
+					   WHEN 'cron' THEN retl._next_run(schedule, pg_catalog.now())
+					   ELSE pg_catalog.now() END);
+	PERFORM retl._wake_worker();
+END
+$$;
+
+CREATE FUNCTION retl_refresh_audience(name text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+	UPDATE retl.audience_store a SET next_refresh_at = pg_catalog.now() WHERE a.name = $1;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'audience "%" does not exist', $1
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'See SELECT audience FROM retl.audiences.';
+	END IF;
+	PERFORM retl._wake_worker();
+END
+$$;
+
+CREATE FUNCTION retl_drop_audience(name text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+	users text;
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM retl.audience_store a WHERE a.name = $1) THEN
+		RAISE EXCEPTION 'audience "%" does not exist', $1
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	SELECT pg_catalog.string_agg(s.name, ', ' ORDER BY s.name) INTO users
+	  FROM retl.syncs s WHERE s.source = 'audience:' || $1;
+	IF users IS NOT NULL THEN
+		RAISE EXCEPTION 'audience "%" is used by sync %', $1, users
+			USING ERRCODE = 'dependent_objects_still_exist',
+				  HINT = 'Drop those syncs first with SELECT retl_drop_sync(name).';
+	END IF;
+	DELETE FROM retl.audience_store a WHERE a.name = $1;
+END
+$$;
+
 CREATE FUNCTION retl_replay(sync text) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -1023,6 +1240,9 @@ REVOKE ALL ON FUNCTION retl_create_destination(text, text, text, jsonb) FROM PUB
 REVOKE ALL ON FUNCTION retl_drop_destination(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retl_create_sync(text, text, text, text[], text, text, jsonb, jsonb, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retl_run_sync(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION retl_create_audience(text, text, text[], text, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION retl_refresh_audience(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION retl_drop_audience(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retl_resync(text, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retl_drop_sync(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retl_pause_sync(text) FROM PUBLIC;

@@ -23,6 +23,7 @@
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "parser/parser.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -63,17 +64,12 @@ exec(const char *sql, int expected)
 		elog(ERROR, "retl: SPI_execute failed (%d): %s", rc, sql);
 }
 
-/*
- * Evaluate the source as the sync's owner into pg_temp.retl_run_rows, then
- * reject NULL and duplicate keys.  Returns the number of rows.
- */
-static int64
-evaluate(RetlSync *sync)
+/* A fresh pg_temp.retl_run_rows, writable by owner. */
+static void
+make_run_table(Oid owner)
 {
-	StringInfoData sql;
 	Oid			save_uid;
 	int			save_sec;
-	int64		rows;
 
 	/* left over by an earlier preview or run in this transaction */
 	exec("SELECT pg_catalog.to_regclass('pg_temp.retl_run_rows') IS NOT NULL", SPI_OK_SELECT);
@@ -82,28 +78,26 @@ evaluate(RetlSync *sync)
 	exec("CREATE TEMP TABLE retl_run_rows (key jsonb, data jsonb, hash text) ON COMMIT DROP",
 		 SPI_OK_UTILITY);
 	GetUserIdAndSecContext(&save_uid, &save_sec);
-	if (sync->owner != save_uid)
+	if (owner != save_uid)
 		exec(psprintf("GRANT INSERT ON pg_temp.retl_run_rows TO %s",
-					  quote_identifier(GetUserNameFromId(sync->owner, false))),
+					  quote_identifier(GetUserNameFromId(owner, false))),
 			 SPI_OK_UTILITY);
+}
 
-	initStringInfo(&sql);
-	appendStringInfoString(&sql, "INSERT INTO pg_temp.retl_run_rows (key, data, hash) "
-						   "SELECT pg_catalog.jsonb_build_array(");
-	for (int i = 0; i < sync->nkeys; i++)
-		appendStringInfo(&sql, "%sq.%s", i > 0 ? ", " : "", quote_identifier(sync->key_names[i]));
-	appendStringInfoString(&sql, "), d.data, pg_catalog.md5(d.data::text) FROM (");
-	appendStringInfoString(&sql, source_query(sync));
-	appendStringInfoString(&sql, "\n) q, LATERAL (SELECT ");
-	retl_append_row_data(&sql, sync, "q");
-	appendStringInfoString(&sql, ") d(data)");
+/* Run an INSERT INTO pg_temp.retl_run_rows as owner, with nothing more. */
+static int64
+insert_as(Oid owner, const char *sql)
+{
+	Oid			save_uid;
+	int			save_sec;
+	volatile int64 rows = 0;
 
-	/* the owner's query, with the owner's rights and nothing more */
-	SetUserIdAndSecContext(sync->owner,
+	GetUserIdAndSecContext(&save_uid, &save_sec);
+	SetUserIdAndSecContext(owner,
 						   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
 	PG_TRY();
 	{
-		exec(sql.data, SPI_OK_INSERT);
+		exec(sql, SPI_OK_INSERT);
 		rows = (int64) SPI_processed;
 	}
 	PG_FINALLY();
@@ -111,6 +105,52 @@ evaluate(RetlSync *sync)
 		SetUserIdAndSecContext(save_uid, save_sec);
 	}
 	PG_END_TRY();
+	return rows;
+}
+
+/* "SELECT jsonb_build_array(q.k1, ...)" for key columns of a query aliased q */
+static void
+append_key_array(StringInfo sql, char **keys, int nkeys)
+{
+	appendStringInfoString(sql, "pg_catalog.jsonb_build_array(");
+	for (int i = 0; i < nkeys; i++)
+		appendStringInfo(sql, "%sq.%s", i > 0 ? ", " : "", quote_identifier(keys[i]));
+	appendStringInfoChar(sql, ')');
+}
+
+/*
+ * Evaluate the source into pg_temp.retl_run_rows (the query as the sync's
+ * owner; an audience's current members), then reject NULL and duplicate
+ * keys.  Returns the number of rows.
+ */
+static int64
+evaluate(RetlSync *sync)
+{
+	StringInfoData sql;
+	int64		rows;
+
+	make_run_table(sync->owner);
+	initStringInfo(&sql);
+	if (sync->audience_id)
+	{
+		/* membership was computed as the audience's owner */
+		appendStringInfoString(&sql, "INSERT INTO pg_temp.retl_run_rows (key, data, hash) "
+							   "SELECT m.key, d.data, pg_catalog.md5(d.data::text)"
+							   " FROM retl.audience_member_store m, LATERAL (SELECT ");
+		retl_append_key_object(&sql, sync, "m.key");
+		appendStringInfo(&sql, ") d(data) WHERE m.audience_id = %d", sync->audience_id);
+		exec(sql.data, SPI_OK_INSERT);
+		return (int64) SPI_processed;
+	}
+
+	appendStringInfoString(&sql, "INSERT INTO pg_temp.retl_run_rows (key, data, hash) SELECT ");
+	append_key_array(&sql, sync->key_names, sync->nkeys);
+	appendStringInfoString(&sql, ", d.data, pg_catalog.md5(d.data::text) FROM (");
+	appendStringInfoString(&sql, source_query(sync));
+	appendStringInfoString(&sql, "\n) q, LATERAL (SELECT ");
+	retl_append_row_data(&sql, sync, "q");
+	appendStringInfoString(&sql, ") d(data)");
+	rows = insert_as(sync->owner, sql.data);
 
 	exec("SELECT key::text FROM pg_temp.retl_run_rows"
 		 " WHERE key OPERATOR(pg_catalog.@>) '[null]' LIMIT 1", SPI_OK_SELECT);
@@ -213,6 +253,72 @@ retl_diff_run(RetlSync *sync, bool send, RetlRunCounts *counts)
 							  " WHERE sn.hash <> EXCLUDED.hash",
 							  1, types, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "retl: could not save the snapshot of sync \"%s\"", sync->name);
+}
+
+/*
+ * Recompute an audience's membership in the current transaction: members
+ * who entered or exited are recorded as events, and the syncs of the
+ * audience are queued to run.
+ */
+void
+retl_audience_refresh(int audience_id)
+{
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(audience_id)};
+	char	   *query;
+	Oid			owner;
+	Datum	   *keys;
+	int			nkeys;
+	char	  **names;
+	bool		isnull;
+	StringInfoData sql;
+
+	if (SPI_execute_with_args("SELECT query, owner::oid, key_columns FROM retl.audience_store WHERE id = $1",
+							  1, types, values, NULL, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
+		ereport(ERROR, (errmsg("audience %d was dropped", audience_id)));
+	query = trimmed_query(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+	owner = (Oid) strtoul(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2), NULL, 10);
+	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull)),
+					  TEXTOID, -1, false, TYPALIGN_INT, &keys, NULL, &nkeys);
+	names = palloc(sizeof(char *) * nkeys);
+	for (int i = 0; i < nkeys; i++)
+		names[i] = TextDatumGetCString(keys[i]);
+
+	make_run_table(owner);
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "INSERT INTO pg_temp.retl_run_rows (key) SELECT DISTINCT ");
+	append_key_array(&sql, names, nkeys);
+	appendStringInfo(&sql, " FROM (%s\n) q", query);
+	(void) insert_as(owner, sql.data);
+
+	exec("SELECT key::text FROM pg_temp.retl_run_rows"
+		 " WHERE key OPERATOR(pg_catalog.@>) '[null]' LIMIT 1", SPI_OK_SELECT);
+	if (SPI_processed > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NOT_NULL_VIOLATION),
+				 errmsg("the audience query returned a NULL key: %s",
+						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1))));
+
+	if (SPI_execute_with_args("WITH entered AS ("
+							  " INSERT INTO retl.audience_member_store (audience_id, key, since)"
+							  " SELECT $1, c.key, pg_catalog.now() FROM pg_temp.retl_run_rows c"
+							  " ON CONFLICT DO NOTHING RETURNING key),"
+							  " exited AS ("
+							  " DELETE FROM retl.audience_member_store m WHERE m.audience_id = $1"
+							  " AND NOT EXISTS (SELECT 1 FROM pg_temp.retl_run_rows c WHERE c.key = m.key)"
+							  " RETURNING key)"
+							  " INSERT INTO retl.audience_event_store (audience_id, key, event, at)"
+							  " SELECT $1, key, 'entered', pg_catalog.now() FROM entered"
+							  " UNION ALL SELECT $1, key, 'exited', pg_catalog.now() FROM exited",
+							  1, types, values, NULL, false, 0) != SPI_OK_INSERT ||
+		SPI_execute_with_args("UPDATE retl.audience_store SET last_refresh_at = pg_catalog.now(),"
+							  " last_error = NULL WHERE id = $1",
+							  1, types, values, NULL, false, 0) != SPI_OK_UPDATE ||
+		SPI_execute_with_args("INSERT INTO retl.run_store (sync_id, why)"
+							  " SELECT s.id, 'after' FROM retl.syncs s WHERE s.audience_id = $1"
+							  " AND NOT s.paused",
+							  1, types, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "retl: could not record the members of audience %d", audience_id);
 }
 
 PG_FUNCTION_INFO_V1(retl_source_is_query);

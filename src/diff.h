@@ -16,5 +16,6 @@ typedef struct RetlRunCounts
 } RetlRunCounts;
 
 extern void retl_diff_run(RetlSync *sync, bool send, RetlRunCounts *counts);
+extern void retl_audience_refresh(int audience_id);
 
 #endif

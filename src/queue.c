@@ -143,7 +143,8 @@ retl_queue_load_syncs(int only_id)
 							  "pg_catalog.array_to_string(s.key_attnums, ','), s.mapping::text, "
 							  "s.backfill_done, s.backfill_cursor::text, d.kind, d.url, "
 							  "d.headers::text, d.timeout_ms, d.batch_size, d.max_attempts, "
-							  "s.capture = 'diff', s.query, s.owner::oid, s.key_columns "
+							  "s.capture = 'diff', s.query, s.owner::oid, s.key_columns, "
+							  "COALESCE(s.audience_id, 0) "
 							  "FROM retl.syncs s JOIN retl.destinations d ON d.id = s.destination_id "
 							  "WHERE CASE WHEN $1 > 0 THEN s.id = $1 ELSE NOT s.paused END "
 							  "ORDER BY s.id", 1, types, values, NULL, true, 0) != SPI_OK_SELECT)
@@ -176,6 +177,7 @@ retl_queue_load_syncs(int only_id)
 		s->diff = strcmp(getstr(tup, desc, 15), "t") == 0;
 		s->query = getstr(tup, desc, 16);
 		s->owner = (Oid) strtoul(getstr(tup, desc, 17), NULL, 10);
+		s->audience_id = getint(tup, desc, 19);
 
 		deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(tup, desc, 18, &isnull)),
 						  TEXTOID, -1, false, TYPALIGN_INT, &keys, NULL, &nkeys);

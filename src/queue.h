@@ -16,6 +16,7 @@ typedef struct RetlSync
 	bool		diff;			/* diff capture (else trigger capture) */
 	Oid			relid;			/* source table, InvalidOid for a query */
 	char	   *query;			/* source query, NULL for a table */
+	int			audience_id;	/* source 'audience:NAME', else 0 */
 	Oid			owner;			/* role a diff sync's query runs as */
 	int			nkeys;
 	int16	   *key_attnums;	/* trigger capture */

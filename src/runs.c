@@ -98,3 +98,35 @@ retl_runs_failed(int64 run_id, int sync_id, const char *error)
 							  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "retl: could not record run " INT64_FORMAT, run_id);
 }
+
+/*
+ * Take the audience whose refresh is most overdue, moving its next refresh
+ * time on (from now, so a late worker does not pile refreshes up).
+ */
+bool
+retl_audiences_claim(int *audience_id)
+{
+	if (SPI_execute("UPDATE retl.audience_store a"
+					" SET next_refresh_at = retl._next_run(a.schedule, pg_catalog.now())"
+					" WHERE a.id = (SELECT a2.id FROM retl.audience_store a2"
+					"  WHERE a2.next_refresh_at <= pg_catalog.now()"
+					"  ORDER BY a2.next_refresh_at LIMIT 1)"
+					" RETURNING a.id", false, 0) != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "retl: could not schedule audience refreshes");
+	if (SPI_processed == 0)
+		return false;
+	*audience_id = pg_strtoint32(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+	return true;
+}
+
+/* In a transaction of its own, after the refresh's was rolled back. */
+void
+retl_audience_failed(int audience_id, const char *error)
+{
+	Oid			types[2] = {INT4OID, TEXTOID};
+	Datum		values[2] = {Int32GetDatum(audience_id), CStringGetTextDatum(error)};
+
+	if (SPI_execute_with_args("UPDATE retl.audience_store SET last_error = $2 WHERE id = $1",
+							  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "retl: could not record the failure of audience %d", audience_id);
+}

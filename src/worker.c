@@ -386,6 +386,51 @@ run_one(void)
 	PG_END_TRY();
 }
 
+/* Refresh one due audience in a transaction of its own. */
+static void
+refresh_one(void)
+{
+	int			audience_id;
+	bool		found;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	begin_txn();
+	pgstat_report_activity(STATE_RUNNING, "scheduling audiences");
+	if (!lock_extension())
+		exit_without_extension();
+	found = retl_audiences_claim(&audience_id);
+	end_txn();
+	if (!found)
+		return;
+
+	PG_TRY();
+	{
+		begin_txn();
+		pgstat_report_activity(STATE_RUNNING, "refreshing an audience");
+		if (!lock_extension())
+			exit_without_extension();
+		retl_audience_refresh(audience_id);
+		end_txn();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		MemoryContextSwitchTo(cxt);
+		ereport(LOG,
+				(errmsg("retl refresh of audience %d failed: %s", audience_id, edata->message)));
+		begin_txn();
+		retl_audience_failed(audience_id, edata->message);
+		end_txn();
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+}
+
 void
 retl_worker_main(Datum main_arg)
 {
@@ -447,6 +492,7 @@ retl_worker_main(Datum main_arg)
 		foreach(lc, requests)
 			retl_http_start((RetlRequest *) lfirst(lc));
 		list_free(requests);
+		refresh_one();
 		run_one();
 
 		/* Busy while backfilling or while a finished request awaits recording. */
