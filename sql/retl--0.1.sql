@@ -291,6 +291,9 @@ CREATE FUNCTION retl._start_worker() RETURNS void
 CREATE FUNCTION retl._source_is_query(source text) RETURNS boolean
 	AS 'MODULE_PATHNAME', 'retl_source_is_query' LANGUAGE C STRICT STABLE;
 
+CREATE FUNCTION retl._query_text(query text) RETURNS text
+	AS 'MODULE_PATHNAME', 'retl_query_text' LANGUAGE C STRICT IMMUTABLE;
+
 CREATE FUNCTION retl._query_columns(query text, run_as regrole, OUT name text, OUT type regtype)
 	RETURNS SETOF record
 	AS 'MODULE_PATHNAME', 'retl_query_columns' LANGUAGE C STRICT VOLATILE;
@@ -754,6 +757,17 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'Use schedule => ''realtime'', or capture => ''diff'' to run on a schedule.';
 	END IF;
+	IF cap = 'trigger' AND (opts ? 'after' OR opts ? 'owner') THEN
+		RAISE EXCEPTION 'option "%" is for scheduled syncs', CASE WHEN opts ? 'after' THEN 'after' ELSE 'owner' END
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'A realtime table sync has no runs, and sends rows as the extension reads them.';
+	END IF;
+	IF after_name IS NOT NULL AND
+	   (SELECT s.capture FROM retl.syncs s WHERE s.name = after_name) <> 'diff' THEN
+		RAISE EXCEPTION 'sync "%" has no runs to follow', after_name
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'option "after" names a scheduled (diff) sync.';
+	END IF;
 	IF cap = 'diff' AND sched = 'realtime' THEN
 		RAISE EXCEPTION 'schedule "realtime" needs a table with trigger capture'
 			USING ERRCODE = 'invalid_parameter_value',
@@ -807,7 +821,8 @@ BEGIN
 					USING ERRCODE = 'invalid_parameter_value',
 						  HINT = 'Name the column(s) of the query result that identify a row.';
 			END IF;
-			SELECT pg_catalog.array_agg(c.name) INTO cols FROM retl._query_columns(source, run_as) c;
+			SELECT pg_catalog.array_agg(c.name) INTO cols
+			  FROM retl._query_columns(retl._query_text(source), run_as) c;
 			SELECT c INTO col FROM pg_catalog.unnest(cols) c GROUP BY c HAVING pg_catalog.count(*) > 1 LIMIT 1;
 			IF FOUND THEN
 				RAISE EXCEPTION 'the query returns two columns named "%"', col
@@ -816,9 +831,9 @@ BEGIN
 			END IF;
 			keys := key;
 		ELSE
-			SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attnum) INTO cols
-			  FROM pg_catalog.pg_attribute a
-			 WHERE a.attrelid = relid AND a.attnum > 0 AND NOT a.attisdropped;
+			/* checks, as the owner, that it can read the table */
+			SELECT pg_catalog.array_agg(c.name) INTO cols
+			  FROM retl._query_columns(pg_catalog.format('SELECT * FROM ONLY %s', relid::regclass), run_as) c;
 			IF key IS NULL THEN
 				SELECT pg_catalog.array_agg(a.attname::text ORDER BY k.ord)
 				  INTO keys
@@ -855,7 +870,7 @@ BEGIN
 		INSERT INTO retl.syncs (name, source, source_relid, query, capture, destination_id,
 								key_columns, mode, schedule, mapping, options,
 								backfill_done, owner, next_run_at)
-		VALUES ($1, source, relid, CASE WHEN is_query THEN source END, 'diff', did,
+		VALUES ($1, source, relid, CASE WHEN is_query THEN retl._query_text(source) END, 'diff', did,
 				keys, mode, schedule, mapping, opts, true, run_as,
 				CASE sched WHEN 'manual' THEN NULL
 						   WHEN 'cron' THEN retl._next_run(schedule, pg_catalog.now())
@@ -998,8 +1013,16 @@ DECLARE
 	sid integer := retl._sync_id(name);
 	relid oid;
 	tg name;
+	followers text;
 BEGIN
 	SELECT s.source_relid INTO relid FROM retl.syncs s WHERE s.id = sid FOR UPDATE;
+	SELECT pg_catalog.string_agg(s.name, ', ' ORDER BY s.name) INTO followers
+	  FROM retl.syncs s WHERE s.options ->> 'after' = $1;
+	IF followers IS NOT NULL THEN
+		RAISE EXCEPTION 'sync "%" is followed by sync %', $1, followers
+			USING ERRCODE = 'dependent_objects_still_exist',
+				  HINT = 'Drop those syncs first: they run after this one.';
+	END IF;
 	IF EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = relid) THEN
 		FOR tg IN SELECT t.tgname FROM pg_catalog.pg_trigger t
 				   WHERE t.tgrelid = relid
@@ -1153,7 +1176,7 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'Name the column(s) of the query result that identify a member.';
 	END IF;
-	SELECT pg_catalog.array_agg(c.name) INTO cols FROM retl._query_columns(query, run_as) c;
+	SELECT pg_catalog.array_agg(c.name) INTO cols FROM retl._query_columns(retl._query_text(query), run_as) c;
 	FOR k IN SELECT u.c FROM pg_catalog.unnest(key) u(c) LOOP
 		IF k IS NULL OR NOT k = ANY (cols) THEN
 			RAISE EXCEPTION 'key column "%" is not a column of the query', k
@@ -1166,7 +1189,7 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	INSERT INTO retl.audience_store (name, query, key_columns, schedule, owner, next_refresh_at)
-	VALUES ($1, query, key, schedule, run_as,
+	VALUES ($1, retl._query_text(query), key, schedule, run_as,
 			CASE sched WHEN 'manual' THEN NULL
 					   WHEN 'cron' THEN retl._next_run(schedule, pg_catalog.now())
 					   ELSE pg_catalog.now() END);

@@ -99,6 +99,14 @@ parse_field(const CronField *f, const char *text, uint64 *bits, char **error)
 				hi = parse_value(f, &p);
 				if (hi < 0)
 					goto bad;
+				/* "fri-sun": a range ending on Sunday ends on day 7 */
+				if (f->names == day_names && hi == 0 && lo > 0)
+					hi = 7;
+				if (lo > hi)
+				{
+					*error = psprintf("%s range \"%s\" is reversed", f->name, text);
+					return false;
+				}
 			}
 		}
 		if (*p == '/')
@@ -178,6 +186,13 @@ day_matches(const RetlCron *cron, int year, int month, int day)
 	return dom || dow;
 }
 
+/* t rounded down to a multiple of unit, also before 2000 (negative t) */
+static TimestampTz
+floor_to(TimestampTz t, int64 unit)
+{
+	return t - ((t % unit) + unit) % unit;
+}
+
 static TimestampTz
 date_start(int year, int month, int day)
 {
@@ -191,10 +206,7 @@ date_start(int year, int month, int day)
 TimestampTz
 retl_cron_next(const RetlCron *cron, TimestampTz after)
 {
-	TimestampTz t = after - (after % USECS_PER_MINUTE) + USECS_PER_MINUTE;
-
-	if (after < 0 && after % USECS_PER_MINUTE != 0)
-		t -= USECS_PER_MINUTE;
+	TimestampTz t = floor_to(after, USECS_PER_MINUTE) + USECS_PER_MINUTE;
 
 	for (int guard = 0; guard < 200000; guard++)
 	{
@@ -218,7 +230,7 @@ retl_cron_next(const RetlCron *cron, TimestampTz after)
 		}
 		if (!((cron->hours >> tm.tm_hour) & 1))
 		{
-			t = t - (t % USECS_PER_HOUR) + USECS_PER_HOUR;
+			t = floor_to(t, USECS_PER_HOUR) + USECS_PER_HOUR;
 			continue;
 		}
 		if (!((cron->minutes >> tm.tm_min) & 1))

@@ -192,11 +192,11 @@ mode_ops(RetlSync *sync)
 static const char *diff_cte =
 "WITH s AS (SELECT sn.key, sn.hash FROM retl.snapshots sn WHERE sn.sync_id = $1),"
 " d AS ("
-"  SELECT c.key, c.data, CASE WHEN s.key IS NULL THEN 'A' ELSE 'C' END AS op"
+"  SELECT c.key, c.data, c.hash, CASE WHEN s.key IS NULL THEN 'A' ELSE 'C' END AS op"
 "    FROM pg_temp.retl_run_rows c LEFT JOIN s ON s.key = c.key"
 "   WHERE s.key IS NULL OR s.hash <> c.hash"
 "  UNION ALL"
-"  SELECT s.key, NULL::jsonb, 'R' FROM s"
+"  SELECT s.key, NULL::jsonb, NULL::text, 'R' FROM s"
 "   WHERE NOT EXISTS (SELECT 1 FROM pg_temp.retl_run_rows c WHERE c.key = s.key))";
 
 /*
@@ -226,33 +226,42 @@ retl_diff_run(RetlSync *sync, bool send, RetlRunCounts *counts)
 		return;
 	}
 
-	values[1] = CStringGetTextDatum(send ? mode_ops(sync) : "{}");
+	/*
+	 * The differences, kept once: the queue and the snapshot are written
+	 * from them, so an unchanged row costs no write at all.
+	 */
+	exec("CREATE TEMP TABLE retl_run_diff (key jsonb, data jsonb, hash text, op text) ON COMMIT DROP",
+		 SPI_OK_UTILITY);
 	initStringInfo(&sql);
-	appendStringInfo(&sql, "%s, q AS (INSERT INTO retl.queue (sync_id, op, key, data)"
-					 " SELECT $1, d.op::\"char\", d.key, d.data FROM d WHERE d.op = ANY ($2::text[])"
-					 " RETURNING 1)"
-					 " SELECT pg_catalog.count(*) FILTER (WHERE d.op = 'A'),"
-					 " pg_catalog.count(*) FILTER (WHERE d.op = 'C'),"
-					 " pg_catalog.count(*) FILTER (WHERE d.op = 'R'),"
-					 " (SELECT pg_catalog.count(*) FROM q) FROM d", diff_cte);
-	if (SPI_execute_with_args(sql.data, 2, types, values, NULL, false, 0) != SPI_OK_SELECT ||
-		SPI_processed != 1)
+	appendStringInfo(&sql, "%s INSERT INTO pg_temp.retl_run_diff SELECT d.key, d.data, d.hash, d.op FROM d",
+					 diff_cte);
+	if (SPI_execute_with_args(sql.data, 1, types, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "retl: could not diff the result of sync \"%s\"", sync->name);
+
+	values[1] = CStringGetTextDatum(send ? mode_ops(sync) : "{}");
+	if (SPI_execute_with_args("INSERT INTO retl.queue (sync_id, op, key, data)"
+							  " SELECT $1, d.op::\"char\", d.key, d.data FROM pg_temp.retl_run_diff d"
+							  " WHERE d.op = ANY ($2::text[])",
+							  2, types, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "retl: could not queue the changes of sync \"%s\"", sync->name);
+	counts->queued = (int64) SPI_processed;
+
+	exec("SELECT pg_catalog.count(*) FILTER (WHERE op = 'A'), pg_catalog.count(*) FILTER (WHERE op = 'C'),"
+		 " pg_catalog.count(*) FILTER (WHERE op = 'R') FROM pg_temp.retl_run_diff", SPI_OK_SELECT);
 	tup = SPI_tuptable->vals[0];
 	counts->added = strtoi64(SPI_getvalue(tup, SPI_tuptable->tupdesc, 1), NULL, 10);
 	counts->changed = strtoi64(SPI_getvalue(tup, SPI_tuptable->tupdesc, 2), NULL, 10);
 	counts->removed = strtoi64(SPI_getvalue(tup, SPI_tuptable->tupdesc, 3), NULL, 10);
-	counts->queued = strtoi64(SPI_getvalue(tup, SPI_tuptable->tupdesc, 4), NULL, 10);
 
-	if (SPI_execute_with_args("DELETE FROM retl.snapshots sn WHERE sn.sync_id = $1"
-							  " AND NOT EXISTS (SELECT 1 FROM pg_temp.retl_run_rows c WHERE c.key = sn.key)",
+	if (SPI_execute_with_args("DELETE FROM retl.snapshots sn USING pg_temp.retl_run_diff d"
+							  " WHERE sn.sync_id = $1 AND d.op = 'R' AND sn.key = d.key",
 							  1, types, values, NULL, false, 0) != SPI_OK_DELETE ||
 		SPI_execute_with_args("INSERT INTO retl.snapshots AS sn (sync_id, key, hash)"
-							  " SELECT $1, c.key, c.hash FROM pg_temp.retl_run_rows c"
-							  " ON CONFLICT (sync_id, key) DO UPDATE SET hash = EXCLUDED.hash"
-							  " WHERE sn.hash <> EXCLUDED.hash",
+							  " SELECT $1, d.key, d.hash FROM pg_temp.retl_run_diff d WHERE d.op <> 'R'"
+							  " ON CONFLICT (sync_id, key) DO UPDATE SET hash = EXCLUDED.hash",
 							  1, types, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "retl: could not save the snapshot of sync \"%s\"", sync->name);
+	exec("DROP TABLE pg_temp.retl_run_diff", SPI_OK_UTILITY);
 }
 
 /*
@@ -322,6 +331,7 @@ retl_audience_refresh(int audience_id)
 }
 
 PG_FUNCTION_INFO_V1(retl_source_is_query);
+PG_FUNCTION_INFO_V1(retl_query_text);
 PG_FUNCTION_INFO_V1(retl_query_columns);
 PG_FUNCTION_INFO_V1(retl_preview);
 
@@ -392,6 +402,27 @@ retl_source_is_query(PG_FUNCTION_ARGS)
 				 errmsg("a sync source must be a table name or a SELECT query"),
 				 errhint("Statements that change data cannot be a source.")));
 	PG_RETURN_BOOL(true);
+}
+
+/*
+ * retl._query_text(query): the one statement of a query source, as the
+ * parser delimits it: without a trailing semicolon or what follows it.
+ */
+Datum
+retl_query_text(PG_FUNCTION_ARGS)
+{
+	char	   *source = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	List	   *parsed = raw_parser(source, RAW_PARSE_DEFAULT);
+	RawStmt    *raw;
+	int			len;
+
+	if (list_length(parsed) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a query source must be one statement, not %d", list_length(parsed))));
+	raw = linitial_node(RawStmt, parsed);
+	len = raw->stmt_len > 0 ? raw->stmt_len : (int) strlen(source) - raw->stmt_location;
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(source + raw->stmt_location, len));
 }
 
 /* retl._query_columns(query): the name and type of each result column. */

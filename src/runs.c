@@ -75,7 +75,7 @@ retl_runs_succeeded(int64 run_id, RetlSync *sync, RetlRunCounts *counts)
 	values[4] = Int64GetDatum(counts->removed);
 	values[5] = CStringGetTextDatum(sync->name);
 	if (SPI_execute_with_args("UPDATE retl.run_store SET status = 'succeeded',"
-							  " finished_at = pg_catalog.now(), rows = $2, added = $3,"
+							  " finished_at = pg_catalog.clock_timestamp(), rows = $2, added = $3,"
 							  " changed = $4, removed = $5 WHERE id = $1",
 							  5, types, values, NULL, false, 0) != SPI_OK_UPDATE ||
 		SPI_execute_with_args("INSERT INTO retl.run_store (sync_id, why)"
@@ -94,7 +94,7 @@ retl_runs_failed(int64 run_id, int sync_id, const char *error)
 	Datum		values[2] = {Int64GetDatum(run_id), CStringGetTextDatum(error)};
 
 	if (SPI_execute_with_args("UPDATE retl.run_store SET status = 'failed',"
-							  " finished_at = pg_catalog.now(), error = $2 WHERE id = $1",
+							  " finished_at = pg_catalog.clock_timestamp(), error = $2 WHERE id = $1",
 							  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "retl: could not record run " INT64_FORMAT, run_id);
 }

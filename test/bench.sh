@@ -8,6 +8,8 @@
 #   (d) insert TPS (pgbench, 2 clients, 15 s runs, two per variant) on a table
 #       without a sync, with an upsert sync whose delivery is paused (capture
 #       only), and with an upsert sync delivering to the receiver meanwhile
+#   (e) a diff run of a 1M-row model with 1% of its rows changed, next to the
+#       bare query's time, and the worker's peak memory (BENCH_MODEL_ROWS)
 #
 #   bash test/bench.sh
 #
@@ -252,6 +254,56 @@ if [[ ${1:-} == --inside ]]; then
 	usratio_capture=$(calc "$us_capture / $us_plain" 2)
 	usratio_deliver=$(calc "$us_deliver / $us_plain" 2)
 
+	# -- (e) diff run of a large model ------------------------------------
+	N_MODEL=${BENCH_MODEL_ROWS:-1000000}
+	say "(e) Diff run of a $N_MODEL-row model, 1% of its rows changed between runs"
+	model_query="SELECT id, segment, score, email FROM model_src WHERE segment >= 0"
+	q <<-EOF
+		SELECT retl_create_destination(name => 'model', kind => 'webhook',
+		    url => '$hook/model', options => '{"batch_size": 1000}') \g /dev/null
+		CREATE TABLE model_src (id integer PRIMARY KEY, segment integer NOT NULL,
+		    score numeric NOT NULL, email text NOT NULL);
+		INSERT INTO model_src SELECT g, g % 100, g * 1.5, 'user' || g || '@example.com'
+		  FROM generate_series(1, $N_MODEL) g;
+		VACUUM ANALYZE model_src;
+	EOF
+
+	# Wait for the newest run of the model sync; print its time in ms and counts.
+	model_run()
+	{
+		local deadline=$((SECONDS + 600)) status
+		while :; do
+			status=$(q -c "SELECT status FROM retl.runs WHERE sync = 'model' ORDER BY id DESC LIMIT 1")
+			[[ $status == succeeded || $status == failed ]] && break
+			((SECONDS < deadline)) || { echo "model run did not finish" >&2; exit 1; }
+			sleep 0.2
+		done
+		[[ $status == succeeded ]] || { q -c "SELECT error FROM retl.runs WHERE sync = 'model' ORDER BY id DESC LIMIT 1" >&2; exit 1; }
+		q -c "SELECT round(extract(epoch FROM finished_at - started_at) * 1000), rows, added, changed, removed
+		      FROM retl.runs WHERE sync = 'model' ORDER BY id DESC LIMIT 1"
+	}
+
+	# The first run only records the snapshot (backfill false: nothing sent).
+	q -c "SELECT retl_create_sync(name => 'model', source => \$q\$$model_query\$q\$,
+	      destination => 'model', key => '{id}', mode => 'mirror', schedule => 'manual',
+	      options => '{\"backfill\": false}')" >/dev/null
+	IFS='|' read -r first_ms first_rows _ <<<"$(model_run)"
+	echo "first run (snapshot of $first_rows rows, nothing sent): $first_ms ms"
+
+	q -c "UPDATE model_src SET score = score + 1 WHERE id % 100 = 0" >/dev/null
+	q -c "VACUUM ANALYZE model_src" >/dev/null
+	bare_ms=$(q -c "EXPLAIN (ANALYZE, TIMING OFF, SUMMARY ON) SELECT count(*) FROM ($model_query) q" |
+		sed -n 's/.*Execution Time: \([0-9.]*\) ms.*/\1/p')
+	q -c "SELECT retl_run_sync('model')" >/dev/null
+	IFS='|' read -r run_ms run_rows run_added run_changed run_removed <<<"$(model_run)"
+	wpid=$(q -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'retl worker'")
+	hwm_kb=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\).*/\1/p' "/proc/$wpid/status")
+	anon_kb=$(sed -n 's/^RssAnon:[[:space:]]*\([0-9]*\).*/\1/p' "/proc/$wpid/status")
+	ratio_model=$(calc "$run_ms / $bare_ms" 1)
+	echo "bare query (SELECT count(*) FROM (query)): $bare_ms ms"
+	echo "diff run: $run_ms ms for $run_rows rows: $run_added added, $run_changed changed, $run_removed removed"
+	echo "worker: peak RSS $hwm_kb kB (shared buffers it touched included), private memory $anon_kb kB"
+
 	say "Summary"
 	cat <<-EOF
 		PostgreSQL $pg_version, $(nproc) CPUs, fsync and synchronous_commit on
@@ -267,6 +319,8 @@ if [[ ${1:-} == --inside ]]; then
 		      INSERT execution time, no sync               $(printf '%9s us    ' "$us_plain")
 		      INSERT execution time, sync paused           $(printf '%9s us    ' "$us_capture")  $(printf '%5s' "$usratio_capture") x no sync
 		      INSERT execution time, sync delivering       $(printf '%9s us    ' "$us_deliver")  $(printf '%5s' "$usratio_deliver") x no sync
+		  (e) diff run, $(printf '%7d' "$N_MODEL")-row model, 1% changed   $(printf '%9s ms    ' "$run_ms")  $(printf '%5s' "$ratio_model") x bare query ($bare_ms ms)
+		      worker peak RSS / private memory after it    $(printf '%9s kB    ' "$hwm_kb")  $anon_kb kB private
 
 		  INSERT execution time: pg_stat_statements mean, capture trigger included,
 		  commit excluded.  Single-row commit TPS depends mostly on commit latency;
