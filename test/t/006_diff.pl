@@ -164,6 +164,36 @@ is(psql(q{SELECT next_run_at > now() - interval '1 second' FROM retl.sync_status
 	'next run scheduled');
 psql(q{SELECT retl_pause_sync('every2s')});
 
+# A late run does not pile up: while paused its time passes several times,
+# and on resume it runs once, then waits for its interval again.
+sleep 5;
+my $n = psql(q{SELECT count(*) FROM retl.runs WHERE sync = 'every2s'});
+psql(q{SELECT retl_resume_sync('every2s')});
+ok($node->poll_query_until('postgres', "SELECT count(*) = $n + 1 FROM retl.runs WHERE sync = 'every2s'"),
+	'one run after the pause');
+sleep 1;
+is(psql(q{SELECT count(*) FROM retl.runs WHERE sync = 'every2s'}), $n + 1, 'missed runs are not piled up');
+psql(q{SELECT retl_pause_sync('every2s')});
+
+# A table on a schedule is synced by diff as well.
+psql(q{SELECT retl_create_sync(name => 'customers_diff', source => 'customers', destination => 'd_update',
+	mode => 'mirror', schedule => 'manual')});
+is(psql(q{SELECT capture, key_columns FROM retl.syncs WHERE name = 'customers_diff'}), 'diff|{id}',
+	'a table with a schedule: diff capture, primary key');
+is(run_sync('customers_diff'), 'succeeded|20|20|0|0', 'table diff run');
+psql(q{SELECT retl_drop_sync('customers_diff')});
+
+# A cron schedule fires on the minute (UTC).
+psql(q{SELECT retl_create_sync(name => 'every_minute', source => 'SELECT id FROM customers WHERE id = 1',
+	destination => 'd_update', key => '{id}', schedule => '* * * * *')});
+is(psql(q{SELECT next_run_at = date_trunc('minute', now()) + interval '1 minute' FROM retl.sync_status WHERE sync = 'every_minute'}),
+	't', 'next run on the next minute');
+ok($node->poll_query_until('postgres',
+	q{SELECT count(*) = 1 FROM retl.runs WHERE sync = 'every_minute' AND why = 'schedule' AND status = 'succeeded'
+	  AND date_part('second', started_at) < 5}),
+	'cron run started on the minute');
+psql(q{SELECT retl_drop_sync('every_minute')});
+
 # Chained: a sync that runs after another one succeeds.
 psql(q{SELECT retl_create_sync(name => 'after_mirror', source => 'SELECT id, email FROM customers WHERE id < 5',
 	destination => 'd_upsert', key => '{id}', schedule => 'manual', options => '{"after": "hv_mirror"}')});
