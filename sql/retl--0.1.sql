@@ -573,6 +573,52 @@ $$;
  * Syncs
  */
 /*
+ * The role a scheduled sync's or an audience's query runs as: option
+ * "owner", which the caller must be a member of, or the caller.
+ */
+CREATE FUNCTION retl._option_owner(opts jsonb, what text) RETURNS regrole
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+	run_as regrole;
+BEGIN
+	IF NOT opts ? 'owner' THEN
+		RETURN CURRENT_USER::regrole;
+	END IF;
+	IF pg_catalog.jsonb_typeof(opts -> 'owner') <> 'string'
+	   OR pg_catalog.to_regrole(pg_catalog.quote_ident(opts ->> 'owner')) IS NULL THEN
+		RAISE EXCEPTION 'option "owner" must name an existing role, not %', opts -> 'owner'
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	run_as := pg_catalog.to_regrole(pg_catalog.quote_ident(opts ->> 'owner'));
+	IF NOT pg_catalog.pg_has_role(CURRENT_USER, run_as, 'MEMBER') THEN
+		RAISE EXCEPTION 'only members of role "%" can create % that runs as it', opts ->> 'owner', what
+			USING ERRCODE = 'insufficient_privilege';
+	END IF;
+	RETURN run_as;
+END
+$$;
+
+/* Key columns of a query result: present, and each named once. */
+CREATE FUNCTION retl._check_key(keys text[], cols text[]) RETURNS void
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+	k text;
+BEGIN
+	FOR k IN SELECT u.c FROM pg_catalog.unnest(keys) u(c) LOOP
+		IF k IS NULL OR NOT k = ANY (cols) THEN
+			RAISE EXCEPTION 'key column "%" is not a column of the source', k
+				USING ERRCODE = 'undefined_column',
+					  HINT = pg_catalog.format('The source returns: %s.', pg_catalog.array_to_string(cols, ', '));
+		END IF;
+	END LOOP;
+	IF (SELECT pg_catalog.count(DISTINCT u.c) FROM pg_catalog.unnest(keys) u(c)) <> pg_catalog.cardinality(keys) THEN
+		RAISE EXCEPTION 'a key column is listed twice'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+END
+$$;
+
+/*
  * The mapping of a sync: null, or {"source_column": "destination_field"}
  * naming columns of the source (cols).
  */
@@ -665,21 +711,7 @@ BEGIN
 					  HINT = 'Valid options: backfill, after, owner.';
 		END IF;
 	END LOOP;
-	/* The role a scheduled sync's query runs as: the caller, or a role it belongs to. */
-	IF opts ? 'owner' THEN
-		IF pg_catalog.jsonb_typeof(opts -> 'owner') <> 'string'
-		   OR pg_catalog.to_regrole(pg_catalog.quote_ident(opts ->> 'owner')) IS NULL THEN
-			RAISE EXCEPTION 'option "owner" must name an existing role, not %', opts -> 'owner'
-				USING ERRCODE = 'undefined_object';
-		END IF;
-		run_as := pg_catalog.to_regrole(pg_catalog.quote_ident(opts ->> 'owner'));
-		IF NOT pg_catalog.pg_has_role(CURRENT_USER, run_as, 'MEMBER') THEN
-			RAISE EXCEPTION 'only members of role "%" can create a sync that runs as it', opts ->> 'owner'
-				USING ERRCODE = 'insufficient_privilege';
-		END IF;
-	ELSE
-		run_as := CURRENT_USER::regrole;
-	END IF;
+	run_as := retl._option_owner(opts, 'a sync');
 	IF opts ? 'backfill' AND pg_catalog.jsonb_typeof(opts -> 'backfill') <> 'boolean' THEN
 		RAISE EXCEPTION 'option "backfill" must be true or false'
 			USING ERRCODE = 'invalid_parameter_value';
@@ -854,17 +886,7 @@ BEGIN
 			RAISE EXCEPTION 'key must name at least one column'
 				USING ERRCODE = 'invalid_parameter_value';
 		END IF;
-		FOR k IN SELECT u.c FROM pg_catalog.unnest(keys) u(c) LOOP
-			IF k IS NULL OR NOT k = ANY (cols) THEN
-				RAISE EXCEPTION 'key column "%" is not a column of the source', k
-					USING ERRCODE = 'undefined_column',
-						  HINT = pg_catalog.format('The source returns: %s.', pg_catalog.array_to_string(cols, ', '));
-			END IF;
-		END LOOP;
-		IF (SELECT pg_catalog.count(DISTINCT u.c) FROM pg_catalog.unnest(keys) u(c)) <> pg_catalog.cardinality(keys) THEN
-			RAISE EXCEPTION 'a key column is listed twice'
-				USING ERRCODE = 'invalid_parameter_value';
-		END IF;
+		PERFORM retl._check_key(keys, cols);
 		PERFORM retl._check_mapping(mapping, cols, source);
 
 		INSERT INTO retl.syncs (name, source, source_relid, query, capture, destination_id,
@@ -1148,18 +1170,7 @@ BEGIN
 					  HINT = 'Valid options: owner.';
 		END IF;
 	END LOOP;
-	IF opts ? 'owner' THEN
-		IF pg_catalog.jsonb_typeof(opts -> 'owner') <> 'string'
-		   OR pg_catalog.to_regrole(pg_catalog.quote_ident(opts ->> 'owner')) IS NULL THEN
-			RAISE EXCEPTION 'option "owner" must name an existing role, not %', opts -> 'owner'
-				USING ERRCODE = 'undefined_object';
-		END IF;
-		run_as := pg_catalog.to_regrole(pg_catalog.quote_ident(opts ->> 'owner'));
-		IF NOT pg_catalog.pg_has_role(CURRENT_USER, run_as, 'MEMBER') THEN
-			RAISE EXCEPTION 'only members of role "%" can create an audience that runs as it', opts ->> 'owner'
-				USING ERRCODE = 'insufficient_privilege';
-		END IF;
-	END IF;
+	run_as := retl._option_owner(opts, 'an audience');
 	IF query IS NULL OR query = '' OR NOT retl._source_is_query(query) THEN
 		RAISE EXCEPTION 'an audience is defined by a query'
 			USING ERRCODE = 'invalid_parameter_value',
@@ -1177,17 +1188,7 @@ BEGIN
 				  HINT = 'Name the column(s) of the query result that identify a member.';
 	END IF;
 	SELECT pg_catalog.array_agg(c.name) INTO cols FROM retl._query_columns(retl._query_text(query), run_as) c;
-	FOR k IN SELECT u.c FROM pg_catalog.unnest(key) u(c) LOOP
-		IF k IS NULL OR NOT k = ANY (cols) THEN
-			RAISE EXCEPTION 'key column "%" is not a column of the query', k
-				USING ERRCODE = 'undefined_column',
-					  HINT = pg_catalog.format('The query returns: %s.', pg_catalog.array_to_string(cols, ', '));
-		END IF;
-	END LOOP;
-	IF (SELECT pg_catalog.count(DISTINCT u.c) FROM pg_catalog.unnest(key) u(c)) <> pg_catalog.cardinality(key) THEN
-		RAISE EXCEPTION 'a key column is listed twice'
-			USING ERRCODE = 'invalid_parameter_value';
-	END IF;
+	PERFORM retl._check_key(key, cols);
 	INSERT INTO retl.audience_store (name, query, key_columns, schedule, owner, next_refresh_at)
 	VALUES ($1, retl._query_text(query), key, schedule, run_as,
 			CASE sched WHEN 'manual' THEN NULL

@@ -118,6 +118,20 @@ append_key_array(StringInfo sql, char **keys, int nkeys)
 	appendStringInfoChar(sql, ')');
 }
 
+/* A NULL key in pg_temp.retl_run_rows fails the run, showing one. */
+static void
+check_null_keys(const char *what)
+{
+	exec("SELECT key::text FROM pg_temp.retl_run_rows"
+		 " WHERE key OPERATOR(pg_catalog.@>) '[null]' LIMIT 1", SPI_OK_SELECT);
+	if (SPI_processed > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NOT_NULL_VIOLATION),
+				 errmsg("the result of %s has a NULL key: %s", what,
+						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)),
+				 errhint("Every row needs a key; filter out rows whose key is NULL.")));
+}
+
 /*
  * Evaluate the source into pg_temp.retl_run_rows (the query as the sync's
  * owner; an audience's current members), then reject NULL and duplicate
@@ -152,14 +166,7 @@ evaluate(RetlSync *sync)
 	appendStringInfoString(&sql, ") d(data)");
 	rows = insert_as(sync->owner, sql.data);
 
-	exec("SELECT key::text FROM pg_temp.retl_run_rows"
-		 " WHERE key OPERATOR(pg_catalog.@>) '[null]' LIMIT 1", SPI_OK_SELECT);
-	if (SPI_processed > 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_NOT_NULL_VIOLATION),
-				 errmsg("the result of sync \"%s\" has a NULL key: %s", sync->name,
-						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)),
-				 errhint("Every row needs a key; filter out rows whose key is NULL.")));
+	check_null_keys(psprintf("sync \"%s\"", sync->name));
 	exec("SELECT key::text FROM pg_temp.retl_run_rows GROUP BY key"
 		 " HAVING pg_catalog.count(*) > 1 LIMIT 1", SPI_OK_SELECT);
 	if (SPI_processed > 0)
@@ -275,6 +282,7 @@ retl_audience_refresh(int audience_id)
 	Oid			types[1] = {INT4OID};
 	Datum		values[1] = {Int32GetDatum(audience_id)};
 	char	   *query;
+	char	   *name;
 	Oid			owner;
 	Datum	   *keys;
 	int			nkeys;
@@ -282,10 +290,11 @@ retl_audience_refresh(int audience_id)
 	bool		isnull;
 	StringInfoData sql;
 
-	if (SPI_execute_with_args("SELECT query, owner::oid, key_columns FROM retl.audience_store WHERE id = $1",
+	if (SPI_execute_with_args("SELECT query, owner::oid, key_columns, name FROM retl.audience_store WHERE id = $1",
 							  1, types, values, NULL, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
 		ereport(ERROR, (errmsg("audience %d was dropped", audience_id)));
 	query = trimmed_query(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+	name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
 	owner = (Oid) strtoul(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2), NULL, 10);
 	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull)),
 					  TEXTOID, -1, false, TYPALIGN_INT, &keys, NULL, &nkeys);
@@ -300,13 +309,7 @@ retl_audience_refresh(int audience_id)
 	appendStringInfo(&sql, " FROM (%s\n) q", query);
 	(void) insert_as(owner, sql.data);
 
-	exec("SELECT key::text FROM pg_temp.retl_run_rows"
-		 " WHERE key OPERATOR(pg_catalog.@>) '[null]' LIMIT 1", SPI_OK_SELECT);
-	if (SPI_processed > 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_NOT_NULL_VIOLATION),
-				 errmsg("the audience query returned a NULL key: %s",
-						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1))));
+	check_null_keys(psprintf("audience \"%s\"", name));
 
 	if (SPI_execute_with_args("WITH entered AS ("
 							  " INSERT INTO retl.audience_member_store (audience_id, key, since)"

@@ -326,43 +326,38 @@ claim_work(bool *more)
 }
 
 /*
- * Take one queued run of a diff sync and run it in a transaction of its
- * own; a failed run is recorded, never fatal to the worker.
+ * Do one piece of scheduled work (a run, a refresh) in a transaction of
+ * its own: claim() picks it in a short transaction, work() does it, and
+ * failed() records an error in a new transaction.  A failure is never
+ * fatal to the worker.
  */
 static void
-run_one(void)
+scheduled(const char *what, bool (*claim) (int64 *id, int *sync_id, bool *send),
+		  void (*work) (int64 id, int sync_id, bool send),
+		  void (*failed) (int64 id, int sync_id, const char *error))
 {
-	int64		run_id;
-	int			sync_id;
-	bool		send;
+	int64		id;
+	int			sync_id = 0;
+	bool		send = true;
 	bool		found;
 	MemoryContext cxt = CurrentMemoryContext;
 
 	begin_txn();
-	pgstat_report_activity(STATE_RUNNING, "scheduling runs");
+	pgstat_report_activity(STATE_RUNNING, what);
 	if (!lock_extension())
 		exit_without_extension();
-	found = retl_runs_claim(&run_id, &sync_id, &send);
+	found = claim(&id, &sync_id, &send);
 	end_txn();
 	if (!found)
 		return;
 
 	PG_TRY();
 	{
-		List	   *syncs;
-		RetlSync   *sync;
-		RetlRunCounts counts;
-
 		begin_txn();
-		pgstat_report_activity(STATE_RUNNING, "running a sync");
+		pgstat_report_activity(STATE_RUNNING, what);
 		if (!lock_extension())
 			exit_without_extension();
-		syncs = retl_queue_load_syncs(sync_id);
-		if (syncs == NIL)
-			ereport(ERROR, (errmsg("sync %d was dropped", sync_id)));
-		sync = linitial(syncs);
-		retl_diff_run(sync, send, &counts);
-		retl_runs_succeeded(run_id, sync, &counts);
+		work(id, sync_id, send);
 		end_txn();
 	}
 	PG_CATCH();
@@ -374,61 +369,55 @@ run_one(void)
 		FlushErrorState();
 		AbortCurrentTransaction();
 		MemoryContextSwitchTo(cxt);
-
-		ereport(LOG,
-				(errmsg("retl run " INT64_FORMAT " of sync %d failed: %s", run_id, sync_id, edata->message)));
+		ereport(LOG, (errmsg("retl %s " INT64_FORMAT " failed: %s", what, id, edata->message)));
 		begin_txn();
-		retl_runs_failed(run_id, sync_id, edata->message);
-		retl_queue_sync_error(sync_id, edata->message);
+		failed(id, sync_id, edata->message);
 		end_txn();
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();
 }
 
-/* Refresh one due audience in a transaction of its own. */
 static void
-refresh_one(void)
+run_work(int64 run_id, int sync_id, bool send)
+{
+	List	   *syncs = retl_queue_load_syncs(sync_id);
+	RetlRunCounts counts;
+
+	if (syncs == NIL)
+		ereport(ERROR, (errmsg("sync %d was dropped", sync_id)));
+	retl_diff_run((RetlSync *) linitial(syncs), send, &counts);
+	retl_runs_succeeded(run_id, (RetlSync *) linitial(syncs), &counts);
+}
+
+static void
+run_failed(int64 run_id, int sync_id, const char *error)
+{
+	retl_runs_failed(run_id, sync_id, error);
+	retl_queue_sync_error(sync_id, error);
+}
+
+static bool
+refresh_claim(int64 *id, int *sync_id, bool *send)
 {
 	int			audience_id;
-	bool		found;
-	MemoryContext cxt = CurrentMemoryContext;
 
-	begin_txn();
-	pgstat_report_activity(STATE_RUNNING, "scheduling audiences");
-	if (!lock_extension())
-		exit_without_extension();
-	found = retl_audiences_claim(&audience_id);
-	end_txn();
-	if (!found)
-		return;
+	if (!retl_audiences_claim(&audience_id))
+		return false;
+	*id = audience_id;
+	return true;
+}
 
-	PG_TRY();
-	{
-		begin_txn();
-		pgstat_report_activity(STATE_RUNNING, "refreshing an audience");
-		if (!lock_extension())
-			exit_without_extension();
-		retl_audience_refresh(audience_id);
-		end_txn();
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
+static void
+refresh_work(int64 id, int sync_id, bool send)
+{
+	retl_audience_refresh((int) id);
+}
 
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		MemoryContextSwitchTo(cxt);
-		ereport(LOG,
-				(errmsg("retl refresh of audience %d failed: %s", audience_id, edata->message)));
-		begin_txn();
-		retl_audience_failed(audience_id, edata->message);
-		end_txn();
-		FreeErrorData(edata);
-	}
-	PG_END_TRY();
+static void
+refresh_failed(int64 id, int sync_id, const char *error)
+{
+	retl_audience_failed((int) id, error);
 }
 
 void
@@ -492,8 +481,8 @@ retl_worker_main(Datum main_arg)
 		foreach(lc, requests)
 			retl_http_start((RetlRequest *) lfirst(lc));
 		list_free(requests);
-		refresh_one();
-		run_one();
+		scheduled("refresh of audience", refresh_claim, refresh_work, refresh_failed);
+		scheduled("run", retl_runs_claim, run_work, run_failed);
 
 		/* Busy while backfilling or while a finished request awaits recording. */
 		timeout = more ? 0 : retl_poll_interval_ms;
