@@ -20,6 +20,7 @@ OBJS = \
 	src/cron.o \
 	src/diff.o \
 	src/runs.o \
+	src/dest.o \
 	src/http.o \
 	src/connectors/webhook.o
 

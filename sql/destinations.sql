@@ -205,3 +205,35 @@ SELECT retl_drop_secret('hook_token');
 SELECT retl_drop_secret('hook_user');
 SELECT count(*) AS destinations FROM retl.destinations;
 SELECT count(*) AS secrets FROM retl.secrets;
+
+--
+-- Delivery engine options: concurrency, rate, linger, batch bytes, retry age.
+--
+SELECT retl_create_destination('eng', 'webhook', 'http://127.0.0.1:9/e', '{"max_concurrency": 0}');
+SELECT retl_create_destination('eng', 'webhook', 'http://127.0.0.1:9/e', '{"max_concurrency": 257}');
+SELECT retl_create_destination('eng', 'webhook', 'http://127.0.0.1:9/e', '{"max_concurrency": "8"}');
+SELECT retl_create_destination('eng', 'webhook', 'http://127.0.0.1:9/e', '{"rate_limit": -1}');
+SELECT retl_create_destination('eng', 'webhook', 'http://127.0.0.1:9/e', '{"rate_limit": "fast"}');
+SELECT retl_create_destination('eng', 'webhook', 'http://127.0.0.1:9/e', '{"rate_limit": 100001}');
+SELECT retl_create_destination('eng', 'webhook', 'http://127.0.0.1:9/e', '{"linger_ms": -1}');
+SELECT retl_create_destination('eng', 'webhook', 'http://127.0.0.1:9/e', '{"linger_ms": 60001}');
+SELECT retl_create_destination('eng', 'webhook', 'http://127.0.0.1:9/e', '{"max_batch_bytes": 100}');
+SELECT retl_create_destination('eng', 'webhook', 'http://127.0.0.1:9/e', '{"max_retry_age": "soon"}');
+SELECT retl_create_destination('eng', 'webhook', 'http://127.0.0.1:9/e', '{"max_retry_age": 0}');
+SELECT retl_create_destination('eng', 'webhook', 'http://127.0.0.1:9/e', '{"max_retry_age": "500 milliseconds"}');
+SELECT retl_create_destination('eng', 'webhook', 'http://127.0.0.1:9/e', '{"max_retry_age": true}');
+SELECT count(*) FROM retl.destinations WHERE name = 'eng';
+-- defaults
+SELECT retl_create_destination('eng_default', 'webhook', 'http://127.0.0.1:9/e');
+SELECT max_attempts, max_retry_age, max_concurrency, rate_limit, linger_ms, max_batch_bytes
+  FROM retl.destinations WHERE name = 'eng_default';
+-- given values
+SELECT retl_create_destination('eng', 'webhook', 'http://127.0.0.1:9/e',
+  '{"max_concurrency": 32, "rate_limit": 0.5, "linger_ms": 0, "max_batch_bytes": 65536,
+    "max_retry_age": "6 hours", "max_attempts": 100}');
+SELECT retl_create_destination('eng_seconds', 'webhook', 'http://127.0.0.1:9/e', '{"max_retry_age": 90}');
+SELECT name, max_attempts, max_retry_age, max_concurrency, rate_limit, linger_ms, max_batch_bytes
+  FROM retl.destinations WHERE name LIKE 'eng%' ORDER BY name COLLATE "C";
+SELECT retl_drop_destination('eng');
+SELECT retl_drop_destination('eng_default');
+SELECT retl_drop_destination('eng_seconds');

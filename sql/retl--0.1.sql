@@ -33,7 +33,12 @@ CREATE TABLE retl.destinations (
 	headers		jsonb NOT NULL DEFAULT '{}',
 	timeout_ms	integer NOT NULL DEFAULT 10000,
 	batch_size	integer NOT NULL DEFAULT 1,
-	max_attempts integer NOT NULL DEFAULT 8,
+	max_attempts integer NOT NULL DEFAULT 50,
+	max_retry_age interval NOT NULL DEFAULT '1 day',
+	max_concurrency integer NOT NULL DEFAULT 8,
+	rate_limit	double precision NOT NULL DEFAULT 0,	/* requests/s, 0: none */
+	linger_ms	integer NOT NULL DEFAULT 50,
+	max_batch_bytes integer NOT NULL DEFAULT 1048576,
 	options		jsonb NOT NULL DEFAULT '{}',
 	created_at	timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
@@ -477,6 +482,7 @@ DECLARE
 	k text;
 	v jsonb;
 	missing text;
+	retry_age interval;
 BEGIN
 	IF name IS NULL OR name = '' THEN
 		RAISE EXCEPTION 'destination name must not be empty'
@@ -497,12 +503,35 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	FOR k IN SELECT pg_catalog.jsonb_object_keys(opts) LOOP
-		IF k NOT IN ('headers', 'timeout_ms', 'batch_size', 'max_attempts') THEN
+		IF k NOT IN ('headers', 'timeout_ms', 'batch_size', 'max_attempts', 'max_retry_age',
+					 'max_concurrency', 'rate_limit', 'linger_ms', 'max_batch_bytes') THEN
 			RAISE EXCEPTION 'unknown destination option "%"', k
 				USING ERRCODE = 'invalid_parameter_value',
-					  HINT = 'Valid options: headers, timeout_ms, batch_size, max_attempts.';
+					  HINT = 'Valid options: headers, timeout_ms, batch_size, max_batch_bytes, linger_ms, max_concurrency, rate_limit, max_attempts, max_retry_age.';
 		END IF;
 	END LOOP;
+	IF opts ? 'rate_limit' AND (pg_catalog.jsonb_typeof(opts -> 'rate_limit') <> 'number'
+								OR (opts ->> 'rate_limit')::numeric < 0
+								OR (opts ->> 'rate_limit')::numeric > 100000) THEN
+		RAISE EXCEPTION 'option "rate_limit" must be a number of requests per second between 0 and 100000'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = '0 means no limit; 0.5 means one request every two seconds.';
+	END IF;
+	IF opts ? 'max_retry_age' THEN
+		BEGIN
+			retry_age := CASE pg_catalog.jsonb_typeof(opts -> 'max_retry_age')
+							 WHEN 'string' THEN (opts ->> 'max_retry_age')::interval
+							 WHEN 'number' THEN (opts ->> 'max_retry_age')::numeric * interval '1 second'
+						 END;
+		EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
+			retry_age := NULL;
+		END;
+		IF retry_age IS NULL OR retry_age < interval '1 second' THEN
+			RAISE EXCEPTION 'option "max_retry_age" must be an interval of at least 1 second, not %', opts -> 'max_retry_age'
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'For example "1 day", "6 hours", or a number of seconds.';
+		END IF;
+	END IF;
 	hdrs := coalesce(opts -> 'headers', '{}');
 	IF pg_catalog.jsonb_typeof(hdrs) <> 'object' THEN
 		RAISE EXCEPTION 'option "headers" must be a JSON object of strings'
@@ -538,11 +567,17 @@ BEGIN
 				  HINT = 'Drop it first with SELECT retl_drop_destination(name).';
 	END IF;
 	INSERT INTO retl.destinations (name, kind, url, headers, timeout_ms,
-								   batch_size, max_attempts, options)
+								   batch_size, max_attempts, max_retry_age, max_concurrency,
+								   rate_limit, linger_ms, max_batch_bytes, options)
 	VALUES ($1, $2, $3, hdrs,
 			retl._int_option(opts, 'timeout_ms', 10000, 1, 3600000),
 			retl._int_option(opts, 'batch_size', 1, 1, 1000),
-			retl._int_option(opts, 'max_attempts', 8, 1, 1000),
+			retl._int_option(opts, 'max_attempts', 50, 1, 1000),
+			coalesce(retry_age, interval '1 day'),
+			retl._int_option(opts, 'max_concurrency', 8, 1, 256),
+			coalesce((opts ->> 'rate_limit')::double precision, 0),
+			retl._int_option(opts, 'linger_ms', 50, 0, 60000),
+			retl._int_option(opts, 'max_batch_bytes', 1048576, 1024, 104857600),
 			opts - 'headers');
 END
 $$;

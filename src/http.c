@@ -375,21 +375,6 @@ retl_http_in_flight(void)
 	return list_length(in_flight);
 }
 
-/* Is a request of this sync in flight or finished but not yet recorded? */
-bool
-retl_http_sync_in_flight(int sync_id)
-{
-	ListCell   *lc;
-
-	foreach(lc, in_flight)
-		if (((RetlRequest *) lfirst(lc))->sync_id == sync_id)
-			return true;
-	foreach(lc, done)
-		if (((RetlRequest *) lfirst(lc))->sync_id == sync_id)
-			return true;
-	return false;
-}
-
 /* Free a request, its curl handle and header list. */
 void
 retl_http_free(RetlRequest *req)

@@ -24,6 +24,7 @@ typedef struct RetlRecord
 	char	   *key;			/* key as sent (JSON) */
 	char	   *data;			/* data as sent (JSON), NULL for deletes */
 	char	   *captured_at;	/* ISO 8601, UTC */
+	double		first_attempt;	/* epoch seconds, 0 if never attempted */
 } RetlRecord;
 
 /*
@@ -34,11 +35,16 @@ typedef struct RetlRequest
 {
 	MemoryContext cxt;
 	int			sync_id;
+	char	   *sync_name;
+	int			dest_id;
 	int			max_attempts;
+	int64		max_retry_age_ms;
 	long		timeout_ms;
 	char	   *url;
 	StringInfoData body;
 	struct curl_slist *headers;
+	char	  **header_lines;	/* the same headers, to build split requests */
+	int			nheader_lines;
 	List	   *secrets;		/* secret values used, redacted from errors */
 	int			nrecords;
 	RetlRecord *records;
@@ -58,7 +64,6 @@ extern void retl_http_start(RetlRequest *req);
 extern void retl_http_wait(long timeout_ms, uint32 wait_event_info);
 extern RetlRequest *retl_http_next_done(void);
 extern int	retl_http_in_flight(void);
-extern bool retl_http_sync_in_flight(int sync_id);
 extern void retl_http_free(RetlRequest *req);
 extern char *retl_http_redact(RetlRequest *req, const char *text);
 

@@ -35,6 +35,8 @@
 
 static char *instance_id = NULL;
 
+static Datum id_array(RetlRecord *records, int nrecords);
+
 static void
 spi_exec(const char *sql, int nargs, Oid *types, Datum *values, int expected)
 {
@@ -144,7 +146,9 @@ retl_queue_load_syncs(int only_id)
 							  "s.backfill_done, s.backfill_cursor::text, d.kind, d.url, "
 							  "d.headers::text, d.timeout_ms, d.batch_size, d.max_attempts, "
 							  "s.capture = 'diff', s.query, s.owner::oid, s.key_columns, "
-							  "COALESCE(s.audience_id, 0) "
+							  "COALESCE(s.audience_id, 0), d.id, "
+							  "(extract(epoch FROM d.max_retry_age) * 1000)::bigint, d.max_concurrency, "
+							  "d.rate_limit, d.linger_ms, d.max_batch_bytes "
 							  "FROM retl.syncs s JOIN retl.destinations d ON d.id = s.destination_id "
 							  "WHERE CASE WHEN $1 > 0 THEN s.id = $1 ELSE NOT s.paused END "
 							  "ORDER BY s.id", 1, types, values, NULL, true, 0) != SPI_OK_SELECT)
@@ -178,6 +182,12 @@ retl_queue_load_syncs(int only_id)
 		s->query = getstr(tup, desc, 16);
 		s->owner = (Oid) strtoul(getstr(tup, desc, 17), NULL, 10);
 		s->audience_id = getint(tup, desc, 19);
+		s->dest_id = getint(tup, desc, 20);
+		s->max_retry_age_ms = strtoi64(getstr(tup, desc, 21), NULL, 10);
+		s->max_concurrency = getint(tup, desc, 22);
+		s->rate_limit = strtod(getstr(tup, desc, 23), NULL);
+		s->linger_ms = getint(tup, desc, 24);
+		s->max_batch_bytes = getint(tup, desc, 25);
 
 		deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(tup, desc, 18, &isnull)),
 						  TEXTOID, -1, false, TYPALIGN_INT, &keys, NULL, &nkeys);
@@ -244,7 +254,8 @@ claim_sql(RetlSync *sync)
 			retl_append_json_data(&sql, sync, "u.data");
 		appendStringInfoString(&sql,
 							   ")::text, pg_catalog.to_char(u.captured_at AT TIME ZONE 'UTC',"
-							   " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+							   " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
+							   " COALESCE(extract(epoch FROM u.first_attempt_at), 0)"
 							   " FROM u ORDER BY u.id");
 		return sql.data;
 	}
@@ -255,19 +266,21 @@ claim_sql(RetlSync *sync)
 						   "), u AS ("
 						   " UPDATE retl.queue q SET in_flight = true FROM k"
 						   " WHERE q.sync_id = $1 AND q.key = k.key AND NOT q.in_flight"
-						   " RETURNING q.id, q.key, q.rid, q.captured_at, q.attempts"
+						   " RETURNING q.id, q.key, q.rid, q.captured_at, q.attempts, q.first_attempt_at"
 						   "), g AS ("
 						   " SELECT u.key, pg_catalog.array_agg(u.id ORDER BY u.id) AS ids,"
 						   " (pg_catalog.array_agg(COALESCE(u.rid, u.id) ORDER BY u.id DESC))[1] AS rid,"
 						   " pg_catalog.max(u.captured_at) AS captured_at,"
-						   " pg_catalog.max(u.attempts) AS attempts, pg_catalog.min(u.id) AS first"
+						   " pg_catalog.max(u.attempts) AS attempts, pg_catalog.min(u.id) AS first,"
+						   " pg_catalog.min(u.first_attempt_at) AS first_attempt_at"
 						   " FROM u GROUP BY u.key)"
 						   " SELECT g.rid, g.ids, g.attempts,"
 						   " CASE WHEN x.data IS NULL THEN 'd' ELSE 'u' END, ");
 	retl_append_key_object(&sql, sync, "g.key");
 	appendStringInfoString(&sql,
 						   "::text, x.data::text, pg_catalog.to_char(g.captured_at AT TIME ZONE 'UTC',"
-						   " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+						   " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
+						   " COALESCE(extract(epoch FROM g.first_attempt_at), 0)"
 						   " FROM g LEFT JOIN LATERAL (SELECT ");
 	retl_append_row_data(&sql, sync, "t");
 	appendStringInfo(&sql, " AS data FROM ONLY %s t WHERE ",
@@ -303,7 +316,10 @@ retl_queue_claim(RetlSync *sync)
 	req = palloc0(sizeof(RetlRequest));
 	req->cxt = cxt;
 	req->sync_id = sync->id;
+	req->sync_name = pstrdup(sync->name);
+	req->dest_id = sync->dest_id;
 	req->max_attempts = sync->max_attempts;
+	req->max_retry_age_ms = sync->max_retry_age_ms;
 	req->timeout_ms = sync->timeout_ms;
 	req->nrecords = (int) SPI_processed;
 	req->records = palloc0(sizeof(RetlRecord) * req->nrecords);
@@ -321,13 +337,25 @@ retl_queue_claim(RetlSync *sync)
 		r->key = getstr(tup, desc, 5);
 		r->data = getstr(tup, desc, 6);
 		r->captured_at = getstr(tup, desc, 7);
+		r->first_attempt = strtod(getstr(tup, desc, 8), NULL);
 	}
 	MemoryContextSwitchTo(old);
 
 	/* On error the caller's subtransaction undoes the claim; free the rest. */
 	PG_TRY();
 	{
+		int			claimed = req->nrecords;
+
 		retl_webhook_build(req, sync);
+		/* what did not fit in max_batch_bytes goes back to the queue */
+		if (req->nrecords < claimed)
+		{
+			int			kept = req->nrecords;
+
+			req->nrecords = claimed;
+			retl_queue_release(req, kept);
+			req->nrecords = kept;
+		}
 	}
 	PG_CATCH();
 	{
@@ -336,6 +364,55 @@ retl_queue_claim(RetlSync *sync)
 	}
 	PG_END_TRY();
 	return req;
+}
+
+/*
+ * Is a batch worth sending now?  Yes when a full batch is ready, or when
+ * the oldest ready change has waited linger_ms; otherwise *wait_ms says
+ * how long until it has.
+ */
+bool
+retl_queue_ready(RetlSync *sync, long *wait_ms)
+{
+	Oid			types[3] = {INT4OID, INT4OID, INT4OID};
+	Datum		values[3];
+	char	   *full;
+	char	   *left;
+
+	if (sync->batch_size <= 1 || sync->linger_ms <= 0)
+		return true;
+	values[0] = Int32GetDatum(sync->id);
+	values[1] = Int32GetDatum(sync->batch_size);
+	values[2] = Int32GetDatum(sync->linger_ms);
+	if (SPI_execute_with_args("SELECT pg_catalog.count(*) >= $2,"
+							  " (extract(epoch FROM pg_catalog.min(r.captured_at)"
+							  "   + $3 * interval '1 millisecond' - pg_catalog.clock_timestamp()) * 1000)::bigint"
+							  " FROM (SELECT q.captured_at FROM retl.queue q"
+							  "  WHERE q.sync_id = $1 AND NOT q.in_flight AND q.next_attempt_at <= pg_catalog.now()"
+							  "  ORDER BY q.id LIMIT $2) r",
+							  3, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "retl: could not look at the queue of sync \"%s\"", sync->name);
+	full = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	left = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	if (strcmp(full, "t") == 0 || left == NULL || strtol(left, NULL, 10) <= 0)
+		return true;
+	*wait_ms = strtol(left, NULL, 10);
+	return false;
+}
+
+/* Put records [from, nrecords) of a claimed request back in the queue. */
+void
+retl_queue_release(RetlRequest *req, int from)
+{
+	Oid			types[1] = {INT8ARRAYOID};
+	Datum		values[1];
+
+	if (from >= req->nrecords)
+		return;
+	values[0] = id_array(req->records + from, req->nrecords - from);
+	if (SPI_execute_with_args("UPDATE retl.queue SET in_flight = false WHERE id = ANY ($1)",
+							  1, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "retl: could not release queued changes");
 }
 
 /* text with invalid or NUL bytes replaced, safe to store in a text column */
@@ -513,7 +590,12 @@ retl_queue_record(RetlRequest *req)
 	{
 		RetlRecord *r = &req->records[i];
 
-		if (retryable && r->attempts + 1 < req->max_attempts)
+		double		age_ms = r->first_attempt > 0 ?
+			((double) req->started_at / 1000.0 -
+			 (r->first_attempt - (double) ((POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY)) * 1000.0) : 0;
+
+		/* retried until max_attempts or max_retry_age, whichever comes first */
+		if (retryable && r->attempts + 1 < req->max_attempts && age_ms < req->max_retry_age_ms)
 		{
 			retry[retries++] = *r;
 			attempt = Max(attempt, r->attempts + 1);

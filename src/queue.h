@@ -24,17 +24,25 @@ typedef struct RetlSync
 	char	   *mapping;		/* JSON object text, or NULL */
 	bool		backfill_done;
 	char	   *backfill_cursor;	/* JSON array text, or NULL */
+	int			dest_id;
 	char	   *kind;
 	char	   *url;
 	char	   *headers;		/* JSON object text */
 	int			timeout_ms;
 	int			batch_size;
 	int			max_attempts;
+	int64		max_retry_age_ms;
+	int			max_concurrency;
+	double		rate_limit;		/* requests/s, 0: none */
+	int			linger_ms;
+	int			max_batch_bytes;
 } RetlSync;
 
 extern void retl_queue_recover(void);
 extern List *retl_queue_load_syncs(int only_id);
+extern bool retl_queue_ready(RetlSync *sync, long *wait_ms);
 extern RetlRequest *retl_queue_claim(RetlSync *sync);
+extern void retl_queue_release(RetlRequest *req, int from);
 extern void retl_queue_record(RetlRequest *req);
 extern void retl_queue_sync_error(int sync_id, const char *message);
 extern char *retl_queue_instance_id(void);

@@ -39,6 +39,8 @@
 #include "utils/timestamp.h"
 
 #include "backfill.h"
+#include "connectors/webhook.h"
+#include "dest.h"
 #include "guc.h"
 #include "http.h"
 #include "queue.h"
@@ -224,23 +226,55 @@ record_outcomes(void)
 {
 	RetlRequest *req;
 	List	   *finished = NIL;
+	List	   *parts = NIL;
 	ListCell   *lc;
 
 	while ((req = retl_http_next_done()) != NULL)
+	{
+		retl_dest_done(req->dest_id);
+		/* a 429 or 503 with Retry-After pauses that destination only */
+		if (req->curl_code == CURLE_OK && (req->status == 429 || req->status == 503) &&
+			req->retry_after_ms >= 0)
+			retl_dest_pause(req->dest_id, req->retry_after_ms);
+
+		/*
+		 * A batch refused as a whole: send each half on its own, so only
+		 * the records at fault end up dead-lettered (at most about log2 of
+		 * the batch size more requests per bad record).  Its rows stay in
+		 * flight meanwhile.
+		 */
+		if (req->curl_code == CURLE_OK && req->nrecords > 1 &&
+			(req->status == 400 || req->status == 413 || req->status == 422))
+		{
+			int			half = req->nrecords / 2;
+
+			parts = lappend(parts, retl_webhook_split(req, 0, half));
+			parts = lappend(parts, retl_webhook_split(req, half, req->nrecords - half));
+			retl_http_free(req);
+			continue;
+		}
 		finished = lappend(finished, req);
-	if (finished == NIL)
-		return;
+	}
 
-	begin_txn();
-	pgstat_report_activity(STATE_RUNNING, "recording delivery outcomes");
-	if (!lock_extension())
-		exit_without_extension();
-	foreach(lc, finished)
-		retl_queue_record((RetlRequest *) lfirst(lc));
-	end_txn();
+	if (finished != NIL)
+	{
+		begin_txn();
+		pgstat_report_activity(STATE_RUNNING, "recording delivery outcomes");
+		if (!lock_extension())
+			exit_without_extension();
+		foreach(lc, finished)
+			retl_queue_record((RetlRequest *) lfirst(lc));
+		end_txn();
+		foreach(lc, finished)
+			retl_http_free((RetlRequest *) lfirst(lc));
+	}
 
-	foreach(lc, finished)
-		retl_http_free((RetlRequest *) lfirst(lc));
+	foreach(lc, parts)
+	{
+		req = lfirst(lc);
+		retl_http_start(req);
+		retl_dest_sent(req->dest_id);
+	}
 }
 
 /*
@@ -248,7 +282,7 @@ record_outcomes(void)
  * request to send, or NULL; *more is set when backfill work remains.
  */
 static RetlRequest *
-claim_one(RetlSync *sync, bool *more)
+claim_one(RetlSync *sync, bool *more, long *wait_ms)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
@@ -258,9 +292,13 @@ claim_one(RetlSync *sync, bool *more)
 	MemoryContextSwitchTo(oldcxt);
 	PG_TRY();
 	{
+		/* one backfill chunk per sync and pass (the next pass reloads it) */
 		if (!sync->backfill_done && retl_backfill_step(sync))
 			*more = true;
-		req = retl_queue_claim(sync);
+		sync->backfill_done = true;
+		/* a partial batch waits up to linger_ms for more changes */
+		if (retl_queue_ready(sync, wait_ms))
+			req = retl_queue_claim(sync);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
@@ -293,7 +331,7 @@ claim_one(RetlSync *sync, bool *more)
  * process when the extension is gone.
  */
 static List *
-claim_work(bool *more)
+claim_work(bool *more, long *wait_ms)
 {
 	List	   *syncs;
 	List	   *requests = NIL;
@@ -310,15 +348,25 @@ claim_work(bool *more)
 		RetlSync   *sync = lfirst(lc);
 		RetlRequest *req;
 
-		if (retl_http_sync_in_flight(sync->id) || sync_backed_off(sync->id, now))
+		if (sync_backed_off(sync->id, now))
 			continue;
-		req = claim_one(sync, more);
-		if (req)
-		{
-			MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 
+		/*
+		 * As many batches as the destination's limits allow; the claim
+		 * never takes a key that is in flight or waiting for a retry, so
+		 * concurrent batches keep per-key order.
+		 */
+		while (retl_dest_can_send(sync, now, wait_ms))
+		{
+			MemoryContext old;
+
+			req = claim_one(sync, more, wait_ms);
+			if (req == NULL)
+				break;
+			old = MemoryContextSwitchTo(TopMemoryContext);
 			requests = lappend(requests, req);
 			MemoryContextSwitchTo(old);
+			retl_dest_sent(sync->dest_id);
 		}
 	}
 	end_txn();
@@ -477,15 +525,17 @@ retl_worker_main(Datum main_arg)
 		MemoryContextSwitchTo(loop_cxt);
 
 		record_outcomes();
-		requests = claim_work(&more);
+		timeout = retl_poll_interval_ms;
+		requests = claim_work(&more, &timeout);
 		foreach(lc, requests)
 			retl_http_start((RetlRequest *) lfirst(lc));
 		list_free(requests);
 		scheduled("refresh of audience", refresh_claim, refresh_work, refresh_failed);
 		scheduled("run", retl_runs_claim, run_work, run_failed);
 
-		/* Busy while backfilling or while a finished request awaits recording. */
-		timeout = more ? 0 : retl_poll_interval_ms;
+		/* busy while backfilling; else until a limit or a linger runs out */
+		if (more)
+			timeout = 0;
 		retl_http_wait(timeout, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}

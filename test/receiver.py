@@ -11,13 +11,16 @@ apply).  Paths starting with "/_" form the control API:
 
     POST /_control   {"rules": [rule, ...]} or a single rule object; replaces rules
     GET  /_requests  all recorded deliveries (?ok=1: only 2xx ones)
-    GET  /_stats     {"count": n, "ok": n_2xx, "records": total len(body["records"]) over 2xx}
+    GET  /_stats     {"count": n, "ok": n_2xx, "records": total len(body["records"]) over 2xx,
+                      "max_concurrent": most deliveries handled at once}
     POST /_clear     forget recorded deliveries and rules
 
 A rule is {"status": 503, "count": 3, "retry_after": "2", "delay_ms": 0,
 "body": "...", "reset": false}; "count" is how many deliveries it applies to
 (-1 = forever, default 1).  "reset" drops the connection with an RST instead
-of answering; such deliveries are recorded with status 0.
+of answering; such deliveries are recorded with status 0.  "path" limits a
+rule to one path and "match" to bodies containing a text; "delay_ms_max"
+makes the delay random between delay_ms and it.
 
 Stdlib only, and bound to 127.0.0.1 only.
 """
@@ -25,6 +28,7 @@ Stdlib only, and bound to 127.0.0.1 only.
 import argparse
 import json
 import os
+import random
 import signal
 import socket
 import struct
@@ -52,6 +56,17 @@ class State:
         self.deliveries = []
         self.n_ok = 0
         self.n_records = 0
+        self.active = 0          # deliveries being handled right now
+        self.max_active = 0      # the most at once since the last clear
+
+    def enter(self):
+        with self.lock:
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+
+    def leave(self):
+        with self.lock:
+            self.active -= 1
 
     def clear(self):
         with self.lock:
@@ -62,25 +77,24 @@ class State:
         with self.lock:
             self.rules = rules
 
-    def next_delivery(self):
-        """Assign a sequence number and consume one application of the first rule.
+    def next_delivery(self, path, raw):
+        """Assign a sequence number and consume one application of the first
+        rule that applies ("path": only that path; "match": only bodies that
+        contain that text).
 
         Done at arrival time (not response time), so the rules are applied in
         the order deliveries arrive even when some of them are delayed.
         """
         with self.lock:
             self.seq += 1
-            while self.rules:
-                rule = self.rules[0]
-                count = rule["count"]
-                if count < 0:
-                    return self.seq, rule
-                if count == 0:
-                    self.rules.pop(0)
+            self.rules = [r for r in self.rules if r["count"] != 0]
+            for rule in self.rules:
+                if "path" in rule and rule["path"] != path:
                     continue
-                rule["count"] = count - 1
-                if count == 1:
-                    self.rules.pop(0)
+                if "match" in rule and rule["match"].encode() not in raw:
+                    continue
+                if rule["count"] > 0:
+                    rule["count"] -= 1
                 return self.seq, rule
             return self.seq, None
 
@@ -110,7 +124,7 @@ class State:
     def stats(self):
         with self.lock:
             return {"count": len(self.deliveries), "ok": self.n_ok,
-                    "records": self.n_records}
+                    "records": self.n_records, "max_concurrent": self.max_active}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -199,9 +213,16 @@ class Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = handle_any
 
     def handle_delivery(self):
+        self.state.enter()
+        try:
+            self.deliver()
+        finally:
+            self.state.leave()
+
+    def deliver(self):
         t = time.time()
         raw = self.read_body()
-        seq, rule = self.state.next_delivery()
+        seq, rule = self.state.next_delivery(self.path, raw)
         rule = rule or {}
 
         try:
@@ -209,7 +230,9 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = raw.decode("utf-8", errors="replace")
 
-        if rule.get("delay_ms"):
+        if rule.get("delay_ms_max"):
+            time.sleep(random.uniform(rule["delay_ms"], rule["delay_ms_max"]) / 1000.0)
+        elif rule.get("delay_ms"):
             time.sleep(rule["delay_ms"] / 1000.0)
 
         reset = rule.get("reset", False)
@@ -286,6 +309,10 @@ def normalize_rule(rule):
         if not 100 <= rule["status"] <= 599:
             raise ValueError("status out of range")
     rule["delay_ms"] = float(rule.get("delay_ms") or 0)
+    rule["delay_ms_max"] = float(rule.get("delay_ms_max") or 0)
+    for field in ("path", "match"):
+        if field in rule:
+            rule[field] = str(rule[field])
     rule["reset"] = bool(rule.get("reset"))
     if rule.get("retry_after") is not None:
         rule["retry_after"] = str(rule["retry_after"])

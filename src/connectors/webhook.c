@@ -21,6 +21,7 @@
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
+#include "utils/memutils.h"
 
 #include "connectors/webhook.h"
 
@@ -44,6 +45,7 @@ secret_value(RetlRequest *req, const char *name)
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(name)};
 	char	   *value;
+	MemoryContext cxt = CurrentMemoryContext;
 
 	if (SPI_execute_with_args("SELECT value FROM retl.secrets WHERE name = $1",
 							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
@@ -55,6 +57,8 @@ secret_value(RetlRequest *req, const char *name)
 				 errhint("Create it with SELECT retl_set_secret('%s', value).", name)));
 	value = MemoryContextStrdup(req->cxt,
 								SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+	/* SPI leaves its own context current; the caller's allocations go on */
+	MemoryContextSwitchTo(cxt);
 	req->secrets = lappend(req->secrets, value);
 	return value;
 }
@@ -121,42 +125,71 @@ idempotency_key(RetlRequest *req)
 	return psprintf("batch-%016llx-%d", (unsigned long long) h, req->nrecords);
 }
 
-/* Fill in url, headers and body of a claimed request. */
+/*
+ * The JSON body of the request's records, as many as fit in max_bytes (at
+ * least one): req->nrecords is lowered to what was included.
+ */
+static void
+build_body(RetlRequest *req, int max_bytes)
+{
+	StringInfoData rec;
+
+	initStringInfo(&req->body);
+	appendStringInfoString(&req->body, "{\"sync\": ");
+	escape_json(&req->body, req->sync_name);
+	appendStringInfoString(&req->body, ", \"records\": [");
+	initStringInfo(&rec);
+	for (int i = 0; i < req->nrecords; i++)
+	{
+		RetlRecord *r = &req->records[i];
+
+		resetStringInfo(&rec);
+		appendStringInfoString(&rec, i > 0 ? ", {\"id\": " : "{\"id\": ");
+		escape_json(&rec, r->record_id);
+		appendStringInfo(&rec, ", \"op\": \"%s\", \"key\": %s", op_name(r->op), r->key);
+		if (r->op != 'd' && r->data != NULL)
+			appendStringInfo(&rec, ", \"data\": %s", r->data);
+		appendStringInfoString(&rec, ", \"captured_at\": ");
+		escape_json(&rec, r->captured_at);
+		appendStringInfoChar(&rec, '}');
+		if (i > 0 && max_bytes > 0 && req->body.len + rec.len + 2 > max_bytes)
+		{
+			req->nrecords = i;
+			break;
+		}
+		appendBinaryStringInfo(&req->body, rec.data, rec.len);
+	}
+	appendStringInfoString(&req->body, "]}");
+	pfree(rec.data);
+}
+
+/* The curl header list: retl's own headers, then the destination's. */
+static void
+build_headers(RetlRequest *req)
+{
+	char	   *key = idempotency_key(req);
+
+	add_header(req, "Content-Type", "application/json");
+	add_header(req, "Idempotency-Key", key);
+	add_header(req, "webhook-id", key);
+	add_header(req, "Expect", "");
+	for (int i = 0; i < req->nheader_lines; i += 2)
+		add_header(req, req->header_lines[i], req->header_lines[i + 1]);
+}
+
+/*
+ * Fill in url, headers and body of a claimed request; records that do not
+ * fit in max_batch_bytes are left out (req->nrecords lowered).
+ */
 void
 retl_webhook_build(RetlRequest *req, RetlSync *sync)
 {
 	MemoryContext old = MemoryContextSwitchTo(req->cxt);
 	cJSON	   *headers;
 	cJSON	   *item;
-	char	   *key;
+	volatile int n = 0;
 
 	req->url = pstrdup(sync->url);
-
-	initStringInfo(&req->body);
-	appendStringInfoString(&req->body, "{\"sync\": ");
-	escape_json(&req->body, sync->name);
-	appendStringInfoString(&req->body, ", \"records\": [");
-	for (int i = 0; i < req->nrecords; i++)
-	{
-		RetlRecord *r = &req->records[i];
-
-		appendStringInfoString(&req->body, i > 0 ? ", {\"id\": " : "{\"id\": ");
-		escape_json(&req->body, r->record_id);
-		appendStringInfo(&req->body, ", \"op\": \"%s\", \"key\": %s", op_name(r->op), r->key);
-		if (r->op != 'd' && r->data != NULL)
-			appendStringInfo(&req->body, ", \"data\": %s", r->data);
-		appendStringInfoString(&req->body, ", \"captured_at\": ");
-		escape_json(&req->body, r->captured_at);
-		appendStringInfoChar(&req->body, '}');
-	}
-	appendStringInfoString(&req->body, "]}");
-
-	key = idempotency_key(req);
-	add_header(req, "Content-Type", "application/json");
-	add_header(req, "Idempotency-Key", key);
-	add_header(req, "webhook-id", key);
-	add_header(req, "Expect", "");
-
 	headers = cJSON_Parse(sync->headers);
 	if (headers == NULL || !cJSON_IsObject(headers))
 	{
@@ -168,16 +201,73 @@ retl_webhook_build(RetlRequest *req, RetlSync *sync)
 	}
 	PG_TRY();
 	{
+		req->header_lines = palloc(sizeof(char *) * 2 * (cJSON_GetArraySize(headers) + 1));
 		cJSON_ArrayForEach(item, headers)
 		{
 			if (cJSON_IsString(item) && item->string && item->valuestring)
-				add_header(req, item->string, retl_substitute_secrets(req, item->valuestring));
+			{
+				req->header_lines[n++] = pstrdup(item->string);
+				req->header_lines[n++] = retl_substitute_secrets(req, item->valuestring);
+			}
 		}
+		req->nheader_lines = n;
 	}
 	PG_FINALLY();
 	{
 		cJSON_Delete(headers);
 	}
 	PG_END_TRY();
+
+	build_body(req, sync->max_batch_bytes);
+	build_headers(req);
 	MemoryContextSwitchTo(old);
+}
+
+/*
+ * A new request for n of req's records from the first: the same
+ * destination and headers, its own body and idempotency key.  Used to
+ * split a batch the destination refused as a whole.
+ */
+RetlRequest *
+retl_webhook_split(RetlRequest *req, int first, int n)
+{
+	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "retl request",
+											  ALLOCSET_SMALL_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	RetlRequest *part = palloc0(sizeof(RetlRequest));
+	ListCell   *lc;
+
+	part->cxt = cxt;
+	part->sync_id = req->sync_id;
+	part->sync_name = pstrdup(req->sync_name);
+	part->dest_id = req->dest_id;
+	part->max_attempts = req->max_attempts;
+	part->max_retry_age_ms = req->max_retry_age_ms;
+	part->timeout_ms = req->timeout_ms;
+	part->url = pstrdup(req->url);
+	part->nheader_lines = req->nheader_lines;
+	part->header_lines = palloc(sizeof(char *) * (req->nheader_lines + 1));
+	for (int i = 0; i < req->nheader_lines; i++)
+		part->header_lines[i] = pstrdup(req->header_lines[i]);
+	foreach(lc, req->secrets)
+		part->secrets = lappend(part->secrets, pstrdup((char *) lfirst(lc)));
+	part->nrecords = n;
+	part->records = palloc(sizeof(RetlRecord) * n);
+	for (int i = 0; i < n; i++)
+	{
+		RetlRecord *src = &req->records[first + i];
+		RetlRecord *dst = &part->records[i];
+
+		*dst = *src;
+		dst->record_id = pstrdup(src->record_id);
+		dst->queue_ids = palloc(sizeof(int64) * src->nqueue_ids);
+		memcpy(dst->queue_ids, src->queue_ids, sizeof(int64) * src->nqueue_ids);
+		dst->key = pstrdup(src->key);
+		dst->data = src->data ? pstrdup(src->data) : NULL;
+		dst->captured_at = pstrdup(src->captured_at);
+	}
+	build_body(part, 0);
+	build_headers(part);
+	MemoryContextSwitchTo(old);
+	return part;
 }
