@@ -1,0 +1,167 @@
+# The delivery engine under load and faults: the concurrency limit, per-key
+# order with concurrent batches and random delays, Retry-After pausing one
+# destination only, a failing destination not slowing a healthy one, batch
+# splitting isolating exactly the bad records, linger, the rate limit, and
+# SIGTERM with requests in flight.
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
+use RetlTest;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use IPC::Run;
+use Time::HiRes qw(time sleep);
+
+my $r = start_receiver();
+my $node = new_retl_node('engine', extra_conf => "retl.poll_interval_ms = 200\n");
+
+sub psql { return $node->safe_psql('postgres', $_[0]); }
+
+sub records_at
+{
+	my ($path) = @_;
+	return [ map { @{ $_->{body}{records} } }
+		  grep { $_->{path} eq $path } @{ $r->requests(ok => 1) } ];
+}
+
+sub drained
+{
+	my ($sync) = @_;
+	return $node->poll_query_until('postgres',
+		"SELECT pending + in_flight = 0 FROM retl.sync_status WHERE sync = '$sync'");
+}
+
+sub make_sync
+{
+	my ($name, $options) = @_;
+	my $url = $r->url("/$name");
+	psql(qq{
+		CREATE TABLE t_$name (id int PRIMARY KEY, v int NOT NULL DEFAULT 0, email text NOT NULL DEFAULT '');
+		SELECT retl_create_destination(name => 'd_$name', kind => 'webhook', url => '$url',
+			options => '$options');
+		SELECT retl_create_sync(name => '$name', source => 't_$name', destination => 'd_$name');
+	});
+}
+
+psql('CREATE EXTENSION retl');
+
+# Concurrency: never more requests at once than max_concurrency.
+make_sync('conc', '{"max_concurrency": 4}');
+$r->control({ path => '/conc', delay_ms => 300, count => -1 });
+psql(q{INSERT INTO t_conc SELECT g FROM generate_series(1, 40) g});
+ok(drained('conc'), '40 records delivered');
+my $max = $r->stats->{max_concurrent};
+ok($max <= 4, "concurrency limit held (at most $max at once)");
+ok($max >= 3, "requests do run concurrently ($max at once)");
+$r->control();
+$r->clear;
+
+# Per-key order with concurrent batches and random delays.
+make_sync('order', '{"max_concurrency": 8, "batch_size": 5, "linger_ms": 0}');
+$r->control({ path => '/order', delay_ms => 0, delay_ms_max => 60, count => -1 });
+psql(q{INSERT INTO t_order SELECT g FROM generate_series(1, 20) g});
+my $script = "$PostgreSQL::Test::Utils::tmp_check/order.sql";
+open my $fh, '>', $script or die $!;
+print $fh "\\set k random(1, 20)\nUPDATE t_order SET v = v + 1 WHERE id = :k;\n";
+close $fh;
+my ($out, $err) = ('', '');
+IPC::Run::run([ 'pgbench', '-n', '-c', '2', '-j', '2', '-t', '300', '-f', $script,
+	'-h', $node->host, '-p', $node->port, 'postgres' ], '>', \$out, '2>', \$err);
+ok(drained('order'), 'drained after 600 updates');
+my (%last, $regress);
+for my $rec (@{ records_at('/order') })
+{
+	my $k = $rec->{key}{id};
+	$regress++ if defined $last{$k} && $rec->{data}{v} < $last{$k};
+	$last{$k} = $rec->{data}{v};
+}
+ok(!$regress, 'per-key order held under concurrency');
+my %table = map { split /\|/ } split /\n/, psql(q{SELECT id, v FROM t_order});
+is_deeply(\%last, \%table, 'destination converged');
+$r->control();
+$r->clear;
+
+# A 429 with Retry-After pauses that destination only.
+make_sync('limited', '{"max_concurrency": 2}');
+make_sync('healthy', '{"max_concurrency": 2}');
+$r->control({ path => '/limited', status => 429, retry_after => '3', count => 1 });
+my $t0 = time;
+psql(q{INSERT INTO t_limited VALUES (1); INSERT INTO t_healthy SELECT g FROM generate_series(1, 10) g;});
+ok(drained('healthy'), 'healthy destination delivered');
+ok(time - $t0 < 2.5, 'while the other destination waits out its Retry-After');
+ok(drained('limited'), 'limited destination delivered after its pause');
+my @att = grep { $_->{path} eq '/limited' } @{ $r->requests };
+ok(@att == 2 && $att[1]{t} - $att[0]{t} >= 2.9,
+	sprintf('Retry-After: 3 honoured for that destination (%.1f s)', @att == 2 ? $att[1]{t} - $att[0]{t} : -1));
+$r->clear;
+
+# A failing destination does not slow a healthy one.
+make_sync('down', '{"max_attempts": 1000}');
+make_sync('up', '{}');
+$r->control({ path => '/down', status => 503, count => -1 });
+$t0 = time;
+psql(q{INSERT INTO t_down SELECT g FROM generate_series(1, 20) g; INSERT INTO t_up SELECT g FROM generate_series(1, 20) g;});
+ok(drained('up'), 'healthy destination drained');
+my $took = time - $t0;
+ok($took < 5, sprintf('in %.1f s while the other one fails', $took));
+is(psql(q{SELECT state FROM retl.sync_status WHERE sync = 'down'}), 'failing', 'the failing one is failing');
+psql(q{SELECT retl_pause_sync('down')});
+$r->control();
+$r->clear;
+
+# A batch refused as a whole is split to isolate exactly the bad records.
+make_sync('split', '{"batch_size": 8, "linger_ms": 1000}');
+$r->control({ path => '/split', match => 'bad@', status => 400, count => -1 });
+psql(q{INSERT INTO t_split SELECT g, 0, CASE WHEN g IN (3, 6) THEN 'bad@x' ELSE 'ok@x' END
+	FROM generate_series(1, 8) g});
+ok(drained('split'), 'split batch drained');
+is(psql(q{SELECT string_agg(key->>'id', ',' ORDER BY (key->>'id')::int) FROM retl.dead_letters WHERE sync = 'split'}),
+	'3,6', 'only the bad records dead-lettered');
+is_deeply([ sort { $a <=> $b } map { $_->{key}{id} } @{ records_at('/split') } ], [ 1, 2, 4, 5, 7, 8 ],
+	'the others delivered');
+my $requests = grep { $_->{path} eq '/split' } @{ $r->requests };
+ok($requests <= 1 + 2 * 2 * 3, "bounded extra requests ($requests in all)");
+$r->control();
+$r->clear;
+
+# Linger: a partial batch goes out after linger_ms, as one request.
+make_sync('linger', '{"batch_size": 100, "linger_ms": 400}');
+$t0 = time;
+psql(q{INSERT INTO t_linger VALUES (1); INSERT INTO t_linger VALUES (2); INSERT INTO t_linger VALUES (3);});
+ok(wait_for(sub { @{ records_at('/linger') } >= 3 }, 10), 'partial batch flushed');
+$took = time - $t0;
+my @reqs = grep { $_->{path} eq '/linger' } @{ $r->requests };
+is(scalar @reqs, 1, 'as one request');
+ok($took >= 0.3 && $took < 3, sprintf('after the linger (%.2f s)', $took));
+$r->clear;
+
+# Rate limit: 4 requests per second.
+make_sync('rate', '{"rate_limit": 4, "max_concurrency": 8}');
+$t0 = time;
+psql(q{INSERT INTO t_rate SELECT g FROM generate_series(1, 12) g});
+ok(drained('rate'), 'rate-limited sync drained');
+$took = time - $t0;
+ok($took >= 1.5, sprintf('12 requests at 4/s took %.1f s', $took));
+$r->clear;
+
+# SIGTERM with requests in flight: a clean exit, nothing lost, resumed.
+make_sync('term', '{"max_concurrency": 8}');
+$r->control({ path => '/term', delay_ms => 2000, count => 8 });
+psql(q{INSERT INTO t_term SELECT g FROM generate_series(1, 10) g});
+ok($node->poll_query_until('postgres', q{SELECT in_flight > 0 FROM retl.sync_status WHERE sync = 'term'}),
+	'requests in flight');
+my $pid = psql(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'retl worker'});
+psql("SELECT pg_terminate_backend($pid)");
+ok($node->poll_query_until('postgres',
+	qq{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'retl worker' AND pid <> $pid}),
+	'worker exited and was started again');
+ok(drained('term'), 'everything delivered after the restart');
+my %ids = map { $_->{key}{id} => 1 } @{ records_at('/term') };
+is(scalar keys %ids, 10, 'nothing lost');
+unlike(slurp_file($node->logfile), qr/PANIC|TRAP|terminated by signal/, 'clean exit');
+
+$node->stop;
+$r->stop;
+done_testing();
