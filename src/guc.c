@@ -12,7 +12,7 @@
 #include "guc.h"
 
 int			retl_retry_base_ms = 1000;
-int			retl_retry_max_ms = 600000;
+int			retl_retry_max_ms = 3600000;
 int			retl_poll_interval_ms = 1000;
 int			retl_database_scan_interval_ms = 10000;
 int			retl_max_databases = 64;
@@ -33,7 +33,7 @@ retl_guc_init(void)
 							"Longest delay between two retries of a delivery.",
 							NULL,
 							&retl_retry_max_ms,
-							600000, 1, 86400000,
+							3600000, 1, 86400000,
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
