@@ -21,6 +21,7 @@ OBJS = \
 	src/diff.o \
 	src/runs.o \
 	src/dest.o \
+	src/stats.o \
 	src/http.o \
 	src/connectors/webhook.o
 

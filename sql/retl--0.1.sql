@@ -226,6 +226,14 @@ SELECT r.id, s.name AS sync, r.why, r.status, r.requested_at, r.started_at,
   FROM retl.run_store r
   JOIN retl.syncs s ON s.id OPERATOR(pg_catalog.=) r.sync_id;
 
+/* Live figures of the worker, from shared memory (stats.c). */
+CREATE FUNCTION retl._live_stats(OUT sync_id integer, OUT requests_per_s float8,
+								 OUT records_per_s float8, OUT latency_p50_ms float8,
+								 OUT latency_p99_ms float8, OUT requests_in_flight integer,
+								 OUT destination_requests_in_flight integer)
+	RETURNS SETOF record
+	AS 'MODULE_PATHNAME', 'retl_live_stats' LANGUAGE C VOLATILE;
+
 CREATE VIEW retl.sync_status AS
 SELECT s.name AS sync,
 	   dst.name AS destination,
@@ -246,7 +254,13 @@ SELECT s.name AS sync,
 	   s.schedule,
 	   lr.started_at AS last_run_at,
 	   s.next_run_at,
-	   lr.status AS last_run_status
+	   lr.status AS last_run_status,
+	   coalesce(ls.requests_per_s, 0) AS requests_per_s,
+	   coalesce(ls.records_per_s, 0) AS records_per_s,
+	   ls.latency_p50_ms,
+	   ls.latency_p99_ms,
+	   coalesce(ls.requests_in_flight, 0) AS requests_in_flight,
+	   coalesce(ls.destination_requests_in_flight, 0) AS destination_requests_in_flight
   FROM retl.syncs s
   JOIN retl.destinations dst ON dst.id OPERATOR(pg_catalog.=) s.destination_id
   LEFT JOIN retl.sync_stats st ON st.sync_id OPERATOR(pg_catalog.=) s.id
@@ -261,7 +275,8 @@ SELECT s.name AS sync,
   LEFT JOIN LATERAL (
 	SELECT r.started_at, r.status FROM retl.run_store r
 	 WHERE r.sync_id OPERATOR(pg_catalog.=) s.id AND r.status OPERATOR(pg_catalog.<>) 'queued'
-	 ORDER BY r.id DESC LIMIT 1) lr ON true;
+	 ORDER BY r.id DESC LIMIT 1) lr ON true
+  LEFT JOIN retl._live_stats() ls ON ls.sync_id OPERATOR(pg_catalog.=) s.id;
 
 REVOKE ALL ON ALL TABLES IN SCHEMA retl FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA retl FROM PUBLIC;

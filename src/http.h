@@ -25,6 +25,7 @@ typedef struct RetlRecord
 	char	   *data;			/* data as sent (JSON), NULL for deletes */
 	char	   *captured_at;	/* ISO 8601, UTC */
 	double		first_attempt;	/* epoch seconds, 0 if never attempted */
+	double		captured_epoch; /* epoch seconds of captured_at */
 } RetlRecord;
 
 /*

@@ -255,7 +255,8 @@ claim_sql(RetlSync *sync)
 		appendStringInfoString(&sql,
 							   ")::text, pg_catalog.to_char(u.captured_at AT TIME ZONE 'UTC',"
 							   " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
-							   " COALESCE(extract(epoch FROM u.first_attempt_at), 0)"
+							   " COALESCE(extract(epoch FROM u.first_attempt_at), 0),"
+							   " extract(epoch FROM u.captured_at)"
 							   " FROM u ORDER BY u.id");
 		return sql.data;
 	}
@@ -280,7 +281,8 @@ claim_sql(RetlSync *sync)
 	appendStringInfoString(&sql,
 						   "::text, x.data::text, pg_catalog.to_char(g.captured_at AT TIME ZONE 'UTC',"
 						   " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
-						   " COALESCE(extract(epoch FROM g.first_attempt_at), 0)"
+						   " COALESCE(extract(epoch FROM g.first_attempt_at), 0),"
+						   " extract(epoch FROM g.captured_at)"
 						   " FROM g LEFT JOIN LATERAL (SELECT ");
 	retl_append_row_data(&sql, sync, "t");
 	appendStringInfo(&sql, " AS data FROM ONLY %s t WHERE ",
@@ -338,6 +340,7 @@ retl_queue_claim(RetlSync *sync)
 		r->data = getstr(tup, desc, 6);
 		r->captured_at = getstr(tup, desc, 7);
 		r->first_attempt = strtod(getstr(tup, desc, 8), NULL);
+		r->captured_epoch = strtod(getstr(tup, desc, 9), NULL);
 	}
 	MemoryContextSwitchTo(old);
 

@@ -20,6 +20,7 @@
 
 #include "guc.h"
 #include "shmem.h"
+#include "stats.h"
 
 RetlShared *retl_shared = NULL;
 
@@ -43,6 +44,7 @@ retl_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(retl_shmem_size());
+	RequestAddinShmemSpace(retl_stats_shmem_size());
 	RequestNamedLWLockTranche("retl", 1);
 }
 
@@ -62,6 +64,7 @@ retl_shmem_startup(void)
 		retl_shared->lock = &(GetNamedLWLockTranche("retl"))->lock;
 		retl_shared->nslots = retl_max_databases;
 	}
+	retl_stats_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 

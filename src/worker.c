@@ -46,6 +46,7 @@
 #include "queue.h"
 #include "runs.h"
 #include "shmem.h"
+#include "stats.h"
 #include "worker.h"
 
 /* A sync that failed to build a request is left alone for a while. */
@@ -86,6 +87,7 @@ worker_detach(int code, Datum arg)
 		}
 	}
 	LWLockRelease(retl_shared->lock);
+	retl_stats_forget(worker_dboid);
 	retl_wake_launcher();
 }
 
@@ -232,6 +234,8 @@ record_outcomes(void)
 	while ((req = retl_http_next_done()) != NULL)
 	{
 		retl_dest_done(req->dest_id);
+		retl_stats_request_done(req, req->curl_code == CURLE_OK &&
+								req->status >= 200 && req->status < 300);
 		/* a 429 or 503 with Retry-After pauses that destination only */
 		if (req->curl_code == CURLE_OK && (req->status == 429 || req->status == 503) &&
 			req->retry_after_ms >= 0)
@@ -274,6 +278,7 @@ record_outcomes(void)
 		req = lfirst(lc);
 		retl_http_start(req);
 		retl_dest_sent(req->dest_id);
+		retl_stats_request_started(req);
 	}
 }
 
@@ -528,7 +533,11 @@ retl_worker_main(Datum main_arg)
 		timeout = retl_poll_interval_ms;
 		requests = claim_work(&more, &timeout);
 		foreach(lc, requests)
+		{
 			retl_http_start((RetlRequest *) lfirst(lc));
+			retl_stats_request_started((RetlRequest *) lfirst(lc));
+		}
+		retl_stats_publish(MyDatabaseId);
 		list_free(requests);
 		scheduled("refresh of audience", refresh_claim, refresh_work, refresh_failed);
 		scheduled("run", retl_runs_claim, run_work, run_failed);

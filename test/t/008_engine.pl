@@ -80,6 +80,14 @@ for my $rec (@{ records_at('/order') })
 ok(!$regress, 'per-key order held under concurrency');
 my %table = map { split /\|/ } split /\n/, psql(q{SELECT id, v FROM t_order});
 is_deeply(\%last, \%table, 'destination converged');
+
+# Live figures from shared memory: rates and latency over the last minute.
+ok($node->poll_query_until('postgres',
+	q{SELECT records_per_s > 0 AND requests_per_s > 0 AND latency_p50_ms >= 0
+	   AND latency_p99_ms >= latency_p50_ms FROM retl.sync_status WHERE sync = 'order'}),
+	'sync_status shows requests/s, records/s and p50/p99 latency');
+is(psql(q{SELECT requests_in_flight, destination_requests_in_flight FROM retl.sync_status WHERE sync = 'order'}),
+	'0|0', 'and requests in flight (none now)');
 $r->control();
 $r->clear;
 
