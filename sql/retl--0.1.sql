@@ -648,6 +648,27 @@ BEGIN
 END
 $$;
 
+/* The primary key columns of a table, in key order; an error if it has none. */
+CREATE FUNCTION retl._primary_key(relid oid, source text) RETURNS text[]
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+	keys text[];
+BEGIN
+	SELECT pg_catalog.array_agg(a.attname::text ORDER BY k.ord)
+	  INTO keys
+	  FROM pg_catalog.pg_index i,
+		   LATERAL pg_catalog.unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+	  JOIN pg_catalog.pg_attribute a ON a.attrelid = relid AND a.attnum = k.attnum
+	 WHERE i.indrelid = relid AND i.indisprimary AND k.ord <= i.indnkeyatts;
+	IF keys IS NULL THEN
+		RAISE EXCEPTION 'table "%" has no primary key', source
+			USING ERRCODE = 'invalid_table_definition',
+				  HINT = 'Add a primary key, or name the key columns with key => ''{col}''.';
+	END IF;
+	RETURN keys;
+END
+$$;
+
 /* Key columns of a query result: present, and each named once. */
 CREATE FUNCTION retl._check_key(keys text[], cols text[]) RETURNS void
 LANGUAGE plpgsql IMMUTABLE AS $$
@@ -916,21 +937,7 @@ BEGIN
 			/* checks, as the owner, that it can read the table */
 			SELECT pg_catalog.array_agg(c.name) INTO cols
 			  FROM retl._query_columns(pg_catalog.format('SELECT * FROM ONLY %s', relid::regclass), run_as) c;
-			IF key IS NULL THEN
-				SELECT pg_catalog.array_agg(a.attname::text ORDER BY k.ord)
-				  INTO keys
-				  FROM pg_catalog.pg_index i,
-					   LATERAL pg_catalog.unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
-				  JOIN pg_catalog.pg_attribute a ON a.attrelid = relid AND a.attnum = k.attnum
-				 WHERE i.indrelid = relid AND i.indisprimary AND k.ord <= i.indnkeyatts;
-				IF keys IS NULL THEN
-					RAISE EXCEPTION 'table "%" has no primary key', source
-						USING ERRCODE = 'invalid_table_definition',
-							  HINT = 'Add a primary key, or name the key columns with key => ''{col}''.';
-				END IF;
-			ELSE
-				keys := key;
-			END IF;
+			keys := coalesce(key, retl._primary_key(relid, source));
 		END IF;
 		IF pg_catalog.cardinality(keys) = 0 THEN
 			RAISE EXCEPTION 'key must name at least one column'
@@ -958,21 +965,7 @@ BEGIN
 	END IF;
 
 	/* The key: given, or the primary key. */
-	IF key IS NULL THEN
-		SELECT pg_catalog.array_agg(a.attname::text ORDER BY k.ord)
-		  INTO keys
-		  FROM pg_catalog.pg_index i,
-			   LATERAL pg_catalog.unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
-		  JOIN pg_catalog.pg_attribute a ON a.attrelid = relid AND a.attnum = k.attnum
-		 WHERE i.indrelid = relid AND i.indisprimary AND k.ord <= i.indnkeyatts;
-		IF keys IS NULL THEN
-			RAISE EXCEPTION 'table "%" has no primary key', source
-				USING ERRCODE = 'invalid_table_definition',
-					  HINT = 'Add a primary key, or name the key columns with key => ''{col}''.';
-		END IF;
-	ELSE
-		keys := key;
-	END IF;
+	keys := coalesce(key, retl._primary_key(relid, source));
 	IF pg_catalog.cardinality(keys) = 0 THEN
 		RAISE EXCEPTION 'key must name at least one column'
 			USING ERRCODE = 'invalid_parameter_value';
