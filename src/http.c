@@ -34,7 +34,7 @@ typedef struct WatchedSocket
 	int			what;			/* CURL_POLL_IN / OUT / INOUT */
 } WatchedSocket;
 
-#define MAX_SOCKETS 256
+#define MAX_SOCKETS 1024
 
 static CURLM *multi = NULL;
 static WatchedSocket sockets[MAX_SOCKETS];
@@ -170,7 +170,8 @@ retl_http_init(void)
 				 errmsg("could not create a libcurl multi handle")));
 	MULTI_SETOPT(CURLMOPT_SOCKETFUNCTION, socket_cb);
 	MULTI_SETOPT(CURLMOPT_TIMERFUNCTION, timer_cb);
-	MULTI_SETOPT(CURLMOPT_MAX_HOST_CONNECTIONS, 16L);
+	/* concurrency is bounded per destination by retl itself (dest.c) */
+	MULTI_SETOPT(CURLMOPT_MAX_HOST_CONNECTIONS, 0L);
 }
 
 /* Hand a built request (url, body, headers) to libcurl. */

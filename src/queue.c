@@ -59,6 +59,25 @@ retl_queue_recover(void)
 						(unsigned long long) SPI_processed)));
 }
 
+/*
+ * Refresh the queue's statistics when it has grown well past what they
+ * describe: the queue fills and drains faster than autovacuum analyzes it,
+ * and claims are planned from those statistics.
+ */
+void
+retl_queue_analyze_if_stale(void)
+{
+	if (SPI_execute("SELECT pg_catalog.pg_relation_size('retl.queue') >"
+					" 2 * (c.relpages + 128)::bigint * current_setting('block_size')::bigint"
+					" FROM pg_catalog.pg_class c WHERE c.oid = 'retl.queue'::regclass",
+					true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "retl: could not look at the size of retl.queue");
+	if (strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "t") != 0)
+		return;
+	if (SPI_execute("ANALYZE retl.queue", false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "retl: could not analyze retl.queue");
+}
+
 /* This database's instance id, the prefix of every record id. */
 char *
 retl_queue_instance_id(void)

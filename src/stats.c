@@ -175,6 +175,17 @@ retl_stats_publish(Oid dboid)
 		int64		requests = 0;
 		int64		records = 0;
 		int			n = 0;
+		bool		recent = false;
+
+		/* a sync idle for a minute (or dropped) is forgotten */
+		for (int b = 0; b < 60; b++)
+			recent |= second - s->bucket_second[b] < 60;
+		if (!recent && s->in_flight == 0)
+		{
+			locals = foreach_delete_current(locals, lc);
+			pfree(s);
+			continue;
+		}
 
 		memset(&out, 0, sizeof(out));
 		for (int b = 0; b < 60; b++)
