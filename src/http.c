@@ -357,6 +357,36 @@ retl_http_wait(long timeout_ms, uint32 wait_event_info)
 	collect_finished();
 }
 
+/*
+ * Let libcurl progress for ms without looking at the latch: a worker woken
+ * by every commit of a busy writer would otherwise never sleep.
+ */
+void
+retl_http_poll(long ms, uint32 wait_event_info)
+{
+	WaitEvent	events[MAX_SOCKETS + 2];
+	int			nevents = wait_events(events, lengthof(events), false, ms, wait_event_info);
+
+	for (int i = 0; i < nevents; i++)
+	{
+		int			flags = 0;
+
+		if (!(events[i].events & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE)))
+			continue;
+		if (events[i].events & WL_SOCKET_READABLE)
+			flags |= CURL_CSELECT_IN;
+		if (events[i].events & WL_SOCKET_WRITEABLE)
+			flags |= CURL_CSELECT_OUT;
+		socket_action(events[i].fd, flags);
+	}
+	if (curl_deadline != DT_NOEND && GetCurrentTimestamp() >= curl_deadline)
+	{
+		curl_deadline = DT_NOEND;
+		socket_action(CURL_SOCKET_TIMEOUT, 0);
+	}
+	collect_finished();
+}
+
 /* The next finished request, or NULL. */
 RetlRequest *
 retl_http_next_done(void)

@@ -63,6 +63,7 @@ typedef struct RetlRequest
 extern void retl_http_init(void);
 extern void retl_http_start(RetlRequest *req);
 extern void retl_http_wait(long timeout_ms, uint32 wait_event_info);
+extern void retl_http_poll(long ms, uint32 wait_event_info);
 extern RetlRequest *retl_http_next_done(void);
 extern int	retl_http_in_flight(void);
 extern void retl_http_free(RetlRequest *req);

@@ -478,6 +478,8 @@ void
 retl_worker_main(Datum main_arg)
 {
 	MemoryContext loop_cxt;
+	TimestampTz last_scheduled = 0;
+	TimestampTz pass_started;
 
 	worker_dboid = DatumGetObjectId(main_arg);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -521,6 +523,7 @@ retl_worker_main(Datum main_arg)
 		bool		more = false;
 		long		timeout;
 
+		pass_started = GetCurrentTimestamp();
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
@@ -540,13 +543,26 @@ retl_worker_main(Datum main_arg)
 		}
 		retl_stats_publish(MyDatabaseId);
 		list_free(requests);
-		scheduled("refresh of audience", refresh_claim, refresh_work, refresh_failed);
-		scheduled("run", retl_runs_claim, run_work, run_failed);
+		/* runs and refreshes are due at most a few times a second */
+		if (TimestampDifferenceExceeds(last_scheduled, GetCurrentTimestamp(), 200))
+		{
+			scheduled("refresh of audience", refresh_claim, refresh_work, refresh_failed);
+			scheduled("run", retl_runs_claim, run_work, run_failed);
+			last_scheduled = GetCurrentTimestamp();
+		}
 
 		/* busy while backfilling; else until a limit or a linger runs out */
 		if (more)
 			timeout = 0;
 		retl_http_wait(timeout, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
+
+		/*
+		 * Commits keep setting the latch under a busy writer: pass at most
+		 * every few milliseconds, letting libcurl progress meanwhile, so the
+		 * worker batches what accumulated instead of spinning.
+		 */
+		if (!more && !TimestampDifferenceExceeds(pass_started, GetCurrentTimestamp(), 5))
+			retl_http_poll(5, PG_WAIT_EXTENSION);
 	}
 }
