@@ -14,6 +14,7 @@ OBJS = \
 	src/worker.o \
 	src/utility.o \
 	src/capture_trigger.o \
+	src/claim.o \
 	src/queue.o \
 	src/backfill.o \
 	src/mapping.o \

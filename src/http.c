@@ -172,6 +172,8 @@ retl_http_init(void)
 	MULTI_SETOPT(CURLMOPT_TIMERFUNCTION, timer_cb);
 	/* concurrency is bounded per destination by retl itself (dest.c) */
 	MULTI_SETOPT(CURLMOPT_MAX_HOST_CONNECTIONS, 0L);
+	/* HTTP/2 streams share one connection where the server offers it */
+	MULTI_SETOPT(CURLMOPT_PIPELINING, (long) CURLPIPE_MULTIPLEX);
 }
 
 /* Hand a built request (url, body, headers) to libcurl. */
@@ -206,6 +208,9 @@ retl_http_start(RetlRequest *req)
 	EASY_SETOPT(easy, CURLOPT_TIMEOUT_MS, req->timeout_ms);
 	EASY_SETOPT(easy, CURLOPT_CONNECTTIMEOUT_MS, Min(req->timeout_ms, 10000L));
 	EASY_SETOPT(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+	/* HTTP/2 over TLS when ALPN offers it; wait for a connection to share */
+	EASY_SETOPT(easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_2TLS);
+	EASY_SETOPT(easy, CURLOPT_PIPEWAIT, 1L);
 	EASY_SETOPT(easy, CURLOPT_USERAGENT, "retl/0.1");
 	EASY_SETOPT(easy, CURLOPT_WRITEFUNCTION, write_cb);
 	EASY_SETOPT(easy, CURLOPT_WRITEDATA, req);

@@ -26,6 +26,7 @@ typedef struct RetlRecord
 	char	   *captured_at;	/* ISO 8601, UTC */
 	double		first_attempt;	/* epoch seconds, 0 if never attempted */
 	double		captured_epoch; /* epoch seconds of captured_at */
+	uint64		key_hash;		/* jsonb_hash_extended of the queue's key */
 } RetlRecord;
 
 /*

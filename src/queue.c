@@ -9,12 +9,7 @@
  * starts again, so they are sent again (at-least-once).  Only one worker
  * serves a database, so in_flight rows always belong to it.
  *
- * Per-key order: a row is eligible only if no earlier row of the same key
- * is in flight or waiting for a retry.  In upsert mode every queued row of
- * a key is claimed together and sent as one record carrying the row's
- * latest state, read in the claim transaction; the record's id is that of
- * the newest row, so a retry of the same state has the same id and a newer
- * state gets a new one.
+ * Claims themselves are in claim.c.
  */
 #include "postgres.h"
 
@@ -110,31 +105,6 @@ getint(HeapTuple tup, TupleDesc desc, int col)
 	return s ? pg_strtoint32(s) : 0;
 }
 
-/* Parse "{1,2,3}" (the text form of an integer array). */
-static int64 *
-parse_int_array(const char *text, int *n)
-{
-	int64	   *result = palloc(sizeof(int64) * (strlen(text) / 2 + 1));
-	const char *p = text;
-
-	*n = 0;
-	while (*p)
-	{
-		char	   *end;
-
-		if (*p == '{' || *p == ',' || *p == '}')
-		{
-			p++;
-			continue;
-		}
-		result[(*n)++] = strtoi64(p, &end, 10);
-		if (end == p)
-			elog(ERROR, "retl: malformed integer array \"%s\"", text);
-		p = end;
-	}
-	return result;
-}
-
 static char
 mode_code(const char *mode)
 {
@@ -227,165 +197,6 @@ retl_queue_load_syncs(int only_id)
 		result = lappend(result, s);
 	}
 	return result;
-}
-
-/*
- * The claim statement of a sync: marks up to batch_size records' rows
- * in_flight and returns one line per record: rid, queue ids, attempts,
- * op, key, data, captured_at.
- */
-static char *
-claim_sql(RetlSync *sync)
-{
-	StringInfoData sql;
-
-	if (!sync->diff)
-		retl_check_source(sync);
-	initStringInfo(&sql);
-	appendStringInfoString(&sql,
-						   "WITH c AS ("
-						   " SELECT q.id, q.key FROM retl.queue q"
-						   " WHERE q.sync_id = $1 AND NOT q.in_flight"
-						   " AND q.next_attempt_at <= pg_catalog.now()"
-						   " AND NOT EXISTS (SELECT 1 FROM retl.queue p"
-						   "  WHERE p.sync_id = $1 AND p.key = q.key AND p.id < q.id"
-						   "  AND (p.in_flight OR p.next_attempt_at > pg_catalog.now()))"
-						   " ORDER BY q.id LIMIT $2 * ");
-	if (sync->mode == 'a' || sync->diff)
-	{
-		/* the queued data is sent: captured rows, or a run's mapped rows */
-		appendStringInfoString(&sql,
-							   "1), u AS ("
-							   " UPDATE retl.queue q SET in_flight = true FROM c WHERE q.id = c.id"
-							   " RETURNING q.*)"
-							   " SELECT COALESCE(u.rid, u.id), ARRAY[u.id], u.attempts, ");
-		if (sync->diff)
-			appendStringInfo(&sql,
-							 "CASE u.op WHEN 'R' THEN 'd' WHEN 'E' THEN 'i' WHEN 'A' THEN '%c' ELSE 'u' END, ",
-							 sync->mode == 'i' ? 'i' : 'u');
-		else
-			appendStringInfoString(&sql, "'i', ");
-		retl_append_key_object(&sql, sync, "u.key");
-		appendStringInfoString(&sql, "::text, (");
-		if (sync->diff)
-			appendStringInfoString(&sql, "u.data");
-		else
-			retl_append_json_data(&sql, sync, "u.data");
-		appendStringInfoString(&sql,
-							   ")::text, pg_catalog.to_char(u.captured_at AT TIME ZONE 'UTC',"
-							   " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
-							   " COALESCE(extract(epoch FROM u.first_attempt_at), 0),"
-							   " extract(epoch FROM u.captured_at)"
-							   " FROM u ORDER BY u.id");
-		return sql.data;
-	}
-
-	appendStringInfoString(&sql,
-						   "10), k AS ("
-						   " SELECT c.key FROM c GROUP BY c.key ORDER BY pg_catalog.min(c.id) LIMIT $2"
-						   "), u AS ("
-						   " UPDATE retl.queue q SET in_flight = true FROM k"
-						   " WHERE q.sync_id = $1 AND q.key = k.key AND NOT q.in_flight"
-						   " RETURNING q.id, q.key, q.rid, q.captured_at, q.attempts, q.first_attempt_at"
-						   "), g AS ("
-						   " SELECT u.key, pg_catalog.array_agg(u.id ORDER BY u.id) AS ids,"
-						   " (pg_catalog.array_agg(COALESCE(u.rid, u.id) ORDER BY u.id DESC))[1] AS rid,"
-						   " pg_catalog.max(u.captured_at) AS captured_at,"
-						   " pg_catalog.max(u.attempts) AS attempts, pg_catalog.min(u.id) AS first,"
-						   " pg_catalog.min(u.first_attempt_at) AS first_attempt_at"
-						   " FROM u GROUP BY u.key)"
-						   " SELECT g.rid, g.ids, g.attempts,"
-						   " CASE WHEN x.data IS NULL THEN 'd' ELSE 'u' END, ");
-	retl_append_key_object(&sql, sync, "g.key");
-	appendStringInfoString(&sql,
-						   "::text, x.data::text, pg_catalog.to_char(g.captured_at AT TIME ZONE 'UTC',"
-						   " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
-						   " COALESCE(extract(epoch FROM g.first_attempt_at), 0),"
-						   " extract(epoch FROM g.captured_at)"
-						   " FROM g LEFT JOIN LATERAL (SELECT ");
-	retl_append_row_data(&sql, sync, "t");
-	appendStringInfo(&sql, " AS data FROM ONLY %s t WHERE ",
-					 format_type_be_qualified(get_rel_type_id(sync->relid)));
-	retl_append_key_match(&sql, sync, "t", "g.key");
-	appendStringInfoString(&sql, " LIMIT 1) x ON true ORDER BY g.first");
-	return sql.data;
-}
-
-/*
- * Claim the next batch of a sync and build its request; NULL when nothing
- * is ready.  The request and everything in it outlive the transaction.
- */
-RetlRequest *
-retl_queue_claim(RetlSync *sync)
-{
-	Oid			types[2] = {INT4OID, INT4OID};
-	Datum		values[2];
-	RetlRequest *req;
-	MemoryContext cxt;
-	MemoryContext old;
-	char	   *inst = retl_queue_instance_id();
-
-	values[0] = Int32GetDatum(sync->id);
-	values[1] = Int32GetDatum(sync->batch_size);
-	if (SPI_execute_with_args(claim_sql(sync), 2, types, values, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "retl: could not claim changes of sync \"%s\"", sync->name);
-	if (SPI_processed == 0)
-		return NULL;
-
-	cxt = AllocSetContextCreate(TopMemoryContext, "retl request", ALLOCSET_DEFAULT_SIZES);
-	old = MemoryContextSwitchTo(cxt);
-	req = palloc0(sizeof(RetlRequest));
-	req->cxt = cxt;
-	req->sync_id = sync->id;
-	req->sync_name = pstrdup(sync->name);
-	req->dest_id = sync->dest_id;
-	req->max_attempts = sync->max_attempts;
-	req->max_retry_age_ms = sync->max_retry_age_ms;
-	req->timeout_ms = sync->timeout_ms;
-	req->nrecords = (int) SPI_processed;
-	req->records = palloc0(sizeof(RetlRecord) * req->nrecords);
-	for (int i = 0; i < req->nrecords; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		RetlRecord *r = &req->records[i];
-
-		r->rid = strtoi64(getstr(tup, desc, 1), NULL, 10);
-		r->record_id = psprintf("%s-" INT64_FORMAT, inst, r->rid);
-		r->queue_ids = parse_int_array(getstr(tup, desc, 2), &r->nqueue_ids);
-		r->attempts = getint(tup, desc, 3);
-		r->op = getstr(tup, desc, 4)[0];
-		r->key = getstr(tup, desc, 5);
-		r->data = getstr(tup, desc, 6);
-		r->captured_at = getstr(tup, desc, 7);
-		r->first_attempt = strtod(getstr(tup, desc, 8), NULL);
-		r->captured_epoch = strtod(getstr(tup, desc, 9), NULL);
-	}
-	MemoryContextSwitchTo(old);
-
-	/* On error the caller's subtransaction undoes the claim; free the rest. */
-	PG_TRY();
-	{
-		int			claimed = req->nrecords;
-
-		retl_webhook_build(req, sync);
-		/* what did not fit in max_batch_bytes goes back to the queue */
-		if (req->nrecords < claimed)
-		{
-			int			kept = req->nrecords;
-
-			req->nrecords = claimed;
-			retl_queue_release(req, kept);
-			req->nrecords = kept;
-		}
-	}
-	PG_CATCH();
-	{
-		retl_http_free(req);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	return req;
 }
 
 /*

@@ -254,6 +254,8 @@ record_outcomes(void)
 
 			parts = lappend(parts, retl_webhook_split(req, 0, half));
 			parts = lappend(parts, retl_webhook_split(req, half, req->nrecords - half));
+			retl_queue_hold(list_nth(parts, list_length(parts) - 2));
+			retl_queue_hold(llast(parts));
 			retl_http_free(req);
 			continue;
 		}

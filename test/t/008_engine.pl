@@ -156,16 +156,37 @@ $took = time - $t0;
 ok($took >= 1.5, sprintf('12 requests at 4/s took %.1f s', $took));
 $r->clear;
 
+# A backlog far larger than the queue's statistics say, in a database of
+# its own (its queue never analyzed): claims still take one batch at a
+# time, for upsert (by key) and append (by row) syncs alike.
+psql('CREATE DATABASE big');
+$node->safe_psql('big', qq{
+	CREATE EXTENSION retl;
+	CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL DEFAULT 0);
+	SELECT retl_create_destination(name => 'd', kind => 'webhook', url => '@{[ $r->url('/big') ]}',
+		options => '{"batch_size": 500, "max_concurrency": 4}');
+	SELECT retl_create_sync(name => 'up', source => 't', destination => 'd');
+	SELECT retl_create_sync(name => 'ap', source => 't', destination => 'd', mode => 'append');
+	INSERT INTO t SELECT g FROM generate_series(1, 100000) g;
+});
+# (about 12 s here; claims planned on the stale statistics took 140 s)
+ok(wait_for(sub { $node->safe_psql('big', q{SELECT sum(pending + in_flight) = 0 FROM retl.sync_status}) eq 't' }, 90),
+	'a 2 x 100,000-change backlog drained, 500 a batch, within 90 s');
+is($node->safe_psql('big', q{SELECT sum(delivered) FROM retl.sync_status}), '200000',
+	'every change delivered once');
+$r->clear;
+
 # SIGTERM with requests in flight: a clean exit, nothing lost, resumed.
 make_sync('term', '{"max_concurrency": 8}');
 $r->control({ path => '/term', delay_ms => 2000, count => 8 });
 psql(q{INSERT INTO t_term SELECT g FROM generate_series(1, 10) g});
 ok($node->poll_query_until('postgres', q{SELECT in_flight > 0 FROM retl.sync_status WHERE sync = 'term'}),
 	'requests in flight');
-my $pid = psql(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'retl worker'});
+my $pid = psql(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'retl worker' AND datname = 'postgres'});
 psql("SELECT pg_terminate_backend($pid)");
 ok($node->poll_query_until('postgres',
-	qq{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'retl worker' AND pid <> $pid}),
+	qq{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'retl worker'
+		AND datname = 'postgres' AND pid <> $pid}),
 	'worker exited and was started again');
 ok(drained('term'), 'everything delivered after the restart');
 my %ids = map { $_->{key}{id} => 1 } @{ records_at('/term') };

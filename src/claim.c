@@ -1,0 +1,357 @@
+/*
+ * claim.c: choosing and claiming the next batch of a sync.
+ *
+ * A claim is two statements in the worker's claim transaction.  A scan
+ * reads the sync's ready rows in queue order through a cursor, and the
+ * worker picks the batch from them here; then one UPDATE marks the picked
+ * rows in flight (in upsert mode every queued row of the picked keys) and
+ * returns the records.  The UPDATE names its rows or keys in a constant
+ * array, so its plan (an index) never depends on the queue's statistics,
+ * which lag far behind a queue that fills and drains within seconds.
+ *
+ * Per-key order: a row is eligible only if no request the worker holds
+ * (claimed and not yet freed) carries its key, and no earlier row of the
+ * same key is waiting for a retry.  The keys held are in this worker's
+ * memory, not read from the queue: only this worker marks rows in flight
+ * and it releases them all when it starts, so its memory is the whole
+ * truth, and an anti-join of the queue with its own in-flight rows is slow
+ * once the backlog is large.  Keys are compared by their 64-bit jsonb
+ * hash; two keys sharing one would only make one wait for the other.
+ *
+ * In upsert mode every queued row of a key is claimed together and sent as
+ * one record carrying the row's latest state, read in the claim
+ * transaction; the record's id is that of the newest row, so a retry of
+ * the same state has the same id and a newer state gets a new one.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+#include "connectors/webhook.h"
+#include "mapping.h"
+#include "queue.h"
+
+/* rows read from the scan's cursor at a time */
+#define SCAN_CHUNK 1000
+
+/*
+ * Requests holding keys: claimed (or split from a claimed request) and not
+ * yet freed.
+ */
+static List *holders = NIL;
+
+static void
+unhold(void *arg)
+{
+	holders = list_delete_ptr(holders, arg);
+}
+
+/* req holds its records' keys until it is freed */
+void
+retl_queue_hold(RetlRequest *req)
+{
+	MemoryContextCallback *cb = MemoryContextAlloc(req->cxt, sizeof(MemoryContextCallback));
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+	holders = lappend(holders, req);
+	MemoryContextSwitchTo(old);
+	cb->func = unhold;
+	cb->arg = req;
+	MemoryContextRegisterResetCallback(req->cxt, cb);
+}
+
+static HTAB *
+key_set(const char *name, long size)
+{
+	HASHCTL		ctl;
+
+	ctl.keysize = sizeof(uint64);
+	ctl.entrysize = sizeof(uint64);
+	ctl.hcxt = CurrentMemoryContext;
+	return hash_create(name, Max(size, 16), &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
+/* The key hashes held by requests of a sync. */
+static HTAB *
+held_keys(int sync_id)
+{
+	HTAB	   *held = key_set("retl held keys", 256);
+	ListCell   *lc;
+
+	foreach(lc, holders)
+	{
+		RetlRequest *req = lfirst(lc);
+
+		if (req->sync_id != sync_id)
+			continue;
+		for (int i = 0; i < req->nrecords; i++)
+			hash_search(held, &req->records[i].key_hash, HASH_ENTER, NULL);
+	}
+	return held;
+}
+
+/*
+ * The sync's next batch: ready rows in queue order whose key is not held.
+ * In append mode (and for diff syncs) up to batch_size rows: returns
+ * their ids (int8[]).  In upsert mode up to batch_size keys, the first
+ * ones among the next ten batches' worth of rows: returns the keys
+ * (jsonb[] as text[]); the claim takes every queued row of each.  Returns
+ * 0 when nothing is ready.
+ */
+static Datum
+pick(RetlSync *sync)
+{
+	Oid			types[1] = {INT4OID};
+	Datum		values[1];
+	HTAB	   *held = held_keys(sync->id);
+	HTAB	   *picked_keys = NULL;
+	bool		by_key = sync->mode != 'a' && !sync->diff;
+	long		scanned = 0;
+	Datum	   *picked = palloc(sizeof(Datum) * sync->batch_size);
+	int			npicked = 0;
+	Portal		portal;
+	bool		done = false;
+
+	if (by_key)
+		picked_keys = key_set("retl picked keys", sync->batch_size);
+	values[0] = Int32GetDatum(sync->id);
+	portal = SPI_cursor_open_with_args(NULL,
+									   "SELECT q.id, pg_catalog.jsonb_hash_extended(q.key, 0),"
+									   " q.key::text"
+									   " FROM retl.queue q"
+									   " WHERE q.sync_id = $1 AND NOT q.in_flight"
+									   " AND q.next_attempt_at <= pg_catalog.now()"
+									   " AND NOT EXISTS (SELECT 1 FROM retl.queue p"
+									   "  WHERE p.sync_id = $1 AND p.key = q.key AND p.id < q.id"
+									   "  AND p.attempts > 0 AND p.next_attempt_at > pg_catalog.now())"
+									   " ORDER BY q.id",
+									   1, types, values, NULL, true, CURSOR_OPT_NO_SCROLL);
+	while (!done)
+	{
+		SPI_cursor_fetch(portal, true, SCAN_CHUNK);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 i = 0; i < SPI_processed && !done; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			bool		isnull;
+			uint64		hash = (uint64) DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+			bool		found;
+
+			if (hash_search(held, &hash, HASH_FIND, NULL) != NULL)
+				continue;
+			scanned++;
+			if (!by_key)
+				picked[npicked++] = SPI_getbinval(tup, desc, 1, &isnull);
+			else
+			{
+				hash_search(picked_keys, &hash, HASH_ENTER, &found);
+				if (!found)
+					picked[npicked++] = CStringGetTextDatum(SPI_getvalue(tup, desc, 3));
+			}
+			done = npicked >= sync->batch_size ||
+				(by_key && scanned >= (long) sync->batch_size * 10);
+		}
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_cursor_close(portal);
+	hash_destroy(held);
+	if (picked_keys)
+		hash_destroy(picked_keys);
+	if (npicked == 0)
+		return (Datum) 0;
+	if (by_key)
+		return PointerGetDatum(construct_array(picked, npicked, TEXTOID, -1, false, TYPALIGN_INT));
+	return PointerGetDatum(construct_array(picked, npicked, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+/*
+ * The claim statement of a sync: marks the rows picked ($1: their ids, or
+ * in upsert mode their keys, with $2 the sync) in flight and returns one
+ * line per record: rid, queue ids, attempts, op, key, data, captured_at,
+ * first attempt and capture (epoch), key hash.
+ */
+static char *
+claim_sql(RetlSync *sync)
+{
+	StringInfoData sql;
+
+	initStringInfo(&sql);
+	if (sync->mode == 'a' || sync->diff)
+	{
+		/* the queued data is sent: captured rows, or a run's mapped rows */
+		appendStringInfoString(&sql,
+							   "WITH u AS ("
+							   " UPDATE retl.queue q SET in_flight = true WHERE q.id = ANY ($1)"
+							   " RETURNING q.*)"
+							   " SELECT COALESCE(u.rid, u.id), ARRAY[u.id], u.attempts, ");
+		if (sync->diff)
+			appendStringInfo(&sql,
+							 "CASE u.op WHEN 'R' THEN 'd' WHEN 'E' THEN 'i' WHEN 'A' THEN '%c' ELSE 'u' END, ",
+							 sync->mode == 'i' ? 'i' : 'u');
+		else
+			appendStringInfoString(&sql, "'i', ");
+		retl_append_key_object(&sql, sync, "u.key");
+		appendStringInfoString(&sql, "::text, (");
+		if (sync->diff)
+			appendStringInfoString(&sql, "u.data");
+		else
+			retl_append_json_data(&sql, sync, "u.data");
+		appendStringInfoString(&sql,
+							   ")::text, pg_catalog.to_char(u.captured_at AT TIME ZONE 'UTC',"
+							   " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
+							   " COALESCE(extract(epoch FROM u.first_attempt_at), 0),"
+							   " extract(epoch FROM u.captured_at),"
+							   " pg_catalog.jsonb_hash_extended(u.key, 0)"
+							   " FROM u ORDER BY u.id");
+		return sql.data;
+	}
+
+	appendStringInfoString(&sql,
+						   "WITH u AS ("
+						   " UPDATE retl.queue q SET in_flight = true"
+						   " WHERE q.sync_id = $2 AND q.key = ANY ($1::pg_catalog.jsonb[])"
+						   " AND NOT q.in_flight"
+						   " RETURNING q.id, q.key, q.rid, q.captured_at, q.attempts, q.first_attempt_at"
+						   "), g AS ("
+						   " SELECT u.key, pg_catalog.array_agg(u.id ORDER BY u.id) AS ids,"
+						   " (pg_catalog.array_agg(COALESCE(u.rid, u.id) ORDER BY u.id DESC))[1] AS rid,"
+						   " pg_catalog.max(u.captured_at) AS captured_at,"
+						   " pg_catalog.max(u.attempts) AS attempts, pg_catalog.min(u.id) AS first,"
+						   " pg_catalog.min(u.first_attempt_at) AS first_attempt_at"
+						   " FROM u GROUP BY u.key)"
+						   " SELECT g.rid, g.ids, g.attempts,"
+						   " CASE WHEN x.data IS NULL THEN 'd' ELSE 'u' END, ");
+	retl_append_key_object(&sql, sync, "g.key");
+	appendStringInfoString(&sql,
+						   "::text, x.data::text, pg_catalog.to_char(g.captured_at AT TIME ZONE 'UTC',"
+						   " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
+						   " COALESCE(extract(epoch FROM g.first_attempt_at), 0),"
+						   " extract(epoch FROM g.captured_at),"
+						   " pg_catalog.jsonb_hash_extended(g.key, 0)"
+						   " FROM g LEFT JOIN LATERAL (SELECT ");
+	retl_append_row_data(&sql, sync, "t");
+	appendStringInfo(&sql, " AS data FROM ONLY %s t WHERE ",
+					 format_type_be_qualified(get_rel_type_id(sync->relid)));
+	retl_append_key_match(&sql, sync, "t", "g.key");
+	appendStringInfoString(&sql, " LIMIT 1) x ON true ORDER BY g.first");
+	return sql.data;
+}
+
+/* Parse "{1,2,3}" (the text form of an integer array). */
+static int64 *
+parse_int_array(const char *text, int *n)
+{
+	int64	   *result = palloc(sizeof(int64) * (strlen(text) / 2 + 1));
+	const char *p = text;
+
+	*n = 0;
+	while (*p)
+	{
+		char	   *end;
+
+		if (*p == '{' || *p == ',' || *p == '}')
+		{
+			p++;
+			continue;
+		}
+		result[(*n)++] = strtoi64(p, &end, 10);
+		if (end == p)
+			elog(ERROR, "retl: malformed integer array \"%s\"", text);
+		p = end;
+	}
+	return result;
+}
+
+/*
+ * Claim the next batch of a sync and build its request; NULL when nothing
+ * is ready.  The request and everything in it outlive the transaction,
+ * and it holds its keys until it is freed.
+ */
+RetlRequest *
+retl_queue_claim(RetlSync *sync)
+{
+	bool		by_key = sync->mode != 'a' && !sync->diff;
+	Oid			types[2] = {by_key ? TEXTARRAYOID : INT8ARRAYOID, INT4OID};
+	Datum		values[2];
+	RetlRequest *req;
+	MemoryContext cxt;
+	MemoryContext old;
+	char	   *inst = retl_queue_instance_id();
+
+	if (!sync->diff)
+		retl_check_source(sync);
+	values[0] = pick(sync);
+	if (values[0] == (Datum) 0)
+		return NULL;
+	values[1] = Int32GetDatum(sync->id);
+	if (SPI_execute_with_args(claim_sql(sync), by_key ? 2 : 1, types, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "retl: could not claim changes of sync \"%s\"", sync->name);
+	if (SPI_processed == 0)
+		return NULL;
+
+	cxt = AllocSetContextCreate(TopMemoryContext, "retl request", ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(cxt);
+	req = palloc0(sizeof(RetlRequest));
+	req->cxt = cxt;
+	req->sync_id = sync->id;
+	req->sync_name = pstrdup(sync->name);
+	req->dest_id = sync->dest_id;
+	req->max_attempts = sync->max_attempts;
+	req->max_retry_age_ms = sync->max_retry_age_ms;
+	req->timeout_ms = sync->timeout_ms;
+	req->nrecords = (int) SPI_processed;
+	req->records = palloc0(sizeof(RetlRecord) * req->nrecords);
+	for (int i = 0; i < req->nrecords; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		RetlRecord *r = &req->records[i];
+		bool		isnull;
+
+		r->rid = strtoi64(SPI_getvalue(tup, desc, 1), NULL, 10);
+		r->record_id = psprintf("%s-" INT64_FORMAT, inst, r->rid);
+		r->queue_ids = parse_int_array(SPI_getvalue(tup, desc, 2), &r->nqueue_ids);
+		r->attempts = pg_strtoint32(SPI_getvalue(tup, desc, 3));
+		r->op = SPI_getvalue(tup, desc, 4)[0];
+		r->key = SPI_getvalue(tup, desc, 5);
+		r->data = SPI_getvalue(tup, desc, 6);
+		r->captured_at = SPI_getvalue(tup, desc, 7);
+		r->first_attempt = strtod(SPI_getvalue(tup, desc, 8), NULL);
+		r->captured_epoch = strtod(SPI_getvalue(tup, desc, 9), NULL);
+		r->key_hash = (uint64) DatumGetInt64(SPI_getbinval(tup, desc, 10, &isnull));
+	}
+	MemoryContextSwitchTo(old);
+
+	/* On error the caller's subtransaction undoes the claim; free the rest. */
+	PG_TRY();
+	{
+		int			claimed = req->nrecords;
+
+		retl_webhook_build(req, sync);
+		/* what did not fit in max_batch_bytes goes back to the queue */
+		if (req->nrecords < claimed)
+		{
+			int			kept = req->nrecords;
+
+			req->nrecords = claimed;
+			retl_queue_release(req, kept);
+			req->nrecords = kept;
+		}
+	}
+	PG_CATCH();
+	{
+		retl_http_free(req);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	retl_queue_hold(req);
+	return req;
+}
