@@ -15,6 +15,7 @@ OBJS = \
 	src/utility.o \
 	src/capture_trigger.o \
 	src/claim.o \
+	src/plans.o \
 	src/queue.o \
 	src/backfill.o \
 	src/mapping.o \

@@ -90,8 +90,6 @@ CREATE TABLE retl.queue (
 );
 CREATE INDEX queue_sync_id_idx ON retl.queue (sync_id, id);
 CREATE INDEX queue_sync_key_idx ON retl.queue (sync_id, key, id);
--- rows waiting for a retry, which hold back their key's later rows
-CREATE INDEX queue_retry_idx ON retl.queue (sync_id, key, id) WHERE attempts > 0;
 ALTER TABLE retl.queue SET (autovacuum_vacuum_scale_factor = 0.01,
 							autovacuum_vacuum_cost_delay = 0);
 

@@ -1,8 +1,8 @@
 /*
  * claim.c: choosing and claiming the next batch of a sync.
  *
- * A claim is two statements in the worker's claim transaction.  A scan
- * reads the sync's ready rows in queue order through a cursor, and the
+ * A claim is two steps in the worker's claim transaction.  A scan reads
+ * the sync's ready rows in queue order, a page at a time, and the
  * worker picks the batch from them here; then one UPDATE marks the picked
  * rows in flight (in upsert mode every queued row of the picked keys) and
  * returns the records.  The UPDATE names its rows or keys in a constant
@@ -10,11 +10,12 @@
  * which lag far behind a queue that fills and drains within seconds.
  *
  * Per-key order: a row is eligible only if no request the worker holds
- * (claimed and not yet freed) carries its key, and no earlier row of the
- * same key is waiting for a retry.  The keys held are in this worker's
- * memory, not read from the queue: only this worker marks rows in flight
- * and it releases them all when it starts, so its memory is the whole
- * truth, and an anti-join of the queue with its own in-flight rows is slow
+ * (claimed and not yet freed) carries its key, and its key is not waiting
+ * for a retry.  Both are known from this worker's memory, not read from
+ * the queue: only this worker marks rows in flight or schedules retries;
+ * it releases every row in flight when it starts and loads the keys
+ * waiting for a retry then, so its memory is the whole truth, and an
+ * anti-join of the queue with its own in-flight and waiting rows is slow
  * once the backlog is large.  Keys are compared by their 64-bit jsonb
  * hash; two keys sharing one would only make one wait for the other.
  *
@@ -29,16 +30,19 @@
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 
 #include "connectors/webhook.h"
 #include "mapping.h"
+#include "plans.h"
 #include "queue.h"
 
-/* rows read from the scan's cursor at a time */
-#define SCAN_CHUNK 1000
+/* rows the scan reads at a time, at most */
+#define SCAN_PAGE 1000
 
 /*
  * Requests holding keys: claimed (or split from a claimed request) and not
@@ -64,6 +68,100 @@ retl_queue_hold(RetlRequest *req)
 	cb->func = unhold;
 	cb->arg = req;
 	MemoryContextRegisterResetCallback(req->cxt, cb);
+}
+
+/* Keys waiting for a retry, per sync, and until when. */
+typedef struct BackoffKey
+{
+	int			sync_id;
+	uint64		hash;
+} BackoffKey;
+
+typedef struct BackoffEntry
+{
+	BackoffKey	key;
+	TimestampTz until;
+} BackoffEntry;
+
+static HTAB *backoff = NULL;
+
+/* entries beyond which expired ones are swept out */
+#define BACKOFF_SWEEP 65536
+
+/* A key of a sync waits for a retry until then. */
+void
+retl_queue_backoff(int sync_id, uint64 key_hash, TimestampTz until)
+{
+	BackoffKey	k;
+	BackoffEntry *e;
+	bool		found;
+
+	if (backoff == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(BackoffKey);
+		ctl.entrysize = sizeof(BackoffEntry);
+		backoff = hash_create("retl keys waiting for a retry", 1024, &ctl,
+							  HASH_ELEM | HASH_BLOBS);
+	}
+	if (hash_get_num_entries(backoff) >= BACKOFF_SWEEP)
+	{
+		HASH_SEQ_STATUS seq;
+		TimestampTz now = GetCurrentTimestamp();
+
+		hash_seq_init(&seq, backoff);
+		while ((e = hash_seq_search(&seq)) != NULL)
+			if (e->until <= now)
+				hash_search(backoff, &e->key, HASH_REMOVE, NULL);
+	}
+	memset(&k, 0, sizeof(k));
+	k.sync_id = sync_id;
+	k.hash = key_hash;
+	e = hash_search(backoff, &k, HASH_ENTER, &found);
+	if (!found || e->until < until)
+		e->until = until;
+}
+
+static bool
+backing_off(int sync_id, uint64 key_hash, TimestampTz now)
+{
+	BackoffKey	k;
+	BackoffEntry *e;
+
+	if (backoff == NULL)
+		return false;
+	memset(&k, 0, sizeof(k));
+	k.sync_id = sync_id;
+	k.hash = key_hash;
+	e = hash_search(backoff, &k, HASH_FIND, NULL);
+	if (e == NULL)
+		return false;
+	if (e->until > now)
+		return true;
+	hash_search(backoff, &k, HASH_REMOVE, NULL);
+	return false;
+}
+
+/* At the worker's start: the keys the queue says wait for a retry. */
+void
+retl_queue_load_backoff(void)
+{
+	if (SPI_execute("SELECT sync_id, pg_catalog.jsonb_hash_extended(key, 0),"
+					" pg_catalog.max(next_attempt_at) FROM retl.queue"
+					" WHERE attempts > 0 AND next_attempt_at > pg_catalog.now()"
+					" GROUP BY 1, 2", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "retl: could not read the changes waiting for a retry");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+
+		retl_queue_backoff(DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull)),
+						   (uint64) DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull)),
+						   DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull)));
+	}
 }
 
 static HTAB *
@@ -101,43 +199,56 @@ held_keys(int sync_id)
  * In append mode (and for diff syncs) up to batch_size rows: returns
  * their ids (int8[]).  In upsert mode up to batch_size keys, the first
  * ones among the next ten batches' worth of rows: returns the keys
- * (jsonb[] as text[]); the claim takes every queued row of each.  Returns
+ * (jsonb[]); the claim takes every queued row of each.  Returns
  * 0 when nothing is ready.
  */
 static Datum
 pick(RetlSync *sync)
 {
-	Oid			types[1] = {INT4OID};
-	Datum		values[1];
+	Oid			types[2] = {INT4OID, INT8OID};
+	Datum		values[2];
 	HTAB	   *held = held_keys(sync->id);
 	HTAB	   *picked_keys = NULL;
 	bool		by_key = sync->mode != 'a' && !sync->diff;
+	long		window = by_key ? (long) sync->batch_size * 10 : sync->batch_size;
 	long		scanned = 0;
 	Datum	   *picked = palloc(sizeof(Datum) * sync->batch_size);
 	int			npicked = 0;
-	Portal		portal;
+	int64		last_id = 0;
+	int			limit;
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	bool		done = false;
 
 	if (by_key)
 		picked_keys = key_set("retl picked keys", sync->batch_size);
+
+	/*
+	 * Page by page, each with a LIMIT the planner sees, so that it reads
+	 * the (sync_id, id) index from where the last page ended and stops
+	 * early (under a cursor it may sort the whole backlog first; the row
+	 * comparison keeps a generic plan off the primary key, which would
+	 * read every sync's rows).  The first page is what one batch needs, past
+	 * the records this sync can have in flight; the limits are constants
+	 * of a sync, so the statements stay prepared.
+	 */
 	values[0] = Int32GetDatum(sync->id);
-	portal = SPI_cursor_open_with_args(NULL,
-									   "SELECT q.id, pg_catalog.jsonb_hash_extended(q.key, 0),"
-									   " q.key::text"
-									   " FROM retl.queue q"
-									   " WHERE q.sync_id = $1 AND NOT q.in_flight"
-									   " AND q.next_attempt_at <= pg_catalog.now()"
-									   " AND NOT EXISTS (SELECT 1 FROM retl.queue p"
-									   "  WHERE p.sync_id = $1 AND p.key = q.key AND p.id < q.id"
-									   "  AND p.attempts > 0 AND p.next_attempt_at > pg_catalog.now())"
-									   " ORDER BY q.id",
-									   1, types, values, NULL, true, CURSOR_OPT_NO_SCROLL);
+	limit = (int) Min(SCAN_PAGE, window + (long) sync->batch_size * sync->max_concurrency);
 	while (!done)
 	{
-		SPI_cursor_fetch(portal, true, SCAN_CHUNK);
-		if (SPI_processed == 0)
-			break;
-		for (uint64 i = 0; i < SPI_processed && !done; i++)
+		uint64		n;
+
+		values[1] = Int64GetDatum(last_id);
+		if (retl_spi_execute(psprintf("SELECT q.id, pg_catalog.jsonb_hash_extended(q.key, 0), q.key"
+									  " FROM retl.queue q"
+									  " WHERE q.sync_id = $1 AND (q.sync_id, q.id) > ($1, $2)"
+									  " AND NOT q.in_flight"
+									  " AND q.next_attempt_at <= pg_catalog.now()"
+									  " ORDER BY q.id LIMIT %d", limit),
+							 2, types, values, NULL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "retl: could not read the queue of sync \"%s\"", sync->name);
+		n = SPI_processed;
+		done = n < (uint64) limit;
+		for (uint64 i = 0; i < n; i++)
 		{
 			HeapTuple	tup = SPI_tuptable->vals[i];
 			TupleDesc	desc = SPI_tuptable->tupdesc;
@@ -145,30 +256,35 @@ pick(RetlSync *sync)
 			uint64		hash = (uint64) DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
 			bool		found;
 
-			if (hash_search(held, &hash, HASH_FIND, NULL) != NULL)
+			last_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+			if (hash_search(held, &hash, HASH_FIND, NULL) != NULL ||
+				backing_off(sync->id, hash, now))
 				continue;
 			scanned++;
 			if (!by_key)
-				picked[npicked++] = SPI_getbinval(tup, desc, 1, &isnull);
+				picked[npicked++] = Int64GetDatum(last_id);
 			else
 			{
 				hash_search(picked_keys, &hash, HASH_ENTER, &found);
 				if (!found)
-					picked[npicked++] = CStringGetTextDatum(SPI_getvalue(tup, desc, 3));
+					picked[npicked++] = datumCopy(SPI_getbinval(tup, desc, 3, &isnull), false, -1);
 			}
-			done = npicked >= sync->batch_size ||
-				(by_key && scanned >= (long) sync->batch_size * 10);
+			if (npicked >= sync->batch_size || scanned >= window)
+			{
+				done = true;
+				break;
+			}
 		}
 		SPI_freetuptable(SPI_tuptable);
+		limit = SCAN_PAGE;
 	}
-	SPI_cursor_close(portal);
 	hash_destroy(held);
 	if (picked_keys)
 		hash_destroy(picked_keys);
 	if (npicked == 0)
 		return (Datum) 0;
 	if (by_key)
-		return PointerGetDatum(construct_array(picked, npicked, TEXTOID, -1, false, TYPALIGN_INT));
+		return PointerGetDatum(construct_array(picked, npicked, JSONBOID, -1, false, TYPALIGN_INT));
 	return PointerGetDatum(construct_array(picked, npicked, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
 
@@ -217,7 +333,7 @@ claim_sql(RetlSync *sync)
 	appendStringInfoString(&sql,
 						   "WITH u AS ("
 						   " UPDATE retl.queue q SET in_flight = true"
-						   " WHERE q.sync_id = $2 AND q.key = ANY ($1::pg_catalog.jsonb[])"
+						   " WHERE q.sync_id = $2 AND q.key = ANY ($1)"
 						   " AND NOT q.in_flight"
 						   " RETURNING q.id, q.key, q.rid, q.captured_at, q.attempts, q.first_attempt_at"
 						   "), g AS ("
@@ -279,7 +395,7 @@ RetlRequest *
 retl_queue_claim(RetlSync *sync)
 {
 	bool		by_key = sync->mode != 'a' && !sync->diff;
-	Oid			types[2] = {by_key ? TEXTARRAYOID : INT8ARRAYOID, INT4OID};
+	Oid			types[2] = {by_key ? JSONBARRAYOID : INT8ARRAYOID, INT4OID};
 	Datum		values[2];
 	RetlRequest *req;
 	MemoryContext cxt;
@@ -292,7 +408,7 @@ retl_queue_claim(RetlSync *sync)
 	if (values[0] == (Datum) 0)
 		return NULL;
 	values[1] = Int32GetDatum(sync->id);
-	if (SPI_execute_with_args(claim_sql(sync), by_key ? 2 : 1, types, values, NULL, false, 0) != SPI_OK_SELECT)
+	if (retl_spi_execute(claim_sql(sync), by_key ? 2 : 1, types, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "retl: could not claim changes of sync \"%s\"", sync->name);
 	if (SPI_processed == 0)
 		return NULL;

@@ -26,6 +26,7 @@
 #include "connectors/webhook.h"
 #include "guc.h"
 #include "mapping.h"
+#include "plans.h"
 #include "queue.h"
 
 static char *instance_id = NULL;
@@ -35,7 +36,7 @@ static Datum id_array(RetlRecord *records, int nrecords);
 static void
 spi_exec(const char *sql, int nargs, Oid *types, Datum *values, int expected)
 {
-	int			rc = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0);
+	int			rc = retl_spi_execute(sql, nargs, types, values, NULL, false, 0);
 
 	if (rc != expected)
 		elog(ERROR, "retl: SPI_execute failed (%d): %s", rc, sql);
@@ -130,7 +131,7 @@ retl_queue_load_syncs(int only_id)
 	Oid			types[1] = {INT4OID};
 	Datum		values[1] = {Int32GetDatum(only_id)};
 
-	if (SPI_execute_with_args("SELECT s.id, s.name, s.mode, s.source_relid, "
+	if (retl_spi_execute("SELECT s.id, s.name, s.mode, s.source_relid, "
 							  "pg_catalog.array_to_string(s.key_attnums, ','), s.mapping::text, "
 							  "s.backfill_done, s.backfill_cursor::text, d.kind, d.url, "
 							  "d.headers::text, d.timeout_ms, d.batch_size, d.max_attempts, "
@@ -217,7 +218,7 @@ retl_queue_ready(RetlSync *sync, long *wait_ms)
 	values[0] = Int32GetDatum(sync->id);
 	values[1] = Int32GetDatum(sync->batch_size);
 	values[2] = Int32GetDatum(sync->linger_ms);
-	if (SPI_execute_with_args("SELECT pg_catalog.count(*) >= $2,"
+	if (retl_spi_execute("SELECT pg_catalog.count(*) >= $2,"
 							  " (extract(epoch FROM pg_catalog.min(r.captured_at)"
 							  "   + $3 * interval '1 millisecond' - pg_catalog.clock_timestamp()) * 1000)::bigint"
 							  " FROM (SELECT q.captured_at FROM retl.queue q"
@@ -243,7 +244,7 @@ retl_queue_release(RetlRequest *req, int from)
 	if (from >= req->nrecords)
 		return;
 	values[0] = id_array(req->records + from, req->nrecords - from);
-	if (SPI_execute_with_args("UPDATE retl.queue SET in_flight = false WHERE id = ANY ($1)",
+	if (retl_spi_execute("UPDATE retl.queue SET in_flight = false WHERE id = ANY ($1)",
 							  1, types, values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "retl: could not release queued changes");
 }
@@ -329,7 +330,7 @@ dead_letter(RetlRequest *req, RetlRecord *r, const char *error, const char *exce
 	values[8] = CStringGetTextDatum(error);
 	values[9] = CStringGetTextDatum(excerpt);
 
-	if (SPI_execute_with_args(
+	if (retl_spi_execute(
 							  "WITH d AS (DELETE FROM retl.queue q WHERE q.id = ANY ($1) RETURNING q.*)"
 							  " INSERT INTO retl.dead_letter_store (sync_id, record_id, rid, key, op,"
 							  " data, raw_key, raw_data, captured_at, attempts, last_status, last_error,"
@@ -358,7 +359,7 @@ dead_letter(RetlRequest *req, RetlRecord *r, const char *error, const char *exce
 		hvalues[0] = Int32GetDatum(req->sync_id);
 		hvalues[1] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 		hvalues[2] = BoolGetDatum(r->op == 'd');
-		if (SPI_execute_with_args("WITH gone AS (DELETE FROM retl.snapshots"
+		if (retl_spi_execute("WITH gone AS (DELETE FROM retl.snapshots"
 								  " WHERE sync_id = $1 AND key = $2 AND NOT $3 RETURNING 1)"
 								  " INSERT INTO retl.snapshots (sync_id, key, hash)"
 								  " SELECT $1, $2, '' FROM retl.syncs s"
@@ -451,12 +452,16 @@ retl_queue_record(RetlRequest *req)
 		if (req->status == 0)
 			nulls[3] = 'n';
 		values[4] = CStringGetTextDatum(error);
-		if (SPI_execute_with_args("UPDATE retl.queue SET in_flight = false, attempts = attempts + 1,"
+		if (retl_spi_execute("UPDATE retl.queue SET in_flight = false, attempts = attempts + 1,"
 								  " next_attempt_at = pg_catalog.now() + $2 * interval '1 millisecond',"
 								  " first_attempt_at = COALESCE(first_attempt_at, $3),"
 								  " last_attempt_at = $3, last_status = $4, last_error = $5"
 								  " WHERE id = ANY ($1)", 5, types, values, nulls, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "retl: could not schedule a retry");
+		/* later changes of these keys wait as long (now() is the same) */
+		for (int i = 0; i < retries; i++)
+			retl_queue_backoff(req->sync_id, retry[i].key_hash,
+							   GetCurrentTransactionStartTimestamp() + delay * 1000);
 	}
 
 	{
@@ -470,7 +475,7 @@ retl_queue_record(RetlRequest *req)
 		if (req->status == 0)
 			nulls[2] = 'n';
 		values[3] = CStringGetTextDatum(error);
-		if (SPI_execute_with_args("UPDATE retl.sync_stats SET failed_attempts = failed_attempts + $2,"
+		if (retl_spi_execute("UPDATE retl.sync_stats SET failed_attempts = failed_attempts + $2,"
 								  " consecutive_failures = consecutive_failures + 1,"
 								  " last_status = $3, last_error = $4, last_error_at = pg_catalog.now()"
 								  " WHERE sync_id = $1", 4, types, values, nulls, false, 0) != SPI_OK_UPDATE)

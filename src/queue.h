@@ -44,6 +44,8 @@ extern List *retl_queue_load_syncs(int only_id);
 extern bool retl_queue_ready(RetlSync *sync, long *wait_ms);
 extern RetlRequest *retl_queue_claim(RetlSync *sync);
 extern void retl_queue_hold(RetlRequest *req);
+extern void retl_queue_backoff(int sync_id, uint64 key_hash, TimestampTz until);
+extern void retl_queue_load_backoff(void);
 extern void retl_queue_release(RetlRequest *req, int from);
 extern void retl_queue_record(RetlRequest *req);
 extern void retl_queue_sync_error(int sync_id, const char *message);

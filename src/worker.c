@@ -501,6 +501,7 @@ retl_worker_main(Datum main_arg)
 		exit_without_extension();
 	served = true;
 	retl_queue_recover();
+	retl_queue_load_backoff();
 	retl_runs_recover();
 	end_txn();
 
@@ -512,6 +513,14 @@ retl_worker_main(Datum main_arg)
 	 * index, so bitmap scans are never what it wants.
 	 */
 	SetConfigOption("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION);
+
+	/*
+	 * The worker's commits need not wait for the WAL flush: a commit lost
+	 * in a crash (a claim, an outcome, a run's changes with its snapshot)
+	 * only makes the worker send something again or redo a run, never
+	 * lose a change, since what it has not committed stays queued.
+	 */
+	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
 
 	retl_http_init();
 	ereport(LOG, (errmsg("retl worker started")));
