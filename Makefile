@@ -15,6 +15,8 @@ OBJS = \
 	src/utility.o \
 	src/capture_trigger.o \
 	src/claim.o \
+	src/counters.o \
+	src/mark.o \
 	src/plans.o \
 	src/queue.o \
 	src/backfill.o \

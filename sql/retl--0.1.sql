@@ -73,7 +73,7 @@ CREATE TABLE retl.syncs (
  * rid overrides the record id (replayed dead letters keep their id).
  */
 CREATE TABLE retl.queue (
-	id			bigserial PRIMARY KEY,
+	id			bigserial,
 	sync_id		integer NOT NULL,
 	op			"char" NOT NULL,
 	key			jsonb NOT NULL,
@@ -86,9 +86,15 @@ CREATE TABLE retl.queue (
 	first_attempt_at timestamptz,
 	last_attempt_at timestamptz,
 	last_status	integer,
-	last_error	text
+	last_error	text,
+	/*
+	 * Keyed by sync first: each sync's queue is one range of the index, read
+	 * in id order from where the worker's scan left off (mark.c).  A key on
+	 * id alone would let the planner walk every sync's rows, dead ones
+	 * included, from the oldest.
+	 */
+	PRIMARY KEY (sync_id, id)
 );
-CREATE INDEX queue_sync_id_idx ON retl.queue (sync_id, id);
 CREATE INDEX queue_sync_key_idx ON retl.queue (sync_id, key, id);
 ALTER TABLE retl.queue SET (autovacuum_vacuum_scale_factor = 0.01,
 							autovacuum_vacuum_cost_delay = 0);
@@ -192,6 +198,17 @@ CREATE TABLE retl.sync_stats (
 	last_error_at timestamptz
 );
 
+/*
+ * Deliveries not yet added to sync_stats: the worker appends one row per
+ * request and folds them in about once a second (counters.c), so that a
+ * held snapshot never makes it update one row thousands of times.
+ */
+CREATE TABLE retl.stats_delta (
+	sync_id		integer NOT NULL,
+	delivered	bigint NOT NULL,
+	at			timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
 CREATE TABLE retl.dead_letter_store (
 	id			bigserial PRIMARY KEY,
 	sync_id		integer NOT NULL REFERENCES retl.syncs (id) ON DELETE CASCADE,
@@ -238,16 +255,16 @@ CREATE VIEW retl.sync_status AS
 SELECT s.name AS sync,
 	   dst.name AS destination,
 	   CASE WHEN s.paused THEN 'paused'
-			WHEN st.consecutive_failures OPERATOR(pg_catalog.>) 0 THEN 'failing'
+			WHEN st.consecutive_failures OPERATOR(pg_catalog.>) 0 AND sd.at IS NULL THEN 'failing'
 			ELSE 'active' END AS state,
 	   s.mode,
 	   coalesce(q.pending, 0) AS pending,
 	   coalesce(q.in_flight, 0) AS in_flight,
-	   coalesce(st.delivered, 0) AS delivered,
+	   coalesce(st.delivered, 0) OPERATOR(pg_catalog.+) coalesce(sd.delivered, 0) AS delivered,
 	   coalesce(st.failed_attempts, 0) AS failed_attempts,
 	   coalesce(dl.dead, 0) AS dead,
 	   pg_catalog.now() OPERATOR(pg_catalog.-) q.oldest AS oldest_pending_age,
-	   st.last_delivered_at,
+	   GREATEST(st.last_delivered_at, sd.at) AS last_delivered_at,
 	   st.last_status,
 	   st.last_error,
 	   NOT s.backfill_done AS backfilling,
@@ -264,6 +281,9 @@ SELECT s.name AS sync,
   FROM retl.syncs s
   JOIN retl.destinations dst ON dst.id OPERATOR(pg_catalog.=) s.destination_id
   LEFT JOIN retl.sync_stats st ON st.sync_id OPERATOR(pg_catalog.=) s.id
+  LEFT JOIN LATERAL (
+	SELECT pg_catalog.sum(d.delivered)::bigint AS delivered, pg_catalog.max(d.at) AS at
+	  FROM retl.stats_delta d WHERE d.sync_id OPERATOR(pg_catalog.=) s.id) sd ON true
   LEFT JOIN LATERAL (
 	SELECT pg_catalog.count(*) FILTER (WHERE NOT qq.in_flight) AS pending,
 		   pg_catalog.count(*) FILTER (WHERE qq.in_flight) AS in_flight,
@@ -1280,6 +1300,8 @@ DECLARE
 	sid integer := retl._sync_id(sync);
 	n bigint;
 BEGIN
+	/* queue ids are drawn only by transactions that have an xid (mark.c) */
+	PERFORM pg_catalog.txid_current();
 	WITH dead AS (
 		DELETE FROM retl.dead_letter_store d WHERE d.sync_id = sid
 		RETURNING d.*

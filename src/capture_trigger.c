@@ -15,6 +15,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
@@ -215,6 +216,13 @@ capture_truncate(int sync_id, int nkeys, AttrNumber *attnums, Relation rel)
 	appendStringInfo(&sql, ") FROM ONLY %s.%s t",
 					 quote_identifier(get_namespace_name(RelationGetNamespace(rel))),
 					 quote_identifier(RelationGetRelationName(rel)));
+
+	/*
+	 * A transaction draws queue ids only once it has an xid (see mark.c);
+	 * a row trigger runs after its row's write, but TRUNCATE may not have
+	 * written anything yet.
+	 */
+	(void) GetTopTransactionId();
 	if (SPI_execute_with_args(sql.data, 1, types, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "retl: could not queue the rows of a truncated table");
 }

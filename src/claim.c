@@ -34,10 +34,12 @@
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "connectors/webhook.h"
 #include "mapping.h"
+#include "mark.h"
 #include "plans.h"
 #include "queue.h"
 
@@ -124,7 +126,7 @@ retl_queue_backoff(int sync_id, uint64 key_hash, TimestampTz until)
 }
 
 static bool
-backing_off(int sync_id, uint64 key_hash, TimestampTz now)
+backing_off(int sync_id, uint64 key_hash, TimestampTz now, TimestampTz *until)
 {
 	BackoffKey	k;
 	BackoffEntry *e;
@@ -138,7 +140,10 @@ backing_off(int sync_id, uint64 key_hash, TimestampTz now)
 	if (e == NULL)
 		return false;
 	if (e->until > now)
+	{
+		*until = e->until;
 		return true;
+	}
 	hash_search(backoff, &k, HASH_REMOVE, NULL);
 	return false;
 }
@@ -214,7 +219,11 @@ pick(RetlSync *sync)
 	long		scanned = 0;
 	Datum	   *picked = palloc(sizeof(Datum) * sync->batch_size);
 	int			npicked = 0;
-	int64		last_id = 0;
+	int64		from;
+	int64		last_id;
+	int64		kept_from = PG_INT64_MAX;
+	int64		park_from = PG_INT64_MAX;
+	TimestampTz park_until = DT_NOEND;
 	int			limit;
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	bool		done = false;
@@ -225,12 +234,14 @@ pick(RetlSync *sync)
 	/*
 	 * Page by page, each with a LIMIT the planner sees, so that it reads
 	 * the (sync_id, id) index from where the last page ended and stops
-	 * early (under a cursor it may sort the whole backlog first; the row
-	 * comparison keeps a generic plan off the primary key, which would
-	 * read every sync's rows).  The first page is what one batch needs, past
+	 * early (under a cursor it may sort the whole backlog first).  The
+	 * primary key is (sync_id, id), so no plan walks other syncs' rows or
+	 * those below the mark.  The first page is what one batch needs, past
 	 * the records this sync can have in flight; the limits are constants
 	 * of a sync, so the statements stay prepared.
 	 */
+	from = retl_mark_start(sync->id, now);
+	last_id = from - 1;
 	values[0] = Int32GetDatum(sync->id);
 	limit = (int) Min(SCAN_PAGE, window + (long) sync->batch_size * sync->max_concurrency);
 	while (!done)
@@ -240,9 +251,8 @@ pick(RetlSync *sync)
 		values[1] = Int64GetDatum(last_id);
 		if (retl_spi_execute(psprintf("SELECT q.id, pg_catalog.jsonb_hash_extended(q.key, 0), q.key"
 									  " FROM retl.queue q"
-									  " WHERE q.sync_id = $1 AND (q.sync_id, q.id) > ($1, $2)"
+									  " WHERE q.sync_id = $1 AND q.id > $2"
 									  " AND NOT q.in_flight"
-									  " AND q.next_attempt_at <= pg_catalog.now()"
 									  " ORDER BY q.id LIMIT %d", limit),
 							 2, types, values, NULL, true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "retl: could not read the queue of sync \"%s\"", sync->name);
@@ -255,11 +265,26 @@ pick(RetlSync *sync)
 			bool		isnull;
 			uint64		hash = (uint64) DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
 			bool		found;
+			int64		id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+			TimestampTz until;
 
-			last_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-			if (hash_search(held, &hash, HASH_FIND, NULL) != NULL ||
-				backing_off(sync->id, hash, now))
+			if (npicked >= sync->batch_size || scanned >= window)
+			{
+				done = true;
+				break;
+			}
+			last_id = id;
+			if (backing_off(sync->id, hash, now, &until))
+			{
+				park_from = Min(park_from, id);
+				park_until = Min(park_until, until);
 				continue;
+			}
+			if (hash_search(held, &hash, HASH_FIND, NULL) != NULL)
+			{
+				kept_from = Min(kept_from, id);
+				continue;
+			}
 			scanned++;
 			if (!by_key)
 				picked[npicked++] = Int64GetDatum(last_id);
@@ -269,15 +294,14 @@ pick(RetlSync *sync)
 				if (!found)
 					picked[npicked++] = datumCopy(SPI_getbinval(tup, desc, 3, &isnull), false, -1);
 			}
-			if (npicked >= sync->batch_size || scanned >= window)
-			{
-				done = true;
-				break;
-			}
 		}
 		SPI_freetuptable(SPI_tuptable);
+		if (npicked >= sync->batch_size || scanned >= window)
+			done = true;
 		limit = SCAN_PAGE;
 	}
+	retl_mark_advance(sync->id, GetActiveSnapshot(), from, last_id,
+					  Min(kept_from, last_id + 1), park_from, park_until);
 	hash_destroy(held);
 	if (picked_keys)
 		hash_destroy(picked_keys);
@@ -305,7 +329,7 @@ claim_sql(RetlSync *sync)
 		/* the queued data is sent: captured rows, or a run's mapped rows */
 		appendStringInfoString(&sql,
 							   "WITH u AS ("
-							   " UPDATE retl.queue q SET in_flight = true WHERE q.id = ANY ($1)"
+							   " UPDATE retl.queue q SET in_flight = true WHERE q.sync_id = $2 AND q.id = ANY ($1)"
 							   " RETURNING q.*)"
 							   " SELECT COALESCE(u.rid, u.id), ARRAY[u.id], u.attempts, ");
 		if (sync->diff)
@@ -408,7 +432,7 @@ retl_queue_claim(RetlSync *sync)
 	if (values[0] == (Datum) 0)
 		return NULL;
 	values[1] = Int32GetDatum(sync->id);
-	if (retl_spi_execute(claim_sql(sync), by_key ? 2 : 1, types, values, NULL, false, 0) != SPI_OK_SELECT)
+	if (retl_spi_execute(claim_sql(sync), 2, types, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "retl: could not claim changes of sync \"%s\"", sync->name);
 	if (SPI_processed == 0)
 		return NULL;

@@ -22,10 +22,14 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
 #include "connectors/webhook.h"
+#include "counters.h"
 #include "guc.h"
 #include "mapping.h"
+#include "mark.h"
 #include "plans.h"
 #include "queue.h"
 
@@ -208,8 +212,8 @@ retl_queue_load_syncs(int only_id)
 bool
 retl_queue_ready(RetlSync *sync, long *wait_ms)
 {
-	Oid			types[3] = {INT4OID, INT4OID, INT4OID};
-	Datum		values[3];
+	Oid			types[4] = {INT4OID, INT4OID, INT4OID, INT8OID};
+	Datum		values[4];
 	char	   *full;
 	char	   *left;
 
@@ -218,13 +222,17 @@ retl_queue_ready(RetlSync *sync, long *wait_ms)
 	values[0] = Int32GetDatum(sync->id);
 	values[1] = Int32GetDatum(sync->batch_size);
 	values[2] = Int32GetDatum(sync->linger_ms);
+	/* from where the claim's scan will start (mark.c) */
+	values[3] = Int64GetDatum(retl_mark_start(sync->id,
+											  GetCurrentTransactionStartTimestamp()));
 	if (retl_spi_execute("SELECT pg_catalog.count(*) >= $2,"
 							  " (extract(epoch FROM pg_catalog.min(r.captured_at)"
 							  "   + $3 * interval '1 millisecond' - pg_catalog.clock_timestamp()) * 1000)::bigint"
 							  " FROM (SELECT q.captured_at FROM retl.queue q"
-							  "  WHERE q.sync_id = $1 AND NOT q.in_flight AND q.next_attempt_at <= pg_catalog.now()"
+							  "  WHERE q.sync_id = $1 AND q.id >= $4"
+							  "  AND NOT q.in_flight AND q.next_attempt_at <= pg_catalog.now()"
 							  "  ORDER BY q.id LIMIT $2) r",
-							  3, types, values, NULL, true, 1) != SPI_OK_SELECT)
+							  4, types, values, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "retl: could not look at the queue of sync \"%s\"", sync->name);
 	full = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	left = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
@@ -234,19 +242,33 @@ retl_queue_ready(RetlSync *sync, long *wait_ms)
 	return false;
 }
 
+/* The scan of the sync must see these records' rows again. */
+static void
+rewind_to(int sync_id, RetlRecord *records, int nrecords)
+{
+	int64		lowest = PG_INT64_MAX;
+
+	for (int i = 0; i < nrecords; i++)
+		for (int j = 0; j < records[i].nqueue_ids; j++)
+			lowest = Min(lowest, records[i].queue_ids[j]);
+	retl_mark_rewind(sync_id, lowest);
+}
+
 /* Put records [from, nrecords) of a claimed request back in the queue. */
 void
 retl_queue_release(RetlRequest *req, int from)
 {
-	Oid			types[1] = {INT8ARRAYOID};
-	Datum		values[1];
+	Oid			types[2] = {INT8ARRAYOID, INT4OID};
+	Datum		values[2];
 
 	if (from >= req->nrecords)
 		return;
 	values[0] = id_array(req->records + from, req->nrecords - from);
-	if (retl_spi_execute("UPDATE retl.queue SET in_flight = false WHERE id = ANY ($1)",
-							  1, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+	values[1] = Int32GetDatum(req->sync_id);
+	if (retl_spi_execute("UPDATE retl.queue SET in_flight = false WHERE sync_id = $2 AND id = ANY ($1)",
+							  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "retl: could not release queued changes");
+	rewind_to(req->sync_id, req->records + from, req->nrecords - from);
 }
 
 /* text with invalid or NUL bytes replaced, safe to store in a text column */
@@ -331,7 +353,7 @@ dead_letter(RetlRequest *req, RetlRecord *r, const char *error, const char *exce
 	values[9] = CStringGetTextDatum(excerpt);
 
 	if (retl_spi_execute(
-							  "WITH d AS (DELETE FROM retl.queue q WHERE q.id = ANY ($1) RETURNING q.*)"
+							  "WITH d AS (DELETE FROM retl.queue q WHERE q.sync_id = $2 AND q.id = ANY ($1) RETURNING q.*)"
 							  " INSERT INTO retl.dead_letter_store (sync_id, record_id, rid, key, op,"
 							  " data, raw_key, raw_data, captured_at, attempts, last_status, last_error,"
 							  " response_excerpt, first_attempt_at, last_attempt_at)"
@@ -390,14 +412,10 @@ retl_queue_record(RetlRequest *req)
 	{
 		Oid			types[2] = {INT8ARRAYOID, INT4OID};
 		Datum		values[2] = {id_array(req->records, req->nrecords), Int32GetDatum(req->sync_id)};
-		Oid			stypes[2] = {INT4OID, INT8OID};
-		Datum		svalues[2] = {Int32GetDatum(req->sync_id), Int64GetDatum(req->nrecords)};
 
-		spi_exec("DELETE FROM retl.queue WHERE id = ANY ($1) AND sync_id = $2",
+		spi_exec("DELETE FROM retl.queue WHERE sync_id = $2 AND id = ANY ($1)",
 				 2, types, values, SPI_OK_DELETE);
-		spi_exec("UPDATE retl.sync_stats SET delivered = delivered + $2,"
-				 " consecutive_failures = 0, last_delivered_at = pg_catalog.now()"
-				 " WHERE sync_id = $1", 2, stypes, svalues, SPI_OK_UPDATE);
+		retl_counters_delivered(req->sync_id, req->nrecords);
 		return;
 	}
 
@@ -440,9 +458,9 @@ retl_queue_record(RetlRequest *req)
 
 	if (retries > 0)
 	{
-		Oid			types[5] = {INT8ARRAYOID, INT8OID, TIMESTAMPTZOID, INT4OID, TEXTOID};
-		Datum		values[5];
-		char		nulls[5] = "     ";
+		Oid			types[6] = {INT8ARRAYOID, INT8OID, TIMESTAMPTZOID, INT4OID, TEXTOID, INT4OID};
+		Datum		values[6];
+		char		nulls[6] = "      ";
 
 		delay = retry_delay_ms(req, attempt);
 		values[0] = id_array(retry, retries);
@@ -452,12 +470,14 @@ retl_queue_record(RetlRequest *req)
 		if (req->status == 0)
 			nulls[3] = 'n';
 		values[4] = CStringGetTextDatum(error);
+		values[5] = Int32GetDatum(req->sync_id);
 		if (retl_spi_execute("UPDATE retl.queue SET in_flight = false, attempts = attempts + 1,"
 								  " next_attempt_at = pg_catalog.now() + $2 * interval '1 millisecond',"
 								  " first_attempt_at = COALESCE(first_attempt_at, $3),"
 								  " last_attempt_at = $3, last_status = $4, last_error = $5"
-								  " WHERE id = ANY ($1)", 5, types, values, nulls, false, 0) != SPI_OK_UPDATE)
+								  " WHERE sync_id = $6 AND id = ANY ($1)", 6, types, values, nulls, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "retl: could not schedule a retry");
+		rewind_to(req->sync_id, retry, retries);
 		/* later changes of these keys wait as long (now() is the same) */
 		for (int i = 0; i < retries; i++)
 			retl_queue_backoff(req->sync_id, retry[i].key_hash,
@@ -475,6 +495,7 @@ retl_queue_record(RetlRequest *req)
 		if (req->status == 0)
 			nulls[2] = 'n';
 		values[3] = CStringGetTextDatum(error);
+		retl_counters_fold(req->sync_id);
 		if (retl_spi_execute("UPDATE retl.sync_stats SET failed_attempts = failed_attempts + $2,"
 								  " consecutive_failures = consecutive_failures + 1,"
 								  " last_status = $3, last_error = $4, last_error_at = pg_catalog.now()"
@@ -490,6 +511,7 @@ retl_queue_sync_error(int sync_id, const char *message)
 	Oid			types[2] = {INT4OID, TEXTOID};
 	Datum		values[2] = {Int32GetDatum(sync_id), CStringGetTextDatum(message)};
 
+	retl_counters_fold(sync_id);
 	spi_exec("UPDATE retl.sync_stats SET consecutive_failures = consecutive_failures + 1,"
 			 " last_error = $2, last_error_at = pg_catalog.now() WHERE sync_id = $1",
 			 2, types, values, SPI_OK_UPDATE);

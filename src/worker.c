@@ -40,9 +40,11 @@
 
 #include "backfill.h"
 #include "connectors/webhook.h"
+#include "counters.h"
 #include "dest.h"
 #include "guc.h"
 #include "http.h"
+#include "mark.h"
 #include "queue.h"
 #include "runs.h"
 #include "shmem.h"
@@ -322,6 +324,8 @@ claim_one(RetlSync *sync, bool *more, long *wait_ms)
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
 
+		/* the claim's rows are ready again: scan the queue from its start */
+		retl_mark_rewind(sync->id, 0);
 		ereport(WARNING,
 				(errmsg("retl sync \"%s\" failed: %s", sync->name, edata->message)));
 		retl_queue_sync_error(sync->id, edata->message);
@@ -350,6 +354,7 @@ claim_work(bool *more, long *wait_ms)
 	if (!lock_extension())
 		exit_without_extension();
 	retl_queue_analyze_if_stale();
+	retl_counters_fold_due();
 	syncs = retl_queue_load_syncs(0);
 	foreach(lc, syncs)
 	{
