@@ -63,19 +63,47 @@ retl_queue_recover(void)
  * Refresh the queue's statistics when it has grown well past what they
  * describe: the queue fills and drains faster than autovacuum analyzes it,
  * and claims are planned from those statistics.
+ *
+ * The queue grows on disk before the transaction filling it commits, and
+ * ANALYZE counts none of its rows then: statistics saying "a few rows in
+ * many pages" while a million wait would send every claim through the
+ * whole sync.  So while the last ANALYZE found fewer than
+ * SUSPECT_ROWS_PER_PAGE rows a page, it is done again every second, up to
+ * SUSPECT_TRIES times after each growth.
  */
+#define SUSPECT_ROWS_PER_PAGE 10
+#define SUSPECT_TRIES 30
+
+static int	suspect_tries = 0;
+static TimestampTz last_analyze = 0;
+
 void
 retl_queue_analyze_if_stale(void)
 {
+	bool		grown;
+	bool		isnull;
+
 	if (SPI_execute("SELECT pg_catalog.pg_relation_size('retl.queue') >"
 					" 2 * (c.relpages + 128)::bigint * current_setting('block_size')::bigint"
 					" FROM pg_catalog.pg_class c WHERE c.oid = 'retl.queue'::regclass",
 					true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "retl: could not look at the size of retl.queue");
-	if (strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "t") != 0)
+	grown = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (grown)
+		suspect_tries = SUSPECT_TRIES;
+	else if (suspect_tries == 0 ||
+			 !TimestampDifferenceExceeds(last_analyze, GetCurrentTimestamp(), 1000))
 		return;
+	suspect_tries--;
+	last_analyze = GetCurrentTimestamp();
 	if (SPI_execute("ANALYZE retl.queue", false, 0) != SPI_OK_UTILITY)
 		elog(ERROR, "retl: could not analyze retl.queue");
+	if (SPI_execute("SELECT c.reltuples >= c.relpages * " CppAsString2(SUSPECT_ROWS_PER_PAGE)
+					" FROM pg_catalog.pg_class c WHERE c.oid = 'retl.queue'::regclass",
+					true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "retl: could not look at the statistics of retl.queue");
+	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+		suspect_tries = 0;
 }
 
 /* This database's instance id, the prefix of every record id. */

@@ -2,11 +2,24 @@
 # Install the Debian 12 packages retl needs to build, test, demo and bench,
 # but only when some are missing (nothing is touched otherwise).
 #
-#   bash test/install-deps.sh
+#   bash test/install-deps.sh          # build, test and demo
+#   bash test/install-deps.sh bench    # the same plus nginx-light and wrk
 #
 # Runs apt-get as root directly, or through sudo for another user.  Used by
-# test/run-tests.sh, test/demo.sh and test/bench.sh.
+# test/run-tests.sh and test/demo.sh (no argument) and test/bench.sh
+# (bench).  The bench runs its own nginx as an unprivileged user; when no
+# /usr/sbin/policy-rc.d exists, a temporary one keeps the package's system
+# service from being started while it is installed.
 set -euo pipefail
+
+case ${1:-} in
+	'') bench=0 ;;
+	bench) bench=1 ;;
+	*)
+		echo "usage: bash test/install-deps.sh [bench]" >&2
+		exit 2
+		;;
+esac
 
 PACKAGES=(
 	postgresql-15
@@ -19,6 +32,9 @@ PACKAGES=(
 	gcc
 	pkg-config
 )
+if ((bench)); then
+	PACKAGES+=(nginx-light wrk)
+fi
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
@@ -40,6 +56,13 @@ else
 	echo "install-deps: not root and sudo is not available; as root, run:" >&2
 	echo "  apt-get update && apt-get install -y --no-install-recommends ${missing[*]}" >&2
 	exit 1
+fi
+
+# nginx's package starts a system nginx on port 80 unless policy-rc.d says no.
+policy=/usr/sbin/policy-rc.d
+if ((bench)) && [[ ! -e $policy ]]; then
+	"${as_root[@]}" sh -c "printf '#!/bin/sh\\n# temporary, test/install-deps.sh bench\\nexit 101\\n' >$policy && chmod 755 $policy"
+	trap '"${as_root[@]}" rm -f "$policy"' EXIT
 fi
 
 "${as_root[@]}" apt-get update

@@ -67,7 +67,8 @@ retl_setup_verbose()
 	"${as_root[@]}" make --no-print-directory PG_CONFIG="$PG_CONFIG" install
 }
 
-# Install missing packages, build and install retl; make's output only on failure.
+# Install missing packages (install-deps.sh DEPS..., e.g. bench), build and
+# install retl; make's output only on failure.
 retl_setup()
 {
 	local name=$1 build_log
@@ -75,7 +76,7 @@ retl_setup()
 	retl_enter_repo || return
 
 	say "Checking packages"
-	bash test/install-deps.sh || return
+	bash test/install-deps.sh "${@:2}" || return
 
 	say "Building and installing retl"
 	build_log=$(mktemp "${TMPDIR:-/tmp}/retl-$name-build.XXXXXX") || return
