@@ -16,6 +16,7 @@ OBJS = \
 	src/capture_trigger.o \
 	src/claim.o \
 	src/counters.o \
+	src/decoder.o \
 	src/mark.o \
 	src/plans.o \
 	src/queue.o \
@@ -24,6 +25,7 @@ OBJS = \
 	src/cron.o \
 	src/diff.o \
 	src/runs.o \
+	src/stream.o \
 	src/dest.o \
 	src/stats.o \
 	src/http.o \

@@ -49,11 +49,11 @@ CREATE TABLE retl.syncs (
 	source		text NOT NULL,
 	source_relid oid,				/* the source table, NULL for a query */
 	query		text,				/* the source query, NULL for a table */
-	capture		text NOT NULL DEFAULT 'trigger',	/* trigger or diff */
+	capture		text NOT NULL DEFAULT 'trigger',	/* trigger, logical or diff */
 	audience_id	integer,			/* source 'audience:NAME' */
 	destination_id integer NOT NULL REFERENCES retl.destinations (id),
 	key_columns	text[] NOT NULL,
-	key_attnums	int2[],				/* trigger capture only */
+	key_attnums	int2[],				/* trigger and logical capture */
 	mode		text NOT NULL,
 	schedule	text NOT NULL,
 	mapping		jsonb,
@@ -213,6 +213,25 @@ CREATE TABLE retl.stats_delta (
 	at			timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 
+/*
+ * Logical capture.  The output plugin (decoder.c) reads logical_sources as
+ * of each change it decodes, which only a user catalog table allows; its
+ * columns are read by position.  stream_state records, in the transaction
+ * that staged them, the end of the last transaction staged from the
+ * database's slot (stream.c).
+ */
+CREATE TABLE retl.logical_sources (
+	relid		oid NOT NULL,
+	sync_id		integer PRIMARY KEY REFERENCES retl.syncs (id) ON DELETE CASCADE,
+	append		boolean NOT NULL,
+	key_attnums	int2[] NOT NULL
+) WITH (user_catalog_table = true);
+
+CREATE TABLE retl.stream_state (
+	slot		text PRIMARY KEY,
+	staged_lsn	pg_lsn NOT NULL
+);
+
 CREATE TABLE retl.dead_letter_store (
 	id			bigserial PRIMARY KEY,
 	sync_id		integer NOT NULL REFERENCES retl.syncs (id) ON DELETE CASCADE,
@@ -255,6 +274,13 @@ CREATE FUNCTION retl._live_stats(OUT sync_id integer, OUT requests_per_s float8,
 	RETURNS SETOF record
 	AS 'MODULE_PATHNAME', 'retl_live_stats' LANGUAGE C VOLATILE;
 
+/* The logical replication slot of this database (stream.c). */
+CREATE FUNCTION retl._slot_name() RETURNS text
+LANGUAGE sql STABLE AS $$
+	SELECT 'retl_' OPERATOR(pg_catalog.||) d.oid::text FROM pg_catalog.pg_database d
+	 WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()
+$$;
+
 CREATE VIEW retl.sync_status AS
 SELECT s.name AS sync,
 	   dst.name AS destination,
@@ -281,7 +307,12 @@ SELECT s.name AS sync,
 	   ls.latency_p50_ms,
 	   ls.latency_p99_ms,
 	   coalesce(ls.requests_in_flight, 0) AS requests_in_flight,
-	   coalesce(ls.destination_requests_in_flight, 0) AS destination_requests_in_flight
+	   coalesce(ls.destination_requests_in_flight, 0) AS destination_requests_in_flight,
+	   s.capture,
+	   CASE WHEN s.capture OPERATOR(pg_catalog.=) 'logical' THEN
+			(SELECT pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), rs.confirmed_flush_lsn)::bigint
+			   FROM pg_catalog.pg_replication_slots rs
+			  WHERE rs.slot_name OPERATOR(pg_catalog.=) retl._slot_name()) END AS slot_lag_bytes
   FROM retl.syncs s
   JOIN retl.destinations dst ON dst.id OPERATOR(pg_catalog.=) s.destination_id
   LEFT JOIN retl.sync_stats st ON st.sync_id OPERATOR(pg_catalog.=) s.id
@@ -750,6 +781,96 @@ BEGIN
 END
 $$;
 
+/*
+ * Logical capture of a table by a sync: the database's slot exists (it is
+ * created here with the first logical sync, before this transaction
+ * writes anything: a slot cannot be created after), and the key is in the
+ * table's replica identity, so deletes and key changes carry it.
+ */
+CREATE FUNCTION retl._logical_prepare(relid oid, attnums int2[], mode text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+	sname text := retl._slot_name();
+	ident "char";
+	identcols int2[];
+BEGIN
+	IF pg_catalog.current_setting('wal_level') <> 'logical' THEN
+		RAISE EXCEPTION 'logical capture needs wal_level = logical (it is %)',
+			pg_catalog.current_setting('wal_level')
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Set wal_level = logical in postgresql.conf and restart the server, or use capture => ''trigger''.';
+	END IF;
+	/* some builds only let listed libraries decode (a security setting) */
+	IF EXISTS (SELECT 1 FROM pg_catalog.pg_settings g WHERE g.name = 'output_plugin_libraries')
+	   AND NOT 'retl' = ANY (pg_catalog.string_to_array(
+			pg_catalog.translate(pg_catalog.current_setting('output_plugin_libraries'), ' "', ''), ',')) THEN
+		RAISE EXCEPTION 'logical capture needs retl in output_plugin_libraries (it is "%")',
+			pg_catalog.current_setting('output_plugin_libraries')
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'ALTER SYSTEM SET output_plugin_libraries = ' ||
+						 pg_catalog.current_setting('output_plugin_libraries') ||
+						 ', retl; SELECT pg_reload_conf();  or use capture => ''trigger''.';
+	END IF;
+	IF mode <> 'append' THEN
+		SELECT c.relreplident INTO ident FROM pg_catalog.pg_class c WHERE c.oid = relid;
+		SELECT ARRAY(SELECT u.k FROM pg_catalog.unnest(i.indkey) WITH ORDINALITY AS u(k, n)
+					  WHERE u.n <= i.indnkeyatts) INTO identcols
+		  FROM pg_catalog.pg_index i
+		 WHERE i.indrelid = relid
+		   AND CASE ident WHEN 'd' THEN i.indisprimary WHEN 'i' THEN i.indisreplident ELSE false END;
+		IF ident <> 'f' AND NOT coalesce(identcols OPERATOR(pg_catalog.@>) attnums, false) THEN
+			RAISE EXCEPTION 'the key of a logical sync must be part of the replica identity of %', relid::regclass
+				USING ERRCODE = 'invalid_table_definition',
+					  DETAIL = 'Deletes and key changes are decoded with the replica identity''s columns only.',
+					  HINT = pg_catalog.format('Key the sync by the primary key, or ALTER TABLE %s REPLICA IDENTITY FULL (or USING INDEX on a unique index of the key).', relid::regclass);
+		END IF;
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots s WHERE s.slot_name = sname) THEN
+		BEGIN
+			PERFORM pg_catalog.pg_create_logical_replication_slot(sname, 'retl');
+		EXCEPTION
+			WHEN configuration_limit_exceeded THEN
+				RAISE EXCEPTION 'no replication slot is free for the logical capture of this database'
+					USING ERRCODE = 'configuration_limit_exceeded', DETAIL = SQLERRM,
+						  HINT = 'Raise max_replication_slots (a restart is needed) or drop a slot that is not used.';
+			WHEN active_sql_transaction THEN
+				RAISE EXCEPTION 'the first logical sync of a database must be created before its transaction writes anything'
+					USING ERRCODE = 'active_sql_transaction', DETAIL = SQLERRM,
+						  HINT = 'Its replication slot is created first, which a transaction that has written cannot do: run it in a transaction of its own.';
+		END;
+		INSERT INTO retl.stream_state (slot, staged_lsn) VALUES (sname, '0/0')
+		ON CONFLICT ON CONSTRAINT stream_state_pkey DO UPDATE SET staged_lsn = '0/0';
+	ELSE
+		INSERT INTO retl.stream_state (slot, staged_lsn) VALUES (sname, '0/0')
+		ON CONFLICT ON CONSTRAINT stream_state_pkey DO NOTHING;
+	END IF;
+END
+$$;
+
+/*
+ * Start capturing a table for a sync, by trigger or logically; with
+ * writers locked out until commit, so that every change is captured by
+ * exactly one of the two when a sync switches.
+ */
+CREATE FUNCTION retl._start_capture(sid integer, relid oid, attnums int2[], mode text, cap text)
+RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+	EXECUTE pg_catalog.format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', relid::regclass);
+	IF cap = 'logical' THEN
+		INSERT INTO retl.logical_sources (relid, sync_id, append, key_attnums)
+		VALUES (relid, sid, mode = 'append', attnums);
+	ELSE
+		EXECUTE pg_catalog.format(
+			'CREATE TRIGGER %I AFTER INSERT%s ON %s FOR EACH ROW EXECUTE FUNCTION %s(%L, %L, %L)',
+			'retl_capture_' || sid, CASE WHEN mode = 'append' THEN '' ELSE ' OR UPDATE OR DELETE' END,
+			relid::regclass, pg_catalog.format('%I.retl_capture', '@extschema@'), sid,
+			CASE WHEN mode = 'append' THEN 'append' ELSE 'upsert' END,
+			pg_catalog.array_to_string(attnums, ','));
+	END IF;
+END
+$$;
+
 CREATE FUNCTION retl_create_sync(name text, source text, destination text,
 								 key text[] DEFAULT NULL,
 								 mode text DEFAULT 'upsert',
@@ -869,22 +990,22 @@ BEGIN
 	is_query := retl._source_is_query(source);
 	sched := retl._schedule_kind(schedule);
 	cap := coalesce(capture, CASE WHEN NOT is_query AND sched = 'realtime' THEN 'trigger' ELSE 'diff' END);
-	IF cap NOT IN ('trigger', 'diff') THEN
+	IF cap NOT IN ('trigger', 'logical', 'diff') THEN
 		RAISE EXCEPTION 'invalid capture "%"', cap
 			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'Supported: trigger (tables, realtime), diff (tables and queries, on a schedule).';
+				  HINT = 'Supported: trigger and logical (tables, realtime), diff (tables and queries, on a schedule).';
 	END IF;
-	IF cap = 'trigger' AND is_query THEN
-		RAISE EXCEPTION 'a query source cannot be captured by a trigger'
+	IF cap IN ('trigger', 'logical') AND is_query THEN
+		RAISE EXCEPTION 'a query source cannot be captured by %', CASE cap WHEN 'trigger' THEN 'a trigger' ELSE 'logical decoding' END
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'Query syncs use diff capture on a schedule: an interval, a cron expression or ''manual''.';
 	END IF;
-	IF cap = 'trigger' AND sched <> 'realtime' THEN
-		RAISE EXCEPTION 'trigger capture is realtime, not on schedule "%"', schedule
+	IF cap IN ('trigger', 'logical') AND sched <> 'realtime' THEN
+		RAISE EXCEPTION '% capture is realtime, not on schedule "%"', cap, schedule
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'Use schedule => ''realtime'', or capture => ''diff'' to run on a schedule.';
 	END IF;
-	IF cap = 'trigger' AND (opts ? 'after' OR opts ? 'owner') THEN
+	IF cap IN ('trigger', 'logical') AND (opts ? 'after' OR opts ? 'owner') THEN
 		RAISE EXCEPTION 'option "%" is for scheduled syncs', CASE WHEN opts ? 'after' THEN 'after' ELSE 'owner' END
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'A realtime table sync has no runs, and sends rows as the extension reads them.';
@@ -900,11 +1021,11 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'Give a diff sync an interval (''15 minutes''), a cron expression (''*/15 * * * *'') or ''manual''.';
 	END IF;
-	IF mode IS NULL OR (cap = 'trigger' AND mode NOT IN ('upsert', 'append'))
+	IF mode IS NULL OR (cap IN ('trigger', 'logical') AND mode NOT IN ('upsert', 'append'))
 	   OR mode NOT IN ('insert', 'update', 'upsert', 'mirror', 'append') THEN
 		RAISE EXCEPTION 'invalid sync mode "%"', mode
 			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = CASE WHEN cap = 'trigger' AND mode IN ('insert', 'update', 'mirror')
+				  HINT = CASE WHEN cap IN ('trigger', 'logical') AND mode IN ('insert', 'update', 'mirror')
 							  THEN 'Realtime table syncs support upsert (which also sends deletes) and append; the other modes run on a schedule (capture => ''diff'').'
 							  ELSE 'Supported modes: insert, update, upsert, mirror, append.' END;
 	END IF;
@@ -1051,25 +1172,25 @@ BEGIN
 	  FROM pg_catalog.pg_attribute a
 	 WHERE a.attrelid = relid AND a.attnum > 0 AND NOT a.attisdropped;
 	PERFORM retl._check_mapping(mapping, cols, source);
+	/* before anything is written: it may create the replication slot */
+	IF cap = 'logical' THEN
+		PERFORM retl._logical_prepare(relid, attnums, mode);
+	END IF;
 
-	INSERT INTO retl.syncs (name, source, source_relid, destination_id,
+	INSERT INTO retl.syncs (name, source, source_relid, capture, destination_id,
 							key_columns, key_attnums, mode, schedule,
 							mapping, options, backfill_done)
-	VALUES ($1, source, relid, did, keys, attnums, mode, schedule,
+	VALUES ($1, source, relid, cap, did, keys, attnums, mode, schedule,
 			mapping, opts, NOT do_backfill OR mode = 'append')
 	RETURNING id INTO sid;
 	INSERT INTO retl.sync_stats (sync_id) VALUES (sid);
 
+	PERFORM retl._start_capture(sid, relid, attnums, mode, cap);
 	IF mode = 'append' THEN
-		EXECUTE pg_catalog.format(
-			'CREATE TRIGGER %I AFTER INSERT ON %s FOR EACH ROW EXECUTE FUNCTION %s(%L, %L, %L)',
-			'retl_capture_' || sid, relid::regclass,
-			pg_catalog.format('%I.retl_capture', '@extschema@'), sid, 'append',
-			pg_catalog.array_to_string(attnums, ','));
 		/*
 		 * An append backfill must be exact (each existing row once, no row
 		 * inserted after creation twice), so it runs here, where the
-		 * trigger's lock keeps writers out until commit.
+		 * capture's lock keeps writers out until commit.
 		 */
 		IF do_backfill THEN
 			EXECUTE pg_catalog.format(
@@ -1081,11 +1202,7 @@ BEGIN
 				relid::regclass);
 		END IF;
 	ELSE
-		EXECUTE pg_catalog.format(
-			'CREATE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION %s(%L, %L, %L)',
-			'retl_capture_' || sid, relid::regclass,
-			pg_catalog.format('%I.retl_capture', '@extschema@'), sid, 'upsert',
-			pg_catalog.array_to_string(attnums, ','));
+		/* TRUNCATE is captured by a trigger either way: it still sees the rows */
 		EXECUTE pg_catalog.format(
 			'CREATE TRIGGER %I BEFORE TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION %s(%L, %L, %L)',
 			'retl_truncate_' || sid, relid::regclass,
@@ -1122,6 +1239,46 @@ BEGIN
 	DELETE FROM retl.queue q WHERE q.sync_id = sid;
 	DELETE FROM retl.snapshots sn WHERE sn.sync_id = sid;
 	DELETE FROM retl.syncs s WHERE s.id = sid;
+END
+$$;
+
+/*
+ * Switch a realtime table sync between trigger and logical capture.  The
+ * table's writers wait for this transaction: every change before it is
+ * captured the old way, every change after it the new way.
+ */
+CREATE FUNCTION retl_alter_sync(name text, capture text DEFAULT NULL) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+	sid integer := retl._sync_id($1);
+	s record;
+BEGIN
+	SELECT y.capture AS cap, y.source_relid AS relid, y.key_attnums AS attnums, y.mode
+	  INTO s FROM retl.syncs y WHERE y.id = sid;
+	IF capture IS NULL OR capture = s.cap THEN
+		RETURN;
+	END IF;
+	IF capture NOT IN ('trigger', 'logical') OR s.cap NOT IN ('trigger', 'logical') THEN
+		RAISE EXCEPTION 'cannot switch sync "%" from % to % capture', $1, s.cap, capture
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'A realtime table sync switches between trigger and logical capture; create a new sync for a scheduled one.';
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = s.relid) THEN
+		RAISE EXCEPTION 'the source table of sync "%" was dropped', $1
+			USING ERRCODE = 'undefined_table';
+	END IF;
+	/* before anything is written: it may create the replication slot */
+	IF capture = 'logical' THEN
+		PERFORM retl._logical_prepare(s.relid, s.attnums, s.mode);
+	END IF;
+	PERFORM retl._start_capture(sid, s.relid, s.attnums, s.mode, capture);
+	IF capture = 'logical' THEN
+		EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS %I ON %s', 'retl_capture_' || sid, s.relid::regclass);
+	ELSE
+		DELETE FROM retl.logical_sources ls WHERE ls.sync_id = sid;
+	END IF;
+	UPDATE retl.syncs y SET capture = $2 WHERE y.id = sid;
+	PERFORM retl._wake_worker();
 END
 $$;
 
@@ -1338,6 +1495,7 @@ REVOKE ALL ON FUNCTION retl_refresh_audience(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retl_drop_audience(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retl_resync(text, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retl_drop_sync(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION retl_alter_sync(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retl_pause_sync(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retl_resume_sync(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retl_replay(text) FROM PUBLIC;

@@ -99,7 +99,7 @@ SELECT retl_create_sync('s', 'customers', 'dst', schedule => '*/5 * * *');
 SELECT retl_create_sync('s', 'customers', 'dst', schedule => '61 * * * *');
 SELECT retl_create_sync('s', 'customers', 'dst', schedule => '*/5 * * * *', capture => 'trigger');
 SELECT retl_create_sync('s', 'customers', 'dst', capture => 'diff');
-SELECT retl_create_sync('s', 'customers', 'dst', capture => 'logical');
+SELECT retl_create_sync('s', 'customers', 'dst', capture => 'wal');
 SELECT retl_create_sync('s', 'customers', 'dst', mode => 'mirror');
 SELECT retl_create_sync('s', 'customers', 'dst', schedule => NULL);
 -- options
@@ -176,6 +176,14 @@ BEGIN;
 SELECT retl_create_sync('customers_sync', 'customers', 'dst');
 SELECT retl_pause_sync('customers_sync');
 COMMIT;
+
+-- retl_alter_sync: errors change nothing; no capture given is a no-op
+SELECT retl_alter_sync('no_such_sync', capture => 'logical');
+SELECT retl_alter_sync('customers_sync', capture => 'diff');
+SELECT retl_alter_sync('customers_sync', capture => 'wal');
+SELECT retl_alter_sync('customers_sync');
+SELECT retl_alter_sync('customers_sync', capture => 'trigger');
+SELECT capture FROM retl.syncs WHERE name = 'customers_sync';
 
 SELECT s.name, s.source, s.source_relid = 'customers'::regclass AS relid_ok,
        d.name AS destination, s.key_columns, s.key_attnums, s.mode, s.schedule,

@@ -16,6 +16,7 @@ int			retl_retry_max_ms = 3600000;
 int			retl_poll_interval_ms = 1000;
 int			retl_database_scan_interval_ms = 10000;
 int			retl_max_databases = 64;
+int			retl_max_slot_lag_kb = 1024 * 1024;
 
 /* Define the parameters; called from _PG_init while preloading. */
 void
@@ -59,6 +60,14 @@ retl_guc_init(void)
 							&retl_max_databases,
 							64, 1, 4096,
 							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("retl.max_slot_lag",
+							"WAL held by a database's logical capture slot beyond which a warning is logged.",
+							"Checked by the database's worker; the warning repeats at most once a minute.",
+							&retl_max_slot_lag_kb,
+							1024 * 1024, 1024, PG_INT32_MAX,
+							PGC_SIGHUP, GUC_UNIT_KB,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("retl");

@@ -9,6 +9,7 @@ extern int	retl_retry_max_ms;
 extern int	retl_poll_interval_ms;
 extern int	retl_database_scan_interval_ms;
 extern int	retl_max_databases;
+extern int	retl_max_slot_lag_kb;
 
 extern void retl_guc_init(void);
 

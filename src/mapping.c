@@ -16,15 +16,43 @@
 
 #include "mapping.h"
 
-/* Fail clearly when the sync's table is gone (DROP TABLE drops its triggers). */
+static cJSON *parse_mapping(RetlSync *sync);
+
+/*
+ * Fail clearly when the sync's table is gone (DROP TABLE drops its
+ * triggers) or a column its mapping names is.
+ */
 void
 retl_check_source(RetlSync *sync)
 {
+	cJSON	   *map;
+	cJSON	   *item;
+
 	if (get_rel_name(sync->relid) == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("source table of sync \"%s\" no longer exists", sync->name),
 				 errhint("Drop the sync with SELECT retl_drop_sync('%s').", sync->name)));
+
+	/* a column the mapping names was dropped or renamed */
+	map = parse_mapping(sync);
+	if (map == NULL)
+		return;
+	cJSON_ArrayForEach(item, map)
+	{
+		if (get_attnum(sync->relid, item->string) == InvalidAttrNumber)
+		{
+			char	   *column = pstrdup(item->string);
+
+			cJSON_Delete(map);
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("mapping of sync \"%s\" names column \"%s\", which table \"%s\" no longer has",
+							sync->name, column, get_rel_name(sync->relid)),
+					 errhint("Restore the column, or drop the sync and create it again with a new mapping.")));
+		}
+	}
+	cJSON_Delete(map);
 }
 
 static char *

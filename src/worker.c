@@ -21,6 +21,7 @@
 
 #include "access/xact.h"
 #include "catalog/pg_extension.h"
+#include "catalog/pg_type.h"
 #include "storage/lmgr.h"
 #include "utils/inval.h"
 #include "commands/extension.h"
@@ -33,6 +34,7 @@
 #include "storage/latch.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -49,6 +51,7 @@
 #include "runs.h"
 #include "shmem.h"
 #include "stats.h"
+#include "stream.h"
 #include "worker.h"
 
 /* A sync that failed to build a request is left alone for a while. */
@@ -189,13 +192,17 @@ lock_extension(void)
 	return OidIsValid(get_extension_oid("retl", true));
 }
 
-/* The extension was dropped: leave quietly; CREATE EXTENSION starts us again. */
+/*
+ * The extension was dropped: leave quietly; CREATE EXTENSION starts us
+ * again.  Its logical slot goes with it, so it never holds WAL for nothing.
+ */
 static void
 exit_without_extension(void)
 {
+	retl_stream_drop_slot(false);
 	PopActiveSnapshot();
 	SPI_finish();
-	AbortCurrentTransaction();
+	CommitTransactionCommand();
 	/* a probe of a database without retl is routine; a DROP EXTENSION is news */
 	ereport(served ? LOG : DEBUG1,
 			(errmsg("retl worker stopping: extension \"retl\" is not installed in this database")));
@@ -286,6 +293,138 @@ record_outcomes(void)
 	}
 }
 
+/* Every logical sync failed to stage: show why on each. */
+static void
+stream_failed(const char *message)
+{
+	List	   *ids = NIL;
+	ListCell   *lc;
+
+	if (SPI_execute("SELECT s.id FROM retl.syncs s WHERE s.capture = 'logical'", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "retl: could not read the logical syncs");
+	for (uint64 i = 0; i < SPI_processed; i++)
+		ids = lappend_int(ids, pg_strtoint32(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1)));
+	foreach(lc, ids)
+		retl_queue_sync_error(lfirst_int(lc), message);
+}
+
+/*
+ * Run work(arg) in a subtransaction of the current transaction.  On an
+ * error the subtransaction is rolled back and the error returned (to be
+ * freed by the caller); NULL when work succeeded.
+ */
+static ErrorData *
+in_subtransaction(void (*work) (void *arg), void *arg)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	ErrorData  *volatile edata = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		work(arg);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcxt);
+	CurrentResourceOwner = oldowner;
+	return edata;
+}
+
+typedef struct StageWork
+{
+	XLogRecPtr	target;
+	bool		found;
+	List	   *errors;
+} StageWork;
+
+static void
+stage_work(void *arg)
+{
+	StageWork  *w = arg;
+
+	w->target = retl_stream_stage(&w->found, &w->errors);
+}
+
+/*
+ * Stage what the database's logical slot has for retl (stream.c): peek and
+ * queue in one transaction, then advance the slot in another.  A failure
+ * is shown on every logical sync and staging is tried again later.
+ */
+static void
+stage_stream(void)
+{
+	StageWork	w = {InvalidXLogRecPtr, false, NIL};
+	ErrorData  *edata;
+	ListCell   *lc;
+
+	if (!retl_stream_due())
+		return;
+	begin_txn();
+	pgstat_report_activity(STATE_RUNNING, "staging logical changes");
+	if (!lock_extension())
+		exit_without_extension();
+	edata = in_subtransaction(stage_work, &w);
+	if (edata != NULL)
+	{
+		ereport(WARNING,
+				(errmsg("retl could not stage logical changes: %s", edata->message)));
+		stream_failed(psprintf("logical capture failed: %s", edata->message));
+		retl_stream_backoff();
+		FreeErrorData(edata);
+		w.target = InvalidXLogRecPtr;
+		w.errors = NIL;
+	}
+	foreach(lc, w.errors)
+	{
+		char	   *space = strchr((char *) lfirst(lc), ' ');
+
+		*space = '\0';
+		retl_queue_sync_error(pg_strtoint32((char *) lfirst(lc)), space + 1);
+	}
+	end_txn();
+
+	/* only once the staged changes are committed */
+	if (w.target != InvalidXLogRecPtr)
+	{
+		begin_txn();
+		pgstat_report_activity(STATE_RUNNING, "advancing the logical slot");
+		retl_stream_advance(w.target);
+		end_txn();
+	}
+}
+
+typedef struct ClaimWork
+{
+	RetlSync   *sync;
+	bool	   *more;
+	long	   *wait_ms;
+	RetlRequest *req;
+} ClaimWork;
+
+static void
+claim_work_one(void *arg)
+{
+	ClaimWork  *w = arg;
+
+	/* one backfill chunk per sync and pass (the next pass reloads it) */
+	if (!w->sync->backfill_done && retl_backfill_step(w->sync))
+		*w->more = true;
+	w->sync->backfill_done = true;
+	/* a partial batch waits up to linger_ms for more changes */
+	if (retl_queue_ready(w->sync, w->wait_ms))
+		w->req = retl_queue_claim(w->sync);
+}
+
 /*
  * Backfill and claim for one sync inside a subtransaction.  Returns the
  * request to send, or NULL; *more is set when backfill work remains.
@@ -293,48 +432,23 @@ record_outcomes(void)
 static RetlRequest *
 claim_one(RetlSync *sync, bool *more, long *wait_ms)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	RetlRequest *volatile req = NULL;
+	ClaimWork	w = {sync, more, wait_ms, NULL};
+	ErrorData  *edata = in_subtransaction(claim_work_one, &w);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
+	if (edata == NULL)
 	{
-		/* one backfill chunk per sync and pass (the next pass reloads it) */
-		if (!sync->backfill_done && retl_backfill_step(sync))
-			*more = true;
-		sync->backfill_done = true;
-		/* a partial batch waits up to linger_ms for more changes */
-		if (retl_queue_ready(sync, wait_ms))
-			req = retl_queue_claim(sync);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
 		sync_succeeded(sync->id);
+		return w.req;
 	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
 
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-
-		/* the claim's rows are ready again: scan the queue from its start */
-		retl_mark_rewind(sync->id, 0);
-		ereport(WARNING,
-				(errmsg("retl sync \"%s\" failed: %s", sync->name, edata->message)));
-		retl_queue_sync_error(sync->id, edata->message);
-		sync_failed(sync->id);
-		FreeErrorData(edata);
-		req = NULL;
-	}
-	PG_END_TRY();
-	return req;
+	/* the claim's rows are ready again: scan the queue from its start */
+	retl_mark_rewind(sync->id, 0);
+	ereport(WARNING,
+			(errmsg("retl sync \"%s\" failed: %s", sync->name, edata->message)));
+	retl_queue_sync_error(sync->id, edata->message);
+	sync_failed(sync->id);
+	FreeErrorData(edata);
+	return NULL;
 }
 
 /*
@@ -550,6 +664,7 @@ retl_worker_main(Datum main_arg)
 		MemoryContextSwitchTo(loop_cxt);
 
 		record_outcomes();
+		stage_stream();
 		timeout = retl_poll_interval_ms;
 		requests = claim_work(&more, &timeout);
 		foreach(lc, requests)

@@ -8,7 +8,8 @@
 #   (c) rows/s delivered with batch_size 100 (50,000 rows inserted in one transaction)
 #   (d) insert TPS (pgbench, 2 clients, 15 s runs, two per variant) on a table
 #       without a sync, with an upsert sync whose delivery is paused (capture
-#       only), and with an upsert sync delivering to the receiver meanwhile
+#       only), with an upsert sync delivering to the receiver meanwhile, and
+#       with a logical-capture upsert sync delivering meanwhile
 #   (e) a diff run of a 1M-row model with 1% of its rows changed, next to the
 #       bare query's time, and the worker's peak memory (BENCH_MODEL_ROWS)
 #
@@ -25,6 +26,7 @@
 #       retl.sync_status (the last minute), at a steady 1,000 changes/s
 #       (pgbench -R 1000 -T 20, single-row INSERTs; batch_size 10,
 #       linger_ms 0)                                target p50 < 5 ms, p99 < 50 ms
+#       the same with logical capture (h2)
 #   (i) draining a backlog of BENCH_BACKLOG rows (1,000,000) queued while
 #       the sync was paused, batch_size 500: time and rows/s, the worker's
 #       private memory (RssAnon, sampled every second; max) and peak RSS
@@ -91,6 +93,13 @@ if [[ ${1:-} == --inside ]]; then
 		max_wal_size = 8GB
 		checkpoint_timeout = 30min
 	EOF
+
+	# Builds that list the libraries allowed to decode must list retl for
+	# logical capture.
+	if [[ $(q -c "SELECT count(*) FROM pg_settings WHERE name = 'output_plugin_libraries'") == 1 ]]; then
+		q -c "ALTER SYSTEM SET output_plugin_libraries = pgoutput, test_decoding, retl" \
+			-c "SELECT pg_reload_conf()" >/dev/null
+	fi
 
 	# No --log: the receiver keeps deliveries in memory only.
 	retl_start_receiver
@@ -201,6 +210,7 @@ if [[ ${1:-} == --inside ]]; then
 		CREATE TABLE tps_plain (id bigint PRIMARY KEY, v text NOT NULL);
 		CREATE TABLE tps_capture (id bigint PRIMARY KEY, v text NOT NULL);
 		CREATE TABLE tps_deliver (id bigint PRIMARY KEY, v text NOT NULL);
+		CREATE TABLE tps_logical (id bigint PRIMARY KEY, v text NOT NULL);
 	EOF
 
 	# -- (a) receiver ceiling ---------------------------------------------
@@ -305,7 +315,8 @@ if [[ ${1:-} == --inside ]]; then
 	# tps_capture an upsert sync that stays paused (the trigger queues every
 	# change, nothing is sent), tps_deliver an upsert sync resumed only while
 	# its own runs last, delivering to the receiver with batch_size 100.
-	# Runs go in the order A B C C B A and each variant's two runs are
+	# tps_logical a logical-capture upsert sync, resumed like tps_deliver.
+	# Runs go in the order A B C D D C B A and each variant's two runs are
 	# averaged, which cancels a steady drift of the machine.
 	q <<-EOF
 		SELECT retl_create_sync(name => 'tps_capture', source => 'tps_capture',
@@ -314,6 +325,9 @@ if [[ ${1:-} == --inside ]]; then
 		SELECT retl_create_sync(name => 'tps_deliver', source => 'tps_deliver',
 		    destination => 'batch100') \g /dev/null
 		SELECT retl_pause_sync('tps_deliver') \g /dev/null
+		SELECT retl_create_sync(name => 'tps_logical', source => 'tps_logical',
+		    destination => 'batch100', capture => 'logical') \g /dev/null
+		SELECT retl_pause_sync('tps_logical') \g /dev/null
 	EOF
 	# Warm-up: ~300 MB of WAL that the checkpoints before each run recycle
 	# (min_wal_size), so that no run pays for creating WAL segments, then a
@@ -324,17 +338,18 @@ if [[ ${1:-} == --inside ]]; then
 	EOF
 	tps_run tps_plain 5
 
-	declare -A tps_sum=([plain]=0 [capture]=0 [deliver]=0)
-	declare -A us_sum=([plain]=0 [capture]=0 [deliver]=0)
+	declare -A tps_sum=([plain]=0 [capture]=0 [deliver]=0 [logical]=0)
+	declare -A us_sum=([plain]=0 [capture]=0 [deliver]=0 [logical]=0)
 	declare -A label=([plain]='no sync                    '
 	                  [capture]='upsert sync, paused        '
-	                  [deliver]='upsert sync, delivering    ')
-	run=0 d_delivered=0
-	for variant in plain capture deliver deliver capture plain; do
+	                  [deliver]='upsert sync, delivering    '
+	                  [logical]='logical sync, delivering   ')
+	run=0 d_delivered=0 l_delivered=0
+	for variant in plain capture deliver logical logical deliver capture plain; do
 		run=$((run + 1))
-		if [[ $variant == deliver ]]; then
-			q -c "SELECT retl_resume_sync('tps_deliver')" >/dev/null
-			before=$(q -c "SELECT delivered FROM retl.sync_status WHERE sync = 'tps_deliver'")
+		if [[ $variant == deliver || $variant == logical ]]; then
+			q -c "SELECT retl_resume_sync('tps_$variant')" >/dev/null
+			before=$(q -c "SELECT delivered FROM retl.sync_status WHERE sync = 'tps_$variant'")
 		fi
 		tps_run "tps_$variant"
 		tps_sum[$variant]=$(calc "${tps_sum[$variant]} + $run_tps")
@@ -344,19 +359,25 @@ if [[ ${1:-} == --inside ]]; then
 			capture)
 				note="($(q -c "SELECT pending FROM retl.sync_status WHERE sync = 'tps_capture'") changes queued so far)"
 				;;
-			deliver)
+			deliver | logical)
 				IFS='|' read -r after backlog < <(q -c "SELECT delivered, pending + in_flight
-				                                        FROM retl.sync_status WHERE sync = 'tps_deliver'")
-				q -c "SELECT retl_pause_sync('tps_deliver')" >/dev/null
+				                                        FROM retl.sync_status WHERE sync = 'tps_$variant'")
+				q -c "SELECT retl_pause_sync('tps_$variant')" >/dev/null
 				note="($((after - before)) rows delivered during the run, $backlog queued at its end)"
-				d_delivered=$((d_delivered + after - before))
+				if [[ $variant == deliver ]]; then
+					d_delivered=$((d_delivered + after - before))
+				else
+					l_delivered=$((l_delivered + after - before))
+				fi
 				;;
 		esac
-		printf 'run %d/6  %s %8s TPS  %6s us/INSERT  %s\n' "$run" "${label[$variant]}" "$run_tps" "$run_us" "$note"
+		printf 'run %d/8  %s %8s TPS  %6s us/INSERT  %s\n' "$run" "${label[$variant]}" "$run_tps" "$run_us" "$note"
 	done
 	tps_plain=$(calc "${tps_sum[plain]} / 2")
 	tps_capture=$(calc "${tps_sum[capture]} / 2")
 	tps_deliver=$(calc "${tps_sum[deliver]} / 2")
+	tps_logical=$(calc "${tps_sum[logical]} / 2")
+	ratio_logical=$(calc "$tps_logical / $tps_plain" 2)
 	ratio_capture=$(calc "$tps_capture / $tps_plain" 2)
 	ratio_deliver=$(calc "$tps_deliver / $tps_plain" 2)
 	us_plain=$(calc "${us_sum[plain]} / 2")
@@ -428,6 +449,7 @@ if [[ ${1:-} == --inside ]]; then
 	q <<-EOF
 		SELECT retl_drop_sync('tps_capture') \g /dev/null
 		SELECT retl_drop_sync('tps_deliver') \g /dev/null
+		SELECT retl_drop_sync('tps_logical') \g /dev/null
 		VACUUM retl.queue;
 	EOF
 
@@ -545,14 +567,14 @@ if [[ ${1:-} == --inside ]]; then
 	# table NAME (id, v) and an upsert sync NAME of it, without backfill.
 	create_sync()
 	{
-		local name=$1 opts="\"batch_size\": $2"
+		local name=$1 opts="\"batch_size\": $2" capture=${4:-trigger}
 		[[ -n ${3:-} ]] && opts+=", \"linger_ms\": $3"
 		q <<-EOF
 			SELECT retl_create_destination(name => '$name', kind => 'webhook',
 			    url => '$nhook/$name', options => '{$opts}') \g /dev/null
 			CREATE TABLE $name (id bigint PRIMARY KEY, v text NOT NULL);
 			SELECT retl_create_sync(name => '$name', source => '$name', destination => '$name',
-			    options => '{"backfill": false}') \g /dev/null
+			    options => '{"backfill": false}', capture => '$capture') \g /dev/null
 		EOF
 	}
 
@@ -619,32 +641,43 @@ if [[ ${1:-} == --inside ]]; then
 	# batch_size 10 with linger_ms 0: a request leaves as soon as a change
 	# is queued and a slot is free, carrying what queued meanwhile (up to 10).
 	H_RATE=1000 H_SECONDS=20 H_BATCH=10 LIMIT_H=20
-	say "(h) Commit-to-receiver latency at $H_RATE changes/s: pgbench -R $H_RATE -T $H_SECONDS, single-row INSERTs, batch_size $H_BATCH, linger_ms 0"
-	create_sync nginx_lat "$H_BATCH" 0
-	q -c CHECKPOINT
-	cat >"$work/nginx_lat.pgbench" <<-EOF
-		\set id random(1, 1000000000000)
-		INSERT INTO nginx_lat (id, v) VALUES (:id, 'x') ON CONFLICT DO NOTHING;
-	EOF
-	"$bindir/pgbench" -n -c 4 -j 2 -R "$H_RATE" -T "$H_SECONDS" -f "$work/nginx_lat.pgbench" \
-		>"$work/nginx_lat.out" 2>&1 || { cat "$work/nginx_lat.out" >&2; exit 1; }
-	h_tps=$(calc "$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p' "$work/nginx_lat.out")")
-	h_lag=$(sed -n 's/^rate limit schedule lag: avg \([0-9.]*\) .*/\1/p' "$work/nginx_lat.out")
-	IFS='|' read -r h_n h_backlog t0 <<<"$(q -c "SELECT (SELECT count(*) FROM nginx_lat),
-	    (SELECT pending + in_flight FROM retl.sync_status WHERE sync = 'nginx_lat'),
-	    extract(epoch FROM clock_timestamp())")"
-	echo "pgbench: $h_tps TPS, $h_n rows (schedule lag ${h_lag:-?} ms); $h_backlog changes not yet delivered at its end"
-	# Everything delivered, then one more publication of the live figures.
-	wait_delivered nginx_lat "$h_n" "$t0" "$LIMIT_H"
-	done_h=$all_done got_h=$got
-	sleep 1.5
-	IFS='|' read -r h_p50 h_p99 h_recs <<<"$(q -c "SELECT round(latency_p50_ms::numeric, 1),
-	    round(latency_p99_ms::numeric, 1), round(records_per_s::numeric, 1)
-	    FROM retl.sync_status WHERE sync = 'nginx_lat'")"
-	h_p50=${h_p50:-none} h_p99=${h_p99:-none}
+	# latency_run NAME CAPTURE: a sync NAME with the given capture, pgbench
+	# at H_RATE for H_SECONDS, then the last minute's p50/p99 of the sync.
+	# Sets h_p50, h_p99, h_recs, h_n, done_h, got_h.
+	latency_run()
+	{
+		local name=$1 capture=$2
+		create_sync "$name" "$H_BATCH" 0 "$capture"
+		q -c CHECKPOINT
+		cat >"$work/$name.pgbench" <<-EOF
+			\set id random(1, 1000000000000)
+			INSERT INTO $name (id, v) VALUES (:id, 'x') ON CONFLICT DO NOTHING;
+		EOF
+		"$bindir/pgbench" -n -c 4 -j 2 -R "$H_RATE" -T "$H_SECONDS" -f "$work/$name.pgbench" \
+			>"$work/$name.out" 2>&1 || { cat "$work/$name.out" >&2; exit 1; }
+		h_tps=$(calc "$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p' "$work/$name.out")")
+		h_lag=$(sed -n 's/^rate limit schedule lag: avg \([0-9.]*\) .*/\1/p' "$work/$name.out")
+		IFS='|' read -r h_n h_backlog t0 <<<"$(q -c "SELECT (SELECT count(*) FROM $name),
+		    (SELECT pending + in_flight FROM retl.sync_status WHERE sync = '$name'),
+		    extract(epoch FROM clock_timestamp())")"
+		echo "pgbench: $h_tps TPS, $h_n rows (schedule lag ${h_lag:-?} ms); $h_backlog changes not yet delivered at its end"
+		# Everything delivered, then one more publication of the live figures.
+		wait_delivered "$name" "$h_n" "$t0" "$LIMIT_H"
+		done_h=$all_done got_h=$got
+		sleep 1.5
+		IFS='|' read -r h_p50 h_p99 h_recs <<<"$(q -c "SELECT round(latency_p50_ms::numeric, 1),
+		    round(latency_p99_ms::numeric, 1), round(records_per_s::numeric, 1)
+		    FROM retl.sync_status WHERE sync = '$name'")"
+		h_p50=${h_p50:-none} h_p99=${h_p99:-none}
+		echo "retl over the last minute: p50 $h_p50 ms, p99 $h_p99 ms, $h_recs records/s (wrk's mean request latency: $wrk_ms ms)"
+		retire_sync "$name"
+	}
 	wrk_ms=$(awk -v l="$wrk_lat" 'BEGIN { v = l + 0; if (l ~ /us$/) v /= 1000; else if (l ~ /[^m]s$/) v *= 1000; printf "%.2f", v }')
-	echo "retl over the last minute: p50 $h_p50 ms, p99 $h_p99 ms, $h_recs records/s (wrk's mean request latency: $wrk_ms ms)"
-	retire_sync nginx_lat
+	say "(h2) Commit-to-receiver latency at $H_RATE changes/s with logical capture: pgbench -R $H_RATE -T $H_SECONDS, single-row INSERTs, batch_size $H_BATCH, linger_ms 0"
+	latency_run nginx_lat_logical logical
+	l_p50=$h_p50 l_p99=$h_p99 done_l=$done_h got_l=$got_h l_n=$h_n
+	say "(h) The same with trigger capture"
+	latency_run nginx_lat trigger
 
 	# -- (i) draining a backlog ---------------------------------------------
 	N_I=${BENCH_BACKLOG:-1000000}
@@ -731,6 +764,7 @@ if [[ ${1:-} == --inside ]]; then
 		  (d) insert TPS, no sync (mean of 2 runs)         $(printf '%9s TPS   ' "$tps_plain")
 		      insert TPS, upsert sync, delivery paused     $(printf '%9s TPS   ' "$tps_capture")  $(printf '%5s' "$ratio_capture") x no sync
 		      insert TPS, upsert sync, delivering          $(printf '%9s TPS   ' "$tps_deliver")  $(printf '%5s' "$ratio_deliver") x no sync
+		      insert TPS, logical sync, delivering         $(printf '%9s TPS   ' "$tps_logical")  $(printf '%5s' "$ratio_logical") x no sync, $l_delivered rows delivered
 		      INSERT execution time, no sync               $(printf '%9s us    ' "$us_plain")
 		      INSERT execution time, sync paused           $(printf '%9s us    ' "$us_capture")  $(printf '%5s' "$usratio_capture") x no sync
 		      INSERT execution time, sync delivering       $(printf '%9s us    ' "$us_deliver")  $(printf '%5s' "$usratio_deliver") x no sync
@@ -741,6 +775,7 @@ if [[ ${1:-} == --inside ]]; then
 		  (g) to nginx, batch_size 500, $(printf '%7d' "$N_G") rows       $(printf '%9s rec/s ' "$rate_g")  $(printf '%5s' "$ratio_g") x wrk ceiling ($reqrate_g req/s)$(incomplete "$done_g" "$got_g" "$N_G")
 		  (h) latency p50 at $H_RATE changes/s, batch_size $H_BATCH $(printf '%9s ms    ' "$h_p50")  $(printf '%5s' "$h_p50_ratio") x wrk mean latency
 		      latency p99                                  $(printf '%9s ms    ' "$h_p99")  $(printf '%5s' "$h_p99_ratio") x wrk mean latency$(incomplete "$done_h" "$got_h" "$h_n")
+		  (h2) the same with logical capture, p50 / p99    $(printf '%15s' "$l_p50 / $l_p99 ms")$(incomplete "$done_l" "$got_l" "$l_n")
 		  (i) drain of a $(printf '%8d' "$N_I")-row backlog, batch 500  $(printf '%9s rec/s ' "$rate_i")  $(printf '%5s' "$ratio_i") x (g), $secs_i s$(incomplete "$done_i" "$got_i" "$N_I")
 		      worker private memory (RssAnon), max        $(printf '%9s kB    ' "$anon_max")  $(printf '%5s' "$anon_ratio") x at the start ($anon_start kB)
 		      worker peak RSS (VmHWM) during the drain    $(printf '%9s kB    ' "$hwm_i")  shared buffers included
@@ -753,6 +788,7 @@ if [[ ${1:-} == --inside ]]; then
 		  (h) latency p50 / p99                            $(printf '%15s' "$h_p50 / $h_p99 ms")  < 5 / < 50 ms    $h_met
 		  (i) worker private memory during the drain       $(printf '%9s x     ' "$anon_ratio")  flat (<= 1.1 x)  $(met "$anon_ratio" '<=' 1.1)
 		  (d) insert TPS, sync delivering vs no sync       $(printf '%9s x     ' "$ratio_deliver")  >= 0.85 x        $(met "$ratio_deliver" '>=' 0.85), $d_delivered rows delivered in its runs
+		      the same with logical capture                $(printf '%9s x     ' "$ratio_logical")  >= 0.85 x        $(met "$ratio_logical" '>=' 0.85), $l_delivered rows delivered in its runs
 
 		  server log: $n_log_errors ERROR/FATAL lines, retl worker started $n_worker_starts times (once is normal)
 		$log_notes

@@ -1,0 +1,396 @@
+/*
+ * stream.c: logical capture, the worker's side.
+ *
+ * One logical replication slot per database, retl_<database oid>, decodes
+ * with the "retl" output plugin (decoder.c); retl_create_sync() creates it
+ * with the first logical sync, the worker drops it when none is left.  The
+ * worker stages what the slot has for it in two steps:
+ *
+ * 1. In one transaction: peek the slot's changes (up to the WAL position
+ *    read just before), insert them into retl.queue like the capture
+ *    trigger would, and record in retl.stream_state the end of the last
+ *    transaction staged.  A crash before the commit stages nothing; the
+ *    slot has not moved.
+ * 2. After that commit: advance the slot to the recorded position.  A
+ *    crash before this step makes the next peek return transactions
+ *    already staged again: those ending at or before the recorded
+ *    position are skipped, so nothing is staged twice.
+ *
+ * When the peek reaches the position read before it, every transaction
+ * committed before that position has been seen, so the slot advances to
+ * it even when none of them had changes for retl: an idle slot keeps
+ * moving and never holds WAL for nothing.
+ *
+ * Staging runs again right after changes were found; after a peek that
+ * found nothing it waits IDLE_PEEK_MS, doubling up to IDLE_PEEK_MAX_MS while
+ * nothing comes (NO_SLOT_CHECK_MS in a database without logical syncs,
+ * where it only drops a slot left over).  An idle slot is advanced once it
+ * is IDLE_ADVANCE_BYTES behind, so the worker's own commits do not make it
+ * write and advance at every peek.  Each peek takes at most STAGE_LIMIT changes (whole
+ * transactions; a larger one comes whole, read through a cursor).
+ */
+#include "postgres.h"
+
+#include "access/xlogdefs.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/pg_lsn.h"
+#include "utils/timestamp.h"
+
+#include "guc.h"
+#include "plans.h"
+#include "queue.h"
+#include "stream.h"
+
+#define STAGE_LIMIT 20000
+#define FETCH_ROWS 1000
+#define IDLE_PEEK_MS 20
+#define IDLE_PEEK_MAX_MS 100
+#define IDLE_ADVANCE_BYTES (1024 * 1024)
+#define NO_SLOT_CHECK_MS 1000
+#define LAG_WARNING_INTERVAL_MS 60000
+
+/* the changes of one sync in this batch, in order */
+typedef struct SyncChanges
+{
+	int			sync_id;		/* hash key */
+	int			n;
+	int			size;
+	Datum	   *ops;
+	Datum	   *keys;
+	Datum	   *rows;
+	bool	   *rownulls;
+} SyncChanges;
+
+static TimestampTz next_peek = 0;
+static int	idle_ms = IDLE_PEEK_MS;
+
+static TimestampTz last_lag_warning = 0;
+
+/* The name of this database's slot. */
+char *
+retl_slot_name(void)
+{
+	return psprintf("retl_%u", MyDatabaseId);
+}
+
+static void
+add_change(HTAB *changes, int sync_id, char op, const char *key, const char *row)
+{
+	SyncChanges *c;
+	bool		found;
+
+	c = hash_search(changes, &sync_id, HASH_ENTER, &found);
+	if (!found)
+	{
+		c->n = 0;
+		c->size = 64;
+		c->ops = palloc(sizeof(Datum) * c->size);
+		c->keys = palloc(sizeof(Datum) * c->size);
+		c->rows = palloc(sizeof(Datum) * c->size);
+		c->rownulls = palloc(sizeof(bool) * c->size);
+	}
+	else if (c->n == c->size)
+	{
+		c->size *= 2;
+		c->ops = repalloc(c->ops, sizeof(Datum) * c->size);
+		c->keys = repalloc(c->keys, sizeof(Datum) * c->size);
+		c->rows = repalloc(c->rows, sizeof(Datum) * c->size);
+		c->rownulls = repalloc(c->rownulls, sizeof(bool) * c->size);
+	}
+	c->ops[c->n] = CStringGetTextDatum(psprintf("%c", op));
+	c->keys[c->n] = CStringGetTextDatum(key);
+	c->rownulls[c->n] = row == NULL;
+	c->rows[c->n] = row ? CStringGetTextDatum(row) : (Datum) 0;
+	c->n++;
+}
+
+/*
+ * Queue the changes of one sync as its capture trigger would: the key as
+ * jsonb_build_array of the key columns' values, typed as they are now.
+ * False (nothing queued) when a key column is gone.
+ */
+static bool
+stage_sync(SyncChanges *c, char **error)
+{
+	Oid			types[4] = {INT4OID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+	Datum		values[4];
+	Oid			argtypes[1] = {INT4OID};
+	Datum		args[1] = {Int32GetDatum(c->sync_id)};
+	StringInfoData sql;
+	Oid			relid;
+	ArrayType  *attnums;
+	Datum	   *keys;
+	int			nkeys;
+	int			dims[1] = {c->n};
+	int			lbs[1] = {1};
+
+	if (SPI_execute_with_args("SELECT s.source_relid, s.key_attnums FROM retl.syncs s"
+							  " WHERE s.id = $1 AND s.capture = 'logical'",
+							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "retl: could not read sync %d", c->sync_id);
+	if (SPI_processed == 0)
+		return true;			/* dropped meanwhile: nothing to queue */
+	{
+		bool		isnull;
+
+		relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		attnums = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	}
+	deconstruct_array(attnums, INT2OID, 2, true, TYPALIGN_SHORT, &keys, NULL, &nkeys);
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "INSERT INTO retl.queue (sync_id, op, key, data)"
+						   " SELECT $1, u.op::\"char\", pg_catalog.jsonb_build_array(");
+	for (int i = 0; i < nkeys; i++)
+	{
+		Oid			type = get_atttype(relid, DatumGetInt16(keys[i]));
+
+		if (!OidIsValid(type))
+		{
+			*error = psprintf("key column %d of the source table was dropped",
+							  DatumGetInt16(keys[i]));
+			return false;
+		}
+		appendStringInfo(&sql, "%s(u.k::jsonb OPERATOR(pg_catalog.->>) %d)::%s",
+						 i > 0 ? ", " : "", i, format_type_be_qualified(type));
+	}
+	appendStringInfoString(&sql, "), u.d::jsonb FROM ROWS FROM (pg_catalog.unnest($2),"
+						   " pg_catalog.unnest($3), pg_catalog.unnest($4))"
+						   " WITH ORDINALITY AS u(op, k, d, n) ORDER BY u.n");
+
+	values[0] = Int32GetDatum(c->sync_id);
+	values[1] = PointerGetDatum(construct_array(c->ops, c->n, TEXTOID, -1, false, TYPALIGN_INT));
+	values[2] = PointerGetDatum(construct_array(c->keys, c->n, TEXTOID, -1, false, TYPALIGN_INT));
+	values[3] = PointerGetDatum(construct_md_array(c->rows, c->rownulls, 1, dims, lbs,
+												   TEXTOID, -1, false, TYPALIGN_INT));
+	if (retl_spi_execute(sql.data, 4, types, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "retl: could not stage the changes of sync %d", c->sync_id);
+	return true;
+}
+
+/* Parse one line of the plugin's output (decoder.c) into the batch. */
+static void
+parse_line(char *line, HTAB *changes, XLogRecPtr staged, bool *skip, XLogRecPtr *last_end,
+		   List **errors)
+{
+	char	   *save;
+	char	   *kind = strtok_r(line, "\t", &save);
+
+	if (kind == NULL)
+		return;
+	if (strcmp(kind, "B") == 0)
+	{
+		bool		have_error = false;
+		XLogRecPtr	end = pg_lsn_in_internal(strtok_r(NULL, "\t", &save), &have_error);
+
+		if (have_error)
+			elog(ERROR, "retl: malformed transaction from the slot");
+		*skip = end <= staged;
+		*last_end = Max(*last_end, end);
+	}
+	else if (strcmp(kind, "Q") == 0 && !*skip)
+	{
+		char	   *sync = strtok_r(NULL, "\t", &save);
+		char	   *op = strtok_r(NULL, "\t", &save);
+		char	   *key = strtok_r(NULL, "\t", &save);
+		char	   *row = strtok_r(NULL, "\t", &save);
+
+		if (sync == NULL || op == NULL || key == NULL)
+			elog(ERROR, "retl: malformed change from the slot");
+		add_change(changes, pg_strtoint32(sync), op[0], key, row);
+	}
+	else if (strcmp(kind, "E") == 0 && !*skip)
+	{
+		char	   *sync = strtok_r(NULL, "\t", &save);
+		char	   *message = strtok_r(NULL, "\t", &save);
+
+		if (sync == NULL || message == NULL)
+			elog(ERROR, "retl: malformed error from the slot");
+		*errors = lappend(*errors, psprintf("%d %s", pg_strtoint32(sync), message));
+	}
+}
+
+/* Warn, at most once a minute, while the slot holds too much WAL. */
+static void
+check_lag(const char *slot)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(slot)};
+	bool		isnull;
+	int64		lag;
+
+	if (SPI_execute_with_args("SELECT pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(),"
+							  " s.restart_lsn)::bigint FROM pg_catalog.pg_replication_slots s"
+							  " WHERE s.slot_name = $1", 1, types, values, NULL, true, 1) != SPI_OK_SELECT ||
+		SPI_processed == 0)
+		return;
+	lag = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (isnull || lag / 1024 <= retl_max_slot_lag_kb ||
+		!TimestampDifferenceExceeds(last_lag_warning, GetCurrentTimestamp(), LAG_WARNING_INTERVAL_MS))
+		return;
+	last_lag_warning = GetCurrentTimestamp();
+	ereport(WARNING,
+			(errmsg("retl replication slot \"%s\" holds " INT64_FORMAT " MB of WAL", slot, lag / (1024 * 1024)),
+			 errdetail("retl.max_slot_lag is %d kB.", retl_max_slot_lag_kb),
+			 errhint("The retl worker of this database is behind or failing; see retl.sync_status and the server log.")));
+}
+
+/* Staging failed: try again in a second. */
+void
+retl_stream_backoff(void)
+{
+	next_peek = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), NO_SLOT_CHECK_MS);
+}
+
+/* Is it time to stage again? */
+bool
+retl_stream_due(void)
+{
+	return GetCurrentTimestamp() >= next_peek;
+}
+
+/*
+ * Step 1 (see above), in the caller's transaction.  Returns the position
+ * to advance the slot to after the commit (the slot may already be
+ * there), or InvalidXLogRecPtr.  *errors
+ * collects (sync id, message) pairs of syncs that could not be staged.
+ */
+XLogRecPtr
+retl_stream_stage(bool *found, List **errors)
+{
+	char	   *slot = retl_slot_name();
+	Oid			types[3] = {TEXTOID, LSNOID, INT4OID};
+	Datum		values[3];
+	XLogRecPtr	staged;
+	XLogRecPtr	upto;
+	XLogRecPtr	last_end = InvalidXLogRecPtr;
+	XLogRecPtr	target;
+	bool		isnull;
+	bool		skip = false;
+	long		rows = 0;
+	Portal		portal;
+	HTAB	   *changes;
+	HASHCTL		ctl;
+	HASH_SEQ_STATUS seq;
+	SyncChanges *c;
+
+	*found = false;
+	next_peek = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), idle_ms);
+	idle_ms = Min(idle_ms * 2, IDLE_PEEK_MAX_MS);
+
+	values[0] = CStringGetTextDatum(slot);
+	if (SPI_execute_with_args("SELECT st.staged_lsn, pg_catalog.pg_current_wal_lsn()"
+							  " FROM retl.stream_state st, pg_catalog.pg_replication_slots s"
+							  " WHERE s.slot_name = $1 AND st.slot = $1"
+							  " AND EXISTS (SELECT 1 FROM retl.syncs y WHERE y.capture = 'logical')",
+							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "retl: could not read the state of slot \"%s\"", slot);
+	if (SPI_processed == 0)
+	{
+		/* the slot of a database with no logical sync left goes */
+		retl_stream_drop_slot(true);
+		next_peek = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), NO_SLOT_CHECK_MS);
+		return InvalidXLogRecPtr;
+	}
+	staged = DatumGetLSN(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	upto = DatumGetLSN(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+
+	ctl.keysize = sizeof(int);
+	ctl.entrysize = sizeof(SyncChanges);
+	ctl.hcxt = CurrentMemoryContext;
+	changes = hash_create("retl staged changes", 16, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+
+	values[1] = LSNGetDatum(upto);
+	values[2] = Int32GetDatum(STAGE_LIMIT);
+	portal = SPI_cursor_open_with_args(NULL,
+									   "SELECT c.data FROM pg_catalog.pg_logical_slot_peek_changes($1, $2, $3) c",
+									   3, types, values, NULL, true, 0);
+	for (;;)
+	{
+		SPI_cursor_fetch(portal, true, FETCH_ROWS);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 i = 0; i < SPI_processed; i++)
+			parse_line(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1),
+					   changes, staged, &skip, &last_end, errors);
+		rows += SPI_processed;
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_cursor_close(portal);
+
+	hash_seq_init(&seq, changes);
+	while ((c = hash_seq_search(&seq)) != NULL)
+	{
+		char	   *error = NULL;
+
+		if (!stage_sync(c, &error))
+			*errors = lappend(*errors, psprintf("%d %s", c->sync_id, error));
+		*found = true;
+	}
+
+	/*
+	 * Fewer rows than the limit: the peek read up to upto, so every
+	 * transaction committed before it is in this batch.
+	 */
+	target = Max(staged, last_end);
+	if (rows < STAGE_LIMIT && (rows > 0 || upto - staged >= IDLE_ADVANCE_BYTES))
+		target = Max(target, upto);
+	if (target > staged)
+	{
+		Oid			utypes[2] = {TEXTOID, LSNOID};
+		Datum		uvalues[2] = {CStringGetTextDatum(slot), LSNGetDatum(target)};
+
+		if (SPI_execute_with_args("UPDATE retl.stream_state SET staged_lsn = $2 WHERE slot = $1",
+								  2, utypes, uvalues, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "retl: could not record the staged position of slot \"%s\"", slot);
+	}
+	if (rows >= STAGE_LIMIT || *found)
+	{
+		next_peek = 0;
+		idle_ms = IDLE_PEEK_MS;
+	}
+	check_lag(slot);
+	/* the slot may be behind what was staged (a crash before step 2) */
+	return target;
+}
+
+/* Step 2: after the staging transaction committed, move the slot on. */
+void
+retl_stream_advance(XLogRecPtr target)
+{
+	Oid			types[2] = {TEXTOID, LSNOID};
+	Datum		values[2] = {CStringGetTextDatum(retl_slot_name()), LSNGetDatum(target)};
+
+	if (SPI_execute_with_args("SELECT pg_catalog.pg_replication_slot_advance($1, $2)"
+							  " FROM pg_catalog.pg_replication_slots s"
+							  " WHERE s.slot_name = $1 AND s.confirmed_flush_lsn < $2",
+							  2, types, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "retl: could not advance the replication slot");
+}
+
+/*
+ * Drop the database's slot if it exists and no process uses it; with
+ * unused_only, only when no logical sync is left (without, the extension
+ * may be gone).  In the worker's transaction.
+ */
+void
+retl_stream_drop_slot(bool unused_only)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(retl_slot_name())};
+
+	if (SPI_execute_with_args(psprintf("SELECT pg_catalog.pg_drop_replication_slot(s.slot_name)"
+									   " FROM pg_catalog.pg_replication_slots s"
+									   " WHERE s.slot_name = $1 AND NOT s.active%s",
+									   unused_only ? " AND NOT EXISTS (SELECT 1 FROM retl.syncs y"
+									   " WHERE y.capture = 'logical')" : ""),
+							  1, types, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "retl: could not drop replication slot \"%s\"", retl_slot_name());
+}

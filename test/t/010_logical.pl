@@ -1,0 +1,322 @@
+# Logical decoding capture: the database's slot, created with the first
+# logical sync and dropped with the last; inserts, updates, deletes, key
+# changes, a large transaction, COPY, savepoints, TOASTed values, TRUNCATE
+# and append syncs reach the receiver as with trigger capture; the worker
+# killed with SIGKILL and the server stopped immediately lose nothing;
+# switching a sync between trigger and logical capture loses and
+# duplicates nothing; an idle database's slot keeps advancing.
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
+use RetlTest;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time sleep);
+use IPC::Run;
+
+my $r = start_receiver();
+my $node = new_retl_node('logical', extra_conf => "logical_decoding_work_mem = 64kB\nrestart_after_crash = on\n");
+
+sub psql { return $node->safe_psql('postgres', $_[0]); }
+
+sub drained
+{
+	my ($sync) = @_;
+	return $node->poll_query_until('postgres',
+		"SELECT pending + in_flight = 0 FROM retl.sync_status WHERE sync = '$sync'");
+}
+
+# The last state each key reached at the receiver, for one path:
+# id => v, or id => 'deleted'.
+sub last_states
+{
+	my ($path) = @_;
+	my %last;
+	for my $req (grep { $_->{path} eq $path } @{ $r->requests(ok => 1) })
+	{
+		for my $rec (@{ $req->{body}{records} })
+		{
+			$last{ $rec->{key}{id} } = $rec->{op} eq 'delete' ? 'deleted' : $rec->{data}{v};
+		}
+	}
+	return \%last;
+}
+
+sub table_states
+{
+	my ($table) = @_;
+	return { map { split /\|/ } split /\n/, psql("SELECT id, v FROM $table") };
+}
+
+# The sync drained and the receiver caught up with the table, checked
+# about once a second for up to a minute.
+sub settled
+{
+	my ($sync, $path, $table) = @_;
+	for (1 .. 60)
+	{
+		return 1 if drained($sync) && converged($path, $table, $_ == 60);
+		sleep 1;
+	}
+	return 0;
+}
+
+# Every key the receiver heard of has the table's state (deleted if gone).
+sub converged
+{
+	my ($path, $table, $report) = @_;
+	my $last = last_states($path);
+	my $rows = table_states($table);
+	my @bad = grep { ($last->{$_} // 'missing') ne ($rows->{$_} // 'deleted') }
+	  (keys %$last, keys %$rows);
+	diag("diverged keys: @bad[0 .. ($#bad < 9 ? $#bad : 9)]") if @bad && $report;
+	return !@bad;
+}
+
+# Builds that list the libraries allowed to decode must list retl.
+if (psql(q{SELECT count(*) FROM pg_settings WHERE name = 'output_plugin_libraries'}) eq '1')
+{
+	my ($r1, $o1, $e1) = $node->psql('postgres', q{
+		CREATE EXTENSION retl;
+		CREATE TABLE plug (id int PRIMARY KEY);
+		SELECT retl_create_destination(name => 'dplug', kind => 'webhook', url => 'http://127.0.0.1:1/');
+		SELECT retl_create_sync(name => 'plug', source => 'plug', destination => 'dplug', capture => 'logical');});
+	like($e1, qr/logical capture needs retl in output_plugin_libraries/, 'output_plugin_libraries without retl: clear error');
+	psql(q{DROP EXTENSION retl; DROP TABLE plug;
+		ALTER SYSTEM SET output_plugin_libraries = pgoutput, test_decoding, retl; SELECT pg_reload_conf();});
+	$node->poll_query_until('postgres', q{SELECT current_setting('output_plugin_libraries') LIKE '%retl%'});
+}
+
+psql(qq{
+	CREATE EXTENSION retl;
+	CREATE TABLE lt (id int PRIMARY KEY, v text NOT NULL DEFAULT '');
+	INSERT INTO lt SELECT g, 'old' FROM generate_series(1, 50) g;
+	SELECT retl_create_destination(name => 'd', kind => 'webhook', url => '@{[ $r->url('/lt') ]}',
+		options => '{"batch_size": 100}');
+});
+is(psql(q{SELECT count(*) FROM pg_replication_slots WHERE plugin = 'retl'}), '0',
+	'no slot before the first logical sync');
+
+# Errors come before anything changes.
+my ($ret, $out, $err) = $node->psql('postgres', q{
+	CREATE TABLE noident (id int NOT NULL UNIQUE, k int PRIMARY KEY, v text);
+	SELECT retl_create_sync(name => 'bad', source => 'noident', destination => 'd',
+		key => '{id}', capture => 'logical');});
+like($err, qr/the key of a logical sync must be part of the replica identity/, 'key outside the replica identity refused');
+($ret, $out, $err) = $node->psql('postgres', q{
+	BEGIN;
+	INSERT INTO lt VALUES (1000, 'x');
+	SELECT retl_create_sync(name => 'late', source => 'lt', destination => 'd', capture => 'logical');
+	COMMIT;});
+like($err, qr/must be created before its transaction writes anything/, 'slot needs a transaction that has not written');
+is(psql(q{SELECT count(*) FROM retl.syncs}), '0', 'nothing created by the failed calls');
+
+psql(q{SELECT retl_create_sync(name => 'lsync', source => 'lt', destination => 'd', capture => 'logical')});
+my $slot = psql(q{SELECT slot_name FROM pg_replication_slots WHERE plugin = 'retl'});
+like($slot, qr/^retl_\d+$/, "slot $slot created with the first logical sync");
+ok(wait_for(sub { scalar(keys %{ last_states('/lt') }) >= 50 }, 30) && drained('lsync'), 'backfill delivered');
+is(scalar(keys %{ last_states('/lt') }), 50, 'the 50 existing rows backfilled');
+
+# Inserts, updates, deletes and a key change.
+psql(q{
+	INSERT INTO lt SELECT g, 'new' FROM generate_series(51, 80) g;
+	UPDATE lt SET v = 'upd' WHERE id <= 10;
+	DELETE FROM lt WHERE id BETWEEN 11 AND 15;
+	UPDATE lt SET id = 500 WHERE id = 16;
+});
+ok(settled('lsync', '/lt', 'lt'), 'inserts, updates, deletes, a key change');
+
+# A transaction larger than logical_decoding_work_mem, and COPY.
+psql(q{INSERT INTO lt SELECT g, repeat('x', 200) FROM generate_series(1000, 3999) g});
+my $copyfile = "$PostgreSQL::Test::Utils::tmp_check/copy.tsv";
+open my $cf, '>', $copyfile or die $!;
+print $cf map { "$_\tcopied\n" } 30000 .. 31999;
+close $cf;
+psql(qq{COPY lt FROM '$copyfile'});
+ok(settled('lsync', '/lt', 'lt'),
+	'a 3,000-row transaction (over logical_decoding_work_mem) and a 2,000-row COPY');
+
+# Savepoints: rolled back subtransactions send nothing.
+psql(q{
+	BEGIN;
+	INSERT INTO lt VALUES (40001, 'kept');
+	SAVEPOINT a;
+	INSERT INTO lt VALUES (40002, 'rolled back');
+	UPDATE lt SET v = 'rolled back' WHERE id = 1;
+	ROLLBACK TO a;
+	SAVEPOINT b;
+	UPDATE lt SET v = 'sub' WHERE id = 2;
+	RELEASE b;
+	COMMIT;
+	BEGIN;
+	INSERT INTO lt VALUES (40003, 'aborted');
+	ROLLBACK;
+});
+ok(settled('lsync', '/lt', 'lt'), 'savepoints');
+my $last = last_states('/lt');
+ok(!exists $last->{40002} && !exists $last->{40003}, 'rolled back changes never sent');
+
+# TOASTed values with REPLICA IDENTITY DEFAULT: an update that leaves the
+# TOASTed column alone still sends the whole row.
+psql(q{
+	CREATE TABLE big (id int PRIMARY KEY, v text, n int NOT NULL DEFAULT 0);
+	INSERT INTO big VALUES (1, (SELECT string_agg(md5(g::text), '') FROM generate_series(1, 2000) g));
+	SELECT retl_create_destination(name => 'dbig', kind => 'webhook', url => '} . $r->url('/big') . q{');
+	SELECT retl_create_sync(name => 'bigsync', source => 'big', destination => 'dbig', capture => 'logical');
+});
+sub big_records { return map { @{ $_->{body}{records} } } grep { $_->{path} eq '/big' } @{ $r->requests(ok => 1) }; }
+ok(wait_for(sub { scalar(big_records()) >= 1 }, 30), 'TOASTed row backfilled');
+psql(q{UPDATE big SET n = 1 WHERE id = 1});
+ok(wait_for(sub { grep { $_->{data}{n} == 1 } big_records() }, 30), 'update delivered');
+my ($rec) = grep { $_->{data}{n} == 1 } big_records();
+is(length($rec->{data}{v} // ''), 64000, 'the unchanged TOASTed value is sent whole');
+is($rec->{data}{n}, 1, 'with the change');
+
+# TRUNCATE: every key is sent as a delete.
+psql(q{CREATE TABLE tr (id int PRIMARY KEY, v text);
+	INSERT INTO tr SELECT g, 'x' FROM generate_series(1, 20) g;
+	SELECT retl_create_destination(name => 'dtr', kind => 'webhook', url => '} . $r->url('/tr') . q{',
+		options => '{"batch_size": 50}');
+	SELECT retl_create_sync(name => 'trsync', source => 'tr', destination => 'dtr', capture => 'logical');});
+ok(drained('trsync'), 'backfilled');
+psql(q{TRUNCATE tr});
+ok(settled('trsync', '/tr', 'tr'), 'TRUNCATE sent as deletes');
+is(scalar(grep { $_ ne 'deleted' } values %{ last_states('/tr') }), 0, 'every key deleted');
+
+# An append sync carries each inserted row as written.
+psql(q{CREATE TABLE ev (id bigserial PRIMARY KEY, kind text NOT NULL);
+	INSERT INTO ev (kind) VALUES ('before');
+	SELECT retl_create_destination(name => 'dev', kind => 'webhook', url => '} . $r->url('/ev') . q{',
+		options => '{"batch_size": 50}');
+	SELECT retl_create_sync(name => 'evsync', source => 'ev', destination => 'dev', mode => 'append',
+		capture => 'logical');
+	INSERT INTO ev (kind) SELECT 'k' || g FROM generate_series(1, 30) g;
+	UPDATE ev SET kind = 'changed';
+	DELETE FROM ev WHERE id = 1;});
+sub events { return map { @{ $_->{body}{records} } } grep { $_->{path} eq '/ev' } @{ $r->requests(ok => 1) }; }
+ok(wait_for(sub { scalar(events()) >= 31 }, 30) && drained('evsync'), 'append sync delivered');
+sleep 1;
+my @events = events();
+is(scalar @events, 31, 'one event per inserted row, the backfilled one included');
+is(join(',', map { $_->{data}{kind} } @events[1 .. 3]), 'k1,k2,k3', 'rows as written, in order');
+
+# DDL on the source table does not stop the sync: a column added, renamed,
+# retyped (key included) and dropped.  A mapping that names a dropped
+# column makes its sync fail with a clear error, and nothing else.
+psql(q{CREATE TABLE ddl (id int PRIMARY KEY, a int NOT NULL DEFAULT 0, b text);
+	INSERT INTO ddl VALUES (1, 1, 'one');
+	SELECT retl_create_destination(name => 'dddl', kind => 'webhook', url => '} . $r->url('/ddl') . q{');
+	SELECT retl_create_sync(name => 'ddlsync', source => 'ddl', destination => 'dddl', capture => 'logical');
+	SELECT retl_create_destination(name => 'dmap', kind => 'webhook', url => '} . $r->url('/map') . q{');
+	SELECT retl_create_sync(name => 'mapsync', source => 'ddl', destination => 'dmap', capture => 'logical',
+		mapping => '{"id": "id", "b": "bee"}');});
+sub ddl_records { return map { @{ $_->{body}{records} } } grep { $_->{path} eq $_[0] } @{ $r->requests(ok => 1) }; }
+ok(wait_for(sub { scalar(ddl_records('/ddl')) >= 1 && scalar(ddl_records('/map')) >= 1 }, 30), 'DDL table backfilled');
+my @steps = (
+	[ 'column added', q{ALTER TABLE ddl ADD COLUMN c int DEFAULT 7; UPDATE ddl SET a = 2},
+	  sub { ($_[0]{c} // 0) == 7 && $_[0]{a} == 2 } ],
+	[ 'column renamed', q{ALTER TABLE ddl RENAME COLUMN a TO a2; UPDATE ddl SET a2 = 3},
+	  sub { ($_[0]{a2} // 0) == 3 } ],
+	[ 'column type changed', q{ALTER TABLE ddl ALTER COLUMN a2 TYPE bigint; UPDATE ddl SET a2 = 4},
+	  sub { ($_[0]{a2} // 0) == 4 } ],
+	[ 'key type changed', q{ALTER TABLE ddl ALTER COLUMN id TYPE bigint; INSERT INTO ddl (id, a2) VALUES (2, 5)},
+	  sub { ($_[0]{a2} // 0) == 5 } ],
+	[ 'column dropped', q{ALTER TABLE ddl DROP COLUMN b; UPDATE ddl SET a2 = 6},
+	  sub { ($_[0]{a2} // 0) == 6 && !exists $_[0]{b} } ]);
+for my $step (@steps)
+{
+	my ($what, $sql, $check) = @$step;
+	psql($sql);
+	ok(wait_for(sub { grep { $check->($_->{data} // {}) } ddl_records('/ddl') }, 30), "$what: the sync goes on");
+}
+ok($node->poll_query_until('postgres',
+	q{SELECT state = 'failing' AND last_error LIKE 'mapping of sync "mapsync" names column "b"%' FROM retl.sync_status WHERE sync = 'mapsync'}),
+	'a mapping naming the dropped column: that sync is failing, with the column in its error');
+is(psql(q{SELECT state FROM retl.sync_status WHERE sync = 'ddlsync'}), 'active', 'the other sync is not');
+psql(q{SELECT retl_drop_sync('mapsync')});
+
+# kill -9 of the worker, and an immediate stop, while a stream is staged.
+for my $how ('kill', 'immediate')
+{
+	my $base = $how eq 'kill' ? 100000 : 200000;
+	psql(qq{INSERT INTO lt SELECT g, '$how' FROM generate_series($base, $base + 4999) g});
+	if ($how eq 'kill')
+	{
+		my $pid = psql(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'retl worker'});
+		kill 'KILL', $pid;
+	}
+	else
+	{
+		$node->stop('immediate');
+		$node->start;
+	}
+	ok(settled('lsync', '/lt', 'lt'), "nothing lost after $how");
+	my $got = grep { $_ >= $base && $_ < $base + 5000 } keys %{ last_states('/lt') };
+	is($got, 5000, "all 5,000 rows of the stream delivered after $how");
+}
+
+# Switching capture: trigger to logical and back, with a writer running.
+psql(q{CREATE TABLE sw (id int PRIMARY KEY, v int NOT NULL DEFAULT 0);
+	SELECT retl_create_destination(name => 'dsw', kind => 'webhook', url => '} . $r->url('/sw') . q{',
+		options => '{"batch_size": 100}');
+	SELECT retl_create_sync(name => 'swsync', source => 'sw', destination => 'dsw');});
+my $script = "$PostgreSQL::Test::Utils::tmp_check/sw.sql";
+open my $fh, '>', $script or die $!;
+print $fh "\\set k random(1, 300)\nINSERT INTO sw VALUES (:k, 1) ON CONFLICT (id) DO UPDATE SET v = sw.v + 1;\n";
+close $fh;
+my ($bout, $berr) = ('', '');
+my $bench = IPC::Run::start(
+	[ 'pgbench', '-n', '-c', '2', '-j', '2', '-T', '6', '-f', $script,
+	  '-h', $node->host, '-p', $node->port, 'postgres' ],
+	'>', \$bout, '2>', \$berr);
+sleep 1.5;
+psql(q{SELECT retl_alter_sync('swsync', capture => 'logical')});
+is(psql(q{SELECT capture FROM retl.sync_status WHERE sync = 'swsync'}), 'logical', 'switched to logical');
+sleep 1.5;
+psql(q{SELECT retl_alter_sync('swsync', capture => 'trigger')});
+is(psql(q{SELECT capture FROM retl.sync_status WHERE sync = 'swsync'}), 'trigger', 'and back to trigger');
+$bench->finish;
+like($bout, qr/number of transactions actually processed: [1-9]/, 'the writer ran meanwhile');
+ok(settled('swsync', '/sw', 'sw'), 'no change lost across the switches');
+my %seen;
+my $dups = 0;
+for my $req (grep { $_->{path} eq '/sw' } @{ $r->requests(ok => 1) })
+{
+	for my $rec (@{ $req->{body}{records} })
+	{
+		$dups++ if $seen{ $rec->{key}{id} . '/' . $rec->{data}{v} }++;
+	}
+}
+# a state sync may send a state twice only if the key changed in between
+is($dups, 0, 'no state delivered twice');
+
+# The slot's lag is shown; an idle database's slot keeps advancing while
+# another database writes.
+like(psql(q{SELECT slot_lag_bytes FROM retl.sync_status WHERE sync = 'lsync'}), qr/^\d+$/, 'slot lag shown');
+my $lsn0 = psql(qq{SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '$slot'});
+psql(q{CREATE DATABASE busy});
+$node->safe_psql('busy', q{CREATE TABLE w (id int); INSERT INTO w SELECT generate_series(1, 100000)});
+ok($node->poll_query_until('postgres',
+	qq{SELECT confirmed_flush_lsn > '$lsn0' AND pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn) < 4000000
+	   FROM pg_replication_slots WHERE slot_name = '$slot'}), 'the idle slot advanced past the busy database\'s WAL');
+
+# The slot goes with the last logical sync.
+psql(q{SELECT retl_drop_sync('lsync'); SELECT retl_drop_sync('bigsync'); SELECT retl_drop_sync('trsync');
+	SELECT retl_drop_sync('evsync'); SELECT retl_drop_sync('ddlsync');});
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 0 FROM pg_replication_slots WHERE plugin = 'retl'}),
+	'slot dropped with the last logical sync');
+
+# ... and with the extension.
+psql(q{SELECT retl_create_sync(name => 'again', source => 'lt', destination => 'd', capture => 'logical',
+	options => '{"backfill": false}')});
+is(psql(q{SELECT count(*) FROM pg_replication_slots WHERE plugin = 'retl'}), '1', 'a new logical sync, a new slot');
+psql(q{DROP EXTENSION retl CASCADE});
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 0 FROM pg_replication_slots WHERE plugin = 'retl'}),
+	'slot dropped with the extension');
+
+unlike(slurp_file($node->logfile), qr/PANIC|TRAP/, 'no crash');
+$node->stop;
+$r->stop;
+done_testing();
