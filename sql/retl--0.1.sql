@@ -1044,12 +1044,12 @@ BEGIN
 		END IF;
 		SELECT c.relkind, c.relpersistence INTO relkind, persistence
 		  FROM pg_catalog.pg_class c WHERE c.oid = relid;
-		IF relkind = 'p' THEN
+		IF relkind = 'p' AND cap <> 'logical' THEN
 			RAISE EXCEPTION '"%" is a partitioned table', source
 				USING ERRCODE = 'feature_not_supported',
-					  HINT = 'Create one sync per partition.';
+					  HINT = 'Sync it with capture => ''logical'', or create one sync per partition.';
 		END IF;
-		IF relkind <> 'r' THEN
+		IF relkind NOT IN ('r', 'p') THEN
 			RAISE EXCEPTION '"%" is not a table', source
 				USING ERRCODE = 'wrong_object_type',
 					  HINT = 'Realtime syncs capture changes of ordinary tables.';
@@ -1195,11 +1195,11 @@ BEGIN
 		IF do_backfill THEN
 			EXECUTE pg_catalog.format(
 				'INSERT INTO retl.queue (sync_id, op, key, data) '
-				'SELECT %s, ''b'', pg_catalog.jsonb_build_array(%s), pg_catalog.to_jsonb(t) FROM ONLY %s t',
+				'SELECT %s, ''b'', pg_catalog.jsonb_build_array(%s), pg_catalog.to_jsonb(t) FROM %s %s t',
 				sid,
 				(SELECT pg_catalog.string_agg(pg_catalog.format('t.%I', c), ', ')
 				   FROM pg_catalog.unnest(keys) c),
-				relid::regclass);
+				CASE WHEN relkind = 'p' THEN '' ELSE 'ONLY' END, relid::regclass);
 		END IF;
 	ELSE
 		/* TRUNCATE is captured by a trigger either way: it still sees the rows */
@@ -1266,6 +1266,11 @@ BEGIN
 	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = s.relid) THEN
 		RAISE EXCEPTION 'the source table of sync "%" was dropped', $1
 			USING ERRCODE = 'undefined_table';
+	END IF;
+	IF capture = 'trigger' AND (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = s.relid) = 'p' THEN
+		RAISE EXCEPTION 'sync "%" reads a partitioned table, which trigger capture does not support', $1
+			USING ERRCODE = 'feature_not_supported',
+				  HINT = 'Keep it on logical capture.';
 	END IF;
 	/* before anything is written: it may create the replication slot */
 	IF capture = 'logical' THEN

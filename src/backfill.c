@@ -37,7 +37,7 @@ retl_backfill_step(RetlSync *sync)
 	retl_append_key_columns(&cols, sync, "t");
 
 	initStringInfo(&sql);
-	appendStringInfo(&sql, "WITH b AS (SELECT %s FROM ONLY %s t", cols.data,
+	appendStringInfo(&sql, "WITH b AS (SELECT %s FROM %s%s t", cols.data, retl_only(sync->relid),
 					 format_type_be_qualified(get_rel_type_id(sync->relid)));
 	if (sync->backfill_cursor)
 	{

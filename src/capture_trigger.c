@@ -213,7 +213,8 @@ capture_truncate(int sync_id, int nkeys, AttrNumber *attnums, Relation rel)
 		appendStringInfo(&sql, "%st.%s", i > 0 ? ", " : "",
 						 quote_identifier(NameStr(TupleDescAttr(desc, attnums[i] - 1)->attname)));
 	}
-	appendStringInfo(&sql, ") FROM ONLY %s.%s t",
+	appendStringInfo(&sql, ") FROM %s%s.%s t",
+					 rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE ? "" : "ONLY ",
 					 quote_identifier(get_namespace_name(RelationGetNamespace(rel))),
 					 quote_identifier(RelationGetRelationName(rel)));
 

@@ -378,7 +378,7 @@ claim_sql(RetlSync *sync)
 						   " pg_catalog.jsonb_hash_extended(g.key, 0)"
 						   " FROM g LEFT JOIN LATERAL (SELECT ");
 	retl_append_row_data(&sql, sync, "t");
-	appendStringInfo(&sql, " AS data FROM ONLY %s t WHERE ",
+	appendStringInfo(&sql, " AS data FROM %s%s t WHERE ", retl_only(sync->relid),
 					 format_type_be_qualified(get_rel_type_id(sync->relid)));
 	retl_append_key_match(&sql, sync, "t", "g.key");
 	appendStringInfoString(&sql, " LIMIT 1) x ON true ORDER BY g.first");

@@ -28,6 +28,8 @@
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "access/tupconvert.h"
+#include "catalog/partition.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "replication/logical.h"
@@ -252,6 +254,10 @@ emit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Source *s, char op,
 	OutputPluginWrite(ctx, true);
 }
 
+static void decode_for(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Source *s,
+					   ReorderBufferChangeType action, HeapTuple newtup, HeapTuple oldtup,
+					   Relation rel);
+
 static void
 decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 			   Relation rel, ReorderBufferChange *change)
@@ -259,6 +265,7 @@ decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	DecoderState *state = ctx->output_plugin_private;
 	MemoryContext old;
 	ListCell   *lc;
+	List	   *ancestors;
 
 	/*
 	 * Read the sources again whenever the historic snapshot changed: a
@@ -282,38 +289,68 @@ decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		return;
 
 	old = MemoryContextSwitchTo(state->cxt);
+	/* a partition's changes belong to the partitioned table synced */
+	ancestors = rel->rd_rel->relispartition ? get_partition_ancestors(RelationGetRelid(rel)) : NIL;
 	foreach(lc, state->sources)
 	{
 		Source	   *s = lfirst(lc);
 		HeapTuple	newtup = change->data.tp.newtuple ? &change->data.tp.newtuple->tuple : NULL;
 		HeapTuple	oldtup = change->data.tp.oldtuple ? &change->data.tp.oldtuple->tuple : NULL;
+		Relation	srel = rel;
 
 		if (s->relid != RelationGetRelid(rel))
-			continue;
-		switch (change->action)
 		{
-			case REORDER_BUFFER_CHANGE_INSERT:
+			TupleConversionMap *map;
+
+			if (!list_member_oid(ancestors, s->relid))
+				continue;
+			/* the tuple with the partitioned table's attribute numbers */
+			srel = RelationIdGetRelation(s->relid);
+			if (!RelationIsValid(srel))
+				continue;
+			map = convert_tuples_by_name(RelationGetDescr(rel), RelationGetDescr(srel));
+			if (map != NULL)
+			{
 				if (newtup)
-					emit(ctx, txn, s, 'i', newtup, rel);
-				break;
-			case REORDER_BUFFER_CHANGE_UPDATE:
-				if (s->append || newtup == NULL)
-					break;
-				/* the old key is logged only when it changed */
-				if (oldtup && keys_differ(s, oldtup, newtup, RelationGetDescr(rel)))
-					emit(ctx, txn, s, 'd', oldtup, rel);
-				emit(ctx, txn, s, 'u', newtup, rel);
-				break;
-			case REORDER_BUFFER_CHANGE_DELETE:
-				if (!s->append && oldtup)
-					emit(ctx, txn, s, 'd', oldtup, rel);
-				break;
-			default:
-				break;
+					newtup = execute_attr_map_tuple(newtup, map);
+				if (oldtup)
+					oldtup = execute_attr_map_tuple(oldtup, map);
+			}
 		}
+		decode_for(ctx, txn, s, change->action, newtup, oldtup, srel);
+		if (srel != rel)
+			RelationClose(srel);
 	}
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(state->cxt);
+}
+
+/* Emit what one change means for one source (rel has its attributes). */
+static void
+decode_for(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Source *s,
+		   ReorderBufferChangeType action, HeapTuple newtup, HeapTuple oldtup, Relation rel)
+{
+	switch (action)
+	{
+		case REORDER_BUFFER_CHANGE_INSERT:
+			if (newtup)
+				emit(ctx, txn, s, 'i', newtup, rel);
+			break;
+		case REORDER_BUFFER_CHANGE_UPDATE:
+			if (s->append || newtup == NULL)
+				break;
+			/* the old key is logged only when it changed */
+			if (oldtup && keys_differ(s, oldtup, newtup, RelationGetDescr(rel)))
+				emit(ctx, txn, s, 'd', oldtup, rel);
+			emit(ctx, txn, s, 'u', newtup, rel);
+			break;
+		case REORDER_BUFFER_CHANGE_DELETE:
+			if (!s->append && oldtup)
+				emit(ctx, txn, s, 'd', oldtup, rel);
+			break;
+		default:
+			break;
+	}
 }
 
 void

@@ -11,12 +11,24 @@
 
 #include <cjson/cJSON.h>
 
+#include "catalog/pg_class.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
 #include "mapping.h"
 
 static cJSON *parse_mapping(RetlSync *sync);
+
+/*
+ * "ONLY " to read a source table without its inheritance children (their
+ * changes are not captured), or "" for a partitioned table, whose rows are
+ * all in its partitions.
+ */
+const char *
+retl_only(Oid relid)
+{
+	return get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE ? "" : "ONLY ";
+}
 
 /*
  * Fail clearly when the sync's table is gone (DROP TABLE drops its

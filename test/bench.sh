@@ -42,7 +42,7 @@
 #
 #   bash test/bench.sh
 #
-# Takes about 8 minutes.  BENCH_BACKLOG=10000000 (the target
+# Takes about 12 minutes.  BENCH_BACKLOG=10000000 (the target
 # backlog) adds about 2 minutes on a 2-core VM for the insert alone
 # (retl.queue grows to ~1.9 GB, the scratch cluster to ~7 GB of disk);
 # raise BENCH_DRAIN_LIMIT with it (at the 200,000 records/s target the

@@ -237,6 +237,35 @@ ok($node->poll_query_until('postgres',
 is(psql(q{SELECT state FROM retl.sync_status WHERE sync = 'ddlsync'}), 'active', 'the other sync is not');
 psql(q{SELECT retl_drop_sync('mapsync')});
 
+# A partitioned table: changes of its partitions (one with its columns in
+# another order), moves between partitions, backfill through the parent.
+psql(q{CREATE TABLE pt (id int, region text, v text, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+	CREATE TABLE pt_eu PARTITION OF pt FOR VALUES IN ('eu');
+	CREATE TABLE pt_us (v text, region text NOT NULL, id int NOT NULL);
+	ALTER TABLE pt ATTACH PARTITION pt_us FOR VALUES IN ('us');
+	INSERT INTO pt VALUES (1, 'eu', 'a'), (2, 'us', 'b');
+	SELECT retl_create_destination(name => 'dpt', kind => 'webhook', url => '} . $r->url('/pt') . q{');
+	SELECT retl_create_sync(name => 'ptsync', source => 'pt', destination => 'dpt', capture => 'logical');});
+sub pt_states
+{
+	my %last;
+	for my $rec (map { @{ $_->{body}{records} } } grep { $_->{path} eq '/pt' } @{ $r->requests(ok => 1) })
+	{
+		$last{"$rec->{key}{id}/$rec->{key}{region}"} = $rec->{op} eq 'delete' ? 'deleted' : $rec->{data}{v};
+	}
+	return \%last;
+}
+ok(wait_for(sub { scalar(keys %{ pt_states() }) == 2 }, 30), 'partitioned table backfilled through its parent');
+psql(q{UPDATE pt SET v = 'c' WHERE id = 2;
+	INSERT INTO pt VALUES (3, 'us', 'd');
+	DELETE FROM pt WHERE id = 1;
+	UPDATE pt SET region = 'eu' WHERE id = 3;});
+my $want = '1/eu=deleted 2/us=c 3/eu=d 3/us=deleted';
+ok(wait_for(sub { my $l = pt_states(); join(' ', map { "$_=$l->{$_}" } sort keys %$l) eq $want }, 30),
+	'partition changes, a move between partitions included, sent as the parent\'s rows');
+($ret, $out, $err) = $node->psql('postgres', q{SELECT retl_alter_sync('ptsync', capture => 'trigger')});
+like($err, qr/reads a partitioned table, which trigger capture does not support/, 'no trigger capture for it');
+
 # kill -9 of the worker, and an immediate stop, while a stream is staged.
 for my $how ('kill', 'immediate')
 {
@@ -304,7 +333,7 @@ ok($node->poll_query_until('postgres',
 
 # The slot goes with the last logical sync.
 psql(q{SELECT retl_drop_sync('lsync'); SELECT retl_drop_sync('bigsync'); SELECT retl_drop_sync('trsync');
-	SELECT retl_drop_sync('evsync'); SELECT retl_drop_sync('ddlsync');});
+	SELECT retl_drop_sync('evsync'); SELECT retl_drop_sync('ddlsync'); SELECT retl_drop_sync('ptsync');});
 ok($node->poll_query_until('postgres', q{SELECT count(*) = 0 FROM pg_replication_slots WHERE plugin = 'retl'}),
 	'slot dropped with the last logical sync');
 
