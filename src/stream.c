@@ -131,8 +131,12 @@ stage_sync(SyncChanges *c, char **error)
 	int			dims[1] = {c->n};
 	int			lbs[1] = {1};
 
+	/*
+	 * Whatever the sync's capture is now: a change decoded while it was
+	 * logical is queued even if it switched to trigger capture since.
+	 */
 	if (SPI_execute_with_args("SELECT s.source_relid, s.key_attnums FROM retl.syncs s"
-							  " WHERE s.id = $1 AND s.capture = 'logical'",
+							  " WHERE s.id = $1",
 							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "retl: could not read sync %d", c->sync_id);
 	if (SPI_processed == 0)

@@ -214,9 +214,17 @@ class Handler(BaseHTTPRequestHandler):
 
     def handle_delivery(self):
         self.state.enter()
+        self.left = False
         try:
             self.deliver()
         finally:
+            self.leave()
+
+    def leave(self):
+        # before the answer goes out: a client that got it may send its next
+        # delivery at once, which must not count as concurrent with this one
+        if not self.left:
+            self.left = True
             self.state.leave()
 
     def deliver(self):
@@ -249,6 +257,7 @@ class Handler(BaseHTTPRequestHandler):
             "status": status,
         })
 
+        self.leave()
         if reset:
             self.reset_connection()
             return

@@ -288,12 +288,16 @@ for my $how ('kill', 'immediate')
 
 # Switching capture: trigger to logical and back, with a writer running.
 psql(q{CREATE TABLE sw (id int PRIMARY KEY, v int NOT NULL DEFAULT 0);
+	CREATE SEQUENCE sw_new START 1000;
 	SELECT retl_create_destination(name => 'dsw', kind => 'webhook', url => '} . $r->url('/sw') . q{',
 		options => '{"batch_size": 100}');
 	SELECT retl_create_sync(name => 'swsync', source => 'sw', destination => 'dsw');});
 my $script = "$PostgreSQL::Test::Utils::tmp_check/sw.sql";
 open my $fh, '>', $script or die $!;
+# updates of 300 keys, and a new key at every transaction: a change lost
+# across a switch shows as a key never delivered
 print $fh "\\set k random(1, 300)\nINSERT INTO sw VALUES (:k, 1) ON CONFLICT (id) DO UPDATE SET v = sw.v + 1;\n";
+print $fh "INSERT INTO sw VALUES (nextval('sw_new'), 1);\n";
 close $fh;
 my ($bout, $berr) = ('', '');
 my $bench = IPC::Run::start(
