@@ -825,6 +825,12 @@ BEGIN
 					  HINT = pg_catalog.format('Key the sync by the primary key, or ALTER TABLE %s REPLICA IDENTITY FULL (or USING INDEX on a unique index of the key).', relid::regclass);
 		END IF;
 	END IF;
+	/*
+	 * Until this transaction commits, its sync is invisible to the worker,
+	 * which drops the slot of a database without logical syncs unless it
+	 * gets this lock (stream.c).
+	 */
+	PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('retl logical slot'));
 	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots s WHERE s.slot_name = sname) THEN
 		BEGIN
 			PERFORM pg_catalog.pg_create_logical_replication_slot(sname, 'retl');

@@ -298,6 +298,20 @@ retl_stream_stage(bool *found, List **errors)
 		elog(ERROR, "retl: could not read the state of slot \"%s\"", slot);
 	if (SPI_processed == 0)
 	{
+		/* logical syncs whose slot was dropped (by hand) capture nothing */
+		if (SPI_execute_with_args("SELECT 1 FROM retl.syncs y WHERE y.capture = 'logical'"
+								  " AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots s"
+								  "  WHERE s.slot_name = $1)",
+								  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "retl: could not look for the slot \"%s\"", slot);
+		if (SPI_processed > 0)
+		{
+			next_peek = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), NO_SLOT_CHECK_MS);
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("replication slot \"%s\" of logical capture does not exist", slot),
+					 errhint("Switch each logical sync to trigger capture and back with retl_alter_sync() to create it again; changes made meanwhile were not captured.")));
+		}
 		/* the slot of a database with no logical sync left goes */
 		retl_stream_drop_slot(true);
 		next_peek = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), NO_SLOT_CHECK_MS);
@@ -382,7 +396,8 @@ retl_stream_advance(XLogRecPtr target)
 /*
  * Drop the database's slot if it exists and no process uses it; with
  * unused_only, only when no logical sync is left (without, the extension
- * may be gone).  In the worker's transaction.
+ * may be gone) and no transaction creating one holds the advisory lock
+ * retl._logical_prepare() takes.  In the worker's transaction.
  */
 void
 retl_stream_drop_slot(bool unused_only)
@@ -394,7 +409,9 @@ retl_stream_drop_slot(bool unused_only)
 									   " FROM pg_catalog.pg_replication_slots s"
 									   " WHERE s.slot_name = $1 AND NOT s.active%s",
 									   unused_only ? " AND NOT EXISTS (SELECT 1 FROM retl.syncs y"
-									   " WHERE y.capture = 'logical')" : ""),
+									   " WHERE y.capture = 'logical')"
+									   " AND pg_catalog.pg_try_advisory_xact_lock("
+									   "pg_catalog.hashtext('retl logical slot'))" : ""),
 							  1, types, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "retl: could not drop replication slot \"%s\"", retl_slot_name());
 }

@@ -113,7 +113,15 @@ like($err, qr/the key of a logical sync must be part of the replica identity/, '
 like($err, qr/must be created before its transaction writes anything/, 'slot needs a transaction that has not written');
 is(psql(q{SELECT count(*) FROM retl.syncs}), '0', 'nothing created by the failed calls');
 
-psql(q{SELECT retl_create_sync(name => 'lsync', source => 'lt', destination => 'd', capture => 'logical')});
+# Created in a transaction that stays open for a while: the worker, which
+# drops the slot of a database without logical syncs (it cannot see this
+# one yet), must leave the new slot alone.
+my $creator = $node->background_psql('postgres');
+$creator->query_safe('BEGIN');
+$creator->query_safe(q{SELECT retl_create_sync(name => 'lsync', source => 'lt', destination => 'd', capture => 'logical')});
+sleep 3;
+$creator->query_safe('COMMIT');
+$creator->quit;
 my $slot = psql(q{SELECT slot_name FROM pg_replication_slots WHERE plugin = 'retl'});
 like($slot, qr/^retl_\d+$/, "slot $slot created with the first logical sync");
 ok(wait_for(sub { scalar(keys %{ last_states('/lt') }) >= 50 }, 30) && drained('lsync'), 'backfill delivered');
@@ -334,6 +342,17 @@ $node->safe_psql('busy', q{CREATE TABLE w (id int); INSERT INTO w SELECT generat
 ok($node->poll_query_until('postgres',
 	qq{SELECT confirmed_flush_lsn > '$lsn0' AND pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn) < 4000000
 	   FROM pg_replication_slots WHERE slot_name = '$slot'}), 'the idle slot advanced past the busy database\'s WAL');
+
+# A slot dropped by hand: its syncs fail with a clear error; switching to
+# trigger capture and back creates it again.
+psql(qq{SELECT pg_drop_replication_slot('$slot')});
+ok($node->poll_query_until('postgres',
+	q{SELECT state = 'failing' AND last_error LIKE '%replication slot%does not exist%'
+	  FROM retl.sync_status WHERE sync = 'lsync'}), 'a missing slot shows on its syncs');
+psql(q{SELECT retl_alter_sync('lsync', capture => 'trigger'); SELECT retl_alter_sync('lsync', capture => 'logical');});
+is(psql(q{SELECT count(*) FROM pg_replication_slots WHERE plugin = 'retl'}), '1', 'switching back creates it');
+psql(q{INSERT INTO lt VALUES (900001, 'after the slot came back')});
+ok(wait_for(sub { exists last_states('/lt')->{900001} }, 30), 'and changes flow again');
 
 # The slot goes with the last logical sync.
 psql(q{SELECT retl_drop_sync('lsync'); SELECT retl_drop_sync('bigsync'); SELECT retl_drop_sync('trsync');
