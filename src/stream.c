@@ -3,44 +3,57 @@
  *
  * One logical replication slot per database, retl_<database oid>, decodes
  * with the "retl" output plugin (decoder.c); retl_create_sync() creates it
- * with the first logical sync, the worker drops it when none is left.  The
- * worker stages what the slot has for it in two steps:
+ * with the first logical sync, the worker drops it when none is left.
  *
- * 1. In one transaction: peek the slot's changes (up to the WAL position
- *    read just before), insert them into retl.queue like the capture
- *    trigger would, and record in retl.stream_state the end of the last
- *    transaction staged.  A crash before the commit stages nothing; the
- *    slot has not moved.
- * 2. After that commit: advance the slot to the recorded position.  A
- *    crash before this step makes the next peek return transactions
- *    already staged again: those ending at or before the recorded
- *    position are skipped, so nothing is staged twice.
+ * The worker acquires the slot and keeps one logical decoding context open
+ * on it (as a walsender does), so each round reads only the WAL written
+ * since the last one; decoding transactions in progress stay in the
+ * context's reorder buffer between rounds.  A round stages what was decoded
+ * in two steps:
  *
- * When the peek reaches the position read before it, every transaction
- * committed before that position has been seen, so the slot advances to
- * it even when none of them had changes for retl: an idle slot keeps
- * moving and never holds WAL for nothing.
+ * 1. In one transaction: read the WAL flushed so far through the context
+ *    (the plugin's output is parsed as it is written), insert the changes
+ *    into retl.queue like the capture trigger would, and record in
+ *    retl.stream_state the WAL position read up to.  A crash before the
+ *    commit stages nothing; the slot has not moved.
+ * 2. After that commit: confirm that position to the slot, which lets it
+ *    advance (restart_lsn and catalog_xmin follow as decoding allows).  A
+ *    crash before the confirmation reaches disk makes a new context decode
+ *    transactions already staged again: those ending at or before the
+ *    recorded position are skipped, so nothing is staged twice.
  *
- * Staging runs again right after changes were found; after a peek that
+ * A round that decoded nothing for retl writes nothing and just confirms,
+ * so an idle slot keeps moving and never holds WAL for nothing.  Any error
+ * in a round, or a round whose staging did not commit, frees the context
+ * and releases the slot; the next round opens them again from the slot's
+ * confirmed position.
+ *
+ * Staging runs again right after changes were found; after a round that
  * found nothing it waits IDLE_PEEK_MS, doubling up to IDLE_PEEK_MAX_MS while
  * nothing comes (NO_SLOT_CHECK_MS in a database without logical syncs,
- * where it only drops a slot left over).  An idle slot is advanced once it
- * is IDLE_ADVANCE_BYTES behind, so the worker's own commits do not make it
- * write and advance at every peek.  Each peek takes at most STAGE_LIMIT changes (whole
- * transactions; a larger one comes whole, read through a cursor).
+ * where it only drops a slot left over).  A round stops at a transaction
+ * boundary once it has STAGE_LIMIT changes or has read for STAGE_MS (a
+ * larger transaction comes whole).
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "access/xlogdefs.h"
+#include "access/xlogutils.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "replication/decode.h"
+#include "replication/logical.h"
+#include "replication/slot.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/pg_lsn.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 #include "guc.h"
@@ -49,11 +62,11 @@
 #include "stream.h"
 
 #define STAGE_LIMIT 20000
-#define FETCH_ROWS 1000
+#define STAGE_MS 200
 #define IDLE_PEEK_MS 20
 #define IDLE_PEEK_MAX_MS 100
-#define IDLE_ADVANCE_BYTES (1024 * 1024)
 #define NO_SLOT_CHECK_MS 1000
+#define LAG_CHECK_INTERVAL_MS 1000
 #define LAG_WARNING_INTERVAL_MS 60000
 
 /* the changes of one sync in this batch, in order */
@@ -68,10 +81,28 @@ typedef struct SyncChanges
 	bool	   *rownulls;
 } SyncChanges;
 
+/* what one round decoded, filled by the plugin's writes */
+typedef struct Batch
+{
+	MemoryContext cxt;			/* where the changes live */
+	HTAB	   *changes;		/* SyncChanges by sync id */
+	XLogRecPtr	staged;			/* transactions ending here or before are skipped */
+	bool		skip;			/* the current transaction is one of those */
+	long		lines;			/* changes and errors parsed */
+	List	  **errors;
+} Batch;
+
 static TimestampTz next_peek = 0;
 static int	idle_ms = IDLE_PEEK_MS;
 
+static TimestampTz last_lag_check = 0;
 static TimestampTz last_lag_warning = 0;
+
+/* the decoding context kept open, with the slot acquired; NULL if none */
+static LogicalDecodingContext *decoding = NULL;
+
+/* a round read WAL whose position is not confirmed yet */
+static bool unconfirmed = false;
 
 /* The name of this database's slot. */
 char *
@@ -181,8 +212,7 @@ stage_sync(SyncChanges *c, char **error)
 
 /* Parse one line of the plugin's output (decoder.c) into the batch. */
 static void
-parse_line(char *line, HTAB *changes, XLogRecPtr staged, bool *skip, XLogRecPtr *last_end,
-		   List **errors)
+parse_line(char *line, Batch *b)
 {
 	char	   *save;
 	char	   *kind = strtok_r(line, "\t", &save);
@@ -196,10 +226,9 @@ parse_line(char *line, HTAB *changes, XLogRecPtr staged, bool *skip, XLogRecPtr 
 
 		if (have_error)
 			elog(ERROR, "retl: malformed transaction from the slot");
-		*skip = end <= staged;
-		*last_end = Max(*last_end, end);
+		b->skip = end <= b->staged;
 	}
-	else if (strcmp(kind, "Q") == 0 && !*skip)
+	else if (strcmp(kind, "Q") == 0 && !b->skip)
 	{
 		char	   *sync = strtok_r(NULL, "\t", &save);
 		char	   *op = strtok_r(NULL, "\t", &save);
@@ -208,20 +237,138 @@ parse_line(char *line, HTAB *changes, XLogRecPtr staged, bool *skip, XLogRecPtr 
 
 		if (sync == NULL || op == NULL || key == NULL)
 			elog(ERROR, "retl: malformed change from the slot");
-		add_change(changes, pg_strtoint32(sync), op[0], key, row);
+		add_change(b->changes, pg_strtoint32(sync), op[0], key, row);
+		b->lines++;
 	}
-	else if (strcmp(kind, "E") == 0 && !*skip)
+	else if (strcmp(kind, "E") == 0 && !b->skip)
 	{
 		char	   *sync = strtok_r(NULL, "\t", &save);
 		char	   *message = strtok_r(NULL, "\t", &save);
 
 		if (sync == NULL || message == NULL)
 			elog(ERROR, "retl: malformed error from the slot");
-		*errors = lappend(*errors, psprintf("%d %s", pg_strtoint32(sync), message));
+		*b->errors = lappend(*b->errors, psprintf("%d %s", pg_strtoint32(sync), message));
+		b->lines++;
 	}
 }
 
-/* Warn, at most once a minute, while the slot holds too much WAL. */
+/* The plugin's writes (LogicalOutputPluginWriterPrepareWrite/Write). */
+static void
+prepare_write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid, bool last_write)
+{
+	resetStringInfo(ctx->out);
+}
+
+static void
+write_line(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid, bool last_write)
+{
+	Batch	   *b = ctx->output_writer_private;
+
+	/* called in the reorder buffer's subtransaction, which is rolled back */
+	MemoryContext old = MemoryContextSwitchTo(b->cxt);
+
+	parse_line(ctx->out->data, b);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Free the decoding context and release the slot, if held.  Also after an
+ * error: the next round opens them again.
+ */
+void
+retl_stream_release(void)
+{
+	if (decoding != NULL)
+	{
+		LogicalDecodingContext *ctx = decoding;
+
+		decoding = NULL;
+		/* needs the slot still acquired (it removes the slot's spill files) */
+		FreeDecodingContext(ctx);
+	}
+	if (MyReplicationSlot != NULL)
+		ReplicationSlotRelease();
+	unconfirmed = false;
+}
+
+/* Acquire the slot and open a decoding context at its confirmed position. */
+static void
+open_decoding(const char *slot)
+{
+	MemoryContext old;
+
+	ReplicationSlotAcquire(slot, true);
+	/* lives across transactions; not PROC_IN_LOGICAL_DECODING (in a transaction) */
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	decoding = CreateDecodingContext(InvalidXLogRecPtr, NIL, false,
+									 XL_ROUTINE(.page_read = read_local_xlog_page,
+												.segment_open = wal_segment_open,
+												.segment_close = wal_segment_close),
+									 prepare_write, write_line, NULL);
+	MemoryContextSwitchTo(old);
+	if (XLogRecPtrIsInvalid(MyReplicationSlot->data.restart_lsn))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("replication slot \"%s\" of logical capture has no WAL reserved", slot),
+				 errhint("Switch each logical sync to trigger capture and back with retl_alter_sync() to create it again.")));
+	XLogBeginRead(decoding->reader, MyReplicationSlot->data.restart_lsn);
+}
+
+/*
+ * Decode the WAL flushed so far (or up to STAGE_LIMIT changes or STAGE_MS)
+ * into b.  Returns the position read up to: every transaction committed
+ * before it has been through the plugin.
+ */
+static XLogRecPtr
+decode_round(Batch *b)
+{
+	XLogRecPtr	end_of_wal = GetFlushRecPtr(NULL);
+	ResourceOwner owner = CurrentResourceOwner;
+	TimestampTz start = GetCurrentTimestamp();
+	long		records = 0;
+	MemoryContext old;
+
+	if (decoding->reader->EndRecPtr >= end_of_wal)
+		return decoding->reader->EndRecPtr;
+	unconfirmed = true;
+	decoding->output_writer_private = b;
+
+	/*
+	 * The WAL reader allocates its decode buffer and oversized records in
+	 * the current context, and frees a record only at the next read: that
+	 * must outlive this transaction.
+	 */
+	old = MemoryContextSwitchTo(decoding->context);
+	/* the caches may hold entries read with a normal snapshot: drop them */
+	InvalidateSystemCaches();
+	while (decoding->reader->EndRecPtr < end_of_wal)
+	{
+		char	   *errm = NULL;
+		XLogRecord *record = XLogReadRecord(decoding->reader, &errm);
+
+		if (errm)
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("retl could not read WAL for logical decoding: %s", errm)));
+		if (record != NULL)
+			LogicalDecodingProcessRecord(decoding, decoding->reader);
+		/* between records: every transaction is either whole or not begun */
+		if (b->lines >= STAGE_LIMIT ||
+			(++records % 64 == 0 &&
+			 TimestampDifferenceExceeds(start, GetCurrentTimestamp(), STAGE_MS)))
+			break;
+		CHECK_FOR_INTERRUPTS();
+	}
+	/* replaying transactions switches resource owners (see logicalfuncs.c) */
+	CurrentResourceOwner = owner;
+	/* and leaves entries read with historic snapshots */
+	InvalidateSystemCaches();
+	MemoryContextSwitchTo(old);
+	decoding->output_writer_private = NULL;
+	return decoding->reader->EndRecPtr;
+}
+
+/* Warn, at most once a minute (checked once a second), while the slot holds too much WAL. */
 static void
 check_lag(const char *slot)
 {
@@ -230,6 +377,9 @@ check_lag(const char *slot)
 	bool		isnull;
 	int64		lag;
 
+	if (!TimestampDifferenceExceeds(last_lag_check, GetCurrentTimestamp(), LAG_CHECK_INTERVAL_MS))
+		return;
+	last_lag_check = GetCurrentTimestamp();
 	if (SPI_execute_with_args("SELECT pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(),"
 							  " s.restart_lsn)::bigint FROM pg_catalog.pg_replication_slots s"
 							  " WHERE s.slot_name = $1", 1, types, values, NULL, true, 1) != SPI_OK_SELECT ||
@@ -262,25 +412,19 @@ retl_stream_due(void)
 
 /*
  * Step 1 (see above), in the caller's transaction.  Returns the position
- * to advance the slot to after the commit (the slot may already be
- * there), or InvalidXLogRecPtr.  *errors
- * collects (sync id, message) pairs of syncs that could not be staged.
+ * to confirm to the slot once the transaction committed, or
+ * InvalidXLogRecPtr.  *errors collects (sync id, message) pairs of syncs
+ * that could not be staged.
  */
 XLogRecPtr
 retl_stream_stage(bool *found, List **errors)
 {
 	char	   *slot = retl_slot_name();
-	Oid			types[3] = {TEXTOID, LSNOID, INT4OID};
-	Datum		values[3];
-	XLogRecPtr	staged;
-	XLogRecPtr	upto;
-	XLogRecPtr	last_end = InvalidXLogRecPtr;
-	XLogRecPtr	target;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	XLogRecPtr	read_to;
 	bool		isnull;
-	bool		skip = false;
-	long		rows = 0;
-	Portal		portal;
-	HTAB	   *changes;
+	Batch		b;
 	HASHCTL		ctl;
 	HASH_SEQ_STATUS seq;
 	SyncChanges *c;
@@ -289,8 +433,12 @@ retl_stream_stage(bool *found, List **errors)
 	next_peek = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), idle_ms);
 	idle_ms = Min(idle_ms * 2, IDLE_PEEK_MAX_MS);
 
+	/* a round that failed or did not commit: decode its WAL again */
+	if (unconfirmed || (decoding == NULL && MyReplicationSlot != NULL))
+		retl_stream_release();
+
 	values[0] = CStringGetTextDatum(slot);
-	if (SPI_execute_with_args("SELECT st.staged_lsn, pg_catalog.pg_current_wal_lsn()"
+	if (SPI_execute_with_args("SELECT st.staged_lsn"
 							  " FROM retl.stream_state st, pg_catalog.pg_replication_slots s"
 							  " WHERE s.slot_name = $1 AND st.slot = $1"
 							  " AND EXISTS (SELECT 1 FROM retl.syncs y WHERE y.capture = 'logical')",
@@ -298,6 +446,7 @@ retl_stream_stage(bool *found, List **errors)
 		elog(ERROR, "retl: could not read the state of slot \"%s\"", slot);
 	if (SPI_processed == 0)
 	{
+		retl_stream_release();
 		/* logical syncs whose slot was dropped (by hand) capture nothing */
 		if (SPI_execute_with_args("SELECT 1 FROM retl.syncs y WHERE y.capture = 'logical'"
 								  " AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots s"
@@ -317,33 +466,22 @@ retl_stream_stage(bool *found, List **errors)
 		next_peek = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), NO_SLOT_CHECK_MS);
 		return InvalidXLogRecPtr;
 	}
-	staged = DatumGetLSN(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	upto = DatumGetLSN(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	b.staged = DatumGetLSN(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+
+	if (decoding == NULL)
+		open_decoding(slot);
 
 	ctl.keysize = sizeof(int);
 	ctl.entrysize = sizeof(SyncChanges);
 	ctl.hcxt = CurrentMemoryContext;
-	changes = hash_create("retl staged changes", 16, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	b.cxt = CurrentMemoryContext;
+	b.changes = hash_create("retl staged changes", 16, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	b.skip = false;
+	b.lines = 0;
+	b.errors = errors;
+	read_to = decode_round(&b);
 
-	values[1] = LSNGetDatum(upto);
-	values[2] = Int32GetDatum(STAGE_LIMIT);
-	portal = SPI_cursor_open_with_args(NULL,
-									   "SELECT c.data FROM pg_catalog.pg_logical_slot_peek_changes($1, $2, $3) c",
-									   3, types, values, NULL, true, 0);
-	for (;;)
-	{
-		SPI_cursor_fetch(portal, true, FETCH_ROWS);
-		if (SPI_processed == 0)
-			break;
-		for (uint64 i = 0; i < SPI_processed; i++)
-			parse_line(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1),
-					   changes, staged, &skip, &last_end, errors);
-		rows += SPI_processed;
-		SPI_freetuptable(SPI_tuptable);
-	}
-	SPI_cursor_close(portal);
-
-	hash_seq_init(&seq, changes);
+	hash_seq_init(&seq, b.changes);
 	while ((c = hash_seq_search(&seq)) != NULL)
 	{
 		char	   *error = NULL;
@@ -353,44 +491,38 @@ retl_stream_stage(bool *found, List **errors)
 		*found = true;
 	}
 
-	/*
-	 * Fewer rows than the limit: the peek read up to upto, so every
-	 * transaction committed before it is in this batch.
-	 */
-	target = Max(staged, last_end);
-	if (rows < STAGE_LIMIT && (rows > 0 || upto - staged >= IDLE_ADVANCE_BYTES))
-		target = Max(target, upto);
-	if (target > staged)
+	/* what a new context would decode again up to here is skipped */
+	if (*found && read_to > b.staged)
 	{
 		Oid			utypes[2] = {TEXTOID, LSNOID};
-		Datum		uvalues[2] = {CStringGetTextDatum(slot), LSNGetDatum(target)};
+		Datum		uvalues[2] = {CStringGetTextDatum(slot), LSNGetDatum(read_to)};
 
 		if (SPI_execute_with_args("UPDATE retl.stream_state SET staged_lsn = $2 WHERE slot = $1",
 								  2, utypes, uvalues, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "retl: could not record the staged position of slot \"%s\"", slot);
 	}
-	if (rows >= STAGE_LIMIT || *found)
+	if (b.lines >= STAGE_LIMIT || *found || read_to < GetFlushRecPtr(NULL))
 	{
 		next_peek = 0;
 		idle_ms = IDLE_PEEK_MS;
 	}
 	check_lag(slot);
-	/* the slot may be behind what was staged (a crash before step 2) */
-	return target;
+	return read_to;
 }
 
-/* Step 2: after the staging transaction committed, move the slot on. */
+/*
+ * Step 2: the staging transaction committed; confirm the position to the
+ * slot.  Outside a transaction.
+ */
 void
-retl_stream_advance(XLogRecPtr target)
+retl_stream_confirm(XLogRecPtr target)
 {
-	Oid			types[2] = {TEXTOID, LSNOID};
-	Datum		values[2] = {CStringGetTextDatum(retl_slot_name()), LSNGetDatum(target)};
-
-	if (SPI_execute_with_args("SELECT pg_catalog.pg_replication_slot_advance($1, $2)"
-							  " FROM pg_catalog.pg_replication_slots s"
-							  " WHERE s.slot_name = $1 AND s.confirmed_flush_lsn < $2",
-							  2, types, values, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "retl: could not advance the replication slot");
+	if (decoding == NULL || !unconfirmed)
+		return;
+	LogicalConfirmReceivedLocation(target);
+	/* a clean shutdown's checkpoint keeps it (see logicalfuncs.c) */
+	ReplicationSlotMarkDirty();
+	unconfirmed = false;
 }
 
 /*
@@ -405,6 +537,8 @@ retl_stream_drop_slot(bool unused_only)
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(retl_slot_name())};
 
+	/* the worker's own hold on it first */
+	retl_stream_release();
 	if (SPI_execute_with_args(psprintf("SELECT pg_catalog.pg_drop_replication_slot(s.slot_name)"
 									   " FROM pg_catalog.pg_replication_slots s"
 									   " WHERE s.slot_name = $1 AND NOT s.active%s",

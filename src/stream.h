@@ -9,7 +9,8 @@
 
 extern char *retl_slot_name(void);
 extern XLogRecPtr retl_stream_stage(bool *found, List **errors);
-extern void retl_stream_advance(XLogRecPtr target);
+extern void retl_stream_confirm(XLogRecPtr target);
+extern void retl_stream_release(void);
 extern void retl_stream_drop_slot(bool unused_only);
 extern bool retl_stream_due(void);
 extern void retl_stream_backoff(void);

@@ -356,9 +356,9 @@ stage_work(void *arg)
 }
 
 /*
- * Stage what the database's logical slot has for retl (stream.c): peek and
- * queue in one transaction, then advance the slot in another.  A failure
- * is shown on every logical sync and staging is tried again later.
+ * Stage what the database's logical slot has for retl (stream.c): decode
+ * and queue in one transaction, then confirm the position to the slot.  A
+ * failure is shown on every logical sync and staging is tried again later.
  */
 static void
 stage_stream(void)
@@ -395,12 +395,7 @@ stage_stream(void)
 
 	/* only once the staged changes are committed */
 	if (w.target != InvalidXLogRecPtr)
-	{
-		begin_txn();
-		pgstat_report_activity(STATE_RUNNING, "advancing the logical slot");
-		retl_stream_advance(w.target);
-		end_txn();
-	}
+		retl_stream_confirm(w.target);
 }
 
 typedef struct ClaimWork
