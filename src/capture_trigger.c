@@ -27,6 +27,7 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 
+#include "capture.h"
 #include "shmem.h"
 
 #define MAX_KEYS 32
@@ -177,16 +178,21 @@ enqueue(CapturePlan *cp, int sync_id, char op, HeapTuple tuple, Relation rel)
 		elog(ERROR, "retl: could not queue a change of sync %d", sync_id);
 }
 
-static bool
-key_changed(CapturePlan *cp, HeapTuple oldtup, HeapTuple newtup, TupleDesc desc)
+/*
+ * Does an update change the key?  Then it also removes the row under its
+ * old key.  The key's attributes, binary compared.
+ */
+bool
+retl_key_changed(int nkeys, const AttrNumber *attnums, HeapTuple oldtup, HeapTuple newtup,
+				 TupleDesc desc)
 {
-	for (int i = 0; i < cp->nkeys; i++)
+	for (int i = 0; i < nkeys; i++)
 	{
-		Form_pg_attribute att = TupleDescAttr(desc, cp->attnums[i] - 1);
+		Form_pg_attribute att = TupleDescAttr(desc, attnums[i] - 1);
 		bool		oldnull;
 		bool		newnull;
-		Datum		o = heap_getattr(oldtup, cp->attnums[i], desc, &oldnull);
-		Datum		n = heap_getattr(newtup, cp->attnums[i], desc, &newnull);
+		Datum		o = heap_getattr(oldtup, attnums[i], desc, &oldnull);
+		Datum		n = heap_getattr(newtup, attnums[i], desc, &newnull);
 
 		if (oldnull != newnull)
 			return true;
@@ -273,7 +279,7 @@ retl_capture(PG_FUNCTION_ARGS)
 		else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
 		{
 			/* a changed key also removes the row under its old key */
-			if (key_changed(cp, td->tg_trigtuple, td->tg_newtuple, desc))
+			if (retl_key_changed(cp->nkeys, cp->attnums, td->tg_trigtuple, td->tg_newtuple, desc))
 				enqueue(cp, sync_id, 'd', td->tg_trigtuple, td->tg_relation);
 			enqueue(cp, sync_id, 'u', td->tg_newtuple, td->tg_relation);
 		}

@@ -36,13 +36,14 @@
 #include "replication/output_plugin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/datum.h"
 #include "utils/fmgrprotos.h"
 #include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+
+#include "capture.h"
 
 #define MAX_KEYS 32
 
@@ -195,25 +196,6 @@ append_key(StringInfo out, Source *s, HeapTuple tuple, TupleDesc desc)
 	return true;
 }
 
-static bool
-keys_differ(Source *s, HeapTuple a, HeapTuple b, TupleDesc desc)
-{
-	for (int i = 0; i < s->nkeys; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, s->attnums[i] - 1);
-		bool		anull;
-		bool		bnull;
-		Datum		av = heap_getattr(a, s->attnums[i], desc, &anull);
-		Datum		bv = heap_getattr(b, s->attnums[i], desc, &bnull);
-
-		if (anull != bnull)
-			return true;
-		if (!anull && !datumIsEqual(av, bv, att->attbyval, att->attlen))
-			return true;
-	}
-	return false;
-}
-
 static void
 emit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Source *s, char op,
 	 HeapTuple tuple, Relation rel)
@@ -340,7 +322,7 @@ decode_for(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Source *s,
 			if (s->append || newtup == NULL)
 				break;
 			/* the old key is logged only when it changed */
-			if (oldtup && keys_differ(s, oldtup, newtup, RelationGetDescr(rel)))
+			if (oldtup && retl_key_changed(s->nkeys, s->attnums, oldtup, newtup, RelationGetDescr(rel)))
 				emit(ctx, txn, s, 'd', oldtup, rel);
 			emit(ctx, txn, s, 'u', newtup, rel);
 			break;

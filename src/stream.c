@@ -63,8 +63,8 @@
 
 #define STAGE_LIMIT 20000
 #define STAGE_MS 200
-#define IDLE_PEEK_MS 20
-#define IDLE_PEEK_MAX_MS 100
+#define IDLE_PEEK_MS 10
+#define IDLE_PEEK_MAX_MS 50
 #define NO_SLOT_CHECK_MS 1000
 #define LAG_CHECK_INTERVAL_MS 1000
 #define LAG_WARNING_INTERVAL_MS 60000
@@ -408,6 +408,22 @@ bool
 retl_stream_due(void)
 {
 	return GetCurrentTimestamp() >= next_peek;
+}
+
+/*
+ * How long the worker may sleep before staging is due (writers do not wake
+ * it for logical capture: it polls).
+ */
+long
+retl_stream_wait_ms(void)
+{
+	long		secs;
+	int			usecs;
+
+	if (GetCurrentTimestamp() >= next_peek)
+		return 0;
+	TimestampDifference(GetCurrentTimestamp(), next_peek, &secs, &usecs);
+	return secs * 1000 + (usecs + 999) / 1000;
 }
 
 /*

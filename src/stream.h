@@ -13,6 +13,7 @@ extern void retl_stream_confirm(XLogRecPtr target);
 extern void retl_stream_release(void);
 extern void retl_stream_drop_slot(bool unused_only);
 extern bool retl_stream_due(void);
+extern long retl_stream_wait_ms(void);
 extern void retl_stream_backoff(void);
 
 #endif

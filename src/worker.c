@@ -680,6 +680,8 @@ retl_worker_main(Datum main_arg)
 		/* busy while backfilling; else until a limit or a linger runs out */
 		if (more)
 			timeout = 0;
+		/* or until logical staging is due */
+		timeout = Min(timeout, retl_stream_wait_ms());
 		retl_http_wait(timeout, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 

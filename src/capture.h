@@ -1,0 +1,14 @@
+/*
+ * capture.h: what trigger capture (capture_trigger.c) and logical capture
+ * (decoder.c) share.
+ */
+#ifndef RETL_CAPTURE_H
+#define RETL_CAPTURE_H
+
+#include "access/htup.h"
+#include "access/tupdesc.h"
+
+extern bool retl_key_changed(int nkeys, const AttrNumber *attnums,
+							 HeapTuple oldtup, HeapTuple newtup, TupleDesc desc);
+
+#endif
