@@ -29,6 +29,8 @@ OBJS = \
 	src/dest.o \
 	src/stats.o \
 	src/http.o \
+	src/netcheck.o \
+	src/signing.o \
 	src/connectors/webhook.o
 
 DATA = $(wildcard sql/retl--*.sql)

@@ -237,3 +237,46 @@ SELECT name, max_attempts, max_retry_age, max_concurrency, rate_limit, linger_ms
 SELECT retl_drop_destination('eng');
 SELECT retl_drop_destination('eng_default');
 SELECT retl_drop_destination('eng_seconds');
+
+--
+-- Outbound options: follow_redirects, tls_verify, signing_secret.
+--
+SELECT retl_set_secret('sign_key', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw');
+SELECT retl_create_destination('out', 'webhook', 'http://127.0.0.1:9/o', '{"follow_redirects": "yes"}');
+SELECT retl_create_destination('out', 'webhook', 'http://127.0.0.1:9/o', '{"tls_verify": 0}');
+SELECT retl_create_destination('out', 'webhook', 'http://127.0.0.1:9/o', '{"signing_secret": 5}');
+SELECT retl_create_destination('out', 'webhook', 'http://127.0.0.1:9/o', '{"signing_secret": "nope"}');
+SELECT retl_create_destination('out', 'webhook', 'http://127.0.0.1:9/o',
+	'{"headers": {"Webhook-Signature": "v1,forged"}}');
+SELECT retl_create_destination('out', 'webhook', 'http://127.0.0.1:9/o',
+	'{"headers": {"webhook-timestamp": "0"}}');
+SELECT count(*) FROM retl.destinations WHERE name = 'out';
+-- a URL the check cannot parse
+SELECT retl_create_destination('out', 'webhook', 'http://[::1:9/o');
+-- defaults, then given values (turning verification off: superuser only)
+SELECT retl_create_destination('out_default', 'webhook', 'https://127.0.0.1:9/o');
+SELECT retl_create_destination('out', 'webhook', 'https://127.0.0.1:9/o',
+	'{"follow_redirects": true, "tls_verify": false, "signing_secret": "sign_key"}');
+SELECT name, follow_redirects, tls_verify, signing_secret
+  FROM retl.destinations WHERE name LIKE 'out%' ORDER BY name COLLATE "C";
+-- a signing secret in use cannot be dropped
+SELECT retl_drop_secret('sign_key');
+SELECT retl_drop_destination('out');
+SELECT retl_drop_destination('out_default');
+SELECT retl_drop_secret('sign_key');
+
+--
+-- Standard Webhooks signatures: the specification's published example
+-- (secret, message id, timestamp, body); the "whsec_" prefix is optional.
+--
+SELECT retl._webhook_signature('whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',
+	'msg_p5jXN8AQM9LWM0D4loKWxJek', 1614265330, '{"test": 2432232314}');
+SELECT retl._webhook_signature('MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',
+	'msg_p5jXN8AQM9LWM0D4loKWxJek', 1614265330, '{"test": 2432232314}')
+	= 'v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=' AS matches_the_specification;
+-- any change of id, timestamp or body changes it
+SELECT retl._webhook_signature('whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',
+	'msg_p5jXN8AQM9LWM0D4loKWxJek', 1614265331, '{"test": 2432232314}')
+	<> 'v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=' AS timestamp_signed;
+SELECT retl._webhook_signature('whsec_not base64!', 'id', 1, '{}');
+SELECT retl._webhook_signature('whsec_', 'id', 1, '{}');

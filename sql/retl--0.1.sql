@@ -39,6 +39,9 @@ CREATE TABLE retl.destinations (
 	rate_limit	double precision NOT NULL DEFAULT 0,	/* requests/s, 0: none */
 	linger_ms	integer NOT NULL DEFAULT 50,
 	max_batch_bytes integer NOT NULL DEFAULT 1048576,
+	follow_redirects boolean NOT NULL DEFAULT false,
+	tls_verify	boolean NOT NULL DEFAULT true,
+	signing_secret text,			/* a secret's name: Standard Webhooks signatures */
 	options		jsonb NOT NULL DEFAULT '{}',
 	created_at	timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
@@ -363,6 +366,14 @@ CREATE FUNCTION retl._wake_worker() RETURNS void
 CREATE FUNCTION retl._start_worker() RETURNS void
 	AS 'MODULE_PATHNAME', 'retl_start_worker' LANGUAGE C VOLATILE;
 
+/* the Standard Webhooks signature of a message (signing.c) */
+CREATE FUNCTION retl._webhook_signature(secret text, id text, ts bigint, body text) RETURNS text
+	AS 'MODULE_PATHNAME', 'retl_webhook_signature' LANGUAGE C STRICT IMMUTABLE;
+
+/* errors when retl.allowed_hosts or the address rules refuse the URL */
+CREATE FUNCTION retl._check_url(url text) RETURNS void
+	AS 'MODULE_PATHNAME', 'retl_check_url' LANGUAGE C STRICT STABLE;
+
 CREATE FUNCTION retl._source_is_query(source text) RETURNS boolean
 	AS 'MODULE_PATHNAME', 'retl_source_is_query' LANGUAGE C STRICT STABLE;
 
@@ -529,7 +540,7 @@ BEGIN
 	END IF;
 	SELECT pg_catalog.string_agg(d.name, ', ' ORDER BY d.name) INTO users
 	  FROM retl.destinations d
-	 WHERE $1 = ANY (retl._secret_refs(d.headers));
+	 WHERE $1 = ANY (retl._secret_refs(d.headers)) OR d.signing_secret = $1;
 	IF users IS NOT NULL THEN
 		RAISE EXCEPTION 'secret "%" is used by destination %', $1, users
 			USING ERRCODE = 'dependent_objects_still_exist',
@@ -568,18 +579,44 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'For example https://example.com/hooks/customers.';
 	END IF;
+	/* the host: retl.allowed_hosts, and no private address written out */
+	PERFORM retl._check_url(url);
 	IF pg_catalog.jsonb_typeof(opts) <> 'object' THEN
 		RAISE EXCEPTION 'destination options must be a JSON object'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	FOR k IN SELECT pg_catalog.jsonb_object_keys(opts) LOOP
 		IF k NOT IN ('headers', 'timeout_ms', 'batch_size', 'max_attempts', 'max_retry_age',
-					 'max_concurrency', 'rate_limit', 'linger_ms', 'max_batch_bytes') THEN
+					 'max_concurrency', 'rate_limit', 'linger_ms', 'max_batch_bytes',
+					 'follow_redirects', 'tls_verify', 'signing_secret') THEN
 			RAISE EXCEPTION 'unknown destination option "%"', k
 				USING ERRCODE = 'invalid_parameter_value',
-					  HINT = 'Valid options: headers, timeout_ms, batch_size, max_batch_bytes, linger_ms, max_concurrency, rate_limit, max_attempts, max_retry_age.';
+					  HINT = 'Valid options: headers, timeout_ms, batch_size, max_batch_bytes, linger_ms, max_concurrency, rate_limit, max_attempts, max_retry_age, follow_redirects, tls_verify, signing_secret.';
 		END IF;
 	END LOOP;
+	FOREACH k IN ARRAY ARRAY['follow_redirects', 'tls_verify'] LOOP
+		IF opts ? k AND pg_catalog.jsonb_typeof(opts -> k) <> 'boolean' THEN
+			RAISE EXCEPTION 'option "%" must be true or false', k
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+	END LOOP;
+	IF opts ? 'signing_secret' THEN
+		IF pg_catalog.jsonb_typeof(opts -> 'signing_secret') <> 'string' THEN
+			RAISE EXCEPTION 'option "signing_secret" must be the name of a secret'
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		IF NOT EXISTS (SELECT 1 FROM retl.secrets s WHERE s.name = opts ->> 'signing_secret') THEN
+			RAISE EXCEPTION 'destination "%" refers to unknown secret %', name, opts ->> 'signing_secret'
+				USING ERRCODE = 'undefined_object',
+					  HINT = 'Create it first with SELECT retl_set_secret(name, value).';
+		END IF;
+	END IF;
+	IF opts -> 'tls_verify' = 'false'
+	   AND NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) THEN
+		RAISE EXCEPTION 'only a superuser may turn off TLS verification'
+			USING ERRCODE = 'insufficient_privilege',
+				  HINT = 'Give retl.ca_file the certificate authority of the destination instead.';
+	END IF;
 	IF opts ? 'rate_limit' AND (pg_catalog.jsonb_typeof(opts -> 'rate_limit') <> 'number'
 								OR (opts ->> 'rate_limit')::numeric < 0
 								OR (opts ->> 'rate_limit')::numeric > 100000) THEN
@@ -618,7 +655,7 @@ BEGIN
 				USING ERRCODE = 'invalid_parameter_value';
 		END IF;
 		IF pg_catalog.lower(k) IN ('content-type', 'content-length', 'idempotency-key',
-								   'webhook-id', 'host') THEN
+								   'webhook-id', 'webhook-timestamp', 'webhook-signature', 'host') THEN
 			RAISE EXCEPTION 'header "%" is set by retl and cannot be overridden', k
 				USING ERRCODE = 'invalid_parameter_value';
 		END IF;
@@ -638,7 +675,8 @@ BEGIN
 	END IF;
 	INSERT INTO retl.destinations (name, kind, url, headers, timeout_ms,
 								   batch_size, max_attempts, max_retry_age, max_concurrency,
-								   rate_limit, linger_ms, max_batch_bytes, options)
+								   rate_limit, linger_ms, max_batch_bytes, follow_redirects,
+								   tls_verify, signing_secret, options)
 	VALUES ($1, $2, $3, hdrs,
 			retl._int_option(opts, 'timeout_ms', 10000, 1, 3600000),
 			retl._int_option(opts, 'batch_size', 1, 1, 1000),
@@ -648,6 +686,9 @@ BEGIN
 			coalesce((opts ->> 'rate_limit')::double precision, 0),
 			retl._int_option(opts, 'linger_ms', 50, 0, 60000),
 			retl._int_option(opts, 'max_batch_bytes', 1048576, 1024, 104857600),
+			coalesce((opts ->> 'follow_redirects')::boolean, false),
+			coalesce((opts ->> 'tls_verify')::boolean, true),
+			opts ->> 'signing_secret',
 			opts - 'headers');
 END
 $$;

@@ -447,6 +447,8 @@ retl_queue_claim(RetlSync *sync)
 	req->max_attempts = sync->max_attempts;
 	req->max_retry_age_ms = sync->max_retry_age_ms;
 	req->timeout_ms = sync->timeout_ms;
+	req->follow_redirects = sync->follow_redirects;
+	req->tls_verify = sync->tls_verify;
 	req->nrecords = (int) SPI_processed;
 	req->records = palloc0(sizeof(RetlRecord) * req->nrecords);
 	for (int i = 0; i < req->nrecords; i++)

@@ -8,6 +8,7 @@
 #include "postgres.h"
 
 #include "utils/guc.h"
+#include "utils/varlena.h"
 
 #include "guc.h"
 
@@ -17,6 +18,31 @@ int			retl_poll_interval_ms = 1000;
 int			retl_database_scan_interval_ms = 10000;
 int			retl_max_databases = 64;
 int			retl_max_slot_lag_kb = 1024 * 1024;
+bool		retl_allow_private_destinations = false;
+char	   *retl_allowed_hosts = NULL;
+char	   *retl_ca_file = NULL;
+int			retl_max_response_kb = 1024;
+char	   *retl_test_resolve = NULL;
+
+/* retl.allowed_hosts: a comma-separated list of host patterns */
+static bool
+check_allowed_hosts(char **newval, void **extra, GucSource source)
+{
+	char	   *raw = pstrdup(*newval);
+	List	   *patterns;
+	bool		ok = SplitGUCList(raw, ',', &patterns);
+
+	if (!ok)
+		GUC_check_errdetail("List syntax is invalid.");
+	else if (patterns == NIL)
+	{
+		GUC_check_errdetail("The list is empty; \"*\" allows every host.");
+		ok = false;
+	}
+	list_free(patterns);
+	pfree(raw);
+	return ok;
+}
 
 /* Define the parameters; called from _PG_init while preloading. */
 void
@@ -69,6 +95,46 @@ retl_guc_init(void)
 							1024 * 1024, 1024, PG_INT32_MAX,
 							PGC_SIGHUP, GUC_UNIT_KB,
 							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("retl.allow_private_destinations",
+							 "Lets destinations be on loopback, private and link-local addresses.",
+							 "Off: a connection to such an address (after DNS resolution) is refused.",
+							 &retl_allow_private_destinations,
+							 false,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomStringVariable("retl.allowed_hosts",
+							   "Host patterns destinations may be on.",
+							   "Comma-separated: \"*\" (every host), \"*.example.com\" (its subdomains), or a host name or address.",
+							   &retl_allowed_hosts,
+							   "*",
+							   PGC_SIGHUP, 0,
+							   check_allowed_hosts, NULL, NULL);
+
+	DefineCustomStringVariable("retl.ca_file",
+							   "File of the certificate authorities that destinations' TLS certificates are checked against.",
+							   "Empty: the system's bundle.",
+							   &retl_ca_file,
+							   "",
+							   PGC_SIGHUP, 0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("retl.max_response_size",
+							"Largest response body read from a destination.",
+							"A longer response fails the request (and is retried).",
+							&retl_max_response_kb,
+							1024, 1, 1024 * 1024,
+							PGC_SIGHUP, GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("retl.test_resolve",
+							   "For tests only: host:port:address entries that replace DNS answers.",
+							   "Given to libcurl as CURLOPT_RESOLVE, comma-separated.",
+							   &retl_test_resolve,
+							   "",
+							   PGC_SIGHUP, GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("retl");
 }

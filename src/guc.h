@@ -10,6 +10,11 @@ extern int	retl_poll_interval_ms;
 extern int	retl_database_scan_interval_ms;
 extern int	retl_max_databases;
 extern int	retl_max_slot_lag_kb;
+extern bool retl_allow_private_destinations;
+extern char *retl_allowed_hosts;
+extern char *retl_ca_file;
+extern int	retl_max_response_kb;
+extern char *retl_test_resolve;
 
 extern void retl_guc_init(void);
 

@@ -13,20 +13,34 @@
  * transaction (see queue.c).  Connections stay in the multi handle's cache
  * between requests (keep-alive).
  *
+ * Where a request may go is checked by libcurl's callbacks (netcheck.c has
+ * the rules): the open-socket callback sees every address a connection is
+ * about to be opened to, after DNS resolution; the pre-request callback
+ * sees the URL of every request (each redirect hop too) and the address of
+ * the connection it goes over, reused or not.  No proxy from the
+ * environment is used.  A response body longer than
+ * retl.max_response_size fails the request.
+ *
  * libcurl allocates with malloc: every easy handle and header list is freed
  * in retl_http_free(); the rest of a request lives in its memory context.
+ * Callbacks never raise an error (a longjmp through libcurl would leave it
+ * in a bad state); they record what went wrong in the request.
  */
 #include "postgres.h"
 
+#include <arpa/inet.h>
 #include <time.h>
 
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
 #include "storage/latch.h"
 #include "utils/memutils.h"
+#include "utils/varlena.h"
 #include "utils/wait_event.h"
 
+#include "guc.h"
 #include "http.h"
+#include "netcheck.h"
 
 typedef struct WatchedSocket
 {
@@ -85,6 +99,14 @@ write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 	size_t		len = size * nmemb;
 	size_t		room = RETL_RESPONSE_EXCERPT - req->response.len;
 
+	req->response_bytes += len;
+	if (req->response_bytes > (size_t) retl_max_response_kb * 1024)
+	{
+		snprintf(req->refused, sizeof(req->refused),
+				 "the response is longer than retl.max_response_size (%d kB)",
+				 retl_max_response_kb);
+		return 0;				/* libcurl ends the transfer */
+	}
 	/* Only an excerpt is kept; the rest is read and dropped. */
 	if (room > 0)
 	{
@@ -133,6 +155,108 @@ header_cb(char *buffer, size_t size, size_t nitems, void *userdata)
 		req->retry_after_ms = parse_retry_after(value);
 	}
 	return len;
+}
+
+/*
+ * Every connection libcurl opens, after DNS resolution: refuse the
+ * addresses netcheck.c refuses.
+ */
+static curl_socket_t
+opensocket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *address)
+{
+	RetlRequest *req = (RetlRequest *) clientp;
+	const char *why = retl_address_refused(&address->addr);
+
+	if (why != NULL)
+	{
+		char		text[INET6_ADDRSTRLEN] = "?";
+
+		if (address->family == AF_INET)
+			inet_ntop(AF_INET, &((struct sockaddr_in *) &address->addr)->sin_addr,
+					  text, sizeof(text));
+		else if (address->family == AF_INET6)
+			inet_ntop(AF_INET6, &((struct sockaddr_in6 *) &address->addr)->sin6_addr,
+					  text, sizeof(text));
+		snprintf(req->refused, sizeof(req->refused),
+				 "connecting to %s refused: it is %s (see retl.allow_private_destinations)",
+				 text, why);
+		return CURL_SOCKET_BAD;
+	}
+	return socket(address->family, address->socktype, address->protocol);
+}
+
+/*
+ * Before every request, redirect hops included: its URL's host must be
+ * allowed, and the connection's address too (it may be a reused one).
+ */
+static int
+prereq_cb(void *clientp, char *conn_primary_ip, char *conn_local_ip,
+		  int conn_primary_port, int conn_local_port)
+{
+	RetlRequest *req = (RetlRequest *) clientp;
+	MemoryContext old = MemoryContextSwitchTo(req->cxt);
+	char	   *url = NULL;
+	const char *error = NULL;
+	char	   *host = NULL;
+	struct sockaddr_in v4 = {0};
+	struct sockaddr_in6 v6 = {0};
+	const char *why = NULL;
+
+	if (curl_easy_getinfo(req->easy, CURLINFO_EFFECTIVE_URL, &url) != CURLE_OK || url == NULL)
+		error = "no URL";
+	else
+		host = retl_url_host(url, &error);
+	if (host == NULL)
+		snprintf(req->refused, sizeof(req->refused), "request refused: %s", error);
+	else if (!retl_host_allowed(host))
+		snprintf(req->refused, sizeof(req->refused),
+				 "request to host \"%s\" refused: it is not in retl.allowed_hosts", host);
+	else if (inet_pton(AF_INET, conn_primary_ip, &v4.sin_addr) == 1)
+	{
+		v4.sin_family = AF_INET;
+		why = retl_address_refused((struct sockaddr *) &v4);
+	}
+	else if (inet_pton(AF_INET6, conn_primary_ip, &v6.sin6_addr) == 1)
+	{
+		v6.sin6_family = AF_INET6;
+		why = retl_address_refused((struct sockaddr *) &v6);
+	}
+	if (why != NULL)
+		snprintf(req->refused, sizeof(req->refused),
+				 "connecting to %s refused: it is %s (see retl.allow_private_destinations)",
+				 conn_primary_ip, why);
+	MemoryContextSwitchTo(old);
+	return req->refused[0] ? CURL_PREREQFUNC_ABORT : CURL_PREREQFUNC_OK;
+}
+
+/* retl.test_resolve as a libcurl list (tests resolve names they choose). */
+static struct curl_slist *
+resolve_list(void)
+{
+	char	   *raw;
+	List	   *entries;
+	ListCell   *lc;
+	struct curl_slist *list = NULL;
+
+	if (retl_test_resolve == NULL || retl_test_resolve[0] == '\0')
+		return NULL;
+	raw = pstrdup(retl_test_resolve);
+	if (!SplitGUCList(raw, ',', &entries))
+		return NULL;
+	foreach(lc, entries)
+	{
+		struct curl_slist *l = curl_slist_append(list, (char *) lfirst(lc));
+
+		if (l == NULL)
+		{
+			curl_slist_free_all(list);
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory")));
+		}
+		list = l;
+	}
+	return list;
 }
 
 #define MULTI_SETOPT(opt, val) \
@@ -193,13 +317,36 @@ retl_http_start(RetlRequest *req)
 	req->status = 0;
 	req->retry_after_ms = -1;
 	req->errbuf[0] = '\0';
+	req->refused[0] = '\0';
+	req->response_bytes = 0;
 	old = MemoryContextSwitchTo(req->cxt);
 	initStringInfo(&req->response);
 	MemoryContextSwitchTo(old);
 
 	EASY_SETOPT(easy, CURLOPT_URL, req->url);
 	EASY_SETOPT(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-	EASY_SETOPT(easy, CURLOPT_FOLLOWLOCATION, 0L);
+	EASY_SETOPT(easy, CURLOPT_PROXY, "");
+	EASY_SETOPT(easy, CURLOPT_OPENSOCKETFUNCTION, opensocket_cb);
+	EASY_SETOPT(easy, CURLOPT_OPENSOCKETDATA, req);
+	EASY_SETOPT(easy, CURLOPT_PREREQFUNCTION, prereq_cb);
+	EASY_SETOPT(easy, CURLOPT_PREREQDATA, req);
+	if (req->follow_redirects)
+	{
+		EASY_SETOPT(easy, CURLOPT_FOLLOWLOCATION, 1L);
+		EASY_SETOPT(easy, CURLOPT_MAXREDIRS, 5L);
+		EASY_SETOPT(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+		/* a POST stays a POST, with its body */
+		EASY_SETOPT(easy, CURLOPT_POSTREDIR, (long) CURL_REDIR_POST_ALL);
+	}
+	else
+		EASY_SETOPT(easy, CURLOPT_FOLLOWLOCATION, 0L);
+	if (retl_ca_file != NULL && retl_ca_file[0] != '\0')
+		EASY_SETOPT(easy, CURLOPT_CAINFO, retl_ca_file);
+	EASY_SETOPT(easy, CURLOPT_SSL_VERIFYPEER, req->tls_verify ? 1L : 0L);
+	EASY_SETOPT(easy, CURLOPT_SSL_VERIFYHOST, req->tls_verify ? 2L : 0L);
+	req->resolve = resolve_list();
+	if (req->resolve != NULL)
+		EASY_SETOPT(easy, CURLOPT_RESOLVE, req->resolve);
 	EASY_SETOPT(easy, CURLOPT_NOSIGNAL, 1L);
 	EASY_SETOPT(easy, CURLOPT_POST, 1L);
 	EASY_SETOPT(easy, CURLOPT_POSTFIELDSIZE, (long) req->body.len);
@@ -248,6 +395,9 @@ collect_finished(void)
 			req == NULL)
 			elog(ERROR, "libcurl returned a transfer retl did not start");
 		req->curl_code = msg->data.result;
+		/* retl's reason, rather than libcurl's "could not connect" */
+		if (req->curl_code != CURLE_OK && req->refused[0] != '\0')
+			strlcpy(req->errbuf, req->refused, sizeof(req->errbuf));
 		if (req->curl_code == CURLE_OK &&
 			curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &req->status) != CURLE_OK)
 			req->status = 0;
@@ -419,6 +569,8 @@ retl_http_free(RetlRequest *req)
 		curl_easy_cleanup(req->easy);
 	if (req->headers)
 		curl_slist_free_all(req->headers);
+	if (req->resolve)
+		curl_slist_free_all(req->resolve);
 	MemoryContextDelete(req->cxt);
 }
 

@@ -42,12 +42,16 @@ typedef struct RetlRequest
 	int			max_attempts;
 	int64		max_retry_age_ms;
 	long		timeout_ms;
+	bool		follow_redirects;
+	bool		tls_verify;
 	char	   *url;
 	StringInfoData body;
 	struct curl_slist *headers;
 	char	  **header_lines;	/* the same headers, to build split requests */
 	int			nheader_lines;
 	List	   *secrets;		/* secret values used, redacted from errors */
+	uint8	   *signing_key;	/* Standard Webhooks key, or NULL */
+	int			signing_keylen;
 	int			nrecords;
 	RetlRecord *records;
 	TimestampTz started_at;
@@ -59,6 +63,9 @@ typedef struct RetlRequest
 	long		status;
 	StringInfoData response;	/* first RETL_RESPONSE_EXCERPT bytes */
 	long		retry_after_ms; /* -1 when the response had none */
+	size_t		response_bytes; /* read so far, up to retl.max_response_size */
+	struct curl_slist *resolve; /* retl.test_resolve entries */
+	char		refused[CURL_ERROR_SIZE];	/* why retl refused a connection */
 } RetlRequest;
 
 extern void retl_http_init(void);

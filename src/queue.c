@@ -170,7 +170,7 @@ retl_queue_load_syncs(int only_id)
 							  "s.capture = 'diff', s.query, s.owner::oid, s.key_columns, "
 							  "COALESCE(s.audience_id, 0), d.id, "
 							  "(extract(epoch FROM d.max_retry_age) * 1000)::bigint, d.max_concurrency, "
-							  "d.rate_limit, d.linger_ms, d.max_batch_bytes "
+							  "d.rate_limit, d.linger_ms, d.max_batch_bytes, d.follow_redirects, d.tls_verify, d.signing_secret "
 							  "FROM retl.syncs s JOIN retl.destinations d ON d.id = s.destination_id "
 							  "WHERE CASE WHEN $1 > 0 THEN s.id = $1 ELSE NOT s.paused END "
 							  "ORDER BY s.id", 1, types, values, NULL, true, 0) != SPI_OK_SELECT)
@@ -210,6 +210,9 @@ retl_queue_load_syncs(int only_id)
 		s->rate_limit = strtod(getstr(tup, desc, 23), NULL);
 		s->linger_ms = getint(tup, desc, 24);
 		s->max_batch_bytes = getint(tup, desc, 25);
+		s->follow_redirects = strcmp(getstr(tup, desc, 26), "t") == 0;
+		s->tls_verify = strcmp(getstr(tup, desc, 27), "t") == 0;
+		s->signing_secret = getstr(tup, desc, 28);
 
 		deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(tup, desc, 18, &isnull)),
 						  TEXTOID, -1, false, TYPALIGN_INT, &keys, NULL, &nkeys);

@@ -36,6 +36,9 @@ typedef struct RetlSync
 	double		rate_limit;		/* requests/s, 0: none */
 	int			linger_ms;
 	int			max_batch_bytes;
+	bool		follow_redirects;
+	bool		tls_verify;
+	char	   *signing_secret; /* name of a secret, or NULL */
 } RetlSync;
 
 extern void retl_queue_recover(void);

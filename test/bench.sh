@@ -92,6 +92,8 @@ if [[ ${1:-} == --inside ]]; then
 		min_wal_size = 2GB
 		max_wal_size = 8GB
 		checkpoint_timeout = 30min
+		# the receivers are on 127.0.0.1
+		retl.allow_private_destinations = on
 	EOF
 
 	# Builds that list the libraries allowed to decode must list retl for

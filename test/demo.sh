@@ -33,6 +33,8 @@ if [[ ${1:-} == --inside ]]; then
 	retl_start_cluster demo <<-EOF
 		shared_preload_libraries = 'retl'
 		wal_level = logical
+		# the receiver is on 127.0.0.1
+		retl.allow_private_destinations = on
 	EOF
 	echo "server log: $work/postgres.log"
 

@@ -3,11 +3,12 @@
 # but only when some are missing (nothing is touched otherwise).
 #
 #   bash test/install-deps.sh          # build, test and demo
-#   bash test/install-deps.sh bench    # the same plus nginx-light and wrk
+#   bash test/install-deps.sh bench    # the same plus wrk
 #
 # Runs apt-get as root directly, or through sudo for another user.  Used by
 # test/run-tests.sh and test/demo.sh (no argument) and test/bench.sh
-# (bench).  The bench runs its own nginx as an unprivileged user; when no
+# (bench).  The HTTP/2 test and the bench run their own nginx as an
+# unprivileged user; when no
 # /usr/sbin/policy-rc.d exists, a temporary one keeps the package's system
 # service from being started while it is installed.
 set -euo pipefail
@@ -31,9 +32,11 @@ PACKAGES=(
 	make
 	gcc
 	pkg-config
+	openssl
+	nginx-light
 )
 if ((bench)); then
-	PACKAGES+=(nginx-light wrk)
+	PACKAGES+=(wrk)
 fi
 
 missing=()
@@ -60,8 +63,8 @@ fi
 
 # nginx's package starts a system nginx on port 80 unless policy-rc.d says no.
 policy=/usr/sbin/policy-rc.d
-if ((bench)) && [[ ! -e $policy ]]; then
-	"${as_root[@]}" sh -c "printf '#!/bin/sh\\n# temporary, test/install-deps.sh bench\\nexit 101\\n' >$policy && chmod 755 $policy"
+if [[ ! -e $policy ]]; then
+	"${as_root[@]}" sh -c "printf '#!/bin/sh\\n# temporary, test/install-deps.sh\\nexit 101\\n' >$policy && chmod 755 $policy"
 	trap '"${as_root[@]}" rm -f "$policy"' EXIT
 fi
 

@@ -3,6 +3,10 @@
 
 Usage:
     /usr/bin/python3 test/receiver.py --port 0 --port-file FILE [--log FILE] [--quiet]
+        [--tls-cert CERT --tls-key KEY --tls-port-file FILE]
+
+With --tls-cert, a second port answers the same deliveries over TLS (the
+control API stays on the first, plain HTTP port).
 
 Every request whose path does not start with "/_" is a *delivery*: it is
 recorded (in memory and optionally as one JSON line in --log) and answered
@@ -16,11 +20,13 @@ apply).  Paths starting with "/_" form the control API:
     POST /_clear     forget recorded deliveries and rules
 
 A rule is {"status": 503, "count": 3, "retry_after": "2", "delay_ms": 0,
-"body": "...", "reset": false}; "count" is how many deliveries it applies to
+"body": "...", "location": "...", "reset": false}; "count" is how many deliveries it applies to
 (-1 = forever, default 1).  "reset" drops the connection with an RST instead
 of answering; such deliveries are recorded with status 0.  "path" limits a
 rule to one path and "match" to bodies containing a text; "delay_ms_max"
-makes the delay random between delay_ms and it.
+makes the delay random between delay_ms and it.  "location" adds that
+Location header (for redirects); a "body" given as {"repeat": "x", "times": n}
+is that text n times (oversized responses).
 
 Stdlib only, and bound to 127.0.0.1 only.
 """
@@ -31,6 +37,7 @@ import os
 import random
 import signal
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -255,6 +262,9 @@ class Handler(BaseHTTPRequestHandler):
             "headers": {k.lower(): v for k, v in self.headers.items()},
             "body": body,
             "status": status,
+            # signed requests: the exact bytes, to check the signature
+            **({"raw": raw.decode("utf-8", errors="replace")}
+               if "webhook-signature" in self.headers else {}),
         })
 
         self.leave()
@@ -264,7 +274,11 @@ class Handler(BaseHTTPRequestHandler):
         headers = []
         if rule.get("retry_after") is not None:
             headers.append(("Retry-After", rule["retry_after"]))
-        if "body" in rule:
+        if rule.get("location") is not None:
+            headers.append(("Location", rule["location"]))
+        if isinstance(rule.get("body"), dict) and "repeat" in rule["body"]:
+            resp = str(rule["body"]["repeat"]) * int(rule["body"].get("times", 1))
+        elif "body" in rule:
             resp = rule["body"]
         elif 200 <= status < 300:
             resp = {"ok": True}
@@ -325,6 +339,8 @@ def normalize_rule(rule):
     rule["reset"] = bool(rule.get("reset"))
     if rule.get("retry_after") is not None:
         rule["retry_after"] = str(rule["retry_after"])
+    if rule.get("location") is not None:
+        rule["location"] = str(rule["location"])
     return rule
 
 
@@ -355,6 +371,9 @@ def main():
     ap.add_argument("--port-file", required=True, help="written atomically once listening")
     ap.add_argument("--log", help="append each delivery as a JSON line")
     ap.add_argument("--quiet", action="store_true", help="no per-request stderr logging")
+    ap.add_argument("--tls-cert", help="also serve deliveries over TLS with this certificate")
+    ap.add_argument("--tls-key", help="the certificate's private key")
+    ap.add_argument("--tls-port-file", help="the TLS port, written once listening")
     args = ap.parse_args()
 
     Handler.state = State(args.log)
@@ -371,6 +390,15 @@ def main():
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
                               daemon=True)
     thread.start()
+    tls_server = None
+    if args.tls_cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        tls_server = Server(("127.0.0.1", 0), Handler)
+        tls_server.socket = ctx.wrap_socket(tls_server.socket, server_side=True)
+        threading.Thread(target=tls_server.serve_forever, kwargs={"poll_interval": 0.2},
+                         daemon=True).start()
+        write_port_file(args.tls_port_file, tls_server.server_address[1])
     write_port_file(args.port_file, server.server_address[1])
     if not args.quiet:
         sys.stderr.write("receiver: listening on 127.0.0.1:%d\n" % server.server_address[1])
@@ -379,6 +407,9 @@ def main():
         pass
     server.shutdown()
     server.server_close()
+    if tls_server:
+        tls_server.shutdown()
+        tls_server.server_close()
     if Handler.state.log:
         Handler.state.log.close()
     return 0

@@ -4,6 +4,7 @@
  *   POST <url>
  *   Content-Type: application/json
  *   Idempotency-Key: <id>          (same value in webhook-id)
+ *   webhook-timestamp, webhook-signature   (with signing_secret, signing.c)
  *   <destination headers, {{secret:NAME}} substituted>
  *
  *   {"sync": "...", "records": [{"id", "op", "key", "data", "captured_at"}]}
@@ -17,6 +18,8 @@
 
 #include <cjson/cJSON.h>
 
+#include <time.h>
+
 #include "common/hashfn.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
@@ -24,6 +27,7 @@
 #include "utils/memutils.h"
 
 #include "connectors/webhook.h"
+#include "signing.h"
 
 static const char *
 op_name(char op)
@@ -172,6 +176,16 @@ build_headers(RetlRequest *req)
 	add_header(req, "Content-Type", "application/json");
 	add_header(req, "Idempotency-Key", key);
 	add_header(req, "webhook-id", key);
+	if (req->signing_key != NULL)
+	{
+		/* the attempt's time: a retry is signed again */
+		int64		now = (int64) time(NULL);
+
+		add_header(req, "webhook-timestamp", psprintf(INT64_FORMAT, now));
+		add_header(req, "webhook-signature",
+				   retl_sign_webhook(req->signing_key, req->signing_keylen, key, now,
+									 req->body.data, req->body.len));
+	}
 	add_header(req, "Expect", "");
 	for (int i = 0; i < req->nheader_lines; i += 2)
 		add_header(req, req->header_lines[i], req->header_lines[i + 1]);
@@ -218,6 +232,17 @@ retl_webhook_build(RetlRequest *req, RetlSync *sync)
 	}
 	PG_END_TRY();
 
+	if (sync->signing_secret != NULL)
+	{
+		req->signing_key = retl_signing_key(secret_value(req, sync->signing_secret),
+											&req->signing_keylen);
+		if (req->signing_key == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("secret \"%s\", the signing_secret of the destination of sync \"%s\", is not a Standard Webhooks secret",
+							sync->signing_secret, sync->name),
+					 errhint("Set it to \"whsec_\" followed by the base64 of the key.")));
+	}
 	build_body(req, sync->max_batch_bytes);
 	build_headers(req);
 	MemoryContextSwitchTo(old);
@@ -244,7 +269,15 @@ retl_webhook_split(RetlRequest *req, int first, int n)
 	part->max_attempts = req->max_attempts;
 	part->max_retry_age_ms = req->max_retry_age_ms;
 	part->timeout_ms = req->timeout_ms;
+	part->follow_redirects = req->follow_redirects;
+	part->tls_verify = req->tls_verify;
 	part->url = pstrdup(req->url);
+	if (req->signing_key != NULL)
+	{
+		part->signing_key = palloc(req->signing_keylen);
+		memcpy(part->signing_key, req->signing_key, req->signing_keylen);
+		part->signing_keylen = req->signing_keylen;
+	}
 	part->nheader_lines = req->nheader_lines;
 	part->header_lines = palloc(sizeof(char *) * (req->nheader_lines + 1));
 	for (int i = 0; i < req->nheader_lines; i++)

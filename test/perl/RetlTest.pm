@@ -79,6 +79,10 @@ sub start_receiver
 		'--port-file' => $port_file,
 		'--quiet',
 		'--log' => $log_file);
+	# tls_cert, tls_key: also answer deliveries over TLS on another port
+	push @cmd, '--tls-cert' => $opts{tls_cert}, '--tls-key' => $opts{tls_key},
+	  '--tls-port-file' => "$dir/tls_port"
+	  if $opts{tls_cert};
 
 	my $pid = fork;
 	croak "fork failed: $!" unless defined $pid;
@@ -126,6 +130,14 @@ sub start_receiver
 	chomp $port;
 	croak "bad port file content '$port'" unless $port =~ /^\d+$/;
 	$self->{port} = $port;
+	if ($opts{tls_cert})
+	{
+		open(my $tfh, '<', "$dir/tls_port") or croak "open $dir/tls_port: $!";
+		my $tls_port = <$tfh>;
+		close $tfh;
+		chomp $tls_port;
+		$self->{tls_port} = $tls_port;
+	}
 	return $self;
 }
 
@@ -174,6 +186,8 @@ shared_preload_libraries = 'retl'
 wal_level = logical
 retl.retry_base_ms = 100
 retl.retry_max_ms = 2000
+# the receivers are on 127.0.0.1
+retl.allow_private_destinations = on
 # The test framework's 1MB of shared buffers makes a busy queue thrash.
 shared_buffers = 64MB
 max_wal_size = 1GB
@@ -220,6 +234,17 @@ sub url
 	my ($self, $path) = @_;
 	$path //= '/';
 	return "http://127.0.0.1:$self->{port}$path";
+}
+
+# The TLS port (start_receiver with tls_cert), under a host name of choice.
+sub tls_port { return $_[0]->{tls_port} }
+
+sub tls_url
+{
+	my ($self, $path, $host) = @_;
+	$path //= '/';
+	$host //= '127.0.0.1';
+	return "https://$host:$self->{tls_port}$path";
 }
 
 # Recorded deliveries (arrayref of hashrefs); ok => 1 for 2xx ones only.
