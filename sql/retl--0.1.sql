@@ -513,6 +513,13 @@ $$;
 CREATE FUNCTION retl_set_secret(name text, value text) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
+	/*
+	 * An error raised from here on must not log the statement, which holds
+	 * the value (log_min_error_statement).  What the server logged before
+	 * this function ran (log_statement, debug messages) is the caller's to
+	 * avoid; see the README.
+	 */
+	PERFORM pg_catalog.set_config('log_min_error_statement', 'panic', true);
 	IF name IS NULL OR name !~ '^[A-Za-z0-9_.-]+$' THEN
 		RAISE EXCEPTION 'invalid secret name "%"', name
 			USING ERRCODE = 'invalid_parameter_value',
