@@ -31,6 +31,7 @@ OBJS = \
 	src/http.o \
 	src/netcheck.o \
 	src/signing.o \
+	src/owner.o \
 	src/connectors/webhook.o
 
 DATA = $(wildcard sql/retl--*.sql)

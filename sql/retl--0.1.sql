@@ -1059,10 +1059,15 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'Use schedule => ''realtime'', or capture => ''diff'' to run on a schedule.';
 	END IF;
-	IF cap IN ('trigger', 'logical') AND (opts ? 'after' OR opts ? 'owner') THEN
-		RAISE EXCEPTION 'option "%" is for scheduled syncs', CASE WHEN opts ? 'after' THEN 'after' ELSE 'owner' END
+	IF cap IN ('trigger', 'logical') AND opts ? 'after' THEN
+		RAISE EXCEPTION 'option "after" is for scheduled syncs'
 			USING ERRCODE = 'invalid_parameter_value',
-				  HINT = 'A realtime table sync has no runs, and sends rows as the extension reads them.';
+				  HINT = 'A realtime table sync has no runs to follow.';
+	END IF;
+	IF cap IN ('trigger', 'logical') AND mode = 'append' AND opts ? 'owner' THEN
+		RAISE EXCEPTION 'option "owner" is not supported by append syncs'
+			USING ERRCODE = 'feature_not_supported',
+				  HINT = 'An append sync sends rows as they were written, read by the capture; an upsert sync reads them as its owner.';
 	END IF;
 	IF after_name IS NOT NULL AND
 	   (SELECT s.capture FROM retl.syncs s WHERE s.name = after_name) <> 'diff' THEN
@@ -1226,6 +1231,8 @@ BEGIN
 	  FROM pg_catalog.pg_attribute a
 	 WHERE a.attrelid = relid AND a.attnum > 0 AND NOT a.attisdropped;
 	PERFORM retl._check_mapping(mapping, cols, source);
+	/* the backfill and the rows sent are read as the owner: it must be able to */
+	PERFORM retl._query_columns(pg_catalog.format('SELECT * FROM ONLY %s', relid::regclass), run_as);
 	/* before anything is written: it may create the replication slot */
 	IF cap = 'logical' THEN
 		PERFORM retl._logical_prepare(relid, attnums, mode);
@@ -1233,9 +1240,9 @@ BEGIN
 
 	INSERT INTO retl.syncs (name, source, source_relid, capture, destination_id,
 							key_columns, key_attnums, mode, schedule,
-							mapping, options, backfill_done)
+							mapping, options, backfill_done, owner)
 	VALUES ($1, source, relid, cap, did, keys, attnums, mode, schedule,
-			mapping, opts, NOT do_backfill OR mode = 'append')
+			mapping, opts, NOT do_backfill OR mode = 'append', run_as)
 	RETURNING id INTO sid;
 	INSERT INTO retl.sync_stats (sync_id) VALUES (sid);
 

@@ -4,7 +4,8 @@
  * The capture trigger exists (committed) before the worker starts here, so
  * every later change is captured anyway; the backfill only has to queue
  * each existing key once.  It walks the table in key order, one chunk per
- * short transaction of the worker, remembering the last key in
+ * short transaction of the worker, reading the keys as the sync's owner
+ * (owner.c: only rows it may see are sent), remembering the last key in
  * retl.syncs.backfill_cursor, so it never holds a lock writers would wait
  * for and survives restarts.  Keys queued twice (by the trigger and the
  * backfill) are coalesced at delivery like any other upsert.
@@ -13,11 +14,15 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/lsyscache.h"
 
 #include "backfill.h"
 #include "mapping.h"
+#include "owner.h"
+#include "plans.h"
 
 /* Queue the next chunk of keys; true while more remain. */
 bool
@@ -31,6 +36,7 @@ retl_backfill_step(RetlSync *sync)
 	int64		count;
 	char	   *last;
 	bool		more;
+	Datum	   *keys;
 
 	retl_check_source(sync);
 	initStringInfo(&cols);
@@ -48,28 +54,45 @@ retl_backfill_step(RetlSync *sync)
 							 format_type_be_qualified(get_atttype(sync->relid, sync->key_attnums[i])));
 		appendStringInfoChar(&sql, ')');
 	}
-	appendStringInfo(&sql, " ORDER BY %s LIMIT %d),", cols.data, RETL_BACKFILL_CHUNK);
+	appendStringInfo(&sql, " ORDER BY %s LIMIT %d)", cols.data, RETL_BACKFILL_CHUNK);
 	resetStringInfo(&cols);
 	retl_append_key_columns(&cols, sync, "b");
-	appendStringInfo(&sql,
-					 " k AS (SELECT pg_catalog.jsonb_build_array(%s) AS key,"
-					 " pg_catalog.row_number() OVER (ORDER BY %s) AS n FROM b),"
-					 " i AS (INSERT INTO retl.queue (sync_id, op, key)"
-					 " SELECT $1, 'b', k.key FROM k ORDER BY k.n)"
-					 " SELECT pg_catalog.count(*), (SELECT k2.key::text FROM k k2 ORDER BY k2.n DESC LIMIT 1)"
-					 " FROM k", cols.data, cols.data);
+	appendStringInfo(&sql, " SELECT pg_catalog.jsonb_build_array(%s) FROM b ORDER BY %s",
+					 cols.data, cols.data);
 
 	values[0] = Int32GetDatum(sync->id);
 	if (sync->backfill_cursor)
 		values[1] = CStringGetTextDatum(sync->backfill_cursor);
 	else
 		nulls[1] = 'n';
-	if (SPI_execute_with_args(sql.data, 2, types, values, nulls, false, 0) != SPI_OK_SELECT ||
-		SPI_processed != 1)
-		elog(ERROR, "retl: backfill of sync \"%s\" failed", sync->name);
-	count = strtoi64(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), NULL, 10);
-	last = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	/* the keys the owner can see */
+	retl_owner_check_read(sync);
+	retl_owner_read(sync, sql.data, 2, types, values, nulls);
+	count = (int64) SPI_processed;
+	keys = palloc(sizeof(Datum) * Max(count, 1));
+	for (int64 i = 0; i < count; i++)
+	{
+		bool		isnull;
+
+		keys[i] = datumCopy(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull),
+							false, -1);
+	}
+	last = count > 0 ? SPI_getvalue(SPI_tuptable->vals[count - 1], SPI_tuptable->tupdesc, 1) : NULL;
 	more = count == RETL_BACKFILL_CHUNK;
+
+	/* queued by the worker */
+	if (count > 0)
+	{
+		Oid			qtypes[2] = {INT4OID, JSONBARRAYOID};
+		Datum		qvalues[2] = {Int32GetDatum(sync->id),
+			PointerGetDatum(construct_array(keys, (int) count, JSONBOID, -1, false, TYPALIGN_INT))};
+
+		if (retl_spi_execute("INSERT INTO retl.queue (sync_id, op, key)"
+							 " SELECT $1, 'b', k.key FROM pg_catalog.unnest($2)"
+							 " WITH ORDINALITY AS k(key, n) ORDER BY k.n",
+							 2, qtypes, qvalues, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "retl: backfill of sync \"%s\" failed", sync->name);
+	}
 
 	values[1] = last ? CStringGetTextDatum(last) : (Datum) 0;
 	nulls[1] = last ? ' ' : 'n';

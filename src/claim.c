@@ -21,8 +21,10 @@
  *
  * In upsert mode every queued row of a key is claimed together and sent as
  * one record carrying the row's latest state, read in the claim
- * transaction; the record's id is that of the newest row, so a retry of
- * the same state has the same id and a newer state gets a new one.
+ * transaction as the sync's owner (owner.c); the record's id is that of the
+ * newest row, so a retry of the same state has the same id and a newer
+ * state gets a new one.  A row the owner may not see (row-level security)
+ * is not the owner's to send: its key is dropped from the queue unsent.
  */
 #include "postgres.h"
 
@@ -40,6 +42,7 @@
 #include "connectors/webhook.h"
 #include "mapping.h"
 #include "mark.h"
+#include "owner.h"
 #include "plans.h"
 #include "queue.h"
 
@@ -354,6 +357,7 @@ claim_sql(RetlSync *sync)
 		return sql.data;
 	}
 
+	/* the rows' state is read afterwards, as the owner (read_rows) */
 	appendStringInfoString(&sql,
 						   "WITH u AS ("
 						   " UPDATE retl.queue q SET in_flight = true"
@@ -367,21 +371,15 @@ claim_sql(RetlSync *sync)
 						   " pg_catalog.max(u.attempts) AS attempts, pg_catalog.min(u.id) AS first,"
 						   " pg_catalog.min(u.first_attempt_at) AS first_attempt_at"
 						   " FROM u GROUP BY u.key)"
-						   " SELECT g.rid, g.ids, g.attempts,"
-						   " CASE WHEN x.data IS NULL THEN 'd' ELSE 'u' END, ");
+						   " SELECT g.rid, g.ids, g.attempts, 'u', ");
 	retl_append_key_object(&sql, sync, "g.key");
 	appendStringInfoString(&sql,
-						   "::text, x.data::text, pg_catalog.to_char(g.captured_at AT TIME ZONE 'UTC',"
+						   "::text, NULL::text, pg_catalog.to_char(g.captured_at AT TIME ZONE 'UTC',"
 						   " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
 						   " COALESCE(extract(epoch FROM g.first_attempt_at), 0),"
 						   " extract(epoch FROM g.captured_at),"
-						   " pg_catalog.jsonb_hash_extended(g.key, 0)"
-						   " FROM g LEFT JOIN LATERAL (SELECT ");
-	retl_append_row_data(&sql, sync, "t");
-	appendStringInfo(&sql, " AS data FROM %s%s t WHERE ", retl_only(sync->relid),
-					 format_type_be_qualified(get_rel_type_id(sync->relid)));
-	retl_append_key_match(&sql, sync, "t", "g.key");
-	appendStringInfoString(&sql, " LIMIT 1) x ON true ORDER BY g.first");
+						   " pg_catalog.jsonb_hash_extended(g.key, 0), g.key"
+						   " FROM g ORDER BY g.first");
 	return sql.data;
 }
 
@@ -411,6 +409,83 @@ parse_int_array(const char *text, int *n)
 }
 
 /*
+ * Fill in the state of an upsert request's rows (keys: their queue keys),
+ * read as the sync's owner; a key without a row is a delete.  Records
+ * whose row exists but is hidden from the owner by row-level security
+ * leave the request and the queue.
+ */
+static void
+read_rows(RetlSync *sync, RetlRequest *req, Datum *keys)
+{
+	Oid			types[2] = {JSONBARRAYOID, INT4OID};
+	Datum		values[2];
+	StringInfoData sql;
+	MemoryContext old;
+	bool		missing = false;
+	int			kept = 0;
+
+	retl_owner_check_read(sync);
+	values[0] = PointerGetDatum(construct_array(keys, req->nrecords, JSONBOID, -1, false,
+												TYPALIGN_INT));
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT x.data::text FROM pg_catalog.unnest($1)"
+						   " WITH ORDINALITY AS k(key, n) LEFT JOIN LATERAL (SELECT ");
+	retl_append_row_data(&sql, sync, "t");
+	appendStringInfo(&sql, " AS data FROM %s%s t WHERE ", retl_only(sync->relid),
+					 format_type_be_qualified(get_rel_type_id(sync->relid)));
+	retl_append_key_match(&sql, sync, "t", "k.key");
+	appendStringInfoString(&sql, " LIMIT 1) x ON true ORDER BY k.n");
+	retl_owner_read(sync, sql.data, 1, types, values, NULL);
+	if (SPI_processed != (uint64) req->nrecords)
+		elog(ERROR, "retl: could not read the rows of sync \"%s\"", sync->name);
+	old = MemoryContextSwitchTo(req->cxt);
+	for (int i = 0; i < req->nrecords; i++)
+	{
+		req->records[i].data = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		req->records[i].op = req->records[i].data ? 'u' : 'd';
+		missing |= req->records[i].data == NULL;
+	}
+	MemoryContextSwitchTo(old);
+	if (!missing || !retl_owner_rls(sync))
+		return;
+
+	/* missing for the owner: deleted, or there and hidden from it? */
+	resetStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT k.n FROM pg_catalog.unnest($1) WITH ORDINALITY AS k(key, n)"
+					 " WHERE EXISTS (SELECT 1 FROM %s%s t WHERE ", retl_only(sync->relid),
+					 format_type_be_qualified(get_rel_type_id(sync->relid)));
+	retl_append_key_match(&sql, sync, "t", "k.key");
+	appendStringInfoChar(&sql, ')');
+	if (retl_spi_execute(sql.data, 1, types, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "retl: could not read the rows of sync \"%s\"", sync->name);
+	for (uint64 j = 0; j < SPI_processed; j++)
+	{
+		int			i = (int) strtol(SPI_getvalue(SPI_tuptable->vals[j], SPI_tuptable->tupdesc, 1),
+									 NULL, 10) - 1;
+
+		if (req->records[i].data == NULL)
+			req->records[i].op = 'h';	/* hidden */
+	}
+	for (int i = 0; i < req->nrecords; i++)
+	{
+		if (req->records[i].op != 'h')
+		{
+			req->records[kept++] = req->records[i];
+			continue;
+		}
+		values[0] = PointerGetDatum(construct_array((Datum *) req->records[i].queue_ids,
+													req->records[i].nqueue_ids, INT8OID, 8,
+													FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		values[1] = Int32GetDatum(sync->id);
+		types[0] = INT8ARRAYOID;
+		if (retl_spi_execute("DELETE FROM retl.queue WHERE sync_id = $2 AND id = ANY ($1)",
+							 2, types, values, NULL, false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "retl: could not drop hidden rows of sync \"%s\"", sync->name);
+	}
+	req->nrecords = kept;
+}
+
+/*
  * Claim the next batch of a sync and build its request; NULL when nothing
  * is ready.  The request and everything in it outlive the transaction,
  * and it holds its keys until it is freed.
@@ -418,13 +493,14 @@ parse_int_array(const char *text, int *n)
 RetlRequest *
 retl_queue_claim(RetlSync *sync)
 {
-	bool		by_key = sync->mode != 'a' && !sync->diff;
+	volatile bool by_key = sync->mode != 'a' && !sync->diff;
 	Oid			types[2] = {by_key ? JSONBARRAYOID : INT8ARRAYOID, INT4OID};
 	Datum		values[2];
-	RetlRequest *req;
+	RetlRequest *volatile req;
 	MemoryContext cxt;
 	MemoryContext old;
 	char	   *inst = retl_queue_instance_id();
+	Datum	   *keys = NULL;
 
 	if (!sync->diff)
 		retl_check_source(sync);
@@ -451,6 +527,8 @@ retl_queue_claim(RetlSync *sync)
 	req->tls_verify = sync->tls_verify;
 	req->nrecords = (int) SPI_processed;
 	req->records = palloc0(sizeof(RetlRecord) * req->nrecords);
+	if (by_key)
+		keys = palloc(sizeof(Datum) * req->nrecords);
 	for (int i = 0; i < req->nrecords; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -469,31 +547,48 @@ retl_queue_claim(RetlSync *sync)
 		r->first_attempt = strtod(SPI_getvalue(tup, desc, 8), NULL);
 		r->captured_epoch = strtod(SPI_getvalue(tup, desc, 9), NULL);
 		r->key_hash = (uint64) DatumGetInt64(SPI_getbinval(tup, desc, 10, &isnull));
+		if (by_key)
+			keys[i] = datumCopy(SPI_getbinval(tup, desc, 11, &isnull), false, -1);
 	}
 	MemoryContextSwitchTo(old);
 
 	/* On error the caller's subtransaction undoes the claim; free the rest. */
 	PG_TRY();
 	{
-		int			claimed = req->nrecords;
+		int			claimed;
 
-		retl_webhook_build(req, sync);
-		/* what did not fit in max_batch_bytes goes back to the queue */
-		if (req->nrecords < claimed)
+		if (by_key)
+			read_rows(sync, req, keys);
+		claimed = req->nrecords;
+		if (claimed == 0)
 		{
-			int			kept = req->nrecords;
+			/* every key hidden from the owner */
+			retl_http_free(req);
+			req = NULL;
+		}
+		else
+		{
 
-			req->nrecords = claimed;
-			retl_queue_release(req, kept);
-			req->nrecords = kept;
+			retl_webhook_build(req, sync);
+			/* what did not fit in max_batch_bytes goes back to the queue */
+			if (req->nrecords < claimed)
+			{
+				int			kept = req->nrecords;
+
+				req->nrecords = claimed;
+				retl_queue_release(req, kept);
+				req->nrecords = kept;
+			}
 		}
 	}
 	PG_CATCH();
 	{
-		retl_http_free(req);
+		if (req != NULL)
+			retl_http_free(req);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	retl_queue_hold(req);
+	if (req != NULL)
+		retl_queue_hold(req);
 	return req;
 }

@@ -17,7 +17,7 @@ typedef struct RetlSync
 	Oid			relid;			/* source table, InvalidOid for a query */
 	char	   *query;			/* source query, NULL for a table */
 	int			audience_id;	/* source 'audience:NAME', else 0 */
-	Oid			owner;			/* role a diff sync's query runs as */
+	Oid			owner;			/* role the source is read as (owner.c, diff.c) */
 	int			nkeys;
 	int16	   *key_attnums;	/* trigger capture */
 	char	  **key_names;		/* diff capture: key columns of the result */

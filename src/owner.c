@@ -1,0 +1,75 @@
+/*
+ * owner.c: reading a sync's source as the sync's owner.
+ *
+ * A realtime sync's backfill and the rows its upserts send are read as the
+ * role that owns the sync (retl.syncs.owner: its creator, or the role its
+ * "owner" option names), so that the owner's grants and row-level security
+ * apply, as they do to a diff sync's query (diff.c).  Only the read runs
+ * as the owner, as a security-restricted operation; the worker writes its
+ * queue as itself.
+ */
+#include "postgres.h"
+
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/lsyscache.h"
+#include "utils/rls.h"
+
+#include "owner.h"
+#include "plans.h"
+
+/* The owner may read the source table, or the sync fails: nothing is sent. */
+void
+retl_owner_check_read(RetlSync *sync)
+{
+	if (pg_class_aclcheck(sync->relid, sync->owner, ACL_SELECT) == ACLCHECK_OK)
+		return;
+	/* column privileges on every column of the table do as well */
+	if (pg_attribute_aclcheck_all(sync->relid, sync->owner, ACL_SELECT, ACLMASK_ALL) == ACLCHECK_OK)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("role \"%s\", the owner of sync \"%s\", may not read table \"%s\"",
+					GetUserNameFromId(sync->owner, false), sync->name,
+					get_rel_name(sync->relid)),
+			 errdetail("Nothing is sent while it may not."),
+			 errhint("GRANT SELECT ON %s TO %s.",
+					 get_rel_name(sync->relid), GetUserNameFromId(sync->owner, false))));
+}
+
+/* Is the owner's view of the table narrowed by row-level security? */
+bool
+retl_owner_rls(RetlSync *sync)
+{
+	return check_enable_rls(sync->relid, sync->owner, true) == RLS_ENABLED;
+}
+
+/*
+ * Run a read-only statement as the sync's owner (retl_spi_execute's
+ * arguments); SPI_tuptable has its result.  It takes a new snapshot, like a
+ * writing statement would: the caller's claim just ran with one, and what
+ * it claimed must be read at least as new (a read-only SPI call would use
+ * the transaction's first snapshot).
+ */
+void
+retl_owner_read(RetlSync *sync, const char *sql, int nargs, Oid *types, Datum *values,
+				const char *nulls)
+{
+	Oid			save_uid;
+	int			save_sec;
+
+	GetUserIdAndSecContext(&save_uid, &save_sec);
+	SetUserIdAndSecContext(sync->owner,
+						   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+	PG_TRY();
+	{
+		if (retl_spi_execute(sql, nargs, types, values, nulls, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "retl: could not read the source of sync \"%s\"", sync->name);
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(save_uid, save_sec);
+	}
+	PG_END_TRY();
+}

@@ -1,0 +1,14 @@
+/*
+ * owner.h: reading a sync's source as the sync's owner (see owner.c).
+ */
+#ifndef RETL_OWNER_H
+#define RETL_OWNER_H
+
+#include "queue.h"
+
+extern void retl_owner_check_read(RetlSync *sync);
+extern bool retl_owner_rls(RetlSync *sync);
+extern void retl_owner_read(RetlSync *sync, const char *sql, int nargs, Oid *types,
+							Datum *values, const char *nulls);
+
+#endif

@@ -1,0 +1,109 @@
+# A sync reads its source as its owner: grants and row-level security
+# apply to the backfill, to the rows its upserts send and to a diff sync's
+# runs.  A row hidden from the owner is not sent (nor its key); when the
+# owner loses SELECT on the table the sync fails with a clear error and
+# nothing is sent, until the grant is back.
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
+use RetlTest;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time sleep);
+
+my $r = start_receiver();
+my $node = new_retl_node('owner');
+sub psql { return $node->safe_psql('postgres', $_[0]); }
+
+# The last state each key reached at the receiver on a path.
+sub states
+{
+	my ($path) = @_;
+	my %last;
+	for my $req (grep { $_->{path} eq $path && $_->{status} == 200 } @{ $r->requests })
+	{
+		$last{ $_->{key}{id} } = $_->{op} eq 'delete' ? 'deleted' : $_->{data}{v}
+		  for @{ $req->{body}{records} };
+	}
+	return \%last;
+}
+
+sub drained
+{
+	my ($sync) = @_;
+	return $node->poll_query_until('postgres',
+		"SELECT pending + in_flight = 0 FROM retl.sync_status WHERE sync = '$sync'");
+}
+
+psql(q{CREATE EXTENSION retl;
+	CREATE ROLE alice NOLOGIN;
+	CREATE TABLE t (id int PRIMARY KEY, tenant text NOT NULL, v text);
+	INSERT INTO t VALUES (1, 'a', 'a1'), (2, 'b', 'b2'), (3, 'a', 'a3'), (4, 'b', 'b4');
+	ALTER TABLE t ENABLE ROW LEVEL SECURITY;
+	CREATE POLICY tenant_a ON t FOR SELECT TO alice USING (tenant = 'a');
+	GRANT SELECT ON t TO alice;
+	SELECT retl_create_destination('d', 'webhook', '} . $r->url('/as_alice') . q{',
+		options => '{"batch_size": 10}');
+	SELECT retl_create_destination('dsu', 'webhook', '} . $r->url('/as_su') . q{',
+		options => '{"batch_size": 10}');
+	SELECT retl_create_destination('dm', 'webhook', '} . $r->url('/model') . q{',
+		options => '{"batch_size": 10}');});
+
+# A role that may not read the table cannot own a sync of it.
+my ($ret, $out, $err) = $node->psql('postgres', q{CREATE ROLE bob NOLOGIN;
+	SELECT retl_create_sync(name => 'bobs', source => 't', destination => 'd', options => '{"owner": "bob"}')});
+like($err, qr/permission denied for table t/, 'an owner that may not read the table: refused at creation');
+($ret, $out, $err) = $node->psql('postgres',
+	q{SELECT retl_create_sync(name => 'app', source => 't', destination => 'd', mode => 'append', options => '{"owner": "alice"}')});
+like($err, qr/option "owner" is not supported by append syncs/, 'append syncs: owner refused, clearly');
+
+psql(q{SELECT retl_create_sync(name => 'as_alice', source => 't', destination => 'd', options => '{"owner": "alice"}');
+	SELECT retl_create_sync(name => 'as_su', source => 't', destination => 'dsu');
+	SELECT retl_create_sync(name => 'model', source => 'SELECT id, v FROM t', key => '{id}',
+		destination => 'dm', schedule => 'manual', options => '{"owner": "alice"}');
+	SELECT retl_run_sync('model');});
+ok(drained('as_alice') && drained('as_su'), 'backfills delivered');
+is_deeply(states('/as_alice'), { 1 => 'a1', 3 => 'a3' }, 'backfill as the owner: only the rows it may see');
+is_deeply(states('/as_su'), { 1 => 'a1', 2 => 'b2', 3 => 'a3', 4 => 'b4' }, 'a superuser-owned sync sees every row');
+ok($node->poll_query_until('postgres', q{SELECT last_run_status = 'succeeded' FROM retl.sync_status WHERE sync = 'model'}),
+	'the diff run succeeded');
+ok(drained('model'), 'and was delivered');
+is_deeply(states('/model'), { 1 => 'a1', 3 => 'a3' }, 'a diff run as the owner: only the rows it may see');
+
+# Changes: visible rows are sent with their state, hidden ones not at all
+# (not even their key), a row that leaves the owner's view is not sent
+# either, and a deleted row is a delete.
+psql(q{UPDATE t SET v = 'a1+' WHERE id = 1;
+	UPDATE t SET v = 'b2+' WHERE id = 2;
+	INSERT INTO t VALUES (5, 'b', 'b5'), (6, 'a', 'a6');
+	DELETE FROM t WHERE id = 3;});
+ok(drained('as_alice') && drained('as_su'), 'changes delivered');
+is_deeply(states('/as_alice'), { 1 => 'a1+', 3 => 'deleted', 6 => 'a6' },
+	'as the owner: visible changes only; hidden keys never sent');
+my @keys = map { $_->{key}{id} } map { @{ $_->{body}{records} } }
+  grep { $_->{path} eq '/as_alice' } @{ $r->requests };
+ok(!grep({ $_ == 2 || $_ == 4 || $_ == 5 } @keys), 'no hidden key in any request');
+is(psql(q{SELECT count(*) FROM retl.queue q JOIN retl.syncs s ON s.id = q.sync_id WHERE s.name = 'as_alice'}), '0',
+	'hidden keys left the queue');
+is_deeply(states('/as_su'), { 1 => 'a1+', 2 => 'b2+', 3 => 'deleted', 4 => 'b4', 5 => 'b5', 6 => 'a6' },
+	'the superuser-owned sync sent everything');
+
+# The owner loses SELECT: the sync fails clearly, nothing is sent; the grant
+# back sends the change.
+psql(q{REVOKE SELECT ON t FROM alice; UPDATE t SET v = 'a6+' WHERE id = 6;});
+ok($node->poll_query_until('postgres',
+	q{SELECT state = 'failing' AND last_error LIKE 'role "alice", the owner of sync "as_alice", may not read table "t"%'
+	  FROM retl.sync_status WHERE sync = 'as_alice'}), 'owner without SELECT: the sync is failing, with a clear error');
+is(states('/as_alice')->{6}, 'a6', 'nothing was sent meanwhile');
+is(psql(q{SELECT pending FROM retl.sync_status WHERE sync = 'as_alice'}), '1', 'the change waits in the queue');
+($ret, $out, $err) = $node->psql('postgres', q{SELECT retl_run_sync('model')});
+ok($node->poll_query_until('postgres', q{SELECT last_run_status = 'failed' FROM retl.sync_status WHERE sync = 'model'}),
+	'a diff run as that owner fails too');
+psql(q{GRANT SELECT ON t TO alice;});
+ok(drained('as_alice'), 'grant back: delivered');
+is(states('/as_alice')->{6}, 'a6+', 'the waiting change went out');
+
+$node->stop;
+done_testing();
