@@ -201,7 +201,13 @@ prereq_cb(void *clientp, char *conn_primary_ip, char *conn_local_ip,
 	struct sockaddr_in v4 = {0};
 	struct sockaddr_in6 v6 = {0};
 	const char *why = NULL;
+	bool		refuse = true;
 
+	/*
+	 * (req->refused may already say why the open-socket callback refused
+	 * another address of the same host: that is no reason to refuse this
+	 * connection.)
+	 */
 	if (curl_easy_getinfo(req->easy, CURLINFO_EFFECTIVE_URL, &url) != CURLE_OK || url == NULL)
 		error = "no URL";
 	else
@@ -211,22 +217,26 @@ prereq_cb(void *clientp, char *conn_primary_ip, char *conn_local_ip,
 	else if (!retl_host_allowed(host))
 		snprintf(req->refused, sizeof(req->refused),
 				 "request to host \"%s\" refused: it is not in retl.allowed_hosts", host);
-	else if (inet_pton(AF_INET, conn_primary_ip, &v4.sin_addr) == 1)
+	else
 	{
-		v4.sin_family = AF_INET;
-		why = retl_address_refused((struct sockaddr *) &v4);
+		if (inet_pton(AF_INET, conn_primary_ip, &v4.sin_addr) == 1)
+		{
+			v4.sin_family = AF_INET;
+			why = retl_address_refused((struct sockaddr *) &v4);
+		}
+		else if (inet_pton(AF_INET6, conn_primary_ip, &v6.sin6_addr) == 1)
+		{
+			v6.sin6_family = AF_INET6;
+			why = retl_address_refused((struct sockaddr *) &v6);
+		}
+		if (why != NULL)
+			snprintf(req->refused, sizeof(req->refused),
+					 "connecting to %s refused: it is %s (see retl.allow_private_destinations)",
+					 conn_primary_ip, why);
+		refuse = why != NULL;
 	}
-	else if (inet_pton(AF_INET6, conn_primary_ip, &v6.sin6_addr) == 1)
-	{
-		v6.sin6_family = AF_INET6;
-		why = retl_address_refused((struct sockaddr *) &v6);
-	}
-	if (why != NULL)
-		snprintf(req->refused, sizeof(req->refused),
-				 "connecting to %s refused: it is %s (see retl.allow_private_destinations)",
-				 conn_primary_ip, why);
 	MemoryContextSwitchTo(old);
-	return req->refused[0] ? CURL_PREREQFUNC_ABORT : CURL_PREREQFUNC_OK;
+	return refuse ? CURL_PREREQFUNC_ABORT : CURL_PREREQFUNC_OK;
 }
 
 /* retl.test_resolve as a libcurl list (tests resolve names they choose). */

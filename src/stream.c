@@ -341,24 +341,34 @@ decode_round(Batch *b)
 	old = MemoryContextSwitchTo(decoding->context);
 	/* the caches may hold entries read with a normal snapshot: drop them */
 	InvalidateSystemCaches();
-	while (decoding->reader->EndRecPtr < end_of_wal)
+	PG_TRY();
 	{
-		char	   *errm = NULL;
-		XLogRecord *record = XLogReadRecord(decoding->reader, &errm);
+		while (decoding->reader->EndRecPtr < end_of_wal)
+		{
+			char	   *errm = NULL;
+			XLogRecord *record = XLogReadRecord(decoding->reader, &errm);
 
-		if (errm)
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("retl could not read WAL for logical decoding: %s", errm)));
-		if (record != NULL)
-			LogicalDecodingProcessRecord(decoding, decoding->reader);
-		/* between records: every transaction is either whole or not begun */
-		if (b->lines >= STAGE_LIMIT ||
-			(++records % 64 == 0 &&
-			 TimestampDifferenceExceeds(start, GetCurrentTimestamp(), STAGE_MS)))
-			break;
-		CHECK_FOR_INTERRUPTS();
+			if (errm)
+				ereport(ERROR,
+						(errcode(ERRCODE_INTERNAL_ERROR),
+						 errmsg("retl could not read WAL for logical decoding: %s", errm)));
+			if (record != NULL)
+				LogicalDecodingProcessRecord(decoding, decoding->reader);
+			/* between records: every transaction is either whole or not begun */
+			if (b->lines >= STAGE_LIMIT ||
+				(++records % 64 == 0 &&
+				 TimestampDifferenceExceeds(start, GetCurrentTimestamp(), STAGE_MS)))
+				break;
+			CHECK_FOR_INTERRUPTS();
+		}
 	}
+	PG_CATCH();
+	{
+		/* nothing read with a historic snapshot may stay in the caches */
+		InvalidateSystemCaches();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	/* replaying transactions switches resource owners (see logicalfuncs.c) */
 	CurrentResourceOwner = owner;
 	/* and leaves entries read with historic snapshots */

@@ -50,7 +50,7 @@ sub drained
 {
 	my ($sync) = @_;
 	return $node->poll_query_until('postgres',
-		"SELECT pending + in_flight = 0 FROM retl.sync_status WHERE sync = '$sync'");
+		"SELECT NOT backfilling AND pending + in_flight = 0 FROM retl.sync_status WHERE sync = '$sync'");
 }
 
 sub hits
