@@ -37,7 +37,7 @@ OBJS = \
 DATA = $(wildcard sql/retl--*.sql)
 PGFILEDESC = "retl - reverse ETL from inside PostgreSQL"
 
-REGRESS = setup secrets destinations syncs status diff audiences teardown
+REGRESS = setup secrets destinations syncs status diff audiences hijack teardown
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=test/regress.conf
 
 PG_CPPFLAGS = -I$(srcdir)/src
