@@ -423,6 +423,8 @@ read_rows(RetlSync *sync, RetlRequest *req, Datum *keys)
 	MemoryContext old;
 	bool		missing = false;
 	int			kept = 0;
+	int			nhidden = 0;
+	RetlRecord *hidden;
 
 	retl_owner_check_read(sync);
 	values[0] = PointerGetDatum(construct_array(keys, req->nrecords, JSONBOID, -1, false,
@@ -466,23 +468,25 @@ read_rows(RetlSync *sync, RetlRequest *req, Datum *keys)
 		if (req->records[i].data == NULL)
 			req->records[i].op = 'h';	/* hidden */
 	}
+	/* the records kept first, the hidden ones after them */
+	hidden = palloc(sizeof(RetlRecord) * req->nrecords);
 	for (int i = 0; i < req->nrecords; i++)
 	{
-		if (req->records[i].op != 'h')
-		{
+		if (req->records[i].op == 'h')
+			hidden[nhidden++] = req->records[i];
+		else
 			req->records[kept++] = req->records[i];
-			continue;
-		}
-		values[0] = PointerGetDatum(construct_array((Datum *) req->records[i].queue_ids,
-													req->records[i].nqueue_ids, INT8OID, 8,
-													FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-		values[1] = Int32GetDatum(sync->id);
-		types[0] = INT8ARRAYOID;
-		if (retl_spi_execute("DELETE FROM retl.queue WHERE sync_id = $2 AND id = ANY ($1)",
-							 2, types, values, NULL, false, 0) != SPI_OK_DELETE)
-			elog(ERROR, "retl: could not drop hidden rows of sync \"%s\"", sync->name);
 	}
+	if (nhidden == 0)
+		return;
+	memcpy(&req->records[kept], hidden, sizeof(RetlRecord) * nhidden);
 	req->nrecords = kept;
+	values[0] = retl_queue_id_array(&req->records[kept], nhidden);
+	values[1] = Int32GetDatum(sync->id);
+	types[0] = INT8ARRAYOID;
+	if (retl_spi_execute("DELETE FROM retl.queue WHERE sync_id = $2 AND id = ANY ($1)",
+						 2, types, values, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "retl: could not drop hidden rows of sync \"%s\"", sync->name);
 }
 
 /*

@@ -35,7 +35,6 @@
 
 static char *instance_id = NULL;
 
-static Datum id_array(RetlRecord *records, int nrecords);
 
 static void
 spi_exec(const char *sql, int nargs, Oid *types, Datum *values, int expected)
@@ -294,7 +293,7 @@ retl_queue_release(RetlRequest *req, int from)
 
 	if (from >= req->nrecords)
 		return;
-	values[0] = id_array(req->records + from, req->nrecords - from);
+	values[0] = retl_queue_id_array(req->records + from, req->nrecords - from);
 	values[1] = Int32GetDatum(req->sync_id);
 	if (retl_spi_execute("UPDATE retl.queue SET in_flight = false WHERE sync_id = $2 AND id = ANY ($1)",
 							  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
@@ -342,8 +341,9 @@ retry_delay_ms(RetlRequest *req, int attempt)
 	return (int64) (delay / 2 + pg_prng_double(&pg_global_prng_state) * delay / 2);
 }
 
-static Datum
-id_array(RetlRecord *records, int nrecords)
+/* The queue ids of records, as an int8[] Datum. */
+Datum
+retl_queue_id_array(RetlRecord *records, int nrecords)
 {
 	int			n = 0;
 	Datum	   *elems;
@@ -367,7 +367,7 @@ dead_letter(RetlRequest *req, RetlRecord *r, const char *error, const char *exce
 	char		nulls[10] = "          ";
 	const char *op = r->op == 'd' ? "delete" : r->op == 'i' ? "insert" : "upsert";
 
-	values[0] = id_array(r, 1);
+	values[0] = retl_queue_id_array(r, 1);
 	values[1] = Int32GetDatum(req->sync_id);
 	values[2] = CStringGetTextDatum(r->record_id);
 	values[3] = Int64GetDatum(r->rid);
@@ -442,7 +442,7 @@ retl_queue_record(RetlRequest *req)
 	if (ok)
 	{
 		Oid			types[2] = {INT8ARRAYOID, INT4OID};
-		Datum		values[2] = {id_array(req->records, req->nrecords), Int32GetDatum(req->sync_id)};
+		Datum		values[2] = {retl_queue_id_array(req->records, req->nrecords), Int32GetDatum(req->sync_id)};
 
 		spi_exec("DELETE FROM retl.queue WHERE sync_id = $2 AND id = ANY ($1)",
 				 2, types, values, SPI_OK_DELETE);
@@ -494,7 +494,7 @@ retl_queue_record(RetlRequest *req)
 		char		nulls[6] = "      ";
 
 		delay = retry_delay_ms(req, attempt);
-		values[0] = id_array(retry, retries);
+		values[0] = retl_queue_id_array(retry, retries);
 		values[1] = Int64GetDatum(delay);
 		values[2] = TimestampTzGetDatum(req->started_at);
 		values[3] = Int32GetDatum((int32) req->status);

@@ -46,6 +46,7 @@ extern void retl_queue_analyze_if_stale(void);
 extern List *retl_queue_load_syncs(int only_id);
 extern bool retl_queue_ready(RetlSync *sync, long *wait_ms);
 extern RetlRequest *retl_queue_claim(RetlSync *sync);
+extern Datum retl_queue_id_array(RetlRecord *records, int nrecords);
 extern void retl_queue_hold(RetlRequest *req);
 extern void retl_queue_backoff(int sync_id, uint64 key_hash, TimestampTz until);
 extern void retl_queue_load_backoff(void);
