@@ -32,10 +32,16 @@ sub psql { return $node->safe_psql('postgres', $_[0]); }
 sub set_conf
 {
 	my ($setting) = @_;
+	my ($name) = $setting =~ /^\s*(\S+)/;
 	psql("ALTER SYSTEM SET $setting");
 	psql('SELECT pg_reload_conf()');
-	# the worker rereads the file at its next wake-up; give it one
-	sleep 0.5;
+	# new sessions see it once the postmaster has reloaded ...
+	$node->poll_query_until('postgres',
+		qq{SELECT current_setting('$name') = (SELECT setting FROM pg_file_settings
+		   WHERE name = '$name' ORDER BY seqno DESC LIMIT 1)})
+	  or die "$name was not reloaded";
+	# ... and the worker, woken by the signal, at once; give it a moment
+	sleep 0.3;
 }
 
 sub failing_with
