@@ -66,7 +66,6 @@ retl_backfill_step(RetlSync *sync)
 	else
 		nulls[1] = 'n';
 	/* the keys the owner can see */
-	retl_owner_check_read(sync);
 	retl_owner_read(sync, sql.data, 2, types, values, nulls);
 	count = (int64) SPI_processed;
 	keys = palloc(sizeof(Datum) * Max(count, 1));

@@ -426,7 +426,6 @@ read_rows(RetlSync *sync, RetlRequest *req, Datum *keys)
 	int			nhidden = 0;
 	RetlRecord *hidden;
 
-	retl_owner_check_read(sync);
 	values[0] = PointerGetDatum(construct_array(keys, req->nrecords, JSONBOID, -1, false,
 												TYPALIGN_INT));
 	initStringInfo(&sql);

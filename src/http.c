@@ -198,8 +198,6 @@ prereq_cb(void *clientp, char *conn_primary_ip, char *conn_local_ip,
 	char	   *url = NULL;
 	const char *error = NULL;
 	char	   *host = NULL;
-	struct sockaddr_in v4 = {0};
-	struct sockaddr_in6 v6 = {0};
 	const char *why = NULL;
 	bool		refuse = true;
 
@@ -219,16 +217,7 @@ prereq_cb(void *clientp, char *conn_primary_ip, char *conn_local_ip,
 				 "request to host \"%s\" refused: it is not in retl.allowed_hosts", host);
 	else
 	{
-		if (inet_pton(AF_INET, conn_primary_ip, &v4.sin_addr) == 1)
-		{
-			v4.sin_family = AF_INET;
-			why = retl_address_refused((struct sockaddr *) &v4);
-		}
-		else if (inet_pton(AF_INET6, conn_primary_ip, &v6.sin6_addr) == 1)
-		{
-			v6.sin6_family = AF_INET6;
-			why = retl_address_refused((struct sockaddr *) &v6);
-		}
+		why = retl_text_address_refused(conn_primary_ip);
 		if (why != NULL)
 			snprintf(req->refused, sizeof(req->refused),
 					 "connecting to %s refused: it is %s (see retl.allow_private_destinations)",

@@ -110,9 +110,12 @@ retl_address_refused(const struct sockaddr *addr)
 	return "not an internet address";
 }
 
-/* The same for an address written as text; NULL too when it is no address. */
-static const char *
-literal_refused(const char *host)
+/*
+ * The same for an address written as text (a URL's host, or libcurl's text
+ * of the address it is connected to); NULL too when it is no address.
+ */
+const char *
+retl_text_address_refused(const char *host)
 {
 	struct sockaddr_in v4 = {0};
 	struct sockaddr_in6 v6 = {0};
@@ -234,7 +237,7 @@ retl_url_refused(const char *url)
 		return psprintf("the URL does not parse: %s", error);
 	if (!retl_host_allowed(host))
 		return psprintf("host \"%s\" is not in retl.allowed_hosts", host);
-	why = literal_refused(host);
+	why = retl_text_address_refused(host);
 	if (why != NULL)
 		return psprintf("%s is %s", host, why);
 	return NULL;

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 
 extern const char *retl_address_refused(const struct sockaddr *addr);
+extern const char *retl_text_address_refused(const char *host);
 extern bool retl_host_allowed(const char *host);
 extern char *retl_url_host(const char *url, const char **error);
 extern char *retl_url_refused(const char *url);

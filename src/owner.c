@@ -20,8 +20,8 @@
 #include "plans.h"
 
 /* The owner may read the source table, or the sync fails: nothing is sent. */
-void
-retl_owner_check_read(RetlSync *sync)
+static void
+check_read(RetlSync *sync)
 {
 	if (pg_class_aclcheck(sync->relid, sync->owner, ACL_SELECT) == ACLCHECK_OK)
 		return;
@@ -46,8 +46,9 @@ retl_owner_rls(RetlSync *sync)
 }
 
 /*
- * Run a read-only statement as the sync's owner (retl_spi_execute's
- * arguments); SPI_tuptable has its result.  It takes a new snapshot, like a
+ * Run a read-only statement of the source as the sync's owner
+ * (retl_spi_execute's arguments), once it is checked that the owner may
+ * read the table; SPI_tuptable has its result.  It takes a new snapshot, like a
  * writing statement would: the caller's claim just ran with one, and what
  * it claimed must be read at least as new (a read-only SPI call would use
  * the transaction's first snapshot).
@@ -59,6 +60,7 @@ retl_owner_read(RetlSync *sync, const char *sql, int nargs, Oid *types, Datum *v
 	Oid			save_uid;
 	int			save_sec;
 
+	check_read(sync);
 	GetUserIdAndSecContext(&save_uid, &save_sec);
 	SetUserIdAndSecContext(sync->owner,
 						   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);

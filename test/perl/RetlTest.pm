@@ -24,7 +24,7 @@ use POSIX ();
 use Scalar::Util qw(refaddr weaken);
 use Time::HiRes qw(sleep time);
 
-our @EXPORT = qw(start_receiver delivered_records wait_for new_retl_node);
+our @EXPORT = qw(start_receiver delivered_records wait_for new_retl_node self_signed_cert);
 
 our $PYTHON = '/usr/bin/python3';
 
@@ -196,6 +196,20 @@ max_wal_size = 1GB
 	  if defined $opts{extra_conf};
 	$node->start;
 	return $node;
+}
+
+# A self-signed certificate for the host name "localhost" only, written to
+# $dir/cert.pem with its key in $dir/key.pem (readable by the servers the
+# tests start).
+sub self_signed_cert
+{
+	my ($dir) = @_;
+	my @cmd = ('openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes',
+		'-keyout', "$dir/key.pem", '-out', "$dir/cert.pem", '-days', '2',
+		'-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost');
+	system(@cmd) == 0 or croak "@cmd failed: $?";
+	chmod 0644, "$dir/key.pem";
+	return;
 }
 
 # "make installcheck" sets PATH and PG_REGRESS for TAP tests; provide the

@@ -17,10 +17,7 @@ use MIME::Base64 qw(decode_base64 encode_base64);
 
 # A self-signed certificate for the host name "localhost" only.
 my $tls = PostgreSQL::Test::Utils::tempdir('tls');
-system_or_bail('openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes',
-	'-keyout', "$tls/key.pem", '-out', "$tls/cert.pem", '-days', '2',
-	'-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost');
-chmod 0644, "$tls/key.pem";
+self_signed_cert($tls);
 
 my $r = start_receiver(tls_cert => "$tls/cert.pem", tls_key => "$tls/key.pem");
 my $port = $r->port;

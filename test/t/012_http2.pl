@@ -17,9 +17,7 @@ use Time::HiRes qw(time sleep);
 use IO::Socket::INET;
 
 my $dir = PostgreSQL::Test::Utils::tempdir('h2');
-system_or_bail('openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes',
-	'-keyout', "$dir/key.pem", '-out', "$dir/cert.pem", '-days', '2',
-	'-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost');
+self_signed_cert($dir);
 
 # free ports for nginx: the HTTP/2 front and the plain back end behind it
 sub free_port
