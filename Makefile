@@ -32,12 +32,13 @@ OBJS = \
 	src/netcheck.o \
 	src/signing.o \
 	src/owner.o \
+	src/entry.o \
 	src/connectors/webhook.o
 
 DATA = $(wildcard sql/retl--*.sql)
 PGFILEDESC = "retl - reverse ETL from inside PostgreSQL"
 
-REGRESS = setup secrets destinations syncs status diff audiences hijack teardown
+REGRESS = setup secrets destinations syncs status diff audiences roles hijack teardown
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=test/regress.conf
 
 PG_CPPFLAGS = -I$(srcdir)/src

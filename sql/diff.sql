@@ -145,9 +145,9 @@ SELECT count(*) AS rows FROM retl_preview('q_comment');
 ROLLBACK;
 
 -- the columns of a query, as the role it will run as
-SELECT * FROM retl._query_columns('SELECT id, name AS who, 1.5 AS x, NULL::date AS d FROM diff_people', current_user::regrole);
-SELECT * FROM retl._query_columns('VALUES (1, ''one'');', current_user::regrole);
-SELECT * FROM retl._query_columns('SELECT id FROM no_such_table', current_user::regrole);
+SELECT * FROM retl._query_columns('SELECT id, name AS who, 1.5 AS x, NULL::date AS d FROM diff_people', current_user::regrole, current_setting('search_path'));
+SELECT * FROM retl._query_columns('VALUES (1, ''one'');', current_user::regrole, current_setting('search_path'));
+SELECT * FROM retl._query_columns('SELECT id FROM no_such_table', current_user::regrole, current_setting('search_path'));
 
 --
 -- Schedules.
@@ -509,7 +509,8 @@ ROLLBACK;
 --
 -- Option "owner": the role the query runs as, checked at creation.
 --
-CREATE ROLE regress_retl_diff_reader;
+CREATE ROLE regress_retl_diff_reader IN ROLE retl_user;
+SELECT retl_grant_destination('diff_dst', 'regress_retl_diff_reader');
 SELECT retl_create_sync('s', 'SELECT id FROM diff_people', 'diff_dst', key => '{id}', schedule => 'manual',
                         options => '{"owner": "no_such_role"}');
 SELECT retl_create_sync('s', 'SELECT id FROM diff_people', 'diff_dst', key => '{id}', schedule => 'manual',
@@ -532,6 +533,7 @@ REVOKE SELECT ON diff_people FROM regress_retl_diff_reader;
 SELECT * FROM retl_preview('as_reader');
 ROLLBACK;
 REVOKE SELECT ON diff_people FROM regress_retl_diff_reader;
+SELECT retl_revoke_destination('diff_dst', 'regress_retl_diff_reader');
 DROP ROLE regress_retl_diff_reader;
 
 --

@@ -4,11 +4,33 @@
 
 /*
  * Catalog.  Everything lives in schema retl; user-facing functions live in
- * the extension's schema with a retl_ prefix.  No table is granted to
- * PUBLIC: only the extension owner (a superuser) reads secrets and queues.
+ * the extension's schema with a retl_ prefix.  Nothing is granted to
+ * PUBLIC.  Two roles use retl: retl_admin manages destinations and secrets
+ * and sees everything; retl_user creates and manages its own syncs and
+ * audiences (retl_admin is a member of it).  Users read the catalog
+ * through views, with row-level security showing each role its own syncs;
+ * every change goes through the retl_ functions, which run as the
+ * extension's owner and check what their caller may do (entry.c).  Secrets
+ * are readable by no user role.
  */
 CREATE SCHEMA retl;
 REVOKE ALL ON SCHEMA retl FROM PUBLIC;
+
+/* Roles are shared by the cluster's databases: the first CREATE EXTENSION makes them. */
+DO $$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
+					WHERE r.rolname OPERATOR(pg_catalog.=) 'retl_user') THEN
+		CREATE ROLE retl_user NOLOGIN;
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
+					WHERE r.rolname OPERATOR(pg_catalog.=) 'retl_admin') THEN
+		CREATE ROLE retl_admin NOLOGIN;
+		GRANT retl_user TO retl_admin;
+	END IF;
+END
+$$;
+GRANT USAGE ON SCHEMA retl TO retl_user;
 
 CREATE TABLE retl.secrets (
 	name		text PRIMARY KEY,
@@ -44,6 +66,15 @@ CREATE TABLE retl.destinations (
 	signing_secret text,			/* a secret's name: Standard Webhooks signatures */
 	options		jsonb NOT NULL DEFAULT '{}',
 	created_at	timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+/* Which roles may send to a destination (retl_grant_destination). */
+CREATE TABLE retl.destination_grants (
+	destination_id integer NOT NULL REFERENCES retl.destinations (id) ON DELETE CASCADE,
+	grantee		regrole NOT NULL,
+	granted_by	regrole NOT NULL,
+	granted_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	PRIMARY KEY (destination_id, grantee)
 );
 
 CREATE TABLE retl.syncs (
@@ -177,19 +208,19 @@ LANGUAGE sql IMMUTABLE AS $$
 	  FROM pg_catalog.unnest(names) WITH ORDINALITY AS n(name, i)
 $$;
 
-CREATE VIEW retl.audiences AS
+CREATE VIEW retl.audiences WITH (security_invoker = true) AS
 SELECT a.name AS audience, a.query, a.key_columns, a.schedule, a.owner,
 	   (SELECT pg_catalog.count(*) FROM retl.audience_member_store m
 		 WHERE m.audience_id OPERATOR(pg_catalog.=) a.id) AS members,
 	   a.last_refresh_at, a.next_refresh_at, a.last_error
   FROM retl.audience_store a;
 
-CREATE VIEW retl.audience_members AS
+CREATE VIEW retl.audience_members WITH (security_invoker = true) AS
 SELECT a.name AS audience, retl._key_object(m.key, a.key_columns) AS key, m.since
   FROM retl.audience_member_store m
   JOIN retl.audience_store a ON a.id OPERATOR(pg_catalog.=) m.audience_id;
 
-CREATE VIEW retl.audience_events AS
+CREATE VIEW retl.audience_events WITH (security_invoker = true) AS
 SELECT a.name AS audience, retl._key_object(e.key, a.key_columns) AS key, e.event, e.at
   FROM retl.audience_event_store e
   JOIN retl.audience_store a ON a.id OPERATOR(pg_catalog.=) e.audience_id;
@@ -256,14 +287,14 @@ CREATE TABLE retl.dead_letter_store (
 );
 CREATE INDEX dead_letter_store_sync_idx ON retl.dead_letter_store (sync_id, id);
 
-CREATE VIEW retl.dead_letters AS
+CREATE VIEW retl.dead_letters WITH (security_invoker = true) AS
 SELECT s.name AS sync, d.record_id, d.key, d.op, d.data, d.attempts,
 	   d.last_status, d.last_error, d.response_excerpt,
 	   d.first_attempt_at, d.last_attempt_at, d.captured_at, d.dead_at
   FROM retl.dead_letter_store d
   JOIN retl.syncs s ON s.id OPERATOR(pg_catalog.=) d.sync_id;
 
-CREATE VIEW retl.runs AS
+CREATE VIEW retl.runs WITH (security_invoker = true) AS
 SELECT r.id, s.name AS sync, r.why, r.status, r.requested_at, r.started_at,
 	   r.finished_at, r.rows, r.added, r.changed, r.removed, r.error
   FROM retl.run_store r
@@ -284,7 +315,7 @@ LANGUAGE sql STABLE AS $$
 	 WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()
 $$;
 
-CREATE VIEW retl.sync_status AS
+CREATE VIEW retl.sync_status WITH (security_invoker = true) AS
 SELECT s.name AS sync,
 	   dst.name AS destination,
 	   CASE WHEN s.paused THEN 'paused'
@@ -336,13 +367,100 @@ SELECT s.name AS sync,
 	 ORDER BY r.id DESC LIMIT 1) lr ON true
   LEFT JOIN retl._live_stats() ls ON ls.sync_id OPERATOR(pg_catalog.=) s.id;
 
+CREATE VIEW retl.destination_access WITH (security_invoker = true) AS
+SELECT d.name AS destination, g.grantee AS role, g.granted_by, g.granted_at
+  FROM retl.destination_grants g
+  JOIN retl.destinations d ON d.id OPERATOR(pg_catalog.=) g.destination_id;
+
+/* Secrets are write-only: their names, never their values. */
+CREATE VIEW retl.secret_names AS
+SELECT s.name, s.created_at, s.updated_at
+  FROM retl.secrets s;
+
+/*
+ * Who may see what.  Views over these tables run with the privileges of
+ * the role querying them (security_invoker), so the policies below show
+ * each role the syncs and audiences of the roles it is a member of, and
+ * retl_admin everything.  The worker and the retl_ functions run as the
+ * tables' owner, which the policies do not restrict.
+ */
+
+/* A member of retl_admin, or a superuser. */
+CREATE FUNCTION retl._is_admin(r regrole) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+	SELECT pg_catalog.pg_has_role(r, 'retl_admin'::name, 'USAGE')
+$$;
+
+/* May the current role see what owner owns: as one of its members, or an admin? */
+CREATE FUNCTION retl._may_see(owner regrole) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+	SELECT pg_catalog.pg_has_role(CURRENT_USER, owner, 'MEMBER')
+		OR pg_catalog.pg_has_role(CURRENT_USER, 'retl_admin'::name, 'USAGE')
+$$;
+
+/*
+ * May role r, a sync's owner, send to destination did?  An admin may send
+ * anywhere; a retl_user where the destination was granted to a role whose
+ * privileges it has.  Checked when a sync is created and before every
+ * request (claim.c), so a revoked grant stops a sync at once.
+ */
+CREATE FUNCTION retl._may_send(r regrole, did integer) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+	SELECT retl._is_admin(r)
+		OR (pg_catalog.pg_has_role(r, 'retl_user'::name, 'USAGE')
+			AND EXISTS (SELECT 1 FROM retl.destination_grants g
+						 WHERE g.destination_id OPERATOR(pg_catalog.=) did
+						   AND pg_catalog.pg_has_role(r, g.grantee, 'USAGE')))
+$$;
+
+ALTER TABLE retl.syncs ENABLE ROW LEVEL SECURITY;
+CREATE POLICY syncs_visible ON retl.syncs FOR SELECT USING (retl._may_see(owner));
+ALTER TABLE retl.audience_store ENABLE ROW LEVEL SECURITY;
+CREATE POLICY audiences_visible ON retl.audience_store FOR SELECT USING (retl._may_see(owner));
+/* rows of a sync or an audience: visible with it (the subquery is filtered too) */
+ALTER TABLE retl.queue ENABLE ROW LEVEL SECURITY;
+CREATE POLICY queue_visible ON retl.queue FOR SELECT
+	USING (sync_id IN (SELECT s.id FROM retl.syncs s));
+ALTER TABLE retl.sync_stats ENABLE ROW LEVEL SECURITY;
+CREATE POLICY sync_stats_visible ON retl.sync_stats FOR SELECT
+	USING (sync_id IN (SELECT s.id FROM retl.syncs s));
+ALTER TABLE retl.stats_delta ENABLE ROW LEVEL SECURITY;
+CREATE POLICY stats_delta_visible ON retl.stats_delta FOR SELECT
+	USING (sync_id IN (SELECT s.id FROM retl.syncs s));
+ALTER TABLE retl.run_store ENABLE ROW LEVEL SECURITY;
+CREATE POLICY runs_visible ON retl.run_store FOR SELECT
+	USING (sync_id IN (SELECT s.id FROM retl.syncs s));
+ALTER TABLE retl.dead_letter_store ENABLE ROW LEVEL SECURITY;
+CREATE POLICY dead_letters_visible ON retl.dead_letter_store FOR SELECT
+	USING (sync_id IN (SELECT s.id FROM retl.syncs s));
+ALTER TABLE retl.audience_member_store ENABLE ROW LEVEL SECURITY;
+CREATE POLICY audience_members_visible ON retl.audience_member_store FOR SELECT
+	USING (audience_id IN (SELECT a.id FROM retl.audience_store a));
+ALTER TABLE retl.audience_event_store ENABLE ROW LEVEL SECURITY;
+CREATE POLICY audience_events_visible ON retl.audience_event_store FOR SELECT
+	USING (audience_id IN (SELECT a.id FROM retl.audience_store a));
+/* a user sees the grants it holds; an admin all */
+ALTER TABLE retl.destination_grants ENABLE ROW LEVEL SECURITY;
+CREATE POLICY destination_grants_visible ON retl.destination_grants FOR SELECT
+	USING (pg_catalog.pg_has_role(CURRENT_USER, grantee, 'USAGE')
+		   OR pg_catalog.pg_has_role(CURRENT_USER, 'retl_admin'::name, 'USAGE'));
+
 REVOKE ALL ON ALL TABLES IN SCHEMA retl FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA retl FROM PUBLIC;
+/* read-only, and only what the views need; no role may read retl.secrets */
+GRANT SELECT ON retl.syncs, retl.queue, retl.sync_stats, retl.stats_delta, retl.run_store,
+	retl.dead_letter_store, retl.audience_store, retl.audience_member_store,
+	retl.audience_event_store, retl.destination_grants TO retl_user;
+GRANT SELECT (id, name, kind, created_at) ON retl.destinations TO retl_user;
+GRANT SELECT ON retl.sync_status, retl.dead_letters, retl.runs, retl.audiences,
+	retl.audience_members, retl.audience_events, retl.destination_access TO retl_user;
+GRANT SELECT ON retl.destinations, retl.secret_names TO retl_admin;
 
 /* Keep configuration (not queued work) in pg_dump output. */
 SELECT pg_catalog.pg_extension_config_dump('retl.secrets', '');
 SELECT pg_catalog.pg_extension_config_dump('retl.destinations', '');
 SELECT pg_catalog.pg_extension_config_dump('retl.syncs', '');
+SELECT pg_catalog.pg_extension_config_dump('retl.destination_grants', '');
 SELECT pg_catalog.pg_extension_config_dump('retl.destinations_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('retl.syncs_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('retl.audience_store', '');
@@ -380,7 +498,8 @@ CREATE FUNCTION retl._source_is_query(source text) RETURNS boolean
 CREATE FUNCTION retl._query_text(query text) RETURNS text
 	AS 'MODULE_PATHNAME', 'retl_query_text' LANGUAGE C STRICT IMMUTABLE;
 
-CREATE FUNCTION retl._query_columns(query text, run_as regrole, OUT name text, OUT type regtype)
+CREATE FUNCTION retl._query_columns(query text, run_as regrole, path text,
+									OUT name text, OUT type regtype)
 	RETURNS SETOF record
 	AS 'MODULE_PATHNAME', 'retl_query_columns' LANGUAGE C STRICT VOLATILE;
 
@@ -392,12 +511,10 @@ CREATE FUNCTION retl_preview(sync text, n integer DEFAULT 10,
 	RETURNS SETOF record
 	AS 'MODULE_PATHNAME', 'retl_preview' LANGUAGE C VOLATILE;
 
-REVOKE ALL ON FUNCTION retl._source_is_query(text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION retl._query_columns(text, regrole) FROM PUBLIC;
-REVOKE ALL ON FUNCTION retl_preview(text, integer) FROM PUBLIC;
-REVOKE ALL ON FUNCTION retl_capture() FROM PUBLIC;
-REVOKE ALL ON FUNCTION retl._wake_worker() FROM PUBLIC;
-REVOKE ALL ON FUNCTION retl._start_worker() FROM PUBLIC;
+
+/* the table a name given by a caller means, with the caller's search_path (entry.c) */
+CREATE FUNCTION retl._resolve_table(name text, caller regrole, path text) RETURNS oid
+	AS 'MODULE_PATHNAME', 'retl_resolve_table' LANGUAGE C STRICT STABLE;
 
 /*
  * Internal helpers.
@@ -411,7 +528,7 @@ LANGUAGE sql IMMUTABLE AS $$
 $$;
 
 CREATE FUNCTION retl._sync_id(sync_name text) RETURNS integer
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	sid integer;
 BEGIN
@@ -426,6 +543,60 @@ BEGIN
 				  HINT = 'See SELECT sync FROM retl.sync_status for the existing syncs.';
 	END IF;
 	RETURN sid;
+END
+$$;
+
+/*
+ * The id of a sync the caller may change: members of its owner role may,
+ * and admins.
+ */
+CREATE FUNCTION retl._own_sync(sync_name text, caller regrole) RETURNS integer
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	sid integer := retl._sync_id(sync_name);
+	sync_owner regrole;
+BEGIN
+	SELECT s.owner INTO sync_owner FROM retl.syncs s WHERE s.id = sid;
+	IF NOT (pg_has_role(caller, sync_owner, 'MEMBER') OR retl._is_admin(caller)) THEN
+		RAISE EXCEPTION 'permission denied for sync "%"', sync_name
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('Only members of role %s, its owner, and of retl_admin may use or change it.', sync_owner);
+	END IF;
+	RETURN sid;
+END
+$$;
+
+/* The id of an audience the caller may use or change, as for syncs. */
+CREATE FUNCTION retl._own_audience(audience_name text, caller regrole) RETURNS integer
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+	aid integer;
+	aud_owner regrole;
+BEGIN
+	SELECT a.id, a.owner INTO aid, aud_owner FROM retl.audience_store a WHERE a.name = audience_name;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'audience "%" does not exist', audience_name
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'See SELECT audience FROM retl.audiences.';
+	END IF;
+	IF NOT (pg_has_role(caller, aud_owner, 'MEMBER') OR retl._is_admin(caller)) THEN
+		RAISE EXCEPTION 'permission denied for audience "%"', audience_name
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('Only members of role %s, its owner, and of retl_admin may use or change it.', aud_owner);
+	END IF;
+	RETURN aid;
+END
+$$;
+
+/* Destinations and secrets are managed by admins. */
+CREATE FUNCTION retl._require_admin(caller regrole, what text) RETURNS void
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+	IF NOT retl._is_admin(caller) THEN
+		RAISE EXCEPTION 'permission denied to %', what
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'Only members of retl_admin and superusers may manage destinations and secrets.';
+	END IF;
 END
 $$;
 
@@ -510,16 +681,12 @@ $$;
 /*
  * Secrets
  */
-CREATE FUNCTION retl_set_secret(name text, value text) RETURNS void
+CREATE FUNCTION retl._set_secret(name text, value text, caller regrole, caller_path text)
+RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-	/*
-	 * An error raised from here on must not log the statement, which holds
-	 * the value (log_min_error_statement).  What the server logged before
-	 * this function ran (log_statement, debug messages) is the caller's to
-	 * avoid; see the README.
-	 */
-	PERFORM pg_catalog.set_config('log_min_error_statement', 'panic', true);
+	/* the entry (entry.c) keeps errors from logging the statement, which holds the value */
+	PERFORM retl._require_admin(caller, 'set a secret');
 	IF name IS NULL OR name !~ '^[A-Za-z0-9_.-]+$' THEN
 		RAISE EXCEPTION 'invalid secret name "%"', name
 			USING ERRCODE = 'invalid_parameter_value',
@@ -534,12 +701,16 @@ BEGIN
 	DO UPDATE SET value = EXCLUDED.value, updated_at = pg_catalog.now();
 END
 $$;
+CREATE FUNCTION retl_set_secret(name text, value text)
+	RETURNS void AS 'MODULE_PATHNAME', 'retl_entry' LANGUAGE C;
 
-CREATE FUNCTION retl_drop_secret(name text) RETURNS void
+CREATE FUNCTION retl._drop_secret(name text, caller regrole, caller_path text)
+RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
 	users text;
 BEGIN
+	PERFORM retl._require_admin(caller, 'drop a secret');
 	PERFORM 1 FROM retl.secrets s WHERE s.name = $1;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'secret "%" does not exist', $1
@@ -556,12 +727,13 @@ BEGIN
 	DELETE FROM retl.secrets s WHERE s.name = $1;
 END
 $$;
+CREATE FUNCTION retl_drop_secret(name text)
+	RETURNS void AS 'MODULE_PATHNAME', 'retl_entry' LANGUAGE C;
 
 /*
  * Destinations
  */
-CREATE FUNCTION retl_create_destination(name text, kind text, url text,
-										options jsonb DEFAULT '{}')
+CREATE FUNCTION retl._create_destination(name text, kind text, url text, options jsonb, caller regrole, caller_path text)
 RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -572,6 +744,7 @@ DECLARE
 	missing text;
 	retry_age interval;
 BEGIN
+	PERFORM retl._require_admin(caller, 'create a destination');
 	IF name IS NULL OR name = '' THEN
 		RAISE EXCEPTION 'destination name must not be empty'
 			USING ERRCODE = 'invalid_parameter_value';
@@ -619,7 +792,7 @@ BEGIN
 		END IF;
 	END IF;
 	IF opts -> 'tls_verify' = 'false'
-	   AND NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) THEN
+	   AND NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid = caller) THEN
 		RAISE EXCEPTION 'only a superuser may turn off TLS verification'
 			USING ERRCODE = 'insufficient_privilege',
 				  HINT = 'Give retl.ca_file the certificate authority of the destination instead.';
@@ -699,13 +872,17 @@ BEGIN
 			opts - 'headers');
 END
 $$;
+CREATE FUNCTION retl_create_destination(name text, kind text, url text, options jsonb DEFAULT '{}')
+	RETURNS void AS 'MODULE_PATHNAME', 'retl_entry' LANGUAGE C;
 
-CREATE FUNCTION retl_drop_destination(name text) RETURNS void
+CREATE FUNCTION retl._drop_destination(name text, caller regrole, caller_path text)
+RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
 	did integer;
 	users text;
 BEGIN
+	PERFORM retl._require_admin(caller, 'drop a destination');
 	SELECT d.id INTO did FROM retl.destinations d WHERE d.name = $1;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'destination "%" does not exist', $1
@@ -721,21 +898,93 @@ BEGIN
 	DELETE FROM retl.destinations d WHERE d.id = did;
 END
 $$;
+CREATE FUNCTION retl_drop_destination(name text)
+	RETURNS void AS 'MODULE_PATHNAME', 'retl_entry' LANGUAGE C;
+
+/*
+ * Which roles may send to a destination: create syncs to it, and have them
+ * deliver.  A grant to a group role serves every role with its privileges.
+ */
+CREATE FUNCTION retl._grant_target(destination text, role name, OUT did integer, OUT grantee regrole)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+	SELECT d.id INTO did FROM retl.destinations d WHERE d.name = destination;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'destination "%" does not exist', destination
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	SELECT r.oid::regrole INTO grantee FROM pg_catalog.pg_roles r WHERE r.rolname = role;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'role "%" does not exist', role
+			USING ERRCODE = 'undefined_object';
+	END IF;
+END
+$$;
+
+CREATE FUNCTION retl._grant_destination(destination text, role name, caller regrole, caller_path text)
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+	t record;
+BEGIN
+	PERFORM retl._require_admin(caller, 'grant a destination');
+	SELECT * INTO t FROM retl._grant_target(destination, role);
+	INSERT INTO retl.destination_grants (destination_id, grantee, granted_by)
+	VALUES (t.did, t.grantee, caller)
+	ON CONFLICT ON CONSTRAINT destination_grants_pkey DO NOTHING;
+	IF NOT pg_has_role(t.grantee, 'retl_user'::name, 'USAGE') THEN
+		RAISE NOTICE 'role "%" does not have the privileges of retl_user', role
+			USING DETAIL = 'It cannot create syncs, nor can syncs it owns send, until it has.',
+				  HINT = pg_catalog.format('GRANT retl_user TO %I;', role);
+	END IF;
+END
+$$;
+CREATE FUNCTION retl_grant_destination(destination text, role name)
+	RETURNS void AS 'MODULE_PATHNAME', 'retl_entry' LANGUAGE C;
+
+CREATE FUNCTION retl._revoke_destination(destination text, role name, caller regrole, caller_path text)
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+	t record;
+	stopped text;
+BEGIN
+	PERFORM retl._require_admin(caller, 'revoke a destination');
+	SELECT * INTO t FROM retl._grant_target(destination, role);
+	DELETE FROM retl.destination_grants g
+	 WHERE g.destination_id = t.did AND g.grantee = t.grantee;
+	IF NOT FOUND THEN
+		RAISE NOTICE 'role "%" had no grant of destination "%"', role, destination;
+		RETURN;
+	END IF;
+	SELECT pg_catalog.string_agg(s.name, ', ' ORDER BY s.name) INTO stopped
+	  FROM retl.syncs s
+	 WHERE s.destination_id = t.did AND NOT retl._may_send(s.owner, t.did);
+	IF stopped IS NOT NULL THEN
+		RAISE NOTICE 'sync % can no longer send to destination "%"', stopped, destination
+			USING DETAIL = 'Their changes wait, unsent, until the destination is granted again.',
+				  HINT = 'Drop those syncs to discard what they hold.';
+	END IF;
+END
+$$;
+CREATE FUNCTION retl_revoke_destination(destination text, role name)
+	RETURNS void AS 'MODULE_PATHNAME', 'retl_entry' LANGUAGE C;
 
 /*
  * Syncs
  */
 /*
- * The role a scheduled sync's or an audience's query runs as: option
- * "owner", which the caller must be a member of, or the caller.
+ * The role that owns a sync or an audience (its query runs as it, its rows
+ * are read as it): option "owner", which the caller must be a member of,
+ * or the caller.
  */
-CREATE FUNCTION retl._option_owner(opts jsonb, what text) RETURNS regrole
+CREATE FUNCTION retl._option_owner(opts jsonb, what text, caller regrole) RETURNS regrole
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
 	run_as regrole;
 BEGIN
 	IF NOT opts ? 'owner' THEN
-		RETURN CURRENT_USER::regrole;
+		RETURN caller;
 	END IF;
 	IF pg_catalog.jsonb_typeof(opts -> 'owner') <> 'string'
 	   OR pg_catalog.to_regrole(pg_catalog.quote_ident(opts ->> 'owner')) IS NULL THEN
@@ -743,7 +992,7 @@ BEGIN
 			USING ERRCODE = 'undefined_object';
 	END IF;
 	run_as := pg_catalog.to_regrole(pg_catalog.quote_ident(opts ->> 'owner'));
-	IF NOT pg_catalog.pg_has_role(CURRENT_USER, run_as, 'MEMBER') THEN
+	IF NOT pg_catalog.pg_has_role(caller, run_as, 'MEMBER') THEN
 		RAISE EXCEPTION 'only members of role "%" can create % that runs as it', opts ->> 'owner', what
 			USING ERRCODE = 'insufficient_privilege';
 	END IF;
@@ -925,13 +1174,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION retl_create_sync(name text, source text, destination text,
-								 key text[] DEFAULT NULL,
-								 mode text DEFAULT 'upsert',
-								 schedule text DEFAULT 'realtime',
-								 mapping jsonb DEFAULT NULL,
-								 options jsonb DEFAULT '{}',
-								 capture text DEFAULT NULL)
+CREATE FUNCTION retl._create_sync(name text, source text, destination text, key text[], mode text, schedule text, mapping jsonb, options jsonb, capture text, caller regrole, caller_path text)
 RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -981,7 +1224,14 @@ BEGIN
 					  HINT = 'Valid options: backfill, after, owner.';
 		END IF;
 	END LOOP;
-	run_as := retl._option_owner(opts, 'a sync');
+	run_as := retl._option_owner(opts, 'a sync', caller);
+	IF NOT retl._may_send(run_as, did) THEN
+		RAISE EXCEPTION 'role "%" may not send to destination "%"', run_as::text, destination
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'A sync''s owner needs the role retl_user and a grant of the destination (or retl_admin).',
+				  HINT = pg_catalog.format('A member of retl_admin allows it with SELECT retl_grant_destination(%L, %L).',
+										   destination, run_as::text);
+	END IF;
 	IF opts ? 'backfill' AND pg_catalog.jsonb_typeof(opts -> 'backfill') <> 'boolean' THEN
 		RAISE EXCEPTION 'option "backfill" must be true or false'
 			USING ERRCODE = 'invalid_parameter_value';
@@ -995,6 +1245,7 @@ BEGIN
 				USING ERRCODE = 'undefined_object',
 					  HINT = 'This sync then runs each time that sync finishes a run successfully.';
 		END IF;
+		PERFORM retl._own_sync(after_name, caller);
 	END IF;
 
 	/* Table or query: PostgreSQL's parser tells. */
@@ -1011,6 +1262,7 @@ BEGIN
 				USING ERRCODE = 'undefined_object',
 					  HINT = 'Create it with SELECT retl_create_audience(name, query, key).';
 		END IF;
+		PERFORM retl._own_audience(pg_catalog.substr(source, 10), caller);
 		IF key IS NOT NULL AND key <> keys THEN
 			RAISE EXCEPTION 'the key of an audience sync is the audience''s key %', keys
 				USING ERRCODE = 'invalid_parameter_value';
@@ -1064,11 +1316,6 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'A realtime table sync has no runs to follow.';
 	END IF;
-	IF cap IN ('trigger', 'logical') AND mode = 'append' AND opts ? 'owner' THEN
-		RAISE EXCEPTION 'option "owner" is not supported by append syncs'
-			USING ERRCODE = 'feature_not_supported',
-				  HINT = 'An append sync sends rows as they were written, read by the capture; an upsert sync reads them as its owner.';
-	END IF;
 	IF after_name IS NOT NULL AND
 	   (SELECT s.capture FROM retl.syncs s WHERE s.name = after_name) <> 'diff' THEN
 		RAISE EXCEPTION 'sync "%" has no runs to follow', after_name
@@ -1092,7 +1339,7 @@ BEGIN
 	IF NOT is_query THEN
 		/* The source: a table, by name, resolved with search_path. */
 		BEGIN
-			relid := pg_catalog.to_regclass(source);
+			relid := retl._resolve_table(source, caller, caller_path);
 		EXCEPTION WHEN OTHERS THEN
 			relid := NULL;
 		END;
@@ -1118,6 +1365,13 @@ BEGIN
 				USING ERRCODE = 'feature_not_supported',
 					  HINT = 'The worker cannot read another session''s temporary tables; sync a regular table.';
 		END IF;
+		IF cap IN ('trigger', 'logical') AND NOT pg_catalog.has_table_privilege(caller, relid, 'TRIGGER') THEN
+			RAISE EXCEPTION 'permission denied to capture the changes of table %', relid::regclass
+				USING ERRCODE = 'insufficient_privilege',
+					  DETAIL = 'Realtime capture adds a trigger to the table, which needs the TRIGGER privilege on it.',
+					  HINT = pg_catalog.format('GRANT TRIGGER ON %s TO %s; or sync it on a schedule (capture => ''diff''), which only reads it.',
+											   relid::regclass, caller);
+		END IF;
 	END IF;
 
 	IF cap = 'diff' THEN
@@ -1129,7 +1383,7 @@ BEGIN
 						  HINT = 'Name the column(s) of the query result that identify a row.';
 			END IF;
 			SELECT pg_catalog.array_agg(c.name) INTO cols
-			  FROM retl._query_columns(retl._query_text(source), run_as) c;
+			  FROM retl._query_columns(retl._query_text(source), run_as, caller_path) c;
 			SELECT c INTO col FROM pg_catalog.unnest(cols) c GROUP BY c HAVING pg_catalog.count(*) > 1 LIMIT 1;
 			IF FOUND THEN
 				RAISE EXCEPTION 'the query returns two columns named "%"', col
@@ -1140,7 +1394,7 @@ BEGIN
 		ELSE
 			/* checks, as the owner, that it can read the table */
 			SELECT pg_catalog.array_agg(c.name) INTO cols
-			  FROM retl._query_columns(pg_catalog.format('SELECT * FROM ONLY %s', relid::regclass), run_as) c;
+			  FROM retl._query_columns(pg_catalog.format('SELECT * FROM ONLY %s', relid::regclass), run_as, caller_path) c;
 			keys := coalesce(key, retl._primary_key(relid, source));
 		END IF;
 		IF pg_catalog.cardinality(keys) = 0 THEN
@@ -1232,7 +1486,18 @@ BEGIN
 	 WHERE a.attrelid = relid AND a.attnum > 0 AND NOT a.attisdropped;
 	PERFORM retl._check_mapping(mapping, cols, source);
 	/* the backfill and the rows sent are read as the owner: it must be able to */
-	PERFORM retl._query_columns(pg_catalog.format('SELECT * FROM ONLY %s', relid::regclass), run_as);
+	PERFORM retl._query_columns(pg_catalog.format('SELECT * FROM ONLY %s', relid::regclass), run_as, caller_path);
+	/* an append sync sends rows as written: only an owner that sees them all may */
+	IF mode = 'append' AND (
+		SELECT c.relrowsecurity AND NOT r.rolsuper AND NOT r.rolbypassrls
+			   AND NOT (pg_catalog.pg_has_role(r.oid, c.relowner, 'USAGE') AND NOT c.relforcerowsecurity)
+		  FROM pg_catalog.pg_class c, pg_catalog.pg_roles r
+		 WHERE c.oid = relid AND r.oid = run_as) THEN
+		RAISE EXCEPTION 'row-level security of table % applies to role "%"', relid::regclass, run_as::text
+			USING ERRCODE = 'feature_not_supported',
+				  DETAIL = 'An append sync sends rows as they were written, which only an owner that may read every row of the table may send.',
+				  HINT = 'Use mode => ''upsert'' (rows are read as the owner), or a scheduled sync (its query runs as the owner).';
+	END IF;
 	/* before anything is written: it may create the replication slot */
 	IF cap = 'logical' THEN
 		PERFORM retl._logical_prepare(relid, attnums, mode);
@@ -1273,11 +1538,14 @@ BEGIN
 	PERFORM retl._wake_worker();
 END
 $$;
+CREATE FUNCTION retl_create_sync(name text, source text, destination text, key text[] DEFAULT NULL, mode text DEFAULT 'upsert', schedule text DEFAULT 'realtime', mapping jsonb DEFAULT NULL, options jsonb DEFAULT '{}', capture text DEFAULT NULL)
+	RETURNS void AS 'MODULE_PATHNAME', 'retl_entry' LANGUAGE C;
 
-CREATE FUNCTION retl_drop_sync(name text) RETURNS void
+CREATE FUNCTION retl._drop_sync(name text, caller regrole, caller_path text)
+RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
-	sid integer := retl._sync_id(name);
+	sid integer := retl._own_sync(name, caller);
 	relid oid;
 	tg name;
 	followers text;
@@ -1302,16 +1570,19 @@ BEGIN
 	DELETE FROM retl.syncs s WHERE s.id = sid;
 END
 $$;
+CREATE FUNCTION retl_drop_sync(name text)
+	RETURNS void AS 'MODULE_PATHNAME', 'retl_entry' LANGUAGE C;
 
 /*
  * Switch a realtime table sync between trigger and logical capture.  The
  * table's writers wait for this transaction: every change before it is
  * captured the old way, every change after it the new way.
  */
-CREATE FUNCTION retl_alter_sync(name text, capture text DEFAULT NULL) RETURNS void
+CREATE FUNCTION retl._alter_sync(name text, capture text, caller regrole, caller_path text)
+RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
-	sid integer := retl._sync_id($1);
+	sid integer := retl._own_sync($1, caller);
 	s record;
 BEGIN
 	SELECT y.capture AS cap, y.source_relid AS relid, y.key_attnums AS attnums, y.mode
@@ -1347,30 +1618,39 @@ BEGIN
 	PERFORM retl._wake_worker();
 END
 $$;
+CREATE FUNCTION retl_alter_sync(name text, capture text DEFAULT NULL)
+	RETURNS void AS 'MODULE_PATHNAME', 'retl_entry' LANGUAGE C;
 
-CREATE FUNCTION retl_pause_sync(name text) RETURNS void
+CREATE FUNCTION retl._pause_sync(name text, caller regrole, caller_path text)
+RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-	UPDATE retl.syncs s SET paused = true WHERE s.id = retl._sync_id($1);
+	UPDATE retl.syncs s SET paused = true WHERE s.id = retl._own_sync($1, caller);
 END
 $$;
+CREATE FUNCTION retl_pause_sync(name text)
+	RETURNS void AS 'MODULE_PATHNAME', 'retl_entry' LANGUAGE C;
 
-CREATE FUNCTION retl_resume_sync(name text) RETURNS void
+CREATE FUNCTION retl._resume_sync(name text, caller regrole, caller_path text)
+RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-	UPDATE retl.syncs s SET paused = false WHERE s.id = retl._sync_id($1);
+	UPDATE retl.syncs s SET paused = false WHERE s.id = retl._own_sync($1, caller);
 	PERFORM retl._wake_worker();
 END
 $$;
+CREATE FUNCTION retl_resume_sync(name text)
+	RETURNS void AS 'MODULE_PATHNAME', 'retl_entry' LANGUAGE C;
 
 /*
  * Ask the worker to run a diff sync once the calling transaction commits;
  * returns the run's id (see retl.runs).  Rolling back cancels the run.
  */
-CREATE FUNCTION retl_run_sync(name text) RETURNS bigint
+CREATE FUNCTION retl._run_sync(name text, caller regrole, caller_path text)
+RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
-	sid integer := retl._sync_id($1);
+	sid integer := retl._own_sync($1, caller);
 	rid bigint;
 BEGIN
 	IF (SELECT s.capture FROM retl.syncs s WHERE s.id = sid) <> 'diff' THEN
@@ -1383,15 +1663,18 @@ BEGIN
 	RETURN rid;
 END
 $$;
+CREATE FUNCTION retl_run_sync(name text)
+	RETURNS bigint AS 'MODULE_PATHNAME', 'retl_entry' LANGUAGE C;
 
 /*
  * Forget what was synced and send everything again, or (send => false)
  * record the current result as synced without sending it.
  */
-CREATE FUNCTION retl_resync(sync text, send boolean DEFAULT true) RETURNS bigint
+CREATE FUNCTION retl._resync(sync text, send boolean, caller regrole, caller_path text)
+RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
-	sid integer := retl._sync_id(sync);
+	sid integer := retl._own_sync(sync, caller);
 	rid bigint;
 BEGIN
 	IF send IS NULL THEN
@@ -1424,18 +1707,18 @@ BEGIN
 	RETURN rid;
 END
 $$;
+CREATE FUNCTION retl_resync(sync text, send boolean DEFAULT true)
+	RETURNS bigint AS 'MODULE_PATHNAME', 'retl_entry' LANGUAGE C;
 
 /*
  * Audiences
  */
-CREATE FUNCTION retl_create_audience(name text, query text, key text[],
-									 schedule text DEFAULT '15 minutes',
-									 options jsonb DEFAULT '{}')
+CREATE FUNCTION retl._create_audience(name text, query text, key text[], schedule text, options jsonb, caller regrole, caller_path text)
 RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
 	opts jsonb := coalesce(options, '{}');
-	run_as regrole := CURRENT_USER::regrole;
+	run_as regrole;
 	cols text[];
 	k text;
 	sched text;
@@ -1460,7 +1743,7 @@ BEGIN
 					  HINT = 'Valid options: owner.';
 		END IF;
 	END LOOP;
-	run_as := retl._option_owner(opts, 'an audience');
+	run_as := retl._option_owner(opts, 'an audience', caller);
 	IF query IS NULL OR query = '' OR NOT retl._source_is_query(query) THEN
 		RAISE EXCEPTION 'an audience is defined by a query'
 			USING ERRCODE = 'invalid_parameter_value',
@@ -1477,7 +1760,7 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'Name the column(s) of the query result that identify a member.';
 	END IF;
-	SELECT pg_catalog.array_agg(c.name) INTO cols FROM retl._query_columns(retl._query_text(query), run_as) c;
+	SELECT pg_catalog.array_agg(c.name) INTO cols FROM retl._query_columns(retl._query_text(query), run_as, caller_path) c;
 	PERFORM retl._check_key(key, cols);
 	INSERT INTO retl.audience_store (name, query, key_columns, schedule, owner, next_refresh_at)
 	VALUES ($1, retl._query_text(query), key, schedule, run_as,
@@ -1487,29 +1770,28 @@ BEGIN
 	PERFORM retl._wake_worker();
 END
 $$;
+CREATE FUNCTION retl_create_audience(name text, query text, key text[], schedule text DEFAULT '15 minutes', options jsonb DEFAULT '{}')
+	RETURNS void AS 'MODULE_PATHNAME', 'retl_entry' LANGUAGE C;
 
-CREATE FUNCTION retl_refresh_audience(name text) RETURNS void
+CREATE FUNCTION retl._refresh_audience(name text, caller regrole, caller_path text)
+RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-	UPDATE retl.audience_store a SET next_refresh_at = pg_catalog.now() WHERE a.name = $1;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'audience "%" does not exist', $1
-			USING ERRCODE = 'undefined_object',
-				  HINT = 'See SELECT audience FROM retl.audiences.';
-	END IF;
+	UPDATE retl.audience_store a SET next_refresh_at = pg_catalog.now()
+	 WHERE a.id = retl._own_audience($1, caller);
 	PERFORM retl._wake_worker();
 END
 $$;
+CREATE FUNCTION retl_refresh_audience(name text)
+	RETURNS void AS 'MODULE_PATHNAME', 'retl_entry' LANGUAGE C;
 
-CREATE FUNCTION retl_drop_audience(name text) RETURNS void
+CREATE FUNCTION retl._drop_audience(name text, caller regrole, caller_path text)
+RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
 	users text;
 BEGIN
-	IF NOT EXISTS (SELECT 1 FROM retl.audience_store a WHERE a.name = $1) THEN
-		RAISE EXCEPTION 'audience "%" does not exist', $1
-			USING ERRCODE = 'undefined_object';
-	END IF;
+	PERFORM retl._own_audience($1, caller);
 	SELECT pg_catalog.string_agg(s.name, ', ' ORDER BY s.name) INTO users
 	  FROM retl.syncs s WHERE s.source = 'audience:' || $1;
 	IF users IS NOT NULL THEN
@@ -1520,11 +1802,14 @@ BEGIN
 	DELETE FROM retl.audience_store a WHERE a.name = $1;
 END
 $$;
+CREATE FUNCTION retl_drop_audience(name text)
+	RETURNS void AS 'MODULE_PATHNAME', 'retl_entry' LANGUAGE C;
 
-CREATE FUNCTION retl_replay(sync text) RETURNS bigint
+CREATE FUNCTION retl._replay(sync text, caller regrole, caller_path text)
+RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
-	sid integer := retl._sync_id(sync);
+	sid integer := retl._own_sync(sync, caller);
 	n bigint;
 BEGIN
 	/* queue ids are drawn only by transactions that have an xid (mark.c) */
@@ -1549,22 +1834,46 @@ BEGIN
 	RETURN n;
 END
 $$;
+CREATE FUNCTION retl_replay(sync text)
+	RETURNS bigint AS 'MODULE_PATHNAME', 'retl_entry' LANGUAGE C;
 
+/*
+ * Functions: the retl_ entries to the roles that use them (each checks its
+ * caller again); the implementations and helpers to nobody but the
+ * extension's owner, except what the views and policies call.
+ */
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA retl FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION retl._may_see(regrole), retl._key_object(jsonb, text[]),
+	retl._live_stats(), retl._slot_name() TO retl_user;
+REVOKE ALL ON FUNCTION retl_capture() FROM PUBLIC;
 REVOKE ALL ON FUNCTION retl_set_secret(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retl_drop_secret(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retl_create_destination(text, text, text, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retl_drop_destination(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION retl_grant_destination(text, name) FROM PUBLIC;
+REVOKE ALL ON FUNCTION retl_revoke_destination(text, name) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION retl_set_secret(text, text), retl_drop_secret(text),
+	retl_create_destination(text, text, text, jsonb), retl_drop_destination(text),
+	retl_grant_destination(text, name), retl_revoke_destination(text, name) TO retl_admin;
 REVOKE ALL ON FUNCTION retl_create_sync(text, text, text, text[], text, text, jsonb, jsonb, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION retl_run_sync(text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION retl_create_audience(text, text, text[], text, jsonb) FROM PUBLIC;
-REVOKE ALL ON FUNCTION retl_refresh_audience(text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION retl_drop_audience(text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION retl_resync(text, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retl_drop_sync(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retl_alter_sync(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retl_pause_sync(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retl_resume_sync(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION retl_run_sync(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION retl_resync(text, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retl_replay(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION retl_preview(text, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION retl_create_audience(text, text, text[], text, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION retl_refresh_audience(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION retl_drop_audience(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+	retl_create_sync(text, text, text, text[], text, text, jsonb, jsonb, text),
+	retl_drop_sync(text), retl_alter_sync(text, text), retl_pause_sync(text),
+	retl_resume_sync(text), retl_run_sync(text), retl_resync(text, boolean),
+	retl_replay(text), retl_preview(text, integer),
+	retl_create_audience(text, text, text[], text, jsonb), retl_refresh_audience(text),
+	retl_drop_audience(text) TO retl_user;
 
 /* Ask the launcher for this database's worker once CREATE EXTENSION commits. */
 SELECT retl._start_worker();

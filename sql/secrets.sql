@@ -81,13 +81,16 @@ SELECT value = 'third-value' AS replaced FROM retl.secrets WHERE name = 'api_tok
 -- views do not read retl.secrets, the functions return nothing.
 --
 SELECT name, headers FROM retl.destinations ORDER BY name;
-SELECT c.relname AS view
+-- (secret_names shows names and times only)
+SELECT c.relname AS view, pg_get_viewdef(c.oid) LIKE '%value%' AS reads_values
   FROM pg_class c
  WHERE c.relnamespace = 'retl'::regnamespace AND c.relkind = 'v'
    AND pg_get_viewdef(c.oid) LIKE '%secrets%';
+SELECT name, updated_at > created_at AS rotated FROM retl.secret_names ORDER BY name;
 SELECT count(*) AS rows_showing_a_value
   FROM (SELECT s::text AS t FROM retl.sync_status s
         UNION ALL SELECT d::text FROM retl.dead_letters d
+        UNION ALL SELECT n::text FROM retl.secret_names n
         UNION ALL SELECT d::text FROM retl.destinations d) x,
        retl.secrets sec
  WHERE strpos(x.t, sec.value) > 0;

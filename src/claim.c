@@ -510,6 +510,7 @@ retl_queue_claim(RetlSync *sync)
 	values[0] = pick(sync);
 	if (values[0] == (Datum) 0)
 		return NULL;
+	retl_owner_check_send(sync);
 	values[1] = Int32GetDatum(sync->id);
 	if (retl_spi_execute(claim_sql(sync), 2, types, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "retl: could not claim changes of sync \"%s\"", sync->name);

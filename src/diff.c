@@ -17,6 +17,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
@@ -25,11 +26,13 @@
 #include "parser/parser.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/regproc.h"
 
 #include "diff.h"
+#include "entry.h"
 #include "mapping.h"
 
 /* A query given as a source, without trailing semicolons and blanks. */
@@ -84,27 +87,23 @@ make_run_table(Oid owner)
 			 SPI_OK_UTILITY);
 }
 
-/* Run an INSERT INTO pg_temp.retl_run_rows as owner, with nothing more. */
+/*
+ * Run an INSERT INTO pg_temp.retl_run_rows as owner, with nothing more, and
+ * with search_path path (NULL: the current one, as the worker has it).
+ */
 static int64
-insert_as(Oid owner, const char *sql)
+insert_as(Oid owner, const char *sql, const char *path)
 {
 	Oid			save_uid;
 	int			save_sec;
-	volatile int64 rows = 0;
+	int			nest;
+	int64		rows;
 
-	GetUserIdAndSecContext(&save_uid, &save_sec);
-	SetUserIdAndSecContext(owner,
-						   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
-	PG_TRY();
-	{
-		exec(sql, SPI_OK_INSERT);
-		rows = (int64) SPI_processed;
-	}
-	PG_FINALLY();
-	{
-		SetUserIdAndSecContext(save_uid, save_sec);
-	}
-	PG_END_TRY();
+	nest = retl_begin_as(owner, SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION,
+						 path ? path : namespace_search_path, &save_uid, &save_sec);
+	exec(sql, SPI_OK_INSERT);
+	rows = (int64) SPI_processed;
+	retl_end_as(nest, save_uid, save_sec);
 	return rows;
 }
 
@@ -138,7 +137,7 @@ check_null_keys(const char *what)
  * keys.  Returns the number of rows.
  */
 static int64
-evaluate(RetlSync *sync)
+evaluate(RetlSync *sync, const char *path)
 {
 	StringInfoData sql;
 	int64		rows;
@@ -164,7 +163,7 @@ evaluate(RetlSync *sync)
 	appendStringInfoString(&sql, "\n) q, LATERAL (SELECT ");
 	retl_append_row_data(&sql, sync, "q");
 	appendStringInfoString(&sql, ") d(data)");
-	rows = insert_as(sync->owner, sql.data);
+	rows = insert_as(sync->owner, sql.data, path);
 
 	check_null_keys(psprintf("sync \"%s\"", sync->name));
 	exec("SELECT key::text FROM pg_temp.retl_run_rows GROUP BY key"
@@ -219,7 +218,7 @@ retl_diff_run(RetlSync *sync, bool send, RetlRunCounts *counts)
 	HeapTuple	tup;
 
 	memset(counts, 0, sizeof(RetlRunCounts));
-	counts->rows = evaluate(sync);
+	counts->rows = evaluate(sync, NULL);
 	values[0] = Int32GetDatum(sync->id);
 
 	if (sync->mode == 'a')
@@ -307,7 +306,7 @@ retl_audience_refresh(int audience_id)
 	appendStringInfoString(&sql, "INSERT INTO pg_temp.retl_run_rows (key) SELECT DISTINCT ");
 	append_key_array(&sql, names, nkeys);
 	appendStringInfo(&sql, " FROM (%s\n) q", query);
-	(void) insert_as(owner, sql.data);
+	(void) insert_as(owner, sql.data, NULL);
 
 	check_null_keys(psprintf("audience \"%s\"", name));
 
@@ -428,33 +427,29 @@ retl_query_text(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(source + raw->stmt_location, len));
 }
 
-/* retl._query_columns(query): the name and type of each result column. */
+static void
+describe(void *arg)
+{
+	if (SPI_execute(psprintf("SELECT * FROM (%s\n) q LIMIT 0", (char *) arg), true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "retl: could not describe the query");
+}
+
+/*
+ * retl._query_columns(query, run_as, search_path): the name and type of
+ * each result column, the query planned as the role it will run as (so its
+ * privileges are checked now) with the search_path of the caller who gave it.
+ */
 Datum
 retl_query_columns(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	char	   *query = trimmed_query(text_to_cstring(PG_GETARG_TEXT_PP(0)));
-	Oid			run_as = PG_GETARG_OID(1);
 	TupleDesc	desc;
-	Oid			save_uid;
-	int			save_sec;
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "retl: SPI_connect failed");
-	/* planned as the role it will run as, so its privileges are checked now */
-	GetUserIdAndSecContext(&save_uid, &save_sec);
-	SetUserIdAndSecContext(run_as, save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
-	PG_TRY();
-	{
-		if (SPI_execute(psprintf("SELECT * FROM (%s\n) q LIMIT 0", query), true, 0) != SPI_OK_SELECT)
-			elog(ERROR, "retl: could not describe the query");
-	}
-	PG_FINALLY();
-	{
-		SetUserIdAndSecContext(save_uid, save_sec);
-	}
-	PG_END_TRY();
+	retl_with_path(PG_GETARG_OID(1), text_to_cstring(PG_GETARG_TEXT_PP(2)), describe, query);
 	desc = SPI_tuptable->tupdesc;
 	for (int i = 0; i < desc->natts; i++)
 	{
@@ -484,9 +479,12 @@ retl_preview(PG_FUNCTION_ARGS)
 	List	   *syncs;
 	RetlSync   *sync;
 	Oid			types[2] = {INT4OID, TEXTOID};
-	Oid			name_type[1] = {TEXTOID};
+	Oid			lookup_types[2] = {TEXTOID, REGROLEOID};
 	Datum		values[2];
 	StringInfoData sql;
+	Oid			save_uid;
+	int			save_sec;
+	char	   *reset_path = pstrdup(GetConfigOptionResetString("search_path"));
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -505,8 +503,12 @@ retl_preview(PG_FUNCTION_ARGS)
 	{
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "retl: SPI_connect failed");
+		/* as the extension (the sync's query runs as its owner), for a caller who may */
 		values[0] = CStringGetTextDatum(name);
-		if (SPI_execute_with_args("SELECT retl._sync_id($1)", 1, name_type,
+		values[1] = ObjectIdGetDatum(GetUserId());
+		(void) retl_begin_as(retl_extension_owner(), SECURITY_LOCAL_USERID_CHANGE,
+							 RETL_SAFE_PATH, &save_uid, &save_sec);
+		if (SPI_execute_with_args("SELECT retl._own_sync($1, $2)", 2, lookup_types,
 								  values, NULL, true, 1) != SPI_OK_SELECT)
 			elog(ERROR, "retl: could not look up sync");
 		syncs = retl_queue_load_syncs(pg_strtoint32(SPI_getvalue(SPI_tuptable->vals[0],
@@ -517,7 +519,12 @@ retl_preview(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 					 errmsg("sync \"%s\" delivers changes in real time and has no runs to preview", name),
 					 errhint("See retl.sync_status for its queue.")));
-		(void) evaluate(sync);
+		/*
+		 * The sync's query runs (as its owner) with the session's default
+		 * search_path, not one set for this call: as close as a session
+		 * gets to the worker's, so names resolve as they will in runs.
+		 */
+		(void) evaluate(sync, reset_path);
 
 		initStringInfo(&sql);
 		if (sync->mode == 'a')
@@ -544,8 +551,9 @@ retl_preview(PG_FUNCTION_ARGS)
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, nulls);
 		}
 		SPI_finish();
-		/* a preview changes nothing */
+		/* a preview changes nothing; the rollback also ends the owner's identity */
 		RollbackAndReleaseCurrentSubTransaction();
+		Assert(GetUserId() == save_uid);
 	}
 	PG_CATCH();
 	{

@@ -38,6 +38,37 @@ check_read(RetlSync *sync)
 					 get_rel_name(sync->relid), GetUserNameFromId(sync->owner, false))));
 }
 
+/*
+ * May the sync send what it claimed?  Its owner must still be allowed to
+ * send to the destination (retl_user with a grant, retl_admin, superuser:
+ * retl._may_send, read with the sync), and an append sync's owner must
+ * still read the whole table: its records carry rows as they were written,
+ * which only an owner that sees every row of the table may send.  Else the
+ * sync fails with the reason and its changes wait, unsent.
+ */
+void
+retl_owner_check_send(RetlSync *sync)
+{
+	if (!sync->may_send)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("role \"%s\", the owner of sync \"%s\", may not send to destination \"%s\"",
+						GetUserNameFromId(sync->owner, false), sync->name, sync->dest_name),
+				 errdetail("Nothing is sent while it may not."),
+				 errhint("A member of retl_admin allows it with SELECT retl_grant_destination('%s', '%s'); the owner also needs the role retl_user.",
+						 sync->dest_name, GetUserNameFromId(sync->owner, false))));
+	if (sync->mode != 'a' || sync->diff)
+		return;
+	check_read(sync);
+	if (retl_owner_rls(sync))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("row-level security of table \"%s\" applies to role \"%s\", the owner of append sync \"%s\"",
+						get_rel_name(sync->relid), GetUserNameFromId(sync->owner, false), sync->name),
+				 errdetail("An append sync sends rows as they were written, which only an owner that may read every row of the table may send.  Nothing is sent while row-level security applies."),
+				 errhint("Use an upsert sync, whose rows are read as its owner.")));
+}
+
 /* Is the owner's view of the table narrowed by row-level security? */
 bool
 retl_owner_rls(RetlSync *sync)

@@ -6,6 +6,7 @@
 
 #include "queue.h"
 
+extern void retl_owner_check_send(RetlSync *sync);
 extern bool retl_owner_rls(RetlSync *sync);
 extern void retl_owner_read(RetlSync *sync, const char *sql, int nargs, Oid *types,
 							Datum *values, const char *nulls);

@@ -25,6 +25,8 @@ typedef struct RetlSync
 	bool		backfill_done;
 	char	   *backfill_cursor;	/* JSON array text, or NULL */
 	int			dest_id;
+	char	   *dest_name;
+	bool		may_send;		/* the owner may send to it (retl._may_send) */
 	char	   *kind;
 	char	   *url;
 	char	   *headers;		/* JSON object text */

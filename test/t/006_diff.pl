@@ -217,11 +217,13 @@ is(psql(q{SELECT count(*) FROM retl.snapshots sn JOIN retl.syncs s ON s.id = sn.
 
 # Row-level security: the query runs as the sync's owner.
 psql(q{
-	CREATE ROLE analyst;
+	CREATE ROLE analyst IN ROLE retl_user;
+	SELECT retl_grant_destination('d_append', 'analyst');
 	GRANT SELECT ON customers TO analyst;
 	ALTER TABLE customers ENABLE ROW LEVEL SECURITY;
 	CREATE POLICY eu_only ON customers FOR SELECT TO analyst USING (region = 'eu');
-	CREATE ROLE outsider;
+	CREATE ROLE outsider IN ROLE retl_user;
+	SELECT retl_grant_destination('d_append', 'outsider');
 	SELECT retl_create_sync(name => 'eu_customers', source => 'SELECT id, region FROM customers',
 		destination => 'd_append', key => '{id}', mode => 'upsert', schedule => 'manual',
 		options => '{"owner": "analyst"}');

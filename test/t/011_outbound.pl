@@ -208,8 +208,7 @@ like(psql(q{SELECT last_error FROM retl.sync_status WHERE sync = 'tlsip'}), qr/1
 is(hits('/tlsip'), 0, 'nothing sent over the unverified connection');
 
 # Verification off: a superuser's per-destination choice only.
-psql(q{CREATE ROLE alice LOGIN; GRANT USAGE ON SCHEMA retl TO alice;
-	GRANT EXECUTE ON FUNCTION retl_create_destination(text, text, text, jsonb) TO alice;});
+psql(q{CREATE ROLE alice LOGIN IN ROLE retl_admin;});
 ($ret, $out, $err) = $node->psql('postgres',
 	qq{SET ROLE alice; SELECT retl_create_destination('insecure', 'webhook', 'https://localhost:$tls_port/i',
 		options => '{"tls_verify": false}')});

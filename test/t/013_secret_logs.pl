@@ -35,6 +35,11 @@ my ($ret, $out, $err) = $node->psql('postgres',
 	qq{SET log_statement = 'none'; SET log_min_messages = 'warning';
 	SELECT retl_set_secret('bad name', 'value-of-a-bad-name-SECRET');});
 like($err, qr/invalid secret name/, 'a bad secret name is refused');
+# nor does a later error of the same transaction
+($ret, $out, $err) = $node->psql('postgres',
+	qq{SET log_statement = 'none'; SET log_min_messages = 'warning';
+	SELECT retl_set_secret('later', 'value-then-an-error-SECRET'), 1 / (random() * 0)::int;});
+like($err, qr/division by zero/, 'an error after a secret was set, in the same statement');
 my $url = $r->url('/s');
 psql(qq{SELECT retl_create_destination('d', 'webhook', '$url',
 		options => '{"headers": {"Authorization": "Bearer {{secret:tok}}"},
@@ -87,5 +92,7 @@ unlike($log, qr/\Q$token\E/, 'the header secret is not in the server log');
 unlike($log, qr/$b64|signing-key-9988/, 'the signing secret is not in the server log');
 like($log, qr/invalid secret name/, 'the refused call is logged');
 unlike($log, qr/value-of-a-bad-name-SECRET/, 'without its statement');
+like($log, qr/division by zero/, 'the later error is logged');
+unlike($log, qr/value-then-an-error-SECRET/, 'without its statement either');
 
 done_testing();

@@ -38,7 +38,7 @@ sub drained
 }
 
 psql(q{CREATE EXTENSION retl;
-	CREATE ROLE alice NOLOGIN;
+	CREATE ROLE alice NOLOGIN IN ROLE retl_user;
 	CREATE TABLE t (id int PRIMARY KEY, tenant text NOT NULL, v text);
 	INSERT INTO t VALUES (1, 'a', 'a1'), (2, 'b', 'b2'), (3, 'a', 'a3'), (4, 'b', 'b4');
 	ALTER TABLE t ENABLE ROW LEVEL SECURITY;
@@ -49,15 +49,20 @@ psql(q{CREATE EXTENSION retl;
 	SELECT retl_create_destination('dsu', 'webhook', '} . $r->url('/as_su') . q{',
 		options => '{"batch_size": 10}');
 	SELECT retl_create_destination('dm', 'webhook', '} . $r->url('/model') . q{',
-		options => '{"batch_size": 10}');});
+		options => '{"batch_size": 10}');
+	SELECT retl_create_destination('dself', 'webhook', '} . $r->url('/by_alice') . q{',
+		options => '{"batch_size": 10}');
+	SELECT retl_grant_destination(d, 'alice') FROM unnest('{d,dm,dself}'::text[]) d;});
 
 # A role that may not read the table cannot own a sync of it.
-my ($ret, $out, $err) = $node->psql('postgres', q{CREATE ROLE bob NOLOGIN;
+my ($ret, $out, $err) = $node->psql('postgres', q{CREATE ROLE bob NOLOGIN IN ROLE retl_user;
+	SELECT retl_grant_destination('d', 'bob');
 	SELECT retl_create_sync(name => 'bobs', source => 't', destination => 'd', options => '{"owner": "bob"}')});
 like($err, qr/permission denied for table t/, 'an owner that may not read the table: refused at creation');
 ($ret, $out, $err) = $node->psql('postgres',
 	q{SELECT retl_create_sync(name => 'app', source => 't', destination => 'd', mode => 'append', options => '{"owner": "alice"}')});
-like($err, qr/option "owner" is not supported by append syncs/, 'append syncs: owner refused, clearly');
+like($err, qr/row-level security of table public\.t applies to role "alice"/,
+	'an append sync (rows sent as written): refused to an owner under row-level security');
 
 psql(q{SELECT retl_create_sync(name => 'as_alice', source => 't', destination => 'd', options => '{"owner": "alice"}');
 	SELECT retl_create_sync(name => 'as_su', source => 't', destination => 'dsu');
@@ -104,6 +109,36 @@ ok($node->poll_query_until('postgres', q{SELECT last_run_status = 'failed' FROM 
 psql(q{GRANT SELECT ON t TO alice;});
 ok(drained('as_alice'), 'grant back: delivered');
 is(states('/as_alice')->{6}, 'a6+', 'the waiting change went out');
+
+# A retl_user's own sync: created by the role itself, read as itself.
+psql(q{GRANT TRIGGER ON t TO alice;
+	SET ROLE alice;
+	SELECT retl_create_sync(name => 'by_alice', source => 't', destination => 'dself');});
+ok(drained('by_alice'), 'a sync created by alice: delivered');
+is_deeply(states('/by_alice'), { 1 => 'a1+', 6 => 'a6+' }, 'with only the rows alice may see');
+
+# The destination's grant is revoked: the sync fails clearly, nothing is
+# sent; granted again, the waiting change goes out.  Likewise when the
+# owner loses retl_user.
+psql(q{SELECT retl_revoke_destination('d', 'alice'); UPDATE t SET v = 'a1++' WHERE id = 1;});
+ok($node->poll_query_until('postgres',
+	q{SELECT state = 'failing' AND last_error LIKE 'role "alice", the owner of sync "as_alice", may not send to destination "d"%'
+	  FROM retl.sync_status WHERE sync = 'as_alice'}), 'destination revoked: the sync is failing, with a clear error');
+ok(drained('as_su'), 'meanwhile the superuser\'s sync delivered the change');
+is(states('/as_alice')->{1}, 'a1+', 'the revoked sync sent nothing');
+is(psql(q{SELECT pending FROM retl.sync_status WHERE sync = 'as_alice'}), '1', 'its change waits in the queue');
+psql(q{SELECT retl_grant_destination('d', 'alice')});
+ok(drained('as_alice'), 'granted again: delivered');
+is(states('/as_alice')->{1}, 'a1++', 'the waiting change went out');
+
+psql(q{REVOKE retl_user FROM alice; UPDATE t SET v = 'a1+++' WHERE id = 1;});
+ok($node->poll_query_until('postgres',
+	q{SELECT state = 'failing' AND last_error LIKE '%may not send to destination "d"%'
+	  FROM retl.sync_status WHERE sync = 'as_alice'}), 'owner without retl_user: failing');
+is(states('/as_alice')->{1}, 'a1++', 'and nothing sent');
+psql(q{GRANT retl_user TO alice;});
+ok(drained('as_alice'), 'retl_user back: delivered');
+is(states('/as_alice')->{1}, 'a1+++', 'the waiting change went out');
 
 $node->stop;
 done_testing();

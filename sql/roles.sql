@@ -1,0 +1,188 @@
+--
+-- Roles: retl_admin manages destinations and secrets and sees everything;
+-- retl_user creates and manages its own syncs and audiences, on data it may
+-- read, to destinations an admin granted it.  Everyone else: nothing.
+--
+SELECT r.rolname, r.rolcanlogin, pg_has_role(r.oid, 'retl_user', 'USAGE') AS has_retl_user
+  FROM pg_roles r WHERE r.rolname IN ('retl_admin', 'retl_user') ORDER BY r.rolname;
+
+CREATE TABLE roles_people (id int PRIMARY KEY, name text NOT NULL);
+INSERT INTO roles_people VALUES (1, 'ann'), (2, 'bob');
+CREATE TABLE roles_private (id int PRIMARY KEY);
+CREATE ROLE regress_retl_admin IN ROLE retl_admin;
+CREATE ROLE regress_retl_alice IN ROLE retl_user;
+CREATE ROLE regress_retl_bob IN ROLE retl_user;
+CREATE ROLE regress_retl_mallory;
+GRANT SELECT ON roles_people TO regress_retl_alice, regress_retl_bob;
+GRANT TRIGGER ON roles_people TO regress_retl_alice;
+
+--
+-- An admin: secrets (write-only), destinations, grants.
+--
+SET ROLE regress_retl_admin;
+SELECT retl_set_secret('roles_token', 'roles-secret-value');
+SELECT * FROM retl.secrets;
+SELECT name FROM retl.secret_names WHERE name = 'roles_token';
+SELECT retl_create_destination('roles_crm', 'webhook', 'http://127.0.0.1:9/crm',
+	'{"headers": {"Authorization": "Bearer {{secret:roles_token}}"}}');
+SELECT retl_create_destination('roles_other', 'webhook', 'http://127.0.0.1:9/other');
+-- turning TLS verification off stays a superuser's choice
+SELECT retl_create_destination('roles_insecure', 'webhook', 'https://127.0.0.1:9/', '{"tls_verify": false}');
+SELECT name, url, headers FROM retl.destinations WHERE name LIKE 'roles%' ORDER BY name;
+SELECT retl_grant_destination('roles_crm', 'regress_retl_alice');
+SELECT retl_grant_destination('roles_crm', 'regress_retl_alice');
+SELECT retl_grant_destination('roles_crm', 'regress_retl_bob');
+-- a role without retl_user: granted, with a notice that it cannot use it yet
+SELECT retl_grant_destination('roles_other', 'regress_retl_mallory');
+SELECT retl_grant_destination('roles_crm', 'no_such_role');
+SELECT retl_grant_destination('no_such_destination', 'regress_retl_alice');
+SELECT destination, role, granted_by FROM retl.destination_access ORDER BY destination, role::text;
+RESET ROLE;
+
+--
+-- A user: its own syncs and audiences.
+--
+SET ROLE regress_retl_alice;
+-- no secrets, destinations or grants
+SELECT retl_set_secret('roles_token', 'stolen');
+SELECT retl_drop_secret('roles_token');
+SELECT retl_create_destination('mine', 'webhook', 'http://127.0.0.1:9/mine');
+SELECT retl_drop_destination('roles_crm');
+SELECT retl_grant_destination('roles_other', 'regress_retl_alice');
+SELECT * FROM retl.secret_names;
+SELECT url FROM retl.destinations;
+-- the destinations' names are visible, their URLs and headers are not
+SELECT name, kind FROM retl.destinations WHERE name LIKE 'roles%' ORDER BY name;
+SELECT destination, role FROM retl.destination_access ORDER BY destination;
+-- only to a destination granted to it
+SELECT retl_create_sync('alice_other', 'roles_people', 'roles_other');
+-- only what it may read
+SELECT retl_create_sync('alice_private', 'roles_private', 'roles_crm', schedule => 'manual');
+SELECT retl_create_sync('alice_private', 'SELECT id FROM roles_private', 'roles_crm', key => '{id}', schedule => 'manual');
+-- only as a role it is a member of
+SELECT retl_create_sync('alice_as_bob', 'roles_people', 'roles_crm', schedule => 'manual',
+	options => '{"owner": "regress_retl_bob"}');
+SELECT retl_create_audience('alice_as_bob', 'SELECT id FROM roles_people', '{id}', 'manual',
+	'{"owner": "regress_retl_bob"}');
+SELECT retl_create_sync('alice_sync', 'roles_people', 'roles_crm', options => '{"backfill": false}');
+SELECT retl_create_sync('alice_model', 'SELECT id, name FROM roles_people', 'roles_crm',
+	key => '{id}', schedule => 'manual');
+SELECT retl_create_audience('alice_aud', 'SELECT id FROM roles_people', '{id}', 'manual');
+SELECT name, owner, capture FROM retl.syncs ORDER BY name;
+SELECT sync, destination, mode FROM retl.sync_status ORDER BY sync;
+SELECT * FROM retl_preview('alice_model');
+SELECT retl_pause_sync('alice_sync');
+SELECT retl_resume_sync('alice_sync');
+SELECT retl_run_sync('alice_model') > 0 AS run_queued;
+SELECT sync, why FROM retl.runs ORDER BY id;
+SELECT audience, owner FROM retl.audiences;
+-- retl's own tables stay read-only
+INSERT INTO retl.syncs (name, source, destination_id, key_columns, mode, schedule)
+	VALUES ('forged', 'roles_people', 1, '{id}', 'upsert', 'realtime');
+UPDATE retl.syncs SET paused = true;
+DELETE FROM retl.queue;
+RESET ROLE;
+
+--
+-- Another user sees none of it and may change none of it.
+--
+SET ROLE regress_retl_bob;
+-- realtime capture adds a trigger: TRIGGER privilege needed
+SELECT retl_create_sync('bob_sync', 'roles_people', 'roles_crm');
+SELECT retl_create_sync('bob_model', 'roles_people', 'roles_crm', schedule => 'manual');
+SELECT name, owner FROM retl.syncs ORDER BY name;
+SELECT sync FROM retl.sync_status ORDER BY sync;
+SELECT count(*) AS alices_queue FROM retl.queue q
+ WHERE q.sync_id IN (SELECT s.id FROM retl.syncs s WHERE s.name LIKE 'alice%');
+-- only its own rows, whichever way it looks
+SELECT count(*) AS visible_run_rows FROM retl.run_store;
+SELECT count(*) AS alices_runs FROM retl.runs WHERE sync LIKE 'alice%';
+SELECT count(*) AS visible_stats_rows FROM retl.sync_stats;
+SELECT count(*) AS visible_dead_letters FROM retl.dead_letters;
+SELECT audience FROM retl.audiences;
+SELECT count(*) AS alices_members FROM retl.audience_members;
+SELECT retl_pause_sync('alice_sync');
+SELECT retl_resume_sync('alice_sync');
+SELECT retl_drop_sync('alice_sync');
+SELECT retl_resync('alice_sync');
+SELECT retl_replay('alice_sync');
+SELECT retl_alter_sync('alice_sync', capture => 'logical');
+SELECT retl_run_sync('alice_model');
+SELECT * FROM retl_preview('alice_model');
+SELECT retl_refresh_audience('alice_aud');
+SELECT retl_drop_audience('alice_aud');
+SELECT retl_create_sync('bob_aud', 'audience:alice_aud', 'roles_crm', schedule => 'manual');
+SELECT retl_create_sync('bob_after', 'SELECT id FROM roles_people', 'roles_crm', key => '{id}',
+	schedule => 'manual', options => '{"after": "alice_model"}');
+RESET ROLE;
+SELECT name, paused FROM retl.syncs WHERE name LIKE 'alice%' OR name LIKE 'bob%' ORDER BY name;
+
+--
+-- A role without retl_user or retl_admin: nothing at all, even with a grant.
+--
+SET ROLE regress_retl_mallory;
+SELECT retl_create_sync('m', 'roles_people', 'roles_other', schedule => 'manual');
+SELECT * FROM retl.sync_status;
+SELECT retl_pause_sync('alice_sync');
+RESET ROLE;
+
+--
+-- The admin sees everything and may stop anyone's sync.
+--
+SET ROLE regress_retl_admin;
+SELECT sync, destination FROM retl.sync_status WHERE sync LIKE 'alice%' OR sync LIKE 'bob%' ORDER BY sync;
+SELECT name, owner FROM retl.syncs WHERE name LIKE 'alice%' OR name LIKE 'bob%' ORDER BY name;
+SELECT retl_pause_sync('bob_model');
+SELECT retl_resume_sync('bob_model');
+-- revoking a grant stops the syncs that relied on it, and says which
+SELECT retl_revoke_destination('roles_crm', 'regress_retl_alice');
+SELECT retl_revoke_destination('roles_crm', 'regress_retl_alice');
+RESET ROLE;
+SELECT s.name, retl._may_send(s.owner, s.destination_id) AS may_send FROM retl.syncs s
+ WHERE s.name LIKE 'alice%' OR s.name LIKE 'bob%' ORDER BY s.name;
+SET ROLE regress_retl_alice;
+SELECT retl_create_sync('alice_again', 'roles_people', 'roles_crm', schedule => 'manual');
+RESET ROLE;
+
+--
+-- A user's search_path lends nothing to the functions, which run as the
+-- extension's owner: a look-alike "=" of the caller's schema, first on its
+-- path, is used by the caller's own statements but never by retl's.  Names
+-- the caller gives still resolve with its search_path.
+--
+SELECT current_user AS regress_superuser \gset
+CREATE SCHEMA regress_retl_alice_schema AUTHORIZATION regress_retl_alice;
+SELECT retl_grant_destination('roles_crm', 'regress_retl_alice');
+SET ROLE regress_retl_alice;
+CREATE FUNCTION regress_retl_alice_schema.text_eq(a text, b text) RETURNS boolean
+	LANGUAGE plpgsql AS $$
+BEGIN
+	RAISE NOTICE 'look-alike "=" called as %', current_user;
+	RETURN a OPERATOR(pg_catalog.=) b;
+END
+$$;
+CREATE OPERATOR regress_retl_alice_schema.= (LEFTARG = text, RIGHTARG = text,
+	FUNCTION = regress_retl_alice_schema.text_eq);
+CREATE TABLE regress_retl_alice_schema.alice_people (id int PRIMARY KEY);
+RESET ROLE;
+-- her look-alike first, by SET and by her role's default (retl_preview uses that)
+ALTER ROLE regress_retl_alice LOGIN;
+ALTER ROLE regress_retl_alice SET search_path = regress_retl_alice_schema, pg_catalog, public;
+\c - regress_retl_alice
+SHOW search_path;
+SELECT 'shown' = 'shown' AS the_look_alike_is_used;
+SELECT retl_create_sync('alice_path', 'alice_people', 'roles_crm', schedule => 'manual');
+SELECT retl_pause_sync('alice_path');
+SELECT * FROM retl_preview('alice_model');
+SELECT retl_drop_sync('alice_path');
+SELECT retl_create_sync('alice_nope', 'no_such_table', 'roles_crm', schedule => 'manual');
+\c - :"regress_superuser"
+DROP SCHEMA regress_retl_alice_schema CASCADE;
+
+SELECT retl_drop_sync(name) FROM retl.syncs WHERE name LIKE 'alice%' OR name LIKE 'bob%';
+SELECT retl_drop_audience('alice_aud');
+SELECT retl_drop_destination(name) FROM retl.destinations WHERE name LIKE 'roles%';
+SELECT retl_drop_secret('roles_token');
+SELECT count(*) AS grants_left FROM retl.destination_grants;
+DROP TABLE roles_people, roles_private;
+DROP ROLE regress_retl_admin, regress_retl_alice, regress_retl_bob, regress_retl_mallory;
