@@ -25,6 +25,9 @@
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/acl.h"
+#include "utils/rls.h"
+#include "miscadmin.h"
 #include "utils/rel.h"
 
 #include "capture.h"
@@ -202,24 +205,62 @@ retl_key_changed(int nkeys, const AttrNumber *attnums, HeapTuple oldtup, HeapTup
 	return false;
 }
 
+/*
+ * The role a TRUNCATE's keys must be read as: the sync's owner when
+ * row-level security narrows its view of the table (the rows it may not
+ * see were never sent, so neither are their deletes), else InvalidOid: all
+ * keys.  An owner that may not read the table at all gets every key
+ * queued; its sync sends nothing until it may (owner.c).
+ */
+static Oid
+truncate_reader(int sync_id, Relation rel)
+{
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(sync_id)};
+	bool		isnull;
+	Oid			owner;
+
+	if (!rel->rd_rel->relrowsecurity)
+		return InvalidOid;
+	if (SPI_execute_with_args("SELECT s.owner::pg_catalog.oid FROM retl.syncs s"
+							  " WHERE s.id OPERATOR(pg_catalog.=) $1",
+							  1, types, values, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		return InvalidOid;
+	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (check_enable_rls(RelationGetRelid(rel), owner, true) != RLS_ENABLED ||
+		pg_class_aclcheck(RelationGetRelid(rel), owner, ACL_SELECT) != ACLCHECK_OK)
+		return InvalidOid;
+	return owner;
+}
+
+static void
+exec_sql(const char *sql, int expected)
+{
+	if (SPI_execute(sql, false, 0) != expected)
+		elog(ERROR, "retl: could not queue the rows of a truncated table");
+}
+
 /* BEFORE TRUNCATE: every row is about to go; queue each key as a change. */
 static void
 capture_truncate(int sync_id, int nkeys, AttrNumber *attnums, Relation rel)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
-	StringInfoData sql;
+	StringInfoData keys;
 	Oid			types[1] = {INT4OID};
 	Datum		values[1] = {Int32GetDatum(sync_id)};
+	Oid			reader = truncate_reader(sync_id, rel);
+	Oid			save_uid;
+	int			save_sec;
 
-	initStringInfo(&sql);
-	appendStringInfoString(&sql, "INSERT INTO retl.queue (sync_id, op, key) SELECT $1, 't', pg_catalog.jsonb_build_array(");
+	initStringInfo(&keys);
+	appendStringInfoString(&keys, "pg_catalog.jsonb_build_array(");
 	for (int i = 0; i < nkeys; i++)
 	{
 		(void) key_type(desc, attnums[i], sync_id);
-		appendStringInfo(&sql, "%st.%s", i > 0 ? ", " : "",
+		appendStringInfo(&keys, "%st.%s", i > 0 ? ", " : "",
 						 quote_identifier(NameStr(TupleDescAttr(desc, attnums[i] - 1)->attname)));
 	}
-	appendStringInfo(&sql, ") FROM %s%s.%s t",
+	appendStringInfo(&keys, ") FROM %s%s.%s t",
 					 rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE ? "" : "ONLY ",
 					 quote_identifier(get_namespace_name(RelationGetNamespace(rel))),
 					 quote_identifier(RelationGetRelationName(rel)));
@@ -230,8 +271,29 @@ capture_truncate(int sync_id, int nkeys, AttrNumber *attnums, Relation rel)
 	 * written anything yet.
 	 */
 	(void) GetTopTransactionId();
-	if (SPI_execute_with_args(sql.data, 1, types, values, NULL, false, 0) != SPI_OK_INSERT)
+	if (!OidIsValid(reader))
+	{
+		if (SPI_execute_with_args(psprintf("INSERT INTO retl.queue (sync_id, op, key) SELECT $1, 't', %s",
+										   keys.data),
+								  1, types, values, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "retl: could not queue the rows of a truncated table");
+		return;
+	}
+
+	/* the keys the owner sees, read as it (security-restricted), then queued */
+	exec_sql("DROP TABLE IF EXISTS pg_temp.retl_truncate_keys", SPI_OK_UTILITY);
+	exec_sql("CREATE TEMP TABLE retl_truncate_keys (key pg_catalog.jsonb) ON COMMIT DROP", SPI_OK_UTILITY);
+	exec_sql(psprintf("GRANT INSERT ON pg_temp.retl_truncate_keys TO %s",
+					  quote_identifier(GetUserNameFromId(reader, false))), SPI_OK_UTILITY);
+	GetUserIdAndSecContext(&save_uid, &save_sec);
+	SetUserIdAndSecContext(reader, save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+	exec_sql(psprintf("INSERT INTO pg_temp.retl_truncate_keys (key) SELECT %s", keys.data), SPI_OK_INSERT);
+	SetUserIdAndSecContext(save_uid, save_sec);
+	if (SPI_execute_with_args("INSERT INTO retl.queue (sync_id, op, key)"
+							  " SELECT $1, 't', k.key FROM pg_temp.retl_truncate_keys k",
+							  1, types, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "retl: could not queue the rows of a truncated table");
+	exec_sql("DROP TABLE pg_temp.retl_truncate_keys", SPI_OK_UTILITY);
 }
 
 PG_FUNCTION_INFO_V1(retl_capture);

@@ -140,5 +140,16 @@ psql(q{GRANT retl_user TO alice;});
 ok(drained('as_alice'), 'retl_user back: delivered');
 is(states('/as_alice')->{1}, 'a1+++', 'the waiting change went out');
 
+# TRUNCATE: the deletes of the keys the owner could see, and no other key.
+psql(q{TRUNCATE t});
+ok(drained('as_alice') && drained('as_su') && drained('by_alice'), 'a TRUNCATE delivered');
+is_deeply(states('/as_alice'), { 1 => 'deleted', 3 => 'deleted', 6 => 'deleted' },
+	'as the owner: deletes of the rows it could see');
+is_deeply(states('/by_alice'), { 1 => 'deleted', 6 => 'deleted' }, 'the same for the sync alice created');
+@keys = map { $_->{key}{id} } map { @{ $_->{body}{records} } }
+  grep { $_->{path} eq '/as_alice' || $_->{path} eq '/by_alice' } @{ $r->requests };
+ok(!grep({ $_ == 2 || $_ == 4 || $_ == 5 } @keys), 'no hidden key sent, TRUNCATE included');
+is_deeply(states('/as_su'), { map { $_ => 'deleted' } 1 .. 6 }, 'the superuser-owned sync: every key deleted');
+
 $node->stop;
 done_testing();
