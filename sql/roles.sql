@@ -76,6 +76,14 @@ SELECT retl_resume_sync('alice_sync');
 SELECT retl_run_sync('alice_model') > 0 AS run_queued;
 SELECT sync, why FROM retl.runs ORDER BY id;
 SELECT audience, owner FROM retl.audiences;
+-- every column of every view (a whole-row reference reads them all)
+SELECT 'sync_status' AS view, count(*) FILTER (WHERE length(v::text) > 0) AS rows FROM retl.sync_status v
+UNION ALL SELECT 'runs', count(*) FILTER (WHERE length(v::text) > 0) FROM retl.runs v
+UNION ALL SELECT 'dead_letters', count(*) FILTER (WHERE length(v::text) > 0) FROM retl.dead_letters v
+UNION ALL SELECT 'audiences', count(*) FILTER (WHERE length(v::text) > 0) FROM retl.audiences v
+UNION ALL SELECT 'audience_members', count(*) FILTER (WHERE length(v::text) > 0) FROM retl.audience_members v
+UNION ALL SELECT 'audience_events', count(*) FILTER (WHERE length(v::text) > 0) FROM retl.audience_events v
+UNION ALL SELECT 'destination_access', count(*) FILTER (WHERE length(v::text) > 0) FROM retl.destination_access v;
 -- retl's own tables stay read-only
 INSERT INTO retl.syncs (name, source, destination_id, key_columns, mode, schedule)
 	VALUES ('forged', 'roles_people', 1, '{id}', 'upsert', 'realtime');
