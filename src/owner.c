@@ -19,6 +19,15 @@
 #include "owner.h"
 #include "plans.h"
 
+/* The owner's name; retl.syncs.owner outlives a dropped role (README). */
+static const char *
+owner_name(RetlSync *sync)
+{
+	const char *name = GetUserNameFromId(sync->owner, true);
+
+	return name ? name : psprintf("%u (a dropped role)", sync->owner);
+}
+
 /* The owner may read the source table, or the sync fails: nothing is sent. */
 static void
 check_read(RetlSync *sync)
@@ -31,11 +40,11 @@ check_read(RetlSync *sync)
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 			 errmsg("role \"%s\", the owner of sync \"%s\", may not read table \"%s\"",
-					GetUserNameFromId(sync->owner, false), sync->name,
+					owner_name(sync), sync->name,
 					get_rel_name(sync->relid)),
 			 errdetail("Nothing is sent while it may not."),
 			 errhint("GRANT SELECT ON %s TO %s.",
-					 get_rel_name(sync->relid), GetUserNameFromId(sync->owner, false))));
+					 get_rel_name(sync->relid), owner_name(sync))));
 }
 
 /*
@@ -53,10 +62,10 @@ retl_owner_check_send(RetlSync *sync)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("role \"%s\", the owner of sync \"%s\", may not send to destination \"%s\"",
-						GetUserNameFromId(sync->owner, false), sync->name, sync->dest_name),
+						owner_name(sync), sync->name, sync->dest_name),
 				 errdetail("Nothing is sent while it may not."),
 				 errhint("A member of retl_admin allows it with SELECT retl_grant_destination('%s', '%s'); the owner also needs the role retl_user.",
-						 sync->dest_name, GetUserNameFromId(sync->owner, false))));
+						 sync->dest_name, owner_name(sync))));
 	if (sync->mode != 'a' || sync->diff)
 		return;
 	check_read(sync);
@@ -64,7 +73,7 @@ retl_owner_check_send(RetlSync *sync)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("row-level security of table \"%s\" applies to role \"%s\", the owner of append sync \"%s\"",
-						get_rel_name(sync->relid), GetUserNameFromId(sync->owner, false), sync->name),
+						get_rel_name(sync->relid), owner_name(sync), sync->name),
 				 errdetail("An append sync sends rows as they were written, which only an owner that may read every row of the table may send.  Nothing is sent while row-level security applies."),
 				 errhint("Use an upsert sync, whose rows are read as its owner.")));
 }

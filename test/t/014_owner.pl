@@ -151,5 +151,16 @@ is_deeply(states('/by_alice'), { 1 => 'deleted', 6 => 'deleted' }, 'the same for
 ok(!grep({ $_ == 2 || $_ == 4 || $_ == 5 } @keys), 'no hidden key sent, TRUNCATE included');
 is_deeply(states('/as_su'), { map { $_ => 'deleted' } 1 .. 6 }, 'the superuser-owned sync: every key deleted');
 
+# A role dropped while it owns a sync (retl's catalog refers to it by OID):
+# the sync fails, saying so, and sends nothing.
+psql(q{CREATE ROLE carol NOLOGIN IN ROLE retl_user; GRANT SELECT ON t TO carol;
+	SELECT retl_grant_destination('d', 'carol');
+	SELECT retl_create_sync(name => 'as_carol', source => 't', destination => 'd', options => '{"owner": "carol"}');});
+ok(drained('as_carol'), 'carol\'s sync is idle');
+psql(q{REVOKE SELECT ON t FROM carol; DROP ROLE carol; INSERT INTO t VALUES (7, 'c', 'c7');});
+ok($node->poll_query_until('postgres',
+	q{SELECT state = 'failing' AND last_error ~ '^role "\d+ \(a dropped role\)", the owner of sync "as_carol", may not send'
+	  FROM retl.sync_status WHERE sync = 'as_carol'}), 'a dropped owner: failing, and the error says so');
+
 $node->stop;
 done_testing();
