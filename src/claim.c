@@ -510,6 +510,9 @@ retl_queue_claim(RetlSync *sync)
 	values[0] = pick(sync);
 	if (values[0] == (Datum) 0)
 		return NULL;
+	/* rows to claim: if the statistics counted none, they are wrong now */
+	if (retl_queue_stats_suspect())
+		retl_queue_analyze_if_stale(100);
 	retl_owner_check_send(sync);
 	values[1] = Int32GetDatum(sync->id);
 	if (retl_spi_execute(claim_sql(sync), 2, types, values, NULL, false, 0) != SPI_OK_SELECT)

@@ -67,8 +67,10 @@ retl_queue_recover(void)
  * ANALYZE counts none of its rows then: statistics saying "a few rows in
  * many pages" while a million wait would send every claim through the
  * whole sync.  So while the last ANALYZE found fewer than
- * SUSPECT_ROWS_PER_PAGE rows a page, it is done again every second, up to
- * SUSPECT_TRIES times after each growth.
+ * SUSPECT_ROWS_PER_PAGE rows a page, it is done again at most every
+ * retry_ms, up to SUSPECT_TRIES times after each growth: every second at the
+ * start of a pass, and sooner once a claim found rows (the transaction that
+ * filled the queue committed: see retl_queue_stats_suspect).
  */
 #define SUSPECT_ROWS_PER_PAGE 10
 #define SUSPECT_TRIES 30
@@ -77,7 +79,7 @@ static int	suspect_tries = 0;
 static TimestampTz last_analyze = 0;
 
 void
-retl_queue_analyze_if_stale(void)
+retl_queue_analyze_if_stale(int retry_ms)
 {
 	bool		grown;
 	bool		isnull;
@@ -91,7 +93,7 @@ retl_queue_analyze_if_stale(void)
 	if (grown)
 		suspect_tries = SUSPECT_TRIES;
 	else if (suspect_tries == 0 ||
-			 !TimestampDifferenceExceeds(last_analyze, GetCurrentTimestamp(), 1000))
+			 !TimestampDifferenceExceeds(last_analyze, GetCurrentTimestamp(), retry_ms))
 		return;
 	suspect_tries--;
 	last_analyze = GetCurrentTimestamp();
@@ -103,6 +105,19 @@ retl_queue_analyze_if_stale(void)
 		elog(ERROR, "retl: could not look at the statistics of retl.queue");
 	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
 		suspect_tries = 0;
+}
+
+/*
+ * Are the statistics suspect (see above)?  Then a claim that found rows to
+ * take analyzes again first (claim.c), rather than waiting for the next
+ * pass: a claim planned from statistics that counted none of the rows now
+ * committed walks the whole sync for its keys (half a second for 50,000
+ * rows), and a pass makes one per free request slot of the destination.
+ */
+bool
+retl_queue_stats_suspect(void)
+{
+	return suspect_tries > 0;
 }
 
 /* This database's instance id, the prefix of every record id. */

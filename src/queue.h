@@ -44,7 +44,8 @@ typedef struct RetlSync
 } RetlSync;
 
 extern void retl_queue_recover(void);
-extern void retl_queue_analyze_if_stale(void);
+extern void retl_queue_analyze_if_stale(int retry_ms);
+extern bool retl_queue_stats_suspect(void);
 extern List *retl_queue_load_syncs(int only_id);
 extern bool retl_queue_ready(RetlSync *sync, long *wait_ms);
 extern RetlRequest *retl_queue_claim(RetlSync *sync);

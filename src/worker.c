@@ -462,7 +462,7 @@ claim_work(bool *more, long *wait_ms)
 	pgstat_report_activity(STATE_RUNNING, "claiming changes");
 	if (!lock_extension())
 		exit_without_extension();
-	retl_queue_analyze_if_stale();
+	retl_queue_analyze_if_stale(1000);
 	retl_counters_fold_due();
 	syncs = retl_queue_load_syncs(0);
 	foreach(lc, syncs)
