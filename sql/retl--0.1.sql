@@ -83,6 +83,7 @@ CREATE TABLE retl.syncs (
 	source		text NOT NULL,
 	source_relid oid,				/* the source table, NULL for a query */
 	query		text,				/* the source query, NULL for a table */
+	search_path	text,				/* a query's: its creator's, when it was created */
 	capture		text NOT NULL DEFAULT 'trigger',	/* trigger, logical or diff */
 	audience_id	integer,			/* source 'audience:NAME' */
 	destination_id integer NOT NULL REFERENCES retl.destinations (id),
@@ -176,6 +177,7 @@ CREATE TABLE retl.audience_store (
 	id			serial PRIMARY KEY,
 	name		text NOT NULL UNIQUE,
 	query		text NOT NULL,
+	search_path	text NOT NULL,		/* its creator's, when it was created */
 	key_columns	text[] NOT NULL,
 	schedule	text NOT NULL,
 	next_refresh_at timestamptz,
@@ -1410,10 +1412,11 @@ BEGIN
 		PERFORM retl._check_key(keys, cols);
 		PERFORM retl._check_mapping(mapping, cols, source);
 
-		INSERT INTO retl.syncs (name, source, source_relid, query, capture, destination_id,
-								key_columns, mode, schedule, mapping, options,
+		INSERT INTO retl.syncs (name, source, source_relid, query, search_path, capture,
+								destination_id, key_columns, mode, schedule, mapping, options,
 								backfill_done, owner, next_run_at)
-		VALUES ($1, source, relid, CASE WHEN is_query THEN retl._query_text(source) END, 'diff', did,
+		VALUES ($1, source, relid, CASE WHEN is_query THEN retl._query_text(source) END,
+				CASE WHEN is_query THEN caller_path END, 'diff', did,
 				keys, mode, schedule, mapping, opts, true, run_as,
 				CASE sched WHEN 'manual' THEN NULL
 						   WHEN 'cron' THEN retl._next_run(schedule, pg_catalog.now())
@@ -1768,8 +1771,9 @@ BEGIN
 	END IF;
 	SELECT pg_catalog.array_agg(c.name) INTO cols FROM retl._query_columns(retl._query_text(query), run_as, caller_path) c;
 	PERFORM retl._check_key(key, cols);
-	INSERT INTO retl.audience_store (name, query, key_columns, schedule, owner, next_refresh_at)
-	VALUES ($1, retl._query_text(query), key, schedule, run_as,
+	INSERT INTO retl.audience_store (name, query, search_path, key_columns, schedule, owner,
+									 next_refresh_at)
+	VALUES ($1, retl._query_text(query), caller_path, key, schedule, run_as,
 			CASE sched WHEN 'manual' THEN NULL
 					   WHEN 'cron' THEN retl._next_run(schedule, pg_catalog.now())
 					   ELSE pg_catalog.now() END);

@@ -181,7 +181,11 @@ SHOW search_path;
 SELECT 'shown' = 'shown' AS the_look_alike_is_used;
 SELECT retl_create_sync('alice_path', 'alice_people', 'roles_crm', schedule => 'manual');
 SELECT retl_pause_sync('alice_path');
-SELECT * FROM retl_preview('alice_model');
+SELECT retl_drop_sync('alice_path');
+INSERT INTO alice_people VALUES (1), (2);
+SELECT retl_create_sync('alice_path', 'SELECT id FROM alice_people', 'roles_crm', key => '{id}',
+	schedule => 'manual');
+SELECT * FROM retl_preview('alice_path');
 SELECT retl_drop_sync('alice_path');
 SELECT retl_create_sync('alice_nope', 'no_such_table', 'roles_crm', schedule => 'manual');
 \c - :"regress_superuser"

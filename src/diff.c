@@ -26,7 +26,6 @@
 #include "parser/parser.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/regproc.h"
@@ -89,7 +88,9 @@ make_run_table(Oid owner)
 
 /*
  * Run an INSERT INTO pg_temp.retl_run_rows as owner, with nothing more, and
- * with search_path path (NULL: the current one, as the worker has it).
+ * with search_path path: the one the query's creator had, so that its names
+ * mean what they meant when it was checked (NULL: the current one; a
+ * table source is schema-qualified).
  */
 static int64
 insert_as(Oid owner, const char *sql, const char *path)
@@ -218,7 +219,7 @@ retl_diff_run(RetlSync *sync, bool send, RetlRunCounts *counts)
 	HeapTuple	tup;
 
 	memset(counts, 0, sizeof(RetlRunCounts));
-	counts->rows = evaluate(sync, NULL);
+	counts->rows = evaluate(sync, sync->search_path);
 	values[0] = Int32GetDatum(sync->id);
 
 	if (sync->mode == 'a')
@@ -282,6 +283,7 @@ retl_audience_refresh(int audience_id)
 	Datum		values[1] = {Int32GetDatum(audience_id)};
 	char	   *query;
 	char	   *name;
+	char	   *path;
 	Oid			owner;
 	Datum	   *keys;
 	int			nkeys;
@@ -289,11 +291,12 @@ retl_audience_refresh(int audience_id)
 	bool		isnull;
 	StringInfoData sql;
 
-	if (SPI_execute_with_args("SELECT query, owner::oid, key_columns, name FROM retl.audience_store WHERE id = $1",
+	if (SPI_execute_with_args("SELECT query, owner::oid, key_columns, name, search_path FROM retl.audience_store WHERE id = $1",
 							  1, types, values, NULL, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
 		ereport(ERROR, (errmsg("audience %d was dropped", audience_id)));
 	query = trimmed_query(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
 	name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
+	path = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5);
 	owner = (Oid) strtoul(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2), NULL, 10);
 	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull)),
 					  TEXTOID, -1, false, TYPALIGN_INT, &keys, NULL, &nkeys);
@@ -306,7 +309,7 @@ retl_audience_refresh(int audience_id)
 	appendStringInfoString(&sql, "INSERT INTO pg_temp.retl_run_rows (key) SELECT DISTINCT ");
 	append_key_array(&sql, names, nkeys);
 	appendStringInfo(&sql, " FROM (%s\n) q", query);
-	(void) insert_as(owner, sql.data, NULL);
+	(void) insert_as(owner, sql.data, path);
 
 	check_null_keys(psprintf("audience \"%s\"", name));
 
@@ -484,7 +487,6 @@ retl_preview(PG_FUNCTION_ARGS)
 	StringInfoData sql;
 	Oid			save_uid;
 	int			save_sec;
-	char	   *reset_path = pstrdup(GetConfigOptionResetString("search_path"));
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -519,12 +521,8 @@ retl_preview(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 					 errmsg("sync \"%s\" delivers changes in real time and has no runs to preview", name),
 					 errhint("See retl.sync_status for its queue.")));
-		/*
-		 * The sync's query runs (as its owner) with the session's default
-		 * search_path, not one set for this call: as close as a session
-		 * gets to the worker's, so names resolve as they will in runs.
-		 */
-		(void) evaluate(sync, reset_path);
+		/* the query runs as its owner, with its creator's search_path, as in runs */
+		(void) evaluate(sync, sync->search_path);
 
 		initStringInfo(&sql);
 		if (sync->mode == 'a')

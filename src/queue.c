@@ -185,7 +185,7 @@ retl_queue_load_syncs(int only_id)
 							  "COALESCE(s.audience_id, 0), d.id, "
 							  "(extract(epoch FROM d.max_retry_age) * 1000)::bigint, d.max_concurrency, "
 							  "d.rate_limit, d.linger_ms, d.max_batch_bytes, d.follow_redirects, d.tls_verify, d.signing_secret, "
-							  "retl._may_send(s.owner, d.id), d.name "
+							  "retl._may_send(s.owner, d.id), d.name, s.search_path "
 							  "FROM retl.syncs s JOIN retl.destinations d ON d.id = s.destination_id "
 							  "WHERE CASE WHEN $1 > 0 THEN s.id = $1 ELSE NOT s.paused END "
 							  "ORDER BY s.id", 1, types, values, NULL, true, 0) != SPI_OK_SELECT)
@@ -230,6 +230,7 @@ retl_queue_load_syncs(int only_id)
 		s->signing_secret = getstr(tup, desc, 28);
 		s->may_send = strcmp(getstr(tup, desc, 29), "t") == 0;
 		s->dest_name = getstr(tup, desc, 30);
+		s->search_path = getstr(tup, desc, 31);
 
 		deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(tup, desc, 18, &isnull)),
 						  TEXTOID, -1, false, TYPALIGN_INT, &keys, NULL, &nkeys);

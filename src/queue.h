@@ -16,6 +16,7 @@ typedef struct RetlSync
 	bool		diff;			/* diff capture (else trigger capture) */
 	Oid			relid;			/* source table, InvalidOid for a query */
 	char	   *query;			/* source query, NULL for a table */
+	char	   *search_path;	/* the query's (its creator's), or NULL */
 	int			audience_id;	/* source 'audience:NAME', else 0 */
 	Oid			owner;			/* role the source is read as (owner.c, diff.c) */
 	int			nkeys;

@@ -254,6 +254,23 @@ is(scalar @{ records_at('/update') }, 0, 'nothing sent from the interrupted run'
 is(run_sync('slow'), 'succeeded|20|20|0|0', 'next run redoes it');
 is(scalar @{ records_at('/update') }, 20, 'and sends everything');
 
+# Names in a query mean what they meant for its creator: a query (and an
+# audience) written with a schema on the creator's search_path but not on
+# the worker's runs, and previews, with the creator's.
+psql(q{CREATE SCHEMA analytics;
+	CREATE TABLE analytics.vip (id int PRIMARY KEY, email text NOT NULL);
+	INSERT INTO analytics.vip SELECT g, 'v' || g || '@example.com' FROM generate_series(1, 3) g;
+	SET search_path = analytics, public;
+	SELECT retl_create_sync(name => 'in_schema', source => 'SELECT id, email FROM vip',
+		destination => 'd_insert', key => '{id}', mode => 'insert', schedule => 'manual');
+	SELECT retl_create_audience(name => 'vips', query => 'SELECT id FROM vip', key => '{id}',
+		schedule => 'manual');});
+is(psql(q{SELECT count(*) FROM retl_preview('in_schema')}), '3', 'a preview from a session without the schema');
+is(run_sync('in_schema'), 'succeeded|3|3|0|0', 'the run resolves the query with its creator\'s search_path');
+psql(q{SELECT retl_refresh_audience('vips')});
+ok($node->poll_query_until('postgres', q{SELECT members = 3 AND last_error IS NULL FROM retl.audiences WHERE audience = 'vips'}),
+	'and so does the audience\'s refresh');
+
 $node->stop;
 $r->stop;
 done_testing();
