@@ -356,6 +356,33 @@ stage_work(void *arg)
 }
 
 /*
+ * The last staging failure logged, and when: staging is retried every
+ * second, and a failure that lasts (a slot dropped by hand) is logged again
+ * only once a minute, or when it changes.  Every logical sync shows it.
+ */
+#define STAGE_WARNING_INTERVAL_MS 60000
+static char *stage_error = NULL;
+static TimestampTz stage_error_at = 0;
+
+static void
+log_stage_error(const char *message)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	bool		repeated = stage_error != NULL && strcmp(stage_error, message) == 0 &&
+		!TimestampDifferenceExceeds(stage_error_at, now, STAGE_WARNING_INTERVAL_MS);
+
+	ereport(repeated ? DEBUG1 : WARNING,
+			(errmsg("retl could not stage logical changes: %s", message),
+			 repeated ? 0 : errdetail("While it lasts, it is logged again once a minute.")));
+	if (repeated)
+		return;
+	if (stage_error != NULL)
+		pfree(stage_error);
+	stage_error = MemoryContextStrdup(TopMemoryContext, message);
+	stage_error_at = now;
+}
+
+/*
  * Stage what the database's logical slot has for retl (stream.c): decode
  * and queue in one transaction, then confirm the position to the slot.  A
  * failure is shown on every logical sync and staging is tried again later.
@@ -376,13 +403,17 @@ stage_stream(void)
 	edata = in_subtransaction(stage_work, &w);
 	if (edata != NULL)
 	{
-		ereport(WARNING,
-				(errmsg("retl could not stage logical changes: %s", edata->message)));
+		log_stage_error(edata->message);
 		stream_failed(psprintf("logical capture failed: %s", edata->message));
 		retl_stream_backoff();
 		FreeErrorData(edata);
 		w.target = InvalidXLogRecPtr;
 		w.errors = NIL;
+	}
+	else if (stage_error != NULL)
+	{
+		pfree(stage_error);
+		stage_error = NULL;
 	}
 	foreach(lc, w.errors)
 	{

@@ -348,6 +348,7 @@ ok($node->poll_query_until('postgres',
 # trigger capture and back creates it again.
 # (the worker holds it: stop the worker first, it starts again)
 my $dropped = 0;
+my $log_before_drop = -s $node->logfile;
 for (1 .. 100)
 {
 	$node->psql('postgres', qq{SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots
@@ -360,6 +361,11 @@ ok($dropped, 'slot dropped by hand');
 ok($node->poll_query_until('postgres',
 	q{SELECT state = 'failing' AND last_error LIKE '%replication slot%does not exist%'
 	  FROM retl.sync_status WHERE sync = 'lsync'}), 'a missing slot shows on its syncs');
+# staging is retried every second; the server log says it once (a minute)
+sleep 4;
+my $warnings = () = substr(slurp_file($node->logfile), $log_before_drop)
+  =~ /could not stage logical changes: replication slot "\Q$slot\E" of logical capture does not exist/g;
+is($warnings, 1, 'the log says it once, not at every retry');
 psql(q{SELECT retl_alter_sync('lsync', capture => 'trigger'); SELECT retl_alter_sync('lsync', capture => 'logical');});
 is(psql(q{SELECT count(*) FROM pg_replication_slots WHERE plugin = 'retl'}), '1', 'switching back creates it');
 psql(q{INSERT INTO lt VALUES (900001, 'after the slot came back')});
