@@ -914,8 +914,11 @@ CREATE FUNCTION retl_drop_destination(name text)
  * deliver.  A grant to a group role serves every role with its privileges.
  */
 CREATE FUNCTION retl._grant_target(destination text, role name, OUT did integer, OUT grantee regrole)
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql AS $$
 BEGIN
+	/* grants to roles dropped since (retl refers to them by OID): gone */
+	DELETE FROM retl.destination_grants g
+	 WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.oid = g.grantee);
 	SELECT d.id INTO did FROM retl.destinations d WHERE d.name = destination;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'destination "%" does not exist', destination

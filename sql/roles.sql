@@ -196,5 +196,16 @@ SELECT retl_drop_audience('alice_aud');
 SELECT retl_drop_destination(name) FROM retl.destinations WHERE name LIKE 'roles%';
 SELECT retl_drop_secret('roles_token');
 SELECT count(*) AS grants_left FROM retl.destination_grants;
+-- a grant to a role dropped since is removed by the next grant or revoke
+CREATE ROLE regress_retl_gone IN ROLE retl_user;
+SELECT retl_create_destination('roles_left', 'webhook', 'http://127.0.0.1:9/left');
+SELECT retl_grant_destination('roles_left', 'regress_retl_gone');
+DROP ROLE regress_retl_gone;
+SELECT count(*) AS dangling FROM retl.destination_grants g
+ WHERE NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = g.grantee);
+SELECT retl_grant_destination('roles_left', 'regress_retl_alice');
+SELECT count(*) AS dangling FROM retl.destination_grants g
+ WHERE NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = g.grantee);
+SELECT retl_drop_destination('roles_left');
 DROP TABLE roles_people, roles_private;
 DROP ROLE regress_retl_admin, regress_retl_alice, regress_retl_bob, regress_retl_mallory;
