@@ -20,7 +20,6 @@
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
-#include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -31,6 +30,7 @@
 #include "utils/rls.h"
 
 #include "capture.h"
+#include "owner.h"
 #include "shmem.h"
 
 #define MAX_KEYS 32
@@ -233,13 +233,6 @@ truncate_reader(int sync_id, Relation rel)
 	return owner;
 }
 
-static void
-exec_sql(const char *sql, int expected)
-{
-	if (SPI_execute(sql, false, 0) != expected)
-		elog(ERROR, "retl: could not queue the rows of a truncated table");
-}
-
 /* BEFORE TRUNCATE: every row is about to go; queue each key as a change. */
 static void
 capture_truncate(int sync_id, int nkeys, AttrNumber *attnums, Relation rel)
@@ -249,8 +242,6 @@ capture_truncate(int sync_id, int nkeys, AttrNumber *attnums, Relation rel)
 	Oid			types[1] = {INT4OID};
 	Datum		values[1] = {Int32GetDatum(sync_id)};
 	Oid			reader = truncate_reader(sync_id, rel);
-	Oid			save_uid;
-	int			save_sec;
 
 	initStringInfo(&keys);
 	appendStringInfoString(&keys, "pg_catalog.jsonb_build_array(");
@@ -281,19 +272,15 @@ capture_truncate(int sync_id, int nkeys, AttrNumber *attnums, Relation rel)
 	}
 
 	/* the keys the owner sees, read as it (security-restricted), then queued */
-	exec_sql("DROP TABLE IF EXISTS pg_temp.retl_truncate_keys", SPI_OK_UTILITY);
-	exec_sql("CREATE TEMP TABLE retl_truncate_keys (key pg_catalog.jsonb) ON COMMIT DROP", SPI_OK_UTILITY);
-	exec_sql(psprintf("GRANT INSERT ON pg_temp.retl_truncate_keys TO %s",
-					  quote_identifier(GetUserNameFromId(reader, false))), SPI_OK_UTILITY);
-	GetUserIdAndSecContext(&save_uid, &save_sec);
-	SetUserIdAndSecContext(reader, save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
-	exec_sql(psprintf("INSERT INTO pg_temp.retl_truncate_keys (key) SELECT %s", keys.data), SPI_OK_INSERT);
-	SetUserIdAndSecContext(save_uid, save_sec);
+	retl_owner_temp_table(reader, "retl_truncate_keys", "key pg_catalog.jsonb");
+	(void) retl_owner_insert(reader, psprintf("INSERT INTO pg_temp.retl_truncate_keys (key) SELECT %s",
+											  keys.data), NULL);
 	if (SPI_execute_with_args("INSERT INTO retl.queue (sync_id, op, key)"
 							  " SELECT $1, 't', k.key FROM pg_temp.retl_truncate_keys k",
 							  1, types, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "retl: could not queue the rows of a truncated table");
-	exec_sql("DROP TABLE pg_temp.retl_truncate_keys", SPI_OK_UTILITY);
+	if (SPI_execute("DROP TABLE pg_temp.retl_truncate_keys", false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "retl: could not queue the rows of a truncated table");
 }
 
 PG_FUNCTION_INFO_V1(retl_capture);

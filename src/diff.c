@@ -17,7 +17,6 @@
 #include "postgres.h"
 
 #include "access/xact.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
@@ -33,6 +32,7 @@
 #include "diff.h"
 #include "entry.h"
 #include "mapping.h"
+#include "owner.h"
 
 /* A query given as a source, without trailing semicolons and blanks. */
 static char *
@@ -70,42 +70,8 @@ exec(const char *sql, int expected)
 static void
 make_run_table(Oid owner)
 {
-	Oid			save_uid;
-	int			save_sec;
-
-	/* left over by an earlier preview or run in this transaction */
-	exec("SELECT pg_catalog.to_regclass('pg_temp.retl_run_rows') IS NOT NULL", SPI_OK_SELECT);
-	if (strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "t") == 0)
-		exec("DROP TABLE pg_temp.retl_run_rows", SPI_OK_UTILITY);
-	exec("CREATE TEMP TABLE retl_run_rows (key jsonb, data jsonb, hash text) ON COMMIT DROP",
-		 SPI_OK_UTILITY);
-	GetUserIdAndSecContext(&save_uid, &save_sec);
-	if (owner != save_uid)
-		exec(psprintf("GRANT INSERT ON pg_temp.retl_run_rows TO %s",
-					  quote_identifier(GetUserNameFromId(owner, false))),
-			 SPI_OK_UTILITY);
-}
-
-/*
- * Run an INSERT INTO pg_temp.retl_run_rows as owner, with nothing more, and
- * with search_path path: the one the query's creator had, so that its names
- * mean what they meant when it was checked (NULL: the current one; a
- * table source is schema-qualified).
- */
-static int64
-insert_as(Oid owner, const char *sql, const char *path)
-{
-	Oid			save_uid;
-	int			save_sec;
-	int			nest;
-	int64		rows;
-
-	nest = retl_begin_as(owner, SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION,
-						 path ? path : namespace_search_path, &save_uid, &save_sec);
-	exec(sql, SPI_OK_INSERT);
-	rows = (int64) SPI_processed;
-	retl_end_as(nest, save_uid, save_sec);
-	return rows;
+	retl_owner_temp_table(owner, "retl_run_rows",
+						  "key pg_catalog.jsonb, data pg_catalog.jsonb, hash pg_catalog.text");
 }
 
 /* "SELECT jsonb_build_array(q.k1, ...)" for key columns of a query aliased q */
@@ -164,7 +130,7 @@ evaluate(RetlSync *sync, const char *path)
 	appendStringInfoString(&sql, "\n) q, LATERAL (SELECT ");
 	retl_append_row_data(&sql, sync, "q");
 	appendStringInfoString(&sql, ") d(data)");
-	rows = insert_as(sync->owner, sql.data, path);
+	rows = retl_owner_insert(sync->owner, sql.data, path);
 
 	check_null_keys(psprintf("sync \"%s\"", sync->name));
 	exec("SELECT key::text FROM pg_temp.retl_run_rows GROUP BY key"
@@ -309,7 +275,7 @@ retl_audience_refresh(int audience_id)
 	appendStringInfoString(&sql, "INSERT INTO pg_temp.retl_run_rows (key) SELECT DISTINCT ");
 	append_key_array(&sql, names, nkeys);
 	appendStringInfo(&sql, " FROM (%s\n) q", query);
-	(void) insert_as(owner, sql.data, path);
+	(void) retl_owner_insert(owner, sql.data, path);
 
 	check_null_keys(psprintf("audience \"%s\"", name));
 

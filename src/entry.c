@@ -66,8 +66,9 @@ retl_extension_owner(void)
 
 /*
  * Act as role, with sec_flags added to the security context and search_path
- * set to path, until retl_end_as() (or the end of the (sub)transaction,
- * which restores both).  Returns the GUC nest level for retl_end_as().
+ * set to path (NULL: left as it is), until retl_end_as() (or the end of the
+ * (sub)transaction, which restores both).  Returns the GUC nest level for
+ * retl_end_as(), -1 when path is NULL.
  */
 int
 retl_begin_as(Oid role, int sec_flags, const char *path, Oid *save_uid, int *save_sec)
@@ -76,6 +77,8 @@ retl_begin_as(Oid role, int sec_flags, const char *path, Oid *save_uid, int *sav
 
 	GetUserIdAndSecContext(save_uid, save_sec);
 	SetUserIdAndSecContext(role, *save_sec | sec_flags);
+	if (path == NULL)
+		return -1;
 	nest = NewGUCNestLevel();
 	(void) set_config_option("search_path", path, PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
@@ -85,7 +88,8 @@ retl_begin_as(Oid role, int sec_flags, const char *path, Oid *save_uid, int *sav
 void
 retl_end_as(int nest, Oid save_uid, int save_sec)
 {
-	AtEOXact_GUC(true, nest);
+	if (nest >= 0)
+		AtEOXact_GUC(true, nest);
 	SetUserIdAndSecContext(save_uid, save_sec);
 }
 

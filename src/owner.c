@@ -13,9 +13,11 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
+#include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rls.h"
 
+#include "entry.h"
 #include "owner.h"
 #include "plans.h"
 
@@ -114,4 +116,53 @@ retl_owner_read(RetlSync *sync, const char *sql, int nargs, Oid *types, Datum *v
 		SetUserIdAndSecContext(save_uid, save_sec);
 	}
 	PG_END_TRY();
+}
+
+static void
+exec(const char *sql, int expected)
+{
+	int			rc = SPI_execute(sql, false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "retl: SPI_execute failed (%d): %s", rc, sql);
+}
+
+/*
+ * A fresh, empty pg_temp.<name> (columns), dropped at commit, that owner
+ * may insert into: where a read as the owner puts its rows for the
+ * extension to use (diff runs, a TRUNCATE's keys).
+ */
+void
+retl_owner_temp_table(Oid owner, const char *name, const char *columns)
+{
+	/* left over by an earlier run, preview or TRUNCATE in this transaction */
+	exec(psprintf("SELECT pg_catalog.to_regclass('pg_temp.%s') IS NOT NULL", name), SPI_OK_SELECT);
+	if (strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "t") == 0)
+		exec(psprintf("DROP TABLE pg_temp.%s", name), SPI_OK_UTILITY);
+	exec(psprintf("CREATE TEMP TABLE %s (%s) ON COMMIT DROP", name, columns), SPI_OK_UTILITY);
+	if (owner != GetUserId())
+		exec(psprintf("GRANT INSERT ON pg_temp.%s TO %s", name,
+					  quote_identifier(GetUserNameFromId(owner, false))),
+			 SPI_OK_UTILITY);
+}
+
+/*
+ * Run an INSERT into such a table as owner, as a security-restricted
+ * operation, with search_path path (NULL: the current one); returns the
+ * rows inserted.
+ */
+int64
+retl_owner_insert(Oid owner, const char *sql, const char *path)
+{
+	Oid			save_uid;
+	int			save_sec;
+	int			nest;
+	int64		rows;
+
+	nest = retl_begin_as(owner, SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION,
+						 path, &save_uid, &save_sec);
+	exec(sql, SPI_OK_INSERT);
+	rows = (int64) SPI_processed;
+	retl_end_as(nest, save_uid, save_sec);
+	return rows;
 }

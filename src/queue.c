@@ -35,7 +35,6 @@
 
 static char *instance_id = NULL;
 
-
 static void
 spi_exec(const char *sql, int nargs, Oid *types, Datum *values, int expected)
 {

@@ -141,7 +141,8 @@ ok(drained('as_alice'), 'retl_user back: delivered');
 is(states('/as_alice')->{1}, 'a1+++', 'the waiting change went out');
 
 # TRUNCATE: the deletes of the keys the owner could see, and no other key.
-psql(q{TRUNCATE t});
+($ret, $out, $err) = $node->psql('postgres', q{TRUNCATE t});
+is($err, '', 'TRUNCATE tells the writer nothing (no notice of retl\'s own work)');
 ok(drained('as_alice') && drained('as_su') && drained('by_alice'), 'a TRUNCATE delivered');
 is_deeply(states('/as_alice'), { 1 => 'deleted', 3 => 'deleted', 6 => 'deleted' },
 	'as the owner: deletes of the rows it could see');
