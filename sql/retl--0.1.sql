@@ -554,10 +554,20 @@ BEGIN
 END
 $$;
 
-/*
- * The id of a sync the caller may change: members of its owner role may,
- * and admins.
- */
+/* Members of the role that owns a sync or an audience may use and change it, and admins. */
+CREATE FUNCTION retl._check_owner(caller regrole, obj_owner regrole, what text, obj_name text)
+RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF NOT (pg_has_role(caller, obj_owner, 'MEMBER') OR retl._is_admin(caller)) THEN
+		RAISE EXCEPTION 'permission denied for % "%"', what, obj_name
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = format('Only members of role %s, its owner, and of retl_admin may use or change it.', obj_owner);
+	END IF;
+END
+$$;
+
+/* The id of a sync the caller may change. */
 CREATE FUNCTION retl._own_sync(sync_name text, caller regrole) RETURNS integer
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -565,16 +575,12 @@ DECLARE
 	sync_owner regrole;
 BEGIN
 	SELECT s.owner INTO sync_owner FROM retl.syncs s WHERE s.id = sid;
-	IF NOT (pg_has_role(caller, sync_owner, 'MEMBER') OR retl._is_admin(caller)) THEN
-		RAISE EXCEPTION 'permission denied for sync "%"', sync_name
-			USING ERRCODE = 'insufficient_privilege',
-				  DETAIL = format('Only members of role %s, its owner, and of retl_admin may use or change it.', sync_owner);
-	END IF;
+	PERFORM retl._check_owner(caller, sync_owner, 'sync', sync_name);
 	RETURN sid;
 END
 $$;
 
-/* The id of an audience the caller may use or change, as for syncs. */
+/* The id of an audience the caller may use or change. */
 CREATE FUNCTION retl._own_audience(audience_name text, caller regrole) RETURNS integer
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -587,11 +593,7 @@ BEGIN
 			USING ERRCODE = 'undefined_object',
 				  HINT = 'See SELECT audience FROM retl.audiences.';
 	END IF;
-	IF NOT (pg_has_role(caller, aud_owner, 'MEMBER') OR retl._is_admin(caller)) THEN
-		RAISE EXCEPTION 'permission denied for audience "%"', audience_name
-			USING ERRCODE = 'insufficient_privilege',
-				  DETAIL = format('Only members of role %s, its owner, and of retl_admin may use or change it.', aud_owner);
-	END IF;
+	PERFORM retl._check_owner(caller, aud_owner, 'audience', audience_name);
 	RETURN aid;
 END
 $$;
