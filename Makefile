@@ -32,6 +32,7 @@ OBJS = \
 	src/netcheck.o \
 	src/signing.o \
 	src/owner.o \
+	src/trust.o \
 	src/entry.o \
 	src/connectors/webhook.o
 

@@ -481,10 +481,20 @@ SELECT pg_catalog.pg_extension_config_dump('retl.audience_store_id_seq', '');
  * captured row two GUC changes and a search path rebuild (5-15% of insert
  * throughput in an A/B with pgbench).  It is the only SECURITY DEFINER
  * function; the retl_ functions run as the extension's owner through
- * entry.c, which does set search_path.
+ * entry.c, which does set search_path.  What it converts to JSON runs no
+ * user's code with its privileges: key values of types only a superuser
+ * owns, the rows of append syncs as the table's owner (trust.c).
  */
 CREATE FUNCTION retl_capture() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'retl_capture' LANGUAGE C SECURITY DEFINER;
+
+/* to_jsonb(row) computed as the row's table's owner (trust.c) */
+CREATE FUNCTION retl._row_jsonb(r anyelement) RETURNS jsonb
+	AS 'MODULE_PATHNAME', 'retl_row_jsonb' LANGUAGE C STRICT STABLE;
+
+/* may a column of this type be the key of a table sync? (trust.c) */
+CREATE FUNCTION retl._key_type_trusted(typ regtype) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'retl_key_type_trusted_sql' LANGUAGE C STRICT STABLE;
 
 CREATE FUNCTION retl._wake_worker() RETURNS void
 	AS 'MODULE_PATHNAME', 'retl_wake_worker' LANGUAGE C VOLATILE;
@@ -1463,6 +1473,13 @@ BEGIN
 				USING ERRCODE = 'datatype_mismatch',
 					  HINT = 'Use scalar key columns (numbers, text, uuid, dates, ...).';
 		END IF;
+		IF NOT retl._key_type_trusted(att.atttypid) THEN
+			RAISE EXCEPTION 'key column "%" has type %, which is not owned by a superuser',
+				col, att.atttypid::regtype
+				USING ERRCODE = 'insufficient_privilege',
+					  DETAIL = 'retl compares and converts key values with its own privileges, which must not run another role''s code (a cast or a domain check).',
+					  HINT = 'Key the sync by columns of built-in types, or sync a query that casts the key (capture => ''diff'').';
+		END IF;
 		BEGIN
 			EXECUTE pg_catalog.format('SELECT 1 FROM ONLY %s t ORDER BY t.%I LIMIT 0', relid::regclass, col);
 		EXCEPTION WHEN undefined_function THEN
@@ -1535,7 +1552,7 @@ BEGIN
 		IF do_backfill THEN
 			EXECUTE pg_catalog.format(
 				'INSERT INTO retl.queue (sync_id, op, key, data) '
-				'SELECT %s, ''b'', pg_catalog.jsonb_build_array(%s), pg_catalog.to_jsonb(t) FROM %s %s t',
+				'SELECT %s, ''b'', pg_catalog.jsonb_build_array(%s), retl._row_jsonb(t) FROM %s %s t',
 				sid,
 				(SELECT pg_catalog.string_agg(pg_catalog.format('t.%I', c), ', ')
 				   FROM pg_catalog.unnest(keys) c),

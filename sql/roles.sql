@@ -188,6 +188,15 @@ SELECT retl_create_sync('alice_path', 'SELECT id FROM alice_people', 'roles_crm'
 SELECT * FROM retl_preview('alice_path');
 SELECT retl_drop_sync('alice_path');
 SELECT retl_create_sync('alice_nope', 'no_such_table', 'roles_crm', schedule => 'manual');
+-- a key of a type alice owns: retl would run her casts with its privileges
+CREATE TYPE regress_retl_alice_schema.mood AS ENUM ('calm', 'cross');
+CREATE TABLE regress_retl_alice_schema.moods (m regress_retl_alice_schema.mood PRIMARY KEY);
+SELECT retl_create_sync('alice_moods', 'regress_retl_alice_schema.moods', 'roles_crm');
+-- a domain of hers over a built-in type is fine (its checks never run in retl)
+CREATE DOMAIN regress_retl_alice_schema.ident AS int CHECK (VALUE > 0);
+CREATE TABLE regress_retl_alice_schema.idents (i regress_retl_alice_schema.ident PRIMARY KEY);
+SELECT retl_create_sync('alice_idents', 'regress_retl_alice_schema.idents', 'roles_crm');
+SELECT retl_drop_sync('alice_idents');
 \c - :"regress_superuser"
 DROP SCHEMA regress_retl_alice_schema CASCADE;
 

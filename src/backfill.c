@@ -47,18 +47,14 @@ retl_backfill_step(RetlSync *sync)
 					 format_type_be_qualified(get_rel_type_id(sync->relid)));
 	if (sync->backfill_cursor)
 	{
-		appendStringInfo(&sql, " WHERE ROW(%s) > ROW(", cols.data);
-		for (int i = 0; i < sync->nkeys; i++)
-			appendStringInfo(&sql, "%s($2::jsonb OPERATOR(pg_catalog.->>) %d)::%s",
-							 i > 0 ? ", " : "", i,
-							 format_type_be_qualified(get_atttype(sync->relid, sync->key_attnums[i])));
-		appendStringInfoChar(&sql, ')');
+		appendStringInfoString(&sql, " WHERE ");
+		retl_append_key_after(&sql, sync, "t", "$2::pg_catalog.jsonb");
 	}
-	appendStringInfo(&sql, " ORDER BY %s LIMIT %d)", cols.data, RETL_BACKFILL_CHUNK);
+	appendStringInfo(&sql, " ORDER BY %s LIMIT %d) SELECT ", cols.data, RETL_BACKFILL_CHUNK);
+	retl_append_key_array(&sql, sync, "b");
 	resetStringInfo(&cols);
 	retl_append_key_columns(&cols, sync, "b");
-	appendStringInfo(&sql, " SELECT pg_catalog.jsonb_build_array(%s) FROM b ORDER BY %s",
-					 cols.data, cols.data);
+	appendStringInfo(&sql, " FROM b ORDER BY %s", cols.data);
 
 	values[0] = Int32GetDatum(sync->id);
 	if (sync->backfill_cursor)

@@ -4,9 +4,12 @@
  * This runs in the writer's transaction, so it does as little as it can:
  * one INSERT into retl.queue through a saved plan, with the key values as
  * typed parameters (jsonb_build_array gives PostgreSQL's own JSON for
- * them).  Upsert syncs queue only the key and the kind of change: the
+ * them; a value of a type no superuser owns is passed as its text, see
+ * trust.c).  Upsert syncs queue only the key and the kind of change: the
  * worker reads the row's latest state when it sends it.  Append syncs also
- * queue the inserted row as JSON, since each insert is an event.  The
+ * queue the inserted row as JSON, since each insert is an event, computed
+ * as the table's owner: it runs as the extension's owner (SECURITY
+ * DEFINER), which must not run a cast to json that a user wrote.  The
  * worker is woken when the transaction commits; a rolled back transaction
  * takes its queued rows with it.
  *
@@ -32,6 +35,7 @@
 #include "capture.h"
 #include "owner.h"
 #include "shmem.h"
+#include "trust.h"
 
 #define MAX_KEYS 32
 
@@ -43,6 +47,7 @@ typedef struct CapturePlan
 	int			nkeys;
 	AttrNumber	attnums[MAX_KEYS];
 	Oid			types[MAX_KEYS];
+	Oid			outfuncs[MAX_KEYS]; /* passed as text: its output function */
 	Oid			rowtype;
 	SPIPlanPtr	plan;
 } CapturePlan;
@@ -133,14 +138,23 @@ get_plan(int sync_id, bool append, int nkeys, AttrNumber *attnums, Relation rel)
 	{
 		entry->attnums[i] = attnums[i];
 		entry->types[i] = key_type(desc, attnums[i], sync_id);
-		argtypes[i + 2] = entry->types[i];
+		entry->outfuncs[i] = InvalidOid;
+		/* a domain's value as its base type: no check runs */
+		argtypes[i + 2] = getBaseType(entry->types[i]);
+		if (!retl_key_type_trusted(entry->types[i]))
+		{
+			bool		varlena;
+
+			getTypeOutputInfo(entry->types[i], &entry->outfuncs[i], &varlena);
+			argtypes[i + 2] = TEXTOID;
+		}
 		appendStringInfo(&sql, "%s$%d", i > 0 ? ", " : "", i + 3);
 	}
 	appendStringInfoString(&sql, ")");
 	if (append)
 	{
-		argtypes[nkeys + 2] = desc->tdtypeid;
-		appendStringInfo(&sql, ", pg_catalog.to_jsonb($%d)", nkeys + 3);
+		argtypes[nkeys + 2] = JSONBOID;
+		appendStringInfo(&sql, ", $%d", nkeys + 3);
 	}
 	appendStringInfoString(&sql, ")");
 
@@ -171,10 +185,14 @@ enqueue(CapturePlan *cp, int sync_id, char op, HeapTuple tuple, Relation rel)
 
 		values[i + 2] = heap_getattr(tuple, cp->attnums[i], desc, &isnull);
 		nulls[i + 2] = isnull ? 'n' : ' ';
+		if (!isnull && OidIsValid(cp->outfuncs[i]))
+			values[i + 2] = CStringGetTextDatum(OidOutputFunctionCall(cp->outfuncs[i],
+																	  values[i + 2]));
 	}
 	if (cp->append)
 	{
-		values[n] = heap_copy_tuple_as_datum(tuple, desc);
+		values[n] = retl_row_to_jsonb(heap_copy_tuple_as_datum(tuple, desc), desc->tdtypeid,
+									  rel->rd_rel->relowner);
 		nulls[n] = ' ';
 	}
 	if (SPI_execute_plan(cp->plan, values, nulls, false, 0) != SPI_OK_INSERT)
@@ -247,9 +265,12 @@ capture_truncate(int sync_id, int nkeys, AttrNumber *attnums, Relation rel)
 	appendStringInfoString(&keys, "pg_catalog.jsonb_build_array(");
 	for (int i = 0; i < nkeys; i++)
 	{
-		(void) key_type(desc, attnums[i], sync_id);
-		appendStringInfo(&keys, "%st.%s", i > 0 ? ", " : "",
-						 quote_identifier(NameStr(TupleDescAttr(desc, attnums[i] - 1)->attname)));
+		Oid			type = key_type(desc, attnums[i], sync_id);
+
+		if (i > 0)
+			appendStringInfoString(&keys, ", ");
+		retl_append_key_value(&keys, type,
+							  psprintf("t.%s", quote_identifier(NameStr(TupleDescAttr(desc, attnums[i] - 1)->attname))));
 	}
 	appendStringInfo(&keys, ") FROM %s%s.%s t",
 					 rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE ? "" : "ONLY ",

@@ -10,7 +10,8 @@
  *   Q <sync> <op> <key>[ <row>] one change of one sync: op i, u or d; key
  *                               a JSON array of the key columns' text
  *                               values; row (append syncs) the inserted
- *                               row as JSON
+ *                               row as JSON (to_jsonb, computed as the
+ *                               table's owner: see trust.c)
  *   E <sync> <message>          a change of the sync that cannot be
  *                               queued (its key column was dropped)
  *   C                           its commit
@@ -44,6 +45,7 @@
 #include "utils/snapmgr.h"
 
 #include "capture.h"
+#include "trust.h"
 
 #define MAX_KEYS 32
 
@@ -227,11 +229,12 @@ emit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Source *s, char op,
 	appendStringInfo(ctx->out, "Q\t%d\t%c\t%s", s->sync_id, op, key.data);
 	if (s->append)
 	{
-		Datum		row = heap_copy_tuple_as_datum(tuple, desc);
+		/* as the table's owner: the worker must not run a user's cast to json */
+		Datum		row = retl_row_to_jsonb(heap_copy_tuple_as_datum(tuple, desc),
+											desc->tdtypeid, rel->rd_rel->relowner);
 
 		appendStringInfoChar(ctx->out, '\t');
-		appendStringInfoString(ctx->out,
-							   TextDatumGetCString(DirectFunctionCall1(row_to_json, row)));
+		appendStringInfoString(ctx->out, DatumGetCString(DirectFunctionCall1(jsonb_out, row)));
 	}
 	OutputPluginWrite(ctx, true);
 }

@@ -67,8 +67,12 @@ retl_extension_owner(void)
 /*
  * Act as role, with sec_flags added to the security context and search_path
  * set to path (NULL: left as it is), until retl_end_as() (or the end of the
- * (sub)transaction, which restores both).  Returns the GUC nest level for
- * retl_end_as(), -1 when path is NULL.
+ * (sub)transaction, which restores both).  Whatever the code run meanwhile
+ * does to the session's settings, even SET or set_config(..., false), is
+ * undone by retl_end_as(), as PostgreSQL does around a materialized view's
+ * query or an index function run by VACUUM: another role's code must not
+ * leave a search_path (or anything else) behind for the extension's own
+ * statements.  Returns the GUC nest level for retl_end_as().
  */
 int
 retl_begin_as(Oid role, int sec_flags, const char *path, Oid *save_uid, int *save_sec)
@@ -77,19 +81,18 @@ retl_begin_as(Oid role, int sec_flags, const char *path, Oid *save_uid, int *sav
 
 	GetUserIdAndSecContext(save_uid, save_sec);
 	SetUserIdAndSecContext(role, *save_sec | sec_flags);
-	if (path == NULL)
-		return -1;
 	nest = NewGUCNestLevel();
-	(void) set_config_option("search_path", path, PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	if (path != NULL)
+		(void) set_config_option("search_path", path, PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
 	return nest;
 }
 
 void
 retl_end_as(int nest, Oid save_uid, int save_sec)
 {
-	if (nest >= 0)
-		AtEOXact_GUC(true, nest);
+	/* false: every setting changed since retl_begin_as() goes back */
+	AtEOXact_GUC(false, nest);
 	SetUserIdAndSecContext(save_uid, save_sec);
 }
 

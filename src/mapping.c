@@ -11,11 +11,13 @@
 
 #include <cjson/cJSON.h>
 
+#include "access/stratnum.h"
 #include "catalog/pg_class.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
 #include "mapping.h"
+#include "trust.h"
 
 static cJSON *parse_mapping(RetlSync *sync);
 
@@ -188,7 +190,21 @@ retl_append_json_data(StringInfo sql, RetlSync *sync, const char *dataexpr)
 	append_data(sql, sync, dataexpr, false);
 }
 
-/* alias.k1 = (keyexpr->>0)::type1 AND ... */
+/*
+ * A key column's value in the queued key keyexpr, cast to the column's
+ * base type (trust.c: no domain check, no user's cast).
+ */
+static char *
+key_value(RetlSync *sync, int i, const char *keyexpr)
+{
+	Oid			type = retl_key_cast_type(get_atttype(sync->relid, sync->key_attnums[i]),
+										  key_column_name(sync, i), sync->name);
+
+	return psprintf("(%s OPERATOR(pg_catalog.->>) %d)::%s", keyexpr, i,
+					format_type_be_qualified(type));
+}
+
+/* alias.k1 = (keyexpr->>0)::type1 AND ..., with each type's own equality */
 void
 retl_append_key_match(StringInfo sql, RetlSync *sync, const char *alias,
 					  const char *keyexpr)
@@ -197,11 +213,55 @@ retl_append_key_match(StringInfo sql, RetlSync *sync, const char *alias,
 	{
 		Oid			typid = get_atttype(sync->relid, sync->key_attnums[i]);
 
-		appendStringInfo(sql, "%s%s.%s = (%s OPERATOR(pg_catalog.->>) %d)::%s",
+		appendStringInfo(sql, "%s%s.%s %s %s",
 						 i > 0 ? " AND " : "", alias,
 						 quote_identifier(key_column_name(sync, i)),
-						 keyexpr, i, format_type_be_qualified(typid));
+						 retl_key_operator(typid, BTEqualStrategyNumber),
+						 key_value(sync, i, keyexpr));
 	}
+}
+
+/*
+ * Rows of alias after the queued key keyexpr in key order (as ORDER BY of
+ * the key columns sorts them): a row comparison where one schema has every
+ * column's operator, else its expansion (k1 > v1 OR (k1 = v1 AND k2 > v2)).
+ */
+void
+retl_append_key_after(StringInfo sql, RetlSync *sync, const char *alias, const char *keyexpr)
+{
+	char	  **gt = palloc(sizeof(char *) * sync->nkeys);
+	bool		same = true;
+
+	for (int i = 0; i < sync->nkeys; i++)
+	{
+		gt[i] = retl_key_operator(get_atttype(sync->relid, sync->key_attnums[i]),
+								  BTGreaterStrategyNumber);
+		same &= strcmp(gt[i], gt[0]) == 0;
+	}
+	if (same)
+	{
+		appendStringInfoString(sql, "ROW(");
+		retl_append_key_columns(sql, sync, alias);
+		appendStringInfo(sql, ") %s ROW(", gt[0]);
+		for (int i = 0; i < sync->nkeys; i++)
+			appendStringInfo(sql, "%s%s", i > 0 ? ", " : "", key_value(sync, i, keyexpr));
+		appendStringInfoChar(sql, ')');
+		return;
+	}
+	appendStringInfoChar(sql, '(');
+	for (int i = 0; i < sync->nkeys; i++)
+	{
+		appendStringInfoString(sql, i > 0 ? " OR (" : "(");
+		for (int j = 0; j < i; j++)
+			appendStringInfo(sql, "%s.%s %s %s AND ", alias,
+							 quote_identifier(key_column_name(sync, j)),
+							 retl_key_operator(get_atttype(sync->relid, sync->key_attnums[j]),
+											   BTEqualStrategyNumber),
+							 key_value(sync, j, keyexpr));
+		appendStringInfo(sql, "%s.%s %s %s)", alias, quote_identifier(key_column_name(sync, i)),
+						 gt[i], key_value(sync, i, keyexpr));
+	}
+	appendStringInfoChar(sql, ')');
 }
 
 /* alias.k1, alias.k2, ... */
@@ -211,4 +271,19 @@ retl_append_key_columns(StringInfo sql, RetlSync *sync, const char *alias)
 	for (int i = 0; i < sync->nkeys; i++)
 		appendStringInfo(sql, "%s%s.%s", i > 0 ? ", " : "", alias,
 						 quote_identifier(key_column_name(sync, i)));
+}
+
+/* jsonb_build_array(alias.k1, ...): a row's key as the capture queues it */
+void
+retl_append_key_array(StringInfo sql, RetlSync *sync, const char *alias)
+{
+	appendStringInfoString(sql, "pg_catalog.jsonb_build_array(");
+	for (int i = 0; i < sync->nkeys; i++)
+	{
+		if (i > 0)
+			appendStringInfoString(sql, ", ");
+		retl_append_key_value(sql, get_atttype(sync->relid, sync->key_attnums[i]),
+							  psprintf("%s.%s", alias, quote_identifier(key_column_name(sync, i))));
+	}
+	appendStringInfoChar(sql, ')');
 }

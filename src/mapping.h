@@ -15,6 +15,9 @@ extern void retl_append_row_data(StringInfo sql, RetlSync *sync, const char *ali
 extern void retl_append_json_data(StringInfo sql, RetlSync *sync, const char *dataexpr);
 extern void retl_append_key_match(StringInfo sql, RetlSync *sync, const char *alias,
 								  const char *keyexpr);
+extern void retl_append_key_after(StringInfo sql, RetlSync *sync, const char *alias,
+								  const char *keyexpr);
 extern void retl_append_key_columns(StringInfo sql, RetlSync *sync, const char *alias);
+extern void retl_append_key_array(StringInfo sql, RetlSync *sync, const char *alias);
 
 #endif

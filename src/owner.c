@@ -101,21 +101,15 @@ retl_owner_read(RetlSync *sync, const char *sql, int nargs, Oid *types, Datum *v
 {
 	Oid			save_uid;
 	int			save_sec;
+	int			nest;
 
 	check_read(sync);
-	GetUserIdAndSecContext(&save_uid, &save_sec);
-	SetUserIdAndSecContext(sync->owner,
-						   save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
-	PG_TRY();
-	{
-		if (retl_spi_execute(sql, nargs, types, values, nulls, false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "retl: could not read the source of sync \"%s\"", sync->name);
-	}
-	PG_FINALLY();
-	{
-		SetUserIdAndSecContext(save_uid, save_sec);
-	}
-	PG_END_TRY();
+	/* an error's abort restores the identity and the settings */
+	nest = retl_begin_as(sync->owner, SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION,
+						 NULL, &save_uid, &save_sec);
+	if (retl_spi_execute(sql, nargs, types, values, nulls, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "retl: could not read the source of sync \"%s\"", sync->name);
+	retl_end_as(nest, save_uid, save_sec);
 }
 
 static void

@@ -60,6 +60,7 @@
 #include "plans.h"
 #include "queue.h"
 #include "stream.h"
+#include "trust.h"
 
 #define STAGE_LIMIT 20000
 #define STAGE_MS 200
@@ -193,8 +194,17 @@ stage_sync(SyncChanges *c, char **error)
 							  DatumGetInt16(keys[i]));
 			return false;
 		}
-		appendStringInfo(&sql, "%s(u.k::jsonb OPERATOR(pg_catalog.->>) %d)::%s",
-						 i > 0 ? ", " : "", i, format_type_be_qualified(type));
+		/*
+		 * Cast to the base type (a domain's check would run a user's code
+		 * as the worker); a type no superuser owns stays text, as the
+		 * capture trigger queues it (trust.c).
+		 */
+		if (retl_key_type_trusted(type))
+			appendStringInfo(&sql, "%s(u.k::jsonb OPERATOR(pg_catalog.->>) %d)::%s",
+							 i > 0 ? ", " : "", i, format_type_be_qualified(getBaseType(type)));
+		else
+			appendStringInfo(&sql, "%su.k::jsonb OPERATOR(pg_catalog.->>) %d",
+							 i > 0 ? ", " : "", i);
 	}
 	appendStringInfoString(&sql, "), u.d::jsonb FROM ROWS FROM (pg_catalog.unnest($2),"
 						   " pg_catalog.unnest($3), pg_catalog.unnest($4))"

@@ -44,6 +44,7 @@
 #include "connectors/webhook.h"
 #include "counters.h"
 #include "dest.h"
+#include "entry.h"
 #include "guc.h"
 #include "http.h"
 #include "mark.h"
@@ -666,6 +667,14 @@ retl_worker_main(Datum main_arg)
 	 * lose a change, since what it has not committed stays queued.
 	 */
 	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
+
+	/*
+	 * The worker runs as the bootstrap superuser: none of its statements
+	 * may resolve a name or an operator in a schema a user can write.  Code
+	 * of a sync's owner that it runs (a query, a policy) cannot change this
+	 * for the statements after it (retl_begin_as() undoes its settings).
+	 */
+	SetConfigOption("search_path", RETL_SAFE_PATH, PGC_USERSET, PGC_S_SESSION);
 
 	retl_http_init();
 	ereport(LOG, (errmsg("retl worker started")));
