@@ -33,6 +33,7 @@ OBJS = \
 	src/signing.o \
 	src/owner.o \
 	src/trust.o \
+	src/subxact.o \
 	src/entry.o \
 	src/connectors/webhook.o
 

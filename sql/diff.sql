@@ -158,6 +158,11 @@ SELECT retl_create_sync('s', 'diff_people', 'diff_dst', schedule => '@hourly');
 SELECT retl_create_sync('s', 'diff_people', 'diff_dst', schedule => '500 milliseconds');
 SELECT retl_create_sync('s', 'diff_people', 'diff_dst', schedule => '0 seconds');
 SELECT retl_create_sync('s', 'diff_people', 'diff_dst', schedule => '-15 minutes');
+-- bounded: the next run must remain a timestamp
+SELECT retl_create_sync('s', 'diff_people', 'diff_dst', schedule => '1000000 years');
+SELECT retl_create_sync('s', 'diff_people', 'diff_dst', schedule => '2 years');
+SELECT retl_create_sync('s', 'diff_people', 'diff_dst', schedule => '367 days');
+SELECT retl_create_audience('a', 'SELECT id FROM diff_people', '{id}', schedule => '178000000 years');
 SELECT retl_create_sync('s', 'diff_people', 'diff_dst', schedule => '');
 SELECT retl_create_sync('s', 'diff_people', 'diff_dst', schedule => NULL);
 SELECT retl_create_sync('s', 'diff_people', 'diff_dst', schedule => 'Manual');
@@ -188,7 +193,7 @@ SELECT retl_create_sync('s', 'diff_people', 'diff_dst', mode => 'mirror');
 
 SELECT retl._schedule_kind(s) AS kind, s AS schedule
   FROM unnest(ARRAY['realtime', 'manual', '30 seconds', '1 second', '15 minutes', '1 day',
-                    '1 day 12 hours', '*/15 * * * *', '0 9 * * 1-5', ' 0  9 * * * ']) s;
+                    '1 day 12 hours', '1 year', '366 days', '*/15 * * * *', '0 9 * * 1-5', ' 0  9 * * * ']) s;
 
 -- good ones: intervals, manual and cron expressions (next_run_at checked
 -- in the creating transaction, where now() does not move)

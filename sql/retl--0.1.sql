@@ -265,7 +265,13 @@ CREATE TABLE retl.logical_sources (
 
 CREATE TABLE retl.stream_state (
 	slot		text PRIMARY KEY,
-	staged_lsn	pg_lsn NOT NULL
+	staged_lsn	pg_lsn NOT NULL,
+	/*
+	 * A sync left logical capture: the slot stays (and is decoded) until
+	 * everything committed before that is staged, even with no logical
+	 * sync left (stream.c).
+	 */
+	drain		boolean NOT NULL DEFAULT false
 );
 
 CREATE TABLE retl.dead_letter_store (
@@ -653,6 +659,12 @@ BEGIN
 	IF every < interval '1 second' THEN
 		RAISE EXCEPTION 'schedule interval must be at least 1 second, not "%"', schedule
 			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	/* the next run must stay a timestamp: bounded, so no run can overflow */
+	IF every > interval '366 days' THEN
+		RAISE EXCEPTION 'schedule interval must be at most a year (366 days), not "%"', schedule
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'For a yearly run use an interval of ''1 year'' or a cron expression such as ''0 0 1 1 *''; for runs only on demand, ''manual''.';
 	END IF;
 	RETURN 'interval';
 END
@@ -1165,7 +1177,7 @@ BEGIN
 						  HINT = 'Its replication slot is created first, which a transaction that has written cannot do: run it in a transaction of its own.';
 		END;
 		INSERT INTO retl.stream_state (slot, staged_lsn) VALUES (sname, '0/0')
-		ON CONFLICT ON CONSTRAINT stream_state_pkey DO UPDATE SET staged_lsn = '0/0';
+		ON CONFLICT ON CONSTRAINT stream_state_pkey DO UPDATE SET staged_lsn = '0/0', drain = false;
 	ELSE
 		INSERT INTO retl.stream_state (slot, staged_lsn) VALUES (sname, '0/0')
 		ON CONFLICT ON CONSTRAINT stream_state_pkey DO NOTHING;
@@ -1644,6 +1656,8 @@ BEGIN
 		EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS %I ON %s', 'retl_capture_' || sid, s.relid::regclass);
 	ELSE
 		DELETE FROM retl.logical_sources ls WHERE ls.sync_id = sid;
+		/* what was committed under logical capture is still to be staged */
+		UPDATE retl.stream_state st SET drain = true WHERE st.slot = retl._slot_name();
 	END IF;
 	UPDATE retl.syncs y SET capture = $2 WHERE y.id = sid;
 	PERFORM retl._wake_worker();

@@ -40,11 +40,13 @@
 #include "utils/timestamp.h"
 
 #include "connectors/webhook.h"
+#include "guc.h"
 #include "mapping.h"
 #include "mark.h"
 #include "owner.h"
 #include "plans.h"
 #include "queue.h"
+#include "subxact.h"
 
 /* rows the scan reads at a time, at most */
 #define SCAN_PAGE 1000
@@ -408,9 +410,70 @@ parse_int_array(const char *text, int *n)
 	return result;
 }
 
+/* Reading the state of records [from, from + n) of a request. */
+typedef struct ReadWork
+{
+	RetlSync   *sync;
+	RetlRequest *req;
+	Datum	   *keys;
+	int			from;
+	int			n;
+} ReadWork;
+
 /*
- * Fill in the state of an upsert request's rows (keys: their queue keys),
- * read as the sync's owner; a key without a row is a delete.  Records
+ * Read the rows of an upsert request's records (keys: their queue keys) as
+ * the sync's owner; a key without a row is a delete (op 'd', no data).
+ */
+static void
+read_states(void *arg)
+{
+	ReadWork   *w = arg;
+	Oid			types[1] = {JSONBARRAYOID};
+	Datum		values[1];
+	StringInfoData sql;
+	MemoryContext old;
+
+	values[0] = PointerGetDatum(construct_array(w->keys + w->from, w->n, JSONBOID, -1, false,
+												TYPALIGN_INT));
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT x.data::text FROM pg_catalog.unnest($1)"
+						   " WITH ORDINALITY AS k(key, n) LEFT JOIN LATERAL (SELECT ");
+	retl_append_row_data(&sql, w->sync, "t");
+	appendStringInfo(&sql, " AS data FROM %s%s t WHERE ", retl_only(w->sync->relid),
+					 format_type_be_qualified(get_rel_type_id(w->sync->relid)));
+	retl_append_key_match(&sql, w->sync, "t", "k.key");
+	appendStringInfoString(&sql, " LIMIT 1) x ON true ORDER BY k.n");
+	retl_owner_read(w->sync, sql.data, 1, types, values, NULL);
+	if (SPI_processed != (uint64) w->n)
+		elog(ERROR, "retl: could not read the rows of sync \"%s\"", w->sync->name);
+	old = MemoryContextSwitchTo(w->req->cxt);
+	for (int i = 0; i < w->n; i++)
+	{
+		RetlRecord *r = &w->req->records[w->from + i];
+
+		r->data = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		r->op = r->data ? 'u' : 'd';
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Is an error about one record's data (its row cannot become JSON: a json
+ * value jsonb refuses, a value too large), rather than about the sync (its
+ * owner may not read the table, ...)?  Such a record is dead-lettered alone.
+ */
+static bool
+record_error(ErrorData *edata)
+{
+	int			category = ERRCODE_TO_CATEGORY(edata->sqlerrcode);
+
+	return category == ERRCODE_DATA_EXCEPTION || category == ERRCODE_PROGRAM_LIMIT_EXCEEDED;
+}
+
+/*
+ * Fill in the state of an upsert request's rows, read as the sync's owner.
+ * A row that fails to read for its own data is marked unsent (the others
+ * are then read one by one); any other failure fails the claim.  Records
  * whose row exists but is hidden from the owner by row-level security
  * leave the request and the queue.
  */
@@ -420,38 +483,46 @@ read_rows(RetlSync *sync, RetlRequest *req, Datum *keys)
 	Oid			types[2] = {JSONBARRAYOID, INT4OID};
 	Datum		values[2];
 	StringInfoData sql;
-	MemoryContext old;
+	ReadWork	w = {sync, req, keys, 0, req->nrecords};
+	ErrorData  *edata;
 	bool		missing = false;
 	int			kept = 0;
 	int			nhidden = 0;
 	RetlRecord *hidden;
 
-	values[0] = PointerGetDatum(construct_array(keys, req->nrecords, JSONBOID, -1, false,
-												TYPALIGN_INT));
-	initStringInfo(&sql);
-	appendStringInfoString(&sql, "SELECT x.data::text FROM pg_catalog.unnest($1)"
-						   " WITH ORDINALITY AS k(key, n) LEFT JOIN LATERAL (SELECT ");
-	retl_append_row_data(&sql, sync, "t");
-	appendStringInfo(&sql, " AS data FROM %s%s t WHERE ", retl_only(sync->relid),
-					 format_type_be_qualified(get_rel_type_id(sync->relid)));
-	retl_append_key_match(&sql, sync, "t", "k.key");
-	appendStringInfoString(&sql, " LIMIT 1) x ON true ORDER BY k.n");
-	retl_owner_read(sync, sql.data, 1, types, values, NULL);
-	if (SPI_processed != (uint64) req->nrecords)
-		elog(ERROR, "retl: could not read the rows of sync \"%s\"", sync->name);
-	old = MemoryContextSwitchTo(req->cxt);
-	for (int i = 0; i < req->nrecords; i++)
+	edata = retl_in_subtransaction(read_states, &w);
+	if (edata != NULL && !record_error(edata))
+		ReThrowError(edata);
+	for (int i = 0; edata != NULL && i < req->nrecords; i++)
 	{
-		req->records[i].data = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-		req->records[i].op = req->records[i].data ? 'u' : 'd';
-		missing |= req->records[i].data == NULL;
+		ErrorData  *one = edata;
+
+		if (req->nrecords > 1)
+		{
+			w.from = i;
+			w.n = 1;
+			one = retl_in_subtransaction(read_states, &w);
+			if (one == NULL)
+				continue;
+			if (!record_error(one))
+				ReThrowError(one);
+		}
+		req->records[i].data = NULL;
+		req->records[i].unsent = MemoryContextStrdup(req->cxt, one->message);
+		if (one != edata)
+			FreeErrorData(one);
 	}
-	MemoryContextSwitchTo(old);
+	if (edata != NULL)
+		FreeErrorData(edata);
+	for (int i = 0; i < req->nrecords; i++)
+		missing |= req->records[i].data == NULL && req->records[i].unsent == NULL;
 	if (!missing || !retl_owner_rls(sync))
 		return;
 
 	/* missing for the owner: deleted, or there and hidden from it? */
-	resetStringInfo(&sql);
+	values[0] = PointerGetDatum(construct_array(keys, req->nrecords, JSONBOID, -1, false,
+												TYPALIGN_INT));
+	initStringInfo(&sql);
 	appendStringInfo(&sql, "SELECT k.n FROM pg_catalog.unnest($1) WITH ORDINALITY AS k(key, n)"
 					 " WHERE EXISTS (SELECT 1 FROM %s%s t WHERE ", retl_only(sync->relid),
 					 format_type_be_qualified(get_rel_type_id(sync->relid)));
@@ -464,7 +535,7 @@ read_rows(RetlSync *sync, RetlRequest *req, Datum *keys)
 		int			i = (int) strtol(SPI_getvalue(SPI_tuptable->vals[j], SPI_tuptable->tupdesc, 1),
 									 NULL, 10) - 1;
 
-		if (req->records[i].data == NULL)
+		if (req->records[i].data == NULL && req->records[i].unsent == NULL)
 			req->records[i].op = 'h';	/* hidden */
 	}
 	/* the records kept first, the hidden ones after them */
@@ -486,6 +557,36 @@ read_rows(RetlSync *sync, RetlRequest *req, Datum *keys)
 	if (retl_spi_execute("DELETE FROM retl.queue WHERE sync_id = $2 AND id = ANY ($1)",
 						 2, types, values, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "retl: could not drop hidden rows of sync \"%s\"", sync->name);
+}
+
+/*
+ * Records that cannot be sent (unreadable, or larger than
+ * retl.max_record_size) are dead-lettered alone and leave the request.
+ */
+static void
+drop_unsent(RetlRequest *req)
+{
+	int			kept = 0;
+
+	for (int i = 0; i < req->nrecords; i++)
+	{
+		RetlRecord *r = &req->records[i];
+		size_t		size = strlen(r->key) + (r->data ? strlen(r->data) : 0);
+
+		if (r->unsent == NULL && size > (size_t) retl_max_record_kb * 1024)
+		{
+			r->unsent = MemoryContextStrdup(req->cxt,
+											psprintf("the record is %zu bytes, more than retl.max_record_size (%d kB)",
+													 size, retl_max_record_kb));
+			/* what was never sent is not kept either: replay requeues the change */
+			r->data = NULL;
+		}
+		if (r->unsent != NULL)
+			retl_queue_dead_letter_unsent(req, r);
+		else
+			req->records[kept++] = *r;
+	}
+	req->nrecords = kept;
 }
 
 /*
@@ -566,10 +667,11 @@ retl_queue_claim(RetlSync *sync)
 
 		if (by_key)
 			read_rows(sync, req, keys);
+		drop_unsent(req);
 		claimed = req->nrecords;
 		if (claimed == 0)
 		{
-			/* every key hidden from the owner */
+			/* every key hidden from the owner, or dead-lettered */
 			retl_http_free(req);
 			req = NULL;
 		}

@@ -14,7 +14,11 @@ extern bool retl_allow_private_destinations;
 extern char *retl_allowed_hosts;
 extern char *retl_ca_file;
 extern int	retl_max_response_kb;
+extern int	retl_max_record_kb;
 extern char *retl_test_resolve;
+extern char *retl_run_history;
+extern int	retl_run_history_count;
+extern int64 retl_run_history_secs;
 
 extern void retl_guc_init(void);
 

@@ -27,6 +27,8 @@ typedef struct RetlRecord
 	double		first_attempt;	/* epoch seconds, 0 if never attempted */
 	double		captured_epoch; /* epoch seconds of captured_at */
 	uint64		key_hash;		/* jsonb_hash_extended of the queue's key */
+	char	   *unsent;			/* why it cannot be sent (dead-lettered
+								 * alone), or NULL */
 } RetlRecord;
 
 /*

@@ -4,8 +4,9 @@
  * Queued keys are JSON arrays of the key values in key order (see the
  * capture trigger), and the mapping is {"source_column": "field"}.  The
  * worker turns both into SQL run in its claim transaction, so PostgreSQL's
- * own type-to-JSON conversion applies.  Column names are looked up by
- * attribute number each time: a renamed key column keeps working.
+ * own type-to-JSON conversion applies.  Key columns are found by attribute
+ * number each time, so a renamed key column keeps working, and its field
+ * keeps the name the sync was created with (retl.syncs.key_columns).
  */
 #include "postgres.h"
 
@@ -130,7 +131,11 @@ retl_append_key_object(StringInfo sql, RetlSync *sync, const char *keyexpr)
 	appendStringInfoString(sql, "pg_catalog.jsonb_build_object(");
 	for (int i = 0; i < sync->nkeys; i++)
 	{
-		char	   *field = field_name(map, key_column_name(sync, i));
+		/*
+		 * The key columns' names when the sync was created: a renamed key
+		 * column must not turn the destination's record into a new one.
+		 */
+		char	   *field = field_name(map, sync->key_names[i]);
 
 		appendStringInfo(sql, "%s%s, %s OPERATOR(pg_catalog.->) %d",
 						 i > 0 ? ", " : "", quote_literal_cstr(field), keyexpr, i);

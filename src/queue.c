@@ -344,19 +344,23 @@ sanitize(const char *text, int len)
 	return buf.data;
 }
 
-/* Delay before the next attempt, in ms: exponential, jittered, capped. */
+/*
+ * Delay before the next attempt, in ms: exponential, jittered, capped.  A
+ * Retry-After may only lengthen it: "0", or an HTTP-date already past (a
+ * destination whose clock lags), would spend every attempt at once.
+ */
 static int64
 retry_delay_ms(RetlRequest *req, int attempt)
 {
 	double		delay = retl_retry_base_ms;
+	int64		backoff;
 
-	if (req->retry_after_ms >= 0)
-		return req->retry_after_ms;
 	for (int i = 1; i < attempt && delay < retl_retry_max_ms; i++)
 		delay *= 2;
 	delay = Min(delay, (double) retl_retry_max_ms);
 	/* "equal jitter": half fixed, half random, so retries spread out */
-	return (int64) (delay / 2 + pg_prng_double(&pg_global_prng_state) * delay / 2);
+	backoff = (int64) (delay / 2 + pg_prng_double(&pg_global_prng_state) * delay / 2);
+	return Max(backoff, (int64) req->retry_after_ms);
 }
 
 /* The queue ids of records, as an int8[] Datum. */
@@ -399,7 +403,10 @@ dead_letter(RetlRequest *req, RetlRecord *r, const char *error, const char *exce
 	if (req->status == 0)
 		nulls[7] = 'n';
 	values[8] = CStringGetTextDatum(error);
-	values[9] = CStringGetTextDatum(excerpt);
+	if (excerpt != NULL)
+		values[9] = CStringGetTextDatum(excerpt);
+	else
+		nulls[9] = 'n';
 
 	if (retl_spi_execute(
 							  "WITH d AS (DELETE FROM retl.queue q WHERE q.sync_id = $2 AND q.id = ANY ($1) RETURNING q.*)"
@@ -439,6 +446,18 @@ dead_letter(RetlRequest *req, RetlRecord *r, const char *error, const char *exce
 								  3, htypes, hvalues, NULL, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "retl: could not update the snapshot for a dead letter");
 	}
+}
+
+/*
+ * In the claim transaction: dead-letter a claimed record that cannot be
+ * sent (r->unsent says why), alone, so that the rest of its sync flows.
+ */
+void
+retl_queue_dead_letter_unsent(RetlRequest *req, RetlRecord *r)
+{
+	dead_letter(req, r, r->unsent, NULL);
+	retl_queue_sync_error(req->sync_id,
+						  psprintf("record %s was dead-lettered: %s", r->record_id, r->unsent));
 }
 
 /*

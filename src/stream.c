@@ -3,7 +3,10 @@
  *
  * One logical replication slot per database, retl_<database oid>, decodes
  * with the "retl" output plugin (decoder.c); retl_create_sync() creates it
- * with the first logical sync, the worker drops it when none is left.
+ * with the first logical sync, the worker drops it when none is left and
+ * none left logical capture with changes not staged yet (stream_state.drain,
+ * set by retl_alter_sync: decoding goes on up to the WAL position the worker
+ * saw it at, which is after the switch's commit).
  *
  * The worker acquires the slot and keeps one logical decoding context open
  * on it (as a walsender does), so each round reads only the WAL written
@@ -104,6 +107,13 @@ static LogicalDecodingContext *decoding = NULL;
 
 /* a round read WAL whose position is not confirmed yet */
 static bool unconfirmed = false;
+
+/*
+ * Draining (retl.stream_state.drain: a sync left logical capture): the
+ * position up to which the slot must still be decoded, taken when the
+ * worker first saw the request, so after the commit that made it.
+ */
+static XLogRecPtr drain_to = InvalidXLogRecPtr;
 
 /* The name of this database's slot. */
 char *
@@ -474,14 +484,15 @@ retl_stream_stage(bool *found, List **errors)
 		retl_stream_release();
 
 	values[0] = CStringGetTextDatum(slot);
-	if (SPI_execute_with_args("SELECT st.staged_lsn"
+	if (SPI_execute_with_args("SELECT st.staged_lsn, st.drain"
 							  " FROM retl.stream_state st, pg_catalog.pg_replication_slots s"
 							  " WHERE s.slot_name = $1 AND st.slot = $1"
-							  " AND EXISTS (SELECT 1 FROM retl.syncs y WHERE y.capture = 'logical')",
+							  " AND (st.drain OR EXISTS (SELECT 1 FROM retl.syncs y WHERE y.capture = 'logical'))",
 							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "retl: could not read the state of slot \"%s\"", slot);
 	if (SPI_processed == 0)
 	{
+		drain_to = InvalidXLogRecPtr;
 		retl_stream_release();
 		/* logical syncs whose slot was dropped (by hand) capture nothing */
 		if (SPI_execute_with_args("SELECT 1 FROM retl.syncs y WHERE y.capture = 'logical'"
@@ -503,6 +514,10 @@ retl_stream_stage(bool *found, List **errors)
 		return InvalidXLogRecPtr;
 	}
 	b.staged = DatumGetLSN(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)))
+		drain_to = InvalidXLogRecPtr;
+	else if (XLogRecPtrIsInvalid(drain_to))
+		drain_to = GetXLogInsertRecPtr();
 
 	if (decoding == NULL)
 		open_decoding(slot);
@@ -525,6 +540,15 @@ retl_stream_stage(bool *found, List **errors)
 		if (!stage_sync(c, &error))
 			*errors = lappend(*errors, psprintf("%d %s", c->sync_id, error));
 		*found = true;
+	}
+
+	/* drained: the slot may go once no logical sync is left */
+	if (!XLogRecPtrIsInvalid(drain_to) && read_to >= drain_to)
+	{
+		if (SPI_execute_with_args("UPDATE retl.stream_state SET drain = false WHERE slot = $1",
+								  1, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "retl: could not record the drain of slot \"%s\"", slot);
+		drain_to = InvalidXLogRecPtr;
 	}
 
 	/* what a new context would decode again up to here is skipped */
@@ -580,6 +604,8 @@ retl_stream_drop_slot(bool unused_only)
 									   " WHERE s.slot_name = $1 AND NOT s.active%s",
 									   unused_only ? " AND NOT EXISTS (SELECT 1 FROM retl.syncs y"
 									   " WHERE y.capture = 'logical')"
+									   " AND NOT EXISTS (SELECT 1 FROM retl.stream_state st"
+									   " WHERE st.slot = $1 AND st.drain)"
 									   " AND pg_catalog.pg_try_advisory_xact_lock("
 									   "pg_catalog.hashtext('retl logical slot'))" : ""),
 							  1, types, values, NULL, false, 0) != SPI_OK_SELECT)

@@ -53,6 +53,7 @@
 #include "shmem.h"
 #include "stats.h"
 #include "stream.h"
+#include "subxact.h"
 #include "worker.h"
 
 /* A sync that failed to build a request is left alone for a while. */
@@ -309,38 +310,6 @@ stream_failed(const char *message)
 		retl_queue_sync_error(lfirst_int(lc), message);
 }
 
-/*
- * Run work(arg) in a subtransaction of the current transaction.  On an
- * error the subtransaction is rolled back and the error returned (to be
- * freed by the caller); NULL when work succeeded.
- */
-static ErrorData *
-in_subtransaction(void (*work) (void *arg), void *arg)
-{
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	ErrorData  *volatile edata = NULL;
-
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
-	{
-		work(arg);
-		ReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(oldcxt);
-	CurrentResourceOwner = oldowner;
-	return edata;
-}
-
 typedef struct StageWork
 {
 	XLogRecPtr	target;
@@ -401,7 +370,7 @@ stage_stream(void)
 	pgstat_report_activity(STATE_RUNNING, "staging logical changes");
 	if (!lock_extension())
 		exit_without_extension();
-	edata = in_subtransaction(stage_work, &w);
+	edata = retl_in_subtransaction(stage_work, &w);
 	if (edata != NULL)
 	{
 		log_stage_error(edata->message);
@@ -460,7 +429,7 @@ static RetlRequest *
 claim_one(RetlSync *sync, bool *more, long *wait_ms)
 {
 	ClaimWork	w = {sync, more, wait_ms, NULL};
-	ErrorData  *edata = in_subtransaction(claim_work_one, &w);
+	ErrorData  *edata = retl_in_subtransaction(claim_work_one, &w);
 
 	if (edata == NULL)
 	{
@@ -527,6 +496,23 @@ claim_work(bool *more, long *wait_ms)
 	return requests;
 }
 
+typedef struct ScheduledClaim
+{
+	bool		(*claim) (int64 *id, int *sync_id, bool *send);
+	int64	   *id;
+	int		   *sync_id;
+	bool	   *send;
+	bool		found;
+} ScheduledClaim;
+
+static void
+claim_scheduled(void *arg)
+{
+	ScheduledClaim *c = arg;
+
+	c->found = c->claim(c->id, c->sync_id, c->send);
+}
+
 /*
  * Do one piece of scheduled work (a run, a refresh) in a transaction of
  * its own: claim() picks it in a short transaction, work() does it, and
@@ -544,12 +530,23 @@ scheduled(const char *what, bool (*claim) (int64 *id, int *sync_id, bool *send),
 	bool		found;
 	MemoryContext cxt = CurrentMemoryContext;
 
+	ScheduledClaim c = {claim, &id, &sync_id, &send, false};
+	ErrorData  *edata;
+
 	begin_txn();
 	pgstat_report_activity(STATE_RUNNING, what);
 	if (!lock_extension())
 		exit_without_extension();
-	found = claim(&id, &sync_id, &send);
+	/* a claim that fails (a schedule's arithmetic) is logged, never fatal */
+	edata = retl_in_subtransaction(claim_scheduled, &c);
 	end_txn();
+	if (edata != NULL)
+	{
+		ereport(WARNING, (errmsg("retl could not take the next %s: %s", what, edata->message)));
+		FreeErrorData(edata);
+		return;
+	}
+	found = c.found;
 	if (!found)
 		return;
 
@@ -578,6 +575,34 @@ scheduled(const char *what, bool (*claim) (int64 *id, int *sync_id, bool *send),
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();
+}
+
+/* How often finished runs beyond retl.run_history are deleted. */
+#define RUN_PRUNE_INTERVAL_MS 10000
+
+static void
+prune_work(void *arg)
+{
+	retl_runs_prune(0);
+}
+
+/* Keep retl.runs to retl.run_history; a failure is logged, never fatal. */
+static void
+prune_runs(void)
+{
+	ErrorData  *edata;
+
+	begin_txn();
+	pgstat_report_activity(STATE_RUNNING, "pruning retl.runs");
+	if (!lock_extension())
+		exit_without_extension();
+	edata = retl_in_subtransaction(prune_work, NULL);
+	end_txn();
+	if (edata != NULL)
+	{
+		ereport(WARNING, (errmsg("retl could not prune retl.runs: %s", edata->message)));
+		FreeErrorData(edata);
+	}
 }
 
 static void
@@ -627,6 +652,7 @@ retl_worker_main(Datum main_arg)
 {
 	MemoryContext loop_cxt;
 	TimestampTz last_scheduled = 0;
+	TimestampTz last_pruned = 0;
 	TimestampTz pass_started;
 
 	worker_dboid = DatumGetObjectId(main_arg);
@@ -715,6 +741,11 @@ retl_worker_main(Datum main_arg)
 			scheduled("refresh of audience", refresh_claim, refresh_work, refresh_failed);
 			scheduled("run", retl_runs_claim, run_work, run_failed);
 			last_scheduled = GetCurrentTimestamp();
+		}
+		if (TimestampDifferenceExceeds(last_pruned, GetCurrentTimestamp(), RUN_PRUNE_INTERVAL_MS))
+		{
+			prune_runs();
+			last_pruned = GetCurrentTimestamp();
 		}
 
 		/* busy while backfilling; else until a limit or a linger runs out */

@@ -176,6 +176,27 @@ ok(wait_drained('small_out'), 'truncate drained');
 is_deeply([ sort map { "$_->{key}{k}:$_->{op}" } @{ records_for('small_out') } ], [ 'a:delete', 'b:delete' ],
 	'truncate sends deletes');
 
+# Renaming a key column keeps the key field names the sync was created
+# with, so an upserting receiver sees the same record, not a new one; the
+# data (every column) follows the table.  Append syncs too.
+$r->clear;
+psql(q{CREATE TABLE renamed (id int PRIMARY KEY, v text);
+	SELECT retl_create_sync(name => 'renamed_out', source => 'renamed', destination => 'crm_hook');
+	SELECT retl_create_sync(name => 'renamed_app', source => 'renamed', destination => 'crm_hook', mode => 'append');
+	INSERT INTO renamed VALUES (1, 'a');});
+ok(wait_drained('renamed_out') && wait_drained('renamed_app'), 'sent before the rename');
+psql(q{ALTER TABLE renamed RENAME COLUMN id TO ident;
+	INSERT INTO renamed VALUES (2, 'b'); UPDATE renamed SET v = 'a2' WHERE ident = 1;});
+ok(wait_drained('renamed_out') && wait_drained('renamed_app'), 'sent after the rename');
+is_deeply([ map { join(',', sort keys %{ $_->{key} }) } @{ records_for('renamed_out') } ], [ ('id') x 3 ],
+	'upsert: the key is still {"id": ...}');
+is_deeply([ sort map { $_->{key}{id} // 'none' } @{ records_for('renamed_out') } ], [ 1, 1, 2 ],
+	'upsert: with the same values');
+is_deeply([ map { join(',', sort keys %{ $_->{key} }) } @{ records_for('renamed_app') } ], [ ('id') x 2 ],
+	'append: the key is still {"id": ...}');
+my ($after) = grep { ($_->{key}{id} // 0) == 2 } @{ records_for('renamed_out') };
+is_deeply([ sort keys %{ $after->{data} } ], [qw(ident v)], 'the data has the table\'s columns as they are now');
+
 # Dropping a sync removes its trigger and queue.
 psql(q{SELECT retl_pause_sync('small_out'); INSERT INTO small VALUES ('c', 3);});
 psql(q{SELECT retl_drop_sync('small_out')});

@@ -139,6 +139,61 @@ my @ok6 = map { $_->[2] } grep { $_->[0] == 200 && $_->[1] == 6 } @seq;
 is_deeply(\@ok6, [2], 'key 6: retried record coalesced with the later change, sent once with the latest state');
 ok(!(grep { $_->[1] == 6 && $_->[0] == 200 } @seq[0 .. 2]), 'nothing of key 6 acknowledged before its retries ended');
 
+# A Retry-After may lengthen the wait, never shorten it below the backoff:
+# "0", or an HTTP-date already past (a destination whose clock lags), still
+# waits at least half of retry_base_ms x 2^(n-1) before attempt n + 1 (base
+# 100 ms in tests), so max_attempts are not spent in a burst.
+for my $ra ('0', POSIX::strftime('%a, %d %b %Y %H:%M:%S GMT', gmtime(time - 3600)))
+{
+	$r->clear;
+	$r->control({ status => 503, count => 4, retry_after => $ra });
+	psql(q{DELETE FROM items WHERE id = 60; INSERT INTO items VALUES (60)});
+	ok(drained('s'), "Retry-After: $ra: attempts exhausted");
+	my @t = map { $_->{t} } grep { ($_->{body}{records}[0]{key}{id} // 0) == 60 } @{ deliveries('/hook') };
+	is(scalar @t, 4, "Retry-After: $ra: four attempts");
+	my @gaps = map { $t[$_] - $t[ $_ - 1 ] } 1 .. $#t;
+	ok(@gaps == 3 && $gaps[0] >= 0.05 && $gaps[1] >= 0.1 && $gaps[2] >= 0.2,
+		"Retry-After: $ra: each wait at least the backoff's floor ("
+		  . join(', ', map { sprintf('%.3f s', $_) } @gaps) . ')');
+	psql(q{SELECT retl_replay('s')});
+	ok(drained('s'), "Retry-After: $ra: replayed");
+}
+
+# A record that cannot be sent (its row cannot become JSON: a json value
+# that jsonb refuses; or it is larger than retl.max_record_size) is
+# dead-lettered alone, with the reason; the others of its batch, and the
+# later changes of its key, flow.  In a batch and alone.
+psql(q{ALTER SYSTEM SET retl.max_record_size = '64kB'; SELECT pg_reload_conf();
+	CREATE TABLE odd (id int PRIMARY KEY, j json, t text);
+	INSERT INTO odd VALUES (1, '{"a": 1}', 'ok'), (2, '"\u0000"', 'nul'), (3, '{}', 'ok'),
+		(4, '{}', repeat('x', 100000)), (5, '[]', 'ok');});
+psql(qq{SELECT retl_create_destination(name => 'd_odd10', kind => 'webhook', url => '@{[ $r->url('/odd10') ]}',
+		options => '{"batch_size": 10}');
+	SELECT retl_create_destination(name => 'd_odd1', kind => 'webhook', url => '@{[ $r->url('/odd1') ]}');
+	SELECT retl_create_sync(name => 'odd10', source => 'odd', destination => 'd_odd10');
+	SELECT retl_create_sync(name => 'odd1', source => 'odd', destination => 'd_odd1');});
+for my $s ('odd10', 'odd1')
+{
+	ok($node->poll_query_until('postgres',
+			qq{SELECT NOT backfilling AND pending + in_flight = 0 AND dead = 2 FROM retl.sync_status WHERE sync = '$s'}),
+		"$s: the queue drains, two records dead-lettered");
+	is_deeply([ sort map { $_->{key}{id} } map { @{ $_->{body}{records} } } grep { $_->{status} == 200 } @{ deliveries("/$s") } ],
+		[ 1, 3, 5 ], "$s: each sendable record once");
+	like(psql(qq{SELECT last_error FROM retl.dead_letters WHERE sync = '$s' AND key = '{"id": 2}'}),
+		qr/unsupported Unicode escape sequence/, "$s: the unreadable row, dead-lettered with the error");
+	like(psql(qq{SELECT last_error FROM retl.dead_letters WHERE sync = '$s' AND key = '{"id": 4}'}),
+		qr/^the record is \d+ bytes, more than retl\.max_record_size \(64 kB\)$/, "$s: the oversized one too");
+}
+psql(q{UPDATE odd SET j = '{"fixed": true}' WHERE id = 2; UPDATE odd SET t = 'short' WHERE id = 4;});
+for my $s ('odd10', 'odd1')
+{
+	ok($node->poll_query_until('postgres',
+			qq{SELECT delivered = 5 AND pending + in_flight = 0 FROM retl.sync_status WHERE sync = '$s'}),
+		"$s: later changes of the dead-lettered keys are sent");
+}
+psql(q{SELECT retl_drop_sync('odd10'); SELECT retl_drop_sync('odd1');
+	ALTER SYSTEM RESET retl.max_record_size; SELECT pg_reload_conf();});
+
 # A secret removed behind retl's back: the sync shows why it is failing,
 # keeps the change queued, and delivers once the secret is back.
 $r->clear;

@@ -271,6 +271,62 @@ psql(q{SELECT retl_refresh_audience('vips')});
 ok($node->poll_query_until('postgres', q{SELECT members = 3 AND last_error IS NULL FROM retl.audiences WHERE audience = 'vips'}),
 	'and so does the audience\'s refresh');
 
+# One sync's schedule arithmetic never stops the worker: a schedule that
+# leaves the range of timestamps (refused at creation since, written into
+# the catalog by hand here, as a catalog from before that check could hold
+# it) makes that sync and that audience fail, with the reason; every other
+# sync goes on, and the worker does not restart.
+psql(q{CREATE TABLE live (id int PRIMARY KEY);
+	SELECT retl_create_sync(name => 'live', source => 'live', destination => 'd_insert');
+	SELECT retl_create_sync(name => 'far', source => 'SELECT 1 AS id', key => '{id}',
+		destination => 'd_insert', schedule => '1 day');});
+my $worker = psql(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'retl worker'});
+psql(q{UPDATE retl.syncs SET schedule = '1000000 years', next_run_at = now() WHERE name = 'far';
+	UPDATE retl.audience_store SET schedule = '1000000 years', next_refresh_at = now() WHERE name = 'vips';});
+ok($node->poll_query_until('postgres',
+		q{SELECT last_error LIKE 'could not compute the next run of the schedule: %' FROM retl.sync_status WHERE sync = 'far'}),
+	'the sync with an overflowing schedule fails, saying why');
+ok($node->poll_query_until('postgres',
+		q{SELECT last_error LIKE 'could not compute the next refresh of the schedule: %' FROM retl.audiences WHERE audience = 'vips'}),
+	'and so does the audience');
+ok($node->poll_query_until('postgres',
+		q{SELECT next_run_at > now() + interval '50 minutes' FROM retl.syncs WHERE name = 'far'}),
+	'its schedule is tried again in an hour');
+psql(q{INSERT INTO live VALUES (1)});
+ok($node->poll_query_until('postgres', q{SELECT delivered = 1 FROM retl.sync_status WHERE sync = 'live'}),
+	'another sync still delivers');
+is(run_sync('in_schema'), 'succeeded|3|0|0|0', 'another scheduled sync still runs');
+is(psql(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'retl worker'}), $worker,
+	'the worker did not restart');
+
+# retl.runs is bounded by retl.run_history: a count of runs per sync, or
+# an age; each sync's latest finished run always stays.
+for my $bad ('forever', '0', '3 weeks', '-5')
+{
+	my ($ret, $out, $err) = $node->psql('postgres', qq{ALTER SYSTEM SET retl.run_history = '$bad'});
+	like($err, qr/invalid value for parameter "retl.run_history"/, "retl.run_history = '$bad' refused");
+}
+psql(q{ALTER SYSTEM SET retl.run_history = '3'; SELECT pg_reload_conf();
+	SELECT retl_create_sync(name => 'often', source => 'SELECT 1 AS id', key => '{id}',
+		destination => 'd_insert', schedule => '1 second');});
+$node->poll_query_until('postgres', q{SELECT count(*) > 0 FROM retl.runs WHERE sync = 'often'});
+my $first_run = psql(q{SELECT min(id) FROM retl.runs WHERE sync = 'often'});
+ok($node->poll_query_until('postgres',
+		qq{SELECT count(*) = 3 AND min(id) > $first_run + 2 FROM retl.runs
+		   WHERE sync = 'often' AND status IN ('succeeded', 'failed')}),
+	'a sync run every second keeps its last 3 runs');
+psql(q{ALTER SYSTEM SET retl.run_history = '2 s'; SELECT pg_reload_conf();
+	SELECT retl_pause_sync('often');});
+ok($node->poll_query_until('postgres',
+		q{SELECT count(*) = 1 FROM retl.runs WHERE sync = 'often' AND status IN ('succeeded', 'failed')}),
+	'by age: a paused sync keeps only its latest run');
+psql(q{SELECT retl_resume_sync('often')});
+sleep 4;
+is(psql(q{SELECT count(*) <= 4 AND bool_and(finished_at > now() - interval '4 seconds')
+	FROM retl.runs WHERE sync = 'often' AND status IN ('succeeded', 'failed')}), 't',
+	'by age: the runs of the last seconds');
+psql(q{SELECT retl_drop_sync('often'); ALTER SYSTEM RESET retl.run_history; SELECT pg_reload_conf();});
+
 $node->stop;
 $r->stop;
 done_testing();

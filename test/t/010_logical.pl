@@ -377,6 +377,34 @@ psql(q{SELECT retl_drop_sync('lsync'); SELECT retl_drop_sync('bigsync'); SELECT 
 ok($node->poll_query_until('postgres', q{SELECT count(*) = 0 FROM pg_replication_slots WHERE plugin = 'retl'}),
 	'slot dropped with the last logical sync');
 
+# Switching the last logical sync to trigger capture loses nothing that
+# was committed under logical capture and not decoded yet: the slot stays
+# until that is staged, then goes.  First in the switch's own transaction
+# (the worker cannot have decoded it before the switch), then in the
+# transactions just before it.
+$r->clear;
+psql(q{CREATE TABLE lastsw (id int PRIMARY KEY, v text);
+	INSERT INTO lastsw VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd');
+	SELECT retl_create_destination(name => 'dlastsw', kind => 'webhook', url => '} . $r->url('/lastsw') . q{');});
+psql(q{SELECT retl_create_sync(name => 'lastsw', source => 'lastsw', destination => 'dlastsw', capture => 'logical')});
+ok($node->poll_query_until('postgres', q{SELECT NOT backfilling AND pending + in_flight = 0 FROM retl.sync_status WHERE sync = 'lastsw'}), 'backfilled');
+psql(q{BEGIN; DELETE FROM lastsw WHERE id = 1; UPDATE lastsw SET v = 'b2' WHERE id = 2;
+	SELECT retl_alter_sync('lastsw', capture => 'trigger'); COMMIT;});
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 0 FROM pg_replication_slots WHERE plugin = 'retl'}),
+	'the slot goes once drained');
+ok(drained('lastsw'), 'drained');
+is_deeply(last_states('/lastsw'), { 1 => 'deleted', 2 => 'b2', 3 => 'c', 4 => 'd' },
+	'changes made with the switch were sent');
+psql(q{SELECT retl_alter_sync('lastsw', capture => 'logical')});
+psql(q{UPDATE lastsw SET v = 'c2' WHERE id = 3; DELETE FROM lastsw WHERE id = 4;
+	SELECT retl_alter_sync('lastsw', capture => 'trigger');});
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 0 FROM pg_replication_slots WHERE plugin = 'retl'}),
+	'and again');
+ok(drained('lastsw'), 'drained again');
+is_deeply(last_states('/lastsw'), { 1 => 'deleted', 2 => 'b2', 3 => 'c2', 4 => 'deleted' },
+	'changes committed just before the switch were sent');
+psql(q{SELECT retl_drop_sync('lastsw')});
+
 # ... and with the extension.
 psql(q{SELECT retl_create_sync(name => 'again', source => 'lt', destination => 'd', capture => 'logical',
 	options => '{"backfill": false}')});
