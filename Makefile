@@ -30,6 +30,7 @@ OBJS = \
 	src/stats.o \
 	src/http.o \
 	src/netcheck.o \
+	src/redact.o \
 	src/signing.o \
 	src/owner.o \
 	src/trust.o \

@@ -41,6 +41,7 @@
 #include "guc.h"
 #include "http.h"
 #include "netcheck.h"
+#include "redact.h"
 
 typedef struct WatchedSocket
 {
@@ -97,7 +98,7 @@ write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
 	RetlRequest *req = (RetlRequest *) userdata;
 	size_t		len = size * nmemb;
-	size_t		room = RETL_RESPONSE_EXCERPT - req->response.len;
+	size_t		room = req->capture - req->response.len;
 
 	req->response_bytes += len;
 	if (req->response_bytes > (size_t) retl_max_response_kb * 1024)
@@ -320,6 +321,8 @@ retl_http_start(RetlRequest *req)
 	req->response_bytes = 0;
 	old = MemoryContextSwitchTo(req->cxt);
 	initStringInfo(&req->response);
+	/* read past the excerpt, so that a secret across its end is redacted whole */
+	req->capture = Min(retl_redact_room(req->secrets, RETL_RESPONSE_EXCERPT), 1024 * 1024);
 	MemoryContextSwitchTo(old);
 
 	EASY_SETOPT(easy, CURLOPT_URL, req->url);
@@ -574,36 +577,20 @@ retl_http_free(RetlRequest *req)
 }
 
 /*
- * A copy of text with every secret value the request used replaced, so
- * nothing stored in views or logs can reveal one (a destination may echo
- * its Authorization header in an error).
+ * A copy of text with every secret the request used removed, in every form
+ * a destination may echo it (redact.c), so nothing stored in views or logs
+ * can reveal one.
  */
 char *
 retl_http_redact(RetlRequest *req, const char *text)
 {
-	char	   *result = pstrdup(text ? text : "");
-	ListCell   *lc;
+	return retl_redact(req->secrets, text, text ? strlen(text) : 0, -1);
+}
 
-	foreach(lc, req->secrets)
-	{
-		const char *secret = (const char *) lfirst(lc);
-		size_t		slen = strlen(secret);
-		StringInfoData buf;
-		const char *p;
-		const char *hit;
-
-		if (slen == 0)
-			continue;
-		initStringInfo(&buf);
-		p = result;
-		while ((hit = strstr(p, secret)) != NULL)
-		{
-			appendBinaryStringInfo(&buf, p, hit - p);
-			appendStringInfoString(&buf, "[redacted]");
-			p = hit + slen;
-		}
-		appendStringInfoString(&buf, p);
-		result = buf.data;
-	}
-	return result;
+/* The excerpt of the answer kept with a failure: redacted, then cut. */
+char *
+retl_http_excerpt(RetlRequest *req)
+{
+	return retl_redact(req->secrets, req->response.data, req->response.len,
+					   RETL_RESPONSE_EXCERPT);
 }

@@ -63,7 +63,8 @@ typedef struct RetlRequest
 	CURLcode	curl_code;
 	char		errbuf[CURL_ERROR_SIZE];
 	long		status;
-	StringInfoData response;	/* first RETL_RESPONSE_EXCERPT bytes */
+	StringInfoData response;	/* its first capture bytes */
+	int			capture;		/* the excerpt, and room to redact across its end */
 	long		retry_after_ms; /* -1 when the response had none */
 	size_t		response_bytes; /* read so far, up to retl.max_response_size */
 	struct curl_slist *resolve; /* retl.test_resolve entries */
@@ -78,5 +79,6 @@ extern RetlRequest *retl_http_next_done(void);
 extern int	retl_http_in_flight(void);
 extern void retl_http_free(RetlRequest *req);
 extern char *retl_http_redact(RetlRequest *req, const char *text);
+extern char *retl_http_excerpt(RetlRequest *req);
 
 #endif

@@ -502,7 +502,7 @@ retl_queue_record(RetlRequest *req)
 			error = psprintf("destination answered HTTP %ld", req->status);
 	}
 	error = retl_http_redact(req, error);
-	excerpt = retl_http_redact(req, req->response.data);
+	excerpt = retl_http_excerpt(req);
 	excerpt = sanitize(excerpt, strlen(excerpt));
 
 	retry = palloc(sizeof(RetlRecord) * req->nrecords);

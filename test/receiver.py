@@ -26,12 +26,17 @@ of answering; such deliveries are recorded with status 0.  "path" limits a
 rule to one path and "match" to bodies containing a text; "delay_ms_max"
 makes the delay random between delay_ms and it.  "location" adds that
 Location header (for redirects); a "body" given as {"repeat": "x", "times": n}
-is that text n times (oversized responses).
+is that text n times (oversized responses).  "echo" answers with the
+request's Authorization header as a careless server would echo it: "raw",
+"json" (JSON-escaped, non-ASCII as \\uXXXX), "json_slash" (also \\/), "url"
+(form-encoded), "base64", or "basic_decoded" (a Basic credential decoded);
+"pad" puts that many "x" before it.
 
 Stdlib only, and bound to 127.0.0.1 only.
 """
 
 import argparse
+import base64
 import json
 import os
 import random
@@ -43,7 +48,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote_plus, urlsplit
 
 
 QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
@@ -276,7 +281,9 @@ class Handler(BaseHTTPRequestHandler):
             headers.append(("Retry-After", rule["retry_after"]))
         if rule.get("location") is not None:
             headers.append(("Location", rule["location"]))
-        if isinstance(rule.get("body"), dict) and "repeat" in rule["body"]:
+        if rule.get("echo"):
+            resp = "x" * int(rule.get("pad", 0)) + echo(rule["echo"], self.headers)
+        elif isinstance(rule.get("body"), dict) and "repeat" in rule["body"]:
             resp = str(rule["body"]["repeat"]) * int(rule["body"].get("times", 1))
         elif "body" in rule:
             resp = rule["body"]
@@ -321,6 +328,28 @@ class Handler(BaseHTTPRequestHandler):
             return self.send(200, {"ok": True})
 
         self.send(404, {"ok": False, "error": "unknown control endpoint"})
+
+
+def echo(how, headers):
+    """The request's Authorization header as a careless server echoes it."""
+    # http.server reads header bytes as latin-1; a server reads them as UTF-8
+    value = headers.get("Authorization", "").encode("latin-1").decode("utf-8", "replace")
+    if how == "raw":
+        return value
+    if how == "json":          # Python's json: \uXXXX for non-ASCII
+        return json.dumps({"headers": {"authorization": value}})
+    if how == "json_slash":    # PHP's json_encode: \/ too
+        return json.dumps({"headers": {"authorization": value}}).replace("/", "\\/")
+    if how == "url":
+        return "auth=" + quote_plus(value)
+    if how == "base64":
+        return base64.b64encode(value.encode("utf-8")).decode("ascii")
+    if how == "basic_decoded":  # "Basic <base64>", decoded
+        try:
+            return base64.b64decode(value.split(" ", 1)[-1], validate=True).decode("utf-8", "replace")
+        except ValueError:
+            return value
+    raise ValueError("unknown echo %r" % how)
 
 
 def normalize_rule(rule):

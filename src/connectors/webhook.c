@@ -90,6 +90,9 @@ retl_substitute_secrets(RetlRequest *req, const char *value)
 		p = end + 2;
 	}
 	appendStringInfoString(&buf, p);
+	/* the whole value too ("Bearer ..."), which a server may echo encoded */
+	if (p != value)
+		req->secrets = lappend(req->secrets, MemoryContextStrdup(req->cxt, buf.data));
 	return buf.data;
 }
 

@@ -1,0 +1,13 @@
+/*
+ * redact.h: keeping secrets out of what retl stores of an answer (see
+ * redact.c).
+ */
+#ifndef RETL_REDACT_H
+#define RETL_REDACT_H
+
+#include "nodes/pg_list.h"
+
+extern int	retl_redact_room(List *secrets, int excerpt);
+extern char *retl_redact(List *secrets, const char *text, int len, int keep);
+
+#endif
