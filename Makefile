@@ -8,40 +8,48 @@ EXTENSION = retl
 MODULE_big = retl
 OBJS = \
 	src/retl.o \
-	src/guc.o \
-	src/shmem.o \
-	src/launcher.o \
-	src/worker.o \
-	src/utility.o \
-	src/capture_trigger.o \
-	src/claim.o \
-	src/counters.o \
-	src/decoder.o \
-	src/mark.o \
-	src/plans.o \
-	src/queue.o \
-	src/backfill.o \
-	src/mapping.o \
-	src/cron.o \
-	src/diff.o \
-	src/runs.o \
-	src/stream.o \
-	src/dest.o \
-	src/stats.o \
-	src/http.o \
-	src/netcheck.o \
-	src/redact.o \
-	src/signing.o \
-	src/owner.o \
-	src/trust.o \
-	src/subxact.o \
-	src/entry.o \
-	src/connectors/webhook.o
+	src/process/launcher.o \
+	src/process/utility.o \
+	src/process/worker.o \
+	src/api/checks.o \
+	src/api/entry.o \
+	src/capture/backfill.o \
+	src/capture/capture_trigger.o \
+	src/capture/decoder.o \
+	src/capture/stream.o \
+	src/models/cron.o \
+	src/models/diff.o \
+	src/models/runs.o \
+	src/queue/claim.o \
+	src/queue/counters.o \
+	src/queue/mark.o \
+	src/queue/queue.o \
+	src/connectors/auth.o \
+	src/connectors/http.o \
+	src/connectors/registry.o \
+	src/connectors/request.o \
+	src/connectors/webhook.o \
+	src/sync/dest.o \
+	src/sync/ids.o \
+	src/sync/mapping.o \
+	src/sync/owner.o \
+	src/sync/sync.o \
+	src/sync/trust.o \
+	src/delivery/http.o \
+	src/delivery/netcheck.o \
+	src/delivery/redact.o \
+	src/delivery/signing.o \
+	src/delivery/stats.o \
+	src/base/guc.o \
+	src/base/identity.o \
+	src/base/plans.o \
+	src/base/shmem.o \
+	src/base/subxact.o
 
 DATA = $(wildcard sql/retl--*.sql)
 PGFILEDESC = "retl - reverse ETL from inside PostgreSQL"
 
-REGRESS = setup secrets destinations syncs status diff audiences roles hijack teardown
+REGRESS = setup secrets destinations syncs connectors status diff audiences roles hijack teardown
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=test/regress.conf
 
 PG_CPPFLAGS = -I$(srcdir)/src
@@ -53,7 +61,7 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 # PGXS does not track header dependencies: rebuild everything when one changes.
-$(OBJS): $(wildcard src/*.h src/connectors/*.h)
+$(OBJS): $(wildcard src/*/*.h)
 
 .PHONY: test demo bench tap
 

@@ -12,10 +12,11 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 
-#include "guc.h"
-#include "launcher.h"
-#include "shmem.h"
-#include "utility.h"
+#include "base/guc.h"
+#include "base/shmem.h"
+#include "delivery/stats.h"
+#include "process/launcher.h"
+#include "process/utility.h"
 
 PG_MODULE_MAGIC;
 
@@ -32,6 +33,7 @@ _PG_init(void)
 
 	retl_guc_init();
 	retl_shmem_init();
+	retl_stats_init();
 	retl_xact_init();
 	retl_utility_init();
 	retl_launcher_register();

@@ -1,14 +1,14 @@
 /*
- * webhook.h: the webhook connector.
+ * webhook.h: the webhook connector's record envelope, which other
+ * connectors reuse (see webhook.c).
  */
 #ifndef RETL_WEBHOOK_H
 #define RETL_WEBHOOK_H
 
-#include "http.h"
-#include "queue.h"
+#include "lib/stringinfo.h"
 
-extern void retl_webhook_build(RetlRequest *req, RetlSync *sync);
-extern char *retl_substitute_secrets(RetlRequest *req, const char *value);
-extern RetlRequest *retl_webhook_split(RetlRequest *req, int first, int n);
+#include "delivery/http.h"
+
+extern void retl_webhook_record(StringInfo out, RetlRecord *r);
 
 #endif

@@ -24,7 +24,7 @@ use POSIX ();
 use Scalar::Util qw(refaddr weaken);
 use Time::HiRes qw(sleep time);
 
-our @EXPORT = qw(start_receiver delivered_records wait_for new_retl_node self_signed_cert);
+our @EXPORT = qw(start_receiver start_emulator delivered_records wait_for new_retl_node self_signed_cert);
 
 our $PYTHON = '/usr/bin/python3';
 
@@ -138,6 +138,49 @@ sub start_receiver
 		chomp $tls_port;
 		$self->{tls_port} = $tls_port;
 	}
+	return $self;
+}
+
+# Start an API emulator (test/emulators/NAME.py, arguments after it) on a
+# free port on 127.0.0.1; returns a RetlTest::Emulator.
+sub start_emulator
+{
+	my ($name, @args) = @_;
+	my $script = File::Spec->rel2abs(
+		File::Spec->catfile(dirname(__FILE__), File::Spec->updir, 'emulators', "$name.py"));
+	no warnings 'once';
+	my $dir =
+	  defined $PostgreSQL::Test::Utils::tmp_check
+	  ? PostgreSQL::Test::Utils::tempdir($name)
+	  : File::Temp::tempdir("retl_${name}_XXXX", TMPDIR => 1, CLEANUP => 1);
+	$dir = File::Spec->rel2abs($dir);
+	my $port_file = "$dir/port";
+	my $pid = fork;
+	croak "fork failed: $!" unless defined $pid;
+	if ($pid == 0)
+	{
+		open(STDIN, '<', '/dev/null');
+		open(STDOUT, '>>', "$dir/stderr");
+		open(STDERR, '>&', \*STDOUT);
+		exec($PYTHON, $script, '--port-file', $port_file, @args) or print STDERR "exec: $!\n";
+		POSIX::_exit(127);
+	}
+	my $self = bless { pid => $pid, owner => $$, dir => $dir, stderr_file => "$dir/stderr",
+		http => HTTP::Tiny->new(timeout => 10), args => [@args], script => $script },
+	  'RetlTest::Emulator';
+	$live_receivers{ refaddr $self} = $self;
+	weaken($live_receivers{ refaddr $self});
+	my $deadline = time + 10;
+	until (-s $port_file)
+	{
+		croak "$name did not start: " . RetlTest::Receiver::_stderr($self) if time > $deadline;
+		sleep 0.05;
+	}
+	open(my $fh, '<', $port_file) or croak "open $port_file: $!";
+	my $port = <$fh>;
+	close $fh;
+	chomp $port;
+	$self->{port} = $port;
 	return $self;
 }
 
@@ -344,6 +387,43 @@ sub _stderr
 	local $/;
 	my $text = <$fh> // '';
 	return length $text ? $text : '(no output)';
+}
+
+package RetlTest::Emulator;
+
+use strict;
+use warnings;
+
+use Carp;
+use JSON::PP;
+
+our @ISA = ('RetlTest::Receiver');
+
+my $ejson = JSON::PP->new->utf8->canonical;
+
+sub url
+{
+	my ($self, $path) = @_;
+	return "http://127.0.0.1:$self->{port}" . ($path // '');
+}
+
+# GET a control path (default /_state), decoded.
+sub get
+{
+	my ($self, $path) = @_;
+	my $res = $self->{http}->request('GET', $self->url($path // '/_state'));
+	croak "GET failed: $res->{status} $res->{content}" unless $res->{success};
+	return $ejson->decode($res->{content});
+}
+
+# POST a control path with a JSON body, decoded.
+sub post
+{
+	my ($self, $path, $body) = @_;
+	my $res = $self->{http}->request('POST', $self->url($path),
+		{ content => $ejson->encode($body), headers => { 'Content-Type' => 'application/json' } });
+	croak "POST $path failed: $res->{status} $res->{content}" unless $res->{success};
+	return $ejson->decode($res->{content});
 }
 
 1;

@@ -1,0 +1,90 @@
+--
+-- connectors: the http connector's options and every destination's auth,
+-- checked at creation: bad ones are refused and nothing is created.
+--
+-- Every URL points at 127.0.0.1 port 9 (discard: nothing listens there).
+--
+\set SHOW_CONTEXT never
+
+SELECT retl_set_secret('conn_token', 'token-value');
+CREATE TABLE conn_people (id int PRIMARY KEY, email text, name text);
+
+--
+-- auth
+--
+SELECT retl_create_destination('a_bearer', 'http', 'http://127.0.0.1:9',
+	'{"auth": {"type": "bearer", "token": "{{secret:conn_token}}"}}');
+SELECT retl_create_destination('a_basic', 'webhook', 'http://127.0.0.1:9',
+	'{"auth": {"type": "basic", "username": "me", "password": "{{secret:conn_token}}"}}');
+SELECT retl_create_destination('a_header', 'http', 'http://127.0.0.1:9',
+	'{"auth": {"type": "header", "name": "X-Api-Key", "value": "{{secret:conn_token}}"}}');
+-- a credential written out, not as a secret
+SELECT retl_create_destination('bad', 'http', 'http://127.0.0.1:9', '{"auth": {"type": "bearer", "token": "abc"}}');
+-- a secret that does not exist
+SELECT retl_create_destination('bad', 'http', 'http://127.0.0.1:9', '{"auth": {"type": "bearer", "token": "{{secret:nope}}"}}');
+SELECT retl_create_destination('bad', 'http', 'http://127.0.0.1:9', '{"auth": {"type": "digest"}}');
+SELECT retl_create_destination('bad', 'http', 'http://127.0.0.1:9', '{"auth": {"token": "{{secret:conn_token}}"}}');
+SELECT retl_create_destination('bad', 'http', 'http://127.0.0.1:9', '{"auth": "bearer"}');
+SELECT retl_create_destination('bad', 'http', 'http://127.0.0.1:9', '{"auth": {"type": "bearer", "token": "{{secret:conn_token}}", "extra": "x"}}');
+SELECT retl_create_destination('bad', 'http', 'http://127.0.0.1:9', '{"auth": {"type": "basic", "password": "{{secret:conn_token}}"}}');
+SELECT retl_create_destination('bad', 'http', 'http://127.0.0.1:9', '{"auth": {"type": "header", "name": "Bad Name", "value": "{{secret:conn_token}}"}}');
+-- a kind's own option on another kind
+SELECT retl_create_destination('bad', 'http', 'http://127.0.0.1:9', '{"signing_secret": "conn_token"}');
+SELECT name FROM retl.destinations WHERE name = 'bad';
+-- a secret a destination's auth uses cannot be dropped
+SELECT retl_drop_secret('conn_token');
+
+--
+-- http sync options
+--
+SELECT retl_create_destination('c_http', 'http', 'http://127.0.0.1:9');
+SELECT retl_create_destination('c_batch', 'http', 'http://127.0.0.1:9', '{"batch_size": 10}');
+-- good: every part, a delete, a success rule, a remembered id
+SELECT retl_create_sync('c_rest', 'conn_people', 'c_http', options => $${
+	"request": {"method": "PUT", "path": "format('/users/%s', retl_urlencode(key->>'id'))",
+	            "body": "jsonb_build_object('email', data->>'email')",
+	            "headers": {"X-Trace": "record_id", "X-Version": "'2'"}},
+	"delete": {"method": "DELETE", "path": "format('/users/%s', key->>'id')"},
+	"success": "status BETWEEN 200 AND 299 AND (response IS NULL OR NOT response ? 'errors')",
+	"remember": "response->>'id'"}$$);
+-- good: a batch whose body aggregates
+SELECT retl_create_sync('c_bulk', 'conn_people', 'c_batch', options => $${
+	"request": {"path": "'/bulk'", "body": "jsonb_build_object('items', jsonb_agg(data))"}}$$);
+-- a sync may lower its destination's batch_size, not raise it
+SELECT retl_create_sync('c_small', 'conn_people', 'c_batch', options => '{"batch_size": 2}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_http', options => '{"batch_size": 2}');
+-- a typo in an expression is an error now, not a dead letter later
+SELECT retl_create_sync('bad', 'conn_people', 'c_http', options => $${"request": {"body": "daat->>'email'"}}$$);
+SELECT retl_create_sync('bad', 'conn_people', 'c_http', options => $${"request": {"body": "jsonb_build_objekt('a', 1)"}}$$);
+SELECT retl_create_sync('bad', 'conn_people', 'c_http', options => $${"success": "status = 'ok'"}$$);
+SELECT retl_create_sync('bad', 'conn_people', 'c_http', options => $${"success": "data IS NULL"}$$);
+-- one expression, not SQL of its own
+SELECT retl_create_sync('bad', 'conn_people', 'c_http', options => $${"request": {"body": "1) FROM pg_roles --"}}$$);
+SELECT retl_create_sync('bad', 'conn_people', 'c_http', options => $${"request": {"body": "1); DROP TABLE conn_people; SELECT (1"}}$$);
+SELECT retl_create_sync('bad', 'conn_people', 'c_http', options => $${"request": {"path": ""}}$$);
+-- a batch: the path may not depend on one record; the body must aggregate
+SELECT retl_create_sync('bad', 'conn_people', 'c_batch', options => $${"request": {"path": "'/u/' || (key->>'id')", "body": "jsonb_agg(data)"}}$$);
+SELECT retl_create_sync('bad', 'conn_people', 'c_batch', options => $${"request": {"body": "data"}}$$);
+SELECT retl_create_sync('bad', 'conn_people', 'c_batch', options => $${"remember": "response->>'id'"}$$);
+-- the shape of the options
+SELECT retl_create_sync('bad', 'conn_people', 'c_http', options => $${"request": {"method": "BREW"}}$$);
+SELECT retl_create_sync('bad', 'conn_people', 'c_http', options => $${"request": {"verb": "PUT"}}$$);
+SELECT retl_create_sync('bad', 'conn_people', 'c_http', options => $${"request": "PUT /users"}$$);
+SELECT retl_create_sync('bad', 'conn_people', 'c_http', options => $${"request": {"method": "GET", "body": "data"}}$$);
+SELECT retl_create_sync('bad', 'conn_people', 'c_http', options => $${"request": {"headers": {"Content-Type": "'text/plain'"}}}$$);
+SELECT retl_create_sync('bad', 'conn_people', 'c_http', options => $${"request": {"headers": {"X-A": 1}}}$$);
+SELECT retl_create_sync('bad', 'conn_people', 'c_http', options => $${"requets": {}}$$);
+-- a webhook sync has no request options
+SELECT retl_create_destination('c_hook', 'webhook', 'http://127.0.0.1:9');
+SELECT retl_create_sync('bad', 'conn_people', 'c_hook', options => $${"request": {}}$$);
+SELECT name FROM retl.syncs WHERE name = 'bad';
+-- the connector's own options are kept with the sync
+SELECT name, options ? 'request' AS has_request FROM retl.syncs WHERE name LIKE 'c\_%' ORDER BY name;
+
+-- retl_urlencode
+SELECT retl_urlencode('a b/c?d=é&e'), retl_urlencode(''), retl_urlencode(NULL);
+
+SELECT retl_drop_sync(name) FROM retl.syncs WHERE name LIKE 'c\_%';
+SELECT retl_drop_destination(name) FROM retl.destinations WHERE name LIKE 'c\_%' OR name LIKE 'a\_%';
+SELECT retl_drop_secret('conn_token');
+DROP TABLE conn_people;

@@ -1,0 +1,573 @@
+/* retl--0.1--0.2.sql: connectors (one interface, http, auth), remembered destination ids */
+
+\echo Use "ALTER EXTENSION retl UPDATE TO '0.2'" to load this file. \quit
+
+/*
+ * Connectors: what creation asks a destination kind's connector (api/checks.c).
+ */
+CREATE FUNCTION retl._check_destination(kind text, options jsonb) RETURNS void
+	AS 'MODULE_PATHNAME', 'retl_check_destination' LANGUAGE C STABLE;
+CREATE FUNCTION retl._check_sync_options(kind text, options jsonb, mode text,
+										 destination_options jsonb, owner regrole) RETURNS void
+	AS 'MODULE_PATHNAME', 'retl_check_sync_options' LANGUAGE C STABLE STRICT;
+CREATE FUNCTION retl._connector_defaults(kind text, OUT max_records integer, OUT max_bytes integer,
+										 OUT rate_limit double precision, OUT max_concurrency integer)
+	AS 'MODULE_PATHNAME', 'retl_connector_defaults' LANGUAGE C IMMUTABLE STRICT;
+REVOKE ALL ON FUNCTION retl._check_destination(text, jsonb), retl._check_sync_options(text, jsonb, text, jsonb, regrole),
+	retl._connector_defaults(text) FROM PUBLIC;
+
+/* A secret used by a destination's auth (in its options) cannot be dropped either. */
+CREATE OR REPLACE FUNCTION retl._drop_secret(name text, caller regrole, caller_path text)
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+	users text;
+BEGIN
+	PERFORM retl._require_admin(caller, 'drop a secret');
+	PERFORM 1 FROM retl.secrets s WHERE s.name = $1;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'secret "%" does not exist', $1
+			USING ERRCODE = 'undefined_object';
+	END IF;
+	SELECT pg_catalog.string_agg(d.name, ', ' ORDER BY d.name) INTO users
+	  FROM retl.destinations d
+	 WHERE $1 = ANY (retl._secret_refs(d.headers) || retl._secret_refs(d.options)) OR d.signing_secret = $1;
+	IF users IS NOT NULL THEN
+		RAISE EXCEPTION 'secret "%" is used by destination %', $1, users
+			USING ERRCODE = 'dependent_objects_still_exist',
+				  HINT = 'Drop or change those destinations first.';
+	END IF;
+	DELETE FROM retl.secrets s WHERE s.name = $1;
+END
+$$;
+
+/* For the http connector's expressions: text percent-encoded for a URL (RFC 3986). */
+CREATE FUNCTION retl_urlencode(value text) RETURNS text
+	AS 'MODULE_PATHNAME', 'retl_urlencode' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+REVOKE ALL ON FUNCTION retl_urlencode(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION retl_urlencode(text) TO retl_user;
+
+/*
+ * The destination's own ids of a sync's keys, kept by connectors whose
+ * API updates, deletes and lists records by the ids it gave them
+ * (sync/ids.c).  Written with the outcome of the request that returned
+ * them; key is the record's key as sent.
+ */
+CREATE TABLE retl.remembered_id_store (
+	sync_id		integer NOT NULL REFERENCES retl.syncs (id) ON DELETE CASCADE,
+	key			jsonb NOT NULL,
+	id			text NOT NULL,
+	updated_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	PRIMARY KEY (sync_id, key)
+);
+ALTER TABLE retl.remembered_id_store ENABLE ROW LEVEL SECURITY;
+CREATE POLICY remembered_ids_visible ON retl.remembered_id_store FOR SELECT
+	USING (sync_id IN (SELECT s.id FROM retl.syncs s));
+GRANT SELECT ON retl.remembered_id_store TO retl_user;
+CREATE VIEW retl.remembered_ids WITH (security_invoker = true) AS
+SELECT s.name AS sync, r.key, r.id, r.updated_at
+  FROM retl.remembered_id_store r JOIN retl.syncs s ON s.id OPERATOR(pg_catalog.=) r.sync_id;
+GRANT SELECT ON retl.remembered_ids TO retl_user;
+SELECT pg_catalog.pg_extension_config_dump('retl.remembered_id_store', '');
+
+CREATE OR REPLACE FUNCTION retl._create_destination(name text, kind text, url text, options jsonb, caller regrole, caller_path text)
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+	opts jsonb := coalesce(options, '{}');
+	hdrs jsonb;
+	k text;
+	v jsonb;
+	missing text;
+	retry_age interval;
+	lim record;
+BEGIN
+	PERFORM retl._require_admin(caller, 'create a destination');
+	IF name IS NULL OR name = '' THEN
+		RAISE EXCEPTION 'destination name must not be empty'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF url IS NULL OR url !~* '^https?://[^/?#\s]+' OR url ~ '\s' THEN
+		RAISE EXCEPTION 'destination url must be an http:// or https:// URL, not "%"', url
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'For example https://example.com/hooks/customers.';
+	END IF;
+	/* the host: retl.allowed_hosts, and no private address written out */
+	PERFORM retl._check_url(url);
+	/* the kind's connector: every key known, its auth and own options right */
+	PERFORM retl._check_destination(kind, opts);
+	lim := retl._connector_defaults(kind);
+	FOREACH k IN ARRAY ARRAY['follow_redirects', 'tls_verify'] LOOP
+		IF opts ? k AND pg_catalog.jsonb_typeof(opts -> k) <> 'boolean' THEN
+			RAISE EXCEPTION 'option "%" must be true or false', k
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+	END LOOP;
+	IF opts ? 'signing_secret' THEN
+		IF pg_catalog.jsonb_typeof(opts -> 'signing_secret') <> 'string' THEN
+			RAISE EXCEPTION 'option "signing_secret" must be the name of a secret'
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		IF NOT EXISTS (SELECT 1 FROM retl.secrets s WHERE s.name = opts ->> 'signing_secret') THEN
+			RAISE EXCEPTION 'destination "%" refers to unknown secret %', name, opts ->> 'signing_secret'
+				USING ERRCODE = 'undefined_object',
+					  HINT = 'Create it first with SELECT retl_set_secret(name, value).';
+		END IF;
+	END IF;
+	IF opts -> 'tls_verify' = 'false'
+	   AND NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid = caller) THEN
+		RAISE EXCEPTION 'only a superuser may turn off TLS verification'
+			USING ERRCODE = 'insufficient_privilege',
+				  HINT = 'Give retl.ca_file the certificate authority of the destination instead.';
+	END IF;
+	IF opts ? 'rate_limit' AND (pg_catalog.jsonb_typeof(opts -> 'rate_limit') <> 'number'
+								OR (opts ->> 'rate_limit')::numeric < 0
+								OR (opts ->> 'rate_limit')::numeric > 100000) THEN
+		RAISE EXCEPTION 'option "rate_limit" must be a number of requests per second between 0 and 100000'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = '0 means no limit; 0.5 means one request every two seconds.';
+	END IF;
+	IF opts ? 'max_retry_age' THEN
+		BEGIN
+			retry_age := CASE pg_catalog.jsonb_typeof(opts -> 'max_retry_age')
+							 WHEN 'string' THEN (opts ->> 'max_retry_age')::interval
+							 WHEN 'number' THEN (opts ->> 'max_retry_age')::numeric * interval '1 second'
+						 END;
+		EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
+			retry_age := NULL;
+		END;
+		IF retry_age IS NULL OR retry_age < interval '1 second' THEN
+			RAISE EXCEPTION 'option "max_retry_age" must be an interval of at least 1 second, not %', opts -> 'max_retry_age'
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'For example "1 day", "6 hours", or a number of seconds.';
+		END IF;
+	END IF;
+	hdrs := coalesce(opts -> 'headers', '{}');
+	IF pg_catalog.jsonb_typeof(hdrs) <> 'object' THEN
+		RAISE EXCEPTION 'option "headers" must be a JSON object of strings'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'For example {"headers": {"Authorization": "Bearer {{secret:NAME}}"}}.';
+	END IF;
+	FOR k, v IN SELECT * FROM pg_catalog.jsonb_each(hdrs) LOOP
+		IF k !~ '^[A-Za-z0-9!#$%&''*+.^_`|~-]+$' THEN
+			RAISE EXCEPTION 'invalid header name "%"', k
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		IF pg_catalog.jsonb_typeof(v) <> 'string' OR (v #>> '{}') ~ '[\r\n]' THEN
+			RAISE EXCEPTION 'header "%" must be a single-line string', k
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		IF pg_catalog.lower(k) IN ('content-type', 'content-length', 'idempotency-key',
+								   'webhook-id', 'webhook-timestamp', 'webhook-signature', 'host') THEN
+			RAISE EXCEPTION 'header "%" is set by retl and cannot be overridden', k
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+	END LOOP;
+	SELECT pg_catalog.string_agg(r, ', ') INTO missing
+	  FROM pg_catalog.unnest(retl._secret_refs(hdrs) || retl._secret_refs(coalesce(opts -> 'auth', '{}'))) AS r
+	 WHERE NOT EXISTS (SELECT 1 FROM retl.secrets s WHERE s.name = r);
+	IF missing IS NOT NULL THEN
+		RAISE EXCEPTION 'destination "%" refers to unknown secret %', name, missing
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'Create it first with SELECT retl_set_secret(name, value).';
+	END IF;
+	IF EXISTS (SELECT 1 FROM retl.destinations d WHERE d.name = $1) THEN
+		RAISE EXCEPTION 'destination "%" already exists', name
+			USING ERRCODE = 'duplicate_object',
+				  HINT = 'Drop it first with SELECT retl_drop_destination(name).';
+	END IF;
+	INSERT INTO retl.destinations (name, kind, url, headers, timeout_ms,
+								   batch_size, max_attempts, max_retry_age, max_concurrency,
+								   rate_limit, linger_ms, max_batch_bytes, follow_redirects,
+								   tls_verify, signing_secret, options)
+	VALUES ($1, $2, $3, hdrs,
+			retl._int_option(opts, 'timeout_ms', 10000, 1, 3600000),
+			retl._int_option(opts, 'batch_size', 1, 1, lim.max_records),
+			retl._int_option(opts, 'max_attempts', 50, 1, 1000),
+			coalesce(retry_age, interval '1 day'),
+			retl._int_option(opts, 'max_concurrency', lim.max_concurrency, 1, 256),
+			coalesce((opts ->> 'rate_limit')::double precision, lim.rate_limit),
+			retl._int_option(opts, 'linger_ms', 50, 0, 60000),
+			retl._int_option(opts, 'max_batch_bytes', LEAST(1048576, lim.max_bytes), 1024, lim.max_bytes),
+			coalesce((opts ->> 'follow_redirects')::boolean, false),
+			coalesce((opts ->> 'tls_verify')::boolean, true),
+			opts ->> 'signing_secret',
+			opts - 'headers');
+END
+$$;
+
+CREATE OR REPLACE FUNCTION retl._create_sync(name text, source text, destination text, key text[], mode text, schedule text, mapping jsonb, options jsonb, capture text, caller regrole, caller_path text)
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+	relid oid;
+	relkind "char";
+	persistence "char";
+	did integer;
+	keys text[];
+	attnums int2[] := '{}';
+	col text;
+	att record;
+	k text;
+	sid integer;
+	opts jsonb := coalesce(options, '{}');
+	do_backfill boolean;
+	is_query boolean;
+	sched text;
+	cap text;
+	cols text[];
+	after_name text;
+	run_as regrole;
+	aud_id integer;
+BEGIN
+	IF name IS NULL OR name = '' THEN
+		RAISE EXCEPTION 'sync name must not be empty'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF EXISTS (SELECT 1 FROM retl.syncs s WHERE s.name = $1) THEN
+		RAISE EXCEPTION 'sync "%" already exists', $1
+			USING ERRCODE = 'duplicate_object',
+				  HINT = 'Drop it first with SELECT retl_drop_sync(name).';
+	END IF;
+	SELECT d.id INTO did FROM retl.destinations d WHERE d.name = destination;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'destination "%" does not exist', destination
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'Create it first with SELECT retl_create_destination(...).';
+	END IF;
+	IF pg_catalog.jsonb_typeof(opts) <> 'object' THEN
+		RAISE EXCEPTION 'sync options must be a JSON object'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	run_as := retl._option_owner(opts, 'a sync', caller);
+	/* the destination's connector: every key known, the mode one it can honour, its target right */
+	PERFORM retl._check_sync_options(d.kind, opts, coalesce(mode, 'upsert'), d.options || pg_catalog.jsonb_build_object('batch_size', d.batch_size), run_as)
+	   FROM retl.destinations d WHERE d.id = did;
+	IF opts ? 'batch_size' AND retl._int_option(opts, 'batch_size', 1, 1, 1000000)
+	   > (SELECT d.batch_size FROM retl.destinations d WHERE d.id = did) THEN
+		RAISE EXCEPTION 'option "batch_size" of sync "%" is %, more than the batch_size of destination "%" (%)',
+			$1, opts ->> 'batch_size', destination, (SELECT d.batch_size FROM retl.destinations d WHERE d.id = did)
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'A sync may lower its destination''s batch_size, not raise it.';
+	END IF;
+	IF NOT retl._may_send(run_as, did) THEN
+		RAISE EXCEPTION 'role "%" may not send to destination "%"', run_as::text, destination
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'A sync''s owner needs the role retl_user and a grant of the destination (or retl_admin).',
+				  HINT = pg_catalog.format('A member of retl_admin allows it with SELECT retl_grant_destination(%L, %L).',
+										   destination, run_as::text);
+	END IF;
+	IF opts ? 'backfill' AND pg_catalog.jsonb_typeof(opts -> 'backfill') <> 'boolean' THEN
+		RAISE EXCEPTION 'option "backfill" must be true or false'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	do_backfill := coalesce((opts ->> 'backfill')::boolean, true);
+	IF opts ? 'after' THEN
+		after_name := opts ->> 'after';
+		IF pg_catalog.jsonb_typeof(opts -> 'after') <> 'string' OR
+		   NOT EXISTS (SELECT 1 FROM retl.syncs s WHERE s.name = after_name) THEN
+			RAISE EXCEPTION 'option "after" must name an existing sync, not %', opts -> 'after'
+				USING ERRCODE = 'undefined_object',
+					  HINT = 'This sync then runs each time that sync finishes a run successfully.';
+		END IF;
+		PERFORM retl._own_sync(after_name, caller);
+	END IF;
+
+	/* Table or query: PostgreSQL's parser tells. */
+	IF source IS NULL OR source = '' THEN
+		RAISE EXCEPTION 'sync source must not be empty'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	/* An audience's membership: entered members are added, exited removed. */
+	IF source LIKE 'audience:%' THEN
+		SELECT a.id, a.key_columns INTO aud_id, keys
+		  FROM retl.audience_store a WHERE a.name = pg_catalog.substr(source, 10);
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'audience "%" does not exist', pg_catalog.substr(source, 10)
+				USING ERRCODE = 'undefined_object',
+					  HINT = 'Create it with SELECT retl_create_audience(name, query, key).';
+		END IF;
+		PERFORM retl._own_audience(pg_catalog.substr(source, 10), caller);
+		IF key IS NOT NULL AND key <> keys THEN
+			RAISE EXCEPTION 'the key of an audience sync is the audience''s key %', keys
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		sched := retl._schedule_kind(schedule);
+		IF capture IS NOT NULL AND capture <> 'diff' THEN
+			RAISE EXCEPTION 'an audience sync is captured by diff, not %', capture
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		IF mode IS NULL OR mode NOT IN ('insert', 'update', 'upsert', 'mirror', 'append') THEN
+			RAISE EXCEPTION 'invalid sync mode "%"', mode
+				USING ERRCODE = 'invalid_parameter_value',
+					  HINT = 'Supported modes: insert, update, upsert, mirror, append.';
+		END IF;
+		PERFORM retl._check_mapping(mapping, keys, source);
+		/* 'realtime': after each refresh of the audience (as with any schedule) */
+		INSERT INTO retl.syncs (name, source, capture, audience_id, destination_id,
+								key_columns, mode, schedule, mapping, options,
+								backfill_done, owner, next_run_at)
+		VALUES ($1, source, 'diff', aud_id, did, keys, mode, schedule, mapping, opts,
+				true, run_as,
+				CASE sched WHEN 'cron' THEN retl._next_run(schedule, pg_catalog.now())
+						   WHEN 'interval' THEN pg_catalog.now() END)
+		RETURNING id INTO sid;
+		INSERT INTO retl.sync_stats (sync_id) VALUES (sid);
+		INSERT INTO retl.run_store (sync_id, why, send) VALUES (sid, 'after', do_backfill);
+		PERFORM retl._wake_worker();
+		RETURN;
+	END IF;
+
+	is_query := retl._source_is_query(source);
+	sched := retl._schedule_kind(schedule);
+	cap := coalesce(capture, CASE WHEN NOT is_query AND sched = 'realtime' THEN 'trigger' ELSE 'diff' END);
+	IF cap NOT IN ('trigger', 'logical', 'diff') THEN
+		RAISE EXCEPTION 'invalid capture "%"', cap
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Supported: trigger and logical (tables, realtime), diff (tables and queries, on a schedule).';
+	END IF;
+	IF cap IN ('trigger', 'logical') AND is_query THEN
+		RAISE EXCEPTION 'a query source cannot be captured by %', CASE cap WHEN 'trigger' THEN 'a trigger' ELSE 'logical decoding' END
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Query syncs use diff capture on a schedule: an interval, a cron expression or ''manual''.';
+	END IF;
+	IF cap IN ('trigger', 'logical') AND sched <> 'realtime' THEN
+		RAISE EXCEPTION '% capture is realtime, not on schedule "%"', cap, schedule
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Use schedule => ''realtime'', or capture => ''diff'' to run on a schedule.';
+	END IF;
+	IF cap IN ('trigger', 'logical') AND opts ? 'after' THEN
+		RAISE EXCEPTION 'option "after" is for scheduled syncs'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'A realtime table sync has no runs to follow.';
+	END IF;
+	IF after_name IS NOT NULL AND
+	   (SELECT s.capture FROM retl.syncs s WHERE s.name = after_name) <> 'diff' THEN
+		RAISE EXCEPTION 'sync "%" has no runs to follow', after_name
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'option "after" names a scheduled (diff) sync.';
+	END IF;
+	IF cap = 'diff' AND sched = 'realtime' THEN
+		RAISE EXCEPTION 'schedule "realtime" needs a table with trigger capture'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'Give a diff sync an interval (''15 minutes''), a cron expression (''*/15 * * * *'') or ''manual''.';
+	END IF;
+	IF mode IS NULL OR (cap IN ('trigger', 'logical') AND mode NOT IN ('upsert', 'append'))
+	   OR mode NOT IN ('insert', 'update', 'upsert', 'mirror', 'append') THEN
+		RAISE EXCEPTION 'invalid sync mode "%"', mode
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = CASE WHEN cap IN ('trigger', 'logical') AND mode IN ('insert', 'update', 'mirror')
+							  THEN 'Realtime table syncs support upsert (which also sends deletes) and append; the other modes run on a schedule (capture => ''diff'').'
+							  ELSE 'Supported modes: insert, update, upsert, mirror, append.' END;
+	END IF;
+
+	IF NOT is_query THEN
+		/* The source: a table, by name, resolved with search_path. */
+		BEGIN
+			relid := retl._resolve_table(source, caller, caller_path);
+		EXCEPTION WHEN OTHERS THEN
+			relid := NULL;
+		END;
+		IF relid IS NULL THEN
+			RAISE EXCEPTION 'source table "%" does not exist', source
+				USING ERRCODE = 'undefined_table',
+					  HINT = 'Give a table name, schema-qualified or on the search_path.';
+		END IF;
+		SELECT c.relkind, c.relpersistence INTO relkind, persistence
+		  FROM pg_catalog.pg_class c WHERE c.oid = relid;
+		IF relkind = 'p' AND cap <> 'logical' THEN
+			RAISE EXCEPTION '"%" is a partitioned table', source
+				USING ERRCODE = 'feature_not_supported',
+					  HINT = 'Sync it with capture => ''logical'', or create one sync per partition.';
+		END IF;
+		IF relkind NOT IN ('r', 'p') THEN
+			RAISE EXCEPTION '"%" is not a table', source
+				USING ERRCODE = 'wrong_object_type',
+					  HINT = 'Realtime syncs capture changes of ordinary tables.';
+		END IF;
+		IF persistence = 't' THEN
+			RAISE EXCEPTION '"%" is a temporary table', source
+				USING ERRCODE = 'feature_not_supported',
+					  HINT = 'The worker cannot read another session''s temporary tables; sync a regular table.';
+		END IF;
+		IF cap IN ('trigger', 'logical') AND NOT pg_catalog.has_table_privilege(caller, relid, 'TRIGGER') THEN
+			RAISE EXCEPTION 'permission denied to capture the changes of table %', relid::regclass
+				USING ERRCODE = 'insufficient_privilege',
+					  DETAIL = 'Realtime capture adds a trigger to the table, which needs the TRIGGER privilege on it.',
+					  HINT = pg_catalog.format('GRANT TRIGGER ON %s TO %s; or sync it on a schedule (capture => ''diff''), which only reads it.',
+											   relid::regclass, caller);
+		END IF;
+	END IF;
+
+	IF cap = 'diff' THEN
+		/* The result's columns; the query runs as its owner, so errors show here. */
+		IF is_query THEN
+			IF key IS NULL THEN
+				RAISE EXCEPTION 'a query sync needs key => ''{column}'''
+					USING ERRCODE = 'invalid_parameter_value',
+						  HINT = 'Name the column(s) of the query result that identify a row.';
+			END IF;
+			SELECT pg_catalog.array_agg(c.name) INTO cols
+			  FROM retl._query_columns(retl._query_text(source), run_as, caller_path) c;
+			SELECT c INTO col FROM pg_catalog.unnest(cols) c GROUP BY c HAVING pg_catalog.count(*) > 1 LIMIT 1;
+			IF FOUND THEN
+				RAISE EXCEPTION 'the query returns two columns named "%"', col
+					USING ERRCODE = 'duplicate_column',
+						  HINT = 'Give every column of the result its own name with AS.';
+			END IF;
+			keys := key;
+		ELSE
+			/* checks, as the owner, that it can read the table */
+			SELECT pg_catalog.array_agg(c.name) INTO cols
+			  FROM retl._query_columns(pg_catalog.format('SELECT * FROM ONLY %s', relid::regclass), run_as, caller_path) c;
+			keys := coalesce(key, retl._primary_key(relid, source));
+		END IF;
+		IF pg_catalog.cardinality(keys) = 0 THEN
+			RAISE EXCEPTION 'key must name at least one column'
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		PERFORM retl._check_key(keys, cols);
+		PERFORM retl._check_mapping(mapping, cols, source);
+
+		INSERT INTO retl.syncs (name, source, source_relid, query, search_path, capture,
+								destination_id, key_columns, mode, schedule, mapping, options,
+								backfill_done, owner, next_run_at)
+		VALUES ($1, source, relid, CASE WHEN is_query THEN retl._query_text(source) END,
+				CASE WHEN is_query THEN caller_path END, 'diff', did,
+				keys, mode, schedule, mapping, opts, true, run_as,
+				CASE sched WHEN 'manual' THEN NULL
+						   WHEN 'cron' THEN retl._next_run(schedule, pg_catalog.now())
+						   ELSE pg_catalog.now() END)
+		RETURNING id INTO sid;
+		INSERT INTO retl.sync_stats (sync_id) VALUES (sid);
+		/* Without backfill the first run only records what the destination has. */
+		IF NOT do_backfill THEN
+			INSERT INTO retl.run_store (sync_id, why, send) VALUES (sid, 'resync', false);
+		END IF;
+		PERFORM retl._wake_worker();
+		RETURN;
+	END IF;
+
+	/* The key: given, or the primary key. */
+	keys := coalesce(key, retl._primary_key(relid, source));
+	IF pg_catalog.cardinality(keys) = 0 THEN
+		RAISE EXCEPTION 'key must name at least one column'
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	FOREACH col IN ARRAY keys LOOP
+		SELECT a.attnum, a.atttypid, a.attnotnull, t.typtype, t.typcategory INTO att
+		  FROM pg_catalog.pg_attribute a
+		  JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+		 WHERE a.attrelid = relid AND a.attname = col AND a.attnum > 0
+		   AND NOT a.attisdropped;
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'key column "%" does not exist in "%"', col, source
+				USING ERRCODE = 'undefined_column';
+		END IF;
+		IF att.attnum = ANY (attnums) THEN
+			RAISE EXCEPTION 'key column "%" is listed twice', col
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		IF att.typcategory = 'A' OR att.typtype IN ('c', 'p', 'r', 'm')
+		   OR att.atttypid IN ('json'::regtype, 'jsonb'::regtype, 'xml'::regtype) THEN
+			RAISE EXCEPTION 'key column "%" has type %, which cannot be a sync key',
+				col, att.atttypid::regtype
+				USING ERRCODE = 'datatype_mismatch',
+					  HINT = 'Use scalar key columns (numbers, text, uuid, dates, ...).';
+		END IF;
+		IF NOT retl._key_type_trusted(att.atttypid) THEN
+			RAISE EXCEPTION 'key column "%" has type %, which is not owned by a superuser',
+				col, att.atttypid::regtype
+				USING ERRCODE = 'insufficient_privilege',
+					  DETAIL = 'retl compares and converts key values with its own privileges, which must not run another role''s code (a cast or a domain check).',
+					  HINT = 'Key the sync by columns of built-in types, or sync a query that casts the key (capture => ''diff'').';
+		END IF;
+		BEGIN
+			EXECUTE pg_catalog.format('SELECT 1 FROM ONLY %s t ORDER BY t.%I LIMIT 0', relid::regclass, col);
+		EXCEPTION WHEN undefined_function THEN
+			RAISE EXCEPTION 'key column "%" has type %, which has no equality and ordering operators',
+				col, att.atttypid::regtype
+				USING ERRCODE = 'datatype_mismatch',
+					  HINT = 'Use key columns of a type with a default btree operator class (numbers, text, uuid, dates, ...).';
+		END;
+		IF NOT att.attnotnull THEN
+			RAISE EXCEPTION 'key column "%" is nullable', col
+				USING ERRCODE = 'invalid_table_definition',
+					  HINT = pg_catalog.format('Rows are found by their key: ALTER TABLE %s ALTER COLUMN %I SET NOT NULL.', relid::regclass, col);
+		END IF;
+		attnums := attnums || att.attnum::int2;
+	END LOOP;
+
+	/* An upsert finds each row by its key, so the key must be unique. */
+	IF mode = 'upsert' AND NOT EXISTS (
+		SELECT 1 FROM pg_catalog.pg_index i
+		 WHERE i.indrelid = relid AND i.indisunique AND i.indimmediate
+		   AND i.indpred IS NULL AND i.indexprs IS NULL
+		   AND i.indnkeyatts = pg_catalog.cardinality(attnums)
+		   AND ARRAY(SELECT u.k FROM pg_catalog.unnest(i.indkey) WITH ORDINALITY AS u(k, n)
+					  WHERE u.n <= i.indnkeyatts) OPERATOR(pg_catalog.@>) attnums
+		   AND ARRAY(SELECT u.k FROM pg_catalog.unnest(i.indkey) WITH ORDINALITY AS u(k, n)
+					  WHERE u.n <= i.indnkeyatts) OPERATOR(pg_catalog.<@) attnums) THEN
+		RAISE EXCEPTION 'key of an upsert sync must be unique'
+			USING ERRCODE = 'invalid_table_definition',
+				  HINT = pg_catalog.format('Add a unique constraint: ALTER TABLE %s ADD UNIQUE (%s), or use mode => ''append''.',
+										   relid::regclass, pg_catalog.array_to_string(keys, ', '));
+	END IF;
+
+	SELECT pg_catalog.array_agg(a.attname::text) INTO cols
+	  FROM pg_catalog.pg_attribute a
+	 WHERE a.attrelid = relid AND a.attnum > 0 AND NOT a.attisdropped;
+	PERFORM retl._check_mapping(mapping, cols, source);
+	/* the backfill and the rows sent are read as the owner: it must be able to */
+	PERFORM retl._query_columns(pg_catalog.format('SELECT * FROM ONLY %s', relid::regclass), run_as, caller_path);
+	/* an append sync sends rows as written: only an owner that sees them all may */
+	IF mode = 'append' AND (
+		SELECT c.relrowsecurity AND NOT r.rolsuper AND NOT r.rolbypassrls
+			   AND NOT (pg_catalog.pg_has_role(r.oid, c.relowner, 'USAGE') AND NOT c.relforcerowsecurity)
+		  FROM pg_catalog.pg_class c, pg_catalog.pg_roles r
+		 WHERE c.oid = relid AND r.oid = run_as) THEN
+		RAISE EXCEPTION 'row-level security of table % applies to role "%"', relid::regclass, run_as::text
+			USING ERRCODE = 'feature_not_supported',
+				  DETAIL = 'An append sync sends rows as they were written, which only an owner that may read every row of the table may send.',
+				  HINT = 'Use mode => ''upsert'' (rows are read as the owner), or a scheduled sync (its query runs as the owner).';
+	END IF;
+	/* before anything is written: it may create the replication slot */
+	IF cap = 'logical' THEN
+		PERFORM retl._logical_prepare(relid, attnums, mode);
+	END IF;
+
+	INSERT INTO retl.syncs (name, source, source_relid, capture, destination_id,
+							key_columns, key_attnums, mode, schedule,
+							mapping, options, backfill_done, owner)
+	VALUES ($1, source, relid, cap, did, keys, attnums, mode, schedule,
+			mapping, opts, NOT do_backfill OR mode = 'append', run_as)
+	RETURNING id INTO sid;
+	INSERT INTO retl.sync_stats (sync_id) VALUES (sid);
+
+	PERFORM retl._start_capture(sid, relid, attnums, mode, cap);
+	IF mode = 'append' THEN
+		/*
+		 * An append backfill must be exact (each existing row once, no row
+		 * inserted after creation twice), so it runs here, where the
+		 * capture's lock keeps writers out until commit.
+		 */
+		IF do_backfill THEN
+			EXECUTE pg_catalog.format(
+				'INSERT INTO retl.queue (sync_id, op, key, data) '
+				'SELECT %s, ''b'', pg_catalog.jsonb_build_array(%s), retl._row_jsonb(t) FROM %s %s t',
+				sid,
+				(SELECT pg_catalog.string_agg(pg_catalog.format('t.%I', c), ', ')
+				   FROM pg_catalog.unnest(keys) c),
+				CASE WHEN relkind = 'p' THEN '' ELSE 'ONLY' END, relid::regclass);
+		END IF;
+	ELSE
+		/* TRUNCATE is captured by a trigger either way: it still sees the rows */
+		EXECUTE pg_catalog.format(
+			'CREATE TRIGGER %I BEFORE TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION %s(%L, %L, %L)',
+			'retl_truncate_' || sid, relid::regclass,
+			pg_catalog.format('%I.retl_capture', '@extschema@'), sid, 'upsert',
+			pg_catalog.array_to_string(attnums, ','));
+	END IF;
+	PERFORM retl._wake_worker();
+END
+$$;

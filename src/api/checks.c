@@ -1,0 +1,170 @@
+/*
+ * checks.c: what retl_create_destination and retl_create_sync ask the
+ * connectors at creation.
+ *
+ * The engine's own options (timeouts, batching, rates, retries, headers,
+ * auth) are checked in SQL (retl--*.sql); here every key of the options is
+ * matched against the engine's and the connector's, so an unknown key is
+ * refused, and the connector checks its own (the account's options on the
+ * destination, the target's on the sync).  All run in the creating
+ * backend, as the extension's owner (api/entry.c); errors change nothing.
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+
+#include "connectors/auth.h"
+#include "connectors/connector.h"
+
+PG_FUNCTION_INFO_V1(retl_check_destination);
+PG_FUNCTION_INFO_V1(retl_check_sync_options);
+PG_FUNCTION_INFO_V1(retl_connector_defaults);
+
+/* the engine's options of a destination, whatever its kind */
+static const char *const engine_destination_options[] = {
+	"headers", "auth", "timeout_ms", "batch_size", "max_batch_bytes", "linger_ms",
+	"max_concurrency", "rate_limit", "max_attempts", "max_retry_age",
+	"follow_redirects", "tls_verify", NULL
+};
+
+/* the engine's options of a sync, whatever its destination's kind */
+static const char *const engine_sync_options[] = {
+	"backfill", "after", "owner", "batch_size", NULL
+};
+
+static bool
+listed(const char *const *list, const char *key)
+{
+	for (int i = 0; list != NULL && list[i] != NULL; i++)
+		if (strcmp(list[i], key) == 0)
+			return true;
+	return false;
+}
+
+static void
+append_list(StringInfo buf, const char *const *list)
+{
+	for (int i = 0; list != NULL && list[i] != NULL; i++)
+		appendStringInfo(buf, "%s%s", buf->len > 0 ? ", " : "", list[i]);
+}
+
+/* Refuse a key that neither the engine nor the connector knows. */
+static void
+check_keys(Jsonb *options, const char *what, const char *kind,
+		   const char *const *engine, const char *const *connector)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+
+	if (!JB_ROOT_IS_OBJECT(options))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s options must be a JSON object", what)));
+	it = JsonbIteratorInit(&options->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		char	   *key;
+		StringInfoData valid;
+
+		if (tok != WJB_KEY)
+			continue;
+		key = pnstrdup(v.val.string.val, v.val.string.len);
+		if (listed(engine, key) || listed(connector, key))
+			continue;
+		initStringInfo(&valid);
+		append_list(&valid, engine);
+		append_list(&valid, connector);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown %s option \"%s\"", what, key),
+				 strcmp(what, "sync") == 0 ?
+				 errhint("Valid options of a sync to a destination of kind %s: %s.", kind, valid.data) :
+				 errhint("Valid options of a destination of kind %s: %s.", kind, valid.data)));
+	}
+}
+
+/*
+ * retl._check_destination(kind, options): the kind is a connector's, the
+ * options are known to it or to the engine, its auth and its own options
+ * are right.
+ */
+Datum
+retl_check_destination(PG_FUNCTION_ARGS)
+{
+	const RetlConnector *c;
+	Jsonb	   *options;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("destination kind must not be null"),
+				 errhint("Supported kinds: %s.", retl_connector_kinds())));
+	c = retl_connector(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	options = PG_GETARG_JSONB_P(1);
+	check_keys(options, "destination", c->kind, engine_destination_options,
+			   c->destination_options);
+	retl_auth_check(options);
+	if (c->check_destination != NULL)
+		c->check_destination(options);
+	PG_RETURN_VOID();
+}
+
+/*
+ * retl._check_sync_options(kind, options, mode, destination options,
+ * owner): a sync's options are known, its mode is one the connector can
+ * honour, and the connector's own options (its target) are right.
+ */
+Datum
+retl_check_sync_options(PG_FUNCTION_ARGS)
+{
+	const RetlConnector *c = retl_connector(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	Jsonb	   *options = PG_GETARG_JSONB_P(1);
+	char	   *mode = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	Jsonb	   *dest_options = PG_GETARG_JSONB_P(3);
+	Oid			owner = PG_GETARG_OID(4);
+	char	   *modes = pstrdup(c->modes);
+	char	   *tok;
+	char	   *save;
+	bool		ok = false;
+
+	check_keys(options, "sync", c->kind, engine_sync_options, c->sync_options);
+	for (tok = strtok_r(modes, ", ", &save); tok != NULL; tok = strtok_r(NULL, ", ", &save))
+		ok |= strcmp(tok, mode) == 0;
+	/* (a mode retl has not at all is the caller's to refuse) */
+	if (!ok && (strcmp(mode, "insert") == 0 || strcmp(mode, "update") == 0 ||
+				strcmp(mode, "upsert") == 0 || strcmp(mode, "mirror") == 0 ||
+				strcmp(mode, "append") == 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("a destination of kind %s does not support mode \"%s\"", c->kind, mode),
+				 errhint("Modes it supports: %s.", c->modes)));
+	if (c->check_sync != NULL)
+		c->check_sync(options, mode, dest_options, owner);
+	PG_RETURN_VOID();
+}
+
+/*
+ * retl._connector_defaults(kind): the limits and defaults of a kind's
+ * connector: max_records, max_bytes, rate_limit, max_concurrency.
+ */
+Datum
+retl_connector_defaults(PG_FUNCTION_ARGS)
+{
+	const RetlConnector *c = retl_connector(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	TupleDesc	desc;
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "retl: _connector_defaults must return a row");
+	values[0] = Int32GetDatum(c->max_records);
+	values[1] = Int32GetDatum(c->max_bytes);
+	values[2] = Float8GetDatum(c->default_rate_limit);
+	values[3] = Int32GetDatum(c->default_max_concurrency);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
+}

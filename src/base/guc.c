@@ -1,0 +1,239 @@
+/*
+ * guc.c: the retl.* configuration parameters.
+ *
+ * Every parameter is documented in the README's GUC table with its default
+ * and context.  The retl prefix is reserved so a typo in postgresql.conf
+ * is reported instead of silently ignored.
+ */
+#include "postgres.h"
+
+#include <errno.h>
+
+#include "utils/guc.h"
+#include "utils/varlena.h"
+
+#include "base/guc.h"
+
+int			retl_retry_base_ms = 1000;
+int			retl_retry_max_ms = 3600000;
+int			retl_poll_interval_ms = 1000;
+int			retl_database_scan_interval_ms = 10000;
+int			retl_max_databases = 64;
+int			retl_max_slot_lag_kb = 1024 * 1024;
+bool		retl_allow_private_destinations = false;
+char	   *retl_allowed_hosts = NULL;
+char	   *retl_ca_file = NULL;
+int			retl_max_response_kb = 1024;
+int			retl_max_record_kb = 64 * 1024;
+char	   *retl_test_resolve = NULL;
+char	   *retl_run_history = NULL;
+int			retl_run_history_count = 1000;
+int64		retl_run_history_secs = 0;
+
+/* retl.run_history, parsed: a count of runs, or an age */
+typedef struct RunHistory
+{
+	int			count;			/* runs kept per sync, 0: by age */
+	int64		secs;			/* age kept, 0: by count */
+} RunHistory;
+
+/*
+ * retl.run_history: "N" (the last N runs of each sync) or "N unit" (runs
+ * that finished within N seconds, minutes, hours or days).
+ */
+static bool
+check_run_history(char **newval, void **extra, GucSource source)
+{
+	static const struct
+	{
+		const char *name;
+		int64		secs;
+	}			units[] = {
+		{"s", 1}, {"second", 1}, {"seconds", 1},
+		{"min", 60}, {"minute", 60}, {"minutes", 60},
+		{"h", 3600}, {"hour", 3600}, {"hours", 3600},
+		{"d", 86400}, {"day", 86400}, {"days", 86400},
+	};
+	const char *p = *newval;
+	char	   *end;
+	long		n;
+	RunHistory *h;
+
+	while (*p == ' ')
+		p++;
+	errno = 0;
+	n = strtol(p, &end, 10);
+	if (end == p || errno != 0 || n < 1 || n > 100000000)
+	{
+		GUC_check_errdetail("It is a number of runs (\"1000\"), or an age (\"7 days\"), at least 1.");
+		return false;
+	}
+	h = malloc(sizeof(RunHistory));
+	if (h == NULL)
+		return false;
+	h->count = 0;
+	h->secs = 0;
+	while (*end == ' ')
+		end++;
+	if (*end == '\0')
+		h->count = (int) n;
+	else
+	{
+		char	   *unit = pstrdup(end);
+		int			len = strlen(unit);
+
+		while (len > 0 && unit[len - 1] == ' ')
+			unit[--len] = '\0';
+		for (int i = 0; i < (int) lengthof(units) && h->secs == 0; i++)
+			if (pg_strcasecmp(unit, units[i].name) == 0)
+				h->secs = (int64) n * units[i].secs;
+		if (h->secs == 0)
+		{
+			GUC_check_errdetail("The unit must be seconds, minutes, hours or days, not \"%s\".", unit);
+			free(h);
+			return false;
+		}
+	}
+	*extra = h;
+	return true;
+}
+
+static void
+assign_run_history(const char *newval, void *extra)
+{
+	RunHistory *h = extra;
+
+	retl_run_history_count = h->count;
+	retl_run_history_secs = h->secs;
+}
+
+/* retl.allowed_hosts: a comma-separated list of host patterns */
+static bool
+check_allowed_hosts(char **newval, void **extra, GucSource source)
+{
+	char	   *raw = pstrdup(*newval);
+	List	   *patterns;
+	bool		ok = SplitGUCList(raw, ',', &patterns);
+
+	if (!ok)
+		GUC_check_errdetail("List syntax is invalid.");
+	else if (patterns == NIL)
+	{
+		GUC_check_errdetail("The list is empty; \"*\" allows every host.");
+		ok = false;
+	}
+	list_free(patterns);
+	pfree(raw);
+	return ok;
+}
+
+/* Define the parameters; called from _PG_init while preloading. */
+void
+retl_guc_init(void)
+{
+	DefineCustomIntVariable("retl.retry_base_ms",
+							"Delay before the first retry of a failed delivery.",
+							"Each further retry doubles the delay, with jitter, up to retl.retry_max_ms.",
+							&retl_retry_base_ms,
+							1000, 1, 3600000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("retl.retry_max_ms",
+							"Longest delay between two retries of a delivery.",
+							NULL,
+							&retl_retry_max_ms,
+							3600000, 1, 86400000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("retl.poll_interval_ms",
+							"Longest time a worker sleeps before looking for work again.",
+							"Workers are also woken when a transaction that captured changes commits.",
+							&retl_poll_interval_ms,
+							1000, 10, 600000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("retl.database_scan_interval_ms",
+							"How often the launcher looks for new databases.",
+							NULL,
+							&retl_database_scan_interval_ms,
+							10000, 100, 3600000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("retl.max_databases",
+							"Most databases the launcher can serve at once.",
+							"Each database with the extension uses one background worker slot.",
+							&retl_max_databases,
+							64, 1, 4096,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("retl.max_slot_lag",
+							"WAL held by a database's logical capture slot beyond which a warning is logged.",
+							"Checked by the database's worker; the warning repeats at most once a minute.",
+							&retl_max_slot_lag_kb,
+							1024 * 1024, 1024, PG_INT32_MAX,
+							PGC_SIGHUP, GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("retl.allow_private_destinations",
+							 "Lets destinations be on loopback, private and link-local addresses.",
+							 "Off: a connection to such an address (after DNS resolution) is refused.",
+							 &retl_allow_private_destinations,
+							 false,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomStringVariable("retl.allowed_hosts",
+							   "Host patterns destinations may be on.",
+							   "Comma-separated: \"*\" (every host), \"*.example.com\" (its subdomains), or a host name or address.",
+							   &retl_allowed_hosts,
+							   "*",
+							   PGC_SIGHUP, 0,
+							   check_allowed_hosts, NULL, NULL);
+
+	DefineCustomStringVariable("retl.ca_file",
+							   "File of the certificate authorities that destinations' TLS certificates are checked against.",
+							   "Empty: the system's bundle.",
+							   &retl_ca_file,
+							   "",
+							   PGC_SIGHUP, 0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("retl.max_response_size",
+							"Largest response body read from a destination.",
+							"A longer response fails the request (and is retried).",
+							&retl_max_response_kb,
+							1024, 1, 1024 * 1024,
+							PGC_SIGHUP, GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("retl.max_record_size",
+							"Largest record (its key and data as JSON) retl sends.",
+							"A larger record is dead-lettered alone, not sent.",
+							&retl_max_record_kb,
+							64 * 1024, 64, 512 * 1024,
+							PGC_SIGHUP, GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("retl.test_resolve",
+							   "For tests only: host:port:address entries that replace DNS answers.",
+							   "Given to libcurl as CURLOPT_RESOLVE, comma-separated.",
+							   &retl_test_resolve,
+							   "",
+							   PGC_SIGHUP, GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("retl.run_history",
+							   "How many runs of each scheduled sync retl.runs keeps.",
+							   "A number of runs (\"1000\": the last 1000 of each sync), or an age (\"7 days\"); the worker deletes older finished runs, keeping each sync's latest.",
+							   &retl_run_history,
+							   "1000",
+							   PGC_SIGHUP, 0,
+							   check_run_history, assign_run_history, NULL);
+
+	MarkGUCPrefixReserved("retl");
+}

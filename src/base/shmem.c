@@ -1,0 +1,223 @@
+/*
+ * shmem.c: shared memory of retl, and waking processes at commit.
+ *
+ * One slot per database records the state of its worker (see RetlDbState)
+ * and the worker's latch, so that any backend can wake the worker when a
+ * transaction that captured changes commits, and so that the launcher
+ * knows which databases need a worker.  Every field of a slot is protected
+ * by retl_shared->lock; nothing slow is ever done while holding it.
+ *
+ * Wake-ups are sent from a transaction callback at commit, never when the
+ * change is made: a worker woken before commit would not see the change,
+ * and a rolled back transaction must cost the worker nothing.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/shmem.h"
+
+#include "base/guc.h"
+#include "base/shmem.h"
+
+RetlShared *retl_shared = NULL;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+/* Set in a transaction, acted upon when it commits. */
+static bool wake_worker_at_commit = false;
+static bool start_worker_at_commit = false;
+
+static Size
+retl_shmem_size(void)
+{
+	return add_size(offsetof(RetlShared, slots),
+					mul_size(retl_max_databases, sizeof(RetlDbSlot)));
+}
+
+static void
+retl_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(retl_shmem_size());
+	RequestNamedLWLockTranche("retl", 1);
+}
+
+static void
+retl_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	retl_shared = ShmemInitStruct("retl", retl_shmem_size(), &found);
+	if (!found)
+	{
+		memset(retl_shared, 0, retl_shmem_size());
+		retl_shared->lock = &(GetNamedLWLockTranche("retl"))->lock;
+		retl_shared->nslots = retl_max_databases;
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* Install the shared memory hooks; called from _PG_init while preloading. */
+void
+retl_shmem_init(void)
+{
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = retl_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = retl_shmem_startup;
+}
+
+/* The slot of a database, or NULL.  Caller holds retl_shared->lock. */
+RetlDbSlot *
+retl_find_slot(Oid dboid)
+{
+	for (int i = 0; i < retl_shared->nslots; i++)
+	{
+		if (retl_shared->slots[i].state != RETL_DB_FREE &&
+			retl_shared->slots[i].dboid == dboid)
+			return &retl_shared->slots[i];
+	}
+	return NULL;
+}
+
+/*
+ * The slot of a database, taking a free one if it has none; NULL when all
+ * are in use.  Caller holds retl_shared->lock exclusively.
+ */
+RetlDbSlot *
+retl_find_or_add_slot(Oid dboid)
+{
+	RetlDbSlot *slot = retl_find_slot(dboid);
+
+	if (slot)
+		return slot;
+	for (int i = 0; i < retl_shared->nslots; i++)
+	{
+		slot = &retl_shared->slots[i];
+		if (slot->state == RETL_DB_FREE)
+		{
+			memset(slot, 0, sizeof(RetlDbSlot));
+			slot->dboid = dboid;
+			slot->state = RETL_DB_IDLE;
+			return slot;
+		}
+	}
+	return NULL;
+}
+
+void
+retl_wake_launcher(void)
+{
+	Latch	   *latch;
+
+	if (retl_shared == NULL)
+		return;
+	LWLockAcquire(retl_shared->lock, LW_SHARED);
+	latch = retl_shared->launcher_latch;
+	if (latch)
+		SetLatch(latch);
+	LWLockRelease(retl_shared->lock);
+}
+
+void
+retl_wake_database_worker(Oid dboid)
+{
+	RetlDbSlot *slot;
+
+	if (retl_shared == NULL)
+		return;
+	LWLockAcquire(retl_shared->lock, LW_SHARED);
+	slot = retl_find_slot(dboid);
+	if (slot && slot->latch)
+		SetLatch(slot->latch);
+	LWLockRelease(retl_shared->lock);
+}
+
+/* Wake this database's worker when the current transaction commits. */
+void
+retl_wake_worker_at_commit(void)
+{
+	wake_worker_at_commit = true;
+}
+
+/*
+ * Ask the launcher, at commit, to start a worker for this database: called
+ * by CREATE EXTENSION through retl._start_worker().
+ */
+static void
+retl_request_worker(Oid dboid)
+{
+	RetlDbSlot *slot;
+
+	if (retl_shared == NULL)
+		return;
+	LWLockAcquire(retl_shared->lock, LW_EXCLUSIVE);
+	slot = retl_find_or_add_slot(dboid);
+	if (slot)
+		slot->start_requested = true;
+	LWLockRelease(retl_shared->lock);
+	if (slot == NULL)
+		ereport(WARNING,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("retl cannot serve more than %d databases", retl_max_databases),
+				 errhint("Raise retl.max_databases and restart the server.")));
+	retl_wake_launcher();
+}
+
+static void
+retl_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			if (start_worker_at_commit)
+				retl_request_worker(MyDatabaseId);
+			if (wake_worker_at_commit)
+				retl_wake_database_worker(MyDatabaseId);
+			wake_worker_at_commit = false;
+			start_worker_at_commit = false;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			wake_worker_at_commit = false;
+			start_worker_at_commit = false;
+			break;
+		default:
+			break;
+	}
+}
+
+void
+retl_xact_init(void)
+{
+	RegisterXactCallback(retl_xact_callback, NULL);
+}
+
+PG_FUNCTION_INFO_V1(retl_wake_worker);
+PG_FUNCTION_INFO_V1(retl_start_worker);
+
+/* retl._wake_worker(): wake this database's worker at commit. */
+Datum
+retl_wake_worker(PG_FUNCTION_ARGS)
+{
+	wake_worker_at_commit = true;
+	PG_RETURN_VOID();
+}
+
+/* retl._start_worker(): have the launcher start this database's worker at commit. */
+Datum
+retl_start_worker(PG_FUNCTION_ARGS)
+{
+	start_worker_at_commit = true;
+	wake_worker_at_commit = true;
+	PG_RETURN_VOID();
+}

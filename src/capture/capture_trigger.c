@@ -1,0 +1,362 @@
+/*
+ * capture_trigger.c: the row trigger that captures changes of a table.
+ *
+ * This runs in the writer's transaction, so it does as little as it can:
+ * one INSERT into retl.queue through a saved plan, with the key values as
+ * typed parameters (jsonb_build_array gives PostgreSQL's own JSON for
+ * them; a value of a type no superuser owns is passed as its text, see
+ * trust.c).  Upsert syncs queue only the key and the kind of change: the
+ * worker reads the row's latest state when it sends it.  Append syncs also
+ * queue the inserted row as JSON, since each insert is an event, computed
+ * as the table's owner: it runs as the extension's owner (SECURITY
+ * DEFINER), which must not run a cast to json that a user wrote.  The
+ * worker is woken when the transaction commits; a rolled back transaction
+ * takes its queued rows with it.
+ *
+ * Trigger arguments: sync id, 'upsert' or 'append', key attribute numbers
+ * ("1,3").  Attribute numbers survive column renames.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/rls.h"
+
+#include "base/shmem.h"
+#include "capture/capture.h"
+#include "sync/owner.h"
+#include "sync/trust.h"
+
+#define MAX_KEYS 32
+
+/* A saved INSERT plan per sync, valid while its key types do not change. */
+typedef struct CapturePlan
+{
+	int			sync_id;		/* hash key */
+	bool		append;
+	int			nkeys;
+	AttrNumber	attnums[MAX_KEYS];
+	Oid			types[MAX_KEYS];
+	Oid			outfuncs[MAX_KEYS]; /* passed as text: its output function */
+	Oid			rowtype;
+	SPIPlanPtr	plan;
+} CapturePlan;
+
+static HTAB *plans = NULL;
+
+static void
+parse_args(Trigger *trigger, int *sync_id, bool *append, int *nkeys, AttrNumber *attnums)
+{
+	char	   *list;
+	char	   *tok;
+	char	   *save;
+
+	if (trigger->tgnargs != 3)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("retl_capture() expects 3 trigger arguments"),
+				 errhint("Capture triggers are created by retl_create_sync(); do not create them by hand.")));
+	*sync_id = pg_strtoint32(trigger->tgargs[0]);
+	*append = strcmp(trigger->tgargs[1], "append") == 0;
+	*nkeys = 0;
+	list = pstrdup(trigger->tgargs[2]);
+	for (tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+	{
+		if (*nkeys >= MAX_KEYS)
+			elog(ERROR, "retl: too many key columns");
+		attnums[(*nkeys)++] = (AttrNumber) pg_strtoint32(tok);
+	}
+	if (*nkeys == 0)
+		elog(ERROR, "retl: capture trigger without key columns");
+}
+
+static Oid
+key_type(TupleDesc desc, AttrNumber attnum, int sync_id)
+{
+	Form_pg_attribute att;
+
+	if (attnum < 1 || attnum > desc->natts ||
+		(att = TupleDescAttr(desc, attnum - 1))->attisdropped)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("a key column of retl sync %d was dropped", sync_id),
+				 errhint("Drop the sync with retl_drop_sync() or restore the column.")));
+	return att->atttypid;
+}
+
+/* The plan for this sync, prepared again if the key types changed. */
+static CapturePlan *
+get_plan(int sync_id, bool append, int nkeys, AttrNumber *attnums, Relation rel)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	CapturePlan *entry;
+	bool		found;
+	bool		valid;
+	Oid			argtypes[MAX_KEYS + 3];
+	StringInfoData sql;
+
+	if (plans == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(int);
+		ctl.entrysize = sizeof(CapturePlan);
+		plans = hash_create("retl capture plans", 16, &ctl, HASH_ELEM | HASH_BLOBS);
+	}
+	entry = hash_search(plans, &sync_id, HASH_ENTER, &found);
+	valid = found && entry->plan != NULL && entry->append == append &&
+		entry->nkeys == nkeys && entry->rowtype == desc->tdtypeid;
+	for (int i = 0; valid && i < nkeys; i++)
+		valid = entry->attnums[i] == attnums[i] &&
+			entry->types[i] == key_type(desc, attnums[i], sync_id);
+	if (valid)
+		return entry;
+
+	if (found && entry->plan != NULL)
+		SPI_freeplan(entry->plan);
+	entry->plan = NULL;
+	entry->append = append;
+	entry->nkeys = nkeys;
+	entry->rowtype = desc->tdtypeid;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "INSERT INTO retl.queue (sync_id, op, key%s) VALUES ($1, $2, pg_catalog.jsonb_build_array(",
+					 append ? ", data" : "");
+	argtypes[0] = INT4OID;
+	argtypes[1] = CHAROID;
+	for (int i = 0; i < nkeys; i++)
+	{
+		entry->attnums[i] = attnums[i];
+		entry->types[i] = key_type(desc, attnums[i], sync_id);
+		entry->outfuncs[i] = InvalidOid;
+		/* a domain's value as its base type: no check runs */
+		argtypes[i + 2] = getBaseType(entry->types[i]);
+		if (!retl_key_type_trusted(entry->types[i]))
+		{
+			bool		varlena;
+
+			getTypeOutputInfo(entry->types[i], &entry->outfuncs[i], &varlena);
+			argtypes[i + 2] = TEXTOID;
+		}
+		appendStringInfo(&sql, "%s$%d", i > 0 ? ", " : "", i + 3);
+	}
+	appendStringInfoString(&sql, ")");
+	if (append)
+	{
+		argtypes[nkeys + 2] = JSONBOID;
+		appendStringInfo(&sql, ", $%d", nkeys + 3);
+	}
+	appendStringInfoString(&sql, ")");
+
+	entry->plan = SPI_prepare(sql.data, nkeys + 2 + (append ? 1 : 0), argtypes);
+	if (entry->plan == NULL)
+		elog(ERROR, "retl: could not prepare capture of sync %d: %s",
+			 sync_id, SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(entry->plan) != 0)
+		elog(ERROR, "retl: could not save capture plan");
+	return entry;
+}
+
+static void
+enqueue(CapturePlan *cp, int sync_id, char op, HeapTuple tuple, Relation rel)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	Datum		values[MAX_KEYS + 3];
+	char		nulls[MAX_KEYS + 3];
+	int			n = cp->nkeys + 2;
+
+	values[0] = Int32GetDatum(sync_id);
+	nulls[0] = ' ';
+	values[1] = CharGetDatum(op);
+	nulls[1] = ' ';
+	for (int i = 0; i < cp->nkeys; i++)
+	{
+		bool		isnull;
+
+		values[i + 2] = heap_getattr(tuple, cp->attnums[i], desc, &isnull);
+		nulls[i + 2] = isnull ? 'n' : ' ';
+		if (!isnull && OidIsValid(cp->outfuncs[i]))
+			values[i + 2] = CStringGetTextDatum(OidOutputFunctionCall(cp->outfuncs[i],
+																	  values[i + 2]));
+	}
+	if (cp->append)
+	{
+		values[n] = retl_row_to_jsonb(heap_copy_tuple_as_datum(tuple, desc), desc->tdtypeid,
+									  rel->rd_rel->relowner);
+		nulls[n] = ' ';
+	}
+	if (SPI_execute_plan(cp->plan, values, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "retl: could not queue a change of sync %d", sync_id);
+}
+
+/*
+ * Does an update change the key?  Then it also removes the row under its
+ * old key.  The key's attributes, binary compared.
+ */
+bool
+retl_key_changed(int nkeys, const AttrNumber *attnums, HeapTuple oldtup, HeapTuple newtup,
+				 TupleDesc desc)
+{
+	for (int i = 0; i < nkeys; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, attnums[i] - 1);
+		bool		oldnull;
+		bool		newnull;
+		Datum		o = heap_getattr(oldtup, attnums[i], desc, &oldnull);
+		Datum		n = heap_getattr(newtup, attnums[i], desc, &newnull);
+
+		if (oldnull != newnull)
+			return true;
+		if (!oldnull && !datumIsEqual(o, n, att->attbyval, att->attlen))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * The role a TRUNCATE's keys must be read as: the sync's owner when
+ * row-level security narrows its view of the table (the rows it may not
+ * see were never sent, so neither are their deletes), else InvalidOid: all
+ * keys.  An owner that may not read the table at all gets every key
+ * queued; its sync sends nothing until it may (owner.c).
+ */
+static Oid
+truncate_reader(int sync_id, Relation rel)
+{
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(sync_id)};
+	bool		isnull;
+	Oid			owner;
+
+	if (!rel->rd_rel->relrowsecurity)
+		return InvalidOid;
+	if (SPI_execute_with_args("SELECT s.owner::pg_catalog.oid FROM retl.syncs s"
+							  " WHERE s.id OPERATOR(pg_catalog.=) $1",
+							  1, types, values, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		return InvalidOid;
+	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (check_enable_rls(RelationGetRelid(rel), owner, true) != RLS_ENABLED ||
+		pg_class_aclcheck(RelationGetRelid(rel), owner, ACL_SELECT) != ACLCHECK_OK)
+		return InvalidOid;
+	return owner;
+}
+
+/* BEFORE TRUNCATE: every row is about to go; queue each key as a change. */
+static void
+capture_truncate(int sync_id, int nkeys, AttrNumber *attnums, Relation rel)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	StringInfoData keys;
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(sync_id)};
+	Oid			reader = truncate_reader(sync_id, rel);
+
+	initStringInfo(&keys);
+	appendStringInfoString(&keys, "pg_catalog.jsonb_build_array(");
+	for (int i = 0; i < nkeys; i++)
+	{
+		Oid			type = key_type(desc, attnums[i], sync_id);
+
+		if (i > 0)
+			appendStringInfoString(&keys, ", ");
+		retl_append_key_value(&keys, type,
+							  psprintf("t.%s", quote_identifier(NameStr(TupleDescAttr(desc, attnums[i] - 1)->attname))));
+	}
+	appendStringInfo(&keys, ") FROM %s%s.%s t",
+					 rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE ? "" : "ONLY ",
+					 quote_identifier(get_namespace_name(RelationGetNamespace(rel))),
+					 quote_identifier(RelationGetRelationName(rel)));
+
+	/*
+	 * A transaction draws queue ids only once it has an xid (see mark.c);
+	 * a row trigger runs after its row's write, but TRUNCATE may not have
+	 * written anything yet.
+	 */
+	(void) GetTopTransactionId();
+	if (!OidIsValid(reader))
+	{
+		if (SPI_execute_with_args(psprintf("INSERT INTO retl.queue (sync_id, op, key) SELECT $1, 't', %s",
+										   keys.data),
+								  1, types, values, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "retl: could not queue the rows of a truncated table");
+		return;
+	}
+
+	/* the keys the owner sees, read as it (security-restricted), then queued */
+	retl_owner_temp_table(reader, "retl_truncate_keys", "key pg_catalog.jsonb");
+	(void) retl_owner_insert(reader, psprintf("INSERT INTO pg_temp.retl_truncate_keys (key) SELECT %s",
+											  keys.data), NULL);
+	if (SPI_execute_with_args("INSERT INTO retl.queue (sync_id, op, key)"
+							  " SELECT $1, 't', k.key FROM pg_temp.retl_truncate_keys k",
+							  1, types, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "retl: could not queue the rows of a truncated table");
+	if (SPI_execute("DROP TABLE pg_temp.retl_truncate_keys", false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "retl: could not queue the rows of a truncated table");
+}
+
+PG_FUNCTION_INFO_V1(retl_capture);
+
+/* retl_capture(): the capture trigger function. */
+Datum
+retl_capture(PG_FUNCTION_ARGS)
+{
+	TriggerData *td;
+	int			sync_id;
+	bool		append;
+	int			nkeys;
+	AttrNumber	attnums[MAX_KEYS];
+	CapturePlan *cp;
+	TupleDesc	desc;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("retl_capture() can only be called as a trigger")));
+	td = (TriggerData *) fcinfo->context;
+	parse_args(td->tg_trigger, &sync_id, &append, &nkeys, attnums);
+	desc = RelationGetDescr(td->tg_relation);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "retl: SPI_connect failed");
+
+	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
+	{
+		if (!append)
+			capture_truncate(sync_id, nkeys, attnums, td->tg_relation);
+	}
+	else
+	{
+		if (!TRIGGER_FIRED_AFTER(td->tg_event) || !TRIGGER_FIRED_FOR_ROW(td->tg_event))
+			ereport(ERROR,
+					(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+					 errmsg("retl_capture() must be fired AFTER ... FOR EACH ROW")));
+
+		cp = get_plan(sync_id, append, nkeys, attnums, td->tg_relation);
+		if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
+			enqueue(cp, sync_id, 'i', td->tg_trigtuple, td->tg_relation);
+		else if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
+			enqueue(cp, sync_id, 'd', td->tg_trigtuple, td->tg_relation);
+		else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
+		{
+			/* a changed key also removes the row under its old key */
+			if (retl_key_changed(cp->nkeys, cp->attnums, td->tg_trigtuple, td->tg_newtuple, desc))
+				enqueue(cp, sync_id, 'd', td->tg_trigtuple, td->tg_relation);
+			enqueue(cp, sync_id, 'u', td->tg_newtuple, td->tg_relation);
+		}
+	}
+
+	if (SPI_finish() != SPI_OK_FINISH)
+		elog(ERROR, "retl: SPI_finish failed");
+	retl_wake_worker_at_commit();
+	return PointerGetDatum(NULL);
+}

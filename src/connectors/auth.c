@@ -1,0 +1,198 @@
+/*
+ * auth.c: a destination's "auth" option, shared by every connector.
+ *
+ *   {"type": "bearer", "token": "{{secret:T}}"}          Authorization: Bearer ...
+ *   {"type": "basic", "username": ..., "password": ...}  Authorization: Basic base64(u:p)
+ *   {"type": "header", "name": "X-Api-Key", "value": ...}
+ *
+ * Credentials are given only as {{secret:NAME}} (a value written out
+ * would be readable in retl.destinations by admins and in pg_dump), read
+ * when a request is built, and kept by the request for redaction: the
+ * secret, and what is derived from it (the base64 of user:password).
+ */
+#include "postgres.h"
+
+#include "common/base64.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+
+#include "connectors/auth.h"
+#include "connectors/request.h"
+
+/* A string field of a jsonb object, or NULL. */
+static char *
+field(Jsonb *obj, const char *name)
+{
+	JsonbValue	key;
+	JsonbValue *v;
+
+	key.type = jbvString;
+	key.val.string.val = (char *) name;
+	key.val.string.len = strlen(name);
+	v = findJsonbValueFromContainer(&obj->root, JB_FOBJECT, &key);
+	if (v == NULL || v->type != jbvString)
+		return NULL;
+	return pnstrdup(v->val.string.val, v->val.string.len);
+}
+
+/* The jsonb object under a key of options, or NULL. */
+static Jsonb *
+object(Jsonb *options, const char *name)
+{
+	JsonbValue	key;
+	JsonbValue *v;
+
+	key.type = jbvString;
+	key.val.string.val = (char *) name;
+	key.val.string.len = strlen(name);
+	v = findJsonbValueFromContainer(&options->root, JB_FOBJECT, &key);
+	if (v == NULL)
+		return NULL;
+	if (v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"%s\" must be a JSON object", name),
+				 errhint("For example {\"auth\": {\"type\": \"bearer\", \"token\": \"{{secret:api_token}}\"}}.")));
+	return JsonbValueToJsonb(v);
+}
+
+/* A credential field: required, a string that names a secret. */
+static void
+check_credential(Jsonb *auth, const char *type, const char *name)
+{
+	char	   *v = field(auth, name);
+
+	if (v == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("auth of type \"%s\" needs \"%s\"", type, name),
+				 errhint("Give it as a secret: \"%s\": \"{{secret:NAME}}\".", name)));
+	if (strstr(v, "{{secret:") == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("auth field \"%s\" must name a secret, as {{secret:NAME}}", name),
+				 errdetail("A credential written into the options would be readable in retl.destinations and in pg_dump."),
+				 errhint("SELECT retl_set_secret('NAME', value), then \"%s\": \"{{secret:NAME}}\".", name)));
+}
+
+/* Only the given keys, each a string. */
+static void
+check_keys(Jsonb *auth, const char *type, const char *const *allowed)
+{
+	JsonbIterator *it = JsonbIteratorInit(&auth->root);
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	bool		is_key = false;
+
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+		{
+			char	   *k = pnstrdup(v.val.string.val, v.val.string.len);
+			bool		ok = false;
+
+			for (int i = 0; allowed[i] != NULL; i++)
+				ok |= strcmp(allowed[i], k) == 0;
+			if (!ok)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("unknown field \"%s\" in auth of type \"%s\"", k, type)));
+			is_key = true;
+		}
+		else if (tok == WJB_VALUE && is_key)
+		{
+			if (v.type != jbvString)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("every field of auth must be a string")));
+			is_key = false;
+		}
+	}
+}
+
+/* At creation: the destination's auth option, if any. */
+void
+retl_auth_check(Jsonb *options)
+{
+	static const char *const bearer[] = {"type", "token", NULL};
+	static const char *const basic[] = {"type", "username", "password", NULL};
+	static const char *const header[] = {"type", "name", "value", NULL};
+	Jsonb	   *auth = object(options, "auth");
+	char	   *type;
+
+	if (auth == NULL)
+		return;
+	type = field(auth, "type");
+	if (type == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("auth needs a \"type\""),
+				 errhint("One of bearer, basic, header.")));
+	if (strcmp(type, "bearer") == 0)
+	{
+		check_keys(auth, type, bearer);
+		check_credential(auth, type, "token");
+	}
+	else if (strcmp(type, "basic") == 0)
+	{
+		check_keys(auth, type, basic);
+		if (field(auth, "username") == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("auth of type \"basic\" needs \"username\"")));
+		check_credential(auth, type, "password");
+	}
+	else if (strcmp(type, "header") == 0)
+	{
+		char	   *name = field(auth, "name");
+
+		check_keys(auth, type, header);
+		if (name == NULL || name[0] == '\0' || strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+.^_`|~-") != strlen(name))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("auth of type \"header\" needs a valid header \"name\"")));
+		check_credential(auth, type, "value");
+	}
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown auth type \"%s\"", type),
+				 errhint("One of bearer, basic, header.")));
+}
+
+/* While a request is built: its auth header, if the destination has auth. */
+void
+retl_auth_header(RetlRequest *req, RetlSync *sync)
+{
+	Jsonb	   *auth;
+	char	   *type;
+
+	if (sync->auth == NULL)
+		return;
+	auth = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(sync->auth)));
+	type = field(auth, "type");
+	if (type == NULL)
+		return;
+	if (strcmp(type, "bearer") == 0)
+		retl_request_header(req, "Authorization",
+							psprintf("Bearer %s", retl_substitute_secrets(req, field(auth, "token"))));
+	else if (strcmp(type, "basic") == 0)
+	{
+		char	   *pair = psprintf("%s:%s", retl_substitute_secrets(req, field(auth, "username")),
+									retl_substitute_secrets(req, field(auth, "password")));
+		int			len = strlen(pair);
+		char	   *enc = palloc(pg_b64_enc_len(len) + 1);
+		int			n = pg_b64_encode(pair, len, enc, pg_b64_enc_len(len));
+
+		if (n < 0)
+			elog(ERROR, "retl: could not encode credentials");
+		enc[n] = '\0';
+		req->secrets = lappend(req->secrets, MemoryContextStrdup(req->cxt, pair));
+		req->secrets = lappend(req->secrets, MemoryContextStrdup(req->cxt, enc));
+		retl_request_header(req, "Authorization", psprintf("Basic %s", enc));
+	}
+	else if (strcmp(type, "header") == 0)
+		retl_request_header(req, field(auth, "name"),
+							retl_substitute_secrets(req, field(auth, "value")));
+}

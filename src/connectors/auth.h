@@ -1,0 +1,15 @@
+/*
+ * auth.h: a destination's auth option (see auth.c).
+ */
+#ifndef RETL_AUTH_H
+#define RETL_AUTH_H
+
+#include "utils/jsonb.h"
+
+#include "delivery/http.h"
+#include "sync/sync.h"
+
+extern void retl_auth_check(Jsonb *options);
+extern void retl_auth_header(RetlRequest *req, RetlSync *sync);
+
+#endif

@@ -1,0 +1,827 @@
+/*
+ * http.c: the http connector: any REST, GraphQL or SOAP API, its requests
+ * written as SQL expressions over the records.
+ *
+ * A sync's options say what a request is:
+ *
+ *   "request": {"method": "PUT", "path": <expr>, "body": <expr>,
+ *               "headers": {"Name": <expr>}, "content_type": "text/xml"}
+ *   "delete":  the same, for deletes (default: "request")
+ *   "success": <boolean expr over status, response (jsonb), response_text>
+ *   "remember": <text expr over the same>: the destination's id of the
+ *               record's key, kept (sync/ids.c) and seen by later requests
+ *               as remembered_id
+ *
+ * Request expressions see one record as the columns op, key, data,
+ * record_id, captured_at, sync and remembered_id; with a batch (batch_size
+ * above 1) the request is one row of an aggregate over the batch
+ * ("GROUP BY ()"), so PostgreSQL itself refuses a path or header that
+ * depends on one record, and the body aggregates (jsonb_agg, string_agg,
+ * xmlagg).  PostgreSQL is the template language.
+ *
+ * Each expression is checked at creation (one expression, parsed and typed
+ * against the record's columns, as the sync's owner); the statements are
+ * generated once per sync definition and planned once (base/plans.c); they
+ * run as the sync's owner, security-restricted, with search_path =
+ * pg_catalog, the extension's schema, pg_temp (a function of one's own is
+ * schema-qualified).  An
+ * expression that fails on a record's data fails that record alone
+ * (dead-lettered with the message); any other failure fails the sync,
+ * never the worker.
+ */
+#include "postgres.h"
+
+#include <cjson/cJSON.h>
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "parser/parser.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/plancache.h"
+
+#include "base/identity.h"
+#include "base/plans.h"
+#include "base/subxact.h"
+#include "connectors/connector.h"
+#include "connectors/request.h"
+#include "connectors/webhook.h"
+#include "sync/ids.h"
+
+#define RECORD_COLUMNS 7
+
+/* One request shape ("request" or "delete"), as SQL. */
+typedef struct Template
+{
+	const char *method;
+	char	   *content_type;	/* NULL: no body */
+	bool		has_path;
+	bool		has_body;		/* else the webhook envelope */
+	int			nheaders;
+	char	  **header_names;
+	char	   *sql;			/* path, body, headers... over the records */
+	bool		uses_ids;		/* an expression reads remembered_id */
+} Template;
+
+/* A sync's definition, compiled. */
+typedef struct Compiled
+{
+	int			sync_id;		/* hash key */
+	char	   *options;		/* the options it was compiled from */
+	int			batch_size;
+	Template	request;
+	Template	delete;
+	bool		has_delete;
+	char	   *answer_sql;		/* success, remember over the answer; or NULL */
+	bool		has_success;
+	bool		has_remember;
+} Compiled;
+
+static HTAB *compiled_syncs = NULL;
+
+static const char *const record_columns =
+"ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), pg_catalog.unnest($2::pg_catalog.jsonb[]),"
+" pg_catalog.unnest($3::pg_catalog.jsonb[]), pg_catalog.unnest($4::pg_catalog.text[]),"
+" pg_catalog.unnest($5::pg_catalog.timestamptz[]), pg_catalog.unnest($6::pg_catalog.text[]),"
+" pg_catalog.unnest($7::pg_catalog.text[]))"
+" AS r(op, key, data, record_id, captured_at, sync, remembered_id)";
+
+static const char *const answer_columns =
+"(SELECT $1::pg_catalog.int4 AS status, $2::pg_catalog.jsonb AS response,"
+" $3::pg_catalog.text AS response_text) a";
+
+/*
+ * The search_path expressions run with: PostgreSQL's functions first, then
+ * retl's (retl_urlencode); another function is schema-qualified.
+ */
+static const char *
+expression_path(void)
+{
+	static char *path = NULL;
+
+	/* (SPI is connected wherever expressions are checked or run) */
+	if (path == NULL)
+	{
+		if (SPI_execute("SELECT e.extnamespace::pg_catalog.regnamespace::pg_catalog.text"
+						" FROM pg_catalog.pg_extension e WHERE e.extname = 'retl'",
+						true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "retl: could not find the extension's schema");
+		path = MemoryContextStrdup(TopMemoryContext,
+								   psprintf("pg_catalog, %s, pg_temp",
+											SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)));
+	}
+	return path;
+}
+
+static void
+bad(const char *option, const char *message, const char *hint)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("option \"%s\" of an http sync %s", option, message),
+			 hint ? errhint("%s", hint) : 0));
+}
+
+/* The raw parse of sql; a syntax error names the option. */
+static List *
+parse_expression(const char *option, const char *sql)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	List	   *volatile parsed = NIL;
+
+	PG_TRY();
+	{
+		parsed = raw_parser(sql, RAW_PARSE_DEFAULT);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		ereport(ERROR,
+				(errcode(ERRCODE_SYNTAX_ERROR),
+				 errmsg("option \"%s\" of an http sync must be one SQL expression: %s",
+						option, edata->message),
+				 errhint("For example jsonb_build_object('email', data->>'email').")));
+	}
+	PG_END_TRY();
+	return parsed;
+}
+
+/*
+ * An expression is one SQL expression: parsed alone as the one target of
+ * a SELECT without FROM (so that it cannot close its parenthesis and go on
+ * with SQL of its own).
+ */
+static void
+check_expression(const char *option, const char *expr)
+{
+	List	   *parsed;
+	SelectStmt *sel;
+
+	if (expr == NULL || expr[0] == '\0')
+		bad(option, "must be a SQL expression", NULL);
+	parsed = parse_expression(option, psprintf("SELECT (\n%s\n)", expr));
+	if (list_length(parsed) != 1 || !IsA(linitial_node(RawStmt, parsed)->stmt, SelectStmt))
+		bad(option, "must be one SQL expression", "For example jsonb_build_object('email', data->>'email').");
+	sel = (SelectStmt *) linitial_node(RawStmt, parsed)->stmt;
+	if (list_length(sel->targetList) != 1 || sel->fromClause != NIL || sel->whereClause != NULL ||
+		sel->groupClause != NIL || sel->havingClause != NULL || sel->windowClause != NIL ||
+		sel->valuesLists != NIL || sel->sortClause != NIL || sel->limitCount != NULL ||
+		sel->limitOffset != NULL || sel->withClause != NULL || sel->op != SETOP_NONE ||
+		sel->intoClause != NULL || sel->lockingClause != NIL)
+		bad(option, "must be one SQL expression", "For example jsonb_build_object('email', data->>'email').");
+}
+
+static char *
+string_item(cJSON *obj, const char *name, const char *option)
+{
+	cJSON	   *item = cJSON_GetObjectItemCaseSensitive(obj, name);
+
+	if (item == NULL || cJSON_IsNull(item))
+		return NULL;
+	if (!cJSON_IsString(item) || item->valuestring == NULL)
+		bad(option, psprintf("field \"%s\" must be a string", name), NULL);
+	return pstrdup(item->valuestring);
+}
+
+/* Compile "request" or "delete" into t; batch: the records are aggregated. */
+static void
+compile_template(cJSON *spec, const char *option, bool batch, Template *t)
+{
+	static const char *const methods[] = {"POST", "PUT", "PATCH", "DELETE", "GET", NULL};
+	cJSON	   *item;
+	cJSON	   *headers;
+	char	   *method;
+	char	   *path;
+	char	   *body;
+	StringInfoData sql;
+
+	if (!cJSON_IsObject(spec))
+		bad(option, "must be a JSON object", "For example {\"method\": \"PUT\", \"path\": \"format('/users/%s', key->>'id')\"}.");
+	cJSON_ArrayForEach(item, spec)
+	{
+		if (strcmp(item->string, "method") != 0 && strcmp(item->string, "path") != 0 &&
+			strcmp(item->string, "body") != 0 && strcmp(item->string, "headers") != 0 &&
+			strcmp(item->string, "content_type") != 0)
+			bad(option, psprintf("has an unknown field \"%s\"", item->string),
+				"Its fields: method, path, body, headers, content_type.");
+	}
+	method = string_item(spec, "method", option);
+	t->method = "POST";
+	if (method != NULL)
+	{
+		bool		ok = false;
+
+		for (int i = 0; methods[i] != NULL && !ok; i++)
+			if (strcmp(methods[i], method) == 0)
+			{
+				t->method = methods[i];
+				ok = true;
+			}
+		if (!ok)
+			bad(option, psprintf("has method \"%s\"", method), "One of POST, PUT, PATCH, DELETE, GET.");
+	}
+	path = string_item(spec, "path", option);
+	body = string_item(spec, "body", option);
+	t->content_type = string_item(spec, "content_type", option);
+	if (t->content_type == NULL)
+		t->content_type = pstrdup("application/json");
+	if (strpbrk(t->content_type, "\r\n") != NULL)
+		bad(option, "has a content_type with a line break", NULL);
+	if (strcmp(t->method, "GET") == 0)
+	{
+		if (body != NULL)
+			bad(option, "has a body with method GET", NULL);
+		t->content_type = NULL;
+	}
+	t->has_path = path != NULL;
+	t->has_body = body != NULL;
+	if (path)
+		check_expression(psprintf("%s.path", option), path);
+	if (body)
+		check_expression(psprintf("%s.body", option), body);
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT (\n%s\n)::pg_catalog.text, (\n%s\n)::pg_catalog.text",
+					 path ? path : "NULL", body ? body : "NULL");
+	t->uses_ids = (path && strstr(path, "remembered_id")) || (body && strstr(body, "remembered_id"));
+	headers = cJSON_GetObjectItemCaseSensitive(spec, "headers");
+	t->nheaders = 0;
+	if (headers != NULL)
+	{
+		if (!cJSON_IsObject(headers))
+			bad(option, "has headers that are not an object of SQL expressions", NULL);
+		t->header_names = palloc(sizeof(char *) * (cJSON_GetArraySize(headers) + 1));
+		cJSON_ArrayForEach(item, headers)
+		{
+			const char *name = item->string;
+
+			if (name[0] == '\0' ||
+				strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+.^_`|~-") != strlen(name))
+				bad(option, psprintf("has an invalid header name \"%s\"", name), NULL);
+			if (pg_strcasecmp(name, "Content-Type") == 0 || pg_strcasecmp(name, "Content-Length") == 0 ||
+				pg_strcasecmp(name, "Host") == 0 || pg_strcasecmp(name, "Idempotency-Key") == 0)
+				bad(option, psprintf("sets header \"%s\", which retl sets", name),
+					"Give the content type as content_type.");
+			if (!cJSON_IsString(item))
+				bad(option, psprintf("has header \"%s\" that is not a SQL expression (a string)", name),
+					"A constant is a SQL string literal: \"'v2'\".");
+			check_expression(psprintf("%s.headers.%s", option, name), item->valuestring);
+			appendStringInfo(&sql, ", (\n%s\n)::pg_catalog.text", item->valuestring);
+			t->uses_ids |= strstr(item->valuestring, "remembered_id") != NULL;
+			t->header_names[t->nheaders++] = pstrdup(name);
+		}
+	}
+	appendStringInfo(&sql, "\nFROM %s%s", record_columns, batch ? " GROUP BY ()" : "");
+	t->sql = sql.data;
+}
+
+/* Compile a sync's options (cJSON object) into c. */
+static void
+compile_options(cJSON *opts, int batch_size, Compiled *c)
+{
+	cJSON	   *request = cJSON_GetObjectItemCaseSensitive(opts, "request");
+	cJSON	   *delete = cJSON_GetObjectItemCaseSensitive(opts, "delete");
+	char	   *success = string_item(opts, "success", "success");
+	char	   *remember = string_item(opts, "remember", "remember");
+	bool		batch = batch_size > 1;
+
+	c->batch_size = batch_size;
+	if (request == NULL)
+		request = cJSON_CreateObject();
+	compile_template(request, "request", batch, &c->request);
+	c->has_delete = delete != NULL;
+	if (c->has_delete)
+		compile_template(delete, "delete", batch, &c->delete);
+	c->has_success = success != NULL;
+	c->has_remember = remember != NULL;
+	if (success)
+		check_expression("success", success);
+	if (remember)
+	{
+		check_expression("remember", remember);
+		if (batch)
+			bad("remember", "needs batch_size 1", "The id an answer gives is one record's.");
+	}
+	c->answer_sql = NULL;
+	if (success || remember)
+		c->answer_sql = psprintf("SELECT (\n%s\n)::pg_catalog.bool, (\n%s\n)::pg_catalog.text FROM %s",
+								 success ? success : "NULL", remember ? remember : "NULL",
+								 answer_columns);
+}
+
+static Oid	record_types[RECORD_COLUMNS] = {TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID, TEXTARRAYOID,
+TIMESTAMPTZARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+static Oid	answer_types[3] = {INT4OID, JSONBOID, TEXTOID};
+
+typedef struct PrepareWork
+{
+	const char *sql;
+	int			nargs;
+	Oid		   *types;
+} PrepareWork;
+
+typedef struct PrepareAs
+{
+	PrepareWork *w;
+	Oid			owner;
+	const char *path;
+} PrepareAs;
+
+static void prepare(void *arg);
+
+static void
+prepare_as(void *arg)
+{
+	PrepareAs  *a = arg;
+
+	retl_with_path(a->owner, a->path, prepare, a->w);
+}
+
+/* Parse, analyze and plan a statement (as the role running it). */
+static void
+prepare(void *arg)
+{
+	PrepareWork *w = arg;
+	SPIPlanPtr	plan = SPI_prepare(w->sql, w->nargs, w->types);
+
+	if (plan == NULL)
+		elog(ERROR, "retl: could not prepare an expression: %s", SPI_result_code_string(SPI_result));
+	SPI_freeplan(plan);
+}
+
+/*
+ * A statement of the sync's options checked as the owner: names, types,
+ * aggregates.  An error says which part, without the generated SQL.
+ */
+static void
+check_statement(const char *what, const char *sql, int nargs, Oid *types, Oid owner)
+{
+	PrepareWork w = {sql, nargs, types};
+	const char *path = expression_path();
+	ErrorData  *edata = retl_in_subtransaction(prepare_as, &(PrepareAs) {&w, owner, path});
+
+	if (edata != NULL)
+		ereport(ERROR,
+				(errcode(edata->sqlerrcode),
+				 errmsg("%s of the sync does not compile: %s", what, edata->message),
+				 edata->hint ? errhint("%s", edata->hint) : 0,
+				 errdetail("Its expressions see %s.", nargs == 3 ?
+						   "the answer's columns status, response (jsonb) and response_text" :
+						   "the record's columns op, key, data, record_id, captured_at, sync and remembered_id")));
+}
+
+static int
+effective_batch(Jsonb *options, Jsonb *dest_options)
+{
+	char	   *text = JsonbToCString(NULL, &options->root, VARSIZE(options));
+	cJSON	   *o = cJSON_Parse(text);
+	cJSON	   *b = o ? cJSON_GetObjectItemCaseSensitive(o, "batch_size") : NULL;
+	int			n = 1;
+
+	if (cJSON_IsNumber(b))
+		n = (int) b->valuedouble;
+	else
+	{
+		cJSON_Delete(o);
+		text = JsonbToCString(NULL, &dest_options->root, VARSIZE(dest_options));
+		o = cJSON_Parse(text);
+		b = o ? cJSON_GetObjectItemCaseSensitive(o, "batch_size") : NULL;
+		if (cJSON_IsNumber(b))
+			n = (int) b->valuedouble;
+	}
+	cJSON_Delete(o);
+	return n;
+}
+
+/* At creation: the sync's options compile, and every statement plans as its owner. */
+static void
+http_check_sync(Jsonb *options, const char *mode, Jsonb *dest_options, Oid owner)
+{
+	char	   *text = JsonbToCString(NULL, &options->root, VARSIZE(options));
+	cJSON	   *opts = cJSON_Parse(text);
+	Compiled	c;
+
+	if (opts == NULL)
+		elog(ERROR, "retl: could not read the options of a sync");
+	PG_TRY();
+	{
+		compile_options(opts, effective_batch(options, dest_options), &c);
+	}
+	PG_FINALLY();
+	{
+		cJSON_Delete(opts);
+	}
+	PG_END_TRY();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "retl: SPI_connect failed");
+	check_statement("option \"request\"", c.request.sql, RECORD_COLUMNS, record_types, owner);
+	if (c.has_delete)
+		check_statement("option \"delete\"", c.delete.sql, RECORD_COLUMNS, record_types, owner);
+	if (c.answer_sql)
+		check_statement("the success or remember rule", c.answer_sql, 3, answer_types, owner);
+	SPI_finish();
+}
+
+/* The compiled definition of a sync, compiled again when its options changed. */
+static Compiled *
+compiled(RetlSync *sync)
+{
+	Compiled   *c;
+	bool		found;
+	MemoryContext old;
+	cJSON	   *opts;
+
+	if (compiled_syncs == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(int);
+		ctl.entrysize = sizeof(Compiled);
+		compiled_syncs = hash_create("retl http syncs", 16, &ctl, HASH_ELEM | HASH_BLOBS);
+	}
+	c = hash_search(compiled_syncs, &sync->id, HASH_ENTER, &found);
+	if (found && c->options != NULL && strcmp(c->options, sync->options) == 0 &&
+		c->batch_size == sync->batch_size)
+		return c;
+	c->options = NULL;
+	opts = cJSON_Parse(sync->options);
+	if (opts == NULL)
+		elog(ERROR, "retl: could not read the options of sync \"%s\"", sync->name);
+	/* leaks a superseded definition's few strings: syncs change rarely */
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	PG_TRY();
+	{
+		compile_options(opts, sync->batch_size, c);
+	}
+	PG_FINALLY();
+	{
+		MemoryContextSwitchTo(old);
+		cJSON_Delete(opts);
+	}
+	PG_END_TRY();
+	c->options = MemoryContextStrdup(TopMemoryContext, sync->options);
+	return c;
+}
+
+static const char *
+op_name(char op)
+{
+	return op == 'd' ? "delete" : op == 'i' ? "insert" : "upsert";
+}
+
+static Template *
+template_for(Compiled *c, char op)
+{
+	return op == 'd' && c->has_delete ? &c->delete : &c->request;
+}
+
+typedef struct EvalWork
+{
+	RetlRequest *req;
+	RetlSync   *sync;
+	Template   *t;
+	int			from;
+	int			n;
+	HeapTuple	row;
+	TupleDesc	desc;
+} EvalWork;
+
+/* Evaluate a template over records [from, from + n), as the sync's owner. */
+static void
+evaluate(void *arg)
+{
+	EvalWork   *w = arg;
+	Datum	   *arrays[RECORD_COLUMNS];
+	bool	   *nulls[RECORD_COLUMNS];
+	Datum		values[RECORD_COLUMNS];
+	Oid			elem[RECORD_COLUMNS] = {TEXTOID, JSONBOID, JSONBOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, TEXTOID};
+	Oid			save_uid;
+	int			save_sec;
+	int			nest;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	for (int c = 0; c < RECORD_COLUMNS; c++)
+	{
+		arrays[c] = palloc(sizeof(Datum) * w->n);
+		nulls[c] = palloc0(sizeof(bool) * w->n);
+	}
+	for (int i = 0; i < w->n; i++)
+	{
+		RetlRecord *r = &w->req->records[w->from + i];
+
+		arrays[0][i] = CStringGetTextDatum(op_name(r->op));
+		arrays[1][i] = DirectFunctionCall1(jsonb_in, CStringGetDatum(r->key));
+		if (r->data != NULL && r->op != 'd')
+			arrays[2][i] = DirectFunctionCall1(jsonb_in, CStringGetDatum(r->data));
+		else
+			nulls[2][i] = true;
+		arrays[3][i] = CStringGetTextDatum(r->record_id);
+		arrays[4][i] = DirectFunctionCall3(timestamptz_in, CStringGetDatum(r->captured_at),
+										   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+		arrays[5][i] = CStringGetTextDatum(w->sync->name);
+		if (r->known_id != NULL)
+			arrays[6][i] = CStringGetTextDatum(r->known_id);
+		else
+			nulls[6][i] = true;
+	}
+	for (int c = 0; c < RECORD_COLUMNS; c++)
+	{
+		int16		typlen;
+		bool		typbyval;
+		char		typalign;
+		int			dims[1] = {w->n};
+		int			lbs[1] = {1};
+
+		get_typlenbyvalalign(elem[c], &typlen, &typbyval, &typalign);
+		values[c] = PointerGetDatum(construct_md_array(arrays[c], nulls[c], 1, dims, lbs,
+													   elem[c], typlen, typbyval, typalign));
+	}
+	nest = retl_begin_as(w->sync->owner, SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION,
+						 expression_path(), &save_uid, &save_sec);
+	if (retl_spi_execute(w->t->sql, RECORD_COLUMNS, record_types, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "retl: could not evaluate the request of sync \"%s\"", w->sync->name);
+	retl_end_as(nest, save_uid, save_sec);
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_CARDINALITY_VIOLATION),
+				 errmsg("the request of sync \"%s\" is %llu rows, not one", w->sync->name,
+						(unsigned long long) SPI_processed)));
+	MemoryContextSwitchTo(cxt);
+	w->row = SPI_copytuple(SPI_tuptable->vals[0]);
+	w->desc = CreateTupleDescCopy(SPI_tuptable->tupdesc);
+}
+
+/* An error about a record's data (it fails that record alone). */
+static bool
+data_error(ErrorData *edata)
+{
+	int			category = ERRCODE_TO_CATEGORY(edata->sqlerrcode);
+
+	return category == ERRCODE_DATA_EXCEPTION || category == ERRCODE_PROGRAM_LIMIT_EXCEEDED;
+}
+
+/*
+ * Evaluate the template over the request's records.  A record whose data
+ * makes it fail is marked unsent (and moved after the others); the rest
+ * are evaluated again without it.
+ */
+static EvalWork
+evaluate_records(RetlRequest *req, RetlSync *sync, Template *t)
+{
+	EvalWork	w = {req, sync, t, 0, req->nrecords, NULL, NULL};
+	ErrorData  *edata = retl_in_subtransaction(evaluate, &w);
+	int			kept = 0;
+	RetlRecord *unsent;
+	int			nunsent = 0;
+
+	if (edata == NULL)
+		return w;
+	if (!data_error(edata))
+		ReThrowError(edata);
+	unsent = palloc(sizeof(RetlRecord) * req->nrecords);
+	for (int i = 0; i < req->nrecords; i++)
+	{
+		EvalWork	one = {req, sync, t, i, 1, NULL, NULL};
+		ErrorData  *e = req->nrecords == 1 ? edata : retl_in_subtransaction(evaluate, &one);
+
+		if (e != NULL && !data_error(e))
+			ReThrowError(e);
+		if (e != NULL)
+		{
+			req->records[i].unsent = MemoryContextStrdup(req->cxt,
+														 psprintf("the request of sync \"%s\" failed: %s",
+																  sync->name, e->message));
+			unsent[nunsent++] = req->records[i];
+		}
+		else
+			req->records[kept++] = req->records[i];
+	}
+	memcpy(&req->records[kept], unsent, sizeof(RetlRecord) * nunsent);
+	req->nrecords = kept;
+	if (kept > 0)
+	{
+		w.n = kept;
+		edata = retl_in_subtransaction(evaluate, &w);
+		if (edata != NULL)
+			ReThrowError(edata);
+	}
+	return w;
+}
+
+static char *
+column(EvalWork *w, int n)
+{
+	return SPI_getvalue(w->row, w->desc, n);
+}
+
+/*
+ * Build the request: the records that share the first one's template (a
+ * delete's may differ), evaluated as the owner.
+ */
+static void
+http_build(RetlRequest *req, RetlSync *sync)
+{
+	Compiled   *c = compiled(sync);
+	Template   *t = template_for(c, req->records[0].op);
+	MemoryContext old;
+	EvalWork	w;
+	char	   *path;
+	char	   *body;
+	int			n = 1;
+
+	while (n < req->nrecords && template_for(c, req->records[n].op) == t)
+		n++;
+	req->nrecords = n;
+	if (t->uses_ids)
+		retl_ids_known(req);
+	w = evaluate_records(req, sync, t);
+	old = MemoryContextSwitchTo(req->cxt);
+	if (req->nrecords == 0)
+	{
+		/* every record failed: nothing to send (claim.c dead-letters them) */
+		MemoryContextSwitchTo(old);
+		return;
+	}
+	path = column(&w, 1);
+	body = column(&w, 2);
+	if (path != NULL && strpbrk(path, " \t\r\n") != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the path of a request of sync \"%s\" has white space: \"%s\"", sync->name, path),
+				 errhint("Encode the values in it with retl_urlencode().")));
+	req->url = psprintf("%s%s", sync->url, path ? path : "");
+	req->method = t->method;
+	initStringInfo(&req->body);
+	if (t->has_body)
+	{
+		if (body != NULL)
+			appendStringInfoString(&req->body, body);
+	}
+	else if (strcmp(t->method, "GET") != 0 && strcmp(t->method, "DELETE") != 0)
+	{
+		/* the webhook connector's envelope */
+		appendStringInfoString(&req->body, "{\"sync\": ");
+		escape_json(&req->body, req->sync_name);
+		appendStringInfoString(&req->body, ", \"records\": [");
+		for (int i = 0; i < req->nrecords; i++)
+		{
+			if (i > 0)
+				appendStringInfoString(&req->body, ", ");
+			retl_webhook_record(&req->body, &req->records[i]);
+		}
+		appendStringInfoString(&req->body, "]}");
+	}
+	retl_request_headers(req, sync, req->body.len > 0 || t->has_body ? t->content_type : NULL);
+	for (int i = 0; i < t->nheaders; i++)
+	{
+		char	   *v = column(&w, 3 + i);
+
+		if (v != NULL)
+			retl_request_header(req, t->header_names[i], v);
+	}
+	req->keep_response = c->answer_sql != NULL;
+	MemoryContextSwitchTo(old);
+}
+
+typedef struct AnswerWork
+{
+	RetlRequest *req;
+	RetlSync   *sync;
+	Compiled   *c;
+	bool		success;
+	bool		success_null;
+	char	   *remember;
+} AnswerWork;
+
+/* Evaluate success and remember over the answer, as the owner. */
+static void
+evaluate_answer(void *arg)
+{
+	AnswerWork *w = arg;
+	RetlRequest *req = w->req;
+	Datum		values[3];
+	char		nulls[3] = "   ";
+	char	   *text = pnstrdup(req->response.data, req->response.len);
+	cJSON	   *parsed = cJSON_Parse(text);
+	Oid			save_uid;
+	int			save_sec;
+	int			nest;
+	bool		isnull;
+
+	values[0] = Int32GetDatum((int32) req->status);
+	/* response: the body as jsonb when it is JSON */
+	if (parsed != NULL)
+		values[1] = DirectFunctionCall1(jsonb_in, CStringGetDatum(text));
+	else
+		nulls[1] = 'n';
+	cJSON_Delete(parsed);
+	values[2] = CStringGetTextDatum(text);
+	nest = retl_begin_as(w->sync->owner, SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION,
+						 expression_path(), &save_uid, &save_sec);
+	if (retl_spi_execute(w->c->answer_sql, 3, answer_types, values, nulls, false, 0) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "retl: could not evaluate the success rule of sync \"%s\"", w->sync->name);
+	retl_end_as(nest, save_uid, save_sec);
+	w->success = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &w->success_null));
+	(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	w->remember = isnull ? NULL : MemoryContextStrdup(req->cxt, SPI_getvalue(SPI_tuptable->vals[0],
+																			SPI_tuptable->tupdesc, 2));
+}
+
+/*
+ * The answer: "success" decides for every record of the request (false
+ * or NULL: retried, then dead-lettered), else the status rule; "remember"
+ * gives the record's id at the destination.
+ */
+static void
+http_read_answer(RetlRequest *req, RetlSync *sync)
+{
+	Compiled   *c = compiled(sync);
+	AnswerWork	w = {req, sync, c, false, true, NULL};
+	ErrorData  *edata;
+
+	if (c->answer_sql == NULL)
+		return;
+	edata = retl_in_subtransaction(evaluate_answer, &w);
+	if (edata != NULL)
+	{
+		char	   *message = psprintf("the success rule of sync \"%s\" failed: %s", sync->name,
+									   edata->message);
+
+		FreeErrorData(edata);
+		for (int i = 0; i < req->nrecords; i++)
+		{
+			req->records[i].outcome = RETL_OUTCOME_RETRY;
+			req->records[i].message = message;
+		}
+		return;
+	}
+	for (int i = 0; i < req->nrecords; i++)
+	{
+		if (c->has_success)
+		{
+			bool		ok = w.success && !w.success_null;
+
+			req->records[i].outcome = ok ? RETL_OUTCOME_DELIVERED : RETL_OUTCOME_RETRY;
+			if (!ok)
+				req->records[i].message = psprintf("the answer (HTTP %ld) does not meet the success rule of sync \"%s\"",
+												   req->status, sync->name);
+		}
+		if (c->has_remember)
+			req->records[i].remember_id = w.remember;
+	}
+}
+
+static const char *const http_sync_options[] = {"request", "delete", "success", "remember", NULL};
+static const char *const no_options[] = {NULL};
+
+const RetlConnector retl_http_connector = {
+	.kind = "http",
+	.destination_options = no_options,
+	.sync_options = http_sync_options,
+	.modes = "upsert, append, insert, update, mirror",
+	.max_records = 1000,
+	.max_bytes = 104857600,
+	.default_rate_limit = 0,
+	.default_max_concurrency = 8,
+	.check_destination = NULL,
+	.check_sync = http_check_sync,
+	.build = http_build,
+	.read_answer = http_read_answer,
+};
+
+PG_FUNCTION_INFO_V1(retl_urlencode);
+
+/* retl_urlencode(text): the text percent-encoded for a URL path or query (RFC 3986). */
+Datum
+retl_urlencode(PG_FUNCTION_ARGS)
+{
+	text	   *in = PG_GETARG_TEXT_PP(0);
+	const unsigned char *p = (const unsigned char *) VARDATA_ANY(in);
+	int			len = VARSIZE_ANY_EXHDR(in);
+	StringInfoData out;
+
+	initStringInfo(&out);
+	for (int i = 0; i < len; i++)
+	{
+		unsigned char ch = p[i];
+
+		if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+			ch == '-' || ch == '_' || ch == '.' || ch == '~')
+			appendStringInfoChar(&out, (char) ch);
+		else
+			appendStringInfo(&out, "%%%02X", ch);
+	}
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(out.data, out.len));
+}

@@ -1,0 +1,75 @@
+/*
+ * registry.c: the connectors, by destination kind.
+ *
+ * A new connector is a file in src/connectors/ defining a RetlConnector
+ * (connector.h) and one line in the list below.
+ */
+#include "postgres.h"
+
+#include "lib/stringinfo.h"
+
+#include "connectors/connector.h"
+
+static const RetlConnector *const connectors[] = {
+	&retl_webhook_connector,
+	&retl_http_connector,
+	NULL
+};
+
+/* The connector of a kind, or NULL. */
+const RetlConnector *
+retl_connector_or_null(const char *kind)
+{
+	for (int i = 0; kind != NULL && connectors[i] != NULL; i++)
+		if (strcmp(connectors[i]->kind, kind) == 0)
+			return connectors[i];
+	return NULL;
+}
+
+/* "webhook, http, ...": the kinds there are. */
+char *
+retl_connector_kinds(void)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int i = 0; connectors[i] != NULL; i++)
+		appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "", connectors[i]->kind);
+	return buf.data;
+}
+
+/* The connector of a kind; an error for a kind there is none of. */
+const RetlConnector *
+retl_connector(const char *kind)
+{
+	const RetlConnector *c = retl_connector_or_null(kind);
+
+	if (c == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown destination kind \"%s\"", kind ? kind : ""),
+				 errhint("Supported kinds: %s.", retl_connector_kinds())));
+	return c;
+}
+
+/*
+ * The engine's rule for an answer, the same for every record: 2xx
+ * delivered; a connection error, 408, 429 or 5xx retried; any other
+ * status dead-lettered.
+ */
+void
+retl_status_outcomes(RetlRequest *req)
+{
+	RetlOutcome o;
+
+	if (req->curl_code != CURLE_OK)
+		o = RETL_OUTCOME_RETRY;
+	else if (req->status >= 200 && req->status < 300)
+		o = RETL_OUTCOME_DELIVERED;
+	else if (req->status == 408 || req->status == 429 || req->status >= 500)
+		o = RETL_OUTCOME_RETRY;
+	else
+		o = RETL_OUTCOME_DEAD;
+	for (int i = 0; i < req->nrecords; i++)
+		req->records[i].outcome = o;
+}

@@ -1,0 +1,101 @@
+/*
+ * http.h: the HTTP engine of a worker (libcurl multi, driven from the
+ * worker's wait loop).
+ */
+#ifndef RETL_HTTP_H
+#define RETL_HTTP_H
+
+#include <curl/curl.h>
+
+#include "lib/stringinfo.h"
+#include "nodes/pg_list.h"
+#include "utils/timestamp.h"
+
+#define RETL_RESPONSE_EXCERPT 1024
+
+/* What became of one record of a request (set from the answer). */
+typedef enum RetlOutcome
+{
+	RETL_OUTCOME_UNSET = 0,
+	RETL_OUTCOME_DELIVERED,		/* acknowledged: leaves the queue */
+	RETL_OUTCOME_RETRY,			/* tried again with backoff */
+	RETL_OUTCOME_DEAD			/* dead-lettered at once */
+} RetlOutcome;
+
+/* One record of a request: which queue rows it stands for. */
+typedef struct RetlRecord
+{
+	int64		rid;			/* number part of the record id */
+	char	   *record_id;		/* record id sent to the destination */
+	int64	   *queue_ids;		/* queue rows this record covers */
+	int			nqueue_ids;
+	int			attempts;		/* attempts made before this one */
+	char		op;				/* 'u' upsert, 'd' delete, 'i' insert */
+	char	   *key;			/* key as sent (JSON) */
+	char	   *data;			/* data as sent (JSON), NULL for deletes */
+	char	   *captured_at;	/* ISO 8601, UTC */
+	double		first_attempt;	/* epoch seconds, 0 if never attempted */
+	double		captured_epoch; /* epoch seconds of captured_at */
+	uint64		key_hash;		/* jsonb_hash_extended of the queue's key */
+	char	   *unsent;			/* why it cannot be sent (dead-lettered
+								 * alone), or NULL */
+	char	   *known_id;		/* the destination's id for the key, if kept */
+
+	/* outcome, from the answer */
+	RetlOutcome outcome;
+	char	   *message;		/* why it failed, for a failed record (NULL:
+								 * the request's error) */
+	char	   *remember_id;	/* the destination's id for the key, to keep */
+} RetlRecord;
+
+/*
+ * One request in flight.  Everything but the curl handles lives in cxt,
+ * which is deleted with the request.
+ */
+typedef struct RetlRequest
+{
+	MemoryContext cxt;
+	int			sync_id;
+	char	   *sync_name;
+	int			dest_id;
+	int			max_attempts;
+	int64		max_retry_age_ms;
+	long		timeout_ms;
+	bool		follow_redirects;
+	bool		tls_verify;
+	char	   *kind;			/* the destination's connector */
+	const char *method;			/* HTTP method; NULL: POST */
+	bool		keep_response;	/* the whole answer is read (a connector reads it) */
+	char	   *url;
+	StringInfoData body;
+	struct curl_slist *headers;
+	List	   *secrets;		/* secret values used, redacted from errors */
+	int			nrecords;
+	RetlRecord *records;
+	TimestampTz started_at;
+
+	/* outcome */
+	CURL	   *easy;
+	CURLcode	curl_code;
+	char		errbuf[CURL_ERROR_SIZE];
+	long		status;
+	StringInfoData response;	/* its first capture bytes */
+	int			capture;		/* the excerpt, and room to redact across its end */
+	long		retry_after_ms; /* -1 when the response had none */
+	size_t		response_bytes; /* read so far, up to retl.max_response_size */
+	struct curl_slist *resolve; /* retl.test_resolve entries */
+	char		refused[CURL_ERROR_SIZE];	/* why retl refused a connection */
+} RetlRequest;
+
+extern void retl_http_init(void);
+extern void retl_http_start(RetlRequest *req);
+extern void retl_http_wait(long timeout_ms, uint32 wait_event_info);
+extern void retl_http_poll(long ms, uint32 wait_event_info);
+extern RetlRequest *retl_http_next_done(void);
+extern int	retl_http_in_flight(void);
+extern void retl_http_free(RetlRequest *req);
+extern RetlRequest *retl_http_copy(RetlRequest *req, int first, int n);
+extern char *retl_http_redact(RetlRequest *req, const char *text);
+extern char *retl_http_excerpt(RetlRequest *req);
+
+#endif

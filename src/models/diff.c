@@ -1,0 +1,534 @@
+/*
+ * diff.c: diff capture: a run of a scheduled sync, and its preview.
+ *
+ * A run evaluates the sync's query as the sync's owner (so grants and
+ * row-level security apply) into a temporary table of (key, mapped data,
+ * hash), then, as the extension, compares it by key with retl.snapshots
+ * (what was last synced) and queues added, changed and removed keys, and
+ * rewrites the snapshot.  Everything is set-based SQL executed by
+ * PostgreSQL, so a large result is diffed in bounded memory (sorts and
+ * hashes spill to disk), and it all happens in the caller's transaction:
+ * a crash or an error leaves the previous snapshot and queue intact.
+ *
+ * The worker runs it in its own transaction, with no request in flight
+ * being waited for; retl_preview() runs it in a subtransaction that is
+ * rolled back, returning what would be queued.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "parser/parser.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/regproc.h"
+
+#include "base/identity.h"
+#include "models/diff.h"
+#include "sync/mapping.h"
+#include "sync/owner.h"
+
+/* A query given as a source, without trailing semicolons and blanks. */
+static char *
+trimmed_query(const char *query)
+{
+	char	   *q = pstrdup(query);
+	int			len = strlen(q);
+
+	while (len > 0 && (q[len - 1] == ';' || isspace((unsigned char) q[len - 1])))
+		q[--len] = '\0';
+	return q;
+}
+
+/* The SQL text of a sync's source as a query. */
+static char *
+source_query(RetlSync *sync)
+{
+	if (sync->query)
+		return trimmed_query(sync->query);
+	retl_check_source(sync);
+	return psprintf("SELECT * FROM ONLY %s",
+					format_type_be_qualified(get_rel_type_id(sync->relid)));
+}
+
+static void
+exec(const char *sql, int expected)
+{
+	int			rc = SPI_execute(sql, false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "retl: SPI_execute failed (%d): %s", rc, sql);
+}
+
+/* A fresh pg_temp.retl_run_rows, writable by owner. */
+static void
+make_run_table(Oid owner)
+{
+	retl_owner_temp_table(owner, "retl_run_rows",
+						  "key pg_catalog.jsonb, data pg_catalog.jsonb, hash pg_catalog.text");
+}
+
+/* "SELECT jsonb_build_array(q.k1, ...)" for key columns of a query aliased q */
+static void
+append_key_array(StringInfo sql, char **keys, int nkeys)
+{
+	appendStringInfoString(sql, "pg_catalog.jsonb_build_array(");
+	for (int i = 0; i < nkeys; i++)
+		appendStringInfo(sql, "%sq.%s", i > 0 ? ", " : "", quote_identifier(keys[i]));
+	appendStringInfoChar(sql, ')');
+}
+
+/* A NULL key in pg_temp.retl_run_rows fails the run, showing one. */
+static void
+check_null_keys(const char *what)
+{
+	exec("SELECT key::text FROM pg_temp.retl_run_rows"
+		 " WHERE key OPERATOR(pg_catalog.@>) '[null]' LIMIT 1", SPI_OK_SELECT);
+	if (SPI_processed > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NOT_NULL_VIOLATION),
+				 errmsg("the result of %s has a NULL key: %s", what,
+						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)),
+				 errhint("Every row needs a key; filter out rows whose key is NULL.")));
+}
+
+/*
+ * Evaluate the source into pg_temp.retl_run_rows (the query as the sync's
+ * owner; an audience's current members), then reject NULL and duplicate
+ * keys.  Returns the number of rows.
+ */
+static int64
+evaluate(RetlSync *sync, const char *path)
+{
+	StringInfoData sql;
+	int64		rows;
+
+	make_run_table(sync->owner);
+	initStringInfo(&sql);
+	if (sync->audience_id)
+	{
+		/* membership was computed as the audience's owner */
+		appendStringInfoString(&sql, "INSERT INTO pg_temp.retl_run_rows (key, data, hash) "
+							   "SELECT m.key, d.data, pg_catalog.md5(d.data::text)"
+							   " FROM retl.audience_member_store m, LATERAL (SELECT ");
+		retl_append_key_object(&sql, sync, "m.key");
+		appendStringInfo(&sql, ") d(data) WHERE m.audience_id = %d", sync->audience_id);
+		exec(sql.data, SPI_OK_INSERT);
+		return (int64) SPI_processed;
+	}
+
+	appendStringInfoString(&sql, "INSERT INTO pg_temp.retl_run_rows (key, data, hash) SELECT ");
+	append_key_array(&sql, sync->key_names, sync->nkeys);
+	appendStringInfoString(&sql, ", d.data, pg_catalog.md5(d.data::text) FROM (");
+	appendStringInfoString(&sql, source_query(sync));
+	appendStringInfoString(&sql, "\n) q, LATERAL (SELECT ");
+	retl_append_row_data(&sql, sync, "q");
+	appendStringInfoString(&sql, ") d(data)");
+	rows = retl_owner_insert(sync->owner, sql.data, path);
+
+	check_null_keys(psprintf("sync \"%s\"", sync->name));
+	exec("SELECT key::text FROM pg_temp.retl_run_rows GROUP BY key"
+		 " HAVING pg_catalog.count(*) > 1 LIMIT 1", SPI_OK_SELECT);
+	if (SPI_processed > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNIQUE_VIOLATION),
+				 errmsg("the result of sync \"%s\" has duplicate key %s", sync->name,
+						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)),
+				 errhint("The key must identify one row of the result.")));
+	return rows;
+}
+
+/* Queue ops a mode sends: A(dded), C(hanged), R(emoved). */
+static const char *
+mode_ops(RetlSync *sync)
+{
+	switch (sync->mode)
+	{
+		case 'i':
+			return "{A}";
+		case 'p':
+			return "{C}";
+		case 'm':
+			return "{A,C,R}";
+		default:
+			return "{A,C}";
+	}
+}
+
+/* The diff of the evaluated rows against the snapshot, as a CTE named d. */
+static const char *diff_cte =
+"WITH s AS (SELECT sn.key, sn.hash FROM retl.snapshots sn WHERE sn.sync_id = $1),"
+" d AS ("
+"  SELECT c.key, c.data, c.hash, CASE WHEN s.key IS NULL THEN 'A' ELSE 'C' END AS op"
+"    FROM pg_temp.retl_run_rows c LEFT JOIN s ON s.key = c.key"
+"   WHERE s.key IS NULL OR s.hash <> c.hash"
+"  UNION ALL"
+"  SELECT s.key, NULL::jsonb, NULL::text, 'R' FROM s"
+"   WHERE NOT EXISTS (SELECT 1 FROM pg_temp.retl_run_rows c WHERE c.key = s.key))";
+
+/*
+ * Run a diff sync in the current transaction (SPI connected): queue what
+ * changed (unless !send) and rewrite the snapshot.
+ */
+void
+retl_diff_run(RetlSync *sync, bool send, RetlRunCounts *counts)
+{
+	Oid			types[2] = {INT4OID, TEXTOID};
+	Datum		values[2];
+	StringInfoData sql;
+	HeapTuple	tup;
+
+	memset(counts, 0, sizeof(RetlRunCounts));
+	counts->rows = evaluate(sync, sync->search_path);
+	values[0] = Int32GetDatum(sync->id);
+
+	if (sync->mode == 'a')
+	{
+		/* every row of every run is an event; no snapshot */
+		if (send && SPI_execute_with_args("INSERT INTO retl.queue (sync_id, op, key, data)"
+										  " SELECT $1, 'E', key, data FROM pg_temp.retl_run_rows",
+										  1, types, values, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "retl: could not queue the rows of a run");
+		counts->added = counts->rows;
+		return;
+	}
+
+	/*
+	 * The differences, kept once: the queue and the snapshot are written
+	 * from them, so an unchanged row costs no write at all.
+	 */
+	exec("CREATE TEMP TABLE retl_run_diff (key jsonb, data jsonb, hash text, op text) ON COMMIT DROP",
+		 SPI_OK_UTILITY);
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "%s INSERT INTO pg_temp.retl_run_diff SELECT d.key, d.data, d.hash, d.op FROM d",
+					 diff_cte);
+	if (SPI_execute_with_args(sql.data, 1, types, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "retl: could not diff the result of sync \"%s\"", sync->name);
+
+	values[1] = CStringGetTextDatum(send ? mode_ops(sync) : "{}");
+	if (SPI_execute_with_args("INSERT INTO retl.queue (sync_id, op, key, data)"
+							  " SELECT $1, d.op::\"char\", d.key, d.data FROM pg_temp.retl_run_diff d"
+							  " WHERE d.op = ANY ($2::text[])",
+							  2, types, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "retl: could not queue the changes of sync \"%s\"", sync->name);
+	counts->queued = (int64) SPI_processed;
+
+	exec("SELECT pg_catalog.count(*) FILTER (WHERE op = 'A'), pg_catalog.count(*) FILTER (WHERE op = 'C'),"
+		 " pg_catalog.count(*) FILTER (WHERE op = 'R') FROM pg_temp.retl_run_diff", SPI_OK_SELECT);
+	tup = SPI_tuptable->vals[0];
+	counts->added = strtoi64(SPI_getvalue(tup, SPI_tuptable->tupdesc, 1), NULL, 10);
+	counts->changed = strtoi64(SPI_getvalue(tup, SPI_tuptable->tupdesc, 2), NULL, 10);
+	counts->removed = strtoi64(SPI_getvalue(tup, SPI_tuptable->tupdesc, 3), NULL, 10);
+
+	if (SPI_execute_with_args("DELETE FROM retl.snapshots sn USING pg_temp.retl_run_diff d"
+							  " WHERE sn.sync_id = $1 AND d.op = 'R' AND sn.key = d.key",
+							  1, types, values, NULL, false, 0) != SPI_OK_DELETE ||
+		SPI_execute_with_args("INSERT INTO retl.snapshots AS sn (sync_id, key, hash)"
+							  " SELECT $1, d.key, d.hash FROM pg_temp.retl_run_diff d WHERE d.op <> 'R'"
+							  " ON CONFLICT (sync_id, key) DO UPDATE SET hash = EXCLUDED.hash",
+							  1, types, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "retl: could not save the snapshot of sync \"%s\"", sync->name);
+	exec("DROP TABLE pg_temp.retl_run_diff", SPI_OK_UTILITY);
+}
+
+/*
+ * Recompute an audience's membership in the current transaction: members
+ * who entered or exited are recorded as events, and the syncs of the
+ * audience are queued to run.
+ */
+void
+retl_audience_refresh(int audience_id)
+{
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(audience_id)};
+	char	   *query;
+	char	   *name;
+	char	   *path;
+	Oid			owner;
+	Datum	   *keys;
+	int			nkeys;
+	char	  **names;
+	bool		isnull;
+	StringInfoData sql;
+
+	if (SPI_execute_with_args("SELECT query, owner::oid, key_columns, name, search_path FROM retl.audience_store WHERE id = $1",
+							  1, types, values, NULL, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
+		ereport(ERROR, (errmsg("audience %d was dropped", audience_id)));
+	query = trimmed_query(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+	name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
+	path = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5);
+	owner = (Oid) strtoul(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2), NULL, 10);
+	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull)),
+					  TEXTOID, -1, false, TYPALIGN_INT, &keys, NULL, &nkeys);
+	names = palloc(sizeof(char *) * nkeys);
+	for (int i = 0; i < nkeys; i++)
+		names[i] = TextDatumGetCString(keys[i]);
+
+	make_run_table(owner);
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "INSERT INTO pg_temp.retl_run_rows (key) SELECT DISTINCT ");
+	append_key_array(&sql, names, nkeys);
+	appendStringInfo(&sql, " FROM (%s\n) q", query);
+	(void) retl_owner_insert(owner, sql.data, path);
+
+	check_null_keys(psprintf("audience \"%s\"", name));
+
+	if (SPI_execute_with_args("WITH entered AS ("
+							  " INSERT INTO retl.audience_member_store (audience_id, key, since)"
+							  " SELECT $1, c.key, pg_catalog.now() FROM pg_temp.retl_run_rows c"
+							  " ON CONFLICT DO NOTHING RETURNING key),"
+							  " exited AS ("
+							  " DELETE FROM retl.audience_member_store m WHERE m.audience_id = $1"
+							  " AND NOT EXISTS (SELECT 1 FROM pg_temp.retl_run_rows c WHERE c.key = m.key)"
+							  " RETURNING key)"
+							  " INSERT INTO retl.audience_event_store (audience_id, key, event, at)"
+							  " SELECT $1, key, 'entered', pg_catalog.now() FROM entered"
+							  " UNION ALL SELECT $1, key, 'exited', pg_catalog.now() FROM exited",
+							  1, types, values, NULL, false, 0) != SPI_OK_INSERT ||
+		SPI_execute_with_args("UPDATE retl.audience_store SET last_refresh_at = pg_catalog.now(),"
+							  " last_error = NULL WHERE id = $1",
+							  1, types, values, NULL, false, 0) != SPI_OK_UPDATE ||
+		SPI_execute_with_args("INSERT INTO retl.run_store (sync_id, why)"
+							  " SELECT s.id, 'after' FROM retl.syncs s WHERE s.audience_id = $1"
+							  " AND NOT s.paused",
+							  1, types, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "retl: could not record the members of audience %d", audience_id);
+}
+
+PG_FUNCTION_INFO_V1(retl_source_is_query);
+PG_FUNCTION_INFO_V1(retl_query_text);
+PG_FUNCTION_INFO_V1(retl_query_columns);
+PG_FUNCTION_INFO_V1(retl_preview);
+
+/*
+ * retl._source_is_query(source): true for one SELECT (or VALUES, TABLE,
+ * WITH ... SELECT) statement, false for a relation name, as PostgreSQL's
+ * own parser reads them; an error for anything else.
+ */
+Datum
+retl_source_is_query(PG_FUNCTION_ARGS)
+{
+	char	   *source = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	List	   *volatile parsed = NIL;
+	ErrorData  *volatile parse_error = NULL;
+	RawStmt    *raw;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		parsed = raw_parser(source, RAW_PARSE_DEFAULT);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		parse_error = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+
+	if (parse_error)
+	{
+		/* Not SQL: a relation name, if it reads as one. */
+		List	   *names = NIL;
+
+		PG_TRY();
+		{
+			names = stringToQualifiedNameList(source);
+		}
+		PG_CATCH();
+		{
+			FlushErrorState();
+			/* the parser's position is in the source, not in the caller's query */
+			ereport(ERROR,
+					(errcode(ERRCODE_SYNTAX_ERROR),
+					 errmsg("sync source is neither a table name nor a valid query: %s",
+							parse_error->message),
+					 errhint("Give a table name (schema-qualified or on the search_path) or a SELECT query.")));
+		}
+		PG_END_TRY();
+		(void) names;
+		PG_RETURN_BOOL(false);
+	}
+	if (list_length(parsed) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a sync source must be one query, not %d statements", list_length(parsed))));
+	raw = linitial_node(RawStmt, parsed);
+	if (!IsA(raw->stmt, SelectStmt))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a sync source must be a table name or a SELECT query"),
+				 errhint("Statements that change data cannot be a source.")));
+	PG_RETURN_BOOL(true);
+}
+
+/*
+ * retl._query_text(query): the one statement of a query source, as the
+ * parser delimits it: without a trailing semicolon or what follows it.
+ */
+Datum
+retl_query_text(PG_FUNCTION_ARGS)
+{
+	char	   *source = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	List	   *parsed = raw_parser(source, RAW_PARSE_DEFAULT);
+	RawStmt    *raw;
+	int			len;
+
+	if (list_length(parsed) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a query source must be one statement, not %d", list_length(parsed))));
+	raw = linitial_node(RawStmt, parsed);
+	len = raw->stmt_len > 0 ? raw->stmt_len : (int) strlen(source) - raw->stmt_location;
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(source + raw->stmt_location, len));
+}
+
+static void
+describe(void *arg)
+{
+	if (SPI_execute(psprintf("SELECT * FROM (%s\n) q LIMIT 0", (char *) arg), true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "retl: could not describe the query");
+}
+
+/*
+ * retl._query_columns(query, run_as, search_path): the name and type of
+ * each result column, the query planned as the role it will run as (so its
+ * privileges are checked now) with the search_path of the caller who gave it.
+ */
+Datum
+retl_query_columns(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *query = trimmed_query(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	TupleDesc	desc;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "retl: SPI_connect failed");
+	retl_with_path(PG_GETARG_OID(1), text_to_cstring(PG_GETARG_TEXT_PP(2)), describe, query);
+	desc = SPI_tuptable->tupdesc;
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Datum		values[2];
+		bool		nulls[2] = {false, false};
+
+		values[0] = CStringGetTextDatum(NameStr(TupleDescAttr(desc, i)->attname));
+		values[1] = ObjectIdGetDatum(TupleDescAttr(desc, i)->atttypid);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	SPI_finish();
+	return (Datum) 0;
+}
+
+/*
+ * retl_preview(sync, n): the first n records the next run would send
+ * (op, key, data), computed like a run in a subtransaction rolled back.
+ */
+Datum
+retl_preview(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *name;
+	int			n = PG_ARGISNULL(1) ? 10 : PG_GETARG_INT32(1);
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	List	   *syncs;
+	RetlSync   *sync;
+	Oid			types[2] = {INT4OID, TEXTOID};
+	Oid			lookup_types[2] = {TEXTOID, REGROLEOID};
+	Datum		values[2];
+	StringInfoData sql;
+	Oid			save_uid;
+	int			save_sec;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("sync name must not be null")));
+	if (n < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("n must not be negative")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	InitMaterializedSRF(fcinfo, 0);
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "retl: SPI_connect failed");
+		/* as the extension (the sync's query runs as its owner), for a caller who may */
+		values[0] = CStringGetTextDatum(name);
+		values[1] = ObjectIdGetDatum(GetUserId());
+		(void) retl_begin_as(retl_extension_owner(), SECURITY_LOCAL_USERID_CHANGE,
+							 RETL_SAFE_PATH, &save_uid, &save_sec);
+		if (SPI_execute_with_args("SELECT retl._own_sync($1, $2)", 2, lookup_types,
+								  values, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "retl: could not look up sync");
+		syncs = retl_sync_load(pg_strtoint32(SPI_getvalue(SPI_tuptable->vals[0],
+																  SPI_tuptable->tupdesc, 1)));
+		sync = linitial(syncs);
+		if (!sync->diff)
+			ereport(ERROR,
+					(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+					 errmsg("sync \"%s\" delivers changes in real time and has no runs to preview", name),
+					 errhint("See retl.sync_status for its queue.")));
+		/* the query runs as its owner, with its creator's search_path, as in runs */
+		(void) evaluate(sync, sync->search_path);
+
+		initStringInfo(&sql);
+		if (sync->mode == 'a')
+			appendStringInfoString(&sql, "WITH d AS (SELECT c.key, c.data, 'E' AS op FROM pg_temp.retl_run_rows c)");
+		else
+			appendStringInfoString(&sql, diff_cte);
+		appendStringInfo(&sql, " SELECT CASE d.op WHEN 'R' THEN 'delete' WHEN 'E' THEN 'insert'"
+						 " WHEN 'A' THEN '%s' ELSE 'upsert' END, ",
+						 sync->mode == 'i' ? "insert" : "upsert");
+		retl_append_key_object(&sql, sync, "d.key");
+		appendStringInfo(&sql, ", d.data FROM d WHERE d.op = ANY ($2::text[]) ORDER BY d.op, d.key LIMIT %d", n);
+		values[0] = Int32GetDatum(sync->id);
+		values[1] = CStringGetTextDatum(sync->mode == 'a' ? "{E}" : mode_ops(sync));
+		if (SPI_execute_with_args(sql.data, 2, types, values, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "retl: could not preview sync \"%s\"", name);
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			Datum		row[3];
+			bool		nulls[3];
+
+			for (int c = 0; c < 3; c++)
+				row[c] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, c + 1, &nulls[c]);
+			/* copied by the tuplestore, which outlives the subtransaction */
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, nulls);
+		}
+		SPI_finish();
+		/* a preview changes nothing; the rollback also ends the owner's identity */
+		RollbackAndReleaseCurrentSubTransaction();
+		Assert(GetUserId() == save_uid);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return (Datum) 0;
+}

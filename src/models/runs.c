@@ -1,0 +1,247 @@
+/*
+ * runs.c: scheduling and recording runs of diff syncs (retl.run_store).
+ *
+ * A run is queued by the schedule (when next_run_at has passed; the next
+ * time is computed from now, so a late worker does not pile runs up), by
+ * retl_run_sync() (visible once its transaction commits), by a chained
+ * sync finishing, or by retl_resync().  The worker takes the oldest queued
+ * run, marks it running and commits, then runs it in a transaction of its
+ * own and records the outcome: runs of one sync never overlap, since one
+ * worker runs them one at a time.  A run interrupted by a crash is marked
+ * failed when the worker starts again; its changes were rolled back.
+ *
+ * Called by the worker inside a short transaction with SPI connected.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+
+#include "base/guc.h"
+#include "base/subxact.h"
+#include "models/runs.h"
+#include "queue/queue.h"
+
+/* Runs left 'running' by a worker that stopped: they did not happen. */
+void
+retl_runs_recover(void)
+{
+	if (SPI_execute("UPDATE retl.run_store SET status = 'failed', finished_at = pg_catalog.now(),"
+					" error = 'interrupted: the worker stopped during the run; nothing of it was kept'"
+					" WHERE status = 'running'", false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "retl: could not recover interrupted runs");
+}
+
+/* The next run of a sync whose schedule fails to compute: in an hour. */
+#define SCHEDULE_RETRY "1 hour"
+
+static void
+schedule_one(void *arg)
+{
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(*(int *) arg)};
+
+	if (SPI_execute_with_args("UPDATE retl.syncs s SET next_run_at = retl._next_run(s.schedule, pg_catalog.now())"
+							  " WHERE s.id = $1", 1, types, values, NULL, false, 0) != SPI_OK_UPDATE ||
+		SPI_execute_with_args("INSERT INTO retl.run_store (sync_id, why) SELECT $1, 'schedule'"
+							  " WHERE NOT EXISTS (SELECT 1 FROM retl.run_store r"
+							  "  WHERE r.sync_id = $1 AND r.status = 'queued')",
+							  1, types, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "retl: could not queue the scheduled run of sync %d", *(int *) arg);
+}
+
+/*
+ * Queue the runs of syncs whose time has come, each in a subtransaction:
+ * a schedule whose next time cannot be computed (an interval that leaves
+ * the range of timestamps, from a catalog older than the checks at
+ * creation) makes its own sync fail, tried again an hour later, and never
+ * stops the worker or the other syncs.
+ */
+static void
+schedule_due(void)
+{
+	List	   *due = NIL;
+	ListCell   *lc;
+
+	if (SPI_execute("SELECT s.id FROM retl.syncs s WHERE s.capture = 'diff' AND NOT s.paused"
+					" AND s.next_run_at <= pg_catalog.now() ORDER BY s.next_run_at",
+					true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "retl: could not read the scheduled syncs");
+	for (uint64 i = 0; i < SPI_processed; i++)
+		due = lappend_int(due, pg_strtoint32(SPI_getvalue(SPI_tuptable->vals[i],
+														   SPI_tuptable->tupdesc, 1)));
+	foreach(lc, due)
+	{
+		int			sync_id = lfirst_int(lc);
+		ErrorData  *edata = retl_in_subtransaction(schedule_one, &sync_id);
+		Oid			types[1] = {INT4OID};
+		Datum		values[1] = {Int32GetDatum(sync_id)};
+		char	   *message;
+
+		if (edata == NULL)
+			continue;
+		message = psprintf("could not compute the next run of the schedule: %s", edata->message);
+		FreeErrorData(edata);
+		ereport(WARNING, (errmsg("retl sync %d: %s", sync_id, message)));
+		if (SPI_execute_with_args("UPDATE retl.syncs SET next_run_at = pg_catalog.now() + interval '"
+								  SCHEDULE_RETRY "' WHERE id = $1",
+								  1, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "retl: could not put off the schedule of sync %d", sync_id);
+		retl_queue_sync_error(sync_id, message);
+	}
+}
+
+/*
+ * Queue due scheduled runs, then take the oldest queued run of an active
+ * sync and mark it running.  False when there is none.
+ */
+bool
+retl_runs_claim(int64 *run_id, int *sync_id, bool *send)
+{
+	schedule_due();
+	if (SPI_execute("UPDATE retl.run_store r SET status = 'running', started_at = pg_catalog.now()"
+					" WHERE r.id = (SELECT r2.id FROM retl.run_store r2"
+					"  JOIN retl.syncs s ON s.id = r2.sync_id"
+					"  WHERE r2.status = 'queued' AND NOT s.paused ORDER BY r2.id LIMIT 1)"
+					" RETURNING r.id, r.sync_id, r.send", false, 0) != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "retl: could not take a queued run");
+	if (SPI_processed == 0)
+		return false;
+	*run_id = strtoi64(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), NULL, 10);
+	*sync_id = pg_strtoint32(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
+	*send = strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3), "t") == 0;
+	return true;
+}
+
+/* In the run's transaction: record its counts and start chained syncs. */
+void
+retl_runs_succeeded(int64 run_id, RetlSync *sync, RetlRunCounts *counts)
+{
+	Oid			types[6] = {INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, TEXTOID};
+	Datum		values[6];
+
+	values[0] = Int64GetDatum(run_id);
+	values[1] = Int64GetDatum(counts->rows);
+	values[2] = Int64GetDatum(counts->added);
+	values[3] = Int64GetDatum(counts->changed);
+	values[4] = Int64GetDatum(counts->removed);
+	values[5] = CStringGetTextDatum(sync->name);
+	if (SPI_execute_with_args("UPDATE retl.run_store SET status = 'succeeded',"
+							  " finished_at = pg_catalog.clock_timestamp(), rows = $2, added = $3,"
+							  " changed = $4, removed = $5 WHERE id = $1",
+							  5, types, values, NULL, false, 0) != SPI_OK_UPDATE ||
+		SPI_execute_with_args("INSERT INTO retl.run_store (sync_id, why)"
+							  " SELECT s.id, 'after' FROM retl.syncs s"
+							  " WHERE s.options ->> 'after' = $6 AND s.capture = 'diff'"
+							  " AND NOT s.paused AND $1 IS NOT NULL",
+							  6, types, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "retl: could not record run " INT64_FORMAT, run_id);
+	retl_runs_prune(sync->id);
+}
+
+/*
+ * Delete finished runs beyond retl.run_history, of one sync (after each of
+ * its runs) or of all (sync_id 0: now and then, for a changed setting):
+ * past the last N of each sync, or finished longer ago than the age it
+ * gives.  Each sync's latest finished run stays, whatever its age
+ * (retl.sync_status shows it).
+ */
+void
+retl_runs_prune(int sync_id)
+{
+	Oid			types[2] = {INT8OID, INT4OID};
+	Datum		values[2];
+
+	values[0] = Int64GetDatum(retl_run_history_count > 0 ?
+							  (int64) retl_run_history_count - 1 : retl_run_history_secs);
+	values[1] = Int32GetDatum(sync_id);
+	if (SPI_execute_with_args(retl_run_history_count > 0 ?
+							  "DELETE FROM retl.run_store r USING ("
+							  " SELECT s.id, (SELECT r2.id FROM retl.run_store r2"
+							  "  WHERE r2.sync_id = s.id AND r2.status IN ('succeeded', 'failed')"
+							  "  ORDER BY r2.id DESC OFFSET $1 LIMIT 1) AS last_kept"
+							  " FROM retl.syncs s WHERE $2 = 0 OR s.id = $2) k"
+							  " WHERE r.sync_id = k.id AND r.id < k.last_kept"
+							  " AND r.status IN ('succeeded', 'failed')" :
+							  "DELETE FROM retl.run_store r"
+							  " WHERE ($2 = 0 OR r.sync_id = $2) AND r.status IN ('succeeded', 'failed')"
+							  " AND r.finished_at < pg_catalog.now() - $1 * interval '1 second'"
+							  " AND r.id < (SELECT pg_catalog.max(r2.id) FROM retl.run_store r2"
+							  "  WHERE r2.sync_id = r.sync_id AND r2.status IN ('succeeded', 'failed'))",
+							  2, types, values, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "retl: could not prune retl.runs");
+}
+
+/* In a transaction of its own, after the run's was rolled back. */
+void
+retl_runs_failed(int64 run_id, int sync_id, const char *error)
+{
+	Oid			types[2] = {INT8OID, TEXTOID};
+	Datum		values[2] = {Int64GetDatum(run_id), CStringGetTextDatum(error)};
+
+	if (SPI_execute_with_args("UPDATE retl.run_store SET status = 'failed',"
+							  " finished_at = pg_catalog.clock_timestamp(), error = $2 WHERE id = $1",
+							  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "retl: could not record run " INT64_FORMAT, run_id);
+	retl_runs_prune(sync_id);
+}
+
+static void
+reschedule_audience(void *arg)
+{
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(*(int *) arg)};
+
+	if (SPI_execute_with_args("UPDATE retl.audience_store a"
+							  " SET next_refresh_at = retl._next_run(a.schedule, pg_catalog.now())"
+							  " WHERE a.id = $1", 1, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "retl: could not schedule audience %d", *(int *) arg);
+}
+
+/*
+ * Take the audience whose refresh is most overdue, moving its next refresh
+ * time on (from now, so a late worker does not pile refreshes up).  One
+ * whose schedule fails to compute is not refreshed: it shows the error and
+ * is tried again an hour later.
+ */
+bool
+retl_audiences_claim(int *audience_id)
+{
+	ErrorData  *edata;
+
+	if (SPI_execute("SELECT a.id FROM retl.audience_store a WHERE a.next_refresh_at <= pg_catalog.now()"
+					" ORDER BY a.next_refresh_at LIMIT 1", true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "retl: could not read the audiences");
+	if (SPI_processed == 0)
+		return false;
+	*audience_id = pg_strtoint32(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+	edata = retl_in_subtransaction(reschedule_audience, audience_id);
+	if (edata != NULL)
+	{
+		Oid			types[2] = {INT4OID, TEXTOID};
+		Datum		values[2] = {Int32GetDatum(*audience_id),
+			CStringGetTextDatum(psprintf("could not compute the next refresh of the schedule: %s",
+										 edata->message))};
+
+		FreeErrorData(edata);
+		if (SPI_execute_with_args("UPDATE retl.audience_store SET last_error = $2,"
+								  " next_refresh_at = pg_catalog.now() + interval '" SCHEDULE_RETRY "'"
+								  " WHERE id = $1", 2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "retl: could not put off audience %d", *audience_id);
+		return false;
+	}
+	return true;
+}
+
+/* In a transaction of its own, after the refresh's was rolled back. */
+void
+retl_audience_failed(int audience_id, const char *error)
+{
+	Oid			types[2] = {INT4OID, TEXTOID};
+	Datum		values[2] = {Int32GetDatum(audience_id), CStringGetTextDatum(error)};
+
+	if (SPI_execute_with_args("UPDATE retl.audience_store SET last_error = $2 WHERE id = $1",
+							  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "retl: could not record the failure of audience %d", audience_id);
+}

@@ -1,0 +1,17 @@
+/*
+ * runs.h: scheduling and recording runs of diff syncs.
+ */
+#ifndef RETL_RUNS_H
+#define RETL_RUNS_H
+
+#include "models/diff.h"
+
+extern void retl_runs_recover(void);
+extern bool retl_runs_claim(int64 *run_id, int *sync_id, bool *send);
+extern void retl_runs_succeeded(int64 run_id, RetlSync *sync, RetlRunCounts *counts);
+extern void retl_runs_failed(int64 run_id, int sync_id, const char *error);
+extern void retl_runs_prune(int sync_id);
+extern bool retl_audiences_claim(int *audience_id);
+extern void retl_audience_failed(int audience_id, const char *error);
+
+#endif

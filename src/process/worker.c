@@ -1,0 +1,822 @@
+/*
+ * worker.c: the per-database worker ("retl worker").
+ *
+ * The launcher starts one per database.  Each iteration of its loop:
+ *
+ *   1. records the outcomes of finished requests (one short transaction);
+ *   2. for every active sync with no request in flight, queues a backfill
+ *      chunk and claims a batch, building its request (one short
+ *      transaction, one subtransaction per sync so a broken sync only
+ *      marks itself failing);
+ *   3. hands the new requests to libcurl, with no transaction open;
+ *   4. waits on its latch and libcurl's sockets together.
+ *
+ * Nothing is held between iterations: no transaction, snapshot or lock,
+ * so DROP EXTENSION, VACUUM and DDL on source tables never wait for a slow
+ * destination.  The worker exits when the extension is dropped; the launcher
+ * starts it again on CREATE EXTENSION.  Each iteration's allocations go in a
+ * memory context reset every time, so its size stays flat.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_extension.h"
+#include "catalog/pg_type.h"
+#include "storage/lmgr.h"
+#include "utils/inval.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "base/guc.h"
+#include "base/identity.h"
+#include "base/shmem.h"
+#include "base/subxact.h"
+#include "capture/backfill.h"
+#include "capture/stream.h"
+#include "delivery/http.h"
+#include "delivery/stats.h"
+#include "models/runs.h"
+#include "process/worker.h"
+#include "queue/counters.h"
+#include "queue/mark.h"
+#include "queue/queue.h"
+#include "sync/dest.h"
+
+/* The extension version this library serves: retl.control's default_version. */
+#define RETL_VERSION "0.2"
+
+/* A sync that failed to build a request is left alone for a while. */
+typedef struct SyncBackoff
+{
+	int			sync_id;
+	int			failures;
+	TimestampTz not_before;
+} SyncBackoff;
+
+static List *backoffs = NIL;	/* SyncBackoff *, in TopMemoryContext */
+static RetlDbState exit_state = RETL_DB_RESTART;
+static bool served = false;		/* found the extension at least once */
+static Oid	worker_dboid = InvalidOid;
+
+/* Leave the database's slot, telling the launcher what to do next. */
+static void
+worker_detach(int code, Datum arg)
+{
+	RetlDbSlot *slot;
+
+	LWLockAcquire(retl_shared->lock, LW_EXCLUSIVE);
+	slot = retl_find_slot(worker_dboid);
+	if (slot && slot->pid == MyProcPid)
+	{
+		slot->pid = 0;
+		slot->latch = NULL;
+		if (slot->state != RETL_DB_HOLD)
+		{
+			if (exit_state == RETL_DB_IDLE && !slot->start_requested)
+				slot->state = RETL_DB_IDLE;
+			else
+			{
+				slot->state = RETL_DB_RESTART;
+				slot->not_before = slot->start_requested ? 0 :
+					TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
+			}
+		}
+	}
+	LWLockRelease(retl_shared->lock);
+	retl_stats_forget(worker_dboid);
+	retl_wake_launcher();
+}
+
+/* Claim the database's slot; false if another worker already serves it. */
+static bool
+worker_attach(Oid dboid)
+{
+	RetlDbSlot *slot;
+	bool		ok = false;
+
+	LWLockAcquire(retl_shared->lock, LW_EXCLUSIVE);
+	slot = retl_find_or_add_slot(dboid);
+	if (slot && slot->pid == 0 && slot->state != RETL_DB_HOLD)
+	{
+		slot->pid = MyProcPid;
+		slot->latch = MyLatch;
+		slot->state = RETL_DB_RUNNING;
+		slot->start_requested = false;
+		ok = true;
+	}
+	LWLockRelease(retl_shared->lock);
+	return ok;
+}
+
+static bool
+sync_backed_off(int sync_id, TimestampTz now)
+{
+	ListCell   *lc;
+
+	foreach(lc, backoffs)
+	{
+		SyncBackoff *b = lfirst(lc);
+
+		if (b->sync_id == sync_id)
+			return now < b->not_before;
+	}
+	return false;
+}
+
+static void
+sync_succeeded(int sync_id)
+{
+	ListCell   *lc;
+
+	foreach(lc, backoffs)
+	{
+		SyncBackoff *b = lfirst(lc);
+
+		if (b->sync_id == sync_id)
+		{
+			backoffs = foreach_delete_current(backoffs, lc);
+			pfree(b);
+			return;
+		}
+	}
+}
+
+static void
+sync_failed(int sync_id)
+{
+	ListCell   *lc;
+	SyncBackoff *b = NULL;
+	MemoryContext old;
+	int64		delay;
+
+	foreach(lc, backoffs)
+		if (((SyncBackoff *) lfirst(lc))->sync_id == sync_id)
+			b = lfirst(lc);
+	if (b == NULL)
+	{
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		b = palloc0(sizeof(SyncBackoff));
+		b->sync_id = sync_id;
+		backoffs = lappend(backoffs, b);
+		MemoryContextSwitchTo(old);
+	}
+	b->failures++;
+	delay = Min((int64) retl_retry_base_ms << Min(b->failures - 1, 20), (int64) retl_retry_max_ms);
+	b->not_before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay);
+}
+
+/*
+ * Lock the extension for the rest of this short transaction, so DROP
+ * EXTENSION waits for it (briefly) instead of pulling the catalog from
+ * under it.  False when the extension is gone.
+ */
+static bool
+lock_extension(void)
+{
+	Oid			extoid = get_extension_oid("retl", true);
+
+	if (!OidIsValid(extoid))
+		return false;
+	LockDatabaseObject(ExtensionRelationId, extoid, 0, AccessShareLock);
+	/* a DROP EXTENSION may have committed while we waited for the lock */
+	AcceptInvalidationMessages();
+	return OidIsValid(get_extension_oid("retl", true));
+}
+
+/*
+ * The extension was dropped: leave quietly; CREATE EXTENSION starts us
+ * again.  Its logical slot goes with it, so it never holds WAL for nothing.
+ */
+static void
+exit_without_extension(void)
+{
+	retl_stream_drop_slot(false);
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+	/* a probe of a database without retl is routine; a DROP EXTENSION is news */
+	ereport(served ? LOG : DEBUG1,
+			(errmsg("retl worker stopping: extension \"retl\" is not installed in this database")));
+	exit_state = RETL_DB_IDLE;
+	proc_exit(0);
+}
+
+static void begin_txn(void);
+static void end_txn(void);
+
+/*
+ * The extension in this database must be the version this library serves
+ * (a new library installed before ALTER EXTENSION retl UPDATE): until it
+ * is, the worker waits and says so, sending nothing.
+ */
+static void
+wait_for_version(void)
+{
+	bool		said = false;
+
+	for (;;)
+	{
+		char	   *version;
+
+		begin_txn();
+		if (!lock_extension())
+			exit_without_extension();
+		if (SPI_execute("SELECT e.extversion FROM pg_catalog.pg_extension e WHERE e.extname = 'retl'",
+						true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "retl: could not read the extension's version");
+		version = MemoryContextStrdup(TopMemoryContext,
+									  SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+		end_txn();
+		if (version != NULL && strcmp(version, RETL_VERSION) == 0)
+			return;
+		if (!said)
+			ereport(WARNING,
+					(errmsg("retl worker waits: extension \"retl\" is version %s in this database, the library is %s",
+							version ? version : "?", RETL_VERSION),
+					 errhint("Run ALTER EXTENSION retl UPDATE in this database.")));
+		said = true;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 2000,
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+static void
+begin_txn(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "retl: SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+}
+
+static void
+end_txn(void)
+{
+	PopActiveSnapshot();
+	if (SPI_finish() != SPI_OK_FINISH)
+		elog(ERROR, "retl: SPI_finish failed");
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/* Record every finished request's outcome in one transaction. */
+static void
+record_outcomes(void)
+{
+	RetlRequest *req;
+	List	   *finished = NIL;
+	List	   *parts = NIL;
+	ListCell   *lc;
+
+	List	   *halves = NIL;
+
+	while ((req = retl_http_next_done()) != NULL)
+	{
+		retl_dest_done(req->dest_id);
+		retl_stats_request_done(req, req->curl_code == CURLE_OK &&
+								req->status >= 200 && req->status < 300);
+		/* a 429 or 503 with Retry-After pauses that destination only */
+		if (req->curl_code == CURLE_OK && (req->status == 429 || req->status == 503) &&
+			req->retry_after_ms >= 0)
+			retl_dest_pause(req->dest_id, req->retry_after_ms);
+
+		/*
+		 * A batch refused as a whole: send each half on its own, so only
+		 * the records at fault end up dead-lettered (at most about log2 of
+		 * the batch size more requests per bad record).  Its rows stay in
+		 * flight meanwhile.
+		 */
+		if (req->curl_code == CURLE_OK && req->nrecords > 1 &&
+			(req->status == 400 || req->status == 413 || req->status == 422))
+		{
+			int			half = req->nrecords / 2;
+
+			halves = lappend(halves, retl_http_copy(req, 0, half));
+			halves = lappend(halves, retl_http_copy(req, half, req->nrecords - half));
+			retl_queue_hold(list_nth(halves, list_length(halves) - 2));
+			retl_queue_hold(llast(halves));
+			retl_http_free(req);
+			continue;
+		}
+		finished = lappend(finished, req);
+	}
+
+	if (finished != NIL || halves != NIL)
+	{
+		begin_txn();
+		pgstat_report_activity(STATE_RUNNING, "recording delivery outcomes");
+		if (!lock_extension())
+			exit_without_extension();
+		foreach(lc, finished)
+			retl_queue_record((RetlRequest *) lfirst(lc));
+		/* the halves are built by their connector, like any claimed batch */
+		foreach(lc, halves)
+		{
+			req = lfirst(lc);
+			if (retl_queue_rebuild(req))
+				parts = lappend(parts, req);
+			else
+				retl_http_free(req);
+		}
+		end_txn();
+		foreach(lc, finished)
+			retl_http_free((RetlRequest *) lfirst(lc));
+	}
+
+	foreach(lc, parts)
+	{
+		req = lfirst(lc);
+		retl_http_start(req);
+		retl_dest_sent(req->dest_id);
+		retl_stats_request_started(req);
+	}
+}
+
+/* Every logical sync failed to stage: show why on each. */
+static void
+stream_failed(const char *message)
+{
+	List	   *ids = NIL;
+	ListCell   *lc;
+
+	if (SPI_execute("SELECT s.id FROM retl.syncs s WHERE s.capture = 'logical'", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "retl: could not read the logical syncs");
+	for (uint64 i = 0; i < SPI_processed; i++)
+		ids = lappend_int(ids, pg_strtoint32(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1)));
+	foreach(lc, ids)
+		retl_queue_sync_error(lfirst_int(lc), message);
+}
+
+typedef struct StageWork
+{
+	XLogRecPtr	target;
+	bool		found;
+	List	   *errors;
+} StageWork;
+
+static void
+stage_work(void *arg)
+{
+	StageWork  *w = arg;
+
+	w->target = retl_stream_stage(&w->found, &w->errors);
+}
+
+/*
+ * The last staging failure logged, and when: staging is retried every
+ * second, and a failure that lasts (a slot dropped by hand) is logged again
+ * only once a minute, or when it changes.  Every logical sync shows it.
+ */
+#define STAGE_WARNING_INTERVAL_MS 60000
+static char *stage_error = NULL;
+static TimestampTz stage_error_at = 0;
+
+static void
+log_stage_error(const char *message)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	bool		repeated = stage_error != NULL && strcmp(stage_error, message) == 0 &&
+		!TimestampDifferenceExceeds(stage_error_at, now, STAGE_WARNING_INTERVAL_MS);
+
+	ereport(repeated ? DEBUG1 : WARNING,
+			(errmsg("retl could not stage logical changes: %s", message),
+			 repeated ? 0 : errdetail("While it lasts, it is logged again once a minute.")));
+	if (repeated)
+		return;
+	if (stage_error != NULL)
+		pfree(stage_error);
+	stage_error = MemoryContextStrdup(TopMemoryContext, message);
+	stage_error_at = now;
+}
+
+/*
+ * Stage what the database's logical slot has for retl (stream.c): decode
+ * and queue in one transaction, then confirm the position to the slot.  A
+ * failure is shown on every logical sync and staging is tried again later.
+ */
+static void
+stage_stream(void)
+{
+	StageWork	w = {InvalidXLogRecPtr, false, NIL};
+	ErrorData  *edata;
+	ListCell   *lc;
+
+	if (!retl_stream_due())
+		return;
+	begin_txn();
+	pgstat_report_activity(STATE_RUNNING, "staging logical changes");
+	if (!lock_extension())
+		exit_without_extension();
+	edata = retl_in_subtransaction(stage_work, &w);
+	if (edata != NULL)
+	{
+		log_stage_error(edata->message);
+		stream_failed(psprintf("logical capture failed: %s", edata->message));
+		retl_stream_backoff();
+		FreeErrorData(edata);
+		w.target = InvalidXLogRecPtr;
+		w.errors = NIL;
+	}
+	else if (stage_error != NULL)
+	{
+		pfree(stage_error);
+		stage_error = NULL;
+	}
+	foreach(lc, w.errors)
+	{
+		char	   *space = strchr((char *) lfirst(lc), ' ');
+
+		*space = '\0';
+		retl_queue_sync_error(pg_strtoint32((char *) lfirst(lc)), space + 1);
+	}
+	end_txn();
+
+	/* only once the staged changes are committed */
+	if (w.target != InvalidXLogRecPtr)
+		retl_stream_confirm(w.target);
+}
+
+typedef struct ClaimWork
+{
+	RetlSync   *sync;
+	bool	   *more;
+	long	   *wait_ms;
+	RetlRequest *req;
+} ClaimWork;
+
+static void
+claim_work_one(void *arg)
+{
+	ClaimWork  *w = arg;
+
+	/* one backfill chunk per sync and pass (the next pass reloads it) */
+	if (!w->sync->backfill_done && retl_backfill_step(w->sync))
+		*w->more = true;
+	w->sync->backfill_done = true;
+	/* a partial batch waits up to linger_ms for more changes */
+	if (retl_queue_ready(w->sync, w->wait_ms))
+		w->req = retl_queue_claim(w->sync);
+}
+
+/*
+ * Backfill and claim for one sync inside a subtransaction.  Returns the
+ * request to send, or NULL; *more is set when backfill work remains.
+ */
+static RetlRequest *
+claim_one(RetlSync *sync, bool *more, long *wait_ms)
+{
+	ClaimWork	w = {sync, more, wait_ms, NULL};
+	ErrorData  *edata = retl_in_subtransaction(claim_work_one, &w);
+
+	if (edata == NULL)
+	{
+		sync_succeeded(sync->id);
+		return w.req;
+	}
+
+	/* the claim's rows are ready again: scan the queue from its start */
+	retl_mark_rewind(sync->id, 0);
+	ereport(WARNING,
+			(errmsg("retl sync \"%s\" failed: %s", sync->name, edata->message)));
+	retl_queue_sync_error(sync->id, edata->message);
+	sync_failed(sync->id);
+	FreeErrorData(edata);
+	return NULL;
+}
+
+/*
+ * One pass over the syncs; returns the requests to send.  Exits the
+ * process when the extension is gone.
+ */
+static List *
+claim_work(bool *more, long *wait_ms)
+{
+	List	   *syncs;
+	List	   *requests = NIL;
+	ListCell   *lc;
+	TimestampTz now = GetCurrentTimestamp();
+
+	begin_txn();
+	pgstat_report_activity(STATE_RUNNING, "claiming changes");
+	if (!lock_extension())
+		exit_without_extension();
+	retl_queue_analyze_if_stale(1000);
+	retl_counters_fold_due();
+	syncs = retl_sync_load(0);
+	foreach(lc, syncs)
+	{
+		RetlSync   *sync = lfirst(lc);
+		RetlRequest *req;
+
+		if (sync_backed_off(sync->id, now))
+			continue;
+
+		/*
+		 * As many batches as the destination's limits allow; the claim
+		 * never takes a key that is in flight or waiting for a retry, so
+		 * concurrent batches keep per-key order.
+		 */
+		while (retl_dest_can_send(sync, now, wait_ms))
+		{
+			MemoryContext old;
+
+			req = claim_one(sync, more, wait_ms);
+			if (req == NULL)
+				break;
+			old = MemoryContextSwitchTo(TopMemoryContext);
+			requests = lappend(requests, req);
+			MemoryContextSwitchTo(old);
+			retl_dest_sent(sync->dest_id);
+		}
+	}
+	end_txn();
+	return requests;
+}
+
+typedef struct ScheduledClaim
+{
+	bool		(*claim) (int64 *id, int *sync_id, bool *send);
+	int64	   *id;
+	int		   *sync_id;
+	bool	   *send;
+	bool		found;
+} ScheduledClaim;
+
+static void
+claim_scheduled(void *arg)
+{
+	ScheduledClaim *c = arg;
+
+	c->found = c->claim(c->id, c->sync_id, c->send);
+}
+
+/*
+ * Do one piece of scheduled work (a run, a refresh) in a transaction of
+ * its own: claim() picks it in a short transaction, work() does it, and
+ * failed() records an error in a new transaction.  A failure is never
+ * fatal to the worker.
+ */
+static void
+scheduled(const char *what, bool (*claim) (int64 *id, int *sync_id, bool *send),
+		  void (*work) (int64 id, int sync_id, bool send),
+		  void (*failed) (int64 id, int sync_id, const char *error))
+{
+	int64		id;
+	int			sync_id = 0;
+	bool		send = true;
+	bool		found;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	ScheduledClaim c = {claim, &id, &sync_id, &send, false};
+	ErrorData  *edata;
+
+	begin_txn();
+	pgstat_report_activity(STATE_RUNNING, what);
+	if (!lock_extension())
+		exit_without_extension();
+	/* a claim that fails (a schedule's arithmetic) is logged, never fatal */
+	edata = retl_in_subtransaction(claim_scheduled, &c);
+	end_txn();
+	if (edata != NULL)
+	{
+		ereport(WARNING, (errmsg("retl could not take the next %s: %s", what, edata->message)));
+		FreeErrorData(edata);
+		return;
+	}
+	found = c.found;
+	if (!found)
+		return;
+
+	PG_TRY();
+	{
+		begin_txn();
+		pgstat_report_activity(STATE_RUNNING, what);
+		if (!lock_extension())
+			exit_without_extension();
+		work(id, sync_id, send);
+		end_txn();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		MemoryContextSwitchTo(cxt);
+		ereport(LOG, (errmsg("retl %s " INT64_FORMAT " failed: %s", what, id, edata->message)));
+		begin_txn();
+		failed(id, sync_id, edata->message);
+		end_txn();
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+}
+
+/* How often finished runs beyond retl.run_history are deleted. */
+#define RUN_PRUNE_INTERVAL_MS 10000
+
+static void
+prune_work(void *arg)
+{
+	retl_runs_prune(0);
+}
+
+/* Keep retl.runs to retl.run_history; a failure is logged, never fatal. */
+static void
+prune_runs(void)
+{
+	ErrorData  *edata;
+
+	begin_txn();
+	pgstat_report_activity(STATE_RUNNING, "pruning retl.runs");
+	if (!lock_extension())
+		exit_without_extension();
+	edata = retl_in_subtransaction(prune_work, NULL);
+	end_txn();
+	if (edata != NULL)
+	{
+		ereport(WARNING, (errmsg("retl could not prune retl.runs: %s", edata->message)));
+		FreeErrorData(edata);
+	}
+}
+
+static void
+run_work(int64 run_id, int sync_id, bool send)
+{
+	List	   *syncs = retl_sync_load(sync_id);
+	RetlRunCounts counts;
+
+	if (syncs == NIL)
+		ereport(ERROR, (errmsg("sync %d was dropped", sync_id)));
+	retl_diff_run((RetlSync *) linitial(syncs), send, &counts);
+	retl_runs_succeeded(run_id, (RetlSync *) linitial(syncs), &counts);
+}
+
+static void
+run_failed(int64 run_id, int sync_id, const char *error)
+{
+	retl_runs_failed(run_id, sync_id, error);
+	retl_queue_sync_error(sync_id, error);
+}
+
+static bool
+refresh_claim(int64 *id, int *sync_id, bool *send)
+{
+	int			audience_id;
+
+	if (!retl_audiences_claim(&audience_id))
+		return false;
+	*id = audience_id;
+	return true;
+}
+
+static void
+refresh_work(int64 id, int sync_id, bool send)
+{
+	retl_audience_refresh((int) id);
+}
+
+static void
+refresh_failed(int64 id, int sync_id, const char *error)
+{
+	retl_audience_failed((int) id, error);
+}
+
+void
+retl_worker_main(Datum main_arg)
+{
+	MemoryContext loop_cxt;
+	TimestampTz last_scheduled = 0;
+	TimestampTz last_pruned = 0;
+	TimestampTz pass_started;
+
+	worker_dboid = DatumGetObjectId(main_arg);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(worker_dboid, InvalidOid, 0);
+
+	if (!worker_attach(worker_dboid))
+	{
+		ereport(LOG, (errmsg("retl worker for this database is already running")));
+		proc_exit(0);
+	}
+	before_shmem_exit(worker_detach, (Datum) 0);
+
+	wait_for_version();
+	begin_txn();
+	if (!lock_extension())
+		exit_without_extension();
+	served = true;
+	retl_queue_recover();
+	retl_queue_load_backoff();
+	retl_runs_recover();
+	end_txn();
+
+	/*
+	 * The queue's statistics lag far behind its size (it fills and drains
+	 * within seconds), and with a stale "few rows" estimate the planner
+	 * reads a sync's whole backlog through a bitmap scan at every claim.
+	 * Every query of this session reads the queue or a source table by an
+	 * index, so bitmap scans are never what it wants.
+	 */
+	SetConfigOption("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION);
+
+	/*
+	 * The worker's commits need not wait for the WAL flush: a commit lost
+	 * in a crash (a claim, an outcome, a run's changes with its snapshot)
+	 * only makes the worker send something again or redo a run, never
+	 * lose a change, since what it has not committed stays queued.
+	 */
+	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
+
+	/*
+	 * The worker runs as the bootstrap superuser: none of its statements
+	 * may resolve a name or an operator in a schema a user can write.  Code
+	 * of a sync's owner that it runs (a query, a policy) cannot change this
+	 * for the statements after it (retl_begin_as() undoes its settings).
+	 */
+	SetConfigOption("search_path", RETL_SAFE_PATH, PGC_USERSET, PGC_S_SESSION);
+
+	retl_http_init();
+	ereport(LOG, (errmsg("retl worker started")));
+
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "retl worker loop",
+									 ALLOCSET_DEFAULT_SIZES);
+	for (;;)
+	{
+		List	   *requests;
+		ListCell   *lc;
+		bool		more = false;
+		long		timeout;
+
+		pass_started = GetCurrentTimestamp();
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		MemoryContextReset(loop_cxt);
+		MemoryContextSwitchTo(loop_cxt);
+
+		record_outcomes();
+		stage_stream();
+		timeout = retl_poll_interval_ms;
+		requests = claim_work(&more, &timeout);
+		foreach(lc, requests)
+		{
+			retl_http_start((RetlRequest *) lfirst(lc));
+			retl_stats_request_started((RetlRequest *) lfirst(lc));
+		}
+		retl_stats_publish(MyDatabaseId);
+		list_free(requests);
+		/* runs and refreshes are due at most a few times a second */
+		if (TimestampDifferenceExceeds(last_scheduled, GetCurrentTimestamp(), 200))
+		{
+			scheduled("refresh of audience", refresh_claim, refresh_work, refresh_failed);
+			scheduled("run", retl_runs_claim, run_work, run_failed);
+			last_scheduled = GetCurrentTimestamp();
+		}
+		if (TimestampDifferenceExceeds(last_pruned, GetCurrentTimestamp(), RUN_PRUNE_INTERVAL_MS))
+		{
+			prune_runs();
+			last_pruned = GetCurrentTimestamp();
+		}
+
+		/* busy while backfilling; else until a limit or a linger runs out */
+		if (more)
+			timeout = 0;
+		/* or until logical staging is due */
+		timeout = Min(timeout, retl_stream_wait_ms());
+		retl_http_wait(timeout, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+
+		/*
+		 * Commits keep setting the latch under a busy writer: pass at most
+		 * every few milliseconds, letting libcurl progress meanwhile, so the
+		 * worker batches what accumulated instead of spinning.
+		 */
+		if (!more && !TimestampDifferenceExceeds(pass_started, GetCurrentTimestamp(), 5))
+			retl_http_poll(5, PG_WAIT_EXTENSION);
+	}
+}

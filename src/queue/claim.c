@@ -1,0 +1,780 @@
+/*
+ * claim.c: choosing and claiming the next batch of a sync.
+ *
+ * A claim is two steps in the worker's claim transaction.  A scan reads
+ * the sync's ready rows in queue order, a page at a time, and the
+ * worker picks the batch from them here; then one UPDATE marks the picked
+ * rows in flight (in upsert mode every queued row of the picked keys) and
+ * returns the records.  The UPDATE names its rows or keys in a constant
+ * array, so its plan (an index) never depends on the queue's statistics,
+ * which lag far behind a queue that fills and drains within seconds.
+ *
+ * Per-key order: a row is eligible only if no request the worker holds
+ * (claimed and not yet freed) carries its key, and its key is not waiting
+ * for a retry.  Both are known from this worker's memory, not read from
+ * the queue: only this worker marks rows in flight or schedules retries;
+ * it releases every row in flight when it starts and loads the keys
+ * waiting for a retry then, so its memory is the whole truth, and an
+ * anti-join of the queue with its own in-flight and waiting rows is slow
+ * once the backlog is large.  Keys are compared by their 64-bit jsonb
+ * hash; two keys sharing one would only make one wait for the other.
+ *
+ * In upsert mode every queued row of a key is claimed together and sent as
+ * one record carrying the row's latest state, read in the claim
+ * transaction as the sync's owner (owner.c); the record's id is that of the
+ * newest row, so a retry of the same state has the same id and a newer
+ * state gets a new one.  A row the owner may not see (row-level security)
+ * is not the owner's to send: its key is dropped from the queue unsent.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "base/guc.h"
+#include "base/plans.h"
+#include "base/subxact.h"
+#include "connectors/connector.h"
+#include "queue/mark.h"
+#include "queue/queue.h"
+#include "sync/mapping.h"
+#include "sync/owner.h"
+
+/* rows the scan reads at a time, at most */
+#define SCAN_PAGE 1000
+
+/*
+ * Requests holding keys: claimed (or split from a claimed request) and not
+ * yet freed.
+ */
+static List *holders = NIL;
+
+static void
+unhold(void *arg)
+{
+	holders = list_delete_ptr(holders, arg);
+}
+
+/* req holds its records' keys until it is freed */
+void
+retl_queue_hold(RetlRequest *req)
+{
+	MemoryContextCallback *cb = MemoryContextAlloc(req->cxt, sizeof(MemoryContextCallback));
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+	holders = lappend(holders, req);
+	MemoryContextSwitchTo(old);
+	cb->func = unhold;
+	cb->arg = req;
+	MemoryContextRegisterResetCallback(req->cxt, cb);
+}
+
+/* Keys waiting for a retry, per sync, and until when. */
+typedef struct BackoffKey
+{
+	int			sync_id;
+	uint64		hash;
+} BackoffKey;
+
+typedef struct BackoffEntry
+{
+	BackoffKey	key;
+	TimestampTz until;
+} BackoffEntry;
+
+static HTAB *backoff = NULL;
+
+/* entries beyond which expired ones are swept out */
+#define BACKOFF_SWEEP 65536
+
+/* A key of a sync waits for a retry until then. */
+void
+retl_queue_backoff(int sync_id, uint64 key_hash, TimestampTz until)
+{
+	BackoffKey	k;
+	BackoffEntry *e;
+	bool		found;
+
+	if (backoff == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(BackoffKey);
+		ctl.entrysize = sizeof(BackoffEntry);
+		backoff = hash_create("retl keys waiting for a retry", 1024, &ctl,
+							  HASH_ELEM | HASH_BLOBS);
+	}
+	if (hash_get_num_entries(backoff) >= BACKOFF_SWEEP)
+	{
+		HASH_SEQ_STATUS seq;
+		TimestampTz now = GetCurrentTimestamp();
+
+		hash_seq_init(&seq, backoff);
+		while ((e = hash_seq_search(&seq)) != NULL)
+			if (e->until <= now)
+				hash_search(backoff, &e->key, HASH_REMOVE, NULL);
+	}
+	memset(&k, 0, sizeof(k));
+	k.sync_id = sync_id;
+	k.hash = key_hash;
+	e = hash_search(backoff, &k, HASH_ENTER, &found);
+	if (!found || e->until < until)
+		e->until = until;
+}
+
+static bool
+backing_off(int sync_id, uint64 key_hash, TimestampTz now, TimestampTz *until)
+{
+	BackoffKey	k;
+	BackoffEntry *e;
+
+	if (backoff == NULL)
+		return false;
+	memset(&k, 0, sizeof(k));
+	k.sync_id = sync_id;
+	k.hash = key_hash;
+	e = hash_search(backoff, &k, HASH_FIND, NULL);
+	if (e == NULL)
+		return false;
+	if (e->until > now)
+	{
+		*until = e->until;
+		return true;
+	}
+	hash_search(backoff, &k, HASH_REMOVE, NULL);
+	return false;
+}
+
+/* At the worker's start: the keys the queue says wait for a retry. */
+void
+retl_queue_load_backoff(void)
+{
+	if (SPI_execute("SELECT sync_id, pg_catalog.jsonb_hash_extended(key, 0),"
+					" pg_catalog.max(next_attempt_at) FROM retl.queue"
+					" WHERE attempts > 0 AND next_attempt_at > pg_catalog.now()"
+					" GROUP BY 1, 2", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "retl: could not read the changes waiting for a retry");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+
+		retl_queue_backoff(DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull)),
+						   (uint64) DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull)),
+						   DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull)));
+	}
+}
+
+static HTAB *
+key_set(const char *name, long size)
+{
+	HASHCTL		ctl;
+
+	ctl.keysize = sizeof(uint64);
+	ctl.entrysize = sizeof(uint64);
+	ctl.hcxt = CurrentMemoryContext;
+	return hash_create(name, Max(size, 16), &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
+/* The key hashes held by requests of a sync. */
+static HTAB *
+held_keys(int sync_id)
+{
+	HTAB	   *held = key_set("retl held keys", 256);
+	ListCell   *lc;
+
+	foreach(lc, holders)
+	{
+		RetlRequest *req = lfirst(lc);
+
+		if (req->sync_id != sync_id)
+			continue;
+		for (int i = 0; i < req->nrecords; i++)
+			hash_search(held, &req->records[i].key_hash, HASH_ENTER, NULL);
+	}
+	return held;
+}
+
+/*
+ * The sync's next batch: ready rows in queue order whose key is not held.
+ * In append mode (and for diff syncs) up to batch_size rows: returns
+ * their ids (int8[]).  In upsert mode up to batch_size keys, the first
+ * ones among the next ten batches' worth of rows: returns the keys
+ * (jsonb[]); the claim takes every queued row of each.  Returns
+ * 0 when nothing is ready.
+ */
+static Datum
+pick(RetlSync *sync)
+{
+	Oid			types[2] = {INT4OID, INT8OID};
+	Datum		values[2];
+	HTAB	   *held = held_keys(sync->id);
+	HTAB	   *picked_keys = NULL;
+	bool		by_key = sync->mode != 'a' && !sync->diff;
+	long		window = by_key ? (long) sync->batch_size * 10 : sync->batch_size;
+	long		scanned = 0;
+	Datum	   *picked = palloc(sizeof(Datum) * sync->batch_size);
+	int			npicked = 0;
+	int64		from;
+	int64		last_id;
+	int64		kept_from = PG_INT64_MAX;
+	int64		park_from = PG_INT64_MAX;
+	TimestampTz park_until = DT_NOEND;
+	int			limit;
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	bool		done = false;
+
+	if (by_key)
+		picked_keys = key_set("retl picked keys", sync->batch_size);
+
+	/*
+	 * Page by page, each with a LIMIT the planner sees, so that it reads
+	 * the (sync_id, id) index from where the last page ended and stops
+	 * early (under a cursor it may sort the whole backlog first).  The
+	 * primary key is (sync_id, id), so no plan walks other syncs' rows or
+	 * those below the mark.  The first page is what one batch needs, past
+	 * the records this sync can have in flight; the limits are constants
+	 * of a sync, so the statements stay prepared.
+	 */
+	from = retl_mark_start(sync->id, now);
+	last_id = from - 1;
+	values[0] = Int32GetDatum(sync->id);
+	limit = (int) Min(SCAN_PAGE, window + (long) sync->batch_size * sync->max_concurrency);
+	while (!done)
+	{
+		uint64		n;
+
+		values[1] = Int64GetDatum(last_id);
+		if (retl_spi_execute(psprintf("SELECT q.id, pg_catalog.jsonb_hash_extended(q.key, 0), q.key"
+									  " FROM retl.queue q"
+									  " WHERE q.sync_id = $1 AND q.id > $2"
+									  " AND NOT q.in_flight"
+									  " ORDER BY q.id LIMIT %d", limit),
+							 2, types, values, NULL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "retl: could not read the queue of sync \"%s\"", sync->name);
+		n = SPI_processed;
+		done = n < (uint64) limit;
+		for (uint64 i = 0; i < n; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			bool		isnull;
+			uint64		hash = (uint64) DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+			bool		found;
+			int64		id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+			TimestampTz until;
+
+			if (npicked >= sync->batch_size || scanned >= window)
+			{
+				done = true;
+				break;
+			}
+			last_id = id;
+			if (backing_off(sync->id, hash, now, &until))
+			{
+				park_from = Min(park_from, id);
+				park_until = Min(park_until, until);
+				continue;
+			}
+			if (hash_search(held, &hash, HASH_FIND, NULL) != NULL)
+			{
+				kept_from = Min(kept_from, id);
+				continue;
+			}
+			scanned++;
+			if (!by_key)
+				picked[npicked++] = Int64GetDatum(last_id);
+			else
+			{
+				hash_search(picked_keys, &hash, HASH_ENTER, &found);
+				if (!found)
+					picked[npicked++] = datumCopy(SPI_getbinval(tup, desc, 3, &isnull), false, -1);
+			}
+		}
+		SPI_freetuptable(SPI_tuptable);
+		if (npicked >= sync->batch_size || scanned >= window)
+			done = true;
+		limit = SCAN_PAGE;
+	}
+	retl_mark_advance(sync->id, GetActiveSnapshot(), from, last_id,
+					  Min(kept_from, last_id + 1), park_from, park_until);
+	hash_destroy(held);
+	if (picked_keys)
+		hash_destroy(picked_keys);
+	if (npicked == 0)
+		return (Datum) 0;
+	if (by_key)
+		return PointerGetDatum(construct_array(picked, npicked, JSONBOID, -1, false, TYPALIGN_INT));
+	return PointerGetDatum(construct_array(picked, npicked, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+/*
+ * The claim statement of a sync: marks the rows picked ($1: their ids, or
+ * in upsert mode their keys, with $2 the sync) in flight and returns one
+ * line per record: rid, queue ids, attempts, op, key, data, captured_at,
+ * first attempt and capture (epoch), key hash.
+ */
+static char *
+claim_sql(RetlSync *sync)
+{
+	StringInfoData sql;
+
+	initStringInfo(&sql);
+	if (sync->mode == 'a' || sync->diff)
+	{
+		/* the queued data is sent: captured rows, or a run's mapped rows */
+		appendStringInfoString(&sql,
+							   "WITH u AS ("
+							   " UPDATE retl.queue q SET in_flight = true WHERE q.sync_id = $2 AND q.id = ANY ($1)"
+							   " RETURNING q.*)"
+							   " SELECT COALESCE(u.rid, u.id), ARRAY[u.id], u.attempts, ");
+		if (sync->diff)
+			appendStringInfo(&sql,
+							 "CASE u.op WHEN 'R' THEN 'd' WHEN 'E' THEN 'i' WHEN 'A' THEN '%c' ELSE 'u' END, ",
+							 sync->mode == 'i' ? 'i' : 'u');
+		else
+			appendStringInfoString(&sql, "'i', ");
+		retl_append_key_object(&sql, sync, "u.key");
+		appendStringInfoString(&sql, "::text, (");
+		if (sync->diff)
+			appendStringInfoString(&sql, "u.data");
+		else
+			retl_append_json_data(&sql, sync, "u.data");
+		appendStringInfoString(&sql,
+							   ")::text, pg_catalog.to_char(u.captured_at AT TIME ZONE 'UTC',"
+							   " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
+							   " COALESCE(extract(epoch FROM u.first_attempt_at), 0),"
+							   " extract(epoch FROM u.captured_at),"
+							   " pg_catalog.jsonb_hash_extended(u.key, 0)"
+							   " FROM u ORDER BY u.id");
+		return sql.data;
+	}
+
+	/* the rows' state is read afterwards, as the owner (read_rows) */
+	appendStringInfoString(&sql,
+						   "WITH u AS ("
+						   " UPDATE retl.queue q SET in_flight = true"
+						   " WHERE q.sync_id = $2 AND q.key = ANY ($1)"
+						   " AND NOT q.in_flight"
+						   " RETURNING q.id, q.key, q.rid, q.captured_at, q.attempts, q.first_attempt_at"
+						   "), g AS ("
+						   " SELECT u.key, pg_catalog.array_agg(u.id ORDER BY u.id) AS ids,"
+						   " (pg_catalog.array_agg(COALESCE(u.rid, u.id) ORDER BY u.id DESC))[1] AS rid,"
+						   " pg_catalog.max(u.captured_at) AS captured_at,"
+						   " pg_catalog.max(u.attempts) AS attempts, pg_catalog.min(u.id) AS first,"
+						   " pg_catalog.min(u.first_attempt_at) AS first_attempt_at"
+						   " FROM u GROUP BY u.key)"
+						   " SELECT g.rid, g.ids, g.attempts, 'u', ");
+	retl_append_key_object(&sql, sync, "g.key");
+	appendStringInfoString(&sql,
+						   "::text, NULL::text, pg_catalog.to_char(g.captured_at AT TIME ZONE 'UTC',"
+						   " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
+						   " COALESCE(extract(epoch FROM g.first_attempt_at), 0),"
+						   " extract(epoch FROM g.captured_at),"
+						   " pg_catalog.jsonb_hash_extended(g.key, 0), g.key"
+						   " FROM g ORDER BY g.first");
+	return sql.data;
+}
+
+/* Parse "{1,2,3}" (the text form of an integer array). */
+static int64 *
+parse_int_array(const char *text, int *n)
+{
+	int64	   *result = palloc(sizeof(int64) * (strlen(text) / 2 + 1));
+	const char *p = text;
+
+	*n = 0;
+	while (*p)
+	{
+		char	   *end;
+
+		if (*p == '{' || *p == ',' || *p == '}')
+		{
+			p++;
+			continue;
+		}
+		result[(*n)++] = strtoi64(p, &end, 10);
+		if (end == p)
+			elog(ERROR, "retl: malformed integer array \"%s\"", text);
+		p = end;
+	}
+	return result;
+}
+
+/* Reading the state of records [from, from + n) of a request. */
+typedef struct ReadWork
+{
+	RetlSync   *sync;
+	RetlRequest *req;
+	Datum	   *keys;
+	int			from;
+	int			n;
+} ReadWork;
+
+/*
+ * Read the rows of an upsert request's records (keys: their queue keys) as
+ * the sync's owner; a key without a row is a delete (op 'd', no data).
+ */
+static void
+read_states(void *arg)
+{
+	ReadWork   *w = arg;
+	Oid			types[1] = {JSONBARRAYOID};
+	Datum		values[1];
+	StringInfoData sql;
+	MemoryContext old;
+
+	values[0] = PointerGetDatum(construct_array(w->keys + w->from, w->n, JSONBOID, -1, false,
+												TYPALIGN_INT));
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT x.data::text FROM pg_catalog.unnest($1)"
+						   " WITH ORDINALITY AS k(key, n) LEFT JOIN LATERAL (SELECT ");
+	retl_append_row_data(&sql, w->sync, "t");
+	appendStringInfo(&sql, " AS data FROM %s%s t WHERE ", retl_only(w->sync->relid),
+					 format_type_be_qualified(get_rel_type_id(w->sync->relid)));
+	retl_append_key_match(&sql, w->sync, "t", "k.key");
+	appendStringInfoString(&sql, " LIMIT 1) x ON true ORDER BY k.n");
+	retl_owner_read(w->sync, sql.data, 1, types, values, NULL);
+	if (SPI_processed != (uint64) w->n)
+		elog(ERROR, "retl: could not read the rows of sync \"%s\"", w->sync->name);
+	old = MemoryContextSwitchTo(w->req->cxt);
+	for (int i = 0; i < w->n; i++)
+	{
+		RetlRecord *r = &w->req->records[w->from + i];
+
+		r->data = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		r->op = r->data ? 'u' : 'd';
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Is an error about one record's data (its row cannot become JSON: a json
+ * value jsonb refuses, a value too large), rather than about the sync (its
+ * owner may not read the table, ...)?  Such a record is dead-lettered alone.
+ */
+static bool
+record_error(ErrorData *edata)
+{
+	int			category = ERRCODE_TO_CATEGORY(edata->sqlerrcode);
+
+	return category == ERRCODE_DATA_EXCEPTION || category == ERRCODE_PROGRAM_LIMIT_EXCEEDED;
+}
+
+/*
+ * Fill in the state of an upsert request's rows, read as the sync's owner.
+ * A row that fails to read for its own data is marked unsent (the others
+ * are then read one by one); any other failure fails the claim.  Records
+ * whose row exists but is hidden from the owner by row-level security
+ * leave the request and the queue.
+ */
+static void
+read_rows(RetlSync *sync, RetlRequest *req, Datum *keys)
+{
+	Oid			types[2] = {JSONBARRAYOID, INT4OID};
+	Datum		values[2];
+	StringInfoData sql;
+	ReadWork	w = {sync, req, keys, 0, req->nrecords};
+	ErrorData  *edata;
+	bool		missing = false;
+	int			kept = 0;
+	int			nhidden = 0;
+	RetlRecord *hidden;
+
+	edata = retl_in_subtransaction(read_states, &w);
+	if (edata != NULL && !record_error(edata))
+		ReThrowError(edata);
+	for (int i = 0; edata != NULL && i < req->nrecords; i++)
+	{
+		ErrorData  *one = edata;
+
+		if (req->nrecords > 1)
+		{
+			w.from = i;
+			w.n = 1;
+			one = retl_in_subtransaction(read_states, &w);
+			if (one == NULL)
+				continue;
+			if (!record_error(one))
+				ReThrowError(one);
+		}
+		req->records[i].data = NULL;
+		req->records[i].unsent = MemoryContextStrdup(req->cxt, one->message);
+		if (one != edata)
+			FreeErrorData(one);
+	}
+	if (edata != NULL)
+		FreeErrorData(edata);
+	for (int i = 0; i < req->nrecords; i++)
+		missing |= req->records[i].data == NULL && req->records[i].unsent == NULL;
+	if (!missing || !retl_owner_rls(sync))
+		return;
+
+	/* missing for the owner: deleted, or there and hidden from it? */
+	values[0] = PointerGetDatum(construct_array(keys, req->nrecords, JSONBOID, -1, false,
+												TYPALIGN_INT));
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT k.n FROM pg_catalog.unnest($1) WITH ORDINALITY AS k(key, n)"
+					 " WHERE EXISTS (SELECT 1 FROM %s%s t WHERE ", retl_only(sync->relid),
+					 format_type_be_qualified(get_rel_type_id(sync->relid)));
+	retl_append_key_match(&sql, sync, "t", "k.key");
+	appendStringInfoChar(&sql, ')');
+	if (retl_spi_execute(sql.data, 1, types, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "retl: could not read the rows of sync \"%s\"", sync->name);
+	for (uint64 j = 0; j < SPI_processed; j++)
+	{
+		int			i = (int) strtol(SPI_getvalue(SPI_tuptable->vals[j], SPI_tuptable->tupdesc, 1),
+									 NULL, 10) - 1;
+
+		if (req->records[i].data == NULL && req->records[i].unsent == NULL)
+			req->records[i].op = 'h';	/* hidden */
+	}
+	/* the records kept first, the hidden ones after them */
+	hidden = palloc(sizeof(RetlRecord) * req->nrecords);
+	for (int i = 0; i < req->nrecords; i++)
+	{
+		if (req->records[i].op == 'h')
+			hidden[nhidden++] = req->records[i];
+		else
+			req->records[kept++] = req->records[i];
+	}
+	if (nhidden == 0)
+		return;
+	memcpy(&req->records[kept], hidden, sizeof(RetlRecord) * nhidden);
+	req->nrecords = kept;
+	values[0] = retl_queue_id_array(&req->records[kept], nhidden);
+	values[1] = Int32GetDatum(sync->id);
+	types[0] = INT8ARRAYOID;
+	if (retl_spi_execute("DELETE FROM retl.queue WHERE sync_id = $2 AND id = ANY ($1)",
+						 2, types, values, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "retl: could not drop hidden rows of sync \"%s\"", sync->name);
+}
+
+/*
+ * Records that cannot be sent (unreadable, or larger than
+ * retl.max_record_size) are dead-lettered alone and leave the request.
+ */
+static void
+drop_unsent(RetlRequest *req)
+{
+	int			kept = 0;
+
+	for (int i = 0; i < req->nrecords; i++)
+	{
+		RetlRecord *r = &req->records[i];
+		size_t		size = strlen(r->key) + (r->data ? strlen(r->data) : 0);
+
+		if (r->unsent == NULL && size > (size_t) retl_max_record_kb * 1024)
+		{
+			r->unsent = MemoryContextStrdup(req->cxt,
+											psprintf("the record is %zu bytes, more than retl.max_record_size (%d kB)",
+													 size, retl_max_record_kb));
+			/* what was never sent is not kept either: replay requeues the change */
+			r->data = NULL;
+		}
+		if (r->unsent != NULL)
+			retl_queue_dead_letter_unsent(req, r);
+		else
+			req->records[kept++] = *r;
+	}
+	req->nrecords = kept;
+}
+
+/*
+ * Build a claimed request with its destination's connector; records that
+ * do not fit in max_batch_bytes are left out (req->nrecords lowered).
+ */
+void
+retl_queue_build(RetlRequest *req, RetlSync *sync)
+{
+	retl_connector(sync->kind)->build(req, sync);
+}
+
+typedef struct RebuildWork
+{
+	RetlRequest *req;
+	bool		built;
+} RebuildWork;
+
+static void
+rebuild_work(void *arg)
+{
+	RebuildWork *w = arg;
+	List	   *syncs = retl_sync_load(w->req->sync_id);
+
+	if (syncs == NIL)
+		return;					/* dropped: its rows went with it */
+	retl_queue_build(w->req, (RetlSync *) linitial(syncs));
+	/* a half is no larger than the batch it comes from: all of it fits */
+	w->built = true;
+}
+
+/*
+ * In the outcome transaction: build a part of a batch that the destination
+ * refused as a whole (retl_http_copy of its records).  False when it was
+ * not built (its sync is gone, or building failed: its records go back to
+ * the queue and the sync shows why).
+ */
+bool
+retl_queue_rebuild(RetlRequest *req)
+{
+	RebuildWork w = {req, false};
+	ErrorData  *edata = retl_in_subtransaction(rebuild_work, &w);
+
+	if (edata != NULL)
+	{
+		retl_queue_release(req, 0);
+		retl_queue_sync_error(req->sync_id, edata->message);
+		FreeErrorData(edata);
+		return false;
+	}
+	return w.built;
+}
+
+/*
+ * Records [nrecords, claimed) of a built request: dead-letter those the
+ * connector could not build, release the others.
+ */
+static void
+leave_out(RetlRequest *req, int claimed)
+{
+	int			kept = req->nrecords;
+	int			back = kept;
+
+	for (int i = kept; i < claimed; i++)
+	{
+		if (req->records[i].unsent != NULL)
+			retl_queue_dead_letter_unsent(req, &req->records[i]);
+		else
+			req->records[back++] = req->records[i];
+	}
+	req->nrecords = back;
+	retl_queue_release(req, kept);
+	req->nrecords = kept;
+}
+
+/*
+ * Claim the next batch of a sync and build its request; NULL when nothing
+ * is ready.  The request and everything in it outlive the transaction,
+ * and it holds its keys until it is freed.
+ */
+RetlRequest *
+retl_queue_claim(RetlSync *sync)
+{
+	volatile bool by_key = sync->mode != 'a' && !sync->diff;
+	Oid			types[2] = {by_key ? JSONBARRAYOID : INT8ARRAYOID, INT4OID};
+	Datum		values[2];
+	RetlRequest *volatile req;
+	MemoryContext cxt;
+	MemoryContext old;
+	char	   *inst = retl_queue_instance_id();
+	Datum	   *keys = NULL;
+
+	if (!sync->diff)
+		retl_check_source(sync);
+	values[0] = pick(sync);
+	if (values[0] == (Datum) 0)
+		return NULL;
+	/* rows to claim: if the statistics counted none, they are wrong now */
+	if (retl_queue_stats_suspect())
+		retl_queue_analyze_if_stale(100);
+	retl_owner_check_send(sync);
+	values[1] = Int32GetDatum(sync->id);
+	if (retl_spi_execute(claim_sql(sync), 2, types, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "retl: could not claim changes of sync \"%s\"", sync->name);
+	if (SPI_processed == 0)
+		return NULL;
+
+	cxt = AllocSetContextCreate(TopMemoryContext, "retl request", ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(cxt);
+	req = palloc0(sizeof(RetlRequest));
+	req->cxt = cxt;
+	req->sync_id = sync->id;
+	req->sync_name = pstrdup(sync->name);
+	req->kind = pstrdup(sync->kind);
+	req->dest_id = sync->dest_id;
+	req->max_attempts = sync->max_attempts;
+	req->max_retry_age_ms = sync->max_retry_age_ms;
+	req->timeout_ms = sync->timeout_ms;
+	req->follow_redirects = sync->follow_redirects;
+	req->tls_verify = sync->tls_verify;
+	req->nrecords = (int) SPI_processed;
+	req->records = palloc0(sizeof(RetlRecord) * req->nrecords);
+	if (by_key)
+		keys = palloc(sizeof(Datum) * req->nrecords);
+	for (int i = 0; i < req->nrecords; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		RetlRecord *r = &req->records[i];
+		bool		isnull;
+
+		r->rid = strtoi64(SPI_getvalue(tup, desc, 1), NULL, 10);
+		r->record_id = psprintf("%s-" INT64_FORMAT, inst, r->rid);
+		r->queue_ids = parse_int_array(SPI_getvalue(tup, desc, 2), &r->nqueue_ids);
+		r->attempts = pg_strtoint32(SPI_getvalue(tup, desc, 3));
+		r->op = SPI_getvalue(tup, desc, 4)[0];
+		r->key = SPI_getvalue(tup, desc, 5);
+		r->data = SPI_getvalue(tup, desc, 6);
+		r->captured_at = SPI_getvalue(tup, desc, 7);
+		r->first_attempt = strtod(SPI_getvalue(tup, desc, 8), NULL);
+		r->captured_epoch = strtod(SPI_getvalue(tup, desc, 9), NULL);
+		r->key_hash = (uint64) DatumGetInt64(SPI_getbinval(tup, desc, 10, &isnull));
+		if (by_key)
+			keys[i] = datumCopy(SPI_getbinval(tup, desc, 11, &isnull), false, -1);
+	}
+	MemoryContextSwitchTo(old);
+
+	/* On error the caller's subtransaction undoes the claim; free the rest. */
+	PG_TRY();
+	{
+		int			claimed;
+
+		if (by_key)
+			read_rows(sync, req, keys);
+		drop_unsent(req);
+		claimed = req->nrecords;
+		if (claimed == 0)
+		{
+			/* every key hidden from the owner, or dead-lettered */
+			retl_http_free(req);
+			req = NULL;
+		}
+		else
+		{
+
+			retl_queue_build(req, sync);
+			/*
+			 * What the connector left out goes back to the queue (it did
+			 * not fit in max_batch_bytes, or needs another request shape),
+			 * but a record it could not build is dead-lettered.
+			 */
+			if (req->nrecords < claimed)
+				leave_out(req, claimed);
+			if (req->nrecords == 0)
+			{
+				retl_http_free(req);
+				req = NULL;
+			}
+		}
+	}
+	PG_CATCH();
+	{
+		if (req != NULL)
+			retl_http_free(req);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (req != NULL)
+		retl_queue_hold(req);
+	return req;
+}

@@ -1,0 +1,197 @@
+/*
+ * mark.c: where the scan of each sync's queue starts.
+ *
+ * The claim scan reads a sync's queue in id order through the (sync_id,
+ * id) index.  Started from the sync's first row every time, it would step
+ * over every row version the sync ever delivered that VACUUM has not
+ * removed yet; while any snapshot holds the xmin horizon back (a long
+ * report, pg_dump, a replica's hot_standby_feedback) that is every row
+ * delivered since, and the scan grows with the backlog already sent: at
+ * batch_size 1 a held snapshot made delivery 15 times slower.  So the
+ * worker remembers, per sync, the id below which no row is ready, and
+ * starts there.
+ *
+ * Rows below the mark come back in four ways, and each moves the mark
+ * down again:
+ *
+ * - A claimed row is released (it did not fit in max_batch_bytes) or
+ *   scheduled for a retry: retl_mark_rewind() with its id.
+ * - A row skipped because its key waits for a retry is parked: the mark
+ *   may pass it, and comes back to the lowest parked id when the earliest
+ *   of those backoffs ends.
+ * - A claim that fails undoes its UPDATE: the caller rewinds to 0.
+ * - A row of a transaction still in progress when the scan took its
+ *   snapshot becomes visible when that transaction commits, with an id
+ *   the scan may have passed (ids are drawn before commit, not in commit
+ *   order).  Each scan records a checkpoint: the next xid (read after the
+ *   scan) and the last id the scan saw.  A transaction whose xid is at or
+ *   above that next xid got it after the scan, so if it draws its queue
+ *   ids only once it has an xid, they are above that last id.  Every row
+ *   a later snapshot cannot see belongs to a transaction at or above the
+ *   snapshot's xmin, so the mark never passes the last id of the newest
+ *   checkpoint whose next xid is at or below that xmin.  While no
+ *   transaction writes for long, that is a few ids behind the scan.
+ *
+ *   Writers of retl.queue: the capture trigger's row write has assigned
+ *   the xid before it queues, and TRUNCATE capture and retl_replay() take
+ *   one first; the worker's own writes (backfill, query diffs) are
+ *   committed or visible to it before it scans again.
+ *
+ * A row skipped because its key is in a request in flight pins the mark
+ * (that request ends within its timeout).  The marks live in the worker's
+ * memory only: a new worker starts from the beginning of every queue.
+ */
+#include "postgres.h"
+
+#include "access/transam.h"
+#include "utils/hsearch.h"
+#include "utils/snapshot.h"
+#include "utils/timestamp.h"
+
+#include "queue/mark.h"
+
+/* checkpoints kept per sync; when full, the newest is overwritten */
+#define MAX_CHECKPOINTS 32
+
+typedef struct Checkpoint
+{
+	TransactionId next_xid;		/* read after the scan */
+	int64		last_id;		/* the last id the scan saw */
+} Checkpoint;
+
+typedef struct ScanMark
+{
+	int			sync_id;		/* hash key */
+	int64		start;			/* no ready row below this id but parked
+								 * ones */
+	int64		park_from;		/* lowest id skipped for a retry backoff */
+	TimestampTz park_until;		/* earliest end of those backoffs */
+	int			ncheckpoints;	/* oldest first */
+	Checkpoint	checkpoints[MAX_CHECKPOINTS];
+} ScanMark;
+
+static HTAB *marks = NULL;
+
+static ScanMark *
+mark_of(int sync_id)
+{
+	ScanMark   *m;
+	bool		found;
+
+	if (marks == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(int);
+		ctl.entrysize = sizeof(ScanMark);
+		marks = hash_create("retl queue scan marks", 64, &ctl, HASH_ELEM | HASH_BLOBS);
+	}
+	m = hash_search(marks, &sync_id, HASH_ENTER, &found);
+	if (!found)
+	{
+		m->start = 0;
+		m->park_from = PG_INT64_MAX;
+		m->park_until = DT_NOEND;
+		m->ncheckpoints = 0;
+	}
+	return m;
+}
+
+/*
+ * The id the scan of a sync starts from: the mark, moved down to the
+ * parked rows once their backoff has ended.
+ */
+int64
+retl_mark_start(int sync_id, TimestampTz now)
+{
+	ScanMark   *m = mark_of(sync_id);
+
+	if (m->park_until <= now)
+	{
+		m->start = Min(m->start, m->park_from);
+		m->park_from = PG_INT64_MAX;
+		m->park_until = DT_NOEND;
+	}
+	return m->start;
+}
+
+/*
+ * The highest id below which snap sees every row there is, plus one; or
+ * from if no checkpoint tells.  Checkpoints older than the one used are
+ * dropped: later snapshots have an xmin at least as high.
+ */
+static int64
+visible_below(ScanMark *m, Snapshot snap, int64 from)
+{
+	int			newest = -1;
+
+	for (int i = 0; i < m->ncheckpoints; i++)
+		if (TransactionIdPrecedesOrEquals(m->checkpoints[i].next_xid, snap->xmin))
+			newest = i;
+	if (newest < 0)
+		return from;
+	if (newest > 0)
+	{
+		memmove(&m->checkpoints[0], &m->checkpoints[newest],
+				sizeof(Checkpoint) * (m->ncheckpoints - newest));
+		m->ncheckpoints -= newest;
+	}
+	return m->checkpoints[0].last_id + 1;
+}
+
+static void
+add_checkpoint(ScanMark *m, int64 last_id)
+{
+	TransactionId next_xid = ReadNextTransactionId();
+	Checkpoint *newest = m->ncheckpoints > 0 ? &m->checkpoints[m->ncheckpoints - 1] : NULL;
+
+	/*
+	 * No xid assigned since the newest checkpoint: every transaction at or
+	 * above its next xid also started after this scan.
+	 */
+	if (newest != NULL && (newest->next_xid == next_xid ||
+						   m->ncheckpoints == MAX_CHECKPOINTS))
+	{
+		newest->next_xid = next_xid;
+		newest->last_id = Max(newest->last_id, last_id);
+		return;
+	}
+	m->checkpoints[m->ncheckpoints].next_xid = next_xid;
+	m->checkpoints[m->ncheckpoints].last_id = last_id;
+	m->ncheckpoints++;
+}
+
+/*
+ * A scan with snapshot snap started at from (retl_mark_start) and saw ids
+ * up to last_id; below next it left no ready row other than those it
+ * parked (park_from is the lowest id it skipped for a backoff ending at
+ * park_until, PG_INT64_MAX if none) and those snap could not see.
+ */
+void
+retl_mark_advance(int sync_id, Snapshot snap, int64 from, int64 last_id,
+				  int64 next, int64 park_from, TimestampTz park_until)
+{
+	ScanMark   *m = mark_of(sync_id);
+	int64		start;
+
+	if (park_from < m->park_from)
+		m->park_from = park_from;
+	if (park_from != PG_INT64_MAX && park_until < m->park_until)
+		m->park_until = park_until;
+
+	start = Min(next, visible_below(m, snap, from));
+	add_checkpoint(m, last_id);
+
+	/* a rewind meanwhile (a failed claim) wins */
+	if (m->start >= from)
+		m->start = start;
+}
+
+/* Rows from id on may be ready again. */
+void
+retl_mark_rewind(int sync_id, int64 id)
+{
+	ScanMark   *m = mark_of(sync_id);
+
+	m->start = Min(m->start, id);
+}

@@ -1,0 +1,536 @@
+/*
+ * queue.c: claiming batches from the change queue and recording outcomes.
+ *
+ * Every function here runs in the worker inside a short transaction with
+ * SPI connected, and never waits on the network: the worker claims a batch
+ * (marks its rows in_flight) and commits before the request is sent, then
+ * records the outcome in a new transaction.  A crash in between leaves rows
+ * marked in_flight; retl_queue_recover() releases them when the worker
+ * starts again, so they are sent again (at-least-once).  Only one worker
+ * serves a database, so in_flight rows always belong to it.
+ *
+ * Claims themselves are in claim.c.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "common/pg_prng.h"
+#include "mb/pg_wchar.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "base/guc.h"
+#include "base/plans.h"
+#include "connectors/connector.h"
+#include "queue/counters.h"
+#include "queue/mark.h"
+#include "queue/queue.h"
+#include "sync/ids.h"
+#include "sync/sync.h"
+#include "sync/mapping.h"
+
+static char *instance_id = NULL;
+
+static void
+spi_exec(const char *sql, int nargs, Oid *types, Datum *values, int expected)
+{
+	int			rc = retl_spi_execute(sql, nargs, types, values, NULL, false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "retl: SPI_execute failed (%d): %s", rc, sql);
+}
+
+/* Release rows a previous run of the worker claimed but never recorded. */
+void
+retl_queue_recover(void)
+{
+	if (SPI_execute("UPDATE retl.queue SET in_flight = false WHERE in_flight",
+					false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "retl: could not release in-flight queue rows");
+	if (SPI_processed > 0)
+		ereport(LOG,
+				(errmsg("retl worker will resend %llu changes whose delivery was interrupted",
+						(unsigned long long) SPI_processed)));
+}
+
+/*
+ * Refresh the queue's statistics when it has grown well past what they
+ * describe: the queue fills and drains faster than autovacuum analyzes it,
+ * and claims are planned from those statistics.
+ *
+ * The queue grows on disk before the transaction filling it commits, and
+ * ANALYZE counts none of its rows then: statistics saying "a few rows in
+ * many pages" while a million wait would send every claim through the
+ * whole sync.  So while the last ANALYZE found fewer than
+ * SUSPECT_ROWS_PER_PAGE rows a page, it is done again at most every
+ * retry_ms, up to SUSPECT_TRIES times after each growth: every second at the
+ * start of a pass, and sooner once a claim found rows (the transaction that
+ * filled the queue committed: see retl_queue_stats_suspect).
+ */
+#define SUSPECT_ROWS_PER_PAGE 10
+#define SUSPECT_TRIES 30
+
+static int	suspect_tries = 0;
+static TimestampTz last_analyze = 0;
+
+void
+retl_queue_analyze_if_stale(int retry_ms)
+{
+	bool		grown;
+	bool		isnull;
+
+	if (SPI_execute("SELECT pg_catalog.pg_relation_size('retl.queue') >"
+					" 2 * (c.relpages + 128)::bigint * current_setting('block_size')::bigint"
+					" FROM pg_catalog.pg_class c WHERE c.oid = 'retl.queue'::regclass",
+					true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "retl: could not look at the size of retl.queue");
+	grown = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (grown)
+		suspect_tries = SUSPECT_TRIES;
+	else if (suspect_tries == 0 ||
+			 !TimestampDifferenceExceeds(last_analyze, GetCurrentTimestamp(), retry_ms))
+		return;
+	suspect_tries--;
+	last_analyze = GetCurrentTimestamp();
+	if (SPI_execute("ANALYZE retl.queue", false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "retl: could not analyze retl.queue");
+	if (SPI_execute("SELECT c.reltuples >= c.relpages * " CppAsString2(SUSPECT_ROWS_PER_PAGE)
+					" FROM pg_catalog.pg_class c WHERE c.oid = 'retl.queue'::regclass",
+					true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "retl: could not look at the statistics of retl.queue");
+	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+		suspect_tries = 0;
+}
+
+/*
+ * Are the statistics suspect (see above)?  Then a claim that found rows to
+ * take analyzes again first (claim.c), rather than waiting for the next
+ * pass: a claim planned from statistics that counted none of the rows now
+ * committed walks the whole sync for its keys (half a second for 50,000
+ * rows), and a pass makes one per free request slot of the destination.
+ */
+bool
+retl_queue_stats_suspect(void)
+{
+	return suspect_tries > 0;
+}
+
+/* This database's instance id, the prefix of every record id. */
+char *
+retl_queue_instance_id(void)
+{
+	if (instance_id == NULL)
+	{
+		bool		isnull;
+		Datum		d;
+
+		if (SPI_execute("SELECT id FROM retl.instance", true, 1) != SPI_OK_SELECT ||
+			SPI_processed != 1)
+			elog(ERROR, "retl: retl.instance must have exactly one row");
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		instance_id = MemoryContextStrdup(TopMemoryContext, TextDatumGetCString(d));
+	}
+	return instance_id;
+}
+
+/*
+ * Is a batch worth sending now?  Yes when a full batch is ready, or when
+ * the oldest ready change has waited linger_ms; otherwise *wait_ms says
+ * how long until it has.
+ */
+bool
+retl_queue_ready(RetlSync *sync, long *wait_ms)
+{
+	Oid			types[4] = {INT4OID, INT4OID, INT4OID, INT8OID};
+	Datum		values[4];
+	char	   *full;
+	char	   *left;
+
+	if (sync->batch_size <= 1 || sync->linger_ms <= 0)
+		return true;
+	values[0] = Int32GetDatum(sync->id);
+	values[1] = Int32GetDatum(sync->batch_size);
+	values[2] = Int32GetDatum(sync->linger_ms);
+	/* from where the claim's scan will start (mark.c) */
+	values[3] = Int64GetDatum(retl_mark_start(sync->id,
+											  GetCurrentTransactionStartTimestamp()));
+	if (retl_spi_execute("SELECT pg_catalog.count(*) >= $2,"
+							  " (extract(epoch FROM pg_catalog.min(r.captured_at)"
+							  "   + $3 * interval '1 millisecond' - pg_catalog.clock_timestamp()) * 1000)::bigint"
+							  " FROM (SELECT q.captured_at FROM retl.queue q"
+							  "  WHERE q.sync_id = $1 AND q.id >= $4"
+							  "  AND NOT q.in_flight AND q.next_attempt_at <= pg_catalog.now()"
+							  "  ORDER BY q.id LIMIT $2) r",
+							  4, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "retl: could not look at the queue of sync \"%s\"", sync->name);
+	full = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	left = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	if (strcmp(full, "t") == 0 || left == NULL || strtol(left, NULL, 10) <= 0)
+		return true;
+	*wait_ms = strtol(left, NULL, 10);
+	return false;
+}
+
+/* The scan of the sync must see these records' rows again. */
+static void
+rewind_to(int sync_id, RetlRecord *records, int nrecords)
+{
+	int64		lowest = PG_INT64_MAX;
+
+	for (int i = 0; i < nrecords; i++)
+		for (int j = 0; j < records[i].nqueue_ids; j++)
+			lowest = Min(lowest, records[i].queue_ids[j]);
+	retl_mark_rewind(sync_id, lowest);
+}
+
+/* Put records [from, nrecords) of a claimed request back in the queue. */
+void
+retl_queue_release(RetlRequest *req, int from)
+{
+	Oid			types[2] = {INT8ARRAYOID, INT4OID};
+	Datum		values[2];
+
+	if (from >= req->nrecords)
+		return;
+	values[0] = retl_queue_id_array(req->records + from, req->nrecords - from);
+	values[1] = Int32GetDatum(req->sync_id);
+	if (retl_spi_execute("UPDATE retl.queue SET in_flight = false WHERE sync_id = $2 AND id = ANY ($1)",
+							  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "retl: could not release queued changes");
+	rewind_to(req->sync_id, req->records + from, req->nrecords - from);
+}
+
+/* text with invalid or NUL bytes replaced, safe to store in a text column */
+static char *
+sanitize(const char *text, int len)
+{
+	StringInfoData buf;
+	int			enc = GetDatabaseEncoding();
+
+	initStringInfo(&buf);
+	while (len > 0)
+	{
+		int			l = (*text == '\0') ? -1 : pg_encoding_verifymbchar(enc, text, len);
+
+		if (l <= 0)
+		{
+			appendStringInfoChar(&buf, '?');
+			l = 1;
+		}
+		else
+			appendBinaryStringInfo(&buf, text, l);
+		text += l;
+		len -= l;
+	}
+	return buf.data;
+}
+
+/*
+ * Delay before the next attempt, in ms: exponential, jittered, capped.  A
+ * Retry-After may only lengthen it: "0", or an HTTP-date already past (a
+ * destination whose clock lags), would spend every attempt at once.
+ */
+static int64
+retry_delay_ms(RetlRequest *req, int attempt)
+{
+	double		delay = retl_retry_base_ms;
+	int64		backoff;
+
+	for (int i = 1; i < attempt && delay < retl_retry_max_ms; i++)
+		delay *= 2;
+	delay = Min(delay, (double) retl_retry_max_ms);
+	/* "equal jitter": half fixed, half random, so retries spread out */
+	backoff = (int64) (delay / 2 + pg_prng_double(&pg_global_prng_state) * delay / 2);
+	return Max(backoff, (int64) req->retry_after_ms);
+}
+
+/* The queue ids of records, as an int8[] Datum. */
+Datum
+retl_queue_id_array(RetlRecord *records, int nrecords)
+{
+	int			n = 0;
+	Datum	   *elems;
+
+	for (int i = 0; i < nrecords; i++)
+		n += records[i].nqueue_ids;
+	elems = palloc(sizeof(Datum) * Max(n, 1));
+	n = 0;
+	for (int i = 0; i < nrecords; i++)
+		for (int j = 0; j < records[i].nqueue_ids; j++)
+			elems[n++] = Int64GetDatum(records[i].queue_ids[j]);
+	return PointerGetDatum(construct_array(elems, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+static void
+dead_letter(RetlRequest *req, RetlRecord *r, const char *error, const char *excerpt)
+{
+	Oid			types[10] = {INT8ARRAYOID, INT4OID, TEXTOID, INT8OID, TEXTOID, TEXTOID,
+	TEXTOID, INT4OID, TEXTOID, TEXTOID};
+	Datum		values[10];
+	char		nulls[10] = "          ";
+	const char *op = r->op == 'd' ? "delete" : r->op == 'i' ? "insert" : "upsert";
+
+	values[0] = retl_queue_id_array(r, 1);
+	values[1] = Int32GetDatum(req->sync_id);
+	values[2] = CStringGetTextDatum(r->record_id);
+	values[3] = Int64GetDatum(r->rid);
+	values[4] = CStringGetTextDatum(r->key);
+	values[5] = CStringGetTextDatum(op);
+	if (r->data)
+		values[6] = CStringGetTextDatum(r->data);
+	else
+		nulls[6] = 'n';
+	values[7] = Int32GetDatum((int32) req->status);
+	if (req->status == 0)
+		nulls[7] = 'n';
+	values[8] = CStringGetTextDatum(error);
+	if (excerpt != NULL)
+		values[9] = CStringGetTextDatum(excerpt);
+	else
+		nulls[9] = 'n';
+
+	if (retl_spi_execute(
+							  "WITH d AS (DELETE FROM retl.queue q WHERE q.sync_id = $2 AND q.id = ANY ($1) RETURNING q.*)"
+							  " INSERT INTO retl.dead_letter_store (sync_id, record_id, rid, key, op,"
+							  " data, raw_key, raw_data, captured_at, attempts, last_status, last_error,"
+							  " response_excerpt, first_attempt_at, last_attempt_at)"
+							  " SELECT $2, $3, $4, $5::jsonb, $6, $7::jsonb,"
+							  " (pg_catalog.array_agg(d.key ORDER BY d.id DESC))[1],"
+							  " (pg_catalog.array_agg(d.data ORDER BY d.id DESC))[1],"
+							  " pg_catalog.max(d.captured_at), pg_catalog.max(d.attempts) + 1, $8, $9, $10,"
+							  " COALESCE(pg_catalog.min(d.first_attempt_at), pg_catalog.now()),"
+							  " pg_catalog.now() FROM d HAVING pg_catalog.count(*) > 0"
+							  " RETURNING raw_key, op",
+							  10, types, values, nulls, false, 0) != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "retl: could not dead-letter record %s", r->record_id);
+
+	/*
+	 * A diff sync heals by itself: forget that the key was synced, so the
+	 * next run sends it again (a failed delete: remember a stale version,
+	 * so the next run removes it again).  No snapshot row: a trigger sync.
+	 */
+	if (SPI_processed == 1)
+	{
+		Oid			htypes[3] = {INT4OID, JSONBOID, BOOLOID};
+		Datum		hvalues[3];
+		bool		isnull;
+
+		hvalues[0] = Int32GetDatum(req->sync_id);
+		hvalues[1] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		hvalues[2] = BoolGetDatum(r->op == 'd');
+		if (retl_spi_execute("WITH gone AS (DELETE FROM retl.snapshots"
+								  " WHERE sync_id = $1 AND key = $2 AND NOT $3 RETURNING 1)"
+								  " INSERT INTO retl.snapshots (sync_id, key, hash)"
+								  " SELECT $1, $2, '' FROM retl.syncs s"
+								  " WHERE $3 AND s.id = $1 AND s.capture = 'diff'"
+								  " ON CONFLICT (sync_id, key) DO UPDATE SET hash = ''",
+								  3, htypes, hvalues, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "retl: could not update the snapshot for a dead letter");
+	}
+}
+
+/*
+ * In the claim transaction: dead-letter a claimed record that cannot be
+ * sent (r->unsent says why), alone, so that the rest of its sync flows.
+ */
+void
+retl_queue_dead_letter_unsent(RetlRequest *req, RetlRecord *r)
+{
+	dead_letter(req, r, r->unsent, NULL);
+	retl_queue_sync_error(req->sync_id,
+						  psprintf("record %s was dead-lettered: %s", r->record_id, r->unsent));
+}
+
+/* Each record's outcome: the connector's reading of the answer, else the status rule. */
+static void
+read_outcomes(RetlRequest *req)
+{
+	const RetlConnector *c = retl_connector_or_null(req->kind);
+
+	for (int i = 0; i < req->nrecords; i++)
+	{
+		req->records[i].outcome = RETL_OUTCOME_UNSET;
+		req->records[i].message = NULL;
+		req->records[i].remember_id = NULL;
+	}
+	if (c != NULL && c->read_answer != NULL && req->curl_code == CURLE_OK)
+	{
+		List	   *syncs = retl_sync_load(req->sync_id);
+
+		if (syncs != NIL)
+			c->read_answer(req, (RetlSync *) linitial(syncs));
+	}
+	for (int i = 0; i < req->nrecords; i++)
+	{
+		if (req->records[i].outcome == RETL_OUTCOME_UNSET)
+		{
+			RetlRequest one = *req;
+
+			/* the rule, for this record alone */
+			one.records = &req->records[i];
+			one.nrecords = 1;
+			retl_status_outcomes(&one);
+		}
+	}
+}
+
+/*
+ * Record the outcome of a finished request, record by record: delete
+ * delivered rows (keeping the destination's ids the connector read),
+ * schedule retries, move records to the dead letters.
+ */
+void
+retl_queue_record(RetlRequest *req)
+{
+	char	   *error;
+	char	   *excerpt;
+	int			retries = 0;
+	int			delivered = 0;
+	int			failed = 0;
+	int			attempt = 0;
+	int64		delay;
+	RetlRecord *done;
+	RetlRecord *retry;
+	char	   *first_error = NULL;
+
+	read_outcomes(req);
+	done = palloc(sizeof(RetlRecord) * req->nrecords);
+	for (int i = 0; i < req->nrecords; i++)
+		if (req->records[i].outcome == RETL_OUTCOME_DELIVERED)
+			done[delivered++] = req->records[i];
+	if (delivered > 0)
+	{
+		Oid			types[2] = {INT8ARRAYOID, INT4OID};
+		Datum		values[2] = {retl_queue_id_array(done, delivered), Int32GetDatum(req->sync_id)};
+
+		spi_exec("DELETE FROM retl.queue WHERE sync_id = $2 AND id = ANY ($1)",
+				 2, types, values, SPI_OK_DELETE);
+		retl_ids_remember(req->sync_id, done, delivered);
+		retl_counters_delivered(req->sync_id, delivered);
+	}
+	if (delivered == req->nrecords)
+		return;
+
+	if (req->curl_code != CURLE_OK)
+		error = psprintf("could not deliver: %s",
+						 req->errbuf[0] ? req->errbuf : curl_easy_strerror(req->curl_code));
+	else if (req->status >= 300 && req->status < 400)
+		error = psprintf("destination answered HTTP %ld (redirects are not followed)", req->status);
+	else
+		error = psprintf("destination answered HTTP %ld", req->status);
+	error = retl_http_redact(req, error);
+	excerpt = retl_http_excerpt(req);
+	excerpt = sanitize(excerpt, strlen(excerpt));
+
+	retry = palloc(sizeof(RetlRecord) * req->nrecords);
+	for (int i = 0; i < req->nrecords; i++)
+	{
+		RetlRecord *r = &req->records[i];
+		char	   *why;
+		double		age_ms = r->first_attempt > 0 ?
+			((double) req->started_at / 1000.0 -
+			 (r->first_attempt - (double) ((POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY)) * 1000.0) : 0;
+
+		if (r->outcome == RETL_OUTCOME_DELIVERED)
+			continue;
+		failed++;
+		why = r->message ? retl_http_redact(req, r->message) : error;
+		if (first_error == NULL)
+			first_error = why;
+		/* retried until max_attempts or max_retry_age, whichever comes first */
+		if (r->outcome == RETL_OUTCOME_RETRY && r->attempts + 1 < req->max_attempts &&
+			age_ms < req->max_retry_age_ms)
+		{
+			r->message = why;
+			retry[retries++] = *r;
+			attempt = Max(attempt, r->attempts + 1);
+		}
+		else
+			dead_letter(req, r, why, excerpt);
+	}
+
+	if (retries > 0)
+	{
+		Oid			types[6] = {INT8ARRAYOID, INT8OID, TIMESTAMPTZOID, INT4OID, TEXTOID, INT4OID};
+		Datum		values[6];
+		char		nulls[6] = "      ";
+
+		delay = retry_delay_ms(req, attempt);
+		values[1] = Int64GetDatum(delay);
+		values[2] = TimestampTzGetDatum(req->started_at);
+		values[3] = Int32GetDatum((int32) req->status);
+		if (req->status == 0)
+			nulls[3] = 'n';
+		values[5] = Int32GetDatum(req->sync_id);
+		/* one statement per distinct message (usually one) */
+		for (int i = 0; i < retries; i++)
+		{
+			int			n = 0;
+			RetlRecord *same;
+
+			if (retry[i].message == NULL)
+				continue;
+			same = palloc(sizeof(RetlRecord) * retries);
+			for (int j = i; j < retries; j++)
+			{
+				if (retry[j].message != NULL && strcmp(retry[j].message, retry[i].message) == 0)
+				{
+					same[n++] = retry[j];
+					if (j > i)
+						retry[j].message = NULL;
+				}
+			}
+			values[0] = retl_queue_id_array(same, n);
+			values[4] = CStringGetTextDatum(retry[i].message);
+			if (retl_spi_execute("UPDATE retl.queue SET in_flight = false, attempts = attempts + 1,"
+								 " next_attempt_at = pg_catalog.now() + $2 * interval '1 millisecond',"
+								 " first_attempt_at = COALESCE(first_attempt_at, $3),"
+								 " last_attempt_at = $3, last_status = $4, last_error = $5"
+								 " WHERE sync_id = $6 AND id = ANY ($1)", 6, types, values, nulls, false, 0) != SPI_OK_UPDATE)
+				elog(ERROR, "retl: could not schedule a retry");
+		}
+		rewind_to(req->sync_id, retry, retries);
+		/* later changes of these keys wait as long (now() is the same) */
+		for (int i = 0; i < retries; i++)
+			retl_queue_backoff(req->sync_id, retry[i].key_hash,
+							   GetCurrentTransactionStartTimestamp() + delay * 1000);
+	}
+
+	{
+		Oid			types[4] = {INT4OID, INT8OID, INT4OID, TEXTOID};
+		Datum		values[4];
+		char		nulls[4] = "    ";
+
+		values[0] = Int32GetDatum(req->sync_id);
+		values[1] = Int64GetDatum(failed);
+		values[2] = Int32GetDatum((int32) req->status);
+		if (req->status == 0)
+			nulls[2] = 'n';
+		values[3] = CStringGetTextDatum(first_error);
+		retl_counters_fold(req->sync_id);
+		if (retl_spi_execute("UPDATE retl.sync_stats SET failed_attempts = failed_attempts + $2,"
+							 " consecutive_failures = consecutive_failures + 1,"
+							 " last_status = $3, last_error = $4, last_error_at = pg_catalog.now()"
+							 " WHERE sync_id = $1", 4, types, values, nulls, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "retl: could not update the statistics of a sync");
+	}
+}
+
+/* A sync could not be processed (e.g. its table was dropped): show why. */
+void
+retl_queue_sync_error(int sync_id, const char *message)
+{
+	Oid			types[2] = {INT4OID, TEXTOID};
+	Datum		values[2] = {Int32GetDatum(sync_id), CStringGetTextDatum(message)};
+
+	retl_counters_fold(sync_id);
+	spi_exec("UPDATE retl.sync_stats SET consecutive_failures = consecutive_failures + 1,"
+			 " last_error = $2, last_error_at = pg_catalog.now() WHERE sync_id = $1",
+			 2, types, values, SPI_OK_UPDATE);
+}

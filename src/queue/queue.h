@@ -1,0 +1,29 @@
+/*
+ * queue.h: the change queue, seen from the worker.
+ */
+#ifndef RETL_QUEUE_H
+#define RETL_QUEUE_H
+
+#include "delivery/http.h"
+#include "sync/sync.h"
+
+
+
+extern void retl_queue_recover(void);
+extern void retl_queue_analyze_if_stale(int retry_ms);
+extern bool retl_queue_stats_suspect(void);
+extern bool retl_queue_ready(RetlSync *sync, long *wait_ms);
+extern RetlRequest *retl_queue_claim(RetlSync *sync);
+extern void retl_queue_build(RetlRequest *req, RetlSync *sync);
+extern bool retl_queue_rebuild(RetlRequest *req);
+extern Datum retl_queue_id_array(RetlRecord *records, int nrecords);
+extern void retl_queue_hold(RetlRequest *req);
+extern void retl_queue_backoff(int sync_id, uint64 key_hash, TimestampTz until);
+extern void retl_queue_load_backoff(void);
+extern void retl_queue_release(RetlRequest *req, int from);
+extern void retl_queue_record(RetlRequest *req);
+extern void retl_queue_dead_letter_unsent(RetlRequest *req, RetlRecord *r);
+extern void retl_queue_sync_error(int sync_id, const char *message);
+extern char *retl_queue_instance_id(void);
+
+#endif

@@ -1,0 +1,23 @@
+/*
+ * mapping.h: turning a sync's key and mapping into SQL expressions.
+ */
+#ifndef RETL_MAPPING_H
+#define RETL_MAPPING_H
+
+#include "lib/stringinfo.h"
+
+#include "sync/sync.h"
+
+extern void retl_check_source(RetlSync *sync);
+extern const char *retl_only(Oid relid);
+extern void retl_append_key_object(StringInfo sql, RetlSync *sync, const char *keyexpr);
+extern void retl_append_row_data(StringInfo sql, RetlSync *sync, const char *alias);
+extern void retl_append_json_data(StringInfo sql, RetlSync *sync, const char *dataexpr);
+extern void retl_append_key_match(StringInfo sql, RetlSync *sync, const char *alias,
+								  const char *keyexpr);
+extern void retl_append_key_after(StringInfo sql, RetlSync *sync, const char *alias,
+								  const char *keyexpr);
+extern void retl_append_key_columns(StringInfo sql, RetlSync *sync, const char *alias);
+extern void retl_append_key_array(StringInfo sql, RetlSync *sync, const char *alias);
+
+#endif

@@ -1,0 +1,16 @@
+/*
+ * owner.h: reading a sync's source as the sync's owner (see owner.c).
+ */
+#ifndef RETL_OWNER_H
+#define RETL_OWNER_H
+
+#include "sync/sync.h"
+
+extern void retl_owner_check_send(RetlSync *sync);
+extern bool retl_owner_rls(RetlSync *sync);
+extern void retl_owner_temp_table(Oid owner, const char *name, const char *columns);
+extern int64 retl_owner_insert(Oid owner, const char *sql, const char *path);
+extern void retl_owner_read(RetlSync *sync, const char *sql, int nargs, Oid *types,
+							Datum *values, const char *nulls);
+
+#endif

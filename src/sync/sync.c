@@ -1,0 +1,135 @@
+/*
+ * sync.c: reading a sync's definition, with its destination's, from the
+ * catalog (retl.syncs, retl.destinations) into the worker's memory.
+ *
+ * In the worker's short transactions, with SPI connected.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+
+#include "base/plans.h"
+#include "sync/sync.h"
+
+static char *
+getstr(HeapTuple tup, TupleDesc desc, int col)
+{
+	return SPI_getvalue(tup, desc, col);
+}
+
+static int
+getint(HeapTuple tup, TupleDesc desc, int col)
+{
+	char	   *s = SPI_getvalue(tup, desc, col);
+
+	return s ? pg_strtoint32(s) : 0;
+}
+
+static char
+mode_code(const char *mode)
+{
+	if (strcmp(mode, "append") == 0)
+		return 'a';
+	if (strcmp(mode, "insert") == 0)
+		return 'i';
+	if (strcmp(mode, "update") == 0)
+		return 'p';
+	if (strcmp(mode, "mirror") == 0)
+		return 'm';
+	return 'u';
+}
+
+/*
+ * Syncs with their destinations, in the current memory context: every
+ * active one, or (only_id > 0) that one, paused or not.
+ */
+List *
+retl_sync_load(int only_id)
+{
+	List	   *result = NIL;
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(only_id)};
+
+	if (retl_spi_execute("SELECT s.id, s.name, s.mode, s.source_relid, "
+							  "pg_catalog.array_to_string(s.key_attnums, ','), s.mapping::text, "
+							  "s.backfill_done, s.backfill_cursor::text, d.kind, d.url, "
+							  "d.headers::text, d.timeout_ms, COALESCE((s.options ->> 'batch_size')::int, d.batch_size), d.max_attempts, "
+							  "s.capture = 'diff', s.query, s.owner::oid, s.key_columns, "
+							  "COALESCE(s.audience_id, 0), d.id, "
+							  "(extract(epoch FROM d.max_retry_age) * 1000)::bigint, d.max_concurrency, "
+							  "d.rate_limit, d.linger_ms, d.max_batch_bytes, d.follow_redirects, d.tls_verify, d.signing_secret, "
+							  "retl._may_send(s.owner, d.id), d.name, s.search_path, "
+							  "(d.options -> 'auth')::text, d.options::text, s.options::text "
+							  "FROM retl.syncs s JOIN retl.destinations d ON d.id = s.destination_id "
+							  "WHERE CASE WHEN $1 > 0 THEN s.id = $1 ELSE NOT s.paused END "
+							  "ORDER BY s.id", 1, types, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "retl: could not read retl.syncs");
+
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		RetlSync   *s = palloc0(sizeof(RetlSync));
+		char	   *attnums = getstr(tup, desc, 5);
+		char	   *relid = getstr(tup, desc, 4);
+		bool		isnull;
+		Datum	   *keys;
+		int			nkeys;
+
+		s->id = getint(tup, desc, 1);
+		s->name = getstr(tup, desc, 2);
+		s->mode = mode_code(getstr(tup, desc, 3));
+		s->relid = relid ? (Oid) strtoul(relid, NULL, 10) : InvalidOid;
+		s->mapping = getstr(tup, desc, 6);
+		s->backfill_done = strcmp(getstr(tup, desc, 7), "t") == 0;
+		s->backfill_cursor = getstr(tup, desc, 8);
+		s->kind = getstr(tup, desc, 9);
+		s->url = getstr(tup, desc, 10);
+		s->headers = getstr(tup, desc, 11);
+		s->timeout_ms = getint(tup, desc, 12);
+		s->batch_size = getint(tup, desc, 13);
+		s->max_attempts = getint(tup, desc, 14);
+		s->diff = strcmp(getstr(tup, desc, 15), "t") == 0;
+		s->query = getstr(tup, desc, 16);
+		s->owner = (Oid) strtoul(getstr(tup, desc, 17), NULL, 10);
+		s->audience_id = getint(tup, desc, 19);
+		s->dest_id = getint(tup, desc, 20);
+		s->max_retry_age_ms = strtoi64(getstr(tup, desc, 21), NULL, 10);
+		s->max_concurrency = getint(tup, desc, 22);
+		s->rate_limit = strtod(getstr(tup, desc, 23), NULL);
+		s->linger_ms = getint(tup, desc, 24);
+		s->max_batch_bytes = getint(tup, desc, 25);
+		s->follow_redirects = strcmp(getstr(tup, desc, 26), "t") == 0;
+		s->tls_verify = strcmp(getstr(tup, desc, 27), "t") == 0;
+		s->signing_secret = getstr(tup, desc, 28);
+		s->may_send = strcmp(getstr(tup, desc, 29), "t") == 0;
+		s->dest_name = getstr(tup, desc, 30);
+		s->search_path = getstr(tup, desc, 31);
+		s->auth = getstr(tup, desc, 32);
+		s->dest_options = getstr(tup, desc, 33);
+		s->options = getstr(tup, desc, 34);
+
+		deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(tup, desc, 18, &isnull)),
+						  TEXTOID, -1, false, TYPALIGN_INT, &keys, NULL, &nkeys);
+		s->key_names = palloc(sizeof(char *) * nkeys);
+		for (int k = 0; k < nkeys; k++)
+			s->key_names[k] = TextDatumGetCString(keys[k]);
+		if (s->diff)
+			s->nkeys = nkeys;
+		else
+		{
+			char	   *tok;
+			char	   *save;
+
+			s->key_attnums = palloc(sizeof(int16) * (strlen(attnums) + 1));
+			for (tok = strtok_r(attnums, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+				s->key_attnums[s->nkeys++] = (int16) pg_strtoint32(tok);
+		}
+		result = lappend(result, s);
+	}
+	return result;
+}
+

@@ -1,0 +1,91 @@
+# Upgrading: a database on retl 0.1 with secrets, destinations, syncs and
+# changes queued is updated with ALTER EXTENSION retl UPDATE.  Until then
+# the worker (a 0.2 library) waits and says why, sending nothing; after,
+# everything queued is delivered, nothing lost, and the schema is the same
+# as a fresh install's.
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
+use RetlTest;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $r = start_receiver();
+my $node = new_retl_node('upgrade');
+sub psql { my ($db, $sql) = @_; return $node->safe_psql($db, $sql); }
+
+psql('postgres', q{CREATE DATABASE old; CREATE DATABASE fresh;});
+psql('old', q{CREATE EXTENSION retl VERSION '0.1';
+	CREATE TABLE t (id int PRIMARY KEY, v text);
+	INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 50) g;
+	SET log_statement = 'none'; SELECT retl_set_secret('tok', 'upgrade-secret-value');
+	SELECT retl_create_destination('d', 'webhook', '} . $r->url('/old') . q{',
+		'{"headers": {"Authorization": "Bearer {{secret:tok}}"}, "batch_size": 10}');
+	SELECT retl_create_sync('s', 't', 'd');
+	SELECT retl_create_sync('m', 'SELECT id, v FROM t WHERE id <= 5', 'd', key => '{id}', schedule => 'manual');});
+is(psql('old', q{SELECT extversion FROM pg_extension WHERE extname = 'retl'}), '0.1', 'installed as 0.1');
+ok($node->poll_query_until('postgres',
+		q{SELECT count(*) > 0 FROM pg_stat_activity WHERE backend_type = 'retl worker' AND datname = 'old'}),
+	'the database has its worker');
+psql('old', q{INSERT INTO t SELECT g, 'v' || g FROM generate_series(51, 60) g; UPDATE t SET v = 'changed' WHERE id <= 3;
+	DELETE FROM t WHERE id = 60;});
+sleep 3;
+is(scalar @{ $r->requests }, 0, 'a 0.2 worker sends nothing to a 0.1 database');
+like(slurp_file($node->logfile), qr/retl worker waits: extension "retl" is version 0\.1 in this database, the library is 0\.2/,
+	'and says why');
+is(psql('old', q{SELECT count(*) > 0 FROM retl.queue}), 't', 'the changes wait in the queue');
+
+psql('old', q{ALTER EXTENSION retl UPDATE});
+is(psql('old', q{SELECT extversion FROM pg_extension WHERE extname = 'retl'}), '0.2', 'updated to 0.2');
+ok($node->poll_query_until('old',
+		q{SELECT NOT backfilling AND pending + in_flight = 0 FROM retl.sync_status WHERE sync = 's'}),
+	'the queue drains after the update');
+my %last;
+for my $req (@{ $r->requests(ok => 1) })
+{
+	$last{ $_->{key}{id} } = $_->{op} eq 'delete' ? 'deleted' : $_->{data}{v} for @{ $req->{body}{records} };
+}
+my %want = map { $_ => ($_ <= 3 ? 'changed' : "v$_") } 1 .. 59;
+$want{60} = 'deleted' if exists $last{60};
+is_deeply(\%last, \%want, 'every change made before the update was delivered');
+is(psql('old', q{SELECT retl_run_sync('m')}) > 0, 1, 'a scheduled sync of 0.1 runs on 0.2');
+ok($node->poll_query_until('old', q{SELECT last_run_status = 'succeeded' FROM retl.sync_status WHERE sync = 'm'}),
+	'and succeeds');
+like(psql('old', q{SELECT headers::text FROM retl.destinations WHERE name = 'd'}), qr/\{\{secret:tok\}\}/,
+	'the destination kept its options');
+
+# The schema of the updated database is that of a fresh 0.2 install.
+psql('fresh', q{CREATE EXTENSION retl});
+my $schema = q{
+	SELECT pg_catalog.pg_describe_object(d.classid, d.objid, 0) || ' ' || coalesce(
+		CASE d.classid
+			WHEN 'pg_proc'::regclass THEN pg_catalog.md5(pg_catalog.pg_get_functiondef(d.objid))
+				|| coalesce((SELECT p.proacl::text FROM pg_proc p WHERE p.oid = d.objid), '')
+			WHEN 'pg_class'::regclass THEN
+				(SELECT pg_catalog.string_agg(a.attname || ':' || pg_catalog.format_type(a.atttypid, a.atttypmod)
+						|| ':' || a.attnotnull || ':' || coalesce(pg_catalog.pg_get_expr(ad.adbin, ad.adrelid), ''),
+						',' ORDER BY a.attnum)
+				   FROM pg_attribute a LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+				  WHERE a.attrelid = d.objid AND a.attnum > 0 AND NOT a.attisdropped)
+				|| coalesce(pg_catalog.md5(pg_catalog.pg_get_viewdef(d.objid)), '')
+				|| coalesce((SELECT c.relacl::text || c.relrowsecurity::text || coalesce(c.reloptions::text, '')
+							   FROM pg_class c WHERE c.oid = d.objid), '')
+		END, '')
+	  FROM pg_depend d
+	 WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
+	   AND d.refobjid = (SELECT e.oid FROM pg_extension e WHERE e.extname = 'retl')
+	UNION ALL SELECT indexdef FROM pg_indexes WHERE schemaname = 'retl'
+	UNION ALL SELECT tablename || ' ' || policyname || ' ' || cmd || ' ' || coalesce(qual, '') || ' ' || coalesce(with_check, '')
+	  FROM pg_policies WHERE schemaname = 'retl'
+	UNION ALL SELECT conrelid::regclass::text || ' ' || pg_catalog.pg_get_constraintdef(oid)
+	  FROM pg_constraint WHERE connamespace = 'retl'::regnamespace
+	UNION ALL SELECT 'config ' || pg_catalog.array_to_string(extconfig::regclass[]::text[], ',') FROM pg_extension WHERE extname = 'retl'
+	ORDER BY 1};
+my $old = psql('old', $schema);
+my $new = psql('fresh', $schema);
+ok(length($new) > 1000, 'the schema listing is not empty');
+is($old, $new, 'the updated schema equals a fresh install\'s');
+
+done_testing();
