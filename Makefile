@@ -26,10 +26,12 @@ OBJS = \
 	src/queue/queue.o \
 	src/connectors/auth.o \
 	src/connectors/http.o \
+	src/connectors/oauth.o \
 	src/connectors/registry.o \
 	src/connectors/request.o \
 	src/connectors/webhook.o \
 	src/sync/dest.o \
+	src/sync/expr.o \
 	src/sync/ids.o \
 	src/sync/mapping.o \
 	src/sync/owner.o \

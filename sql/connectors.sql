@@ -81,6 +81,22 @@ SELECT name FROM retl.syncs WHERE name = 'bad';
 -- the connector's own options are kept with the sync
 SELECT name, options ? 'request' AS has_request FROM retl.syncs WHERE name LIKE 'c\_%' ORDER BY name;
 
+--
+-- computed fields: "field": {"sql": "expression over the source's row"}
+--
+SELECT retl_create_sync('c_computed', 'conn_people', 'c_hook',
+	mapping => $${"email": "email", "email_lower": {"sql": "lower(email)"}, "label": {"sql": "format('%s <%s>', name, email)"}}$$);
+SELECT retl_create_sync('c_computed_q', 'SELECT id, email FROM conn_people', 'c_hook', key => '{id}', schedule => 'manual',
+	mapping => $${"domain": {"sql": "split_part(email, '@', 2)"}}$$);
+SELECT retl_create_sync('bad', 'conn_people', 'c_hook', mapping => $${"x": {"sql": "lower(emial)"}}$$);
+SELECT retl_create_sync('bad', 'conn_people', 'c_hook', mapping => $${"x": {"sql": "1) FROM pg_authid --"}}$$);
+SELECT retl_create_sync('bad', 'conn_people', 'c_hook', mapping => $${"x": {"expr": "1"}}$$);
+SELECT retl_create_sync('bad', 'conn_people', 'c_hook', mapping => $${"email": "x", "x": {"sql": "1"}}$$);
+SELECT retl_create_sync('bad', 'conn_people', 'c_hook', mode => 'append', mapping => $${"x": {"sql": "lower(email)"}}$$);
+SELECT retl_create_sync('bad', 'SELECT id FROM conn_people', 'c_hook', key => '{id}', schedule => 'manual',
+	mapping => $${"x": {"sql": "upper(email)"}}$$);
+SELECT name FROM retl.syncs WHERE name = 'bad';
+
 -- retl_urlencode
 SELECT retl_urlencode('a b/c?d=é&e'), retl_urlencode(''), retl_urlencode(NULL);
 

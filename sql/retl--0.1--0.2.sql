@@ -41,6 +41,101 @@ BEGIN
 END
 $$;
 
+/*
+ * A mapping may compute a field from the source's row:
+ * {"field": {"sql": "expression"}}; compiled at creation as the owner
+ * (api/checks.c).
+ */
+CREATE FUNCTION retl._check_computed(mapping jsonb, source text, run_as regrole, path text) RETURNS void
+	AS 'MODULE_PATHNAME', 'retl_check_computed' LANGUAGE C STRICT;
+REVOKE ALL ON FUNCTION retl._check_computed(jsonb, text, regrole, text) FROM PUBLIC;
+CREATE OR REPLACE FUNCTION retl._check_mapping(mapping jsonb, cols text[], source text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+	k text;
+	v jsonb;
+	dests text[] := '{}';
+BEGIN
+	IF mapping IS NULL THEN
+		RETURN;
+	END IF;
+	IF pg_catalog.jsonb_typeof(mapping) <> 'object' OR mapping = '{}'::jsonb THEN
+		RAISE EXCEPTION 'mapping must be a non-empty JSON object'
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'For example {"email": "email_address", "plan": "tier"}, or a computed field {"email_lower": {"sql": "lower(email)"}}.';
+	END IF;
+	FOR k, v IN SELECT * FROM pg_catalog.jsonb_each(mapping) LOOP
+		/* a computed field: "field": {"sql": "expression"} (retl._check_computed compiles it) */
+		IF pg_catalog.jsonb_typeof(v) = 'object' THEN
+			IF NOT v ? 'sql' OR pg_catalog.jsonb_typeof(v -> 'sql') <> 'string' THEN
+				RAISE EXCEPTION 'computed field "%" of the mapping must be {"sql": "expression"}', k
+					USING ERRCODE = 'invalid_parameter_value',
+						  HINT = 'For example {"email_lower": {"sql": "lower(email)"}}.';
+			END IF;
+			IF k = ANY (dests) THEN
+				RAISE EXCEPTION 'mapping sends two columns to field "%"', k
+					USING ERRCODE = 'invalid_parameter_value';
+			END IF;
+			dests := dests || k;
+			CONTINUE;
+		END IF;
+		IF NOT k = ANY (cols) THEN
+			RAISE EXCEPTION 'mapping names column "%", which does not exist in "%"', k, source
+				USING ERRCODE = 'undefined_column';
+		END IF;
+		IF pg_catalog.jsonb_typeof(v) <> 'string' OR v #>> '{}' = '' THEN
+			RAISE EXCEPTION 'mapping of column "%" must be a non-empty string', k
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		IF (v #>> '{}') = ANY (dests) THEN
+			RAISE EXCEPTION 'mapping sends two columns to field "%"', v #>> '{}'
+				USING ERRCODE = 'invalid_parameter_value';
+		END IF;
+		dests := dests || (v #>> '{}');
+	END LOOP;
+END
+$$;
+
+/* Dropping a sync while its backfill runs no longer deadlocks with the worker. */
+CREATE OR REPLACE FUNCTION retl._drop_sync(name text, caller regrole, caller_path text)
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+	sid integer := retl._own_sync(name, caller);
+	relid oid;
+	tg name;
+	followers text;
+BEGIN
+	/*
+	 * The table first, then the sync's row: the worker's backfill reads the
+	 * table, then writes the row, in one transaction (taking them the other
+	 * way round deadlocked with it).
+	 */
+	SELECT s.source_relid INTO relid FROM retl.syncs s WHERE s.id = sid;
+	IF EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = relid) THEN
+		EXECUTE pg_catalog.format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', relid::regclass);
+	END IF;
+	PERFORM 1 FROM retl.syncs s WHERE s.id = sid FOR UPDATE;
+	SELECT pg_catalog.string_agg(s.name, ', ' ORDER BY s.name) INTO followers
+	  FROM retl.syncs s WHERE s.options ->> 'after' = $1;
+	IF followers IS NOT NULL THEN
+		RAISE EXCEPTION 'sync "%" is followed by sync %', $1, followers
+			USING ERRCODE = 'dependent_objects_still_exist',
+				  HINT = 'Drop those syncs first: they run after this one.';
+	END IF;
+	IF EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = relid) THEN
+		FOR tg IN SELECT t.tgname FROM pg_catalog.pg_trigger t
+				   WHERE t.tgrelid = relid
+					 AND t.tgname IN ('retl_capture_' || sid, 'retl_truncate_' || sid) LOOP
+			EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', tg, relid::regclass);
+		END LOOP;
+	END IF;
+	DELETE FROM retl.queue q WHERE q.sync_id = sid;
+	DELETE FROM retl.snapshots sn WHERE sn.sync_id = sid;
+	DELETE FROM retl.syncs s WHERE s.id = sid;
+END
+$$;
+
 /* For the http connector's expressions: text percent-encoded for a URL (RFC 3986). */
 CREATE FUNCTION retl_urlencode(value text) RETURNS text
 	AS 'MODULE_PATHNAME', 'retl_urlencode' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
@@ -96,6 +191,10 @@ BEGIN
 	PERFORM retl._check_url(url);
 	/* the kind's connector: every key known, its auth and own options right */
 	PERFORM retl._check_destination(kind, opts);
+	/* a token endpoint is held to the rules of every request */
+	IF opts -> 'auth' ->> 'type' = 'oauth2' THEN
+		PERFORM retl._check_url(opts -> 'auth' ->> 'token_url');
+	END IF;
 	lim := retl._connector_defaults(kind);
 	FOREACH k IN ARRAY ARRAY['follow_redirects', 'tls_verify'] LOOP
 		IF opts ? k AND pg_catalog.jsonb_typeof(opts -> k) <> 'boolean' THEN
@@ -303,6 +402,12 @@ BEGIN
 					  HINT = 'Supported modes: insert, update, upsert, mirror, append.';
 		END IF;
 		PERFORM retl._check_mapping(mapping, keys, source);
+		IF mapping IS NOT NULL AND EXISTS (SELECT 1 FROM pg_catalog.jsonb_each(mapping) e
+										   WHERE pg_catalog.jsonb_typeof(e.value) = 'object') THEN
+			RAISE EXCEPTION 'the mapping of an audience sync cannot compute fields'
+				USING ERRCODE = 'feature_not_supported',
+					  HINT = 'Its records carry the members'' keys only; compute fields in a query sync.';
+		END IF;
 		/* 'realtime': after each refresh of the audience (as with any schedule) */
 		INSERT INTO retl.syncs (name, source, capture, audience_id, destination_id,
 								key_columns, mode, schedule, mapping, options,
@@ -428,6 +533,12 @@ BEGIN
 		END IF;
 		PERFORM retl._check_key(keys, cols);
 		PERFORM retl._check_mapping(mapping, cols, source);
+		IF mapping IS NOT NULL THEN
+			PERFORM retl._check_computed(mapping,
+				CASE WHEN is_query THEN retl._query_text(source)
+					 ELSE pg_catalog.format('SELECT * FROM ONLY %s', relid::regclass) END,
+				run_as, CASE WHEN is_query THEN caller_path ELSE 'pg_catalog, pg_temp' END);
+		END IF;
 
 		INSERT INTO retl.syncs (name, source, source_relid, query, search_path, capture,
 								destination_id, key_columns, mode, schedule, mapping, options,
@@ -518,6 +629,16 @@ BEGIN
 	  FROM pg_catalog.pg_attribute a
 	 WHERE a.attrelid = relid AND a.attnum > 0 AND NOT a.attisdropped;
 	PERFORM retl._check_mapping(mapping, cols, source);
+	IF mapping IS NOT NULL AND mode = 'append' AND EXISTS (SELECT 1 FROM pg_catalog.jsonb_each(mapping) e
+														   WHERE pg_catalog.jsonb_typeof(e.value) = 'object') THEN
+		RAISE EXCEPTION 'the mapping of an append sync cannot compute fields'
+			USING ERRCODE = 'feature_not_supported',
+				  HINT = 'An append sync sends rows as written; compute fields in an upsert sync or a scheduled (diff) sync.';
+	END IF;
+	IF mapping IS NOT NULL THEN
+		PERFORM retl._check_computed(mapping, pg_catalog.format('SELECT * FROM %s %s', CASE WHEN relkind = 'p' THEN '' ELSE 'ONLY' END, relid::regclass),
+									 run_as, 'pg_catalog, pg_temp');
+	END IF;
 	/* the backfill and the rows sent are read as the owner: it must be able to */
 	PERFORM retl._query_columns(pg_catalog.format('SELECT * FROM ONLY %s', relid::regclass), run_as, caller_path);
 	/* an append sync sends rows as written: only an owner that sees them all may */

@@ -11,6 +11,7 @@
  */
 #include "postgres.h"
 
+#include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
@@ -18,11 +19,15 @@
 #include "utils/jsonb.h"
 
 #include "connectors/auth.h"
+#include "base/identity.h"
+#include "base/subxact.h"
 #include "connectors/connector.h"
+#include "sync/expr.h"
 
 PG_FUNCTION_INFO_V1(retl_check_destination);
 PG_FUNCTION_INFO_V1(retl_check_sync_options);
 PG_FUNCTION_INFO_V1(retl_connector_defaults);
+PG_FUNCTION_INFO_V1(retl_check_computed);
 
 /* the engine's options of a destination, whatever its kind */
 static const char *const engine_destination_options[] = {
@@ -167,4 +172,94 @@ retl_connector_defaults(PG_FUNCTION_ARGS)
 	values[2] = Float8GetDatum(c->default_rate_limit);
 	values[3] = Int32GetDatum(c->default_max_concurrency);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
+}
+
+typedef struct Describe
+{
+	const char *sql;
+} Describe;
+
+static void
+describe(void *arg)
+{
+	if (SPI_execute(((Describe *) arg)->sql, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "retl: could not describe a computed field");
+}
+
+typedef struct DescribeAs
+{
+	Describe   *d;
+	Oid			owner;
+	const char *path;
+} DescribeAs;
+
+static void
+describe_as(void *arg)
+{
+	DescribeAs *a = arg;
+
+	retl_with_path(a->owner, a->path, describe, a->d);
+}
+
+/*
+ * retl._check_computed(mapping, source query, owner, search_path): each
+ * computed field of a mapping ("field": {"sql": "expression"}) is one
+ * expression that compiles over the source's rows, as the owner who will
+ * run it, with the search_path it will run with.
+ */
+Datum
+retl_check_computed(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *mapping = PG_GETARG_JSONB_P(0);
+	char	   *source = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	Oid			owner = PG_GETARG_OID(2);
+	char	   *path = text_to_cstring(PG_GETARG_TEXT_PP(3));
+	JsonbIterator *it = JsonbIteratorInit(&mapping->root);
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	char	   *field = NULL;
+	int			depth = 0;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "retl: SPI_connect failed");
+	while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
+	{
+		if (tok == WJB_BEGIN_OBJECT)
+			depth++;
+		else if (tok == WJB_END_OBJECT)
+			depth--;
+		else if (tok == WJB_KEY && depth == 1)
+			field = pnstrdup(v.val.string.val, v.val.string.len);
+		else if (tok == WJB_KEY && depth == 2)
+		{
+			char	   *k = pnstrdup(v.val.string.val, v.val.string.len);
+			char	   *what = psprintf("computed field \"%s\" of the mapping", field);
+			char	   *expr;
+			Describe	d;
+			ErrorData  *edata;
+
+			if (strcmp(k, "sql") != 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("%s has an unknown field \"%s\"", what, k),
+						 errhint("A computed field is {\"field\": {\"sql\": \"expression\"}}.")));
+			tok = JsonbIteratorNext(&it, &v, false);
+			if (tok != WJB_VALUE || v.type != jbvString)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("%s must be a SQL expression (a string)", what)));
+			expr = pnstrdup(v.val.string.val, v.val.string.len);
+			retl_check_expression(what, expr);
+			d.sql = psprintf("SELECT (\n%s\n) FROM (%s\n) q LIMIT 0", expr, source);
+			edata = retl_in_subtransaction(describe_as, &(DescribeAs) {&d, owner, path});
+			if (edata != NULL)
+				ereport(ERROR,
+						(errcode(edata->sqlerrcode),
+						 errmsg("%s does not compile: %s", what, edata->message),
+						 edata->hint ? errhint("%s", edata->hint) : 0,
+						 errdetail("It sees the columns of the source's rows.")));
+		}
+	}
+	SPI_finish();
+	PG_RETURN_VOID();
 }

@@ -4,6 +4,7 @@
  *   {"type": "bearer", "token": "{{secret:T}}"}          Authorization: Bearer ...
  *   {"type": "basic", "username": ..., "password": ...}  Authorization: Basic base64(u:p)
  *   {"type": "header", "name": "X-Api-Key", "value": ...}
+ *   {"type": "oauth2", ...}                              see oauth.c
  *
  * Credentials are given only as {{secret:NAME}} (a value written out
  * would be readable in retl.destinations by admins and in pg_dump), read
@@ -18,11 +19,12 @@
 #include "utils/memutils.h"
 
 #include "connectors/auth.h"
+#include "connectors/oauth.h"
 #include "connectors/request.h"
 
 /* A string field of a jsonb object, or NULL. */
-static char *
-field(Jsonb *obj, const char *name)
+char *
+retl_jsonb_string(Jsonb *obj, const char *name)
 {
 	JsonbValue	key;
 	JsonbValue *v;
@@ -61,7 +63,7 @@ object(Jsonb *options, const char *name)
 static void
 check_credential(Jsonb *auth, const char *type, const char *name)
 {
-	char	   *v = field(auth, name);
+	char	   *v = retl_jsonb_string(auth, name);
 
 	if (v == NULL)
 		ereport(ERROR,
@@ -123,12 +125,12 @@ retl_auth_check(Jsonb *options)
 
 	if (auth == NULL)
 		return;
-	type = field(auth, "type");
+	type = retl_jsonb_string(auth, "type");
 	if (type == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("auth needs a \"type\""),
-				 errhint("One of bearer, basic, header.")));
+				 errhint("One of bearer, basic, header, oauth2.")));
 	if (strcmp(type, "bearer") == 0)
 	{
 		check_keys(auth, type, bearer);
@@ -137,7 +139,7 @@ retl_auth_check(Jsonb *options)
 	else if (strcmp(type, "basic") == 0)
 	{
 		check_keys(auth, type, basic);
-		if (field(auth, "username") == NULL)
+		if (retl_jsonb_string(auth, "username") == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("auth of type \"basic\" needs \"username\"")));
@@ -145,7 +147,7 @@ retl_auth_check(Jsonb *options)
 	}
 	else if (strcmp(type, "header") == 0)
 	{
-		char	   *name = field(auth, "name");
+		char	   *name = retl_jsonb_string(auth, "name");
 
 		check_keys(auth, type, header);
 		if (name == NULL || name[0] == '\0' || strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+.^_`|~-") != strlen(name))
@@ -154,11 +156,13 @@ retl_auth_check(Jsonb *options)
 					 errmsg("auth of type \"header\" needs a valid header \"name\"")));
 		check_credential(auth, type, "value");
 	}
+	else if (strcmp(type, "oauth2") == 0)
+		retl_oauth_check(auth);
 	else
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown auth type \"%s\"", type),
-				 errhint("One of bearer, basic, header.")));
+				 errhint("One of bearer, basic, header, oauth2.")));
 }
 
 /* While a request is built: its auth header, if the destination has auth. */
@@ -171,16 +175,16 @@ retl_auth_header(RetlRequest *req, RetlSync *sync)
 	if (sync->auth == NULL)
 		return;
 	auth = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(sync->auth)));
-	type = field(auth, "type");
+	type = retl_jsonb_string(auth, "type");
 	if (type == NULL)
 		return;
 	if (strcmp(type, "bearer") == 0)
 		retl_request_header(req, "Authorization",
-							psprintf("Bearer %s", retl_substitute_secrets(req, field(auth, "token"))));
+							psprintf("Bearer %s", retl_substitute_secrets(req, retl_jsonb_string(auth, "token"))));
 	else if (strcmp(type, "basic") == 0)
 	{
-		char	   *pair = psprintf("%s:%s", retl_substitute_secrets(req, field(auth, "username")),
-									retl_substitute_secrets(req, field(auth, "password")));
+		char	   *pair = psprintf("%s:%s", retl_substitute_secrets(req, retl_jsonb_string(auth, "username")),
+									retl_substitute_secrets(req, retl_jsonb_string(auth, "password")));
 		int			len = strlen(pair);
 		char	   *enc = palloc(pg_b64_enc_len(len) + 1);
 		int			n = pg_b64_encode(pair, len, enc, pg_b64_enc_len(len));
@@ -193,6 +197,8 @@ retl_auth_header(RetlRequest *req, RetlSync *sync)
 		retl_request_header(req, "Authorization", psprintf("Basic %s", enc));
 	}
 	else if (strcmp(type, "header") == 0)
-		retl_request_header(req, field(auth, "name"),
-							retl_substitute_secrets(req, field(auth, "value")));
+		retl_request_header(req, retl_jsonb_string(auth, "name"),
+							retl_substitute_secrets(req, retl_jsonb_string(auth, "value")));
+	else if (strcmp(type, "oauth2") == 0)
+		retl_oauth_header(req, sync);
 }

@@ -9,6 +9,7 @@
 #include "delivery/http.h"
 #include "sync/sync.h"
 
+extern char *retl_jsonb_string(Jsonb *obj, const char *name);
 extern void retl_auth_check(Jsonb *options);
 extern void retl_auth_header(RetlRequest *req, RetlSync *sync);
 

@@ -36,8 +36,6 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
-#include "nodes/parsenodes.h"
-#include "parser/parser.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
@@ -53,6 +51,7 @@
 #include "connectors/connector.h"
 #include "connectors/request.h"
 #include "connectors/webhook.h"
+#include "sync/expr.h"
 #include "sync/ids.h"
 
 #define RECORD_COLUMNS 7
@@ -129,57 +128,11 @@ bad(const char *option, const char *message, const char *hint)
 			 hint ? errhint("%s", hint) : 0));
 }
 
-/* The raw parse of sql; a syntax error names the option. */
-static List *
-parse_expression(const char *option, const char *sql)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-	List	   *volatile parsed = NIL;
-
-	PG_TRY();
-	{
-		parsed = raw_parser(sql, RAW_PARSE_DEFAULT);
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		ereport(ERROR,
-				(errcode(ERRCODE_SYNTAX_ERROR),
-				 errmsg("option \"%s\" of an http sync must be one SQL expression: %s",
-						option, edata->message),
-				 errhint("For example jsonb_build_object('email', data->>'email').")));
-	}
-	PG_END_TRY();
-	return parsed;
-}
-
-/*
- * An expression is one SQL expression: parsed alone as the one target of
- * a SELECT without FROM (so that it cannot close its parenthesis and go on
- * with SQL of its own).
- */
+/* One SQL expression, named as the option it is. */
 static void
-check_expression(const char *option, const char *expr)
+check_expr(const char *option, const char *expr)
 {
-	List	   *parsed;
-	SelectStmt *sel;
-
-	if (expr == NULL || expr[0] == '\0')
-		bad(option, "must be a SQL expression", NULL);
-	parsed = parse_expression(option, psprintf("SELECT (\n%s\n)", expr));
-	if (list_length(parsed) != 1 || !IsA(linitial_node(RawStmt, parsed)->stmt, SelectStmt))
-		bad(option, "must be one SQL expression", "For example jsonb_build_object('email', data->>'email').");
-	sel = (SelectStmt *) linitial_node(RawStmt, parsed)->stmt;
-	if (list_length(sel->targetList) != 1 || sel->fromClause != NIL || sel->whereClause != NULL ||
-		sel->groupClause != NIL || sel->havingClause != NULL || sel->windowClause != NIL ||
-		sel->valuesLists != NIL || sel->sortClause != NIL || sel->limitCount != NULL ||
-		sel->limitOffset != NULL || sel->withClause != NULL || sel->op != SETOP_NONE ||
-		sel->intoClause != NULL || sel->lockingClause != NIL)
-		bad(option, "must be one SQL expression", "For example jsonb_build_object('email', data->>'email').");
+	retl_check_expression(psprintf("option \"%s\" of an http sync", option), expr);
 }
 
 static char *
@@ -247,9 +200,9 @@ compile_template(cJSON *spec, const char *option, bool batch, Template *t)
 	t->has_path = path != NULL;
 	t->has_body = body != NULL;
 	if (path)
-		check_expression(psprintf("%s.path", option), path);
+		check_expr(psprintf("%s.path", option), path);
 	if (body)
-		check_expression(psprintf("%s.body", option), body);
+		check_expr(psprintf("%s.body", option), body);
 
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "SELECT (\n%s\n)::pg_catalog.text, (\n%s\n)::pg_catalog.text",
@@ -276,7 +229,7 @@ compile_template(cJSON *spec, const char *option, bool batch, Template *t)
 			if (!cJSON_IsString(item))
 				bad(option, psprintf("has header \"%s\" that is not a SQL expression (a string)", name),
 					"A constant is a SQL string literal: \"'v2'\".");
-			check_expression(psprintf("%s.headers.%s", option, name), item->valuestring);
+			check_expr(psprintf("%s.headers.%s", option, name), item->valuestring);
 			appendStringInfo(&sql, ", (\n%s\n)::pg_catalog.text", item->valuestring);
 			t->uses_ids |= strstr(item->valuestring, "remembered_id") != NULL;
 			t->header_names[t->nheaders++] = pstrdup(name);
@@ -306,10 +259,10 @@ compile_options(cJSON *opts, int batch_size, Compiled *c)
 	c->has_success = success != NULL;
 	c->has_remember = remember != NULL;
 	if (success)
-		check_expression("success", success);
+		check_expr("success", success);
 	if (remember)
 	{
-		check_expression("remember", remember);
+		check_expr("remember", remember);
 		if (batch)
 			bad("remember", "needs batch_size 1", "The id an answer gives is one record's.");
 	}

@@ -66,6 +66,7 @@ typedef struct RetlRequest
 	char	   *kind;			/* the destination's connector */
 	const char *method;			/* HTTP method; NULL: POST */
 	bool		keep_response;	/* the whole answer is read (a connector reads it) */
+	int			auth_generation;	/* of the OAuth token it carries, 0: none */
 	char	   *url;
 	StringInfoData body;
 	struct curl_slist *headers;

@@ -46,6 +46,7 @@
 #include "base/subxact.h"
 #include "capture/backfill.h"
 #include "capture/stream.h"
+#include "connectors/oauth.h"
 #include "delivery/http.h"
 #include "delivery/stats.h"
 #include "models/runs.h"
@@ -289,6 +290,12 @@ record_outcomes(void)
 
 	while ((req = retl_http_next_done()) != NULL)
 	{
+		if (req->sync_id == 0)
+		{
+			/* a token request (oauth.c), no sync's */
+			finished = lappend(finished, req);
+			continue;
+		}
 		retl_dest_done(req->dest_id);
 		retl_stats_request_done(req, req->curl_code == CURLE_OK &&
 								req->status >= 200 && req->status < 300);
@@ -325,7 +332,13 @@ record_outcomes(void)
 		if (!lock_extension())
 			exit_without_extension();
 		foreach(lc, finished)
-			retl_queue_record((RetlRequest *) lfirst(lc));
+		{
+			req = lfirst(lc);
+			if (req->sync_id == 0)
+				retl_oauth_answer(req);
+			else
+				retl_queue_record(req);
+		}
 		/* the halves are built by their connector, like any claimed batch */
 		foreach(lc, halves)
 		{
@@ -501,6 +514,51 @@ claim_one(RetlSync *sync, bool *more, long *wait_ms)
 	return NULL;
 }
 
+typedef struct AuthWork
+{
+	RetlSync   *sync;
+	TimestampTz now;
+	long	   *wait_ms;
+	RetlRequest *fetch;
+	bool		ready;
+} AuthWork;
+
+static void
+auth_work(void *arg)
+{
+	AuthWork   *w = arg;
+
+	w->ready = retl_oauth_ready(w->sync, w->now, &w->fetch, w->wait_ms);
+}
+
+/*
+ * May the sync's requests be built (its destination's OAuth 2.0 token is
+ * there)?  A token request to send is appended to *requests.  A failure
+ * (a secret it names is gone) fails the sync, not the worker.
+ */
+static bool
+auth_ready(RetlSync *sync, TimestampTz now, long *wait_ms, List **requests)
+{
+	AuthWork	w = {sync, now, wait_ms, NULL, false};
+	ErrorData  *edata = retl_in_subtransaction(auth_work, &w);
+
+	if (edata != NULL)
+	{
+		retl_queue_sync_error(sync->id, edata->message);
+		sync_failed(sync->id);
+		FreeErrorData(edata);
+		return false;
+	}
+	if (w.fetch != NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		*requests = lappend(*requests, w.fetch);
+		MemoryContextSwitchTo(old);
+	}
+	return w.ready;
+}
+
 /*
  * One pass over the syncs; returns the requests to send.  Exits the
  * process when the extension is gone.
@@ -526,6 +584,9 @@ claim_work(bool *more, long *wait_ms)
 		RetlRequest *req;
 
 		if (sync_backed_off(sync->id, now))
+			continue;
+		/* a destination with OAuth 2.0 waits for its token */
+		if (!auth_ready(sync, now, wait_ms, &requests))
 			continue;
 
 		/*
@@ -786,7 +847,8 @@ retl_worker_main(Datum main_arg)
 		foreach(lc, requests)
 		{
 			retl_http_start((RetlRequest *) lfirst(lc));
-			retl_stats_request_started((RetlRequest *) lfirst(lc));
+			if (((RetlRequest *) lfirst(lc))->sync_id != 0)
+				retl_stats_request_started((RetlRequest *) lfirst(lc));
 		}
 		retl_stats_publish(MyDatabaseId);
 		list_free(requests);

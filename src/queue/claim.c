@@ -437,12 +437,12 @@ read_states(void *arg)
 												TYPALIGN_INT));
 	initStringInfo(&sql);
 	appendStringInfoString(&sql, "SELECT x.data::text FROM pg_catalog.unnest($1)"
-						   " WITH ORDINALITY AS k(key, n) LEFT JOIN LATERAL (SELECT ");
+						   " WITH ORDINALITY AS retl_k(retl_key, retl_n) LEFT JOIN LATERAL (SELECT ");
 	retl_append_row_data(&sql, w->sync, "t");
 	appendStringInfo(&sql, " AS data FROM %s%s t WHERE ", retl_only(w->sync->relid),
 					 format_type_be_qualified(get_rel_type_id(w->sync->relid)));
-	retl_append_key_match(&sql, w->sync, "t", "k.key");
-	appendStringInfoString(&sql, " LIMIT 1) x ON true ORDER BY k.n");
+	retl_append_key_match(&sql, w->sync, "t", "retl_k.retl_key");
+	appendStringInfoString(&sql, " LIMIT 1) x ON true ORDER BY retl_k.retl_n");
 	retl_owner_read(w->sync, sql.data, 1, types, values, NULL);
 	if (SPI_processed != (uint64) w->n)
 		elog(ERROR, "retl: could not read the rows of sync \"%s\"", w->sync->name);

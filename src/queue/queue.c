@@ -28,6 +28,7 @@
 #include "base/guc.h"
 #include "base/plans.h"
 #include "connectors/connector.h"
+#include "connectors/oauth.h"
 #include "queue/counters.h"
 #include "queue/mark.h"
 #include "queue/queue.h"
@@ -365,6 +366,20 @@ read_outcomes(RetlRequest *req)
 
 		if (syncs != NIL)
 			c->read_answer(req, (RetlSync *) linitial(syncs));
+	}
+	/* an OAuth 2.0 token refused: renewed, once, and the records retried */
+	if (req->auth_generation > 0 && req->curl_code == CURLE_OK)
+	{
+		if (req->status == 401 && retl_oauth_unauthorized(req))
+		{
+			for (int i = 0; i < req->nrecords; i++)
+			{
+				req->records[i].outcome = RETL_OUTCOME_RETRY;
+				req->records[i].message = "destination answered HTTP 401: the OAuth 2.0 access token is renewed";
+			}
+		}
+		else if (req->status >= 200 && req->status < 300)
+			retl_oauth_accepted(req);
 	}
 	for (int i = 0; i < req->nrecords; i++)
 	{

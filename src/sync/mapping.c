@@ -2,7 +2,8 @@
  * mapping.c: a sync's key and field mapping as SQL expressions.
  *
  * Queued keys are JSON arrays of the key values in key order (see the
- * capture trigger), and the mapping is {"source_column": "field"}.  The
+ * capture trigger), and the mapping is {"source_column": "field"}, with
+ * computed fields as {"field": {"sql": "expression over the row"}}.  The
  * worker turns both into SQL run in its claim transaction, so PostgreSQL's
  * own type-to-JSON conversion applies.  Key columns are found by attribute
  * number each time, so a renamed key column keeps working, and its field
@@ -55,7 +56,8 @@ retl_check_source(RetlSync *sync)
 		return;
 	cJSON_ArrayForEach(item, map)
 	{
-		if (get_attnum(sync->relid, item->string) == InvalidAttrNumber)
+		/* (a computed field's expression fails by itself if it must) */
+		if (cJSON_IsString(item) && get_attnum(sync->relid, item->string) == InvalidAttrNumber)
 		{
 			char	   *column = pstrdup(item->string);
 
@@ -166,7 +168,27 @@ append_data(StringInfo sql, RetlSync *sync, const char *expr, bool from_row)
 	appendStringInfoString(sql, "pg_catalog.jsonb_build_object(");
 	cJSON_ArrayForEach(item, map)
 	{
-		if (!cJSON_IsString(item) || item->string == NULL)
+		cJSON	   *computed = cJSON_IsObject(item) ?
+			cJSON_GetObjectItemCaseSensitive(item, "sql") : NULL;
+
+		if (item->string == NULL)
+			continue;
+		if (cJSON_IsString(computed) && computed->valuestring != NULL)
+		{
+			/* a computed field: "field": {"sql": "lower(email)"} over the row's columns */
+			if (!from_row)
+			{
+				cJSON_Delete(map);
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("mapping of sync \"%s\" computes fields, which an append sync cannot", sync->name)));
+			}
+			appendStringInfo(sql, "%s%s, (\n%s\n)", first ? "" : ", ",
+							 quote_literal_cstr(item->string), computed->valuestring);
+			first = false;
+			continue;
+		}
+		if (!cJSON_IsString(item))
 			continue;
 		appendStringInfo(sql, "%s%s, ", first ? "" : ", ",
 						 quote_literal_cstr(item->valuestring));

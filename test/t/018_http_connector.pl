@@ -147,6 +147,25 @@ my ($hdr) = grep { $_->{path} eq '/hdr' } @{ $r->requests };
 is($hdr->{headers}{'x-api-key'}, 'k-9', 'header auth');
 is($hdr->{body}{records}[0]{key}{id}, 1, 'the http connector\'s default body is the webhook envelope');
 
+# Computed fields, for a table's realtime sync and a query's.
+psql(q{CREATE TABLE leads (id int PRIMARY KEY, email text, first text, last text, created date);
+	INSERT INTO leads VALUES (1, 'Ann@X.IO', 'Ann', 'Lee', '2026-11-30');
+	SELECT retl_create_destination('leads_hook', 'webhook', '} . $r->url('/leads') . q{');
+	SELECT retl_create_sync('leads', 'leads', 'leads_hook', mapping => $${"email": "email",
+		"email_lower": {"sql": "lower(email)"}, "full_name": {"sql": "first || ' ' || last"},
+		"created_on": {"sql": "to_char(created, 'MM/DD/YYYY')"}}$$);
+	SELECT retl_create_sync('leads_model', 'SELECT id, first FROM leads', 'leads_hook', key => '{id}',
+		schedule => 'manual', mapping => $${"first_upper": {"sql": "upper(first)"}}$$);
+	SELECT retl_run_sync('leads_model');});
+ok($node->poll_query_until('postgres', q{SELECT last_run_status = 'succeeded' FROM retl.sync_status WHERE sync = 'leads_model'}),
+	'the query sync ran');
+ok(drained('leads') && drained('leads_model'), 'computed fields: delivered');
+my %leads = map { $_->{body}{sync} => $_->{body}{records}[0] } grep { $_->{path} eq '/leads' } @{ $r->requests(ok => 1) };
+is_deeply($leads{leads}{data}, { email => 'Ann@X.IO', email_lower => 'ann@x.io', full_name => 'Ann Lee', created_on => '11/30/2026' },
+	'a table sync\'s computed fields');
+is_deeply($leads{leads}{key}, { id => 1 }, 'with its key');
+is_deeply($leads{leads_model}{data}, { first_upper => 'ANN' }, 'a query sync\'s computed field');
+
 unlike(slurp_file($node->logfile), qr/tok-123|pa:ss|k-9/, 'no secret in the server log');
 
 done_testing();
