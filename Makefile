@@ -30,6 +30,7 @@ OBJS = \
 	src/connectors/registry.o \
 	src/connectors/request.o \
 	src/connectors/webhook.o \
+	src/sync/compiled.o \
 	src/sync/dest.o \
 	src/sync/expr.o \
 	src/sync/ids.o \

@@ -45,6 +45,7 @@
 #include "connectors/connector.h"
 #include "queue/mark.h"
 #include "queue/queue.h"
+#include "sync/compiled.h"
 #include "sync/mapping.h"
 #include "sync/owner.h"
 
@@ -420,6 +421,38 @@ typedef struct ReadWork
 	int			n;
 } ReadWork;
 
+/* The statement reading an upsert batch's rows ($1: their queue keys). */
+static char *
+read_sql(RetlSync *sync)
+{
+	StringInfoData sql;
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT x.data::text FROM pg_catalog.unnest($1)"
+						   " WITH ORDINALITY AS retl_k(retl_key, retl_n) LEFT JOIN LATERAL (SELECT ");
+	retl_append_row_data(&sql, sync, "t");
+	appendStringInfo(&sql, " AS data FROM %s%s t WHERE ", retl_only(sync->relid),
+					 format_type_be_qualified(get_rel_type_id(sync->relid)));
+	retl_append_key_match(&sql, sync, "t", "retl_k.retl_key");
+	appendStringInfoString(&sql, " LIMIT 1) x ON true ORDER BY retl_k.retl_n");
+	return sql.data;
+}
+
+/* The statement telling which of the keys $1 have a row, whoever may see it. */
+static char *
+hidden_sql(RetlSync *sync)
+{
+	StringInfoData sql;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT k.n FROM pg_catalog.unnest($1) WITH ORDINALITY AS k(key, n)"
+					 " WHERE EXISTS (SELECT 1 FROM %s%s t WHERE ", retl_only(sync->relid),
+					 format_type_be_qualified(get_rel_type_id(sync->relid)));
+	retl_append_key_match(&sql, sync, "t", "k.key");
+	appendStringInfoChar(&sql, ')');
+	return sql.data;
+}
+
 /*
  * Read the rows of an upsert request's records (keys: their queue keys) as
  * the sync's owner; a key without a row is a delete (op 'd', no data).
@@ -430,20 +463,12 @@ read_states(void *arg)
 	ReadWork   *w = arg;
 	Oid			types[1] = {JSONBARRAYOID};
 	Datum		values[1];
-	StringInfoData sql;
 	MemoryContext old;
 
 	values[0] = PointerGetDatum(construct_array(w->keys + w->from, w->n, JSONBOID, -1, false,
 												TYPALIGN_INT));
-	initStringInfo(&sql);
-	appendStringInfoString(&sql, "SELECT x.data::text FROM pg_catalog.unnest($1)"
-						   " WITH ORDINALITY AS retl_k(retl_key, retl_n) LEFT JOIN LATERAL (SELECT ");
-	retl_append_row_data(&sql, w->sync, "t");
-	appendStringInfo(&sql, " AS data FROM %s%s t WHERE ", retl_only(w->sync->relid),
-					 format_type_be_qualified(get_rel_type_id(w->sync->relid)));
-	retl_append_key_match(&sql, w->sync, "t", "retl_k.retl_key");
-	appendStringInfoString(&sql, " LIMIT 1) x ON true ORDER BY retl_k.retl_n");
-	retl_owner_read(w->sync, sql.data, 1, types, values, NULL);
+	retl_owner_read(w->sync, retl_sync_statement(w->sync, RETL_SQL_READ, read_sql),
+					1, types, values, NULL);
 	if (SPI_processed != (uint64) w->n)
 		elog(ERROR, "retl: could not read the rows of sync \"%s\"", w->sync->name);
 	old = MemoryContextSwitchTo(w->req->cxt);
@@ -482,7 +507,6 @@ read_rows(RetlSync *sync, RetlRequest *req, Datum *keys)
 {
 	Oid			types[2] = {JSONBARRAYOID, INT4OID};
 	Datum		values[2];
-	StringInfoData sql;
 	ReadWork	w = {sync, req, keys, 0, req->nrecords};
 	ErrorData  *edata;
 	bool		missing = false;
@@ -522,13 +546,8 @@ read_rows(RetlSync *sync, RetlRequest *req, Datum *keys)
 	/* missing for the owner: deleted, or there and hidden from it? */
 	values[0] = PointerGetDatum(construct_array(keys, req->nrecords, JSONBOID, -1, false,
 												TYPALIGN_INT));
-	initStringInfo(&sql);
-	appendStringInfo(&sql, "SELECT k.n FROM pg_catalog.unnest($1) WITH ORDINALITY AS k(key, n)"
-					 " WHERE EXISTS (SELECT 1 FROM %s%s t WHERE ", retl_only(sync->relid),
-					 format_type_be_qualified(get_rel_type_id(sync->relid)));
-	retl_append_key_match(&sql, sync, "t", "k.key");
-	appendStringInfoChar(&sql, ')');
-	if (retl_spi_execute(sql.data, 1, types, values, NULL, false, 0) != SPI_OK_SELECT)
+	if (retl_spi_execute(retl_sync_statement(sync, RETL_SQL_HIDDEN, hidden_sql),
+						 1, types, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "retl: could not read the rows of sync \"%s\"", sync->name);
 	for (uint64 j = 0; j < SPI_processed; j++)
 	{
@@ -689,7 +708,8 @@ retl_queue_claim(RetlSync *sync)
 		retl_queue_analyze_if_stale(100);
 	retl_owner_check_send(sync);
 	values[1] = Int32GetDatum(sync->id);
-	if (retl_spi_execute(claim_sql(sync), 2, types, values, NULL, false, 0) != SPI_OK_SELECT)
+	if (retl_spi_execute(retl_sync_statement(sync, RETL_SQL_CLAIM, claim_sql),
+						 2, types, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "retl: could not claim changes of sync \"%s\"", sync->name);
 	if (SPI_processed == 0)
 		return NULL;
