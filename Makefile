@@ -29,6 +29,7 @@ OBJS = \
 	src/connectors/oauth.o \
 	src/connectors/registry.o \
 	src/connectors/request.o \
+	src/connectors/slack.o \
 	src/connectors/webhook.o \
 	src/sync/compiled.o \
 	src/sync/dest.o \

@@ -65,7 +65,12 @@ SELECT retl_create_sync('bad', 'conn_people', 'c_http', options => $${"request":
 -- a batch: the path may not depend on one record; the body must aggregate
 SELECT retl_create_sync('bad', 'conn_people', 'c_batch', options => $${"request": {"path": "'/u/' || (key->>'id')", "body": "jsonb_agg(data)"}}$$);
 SELECT retl_create_sync('bad', 'conn_people', 'c_batch', options => $${"request": {"body": "data"}}$$);
-SELECT retl_create_sync('bad', 'conn_people', 'c_batch', options => $${"remember": "response->>'id'"}$$);
+-- a batch's answer read record by record (n: the record's place in the batch)
+SELECT retl_create_sync('c_per_record', 'conn_people', 'c_batch', options => $${
+	"request": {"body": "jsonb_build_object('items', jsonb_agg(data ORDER BY record_id))"},
+	"success": "response->'results'->((n - 1)::int)->>'status' = 'ok'",
+	"remember": "response->'results'->((n - 1)::int)->>'id'"}$$);
+SELECT retl_create_sync('bad', 'conn_people', 'c_batch', options => $${"success": "nn > 0"}$$);
 -- the shape of the options
 SELECT retl_create_sync('bad', 'conn_people', 'c_http', options => $${"request": {"method": "BREW"}}$$);
 SELECT retl_create_sync('bad', 'conn_people', 'c_http', options => $${"request": {"verb": "PUT"}}$$);
@@ -92,9 +97,24 @@ SELECT retl_create_sync('bad', 'conn_people', 'c_hook', mapping => $${"x": {"sql
 SELECT retl_create_sync('bad', 'conn_people', 'c_hook', mapping => $${"x": {"sql": "1) FROM pg_authid --"}}$$);
 SELECT retl_create_sync('bad', 'conn_people', 'c_hook', mapping => $${"x": {"expr": "1"}}$$);
 SELECT retl_create_sync('bad', 'conn_people', 'c_hook', mapping => $${"email": "x", "x": {"sql": "1"}}$$);
-SELECT retl_create_sync('bad', 'conn_people', 'c_hook', mode => 'append', mapping => $${"x": {"sql": "lower(email)"}}$$);
+SELECT retl_create_sync('c_computed_a', 'conn_people', 'c_hook', mode => 'append', mapping => $${"x": {"sql": "lower(email)"}}$$);
 SELECT retl_create_sync('bad', 'SELECT id FROM conn_people', 'c_hook', key => '{id}', schedule => 'manual',
 	mapping => $${"x": {"sql": "upper(email)"}}$$);
+SELECT name FROM retl.syncs WHERE name = 'bad';
+
+--
+-- slack: its address known, its options checked
+--
+SELECT retl_create_destination(name => 'c_slack', kind => 'slack');
+SELECT url, rate_limit, max_concurrency, batch_size FROM retl.destinations WHERE name = 'c_slack';
+SELECT retl_create_sync('c_slack_events', 'conn_people', 'c_slack', mode => 'append',
+	options => $${"channel": "#alerts", "text": "format('new: %s', data->>'name')"}$$);
+SELECT retl_create_sync('bad', 'conn_people', 'c_slack', mode => 'append', options => $${"text": "'x'"}$$);
+SELECT retl_create_sync('bad', 'conn_people', 'c_slack', mode => 'append', options => $${"channel": "#a"}$$);
+SELECT retl_create_sync('bad', 'conn_people', 'c_slack', mode => 'append', options => $${"channel": "#a", "text": "naem"}$$);
+SELECT retl_create_sync('bad', 'conn_people', 'c_slack', mode => 'append', options => $${"channel": "#a", "text": "'x'", "color": "red"}$$);
+SELECT retl_create_sync('bad', 'conn_people', 'c_slack', options => $${"channel": "#a", "text": "'x'"}$$);
+SELECT retl_create_destination('bad', 'webhook');
 SELECT name FROM retl.syncs WHERE name = 'bad';
 
 -- retl_urlencode

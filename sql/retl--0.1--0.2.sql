@@ -11,8 +11,9 @@ CREATE FUNCTION retl._check_sync_options(kind text, options jsonb, mode text,
 										 destination_options jsonb, owner regrole) RETURNS void
 	AS 'MODULE_PATHNAME', 'retl_check_sync_options' LANGUAGE C STABLE STRICT;
 CREATE FUNCTION retl._connector_defaults(kind text, OUT max_records integer, OUT max_bytes integer,
-										 OUT rate_limit double precision, OUT max_concurrency integer)
-	AS 'MODULE_PATHNAME', 'retl_connector_defaults' LANGUAGE C IMMUTABLE STRICT;
+										 OUT rate_limit double precision, OUT max_concurrency integer,
+										 OUT default_url text)
+	AS 'MODULE_PATHNAME', 'retl_connector_defaults' LANGUAGE C IMMUTABLE;
 REVOKE ALL ON FUNCTION retl._check_destination(text, jsonb), retl._check_sync_options(text, jsonb, text, jsonb, regrole),
 	retl._connector_defaults(text) FROM PUBLIC;
 
@@ -182,6 +183,8 @@ BEGIN
 		RAISE EXCEPTION 'destination name must not be empty'
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
+	/* a connector may know its API's address (slack) */
+	url := coalesce(url, (retl._connector_defaults(kind)).default_url);
 	IF url IS NULL OR url !~* '^https?://[^/?#\s]+' OR url ~ '\s' THEN
 		RAISE EXCEPTION 'destination url must be an http:// or https:// URL, not "%"', url
 			USING ERRCODE = 'invalid_parameter_value',
@@ -629,12 +632,6 @@ BEGIN
 	  FROM pg_catalog.pg_attribute a
 	 WHERE a.attrelid = relid AND a.attnum > 0 AND NOT a.attisdropped;
 	PERFORM retl._check_mapping(mapping, cols, source);
-	IF mapping IS NOT NULL AND mode = 'append' AND EXISTS (SELECT 1 FROM pg_catalog.jsonb_each(mapping) e
-														   WHERE pg_catalog.jsonb_typeof(e.value) = 'object') THEN
-		RAISE EXCEPTION 'the mapping of an append sync cannot compute fields'
-			USING ERRCODE = 'feature_not_supported',
-				  HINT = 'An append sync sends rows as written; compute fields in an upsert sync or a scheduled (diff) sync.';
-	END IF;
 	IF mapping IS NOT NULL THEN
 		PERFORM retl._check_computed(mapping, pg_catalog.format('SELECT * FROM %s %s', CASE WHEN relkind = 'p' THEN '' ELSE 'ONLY' END, relid::regclass),
 									 run_as, 'pg_catalog, pg_temp');
@@ -692,3 +689,7 @@ BEGIN
 	PERFORM retl._wake_worker();
 END
 $$;
+
+/* The url may be left out for a connector that knows its API's address. */
+CREATE OR REPLACE FUNCTION retl_create_destination(name text, kind text, url text DEFAULT NULL, options jsonb DEFAULT '{}')
+	RETURNS void AS 'MODULE_PATHNAME', 'retl_entry' LANGUAGE C;

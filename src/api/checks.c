@@ -155,15 +155,23 @@ retl_check_sync_options(PG_FUNCTION_ARGS)
 
 /*
  * retl._connector_defaults(kind): the limits and defaults of a kind's
- * connector: max_records, max_bytes, rate_limit, max_concurrency.
+ * connector: max_records, max_bytes, rate_limit, max_concurrency,
+ * default_url.
  */
 Datum
 retl_connector_defaults(PG_FUNCTION_ARGS)
 {
-	const RetlConnector *c = retl_connector(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	const RetlConnector *c;
 	TupleDesc	desc;
-	Datum		values[4];
-	bool		nulls[4] = {false, false, false, false};
+	Datum		values[5];
+	bool		nulls[5] = {false, false, false, false, false};
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("destination kind must not be null"),
+				 errhint("Supported kinds: %s.", retl_connector_kinds())));
+	c = retl_connector(text_to_cstring(PG_GETARG_TEXT_PP(0)));
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "retl: _connector_defaults must return a row");
@@ -171,6 +179,10 @@ retl_connector_defaults(PG_FUNCTION_ARGS)
 	values[1] = Int32GetDatum(c->max_bytes);
 	values[2] = Float8GetDatum(c->default_rate_limit);
 	values[3] = Int32GetDatum(c->default_max_concurrency);
+	if (c->default_url != NULL)
+		values[4] = CStringGetTextDatum(c->default_url);
+	else
+		nulls[4] = true;
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }
 

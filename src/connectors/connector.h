@@ -36,6 +36,9 @@ typedef struct RetlConnector
 	const char *const *destination_options;
 	const char *const *sync_options;
 
+	/* the API's base URL when a destination gives none (NULL: it must) */
+	const char *default_url;
+
 	/* modes a sync to it may have, e.g. "upsert, append" */
 	const char *modes;
 
@@ -75,6 +78,7 @@ extern void retl_status_outcomes(RetlRequest *req);
 /* the connectors (registry.c lists them) */
 extern const RetlConnector retl_webhook_connector;
 extern const RetlConnector retl_http_connector;
+extern const RetlConnector retl_slack_connector;
 
 
 #endif

@@ -7,7 +7,9 @@
  *   "request": {"method": "PUT", "path": <expr>, "body": <expr>,
  *               "headers": {"Name": <expr>}, "content_type": "text/xml"}
  *   "delete":  the same, for deletes (default: "request")
- *   "success": <boolean expr over status, response (jsonb), response_text>
+ *   "success": <boolean expr over status, response (jsonb), response_text,
+ *               and the record's op, key, record_id, remembered_id and n,
+ *               its place in the batch>: evaluated for each record
  *   "remember": <text expr over the same>: the destination's id of the
  *               record's key, kept (sync/ids.c) and seen by later requests
  *               as remembered_id
@@ -49,6 +51,7 @@
 #include "base/plans.h"
 #include "base/subxact.h"
 #include "connectors/connector.h"
+#include "connectors/http.h"
 #include "connectors/request.h"
 #include "connectors/webhook.h"
 #include "sync/expr.h"
@@ -92,9 +95,13 @@ static const char *const record_columns =
 " pg_catalog.unnest($7::pg_catalog.text[]))"
 " AS r(op, key, data, record_id, captured_at, sync, remembered_id)";
 
+/* the answer, once per record of the request (n: its place in the batch) */
 static const char *const answer_columns =
 "(SELECT $1::pg_catalog.int4 AS status, $2::pg_catalog.jsonb AS response,"
-" $3::pg_catalog.text AS response_text) a";
+" $3::pg_catalog.text AS response_text) a,"
+" ROWS FROM (pg_catalog.unnest($4::pg_catalog.text[]), pg_catalog.unnest($5::pg_catalog.jsonb[]),"
+" pg_catalog.unnest($6::pg_catalog.text[]), pg_catalog.unnest($7::pg_catalog.text[]))"
+" WITH ORDINALITY AS r(op, key, record_id, remembered_id, n)";
 
 /*
  * The search_path expressions run with: PostgreSQL's functions first, then
@@ -261,21 +268,18 @@ compile_options(cJSON *opts, int batch_size, Compiled *c)
 	if (success)
 		check_expr("success", success);
 	if (remember)
-	{
 		check_expr("remember", remember);
-		if (batch)
-			bad("remember", "needs batch_size 1", "The id an answer gives is one record's.");
-	}
 	c->answer_sql = NULL;
 	if (success || remember)
-		c->answer_sql = psprintf("SELECT (\n%s\n)::pg_catalog.bool, (\n%s\n)::pg_catalog.text FROM %s",
+		c->answer_sql = psprintf("SELECT (\n%s\n)::pg_catalog.bool, (\n%s\n)::pg_catalog.text FROM %s ORDER BY r.n",
 								 success ? success : "NULL", remember ? remember : "NULL",
 								 answer_columns);
 }
 
 static Oid	record_types[RECORD_COLUMNS] = {TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID, TEXTARRAYOID,
 TIMESTAMPTZARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
-static Oid	answer_types[3] = {INT4OID, JSONBOID, TEXTOID};
+static Oid	answer_types[7] = {INT4OID, JSONBOID, TEXTOID, TEXTARRAYOID, JSONBARRAYOID,
+TEXTARRAYOID, TEXTARRAYOID};
 
 typedef struct PrepareWork
 {
@@ -318,7 +322,7 @@ prepare(void *arg)
  * aggregates.  An error says which part, without the generated SQL.
  */
 static void
-check_statement(const char *what, const char *sql, int nargs, Oid *types, Oid owner)
+check_statement(const char *what, const char *sql, int nargs, Oid *types, Oid owner, bool answer)
 {
 	PrepareWork w = {sql, nargs, types};
 	const char *path = expression_path();
@@ -329,8 +333,8 @@ check_statement(const char *what, const char *sql, int nargs, Oid *types, Oid ow
 				(errcode(edata->sqlerrcode),
 				 errmsg("%s of the sync does not compile: %s", what, edata->message),
 				 edata->hint ? errhint("%s", edata->hint) : 0,
-				 errdetail("Its expressions see %s.", nargs == 3 ?
-						   "the answer's columns status, response (jsonb) and response_text" :
+				 errdetail("Its expressions see %s.", answer ?
+						   "the answer's columns status, response (jsonb) and response_text, and the record's op, key, record_id, remembered_id and n (its place in the batch)" :
 						   "the record's columns op, key, data, record_id, captured_at, sync and remembered_id")));
 }
 
@@ -357,11 +361,13 @@ effective_batch(Jsonb *options, Jsonb *dest_options)
 	return n;
 }
 
-/* At creation: the sync's options compile, and every statement plans as its owner. */
-static void
-http_check_sync(Jsonb *options, const char *mode, Jsonb *dest_options, Oid owner)
+/*
+ * At creation: http options (JSON text) compile, and every statement plans
+ * as the owner.  Also for connectors that speak through this one (slack.c).
+ */
+void
+retl_http_check(const char *text, int batch_size, Oid owner, const char *what)
 {
-	char	   *text = JsonbToCString(NULL, &options->root, VARSIZE(options));
 	cJSON	   *opts = cJSON_Parse(text);
 	Compiled	c;
 
@@ -369,7 +375,7 @@ http_check_sync(Jsonb *options, const char *mode, Jsonb *dest_options, Oid owner
 		elog(ERROR, "retl: could not read the options of a sync");
 	PG_TRY();
 	{
-		compile_options(opts, effective_batch(options, dest_options), &c);
+		compile_options(opts, batch_size, &c);
 	}
 	PG_FINALLY();
 	{
@@ -378,17 +384,25 @@ http_check_sync(Jsonb *options, const char *mode, Jsonb *dest_options, Oid owner
 	PG_END_TRY();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "retl: SPI_connect failed");
-	check_statement("option \"request\"", c.request.sql, RECORD_COLUMNS, record_types, owner);
+	check_statement(what ? what : "option \"request\"", c.request.sql, RECORD_COLUMNS, record_types,
+					owner, false);
 	if (c.has_delete)
-		check_statement("option \"delete\"", c.delete.sql, RECORD_COLUMNS, record_types, owner);
+		check_statement("option \"delete\"", c.delete.sql, RECORD_COLUMNS, record_types, owner, false);
 	if (c.answer_sql)
-		check_statement("the success or remember rule", c.answer_sql, 3, answer_types, owner);
+		check_statement("the success or remember rule", c.answer_sql, 7, answer_types, owner, true);
 	SPI_finish();
 }
 
-/* The compiled definition of a sync, compiled again when its options changed. */
+static void
+http_check_sync(Jsonb *options, const char *mode, Jsonb *dest_options, Oid owner)
+{
+	retl_http_check(JsonbToCString(NULL, &options->root, VARSIZE(options)),
+					effective_batch(options, dest_options), owner, NULL);
+}
+
+/* A sync's definition compiled from http options, again when they changed. */
 static Compiled *
-compiled(RetlSync *sync)
+compiled(RetlSync *sync, const char *options)
 {
 	Compiled   *c;
 	bool		found;
@@ -404,11 +418,11 @@ compiled(RetlSync *sync)
 		compiled_syncs = hash_create("retl http syncs", 16, &ctl, HASH_ELEM | HASH_BLOBS);
 	}
 	c = hash_search(compiled_syncs, &sync->id, HASH_ENTER, &found);
-	if (found && c->options != NULL && strcmp(c->options, sync->options) == 0 &&
+	if (found && c->options != NULL && strcmp(c->options, options) == 0 &&
 		c->batch_size == sync->batch_size)
 		return c;
 	c->options = NULL;
-	opts = cJSON_Parse(sync->options);
+	opts = cJSON_Parse(options);
 	if (opts == NULL)
 		elog(ERROR, "retl: could not read the options of sync \"%s\"", sync->name);
 	/* leaks a superseded definition's few strings: syncs change rarely */
@@ -423,7 +437,7 @@ compiled(RetlSync *sync)
 		cJSON_Delete(opts);
 	}
 	PG_END_TRY();
-	c->options = MemoryContextStrdup(TopMemoryContext, sync->options);
+	c->options = MemoryContextStrdup(TopMemoryContext, options);
 	return c;
 }
 
@@ -582,10 +596,10 @@ column(EvalWork *w, int n)
  * Build the request: the records that share the first one's template (a
  * delete's may differ), evaluated as the owner.
  */
-static void
-http_build(RetlRequest *req, RetlSync *sync)
+void
+retl_http_build(RetlRequest *req, RetlSync *sync, const char *options)
 {
-	Compiled   *c = compiled(sync);
+	Compiled   *c = compiled(sync, options);
 	Template   *t = template_for(c, req->records[0].op);
 	MemoryContext old;
 	EvalWork	w;
@@ -652,9 +666,8 @@ typedef struct AnswerWork
 	RetlRequest *req;
 	RetlSync   *sync;
 	Compiled   *c;
-	bool		success;
-	bool		success_null;
-	char	   *remember;
+	bool	   *success;		/* per record; NULL counts as false */
+	char	  **remember;
 } AnswerWork;
 
 /* Evaluate success and remember over the answer, as the owner. */
@@ -663,8 +676,15 @@ evaluate_answer(void *arg)
 {
 	AnswerWork *w = arg;
 	RetlRequest *req = w->req;
-	Datum		values[3];
-	char		nulls[3] = "   ";
+	Datum		values[7];
+	char		nulls[7] = "       ";
+	Datum	   *ops = palloc(sizeof(Datum) * req->nrecords);
+	Datum	   *keys = palloc(sizeof(Datum) * req->nrecords);
+	Datum	   *ids = palloc(sizeof(Datum) * req->nrecords);
+	Datum	   *known = palloc(sizeof(Datum) * req->nrecords);
+	bool	   *known_nulls = palloc(sizeof(bool) * req->nrecords);
+	int			dims[1] = {req->nrecords};
+	int			lbs[1] = {1};
 	char	   *text = pnstrdup(req->response.data, req->response.len);
 	cJSON	   *parsed = cJSON_Parse(text);
 	Oid			save_uid;
@@ -680,32 +700,57 @@ evaluate_answer(void *arg)
 		nulls[1] = 'n';
 	cJSON_Delete(parsed);
 	values[2] = CStringGetTextDatum(text);
+	for (int i = 0; i < req->nrecords; i++)
+	{
+		RetlRecord *r = &req->records[i];
+
+		ops[i] = CStringGetTextDatum(op_name(r->op));
+		keys[i] = DirectFunctionCall1(jsonb_in, CStringGetDatum(r->key));
+		ids[i] = CStringGetTextDatum(r->record_id);
+		known_nulls[i] = r->known_id == NULL;
+		known[i] = r->known_id ? CStringGetTextDatum(r->known_id) : (Datum) 0;
+	}
+	values[3] = PointerGetDatum(construct_array(ops, req->nrecords, TEXTOID, -1, false, TYPALIGN_INT));
+	values[4] = PointerGetDatum(construct_array(keys, req->nrecords, JSONBOID, -1, false, TYPALIGN_INT));
+	values[5] = PointerGetDatum(construct_array(ids, req->nrecords, TEXTOID, -1, false, TYPALIGN_INT));
+	values[6] = PointerGetDatum(construct_md_array(known, known_nulls, 1, dims, lbs, TEXTOID, -1, false,
+												   TYPALIGN_INT));
 	nest = retl_begin_as(w->sync->owner, SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION,
 						 expression_path(), &save_uid, &save_sec);
-	if (retl_spi_execute(w->c->answer_sql, 3, answer_types, values, nulls, false, 0) != SPI_OK_SELECT ||
-		SPI_processed != 1)
+	if (retl_spi_execute(w->c->answer_sql, 7, answer_types, values, nulls, false, 0) != SPI_OK_SELECT ||
+		SPI_processed != (uint64) req->nrecords)
 		elog(ERROR, "retl: could not evaluate the success rule of sync \"%s\"", w->sync->name);
 	retl_end_as(nest, save_uid, save_sec);
-	w->success = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &w->success_null));
-	(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-	w->remember = isnull ? NULL : MemoryContextStrdup(req->cxt, SPI_getvalue(SPI_tuptable->vals[0],
-																			SPI_tuptable->tupdesc, 2));
+	for (int i = 0; i < req->nrecords; i++)
+	{
+		HeapTuple	row = SPI_tuptable->vals[i];
+		bool		ok = DatumGetBool(SPI_getbinval(row, SPI_tuptable->tupdesc, 1, &isnull));
+
+		w->success[i] = ok && !isnull;
+		(void) SPI_getbinval(row, SPI_tuptable->tupdesc, 2, &isnull);
+		w->remember[i] = isnull ? NULL :
+			MemoryContextStrdup(req->cxt, SPI_getvalue(row, SPI_tuptable->tupdesc, 2));
+	}
 }
 
 /*
- * The answer: "success" decides for every record of the request (false
- * or NULL: retried, then dead-lettered), else the status rule; "remember"
- * gives the record's id at the destination.
+ * The answer: "success", evaluated for each record of the request, decides
+ * its outcome (false or NULL: retried, then dead-lettered), else the status
+ * rule; "remember" gives the record's id at the destination.  So an API
+ * that answers a batch record by record (a results array, 207) has each
+ * record's own outcome.
  */
-static void
-http_read_answer(RetlRequest *req, RetlSync *sync)
+void
+retl_http_answer(RetlRequest *req, RetlSync *sync, const char *options)
 {
-	Compiled   *c = compiled(sync);
-	AnswerWork	w = {req, sync, c, false, true, NULL};
+	Compiled   *c = compiled(sync, options);
+	AnswerWork	w = {req, sync, c, NULL, NULL};
 	ErrorData  *edata;
 
-	if (c->answer_sql == NULL)
+	if (c->answer_sql == NULL || req->nrecords == 0)
 		return;
+	w.success = palloc0(sizeof(bool) * req->nrecords);
+	w.remember = palloc0(sizeof(char *) * req->nrecords);
 	edata = retl_in_subtransaction(evaluate_answer, &w);
 	if (edata != NULL)
 	{
@@ -724,16 +769,26 @@ http_read_answer(RetlRequest *req, RetlSync *sync)
 	{
 		if (c->has_success)
 		{
-			bool		ok = w.success && !w.success_null;
-
-			req->records[i].outcome = ok ? RETL_OUTCOME_DELIVERED : RETL_OUTCOME_RETRY;
-			if (!ok)
+			req->records[i].outcome = w.success[i] ? RETL_OUTCOME_DELIVERED : RETL_OUTCOME_RETRY;
+			if (!w.success[i])
 				req->records[i].message = psprintf("the answer (HTTP %ld) does not meet the success rule of sync \"%s\"",
 												   req->status, sync->name);
 		}
 		if (c->has_remember)
-			req->records[i].remember_id = w.remember;
+			req->records[i].remember_id = w.remember[i];
 	}
+}
+
+static void
+http_build(RetlRequest *req, RetlSync *sync)
+{
+	retl_http_build(req, sync, sync->options);
+}
+
+static void
+http_read_answer(RetlRequest *req, RetlSync *sync)
+{
+	retl_http_answer(req, sync, sync->options);
 }
 
 static const char *const http_sync_options[] = {"request", "delete", "success", "remember", NULL};

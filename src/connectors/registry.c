@@ -13,6 +13,7 @@
 static const RetlConnector *const connectors[] = {
 	&retl_webhook_connector,
 	&retl_http_connector,
+	&retl_slack_connector,
 	NULL
 };
 

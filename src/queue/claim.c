@@ -346,7 +346,8 @@ claim_sql(RetlSync *sync)
 			appendStringInfoString(&sql, "'i', ");
 		retl_append_key_object(&sql, sync, "u.key");
 		appendStringInfoString(&sql, "::text, (");
-		if (sync->diff)
+		/* (computed fields are computed afterwards, as the owner: compute_rows) */
+		if (sync->diff || retl_mapping_computes(sync))
 			appendStringInfoString(&sql, "u.data");
 		else
 			retl_append_json_data(&sql, sync, "u.data");
@@ -411,14 +412,19 @@ parse_int_array(const char *text, int *n)
 	return result;
 }
 
-/* Reading the state of records [from, from + n) of a request. */
+/*
+ * Reading the state of records [from, from + n) of a request: an upsert
+ * batch's rows by their keys, or an append batch's captured rows through
+ * its mapping's computed fields.
+ */
 typedef struct ReadWork
 {
 	RetlSync   *sync;
 	RetlRequest *req;
-	Datum	   *keys;
+	Datum	   *keys;			/* the queue keys, or the captured rows */
 	int			from;
 	int			n;
+	bool		append;
 } ReadWork;
 
 /* The statement reading an upsert batch's rows ($1: their queue keys). */
@@ -435,6 +441,25 @@ read_sql(RetlSync *sync)
 					 format_type_be_qualified(get_rel_type_id(sync->relid)));
 	retl_append_key_match(&sql, sync, "t", "retl_k.retl_key");
 	appendStringInfoString(&sql, " LIMIT 1) x ON true ORDER BY retl_k.retl_n");
+	return sql.data;
+}
+
+/*
+ * The statement mapping an append batch's captured rows ($1) with computed
+ * fields: each row typed again as the table's and mapped like a read row.
+ */
+static char *
+append_sql(RetlSync *sync)
+{
+	StringInfoData sql;
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT (SELECT ");
+	retl_append_row_data(&sql, sync, "t");
+	appendStringInfo(&sql, " FROM pg_catalog.jsonb_populate_record(NULL::%s, retl_d.retl_row) t)::text"
+					 " FROM pg_catalog.unnest($1) WITH ORDINALITY AS retl_d(retl_row, retl_n)"
+					 " ORDER BY retl_d.retl_n",
+					 format_type_be_qualified(get_rel_type_id(sync->relid)));
 	return sql.data;
 }
 
@@ -467,7 +492,9 @@ read_states(void *arg)
 
 	values[0] = PointerGetDatum(construct_array(w->keys + w->from, w->n, JSONBOID, -1, false,
 												TYPALIGN_INT));
-	retl_owner_read(w->sync, retl_sync_statement(w->sync, RETL_SQL_READ, read_sql),
+	retl_owner_read(w->sync, w->append ?
+					retl_sync_statement(w->sync, RETL_SQL_APPEND, append_sql) :
+					retl_sync_statement(w->sync, RETL_SQL_READ, read_sql),
 					1, types, values, NULL);
 	if (SPI_processed != (uint64) w->n)
 		elog(ERROR, "retl: could not read the rows of sync \"%s\"", w->sync->name);
@@ -477,7 +504,8 @@ read_states(void *arg)
 		RetlRecord *r = &w->req->records[w->from + i];
 
 		r->data = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-		r->op = r->data ? 'u' : 'd';
+		if (!w->append)
+			r->op = r->data ? 'u' : 'd';
 	}
 	MemoryContextSwitchTo(old);
 }
@@ -503,11 +531,11 @@ record_error(ErrorData *edata)
  * leave the request and the queue.
  */
 static void
-read_rows(RetlSync *sync, RetlRequest *req, Datum *keys)
+read_rows(RetlSync *sync, RetlRequest *req, Datum *keys, bool append)
 {
 	Oid			types[2] = {JSONBARRAYOID, INT4OID};
 	Datum		values[2];
-	ReadWork	w = {sync, req, keys, 0, req->nrecords};
+	ReadWork	w = {sync, req, keys, 0, req->nrecords, append};
 	ErrorData  *edata;
 	bool		missing = false;
 	int			kept = 0;
@@ -538,6 +566,8 @@ read_rows(RetlSync *sync, RetlRequest *req, Datum *keys)
 	}
 	if (edata != NULL)
 		FreeErrorData(edata);
+	if (append)
+		return;
 	for (int i = 0; i < req->nrecords; i++)
 		missing |= req->records[i].data == NULL && req->records[i].unsent == NULL;
 	if (!missing || !retl_owner_rls(sync))
@@ -760,7 +790,16 @@ retl_queue_claim(RetlSync *sync)
 		int			claimed;
 
 		if (by_key)
-			read_rows(sync, req, keys);
+			read_rows(sync, req, keys, false);
+		else if (!sync->diff && retl_mapping_computes(sync))
+		{
+			/* the captured rows, mapped with their computed fields as the owner */
+			Datum	   *rows = palloc(sizeof(Datum) * req->nrecords);
+
+			for (int i = 0; i < req->nrecords; i++)
+				rows[i] = DirectFunctionCall1(jsonb_in, CStringGetDatum(req->records[i].data));
+			read_rows(sync, req, rows, true);
+		}
 		drop_unsent(req);
 		claimed = req->nrecords;
 		if (claimed == 0)

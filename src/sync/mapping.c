@@ -203,6 +203,22 @@ append_data(StringInfo sql, RetlSync *sync, const char *expr, bool from_row)
 	cJSON_Delete(map);
 }
 
+/* Does the mapping compute fields ({"field": {"sql": ...}})? */
+bool
+retl_mapping_computes(RetlSync *sync)
+{
+	cJSON	   *map = parse_mapping(sync);
+	cJSON	   *item;
+	bool		computes = false;
+
+	if (map == NULL)
+		return false;
+	cJSON_ArrayForEach(item, map)
+		computes |= cJSON_IsObject(item);
+	cJSON_Delete(map);
+	return computes;
+}
+
 /* The data of a row of the source table, aliased alias, as jsonb. */
 void
 retl_append_row_data(StringInfo sql, RetlSync *sync, const char *alias)

@@ -19,7 +19,10 @@ Each checks what such a server checks and answers as it answers:
     POST   /contacts/{id}    an update (as Stripe's API has it): 200 {"id"}; 404
                              for an id it never gave
     DELETE /contacts/{id}    204; 404 for an id it never gave
-    POST   /bulk             {"items": [...]}: 1 to 5 objects, each with "id"; 400 else
+    POST   /bulk             {"items": [...]}: 1 to 5 objects, each with "id"; 400 else.
+                             Answers {"results": [{"id", "status": "ok" | "error",
+                             "message"}]}, one per item in order (an item whose "v"
+                             is "bad" is refused), with 207 when some were refused
   SOAP 1.1 (https://www.w3.org/TR/2000/NOTE-SOAP-20000508/)
     POST /soap               Content-Type text/xml, SOAPAction "urn:UpdateUser", an
                              Envelope whose Body holds UpdateUser(Id, Name); answers a
@@ -150,10 +153,17 @@ class Handler(BaseHTTPRequestHandler):
             if err or not isinstance(items, list) or not 1 <= len(items) <= 5 or \
                     not all(isinstance(i, dict) and "id" in i for i in items):
                 return self.send(400, {"error": err or "items: 1 to 5 objects with an id"})
+            results = []
             with lock:
                 for i in items:
-                    state["bulk"][str(i["id"])] = i
-            return self.send(200, {"received": len(items)})
+                    if i.get("v") == "bad":
+                        results.append({"id": i["id"], "status": "error", "message": "v is not valid"})
+                    else:
+                        state["bulk"][str(i["id"])] = i
+                        results.append({"id": i["id"], "status": "ok"})
+            # one result per item, in order; 207 when some failed
+            failed = any(r["status"] != "ok" for r in results)
+            return self.send(207 if failed else 200, {"received": len(items), "results": results})
         self.send(404, {"error": "not found"})
 
     def do_PUT(self):

@@ -124,6 +124,29 @@ ok(drained('contacts'), 'ids: deleted');
 is_deeply($api->get->{contacts}, {}, 'ids: deleted by the API\'s id');
 is(psql(q{SELECT count(*) FROM retl.remembered_ids WHERE sync = 'contacts'}), '0', 'ids: and forgotten');
 
+# Per-record outcomes: a batch answered record by record (207, a results
+# array): the refused record is retried alone, the others delivered, and
+# a later change of its key waits for it (per-key order).
+psql(q{CREATE TABLE pr (id int PRIMARY KEY, v text);
+	SELECT retl_pause_sync('bulk');});
+psql(q{SELECT retl_create_sync('per_record', 'pr', 'bulk', options => } . q_(q{{
+	"request": {"body": "jsonb_build_object('items', jsonb_agg(jsonb_build_object('id', 'pr' || (key->>'id'), 'v', data->>'v') ORDER BY record_id))"},
+	"success": "response->'results'->((n - 1)::int)->>'status' = 'ok'"}}) . ')');
+psql(q{INSERT INTO pr VALUES (1, 'a'), (2, 'b'), (3, 'bad'), (4, 'd')});
+ok(wait_for(sub { my $b = $api->get->{bulk}; exists $b->{pr1} && exists $b->{pr2} && exists $b->{pr4} }, 30),
+	'per record: the accepted records delivered');
+ok(!exists $api->get->{bulk}{pr3}, 'per record: the refused one not');
+ok($node->poll_query_until('postgres', q{SELECT failed_attempts >= 1 AND pending >= 1 FROM retl.sync_status WHERE sync = 'per_record'}),
+	'per record: it is retried alone');
+psql(q{UPDATE pr SET v = 'good' WHERE id = 3});
+ok(drained('per_record'), 'per record: drained after the fix');
+is($api->get->{bulk}{pr3}{v}, 'good', 'per record: the key reached its latest state');
+my @v3 = map { $_->{v} } grep { $_->{id} eq 'pr3' }
+  map { @{ (JSON::PP::decode_json($_->{body}))->{items} } } grep { $_->{path} eq '/bulk' && $_->{body} =~ /pr3/ } @{ $api->get->{requests} };
+is($v3[-1], 'good', 'per record: nothing of the key was sent after its latest state (' . join(',', @v3) . ')');
+is(psql(q{SELECT count(*) FROM retl.dead_letters WHERE sync = 'per_record'}), '0', 'per record: nothing dead-lettered');
+psql(q{SELECT retl_resume_sync('bulk')});
+
 # An expression that fails on one record's data fails that record alone.
 psql(q{CREATE TABLE nums (id int PRIMARY KEY, d int); INSERT INTO nums VALUES (1, 1), (2, 0), (3, 4);});
 psql(q{SELECT retl_create_sync('nums', 'nums', 'bulk', options => } . q_(q{{
@@ -154,17 +177,25 @@ psql(q{CREATE TABLE leads (id int PRIMARY KEY, email text, first text, last text
 	SELECT retl_create_sync('leads', 'leads', 'leads_hook', mapping => $${"email": "email",
 		"email_lower": {"sql": "lower(email)"}, "full_name": {"sql": "first || ' ' || last"},
 		"created_on": {"sql": "to_char(created, 'MM/DD/YYYY')"}}$$);
+	SELECT retl_create_sync('leads_events', 'leads', 'leads_hook', mode => 'append',
+		mapping => $${"id": "lead", "signed_up": {"sql": "created + 1"}}$$);
 	SELECT retl_create_sync('leads_model', 'SELECT id, first FROM leads', 'leads_hook', key => '{id}',
 		schedule => 'manual', mapping => $${"first_upper": {"sql": "upper(first)"}}$$);
 	SELECT retl_run_sync('leads_model');});
 ok($node->poll_query_until('postgres', q{SELECT last_run_status = 'succeeded' FROM retl.sync_status WHERE sync = 'leads_model'}),
 	'the query sync ran');
-ok(drained('leads') && drained('leads_model'), 'computed fields: delivered');
+ok(drained('leads') && drained('leads_model') && drained('leads_events'), 'computed fields: delivered');
 my %leads = map { $_->{body}{sync} => $_->{body}{records}[0] } grep { $_->{path} eq '/leads' } @{ $r->requests(ok => 1) };
 is_deeply($leads{leads}{data}, { email => 'Ann@X.IO', email_lower => 'ann@x.io', full_name => 'Ann Lee', created_on => '11/30/2026' },
 	'a table sync\'s computed fields');
 is_deeply($leads{leads}{key}, { id => 1 }, 'with its key');
 is_deeply($leads{leads_model}{data}, { first_upper => 'ANN' }, 'a query sync\'s computed field');
+psql(q{INSERT INTO leads VALUES (2, 'b@x.io', 'Bo', 'Ng', '2026-12-01')});
+ok(drained('leads_events'), 'append: drained');
+my @ev = sort { $a->{data}{lead} <=> $b->{data}{lead} } grep { $_->{op} eq 'insert' }
+  map { @{ $_->{body}{records} } } grep { $_->{path} eq '/leads' && $_->{body}{sync} eq 'leads_events' } @{ $r->requests(ok => 1) };
+is_deeply([ map { $_->{data} } @ev ], [ { lead => 1, signed_up => '2026-12-01' }, { lead => 2, signed_up => '2026-12-02' } ],
+	'an append sync\'s computed field, over the rows as they were written');
 
 unlike(slurp_file($node->logfile), qr/tok-123|pa:ss|k-9/, 'no secret in the server log');
 
