@@ -26,6 +26,7 @@ OBJS = \
 	src/queue/queue.o \
 	src/connectors/auth.o \
 	src/connectors/http.o \
+	src/connectors/hubspot.o \
 	src/connectors/oauth.o \
 	src/connectors/registry.o \
 	src/connectors/request.o \

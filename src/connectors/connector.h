@@ -79,6 +79,7 @@ extern void retl_status_outcomes(RetlRequest *req);
 extern const RetlConnector retl_webhook_connector;
 extern const RetlConnector retl_http_connector;
 extern const RetlConnector retl_slack_connector;
+extern const RetlConnector retl_hubspot_connector;
 
 
 #endif

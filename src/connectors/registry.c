@@ -14,6 +14,7 @@ static const RetlConnector *const connectors[] = {
 	&retl_webhook_connector,
 	&retl_http_connector,
 	&retl_slack_connector,
+	&retl_hubspot_connector,
 	NULL
 };
 

@@ -19,7 +19,9 @@ typedef enum RetlOutcome
 	RETL_OUTCOME_UNSET = 0,
 	RETL_OUTCOME_DELIVERED,		/* acknowledged: leaves the queue */
 	RETL_OUTCOME_RETRY,			/* tried again with backoff */
-	RETL_OUTCOME_DEAD			/* dead-lettered at once */
+	RETL_OUTCOME_DEAD,			/* dead-lettered at once */
+	RETL_OUTCOME_AGAIN			/* a step of it done (its id kept): sent again
+								 * at once, not counted as an attempt */
 } RetlOutcome;
 
 /* One record of a request: which queue rows it stands for. */

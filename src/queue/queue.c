@@ -396,6 +396,34 @@ read_outcomes(RetlRequest *req)
 }
 
 /*
+ * Records a step of which was done (a contact upserted before it is added
+ * to a list): their destination ids are kept and they go back to the
+ * queue at once, no attempt counted, so the next claim sends the next
+ * step.  Returns how many.
+ */
+static int
+steps(RetlRequest *req)
+{
+	RetlRecord *again = palloc(sizeof(RetlRecord) * req->nrecords);
+	int			n = 0;
+	Oid			types[2] = {INT8ARRAYOID, INT4OID};
+	Datum		values[2];
+
+	for (int i = 0; i < req->nrecords; i++)
+		if (req->records[i].outcome == RETL_OUTCOME_AGAIN)
+			again[n++] = req->records[i];
+	if (n == 0)
+		return 0;
+	retl_ids_remember(req->sync_id, again, n);
+	values[0] = retl_queue_id_array(again, n);
+	values[1] = Int32GetDatum(req->sync_id);
+	spi_exec("UPDATE retl.queue SET in_flight = false WHERE sync_id = $2 AND id = ANY ($1)",
+			 2, types, values, SPI_OK_UPDATE);
+	rewind_to(req->sync_id, again, n);
+	return n;
+}
+
+/*
  * Record the outcome of a finished request, record by record: delete
  * delivered rows (keeping the destination's ids the connector read),
  * schedule retries, move records to the dead letters.
@@ -431,6 +459,8 @@ retl_queue_record(RetlRequest *req)
 	}
 	if (delivered == req->nrecords)
 		return;
+	if (steps(req) + delivered == req->nrecords)
+		return;
 
 	if (req->curl_code != CURLE_OK)
 		error = psprintf("could not deliver: %s",
@@ -452,7 +482,7 @@ retl_queue_record(RetlRequest *req)
 			((double) req->started_at / 1000.0 -
 			 (r->first_attempt - (double) ((POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY)) * 1000.0) : 0;
 
-		if (r->outcome == RETL_OUTCOME_DELIVERED)
+		if (r->outcome == RETL_OUTCOME_DELIVERED || r->outcome == RETL_OUTCOME_AGAIN)
 			continue;
 		failed++;
 		why = r->message ? retl_http_redact(req, r->message) : error;

@@ -44,7 +44,9 @@ import json
 import re
 import threading
 import xml.etree.ElementTree as ET
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from serve import serve
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 lock = threading.Lock()
@@ -266,12 +268,7 @@ def main():
     ap.add_argument("--token")
     args = ap.parse_args()
     TOKEN = args.token
-    srv = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
-    with open(args.port_file + ".tmp", "w") as f:
-        f.write(str(srv.server_address[1]))
-    import os
-    os.rename(args.port_file + ".tmp", args.port_file)
-    srv.serve_forever()
+    serve(Handler, args.port, args.port_file)
 
 
 if __name__ == "__main__":

@@ -34,12 +34,13 @@ Tokens are "AT-<hex>" and refresh tokens "RT-<hex>".  Stdlib only, bound to
 import argparse
 import base64
 import json
-import os
 import secrets
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, unquote_plus
+
+from serve import serve
 
 lock = threading.Lock()
 st = {"issued": 0, "unauthorized": 0, "grants": [], "things": [], "tokens": {},
@@ -155,11 +156,7 @@ def main():
     args = ap.parse_args()
     CLIENT["id"], CLIENT["secret"] = args.client_id, args.client_secret
     st["refresh_token"] = args.refresh_token
-    srv = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
-    with open(args.port_file + ".tmp", "w") as f:
-        f.write(str(srv.server_address[1]))
-    os.rename(args.port_file + ".tmp", args.port_file)
-    srv.serve_forever()
+    serve(Handler, args.port, args.port_file)
 
 
 if __name__ == "__main__":

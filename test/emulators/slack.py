@@ -28,10 +28,11 @@ Stdlib only, bound to 127.0.0.1 only.
 
 import argparse
 import json
-import os
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from serve import serve
 
 CHANNELS = {"C0001": "alerts", "C0002": "random"}
 MEMBER_OF = {"C0001"}
@@ -121,11 +122,7 @@ def main():
     ap.add_argument("--token", required=True)
     args = ap.parse_args()
     TOKEN = args.token
-    srv = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
-    with open(args.port_file + ".tmp", "w") as f:
-        f.write(str(srv.server_address[1]))
-    os.rename(args.port_file + ".tmp", args.port_file)
-    srv.serve_forever()
+    serve(Handler, args.port, args.port_file)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,451 @@
+/*
+ * hubspot.c: the hubspot connector (CRM v3 objects, batch endpoints).
+ *
+ *   destination: url (default https://api.hubapi.com), auth: a private
+ *                app token ({"type": "bearer"}) or OAuth 2.0 (oauth.c)
+ *   sync:        "object": "contacts" | "companies" | "deals" | "tickets" |
+ *                a custom object's type id ("2-1234567"),
+ *                "id_property": a unique property, whose value is the
+ *                record's mapped field of that name
+ *
+ * Upserts: POST /crm/v3/objects/{object}/batch/upsert with up to 100
+ * {"id": <value>, "idProperty": <id_property>, "properties": {name:
+ * string}, "objectWriteTraceId": <record id>}.  HubSpot answers 200, or
+ * 207 Multi-Status with errors[]; a record is delivered only where a
+ * result carries its objectWriteTraceId (its HubSpot id is remembered),
+ * failed where an error names it in context.objectWriteTraceId (a
+ * VALIDATION_ERROR is dead-lettered alone, other categories retried), and
+ * retried when the answer says nothing of it.  Deletes (upsert and mirror
+ * syncs) archive by the remembered HubSpot id: POST
+ * /crm/v3/objects/{object}/batch/archive, 204.  A delete of a key HubSpot
+ * never gave an id for (it was never upserted by this sync) has nothing to
+ * archive and is dead-lettered saying so.
+ *
+ * (From HubSpot's published OpenAPI specification of the CRM objects API
+ * and its error-handling guide; see shared/CONNECTORS.md.)
+ */
+#include "postgres.h"
+
+#include <cjson/cJSON.h>
+
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+
+#include "connectors/auth.h"
+#include "connectors/connector.h"
+#include "connectors/request.h"
+#include "sync/ids.h"
+
+#define HUBSPOT_MAX_INPUTS 100
+
+static char *
+option(cJSON *opts, const char *name)
+{
+	cJSON	   *v = cJSON_GetObjectItemCaseSensitive(opts, name);
+
+	return cJSON_IsString(v) && v->valuestring ? pstrdup(v->valuestring) : NULL;
+}
+
+/* An object type: a standard one's name, or a custom object's id. */
+static bool
+valid_object(const char *o)
+{
+	if (o == NULL || o[0] == '\0')
+		return false;
+	for (const char *p = o; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+			  *p == '_' || *p == '-'))
+			return false;
+	return true;
+}
+
+static void
+hubspot_check_sync(Jsonb *options, const char *mode, Jsonb *dest_options, Oid owner)
+{
+	char	   *object = retl_jsonb_string(options, "object");
+	char	   *idp = retl_jsonb_string(options, "id_property");
+	char	   *list = retl_jsonb_string(options, "list_id");
+
+	if (!valid_object(object))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a hubspot sync needs option \"object\", an object type"),
+				 errhint("contacts, companies, deals, tickets, or a custom object's type id such as \"2-1234567\".")));
+	if (list != NULL && (list[0] == '\0' || strspn(list, "0123456789") != strlen(list)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"list_id\" of a hubspot sync must be a list's id, its digits"),
+				 errhint("A MANUAL or SNAPSHOT list: its members are added and removed by id.")));
+	if (idp == NULL || idp[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a hubspot sync needs option \"id_property\", a unique property of its object"),
+				 errhint("For contacts, \"email\"; its value is the record's mapped field of that name.")));
+}
+
+/* The property values of a record's data: HubSpot's are strings. */
+static cJSON *
+properties(cJSON *data, const char *idp, char **id, char **error)
+{
+	cJSON	   *props = cJSON_CreateObject();
+	cJSON	   *item;
+
+	*id = NULL;
+	cJSON_ArrayForEach(item, data)
+	{
+		char	   *value = NULL;
+
+		if (cJSON_IsString(item))
+			value = pstrdup(item->valuestring);
+		else if (cJSON_IsNull(item))
+			value = pstrdup("");
+		else
+		{
+			char	   *printed = cJSON_PrintUnformatted(item);
+
+			value = pstrdup(printed ? printed : "");
+			if (printed)
+				cJSON_free(printed);
+		}
+		if (strcmp(item->string, idp) == 0)
+			*id = value;
+		if (cJSON_AddStringToObject(props, item->string, value) == NULL)
+		{
+			cJSON_Delete(props);
+			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+		}
+	}
+	if (*id == NULL || (*id)[0] == '\0')
+		*error = psprintf("the record has no value for \"%s\", the sync's id_property", idp);
+	return props;
+}
+
+static void build_objects(RetlRequest *req, RetlSync *sync, const char *object, const char *idp);
+
+/*
+ * An audience's members in a list: an entering member whose contact has no
+ * HubSpot id yet is upserted first (its outcome a step: sent again at
+ * once, now with the id), then added with PUT
+ * /crm/v3/lists/{listId}/memberships/add; an exiting one is removed with
+ * .../remove.  The contact itself is never archived.
+ */
+static void
+build_membership(RetlRequest *req, RetlSync *sync, const char *object, const char *idp,
+				 const char *list)
+{
+	bool		exit = req->records[0].op == 'd';
+	bool		known;
+	int			n = 1;
+	int			kept = 0;
+	int			nunsent = 0;
+	RetlRecord *unsent = palloc(sizeof(RetlRecord) * req->nrecords);
+	cJSON	   *ids;
+	char	   *printed;
+	MemoryContext old;
+
+	retl_ids_known(req);
+	known = req->records[0].known_id != NULL;
+	while (n < req->nrecords && (req->records[n].op == 'd') == exit &&
+		   (req->records[n].known_id != NULL) == known)
+		n++;
+	req->nrecords = n;
+	if (!exit && !known)
+	{
+		build_objects(req, sync, object, idp);
+		return;
+	}
+	ids = cJSON_CreateArray();
+	for (int i = 0; i < req->nrecords; i++)
+	{
+		RetlRecord *r = &req->records[i];
+
+		if (r->known_id == NULL)
+		{
+			r->unsent = MemoryContextStrdup(req->cxt,
+											"HubSpot gave no id for this member (it was never added to the list by this sync): nothing to remove");
+			unsent[nunsent++] = *r;
+			continue;
+		}
+		cJSON_AddItemToArray(ids, cJSON_CreateString(r->known_id));
+		req->records[kept++] = *r;
+	}
+	memcpy(&req->records[kept], unsent, sizeof(RetlRecord) * nunsent);
+	req->nrecords = kept;
+	printed = cJSON_PrintUnformatted(ids);
+	cJSON_Delete(ids);
+	if (printed == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	old = MemoryContextSwitchTo(req->cxt);
+	req->url = psprintf("%s/crm/v3/lists/%s/memberships/%s", sync->url, list, exit ? "remove" : "add");
+	req->method = "PUT";
+	initStringInfo(&req->body);
+	appendStringInfoString(&req->body, printed);
+	req->keep_response = true;
+	if (kept > 0)
+		retl_request_headers(req, sync, "application/json");
+	MemoryContextSwitchTo(old);
+	cJSON_free(printed);
+}
+
+/*
+ * Build an upsert or an archive request: the records that share the first
+ * one's kind (an upsert or a delete).  A record that cannot be sent
+ * (no id_property value; a delete with no HubSpot id) is marked unsent
+ * and left out.
+ */
+static void
+build_objects(RetlRequest *req, RetlSync *sync, const char *object, const char *idp)
+{
+	bool		archive = req->records[0].op == 'd';
+	cJSON	   *body = cJSON_CreateObject();
+	cJSON	   *inputs = cJSON_AddArrayToObject(body, "inputs");
+	RetlRecord *unsent = palloc(sizeof(RetlRecord) * req->nrecords);
+	int			nunsent = 0;
+	int			kept = 0;
+	int			n = 1;
+	char	   *printed;
+	MemoryContext old;
+
+	if (inputs == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	while (n < req->nrecords && (req->records[n].op == 'd') == archive)
+		n++;
+	req->nrecords = n;
+	if (archive)
+		retl_ids_known(req);
+	for (int i = 0; i < req->nrecords; i++)
+	{
+		RetlRecord *r = &req->records[i];
+		cJSON	   *input = cJSON_CreateObject();
+		char	   *why = NULL;
+
+		if (archive)
+		{
+			if (r->known_id == NULL)
+				why = pstrdup("HubSpot gave no id for this key (it was never upserted by this sync): nothing to archive");
+			else
+				cJSON_AddStringToObject(input, "id", r->known_id);
+		}
+		else
+		{
+			cJSON	   *data = r->data ? cJSON_Parse(r->data) : NULL;
+			char	   *id;
+			cJSON	   *props = properties(data ? data : cJSON_CreateObject(), idp, &id, &why);
+
+			cJSON_Delete(data);
+			if (why == NULL)
+			{
+				cJSON_AddStringToObject(input, "id", id);
+				cJSON_AddStringToObject(input, "idProperty", idp);
+				cJSON_AddItemToObject(input, "properties", props);
+				cJSON_AddStringToObject(input, "objectWriteTraceId", r->record_id);
+			}
+			else
+				cJSON_Delete(props);
+		}
+		if (why != NULL)
+		{
+			cJSON_Delete(input);
+			r->unsent = MemoryContextStrdup(req->cxt, why);
+			unsent[nunsent++] = *r;
+			continue;
+		}
+		cJSON_AddItemToArray(inputs, input);
+		req->records[kept++] = *r;
+	}
+	memcpy(&req->records[kept], unsent, sizeof(RetlRecord) * nunsent);
+	req->nrecords = kept;
+	printed = cJSON_PrintUnformatted(body);
+	cJSON_Delete(body);
+	if (printed == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	old = MemoryContextSwitchTo(req->cxt);
+	req->url = psprintf("%s/crm/v3/objects/%s/batch/%s", sync->url, object,
+						archive ? "archive" : "upsert");
+	req->method = "POST";
+	initStringInfo(&req->body);
+	appendStringInfoString(&req->body, printed);
+	req->keep_response = !archive;
+	if (kept > 0)
+		retl_request_headers(req, sync, "application/json");
+	MemoryContextSwitchTo(old);
+	cJSON_free(printed);
+}
+
+
+static void
+hubspot_build(RetlRequest *req, RetlSync *sync)
+{
+	cJSON	   *opts = cJSON_Parse(sync->options);
+	char	   *object = opts ? option(opts, "object") : NULL;
+	char	   *idp = opts ? option(opts, "id_property") : NULL;
+	char	   *list = opts ? option(opts, "list_id") : NULL;
+
+	cJSON_Delete(opts);
+	if (object == NULL || idp == NULL)
+		elog(ERROR, "retl: the options of hubspot sync \"%s\" are incomplete", sync->name);
+	if (list == NULL)
+	{
+		build_objects(req, sync, object, idp);
+		return;
+	}
+	if (sync->audience_id == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("option \"list_id\" of hubspot sync \"%s\" is for a sync of an audience", sync->name),
+				 errhint("Create the sync with source => 'audience:NAME'.")));
+	build_membership(req, sync, object, idp, list);
+}
+
+/* The records an error names (context.objectWriteTraceId) get its outcome. */
+static void
+apply_error(RetlRequest *req, cJSON *error)
+{
+	cJSON	   *context = cJSON_GetObjectItemCaseSensitive(error, "context");
+	cJSON	   *ids = context ? cJSON_GetObjectItemCaseSensitive(context, "objectWriteTraceId") : NULL;
+	cJSON	   *category = cJSON_GetObjectItemCaseSensitive(error, "category");
+	cJSON	   *message = cJSON_GetObjectItemCaseSensitive(error, "message");
+	bool		validation = cJSON_IsString(category) &&
+		strcmp(category->valuestring, "VALIDATION_ERROR") == 0;
+	cJSON	   *id;
+	char	   *text = psprintf("HubSpot refused the record: %s%s%s",
+								cJSON_IsString(category) ? category->valuestring : "error",
+								cJSON_IsString(message) ? ": " : "",
+								cJSON_IsString(message) ? message->valuestring : "");
+
+	cJSON_ArrayForEach(id, ids)
+	{
+		if (!cJSON_IsString(id))
+			continue;
+		for (int i = 0; i < req->nrecords; i++)
+		{
+			if (strcmp(req->records[i].record_id, id->valuestring) != 0)
+				continue;
+			req->records[i].outcome = validation ? RETL_OUTCOME_DEAD : RETL_OUTCOME_RETRY;
+			req->records[i].message = text;
+		}
+	}
+}
+
+/*
+ * A list membership change's answer (200 {"recordsIdsAdded" (sic) or
+ * "recordIdsRemoved", "recordIdsMissing"}): a member HubSpot has no record
+ * of is retried (an add) or done (a removal); the others are delivered.
+ */
+static void
+read_membership(RetlRequest *req)
+{
+	cJSON	   *answer = cJSON_ParseWithLength(req->response.data, req->response.len);
+	cJSON	   *missing = answer ? cJSON_GetObjectItemCaseSensitive(answer, "recordIdsMissing") : NULL;
+	bool		add = strstr(req->url, "/memberships/add") != NULL;
+
+	for (int i = 0; i < req->nrecords; i++)
+	{
+		RetlRecord *r = &req->records[i];
+		cJSON	   *id;
+
+		r->outcome = RETL_OUTCOME_DELIVERED;
+		if (!add)
+			continue;
+		cJSON_ArrayForEach(id, missing)
+		{
+			if (cJSON_IsString(id) && r->known_id && strcmp(id->valuestring, r->known_id) == 0)
+			{
+				r->outcome = RETL_OUTCOME_RETRY;
+				r->message = psprintf("HubSpot has no record %s to add to the list", r->known_id);
+			}
+		}
+	}
+	cJSON_Delete(answer);
+}
+
+/*
+ * An upsert's answer, record by record: delivered where a result carries
+ * the record's objectWriteTraceId (its HubSpot id kept), failed where an
+ * error names it, retried where the answer says nothing of it.
+ */
+static void
+hubspot_read_answer(RetlRequest *req, RetlSync *sync)
+{
+	cJSON	   *answer;
+	cJSON	   *results;
+	cJSON	   *errors;
+	cJSON	   *item;
+
+	if (req->status != 200 && req->status != 207)
+		return;					/* an archive's 204, a 4xx or 5xx: the status rule */
+	if (strstr(req->url, "/memberships/") != NULL)
+	{
+		read_membership(req);
+		return;
+	}
+	answer = cJSON_ParseWithLength(req->response.data, req->response.len);
+	if (answer == NULL)
+	{
+		for (int i = 0; i < req->nrecords; i++)
+		{
+			req->records[i].outcome = RETL_OUTCOME_RETRY;
+			req->records[i].message = "HubSpot answered without JSON";
+		}
+		return;
+	}
+	for (int i = 0; i < req->nrecords; i++)
+	{
+		req->records[i].outcome = RETL_OUTCOME_RETRY;
+		req->records[i].message = "HubSpot's answer does not show this record upserted";
+	}
+	results = cJSON_GetObjectItemCaseSensitive(answer, "results");
+	cJSON_ArrayForEach(item, results)
+	{
+		cJSON	   *trace = cJSON_GetObjectItemCaseSensitive(item, "objectWriteTraceId");
+		cJSON	   *id = cJSON_GetObjectItemCaseSensitive(item, "id");
+
+		if (!cJSON_IsString(trace))
+			continue;
+		for (int i = 0; i < req->nrecords; i++)
+		{
+			if (strcmp(req->records[i].record_id, trace->valuestring) != 0)
+				continue;
+			req->records[i].outcome = RETL_OUTCOME_DELIVERED;
+			req->records[i].message = NULL;
+			if (cJSON_IsString(id))
+				req->records[i].remember_id = MemoryContextStrdup(req->cxt, id->valuestring);
+		}
+	}
+	errors = cJSON_GetObjectItemCaseSensitive(answer, "errors");
+	cJSON_ArrayForEach(item, errors)
+		apply_error(req, item);
+	cJSON_Delete(answer);
+
+	/* an audience's member upserted: now it is added to the list */
+	if (strstr(sync->options, "\"list_id\"") != NULL)
+		for (int i = 0; i < req->nrecords; i++)
+			if (req->records[i].outcome == RETL_OUTCOME_DELIVERED && req->records[i].remember_id)
+				req->records[i].outcome = RETL_OUTCOME_AGAIN;
+}
+
+static const char *const hubspot_sync_options[] = {"object", "id_property", "list_id", NULL};
+static const char *const no_options[] = {NULL};
+
+const RetlConnector retl_hubspot_connector = {
+	.kind = "hubspot",
+	.destination_options = no_options,
+	.sync_options = hubspot_sync_options,
+	.default_url = "https://api.hubapi.com",
+	/* batch/upsert creates or updates: no insert-only or update-only */
+	.modes = "upsert, mirror",
+	.max_records = HUBSPOT_MAX_INPUTS,
+	.max_bytes = 10485760,
+	/*
+	 * 100 requests in any 10 s (Free and Starter, and OAuth apps): 9 a
+	 * second, so that a second's burst and the next nine stay under it
+	 */
+	.default_rate_limit = 9,
+	.default_max_concurrency = 4,
+	.check_destination = NULL,
+	.check_sync = hubspot_check_sync,
+	.build = hubspot_build,
+	.read_answer = hubspot_read_answer,
+};

@@ -1,0 +1,104 @@
+# The hubspot connector against a local emulator of HubSpot's CRM v3
+# batch API (test/emulators/hubspot.py): a table converges (upserts in
+# batches of at most 100, updates to the same HubSpot record, deletes
+# archived by the HubSpot id kept), a 207 dead-letters exactly the invalid
+# record, HubSpot's rate is held, and a query sync mirrors companies.
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
+use RetlTest;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $hs = start_emulator('hubspot', '--token', 'pat-na1-test');
+my $node = new_retl_node('hubspot');
+sub psql { return $node->safe_psql('postgres', $_[0]); }
+sub drained { my ($s) = @_; return $node->poll_query_until('postgres',
+	"SELECT NOT backfilling AND pending + in_flight = 0 FROM retl.sync_status WHERE sync = '$s'"); }
+sub contacts { return { map { $_->{email} => $_ } values %{ $hs->get->{objects}{contacts} // {} } }; }
+
+my $url = $hs->url;
+psql(qq{CREATE EXTENSION retl;
+	SET log_statement = 'none'; SELECT retl_set_secret('hs', 'pat-na1-test');
+	SELECT retl_create_destination('crm', 'hubspot', '$url', '{"auth": {"type": "bearer", "token": "{{secret:hs}}"}}');
+	CREATE TABLE people (id int PRIMARY KEY, email text NOT NULL, first text);
+	INSERT INTO people SELECT g, 'p' || g || '\@x.io', 'P' || g FROM generate_series(1, 150) g;
+	INSERT INTO people VALUES (151, 'not-an-email', 'Bad');});
+is(psql(q{SELECT batch_size, rate_limit FROM retl.destinations WHERE name = 'crm'}), '1|9',
+	"HubSpot's rate (100 requests per 10 s) is the default");
+psql(q{SELECT retl_create_sync('people', 'people', 'crm', mapping => '{"email": "email", "first": "firstname"}',
+	options => '{"object": "contacts", "id_property": "email"}')});
+ok(drained('people'), 'backfilled');
+my $c = contacts();
+is(scalar keys %$c, 150, 'every valid contact is in HubSpot');
+is($c->{'p7@x.io'}{firstname}, 'P7', 'with its properties, as strings');
+is(psql(q{SELECT count(*) FROM retl.dead_letters WHERE sync = 'people'}), '1', 'one dead letter');
+like(psql(q{SELECT key::text || ' ' || last_error FROM retl.dead_letters WHERE sync = 'people'}),
+	qr/^\{"id": 151\} HubSpot refused the record: VALIDATION_ERROR: Property values were not valid/,
+	'the invalid record alone, with HubSpot\'s error');
+is(psql(q{SELECT count(*) FROM retl.remembered_ids WHERE sync = 'people'}), '150', 'HubSpot\'s ids are kept');
+
+# batches are larger with batch_size; never more than 100 inputs
+psql(q{ALTER TABLE people ADD COLUMN v int; SELECT retl_drop_sync('people');
+	UPDATE retl.destinations SET batch_size = 100 WHERE name = 'crm';
+	SELECT retl_create_sync('people', 'people', 'crm', mapping => '{"email": "email", "first": "firstname"}',
+		options => '{"object": "contacts", "id_property": "email"}');});
+ok(drained('people'), 'backfilled again, in batches');
+is($hs->get->{max_inputs}, 100, 'never more than 100 inputs a request');
+is(scalar keys %{ contacts() }, 150, 'upserted onto the same contacts, none twice');
+
+# an update reaches the same HubSpot record; a delete archives it by its id
+my $id7 = psql(q{SELECT id FROM retl.remembered_ids WHERE sync = 'people' AND key = '{"id": 7}'});
+psql(q{UPDATE people SET first = 'Seven' WHERE id = 7; DELETE FROM people WHERE id = 8;});
+ok(drained('people'), 'changes drained');
+is($hs->get->{objects}{contacts}{$id7}{firstname}, 'Seven', 'the update reached HubSpot record ' . $id7);
+ok(!exists contacts()->{'p8@x.io'}, 'the deleted row\'s contact is archived');
+is($hs->get->{archived}, 1, 'by its HubSpot id');
+is($hs->get->{limited}, 0, 'HubSpot never answered 429');
+
+# a query (mirror) sync of companies
+psql(q{CREATE TABLE accounts (domain text PRIMARY KEY, name text);
+	INSERT INTO accounts VALUES ('a.io', 'A'), ('b.io', 'B');
+	SELECT retl_create_sync('companies', 'SELECT domain, name FROM accounts', 'crm', key => '{domain}',
+		mode => 'mirror', schedule => 'manual', options => '{"object": "companies", "id_property": "domain"}');
+	SELECT retl_run_sync('companies');});
+ok($node->poll_query_until('postgres', q{SELECT last_run_status = 'succeeded' FROM retl.sync_status WHERE sync = 'companies'}),
+	'the query ran');
+ok(drained('companies'), 'and was sent');
+my %co = map { $_->{domain} => $_->{name} } values %{ $hs->get->{objects}{companies} };
+is_deeply(\%co, { 'a.io' => 'A', 'b.io' => 'B' }, 'companies upserted by domain');
+psql(q{DELETE FROM accounts WHERE domain = 'a.io'; SELECT retl_run_sync('companies');});
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 1 FROM retl.remembered_ids WHERE sync = 'companies'}),
+	'mirror: the company that left the query is archived');
+%co = map { $_->{domain} => $_->{name} } values %{ $hs->get->{objects}{companies} };
+is_deeply(\%co, { 'b.io' => 'B' }, 'HubSpot holds the query\'s result');
+
+# an audience in a list: entering members are upserted, then added by
+# their HubSpot id; exiting ones removed; no contact is archived
+psql(q{CREATE TABLE buyers (email text PRIMARY KEY, spend int);
+	INSERT INTO buyers VALUES ('p1@x.io', 900), ('new@x.io', 800), ('small@x.io', 5);
+	SELECT retl_create_audience('vip', 'SELECT email FROM buyers WHERE spend > 500', '{email}', schedule => 'manual');
+	SELECT retl_create_sync('vip_list', 'audience:vip', 'crm', mode => 'mirror',
+		options => '{"object": "contacts", "id_property": "email", "list_id": "42"}');
+	SELECT retl_refresh_audience('vip');});
+my $list = sub { [ sort map { $hs->get->{objects}{contacts}{$_}{email} } @{ $hs->get->{lists}{42} } ] };
+ok(wait_for(sub { @{ $list->() } == 2 }, 30), 'the audience\'s members are in the list');
+is_deeply($list->(), [ 'new@x.io', 'p1@x.io' ], 'both, the new contact upserted first');
+psql(q{UPDATE buyers SET spend = 1 WHERE email = 'p1@x.io'; UPDATE buyers SET spend = 999 WHERE email = 'small@x.io';
+	SELECT retl_refresh_audience('vip');});
+ok(wait_for(sub { join(',', @{ $list->() }) eq 'new@x.io,small@x.io' }, 30), 'who exited left the list, who entered joined it');
+ok(exists contacts()->{'p1@x.io'}, 'the exited member\'s contact is not archived');
+ok(drained('vip_list'), 'the list sync drained');
+is(psql(q{SELECT count(*) FROM retl.dead_letters WHERE sync = 'vip_list'}), '0', 'nothing dead-lettered');
+
+# modes HubSpot's batch upsert cannot honour are refused at creation
+my ($ret, $out, $err) = $node->psql('postgres', q{SELECT retl_create_sync('bad', 'people', 'crm', mode => 'append',
+	options => '{"object": "contacts", "id_property": "email"}')});
+like($err, qr/a destination of kind hubspot does not support mode "append"/, 'append is refused');
+($ret, $out, $err) = $node->psql('postgres', q{SELECT retl_create_sync('bad', 'people', 'crm', options => '{"object": "contacts"}')});
+like($err, qr/a hubspot sync needs option "id_property"/, 'id_property is required');
+unlike(slurp_file($node->logfile), qr/pat-na1-test/, 'no token in the server log');
+
+done_testing();
