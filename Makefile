@@ -27,9 +27,11 @@ OBJS = \
 	src/connectors/auth.o \
 	src/connectors/http.o \
 	src/connectors/hubspot.o \
+	src/connectors/marketo.o \
 	src/connectors/oauth.o \
 	src/connectors/registry.o \
 	src/connectors/request.o \
+	src/connectors/salesforce.o \
 	src/connectors/slack.o \
 	src/connectors/webhook.o \
 	src/sync/compiled.o \

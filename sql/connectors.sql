@@ -117,6 +117,65 @@ SELECT retl_create_sync('bad', 'conn_people', 'c_slack', options => $${"channel"
 SELECT retl_create_destination('bad', 'webhook');
 SELECT name FROM retl.syncs WHERE name = 'bad';
 
+--
+-- hubspot, salesforce, marketo: limits as defaults, options checked
+--
+SELECT retl_create_destination('c_hubspot', 'hubspot', options => '{"auth": {"type": "bearer", "token": "{{secret:conn_token}}"}}');
+-- OAuth without a token_url: HubSpot's, under the url
+SELECT retl_create_destination('c_hubspot_oauth', 'hubspot', options => '{"auth": {"type": "oauth2",
+	"grant_type": "refresh_token", "client_id": "app", "client_secret": "{{secret:conn_token}}", "refresh_token": "{{secret:conn_token}}"}}');
+SELECT retl_create_destination('c_sf', 'salesforce', 'http://127.0.0.1:9', '{"auth": {"type": "oauth2",
+	"grant_type": "client_credentials", "client_id": "app", "client_secret": "{{secret:conn_token}}"}, "api_version": "v61.0"}');
+SELECT retl_create_destination('c_mkto', 'marketo', 'http://127.0.0.1:9', '{"auth": {"type": "oauth2",
+	"grant_type": "client_credentials", "client_id": "app", "client_secret": "{{secret:conn_token}}"}}');
+SELECT name, kind, url, batch_size, rate_limit, max_concurrency, max_batch_bytes FROM retl.destinations
+	WHERE name IN ('c_hubspot', 'c_hubspot_oauth', 'c_sf', 'c_mkto') ORDER BY name;
+-- salesforce and marketo: no default url, OAuth needed, a REST API version
+SELECT retl_create_destination('bad', 'salesforce', options => '{"auth": {"type": "oauth2",
+	"grant_type": "client_credentials", "client_id": "app", "client_secret": "{{secret:conn_token}}"}}');
+SELECT retl_create_destination('bad', 'salesforce', 'http://127.0.0.1:9');
+SELECT retl_create_destination('bad', 'salesforce', 'http://127.0.0.1:9', '{"auth": {"type": "basic", "username": "me", "password": "{{secret:conn_token}}"}}');
+SELECT retl_create_destination('bad', 'salesforce', 'http://127.0.0.1:9', '{"auth": {"type": "oauth2",
+	"grant_type": "client_credentials", "client_id": "app", "client_secret": "{{secret:conn_token}}"}, "api_version": "62.0"}');
+SELECT retl_create_destination('bad', 'salesforce', 'http://127.0.0.1:9', '{"auth": {"type": "oauth2",
+	"grant_type": "client_credentials", "client_id": "app", "client_secret": "{{secret:conn_token}}"}, "api_version": "v45.0"}');
+SELECT retl_create_destination('bad', 'salesforce', 'http://127.0.0.1:9', '{"auth": {"type": "oauth2",
+	"grant_type": "client_credentials", "client_id": "app", "client_secret": "{{secret:conn_token}}", "token_url": "ftp://x"}}');
+SELECT retl_create_destination('bad', 'marketo', 'http://127.0.0.1:9');
+SELECT retl_create_destination('bad', 'marketo', 'http://127.0.0.1:9', '{"auth": {"type": "oauth2",
+	"grant_type": "client_credentials", "client_id": "app", "client_secret": "{{secret:conn_token}}"}, "batch_size": 301}');
+SELECT retl_create_destination('bad', 'hubspot', options => '{"auth": {"type": "bearer", "token": "{{secret:conn_token}}"}, "region": "eu"}');
+-- sync options
+SELECT retl_create_sync('c_hs_people', 'conn_people', 'c_hubspot', options => '{"object": "contacts", "id_property": "email"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_hubspot', options => '{"object": "contacts"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_hubspot', mapping => '{"email": "mail"}', options => '{"object": "contacts", "id_property": "email"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_hubspot', options => '{"object": "contacts", "id_property": "email", "list_id": "42"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_hubspot', mode => 'append', options => '{"object": "contacts", "id_property": "email"}');
+SELECT retl_create_sync('c_sf_people', 'conn_people', 'c_sf', options => '{"object": "Contact", "external_id": "Ext_Id__c", "batch_size": 50}');
+SELECT name, options FROM retl.syncs WHERE name = 'c_sf_people';
+SELECT retl_create_sync('bad', 'conn_people', 'c_sf', options => '{"object": "Contact"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_sf', options => '{"object": "Con tact", "external_id": "Ext_Id__c"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_sf', options => '{"object": "Contact", "external_id": "Ext_Id__c", "batch_size": 201}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_sf', options => '{"object": "Contact", "external_id": "Ext_Id__c", "campaign_id": "701000000000001AAA"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_sf', options => '{"object": "Account", "external_id": "Ext_Id__c", "campaign_id": "701000000000001AAA"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_sf', options => '{"object": "Contact", "external_id": "Ext_Id__c", "campaign_id": "7010"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_sf', mode => 'append', options => '{"object": "Contact", "external_id": "Ext_Id__c"}');
+SELECT retl_create_sync('bad', 'SELECT id, email FROM conn_people', 'c_sf', key => '{id,email}', schedule => 'manual',
+	options => '{"object": "Contact", "external_id": "Ext_Id__c"}');
+SELECT retl_create_sync('c_mkto_people', 'conn_people', 'c_mkto', mapping => '{"email": "email"}');
+SELECT retl_create_sync('c_mkto_new', 'conn_people', 'c_mkto', mode => 'insert', schedule => 'manual',
+	mapping => '{"id": "externalId", "email": "email"}', options => '{"lookup_field": "externalId"}');
+-- the lookup field must be in the records, and "id" is Marketo's own
+SELECT retl_create_sync('bad', 'conn_people', 'c_mkto', mapping => '{"email": "email"}', options => '{"lookup_field": "externalId"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_mkto');
+SELECT retl_create_sync('bad', 'conn_people', 'c_mkto', mapping => '{"id": "id", "email": "email"}', options => '{"lookup_field": "id"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_mkto', options => '{"lookup_field": "e-mail"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_mkto', options => '{"list_id": "1001"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_mkto', options => '{"list_id": "abc"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_mkto', mode => 'append');
+SELECT name FROM retl.syncs WHERE name = 'bad';
+SELECT name FROM retl.destinations WHERE name = 'bad';
+
 -- retl_urlencode
 SELECT retl_urlencode('a b/c?d=é&e'), retl_urlencode(''), retl_urlencode(NULL);
 

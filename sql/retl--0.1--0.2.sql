@@ -10,11 +10,22 @@ CREATE FUNCTION retl._check_destination(kind text, options jsonb) RETURNS void
 CREATE FUNCTION retl._check_sync_options(kind text, options jsonb, mode text,
 										 destination_options jsonb, owner regrole) RETURNS void
 	AS 'MODULE_PATHNAME', 'retl_check_sync_options' LANGUAGE C STABLE STRICT;
+CREATE FUNCTION retl._check_sync_source(kind text, options jsonb, key text[], fields text[], audience boolean) RETURNS void
+	AS 'MODULE_PATHNAME', 'retl_check_sync_source' LANGUAGE C STABLE STRICT;
+/* The fields of a sync's records' data: the columns, or as the mapping names them. */
+CREATE FUNCTION retl._record_fields(mapping jsonb, cols text[]) RETURNS text[]
+LANGUAGE sql IMMUTABLE AS $$
+	SELECT CASE WHEN mapping IS NULL THEN cols
+				ELSE ARRAY(SELECT CASE WHEN pg_catalog.jsonb_typeof(e.value) OPERATOR(pg_catalog.=) 'string'
+									   THEN e.value OPERATOR(pg_catalog.#>>) '{}' ELSE e.key END
+							 FROM pg_catalog.jsonb_each(mapping) e) END
+$$;
 CREATE FUNCTION retl._connector_defaults(kind text, OUT max_records integer, OUT max_bytes integer,
 										 OUT rate_limit double precision, OUT max_concurrency integer,
-										 OUT default_url text)
+										 OUT default_url text, OUT batch_size integer)
 	AS 'MODULE_PATHNAME', 'retl_connector_defaults' LANGUAGE C IMMUTABLE;
 REVOKE ALL ON FUNCTION retl._check_destination(text, jsonb), retl._check_sync_options(text, jsonb, text, jsonb, regrole),
+	retl._check_sync_source(text, jsonb, text[], text[], boolean), retl._record_fields(jsonb, text[]),
 	retl._connector_defaults(text) FROM PUBLIC;
 
 /* A secret used by a destination's auth (in its options) cannot be dropped either. */
@@ -185,7 +196,12 @@ BEGIN
 	END IF;
 	/* a connector may know its API's address (slack) */
 	url := coalesce(url, (retl._connector_defaults(kind)).default_url);
-	IF url IS NULL OR url !~* '^https?://[^/?#\s]+' OR url ~ '\s' THEN
+	IF url IS NULL THEN
+		RAISE EXCEPTION 'a destination of kind % needs a url', kind
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = pg_catalog.format('Give the URL requests go to, url => ''https://...''; the README''s section on the %s connector says which.', kind);
+	END IF;
+	IF url !~* '^https?://[^/?#\s]+' OR url ~ '\s' THEN
 		RAISE EXCEPTION 'destination url must be an http:// or https:// URL, not "%"', url
 			USING ERRCODE = 'invalid_parameter_value',
 				  HINT = 'For example https://example.com/hooks/customers.';
@@ -284,7 +300,7 @@ BEGIN
 								   tls_verify, signing_secret, options)
 	VALUES ($1, $2, $3, hdrs,
 			retl._int_option(opts, 'timeout_ms', 10000, 1, 3600000),
-			retl._int_option(opts, 'batch_size', 1, 1, lim.max_records),
+			retl._int_option(opts, 'batch_size', lim.batch_size, 1, lim.max_records),
 			retl._int_option(opts, 'max_attempts', 50, 1, 1000),
 			coalesce(retry_age, interval '1 day'),
 			retl._int_option(opts, 'max_concurrency', lim.max_concurrency, 1, 256),
@@ -411,6 +427,7 @@ BEGIN
 				USING ERRCODE = 'feature_not_supported',
 					  HINT = 'Its records carry the members'' keys only; compute fields in a query sync.';
 		END IF;
+		PERFORM retl._check_sync_source(d.kind, opts, keys, retl._record_fields(mapping, keys), true) FROM retl.destinations d WHERE d.id = did;
 		/* 'realtime': after each refresh of the audience (as with any schedule) */
 		INSERT INTO retl.syncs (name, source, capture, audience_id, destination_id,
 								key_columns, mode, schedule, mapping, options,
@@ -543,6 +560,7 @@ BEGIN
 				run_as, CASE WHEN is_query THEN caller_path ELSE 'pg_catalog, pg_temp' END);
 		END IF;
 
+		PERFORM retl._check_sync_source(d.kind, opts, keys, retl._record_fields(mapping, cols), false) FROM retl.destinations d WHERE d.id = did;
 		INSERT INTO retl.syncs (name, source, source_relid, query, search_path, capture,
 								destination_id, key_columns, mode, schedule, mapping, options,
 								backfill_done, owner, next_run_at)
@@ -650,6 +668,7 @@ BEGIN
 				  HINT = 'Use mode => ''upsert'' (rows are read as the owner), or a scheduled sync (its query runs as the owner).';
 	END IF;
 	/* before anything is written: it may create the replication slot */
+	PERFORM retl._check_sync_source(d.kind, opts, keys, retl._record_fields(mapping, cols), false) FROM retl.destinations d WHERE d.id = did;
 	IF cap = 'logical' THEN
 		PERFORM retl._logical_prepare(relid, attnums, mode);
 	END IF;

@@ -15,6 +15,8 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
+#include "catalog/pg_type.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
@@ -26,6 +28,7 @@
 
 PG_FUNCTION_INFO_V1(retl_check_destination);
 PG_FUNCTION_INFO_V1(retl_check_sync_options);
+PG_FUNCTION_INFO_V1(retl_check_sync_source);
 PG_FUNCTION_INFO_V1(retl_connector_defaults);
 PG_FUNCTION_INFO_V1(retl_check_computed);
 
@@ -113,7 +116,7 @@ retl_check_destination(PG_FUNCTION_ARGS)
 	options = PG_GETARG_JSONB_P(1);
 	check_keys(options, "destination", c->kind, engine_destination_options,
 			   c->destination_options);
-	retl_auth_check(options);
+	retl_auth_check(options, c->default_token_path);
 	if (c->check_destination != NULL)
 		c->check_destination(options);
 	PG_RETURN_VOID();
@@ -153,18 +156,55 @@ retl_check_sync_options(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/* A text[] argument as C strings (NULL elements as ""). */
+static char **
+text_array(ArrayType *array, int *n)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	char	  **names;
+
+	deconstruct_array(array, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, n);
+	names = palloc(sizeof(char *) * Max(*n, 1));
+	for (int i = 0; i < *n; i++)
+		names[i] = nulls[i] ? "" : TextDatumGetCString(elems[i]);
+	return names;
+}
+
+/*
+ * retl._check_sync_source(kind, options, key, fields, audience): the
+ * sync's source, known only after its options are checked, suits the
+ * connector: its key's columns (e.g. one, where the destination matches
+ * records by one external id), the fields its records' data carry (as
+ * mapped), an audience's membership or not.
+ */
+Datum
+retl_check_sync_source(PG_FUNCTION_ARGS)
+{
+	const RetlConnector *c = retl_connector(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	Jsonb	   *options = PG_GETARG_JSONB_P(1);
+	RetlSource	source;
+
+	source.keys = text_array(PG_GETARG_ARRAYTYPE_P(2), &source.nkeys);
+	source.fields = text_array(PG_GETARG_ARRAYTYPE_P(3), &source.nfields);
+	source.audience = PG_GETARG_BOOL(4);
+	if (c->check_source != NULL)
+		c->check_source(options, &source);
+	PG_RETURN_VOID();
+}
+
 /*
  * retl._connector_defaults(kind): the limits and defaults of a kind's
  * connector: max_records, max_bytes, rate_limit, max_concurrency,
- * default_url.
+ * default_url, batch_size.
  */
 Datum
 retl_connector_defaults(PG_FUNCTION_ARGS)
 {
 	const RetlConnector *c;
 	TupleDesc	desc;
-	Datum		values[5];
-	bool		nulls[5] = {false, false, false, false, false};
+	Datum		values[6];
+	bool		nulls[6] = {false, false, false, false, false, false};
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -183,6 +223,7 @@ retl_connector_defaults(PG_FUNCTION_ARGS)
 		values[4] = CStringGetTextDatum(c->default_url);
 	else
 		nulls[4] = true;
+	values[5] = Int32GetDatum(Max(c->default_batch_size, 1));
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }
 

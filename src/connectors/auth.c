@@ -59,6 +59,27 @@ object(Jsonb *options, const char *name)
 	return JsonbValueToJsonb(v);
 }
 
+/* The type of a destination's auth option ("oauth2", ...), or NULL: none. */
+char *
+retl_auth_type(Jsonb *options)
+{
+	Jsonb	   *auth = object(options, "auth");
+
+	return auth ? retl_jsonb_string(auth, "type") : NULL;
+}
+
+/* Whether an option is there at all (of any type). */
+bool
+retl_jsonb_has(Jsonb *obj, const char *name)
+{
+	JsonbValue	key;
+
+	key.type = jbvString;
+	key.val.string.val = (char *) name;
+	key.val.string.len = strlen(name);
+	return findJsonbValueFromContainer(&obj->root, JB_FOBJECT, &key) != NULL;
+}
+
 /* A credential field: required, a string that names a secret. */
 static void
 check_credential(Jsonb *auth, const char *type, const char *name)
@@ -113,9 +134,12 @@ check_keys(Jsonb *auth, const char *type, const char *const *allowed)
 	}
 }
 
-/* At creation: the destination's auth option, if any. */
+/*
+ * At creation: the destination's auth option, if any (default_token_path:
+ * its connector's token endpoint, or NULL).
+ */
 void
-retl_auth_check(Jsonb *options)
+retl_auth_check(Jsonb *options, const char *default_token_path)
 {
 	static const char *const bearer[] = {"type", "token", NULL};
 	static const char *const basic[] = {"type", "username", "password", NULL};
@@ -157,7 +181,7 @@ retl_auth_check(Jsonb *options)
 		check_credential(auth, type, "value");
 	}
 	else if (strcmp(type, "oauth2") == 0)
-		retl_oauth_check(auth);
+		retl_oauth_check(auth, default_token_path);
 	else
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

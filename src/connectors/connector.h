@@ -24,6 +24,16 @@
 #include "delivery/http.h"
 #include "sync/sync.h"
 
+/* What a sync's records carry, known once its source is (check_source). */
+typedef struct RetlSource
+{
+	int			nkeys;
+	char	  **keys;			/* the key's columns */
+	int			nfields;
+	char	  **fields;			/* the fields of a record's data, as mapped */
+	bool		audience;		/* an audience's membership: data is the key */
+} RetlSource;
+
 typedef struct RetlConnector
 {
 	const char *kind;
@@ -39,6 +49,13 @@ typedef struct RetlConnector
 	/* the API's base URL when a destination gives none (NULL: it must) */
 	const char *default_url;
 
+	/*
+	 * Where the API's OAuth 2.0 token endpoint is, relative to the
+	 * destination's url, when its oauth2 auth gives no token_url (NULL: it
+	 * must give one)
+	 */
+	const char *default_token_path;
+
 	/* modes a sync to it may have, e.g. "upsert, append" */
 	const char *modes;
 
@@ -46,6 +63,7 @@ typedef struct RetlConnector
 	int			max_records;
 	int			max_bytes;
 	double		default_rate_limit; /* requests per second, 0: none */
+	int			default_batch_size; /* records a request, 0: one */
 	int			default_max_concurrency;
 
 	/*
@@ -57,6 +75,12 @@ typedef struct RetlConnector
 	void		(*check_sync) (Jsonb *options, const char *mode, Jsonb *dest_options,
 							   Oid owner);
 
+	/*
+	 * Check the sync's source once it is known (optional): what its
+	 * records will carry.
+	 */
+	void		(*check_source) (Jsonb *options, const struct RetlSource *source);
+
 	/* Fill in the request for req->records (required). */
 	void		(*build) (RetlRequest *req, RetlSync *sync);
 
@@ -65,7 +89,11 @@ typedef struct RetlConnector
 	 * answer (optional: NULL is the HTTP status rule, the same for every
 	 * record: 2xx delivered; a connection error, 408, 429 or 5xx retried;
 	 * else dead-lettered).  A record may be given the destination's id
-	 * for its key (.remember_id), kept with the outcome.
+	 * for its key (.remember_id), kept with the outcome.  An API that says
+	 * in its body what others say with a status may set req->renew_token
+	 * (the OAuth 2.0 token was refused: renewed once, records retried, as
+	 * for a 401) and req->pause_ms (its rate limit was hit: the
+	 * destination waits that long, as for a 429 with Retry-After).
 	 */
 	void		(*read_answer) (RetlRequest *req, RetlSync *sync);
 } RetlConnector;
@@ -74,12 +102,16 @@ extern const RetlConnector *retl_connector(const char *kind);
 extern const RetlConnector *retl_connector_or_null(const char *kind);
 extern char *retl_connector_kinds(void);
 extern void retl_status_outcomes(RetlRequest *req);
+extern bool retl_source_has_field(const RetlSource *source, const char *field);
+extern void retl_source_needs_field(const RetlSource *source, const char *option, const char *field);
 
 /* the connectors (registry.c lists them) */
 extern const RetlConnector retl_webhook_connector;
 extern const RetlConnector retl_http_connector;
 extern const RetlConnector retl_slack_connector;
 extern const RetlConnector retl_hubspot_connector;
+extern const RetlConnector retl_salesforce_connector;
+extern const RetlConnector retl_marketo_connector;
 
 
 #endif

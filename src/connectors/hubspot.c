@@ -85,6 +85,18 @@ hubspot_check_sync(Jsonb *options, const char *mode, Jsonb *dest_options, Oid ow
 				 errhint("For contacts, \"email\"; its value is the record's mapped field of that name.")));
 }
 
+static void
+hubspot_check_source(Jsonb *options, const RetlSource *source)
+{
+	if (retl_jsonb_string(options, "list_id") != NULL && !source->audience)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"list_id\" is for a sync of an audience"),
+				 errhint("Create the sync with source => 'audience:NAME': entering members are added to the list, exiting ones removed.")));
+	/* each input's id is the value of that field */
+	retl_source_needs_field(source, "id_property", retl_jsonb_string(options, "id_property"));
+}
+
 /* The property values of a record's data: HubSpot's are strings. */
 static cJSON *
 properties(cJSON *data, const char *idp, char **id, char **error)
@@ -292,10 +304,7 @@ hubspot_build(RetlRequest *req, RetlSync *sync)
 		return;
 	}
 	if (sync->audience_id == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("option \"list_id\" of hubspot sync \"%s\" is for a sync of an audience", sync->name),
-				 errhint("Create the sync with source => 'audience:NAME'.")));
+		elog(ERROR, "retl: hubspot sync \"%s\" has a list_id but no audience", sync->name);
 	build_membership(req, sync, object, idp, list);
 }
 
@@ -434,9 +443,11 @@ const RetlConnector retl_hubspot_connector = {
 	.destination_options = no_options,
 	.sync_options = hubspot_sync_options,
 	.default_url = "https://api.hubapi.com",
+	.default_token_path = "/oauth/v1/token",
 	/* batch/upsert creates or updates: no insert-only or update-only */
 	.modes = "upsert, mirror",
 	.max_records = HUBSPOT_MAX_INPUTS,
+	.default_batch_size = HUBSPOT_MAX_INPUTS,
 	.max_bytes = 10485760,
 	/*
 	 * 100 requests in any 10 s (Free and Starter, and OAuth apps): 9 a
@@ -446,6 +457,7 @@ const RetlConnector retl_hubspot_connector = {
 	.default_max_concurrency = 4,
 	.check_destination = NULL,
 	.check_sync = hubspot_check_sync,
+	.check_source = hubspot_check_source,
 	.build = hubspot_build,
 	.read_answer = hubspot_read_answer,
 };

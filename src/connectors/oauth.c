@@ -3,7 +3,8 @@
  * 4.4, client credentials, and 6, refreshing an access token).
  *
  *   {"type": "oauth2", "grant_type": "client_credentials" | "refresh_token",
- *    "token_url": "https://...", "client_id": ..., "client_secret": ...,
+ *    "token_url": "https://..." (default: the connector's, under the
+ *    destination's url), "client_id": ..., "client_secret": ...,
  *    "refresh_token": "{{secret:NAME}}", "scope": "...",
  *    "client_auth": "post" (default, in the form) | "basic"}
  *
@@ -36,6 +37,7 @@
 
 #include "base/guc.h"
 #include "connectors/auth.h"
+#include "connectors/connector.h"
 #include "connectors/oauth.h"
 #include "connectors/request.h"
 
@@ -118,9 +120,12 @@ names_secret(const char *v)
 	return v != NULL && strstr(v, "{{secret:") != NULL;
 }
 
-/* At creation: an oauth2 auth option. */
+/*
+ * At creation: an oauth2 auth option (token_url may be left out when the
+ * connector knows where its API's is: default_token_path).
+ */
 void
-retl_oauth_check(Jsonb *auth)
+retl_oauth_check(Jsonb *auth, const char *default_token_path)
 {
 	static const char *const allowed[] = {"type", "grant_type", "token_url", "client_id",
 	"client_secret", "refresh_token", "scope", "client_auth", NULL};
@@ -150,9 +155,13 @@ retl_oauth_check(Jsonb *auth)
 	}
 	if (grant == NULL || (strcmp(grant, "client_credentials") != 0 && strcmp(grant, "refresh_token") != 0))
 		refuse("needs grant_type \"client_credentials\" or \"refresh_token\"", NULL);
-	if (url == NULL || (pg_strncasecmp(url, "https://", 8) != 0 && pg_strncasecmp(url, "http://", 7) != 0) ||
-		strpbrk(url, " \t\r\n") != NULL)
+	if (url == NULL && default_token_path == NULL)
 		refuse("needs token_url, an http:// or https:// URL", NULL);
+	if (url != NULL && ((pg_strncasecmp(url, "https://", 8) != 0 && pg_strncasecmp(url, "http://", 7) != 0) ||
+						strpbrk(url, " \t\r\n") != NULL))
+		refuse("needs token_url, an http:// or https:// URL",
+			   default_token_path ? psprintf("Or leave it out: the destination's url followed by %s.",
+											 default_token_path) : NULL);
 	if (retl_jsonb_string(auth, "client_id") == NULL)
 		refuse("needs client_id", NULL);
 	if (strcmp(grant, "client_credentials") == 0 && !names_secret(retl_jsonb_string(auth, "client_secret")))
@@ -218,6 +227,14 @@ token_request(RetlSync *sync, cJSON *auth)
 	req->timeout_ms = sync->timeout_ms;
 	req->tls_verify = sync->tls_verify;
 	req->url = field(auth, "token_url");
+	if (req->url == NULL)
+	{
+		const RetlConnector *c = retl_connector(sync->kind);
+
+		if (c->default_token_path == NULL)
+			elog(ERROR, "retl: destination \"%s\" has no token_url", sync->dest_name);
+		req->url = psprintf("%s%s", sync->url, c->default_token_path);
+	}
 	req->method = "POST";
 	req->keep_response = true;
 	client_id = retl_substitute_secrets(req, client_id);

@@ -13,7 +13,7 @@
 /* the kind of a token request (RetlRequest.kind) */
 #define RETL_OAUTH_KIND "oauth2 token"
 
-extern void retl_oauth_check(Jsonb *auth);
+extern void retl_oauth_check(Jsonb *auth, const char *default_token_path);
 extern bool retl_oauth_ready(RetlSync *sync, TimestampTz now, RetlRequest **fetch, long *wait_ms);
 extern void retl_oauth_header(RetlRequest *req, RetlSync *sync);
 extern void retl_oauth_answer(RetlRequest *req);

@@ -15,6 +15,8 @@ static const RetlConnector *const connectors[] = {
 	&retl_http_connector,
 	&retl_slack_connector,
 	&retl_hubspot_connector,
+	&retl_salesforce_connector,
+	&retl_marketo_connector,
 	NULL
 };
 
@@ -74,4 +76,35 @@ retl_status_outcomes(RetlRequest *req)
 		o = RETL_OUTCOME_DEAD;
 	for (int i = 0; i < req->nrecords; i++)
 		req->records[i].outcome = o;
+}
+
+/* Whether the sync's records carry a field. */
+bool
+retl_source_has_field(const RetlSource *source, const char *field)
+{
+	for (int i = 0; i < source->nfields; i++)
+		if (strcmp(source->fields[i], field) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * At creation: a connector that reads the value of one field of each
+ * record (an id property, a lookup field) makes sure the records carry it.
+ */
+void
+retl_source_needs_field(const RetlSource *source, const char *option, const char *field)
+{
+	StringInfoData have;
+
+	if (retl_source_has_field(source, field))
+		return;
+	initStringInfo(&have);
+	for (int i = 0; i < source->nfields; i++)
+		appendStringInfo(&have, "%s%s", i > 0 ? ", " : "", source->fields[i]);
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("option \"%s\" names field \"%s\", which the sync's records do not carry", option, field),
+			 errdetail("Their fields are: %s.", have.data),
+			 errhint("Map a column to \"%s\" in the sync's mapping, e.g. {\"column\": \"%s\"}.", field, field)));
 }

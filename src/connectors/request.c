@@ -157,3 +157,133 @@ retl_request_headers(RetlRequest *req, RetlSync *sync, const char *content_type)
 	}
 	PG_END_TRY();
 }
+
+/*
+ * Limit a request to the records, from the first, that share the first
+ * one's group (group(r, arg) the same): a batch endpoint takes one kind of
+ * operation.  The others stay claimed past req->nrecords and go back to the
+ * queue when the request is built.
+ */
+void
+retl_request_take_run(RetlRequest *req, int (*group) (RetlRecord *r, void *arg), void *arg)
+{
+	int			first;
+	int			n = 1;
+
+	if (req->nrecords == 0)
+		return;
+	first = group(&req->records[0], arg);
+	while (n < req->nrecords && group(&req->records[n], arg) == first)
+		n++;
+	req->nrecords = n;
+}
+
+/*
+ * Move the records a connector marked unsent (r->unsent, why) past the
+ * others and out of the request: they are dead-lettered alone, the others
+ * sent.  Returns how many are left to send.
+ */
+int
+retl_request_leave_unsent(RetlRequest *req)
+{
+	RetlRecord *unsent = palloc(sizeof(RetlRecord) * Max(req->nrecords, 1));
+	int			nunsent = 0;
+	int			kept = 0;
+
+	for (int i = 0; i < req->nrecords; i++)
+	{
+		if (req->records[i].unsent != NULL)
+			unsent[nunsent++] = req->records[i];
+		else
+			req->records[kept++] = req->records[i];
+	}
+	memcpy(&req->records[kept], unsent, sizeof(RetlRecord) * nunsent);
+	req->nrecords = kept;
+	pfree(unsent);
+	return kept;
+}
+
+/* Mark a record unsent (in the request's memory, which outlives the build). */
+void
+retl_record_unsent(RetlRequest *req, RetlRecord *r, const char *why)
+{
+	r->unsent = MemoryContextStrdup(req->cxt, why);
+}
+
+/*
+ * The request's body: a JSON document, printed into the request's memory.
+ * Frees the document.
+ */
+void
+retl_request_json_body(RetlRequest *req, cJSON *doc)
+{
+	char	   *printed = cJSON_PrintUnformatted(doc);
+	MemoryContext old;
+
+	cJSON_Delete(doc);
+	if (printed == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	old = MemoryContextSwitchTo(req->cxt);
+	initStringInfo(&req->body);
+	appendStringInfoString(&req->body, printed);
+	MemoryContextSwitchTo(old);
+	cJSON_free(printed);
+}
+
+/* A string member of a JSON object, palloc'd, or NULL. */
+char *
+retl_json_string(cJSON *obj, const char *name)
+{
+	cJSON	   *v = obj ? cJSON_GetObjectItemCaseSensitive(obj, name) : NULL;
+
+	return cJSON_IsString(v) && v->valuestring ? pstrdup(v->valuestring) : NULL;
+}
+
+/*
+ * A JSON value as a destination field's text: a string as it is, null as
+ * NULL, anything else printed (numbers, booleans, objects).
+ */
+char *
+retl_json_text(cJSON *v)
+{
+	char	   *printed;
+	char	   *text;
+
+	if (v == NULL || cJSON_IsNull(v))
+		return NULL;
+	if (cJSON_IsString(v))
+		return pstrdup(v->valuestring ? v->valuestring : "");
+	printed = cJSON_PrintUnformatted(v);
+	if (printed == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	text = pstrdup(printed);
+	cJSON_free(printed);
+	return text;
+}
+
+/*
+ * The value of a record's key when the key is one column (the id a
+ * destination matches records by), as text; NULL when it is not.
+ */
+char *
+retl_record_key_value(RetlRecord *r)
+{
+	cJSON	   *key = cJSON_Parse(r->key);
+	char	   *value = NULL;
+
+	if (cJSON_IsObject(key) && cJSON_GetArraySize(key) == 1)
+		value = retl_json_text(key->child);
+	cJSON_Delete(key);
+	return value;
+}
+
+/* The destination's url without a trailing slash: every path is relative to it. */
+char *
+retl_base_url(RetlSync *sync)
+{
+	int			len = strlen(sync->url);
+
+	while (len > 0 && sync->url[len - 1] == '/')
+		len--;
+	return pnstrdup(sync->url, len);
+}

@@ -13,4 +13,16 @@ extern void retl_request_header(RetlRequest *req, const char *name, const char *
 extern char *retl_idempotency_key(RetlRequest *req);
 extern void retl_request_headers(RetlRequest *req, RetlSync *sync, const char *content_type);
 
+/* for connectors that batch records into JSON documents */
+#include <cjson/cJSON.h>
+
+extern void retl_request_take_run(RetlRequest *req, int (*group) (RetlRecord *r, void *arg), void *arg);
+extern int	retl_request_leave_unsent(RetlRequest *req);
+extern void retl_record_unsent(RetlRequest *req, RetlRecord *r, const char *why);
+extern void retl_request_json_body(RetlRequest *req, cJSON *doc);
+extern char *retl_json_string(cJSON *obj, const char *name);
+extern char *retl_json_text(cJSON *v);
+extern char *retl_record_key_value(RetlRecord *r);
+extern char *retl_base_url(RetlSync *sync);
+
 #endif

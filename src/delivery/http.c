@@ -316,6 +316,8 @@ retl_http_start(RetlRequest *req)
 	req->easy = easy;
 	req->status = 0;
 	req->retry_after_ms = -1;
+	req->renew_token = false;
+	req->pause_ms = 0;
 	req->errbuf[0] = '\0';
 	req->refused[0] = '\0';
 	req->response_bytes = 0;

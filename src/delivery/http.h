@@ -85,6 +85,9 @@ typedef struct RetlRequest
 	StringInfoData response;	/* its first capture bytes */
 	int			capture;		/* the excerpt, and room to redact across its end */
 	long		retry_after_ms; /* -1 when the response had none */
+	bool		renew_token;	/* the answer's body refused the OAuth token */
+	long		pause_ms;		/* the answer's body asks the destination to
+								 * wait this long (0: no) */
 	size_t		response_bytes; /* read so far, up to retl.max_response_size */
 	struct curl_slist *resolve; /* retl.test_resolve entries */
 	char		refused[CURL_ERROR_SIZE];	/* why retl refused a connection */

@@ -337,7 +337,12 @@ record_outcomes(void)
 			if (req->sync_id == 0)
 				retl_oauth_answer(req);
 			else
+			{
 				retl_queue_record(req);
+				/* an API that says "too many" in its body (read_answer) */
+				if (req->pause_ms > 0)
+					retl_dest_pause(req->dest_id, req->pause_ms);
+			}
 		}
 		/* the halves are built by their connector, like any claimed batch */
 		foreach(lc, halves)

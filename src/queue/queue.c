@@ -367,15 +367,20 @@ read_outcomes(RetlRequest *req)
 		if (syncs != NIL)
 			c->read_answer(req, (RetlSync *) linitial(syncs));
 	}
-	/* an OAuth 2.0 token refused: renewed, once, and the records retried */
+	/*
+	 * An OAuth 2.0 token refused (401, or the API's body said so): renewed,
+	 * once, and the records retried
+	 */
 	if (req->auth_generation > 0 && req->curl_code == CURLE_OK)
 	{
-		if (req->status == 401 && retl_oauth_unauthorized(req))
+		if ((req->status == 401 || req->renew_token) && retl_oauth_unauthorized(req))
 		{
 			for (int i = 0; i < req->nrecords; i++)
 			{
 				req->records[i].outcome = RETL_OUTCOME_RETRY;
-				req->records[i].message = "destination answered HTTP 401: the OAuth 2.0 access token is renewed";
+				req->records[i].message = req->renew_token ?
+					"destination refused the OAuth 2.0 access token: it is renewed" :
+					"destination answered HTTP 401: the OAuth 2.0 access token is renewed";
 			}
 		}
 		else if (req->status >= 200 && req->status < 300)

@@ -25,11 +25,23 @@ PublicApiSpecs/CRM/Objects/.../v3/objects.json) and its error-handling guide:
       200 {"recordsIdsAdded" (sic) | "recordIdsRemoved", "recordIdsMissing"}.
   POST /crm/v3/objects/{objectType}/batch/archive
       {"inputs": [{"id": <HubSpot id>}]}: at most 100; 204.
-  Authorization: Bearer <private app token>, else 401 INVALID_AUTHENTICATION.
+  Authorization: Bearer <private app token>, or an OAuth access token,
+      else 401 INVALID_AUTHENTICATION; an OAuth token past its expires_in:
+      401 {"status": "error", "message": "The OAuth token used to make this
+      call expired N minute(s) ago.", "category": "EXPIRED_AUTHENTICATION"}.
+  POST /oauth/v1/token (HubSpot's OAuth spec, Auth/Oauth/.../v1/oauth.json,
+      and its "Refresh an access token" guide), form-encoded
+      grant_type=refresh_token&client_id&client_secret&refresh_token: 200
+      {"token_type": "bearer", "refresh_token", "access_token", "expires_in"}
+      (the same refresh token: HubSpot's do not rotate); a wrong client or
+      refresh token: 400 {"status": "BAD_REFRESH_TOKEN" | "BAD_CLIENT_ID" |
+      "BAD_CLIENT_SECRET", "message"}; not a form: 415.
   More than 100 requests in a rolling 10 s: 429 {"errorType": "RATE_LIMIT",
   "policyName": "TEN_SECONDLY_ROLLING"}.
 
-Control:  GET /_state  {"objects": {type: {hubspot id: properties}},
+Control:  POST /_control {"expire_tokens": true}: every OAuth access token
+                        given so far has expired.
+          GET /_state  {"objects": {type: {hubspot id: properties}},
                         "requests", "limited", "max_inputs", "archived"}
 
 Stdlib only, bound to 127.0.0.1 only.
@@ -39,17 +51,20 @@ import argparse
 import datetime
 import json
 import re
+import secrets
 import threading
 import time
 from http.server import BaseHTTPRequestHandler
+from urllib.parse import parse_qs
 
 from serve import serve
 
 UNIQUE = {"contacts": "email", "companies": "domain", "deals": "hs_object_id", "tickets": "hs_object_id"}
 lock = threading.Lock()
 st = {"objects": {}, "requests": 0, "limited": 0, "max_inputs": 0, "archived": 0, "times": [],
-      "next_id": 1000, "lists": {"42": []}}
+      "next_id": 1000, "lists": {"42": []}, "token_requests": 0, "expired_calls": 0, "oauth": {}}
 TOKEN = None
+CONF = {}
 
 
 def now():
@@ -79,9 +94,57 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/_state":
             with lock:
-                return self.send(200, {k: st[k] for k in ("objects", "requests", "limited",
-                                                          "max_inputs", "archived", "lists")})
+                return self.send(200, {k: st[k] for k in ("objects", "requests", "limited", "max_inputs",
+                                                          "archived", "lists", "token_requests",
+                                                          "expired_calls")})
         self.send(404, error("not found", "OBJECT_NOT_FOUND"))
+
+    def authorized(self):
+        """Whether the call carries a valid token; else the 401 is sent."""
+        auth = self.headers.get("Authorization") or ""
+        token = auth[7:] if auth.startswith("Bearer ") else None
+        with lock:
+            if token is not None and token == TOKEN:
+                return True
+            expires = st["oauth"].get(token)
+            if expires is not None and time.time() < expires:
+                return True
+            if expires is not None:
+                st["expired_calls"] += 1
+        if expires is not None:
+            ago = int((time.time() - expires) // 60)
+            self.send(401, error("The OAuth token used to make this call expired %d minute(s) ago." % ago,
+                                 "EXPIRED_AUTHENTICATION"))
+        else:
+            self.send(401, error("Authentication credentials not found.", "INVALID_AUTHENTICATION"))
+        return False
+
+    def oauth_token(self, raw):
+        if not (self.headers.get("Content-Type") or "").startswith("application/x-www-form-urlencoded"):
+            return self.send(415, error("Content-Type must be application/x-www-form-urlencoded"))
+        p = {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
+        with lock:
+            st["token_requests"] += 1
+        if p.get("grant_type") != "refresh_token":
+            return self.send(400, {"status": "BAD_GRANT_TYPE", "message": "grant_type must be refresh_token"})
+        if not CONF.get("client_id") or p.get("client_id") != CONF["client_id"]:
+            return self.send(400, {"status": "BAD_CLIENT_ID", "message": "missing or unknown client id"})
+        if p.get("client_secret") != CONF["client_secret"]:
+            return self.send(400, {"status": "BAD_CLIENT_SECRET", "message": "missing or invalid client secret"})
+        if p.get("refresh_token") != CONF["refresh_token"]:
+            return self.send(400, {"status": "BAD_REFRESH_TOKEN", "message": "missing or unknown refresh token"})
+        token = "CJT" + secrets.token_hex(24)
+        with lock:
+            st["oauth"][token] = time.time() + CONF["lifetime"]
+        self.send(200, {"token_type": "bearer", "refresh_token": CONF["refresh_token"], "access_token": token,
+                        "expires_in": int(CONF["lifetime"])})
+
+    def control(self, raw):
+        body = json.loads(raw or b"{}")
+        with lock:
+            if body.get("expire_tokens"):
+                st["oauth"] = {t: 0.0 for t in st["oauth"]}
+        self.send(200, {"ok": True})
 
     def do_PUT(self):
         n = int(self.headers.get("Content-Length") or 0)
@@ -89,8 +152,8 @@ class Handler(BaseHTTPRequestHandler):
         m = re.fullmatch(r"/crm/v3/lists/(\d+)/memberships/(add|remove)", self.path)
         if not m:
             return self.send(404, error("not found", "OBJECT_NOT_FOUND"))
-        if self.headers.get("Authorization") != "Bearer " + TOKEN:
-            return self.send(401, error("Authentication credentials not found.", "INVALID_AUTHENTICATION"))
+        if not self.authorized():
+            return
         with lock:
             st["requests"] += 1
             if m.group(1) not in st["lists"]:
@@ -117,11 +180,15 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         n = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(n) if n else b""
+        if self.path == "/oauth/v1/token":
+            return self.oauth_token(raw)
+        if self.path == "/_control":
+            return self.control(raw)
         m = re.fullmatch(r"/crm/v3/objects/([A-Za-z0-9_-]+)/batch/(upsert|archive)", self.path)
         if not m:
             return self.send(404, error("not found", "OBJECT_NOT_FOUND"))
-        if self.headers.get("Authorization") != "Bearer " + TOKEN:
-            return self.send(401, error("Authentication credentials not found.", "INVALID_AUTHENTICATION"))
+        if not self.authorized():
+            return
         t = time.time()
         with lock:
             st["requests"] += 1
@@ -195,9 +262,15 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--port-file", required=True)
-    ap.add_argument("--token", required=True)
+    ap.add_argument("--token", required=True, help="the private app token")
+    ap.add_argument("--client-id")
+    ap.add_argument("--client-secret")
+    ap.add_argument("--refresh-token")
+    ap.add_argument("--token-lifetime", type=float, default=1800)
     args = ap.parse_args()
     TOKEN = args.token
+    CONF.update(client_id=args.client_id, client_secret=args.client_secret, refresh_token=args.refresh_token,
+                lifetime=args.token_lifetime)
     serve(Handler, args.port, args.port_file)
 
 

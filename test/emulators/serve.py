@@ -6,6 +6,7 @@ the file), and serves until killed.
 """
 
 import os
+import threading
 from http.server import ThreadingHTTPServer
 
 
@@ -15,3 +16,23 @@ def serve(handler, port, port_file):
         f.write(str(srv.server_address[1]))
     os.rename(port_file + ".tmp", port_file)
     srv.serve_forever()
+
+
+def serve_many(servers, port_file, ready=None):
+    """Like serve, for several servers at once.
+
+    servers is a list of (handler, port), each bound on 127.0.0.1 (port 0: a
+    free one).  Once all listen, ready(ports) is called (the ports in the
+    same order), then the first server's port is written to port_file
+    atomically; all serve until killed.
+    """
+    srvs = [ThreadingHTTPServer(("127.0.0.1", port), handler) for handler, port in servers]
+    ports = [s.server_address[1] for s in srvs]
+    if ready:
+        ready(ports)
+    with open(port_file + ".tmp", "w") as f:
+        f.write(str(ports[0]))
+    os.rename(port_file + ".tmp", port_file)
+    for s in srvs[1:]:
+        threading.Thread(target=s.serve_forever, daemon=True).start()
+    srvs[0].serve_forever()

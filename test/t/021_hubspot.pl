@@ -12,7 +12,8 @@ use RetlTest;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $hs = start_emulator('hubspot', '--token', 'pat-na1-test');
+my $hs = start_emulator('hubspot', '--token', 'pat-na1-test', '--client-id', 'hs-client',
+	'--client-secret', 'hs-client-secret', '--refresh-token', 'hs-refresh-token', '--token-lifetime', '4');
 my $node = new_retl_node('hubspot');
 sub psql { return $node->safe_psql('postgres', $_[0]); }
 sub drained { my ($s) = @_; return $node->poll_query_until('postgres',
@@ -26,8 +27,8 @@ psql(qq{CREATE EXTENSION retl;
 	CREATE TABLE people (id int PRIMARY KEY, email text NOT NULL, first text);
 	INSERT INTO people SELECT g, 'p' || g || '\@x.io', 'P' || g FROM generate_series(1, 150) g;
 	INSERT INTO people VALUES (151, 'not-an-email', 'Bad');});
-is(psql(q{SELECT batch_size, rate_limit FROM retl.destinations WHERE name = 'crm'}), '1|9',
-	"HubSpot's rate (100 requests per 10 s) is the default");
+is(psql(q{SELECT batch_size, rate_limit FROM retl.destinations WHERE name = 'crm'}), '100|9',
+	"HubSpot's limits are the defaults: 100 inputs a request, under 100 requests per 10 s");
 psql(q{SELECT retl_create_sync('people', 'people', 'crm', mapping => '{"email": "email", "first": "firstname"}',
 	options => '{"object": "contacts", "id_property": "email"}')});
 ok(drained('people'), 'backfilled');
@@ -40,13 +41,13 @@ like(psql(q{SELECT key::text || ' ' || last_error FROM retl.dead_letters WHERE s
 	'the invalid record alone, with HubSpot\'s error');
 is(psql(q{SELECT count(*) FROM retl.remembered_ids WHERE sync = 'people'}), '150', 'HubSpot\'s ids are kept');
 
-# batches are larger with batch_size; never more than 100 inputs
+is($hs->get->{max_inputs}, 100, 'never more than 100 inputs a request');
+
+# created again: the same contacts are upserted, none twice
 psql(q{ALTER TABLE people ADD COLUMN v int; SELECT retl_drop_sync('people');
-	UPDATE retl.destinations SET batch_size = 100 WHERE name = 'crm';
 	SELECT retl_create_sync('people', 'people', 'crm', mapping => '{"email": "email", "first": "firstname"}',
 		options => '{"object": "contacts", "id_property": "email"}');});
-ok(drained('people'), 'backfilled again, in batches');
-is($hs->get->{max_inputs}, 100, 'never more than 100 inputs a request');
+ok(drained('people'), 'backfilled again');
 is(scalar keys %{ contacts() }, 150, 'upserted onto the same contacts, none twice');
 
 # an update reaches the same HubSpot record; a delete archives it by its id
@@ -93,12 +94,39 @@ ok(exists contacts()->{'p1@x.io'}, 'the exited member\'s contact is not archived
 ok(drained('vip_list'), 'the list sync drained');
 is(psql(q{SELECT count(*) FROM retl.dead_letters WHERE sync = 'vip_list'}), '0', 'nothing dead-lettered');
 
+# OAuth 2.0 with a refresh token, the token URL HubSpot's under the url:
+# renewed before expires_in runs out, and once after a 401
+psql(qq{SET log_statement = 'none'; SELECT retl_set_secret('hs_client', 'hs-client-secret');
+	SELECT retl_set_secret('hs_refresh', 'hs-refresh-token');
+	SELECT retl_create_destination('crm_oauth', 'hubspot', '$url', '{"auth": {"type": "oauth2",
+		"grant_type": "refresh_token", "client_id": "hs-client", "client_secret": "{{secret:hs_client}}",
+		"refresh_token": "{{secret:hs_refresh}}"}}');
+	CREATE TABLE firms (domain text PRIMARY KEY, name text);
+	INSERT INTO firms VALUES ('f.io', 'F');
+	SELECT retl_create_sync('firms', 'firms', 'crm_oauth', options => '{"object": "companies", "id_property": "domain"}');});
+ok(drained('firms'), 'sent with an OAuth access token');
+my $firm = sub { (grep { $_->{domain} eq 'f.io' } values %{ $hs->get->{objects}{companies} })[0]{name} };
+is($firm->(), 'F', 'the company is in HubSpot');
+sleep 5;
+psql(q{UPDATE firms SET name = 'F2'});
+ok(drained('firms'), 'sent after the first token\'s 4 s ran out');
+is($firm->(), 'F2', 'with a token renewed in time');
+is($hs->get->{expired_calls}, 0, 'no call carried an expired token');
+ok($hs->get->{token_requests} >= 2, 'the token was renewed');
+$hs->post('/_control', { expire_tokens => JSON::PP::true });
+psql(q{UPDATE firms SET name = 'F3'});
+ok(drained('firms'), 'sent after HubSpot said the token expired');
+is($firm->(), 'F3', 'with a new token');
+is($hs->get->{expired_calls}, 1, 'one call answered 401 EXPIRED_AUTHENTICATION, then a new token');
+is(psql(q{SELECT count(*) FROM retl.dead_letters WHERE sync = 'firms'}), '0', 'nothing dead-lettered');
+
 # modes HubSpot's batch upsert cannot honour are refused at creation
 my ($ret, $out, $err) = $node->psql('postgres', q{SELECT retl_create_sync('bad', 'people', 'crm', mode => 'append',
 	options => '{"object": "contacts", "id_property": "email"}')});
 like($err, qr/a destination of kind hubspot does not support mode "append"/, 'append is refused');
 ($ret, $out, $err) = $node->psql('postgres', q{SELECT retl_create_sync('bad', 'people', 'crm', options => '{"object": "contacts"}')});
 like($err, qr/a hubspot sync needs option "id_property"/, 'id_property is required');
-unlike(slurp_file($node->logfile), qr/pat-na1-test/, 'no token in the server log');
+unlike(slurp_file($node->logfile), qr/pat-na1-test|hs-client-secret|hs-refresh-token|CJT[0-9a-f]{8}/,
+	'no token or secret in the server log');
 
 done_testing();
