@@ -12,6 +12,8 @@ CREATE FUNCTION retl._check_sync_options(kind text, options jsonb, mode text,
 	AS 'MODULE_PATHNAME', 'retl_check_sync_options' LANGUAGE C STABLE STRICT;
 CREATE FUNCTION retl._check_sync_source(kind text, options jsonb, key text[], fields text[], audience boolean) RETURNS void
 	AS 'MODULE_PATHNAME', 'retl_check_sync_source' LANGUAGE C STABLE STRICT;
+CREATE FUNCTION retl._default_url(kind text, options jsonb) RETURNS text
+	AS 'MODULE_PATHNAME', 'retl_default_url' LANGUAGE C STABLE STRICT;
 /* The fields of a sync's records' data: the columns, or as the mapping names them. */
 CREATE FUNCTION retl._record_fields(mapping jsonb, cols text[]) RETURNS text[]
 LANGUAGE sql IMMUTABLE AS $$
@@ -26,7 +28,7 @@ CREATE FUNCTION retl._connector_defaults(kind text, OUT max_records integer, OUT
 	AS 'MODULE_PATHNAME', 'retl_connector_defaults' LANGUAGE C IMMUTABLE;
 REVOKE ALL ON FUNCTION retl._check_destination(text, jsonb), retl._check_sync_options(text, jsonb, text, jsonb, regrole),
 	retl._check_sync_source(text, jsonb, text[], text[], boolean), retl._record_fields(jsonb, text[]),
-	retl._connector_defaults(text) FROM PUBLIC;
+	retl._default_url(text, jsonb), retl._connector_defaults(text) FROM PUBLIC;
 
 /* A secret used by a destination's auth (in its options) cannot be dropped either. */
 CREATE OR REPLACE FUNCTION retl._drop_secret(name text, caller regrole, caller_path text)
@@ -195,7 +197,7 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 	/* a connector may know its API's address (slack) */
-	url := coalesce(url, (retl._connector_defaults(kind)).default_url);
+	url := coalesce(url, retl._default_url(kind, opts));
 	IF url IS NULL THEN
 		RAISE EXCEPTION 'a destination of kind % needs a url', kind
 			USING ERRCODE = 'invalid_parameter_value',

@@ -11,18 +11,18 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
-#include "catalog/pg_type.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
-#include "connectors/auth.h"
 #include "base/identity.h"
 #include "base/subxact.h"
+#include "connectors/auth.h"
 #include "connectors/connector.h"
 #include "sync/expr.h"
 
@@ -30,6 +30,7 @@ PG_FUNCTION_INFO_V1(retl_check_destination);
 PG_FUNCTION_INFO_V1(retl_check_sync_options);
 PG_FUNCTION_INFO_V1(retl_check_sync_source);
 PG_FUNCTION_INFO_V1(retl_connector_defaults);
+PG_FUNCTION_INFO_V1(retl_default_url);
 PG_FUNCTION_INFO_V1(retl_check_computed);
 
 /* the engine's options of a destination, whatever its kind */
@@ -315,4 +316,29 @@ retl_check_computed(PG_FUNCTION_ARGS)
 	}
 	SPI_finish();
 	PG_RETURN_VOID();
+}
+
+/*
+ * retl._default_url(kind, options): the URL of a destination that gives
+ * none, as its connector knows it (from the options, or its API's one), or
+ * NULL.
+ */
+Datum
+retl_default_url(PG_FUNCTION_ARGS)
+{
+	const RetlConnector *c = retl_connector(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	char	   *url = NULL;
+
+	if (c->default_url_for != NULL)
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "retl: SPI_connect failed");
+		url = c->default_url_for(PG_GETARG_JSONB_P(1));
+		SPI_finish();
+	}
+	if (url == NULL)
+		url = (char *) c->default_url;
+	if (url == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(url));
 }

@@ -50,6 +50,13 @@ typedef struct RetlConnector
 	const char *default_url;
 
 	/*
+	 * Or that URL computed from the destination's options (optional; NULL
+	 * when it cannot tell), e.g. Mailchimp's data centre, which its API
+	 * key names.  Runs at creation, SPI connected (retl_secret_lookup).
+	 */
+	char	   *(*default_url_for) (Jsonb *options);
+
+	/*
 	 * Where the API's OAuth 2.0 token endpoint is, relative to the
 	 * destination's url, when its oauth2 auth gives no token_url (NULL: it
 	 * must give one)

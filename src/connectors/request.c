@@ -20,9 +20,12 @@
 #include "connectors/auth.h"
 #include "connectors/request.h"
 
-/* A secret's value, remembered by the request for redaction. */
+/*
+ * A secret's value, palloc'd in the current context, or NULL when there is
+ * no such secret (SPI connected; retl's own identity reads retl.secrets).
+ */
 char *
-retl_secret_value(RetlRequest *req, const char *name)
+retl_secret_lookup(const char *name)
 {
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(name)};
@@ -33,14 +36,26 @@ retl_secret_value(RetlRequest *req, const char *name)
 							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "retl: could not read retl.secrets");
 	if (SPI_processed == 0)
+		return NULL;
+	value = MemoryContextStrdup(cxt, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+	/* SPI leaves its own context current; the caller's allocations go on */
+	MemoryContextSwitchTo(cxt);
+	return value;
+}
+
+/* A secret's value, remembered by the request for redaction. */
+char *
+retl_secret_value(RetlRequest *req, const char *name)
+{
+	MemoryContext old = MemoryContextSwitchTo(req->cxt);
+	char	   *value = retl_secret_lookup(name);
+
+	MemoryContextSwitchTo(old);
+	if (value == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("secret \"%s\" does not exist", name),
 				 errhint("Create it with SELECT retl_set_secret('%s', value).", name)));
-	value = MemoryContextStrdup(req->cxt,
-								SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
-	/* SPI leaves its own context current; the caller's allocations go on */
-	MemoryContextSwitchTo(cxt);
 	req->secrets = lappend(req->secrets, value);
 	return value;
 }

@@ -7,6 +7,7 @@
 #include "delivery/http.h"
 #include "sync/sync.h"
 
+extern char *retl_secret_lookup(const char *name);
 extern char *retl_secret_value(RetlRequest *req, const char *name);
 extern char *retl_substitute_secrets(RetlRequest *req, const char *value);
 extern void retl_request_header(RetlRequest *req, const char *name, const char *value);
