@@ -292,6 +292,19 @@ retl_record_key_value(RetlRecord *r)
 	return value;
 }
 
+/* The name of a record's key field when the key is one column, else NULL. */
+char *
+retl_record_key_field(RetlRecord *r)
+{
+	cJSON	   *key = cJSON_Parse(r->key);
+	char	   *name = NULL;
+
+	if (cJSON_IsObject(key) && cJSON_GetArraySize(key) == 1)
+		name = pstrdup(key->child->string);
+	cJSON_Delete(key);
+	return name;
+}
+
 /* The destination's url without a trailing slash: every path is relative to it. */
 char *
 retl_base_url(RetlSync *sync)

@@ -24,6 +24,7 @@ extern void retl_request_json_body(RetlRequest *req, cJSON *doc);
 extern char *retl_json_string(cJSON *obj, const char *name);
 extern char *retl_json_text(cJSON *v);
 extern char *retl_record_key_value(RetlRecord *r);
+extern char *retl_record_key_field(RetlRecord *r);
 extern char *retl_base_url(RetlSync *sync);
 
 #endif

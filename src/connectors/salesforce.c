@@ -51,6 +51,8 @@
 #define SF_MIN_VERSION 46		/* composite/sobjects upsert */
 /* REQUEST_LIMIT_EXCEEDED: the org's API requests of the last 24 h are used up */
 #define SF_LIMIT_PAUSE_MS (5 * 60 * 1000)
+/* the same code for too many long-running requests at once: a short wait */
+#define SF_CONCURRENT_PAUSE_MS (10 * 1000)
 
 typedef enum SfOp
 {
@@ -117,12 +119,12 @@ salesforce_check_destination(Jsonb *options)
 	if (retl_jsonb_has(options, "api_version") &&
 		(version == NULL || version[0] != 'v' || version[1] < '0' || version[1] > '9' ||
 		 sscanf(version, "v%d.%d%c", &major, &minor, &end) != 2 ||
-		 minor < 0 || minor > 9 || major < SF_MIN_VERSION || major > 999))
+		 minor != 0 || major < SF_MIN_VERSION || major > 999))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("option \"api_version\" of a salesforce destination must be a REST API version such as \"%s\"",
 						SF_DEFAULT_VERSION),
-				 errhint("At least v%d.0, which brought upserts of sObject Collections.", SF_MIN_VERSION)));
+				 errhint("\"vNN.0\", at least v%d.0, which brought upserts of sObject Collections.", SF_MIN_VERSION)));
 }
 
 static void
@@ -143,10 +145,11 @@ salesforce_check_sync(Jsonb *options, const char *mode, Jsonb *dest_options, Oid
 				 errmsg("a salesforce sync needs option \"external_id\", the API name of an external id field of %s",
 						object),
 				 errhint("A field marked External ID (such as \"Ext_Id__c\"); its value is the sync's key.")));
-	if (campaign != NULL && !sf_id(campaign, strlen(campaign)))
+	if (campaign != NULL && (!sf_id(campaign, strlen(campaign)) || strncmp(campaign, "701", 3) != 0))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("option \"campaign_id\" of a salesforce sync must be a Campaign's id, 15 or 18 letters and digits")));
+				 errmsg("option \"campaign_id\" of a salesforce sync must be a Campaign's id"),
+				 errdetail("A Campaign's id has 15 or 18 letters and digits and starts with 701.")));
 	if (campaign != NULL && member_field(object) == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -163,6 +166,17 @@ salesforce_check_source(Jsonb *options, const RetlSource *source)
 				 errmsg("a salesforce sync's key must be one column, not %d", source->nkeys),
 				 errdetail("Salesforce matches records by one external id field, whose value is the key."),
 				 errhint("Sync a query that computes one key column, e.g. key => '{ext_id}'.")));
+	/* Salesforce gives records their Id; a record may not carry one */
+	for (int i = 0; i < source->nfields; i++)
+		if (pg_strcasecmp(source->fields[i], "Id") == 0 &&
+			!(source->nkeys == 1 && strcmp(source->keys[0], source->fields[i]) == 0))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("the sync's records carry a field \"%s\", which Salesforce takes as its own record Id",
+							source->fields[i]),
+					 errdetail("Salesforce gives records their Id and refuses an upsert that sets one."),
+					 errhint("Give the sync a mapping that leaves the column out or sends it to a field of %s.",
+							 retl_jsonb_string(options, "object"))));
 	if (retl_jsonb_string(options, "campaign_id") != NULL && !source->audience)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -239,9 +253,12 @@ api_base(RetlSync *sync)
 	return psprintf("%.*s/services/data/%s", len, base, version ? version : SF_DEFAULT_VERSION);
 }
 
-/* A record's fields: the data's, the external id the key's value. */
+/*
+ * A record's fields: the data's, the external id the key's value (the key
+ * column itself is not sent again under its own name).
+ */
 static cJSON *
-sobject(RetlRecord *r, SfTarget *t, const char *key)
+sobject(RetlRecord *r, SfTarget *t, const char *key, const char *key_field)
 {
 	cJSON	   *rec = cJSON_CreateObject();
 	cJSON	   *attrs = cJSON_AddObjectToObject(rec, "attributes");
@@ -255,7 +272,8 @@ sobject(RetlRecord *r, SfTarget *t, const char *key)
 		cJSON	   *copy;
 
 		if (pg_strcasecmp(item->string, t->external_id) == 0 ||
-			pg_strcasecmp(item->string, "attributes") == 0)
+			pg_strcasecmp(item->string, "attributes") == 0 ||
+			(key_field != NULL && strcmp(item->string, key_field) == 0))
 			continue;
 		/* a field's value is a string, number, boolean or null */
 		if (cJSON_IsObject(item) || cJSON_IsArray(item))
@@ -304,7 +322,7 @@ salesforce_build(RetlRequest *req, RetlSync *sync)
 			if (key == NULL || key[0] == '\0')
 				retl_record_unsent(req, r, "the record's key has no value for the external id");
 			else
-				cJSON_AddItemToArray(records, sobject(r, &t, key));
+				cJSON_AddItemToArray(records, sobject(r, &t, key, retl_record_key_field(r)));
 		}
 		else if (op == SF_JOIN)
 		{
@@ -387,9 +405,11 @@ failure(RetlRecord *r, cJSON *result, SfOp op)
 
 	if (code == NULL)
 		code = "UNKNOWN_ERROR";
-	if ((op == SF_DELETE || op == SF_LEAVE) && strcmp(code, "ENTITY_IS_DELETED") == 0)
+	/* in the recycle bin, or purged from it: already gone */
+	if ((op == SF_DELETE || op == SF_LEAVE) &&
+		(strcmp(code, "ENTITY_IS_DELETED") == 0 || strcmp(code, "INVALID_CROSS_REFERENCE_KEY") == 0))
 	{
-		r->outcome = RETL_OUTCOME_DELIVERED;	/* already gone */
+		r->outcome = RETL_OUTCOME_DELIVERED;
 		return;
 	}
 	r->outcome = transient(code) ? RETL_OUTCOME_RETRY : RETL_OUTCOME_DEAD;
@@ -423,13 +443,23 @@ salesforce_read_answer(RetlRequest *req, RetlSync *sync)
 	code = retl_json_string(cJSON_GetArrayItem(answer, 0), "errorCode");
 	if (req->status == 403 && code != NULL && strcmp(code, "REQUEST_LIMIT_EXCEEDED") == 0)
 	{
-		/* the org's allocation of API requests is used up: wait, then try again */
+		char	   *message = retl_json_string(cJSON_GetArrayItem(answer, 0), "message");
+
+		/*
+		 * The org's allocation of API requests of the last 24 hours is used
+		 * up ("TotalRequests Limit exceeded"): a long wait; or too many
+		 * long-running requests at once: a short one.  Then try again.
+		 */
+		bool		daily = message != NULL && strstr(message, "TotalRequests") != NULL;
+
 		for (int i = 0; i < req->nrecords; i++)
 		{
 			req->records[i].outcome = RETL_OUTCOME_RETRY;
-			req->records[i].message = "Salesforce answered REQUEST_LIMIT_EXCEEDED: the org's API requests of the last 24 hours are used up";
+			req->records[i].message = daily ?
+				"Salesforce answered REQUEST_LIMIT_EXCEEDED: the org's API requests of the last 24 hours are used up" :
+				psprintf("Salesforce answered REQUEST_LIMIT_EXCEEDED: %s", message ? message : "a limit was hit");
 		}
-		req->pause_ms = SF_LIMIT_PAUSE_MS;
+		req->pause_ms = daily ? SF_LIMIT_PAUSE_MS : SF_CONCURRENT_PAUSE_MS;
 	}
 	if (req->status != 200)
 	{
