@@ -7,7 +7,14 @@ the file), and serves until killed.
 
 import os
 import threading
-from http.server import ThreadingHTTPServer
+from http.server import ThreadingHTTPServer as _Server
+
+
+class ThreadingHTTPServer(_Server):
+    """One thread a connection; a listen queue deep enough for a burst of
+    connections (the standard library's 5 resets the rest)."""
+
+    request_queue_size = 128
 
 
 def serve(handler, port, port_file):
