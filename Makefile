@@ -22,11 +22,14 @@ OBJS = \
 	src/models/runs.o \
 	src/queue/claim.o \
 	src/queue/counters.o \
+	src/queue/jobs.o \
 	src/queue/mark.o \
 	src/queue/queue.o \
 	src/connectors/auth.o \
+	src/connectors/hashing.o \
 	src/connectors/http.o \
 	src/connectors/hubspot.o \
+	src/connectors/klaviyo.o \
 	src/connectors/marketo.o \
 	src/connectors/oauth.o \
 	src/connectors/registry.o \

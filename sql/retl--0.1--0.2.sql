@@ -714,3 +714,51 @@ $$;
 /* The url may be left out for a connector that knows its API's address. */
 CREATE OR REPLACE FUNCTION retl_create_destination(name text, kind text, url text DEFAULT NULL, options jsonb DEFAULT '{}')
 	RETURNS void AS 'MODULE_PATHNAME', 'retl_entry' LANGUAGE C;
+
+/*
+ * Jobs: a destination that answers "accepted into job X" (a bulk import,
+ * an upload job) tells each record's fate later, when the job is checked
+ * (queue/jobs.c).  Until then its records stay in flight, their queue rows
+ * claimed and their keys held; a restart checks open jobs again rather
+ * than sending their records again.  state is the connector's (its next
+ * step), status the destination's word for the job.
+ */
+CREATE TABLE retl.job_store (
+	id			bigserial PRIMARY KEY,
+	sync_id		integer NOT NULL REFERENCES retl.syncs (id) ON DELETE CASCADE,
+	remote_id	text NOT NULL,
+	state		text,
+	status		text,
+	checks		integer NOT NULL DEFAULT 0,
+	created_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	checked_at	timestamptz,
+	next_check_at timestamptz NOT NULL,
+	last_error	text
+);
+CREATE INDEX job_store_sync_idx ON retl.job_store (sync_id, next_check_at);
+/* The records a job holds: what the engine needs to record their outcome. */
+CREATE TABLE retl.job_record_store (
+	job_id		bigint NOT NULL REFERENCES retl.job_store (id) ON DELETE CASCADE,
+	rid			bigint NOT NULL,
+	queue_ids	bigint[] NOT NULL,
+	op			"char" NOT NULL,
+	key			text NOT NULL,		/* as sent */
+	key_hash	bigint NOT NULL,	/* of the queue's key: held while in the job */
+	captured_at	timestamptz NOT NULL,
+	ref			text,				/* the connector's: what names it in the job */
+	PRIMARY KEY (job_id, rid)
+);
+ALTER TABLE retl.job_store ENABLE ROW LEVEL SECURITY;
+ALTER TABLE retl.job_record_store ENABLE ROW LEVEL SECURITY;
+CREATE POLICY jobs_visible ON retl.job_store FOR SELECT
+	USING (sync_id IN (SELECT s.id FROM retl.syncs s));
+CREATE POLICY job_records_visible ON retl.job_record_store FOR SELECT
+	USING (job_id IN (SELECT j.id FROM retl.job_store j));
+GRANT SELECT ON retl.job_store, retl.job_record_store TO retl_user;
+CREATE VIEW retl.jobs WITH (security_invoker = true) AS
+SELECT j.id, s.name AS sync, j.remote_id, j.status,
+	   (SELECT pg_catalog.count(*) FROM retl.job_record_store r WHERE r.job_id OPERATOR(pg_catalog.=) j.id) AS records,
+	   j.checks, j.created_at, pg_catalog.now() OPERATOR(pg_catalog.-) j.created_at AS age,
+	   j.checked_at, j.next_check_at, j.last_error
+  FROM retl.job_store j JOIN retl.syncs s ON s.id OPERATOR(pg_catalog.=) j.sync_id;
+GRANT SELECT ON retl.jobs TO retl_user;

@@ -83,7 +83,9 @@ UNION ALL SELECT 'dead_letters', count(*) FILTER (WHERE length(v::text) > 0) FRO
 UNION ALL SELECT 'audiences', count(*) FILTER (WHERE length(v::text) > 0) FROM retl.audiences v
 UNION ALL SELECT 'audience_members', count(*) FILTER (WHERE length(v::text) > 0) FROM retl.audience_members v
 UNION ALL SELECT 'audience_events', count(*) FILTER (WHERE length(v::text) > 0) FROM retl.audience_events v
-UNION ALL SELECT 'destination_access', count(*) FILTER (WHERE length(v::text) > 0) FROM retl.destination_access v;
+UNION ALL SELECT 'destination_access', count(*) FILTER (WHERE length(v::text) > 0) FROM retl.destination_access v
+UNION ALL SELECT 'remembered_ids', count(*) FILTER (WHERE length(v::text) > 0) FROM retl.remembered_ids v
+UNION ALL SELECT 'jobs', count(*) FILTER (WHERE length(v::text) > 0) FROM retl.jobs v;
 -- retl's own tables stay read-only
 INSERT INTO retl.syncs (name, source, destination_id, key_columns, mode, schedule)
 	VALUES ('forged', 'roles_people', 1, '{id}', 'upsert', 'realtime');

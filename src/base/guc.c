@@ -25,6 +25,8 @@ char	   *retl_allowed_hosts = NULL;
 char	   *retl_ca_file = NULL;
 int			retl_max_response_kb = 1024;
 int			retl_max_record_kb = 64 * 1024;
+int			retl_max_job_age_s = 86400;
+int			retl_job_check_max_ms = 60000;
 char	   *retl_test_resolve = NULL;
 char	   *retl_run_history = NULL;
 int			retl_run_history_count = 1000;
@@ -144,6 +146,22 @@ retl_guc_init(void)
 							NULL,
 							&retl_retry_max_ms,
 							3600000, 1, 86400000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("retl.max_job_age",
+							"Longest a destination's job may hold records before they are retried.",
+							"A job (a bulk import, an upload job) that has not told every record's outcome by then gives up its records, which are retried like any failed delivery.",
+							&retl_max_job_age_s,
+							86400, 1, 30 * 86400,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("retl.job_check_max_ms",
+							"Longest wait between two checks of a destination's job.",
+							"A job is checked after 1 s, then at doubling intervals up to this, unless its connector knows better.",
+							&retl_job_check_max_ms,
+							60000, 10, 86400000,
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 

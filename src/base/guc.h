@@ -15,6 +15,8 @@ extern char *retl_allowed_hosts;
 extern char *retl_ca_file;
 extern int	retl_max_response_kb;
 extern int	retl_max_record_kb;
+extern int	retl_max_job_age_s;
+extern int	retl_job_check_max_ms;
 extern char *retl_test_resolve;
 extern char *retl_run_history;
 extern int	retl_run_history_count;

@@ -103,6 +103,21 @@ typedef struct RetlConnector
 	 * destination waits that long, as for a 429 with Retry-After).
 	 */
 	void		(*read_answer) (RetlRequest *req, RetlSync *sync);
+
+	/*
+	 * Jobs (optional; both or neither).  read_answer may put records into
+	 * a job the answer names (retl_job_start: their outcome
+	 * RETL_OUTCOME_JOB, each with a job_ref naming it in the job); the
+	 * worker then checks the job on a schedule, with no transaction open:
+	 * build_job fills in req (req->job, req->records: the job's records
+	 * still in it) with the job's next request, as build does; read_job
+	 * reads its answer into an outcome per record (RETL_OUTCOME_JOB: still
+	 * in the job) and may change req->job's state, status and
+	 * check_after_ms.  The job ends when none of its records is left in
+	 * it, or after retl.max_job_age (its records are then retried).
+	 */
+	void		(*build_job) (RetlRequest *req, RetlSync *sync);
+	void		(*read_job) (RetlRequest *req, RetlSync *sync);
 } RetlConnector;
 
 extern const RetlConnector *retl_connector(const char *kind);
@@ -119,6 +134,7 @@ extern const RetlConnector retl_slack_connector;
 extern const RetlConnector retl_hubspot_connector;
 extern const RetlConnector retl_salesforce_connector;
 extern const RetlConnector retl_marketo_connector;
+extern const RetlConnector retl_klaviyo_connector;
 
 
 #endif

@@ -815,21 +815,5 @@ PG_FUNCTION_INFO_V1(retl_urlencode);
 Datum
 retl_urlencode(PG_FUNCTION_ARGS)
 {
-	text	   *in = PG_GETARG_TEXT_PP(0);
-	const unsigned char *p = (const unsigned char *) VARDATA_ANY(in);
-	int			len = VARSIZE_ANY_EXHDR(in);
-	StringInfoData out;
-
-	initStringInfo(&out);
-	for (int i = 0; i < len; i++)
-	{
-		unsigned char ch = p[i];
-
-		if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-			ch == '-' || ch == '_' || ch == '.' || ch == '~')
-			appendStringInfoChar(&out, (char) ch);
-		else
-			appendStringInfo(&out, "%%%02X", ch);
-	}
-	PG_RETURN_TEXT_P(cstring_to_text_with_len(out.data, out.len));
+	PG_RETURN_TEXT_P(cstring_to_text(retl_urlencode_text(text_to_cstring(PG_GETARG_TEXT_PP(0)))));
 }

@@ -191,17 +191,8 @@ form_field(StringInfo form, const char *name, const char *value)
 		return;
 	if (form->len > 0)
 		appendStringInfoChar(form, '&');
-	appendStringInfo(form, "%s=", name);
-	for (const unsigned char *p = (const unsigned char *) value; *p; p++)
-	{
-		if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-			*p == '-' || *p == '_' || *p == '.' || *p == '~')
-			appendStringInfoChar(form, (char) *p);
-		else if (*p == ' ')
-			appendStringInfoChar(form, '+');
-		else
-			appendStringInfo(form, "%%%02X", *p);
-	}
+	/* (a space as %20: form decoding takes it as well as "+") */
+	appendStringInfo(form, "%s=%s", name, retl_urlencode_text(value));
 }
 
 /* The token request of a destination (in the claim transaction). */

@@ -194,9 +194,10 @@ retl_request_take_run(RetlRequest *req, int (*group) (RetlRecord *r, void *arg),
 }
 
 /*
- * Move the records a connector marked unsent (r->unsent, why) past the
- * others and out of the request: they are dead-lettered alone, the others
- * sent.  Returns how many are left to send.
+ * Move the records a connector marked unsent (r->unsent, why: they are
+ * dead-lettered alone) or with nothing to send (r->nothing_to_send: done)
+ * past the others and out of the request.  Returns how many are left to
+ * send.
  */
 int
 retl_request_leave_unsent(RetlRequest *req)
@@ -207,7 +208,7 @@ retl_request_leave_unsent(RetlRequest *req)
 
 	for (int i = 0; i < req->nrecords; i++)
 	{
-		if (req->records[i].unsent != NULL)
+		if (req->records[i].unsent != NULL || req->records[i].nothing_to_send)
 			unsent[nunsent++] = req->records[i];
 		else
 			req->records[kept++] = req->records[i];
@@ -314,4 +315,40 @@ retl_base_url(RetlSync *sync)
 	while (len > 0 && sync->url[len - 1] == '/')
 		len--;
 	return pnstrdup(sync->url, len);
+}
+
+/*
+ * The answer put records into a job of the destination's (their outcome
+ * RETL_OUTCOME_JOB): the request's job, to keep and check later.
+ */
+RetlJob *
+retl_request_job(RetlRequest *req, const char *remote_id, const char *state, const char *status)
+{
+	RetlJob    *job = MemoryContextAllocZero(req->cxt, sizeof(RetlJob));
+
+	job->remote_id = MemoryContextStrdup(req->cxt, remote_id);
+	job->state = state ? MemoryContextStrdup(req->cxt, state) : NULL;
+	job->status = status ? MemoryContextStrdup(req->cxt, status) : NULL;
+	req->job = job;
+	return job;
+}
+
+/* s percent-encoded for a URL path or query: all but RFC 3986's unreserved */
+char *
+retl_urlencode_text(const char *s)
+{
+	StringInfoData out;
+
+	initStringInfo(&out);
+	for (const unsigned char *p = (const unsigned char *) s; *p; p++)
+	{
+		unsigned char ch = *p;
+
+		if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+			ch == '-' || ch == '_' || ch == '.' || ch == '~')
+			appendStringInfoChar(&out, (char) ch);
+		else
+			appendStringInfo(&out, "%%%02X", ch);
+	}
+	return out.data;
 }

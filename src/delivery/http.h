@@ -20,9 +20,28 @@ typedef enum RetlOutcome
 	RETL_OUTCOME_DELIVERED,		/* acknowledged: leaves the queue */
 	RETL_OUTCOME_RETRY,			/* tried again with backoff */
 	RETL_OUTCOME_DEAD,			/* dead-lettered at once */
-	RETL_OUTCOME_AGAIN			/* a step of it done (its id kept): sent again
+	RETL_OUTCOME_AGAIN,			/* a step of it done (its id kept): sent again
 								 * at once, not counted as an attempt */
+	RETL_OUTCOME_JOB			/* in the request's job (req->job): in flight,
+								 * its key held, until a check of the job
+								 * tells */
 } RetlOutcome;
+
+/*
+ * A job of the destination's holding records (a bulk import, an upload
+ * job), whose outcome is known later (queue/jobs.c).
+ */
+typedef struct RetlJob
+{
+	int64		id;				/* in retl.job_store; 0: not yet */
+	char	   *remote_id;		/* the destination's id for it */
+	char	   *state;			/* the connector's (its next step), or NULL */
+	char	   *status;			/* the destination's word for it, shown */
+	int			checks;			/* check requests made so far */
+	double		age_s;			/* since it was made */
+	long		check_after_ms; /* the next check in this long (0: the
+								 * engine's backoff) */
+} RetlJob;
 
 /* One record of a request: which queue rows it stands for. */
 typedef struct RetlRecord
@@ -41,7 +60,10 @@ typedef struct RetlRecord
 	uint64		key_hash;		/* jsonb_hash_extended of the queue's key */
 	char	   *unsent;			/* why it cannot be sent (dead-lettered
 								 * alone), or NULL */
+	bool		nothing_to_send;	/* the destination has nothing to do for
+									 * it: done without a request */
 	char	   *known_id;		/* the destination's id for the key, if kept */
+	char	   *job_ref;		/* what names it in its job (connector's) */
 
 	/* outcome, from the answer */
 	RetlOutcome outcome;
@@ -69,6 +91,7 @@ typedef struct RetlRequest
 	const char *method;			/* HTTP method; NULL: POST */
 	bool		keep_response;	/* the whole answer is read (a connector reads it) */
 	int			auth_generation;	/* of the OAuth token it carries, 0: none */
+	RetlJob    *job;			/* the job it checks, or that its answer made */
 	char	   *url;
 	StringInfoData body;
 	struct curl_slist *headers;

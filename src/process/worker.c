@@ -52,6 +52,7 @@
 #include "models/runs.h"
 #include "process/worker.h"
 #include "queue/counters.h"
+#include "queue/jobs.h"
 #include "queue/mark.h"
 #include "queue/queue.h"
 #include "sync/dest.h"
@@ -297,7 +298,8 @@ record_outcomes(void)
 			continue;
 		}
 		retl_dest_done(req->dest_id);
-		retl_stats_request_done(req, req->curl_code == CURLE_OK &&
+		/* (a job's check delivers nothing by itself) */
+		retl_stats_request_done(req, req->curl_code == CURLE_OK && req->job == NULL &&
 								req->status >= 200 && req->status < 300);
 		/* a 429 or 503 with Retry-After pauses that destination only */
 		if (req->curl_code == CURLE_OK && (req->status == 429 || req->status == 503) &&
@@ -311,6 +313,7 @@ record_outcomes(void)
 		 * flight meanwhile.
 		 */
 		if (req->curl_code == CURLE_OK && req->nrecords > 1 &&
+			(req->job == NULL || req->job->id == 0) &&
 			(req->status == 400 || req->status == 413 || req->status == 422))
 		{
 			int			half = req->nrecords / 2;
@@ -336,9 +339,13 @@ record_outcomes(void)
 			req = lfirst(lc);
 			if (req->sync_id == 0)
 				retl_oauth_answer(req);
+			else if (req->job != NULL && req->job->id != 0)
+				retl_jobs_checked(req);		/* a check of a job */
 			else
 			{
 				retl_queue_record(req);
+				/* records the answer put into a job of the destination's */
+				retl_jobs_open(req);
 				/* an API that says "too many" in its body (read_answer) */
 				if (req->pause_ms > 0)
 					retl_dest_pause(req->dest_id, req->pause_ms);
@@ -519,6 +526,41 @@ claim_one(RetlSync *sync, bool *more, long *wait_ms)
 	return NULL;
 }
 
+typedef struct JobWork
+{
+	RetlSync   *sync;
+	long	   *wait_ms;
+	RetlRequest *req;
+} JobWork;
+
+static void
+job_work(void *arg)
+{
+	JobWork    *w = arg;
+
+	w->req = retl_jobs_claim(w->sync, w->wait_ms);
+}
+
+/*
+ * The next due check of one of the sync's jobs, built in a subtransaction,
+ * or NULL.  A failure fails the sync, as a failed claim does.
+ */
+static RetlRequest *
+job_one(RetlSync *sync, long *wait_ms)
+{
+	JobWork		w = {sync, wait_ms, NULL};
+	ErrorData  *edata = retl_in_subtransaction(job_work, &w);
+
+	if (edata == NULL)
+		return w.req;
+	ereport(WARNING,
+			(errmsg("retl sync \"%s\" could not check a job: %s", sync->name, edata->message)));
+	retl_queue_sync_error(sync->id, edata->message);
+	sync_failed(sync->id);
+	FreeErrorData(edata);
+	return NULL;
+}
+
 typedef struct AuthWork
 {
 	RetlSync   *sync;
@@ -593,6 +635,20 @@ claim_work(bool *more, long *wait_ms)
 		/* a destination with OAuth 2.0 waits for its token */
 		if (!auth_ready(sync, now, wait_ms, &requests))
 			continue;
+
+		/* the checks of the destination's jobs first: they free keys */
+		while (retl_dest_can_send(sync, now, wait_ms))
+		{
+			MemoryContext old;
+
+			req = job_one(sync, wait_ms);
+			if (req == NULL)
+				break;
+			old = MemoryContextSwitchTo(TopMemoryContext);
+			requests = lappend(requests, req);
+			MemoryContextSwitchTo(old);
+			retl_dest_sent(sync->dest_id);
+		}
 
 		/*
 		 * As many batches as the destination's limits allow; the claim
@@ -795,6 +851,7 @@ retl_worker_main(Datum main_arg)
 	served = true;
 	retl_queue_recover();
 	retl_queue_load_backoff();
+	retl_jobs_load();
 	retl_runs_recover();
 	end_txn();
 

@@ -43,6 +43,7 @@
 #include "base/plans.h"
 #include "base/subxact.h"
 #include "connectors/connector.h"
+#include "queue/jobs.h"
 #include "queue/mark.h"
 #include "queue/queue.h"
 #include "sync/compiled.h"
@@ -286,7 +287,8 @@ pick(RetlSync *sync)
 				park_until = Min(park_until, until);
 				continue;
 			}
-			if (hash_search(held, &hash, HASH_FIND, NULL) != NULL)
+			if (hash_search(held, &hash, HASH_FIND, NULL) != NULL ||
+				retl_jobs_hold(sync->id, hash))
 			{
 				kept_from = Min(kept_from, id);
 				continue;
@@ -691,7 +693,8 @@ retl_queue_rebuild(RetlRequest *req)
 
 /*
  * Records [nrecords, claimed) of a built request: dead-letter those the
- * connector could not build, release the others.
+ * connector could not build, let go those it had nothing to send for,
+ * release the others.
  */
 static void
 leave_out(RetlRequest *req, int claimed)
@@ -703,6 +706,8 @@ leave_out(RetlRequest *req, int claimed)
 	{
 		if (req->records[i].unsent != NULL)
 			retl_queue_dead_letter_unsent(req, &req->records[i]);
+		else if (req->records[i].nothing_to_send)
+			retl_queue_done_unsent(req, &req->records[i]);
 		else
 			req->records[back++] = req->records[i];
 	}

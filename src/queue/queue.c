@@ -47,11 +47,16 @@ spi_exec(const char *sql, int nargs, Oid *types, Datum *values, int expected)
 		elog(ERROR, "retl: SPI_execute failed (%d): %s", rc, sql);
 }
 
-/* Release rows a previous run of the worker claimed but never recorded. */
+/*
+ * Release rows a previous run of the worker claimed but never recorded;
+ * rows in a destination's job stay in flight: the job is checked again.
+ */
 void
 retl_queue_recover(void)
 {
-	if (SPI_execute("UPDATE retl.queue SET in_flight = false WHERE in_flight",
+	if (SPI_execute("UPDATE retl.queue q SET in_flight = false WHERE q.in_flight"
+					" AND q.id <> ALL (ARRAY(SELECT pg_catalog.unnest(j.queue_ids)"
+					" FROM retl.job_record_store j))",
 					false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "retl: could not release in-flight queue rows");
 	if (SPI_processed > 0)
@@ -348,6 +353,22 @@ retl_queue_dead_letter_unsent(RetlRequest *req, RetlRecord *r)
 						  psprintf("record %s was dead-lettered: %s", r->record_id, r->unsent));
 }
 
+/*
+ * In the claim transaction: a claimed record the destination has nothing
+ * to do for (r->nothing_to_send) is done: its rows leave the queue as
+ * delivered.
+ */
+void
+retl_queue_done_unsent(RetlRequest *req, RetlRecord *r)
+{
+	Oid			types[2] = {INT8ARRAYOID, INT4OID};
+	Datum		values[2] = {retl_queue_id_array(r, 1), Int32GetDatum(req->sync_id)};
+
+	spi_exec("DELETE FROM retl.queue WHERE sync_id = $2 AND id = ANY ($1)",
+			 2, types, values, SPI_OK_DELETE);
+	retl_counters_delivered(req->sync_id, 1);
+}
+
 /* Each record's outcome: the connector's reading of the answer, else the status rule. */
 static void
 read_outcomes(RetlRequest *req)
@@ -431,10 +452,19 @@ steps(RetlRequest *req)
 /*
  * Record the outcome of a finished request, record by record: delete
  * delivered rows (keeping the destination's ids the connector read),
- * schedule retries, move records to the dead letters.
+ * schedule retries, move records to the dead letters.  Records the answer
+ * put into a job stay in flight (queue/jobs.c keeps the job).
  */
 void
 retl_queue_record(RetlRequest *req)
+{
+	read_outcomes(req);
+	retl_queue_apply(req);
+}
+
+/* Record the outcomes already set on each record of a request. */
+void
+retl_queue_apply(RetlRequest *req)
 {
 	char	   *error;
 	char	   *excerpt;
@@ -446,9 +476,11 @@ retl_queue_record(RetlRequest *req)
 	RetlRecord *done;
 	RetlRecord *retry;
 	char	   *first_error = NULL;
+	int			in_job = 0;
 
-	read_outcomes(req);
 	done = palloc(sizeof(RetlRecord) * req->nrecords);
+	for (int i = 0; i < req->nrecords; i++)
+		in_job += req->records[i].outcome == RETL_OUTCOME_JOB;
 	for (int i = 0; i < req->nrecords; i++)
 		if (req->records[i].outcome == RETL_OUTCOME_DELIVERED)
 			done[delivered++] = req->records[i];
@@ -462,9 +494,9 @@ retl_queue_record(RetlRequest *req)
 		retl_ids_remember(req->sync_id, done, delivered);
 		retl_counters_delivered(req->sync_id, delivered);
 	}
-	if (delivered == req->nrecords)
+	if (delivered + in_job == req->nrecords)
 		return;
-	if (steps(req) + delivered == req->nrecords)
+	if (steps(req) + delivered + in_job == req->nrecords)
 		return;
 
 	if (req->curl_code != CURLE_OK)
@@ -487,7 +519,8 @@ retl_queue_record(RetlRequest *req)
 			((double) req->started_at / 1000.0 -
 			 (r->first_attempt - (double) ((POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY)) * 1000.0) : 0;
 
-		if (r->outcome == RETL_OUTCOME_DELIVERED || r->outcome == RETL_OUTCOME_AGAIN)
+		if (r->outcome == RETL_OUTCOME_DELIVERED || r->outcome == RETL_OUTCOME_AGAIN ||
+			r->outcome == RETL_OUTCOME_JOB)
 			continue;
 		failed++;
 		why = r->message ? retl_http_redact(req, r->message) : error;

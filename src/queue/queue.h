@@ -22,7 +22,9 @@ extern void retl_queue_backoff(int sync_id, uint64 key_hash, TimestampTz until);
 extern void retl_queue_load_backoff(void);
 extern void retl_queue_release(RetlRequest *req, int from);
 extern void retl_queue_record(RetlRequest *req);
+extern void retl_queue_apply(RetlRequest *req);
 extern void retl_queue_dead_letter_unsent(RetlRequest *req, RetlRecord *r);
+extern void retl_queue_done_unsent(RetlRequest *req, RetlRecord *r);
 extern void retl_queue_sync_error(int sync_id, const char *message);
 extern char *retl_queue_instance_id(void);
 
