@@ -92,59 +92,51 @@ mailchimp_check_destination(Jsonb *options)
 				 errhint("{\"auth\": {\"type\": \"basic\", \"username\": \"retl\", \"password\": \"{{secret:NAME}}\"}}: any user name, the API key as password.")));
 }
 
+/* s in lower (or upper) case, ASCII only, as Mailchimp's hashes and tags are */
+static char *
+ascii_case(const char *s, bool upper)
+{
+	char	   *copy = pstrdup(s ? s : "");
+
+	for (char *c = copy; *c; c++)
+		*c = upper ? pg_ascii_toupper((unsigned char) *c) : pg_ascii_tolower((unsigned char) *c);
+	return copy;
+}
+
 /*
  * The API key's data centre names the default url: key-us14 is
  * https://us14.api.mailchimp.com/3.0.  NULL when the key has no such
- * suffix (the destination must then give its url).  The key is read here
- * only, never shown: no error or message below includes it.
+ * suffix, or is not one secret (the destination must then give its url).
+ * The key is read here only, and never shown.
  */
 static char *
 mailchimp_default_url_for(Jsonb *options)
 {
 	JsonbValue	k = {.type = jbvString,.val.string = {.len = 4,.val = (char *) "auth"}};
-	JsonbValue *v;
 	char	   *password;
-	const char *p;
-	StringInfoData key;
-	char	   *dash;
+	char	   *name;
+	char	   *key;
+	char	   *dc;
 	char	   *url = NULL;
 
 	mailchimp_check_destination(options);
-	v = findJsonbValueFromContainer(&options->root, JB_FOBJECT, &k);
-	password = retl_jsonb_string(JsonbValueToJsonb(v), "password");
-	if (password == NULL)
-		return NULL;			/* the auth check says what is missing */
-	initStringInfo(&key);
-	for (p = password; *p;)
-	{
-		const char *start = strstr(p, "{{secret:");
-		const char *end = start ? strstr(start, "}}") : NULL;
-		char	   *name;
-		char	   *secret;
-
-		if (end == NULL)
-		{
-			appendStringInfoString(&key, p);
-			break;
-		}
-		appendBinaryStringInfo(&key, p, start - p);
-		name = pnstrdup(start + 9, end - start - 9);
-		secret = retl_secret_lookup(name);
-		if (secret == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("secret \"%s\" does not exist", name),
-					 errhint("Create it first with SELECT retl_set_secret(name, value).")));
-		appendStringInfoString(&key, secret);
-		explicit_bzero(secret, strlen(secret));
-		p = end + 2;
-	}
+	password = retl_jsonb_string(JsonbValueToJsonb(findJsonbValueFromContainer(&options->root, JB_FOBJECT, &k)),
+								 "password");
+	if (password == NULL || strncmp(password, "{{secret:", 9) != 0 || strlen(password) < 12 ||
+		strcmp(password + strlen(password) - 2, "}}") != 0)
+		return NULL;
+	name = pnstrdup(password + 9, strlen(password) - 11);
+	if ((key = retl_secret_lookup(name)) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("secret \"%s\" does not exist", name),
+				 errhint("Create it first with SELECT retl_set_secret(name, value).")));
 	/* data centres are letters then digits: us1, us14, ... */
-	dash = strrchr(key.data, '-');
-	if (dash != NULL && strlen(dash + 1) <= 16 && strspn(dash + 1, "abcdefghijklmnopqrstuvwxyz") > 0 &&
-		only(dash + 1 + strspn(dash + 1, "abcdefghijklmnopqrstuvwxyz"), DIGITS, 16))
-		url = psprintf("https://%s.api.mailchimp.com/3.0", dash + 1);
-	explicit_bzero(key.data, key.len);
+	dc = strrchr(key, '-');
+	if (dc != NULL && strlen(++dc) <= 16 && strspn(dc, "abcdefghijklmnopqrstuvwxyz") > 0 &&
+		only(dc + strspn(dc, "abcdefghijklmnopqrstuvwxyz"), DIGITS, 16))
+		url = psprintf("https://%s.api.mailchimp.com/3.0", dc);
+	explicit_bzero(key, strlen(key));
 	return url;
 }
 
@@ -158,6 +150,8 @@ mailchimp_check_sync(Jsonb *options, const char *mode, Jsonb *dest_options, Oid 
 	if (!only(retl_jsonb_string(options, "list_id"), ALNUM, 64))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 retl_jsonb_has(options, "list_id") ?
+				 errmsg("option \"list_id\" of a mailchimp sync must be an audience's id, its letters and digits") :
 				 errmsg("a mailchimp sync needs option \"list_id\", an audience's id"),
 				 errhint("Audience > Settings > Audience name and defaults shows it, e.g. \"a1b2c3d4e5\".")));
 	for (int i = 0; status != NULL && statuses[i] != NULL; i++)
@@ -279,18 +273,13 @@ member(RetlRecord *r, McTarget *t, char **email, char **why)
 	*email = NULL;
 	cJSON_ArrayForEach(item, data)
 	{
-		char	   *tag;
-
 		if (strcmp(item->string, t->email_field) == 0)
 		{
 			*email = retl_json_text(item);
 			continue;
 		}
-		tag = pstrdup(item->string);
-		for (char *c = tag; *c; c++)
-			*c = pg_ascii_toupper((unsigned char) *c);
 		/* null clears the field */
-		cJSON_AddItemToObject(fields, tag, cJSON_IsNull(item) ? cJSON_CreateString("") :
+		cJSON_AddItemToObject(fields, ascii_case(item->string, true), cJSON_IsNull(item) ? cJSON_CreateString("") :
 							  cJSON_Duplicate(item, true));
 	}
 	cJSON_Delete(data);
@@ -316,12 +305,10 @@ member(RetlRecord *r, McTarget *t, char **email, char **why)
 static char *
 subscriber_hash(const char *email)
 {
-	char	   *lower = pstrdup(email);
+	char	   *lower = ascii_case(email, false);
 	char	   *hex = palloc(33);
 	const char *errstr = NULL;
 
-	for (char *c = lower; *c; c++)
-		*c = pg_ascii_tolower((unsigned char) *c);
 	if (!pg_md5_hash(lower, strlen(lower), hex, &errstr))
 		elog(ERROR, "retl: could not compute an MD5 hash: %s", errstr ? errstr : "?");
 	return hex;
@@ -409,7 +396,7 @@ mailchimp_build(RetlRequest *req, RetlSync *sync)
 	if (req->nrecords > 0)
 	{
 		old = MemoryContextSwitchTo(req->cxt);
-		retl_request_headers(req, sync, op == MC_ARCHIVE ? NULL : "application/json");
+		retl_request_headers(req, sync, "application/json");
 		MemoryContextSwitchTo(old);
 	}
 }
@@ -418,10 +405,8 @@ mailchimp_build(RetlRequest *req, RetlSync *sync)
 static bool
 transient(const char *message)
 {
-	char	   *lower = pstrdup(message ? message : "");
+	char	   *lower = ascii_case(message, false);
 
-	for (char *c = lower; *c; c++)
-		*c = pg_ascii_tolower((unsigned char) *c);
 	/* "... signed up to a lot of lists very recently; we're not allowing more signups for now" */
 	return strstr(lower, "not allowing more signups") != NULL || strstr(lower, "try again") != NULL ||
 		strstr(lower, "temporar") != NULL;
@@ -506,12 +491,31 @@ read_upsert(RetlRequest *req, McTarget *t, cJSON *answer)
 }
 
 /*
- * A segment change's answer: members_added and members_removed deliver
- * their records; errors[] group emails by message.  A member no longer in
- * the audience (archived since) cannot join: its email is forgotten, so
- * that it is upserted again and then added.  One that is not in the
- * segment is not in members_removed: a removal the answer does not mention
- * is done; an addition is retried.
+ * A member a segment change failed for (arg: Mailchimp's message).  One
+ * not in the audience (any more) is out of the segment, or is upserted
+ * again before it is added.
+ */
+static void
+segment_failed(RetlRecord *r, void *arg)
+{
+	char	   *lower = ascii_case(arg, false);
+
+	if (strstr(lower, "not members") == NULL && strstr(lower, "not a member") == NULL)
+		set_failed(r, arg);
+	else if (r->op == 'd')
+		r->outcome = RETL_OUTCOME_DELIVERED;	/* out of the audience: out of the segment */
+	else
+	{
+		r->outcome = RETL_OUTCOME_AGAIN;
+		r->remember_id = "";
+	}
+}
+
+/*
+ * A segment change's answer: members_added delivers its records; errors[]
+ * group emails by message.  A member that was not in the segment is not
+ * in members_removed: a removal the answer does not mention is done; an
+ * addition is retried.
  */
 static void
 read_segment(RetlRequest *req, McTarget *t, cJSON *answer)
@@ -531,34 +535,11 @@ read_segment(RetlRequest *req, McTarget *t, cJSON *answer)
 	cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(answer, "errors"))
 	{
 		char	   *error = retl_json_string(item, "error");
-		char	   *lower = pstrdup(error ? error : "");
 		char	   *text = psprintf("Mailchimp refused the member: %s", error ? error : "(no message)");
-		bool		not_member;
 		cJSON	   *email;
 
-		for (char *c = lower; *c; c++)
-			*c = pg_ascii_tolower((unsigned char) *c);
-		not_member = strstr(lower, "not members") != NULL || strstr(lower, "not a member") != NULL;
 		cJSON_ArrayForEach(email, cJSON_GetObjectItemCaseSensitive(item, "email_addresses"))
-		{
-			for (int i = 0; cJSON_IsString(email) && i < req->nrecords; i++)
-			{
-				RetlRecord *r = &req->records[i];
-				char	   *sent = member_email(r, t);
-
-				if (sent == NULL || pg_strcasecmp(sent, email->valuestring) != 0)
-					continue;
-				if (not_member && r->op == 'd')
-					r->outcome = RETL_OUTCOME_DELIVERED;
-				else if (not_member)
-				{
-					r->outcome = RETL_OUTCOME_AGAIN;
-					r->remember_id = "";
-				}
-				else
-					set_failed(r, text);
-			}
-		}
+			each_record(req, t, cJSON_IsString(email) ? email->valuestring : NULL, true, segment_failed, text);
 	}
 }
 

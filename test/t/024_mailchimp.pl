@@ -19,7 +19,8 @@ use MIME::Base64;
 
 my $key = '0123456789abcdef0123456789abcdef-us14';
 my $list_id = 'a1b2c3d4e5';
-my $mc = start_emulator('mailchimp', '--api-key', $key, '--list', $list_id, '--segment', "$list_id:4501");
+my $mc = start_emulator('mailchimp', '--api-key', $key, '--list', $list_id, '--segment', "$list_id:4501",
+	'--segment', "$list_id:4502");
 my $node = new_retl_node('mailchimp');
 sub psql { return $node->safe_psql('postgres', $_[0]); }
 sub drained { my ($s) = @_; return $node->poll_query_until('postgres',
