@@ -223,7 +223,7 @@ target(RetlSync *sync)
 
 /*
  * The email kept for a key: the one its member was upserted with.  An
- * empty one means the member must be upserted again (see read_segment).
+ * empty one means the member must be upserted again (segment_failed).
  */
 static bool
 known(RetlRecord *r)
