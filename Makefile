@@ -30,6 +30,7 @@ OBJS = \
 	src/connectors/http.o \
 	src/connectors/hubspot.o \
 	src/connectors/klaviyo.o \
+	src/connectors/mailchimp.o \
 	src/connectors/marketo.o \
 	src/connectors/oauth.o \
 	src/connectors/registry.o \

@@ -135,6 +135,7 @@ extern const RetlConnector retl_hubspot_connector;
 extern const RetlConnector retl_salesforce_connector;
 extern const RetlConnector retl_marketo_connector;
 extern const RetlConnector retl_klaviyo_connector;
+extern const RetlConnector retl_mailchimp_connector;
 
 
 #endif

@@ -18,6 +18,7 @@ static const RetlConnector *const connectors[] = {
 	&retl_salesforce_connector,
 	&retl_marketo_connector,
 	&retl_klaviyo_connector,
+	&retl_mailchimp_connector,
 	NULL
 };
 
