@@ -45,7 +45,6 @@
 #define SEGMENT_MAX_CALLS 2500
 #define SEGMENT_MAX_BYTES 500000	/* a request */
 #define SEGMENT_MAX_CALL_BYTES 32000	/* a call */
-#define SEGMENT_MAX_EVENT_NAME 200
 
 /* The target of a sync, from its options. */
 typedef struct SegTarget
@@ -78,17 +77,12 @@ segment_check_destination(Jsonb *options)
 				 errhint("SELECT retl_set_secret('segment_write_key', key), then {\"auth\": {\"type\": \"basic\", \"username\": \"{{secret:segment_write_key}}\", \"password\": \"\"}}.")));
 }
 
-static bool
-valid_field(const char *s)
-{
-	return s != NULL && s[0] != '\0' && strlen(s) <= NAMEDATALEN * 4;
-}
-
 static void
 segment_check_sync(Jsonb *options, const char *mode, Jsonb *dest_options, Oid owner)
 {
 	char	   *type = retl_jsonb_string(options, "type");
 	char	   *event = retl_jsonb_string(options, "event");
+	char	   *field = retl_jsonb_string(options, "user_id_field");
 	bool		track;
 
 	if (type == NULL || (strcmp(type, "identify") != 0 && strcmp(type, "track") != 0 &&
@@ -111,7 +105,7 @@ segment_check_sync(Jsonb *options, const char *mode, Jsonb *dest_options, Oid ow
 				 errdetail("Each changed key is sent with its latest state, which Segment merges into the %s's traits.",
 						   strcmp(type, "group") == 0 ? "group" : "user"),
 				 errhint("Create it with mode => 'upsert' (the default), or use type \"track\" for events.")));
-	if (track && (event == NULL || event[0] == '\0' || strlen(event) > SEGMENT_MAX_EVENT_NAME))
+	if (track && (event == NULL || event[0] == '\0'))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("a segment sync of type \"track\" needs option \"event\", the event's name"),
@@ -121,7 +115,7 @@ segment_check_sync(Jsonb *options, const char *mode, Jsonb *dest_options, Oid ow
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("option \"event\" is for a segment sync of type \"track\"")));
 	if (retl_jsonb_has(options, "user_id_field") &&
-		!valid_field(retl_jsonb_string(options, "user_id_field")))
+		(field == NULL || field[0] == '\0'))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("option \"user_id_field\" of a segment sync must name a field of its records")));
@@ -154,7 +148,8 @@ segment_check_source(Jsonb *options, const RetlSource *source)
 				 errdetail("Its value is each call's %s.", strcmp(type, "group") == 0 ? "groupId" : "userId"),
 				 strcmp(type, "track") == 0 ?
 				 errhint("Give a key of one column, or name the field holding the userId with option \"user_id_field\".") :
-				 errhint("Give a key of one column, e.g. key => '{user_id}'.")));
+				 errhint("Give a key of one column, e.g. key => '{%s}'.",
+						 strcmp(type, "group") == 0 ? "group_id" : "user_id")));
 }
 
 static SegTarget

@@ -127,6 +127,16 @@ ok(drained('companies'), 'groups sent');
 my $g = $sg->get->{groups};
 is_deeply($g->{acme}, { traits => { id => 'acme', name => 'Acme' }, members => ['3'] }, 'the group, its traits and its member');
 is($g->{init}{traits}{name}, 'Initech', 'and the other');
+
+# an audience: the Tracking API has no lists; entering members are identified
+psql(q{SELECT retl_create_audience('pros', 'SELECT id FROM users WHERE plan = ''pro''', '{id}', schedule => 'manual');
+	SELECT retl_create_sync('pros', 'audience:pros', 'seg', options => '{"type": "identify"}');
+	SELECT retl_refresh_audience('pros');});
+my $entered = sub { scalar(grep { $_->{type} eq 'identify' && $_->{userId} eq '5' && join(',', keys %{ $_->{traits} }) eq 'id' }
+	@{ $sg->get->{events} }) };
+ok(wait_for($entered, 30), 'its member was identified, the audience\'s key as traits');
+ok(drained('pros'), 'the audience sync drained');
+is($entered->(), 1, 'once');
 is($sg->get->{limited}, 0, 'Segment never answered 429');
 
 # Segment's 429 with Retry-After pauses the destination; the calls follow
