@@ -36,6 +36,7 @@ OBJS = \
 	src/connectors/registry.o \
 	src/connectors/request.o \
 	src/connectors/salesforce.o \
+	src/connectors/segment.o \
 	src/connectors/slack.o \
 	src/connectors/webhook.o \
 	src/sync/compiled.o \

@@ -3,6 +3,7 @@
  *
  *   {"type": "bearer", "token": "{{secret:T}}"}          Authorization: Bearer ...
  *   {"type": "basic", "username": ..., "password": ...}  Authorization: Basic base64(u:p)
+ *                      (password "": the username is the credential, a secret)
  *   {"type": "header", "name": "X-Api-Key", "value": ...}
  *   {"type": "oauth2", ...}                              see oauth.c
  *
@@ -162,12 +163,31 @@ retl_auth_check(Jsonb *options, const char *default_token_path)
 	}
 	else if (strcmp(type, "basic") == 0)
 	{
+		char	   *user = retl_jsonb_string(auth, "username");
+		char	   *password = retl_jsonb_string(auth, "password");
+
 		check_keys(auth, type, basic);
-		if (retl_jsonb_string(auth, "username") == NULL)
+		if (user == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("auth of type \"basic\" needs \"username\"")));
-		check_credential(auth, type, "password");
+
+		/*
+		 * An API key sent as the user name with an empty password, as some
+		 * APIs take it: the user name is then the credential, and must name
+		 * a secret.
+		 */
+		if (password != NULL && password[0] == '\0')
+		{
+			if (strstr(user, "{{secret:") == NULL)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("auth of type \"basic\" with an empty password needs a \"username\" that names a secret"),
+						 errdetail("With an empty password, the user name is the credential (an API key)."),
+						 errhint("SELECT retl_set_secret('NAME', key), then \"username\": \"{{secret:NAME}}\", \"password\": \"\".")));
+		}
+		else
+			check_credential(auth, type, "password");
 	}
 	else if (strcmp(type, "header") == 0)
 	{

@@ -136,6 +136,7 @@ extern const RetlConnector retl_salesforce_connector;
 extern const RetlConnector retl_marketo_connector;
 extern const RetlConnector retl_klaviyo_connector;
 extern const RetlConnector retl_mailchimp_connector;
+extern const RetlConnector retl_segment_connector;
 
 
 #endif

@@ -19,6 +19,7 @@ static const RetlConnector *const connectors[] = {
 	&retl_marketo_connector,
 	&retl_klaviyo_connector,
 	&retl_mailchimp_connector,
+	&retl_segment_connector,
 	NULL
 };
 
