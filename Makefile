@@ -27,6 +27,7 @@ OBJS = \
 	src/connectors/auth.o \
 	src/connectors/http.o \
 	src/connectors/hubspot.o \
+	src/connectors/iterable.o \
 	src/connectors/marketo.o \
 	src/connectors/oauth.o \
 	src/connectors/registry.o \

@@ -112,6 +112,7 @@ extern const RetlConnector retl_slack_connector;
 extern const RetlConnector retl_hubspot_connector;
 extern const RetlConnector retl_salesforce_connector;
 extern const RetlConnector retl_marketo_connector;
+extern const RetlConnector retl_iterable_connector;
 
 
 #endif
