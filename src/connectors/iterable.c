@@ -213,38 +213,36 @@ static cJSON *
 item(RetlRecord *r, ItTarget *t, ItOp op, char **why)
 {
 	char	   *user = user_of(r, t);
-	cJSON	   *it;
+	bool		list = op == IT_JOIN || op == IT_LEAVE;
 	cJSON	   *data;
-	cJSON	   *f;
+	cJSON	   *it;
+	bool		ok;
 
 	if (user == NULL)
 	{
 		*why = psprintf("the record has no value for \"%s\", the sync's identifier", t->ident);
 		return NULL;
 	}
-	it = cJSON_CreateObject();
-	if (it == NULL || cJSON_AddStringToObject(it, t->ident, user) == NULL)
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-	if (op == IT_JOIN || op == IT_LEAVE)
-		return it;
-	data = r->data ? cJSON_Parse(r->data) : cJSON_CreateObject();
-	if (data == NULL)
+	data = list ? NULL : cJSON_Parse(r->data ? r->data : "{}");
+	if (!list && data == NULL)
 		elog(ERROR, "retl: could not read record %s", r->record_id);
-	if (op == IT_EVENT)
-	{
-		cJSON_AddStringToObject(it, "eventName", t->event_name);
-		cJSON_AddStringToObject(it, "id", r->record_id);
-		cJSON_AddNumberToObject(it, "createdAt", floor(r->captured_epoch));
-	}
-	else
+	it = cJSON_CreateObject();
+	ok = it != NULL && cJSON_AddStringToObject(it, t->ident, user) != NULL;
+	if (ok && op == IT_EVENT)
+		ok = cJSON_AddStringToObject(it, "eventName", t->event_name) != NULL &&
+			cJSON_AddStringToObject(it, "id", r->record_id) != NULL &&
+			cJSON_AddNumberToObject(it, "createdAt", floor(r->captured_epoch)) != NULL;
+	else if (ok && op == IT_UPSERT)
 		cJSON_Delete(cJSON_DetachItemFromObjectCaseSensitive(data, t->ident));
-	f = cJSON_AddObjectToObject(it, "dataFields");
-	if (f == NULL)
+	/* the data's members, types kept (Iterable's field types are fixed) */
+	if (ok && !list)
+		ok = cJSON_AddItemToObject(it, "dataFields", data);
+	if (!ok)
+	{
+		cJSON_Delete(it);
+		cJSON_Delete(data);
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-	/* the data's members move over whole, types kept (Iterable's are fixed) */
-	f->child = data->child;
-	data->child = NULL;
-	cJSON_Delete(data);
+	}
 	return it;
 }
 
