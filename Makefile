@@ -31,6 +31,7 @@ OBJS = \
 	src/connectors/hubspot.o \
 	src/connectors/klaviyo.o \
 	src/connectors/mailchimp.o \
+	src/connectors/iterable.o \
 	src/connectors/marketo.o \
 	src/connectors/oauth.o \
 	src/connectors/registry.o \

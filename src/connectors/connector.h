@@ -137,6 +137,7 @@ extern const RetlConnector retl_marketo_connector;
 extern const RetlConnector retl_klaviyo_connector;
 extern const RetlConnector retl_mailchimp_connector;
 extern const RetlConnector retl_segment_connector;
+extern const RetlConnector retl_iterable_connector;
 
 
 #endif

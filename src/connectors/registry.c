@@ -20,6 +20,7 @@ static const RetlConnector *const connectors[] = {
 	&retl_klaviyo_connector,
 	&retl_mailchimp_connector,
 	&retl_segment_connector,
+	&retl_iterable_connector,
 	NULL
 };
 
