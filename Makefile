@@ -25,6 +25,7 @@ OBJS = \
 	src/queue/mark.o \
 	src/queue/queue.o \
 	src/connectors/auth.o \
+	src/connectors/braze.o \
 	src/connectors/http.o \
 	src/connectors/hubspot.o \
 	src/connectors/marketo.o \

@@ -119,6 +119,7 @@ extern const RetlConnector retl_slack_connector;
 extern const RetlConnector retl_hubspot_connector;
 extern const RetlConnector retl_salesforce_connector;
 extern const RetlConnector retl_marketo_connector;
+extern const RetlConnector retl_braze_connector;
 
 
 #endif

@@ -17,6 +17,7 @@ static const RetlConnector *const connectors[] = {
 	&retl_hubspot_connector,
 	&retl_salesforce_connector,
 	&retl_marketo_connector,
+	&retl_braze_connector,
 	NULL
 };
 
