@@ -27,6 +27,7 @@ OBJS = \
 	src/queue/queue.o \
 	src/connectors/auth.o \
 	src/connectors/hashing.o \
+	src/connectors/braze.o \
 	src/connectors/http.o \
 	src/connectors/hubspot.o \
 	src/connectors/klaviyo.o \

@@ -21,6 +21,7 @@ static const RetlConnector *const connectors[] = {
 	&retl_mailchimp_connector,
 	&retl_segment_connector,
 	&retl_iterable_connector,
+	&retl_braze_connector,
 	NULL
 };
 
