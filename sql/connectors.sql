@@ -176,6 +176,214 @@ SELECT retl_create_sync('bad', 'conn_people', 'c_mkto', mode => 'append');
 SELECT name FROM retl.syncs WHERE name = 'bad';
 SELECT name FROM retl.destinations WHERE name = 'bad';
 
+--
+-- mailchimp: the url from the API key's data centre, basic auth, limits as
+-- defaults, options checked
+--
+SELECT retl_set_secret('conn_mc_key', '0123456789abcdef0123456789abcdef-us14');
+SELECT retl_create_destination('c_mc', 'mailchimp',
+	options => '{"auth": {"type": "basic", "username": "retl", "password": "{{secret:conn_mc_key}}"}}');
+SELECT retl_create_destination('c_mc_url', 'mailchimp', 'http://127.0.0.1:9/3.0',
+	'{"auth": {"type": "basic", "username": "retl", "password": "{{secret:conn_token}}"}}');
+SELECT name, kind, url, batch_size, rate_limit, max_concurrency, max_batch_bytes FROM retl.destinations
+	WHERE name IN ('c_mc', 'c_mc_url') ORDER BY name;
+-- a key without a data centre (conn_token), or no such secret: a url is needed
+SELECT retl_create_destination('bad', 'mailchimp',
+	options => '{"auth": {"type": "basic", "username": "retl", "password": "{{secret:conn_token}}"}}');
+SELECT retl_create_destination('bad', 'mailchimp',
+	options => '{"auth": {"type": "basic", "username": "retl", "password": "{{secret:conn_no_such}}"}}');
+-- the API key as basic auth's password, nothing else
+SELECT retl_create_destination('bad', 'mailchimp', 'http://127.0.0.1:9/3.0');
+SELECT retl_create_destination('bad', 'mailchimp', options => '{"auth": {"type": "bearer", "token": "{{secret:conn_mc_key}}"}}');
+SELECT retl_create_destination('bad', 'mailchimp', 'http://127.0.0.1:9/3.0',
+	'{"auth": {"type": "basic", "username": "retl", "password": "{{secret:conn_token}}"}, "batch_size": 501}');
+-- sync options
+SELECT retl_create_sync('c_mc_people', 'conn_people', 'c_mc_url', mapping => '{"email": "email", "name": "FNAME"}',
+	options => '{"list_id": "a1b2c3d4e5", "status": "pending"}');
+SELECT retl_create_sync('c_mc_new', 'conn_people', 'c_mc_url', mode => 'insert', schedule => 'manual',
+	mapping => '{"email": "mail", "name": "fname"}', options => '{"list_id": "a1b2c3d4e5", "email_field": "mail"}');
+SELECT name, mode, options FROM retl.syncs WHERE name LIKE 'c\_mc\_%' ORDER BY name;
+SELECT retl_create_sync('bad', 'conn_people', 'c_mc_url', mapping => '{"email": "email"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_mc_url', mapping => '{"email": "email"}', options => '{"list_id": "a1/b2"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_mc_url', mapping => '{"email": "email"}', options => '{"list_id": "a1b2c3d4e5", "status": "cleaned"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_mc_url', mapping => '{"email": "email"}', options => '{"list_id": "a1b2c3d4e5", "status": 1}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_mc_url', mapping => '{"email": "email"}', options => '{"list_id": "a1b2c3d4e5", "email_field": ""}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_mc_url', mapping => '{"email": "email"}', options => '{"list_id": "a1b2c3d4e5", "email_field": "mail"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_mc_url', mapping => '{"email": "email", "name": "first name"}', options => '{"list_id": "a1b2c3d4e5"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_mc_url', mapping => '{"email": "email"}', options => '{"list_id": "a1b2c3d4e5", "segment_id": "4501"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_mc_url', mapping => '{"email": "email"}', options => '{"list_id": "a1b2c3d4e5", "segment_id": "tag"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_mc_url', mode => 'insert', schedule => 'manual', mapping => '{"email": "email"}',
+	options => '{"list_id": "a1b2c3d4e5", "segment_id": "4501"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_mc_url', mode => 'update', schedule => 'manual', mapping => '{"email": "email"}',
+	options => '{"list_id": "a1b2c3d4e5"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_mc_url', mode => 'append', mapping => '{"email": "email"}', options => '{"list_id": "a1b2c3d4e5"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_mc_url', mapping => '{"email": "email"}', options => '{"list_id": "a1b2c3d4e5", "tags": ["vip"]}');
+SELECT name FROM retl.syncs WHERE name = 'bad';
+SELECT name FROM retl.destinations WHERE name = 'bad';
+SELECT retl_drop_sync(name) FROM retl.syncs WHERE name LIKE 'c\_mc\_%';
+SELECT retl_drop_destination(name) FROM retl.destinations WHERE name IN ('c_mc', 'c_mc_url');
+SELECT retl_drop_secret('conn_mc_key');
+
+--
+-- braze: no default url (each instance has its REST endpoint), a REST API
+-- key as bearer auth, limits as defaults, options checked
+--
+SELECT retl_create_destination('c_braze', 'braze', 'http://127.0.0.1:9', '{"auth": {"type": "bearer", "token": "{{secret:conn_token}}"}}');
+SELECT name, kind, url, batch_size, rate_limit, max_concurrency, max_batch_bytes FROM retl.destinations WHERE name = 'c_braze';
+SELECT retl_create_destination('bad', 'braze', options => '{"auth": {"type": "bearer", "token": "{{secret:conn_token}}"}}');
+SELECT retl_create_destination('bad', 'braze', 'http://127.0.0.1:9');
+SELECT retl_create_destination('bad', 'braze', 'http://127.0.0.1:9', '{"auth": {"type": "header", "name": "Authorization", "value": "Bearer {{secret:conn_token}}"}}');
+SELECT retl_create_destination('bad', 'braze', 'http://127.0.0.1:9', '{"auth": {"type": "bearer", "token": "{{secret:conn_token}}"}, "batch_size": 76}');
+SELECT retl_create_destination('bad', 'braze', 'http://127.0.0.1:9', '{"auth": {"type": "bearer", "token": "{{secret:conn_token}}"}, "instance": "US-01"}');
+-- sync options: the user is named by the records' field "external_id" (or
+-- "email"), else by the key; events need a name and their user's field
+SELECT retl_create_sync('c_braze_people', 'conn_people', 'c_braze');
+SELECT retl_create_sync('c_braze_emails', 'conn_people', 'c_braze', options => '{"identifier": "email", "batch_size": 50}');
+SELECT retl_create_sync('c_braze_updates', 'SELECT id, name FROM conn_people', 'c_braze', key => '{id}', mode => 'update', schedule => 'manual');
+SELECT retl_create_sync('c_braze_events', 'conn_people', 'c_braze', mode => 'append',
+	mapping => '{"id": "external_id", "name": "name"}', options => '{"event_name": "signed_up"}');
+SELECT name, mode, options FROM retl.syncs WHERE name LIKE 'c\_braze\_%' ORDER BY name;
+SELECT retl_create_sync('bad', 'conn_people', 'c_braze', mode => 'insert', schedule => 'manual');
+SELECT retl_create_sync('bad', 'conn_people', 'c_braze', options => '{"identifier": "phone"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_braze', options => '{"event_name": "signed_up"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_braze', mode => 'append');
+SELECT retl_create_sync('bad', 'conn_people', 'c_braze', mode => 'append', options => '{"event_name": "signed_up"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_braze', mode => 'append',
+	mapping => '{"id": "external_id", "name": "time"}', options => '{"event_name": "signed_up"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_braze', mapping => '{"id": "id", "email": "external_id"}', options => '{"identifier": "email"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_braze', mapping => '{"name": "braze_id"}');
+SELECT retl_create_sync('bad', 'SELECT id, name FROM conn_people', 'c_braze', key => '{id,name}', schedule => 'manual');
+SELECT retl_create_sync('bad', 'conn_people', 'c_braze', options => '{"attribute": "vip"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_braze', options => '{"list_id": "1"}');
+-- audiences: a boolean custom attribute
+SELECT retl_create_audience('c_braze_vip', 'SELECT email FROM conn_people', '{email}', schedule => 'manual');
+SELECT retl_create_sync('c_braze_vip', 'audience:c_braze_vip', 'c_braze', mode => 'mirror', options => '{"identifier": "email", "attribute": "vip"}');
+SELECT retl_create_sync('bad', 'audience:c_braze_vip', 'c_braze', mode => 'mirror', options => '{"identifier": "email"}');
+SELECT retl_create_sync('bad', 'audience:c_braze_vip', 'c_braze', mode => 'mirror', options => '{"identifier": "email", "attribute": "$vip"}');
+SELECT retl_create_sync('bad', 'audience:c_braze_vip', 'c_braze', mode => 'mirror', options => '{"identifier": "email", "attribute": "external_id"}');
+SELECT name FROM retl.syncs WHERE name = 'bad';
+SELECT name FROM retl.destinations WHERE name = 'bad';
+SELECT retl_drop_sync('c_braze_vip');
+SELECT retl_drop_audience('c_braze_vip');
+
+--
+-- iterable: the Api-Key header, Iterable's url and limits as defaults,
+-- options checked
+--
+SELECT retl_create_destination('c_iterable', 'iterable', options => '{"auth": {"type": "header", "name": "Api-Key", "value": "{{secret:conn_token}}"}}');
+-- an EU project's url; requests up to Iterable's 4 MB
+SELECT retl_create_destination('c_iterable_eu', 'iterable', 'https://api.eu.iterable.com',
+	'{"auth": {"type": "header", "name": "api-key", "value": "{{secret:conn_token}}"}, "max_batch_bytes": 4000000}');
+SELECT name, kind, url, batch_size, rate_limit, max_concurrency, max_batch_bytes FROM retl.destinations
+	WHERE name IN ('c_iterable', 'c_iterable_eu') ORDER BY name;
+-- auth other than the Api-Key header, none, beyond Iterable's limits
+SELECT retl_create_destination('bad', 'iterable', options => '{"auth": {"type": "bearer", "token": "{{secret:conn_token}}"}}');
+SELECT retl_create_destination('bad', 'iterable', options => '{"auth": {"type": "header", "name": "X-Api-Key", "value": "{{secret:conn_token}}"}}');
+SELECT retl_create_destination('bad', 'iterable');
+SELECT retl_create_destination('bad', 'iterable', options => '{"auth": {"type": "header", "name": "Api-Key", "value": "{{secret:conn_token}}"}, "batch_size": 1001}');
+SELECT retl_create_destination('bad', 'iterable', options => '{"auth": {"type": "header", "name": "Api-Key", "value": "{{secret:conn_token}}"}, "max_batch_bytes": 4194304}');
+-- sync options
+SELECT retl_create_sync('c_it_people', 'conn_people', 'c_iterable', mapping => '{"email": "email", "name": "firstName"}');
+SELECT retl_create_sync('c_it_signups', 'conn_people', 'c_iterable', mode => 'append', options => '{"event_name": "signup"}');
+SELECT retl_create_sync('c_it_ids', 'conn_people', 'c_iterable', mapping => '{"id": "userId", "email": "email"}',
+	options => '{"identifier": "userId", "batch_size": 100}');
+SELECT name, mode, options FROM retl.syncs WHERE name LIKE 'c\_it\_%' ORDER BY name;
+-- modes bulkUpdate cannot honour; event_name for append syncs only
+SELECT retl_create_sync('bad', 'conn_people', 'c_iterable', mode => 'insert');
+SELECT retl_create_sync('bad', 'conn_people', 'c_iterable', mode => 'update');
+SELECT retl_create_sync('bad', 'conn_people', 'c_iterable', mode => 'append');
+SELECT retl_create_sync('bad', 'conn_people', 'c_iterable', options => '{"event_name": "signup"}');
+-- the identifier: email or userId, a field the records carry
+SELECT retl_create_sync('bad', 'conn_people', 'c_iterable', options => '{"identifier": "phone"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_iterable', options => '{"identifier": "userId"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_iterable', mapping => '{"name": "firstName"}');
+-- a list is for an audience, by its id
+SELECT retl_create_sync('bad', 'conn_people', 'c_iterable', options => '{"list_id": "1234"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_iterable', options => '{"list_id": "abc"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_iterable', mode => 'append', options => '{"event_name": "signup", "list_id": "1234"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_iterable', options => '{"campaign_id": "5"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_iterable', options => '{"batch_size": 1001}');
+SELECT name FROM retl.syncs WHERE name = 'bad';
+SELECT name FROM retl.destinations WHERE name = 'bad';
+
+--
+-- segment: its address and limits as defaults, its write key as basic
+-- auth with an empty password, its sync options checked
+--
+SELECT retl_create_destination('c_segment', 'segment', options =>
+	'{"auth": {"type": "basic", "username": "{{secret:conn_token}}", "password": ""}}');
+SELECT retl_create_destination('c_segment_local', 'segment', 'http://127.0.0.1:9',
+	'{"auth": {"type": "basic", "username": "{{secret:conn_token}}", "password": ""}, "batch_size": 100}');
+SELECT name, url, batch_size, rate_limit, max_concurrency, max_batch_bytes FROM retl.destinations
+	WHERE name IN ('c_segment', 'c_segment_local') ORDER BY name;
+-- auth: the write key only, as the basic user name, an empty password
+SELECT retl_create_destination('bad', 'segment', 'http://127.0.0.1:9');
+SELECT retl_create_destination('bad', 'segment', 'http://127.0.0.1:9', '{"auth": {"type": "bearer", "token": "{{secret:conn_token}}"}}');
+SELECT retl_create_destination('bad', 'segment', 'http://127.0.0.1:9', '{"auth": {"type": "basic", "username": "me", "password": "{{secret:conn_token}}"}}');
+SELECT retl_create_destination('bad', 'segment', 'http://127.0.0.1:9', '{"auth": {"type": "basic", "username": "{{secret:conn_token}}", "password": "{{secret:conn_token}}"}}');
+SELECT retl_create_destination('bad', 'segment', 'http://127.0.0.1:9', '{"auth": {"type": "basic", "username": "{{secret:conn_token}}"}}');
+-- an empty password needs a username that names a secret, whatever the kind
+SELECT retl_create_destination('bad', 'segment', 'http://127.0.0.1:9', '{"auth": {"type": "basic", "username": "wk_live_123", "password": ""}}');
+SELECT retl_create_destination('bad', 'webhook', 'http://127.0.0.1:9', '{"auth": {"type": "basic", "username": "me", "password": ""}}');
+SELECT retl_create_destination('bad', 'segment', 'http://127.0.0.1:9', '{"auth": {"type": "basic", "username": "{{secret:conn_token}}", "password": ""}, "batch_size": 2501}');
+SELECT retl_create_destination('bad', 'segment', 'http://127.0.0.1:9', '{"auth": {"type": "basic", "username": "{{secret:conn_token}}", "password": ""}, "region": "eu"}');
+-- sync options: identify and group upsert, track appends
+SELECT retl_create_sync('c_seg_identify', 'conn_people', 'c_segment', options => '{"type": "identify"}');
+SELECT retl_create_sync('c_seg_track', 'conn_people', 'c_segment', mode => 'append',
+	options => '{"type": "track", "event": "Person Added", "batch_size": 100}');
+SELECT retl_create_sync('c_seg_track_by', 'conn_people', 'c_segment', mode => 'append',
+	mapping => '{"id": "id", "email": "user"}', options => '{"type": "track", "event": "Signed Up", "user_id_field": "user"}');
+SELECT retl_create_sync('c_seg_group', 'SELECT id AS company, name, id AS owner FROM conn_people', 'c_segment',
+	key => '{company}', schedule => 'manual', options => '{"type": "group", "user_id_field": "owner"}');
+SELECT name, mode, options FROM retl.syncs WHERE name LIKE 'c\_seg\_%' ORDER BY name;
+-- Segment's Tracking API deletes nothing, and takes no other mode
+SELECT retl_create_sync('bad', 'conn_people', 'c_segment', mode => 'mirror', options => '{"type": "identify"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_segment', mode => 'insert', options => '{"type": "identify"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_segment', mode => 'update', options => '{"type": "identify"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_segment');
+SELECT retl_create_sync('bad', 'conn_people', 'c_segment', options => '{"type": "page"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_segment', options => '{"type": 1}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_segment', options => '{"type": "track", "event": "E"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_segment', mode => 'append', options => '{"type": "identify"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_segment', mode => 'append', options => '{"type": "group", "user_id_field": "email"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_segment', mode => 'append', options => '{"type": "track"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_segment', mode => 'append', options => '{"type": "track", "event": ""}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_segment', options => '{"type": "identify", "event": "E"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_segment', options => '{"type": "identify", "user_id_field": "email"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_segment', options => '{"type": "group"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_segment', options => '{"type": "group", "user_id_field": ""}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_segment', options => '{"type": "group", "user_id_field": "owner"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_segment', mode => 'append', options => '{"type": "track", "event": "E", "user_id_field": "mail"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_segment', options => '{"type": "identify", "batch_size": 2501}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_segment', options => '{"type": "identify", "anonymous_id_field": "email"}');
+-- the userId (identify, track without user_id_field) or groupId is a key of one column
+SELECT retl_create_sync('bad', 'SELECT id, email FROM conn_people', 'c_segment', key => '{id,email}', schedule => 'manual',
+	options => '{"type": "identify"}');
+SELECT retl_create_sync('bad', 'SELECT id, email FROM conn_people', 'c_segment', key => '{id,email}', schedule => 'manual',
+	mode => 'append', options => '{"type": "track", "event": "E"}');
+SELECT retl_create_sync('bad', 'SELECT id, email FROM conn_people', 'c_segment', key => '{id,email}', schedule => 'manual',
+	options => '{"type": "group", "user_id_field": "email"}');
+SELECT name FROM retl.syncs WHERE name = 'bad';
+SELECT name FROM retl.destinations WHERE name = 'bad';
+
+--
+-- klaviyo: its address known, the key in Klaviyo's header, a revision
+--
+SELECT retl_create_destination('c_klaviyo', 'klaviyo', options => '{"auth": {"type": "header",
+	"name": "Authorization", "value": "Klaviyo-API-Key {{secret:conn_token}}"}, "revision": "2024-10-15"}');
+SELECT url, batch_size, rate_limit, max_concurrency FROM retl.destinations WHERE name = 'c_klaviyo';
+SELECT retl_create_destination('bad', 'klaviyo', options => '{"auth": {"type": "header", "name": "X-Api-Key",
+	"value": "{{secret:conn_token}}"}}');
+SELECT retl_create_destination('bad', 'klaviyo', options => '{"auth": {"type": "header", "name": "Authorization",
+	"value": "Klaviyo-API-Key {{secret:conn_token}}"}, "revision": "October"}');
+SELECT retl_create_sync('c_kl_people', 'conn_people', 'c_klaviyo', mapping => '{"email": "email", "name": "first_name"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_klaviyo', mapping => '{"name": "first_name"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_klaviyo', options => '{"list_id": "Y6nRLr"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_klaviyo', options => '{"list_id": "not a list"}');
+SELECT retl_create_sync('bad', 'SELECT id, email FROM conn_people', 'c_klaviyo', key => '{id}', mode => 'mirror', schedule => 'manual');
+SELECT retl_create_sync('bad', 'conn_people', 'c_klaviyo', mode => 'append');
+SELECT name FROM retl.syncs WHERE name = 'bad';
+
 -- retl_urlencode
 SELECT retl_urlencode('a b/c?d=é&e'), retl_urlencode(''), retl_urlencode(NULL);
 
