@@ -26,6 +26,7 @@ OBJS = \
 	src/queue/mark.o \
 	src/queue/queue.o \
 	src/connectors/auth.o \
+	src/connectors/google_ads.o \
 	src/connectors/hashing.o \
 	src/connectors/braze.o \
 	src/connectors/http.o \
@@ -34,6 +35,7 @@ OBJS = \
 	src/connectors/mailchimp.o \
 	src/connectors/iterable.o \
 	src/connectors/marketo.o \
+	src/connectors/meta.o \
 	src/connectors/oauth.o \
 	src/connectors/registry.o \
 	src/connectors/request.o \

@@ -57,9 +57,9 @@ typedef struct RetlConnector
 	char	   *(*default_url_for) (Jsonb *options);
 
 	/*
-	 * Where the API's OAuth 2.0 token endpoint is, relative to the
-	 * destination's url, when its oauth2 auth gives no token_url (NULL: it
-	 * must give one)
+	 * Where the API's OAuth 2.0 token endpoint is, when a destination's
+	 * oauth2 auth gives no token_url: a path under the destination's url,
+	 * or a whole URL (NULL: it must give one)
 	 */
 	const char *default_token_path;
 
@@ -72,6 +72,14 @@ typedef struct RetlConnector
 	double		default_rate_limit; /* requests per second, 0: none */
 	int			default_batch_size; /* records a request, 0: one */
 	int			default_max_concurrency;
+
+	/*
+	 * A 400, 413 or 422 answer to a batch is not halved to find the record
+	 * at fault (the engine's rule), but read by read_answer like any other:
+	 * for an API whose every error is a 400 (Graph's throttling, an
+	 * expired token).
+	 */
+	bool		no_split;
 
 	/*
 	 * Check the connector's own options (optional).  check_sync sees the
@@ -135,6 +143,8 @@ extern const RetlConnector retl_hubspot_connector;
 extern const RetlConnector retl_salesforce_connector;
 extern const RetlConnector retl_marketo_connector;
 extern const RetlConnector retl_klaviyo_connector;
+extern const RetlConnector retl_meta_audiences_connector;
+extern const RetlConnector retl_google_ads_connector;
 extern const RetlConnector retl_mailchimp_connector;
 extern const RetlConnector retl_segment_connector;
 extern const RetlConnector retl_iterable_connector;

@@ -160,8 +160,10 @@ retl_oauth_check(Jsonb *auth, const char *default_token_path)
 	if (url != NULL && ((pg_strncasecmp(url, "https://", 8) != 0 && pg_strncasecmp(url, "http://", 7) != 0) ||
 						strpbrk(url, " \t\r\n") != NULL))
 		refuse("needs token_url, an http:// or https:// URL",
-			   default_token_path ? psprintf("Or leave it out: the destination's url followed by %s.",
-											 default_token_path) : NULL);
+			   default_token_path == NULL ? NULL :
+			   strncmp(default_token_path, "http", 4) == 0 ?
+			   psprintf("Or leave it out: %s.", default_token_path) :
+			   psprintf("Or leave it out: the destination's url followed by %s.", default_token_path));
 	if (retl_jsonb_string(auth, "client_id") == NULL)
 		refuse("needs client_id", NULL);
 	if (strcmp(grant, "client_credentials") == 0 && !names_secret(retl_jsonb_string(auth, "client_secret")))
@@ -224,7 +226,9 @@ token_request(RetlSync *sync, cJSON *auth)
 
 		if (c->default_token_path == NULL)
 			elog(ERROR, "retl: destination \"%s\" has no token_url", sync->dest_name);
-		req->url = psprintf("%s%s", sync->url, c->default_token_path);
+		/* a path under the destination's url, or the API's own token URL */
+		req->url = strncmp(c->default_token_path, "http", 4) == 0 ? pstrdup(c->default_token_path) :
+			psprintf("%s%s", sync->url, c->default_token_path);
 	}
 	req->method = "POST";
 	req->keep_response = true;

@@ -18,6 +18,8 @@ static const RetlConnector *const connectors[] = {
 	&retl_salesforce_connector,
 	&retl_marketo_connector,
 	&retl_klaviyo_connector,
+	&retl_meta_audiences_connector,
+	&retl_google_ads_connector,
 	&retl_mailchimp_connector,
 	&retl_segment_connector,
 	&retl_iterable_connector,

@@ -46,6 +46,7 @@
 #include "base/subxact.h"
 #include "capture/backfill.h"
 #include "capture/stream.h"
+#include "connectors/connector.h"
 #include "connectors/oauth.h"
 #include "delivery/http.h"
 #include "delivery/stats.h"
@@ -314,6 +315,7 @@ record_outcomes(void)
 		 */
 		if (req->curl_code == CURLE_OK && req->nrecords > 1 &&
 			(req->job == NULL || req->job->id == 0) &&
+			!retl_connector(req->kind)->no_split &&
 			(req->status == 400 || req->status == 413 || req->status == 422))
 		{
 			int			half = req->nrecords / 2;

@@ -18,12 +18,14 @@
  * retried, as if their request had failed.
  *
  * Crash safety: the job and its records are committed with the outcome
- * that made them; a restart leaves their rows in flight (queue.c), loads
+ * that made them, and each step of a job, durably (the worker's other
+ * commits do not wait for the WAL); a restart leaves their rows in flight (queue.c), loads
  * their keys (retl_jobs_load) and checks the jobs again; nothing is sent
  * again.  A check whose answer is lost is simply made again.
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/array.h"
@@ -173,6 +175,14 @@ retl_jobs_open(RetlRequest *req)
 		return;
 	if (job == NULL || job->remote_id == NULL)
 		elog(ERROR, "retl: a %s answer put records into a job it did not name", req->kind);
+
+	/*
+	 * The worker commits without waiting for the WAL (the queue's rule: a
+	 * change lost by a crash is sent again).  A job must not be lost: its
+	 * records would be sent again in a second job while the first one
+	 * goes on.
+	 */
+	ForceSyncCommit();
 
 	values[0] = Int32GetDatum(req->sync_id);
 	values[1] = CStringGetTextDatum(job->remote_id);
@@ -530,6 +540,8 @@ retl_jobs_checked(RetlRequest *req)
 
 	if (syncs == NIL)
 		return;					/* the sync was dropped, and its jobs with it */
+	/* a step of the job, once done, is not done again after a crash */
+	ForceSyncCommit();
 	for (int i = 0; i < req->nrecords; i++)
 	{
 		req->records[i].outcome = RETL_OUTCOME_JOB;
