@@ -28,6 +28,7 @@ OBJS = \
 	src/connectors/auth.o \
 	src/connectors/hashing.o \
 	src/connectors/braze.o \
+	src/connectors/customerio.o \
 	src/connectors/http.o \
 	src/connectors/hubspot.o \
 	src/connectors/klaviyo.o \

@@ -3,7 +3,7 @@
 
 Usage:
     /usr/bin/python3 test/emulators/customerio.py --port-file FILE --site-id ID
-        --api-key KEY [--email-update-by-id]
+        --api-key KEY [--email-update-by-id] [--segment SEGMENT_ID ...]
 
 From Customer.io's Track API OpenAPI (docs.customer.io/files/journeys-track.json,
 archived in api-evangelist/customer-io: openapi/customer-io-track-v2-api-openapi.yml;
@@ -37,6 +37,12 @@ TrackingError.kt, TrackingErrorReason.kt) and Segment's Customer.io destination
       /api/v1/customers/{identifier}/events {"name" (required), "data",
       "timestamp", "id", "type": event | page | screen}: 200 "an empty object".
       The identifier: an id, an email, or "cio_<cio_id>".
+  POST /api/v1/segments/{segment_id}/add_customers and .../remove_customers
+      ?id_type=id | email | cio_id (default id), {"ids": [string, ...]}, 1 to
+      1000: a manual segment's members (the Track API's "Track Segments"; a
+      segment must exist, made in the App API or the UI: here --segment);
+      values that match nobody are ignored; 200 "an empty object".  Removal
+      "requires people to have id attributes".
   Identify (the v1 identify text): a person is added when no identifier
       matches; path identifier unknown but the body's matches a person: that
       person is updated and given the path identifier; both match different
@@ -74,6 +80,11 @@ Where the documentation is silent, chosen as plausible:
   - Rate: 100 per 1 s window, counted when admitted; beyond, 429 {"meta":
     {"error": "Too many requests"}}, no Retry-After (none documented).
   - "Allow updates to email using ID": off unless --email-update-by-id.
+  - Manual segments: an unknown segment 404 {"meta": {"error": "Not
+    Found"}}; a body without 1 to 1000 string ids, or an unknown id_type,
+    400 {"meta": {"errors": [message]}}; remove_customers with an id_type
+    other than id, 400 (the removal text above).  Deleting a person takes
+    them out of every segment.
   - fail_once / reject: the entity fails with reason "invalid", field
     "identifiers.<kind>" (no transient reason is documented); on v1, a 400.
 
@@ -86,7 +97,7 @@ Control (no auth):
                   {status: n, each non-200}, "reasons": {reason: n}, "dropped",
                   "duplicates", "stale", "objects", "deliveries", "other_actions",
                   "secret_seen" (requests with the API key outside Authorization),
-                  "rate", "window"}
+                  "rate", "window", "segments": {segment id: [person keys, sorted]}}
   POST /_control {"fail_once": [identifiers], "reject": [identifiers], "delay_ms": n,
                   "rate": n | null (100), "window": seconds, "email_update_by_id":
                   bool, "reset": true}: {"ok": true}
@@ -103,7 +114,7 @@ import threading
 import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from serve import serve
 
@@ -118,7 +129,9 @@ ULID = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}", re.I)
 ROUTES = [(re.compile(r"/api/v2/batch"), {"POST": "batch"}),
           (re.compile(r"/api/v2/entity"), {"POST": "entity"}),
           (re.compile(r"/api/v1/customers/([^/]+)"), {"PUT": "v1_identify", "DELETE": "v1_delete"}),
-          (re.compile(r"/api/v1/customers/([^/]+)/events"), {"POST": "v1_event"})]
+          (re.compile(r"/api/v1/customers/([^/]+)/events"), {"POST": "v1_event"}),
+          (re.compile(r"/api/v1/segments/([^/]+)/(add_customers|remove_customers)"), {"POST": "v1_segment"})]
+MAX_SEGMENT_IDS = 1000
 
 lock = threading.Lock()
 CONF = {}
@@ -129,7 +142,7 @@ def reset():
     st.update(people={}, by_id={}, by_email={}, deleted=[], suppressed=set(), update_failures=[],
               requests=0, limited=0, max_items=0, max_bytes=0, max_item_bytes=0, codes={}, reasons={},
               dropped=0, duplicates=0, stale=0, objects=0, deliveries=0, other_actions=0, secret_seen=0,
-              times=deque(), next_cio=3000000)
+              times=deque(), next_cio=3000000, segments={s: set() for s in CONF.get("segments", [])})
     st.update(fail_once=[], reject=set())
     for k, v in (("rate", RATE), ("window", WINDOW), ("delay_ms", 0), ("email_update_by_id", False)):
         st.setdefault(k, v)
@@ -188,6 +201,8 @@ def create(kind, value):
 def remove(rec):
     """Delete a person; their identifiers [(kind, value)]."""
     st["deleted"].append(key(rec))
+    for members in st["segments"].values():
+        members.discard(rec["cio"])
     idents = [(k, rec["attrs"][k]) for k in ("id", "email") if rec["attrs"].get(k) is not None]
     set_ident(rec, "id", None)
     set_ident(rec, "email", None)
@@ -580,6 +595,39 @@ class Handler(BaseHTTPRequestHandler):
             event(kind, value, action, body.get("name"), body.get("id"), body.get("timestamp"), body.get("data"))
         self.v1(m, raw, apply)
 
+    def v1_segment(self, m, raw):
+        """A manual segment's members added or removed: 200 {}, 400, 404."""
+        sid, op = unquote(m.group(1)), m.group(2)
+        id_type = (parse_qs(urlsplit(self.path).query).get("id_type") or ["id"])[0]
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        ids = body.get("ids") if isinstance(body, dict) else None
+        err = None
+        if id_type not in ("id", "email", "cio_id"):
+            err = "id_type must be id, email or cio_id"
+        elif not isinstance(ids, list) or not 1 <= len(ids) <= MAX_SEGMENT_IDS or \
+                not all(isinstance(i, str) for i in ids):
+            err = "ids must be an array of 1 to %d strings" % MAX_SEGMENT_IDS
+        elif op == "remove_customers" and id_type != "id":
+            err = "people can be removed from a manual segment only by id"
+        with lock:
+            members = st["segments"].get(sid)
+            if members is not None and err is None:
+                st["max_items"] = max(st["max_items"], len(ids))
+                for value in ids:
+                    rec = find(id_type, value) if value else None
+                    if rec is not None and op == "add_customers":
+                        members.add(rec["cio"])
+                    elif rec is not None:
+                        members.discard(rec["cio"])
+        if members is None:
+            return self.send(404, {"meta": {"error": "Not Found"}})
+        if err:
+            return self.send(400, {"meta": {"errors": [err]}})
+        self.send(200, {})
+
     # -- control
 
     def state(self):
@@ -590,7 +638,8 @@ class Handler(BaseHTTPRequestHandler):
                                        "max_bytes", "max_item_bytes", "codes", "reasons", "dropped",
                                        "duplicates", "stale", "objects", "deliveries", "other_actions",
                                        "secret_seen", "rate", "window")}
-            body.update(people=people, events=events, suppressed=sorted("%s:%s" % s for s in st["suppressed"]))
+            body.update(people=people, events=events, suppressed=sorted("%s:%s" % s for s in st["suppressed"]),
+                        segments={s: sorted(key(st["people"][c]) for c in m) for s, m in st["segments"].items()})
             body = json.loads(json.dumps(body))  # a snapshot
         self.send(200, body)
 
@@ -631,8 +680,10 @@ def main():
     ap.add_argument("--api-key", required=True)
     ap.add_argument("--email-update-by-id", action="store_true",
                     help='the workspace setting "Allow updates to email using ID"')
+    ap.add_argument("--segment", action="append", default=[],
+                    help="a manual segment's id (repeatable)")
     args = ap.parse_args()
-    CONF.update(site_id=args.site_id, api_key=args.api_key)
+    CONF.update(site_id=args.site_id, api_key=args.api_key, segments=args.segment)
     reset()
     st["email_update_by_id"] = args.email_update_by_id
     serve(Handler, args.port, args.port_file)
