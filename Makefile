@@ -29,6 +29,7 @@ OBJS = \
 	src/connectors/google_ads.o \
 	src/connectors/hashing.o \
 	src/connectors/braze.o \
+	src/connectors/customerio.o \
 	src/connectors/http.o \
 	src/connectors/hubspot.o \
 	src/connectors/klaviyo.o \

@@ -149,6 +149,7 @@ extern const RetlConnector retl_mailchimp_connector;
 extern const RetlConnector retl_segment_connector;
 extern const RetlConnector retl_iterable_connector;
 extern const RetlConnector retl_braze_connector;
+extern const RetlConnector retl_customerio_connector;
 
 
 #endif

@@ -24,6 +24,7 @@ static const RetlConnector *const connectors[] = {
 	&retl_segment_connector,
 	&retl_iterable_connector,
 	&retl_braze_connector,
+	&retl_customerio_connector,
 	NULL
 };
 
