@@ -384,6 +384,50 @@ SELECT retl_create_sync('bad', 'SELECT id, email FROM conn_people', 'c_klaviyo',
 SELECT retl_create_sync('bad', 'conn_people', 'c_klaviyo', mode => 'append');
 SELECT name FROM retl.syncs WHERE name = 'bad';
 
+--
+-- customerio: basic auth with the site id, its url known, its options checked
+--
+SELECT retl_create_destination('c_cio', 'customerio', options => '{"auth": {"type": "basic", "username": "site-1", "password": "{{secret:conn_token}}"}}');
+-- the EU region is a url; the site id may be a secret too
+SELECT retl_create_destination('c_cio_eu', 'customerio', 'http://127.0.0.1:9', '{"auth": {"type": "basic",
+	"username": "{{secret:conn_token}}", "password": "{{secret:conn_token}}"}, "batch_size": 200}');
+SELECT name, kind, url, batch_size, rate_limit, max_concurrency, max_batch_bytes FROM retl.destinations
+	WHERE name IN ('c_cio', 'c_cio_eu') ORDER BY name;
+-- basic auth only, the key a secret, the API's limits
+SELECT retl_create_destination('bad', 'customerio');
+SELECT retl_create_destination('bad', 'customerio', options => '{"auth": {"type": "bearer", "token": "{{secret:conn_token}}"}}');
+SELECT retl_create_destination('bad', 'customerio', options => '{"auth": {"type": "basic", "username": "site-1", "password": "key"}}');
+SELECT retl_create_destination('bad', 'customerio', options => '{"auth": {"type": "basic", "username": "site-1", "password": "{{secret:conn_token}}"}, "batch_size": 1001}');
+SELECT retl_create_destination('bad', 'customerio', options => '{"auth": {"type": "basic", "username": "site-1", "password": "{{secret:conn_token}}"}, "max_batch_bytes": 600000}');
+SELECT retl_create_destination('bad', 'customerio', options => '{"auth": {"type": "basic", "username": "site-1", "password": "{{secret:conn_token}}"}, "region": "eu"}');
+-- sync options
+SELECT retl_create_sync('c_cio_people', 'conn_people', 'c_cio');
+SELECT retl_create_sync('c_cio_by_email', 'conn_people', 'c_cio', mode => 'update', schedule => 'manual',
+	mapping => '{"email": "email", "name": "name"}', options => '{"identifier": "email"}');
+SELECT retl_create_sync('c_cio_events', 'conn_people', 'c_cio', mode => 'append', options => '{"event_name": "signed_up"}');
+SELECT name, mode, options FROM retl.syncs WHERE name LIKE 'c\_cio\_%' ORDER BY name;
+-- insert-only is not something identify can do
+SELECT retl_create_sync('bad', 'conn_people', 'c_cio', mode => 'insert', schedule => 'manual');
+SELECT retl_create_sync('bad', 'conn_people', 'c_cio', options => '{"identifier": "phone"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_cio', options => '{"identifier": "email"}', mapping => '{"id": "id"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_cio', mapping => '{"email": "email"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_cio', mode => 'append');
+SELECT retl_create_sync('bad', 'conn_people', 'c_cio', mode => 'append', options => '{"event_name": ""}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_cio', options => '{"event_name": "signed_up"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_cio', options => '{"segment_id": "12"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_cio', options => '{"segment_id": "twelve"}');
+SELECT retl_create_sync('bad', 'conn_people', 'c_cio', options => '{"list_id": "12"}');
+-- audiences go to a manual segment, removed by id
+SELECT retl_create_audience('c_cio_vip', 'SELECT id FROM conn_people', '{id}', schedule => 'manual');
+SELECT retl_create_sync('c_cio_vip_seg', 'audience:c_cio_vip', 'c_cio', mode => 'mirror', options => '{"segment_id": "12"}');
+SELECT retl_create_sync('bad', 'audience:c_cio_vip', 'c_cio', mode => 'mirror');
+SELECT retl_create_sync('bad', 'audience:c_cio_vip', 'c_cio', mode => 'mirror', options => '{"segment_id": "12", "identifier": "email"}');
+SELECT retl_create_sync('bad', 'audience:c_cio_vip', 'c_cio', mode => 'append', options => '{"segment_id": "12", "event_name": "x"}');
+SELECT name FROM retl.syncs WHERE name = 'bad';
+SELECT name FROM retl.destinations WHERE name = 'bad';
+SELECT retl_drop_sync('c_cio_vip_seg');
+SELECT retl_drop_audience('c_cio_vip');
+
 -- retl_urlencode
 SELECT retl_urlencode('a b/c?d=é&e'), retl_urlencode(''), retl_urlencode(NULL);
 
