@@ -70,6 +70,13 @@ typedef struct SyncBackoff
 } SyncBackoff;
 
 static List *backoffs = NIL;	/* SyncBackoff *, in TopMemoryContext */
+
+/*
+ * Halves of batches refused as a whole, built and waiting for their
+ * destination's limits (rate, concurrency) like any request; their keys
+ * are held meanwhile.
+ */
+static List *waiting_parts = NIL;	/* RetlRequest *, in TopMemoryContext */
 static RetlDbState exit_state = RETL_DB_RESTART;
 static bool served = false;		/* found the extension at least once */
 static Oid	worker_dboid = InvalidOid;
@@ -367,12 +374,50 @@ record_outcomes(void)
 			retl_http_free((RetlRequest *) lfirst(lc));
 	}
 
-	foreach(lc, parts)
+	if (parts != NIL)
 	{
-		req = lfirst(lc);
-		retl_http_start(req);
-		retl_dest_sent(req->dest_id);
-		retl_stats_request_started(req);
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		waiting_parts = list_concat(waiting_parts, parts);
+		MemoryContextSwitchTo(old);
+	}
+}
+
+/*
+ * In the claim transaction: the waiting parts of a sync its destination
+ * may send now, appended to *requests.  Parts of syncs not loaded (paused,
+ * dropped) give their rows back to the queue.
+ */
+static void
+start_parts(List *syncs, RetlSync *sync, TimestampTz now, long *wait_ms, List **requests)
+{
+	ListCell   *lc;
+
+	foreach(lc, waiting_parts)
+	{
+		RetlRequest *part = lfirst(lc);
+		bool		loaded = false;
+		ListCell   *s;
+		MemoryContext old;
+
+		foreach(s, syncs)
+			loaded |= ((RetlSync *) lfirst(s))->id == part->sync_id;
+		if (!loaded)
+		{
+			retl_queue_release(part, 0);
+			retl_http_free(part);
+			waiting_parts = foreach_delete_current(waiting_parts, lc);
+			continue;
+		}
+		if (sync == NULL || part->sync_id != sync->id)
+			continue;
+		if (!retl_dest_can_send(sync, now, wait_ms))
+			break;
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		*requests = lappend(*requests, part);
+		MemoryContextSwitchTo(old);
+		retl_dest_sent(sync->dest_id);
+		waiting_parts = foreach_delete_current(waiting_parts, lc);
 	}
 }
 
@@ -627,6 +672,7 @@ claim_work(bool *more, long *wait_ms)
 	retl_queue_analyze_if_stale(1000);
 	retl_counters_fold_due();
 	syncs = retl_sync_load(0);
+	start_parts(syncs, NULL, now, wait_ms, &requests);
 	foreach(lc, syncs)
 	{
 		RetlSync   *sync = lfirst(lc);
@@ -637,6 +683,8 @@ claim_work(bool *more, long *wait_ms)
 		/* a destination with OAuth 2.0 waits for its token */
 		if (!auth_ready(sync, now, wait_ms, &requests))
 			continue;
+		/* halves of a refused batch first: they hold keys */
+		start_parts(syncs, sync, now, wait_ms, &requests);
 
 		/* the checks of the destination's jobs first: they free keys */
 		while (retl_dest_can_send(sync, now, wait_ms))

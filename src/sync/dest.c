@@ -23,7 +23,8 @@ typedef struct DestState
 	int			id;
 	int			in_flight;
 	TimestampTz paused_until;
-	double		tokens;
+	bool		filled;			/* the bucket was filled once */
+	double		tokens;			/* below 0: overdrawn, paid back first */
 	TimestampTz refilled_at;
 } DestState;
 
@@ -45,7 +46,6 @@ dest_state(int id)
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	d = palloc0(sizeof(DestState));
 	d->id = id;
-	d->tokens = -1;				/* filled on first use */
 	dests = lappend(dests, d);
 	MemoryContextSwitchTo(old);
 	return d;
@@ -81,12 +81,13 @@ retl_dest_can_send(RetlSync *sync, TimestampTz now, long *wait_ms)
 	{
 		double		burst = Max(1.0, sync->rate_limit);
 
-		if (d->tokens < 0)
+		if (!d->filled)
 			d->tokens = burst;
 		else
 			d->tokens = Min(burst, d->tokens + sync->rate_limit *
 							(double) (now - d->refilled_at) / USECS_PER_SEC);
 		d->refilled_at = now;
+		d->filled = true;
 		if (d->tokens < 1.0)
 		{
 			*wait_ms = Min(*wait_ms, (long) ((1.0 - d->tokens) / sync->rate_limit * 1000.0) + 1);

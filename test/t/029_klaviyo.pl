@@ -108,6 +108,16 @@ like($err, qr/the sync's records carry none of email, phone_number and external_
 like($err, qr/a klaviyo destination needs its private API key in the Authorization header/, 'bearer auth is refused');
 is(psql(q{SELECT count(*) FROM retl.syncs WHERE name = 'bad'}) . psql(q{SELECT count(*) FROM retl.destinations WHERE name = 'bad'}),
 	'00', 'nothing was created');
+# a job that never finishes gives its records back after retl.max_job_age
+psql(q{ALTER SYSTEM SET retl.max_job_age = '3s'; SELECT pg_reload_conf();});
+$kl->post('/_control', { stall => JSON::PP::true });
+my $made = scalar keys %{ $kl->get->{jobs} };
+psql(q{UPDATE people SET first = 'Stuck' WHERE id = 20});
+ok($node->poll_query_until('postgres', q{SELECT last_error LIKE 'job % of the destination did not finish within retl.max_job_age (3 s)'
+	FROM retl.sync_status WHERE sync = 'people'}), 'a job older than retl.max_job_age gives its records back');
+ok(wait_for(sub { scalar keys %{ $kl->get->{jobs} } >= $made + 2 }, 30), 'and they are sent again, in a new job');
+is(psql(q{SELECT count(*) FROM retl.dead_letters WHERE key = '{"id": 20}'}), '0', 'not dead-lettered');
+
 is($kl->get->{key_leaks}, 0, 'the API key only ever in the Authorization header');
 unlike(slurp_file($node->logfile), qr/pk_test_0123456789abcdef/, 'and never in the server log');
 
