@@ -762,3 +762,18 @@ SELECT j.id, s.name AS sync, j.remote_id, j.status,
 	   j.checked_at, j.next_check_at, j.last_error
   FROM retl.job_store j JOIN retl.syncs s ON s.id OPERATOR(pg_catalog.=) j.sync_id;
 GRANT SELECT ON retl.jobs TO retl_user;
+
+/*
+ * A replace in progress: a resync of a sync whose connector replaces the
+ * destination's set (Meta's usersreplace) sends the run's rows (queue op
+ * 'P') as one session of batches, one at a time, numbered, the last one
+ * flagged (queue/claim.c).
+ */
+CREATE TABLE retl.replace_store (
+	sync_id		integer PRIMARY KEY REFERENCES retl.syncs (id) ON DELETE CASCADE,
+	session		bigint NOT NULL,
+	total		bigint NOT NULL,
+	batches		integer NOT NULL DEFAULT 0,
+	started_at	timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+ALTER TABLE retl.replace_store ENABLE ROW LEVEL SECURITY;

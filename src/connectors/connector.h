@@ -82,6 +82,15 @@ typedef struct RetlConnector
 	bool		no_split;
 
 	/*
+	 * A resync replaces the destination's whole set (optional): the
+	 * resync's rows come as records of op 'r', in batches sent one at a
+	 * time, each with req->replace saying its place; the sync's other
+	 * changes wait until the replace is over, and those queued before it
+	 * are dropped (it supersedes them).
+	 */
+	bool		replaces;
+
+	/*
 	 * Check the connector's own options (optional).  check_sync sees the
 	 * sync's options, its mode, its destination's options and, for
 	 * expressions, the role they will run as.

@@ -20,7 +20,10 @@
  * MADID, which Meta takes as they are; the plaintext never leaves the
  * database.  A person with no usable value is not sent (dead-lettered,
  * saying why).  The row sent for a person is kept (remembered id), so a
- * delete removes exactly what was added.
+ * delete removes exactly what was added.  A resync (retl_resync) replaces
+ * the audience: its rows come as a replace (records of op 'r', batches
+ * one at a time, req->replace numbering them), sent to
+ * /{audience_id}/usersreplace as one session, the last batch flagged.
  *
  * Meta answers {"num_received", "num_invalid_entries",
  * "invalid_entry_samples": {row: reason}}: a record whose row a sample
@@ -271,10 +274,11 @@ row_of(RetlRecord *r, MetaSchema *s)
 	return text;
 }
 
+/* a request adds, removes, or replaces (a resync): one of them */
 static int
-is_delete(RetlRecord *r, void *arg)
+operation(RetlRecord *r, void *arg)
 {
-	return r->op == 'd';
+	return r->op == 'd' ? 1 : r->op == 'r' ? 2 : 0;
 }
 
 static void
@@ -295,7 +299,7 @@ meta_build(RetlRequest *req, RetlSync *sync)
 	if (data == NULL || schema == NULL)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 	req->nrecords = Min(req->nrecords, META_MAX_ROWS);
-	retl_request_take_run(req, is_delete, NULL);
+	retl_request_take_run(req, operation, NULL);
 	removing = req->records[0].op == 'd';
 	retl_ids_known(req);
 	for (int i = 0; i < s.n; i++)
@@ -315,13 +319,25 @@ meta_build(RetlRequest *req, RetlSync *sync)
 	}
 	retl_request_leave_unsent(req);
 	session = cJSON_AddObjectToObject(body, "session");
-	cJSON_AddNumberToObject(session, "session_id",
-							(double) (pg_prng_uint64(&pg_global_prng_state) >> 12));
-	cJSON_AddNumberToObject(session, "batch_seq", 1);
-	cJSON_AddTrueToObject(session, "last_batch_flag");
-	cJSON_AddNumberToObject(session, "estimated_num_total", req->nrecords);
+	if (req->replace != NULL)
+	{
+		/* a replace: its batches one session, the last one flagged */
+		cJSON_AddNumberToObject(session, "session_id", (double) req->replace->session);
+		cJSON_AddNumberToObject(session, "batch_seq", req->replace->batch);
+		cJSON_AddBoolToObject(session, "last_batch_flag", req->replace->last);
+		cJSON_AddNumberToObject(session, "estimated_num_total", (double) req->replace->total);
+	}
+	else
+	{
+		cJSON_AddNumberToObject(session, "session_id",
+								(double) (pg_prng_uint64(&pg_global_prng_state) >> 12));
+		cJSON_AddNumberToObject(session, "batch_seq", 1);
+		cJSON_AddTrueToObject(session, "last_batch_flag");
+		cJSON_AddNumberToObject(session, "estimated_num_total", req->nrecords);
+	}
 	old = MemoryContextSwitchTo(req->cxt);
-	req->url = psprintf("%s/%s/%s/users", retl_base_url(sync), version ? version : META_VERSION, s.audience);
+	req->url = psprintf("%s/%s/%s/%s", retl_base_url(sync), version ? version : META_VERSION, s.audience,
+						req->records[0].op == 'r' ? "usersreplace" : "users");
 	req->method = removing ? "DELETE" : "POST";
 	MemoryContextSwitchTo(old);
 	retl_request_json_body(req, body);
@@ -473,6 +489,7 @@ const RetlConnector retl_meta_audiences_connector = {
 	.default_rate_limit = 1,
 	.default_max_concurrency = 2,
 	.no_split = true,
+	.replaces = true,
 	.check_destination = meta_check_destination,
 	.check_sync = meta_check_sync,
 	.check_source = meta_check_source,

@@ -51,7 +51,8 @@ typedef struct RetlRecord
 	int64	   *queue_ids;		/* queue rows this record covers */
 	int			nqueue_ids;
 	int			attempts;		/* attempts made before this one */
-	char		op;				/* 'u' upsert, 'd' delete, 'i' insert */
+	char		op;				/* 'u' upsert, 'd' delete, 'i' insert, 'r' a
+								 * row of a replace */
 	char	   *key;			/* key as sent (JSON) */
 	char	   *data;			/* data as sent (JSON), NULL for deletes */
 	char	   *captured_at;	/* ISO 8601, UTC */
@@ -73,6 +74,18 @@ typedef struct RetlRecord
 } RetlRecord;
 
 /*
+ * A batch of a replace: the destination's whole set replaced by a resync's
+ * rows, sent as one session of numbered batches, the last one flagged.
+ */
+typedef struct RetlReplace
+{
+	int64		session;		/* the same for every batch of it */
+	int			batch;			/* 1, 2, ... */
+	bool		last;			/* no row of it is left after this one */
+	int64		total;			/* rows in it */
+} RetlReplace;
+
+/*
  * One request in flight.  Everything but the curl handles lives in cxt,
  * which is deleted with the request.
  */
@@ -92,6 +105,7 @@ typedef struct RetlRequest
 	bool		keep_response;	/* the whole answer is read (a connector reads it) */
 	int			auth_generation;	/* of the OAuth token it carries, 0: none */
 	RetlJob    *job;			/* the job it checks, or that its answer made */
+	RetlReplace *replace;		/* a batch of a replace, or NULL */
 	char	   *url;
 	StringInfoData body;
 	struct curl_slist *headers;

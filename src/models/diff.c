@@ -177,7 +177,7 @@ static const char *diff_cte =
  * changed (unless !send) and rewrite the snapshot.
  */
 void
-retl_diff_run(RetlSync *sync, bool send, RetlRunCounts *counts)
+retl_diff_run(RetlSync *sync, bool send, bool replace, RetlRunCounts *counts)
 {
 	Oid			types[2] = {INT4OID, TEXTOID};
 	Datum		values[2];
@@ -212,12 +212,40 @@ retl_diff_run(RetlSync *sync, bool send, RetlRunCounts *counts)
 		elog(ERROR, "retl: could not diff the result of sync \"%s\"", sync->name);
 
 	values[1] = CStringGetTextDatum(send ? mode_ops(sync) : "{}");
-	if (SPI_execute_with_args("INSERT INTO retl.queue (sync_id, op, key, data)"
+	if (replace)
+	{
+		/*
+		 * A replace (a resync whose connector replaces the destination's
+		 * set): the changes queued before it are superseded, and every row
+		 * of the result goes (op P), as one session (queue/claim.c).
+		 */
+		if (SPI_execute_with_args("DELETE FROM retl.queue q WHERE q.sync_id = $1 AND NOT q.in_flight",
+								  1, types, values, NULL, false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "retl: could not drop the changes a replace supersedes");
+		values[1] = CStringGetTextDatum("{A,C}");
+	}
+	if (SPI_execute_with_args(replace ?
+							  "INSERT INTO retl.queue (sync_id, op, key, data)"
+							  " SELECT $1, 'P', d.key, d.data FROM pg_temp.retl_run_diff d"
+							  " WHERE d.op = ANY ($2::text[])" :
+							  "INSERT INTO retl.queue (sync_id, op, key, data)"
 							  " SELECT $1, d.op::\"char\", d.key, d.data FROM pg_temp.retl_run_diff d"
 							  " WHERE d.op = ANY ($2::text[])",
 							  2, types, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "retl: could not queue the changes of sync \"%s\"", sync->name);
 	counts->queued = (int64) SPI_processed;
+	if (replace && counts->queued > 0)
+	{
+		Oid			rtypes[2] = {INT4OID, INT8OID};
+		Datum		rvalues[2] = {values[0], Int64GetDatum(counts->queued)};
+
+		if (SPI_execute_with_args("INSERT INTO retl.replace_store AS r (sync_id, session, total)"
+								  " VALUES ($1, (pg_catalog.random() * 4.5e15)::bigint, $2)"
+								  " ON CONFLICT (sync_id) DO UPDATE SET session = EXCLUDED.session,"
+								  " total = EXCLUDED.total, batches = 0, started_at = pg_catalog.now()",
+								  2, rtypes, rvalues, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "retl: could not start the replace of sync \"%s\"", sync->name);
+	}
 
 	exec("SELECT pg_catalog.count(*) FILTER (WHERE op = 'A'), pg_catalog.count(*) FILTER (WHERE op = 'C'),"
 		 " pg_catalog.count(*) FILTER (WHERE op = 'R') FROM pg_temp.retl_run_diff", SPI_OK_SELECT);

@@ -15,7 +15,7 @@ typedef struct RetlRunCounts
 	int64		queued;			/* records queued for delivery */
 } RetlRunCounts;
 
-extern void retl_diff_run(RetlSync *sync, bool send, RetlRunCounts *counts);
+extern void retl_diff_run(RetlSync *sync, bool send, bool replace, RetlRunCounts *counts);
 extern void retl_audience_refresh(int audience_id);
 
 #endif

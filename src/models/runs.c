@@ -114,6 +114,20 @@ retl_runs_claim(int64 *run_id, int *sync_id, bool *send)
 	return true;
 }
 
+/* Is the run a resync's (retl_resync)? */
+bool
+retl_runs_resync(int64 run_id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(run_id)};
+
+	if (SPI_execute_with_args("SELECT r.why = 'resync' FROM retl.run_store r WHERE r.id = $1",
+							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "retl: could not read run " INT64_FORMAT, run_id);
+	return SPI_processed == 1 &&
+		strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "t") == 0;
+}
+
 /* In the run's transaction: record its counts and start chained syncs. */
 void
 retl_runs_succeeded(int64 run_id, RetlSync *sync, RetlRunCounts *counts)

@@ -8,6 +8,7 @@
 
 extern void retl_runs_recover(void);
 extern bool retl_runs_claim(int64 *run_id, int *sync_id, bool *send);
+extern bool retl_runs_resync(int64 run_id);
 extern void retl_runs_succeeded(int64 run_id, RetlSync *sync, RetlRunCounts *counts);
 extern void retl_runs_failed(int64 run_id, int sync_id, const char *error);
 extern void retl_runs_prune(int sync_id);

@@ -836,11 +836,16 @@ run_work(int64 run_id, int sync_id, bool send)
 {
 	List	   *syncs = retl_sync_load(sync_id);
 	RetlRunCounts counts;
+	RetlSync   *sync;
+	bool		replace;
 
 	if (syncs == NIL)
 		ereport(ERROR, (errmsg("sync %d was dropped", sync_id)));
-	retl_diff_run((RetlSync *) linitial(syncs), send, &counts);
-	retl_runs_succeeded(run_id, (RetlSync *) linitial(syncs), &counts);
+	sync = linitial(syncs);
+	/* a resync of a sync whose destination replaces its set: a replace */
+	replace = send && retl_connector(sync->kind)->replaces && retl_runs_resync(run_id);
+	retl_diff_run(sync, send, replace, &counts);
+	retl_runs_succeeded(run_id, sync, &counts);
 }
 
 static void

@@ -207,6 +207,77 @@ held_keys(int sync_id)
 }
 
 /*
+ * A replace of the sync in progress (retl.replace_store: a resync whose
+ * connector replaces the destination's set)?  One whose rows are all gone
+ * is over, and forgotten.
+ */
+static bool
+replacing(RetlSync *sync)
+{
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(sync->id)};
+
+	if (!sync->diff || !retl_connector(sync->kind)->replaces)
+		return false;
+	if (retl_spi_execute("SELECT EXISTS (SELECT 1 FROM retl.queue q WHERE q.sync_id = $1 AND q.op = 'P')"
+						 " FROM retl.replace_store r WHERE r.sync_id = $1",
+						 1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "retl: could not read the replace of sync \"%s\"", sync->name);
+	if (SPI_processed == 0)
+		return false;
+	if (strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "t") == 0)
+		return true;
+	if (retl_spi_execute("DELETE FROM retl.replace_store WHERE sync_id = $1",
+						 1, types, values, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "retl: could not end the replace of sync \"%s\"", sync->name);
+	return false;
+}
+
+/* Does a request of the sync that carries a batch of a replace hold keys? */
+static bool
+replace_in_flight(int sync_id)
+{
+	ListCell   *lc;
+
+	foreach(lc, holders)
+	{
+		RetlRequest *req = lfirst(lc);
+
+		if (req->sync_id == sync_id && req->replace != NULL)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * The batch's place in the sync's replace (in the claim transaction, its
+ * rows just claimed): numbered, and the last when no row of it waits.
+ */
+static RetlReplace *
+replace_batch(RetlRequest *req)
+{
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(req->sync_id)};
+	RetlReplace *r = MemoryContextAllocZero(req->cxt, sizeof(RetlReplace));
+	HeapTuple	tup;
+	bool		isnull;
+
+	if (retl_spi_execute("UPDATE retl.replace_store r SET batches = r.batches + 1 WHERE r.sync_id = $1"
+						 " RETURNING r.session, r.batches, r.total,"
+						 " NOT EXISTS (SELECT 1 FROM retl.queue q WHERE q.sync_id = $1 AND q.op = 'P'"
+						 " AND NOT q.in_flight)",
+						 1, types, values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING ||
+		SPI_processed != 1)
+		elog(ERROR, "retl: sync \"%s\" has rows of a replace but no replace", req->sync_name);
+	tup = SPI_tuptable->vals[0];
+	r->session = DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
+	r->batch = DatumGetInt32(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
+	r->total = DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
+	r->last = DatumGetBool(SPI_getbinval(tup, SPI_tuptable->tupdesc, 4, &isnull));
+	return r;
+}
+
+/*
  * The sync's next batch: ready rows in queue order whose key is not held.
  * In append mode (and for diff syncs) up to batch_size rows: returns
  * their ids (int8[]).  In upsert mode up to batch_size keys, the first
@@ -222,6 +293,7 @@ pick(RetlSync *sync)
 	HTAB	   *held = held_keys(sync->id);
 	HTAB	   *picked_keys = NULL;
 	bool		by_key = sync->mode != 'a' && !sync->diff;
+	bool		replace = replacing(sync);
 	long		window = by_key ? (long) sync->batch_size * 10 : sync->batch_size;
 	long		scanned = 0;
 	Datum	   *picked = palloc(sizeof(Datum) * sync->batch_size);
@@ -237,6 +309,16 @@ pick(RetlSync *sync)
 
 	if (by_key)
 		picked_keys = key_set("retl picked keys", sync->batch_size);
+
+	/*
+	 * A replace goes one batch at a time, its rows (op P) in queue order,
+	 * and the sync's other changes wait for its end.
+	 */
+	if (replace && replace_in_flight(sync->id))
+	{
+		hash_destroy(held);
+		return (Datum) 0;
+	}
 
 	/*
 	 * Page by page, each with a LIMIT the planner sees, so that it reads
@@ -256,7 +338,7 @@ pick(RetlSync *sync)
 		uint64		n;
 
 		values[1] = Int64GetDatum(last_id);
-		if (retl_spi_execute(psprintf("SELECT q.id, pg_catalog.jsonb_hash_extended(q.key, 0), q.key"
+		if (retl_spi_execute(psprintf("SELECT q.id, pg_catalog.jsonb_hash_extended(q.key, 0), q.key, q.op"
 									  " FROM retl.queue q"
 									  " WHERE q.sync_id = $1 AND q.id > $2"
 									  " AND NOT q.in_flight"
@@ -281,6 +363,19 @@ pick(RetlSync *sync)
 				break;
 			}
 			last_id = id;
+			if (replace && DatumGetChar(SPI_getbinval(tup, desc, 4, &isnull)) != 'P')
+			{
+				kept_from = Min(kept_from, id);
+				continue;		/* after the replace */
+			}
+			if (replace && (backing_off(sync->id, hash, now, &until) ||
+							hash_search(held, &hash, HASH_FIND, NULL) != NULL))
+			{
+				/* its rows in order: the batch stops at one that must wait */
+				kept_from = Min(kept_from, id);
+				done = true;
+				break;
+			}
 			if (backing_off(sync->id, hash, now, &until))
 			{
 				park_from = Min(park_from, id);
@@ -342,7 +437,8 @@ claim_sql(RetlSync *sync)
 							   " SELECT COALESCE(u.rid, u.id), ARRAY[u.id], u.attempts, ");
 		if (sync->diff)
 			appendStringInfo(&sql,
-							 "CASE u.op WHEN 'R' THEN 'd' WHEN 'E' THEN 'i' WHEN 'A' THEN '%c' ELSE 'u' END, ",
+							 "CASE u.op WHEN 'R' THEN 'd' WHEN 'E' THEN 'i' WHEN 'P' THEN 'r'"
+							 " WHEN 'A' THEN '%c' ELSE 'u' END, ",
 							 sync->mode == 'i' ? 'i' : 'u');
 		else
 			appendStringInfoString(&sql, "'i', ");
@@ -815,7 +911,10 @@ retl_queue_claim(RetlSync *sync)
 		}
 		else
 		{
-
+			/* a batch of a replace: its place in it */
+			for (int i = 0; i < req->nrecords && req->replace == NULL; i++)
+				if (req->records[i].op == 'r')
+					req->replace = replace_batch(req);
 			retl_queue_build(req, sync);
 			/*
 			 * What the connector left out goes back to the queue (it did

@@ -10,6 +10,8 @@ use strict;
 use warnings;
 
 use Digest::SHA qw(sha256_hex);
+use HTTP::Tiny;
+use JSON::PP;
 use FindBin;
 use lib "$FindBin::RealBin/../perl";
 use RetlTest;
@@ -86,6 +88,31 @@ ok(wait_for(sub { my %m = map { $_ => 1 } @{ members() }; $m{ person('a@x.io') .
 psql(q{UPDATE buyers SET spend = 1 WHERE email = 'a@x.io'; SELECT retl_refresh_audience('vip');});
 ok(wait_for(sub { !grep { $_ eq person('a@x.io') . '||||' } @{ members() } }, 30), 'who exited was removed');
 ok(drained('vip_fb'), 'drained');
+
+# retl_resync replaces the audience (usersreplace): one session of
+# batches sent one at a time, the last one flagged; someone added outside
+# retl and whoever left meanwhile are gone after it
+psql(q{SELECT retl_pause_sync('vip_fb');
+	UPDATE buyers SET spend = 1 WHERE email = 'b@x.io';
+	INSERT INTO buyers VALUES ('d@x.io', 700), ('e@x.io', 600);
+	SELECT retl_refresh_audience('vip');
+	UPDATE retl.destinations SET batch_size = 1 WHERE name = 'fb';});
+my $http = HTTP::Tiny->new;
+my $res = $http->post($meta->url("/v21.0/$aud/users"), { headers => { 'Content-Type' => 'application/json',
+	Authorization => 'Bearer EAAB-meta-token-1' }, content => JSON::PP::encode_json({ payload =>
+	{ schema => ['EMAIL'], data => [ [ sha256_hex('stray@x.io') ] ] } }) });
+ok($res->{success}, 'someone was added to the audience outside retl');
+psql(q{SELECT retl_resume_sync('vip_fb'); SELECT retl_resync('vip_fb');});
+my $replaced = sub {
+	my @s = grep { $_->{op} eq 'replace' } values %{ $meta->get->{sessions} };
+	return @s && $s[0]{ended} ? $s[0] : undef;
+};
+ok(wait_for($replaced, 30), 'the resync replaced the audience in one session');
+is_deeply([ grep { /\|\|\|\|$/ } @{ members() } ], [ sort(person('d@x.io') . '||||', person('e@x.io') . '||||') ],
+	'which now holds exactly the audience\'s members');
+is_deeply($replaced->()->{batches}, [1, 2], 'in two batches of one, numbered');
+ok(drained('vip_fb'), 'drained');
+psql(q{UPDATE retl.destinations SET batch_size = 10000 WHERE name = 'fb'});
 
 # an expired token: the records wait, retried, until the secret is replaced
 $meta->post('/_control', { access_token => 'EAAB-meta-token-2' });
