@@ -10,9 +10,12 @@ OBJS = \
 	src/retl.o \
 	src/process/launcher.o \
 	src/process/utility.o \
+	src/process/runner.o \
+	src/process/txn.o \
 	src/process/worker.o \
 	src/api/checks.o \
 	src/api/entry.o \
+	src/api/runs.o \
 	src/capture/backfill.o \
 	src/capture/capture_trigger.o \
 	src/capture/decoder.o \
@@ -60,6 +63,7 @@ OBJS = \
 	src/base/guc.o \
 	src/base/identity.o \
 	src/base/plans.o \
+	src/base/progress.o \
 	src/base/shmem.o \
 	src/base/subxact.o
 

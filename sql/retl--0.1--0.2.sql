@@ -777,3 +777,72 @@ CREATE TABLE retl.replace_store (
 	started_at	timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 ALTER TABLE retl.replace_store ENABLE ROW LEVEL SECURITY;
+
+/*
+ * Runs in workers of their own (process/runner.c): their progress, shown
+ * by retl.runs, and retl_cancel_run.  A run's query calls retl._run_tick()
+ * for every row, as the sync's owner, so retl_user may execute it (it only
+ * counts, and only in a run's worker).
+ */
+CREATE FUNCTION retl._run_tick() RETURNS boolean
+	AS 'MODULE_PATHNAME', 'retl_run_tick' LANGUAGE C VOLATILE;
+CREATE FUNCTION retl._run_progress(OUT run_id bigint, OUT phase text, OUT rows_read bigint, OUT pid integer)
+	RETURNS SETOF record AS 'MODULE_PATHNAME', 'retl_run_progress' LANGUAGE C VOLATILE;
+CREATE FUNCTION retl._signal_run(run bigint) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'retl_signal_run' LANGUAGE C VOLATILE STRICT;
+REVOKE ALL ON FUNCTION retl._run_tick(), retl._run_progress(), retl._signal_run(bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION retl._run_tick(), retl._run_progress() TO retl_user;
+
+/* status: queued, running, succeeded, failed, cancelled; a running run's phase and rows read */
+CREATE OR REPLACE VIEW retl.runs WITH (security_invoker = true) AS
+SELECT r.id, s.name AS sync, r.why, r.status, r.requested_at, r.started_at,
+	   r.finished_at, r.rows, r.added, r.changed, r.removed, r.error,
+	   p.phase, p.rows_read
+  FROM retl.run_store r
+  JOIN retl.syncs s ON s.id OPERATOR(pg_catalog.=) r.sync_id
+  LEFT JOIN retl._run_progress() p ON p.run_id OPERATOR(pg_catalog.=) r.id
+		AND r.status OPERATOR(pg_catalog.=) 'running';
+
+/*
+ * Stop a run: a queued one is cancelled at once; a running one in a worker
+ * of its own is asked to stop (its transaction rolled back: nothing of it
+ * kept, the snapshot and the queue as they were).  True when it was.
+ */
+CREATE FUNCTION retl._cancel_run(run bigint, caller regrole, caller_path text)
+RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+	r record;
+BEGIN
+	SELECT rs.status, s.name INTO r
+	  FROM retl.run_store rs JOIN retl.syncs s ON s.id OPERATOR(pg_catalog.=) rs.sync_id
+	 WHERE rs.id OPERATOR(pg_catalog.=) run;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'run % does not exist', run
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'retl.runs lists the runs.';
+	END IF;
+	PERFORM retl._own_sync(r.name, caller);
+	IF r.status OPERATOR(pg_catalog.=) 'queued' THEN
+		UPDATE retl.run_store SET status = 'cancelled', finished_at = pg_catalog.now(),
+			   error = 'cancelled by retl_cancel_run before it started'
+		 WHERE id OPERATOR(pg_catalog.=) run AND status OPERATOR(pg_catalog.=) 'queued';
+		RETURN FOUND;
+	END IF;
+	IF r.status OPERATOR(pg_catalog.<>) 'running' THEN
+		RAISE NOTICE 'run % has ended (%): nothing to cancel', run, r.status;
+		RETURN false;
+	END IF;
+	IF NOT retl._signal_run(run) THEN
+		RAISE EXCEPTION 'run % cannot be cancelled: the database''s worker runs it itself', run
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  HINT = 'Runs are cancellable in workers of their own: retl.max_parallel_runs above 0, and a background worker free.';
+	END IF;
+	RETURN true;
+END
+$$;
+CREATE FUNCTION retl_cancel_run(run bigint)
+	RETURNS boolean AS 'MODULE_PATHNAME', 'retl_entry' LANGUAGE C;
+REVOKE ALL ON FUNCTION retl._cancel_run(bigint, regrole, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION retl_cancel_run(bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION retl_cancel_run(bigint) TO retl_user;

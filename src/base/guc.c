@@ -26,6 +26,7 @@ char	   *retl_ca_file = NULL;
 int			retl_max_response_kb = 1024;
 int			retl_max_record_kb = 64 * 1024;
 int			retl_max_job_age_s = 86400;
+int			retl_max_parallel_runs = 2;
 int			retl_job_check_max_ms = 60000;
 char	   *retl_test_resolve = NULL;
 char	   *retl_run_history = NULL;
@@ -147,6 +148,14 @@ retl_guc_init(void)
 							&retl_retry_max_ms,
 							3600000, 1, 86400000,
 							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("retl.max_parallel_runs",
+							"Most runs and audience refreshes of a database in workers of their own at once.",
+							"Each takes a background worker (max_worker_processes); 0 runs them in the database's worker, which sends nothing meanwhile.",
+							&retl_max_parallel_runs,
+							2, 0, 16,
+							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("retl.max_job_age",

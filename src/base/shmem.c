@@ -221,3 +221,76 @@ retl_start_worker(PG_FUNCTION_ARGS)
 	wake_worker_at_commit = true;
 	PG_RETURN_VOID();
 }
+
+/*
+ * Runner slots (RetlRunSlot): a database's worker takes one for each run
+ * or refresh it hands to a worker of its own; that worker sets its pid
+ * and, at its end, done; the database's worker frees the slot once it has
+ * seen it end (process/runner.c).  All under retl_shared->lock, except the
+ * rows read, which only the runner writes.
+ */
+
+/* A free slot, filled; -1 when none is free. */
+int
+retl_runner_take(Oid dboid, char kind, int64 id, int sync_id, bool send)
+{
+	int			found = -1;
+
+	LWLockAcquire(retl_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < RETL_RUNNER_SLOTS && found < 0; i++)
+	{
+		RetlRunSlot *s = &retl_shared->runners[i];
+
+		if (OidIsValid(s->dboid))
+			continue;
+		memset(s, 0, sizeof(RetlRunSlot));
+		s->dboid = dboid;
+		s->kind = kind;
+		s->id = id;
+		s->sync_id = sync_id;
+		s->send = send;
+		s->launched_at = GetCurrentTimestamp();
+		strlcpy(s->phase, "starting", sizeof(s->phase));
+		found = i;
+	}
+	LWLockRelease(retl_shared->lock);
+	return found;
+}
+
+void
+retl_runner_free(int slot)
+{
+	LWLockAcquire(retl_shared->lock, LW_EXCLUSIVE);
+	retl_shared->runners[slot].dboid = InvalidOid;
+	LWLockRelease(retl_shared->lock);
+}
+
+/* The slots a database's runners hold now. */
+int
+retl_runner_count(Oid dboid)
+{
+	int			n = 0;
+
+	LWLockAcquire(retl_shared->lock, LW_SHARED);
+	for (int i = 0; i < RETL_RUNNER_SLOTS; i++)
+		n += retl_shared->runners[i].dboid == dboid;
+	LWLockRelease(retl_shared->lock);
+	return n;
+}
+
+/* Is a run (kind 'r') or a refresh (kind 'a') of a database in a runner? */
+bool
+retl_runner_busy(Oid dboid, char kind, int64 id)
+{
+	bool		busy = false;
+
+	LWLockAcquire(retl_shared->lock, LW_SHARED);
+	for (int i = 0; i < RETL_RUNNER_SLOTS && !busy; i++)
+	{
+		RetlRunSlot *s = &retl_shared->runners[i];
+
+		busy = s->dboid == dboid && s->kind == kind && s->id == id;
+	}
+	LWLockRelease(retl_shared->lock);
+	return busy;
+}

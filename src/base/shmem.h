@@ -28,11 +28,34 @@ typedef struct RetlDbSlot
 	TimestampTz not_before;		/* for RESTART and HOLD */
 } RetlDbSlot;
 
+/*
+ * A run of a database's diff sync, or a refresh of its audience, in a
+ * worker of its own ("retl run": process/runner.c), from when the
+ * database's worker launches it until it ends.
+ */
+#define RETL_RUNNER_SLOTS 64
+
+typedef struct RetlRunSlot
+{
+	Oid			dboid;			/* InvalidOid: the slot is free */
+	int64		id;				/* the run's id, or the audience's */
+	char		kind;			/* 'r' a run, 'a' an audience's refresh */
+	int			sync_id;		/* a run's sync */
+	bool		send;			/* a run: queue what changed */
+	pid_t		pid;			/* its worker, once started (0: not yet) */
+	TimestampTz launched_at;
+	bool		cancel;			/* retl_cancel_run asked it to stop */
+	bool		done;			/* it recorded how it ended */
+	char		phase[32];		/* where it is */
+	int64		rows;			/* rows read so far */
+} RetlRunSlot;
+
 typedef struct RetlShared
 {
 	LWLock	   *lock;
 	pid_t		launcher_pid;
 	Latch	   *launcher_latch;
+	RetlRunSlot runners[RETL_RUNNER_SLOTS];
 	int			nslots;
 	RetlDbSlot	slots[FLEXIBLE_ARRAY_MEMBER];
 } RetlShared;
@@ -46,5 +69,9 @@ extern void retl_wake_launcher(void);
 extern void retl_wake_database_worker(Oid dboid);
 extern void retl_wake_worker_at_commit(void);
 extern void retl_xact_init(void);
+extern int	retl_runner_take(Oid dboid, char kind, int64 id, int sync_id, bool send);
+extern void retl_runner_free(int slot);
+extern int	retl_runner_count(Oid dboid);
+extern bool retl_runner_busy(Oid dboid, char kind, int64 id);
 
 #endif

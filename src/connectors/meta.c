@@ -274,11 +274,34 @@ row_of(RetlRecord *r, MetaSchema *s)
 	return text;
 }
 
-/* a request adds, removes, or replaces (a resync): one of them */
+/* The row kept for a person (what was added), or NULL. */
+static char *
+kept_row(RetlRecord *r)
+{
+	return r->known_id != NULL && r->known_id[0] != '\0' ? r->known_id : NULL;
+}
+
+/*
+ * A person whose row changed since it was added (a new email): the old
+ * row is removed first, then the new one added (Meta keeps sets of
+ * identifiers, with no update).
+ */
+static bool
+changed(RetlRecord *r, MetaSchema *s)
+{
+	char	   *row;
+
+	if (r->op == 'd' || r->op == 'r' || kept_row(r) == NULL)
+		return false;			/* (a replace replaces everything anyway) */
+	row = row_of(r, s);
+	return row == NULL || strcmp(row, kept_row(r)) != 0;
+}
+
+/* a request adds, removes (deletes, changed rows' old ones), or replaces */
 static int
 operation(RetlRecord *r, void *arg)
 {
-	return r->op == 'd' ? 1 : r->op == 'r' ? 2 : 0;
+	return r->op == 'd' || changed(r, (MetaSchema *) arg) ? 1 : r->op == 'r' ? 2 : 0;
 }
 
 static void
@@ -299,16 +322,16 @@ meta_build(RetlRequest *req, RetlSync *sync)
 	if (data == NULL || schema == NULL)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 	req->nrecords = Min(req->nrecords, META_MAX_ROWS);
-	retl_request_take_run(req, operation, NULL);
-	removing = req->records[0].op == 'd';
 	retl_ids_known(req);
+	retl_request_take_run(req, operation, &s);
+	removing = operation(&req->records[0], &s) == 1;
 	for (int i = 0; i < s.n; i++)
 		cJSON_AddItemToArray(schema, cJSON_CreateString(s.keys[i]->name));
 	for (int i = 0; i < req->nrecords; i++)
 	{
 		RetlRecord *r = &req->records[i];
 		/* a removal removes what was added: the row kept then */
-		char	   *row = removing && r->known_id ? r->known_id : row_of(r, &s);
+		char	   *row = removing && kept_row(r) ? kept_row(r) : row_of(r, &s);
 
 		if (row == NULL)
 		{
@@ -431,7 +454,7 @@ meta_read_answer(RetlRequest *req, RetlSync *sync)
 	}
 	/* the rows sent, made again as build made them */
 	for (int i = 0; i < req->nrecords; i++)
-		rows[i] = removing && req->records[i].known_id ? req->records[i].known_id :
+		rows[i] = removing && kept_row(&req->records[i]) ? kept_row(&req->records[i]) :
 			row_of(&req->records[i], &s);
 	samples = cJSON_GetObjectItemCaseSensitive(answer, "invalid_entry_samples");
 	invalid = cJSON_GetObjectItemCaseSensitive(answer, "num_invalid_entries");
@@ -468,6 +491,12 @@ meta_read_answer(RetlRequest *req, RetlSync *sync)
 		/* an added person's row, for its removal; a removal forgets it */
 		if (!removing && rows[i] != NULL)
 			r->remember_id = MemoryContextStrdup(req->cxt, rows[i]);
+		else if (removing && r->op != 'd')
+		{
+			/* a changed person's old row is gone: now its new one is added */
+			r->outcome = RETL_OUTCOME_AGAIN;
+			r->remember_id = "";
+		}
 	}
 	cJSON_Delete(answer);
 }

@@ -30,6 +30,7 @@
 #include "utils/regproc.h"
 
 #include "base/identity.h"
+#include "base/progress.h"
 #include "models/diff.h"
 #include "sync/mapping.h"
 #include "sync/owner.h"
@@ -111,6 +112,7 @@ evaluate(RetlSync *sync, const char *path)
 
 	make_run_table(sync->owner);
 	initStringInfo(&sql);
+	retl_progress_phase("evaluating");
 	if (sync->audience_id)
 	{
 		/* membership was computed as the audience's owner */
@@ -129,8 +131,10 @@ evaluate(RetlSync *sync, const char *path)
 	appendStringInfoString(&sql, source_query(sync));
 	appendStringInfoString(&sql, "\n) q, LATERAL (SELECT ");
 	retl_append_row_data(&sql, sync, "q");
-	appendStringInfoString(&sql, ") d(data)");
+	/* every row counted, for retl.runs (a runner publishes the count) */
+	appendStringInfoString(&sql, ") d(data) WHERE retl._run_tick()");
 	rows = retl_owner_insert(sync->owner, sql.data, path);
+	retl_progress_rows(rows);
 
 	check_null_keys(psprintf("sync \"%s\"", sync->name));
 	exec("SELECT key::text FROM pg_temp.retl_run_rows GROUP BY key"
@@ -186,6 +190,7 @@ retl_diff_run(RetlSync *sync, bool send, bool replace, RetlRunCounts *counts)
 
 	memset(counts, 0, sizeof(RetlRunCounts));
 	counts->rows = evaluate(sync, sync->search_path);
+	retl_progress_phase("diffing");
 	values[0] = Int32GetDatum(sync->id);
 
 	if (sync->mode == 'a')
@@ -254,6 +259,8 @@ retl_diff_run(RetlSync *sync, bool send, bool replace, RetlRunCounts *counts)
 	counts->changed = strtoi64(SPI_getvalue(tup, SPI_tuptable->tupdesc, 2), NULL, 10);
 	counts->removed = strtoi64(SPI_getvalue(tup, SPI_tuptable->tupdesc, 3), NULL, 10);
 
+	retl_progress_phase("saving the snapshot");
+	retl_progress_rows(counts->added + counts->changed + counts->removed);
 	if (SPI_execute_with_args("DELETE FROM retl.snapshots sn USING pg_temp.retl_run_diff d"
 							  " WHERE sn.sync_id = $1 AND d.op = 'R' AND sn.key = d.key",
 							  1, types, values, NULL, false, 0) != SPI_OK_DELETE ||

@@ -14,23 +14,51 @@
  */
 #include "postgres.h"
 
+#include "miscadmin.h"
+
+#include "utils/array.h"
+
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
 
 #include "base/guc.h"
 #include "base/subxact.h"
+#include "base/shmem.h"
 #include "models/runs.h"
 #include "queue/queue.h"
 
 /* Runs left 'running' by a worker that stopped: they did not happen. */
 void
-retl_runs_recover(void)
+retl_runs_recover(List *at_work)
 {
-	if (SPI_execute("UPDATE retl.run_store SET status = 'failed', finished_at = pg_catalog.now(),"
-					" error = 'interrupted: the worker stopped during the run; nothing of it was kept'"
-					" WHERE status = 'running'", false, 0) != SPI_OK_UPDATE)
+	Datum	   *ids = palloc(sizeof(Datum) * Max(list_length(at_work), 1));
+	int			n = 0;
+	ListCell   *lc;
+	Oid			types[1] = {INT8ARRAYOID};
+	Datum		values[1];
+
+	foreach(lc, at_work)
+		ids[n++] = Int64GetDatum(*(int64 *) lfirst(lc));
+	values[0] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	if (SPI_execute_with_args("UPDATE retl.run_store SET status = 'failed', finished_at = pg_catalog.now(),"
+							  " error = 'interrupted: the worker stopped during the run; nothing of it was kept'"
+							  " WHERE status = 'running' AND id <> ALL ($1)",
+							  1, types, values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "retl: could not recover interrupted runs");
+}
+
+/* A run retl_cancel_run stopped: its transaction was rolled back. */
+void
+retl_runs_cancelled(int64 run_id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(run_id)};
+
+	if (SPI_execute_with_args("UPDATE retl.run_store SET status = 'cancelled', finished_at = pg_catalog.now(),"
+							  " error = 'cancelled by retl_cancel_run; nothing of it was kept'"
+							  " WHERE id = $1", 1, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "retl: could not record that run " INT64_FORMAT " was cancelled", run_id);
 }
 
 /* The next run of a sync whose schedule fails to compute: in an hour. */
@@ -103,7 +131,11 @@ retl_runs_claim(int64 *run_id, int *sync_id, bool *send)
 	if (SPI_execute("UPDATE retl.run_store r SET status = 'running', started_at = pg_catalog.now()"
 					" WHERE r.id = (SELECT r2.id FROM retl.run_store r2"
 					"  JOIN retl.syncs s ON s.id = r2.sync_id"
-					"  WHERE r2.status = 'queued' AND NOT s.paused ORDER BY r2.id LIMIT 1)"
+					"  WHERE r2.status = 'queued' AND NOT s.paused"
+					/* runs of a sync never overlap */
+					"  AND NOT EXISTS (SELECT 1 FROM retl.run_store r3"
+					"   WHERE r3.sync_id = r2.sync_id AND r3.status = 'running')"
+					"  ORDER BY r2.id LIMIT 1)"
 					" RETURNING r.id, r.sync_id, r.send", false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "retl: could not take a queued run");
 	if (SPI_processed == 0)
@@ -224,12 +256,19 @@ retl_audiences_claim(int *audience_id)
 {
 	ErrorData  *edata;
 
+	bool		found = false;
+
 	if (SPI_execute("SELECT a.id FROM retl.audience_store a WHERE a.next_refresh_at <= pg_catalog.now()"
-					" ORDER BY a.next_refresh_at LIMIT 1", true, 1) != SPI_OK_SELECT)
+					" ORDER BY a.next_refresh_at LIMIT 16", true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "retl: could not read the audiences");
-	if (SPI_processed == 0)
+	/* one refresh of an audience at a time: those in workers wait */
+	for (uint64 i = 0; i < SPI_processed && !found; i++)
+	{
+		*audience_id = pg_strtoint32(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+		found = !retl_runner_busy(MyDatabaseId, 'a', *audience_id);
+	}
+	if (!found)
 		return false;
-	*audience_id = pg_strtoint32(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
 	edata = retl_in_subtransaction(reschedule_audience, audience_id);
 	if (edata != NULL)
 	{

@@ -51,6 +51,8 @@
 #include "delivery/http.h"
 #include "delivery/stats.h"
 #include "models/runs.h"
+#include "process/runner.h"
+#include "process/txn.h"
 #include "process/worker.h"
 #include "queue/counters.h"
 #include "queue/jobs.h"
@@ -189,24 +191,6 @@ sync_failed(int sync_id)
 }
 
 /*
- * Lock the extension for the rest of this short transaction, so DROP
- * EXTENSION waits for it (briefly) instead of pulling the catalog from
- * under it.  False when the extension is gone.
- */
-static bool
-lock_extension(void)
-{
-	Oid			extoid = get_extension_oid("retl", true);
-
-	if (!OidIsValid(extoid))
-		return false;
-	LockDatabaseObject(ExtensionRelationId, extoid, 0, AccessShareLock);
-	/* a DROP EXTENSION may have committed while we waited for the lock */
-	AcceptInvalidationMessages();
-	return OidIsValid(get_extension_oid("retl", true));
-}
-
-/*
  * The extension was dropped: leave quietly; CREATE EXTENSION starts us
  * again.  Its logical slot goes with it, so it never holds WAL for nothing.
  */
@@ -224,9 +208,6 @@ exit_without_extension(void)
 	proc_exit(0);
 }
 
-static void begin_txn(void);
-static void end_txn(void);
-
 /*
  * The extension in this database must be the version this library serves
  * (a new library installed before ALTER EXTENSION retl UPDATE): until it
@@ -241,15 +222,15 @@ wait_for_version(void)
 	{
 		char	   *version;
 
-		begin_txn();
-		if (!lock_extension())
+		retl_begin_txn();
+		if (!retl_lock_extension())
 			exit_without_extension();
 		if (SPI_execute("SELECT e.extversion FROM pg_catalog.pg_extension e WHERE e.extname = 'retl'",
 						true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 			elog(ERROR, "retl: could not read the extension's version");
 		version = MemoryContextStrdup(TopMemoryContext,
 									  SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
-		end_txn();
+		retl_end_txn();
 		if (version != NULL && strcmp(version, RETL_VERSION) == 0)
 			return;
 		if (!said)
@@ -263,27 +244,6 @@ wait_for_version(void)
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
-}
-
-static void
-begin_txn(void)
-{
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "retl: SPI_connect failed");
-	PushActiveSnapshot(GetTransactionSnapshot());
-}
-
-static void
-end_txn(void)
-{
-	PopActiveSnapshot();
-	if (SPI_finish() != SPI_OK_FINISH)
-		elog(ERROR, "retl: SPI_finish failed");
-	CommitTransactionCommand();
-	pgstat_report_stat(false);
-	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
 /* Record every finished request's outcome in one transaction. */
@@ -339,9 +299,9 @@ record_outcomes(void)
 
 	if (finished != NIL || halves != NIL)
 	{
-		begin_txn();
+		retl_begin_txn();
 		pgstat_report_activity(STATE_RUNNING, "recording delivery outcomes");
-		if (!lock_extension())
+		if (!retl_lock_extension())
 			exit_without_extension();
 		foreach(lc, finished)
 		{
@@ -369,7 +329,7 @@ record_outcomes(void)
 			else
 				retl_http_free(req);
 		}
-		end_txn();
+		retl_end_txn();
 		foreach(lc, finished)
 			retl_http_free((RetlRequest *) lfirst(lc));
 	}
@@ -492,9 +452,9 @@ stage_stream(void)
 
 	if (!retl_stream_due())
 		return;
-	begin_txn();
+	retl_begin_txn();
 	pgstat_report_activity(STATE_RUNNING, "staging logical changes");
-	if (!lock_extension())
+	if (!retl_lock_extension())
 		exit_without_extension();
 	edata = retl_in_subtransaction(stage_work, &w);
 	if (edata != NULL)
@@ -518,7 +478,7 @@ stage_stream(void)
 		*space = '\0';
 		retl_queue_sync_error(pg_strtoint32((char *) lfirst(lc)), space + 1);
 	}
-	end_txn();
+	retl_end_txn();
 
 	/* only once the staged changes are committed */
 	if (w.target != InvalidXLogRecPtr)
@@ -665,9 +625,9 @@ claim_work(bool *more, long *wait_ms)
 	ListCell   *lc;
 	TimestampTz now = GetCurrentTimestamp();
 
-	begin_txn();
+	retl_begin_txn();
 	pgstat_report_activity(STATE_RUNNING, "claiming changes");
-	if (!lock_extension())
+	if (!retl_lock_extension())
 		exit_without_extension();
 	retl_queue_analyze_if_stale(1000);
 	retl_counters_fold_due();
@@ -718,7 +678,7 @@ claim_work(bool *more, long *wait_ms)
 			retl_dest_sent(sync->dest_id);
 		}
 	}
-	end_txn();
+	retl_end_txn();
 	return requests;
 }
 
@@ -740,15 +700,15 @@ claim_scheduled(void *arg)
 }
 
 /*
- * Do one piece of scheduled work (a run, a refresh) in a transaction of
- * its own: claim() picks it in a short transaction, work() does it, and
- * failed() records an error in a new transaction.  A failure is never
+ * Do one piece of scheduled work (a run, kind 'r', or a refresh, kind 'a'):
+ * claim() picks it in a short transaction; a worker of its own does it
+ * (process/runner.c), up to retl.max_parallel_runs at once; with none free
+ * (or retl.max_parallel_runs 0) this worker does it, in a transaction of
+ * its own, and records an error in a new transaction.  A failure is never
  * fatal to the worker.
  */
 static void
-scheduled(const char *what, bool (*claim) (int64 *id, int *sync_id, bool *send),
-		  void (*work) (int64 id, int sync_id, bool send),
-		  void (*failed) (int64 id, int sync_id, const char *error))
+scheduled(const char *what, char kind, bool (*claim) (int64 *id, int *sync_id, bool *send))
 {
 	int64		id;
 	int			sync_id = 0;
@@ -759,13 +719,13 @@ scheduled(const char *what, bool (*claim) (int64 *id, int *sync_id, bool *send),
 	ScheduledClaim c = {claim, &id, &sync_id, &send, false};
 	ErrorData  *edata;
 
-	begin_txn();
+	retl_begin_txn();
 	pgstat_report_activity(STATE_RUNNING, what);
-	if (!lock_extension())
+	if (!retl_lock_extension())
 		exit_without_extension();
 	/* a claim that fails (a schedule's arithmetic) is logged, never fatal */
 	edata = retl_in_subtransaction(claim_scheduled, &c);
-	end_txn();
+	retl_end_txn();
 	if (edata != NULL)
 	{
 		ereport(WARNING, (errmsg("retl could not take the next %s: %s", what, edata->message)));
@@ -775,15 +735,17 @@ scheduled(const char *what, bool (*claim) (int64 *id, int *sync_id, bool *send),
 	found = c.found;
 	if (!found)
 		return;
+	if (retl_max_parallel_runs > 0 && retl_runner_launch(kind, id, sync_id, send))
+		return;
 
 	PG_TRY();
 	{
-		begin_txn();
+		retl_begin_txn();
 		pgstat_report_activity(STATE_RUNNING, what);
-		if (!lock_extension())
+		if (!retl_lock_extension())
 			exit_without_extension();
-		work(id, sync_id, send);
-		end_txn();
+		retl_runner_work(kind, id, sync_id, send);
+		retl_end_txn();
 	}
 	PG_CATCH();
 	{
@@ -795,9 +757,9 @@ scheduled(const char *what, bool (*claim) (int64 *id, int *sync_id, bool *send),
 		AbortCurrentTransaction();
 		MemoryContextSwitchTo(cxt);
 		ereport(LOG, (errmsg("retl %s " INT64_FORMAT " failed: %s", what, id, edata->message)));
-		begin_txn();
-		failed(id, sync_id, edata->message);
-		end_txn();
+		retl_begin_txn();
+		retl_runner_failed(kind, id, sync_id, edata->message);
+		retl_end_txn();
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();
@@ -818,12 +780,12 @@ prune_runs(void)
 {
 	ErrorData  *edata;
 
-	begin_txn();
+	retl_begin_txn();
 	pgstat_report_activity(STATE_RUNNING, "pruning retl.runs");
-	if (!lock_extension())
+	if (!retl_lock_extension())
 		exit_without_extension();
 	edata = retl_in_subtransaction(prune_work, NULL);
-	end_txn();
+	retl_end_txn();
 	if (edata != NULL)
 	{
 		ereport(WARNING, (errmsg("retl could not prune retl.runs: %s", edata->message)));
@@ -831,28 +793,28 @@ prune_runs(void)
 	}
 }
 
+/*
+ * Free the slots of runners that ended; record the end of those that died
+ * (a transaction only when a slot of this database is taken).
+ */
 static void
-run_work(int64 run_id, int sync_id, bool send)
+reap_runners(void)
 {
-	List	   *syncs = retl_sync_load(sync_id);
-	RetlRunCounts counts;
-	RetlSync   *sync;
-	bool		replace;
-
-	if (syncs == NIL)
-		ereport(ERROR, (errmsg("sync %d was dropped", sync_id)));
-	sync = linitial(syncs);
-	/* a resync of a sync whose destination replaces its set: a replace */
-	replace = send && retl_connector(sync->kind)->replaces && retl_runs_resync(run_id);
-	retl_diff_run(sync, send, replace, &counts);
-	retl_runs_succeeded(run_id, sync, &counts);
+	if (retl_runner_count(MyDatabaseId) == 0)
+		return;
+	retl_begin_txn();
+	pgstat_report_activity(STATE_RUNNING, "looking at runs in workers of their own");
+	if (!retl_lock_extension())
+		exit_without_extension();
+	(void) retl_runners_reap();
+	retl_end_txn();
 }
 
-static void
-run_failed(int64 run_id, int sync_id, const char *error)
+/* As many runs and refreshes as retl.max_parallel_runs allow are at work. */
+static bool
+runners_full(void)
 {
-	retl_runs_failed(run_id, sync_id, error);
-	retl_queue_sync_error(sync_id, error);
+	return retl_max_parallel_runs > 0 && retl_runner_count(MyDatabaseId) >= retl_max_parallel_runs;
 }
 
 static bool
@@ -864,18 +826,6 @@ refresh_claim(int64 *id, int *sync_id, bool *send)
 		return false;
 	*id = audience_id;
 	return true;
-}
-
-static void
-refresh_work(int64 id, int sync_id, bool send)
-{
-	retl_audience_refresh((int) id);
-}
-
-static void
-refresh_failed(int64 id, int sync_id, const char *error)
-{
-	retl_audience_failed((int) id, error);
 }
 
 void
@@ -900,15 +850,16 @@ retl_worker_main(Datum main_arg)
 	before_shmem_exit(worker_detach, (Datum) 0);
 
 	wait_for_version();
-	begin_txn();
-	if (!lock_extension())
+	retl_begin_txn();
+	if (!retl_lock_extension())
 		exit_without_extension();
 	served = true;
 	retl_queue_recover();
 	retl_queue_load_backoff();
 	retl_jobs_load();
-	retl_runs_recover();
-	end_txn();
+	/* runs still at work in workers of their own are not interrupted */
+	retl_runs_recover(retl_runners_runs());
+	retl_end_txn();
 
 	/*
 	 * The queue's statistics lag far behind its size (it fills and drains
@@ -972,8 +923,11 @@ retl_worker_main(Datum main_arg)
 		/* runs and refreshes are due at most a few times a second */
 		if (TimestampDifferenceExceeds(last_scheduled, GetCurrentTimestamp(), 200))
 		{
-			scheduled("refresh of audience", refresh_claim, refresh_work, refresh_failed);
-			scheduled("run", retl_runs_claim, run_work, run_failed);
+			reap_runners();
+			if (!runners_full())
+				scheduled("refresh of audience", 'a', refresh_claim);
+			if (!runners_full())
+				scheduled("run", 'r', retl_runs_claim);
 			last_scheduled = GetCurrentTimestamp();
 		}
 		if (TimestampDifferenceExceeds(last_pruned, GetCurrentTimestamp(), RUN_PRUNE_INTERVAL_MS))

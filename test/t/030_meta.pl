@@ -76,6 +76,13 @@ ok(drained('people'), 'the delete was sent');
 ok(!grep({ $_ eq person('nophone@x.io', '', '', '', '') } @{ members() }), 'the person was removed from the audience');
 is(scalar @{ members() }, 3, 'the others stay');
 
+# a changed email: the person's old row is removed, the new one added
+psql(q{UPDATE customers SET email = 'john@new.io' WHERE id = 1});
+ok(drained('people'), 'the change was sent');
+my %m = map { $_ => 1 } @{ members() };
+ok(!$m{ person('john.doe@example.com', '16505551234', 'john', 'doe', 'us') }, 'the old row left the audience');
+ok($m{ person('john@new.io', '16505551234', 'john', 'doe', 'us') }, 'the new one joined it');
+
 # an audience's members enter and exit
 psql(q{CREATE TABLE buyers (email text PRIMARY KEY, spend int);
 	INSERT INTO buyers VALUES ('a@x.io', 900), ('b@x.io', 800), ('c@x.io', 5);

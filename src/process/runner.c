@@ -1,0 +1,268 @@
+/*
+ * runner.c: runs and refreshes in workers of their own ("retl run").
+ *
+ * A diff sync's run (its query evaluated, diffed against the snapshot, the
+ * changes queued) or an audience's refresh can take minutes; done by the
+ * database's worker, nothing else would be sent meanwhile.  So the worker
+ * claims it (marks it running, a short transaction), takes a runner slot
+ * in shared memory and starts a dynamic background worker for it, up to
+ * retl.max_parallel_runs at once; it goes on delivering.  The runner does
+ * the whole run in one transaction (a run is all or nothing: the snapshot
+ * and the queue change together), records how it ended, marks its slot
+ * done and wakes the database's worker, which frees the slot.
+ *
+ * A runner that dies (killed, a crash) leaves its slot not done: the
+ * database's worker sees its process gone (retl_runners_reap) and marks
+ * the run failed (nothing of it was kept).  retl_cancel_run sets the
+ * slot's cancel flag and sends the runner a query cancel: its transaction
+ * is rolled back and the run marked cancelled.  With no slot or no
+ * background worker free, the database's worker runs it itself, as before.
+ */
+#include "postgres.h"
+
+#include <signal.h>
+
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "storage/ipc.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+
+#include "base/guc.h"
+#include "base/identity.h"
+#include "base/progress.h"
+#include "base/shmem.h"
+#include "connectors/connector.h"
+#include "models/diff.h"
+#include "models/runs.h"
+#include "process/runner.h"
+#include "process/txn.h"
+#include "queue/queue.h"
+#include "sync/sync.h"
+
+/* a runner that has not started after this long never will */
+#define RUNNER_START_TIMEOUT_MS 60000
+
+static bool out_of_workers_logged = false;
+
+/* The work of a run ('r') or a refresh ('a'), in the current transaction. */
+void
+retl_runner_work(char kind, int64 id, int sync_id, bool send)
+{
+	List	   *syncs;
+	RetlRunCounts counts;
+	RetlSync   *sync;
+	bool		replace;
+
+	if (kind == 'a')
+	{
+		retl_progress_phase("refreshing");
+		retl_audience_refresh((int) id);
+		return;
+	}
+	syncs = retl_sync_load(sync_id);
+	if (syncs == NIL)
+		ereport(ERROR, (errmsg("sync %d was dropped", sync_id)));
+	sync = linitial(syncs);
+	/* a resync of a sync whose destination replaces its set: a replace */
+	replace = send && retl_connector(sync->kind)->replaces && retl_runs_resync(id);
+	retl_diff_run(sync, send, replace, &counts);
+	retl_progress_phase("committing");
+	retl_runs_succeeded(id, sync, &counts);
+}
+
+/* In a new transaction: a run or refresh that failed. */
+void
+retl_runner_failed(char kind, int64 id, int sync_id, const char *error)
+{
+	if (kind == 'a')
+		retl_audience_failed((int) id, error);
+	else
+	{
+		retl_runs_failed(id, sync_id, error);
+		retl_queue_sync_error(sync_id, error);
+	}
+}
+
+/*
+ * Start a worker for a claimed run or refresh; false when there is no
+ * runner slot or background worker free (the caller runs it itself).
+ */
+bool
+retl_runner_launch(char kind, int64 id, int sync_id, bool send)
+{
+	BackgroundWorker bgw;
+	BackgroundWorkerHandle *handle;
+	int			slot = retl_runner_take(MyDatabaseId, kind, id, sync_id, send);
+
+	if (slot < 0)
+		return false;
+	memset(&bgw, 0, sizeof(bgw));
+	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "retl");
+	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "retl_runner_main");
+	snprintf(bgw.bgw_name, BGW_MAXLEN, "retl %s " INT64_FORMAT " in database %u",
+			 kind == 'a' ? "refresh of audience" : "run", id, MyDatabaseId);
+	snprintf(bgw.bgw_type, BGW_MAXLEN, "retl run");
+	bgw.bgw_main_arg = Int32GetDatum(slot);
+	bgw.bgw_notify_pid = MyProcPid;
+	if (!RegisterDynamicBackgroundWorker(&bgw, &handle))
+	{
+		retl_runner_free(slot);
+		if (!out_of_workers_logged)
+			ereport(WARNING,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("retl worker runs the %s itself: no background worker slot is free for it",
+							kind == 'a' ? "refresh" : "run"),
+					 errdetail("Meanwhile nothing else of this database is sent."),
+					 errhint("Raise max_worker_processes: retl takes one per database, one for its launcher, and up to retl.max_parallel_runs per database for runs.")));
+		out_of_workers_logged = true;
+		return false;
+	}
+	out_of_workers_logged = false;
+	pfree(handle);
+	return true;
+}
+
+/*
+ * In the database's worker, in a transaction: free the slots of runners
+ * that ended, and record the end of those that died without recording it.
+ * Returns how many runners of the database are still at work.
+ */
+int
+retl_runners_reap(void)
+{
+	int			busy = 0;
+	TimestampTz now = GetCurrentTimestamp();
+
+	for (int i = 0; i < RETL_RUNNER_SLOTS; i++)
+	{
+		RetlRunSlot s;
+		bool		dead;
+
+		LWLockAcquire(retl_shared->lock, LW_SHARED);
+		s = retl_shared->runners[i];
+		LWLockRelease(retl_shared->lock);
+		if (s.dboid != MyDatabaseId)
+			continue;
+		if (s.done)
+		{
+			retl_runner_free(i);
+			continue;
+		}
+		dead = s.pid > 0 ? (kill(s.pid, 0) != 0 && errno == ESRCH) :
+			TimestampDifferenceExceeds(s.launched_at, now, RUNNER_START_TIMEOUT_MS);
+		if (!dead)
+		{
+			busy++;
+			continue;
+		}
+		retl_runner_failed(s.kind, s.id, s.sync_id,
+						   s.pid > 0 ?
+						   "interrupted: the run's worker stopped before the run ended; nothing of it was kept" :
+						   "the run's worker never started; nothing of it was done");
+		retl_runner_free(i);
+	}
+	return busy;
+}
+
+/* The ids of this database's runs in runners (for the worker's start). */
+List *
+retl_runners_runs(void)
+{
+	List	   *ids = NIL;
+
+	LWLockAcquire(retl_shared->lock, LW_SHARED);
+	for (int i = 0; i < RETL_RUNNER_SLOTS; i++)
+	{
+		RetlRunSlot *s = &retl_shared->runners[i];
+
+		if (s->dboid == MyDatabaseId && s->kind == 'r' && !s->done)
+		{
+			int64	   *id = palloc(sizeof(int64));
+
+			*id = s->id;
+			ids = lappend(ids, id);
+		}
+	}
+	LWLockRelease(retl_shared->lock);
+	return ids;
+}
+
+/* A runner: one run or refresh, then exit. */
+void
+retl_runner_main(Datum main_arg)
+{
+	int			slot = DatumGetInt32(main_arg);
+	RetlRunSlot *s = &retl_shared->runners[slot];
+	RetlRunSlot me;
+	MemoryContext cxt;
+
+	pqsignal(SIGTERM, die);
+	pqsignal(SIGINT, StatementCancelHandler);
+	BackgroundWorkerUnblockSignals();
+	LWLockAcquire(retl_shared->lock, LW_EXCLUSIVE);
+	me = *s;
+	if (OidIsValid(me.dboid))
+		s->pid = MyProcPid;
+	LWLockRelease(retl_shared->lock);
+	if (!OidIsValid(me.dboid))
+		proc_exit(0);			/* given up on before it started */
+	retl_my_run = s;
+	BackgroundWorkerInitializeConnectionByOid(me.dboid, InvalidOid, 0);
+	/* as the database's worker runs (see there) */
+	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
+	SetConfigOption("search_path", RETL_SAFE_PATH, PGC_USERSET, PGC_S_SESSION);
+	cxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		retl_begin_txn();
+		pgstat_report_activity(STATE_RUNNING, me.kind == 'a' ? "refreshing an audience" : "running a sync");
+		if (!retl_lock_extension())
+			proc_exit(0);
+		if (retl_progress_cancelled())
+			ereport(ERROR,
+					(errcode(ERRCODE_QUERY_CANCELED),
+					 errmsg("canceling the run: retl_cancel_run asked before it started")));
+		retl_runner_work(me.kind, me.id, me.sync_id, me.send);
+		retl_end_txn();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+		bool		cancelled = retl_progress_cancelled();
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		/* a cancel request may arrive after the work: drop it */
+		QueryCancelPending = false;
+		MemoryContextSwitchTo(cxt);
+		retl_begin_txn();
+		if (cancelled && me.kind == 'r')
+			retl_runs_cancelled(me.id);
+		else
+		{
+			ereport(LOG, (errmsg("retl %s " INT64_FORMAT " failed: %s",
+								 me.kind == 'a' ? "refresh of audience" : "run", me.id, edata->message)));
+			retl_runner_failed(me.kind, me.id, me.sync_id, edata->message);
+		}
+		retl_end_txn();
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+
+	LWLockAcquire(retl_shared->lock, LW_EXCLUSIVE);
+	s->done = true;
+	LWLockRelease(retl_shared->lock);
+	/* the database's worker sends what the run queued, and frees the slot */
+	retl_wake_database_worker(me.dboid);
+	proc_exit(0);
+}

@@ -1,0 +1,92 @@
+# Runs in workers of their own: a realtime sync keeps delivering while a
+# long run executes; retl.runs shows a running run's phase and the rows
+# its query has given so far; two syncs' runs at once; retl_cancel_run
+# stops a run with nothing of it kept; a crash in the middle of a run (its
+# worker killed) fails it, nothing half-applied, and the next run sends
+# everything.
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
+use RetlTest;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(sleep time);
+
+my $r = start_receiver();
+my $node = new_retl_node('runs',
+	extra_conf => "retl.max_parallel_runs = 2\nretl.poll_interval_ms = 200\nrestart_after_crash = on\n");
+sub psql { return $node->safe_psql('postgres', $_[0]); }
+sub at { my ($path) = @_; return [ map { @{ $_->{body}{records} } } grep { $_->{path} eq $path } @{ $r->requests(ok => 1) } ]; }
+sub status { my ($id) = @_; return psql("SELECT status FROM retl.runs WHERE id = $id"); }
+sub running { my ($id) = @_; return $node->poll_query_until('postgres', "SELECT status = 'running' AND phase = 'evaluating' FROM retl.runs WHERE id = $id"); }
+sub ended { my ($id) = @_; return $node->poll_query_until('postgres', "SELECT status NOT IN ('queued', 'running') FROM retl.runs WHERE id = $id"); }
+
+my $url = $r->url;
+psql(qq{CREATE EXTENSION retl;
+	SELECT retl_create_destination('live', 'webhook', '$url/live');
+	SELECT retl_create_destination('models', 'webhook', '$url/models', '{"batch_size": 500}');
+	CREATE TABLE events (id int PRIMARY KEY, v text);
+	SELECT retl_create_sync('live', 'events', 'live');
+	CREATE TABLE big (id int PRIMARY KEY, v text);
+	INSERT INTO big SELECT g, 'v' FROM generate_series(1, 3000) g;
+	-- a query that takes about 2 ms a row: 6 s in all
+	CREATE FUNCTION slow(i int) RETURNS int LANGUAGE plpgsql AS \$\$ BEGIN PERFORM pg_sleep(0.002); RETURN i; END \$\$;
+	SELECT retl_create_sync('slow', 'SELECT slow(id) AS id, v FROM big', 'models', key => '{id}', schedule => 'manual');
+	SELECT retl_create_sync('slow2', 'SELECT slow(id) AS id, v FROM big WHERE id <= 1500', 'models', key => '{id}', schedule => 'manual');});
+
+# a long run in a worker of its own; realtime delivery goes on meanwhile
+my $run = psql(q{SELECT retl_run_sync('slow')});
+ok(running($run), 'the run is running');
+is(psql(q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'retl run'}), '1', 'in a worker of its own');
+my $t0 = time;
+psql(q{INSERT INTO events SELECT g, 'e' FROM generate_series(1, 20) g});
+ok(wait_for(sub { @{ at('/live') } >= 20 }, 10), 'a realtime sync delivers while the run executes');
+my $latency = time - $t0;
+ok($latency < 2, sprintf('within %.2f s, not after the run', $latency));
+is(status($run), 'running', 'the run was still running then');
+ok($node->poll_query_until('postgres', "SELECT rows_read BETWEEN 1 AND 2999 FROM retl.runs WHERE id = $run"),
+	'retl.runs shows the rows its query has given so far');
+
+# another sync's run at the same time
+my $run2 = psql(q{SELECT retl_run_sync('slow2')});
+ok(running($run2), 'a second sync\'s run starts meanwhile');
+is(psql(q{SELECT count(*) FROM retl.runs WHERE status = 'running'}), '2', 'both run at once');
+ok(ended($run) && ended($run2), 'both end');
+is(status($run) . ' ' . status($run2), 'succeeded succeeded', 'both succeeded');
+ok(wait_for(sub { @{ at('/models') } >= 4500 }, 30), 'their rows are sent');
+
+# cancel: the run stops, nothing of it is kept
+psql(q{UPDATE big SET v = 'w'});
+my $snap = psql(q{SELECT hash FROM retl.snapshots sn JOIN retl.syncs s ON s.id = sn.sync_id WHERE s.name = 'slow' AND sn.key = '[1]'});
+$run = psql(q{SELECT retl_run_sync('slow')});
+ok(running($run), 'a run to cancel is running');
+is(psql("SELECT retl_cancel_run($run)"), 't', 'retl_cancel_run asks it to stop');
+ok(ended($run), 'it stopped');
+is(status($run), 'cancelled', 'cancelled');
+is(psql(q{SELECT pending + in_flight FROM retl.sync_status WHERE sync = 'slow'}), '0', 'nothing of it was queued');
+is(psql(q{SELECT hash FROM retl.snapshots sn JOIN retl.syncs s ON s.id = sn.sync_id WHERE s.name = 'slow' AND sn.key = '[1]'}),
+	$snap, 'and its snapshot is as it was');
+my ($ret, $out, $err) = $node->psql('postgres', "SELECT retl_cancel_run($run)");
+like($err, qr/run \d+ has ended \(cancelled\): nothing to cancel/, 'cancelling it again says it has ended');
+($ret, $out, $err) = $node->psql('postgres', 'SELECT retl_cancel_run(999999)');
+like($err, qr/run 999999 does not exist/, 'an unknown run is an error');
+
+# a crash in the middle of a run: it fails, nothing half-applied, nothing lost
+$run = psql(q{SELECT retl_run_sync('slow')});
+ok(running($run), 'a run is running');
+my $pid = psql(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'retl run'});
+kill 'KILL', $pid;
+ok($node->poll_query_until('postgres', "SELECT status = 'failed' FROM retl.runs WHERE id = $run"),
+	'after its worker was killed (the server restarted), the run is failed');
+like(psql("SELECT error FROM retl.runs WHERE id = $run"), qr/^interrupted: .*nothing of it was kept/, 'saying so');
+is(psql(q{SELECT pending + in_flight FROM retl.sync_status WHERE sync = 'slow'}), '0', 'nothing of it was queued');
+is(psql(q{SELECT hash FROM retl.snapshots sn JOIN retl.syncs s ON s.id = sn.sync_id WHERE s.name = 'slow' AND sn.key = '[1]'}),
+	$snap, 'nor its snapshot changed');
+$run = psql(q{SELECT retl_run_sync('slow')});
+ok(ended($run), 'the next run ends');
+is(psql("SELECT status, changed FROM retl.runs WHERE id = $run"), 'succeeded|3000', 'and finds all 3000 changes');
+ok(wait_for(sub { (grep { $_->{data}{v} eq 'w' } @{ at('/models') }) >= 3000 }, 30), 'which are all sent');
+
+done_testing();
