@@ -302,12 +302,6 @@ object(RetlRecord *r, BrazeTarget *t, bool audience, char **why)
 	return obj;
 }
 
-static int
-is_delete(RetlRecord *r, void *arg)
-{
-	return r->op == 'd';
-}
-
 static void
 braze_build(RetlRequest *req, RetlSync *sync)
 {
@@ -324,7 +318,7 @@ braze_build(RetlRequest *req, RetlSync *sync)
 		retl_ids_known(req);
 	/* (an audience's exits are attributes too) */
 	if (!audience && t.mode != 'a')
-		retl_request_take_run(req, is_delete, NULL);
+		retl_request_take_run(req, retl_record_is_delete, NULL);
 	delete = !audience && t.mode != 'a' && req->records[0].op == 'd';
 	if (delete)
 		req->nrecords = Min(req->nrecords, BRAZE_MAX_DELETES);

@@ -196,8 +196,6 @@ identifiers(RetlRecord *r)
 	char	   *ln = retl_json_text(cJSON_GetObjectItemCaseSensitive(from, "last_name"));
 	char	   *cc = retl_json_text(cJSON_GetObjectItemCaseSensitive(from, "country_code"));
 	char	   *zip = retl_json_text(cJSON_GetObjectItemCaseSensitive(from, "postal_code"));
-	char	   *printed;
-	char	   *text = NULL;
 
 	add_hashed(ids, "hashedEmail", RETL_NORM_EMAIL, cJSON_GetObjectItemCaseSensitive(from, "email"));
 	add_hashed(ids, "hashedPhoneNumber", RETL_NORM_PHONE_E164, cJSON_GetObjectItemCaseSensitive(from, "phone"));
@@ -220,20 +218,12 @@ identifiers(RetlRecord *r)
 		cJSON_AddItemToArray(ids, id);
 	}
 	cJSON_Delete(from);
-	printed = cJSON_GetArraySize(ids) > 0 ? cJSON_PrintUnformatted(ids) : NULL;
-	cJSON_Delete(ids);
-	if (printed != NULL)
+	if (cJSON_GetArraySize(ids) == 0)
 	{
-		text = pstrdup(printed);
-		cJSON_free(printed);
+		cJSON_Delete(ids);
+		return NULL;
 	}
-	return text;
-}
-
-static int
-is_delete(RetlRecord *r, void *arg)
-{
-	return r->op == 'd';
+	return retl_json_print(ids);
 }
 
 /*
@@ -244,20 +234,12 @@ static char *
 state_json(const char *step, const char *op, bool resend)
 {
 	cJSON	   *state = cJSON_CreateObject();
-	char	   *printed;
-	char	   *text;
 
 	cJSON_AddStringToObject(state, "step", step);
 	cJSON_AddStringToObject(state, "op", op);
 	if (resend)
 		cJSON_AddTrueToObject(state, "resend");
-	printed = cJSON_PrintUnformatted(state);
-	cJSON_Delete(state);
-	if (printed == NULL)
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-	text = pstrdup(printed);
-	cJSON_free(printed);
-	return text;
+	return retl_json_print(state);
 }
 
 /* A batch makes a job: its creation, each record's operation kept. */
@@ -272,7 +254,7 @@ google_ads_build(RetlRequest *req, RetlSync *sync)
 	MemoryContext old;
 
 	req->nrecords = Min(req->nrecords, GA_MAX_RECORDS / 2);
-	retl_request_take_run(req, is_delete, NULL);
+	retl_request_take_run(req, retl_record_is_delete, NULL);
 	removing = req->records[0].op == 'd';
 	if (removing)
 		retl_ids_known(req);

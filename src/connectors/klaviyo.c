@@ -232,8 +232,6 @@ job_ref(int index, cJSON *prof)
 {
 	cJSON	   *attrs = cJSON_GetObjectItemCaseSensitive(prof, "attributes");
 	cJSON	   *ref = cJSON_CreateObject();
-	char	   *printed;
-	char	   *text;
 
 	cJSON_AddNumberToObject(ref, "i", index);
 	for (int i = 0; identifiers[i] != NULL; i++)
@@ -243,19 +241,7 @@ job_ref(int index, cJSON *prof)
 		if (v != NULL)
 			cJSON_AddStringToObject(ref, identifiers[i], v);
 	}
-	printed = cJSON_PrintUnformatted(ref);
-	cJSON_Delete(ref);
-	if (printed == NULL)
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-	text = pstrdup(printed);
-	cJSON_free(printed);
-	return text;
-}
-
-static int
-is_delete(RetlRecord *r, void *arg)
-{
-	return r->op == 'd';
+	return retl_json_print(ref);
 }
 
 /* Leaving the list: the kept profile ids. */
@@ -304,7 +290,7 @@ klaviyo_build(RetlRequest *req, RetlSync *sync)
 
 	if (list != NULL && sync->audience_id == 0)
 		elog(ERROR, "retl: klaviyo sync \"%s\" has a list_id but no audience", sync->name);
-	retl_request_take_run(req, is_delete, NULL);
+	retl_request_take_run(req, retl_record_is_delete, NULL);
 	if (req->records[0].op == 'd')
 	{
 		if (list == NULL)
@@ -438,19 +424,11 @@ static char *
 state_json(const char *step, const char *cursor)
 {
 	cJSON	   *state = cJSON_CreateObject();
-	char	   *printed;
-	char	   *text;
 
 	cJSON_AddStringToObject(state, "step", step);
 	if (cursor != NULL)
 		cJSON_AddStringToObject(state, "cursor", cursor);
-	printed = cJSON_PrintUnformatted(state);
-	cJSON_Delete(state);
-	if (printed == NULL)
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-	text = pstrdup(printed);
-	cJSON_free(printed);
-	return text;
+	return retl_json_print(state);
 }
 
 static void

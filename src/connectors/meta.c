@@ -254,8 +254,6 @@ row_of(RetlRecord *r, MetaSchema *s)
 	cJSON	   *from = cJSON_Parse(r->data ? r->data : r->key);
 	cJSON	   *row = cJSON_CreateArray();
 	bool		any = false;
-	char	   *printed;
-	char	   *text;
 
 	for (int i = 0; i < s->n; i++)
 	{
@@ -265,13 +263,12 @@ row_of(RetlRecord *r, MetaSchema *s)
 		cJSON_AddItemToArray(row, cJSON_CreateString(v));
 	}
 	cJSON_Delete(from);
-	printed = cJSON_PrintUnformatted(row);
-	cJSON_Delete(row);
-	if (printed == NULL)
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-	text = any ? pstrdup(printed) : NULL;
-	cJSON_free(printed);
-	return text;
+	if (!any)
+	{
+		cJSON_Delete(row);
+		return NULL;
+	}
+	return retl_json_print(row);
 }
 
 /* The row kept for a person (what was added), or NULL. */
@@ -352,8 +349,9 @@ meta_build(RetlRequest *req, RetlSync *sync)
 	}
 	else
 	{
+		/* an integer cJSON prints whole: at most 15 digits */
 		cJSON_AddNumberToObject(session, "session_id",
-								(double) (pg_prng_uint64(&pg_global_prng_state) >> 12));
+								(double) (pg_prng_uint64(&pg_global_prng_state) % UINT64CONST(100000000000000) + 1));
 		cJSON_AddNumberToObject(session, "batch_seq", 1);
 		cJSON_AddTrueToObject(session, "last_batch_flag");
 		cJSON_AddNumberToObject(session, "estimated_num_total", req->nrecords);

@@ -352,3 +352,25 @@ retl_urlencode_text(const char *s)
 	}
 	return out.data;
 }
+
+/* A JSON document as text, palloc'd; frees the document. */
+char *
+retl_json_print(cJSON *doc)
+{
+	char	   *printed = cJSON_PrintUnformatted(doc);
+	char	   *text;
+
+	cJSON_Delete(doc);
+	if (printed == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	text = pstrdup(printed);
+	cJSON_free(printed);
+	return text;
+}
+
+/* A group for retl_request_take_run: deletes apart from the rest. */
+int
+retl_record_is_delete(RetlRecord *r, void *arg)
+{
+	return r->op == 'd';
+}

@@ -27,6 +27,8 @@ extern char *retl_record_key_value(RetlRecord *r);
 extern char *retl_record_key_field(RetlRecord *r);
 extern char *retl_base_url(RetlSync *sync);
 extern char *retl_urlencode_text(const char *s);
+extern char *retl_json_print(cJSON *doc);
+extern int	retl_record_is_delete(RetlRecord *r, void *arg);
 extern RetlJob *retl_request_job(RetlRequest *req, const char *remote_id, const char *state,
 								  const char *status);
 
