@@ -227,12 +227,12 @@ retl_diff_run(RetlSync *sync, bool send, bool replace, RetlRunCounts *counts)
 		if (SPI_execute_with_args("DELETE FROM retl.queue q WHERE q.sync_id = $1 AND NOT q.in_flight",
 								  1, types, values, NULL, false, 0) != SPI_OK_DELETE)
 			elog(ERROR, "retl: could not drop the changes a replace supersedes");
-		values[1] = CStringGetTextDatum("{A,C}");
 	}
+	/* a replace sends the whole result, whatever the snapshot holds */
 	if (SPI_execute_with_args(replace ?
 							  "INSERT INTO retl.queue (sync_id, op, key, data)"
-							  " SELECT $1, 'P', d.key, d.data FROM pg_temp.retl_run_diff d"
-							  " WHERE d.op = ANY ($2::text[])" :
+							  " SELECT $1, 'P', c.key, c.data FROM pg_temp.retl_run_rows c"
+							  " WHERE $2 IS NOT NULL" :
 							  "INSERT INTO retl.queue (sync_id, op, key, data)"
 							  " SELECT $1, d.op::\"char\", d.key, d.data FROM pg_temp.retl_run_diff d"
 							  " WHERE d.op = ANY ($2::text[])",
@@ -245,7 +245,7 @@ retl_diff_run(RetlSync *sync, bool send, bool replace, RetlRunCounts *counts)
 		Datum		rvalues[2] = {values[0], Int64GetDatum(counts->queued)};
 
 		if (SPI_execute_with_args("INSERT INTO retl.replace_store AS r (sync_id, session, total)"
-								  " VALUES ($1, (pg_catalog.random() * 4.5e15)::bigint, $2)"
+								  " VALUES ($1, 1 + (pg_catalog.random() * 1e14)::bigint, $2)"
 								  " ON CONFLICT (sync_id) DO UPDATE SET session = EXCLUDED.session,"
 								  " total = EXCLUDED.total, batches = 0, started_at = pg_catalog.now()",
 								  2, rtypes, rvalues, NULL, false, 0) != SPI_OK_INSERT)

@@ -18,6 +18,7 @@
 
 #include "utils/array.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
@@ -140,6 +141,14 @@ retl_runs_claim(int64 *run_id, int *sync_id, bool *send)
 		elog(ERROR, "retl: could not take a queued run");
 	if (SPI_processed == 0)
 		return false;
+
+	/*
+	 * The run's start is flushed at commit, whatever synchronous_commit
+	 * says: a crash during the run then always finds it running and fails
+	 * it, rather than finding it queued again and redoing it, depending on
+	 * whether the WAL writer had flushed the claim before the crash.
+	 */
+	ForceSyncCommit();
 	*run_id = strtoi64(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), NULL, 10);
 	*sync_id = pg_strtoint32(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
 	*send = strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3), "t") == 0;

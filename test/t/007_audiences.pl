@@ -25,6 +25,7 @@ sub drained
 {
 	return $node->poll_query_until('postgres',
 		q{SELECT sum(pending + in_flight) = 0 AND bool_and(last_run_status IS DISTINCT FROM 'running')
+		  AND NOT EXISTS (SELECT 1 FROM retl.runs WHERE status IN ('queued', 'running'))
 		  FROM retl.sync_status});
 }
 

@@ -104,6 +104,8 @@ psql(q{SELECT retl_pause_sync('vip_fb');
 	INSERT INTO buyers VALUES ('d@x.io', 700), ('e@x.io', 600);
 	SELECT retl_refresh_audience('vip');
 	UPDATE retl.destinations SET batch_size = 1 WHERE name = 'fb';});
+ok($node->poll_query_until('postgres', q{SELECT members = 2 FROM retl.audiences WHERE audience = 'vip'}),
+	'the audience changed while its sync was paused');
 my $http = HTTP::Tiny->new;
 my $res = $http->post($meta->url("/v21.0/$aud/users"), { headers => { 'Content-Type' => 'application/json',
 	Authorization => 'Bearer EAAB-meta-token-1' }, content => JSON::PP::encode_json({ payload =>

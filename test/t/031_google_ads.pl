@@ -51,9 +51,11 @@ ok($node->poll_query_until('postgres', q{SELECT count(*) = 1 FROM retl.jobs WHER
 	'the batch is a job, running, shown in retl.jobs');
 
 # a crash while the job runs: it is checked again, not sent again
+my $job = psql(q{SELECT remote_id FROM retl.jobs WHERE sync = 'match' AND status = 'RUNNING'});
 $node->stop('immediate');
 $node->start;
-ok($node->poll_query_until('postgres', q{SELECT count(*) = 1 FROM retl.jobs WHERE sync = 'match'}), 'after a crash the job is still open');
+ok($node->poll_query_until('postgres', qq{SELECT count(*) = 1 FROM retl.jobs WHERE remote_id = '$job'}),
+	'after a crash the job is still open');
 $ga->post('/_control', { stall => JSON::PP::false });
 ok(drained('match'), 'the job finished and its records were settled');
 my $creates = 0;

@@ -76,7 +76,8 @@ like($err, qr/run 999999 does not exist/, 'an unknown run is an error');
 # a crash in the middle of a run: it fails, nothing half-applied, nothing lost
 $run = psql(q{SELECT retl_run_sync('slow')});
 ok(running($run), 'a run is running');
-my $pid = psql(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'retl run'});
+# the newest runner: the cancelled run's may not have exited yet
+my $pid = psql(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'retl run' ORDER BY backend_start DESC LIMIT 1});
 kill 'KILL', $pid;
 ok($node->poll_query_until('postgres', "SELECT status = 'failed' FROM retl.runs WHERE id = $run"),
 	'after its worker was killed (the server restarted), the run is failed');
