@@ -346,7 +346,7 @@ SELECT retl_run_sync(NULL);
 -- a diff sync: forget the snapshot and run; with send => false keep it and
 -- only rebuild it
 INSERT INTO retl.snapshots (sync_id, key, hash)
-SELECT id, '[1]', 'x' FROM retl.syncs WHERE name = 'people_manual';
+SELECT id, '[1]', 1 FROM retl.syncs WHERE name = 'people_manual';
 BEGIN;
 SELECT retl_resync('people_manual') IS NOT NULL AS run_id;
 SELECT sync, why, status FROM retl.runs;
@@ -426,9 +426,9 @@ SELECT * FROM retl_preview('p_mapped');
 SELECT * FROM retl_preview('p_table');
 SELECT * FROM retl_preview('p_composite');
 
--- a previous run, simulated: key 1 changed since (hash ''), key 2 unchanged,
--- key 99 gone from the result
-INSERT INTO retl.snapshots (sync_id, key, hash)
+-- a previous run of retl 0.1, simulated (the md5 of each row's JSON): key 1
+-- changed since (hash ''), key 2 unchanged, key 99 gone from the result
+INSERT INTO retl.snapshots (sync_id, key, legacy_hash)
 SELECT s.id, v.key, v.hash
   FROM retl.syncs s,
        (VALUES ('[1]'::jsonb, ''), ('[2]', md5('{"id": 2, "name": "bob"}')), ('[99]', 'x')) v(key, hash)
@@ -441,7 +441,7 @@ SELECT * FROM retl_preview('p_mirror', 2);
 -- append sends every row of every run
 SELECT * FROM retl_preview('p_append');
 -- the snapshot is as it was
-SELECT s.name, sn.key, sn.hash = '' AS empty_hash
+SELECT s.name, sn.key, sn.legacy_hash = '' AS empty_hash, sn.hash
   FROM retl.snapshots sn JOIN retl.syncs s ON s.id = sn.sync_id
  WHERE s.name = 'p_mirror' ORDER BY sn.key;
 SELECT (SELECT count(*) FROM retl.queue) AS queued,
@@ -454,7 +454,8 @@ INSERT INTO diff_people VALUES (5, 'eve', 'blue');
 UPDATE diff_people SET name = 'robert' WHERE id = 2;
 SELECT * FROM retl_preview('p_mirror');
 SELECT * FROM retl_preview('p_mirror');
-SELECT to_regclass('pg_temp.retl_run_rows') AS run_rows;
+SELECT to_regclass('pg_temp.retl_run_rows') AS run_rows, to_regclass('pg_temp.retl_run_diff') AS run_diff,
+       to_regclass('pg_temp.retl_run_snap') AS run_snap;
 ROLLBACK;
 
 -- NULL and duplicate keys: the result is refused, with a sample key
@@ -463,11 +464,17 @@ SELECT retl_create_sync('null_key', 'SELECT team, name FROM diff_people', 'diff_
 SELECT retl_create_sync('null_key_2', 'SELECT id, team, name FROM diff_people', 'diff_dst', key => '{id,team}', schedule => 'manual');
 SELECT retl_create_sync('dup_key', 'SELECT 1 AS k, name FROM diff_people', 'diff_dst', key => '{k}', schedule => 'manual');
 SELECT retl_create_sync('null_key_table', 'diff_people', 'diff_dst', key => '{team}', schedule => 'manual');
+SELECT retl_create_sync('dup_key_2', 'SELECT 1 AS k, name FROM diff_people WHERE id <= 2', 'diff_dst', key => '{k}', schedule => 'manual');
 COMMIT;
 SELECT * FROM retl_preview('null_key');
 SELECT * FROM retl_preview('null_key_2');
 SELECT * FROM retl_preview('dup_key');
 SELECT * FROM retl_preview('null_key_table');
+-- the snapshot holds key 1 with ann's row: bob's is the only one the diff
+-- shows, the count of rows read shows the duplicate
+INSERT INTO retl.snapshots (sync_id, key, hash)
+SELECT id, '[1]', hashtextextended(ROW(1, 'ann')::text, 0) FROM retl.syncs WHERE name = 'dup_key_2';
+SELECT * FROM retl_preview('dup_key_2');
 -- the error does not stop the transaction from going on past a savepoint
 BEGIN;
 SAVEPOINT sp;
@@ -479,6 +486,7 @@ SELECT retl_drop_sync('null_key');
 SELECT retl_drop_sync('null_key_2');
 SELECT retl_drop_sync('dup_key');
 SELECT retl_drop_sync('null_key_table');
+SELECT retl_drop_sync('dup_key_2');
 
 -- a source table dropped under a sync
 CREATE TABLE diff_gone (id integer PRIMARY KEY);

@@ -846,3 +846,16 @@ CREATE FUNCTION retl_cancel_run(run bigint)
 REVOKE ALL ON FUNCTION retl._cancel_run(bigint, regrole, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION retl_cancel_run(bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION retl_cancel_run(bigint) TO retl_user;
+
+/*
+ * Snapshots hash a row's mapped values from their text, 64 bits
+ * (models/diff.c), instead of the md5 of its JSON: a run builds JSON only
+ * for the rows that changed.  The md5 an earlier version kept stays in
+ * legacy_hash until the next run of its sync: a row whose JSON still
+ * matches it is only rehashed, not sent again.
+ */
+ALTER TABLE retl.snapshots RENAME COLUMN hash TO legacy_hash;
+ALTER TABLE retl.snapshots ALTER COLUMN legacy_hash DROP NOT NULL;
+ALTER TABLE retl.snapshots ADD COLUMN hash bigint;
+ALTER TABLE retl.snapshots ADD CONSTRAINT snapshots_hash_check
+	CHECK (hash IS NOT NULL OR legacy_hash IS NOT NULL);

@@ -6,7 +6,9 @@
  * (the rows by retl._run_tick(), called for every row of the query, which
  * publishes every PUBLISH_EVERY rows), and read by any backend through
  * retl._run_progress().  Elsewhere (a run in the database's worker, a
- * preview) retl_my_run is NULL and all this does nothing.
+ * preview) retl_my_run is NULL and nothing is published; the rows are
+ * counted everywhere, since a diff checks its result's keys with the count
+ * (models/diff.c).
  */
 #include "postgres.h"
 
@@ -24,9 +26,9 @@ static int64 ticks = 0;
 void
 retl_progress_phase(const char *phase)
 {
+	ticks = 0;
 	if (retl_my_run == NULL)
 		return;
-	ticks = 0;
 	LWLockAcquire(retl_shared->lock, LW_EXCLUSIVE);
 	strlcpy(retl_my_run->phase, phase, sizeof(retl_my_run->phase));
 	retl_my_run->rows = 0;
@@ -45,8 +47,14 @@ retl_progress_rows(int64 rows)
 void
 retl_progress_tick(void)
 {
-	if (retl_my_run != NULL && ++ticks % PUBLISH_EVERY == 0)
+	if (++ticks % PUBLISH_EVERY == 0 && retl_my_run != NULL)
 		retl_my_run->rows = ticks;
+}
+
+int64
+retl_progress_count(void)
+{
+	return ticks;
 }
 
 /* Did retl_cancel_run ask this runner to stop? */

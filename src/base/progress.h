@@ -11,6 +11,7 @@ extern RetlRunSlot *retl_my_run;
 extern void retl_progress_phase(const char *phase);
 extern void retl_progress_rows(int64 rows);
 extern void retl_progress_tick(void);
+extern int64 retl_progress_count(void);
 extern bool retl_progress_cancelled(void);
 
 #endif

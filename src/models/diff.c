@@ -25,12 +25,14 @@
 #include "parser/parser.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/regproc.h"
 
 #include "base/identity.h"
 #include "base/progress.h"
+#include "base/subxact.h"
 #include "models/diff.h"
 #include "sync/mapping.h"
 #include "sync/owner.h"
@@ -165,16 +167,235 @@ mode_ops(RetlSync *sync)
 	}
 }
 
-/* The diff of the evaluated rows against the snapshot, as a CTE named d. */
-static const char *diff_cte =
-"WITH s AS (SELECT sn.key, sn.hash FROM retl.snapshots sn WHERE sn.sync_id = $1),"
-" d AS ("
-"  SELECT c.key, c.data, c.hash, CASE WHEN s.key IS NULL THEN 'A' ELSE 'C' END AS op"
-"    FROM pg_temp.retl_run_rows c LEFT JOIN s ON s.key = c.key"
-"   WHERE s.key IS NULL OR s.hash <> c.hash"
-"  UNION ALL"
-"  SELECT s.key, NULL::jsonb, NULL::text, 'R' FROM s"
-"   WHERE NOT EXISTS (SELECT 1 FROM pg_temp.retl_run_rows c WHERE c.key = s.key))";
+/* The queue ops whose rows carry data, of a mode (D: every row, a replace). */
+static const char *
+data_ops(RetlSync *sync, bool send, bool replace)
+{
+	if (replace)
+		return "{A,C,U,H}";
+	if (!send)
+		return "{}";
+	return mode_ops(sync);
+}
+
+/*
+ * The result of a sync as a subquery aliased c: its rows' key ("retl.key",
+ * jsonb), the hash of their mapped values' text ("retl.hash", bigint: no
+ * JSON is built for a row that did not change), and what the data
+ * expression (appended to data) reads.  Every row is counted by
+ * retl._run_tick() in c's select list: a volatile output keeps c a level
+ * of its own, evaluated once per row of the result (in a WHERE it could
+ * be merged with the query's own and run before its costlier quals).
+ */
+static void
+append_result(StringInfo sql, StringInfo data, RetlSync *sync)
+{
+	if (sync->audience_id)
+	{
+		/* the audience's current members; membership was computed as its owner */
+		appendStringInfoString(sql, "(SELECT retl._run_tick() AS \"retl.tick\", m.key AS \"retl.key\","
+							   " pg_catalog.hashtextextended(m.data::pg_catalog.text, 0) AS \"retl.hash\","
+							   " m.data AS \"retl.data\" FROM (SELECT m.key, ");
+		retl_append_key_object(sql, sync, "m.key");
+		appendStringInfo(sql, " AS data FROM retl.audience_member_store m WHERE m.audience_id = %d) m) c",
+						 sync->audience_id);
+		appendStringInfoString(data, "c.\"retl.data\"");
+		return;
+	}
+	appendStringInfoString(sql, "(SELECT retl._run_tick() AS \"retl.tick\", ");
+	append_key_array(sql, sync->key_names, sync->nkeys);
+	appendStringInfoString(sql, " AS \"retl.key\", pg_catalog.hashtextextended((");
+	retl_append_row_values(sql, sync, "q");
+	appendStringInfoString(sql, ")::pg_catalog.text, 0) AS \"retl.hash\", ");
+	if (sync->mapping == NULL)
+	{
+		appendStringInfoString(sql, "q AS \"retl.row\"");
+		appendStringInfoString(data, "pg_catalog.to_jsonb(c.\"retl.row\")");
+	}
+	else
+	{
+		/* mapped columns and computed fields read the row's columns */
+		appendStringInfoString(sql, "q.*");
+		retl_append_row_data(data, sync, "c");
+	}
+	appendStringInfo(sql, " FROM (%s\n) q) c", source_query(sync));
+}
+
+/* Fail the run on a key of pg_temp.retl_run_diff's rows (a SELECT of it). */
+static void
+fail_on_key(const char *select, const char *what, bool null_key)
+{
+	exec(select, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return;
+	if (null_key)
+		ereport(ERROR,
+				(errcode(ERRCODE_NOT_NULL_VIOLATION),
+				 errmsg("the result of %s has a NULL key: %s", what,
+						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)),
+				 errhint("Every row needs a key; filter out rows whose key is NULL.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_UNIQUE_VIOLATION),
+			 errmsg("the result of %s has duplicate key %s", what,
+					SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)),
+			 errhint("The key must identify one row of the result.")));
+}
+
+/* Two rows of the diff with one key (either added, or in a replace) */
+#define DUPLICATE_IN_DIFF \
+	"SELECT key::text FROM pg_temp.retl_run_diff WHERE op <> 'R' GROUP BY key" \
+	" HAVING pg_catalog.count(*) > 1 LIMIT 1"
+
+/*
+ * Two rows of the result share a key that the snapshot holds (so the diff
+ * does not show them both): evaluate the result's keys again to name one.
+ */
+static void
+find_duplicate_key(RetlSync *sync, const char *what)
+{
+	StringInfoData sql;
+
+	make_run_table(sync->owner);
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "INSERT INTO pg_temp.retl_run_rows (key) SELECT ");
+	append_key_array(&sql, sync->key_names, sync->nkeys);
+	appendStringInfo(&sql, " FROM (%s\n) q", source_query(sync));
+	(void) retl_owner_insert(sync->owner, sql.data, sync->search_path);
+	fail_on_key("SELECT key::text FROM pg_temp.retl_run_rows GROUP BY key"
+				" HAVING pg_catalog.count(*) > 1 LIMIT 1", what, false);
+	ereport(ERROR,
+			(errcode(ERRCODE_UNIQUE_VIOLATION),
+			 errmsg("the result of %s has duplicate keys", what),
+			 errdetail("Its rows were more than its keys, but not when read again."),
+			 errhint("The key must identify one row of the result.")));
+}
+
+/*
+ * The diff of a sync's result against its snapshot, into
+ * pg_temp.retl_run_diff (key, data, hash, op): A(dded), C(hanged) and
+ * R(emoved) keys, H for a key whose snapshot held the hash of an older
+ * version of retl that still matches (only rehashed), and in a replace U
+ * for every unchanged row too.  data is built for the rows whose op is in
+ * data_ops only.
+ *
+ * One set-based statement, run as the sync's owner: the result, each row
+ * hashed from its mapped values' text, joined in full with a copy of the
+ * snapshot's (key, hash) (the owner may not read retl.snapshots), JSON
+ * built for the rows that differ.  A NULL key never matches the snapshot,
+ * so it is always in the diff; duplicate keys are either both in it or
+ * make the result's rows outnumber its keys (the snapshot's keys are
+ * unique), which the count of rows read shows.  Added rows with one key
+ * are found by check_added, or by saving them in the snapshot (save_added).
+ */
+static void
+diff_result(RetlSync *sync, bool send, bool replace, bool check_added, RetlRunCounts *counts)
+{
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(sync->id)};
+	char	   *what = psprintf(sync->audience_id ? "audience sync \"%s\"" : "sync \"%s\"", sync->name);
+	StringInfoData sql;
+	StringInfoData from;
+	StringInfoData data;
+	int64		snapshot_rows;
+	HeapTuple	tup;
+
+	retl_owner_temp_table(sync->owner, "retl_run_snap",
+						  "\"retl.skey\" pg_catalog.jsonb, \"retl.shash\" pg_catalog.int8,"
+						  " \"retl.slegacy\" pg_catalog.text");
+	retl_owner_temp_table(sync->owner, "retl_run_diff",
+						  "key pg_catalog.jsonb, data pg_catalog.jsonb, hash pg_catalog.int8, op pg_catalog.text");
+	retl_owner_grant_select(sync->owner, "retl_run_snap");
+	if (SPI_execute_with_args("INSERT INTO pg_temp.retl_run_snap"
+							  " SELECT sn.key, sn.hash, sn.legacy_hash FROM retl.snapshots sn WHERE sn.sync_id = $1",
+							  1, types, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "retl: could not read the snapshot of sync \"%s\"", sync->name);
+	snapshot_rows = (int64) SPI_processed;
+	exec("ANALYZE pg_temp.retl_run_snap", SPI_OK_UTILITY);
+
+	initStringInfo(&from);
+	initStringInfo(&data);
+	append_result(&from, &data, sync);
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "INSERT INTO pg_temp.retl_run_diff (key, data, hash, op)"
+					 " SELECT COALESCE(c.\"retl.key\", s.\"retl.skey\"),"
+					 " CASE WHEN o.op OPERATOR(pg_catalog.=) ANY (%s::pg_catalog.text[]) THEN %s END,"
+					 " c.\"retl.hash\", o.op"
+					 " FROM %s FULL JOIN pg_temp.retl_run_snap s"
+					 "  ON s.\"retl.skey\" OPERATOR(pg_catalog.=) c.\"retl.key\","
+					 " LATERAL (SELECT CASE WHEN s.\"retl.skey\" IS NULL THEN 'A'"
+					 "  WHEN c.\"retl.key\" IS NULL THEN 'R'"
+					 "  WHEN s.\"retl.shash\" OPERATOR(pg_catalog.=) c.\"retl.hash\" THEN 'U'"
+					 "  WHEN s.\"retl.shash\" IS NULL AND s.\"retl.slegacy\" OPERATOR(pg_catalog.=)"
+					 "   pg_catalog.md5((%s)::pg_catalog.text) THEN 'H'"
+					 "  ELSE 'C' END) o(op)",
+					 quote_literal_cstr(data_ops(sync, send, replace)), data.data, from.data, data.data);
+	/* a replace sends every row; otherwise only what differs is written */
+	if (!replace)
+		appendStringInfoString(&sql, " WHERE s.\"retl.skey\" IS NULL OR c.\"retl.key\" IS NULL"
+							   " OR s.\"retl.shash\" IS DISTINCT FROM c.\"retl.hash\"");
+
+	retl_progress_phase("evaluating");
+	if (sync->audience_id)
+		exec(sql.data, SPI_OK_INSERT);
+	else
+		(void) retl_owner_insert(sync->owner, sql.data, sync->search_path);
+	counts->rows = retl_progress_count();
+	retl_progress_rows(counts->rows);
+
+	retl_progress_phase("diffing");
+	fail_on_key("SELECT key::text FROM pg_temp.retl_run_diff WHERE op = 'A'"
+				" AND key OPERATOR(pg_catalog.@>) '[null]' LIMIT 1", what, true);
+	if (check_added)
+		fail_on_key(DUPLICATE_IN_DIFF, what, false);
+	exec("SELECT pg_catalog.count(*) FILTER (WHERE op = 'A'), pg_catalog.count(*) FILTER (WHERE op = 'C'),"
+		 " pg_catalog.count(*) FILTER (WHERE op = 'R') FROM pg_temp.retl_run_diff", SPI_OK_SELECT);
+	tup = SPI_tuptable->vals[0];
+	counts->added = strtoi64(SPI_getvalue(tup, SPI_tuptable->tupdesc, 1), NULL, 10);
+	counts->changed = strtoi64(SPI_getvalue(tup, SPI_tuptable->tupdesc, 2), NULL, 10);
+	counts->removed = strtoi64(SPI_getvalue(tup, SPI_tuptable->tupdesc, 3), NULL, 10);
+	/* without duplicate keys, every row is a key of the snapshot's or an added one */
+	if (counts->rows != snapshot_rows - counts->removed + counts->added)
+	{
+		if (sync->audience_id)
+			elog(ERROR, "retl: audience sync \"%s\" read " INT64_FORMAT " members for " INT64_FORMAT " keys",
+				 sync->name, counts->rows, snapshot_rows - counts->removed + counts->added);
+		find_duplicate_key(sync, what);
+	}
+	exec("DROP TABLE pg_temp.retl_run_snap", SPI_OK_UTILITY);
+	exec("ANALYZE pg_temp.retl_run_diff", SPI_OK_UTILITY);
+}
+
+/*
+ * The added keys into the snapshot.  Two added rows with one key break its
+ * primary key: that fails the run, naming the key.  (Checking the diff
+ * for them first would cost a grouping of every added row: all of them on
+ * a first run.)
+ */
+static void
+insert_added(void *arg)
+{
+	RetlSync   *sync = (RetlSync *) arg;
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(sync->id)};
+
+	if (SPI_execute_with_args("INSERT INTO retl.snapshots (sync_id, key, hash)"
+							  " SELECT $1, d.key, d.hash FROM pg_temp.retl_run_diff d WHERE d.op = 'A'",
+							  1, types, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "retl: could not save the snapshot of sync \"%s\"", sync->name);
+}
+
+static void
+save_added(RetlSync *sync)
+{
+	ErrorData  *edata = retl_in_subtransaction(insert_added, sync);
+
+	if (edata == NULL)
+		return;
+	if (edata->sqlerrcode == ERRCODE_UNIQUE_VIOLATION)
+		fail_on_key(DUPLICATE_IN_DIFF,
+					psprintf(sync->audience_id ? "audience sync \"%s\"" : "sync \"%s\"", sync->name), false);
+	ReThrowError(edata);
+}
 
 /*
  * Run a diff sync in the current transaction (SPI connected): queue what
@@ -185,17 +406,15 @@ retl_diff_run(RetlSync *sync, bool send, bool replace, RetlRunCounts *counts)
 {
 	Oid			types[2] = {INT4OID, TEXTOID};
 	Datum		values[2];
-	StringInfoData sql;
-	HeapTuple	tup;
+	int			nest;
 
 	memset(counts, 0, sizeof(RetlRunCounts));
-	counts->rows = evaluate(sync, sync->search_path);
-	retl_progress_phase("diffing");
 	values[0] = Int32GetDatum(sync->id);
 
 	if (sync->mode == 'a')
 	{
 		/* every row of every run is an event; no snapshot */
+		counts->rows = evaluate(sync, sync->search_path);
 		if (send && SPI_execute_with_args("INSERT INTO retl.queue (sync_id, op, key, data)"
 										  " SELECT $1, 'E', key, data FROM pg_temp.retl_run_rows",
 										  1, types, values, NULL, false, 0) != SPI_OK_INSERT)
@@ -208,13 +427,7 @@ retl_diff_run(RetlSync *sync, bool send, bool replace, RetlRunCounts *counts)
 	 * The differences, kept once: the queue and the snapshot are written
 	 * from them, so an unchanged row costs no write at all.
 	 */
-	exec("CREATE TEMP TABLE retl_run_diff (key jsonb, data jsonb, hash text, op text) ON COMMIT DROP",
-		 SPI_OK_UTILITY);
-	initStringInfo(&sql);
-	appendStringInfo(&sql, "%s INSERT INTO pg_temp.retl_run_diff SELECT d.key, d.data, d.hash, d.op FROM d",
-					 diff_cte);
-	if (SPI_execute_with_args(sql.data, 1, types, values, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "retl: could not diff the result of sync \"%s\"", sync->name);
+	diff_result(sync, send, replace, replace, counts);
 
 	values[1] = CStringGetTextDatum(send ? mode_ops(sync) : "{}");
 	if (replace)
@@ -231,8 +444,8 @@ retl_diff_run(RetlSync *sync, bool send, bool replace, RetlRunCounts *counts)
 	/* a replace sends the whole result, whatever the snapshot holds */
 	if (SPI_execute_with_args(replace ?
 							  "INSERT INTO retl.queue (sync_id, op, key, data)"
-							  " SELECT $1, 'P', c.key, c.data FROM pg_temp.retl_run_rows c"
-							  " WHERE $2 IS NOT NULL" :
+							  " SELECT $1, 'P', d.key, d.data FROM pg_temp.retl_run_diff d"
+							  " WHERE d.op <> 'R' AND $2 IS NOT NULL" :
 							  "INSERT INTO retl.queue (sync_id, op, key, data)"
 							  " SELECT $1, d.op::\"char\", d.key, d.data FROM pg_temp.retl_run_diff d"
 							  " WHERE d.op = ANY ($2::text[])",
@@ -252,23 +465,33 @@ retl_diff_run(RetlSync *sync, bool send, bool replace, RetlRunCounts *counts)
 			elog(ERROR, "retl: could not start the replace of sync \"%s\"", sync->name);
 	}
 
-	exec("SELECT pg_catalog.count(*) FILTER (WHERE op = 'A'), pg_catalog.count(*) FILTER (WHERE op = 'C'),"
-		 " pg_catalog.count(*) FILTER (WHERE op = 'R') FROM pg_temp.retl_run_diff", SPI_OK_SELECT);
-	tup = SPI_tuptable->vals[0];
-	counts->added = strtoi64(SPI_getvalue(tup, SPI_tuptable->tupdesc, 1), NULL, 10);
-	counts->changed = strtoi64(SPI_getvalue(tup, SPI_tuptable->tupdesc, 2), NULL, 10);
-	counts->removed = strtoi64(SPI_getvalue(tup, SPI_tuptable->tupdesc, 3), NULL, 10);
-
 	retl_progress_phase("saving the snapshot");
 	retl_progress_rows(counts->added + counts->changed + counts->removed);
+
+	/*
+	 * A few keys of a large snapshot are looked up by its primary key.  The
+	 * snapshot's statistics lag behind it (a first run fills it in one
+	 * transaction, autovacuum analyzes it later), and with them the planner
+	 * hashes all of a sync's snapshot to update a few of its rows.
+	 */
+	nest = NewGUCNestLevel();
+	if ((counts->changed + counts->removed) * 20 < counts->rows)
+	{
+		(void) set_config_option("enable_hashjoin", "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+		(void) set_config_option("enable_mergejoin", "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+	}
 	if (SPI_execute_with_args("DELETE FROM retl.snapshots sn USING pg_temp.retl_run_diff d"
 							  " WHERE sn.sync_id = $1 AND d.op = 'R' AND sn.key = d.key",
 							  1, types, values, NULL, false, 0) != SPI_OK_DELETE ||
-		SPI_execute_with_args("INSERT INTO retl.snapshots AS sn (sync_id, key, hash)"
-							  " SELECT $1, d.key, d.hash FROM pg_temp.retl_run_diff d WHERE d.op <> 'R'"
-							  " ON CONFLICT (sync_id, key) DO UPDATE SET hash = EXCLUDED.hash",
-							  1, types, values, NULL, false, 0) != SPI_OK_INSERT)
+		SPI_execute_with_args("UPDATE retl.snapshots sn SET hash = d.hash, legacy_hash = NULL"
+							  " FROM pg_temp.retl_run_diff d"
+							  " WHERE sn.sync_id = $1 AND d.op IN ('C', 'H') AND sn.key = d.key",
+							  1, types, values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "retl: could not save the snapshot of sync \"%s\"", sync->name);
+	AtEOXact_GUC(true, nest);
+	save_added(sync);
 	exec("DROP TABLE pg_temp.retl_run_diff", SPI_OK_UTILITY);
 }
 
@@ -486,6 +709,7 @@ retl_preview(PG_FUNCTION_ARGS)
 	Oid			lookup_types[2] = {TEXTOID, REGROLEOID};
 	Datum		values[2];
 	StringInfoData sql;
+	RetlRunCounts counts;
 	Oid			save_uid;
 	int			save_sec;
 
@@ -523,13 +747,17 @@ retl_preview(PG_FUNCTION_ARGS)
 					 errmsg("sync \"%s\" delivers changes in real time and has no runs to preview", name),
 					 errhint("See retl.sync_status for its queue.")));
 		/* the query runs as its owner, with its creator's search_path, as in runs */
-		(void) evaluate(sync, sync->search_path);
-
 		initStringInfo(&sql);
 		if (sync->mode == 'a')
+		{
+			(void) evaluate(sync, sync->search_path);
 			appendStringInfoString(&sql, "WITH d AS (SELECT c.key, c.data, 'E' AS op FROM pg_temp.retl_run_rows c)");
+		}
 		else
-			appendStringInfoString(&sql, diff_cte);
+		{
+			diff_result(sync, true, false, true, &counts);
+			appendStringInfoString(&sql, "WITH d AS (SELECT c.key, c.data, c.op FROM pg_temp.retl_run_diff c)");
+		}
 		appendStringInfo(&sql, " SELECT CASE d.op WHEN 'R' THEN 'delete' WHEN 'E' THEN 'insert'"
 						 " WHEN 'A' THEN '%s' ELSE 'upsert' END, ",
 						 sync->mode == 'i' ? "insert" : "upsert");

@@ -345,9 +345,9 @@ dead_letter(RetlRequest *req, RetlRecord *r, const char *error, const char *exce
 		if (retl_spi_execute("WITH gone AS (DELETE FROM retl.snapshots"
 								  " WHERE sync_id = $1 AND key = $2 AND NOT $3 RETURNING 1)"
 								  " INSERT INTO retl.snapshots (sync_id, key, hash)"
-								  " SELECT $1, $2, '' FROM retl.syncs s"
+								  " SELECT $1, $2, 0 FROM retl.syncs s"
 								  " WHERE $3 AND s.id = $1 AND s.capture = 'diff'"
-								  " ON CONFLICT (sync_id, key) DO UPDATE SET hash = ''",
+								  " ON CONFLICT (sync_id, key) DO UPDATE SET hash = 0, legacy_hash = NULL",
 								  3, htypes, hvalues, NULL, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "retl: could not update the snapshot for a dead letter");
 	}

@@ -146,12 +146,23 @@ retl_append_key_object(StringInfo sql, RetlSync *sync, const char *keyexpr)
 	cJSON_Delete(map);
 }
 
+/* What append_data writes. */
+typedef enum DataForm
+{
+	DATA_FROM_ROW,				/* jsonb, from the columns of a row */
+	DATA_FROM_JSON,				/* jsonb, from captured row JSON */
+	DATA_VALUES					/* a row of the mapped values, from a row */
+} DataForm;
+
 /*
- * The mapped data as a jsonb expression: from the columns of a row aliased
- * expr (from_row), or from captured row JSON expr (append syncs).
+ * The mapped data as an expression: jsonb from the columns of a row
+ * aliased expr (DATA_FROM_ROW) or from captured row JSON expr
+ * (DATA_FROM_JSON); or the same values, in the same order, as a row
+ * constructor (DATA_VALUES), which a diff hashes from its text without
+ * building any JSON.
  */
 static void
-append_data(StringInfo sql, RetlSync *sync, const char *expr, bool from_row)
+append_data(StringInfo sql, RetlSync *sync, const char *expr, DataForm form)
 {
 	cJSON	   *map = parse_mapping(sync);
 	cJSON	   *item;
@@ -159,45 +170,50 @@ append_data(StringInfo sql, RetlSync *sync, const char *expr, bool from_row)
 
 	if (map == NULL)
 	{
-		if (from_row)
+		if (form == DATA_FROM_ROW)
 			appendStringInfo(sql, "pg_catalog.to_jsonb(%s.*)", expr);
 		else
 			appendStringInfoString(sql, expr);
 		return;
 	}
-	appendStringInfoString(sql, "pg_catalog.jsonb_build_object(");
+	appendStringInfoString(sql, form == DATA_VALUES ? "ROW(" : "pg_catalog.jsonb_build_object(");
 	cJSON_ArrayForEach(item, map)
 	{
 		cJSON	   *computed = cJSON_IsObject(item) ?
 			cJSON_GetObjectItemCaseSensitive(item, "sql") : NULL;
+		bool		is_computed = cJSON_IsString(computed) && computed->valuestring != NULL;
+		const char *field;
 
 		if (item->string == NULL)
 			continue;
-		if (cJSON_IsString(computed) && computed->valuestring != NULL)
+		if (is_computed)
+			field = item->string;
+		else if (cJSON_IsString(item) && item->valuestring != NULL)
+			field = item->valuestring;
+		else
+			continue;
+		if (!first)
+			appendStringInfoString(sql, ", ");
+		first = false;
+		if (form != DATA_VALUES)
+			appendStringInfo(sql, "%s, ", quote_literal_cstr(field));
+		if (is_computed)
 		{
 			/* a computed field: "field": {"sql": "lower(email)"} over the row's columns */
-			if (!from_row)
+			if (form == DATA_FROM_JSON)
 			{
 				cJSON_Delete(map);
 				ereport(ERROR,
 						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 						 errmsg("mapping of sync \"%s\" computes fields, which an append sync cannot", sync->name)));
 			}
-			appendStringInfo(sql, "%s%s, (\n%s\n)", first ? "" : ", ",
-							 quote_literal_cstr(item->string), computed->valuestring);
-			first = false;
-			continue;
+			appendStringInfo(sql, "(\n%s\n)", computed->valuestring);
 		}
-		if (!cJSON_IsString(item))
-			continue;
-		appendStringInfo(sql, "%s%s, ", first ? "" : ", ",
-						 quote_literal_cstr(item->valuestring));
-		if (from_row)
-			appendStringInfo(sql, "%s.%s", expr, quote_identifier(item->string));
-		else
+		else if (form == DATA_FROM_JSON)
 			appendStringInfo(sql, "%s OPERATOR(pg_catalog.->) %s", expr,
 							 quote_literal_cstr(item->string));
-		first = false;
+		else
+			appendStringInfo(sql, "%s.%s", expr, quote_identifier(item->string));
 	}
 	appendStringInfoChar(sql, ')');
 	cJSON_Delete(map);
@@ -223,14 +239,24 @@ retl_mapping_computes(RetlSync *sync)
 void
 retl_append_row_data(StringInfo sql, RetlSync *sync, const char *alias)
 {
-	append_data(sql, sync, alias, true);
+	append_data(sql, sync, alias, DATA_FROM_ROW);
+}
+
+/*
+ * The mapped values of a row aliased alias as a row (the row itself when
+ * the sync maps nothing): its text changes whenever the mapped data does.
+ */
+void
+retl_append_row_values(StringInfo sql, RetlSync *sync, const char *alias)
+{
+	append_data(sql, sync, alias, DATA_VALUES);
 }
 
 /* The mapped form of captured row data (a jsonb expression). */
 void
 retl_append_json_data(StringInfo sql, RetlSync *sync, const char *dataexpr)
 {
-	append_data(sql, sync, dataexpr, false);
+	append_data(sql, sync, dataexpr, DATA_FROM_JSON);
 }
 
 /*

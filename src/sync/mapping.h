@@ -13,6 +13,7 @@ extern const char *retl_only(Oid relid);
 extern void retl_append_key_object(StringInfo sql, RetlSync *sync, const char *keyexpr);
 extern bool retl_mapping_computes(RetlSync *sync);
 extern void retl_append_row_data(StringInfo sql, RetlSync *sync, const char *alias);
+extern void retl_append_row_values(StringInfo sql, RetlSync *sync, const char *alias);
 extern void retl_append_json_data(StringInfo sql, RetlSync *sync, const char *dataexpr);
 extern void retl_append_key_match(StringInfo sql, RetlSync *sync, const char *alias,
 								  const char *keyexpr);

@@ -140,6 +140,16 @@ retl_owner_temp_table(Oid owner, const char *name, const char *columns)
 			 SPI_OK_UTILITY);
 }
 
+/* Let owner read such a table too. */
+void
+retl_owner_grant_select(Oid owner, const char *name)
+{
+	if (owner != GetUserId())
+		exec(psprintf("GRANT SELECT ON pg_temp.%s TO %s", name,
+					  quote_identifier(GetUserNameFromId(owner, false))),
+			 SPI_OK_UTILITY);
+}
+
 /*
  * Run an INSERT into such a table as owner, as a security-restricted
  * operation, with search_path path (NULL: the current one); returns the

@@ -148,6 +148,21 @@ psql(q{SELECT retl_create_sync(name => 'dups', source => 'SELECT region AS id FR
 $run = psql(q{SELECT retl_run_sync('dups')});
 $node->poll_query_until('postgres', "SELECT status = 'failed' FROM retl.runs WHERE id = $run");
 like(psql(qq{SELECT error FROM retl.runs WHERE id = $run}), qr/duplicate key \["(eu|us)"\]/, 'duplicate key shown');
+# a duplicate of a key the snapshot holds, next to a row of it unchanged:
+# the diff shows one row of the key, the count of rows read shows both
+psql(q{CREATE TABLE dupsrc (id int, v text); INSERT INTO dupsrc VALUES (1, 'a'), (2, 'b');
+	SELECT retl_create_sync(name => 'dups2', source => 'SELECT id, v FROM dupsrc',
+	destination => 'd_mirror', key => '{id}', schedule => 'manual')});
+$run = psql(q{SELECT retl_run_sync('dups2')});
+$node->poll_query_until('postgres', "SELECT status <> 'running' AND status <> 'queued' FROM retl.runs WHERE id = $run");
+is(psql(qq{SELECT status, added FROM retl.runs WHERE id = $run}), 'succeeded|2', 'a first run without duplicates');
+psql(q{INSERT INTO dupsrc VALUES (1, 'z')});
+$run = psql(q{SELECT retl_run_sync('dups2')});
+$node->poll_query_until('postgres', "SELECT status = 'failed' FROM retl.runs WHERE id = $run");
+like(psql(qq{SELECT error FROM retl.runs WHERE id = $run}), qr/duplicate key \[1\]/,
+	'a duplicate of a snapshot key fails the run, shown');
+is(psql(q{SELECT count(*) FROM retl.snapshots sn JOIN retl.syncs s ON s.id = sn.sync_id WHERE s.name = 'dups2'}), '2',
+	'the snapshot is as it was');
 psql(q{SELECT retl_create_sync(name => 'nulls', source => 'SELECT NULLIF(id, 4) AS id FROM customers',
 	destination => 'd_mirror', key => '{id}', schedule => 'manual')});
 $run = psql(q{SELECT retl_run_sync('nulls')});

@@ -25,6 +25,12 @@ psql('old', q{CREATE EXTENSION retl VERSION '0.1';
 		'{"headers": {"Authorization": "Bearer {{secret:tok}}"}, "batch_size": 10}');
 	SELECT retl_create_sync('s', 't', 'd');
 	SELECT retl_create_sync('m', 'SELECT id, v FROM t WHERE id <= 5', 'd', key => '{id}', schedule => 'manual');});
+# what a run of 0.1 would have left: the md5 of each row's JSON, for rows
+# 1 to 5 as they are now (1 to 3 change below) and for a row since gone
+psql('old', q{INSERT INTO retl.snapshots (sync_id, key, hash)
+	SELECT s.id, pg_catalog.jsonb_build_array(g), pg_catalog.md5(pg_catalog.jsonb_build_object('id', g, 'v', 'v' || g)::text)
+	  FROM retl.syncs s, generate_series(1, 5) g WHERE s.name = 'm'
+	UNION ALL SELECT s.id, '[99]', 'x' FROM retl.syncs s WHERE s.name = 'm'});
 is(psql('old', q{SELECT extversion FROM pg_extension WHERE extname = 'retl'}), '0.1', 'installed as 0.1');
 ok($node->poll_query_until('postgres',
 		q{SELECT count(*) > 0 FROM pg_stat_activity WHERE backend_type = 'retl worker' AND datname = 'old'}),
@@ -53,6 +59,14 @@ is_deeply(\%last, \%want, 'every change made before the update was delivered');
 is(psql('old', q{SELECT retl_run_sync('m')}) > 0, 1, 'a scheduled sync of 0.1 runs on 0.2');
 ok($node->poll_query_until('old', q{SELECT last_run_status = 'succeeded' FROM retl.sync_status WHERE sync = 'm'}),
 	'and succeeds');
+is(psql('old', q{SELECT added, changed, removed FROM retl.runs WHERE sync = 'm'}), '0|3|1',
+	'against the snapshot 0.1 kept: only the rows changed since are changes');
+ok($node->poll_query_until('old', q{SELECT pending + in_flight = 0 FROM retl.sync_status WHERE sync = 'm'}),
+	'which are sent');
+is(join(',', sort map { $_->{key}{id} } map { @{ $_->{body}{records} } } grep { $_->{body}{sync} eq 'm' } @{ $r->requests(ok => 1) }),
+	'1,2,3', 'and nothing else');
+is(psql('old', q{SELECT count(*), count(hash), count(legacy_hash) FROM retl.snapshots sn JOIN retl.syncs s ON s.id = sn.sync_id
+	WHERE s.name = 'm'}), '5|5|0', 'the snapshot now holds the new hashes only');
 like(psql('old', q{SELECT headers::text FROM retl.destinations WHERE name = 'd'}), qr/\{\{secret:tok\}\}/,
 	'the destination kept its options');
 
