@@ -10,8 +10,9 @@
 #       without a sync, with an upsert sync whose delivery is paused (capture
 #       only), with an upsert sync delivering to the receiver meanwhile, and
 #       with a logical-capture upsert sync delivering meanwhile
-#   (e) a diff run of a 1M-row model with 1% of its rows changed, next to the
-#       bare query's time, and the worker's peak memory (BENCH_MODEL_ROWS)
+#   (e) a diff run of a 1M-row model with 1% of its rows changed, and its
+#       first run (snapshot only), next to the bare query's time, and the
+#       run's worker's peak memory (BENCH_MODEL_ROWS)  target <= 3 x both
 #
 # The delivery engine against a fast receiver: nginx (Debian's nginx-light)
 # run as the bench user on 127.0.0.1, answering every POST with 200
@@ -27,6 +28,8 @@
 #       (pgbench -R 1000 -T 20, single-row INSERTs; batch_size 10,
 #       linger_ms 0)                                target p50 < 5 ms, p99 < 50 ms
 #       the same with logical capture (h2)
+#   (h3) (h) again while the model of (e) is diffed again and again (each
+#       run in a worker of its own)          target p99 <= 2 x (h), < 100 ms
 #   (i) draining a backlog of BENCH_BACKLOG rows (1,000,000) queued while
 #       the sync was paused, batch_size 500: time and rows/s, the worker's
 #       private memory (RssAnon, sampled every second; max) and peak RSS
@@ -406,13 +409,23 @@ if [[ ${1:-} == --inside ]]; then
 	EOF
 
 	# Wait for the newest run of the model sync; print its time in ms and counts.
+	# The run's own worker ('retl run') is sampled meanwhile: run_hwm_kb
+	# and run_anon_kb are its largest peak RSS and private memory.
+	run_hwm_kb=0 run_anon_kb=0
 	model_run()
 	{
-		local deadline=$((SECONDS + 600)) status
+		local deadline=$((SECONDS + 600)) status rpid v
 		while :; do
 			status=$(q -c "SELECT status FROM retl.runs WHERE sync = 'model' ORDER BY id DESC LIMIT 1")
 			[[ $status == succeeded || $status == failed ]] && break
 			((SECONDS < deadline)) || { echo "model run did not finish" >&2; exit 1; }
+			rpid=$(q -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'retl run' LIMIT 1")
+			if [[ -n $rpid && -r /proc/$rpid/status ]]; then
+				v=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\).*/\1/p' "/proc/$rpid/status" 2>/dev/null)
+				((${v:-0} > run_hwm_kb)) && run_hwm_kb=$v
+				v=$(sed -n 's/^RssAnon:[[:space:]]*\([0-9]*\).*/\1/p' "/proc/$rpid/status" 2>/dev/null)
+				((${v:-0} > run_anon_kb)) && run_anon_kb=$v
+			fi
 			sleep 0.2
 		done
 		[[ $status == succeeded ]] || { q -c "SELECT error FROM retl.runs WHERE sync = 'model' ORDER BY id DESC LIMIT 1" >&2; exit 1; }
@@ -424,7 +437,8 @@ if [[ ${1:-} == --inside ]]; then
 	q -c "SELECT retl_create_sync(name => 'model', source => \$q\$$model_query\$q\$,
 	      destination => 'model', key => '{id}', mode => 'mirror', schedule => 'manual',
 	      options => '{\"backfill\": false}')" >/dev/null
-	IFS='|' read -r first_ms first_rows _ <<<"$(model_run)"
+	model_run >"$work/model-run.txt"
+	IFS='|' read -r first_ms first_rows _ <"$work/model-run.txt"
 	echo "first run (snapshot of $first_rows rows, nothing sent): $first_ms ms"
 
 	q -c "UPDATE model_src SET score = score + 1 WHERE id % 100 = 0" >/dev/null
@@ -432,14 +446,17 @@ if [[ ${1:-} == --inside ]]; then
 	bare_ms=$(q -c "EXPLAIN (ANALYZE, TIMING OFF, SUMMARY ON) SELECT count(*) FROM ($model_query) q" |
 		sed -n 's/.*Execution Time: \([0-9.]*\) ms.*/\1/p')
 	q -c "SELECT retl_run_sync('model')" >/dev/null
-	IFS='|' read -r run_ms run_rows run_added run_changed run_removed <<<"$(model_run)"
+	model_run >"$work/model-run.txt"
+	IFS='|' read -r run_ms run_rows run_added run_changed run_removed <"$work/model-run.txt"
 	wpid=$(q -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'retl worker'")
 	hwm_kb=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\).*/\1/p' "/proc/$wpid/status")
 	anon_kb=$(sed -n 's/^RssAnon:[[:space:]]*\([0-9]*\).*/\1/p' "/proc/$wpid/status")
 	ratio_model=$(calc "$run_ms / $bare_ms" 1)
-	echo "bare query (SELECT count(*) FROM (query)): $bare_ms ms"
+	ratio_first=$(calc "$first_ms / $bare_ms" 1)
+	echo "bare query (SELECT count(*) FROM (query)): $bare_ms ms; first run $ratio_first x, diff run $ratio_model x"
 	echo "diff run: $run_ms ms for $run_rows rows: $run_added added, $run_changed changed, $run_removed removed"
-	echo "worker: peak RSS $hwm_kb kB (shared buffers it touched included), private memory $anon_kb kB"
+	echo "the runs' worker (retl run), sampled: peak RSS $run_hwm_kb kB (shared buffers included), private memory $run_anon_kb kB"
+	echo "the database's worker after them: peak RSS $hwm_kb kB, private memory $anon_kb kB"
 
 	# =====================================================================
 	# The delivery engine against nginx: (f) to (i)
@@ -687,9 +704,23 @@ if [[ ${1:-} == --inside ]]; then
 	# Sets h_p50, h_p99, h_recs, h_n, done_h, got_h.
 	latency_run()
 	{
-		local name=$1 capture=$2
+		local name=$1 capture=$2 with_runs=${3:-} runner= n_runs=0
 		create_sync "$name" "$H_BATCH" 0 "$capture"
 		q -c CHECKPOINT
+		if [[ -n $with_runs ]]; then
+			# (h3): the model of (e) diffed again and again meanwhile, each
+			# run in its worker reading all of its rows (send => false)
+			rm -f "$work/runs.stop" "$work/runs.count"
+			(
+				while [[ ! -e $work/runs.stop ]]; do
+					q -c "SELECT retl_resync('model', send => false)" >/dev/null
+					model_run >/dev/null
+					echo run >>"$work/runs.count"
+				done
+			) &
+			runner=$!
+			sleep 1
+		fi
 		cat >"$work/$name.pgbench" <<-EOF
 			\set id random(1, 1000000000000)
 			INSERT INTO $name (id, v) VALUES (:id, 'x') ON CONFLICT DO NOTHING;
@@ -698,6 +729,12 @@ if [[ ${1:-} == --inside ]]; then
 			>"$work/$name.out" 2>&1 || { cat "$work/$name.out" >&2; exit 1; }
 		h_tps=$(calc "$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p' "$work/$name.out")")
 		h_lag=$(sed -n 's/^rate limit schedule lag: avg \([0-9.]*\) .*/\1/p' "$work/$name.out")
+		if [[ -n $runner ]]; then
+			touch "$work/runs.stop"
+			wait "$runner"
+			n_runs=$(wc -l <"$work/runs.count" 2>/dev/null || echo 0) h_runs=$n_runs
+			echo "model runs during pgbench: $n_runs (each $N_MODEL rows)"
+		fi
 		IFS='|' read -r h_n h_backlog t0 <<<"$(q -c "SELECT (SELECT count(*) FROM $name),
 		    (SELECT pending + in_flight FROM retl.sync_status WHERE sync = '$name'),
 		    extract(epoch FROM clock_timestamp())")"
@@ -719,6 +756,11 @@ if [[ ${1:-} == --inside ]]; then
 	l_p50=$h_p50 l_p99=$h_p99 done_l=$done_h got_l=$got_h l_n=$h_n
 	say "(h) The same with trigger capture"
 	latency_run nginx_lat trigger
+	say "(h3) The same while the $N_MODEL-row model of (e) is diffed again and again in a run's worker"
+	h_p50_plain=$h_p50 h_p99_plain=$h_p99 done_plain=$done_h got_plain=$got_h h_n_plain=$h_n
+	latency_run nginx_lat_runs trigger runs
+	r_p50=$h_p50 r_p99=$h_p99 done_r=$done_h got_r=$got_h r_n=$h_n r_runs=$h_runs
+	h_p50=$h_p50_plain h_p99=$h_p99_plain done_h=$done_plain got_h=$got_plain h_n=$h_n_plain
 
 	# -- (i) draining a backlog ---------------------------------------------
 	N_I=${BENCH_BACKLOG:-1000000}
@@ -774,6 +816,12 @@ if [[ ${1:-} == --inside ]]; then
 		[[ $(calc "(($1) $2 ($3))" 0) == 1 ]] && echo met || echo MISSED
 	}
 	# Ratios and verdicts for the summary.
+	if [[ $h_p99 =~ ^[0-9.]+$ && $r_p99 =~ ^[0-9.]+$ && $h_p99 != 0 ]]; then
+		r_ratio=$(calc "$r_p99 / $h_p99" 2)
+		r_met="$(met "$r_ratio" '<=' 2), $(met "$r_p99" '<' 100)"
+	else
+		r_ratio=- r_met=MISSED
+	fi
 	if [[ $(calc "($rate_g > 0)" 0) == 1 ]]; then
 		ratio_i=$(calc "$rate_i / $rate_g" 2)
 	else
@@ -810,7 +858,9 @@ if [[ ${1:-} == --inside ]]; then
 		      INSERT execution time, sync paused           $(printf '%9s us    ' "$us_capture")  $(printf '%5s' "$usratio_capture") x no sync
 		      INSERT execution time, sync delivering       $(printf '%9s us    ' "$us_deliver")  $(printf '%5s' "$usratio_deliver") x no sync
 		  (e) diff run, $(printf '%7d' "$N_MODEL")-row model, 1% changed   $(printf '%9s ms    ' "$run_ms")  $(printf '%5s' "$ratio_model") x bare query ($bare_ms ms)
-		      worker peak RSS / private memory after it    $(printf '%9s kB    ' "$hwm_kb")  $anon_kb kB private
+		      first run (snapshot only, send false)        $(printf '%9s ms    ' "$first_ms")  $(printf '%5s' "$ratio_first") x bare query
+		      run's worker peak RSS / private memory       $(printf '%9s kB    ' "$run_hwm_kb")  $run_anon_kb kB private
+		      database worker's peak RSS / private after   $(printf '%9s kB    ' "$hwm_kb")  $anon_kb kB private
 		  nginx ceiling, wrk -c 8 -t 2 -d 5s, 1 record    $(printf '%9s req/s ' "$wrk_rps")  mean latency $wrk_ms ms
 		  (j) first sync of a new database, batch 1, $(printf '%6d' "$N_J") $(printf '%9s rec/s ' "$rate_j1")  $(printf '%5s' "$ratio_j") x the same sync created again ($rate_j2 rec/s)
 		  (f) to nginx, batch_size 1,   $(printf '%7d' "$N_F") rows       $(printf '%9s rec/s ' "$rate_f")  $(printf '%5s' "$ratio_f") x wrk ceiling$(incomplete "$done_f" "$got_f" "$N_F")
@@ -818,6 +868,7 @@ if [[ ${1:-} == --inside ]]; then
 		  (h) latency p50 at $H_RATE changes/s, batch_size $H_BATCH $(printf '%9s ms    ' "$h_p50")  $(printf '%5s' "$h_p50_ratio") x wrk mean latency
 		      latency p99                                  $(printf '%9s ms    ' "$h_p99")  $(printf '%5s' "$h_p99_ratio") x wrk mean latency$(incomplete "$done_h" "$got_h" "$h_n")
 		  (h2) the same with logical capture, p50 / p99    $(printf '%15s' "$l_p50 / $l_p99 ms")$(incomplete "$done_l" "$got_l" "$l_n")
+		  (h3) (h) during $(printf '%2s' "$r_runs") runs of (e)'s model, p50 / p99 $(printf '%15s' "$r_p50 / $r_p99 ms")  p99 $(printf '%5s' "$r_ratio") x (h)$(incomplete "$done_r" "$got_r" "$r_n")
 		  (i) drain of a $(printf '%8d' "$N_I")-row backlog, batch 500  $(printf '%9s rec/s ' "$rate_i")  $(printf '%5s' "$ratio_i") x (g), $secs_i s$(incomplete "$done_i" "$got_i" "$N_I")
 		      worker private memory (RssAnon), max        $(printf '%9s kB    ' "$anon_max")  $(printf '%5s' "$anon_ratio") x at the start ($anon_start kB)
 		      worker peak RSS (VmHWM) during the drain    $(printf '%9s kB    ' "$hwm_i")  shared buffers included
@@ -829,6 +880,9 @@ if [[ ${1:-} == --inside ]]; then
 		  (f) batch_size 1 vs the wrk ceiling              $(printf '%9s x     ' "$ratio_f")  >= 0.5 x         $(met "$ratio_f" '>=' 0.5)
 		  (g) batch_size 500                               $(printf '%9s rec/s ' "$rate_g")  >= 200000 rec/s  $(met "$rate_g" '>=' 200000)
 		  (h) latency p50 / p99                            $(printf '%15s' "$h_p50 / $h_p99 ms")  < 5 / < 50 ms    $h_met
+		  (h3) p99 during runs vs (h)                      $(printf '%9s x     ' "$r_ratio")  <= 2 x, < 100 ms $r_met
+		  (e) diff run vs the bare query                   $(printf '%9s x     ' "$ratio_model")  <= 3 x           $(met "$ratio_model" '<=' 3)
+		  (e) first run vs the bare query                  $(printf '%9s x     ' "$ratio_first")  <= 3 x           $(met "$ratio_first" '<=' 3)
 		  (i) worker private memory during the drain       $(printf '%9s x     ' "$anon_ratio")  flat (<= 1.1 x)  $(met "$anon_ratio" '<=' 1.1)
 		  (d) insert TPS, sync delivering vs no sync       $(printf '%9s x     ' "$ratio_deliver")  >= 0.85 x        $(met "$ratio_deliver" '>=' 0.85), $d_delivered rows delivered in its runs
 		      the same with logical capture                $(printf '%9s x     ' "$ratio_logical")  >= 0.85 x        $(met "$ratio_logical" '>=' 0.85), $l_delivered rows delivered in its runs

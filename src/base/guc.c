@@ -27,6 +27,7 @@ int			retl_max_response_kb = 1024;
 int			retl_max_record_kb = 64 * 1024;
 int			retl_max_job_age_s = 86400;
 int			retl_max_parallel_runs = 2;
+int			retl_run_nice = 10;
 int			retl_job_check_max_ms = 60000;
 char	   *retl_test_resolve = NULL;
 char	   *retl_run_history = NULL;
@@ -155,6 +156,14 @@ retl_guc_init(void)
 							"Each takes a background worker (max_worker_processes); 0 runs them in the database's worker, which sends nothing meanwhile.",
 							&retl_max_parallel_runs,
 							2, 0, 16,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("retl.run_nice",
+							"Scheduling priority (nice) of the workers that execute runs.",
+							"Runs are bulk work: above 0 the operating system gives the realtime delivery of the database's worker the CPU first when both want it. 0 runs them like any backend.",
+							&retl_run_nice,
+							10, 0, 19,
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 

@@ -21,6 +21,7 @@
 #include "postgres.h"
 
 #include <signal.h>
+#include <sys/resource.h>
 
 #include "access/xact.h"
 #include "miscadmin.h"
@@ -214,6 +215,15 @@ retl_runner_main(Datum main_arg)
 	if (!OidIsValid(me.dboid))
 		proc_exit(0);			/* given up on before it started */
 	retl_my_run = s;
+
+	/*
+	 * A run is bulk work beside realtime delivery: with CPUs scarce, the
+	 * database's worker (and every backend) comes first.  A nice value only
+	 * lowers the share of CPU it gets when the CPUs are busy.
+	 */
+	if (retl_run_nice > 0 && setpriority(PRIO_PROCESS, 0, retl_run_nice) != 0)
+		ereport(LOG,
+				(errmsg("retl run could not lower its priority: %m")));
 	BackgroundWorkerInitializeConnectionByOid(me.dboid, InvalidOid, 0);
 	/* as the database's worker runs (see there) */
 	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);

@@ -40,6 +40,10 @@ psql(qq{CREATE EXTENSION retl;
 my $run = psql(q{SELECT retl_run_sync('slow')});
 ok(running($run), 'the run is running');
 is(psql(q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'retl run'}), '1', 'in a worker of its own');
+# field 19 of /proc/<pid>/stat, after the command in parentheses
+my $rpid = psql(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'retl run'});
+my ($after) = slurp_file("/proc/$rpid/stat") =~ /\)\s+(.*)$/s;
+is((split ' ', $after)[16], '10', 'at a lower priority (retl.run_nice, nice 10 by default)');
 my $t0 = time;
 psql(q{INSERT INTO events SELECT g, 'e' FROM generate_series(1, 20) g});
 ok(wait_for(sub { @{ at('/live') } >= 20 }, 10), 'a realtime sync delivers while the run executes');
