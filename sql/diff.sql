@@ -425,6 +425,17 @@ SELECT * FROM retl_preview('p_append', 1);
 SELECT * FROM retl_preview('p_mapped');
 SELECT * FROM retl_preview('p_table');
 SELECT * FROM retl_preview('p_composite');
+-- a column named q (the source's alias) is a column, not the row; a
+-- computed field written over q and reading a column named op
+SELECT retl_create_sync('p_names', 'SELECT id, name AS q, team AS op FROM diff_people', 'diff_dst',
+                        key => '{id}', schedule => 'manual');
+SELECT * FROM retl_preview('p_names');
+SELECT retl_create_sync('p_computed', 'SELECT id, name, team AS op FROM diff_people', 'diff_dst',
+                        key => '{id}', schedule => 'manual',
+                        mapping => $${"id": "id", "label": {"sql": "upper(q.name) || '/' || coalesce(op, '-')"}}$$);
+SELECT * FROM retl_preview('p_computed');
+SELECT retl_drop_sync('p_names');
+SELECT retl_drop_sync('p_computed');
 
 -- a previous run of retl 0.1, simulated (the md5 of each row's JSON): key 1
 -- changed since (hash ''), key 2 unchanged, key 99 gone from the result

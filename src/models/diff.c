@@ -206,17 +206,20 @@ append_result(StringInfo sql, StringInfo data, RetlSync *sync)
 	append_key_array(sql, sync->key_names, sync->nkeys);
 	appendStringInfoString(sql, " AS \"retl.key\", pg_catalog.hashtextextended((");
 	retl_append_row_values(sql, sync, "q");
-	appendStringInfoString(sql, ")::pg_catalog.text, 0) AS \"retl.hash\", ");
+	appendStringInfoString(sql, ")::pg_catalog.text, 0) AS \"retl.hash\", q.*");
 	if (sync->mapping == NULL)
-	{
-		appendStringInfoString(sql, "q AS \"retl.row\"");
-		appendStringInfoString(data, "pg_catalog.to_jsonb(c.\"retl.row\")");
-	}
+		appendStringInfoString(data, "(pg_catalog.to_jsonb(c.*) OPERATOR(pg_catalog.-)"
+							   " '{retl.tick,retl.key,retl.hash}'::pg_catalog.text[])");
 	else
 	{
-		/* mapped columns and computed fields read the row's columns */
-		appendStringInfoString(sql, "q.*");
-		retl_append_row_data(data, sync, "c");
+		/*
+		 * Mapped columns and computed fields read the row's columns, as q:
+		 * in a level of their own, where nothing of the join is in scope
+		 * (a computed field written over q.email, or reading a column op).
+		 */
+		appendStringInfoString(data, "(SELECT ");
+		retl_append_row_data(data, sync, "q");
+		appendStringInfoString(data, " FROM (SELECT c.*) q)");
 	}
 	appendStringInfo(sql, " FROM (%s\n) q) c", source_query(sync));
 }
@@ -332,7 +335,8 @@ diff_result(RetlSync *sync, bool send, bool replace, bool check_added, RetlRunCo
 	/* a replace sends every row; otherwise only what differs is written */
 	if (!replace)
 		appendStringInfoString(&sql, " WHERE s.\"retl.skey\" IS NULL OR c.\"retl.key\" IS NULL"
-							   " OR s.\"retl.shash\" IS DISTINCT FROM c.\"retl.hash\"");
+							   " OR s.\"retl.shash\" IS NULL"
+							   " OR s.\"retl.shash\" OPERATOR(pg_catalog.<>) c.\"retl.hash\"");
 
 	retl_progress_phase("evaluating");
 	if (sync->audience_id)
@@ -388,13 +392,27 @@ static void
 save_added(RetlSync *sync)
 {
 	ErrorData  *edata = retl_in_subtransaction(insert_added, sync);
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(sync->id)};
 
 	if (edata == NULL)
 		return;
-	if (edata->sqlerrcode == ERRCODE_UNIQUE_VIOLATION)
-		fail_on_key(DUPLICATE_IN_DIFF,
-					psprintf(sync->audience_id ? "audience sync \"%s\"" : "sync \"%s\"", sync->name), false);
-	ReThrowError(edata);
+	if (edata->sqlerrcode != ERRCODE_UNIQUE_VIOLATION)
+		ReThrowError(edata);
+	fail_on_key(DUPLICATE_IN_DIFF,
+				psprintf(sync->audience_id ? "audience sync \"%s\"" : "sync \"%s\"", sync->name), false);
+
+	/*
+	 * No two added rows share a key: the worker put one of them in the
+	 * snapshot meanwhile (a delete dead-lettered while the run read its
+	 * copy keeps its key there, so that the next run removes it again).
+	 */
+	FreeErrorData(edata);
+	if (SPI_execute_with_args("INSERT INTO retl.snapshots AS sn (sync_id, key, hash)"
+							  " SELECT $1, d.key, d.hash FROM pg_temp.retl_run_diff d WHERE d.op = 'A'"
+							  " ON CONFLICT (sync_id, key) DO UPDATE SET hash = EXCLUDED.hash, legacy_hash = NULL",
+							  1, types, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "retl: could not save the snapshot of sync \"%s\"", sync->name);
 }
 
 /*

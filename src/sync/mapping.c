@@ -172,6 +172,9 @@ append_data(StringInfo sql, RetlSync *sync, const char *expr, DataForm form)
 	{
 		if (form == DATA_FROM_ROW)
 			appendStringInfo(sql, "pg_catalog.to_jsonb(%s.*)", expr);
+		else if (form == DATA_VALUES)
+			/* not the bare alias: a column of that name would be read instead */
+			appendStringInfo(sql, "ROW(%s.*)", expr);
 		else
 			appendStringInfoString(sql, expr);
 		return;
