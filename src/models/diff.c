@@ -73,8 +73,7 @@ exec(const char *sql, int expected)
 static void
 make_run_table(Oid owner)
 {
-	retl_owner_temp_table(owner, "retl_run_rows",
-						  "key pg_catalog.jsonb, data pg_catalog.jsonb, hash pg_catalog.text");
+	retl_owner_temp_table(owner, "retl_run_rows", "key pg_catalog.jsonb, data pg_catalog.jsonb");
 }
 
 /* "SELECT jsonb_build_array(q.k1, ...)" for key columns of a query aliased q */
@@ -87,18 +86,47 @@ append_key_array(StringInfo sql, char **keys, int nkeys)
 	appendStringInfoChar(sql, ')');
 }
 
-/* A NULL key in pg_temp.retl_run_rows fails the run, showing one. */
+/*
+ * Fail the run on the key a SELECT of a run's table finds, if any: a NULL
+ * key, or else a duplicate one.
+ */
 static void
-check_null_keys(const char *what)
+fail_on_key(const char *select, const char *what, bool null_key)
 {
-	exec("SELECT key::text FROM pg_temp.retl_run_rows"
-		 " WHERE key OPERATOR(pg_catalog.@>) '[null]' LIMIT 1", SPI_OK_SELECT);
-	if (SPI_processed > 0)
+	exec(select, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return;
+	if (null_key)
 		ereport(ERROR,
 				(errcode(ERRCODE_NOT_NULL_VIOLATION),
 				 errmsg("the result of %s has a NULL key: %s", what,
 						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)),
 				 errhint("Every row needs a key; filter out rows whose key is NULL.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_UNIQUE_VIOLATION),
+			 errmsg("the result of %s has duplicate key %s", what,
+					SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)),
+			 errhint("The key must identify one row of the result.")));
+}
+
+/* A NULL key in pg_temp.retl_run_rows fails the run, showing one. */
+static void
+check_null_keys(const char *what)
+{
+	fail_on_key("SELECT key::text FROM pg_temp.retl_run_rows"
+				" WHERE key OPERATOR(pg_catalog.@>) '[null]' LIMIT 1", what, true);
+}
+
+/* Two rows of pg_temp.retl_run_rows with one key */
+#define DUPLICATE_IN_ROWS \
+	"SELECT key::text FROM pg_temp.retl_run_rows GROUP BY key" \
+	" HAVING pg_catalog.count(*) > 1 LIMIT 1"
+
+/* How errors name a sync's result */
+static char *
+result_name(RetlSync *sync)
+{
+	return psprintf(sync->audience_id ? "audience sync \"%s\"" : "sync \"%s\"", sync->name);
 }
 
 /*
@@ -118,18 +146,17 @@ evaluate(RetlSync *sync, const char *path)
 	if (sync->audience_id)
 	{
 		/* membership was computed as the audience's owner */
-		appendStringInfoString(&sql, "INSERT INTO pg_temp.retl_run_rows (key, data, hash) "
-							   "SELECT m.key, d.data, pg_catalog.md5(d.data::text)"
-							   " FROM retl.audience_member_store m, LATERAL (SELECT ");
+		appendStringInfoString(&sql, "INSERT INTO pg_temp.retl_run_rows (key, data) "
+							   "SELECT m.key, d.data FROM retl.audience_member_store m, LATERAL (SELECT ");
 		retl_append_key_object(&sql, sync, "m.key");
 		appendStringInfo(&sql, ") d(data) WHERE m.audience_id = %d", sync->audience_id);
 		exec(sql.data, SPI_OK_INSERT);
 		return (int64) SPI_processed;
 	}
 
-	appendStringInfoString(&sql, "INSERT INTO pg_temp.retl_run_rows (key, data, hash) SELECT ");
+	appendStringInfoString(&sql, "INSERT INTO pg_temp.retl_run_rows (key, data) SELECT ");
 	append_key_array(&sql, sync->key_names, sync->nkeys);
-	appendStringInfoString(&sql, ", d.data, pg_catalog.md5(d.data::text) FROM (");
+	appendStringInfoString(&sql, ", d.data FROM (");
 	appendStringInfoString(&sql, source_query(sync));
 	appendStringInfoString(&sql, "\n) q, LATERAL (SELECT ");
 	retl_append_row_data(&sql, sync, "q");
@@ -138,15 +165,8 @@ evaluate(RetlSync *sync, const char *path)
 	rows = retl_owner_insert(sync->owner, sql.data, path);
 	retl_progress_rows(rows);
 
-	check_null_keys(psprintf("sync \"%s\"", sync->name));
-	exec("SELECT key::text FROM pg_temp.retl_run_rows GROUP BY key"
-		 " HAVING pg_catalog.count(*) > 1 LIMIT 1", SPI_OK_SELECT);
-	if (SPI_processed > 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNIQUE_VIOLATION),
-				 errmsg("the result of sync \"%s\" has duplicate key %s", sync->name,
-						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)),
-				 errhint("The key must identify one row of the result.")));
+	check_null_keys(result_name(sync));
+	fail_on_key(DUPLICATE_IN_ROWS, result_name(sync), false);
 	return rows;
 }
 
@@ -224,26 +244,6 @@ append_result(StringInfo sql, StringInfo data, RetlSync *sync)
 	appendStringInfo(sql, " FROM (%s\n) q) c", source_query(sync));
 }
 
-/* Fail the run on a key of pg_temp.retl_run_diff's rows (a SELECT of it). */
-static void
-fail_on_key(const char *select, const char *what, bool null_key)
-{
-	exec(select, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-		return;
-	if (null_key)
-		ereport(ERROR,
-				(errcode(ERRCODE_NOT_NULL_VIOLATION),
-				 errmsg("the result of %s has a NULL key: %s", what,
-						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)),
-				 errhint("Every row needs a key; filter out rows whose key is NULL.")));
-	ereport(ERROR,
-			(errcode(ERRCODE_UNIQUE_VIOLATION),
-			 errmsg("the result of %s has duplicate key %s", what,
-					SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)),
-			 errhint("The key must identify one row of the result.")));
-}
-
 /* Two rows of the diff with one key (either added, or in a replace) */
 #define DUPLICATE_IN_DIFF \
 	"SELECT key::text FROM pg_temp.retl_run_diff WHERE op <> 'R' GROUP BY key" \
@@ -264,8 +264,7 @@ find_duplicate_key(RetlSync *sync, const char *what)
 	append_key_array(&sql, sync->key_names, sync->nkeys);
 	appendStringInfo(&sql, " FROM (%s\n) q", source_query(sync));
 	(void) retl_owner_insert(sync->owner, sql.data, sync->search_path);
-	fail_on_key("SELECT key::text FROM pg_temp.retl_run_rows GROUP BY key"
-				" HAVING pg_catalog.count(*) > 1 LIMIT 1", what, false);
+	fail_on_key(DUPLICATE_IN_ROWS, what, false);
 	ereport(ERROR,
 			(errcode(ERRCODE_UNIQUE_VIOLATION),
 			 errmsg("the result of %s has duplicate keys", what),
@@ -295,7 +294,7 @@ diff_result(RetlSync *sync, bool send, bool replace, bool check_added, RetlRunCo
 {
 	Oid			types[1] = {INT4OID};
 	Datum		values[1] = {Int32GetDatum(sync->id)};
-	char	   *what = psprintf(sync->audience_id ? "audience sync \"%s\"" : "sync \"%s\"", sync->name);
+	char	   *what = result_name(sync);
 	StringInfoData sql;
 	StringInfoData from;
 	StringInfoData data;
@@ -307,7 +306,7 @@ diff_result(RetlSync *sync, bool send, bool replace, bool check_added, RetlRunCo
 						  " \"retl.slegacy\" pg_catalog.text");
 	retl_owner_temp_table(sync->owner, "retl_run_diff",
 						  "key pg_catalog.jsonb, data pg_catalog.jsonb, hash pg_catalog.int8, op pg_catalog.text");
-	retl_owner_grant_select(sync->owner, "retl_run_snap");
+	retl_owner_grant(sync->owner, "retl_run_snap", "SELECT");
 	if (SPI_execute_with_args("INSERT INTO pg_temp.retl_run_snap"
 							  " SELECT sn.key, sn.hash, sn.legacy_hash FROM retl.snapshots sn WHERE sn.sync_id = $1",
 							  1, types, values, NULL, false, 0) != SPI_OK_INSERT)
@@ -375,6 +374,10 @@ diff_result(RetlSync *sync, bool send, bool replace, bool check_added, RetlRunCo
  * for them first would cost a grouping of every added row: all of them on
  * a first run.)
  */
+#define INSERT_ADDED \
+	"INSERT INTO retl.snapshots (sync_id, key, hash)" \
+	" SELECT $1, d.key, d.hash FROM pg_temp.retl_run_diff d WHERE d.op = 'A'"
+
 static void
 insert_added(void *arg)
 {
@@ -382,9 +385,7 @@ insert_added(void *arg)
 	Oid			types[1] = {INT4OID};
 	Datum		values[1] = {Int32GetDatum(sync->id)};
 
-	if (SPI_execute_with_args("INSERT INTO retl.snapshots (sync_id, key, hash)"
-							  " SELECT $1, d.key, d.hash FROM pg_temp.retl_run_diff d WHERE d.op = 'A'",
-							  1, types, values, NULL, false, 0) != SPI_OK_INSERT)
+	if (SPI_execute_with_args(INSERT_ADDED, 1, types, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "retl: could not save the snapshot of sync \"%s\"", sync->name);
 }
 
@@ -399,8 +400,7 @@ save_added(RetlSync *sync)
 		return;
 	if (edata->sqlerrcode != ERRCODE_UNIQUE_VIOLATION)
 		ReThrowError(edata);
-	fail_on_key(DUPLICATE_IN_DIFF,
-				psprintf(sync->audience_id ? "audience sync \"%s\"" : "sync \"%s\"", sync->name), false);
+	fail_on_key(DUPLICATE_IN_DIFF, result_name(sync), false);
 
 	/*
 	 * No two added rows share a key: the worker put one of them in the
@@ -408,9 +408,8 @@ save_added(RetlSync *sync)
 	 * copy keeps its key there, so that the next run removes it again).
 	 */
 	FreeErrorData(edata);
-	if (SPI_execute_with_args("INSERT INTO retl.snapshots AS sn (sync_id, key, hash)"
-							  " SELECT $1, d.key, d.hash FROM pg_temp.retl_run_diff d WHERE d.op = 'A'"
-							  " ON CONFLICT (sync_id, key) DO UPDATE SET hash = EXCLUDED.hash, legacy_hash = NULL",
+	if (SPI_execute_with_args(INSERT_ADDED " ON CONFLICT (sync_id, key)"
+							  " DO UPDATE SET hash = EXCLUDED.hash, legacy_hash = NULL",
 							  1, types, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "retl: could not save the snapshot of sync \"%s\"", sync->name);
 }

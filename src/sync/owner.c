@@ -121,6 +121,16 @@ exec(const char *sql, int expected)
 		elog(ERROR, "retl: SPI_execute failed (%d): %s", rc, sql);
 }
 
+/* Grant owner privilege (INSERT, SELECT) on pg_temp.<name>. */
+void
+retl_owner_grant(Oid owner, const char *name, const char *privilege)
+{
+	if (owner != GetUserId())
+		exec(psprintf("GRANT %s ON pg_temp.%s TO %s", privilege, name,
+					  quote_identifier(GetUserNameFromId(owner, false))),
+			 SPI_OK_UTILITY);
+}
+
 /*
  * A fresh, empty pg_temp.<name> (columns), dropped at commit, that owner
  * may insert into: where a read as the owner puts its rows for the
@@ -134,20 +144,7 @@ retl_owner_temp_table(Oid owner, const char *name, const char *columns)
 	if (strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "t") == 0)
 		exec(psprintf("DROP TABLE pg_temp.%s", name), SPI_OK_UTILITY);
 	exec(psprintf("CREATE TEMP TABLE %s (%s) ON COMMIT DROP", name, columns), SPI_OK_UTILITY);
-	if (owner != GetUserId())
-		exec(psprintf("GRANT INSERT ON pg_temp.%s TO %s", name,
-					  quote_identifier(GetUserNameFromId(owner, false))),
-			 SPI_OK_UTILITY);
-}
-
-/* Let owner read such a table too. */
-void
-retl_owner_grant_select(Oid owner, const char *name)
-{
-	if (owner != GetUserId())
-		exec(psprintf("GRANT SELECT ON pg_temp.%s TO %s", name,
-					  quote_identifier(GetUserNameFromId(owner, false))),
-			 SPI_OK_UTILITY);
+	retl_owner_grant(owner, name, "INSERT");
 }
 
 /*
