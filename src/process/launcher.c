@@ -103,22 +103,34 @@ scan_databases(void)
 	return dbs;
 }
 
+/*
+ * A background worker of retl's, started by this process for a database
+ * (its workers, their runners): function(main_arg) of the library, never
+ * restarted by the postmaster, its start and stop told to this process.
+ * The caller names it (bgw_name).
+ */
+void
+retl_dynamic_worker(BackgroundWorker *bgw, const char *function, const char *type, Datum main_arg)
+{
+	memset(bgw, 0, sizeof(*bgw));
+	bgw->bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw->bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw->bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(bgw->bgw_library_name, BGW_MAXLEN, "retl");
+	snprintf(bgw->bgw_function_name, BGW_MAXLEN, "%s", function);
+	snprintf(bgw->bgw_type, BGW_MAXLEN, "%s", type);
+	bgw->bgw_main_arg = main_arg;
+	bgw->bgw_notify_pid = MyProcPid;
+}
+
 static bool
 start_worker(int i, Oid dboid)
 {
 	BackgroundWorker bgw;
 	BackgroundWorkerHandle *handle;
 
-	memset(&bgw, 0, sizeof(bgw));
-	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	bgw.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "retl");
-	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "retl_worker_main");
+	retl_dynamic_worker(&bgw, "retl_worker_main", "retl worker", ObjectIdGetDatum(dboid));
 	snprintf(bgw.bgw_name, BGW_MAXLEN, "retl worker for database %u", dboid);
-	snprintf(bgw.bgw_type, BGW_MAXLEN, "retl worker");
-	bgw.bgw_main_arg = ObjectIdGetDatum(dboid);
-	bgw.bgw_notify_pid = MyProcPid;
 
 	if (!RegisterDynamicBackgroundWorker(&bgw, &handle))
 	{

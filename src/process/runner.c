@@ -39,6 +39,7 @@
 #include "connectors/connector.h"
 #include "models/diff.h"
 #include "models/runs.h"
+#include "process/launcher.h"
 #include "process/runner.h"
 #include "process/txn.h"
 #include "queue/queue.h"
@@ -101,17 +102,9 @@ retl_runner_launch(char kind, int64 id, int sync_id, bool send)
 
 	if (slot < 0)
 		return false;
-	memset(&bgw, 0, sizeof(bgw));
-	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	bgw.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "retl");
-	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "retl_runner_main");
+	retl_dynamic_worker(&bgw, "retl_runner_main", "retl run", Int32GetDatum(slot));
 	snprintf(bgw.bgw_name, BGW_MAXLEN, "retl %s " INT64_FORMAT " in database %u",
 			 kind == 'a' ? "refresh of audience" : "run", id, MyDatabaseId);
-	snprintf(bgw.bgw_type, BGW_MAXLEN, "retl run");
-	bgw.bgw_main_arg = Int32GetDatum(slot);
-	bgw.bgw_notify_pid = MyProcPid;
 	if (!RegisterDynamicBackgroundWorker(&bgw, &handle))
 	{
 		retl_runner_free(slot);
