@@ -303,6 +303,7 @@ record_outcomes(void)
 		pgstat_report_activity(STATE_RUNNING, "recording delivery outcomes");
 		if (!retl_lock_extension())
 			exit_without_extension();
+		retl_queue_defer_deletes();
 		foreach(lc, finished)
 		{
 			req = lfirst(lc);
@@ -320,6 +321,7 @@ record_outcomes(void)
 					retl_dest_pause(req->dest_id, req->pause_ms);
 			}
 		}
+		retl_queue_flush_deletes();
 		/* the halves are built by their connector, like any claimed batch */
 		foreach(lc, halves)
 		{
@@ -488,9 +490,10 @@ stage_stream(void)
 typedef struct ClaimWork
 {
 	RetlSync   *sync;
+	int			nbatches;
 	bool	   *more;
 	long	   *wait_ms;
-	RetlRequest *req;
+	List	   *reqs;
 } ClaimWork;
 
 static void
@@ -504,23 +507,24 @@ claim_work_one(void *arg)
 	w->sync->backfill_done = true;
 	/* a partial batch waits up to linger_ms for more changes */
 	if (retl_queue_ready(w->sync, w->wait_ms))
-		w->req = retl_queue_claim(w->sync);
+		w->reqs = retl_queue_claim(w->sync, w->nbatches);
 }
 
 /*
- * Backfill and claim for one sync inside a subtransaction.  Returns the
- * request to send, or NULL; *more is set when backfill work remains.
+ * Backfill and claim up to nbatches requests of one sync inside a
+ * subtransaction.  Returns the requests to send, or NIL; *more is set
+ * when backfill work remains.
  */
-static RetlRequest *
-claim_one(RetlSync *sync, bool *more, long *wait_ms)
+static List *
+claim_one(RetlSync *sync, int nbatches, bool *more, long *wait_ms)
 {
-	ClaimWork	w = {sync, more, wait_ms, NULL};
+	ClaimWork	w = {sync, nbatches, more, wait_ms, NIL};
 	ErrorData  *edata = retl_in_subtransaction(claim_work_one, &w);
 
 	if (edata == NULL)
 	{
 		sync_succeeded(sync->id);
-		return w.req;
+		return w.reqs;
 	}
 
 	/* the claim's rows are ready again: scan the queue from its start */
@@ -530,7 +534,7 @@ claim_one(RetlSync *sync, bool *more, long *wait_ms)
 	retl_queue_sync_error(sync->id, edata->message);
 	sync_failed(sync->id);
 	FreeErrorData(edata);
-	return NULL;
+	return NIL;
 }
 
 typedef struct JobWork
@@ -637,6 +641,7 @@ claim_work(bool *more, long *wait_ms)
 	{
 		RetlSync   *sync = lfirst(lc);
 		RetlRequest *req;
+		int			slots;
 
 		if (sync_backed_off(sync->id, now))
 			continue;
@@ -661,21 +666,26 @@ claim_work(bool *more, long *wait_ms)
 		}
 
 		/*
-		 * As many batches as the destination's limits allow; the claim
-		 * never takes a key that is in flight or waiting for a retry, so
-		 * concurrent batches keep per-key order.
+		 * As many batches as the destination's limits allow, claimed
+		 * together; the claim never takes a key that is in flight or
+		 * waiting for a retry, so concurrent batches keep per-key order.
 		 */
-		while (retl_dest_can_send(sync, now, wait_ms))
+		while ((slots = retl_dest_slots(sync, now, wait_ms)) > 0)
 		{
-			MemoryContext old;
+			List	   *claimed = claim_one(sync, slots, more, wait_ms);
+			ListCell   *c;
 
-			req = claim_one(sync, more, wait_ms);
-			if (req == NULL)
+			if (claimed == NIL)
 				break;
-			old = MemoryContextSwitchTo(TopMemoryContext);
-			requests = lappend(requests, req);
-			MemoryContextSwitchTo(old);
-			retl_dest_sent(sync->dest_id);
+			foreach(c, claimed)
+			{
+				MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+				requests = lappend(requests, lfirst(c));
+				MemoryContextSwitchTo(old);
+				retl_dest_sent(sync->dest_id);
+			}
+			list_free(claimed);
 		}
 	}
 	retl_end_txn();

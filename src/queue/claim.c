@@ -278,15 +278,15 @@ replace_batch(RetlRequest *req)
 }
 
 /*
- * The sync's next batch: ready rows in queue order whose key is not held.
- * In append mode (and for diff syncs) up to batch_size rows: returns
- * their ids (int8[]).  In upsert mode up to batch_size keys, the first
- * ones among the next ten batches' worth of rows: returns the keys
- * (jsonb[]); the claim takes every queued row of each.  Returns
- * 0 when nothing is ready.
+ * The sync's next nbatches batches: ready rows in queue order whose key is
+ * not held.  In append mode (and for diff syncs) up to nbatches *
+ * batch_size rows: returns their ids (int8[]).  In upsert mode up to
+ * nbatches * batch_size keys, the first ones among the next ten batches'
+ * worth of rows: returns the keys (jsonb[]); the claim takes every queued
+ * row of each.  Returns 0 when nothing is ready.
  */
 static Datum
-pick(RetlSync *sync)
+pick(RetlSync *sync, int nbatches)
 {
 	Oid			types[2] = {INT4OID, INT8OID};
 	Datum		values[2];
@@ -294,9 +294,11 @@ pick(RetlSync *sync)
 	HTAB	   *picked_keys = NULL;
 	bool		by_key = sync->mode != 'a' && !sync->diff;
 	bool		replace = replacing(sync);
-	long		window = by_key ? (long) sync->batch_size * 10 : sync->batch_size;
+	/* a replace's batches go one at a time (below) */
+	int			cap = sync->batch_size * (replace ? 1 : nbatches);
+	long		window = by_key ? (long) cap * 10 : cap;
 	long		scanned = 0;
-	Datum	   *picked = palloc(sizeof(Datum) * sync->batch_size);
+	Datum	   *picked = palloc(sizeof(Datum) * cap);
 	int			npicked = 0;
 	int64		from;
 	int64		last_id;
@@ -308,7 +310,7 @@ pick(RetlSync *sync)
 	bool		done = false;
 
 	if (by_key)
-		picked_keys = key_set("retl picked keys", sync->batch_size);
+		picked_keys = key_set("retl picked keys", cap);
 
 	/*
 	 * A replace goes one batch at a time, its rows (op P) in queue order,
@@ -357,7 +359,7 @@ pick(RetlSync *sync)
 			int64		id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
 			TimestampTz until;
 
-			if (npicked >= sync->batch_size || scanned >= window)
+			if (npicked >= cap || scanned >= window)
 			{
 				done = true;
 				break;
@@ -399,7 +401,7 @@ pick(RetlSync *sync)
 			}
 		}
 		SPI_freetuptable(SPI_tuptable);
-		if (npicked >= sync->batch_size || scanned >= window)
+		if (npicked >= cap || scanned >= window)
 			done = true;
 		limit = SCAN_PAGE;
 	}
@@ -813,17 +815,48 @@ leave_out(RetlRequest *req, int claimed)
 }
 
 /*
- * Claim the next batch of a sync and build its request; NULL when nothing
- * is ready.  The request and everything in it outlive the transaction,
- * and it holds its keys until it is freed.
+ * Build one batch of a claim with its destination's connector; NULL when
+ * nothing is left to send (req freed).  What the connector left out goes
+ * back to the queue (it did not fit in max_batch_bytes, or needs another
+ * request shape), but a record it could not build is dead-lettered.
  */
-RetlRequest *
-retl_queue_claim(RetlSync *sync)
+static RetlRequest *
+build_batch(RetlSync *sync, RetlRequest *req)
+{
+	int			claimed = req->nrecords;
+
+	/* a batch of a replace: its place in it */
+	for (int i = 0; i < req->nrecords && req->replace == NULL; i++)
+		if (req->records[i].op == 'r')
+			req->replace = replace_batch(req);
+	retl_queue_build(req, sync);
+	if (req->nrecords < claimed)
+		leave_out(req, claimed);
+	if (req->nrecords == 0)
+	{
+		retl_http_free(req);
+		return NULL;
+	}
+	return req;
+}
+
+/*
+ * Claim the next batches of a sync, up to nbatches, and build their
+ * requests, in queue order; NIL when nothing is ready.  One pick, one
+ * claim statement and one read of the rows serve them all: a sync with a
+ * small batch_size fills every free slot of its destination for the cost
+ * of one.  Each request and everything in it outlive the transaction, and
+ * it holds its keys until it is freed.
+ */
+List *
+retl_queue_claim(RetlSync *sync, int nbatches)
 {
 	volatile bool by_key = sync->mode != 'a' && !sync->diff;
 	Oid			types[2] = {by_key ? JSONBARRAYOID : INT8ARRAYOID, INT4OID};
 	Datum		values[2];
 	RetlRequest *volatile req;
+	RetlRequest *volatile part = NULL;
+	List	   *volatile result = NIL;
 	MemoryContext cxt;
 	MemoryContext old;
 	char	   *inst = retl_queue_instance_id();
@@ -831,9 +864,9 @@ retl_queue_claim(RetlSync *sync)
 
 	if (!sync->diff)
 		retl_check_source(sync);
-	values[0] = pick(sync);
+	values[0] = pick(sync, nbatches);
 	if (values[0] == (Datum) 0)
-		return NULL;
+		return NIL;
 	/* rows to claim: if the statistics counted none, they are wrong now */
 	if (retl_queue_stats_suspect())
 		retl_queue_analyze_if_stale(100);
@@ -843,7 +876,7 @@ retl_queue_claim(RetlSync *sync)
 						 2, types, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "retl: could not claim changes of sync \"%s\"", sync->name);
 	if (SPI_processed == 0)
-		return NULL;
+		return NIL;
 
 	cxt = AllocSetContextCreate(TopMemoryContext, "retl request", ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(cxt);
@@ -888,7 +921,7 @@ retl_queue_claim(RetlSync *sync)
 	/* On error the caller's subtransaction undoes the claim; free the rest. */
 	PG_TRY();
 	{
-		int			claimed;
+		int			nrecords;
 
 		if (by_key)
 			read_rows(sync, req, keys, false);
@@ -901,43 +934,45 @@ retl_queue_claim(RetlSync *sync)
 				rows[i] = DirectFunctionCall1(jsonb_in, CStringGetDatum(req->records[i].data));
 			read_rows(sync, req, rows, true);
 		}
+		/* every key hidden from the owner, or dead-lettered: none left */
 		drop_unsent(req);
-		claimed = req->nrecords;
-		if (claimed == 0)
+		nrecords = req->nrecords;
+
+		/* the batches, batch_size records each */
+		for (int first = 0; first < nrecords; first += sync->batch_size)
 		{
-			/* every key hidden from the owner, or dead-lettered */
-			retl_http_free(req);
-			req = NULL;
-		}
-		else
-		{
-			/* a batch of a replace: its place in it */
-			for (int i = 0; i < req->nrecords && req->replace == NULL; i++)
-				if (req->records[i].op == 'r')
-					req->replace = replace_batch(req);
-			retl_queue_build(req, sync);
-			/*
-			 * What the connector left out goes back to the queue (it did
-			 * not fit in max_batch_bytes, or needs another request shape),
-			 * but a record it could not build is dead-lettered.
-			 */
-			if (req->nrecords < claimed)
-				leave_out(req, claimed);
-			if (req->nrecords == 0)
+			int			n = Min(sync->batch_size, nrecords - first);
+
+			if (n == nrecords)
 			{
-				retl_http_free(req);
+				part = req;		/* one batch: the claim itself */
 				req = NULL;
 			}
+			else
+				part = retl_http_copy(req, first, n);
+			part = build_batch(sync, part);
+			if (part != NULL)
+			{
+				retl_queue_hold(part);
+				result = lappend(result, part);
+				part = NULL;
+			}
 		}
+		if (req != NULL)
+			retl_http_free(req);
 	}
 	PG_CATCH();
 	{
+		ListCell   *lc;
+
+		if (part != NULL)
+			retl_http_free(part);
 		if (req != NULL)
 			retl_http_free(req);
+		foreach(lc, result)
+			retl_http_free((RetlRequest *) lfirst(lc));
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	if (req != NULL)
-		retl_queue_hold(req);
-	return req;
+	return result;
 }

@@ -51,6 +51,17 @@ spi_exec(const char *sql, int nargs, Oid *types, Datum *values, int expected)
 		elog(ERROR, "retl: SPI_execute failed (%d): %s", rc, sql);
 }
 
+/* Delete queue rows of a sync (ids: int8[]). */
+static void
+delete_rows(int sync_id, Datum ids)
+{
+	Oid			types[2] = {INT8ARRAYOID, INT4OID};
+	Datum		values[2] = {ids, Int32GetDatum(sync_id)};
+
+	spi_exec("DELETE FROM retl.queue WHERE sync_id = $2 AND id = ANY ($1)",
+			 2, types, values, SPI_OK_DELETE);
+}
+
 /*
  * Release rows a previous run of the worker claimed but never recorded;
  * rows in a destination's job stay in flight: the job is checked again.
@@ -381,12 +392,89 @@ retl_queue_dead_letter_unsent(RetlRequest *req, RetlRecord *r)
 void
 retl_queue_done_unsent(RetlRequest *req, RetlRecord *r)
 {
-	Oid			types[2] = {INT8ARRAYOID, INT4OID};
-	Datum		values[2] = {retl_queue_id_array(r, 1), Int32GetDatum(req->sync_id)};
-
-	spi_exec("DELETE FROM retl.queue WHERE sync_id = $2 AND id = ANY ($1)",
-			 2, types, values, SPI_OK_DELETE);
+	delete_rows(req->sync_id, retl_queue_id_array(r, 1));
 	retl_counters_delivered(req->sync_id, 1);
+}
+
+/*
+ * While the outcomes of several requests are recorded together, the rows
+ * they delivered are deleted (and counted) at the end, one statement per
+ * sync.
+ */
+typedef struct DoneRows
+{
+	int			sync_id;
+	int64		delivered;		/* records */
+	int			n;
+	int			size;
+	Datum	   *ids;
+} DoneRows;
+
+static bool deferring = false;
+static List *done_rows = NIL;	/* DoneRows *, in the transaction's memory */
+
+static void
+defer_delete(int sync_id, RetlRecord *records, int nrecords)
+{
+	DoneRows   *d = NULL;
+	ListCell   *lc;
+
+	foreach(lc, done_rows)
+	{
+		if (((DoneRows *) lfirst(lc))->sync_id == sync_id)
+			d = lfirst(lc);
+	}
+	if (d == NULL)
+	{
+		d = palloc0(sizeof(DoneRows));
+		d->sync_id = sync_id;
+		d->size = 64;
+		d->ids = palloc(sizeof(Datum) * d->size);
+		done_rows = lappend(done_rows, d);
+	}
+	d->delivered += nrecords;
+	for (int i = 0; i < nrecords; i++)
+	{
+		for (int j = 0; j < records[i].nqueue_ids; j++)
+		{
+			if (d->n == d->size)
+			{
+				d->size *= 2;
+				d->ids = repalloc(d->ids, sizeof(Datum) * d->size);
+			}
+			d->ids[d->n++] = Int64GetDatum(records[i].queue_ids[j]);
+		}
+	}
+}
+
+/*
+ * From here to retl_queue_flush_deletes (in the same transaction), the
+ * rows of delivered records are deleted together.
+ */
+void
+retl_queue_defer_deletes(void)
+{
+	deferring = true;
+	done_rows = NIL;
+}
+
+/* Delete and count the rows delivered since retl_queue_defer_deletes. */
+void
+retl_queue_flush_deletes(void)
+{
+	ListCell   *lc;
+
+	deferring = false;
+	foreach(lc, done_rows)
+	{
+		DoneRows   *d = lfirst(lc);
+
+		delete_rows(d->sync_id,
+					PointerGetDatum(construct_array(d->ids, d->n, INT8OID, 8,
+													FLOAT8PASSBYVAL, TYPALIGN_DOUBLE)));
+		retl_counters_delivered(d->sync_id, d->delivered);
+	}
+	done_rows = NIL;
 }
 
 /* Each record's outcome: the connector's reading of the answer, else the status rule. */
@@ -506,13 +594,14 @@ retl_queue_apply(RetlRequest *req)
 			done[delivered++] = req->records[i];
 	if (delivered > 0)
 	{
-		Oid			types[2] = {INT8ARRAYOID, INT4OID};
-		Datum		values[2] = {retl_queue_id_array(done, delivered), Int32GetDatum(req->sync_id)};
-
-		spi_exec("DELETE FROM retl.queue WHERE sync_id = $2 AND id = ANY ($1)",
-				 2, types, values, SPI_OK_DELETE);
 		retl_ids_remember(req->sync_id, done, delivered);
-		retl_counters_delivered(req->sync_id, delivered);
+		if (deferring)
+			defer_delete(req->sync_id, done, delivered);
+		else
+		{
+			delete_rows(req->sync_id, retl_queue_id_array(done, delivered));
+			retl_counters_delivered(req->sync_id, delivered);
+		}
 	}
 	if (delivered + in_job == req->nrecords)
 		return;

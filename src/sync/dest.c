@@ -97,6 +97,26 @@ retl_dest_can_send(RetlSync *sync, TimestampTz now, long *wait_ms)
 	return true;
 }
 
+/*
+ * How many requests of this sync may be started now: 0 when none may
+ * (*wait_ms lowered as retl_dest_can_send does), else the free slots of
+ * its concurrency, no more than its rate's tokens allow.
+ */
+int
+retl_dest_slots(RetlSync *sync, TimestampTz now, long *wait_ms)
+{
+	DestState  *d;
+	int			free;
+
+	if (!retl_dest_can_send(sync, now, wait_ms))
+		return 0;
+	d = dest_state(sync->dest_id);
+	free = sync->max_concurrency - d->in_flight;
+	if (sync->rate_limit > 0)
+		free = Min(free, (int) Min(d->tokens, (double) PG_INT32_MAX));
+	return Max(free, 1);
+}
+
 /* A request to the destination was started. */
 void
 retl_dest_sent(int dest_id)

@@ -61,7 +61,14 @@ retl_sync_load(int only_id)
 							  "COALESCE(s.audience_id, 0), d.id, "
 							  "(extract(epoch FROM d.max_retry_age) * 1000)::bigint, d.max_concurrency, "
 							  "d.rate_limit, d.linger_ms, d.max_batch_bytes, d.follow_redirects, d.tls_verify, d.signing_secret, "
-							  "retl._may_send(s.owner, d.id), d.name, s.search_path, "
+							  /* retl._may_send(s.owner, d.id), inline: that function is not */
+							  /* (a subquery), and it was planned once per sync and pass */
+							  "(pg_catalog.pg_has_role(s.owner, 'retl_admin'::name, 'USAGE')"
+							  " OR (pg_catalog.pg_has_role(s.owner, 'retl_user'::name, 'USAGE')"
+							  "  AND EXISTS (SELECT 1 FROM retl.destination_grants g"
+							  "   WHERE g.destination_id OPERATOR(pg_catalog.=) d.id"
+							  "   AND pg_catalog.pg_has_role(s.owner, g.grantee, 'USAGE')))), "
+							  "d.name, s.search_path, "
 							  "(d.options -> 'auth')::text, d.options::text, s.options::text "
 							  "FROM retl.syncs s JOIN retl.destinations d ON d.id = s.destination_id "
 							  "WHERE CASE WHEN $1 > 0 THEN s.id = $1 ELSE NOT s.paused END "
