@@ -419,9 +419,11 @@ pick(RetlSync *sync, int nbatches)
 
 /*
  * The claim statement of a sync: marks the rows picked ($1: their ids, or
- * in upsert mode their keys, with $2 the sync) in flight and returns one
- * line per record: rid, queue ids, attempts, op, key, data, captured_at,
- * first attempt and capture (epoch), key hash.
+ * in upsert mode their keys, with $2 the sync) in flight.  In append mode
+ * it returns one line per record: rid, queue ids, attempts, op, key, data,
+ * captured_at, first attempt and capture (epoch), key hash.  In upsert
+ * mode one line per row: id, rid, attempts, key, captured_at, first
+ * attempt and capture (epoch), key hash and the queue's key.
  */
 static char *
 claim_sql(RetlSync *sync)
@@ -461,29 +463,22 @@ claim_sql(RetlSync *sync)
 		return sql.data;
 	}
 
-	/* the rows' state is read afterwards, as the owner (read_rows) */
+	/*
+	 * One line per row, gathered by key in C (claimed_keys); the rows'
+	 * state is read afterwards, as the owner (read_rows).
+	 */
 	appendStringInfoString(&sql,
-						   "WITH u AS ("
-						   " UPDATE retl.queue q SET in_flight = true"
+						   "UPDATE retl.queue q SET in_flight = true"
 						   " WHERE q.sync_id = $2 AND q.key = ANY ($1)"
 						   " AND NOT q.in_flight"
-						   " RETURNING q.id, q.key, q.rid, q.captured_at, q.attempts, q.first_attempt_at"
-						   "), g AS ("
-						   " SELECT u.key, pg_catalog.array_agg(u.id ORDER BY u.id) AS ids,"
-						   " (pg_catalog.array_agg(COALESCE(u.rid, u.id) ORDER BY u.id DESC))[1] AS rid,"
-						   " pg_catalog.max(u.captured_at) AS captured_at,"
-						   " pg_catalog.max(u.attempts) AS attempts, pg_catalog.min(u.id) AS first,"
-						   " pg_catalog.min(u.first_attempt_at) AS first_attempt_at"
-						   " FROM u GROUP BY u.key)"
-						   " SELECT g.rid, g.ids, g.attempts, 'u', ");
-	retl_append_key_object(&sql, sync, "g.key");
+						   " RETURNING q.id, COALESCE(q.rid, q.id), q.attempts, ");
+	retl_append_key_object(&sql, sync, "q.key");
 	appendStringInfoString(&sql,
-						   "::text, NULL::text, pg_catalog.to_char(g.captured_at AT TIME ZONE 'UTC',"
+						   "::text, pg_catalog.to_char(q.captured_at AT TIME ZONE 'UTC',"
 						   " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
-						   " COALESCE(extract(epoch FROM g.first_attempt_at), 0),"
-						   " extract(epoch FROM g.captured_at),"
-						   " pg_catalog.jsonb_hash_extended(g.key, 0), g.key"
-						   " FROM g ORDER BY g.first");
+						   " COALESCE(extract(epoch FROM q.first_attempt_at), 0),"
+						   " extract(epoch FROM q.captured_at),"
+						   " pg_catalog.jsonb_hash_extended(q.key, 0), q.key");
 	return sql.data;
 }
 
@@ -815,6 +810,171 @@ leave_out(RetlRequest *req, int claimed)
 }
 
 /*
+ * An append claim's lines (claim_sql), one record each, into req: in the
+ * request's memory.
+ */
+static void
+claimed_rows(RetlRequest *req, const char *inst)
+{
+	req->nrecords = (int) SPI_processed;
+	req->records = palloc0(sizeof(RetlRecord) * req->nrecords);
+	for (int i = 0; i < req->nrecords; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		RetlRecord *r = &req->records[i];
+		bool		isnull;
+
+		r->rid = strtoi64(SPI_getvalue(tup, desc, 1), NULL, 10);
+		r->record_id = psprintf("%s-" INT64_FORMAT, inst, r->rid);
+		r->queue_ids = parse_int_array(SPI_getvalue(tup, desc, 2), &r->nqueue_ids);
+		r->attempts = pg_strtoint32(SPI_getvalue(tup, desc, 3));
+		r->op = SPI_getvalue(tup, desc, 4)[0];
+		r->key = SPI_getvalue(tup, desc, 5);
+		r->data = SPI_getvalue(tup, desc, 6);
+		r->captured_at = SPI_getvalue(tup, desc, 7);
+		r->first_attempt = strtod(SPI_getvalue(tup, desc, 8), NULL);
+		r->captured_epoch = strtod(SPI_getvalue(tup, desc, 9), NULL);
+		r->key_hash = (uint64) DatumGetInt64(SPI_getbinval(tup, desc, 10, &isnull));
+	}
+}
+
+/* A row of an upsert claim (claim_sql), before its key's rows are gathered. */
+typedef struct ClaimedRow
+{
+	int64		id;
+	int64		rid;
+	int			attempts;
+	char	   *key;			/* the key as sent */
+	char	   *captured_at;
+	double		first_attempt;
+	double		captured_epoch;
+	uint64		hash;
+	int			line;			/* in SPI_tuptable */
+} ClaimedRow;
+
+/* rows of one key together (its hash, then its text), in queue order */
+static int
+row_cmp(const void *a, const void *b)
+{
+	const ClaimedRow *x = a;
+	const ClaimedRow *y = b;
+	int			c;
+
+	if (x->hash != y->hash)
+		return x->hash < y->hash ? -1 : 1;
+	c = strcmp(x->key, y->key);
+	if (c != 0)
+		return c;
+	return x->id < y->id ? -1 : (x->id > y->id ? 1 : 0);
+}
+
+/* A key's record with its key (claimed_keys). */
+typedef struct ClaimedKey
+{
+	RetlRecord	record;
+	Datum		key;			/* jsonb */
+} ClaimedKey;
+
+/* records in the order of their first queue row */
+static int
+key_cmp(const void *a, const void *b)
+{
+	int64		x = ((const ClaimedKey *) a)->record.queue_ids[0];
+	int64		y = ((const ClaimedKey *) b)->record.queue_ids[0];
+
+	return x < y ? -1 : (x > y ? 1 : 0);
+}
+
+/*
+ * An upsert claim's lines (claim_sql), one per queued row, gathered into
+ * one record per key: its rows' ids in order, the record id of its latest
+ * row, its latest capture, its most attempts and its first attempt.  The
+ * records are in the order of their first row.  Returns the keys of the
+ * records (jsonb), in the request's memory like everything else.
+ */
+static Datum *
+claimed_keys(RetlRequest *req, const char *inst)
+{
+	int			nrows = (int) SPI_processed;
+	ClaimedRow *rows = palloc(sizeof(ClaimedRow) * nrows);
+	ClaimedKey *claimed = palloc0(sizeof(ClaimedKey) * nrows);
+	TupleDesc	desc = SPI_tuptable->tupdesc;
+	Datum	   *keys;
+	int			n = 0;
+
+	for (int i = 0; i < nrows; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		ClaimedRow *row = &rows[i];
+		bool		isnull;
+
+		row->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		row->rid = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		row->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+		row->key = SPI_getvalue(tup, desc, 4);
+		row->captured_at = SPI_getvalue(tup, desc, 5);
+		row->first_attempt = strtod(SPI_getvalue(tup, desc, 6), NULL);
+		row->captured_epoch = strtod(SPI_getvalue(tup, desc, 7), NULL);
+		row->hash = (uint64) DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull));
+		row->line = i;
+	}
+	qsort(rows, nrows, sizeof(ClaimedRow), row_cmp);
+
+	for (int i = 0; i < nrows;)
+	{
+		RetlRecord *r = &claimed[n].record;
+		int			end = i + 1;
+		bool		isnull;
+
+		while (end < nrows && rows[end].hash == rows[i].hash &&
+			   strcmp(rows[end].key, rows[i].key) == 0)
+			end++;
+		/* the record id of its latest row, as the queue's order tells */
+		r->rid = rows[end - 1].rid;
+		r->record_id = psprintf("%s-" INT64_FORMAT, inst, r->rid);
+		r->nqueue_ids = end - i;
+		r->queue_ids = palloc(sizeof(int64) * r->nqueue_ids);
+		r->op = 'u';
+		r->key = rows[i].key;
+		r->captured_at = rows[i].captured_at;
+		r->captured_epoch = rows[i].captured_epoch;
+		r->key_hash = rows[i].hash;
+		for (int j = i; j < end; j++)
+		{
+			r->queue_ids[j - i] = rows[j].id;
+			r->attempts = Max(r->attempts, rows[j].attempts);
+			/* 0: never attempted */
+			if (rows[j].first_attempt > 0 &&
+				(r->first_attempt == 0 || rows[j].first_attempt < r->first_attempt))
+				r->first_attempt = rows[j].first_attempt;
+			if (rows[j].captured_epoch > r->captured_epoch)
+			{
+				r->captured_epoch = rows[j].captured_epoch;
+				r->captured_at = rows[j].captured_at;
+			}
+		}
+		claimed[n].key = datumCopy(SPI_getbinval(SPI_tuptable->vals[rows[i].line], desc, 9,
+												 &isnull), false, -1);
+		n++;
+		i = end;
+	}
+	qsort(claimed, n, sizeof(ClaimedKey), key_cmp);
+
+	req->nrecords = n;
+	req->records = palloc(sizeof(RetlRecord) * n);
+	keys = palloc(sizeof(Datum) * n);
+	for (int i = 0; i < n; i++)
+	{
+		req->records[i] = claimed[i].record;
+		keys[i] = claimed[i].key;
+	}
+	pfree(rows);
+	pfree(claimed);
+	return keys;
+}
+
+/*
  * Build one batch of a claim with its destination's connector; NULL when
  * nothing is left to send (req freed).  What the connector left out goes
  * back to the queue (it did not fit in max_batch_bytes, or needs another
@@ -873,7 +1033,8 @@ retl_queue_claim(RetlSync *sync, int nbatches)
 	retl_owner_check_send(sync);
 	values[1] = Int32GetDatum(sync->id);
 	if (retl_spi_execute(retl_sync_statement(sync, RETL_SQL_CLAIM, claim_sql),
-						 2, types, values, NULL, false, 0) != SPI_OK_SELECT)
+						 2, types, values, NULL, false, 0) !=
+		(by_key ? SPI_OK_UPDATE_RETURNING : SPI_OK_SELECT))
 		elog(ERROR, "retl: could not claim changes of sync \"%s\"", sync->name);
 	if (SPI_processed == 0)
 		return NIL;
@@ -891,31 +1052,10 @@ retl_queue_claim(RetlSync *sync, int nbatches)
 	req->timeout_ms = sync->timeout_ms;
 	req->follow_redirects = sync->follow_redirects;
 	req->tls_verify = sync->tls_verify;
-	req->nrecords = (int) SPI_processed;
-	req->records = palloc0(sizeof(RetlRecord) * req->nrecords);
 	if (by_key)
-		keys = palloc(sizeof(Datum) * req->nrecords);
-	for (int i = 0; i < req->nrecords; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		RetlRecord *r = &req->records[i];
-		bool		isnull;
-
-		r->rid = strtoi64(SPI_getvalue(tup, desc, 1), NULL, 10);
-		r->record_id = psprintf("%s-" INT64_FORMAT, inst, r->rid);
-		r->queue_ids = parse_int_array(SPI_getvalue(tup, desc, 2), &r->nqueue_ids);
-		r->attempts = pg_strtoint32(SPI_getvalue(tup, desc, 3));
-		r->op = SPI_getvalue(tup, desc, 4)[0];
-		r->key = SPI_getvalue(tup, desc, 5);
-		r->data = SPI_getvalue(tup, desc, 6);
-		r->captured_at = SPI_getvalue(tup, desc, 7);
-		r->first_attempt = strtod(SPI_getvalue(tup, desc, 8), NULL);
-		r->captured_epoch = strtod(SPI_getvalue(tup, desc, 9), NULL);
-		r->key_hash = (uint64) DatumGetInt64(SPI_getbinval(tup, desc, 10, &isnull));
-		if (by_key)
-			keys[i] = datumCopy(SPI_getbinval(tup, desc, 11, &isnull), false, -1);
-	}
+		keys = claimed_keys(req, inst);
+	else
+		claimed_rows(req, inst);
 	MemoryContextSwitchTo(old);
 
 	/* On error the caller's subtransaction undoes the claim; free the rest. */
