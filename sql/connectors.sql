@@ -220,7 +220,10 @@ SELECT retl_create_sync('bad', 'conn_people', 'c_mc_url', mode => 'append', mapp
 SELECT retl_create_sync('bad', 'conn_people', 'c_mc_url', mapping => '{"email": "email"}', options => '{"list_id": "a1b2c3d4e5", "tags": ["vip"]}');
 SELECT name FROM retl.syncs WHERE name = 'bad';
 SELECT name FROM retl.destinations WHERE name = 'bad';
-SELECT retl_drop_sync(name) FROM retl.syncs WHERE name LIKE 'c\_mc\_%';
+-- one sync a transaction: dropping several syncs in one can deadlock with the
+-- worker (README, Troubleshooting)
+SELECT pg_catalog.format('SELECT retl_drop_sync(%L)', name) FROM retl.syncs
+ WHERE name LIKE 'c\_mc\_%' ORDER BY name \gexec
 SELECT retl_drop_destination(name) FROM retl.destinations WHERE name IN ('c_mc', 'c_mc_url');
 SELECT retl_drop_secret('conn_mc_key');
 
@@ -431,7 +434,8 @@ SELECT retl_drop_audience('c_cio_vip');
 -- retl_urlencode
 SELECT retl_urlencode('a b/c?d=é&e'), retl_urlencode(''), retl_urlencode(NULL);
 
-SELECT retl_drop_sync(name) FROM retl.syncs WHERE name LIKE 'c\_%';
+SELECT pg_catalog.format('SELECT retl_drop_sync(%L)', name) FROM retl.syncs
+ WHERE name LIKE 'c\_%' ORDER BY name \gexec
 SELECT retl_drop_destination(name) FROM retl.destinations WHERE name LIKE 'c\_%' OR name LIKE 'a\_%';
 SELECT retl_drop_secret('conn_token');
 DROP TABLE conn_people;

@@ -202,7 +202,10 @@ SELECT retl_drop_sync('alice_idents');
 \c - :"regress_superuser"
 DROP SCHEMA regress_retl_alice_schema CASCADE;
 
-SELECT retl_drop_sync(name) FROM retl.syncs WHERE name LIKE 'alice%' OR name LIKE 'bob%';
+-- one sync a transaction: dropping several syncs in one can deadlock with the
+-- worker (README, Troubleshooting)
+SELECT pg_catalog.format('SELECT retl_drop_sync(%L)', name) FROM retl.syncs
+ WHERE name LIKE 'alice%' OR name LIKE 'bob%' ORDER BY name \gexec
 SELECT retl_drop_audience('alice_aud');
 SELECT retl_drop_destination(name) FROM retl.destinations WHERE name LIKE 'roles%';
 SELECT retl_drop_secret('roles_token');

@@ -778,6 +778,15 @@ scheduled(const char *what, char kind, bool (*claim) (int64 *id, int *sync_id, b
 /* How often finished runs beyond retl.run_history are deleted. */
 #define RUN_PRUNE_INTERVAL_MS 10000
 
+/*
+ * The shortest time between two passes when commits keep waking the worker.
+ * A change waits for the next pass, half of it on average: at 5 ms the
+ * capture-to-2xx latency at 1,000 changes/s was p50 5.2 ms, p99 12-15 ms;
+ * at 2 ms 3.4 / 7.1 ms, for 45% more of the worker's CPU at that rate (at
+ * 1 ms 2.5 / 6.5 ms, 78% more).
+ */
+#define PASS_MIN_MS 2
+
 static void
 prune_work(void *arg)
 {
@@ -956,10 +965,10 @@ retl_worker_main(Datum main_arg)
 
 		/*
 		 * Commits keep setting the latch under a busy writer: pass at most
-		 * every few milliseconds, letting libcurl progress meanwhile, so the
+		 * every PASS_MIN_MS, letting libcurl progress meanwhile, so the
 		 * worker batches what accumulated instead of spinning.
 		 */
-		if (!more && !TimestampDifferenceExceeds(pass_started, GetCurrentTimestamp(), 5))
-			retl_http_poll(5, PG_WAIT_EXTENSION);
+		if (!more && !TimestampDifferenceExceeds(pass_started, GetCurrentTimestamp(), PASS_MIN_MS))
+			retl_http_poll(PASS_MIN_MS, PG_WAIT_EXTENSION);
 	}
 }
