@@ -340,7 +340,7 @@ pick(RetlSync *sync, int nbatches)
 		uint64		n;
 
 		values[1] = Int64GetDatum(last_id);
-		if (retl_spi_execute(psprintf("SELECT q.id, pg_catalog.jsonb_hash_extended(q.key, 0), q.key, q.op"
+		if (retl_spi_execute_by_index(psprintf("SELECT q.id, pg_catalog.jsonb_hash_extended(q.key, 0), q.key, q.op"
 									  " FROM retl.queue q"
 									  " WHERE q.sync_id = $1 AND q.id > $2"
 									  " AND NOT q.in_flight"
@@ -698,7 +698,7 @@ read_rows(RetlSync *sync, RetlRequest *req, Datum *keys, bool append)
 	values[0] = retl_queue_id_array(&req->records[kept], nhidden);
 	values[1] = Int32GetDatum(sync->id);
 	types[0] = INT8ARRAYOID;
-	if (retl_spi_execute("DELETE FROM retl.queue WHERE sync_id = $2 AND id = ANY ($1)",
+	if (retl_spi_execute_by_index("DELETE FROM retl.queue WHERE sync_id = $2 AND id = ANY ($1)",
 						 2, types, values, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "retl: could not drop hidden rows of sync \"%s\"", sync->name);
 }
@@ -1032,7 +1032,7 @@ retl_queue_claim(RetlSync *sync, int nbatches)
 		retl_queue_analyze_if_stale(100);
 	retl_owner_check_send(sync);
 	values[1] = Int32GetDatum(sync->id);
-	if (retl_spi_execute(retl_sync_statement(sync, RETL_SQL_CLAIM, claim_sql),
+	if (retl_spi_execute_by_index(retl_sync_statement(sync, RETL_SQL_CLAIM, claim_sql),
 						 2, types, values, NULL, false, 0) !=
 		(by_key ? SPI_OK_UPDATE_RETURNING : SPI_OK_SELECT))
 		elog(ERROR, "retl: could not claim changes of sync \"%s\"", sync->name);

@@ -58,8 +58,9 @@ delete_rows(int sync_id, Datum ids)
 	Oid			types[2] = {INT8ARRAYOID, INT4OID};
 	Datum		values[2] = {ids, Int32GetDatum(sync_id)};
 
-	spi_exec("DELETE FROM retl.queue WHERE sync_id = $2 AND id = ANY ($1)",
-			 2, types, values, SPI_OK_DELETE);
+	if (retl_spi_execute_by_index("DELETE FROM retl.queue WHERE sync_id = $2 AND id = ANY ($1)",
+								  2, types, values, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "retl: could not delete delivered changes");
 }
 
 /*
@@ -237,8 +238,8 @@ retl_queue_release(RetlRequest *req, int from)
 		return;
 	values[0] = retl_queue_id_array(req->records + from, req->nrecords - from);
 	values[1] = Int32GetDatum(req->sync_id);
-	if (retl_spi_execute("UPDATE retl.queue SET in_flight = false WHERE sync_id = $2 AND id = ANY ($1)",
-							  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+	if (retl_spi_execute_by_index("UPDATE retl.queue SET in_flight = false WHERE sync_id = $2 AND id = ANY ($1)",
+								  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "retl: could not release queued changes");
 	rewind_to(req->sync_id, req->records + from, req->nrecords - from);
 }
@@ -551,8 +552,9 @@ steps(RetlRequest *req)
 	retl_ids_remember(req->sync_id, again, n);
 	values[0] = retl_queue_id_array(again, n);
 	values[1] = Int32GetDatum(req->sync_id);
-	spi_exec("UPDATE retl.queue SET in_flight = false WHERE sync_id = $2 AND id = ANY ($1)",
-			 2, types, values, SPI_OK_UPDATE);
+	if (retl_spi_execute_by_index("UPDATE retl.queue SET in_flight = false WHERE sync_id = $2 AND id = ANY ($1)",
+								  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "retl: could not release queued changes");
 	rewind_to(req->sync_id, again, n);
 	return n;
 }
@@ -680,7 +682,7 @@ retl_queue_apply(RetlRequest *req)
 			}
 			values[0] = retl_queue_id_array(same, n);
 			values[4] = CStringGetTextDatum(retry[i].message);
-			if (retl_spi_execute("UPDATE retl.queue SET in_flight = false, attempts = attempts + 1,"
+			if (retl_spi_execute_by_index("UPDATE retl.queue SET in_flight = false, attempts = attempts + 1,"
 								 " next_attempt_at = pg_catalog.now() + $2 * interval '1 millisecond',"
 								 " first_attempt_at = COALESCE(first_attempt_at, $3),"
 								 " last_attempt_at = $3, last_status = $4, last_error = $5"
