@@ -103,11 +103,11 @@ retl_spi_execute(const char *sql, int nargs, Oid *types, Datum *values,
 /*
  * retl_spi_execute for a statement that reads retl.queue by ids or keys,
  * planned (when its plan is made) without sequential scans.  After a large
- * drain the queue is nearly empty but keeps its pages, and its statistics
- * say a handful of rows in thousands of pages: the planner then prefers
- * reading every page to an index lookup of a few ids (perf after a
- * 300,000-row drain: 85% of the worker's CPU in sequential scans of the
- * 82 MB queue, and capture-to-2xx latency at 1,000 changes/s tripled).
+ * drain VACUUM leaves the queue with statistics of no pages and no rows (or
+ * a handful of rows in thousands of pages): the plans made then read every
+ * page, and are kept while the queue fills again (perf after a 300,000-row
+ * drain: 85% of the worker's CPU in sequential scans of the queue, and
+ * capture-to-2xx latency at 1,000 changes/s tripled).
  * Only these statements: disabling them for the whole session made other
  * plans far worse.
  */
