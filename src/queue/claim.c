@@ -628,8 +628,8 @@ record_error(ErrorData *edata)
 static void
 read_rows(RetlSync *sync, RetlRequest *req, Datum *keys, bool append)
 {
-	Oid			types[2] = {JSONBARRAYOID, INT4OID};
-	Datum		values[2];
+	Oid			types[1] = {JSONBARRAYOID};
+	Datum		values[1];
 	ReadWork	w = {sync, req, keys, 0, req->nrecords, append};
 	ErrorData  *edata;
 	bool		missing = false;
@@ -695,12 +695,7 @@ read_rows(RetlSync *sync, RetlRequest *req, Datum *keys, bool append)
 		return;
 	memcpy(&req->records[kept], hidden, sizeof(RetlRecord) * nhidden);
 	req->nrecords = kept;
-	values[0] = retl_queue_id_array(&req->records[kept], nhidden);
-	values[1] = Int32GetDatum(sync->id);
-	types[0] = INT8ARRAYOID;
-	if (retl_spi_execute_by_index("DELETE FROM retl.queue WHERE sync_id = $2 AND id = ANY ($1)",
-						 2, types, values, NULL, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "retl: could not drop hidden rows of sync \"%s\"", sync->name);
+	retl_queue_delete_ids(sync->id, retl_queue_id_array(&req->records[kept], nhidden));
 }
 
 /*

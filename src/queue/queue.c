@@ -52,15 +52,15 @@ spi_exec(const char *sql, int nargs, Oid *types, Datum *values, int expected)
 }
 
 /* Delete queue rows of a sync (ids: int8[]). */
-static void
-delete_rows(int sync_id, Datum ids)
+void
+retl_queue_delete_ids(int sync_id, Datum ids)
 {
 	Oid			types[2] = {INT8ARRAYOID, INT4OID};
 	Datum		values[2] = {ids, Int32GetDatum(sync_id)};
 
 	if (retl_spi_execute_by_index("DELETE FROM retl.queue WHERE sync_id = $2 AND id = ANY ($1)",
 								  2, types, values, NULL, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "retl: could not delete delivered changes");
+		elog(ERROR, "retl: could not delete queued changes");
 }
 
 /*
@@ -227,21 +227,25 @@ rewind_to(int sync_id, RetlRecord *records, int nrecords)
 	retl_mark_rewind(sync_id, lowest);
 }
 
+/* Put claimed records of a sync back in the queue, where its scan sees them. */
+static void
+release_records(int sync_id, RetlRecord *records, int nrecords)
+{
+	Oid			types[2] = {INT8ARRAYOID, INT4OID};
+	Datum		values[2] = {retl_queue_id_array(records, nrecords), Int32GetDatum(sync_id)};
+
+	if (retl_spi_execute_by_index("UPDATE retl.queue SET in_flight = false WHERE sync_id = $2 AND id = ANY ($1)",
+								  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "retl: could not release queued changes");
+	rewind_to(sync_id, records, nrecords);
+}
+
 /* Put records [from, nrecords) of a claimed request back in the queue. */
 void
 retl_queue_release(RetlRequest *req, int from)
 {
-	Oid			types[2] = {INT8ARRAYOID, INT4OID};
-	Datum		values[2];
-
-	if (from >= req->nrecords)
-		return;
-	values[0] = retl_queue_id_array(req->records + from, req->nrecords - from);
-	values[1] = Int32GetDatum(req->sync_id);
-	if (retl_spi_execute_by_index("UPDATE retl.queue SET in_flight = false WHERE sync_id = $2 AND id = ANY ($1)",
-								  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "retl: could not release queued changes");
-	rewind_to(req->sync_id, req->records + from, req->nrecords - from);
+	if (from < req->nrecords)
+		release_records(req->sync_id, req->records + from, req->nrecords - from);
 }
 
 /* text with invalid or NUL bytes replaced, safe to store in a text column */
@@ -393,7 +397,7 @@ retl_queue_dead_letter_unsent(RetlRequest *req, RetlRecord *r)
 void
 retl_queue_done_unsent(RetlRequest *req, RetlRecord *r)
 {
-	delete_rows(req->sync_id, retl_queue_id_array(r, 1));
+	retl_queue_delete_ids(req->sync_id, retl_queue_id_array(r, 1));
 	retl_counters_delivered(req->sync_id, 1);
 }
 
@@ -470,7 +474,7 @@ retl_queue_flush_deletes(void)
 	{
 		DoneRows   *d = lfirst(lc);
 
-		delete_rows(d->sync_id,
+		retl_queue_delete_ids(d->sync_id,
 					PointerGetDatum(construct_array(d->ids, d->n, INT8OID, 8,
 													FLOAT8PASSBYVAL, TYPALIGN_DOUBLE)));
 		retl_counters_delivered(d->sync_id, d->delivered);
@@ -541,8 +545,6 @@ steps(RetlRequest *req)
 {
 	RetlRecord *again = palloc(sizeof(RetlRecord) * req->nrecords);
 	int			n = 0;
-	Oid			types[2] = {INT8ARRAYOID, INT4OID};
-	Datum		values[2];
 
 	for (int i = 0; i < req->nrecords; i++)
 		if (req->records[i].outcome == RETL_OUTCOME_AGAIN)
@@ -550,12 +552,7 @@ steps(RetlRequest *req)
 	if (n == 0)
 		return 0;
 	retl_ids_remember(req->sync_id, again, n);
-	values[0] = retl_queue_id_array(again, n);
-	values[1] = Int32GetDatum(req->sync_id);
-	if (retl_spi_execute_by_index("UPDATE retl.queue SET in_flight = false WHERE sync_id = $2 AND id = ANY ($1)",
-								  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "retl: could not release queued changes");
-	rewind_to(req->sync_id, again, n);
+	release_records(req->sync_id, again, n);
 	return n;
 }
 
@@ -601,7 +598,7 @@ retl_queue_apply(RetlRequest *req)
 			defer_delete(req->sync_id, done, delivered);
 		else
 		{
-			delete_rows(req->sync_id, retl_queue_id_array(done, delivered));
+			retl_queue_delete_ids(req->sync_id, retl_queue_id_array(done, delivered));
 			retl_counters_delivered(req->sync_id, delivered);
 		}
 	}

@@ -21,6 +21,7 @@ extern void retl_queue_hold(RetlRequest *req);
 extern void retl_queue_backoff(int sync_id, uint64 key_hash, TimestampTz until);
 extern void retl_queue_load_backoff(void);
 extern void retl_queue_release(RetlRequest *req, int from);
+extern void retl_queue_delete_ids(int sync_id, Datum ids);
 extern void retl_queue_record(RetlRequest *req);
 extern void retl_queue_apply(RetlRequest *req);
 extern void retl_queue_defer_deletes(void);
