@@ -22,6 +22,7 @@ OBJS = \
 	src/capture/stream.o \
 	src/models/cron.o \
 	src/models/diff.o \
+	src/models/probe.o \
 	src/models/runs.o \
 	src/queue/claim.o \
 	src/queue/counters.o \

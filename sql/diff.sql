@@ -610,6 +610,10 @@ SELECT (SELECT count(*) FROM retl.snapshots sn
        (SELECT count(*) FROM retl.run_store r
          WHERE NOT EXISTS (SELECT 1 FROM retl.syncs s WHERE s.id = r.sync_id)) AS orphan_runs;
 
+-- the snapshot a run probes is the run's: elsewhere there is none
+SELECT retl._run_probe(1::bigint, 1::bigint);
+SELECT retl._run_probe('[1]'::jsonb, 1::bigint);
+
 DO $$
 BEGIN
 	PERFORM retl_drop_sync(name) FROM retl.syncs;

@@ -793,6 +793,19 @@ CREATE FUNCTION retl._signal_run(run bigint) RETURNS boolean
 REVOKE ALL ON FUNCTION retl._run_tick(), retl._run_progress(), retl._signal_run(bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION retl._run_tick(), retl._run_progress() TO retl_user;
 
+/*
+ * A diff run's query calls retl._run_probe(key, hash) for each row (as the
+ * sync's owner): what the row is against the snapshot the run holds in
+ * memory (A, C, U, L, or NULL for a row of another part).  Only a run has
+ * such a snapshot; elsewhere it is an error.
+ */
+CREATE FUNCTION retl._run_probe(key bigint, hash bigint) RETURNS "char"
+	AS 'MODULE_PATHNAME', 'retl_run_probe_int' LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+CREATE FUNCTION retl._run_probe(key jsonb, hash bigint) RETURNS "char"
+	AS 'MODULE_PATHNAME', 'retl_run_probe_key' LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+REVOKE ALL ON FUNCTION retl._run_probe(bigint, bigint), retl._run_probe(jsonb, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION retl._run_probe(bigint, bigint), retl._run_probe(jsonb, bigint) TO retl_user;
+
 /* status: queued, running, succeeded, failed, cancelled; a running run's phase and rows read */
 CREATE OR REPLACE VIEW retl.runs WITH (security_invoker = true) AS
 SELECT r.id, s.name AS sync, r.why, r.status, r.requested_at, r.started_at,

@@ -8,6 +8,7 @@
 #include "postgres.h"
 
 #include <errno.h>
+#include <limits.h>
 
 #include "utils/guc.h"
 #include "utils/varlena.h"
@@ -27,6 +28,7 @@ int			retl_max_response_kb = 1024;
 int			retl_max_record_kb = 64 * 1024;
 int			retl_max_job_age_s = 86400;
 int			retl_max_parallel_runs = 2;
+int			retl_run_memory_kb = 131072;
 int			retl_run_nice = 10;
 int			retl_job_check_max_ms = 60000;
 char	   *retl_test_resolve = NULL;
@@ -157,6 +159,14 @@ retl_guc_init(void)
 							&retl_max_parallel_runs,
 							2, 0, 16,
 							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("retl.run_memory",
+							"Memory a diff run may use for its sync's snapshot.",
+							"A run keeps the keys and hashes of the snapshot in memory and probes them for each row of the query; a larger snapshot is split into parts, and the query runs once for each.",
+							&retl_run_memory_kb,
+							131072, 1024, MAX_KILOBYTES,
+							PGC_SIGHUP, GUC_UNIT_KB,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("retl.run_nice",

@@ -34,6 +34,7 @@
 #include "base/progress.h"
 #include "base/subxact.h"
 #include "models/diff.h"
+#include "models/probe.h"
 #include "sync/mapping.h"
 #include "sync/owner.h"
 
@@ -199,49 +200,94 @@ data_ops(RetlSync *sync, bool send, bool replace)
 }
 
 /*
- * The result of a sync as a subquery aliased c: its rows' key ("retl.key",
- * jsonb), the hash of their mapped values' text ("retl.hash", bigint: no
- * JSON is built for a row that did not change), and what the data
- * expression (appended to data) reads.  Every row is counted by
- * retl._run_tick() in c's select list: a volatile output keeps c a level
- * of its own, evaluated once per row of the result (in a WHERE it could
- * be merged with the query's own and run before its costlier quals).
+ * The result of a sync as a subquery aliased c: its rows' key ("retl.key":
+ * the value of a single integer key column as bigint, else a jsonb array),
+ * the hash of their mapped values' text ("retl.hash", bigint), what the
+ * run's snapshot in memory says of the row ("retl.op", retl._run_probe(),
+ * which also counts it), and what the data expression (appended to data)
+ * reads.  The probe is volatile: c stays a level of its own, evaluated once
+ * per row, and the data expression above it runs only for the rows it
+ * lets through.
  */
 static void
-append_result(StringInfo sql, StringInfo data, RetlSync *sync)
+append_result(StringInfo sql, StringInfo data, RetlSync *sync, bool int_keys)
 {
+	appendStringInfoString(sql, "(SELECT retl._run_probe(r.\"retl.key\", r.\"retl.hash\") AS \"retl.op\", r.* FROM ");
 	if (sync->audience_id)
 	{
 		/* the audience's current members; membership was computed as its owner */
-		appendStringInfoString(sql, "(SELECT retl._run_tick() AS \"retl.tick\", m.key AS \"retl.key\","
+		appendStringInfoString(sql, "(SELECT m.key AS \"retl.key\","
 							   " pg_catalog.hashtextextended(m.data::pg_catalog.text, 0) AS \"retl.hash\","
 							   " m.data AS \"retl.data\" FROM (SELECT m.key, ");
 		retl_append_key_object(sql, sync, "m.key");
-		appendStringInfo(sql, " AS data FROM retl.audience_member_store m WHERE m.audience_id = %d) m) c",
+		appendStringInfo(sql, " AS data FROM retl.audience_member_store m WHERE m.audience_id = %d) m) r) c",
 						 sync->audience_id);
 		appendStringInfoString(data, "c.\"retl.data\"");
 		return;
 	}
-	appendStringInfoString(sql, "(SELECT retl._run_tick() AS \"retl.tick\", ");
-	append_key_array(sql, sync->key_names, sync->nkeys);
+	appendStringInfoString(sql, "(SELECT ");
+	if (int_keys)
+		appendStringInfo(sql, "q.%s::pg_catalog.int8", quote_identifier(sync->key_names[0]));
+	else
+		append_key_array(sql, sync->key_names, sync->nkeys);
 	appendStringInfoString(sql, " AS \"retl.key\", pg_catalog.hashtextextended((");
 	retl_append_row_values(sql, sync, "q");
 	appendStringInfoString(sql, ")::pg_catalog.text, 0) AS \"retl.hash\", q.*");
 	if (sync->mapping == NULL)
 		appendStringInfoString(data, "(pg_catalog.to_jsonb(c.*) OPERATOR(pg_catalog.-)"
-							   " '{retl.tick,retl.key,retl.hash}'::pg_catalog.text[])");
+							   " '{retl.op,retl.key,retl.hash}'::pg_catalog.text[])");
 	else
 	{
 		/*
 		 * Mapped columns and computed fields read the row's columns, as q:
-		 * in a level of their own, where nothing of the join is in scope
-		 * (a computed field written over q.email, or reading a column op).
+		 * in a level of their own, where nothing of the run is in scope (a
+		 * computed field written over q.email, or reading a column op).
 		 */
 		appendStringInfoString(data, "(SELECT ");
 		retl_append_row_data(data, sync, "q");
 		appendStringInfoString(data, " FROM (SELECT c.*) q)");
 	}
-	appendStringInfo(sql, " FROM (%s\n) q) c", source_query(sync));
+	appendStringInfo(sql, " FROM (%s\n) q) r) c", source_query(sync));
+}
+
+static void
+describe(void *arg)
+{
+	if (SPI_execute(psprintf("SELECT * FROM (%s\n) q LIMIT 0", (char *) arg), true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "retl: could not describe the query");
+}
+
+/*
+ * Is the sync's key one column of an integer type?  Its snapshot is then
+ * kept in memory as integers (probe.c).  A query is described as its
+ * owner, with its creator's search_path, as it runs.
+ */
+static bool
+integer_key(RetlSync *sync)
+{
+	Oid			type = InvalidOid;
+
+	if (sync->audience_id || sync->nkeys != 1)
+		return false;
+	if (sync->query == NULL)
+		type = get_atttype(sync->relid, get_attnum(sync->relid, sync->key_names[0]));
+	else
+	{
+		TupleDesc	desc;
+
+		retl_with_path(sync->owner, sync->search_path, describe, source_query(sync));
+		desc = SPI_tuptable->tupdesc;
+		for (int i = 0; i < desc->natts; i++)
+			if (strcmp(NameStr(TupleDescAttr(desc, i)->attname), sync->key_names[0]) == 0)
+			{
+				type = TupleDescAttr(desc, i)->atttypid;
+				break;
+			}
+	}
+	if (!OidIsValid(type))
+		return false;
+	type = getBaseType(type);
+	return type == INT2OID || type == INT4OID || type == INT8OID;
 }
 
 /* Two rows of the diff with one key (either added, or in a replace) */
@@ -280,72 +326,89 @@ find_duplicate_key(RetlSync *sync, const char *what)
  * for every unchanged row too.  data is built for the rows whose op is in
  * data_ops only.
  *
- * One set-based statement, run as the sync's owner: the result, each row
- * hashed from its mapped values' text, joined in full with a copy of the
- * snapshot's (key, hash) (the owner may not read retl.snapshots), JSON
- * built for the rows that differ.  A NULL key never matches the snapshot,
- * so it is always in the diff; duplicate keys are either both in it or
- * make the result's rows outnumber its keys (the snapshot's keys are
- * unique), which the count of rows read shows.  Added rows with one key
- * are found by check_added, or by saving them in the snapshot (save_added).
+ * The snapshot's keys and hashes are loaded into memory (probe.c); one
+ * statement, run as the sync's owner, reads the result, hashes each row
+ * from its mapped values' text, asks the probe what the row is, and writes
+ * (with JSON built) the rows that differ; the keys no row had are the
+ * removed ones.  A snapshot too large for retl.run_memory is diffed a part
+ * of its keys at a time, the statement running once for each.  A NULL key
+ * is always added (the run then fails on it); a second row with a key the
+ * snapshot holds is seen by the probe, and two added rows with one key
+ * are found by check_added, or by saving them in the snapshot
+ * (save_added).
  */
 static void
 diff_result(RetlSync *sync, bool send, bool replace, bool check_added, RetlRunCounts *counts)
 {
-	Oid			types[1] = {INT4OID};
-	Datum		values[1] = {Int32GetDatum(sync->id)};
+	Oid			types[2] = {INT4OID, TEXTOID};
+	Datum		values[2];
 	char	   *what = result_name(sync);
 	StringInfoData sql;
 	StringInfoData from;
 	StringInfoData data;
 	int64		snapshot_rows;
+	int64		removed = 0;
+	RetlProbe  *probe;
+	bool		int_keys;
 	HeapTuple	tup;
 
-	retl_owner_temp_table(sync->owner, "retl_run_snap",
-						  "\"retl.skey\" pg_catalog.jsonb, \"retl.shash\" pg_catalog.int8,"
-						  " \"retl.slegacy\" pg_catalog.text");
 	retl_owner_temp_table(sync->owner, "retl_run_diff",
 						  "key pg_catalog.jsonb, data pg_catalog.jsonb, hash pg_catalog.int8, op pg_catalog.text");
-	retl_owner_grant(sync->owner, "retl_run_snap", "SELECT");
-	if (SPI_execute_with_args("INSERT INTO pg_temp.retl_run_snap"
-							  " SELECT sn.key, sn.hash, sn.legacy_hash FROM retl.snapshots sn WHERE sn.sync_id = $1",
-							  1, types, values, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "retl: could not read the snapshot of sync \"%s\"", sync->name);
-	snapshot_rows = (int64) SPI_processed;
-	exec("ANALYZE pg_temp.retl_run_snap", SPI_OK_UTILITY);
+	retl_progress_phase("reading the snapshot");
+	probe = retl_probe_begin(sync->id, integer_key(sync));
+	int_keys = retl_probe_int_keys(probe);
+	if (retl_probe_parts(probe) > 1)
+		ereport(LOG,
+				(errmsg("run of %s diffs its snapshot in %d parts, its query running once for each",
+						what, retl_probe_parts(probe)),
+				 errhint("Its keys and hashes take more than retl.run_memory.")));
 
 	initStringInfo(&from);
 	initStringInfo(&data);
-	append_result(&from, &data, sync);
+	append_result(&from, &data, sync, int_keys);
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "INSERT INTO pg_temp.retl_run_diff (key, data, hash, op)"
-					 " SELECT COALESCE(c.\"retl.key\", s.\"retl.skey\"),"
-					 " CASE WHEN o.op OPERATOR(pg_catalog.=) ANY (%s::pg_catalog.text[]) THEN %s END,"
-					 " c.\"retl.hash\", o.op"
-					 " FROM %s FULL JOIN pg_temp.retl_run_snap s"
-					 "  ON s.\"retl.skey\" OPERATOR(pg_catalog.=) c.\"retl.key\","
-					 " LATERAL (SELECT CASE WHEN s.\"retl.skey\" IS NULL THEN 'A'"
-					 "  WHEN c.\"retl.key\" IS NULL THEN 'R'"
-					 "  WHEN s.\"retl.shash\" OPERATOR(pg_catalog.=) c.\"retl.hash\" THEN 'U'"
-					 "  WHEN s.\"retl.shash\" IS NULL AND s.\"retl.slegacy\" OPERATOR(pg_catalog.=)"
-					 "   pg_catalog.md5((%s)::pg_catalog.text) THEN 'H'"
-					 "  ELSE 'C' END) o(op)",
-					 quote_literal_cstr(data_ops(sync, send, replace)), data.data, from.data, data.data);
+					 " SELECT %s, CASE WHEN c.\"retl.op\" OPERATOR(pg_catalog.=) 'L'"
+					 " OR c.\"retl.op\" OPERATOR(pg_catalog.=) ANY (%s::pg_catalog.\"char\"[]) THEN %s END,"
+					 " c.\"retl.hash\", c.\"retl.op\"::pg_catalog.text FROM %s",
+					 int_keys ? "pg_catalog.jsonb_build_array(c.\"retl.key\")" : "c.\"retl.key\"",
+					 quote_literal_cstr(data_ops(sync, send, replace)), data.data, from.data);
 	/* a replace sends every row; otherwise only what differs is written */
-	if (!replace)
-		appendStringInfoString(&sql, " WHERE s.\"retl.skey\" IS NULL OR c.\"retl.key\" IS NULL"
-							   " OR s.\"retl.shash\" IS NULL"
-							   " OR s.\"retl.shash\" OPERATOR(pg_catalog.<>) c.\"retl.hash\"");
+	appendStringInfoString(&sql, replace ? " WHERE c.\"retl.op\" IS NOT NULL" :
+						   " WHERE c.\"retl.op\" OPERATOR(pg_catalog.<>) 'U'");
 
 	retl_progress_phase("evaluating");
-	if (sync->audience_id)
-		exec(sql.data, SPI_OK_INSERT);
-	else
-		(void) retl_owner_insert(sync->owner, sql.data, sync->search_path);
+	do
+	{
+		if (sync->audience_id)
+			exec(sql.data, SPI_OK_INSERT);
+		else
+			(void) retl_owner_insert(sync->owner, sql.data, sync->search_path);
+		removed += retl_probe_queue_removed(probe);
+	} while (retl_probe_next_part(probe));
+	snapshot_rows = retl_probe_snapshot_rows(probe);
 	counts->rows = retl_progress_count();
 	retl_progress_rows(counts->rows);
+	if (retl_probe_duplicate(probe))
+		find_duplicate_key(sync, what);
 
 	retl_progress_phase("diffing");
+	if (retl_probe_legacy(probe))
+	{
+		/* keys whose snapshot holds retl 0.1's hash: the md5 of their JSON */
+		values[0] = Int32GetDatum(sync->id);
+		values[1] = CStringGetTextDatum(data_ops(sync, send, replace));
+		if (SPI_execute_with_args("UPDATE pg_temp.retl_run_diff d SET op = CASE WHEN sn.legacy_hash"
+								  " OPERATOR(pg_catalog.=) pg_catalog.md5(d.data::pg_catalog.text) THEN 'H' ELSE 'C' END"
+								  " FROM retl.snapshots sn WHERE d.op = 'L' AND sn.sync_id = $1 AND sn.key = d.key",
+								  1, types, values, NULL, false, 0) != SPI_OK_UPDATE ||
+			SPI_execute_with_args("UPDATE pg_temp.retl_run_diff d SET data = NULL"
+								  " WHERE d.op IN ('H', 'C') AND d.data IS NOT NULL AND NOT d.op = ANY ($2::pg_catalog.text[])",
+								  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "retl: could not compare the snapshot of sync \"%s\" of an older version", sync->name);
+	}
+	retl_probe_end(probe);
+
 	fail_on_key("SELECT key::text FROM pg_temp.retl_run_diff WHERE op = 'A'"
 				" AND key OPERATOR(pg_catalog.@>) '[null]' LIMIT 1", what, true);
 	if (check_added)
@@ -356,6 +419,7 @@ diff_result(RetlSync *sync, bool send, bool replace, bool check_added, RetlRunCo
 	counts->added = strtoi64(SPI_getvalue(tup, SPI_tuptable->tupdesc, 1), NULL, 10);
 	counts->changed = strtoi64(SPI_getvalue(tup, SPI_tuptable->tupdesc, 2), NULL, 10);
 	counts->removed = strtoi64(SPI_getvalue(tup, SPI_tuptable->tupdesc, 3), NULL, 10);
+	Assert(counts->removed == removed);
 	/* without duplicate keys, every row is a key of the snapshot's or an added one */
 	if (counts->rows != snapshot_rows - counts->removed + counts->added)
 	{
@@ -364,7 +428,6 @@ diff_result(RetlSync *sync, bool send, bool replace, bool check_added, RetlRunCo
 				 sync->name, counts->rows, snapshot_rows - counts->removed + counts->added);
 		find_duplicate_key(sync, what);
 	}
-	exec("DROP TABLE pg_temp.retl_run_snap", SPI_OK_UTILITY);
 	exec("ANALYZE pg_temp.retl_run_diff", SPI_OK_UTILITY);
 }
 
@@ -489,11 +552,15 @@ retl_diff_run(RetlSync *sync, bool send, bool replace, RetlRunCounts *counts)
 	 * A few keys of a large snapshot are looked up by its primary key.  The
 	 * snapshot's statistics lag behind it (a first run fills it in one
 	 * transaction, autovacuum analyzes it later), and with them the planner
-	 * hashes all of a sync's snapshot to update a few of its rows.
+	 * hashes all of a sync's snapshot to update a few of its rows, or, with
+	 * no hash join, reads all of it for each row (after a drop and a first
+	 * run in quick succession: a run that never ended).
 	 */
 	nest = NewGUCNestLevel();
 	if ((counts->changed + counts->removed) * 20 < counts->rows)
 	{
+		(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
 		(void) set_config_option("enable_hashjoin", "off", PGC_USERSET, PGC_S_SESSION,
 								 GUC_ACTION_SAVE, true, 0, false);
 		(void) set_config_option("enable_mergejoin", "off", PGC_USERSET, PGC_S_SESSION,
@@ -669,13 +736,6 @@ retl_query_text(PG_FUNCTION_ARGS)
 	raw = linitial_node(RawStmt, parsed);
 	len = raw->stmt_len > 0 ? raw->stmt_len : (int) strlen(source) - raw->stmt_location;
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(source + raw->stmt_location, len));
-}
-
-static void
-describe(void *arg)
-{
-	if (SPI_execute(psprintf("SELECT * FROM (%s\n) q LIMIT 0", (char *) arg), true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "retl: could not describe the query");
 }
 
 /*

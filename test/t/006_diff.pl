@@ -342,6 +342,57 @@ is(psql(q{SELECT count(*) <= 4 AND bool_and(finished_at > now() - interval '4 se
 	'by age: the runs of the last seconds');
 psql(q{SELECT retl_drop_sync('often'); ALTER SYSTEM RESET retl.run_history; SELECT pg_reload_conf();});
 
+# A snapshot larger than retl.run_memory is diffed a part of its keys at a
+# time, the query running once for each: the same diff as in one pass, for
+# an integer key and a text key (kept as jsonb); a duplicate key is found.
+psql(q{
+	CREATE TABLE big (id int PRIMARY KEY, code text NOT NULL UNIQUE, v int NOT NULL);
+	INSERT INTO big SELECT g, 'k' || g, 0 FROM generate_series(1, 60000) g;
+	ALTER SYSTEM SET retl.run_memory = '1MB';
+	SELECT pg_reload_conf();
+});
+for my $k (qw(id code))
+{
+	psql(qq{SELECT retl_create_sync(name => 'big_$k', source => 'SELECT id, code, v FROM big',
+		destination => 'd_mirror', key => '{$k}', mode => 'mirror', schedule => 'manual',
+		options => '{"backfill": false}')});
+	is(run_sync("big_$k"), 'succeeded|60000|0|0|0', "big_$k: a first run in parts records 60,000 keys (sends nothing)");
+}
+psql(q{
+	UPDATE big SET v = 1 WHERE id % 1000 = 0;
+	DELETE FROM big WHERE id % 1000 = 1;
+	INSERT INTO big SELECT g, 'k' || g, 2 FROM generate_series(60001, 60050) g;
+});
+my $log_from = -s $node->logfile;
+for my $k (qw(id code))
+{
+	is(run_sync("big_$k"), 'succeeded|59990|50|60|60', "big_$k: added, changed and removed keys, in parts");
+	my %got;
+	for my $rec (grep { $_->{op} eq 'delete' || $_->{data}{v} > 0 } @{ records_at('/mirror') })
+	{
+		$got{"$rec->{op} $rec->{key}{$k}"}++ if exists $rec->{key}{$k};
+	}
+	my $prefix = $k eq 'code' ? 'k' : '';
+	my %want = map { ("delete $prefix" . ($_ * 1000 + 1) => 1, "upsert $prefix" . ($_ * 1000) => 1) } 0 .. 59;
+	delete $want{"upsert ${prefix}0"};
+	$want{"upsert $prefix$_"} = 1 for 60001 .. 60050;
+	$want{"upsert ${prefix}60000"} = 1;
+	is_deeply(\%got, \%want, "big_$k: exactly those records were sent");
+	is(psql(qq{SELECT count(*) FROM retl.snapshots sn JOIN retl.syncs s ON s.id = sn.sync_id WHERE s.name = 'big_$k'}),
+		'59990', "big_$k: the snapshot holds the result's keys");
+}
+like(slurp_file($node->logfile, $log_from), qr/run of sync "big_id" diffs its snapshot in \d+ parts/,
+	'the log says the snapshot was diffed in parts');
+psql(q{SELECT retl_create_sync(name => 'big_dup', source => 'SELECT id, v FROM big UNION ALL SELECT id, v FROM big WHERE v = 7',
+	destination => 'd_mirror', key => '{id}', mode => 'mirror', schedule => 'manual', options => '{"backfill": false}')});
+is(run_sync('big_dup'), 'succeeded|59990|0|0|0', 'big_dup: a first run');
+psql(q{UPDATE big SET v = 7 WHERE id = 4321});
+is(run_sync('big_dup'), 'failed||||', 'a key twice in the result fails the run');
+is(psql(q{SELECT error FROM retl.runs WHERE sync = 'big_dup' ORDER BY id DESC LIMIT 1}),
+	'the result of sync "big_dup" has duplicate key [4321]', 'naming the key');
+psql(q{SELECT retl_drop_sync('big_id'); SELECT retl_drop_sync('big_code'); SELECT retl_drop_sync('big_dup');
+	ALTER SYSTEM RESET retl.run_memory; SELECT pg_reload_conf();});
+
 $node->stop;
 $r->stop;
 done_testing();

@@ -1,0 +1,629 @@
+/*
+ * probe.c: a diff run's snapshot in memory, probed by its query.
+ *
+ * A run compares every row of a sync's query with the sync's snapshot
+ * (retl.snapshots: the hash of each key's values as last synced).  Joining
+ * the two in SQL costs a hash join of the whole result with the whole
+ * snapshot: most of a run's time.  Instead the run loads the snapshot's
+ * keys and hashes into a hash table of its own, and its query calls
+ * retl._run_probe(key, hash) for each row, which says what the row is:
+ * A(dded), C(hanged), U(nchanged), L (the snapshot holds a hash of retl
+ * 0.1, which the caller compares) or NULL (a row of another part, or a
+ * second row with one key), and marks its key seen.  The keys never seen
+ * are the removed ones.  JSON is built only for the rows that differ.
+ *
+ * A single integer key column is kept as its value (exact: 24 bytes a
+ * key); any other key as its jsonb, hashed and compared byte by byte.  A
+ * snapshot larger than retl.run_memory is split into parts by key: the
+ * query runs once for each, a row counting in the part of its key only.
+ *
+ * The table lives in a memory context of the run; its reset callback
+ * forgets it, so an error anywhere leaves no probe behind.
+ */
+#include "postgres.h"
+
+#include <errno.h>
+
+#include "access/htup_details.h"
+#include "access/skey.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "parser/parse_relation.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/snapmgr.h"
+
+#include "base/guc.h"
+#include "base/progress.h"
+#include "models/probe.h"
+
+#define PROBE_SEEN		0x01
+#define PROBE_LEGACY	0x02	/* hash NULL: only retl 0.1's legacy_hash */
+
+/* removed keys are queued this many at a time */
+#define REMOVED_BATCH	10000
+
+/* A key of an integer key column */
+typedef struct IntEntry
+{
+	int64		key;
+	int64		hash;
+	char		status;
+	uint8		flags;
+} IntEntry;
+
+/* Any other key: its jsonb, under the hash of its bytes */
+typedef struct KeyEntry
+{
+	uint64		khash;
+	int64		hash;
+	struct varlena *key;		/* jsonb, maybe with a short header */
+	char		status;
+	uint8		flags;
+} KeyEntry;
+
+/* splitmix64's finalizer: integer keys are often consecutive */
+static inline uint64
+mix64(uint64 x)
+{
+	x ^= x >> 30;
+	x *= UINT64CONST(0xbf58476d1ce4e5b9);
+	x ^= x >> 27;
+	x *= UINT64CONST(0x94d049bb133111eb);
+	x ^= x >> 31;
+	return x;
+}
+
+#define SH_PREFIX inttab
+#define SH_ELEMENT_TYPE IntEntry
+#define SH_KEY_TYPE int64
+#define SH_KEY key
+#define SH_HASH_KEY(tb, k) ((uint32) mix64((uint64) (k)))
+#define SH_EQUAL(tb, a, b) ((a) == (b))
+#define SH_SCOPE static inline
+#define SH_DECLARE
+#define SH_DEFINE
+#include "lib/simplehash.h"
+
+#define SH_PREFIX keytab
+#define SH_ELEMENT_TYPE KeyEntry
+#define SH_KEY_TYPE uint64
+#define SH_KEY khash
+#define SH_HASH_KEY(tb, k) ((uint32) (k))
+#define SH_EQUAL(tb, a, b) ((a) == (b))
+#define SH_SCOPE static inline
+#define SH_DECLARE
+#define SH_DEFINE
+#include "lib/simplehash.h"
+
+struct RetlProbe
+{
+	MemoryContext cxt;			/* the probe */
+	MemoryContext part_cxt;		/* the current part's table and keys */
+	MemoryContextCallback forget;
+	int			sync_id;
+	bool		int_keys;
+	int			nparts;
+	int			part;
+	inttab_hash *ints;
+	keytab_hash *keys;
+	List	   *collided;		/* KeyEntry *: keys whose hash a key in keys has */
+	char	   *arena;			/* room for keys in part_cxt */
+	Size		arena_free;
+	int64		snapshot_rows;	/* entries loaded, of every part */
+	int64		part_rows;		/* entries of this part */
+	bool		duplicate;		/* a key was probed twice */
+	bool		legacy;			/* an L was answered */
+};
+
+static RetlProbe *active = NULL;
+
+static void
+forget_probe(void *arg)
+{
+	if (active == (RetlProbe *) arg)
+		active = NULL;
+}
+
+/* The part of a key's hash (its high bits: the table uses the low ones). */
+static inline int
+part_of(RetlProbe *p, uint64 h)
+{
+	return p->nparts == 1 ? 0 : (int) ((h >> 32) % (uint64) p->nparts);
+}
+
+static inline uint64
+key_hash(struct varlena *key)
+{
+	return hash_bytes_extended((const unsigned char *) VARDATA_ANY(key),
+							   VARSIZE_ANY_EXHDR(key), 0);
+}
+
+static inline bool
+same_key(struct varlena *a, struct varlena *b)
+{
+	return VARSIZE_ANY_EXHDR(a) == VARSIZE_ANY_EXHDR(b) &&
+		memcmp(VARDATA_ANY(a), VARDATA_ANY(b), VARSIZE_ANY_EXHDR(a)) == 0;
+}
+
+/* A copy of a key in the part's memory, packed among the others. */
+static struct varlena *
+keep_key(RetlProbe *p, struct varlena *key)
+{
+	Size		len = INTALIGN(VARSIZE_ANY(key));
+	char	   *copy;
+
+	if (len > p->arena_free)
+	{
+		Size		block = Max(len, 256 * 1024);
+
+		p->arena = MemoryContextAlloc(p->part_cxt, block);
+		p->arena_free = block;
+	}
+	copy = p->arena;
+	memcpy(copy, key, VARSIZE_ANY(key));
+	p->arena += len;
+	p->arena_free -= len;
+	return (struct varlena *) copy;
+}
+
+/*
+ * A snapshot key as one integer: a one-element array of an integral number
+ * within int8 (what jsonb_build_array makes of an integer column).
+ */
+static bool
+stored_int_key(struct varlena *key, int64 *value)
+{
+	Jsonb	   *jb = (Jsonb *) key;
+	JsonbValue *v;
+	char	   *text;
+	char	   *end;
+
+	if (VARATT_IS_SHORT(key))
+		jb = (Jsonb *) pg_detoast_datum(key);
+	if (!JB_ROOT_IS_ARRAY(jb) || JB_ROOT_IS_SCALAR(jb) || JB_ROOT_COUNT(jb) != 1)
+		return false;
+	v = getIthJsonbValueFromContainer(&jb->root, 0);
+	if (v == NULL || v->type != jbvNumeric)
+		return false;
+	/* at most 18 characters: within int8, no fraction */
+	text = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+	if (strlen(text) > 18)
+		return false;
+	errno = 0;
+	*value = strtoi64(text, &end, 10);
+	return errno == 0 && end != text && *end == '\0';
+}
+
+static void
+new_tables(RetlProbe *p)
+{
+	MemoryContextReset(p->part_cxt);
+	p->ints = NULL;
+	p->keys = NULL;
+	p->collided = NIL;
+	p->arena = NULL;
+	p->arena_free = 0;
+	p->part_rows = 0;
+	if (p->int_keys)
+		p->ints = inttab_create(p->part_cxt, 1024, NULL);
+	else
+		p->keys = keytab_create(p->part_cxt, 1024, NULL);
+}
+
+/* Put a snapshot row of the current part in its table; false if not int_keys after all. */
+static bool
+add_entry(RetlProbe *p, struct varlena *key, bool hash_null, int64 hash)
+{
+	bool		found;
+	uint8		flags = hash_null ? PROBE_LEGACY : 0;
+
+	if (p->int_keys)
+	{
+		int64		k;
+		IntEntry   *e;
+
+		if (!stored_int_key(key, &k))
+			return false;
+		if (part_of(p, mix64((uint64) k)) != p->part)
+			return true;
+		e = inttab_insert(p->ints, k, &found);
+		if (found)
+			elog(ERROR, "retl: snapshot of sync %d holds key " INT64_FORMAT " twice", p->sync_id, k);
+		e->hash = hash;
+		e->flags = flags;
+	}
+	else
+	{
+		uint64		h = key_hash(key);
+		KeyEntry   *e;
+
+		if (part_of(p, h) != p->part)
+			return true;
+		e = keytab_insert(p->keys, h, &found);
+		if (found)
+		{
+			MemoryContext old = MemoryContextSwitchTo(p->part_cxt);
+
+			/* another key has this hash: kept aside (rare: a 64-bit hash) */
+			e = palloc0(sizeof(KeyEntry));
+			e->khash = h;
+			p->collided = lappend(p->collided, e);
+			MemoryContextSwitchTo(old);
+		}
+		e->key = keep_key(p, key);
+		e->hash = hash;
+		e->flags = flags;
+	}
+	p->part_rows++;
+	return true;
+}
+
+/*
+ * Load the current part's keys from retl.snapshots (read directly: the
+ * run reads as the extension).  Returns false when the keys are not all
+ * integers (int_keys is then off, to load again), or when part 0 takes
+ * more than retl.run_memory (nparts is then raised).
+ */
+static bool
+load_part(RetlProbe *p)
+{
+	Oid			relid = get_relname_relid("snapshots", get_namespace_oid("retl", false));
+	Relation	rel;
+	AttrNumber	sync_att,
+				key_att,
+				hash_att;
+	ScanKeyData skey;
+	TableScanDesc scan;
+	TupleTableSlot *slot;
+	MemoryContext tmp;
+	MemoryContext old;
+	Size		budget = (Size) retl_run_memory_kb * 1024;
+	bool		ok = true;
+	int64		n = 0;
+
+	new_tables(p);
+	rel = table_open(relid, AccessShareLock);
+	sync_att = attnameAttNum(rel, "sync_id", false);
+	key_att = attnameAttNum(rel, "key", false);
+	hash_att = attnameAttNum(rel, "hash", false);
+	if (sync_att == InvalidAttrNumber || key_att == InvalidAttrNumber || hash_att == InvalidAttrNumber)
+		elog(ERROR, "retl: retl.snapshots lacks a column of this version");
+	ScanKeyInit(&skey, sync_att, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(p->sync_id));
+	PushActiveSnapshot(GetTransactionSnapshot());
+	scan = table_beginscan(rel, GetActiveSnapshot(), 1, &skey);
+	slot = table_slot_create(rel, NULL);
+	tmp = AllocSetContextCreate(CurrentMemoryContext, "retl probe load", ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(tmp);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		bool		key_null;
+		bool		hash_null;
+		Datum		key;
+		Datum		hash;
+
+		key = slot_getattr(slot, key_att, &key_null);
+		hash = slot_getattr(slot, hash_att, &hash_null);
+		if (key_null)
+			elog(ERROR, "retl: snapshot of sync %d holds a NULL key", p->sync_id);
+		if (!add_entry(p, pg_detoast_datum_packed((struct varlena *) DatumGetPointer(key)),
+					   hash_null, hash_null ? 0 : DatumGetInt64(hash)))
+		{
+			p->int_keys = false;
+			ok = false;
+			break;
+		}
+		if (++n % 4096 == 0)
+		{
+			MemoryContextReset(tmp);
+			CHECK_FOR_INTERRUPTS();
+			if (p->part == 0 && p->nparts < 1024 &&
+				MemoryContextMemAllocated(p->part_cxt, true) > budget)
+			{
+				/* four times as many parts; load again */
+				p->nparts = Min(1024, p->nparts * 4);
+				ok = false;
+				break;
+			}
+		}
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(tmp);
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	PopActiveSnapshot();
+	table_close(rel, AccessShareLock);
+	return ok;
+}
+
+/*
+ * Load a sync's snapshot (its first part) to probe.  int_keys: the key is
+ * one integer column (kept so only if every snapshot key is an integer).
+ */
+RetlProbe *
+retl_probe_begin(int sync_id, bool int_keys)
+{
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "retl run probe",
+											  ALLOCSET_DEFAULT_SIZES);
+	RetlProbe  *p = MemoryContextAllocZero(cxt, sizeof(RetlProbe));
+
+	p->cxt = cxt;
+	p->part_cxt = AllocSetContextCreate(cxt, "retl run probe part", ALLOCSET_DEFAULT_SIZES);
+	p->sync_id = sync_id;
+	p->int_keys = int_keys;
+	p->nparts = 1;
+	p->forget.func = forget_probe;
+	p->forget.arg = p;
+	MemoryContextRegisterResetCallback(cxt, &p->forget);
+	while (!load_part(p))
+		;
+	p->snapshot_rows = p->part_rows;
+	active = p;
+	return p;
+}
+
+bool
+retl_probe_int_keys(RetlProbe *probe)
+{
+	return probe->int_keys;
+}
+
+int
+retl_probe_parts(RetlProbe *probe)
+{
+	return probe->nparts;
+}
+
+/* Load the next part; false after the last. */
+bool
+retl_probe_next_part(RetlProbe *probe)
+{
+	if (probe->part + 1 >= probe->nparts)
+		return false;
+	probe->part++;
+	if (!load_part(probe))
+		elog(ERROR, "retl: snapshot of sync %d changed during its run", probe->sync_id);
+	probe->snapshot_rows += probe->part_rows;
+	return true;
+}
+
+int64
+retl_probe_snapshot_rows(RetlProbe *probe)
+{
+	return probe->snapshot_rows;
+}
+
+bool
+retl_probe_duplicate(RetlProbe *probe)
+{
+	return probe->duplicate;
+}
+
+bool
+retl_probe_legacy(RetlProbe *probe)
+{
+	return probe->legacy;
+}
+
+void
+retl_probe_end(RetlProbe *probe)
+{
+	MemoryContextDelete(probe->cxt);
+}
+
+/* Queue the removed keys of a batch as R rows of pg_temp.retl_run_diff. */
+static void
+insert_removed(RetlProbe *p, Datum *keys, int n)
+{
+	Oid			types[1];
+	Datum		values[1];
+	ArrayType  *array;
+
+	if (n == 0)
+		return;
+	if (p->int_keys)
+	{
+		array = construct_array(keys, n, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
+		types[0] = INT8ARRAYOID;
+	}
+	else
+	{
+		array = construct_array(keys, n, JSONBOID, -1, false, TYPALIGN_INT);
+		types[0] = JSONBARRAYOID;
+	}
+	values[0] = PointerGetDatum(array);
+	if (SPI_execute_with_args(p->int_keys ?
+							  "INSERT INTO pg_temp.retl_run_diff (key, op)"
+							  " SELECT pg_catalog.jsonb_build_array(k), 'R' FROM pg_catalog.unnest($1) k" :
+							  "INSERT INTO pg_temp.retl_run_diff (key, op)"
+							  " SELECT k, 'R' FROM pg_catalog.unnest($1) k",
+							  1, types, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "retl: could not record the removed keys of sync %d", p->sync_id);
+	pfree(array);
+}
+
+/* Removed keys on their way to pg_temp.retl_run_diff */
+typedef struct RemovedBatch
+{
+	Datum	   *keys;
+	int			n;
+	int64		total;
+} RemovedBatch;
+
+static void
+add_removed(RetlProbe *p, RemovedBatch *b, Datum key)
+{
+	b->keys[b->n++] = key;
+	b->total++;
+	if (b->n == REMOVED_BATCH)
+	{
+		insert_removed(p, b->keys, b->n);
+		b->n = 0;
+	}
+}
+
+/*
+ * After the query ran for the current part: its keys that no row had are
+ * removed (op R in pg_temp.retl_run_diff).  Returns how many.
+ */
+int64
+retl_probe_queue_removed(RetlProbe *probe)
+{
+	RemovedBatch b = {palloc(sizeof(Datum) * REMOVED_BATCH), 0, 0};
+
+	if (probe->int_keys)
+	{
+		inttab_iterator it;
+		IntEntry   *e;
+
+		inttab_start_iterate(probe->ints, &it);
+		while ((e = inttab_iterate(probe->ints, &it)) != NULL)
+			if (!(e->flags & PROBE_SEEN))
+				add_removed(probe, &b, Int64GetDatum(e->key));
+	}
+	else
+	{
+		keytab_iterator it;
+		KeyEntry   *e;
+		ListCell   *lc;
+
+		keytab_start_iterate(probe->keys, &it);
+		while ((e = keytab_iterate(probe->keys, &it)) != NULL)
+			if (!(e->flags & PROBE_SEEN))
+				add_removed(probe, &b, PointerGetDatum(e->key));
+		foreach(lc, probe->collided)
+		{
+			e = (KeyEntry *) lfirst(lc);
+			if (!(e->flags & PROBE_SEEN))
+				add_removed(probe, &b, PointerGetDatum(e->key));
+		}
+	}
+	insert_removed(probe, b.keys, b.n);
+	pfree(b.keys);
+	return b.total;
+}
+
+/* What a row is, given its key's entry (NULL: not in the snapshot). */
+static inline Datum
+classify(RetlProbe *p, uint8 *flags, int64 snapshot_hash, int64 hash)
+{
+	if (flags == NULL)
+		return CharGetDatum('A');
+	if (*flags & PROBE_SEEN)
+	{
+		/* a second row with this key: the run names it and fails */
+		p->duplicate = true;
+		return CharGetDatum('U');
+	}
+	*flags |= PROBE_SEEN;
+	if (*flags & PROBE_LEGACY)
+	{
+		p->legacy = true;
+		return CharGetDatum('L');
+	}
+	return CharGetDatum(snapshot_hash == hash ? 'U' : 'C');
+}
+
+static RetlProbe *
+active_probe(void)
+{
+	if (active == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("retl._run_probe() may only be called by the query of a run")));
+	return active;
+}
+
+PG_FUNCTION_INFO_V1(retl_run_probe_int);
+PG_FUNCTION_INFO_V1(retl_run_probe_key);
+
+/*
+ * retl._run_probe(key bigint, hash bigint) → "char": a row of the run's
+ * query, of a sync whose key is one integer column (NULL: another part's).
+ */
+Datum
+retl_run_probe_int(PG_FUNCTION_ARGS)
+{
+	RetlProbe  *p = active_probe();
+	int64		k;
+	IntEntry   *e;
+
+	if (!p->int_keys)
+		elog(ERROR, "retl: a run probed integer keys in a snapshot of others");
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+	{
+		/* a NULL key is added (and fails the run), in the first part */
+		if (p->part != 0)
+			PG_RETURN_NULL();
+		retl_progress_tick();
+		PG_RETURN_DATUM(CharGetDatum('A'));
+	}
+	k = PG_GETARG_INT64(0);
+	if (part_of(p, mix64((uint64) k)) != p->part)
+		PG_RETURN_NULL();
+	retl_progress_tick();
+	e = inttab_lookup(p->ints, k);
+	if (e == NULL)
+		PG_RETURN_DATUM(classify(p, NULL, 0, 0));
+	PG_RETURN_DATUM(classify(p, &e->flags, e->hash, PG_GETARG_INT64(1)));
+}
+
+/*
+ * retl._run_probe(key jsonb, hash bigint) → "char": a row of the run's
+ * query (NULL: another part's).
+ */
+Datum
+retl_run_probe_key(PG_FUNCTION_ARGS)
+{
+	RetlProbe  *p = active_probe();
+	struct varlena *key;
+	uint64		h;
+	KeyEntry   *e;
+
+	if (p->int_keys)
+		elog(ERROR, "retl: a run probed jsonb keys in a snapshot of integers");
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+	{
+		if (p->part != 0)
+			PG_RETURN_NULL();
+		retl_progress_tick();
+		PG_RETURN_DATUM(CharGetDatum('A'));
+	}
+	key = PG_DETOAST_DATUM_PACKED(PG_GETARG_DATUM(0));
+	h = key_hash(key);
+	if (part_of(p, h) != p->part)
+		PG_RETURN_NULL();
+	retl_progress_tick();
+	e = keytab_lookup(p->keys, h);
+	if (e != NULL && !same_key(e->key, key))
+	{
+		ListCell   *lc;
+
+		e = NULL;
+		foreach(lc, p->collided)
+		{
+			KeyEntry   *c = (KeyEntry *) lfirst(lc);
+
+			if (c->khash == h && same_key(c->key, key))
+			{
+				e = c;
+				break;
+			}
+		}
+	}
+	if (e == NULL)
+		PG_RETURN_DATUM(classify(p, NULL, 0, 0));
+	PG_RETURN_DATUM(classify(p, &e->flags, e->hash, PG_GETARG_INT64(1)));
+}

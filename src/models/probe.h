@@ -1,0 +1,19 @@
+/*
+ * probe.h: a diff run's snapshot in memory, probed by its query (probe.c).
+ */
+#ifndef RETL_PROBE_H
+#define RETL_PROBE_H
+
+typedef struct RetlProbe RetlProbe;
+
+extern RetlProbe *retl_probe_begin(int sync_id, bool int_keys);
+extern bool retl_probe_int_keys(RetlProbe *probe);
+extern bool retl_probe_next_part(RetlProbe *probe);
+extern int64 retl_probe_queue_removed(RetlProbe *probe);
+extern int64 retl_probe_snapshot_rows(RetlProbe *probe);
+extern bool retl_probe_duplicate(RetlProbe *probe);
+extern bool retl_probe_legacy(RetlProbe *probe);
+extern int	retl_probe_parts(RetlProbe *probe);
+extern void retl_probe_end(RetlProbe *probe);
+
+#endif
