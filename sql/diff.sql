@@ -484,7 +484,7 @@ SELECT * FROM retl_preview('null_key_table');
 -- the snapshot holds key 1 with ann's row: bob's is the only one the diff
 -- shows, the count of rows read shows the duplicate
 INSERT INTO retl.snapshots (sync_id, key, hash)
-SELECT id, '[1]', hashtextextended(ROW(1, 'ann')::text, 0) FROM retl.syncs WHERE name = 'dup_key_2';
+SELECT id, '[1]', retl._row_hash(ROW(1, 'ann'::text)) FROM retl.syncs WHERE name = 'dup_key_2';
 SELECT * FROM retl_preview('dup_key_2');
 -- the error does not stop the transaction from going on past a savepoint
 BEGIN;
@@ -609,6 +609,29 @@ SELECT (SELECT count(*) FROM retl.snapshots sn
          WHERE NOT EXISTS (SELECT 1 FROM retl.syncs s WHERE s.id = sn.sync_id)) AS orphan_snapshot_rows,
        (SELECT count(*) FROM retl.run_store r
          WHERE NOT EXISTS (SELECT 1 FROM retl.syncs s WHERE s.id = r.sync_id)) AS orphan_runs;
+
+-- a row's hash: of its values' bytes, in order, NULL apart from empty; a
+-- value holding rows by its text; a compressed value as its data; the
+-- same whatever the settings that shape text
+CREATE TEMP TABLE diff_rowhash (v text);
+INSERT INTO diff_rowhash VALUES (repeat('abc', 100000));
+SELECT retl._row_hash(ROW(1, 'a'::text)) = retl._row_hash(ROW(1, 'a'::text)) AS same,
+       retl._row_hash(ROW(1, 'a'::text)) <> retl._row_hash(ROW(1, 'b'::text)) AS differs,
+       retl._row_hash(ROW(NULL::text)) <> retl._row_hash(ROW(''::text)) AS null_not_empty,
+       retl._row_hash(ROW(1, 2)) <> retl._row_hash(ROW(2, 1)) AS ordered,
+       retl._row_hash(ROW(1.0)) <> retl._row_hash(ROW(1.00)) AS scale_counts,
+       retl._row_hash(ROW(ROW(1, 'x'::text), ARRAY[ROW(2, 'y'::text)]))
+         = retl._row_hash(ROW(ROW(1, 'x'::text), ARRAY[ROW(2, 'y'::text)])) AS rows_within,
+       (SELECT retl._row_hash(ROW(v)) FROM diff_rowhash) = retl._row_hash(ROW(repeat('abc', 100000))) AS compressed,
+       pg_column_size(v) < 100000 AS was_compressed
+  FROM diff_rowhash;
+SET timezone = 'UTC';
+SELECT retl._row_hash(ROW('2026-01-01 00:00+00'::timestamptz, '1 day'::interval)) AS utc_hash \gset
+SET timezone = 'Asia/Tokyo';
+SET DateStyle = 'German';
+SELECT retl._row_hash(ROW('2026-01-01 00:00+00'::timestamptz, '1 day'::interval)) = :utc_hash AS settings_ignored;
+RESET DateStyle;
+DROP TABLE diff_rowhash;
 
 -- the snapshot a run probes is the run's: elsewhere there is none
 SELECT retl._run_probe(1::bigint, 1::bigint);

@@ -806,6 +806,15 @@ CREATE FUNCTION retl._run_probe(key jsonb, hash bigint) RETURNS "char"
 REVOKE ALL ON FUNCTION retl._run_probe(bigint, bigint), retl._run_probe(jsonb, bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION retl._run_probe(bigint, bigint), retl._run_probe(jsonb, bigint) TO retl_user;
 
+/*
+ * The hash a diff run keeps of a row: of its values' stored bytes (a
+ * value holding rows: of its text), in the order of the row's fields.
+ */
+CREATE FUNCTION retl._row_hash(record) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'retl_row_hash' LANGUAGE C STABLE STRICT PARALLEL SAFE;
+REVOKE ALL ON FUNCTION retl._row_hash(record) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION retl._row_hash(record) TO retl_user;
+
 /* status: queued, running, succeeded, failed, cancelled; a running run's phase and rows read */
 CREATE OR REPLACE VIEW retl.runs WITH (security_invoker = true) AS
 SELECT r.id, s.name AS sync, r.why, r.status, r.requested_at, r.started_at,

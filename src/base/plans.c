@@ -120,6 +120,9 @@ retl_spi_execute_by_index(const char *sql, int nargs, Oid *types, Datum *values,
 
 	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
+	/* a sequential scan left (of a table without index) costs 1e10: no JIT for it */
+	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	rc = retl_spi_execute(sql, nargs, types, values, nulls, read_only, count);
 	AtEOXact_GUC(true, nestlevel);
 	return rc;

@@ -202,7 +202,7 @@ data_ops(RetlSync *sync, bool send, bool replace)
 /*
  * The result of a sync as a subquery aliased c: its rows' key ("retl.key":
  * the value of a single integer key column as bigint, else a jsonb array),
- * the hash of their mapped values' text ("retl.hash", bigint), what the
+ * the hash of their mapped values ("retl.hash", bigint: rowhash.c), what the
  * run's snapshot in memory says of the row ("retl.op", retl._run_probe(),
  * which also counts it), and what the data expression (appended to data)
  * reads.  The probe is volatile: c stays a level of its own, evaluated once
@@ -230,9 +230,9 @@ append_result(StringInfo sql, StringInfo data, RetlSync *sync, bool int_keys)
 		appendStringInfo(sql, "q.%s::pg_catalog.int8", quote_identifier(sync->key_names[0]));
 	else
 		append_key_array(sql, sync->key_names, sync->nkeys);
-	appendStringInfoString(sql, " AS \"retl.key\", pg_catalog.hashtextextended((");
+	appendStringInfoString(sql, " AS \"retl.key\", retl._row_hash(");
 	retl_append_row_values(sql, sync, "q");
-	appendStringInfoString(sql, ")::pg_catalog.text, 0) AS \"retl.hash\", q.*");
+	appendStringInfoString(sql, ") AS \"retl.hash\", q.*");
 	if (sync->mapping == NULL)
 		appendStringInfoString(data, "(pg_catalog.to_jsonb(c.*) OPERATOR(pg_catalog.-)"
 							   " '{retl.op,retl.key,retl.hash}'::pg_catalog.text[])");
@@ -428,7 +428,6 @@ diff_result(RetlSync *sync, bool send, bool replace, bool check_added, RetlRunCo
 				 sync->name, counts->rows, snapshot_rows - counts->removed + counts->added);
 		find_duplicate_key(sync, what);
 	}
-	exec("ANALYZE pg_temp.retl_run_diff", SPI_OK_UTILITY);
 }
 
 /*
@@ -475,6 +474,61 @@ save_added(RetlSync *sync)
 							  " DO UPDATE SET hash = EXCLUDED.hash, legacy_hash = NULL",
 							  1, types, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "retl: could not save the snapshot of sync \"%s\"", sync->name);
+}
+
+/*
+ * Save a few changed (C, H) and removed (R) keys of a run in its snapshot,
+ * each by the snapshot's primary key (see retl_diff_run).
+ */
+static void
+save_few(RetlSync *sync)
+{
+	Oid			types[3] = {INT4OID, JSONBOID, INT8OID};
+	SPIPlanPtr	update = SPI_prepare("UPDATE retl.snapshots SET hash = $3, legacy_hash = NULL"
+									 " WHERE sync_id = $1 AND key = $2", 3, types);
+	SPIPlanPtr	delete = SPI_prepare("DELETE FROM retl.snapshots WHERE sync_id = $1 AND key = $2",
+									 2, types);
+	Portal		portal;
+
+	if (update == NULL || delete == NULL)
+		elog(ERROR, "retl: could not prepare the snapshot's statements: %s",
+			 SPI_result_code_string(SPI_result));
+	portal = SPI_cursor_open_with_args(NULL, "SELECT d.key, d.hash, d.op = 'R'"
+									   " FROM pg_temp.retl_run_diff d WHERE d.op IN ('C', 'H', 'R')",
+									   0, NULL, NULL, NULL, false, 0);
+	for (;;)
+	{
+		SPITupleTable *rows;
+		uint64		n;
+
+		SPI_cursor_fetch(portal, true, 1000);
+		rows = SPI_tuptable;
+		n = SPI_processed;
+		if (n == 0)
+			break;
+		for (uint64 i = 0; i < n; i++)
+		{
+			Datum		values[3];
+			char		nulls[3] = {' ', ' ', ' '};
+			bool		isnull;
+			bool		removed;
+
+			values[0] = Int32GetDatum(sync->id);
+			values[1] = SPI_getbinval(rows->vals[i], rows->tupdesc, 1, &isnull);
+			values[2] = SPI_getbinval(rows->vals[i], rows->tupdesc, 2, &isnull);
+			if (isnull)
+				nulls[2] = 'n';
+			removed = DatumGetBool(SPI_getbinval(rows->vals[i], rows->tupdesc, 3, &isnull));
+			if (SPI_execute_plan(removed ? delete : update, values, nulls, false, 0) !=
+				(removed ? SPI_OK_DELETE : SPI_OK_UPDATE))
+				elog(ERROR, "retl: could not save the snapshot of sync \"%s\"", sync->name);
+		}
+		SPI_freetuptable(rows);
+		CHECK_FOR_INTERRUPTS();
+	}
+	SPI_cursor_close(portal);
+	SPI_freeplan(update);
+	SPI_freeplan(delete);
 }
 
 /*
@@ -549,31 +603,41 @@ retl_diff_run(RetlSync *sync, bool send, bool replace, RetlRunCounts *counts)
 	retl_progress_rows(counts->added + counts->changed + counts->removed);
 
 	/*
-	 * A few keys of a large snapshot are looked up by its primary key.  The
-	 * snapshot's statistics lag behind it (a first run fills it in one
-	 * transaction, autovacuum analyzes it later), and with them the planner
-	 * hashes all of a sync's snapshot to update a few of its rows, or, with
-	 * no hash join, reads all of it for each row (after a drop and a first
-	 * run in quick succession: a run that never ended).
+	 * A few keys of a large snapshot are saved one by one, each by the
+	 * snapshot's primary key: a plan no statistics can change.  They lag
+	 * behind the snapshot (a first run fills it in one transaction,
+	 * autovacuum analyzes it later; a new sync's keys are in none of them),
+	 * and a join of the diff with the snapshot was planned to hash all of a
+	 * sync's snapshot to update a few rows or, with hash joins off, to read
+	 * the diff for every key of the snapshot (300,000 x 12,000 rows: a run
+	 * of minutes).  Many keys are joined, by hash or merge: at most one read
+	 * of the sync's snapshot.
 	 */
 	nest = NewGUCNestLevel();
 	if ((counts->changed + counts->removed) * 20 < counts->rows)
 	{
+		/* reading the diff, a sequential scan, then costs 1e10: no JIT for that */
+		(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
 		(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
 								 GUC_ACTION_SAVE, true, 0, false);
-		(void) set_config_option("enable_hashjoin", "off", PGC_USERSET, PGC_S_SESSION,
-								 GUC_ACTION_SAVE, true, 0, false);
-		(void) set_config_option("enable_mergejoin", "off", PGC_USERSET, PGC_S_SESSION,
-								 GUC_ACTION_SAVE, true, 0, false);
+		save_few(sync);
 	}
-	if (SPI_execute_with_args("DELETE FROM retl.snapshots sn USING pg_temp.retl_run_diff d"
-							  " WHERE sn.sync_id = $1 AND d.op = 'R' AND sn.key = d.key",
-							  1, types, values, NULL, false, 0) != SPI_OK_DELETE ||
-		SPI_execute_with_args("UPDATE retl.snapshots sn SET hash = d.hash, legacy_hash = NULL"
-							  " FROM pg_temp.retl_run_diff d"
-							  " WHERE sn.sync_id = $1 AND d.op IN ('C', 'H') AND sn.key = d.key",
-							  1, types, values, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "retl: could not save the snapshot of sync \"%s\"", sync->name);
+	else
+	{
+		/* many: joined, by hash or merge (at most a read of the sync's snapshot) */
+		(void) set_config_option("enable_nestloop", "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+		exec("ANALYZE pg_temp.retl_run_diff", SPI_OK_UTILITY);
+		if (SPI_execute_with_args("DELETE FROM retl.snapshots sn USING pg_temp.retl_run_diff d"
+								  " WHERE sn.sync_id = $1 AND d.op = 'R' AND sn.key = d.key",
+								  1, types, values, NULL, false, 0) != SPI_OK_DELETE ||
+			SPI_execute_with_args("UPDATE retl.snapshots sn SET hash = d.hash, legacy_hash = NULL"
+								  " FROM pg_temp.retl_run_diff d"
+								  " WHERE sn.sync_id = $1 AND d.op IN ('C', 'H') AND sn.key = d.key",
+								  1, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "retl: could not save the snapshot of sync \"%s\"", sync->name);
+	}
 	AtEOXact_GUC(true, nest);
 	save_added(sync);
 	exec("DROP TABLE pg_temp.retl_run_diff", SPI_OK_UTILITY);

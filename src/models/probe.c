@@ -12,10 +12,16 @@
  * second row with one key), and marks its key seen.  The keys never seen
  * are the removed ones.  JSON is built only for the rows that differ.
  *
- * A single integer key column is kept as its value (exact: 24 bytes a
- * key); any other key as its jsonb, hashed and compared byte by byte.  A
- * snapshot larger than retl.run_memory is split into parts by key: the
- * query runs once for each, a row counting in the part of its key only.
+ * The keys are kept in the order the snapshot is read in, with an index by
+ * hash (open addressing, positions of 4 bytes).  A query that returns its
+ * rows in the order of the last run (a table read in its physical order)
+ * finds each key right after the previous one, without touching the index:
+ * one key after another in memory instead of a cache miss for each.  A
+ * single integer key column is kept as its value (exact); any other key as
+ * its jsonb, under the hash of its bytes, compared byte by byte.  About 40
+ * bytes a key.  A snapshot larger than retl.run_memory is split into parts
+ * by key: the query runs once for each, a row counting in the part of its
+ * key only.
  *
  * The table lives in a memory context of the run; its reset callback
  * forgets it, so an error anywhere leaves no probe behind.
@@ -55,24 +61,14 @@
 /* removed keys are queued this many at a time */
 #define REMOVED_BATCH	10000
 
-/* A key of an integer key column */
-typedef struct IntEntry
+/* A key of the snapshot */
+typedef struct Slot
 {
-	int64		key;
-	int64		hash;
-	char		status;
+	int64		key;			/* an integer key, or the hash of a jsonb key */
+	int64		hash;			/* of the row's values, as last synced */
+	struct varlena *jkey;		/* the jsonb key (not integer keys) */
 	uint8		flags;
-} IntEntry;
-
-/* Any other key: its jsonb, under the hash of its bytes */
-typedef struct KeyEntry
-{
-	uint64		khash;
-	int64		hash;
-	struct varlena *key;		/* jsonb, maybe with a short header */
-	char		status;
-	uint8		flags;
-} KeyEntry;
+} Slot;
 
 /* splitmix64's finalizer: integer keys are often consecutive */
 static inline uint64
@@ -86,28 +82,6 @@ mix64(uint64 x)
 	return x;
 }
 
-#define SH_PREFIX inttab
-#define SH_ELEMENT_TYPE IntEntry
-#define SH_KEY_TYPE int64
-#define SH_KEY key
-#define SH_HASH_KEY(tb, k) ((uint32) mix64((uint64) (k)))
-#define SH_EQUAL(tb, a, b) ((a) == (b))
-#define SH_SCOPE static inline
-#define SH_DECLARE
-#define SH_DEFINE
-#include "lib/simplehash.h"
-
-#define SH_PREFIX keytab
-#define SH_ELEMENT_TYPE KeyEntry
-#define SH_KEY_TYPE uint64
-#define SH_KEY khash
-#define SH_HASH_KEY(tb, k) ((uint32) (k))
-#define SH_EQUAL(tb, a, b) ((a) == (b))
-#define SH_SCOPE static inline
-#define SH_DECLARE
-#define SH_DEFINE
-#include "lib/simplehash.h"
-
 struct RetlProbe
 {
 	MemoryContext cxt;			/* the probe */
@@ -117,9 +91,12 @@ struct RetlProbe
 	bool		int_keys;
 	int			nparts;
 	int			part;
-	inttab_hash *ints;
-	keytab_hash *keys;
-	List	   *collided;		/* KeyEntry *: keys whose hash a key in keys has */
+	Slot	   *slots;			/* the part's keys, in the order read */
+	int64		nslots;
+	int64		maxslots;
+	uint32	   *index;			/* 1 + position in slots, by hash; 0: free */
+	uint64		mask;			/* of index */
+	int64		next;			/* the slot after the last one found */
 	char	   *arena;			/* room for keys in part_cxt */
 	Size		arena_free;
 	int64		snapshot_rows;	/* entries loaded, of every part */
@@ -208,67 +185,115 @@ stored_int_key(struct varlena *key, int64 *value)
 }
 
 static void
-new_tables(RetlProbe *p)
+new_part(RetlProbe *p)
 {
 	MemoryContextReset(p->part_cxt);
-	p->ints = NULL;
-	p->keys = NULL;
-	p->collided = NIL;
+	p->maxslots = 1024;
+	p->slots = MemoryContextAlloc(p->part_cxt, sizeof(Slot) * p->maxslots);
+	p->nslots = 0;
+	p->index = NULL;
+	p->mask = 0;
+	p->next = 0;
 	p->arena = NULL;
 	p->arena_free = 0;
 	p->part_rows = 0;
-	if (p->int_keys)
-		p->ints = inttab_create(p->part_cxt, 1024, NULL);
-	else
-		p->keys = keytab_create(p->part_cxt, 1024, NULL);
 }
 
-/* Put a snapshot row of the current part in its table; false if not int_keys after all. */
+/* The hash of a slot's key, whose high bits choose its part. */
+static inline uint64
+slot_hash(RetlProbe *p, int64 key)
+{
+	return p->int_keys ? mix64((uint64) key) : (uint64) key;
+}
+
+/* Put a snapshot row in the current part; false if not int_keys after all. */
 static bool
 add_entry(RetlProbe *p, struct varlena *key, bool hash_null, int64 hash)
 {
-	bool		found;
-	uint8		flags = hash_null ? PROBE_LEGACY : 0;
+	Slot	   *slot;
+	int64		k;
 
 	if (p->int_keys)
 	{
-		int64		k;
-		IntEntry   *e;
-
 		if (!stored_int_key(key, &k))
 			return false;
-		if (part_of(p, mix64((uint64) k)) != p->part)
-			return true;
-		e = inttab_insert(p->ints, k, &found);
-		if (found)
-			elog(ERROR, "retl: snapshot of sync %d holds key " INT64_FORMAT " twice", p->sync_id, k);
-		e->hash = hash;
-		e->flags = flags;
 	}
 	else
+		k = (int64) key_hash(key);
+	if (part_of(p, slot_hash(p, k)) != p->part)
+		return true;
+	if (p->nslots == p->maxslots)
 	{
-		uint64		h = key_hash(key);
-		KeyEntry   *e;
-
-		if (part_of(p, h) != p->part)
-			return true;
-		e = keytab_insert(p->keys, h, &found);
-		if (found)
-		{
-			MemoryContext old = MemoryContextSwitchTo(p->part_cxt);
-
-			/* another key has this hash: kept aside (rare: a 64-bit hash) */
-			e = palloc0(sizeof(KeyEntry));
-			e->khash = h;
-			p->collided = lappend(p->collided, e);
-			MemoryContextSwitchTo(old);
-		}
-		e->key = keep_key(p, key);
-		e->hash = hash;
-		e->flags = flags;
+		p->maxslots *= 2;
+		p->slots = repalloc_huge(p->slots, sizeof(Slot) * p->maxslots);
 	}
+	slot = &p->slots[p->nslots++];
+	slot->key = k;
+	slot->hash = hash;
+	slot->jkey = p->int_keys ? NULL : keep_key(p, key);
+	slot->flags = hash_null ? PROBE_LEGACY : 0;
 	p->part_rows++;
 	return true;
+}
+
+/* Bytes of the index of n keys (at most half full) */
+static Size
+index_size(int64 n)
+{
+	uint64		size = 1024;
+
+	while (size < (uint64) n * 2)
+		size *= 2;
+	return size * sizeof(uint32);
+}
+
+/* Index the part's keys by hash. */
+static void
+build_index(RetlProbe *p)
+{
+	Size		bytes = index_size(p->nslots);
+
+	if (p->nslots >= PG_UINT32_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("a part of the snapshot of sync %d has more than 4 billion keys", p->sync_id),
+				 errhint("Lower retl.run_memory.")));
+	p->index = MemoryContextAllocHuge(p->part_cxt, bytes);
+	memset(p->index, 0, bytes);
+	p->mask = bytes / sizeof(uint32) - 1;
+	for (int64 i = 0; i < p->nslots; i++)
+	{
+		uint64		at = slot_hash(p, p->slots[i].key) & p->mask;
+
+		while (p->index[at] != 0)
+			at = (at + 1) & p->mask;
+		p->index[at] = (uint32) (i + 1);
+	}
+}
+
+/* The slot of a key (jkey: its jsonb, not integer keys), or NULL. */
+static inline Slot *
+find_slot(RetlProbe *p, int64 key, struct varlena *jkey)
+{
+	Slot	   *slot;
+	uint64		at;
+
+	/* the query's rows often come in the order of the snapshot's */
+	if (p->next < p->nslots)
+	{
+		slot = &p->slots[p->next];
+		if (slot->key == key && (jkey == NULL || same_key(slot->jkey, jkey)))
+			return slot;
+	}
+	at = slot_hash(p, key) & p->mask;
+	while (p->index[at] != 0)
+	{
+		slot = &p->slots[p->index[at] - 1];
+		if (slot->key == key && (jkey == NULL || same_key(slot->jkey, jkey)))
+			return slot;
+		at = (at + 1) & p->mask;
+	}
+	return NULL;
 }
 
 /*
@@ -294,7 +319,7 @@ load_part(RetlProbe *p)
 	bool		ok = true;
 	int64		n = 0;
 
-	new_tables(p);
+	new_part(p);
 	rel = table_open(relid, AccessShareLock);
 	sync_att = attnameAttNum(rel, "sync_id", false);
 	key_att = attnameAttNum(rel, "key", false);
@@ -330,7 +355,7 @@ load_part(RetlProbe *p)
 			MemoryContextReset(tmp);
 			CHECK_FOR_INTERRUPTS();
 			if (p->part == 0 && p->nparts < 1024 &&
-				MemoryContextMemAllocated(p->part_cxt, true) > budget)
+				MemoryContextMemAllocated(p->part_cxt, true) + index_size(p->nslots) > budget)
 			{
 				/* four times as many parts; load again */
 				p->nparts = Min(1024, p->nparts * 4);
@@ -345,6 +370,8 @@ load_part(RetlProbe *p)
 	table_endscan(scan);
 	PopActiveSnapshot();
 	table_close(rel, AccessShareLock);
+	if (ok)
+		build_index(p);
 	return ok;
 }
 
@@ -483,57 +510,38 @@ retl_probe_queue_removed(RetlProbe *probe)
 {
 	RemovedBatch b = {palloc(sizeof(Datum) * REMOVED_BATCH), 0, 0};
 
-	if (probe->int_keys)
+	for (int64 i = 0; i < probe->nslots; i++)
 	{
-		inttab_iterator it;
-		IntEntry   *e;
+		Slot	   *slot = &probe->slots[i];
 
-		inttab_start_iterate(probe->ints, &it);
-		while ((e = inttab_iterate(probe->ints, &it)) != NULL)
-			if (!(e->flags & PROBE_SEEN))
-				add_removed(probe, &b, Int64GetDatum(e->key));
-	}
-	else
-	{
-		keytab_iterator it;
-		KeyEntry   *e;
-		ListCell   *lc;
-
-		keytab_start_iterate(probe->keys, &it);
-		while ((e = keytab_iterate(probe->keys, &it)) != NULL)
-			if (!(e->flags & PROBE_SEEN))
-				add_removed(probe, &b, PointerGetDatum(e->key));
-		foreach(lc, probe->collided)
-		{
-			e = (KeyEntry *) lfirst(lc);
-			if (!(e->flags & PROBE_SEEN))
-				add_removed(probe, &b, PointerGetDatum(e->key));
-		}
+		if (!(slot->flags & PROBE_SEEN))
+			add_removed(probe, &b, probe->int_keys ? Int64GetDatum(slot->key) : PointerGetDatum(slot->jkey));
 	}
 	insert_removed(probe, b.keys, b.n);
 	pfree(b.keys);
 	return b.total;
 }
 
-/* What a row is, given its key's entry (NULL: not in the snapshot). */
+/* What a row is, given its key's slot (NULL: not in the snapshot). */
 static inline Datum
-classify(RetlProbe *p, uint8 *flags, int64 snapshot_hash, int64 hash)
+classify(RetlProbe *p, Slot *slot, int64 hash)
 {
-	if (flags == NULL)
+	if (slot == NULL)
 		return CharGetDatum('A');
-	if (*flags & PROBE_SEEN)
+	p->next = (slot - p->slots) + 1;
+	if (slot->flags & PROBE_SEEN)
 	{
 		/* a second row with this key: the run names it and fails */
 		p->duplicate = true;
 		return CharGetDatum('U');
 	}
-	*flags |= PROBE_SEEN;
-	if (*flags & PROBE_LEGACY)
+	slot->flags |= PROBE_SEEN;
+	if (slot->flags & PROBE_LEGACY)
 	{
 		p->legacy = true;
 		return CharGetDatum('L');
 	}
-	return CharGetDatum(snapshot_hash == hash ? 'U' : 'C');
+	return CharGetDatum(slot->hash == hash ? 'U' : 'C');
 }
 
 static RetlProbe *
@@ -558,7 +566,6 @@ retl_run_probe_int(PG_FUNCTION_ARGS)
 {
 	RetlProbe  *p = active_probe();
 	int64		k;
-	IntEntry   *e;
 
 	if (!p->int_keys)
 		elog(ERROR, "retl: a run probed integer keys in a snapshot of others");
@@ -574,10 +581,7 @@ retl_run_probe_int(PG_FUNCTION_ARGS)
 	if (part_of(p, mix64((uint64) k)) != p->part)
 		PG_RETURN_NULL();
 	retl_progress_tick();
-	e = inttab_lookup(p->ints, k);
-	if (e == NULL)
-		PG_RETURN_DATUM(classify(p, NULL, 0, 0));
-	PG_RETURN_DATUM(classify(p, &e->flags, e->hash, PG_GETARG_INT64(1)));
+	PG_RETURN_DATUM(classify(p, find_slot(p, k, NULL), PG_GETARG_INT64(1)));
 }
 
 /*
@@ -590,7 +594,6 @@ retl_run_probe_key(PG_FUNCTION_ARGS)
 	RetlProbe  *p = active_probe();
 	struct varlena *key;
 	uint64		h;
-	KeyEntry   *e;
 
 	if (p->int_keys)
 		elog(ERROR, "retl: a run probed jsonb keys in a snapshot of integers");
@@ -606,24 +609,5 @@ retl_run_probe_key(PG_FUNCTION_ARGS)
 	if (part_of(p, h) != p->part)
 		PG_RETURN_NULL();
 	retl_progress_tick();
-	e = keytab_lookup(p->keys, h);
-	if (e != NULL && !same_key(e->key, key))
-	{
-		ListCell   *lc;
-
-		e = NULL;
-		foreach(lc, p->collided)
-		{
-			KeyEntry   *c = (KeyEntry *) lfirst(lc);
-
-			if (c->khash == h && same_key(c->key, key))
-			{
-				e = c;
-				break;
-			}
-		}
-	}
-	if (e == NULL)
-		PG_RETURN_DATUM(classify(p, NULL, 0, 0));
-	PG_RETURN_DATUM(classify(p, &e->flags, e->hash, PG_GETARG_INT64(1)));
+	PG_RETURN_DATUM(classify(p, find_slot(p, (int64) h, key), PG_GETARG_INT64(1)));
 }

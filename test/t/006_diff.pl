@@ -393,6 +393,29 @@ is(psql(q{SELECT error FROM retl.runs WHERE sync = 'big_dup' ORDER BY id DESC LI
 psql(q{SELECT retl_drop_sync('big_id'); SELECT retl_drop_sync('big_code'); SELECT retl_drop_sync('big_dup');
 	ALTER SYSTEM RESET retl.run_memory; SELECT pg_reload_conf();});
 
+# A run saving a few changed keys of a large snapshot whose statistics know
+# none of its keys (analyzed before its first run, autovacuum not yet
+# there): the snapshot's lookups were planned as a read of the whole diff
+# for each key of the snapshot (300,000 x 12,000 rows: a run of minutes,
+# or one that did not end); they are looked up by key, whatever the statistics say.
+psql(q{
+	ALTER TABLE retl.snapshots SET (autovacuum_enabled = off);
+	CREATE TABLE stale (id int PRIMARY KEY, v int NOT NULL);
+	INSERT INTO stale SELECT g, 0 FROM generate_series(1, 300000) g;
+	SELECT retl_create_sync(name => 'stale', source => 'SELECT id, v FROM stale', destination => 'd_mirror',
+		key => '{id}', mode => 'mirror', schedule => 'manual', options => '{"backfill": false}');
+	ANALYZE retl.snapshots;
+});
+is(run_sync('stale'), 'succeeded|300000|0|0|0', 'a first run of 300,000 rows after the snapshot was analyzed');
+psql(q{UPDATE stale SET v = 1 WHERE id % 25 = 0});
+my $stale_run = psql(q{SELECT retl_run_sync('stale')});
+ok($node->poll_query_until('postgres',
+		"SELECT status NOT IN ('queued', 'running') FROM retl.runs WHERE id = $stale_run"),
+	'the next run ends');
+is(psql("SELECT status, changed, finished_at - started_at < interval '60 seconds' FROM retl.runs WHERE id = $stale_run"),
+	'succeeded|12000|t', 'having saved its 12,000 changed keys in seconds, not minutes');
+psql(q{SELECT retl_drop_sync('stale'); DROP TABLE stale; ALTER TABLE retl.snapshots RESET (autovacuum_enabled);});
+
 $node->stop;
 $r->stop;
 done_testing();
