@@ -23,6 +23,7 @@ OBJS = \
 	src/models/cron.o \
 	src/models/diff.o \
 	src/models/probe.o \
+	src/models/query.o \
 	src/models/rowhash.o \
 	src/models/runs.o \
 	src/queue/claim.o \

@@ -476,7 +476,10 @@ SELECT retl_create_sync('null_key_2', 'SELECT id, team, name FROM diff_people', 
 SELECT retl_create_sync('dup_key', 'SELECT 1 AS k, name FROM diff_people', 'diff_dst', key => '{k}', schedule => 'manual');
 SELECT retl_create_sync('null_key_table', 'diff_people', 'diff_dst', key => '{team}', schedule => 'manual');
 SELECT retl_create_sync('dup_key_2', 'SELECT 1 AS k, name FROM diff_people WHERE id <= 2', 'diff_dst', key => '{k}', schedule => 'manual');
+SELECT retl_create_sync('null_int_key', 'SELECT NULLIF(id, 2) AS id, name FROM diff_people', 'diff_dst', key => '{id}', schedule => 'manual');
 COMMIT;
+SELECT * FROM retl_preview('null_int_key');
+SELECT retl_drop_sync('null_int_key');
 SELECT * FROM retl_preview('null_key');
 SELECT * FROM retl_preview('null_key_2');
 SELECT * FROM retl_preview('dup_key');

@@ -21,41 +21,27 @@
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
-#include "nodes/parsenodes.h"
-#include "parser/parser.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/regproc.h"
 
 #include "base/identity.h"
 #include "base/progress.h"
 #include "base/subxact.h"
 #include "models/diff.h"
 #include "models/probe.h"
+#include "models/query.h"
 #include "sync/mapping.h"
 #include "sync/owner.h"
-
-/* A query given as a source, without trailing semicolons and blanks. */
-static char *
-trimmed_query(const char *query)
-{
-	char	   *q = pstrdup(query);
-	int			len = strlen(q);
-
-	while (len > 0 && (q[len - 1] == ';' || isspace((unsigned char) q[len - 1])))
-		q[--len] = '\0';
-	return q;
-}
 
 /* The SQL text of a sync's source as a query. */
 static char *
 source_query(RetlSync *sync)
 {
 	if (sync->query)
-		return trimmed_query(sync->query);
+		return retl_trimmed_query(sync->query);
 	retl_check_source(sync);
 	return psprintf("SELECT * FROM ONLY %s",
 					format_type_be_qualified(get_rel_type_id(sync->relid)));
@@ -250,13 +236,6 @@ append_result(StringInfo sql, StringInfo data, RetlSync *sync, bool int_keys)
 	appendStringInfo(sql, " FROM (%s\n) q) r) c", source_query(sync));
 }
 
-static void
-describe(void *arg)
-{
-	if (SPI_execute(psprintf("SELECT * FROM (%s\n) q LIMIT 0", (char *) arg), true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "retl: could not describe the query");
-}
-
 /*
  * Is the sync's key one column of an integer type?  Its snapshot is then
  * kept in memory as integers (probe.c).  A query is described as its
@@ -275,7 +254,7 @@ integer_key(RetlSync *sync)
 	{
 		TupleDesc	desc;
 
-		retl_with_path(sync->owner, sync->search_path, describe, source_query(sync));
+		retl_with_path(sync->owner, sync->search_path, retl_describe_query, source_query(sync));
 		desc = SPI_tuptable->tupdesc;
 		for (int i = 0; i < desc->natts; i++)
 			if (strcmp(NameStr(TupleDescAttr(desc, i)->attname), sync->key_names[0]) == 0)
@@ -407,19 +386,21 @@ diff_result(RetlSync *sync, bool send, bool replace, bool check_added, RetlRunCo
 								  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "retl: could not compare the snapshot of sync \"%s\" of an older version", sync->name);
 	}
+	/* the probe counted them, unless 0.1's hashes made some C rows H */
+	retl_probe_counts(probe, &counts->added, &counts->changed);
+	counts->removed = removed;
+	if (retl_probe_legacy(probe))
+	{
+		exec("SELECT pg_catalog.count(*) FILTER (WHERE op = 'C') FROM pg_temp.retl_run_diff", SPI_OK_SELECT);
+		tup = SPI_tuptable->vals[0];
+		counts->changed = strtoi64(SPI_getvalue(tup, SPI_tuptable->tupdesc, 1), NULL, 10);
+	}
+	if (retl_probe_null_key(probe))
+		fail_on_key("SELECT key::text FROM pg_temp.retl_run_diff WHERE op = 'A'"
+					" AND key OPERATOR(pg_catalog.@>) '[null]' LIMIT 1", what, true);
 	retl_probe_end(probe);
-
-	fail_on_key("SELECT key::text FROM pg_temp.retl_run_diff WHERE op = 'A'"
-				" AND key OPERATOR(pg_catalog.@>) '[null]' LIMIT 1", what, true);
 	if (check_added)
 		fail_on_key(DUPLICATE_IN_DIFF, what, false);
-	exec("SELECT pg_catalog.count(*) FILTER (WHERE op = 'A'), pg_catalog.count(*) FILTER (WHERE op = 'C'),"
-		 " pg_catalog.count(*) FILTER (WHERE op = 'R') FROM pg_temp.retl_run_diff", SPI_OK_SELECT);
-	tup = SPI_tuptable->vals[0];
-	counts->added = strtoi64(SPI_getvalue(tup, SPI_tuptable->tupdesc, 1), NULL, 10);
-	counts->changed = strtoi64(SPI_getvalue(tup, SPI_tuptable->tupdesc, 2), NULL, 10);
-	counts->removed = strtoi64(SPI_getvalue(tup, SPI_tuptable->tupdesc, 3), NULL, 10);
-	Assert(counts->removed == removed);
 	/* without duplicate keys, every row is a key of the snapshot's or an added one */
 	if (counts->rows != snapshot_rows - counts->removed + counts->added)
 	{
@@ -666,7 +647,7 @@ retl_audience_refresh(int audience_id)
 	if (SPI_execute_with_args("SELECT query, owner::oid, key_columns, name, search_path FROM retl.audience_store WHERE id = $1",
 							  1, types, values, NULL, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
 		ereport(ERROR, (errmsg("audience %d was dropped", audience_id)));
-	query = trimmed_query(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+	query = retl_trimmed_query(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
 	name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
 	path = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5);
 	owner = (Oid) strtoul(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2), NULL, 10);
@@ -707,130 +688,7 @@ retl_audience_refresh(int audience_id)
 		elog(ERROR, "retl: could not record the members of audience %d", audience_id);
 }
 
-PG_FUNCTION_INFO_V1(retl_source_is_query);
-PG_FUNCTION_INFO_V1(retl_query_text);
-PG_FUNCTION_INFO_V1(retl_query_columns);
 PG_FUNCTION_INFO_V1(retl_preview);
-
-/*
- * retl._source_is_query(source): true for one SELECT (or VALUES, TABLE,
- * WITH ... SELECT) statement, false for a relation name, as PostgreSQL's
- * own parser reads them; an error for anything else.
- */
-Datum
-retl_source_is_query(PG_FUNCTION_ARGS)
-{
-	char	   *source = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	List	   *volatile parsed = NIL;
-	ErrorData  *volatile parse_error = NULL;
-	RawStmt    *raw;
-
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		parsed = raw_parser(source, RAW_PARSE_DEFAULT);
-		ReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(cxt);
-		parse_error = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(cxt);
-	CurrentResourceOwner = owner;
-
-	if (parse_error)
-	{
-		/* Not SQL: a relation name, if it reads as one. */
-		List	   *names = NIL;
-
-		PG_TRY();
-		{
-			names = stringToQualifiedNameList(source);
-		}
-		PG_CATCH();
-		{
-			FlushErrorState();
-			/* the parser's position is in the source, not in the caller's query */
-			ereport(ERROR,
-					(errcode(ERRCODE_SYNTAX_ERROR),
-					 errmsg("sync source is neither a table name nor a valid query: %s",
-							parse_error->message),
-					 errhint("Give a table name (schema-qualified or on the search_path) or a SELECT query.")));
-		}
-		PG_END_TRY();
-		(void) names;
-		PG_RETURN_BOOL(false);
-	}
-	if (list_length(parsed) != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("a sync source must be one query, not %d statements", list_length(parsed))));
-	raw = linitial_node(RawStmt, parsed);
-	if (!IsA(raw->stmt, SelectStmt))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("a sync source must be a table name or a SELECT query"),
-				 errhint("Statements that change data cannot be a source.")));
-	PG_RETURN_BOOL(true);
-}
-
-/*
- * retl._query_text(query): the one statement of a query source, as the
- * parser delimits it: without a trailing semicolon or what follows it.
- */
-Datum
-retl_query_text(PG_FUNCTION_ARGS)
-{
-	char	   *source = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	List	   *parsed = raw_parser(source, RAW_PARSE_DEFAULT);
-	RawStmt    *raw;
-	int			len;
-
-	if (list_length(parsed) != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("a query source must be one statement, not %d", list_length(parsed))));
-	raw = linitial_node(RawStmt, parsed);
-	len = raw->stmt_len > 0 ? raw->stmt_len : (int) strlen(source) - raw->stmt_location;
-	PG_RETURN_TEXT_P(cstring_to_text_with_len(source + raw->stmt_location, len));
-}
-
-/*
- * retl._query_columns(query, run_as, search_path): the name and type of
- * each result column, the query planned as the role it will run as (so its
- * privileges are checked now) with the search_path of the caller who gave it.
- */
-Datum
-retl_query_columns(PG_FUNCTION_ARGS)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	char	   *query = trimmed_query(text_to_cstring(PG_GETARG_TEXT_PP(0)));
-	TupleDesc	desc;
-
-	InitMaterializedSRF(fcinfo, 0);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "retl: SPI_connect failed");
-	retl_with_path(PG_GETARG_OID(1), text_to_cstring(PG_GETARG_TEXT_PP(2)), describe, query);
-	desc = SPI_tuptable->tupdesc;
-	for (int i = 0; i < desc->natts; i++)
-	{
-		Datum		values[2];
-		bool		nulls[2] = {false, false};
-
-		values[0] = CStringGetTextDatum(NameStr(TupleDescAttr(desc, i)->attname));
-		values[1] = ObjectIdGetDatum(TupleDescAttr(desc, i)->atttypid);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	}
-	SPI_finish();
-	return (Datum) 0;
-}
 
 /*
  * retl_preview(sync, n): the first n records the next run would send

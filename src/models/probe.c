@@ -103,6 +103,9 @@ struct RetlProbe
 	int64		part_rows;		/* entries of this part */
 	bool		duplicate;		/* a key was probed twice */
 	bool		legacy;			/* an L was answered */
+	bool		null_key;		/* an added key is or holds NULL */
+	int64		added;			/* A answered */
+	int64		changed;		/* C answered */
 };
 
 static RetlProbe *active = NULL;
@@ -444,6 +447,20 @@ retl_probe_legacy(RetlProbe *probe)
 	return probe->legacy;
 }
 
+bool
+retl_probe_null_key(RetlProbe *probe)
+{
+	return probe->null_key;
+}
+
+/* Rows answered A and C, of every part so far */
+void
+retl_probe_counts(RetlProbe *probe, int64 *added, int64 *changed)
+{
+	*added = probe->added;
+	*changed = probe->changed;
+}
+
 void
 retl_probe_end(RetlProbe *probe)
 {
@@ -527,7 +544,10 @@ static inline Datum
 classify(RetlProbe *p, Slot *slot, int64 hash)
 {
 	if (slot == NULL)
+	{
+		p->added++;
 		return CharGetDatum('A');
+	}
 	p->next = (slot - p->slots) + 1;
 	if (slot->flags & PROBE_SEEN)
 	{
@@ -541,7 +561,40 @@ classify(RetlProbe *p, Slot *slot, int64 hash)
 		p->legacy = true;
 		return CharGetDatum('L');
 	}
-	return CharGetDatum(slot->hash == hash ? 'U' : 'C');
+	if (slot->hash == hash)
+		return CharGetDatum('U');
+	p->changed++;
+	return CharGetDatum('C');
+}
+
+/* A NULL key: added (and failing the run), in the first part. */
+static Datum
+null_key(RetlProbe *p, FunctionCallInfo fcinfo)
+{
+	if (p->part != 0)
+		PG_RETURN_NULL();
+	retl_progress_tick();
+	p->null_key = true;
+	p->added++;
+	PG_RETURN_DATUM(CharGetDatum('A'));
+}
+
+/* Does a jsonb key (an array) hold a NULL? */
+static bool
+holds_null(struct varlena *key)
+{
+	Jsonb	   *jb = (Jsonb *) (VARATT_IS_SHORT(key) ? pg_detoast_datum(key) : key);
+
+	if (!JB_ROOT_IS_ARRAY(jb))
+		return false;
+	for (uint32 i = 0; i < JB_ROOT_COUNT(jb); i++)
+	{
+		JsonbValue *v = getIthJsonbValueFromContainer(&jb->root, i);
+
+		if (v != NULL && v->type == jbvNull)
+			return true;
+	}
+	return false;
 }
 
 static RetlProbe *
@@ -570,13 +623,7 @@ retl_run_probe_int(PG_FUNCTION_ARGS)
 	if (!p->int_keys)
 		elog(ERROR, "retl: a run probed integer keys in a snapshot of others");
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
-	{
-		/* a NULL key is added (and fails the run), in the first part */
-		if (p->part != 0)
-			PG_RETURN_NULL();
-		retl_progress_tick();
-		PG_RETURN_DATUM(CharGetDatum('A'));
-	}
+		return null_key(p, fcinfo);
 	k = PG_GETARG_INT64(0);
 	if (part_of(p, mix64((uint64) k)) != p->part)
 		PG_RETURN_NULL();
@@ -594,20 +641,20 @@ retl_run_probe_key(PG_FUNCTION_ARGS)
 	RetlProbe  *p = active_probe();
 	struct varlena *key;
 	uint64		h;
+	Datum		op;
 
 	if (p->int_keys)
 		elog(ERROR, "retl: a run probed jsonb keys in a snapshot of integers");
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
-	{
-		if (p->part != 0)
-			PG_RETURN_NULL();
-		retl_progress_tick();
-		PG_RETURN_DATUM(CharGetDatum('A'));
-	}
+		return null_key(p, fcinfo);
 	key = PG_DETOAST_DATUM_PACKED(PG_GETARG_DATUM(0));
 	h = key_hash(key);
 	if (part_of(p, h) != p->part)
 		PG_RETURN_NULL();
 	retl_progress_tick();
-	PG_RETURN_DATUM(classify(p, find_slot(p, (int64) h, key), PG_GETARG_INT64(1)));
+	op = classify(p, find_slot(p, (int64) h, key), PG_GETARG_INT64(1));
+	/* only an added key may hold a NULL: the snapshot holds none */
+	if (DatumGetChar(op) == 'A' && !p->null_key && holds_null(key))
+		p->null_key = true;
+	PG_RETURN_DATUM(op);
 }

@@ -1,0 +1,10 @@
+/*
+ * query.h: a sync's source as a query (query.c).
+ */
+#ifndef RETL_QUERY_H
+#define RETL_QUERY_H
+
+extern char *retl_trimmed_query(const char *query);
+extern void retl_describe_query(void *arg);
+
+#endif
