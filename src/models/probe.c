@@ -87,6 +87,7 @@ struct RetlProbe
 	MemoryContext cxt;			/* the probe */
 	MemoryContext part_cxt;		/* the current part's table and keys */
 	MemoryContextCallback forget;
+	struct RetlProbe *outer;	/* the run's that was active before (a preview in a run) */
 	int			sync_id;
 	bool		int_keys;
 	int			nparts;
@@ -113,8 +114,10 @@ static RetlProbe *active = NULL;
 static void
 forget_probe(void *arg)
 {
-	if (active == (RetlProbe *) arg)
-		active = NULL;
+	RetlProbe  *p = (RetlProbe *) arg;
+
+	if (active == p)
+		active = p->outer;
 }
 
 /* The part of a key's hash (its high bits: the table uses the low ones). */
@@ -400,6 +403,7 @@ retl_probe_begin(int sync_id, bool int_keys)
 	while (!load_part(p))
 		;
 	p->snapshot_rows = p->part_rows;
+	p->outer = active;
 	active = p;
 	return p;
 }
