@@ -1,14 +1,15 @@
 /*
  * diff.c: diff capture: a run of a scheduled sync, and its preview.
  *
- * A run evaluates the sync's query as the sync's owner (so grants and
- * row-level security apply) into a temporary table of (key, mapped data,
- * hash), then, as the extension, compares it by key with retl.snapshots
- * (what was last synced) and queues added, changed and removed keys, and
- * rewrites the snapshot.  Everything is set-based SQL executed by
- * PostgreSQL, so a large result is diffed in bounded memory (sorts and
- * hashes spill to disk), and it all happens in the caller's transaction:
- * a crash or an error leaves the previous snapshot and queue intact.
+ * A run loads the sync's snapshot (retl.snapshots: what was last synced)
+ * into memory (probe.c), evaluates the sync's query as the sync's owner
+ * (so grants and row-level security apply), each row hashed (rowhash.c)
+ * and looked up in the snapshot, into a temporary table of the rows that
+ * differ (key, mapped data, hash, op), then, as the extension, queues
+ * added, changed and removed keys and rewrites the snapshot.  Memory is
+ * bounded by retl.run_memory (a larger snapshot is diffed in parts), and
+ * it all happens in the caller's transaction: a crash or an error leaves
+ * the previous snapshot and queue intact.
  *
  * The worker runs it in its own transaction, with no request in flight
  * being waited for; retl_preview() runs it in a subtransaction that is

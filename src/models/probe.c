@@ -29,6 +29,7 @@
 #include "postgres.h"
 
 #include <errno.h>
+#include <math.h>
 
 #include "access/htup_details.h"
 #include "access/skey.h"
@@ -101,6 +102,7 @@ struct RetlProbe
 	char	   *arena;			/* room for keys in part_cxt */
 	Size		arena_free;
 	int64		snapshot_rows;	/* entries loaded, of every part */
+	int64		total_rows;		/* the snapshot's, once part 0 did not fit */
 	int64		part_rows;		/* entries of this part */
 	bool		duplicate;		/* a key was probed twice */
 	bool		legacy;			/* an L was answered */
@@ -194,7 +196,10 @@ static void
 new_part(RetlProbe *p)
 {
 	MemoryContextReset(p->part_cxt);
+	/* a part's share of the snapshot, once its size is known */
 	p->maxslots = 1024;
+	if (p->total_rows > 0)
+		p->maxslots = Max(1024, p->total_rows / p->nparts + p->total_rows / p->nparts / 8);
 	p->slots = MemoryContextAlloc(p->part_cxt, sizeof(Slot) * p->maxslots);
 	p->nslots = 0;
 	p->index = NULL;
@@ -303,6 +308,32 @@ find_slot(RetlProbe *p, int64 key, struct varlena *jkey)
 }
 
 /*
+ * Part 0 does not fit in retl.run_memory: count the rest of the snapshot
+ * (read so far: n rows), and split it into parts that each fit, with room
+ * for the index's rounding up (16 bytes a key at worst) and their keys.
+ */
+static void
+too_large(RetlProbe *p, TableScanDesc scan, TupleTableSlot *slot, int64 n)
+{
+	Size		budget = (Size) retl_run_memory_kb * 1024;
+	double		key_bytes = p->nslots > 0 && !p->int_keys ?
+		(double) (MemoryContextMemAllocated(p->part_cxt, true) - sizeof(Slot) * p->maxslots) / p->nslots : 0;
+	double		per_key = sizeof(Slot) + 4 * sizeof(uint32) + Max(key_bytes, 0);
+	int64		parts;
+
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		n++;
+		if (n % 65536 == 0)
+			CHECK_FOR_INTERRUPTS();
+	}
+	p->total_rows = n;
+	parts = (int64) ceil(n * per_key * 1.15 / budget);
+	/* a part that did not fit with this many: twice as many */
+	p->nparts = (int) Min(1024, Max(parts, p->nparts * 2));
+}
+
+/*
  * Load the current part's keys from retl.snapshots (read directly: the
  * run reads as the extension).  Returns false when the keys are not all
  * integers (int_keys is then off, to load again), or when part 0 takes
@@ -363,8 +394,7 @@ load_part(RetlProbe *p)
 			if (p->part == 0 && p->nparts < 1024 &&
 				MemoryContextMemAllocated(p->part_cxt, true) + index_size(p->nslots) > budget)
 			{
-				/* four times as many parts; load again */
-				p->nparts = Min(1024, p->nparts * 4);
+				too_large(p, scan, slot, n);
 				ok = false;
 				break;
 			}
