@@ -103,7 +103,6 @@ struct RetlProbe
 	Size		arena_free;
 	int64		snapshot_rows;	/* entries loaded, of every part */
 	int64		total_rows;		/* the snapshot's, once part 0 did not fit */
-	int64		part_rows;		/* entries of this part */
 	bool		duplicate;		/* a key was probed twice */
 	bool		legacy;			/* an L was answered */
 	bool		null_key;		/* an added key is or holds NULL */
@@ -207,7 +206,6 @@ new_part(RetlProbe *p)
 	p->next = 0;
 	p->arena = NULL;
 	p->arena_free = 0;
-	p->part_rows = 0;
 }
 
 /* The hash of a slot's key, whose high bits choose its part. */
@@ -243,7 +241,6 @@ add_entry(RetlProbe *p, struct varlena *key, bool hash_null, int64 hash)
 	slot->hash = hash;
 	slot->jkey = p->int_keys ? NULL : keep_key(p, key);
 	slot->flags = hash_null ? PROBE_LEGACY : 0;
-	p->part_rows++;
 	return true;
 }
 
@@ -432,7 +429,7 @@ retl_probe_begin(int sync_id, bool int_keys)
 	MemoryContextRegisterResetCallback(cxt, &p->forget);
 	while (!load_part(p))
 		;
-	p->snapshot_rows = p->part_rows;
+	p->snapshot_rows = p->nslots;
 	p->outer = active;
 	active = p;
 	return p;
@@ -459,7 +456,7 @@ retl_probe_next_part(RetlProbe *probe)
 	probe->part++;
 	if (!load_part(probe))
 		elog(ERROR, "retl: snapshot of sync %d changed during its run", probe->sync_id);
-	probe->snapshot_rows += probe->part_rows;
+	probe->snapshot_rows += probe->nslots;
 	return true;
 }
 
