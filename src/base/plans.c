@@ -101,6 +101,30 @@ retl_spi_execute(const char *sql, int nargs, Oid *types, Datum *values,
 }
 
 /*
+ * retl_spi_execute with the given scan types off while the statement is
+ * planned (and run): see below.
+ */
+static int
+execute_without(const char *sql, int nargs, Oid *types, Datum *values,
+				const char *nulls, bool read_only, long count, bool bitmap_too)
+{
+	int			nestlevel = NewGUCNestLevel();
+	int			rc;
+
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	if (bitmap_too)
+		(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+	/* a sequential scan left (of a table without index) costs 1e10: no JIT for it */
+	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	rc = retl_spi_execute(sql, nargs, types, values, nulls, read_only, count);
+	AtEOXact_GUC(true, nestlevel);
+	return rc;
+}
+
+/*
  * retl_spi_execute for a statement that reads retl.queue by ids or keys,
  * planned (when its plan is made) without sequential scans.  After a large
  * drain VACUUM leaves the queue with statistics of no pages and no rows (or
@@ -115,15 +139,20 @@ int
 retl_spi_execute_by_index(const char *sql, int nargs, Oid *types, Datum *values,
 						  const char *nulls, bool read_only, long count)
 {
-	int			nestlevel = NewGUCNestLevel();
-	int			rc;
+	return execute_without(sql, nargs, types, values, nulls, read_only, count, false);
+}
 
-	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	/* a sequential scan left (of a table without index) costs 1e10: no JIT for it */
-	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	rc = retl_spi_execute(sql, nargs, types, values, nulls, read_only, count);
-	AtEOXact_GUC(true, nestlevel);
-	return rc;
+/*
+ * retl_spi_execute for a statement that reads the first rows of a sync's
+ * queue in id order, with a LIMIT, and filters them: planned as a walk of
+ * the (sync_id, id) index that stops at the LIMIT.  Statistics that say
+ * few rows pass the filter (changes waiting for a retry) made it a read of
+ * the whole queue, every sync's rows, then a sort (or a bitmap scan of the
+ * sync's rows): at each pass of the worker, for each sync that lingers.
+ */
+int
+retl_spi_execute_in_id_order(const char *sql, int nargs, Oid *types, Datum *values,
+							 const char *nulls, bool read_only, long count)
+{
+	return execute_without(sql, nargs, types, values, nulls, read_only, count, true);
 }

@@ -198,14 +198,14 @@ retl_queue_ready(RetlSync *sync, long *wait_ms)
 	/* from where the claim's scan will start (mark.c) */
 	values[3] = Int64GetDatum(retl_mark_start(sync->id,
 											  GetCurrentTransactionStartTimestamp()));
-	if (retl_spi_execute("SELECT pg_catalog.count(*) >= $2,"
-							  " (extract(epoch FROM pg_catalog.min(r.captured_at)"
-							  "   + $3 * interval '1 millisecond' - pg_catalog.clock_timestamp()) * 1000)::bigint"
-							  " FROM (SELECT q.captured_at FROM retl.queue q"
-							  "  WHERE q.sync_id = $1 AND q.id >= $4"
-							  "  AND NOT q.in_flight AND q.next_attempt_at <= pg_catalog.now()"
-							  "  ORDER BY q.id LIMIT $2) r",
-							  4, types, values, NULL, true, 1) != SPI_OK_SELECT)
+	if (retl_spi_execute_in_id_order("SELECT pg_catalog.count(*) >= $2,"
+									 " (extract(epoch FROM pg_catalog.min(r.captured_at)"
+									 "   + $3 * interval '1 millisecond' - pg_catalog.clock_timestamp()) * 1000)::bigint"
+									 " FROM (SELECT q.captured_at FROM retl.queue q"
+									 "  WHERE q.sync_id = $1 AND q.id >= $4"
+									 "  AND NOT q.in_flight AND q.next_attempt_at <= pg_catalog.now()"
+									 "  ORDER BY q.id LIMIT $2) r",
+									 4, types, values, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "retl: could not look at the queue of sync \"%s\"", sync->name);
 	full = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	left = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);

@@ -198,6 +198,47 @@ cmp_ok(psql(q{SELECT seq_scan FROM pg_stat_user_tables WHERE relid = 'retl.queue
 psql(q{SELECT retl_drop_sync('bloat')});
 $r->clear;
 
+# A destination that is down: its changes wait for retries, and cost the
+# other syncs nothing.  The check of a partial batch's linger reads the
+# first due rows of the sync's queue from where the claim's scan starts;
+# planned generically (plan_cache_mode, or after five plans made while the
+# scan started low) with statistics that say few rows are due (taken while
+# they waited), it was a read of the whole queue, every sync's rows, at
+# each of the worker's passes: with 10,000 rows waiting, 1.5 ms a pass,
+# and the other syncs' capture-to-2xx latency tripled at 1,000 changes/s.
+make_sync('retrying', '{"batch_size": 100, "linger_ms": 50}');
+$r->control({ path => '/retrying', status => 500, count => -1 });
+psql(q{ALTER SYSTEM SET retl.retry_base_ms = 60000; ALTER SYSTEM SET retl.retry_max_ms = 600000;
+	SELECT pg_reload_conf()});
+sleep(0.5);
+# (its rows alone in the queue: the failing sync above goes)
+psql(q{SELECT retl_drop_sync('down')});
+psql(q{INSERT INTO t_retrying SELECT g FROM generate_series(1, 10000) g});
+ok($node->poll_query_until('postgres',
+	q{SELECT bool_and(q.attempts > 0 AND NOT q.in_flight AND q.next_attempt_at > now() + interval '10 s')
+	  FROM retl.queue q, retl.syncs s WHERE s.id = q.sync_id AND s.name = 'retrying'}),
+	'the retrying sync waits for retries');
+make_sync('next', '{"batch_size": 1}');
+psql(q{ANALYZE retl.queue; ALTER SYSTEM SET plan_cache_mode = force_generic_plan; SELECT pg_reload_conf()});
+sleep(1.5);
+$seq = psql(q{SELECT seq_scan FROM pg_stat_user_tables WHERE relid = 'retl.queue'::regclass});
+for my $i (1 .. 40)
+{
+	psql("INSERT INTO t_next VALUES ($i)");
+	sleep(0.05);
+}
+$since = time;
+sleep(0.2) while scalar @{ records_at('/next') } < 40 && time - $since < 60;
+is(scalar @{ records_at('/next') }, 40, 'the other sync delivered its 40 changes meanwhile');
+sleep(2.5);
+cmp_ok(psql(q{SELECT seq_scan FROM pg_stat_user_tables WHERE relid = 'retl.queue'::regclass}) - $seq,
+	'<', 20, 'a sync waiting for retries is not read at every pass (few sequential scans of the queue)');
+psql(q{SELECT retl_drop_sync('retrying'); SELECT retl_drop_sync('next');
+	ALTER SYSTEM RESET retl.retry_base_ms; ALTER SYSTEM RESET retl.retry_max_ms;
+	ALTER SYSTEM RESET plan_cache_mode; SELECT pg_reload_conf()});
+$r->control();
+$r->clear;
+
 # SIGTERM with requests in flight: a clean exit, nothing lost, resumed.
 make_sync('term', '{"max_concurrency": 8}');
 $r->control({ path => '/term', delay_ms => 2000, count => 8 });
