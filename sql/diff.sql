@@ -634,7 +634,22 @@ SET timezone = 'Asia/Tokyo';
 SET DateStyle = 'German';
 SELECT retl._row_hash(ROW('2026-01-01 00:00+00'::timestamptz, '1 day'::interval)) = :utc_hash AS settings_ignored;
 RESET DateStyle;
+-- the same hash of the values passed one by one (what a run passes), for
+-- every kind of value: by value (1, 2, 4, 8 bytes), fixed-size, varlena,
+-- compressed, an unknown literal (a cstring), NULL, a domain, rows within
+CREATE DOMAIN pg_temp.diff_email AS text CHECK (VALUE LIKE '%@%');
+SELECT retl._values_hash(true, 1::int2, 1, 1::int8, 1.5::float8, 'a'::text, 'a', NULL::int,
+                         '2026-01-01'::timestamptz, '00000000-0000-0000-0000-000000000001'::uuid,
+                         'x@y'::pg_temp.diff_email, ROW(1, 'x'::text), ARRAY[ROW(2, 'y'::text)], '{"a": 1}'::jsonb)
+     = retl._row_hash(ROW(true, 1::int2, 1, 1::int8, 1.5::float8, 'a'::text, 'a'::text, NULL::int,
+                          '2026-01-01'::timestamptz, '00000000-0000-0000-0000-000000000001'::uuid,
+                          'x@y'::pg_temp.diff_email, ROW(1, 'x'::text), ARRAY[ROW(2, 'y'::text)], '{"a": 1}'::jsonb)) AS values_as_row,
+       (SELECT retl._values_hash(v) FROM diff_rowhash) = retl._row_hash(ROW(repeat('abc', 100000))) AS values_compressed,
+       retl._values_hash(NULL::text) <> retl._values_hash(''::text) AS values_null_not_empty,
+       retl._values_hash(1, 2) <> retl._values_hash(2, 1) AS values_ordered;
+SELECT retl._values_hash(VARIADIC ARRAY[1, 2]);
 DROP TABLE diff_rowhash;
+DROP DOMAIN pg_temp.diff_email;
 
 -- the snapshot a run probes is the run's: elsewhere there is none
 SELECT retl._run_probe(1::bigint, 1::bigint);

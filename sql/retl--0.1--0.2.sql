@@ -814,6 +814,11 @@ CREATE FUNCTION retl._row_hash(record) RETURNS bigint
 	AS 'MODULE_PATHNAME', 'retl_row_hash' LANGUAGE C STABLE STRICT PARALLEL SAFE;
 REVOKE ALL ON FUNCTION retl._row_hash(record) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION retl._row_hash(record) TO retl_user;
+/* the same hash of values passed one by one: _row_hash(ROW(a, b)) = _values_hash(a, b) */
+CREATE FUNCTION retl._values_hash(VARIADIC "any") RETURNS bigint
+	AS 'MODULE_PATHNAME', 'retl_values_hash' LANGUAGE C STABLE PARALLEL SAFE;
+REVOKE ALL ON FUNCTION retl._values_hash("any") FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION retl._values_hash("any") TO retl_user;
 
 /* status: queued, running, succeeded, failed, cancelled; a running run's phase and rows read */
 CREATE OR REPLACE VIEW retl.runs WITH (security_invoker = true) AS

@@ -189,7 +189,8 @@ data_ops(RetlSync *sync, bool send, bool replace)
 /*
  * The result of a sync as a subquery aliased c: its rows' key ("retl.key":
  * the value of a single integer key column as bigint, else a jsonb array),
- * the hash of their mapped values ("retl.hash", bigint: rowhash.c), what the
+ * the hash of their mapped values ("retl.hash", bigint: rowhash.c, the
+ * values passed one by one when they can be), what the
  * run's snapshot in memory says of the row ("retl.op", retl._run_probe(),
  * which also counts it), and what the data expression (appended to data)
  * reads.  The probe is volatile: c stays a level of its own, evaluated once
@@ -197,8 +198,11 @@ data_ops(RetlSync *sync, bool send, bool replace)
  * lets through.
  */
 static void
-append_result(StringInfo sql, StringInfo data, RetlSync *sync, bool int_keys)
+append_result(StringInfo sql, StringInfo data, RetlSync *sync, TupleDesc desc, bool int_keys)
 {
+	StringInfoData values;
+	int			nvalues;
+
 	appendStringInfoString(sql, "(SELECT retl._run_probe(r.\"retl.key\", r.\"retl.hash\") AS \"retl.op\", r.* FROM ");
 	if (sync->audience_id)
 	{
@@ -217,9 +221,19 @@ append_result(StringInfo sql, StringInfo data, RetlSync *sync, bool int_keys)
 		appendStringInfo(sql, "q.%s::pg_catalog.int8", quote_identifier(sync->key_names[0]));
 	else
 		append_key_array(sql, sync->key_names, sync->nkeys);
-	appendStringInfoString(sql, " AS \"retl.key\", retl._row_hash(");
-	retl_append_row_values(sql, sync, "q");
-	appendStringInfoString(sql, ") AS \"retl.hash\", q.*");
+	appendStringInfoString(sql, " AS \"retl.key\", ");
+	initStringInfo(&values);
+	nvalues = retl_append_value_list(&values, sync, "q", desc);
+	if (nvalues > 0 && nvalues <= FUNC_MAX_ARGS)
+		appendStringInfo(sql, "retl._values_hash(%s)", values.data);
+	else
+	{
+		/* (the same hash, of a row formed of them) */
+		appendStringInfoString(sql, "retl._row_hash(");
+		retl_append_row_values(sql, sync, "q");
+		appendStringInfoChar(sql, ')');
+	}
+	appendStringInfoString(sql, " AS \"retl.hash\", q.*");
 	if (sync->mapping == NULL)
 		appendStringInfoString(data, "(pg_catalog.to_jsonb(c.*) OPERATOR(pg_catalog.-)"
 							   " '{retl.op,retl.key,retl.hash}'::pg_catalog.text[])");
@@ -238,32 +252,33 @@ append_result(StringInfo sql, StringInfo data, RetlSync *sync, bool int_keys)
 }
 
 /*
+ * The columns of a sync's result (a non-audience sync's): its query
+ * described as its owner, with its creator's search_path, as it runs.
+ */
+static TupleDesc
+describe_result(RetlSync *sync)
+{
+	retl_with_path(sync->owner, sync->search_path, retl_describe_query, source_query(sync));
+	return CreateTupleDescCopy(SPI_tuptable->tupdesc);
+}
+
+/*
  * Is the sync's key one column of an integer type?  Its snapshot is then
- * kept in memory as integers (probe.c).  A query is described as its
- * owner, with its creator's search_path, as it runs.
+ * kept in memory as integers (probe.c).
  */
 static bool
-integer_key(RetlSync *sync)
+integer_key(RetlSync *sync, TupleDesc desc)
 {
 	Oid			type = InvalidOid;
 
 	if (sync->audience_id || sync->nkeys != 1)
 		return false;
-	if (sync->query == NULL)
-		type = get_atttype(sync->relid, get_attnum(sync->relid, sync->key_names[0]));
-	else
-	{
-		TupleDesc	desc;
-
-		retl_with_path(sync->owner, sync->search_path, retl_describe_query, source_query(sync));
-		desc = SPI_tuptable->tupdesc;
-		for (int i = 0; i < desc->natts; i++)
-			if (strcmp(NameStr(TupleDescAttr(desc, i)->attname), sync->key_names[0]) == 0)
-			{
-				type = TupleDescAttr(desc, i)->atttypid;
-				break;
-			}
-	}
+	for (int i = 0; i < desc->natts; i++)
+		if (strcmp(NameStr(TupleDescAttr(desc, i)->attname), sync->key_names[0]) == 0)
+		{
+			type = TupleDescAttr(desc, i)->atttypid;
+			break;
+		}
 	if (!OidIsValid(type))
 		return false;
 	type = getBaseType(type);
@@ -331,11 +346,13 @@ diff_result(RetlSync *sync, bool send, bool replace, bool check_added, RetlRunCo
 	RetlProbe  *probe;
 	bool		int_keys;
 	HeapTuple	tup;
+	TupleDesc	desc;
 
 	retl_owner_temp_table(sync->owner, "retl_run_diff",
 						  "key pg_catalog.jsonb, data pg_catalog.jsonb, hash pg_catalog.int8, op pg_catalog.text");
 	retl_progress_phase("reading the snapshot");
-	probe = retl_probe_begin(sync->id, integer_key(sync));
+	desc = sync->audience_id ? NULL : describe_result(sync);
+	probe = retl_probe_begin(sync->id, desc != NULL && integer_key(sync, desc));
 	int_keys = retl_probe_int_keys(probe);
 	if (retl_probe_parts(probe) > 1)
 		ereport(LOG,
@@ -345,7 +362,7 @@ diff_result(RetlSync *sync, bool send, bool replace, bool check_added, RetlRunCo
 
 	initStringInfo(&from);
 	initStringInfo(&data);
-	append_result(&from, &data, sync, int_keys);
+	append_result(&from, &data, sync, desc, int_keys);
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "INSERT INTO pg_temp.retl_run_diff (key, data, hash, op)"
 					 " SELECT %s, CASE WHEN c.\"retl.op\" OPERATOR(pg_catalog.=) 'L'"

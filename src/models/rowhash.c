@@ -14,6 +14,11 @@
  * A composite value (a row within the row, or an array of them) is hashed
  * from its text: its bytes carry the identifier of an anonymous record
  * type, which is only the backend's own.
+ *
+ * retl._values_hash(VARIADIC "any") hashes its arguments as _row_hash
+ * hashes a row of them, to the same value, without the row: a run passes
+ * the mapped values (or the result's columns) one by one, and forming the
+ * row only to take it apart again was a sixth of a run's statement.
  */
 #include "postgres.h"
 
@@ -61,6 +66,89 @@ holds_rows(Oid type)
 	return OidIsValid(elem) && holds_rows(elem);
 }
 
+/* How a value of a type is hashed; *output is set up for VALUE_TEXT. */
+static ValueKind
+kind_of(Oid type, int16 typlen, bool typbyval, FmgrInfo *output)
+{
+	if (holds_rows(type))
+	{
+		Oid			func;
+		bool		varlena;
+
+		getTypeOutputInfo(type, &func, &varlena);
+		fmgr_info_cxt(func, output, CurrentMemoryContext);
+		return VALUE_TEXT;
+	}
+	if (typbyval)
+		return VALUE_BYVAL;
+	if (typlen > 0)
+		return VALUE_FIXED;
+	if (typlen == -1)
+		return VALUE_VARLENA;
+	return VALUE_CSTRING;
+}
+
+/* The hash of the value at position i (NULL: a marker of the position). */
+static uint64
+value_hash(Datum v, bool isnull, ValueKind kind, int16 typlen, FmgrInfo *output, int i)
+{
+	uint64		vh;
+
+	if (isnull)
+		return UINT64CONST(0x9e3779b97f4a7c15) + i;
+	switch (kind)
+	{
+		case VALUE_BYVAL:
+			{
+				int64		x = DatumGetInt64(v);
+
+				switch (typlen)
+				{
+					case 1:
+						x = (int64) DatumGetChar(v);
+						break;
+					case 2:
+						x = (int64) DatumGetInt16(v);
+						break;
+					case 4:
+						x = (int64) DatumGetInt32(v);
+						break;
+				}
+				vh = hash_bytes_extended((const unsigned char *) &x, sizeof(x), i);
+				break;
+			}
+		case VALUE_FIXED:
+			vh = hash_bytes_extended((const unsigned char *) DatumGetPointer(v), typlen, i);
+			break;
+		case VALUE_VARLENA:
+			{
+				struct varlena *p = PG_DETOAST_DATUM_PACKED(v);
+
+				vh = hash_bytes_extended((const unsigned char *) VARDATA_ANY(p),
+										 VARSIZE_ANY_EXHDR(p), i);
+				if ((Pointer) p != DatumGetPointer(v))
+					pfree(p);
+				break;
+			}
+		case VALUE_CSTRING:
+			vh = hash_bytes_extended((const unsigned char *) DatumGetCString(v),
+									 strlen(DatumGetCString(v)), i);
+			break;
+		default:
+			{
+				char	   *text = OutputFunctionCall(output, v);
+
+				vh = hash_bytes_extended((const unsigned char *) text, strlen(text), i);
+				pfree(text);
+				break;
+			}
+	}
+	return vh;
+}
+
+/* Where every hash starts */
+#define HASH_SEED UINT64CONST(0x6a09e667f3bcc908)
+
 static RowHashType *
 row_hash_type(FunctionCallInfo fcinfo, Oid typid, int32 typmod)
 {
@@ -87,23 +175,8 @@ row_hash_type(FunctionCallInfo fcinfo, Oid typid, int32 typmod)
 
 		if (att->attisdropped)
 			t->kinds[i] = VALUE_BYVAL;	/* deformed as NULL */
-		else if (holds_rows(att->atttypid))
-		{
-			Oid			func;
-			bool		varlena;
-
-			getTypeOutputInfo(att->atttypid, &func, &varlena);
-			fmgr_info(func, &t->output[i]);
-			t->kinds[i] = VALUE_TEXT;
-		}
-		else if (att->attbyval)
-			t->kinds[i] = VALUE_BYVAL;
-		else if (att->attlen > 0)
-			t->kinds[i] = VALUE_FIXED;
-		else if (att->attlen == -1)
-			t->kinds[i] = VALUE_VARLENA;
 		else
-			t->kinds[i] = VALUE_CSTRING;
+			t->kinds[i] = kind_of(att->atttypid, att->attlen, att->attbyval, &t->output[i]);
 	}
 	fcinfo->flinfo->fn_extra = t;
 	MemoryContextSwitchTo(old);
@@ -123,7 +196,7 @@ retl_row_hash(PG_FUNCTION_ARGS)
 	RowHashType *t = row_hash_type(fcinfo, HeapTupleHeaderGetTypeId(rec),
 								   HeapTupleHeaderGetTypMod(rec));
 	HeapTupleData tuple;
-	uint64		h = UINT64CONST(0x6a09e667f3bcc908);
+	uint64		h = HASH_SEED;
 
 	tuple.t_len = HeapTupleHeaderGetDatumLength(rec);
 	ItemPointerSetInvalid(&tuple.t_self);
@@ -132,64 +205,67 @@ retl_row_hash(PG_FUNCTION_ARGS)
 	heap_deform_tuple(&tuple, t->desc, t->values, t->nulls);
 
 	for (int i = 0; i < t->desc->natts; i++)
+		h = hash_combine64(h, value_hash(t->values[i], t->nulls[i], t->kinds[i],
+										 TupleDescAttr(t->desc, i)->attlen, &t->output[i], i));
+	PG_RETURN_INT64((int64) h);
+}
+
+/* What a call keeps of its arguments' types (fn_extra) */
+typedef struct ValuesHashTypes
+{
+	int			nargs;
+	ValueKind  *kinds;
+	int16	   *lens;
+	FmgrInfo   *output;			/* for VALUE_TEXT */
+} ValuesHashTypes;
+
+static ValuesHashTypes *
+values_hash_types(FunctionCallInfo fcinfo)
+{
+	ValuesHashTypes *t = (ValuesHashTypes *) fcinfo->flinfo->fn_extra;
+	MemoryContext old;
+
+	if (t != NULL)
+		return t;
+	if (get_fn_expr_variadic(fcinfo->flinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("retl._values_hash takes its values as arguments, not as a VARIADIC array")));
+	old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+	t = palloc0(sizeof(ValuesHashTypes));
+	t->nargs = PG_NARGS();
+	t->kinds = palloc(sizeof(ValueKind) * Max(t->nargs, 1));
+	t->lens = palloc(sizeof(int16) * Max(t->nargs, 1));
+	t->output = palloc0(sizeof(FmgrInfo) * Max(t->nargs, 1));
+	for (int i = 0; i < t->nargs; i++)
 	{
-		Datum		v = t->values[i];
-		uint64		vh;
+		Oid			type = get_fn_expr_argtype(fcinfo->flinfo, i);
+		bool		byval;
 
-		if (t->nulls[i])
-			vh = UINT64CONST(0x9e3779b97f4a7c15) + i;
-		else
-		{
-			switch (t->kinds[i])
-			{
-				case VALUE_BYVAL:
-					{
-						int64		x = DatumGetInt64(v);
-
-						switch (TupleDescAttr(t->desc, i)->attlen)
-						{
-							case 1:
-								x = (int64) DatumGetChar(v);
-								break;
-							case 2:
-								x = (int64) DatumGetInt16(v);
-								break;
-							case 4:
-								x = (int64) DatumGetInt32(v);
-								break;
-						}
-						vh = hash_bytes_extended((const unsigned char *) &x, sizeof(x), i);
-						break;
-					}
-				case VALUE_FIXED:
-					vh = hash_bytes_extended((const unsigned char *) DatumGetPointer(v),
-											 TupleDescAttr(t->desc, i)->attlen, i);
-					break;
-				case VALUE_VARLENA:
-					{
-						struct varlena *p = PG_DETOAST_DATUM_PACKED(v);
-
-						vh = hash_bytes_extended((const unsigned char *) VARDATA_ANY(p),
-												 VARSIZE_ANY_EXHDR(p), i);
-						if ((Pointer) p != DatumGetPointer(v))
-							pfree(p);
-						break;
-					}
-				case VALUE_CSTRING:
-					vh = hash_bytes_extended((const unsigned char *) DatumGetCString(v),
-											 strlen(DatumGetCString(v)), i);
-					break;
-				default:
-					{
-						char	   *text = OutputFunctionCall(&t->output[i], v);
-
-						vh = hash_bytes_extended((const unsigned char *) text, strlen(text), i);
-						pfree(text);
-						break;
-					}
-			}
-		}
-		h = hash_combine64(h, vh);
+		if (!OidIsValid(type))
+			elog(ERROR, "retl._values_hash: could not determine the type of argument %d", i + 1);
+		get_typlenbyval(type, &t->lens[i], &byval);
+		t->kinds[i] = kind_of(type, t->lens[i], byval, &t->output[i]);
 	}
+	fcinfo->flinfo->fn_extra = t;
+	MemoryContextSwitchTo(old);
+	return t;
+}
+
+PG_FUNCTION_INFO_V1(retl_values_hash);
+
+/*
+ * retl._values_hash(VARIADIC "any") → bigint: retl._row_hash(ROW(...)) of
+ * its arguments, computed from them.
+ */
+Datum
+retl_values_hash(PG_FUNCTION_ARGS)
+{
+	ValuesHashTypes *t = values_hash_types(fcinfo);
+	uint64		h = HASH_SEED;
+
+	for (int i = 0; i < t->nargs; i++)
+		h = hash_combine64(h, value_hash(PG_GETARG_DATUM(i), PG_ARGISNULL(i), t->kinds[i],
+										 t->lens[i], &t->output[i], i));
 	PG_RETURN_INT64((int64) h);
 }

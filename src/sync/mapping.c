@@ -151,25 +151,29 @@ typedef enum DataForm
 {
 	DATA_FROM_ROW,				/* jsonb, from the columns of a row */
 	DATA_FROM_JSON,				/* jsonb, from captured row JSON */
-	DATA_VALUES					/* a row of the mapped values, from a row */
+	DATA_VALUES,				/* a row of the mapped values, from a row */
+	DATA_VALUE_LIST				/* the same values as a list */
 } DataForm;
 
 /*
  * The mapped data as an expression: jsonb from the columns of a row
  * aliased expr (DATA_FROM_ROW) or from captured row JSON expr
  * (DATA_FROM_JSON); or the same values, in the same order, as a row
- * constructor (DATA_VALUES), which a diff hashes from its text without
- * building any JSON.
+ * constructor (DATA_VALUES) or a list (DATA_VALUE_LIST, only for a sync
+ * that maps), which a diff hashes without building any JSON.  Returns how
+ * many values a mapping gives.
  */
-static void
+static int
 append_data(StringInfo sql, RetlSync *sync, const char *expr, DataForm form)
 {
 	cJSON	   *map = parse_mapping(sync);
 	cJSON	   *item;
 	bool		first = true;
+	int			n = 0;
 
 	if (map == NULL)
 	{
+		Assert(form != DATA_VALUE_LIST);
 		if (form == DATA_FROM_ROW)
 			appendStringInfo(sql, "pg_catalog.to_jsonb(%s.*)", expr);
 		else if (form == DATA_VALUES)
@@ -177,9 +181,12 @@ append_data(StringInfo sql, RetlSync *sync, const char *expr, DataForm form)
 			appendStringInfo(sql, "ROW(%s.*)", expr);
 		else
 			appendStringInfoString(sql, expr);
-		return;
+		return 0;
 	}
-	appendStringInfoString(sql, form == DATA_VALUES ? "ROW(" : "pg_catalog.jsonb_build_object(");
+	if (form == DATA_VALUES)
+		appendStringInfoString(sql, "ROW(");
+	else if (form != DATA_VALUE_LIST)
+		appendStringInfoString(sql, "pg_catalog.jsonb_build_object(");
 	cJSON_ArrayForEach(item, map)
 	{
 		cJSON	   *computed = cJSON_IsObject(item) ?
@@ -198,7 +205,8 @@ append_data(StringInfo sql, RetlSync *sync, const char *expr, DataForm form)
 		if (!first)
 			appendStringInfoString(sql, ", ");
 		first = false;
-		if (form != DATA_VALUES)
+		n++;
+		if (form != DATA_VALUES && form != DATA_VALUE_LIST)
 			appendStringInfo(sql, "%s, ", quote_literal_cstr(field));
 		if (is_computed)
 		{
@@ -218,8 +226,10 @@ append_data(StringInfo sql, RetlSync *sync, const char *expr, DataForm form)
 		else
 			appendStringInfo(sql, "%s.%s", expr, quote_identifier(item->string));
 	}
-	appendStringInfoChar(sql, ')');
+	if (form != DATA_VALUE_LIST)
+		appendStringInfoChar(sql, ')');
 	cJSON_Delete(map);
+	return n;
 }
 
 /* Does the mapping compute fields ({"field": {"sql": ...}})? */
@@ -252,7 +262,35 @@ retl_append_row_data(StringInfo sql, RetlSync *sync, const char *alias)
 void
 retl_append_row_values(StringInfo sql, RetlSync *sync, const char *alias)
 {
-	append_data(sql, sync, alias, DATA_VALUES);
+	(void) append_data(sql, sync, alias, DATA_VALUES);
+}
+
+/*
+ * The same values as retl_append_row_values, as a list (of arguments): the
+ * mapped values, or each column of desc (the row's own) when the sync maps
+ * nothing.  Returns how many, or 0 when there are none or the columns
+ * cannot be named one by one (two of one name).
+ */
+int
+retl_append_value_list(StringInfo sql, RetlSync *sync, const char *alias, TupleDesc desc)
+{
+	cJSON	   *map = parse_mapping(sync);
+
+	if (map != NULL)
+	{
+		cJSON_Delete(map);
+		return append_data(sql, sync, alias, DATA_VALUE_LIST);
+	}
+	for (int i = 0; i < desc->natts; i++)
+	{
+		const char *name = NameStr(TupleDescAttr(desc, i)->attname);
+
+		for (int j = 0; j < i; j++)
+			if (strcmp(name, NameStr(TupleDescAttr(desc, j)->attname)) == 0)
+				return 0;
+		appendStringInfo(sql, "%s%s.%s", i > 0 ? ", " : "", alias, quote_identifier(name));
+	}
+	return desc->natts;
 }
 
 /* The mapped form of captured row data (a jsonb expression). */

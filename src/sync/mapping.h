@@ -4,6 +4,7 @@
 #ifndef RETL_MAPPING_H
 #define RETL_MAPPING_H
 
+#include "access/tupdesc.h"
 #include "lib/stringinfo.h"
 
 #include "sync/sync.h"
@@ -14,6 +15,8 @@ extern void retl_append_key_object(StringInfo sql, RetlSync *sync, const char *k
 extern bool retl_mapping_computes(RetlSync *sync);
 extern void retl_append_row_data(StringInfo sql, RetlSync *sync, const char *alias);
 extern void retl_append_row_values(StringInfo sql, RetlSync *sync, const char *alias);
+extern int	retl_append_value_list(StringInfo sql, RetlSync *sync, const char *alias,
+								   TupleDesc desc);
 extern void retl_append_json_data(StringInfo sql, RetlSync *sync, const char *dataexpr);
 extern void retl_append_key_match(StringInfo sql, RetlSync *sync, const char *alias,
 								  const char *keyexpr);
