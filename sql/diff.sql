@@ -650,6 +650,22 @@ SELECT retl._values_hash(true, 1::int2, 1, 1::int8, 1.5::float8, 'a'::text, 'a',
 SELECT retl._values_hash(VARIADIC ARRAY[1, 2]);
 DROP TABLE diff_rowhash;
 DROP DOMAIN pg_temp.diff_email;
+-- a run passes its values one by one (3 columns here), or as a row when
+-- they are more than a function takes (101): a snapshot holding the hash
+-- of the row of them finds each unchanged, and another hash changed
+BEGIN;
+SELECT retl_create_sync('narrow', 'SELECT id, name, team FROM diff_people', 'diff_dst', key => '{id}', schedule => 'manual');
+SELECT retl_create_sync('wide', 'SELECT id, ' || string_agg(format('%s AS c%s', g, g), ', ') || ' FROM diff_people',
+                        'diff_dst', key => '{id}', schedule => 'manual')
+  FROM generate_series(1, 100) g;
+SELECT format($$INSERT INTO retl.snapshots (sync_id, key, hash)
+               SELECT s.id, pg_catalog.jsonb_build_array(w.id),
+                      CASE WHEN w.id = 2 THEN 0 ELSE retl._row_hash(w) END
+                 FROM retl.syncs s, (%s) w WHERE s.name = %L$$, query, name)
+  FROM retl.syncs WHERE name IN ('narrow', 'wide') ORDER BY name \gexec
+SELECT 'narrow' AS sync, op, key FROM retl_preview('narrow')
+UNION ALL SELECT 'wide', op, key FROM retl_preview('wide') ORDER BY 1, 3;
+ROLLBACK;
 
 -- the snapshot a run probes is the run's: elsewhere there is none
 SELECT retl._run_probe(1::bigint, 1::bigint);
