@@ -113,6 +113,9 @@ execute_without(const char *sql, int nargs, Oid *types, Datum *values,
 
 	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
+	/* whatever the database's or role's settings: an index scan */
+	(void) set_config_option("enable_indexscan", "on", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	if (bitmap_too)
 		(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
 								 GUC_ACTION_SAVE, true, 0, false);
@@ -145,8 +148,8 @@ retl_spi_execute_by_index(const char *sql, int nargs, Oid *types, Datum *values,
 /*
  * retl_spi_execute for a statement that reads the first rows of a sync's
  * queue in id order, with a LIMIT, and filters them: planned as a walk of
- * the (sync_id, id) index that stops at the LIMIT.  Statistics that say
- * few rows pass the filter (changes waiting for a retry) made it a read of
+ * the (sync_id, id) index that stops at the LIMIT.  Its plan is generic
+ * (kept plans are), and statistics that say few rows pass the filter (changes waiting for a retry) made it a read of
  * the whole queue, every sync's rows, then a sort (or a bitmap scan of the
  * sync's rows): at each pass of the worker, for each sync that lingers.
  */

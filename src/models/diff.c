@@ -482,15 +482,17 @@ save_added(RetlSync *sync)
  */
 #define FEW_KEYS(ops) \
 	" (SELECT d.hash, s.tid FROM pg_temp.retl_run_diff d, LATERAL" \
-	" (SELECT sn.ctid AS tid FROM retl.snapshots sn WHERE sn.sync_id = $1" \
-	" AND sn.key = d.key OFFSET 0) s WHERE d.op IN " ops ") x"
+	" (SELECT k.ctid AS tid FROM retl.snapshots k WHERE k.sync_id = $1" \
+	" AND k.key = d.key OFFSET 0) s WHERE d.op IN " ops ") x"
 
 /*
  * Save a few changed (C, H) and removed (R) keys of a run in its snapshot:
  * each found by the snapshot's primary key, then updated or deleted by its
- * tuple id, with nothing but nested loops allowed (see retl_diff_run).  A
- * row the worker changed meanwhile (a dead letter's) is either saved or
- * left changed, which the next run sends again.  One statement each: 10,000
+ * tuple id, with nothing but nested loops allowed (see retl_diff_run),
+ * whatever the database's or role's settings.  A row the worker changed
+ * meanwhile (a dead letter's) is either saved or left changed, which the
+ * next run sends again (minor releases that recheck a tuple id scan's
+ * condition against the row's new version leave it; older ones save it).  One statement each: 10,000
  * keys took 330 ms one by one, 140 ms so.  The settings are the caller's
  * GUC nest level's.
  */
@@ -501,9 +503,13 @@ save_few(RetlSync *sync)
 	Datum		values[1] = {Int32GetDatum(sync->id)};
 	static const char *const off[] = {"enable_hashjoin", "enable_mergejoin", "enable_material",
 	"enable_memoize", "enable_bitmapscan"};
+	static const char *const on[] = {"enable_nestloop", "enable_indexscan", "enable_tidscan"};
 
 	for (int i = 0; i < (int) lengthof(off); i++)
 		(void) set_config_option(off[i], "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+	for (int i = 0; i < (int) lengthof(on); i++)
+		(void) set_config_option(on[i], "on", PGC_USERSET, PGC_S_SESSION,
 								 GUC_ACTION_SAVE, true, 0, false);
 	if (SPI_execute_with_args("DELETE FROM retl.snapshots sn USING" FEW_KEYS("('R')")
 							  " WHERE sn.ctid = x.tid", 1, types, values, NULL, false, 0) != SPI_OK_DELETE ||
