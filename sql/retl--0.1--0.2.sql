@@ -110,7 +110,10 @@ BEGIN
 END
 $$;
 
-/* Dropping a sync while its backfill runs no longer deadlocks with the worker. */
+/*
+ * Dropping a sync while its backfill runs no longer deadlocks with the
+ * worker, nor fails when its queued changes deadlock with the worker's.
+ */
 CREATE OR REPLACE FUNCTION retl._drop_sync(name text, caller regrole, caller_path text)
 RETURNS void
 LANGUAGE plpgsql AS $$
@@ -129,7 +132,12 @@ BEGIN
 	IF EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = relid) THEN
 		EXECUTE pg_catalog.format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', relid::regclass);
 	END IF;
-	PERFORM 1 FROM retl.syncs s WHERE s.id = sid FOR UPDATE;
+	/*
+	 * Not FOR UPDATE yet: the worker's statistics of the sync lock its row
+	 * FOR KEY SHARE (their foreign key) after it took some of the sync's
+	 * queued changes, which this deletes below.
+	 */
+	PERFORM 1 FROM retl.syncs s WHERE s.id = sid FOR NO KEY UPDATE;
 	SELECT pg_catalog.string_agg(s.name, ', ' ORDER BY s.name) INTO followers
 	  FROM retl.syncs s WHERE s.options ->> 'after' = $1;
 	IF followers IS NOT NULL THEN
@@ -144,8 +152,25 @@ BEGIN
 			EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', tg, relid::regclass);
 		END LOOP;
 	END IF;
-	DELETE FROM retl.queue q WHERE q.sync_id = sid;
-	DELETE FROM retl.snapshots sn WHERE sn.sync_id = sid;
+	/*
+	 * The worker may hold some of the sync's queued changes (a claim, an
+	 * outcome) and wait for others this deletes in another order: when the
+	 * two deadlock and this side is the one cancelled, it gives back the
+	 * rows it took, waits a little and deletes again (the worker, if it is
+	 * the one cancelled, takes the changes again later: nothing is lost).
+	 */
+	FOR attempt IN 1..10 LOOP
+		BEGIN
+			DELETE FROM retl.queue q WHERE q.sync_id = sid;
+			DELETE FROM retl.snapshots sn WHERE sn.sync_id = sid;
+			EXIT;
+		EXCEPTION WHEN deadlock_detected THEN
+			IF attempt = 10 THEN
+				RAISE;
+			END IF;
+			PERFORM pg_catalog.pg_sleep(0.05 * attempt);
+		END;
+	END LOOP;
 	DELETE FROM retl.syncs s WHERE s.id = sid;
 END
 $$;

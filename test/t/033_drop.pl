@@ -1,0 +1,63 @@
+# Dropping a sync whose queued changes another transaction holds (as the
+# worker's claims and outcomes do) in another order than the drop deletes
+# them: the deadlock cancels the drop's delete, which gives the rows back,
+# waits and deletes again, and the drop succeeds.  (The regression test
+# "roles" failed so, now and then, on the worker's claim.)
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
+use RetlTest;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(sleep);
+
+my $r = start_receiver();
+my $node = new_retl_node('drop');
+
+sub psql { return $node->safe_psql('postgres', $_[0]); }
+
+psql(q{
+	CREATE EXTENSION retl;
+	CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL DEFAULT 0);
+	SELECT retl_create_destination(name => 'd', kind => 'webhook', url => '} . $r->url('/d') . q{');
+	SELECT retl_create_sync(name => 's', source => 't', destination => 'd', options => '{"backfill": false}');
+	SELECT retl_pause_sync('s');
+	INSERT INTO t VALUES (1), (2);
+});
+my ($first, $last) = split /\|/, psql(q{SELECT min(id), max(id) FROM retl.queue});
+ok($first < $last, 'two changes queued, the sync paused');
+
+# The other transaction holds the last change, the drop takes the first and
+# waits for the last, then the other waits for the first.  The drop looks
+# for a deadlock first (a second after it began to wait, the other ten):
+# it is the one cancelled.
+my $deadlocks = psql(q{SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()});
+my $other = $node->background_psql('postgres');
+$other->query_safe("SET deadlock_timeout = '10s'");
+$other->query_safe('BEGIN');
+$other->query_safe("SELECT 1 FROM retl.queue WHERE id = $last FOR UPDATE");
+my $drop = $node->background_psql('postgres');
+$drop->query_safe("SET deadlock_timeout = '1s'");
+$drop->query_until(qr/dropping/, "\\echo dropping\nSELECT retl_drop_sync('s');\n");
+ok($node->poll_query_until('postgres',
+	q{SELECT count(*) = 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'
+	  AND query LIKE 'SELECT retl_drop_sync%'}), 'the drop waits for the held change');
+$other->query_until(qr/locking/, "\\echo locking\nSELECT 1 FROM retl.queue WHERE id = $first FOR UPDATE;\n");
+# the drop gives the first change back, so the other transaction gets it
+# and can commit
+sleep(2);
+$other->query_safe('COMMIT');
+my ($out, $failed) = $drop->query("SELECT 'after the drop'");
+is($failed, 0, 'the drop did not fail') or diag($drop->{stderr});
+is(psql(q{SELECT count(*) FROM retl.syncs WHERE name = 's'}), '0', 'the sync is gone');
+is(psql(q{SELECT count(*) FROM retl.queue}), '0', 'its queued changes are gone');
+ok($node->poll_query_until('postgres',
+	qq{SELECT deadlocks > $deadlocks FROM pg_stat_database WHERE datname = current_database()}),
+	'a deadlock was detected on the way');
+$other->quit;
+$drop->quit;
+
+$node->stop;
+done_testing();
