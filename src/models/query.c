@@ -10,16 +10,15 @@
 
 #include <ctype.h>
 
-#include "access/xact.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "nodes/parsenodes.h"
 #include "parser/parser.h"
 #include "utils/builtins.h"
 #include "utils/regproc.h"
-#include "utils/resowner.h"
 
 #include "base/identity.h"
+#include "base/subxact.h"
 #include "models/query.h"
 
 /* A query given as a source, without trailing semicolons and blanks. */
@@ -46,6 +45,21 @@ PG_FUNCTION_INFO_V1(retl_source_is_query);
 PG_FUNCTION_INFO_V1(retl_query_text);
 PG_FUNCTION_INFO_V1(retl_query_columns);
 
+/* A source read by PostgreSQL's parser (in a subtransaction: it may fail) */
+typedef struct ParsedSource
+{
+	char	   *source;
+	List	   *parsed;
+} ParsedSource;
+
+static void
+parse_source(void *arg)
+{
+	ParsedSource *p = (ParsedSource *) arg;
+
+	p->parsed = raw_parser(p->source, RAW_PARSE_DEFAULT);
+}
+
 /*
  * retl._source_is_query(source): true for one SELECT (or VALUES, TABLE,
  * WITH ... SELECT) statement, false for a relation name, as PostgreSQL's
@@ -54,30 +68,11 @@ PG_FUNCTION_INFO_V1(retl_query_columns);
 Datum
 retl_source_is_query(PG_FUNCTION_ARGS)
 {
-	char	   *source = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	List	   *volatile parsed = NIL;
-	ErrorData  *volatile parse_error = NULL;
+	ParsedSource parse = {text_to_cstring(PG_GETARG_TEXT_PP(0)), NIL};
+	char	   *source = parse.source;
+	ErrorData  *parse_error = retl_in_subtransaction(parse_source, &parse);
+	List	   *parsed = parse.parsed;
 	RawStmt    *raw;
-
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		parsed = raw_parser(source, RAW_PARSE_DEFAULT);
-		ReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(cxt);
-		parse_error = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(cxt);
-	CurrentResourceOwner = owner;
 
 	if (parse_error)
 	{

@@ -41,17 +41,22 @@ typedef enum ValueKind
 	VALUE_TEXT					/* its output function's text */
 } ValueKind;
 
-/* What a call keeps of a row type (fn_extra) */
-typedef struct RowHashType
+/*
+ * What a call keeps of the types it hashes (fn_extra): a row type's fields
+ * (retl._row_hash), or its arguments (retl._values_hash).
+ */
+typedef struct HashTypes
 {
-	Oid			typid;
+	Oid			typid;			/* the row type, InvalidOid for arguments */
 	int32		typmod;
-	TupleDesc	desc;
+	TupleDesc	desc;			/* the row type's, to take a row apart */
+	int			n;				/* values */
 	ValueKind  *kinds;
+	int16	   *lens;
 	FmgrInfo   *output;			/* for VALUE_TEXT */
-	Datum	   *values;
+	Datum	   *values;			/* the values of a call */
 	bool	   *nulls;
-} RowHashType;
+} HashTypes;
 
 /* Is a type a row, or an array or domain of rows? */
 static bool
@@ -149,34 +154,68 @@ value_hash(Datum v, bool isnull, ValueKind kind, int16 typlen, FmgrInfo *output,
 /* Where every hash starts */
 #define HASH_SEED UINT64CONST(0x6a09e667f3bcc908)
 
-static RowHashType *
-row_hash_type(FunctionCallInfo fcinfo, Oid typid, int32 typmod)
+/* Room for n values' types, in the call's memory (the current context) */
+static HashTypes *
+new_hash_types(int n)
 {
-	RowHashType *t = (RowHashType *) fcinfo->flinfo->fn_extra;
+	HashTypes  *t = palloc0(sizeof(HashTypes));
+
+	t->n = n;
+	t->kinds = palloc(sizeof(ValueKind) * Max(n, 1));
+	t->lens = palloc(sizeof(int16) * Max(n, 1));
+	t->output = palloc0(sizeof(FmgrInfo) * Max(n, 1));
+	t->values = palloc(sizeof(Datum) * Max(n, 1));
+	t->nulls = palloc(sizeof(bool) * Max(n, 1));
+	return t;
+}
+
+static void
+set_type(HashTypes *t, int i, Oid type, int16 len, bool byval)
+{
+	t->lens[i] = len;
+	t->kinds[i] = kind_of(type, len, byval, &t->output[i]);
+}
+
+/* The hash of a call's values (t->values, t->nulls), each with its position */
+static uint64
+hash_values(HashTypes *t)
+{
+	uint64		h = HASH_SEED;
+
+	for (int i = 0; i < t->n; i++)
+		h = hash_combine64(h, value_hash(t->values[i], t->nulls[i], t->kinds[i],
+										 t->lens[i], &t->output[i], i));
+	return h;
+}
+
+static HashTypes *
+row_hash_types(FunctionCallInfo fcinfo, Oid typid, int32 typmod)
+{
+	HashTypes  *t = (HashTypes *) fcinfo->flinfo->fn_extra;
 	MemoryContext old;
 	TupleDesc	desc;
 
 	if (t != NULL && t->typid == typid && t->typmod == typmod)
 		return t;
 	old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
-	t = palloc0(sizeof(RowHashType));
+	desc = lookup_rowtype_tupdesc(typid, typmod);
+	t = new_hash_types(desc->natts);
 	t->typid = typid;
 	t->typmod = typmod;
-	desc = lookup_rowtype_tupdesc(typid, typmod);
 	t->desc = CreateTupleDescCopy(desc);
 	ReleaseTupleDesc(desc);
-	t->kinds = palloc(sizeof(ValueKind) * t->desc->natts);
-	t->output = palloc0(sizeof(FmgrInfo) * t->desc->natts);
-	t->values = palloc(sizeof(Datum) * t->desc->natts);
-	t->nulls = palloc(sizeof(bool) * t->desc->natts);
-	for (int i = 0; i < t->desc->natts; i++)
+	for (int i = 0; i < t->n; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(t->desc, i);
 
 		if (att->attisdropped)
-			t->kinds[i] = VALUE_BYVAL;	/* deformed as NULL */
+		{
+			/* deformed as NULL */
+			t->lens[i] = att->attlen;
+			t->kinds[i] = VALUE_BYVAL;
+		}
 		else
-			t->kinds[i] = kind_of(att->atttypid, att->attlen, att->attbyval, &t->output[i]);
+			set_type(t, i, att->atttypid, att->attlen, att->attbyval);
 	}
 	fcinfo->flinfo->fn_extra = t;
 	MemoryContextSwitchTo(old);
@@ -193,36 +232,22 @@ Datum
 retl_row_hash(PG_FUNCTION_ARGS)
 {
 	HeapTupleHeader rec = PG_GETARG_HEAPTUPLEHEADER(0);
-	RowHashType *t = row_hash_type(fcinfo, HeapTupleHeaderGetTypeId(rec),
+	HashTypes  *t = row_hash_types(fcinfo, HeapTupleHeaderGetTypeId(rec),
 								   HeapTupleHeaderGetTypMod(rec));
 	HeapTupleData tuple;
-	uint64		h = HASH_SEED;
 
 	tuple.t_len = HeapTupleHeaderGetDatumLength(rec);
 	ItemPointerSetInvalid(&tuple.t_self);
 	tuple.t_tableOid = InvalidOid;
 	tuple.t_data = rec;
 	heap_deform_tuple(&tuple, t->desc, t->values, t->nulls);
-
-	for (int i = 0; i < t->desc->natts; i++)
-		h = hash_combine64(h, value_hash(t->values[i], t->nulls[i], t->kinds[i],
-										 TupleDescAttr(t->desc, i)->attlen, &t->output[i], i));
-	PG_RETURN_INT64((int64) h);
+	PG_RETURN_INT64((int64) hash_values(t));
 }
 
-/* What a call keeps of its arguments' types (fn_extra) */
-typedef struct ValuesHashTypes
-{
-	int			nargs;
-	ValueKind  *kinds;
-	int16	   *lens;
-	FmgrInfo   *output;			/* for VALUE_TEXT */
-} ValuesHashTypes;
-
-static ValuesHashTypes *
+static HashTypes *
 values_hash_types(FunctionCallInfo fcinfo)
 {
-	ValuesHashTypes *t = (ValuesHashTypes *) fcinfo->flinfo->fn_extra;
+	HashTypes  *t = (HashTypes *) fcinfo->flinfo->fn_extra;
 	MemoryContext old;
 
 	if (t != NULL)
@@ -232,20 +257,17 @@ values_hash_types(FunctionCallInfo fcinfo)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("retl._values_hash takes its values as arguments, not as a VARIADIC array")));
 	old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
-	t = palloc0(sizeof(ValuesHashTypes));
-	t->nargs = PG_NARGS();
-	t->kinds = palloc(sizeof(ValueKind) * Max(t->nargs, 1));
-	t->lens = palloc(sizeof(int16) * Max(t->nargs, 1));
-	t->output = palloc0(sizeof(FmgrInfo) * Max(t->nargs, 1));
-	for (int i = 0; i < t->nargs; i++)
+	t = new_hash_types(PG_NARGS());
+	for (int i = 0; i < t->n; i++)
 	{
 		Oid			type = get_fn_expr_argtype(fcinfo->flinfo, i);
+		int16		len;
 		bool		byval;
 
 		if (!OidIsValid(type))
 			elog(ERROR, "retl._values_hash: could not determine the type of argument %d", i + 1);
-		get_typlenbyval(type, &t->lens[i], &byval);
-		t->kinds[i] = kind_of(type, t->lens[i], byval, &t->output[i]);
+		get_typlenbyval(type, &len, &byval);
+		set_type(t, i, type, len, byval);
 	}
 	fcinfo->flinfo->fn_extra = t;
 	MemoryContextSwitchTo(old);
@@ -261,11 +283,12 @@ PG_FUNCTION_INFO_V1(retl_values_hash);
 Datum
 retl_values_hash(PG_FUNCTION_ARGS)
 {
-	ValuesHashTypes *t = values_hash_types(fcinfo);
-	uint64		h = HASH_SEED;
+	HashTypes  *t = values_hash_types(fcinfo);
 
-	for (int i = 0; i < t->nargs; i++)
-		h = hash_combine64(h, value_hash(PG_GETARG_DATUM(i), PG_ARGISNULL(i), t->kinds[i],
-										 t->lens[i], &t->output[i], i));
-	PG_RETURN_INT64((int64) h);
+	for (int i = 0; i < t->n; i++)
+	{
+		t->values[i] = PG_GETARG_DATUM(i);
+		t->nulls[i] = PG_ARGISNULL(i);
+	}
+	PG_RETURN_INT64((int64) hash_values(t));
 }
