@@ -22,7 +22,9 @@ OBJS = \
 	src/capture/stream.o \
 	src/models/cron.o \
 	src/models/diff.o \
+	src/models/jsonkey.o \
 	src/models/probe.o \
+	src/models/snapshot.o \
 	src/models/query.o \
 	src/models/rowhash.o \
 	src/models/runs.o \

@@ -345,7 +345,7 @@ SELECT retl_run_sync(NULL);
 --
 -- a diff sync: forget the snapshot and run; with send => false keep it and
 -- only rebuild it
-INSERT INTO retl.snapshots (sync_id, key, hash)
+INSERT INTO retl.snapshot_edits (sync_id, key, hash)
 SELECT id, '[1]', 1 FROM retl.syncs WHERE name = 'people_manual';
 BEGIN;
 SELECT retl_resync('people_manual') IS NOT NULL AS run_id;
@@ -360,6 +360,27 @@ SELECT r.why, r.send FROM retl.run_store r;
 SELECT count(*) AS snapshot_rows FROM retl.snapshots;
 ROLLBACK;
 SELECT count(*) AS runs FROM retl.run_store;
+
+-- retl.snapshots: a sync's snapshot as its next run sees it, its chunks
+-- with the edits applied oldest first (a key forgotten, set, of 0.1: no
+-- hash); a chunk that is not one of retl's fails, naming it
+BEGIN;
+INSERT INTO retl.snapshot_edits (sync_id, key, hash, legacy_hash)
+SELECT s.id, v.k, v.h, v.l FROM retl.syncs s,
+  (VALUES ('[2]'::jsonb, 6::bigint, NULL), ('[1]', NULL, NULL), ('[3]', 7, NULL), ('[4]', NULL, 'md5'),
+          ('[3]', 8, NULL)) v(k, h, l)
+ WHERE s.name = 'people_manual';
+SELECT sn.key, sn.hash FROM retl.snapshots sn ORDER BY sn.key;
+SAVEPOINT s;
+INSERT INTO retl.snapshot_chunks (sync_id, chunk, keys, lo, hi, data)
+SELECT id, 0, 1, 0, 4294967295, '\x5253316900'::bytea FROM retl.syncs WHERE name = 'people_manual';
+SELECT count(*) FROM retl.snapshots;
+ROLLBACK TO s;
+INSERT INTO retl.snapshot_chunks (sync_id, chunk, keys, lo, hi, data)
+SELECT id, 0, 1, 0, 4294967295, '\x52533169' || '\x0700000000000000'::bytea || '\x0900000000000000'::bytea
+  FROM retl.syncs WHERE name = 'people_manual';
+SELECT sn.key, sn.hash FROM retl.snapshots sn ORDER BY sn.key;
+ROLLBACK;
 SELECT retl_resync('people_manual', send => NULL);
 -- a realtime upsert sync: backfill again, no run
 BEGIN;
@@ -386,7 +407,7 @@ ROLLBACK;
 --
 -- retl_preview: what the first run would send.
 --
-DELETE FROM retl.snapshots;
+DELETE FROM retl.snapshot_edits;
 SELECT * FROM retl_preview('people_manual');
 SELECT * FROM retl_preview('people_manual', 2);
 SELECT * FROM retl_preview('people_manual', 0);
@@ -439,7 +460,7 @@ SELECT retl_drop_sync('p_computed');
 
 -- a previous run of retl 0.1, simulated (the md5 of each row's JSON): key 1
 -- changed since (hash ''), key 2 unchanged, key 99 gone from the result
-INSERT INTO retl.snapshots (sync_id, key, legacy_hash)
+INSERT INTO retl.snapshot_edits (sync_id, key, legacy_hash)
 SELECT s.id, v.key, v.hash
   FROM retl.syncs s,
        (VALUES ('[1]'::jsonb, ''), ('[2]', md5('{"id": 2, "name": "bob"}')), ('[99]', 'x')) v(key, hash)
@@ -453,7 +474,7 @@ SELECT * FROM retl_preview('p_mirror', 2);
 SELECT * FROM retl_preview('p_append');
 -- the snapshot is as it was
 SELECT s.name, sn.key, sn.legacy_hash = '' AS empty_hash, sn.hash
-  FROM retl.snapshots sn JOIN retl.syncs s ON s.id = sn.sync_id
+  FROM retl.snapshot_edits sn JOIN retl.syncs s ON s.id = sn.sync_id
  WHERE s.name = 'p_mirror' ORDER BY sn.key;
 SELECT (SELECT count(*) FROM retl.queue) AS queued,
        (SELECT count(*) FROM retl.run_store) AS runs;
@@ -486,7 +507,7 @@ SELECT * FROM retl_preview('dup_key');
 SELECT * FROM retl_preview('null_key_table');
 -- the snapshot holds key 1 with ann's row: bob's is the only one the diff
 -- shows, the count of rows read shows the duplicate
-INSERT INTO retl.snapshots (sync_id, key, hash)
+INSERT INTO retl.snapshot_edits (sync_id, key, hash)
 SELECT id, '[1]', retl._row_hash(ROW(1, 'ann'::text)) FROM retl.syncs WHERE name = 'dup_key_2';
 SELECT * FROM retl_preview('dup_key_2');
 -- the error does not stop the transaction from going on past a savepoint
@@ -608,8 +629,10 @@ SELECT retl_drop_sync('p_mirror');
 SELECT s.name, count(*) AS snapshot_rows
   FROM retl.snapshots sn JOIN retl.syncs s ON s.id = sn.sync_id GROUP BY s.name ORDER BY s.name;
 SELECT sync, count(*) AS runs FROM retl.runs GROUP BY sync ORDER BY sync;
-SELECT (SELECT count(*) FROM retl.snapshots sn
+SELECT (SELECT count(*) FROM retl.snapshot_edits sn
          WHERE NOT EXISTS (SELECT 1 FROM retl.syncs s WHERE s.id = sn.sync_id)) AS orphan_snapshot_rows,
+       (SELECT count(*) FROM retl.snapshot_chunks sn
+         WHERE NOT EXISTS (SELECT 1 FROM retl.syncs s WHERE s.id = sn.sync_id)) AS orphan_snapshot_chunks,
        (SELECT count(*) FROM retl.run_store r
          WHERE NOT EXISTS (SELECT 1 FROM retl.syncs s WHERE s.id = r.sync_id)) AS orphan_runs;
 
@@ -658,7 +681,7 @@ SELECT retl_create_sync('narrow', 'SELECT id, name, team FROM diff_people', 'dif
 SELECT retl_create_sync('wide', 'SELECT id, ' || string_agg(format('%s AS c%s', g, g), ', ') || ' FROM diff_people',
                         'diff_dst', key => '{id}', schedule => 'manual')
   FROM generate_series(1, 100) g;
-SELECT format($$INSERT INTO retl.snapshots (sync_id, key, hash)
+SELECT format($$INSERT INTO retl.snapshot_edits (sync_id, key, hash)
                SELECT s.id, pg_catalog.jsonb_build_array(w.id),
                       CASE WHEN w.id = 2 THEN 0 ELSE retl._row_hash(w) END
                  FROM retl.syncs s, (%s) w WHERE s.name = %L$$, query, name)

@@ -162,7 +162,7 @@ BEGIN
 	FOR attempt IN 1..10 LOOP
 		BEGIN
 			DELETE FROM retl.queue q WHERE q.sync_id = sid;
-			DELETE FROM retl.snapshots sn WHERE sn.sync_id = sid;
+			PERFORM retl._forget_snapshot(sid);
 			EXIT;
 		EXCEPTION WHEN deadlock_detected THEN
 			IF attempt = 10 THEN
@@ -900,17 +900,104 @@ REVOKE ALL ON FUNCTION retl_cancel_run(bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION retl_cancel_run(bigint) TO retl_user;
 
 /*
- * Snapshots hash a row's mapped values from their text, 64 bits
- * (models/diff.c), instead of the md5 of its JSON: a run builds JSON only
- * for the rows that changed.  The md5 an earlier version kept stays in
- * legacy_hash until the next run of its sync: a row whose JSON still
- * matches it is only rehashed, not sent again.
+ * Snapshots hash a row's mapped values (models/rowhash.c), 64 bits,
+ * instead of the md5 of its JSON: a run builds JSON only for the rows that
+ * changed.  They are stored compact (models/snapshot.c): each sync's keys
+ * and hashes in chunks of about 1 MB, written whole by each run, instead
+ * of a row per key (a first run of 1M rows spent three quarters of its
+ * time inserting them, in a btree of jsonb keys).  Between runs the worker
+ * records what it changes of a snapshot as edits, only ever inserted (a
+ * dead letter's key forgotten: hash NULL; or kept stale: hash 0), which
+ * the next run applies and deletes.  0.1's rows become edits holding its
+ * md5 in legacy_hash: the next run compares a row's JSON with it, and a
+ * row that did not change is only rehashed, not sent again.
  */
-ALTER TABLE retl.snapshots RENAME COLUMN hash TO legacy_hash;
-ALTER TABLE retl.snapshots ALTER COLUMN legacy_hash DROP NOT NULL;
-ALTER TABLE retl.snapshots ADD COLUMN hash bigint;
-ALTER TABLE retl.snapshots ADD CONSTRAINT snapshots_hash_check
-	CHECK (hash IS NOT NULL OR legacy_hash IS NOT NULL);
+ALTER TABLE retl.snapshots RENAME TO snapshot_edits;
+ALTER TABLE retl.snapshot_edits DROP CONSTRAINT snapshots_pkey;
+ALTER TABLE retl.snapshot_edits RENAME COLUMN hash TO legacy_hash;
+ALTER TABLE retl.snapshot_edits ALTER COLUMN legacy_hash DROP NOT NULL;
+ALTER TABLE retl.snapshot_edits ADD COLUMN hash bigint;
+ALTER TABLE retl.snapshot_edits ADD COLUMN id bigserial;
+ALTER TABLE retl.snapshot_edits ADD CONSTRAINT snapshot_edits_hash_check
+	CHECK (hash IS NULL OR legacy_hash IS NULL);
+CREATE INDEX snapshot_edits_sync_id_idx ON retl.snapshot_edits (sync_id, id);
+
+CREATE TABLE retl.snapshot_chunks (
+	sync_id		integer NOT NULL,
+	chunk		integer NOT NULL,
+	keys		integer NOT NULL,	/* entries */
+	lo			bigint NOT NULL,	/* range of their keys' positions (a hash's high 32 bits) */
+	hi			bigint NOT NULL,
+	data		bytea NOT NULL,
+	PRIMARY KEY (sync_id, chunk)
+);
+ALTER TABLE retl.snapshot_chunks ALTER COLUMN data SET STORAGE EXTERNAL;
+
+/*
+ * retl.snapshots: a sync's snapshot as its runs see it, a row per key
+ * (hash NULL: a key of 0.1's, not yet run again), read from the chunks
+ * with the edits applied.  For looking, not for joins: it reads a whole
+ * snapshot for each sync.
+ */
+CREATE FUNCTION retl._snapshot(sync_id integer, OUT key jsonb, OUT hash bigint)
+	RETURNS SETOF record AS 'MODULE_PATHNAME', 'retl_snapshot_rows' LANGUAGE C STABLE STRICT;
+REVOKE ALL ON FUNCTION retl._snapshot(integer) FROM PUBLIC;
+CREATE VIEW retl.snapshots AS
+	SELECT s.id AS sync_id, sn.key, sn.hash
+	  FROM retl.syncs s, LATERAL retl._snapshot(s.id) sn
+	 WHERE s.capture = 'diff';
+GRANT SELECT ON retl.snapshots TO retl_admin;
+GRANT EXECUTE ON FUNCTION retl._snapshot(integer) TO retl_admin;
+
+/* Forget a sync's snapshot (a resync, a drop). */
+CREATE FUNCTION retl._forget_snapshot(sid integer) RETURNS void
+LANGUAGE sql AS $$
+	DELETE FROM retl.snapshot_chunks c WHERE c.sync_id = sid;
+	DELETE FROM retl.snapshot_edits e WHERE e.sync_id = sid;
+$$;
+REVOKE ALL ON FUNCTION retl._forget_snapshot(integer) FROM PUBLIC;
+
+/*
+ * Forget what was synced and send everything again, or (send => false)
+ * record the current result as synced without sending it.
+ */
+CREATE OR REPLACE FUNCTION retl._resync(sync text, send boolean, caller regrole, caller_path text)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+	sid integer := retl._own_sync(sync, caller);
+	rid bigint;
+BEGIN
+	IF send IS NULL THEN
+		RAISE EXCEPTION 'send must be true or false'
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF (SELECT s.capture FROM retl.syncs s WHERE s.id = sid) <> 'diff' THEN
+		IF NOT send THEN
+			RAISE EXCEPTION 'sync "%" has no snapshot to rebuild', sync
+				USING ERRCODE = 'wrong_object_type',
+					  HINT = 'send => false is for scheduled (diff) syncs.';
+		END IF;
+		/* a realtime table sync: backfill every row again */
+		UPDATE retl.syncs s SET backfill_done = false, backfill_cursor = NULL
+		 WHERE s.id = sid AND s.mode = 'upsert';
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'append sync "%" cannot be resynced', sync
+				USING ERRCODE = 'wrong_object_type',
+					  HINT = 'An append sync sends events; replay dead letters with retl_replay.';
+		END IF;
+		PERFORM retl._wake_worker();
+		RETURN NULL;
+	END IF;
+	IF send THEN
+		PERFORM retl._forget_snapshot(sid);
+	END IF;
+	INSERT INTO retl.run_store (sync_id, why, send) VALUES (sid, 'resync', send)
+	RETURNING id INTO rid;
+	PERFORM retl._wake_worker();
+	RETURN rid;
+END
+$$;
 
 /*
  * Claiming a row marks it in flight: with half of each page left free, the

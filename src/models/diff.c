@@ -186,6 +186,15 @@ data_ops(RetlSync *sync, bool send, bool replace)
 	return mode_ops(sync);
 }
 
+/* The ops a run (not a replace) writes in its diff: those sent, L and N. */
+static char *
+written_ops(RetlSync *sync, bool send)
+{
+	const char *ops = data_ops(sync, send, false);
+
+	return psprintf("{L,N%s%s", strcmp(ops, "{}") == 0 ? "" : ",", ops + 1);
+}
+
 /*
  * The result of a sync as a subquery aliased c: its rows' key ("retl.key":
  * the value of a single integer key column as bigint, else a jsonb array),
@@ -285,14 +294,9 @@ integer_key(RetlSync *sync, TupleDesc desc)
 	return type == INT2OID || type == INT4OID || type == INT8OID;
 }
 
-/* Two rows of the diff with one key (either added, or in a replace) */
-#define DUPLICATE_IN_DIFF \
-	"SELECT key::text FROM pg_temp.retl_run_diff WHERE op <> 'R' GROUP BY key" \
-	" HAVING pg_catalog.count(*) > 1 LIMIT 1"
-
 /*
- * Two rows of the result share a key that the snapshot holds (so the diff
- * does not show them both): evaluate the result's keys again to name one.
+ * Two rows of the result share a key (the probe saw it twice): evaluate
+ * the result's keys again to name one.
  */
 static void
 find_duplicate_key(RetlSync *sync, const char *what)
@@ -315,25 +319,26 @@ find_duplicate_key(RetlSync *sync, const char *what)
 
 /*
  * The diff of a sync's result against its snapshot, into
- * pg_temp.retl_run_diff (key, data, hash, op): A(dded), C(hanged) and
- * R(emoved) keys, H for a key whose snapshot held the hash of an older
- * version of retl that still matches (only rehashed), and in a replace U
- * for every unchanged row too.  data is built for the rows whose op is in
- * data_ops only.
+ * pg_temp.retl_run_diff (key, data, hash, op): the rows that are sent,
+ * A(dded), C(hanged) and R(emoved) keys as the mode asks (in a replace,
+ * U for every unchanged row too), and L for a key whose snapshot holds a
+ * hash of retl 0.1, compared here and made H (only rehashed) or C.  data
+ * is built for the rows whose op is in data_ops only.
  *
  * The snapshot's keys and hashes are loaded into memory (probe.c); one
  * statement, run as the sync's owner, reads the result, hashes each row
- * from its mapped values' text, asks the probe what the row is, and writes
- * (with JSON built) the rows that differ; the keys no row had are the
- * removed ones.  A snapshot too large for retl.run_memory is diffed a part
- * of its keys at a time, the statement running once for each.  A NULL key
- * is always added (the run then fails on it); a second row with a key the
- * snapshot holds is seen by the probe, and two added rows with one key
- * are found by check_added, or by saving them in the snapshot
- * (save_added).
+ * from its mapped values, asks the probe what the row is, and writes
+ * (with JSON built) the rows to send; the keys no row had are the
+ * removed ones.  The probe keeps each row's key and hash: with save, each
+ * part's are written as the sync's new snapshot (snapshot.c), in the
+ * caller's transaction.  A snapshot too large for retl.run_memory is
+ * diffed a part of its keys at a time, the statement running once for
+ * each; a first part that outgrows it with the keys the query adds is
+ * diffed again in more parts.  A NULL key is N (the run fails on it); a
+ * second row of a key is seen by the probe (the run fails, naming it).
  */
 static void
-diff_result(RetlSync *sync, bool send, bool replace, bool check_added, RetlRunCounts *counts)
+diff_result(RetlSync *sync, bool send, bool replace, bool save, RetlRunCounts *counts)
 {
 	Oid			types[2] = {INT4OID, TEXTOID};
 	Datum		values[2];
@@ -370,19 +375,37 @@ diff_result(RetlSync *sync, bool send, bool replace, bool check_added, RetlRunCo
 					 " c.\"retl.hash\", c.\"retl.op\"::pg_catalog.text FROM %s",
 					 int_keys ? "pg_catalog.jsonb_build_array(c.\"retl.key\")" : "c.\"retl.key\"",
 					 quote_literal_cstr(data_ops(sync, send, replace)), data.data, from.data);
-	/* a replace sends every row; otherwise only what differs is written */
-	appendStringInfoString(&sql, replace ? " WHERE c.\"retl.op\" IS NOT NULL" :
-						   " WHERE c.\"retl.op\" OPERATOR(pg_catalog.<>) 'U'");
+	/* a replace sends every row; otherwise only what is sent, L and N */
+	if (replace)
+		appendStringInfoString(&sql, " WHERE c.\"retl.op\" IS NOT NULL");
+	else
+		appendStringInfo(&sql, " WHERE c.\"retl.op\" OPERATOR(pg_catalog.=) ANY (%s::pg_catalog.\"char\"[])",
+						 quote_literal_cstr(written_ops(sync, send)));
 
 	retl_progress_phase("evaluating");
-	do
+	for (;;)
 	{
 		if (sync->audience_id)
 			exec(sql.data, SPI_OK_INSERT);
 		else
 			(void) retl_owner_insert(sync->owner, sql.data, sync->search_path);
-		removed += retl_probe_queue_removed(probe);
-	} while (retl_probe_next_part(probe));
+		if (retl_probe_overflowed(probe))
+		{
+			/* part 0 outgrew retl.run_memory: again, in more parts */
+			exec("TRUNCATE pg_temp.retl_run_diff", SPI_OK_UTILITY);
+			ereport(LOG,
+					(errmsg("run of %s diffs its result in %d parts, its query running once for each",
+							what, retl_probe_parts(probe)),
+					 errhint("Its keys and hashes take more than retl.run_memory.")));
+			retl_progress_phase("evaluating");
+			continue;
+		}
+		removed += retl_probe_queue_removed(probe, !replace && send && sync->mode == 'm');
+		if (save)
+			retl_probe_save_part(probe);
+		if (!retl_probe_next_part(probe))
+			break;
+	}
 	snapshot_rows = retl_probe_snapshot_rows(probe);
 	counts->rows = retl_progress_count();
 	retl_progress_rows(counts->rows);
@@ -397,7 +420,8 @@ diff_result(RetlSync *sync, bool send, bool replace, bool check_added, RetlRunCo
 		values[1] = CStringGetTextDatum(data_ops(sync, send, replace));
 		if (SPI_execute_with_args("UPDATE pg_temp.retl_run_diff d SET op = CASE WHEN sn.legacy_hash"
 								  " OPERATOR(pg_catalog.=) pg_catalog.md5(d.data::pg_catalog.text) THEN 'H' ELSE 'C' END"
-								  " FROM retl.snapshots sn WHERE d.op = 'L' AND sn.sync_id = $1 AND sn.key = d.key",
+								  " FROM retl.snapshot_edits sn WHERE d.op = 'L' AND sn.sync_id = $1"
+								  " AND sn.legacy_hash IS NOT NULL AND sn.key = d.key",
 								  1, types, values, NULL, false, 0) != SPI_OK_UPDATE ||
 			SPI_execute_with_args("UPDATE pg_temp.retl_run_diff d SET data = NULL"
 								  " WHERE d.op IN ('H', 'C') AND d.data IS NOT NULL AND NOT d.op = ANY ($2::pg_catalog.text[])",
@@ -414,11 +438,10 @@ diff_result(RetlSync *sync, bool send, bool replace, bool check_added, RetlRunCo
 		counts->changed = strtoi64(SPI_getvalue(tup, SPI_tuptable->tupdesc, 1), NULL, 10);
 	}
 	if (retl_probe_null_key(probe))
-		fail_on_key("SELECT key::text FROM pg_temp.retl_run_diff WHERE op = 'A'"
-					" AND key OPERATOR(pg_catalog.@>) '[null]' LIMIT 1", what, true);
+		fail_on_key("SELECT key::text FROM pg_temp.retl_run_diff WHERE op = 'N' LIMIT 1", what, true);
+	if (save)
+		retl_probe_save_end(probe);
 	retl_probe_end(probe);
-	if (check_added)
-		fail_on_key(DUPLICATE_IN_DIFF, what, false);
 	/* without duplicate keys, every row is a key of the snapshot's or an added one */
 	if (counts->rows != snapshot_rows - counts->removed + counts->added)
 	{
@@ -430,96 +453,6 @@ diff_result(RetlSync *sync, bool send, bool replace, bool check_added, RetlRunCo
 }
 
 /*
- * The added keys into the snapshot.  Two added rows with one key break its
- * primary key: that fails the run, naming the key.  (Checking the diff
- * for them first would cost a grouping of every added row: all of them on
- * a first run.)
- */
-#define INSERT_ADDED \
-	"INSERT INTO retl.snapshots (sync_id, key, hash)" \
-	" SELECT $1, d.key, d.hash FROM pg_temp.retl_run_diff d WHERE d.op = 'A'"
-
-static void
-insert_added(void *arg)
-{
-	RetlSync   *sync = (RetlSync *) arg;
-	Oid			types[1] = {INT4OID};
-	Datum		values[1] = {Int32GetDatum(sync->id)};
-
-	if (SPI_execute_with_args(INSERT_ADDED, 1, types, values, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "retl: could not save the snapshot of sync \"%s\"", sync->name);
-}
-
-static void
-save_added(RetlSync *sync)
-{
-	ErrorData  *edata = retl_in_subtransaction(insert_added, sync);
-	Oid			types[1] = {INT4OID};
-	Datum		values[1] = {Int32GetDatum(sync->id)};
-
-	if (edata == NULL)
-		return;
-	if (edata->sqlerrcode != ERRCODE_UNIQUE_VIOLATION)
-		ReThrowError(edata);
-	fail_on_key(DUPLICATE_IN_DIFF, result_name(sync), false);
-
-	/*
-	 * No two added rows share a key: the worker put one of them in the
-	 * snapshot meanwhile (a delete dead-lettered while the run read its
-	 * copy keeps its key there, so that the next run removes it again).
-	 */
-	FreeErrorData(edata);
-	if (SPI_execute_with_args(INSERT_ADDED " ON CONFLICT (sync_id, key)"
-							  " DO UPDATE SET hash = EXCLUDED.hash, legacy_hash = NULL",
-							  1, types, values, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "retl: could not save the snapshot of sync \"%s\"", sync->name);
-}
-
-/*
- * The rows of the snapshot whose keys the diff holds with ops in, found key
- * by key by the snapshot's primary key (a lateral subquery that cannot be
- * flattened: the diff is read once, outermost), as x (hash, tid).
- */
-#define FEW_KEYS(ops) \
-	" (SELECT d.hash, s.tid FROM pg_temp.retl_run_diff d, LATERAL" \
-	" (SELECT k.ctid AS tid FROM retl.snapshots k WHERE k.sync_id = $1" \
-	" AND k.key = d.key OFFSET 0) s WHERE d.op IN " ops ") x"
-
-/*
- * Save a few changed (C, H) and removed (R) keys of a run in its snapshot:
- * each found by the snapshot's primary key, then updated or deleted by its
- * tuple id, with nothing but nested loops allowed (see retl_diff_run),
- * whatever the database's or role's settings.  A row the worker changed
- * meanwhile (a dead letter's) is either saved or left changed, which the
- * next run sends again (minor releases that recheck a tuple id scan's
- * condition against the row's new version leave it; older ones save it).
- * One statement each: 10,000 keys took 330 ms one by one, 140 ms so.  The
- * settings are the caller's GUC nest level's.
- */
-static void
-save_few(RetlSync *sync)
-{
-	Oid			types[1] = {INT4OID};
-	Datum		values[1] = {Int32GetDatum(sync->id)};
-	static const char *const off[] = {"enable_hashjoin", "enable_mergejoin", "enable_material",
-	"enable_memoize", "enable_bitmapscan"};
-	static const char *const on[] = {"enable_nestloop", "enable_indexscan", "enable_tidscan"};
-
-	for (int i = 0; i < (int) lengthof(off); i++)
-		(void) set_config_option(off[i], "off", PGC_USERSET, PGC_S_SESSION,
-								 GUC_ACTION_SAVE, true, 0, false);
-	for (int i = 0; i < (int) lengthof(on); i++)
-		(void) set_config_option(on[i], "on", PGC_USERSET, PGC_S_SESSION,
-								 GUC_ACTION_SAVE, true, 0, false);
-	if (SPI_execute_with_args("DELETE FROM retl.snapshots sn USING" FEW_KEYS("('R')")
-							  " WHERE sn.ctid = x.tid", 1, types, values, NULL, false, 0) != SPI_OK_DELETE ||
-		SPI_execute_with_args("UPDATE retl.snapshots sn SET hash = x.hash, legacy_hash = NULL FROM"
-							  FEW_KEYS("('C', 'H')") " WHERE sn.ctid = x.tid",
-							  1, types, values, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "retl: could not save the snapshot of sync \"%s\"", sync->name);
-}
-
-/*
  * Run a diff sync in the current transaction (SPI connected): queue what
  * changed (unless !send) and rewrite the snapshot.
  */
@@ -528,7 +461,6 @@ retl_diff_run(RetlSync *sync, bool send, bool replace, RetlRunCounts *counts)
 {
 	Oid			types[2] = {INT4OID, TEXTOID};
 	Datum		values[2];
-	int			nest;
 
 	memset(counts, 0, sizeof(RetlRunCounts));
 	values[0] = Int32GetDatum(sync->id);
@@ -546,10 +478,11 @@ retl_diff_run(RetlSync *sync, bool send, bool replace, RetlRunCounts *counts)
 	}
 
 	/*
-	 * The differences, kept once: the queue and the snapshot are written
-	 * from them, so an unchanged row costs no write at all.
+	 * The rows to send, kept once, and the new snapshot saved: an
+	 * unchanged row costs no write at all.
 	 */
-	diff_result(sync, send, replace, replace, counts);
+	diff_result(sync, send, replace, true, counts);
+	retl_progress_phase("queueing");
 
 	values[1] = CStringGetTextDatum(send ? mode_ops(sync) : "{}");
 	if (replace)
@@ -587,47 +520,6 @@ retl_diff_run(RetlSync *sync, bool send, bool replace, RetlRunCounts *counts)
 			elog(ERROR, "retl: could not start the replace of sync \"%s\"", sync->name);
 	}
 
-	retl_progress_phase("saving the snapshot");
-	retl_progress_rows(counts->added + counts->changed + counts->removed);
-
-	/*
-	 * A few keys of a large snapshot are saved key by key, each found by the
-	 * snapshot's primary key: a plan no statistics can change.  They lag
-	 * behind the snapshot (a first run fills it in one transaction,
-	 * autovacuum analyzes it later; a new sync's keys are in none of them),
-	 * and a join of the diff with the snapshot was planned to hash all of a
-	 * sync's snapshot to update a few rows or, with hash joins off, to read
-	 * the diff for every key of the snapshot (300,000 x 12,000 rows: a run
-	 * of minutes).  Many keys are joined, by hash or merge: at most one read
-	 * of the sync's snapshot.
-	 */
-	nest = NewGUCNestLevel();
-	if ((counts->changed + counts->removed) * 20 < counts->rows)
-	{
-		/* reading the diff, a sequential scan, then costs 1e10: no JIT for that */
-		(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
-								 GUC_ACTION_SAVE, true, 0, false);
-		(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
-								 GUC_ACTION_SAVE, true, 0, false);
-		save_few(sync);
-	}
-	else
-	{
-		/* many: joined, by hash or merge (at most a read of the sync's snapshot) */
-		(void) set_config_option("enable_nestloop", "off", PGC_USERSET, PGC_S_SESSION,
-								 GUC_ACTION_SAVE, true, 0, false);
-		exec("ANALYZE pg_temp.retl_run_diff", SPI_OK_UTILITY);
-		if (SPI_execute_with_args("DELETE FROM retl.snapshots sn USING pg_temp.retl_run_diff d"
-								  " WHERE sn.sync_id = $1 AND d.op = 'R' AND sn.key = d.key",
-								  1, types, values, NULL, false, 0) != SPI_OK_DELETE ||
-			SPI_execute_with_args("UPDATE retl.snapshots sn SET hash = d.hash, legacy_hash = NULL"
-								  " FROM pg_temp.retl_run_diff d"
-								  " WHERE sn.sync_id = $1 AND d.op IN ('C', 'H') AND sn.key = d.key",
-								  1, types, values, NULL, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "retl: could not save the snapshot of sync \"%s\"", sync->name);
-	}
-	AtEOXact_GUC(true, nest);
-	save_added(sync);
 	exec("DROP TABLE pg_temp.retl_run_diff", SPI_OK_UTILITY);
 }
 
@@ -761,7 +653,7 @@ retl_preview(PG_FUNCTION_ARGS)
 		}
 		else
 		{
-			diff_result(sync, true, false, true, &counts);
+			diff_result(sync, true, false, false, &counts);
 			appendStringInfoString(&sql, "WITH d AS (SELECT c.key, c.data, c.op FROM pg_temp.retl_run_diff c)");
 		}
 		appendStringInfo(&sql, " SELECT CASE d.op WHEN 'R' THEN 'delete' WHEN 'E' THEN 'insert'"

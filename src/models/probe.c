@@ -54,19 +54,28 @@
 
 #include "base/guc.h"
 #include "base/progress.h"
+#include "models/jsonkey.h"
 #include "models/probe.h"
+#include "models/snapshot.h"
 
 #define PROBE_SEEN		0x01
-#define PROBE_LEGACY	0x02	/* hash NULL: only retl 0.1's legacy_hash */
+#define PROBE_LEGACY	0x02	/* holds retl 0.1's md5 only (an edit) */
+#define PROBE_FORGOTTEN 0x04	/* an edit forgot it: not synced */
 
 /* removed keys are queued this many at a time */
 #define REMOVED_BATCH	10000
+
+/*
+ * A part is planned to take this share of retl.run_memory at most, the
+ * rest left for the keys a run adds.
+ */
+#define GROWTH			1.25
 
 /* A key of the snapshot */
 typedef struct Slot
 {
 	int64		key;			/* an integer key, or the hash of a jsonb key */
-	int64		hash;			/* of the row's values, as last synced */
+	int64		hash;			/* of the row's values: as last synced, then as now */
 	struct varlena *jkey;		/* the jsonb key (not integer keys) */
 	uint8		flags;
 } Slot;
@@ -91,9 +100,15 @@ struct RetlProbe
 	struct RetlProbe *outer;	/* the run's that was active before (a preview in a run) */
 	int			sync_id;
 	bool		int_keys;
+	bool		reload;			/* a key was not an integer: load as jsonb */
+	Snapshot	snap;			/* the snapshot as the run began */
+	RetlSnapshotEdit *edits;	/* the worker's since the last run, oldest first */
+	int			nedits;
+	int64		stored;			/* entries of the stored snapshot */
+	int64		stored_bytes;	/* and their bytes */
 	int			nparts;
 	int			part;
-	Slot	   *slots;			/* the part's keys, in the order read */
+	Slot	   *slots;			/* the part's keys, in the order read, then added */
 	int64		nslots;
 	int64		maxslots;
 	uint32	   *index;			/* 1 + position in slots, by hash; 0: free */
@@ -101,13 +116,16 @@ struct RetlProbe
 	int64		next;			/* the slot after the last one found */
 	char	   *arena;			/* room for keys in part_cxt */
 	Size		arena_free;
-	int64		snapshot_rows;	/* entries loaded, of every part */
-	int64		total_rows;		/* the snapshot's, once part 0 did not fit */
+	int64		part_rows;		/* rows of the current part probed */
+	bool		overflowed;		/* part 0 outgrew retl.run_memory: run again */
+	int64		snapshot_rows;	/* keys loaded, of every part */
 	bool		duplicate;		/* a key was probed twice */
 	bool		legacy;			/* an L was answered */
-	bool		null_key;		/* an added key is or holds NULL */
+	bool		null_key;		/* a key is or holds NULL */
 	int64		added;			/* A answered */
 	int64		changed;		/* C answered */
+	bool		saving;			/* the writer has begun */
+	RetlSnapshotWriter writer;
 };
 
 static RetlProbe *active = NULL;
@@ -121,18 +139,30 @@ forget_probe(void *arg)
 		active = p->outer;
 }
 
-/* The part of a key's hash (its high bits: the table uses the low ones). */
+/* A key hash's position: its high bits (the table uses the low ones). */
+static inline uint32
+position_of(uint64 h)
+{
+	return (uint32) (h >> 32);
+}
+
+/* The part of a position: parts are ranges of positions. */
 static inline int
 part_of(RetlProbe *p, uint64 h)
 {
-	return p->nparts == 1 ? 0 : (int) ((h >> 32) % (uint64) p->nparts);
+	return (int) (((uint64) position_of(h) * (uint64) p->nparts) >> 32);
+}
+
+static inline uint64
+key_hash_bytes(const char *data, Size len)
+{
+	return hash_bytes_extended((const unsigned char *) data, len, 0);
 }
 
 static inline uint64
 key_hash(struct varlena *key)
 {
-	return hash_bytes_extended((const unsigned char *) VARDATA_ANY(key),
-							   VARSIZE_ANY_EXHDR(key), 0);
+	return key_hash_bytes(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
 }
 
 static inline bool
@@ -142,12 +172,12 @@ same_key(struct varlena *a, struct varlena *b)
 		memcmp(VARDATA_ANY(a), VARDATA_ANY(b), VARSIZE_ANY_EXHDR(a)) == 0;
 }
 
-/* A copy of a key in the part's memory, packed among the others. */
-static struct varlena *
-keep_key(RetlProbe *p, struct varlena *key)
+/* Room for a key in the part's memory, packed among the others. */
+static char *
+key_room(RetlProbe *p, Size size)
 {
-	Size		len = INTALIGN(VARSIZE_ANY(key));
-	char	   *copy;
+	Size		len = INTALIGN(size);
+	char	   *room;
 
 	if (len > p->arena_free)
 	{
@@ -156,56 +186,31 @@ keep_key(RetlProbe *p, struct varlena *key)
 		p->arena = MemoryContextAlloc(p->part_cxt, block);
 		p->arena_free = block;
 	}
-	copy = p->arena;
-	memcpy(copy, key, VARSIZE_ANY(key));
+	room = p->arena;
 	p->arena += len;
 	p->arena_free -= len;
+	return room;
+}
+
+/* A copy of a key in the part's memory. */
+static struct varlena *
+keep_key(RetlProbe *p, struct varlena *key)
+{
+	char	   *copy = key_room(p, VARSIZE_ANY(key));
+
+	memcpy(copy, key, VARSIZE_ANY(key));
 	return (struct varlena *) copy;
 }
 
-/*
- * A snapshot key as one integer: a one-element array of an integral number
- * within int8 (what jsonb_build_array makes of an integer column).
- */
-static bool
-stored_int_key(struct varlena *key, int64 *value)
+/* A key stored as its bytes, as a jsonb in the part's memory. */
+static struct varlena *
+keep_key_bytes(RetlProbe *p, const char *data, uint32 len)
 {
-	Jsonb	   *jb = (Jsonb *) key;
-	JsonbValue *v;
-	char	   *text;
-	char	   *end;
+	char	   *copy = key_room(p, len + VARHDRSZ);
 
-	if (VARATT_IS_SHORT(key))
-		jb = (Jsonb *) pg_detoast_datum(key);
-	if (!JB_ROOT_IS_ARRAY(jb) || JB_ROOT_IS_SCALAR(jb) || JB_ROOT_COUNT(jb) != 1)
-		return false;
-	v = getIthJsonbValueFromContainer(&jb->root, 0);
-	if (v == NULL || v->type != jbvNumeric)
-		return false;
-	/* at most 18 characters: within int8, no fraction */
-	text = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
-	if (strlen(text) > 18)
-		return false;
-	errno = 0;
-	*value = strtoi64(text, &end, 10);
-	return errno == 0 && end != text && *end == '\0';
-}
-
-static void
-new_part(RetlProbe *p)
-{
-	MemoryContextReset(p->part_cxt);
-	/* a part's share of the snapshot, once its size is known */
-	p->maxslots = 1024;
-	if (p->total_rows > 0)
-		p->maxslots = Max(1024, p->total_rows / p->nparts + p->total_rows / p->nparts / 8);
-	p->slots = MemoryContextAlloc(p->part_cxt, sizeof(Slot) * p->maxslots);
-	p->nslots = 0;
-	p->index = NULL;
-	p->mask = 0;
-	p->next = 0;
-	p->arena = NULL;
-	p->arena_free = 0;
+	SET_VARSIZE(copy, len + VARHDRSZ);
+	memcpy(VARDATA(copy), data, len);
+	return (struct varlena *) copy;
 }
 
 /* The hash of a slot's key, whose high bits choose its part. */
@@ -213,35 +218,6 @@ static inline uint64
 slot_hash(RetlProbe *p, int64 key)
 {
 	return p->int_keys ? mix64((uint64) key) : (uint64) key;
-}
-
-/* Put a snapshot row in the current part; false if not int_keys after all. */
-static bool
-add_entry(RetlProbe *p, struct varlena *key, bool hash_null, int64 hash)
-{
-	Slot	   *slot;
-	int64		k;
-
-	if (p->int_keys)
-	{
-		if (!stored_int_key(key, &k))
-			return false;
-	}
-	else
-		k = (int64) key_hash(key);
-	if (part_of(p, slot_hash(p, k)) != p->part)
-		return true;
-	if (p->nslots == p->maxslots)
-	{
-		p->maxslots *= 2;
-		p->slots = repalloc_huge(p->slots, sizeof(Slot) * p->maxslots);
-	}
-	slot = &p->slots[p->nslots++];
-	slot->key = k;
-	slot->hash = hash;
-	slot->jkey = p->int_keys ? NULL : keep_key(p, key);
-	slot->flags = hash_null ? PROBE_LEGACY : 0;
-	return true;
 }
 
 /* Bytes of the index of n keys (at most half full) */
@@ -255,28 +231,61 @@ index_size(int64 n)
 	return size * sizeof(uint32);
 }
 
+static inline void
+index_slot(RetlProbe *p, int64 i)
+{
+	uint64		at = slot_hash(p, p->slots[i].key) & p->mask;
+
+	while (p->index[at] != 0)
+		at = (at + 1) & p->mask;
+	p->index[at] = (uint32) (i + 1);
+}
+
 /* Index the part's keys by hash. */
 static void
 build_index(RetlProbe *p)
 {
-	Size		bytes = index_size(p->nslots);
+	Size		bytes = index_size(p->nslots + 1);
 
-	if (p->nslots >= PG_UINT32_MAX)
+	if (p->nslots >= PG_UINT32_MAX / 2)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("a part of the snapshot of sync %d has more than 4 billion keys", p->sync_id),
+				 errmsg("a part of the snapshot of sync %d has more than 2 billion keys", p->sync_id),
 				 errhint("Lower retl.run_memory.")));
+	if (p->index != NULL)
+		pfree(p->index);
 	p->index = MemoryContextAllocHuge(p->part_cxt, bytes);
 	memset(p->index, 0, bytes);
 	p->mask = bytes / sizeof(uint32) - 1;
 	for (int64 i = 0; i < p->nslots; i++)
-	{
-		uint64		at = slot_hash(p, p->slots[i].key) & p->mask;
+		index_slot(p, i);
+}
 
-		while (p->index[at] != 0)
-			at = (at + 1) & p->mask;
-		p->index[at] = (uint32) (i + 1);
+/* A new slot (indexed once the index is built); returns its position. */
+static int64
+add_slot(RetlProbe *p, int64 key, int64 hash, struct varlena *jkey, uint8 flags)
+{
+	Slot	   *slot;
+
+	if (p->nslots == p->maxslots)
+	{
+		p->maxslots *= 2;
+		p->slots = repalloc_huge(p->slots, sizeof(Slot) * p->maxslots);
 	}
+	slot = &p->slots[p->nslots];
+	slot->key = key;
+	slot->hash = hash;
+	slot->jkey = jkey;
+	slot->flags = flags;
+	p->nslots++;
+	if (p->index != NULL)
+	{
+		if ((uint64) p->nslots * 2 > p->mask + 1)
+			build_index(p);
+		else
+			index_slot(p, p->nslots - 1);
+	}
+	return p->nslots - 1;
 }
 
 /* The slot of a key (jkey: its jsonb, not integer keys), or NULL. */
@@ -304,108 +313,150 @@ find_slot(RetlProbe *p, int64 key, struct varlena *jkey)
 	return NULL;
 }
 
-/*
- * Part 0 does not fit in retl.run_memory: count the rest of the snapshot
- * (read so far: n rows), and split it into parts that each fit, with room
- * for the index's rounding up (16 bytes a key at worst) and their keys.
- */
 static void
-too_large(RetlProbe *p, TableScanDesc scan, TupleTableSlot *slot, int64 n)
+new_part(RetlProbe *p)
 {
-	Size		budget = (Size) retl_run_memory_kb * 1024;
-	double		key_bytes = p->nslots > 0 && !p->int_keys ?
-		(double) (MemoryContextMemAllocated(p->part_cxt, true) - sizeof(Slot) * p->maxslots) / p->nslots : 0;
-	double		per_key = sizeof(Slot) + 4 * sizeof(uint32) + Max(key_bytes, 0);
-	int64		parts;
+	MemoryContextReset(p->part_cxt);
+	/* a part's share of the snapshot, and some room to grow */
+	p->maxslots = Max(1024, (p->stored + p->nedits) / p->nparts * GROWTH);
+	p->slots = MemoryContextAllocHuge(p->part_cxt, sizeof(Slot) * p->maxslots);
+	p->nslots = 0;
+	p->index = NULL;
+	p->mask = 0;
+	p->next = 0;
+	p->arena = NULL;
+	p->arena_free = 0;
+	p->part_rows = 0;
+}
 
-	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+/* A stored entry into the current part, if it is the part's. */
+static void
+add_stored(void *arg, int64 key, int64 hash, const char *jkey, uint32 jlen)
+{
+	RetlProbe  *p = (RetlProbe *) arg;
+	struct varlena *copy = NULL;
+
+	if (p->reload)
+		return;
+	if (p->int_keys && jkey != NULL)
 	{
-		n++;
-		if (n % 65536 == 0)
-			CHECK_FOR_INTERRUPTS();
+		/* a jsonb key, where the run's are integers: an integer too? */
+		struct varlena *tmp = palloc(jlen + VARHDRSZ);
+
+		SET_VARSIZE(tmp, jlen + VARHDRSZ);
+		memcpy(VARDATA(tmp), jkey, jlen);
+		if (!retl_stored_int_key(tmp, &key))
+		{
+			p->reload = true;
+			return;
+		}
+		pfree(tmp);
 	}
-	p->total_rows = n;
-	parts = (int64) ceil(n * per_key * 1.15 / budget);
-	/* a part that did not fit with this many: twice as many */
-	p->nparts = (int) Min(1024, Max(parts, p->nparts * 2));
+	else if (!p->int_keys && jkey == NULL)
+	{
+		/* an integer key, where the run's are jsonb: as the run makes it */
+		Jsonb	   *jb = retl_int_key_jsonb(key);
+
+		key = (int64) key_hash((struct varlena *) jb);
+		if (part_of(p, (uint64) key) == p->part)
+			copy = keep_key(p, (struct varlena *) jb);
+		pfree(jb);
+	}
+	else if (!p->int_keys)
+		key = (int64) key_hash_bytes(jkey, jlen);
+	if (part_of(p, slot_hash(p, key)) != p->part)
+		return;
+	if (!p->int_keys && copy == NULL)
+		copy = keep_key_bytes(p, jkey, jlen);
+	(void) add_slot(p, key, hash, copy, 0);
 }
 
 /*
- * Load the current part's keys from retl.snapshots (read directly: the
- * run reads as the extension).  Returns false when the keys are not all
- * integers (int_keys is then off, to load again), or when part 0 takes
- * more than retl.run_memory (nparts is then raised).
+ * Apply the worker's edits of the current part's keys, oldest first.
+ * False if a key is not an integer where the run's are.
+ */
+static bool
+apply_edits(RetlProbe *p)
+{
+	for (int i = 0; i < p->nedits; i++)
+	{
+		RetlSnapshotEdit *e = &p->edits[i];
+		int64		key;
+		Slot	   *slot;
+
+		if (p->int_keys)
+		{
+			if (!retl_stored_int_key(e->key, &key))
+				return false;
+		}
+		else
+			key = (int64) key_hash(e->key);
+		if (part_of(p, slot_hash(p, key)) != p->part)
+			continue;
+		slot = find_slot(p, key, p->int_keys ? NULL : e->key);
+		if (slot == NULL && e->kind != RETL_EDIT_FORGET)
+			slot = &p->slots[add_slot(p, key, 0, p->int_keys ? NULL : keep_key(p, e->key), 0)];
+		if (slot == NULL)
+			continue;
+		slot->hash = e->hash;
+		slot->flags = e->kind == RETL_EDIT_FORGET ? PROBE_FORGOTTEN :
+			e->kind == RETL_EDIT_LEGACY ? PROBE_LEGACY : 0;
+	}
+	return true;
+}
+
+/*
+ * Load the current part's keys: the stored entries, then the edits.
+ * Returns false when the keys are not all integers (int_keys is then off,
+ * to load again).
  */
 static bool
 load_part(RetlProbe *p)
 {
-	Oid			relid = get_relname_relid("snapshots", get_namespace_oid("retl", false));
-	Relation	rel;
-	AttrNumber	sync_att,
-				key_att,
-				hash_att;
-	ScanKeyData skey;
-	TableScanDesc scan;
-	TupleTableSlot *slot;
-	MemoryContext tmp;
-	MemoryContext old;
-	Size		budget = (Size) retl_run_memory_kb * 1024;
-	bool		ok = true;
-	int64		n = 0;
+	uint32		lo = (uint32) (((uint64) p->part << 32) / p->nparts);
+	uint32		hi = (uint32) ((((uint64) (p->part + 1) << 32) - 1) / p->nparts);
 
 	new_part(p);
-	rel = table_open(relid, AccessShareLock);
-	sync_att = attnameAttNum(rel, "sync_id", false);
-	key_att = attnameAttNum(rel, "key", false);
-	hash_att = attnameAttNum(rel, "hash", false);
-	if (sync_att == InvalidAttrNumber || key_att == InvalidAttrNumber || hash_att == InvalidAttrNumber)
-		elog(ERROR, "retl: retl.snapshots lacks a column of this version");
-	ScanKeyInit(&skey, sync_att, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(p->sync_id));
-	PushActiveSnapshot(GetTransactionSnapshot());
-	scan = table_beginscan(rel, GetActiveSnapshot(), 1, &skey);
-	slot = table_slot_create(rel, NULL);
-	tmp = AllocSetContextCreate(CurrentMemoryContext, "retl probe load", ALLOCSET_DEFAULT_SIZES);
-	old = MemoryContextSwitchTo(tmp);
-	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	p->reload = false;
+	retl_snapshot_read(p->sync_id, p->snap, lo, hi, add_stored, p);
+	if (p->reload)
 	{
-		bool		key_null;
-		bool		hash_null;
-		Datum		key;
-		Datum		hash;
-
-		key = slot_getattr(slot, key_att, &key_null);
-		hash = slot_getattr(slot, hash_att, &hash_null);
-		if (key_null)
-			elog(ERROR, "retl: snapshot of sync %d holds a NULL key", p->sync_id);
-		if (!add_entry(p, pg_detoast_datum_packed((struct varlena *) DatumGetPointer(key)),
-					   hash_null, hash_null ? 0 : DatumGetInt64(hash)))
-		{
-			p->int_keys = false;
-			ok = false;
-			break;
-		}
-		if (++n % 4096 == 0)
-		{
-			MemoryContextReset(tmp);
-			CHECK_FOR_INTERRUPTS();
-			if (p->part == 0 && p->nparts < 1024 &&
-				MemoryContextMemAllocated(p->part_cxt, true) + index_size(p->nslots) > budget)
-			{
-				too_large(p, scan, slot, n);
-				ok = false;
-				break;
-			}
-		}
+		p->int_keys = false;
+		return false;
 	}
-	MemoryContextSwitchTo(old);
-	MemoryContextDelete(tmp);
-	ExecDropSingleTupleTableSlot(slot);
-	table_endscan(scan);
-	PopActiveSnapshot();
-	table_close(rel, AccessShareLock);
-	if (ok)
-		build_index(p);
-	return ok;
+	build_index(p);
+	if (!apply_edits(p))
+	{
+		p->int_keys = false;
+		return false;
+	}
+	for (int64 i = 0; i < p->nslots; i++)
+		if (!(p->slots[i].flags & PROBE_FORGOTTEN))
+			p->snapshot_rows++;
+	return true;
+}
+
+/* Bytes a key takes in memory, from what is stored (or, once measured, in a part). */
+static double
+bytes_per_key(RetlProbe *p)
+{
+	double		key_bytes = 0;
+
+	if (!p->int_keys && p->stored > 0)
+		key_bytes = Max(0.0, (double) p->stored_bytes / p->stored - 16 + 4);
+	else if (!p->int_keys)
+		key_bytes = 24;
+	return sizeof(Slot) + 4 * sizeof(uint32) + key_bytes;
+}
+
+/* Parts of keys such that each fits in retl.run_memory, with room to grow. */
+static void
+plan_parts(RetlProbe *p, double keys, double per_key)
+{
+	double		budget = (double) retl_run_memory_kb * 1024;
+	double		parts = ceil(keys * per_key * GROWTH / budget);
+
+	p->nparts = (int) Min(1024, Max(parts, 1));
 }
 
 /*
@@ -418,18 +469,24 @@ retl_probe_begin(int sync_id, bool int_keys)
 	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "retl run probe",
 											  ALLOCSET_DEFAULT_SIZES);
 	RetlProbe  *p = MemoryContextAllocZero(cxt, sizeof(RetlProbe));
+	MemoryContext old;
 
 	p->cxt = cxt;
 	p->part_cxt = AllocSetContextCreate(cxt, "retl run probe part", ALLOCSET_DEFAULT_SIZES);
 	p->sync_id = sync_id;
 	p->int_keys = int_keys;
-	p->nparts = 1;
 	p->forget.func = forget_probe;
 	p->forget.arg = p;
 	MemoryContextRegisterResetCallback(cxt, &p->forget);
-	while (!load_part(p))
-		;
-	p->snapshot_rows = p->nslots;
+	/* what the run reads of the snapshot, whatever it writes meanwhile */
+	p->snap = RegisterSnapshot(GetTransactionSnapshot());
+	retl_snapshot_size(sync_id, p->snap, &p->stored, &p->stored_bytes);
+	old = MemoryContextSwitchTo(cxt);
+	p->edits = retl_snapshot_edits(sync_id, p->snap, &p->nedits);
+	MemoryContextSwitchTo(old);
+	do
+		plan_parts(p, p->stored + p->nedits, bytes_per_key(p));
+	while (!load_part(p));
 	p->outer = active;
 	active = p;
 	return p;
@@ -456,7 +513,35 @@ retl_probe_next_part(RetlProbe *probe)
 	probe->part++;
 	if (!load_part(probe))
 		elog(ERROR, "retl: snapshot of sync %d changed during its run", probe->sync_id);
-	probe->snapshot_rows += probe->nslots;
+	return true;
+}
+
+/*
+ * Did part 0 outgrow retl.run_memory with the keys the query added?  The
+ * query's rows of it were counted, not probed: plan parts for that many
+ * keys, forget what was probed, and load part 0 again, for the caller to
+ * run the query again.
+ */
+bool
+retl_probe_overflowed(RetlProbe *probe)
+{
+	int			nparts = probe->nparts;
+	double		per_key;
+
+	if (!probe->overflowed)
+		return false;
+	per_key = (double) MemoryContextMemAllocated(probe->part_cxt, true) / Max(probe->nslots, 1);
+	plan_parts(probe, Max((double) (probe->stored + probe->nedits),
+						  (double) probe->part_rows * nparts), per_key);
+	/* at least twice as many as the part that did not fit */
+	probe->nparts = Min(1024, Max(probe->nparts, nparts * 2));
+	probe->part = 0;
+	probe->overflowed = false;
+	probe->snapshot_rows = 0;
+	probe->duplicate = probe->legacy = probe->null_key = false;
+	probe->added = probe->changed = 0;
+	if (!load_part(probe))
+		elog(ERROR, "retl: snapshot of sync %d changed during its run", probe->sync_id);
 	return true;
 }
 
@@ -492,9 +577,54 @@ retl_probe_counts(RetlProbe *probe, int64 *added, int64 *changed)
 	*changed = probe->changed;
 }
 
+/*
+ * After the query ran for the current part: write the part's keys as the
+ * rows had them into the sync's snapshot (the first part deletes the
+ * stored one).
+ */
+void
+retl_probe_save_part(RetlProbe *probe)
+{
+	if (!probe->saving)
+	{
+		retl_snapshot_writer_begin(&probe->writer, probe->sync_id, probe->int_keys);
+		probe->saving = true;
+	}
+	for (int64 i = 0; i < probe->nslots; i++)
+	{
+		Slot	   *slot = &probe->slots[i];
+
+		if (!(slot->flags & PROBE_SEEN))
+			continue;
+		if (probe->int_keys)
+			retl_snapshot_write(&probe->writer, slot->key, slot->hash, NULL, 0,
+								position_of(mix64((uint64) slot->key)));
+		else
+			retl_snapshot_write(&probe->writer, slot->key, slot->hash,
+								VARDATA_ANY(slot->jkey), VARSIZE_ANY_EXHDR(slot->jkey),
+								position_of((uint64) slot->key));
+		if (i % 65536 == 0)
+			CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/* After the last part was saved: the edits applied are done. */
+void
+retl_probe_save_end(RetlProbe *probe)
+{
+	if (!probe->saving)
+	{
+		retl_snapshot_writer_begin(&probe->writer, probe->sync_id, probe->int_keys);
+		probe->saving = true;
+	}
+	retl_snapshot_writer_end(&probe->writer);
+	retl_snapshot_delete_edits(probe->edits, probe->nedits);
+}
+
 void
 retl_probe_end(RetlProbe *probe)
 {
+	UnregisterSnapshot(probe->snap);
 	MemoryContextDelete(probe->cxt);
 }
 
@@ -551,10 +681,11 @@ add_removed(RetlProbe *p, RemovedBatch *b, Datum key)
 
 /*
  * After the query ran for the current part: its keys that no row had are
- * removed (op R in pg_temp.retl_run_diff).  Returns how many.
+ * removed (written as op R in pg_temp.retl_run_diff if write).  Returns
+ * how many.
  */
 int64
-retl_probe_queue_removed(RetlProbe *probe)
+retl_probe_queue_removed(RetlProbe *probe, bool write)
 {
 	RemovedBatch b = {palloc(sizeof(Datum) * REMOVED_BATCH), 0, 0};
 
@@ -562,7 +693,11 @@ retl_probe_queue_removed(RetlProbe *probe)
 	{
 		Slot	   *slot = &probe->slots[i];
 
-		if (!(slot->flags & PROBE_SEEN))
+		if (slot->flags & (PROBE_SEEN | PROBE_FORGOTTEN))
+			continue;
+		if (!write)
+			b.total++;
+		else
 			add_removed(probe, &b, probe->int_keys ? Int64GetDatum(slot->key) : PointerGetDatum(slot->jkey));
 	}
 	insert_removed(probe, b.keys, b.n);
@@ -570,12 +705,30 @@ retl_probe_queue_removed(RetlProbe *probe)
 	return b.total;
 }
 
-/* What a row is, given its key's slot (NULL: not in the snapshot). */
+/*
+ * A key added by the query: its slot, seen.  Part 0 that outgrows
+ * retl.run_memory overflows (checked every 4096 keys): the query then
+ * only counts its rows, to run again in more parts.
+ */
+static void
+add_key(RetlProbe *p, int64 key, struct varlena *jkey, int64 hash)
+{
+	(void) add_slot(p, key, hash, jkey == NULL ? NULL : keep_key(p, jkey), PROBE_SEEN);
+	if (p->part == 0 && p->nparts < 1024 && p->nslots % 4096 == 0 &&
+		MemoryContextMemAllocated(p->part_cxt, true) > (Size) retl_run_memory_kb * 1024)
+		p->overflowed = true;
+}
+
+/*
+ * What a row is, given its key's slot (NULL: not in the snapshot): the
+ * slot then holds the row's hash, to be saved.
+ */
 static inline Datum
-classify(RetlProbe *p, Slot *slot, int64 hash)
+classify(RetlProbe *p, Slot *slot, int64 key, struct varlena *jkey, int64 hash)
 {
 	if (slot == NULL)
 	{
+		add_key(p, key, jkey, hash);
 		p->added++;
 		return CharGetDatum('A');
 	}
@@ -587,45 +740,35 @@ classify(RetlProbe *p, Slot *slot, int64 hash)
 		return CharGetDatum('U');
 	}
 	slot->flags |= PROBE_SEEN;
+	if (slot->flags & PROBE_FORGOTTEN)
+	{
+		slot->flags &= ~PROBE_FORGOTTEN;
+		slot->hash = hash;
+		p->added++;
+		return CharGetDatum('A');
+	}
 	if (slot->flags & PROBE_LEGACY)
 	{
+		slot->hash = hash;
 		p->legacy = true;
 		return CharGetDatum('L');
 	}
 	if (slot->hash == hash)
 		return CharGetDatum('U');
+	slot->hash = hash;
 	p->changed++;
 	return CharGetDatum('C');
 }
 
-/* A NULL key: added (and failing the run), in the first part. */
+/* A NULL key: N (failing the run), in the first part. */
 static Datum
 null_key(RetlProbe *p, FunctionCallInfo fcinfo)
 {
-	if (p->part != 0)
+	if (p->part != 0 || p->overflowed)
 		PG_RETURN_NULL();
 	retl_progress_tick();
 	p->null_key = true;
-	p->added++;
-	PG_RETURN_DATUM(CharGetDatum('A'));
-}
-
-/* Does a jsonb key (an array) hold a NULL? */
-static bool
-holds_null(struct varlena *key)
-{
-	Jsonb	   *jb = (Jsonb *) (VARATT_IS_SHORT(key) ? pg_detoast_datum(key) : key);
-
-	if (!JB_ROOT_IS_ARRAY(jb))
-		return false;
-	for (uint32 i = 0; i < JB_ROOT_COUNT(jb); i++)
-	{
-		JsonbValue *v = getIthJsonbValueFromContainer(&jb->root, i);
-
-		if (v != NULL && v->type == jbvNull)
-			return true;
-	}
-	return false;
+	PG_RETURN_DATUM(CharGetDatum('N'));
 }
 
 static RetlProbe *
@@ -643,7 +786,8 @@ PG_FUNCTION_INFO_V1(retl_run_probe_key);
 
 /*
  * retl._run_probe(key bigint, hash bigint) → "char": a row of the run's
- * query, of a sync whose key is one integer column (NULL: another part's).
+ * query, of a sync whose key is one integer column (NULL: another part's,
+ * or a part that overflowed).
  */
 Datum
 retl_run_probe_int(PG_FUNCTION_ARGS)
@@ -659,12 +803,15 @@ retl_run_probe_int(PG_FUNCTION_ARGS)
 	if (part_of(p, mix64((uint64) k)) != p->part)
 		PG_RETURN_NULL();
 	retl_progress_tick();
-	PG_RETURN_DATUM(classify(p, find_slot(p, k, NULL), PG_GETARG_INT64(1)));
+	p->part_rows++;
+	if (p->overflowed)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(classify(p, find_slot(p, k, NULL), k, NULL, PG_GETARG_INT64(1)));
 }
 
 /*
  * retl._run_probe(key jsonb, hash bigint) → "char": a row of the run's
- * query (NULL: another part's).
+ * query (NULL: another part's, or a part that overflowed).
  */
 Datum
 retl_run_probe_key(PG_FUNCTION_ARGS)
@@ -672,7 +819,7 @@ retl_run_probe_key(PG_FUNCTION_ARGS)
 	RetlProbe  *p = active_probe();
 	struct varlena *key;
 	uint64		h;
-	Datum		op;
+	Slot	   *slot;
 
 	if (p->int_keys)
 		elog(ERROR, "retl: a run probed jsonb keys in a snapshot of integers");
@@ -683,9 +830,34 @@ retl_run_probe_key(PG_FUNCTION_ARGS)
 	if (part_of(p, h) != p->part)
 		PG_RETURN_NULL();
 	retl_progress_tick();
-	op = classify(p, find_slot(p, (int64) h, key), PG_GETARG_INT64(1));
-	/* only an added key may hold a NULL: the snapshot holds none */
-	if (DatumGetChar(op) == 'A' && !p->null_key && holds_null(key))
+	p->part_rows++;
+	if (p->overflowed)
+		PG_RETURN_NULL();
+	slot = find_slot(p, (int64) h, key);
+	/* a key holding a NULL is N (the snapshot holds none) */
+	if (slot == NULL && retl_key_holds_null(key))
+	{
 		p->null_key = true;
-	PG_RETURN_DATUM(op);
+		PG_RETURN_DATUM(CharGetDatum('N'));
+	}
+	PG_RETURN_DATUM(classify(p, slot, (int64) h, key, PG_GETARG_INT64(1)));
+}
+
+/*
+ * Pass fn each key of the current part that the snapshot holds (a jsonb,
+ * as the run makes it) and its hash (legacy: only 0.1's md5 is known).
+ */
+void
+retl_probe_each(RetlProbe *probe, RetlProbeKeyFn fn, void *arg)
+{
+	for (int64 i = 0; i < probe->nslots; i++)
+	{
+		Slot	   *slot = &probe->slots[i];
+		Datum		key;
+
+		if (slot->flags & PROBE_FORGOTTEN)
+			continue;
+		key = probe->int_keys ? PointerGetDatum(retl_int_key_jsonb(slot->key)) : PointerGetDatum(slot->jkey);
+		fn(arg, key, slot->hash, (slot->flags & PROBE_LEGACY) != 0);
+	}
 }

@@ -5,17 +5,22 @@
 #define RETL_PROBE_H
 
 typedef struct RetlProbe RetlProbe;
+typedef void (*RetlProbeKeyFn) (void *arg, Datum key, int64 hash, bool legacy);
 
 extern RetlProbe *retl_probe_begin(int sync_id, bool int_keys);
 extern bool retl_probe_int_keys(RetlProbe *probe);
 extern bool retl_probe_next_part(RetlProbe *probe);
-extern int64 retl_probe_queue_removed(RetlProbe *probe);
+extern bool retl_probe_overflowed(RetlProbe *probe);
+extern int64 retl_probe_queue_removed(RetlProbe *probe, bool write);
+extern void retl_probe_save_part(RetlProbe *probe);
+extern void retl_probe_save_end(RetlProbe *probe);
 extern int64 retl_probe_snapshot_rows(RetlProbe *probe);
 extern bool retl_probe_duplicate(RetlProbe *probe);
 extern bool retl_probe_legacy(RetlProbe *probe);
 extern bool retl_probe_null_key(RetlProbe *probe);
 extern void retl_probe_counts(RetlProbe *probe, int64 *added, int64 *changed);
 extern int	retl_probe_parts(RetlProbe *probe);
+extern void retl_probe_each(RetlProbe *probe, RetlProbeKeyFn fn, void *arg);
 extern void retl_probe_end(RetlProbe *probe);
 
 #endif

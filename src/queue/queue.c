@@ -355,7 +355,9 @@ dead_letter(RetlRequest *req, RetlRecord *r, const char *error, const char *exce
 	/*
 	 * A diff sync heals by itself: forget that the key was synced, so the
 	 * next run sends it again (a failed delete: remember a stale version,
-	 * so the next run removes it again).  No snapshot row: a trigger sync.
+	 * so the next run removes it again).  An edit of the snapshot, applied
+	 * by the next run (models/snapshot.c), inserted only: it never waits
+	 * for a run in progress.  No snapshot: a trigger sync.
 	 */
 	if (SPI_processed == 1)
 	{
@@ -366,12 +368,9 @@ dead_letter(RetlRequest *req, RetlRecord *r, const char *error, const char *exce
 		hvalues[0] = Int32GetDatum(req->sync_id);
 		hvalues[1] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 		hvalues[2] = BoolGetDatum(r->op == 'd');
-		if (retl_spi_execute("WITH gone AS (DELETE FROM retl.snapshots"
-								  " WHERE sync_id = $1 AND key = $2 AND NOT $3 RETURNING 1)"
-								  " INSERT INTO retl.snapshots (sync_id, key, hash)"
-								  " SELECT $1, $2, 0 FROM retl.syncs s"
-								  " WHERE $3 AND s.id = $1 AND s.capture = 'diff'"
-								  " ON CONFLICT (sync_id, key) DO UPDATE SET hash = 0, legacy_hash = NULL",
+		if (retl_spi_execute("INSERT INTO retl.snapshot_edits (sync_id, key, hash)"
+								  " SELECT $1, $2, CASE WHEN $3 THEN 0 END FROM retl.syncs s"
+								  " WHERE s.id = $1 AND s.capture = 'diff'",
 								  3, htypes, hvalues, NULL, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "retl: could not update the snapshot for a dead letter");
 	}

@@ -269,6 +269,20 @@ is(scalar @{ records_at('/update') }, 0, 'nothing sent from the interrupted run'
 is(run_sync('slow'), 'succeeded|20|20|0|0', 'next run redoes it');
 is(scalar @{ records_at('/update') }, 20, 'and sends everything');
 
+# An edit of the snapshot (what the worker records for a dead letter: here,
+# forget key 1) made while a run is in progress waits for nothing and is
+# not lost: the run does not see it, the next one applies it.
+$run = psql(q{SELECT retl_run_sync('slow')});
+$node->poll_query_until('postgres', "SELECT phase = 'evaluating' FROM retl.runs WHERE id = $run");
+psql(q{INSERT INTO retl.snapshot_edits (sync_id, key) SELECT id, '[1]' FROM retl.syncs WHERE name = 'slow'});
+$node->poll_query_until('postgres', "SELECT status = 'succeeded' FROM retl.runs WHERE id = $run");
+is(psql(qq{SELECT added, changed, removed FROM retl.runs WHERE id = $run}), '0|0|0', 'a run does not see an edit made during it');
+is(psql(q{SELECT count(*) FROM retl.snapshot_edits e JOIN retl.syncs s ON s.id = e.sync_id WHERE s.name = 'slow'}), '1',
+	'which it leaves');
+is(run_sync('slow'), 'succeeded|20|1|0|0', 'the next run applies it: key 1 is sent again');
+is(psql(q{SELECT count(*) FROM retl.snapshot_edits e JOIN retl.syncs s ON s.id = e.sync_id WHERE s.name = 'slow'}), '0',
+	'and deletes it');
+
 # Names in a query mean what they meant for its creator: a query (and an
 # audience) written with a schema on the creator's search_path but not on
 # the worker's runs, and previews, with the creator's.
@@ -358,6 +372,8 @@ for my $k (qw(id code))
 		options => '{"backfill": false}')});
 	is(run_sync("big_$k"), 'succeeded|60000|0|0|0', "big_$k: a first run in parts records 60,000 keys (sends nothing)");
 }
+like(slurp_file($node->logfile), qr/run of sync "big_code" diffs its result in \d+ parts/,
+	'a first run whose keys outgrow retl.run_memory runs again in parts, and says so');
 psql(q{
 	UPDATE big SET v = 1 WHERE id % 1000 = 0;
 	DELETE FROM big WHERE id % 1000 = 1;
@@ -393,20 +409,18 @@ is(psql(q{SELECT error FROM retl.runs WHERE sync = 'big_dup' ORDER BY id DESC LI
 psql(q{SELECT retl_drop_sync('big_id'); SELECT retl_drop_sync('big_code'); SELECT retl_drop_sync('big_dup');
 	ALTER SYSTEM RESET retl.run_memory; SELECT pg_reload_conf();});
 
-# A run saving a few changed keys of a large snapshot whose statistics know
-# none of its keys (analyzed before its first run, autovacuum not yet
-# there): the snapshot's lookups were planned as a read of the whole diff
-# for each key of the snapshot (300,000 x 12,000 rows: a run of minutes,
-# or one that did not end); they are looked up by key, whatever the statistics say.
+# A first run of 300,000 rows, then a run that finds 12,000 of them
+# changed: the snapshot is written whole by each run (in chunks of keys
+# and hashes), not key by key.
 psql(q{
-	ALTER TABLE retl.snapshots SET (autovacuum_enabled = off);
 	CREATE TABLE stale (id int PRIMARY KEY, v int NOT NULL);
 	INSERT INTO stale SELECT g, 0 FROM generate_series(1, 300000) g;
 	SELECT retl_create_sync(name => 'stale', source => 'SELECT id, v FROM stale', destination => 'd_mirror',
 		key => '{id}', mode => 'mirror', schedule => 'manual', options => '{"backfill": false}');
-	ANALYZE retl.snapshots;
 });
-is(run_sync('stale'), 'succeeded|300000|0|0|0', 'a first run of 300,000 rows after the snapshot was analyzed');
+is(run_sync('stale'), 'succeeded|300000|0|0|0', 'a first run of 300,000 rows');
+is(psql(q{SELECT count(*), sum(keys) FROM retl.snapshot_chunks c JOIN retl.syncs s ON s.id = c.sync_id WHERE s.name = 'stale'}),
+	'5|300000', 'its snapshot: 300,000 keys in 5 chunks');
 psql(q{UPDATE stale SET v = 1 WHERE id % 25 = 0});
 my $stale_run = psql(q{SELECT retl_run_sync('stale')});
 ok($node->poll_query_until('postgres',
@@ -414,7 +428,12 @@ ok($node->poll_query_until('postgres',
 	'the next run ends');
 is(psql("SELECT status, changed, finished_at - started_at < interval '60 seconds' FROM retl.runs WHERE id = $stale_run"),
 	'succeeded|12000|t', 'having saved its 12,000 changed keys in seconds, not minutes');
-psql(q{SELECT retl_drop_sync('stale'); DROP TABLE stale; ALTER TABLE retl.snapshots RESET (autovacuum_enabled);});
+is(psql(q{SELECT count(*) FILTER (WHERE sn.hash = retl._values_hash(st.id, st.v)), count(*) FROM retl.snapshots sn
+	JOIN retl.syncs s ON s.id = sn.sync_id JOIN stale st ON sn.key = jsonb_build_array(st.id) WHERE s.name = 'stale'}),
+	'300000|300000', "the snapshot holds each key's hash of its values as they are now");
+psql(q{SELECT retl_drop_sync('stale'); DROP TABLE stale;});
+is(psql(q{SELECT count(*) FROM retl.snapshot_chunks c WHERE NOT EXISTS (SELECT FROM retl.syncs s WHERE s.id = c.sync_id)}),
+	'0', 'a dropped sync leaves no chunk behind');
 
 $node->stop;
 $r->stop;

@@ -65,8 +65,9 @@ ok($node->poll_query_until('old', q{SELECT pending + in_flight = 0 FROM retl.syn
 	'which are sent');
 is(join(',', sort map { $_->{key}{id} } map { @{ $_->{body}{records} } } grep { $_->{body}{sync} eq 'm' } @{ $r->requests(ok => 1) }),
 	'1,2,3', 'and nothing else');
-is(psql('old', q{SELECT count(*), count(hash), count(legacy_hash) FROM retl.snapshots sn JOIN retl.syncs s ON s.id = sn.sync_id
-	WHERE s.name = 'm'}), '5|5|0', 'the snapshot now holds the new hashes only');
+is(psql('old', q{SELECT count(*), count(hash) FROM retl.snapshots sn JOIN retl.syncs s ON s.id = sn.sync_id
+	WHERE s.name = 'm'}), '5|5', 'the snapshot now holds the new hashes only');
+is(psql('old', q{SELECT count(*) FROM retl.snapshot_edits}), '0', "and 0.1's are gone");
 like(psql('old', q{SELECT headers::text FROM retl.destinations WHERE name = 'd'}), qr/\{\{secret:tok\}\}/,
 	'the destination kept its options');
 

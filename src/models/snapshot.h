@@ -1,0 +1,59 @@
+/*
+ * snapshot.h: how a diff sync's snapshot is stored (snapshot.c).
+ */
+#ifndef RETL_SNAPSHOT_H
+#define RETL_SNAPSHOT_H
+
+#include "executor/spi.h"
+#include "storage/itemptr.h"
+#include "utils/snapshot.h"
+
+/*
+ * An entry of a chunk: an integer key (jkey NULL), or the hash of a jsonb
+ * key and the key's bytes (its data, without a varlena header).
+ */
+typedef void (*RetlSnapshotEntryFn) (void *arg, int64 key, int64 hash,
+									 const char *jkey, uint32 jlen);
+
+/* What the worker changed of a snapshot since its last run */
+typedef enum RetlEditKind
+{
+	RETL_EDIT_FORGET,			/* the key is not synced: send it again */
+	RETL_EDIT_HASH,				/* the key is synced with this hash */
+	RETL_EDIT_LEGACY			/* the key holds retl 0.1's md5 of its JSON */
+} RetlEditKind;
+
+typedef struct RetlSnapshotEdit
+{
+	ItemPointerData tid;		/* to delete it once applied */
+	struct varlena *key;		/* jsonb */
+	RetlEditKind kind;
+	int64		hash;
+} RetlSnapshotEdit;
+
+/* A snapshot being written, chunk by chunk */
+typedef struct RetlSnapshotWriter
+{
+	int			sync_id;
+	bool		int_keys;
+	bool		started;		/* the old chunks are deleted */
+	int32		chunk;			/* the next chunk's number */
+	int32		count;			/* entries in buf */
+	uint32		lo;				/* range of the entries' positions */
+	uint32		hi;
+	StringInfoData buf;
+	SPIPlanPtr	insert;
+} RetlSnapshotWriter;
+
+extern void retl_snapshot_size(int sync_id, Snapshot snap, int64 *entries, int64 *bytes);
+extern void retl_snapshot_read(int sync_id, Snapshot snap, uint32 lo, uint32 hi,
+							   RetlSnapshotEntryFn fn, void *arg);
+extern RetlSnapshotEdit *retl_snapshot_edits(int sync_id, Snapshot snap, int *n);
+extern void retl_snapshot_delete_edits(RetlSnapshotEdit *edits, int n);
+
+extern void retl_snapshot_writer_begin(RetlSnapshotWriter *w, int sync_id, bool int_keys);
+extern void retl_snapshot_write(RetlSnapshotWriter *w, int64 key, int64 hash,
+								const char *jkey, uint32 jlen, uint32 pos);
+extern void retl_snapshot_writer_end(RetlSnapshotWriter *w);
+
+#endif
