@@ -821,7 +821,8 @@ GRANT EXECUTE ON FUNCTION retl._run_tick(), retl._run_progress() TO retl_user;
 /*
  * A diff run's query calls retl._run_probe(key, hash) for each row (as the
  * sync's owner): what the row is against the snapshot the run holds in
- * memory (A, C, U, L, or NULL for a row of another part).  Only a run has
+ * memory (A, C, U, L, N for a NULL key, or NULL for a row of another part
+ * or that the run does not write).  Only a run has
  * such a snapshot; elsewhere it is an error.
  */
 CREATE FUNCTION retl._run_probe(key bigint, hash bigint) RETURNS "char"

@@ -186,13 +186,22 @@ data_ops(RetlSync *sync, bool send, bool replace)
 	return mode_ops(sync);
 }
 
-/* The ops a run (not a replace) writes in its diff: those sent, L and N. */
+/*
+ * The ops a run writes in its diff, as letters: those sent, L and N (a
+ * replace: every row's).
+ */
 static char *
-written_ops(RetlSync *sync, bool send)
+written_ops(RetlSync *sync, bool send, bool replace)
 {
-	const char *ops = data_ops(sync, send, false);
+	const char *ops = replace ? "{A,C,U,L}" : data_ops(sync, send, false);
+	StringInfoData letters;
 
-	return psprintf("{L,N%s%s", strcmp(ops, "{}") == 0 ? "" : ",", ops + 1);
+	initStringInfo(&letters);
+	appendStringInfoString(&letters, "LN");
+	for (const char *c = ops; *c; c++)
+		if (*c != '{' && *c != '}' && *c != ',')
+			appendStringInfoChar(&letters, *c);
+	return letters.data;
 }
 
 /*
@@ -375,12 +384,9 @@ diff_result(RetlSync *sync, bool send, bool replace, bool save, RetlRunCounts *c
 					 " c.\"retl.hash\", c.\"retl.op\"::pg_catalog.text FROM %s",
 					 int_keys ? "pg_catalog.jsonb_build_array(c.\"retl.key\")" : "c.\"retl.key\"",
 					 quote_literal_cstr(data_ops(sync, send, replace)), data.data, from.data);
-	/* a replace sends every row; otherwise only what is sent, L and N */
-	if (replace)
-		appendStringInfoString(&sql, " WHERE c.\"retl.op\" IS NOT NULL");
-	else
-		appendStringInfo(&sql, " WHERE c.\"retl.op\" OPERATOR(pg_catalog.=) ANY (%s::pg_catalog.\"char\"[])",
-						 quote_literal_cstr(written_ops(sync, send)));
+	/* the probe answers NULL for the rows not written */
+	appendStringInfoString(&sql, " WHERE c.\"retl.op\" IS NOT NULL");
+	retl_probe_write_ops(probe, written_ops(sync, send, replace));
 
 	retl_progress_phase("evaluating");
 	for (;;)

@@ -2,15 +2,18 @@
  * probe.c: a diff run's snapshot in memory, probed by its query.
  *
  * A run compares every row of a sync's query with the sync's snapshot
- * (retl.snapshots: the hash of each key's values as last synced).  Joining
+ * (the hash of each key's values as last synced: snapshot.c).  Joining
  * the two in SQL costs a hash join of the whole result with the whole
  * snapshot: most of a run's time.  Instead the run loads the snapshot's
  * keys and hashes into a hash table of its own, and its query calls
  * retl._run_probe(key, hash) for each row, which says what the row is:
  * A(dded), C(hanged), U(nchanged), L (the snapshot holds a hash of retl
- * 0.1, which the caller compares) or NULL (a row of another part, or a
- * second row with one key), and marks its key seen.  The keys never seen
- * are the removed ones.  JSON is built only for the rows that differ.
+ * 0.1, which the caller compares), N (a NULL key) or NULL (a row of
+ * another part, a second row with one key, or an op the run does not
+ * write), and keeps the row's hash under its key (an added key gets a
+ * slot).  The keys never seen are the removed ones; the slots seen are
+ * the new snapshot, which the run saves part by part.  JSON is built only
+ * for the rows that are written.
  *
  * The keys are kept in the order the snapshot is read in, with an index by
  * hash (open addressing, positions of 4 bytes).  A query that returns its
@@ -18,10 +21,12 @@
  * finds each key right after the previous one, without touching the index:
  * one key after another in memory instead of a cache miss for each.  A
  * single integer key column is kept as its value (exact); any other key as
- * its jsonb, under the hash of its bytes, compared byte by byte.  About 40
- * bytes a key.  A snapshot larger than retl.run_memory is split into parts
- * by key: the query runs once for each, a row counting in the part of its
- * key only.
+ * its jsonb, under the hash of its bytes, compared byte by byte.  About 50
+ * bytes a key.  A snapshot larger than retl.run_memory is split into parts,
+ * ranges of key hashes: the query runs once for each, a row counting in
+ * the part of its key only.  A first part that outgrows it with the keys
+ * the query adds overflows: the query then only counts its rows, and the
+ * caller runs it again in more parts.
  *
  * The table lives in a memory context of the run; its reset callback
  * forgets it, so an error anywhere leaves no probe behind.
@@ -124,6 +129,7 @@ struct RetlProbe
 	bool		null_key;		/* a key is or holds NULL */
 	int64		added;			/* A answered */
 	int64		changed;		/* C answered */
+	bool		written[256];	/* ops the query writes: the others answer NULL */
 	bool		saving;			/* the writer has begun */
 	RetlSnapshotWriter writer;
 };
@@ -492,6 +498,20 @@ retl_probe_begin(int sync_id, bool int_keys)
 	return p;
 }
 
+/*
+ * The ops the run writes (a string of op letters; N, for a NULL key, is
+ * always written): the probe answers NULL for a row of another op, so
+ * the query passes on only the rows it writes, with no test of its own.
+ */
+void
+retl_probe_write_ops(RetlProbe *probe, const char *ops)
+{
+	memset(probe->written, 0, sizeof(probe->written));
+	for (const char *c = ops; *c; c++)
+		probe->written[(unsigned char) *c] = true;
+	probe->written['N'] = true;
+}
+
 bool
 retl_probe_int_keys(RetlProbe *probe)
 {
@@ -771,6 +791,15 @@ null_key(RetlProbe *p, FunctionCallInfo fcinfo)
 	PG_RETURN_DATUM(CharGetDatum('N'));
 }
 
+/* An op, if the query writes it, else NULL */
+static inline Datum
+answer(RetlProbe *p, FunctionCallInfo fcinfo, Datum op)
+{
+	if (!p->written[(unsigned char) DatumGetChar(op)])
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(op);
+}
+
 static RetlProbe *
 active_probe(void)
 {
@@ -787,7 +816,7 @@ PG_FUNCTION_INFO_V1(retl_run_probe_key);
 /*
  * retl._run_probe(key bigint, hash bigint) → "char": a row of the run's
  * query, of a sync whose key is one integer column (NULL: another part's,
- * or a part that overflowed).
+ * a part that overflowed, or an op the run does not write).
  */
 Datum
 retl_run_probe_int(PG_FUNCTION_ARGS)
@@ -806,12 +835,13 @@ retl_run_probe_int(PG_FUNCTION_ARGS)
 	p->part_rows++;
 	if (p->overflowed)
 		PG_RETURN_NULL();
-	PG_RETURN_DATUM(classify(p, find_slot(p, k, NULL), k, NULL, PG_GETARG_INT64(1)));
+	return answer(p, fcinfo, classify(p, find_slot(p, k, NULL), k, NULL, PG_GETARG_INT64(1)));
 }
 
 /*
  * retl._run_probe(key jsonb, hash bigint) → "char": a row of the run's
- * query (NULL: another part's, or a part that overflowed).
+ * query (NULL: another part's, a part that overflowed, or an op the run
+ * does not write).
  */
 Datum
 retl_run_probe_key(PG_FUNCTION_ARGS)
@@ -840,7 +870,7 @@ retl_run_probe_key(PG_FUNCTION_ARGS)
 		p->null_key = true;
 		PG_RETURN_DATUM(CharGetDatum('N'));
 	}
-	PG_RETURN_DATUM(classify(p, slot, (int64) h, key, PG_GETARG_INT64(1)));
+	return answer(p, fcinfo, classify(p, slot, (int64) h, key, PG_GETARG_INT64(1)));
 }
 
 /*

@@ -8,6 +8,7 @@ typedef struct RetlProbe RetlProbe;
 typedef void (*RetlProbeKeyFn) (void *arg, Datum key, int64 hash, bool legacy);
 
 extern RetlProbe *retl_probe_begin(int sync_id, bool int_keys);
+extern void retl_probe_write_ops(RetlProbe *probe, const char *ops);
 extern bool retl_probe_int_keys(RetlProbe *probe);
 extern bool retl_probe_next_part(RetlProbe *probe);
 extern bool retl_probe_overflowed(RetlProbe *probe);
