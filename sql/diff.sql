@@ -693,6 +693,8 @@ ROLLBACK;
 -- the snapshot a run probes is the run's: elsewhere there is none
 SELECT retl._run_probe(1::bigint, 1::bigint);
 SELECT retl._run_probe('[1]'::jsonb, 1::bigint);
+SELECT retl._run_probe_values(1::bigint, 'a'::text, 2);
+SELECT retl._run_probe_values('[1]'::jsonb, 'a'::text);
 
 DO $$
 BEGIN

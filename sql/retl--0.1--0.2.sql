@@ -829,8 +829,15 @@ CREATE FUNCTION retl._run_probe(key bigint, hash bigint) RETURNS "char"
 	AS 'MODULE_PATHNAME', 'retl_run_probe_int' LANGUAGE C VOLATILE PARALLEL RESTRICTED;
 CREATE FUNCTION retl._run_probe(key jsonb, hash bigint) RETURNS "char"
 	AS 'MODULE_PATHNAME', 'retl_run_probe_key' LANGUAGE C VOLATILE PARALLEL RESTRICTED;
-REVOKE ALL ON FUNCTION retl._run_probe(bigint, bigint), retl._run_probe(jsonb, bigint) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION retl._run_probe(bigint, bigint), retl._run_probe(jsonb, bigint) TO retl_user;
+/* the same, given the row's values, hashed as retl._values_hash does */
+CREATE FUNCTION retl._run_probe_values(key bigint, VARIADIC "any") RETURNS "char"
+	AS 'MODULE_PATHNAME', 'retl_run_probe_int_values' LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+CREATE FUNCTION retl._run_probe_values(key jsonb, VARIADIC "any") RETURNS "char"
+	AS 'MODULE_PATHNAME', 'retl_run_probe_key_values' LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+REVOKE ALL ON FUNCTION retl._run_probe(bigint, bigint), retl._run_probe(jsonb, bigint),
+	retl._run_probe_values(bigint, "any"), retl._run_probe_values(jsonb, "any") FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION retl._run_probe(bigint, bigint), retl._run_probe(jsonb, bigint),
+	retl._run_probe_values(bigint, "any"), retl._run_probe_values(jsonb, "any") TO retl_user;
 
 /*
  * The hash a diff run keeps of a row: of its values' stored bytes (a

@@ -204,28 +204,41 @@ written_ops(RetlSync *sync, bool send, bool replace)
 	return letters.data;
 }
 
+/* A row's key over q: an integer key column as bigint, else a jsonb array */
+static void
+append_key(StringInfo sql, RetlSync *sync, bool int_keys)
+{
+	if (int_keys)
+		appendStringInfo(sql, "q.%s::pg_catalog.int8", quote_identifier(sync->key_names[0]));
+	else
+		append_key_array(sql, sync->key_names, sync->nkeys);
+}
+
 /*
  * The result of a sync as a subquery aliased c: its rows' key ("retl.key":
  * the value of a single integer key column as bigint, else a jsonb array),
- * the hash of their mapped values ("retl.hash", bigint: rowhash.c, the
- * values passed one by one when they can be), what the
- * run's snapshot in memory says of the row ("retl.op", retl._run_probe(),
- * which also counts it), and what the data expression (appended to data)
- * reads.  The probe is volatile: c stays a level of its own, evaluated once
- * per row, and the data expression above it runs only for the rows it
- * lets through.
+ * what the run's snapshot in memory says of the row ("retl.op",
+ * retl._run_probe_values(key, values...), which hashes the row's mapped
+ * values (rowhash.c) if the row is of the part being diffed, keeps the
+ * hash and counts the row; with more values than a function takes,
+ * retl._run_probe(key, hash) of retl._row_hash of a row of them, the same
+ * hash), and what the data expression (appended to data) reads.  The
+ * probe is volatile: c stays a level of its own, evaluated once per row,
+ * and the data expression above it runs only for the rows it lets
+ * through.
  */
 static void
 append_result(StringInfo sql, StringInfo data, RetlSync *sync, TupleDesc desc, bool int_keys)
 {
 	StringInfoData values;
 	int			nvalues;
+	StringInfoData keyed;
 
-	appendStringInfoString(sql, "(SELECT retl._run_probe(r.\"retl.key\", r.\"retl.hash\") AS \"retl.op\", r.* FROM ");
 	if (sync->audience_id)
 	{
 		/* the audience's current members; membership was computed as its owner */
-		appendStringInfoString(sql, "(SELECT m.key AS \"retl.key\","
+		appendStringInfoString(sql, "(SELECT retl._run_probe(r.\"retl.key\", r.\"retl.hash\") AS \"retl.op\", r.* FROM "
+							   "(SELECT m.key AS \"retl.key\","
 							   " pg_catalog.hashtextextended(m.data::pg_catalog.text, 0) AS \"retl.hash\","
 							   " m.data AS \"retl.data\" FROM (SELECT m.key, ");
 		retl_append_key_object(sql, sync, "m.key");
@@ -234,24 +247,27 @@ append_result(StringInfo sql, StringInfo data, RetlSync *sync, TupleDesc desc, b
 		appendStringInfoString(data, "c.\"retl.data\"");
 		return;
 	}
-	appendStringInfoString(sql, "(SELECT ");
-	if (int_keys)
-		appendStringInfo(sql, "q.%s::pg_catalog.int8", quote_identifier(sync->key_names[0]));
-	else
-		append_key_array(sql, sync->key_names, sync->nkeys);
-	appendStringInfoString(sql, " AS \"retl.key\", ");
+	/* the source's rows and their key, as q */
+	initStringInfo(&keyed);
+	appendStringInfoString(&keyed, "(SELECT ");
+	append_key(&keyed, sync, int_keys);
+	appendStringInfo(&keyed, " AS \"retl.key\", q.* FROM (%s\n) q) q", source_query(sync));
+
 	initStringInfo(&values);
 	nvalues = retl_append_value_list(&values, sync, "q", desc);
-	if (nvalues > 0 && nvalues <= FUNC_MAX_ARGS)
-		appendStringInfo(sql, "retl._values_hash(%s)", values.data);
+	if (nvalues > 0 && nvalues < FUNC_MAX_ARGS)
+		appendStringInfo(sql, "(SELECT retl._run_probe_values(q.\"retl.key\", %s) AS \"retl.op\", q.* FROM %s) c",
+						 values.data, keyed.data);
 	else
 	{
-		/* (the same hash, of a row formed of them) */
-		appendStringInfoString(sql, "retl._row_hash(");
+		/* (the same hash, of a row formed of them: of the source's row only) */
+		appendStringInfoString(sql, "(SELECT retl._run_probe(r.\"retl.key\", r.\"retl.hash\") AS \"retl.op\", r.*"
+							   " FROM (SELECT ");
+		append_key(sql, sync, int_keys);
+		appendStringInfoString(sql, " AS \"retl.key\", retl._row_hash(");
 		retl_append_row_values(sql, sync, "q");
-		appendStringInfoChar(sql, ')');
+		appendStringInfo(sql, ") AS \"retl.hash\", q.* FROM (%s\n) q) r) c", source_query(sync));
 	}
-	appendStringInfoString(sql, " AS \"retl.hash\", q.*");
 	if (sync->mapping == NULL)
 		appendStringInfoString(data, "(pg_catalog.to_jsonb(c.*) OPERATOR(pg_catalog.-)"
 							   " '{retl.op,retl.key,retl.hash}'::pg_catalog.text[])");
@@ -266,7 +282,6 @@ append_result(StringInfo sql, StringInfo data, RetlSync *sync, TupleDesc desc, b
 		retl_append_row_data(data, sync, "q");
 		appendStringInfoString(data, " FROM (SELECT c.*) q)");
 	}
-	appendStringInfo(sql, " FROM (%s\n) q) r) c", source_query(sync));
 }
 
 /*
@@ -328,7 +343,7 @@ find_duplicate_key(RetlSync *sync, const char *what)
 
 /*
  * The diff of a sync's result against its snapshot, into
- * pg_temp.retl_run_diff (key, data, hash, op): the rows that are sent,
+ * pg_temp.retl_run_diff (key, data, op): the rows that are sent,
  * A(dded), C(hanged) and R(emoved) keys as the mode asks (in a replace,
  * U for every unchanged row too), and L for a key whose snapshot holds a
  * hash of retl 0.1, compared here and made H (only rehashed) or C.  data
@@ -363,7 +378,7 @@ diff_result(RetlSync *sync, bool send, bool replace, bool save, RetlRunCounts *c
 	TupleDesc	desc;
 
 	retl_owner_temp_table(sync->owner, "retl_run_diff",
-						  "key pg_catalog.jsonb, data pg_catalog.jsonb, hash pg_catalog.int8, op pg_catalog.text");
+						  "key pg_catalog.jsonb, data pg_catalog.jsonb, op pg_catalog.text");
 	retl_progress_phase("reading the snapshot");
 	desc = sync->audience_id ? NULL : describe_result(sync);
 	probe = retl_probe_begin(sync->id, desc != NULL && integer_key(sync, desc));
@@ -378,10 +393,10 @@ diff_result(RetlSync *sync, bool send, bool replace, bool save, RetlRunCounts *c
 	initStringInfo(&data);
 	append_result(&from, &data, sync, desc, int_keys);
 	initStringInfo(&sql);
-	appendStringInfo(&sql, "INSERT INTO pg_temp.retl_run_diff (key, data, hash, op)"
+	appendStringInfo(&sql, "INSERT INTO pg_temp.retl_run_diff (key, data, op)"
 					 " SELECT %s, CASE WHEN c.\"retl.op\" OPERATOR(pg_catalog.=) 'L'"
 					 " OR c.\"retl.op\" OPERATOR(pg_catalog.=) ANY (%s::pg_catalog.\"char\"[]) THEN %s END,"
-					 " c.\"retl.hash\", c.\"retl.op\"::pg_catalog.text FROM %s",
+					 " c.\"retl.op\"::pg_catalog.text FROM %s",
 					 int_keys ? "pg_catalog.jsonb_build_array(c.\"retl.key\")" : "c.\"retl.key\"",
 					 quote_literal_cstr(data_ops(sync, send, replace)), data.data, from.data);
 	/* the probe answers NULL for the rows not written */

@@ -61,6 +61,7 @@
 #include "base/progress.h"
 #include "models/jsonkey.h"
 #include "models/probe.h"
+#include "models/rowhash.h"
 #include "models/snapshot.h"
 
 #define PROBE_SEEN		0x01
@@ -810,23 +811,20 @@ active_probe(void)
 	return active;
 }
 
-PG_FUNCTION_INFO_V1(retl_run_probe_int);
-PG_FUNCTION_INFO_V1(retl_run_probe_key);
-
 /*
- * retl._run_probe(key bigint, hash bigint) → "char": a row of the run's
- * query, of a sync whose key is one integer column (NULL: another part's,
- * a part that overflowed, or an op the run does not write).
+ * A row of the run's query whose key (argument 0) is one integer column,
+ * and the hash of its values (argument 1), or its values (arguments 1 on,
+ * hashed only if the row is of the current part).
  */
-Datum
-retl_run_probe_int(PG_FUNCTION_ARGS)
+static Datum
+probe_int(FunctionCallInfo fcinfo, bool values)
 {
 	RetlProbe  *p = active_probe();
 	int64		k;
 
 	if (!p->int_keys)
 		elog(ERROR, "retl: a run probed integer keys in a snapshot of others");
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+	if (PG_ARGISNULL(0) || (!values && PG_ARGISNULL(1)))
 		return null_key(p, fcinfo);
 	k = PG_GETARG_INT64(0);
 	if (part_of(p, mix64((uint64) k)) != p->part)
@@ -835,16 +833,13 @@ retl_run_probe_int(PG_FUNCTION_ARGS)
 	p->part_rows++;
 	if (p->overflowed)
 		PG_RETURN_NULL();
-	return answer(p, fcinfo, classify(p, find_slot(p, k, NULL), k, NULL, PG_GETARG_INT64(1)));
+	return answer(p, fcinfo, classify(p, find_slot(p, k, NULL), k, NULL,
+									  values ? (int64) retl_hash_args(fcinfo, 1) : PG_GETARG_INT64(1)));
 }
 
-/*
- * retl._run_probe(key jsonb, hash bigint) → "char": a row of the run's
- * query (NULL: another part's, a part that overflowed, or an op the run
- * does not write).
- */
-Datum
-retl_run_probe_key(PG_FUNCTION_ARGS)
+/* The same, of a row whose key is a jsonb array. */
+static Datum
+probe_key(FunctionCallInfo fcinfo, bool values)
 {
 	RetlProbe  *p = active_probe();
 	struct varlena *key;
@@ -853,7 +848,7 @@ retl_run_probe_key(PG_FUNCTION_ARGS)
 
 	if (p->int_keys)
 		elog(ERROR, "retl: a run probed jsonb keys in a snapshot of integers");
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+	if (PG_ARGISNULL(0) || (!values && PG_ARGISNULL(1)))
 		return null_key(p, fcinfo);
 	key = PG_DETOAST_DATUM_PACKED(PG_GETARG_DATUM(0));
 	h = key_hash(key);
@@ -870,7 +865,50 @@ retl_run_probe_key(PG_FUNCTION_ARGS)
 		p->null_key = true;
 		PG_RETURN_DATUM(CharGetDatum('N'));
 	}
-	return answer(p, fcinfo, classify(p, slot, (int64) h, key, PG_GETARG_INT64(1)));
+	return answer(p, fcinfo, classify(p, slot, (int64) h, key,
+									  values ? (int64) retl_hash_args(fcinfo, 1) : PG_GETARG_INT64(1)));
+}
+
+PG_FUNCTION_INFO_V1(retl_run_probe_int);
+PG_FUNCTION_INFO_V1(retl_run_probe_key);
+PG_FUNCTION_INFO_V1(retl_run_probe_int_values);
+PG_FUNCTION_INFO_V1(retl_run_probe_key_values);
+
+/*
+ * retl._run_probe(key bigint, hash bigint) → "char": what a row of the
+ * run's query is, of a sync whose key is one integer column (NULL:
+ * another part's, a part that overflowed, or an op the run does not
+ * write).
+ */
+Datum
+retl_run_probe_int(PG_FUNCTION_ARGS)
+{
+	return probe_int(fcinfo, false);
+}
+
+/* retl._run_probe(key jsonb, hash bigint) → "char": the same, a jsonb key */
+Datum
+retl_run_probe_key(PG_FUNCTION_ARGS)
+{
+	return probe_key(fcinfo, false);
+}
+
+/*
+ * retl._run_probe_values(key bigint, VARIADIC "any") → "char": the same,
+ * given the row's values, hashed as retl._values_hash does, and only for
+ * the rows of the current part.
+ */
+Datum
+retl_run_probe_int_values(PG_FUNCTION_ARGS)
+{
+	return probe_int(fcinfo, true);
+}
+
+/* retl._run_probe_values(key jsonb, VARIADIC "any") → "char" */
+Datum
+retl_run_probe_key_values(PG_FUNCTION_ARGS)
+{
+	return probe_key(fcinfo, true);
 }
 
 /*

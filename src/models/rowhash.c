@@ -32,6 +32,8 @@
 #include "utils/lsyscache.h"
 #include "utils/typcache.h"
 
+#include "models/rowhash.h"
+
 typedef enum ValueKind
 {
 	VALUE_BYVAL,				/* in the Datum itself */
@@ -244,8 +246,9 @@ retl_row_hash(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64((int64) hash_values(t));
 }
 
+/* The types of a call's arguments from first on, kept in fn_extra */
 static HashTypes *
-values_hash_types(FunctionCallInfo fcinfo)
+values_hash_types(FunctionCallInfo fcinfo, int first)
 {
 	HashTypes  *t = (HashTypes *) fcinfo->flinfo->fn_extra;
 	MemoryContext old;
@@ -255,23 +258,41 @@ values_hash_types(FunctionCallInfo fcinfo)
 	if (get_fn_expr_variadic(fcinfo->flinfo))
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("retl._values_hash takes its values as arguments, not as a VARIADIC array")));
+				 errmsg("retl.%s takes its values as arguments, not as a VARIADIC array",
+						get_func_name(fcinfo->flinfo->fn_oid))));
 	old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
-	t = new_hash_types(PG_NARGS());
+	t = new_hash_types(PG_NARGS() - first);
 	for (int i = 0; i < t->n; i++)
 	{
-		Oid			type = get_fn_expr_argtype(fcinfo->flinfo, i);
+		Oid			type = get_fn_expr_argtype(fcinfo->flinfo, first + i);
 		int16		len;
 		bool		byval;
 
 		if (!OidIsValid(type))
-			elog(ERROR, "retl._values_hash: could not determine the type of argument %d", i + 1);
+			elog(ERROR, "retl: could not determine the type of argument %d", first + i + 1);
 		get_typlenbyval(type, &len, &byval);
 		set_type(t, i, type, len, byval);
 	}
 	fcinfo->flinfo->fn_extra = t;
 	MemoryContextSwitchTo(old);
 	return t;
+}
+
+/*
+ * The hash of a call's arguments from first on, as retl._row_hash hashes a
+ * row of them (the call's fn_extra keeps their types).
+ */
+uint64
+retl_hash_args(FunctionCallInfo fcinfo, int first)
+{
+	HashTypes  *t = values_hash_types(fcinfo, first);
+
+	for (int i = 0; i < t->n; i++)
+	{
+		t->values[i] = PG_GETARG_DATUM(first + i);
+		t->nulls[i] = PG_ARGISNULL(first + i);
+	}
+	return hash_values(t);
 }
 
 PG_FUNCTION_INFO_V1(retl_values_hash);
@@ -283,12 +304,5 @@ PG_FUNCTION_INFO_V1(retl_values_hash);
 Datum
 retl_values_hash(PG_FUNCTION_ARGS)
 {
-	HashTypes  *t = values_hash_types(fcinfo);
-
-	for (int i = 0; i < t->n; i++)
-	{
-		t->values[i] = PG_GETARG_DATUM(i);
-		t->nulls[i] = PG_ARGISNULL(i);
-	}
-	PG_RETURN_INT64((int64) hash_values(t));
+	PG_RETURN_INT64((int64) retl_hash_args(fcinfo, 0));
 }
