@@ -24,6 +24,7 @@ OBJS = \
 	src/models/diff.o \
 	src/models/jsonkey.o \
 	src/models/probe.o \
+	src/models/probe_load.o \
 	src/models/snapshot.o \
 	src/models/query.o \
 	src/models/rowhash.o \

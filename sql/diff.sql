@@ -372,13 +372,26 @@ SELECT s.id, v.k, v.h, v.l FROM retl.syncs s,
  WHERE s.name = 'people_manual';
 SELECT sn.key, sn.hash FROM retl.snapshots sn ORDER BY sn.key;
 SAVEPOINT s;
-INSERT INTO retl.snapshot_chunks (sync_id, chunk, keys, lo, hi, data)
-SELECT id, 0, 1, 0, 4294967295, '\x5253316900'::bytea FROM retl.syncs WHERE name = 'people_manual';
+INSERT INTO retl.snapshot_chunks (sync_id, chunk, keys, int_keys, lo, hi, data)
+SELECT id, 0, 1, true, 0, 4294967295, '\x5253316900'::bytea FROM retl.syncs WHERE name = 'people_manual';
 SELECT count(*) FROM retl.snapshots;
 ROLLBACK TO s;
-INSERT INTO retl.snapshot_chunks (sync_id, chunk, keys, lo, hi, data)
-SELECT id, 0, 1, 0, 4294967295, '\x52533169' || '\x0700000000000000'::bytea || '\x0900000000000000'::bytea
+INSERT INTO retl.snapshot_chunks (sync_id, chunk, keys, int_keys, lo, hi, data)
+SELECT id, 0, 1, true, 0, 4294967295, '\x52533169' || '\x0700000000000000'::bytea || '\x0900000000000000'::bytea
   FROM retl.syncs WHERE name = 'people_manual';
+SELECT sn.key, sn.hash FROM retl.snapshots sn ORDER BY sn.key;
+-- a member of retl_admin reads it (the tables are the extension's)
+CREATE ROLE diff_admin IN ROLE retl_admin;
+SET ROLE diff_admin;
+SELECT count(*) FROM retl.snapshots;
+SAVEPOINT t;
+SELECT count(*) FROM retl.snapshot_chunks;
+ROLLBACK TO t;
+RESET ROLE;
+-- a resync forgets every key: an edit, applied after those before it
+SELECT retl_resync('people_manual') IS NOT NULL AS run_id;
+INSERT INTO retl.snapshot_edits (sync_id, key, hash)
+SELECT id, '[9]', 10 FROM retl.syncs WHERE name = 'people_manual';
 SELECT sn.key, sn.hash FROM retl.snapshots sn ORDER BY sn.key;
 ROLLBACK;
 SELECT retl_resync('people_manual', send => NULL);

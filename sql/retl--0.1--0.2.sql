@@ -162,7 +162,8 @@ BEGIN
 	FOR attempt IN 1..10 LOOP
 		BEGIN
 			DELETE FROM retl.queue q WHERE q.sync_id = sid;
-			PERFORM retl._forget_snapshot(sid);
+			DELETE FROM retl.snapshot_chunks c WHERE c.sync_id = sid;
+			DELETE FROM retl.snapshot_edits e WHERE e.sync_id = sid;
 			EXIT;
 		EXCEPTION WHEN deadlock_detected THEN
 			IF attempt = 10 THEN
@@ -915,10 +916,11 @@ GRANT EXECUTE ON FUNCTION retl_cancel_run(bigint) TO retl_user;
  * of a row per key (a first run of 1M rows spent three quarters of its
  * time inserting them, in a btree of jsonb keys).  Between runs the worker
  * records what it changes of a snapshot as edits, only ever inserted (a
- * dead letter's key forgotten: hash NULL; or kept stale: hash 0), which
- * the next run applies and deletes.  0.1's rows become edits holding its
- * md5 in legacy_hash: the next run compares a row's JSON with it, and a
- * row that did not change is only rehashed, not sent again.
+ * dead letter's key forgotten: hash NULL; or kept stale: hash 0; a resync
+ * forgets every key: key 'null'), which the next run applies and deletes.
+ * 0.1's rows become edits holding its md5 in legacy_hash: the next run
+ * compares a row's JSON with it, and a row that did not change is only
+ * rehashed, not sent again.
  */
 ALTER TABLE retl.snapshots RENAME TO snapshot_edits;
 ALTER TABLE retl.snapshot_edits DROP CONSTRAINT snapshots_pkey;
@@ -929,11 +931,17 @@ ALTER TABLE retl.snapshot_edits ADD COLUMN id bigserial;
 ALTER TABLE retl.snapshot_edits ADD CONSTRAINT snapshot_edits_hash_check
 	CHECK (hash IS NULL OR legacy_hash IS NULL);
 CREATE INDEX snapshot_edits_sync_id_idx ON retl.snapshot_edits (sync_id, id);
+/* an edit inserted while its sync is dropped (a resync's): the drop takes it */
+DELETE FROM retl.snapshot_edits e WHERE NOT EXISTS (SELECT FROM retl.syncs s WHERE s.id = e.sync_id);
+ALTER TABLE retl.snapshot_edits ADD CONSTRAINT snapshot_edits_sync_id_fkey
+	FOREIGN KEY (sync_id) REFERENCES retl.syncs (id) ON DELETE CASCADE;
 
+/* a run writing chunks while its sync is dropped: the drop takes them */
 CREATE TABLE retl.snapshot_chunks (
-	sync_id		integer NOT NULL,
+	sync_id		integer NOT NULL REFERENCES retl.syncs (id) ON DELETE CASCADE,
 	chunk		integer NOT NULL,
 	keys		integer NOT NULL,	/* entries */
+	int_keys	boolean NOT NULL,	/* integer keys, else jsonb */
 	lo			bigint NOT NULL,	/* range of their keys' positions (a hash's high 32 bits) */
 	hi			bigint NOT NULL,
 	data		bytea NOT NULL,
@@ -957,11 +965,14 @@ CREATE VIEW retl.snapshots AS
 GRANT SELECT ON retl.snapshots TO retl_admin;
 GRANT EXECUTE ON FUNCTION retl._snapshot(integer) TO retl_admin;
 
-/* Forget a sync's snapshot (a resync, a drop). */
+/*
+ * Forget a sync's snapshot (a resync): an edit of every key, which the
+ * next run applies (a run in progress saves its snapshot, and the next one
+ * forgets it: nothing waits, nothing is lost).
+ */
 CREATE FUNCTION retl._forget_snapshot(sid integer) RETURNS void
 LANGUAGE sql AS $$
-	DELETE FROM retl.snapshot_chunks c WHERE c.sync_id = sid;
-	DELETE FROM retl.snapshot_edits e WHERE e.sync_id = sid;
+	INSERT INTO retl.snapshot_edits (sync_id, key) VALUES (sid, 'null');
 $$;
 REVOKE ALL ON FUNCTION retl._forget_snapshot(integer) FROM PUBLIC;
 

@@ -1,15 +1,15 @@
 /*
  * diff.c: diff capture: a run of a scheduled sync, and its preview.
  *
- * A run loads the sync's snapshot (retl.snapshots: what was last synced)
- * into memory (probe.c), evaluates the sync's query as the sync's owner
- * (so grants and row-level security apply), each row hashed (rowhash.c)
- * and looked up in the snapshot, into a temporary table of the rows that
- * differ (key, mapped data, hash, op), then, as the extension, queues
- * added, changed and removed keys and rewrites the snapshot.  Memory is
- * bounded by retl.run_memory (a larger snapshot is diffed in parts), and
- * it all happens in the caller's transaction: a crash or an error leaves
- * the previous snapshot and queue intact.
+ * A run loads the sync's snapshot (what was last synced: snapshot.c) into
+ * memory (probe.c), evaluates the sync's query as the sync's owner (so
+ * grants and row-level security apply), each row hashed (rowhash.c) and
+ * looked up in the snapshot, into a temporary table of the rows to send
+ * (key, mapped data, op), then, as the extension, queues added, changed
+ * and removed keys; the snapshot is written from memory as the query is
+ * read.  Memory is bounded by retl.run_memory (a larger snapshot is
+ * diffed in parts), and it all happens in the caller's transaction: a
+ * crash or an error leaves the previous snapshot and queue intact.
  *
  * The worker runs it in its own transaction, with no request in flight
  * being waited for; retl_preview() runs it in a subtransaction that is
@@ -381,7 +381,7 @@ diff_result(RetlSync *sync, bool send, bool replace, bool save, RetlRunCounts *c
 						  "key pg_catalog.jsonb, data pg_catalog.jsonb, op pg_catalog.text");
 	retl_progress_phase("reading the snapshot");
 	desc = sync->audience_id ? NULL : describe_result(sync);
-	probe = retl_probe_begin(sync->id, desc != NULL && integer_key(sync, desc));
+	probe = retl_probe_begin(sync->id, desc != NULL && integer_key(sync, desc), NULL);
 	int_keys = retl_probe_int_keys(probe);
 	if (retl_probe_parts(probe) > 1)
 		ereport(LOG,
@@ -434,29 +434,27 @@ diff_result(RetlSync *sync, bool send, bool replace, bool save, RetlRunCounts *c
 		find_duplicate_key(sync, what);
 
 	retl_progress_phase("diffing");
+	/* the probe counted them, but for 0.1's rows (L), compared here */
+	retl_probe_counts(probe, &counts->added, &counts->changed);
+	counts->removed = removed;
 	if (retl_probe_legacy(probe))
 	{
 		/* keys whose snapshot holds retl 0.1's hash: the md5 of their JSON */
 		values[0] = Int32GetDatum(sync->id);
 		values[1] = CStringGetTextDatum(data_ops(sync, send, replace));
-		if (SPI_execute_with_args("UPDATE pg_temp.retl_run_diff d SET op = CASE WHEN sn.legacy_hash"
+		if (SPI_execute_with_args("WITH l AS (UPDATE pg_temp.retl_run_diff d SET op = CASE WHEN sn.legacy_hash"
 								  " OPERATOR(pg_catalog.=) pg_catalog.md5(d.data::pg_catalog.text) THEN 'H' ELSE 'C' END"
 								  " FROM retl.snapshot_edits sn WHERE d.op = 'L' AND sn.sync_id = $1"
-								  " AND sn.legacy_hash IS NOT NULL AND sn.key = d.key",
-								  1, types, values, NULL, false, 0) != SPI_OK_UPDATE ||
-			SPI_execute_with_args("UPDATE pg_temp.retl_run_diff d SET data = NULL"
+								  " AND sn.legacy_hash IS NOT NULL AND sn.key = d.key RETURNING d.op)"
+								  " SELECT pg_catalog.count(*) FILTER (WHERE l.op = 'C') FROM l",
+								  1, types, values, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "retl: could not compare the snapshot of sync \"%s\" of an older version", sync->name);
+		tup = SPI_tuptable->vals[0];
+		counts->changed += strtoi64(SPI_getvalue(tup, SPI_tuptable->tupdesc, 1), NULL, 10);
+		if (SPI_execute_with_args("UPDATE pg_temp.retl_run_diff d SET data = NULL"
 								  " WHERE d.op IN ('H', 'C') AND d.data IS NOT NULL AND NOT d.op = ANY ($2::pg_catalog.text[])",
 								  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "retl: could not compare the snapshot of sync \"%s\" of an older version", sync->name);
-	}
-	/* the probe counted them, unless 0.1's hashes made some C rows H */
-	retl_probe_counts(probe, &counts->added, &counts->changed);
-	counts->removed = removed;
-	if (retl_probe_legacy(probe))
-	{
-		exec("SELECT pg_catalog.count(*) FILTER (WHERE op = 'C') FROM pg_temp.retl_run_diff", SPI_OK_SELECT);
-		tup = SPI_tuptable->vals[0];
-		counts->changed = strtoi64(SPI_getvalue(tup, SPI_tuptable->tupdesc, 1), NULL, 10);
 	}
 	if (retl_probe_null_key(probe))
 		fail_on_key("SELECT key::text FROM pg_temp.retl_run_diff WHERE op = 'N' LIMIT 1", what, true);

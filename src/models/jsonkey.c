@@ -18,7 +18,8 @@
 
 /*
  * A snapshot key as one integer: a one-element array of an integral number
- * within int8 (what jsonb_build_array makes of an integer column).
+ * within int8 (what jsonb_build_array makes of an integer column).  Its
+ * allocations are the caller's to reset.
  */
 bool
 retl_stored_int_key(struct varlena *key, int64 *value)
@@ -35,9 +36,9 @@ retl_stored_int_key(struct varlena *key, int64 *value)
 	v = getIthJsonbValueFromContainer(&jb->root, 0);
 	if (v == NULL || v->type != jbvNumeric)
 		return false;
-	/* at most 18 characters: within int8, no fraction */
+	/* digits only (no fraction, no exponent), within int8 */
 	text = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
-	if (strlen(text) > 18)
+	if (strspn(text + (text[0] == '-'), "0123456789") != strlen(text + (text[0] == '-')))
 		return false;
 	errno = 0;
 	*value = strtoi64(text, &end, 10);

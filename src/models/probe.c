@@ -28,114 +28,42 @@
  * the query adds overflows: the query then only counts its rows, and the
  * caller runs it again in more parts.
  *
- * The table lives in a memory context of the run; its reset callback
- * forgets it, so an error anywhere leaves no probe behind.
+ * Loading and saving it: probe_load.c.  The table lives in a memory
+ * context of the run; its reset callback forgets it, so an error anywhere
+ * leaves no probe behind.
  */
 #include "postgres.h"
 
-#include <errno.h>
-#include <math.h>
-
-#include "access/htup_details.h"
-#include "access/skey.h"
-#include "access/table.h"
-#include "access/tableam.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
-#include "common/hashfn.h"
 #include "executor/spi.h"
-#include "executor/tuptable.h"
 #include "fmgr.h"
-#include "miscadmin.h"
-#include "parser/parse_relation.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/fmgroids.h"
-#include "utils/jsonb.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/numeric.h"
-#include "utils/snapmgr.h"
 
 #include "base/guc.h"
 #include "base/progress.h"
 #include "models/jsonkey.h"
-#include "models/probe.h"
+#include "models/probe_table.h"
 #include "models/rowhash.h"
-#include "models/snapshot.h"
-
-#define PROBE_SEEN		0x01
-#define PROBE_LEGACY	0x02	/* holds retl 0.1's md5 only (an edit) */
-#define PROBE_FORGOTTEN 0x04	/* an edit forgot it: not synced */
 
 /* removed keys are queued this many at a time */
 #define REMOVED_BATCH	10000
 
-/*
- * A part is planned to take this share of retl.run_memory at most, the
- * rest left for the keys a run adds.
- */
-#define GROWTH			1.25
-
-/* A key of the snapshot */
-typedef struct Slot
-{
-	int64		key;			/* an integer key, or the hash of a jsonb key */
-	int64		hash;			/* of the row's values: as last synced, then as now */
-	struct varlena *jkey;		/* the jsonb key (not integer keys) */
-	uint8		flags;
-} Slot;
-
-/* splitmix64's finalizer: integer keys are often consecutive */
-static inline uint64
-mix64(uint64 x)
-{
-	x ^= x >> 30;
-	x *= UINT64CONST(0xbf58476d1ce4e5b9);
-	x ^= x >> 27;
-	x *= UINT64CONST(0x94d049bb133111eb);
-	x ^= x >> 31;
-	return x;
-}
-
-struct RetlProbe
-{
-	MemoryContext cxt;			/* the probe */
-	MemoryContext part_cxt;		/* the current part's table and keys */
-	MemoryContextCallback forget;
-	struct RetlProbe *outer;	/* the run's that was active before (a preview in a run) */
-	int			sync_id;
-	bool		int_keys;
-	bool		reload;			/* a key was not an integer: load as jsonb */
-	Snapshot	snap;			/* the snapshot as the run began */
-	RetlSnapshotEdit *edits;	/* the worker's since the last run, oldest first */
-	int			nedits;
-	int64		stored;			/* entries of the stored snapshot */
-	int64		stored_bytes;	/* and their bytes */
-	int			nparts;
-	int			part;
-	Slot	   *slots;			/* the part's keys, in the order read, then added */
-	int64		nslots;
-	int64		maxslots;
-	uint32	   *index;			/* 1 + position in slots, by hash; 0: free */
-	uint64		mask;			/* of index */
-	int64		next;			/* the slot after the last one found */
-	char	   *arena;			/* room for keys in part_cxt */
-	Size		arena_free;
-	int64		part_rows;		/* rows of the current part probed */
-	bool		overflowed;		/* part 0 outgrew retl.run_memory: run again */
-	int64		snapshot_rows;	/* keys loaded, of every part */
-	bool		duplicate;		/* a key was probed twice */
-	bool		legacy;			/* an L was answered */
-	bool		null_key;		/* a key is or holds NULL */
-	int64		added;			/* A answered */
-	int64		changed;		/* C answered */
-	bool		written[256];	/* ops the query writes: the others answer NULL */
-	bool		saving;			/* the writer has begun */
-	RetlSnapshotWriter writer;
-};
-
 static RetlProbe *active = NULL;
+
+static void forget_probe(void *arg);
+
+/* A probe, made the one the run's query probes (until its memory goes). */
+void
+retl_probe_activate(RetlProbe *p)
+{
+	p->forget.func = forget_probe;
+	p->forget.arg = p;
+	MemoryContextRegisterResetCallback(p->cxt, &p->forget);
+	p->outer = active;
+	active = p;
+}
 
 static void
 forget_probe(void *arg)
@@ -144,39 +72,6 @@ forget_probe(void *arg)
 
 	if (active == p)
 		active = p->outer;
-}
-
-/* A key hash's position: its high bits (the table uses the low ones). */
-static inline uint32
-position_of(uint64 h)
-{
-	return (uint32) (h >> 32);
-}
-
-/* The part of a position: parts are ranges of positions. */
-static inline int
-part_of(RetlProbe *p, uint64 h)
-{
-	return (int) (((uint64) position_of(h) * (uint64) p->nparts) >> 32);
-}
-
-static inline uint64
-key_hash_bytes(const char *data, Size len)
-{
-	return hash_bytes_extended((const unsigned char *) data, len, 0);
-}
-
-static inline uint64
-key_hash(struct varlena *key)
-{
-	return key_hash_bytes(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
-}
-
-static inline bool
-same_key(struct varlena *a, struct varlena *b)
-{
-	return VARSIZE_ANY_EXHDR(a) == VARSIZE_ANY_EXHDR(b) &&
-		memcmp(VARDATA_ANY(a), VARDATA_ANY(b), VARSIZE_ANY_EXHDR(a)) == 0;
 }
 
 /* Room for a key in the part's memory, packed among the others. */
@@ -200,8 +95,8 @@ key_room(RetlProbe *p, Size size)
 }
 
 /* A copy of a key in the part's memory. */
-static struct varlena *
-keep_key(RetlProbe *p, struct varlena *key)
+struct varlena *
+retl_probe_keep_key(RetlProbe *p, struct varlena *key)
 {
 	char	   *copy = key_room(p, VARSIZE_ANY(key));
 
@@ -210,21 +105,14 @@ keep_key(RetlProbe *p, struct varlena *key)
 }
 
 /* A key stored as its bytes, as a jsonb in the part's memory. */
-static struct varlena *
-keep_key_bytes(RetlProbe *p, const char *data, uint32 len)
+struct varlena *
+retl_probe_keep_key_bytes(RetlProbe *p, const char *data, uint32 len)
 {
 	char	   *copy = key_room(p, len + VARHDRSZ);
 
 	SET_VARSIZE(copy, len + VARHDRSZ);
 	memcpy(VARDATA(copy), data, len);
 	return (struct varlena *) copy;
-}
-
-/* The hash of a slot's key, whose high bits choose its part. */
-static inline uint64
-slot_hash(RetlProbe *p, int64 key)
-{
-	return p->int_keys ? mix64((uint64) key) : (uint64) key;
 }
 
 /* Bytes of the index of n keys (at most half full) */
@@ -249,8 +137,8 @@ index_slot(RetlProbe *p, int64 i)
 }
 
 /* Index the part's keys by hash. */
-static void
-build_index(RetlProbe *p)
+void
+retl_probe_build_index(RetlProbe *p)
 {
 	Size		bytes = index_size(p->nslots + 1);
 
@@ -269,8 +157,8 @@ build_index(RetlProbe *p)
 }
 
 /* A new slot (indexed once the index is built); returns its position. */
-static int64
-add_slot(RetlProbe *p, int64 key, int64 hash, struct varlena *jkey, uint8 flags)
+int64
+retl_probe_add_slot(RetlProbe *p, int64 key, int64 hash, struct varlena *jkey, uint8 flags)
 {
 	Slot	   *slot;
 
@@ -288,215 +176,11 @@ add_slot(RetlProbe *p, int64 key, int64 hash, struct varlena *jkey, uint8 flags)
 	if (p->index != NULL)
 	{
 		if ((uint64) p->nslots * 2 > p->mask + 1)
-			build_index(p);
+			retl_probe_build_index(p);
 		else
 			index_slot(p, p->nslots - 1);
 	}
 	return p->nslots - 1;
-}
-
-/* The slot of a key (jkey: its jsonb, not integer keys), or NULL. */
-static inline Slot *
-find_slot(RetlProbe *p, int64 key, struct varlena *jkey)
-{
-	Slot	   *slot;
-	uint64		at;
-
-	/* the query's rows often come in the order of the snapshot's */
-	if (p->next < p->nslots)
-	{
-		slot = &p->slots[p->next];
-		if (slot->key == key && (jkey == NULL || same_key(slot->jkey, jkey)))
-			return slot;
-	}
-	at = slot_hash(p, key) & p->mask;
-	while (p->index[at] != 0)
-	{
-		slot = &p->slots[p->index[at] - 1];
-		if (slot->key == key && (jkey == NULL || same_key(slot->jkey, jkey)))
-			return slot;
-		at = (at + 1) & p->mask;
-	}
-	return NULL;
-}
-
-static void
-new_part(RetlProbe *p)
-{
-	MemoryContextReset(p->part_cxt);
-	/* a part's share of the snapshot, and some room to grow */
-	p->maxslots = Max(1024, (p->stored + p->nedits) / p->nparts * GROWTH);
-	p->slots = MemoryContextAllocHuge(p->part_cxt, sizeof(Slot) * p->maxslots);
-	p->nslots = 0;
-	p->index = NULL;
-	p->mask = 0;
-	p->next = 0;
-	p->arena = NULL;
-	p->arena_free = 0;
-	p->part_rows = 0;
-}
-
-/* A stored entry into the current part, if it is the part's. */
-static void
-add_stored(void *arg, int64 key, int64 hash, const char *jkey, uint32 jlen)
-{
-	RetlProbe  *p = (RetlProbe *) arg;
-	struct varlena *copy = NULL;
-
-	if (p->reload)
-		return;
-	if (p->int_keys && jkey != NULL)
-	{
-		/* a jsonb key, where the run's are integers: an integer too? */
-		struct varlena *tmp = palloc(jlen + VARHDRSZ);
-
-		SET_VARSIZE(tmp, jlen + VARHDRSZ);
-		memcpy(VARDATA(tmp), jkey, jlen);
-		if (!retl_stored_int_key(tmp, &key))
-		{
-			p->reload = true;
-			return;
-		}
-		pfree(tmp);
-	}
-	else if (!p->int_keys && jkey == NULL)
-	{
-		/* an integer key, where the run's are jsonb: as the run makes it */
-		Jsonb	   *jb = retl_int_key_jsonb(key);
-
-		key = (int64) key_hash((struct varlena *) jb);
-		if (part_of(p, (uint64) key) == p->part)
-			copy = keep_key(p, (struct varlena *) jb);
-		pfree(jb);
-	}
-	else if (!p->int_keys)
-		key = (int64) key_hash_bytes(jkey, jlen);
-	if (part_of(p, slot_hash(p, key)) != p->part)
-		return;
-	if (!p->int_keys && copy == NULL)
-		copy = keep_key_bytes(p, jkey, jlen);
-	(void) add_slot(p, key, hash, copy, 0);
-}
-
-/*
- * Apply the worker's edits of the current part's keys, oldest first.
- * False if a key is not an integer where the run's are.
- */
-static bool
-apply_edits(RetlProbe *p)
-{
-	for (int i = 0; i < p->nedits; i++)
-	{
-		RetlSnapshotEdit *e = &p->edits[i];
-		int64		key;
-		Slot	   *slot;
-
-		if (p->int_keys)
-		{
-			if (!retl_stored_int_key(e->key, &key))
-				return false;
-		}
-		else
-			key = (int64) key_hash(e->key);
-		if (part_of(p, slot_hash(p, key)) != p->part)
-			continue;
-		slot = find_slot(p, key, p->int_keys ? NULL : e->key);
-		if (slot == NULL && e->kind != RETL_EDIT_FORGET)
-			slot = &p->slots[add_slot(p, key, 0, p->int_keys ? NULL : keep_key(p, e->key), 0)];
-		if (slot == NULL)
-			continue;
-		slot->hash = e->hash;
-		slot->flags = e->kind == RETL_EDIT_FORGET ? PROBE_FORGOTTEN :
-			e->kind == RETL_EDIT_LEGACY ? PROBE_LEGACY : 0;
-	}
-	return true;
-}
-
-/*
- * Load the current part's keys: the stored entries, then the edits.
- * Returns false when the keys are not all integers (int_keys is then off,
- * to load again).
- */
-static bool
-load_part(RetlProbe *p)
-{
-	uint32		lo = (uint32) (((uint64) p->part << 32) / p->nparts);
-	uint32		hi = (uint32) ((((uint64) (p->part + 1) << 32) - 1) / p->nparts);
-
-	new_part(p);
-	p->reload = false;
-	retl_snapshot_read(p->sync_id, p->snap, lo, hi, add_stored, p);
-	if (p->reload)
-	{
-		p->int_keys = false;
-		return false;
-	}
-	build_index(p);
-	if (!apply_edits(p))
-	{
-		p->int_keys = false;
-		return false;
-	}
-	for (int64 i = 0; i < p->nslots; i++)
-		if (!(p->slots[i].flags & PROBE_FORGOTTEN))
-			p->snapshot_rows++;
-	return true;
-}
-
-/* Bytes a key takes in memory, from what is stored (or, once measured, in a part). */
-static double
-bytes_per_key(RetlProbe *p)
-{
-	double		key_bytes = 0;
-
-	if (!p->int_keys && p->stored > 0)
-		key_bytes = Max(0.0, (double) p->stored_bytes / p->stored - 16 + 4);
-	else if (!p->int_keys)
-		key_bytes = 24;
-	return sizeof(Slot) + 4 * sizeof(uint32) + key_bytes;
-}
-
-/* Parts of keys such that each fits in retl.run_memory, with room to grow. */
-static void
-plan_parts(RetlProbe *p, double keys, double per_key)
-{
-	double		budget = (double) retl_run_memory_kb * 1024;
-	double		parts = ceil(keys * per_key * GROWTH / budget);
-
-	p->nparts = (int) Min(1024, Max(parts, 1));
-}
-
-/*
- * Load a sync's snapshot (its first part) to probe.  int_keys: the key is
- * one integer column (kept so only if every snapshot key is an integer).
- */
-RetlProbe *
-retl_probe_begin(int sync_id, bool int_keys)
-{
-	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "retl run probe",
-											  ALLOCSET_DEFAULT_SIZES);
-	RetlProbe  *p = MemoryContextAllocZero(cxt, sizeof(RetlProbe));
-	MemoryContext old;
-
-	p->cxt = cxt;
-	p->part_cxt = AllocSetContextCreate(cxt, "retl run probe part", ALLOCSET_DEFAULT_SIZES);
-	p->sync_id = sync_id;
-	p->int_keys = int_keys;
-	p->forget.func = forget_probe;
-	p->forget.arg = p;
-	MemoryContextRegisterResetCallback(cxt, &p->forget);
-	/* what the run reads of the snapshot, whatever it writes meanwhile */
-	p->snap = RegisterSnapshot(GetTransactionSnapshot());
-	retl_snapshot_size(sync_id, p->snap, &p->stored, &p->stored_bytes);
-	old = MemoryContextSwitchTo(cxt);
-	p->edits = retl_snapshot_edits(sync_id, p->snap, &p->nedits);
-	MemoryContextSwitchTo(old);
-	do
-		plan_parts(p, p->stored + p->nedits, bytes_per_key(p));
-	while (!load_part(p));
-	p->outer = active;
-	active = p;
-	return p;
 }
 
 /*
@@ -523,47 +207,6 @@ int
 retl_probe_parts(RetlProbe *probe)
 {
 	return probe->nparts;
-}
-
-/* Load the next part; false after the last. */
-bool
-retl_probe_next_part(RetlProbe *probe)
-{
-	if (probe->part + 1 >= probe->nparts)
-		return false;
-	probe->part++;
-	if (!load_part(probe))
-		elog(ERROR, "retl: snapshot of sync %d changed during its run", probe->sync_id);
-	return true;
-}
-
-/*
- * Did part 0 outgrow retl.run_memory with the keys the query added?  The
- * query's rows of it were counted, not probed: plan parts for that many
- * keys, forget what was probed, and load part 0 again, for the caller to
- * run the query again.
- */
-bool
-retl_probe_overflowed(RetlProbe *probe)
-{
-	int			nparts = probe->nparts;
-	double		per_key;
-
-	if (!probe->overflowed)
-		return false;
-	per_key = (double) MemoryContextMemAllocated(probe->part_cxt, true) / Max(probe->nslots, 1);
-	plan_parts(probe, Max((double) (probe->stored + probe->nedits),
-						  (double) probe->part_rows * nparts), per_key);
-	/* at least twice as many as the part that did not fit */
-	probe->nparts = Min(1024, Max(probe->nparts, nparts * 2));
-	probe->part = 0;
-	probe->overflowed = false;
-	probe->snapshot_rows = 0;
-	probe->duplicate = probe->legacy = probe->null_key = false;
-	probe->added = probe->changed = 0;
-	if (!load_part(probe))
-		elog(ERROR, "retl: snapshot of sync %d changed during its run", probe->sync_id);
-	return true;
 }
 
 int64
@@ -596,57 +239,6 @@ retl_probe_counts(RetlProbe *probe, int64 *added, int64 *changed)
 {
 	*added = probe->added;
 	*changed = probe->changed;
-}
-
-/*
- * After the query ran for the current part: write the part's keys as the
- * rows had them into the sync's snapshot (the first part deletes the
- * stored one).
- */
-void
-retl_probe_save_part(RetlProbe *probe)
-{
-	if (!probe->saving)
-	{
-		retl_snapshot_writer_begin(&probe->writer, probe->sync_id, probe->int_keys);
-		probe->saving = true;
-	}
-	for (int64 i = 0; i < probe->nslots; i++)
-	{
-		Slot	   *slot = &probe->slots[i];
-
-		if (!(slot->flags & PROBE_SEEN))
-			continue;
-		if (probe->int_keys)
-			retl_snapshot_write(&probe->writer, slot->key, slot->hash, NULL, 0,
-								position_of(mix64((uint64) slot->key)));
-		else
-			retl_snapshot_write(&probe->writer, slot->key, slot->hash,
-								VARDATA_ANY(slot->jkey), VARSIZE_ANY_EXHDR(slot->jkey),
-								position_of((uint64) slot->key));
-		if (i % 65536 == 0)
-			CHECK_FOR_INTERRUPTS();
-	}
-}
-
-/* After the last part was saved: the edits applied are done. */
-void
-retl_probe_save_end(RetlProbe *probe)
-{
-	if (!probe->saving)
-	{
-		retl_snapshot_writer_begin(&probe->writer, probe->sync_id, probe->int_keys);
-		probe->saving = true;
-	}
-	retl_snapshot_writer_end(&probe->writer);
-	retl_snapshot_delete_edits(probe->edits, probe->nedits);
-}
-
-void
-retl_probe_end(RetlProbe *probe)
-{
-	UnregisterSnapshot(probe->snap);
-	MemoryContextDelete(probe->cxt);
 }
 
 /* Queue the removed keys of a batch as R rows of pg_temp.retl_run_diff. */
@@ -734,7 +326,7 @@ retl_probe_queue_removed(RetlProbe *probe, bool write)
 static void
 add_key(RetlProbe *p, int64 key, struct varlena *jkey, int64 hash)
 {
-	(void) add_slot(p, key, hash, jkey == NULL ? NULL : keep_key(p, jkey), PROBE_SEEN);
+	(void) retl_probe_add_slot(p, key, hash, jkey == NULL ? NULL : retl_probe_keep_key(p, jkey), PROBE_SEEN);
 	if (p->part == 0 && p->nparts < 1024 && p->nslots % 4096 == 0 &&
 		MemoryContextMemAllocated(p->part_cxt, true) > (Size) retl_run_memory_kb * 1024)
 		p->overflowed = true;
@@ -911,21 +503,3 @@ retl_run_probe_key_values(PG_FUNCTION_ARGS)
 	return probe_key(fcinfo, true);
 }
 
-/*
- * Pass fn each key of the current part that the snapshot holds (a jsonb,
- * as the run makes it) and its hash (legacy: only 0.1's md5 is known).
- */
-void
-retl_probe_each(RetlProbe *probe, RetlProbeKeyFn fn, void *arg)
-{
-	for (int64 i = 0; i < probe->nslots; i++)
-	{
-		Slot	   *slot = &probe->slots[i];
-		Datum		key;
-
-		if (slot->flags & PROBE_FORGOTTEN)
-			continue;
-		key = probe->int_keys ? PointerGetDatum(retl_int_key_jsonb(slot->key)) : PointerGetDatum(slot->jkey);
-		fn(arg, key, slot->hash, (slot->flags & PROBE_LEGACY) != 0);
-	}
-}

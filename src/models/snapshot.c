@@ -16,7 +16,8 @@
  * (retl.snapshot_edits, only ever inserted: a run never waits for the
  * worker nor the worker for a run): a dead letter's key forgotten, so the
  * next run sends it again, or kept with hash 0, a delete that failed, so
- * the next run removes it again.  A database updated from retl 0.1 keeps
+ * the next run removes it again; a resync forgets every key (an edit of
+ * key 'null').  A database updated from retl 0.1 keeps
  * 0.1's md5 of each row's JSON there until the next run.  A run applies
  * the edits it sees, oldest first, over the chunks, and deletes those it
  * applied when it saves the snapshot: an edit made during a run is
@@ -36,12 +37,12 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
+#include "base/identity.h"
 #include "models/probe.h"
 #include "models/snapshot.h"
 
 /* A chunk: its varlena header, then "RS1" and its kind ('i' or 'j'). */
 #define CHUNK_MAGIC		"RS1"
-#define CHUNK_HEADER	(VARHDRSZ + 4)
 #define CHUNK_BYTES		(1024 * 1024)
 
 static inline uint64
@@ -91,27 +92,32 @@ corrupt(int sync_id, int32 chunk)
 			 errhint("SELECT retl_resync(name) forgets the snapshot and sends every row again.")));
 }
 
-/*
- * How many entries a sync's chunks hold, and their bytes (edits not
- * counted), as snap sees them.
- */
+/* What a sync's stored snapshot holds, as snap sees it. */
 void
-retl_snapshot_size(int sync_id, Snapshot snap, int64 *entries, int64 *bytes)
+retl_snapshot_size(int sync_id, Snapshot snap, RetlSnapshotSize *size)
 {
 	Oid			types[1] = {INT4OID};
 	Datum		values[1] = {Int32GetDatum(sync_id)};
 	SPIPlanPtr	plan;
+	HeapTuple	tup;
+	TupleDesc	desc;
 	bool		isnull;
 
 	plan = SPI_prepare("SELECT COALESCE(pg_catalog.sum(c.keys), 0)::pg_catalog.int8,"
-					   " COALESCE(pg_catalog.sum(pg_catalog.octet_length(c.data)), 0)::pg_catalog.int8"
+					   " COALESCE(pg_catalog.sum(pg_catalog.octet_length(c.data)), 0)::pg_catalog.int8,"
+					   " COALESCE(pg_catalog.bool_or(NOT c.int_keys), false),"
+					   " (SELECT pg_catalog.count(*) FROM retl.snapshot_edits e WHERE e.sync_id = $1)"
 					   " FROM retl.snapshot_chunks c WHERE c.sync_id = $1", 1, types);
 	if (plan == NULL ||
 		SPI_execute_snapshot(plan, values, NULL, snap, InvalidSnapshot, true, false, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "retl: could not size the snapshot of sync %d", sync_id);
-	*entries = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	*bytes = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	size->entries = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+	size->bytes = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+	size->jsonb_chunks = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
+	size->edits = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
 	SPI_freetuptable(SPI_tuptable);
 	SPI_freeplan(plan);
 }
@@ -159,15 +165,17 @@ read_chunk(int sync_id, int32 chunk, bytea *data, int32 keys, RetlSnapshotEntryF
 
 /*
  * Pass fn every entry of the sync's chunks that hold key positions in
- * [lo, hi] (the entries of other positions too: the caller filters), as
- * snap sees them, one chunk in memory at a time.
+ * [lo, hi] (the entries of other positions too: the caller filters), and
+ * of every chunk whose keys are not in the form int_keys says (their
+ * positions are of another hash), as snap sees them, one chunk in memory
+ * at a time.
  */
 void
-retl_snapshot_read(int sync_id, Snapshot snap, uint32 lo, uint32 hi,
+retl_snapshot_read(int sync_id, Snapshot snap, bool int_keys, uint32 lo, uint32 hi,
 				   RetlSnapshotEntryFn fn, void *arg)
 {
-	Oid			types[3] = {INT4OID, INT8OID, INT8OID};
-	Datum		values[3];
+	Oid			types[4] = {INT4OID, INT8OID, INT8OID, BOOLOID};
+	Datum		values[4];
 	Oid			fetch_types[2] = {INT4OID, INT4OID};
 	Datum		fetch_values[2];
 	SPIPlanPtr	list;
@@ -180,8 +188,10 @@ retl_snapshot_read(int sync_id, Snapshot snap, uint32 lo, uint32 hi,
 	values[0] = Int32GetDatum(sync_id);
 	values[1] = Int64GetDatum((int64) lo);
 	values[2] = Int64GetDatum((int64) hi);
+	values[3] = BoolGetDatum(int_keys);
+	/* a chunk of keys in the other form has positions of another hash */
 	list = SPI_prepare("SELECT c.chunk, c.keys FROM retl.snapshot_chunks c WHERE c.sync_id = $1"
-					   " AND c.hi >= $2 AND c.lo <= $3 ORDER BY c.chunk", 3, types);
+					   " AND (c.int_keys <> $4 OR (c.hi >= $2 AND c.lo <= $3)) ORDER BY c.chunk", 4, types);
 	fetch = SPI_prepare("SELECT c.data FROM retl.snapshot_chunks c WHERE c.sync_id = $1 AND c.chunk = $2",
 						2, fetch_types);
 	if (list == NULL || fetch == NULL ||
@@ -225,69 +235,79 @@ retl_snapshot_read(int sync_id, Snapshot snap, uint32 lo, uint32 hi,
 }
 
 /*
- * The sync's edits, oldest first, as snap sees them, copied into the
- * current memory context.
+ * Pass fn each of the sync's edits, oldest first, as snap sees them, read
+ * a batch at a time.
  */
-RetlSnapshotEdit *
-retl_snapshot_edits(int sync_id, Snapshot snap, int *n)
+void
+retl_snapshot_edits(int sync_id, Snapshot snap, RetlSnapshotEditFn fn, void *arg)
 {
 	Oid			types[1] = {INT4OID};
 	Datum		values[1] = {Int32GetDatum(sync_id)};
-	RetlSnapshotEdit *edits;
 	SPIPlanPtr	plan;
+	Portal		portal;
 
-	plan = SPI_prepare("SELECT e.ctid, e.key, e.hash, e.legacy_hash IS NOT NULL"
+	plan = SPI_prepare("SELECT e.key, e.hash, e.legacy_hash IS NOT NULL,"
+					   " e.key OPERATOR(pg_catalog.=) 'null'::pg_catalog.jsonb"
 					   " FROM retl.snapshot_edits e WHERE e.sync_id = $1 ORDER BY e.id", 1, types);
-	if (plan == NULL ||
-		SPI_execute_snapshot(plan, values, NULL, snap, InvalidSnapshot, true, false, 0) != SPI_OK_SELECT)
+	if (plan == NULL)
 		elog(ERROR, "retl: could not read the snapshot edits of sync %d", sync_id);
-	if (SPI_processed > (uint64) (MaxAllocHugeSize / sizeof(RetlSnapshotEdit)))
-		elog(ERROR, "retl: too many snapshot edits of sync %d", sync_id);
-	*n = (int) SPI_processed;
-	edits = palloc_extended( sizeof(RetlSnapshotEdit) * Max(*n, 1), MCXT_ALLOC_HUGE);
-	for (int i = 0; i < *n; i++)
+	/* a read-only cursor reads with the active snapshot */
+	PushActiveSnapshot(snap);
+	portal = SPI_cursor_open(NULL, plan, values, NULL, true);
+	for (;;)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		bool		hash_null;
-		Datum		key;
-		Datum		hash;
+		SPI_cursor_fetch(portal, true, 1000);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			RetlSnapshotEdit edit;
+			bool		isnull;
+			bool		hash_null;
+			Datum		hash;
 
-		ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 1, &isnull)), &edits[i].tid);
-		key = SPI_getbinval(tup, desc, 2, &isnull);
-		hash = SPI_getbinval(tup, desc, 3, &hash_null);
-		edits[i].key = PG_DETOAST_DATUM_COPY(key);
-		edits[i].hash = hash_null ? 0 : DatumGetInt64(hash);
-		if (DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull)))
-			edits[i].kind = RETL_EDIT_LEGACY;
-		else
-			edits[i].kind = hash_null ? RETL_EDIT_FORGET : RETL_EDIT_HASH;
+			Datum		key = SPI_getbinval(tup, desc, 1, &isnull);
+
+			edit.key = PG_DETOAST_DATUM_PACKED(key);
+			hash = SPI_getbinval(tup, desc, 2, &hash_null);
+			edit.hash = hash_null ? 0 : DatumGetInt64(hash);
+			if (DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull)))
+				edit.kind = RETL_EDIT_LEGACY;
+			else if (DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull)))
+				edit.kind = RETL_EDIT_FORGET_ALL;
+			else
+				edit.kind = hash_null ? RETL_EDIT_FORGET : RETL_EDIT_HASH;
+			fn(arg, &edit);
+			if ((Pointer) edit.key != DatumGetPointer(key))
+				pfree(edit.key);
+		}
+		SPI_freetuptable(SPI_tuptable);
+		CHECK_FOR_INTERRUPTS();
 	}
 	SPI_freetuptable(SPI_tuptable);
+	SPI_cursor_close(portal);
+	PopActiveSnapshot();
 	SPI_freeplan(plan);
-	return edits;
 }
 
-/* Delete edits a run applied (each by its tuple id: edits are never updated). */
+/*
+ * Delete the sync's edits a run applied: those snap sees (an edit made
+ * since is the next run's).
+ */
 void
-retl_snapshot_delete_edits(RetlSnapshotEdit *edits, int n)
+retl_snapshot_delete_edits(int sync_id, Snapshot snap)
 {
-	Oid			types[1] = {TIDARRAYOID};
-	Datum		values[1];
-	Datum	   *tids;
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(sync_id)};
+	SPIPlanPtr	plan;
 
-	if (n == 0)
-		return;
-	tids = palloc(sizeof(Datum) * n);
-	for (int i = 0; i < n; i++)
-		tids[i] = PointerGetDatum(&edits[i].tid);
-	values[0] = PointerGetDatum(construct_array(tids, n, TIDOID, sizeof(ItemPointerData),
-												false, TYPALIGN_SHORT));
-	if (SPI_execute_with_args("DELETE FROM retl.snapshot_edits e WHERE e.ctid = ANY ($1)",
-							  1, types, values, NULL, false, 0) != SPI_OK_DELETE)
+	plan = SPI_prepare("DELETE FROM retl.snapshot_edits e WHERE e.sync_id = $1", 1, types);
+	if (plan == NULL ||
+		SPI_execute_snapshot(plan, values, NULL, snap, InvalidSnapshot, false, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "retl: could not delete applied snapshot edits");
-	pfree(tids);
+	SPI_freeplan(plan);
 }
 
 /* Delete a sync's chunks, once, before its snapshot is written again. */
@@ -329,8 +349,8 @@ start_chunk(RetlSnapshotWriter *w)
 static void
 flush_chunk(RetlSnapshotWriter *w)
 {
-	Oid			types[6] = {INT4OID, INT4OID, INT4OID, INT8OID, INT8OID, BYTEAOID};
-	Datum		values[6];
+	Oid			types[7] = {INT4OID, INT4OID, INT4OID, INT8OID, INT8OID, BYTEAOID, BOOLOID};
+	Datum		values[7];
 
 	if (w->count == 0)
 		return;
@@ -341,9 +361,10 @@ flush_chunk(RetlSnapshotWriter *w)
 	values[3] = Int64GetDatum((int64) w->lo);
 	values[4] = Int64GetDatum((int64) w->hi);
 	values[5] = PointerGetDatum(w->buf.data);
+	values[6] = BoolGetDatum(w->int_keys);
 	if (w->insert == NULL)
-		w->insert = SPI_prepare("INSERT INTO retl.snapshot_chunks (sync_id, chunk, keys, lo, hi, data)"
-								" VALUES ($1, $2, $3, $4, $5, $6)", 6, types);
+		w->insert = SPI_prepare("INSERT INTO retl.snapshot_chunks (sync_id, chunk, keys, lo, hi, data, int_keys)"
+								" VALUES ($1, $2, $3, $4, $5, $6, $7)", 7, types);
 	if (w->insert == NULL ||
 		SPI_execute_plan(w->insert, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "retl: could not save the snapshot of sync %d", w->sync_id);
@@ -426,15 +447,22 @@ retl_snapshot_rows(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	RetlProbe  *probe;
+	Oid			save_uid;
+	int			save_sec;
+	int			nest;
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "retl: SPI_connect failed");
-	probe = retl_probe_begin(PG_GETARG_INT32(0), true);
+	/* the tables are the extension's: read as its owner (a caller may run this) */
+	nest = retl_begin_as(retl_extension_owner(), SECURITY_LOCAL_USERID_CHANGE,
+						 RETL_SAFE_PATH, &save_uid, &save_sec);
+	probe = retl_probe_begin(PG_GETARG_INT32(0), true, GetActiveSnapshot());
 	do
 		retl_probe_each(probe, put_row, rsinfo);
 	while (retl_probe_next_part(probe));
 	retl_probe_end(probe);
+	retl_end_as(nest, save_uid, save_sec);
 	SPI_finish();
 	return (Datum) 0;
 }

@@ -5,7 +5,6 @@
 #define RETL_SNAPSHOT_H
 
 #include "executor/spi.h"
-#include "storage/itemptr.h"
 #include "utils/snapshot.h"
 
 /*
@@ -15,21 +14,32 @@
 typedef void (*RetlSnapshotEntryFn) (void *arg, int64 key, int64 hash,
 									 const char *jkey, uint32 jlen);
 
-/* What the worker changed of a snapshot since its last run */
+/* What the worker (or a resync) changed of a snapshot since its last run */
 typedef enum RetlEditKind
 {
 	RETL_EDIT_FORGET,			/* the key is not synced: send it again */
 	RETL_EDIT_HASH,				/* the key is synced with this hash */
-	RETL_EDIT_LEGACY			/* the key holds retl 0.1's md5 of its JSON */
+	RETL_EDIT_LEGACY,			/* the key holds retl 0.1's md5 of its JSON */
+	RETL_EDIT_FORGET_ALL		/* no key is synced (a resync; key 'null') */
 } RetlEditKind;
 
 typedef struct RetlSnapshotEdit
 {
-	ItemPointerData tid;		/* to delete it once applied */
-	struct varlena *key;		/* jsonb */
+	struct varlena *key;		/* jsonb (valid during the call only) */
 	RetlEditKind kind;
 	int64		hash;
 } RetlSnapshotEdit;
+
+typedef void (*RetlSnapshotEditFn) (void *arg, RetlSnapshotEdit *edit);
+
+/* What a sync's stored snapshot holds */
+typedef struct RetlSnapshotSize
+{
+	int64		entries;		/* in its chunks */
+	int64		bytes;			/* of its chunks */
+	int64		edits;
+	bool		jsonb_chunks;	/* some chunks hold jsonb keys */
+} RetlSnapshotSize;
 
 /* A snapshot being written, chunk by chunk */
 typedef struct RetlSnapshotWriter
@@ -45,11 +55,11 @@ typedef struct RetlSnapshotWriter
 	SPIPlanPtr	insert;
 } RetlSnapshotWriter;
 
-extern void retl_snapshot_size(int sync_id, Snapshot snap, int64 *entries, int64 *bytes);
-extern void retl_snapshot_read(int sync_id, Snapshot snap, uint32 lo, uint32 hi,
+extern void retl_snapshot_size(int sync_id, Snapshot snap, RetlSnapshotSize *size);
+extern void retl_snapshot_read(int sync_id, Snapshot snap, bool int_keys, uint32 lo, uint32 hi,
 							   RetlSnapshotEntryFn fn, void *arg);
-extern RetlSnapshotEdit *retl_snapshot_edits(int sync_id, Snapshot snap, int *n);
-extern void retl_snapshot_delete_edits(RetlSnapshotEdit *edits, int n);
+extern void retl_snapshot_edits(int sync_id, Snapshot snap, RetlSnapshotEditFn fn, void *arg);
+extern void retl_snapshot_delete_edits(int sync_id, Snapshot snap);
 
 extern void retl_snapshot_writer_begin(RetlSnapshotWriter *w, int sync_id, bool int_keys);
 extern void retl_snapshot_write(RetlSnapshotWriter *w, int64 key, int64 hash,

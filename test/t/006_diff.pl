@@ -283,6 +283,16 @@ is(run_sync('slow'), 'succeeded|20|1|0|0', 'the next run applies it: key 1 is se
 is(psql(q{SELECT count(*) FROM retl.snapshot_edits e JOIN retl.syncs s ON s.id = e.sync_id WHERE s.name = 'slow'}), '0',
 	'and deletes it');
 
+# A resync while a run is in progress: the run saves its snapshot, the
+# resync's run forgets it and sends every row again.
+$run = psql(q{SELECT retl_run_sync('slow')});
+$node->poll_query_until('postgres', "SELECT phase = 'evaluating' FROM retl.runs WHERE id = $run");
+my $resync = psql(q{SELECT retl_resync('slow')});
+ok($node->poll_query_until('postgres', "SELECT status NOT IN ('queued', 'running') FROM retl.runs WHERE id = $resync"),
+	'the resync runs after the run');
+is(psql("SELECT status, added, changed FROM retl.runs WHERE id = $resync"), 'succeeded|20|0',
+	'a resync during a run sends every row again');
+
 # Names in a query mean what they meant for its creator: a query (and an
 # audience) written with a schema on the creator's search_path but not on
 # the worker's runs, and previews, with the creator's.
@@ -374,6 +384,14 @@ for my $k (qw(id code))
 }
 like(slurp_file($node->logfile), qr/run of sync "big_code" diffs its result in \d+ parts/,
 	'a first run whose keys outgrow retl.run_memory runs again in parts, and says so');
+# 19-digit integer keys are integers too; a sync's snapshot read in the
+# other form (an edit whose key is not an integer) reads every chunk
+psql(q{SELECT retl_create_sync(name => 'big_snow', source => 'SELECT id::bigint + 9000000000000000000 AS id, v FROM big',
+	destination => 'd_mirror', key => '{id}', mode => 'mirror', schedule => 'manual', options => '{"backfill": false}');
+	INSERT INTO retl.snapshot_edits (sync_id, key) SELECT id, '["not an integer"]' FROM retl.syncs WHERE name = 'big_id';});
+is(run_sync('big_snow'), 'succeeded|60000|0|0|0', 'big_snow: a first run in parts');
+is(psql(q{SELECT bool_and(c.int_keys) FROM retl.snapshot_chunks c JOIN retl.syncs s ON s.id = c.sync_id
+	WHERE s.name = 'big_snow'}), 't', 'big_snow: its keys kept as integers');
 psql(q{
 	UPDATE big SET v = 1 WHERE id % 1000 = 0;
 	DELETE FROM big WHERE id % 1000 = 1;
@@ -383,6 +401,8 @@ my $log_from = -s $node->logfile;
 for my $k (qw(id code))
 {
 	is(run_sync("big_$k"), 'succeeded|59990|50|60|60', "big_$k: added, changed and removed keys, in parts");
+	is(psql(qq{SELECT DISTINCT c.int_keys FROM retl.snapshot_chunks c JOIN retl.syncs s ON s.id = c.sync_id
+		WHERE s.name = 'big_$k'}), 'f', "big_$k: saved with jsonb keys");
 	my %got;
 	for my $rec (grep { $_->{op} eq 'delete' || $_->{data}{v} > 0 } @{ records_at('/mirror') })
 	{
@@ -399,6 +419,10 @@ for my $k (qw(id code))
 }
 like(slurp_file($node->logfile, $log_from), qr/run of sync "big_id" diffs its snapshot in \d+ parts/,
 	'the log says the snapshot was diffed in parts');
+psql(q{INSERT INTO retl.snapshot_edits (sync_id, key) SELECT id, '[9000000000000000002]' FROM retl.syncs WHERE name = 'big_snow'});
+is(run_sync('big_snow'), 'succeeded|59990|51|60|60', 'big_snow: the same diff of 19-digit keys, and the key an edit forgot');
+is(psql(q{SELECT bool_and(c.int_keys) FROM retl.snapshot_chunks c JOIN retl.syncs s ON s.id = c.sync_id
+	WHERE s.name = 'big_snow'}), 't', "big_snow: kept as integers, the edit's 19-digit key too");
 psql(q{SELECT retl_create_sync(name => 'big_dup', source => 'SELECT id, v FROM big UNION ALL SELECT id, v FROM big WHERE v = 7',
 	destination => 'd_mirror', key => '{id}', mode => 'mirror', schedule => 'manual', options => '{"backfill": false}')});
 is(run_sync('big_dup'), 'succeeded|59990|0|0|0', 'big_dup: a first run');
@@ -407,6 +431,7 @@ is(run_sync('big_dup'), 'failed||||', 'a key twice in the result fails the run')
 is(psql(q{SELECT error FROM retl.runs WHERE sync = 'big_dup' ORDER BY id DESC LIMIT 1}),
 	'the result of sync "big_dup" has duplicate key [4321]', 'naming the key');
 psql(q{SELECT retl_drop_sync('big_id'); SELECT retl_drop_sync('big_code'); SELECT retl_drop_sync('big_dup');
+	SELECT retl_drop_sync('big_snow');
 	ALTER SYSTEM RESET retl.run_memory; SELECT pg_reload_conf();});
 
 # A first run of 300,000 rows, then a run that finds 12,000 of them

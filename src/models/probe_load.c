@@ -1,0 +1,367 @@
+/*
+ * probe_load.c: a diff run's snapshot in memory (probe.c), loaded from
+ * what is stored (snapshot.c) part by part, with the worker's edits
+ * applied, and saved part by part as the run's query reads each.
+ *
+ * A part is a range of key hashes: the keys whose hash's high bits fall
+ * in it.  The parts are planned from the stored snapshot's size, each to
+ * take at most retl.run_memory with room to grow.  Keys stored in the
+ * form the run keeps them in (integers, or jsonb under the hash of their
+ * bytes) are read from the chunks of the part's range only; keys stored in
+ * the other form (a key's type changed) are converted, from every chunk.
+ * The chunks are read with a snapshot taken as the run began, so a later
+ * part does not see what the run wrote of an earlier one.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "miscadmin.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "base/guc.h"
+#include "models/jsonkey.h"
+#include "models/probe.h"
+#include "models/probe_table.h"
+#include "models/snapshot.h"
+
+static void
+new_part(RetlProbe *p)
+{
+	MemoryContextReset(p->part_cxt);
+	/* a part's share of the snapshot, and some room to grow */
+	p->maxslots = Max(1024, (p->stored.entries + p->stored.edits) / p->nparts * GROWTH);
+	p->slots = MemoryContextAllocHuge(p->part_cxt, sizeof(Slot) * p->maxslots);
+	p->nslots = 0;
+	p->index = NULL;
+	p->mask = 0;
+	p->next = 0;
+	p->arena = NULL;
+	p->arena_free = 0;
+	p->part_rows = 0;
+}
+
+/* A stored entry into the current part, if it is the part's. */
+static void
+add_stored(void *arg, int64 key, int64 hash, const char *jkey, uint32 jlen)
+{
+	RetlProbe  *p = (RetlProbe *) arg;
+	struct varlena *copy = NULL;
+	MemoryContext old;
+
+	if (p->reload)
+		return;
+	if (!p->int_keys && jkey != NULL)
+		key = (int64) key_hash_bytes(jkey, jlen);
+	else if (p->int_keys != (jkey == NULL))
+	{
+		/* a key in the other form: converted (rarely: a key's type changed) */
+		old = MemoryContextSwitchTo(p->tmp_cxt);
+		if (p->int_keys)
+		{
+			struct varlena *tmp = palloc(jlen + VARHDRSZ);
+
+			SET_VARSIZE(tmp, jlen + VARHDRSZ);
+			memcpy(VARDATA(tmp), jkey, jlen);
+			if (!retl_stored_int_key(tmp, &key))
+				p->reload = true;
+		}
+		else
+		{
+			Jsonb	   *jb = retl_int_key_jsonb(key);
+
+			key = (int64) key_hash((struct varlena *) jb);
+			if (part_of(p, (uint64) key) == p->part)
+				copy = retl_probe_keep_key(p, (struct varlena *) jb);
+		}
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(p->tmp_cxt);
+		if (p->reload)
+			return;
+	}
+	if (part_of(p, slot_hash(p, key)) != p->part)
+		return;
+	if (!p->int_keys && copy == NULL)
+		copy = retl_probe_keep_key_bytes(p, jkey, jlen);
+	(void) retl_probe_add_slot(p, key, hash, copy, 0);
+}
+
+/*
+ * An edit key as the run keeps it (its hash, for jsonb keys); false if it
+ * is not an integer where the run's are.
+ */
+static bool
+edit_key(RetlProbe *p, struct varlena *key, int64 *k)
+{
+	MemoryContext old;
+	bool		ok;
+
+	if (!p->int_keys)
+	{
+		*k = (int64) key_hash(key);
+		return true;
+	}
+	old = MemoryContextSwitchTo(p->tmp_cxt);
+	ok = retl_stored_int_key(key, k);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(p->tmp_cxt);
+	return ok;
+}
+
+/* An edit of the worker's, if of the current part's keys. */
+static void
+apply_edit(void *arg, RetlSnapshotEdit *e)
+{
+	RetlProbe  *p = (RetlProbe *) arg;
+	int64		key;
+	Slot	   *slot;
+
+	if (p->reload)
+		return;
+	if (e->kind == RETL_EDIT_FORGET_ALL)
+	{
+		/* a resync: nothing so far is synced */
+		for (int64 i = 0; i < p->nslots; i++)
+			p->slots[i].flags = PROBE_FORGOTTEN;
+		return;
+	}
+	if (!edit_key(p, e->key, &key))
+	{
+		p->reload = true;
+		return;
+	}
+	if (part_of(p, slot_hash(p, key)) != p->part)
+		return;
+	slot = find_slot(p, key, p->int_keys ? NULL : e->key);
+	if (slot == NULL && e->kind != RETL_EDIT_FORGET)
+	{
+		/* (the slots may move as one is added) */
+		int64		at = retl_probe_add_slot(p, key, 0, p->int_keys ? NULL : retl_probe_keep_key(p, e->key), 0);
+
+		slot = &p->slots[at];
+	}
+	if (slot == NULL)
+		return;
+	slot->hash = e->hash;
+	slot->flags = e->kind == RETL_EDIT_FORGET ? PROBE_FORGOTTEN :
+		e->kind == RETL_EDIT_LEGACY ? PROBE_LEGACY : 0;
+}
+
+/* Does an edit's key fit the run's form?  (Checked before any part.) */
+static void
+check_edit(void *arg, RetlSnapshotEdit *e)
+{
+	RetlProbe  *p = (RetlProbe *) arg;
+	int64		key;
+
+	if (p->int_keys && e->kind != RETL_EDIT_FORGET_ALL && !edit_key(p, e->key, &key))
+		p->int_keys = false;
+}
+
+/*
+ * Load the current part's keys: the stored entries, then the edits.
+ * Returns false when the keys are not all integers (int_keys is then off,
+ * to load again).
+ */
+static bool
+load_part(RetlProbe *p)
+{
+	uint32		lo = (uint32) (((uint64) p->part << 32) / p->nparts);
+	uint32		hi = (uint32) ((((uint64) (p->part + 1) << 32) - 1) / p->nparts);
+
+	new_part(p);
+	p->reload = false;
+	retl_snapshot_read(p->sync_id, p->snap, p->int_keys, lo, hi, add_stored, p);
+	if (!p->reload)
+	{
+		retl_probe_build_index(p);
+		if (p->stored.edits > 0)
+			retl_snapshot_edits(p->sync_id, p->snap, apply_edit, p);
+	}
+	if (p->reload)
+	{
+		/* only part 0 may find it: a key not an integer, where the run's are */
+		if (p->part > 0)
+			elog(ERROR, "retl: snapshot of sync %d changed during its run", p->sync_id);
+		p->int_keys = false;
+		return false;
+	}
+	for (int64 i = 0; i < p->nslots; i++)
+		if (!(p->slots[i].flags & PROBE_FORGOTTEN))
+			p->snapshot_rows++;
+	return true;
+}
+
+/* Bytes a key takes in memory, from what is stored (or, once measured, in a part). */
+static double
+bytes_per_key(RetlProbe *p)
+{
+	double		key_bytes = 0;
+
+	if (!p->int_keys && p->stored.jsonb_chunks && p->stored.entries > 0)
+		key_bytes = Max(0.0, (double) p->stored.bytes / p->stored.entries - 16 + 4);
+	else if (!p->int_keys)
+		key_bytes = 24;
+	return sizeof(Slot) + 4 * sizeof(uint32) + key_bytes;
+}
+
+/* Parts of keys such that each fits in retl.run_memory, with room to grow. */
+static void
+plan_parts(RetlProbe *p, double keys, double per_key)
+{
+	double		budget = (double) retl_run_memory_kb * 1024;
+	double		parts = ceil(keys * per_key * GROWTH / budget);
+
+	p->nparts = (int) Min(1024, Max(parts, 1));
+}
+
+/*
+ * Load a sync's snapshot (its first part) to probe.  int_keys: the key is
+ * one integer column (kept so only if every snapshot key is an integer).
+ */
+RetlProbe *
+retl_probe_begin(int sync_id, bool int_keys, Snapshot snap)
+{
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "retl run probe",
+											  ALLOCSET_DEFAULT_SIZES);
+	RetlProbe  *p = MemoryContextAllocZero(cxt, sizeof(RetlProbe));
+
+	p->cxt = cxt;
+	p->part_cxt = AllocSetContextCreate(cxt, "retl run probe part", ALLOCSET_DEFAULT_SIZES);
+	p->sync_id = sync_id;
+	p->int_keys = int_keys;
+	/* what the run reads of the snapshot, whatever it writes meanwhile */
+	p->snap = RegisterSnapshot(snap != NULL ? snap : GetTransactionSnapshot());
+	p->tmp_cxt = AllocSetContextCreate(cxt, "retl run probe key", ALLOCSET_SMALL_SIZES);
+	retl_snapshot_size(sync_id, p->snap, &p->stored);
+	/* integer keys only if every edit's key is one */
+	if (p->int_keys && p->stored.edits > 0)
+		retl_snapshot_edits(sync_id, p->snap, check_edit, p);
+	plan_parts(p, p->stored.entries + p->stored.edits, bytes_per_key(p));
+	/*
+	 * Keys stored as jsonb are read from every chunk in each part and
+	 * converted before the part is chosen: part 0 meets a key that is not
+	 * an integer, if any (and loads again as jsonb).
+	 */
+	while (!load_part(p))
+		plan_parts(p, p->stored.entries + p->stored.edits, bytes_per_key(p));
+	retl_probe_activate(p);
+	return p;
+}
+
+/* Load the next part; false after the last. */
+bool
+retl_probe_next_part(RetlProbe *probe)
+{
+	if (probe->part + 1 >= probe->nparts)
+		return false;
+	probe->part++;
+	if (!load_part(probe))
+		elog(ERROR, "retl: snapshot of sync %d changed during its run", probe->sync_id);
+	return true;
+}
+
+/*
+ * Did part 0 outgrow retl.run_memory with the keys the query added?  The
+ * query's rows of it were counted, not probed: plan parts for that many
+ * keys, forget what was probed, and load part 0 again, for the caller to
+ * run the query again.
+ */
+bool
+retl_probe_overflowed(RetlProbe *probe)
+{
+	int			nparts = probe->nparts;
+	double		per_key;
+
+	if (!probe->overflowed)
+		return false;
+	per_key = (double) MemoryContextMemAllocated(probe->part_cxt, true) / Max(probe->nslots, 1);
+	plan_parts(probe, Max((double) (probe->stored.entries + probe->stored.edits),
+						  (double) probe->part_rows * nparts), per_key);
+	/* at least twice as many as the part that did not fit */
+	probe->nparts = Min(1024, Max(probe->nparts, nparts * 2));
+	probe->part = 0;
+	probe->overflowed = false;
+	probe->snapshot_rows = 0;
+	probe->duplicate = probe->legacy = probe->null_key = false;
+	probe->added = probe->changed = 0;
+	if (!load_part(probe))
+		elog(ERROR, "retl: snapshot of sync %d changed during its run", probe->sync_id);
+	return true;
+}
+
+/*
+ * After the query ran for the current part: write the part's keys as the
+ * rows had them into the sync's snapshot (the first part deletes the
+ * stored one).
+ */
+void
+retl_probe_save_part(RetlProbe *probe)
+{
+	if (!probe->saving)
+	{
+		retl_snapshot_writer_begin(&probe->writer, probe->sync_id, probe->int_keys);
+		probe->saving = true;
+	}
+	for (int64 i = 0; i < probe->nslots; i++)
+	{
+		Slot	   *slot = &probe->slots[i];
+
+		if (!(slot->flags & PROBE_SEEN))
+			continue;
+		if (probe->int_keys)
+			retl_snapshot_write(&probe->writer, slot->key, slot->hash, NULL, 0,
+								position_of(mix64((uint64) slot->key)));
+		else
+			retl_snapshot_write(&probe->writer, slot->key, slot->hash,
+								VARDATA_ANY(slot->jkey), VARSIZE_ANY_EXHDR(slot->jkey),
+								position_of((uint64) slot->key));
+		if (i % 65536 == 0)
+			CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/* After the last part was saved: the edits applied are done. */
+void
+retl_probe_save_end(RetlProbe *probe)
+{
+	if (!probe->saving)
+	{
+		retl_snapshot_writer_begin(&probe->writer, probe->sync_id, probe->int_keys);
+		probe->saving = true;
+	}
+	retl_snapshot_writer_end(&probe->writer);
+	retl_snapshot_delete_edits(probe->sync_id, probe->snap);
+}
+
+void
+retl_probe_end(RetlProbe *probe)
+{
+	UnregisterSnapshot(probe->snap);
+	MemoryContextDelete(probe->cxt);
+}
+
+/*
+ * Pass fn each key of the current part that the snapshot holds (a jsonb,
+ * as the run makes it) and its hash (legacy: only 0.1's md5 is known).
+ */
+void
+retl_probe_each(RetlProbe *probe, RetlProbeKeyFn fn, void *arg)
+{
+	for (int64 i = 0; i < probe->nslots; i++)
+	{
+		Slot	   *slot = &probe->slots[i];
+		Datum		key;
+
+		MemoryContext old = MemoryContextSwitchTo(probe->tmp_cxt);
+
+		if (!(slot->flags & PROBE_FORGOTTEN))
+		{
+			key = probe->int_keys ? PointerGetDatum(retl_int_key_jsonb(slot->key)) : PointerGetDatum(slot->jkey);
+			fn(arg, key, slot->hash, (slot->flags & PROBE_LEGACY) != 0);
+		}
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(probe->tmp_cxt);
+	}
+}

@@ -1,0 +1,151 @@
+/*
+ * probe_table.h: a diff run's snapshot in memory, as probe.c (the table
+ * and the query's probe) and probe_load.c (loading and saving it) share it.
+ */
+#ifndef RETL_PROBE_TABLE_H
+#define RETL_PROBE_TABLE_H
+
+#include "common/hashfn.h"
+#include "utils/snapshot.h"
+
+#include "models/probe.h"
+#include "models/snapshot.h"
+
+#define PROBE_SEEN		0x01
+#define PROBE_LEGACY	0x02	/* holds retl 0.1's md5 only (an edit) */
+#define PROBE_FORGOTTEN 0x04	/* an edit forgot it: not synced */
+
+/*
+ * A part is planned to take this share of retl.run_memory at most, the
+ * rest left for the keys a run adds.
+ */
+#define GROWTH			1.25
+
+/* A key of the snapshot */
+typedef struct Slot
+{
+	int64		key;			/* an integer key, or the hash of a jsonb key */
+	int64		hash;			/* of the row's values: as last synced, then as now */
+	struct varlena *jkey;		/* the jsonb key (not integer keys) */
+	uint8		flags;
+} Slot;
+
+/* splitmix64's finalizer: integer keys are often consecutive */
+static inline uint64
+mix64(uint64 x)
+{
+	x ^= x >> 30;
+	x *= UINT64CONST(0xbf58476d1ce4e5b9);
+	x ^= x >> 27;
+	x *= UINT64CONST(0x94d049bb133111eb);
+	x ^= x >> 31;
+	return x;
+}
+
+struct RetlProbe
+{
+	MemoryContext cxt;			/* the probe */
+	MemoryContext part_cxt;		/* the current part's table and keys */
+	MemoryContextCallback forget;
+	struct RetlProbe *outer;	/* the run's that was active before (a preview in a run) */
+	int			sync_id;
+	bool		int_keys;
+	bool		reload;			/* a key was not an integer: load as jsonb */
+	Snapshot	snap;			/* the snapshot as the run began */
+	RetlSnapshotSize stored;	/* what is stored of it */
+	MemoryContext tmp_cxt;		/* for converting a key */
+	int			nparts;
+	int			part;
+	Slot	   *slots;			/* the part's keys, in the order read, then added */
+	int64		nslots;
+	int64		maxslots;
+	uint32	   *index;			/* 1 + position in slots, by hash; 0: free */
+	uint64		mask;			/* of index */
+	int64		next;			/* the slot after the last one found */
+	char	   *arena;			/* room for keys in part_cxt */
+	Size		arena_free;
+	int64		part_rows;		/* rows of the current part probed */
+	bool		overflowed;		/* part 0 outgrew retl.run_memory: run again */
+	int64		snapshot_rows;	/* keys loaded, of every part */
+	bool		duplicate;		/* a key was probed twice */
+	bool		legacy;			/* an L was answered */
+	bool		null_key;		/* a key is or holds NULL */
+	int64		added;			/* A answered */
+	int64		changed;		/* C answered */
+	bool		written[256];	/* ops the query writes: the others answer NULL */
+	bool		saving;			/* the writer has begun */
+	RetlSnapshotWriter writer;
+};
+
+/* A key hash's position: its high bits (the table uses the low ones). */
+static inline uint32
+position_of(uint64 h)
+{
+	return (uint32) (h >> 32);
+}
+
+/* The part of a position: parts are ranges of positions. */
+static inline int
+part_of(RetlProbe *p, uint64 h)
+{
+	return (int) (((uint64) position_of(h) * (uint64) p->nparts) >> 32);
+}
+
+static inline uint64
+key_hash_bytes(const char *data, Size len)
+{
+	return hash_bytes_extended((const unsigned char *) data, len, 0);
+}
+
+static inline uint64
+key_hash(struct varlena *key)
+{
+	return key_hash_bytes(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
+}
+
+static inline bool
+same_key(struct varlena *a, struct varlena *b)
+{
+	return VARSIZE_ANY_EXHDR(a) == VARSIZE_ANY_EXHDR(b) &&
+		memcmp(VARDATA_ANY(a), VARDATA_ANY(b), VARSIZE_ANY_EXHDR(a)) == 0;
+}
+
+/* The hash of a slot's key, whose high bits choose its part. */
+static inline uint64
+slot_hash(RetlProbe *p, int64 key)
+{
+	return p->int_keys ? mix64((uint64) key) : (uint64) key;
+}
+
+/* The slot of a key (jkey: its jsonb, not integer keys), or NULL. */
+static inline Slot *
+find_slot(RetlProbe *p, int64 key, struct varlena *jkey)
+{
+	Slot	   *slot;
+	uint64		at;
+
+	/* the query's rows often come in the order of the snapshot's */
+	if (p->next < p->nslots)
+	{
+		slot = &p->slots[p->next];
+		if (slot->key == key && (jkey == NULL || same_key(slot->jkey, jkey)))
+			return slot;
+	}
+	at = slot_hash(p, key) & p->mask;
+	while (p->index[at] != 0)
+	{
+		slot = &p->slots[p->index[at] - 1];
+		if (slot->key == key && (jkey == NULL || same_key(slot->jkey, jkey)))
+			return slot;
+		at = (at + 1) & p->mask;
+	}
+	return NULL;
+}
+
+extern void retl_probe_activate(RetlProbe *p);
+extern struct varlena *retl_probe_keep_key(RetlProbe *p, struct varlena *key);
+extern struct varlena *retl_probe_keep_key_bytes(RetlProbe *p, const char *data, uint32 len);
+extern void retl_probe_build_index(RetlProbe *p);
+extern int64 retl_probe_add_slot(RetlProbe *p, int64 key, int64 hash, struct varlena *jkey, uint8 flags);
+
+#endif
