@@ -187,17 +187,16 @@ data_ops(RetlSync *sync, bool send, bool replace)
 }
 
 /*
- * The ops a run writes in its diff, as letters: those sent, L and N (a
- * replace: every row's).
+ * The ops a run writes in its diff, as letters: those sent (a replace:
+ * every row's); the probe writes L and N always.
  */
 static char *
 written_ops(RetlSync *sync, bool send, bool replace)
 {
-	const char *ops = replace ? "{A,C,U,L}" : data_ops(sync, send, false);
+	const char *ops = replace ? "{A,C,U}" : data_ops(sync, send, false);
 	StringInfoData letters;
 
 	initStringInfo(&letters);
-	appendStringInfoString(&letters, "LN");
 	for (const char *c = ops; *c; c++)
 		if (*c != '{' && *c != '}' && *c != ',')
 			appendStringInfoChar(&letters, *c);

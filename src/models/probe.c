@@ -94,16 +94,6 @@ key_room(RetlProbe *p, Size size)
 	return room;
 }
 
-/* A copy of a key in the part's memory. */
-struct varlena *
-retl_probe_keep_key(RetlProbe *p, struct varlena *key)
-{
-	char	   *copy = key_room(p, VARSIZE_ANY(key));
-
-	memcpy(copy, key, VARSIZE_ANY(key));
-	return (struct varlena *) copy;
-}
-
 /* A key stored as its bytes, as a jsonb in the part's memory. */
 struct varlena *
 retl_probe_keep_key_bytes(RetlProbe *p, const char *data, uint32 len)
@@ -113,6 +103,13 @@ retl_probe_keep_key_bytes(RetlProbe *p, const char *data, uint32 len)
 	SET_VARSIZE(copy, len + VARHDRSZ);
 	memcpy(VARDATA(copy), data, len);
 	return (struct varlena *) copy;
+}
+
+/* A copy of a key in the part's memory. */
+struct varlena *
+retl_probe_keep_key(RetlProbe *p, struct varlena *key)
+{
+	return retl_probe_keep_key_bytes(p, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
 }
 
 /* Bytes of the index of n keys (at most half full) */
@@ -184,9 +181,10 @@ retl_probe_add_slot(RetlProbe *p, int64 key, int64 hash, struct varlena *jkey, u
 }
 
 /*
- * The ops the run writes (a string of op letters; N, for a NULL key, is
- * always written): the probe answers NULL for a row of another op, so
- * the query passes on only the rows it writes, with no test of its own.
+ * The ops the run writes (op letters; L and N, which the run checks
+ * itself, are always written): the probe answers NULL for a row of
+ * another op, so the query passes on only the rows it writes, with no
+ * test of its own.
  */
 void
 retl_probe_write_ops(RetlProbe *probe, const char *ops)
@@ -194,6 +192,7 @@ retl_probe_write_ops(RetlProbe *probe, const char *ops)
 	memset(probe->written, 0, sizeof(probe->written));
 	for (const char *c = ops; *c; c++)
 		probe->written[(unsigned char) *c] = true;
+	probe->written['L'] = true;
 	probe->written['N'] = true;
 }
 
@@ -404,6 +403,27 @@ active_probe(void)
 }
 
 /*
+ * Count a row whose key hashes to h, if it is of the current part; false
+ * if it is not, or if the part overflowed (the row is then only counted).
+ */
+static inline bool
+probe_counts(RetlProbe *p, uint64 h)
+{
+	if (part_of(p, h) != p->part)
+		return false;
+	retl_progress_tick();
+	p->part_rows++;
+	return !p->overflowed;
+}
+
+/* The row's hash: argument 1, or of its values, arguments 1 on */
+static inline int64
+row_hash(FunctionCallInfo fcinfo, bool values)
+{
+	return values ? (int64) retl_hash_args(fcinfo, 1) : PG_GETARG_INT64(1);
+}
+
+/*
  * A row of the run's query whose key (argument 0) is one integer column,
  * and the hash of its values (argument 1), or its values (arguments 1 on,
  * hashed only if the row is of the current part).
@@ -419,14 +439,9 @@ probe_int(FunctionCallInfo fcinfo, bool values)
 	if (PG_ARGISNULL(0) || (!values && PG_ARGISNULL(1)))
 		return null_key(p, fcinfo);
 	k = PG_GETARG_INT64(0);
-	if (part_of(p, mix64((uint64) k)) != p->part)
+	if (!probe_counts(p, mix64((uint64) k)))
 		PG_RETURN_NULL();
-	retl_progress_tick();
-	p->part_rows++;
-	if (p->overflowed)
-		PG_RETURN_NULL();
-	return answer(p, fcinfo, classify(p, find_slot(p, k, NULL), k, NULL,
-									  values ? (int64) retl_hash_args(fcinfo, 1) : PG_GETARG_INT64(1)));
+	return answer(p, fcinfo, classify(p, find_slot(p, k, NULL), k, NULL, row_hash(fcinfo, values)));
 }
 
 /* The same, of a row whose key is a jsonb array. */
@@ -444,11 +459,7 @@ probe_key(FunctionCallInfo fcinfo, bool values)
 		return null_key(p, fcinfo);
 	key = PG_DETOAST_DATUM_PACKED(PG_GETARG_DATUM(0));
 	h = key_hash(key);
-	if (part_of(p, h) != p->part)
-		PG_RETURN_NULL();
-	retl_progress_tick();
-	p->part_rows++;
-	if (p->overflowed)
+	if (!probe_counts(p, h))
 		PG_RETURN_NULL();
 	slot = find_slot(p, (int64) h, key);
 	/* a key holding a NULL is N (the snapshot holds none) */
@@ -457,8 +468,7 @@ probe_key(FunctionCallInfo fcinfo, bool values)
 		p->null_key = true;
 		PG_RETURN_DATUM(CharGetDatum('N'));
 	}
-	return answer(p, fcinfo, classify(p, slot, (int64) h, key,
-									  values ? (int64) retl_hash_args(fcinfo, 1) : PG_GETARG_INT64(1)));
+	return answer(p, fcinfo, classify(p, slot, (int64) h, key, row_hash(fcinfo, values)));
 }
 
 PG_FUNCTION_INFO_V1(retl_run_probe_int);

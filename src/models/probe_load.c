@@ -42,57 +42,13 @@ new_part(RetlProbe *p)
 	p->part_rows = 0;
 }
 
-/* A stored entry into the current part, if it is the part's. */
-static void
-add_stored(void *arg, int64 key, int64 hash, const char *jkey, uint32 jlen)
-{
-	RetlProbe  *p = (RetlProbe *) arg;
-	struct varlena *copy = NULL;
-	MemoryContext old;
-
-	if (p->reload)
-		return;
-	if (!p->int_keys && jkey != NULL)
-		key = (int64) key_hash_bytes(jkey, jlen);
-	else if (p->int_keys != (jkey == NULL))
-	{
-		/* a key in the other form: converted (rarely: a key's type changed) */
-		old = MemoryContextSwitchTo(p->tmp_cxt);
-		if (p->int_keys)
-		{
-			struct varlena *tmp = palloc(jlen + VARHDRSZ);
-
-			SET_VARSIZE(tmp, jlen + VARHDRSZ);
-			memcpy(VARDATA(tmp), jkey, jlen);
-			if (!retl_stored_int_key(tmp, &key))
-				p->reload = true;
-		}
-		else
-		{
-			Jsonb	   *jb = retl_int_key_jsonb(key);
-
-			key = (int64) key_hash((struct varlena *) jb);
-			if (part_of(p, (uint64) key) == p->part)
-				copy = retl_probe_keep_key(p, (struct varlena *) jb);
-		}
-		MemoryContextSwitchTo(old);
-		MemoryContextReset(p->tmp_cxt);
-		if (p->reload)
-			return;
-	}
-	if (part_of(p, slot_hash(p, key)) != p->part)
-		return;
-	if (!p->int_keys && copy == NULL)
-		copy = retl_probe_keep_key_bytes(p, jkey, jlen);
-	(void) retl_probe_add_slot(p, key, hash, copy, 0);
-}
-
 /*
- * An edit key as the run keeps it (its hash, for jsonb keys); false if it
- * is not an integer where the run's are.
+ * A jsonb key as the run keeps it (its hash, for jsonb keys); false if it
+ * is not an integer where the run's are.  An integer's conversion resets
+ * the scratch context (and what the caller put there).
  */
 static bool
-edit_key(RetlProbe *p, struct varlena *key, int64 *k)
+run_key(RetlProbe *p, struct varlena *key, int64 *k)
 {
 	MemoryContext old;
 	bool		ok;
@@ -107,6 +63,49 @@ edit_key(RetlProbe *p, struct varlena *key, int64 *k)
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(p->tmp_cxt);
 	return ok;
+}
+
+/* A stored entry into the current part, if it is the part's. */
+static void
+add_stored(void *arg, int64 key, int64 hash, const char *jkey, uint32 jlen)
+{
+	RetlProbe  *p = (RetlProbe *) arg;
+	struct varlena *copy = NULL;
+
+	if (p->reload)
+		return;
+	if (!p->int_keys && jkey != NULL)
+		key = (int64) key_hash_bytes(jkey, jlen);
+	else if (p->int_keys && jkey != NULL)
+	{
+		/* a jsonb key, where the run's are integers (a key's type changed) */
+		struct varlena *tmp = MemoryContextAlloc(p->tmp_cxt, jlen + VARHDRSZ);
+
+		SET_VARSIZE(tmp, jlen + VARHDRSZ);
+		memcpy(VARDATA(tmp), jkey, jlen);
+		if (!run_key(p, tmp, &key))
+		{
+			p->reload = true;
+			return;
+		}
+	}
+	else if (!p->int_keys)
+	{
+		/* an integer key, where the run's are jsonb: as the run makes it */
+		MemoryContext old = MemoryContextSwitchTo(p->tmp_cxt);
+		Jsonb	   *jb = retl_int_key_jsonb(key);
+
+		key = (int64) key_hash((struct varlena *) jb);
+		if (part_of(p, (uint64) key) == p->part)
+			copy = retl_probe_keep_key(p, (struct varlena *) jb);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(p->tmp_cxt);
+	}
+	if (part_of(p, slot_hash(p, key)) != p->part)
+		return;
+	if (!p->int_keys && copy == NULL)
+		copy = retl_probe_keep_key_bytes(p, jkey, jlen);
+	(void) retl_probe_add_slot(p, key, hash, copy, 0);
 }
 
 /* An edit of the worker's, if of the current part's keys. */
@@ -126,7 +125,7 @@ apply_edit(void *arg, RetlSnapshotEdit *e)
 			p->slots[i].flags = PROBE_FORGOTTEN;
 		return;
 	}
-	if (!edit_key(p, e->key, &key))
+	if (!run_key(p, e->key, &key))
 	{
 		p->reload = true;
 		return;
@@ -155,7 +154,7 @@ check_edit(void *arg, RetlSnapshotEdit *e)
 	RetlProbe  *p = (RetlProbe *) arg;
 	int64		key;
 
-	if (p->int_keys && e->kind != RETL_EDIT_FORGET_ALL && !edit_key(p, e->key, &key))
+	if (p->int_keys && e->kind != RETL_EDIT_FORGET_ALL && !run_key(p, e->key, &key))
 		p->int_keys = false;
 }
 
@@ -226,6 +225,7 @@ retl_probe_begin(int sync_id, bool int_keys, Snapshot snap)
 	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "retl run probe",
 											  ALLOCSET_DEFAULT_SIZES);
 	RetlProbe  *p = MemoryContextAllocZero(cxt, sizeof(RetlProbe));
+	MemoryContext old;
 
 	p->cxt = cxt;
 	p->part_cxt = AllocSetContextCreate(cxt, "retl run probe part", ALLOCSET_DEFAULT_SIZES);
@@ -246,6 +246,10 @@ retl_probe_begin(int sync_id, bool int_keys, Snapshot snap)
 	 */
 	while (!load_part(p))
 		plan_parts(p, p->stored.entries + p->stored.edits, bytes_per_key(p));
+	/* (the keys' form is settled: written so, if the run saves) */
+	old = MemoryContextSwitchTo(cxt);
+	retl_snapshot_writer_begin(&p->writer, sync_id, p->int_keys);
+	MemoryContextSwitchTo(old);
 	retl_probe_activate(p);
 	return p;
 }
@@ -299,24 +303,16 @@ retl_probe_overflowed(RetlProbe *probe)
 void
 retl_probe_save_part(RetlProbe *probe)
 {
-	if (!probe->saving)
-	{
-		retl_snapshot_writer_begin(&probe->writer, probe->sync_id, probe->int_keys);
-		probe->saving = true;
-	}
 	for (int64 i = 0; i < probe->nslots; i++)
 	{
 		Slot	   *slot = &probe->slots[i];
 
 		if (!(slot->flags & PROBE_SEEN))
 			continue;
-		if (probe->int_keys)
-			retl_snapshot_write(&probe->writer, slot->key, slot->hash, NULL, 0,
-								position_of(mix64((uint64) slot->key)));
-		else
-			retl_snapshot_write(&probe->writer, slot->key, slot->hash,
-								VARDATA_ANY(slot->jkey), VARSIZE_ANY_EXHDR(slot->jkey),
-								position_of((uint64) slot->key));
+		retl_snapshot_write(&probe->writer, slot->key, slot->hash,
+							probe->int_keys ? NULL : VARDATA_ANY(slot->jkey),
+							probe->int_keys ? 0 : VARSIZE_ANY_EXHDR(slot->jkey),
+							position_of(slot_hash(probe, slot->key)));
 		if (i % 65536 == 0)
 			CHECK_FOR_INTERRUPTS();
 	}
@@ -326,11 +322,6 @@ retl_probe_save_part(RetlProbe *probe)
 void
 retl_probe_save_end(RetlProbe *probe)
 {
-	if (!probe->saving)
-	{
-		retl_snapshot_writer_begin(&probe->writer, probe->sync_id, probe->int_keys);
-		probe->saving = true;
-	}
 	retl_snapshot_writer_end(&probe->writer);
 	retl_snapshot_delete_edits(probe->sync_id, probe->snap);
 }
@@ -352,9 +343,8 @@ retl_probe_each(RetlProbe *probe, RetlProbeKeyFn fn, void *arg)
 	for (int64 i = 0; i < probe->nslots; i++)
 	{
 		Slot	   *slot = &probe->slots[i];
-		Datum		key;
-
 		MemoryContext old = MemoryContextSwitchTo(probe->tmp_cxt);
+		Datum		key;
 
 		if (!(slot->flags & PROBE_FORGOTTEN))
 		{

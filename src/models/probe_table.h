@@ -73,8 +73,7 @@ struct RetlProbe
 	int64		added;			/* A answered */
 	int64		changed;		/* C answered */
 	bool		written[256];	/* ops the query writes: the others answer NULL */
-	bool		saving;			/* the writer has begun */
-	RetlSnapshotWriter writer;
+	RetlSnapshotWriter writer;	/* the run's snapshot, if it saves */
 };
 
 /* A key hash's position: its high bits (the table uses the low ones). */
