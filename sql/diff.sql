@@ -362,7 +362,7 @@ ROLLBACK;
 SELECT count(*) AS runs FROM retl.run_store;
 
 -- retl.snapshots: a sync's snapshot as its next run sees it, its chunks
--- with the edits applied oldest first (a key forgotten, set, of 0.1: no
+-- (deltas after the whole) with the edits applied oldest first (a key forgotten, set, of 0.1: no
 -- hash); a chunk that is not one of retl's fails, naming it
 BEGIN;
 INSERT INTO retl.snapshot_edits (sync_id, key, hash, legacy_hash)
@@ -380,6 +380,29 @@ INSERT INTO retl.snapshot_chunks (sync_id, chunk, keys, int_keys, lo, hi, data)
 SELECT id, 0, 1, true, 0, 4294967295, '\x52533169' || '\x0700000000000000'::bytea || '\x0900000000000000'::bytea
   FROM retl.syncs WHERE name = 'people_manual';
 SELECT sn.key, sn.hash FROM retl.snapshots sn ORDER BY sn.key;
+-- deltas, read after the whole snapshot, oldest first: key 7 removed and
+-- key 11 added, then key 7 back with another hash
+INSERT INTO retl.snapshot_chunks (sync_id, chunk, keys, int_keys, lo, hi, data, delta)
+SELECT id, 1, 2, true, 0, 4294967295, '\x52533149' || '\x0700000000000000'::bytea || '\x0000000000000000'::bytea || '\x72'::bytea
+         || '\x0b00000000000000'::bytea || '\x0c00000000000000'::bytea || '\x75'::bytea, true
+  FROM retl.syncs WHERE name = 'people_manual';
+SELECT sn.key, sn.hash FROM retl.snapshots sn ORDER BY sn.key;
+INSERT INTO retl.snapshot_chunks (sync_id, chunk, keys, int_keys, lo, hi, data, delta)
+SELECT id, 2, 1, true, 0, 4294967295, '\x52533149' || '\x0700000000000000'::bytea || '\x0d00000000000000'::bytea || '\x75'::bytea, true
+  FROM retl.syncs WHERE name = 'people_manual';
+SELECT sn.key, sn.hash FROM retl.snapshots sn ORDER BY sn.key;
+-- a delta's entry that is neither, a chunk whose kind is not its row's
+SAVEPOINT s;
+INSERT INTO retl.snapshot_chunks (sync_id, chunk, keys, int_keys, lo, hi, data, delta)
+SELECT id, 3, 1, true, 0, 4294967295, '\x52533149' || '\x0700000000000000'::bytea || '\x0d00000000000000'::bytea || '\x78'::bytea, true
+  FROM retl.syncs WHERE name = 'people_manual';
+SELECT count(*) FROM retl.snapshots;
+ROLLBACK TO s;
+INSERT INTO retl.snapshot_chunks (sync_id, chunk, keys, int_keys, lo, hi, data, delta)
+SELECT id, 3, 1, true, 0, 4294967295, '\x52533169' || '\x0700000000000000'::bytea || '\x0d00000000000000'::bytea, true
+  FROM retl.syncs WHERE name = 'people_manual';
+SELECT count(*) FROM retl.snapshots;
+ROLLBACK TO s;
 -- a member of retl_admin reads it (the tables are the extension's)
 CREATE ROLE diff_admin IN ROLE retl_admin;
 SET ROLE diff_admin;

@@ -945,6 +945,7 @@ CREATE TABLE retl.snapshot_chunks (
 	lo			bigint NOT NULL,	/* range of their keys' positions (a hash's high 32 bits) */
 	hi			bigint NOT NULL,
 	data		bytea NOT NULL,
+	delta		boolean NOT NULL DEFAULT false,	/* what a run changed, read after the rest */
 	PRIMARY KEY (sync_id, chunk)
 );
 ALTER TABLE retl.snapshot_chunks ALTER COLUMN data SET STORAGE EXTERNAL;

@@ -352,6 +352,8 @@ classify(RetlProbe *p, Slot *slot, int64 key, struct varlena *jkey, int64 hash)
 		return CharGetDatum('U');
 	}
 	slot->flags |= PROBE_SEEN;
+	if (slot->hash != hash)
+		slot->flags |= PROBE_DIRTY;
 	if (slot->flags & PROBE_FORGOTTEN)
 	{
 		slot->flags &= ~PROBE_FORGOTTEN;

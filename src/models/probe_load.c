@@ -65,18 +65,42 @@ run_key(RetlProbe *p, struct varlena *key, int64 *k)
 	return ok;
 }
 
+/* A delta's entry over the part's keys (each loaded as stored, indexed). */
+static void
+apply_delta(RetlProbe *p, RetlEntryKind kind, int64 key, int64 hash, struct varlena *jkey)
+{
+	Slot	   *slot;
+
+	if (p->index == NULL)
+		retl_probe_build_index(p);
+	slot = find_slot(p, key, jkey);
+	if (kind == RETL_ENTRY_REMOVED)
+	{
+		/* as if never stored: a row of it is added, none is no removal */
+		if (slot != NULL)
+			slot->flags = PROBE_FORGOTTEN;
+		return;
+	}
+	if (slot == NULL)
+	{
+		(void) retl_probe_add_slot(p, key, hash,
+								   jkey == NULL ? NULL : retl_probe_keep_key(p, jkey), PROBE_STORED);
+		return;
+	}
+	slot->hash = hash;
+	slot->flags = PROBE_STORED;
+}
+
 /* A stored entry into the current part, if it is the part's. */
 static void
-add_stored(void *arg, int64 key, int64 hash, const char *jkey, uint32 jlen)
+add_stored(void *arg, RetlEntryKind kind, int64 key, int64 hash, const char *jkey, uint32 jlen)
 {
 	RetlProbe  *p = (RetlProbe *) arg;
-	struct varlena *copy = NULL;
+	struct varlena *jb = NULL;	/* the key as a jsonb run keeps it */
 
 	if (p->reload)
 		return;
-	if (!p->int_keys && jkey != NULL)
-		key = (int64) key_hash_bytes(jkey, jlen);
-	else if (p->int_keys && jkey != NULL)
+	if (p->int_keys && jkey != NULL)
 	{
 		/* a jsonb key, where the run's are integers (a key's type changed) */
 		struct varlena *tmp = MemoryContextAlloc(p->tmp_cxt, jlen + VARHDRSZ);
@@ -89,23 +113,37 @@ add_stored(void *arg, int64 key, int64 hash, const char *jkey, uint32 jlen)
 			return;
 		}
 	}
-	else if (!p->int_keys)
+	else if (!p->int_keys && jkey == NULL)
 	{
 		/* an integer key, where the run's are jsonb: as the run makes it */
 		MemoryContext old = MemoryContextSwitchTo(p->tmp_cxt);
-		Jsonb	   *jb = retl_int_key_jsonb(key);
 
-		key = (int64) key_hash((struct varlena *) jb);
-		if (part_of(p, (uint64) key) == p->part)
-			copy = retl_probe_keep_key(p, (struct varlena *) jb);
+		jb = (struct varlena *) retl_int_key_jsonb(key);
 		MemoryContextSwitchTo(old);
-		MemoryContextReset(p->tmp_cxt);
+		key = (int64) key_hash(jb);
 	}
-	if (part_of(p, slot_hash(p, key)) != p->part)
-		return;
-	if (!p->int_keys && copy == NULL)
-		copy = retl_probe_keep_key_bytes(p, jkey, jlen);
-	(void) retl_probe_add_slot(p, key, hash, copy, 0);
+	else if (!p->int_keys)
+		key = (int64) key_hash_bytes(jkey, jlen);
+	if (part_of(p, slot_hash(p, key)) == p->part)
+	{
+		if (!p->int_keys && jb == NULL && kind != RETL_ENTRY_BASE)
+		{
+			/* a delta's key, to look up */
+			jb = MemoryContextAlloc(p->tmp_cxt, jlen + VARHDRSZ);
+			SET_VARSIZE(jb, jlen + VARHDRSZ);
+			memcpy(VARDATA(jb), jkey, jlen);
+		}
+		if (kind != RETL_ENTRY_BASE)
+			apply_delta(p, kind, key, hash, jb);
+		else if (p->int_keys)
+			(void) retl_probe_add_slot(p, key, hash, NULL, PROBE_STORED);
+		else
+			(void) retl_probe_add_slot(p, key, hash,
+									   jb != NULL ? retl_probe_keep_key(p, jb) : retl_probe_keep_key_bytes(p, jkey, jlen),
+									   PROBE_STORED);
+	}
+	if (jb != NULL)
+		MemoryContextReset(p->tmp_cxt);
 }
 
 /* An edit of the worker's, if of the current part's keys. */
@@ -122,7 +160,7 @@ apply_edit(void *arg, RetlSnapshotEdit *e)
 	{
 		/* a resync: nothing so far is synced */
 		for (int64 i = 0; i < p->nslots; i++)
-			p->slots[i].flags = PROBE_FORGOTTEN;
+			p->slots[i].flags |= PROBE_FORGOTTEN;
 		return;
 	}
 	if (!run_key(p, e->key, &key))
@@ -142,9 +180,17 @@ apply_edit(void *arg, RetlSnapshotEdit *e)
 	}
 	if (slot == NULL)
 		return;
+	if (e->kind == RETL_EDIT_FORGET)
+	{
+		/* (its hash stays: as stored, a row of it as it was writes no delta) */
+		slot->flags |= PROBE_FORGOTTEN;
+		return;
+	}
+	if (slot->hash != e->hash || e->kind == RETL_EDIT_LEGACY)
+		slot->flags |= PROBE_DIRTY;
 	slot->hash = e->hash;
-	slot->flags = e->kind == RETL_EDIT_FORGET ? PROBE_FORGOTTEN :
-		e->kind == RETL_EDIT_LEGACY ? PROBE_LEGACY : 0;
+	slot->flags = (slot->flags & (PROBE_STORED | PROBE_DIRTY)) |
+		(e->kind == RETL_EDIT_LEGACY ? PROBE_LEGACY : 0);
 }
 
 /* Does an edit's key fit the run's form?  (Checked before any part.) */
@@ -216,6 +262,21 @@ plan_parts(RetlProbe *p, double keys, double per_key)
 }
 
 /*
+ * Does the run write what changed (a delta), not the whole snapshot?  If
+ * one is stored, in the run's form of keys, and its deltas are still few.
+ */
+static bool
+writes_delta(RetlProbe *p)
+{
+	int64		whole = p->stored.entries - p->stored.delta_entries;
+
+	return whole > 0 &&
+		!(p->int_keys ? p->stored.jsonb_chunks : p->stored.int_chunks) &&
+		p->stored.delta_entries <= whole / DELTA_SHARE &&
+		p->stored.delta_chunks < DELTA_CHUNKS;
+}
+
+/*
  * Load a sync's snapshot (its first part) to probe.  int_keys: the key is
  * one integer column (kept so only if every snapshot key is an integer).
  */
@@ -248,7 +309,8 @@ retl_probe_begin(int sync_id, bool int_keys, Snapshot snap)
 		plan_parts(p, p->stored.entries + p->stored.edits, bytes_per_key(p));
 	/* (the keys' form is settled: written so, if the run saves) */
 	old = MemoryContextSwitchTo(cxt);
-	retl_snapshot_writer_begin(&p->writer, sync_id, p->int_keys);
+	retl_snapshot_writer_begin(&p->writer, sync_id, p->int_keys,
+							   writes_delta(p) ? p->stored.next_chunk : -1);
 	MemoryContextSwitchTo(old);
 	retl_probe_activate(p);
 	return p;
@@ -298,23 +360,43 @@ retl_probe_overflowed(RetlProbe *probe)
 /*
  * After the query ran for the current part: write the part's keys as the
  * rows had them into the sync's snapshot (the first part deletes the
- * stored one).
+ * stored one), or, in a delta, those whose hash changed, the keys added
+ * and the keys removed.
  */
 void
 retl_probe_save_part(RetlProbe *probe)
 {
+	bool		delta = probe->writer.delta;
+
 	for (int64 i = 0; i < probe->nslots; i++)
 	{
 		Slot	   *slot = &probe->slots[i];
+		RetlEntryKind kind;
 
-		if (!(slot->flags & PROBE_SEEN))
+		if (i % 65536 == 0)
+			CHECK_FOR_INTERRUPTS();
+		if (!delta)
+		{
+			/* the whole snapshot: the keys the rows had */
+			if (!(slot->flags & PROBE_SEEN))
+				continue;
+			kind = RETL_ENTRY_BASE;
+		}
+		else if (slot->flags & PROBE_SEEN)
+		{
+			/* a delta: a key stored with another hash, or not stored */
+			if ((slot->flags & (PROBE_STORED | PROBE_DIRTY)) == PROBE_STORED)
+				continue;
+			kind = RETL_ENTRY_UPSERT;
+		}
+		else if (slot->flags & PROBE_STORED)
+			kind = RETL_ENTRY_REMOVED;	/* stored, and no row had it */
+		else
 			continue;
-		retl_snapshot_write(&probe->writer, slot->key, slot->hash,
+		retl_snapshot_write(&probe->writer, kind, slot->key, slot->hash,
 							probe->int_keys ? NULL : VARDATA_ANY(slot->jkey),
 							probe->int_keys ? 0 : VARSIZE_ANY_EXHDR(slot->jkey),
 							position_of(slot_hash(probe, slot->key)));
-		if (i % 65536 == 0)
-			CHECK_FOR_INTERRUPTS();
 	}
 }
 

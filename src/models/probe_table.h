@@ -14,6 +14,16 @@
 #define PROBE_SEEN		0x01
 #define PROBE_LEGACY	0x02	/* holds retl 0.1's md5 only (an edit) */
 #define PROBE_FORGOTTEN 0x04	/* an edit forgot it: not synced */
+#define PROBE_STORED	0x08	/* the stored chunks hold it */
+#define PROBE_DIRTY		0x10	/* its hash may not be the stored one */
+
+/*
+ * A run writes a delta, not the whole snapshot, while the stored deltas
+ * hold at most 1/DELTA_SHARE as many entries as the whole one, in fewer
+ * than DELTA_CHUNKS chunks.
+ */
+#define DELTA_SHARE		4
+#define DELTA_CHUNKS	32
 
 /*
  * A part is planned to take this share of retl.run_memory at most, the
@@ -25,7 +35,8 @@
 typedef struct Slot
 {
 	int64		key;			/* an integer key, or the hash of a jsonb key */
-	int64		hash;			/* of the row's values: as last synced, then as now */
+	int64		hash;			/* of the row's values: as last synced, then as now
+								 * (a forgotten key's: as stored) */
 	struct varlena *jkey;		/* the jsonb key (not integer keys) */
 	uint8		flags;
 } Slot;

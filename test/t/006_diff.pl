@@ -419,6 +419,16 @@ for my $k (qw(id code))
 }
 like(slurp_file($node->logfile, $log_from), qr/run of sync "big_id" diffs its snapshot in \d+ parts/,
 	'the log says the snapshot was diffed in parts');
+# big_code's run wrote a delta (its keys were stored as jsonb already),
+# read in parts by the next run; big_id's snapshot goes back to integers
+for my $k (qw(id code))
+{
+	is(run_sync("big_$k"), 'succeeded|59990|0|0|0', "big_$k: again, nothing changed, in parts");
+}
+is(psql(q{SELECT s.name, bool_and(c.int_keys), count(*) FILTER (WHERE c.delta), sum(c.keys) FILTER (WHERE c.delta)
+	FROM retl.snapshot_chunks c JOIN retl.syncs s ON s.id = c.sync_id
+	WHERE s.name IN ('big_id', 'big_code') GROUP BY s.name ORDER BY s.name}),
+	"big_code|f|1|170\nbig_id|t|0|", 'big_code: one delta of its 170 changed keys; big_id written whole, as integers');
 psql(q{INSERT INTO retl.snapshot_edits (sync_id, key) SELECT id, '[9000000000000000002]' FROM retl.syncs WHERE name = 'big_snow'});
 is(run_sync('big_snow'), 'succeeded|59990|51|60|60', 'big_snow: the same diff of 19-digit keys, and the key an edit forgot');
 is(psql(q{SELECT bool_and(c.int_keys) FROM retl.snapshot_chunks c JOIN retl.syncs s ON s.id = c.sync_id
@@ -435,8 +445,8 @@ psql(q{SELECT retl_drop_sync('big_id'); SELECT retl_drop_sync('big_code'); SELEC
 	ALTER SYSTEM RESET retl.run_memory; SELECT pg_reload_conf();});
 
 # A first run of 300,000 rows, then a run that finds 12,000 of them
-# changed: the snapshot is written whole by each run (in chunks of keys
-# and hashes), not key by key.
+# changed: the snapshot is written whole by the first (in chunks of keys
+# and hashes), not key by key, and the next writes what changed.
 psql(q{
 	CREATE TABLE stale (id int PRIMARY KEY, v int NOT NULL);
 	INSERT INTO stale SELECT g, 0 FROM generate_series(1, 300000) g;
@@ -453,9 +463,53 @@ ok($node->poll_query_until('postgres',
 	'the next run ends');
 is(psql("SELECT status, changed, finished_at - started_at < interval '60 seconds' FROM retl.runs WHERE id = $stale_run"),
 	'succeeded|12000|t', 'having saved its 12,000 changed keys in seconds, not minutes');
-is(psql(q{SELECT count(*) FILTER (WHERE sn.hash = retl._values_hash(st.id, st.v)), count(*) FROM retl.snapshots sn
-	JOIN retl.syncs s ON s.id = sn.sync_id JOIN stale st ON sn.key = jsonb_build_array(st.id) WHERE s.name = 'stale'}),
-	'300000|300000', "the snapshot holds each key's hash of its values as they are now");
+# The snapshot holds each key of the table, with the hash of its values as
+# they are now.
+sub stale_snapshot
+{
+	return psql(q{SELECT count(*) FILTER (WHERE sn.hash = retl._values_hash(st.id, st.v)),
+		(SELECT count(*) FROM retl.snapshots sn JOIN retl.syncs s ON s.id = sn.sync_id WHERE s.name = 'stale')
+		FROM retl.snapshots sn JOIN retl.syncs s ON s.id = sn.sync_id
+		JOIN stale st ON sn.key = jsonb_build_array(st.id) WHERE s.name = 'stale'});
+}
+# Its chunks: whole ones, deltas, and the deltas' entries.
+sub stale_chunks
+{
+	return psql(q{SELECT count(*) FILTER (WHERE NOT c.delta), count(*) FILTER (WHERE c.delta),
+		COALESCE(sum(c.keys) FILTER (WHERE c.delta), 0)
+		FROM retl.snapshot_chunks c JOIN retl.syncs s ON s.id = c.sync_id WHERE s.name = 'stale'});
+}
+is(stale_snapshot(), '300000|300000', "the snapshot holds each key's hash of its values as they are now");
+# A later run writes only what changed, a delta: the 12,000 changed keys;
+# a run that finds nothing changed writes nothing.
+is(stale_chunks(), '5|1|12000', 'that run wrote a delta of its 12,000 changed keys, not the whole snapshot');
+is(run_sync('stale'), 'succeeded|300000|0|0|0', 'a run after it finds nothing changed');
+is(stale_chunks(), '5|1|12000', 'and writes nothing');
+# Keys removed, then the same keys back: a delta says a key is gone, a
+# later one that it is back.
+psql(q{DELETE FROM stale WHERE id % 1000 = 7; INSERT INTO stale SELECT g, 3 FROM generate_series(300001, 300100) g;});
+is(run_sync('stale'), 'succeeded|299800|100|0|300', '300 keys removed, 100 added');
+is(stale_chunks(), '5|2|12400', 'a delta of those 400 keys');
+psql(q{INSERT INTO stale SELECT g, 4 FROM generate_series(7, 300000, 1000) g;});
+is(run_sync('stale'), 'succeeded|300100|300|0|0', 'the removed keys back, added again');
+is(stale_snapshot(), '300100|300100', 'the snapshot read with its 3 deltas holds every key and its hash');
+is(run_sync('stale'), 'succeeded|300100|0|0|0', 'the next run finds nothing changed');
+# A resync with send => false (every key forgotten) of an unchanged result
+# sends nothing, and writes nothing.
+my $quiet = psql(q{SELECT retl_resync('stale', send => false)});
+ok($node->poll_query_until('postgres', "SELECT status NOT IN ('queued', 'running') FROM retl.runs WHERE id = $quiet"),
+	'a resync without sending ends');
+is(psql("SELECT status, rows, added FROM retl.runs WHERE id = $quiet"), 'succeeded|300100|0', 'every key read, none sent');
+is(stale_chunks(), '5|3|12700', 'the same hashes: no delta');
+is(run_sync('stale'), 'succeeded|300100|0|0|0', 'and the run after it finds nothing changed');
+# Once the deltas hold more than a quarter of the keys, the next run
+# writes the whole snapshot again.
+psql(q{UPDATE stale SET v = 5 WHERE id % 4 = 1});
+is(run_sync('stale'), 'succeeded|300100|0|75025|0', '75,025 keys changed');
+is(stale_chunks(), '5|5|87725', 'a fourth delta, of two chunks');
+is(run_sync('stale'), 'succeeded|300100|0|0|0', 'nothing changed since');
+is(stale_chunks(), '5|0|0', 'the deltas were more than a quarter of the keys: the snapshot was written whole');
+is(stale_snapshot(), '300100|300100', 'holding every key and its hash');
 psql(q{SELECT retl_drop_sync('stale'); DROP TABLE stale;});
 is(psql(q{SELECT count(*) FROM retl.snapshot_chunks c WHERE NOT EXISTS (SELECT FROM retl.syncs s WHERE s.id = c.sync_id)}),
 	'0', 'a dropped sync leaves no chunk behind');
