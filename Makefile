@@ -11,6 +11,7 @@ OBJS = \
 	src/process/launcher.o \
 	src/process/utility.o \
 	src/process/runner.o \
+	src/process/scheduled.o \
 	src/process/txn.o \
 	src/process/worker.o \
 	src/api/checks.o \
@@ -29,11 +30,13 @@ OBJS = \
 	src/models/query.o \
 	src/models/rowhash.o \
 	src/models/runs.o \
+	src/queue/backoff.o \
 	src/queue/claim.o \
 	src/queue/counters.o \
 	src/queue/jobs.o \
 	src/queue/mark.o \
 	src/queue/queue.o \
+	src/queue/rows.o \
 	src/connectors/auth.o \
 	src/connectors/google_ads.o \
 	src/connectors/hashing.o \

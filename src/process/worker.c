@@ -194,8 +194,8 @@ sync_failed(int sync_id)
  * The extension was dropped: leave quietly; CREATE EXTENSION starts us
  * again.  Its logical slot goes with it, so it never holds WAL for nothing.
  */
-static void
-exit_without_extension(void)
+void
+retl_worker_exit_without_extension(void)
 {
 	retl_stream_drop_slot(false);
 	PopActiveSnapshot();
@@ -224,7 +224,7 @@ wait_for_version(void)
 
 		retl_begin_txn();
 		if (!retl_lock_extension())
-			exit_without_extension();
+			retl_worker_exit_without_extension();
 		if (SPI_execute("SELECT e.extversion FROM pg_catalog.pg_extension e WHERE e.extname = 'retl'",
 						true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 			elog(ERROR, "retl: could not read the extension's version");
@@ -302,7 +302,7 @@ record_outcomes(void)
 		retl_begin_txn();
 		pgstat_report_activity(STATE_RUNNING, "recording delivery outcomes");
 		if (!retl_lock_extension())
-			exit_without_extension();
+			retl_worker_exit_without_extension();
 		retl_queue_defer_deletes();
 		foreach(lc, finished)
 		{
@@ -457,7 +457,7 @@ stage_stream(void)
 	retl_begin_txn();
 	pgstat_report_activity(STATE_RUNNING, "staging logical changes");
 	if (!retl_lock_extension())
-		exit_without_extension();
+		retl_worker_exit_without_extension();
 	edata = retl_in_subtransaction(stage_work, &w);
 	if (edata != NULL)
 	{
@@ -632,7 +632,7 @@ claim_work(bool *more, long *wait_ms)
 	retl_begin_txn();
 	pgstat_report_activity(STATE_RUNNING, "claiming changes");
 	if (!retl_lock_extension())
-		exit_without_extension();
+		retl_worker_exit_without_extension();
 	retl_queue_analyze_if_stale(1000);
 	retl_counters_fold_due();
 	syncs = retl_sync_load(0);
@@ -692,89 +692,6 @@ claim_work(bool *more, long *wait_ms)
 	return requests;
 }
 
-typedef struct ScheduledClaim
-{
-	bool		(*claim) (int64 *id, int *sync_id, bool *send);
-	int64	   *id;
-	int		   *sync_id;
-	bool	   *send;
-	bool		found;
-} ScheduledClaim;
-
-static void
-claim_scheduled(void *arg)
-{
-	ScheduledClaim *c = arg;
-
-	c->found = c->claim(c->id, c->sync_id, c->send);
-}
-
-/*
- * Do one piece of scheduled work (a run, kind 'r', or a refresh, kind 'a'):
- * claim() picks it in a short transaction; a worker of its own does it
- * (process/runner.c), up to retl.max_parallel_runs at once; with none free
- * (or retl.max_parallel_runs 0) this worker does it, in a transaction of
- * its own, and records an error in a new transaction.  A failure is never
- * fatal to the worker.
- */
-static void
-scheduled(const char *what, char kind, bool (*claim) (int64 *id, int *sync_id, bool *send))
-{
-	int64		id;
-	int			sync_id = 0;
-	bool		send = true;
-	bool		found;
-	MemoryContext cxt = CurrentMemoryContext;
-
-	ScheduledClaim c = {claim, &id, &sync_id, &send, false};
-	ErrorData  *edata;
-
-	retl_begin_txn();
-	pgstat_report_activity(STATE_RUNNING, what);
-	if (!retl_lock_extension())
-		exit_without_extension();
-	/* a claim that fails (a schedule's arithmetic) is logged, never fatal */
-	edata = retl_in_subtransaction(claim_scheduled, &c);
-	retl_end_txn();
-	if (edata != NULL)
-	{
-		ereport(WARNING, (errmsg("retl could not take the next %s: %s", what, edata->message)));
-		FreeErrorData(edata);
-		return;
-	}
-	found = c.found;
-	if (!found)
-		return;
-	if (retl_max_parallel_runs > 0 && retl_runner_launch(kind, id, sync_id, send))
-		return;
-
-	PG_TRY();
-	{
-		retl_begin_txn();
-		pgstat_report_activity(STATE_RUNNING, what);
-		if (!retl_lock_extension())
-			exit_without_extension();
-		retl_runner_work(kind, id, sync_id, send);
-		retl_end_txn();
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		MemoryContextSwitchTo(cxt);
-		ereport(LOG, (errmsg("retl %s " INT64_FORMAT " failed: %s", what, id, edata->message)));
-		retl_begin_txn();
-		retl_runner_failed(kind, id, sync_id, edata->message);
-		retl_end_txn();
-		FreeErrorData(edata);
-	}
-	PG_END_TRY();
-}
-
 /* How often finished runs beyond retl.run_history are deleted. */
 #define RUN_PRUNE_INTERVAL_MS 10000
 
@@ -786,66 +703,6 @@ scheduled(const char *what, char kind, bool (*claim) (int64 *id, int *sync_id, b
  * 1 ms 2.5 / 6.5 ms, 78% more).
  */
 #define PASS_MIN_MS 2
-
-static void
-prune_work(void *arg)
-{
-	retl_runs_prune(0);
-}
-
-/* Keep retl.runs to retl.run_history; a failure is logged, never fatal. */
-static void
-prune_runs(void)
-{
-	ErrorData  *edata;
-
-	retl_begin_txn();
-	pgstat_report_activity(STATE_RUNNING, "pruning retl.runs");
-	if (!retl_lock_extension())
-		exit_without_extension();
-	edata = retl_in_subtransaction(prune_work, NULL);
-	retl_end_txn();
-	if (edata != NULL)
-	{
-		ereport(WARNING, (errmsg("retl could not prune retl.runs: %s", edata->message)));
-		FreeErrorData(edata);
-	}
-}
-
-/*
- * Free the slots of runners that ended; record the end of those that died
- * (a transaction only when a slot of this database is taken).
- */
-static void
-reap_runners(void)
-{
-	if (retl_runner_count(MyDatabaseId) == 0)
-		return;
-	retl_begin_txn();
-	pgstat_report_activity(STATE_RUNNING, "looking at runs in workers of their own");
-	if (!retl_lock_extension())
-		exit_without_extension();
-	(void) retl_runners_reap();
-	retl_end_txn();
-}
-
-/* As many runs and refreshes as retl.max_parallel_runs allow are at work. */
-static bool
-runners_full(void)
-{
-	return retl_max_parallel_runs > 0 && retl_runner_count(MyDatabaseId) >= retl_max_parallel_runs;
-}
-
-static bool
-refresh_claim(int64 *id, int *sync_id, bool *send)
-{
-	int			audience_id;
-
-	if (!retl_audiences_claim(&audience_id))
-		return false;
-	*id = audience_id;
-	return true;
-}
 
 void
 retl_worker_main(Datum main_arg)
@@ -871,7 +728,7 @@ retl_worker_main(Datum main_arg)
 	wait_for_version();
 	retl_begin_txn();
 	if (!retl_lock_extension())
-		exit_without_extension();
+		retl_worker_exit_without_extension();
 	served = true;
 	retl_queue_recover();
 	retl_queue_load_backoff();
@@ -942,16 +799,12 @@ retl_worker_main(Datum main_arg)
 		/* runs and refreshes are due at most a few times a second */
 		if (TimestampDifferenceExceeds(last_scheduled, GetCurrentTimestamp(), 200))
 		{
-			reap_runners();
-			if (!runners_full())
-				scheduled("refresh of audience", 'a', refresh_claim);
-			if (!runners_full())
-				scheduled("run", 'r', retl_runs_claim);
+			retl_worker_scheduled();
 			last_scheduled = GetCurrentTimestamp();
 		}
 		if (TimestampDifferenceExceeds(last_pruned, GetCurrentTimestamp(), RUN_PRUNE_INTERVAL_MS))
 		{
-			prune_runs();
+			retl_worker_prune_runs();
 			last_pruned = GetCurrentTimestamp();
 		}
 

@@ -7,5 +7,10 @@
 #include "postmaster/bgworker.h"
 
 extern PGDLLEXPORT void retl_worker_main(Datum main_arg);
+extern void retl_worker_exit_without_extension(void) pg_attribute_noreturn();
+
+/* scheduled.c */
+extern void retl_worker_scheduled(void);
+extern void retl_worker_prune_runs(void);
 
 #endif

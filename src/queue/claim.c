@@ -21,10 +21,9 @@
  *
  * In upsert mode every queued row of a key is claimed together and sent as
  * one record carrying the row's latest state, read in the claim
- * transaction as the sync's owner (owner.c); the record's id is that of the
+ * transaction as the sync's owner (rows.c); the record's id is that of the
  * newest row, so a retry of the same state has the same id and a newer
- * state gets a new one.  A row the owner may not see (row-level security)
- * is not the owner's to send: its key is dropped from the queue unsent.
+ * state gets a new one.  The keys waiting for a retry: backoff.c.
  */
 #include "postgres.h"
 
@@ -34,14 +33,11 @@
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/hsearch.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-#include "base/guc.h"
 #include "base/plans.h"
-#include "base/subxact.h"
 #include "connectors/connector.h"
 #include "queue/jobs.h"
 #include "queue/mark.h"
@@ -77,103 +73,6 @@ retl_queue_hold(RetlRequest *req)
 	cb->func = unhold;
 	cb->arg = req;
 	MemoryContextRegisterResetCallback(req->cxt, cb);
-}
-
-/* Keys waiting for a retry, per sync, and until when. */
-typedef struct BackoffKey
-{
-	int			sync_id;
-	uint64		hash;
-} BackoffKey;
-
-typedef struct BackoffEntry
-{
-	BackoffKey	key;
-	TimestampTz until;
-} BackoffEntry;
-
-static HTAB *backoff = NULL;
-
-/* entries beyond which expired ones are swept out */
-#define BACKOFF_SWEEP 65536
-
-/* A key of a sync waits for a retry until then. */
-void
-retl_queue_backoff(int sync_id, uint64 key_hash, TimestampTz until)
-{
-	BackoffKey	k;
-	BackoffEntry *e;
-	bool		found;
-
-	if (backoff == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(BackoffKey);
-		ctl.entrysize = sizeof(BackoffEntry);
-		backoff = hash_create("retl keys waiting for a retry", 1024, &ctl,
-							  HASH_ELEM | HASH_BLOBS);
-	}
-	if (hash_get_num_entries(backoff) >= BACKOFF_SWEEP)
-	{
-		HASH_SEQ_STATUS seq;
-		TimestampTz now = GetCurrentTimestamp();
-
-		hash_seq_init(&seq, backoff);
-		while ((e = hash_seq_search(&seq)) != NULL)
-			if (e->until <= now)
-				hash_search(backoff, &e->key, HASH_REMOVE, NULL);
-	}
-	memset(&k, 0, sizeof(k));
-	k.sync_id = sync_id;
-	k.hash = key_hash;
-	e = hash_search(backoff, &k, HASH_ENTER, &found);
-	if (!found || e->until < until)
-		e->until = until;
-}
-
-static bool
-backing_off(int sync_id, uint64 key_hash, TimestampTz now, TimestampTz *until)
-{
-	BackoffKey	k;
-	BackoffEntry *e;
-
-	if (backoff == NULL)
-		return false;
-	memset(&k, 0, sizeof(k));
-	k.sync_id = sync_id;
-	k.hash = key_hash;
-	e = hash_search(backoff, &k, HASH_FIND, NULL);
-	if (e == NULL)
-		return false;
-	if (e->until > now)
-	{
-		*until = e->until;
-		return true;
-	}
-	hash_search(backoff, &k, HASH_REMOVE, NULL);
-	return false;
-}
-
-/* At the worker's start: the keys the queue says wait for a retry. */
-void
-retl_queue_load_backoff(void)
-{
-	if (SPI_execute("SELECT sync_id, pg_catalog.jsonb_hash_extended(key, 0),"
-					" pg_catalog.max(next_attempt_at) FROM retl.queue"
-					" WHERE attempts > 0 AND next_attempt_at > pg_catalog.now()"
-					" GROUP BY 1, 2", true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "retl: could not read the changes waiting for a retry");
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-
-		retl_queue_backoff(DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull)),
-						   (uint64) DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull)),
-						   DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull)));
-	}
 }
 
 static HTAB *
@@ -370,7 +269,7 @@ pick(RetlSync *sync, int nbatches)
 				kept_from = Min(kept_from, id);
 				continue;		/* after the replace */
 			}
-			if (replace && (backing_off(sync->id, hash, now, &until) ||
+			if (replace && (retl_queue_backing_off(sync->id, hash, now, &until) ||
 							hash_search(held, &hash, HASH_FIND, NULL) != NULL))
 			{
 				/* its rows in order: the batch stops at one that must wait */
@@ -378,7 +277,7 @@ pick(RetlSync *sync, int nbatches)
 				done = true;
 				break;
 			}
-			if (backing_off(sync->id, hash, now, &until))
+			if (retl_queue_backing_off(sync->id, hash, now, &until))
 			{
 				park_from = Min(park_from, id);
 				park_until = Min(park_until, until);
@@ -465,7 +364,7 @@ claim_sql(RetlSync *sync)
 
 	/*
 	 * One line per row, gathered by key in C (claimed_keys); the rows'
-	 * state is read afterwards, as the owner (read_rows).
+	 * state is read afterwards, as the owner (rows.c).
 	 */
 	appendStringInfoString(&sql,
 						   "UPDATE retl.queue q SET in_flight = true"
@@ -505,278 +404,6 @@ parse_int_array(const char *text, int *n)
 		p = end;
 	}
 	return result;
-}
-
-/*
- * Reading the state of records [from, from + n) of a request: an upsert
- * batch's rows by their keys, or an append batch's captured rows through
- * its mapping's computed fields.
- */
-typedef struct ReadWork
-{
-	RetlSync   *sync;
-	RetlRequest *req;
-	Datum	   *keys;			/* the queue keys, or the captured rows */
-	int			from;
-	int			n;
-	bool		append;
-} ReadWork;
-
-/* The statement reading an upsert batch's rows ($1: their queue keys). */
-static char *
-read_sql(RetlSync *sync)
-{
-	StringInfoData sql;
-
-	initStringInfo(&sql);
-	appendStringInfoString(&sql, "SELECT x.data::text FROM pg_catalog.unnest($1)"
-						   " WITH ORDINALITY AS retl_k(retl_key, retl_n) LEFT JOIN LATERAL (SELECT ");
-	retl_append_row_data(&sql, sync, "t");
-	appendStringInfo(&sql, " AS data FROM %s%s t WHERE ", retl_only(sync->relid),
-					 format_type_be_qualified(get_rel_type_id(sync->relid)));
-	retl_append_key_match(&sql, sync, "t", "retl_k.retl_key");
-	appendStringInfoString(&sql, " LIMIT 1) x ON true ORDER BY retl_k.retl_n");
-	return sql.data;
-}
-
-/*
- * The statement mapping an append batch's captured rows ($1) with computed
- * fields: each row typed again as the table's and mapped like a read row.
- */
-static char *
-append_sql(RetlSync *sync)
-{
-	StringInfoData sql;
-
-	initStringInfo(&sql);
-	appendStringInfoString(&sql, "SELECT (SELECT ");
-	retl_append_row_data(&sql, sync, "t");
-	appendStringInfo(&sql, " FROM pg_catalog.jsonb_populate_record(NULL::%s, retl_d.retl_row) t)::text"
-					 " FROM pg_catalog.unnest($1) WITH ORDINALITY AS retl_d(retl_row, retl_n)"
-					 " ORDER BY retl_d.retl_n",
-					 format_type_be_qualified(get_rel_type_id(sync->relid)));
-	return sql.data;
-}
-
-/* The statement telling which of the keys $1 have a row, whoever may see it. */
-static char *
-hidden_sql(RetlSync *sync)
-{
-	StringInfoData sql;
-
-	initStringInfo(&sql);
-	appendStringInfo(&sql, "SELECT k.n FROM pg_catalog.unnest($1) WITH ORDINALITY AS k(key, n)"
-					 " WHERE EXISTS (SELECT 1 FROM %s%s t WHERE ", retl_only(sync->relid),
-					 format_type_be_qualified(get_rel_type_id(sync->relid)));
-	retl_append_key_match(&sql, sync, "t", "k.key");
-	appendStringInfoChar(&sql, ')');
-	return sql.data;
-}
-
-/*
- * Read the rows of an upsert request's records (keys: their queue keys) as
- * the sync's owner; a key without a row is a delete (op 'd', no data).
- */
-static void
-read_states(void *arg)
-{
-	ReadWork   *w = arg;
-	Oid			types[1] = {JSONBARRAYOID};
-	Datum		values[1];
-	MemoryContext old;
-
-	values[0] = PointerGetDatum(construct_array(w->keys + w->from, w->n, JSONBOID, -1, false,
-												TYPALIGN_INT));
-	retl_owner_read(w->sync, w->append ?
-					retl_sync_statement(w->sync, RETL_SQL_APPEND, append_sql) :
-					retl_sync_statement(w->sync, RETL_SQL_READ, read_sql),
-					1, types, values, NULL);
-	if (SPI_processed != (uint64) w->n)
-		elog(ERROR, "retl: could not read the rows of sync \"%s\"", w->sync->name);
-	old = MemoryContextSwitchTo(w->req->cxt);
-	for (int i = 0; i < w->n; i++)
-	{
-		RetlRecord *r = &w->req->records[w->from + i];
-
-		r->data = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-		if (!w->append)
-			r->op = r->data ? 'u' : 'd';
-	}
-	MemoryContextSwitchTo(old);
-}
-
-/*
- * Is an error about one record's data (its row cannot become JSON: a json
- * value jsonb refuses, a value too large), rather than about the sync (its
- * owner may not read the table, ...)?  Such a record is dead-lettered alone.
- */
-static bool
-record_error(ErrorData *edata)
-{
-	int			category = ERRCODE_TO_CATEGORY(edata->sqlerrcode);
-
-	return category == ERRCODE_DATA_EXCEPTION || category == ERRCODE_PROGRAM_LIMIT_EXCEEDED;
-}
-
-/*
- * Fill in the state of an upsert request's rows, read as the sync's owner.
- * A row that fails to read for its own data is marked unsent (the others
- * are then read one by one); any other failure fails the claim.  Records
- * whose row exists but is hidden from the owner by row-level security
- * leave the request and the queue.
- */
-static void
-read_rows(RetlSync *sync, RetlRequest *req, Datum *keys, bool append)
-{
-	Oid			types[1] = {JSONBARRAYOID};
-	Datum		values[1];
-	ReadWork	w = {sync, req, keys, 0, req->nrecords, append};
-	ErrorData  *edata;
-	bool		missing = false;
-	int			kept = 0;
-	int			nhidden = 0;
-	RetlRecord *hidden;
-
-	edata = retl_in_subtransaction(read_states, &w);
-	if (edata != NULL && !record_error(edata))
-		ReThrowError(edata);
-	for (int i = 0; edata != NULL && i < req->nrecords; i++)
-	{
-		ErrorData  *one = edata;
-
-		if (req->nrecords > 1)
-		{
-			w.from = i;
-			w.n = 1;
-			one = retl_in_subtransaction(read_states, &w);
-			if (one == NULL)
-				continue;
-			if (!record_error(one))
-				ReThrowError(one);
-		}
-		req->records[i].data = NULL;
-		req->records[i].unsent = MemoryContextStrdup(req->cxt, one->message);
-		if (one != edata)
-			FreeErrorData(one);
-	}
-	if (edata != NULL)
-		FreeErrorData(edata);
-	if (append)
-		return;
-	for (int i = 0; i < req->nrecords; i++)
-		missing |= req->records[i].data == NULL && req->records[i].unsent == NULL;
-	if (!missing || !retl_owner_rls(sync))
-		return;
-
-	/* missing for the owner: deleted, or there and hidden from it? */
-	values[0] = PointerGetDatum(construct_array(keys, req->nrecords, JSONBOID, -1, false,
-												TYPALIGN_INT));
-	if (retl_spi_execute(retl_sync_statement(sync, RETL_SQL_HIDDEN, hidden_sql),
-						 1, types, values, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "retl: could not read the rows of sync \"%s\"", sync->name);
-	for (uint64 j = 0; j < SPI_processed; j++)
-	{
-		int			i = (int) strtol(SPI_getvalue(SPI_tuptable->vals[j], SPI_tuptable->tupdesc, 1),
-									 NULL, 10) - 1;
-
-		if (req->records[i].data == NULL && req->records[i].unsent == NULL)
-			req->records[i].op = 'h';	/* hidden */
-	}
-	/* the records kept first, the hidden ones after them */
-	hidden = palloc(sizeof(RetlRecord) * req->nrecords);
-	for (int i = 0; i < req->nrecords; i++)
-	{
-		if (req->records[i].op == 'h')
-			hidden[nhidden++] = req->records[i];
-		else
-			req->records[kept++] = req->records[i];
-	}
-	if (nhidden == 0)
-		return;
-	memcpy(&req->records[kept], hidden, sizeof(RetlRecord) * nhidden);
-	req->nrecords = kept;
-	retl_queue_delete_ids(sync->id, retl_queue_id_array(&req->records[kept], nhidden));
-}
-
-/*
- * Records that cannot be sent (unreadable, or larger than
- * retl.max_record_size) are dead-lettered alone and leave the request.
- */
-static void
-drop_unsent(RetlRequest *req)
-{
-	int			kept = 0;
-
-	for (int i = 0; i < req->nrecords; i++)
-	{
-		RetlRecord *r = &req->records[i];
-		size_t		size = strlen(r->key) + (r->data ? strlen(r->data) : 0);
-
-		if (r->unsent == NULL && size > (size_t) retl_max_record_kb * 1024)
-		{
-			r->unsent = MemoryContextStrdup(req->cxt,
-											psprintf("the record is %zu bytes, more than retl.max_record_size (%d kB)",
-													 size, retl_max_record_kb));
-			/* what was never sent is not kept either: replay requeues the change */
-			r->data = NULL;
-		}
-		if (r->unsent != NULL)
-			retl_queue_dead_letter_unsent(req, r);
-		else
-			req->records[kept++] = *r;
-	}
-	req->nrecords = kept;
-}
-
-/*
- * Build a claimed request with its destination's connector; records that
- * do not fit in max_batch_bytes are left out (req->nrecords lowered).
- */
-void
-retl_queue_build(RetlRequest *req, RetlSync *sync)
-{
-	retl_connector(sync->kind)->build(req, sync);
-}
-
-typedef struct RebuildWork
-{
-	RetlRequest *req;
-	bool		built;
-} RebuildWork;
-
-static void
-rebuild_work(void *arg)
-{
-	RebuildWork *w = arg;
-	List	   *syncs = retl_sync_load(w->req->sync_id);
-
-	if (syncs == NIL)
-		return;					/* dropped: its rows went with it */
-	retl_queue_build(w->req, (RetlSync *) linitial(syncs));
-	/* a half is no larger than the batch it comes from: all of it fits */
-	w->built = true;
-}
-
-/*
- * In the outcome transaction: build a part of a batch that the destination
- * refused as a whole (retl_http_copy of its records).  False when it was
- * not built (its sync is gone, or building failed: its records go back to
- * the queue and the sync shows why).
- */
-bool
-retl_queue_rebuild(RetlRequest *req)
-{
-	RebuildWork w = {req, false};
-	ErrorData  *edata = retl_in_subtransaction(rebuild_work, &w);
-
-	if (edata != NULL)
-	{
-		retl_queue_release(req, 0);
-		retl_queue_sync_error(req->sync_id, edata->message);
-		FreeErrorData(edata);
-		return false;
-	}
-	return w.built;
 }
 
 /*
@@ -1059,7 +686,7 @@ retl_queue_claim(RetlSync *sync, int nbatches)
 		int			nrecords;
 
 		if (by_key)
-			read_rows(sync, req, keys, false);
+			retl_queue_read_rows(sync, req, keys, false);
 		else if (!sync->diff && retl_mapping_computes(sync))
 		{
 			/* the captured rows, mapped with their computed fields as the owner */
@@ -1067,10 +694,10 @@ retl_queue_claim(RetlSync *sync, int nbatches)
 
 			for (int i = 0; i < req->nrecords; i++)
 				rows[i] = DirectFunctionCall1(jsonb_in, CStringGetDatum(req->records[i].data));
-			read_rows(sync, req, rows, true);
+			retl_queue_read_rows(sync, req, rows, true);
 		}
 		/* every key hidden from the owner, or dead-lettered: none left */
-		drop_unsent(req);
+		retl_queue_drop_unsent(req);
 		nrecords = req->nrecords;
 
 		/* the batches, batch_size records each */

@@ -1,0 +1,179 @@
+/*
+ * scheduled.c: the database worker's scheduled work: runs of diff syncs
+ * and refreshes of audiences, each started in a worker of its own
+ * (runner.c) or, with none free, done by the database's worker itself;
+ * and keeping retl.runs to retl.run_history.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "pgstat.h"
+#include "utils/elog.h"
+#include "utils/memutils.h"
+
+#include "base/guc.h"
+#include "base/shmem.h"
+#include "base/subxact.h"
+#include "models/runs.h"
+#include "process/runner.h"
+#include "process/txn.h"
+#include "process/worker.h"
+
+/* The claim of the next run or refresh, in a subtransaction */
+typedef struct ScheduledClaim
+{
+	bool		(*claim) (int64 *id, int *sync_id, bool *send);
+	int64	   *id;
+	int		   *sync_id;
+	bool	   *send;
+	bool		found;
+} ScheduledClaim;
+
+static void
+claim_scheduled(void *arg)
+{
+	ScheduledClaim *c = arg;
+
+	c->found = c->claim(c->id, c->sync_id, c->send);
+}
+
+/*
+ * Do one piece of scheduled work (a run, kind 'r', or a refresh, kind 'a'):
+ * claim() picks it in a short transaction; a worker of its own does it
+ * (process/runner.c), up to retl.max_parallel_runs at once; with none free
+ * (or retl.max_parallel_runs 0) this worker does it, in a transaction of
+ * its own, and records an error in a new transaction.  A failure is never
+ * fatal to the worker.
+ */
+static void
+scheduled(const char *what, char kind, bool (*claim) (int64 *id, int *sync_id, bool *send))
+{
+	int64		id;
+	int			sync_id = 0;
+	bool		send = true;
+	bool		found;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	ScheduledClaim c = {claim, &id, &sync_id, &send, false};
+	ErrorData  *edata;
+
+	retl_begin_txn();
+	pgstat_report_activity(STATE_RUNNING, what);
+	if (!retl_lock_extension())
+		retl_worker_exit_without_extension();
+	/* a claim that fails (a schedule's arithmetic) is logged, never fatal */
+	edata = retl_in_subtransaction(claim_scheduled, &c);
+	retl_end_txn();
+	if (edata != NULL)
+	{
+		ereport(WARNING, (errmsg("retl could not take the next %s: %s", what, edata->message)));
+		FreeErrorData(edata);
+		return;
+	}
+	found = c.found;
+	if (!found)
+		return;
+	if (retl_max_parallel_runs > 0 && retl_runner_launch(kind, id, sync_id, send))
+		return;
+
+	PG_TRY();
+	{
+		retl_begin_txn();
+		pgstat_report_activity(STATE_RUNNING, what);
+		if (!retl_lock_extension())
+			retl_worker_exit_without_extension();
+		retl_runner_work(kind, id, sync_id, send);
+		retl_end_txn();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		MemoryContextSwitchTo(cxt);
+		ereport(LOG, (errmsg("retl %s " INT64_FORMAT " failed: %s", what, id, edata->message)));
+		retl_begin_txn();
+		retl_runner_failed(kind, id, sync_id, edata->message);
+		retl_end_txn();
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+}
+
+static void
+prune_work(void *arg)
+{
+	retl_runs_prune(0);
+}
+
+/* Keep retl.runs to retl.run_history; a failure is logged, never fatal. */
+void
+retl_worker_prune_runs(void)
+{
+	ErrorData  *edata;
+
+	retl_begin_txn();
+	pgstat_report_activity(STATE_RUNNING, "pruning retl.runs");
+	if (!retl_lock_extension())
+		retl_worker_exit_without_extension();
+	edata = retl_in_subtransaction(prune_work, NULL);
+	retl_end_txn();
+	if (edata != NULL)
+	{
+		ereport(WARNING, (errmsg("retl could not prune retl.runs: %s", edata->message)));
+		FreeErrorData(edata);
+	}
+}
+
+/*
+ * Free the slots of runners that ended; record the end of those that died
+ * (a transaction only when a slot of this database is taken).
+ */
+static void
+reap_runners(void)
+{
+	if (retl_runner_count(MyDatabaseId) == 0)
+		return;
+	retl_begin_txn();
+	pgstat_report_activity(STATE_RUNNING, "looking at runs in workers of their own");
+	if (!retl_lock_extension())
+		retl_worker_exit_without_extension();
+	(void) retl_runners_reap();
+	retl_end_txn();
+}
+
+/* As many runs and refreshes as retl.max_parallel_runs allow are at work. */
+static bool
+runners_full(void)
+{
+	return retl_max_parallel_runs > 0 && retl_runner_count(MyDatabaseId) >= retl_max_parallel_runs;
+}
+
+static bool
+refresh_claim(int64 *id, int *sync_id, bool *send)
+{
+	int			audience_id;
+
+	if (!retl_audiences_claim(&audience_id))
+		return false;
+	*id = audience_id;
+	return true;
+}
+
+/*
+ * Start the runs and refreshes that are due, as many as
+ * retl.max_parallel_runs allow, after freeing the slots of those that
+ * ended.
+ */
+void
+retl_worker_scheduled(void)
+{
+	reap_runners();
+	if (!runners_full())
+		scheduled("refresh of audience", 'a', refresh_claim);
+	if (!runners_full())
+		scheduled("run", 'r', retl_runs_claim);
+}

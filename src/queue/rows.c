@@ -1,0 +1,303 @@
+/*
+ * rows.c: what a claimed request sends, read and built in the claim
+ * transaction (claim.c claims the rows).
+ *
+ * An upsert batch's records carry their rows' state as they are now, read
+ * by key as the sync's owner (owner.c); an append batch's captured rows
+ * go through its mapping's computed fields the same way.  A record whose
+ * row the owner may not see (row-level security) is not the owner's to
+ * send: its key leaves the queue unsent.  A record that cannot be read or
+ * is larger than retl.max_record_size is dead-lettered alone.  Then the
+ * destination's connector builds the request (retl_queue_build), and
+ * builds again a part of a batch that the destination refused as a whole
+ * (retl_queue_rebuild).
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+#include "base/guc.h"
+#include "base/plans.h"
+#include "base/subxact.h"
+#include "connectors/connector.h"
+#include "queue/queue.h"
+#include "sync/compiled.h"
+#include "sync/mapping.h"
+#include "sync/owner.h"
+
+/*
+ * Reading the state of records [from, from + n) of a request: an upsert
+ * batch's rows by their keys, or an append batch's captured rows through
+ * its mapping's computed fields.
+ */
+typedef struct ReadWork
+{
+	RetlSync   *sync;
+	RetlRequest *req;
+	Datum	   *keys;			/* the queue keys, or the captured rows */
+	int			from;
+	int			n;
+	bool		append;
+} ReadWork;
+
+/* The statement reading an upsert batch's rows ($1: their queue keys). */
+static char *
+read_sql(RetlSync *sync)
+{
+	StringInfoData sql;
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT x.data::text FROM pg_catalog.unnest($1)"
+						   " WITH ORDINALITY AS retl_k(retl_key, retl_n) LEFT JOIN LATERAL (SELECT ");
+	retl_append_row_data(&sql, sync, "t");
+	appendStringInfo(&sql, " AS data FROM %s%s t WHERE ", retl_only(sync->relid),
+					 format_type_be_qualified(get_rel_type_id(sync->relid)));
+	retl_append_key_match(&sql, sync, "t", "retl_k.retl_key");
+	appendStringInfoString(&sql, " LIMIT 1) x ON true ORDER BY retl_k.retl_n");
+	return sql.data;
+}
+
+/*
+ * The statement mapping an append batch's captured rows ($1) with computed
+ * fields: each row typed again as the table's and mapped like a read row.
+ */
+static char *
+append_sql(RetlSync *sync)
+{
+	StringInfoData sql;
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT (SELECT ");
+	retl_append_row_data(&sql, sync, "t");
+	appendStringInfo(&sql, " FROM pg_catalog.jsonb_populate_record(NULL::%s, retl_d.retl_row) t)::text"
+					 " FROM pg_catalog.unnest($1) WITH ORDINALITY AS retl_d(retl_row, retl_n)"
+					 " ORDER BY retl_d.retl_n",
+					 format_type_be_qualified(get_rel_type_id(sync->relid)));
+	return sql.data;
+}
+
+/* The statement telling which of the keys $1 have a row, whoever may see it. */
+static char *
+hidden_sql(RetlSync *sync)
+{
+	StringInfoData sql;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT k.n FROM pg_catalog.unnest($1) WITH ORDINALITY AS k(key, n)"
+					 " WHERE EXISTS (SELECT 1 FROM %s%s t WHERE ", retl_only(sync->relid),
+					 format_type_be_qualified(get_rel_type_id(sync->relid)));
+	retl_append_key_match(&sql, sync, "t", "k.key");
+	appendStringInfoChar(&sql, ')');
+	return sql.data;
+}
+
+/*
+ * Read the rows of an upsert request's records (keys: their queue keys) as
+ * the sync's owner; a key without a row is a delete (op 'd', no data).
+ */
+static void
+read_states(void *arg)
+{
+	ReadWork   *w = arg;
+	Oid			types[1] = {JSONBARRAYOID};
+	Datum		values[1];
+	MemoryContext old;
+
+	values[0] = PointerGetDatum(construct_array(w->keys + w->from, w->n, JSONBOID, -1, false,
+												TYPALIGN_INT));
+	retl_owner_read(w->sync, w->append ?
+					retl_sync_statement(w->sync, RETL_SQL_APPEND, append_sql) :
+					retl_sync_statement(w->sync, RETL_SQL_READ, read_sql),
+					1, types, values, NULL);
+	if (SPI_processed != (uint64) w->n)
+		elog(ERROR, "retl: could not read the rows of sync \"%s\"", w->sync->name);
+	old = MemoryContextSwitchTo(w->req->cxt);
+	for (int i = 0; i < w->n; i++)
+	{
+		RetlRecord *r = &w->req->records[w->from + i];
+
+		r->data = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		if (!w->append)
+			r->op = r->data ? 'u' : 'd';
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Is an error about one record's data (its row cannot become JSON: a json
+ * value jsonb refuses, a value too large), rather than about the sync (its
+ * owner may not read the table, ...)?  Such a record is dead-lettered alone.
+ */
+static bool
+record_error(ErrorData *edata)
+{
+	int			category = ERRCODE_TO_CATEGORY(edata->sqlerrcode);
+
+	return category == ERRCODE_DATA_EXCEPTION || category == ERRCODE_PROGRAM_LIMIT_EXCEEDED;
+}
+
+/*
+ * Fill in the state of an upsert request's rows, read as the sync's owner.
+ * A row that fails to read for its own data is marked unsent (the others
+ * are then read one by one); any other failure fails the claim.  Records
+ * whose row exists but is hidden from the owner by row-level security
+ * leave the request and the queue.
+ */
+void
+retl_queue_read_rows(RetlSync *sync, RetlRequest *req, Datum *keys, bool append)
+{
+	Oid			types[1] = {JSONBARRAYOID};
+	Datum		values[1];
+	ReadWork	w = {sync, req, keys, 0, req->nrecords, append};
+	ErrorData  *edata;
+	bool		missing = false;
+	int			kept = 0;
+	int			nhidden = 0;
+	RetlRecord *hidden;
+
+	edata = retl_in_subtransaction(read_states, &w);
+	if (edata != NULL && !record_error(edata))
+		ReThrowError(edata);
+	for (int i = 0; edata != NULL && i < req->nrecords; i++)
+	{
+		ErrorData  *one = edata;
+
+		if (req->nrecords > 1)
+		{
+			w.from = i;
+			w.n = 1;
+			one = retl_in_subtransaction(read_states, &w);
+			if (one == NULL)
+				continue;
+			if (!record_error(one))
+				ReThrowError(one);
+		}
+		req->records[i].data = NULL;
+		req->records[i].unsent = MemoryContextStrdup(req->cxt, one->message);
+		if (one != edata)
+			FreeErrorData(one);
+	}
+	if (edata != NULL)
+		FreeErrorData(edata);
+	if (append)
+		return;
+	for (int i = 0; i < req->nrecords; i++)
+		missing |= req->records[i].data == NULL && req->records[i].unsent == NULL;
+	if (!missing || !retl_owner_rls(sync))
+		return;
+
+	/* missing for the owner: deleted, or there and hidden from it? */
+	values[0] = PointerGetDatum(construct_array(keys, req->nrecords, JSONBOID, -1, false,
+												TYPALIGN_INT));
+	if (retl_spi_execute(retl_sync_statement(sync, RETL_SQL_HIDDEN, hidden_sql),
+						 1, types, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "retl: could not read the rows of sync \"%s\"", sync->name);
+	for (uint64 j = 0; j < SPI_processed; j++)
+	{
+		int			i = (int) strtol(SPI_getvalue(SPI_tuptable->vals[j], SPI_tuptable->tupdesc, 1),
+									 NULL, 10) - 1;
+
+		if (req->records[i].data == NULL && req->records[i].unsent == NULL)
+			req->records[i].op = 'h';	/* hidden */
+	}
+	/* the records kept first, the hidden ones after them */
+	hidden = palloc(sizeof(RetlRecord) * req->nrecords);
+	for (int i = 0; i < req->nrecords; i++)
+	{
+		if (req->records[i].op == 'h')
+			hidden[nhidden++] = req->records[i];
+		else
+			req->records[kept++] = req->records[i];
+	}
+	if (nhidden == 0)
+		return;
+	memcpy(&req->records[kept], hidden, sizeof(RetlRecord) * nhidden);
+	req->nrecords = kept;
+	retl_queue_delete_ids(sync->id, retl_queue_id_array(&req->records[kept], nhidden));
+}
+
+/*
+ * Records that cannot be sent (unreadable, or larger than
+ * retl.max_record_size) are dead-lettered alone and leave the request.
+ */
+void
+retl_queue_drop_unsent(RetlRequest *req)
+{
+	int			kept = 0;
+
+	for (int i = 0; i < req->nrecords; i++)
+	{
+		RetlRecord *r = &req->records[i];
+		size_t		size = strlen(r->key) + (r->data ? strlen(r->data) : 0);
+
+		if (r->unsent == NULL && size > (size_t) retl_max_record_kb * 1024)
+		{
+			r->unsent = MemoryContextStrdup(req->cxt,
+											psprintf("the record is %zu bytes, more than retl.max_record_size (%d kB)",
+													 size, retl_max_record_kb));
+			/* what was never sent is not kept either: replay requeues the change */
+			r->data = NULL;
+		}
+		if (r->unsent != NULL)
+			retl_queue_dead_letter_unsent(req, r);
+		else
+			req->records[kept++] = *r;
+	}
+	req->nrecords = kept;
+}
+
+/*
+ * Build a claimed request with its destination's connector; records that
+ * do not fit in max_batch_bytes are left out (req->nrecords lowered).
+ */
+void
+retl_queue_build(RetlRequest *req, RetlSync *sync)
+{
+	retl_connector(sync->kind)->build(req, sync);
+}
+
+typedef struct RebuildWork
+{
+	RetlRequest *req;
+	bool		built;
+} RebuildWork;
+
+static void
+rebuild_work(void *arg)
+{
+	RebuildWork *w = arg;
+	List	   *syncs = retl_sync_load(w->req->sync_id);
+
+	if (syncs == NIL)
+		return;					/* dropped: its rows went with it */
+	retl_queue_build(w->req, (RetlSync *) linitial(syncs));
+	/* a half is no larger than the batch it comes from: all of it fits */
+	w->built = true;
+}
+
+/*
+ * In the outcome transaction: build a part of a batch that the destination
+ * refused as a whole (retl_http_copy of its records).  False when it was
+ * not built (its sync is gone, or building failed: its records go back to
+ * the queue and the sync shows why).
+ */
+bool
+retl_queue_rebuild(RetlRequest *req)
+{
+	RebuildWork w = {req, false};
+	ErrorData  *edata = retl_in_subtransaction(rebuild_work, &w);
+
+	if (edata != NULL)
+	{
+		retl_queue_release(req, 0);
+		retl_queue_sync_error(req->sync_id, edata->message);
+		FreeErrorData(edata);
+		return false;
+	}
+	return w.built;
+}
