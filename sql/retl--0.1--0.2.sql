@@ -912,8 +912,8 @@ GRANT EXECUTE ON FUNCTION retl_cancel_run(bigint) TO retl_user;
  * Snapshots hash a row's mapped values (models/rowhash.c), 64 bits,
  * instead of the md5 of its JSON: a run builds JSON only for the rows that
  * changed.  They are stored compact (models/snapshot.c): each sync's keys
- * and hashes in chunks of about 1 MB, written whole by each run, instead
- * of a row per key (a first run of 1M rows spent three quarters of its
+ * and hashes in chunks of about 1 MB, written whole by a first run and
+ * as deltas (what changed) by the next ones, instead of a row per key (a first run of 1M rows spent three quarters of its
  * time inserting them, in a btree of jsonb keys).  Between runs the worker
  * records what it changes of a snapshot as edits, only ever inserted (a
  * dead letter's key forgotten: hash NULL; or kept stale: hash 0; a resync

@@ -472,7 +472,7 @@ diff_result(RetlSync *sync, bool send, bool replace, bool save, RetlRunCounts *c
 
 /*
  * Run a diff sync in the current transaction (SPI connected): queue what
- * changed (unless !send) and rewrite the snapshot.
+ * changed (unless !send) and save the snapshot (what changed of it).
  */
 void
 retl_diff_run(RetlSync *sync, bool send, bool replace, RetlRunCounts *counts)

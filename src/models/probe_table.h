@@ -36,7 +36,7 @@ typedef struct Slot
 {
 	int64		key;			/* an integer key, or the hash of a jsonb key */
 	int64		hash;			/* of the row's values: as last synced, then as now
-								 * (a forgotten key's: as stored) */
+								 * (a key forgotten by an edit keeps it) */
 	struct varlena *jkey;		/* the jsonb key (not integer keys) */
 	uint8		flags;
 } Slot;

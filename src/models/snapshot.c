@@ -11,7 +11,7 @@
  * whole snapshot (1M integer keys are 16 MB in 16 rows); a later run
  * writes only what changed, a delta (chunks of the same entries, each
  * marked as the key's new hash or as removed), read after the whole one
- * and the older deltas.  A 1% diff of 1M keys writes 160 kB, not 16 MB
+ * and the older deltas.  A 1% diff of 1M keys writes 170 kB, not 16 MB
  * (and as much WAL, which every concurrent commit waits to flush).  Once
  * the deltas hold more than a quarter as many entries as the whole
  * snapshot, or are too many chunks, the next run writes the whole
@@ -28,6 +28,10 @@
  * the edits it sees, oldest first, over the chunks, and deletes those it
  * applied when it saves the snapshot: an edit made during a run is
  * applied by the next.
+ *
+ * Two runs of a sync never overlap (a run is claimed only when none of its
+ * sync is running: runs.c), so a delta is numbered after the chunks its
+ * run read and nothing writes the sync's chunks meanwhile.
  *
  * Numbers are stored little-endian, whatever the server's byte order.
  */

@@ -494,8 +494,8 @@ psql(q{INSERT INTO stale SELECT g, 4 FROM generate_series(7, 300000, 1000) g;});
 is(run_sync('stale'), 'succeeded|300100|300|0|0', 'the removed keys back, added again');
 is(stale_snapshot(), '300100|300100', 'the snapshot read with its 3 deltas holds every key and its hash');
 is(run_sync('stale'), 'succeeded|300100|0|0|0', 'the next run finds nothing changed');
-# A resync with send => false (every key forgotten) of an unchanged result
-# sends nothing, and writes nothing.
+# A resync with send => false (the result as it is recorded as synced) of
+# an unchanged result sends nothing, and writes nothing.
 my $quiet = psql(q{SELECT retl_resync('stale', send => false)});
 ok($node->poll_query_until('postgres', "SELECT status NOT IN ('queued', 'running') FROM retl.runs WHERE id = $quiet"),
 	'a resync without sending ends');
@@ -511,6 +511,47 @@ is(run_sync('stale'), 'succeeded|300100|0|0|0', 'nothing changed since');
 is(stale_chunks(), '5|0|0', 'the deltas were more than a quarter of the keys: the snapshot was written whole');
 is(stale_snapshot(), '300100|300100', 'holding every key and its hash');
 psql(q{SELECT retl_drop_sync('stale'); DROP TABLE stale;});
+
+# A forgotten key is still in the stored snapshot: forgotten by a dead
+# letter (an edit) or by a resync (every key), a key whose row is gone by
+# the next run is written out of it (a delta's removal), so no later run
+# finds it without a row and sends a delete for it.
+psql(q{
+	CREATE TABLE again (id int PRIMARY KEY, v int NOT NULL);
+	INSERT INTO again SELECT g, 0 FROM generate_series(1, 2000) g;
+	SELECT retl_create_sync(name => 'again', source => 'SELECT id, v FROM again', destination => 'd_mirror',
+		key => '{id}', mode => 'mirror', schedule => 'manual', options => '{"backfill": false}');
+});
+sub again_chunks
+{
+	return psql(q{SELECT count(*) FILTER (WHERE NOT c.delta), count(*) FILTER (WHERE c.delta),
+		COALESCE(sum(c.keys) FILTER (WHERE c.delta), 0)
+		FROM retl.snapshot_chunks c JOIN retl.syncs s ON s.id = c.sync_id WHERE s.name = 'again'});
+}
+sub again_deletes
+{
+	return scalar grep { $_->{op} eq 'delete' } map { @{ $_->{body}{records} } }
+	  grep { $_->{path} eq '/mirror' && $_->{body}{sync} eq 'again' } @{ $r->requests(ok => 1) };
+}
+is(run_sync('again'), 'succeeded|2000|0|0|0', 'again: a first run');
+psql(q{UPDATE again SET v = 1 WHERE id <= 10});
+is(run_sync('again'), 'succeeded|2000|0|10|0', 'again: 10 changed');
+is(again_chunks(), '1|1|10', 'again: a delta of 10');
+psql(q{INSERT INTO retl.snapshot_edits (sync_id, key) SELECT id, '[5]' FROM retl.syncs WHERE name = 'again';
+	DELETE FROM again WHERE id = 5;});
+is(run_sync('again'), 'succeeded|1999|0|0|0', 'again: a forgotten key whose row is gone is not removed again');
+is(again_chunks(), '1|2|11', 'again: a delta of its removal');
+is(run_sync('again'), 'succeeded|1999|0|0|0', 'again: nor by the next run');
+psql(q{DELETE FROM again WHERE id = 6});
+my $again_resync = psql(q{SELECT retl_resync('again')});
+ok($node->poll_query_until('postgres', "SELECT status NOT IN ('queued', 'running') FROM retl.runs WHERE id = $again_resync"),
+	'again: a resync ends');
+is(psql("SELECT status, rows, added, removed FROM retl.runs WHERE id = $again_resync"), 'succeeded|1998|1998|0',
+	'again: a resync sends every row again, and no delete for the row gone before it');
+is(again_chunks(), '1|3|12', 'again: its delta is that removal (the hashes did not change)');
+is(run_sync('again'), 'succeeded|1998|0|0|0', 'again: the next run finds nothing changed, nor removed');
+is(again_deletes(), 0, 'again: no delete was ever sent for a key of it');
+psql(q{SELECT retl_drop_sync('again'); DROP TABLE again;});
 is(psql(q{SELECT count(*) FROM retl.snapshot_chunks c WHERE NOT EXISTS (SELECT FROM retl.syncs s WHERE s.id = c.sync_id)}),
 	'0', 'a dropped sync leaves no chunk behind');
 
