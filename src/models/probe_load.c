@@ -363,11 +363,59 @@ retl_probe_overflowed(RetlProbe *probe)
  * stored one), or, in a delta, those whose hash changed, the keys added
  * and the keys removed.
  */
+/*
+ * What a slot is in the snapshot the run writes (delta: in a delta of the
+ * stored one); false if it is nothing there.
+ */
+static inline bool
+entry_kind(Slot *slot, bool delta, RetlEntryKind *kind)
+{
+	if (!delta)
+	{
+		/* the whole snapshot: the keys the rows had */
+		*kind = RETL_ENTRY_BASE;
+		return (slot->flags & PROBE_SEEN) != 0;
+	}
+	if (slot->flags & PROBE_SEEN)
+	{
+		/* a delta: a key stored with another hash, or not stored */
+		*kind = RETL_ENTRY_UPSERT;
+		return (slot->flags & (PROBE_STORED | PROBE_DIRTY)) != PROBE_STORED;
+	}
+	/* stored, and no row had it */
+	*kind = RETL_ENTRY_REMOVED;
+	return (slot->flags & PROBE_STORED) != 0;
+}
+
+/*
+ * Would the first part's delta, and as much for each other part, make the
+ * deltas more than their share of the whole snapshot?  Then the run writes
+ * the whole snapshot at once, rather than a delta that the next run would
+ * write whole again (a sync whose small result grew large).
+ */
+static bool
+delta_too_large(RetlProbe *p)
+{
+	int64		whole = p->stored.entries - p->stored.delta_entries;
+	int64		entries = 0;
+	RetlEntryKind kind;
+
+	for (int64 i = 0; i < p->nslots; i++)
+		if (entry_kind(&p->slots[i], true, &kind))
+			entries++;
+	return p->stored.delta_entries + entries * p->nparts > whole / DELTA_SHARE;
+}
+
 void
 retl_probe_save_part(RetlProbe *probe)
 {
 	bool		delta = probe->writer.delta;
 
+	if (delta && probe->part == 0 && delta_too_large(probe))
+	{
+		retl_snapshot_writer_whole(&probe->writer);
+		delta = false;
+	}
 	for (int64 i = 0; i < probe->nslots; i++)
 	{
 		Slot	   *slot = &probe->slots[i];
@@ -375,23 +423,7 @@ retl_probe_save_part(RetlProbe *probe)
 
 		if (i % 65536 == 0)
 			CHECK_FOR_INTERRUPTS();
-		if (!delta)
-		{
-			/* the whole snapshot: the keys the rows had */
-			if (!(slot->flags & PROBE_SEEN))
-				continue;
-			kind = RETL_ENTRY_BASE;
-		}
-		else if (slot->flags & PROBE_SEEN)
-		{
-			/* a delta: a key stored with another hash, or not stored */
-			if ((slot->flags & (PROBE_STORED | PROBE_DIRTY)) == PROBE_STORED)
-				continue;
-			kind = RETL_ENTRY_UPSERT;
-		}
-		else if (slot->flags & PROBE_STORED)
-			kind = RETL_ENTRY_REMOVED;	/* stored, and no row had it */
-		else
+		if (!entry_kind(slot, delta, &kind))
 			continue;
 		retl_snapshot_write(&probe->writer, kind, slot->key, slot->hash,
 							probe->int_keys ? NULL : VARDATA_ANY(slot->jkey),

@@ -12,10 +12,10 @@
  * writes only what changed, a delta (chunks of the same entries, each
  * marked as the key's new hash or as removed), read after the whole one
  * and the older deltas.  A 1% diff of 1M keys writes 170 kB, not 16 MB
- * (and as much WAL, which every concurrent commit waits to flush).  Once
- * the deltas hold more than a quarter as many entries as the whole
- * snapshot, or are too many chunks, the next run writes the whole
- * snapshot again.  A row per key, as before, cost a btree insert of a
+ * (and as much WAL, which every concurrent commit waits to flush).  A run
+ * whose deltas would hold more than a quarter as many entries as the whole
+ * snapshot, or that finds them too many chunks, writes the whole snapshot
+ * again.  A row per key, as before, cost a btree insert of a
  * jsonb key each (1M keys: 5.3 s, three quarters of a first run).
  *
  * Between runs the worker records what it changes of a snapshot as edits
@@ -378,6 +378,15 @@ retl_snapshot_writer_begin(RetlSnapshotWriter *w, int sync_id, bool int_keys, in
 	w->chunk = Max(delta_from, 0);
 	w->lo = PG_UINT32_MAX;
 	initStringInfo(&w->buf);
+}
+
+/* A writer of a delta that has written nothing writes the whole snapshot instead. */
+void
+retl_snapshot_writer_whole(RetlSnapshotWriter *w)
+{
+	Assert(!w->started);
+	w->delta = false;
+	w->chunk = 0;
 }
 
 static void

@@ -76,6 +76,7 @@ extern void retl_snapshot_delete_edits(int sync_id, Snapshot snap);
 
 extern void retl_snapshot_writer_begin(RetlSnapshotWriter *w, int sync_id, bool int_keys,
 									  int32 delta_from);
+extern void retl_snapshot_writer_whole(RetlSnapshotWriter *w);
 extern void retl_snapshot_write(RetlSnapshotWriter *w, RetlEntryKind kind, int64 key, int64 hash,
 								const char *jkey, uint32 jlen, uint32 pos);
 extern void retl_snapshot_writer_end(RetlSnapshotWriter *w);

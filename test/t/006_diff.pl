@@ -502,14 +502,14 @@ ok($node->poll_query_until('postgres', "SELECT status NOT IN ('queued', 'running
 is(psql("SELECT status, rows, added FROM retl.runs WHERE id = $quiet"), 'succeeded|300100|0', 'every key read, none sent');
 is(stale_chunks(), '5|3|12700', 'the same hashes: no delta');
 is(run_sync('stale'), 'succeeded|300100|0|0|0', 'and the run after it finds nothing changed');
-# Once the deltas hold more than a quarter of the keys, the next run
-# writes the whole snapshot again.
+# A run whose deltas would hold more than a quarter of the keys writes the
+# whole snapshot instead.
 psql(q{UPDATE stale SET v = 5 WHERE id % 4 = 1});
 is(run_sync('stale'), 'succeeded|300100|0|75025|0', '75,025 keys changed');
-is(stale_chunks(), '5|5|87725', 'a fourth delta, of two chunks');
-is(run_sync('stale'), 'succeeded|300100|0|0|0', 'nothing changed since');
-is(stale_chunks(), '5|0|0', 'the deltas were more than a quarter of the keys: the snapshot was written whole');
+is(stale_chunks(), '5|0|0', 'with the deltas before, more than a quarter of the keys: the snapshot written whole');
 is(stale_snapshot(), '300100|300100', 'holding every key and its hash');
+is(run_sync('stale'), 'succeeded|300100|0|0|0', 'nothing changed since');
+is(stale_chunks(), '5|0|0', 'and nothing written');
 psql(q{SELECT retl_drop_sync('stale'); DROP TABLE stale;});
 
 # A forgotten key is still in the stored snapshot: forgotten by a dead
@@ -551,6 +551,11 @@ is(psql("SELECT status, rows, added, removed FROM retl.runs WHERE id = $again_re
 is(again_chunks(), '1|3|12', 'again: its delta is that removal (the hashes did not change)');
 is(run_sync('again'), 'succeeded|1998|0|0|0', 'again: the next run finds nothing changed, nor removed');
 is(again_deletes(), 0, 'again: no delete was ever sent for a key of it');
+# A result grown fivefold is written whole at once, not as a delta larger
+# than the snapshot it follows.
+psql(q{INSERT INTO again SELECT g, 0 FROM generate_series(2001, 12000) g});
+is(run_sync('again'), 'succeeded|11998|10000|0|0', 'again: 10,000 keys added');
+is(again_chunks(), '1|0|0', 'again: its snapshot written whole');
 psql(q{SELECT retl_drop_sync('again'); DROP TABLE again;});
 is(psql(q{SELECT count(*) FROM retl.snapshot_chunks c WHERE NOT EXISTS (SELECT FROM retl.syncs s WHERE s.id = c.sync_id)}),
 	'0', 'a dropped sync leaves no chunk behind');
