@@ -358,12 +358,6 @@ retl_probe_overflowed(RetlProbe *probe)
 }
 
 /*
- * After the query ran for the current part: write the part's keys as the
- * rows had them into the sync's snapshot (the first part deletes the
- * stored one), or, in a delta, those whose hash changed, the keys added
- * and the keys removed.
- */
-/*
  * What a slot is in the snapshot the run writes (delta: in a delta of the
  * stored one); false if it is nothing there.
  */
@@ -406,6 +400,12 @@ delta_too_large(RetlProbe *p)
 	return p->stored.delta_entries + entries * p->nparts > whole / DELTA_SHARE;
 }
 
+/*
+ * After the query ran for the current part: write the part's keys as the
+ * rows had them into the sync's snapshot (the first part deletes the
+ * stored one), or, in a delta, those whose hash changed, the keys added
+ * and the keys removed.
+ */
 void
 retl_probe_save_part(RetlProbe *probe)
 {
