@@ -65,6 +65,17 @@ run_key(RetlProbe *p, struct varlena *key, int64 *k)
 	return ok;
 }
 
+/* A stored jsonb key's bytes as a jsonb, in the scratch context. */
+static struct varlena *
+scratch_key(RetlProbe *p, const char *jkey, uint32 jlen)
+{
+	struct varlena *key = MemoryContextAlloc(p->tmp_cxt, jlen + VARHDRSZ);
+
+	SET_VARSIZE(key, jlen + VARHDRSZ);
+	memcpy(VARDATA(key), jkey, jlen);
+	return key;
+}
+
 /* A delta's entry over the part's keys (each loaded as stored, indexed). */
 static void
 apply_delta(RetlProbe *p, RetlEntryKind kind, int64 key, int64 hash, struct varlena *jkey)
@@ -103,11 +114,7 @@ add_stored(void *arg, RetlEntryKind kind, int64 key, int64 hash, const char *jke
 	if (p->int_keys && jkey != NULL)
 	{
 		/* a jsonb key, where the run's are integers (a key's type changed) */
-		struct varlena *tmp = MemoryContextAlloc(p->tmp_cxt, jlen + VARHDRSZ);
-
-		SET_VARSIZE(tmp, jlen + VARHDRSZ);
-		memcpy(VARDATA(tmp), jkey, jlen);
-		if (!run_key(p, tmp, &key))
+		if (!run_key(p, scratch_key(p, jkey, jlen), &key))
 		{
 			p->reload = true;
 			return;
@@ -127,12 +134,7 @@ add_stored(void *arg, RetlEntryKind kind, int64 key, int64 hash, const char *jke
 	if (part_of(p, slot_hash(p, key)) == p->part)
 	{
 		if (!p->int_keys && jb == NULL && kind != RETL_ENTRY_BASE)
-		{
-			/* a delta's key, to look up */
-			jb = MemoryContextAlloc(p->tmp_cxt, jlen + VARHDRSZ);
-			SET_VARSIZE(jb, jlen + VARHDRSZ);
-			memcpy(VARDATA(jb), jkey, jlen);
-		}
+			jb = scratch_key(p, jkey, jlen);	/* a delta's key, to look up */
 		if (kind != RETL_ENTRY_BASE)
 			apply_delta(p, kind, key, hash, jb);
 		else if (p->int_keys)
@@ -263,16 +265,14 @@ plan_parts(RetlProbe *p, double keys, double per_key)
 
 /*
  * Does the run write what changed (a delta), not the whole snapshot?  If
- * one is stored, in the run's form of keys, and its deltas are still few.
+ * one is stored, in the run's form of keys, in few enough chunks (and, as
+ * its first part says, the deltas stay within their share: save_part).
  */
 static bool
 writes_delta(RetlProbe *p)
 {
-	int64		whole = p->stored.entries - p->stored.delta_entries;
-
-	return whole > 0 &&
+	return p->stored.entries > p->stored.delta_entries &&
 		!(p->int_keys ? p->stored.jsonb_chunks : p->stored.int_chunks) &&
-		p->stored.delta_entries <= whole / DELTA_SHARE &&
 		p->stored.delta_chunks < DELTA_CHUNKS;
 }
 
