@@ -382,6 +382,14 @@ diff_result(RetlSync *sync, bool send, bool replace, bool save, RetlRunCounts *c
 	desc = sync->audience_id ? NULL : describe_result(sync);
 	probe = retl_probe_begin(sync->id, desc != NULL && integer_key(sync, desc), NULL);
 	int_keys = retl_probe_int_keys(probe);
+	if (desc != NULL && retl_probe_empty(probe))
+	{
+		/* no snapshot yet: room for the rows the planner expects */
+		RetlRowEstimate estimate = {source_query(sync), 0};
+
+		retl_with_path(sync->owner, sync->search_path, retl_estimate_query_rows, &estimate);
+		retl_probe_expect_rows(probe, estimate.rows);
+	}
 	if (retl_probe_parts(probe) > 1)
 		ereport(LOG,
 				(errmsg("run of %s diffs its snapshot in %d parts, its query running once for each",

@@ -34,6 +34,8 @@
  */
 #include "postgres.h"
 
+#include <sys/mman.h>
+
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -72,6 +74,40 @@ forget_probe(void *arg)
 
 	if (active == p)
 		active = p->outer;
+}
+
+/* the transparent huge pages of x86-64's and arm64's 4 kB pages */
+#define HUGE_PAGE_SIZE	(2 * 1024 * 1024)
+
+/*
+ * Ask the kernel to back a large array of the part's (its slots, its
+ * index) with transparent huge pages, where it offers them (enabled
+ * "always" or "madvise").  A run fills tens of megabytes of fresh memory
+ * at once (a million keys: 32 MB of slots and an 8 MB index); taken 4 kB
+ * at a time, their first writes were a third of loading such a snapshot
+ * (each fault 9 us on a 2-core VM), 2 MB at a time they cost little.  It
+ * is only advice: the memory and its accounting stay the same.
+ */
+static void
+advise_huge_pages(void *mem, Size size)
+{
+#ifdef MADV_HUGEPAGE
+	uintptr_t	start = TYPEALIGN(HUGE_PAGE_SIZE, (uintptr_t) mem);
+	uintptr_t	end = TYPEALIGN_DOWN(HUGE_PAGE_SIZE, (uintptr_t) mem + size);
+
+	if (end > start)
+		(void) madvise((void *) start, end - start, MADV_HUGEPAGE);
+#endif
+}
+
+/* Room for a large array of the part's, not yet touched. */
+void *
+retl_probe_alloc_array(RetlProbe *p, Size size)
+{
+	void	   *mem = MemoryContextAllocHuge(p->part_cxt, size);
+
+	advise_huge_pages(mem, size);
+	return mem;
 }
 
 /* Room for a key in the part's memory, packed among the others. */
@@ -137,7 +173,14 @@ index_slot(RetlProbe *p, int64 i)
 void
 retl_probe_build_index(RetlProbe *p)
 {
-	Size		bytes = index_size(p->nslots + 1);
+	retl_probe_build_index_for(p, p->nslots + 1);
+}
+
+/* The same, with room for keys in all before it is built again. */
+void
+retl_probe_build_index_for(RetlProbe *p, int64 keys)
+{
+	Size		bytes = index_size(Max(keys, p->nslots + 1));
 
 	if (p->nslots >= PG_UINT32_MAX / 2)
 		ereport(ERROR,
@@ -146,7 +189,7 @@ retl_probe_build_index(RetlProbe *p)
 				 errhint("Lower retl.run_memory.")));
 	if (p->index != NULL)
 		pfree(p->index);
-	p->index = MemoryContextAllocHuge(p->part_cxt, bytes);
+	p->index = retl_probe_alloc_array(p, bytes);
 	memset(p->index, 0, bytes);
 	p->mask = bytes / sizeof(uint32) - 1;
 	for (int64 i = 0; i < p->nslots; i++)
@@ -163,6 +206,7 @@ retl_probe_add_slot(RetlProbe *p, int64 key, int64 hash, struct varlena *jkey, u
 	{
 		p->maxslots *= 2;
 		p->slots = repalloc_huge(p->slots, sizeof(Slot) * p->maxslots);
+		advise_huge_pages(p->slots, sizeof(Slot) * p->maxslots);
 	}
 	slot = &p->slots[p->nslots];
 	slot->key = key;

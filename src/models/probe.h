@@ -10,6 +10,8 @@ typedef struct RetlProbe RetlProbe;
 typedef void (*RetlProbeKeyFn) (void *arg, Datum key, int64 hash, bool legacy);
 
 extern RetlProbe *retl_probe_begin(int sync_id, bool int_keys, Snapshot snap);
+extern bool retl_probe_empty(RetlProbe *probe);
+extern void retl_probe_expect_rows(RetlProbe *probe, double rows);
 extern void retl_probe_write_ops(RetlProbe *probe, const char *ops);
 extern bool retl_probe_int_keys(RetlProbe *probe);
 extern bool retl_probe_next_part(RetlProbe *probe);

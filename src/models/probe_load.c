@@ -32,7 +32,7 @@ new_part(RetlProbe *p)
 	MemoryContextReset(p->part_cxt);
 	/* a part's share of the snapshot, and some room to grow */
 	p->maxslots = Max(1024, (p->stored.entries + p->stored.edits) / p->nparts * GROWTH);
-	p->slots = MemoryContextAllocHuge(p->part_cxt, sizeof(Slot) * p->maxslots);
+	p->slots = retl_probe_alloc_array(p, sizeof(Slot) * p->maxslots);
 	p->nslots = 0;
 	p->index = NULL;
 	p->mask = 0;
@@ -222,7 +222,9 @@ load_part(RetlProbe *p)
 	retl_snapshot_read(p->sync_id, p->snap, p->int_keys, lo, hi, add_stored, p);
 	if (!p->reload)
 	{
-		retl_probe_build_index(p);
+		/* (a delta's first entry indexed the keys before it) */
+		if (p->index == NULL)
+			retl_probe_build_index(p);
 		if (p->stored.edits > 0)
 			retl_snapshot_edits(p->sync_id, p->snap, apply_edit, p);
 	}
@@ -314,6 +316,35 @@ retl_probe_begin(int sync_id, bool int_keys, Snapshot snap)
 	MemoryContextSwitchTo(old);
 	retl_probe_activate(p);
 	return p;
+}
+
+/* Does the run start from no snapshot at all (none stored, no edits)? */
+bool
+retl_probe_empty(RetlProbe *probe)
+{
+	return probe->nparts == 1 && probe->nslots == 0;
+}
+
+/*
+ * The rows the query is expected to return (the planner's estimate), when
+ * the run starts from no snapshot: room for that many keys at once (at
+ * most as many as retl.run_memory holds), rather than growing the slots
+ * and the index as the query adds keys (a first run of 1M rows copied its
+ * slots and indexed them again at each doubling, their fresh memory
+ * faulted in again: a sixth of its time).
+ */
+void
+retl_probe_expect_rows(RetlProbe *probe, double rows)
+{
+	double		fits = (double) retl_run_memory_kb * 1024 / (bytes_per_key(probe) * GROWTH);
+	int64		keys = (int64) Min(rows, fits);
+
+	if (!retl_probe_empty(probe) || keys <= probe->maxslots)
+		return;
+	pfree(probe->slots);
+	probe->maxslots = keys;
+	probe->slots = retl_probe_alloc_array(probe, sizeof(Slot) * probe->maxslots);
+	retl_probe_build_index_for(probe, keys);
 }
 
 /* Load the next part; false after the last. */

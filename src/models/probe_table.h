@@ -153,9 +153,11 @@ find_slot(RetlProbe *p, int64 key, struct varlena *jkey)
 }
 
 extern void retl_probe_activate(RetlProbe *p);
+extern void *retl_probe_alloc_array(RetlProbe *p, Size size);
 extern struct varlena *retl_probe_keep_key(RetlProbe *p, struct varlena *key);
 extern struct varlena *retl_probe_keep_key_bytes(RetlProbe *p, const char *data, uint32 len);
 extern void retl_probe_build_index(RetlProbe *p);
+extern void retl_probe_build_index_for(RetlProbe *p, int64 keys);
 extern int64 retl_probe_add_slot(RetlProbe *p, int64 key, int64 hash, struct varlena *jkey, uint8 flags);
 
 #endif

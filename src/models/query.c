@@ -13,8 +13,10 @@
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "nodes/parsenodes.h"
+#include "nodes/plannodes.h"
 #include "parser/parser.h"
 #include "utils/builtins.h"
+#include "utils/plancache.h"
 #include "utils/regproc.h"
 
 #include "base/identity.h"
@@ -39,6 +41,30 @@ retl_describe_query(void *arg)
 {
 	if (SPI_execute(psprintf("SELECT * FROM (%s\n) q LIMIT 0", (char *) arg), true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "retl: could not describe the query");
+}
+
+/*
+ * The rows a query returns, as the planner estimates them (run as its
+ * caller): it is planned, not run.
+ */
+void
+retl_estimate_query_rows(void *arg)
+{
+	RetlRowEstimate *e = (RetlRowEstimate *) arg;
+	SPIPlanPtr	plan = SPI_prepare(psprintf("SELECT * FROM (%s\n) q", e->query), 0, NULL);
+	CachedPlan *cplan;
+	PlannedStmt *stmt;
+
+	if (plan == NULL)
+		elog(ERROR, "retl: could not plan the query: %s", SPI_result_code_string(SPI_result));
+	/* (an unsaved plan's: owned by no resource owner) */
+	cplan = SPI_plan_get_cached_plan(plan);
+	if (cplan == NULL || list_length(cplan->stmt_list) != 1)
+		elog(ERROR, "retl: could not plan the query");
+	stmt = linitial_node(PlannedStmt, cplan->stmt_list);
+	e->rows = stmt->planTree != NULL ? stmt->planTree->plan_rows : 0;
+	ReleaseCachedPlan(cplan, NULL);
+	SPI_freeplan(plan);
 }
 
 PG_FUNCTION_INFO_V1(retl_source_is_query);

@@ -7,4 +7,13 @@
 extern char *retl_trimmed_query(const char *query);
 extern void retl_describe_query(void *arg);
 
+/* A query's rows as the planner estimates them (retl_estimate_query_rows) */
+typedef struct RetlRowEstimate
+{
+	const char *query;
+	double		rows;
+} RetlRowEstimate;
+
+extern void retl_estimate_query_rows(void *arg);
+
 #endif

@@ -444,6 +444,34 @@ psql(q{SELECT retl_drop_sync('big_id'); SELECT retl_drop_sync('big_code'); SELEC
 	SELECT retl_drop_sync('big_snow');
 	ALTER SYSTEM RESET retl.run_memory; SELECT pg_reload_conf();});
 
+# A first run makes room for the rows the planner expects: for ten times
+# too few (the keys beyond them added as they come) or for far too many
+# (as many as retl.run_memory holds), its snapshot is the result's.
+psql(q{
+	CREATE TABLE said (id int PRIMARY KEY, v int NOT NULL);
+	INSERT INTO said SELECT g, 0 FROM generate_series(1, 20000) g;
+	CREATE FUNCTION said_few() RETURNS TABLE (id int, v int) LANGUAGE plpgsql ROWS 2000
+		AS $$ BEGIN RETURN QUERY SELECT s.id, s.v FROM said s; END $$;
+	CREATE FUNCTION said_many() RETURNS TABLE (id int, v int) LANGUAGE plpgsql ROWS 100000000
+		AS $$ BEGIN RETURN QUERY SELECT s.id, s.v FROM said s; END $$;
+});
+for my $f (qw(few many))
+{
+	psql(qq{SELECT retl_create_sync(name => 'said_$f', source => 'SELECT id, v FROM said_$f()',
+		destination => 'd_mirror', key => '{id}', mode => 'mirror', schedule => 'manual',
+		options => '{"backfill": false}')});
+	is(run_sync("said_$f"), 'succeeded|20000|0|0|0', "said_$f: a first run records 20,000 keys");
+}
+psql(q{UPDATE said SET v = 1 WHERE id % 100 = 0; DELETE FROM said WHERE id % 100 = 1;
+	INSERT INTO said SELECT g, 2 FROM generate_series(20001, 20010) g;});
+for my $f (qw(few many))
+{
+	is(run_sync("said_$f"), 'succeeded|19810|10|200|200', "said_$f: the next run's diff");
+	is(psql(qq{SELECT count(*) FROM retl.snapshots sn JOIN retl.syncs s ON s.id = sn.sync_id WHERE s.name = 'said_$f'}),
+		'19810', "said_$f: the snapshot holds the result's keys");
+	psql(qq{SELECT retl_drop_sync('said_$f')});
+}
+
 # A first run of 300,000 rows, then a run that finds 12,000 of them
 # changed: the snapshot is written whole by the first (in chunks of keys
 # and hashes), not key by key, and the next writes what changed.
