@@ -19,7 +19,9 @@
  * hash (open addressing, positions of 4 bytes).  A query that returns its
  * rows in the order of the last run (a table read in its physical order)
  * finds each key right after the previous one, without touching the index:
- * one key after another in memory instead of a cache miss for each.  A
+ * one key after another in memory instead of a cache miss for each (and a
+part that holds no key, a first run's, is indexed only after the query
+added its keys, a key added twice found then).  A
  * single integer key column is kept as its value (exact); any other key as
  * its jsonb, under the hash of its bytes, compared byte by byte.  About 50
  * bytes a key.  A snapshot larger than retl.run_memory is split into parts,
@@ -159,28 +161,33 @@ index_size(int64 n)
 	return size * sizeof(uint32);
 }
 
+/*
+ * Index slot i; find_twice: and note (as a duplicate) a key indexed
+ * before it that is the same.
+ */
 static inline void
-index_slot(RetlProbe *p, int64 i)
+index_slot(RetlProbe *p, int64 i, bool find_twice)
 {
-	uint64		at = slot_hash(p, p->slots[i].key) & p->mask;
+	Slot	   *slot = &p->slots[i];
+	uint64		at = slot_hash(p, slot->key) & p->mask;
 
 	while (p->index[at] != 0)
+	{
+		Slot	   *other = &p->slots[p->index[at] - 1];
+
+		if (find_twice && other->key == slot->key &&
+			(p->int_keys || same_key(other->jkey, slot->jkey)))
+			p->duplicate = true;
 		at = (at + 1) & p->mask;
+	}
 	p->index[at] = (uint32) (i + 1);
 }
 
-/* Index the part's keys by hash. */
-void
-retl_probe_build_index(RetlProbe *p)
+/* Index the part's keys by hash (find_twice: see index_slot). */
+static void
+build_index(RetlProbe *p, bool find_twice)
 {
-	retl_probe_build_index_for(p, p->nslots + 1);
-}
-
-/* The same, with room for keys in all before it is built again. */
-void
-retl_probe_build_index_for(RetlProbe *p, int64 keys)
-{
-	Size		bytes = index_size(Max(keys, p->nslots + 1));
+	Size		bytes = index_size(p->nslots + 1);
 
 	if (p->nslots >= PG_UINT32_MAX / 2)
 		ereport(ERROR,
@@ -193,7 +200,13 @@ retl_probe_build_index_for(RetlProbe *p, int64 keys)
 	memset(p->index, 0, bytes);
 	p->mask = bytes / sizeof(uint32) - 1;
 	for (int64 i = 0; i < p->nslots; i++)
-		index_slot(p, i);
+		index_slot(p, i, find_twice);
+}
+
+void
+retl_probe_build_index(RetlProbe *p)
+{
+	build_index(p, false);
 }
 
 /* A new slot (indexed once the index is built); returns its position. */
@@ -219,9 +232,22 @@ retl_probe_add_slot(RetlProbe *p, int64 key, int64 hash, struct varlena *jkey, u
 		if ((uint64) p->nslots * 2 > p->mask + 1)
 			retl_probe_build_index(p);
 		else
-			index_slot(p, p->nslots - 1);
+			index_slot(p, p->nslots - 1, false);
 	}
 	return p->nslots - 1;
+}
+
+/*
+ * After the query ran over a part that held no key (a first run's): index
+ * the keys it added without looking them up (in an empty index each
+ * lookup was a cache miss of its own, a sixth of a first run), and find a
+ * key it added twice: the run fails on it (its rows were all answered A).
+ */
+static void
+index_added(RetlProbe *p)
+{
+	p->unindexed = false;
+	build_index(p, true);
 }
 
 /*
@@ -345,6 +371,8 @@ retl_probe_queue_removed(RetlProbe *probe, bool write)
 {
 	RemovedBatch b = {palloc(sizeof(Datum) * REMOVED_BATCH), 0, 0};
 
+	if (probe->unindexed)
+		index_added(probe);
 	for (int64 i = 0; i < probe->nslots; i++)
 	{
 		Slot	   *slot = &probe->slots[i];
@@ -487,7 +515,8 @@ probe_int(FunctionCallInfo fcinfo, bool values)
 	k = PG_GETARG_INT64(0);
 	if (!probe_counts(p, mix64((uint64) k)))
 		PG_RETURN_NULL();
-	return answer(p, fcinfo, classify(p, find_slot(p, k, NULL), k, NULL, row_hash(fcinfo, values)));
+	return answer(p, fcinfo, classify(p, p->unindexed ? NULL : find_slot(p, k, NULL), k, NULL,
+									  row_hash(fcinfo, values)));
 }
 
 /* The same, of a row whose key is a jsonb array. */
@@ -507,7 +536,7 @@ probe_key(FunctionCallInfo fcinfo, bool values)
 	h = key_hash(key);
 	if (!probe_counts(p, h))
 		PG_RETURN_NULL();
-	slot = find_slot(p, (int64) h, key);
+	slot = p->unindexed ? NULL : find_slot(p, (int64) h, key);
 	/* a key holding a NULL is N (the snapshot holds none) */
 	if (slot == NULL && retl_key_holds_null(key))
 	{

@@ -239,6 +239,13 @@ load_part(RetlProbe *p)
 	for (int64 i = 0; i < p->nslots; i++)
 		if (!(p->slots[i].flags & PROBE_FORGOTTEN))
 			p->snapshot_rows++;
+	/* a part that holds no key: the query's keys are indexed after it */
+	p->unindexed = (p->nslots == 0);
+	if (p->unindexed)
+	{
+		pfree(p->index);
+		p->index = NULL;
+	}
 	return true;
 }
 
@@ -344,7 +351,6 @@ retl_probe_expect_rows(RetlProbe *probe, double rows)
 	pfree(probe->slots);
 	probe->maxslots = keys;
 	probe->slots = retl_probe_alloc_array(probe, sizeof(Slot) * probe->maxslots);
-	retl_probe_build_index_for(probe, keys);
 }
 
 /* Load the next part; false after the last. */

@@ -71,6 +71,8 @@ struct RetlProbe
 	int64		nslots;
 	int64		maxslots;
 	uint32	   *index;			/* 1 + position in slots, by hash; 0: free */
+	bool		unindexed;		/* the part held no key: the query's are
+								 * indexed after it (index_added) */
 	uint64		mask;			/* of index */
 	int64		next;			/* the slot after the last one found */
 	char	   *arena;			/* room for keys in part_cxt */
@@ -157,7 +159,6 @@ extern void *retl_probe_alloc_array(RetlProbe *p, Size size);
 extern struct varlena *retl_probe_keep_key(RetlProbe *p, struct varlena *key);
 extern struct varlena *retl_probe_keep_key_bytes(RetlProbe *p, const char *data, uint32 len);
 extern void retl_probe_build_index(RetlProbe *p);
-extern void retl_probe_build_index_for(RetlProbe *p, int64 keys);
 extern int64 retl_probe_add_slot(RetlProbe *p, int64 key, int64 hash, struct varlena *jkey, uint8 flags);
 
 #endif

@@ -54,6 +54,16 @@ sub run_sync
 	return psql("SELECT status, rows, added, changed, removed FROM retl.runs WHERE id = $id");
 }
 
+# Run a sync now, which fails: the run's error.
+sub failed_run
+{
+	my ($sync) = @_;
+	my $id = psql("SELECT retl_run_sync('$sync')");
+	$node->poll_query_until('postgres', "SELECT status = 'failed' FROM retl.runs WHERE id = $id")
+	  or die "run $id of $sync did not fail";
+	return psql("SELECT error FROM retl.runs WHERE id = $id");
+}
+
 psql(q{
 	CREATE EXTENSION retl;
 	CREATE TABLE customers (id int PRIMARY KEY, email text NOT NULL, region text NOT NULL);
@@ -137,37 +147,34 @@ is(psql(qq{SELECT why, added FROM retl.runs WHERE id = $rid}), 'resync|9', 'resy
 # A failed query fails the run, not the worker; the schedule goes on.
 psql(q{SELECT retl_create_sync(name => 'broken', source => 'SELECT id, 1 / (id - id) AS boom FROM customers',
 	destination => 'd_mirror', key => '{id}', schedule => 'manual')});
-my $run = psql(q{SELECT retl_run_sync('broken')});
-$node->poll_query_until('postgres', "SELECT status = 'failed' FROM retl.runs WHERE id = $run");
-like(psql(qq{SELECT error FROM retl.runs WHERE id = $run}), qr/division by zero/, 'failed run records the error');
+like(failed_run('broken'), qr/division by zero/, 'failed run records the error');
 is(psql(q{SELECT last_run_status, state FROM retl.sync_status WHERE sync = 'broken'}), 'failed|failing', 'status shows it');
 
 # Duplicate and NULL keys fail the run with a sample.
 psql(q{SELECT retl_create_sync(name => 'dups', source => 'SELECT region AS id FROM customers',
 	destination => 'd_mirror', key => '{id}', schedule => 'manual')});
-$run = psql(q{SELECT retl_run_sync('dups')});
-$node->poll_query_until('postgres', "SELECT status = 'failed' FROM retl.runs WHERE id = $run");
-like(psql(qq{SELECT error FROM retl.runs WHERE id = $run}), qr/duplicate key \["(eu|us)"\]/, 'duplicate key shown');
+like(failed_run('dups'), qr/duplicate key \["(eu|us)"\]/, 'duplicate key shown');
 # a duplicate of a key the snapshot holds, next to a row of it unchanged:
 # the diff shows one row of the key, the count of rows read shows both
 psql(q{CREATE TABLE dupsrc (id int, v text); INSERT INTO dupsrc VALUES (1, 'a'), (2, 'b');
 	SELECT retl_create_sync(name => 'dups2', source => 'SELECT id, v FROM dupsrc',
 	destination => 'd_mirror', key => '{id}', schedule => 'manual')});
-$run = psql(q{SELECT retl_run_sync('dups2')});
+my $run = psql(q{SELECT retl_run_sync('dups2')});
 $node->poll_query_until('postgres', "SELECT status <> 'running' AND status <> 'queued' FROM retl.runs WHERE id = $run");
 is(psql(qq{SELECT status, added FROM retl.runs WHERE id = $run}), 'succeeded|2', 'a first run without duplicates');
 psql(q{INSERT INTO dupsrc VALUES (1, 'z')});
-$run = psql(q{SELECT retl_run_sync('dups2')});
-$node->poll_query_until('postgres', "SELECT status = 'failed' FROM retl.runs WHERE id = $run");
-like(psql(qq{SELECT error FROM retl.runs WHERE id = $run}), qr/duplicate key \[1\]/,
-	'a duplicate of a snapshot key fails the run, shown');
+like(failed_run('dups2'), qr/duplicate key \[1\]/, 'a duplicate of a snapshot key fails the run, shown');
 is(psql(q{SELECT count(*) FROM retl.snapshots sn JOIN retl.syncs s ON s.id = sn.sync_id WHERE s.name = 'dups2'}), '2',
 	'the snapshot is as it was');
+# the same in a first run, whose keys are indexed after its query
+psql(q{SELECT retl_create_sync(name => 'dups3', source => 'SELECT id, v FROM dupsrc',
+	destination => 'd_mirror', key => '{id}', schedule => 'manual')});
+like(failed_run('dups3'), qr/duplicate key \[1\]/, 'a key twice in a first run fails it, shown');
+is(psql(q{SELECT count(*) FROM retl.snapshots sn JOIN retl.syncs s ON s.id = sn.sync_id WHERE s.name = 'dups3'}), '0',
+	'no snapshot is saved');
 psql(q{SELECT retl_create_sync(name => 'nulls', source => 'SELECT NULLIF(id, 4) AS id FROM customers',
 	destination => 'd_mirror', key => '{id}', schedule => 'manual')});
-$run = psql(q{SELECT retl_run_sync('nulls')});
-$node->poll_query_until('postgres', "SELECT status = 'failed' FROM retl.runs WHERE id = $run");
-like(psql(qq{SELECT error FROM retl.runs WHERE id = $run}), qr/NULL key/, 'NULL key reported');
+like(failed_run('nulls'), qr/NULL key/, 'NULL key reported');
 
 # Interval schedule: runs by itself, again and again.
 psql(q{SELECT retl_create_sync(name => 'every2s', source => 'SELECT id, region FROM customers',
