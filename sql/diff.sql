@@ -403,6 +403,28 @@ SELECT id, 3, 1, true, 0, 4294967295, '\x52533169' || '\x0700000000000000'::byte
   FROM retl.syncs WHERE name = 'people_manual';
 SELECT count(*) FROM retl.snapshots;
 ROLLBACK TO s;
+-- a whole snapshot in compact chunks ('k'): keys 7, 5, 300 and -1 as
+-- the differences from the key before (zigzag varints 0e, 03, ce04, d904),
+-- each with its hash; a varint cut short, one longer than 64 bits, a hash
+-- cut short fail
+SAVEPOINT k;
+DELETE FROM retl.snapshot_chunks WHERE sync_id = (SELECT id FROM retl.syncs WHERE name = 'people_manual');
+INSERT INTO retl.snapshot_chunks (sync_id, chunk, keys, int_keys, lo, hi, data)
+SELECT id, 0, 4, true, 0, 4294967295, '\x5253316b' || '\x0e'::bytea || '\x0900000000000000'::bytea
+         || '\x03'::bytea || '\x0a00000000000000'::bytea || '\xce04'::bytea || '\x0b00000000000000'::bytea
+         || '\xd904'::bytea || '\x0c00000000000000'::bytea
+  FROM retl.syncs WHERE name = 'people_manual';
+SELECT sn.key, sn.hash FROM retl.snapshots sn ORDER BY sn.key;
+SAVEPOINT s;
+UPDATE retl.snapshot_chunks SET keys = 1, data = '\x5253316bce'::bytea;
+SELECT count(*) FROM retl.snapshots;
+ROLLBACK TO s;
+UPDATE retl.snapshot_chunks SET keys = 1, data = '\x5253316bffffffffffffffffff02' || '\x0900000000000000'::bytea;
+SELECT count(*) FROM retl.snapshots;
+ROLLBACK TO s;
+UPDATE retl.snapshot_chunks SET keys = 1, data = '\x5253316b0e09000000'::bytea;
+SELECT count(*) FROM retl.snapshots;
+ROLLBACK TO k;
 -- a member of retl_admin reads it (the tables are the extension's)
 CREATE ROLE diff_admin IN ROLE retl_admin;
 SET ROLE diff_admin;

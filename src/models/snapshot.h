@@ -64,6 +64,7 @@ typedef struct RetlSnapshotWriter
 	int32		count;			/* entries in buf */
 	uint32		lo;				/* range of the entries' positions */
 	uint32		hi;
+	uint64		prev_key;		/* the entry before, in a compact chunk */
 	StringInfoData buf;
 	SPIPlanPtr	insert;
 } RetlSnapshotWriter;

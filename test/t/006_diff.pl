@@ -481,7 +481,8 @@ for my $f (qw(few many))
 
 # A first run of 300,000 rows, then a run that finds 12,000 of them
 # changed: the snapshot is written whole by the first (in chunks of keys
-# and hashes), not key by key, and the next writes what changed.
+# and hashes: keys in order take a byte each, their hashes 8), not key by
+# key, and the next writes what changed.
 psql(q{
 	CREATE TABLE stale (id int PRIMARY KEY, v int NOT NULL);
 	INSERT INTO stale SELECT g, 0 FROM generate_series(1, 300000) g;
@@ -489,8 +490,9 @@ psql(q{
 		key => '{id}', mode => 'mirror', schedule => 'manual', options => '{"backfill": false}');
 });
 is(run_sync('stale'), 'succeeded|300000|0|0|0', 'a first run of 300,000 rows');
-is(psql(q{SELECT count(*), sum(keys) FROM retl.snapshot_chunks c JOIN retl.syncs s ON s.id = c.sync_id WHERE s.name = 'stale'}),
-	'5|300000', 'its snapshot: 300,000 keys in 5 chunks');
+is(psql(q{SELECT count(*), sum(keys), round(sum(octet_length(c.data)) / sum(keys), 1)
+	FROM retl.snapshot_chunks c JOIN retl.syncs s ON s.id = c.sync_id WHERE s.name = 'stale'}),
+	'3|300000|9.0', 'its snapshot: 300,000 keys in 3 chunks, 9 bytes a key');
 psql(q{UPDATE stale SET v = 1 WHERE id % 25 = 0});
 my $stale_run = psql(q{SELECT retl_run_sync('stale')});
 ok($node->poll_query_until('postgres',
@@ -517,14 +519,14 @@ sub stale_chunks
 is(stale_snapshot(), '300000|300000', "the snapshot holds each key's hash of its values as they are now");
 # A later run writes only what changed, a delta: the 12,000 changed keys;
 # a run that finds nothing changed writes nothing.
-is(stale_chunks(), '5|1|12000', 'that run wrote a delta of its 12,000 changed keys, not the whole snapshot');
+is(stale_chunks(), '3|1|12000', 'that run wrote a delta of its 12,000 changed keys, not the whole snapshot');
 is(run_sync('stale'), 'succeeded|300000|0|0|0', 'a run after it finds nothing changed');
-is(stale_chunks(), '5|1|12000', 'and writes nothing');
+is(stale_chunks(), '3|1|12000', 'and writes nothing');
 # Keys removed, then the same keys back: a delta says a key is gone, a
 # later one that it is back.
 psql(q{DELETE FROM stale WHERE id % 1000 = 7; INSERT INTO stale SELECT g, 3 FROM generate_series(300001, 300100) g;});
 is(run_sync('stale'), 'succeeded|299800|100|0|300', '300 keys removed, 100 added');
-is(stale_chunks(), '5|2|12400', 'a delta of those 400 keys');
+is(stale_chunks(), '3|2|12400', 'a delta of those 400 keys');
 psql(q{INSERT INTO stale SELECT g, 4 FROM generate_series(7, 300000, 1000) g;});
 is(run_sync('stale'), 'succeeded|300100|300|0|0', 'the removed keys back, added again');
 is(stale_snapshot(), '300100|300100', 'the snapshot read with its 3 deltas holds every key and its hash');
@@ -535,16 +537,16 @@ my $quiet = psql(q{SELECT retl_resync('stale', send => false)});
 ok($node->poll_query_until('postgres', "SELECT status NOT IN ('queued', 'running') FROM retl.runs WHERE id = $quiet"),
 	'a resync without sending ends');
 is(psql("SELECT status, rows, added FROM retl.runs WHERE id = $quiet"), 'succeeded|300100|0', 'every key read, none sent');
-is(stale_chunks(), '5|3|12700', 'the same hashes: no delta');
+is(stale_chunks(), '3|3|12700', 'the same hashes: no delta');
 is(run_sync('stale'), 'succeeded|300100|0|0|0', 'and the run after it finds nothing changed');
 # A run whose deltas would hold more than a quarter of the keys writes the
 # whole snapshot instead.
 psql(q{UPDATE stale SET v = 5 WHERE id % 4 = 1});
 is(run_sync('stale'), 'succeeded|300100|0|75025|0', '75,025 keys changed');
-is(stale_chunks(), '5|0|0', 'with the deltas before, more than a quarter of the keys: the snapshot written whole');
+is(stale_chunks(), '3|0|0', 'with the deltas before, more than a quarter of the keys: the snapshot written whole');
 is(stale_snapshot(), '300100|300100', 'holding every key and its hash');
 is(run_sync('stale'), 'succeeded|300100|0|0|0', 'nothing changed since');
-is(stale_chunks(), '5|0|0', 'and nothing written');
+is(stale_chunks(), '3|0|0', 'and nothing written');
 psql(q{SELECT retl_drop_sync('stale'); DROP TABLE stale;});
 
 # A forgotten key is still in the stored snapshot: forgotten by a dead
