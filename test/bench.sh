@@ -11,8 +11,9 @@
 #       only), with an upsert sync delivering to the receiver meanwhile, and
 #       with a logical-capture upsert sync delivering meanwhile
 #   (e) a diff run of a 1M-row model with 1% of its rows changed, and its
-#       first run (snapshot only), next to the bare query's time, and the
-#       run's worker's peak memory (BENCH_MODEL_ROWS)  target <= 3 x both
+#       first run (snapshot only), next to the bare query's time (the
+#       fastest of three), and the run's worker's peak memory
+#       (BENCH_MODEL_ROWS)                          target <= 3 x both
 #
 # The delivery engine against a fast receiver: nginx (Debian's nginx-light)
 # run as the bench user on 127.0.0.1, answering every POST with 200
@@ -421,9 +422,11 @@ if [[ ${1:-} == --inside ]]; then
 			((SECONDS < deadline)) || { echo "model run did not finish" >&2; exit 1; }
 			rpid=$(q -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'retl run' LIMIT 1")
 			if [[ -n $rpid && -r /proc/$rpid/status ]]; then
-				v=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\).*/\1/p' "/proc/$rpid/status" 2>/dev/null)
+				# (the run may end meanwhile: under set -e a failed sed
+				# would end the benchmark, silently)
+				v=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\).*/\1/p' "/proc/$rpid/status" 2>/dev/null || true)
 				((${v:-0} > run_hwm_kb)) && run_hwm_kb=$v
-				v=$(sed -n 's/^RssAnon:[[:space:]]*\([0-9]*\).*/\1/p' "/proc/$rpid/status" 2>/dev/null)
+				v=$(sed -n 's/^RssAnon:[[:space:]]*\([0-9]*\).*/\1/p' "/proc/$rpid/status" 2>/dev/null || true)
 				((${v:-0} > run_anon_kb)) && run_anon_kb=$v
 			fi
 			sleep 0.2
@@ -443,8 +446,14 @@ if [[ ${1:-} == --inside ]]; then
 
 	q -c "UPDATE model_src SET score = score + 1 WHERE id % 100 = 0" >/dev/null
 	q -c "VACUUM ANALYZE model_src" >/dev/null
-	bare_ms=$(q -c "EXPLAIN (ANALYZE, TIMING OFF, SUMMARY ON) SELECT count(*) FROM ($model_query) q" |
-		sed -n 's/.*Execution Time: \([0-9.]*\) ms.*/\1/p')
+	# The fastest of three: one measurement ranged from 76 to 255 ms
+	# between runs of the benchmark, and the ratios with it.
+	bare_ms=
+	for _ in 1 2 3; do
+		v=$(q -c "EXPLAIN (ANALYZE, TIMING OFF, SUMMARY ON) SELECT count(*) FROM ($model_query) q" |
+			sed -n 's/.*Execution Time: \([0-9.]*\) ms.*/\1/p')
+		bare_ms=$(awk -v a="${bare_ms:-$v}" -v b="$v" 'BEGIN { print (b + 0 < a + 0) ? b : a }')
+	done
 	q -c "SELECT retl_run_sync('model')" >/dev/null
 	model_run >"$work/model-run.txt"
 	IFS='|' read -r run_ms run_rows run_added run_changed run_removed <"$work/model-run.txt"
@@ -453,7 +462,7 @@ if [[ ${1:-} == --inside ]]; then
 	anon_kb=$(sed -n 's/^RssAnon:[[:space:]]*\([0-9]*\).*/\1/p' "/proc/$wpid/status")
 	ratio_model=$(calc "$run_ms / $bare_ms" 1)
 	ratio_first=$(calc "$first_ms / $bare_ms" 1)
-	echo "bare query (SELECT count(*) FROM (query)): $bare_ms ms; first run $ratio_first x, diff run $ratio_model x"
+	echo "bare query (SELECT count(*) FROM (query), the fastest of 3): $bare_ms ms; first run $ratio_first x, diff run $ratio_model x"
 	echo "diff run: $run_ms ms for $run_rows rows: $run_added added, $run_changed changed, $run_removed removed"
 	echo "the runs' worker (retl run), sampled: peak RSS $run_hwm_kb kB (shared buffers included), private memory $run_anon_kb kB"
 	echo "the database's worker after them: peak RSS $hwm_kb kB, private memory $anon_kb kB"
