@@ -20,8 +20,8 @@
  * rows in the order of the last run (a table read in its physical order)
  * finds each key right after the previous one, without touching the index:
  * one key after another in memory instead of a cache miss for each (and a
-part that holds no key, a first run's, is indexed only after the query
-added its keys, a key added twice found then).  A
+ * part that holds no key, a first run's, is indexed only after the query
+ * added its keys, a key added twice found then).  A
  * single integer key column is kept as its value (exact); any other key as
  * its jsonb, under the hash of its bytes, compared byte by byte.  About 50
  * bytes a key.  A snapshot larger than retl.run_memory is split into parts,

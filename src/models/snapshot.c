@@ -7,17 +7,18 @@
  * compression, which random hashes would not repay): an integer key
  * (as its difference from the key before it: one byte for keys in order)
  * and its hash, about 9 bytes, or the hash of a jsonb key, its hash of
- * values, and the key's bytes.  A run reads the chunks of its part of the keys (each
- * chunk says the range of key hashes it holds).  The first run writes the
- * whole snapshot (1M integer keys in order are 9 MB in 9 rows); a later run
- * writes only what changed, a delta (chunks of the same entries, each
- * marked as the key's new hash or as removed), read after the whole one
- * and the older deltas.  A 1% diff of 1M keys writes 170 kB, not 9 MB
- * (and as much WAL, which every concurrent commit waits to flush).  A run
- * whose deltas would hold more than a quarter as many entries as the whole
- * snapshot, or that finds them too many chunks, writes the whole snapshot
- * again.  A row per key, as before, cost a btree insert of a
- * jsonb key each (1M keys: 5.3 s, three quarters of a first run).
+ * values, and the key's bytes.  A run reads the chunks of its part of the
+ * keys (each chunk says the range of key hashes it holds).  The first run
+ * writes the whole snapshot (1M integer keys in order are 9 MB in 9 rows);
+ * a later run writes only what changed, a delta (chunks of the same
+ * entries, each marked as the key's new hash or as removed), read after
+ * the whole one and the older deltas.  A 1% diff of 1M keys writes 170
+ * kB, not 9 MB (and as much WAL, which every concurrent commit waits to
+ * flush).  A run whose deltas would hold more than a quarter as many
+ * entries as the whole snapshot, or that finds them too many chunks,
+ * writes the whole snapshot again.  A row per key, as before, cost a
+ * btree insert of a jsonb key each (1M keys: 5.3 s, three quarters of a
+ * first run).
  *
  * Between runs the worker records what it changes of a snapshot as edits
  * (retl.snapshot_edits, only ever inserted: a run never waits for the
