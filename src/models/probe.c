@@ -9,8 +9,9 @@
  * retl._run_probe(key, hash) for each row, which says what the row is:
  * A(dded), C(hanged), U(nchanged), L (the snapshot holds a hash of retl
  * 0.1, which the caller compares), N (a NULL key) or NULL (a row of
- * another part, a second row with one key, or an op the run does not
- * write), and keeps the row's hash under its key (an added key gets a
+ * another part, a second row with one key (A in a part that held no key:
+ * the run fails on it all the same), or an op the run does not write),
+ * and keeps the row's hash under its key (an added key gets a
  * slot).  The keys never seen are the removed ones; the slots seen are
  * the new snapshot, which the run saves part by part.  JSON is built only
  * for the rows that are written.
@@ -102,13 +103,17 @@ advise_huge_pages(void *mem, Size size)
 #endif
 }
 
-/* Room for a large array of the part's, not yet touched. */
+/*
+ * Room for a large array of the part's, not yet touched (flags:
+ * MCXT_ALLOC_NO_OOM for NULL rather than an error when there is none).
+ */
 void *
-retl_probe_alloc_array(RetlProbe *p, Size size)
+retl_probe_alloc_array(RetlProbe *p, Size size, int flags)
 {
-	void	   *mem = MemoryContextAllocHuge(p->part_cxt, size);
+	void	   *mem = MemoryContextAllocExtended(p->part_cxt, size, MCXT_ALLOC_HUGE | flags);
 
-	advise_huge_pages(mem, size);
+	if (mem != NULL)
+		advise_huge_pages(mem, size);
 	return mem;
 }
 
@@ -183,6 +188,17 @@ index_slot(RetlProbe *p, int64 i, bool find_twice)
 	p->index[at] = (uint32) (i + 1);
 }
 
+/*
+ * The memory the part takes, with the index a part that held no key builds
+ * after its query (not allocated yet, counted all the same).
+ */
+Size
+retl_probe_part_bytes(RetlProbe *p)
+{
+	return MemoryContextMemAllocated(p->part_cxt, true) +
+		(p->unindexed ? index_size(p->nslots + 1) : 0);
+}
+
 /* Index the part's keys by hash (find_twice: see index_slot). */
 static void
 build_index(RetlProbe *p, bool find_twice)
@@ -196,7 +212,7 @@ build_index(RetlProbe *p, bool find_twice)
 				 errhint("Lower retl.run_memory.")));
 	if (p->index != NULL)
 		pfree(p->index);
-	p->index = retl_probe_alloc_array(p, bytes);
+	p->index = retl_probe_alloc_array(p, bytes, 0);
 	memset(p->index, 0, bytes);
 	p->mask = bytes / sizeof(uint32) - 1;
 	for (int64 i = 0; i < p->nslots; i++)
@@ -399,7 +415,7 @@ add_key(RetlProbe *p, int64 key, struct varlena *jkey, int64 hash)
 {
 	(void) retl_probe_add_slot(p, key, hash, jkey == NULL ? NULL : retl_probe_keep_key(p, jkey), PROBE_SEEN);
 	if (p->part == 0 && p->nparts < 1024 && p->nslots % 4096 == 0 &&
-		MemoryContextMemAllocated(p->part_cxt, true) > (Size) retl_run_memory_kb * 1024)
+		retl_probe_part_bytes(p) > (Size) retl_run_memory_kb * 1024)
 		p->overflowed = true;
 }
 

@@ -32,7 +32,7 @@ new_part(RetlProbe *p)
 	MemoryContextReset(p->part_cxt);
 	/* a part's share of the snapshot, and some room to grow */
 	p->maxslots = Max(1024, (p->stored.entries + p->stored.edits) / p->nparts * GROWTH);
-	p->slots = retl_probe_alloc_array(p, sizeof(Slot) * p->maxslots);
+	p->slots = retl_probe_alloc_array(p, sizeof(Slot) * p->maxslots, 0);
 	p->nslots = 0;
 	p->index = NULL;
 	p->mask = 0;
@@ -325,7 +325,10 @@ retl_probe_begin(int sync_id, bool int_keys, Snapshot snap)
 	return p;
 }
 
-/* Does the run start from no snapshot at all (none stored, no edits)? */
+/*
+ * Does the run start from no key at all (none stored, or none left by the
+ * edits: a first run, a run of an empty result)?
+ */
 bool
 retl_probe_empty(RetlProbe *probe)
 {
@@ -334,23 +337,29 @@ retl_probe_empty(RetlProbe *probe)
 
 /*
  * The rows the query is expected to return (the planner's estimate), when
- * the run starts from no snapshot: room for that many keys at once (at
- * most as many as retl.run_memory holds), rather than growing the slots
- * and the index as the query adds keys (a first run of 1M rows copied its
- * slots and indexed them again at each doubling, their fresh memory
- * faulted in again: a sixth of its time).
+ * the run starts from no key: room for that many keys at once (at most as
+ * many as retl.run_memory holds, and EXPECTED_KEYS_MAX), rather than
+ * growing the slots as the query adds keys (a first run of 1M rows copied
+ * its slots at each doubling, their fresh memory faulted in again).  An
+ * estimate far too high takes no more than that, and where the system
+ * refuses the memory (strict overcommit) the slots grow as before: the
+ * estimate never fails a run.
  */
 void
 retl_probe_expect_rows(RetlProbe *probe, double rows)
 {
 	double		fits = (double) retl_run_memory_kb * 1024 / (bytes_per_key(probe) * GROWTH);
-	int64		keys = (int64) Min(rows, fits);
+	int64		keys = (int64) Min(Min(rows, fits), (double) EXPECTED_KEYS_MAX);
+	Slot	   *slots;
 
 	if (!retl_probe_empty(probe) || keys <= probe->maxslots)
 		return;
+	slots = retl_probe_alloc_array(probe, sizeof(Slot) * keys, MCXT_ALLOC_NO_OOM);
+	if (slots == NULL)
+		return;
 	pfree(probe->slots);
+	probe->slots = slots;
 	probe->maxslots = keys;
-	probe->slots = retl_probe_alloc_array(probe, sizeof(Slot) * probe->maxslots);
 }
 
 /* Load the next part; false after the last. */
@@ -379,7 +388,7 @@ retl_probe_overflowed(RetlProbe *probe)
 
 	if (!probe->overflowed)
 		return false;
-	per_key = (double) MemoryContextMemAllocated(probe->part_cxt, true) / Max(probe->nslots, 1);
+	per_key = (double) retl_probe_part_bytes(probe) / Max(probe->nslots, 1);
 	plan_parts(probe, Max((double) (probe->stored.entries + probe->stored.edits),
 						  (double) probe->part_rows * nparts), per_key);
 	/* at least twice as many as the part that did not fit */

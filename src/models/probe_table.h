@@ -31,6 +31,9 @@
  */
 #define GROWTH			1.25
 
+/* A run from no key makes room for at most this many (probe_load.c) */
+#define EXPECTED_KEYS_MAX	(8 * 1024 * 1024)
+
 /* A key of the snapshot */
 typedef struct Slot
 {
@@ -155,7 +158,8 @@ find_slot(RetlProbe *p, int64 key, struct varlena *jkey)
 }
 
 extern void retl_probe_activate(RetlProbe *p);
-extern void *retl_probe_alloc_array(RetlProbe *p, Size size);
+extern void *retl_probe_alloc_array(RetlProbe *p, Size size, int flags);
+extern Size retl_probe_part_bytes(RetlProbe *p);
 extern struct varlena *retl_probe_keep_key(RetlProbe *p, struct varlena *key);
 extern struct varlena *retl_probe_keep_key_bytes(RetlProbe *p, const char *data, uint32 len);
 extern void retl_probe_build_index(RetlProbe *p);

@@ -5,13 +5,14 @@
  * 64-bit hash of the key's mapped values (rowhash.c).  It is kept compact,
  * in chunks of about 1 MB (retl.snapshot_chunks, bytea stored without
  * compression, which random hashes would not repay): an integer key
- * (as its difference from the key before it: one byte for keys in order)
+ * (as its difference from the key before it: one byte for keys in order,
+ * each within 63 of the one before)
  * and its hash, about 9 bytes, or the hash of a jsonb key, its hash of
  * values, and the key's bytes.  A run reads the chunks of its part of the
  * keys (each chunk says the range of key hashes it holds).  The first run
  * writes the whole snapshot (1M integer keys in order are 9 MB in 9 rows);
- * a later run writes only what changed, a delta (chunks of the same
- * entries, each marked as the key's new hash or as removed), read after
+ * a later run writes only what changed, a delta (chunks of entries of 16
+ * bytes an integer key, each marked as its new hash or removed), read after
  * the whole one and the older deltas.  A 1% diff of 1M keys writes 170
  * kB, not 9 MB (and as much WAL, which every concurrent commit waits to
  * flush).  A run whose deltas would hold more than a quarter as many
@@ -61,8 +62,8 @@
  * An entry of 'i', 'I', 'j' and 'J' starts with its key (or the hash of a
  * jsonb key) and its hash, 8 bytes each; one of 'k' with its key's
  * difference from the key before it in the chunk (from 0 for the first),
- * zigzag-encoded as a base-128 varint (1 byte for keys in order, at most
- * 10), then its hash: a million keys read in order take 9 MB, not 16.
+ * zigzag-encoded as a base-128 varint (1 byte for a difference within 63,
+ * at most 10), then its hash: a million keys read in order take 9 MB, not 16.
  */
 #define CHUNK_MAGIC		"RS1"
 #define CHUNK_BYTES		(1024 * 1024)

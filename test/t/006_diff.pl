@@ -478,6 +478,22 @@ for my $f (qw(few many))
 		'19810', "said_$f: the snapshot holds the result's keys");
 	psql(qq{SELECT retl_drop_sync('said_$f')});
 }
+# The keys of a first run count with the index built after its query:
+# 65,800 integer keys (the planner expecting 10: the slots grow from 1,024)
+# take 2 MB of slots and, once indexed, 1 MB of index, more than a
+# retl.run_memory of 3 MB: the run is done again in parts.
+psql(q{INSERT INTO said SELECT g, 0 FROM generate_series(20011, 66000) g;
+	CREATE FUNCTION said_tiny() RETURNS TABLE (id int, v int) LANGUAGE plpgsql ROWS 10
+		AS $$ BEGIN RETURN QUERY SELECT s.id, s.v FROM said s; END $$;
+	ALTER SYSTEM SET retl.run_memory = '3MB'; SELECT pg_reload_conf();
+	SELECT retl_create_sync(name => 'said_room', source => 'SELECT id, v FROM said_tiny()',
+		destination => 'd_mirror', key => '{id}', mode => 'mirror', schedule => 'manual',
+		options => '{"backfill": false}');});
+$log_from = -s $node->logfile;
+is(run_sync('said_room'), 'succeeded|65800|0|0|0', 'said_room: a first run of 65,800 keys');
+like(slurp_file($node->logfile, $log_from), qr/run of sync "said_room" diffs its result in \d+ parts/,
+	'its keys with their index outgrew retl.run_memory: in parts');
+psql(q{SELECT retl_drop_sync('said_room'); ALTER SYSTEM RESET retl.run_memory; SELECT pg_reload_conf();});
 
 # A first run of 300,000 rows, then a run that finds 12,000 of them
 # changed: the snapshot is written whole by the first (in chunks of keys
