@@ -196,7 +196,7 @@ Size
 retl_probe_part_bytes(RetlProbe *p)
 {
 	return MemoryContextMemAllocated(p->part_cxt, true) +
-		(p->unindexed ? index_size(p->nslots + 1) : 0);
+		(p->index == NULL ? index_size(p->nslots + 1) : 0);
 }
 
 /* Index the part's keys by hash (find_twice: see index_slot). */
@@ -253,18 +253,6 @@ retl_probe_add_slot(RetlProbe *p, int64 key, int64 hash, struct varlena *jkey, u
 	return p->nslots - 1;
 }
 
-/*
- * After the query ran over a part that held no key (a first run's): index
- * the keys it added without looking them up (in an empty index each
- * lookup was a cache miss of its own, a sixth of a first run), and find a
- * key it added twice: the run fails on it (its rows were all answered A).
- */
-static void
-index_added(RetlProbe *p)
-{
-	p->unindexed = false;
-	build_index(p, true);
-}
 
 /*
  * The ops the run writes (op letters; L and N, which the run checks
@@ -387,8 +375,14 @@ retl_probe_queue_removed(RetlProbe *probe, bool write)
 {
 	RemovedBatch b = {palloc(sizeof(Datum) * REMOVED_BATCH), 0, 0};
 
-	if (probe->unindexed)
-		index_added(probe);
+	/*
+	 * A part that held no key (a first run's): index the keys the query
+	 * added without looking them up (in an empty index each lookup was a
+	 * cache miss of its own, a sixth of a first run), and find a key it
+	 * added twice: the run fails on it (its rows were all answered A).
+	 */
+	if (probe->index == NULL)
+		build_index(probe, true);
 	for (int64 i = 0; i < probe->nslots; i++)
 	{
 		Slot	   *slot = &probe->slots[i];
@@ -531,7 +525,7 @@ probe_int(FunctionCallInfo fcinfo, bool values)
 	k = PG_GETARG_INT64(0);
 	if (!probe_counts(p, mix64((uint64) k)))
 		PG_RETURN_NULL();
-	return answer(p, fcinfo, classify(p, p->unindexed ? NULL : find_slot(p, k, NULL), k, NULL,
+	return answer(p, fcinfo, classify(p, p->index == NULL ? NULL : find_slot(p, k, NULL), k, NULL,
 									  row_hash(fcinfo, values)));
 }
 
@@ -552,7 +546,7 @@ probe_key(FunctionCallInfo fcinfo, bool values)
 	h = key_hash(key);
 	if (!probe_counts(p, h))
 		PG_RETURN_NULL();
-	slot = p->unindexed ? NULL : find_slot(p, (int64) h, key);
+	slot = p->index == NULL ? NULL : find_slot(p, (int64) h, key);
 	/* a key holding a NULL is N (the snapshot holds none) */
 	if (slot == NULL && retl_key_holds_null(key))
 	{

@@ -240,8 +240,7 @@ load_part(RetlProbe *p)
 		if (!(p->slots[i].flags & PROBE_FORGOTTEN))
 			p->snapshot_rows++;
 	/* a part that holds no key: the query's keys are indexed after it */
-	p->unindexed = (p->nslots == 0);
-	if (p->unindexed)
+	if (p->nslots == 0)
 	{
 		pfree(p->index);
 		p->index = NULL;

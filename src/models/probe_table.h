@@ -73,9 +73,9 @@ struct RetlProbe
 	Slot	   *slots;			/* the part's keys, in the order read, then added */
 	int64		nslots;
 	int64		maxslots;
-	uint32	   *index;			/* 1 + position in slots, by hash; 0: free */
-	bool		unindexed;		/* the part held no key: the query's are
-								 * indexed after it (index_added) */
+	uint32	   *index;			/* 1 + position in slots, by hash; 0: free;
+								 * NULL once loaded: the part held no key,
+								 * the query's are indexed after it */
 	uint64		mask;			/* of index */
 	int64		next;			/* the slot after the last one found */
 	char	   *arena;			/* room for keys in part_cxt */

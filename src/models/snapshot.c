@@ -4,11 +4,10 @@
  * A sync's snapshot is what it last synced: for each key of its result, a
  * 64-bit hash of the key's mapped values (rowhash.c).  It is kept compact,
  * in chunks of about 1 MB (retl.snapshot_chunks, bytea stored without
- * compression, which random hashes would not repay): an integer key
- * (as its difference from the key before it: one byte for keys in order,
- * each within 63 of the one before)
- * and its hash, about 9 bytes, or the hash of a jsonb key, its hash of
- * values, and the key's bytes.  A run reads the chunks of its part of the
+ * compression, which random hashes would not repay): an integer key (as
+ * its difference from the key before it: one byte for keys in order, each
+ * within 63 of the one before) and its hash, about 9 bytes, or the hash of
+ * a jsonb key, its hash of values, and the key's bytes.  A run reads the chunks of its part of the
  * keys (each chunk says the range of key hashes it holds).  The first run
  * writes the whole snapshot (1M integer keys in order are 9 MB in 9 rows);
  * a later run writes only what changed, a delta (chunks of entries of 16
