@@ -77,9 +77,13 @@ Datum
 retl_signal_run(PG_FUNCTION_ARGS)
 {
 	int64		run = PG_GETARG_INT64(0);
-	pid_t		pid = 0;
+	int			failed = 0;
 	bool		found = false;
 
+	/*
+	 * Signalled under the lock: a runner's next run is handed to it under
+	 * the lock too, so the cancel reaches this run's, not the next.
+	 */
 	LWLockAcquire(retl_shared->lock, LW_EXCLUSIVE);
 	for (int i = 0; i < RETL_RUNNER_SLOTS && !found; i++)
 	{
@@ -88,14 +92,18 @@ retl_signal_run(PG_FUNCTION_ARGS)
 		if (s->dboid == MyDatabaseId && s->kind == 'r' && s->id == run && !s->done)
 		{
 			s->cancel = true;
-			pid = s->pid;
 			found = true;
+			/* one not started yet sees the flag when it starts */
+			if (s->pid > 0 && kill(s->pid, SIGINT) != 0 && errno != ESRCH)
+				failed = errno;
 		}
 	}
 	LWLockRelease(retl_shared->lock);
-	/* one not started yet sees the flag when it starts */
-	if (pid > 0 && kill(pid, SIGINT) != 0 && errno != ESRCH)
+	if (failed != 0)
+	{
+		errno = failed;
 		ereport(WARNING,
 				(errmsg("could not signal the worker of run " INT64_FORMAT ": %m", run)));
+	}
 	PG_RETURN_BOOL(found);
 }

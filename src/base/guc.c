@@ -30,6 +30,7 @@ int			retl_max_job_age_s = 86400;
 int			retl_max_parallel_runs = 2;
 int			retl_run_memory_kb = 131072;
 int			retl_run_nice = 10;
+int			retl_run_idle_timeout_s = 60;
 int			retl_job_check_max_ms = 60000;
 char	   *retl_test_resolve = NULL;
 char	   *retl_run_history = NULL;
@@ -175,6 +176,14 @@ retl_guc_init(void)
 							&retl_run_nice,
 							10, 0, 19,
 							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("retl.run_idle_timeout",
+							"How long a worker that executed a run waits for the database's next run before it exits.",
+							"A worker that stays starts the next run at once, with its connection and caches; it holds a background worker slot (max_worker_processes) meanwhile. 0: a new worker for each run.",
+							&retl_run_idle_timeout_s,
+							60, 0, 3600,
+							PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("retl.max_job_age",

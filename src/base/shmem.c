@@ -224,19 +224,52 @@ retl_start_worker(PG_FUNCTION_ARGS)
 
 /*
  * Runner slots (RetlRunSlot): a database's worker takes one for each run
- * or refresh it hands to a worker of its own; that worker sets its pid
- * and, at its end, done; the database's worker frees the slot once it has
- * seen it end (process/runner.c).  All under retl_shared->lock, except the
- * rows read, which only the runner writes.
+ * or refresh it hands to a worker of its own, a new one or one of the
+ * database's idle ones (kind 'i'); a new worker sets its pid and latch.
+ * At the end of its work the worker makes its slot idle, or sets done
+ * and exits (the database's worker frees the slot once it has seen it
+ * end); an idle worker that waited retl.run_idle_timeout for work frees
+ * its slot and exits (process/runner.c).  All under retl_shared->lock,
+ * except the rows read, which only the runner writes.
  */
 
-/* A free slot, filled; -1 when none is free. */
+/* The job of a slot, as handed over */
+static void
+set_job(RetlRunSlot *s, char kind, int64 id, int sync_id, bool send)
+{
+	s->kind = kind;
+	s->id = id;
+	s->sync_id = sync_id;
+	s->send = send;
+	s->launched_at = GetCurrentTimestamp();
+	s->cancel = false;
+	s->done = false;
+	strlcpy(s->phase, "starting", sizeof(s->phase));
+	s->rows = 0;
+}
+
+/*
+ * A slot for a job: an idle worker's of the database (*reused, the worker
+ * woken), else a free one, filled; -1 when none is free.
+ */
 int
-retl_runner_take(Oid dboid, char kind, int64 id, int sync_id, bool send)
+retl_runner_take(Oid dboid, char kind, int64 id, int sync_id, bool send, bool *reused)
 {
 	int			found = -1;
 
+	*reused = false;
 	LWLockAcquire(retl_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < RETL_RUNNER_SLOTS && found < 0; i++)
+	{
+		RetlRunSlot *s = &retl_shared->runners[i];
+
+		if (s->dboid != dboid || s->kind != 'i')
+			continue;
+		set_job(s, kind, id, sync_id, send);
+		SetLatch(s->latch);
+		*reused = true;
+		found = i;
+	}
 	for (int i = 0; i < RETL_RUNNER_SLOTS && found < 0; i++)
 	{
 		RetlRunSlot *s = &retl_shared->runners[i];
@@ -245,12 +278,7 @@ retl_runner_take(Oid dboid, char kind, int64 id, int sync_id, bool send)
 			continue;
 		memset(s, 0, sizeof(RetlRunSlot));
 		s->dboid = dboid;
-		s->kind = kind;
-		s->id = id;
-		s->sync_id = sync_id;
-		s->send = send;
-		s->launched_at = GetCurrentTimestamp();
-		strlcpy(s->phase, "starting", sizeof(s->phase));
+		set_job(s, kind, id, sync_id, send);
 		found = i;
 	}
 	LWLockRelease(retl_shared->lock);
@@ -265,15 +293,16 @@ retl_runner_free(int slot)
 	LWLockRelease(retl_shared->lock);
 }
 
-/* The slots a database's runners hold now. */
+/* The slots a database's runners hold now: at work, and idle ones if idle. */
 int
-retl_runner_count(Oid dboid)
+retl_runner_count(Oid dboid, bool idle)
 {
 	int			n = 0;
 
 	LWLockAcquire(retl_shared->lock, LW_SHARED);
 	for (int i = 0; i < RETL_RUNNER_SLOTS; i++)
-		n += retl_shared->runners[i].dboid == dboid;
+		n += retl_shared->runners[i].dboid == dboid &&
+			(idle || retl_shared->runners[i].kind != 'i');
 	LWLockRelease(retl_shared->lock);
 	return n;
 }

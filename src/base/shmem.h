@@ -31,7 +31,9 @@ typedef struct RetlDbSlot
 /*
  * A run of a database's diff sync, or a refresh of its audience, in a
  * worker of its own ("retl run": process/runner.c), from when the
- * database's worker launches it until it ends.
+ * database's worker hands it over until it ends; then, for
+ * retl.run_idle_timeout, the worker waiting for the database's next one
+ * (kind 'i').
  */
 #define RETL_RUNNER_SLOTS 64
 
@@ -39,13 +41,15 @@ typedef struct RetlRunSlot
 {
 	Oid			dboid;			/* InvalidOid: the slot is free */
 	int64		id;				/* the run's id, or the audience's */
-	char		kind;			/* 'r' a run, 'a' an audience's refresh */
+	char		kind;			/* 'r' a run, 'a' an audience's refresh, 'i'
+								 * its worker idle, waiting for the next */
 	int			sync_id;		/* a run's sync */
 	bool		send;			/* a run: queue what changed */
 	pid_t		pid;			/* its worker, once started (0: not yet) */
+	Latch	   *latch;			/* the worker's, once started */
 	TimestampTz launched_at;
 	bool		cancel;			/* retl_cancel_run asked it to stop */
-	bool		done;			/* it recorded how it ended */
+	bool		done;			/* it recorded how it ended; its worker exits */
 	char		phase[32];		/* where it is */
 	int64		rows;			/* rows read so far */
 } RetlRunSlot;
@@ -69,9 +73,9 @@ extern void retl_wake_launcher(void);
 extern void retl_wake_database_worker(Oid dboid);
 extern void retl_wake_worker_at_commit(void);
 extern void retl_xact_init(void);
-extern int	retl_runner_take(Oid dboid, char kind, int64 id, int sync_id, bool send);
+extern int	retl_runner_take(Oid dboid, char kind, int64 id, int sync_id, bool send, bool *reused);
 extern void retl_runner_free(int slot);
-extern int	retl_runner_count(Oid dboid);
+extern int	retl_runner_count(Oid dboid, bool idle);
 extern bool retl_runner_busy(Oid dboid, char kind, int64 id);
 
 #endif

@@ -5,11 +5,16 @@
  * changes queued) or an audience's refresh can take minutes; done by the
  * database's worker, nothing else would be sent meanwhile.  So the worker
  * claims it (marks it running, a short transaction), takes a runner slot
- * in shared memory and starts a dynamic background worker for it, up to
- * retl.max_parallel_runs at once; it goes on delivering.  The runner does
- * the whole run in one transaction (a run is all or nothing: the snapshot
- * and the queue change together), records how it ended, marks its slot
- * done and wakes the database's worker, which frees the slot.
+ * in shared memory and hands it to a worker of its own: one of the
+ * database's idle ones, or a new dynamic background worker, up to
+ * retl.max_parallel_runs at work at once; it goes on delivering.  The
+ * runner does the whole run in one transaction (a run is all or nothing:
+ * the snapshot and the queue change together), records how it ended and
+ * wakes the database's worker; then it waits up to retl.run_idle_timeout
+ * for the database's next run, and exits.  A runner that stays keeps its
+ * connection, its caches and the pages of shared memory it has mapped: a
+ * fresh process maps each page of shared buffers it reads on its first
+ * touch, which on a virtual machine was a quarter of a 1M-row diff run.
  *
  * A runner that dies (killed, a crash) leaves its slot not done: the
  * database's worker sees its process gone (retl_runners_reap) and marks
@@ -24,12 +29,15 @@
 #include <sys/resource.h>
 
 #include "access/xact.h"
+#include "postmaster/interrupt.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "storage/ipc.h"
+#include "storage/latch.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
+#include "utils/wait_event.h"
 #include "utils/memutils.h"
 
 #include "base/guc.h"
@@ -90,21 +98,24 @@ retl_runner_failed(char kind, int64 id, int sync_id, const char *error)
 }
 
 /*
- * Start a worker for a claimed run or refresh; false when there is no
- * runner slot or background worker free (the caller runs it itself).
+ * Hand a claimed run or refresh to a worker of its own: an idle one of the
+ * database, woken, or a new one; false when there is no runner slot or
+ * background worker free (the caller runs it itself).
  */
 bool
 retl_runner_launch(char kind, int64 id, int sync_id, bool send)
 {
 	BackgroundWorker bgw;
 	BackgroundWorkerHandle *handle;
-	int			slot = retl_runner_take(MyDatabaseId, kind, id, sync_id, send);
+	bool		reused;
+	int			slot = retl_runner_take(MyDatabaseId, kind, id, sync_id, send, &reused);
 
 	if (slot < 0)
 		return false;
+	if (reused)
+		return true;
 	retl_dynamic_worker(&bgw, "retl_runner_main", "retl run", Int32GetDatum(slot));
-	snprintf(bgw.bgw_name, BGW_MAXLEN, "retl %s " INT64_FORMAT " in database %u",
-			 kind == 'a' ? "refresh of audience" : "run", id, MyDatabaseId);
+	snprintf(bgw.bgw_name, BGW_MAXLEN, "retl run worker for database %u", MyDatabaseId);
 	if (!RegisterDynamicBackgroundWorker(&bgw, &handle))
 	{
 		retl_runner_free(slot);
@@ -142,7 +153,8 @@ retl_runners_reap(void)
 		LWLockAcquire(retl_shared->lock, LW_SHARED);
 		s = retl_shared->runners[i];
 		LWLockRelease(retl_shared->lock);
-		if (s.dboid != MyDatabaseId)
+		/* (an idle runner frees its slot itself, when it exits) */
+		if (s.dboid != MyDatabaseId || s.kind == 'i')
 			continue;
 		if (s.done)
 		{
@@ -188,52 +200,57 @@ retl_runners_runs(void)
 	return ids;
 }
 
-/* A runner: one run or refresh, then exit. */
+/*
+ * Stop the idle runners of a database (DROP DATABASE and the commands that
+ * need it without connections), waiting up to wait_ms for them to exit.
+ */
 void
-retl_runner_main(Datum main_arg)
+retl_runners_stop_idle(Oid dboid, int wait_ms)
 {
-	int			slot = DatumGetInt32(main_arg);
-	RetlRunSlot *s = &retl_shared->runners[slot];
-	RetlRunSlot me;
-	MemoryContext cxt;
+	pid_t		pids[RETL_RUNNER_SLOTS];
+	int			n = 0;
 
-	pqsignal(SIGTERM, die);
-	pqsignal(SIGINT, StatementCancelHandler);
-	BackgroundWorkerUnblockSignals();
-	LWLockAcquire(retl_shared->lock, LW_EXCLUSIVE);
-	me = *s;
-	if (OidIsValid(me.dboid))
-		s->pid = MyProcPid;
+	LWLockAcquire(retl_shared->lock, LW_SHARED);
+	for (int i = 0; i < RETL_RUNNER_SLOTS; i++)
+	{
+		RetlRunSlot *s = &retl_shared->runners[i];
+
+		if (s->dboid == dboid && s->kind == 'i' && s->pid > 0)
+			pids[n++] = s->pid;
+	}
 	LWLockRelease(retl_shared->lock);
-	if (!OidIsValid(me.dboid))
-		proc_exit(0);			/* given up on before it started */
-	retl_my_run = s;
+	for (int i = 0; i < n; i++)
+		(void) kill(pids[i], SIGTERM);
+	for (int waited = 0; n > 0 && waited < wait_ms; waited += 10)
+	{
+		int			left = 0;
 
-	/*
-	 * A run is bulk work beside realtime delivery: with CPUs scarce, the
-	 * database's worker (and every backend) comes first.  A nice value only
-	 * lowers the share of CPU it gets when the CPUs are busy.
-	 */
-	if (retl_run_nice > 0 && setpriority(PRIO_PROCESS, 0, retl_run_nice) != 0)
-		ereport(LOG,
-				(errmsg("retl run could not lower its priority: %m")));
-	BackgroundWorkerInitializeConnectionByOid(me.dboid, InvalidOid, 0);
-	/* as the database's worker runs (see there) */
-	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
-	SetConfigOption("search_path", RETL_SAFE_PATH, PGC_USERSET, PGC_S_SESSION);
-	cxt = CurrentMemoryContext;
+		for (int i = 0; i < n; i++)
+			left += kill(pids[i], 0) == 0;
+		if (left == 0)
+			break;
+		CHECK_FOR_INTERRUPTS();
+		pg_usleep(10000L);
+	}
+}
+
+/* The work of a slot's run or refresh, in a transaction; how it ended recorded. */
+static void
+runner_job(RetlRunSlot *me)
+{
+	MemoryContext cxt = CurrentMemoryContext;
 
 	PG_TRY();
 	{
 		retl_begin_txn();
-		pgstat_report_activity(STATE_RUNNING, me.kind == 'a' ? "refreshing an audience" : "running a sync");
+		pgstat_report_activity(STATE_RUNNING, me->kind == 'a' ? "refreshing an audience" : "running a sync");
 		if (!retl_lock_extension())
 			proc_exit(0);
 		if (retl_progress_cancelled())
 			ereport(ERROR,
 					(errcode(ERRCODE_QUERY_CANCELED),
 					 errmsg("canceling the run: retl_cancel_run asked before it started")));
-		retl_runner_work(me.kind, me.id, me.sync_id, me.send);
+		retl_runner_work(me->kind, me->id, me->sync_id, me->send);
 		retl_end_txn();
 	}
 	PG_CATCH();
@@ -249,23 +266,144 @@ retl_runner_main(Datum main_arg)
 		QueryCancelPending = false;
 		MemoryContextSwitchTo(cxt);
 		retl_begin_txn();
-		if (cancelled && me.kind == 'r')
-			retl_runs_cancelled(me.id);
+		if (cancelled && me->kind == 'r')
+			retl_runs_cancelled(me->id);
 		else
 		{
 			ereport(LOG, (errmsg("retl %s " INT64_FORMAT " failed: %s",
-								 me.kind == 'a' ? "refresh of audience" : "run", me.id, edata->message)));
-			retl_runner_failed(me.kind, me.id, me.sync_id, edata->message);
+								 me->kind == 'a' ? "refresh of audience" : "run", me->id, edata->message)));
+			retl_runner_failed(me->kind, me->id, me->sync_id, edata->message);
 		}
 		retl_end_txn();
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * After a job: make the slot idle and wait up to retl.run_idle_timeout for
+ * the database's worker to hand it the next (*me, true); else mark it done
+ * (the database's worker frees it) or free it, and return false.
+ */
+static bool
+runner_next_job(RetlRunSlot *s, RetlRunSlot *me)
+{
+	TimestampTz since = GetCurrentTimestamp();
+	RetlDbSlot *db;
 
 	LWLockAcquire(retl_shared->lock, LW_EXCLUSIVE);
-	s->done = true;
+	db = retl_find_slot(me->dboid);
+	/* (not while a command waits for the database to have no connection) */
+	if (retl_run_idle_timeout_s == 0 || (db != NULL && db->state == RETL_DB_HOLD))
+	{
+		s->done = true;
+		LWLockRelease(retl_shared->lock);
+		retl_wake_database_worker(me->dboid);
+		return false;
+	}
+	s->kind = 'i';
+	s->id = 0;
+	s->sync_id = 0;
+	s->cancel = false;
+	strlcpy(s->phase, "idle", sizeof(s->phase));
+	s->rows = 0;
 	LWLockRelease(retl_shared->lock);
-	/* the database's worker sends what the run queued, and frees the slot */
-	retl_wake_database_worker(me.dboid);
+	/* the database's worker sends what the job queued, and may hand over the next */
+	retl_wake_database_worker(me->dboid);
+
+	for (;;)
+	{
+		long		left = (long) retl_run_idle_timeout_s * 1000 -
+			TimestampDifferenceMilliseconds(since, GetCurrentTimestamp());
+
+		LWLockAcquire(retl_shared->lock, LW_EXCLUSIVE);
+		if (s->kind != 'i')
+		{
+			*me = *s;
+			LWLockRelease(retl_shared->lock);
+			/* a cancel of the job before, arriving late, is not this one's */
+			QueryCancelPending = false;
+			return true;
+		}
+		if (left <= 0 || retl_run_idle_timeout_s == 0)
+		{
+			s->dboid = InvalidOid;
+			LWLockRelease(retl_shared->lock);
+			return false;
+		}
+		LWLockRelease(retl_shared->lock);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 left, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		QueryCancelPending = false;
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+	}
+}
+
+/* At exit: an idle runner's slot is free (one at work is the database worker's to reap). */
+static void
+runner_exit(int code, Datum arg)
+{
+	RetlRunSlot *s = &retl_shared->runners[DatumGetInt32(arg)];
+
+	LWLockAcquire(retl_shared->lock, LW_EXCLUSIVE);
+	if (s->kind == 'i' && s->pid == MyProcPid)
+		s->dboid = InvalidOid;
+	LWLockRelease(retl_shared->lock);
+}
+
+/* A runner: runs and refreshes of one database, until none comes for a while. */
+void
+retl_runner_main(Datum main_arg)
+{
+	int			slot = DatumGetInt32(main_arg);
+	RetlRunSlot *s = &retl_shared->runners[slot];
+	RetlRunSlot me;
+	MemoryContext job_cxt;
+
+	pqsignal(SIGTERM, die);
+	pqsignal(SIGINT, StatementCancelHandler);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+	LWLockAcquire(retl_shared->lock, LW_EXCLUSIVE);
+	me = *s;
+	if (OidIsValid(me.dboid))
+	{
+		s->pid = MyProcPid;
+		s->latch = MyLatch;
+	}
+	LWLockRelease(retl_shared->lock);
+	if (!OidIsValid(me.dboid))
+		proc_exit(0);			/* given up on before it started */
+	retl_my_run = s;
+	before_shmem_exit(runner_exit, Int32GetDatum(slot));
+
+	/*
+	 * A run is bulk work beside realtime delivery: with CPUs scarce, the
+	 * database's worker (and every backend) comes first.  A nice value only
+	 * lowers the share of CPU it gets when the CPUs are busy.
+	 */
+	if (retl_run_nice > 0 && setpriority(PRIO_PROCESS, 0, retl_run_nice) != 0)
+		ereport(LOG,
+				(errmsg("retl run could not lower its priority: %m")));
+	BackgroundWorkerInitializeConnectionByOid(me.dboid, InvalidOid, 0);
+	/* as the database's worker runs (see there) */
+	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
+	SetConfigOption("search_path", RETL_SAFE_PATH, PGC_USERSET, PGC_S_SESSION);
+	job_cxt = AllocSetContextCreate(TopMemoryContext, "retl run", ALLOCSET_DEFAULT_SIZES);
+
+	do
+	{
+		MemoryContextSwitchTo(job_cxt);
+		runner_job(&me);
+		MemoryContextSwitchTo(TopMemoryContext);
+		MemoryContextReset(job_cxt);
+	} while (runner_next_job(s, &me));
 	proc_exit(0);
 }

@@ -12,6 +12,7 @@ extern void retl_runner_failed(char kind, int64 id, int sync_id, const char *err
 extern bool retl_runner_launch(char kind, int64 id, int sync_id, bool send);
 extern int	retl_runners_reap(void);
 extern List *retl_runners_runs(void);
+extern void retl_runners_stop_idle(Oid dboid, int wait_ms);
 extern PGDLLEXPORT void retl_runner_main(Datum main_arg);
 
 #endif

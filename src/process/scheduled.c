@@ -130,12 +130,13 @@ retl_worker_prune_runs(void)
 
 /*
  * Free the slots of runners that ended; record the end of those that died
- * (a transaction only when a slot of this database is taken).
+ * (a transaction only when a slot of this database is taken by a run or a
+ * refresh: an idle runner frees its own).
  */
 static void
 reap_runners(void)
 {
-	if (retl_runner_count(MyDatabaseId) == 0)
+	if (retl_runner_count(MyDatabaseId, false) == 0)
 		return;
 	retl_begin_txn();
 	pgstat_report_activity(STATE_RUNNING, "looking at runs in workers of their own");
@@ -149,7 +150,7 @@ reap_runners(void)
 static bool
 runners_full(void)
 {
-	return retl_max_parallel_runs > 0 && retl_runner_count(MyDatabaseId) >= retl_max_parallel_runs;
+	return retl_max_parallel_runs > 0 && retl_runner_count(MyDatabaseId, false) >= retl_max_parallel_runs;
 }
 
 static bool

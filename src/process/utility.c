@@ -21,6 +21,7 @@
 #include "utils/timestamp.h"
 
 #include "base/shmem.h"
+#include "process/runner.h"
 #include "process/utility.h"
 
 #define HOLD_MS 10000
@@ -54,24 +55,24 @@ release_database(const char *dbname)
 	}
 	LWLockRelease(retl_shared->lock);
 	held_database = dboid;
-	if (pid == 0)
-		return;
-
-	if (kill(pid, SIGTERM) != 0)
-		return;
-	for (int waited = 0; waited < WAIT_MS; waited += 10)
+	if (pid != 0 && kill(pid, SIGTERM) == 0)
 	{
-		bool		gone;
+		for (int waited = 0; waited < WAIT_MS; waited += 10)
+		{
+			bool		gone;
 
-		LWLockAcquire(retl_shared->lock, LW_SHARED);
-		slot = retl_find_slot(dboid);
-		gone = slot == NULL || slot->pid != pid;
-		LWLockRelease(retl_shared->lock);
-		if (gone)
-			break;
-		CHECK_FOR_INTERRUPTS();
-		pg_usleep(10000L);
+			LWLockAcquire(retl_shared->lock, LW_SHARED);
+			slot = retl_find_slot(dboid);
+			gone = slot == NULL || slot->pid != pid;
+			LWLockRelease(retl_shared->lock);
+			if (gone)
+				break;
+			CHECK_FOR_INTERRUPTS();
+			pg_usleep(10000L);
+		}
 	}
+	/* and the workers of its runs that wait for the next */
+	retl_runners_stop_idle(dboid, WAIT_MS);
 }
 
 /* The command is done: the database's worker may start again at once. */

@@ -3,7 +3,9 @@
 # its query has given so far; two syncs' runs at once; retl_cancel_run
 # stops a run with nothing of it kept; a crash in the middle of a run (its
 # worker killed) fails it, nothing half-applied, and the next run sends
-# everything.
+# everything.  A run's worker waits retl.run_idle_timeout for the next run
+# of its database, which it then executes; idle, it does not keep DROP
+# DATABASE waiting, and it exits after the timeout.
 use strict;
 use warnings;
 
@@ -61,11 +63,19 @@ ok(ended($run) && ended($run2), 'both end');
 is(status($run) . ' ' . status($run2), 'succeeded succeeded', 'both succeeded');
 ok(wait_for(sub { @{ at('/models') } >= 4500 }, 30), 'their rows are sent');
 
+# their workers wait for the next run of the database, and take it
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 2 FROM pg_stat_activity
+	WHERE backend_type = 'retl run' AND state = 'idle'}), 'both workers wait for the next run');
+my %idle = map { $_ => 1 } split /\n/, psql(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'retl run'});
+sub runner_of { my ($id) = @_; return psql("SELECT pid FROM retl._run_progress() WHERE run_id = $id"); }
+
 # cancel: the run stops, nothing of it is kept
 psql(q{UPDATE big SET v = 'w'});
 my $snap = psql(q{SELECT hash FROM retl.snapshots sn JOIN retl.syncs s ON s.id = sn.sync_id WHERE s.name = 'slow' AND sn.key = '[1]'});
 $run = psql(q{SELECT retl_run_sync('slow')});
 ok(running($run), 'a run to cancel is running');
+ok($idle{ runner_of($run) }, 'in one of the waiting workers');
+is(psql(q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'retl run'}), '2', 'no new worker started');
 is(psql("SELECT retl_cancel_run($run)"), 't', 'retl_cancel_run asks it to stop');
 ok(ended($run), 'it stopped');
 is(status($run), 'cancelled', 'cancelled');
@@ -80,8 +90,8 @@ like($err, qr/run 999999 does not exist/, 'an unknown run is an error');
 # a crash in the middle of a run: it fails, nothing half-applied, nothing lost
 $run = psql(q{SELECT retl_run_sync('slow')});
 ok(running($run), 'a run is running');
-# the newest runner: the cancelled run's may not have exited yet
-my $pid = psql(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'retl run' ORDER BY backend_start DESC LIMIT 1});
+my $pid = runner_of($run);
+ok($idle{$pid}, 'after a cancelled one, in a waiting worker again');
 kill 'KILL', $pid;
 ok($node->poll_query_until('postgres', "SELECT status = 'failed' FROM retl.runs WHERE id = $run"),
 	'after its worker was killed (the server restarted), the run is failed');
@@ -93,5 +103,31 @@ $run = psql(q{SELECT retl_run_sync('slow')});
 ok(ended($run), 'the next run ends');
 is(psql("SELECT status, changed FROM retl.runs WHERE id = $run"), 'succeeded|3000', 'and finds all 3000 changes');
 ok(wait_for(sub { (grep { $_->{data}{v} eq 'w' } @{ at('/models') }) >= 3000 }, 30), 'which are all sent');
+
+# a worker waiting for the next run does not keep DROP DATABASE waiting
+psql(qq{CREATE DATABASE other});
+$node->safe_psql('other', qq{CREATE EXTENSION retl;
+	SELECT retl_create_destination('models', 'webhook', '$url/other');
+	CREATE TABLE t (id int PRIMARY KEY);
+	INSERT INTO t SELECT generate_series(1, 10);
+	SELECT retl_create_sync('t', 'SELECT id FROM t', 'models', key => '{id}', schedule => 'manual');
+	SELECT retl_run_sync('t')});
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 1 FROM pg_stat_activity
+	WHERE backend_type = 'retl run' AND datname = 'other' AND state = 'idle'}), 'a worker of database other waits');
+my $t1 = time;
+($ret, $out, $err) = $node->psql('postgres', 'DROP DATABASE other');
+is($ret, 0, 'DROP DATABASE succeeds') or diag($err);
+ok(time - $t1 < 5, sprintf('at once (%.1f s)', time - $t1));
+
+# after retl.run_idle_timeout without a run, the workers exit; at 0 a
+# run's worker exits after it
+psql(q{ALTER SYSTEM SET retl.run_idle_timeout = 1; SELECT pg_reload_conf()});
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'retl run'}),
+	'the waiting workers exit after retl.run_idle_timeout');
+psql(q{ALTER SYSTEM SET retl.run_idle_timeout = 0; SELECT pg_reload_conf()});
+$run = psql(q{SELECT retl_run_sync('slow2')});
+ok(ended($run), 'a run with retl.run_idle_timeout 0 ends');
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'retl run'}),
+	'and its worker exits');
 
 done_testing();
