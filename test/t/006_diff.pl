@@ -172,6 +172,14 @@ psql(q{SELECT retl_create_sync(name => 'dups3', source => 'SELECT id, v FROM dup
 like(failed_run('dups3'), qr/duplicate key \[1\]/, 'a key twice in a first run fails it, shown');
 is(psql(q{SELECT count(*) FROM retl.snapshots sn JOIN retl.syncs s ON s.id = sn.sync_id WHERE s.name = 'dups3'}), '0',
 	'no snapshot is saved');
+# dense integer keys are checked with a bitmap of their range (negative
+# ones too), sparse ones by indexing them
+psql(q{SELECT retl_create_sync(name => 'dups4', source => 'SELECT id - 3 AS id, v FROM dupsrc',
+	destination => 'd_mirror', key => '{id}', schedule => 'manual');
+	SELECT retl_create_sync(name => 'dups5', source => 'SELECT id * 1000000007 AS id, v FROM dupsrc',
+	destination => 'd_mirror', key => '{id}', schedule => 'manual')});
+like(failed_run('dups4'), qr/duplicate key \[-2\]/, 'a negative key twice in a first run fails it, shown');
+like(failed_run('dups5'), qr/duplicate key \[1000000007\]/, 'a sparse key twice in a first run fails it, shown');
 psql(q{SELECT retl_create_sync(name => 'nulls', source => 'SELECT NULLIF(id, 4) AS id FROM customers',
 	destination => 'd_mirror', key => '{id}', schedule => 'manual')});
 like(failed_run('nulls'), qr/NULL key/, 'NULL key reported');
