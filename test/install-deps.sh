@@ -27,6 +27,7 @@ PACKAGES=(
 	postgresql-server-dev-15
 	libcurl4-openssl-dev
 	libcjson-dev
+	libxxhash-dev
 	libipc-run-perl
 	python3
 	make

@@ -11,6 +11,13 @@
  * again, as a change that changes nothing.  Unlike text, the bytes do not
  * depend on settings such as DateStyle or TimeZone.
  *
+ * Each value is hashed with XXH3 (xxHash's 64-bit hash, whose output is
+ * fixed since xxHash 0.8.0, used from its header alone): hashing a row
+ * of short values takes half the time it took with PostgreSQL's
+ * hash_bytes_extended, which was a sixth of a run's statement.  Changing
+ * the hash changes every stored one: every row of every snapshot would be
+ * sent again once.
+ *
  * A composite value (a row within the row, or an array of them) is hashed
  * from its text: its bytes carry the identifier of an anonymous record
  * type, which is only the backend's own.
@@ -33,6 +40,14 @@
 #include "utils/typcache.h"
 
 #include "models/rowhash.h"
+
+/* xxHash's functions, inlined here: nothing to link */
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#if XXH_VERSION_NUMBER < 800
+#error "retl needs xxHash 0.8.0 or later: XXH3's hashes were not fixed before"
+#endif
 
 typedef enum ValueKind
 {
@@ -95,6 +110,13 @@ kind_of(Oid type, int16 typlen, bool typbyval, FmgrInfo *output)
 	return VALUE_CSTRING;
 }
 
+/* The hash of len bytes, for a value at position seed */
+static inline uint64
+bytes_hash(const void *data, Size len, uint64 seed)
+{
+	return (uint64) XXH3_64bits_withSeed(data, len, (XXH64_hash_t) seed);
+}
+
 /* The hash of the value at position i (NULL: a marker of the position). */
 static uint64
 value_hash(Datum v, bool isnull, ValueKind kind, int16 typlen, FmgrInfo *output, int i)
@@ -112,7 +134,8 @@ value_hash(Datum v, bool isnull, ValueKind kind, int16 typlen, FmgrInfo *output,
 				switch (typlen)
 				{
 					case 1:
-						x = (int64) DatumGetChar(v);
+						/* (unsigned: the same on every platform) */
+						x = (int64) (uint8) DatumGetChar(v);
 						break;
 					case 2:
 						x = (int64) DatumGetInt16(v);
@@ -121,31 +144,29 @@ value_hash(Datum v, bool isnull, ValueKind kind, int16 typlen, FmgrInfo *output,
 						x = (int64) DatumGetInt32(v);
 						break;
 				}
-				vh = hash_bytes_extended((const unsigned char *) &x, sizeof(x), i);
+				vh = bytes_hash(&x, sizeof(x), i);
 				break;
 			}
 		case VALUE_FIXED:
-			vh = hash_bytes_extended((const unsigned char *) DatumGetPointer(v), typlen, i);
+			vh = bytes_hash(DatumGetPointer(v), typlen, i);
 			break;
 		case VALUE_VARLENA:
 			{
 				struct varlena *p = PG_DETOAST_DATUM_PACKED(v);
 
-				vh = hash_bytes_extended((const unsigned char *) VARDATA_ANY(p),
-										 VARSIZE_ANY_EXHDR(p), i);
+				vh = bytes_hash(VARDATA_ANY(p), VARSIZE_ANY_EXHDR(p), i);
 				if ((Pointer) p != DatumGetPointer(v))
 					pfree(p);
 				break;
 			}
 		case VALUE_CSTRING:
-			vh = hash_bytes_extended((const unsigned char *) DatumGetCString(v),
-									 strlen(DatumGetCString(v)), i);
+			vh = bytes_hash(DatumGetCString(v), strlen(DatumGetCString(v)), i);
 			break;
 		default:
 			{
 				char	   *text = OutputFunctionCall(output, v);
 
-				vh = hash_bytes_extended((const unsigned char *) text, strlen(text), i);
+				vh = bytes_hash(text, strlen(text), i);
 				pfree(text);
 				break;
 			}
