@@ -89,7 +89,7 @@ retl_signal_run(PG_FUNCTION_ARGS)
 	{
 		RetlRunSlot *s = &retl_shared->runners[i];
 
-		if (s->dboid == MyDatabaseId && s->kind == 'r' && s->id == run && !s->done)
+		if (s->dboid == MyDatabaseId && s->kind == 'r' && s->id == run)
 		{
 			s->cancel = true;
 			found = true;

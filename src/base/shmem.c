@@ -224,13 +224,15 @@ retl_start_worker(PG_FUNCTION_ARGS)
 
 /*
  * Runner slots (RetlRunSlot): a database's worker takes one for each run
- * or refresh it hands to a worker of its own, a new one or one of the
- * database's idle ones (kind 'i'); a new worker sets its pid and latch.
- * At the end of its work the worker makes its slot idle, or sets done
- * and exits (the database's worker frees the slot once it has seen it
- * end); an idle worker that waited retl.run_idle_timeout for work frees
- * its slot and exits (process/runner.c).  All under retl_shared->lock,
- * except the rows read, which only the runner writes.
+ * or refresh it hands to a worker of its own, a new one (the slot's
+ * generation tells it which slot is its own) or one of the database's
+ * idle ones (kind 'i'); a new worker sets its pid and latch.  At the end
+ * of its work the worker makes its slot idle, or frees it and exits; an
+ * idle worker that waited retl.run_idle_timeout for work, or was asked to
+ * stop, frees its slot and exits (process/runner.c).  A worker that died
+ * at work leaves its slot to the database's worker, which records the
+ * run failed.  All under retl_shared->lock, except the rows read, which
+ * only the runner writes.
  */
 
 /* The job of a slot, as handed over */
@@ -243,17 +245,18 @@ set_job(RetlRunSlot *s, char kind, int64 id, int sync_id, bool send)
 	s->send = send;
 	s->launched_at = GetCurrentTimestamp();
 	s->cancel = false;
-	s->done = false;
 	strlcpy(s->phase, "starting", sizeof(s->phase));
 	s->rows = 0;
 }
 
 /*
  * A slot for a job: an idle worker's of the database (*reused, the worker
- * woken), else a free one, filled; -1 when none is free.
+ * woken), else a free one, filled, its *generation for the new worker to
+ * start; -1 when none is free.
  */
 int
-retl_runner_take(Oid dboid, char kind, int64 id, int sync_id, bool send, bool *reused)
+retl_runner_take(Oid dboid, char kind, int64 id, int sync_id, bool send,
+				 bool *reused, uint32 *generation)
 {
 	int			found = -1;
 
@@ -263,7 +266,7 @@ retl_runner_take(Oid dboid, char kind, int64 id, int sync_id, bool send, bool *r
 	{
 		RetlRunSlot *s = &retl_shared->runners[i];
 
-		if (s->dboid != dboid || s->kind != 'i')
+		if (s->dboid != dboid || s->kind != 'i' || s->stopping)
 			continue;
 		set_job(s, kind, id, sync_id, send);
 		SetLatch(s->latch);
@@ -273,12 +276,15 @@ retl_runner_take(Oid dboid, char kind, int64 id, int sync_id, bool send, bool *r
 	for (int i = 0; i < RETL_RUNNER_SLOTS && found < 0; i++)
 	{
 		RetlRunSlot *s = &retl_shared->runners[i];
+		uint32		next = s->generation + 1;
 
 		if (OidIsValid(s->dboid))
 			continue;
 		memset(s, 0, sizeof(RetlRunSlot));
 		s->dboid = dboid;
+		s->generation = next;
 		set_job(s, kind, id, sync_id, send);
+		*generation = next;
 		found = i;
 	}
 	LWLockRelease(retl_shared->lock);
@@ -291,6 +297,50 @@ retl_runner_free(int slot)
 	LWLockAcquire(retl_shared->lock, LW_EXCLUSIVE);
 	retl_shared->runners[slot].dboid = InvalidOid;
 	LWLockRelease(retl_shared->lock);
+}
+
+/*
+ * Free a slot if it still holds what a copy of it (was) held; false if it
+ * was freed or taken again meanwhile.
+ */
+bool
+retl_runner_free_if(int slot, const RetlRunSlot *was)
+{
+	RetlRunSlot *s = &retl_shared->runners[slot];
+	bool		same;
+
+	LWLockAcquire(retl_shared->lock, LW_EXCLUSIVE);
+	same = s->dboid == was->dboid && s->generation == was->generation &&
+		s->pid == was->pid && s->kind == was->kind && s->id == was->id;
+	if (same)
+		s->dboid = InvalidOid;
+	LWLockRelease(retl_shared->lock);
+	return same;
+}
+
+/*
+ * Ask the idle runners of a database (InvalidOid: of every database) to
+ * exit; returns how many were asked.
+ */
+int
+retl_runner_release_idle(Oid dboid)
+{
+	int			n = 0;
+
+	LWLockAcquire(retl_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < RETL_RUNNER_SLOTS; i++)
+	{
+		RetlRunSlot *s = &retl_shared->runners[i];
+
+		if (!OidIsValid(s->dboid) || s->kind != 'i' || s->stopping ||
+			(OidIsValid(dboid) && s->dboid != dboid))
+			continue;
+		s->stopping = true;
+		SetLatch(s->latch);
+		n++;
+	}
+	LWLockRelease(retl_shared->lock);
+	return n;
 }
 
 /* The slots a database's runners hold now: at work, and idle ones if idle. */

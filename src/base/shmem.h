@@ -47,9 +47,10 @@ typedef struct RetlRunSlot
 	bool		send;			/* a run: queue what changed */
 	pid_t		pid;			/* its worker, once started (0: not yet) */
 	Latch	   *latch;			/* the worker's, once started */
+	uint32		generation;		/* of the slot's taking by a new worker */
 	TimestampTz launched_at;
 	bool		cancel;			/* retl_cancel_run asked it to stop */
-	bool		done;			/* it recorded how it ended; its worker exits */
+	bool		stopping;		/* idle: asked to exit, not to be handed work */
 	char		phase[32];		/* where it is */
 	int64		rows;			/* rows read so far */
 } RetlRunSlot;
@@ -73,7 +74,10 @@ extern void retl_wake_launcher(void);
 extern void retl_wake_database_worker(Oid dboid);
 extern void retl_wake_worker_at_commit(void);
 extern void retl_xact_init(void);
-extern int	retl_runner_take(Oid dboid, char kind, int64 id, int sync_id, bool send, bool *reused);
+extern int	retl_runner_take(Oid dboid, char kind, int64 id, int sync_id, bool send,
+							 bool *reused, uint32 *generation);
+extern bool retl_runner_free_if(int slot, const RetlRunSlot *was);
+extern int	retl_runner_release_idle(Oid dboid);
 extern void retl_runner_free(int slot);
 extern int	retl_runner_count(Oid dboid, bool idle);
 extern bool retl_runner_busy(Oid dboid, char kind, int64 id);

@@ -228,18 +228,26 @@ retl_runs_prune(int sync_id)
 		elog(ERROR, "retl: could not prune retl.runs");
 }
 
-/* In a transaction of its own, after the run's was rolled back. */
-void
+/*
+ * In a transaction of its own, after the run's was rolled back: false if
+ * the run had ended already.
+ */
+bool
 retl_runs_failed(int64 run_id, int sync_id, const char *error)
 {
 	Oid			types[2] = {INT8OID, TEXTOID};
 	Datum		values[2] = {Int64GetDatum(run_id), CStringGetTextDatum(error)};
+	bool		failed;
 
+	/* (a run whose worker died after recording its end keeps that end) */
 	if (SPI_execute_with_args("UPDATE retl.run_store SET status = 'failed',"
-							  " finished_at = pg_catalog.clock_timestamp(), error = $2 WHERE id = $1",
+							  " finished_at = pg_catalog.clock_timestamp(), error = $2"
+							  " WHERE id = $1 AND status = 'running'",
 							  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "retl: could not record run " INT64_FORMAT, run_id);
+	failed = SPI_processed > 0;
 	retl_runs_prune(sync_id);
+	return failed;
 }
 
 static void

@@ -158,6 +158,7 @@ reconcile(List *dbs, bool scanned)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	long		sleep_ms = retl_database_scan_interval_ms;
+	bool		out_of_workers = false;
 	ListCell   *lc;
 
 	LWLockAcquire(retl_shared->lock, LW_EXCLUSIVE);
@@ -220,7 +221,10 @@ reconcile(List *dbs, bool scanned)
 				if (start_worker(i, slot->dboid))
 					slot->state = RETL_DB_STARTING;
 				else
+				{
 					slot->not_before = TimestampTzPlusMilliseconds(now, 5000);
+					out_of_workers = true;
+				}
 			}
 			else
 			{
@@ -235,6 +239,9 @@ reconcile(List *dbs, bool scanned)
 			sleep_ms = Min(sleep_ms, 1000);
 	}
 	LWLockRelease(retl_shared->lock);
+	/* idle runners give their background worker slots back for the next try */
+	if (out_of_workers && retl_runner_release_idle(InvalidOid) > 0)
+		sleep_ms = Min(sleep_ms, 1000);
 	return sleep_ms;
 }
 

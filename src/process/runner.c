@@ -15,8 +15,10 @@
  * connection, its caches and the pages of shared memory it has mapped: a
  * fresh process maps each page of shared buffers it reads on its first
  * touch, which on a virtual machine was a quarter of a 1M-row diff run.
+ * Idle runners give their background worker slots back when a worker (a
+ * database's, or a run's) cannot be started without them.
  *
- * A runner that dies (killed, a crash) leaves its slot not done: the
+ * A runner that dies (killed, a crash) leaves its slot at work: the
  * database's worker sees its process gone (retl_runners_reap) and marks
  * the run failed (nothing of it was kept).  retl_cancel_run sets the
  * slot's cancel flag and sends the runner a query cancel: its transaction
@@ -25,6 +27,9 @@
  */
 #include "postgres.h"
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <signal.h>
 #include <sys/resource.h>
 
@@ -84,7 +89,10 @@ retl_runner_work(char kind, int64 id, int sync_id, bool send)
 	retl_runs_succeeded(id, sync, &counts);
 }
 
-/* In a new transaction: a run or refresh that failed. */
+/*
+ * In a new transaction: a run or refresh that failed (a run that had
+ * recorded its end keeps it).
+ */
 void
 retl_runner_failed(char kind, int64 id, int sync_id, const char *error)
 {
@@ -92,8 +100,8 @@ retl_runner_failed(char kind, int64 id, int sync_id, const char *error)
 		retl_audience_failed((int) id, error);
 	else
 	{
-		retl_runs_failed(id, sync_id, error);
-		retl_queue_sync_error(sync_id, error);
+		if (retl_runs_failed(id, sync_id, error))
+			retl_queue_sync_error(sync_id, error);
 	}
 }
 
@@ -108,17 +116,21 @@ retl_runner_launch(char kind, int64 id, int sync_id, bool send)
 	BackgroundWorker bgw;
 	BackgroundWorkerHandle *handle;
 	bool		reused;
-	int			slot = retl_runner_take(MyDatabaseId, kind, id, sync_id, send, &reused);
+	uint32		generation = 0;
+	int			slot = retl_runner_take(MyDatabaseId, kind, id, sync_id, send, &reused, &generation);
 
 	if (slot < 0)
 		return false;
 	if (reused)
 		return true;
 	retl_dynamic_worker(&bgw, "retl_runner_main", "retl run", Int32GetDatum(slot));
+	memcpy(bgw.bgw_extra, &generation, sizeof(generation));
 	snprintf(bgw.bgw_name, BGW_MAXLEN, "retl run worker for database %u", MyDatabaseId);
 	if (!RegisterDynamicBackgroundWorker(&bgw, &handle))
 	{
 		retl_runner_free(slot);
+		/* idle runners (of any database) give their slots back for the next try */
+		(void) retl_runner_release_idle(InvalidOid);
 		if (!out_of_workers_logged)
 			ereport(WARNING,
 					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
@@ -153,14 +165,9 @@ retl_runners_reap(void)
 		LWLockAcquire(retl_shared->lock, LW_SHARED);
 		s = retl_shared->runners[i];
 		LWLockRelease(retl_shared->lock);
-		/* (an idle runner frees its slot itself, when it exits) */
+		/* (a runner frees its slot itself, idle or at the end of its work) */
 		if (s.dboid != MyDatabaseId || s.kind == 'i')
 			continue;
-		if (s.done)
-		{
-			retl_runner_free(i);
-			continue;
-		}
 		dead = s.pid > 0 ? (kill(s.pid, 0) != 0 && errno == ESRCH) :
 			TimestampDifferenceExceeds(s.launched_at, now, RUNNER_START_TIMEOUT_MS);
 		if (!dead)
@@ -168,11 +175,13 @@ retl_runners_reap(void)
 			busy++;
 			continue;
 		}
+		/* (unless it did meanwhile: the slot may be another job's by now) */
+		if (!retl_runner_free_if(i, &s))
+			continue;
 		retl_runner_failed(s.kind, s.id, s.sync_id,
 						   s.pid > 0 ?
 						   "interrupted: the run's worker stopped before the run ended; nothing of it was kept" :
 						   "the run's worker never started; nothing of it was done");
-		retl_runner_free(i);
 	}
 	return busy;
 }
@@ -188,7 +197,7 @@ retl_runners_runs(void)
 	{
 		RetlRunSlot *s = &retl_shared->runners[i];
 
-		if (s->dboid == MyDatabaseId && s->kind == 'r' && !s->done)
+		if (s->dboid == MyDatabaseId && s->kind == 'r')
 		{
 			int64	   *id = palloc(sizeof(int64));
 
@@ -207,27 +216,18 @@ retl_runners_runs(void)
 void
 retl_runners_stop_idle(Oid dboid, int wait_ms)
 {
-	pid_t		pids[RETL_RUNNER_SLOTS];
-	int			n = 0;
-
-	LWLockAcquire(retl_shared->lock, LW_SHARED);
-	for (int i = 0; i < RETL_RUNNER_SLOTS; i++)
+	if (retl_runner_release_idle(dboid) == 0)
+		return;
+	for (int waited = 0; waited < wait_ms; waited += 10)
 	{
-		RetlRunSlot *s = &retl_shared->runners[i];
+		bool		left = false;
 
-		if (s->dboid == dboid && s->kind == 'i' && s->pid > 0)
-			pids[n++] = s->pid;
-	}
-	LWLockRelease(retl_shared->lock);
-	for (int i = 0; i < n; i++)
-		(void) kill(pids[i], SIGTERM);
-	for (int waited = 0; n > 0 && waited < wait_ms; waited += 10)
-	{
-		int			left = 0;
-
-		for (int i = 0; i < n; i++)
-			left += kill(pids[i], 0) == 0;
-		if (left == 0)
+		LWLockAcquire(retl_shared->lock, LW_SHARED);
+		for (int i = 0; i < RETL_RUNNER_SLOTS && !left; i++)
+			left = retl_shared->runners[i].dboid == dboid &&
+				retl_shared->runners[i].kind == 'i';
+		LWLockRelease(retl_shared->lock);
+		if (!left)
 			break;
 		CHECK_FOR_INTERRUPTS();
 		pg_usleep(10000L);
@@ -283,8 +283,8 @@ runner_job(RetlRunSlot *me)
 
 /*
  * After a job: make the slot idle and wait up to retl.run_idle_timeout for
- * the database's worker to hand it the next (*me, true); else mark it done
- * (the database's worker frees it) or free it, and return false.
+ * the database's worker to hand it the next (*me, true); else free the
+ * slot and return false.
  */
 static bool
 runner_next_job(RetlRunSlot *s, RetlRunSlot *me)
@@ -297,7 +297,7 @@ runner_next_job(RetlRunSlot *s, RetlRunSlot *me)
 	/* (not while a command waits for the database to have no connection) */
 	if (retl_run_idle_timeout_s == 0 || (db != NULL && db->state == RETL_DB_HOLD))
 	{
-		s->done = true;
+		s->dboid = InvalidOid;
 		LWLockRelease(retl_shared->lock);
 		retl_wake_database_worker(me->dboid);
 		return false;
@@ -311,12 +311,22 @@ runner_next_job(RetlRunSlot *s, RetlRunSlot *me)
 	LWLockRelease(retl_shared->lock);
 	/* the database's worker sends what the job queued, and may hand over the next */
 	retl_wake_database_worker(me->dboid);
+#ifdef __GLIBC__
+	/* the memory the job freed goes back to the system while waiting */
+	(void) malloc_trim(0);
+#endif
 
 	for (;;)
 	{
-		long		left = (long) retl_run_idle_timeout_s * 1000 -
-			TimestampDifferenceMilliseconds(since, GetCurrentTimestamp());
+		long		left;
 
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		left = (long) retl_run_idle_timeout_s * 1000 -
+			TimestampDifferenceMilliseconds(since, GetCurrentTimestamp());
 		LWLockAcquire(retl_shared->lock, LW_EXCLUSIVE);
 		if (s->kind != 'i')
 		{
@@ -326,7 +336,7 @@ runner_next_job(RetlRunSlot *s, RetlRunSlot *me)
 			QueryCancelPending = false;
 			return true;
 		}
-		if (left <= 0 || retl_run_idle_timeout_s == 0)
+		if (s->stopping || left <= 0 || retl_run_idle_timeout_s == 0)
 		{
 			s->dboid = InvalidOid;
 			LWLockRelease(retl_shared->lock);
@@ -338,11 +348,6 @@ runner_next_job(RetlRunSlot *s, RetlRunSlot *me)
 		ResetLatch(MyLatch);
 		QueryCancelPending = false;
 		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
 	}
 }
 
@@ -366,21 +371,26 @@ retl_runner_main(Datum main_arg)
 	RetlRunSlot *s = &retl_shared->runners[slot];
 	RetlRunSlot me;
 	MemoryContext job_cxt;
+	uint32		generation;
+	bool		mine;
 
 	pqsignal(SIGTERM, die);
 	pqsignal(SIGINT, StatementCancelHandler);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
+	memcpy(&generation, MyBgworkerEntry->bgw_extra, sizeof(generation));
 	LWLockAcquire(retl_shared->lock, LW_EXCLUSIVE);
 	me = *s;
-	if (OidIsValid(me.dboid))
+	/* (a slot given up on before this worker started may be another's by now) */
+	mine = OidIsValid(me.dboid) && me.generation == generation && me.pid == 0;
+	if (mine)
 	{
 		s->pid = MyProcPid;
 		s->latch = MyLatch;
 	}
 	LWLockRelease(retl_shared->lock);
-	if (!OidIsValid(me.dboid))
-		proc_exit(0);			/* given up on before it started */
+	if (!mine)
+		proc_exit(0);
 	retl_my_run = s;
 	before_shmem_exit(runner_exit, Int32GetDatum(slot));
 

@@ -130,4 +130,35 @@ ok(ended($run), 'a run with retl.run_idle_timeout 0 ends');
 ok($node->poll_query_until('postgres', q{SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'retl run'}),
 	'and its worker exits');
 
+# Idle workers give their background worker slots back when another
+# worker cannot start without them: here the two idle runners of
+# postgres take the last slots (retl's launcher, postgres's worker, two
+# runners: 4), and database other's worker is started all the same.
+my $tight = new_retl_node('tight', extra_conf => "max_worker_processes = 4\n"
+	  . "max_logical_replication_workers = 0\nretl.max_parallel_runs = 2\n"
+	  . "retl.run_idle_timeout = 600\nretl.poll_interval_ms = 200\n");
+sub tpsql { return $tight->safe_psql($_[1] // 'postgres', $_[0]); }
+tpsql(qq{CREATE EXTENSION retl;
+	SELECT retl_create_destination('models', 'webhook', '$url/tight');
+	CREATE TABLE big (id int PRIMARY KEY, v text);
+	INSERT INTO big SELECT g, 'v' FROM generate_series(1, 500) g;
+	CREATE FUNCTION slow(i int) RETURNS int LANGUAGE plpgsql AS \$\$ BEGIN PERFORM pg_sleep(0.004); RETURN i; END \$\$;
+	SELECT retl_create_sync('s1', 'SELECT slow(id) AS id, v FROM big', 'models', key => '{id}', schedule => 'manual');
+	SELECT retl_create_sync('s2', 'SELECT slow(id) AS id, v FROM big', 'models', key => '{id}', schedule => 'manual');
+	SELECT retl_run_sync('s1'); SELECT retl_run_sync('s2');});
+ok($tight->poll_query_until('postgres', q{SELECT count(*) = 2 FROM pg_stat_activity
+	WHERE backend_type = 'retl run' AND state = 'idle'}), 'two runners wait, idle');
+is(tpsql(q{SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'retl %'}), '4',
+	'every background worker slot is taken');
+tpsql(q{CREATE DATABASE other});
+tpsql(q{CREATE EXTENSION retl}, 'other');
+ok($tight->poll_query_until('postgres', q{SELECT count(*) = 1 FROM pg_stat_activity
+	WHERE backend_type = 'retl worker' AND datname = 'other'}), "database other's worker starts all the same");
+is(tpsql(q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'retl run'}), '0',
+	'the idle runners gave their slots back');
+$run = tpsql(q{SELECT retl_run_sync('s1')});
+ok($tight->poll_query_until('postgres', "SELECT status = 'succeeded' FROM retl.runs WHERE id = $run"),
+	'a run after it has a worker again');
+$tight->stop;
+
 done_testing();
