@@ -147,9 +147,10 @@ retl_runner_launch(char kind, int64 id, int sync_id, bool send)
 }
 
 /*
- * In the database's worker, in a transaction: free the slots of runners
- * that ended, and record the end of those that died without recording it.
- * Returns how many runners of the database are still at work.
+ * In the database's worker, in a transaction: record the end of the runs
+ * whose runners died without recording it, and free their slots (a runner
+ * that ends frees its own).  Returns how many runners of the database are
+ * still at work.
  */
 int
 retl_runners_reap(void)

@@ -129,9 +129,9 @@ retl_worker_prune_runs(void)
 }
 
 /*
- * Free the slots of runners that ended; record the end of those that died
- * (a transaction only when a slot of this database is taken by a run or a
- * refresh: an idle runner frees its own).
+ * Record the end of the runs and refreshes whose runners died, and free
+ * their slots (a runner that ends frees its own); a transaction only when
+ * a slot of this database is taken by a run or a refresh.
  */
 static void
 reap_runners(void)
