@@ -121,9 +121,13 @@ ok(time - $t1 < 5, sprintf('at once (%.1f s)', time - $t1));
 
 # after retl.run_idle_timeout without a run, the workers exit; at 0 a
 # run's worker exits after it
+# (the lowered timeout applies at once to the workers already waiting:
+# they had waited longer than it)
+my $t2 = time;
 psql(q{ALTER SYSTEM SET retl.run_idle_timeout = 1; SELECT pg_reload_conf()});
 ok($node->poll_query_until('postgres', q{SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'retl run'}),
 	'the waiting workers exit after retl.run_idle_timeout');
+ok(time - $t2 < 15, sprintf('a lowered retl.run_idle_timeout applies at once (%.1f s)', time - $t2));
 psql(q{ALTER SYSTEM SET retl.run_idle_timeout = 0; SELECT pg_reload_conf()});
 $run = psql(q{SELECT retl_run_sync('slow2')});
 ok(ended($run), 'a run with retl.run_idle_timeout 0 ends');
