@@ -343,16 +343,16 @@ retl_runner_release_idle(Oid dboid)
 	return n;
 }
 
-/* The slots a database's runners hold now: at work, and idle ones if idle. */
+/* The slots a database's runners at work hold now (idle ones not counted). */
 int
-retl_runner_count(Oid dboid, bool idle)
+retl_runner_count(Oid dboid)
 {
 	int			n = 0;
 
 	LWLockAcquire(retl_shared->lock, LW_SHARED);
 	for (int i = 0; i < RETL_RUNNER_SLOTS; i++)
 		n += retl_shared->runners[i].dboid == dboid &&
-			(idle || retl_shared->runners[i].kind != 'i');
+			retl_shared->runners[i].kind != 'i';
 	LWLockRelease(retl_shared->lock);
 	return n;
 }

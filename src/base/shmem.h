@@ -79,7 +79,7 @@ extern int	retl_runner_take(Oid dboid, char kind, int64 id, int sync_id, bool se
 extern bool retl_runner_free_if(int slot, const RetlRunSlot *was);
 extern int	retl_runner_release_idle(Oid dboid);
 extern void retl_runner_free(int slot);
-extern int	retl_runner_count(Oid dboid, bool idle);
+extern int	retl_runner_count(Oid dboid);
 extern bool retl_runner_busy(Oid dboid, char kind, int64 id);
 
 #endif

@@ -34,16 +34,16 @@
 #include <sys/resource.h>
 
 #include "access/xact.h"
-#include "postmaster/interrupt.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
-#include "utils/wait_event.h"
 #include "utils/memutils.h"
+#include "utils/wait_event.h"
 
 #include "base/guc.h"
 #include "base/identity.h"
@@ -337,7 +337,7 @@ runner_next_job(RetlRunSlot *s, RetlRunSlot *me)
 			QueryCancelPending = false;
 			return true;
 		}
-		if (s->stopping || left <= 0 || retl_run_idle_timeout_s == 0)
+		if (s->stopping || left <= 0)
 		{
 			s->dboid = InvalidOid;
 			LWLockRelease(retl_shared->lock);

@@ -136,7 +136,7 @@ retl_worker_prune_runs(void)
 static void
 reap_runners(void)
 {
-	if (retl_runner_count(MyDatabaseId, false) == 0)
+	if (retl_runner_count(MyDatabaseId) == 0)
 		return;
 	retl_begin_txn();
 	pgstat_report_activity(STATE_RUNNING, "looking at runs in workers of their own");
@@ -150,7 +150,7 @@ reap_runners(void)
 static bool
 runners_full(void)
 {
-	return retl_max_parallel_runs > 0 && retl_runner_count(MyDatabaseId, false) >= retl_max_parallel_runs;
+	return retl_max_parallel_runs > 0 && retl_runner_count(MyDatabaseId) >= retl_max_parallel_runs;
 }
 
 static bool
