@@ -36,6 +36,7 @@ OBJS = \
 	src/queue/jobs.o \
 	src/queue/mark.o \
 	src/queue/queue.o \
+	src/queue/render.o \
 	src/queue/rows.o \
 	src/connectors/auth.o \
 	src/connectors/google_ads.o \

@@ -1020,9 +1020,75 @@ END
 $$;
 
 /*
- * Claiming a row marks it in flight: with half of each page left free, the
- * new version fits on its page (a HOT update), so a claim writes no index
- * entry (the (sync_id, key) index compares jsonb keys: most of a 500-row
- * claim's time went there).  A backlog takes twice the pages.
+ * A claim no longer marks its rows in flight: the worker holds them in its
+ * memory and counts them in shared memory (rows_in_flight), and the
+ * queue's in_flight marks only the rows a destination holds in a job.
+ * The view adds the two; its columns are as before.
  */
-ALTER TABLE retl.queue SET (fillfactor = 50);
+DROP VIEW retl.sync_status;
+DROP FUNCTION retl._live_stats();
+/* Live figures of the worker, from shared memory (stats.c). */
+CREATE FUNCTION retl._live_stats(OUT sync_id integer, OUT requests_per_s float8,
+								 OUT records_per_s float8, OUT latency_p50_ms float8,
+								 OUT latency_p99_ms float8, OUT requests_in_flight integer,
+								 OUT destination_requests_in_flight integer,
+								 OUT rows_in_flight bigint)
+	RETURNS SETOF record
+	AS 'MODULE_PATHNAME', 'retl_live_stats' LANGUAGE C VOLATILE;
+
+CREATE VIEW retl.sync_status WITH (security_invoker = true) AS
+SELECT s.name AS sync,
+	   dst.name AS destination,
+	   CASE WHEN s.paused THEN 'paused'
+			WHEN st.consecutive_failures OPERATOR(pg_catalog.>) 0 AND sd.at IS NULL THEN 'failing'
+			ELSE 'active' END AS state,
+	   s.mode,
+	   coalesce(q.waiting, 0) OPERATOR(pg_catalog.-) LEAST(coalesce(q.waiting, 0), coalesce(ls.rows_in_flight, 0))
+		   AS pending,
+	   coalesce(q.in_job, 0) OPERATOR(pg_catalog.+) LEAST(coalesce(q.waiting, 0), coalesce(ls.rows_in_flight, 0))
+		   AS in_flight,
+	   coalesce(st.delivered, 0) OPERATOR(pg_catalog.+) coalesce(sd.delivered, 0) AS delivered,
+	   coalesce(st.failed_attempts, 0) AS failed_attempts,
+	   coalesce(dl.dead, 0) AS dead,
+	   pg_catalog.now() OPERATOR(pg_catalog.-) q.oldest AS oldest_pending_age,
+	   GREATEST(st.last_delivered_at, sd.at) AS last_delivered_at,
+	   st.last_status,
+	   st.last_error,
+	   NOT s.backfill_done AS backfilling,
+	   s.schedule,
+	   lr.started_at AS last_run_at,
+	   s.next_run_at,
+	   lr.status AS last_run_status,
+	   coalesce(ls.requests_per_s, 0) AS requests_per_s,
+	   coalesce(ls.records_per_s, 0) AS records_per_s,
+	   ls.latency_p50_ms,
+	   ls.latency_p99_ms,
+	   coalesce(ls.requests_in_flight, 0) AS requests_in_flight,
+	   coalesce(ls.destination_requests_in_flight, 0) AS destination_requests_in_flight,
+	   s.capture,
+	   CASE WHEN s.capture OPERATOR(pg_catalog.=) 'logical' THEN
+			(SELECT pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), rs.confirmed_flush_lsn)::bigint
+			   FROM pg_catalog.pg_replication_slots rs
+			  WHERE rs.slot_name OPERATOR(pg_catalog.=) retl._slot_name()) END AS slot_lag_bytes
+  FROM retl.syncs s
+  JOIN retl.destinations dst ON dst.id OPERATOR(pg_catalog.=) s.destination_id
+  LEFT JOIN retl.sync_stats st ON st.sync_id OPERATOR(pg_catalog.=) s.id
+  LEFT JOIN LATERAL (
+	SELECT pg_catalog.sum(d.delivered)::bigint AS delivered, pg_catalog.max(d.at) AS at
+	  FROM retl.stats_delta d WHERE d.sync_id OPERATOR(pg_catalog.=) s.id) sd ON true
+  LEFT JOIN LATERAL (
+	SELECT pg_catalog.count(*) FILTER (WHERE NOT qq.in_flight) AS waiting,
+		   pg_catalog.count(*) FILTER (WHERE qq.in_flight) AS in_job,
+		   pg_catalog.min(qq.captured_at) AS oldest
+	  FROM retl.queue qq WHERE qq.sync_id OPERATOR(pg_catalog.=) s.id) q ON true
+  LEFT JOIN LATERAL (
+	SELECT pg_catalog.count(*) AS dead
+	  FROM retl.dead_letter_store d WHERE d.sync_id OPERATOR(pg_catalog.=) s.id) dl ON true
+  LEFT JOIN LATERAL (
+	SELECT r.started_at, r.status FROM retl.run_store r
+	 WHERE r.sync_id OPERATOR(pg_catalog.=) s.id AND r.status OPERATOR(pg_catalog.<>) 'queued'
+	 ORDER BY r.id DESC LIMIT 1) lr ON true
+  LEFT JOIN retl._live_stats() ls ON ls.sync_id OPERATOR(pg_catalog.=) s.id;
+GRANT SELECT ON retl.sync_status TO retl_user;
+REVOKE ALL ON FUNCTION retl._live_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION retl._live_stats() TO retl_user;

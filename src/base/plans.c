@@ -106,7 +106,7 @@ retl_spi_execute(const char *sql, int nargs, Oid *types, Datum *values,
  */
 static int
 execute_without(const char *sql, int nargs, Oid *types, Datum *values,
-				const char *nulls, bool read_only, long count, bool bitmap_too)
+				const char *nulls, bool read_only, long count)
 {
 	int			nestlevel = NewGUCNestLevel();
 	int			rc;
@@ -116,9 +116,6 @@ execute_without(const char *sql, int nargs, Oid *types, Datum *values,
 	/* whatever the database's or role's settings: an index scan */
 	(void) set_config_option("enable_indexscan", "on", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
-	if (bitmap_too)
-		(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
-								 GUC_ACTION_SAVE, true, 0, false);
 	/* a sequential scan left (of a table without index) costs 1e10: no JIT for it */
 	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
@@ -142,20 +139,6 @@ int
 retl_spi_execute_by_index(const char *sql, int nargs, Oid *types, Datum *values,
 						  const char *nulls, bool read_only, long count)
 {
-	return execute_without(sql, nargs, types, values, nulls, read_only, count, false);
+	return execute_without(sql, nargs, types, values, nulls, read_only, count);
 }
 
-/*
- * retl_spi_execute for a statement that reads the first rows of a sync's
- * queue in id order, with a LIMIT, and filters them: planned as a walk of
- * the (sync_id, id) index that stops at the LIMIT.  Its plan is generic
- * (kept plans are), and statistics that say few rows pass the filter (changes waiting for a retry) made it a read of
- * the whole queue, every sync's rows, then a sort (or a bitmap scan of the
- * sync's rows): at each pass of the worker, for each sync that lingers.
- */
-int
-retl_spi_execute_in_id_order(const char *sql, int nargs, Oid *types, Datum *values,
-							 const char *nulls, bool read_only, long count)
-{
-	return execute_without(sql, nargs, types, values, nulls, read_only, count, true);
-}

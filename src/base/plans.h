@@ -8,7 +8,5 @@ extern int	retl_spi_execute(const char *sql, int nargs, Oid *types, Datum *value
 							 const char *nulls, bool read_only, long count);
 extern int	retl_spi_execute_by_index(const char *sql, int nargs, Oid *types, Datum *values,
 									  const char *nulls, bool read_only, long count);
-extern int	retl_spi_execute_in_id_order(const char *sql, int nargs, Oid *types, Datum *values,
-										 const char *nulls, bool read_only, long count);
 
 #endif

@@ -7,8 +7,13 @@
  * short transaction of the worker, reading the keys as the sync's owner
  * (owner.c: only rows it may see are sent), remembering the last key in
  * retl.syncs.backfill_cursor, so it never holds a lock writers would wait
- * for and survives restarts.  Keys queued twice (by the trigger and the
- * backfill) are coalesced at delivery like any other upsert.
+ * for and survives restarts.  A key the queue holds already (the trigger
+ * queued a change of it) is not queued again: that change's record sends
+ * the row as it is when claimed, which is what the backfill would send.
+ * (A claim gathers the rows of a key that its scan reads into one record,
+ * not every row the queue has of it: the trigger's rows of a table filled
+ * in the transaction that created its sync, and the backfill's after them,
+ * went twice.)
  */
 #include "postgres.h"
 
@@ -82,10 +87,13 @@ retl_backfill_step(RetlSync *sync)
 		Datum		qvalues[2] = {Int32GetDatum(sync->id),
 			PointerGetDatum(construct_array(keys, (int) count, JSONBOID, -1, false, TYPALIGN_INT))};
 
-		if (retl_spi_execute("INSERT INTO retl.queue (sync_id, op, key)"
-							 " SELECT $1, 'b', k.key FROM pg_catalog.unnest($2)"
-							 " WITH ORDINALITY AS k(key, n) ORDER BY k.n",
-							 2, qtypes, qvalues, NULL, false, 0) != SPI_OK_INSERT)
+		if (retl_spi_execute_by_index("INSERT INTO retl.queue (sync_id, op, key)"
+									  " SELECT $1, 'b', k.key FROM pg_catalog.unnest($2)"
+									  " WITH ORDINALITY AS k(key, n)"
+									  " WHERE NOT EXISTS (SELECT FROM retl.queue q"
+									  "  WHERE q.sync_id = $1 AND q.key = k.key)"
+									  " ORDER BY k.n",
+									  2, qtypes, qvalues, NULL, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "retl: backfill of sync \"%s\" failed", sync->name);
 	}
 

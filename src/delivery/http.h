@@ -112,6 +112,7 @@ typedef struct RetlRequest
 	List	   *secrets;		/* secret values used, redacted from errors */
 	int			nrecords;
 	RetlRecord *records;
+	int64		held_rows;		/* queue rows counted as held (claim.c) */
 	TimestampTz started_at;
 
 	/* outcome */

@@ -13,7 +13,6 @@
 
 #include "funcapi.h"
 #include "miscadmin.h"
-#include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
@@ -33,6 +32,7 @@ typedef struct SharedStat
 	int			sync_id;
 	int			dest_id;
 	int			in_flight;
+	int64		rows_held;
 	double		requests_per_s;
 	double		records_per_s;
 	double		p50_ms;
@@ -45,7 +45,9 @@ typedef struct LocalStat
 {
 	int			sync_id;
 	int			dest_id;
-	int			in_flight;
+	int			in_flight;		/* requests sent, not yet answered */
+	int64		rows_held;		/* queue rows in requests the worker holds */
+	int			slot;			/* its shared_stats slot, -1: none yet */
 	int64		bucket_second[60];
 	int			bucket_requests[60];
 	int			bucket_records[60];
@@ -114,6 +116,7 @@ local_stat(int sync_id, int dest_id)
 	s = MemoryContextAllocZero(TopMemoryContext, sizeof(LocalStat));
 	s->sync_id = sync_id;
 	s->dest_id = dest_id;
+	s->slot = -1;
 	{
 		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 
@@ -121,6 +124,25 @@ local_stat(int sync_id, int dest_id)
 		MemoryContextSwitchTo(old);
 	}
 	return s;
+}
+
+/*
+ * The worker holds (n > 0) or let go of (n < 0) a request of n queue rows.
+ * Shown at once (the sync's pending and in_flight add up to its queue),
+ * not at the next publication.
+ */
+void
+retl_stats_rows_held(RetlRequest *req, int64 n)
+{
+	LocalStat  *s = local_stat(req->sync_id, req->dest_id);
+
+	s->rows_held = Max(s->rows_held + n, 0);
+	if (shared_stats == NULL || s->slot < 0)
+		return;
+	LWLockAcquire(retl_shared->lock, LW_EXCLUSIVE);
+	if (shared_stats[s->slot].dboid == MyDatabaseId && shared_stats[s->slot].sync_id == s->sync_id)
+		shared_stats[s->slot].rows_held = s->rows_held;
+	LWLockRelease(retl_shared->lock);
 }
 
 void
@@ -208,7 +230,7 @@ retl_stats_publish(Oid dboid)
 		/* a sync idle for a minute (or dropped) is forgotten */
 		for (int b = 0; b < 60; b++)
 			recent |= second - s->bucket_second[b] < 60;
-		if (!recent && s->in_flight == 0)
+		if (!recent && s->in_flight == 0 && s->rows_held == 0)
 		{
 			locals = foreach_delete_current(locals, lc);
 			pfree(s);
@@ -235,17 +257,20 @@ retl_stats_publish(Oid dboid)
 		out.sync_id = s->sync_id;
 		out.dest_id = s->dest_id;
 		out.in_flight = s->in_flight;
+		out.rows_held = s->rows_held;
 		out.requests_per_s = requests / 60.0;
 		out.records_per_s = records / 60.0;
 		out.p50_ms = n > 0 ? sorted[n / 2] : -1;
 		out.p99_ms = n > 0 ? sorted[Min(n - 1, (int) (n * 0.99))] : -1;
 
+		s->slot = -1;
 		LWLockAcquire(retl_shared->lock, LW_EXCLUSIVE);
 		for (int i = 0; i < STAT_SLOTS; i++)
 		{
 			if (shared_stats[i].dboid == InvalidOid)
 			{
 				shared_stats[i] = out;
+				s->slot = i;
 				break;
 			}
 		}
@@ -260,7 +285,8 @@ PG_FUNCTION_INFO_V1(retl_live_stats);
 /*
  * retl._live_stats(): this database's figures: sync_id, requests_per_s,
  * records_per_s, latency_p50_ms, latency_p99_ms, in_flight (requests of
- * the sync), destination_in_flight (requests of all its destination's syncs).
+ * the sync), destination_in_flight (requests of all its destination's
+ * syncs), rows_in_flight (queue rows in the requests the worker holds).
  */
 Datum
 retl_live_stats(PG_FUNCTION_ARGS)
@@ -280,8 +306,8 @@ retl_live_stats(PG_FUNCTION_ARGS)
 
 	for (int i = 0; i < n; i++)
 	{
-		Datum		values[7];
-		bool		nulls[7] = {false};
+		Datum		values[8];
+		bool		nulls[8] = {false};
 		int			dest_in_flight = 0;
 
 		for (int j = 0; j < n; j++)
@@ -296,6 +322,7 @@ retl_live_stats(PG_FUNCTION_ARGS)
 		nulls[4] = copy[i].p99_ms < 0;
 		values[5] = Int32GetDatum(copy[i].in_flight);
 		values[6] = Int32GetDatum(dest_in_flight);
+		values[7] = Int64GetDatum(copy[i].rows_held);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

@@ -7,6 +7,7 @@
 #include "delivery/http.h"
 
 extern void retl_stats_init(void);
+extern void retl_stats_rows_held(RetlRequest *req, int64 n);
 extern void retl_stats_request_started(RetlRequest *req);
 extern void retl_stats_request_done(RetlRequest *req, bool delivered);
 extern void retl_stats_publish(Oid dboid);

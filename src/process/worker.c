@@ -505,9 +505,8 @@ claim_work_one(void *arg)
 	if (!w->sync->backfill_done && retl_backfill_step(w->sync))
 		*w->more = true;
 	w->sync->backfill_done = true;
-	/* a partial batch waits up to linger_ms for more changes */
-	if (retl_queue_ready(w->sync, w->wait_ms))
-		w->reqs = retl_queue_claim(w->sync, w->nbatches);
+	/* (a partial batch waits up to linger_ms for more changes) */
+	w->reqs = retl_queue_claim(w->sync, w->nbatches, w->wait_ms);
 }
 
 /*

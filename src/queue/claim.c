@@ -3,27 +3,38 @@
  *
  * A claim is two steps in the worker's claim transaction.  A scan reads
  * the sync's ready rows in queue order, a page at a time, and the
- * worker picks the batch from them here; then one UPDATE marks the picked
- * rows in flight (in upsert mode every queued row of the picked keys) and
- * returns the records.  The UPDATE names its rows or keys in a constant
- * array, so its plan (an index) never depends on the queue's statistics,
- * which lag far behind a queue that fills and drains within seconds.
+ * worker picks the batch from them here; then one statement reads the
+ * picked rows by id and returns the records.  It names its rows in a
+ * constant array, so its plan (the primary key) never depends on the
+ * queue's statistics, which lag far behind a queue that fills and drains
+ * within seconds.
+ *
+ * A claim writes nothing: the rows of a request in flight are known from
+ * this worker's memory (the requests it holds), which the scan skips, and
+ * only the worker deletes delivered rows, so nothing else needs to know.
+ * A crash forgets them with the rest of the worker's memory, and the next
+ * worker sends them again (at-least-once).  Marking each claimed row in
+ * flight was an UPDATE a row: 3 of the 12 us a record cost with
+ * batch_size 500.  Only the rows a destination holds in a job of its own
+ * are marked (jobs.c), since the job outlives the worker.
  *
  * Per-key order: a row is eligible only if no request the worker holds
  * (claimed and not yet freed) carries its key, and its key is not waiting
  * for a retry.  Both are known from this worker's memory, not read from
- * the queue: only this worker marks rows in flight or schedules retries;
- * it releases every row in flight when it starts and loads the keys
- * waiting for a retry then, so its memory is the whole truth, and an
- * anti-join of the queue with its own in-flight and waiting rows is slow
- * once the backlog is large.  Keys are compared by their 64-bit jsonb
- * hash; two keys sharing one would only make one wait for the other.
+ * the queue: only this worker claims rows or schedules retries, and it
+ * loads the keys waiting for a retry when it starts, so its memory is the
+ * whole truth, and an anti-join of the queue with its own in-flight and
+ * waiting rows is slow once the backlog is large.  Keys are compared by
+ * their 64-bit jsonb hash; two keys sharing one would only make one wait
+ * for the other.
  *
- * In upsert mode every queued row of a key is claimed together and sent as
- * one record carrying the row's latest state, read in the claim
- * transaction as the sync's owner (rows.c); the record's id is that of the
- * newest row, so a retry of the same state has the same id and a newer
- * state gets a new one.  The keys waiting for a retry: backoff.c.
+ * In upsert mode the rows of a key that one scan reads are claimed
+ * together and sent as one record carrying the row's latest state, read
+ * in the claim transaction as the sync's owner (rows.c); the record's id
+ * is that of the newest row, so a retry of the same state has the same id
+ * and a newer state gets a new one.  A row of the key queued past what the
+ * scan read waits for that record, then goes as a record of its own (with
+ * the state as it is then).  The keys waiting for a retry: backoff.c.
  */
 #include "postgres.h"
 
@@ -39,9 +50,11 @@
 
 #include "base/plans.h"
 #include "connectors/connector.h"
+#include "delivery/stats.h"
 #include "queue/jobs.h"
 #include "queue/mark.h"
 #include "queue/queue.h"
+#include "queue/render.h"
 #include "sync/compiled.h"
 #include "sync/mapping.h"
 #include "sync/owner.h"
@@ -55,19 +68,35 @@
  */
 static List *holders = NIL;
 
+/* queue rows of a request's records */
+static int64
+rows_of(RetlRequest *req)
+{
+	int64		n = 0;
+
+	for (int i = 0; i < req->nrecords; i++)
+		n += req->records[i].nqueue_ids;
+	return n;
+}
+
 static void
 unhold(void *arg)
 {
-	holders = list_delete_ptr(holders, arg);
+	RetlRequest *req = arg;
+
+	retl_stats_rows_held(req, -req->held_rows);
+	holders = list_delete_ptr(holders, req);
 }
 
-/* req holds its records' keys until it is freed */
+/* req holds its records' keys and rows until it is freed */
 void
 retl_queue_hold(RetlRequest *req)
 {
 	MemoryContextCallback *cb = MemoryContextAlloc(req->cxt, sizeof(MemoryContextCallback));
 	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 
+	req->held_rows = rows_of(req);
+	retl_stats_rows_held(req, req->held_rows);
 	holders = lappend(holders, req);
 	MemoryContextSwitchTo(old);
 	cb->func = unhold;
@@ -86,13 +115,17 @@ key_set(const char *name, long size)
 	return hash_create(name, Max(size, 16), &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 }
 
-/* The key hashes held by requests of a sync. */
-static HTAB *
-held_keys(int sync_id)
+/*
+ * What requests of a sync hold: their keys' hashes (*keys), and their
+ * queue ids at or above from (*ids), which the scan skips.
+ */
+static void
+held_by_requests(int sync_id, int64 from, HTAB **keys, HTAB **ids)
 {
-	HTAB	   *held = key_set("retl held keys", 256);
 	ListCell   *lc;
 
+	*keys = key_set("retl held keys", 256);
+	*ids = key_set("retl held ids", 256);
 	foreach(lc, holders)
 	{
 		RetlRequest *req = lfirst(lc);
@@ -100,9 +133,15 @@ held_keys(int sync_id)
 		if (req->sync_id != sync_id)
 			continue;
 		for (int i = 0; i < req->nrecords; i++)
-			hash_search(held, &req->records[i].key_hash, HASH_ENTER, NULL);
+		{
+			RetlRecord *r = &req->records[i];
+
+			hash_search(*keys, &r->key_hash, HASH_ENTER, NULL);
+			for (int j = 0; j < r->nqueue_ids; j++)
+				if (r->queue_ids[j] >= from)
+					hash_search(*ids, &r->queue_ids[j], HASH_ENTER, NULL);
+		}
 	}
-	return held;
 }
 
 /*
@@ -150,13 +189,15 @@ replace_in_flight(int sync_id)
 
 /*
  * The batch's place in the sync's replace (in the claim transaction, its
- * rows just claimed): numbered, and the last when no row of it waits.
+ * rows just claimed): numbered, and the last when no row of it waits (a
+ * replace has one batch in flight at a time: this one).
  */
 static RetlReplace *
 replace_batch(RetlRequest *req)
 {
-	Oid			types[1] = {INT4OID};
-	Datum		values[1] = {Int32GetDatum(req->sync_id)};
+	Oid			types[2] = {INT4OID, INT8ARRAYOID};
+	Datum		values[2] = {Int32GetDatum(req->sync_id),
+	retl_queue_id_array(req->records, req->nrecords)};
 	RetlReplace *r = MemoryContextAllocZero(req->cxt, sizeof(RetlReplace));
 	HeapTuple	tup;
 	bool		isnull;
@@ -164,8 +205,8 @@ replace_batch(RetlRequest *req)
 	if (retl_spi_execute("UPDATE retl.replace_store r SET batches = r.batches + 1 WHERE r.sync_id = $1"
 						 " RETURNING r.session, r.batches, r.total,"
 						 " NOT EXISTS (SELECT 1 FROM retl.queue q WHERE q.sync_id = $1 AND q.op = 'P'"
-						 " AND NOT q.in_flight)",
-						 1, types, values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING ||
+						 " AND NOT q.in_flight AND q.id <> ALL ($2))",
+						 2, types, values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING ||
 		SPI_processed != 1)
 		elog(ERROR, "retl: sync \"%s\" has rows of a replace but no replace", req->sync_name);
 	tup = SPI_tuptable->vals[0];
@@ -178,18 +219,22 @@ replace_batch(RetlRequest *req)
 
 /*
  * The sync's next nbatches batches: ready rows in queue order whose key is
- * not held.  In append mode (and for diff syncs) up to nbatches *
- * batch_size rows: returns their ids (int8[]).  In upsert mode up to
- * nbatches * batch_size keys, the first ones among the next ten batches'
- * worth of rows: returns the keys (jsonb[]); the claim takes every queued
- * row of each.  Returns 0 when nothing is ready.
+ * not held, returned as their ids (int8[]); 0 when nothing is ready.  In
+ * append mode (and for diff syncs) up to nbatches * batch_size rows.  In
+ * upsert mode the rows of up to nbatches * batch_size keys, the first ones
+ * among the next ten batches' worth of rows: every row of those keys that
+ * the scan read, which the claim gathers into one record a key.
+ *
+ * Less than a batch waits until its oldest row has waited the sync's
+ * linger_ms: then 0 too, with *wait_ms the time left.
  */
 static Datum
-pick(RetlSync *sync, int nbatches)
+pick(RetlSync *sync, int nbatches, long *wait_ms)
 {
 	Oid			types[2] = {INT4OID, INT8OID};
 	Datum		values[2];
-	HTAB	   *held = held_keys(sync->id);
+	HTAB	   *held;
+	HTAB	   *in_flight;
 	HTAB	   *picked_keys = NULL;
 	bool		by_key = sync->mode != 'a' && !sync->diff;
 	bool		replace = replacing(sync);
@@ -197,8 +242,9 @@ pick(RetlSync *sync, int nbatches)
 	int			cap = sync->batch_size * (replace ? 1 : nbatches);
 	long		window = by_key ? (long) cap * 10 : cap;
 	long		scanned = 0;
-	Datum	   *picked = palloc(sizeof(Datum) * cap);
-	int			npicked = 0;
+	Datum	   *picked = palloc(sizeof(Datum) * window);
+	int			npicked = 0;	/* rows, or in upsert mode keys */
+	int			nids = 0;
 	int64		from;
 	int64		last_id;
 	int64		kept_from = PG_INT64_MAX;
@@ -206,6 +252,8 @@ pick(RetlSync *sync, int nbatches)
 	TimestampTz park_until = DT_NOEND;
 	int			limit;
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	TimestampTz oldest = DT_NOEND;	/* of the rows picked */
+	int64		first = 0;		/* the first row picked */
 	bool		done = false;
 
 	if (by_key)
@@ -216,10 +264,7 @@ pick(RetlSync *sync, int nbatches)
 	 * and the sync's other changes wait for its end.
 	 */
 	if (replace && replace_in_flight(sync->id))
-	{
-		hash_destroy(held);
 		return (Datum) 0;
-	}
 
 	/*
 	 * Page by page, each with a LIMIT the planner sees, so that it reads
@@ -232,6 +277,7 @@ pick(RetlSync *sync, int nbatches)
 	 */
 	from = retl_mark_start(sync->id, now);
 	last_id = from - 1;
+	held_by_requests(sync->id, from, &held, &in_flight);
 	values[0] = Int32GetDatum(sync->id);
 	limit = (int) Min(SCAN_PAGE, window + (long) sync->batch_size * sync->max_concurrency);
 	while (!done)
@@ -239,7 +285,8 @@ pick(RetlSync *sync, int nbatches)
 		uint64		n;
 
 		values[1] = Int64GetDatum(last_id);
-		if (retl_spi_execute_by_index(psprintf("SELECT q.id, pg_catalog.jsonb_hash_extended(q.key, 0), q.key, q.op"
+		if (retl_spi_execute_by_index(psprintf("SELECT q.id, pg_catalog.jsonb_hash_extended(q.key, 0), q.key, q.op,"
+									  " q.captured_at"
 									  " FROM retl.queue q"
 									  " WHERE q.sync_id = $1 AND q.id > $2"
 									  " AND NOT q.in_flight"
@@ -264,6 +311,9 @@ pick(RetlSync *sync, int nbatches)
 				break;
 			}
 			last_id = id;
+			/* in a request: deleted when delivered, rewound to if not */
+			if (hash_search(in_flight, &id, HASH_FIND, NULL) != NULL)
+				continue;
 			if (replace && DatumGetChar(SPI_getbinval(tup, desc, 4, &isnull)) != 'P')
 			{
 				kept_from = Min(kept_from, id);
@@ -290,39 +340,57 @@ pick(RetlSync *sync, int nbatches)
 				continue;
 			}
 			scanned++;
-			if (!by_key)
-				picked[npicked++] = Int64GetDatum(last_id);
-			else
+			if (by_key)
 			{
+				/* a key already picked: its row joins its record */
 				hash_search(picked_keys, &hash, HASH_ENTER, &found);
-				if (!found)
-					picked[npicked++] = datumCopy(SPI_getbinval(tup, desc, 3, &isnull), false, -1);
+				if (found)
+				{
+					picked[nids++] = Int64GetDatum(last_id);
+					continue;
+				}
 			}
+			if (nids == 0)
+				first = last_id;
+			picked[nids++] = Int64GetDatum(last_id);
+			npicked++;
+			oldest = Min(oldest, DatumGetTimestampTz(SPI_getbinval(tup, desc, 5, &isnull)));
 		}
 		SPI_freetuptable(SPI_tuptable);
 		if (npicked >= cap || scanned >= window)
 			done = true;
 		limit = SCAN_PAGE;
 	}
+	/* a partial batch waits up to linger_ms for more changes */
+	if (npicked > 0 && npicked < sync->batch_size && sync->linger_ms > 0)
+	{
+		TimestampTz due = TimestampTzPlusMilliseconds(oldest, sync->linger_ms);
+		TimestampTz clock = GetCurrentTimestamp();
+
+		if (due > clock)
+		{
+			*wait_ms = Max((due - clock + 999) / 1000, 1);
+			kept_from = Min(kept_from, first);
+			nids = 0;
+		}
+	}
 	retl_mark_advance(sync->id, GetActiveSnapshot(), from, last_id,
 					  Min(kept_from, last_id + 1), park_from, park_until);
 	hash_destroy(held);
+	hash_destroy(in_flight);
 	if (picked_keys)
 		hash_destroy(picked_keys);
-	if (npicked == 0)
+	if (nids == 0)
 		return (Datum) 0;
-	if (by_key)
-		return PointerGetDatum(construct_array(picked, npicked, JSONBOID, -1, false, TYPALIGN_INT));
-	return PointerGetDatum(construct_array(picked, npicked, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	return PointerGetDatum(construct_array(picked, nids, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
 
 /*
- * The claim statement of a sync: marks the rows picked ($1: their ids, or
- * in upsert mode their keys, with $2 the sync) in flight.  In append mode
- * it returns one line per record: rid, queue ids, attempts, op, key, data,
- * captured_at, first attempt and capture (epoch), key hash.  In upsert
- * mode one line per row: id, rid, attempts, key, captured_at, first
- * attempt and capture (epoch), key hash and the queue's key.
+ * The claim statement of a sync: reads the rows picked ($1: their ids,
+ * with $2 the sync).  In append mode it returns one line per record: rid,
+ * queue ids, attempts, op, key, data, captured_at, first attempt and
+ * capture (epoch), key hash.  In upsert mode one line per row: id, rid,
+ * attempts, the queue's key, captured_at, first attempt, key hash.
  */
 static char *
 claim_sql(RetlSync *sync)
@@ -334,10 +402,7 @@ claim_sql(RetlSync *sync)
 	{
 		/* the queued data is sent: captured rows, or a run's mapped rows */
 		appendStringInfoString(&sql,
-							   "WITH u AS ("
-							   " UPDATE retl.queue q SET in_flight = true WHERE q.sync_id = $2 AND q.id = ANY ($1)"
-							   " RETURNING q.*)"
-							   " SELECT COALESCE(u.rid, u.id), ARRAY[u.id], u.attempts, ");
+							   "SELECT COALESCE(u.rid, u.id), ARRAY[u.id], u.attempts, ");
 		if (sync->diff)
 			appendStringInfo(&sql,
 							 "CASE u.op WHEN 'R' THEN 'd' WHEN 'E' THEN 'i' WHEN 'P' THEN 'r'"
@@ -358,7 +423,8 @@ claim_sql(RetlSync *sync)
 							   " COALESCE(extract(epoch FROM u.first_attempt_at), 0),"
 							   " extract(epoch FROM u.captured_at),"
 							   " pg_catalog.jsonb_hash_extended(u.key, 0)"
-							   " FROM u ORDER BY u.id");
+							   " FROM retl.queue u WHERE u.sync_id = $2 AND u.id = ANY ($1)"
+							   " ORDER BY u.id");
 		return sql.data;
 	}
 
@@ -367,17 +433,10 @@ claim_sql(RetlSync *sync)
 	 * state is read afterwards, as the owner (rows.c).
 	 */
 	appendStringInfoString(&sql,
-						   "UPDATE retl.queue q SET in_flight = true"
-						   " WHERE q.sync_id = $2 AND q.key = ANY ($1)"
-						   " AND NOT q.in_flight"
-						   " RETURNING q.id, COALESCE(q.rid, q.id), q.attempts, ");
-	retl_append_key_object(&sql, sync, "q.key");
-	appendStringInfoString(&sql,
-						   "::text, pg_catalog.to_char(q.captured_at AT TIME ZONE 'UTC',"
-						   " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
-						   " COALESCE(extract(epoch FROM q.first_attempt_at), 0),"
-						   " extract(epoch FROM q.captured_at),"
-						   " pg_catalog.jsonb_hash_extended(q.key, 0), q.key");
+						   "SELECT q.id, COALESCE(q.rid, q.id), q.attempts, q.key,"
+						   " q.captured_at, q.first_attempt_at,"
+						   " pg_catalog.jsonb_hash_extended(q.key, 0)"
+						   " FROM retl.queue q WHERE q.sync_id = $2 AND q.id = ANY ($1)");
 	return sql.data;
 }
 
@@ -468,9 +527,8 @@ typedef struct ClaimedRow
 	int64		rid;
 	int			attempts;
 	char	   *key;			/* the key as sent */
-	char	   *captured_at;
+	TimestampTz captured_at;
 	double		first_attempt;
-	double		captured_epoch;
 	uint64		hash;
 	int			line;			/* in SPI_tuptable */
 } ClaimedRow;
@@ -516,29 +574,37 @@ key_cmp(const void *a, const void *b)
  * records (jsonb), in the request's memory like everything else.
  */
 static Datum *
-claimed_keys(RetlRequest *req, const char *inst)
+claimed_keys(RetlSync *sync, RetlRequest *req, const char *inst)
 {
 	int			nrows = (int) SPI_processed;
 	ClaimedRow *rows = palloc(sizeof(ClaimedRow) * nrows);
 	ClaimedKey *claimed = palloc0(sizeof(ClaimedKey) * nrows);
 	TupleDesc	desc = SPI_tuptable->tupdesc;
+	RetlKeyFields *fields = retl_key_fields(sync);
+	StringInfoData text;
 	Datum	   *keys;
 	int			n = 0;
 
+	initStringInfo(&text);
 	for (int i = 0; i < nrows; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		ClaimedRow *row = &rows[i];
 		bool		isnull;
+		Datum		first;
 
 		row->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
 		row->rid = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
 		row->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
-		row->key = SPI_getvalue(tup, desc, 4);
-		row->captured_at = SPI_getvalue(tup, desc, 5);
-		row->first_attempt = strtod(SPI_getvalue(tup, desc, 6), NULL);
-		row->captured_epoch = strtod(SPI_getvalue(tup, desc, 7), NULL);
-		row->hash = (uint64) DatumGetInt64(SPI_getbinval(tup, desc, 8, &isnull));
+		resetStringInfo(&text);
+		retl_append_key_text(&text, fields,
+							 DatumGetJsonbP(SPI_getbinval(tup, desc, 4, &isnull)));
+		row->key = pstrdup(text.data);
+		row->captured_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 5, &isnull));
+		first = SPI_getbinval(tup, desc, 6, &isnull);
+		/* 0: never attempted */
+		row->first_attempt = isnull ? 0 : retl_epoch_seconds(DatumGetTimestampTz(first));
+		row->hash = (uint64) DatumGetInt64(SPI_getbinval(tup, desc, 7, &isnull));
 		row->line = i;
 	}
 	qsort(rows, nrows, sizeof(ClaimedRow), row_cmp);
@@ -548,6 +614,7 @@ claimed_keys(RetlRequest *req, const char *inst)
 		RetlRecord *r = &claimed[n].record;
 		int			end = i + 1;
 		bool		isnull;
+		TimestampTz latest;
 
 		while (end < nrows && rows[end].hash == rows[i].hash &&
 			   strcmp(rows[end].key, rows[i].key) == 0)
@@ -559,24 +626,20 @@ claimed_keys(RetlRequest *req, const char *inst)
 		r->queue_ids = palloc(sizeof(int64) * r->nqueue_ids);
 		r->op = 'u';
 		r->key = rows[i].key;
-		r->captured_at = rows[i].captured_at;
-		r->captured_epoch = rows[i].captured_epoch;
 		r->key_hash = rows[i].hash;
+		latest = rows[i].captured_at;
 		for (int j = i; j < end; j++)
 		{
 			r->queue_ids[j - i] = rows[j].id;
 			r->attempts = Max(r->attempts, rows[j].attempts);
-			/* 0: never attempted */
 			if (rows[j].first_attempt > 0 &&
 				(r->first_attempt == 0 || rows[j].first_attempt < r->first_attempt))
 				r->first_attempt = rows[j].first_attempt;
-			if (rows[j].captured_epoch > r->captured_epoch)
-			{
-				r->captured_epoch = rows[j].captured_epoch;
-				r->captured_at = rows[j].captured_at;
-			}
+			latest = Max(latest, rows[j].captured_at);
 		}
-		claimed[n].key = datumCopy(SPI_getbinval(SPI_tuptable->vals[rows[i].line], desc, 9,
+		r->captured_at = retl_timestamp_text(latest);
+		r->captured_epoch = retl_epoch_seconds(latest);
+		claimed[n].key = datumCopy(SPI_getbinval(SPI_tuptable->vals[rows[i].line], desc, 4,
 												 &isnull), false, -1);
 		n++;
 		i = end;
@@ -631,10 +694,10 @@ build_batch(RetlSync *sync, RetlRequest *req)
  * it holds its keys until it is freed.
  */
 List *
-retl_queue_claim(RetlSync *sync, int nbatches)
+retl_queue_claim(RetlSync *sync, int nbatches, long *wait_ms)
 {
 	volatile bool by_key = sync->mode != 'a' && !sync->diff;
-	Oid			types[2] = {by_key ? JSONBARRAYOID : INT8ARRAYOID, INT4OID};
+	Oid			types[2] = {INT8ARRAYOID, INT4OID};
 	Datum		values[2];
 	RetlRequest *volatile req;
 	RetlRequest *volatile part = NULL;
@@ -646,7 +709,7 @@ retl_queue_claim(RetlSync *sync, int nbatches)
 
 	if (!sync->diff)
 		retl_check_source(sync);
-	values[0] = pick(sync, nbatches);
+	values[0] = pick(sync, nbatches, wait_ms);
 	if (values[0] == (Datum) 0)
 		return NIL;
 	/* rows to claim: if the statistics counted none, they are wrong now */
@@ -655,8 +718,7 @@ retl_queue_claim(RetlSync *sync, int nbatches)
 	retl_owner_check_send(sync);
 	values[1] = Int32GetDatum(sync->id);
 	if (retl_spi_execute_by_index(retl_sync_statement(sync, RETL_SQL_CLAIM, claim_sql),
-						 2, types, values, NULL, false, 0) !=
-		(by_key ? SPI_OK_UPDATE_RETURNING : SPI_OK_SELECT))
+						 2, types, values, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "retl: could not claim changes of sync \"%s\"", sync->name);
 	if (SPI_processed == 0)
 		return NIL;
@@ -675,7 +737,7 @@ retl_queue_claim(RetlSync *sync, int nbatches)
 	req->follow_redirects = sync->follow_redirects;
 	req->tls_verify = sync->tls_verify;
 	if (by_key)
-		keys = claimed_keys(req, inst);
+		keys = claimed_keys(sync, req, inst);
 	else
 		claimed_rows(req, inst);
 	MemoryContextSwitchTo(old);

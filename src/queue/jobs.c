@@ -5,8 +5,9 @@
  * tell each record's fate only later.  A connector's read_answer gives such
  * records the outcome RETL_OUTCOME_JOB; in the same outcome transaction the
  * job and its records are written to retl.job_store and
- * retl.job_record_store (retl_jobs_open), and their queue rows stay in
- * flight.  Their keys are held in this worker's memory, as a claimed
+ * retl.job_record_store (retl_jobs_open), and their queue rows are marked
+ * in flight (the only rows the table marks: a claim holds its rows in the
+ * worker's memory, and a job outlives the worker).  Their keys are held in this worker's memory, as a claimed
  * request's are, so a later change of a key waits for the job (per-key
  * order).  The worker checks each open job on a schedule: the claim
  * transaction builds the check with the connector's build_job
@@ -252,15 +253,16 @@ retl_jobs_open(RetlRequest *req)
 						 " pg_catalog.unnest($8)) AS r(rid, ids, op, key, hash, captured, ref)",
 						 8, rtypes, rvalues, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "retl: could not keep the records of a job of sync %d", req->sync_id);
-	/* their first attempt, for retries after the job */
+	/* in flight in the table: the job outlives the worker; their first attempt, for retries */
 	values[0] = retl_queue_id_array(req->records, req->nrecords);
 	values[1] = TimestampTzGetDatum(req->started_at);
 	values[2] = Int32GetDatum(req->sync_id);
 	types[0] = INT8ARRAYOID;
 	types[1] = TIMESTAMPTZOID;
 	types[2] = INT4OID;
-	if (retl_spi_execute("UPDATE retl.queue q SET first_attempt_at = COALESCE(q.first_attempt_at, $2),"
-						 " last_attempt_at = $2 WHERE q.sync_id = $3 AND q.id = ANY ($1) AND q.in_flight",
+	if (retl_spi_execute("UPDATE retl.queue q SET in_flight = true,"
+						 " first_attempt_at = COALESCE(q.first_attempt_at, $2),"
+						 " last_attempt_at = $2 WHERE q.sync_id = $3 AND q.id = ANY ($1)",
 						 3, types, values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "retl: could not mark the records of a job of sync %d", req->sync_id);
 }

@@ -3,11 +3,12 @@
  *
  * Every function here runs in the worker inside a short transaction with
  * SPI connected, and never waits on the network: the worker claims a batch
- * (marks its rows in_flight) and commits before the request is sent, then
- * records the outcome in a new transaction.  A crash in between leaves rows
- * marked in_flight; retl_queue_recover() releases them when the worker
- * starts again, so they are sent again (at-least-once).  Only one worker
- * serves a database, so in_flight rows always belong to it.
+ * (holds its rows in its memory, claim.c) and commits before the request
+ * is sent, then records the outcome in a new transaction: delivered rows
+ * are deleted.  A crash in between forgets the claim, and the rows are
+ * sent again (at-least-once).  Only the rows in a destination's job are
+ * marked in_flight in the table (jobs.c); retl_queue_recover() releases
+ * those whose job is gone when the worker starts.
  *
  * Claims themselves are in claim.c.
  */
@@ -51,16 +52,69 @@ spi_exec(const char *sql, int nargs, Oid *types, Datum *values, int expected)
 		elog(ERROR, "retl: SPI_execute failed (%d): %s", rc, sql);
 }
 
-/* Delete queue rows of a sync (ids: int8[]). */
+static int
+id_cmp(const void *a, const void *b)
+{
+	int64		x = DatumGetInt64(*(const Datum *) a);
+	int64		y = DatumGetInt64(*(const Datum *) b);
+
+	return x < y ? -1 : (x > y ? 1 : 0);
+}
+
+/* runs of consecutive ids a delete takes one by one, at most */
+#define DELETE_RUNS 8
+
+/*
+ * Delete queue rows of a sync (ids: int8[]).  Rows queued together are
+ * delivered together, their ids consecutive: a few runs of them are each
+ * deleted by one walk of the primary key, where id = ANY descends it for
+ * each id (2,000 rows in psql: 0.9-1.2 instead of 1.9-2.9 us a row).
+ * Every id of a run is in the list, so a run deletes nothing else.  Ids in
+ * more runs than DELETE_RUNS are deleted by the list.
+ */
 void
 retl_queue_delete_ids(int sync_id, Datum ids)
 {
-	Oid			types[2] = {INT8ARRAYOID, INT4OID};
-	Datum		values[2] = {ids, Int32GetDatum(sync_id)};
+	Datum	   *elems;
+	int			n;
+	int64		lo[DELETE_RUNS];
+	int64		hi[DELETE_RUNS];
+	int			runs = 0;
 
-	if (retl_spi_execute_by_index("DELETE FROM retl.queue WHERE sync_id = $2 AND id = ANY ($1)",
-								  2, types, values, NULL, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "retl: could not delete queued changes");
+	deconstruct_array(DatumGetArrayTypeP(ids), INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+					  &elems, NULL, &n);
+	if (n == 0)
+		return;
+	qsort(elems, n, sizeof(Datum), id_cmp);
+	for (int i = 0; i < n && runs <= DELETE_RUNS; i++)
+	{
+		int64		id = DatumGetInt64(elems[i]);
+
+		if (runs > 0 && (id == hi[runs - 1] || id == hi[runs - 1] + 1))
+			hi[runs - 1] = id;
+		else if (runs++ < DELETE_RUNS)
+			lo[runs - 1] = hi[runs - 1] = id;
+	}
+
+	if (runs > DELETE_RUNS)
+	{
+		Oid			types[2] = {INT8ARRAYOID, INT4OID};
+		Datum		values[2] = {ids, Int32GetDatum(sync_id)};
+
+		if (retl_spi_execute_by_index("DELETE FROM retl.queue WHERE sync_id = $2 AND id = ANY ($1)",
+									  2, types, values, NULL, false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "retl: could not delete queued changes");
+		return;
+	}
+	for (int r = 0; r < runs; r++)
+	{
+		Oid			types[3] = {INT4OID, INT8OID, INT8OID};
+		Datum		values[3] = {Int32GetDatum(sync_id), Int64GetDatum(lo[r]), Int64GetDatum(hi[r])};
+
+		if (retl_spi_execute_by_index("DELETE FROM retl.queue WHERE sync_id = $1 AND id >= $2 AND id <= $3",
+									  3, types, values, NULL, false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "retl: could not delete queued changes");
+	}
 }
 
 /*
@@ -177,44 +231,6 @@ retl_queue_instance_id(void)
 	return instance_id;
 }
 
-/*
- * Is a batch worth sending now?  Yes when a full batch is ready, or when
- * the oldest ready change has waited linger_ms; otherwise *wait_ms says
- * how long until it has.
- */
-bool
-retl_queue_ready(RetlSync *sync, long *wait_ms)
-{
-	Oid			types[4] = {INT4OID, INT4OID, INT4OID, INT8OID};
-	Datum		values[4];
-	char	   *full;
-	char	   *left;
-
-	if (sync->batch_size <= 1 || sync->linger_ms <= 0)
-		return true;
-	values[0] = Int32GetDatum(sync->id);
-	values[1] = Int32GetDatum(sync->batch_size);
-	values[2] = Int32GetDatum(sync->linger_ms);
-	/* from where the claim's scan will start (mark.c) */
-	values[3] = Int64GetDatum(retl_mark_start(sync->id,
-											  GetCurrentTransactionStartTimestamp()));
-	if (retl_spi_execute_in_id_order("SELECT pg_catalog.count(*) >= $2,"
-									 " (extract(epoch FROM pg_catalog.min(r.captured_at)"
-									 "   + $3 * interval '1 millisecond' - pg_catalog.clock_timestamp()) * 1000)::bigint"
-									 " FROM (SELECT q.captured_at FROM retl.queue q"
-									 "  WHERE q.sync_id = $1 AND q.id >= $4"
-									 "  AND NOT q.in_flight AND q.next_attempt_at <= pg_catalog.now()"
-									 "  ORDER BY q.id LIMIT $2) r",
-									 4, types, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "retl: could not look at the queue of sync \"%s\"", sync->name);
-	full = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	left = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-	if (strcmp(full, "t") == 0 || left == NULL || strtol(left, NULL, 10) <= 0)
-		return true;
-	*wait_ms = strtol(left, NULL, 10);
-	return false;
-}
-
 /* The scan of the sync must see these records' rows again. */
 static void
 rewind_to(int sync_id, RetlRecord *records, int nrecords)
@@ -227,25 +243,16 @@ rewind_to(int sync_id, RetlRecord *records, int nrecords)
 	retl_mark_rewind(sync_id, lowest);
 }
 
-/* Put claimed records of a sync back in the queue, where its scan sees them. */
-static void
-release_records(int sync_id, RetlRecord *records, int nrecords)
-{
-	Oid			types[2] = {INT8ARRAYOID, INT4OID};
-	Datum		values[2] = {retl_queue_id_array(records, nrecords), Int32GetDatum(sync_id)};
-
-	if (retl_spi_execute_by_index("UPDATE retl.queue SET in_flight = false WHERE sync_id = $2 AND id = ANY ($1)",
-								  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "retl: could not release queued changes");
-	rewind_to(sync_id, records, nrecords);
-}
-
-/* Put records [from, nrecords) of a claimed request back in the queue. */
+/*
+ * Put records [from, nrecords) of a claimed request back in the queue:
+ * once they are no longer in a request the worker holds, its scan sees
+ * them again from where they are.
+ */
 void
 retl_queue_release(RetlRequest *req, int from)
 {
 	if (from < req->nrecords)
-		release_records(req->sync_id, req->records + from, req->nrecords - from);
+		rewind_to(req->sync_id, req->records + from, req->nrecords - from);
 }
 
 /* text with invalid or NUL bytes replaced, safe to store in a text column */
@@ -551,7 +558,7 @@ steps(RetlRequest *req)
 	if (n == 0)
 		return 0;
 	retl_ids_remember(req->sync_id, again, n);
-	release_records(req->sync_id, again, n);
+	rewind_to(req->sync_id, again, n);
 	return n;
 }
 

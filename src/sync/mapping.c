@@ -124,26 +124,37 @@ field_name(cJSON *map, const char *column)
 	return pstrdup(column);
 }
 
-/* jsonb_build_object(field, keyexpr->0, ...) for the queued key keyexpr. */
+/*
+ * The fields the key is sent as, in key order: the key columns' names when
+ * the sync was created, as mapped (a renamed key column must not turn the
+ * destination's record into a new one).
+ */
+char	  **
+retl_key_field_names(RetlSync *sync)
+{
+	cJSON	   *map = parse_mapping(sync);
+	char	  **fields = palloc(sizeof(char *) * Max(sync->nkeys, 1));
+
+	for (int i = 0; i < sync->nkeys; i++)
+		fields[i] = field_name(map, sync->key_names[i]);
+	cJSON_Delete(map);
+	return fields;
+}
+
+/*
+ * jsonb_build_object(field, keyexpr->0, ...) for the queued key keyexpr
+ * (queue/render.c writes the same text in C).
+ */
 void
 retl_append_key_object(StringInfo sql, RetlSync *sync, const char *keyexpr)
 {
-	cJSON	   *map = parse_mapping(sync);
+	char	  **fields = retl_key_field_names(sync);
 
 	appendStringInfoString(sql, "pg_catalog.jsonb_build_object(");
 	for (int i = 0; i < sync->nkeys; i++)
-	{
-		/*
-		 * The key columns' names when the sync was created: a renamed key
-		 * column must not turn the destination's record into a new one.
-		 */
-		char	   *field = field_name(map, sync->key_names[i]);
-
 		appendStringInfo(sql, "%s%s, %s OPERATOR(pg_catalog.->) %d",
-						 i > 0 ? ", " : "", quote_literal_cstr(field), keyexpr, i);
-	}
+						 i > 0 ? ", " : "", quote_literal_cstr(fields[i]), keyexpr, i);
 	appendStringInfoChar(sql, ')');
-	cJSON_Delete(map);
 }
 
 /* What append_data writes. */

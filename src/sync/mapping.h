@@ -11,6 +11,7 @@
 
 extern void retl_check_source(RetlSync *sync);
 extern const char *retl_only(Oid relid);
+extern char **retl_key_field_names(RetlSync *sync);
 extern void retl_append_key_object(StringInfo sql, RetlSync *sync, const char *keyexpr);
 extern bool retl_mapping_computes(RetlSync *sync);
 extern void retl_append_row_data(StringInfo sql, RetlSync *sync, const char *alias);

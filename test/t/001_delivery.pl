@@ -10,6 +10,7 @@ use RetlTest;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use JSON::PP;
+use Encode ();
 
 my $r = start_receiver();
 my $node = new_retl_node('delivery');
@@ -196,6 +197,54 @@ is_deeply([ map { join(',', sort keys %{ $_->{key} }) } @{ records_for('renamed_
 	'append: the key is still {"id": ...}');
 my ($after) = grep { ($_->{key}{id} // 0) == 2 } @{ records_for('renamed_out') };
 is_deeply([ sort keys %{ $after->{data} } ], [qw(ident v)], 'the data has the table\'s columns as they are now');
+
+# The key object and capture time of an upsert record are written in C
+# (queue/render.c) as jsonb_build_object(...)::text and to_char write them:
+# strings with quotes, backslashes and non-ASCII, numerics as stored,
+# booleans, fields in jsonb's order (shorter first) under mapped names.
+psql(q{SET log_statement = 'none'; SELECT retl_set_secret('tricky_key', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw');});
+my $tricky_url = $r->url('/hooks/tricky');
+psql(qq{
+	CREATE TABLE tricky (label text, n numeric, flag boolean, v text, PRIMARY KEY (label, n, flag));
+	SELECT retl_create_destination(name => 'tricky_hook', kind => 'webhook', url => '$tricky_url',
+		options => '{"signing_secret": "tricky_key", "batch_size": 3}');
+	SELECT retl_create_sync(name => 'tricky_out', source => 'tricky', destination => 'tricky_hook',
+		mapping => '{"label": "a_label_field", "n": "n", "flag": "flag", "v": "v"}');
+});
+psql(q{INSERT INTO tricky VALUES ('say "hi" \ back', 1.50, true, 'x'), (E'\u00e9 \U0001F600 tab\tend', -7, false, 'y'),
+	('plain', 100000000000000000000, true, 'z'), ('', 0.000, false, 'w')});
+ok(wait_drained('tricky_out'), 'tricky keys delivered');
+my @raw_keys;
+for my $req (grep { $_->{path} eq '/hooks/tricky' && $_->{status} == 200 } @{ $r->requests })
+{
+	push @raw_keys, $1 while $req->{raw} =~ /"key": (\{.*?\}), "data"/g;
+	my $body = JSON::PP->new->decode($req->{raw});
+	for my $rec (@{ $body->{records} })
+	{
+		like($rec->{captured_at}, qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/, 'captured_at as to_char writes it');
+	}
+}
+is_deeply([ sort @raw_keys ],
+	[ sort split /\n/, Encode::decode('UTF-8',
+		psql(q{SELECT jsonb_build_object('a_label_field', label, 'n', n, 'flag', flag)::text FROM tricky})) ],
+	'key objects byte for byte as jsonb writes them');
+
+# A table filled in the transaction that creates its sync: the trigger
+# queues each row, then the backfill finds every key queued already and
+# queues none again, so each key goes once (the worker's first claim took
+# the trigger's rows before the backfill's were committed, and the next
+# claim the backfill's: each key went twice).
+my $filled_url = $r->url('/hooks/filled');
+psql(qq{
+	BEGIN;
+	CREATE TABLE filled (id int PRIMARY KEY);
+	SELECT retl_create_destination('filled_hook', 'webhook', '$filled_url');
+	SELECT retl_create_sync(name => 'filled_out', source => 'filled', destination => 'filled_hook');
+	INSERT INTO filled SELECT generate_series(1, 200);
+	COMMIT;
+});
+ok(wait_drained('filled_out'), 'the filled table delivered');
+is(scalar @{ records_for('filled_out') }, 200, 'each of its 200 keys once');
 
 # Dropping a sync removes its trigger and queue.
 psql(q{SELECT retl_pause_sync('small_out'); INSERT INTO small VALUES ('c', 3);});

@@ -244,6 +244,12 @@ $r->control({ path => '/term', delay_ms => 2000, count => 8 });
 psql(q{INSERT INTO t_term SELECT g FROM generate_series(1, 10) g});
 ok($node->poll_query_until('postgres', q{SELECT in_flight > 0 FROM retl.sync_status WHERE sync = 'term'}),
 	'requests in flight');
+# the worker holds them in its memory: a claim marks nothing in the queue
+is(psql(q{SELECT s.in_flight + s.pending = 10
+		AND NOT EXISTS (SELECT 1 FROM retl.queue q JOIN retl.syncs y ON y.id = q.sync_id
+						 WHERE y.name = 'term' AND q.in_flight)
+	FROM retl.sync_status s WHERE s.sync = 'term'}), 't',
+	'the status counts the changes in flight, which the queue does not mark');
 my $pid = psql(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'retl worker' AND datname = 'postgres'});
 psql("SELECT pg_terminate_backend($pid)");
 ok($node->poll_query_until('postgres',
