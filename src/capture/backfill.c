@@ -10,6 +10,8 @@
  * for and survives restarts.  A key the queue holds already (the trigger
  * queued a change of it) is not queued again: that change's record sends
  * the row as it is when claimed, which is what the backfill would send.
+ * Unless its rows are in flight (in a request, or a destination's job):
+ * what they send was read before the backfill began (a resync).
  * (A claim gathers the rows of a key that its scan reads into one record,
  * not every row the queue has of it: the trigger's rows of a table filled
  * in the transaction that created its sync, and the backfill's after them,
@@ -26,6 +28,7 @@
 
 #include "base/plans.h"
 #include "capture/backfill.h"
+#include "queue/queue.h"
 #include "sync/mapping.h"
 #include "sync/owner.h"
 
@@ -83,17 +86,30 @@ retl_backfill_step(RetlSync *sync)
 	/* queued by the worker */
 	if (count > 0)
 	{
-		Oid			qtypes[2] = {INT4OID, JSONBARRAYOID};
-		Datum		qvalues[2] = {Int32GetDatum(sync->id),
-			PointerGetDatum(construct_array(keys, (int) count, JSONBOID, -1, false, TYPALIGN_INT))};
+		Oid			qtypes[3] = {INT4OID, JSONBARRAYOID, BOOLARRAYOID};
+		Datum		qvalues[3];
+		HTAB	   *held = retl_queue_held_keys(sync->id);
+		Datum	   *in_flight = palloc(sizeof(Datum) * count);
 
+		for (int64 i = 0; i < count; i++)
+		{
+			uint64		hash = (uint64) DatumGetInt64(DirectFunctionCall2(jsonb_hash_extended, keys[i],
+																		  Int64GetDatum(0)));
+
+			in_flight[i] = BoolGetDatum(retl_queue_key_held(sync->id, held, hash));
+		}
+		hash_destroy(held);
+		qvalues[0] = Int32GetDatum(sync->id);
+		qvalues[1] = PointerGetDatum(construct_array(keys, (int) count, JSONBOID, -1, false, TYPALIGN_INT));
+		qvalues[2] = PointerGetDatum(construct_array(in_flight, (int) count, BOOLOID, 1, true, TYPALIGN_CHAR));
 		if (retl_spi_execute_by_index("INSERT INTO retl.queue (sync_id, op, key)"
-									  " SELECT $1, 'b', k.key FROM pg_catalog.unnest($2)"
-									  " WITH ORDINALITY AS k(key, n)"
-									  " WHERE NOT EXISTS (SELECT FROM retl.queue q"
+									  " SELECT $1, 'b', k.key"
+									  " FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3))"
+									  " WITH ORDINALITY AS k(key, in_flight, n)"
+									  " WHERE k.in_flight OR NOT EXISTS (SELECT FROM retl.queue q"
 									  "  WHERE q.sync_id = $1 AND q.key = k.key)"
 									  " ORDER BY k.n",
-									  2, qtypes, qvalues, NULL, false, 0) != SPI_OK_INSERT)
+									  3, qtypes, qvalues, NULL, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "retl: backfill of sync \"%s\" failed", sync->name);
 	}
 

@@ -145,6 +145,29 @@ held_by_requests(int sync_id, int64 from, HTAB **keys, HTAB **ids)
 }
 
 /*
+ * Is a key of the sync (its jsonb hash) in a request the worker holds, or
+ * in a destination's job?  keys: from retl_queue_held_keys.
+ */
+bool
+retl_queue_key_held(int sync_id, HTAB *keys, uint64 hash)
+{
+	return hash_search(keys, &hash, HASH_FIND, NULL) != NULL ||
+		retl_jobs_hold(sync_id, hash);
+}
+
+/* The key hashes in requests of a sync (for retl_queue_key_held). */
+HTAB *
+retl_queue_held_keys(int sync_id)
+{
+	HTAB	   *keys;
+	HTAB	   *ids;
+
+	held_by_requests(sync_id, PG_INT64_MAX, &keys, &ids);
+	hash_destroy(ids);
+	return keys;
+}
+
+/*
  * A replace of the sync in progress (retl.replace_store: a resync whose
  * connector replaces the destination's set)?  One whose rows are all gone
  * is over, and forgotten.
@@ -273,7 +296,11 @@ pick(RetlSync *sync, int nbatches, long *wait_ms)
 	 * primary key is (sync_id, id), so no plan walks other syncs' rows or
 	 * those below the mark.  The first page is what one batch needs, past
 	 * the records this sync can have in flight; the limits are constants
-	 * of a sync, so the statements stay prepared.
+	 * of a sync, so the statements stay prepared.  The scan, like the
+	 * claim, takes a snapshot of its own (not read-only): it must not see
+	 * rows this transaction deleted (records an earlier claim of the pass
+	 * dropped), and sees those it queued (a backfill chunk).  The mark is
+	 * moved by the older, active snapshot: it errs low.
 	 */
 	from = retl_mark_start(sync->id, now);
 	last_id = from - 1;
@@ -291,7 +318,7 @@ pick(RetlSync *sync, int nbatches, long *wait_ms)
 									  " WHERE q.sync_id = $1 AND q.id > $2"
 									  " AND NOT q.in_flight"
 									  " ORDER BY q.id LIMIT %d", limit),
-							 2, types, values, NULL, true, 0) != SPI_OK_SELECT)
+							 2, types, values, NULL, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "retl: could not read the queue of sync \"%s\"", sync->name);
 		n = SPI_processed;
 		done = n < (uint64) limit;
@@ -369,7 +396,7 @@ pick(RetlSync *sync, int nbatches, long *wait_ms)
 
 		if (due > clock)
 		{
-			*wait_ms = Max((due - clock + 999) / 1000, 1);
+			*wait_ms = Min(*wait_ms, Max((due - clock + 999) / 1000, 1));
 			kept_from = Min(kept_from, first);
 			nids = 0;
 		}
@@ -470,8 +497,8 @@ parse_int_array(const char *text, int *n)
  * connector could not build, let go those it had nothing to send for,
  * release the others.
  */
-static void
-leave_out(RetlRequest *req, int claimed)
+void
+retl_queue_leave_out(RetlRequest *req, int claimed)
 {
 	int			kept = req->nrecords;
 	int			back = kept;
@@ -676,7 +703,7 @@ build_batch(RetlSync *sync, RetlRequest *req)
 			req->replace = replace_batch(req);
 	retl_queue_build(req, sync);
 	if (req->nrecords < claimed)
-		leave_out(req, claimed);
+		retl_queue_leave_out(req, claimed);
 	if (req->nrecords == 0)
 	{
 		retl_http_free(req);
@@ -718,7 +745,7 @@ retl_queue_claim(RetlSync *sync, int nbatches, long *wait_ms)
 	retl_owner_check_send(sync);
 	values[1] = Int32GetDatum(sync->id);
 	if (retl_spi_execute_by_index(retl_sync_statement(sync, RETL_SQL_CLAIM, claim_sql),
-						 2, types, values, NULL, true, 0) != SPI_OK_SELECT)
+						 2, types, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "retl: could not claim changes of sync \"%s\"", sync->name);
 	if (SPI_processed == 0)
 		return NIL;

@@ -160,6 +160,7 @@ retl_jobs_open(RetlRequest *req)
 	Datum	   *captured;
 	Datum	   *refs;
 	bool	   *refnulls;
+	RetlRecord *in_job;
 	int			dims[1];
 	int			lbs[1] = {1};
 	Oid			types[6] = {INT4OID, TEXTOID, TEXTOID, TEXTOID, INT8OID, TIMESTAMPTZOID};
@@ -211,6 +212,7 @@ retl_jobs_open(RetlRequest *req)
 	captured = palloc(sizeof(Datum) * n);
 	refs = palloc(sizeof(Datum) * n);
 	refnulls = palloc(sizeof(bool) * n);
+	in_job = palloc(sizeof(RetlRecord) * n);
 	n = 0;
 	for (int i = 0; i < req->nrecords; i++)
 	{
@@ -233,6 +235,7 @@ retl_jobs_open(RetlRequest *req)
 		refnulls[n] = r->job_ref == NULL;
 		refs[n] = r->job_ref ? CStringGetTextDatum(r->job_ref) : (Datum) 0;
 		hold_key(req->sync_id, r->key_hash, 1);
+		in_job[n] = *r;
 		n++;
 	}
 	dims[0] = n;
@@ -253,8 +256,12 @@ retl_jobs_open(RetlRequest *req)
 						 " pg_catalog.unnest($8)) AS r(rid, ids, op, key, hash, captured, ref)",
 						 8, rtypes, rvalues, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "retl: could not keep the records of a job of sync %d", req->sync_id);
-	/* in flight in the table: the job outlives the worker; their first attempt, for retries */
-	values[0] = retl_queue_id_array(req->records, req->nrecords);
+	/*
+	 * Their rows in flight in the table (the job outlives the worker), and
+	 * their first attempt, for retries.  Only theirs: the request's other
+	 * records are delivered, retried or dead-lettered by now.
+	 */
+	values[0] = retl_queue_id_array(in_job, n);
 	values[1] = TimestampTzGetDatum(req->started_at);
 	values[2] = Int32GetDatum(req->sync_id);
 	types[0] = INT8ARRAYOID;

@@ -14,12 +14,14 @@
  * Rows below the mark come back in four ways, and each moves the mark
  * down again:
  *
- * - A claimed row is released (it did not fit in max_batch_bytes) or
- *   scheduled for a retry: retl_mark_rewind() with its id.
+ * - A claimed row is released (it did not fit in max_batch_bytes, or its
+ *   request was not sent) or scheduled for a retry: retl_mark_rewind()
+ *   with its id.  (A row in a request is skipped, and the mark may pass
+ *   it: it is deleted when delivered, or comes back this way.)
  * - A row skipped because its key waits for a retry is parked: the mark
  *   may pass it, and comes back to the lowest parked id when the earliest
  *   of those backoffs ends.
- * - A claim that fails undoes its UPDATE: the caller rewinds to 0.
+ * - A claim that fails frees what it claimed: the caller rewinds to 0.
  * - A row of a transaction still in progress when the scan took its
  *   snapshot becomes visible when that transaction commits, with an id
  *   the scan may have passed (ids are drawn before commit, not in commit
@@ -37,8 +39,8 @@
  *   one first; the worker's own writes (backfill, query diffs) are
  *   committed or visible to it before it scans again.
  *
- * A row skipped because its key is in a request in flight pins the mark
- * (that request ends within its timeout).  The marks live in the worker's
+ * A row skipped because its key is in a request in flight (another row of
+ * that key) pins the mark (that request ends within its timeout).  The marks live in the worker's
  * memory only: a new worker starts from the beginning of every queue.
  */
 #include "postgres.h"

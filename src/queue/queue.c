@@ -558,6 +558,17 @@ steps(RetlRequest *req)
 	if (n == 0)
 		return 0;
 	retl_ids_remember(req->sync_id, again, n);
+	/* the records of a job are marked in flight in the table (jobs.c) */
+	if (req->job != NULL && req->job->id != 0)
+	{
+		Oid			types[2] = {INT8ARRAYOID, INT4OID};
+		Datum		values[2] = {retl_queue_id_array(again, n), Int32GetDatum(req->sync_id)};
+
+		if (retl_spi_execute_by_index("UPDATE retl.queue SET in_flight = false"
+									  " WHERE sync_id = $2 AND id = ANY ($1) AND in_flight",
+									  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "retl: could not release queued changes");
+	}
 	rewind_to(req->sync_id, again, n);
 	return n;
 }

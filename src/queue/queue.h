@@ -4,6 +4,8 @@
 #ifndef RETL_QUEUE_H
 #define RETL_QUEUE_H
 
+#include "utils/hsearch.h"
+
 #include "delivery/http.h"
 #include "sync/sync.h"
 
@@ -19,10 +21,13 @@ extern void retl_queue_build(RetlRequest *req, RetlSync *sync);
 extern bool retl_queue_rebuild(RetlRequest *req);
 extern Datum retl_queue_id_array(RetlRecord *records, int nrecords);
 extern void retl_queue_hold(RetlRequest *req);
+extern HTAB *retl_queue_held_keys(int sync_id);
+extern bool retl_queue_key_held(int sync_id, HTAB *keys, uint64 hash);
 extern void retl_queue_backoff(int sync_id, uint64 key_hash, TimestampTz until);
 extern void retl_queue_load_backoff(void);
 extern bool retl_queue_backing_off(int sync_id, uint64 key_hash, TimestampTz now, TimestampTz *until);
 extern void retl_queue_release(RetlRequest *req, int from);
+extern void retl_queue_leave_out(RetlRequest *req, int claimed);
 extern void retl_queue_delete_ids(int sync_id, Datum ids);
 extern void retl_queue_record(RetlRequest *req);
 extern void retl_queue_apply(RetlRequest *req);

@@ -272,19 +272,28 @@ rebuild_work(void *arg)
 {
 	RebuildWork *w = arg;
 	List	   *syncs = retl_sync_load(w->req->sync_id);
+	int			claimed = w->req->nrecords;
 
 	if (syncs == NIL)
 		return;					/* dropped: its rows went with it */
 	retl_queue_build(w->req, (RetlSync *) linitial(syncs));
-	/* a half is no larger than the batch it comes from: all of it fits */
-	w->built = true;
+
+	/*
+	 * A half is no larger than the batch it comes from, but the connector
+	 * may leave records out (one it could not build, settings changed
+	 * since): they are dead-lettered, let go or put back, as at a claim.
+	 */
+	if (w->req->nrecords < claimed)
+		retl_queue_leave_out(w->req, claimed);
+	w->built = w->req->nrecords > 0;
 }
 
 /*
  * In the outcome transaction: build a part of a batch that the destination
  * refused as a whole (retl_http_copy of its records).  False when it was
- * not built (its sync is gone, or building failed: its records go back to
- * the queue and the sync shows why).
+ * not built (its sync is gone, nothing of it was left to send, or
+ * building failed: its records go back to the queue and the sync shows
+ * why).
  */
 bool
 retl_queue_rebuild(RetlRequest *req)

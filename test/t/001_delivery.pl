@@ -246,6 +246,23 @@ psql(qq{
 ok(wait_drained('filled_out'), 'the filled table delivered');
 is(scalar @{ records_for('filled_out') }, 200, 'each of its 200 keys once');
 
+# A resync while a key's change is in flight: the backfill queues the key
+# again (what is in flight was read before the resync), and it goes once
+# the first request is answered.
+my $resynced_url = $r->url('/hooks/resynced');
+psql(qq{CREATE TABLE resynced (id int PRIMARY KEY, v text);
+	SELECT retl_create_destination('resynced_hook', 'webhook', '$resynced_url');
+	SELECT retl_create_sync(name => 'resynced_out', source => 'resynced', destination => 'resynced_hook');});
+ok(wait_drained('resynced_out'), 'an empty table synced');
+$r->control({ path => '/hooks/resynced', delay_ms => 3000, count => 1 });
+psql(q{INSERT INTO resynced VALUES (1, 'a')});
+ok($node->poll_query_until('postgres', q{SELECT in_flight = 1 FROM retl.sync_status WHERE sync = 'resynced_out'}),
+	'its change in flight');
+psql(q{SELECT retl_resync('resynced_out')});
+ok(wait_drained('resynced_out'), 'drained after the resync');
+is(scalar @{ records_for('resynced_out') }, 2, 'the key in flight sent again by the resync');
+$r->control();
+
 # Dropping a sync removes its trigger and queue.
 psql(q{SELECT retl_pause_sync('small_out'); INSERT INTO small VALUES ('c', 3);});
 psql(q{SELECT retl_drop_sync('small_out')});

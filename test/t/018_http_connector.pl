@@ -154,6 +154,9 @@ psql(q{SELECT retl_create_sync('nums', 'nums', 'bulk', options => } . q_(q{{
 ok(drained('nums'), 'a failing expression: drained');
 like(psql(q{SELECT last_error FROM retl.dead_letters WHERE sync = 'nums'}), qr/division by zero/,
 	'the record it fails on is dead-lettered with the message');
+# (the pass's next claim must not see its row, deleted in the same
+# transaction, and dead-letter it again)
+is(psql(q{SELECT count(*) FROM retl.dead_letters WHERE sync = 'nums'}), '1', 'once');
 is_deeply([ sort grep { /^n/ } keys %{ $api->get->{bulk} } ], [ 'n1', 'n3' ], 'the others were sent');
 
 # Auth on the wire, against the webhook receiver.
