@@ -360,8 +360,7 @@ pick(RetlSync *sync, int nbatches, long *wait_ms)
 				park_until = Min(park_until, until);
 				continue;
 			}
-			if (hash_search(held, &hash, HASH_FIND, NULL) != NULL ||
-				retl_jobs_hold(sync->id, hash))
+			if (retl_queue_key_held(sync->id, held, hash))
 			{
 				kept_from = Min(kept_from, id);
 				continue;
