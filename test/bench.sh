@@ -39,6 +39,12 @@
 #   (j) the first sync of a new database (20,000 rows backfilled to nginx,
 #       batch_size 1) against the same sync created again
 #                                                   target >= 0.8 x
+#   (k) the peers' shapes on the same nginx: pgsql-http's http_post for
+#       each of (f)'s 20,000 rows (one record a request, synchronous, one
+#       keep-alive connection) and for arrays of 500 of (g)'s 500,000 rows
+#       built with jsonb_agg (test/bench/peer_http.c stands in for it)
+#                                                   target: retl's (f) and (g)
+#                                                   >= 1 x each
 #   (d) above is the engine's fifth figure          target >= 0.9 x (trigger
 #                                                   capture), >= 0.85 x logical
 #
@@ -705,6 +711,57 @@ if [[ ${1:-} == --inside ]]; then
 	rate_g=$rate reqrate_g=$reqrate ratio_g=$(calc "$rate / $wrk_rps" 3) done_g=$all_done got_g=$got
 	echo "$got rows in $secs s: $rate records/s in $reqs requests ($reqrate requests/s; $ratio_g x the wrk ceiling)"
 
+	# -- (k) the peers' shapes on the same sink ----------------------------
+	# pgsql-http's http_post (synchronous, one kept keep-alive connection)
+	# called for each row, one record a request, and for arrays of 500
+	# rows built with jsonb_agg: the shapes the issue measured, with
+	# bench_http_post (test/bench/peer_http.c, built here: neither
+	# pgsql-http nor pg_net is in Debian's archive) in its place.  The
+	# bodies carry what retl's carry (id, op, key, data, captured_at).
+	# pg_net (a queue table its worker drains) is not measured: the issue
+	# found it 20 times slower than pgsql-http, so pgsql-http is the peer
+	# to beat.
+	say "(k) The peers' shapes to nginx: pgsql-http's http_post for each of $N_F rows, then for arrays of 500 of $N_G rows (jsonb_agg)"
+	cc -O2 -Wall -fPIC -shared -I"$("$PG_CONFIG" --includedir-server)" -o "$work/peer_http.so" \
+		"$work/peer_http.c" -lcurl
+	q <<-EOF
+		CREATE FUNCTION bench_http_post(url text, body text) RETURNS integer
+		    LANGUAGE c STRICT AS '$work/peer_http.so', 'bench_http_post';
+		-- the seconds a statement took and the count it returned
+		CREATE FUNCTION bench_timed(stmt text, OUT secs double precision, OUT n bigint)
+		LANGUAGE plpgsql AS \$\$
+		DECLARE
+			t0 timestamptz := clock_timestamp();
+		BEGIN
+			EXECUTE stmt INTO n;
+			secs := extract(epoch FROM clock_timestamp() - t0);
+		END
+		\$\$;
+		CREATE TABLE peer_rows (id bigint PRIMARY KEY, v text NOT NULL);
+		INSERT INTO peer_rows SELECT g, 'x' FROM generate_series(1, $N_G) g;
+		VACUUM ANALYZE peer_rows;
+	EOF
+	# One record as retl's webhook body carries it; each statement counts
+	# the records nginx acknowledged with a 200.
+	peer_record="jsonb_build_object('id', t.id, 'op', 'upsert', 'key', jsonb_build_object('id', t.id),
+	    'data', to_jsonb(t), 'captured_at', now())"
+	IFS='|' read -r secs got <<<"$(q -c "SELECT * FROM bench_timed(\$\$
+	    SELECT count(*) FILTER (WHERE bench_http_post('$nhook/peer1',
+	        jsonb_build_object('records', jsonb_build_array($peer_record))::text) = 200)
+	    FROM peer_rows t WHERE t.id <= $N_F\$\$)")"
+	((got == N_F)) || { echo "pgsql-http's shape: $got of $N_F records acknowledged" >&2; exit 1; }
+	secs=$(calc "$secs" 3) rate_k1=$(calc "$got / $secs") ratio_k1=$(calc "$rate_f / $rate_k1" 2)
+	echo "one record a request: $got records in $secs s: $rate_k1 records/s; retl's (f) $ratio_k1 x that"
+	IFS='|' read -r secs got <<<"$(q -c "SELECT * FROM bench_timed(\$\$
+	    SELECT sum(n) FILTER (WHERE s = 200) FROM (
+	        SELECT bench_http_post('$nhook/peer500',
+	                   jsonb_build_object('records', jsonb_agg($peer_record))::text) s, count(*) n
+	        FROM peer_rows t GROUP BY (t.id - 1) / 500) x\$\$)")"
+	((got == N_G)) || { echo "pgsql-http's arrays: $got of $N_G records acknowledged" >&2; exit 1; }
+	secs=$(calc "$secs" 3) rate_k500=$(calc "$got / $secs") ratio_k500=$(calc "$rate_g / $rate_k500" 2)
+	echo "arrays of 500: $got records in $secs s: $rate_k500 records/s; retl's (g) $ratio_k500 x that"
+	q -c 'DROP TABLE peer_rows'
+
 	# -- (h) latency at a steady rate --------------------------------------
 	# batch_size 10 with linger_ms 0: a request leaves as soon as a change
 	# is queued and a slot is free, carrying what queued meanwhile (up to 10).
@@ -875,6 +932,8 @@ if [[ ${1:-} == --inside ]]; then
 		  (j) first sync of a new database, batch 1, $(printf '%6d' "$N_J") $(printf '%9s rec/s ' "$rate_j1")  $(printf '%5s' "$ratio_j") x the same sync created again ($rate_j2 rec/s)
 		  (f) to nginx, batch_size 1,   $(printf '%7d' "$N_F") rows       $(printf '%9s rec/s ' "$rate_f")  $(printf '%5s' "$ratio_f") x wrk ceiling$(incomplete "$done_f" "$got_f" "$N_F")
 		  (g) to nginx, batch_size 500, $(printf '%7d' "$N_G") rows       $(printf '%9s rec/s ' "$rate_g")  $(printf '%5s' "$ratio_g") x wrk ceiling ($reqrate_g req/s)$(incomplete "$done_g" "$got_g" "$N_G")
+		  (k) pgsql-http's shape, 1 record a request       $(printf '%9s rec/s ' "$rate_k1")  retl's (f) $(printf '%5s' "$ratio_k1") x that
+		      pgsql-http's shape, arrays of 500 (jsonb_agg) $(printf '%9s rec/s ' "$rate_k500")  retl's (g) $(printf '%5s' "$ratio_k500") x that
 		  (h) latency p50 at $H_RATE changes/s, batch_size $H_BATCH $(printf '%9s ms    ' "$h_p50")  $(printf '%5s' "$h_p50_ratio") x wrk mean latency
 		      latency p99                                  $(printf '%9s ms    ' "$h_p99")  $(printf '%5s' "$h_p99_ratio") x wrk mean latency$(incomplete "$done_h" "$got_h" "$h_n")
 		  (h2) the same with logical capture, p50 / p99    $(printf '%15s' "$l_p50 / $l_p99 ms")$(incomplete "$done_l" "$got_l" "$l_n")
@@ -889,6 +948,8 @@ if [[ ${1:-} == --inside ]]; then
 		  (j) first sync vs the same sync again            $(printf '%9s x     ' "$ratio_j")  >= 0.8 x         $(met "$ratio_j" '>=' 0.8)
 		  (f) batch_size 1 vs the wrk ceiling              $(printf '%9s x     ' "$ratio_f")  >= 0.5 x         $(met "$ratio_f" '>=' 0.5)
 		  (g) batch_size 500                               $(printf '%9s rec/s ' "$rate_g")  >= 200000 rec/s  $(met "$rate_g" '>=' 200000)
+		  (k) retl vs pgsql-http's shape, batch_size 1     $(printf '%9s x     ' "$ratio_k1")  >= 1 x           $(met "$ratio_k1" '>=' 1)
+		  (k) retl vs pgsql-http's arrays, batch_size 500  $(printf '%9s x     ' "$ratio_k500")  >= 1 x           $(met "$ratio_k500" '>=' 1)
 		  (h) latency p50 / p99                            $(printf '%15s' "$h_p50 / $h_p99 ms")  < 5 / < 50 ms    $h_met
 		  (h3) p99 during runs vs (h)                      $(printf '%9s x     ' "$r_ratio")  <= 2 x, < 100 ms $r_met
 		  (e) diff run vs the bare query                   $(printf '%9s x     ' "$ratio_model")  <= 3 x           $(met "$ratio_model" '<=' 3)

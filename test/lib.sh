@@ -144,6 +144,10 @@ retl_run_inside()
 	shift 2
 	retl_make_workdir "$name" || return
 	cp "test/$name.sh" test/lib.sh test/receiver.py "$work/" || return
+	# files of its own (bench: the peers' shape, test/bench/peer_http.c)
+	if [[ -d test/$name ]]; then
+		cp -r "test/$name/." "$work/" || return
+	fi
 	if ((EUID == 0)); then
 		echo "running $what as $TEST_USER"
 	fi
