@@ -1,13 +1,16 @@
 /*
  * claim.c: choosing and claiming the next batch of a sync.
  *
- * A claim is two steps in the worker's claim transaction.  A scan reads
- * the sync's ready rows in queue order, a page at a time, and the
- * worker picks the batch from them here; then one statement reads the
- * picked rows by id and returns the records.  It names its rows in a
- * constant array, so its plan (the primary key) never depends on the
- * queue's statistics, which lag far behind a queue that fills and drains
- * within seconds.
+ * A claim is a scan in the worker's claim transaction: it reads the
+ * sync's ready rows in queue order, a page at a time, and the worker picks
+ * the batch from them here.  In upsert mode what the scan read of the
+ * picked rows is the claim (reading them again by id was 1.3 of the 8.3 us
+ * a record cost with batch_size 500); in append mode (and for diff syncs)
+ * one more statement reads the picked rows by id and returns the records,
+ * their data written by the executor.  It names its rows in a constant
+ * array, so its plan (the primary key) never depends on the queue's
+ * statistics, which lag far behind a queue that fills and drains within
+ * seconds.
  *
  * A claim writes nothing: the rows of a request in flight are known from
  * this worker's memory (the requests it holds), which the scan skips, and
@@ -241,6 +244,22 @@ replace_batch(RetlRequest *req)
 }
 
 /*
+ * A row of an upsert claim, as the pick read it, before its key's rows are
+ * gathered into a record (claimed_keys).
+ */
+typedef struct ClaimedRow
+{
+	int64		id;
+	int64		rid;
+	int			attempts;
+	Datum		jkey;			/* the queue's key (jsonb) */
+	char	   *key;			/* the key as sent */
+	TimestampTz captured_at;
+	double		first_attempt;
+	uint64		hash;
+} ClaimedRow;
+
+/*
  * The sync's next nbatches batches: ready rows in queue order whose key is
  * not held, returned as their ids (int8[]); 0 when nothing is ready.  In
  * append mode (and for diff syncs) up to nbatches * batch_size rows.  In
@@ -248,11 +267,15 @@ replace_batch(RetlRequest *req)
  * among the next ten batches' worth of rows: every row of those keys that
  * the scan read, which the claim gathers into one record a key.
  *
+ * In upsert mode the pick is the claim too: the rows it picked are
+ * returned in *rows (*nrows of them) with what their records need, as its
+ * scan read them, and not read again.
+ *
  * Less than a batch waits until its oldest row has waited the sync's
  * linger_ms: then 0 too, with *wait_ms the time left.
  */
 static Datum
-pick(RetlSync *sync, int nbatches, long *wait_ms)
+pick(RetlSync *sync, int nbatches, long *wait_ms, ClaimedRow **rows, int *nrows)
 {
 	Oid			types[2] = {INT4OID, INT8OID};
 	Datum		values[2];
@@ -266,6 +289,7 @@ pick(RetlSync *sync, int nbatches, long *wait_ms)
 	long		window = by_key ? (long) cap * 10 : cap;
 	long		scanned = 0;
 	Datum	   *picked = palloc(sizeof(Datum) * window);
+	ClaimedRow *claimed = by_key ? palloc(sizeof(ClaimedRow) * window) : NULL;
 	int			npicked = 0;	/* rows, or in upsert mode keys */
 	int			nids = 0;
 	int64		from;
@@ -279,6 +303,8 @@ pick(RetlSync *sync, int nbatches, long *wait_ms)
 	int64		first = 0;		/* the first row picked */
 	bool		done = false;
 
+	*rows = NULL;
+	*nrows = 0;
 	if (by_key)
 		picked_keys = key_set("retl picked keys", cap);
 
@@ -313,7 +339,7 @@ pick(RetlSync *sync, int nbatches, long *wait_ms)
 
 		values[1] = Int64GetDatum(last_id);
 		if (retl_spi_execute_by_index(psprintf("SELECT q.id, pg_catalog.jsonb_hash_extended(q.key, 0), q.key, q.op,"
-									  " q.captured_at"
+									  " q.captured_at, COALESCE(q.rid, q.id), q.attempts, q.first_attempt_at"
 									  " FROM retl.queue q"
 									  " WHERE q.sync_id = $1 AND q.id > $2"
 									  " AND NOT q.in_flight"
@@ -368,6 +394,20 @@ pick(RetlSync *sync, int nbatches, long *wait_ms)
 			scanned++;
 			if (by_key)
 			{
+				ClaimedRow *row = &claimed[nids];
+				bool		never;
+				Datum		first_attempt = SPI_getbinval(tup, desc, 8, &never);
+
+				row->id = id;
+				row->rid = DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull));
+				row->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull));
+				/* 0: never attempted */
+				row->first_attempt = never ? 0 :
+					retl_epoch_seconds(DatumGetTimestampTz(first_attempt));
+				row->jkey = datumCopy(SPI_getbinval(tup, desc, 3, &isnull), false, -1);
+				row->captured_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 5, &isnull));
+				row->hash = hash;
+
 				/* a key already picked: its row joins its record */
 				hash_search(picked_keys, &hash, HASH_ENTER, &found);
 				if (found)
@@ -406,17 +446,18 @@ pick(RetlSync *sync, int nbatches, long *wait_ms)
 	hash_destroy(in_flight);
 	if (picked_keys)
 		hash_destroy(picked_keys);
+	*rows = claimed;
+	*nrows = nids;
 	if (nids == 0)
 		return (Datum) 0;
 	return PointerGetDatum(construct_array(picked, nids, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
 
 /*
- * The claim statement of a sync: reads the rows picked ($1: their ids,
- * with $2 the sync).  In append mode it returns one line per record: rid,
- * queue ids, attempts, op, key, data, captured_at, first attempt and
- * capture (epoch), key hash.  In upsert mode one line per row: id, rid,
- * attempts, the queue's key, captured_at, first attempt, key hash.
+ * The claim statement of an append or diff sync: reads the rows picked
+ * ($1: their ids, with $2 the sync), one line per record: rid, queue ids,
+ * attempts, op, key, data, captured_at, first attempt and capture (epoch),
+ * key hash.  (An upsert sync's pick claims its rows.)
  */
 static char *
 claim_sql(RetlSync *sync)
@@ -454,16 +495,9 @@ claim_sql(RetlSync *sync)
 		return sql.data;
 	}
 
-	/*
-	 * One line per row, gathered by key in C (claimed_keys); the rows'
-	 * state is read afterwards, as the owner (rows.c).
-	 */
-	appendStringInfoString(&sql,
-						   "SELECT q.id, COALESCE(q.rid, q.id), q.attempts, q.key,"
-						   " q.captured_at, q.first_attempt_at,"
-						   " pg_catalog.jsonb_hash_extended(q.key, 0)"
-						   " FROM retl.queue q WHERE q.sync_id = $2 AND q.id = ANY ($1)");
-	return sql.data;
+	/* an upsert claim is its pick's (claimed_keys) */
+	elog(ERROR, "retl: sync \"%s\" claims by key", sync->name);
+	return NULL;
 }
 
 /* Parse "{1,2,3}" (the text form of an integer array). */
@@ -546,19 +580,6 @@ claimed_rows(RetlRequest *req, const char *inst)
 	}
 }
 
-/* A row of an upsert claim (claim_sql), before its key's rows are gathered. */
-typedef struct ClaimedRow
-{
-	int64		id;
-	int64		rid;
-	int			attempts;
-	char	   *key;			/* the key as sent */
-	TimestampTz captured_at;
-	double		first_attempt;
-	uint64		hash;
-	int			line;			/* in SPI_tuptable */
-} ClaimedRow;
-
 /* rows of one key together (its hash, then its text), in queue order */
 static int
 row_cmp(const void *a, const void *b)
@@ -593,19 +614,16 @@ key_cmp(const void *a, const void *b)
 }
 
 /*
- * An upsert claim's lines (claim_sql), one per queued row, gathered into
- * one record per key: its rows' ids in order, the record id of its latest
- * row, its latest capture, its most attempts and its first attempt.  The
- * records are in the order of their first row.  Returns the keys of the
- * records (jsonb), in the request's memory like everything else.
+ * An upsert claim's rows (nrows of them, as its pick read them) gathered
+ * into one record per key: its rows' ids in order, the record id of its
+ * latest row, its latest capture, its most attempts and its first attempt.
+ * The records are in the order of their first row.  Returns the keys of
+ * the records (jsonb), in the request's memory like everything else.
  */
 static Datum *
-claimed_keys(RetlSync *sync, RetlRequest *req, const char *inst)
+claimed_keys(RetlSync *sync, RetlRequest *req, const char *inst, ClaimedRow *rows, int nrows)
 {
-	int			nrows = (int) SPI_processed;
-	ClaimedRow *rows = palloc(sizeof(ClaimedRow) * nrows);
 	ClaimedKey *claimed = palloc0(sizeof(ClaimedKey) * nrows);
-	TupleDesc	desc = SPI_tuptable->tupdesc;
 	RetlKeyFields *fields = retl_key_fields(sync);
 	StringInfoData text;
 	Datum	   *keys;
@@ -614,24 +632,9 @@ claimed_keys(RetlSync *sync, RetlRequest *req, const char *inst)
 	initStringInfo(&text);
 	for (int i = 0; i < nrows; i++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		ClaimedRow *row = &rows[i];
-		bool		isnull;
-		Datum		first;
-
-		row->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		row->rid = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-		row->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
 		resetStringInfo(&text);
-		retl_append_key_text(&text, fields,
-							 DatumGetJsonbP(SPI_getbinval(tup, desc, 4, &isnull)));
-		row->key = pstrdup(text.data);
-		row->captured_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 5, &isnull));
-		first = SPI_getbinval(tup, desc, 6, &isnull);
-		/* 0: never attempted */
-		row->first_attempt = isnull ? 0 : retl_epoch_seconds(DatumGetTimestampTz(first));
-		row->hash = (uint64) DatumGetInt64(SPI_getbinval(tup, desc, 7, &isnull));
-		row->line = i;
+		retl_append_key_text(&text, fields, DatumGetJsonbP(rows[i].jkey));
+		rows[i].key = pstrdup(text.data);
 	}
 	qsort(rows, nrows, sizeof(ClaimedRow), row_cmp);
 
@@ -639,7 +642,6 @@ claimed_keys(RetlSync *sync, RetlRequest *req, const char *inst)
 	{
 		RetlRecord *r = &claimed[n].record;
 		int			end = i + 1;
-		bool		isnull;
 		TimestampTz latest;
 
 		while (end < nrows && rows[end].hash == rows[i].hash &&
@@ -665,8 +667,7 @@ claimed_keys(RetlSync *sync, RetlRequest *req, const char *inst)
 		}
 		r->captured_at = retl_timestamp_text(latest);
 		r->captured_epoch = retl_epoch_seconds(latest);
-		claimed[n].key = datumCopy(SPI_getbinval(SPI_tuptable->vals[rows[i].line], desc, 4,
-												 &isnull), false, -1);
+		claimed[n].key = datumCopy(rows[i].jkey, false, -1);
 		n++;
 		i = end;
 	}
@@ -680,7 +681,6 @@ claimed_keys(RetlSync *sync, RetlRequest *req, const char *inst)
 		req->records[i] = claimed[i].record;
 		keys[i] = claimed[i].key;
 	}
-	pfree(rows);
 	pfree(claimed);
 	return keys;
 }
@@ -732,22 +732,27 @@ retl_queue_claim(RetlSync *sync, int nbatches, long *wait_ms)
 	MemoryContext old;
 	char	   *inst = retl_queue_instance_id();
 	Datum	   *keys = NULL;
+	ClaimedRow *rows;
+	int			nrows;
 
 	if (!sync->diff)
 		retl_check_source(sync);
-	values[0] = pick(sync, nbatches, wait_ms);
+	values[0] = pick(sync, nbatches, wait_ms, &rows, &nrows);
 	if (values[0] == (Datum) 0)
 		return NIL;
 	/* rows to claim: if the statistics counted none, they are wrong now */
 	if (retl_queue_stats_suspect())
 		retl_queue_analyze_if_stale(100);
 	retl_owner_check_send(sync);
-	values[1] = Int32GetDatum(sync->id);
-	if (retl_spi_execute_by_index(retl_sync_statement(sync, RETL_SQL_CLAIM, claim_sql),
-						 2, types, values, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "retl: could not claim changes of sync \"%s\"", sync->name);
-	if (SPI_processed == 0)
-		return NIL;
+	if (!by_key)
+	{
+		values[1] = Int32GetDatum(sync->id);
+		if (retl_spi_execute_by_index(retl_sync_statement(sync, RETL_SQL_CLAIM, claim_sql),
+									  2, types, values, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "retl: could not claim changes of sync \"%s\"", sync->name);
+		if (SPI_processed == 0)
+			return NIL;
+	}
 
 	cxt = AllocSetContextCreate(TopMemoryContext, "retl request", ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(cxt);
@@ -763,7 +768,7 @@ retl_queue_claim(RetlSync *sync, int nbatches, long *wait_ms)
 	req->follow_redirects = sync->follow_redirects;
 	req->tls_verify = sync->tls_verify;
 	if (by_key)
-		keys = claimed_keys(sync, req, inst);
+		keys = claimed_keys(sync, req, inst, rows, nrows);
 	else
 		claimed_rows(req, inst);
 	MemoryContextSwitchTo(old);

@@ -9,7 +9,7 @@
 /* the statements a sync's definition is compiled into */
 typedef enum RetlStatement
 {
-	RETL_SQL_CLAIM,				/* claim.c: mark a batch in flight, return records */
+	RETL_SQL_CLAIM,				/* claim.c: an append or diff batch's records */
 	RETL_SQL_READ,				/* claim.c: the rows of an upsert batch */
 	RETL_SQL_HIDDEN,			/* claim.c: which missing rows are hidden */
 	RETL_SQL_APPEND,			/* claim.c: an append batch's computed fields */
