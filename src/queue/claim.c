@@ -41,6 +41,8 @@
  */
 #include "postgres.h"
 
+#include "access/transam.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/array.h"
@@ -302,6 +304,7 @@ pick(RetlSync *sync, int nbatches, long *wait_ms, ClaimedRow **rows, int *nrows)
 	TimestampTz oldest = DT_NOEND;	/* of the rows picked */
 	int64		first = 0;		/* the first row picked */
 	bool		done = false;
+	bool		quiet;
 
 	*rows = NULL;
 	*nrows = 0;
@@ -322,12 +325,17 @@ pick(RetlSync *sync, int nbatches, long *wait_ms, ClaimedRow **rows, int *nrows)
 	 * primary key is (sync_id, id), so no plan walks other syncs' rows or
 	 * those below the mark.  The first page is what one batch needs, past
 	 * the records this sync can have in flight; the limits are constants
-	 * of a sync, so the statements stay prepared.  The scan, like the
-	 * claim, takes a snapshot of its own (not read-only): it must not see
-	 * rows this transaction deleted (records an earlier claim of the pass
-	 * dropped), and sees those it queued (a backfill chunk).  The mark is
-	 * moved by the older, active snapshot: it errs low.
+	 * of a sync, so the statements stay prepared.  The scan takes a
+	 * snapshot of its own, after the transaction's last command: it must
+	 * not see rows this transaction deleted (records an earlier claim of
+	 * the pass dropped), and sees those it queued (a backfill chunk).  The
+	 * mark moves by what that snapshot could not see (mark.c).
 	 */
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	/* no transaction had an xid (mark.c) */
+	quiet = GetActiveSnapshot()->xcnt == 0 &&
+		TransactionIdEquals(ReadNextTransactionId(), GetActiveSnapshot()->xmax);
 	from = retl_mark_start(sync->id, now);
 	last_id = from - 1;
 	held_by_requests(sync->id, from, &held, &in_flight);
@@ -344,7 +352,7 @@ pick(RetlSync *sync, int nbatches, long *wait_ms, ClaimedRow **rows, int *nrows)
 									  " WHERE q.sync_id = $1 AND q.id > $2"
 									  " AND NOT q.in_flight"
 									  " ORDER BY q.id LIMIT %d", limit),
-							 2, types, values, NULL, false, 0) != SPI_OK_SELECT)
+							 2, types, values, NULL, true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "retl: could not read the queue of sync \"%s\"", sync->name);
 		n = SPI_processed;
 		done = n < (uint64) limit;
@@ -440,8 +448,9 @@ pick(RetlSync *sync, int nbatches, long *wait_ms, ClaimedRow **rows, int *nrows)
 			nids = 0;
 		}
 	}
-	retl_mark_advance(sync->id, GetActiveSnapshot(), from, last_id,
+	retl_mark_advance(sync->id, GetActiveSnapshot(), quiet, from, last_id,
 					  Min(kept_from, last_id + 1), park_from, park_until);
+	PopActiveSnapshot();
 	hash_destroy(held);
 	hash_destroy(in_flight);
 	if (picked_keys)

@@ -168,9 +168,19 @@ add_checkpoint(ScanMark *m, int64 last_id)
  * up to last_id; below next it left no ready row other than those it
  * parked (park_from is the lowest id it skipped for a backoff ending at
  * park_until, PG_INT64_MAX if none) and those snap could not see.
+ *
+ * When no other transaction had an xid as snap was taken (quiet: the
+ * caller read the next xid right after taking it), snap could see every
+ * row below last_id there will ever be: a later row is a later
+ * transaction's, which draws its ids after it has an xid, so above every
+ * id there was then.  The mark then follows the scan (otherwise it trails
+ * it by one pass, and each row is read twice: with batch_size 500, 0.45
+ * of the 0.9 us a row the scan cost).  An empty xip alone does not say
+ * so: a transaction whose xid is at or above the snapshot's xmax is
+ * running, and not listed.
  */
 void
-retl_mark_advance(int sync_id, Snapshot snap, int64 from, int64 last_id,
+retl_mark_advance(int sync_id, Snapshot snap, bool quiet, int64 from, int64 last_id,
 				  int64 next, int64 park_from, TimestampTz park_until)
 {
 	ScanMark   *m = mark_of(sync_id);
@@ -181,7 +191,10 @@ retl_mark_advance(int sync_id, Snapshot snap, int64 from, int64 last_id,
 	if (park_from != PG_INT64_MAX && park_until < m->park_until)
 		m->park_until = park_until;
 
-	start = Min(next, visible_below(m, snap, from));
+	if (quiet)
+		start = Min(next, last_id + 1);
+	else
+		start = Min(next, visible_below(m, snap, from));
 	add_checkpoint(m, last_id);
 
 	/* a rewind meanwhile (a failed claim) wins */

@@ -8,7 +8,7 @@
 #include "utils/snapshot.h"
 
 extern int64 retl_mark_start(int sync_id, TimestampTz now);
-extern void retl_mark_advance(int sync_id, Snapshot snap, int64 from,
+extern void retl_mark_advance(int sync_id, Snapshot snap, bool quiet, int64 from,
 							  int64 last_id, int64 next,
 							  int64 park_from, TimestampTz park_until);
 extern void retl_mark_rewind(int sync_id, int64 id);
