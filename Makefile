@@ -37,6 +37,7 @@ OBJS = \
 	src/queue/mark.o \
 	src/queue/queue.o \
 	src/queue/render.o \
+	src/queue/rowjson.o \
 	src/queue/rows.o \
 	src/connectors/auth.o \
 	src/connectors/google_ads.o \

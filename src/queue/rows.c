@@ -14,18 +14,21 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 
 #include "base/guc.h"
 #include "base/plans.h"
 #include "base/subxact.h"
 #include "connectors/connector.h"
 #include "queue/queue.h"
+#include "queue/rowjson.h"
 #include "sync/compiled.h"
 #include "sync/mapping.h"
 #include "sync/owner.h"
@@ -45,17 +48,38 @@ typedef struct ReadWork
 	bool		append;
 } ReadWork;
 
-/* The statement reading an upsert batch's rows ($1: their queue keys). */
+/*
+ * The statement reading an upsert batch's rows ($1: their queue keys): one
+ * line a key, in their order, with its row made JSON text by the executor;
+ * or, for a table without mapping whose columns rowjson.c writes, true and
+ * the row's columns (all null: no row), written in C.
+ */
 static char *
 read_sql(RetlSync *sync)
 {
 	StringInfoData sql;
 
 	initStringInfo(&sql);
-	appendStringInfoString(&sql, "SELECT x.data::text FROM pg_catalog.unnest($1)"
-						   " WITH ORDINALITY AS retl_k(retl_key, retl_n) LEFT JOIN LATERAL (SELECT ");
-	retl_append_row_data(&sql, sync, "t");
-	appendStringInfo(&sql, " AS data FROM %s%s t WHERE ", retl_only(sync->relid),
+	if (sync->mapping == NULL && retl_row_json_plain(sync->relid))
+	{
+		Relation	rel = RelationIdGetRelation(sync->relid);
+		TupleDesc	desc = RelationGetDescr(rel);
+
+		appendStringInfoString(&sql, "SELECT x.* FROM pg_catalog.unnest($1)"
+							   " WITH ORDINALITY AS retl_k(retl_key, retl_n) LEFT JOIN LATERAL (SELECT true");
+		for (int i = 0; i < desc->natts; i++)
+			if (!TupleDescAttr(desc, i)->attisdropped)
+				appendStringInfo(&sql, ", t.%s", quote_identifier(NameStr(TupleDescAttr(desc, i)->attname)));
+		RelationClose(rel);
+	}
+	else
+	{
+		appendStringInfoString(&sql, "SELECT x.data::text FROM pg_catalog.unnest($1)"
+							   " WITH ORDINALITY AS retl_k(retl_key, retl_n) LEFT JOIN LATERAL (SELECT ");
+		retl_append_row_data(&sql, sync, "t");
+		appendStringInfoString(&sql, " AS data");
+	}
+	appendStringInfo(&sql, " FROM %s%s t WHERE ", retl_only(sync->relid),
 					 format_type_be_qualified(get_rel_type_id(sync->relid)));
 	retl_append_key_match(&sql, sync, "t", "retl_k.retl_key");
 	appendStringInfoString(&sql, " LIMIT 1) x ON true ORDER BY retl_k.retl_n");
@@ -116,6 +140,33 @@ read_states(void *arg)
 					1, types, values, NULL);
 	if (SPI_processed != (uint64) w->n)
 		elog(ERROR, "retl: could not read the rows of sync \"%s\"", w->sync->name);
+	/* true and the row's columns (read_sql): written here */
+	if (!w->append && TupleDescAttr(SPI_tuptable->tupdesc, 0)->atttypid == BOOLOID)
+	{
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		RetlRowJson *rj = retl_row_json_prepare(desc, 2);
+		StringInfoData data;
+
+		initStringInfo(&data);
+		for (int i = 0; i < w->n; i++)
+		{
+			RetlRecord *r = &w->req->records[w->from + i];
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			bool		isnull;
+
+			(void) heap_getattr(tup, 1, desc, &isnull);
+			r->data = NULL;
+			if (!isnull)
+			{
+				resetStringInfo(&data);
+				retl_row_json_append(&data, rj, tup, desc);
+				r->data = MemoryContextStrdup(w->req->cxt, data.data);
+			}
+			r->op = r->data ? 'u' : 'd';
+		}
+		pfree(data.data);
+		return;
+	}
 	old = MemoryContextSwitchTo(w->req->cxt);
 	for (int i = 0; i < w->n; i++)
 	{

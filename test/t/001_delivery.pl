@@ -229,6 +229,57 @@ is_deeply([ sort @raw_keys ],
 		psql(q{SELECT jsonb_build_object('a_label_field', label, 'n', n, 'flag', flag)::text FROM tricky})) ],
 	'key objects byte for byte as jsonb writes them');
 
+# The data of an upsert record is its row as to_jsonb(row)::text writes it.
+# For a table of plain columns (no mapping) the worker writes that text in
+# C (queue/rowjson.c): integers, numerics (NaN and infinities as strings),
+# booleans, strings with quotes, backslashes, control characters and
+# non-ASCII, char(n) padding, names, uuids, dates and timestamps (in the
+# server's time zone, here +05:45), a domain, NULLs, a dropped column, keys
+# in jsonb's order.  A table with a float column goes through to_jsonb.
+# (Signed, so that the receiver keeps the bytes.)
+psql(q{ALTER SYSTEM SET timezone = 'Asia/Kathmandu'; SELECT pg_reload_conf();});
+my $plain_url = $r->url('/hooks/plain');
+psql(qq{
+	CREATE DOMAIN positive AS int CHECK (VALUE > 0);
+	CREATE TABLE plain_types (id int PRIMARY KEY, gone text, s smallint, b bigint, n numeric, t text,
+		vc varchar(12), c char(5), nm name, u uuid, d date, ts timestamp, tz timestamptz, f boolean,
+		dom positive, "a much longer column name" text, "é" text, nul text);
+	ALTER TABLE plain_types DROP COLUMN gone;
+	CREATE TABLE float_types (id int PRIMARY KEY, x float8, y real, t text);
+	SELECT retl_create_destination(name => 'plain_hook', kind => 'webhook', url => '$plain_url',
+		options => '{"batch_size": 4, "signing_secret": "tricky_key"}');
+	SELECT retl_create_sync(name => 'plain_out', source => 'plain_types', destination => 'plain_hook');
+	SELECT retl_create_sync(name => 'float_out', source => 'float_types', destination => 'plain_hook');
+});
+psql(q{INSERT INTO plain_types VALUES
+	(1, -32768, 9223372036854775807, 1.50, E'say "hi" \\\\ back\n\ttab \u00e9 \U0001F600 \x01', 'varchar', 'ab',
+	 'a name', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '2024-02-29', '2024-01-01 12:34:56.789',
+	 '2024-06-01 00:00:00+00', true, 7, 'long', 'accent', NULL),
+	(2, 0, -1, 'NaN', '', '', '', '', '00000000-0000-0000-0000-000000000000', '0044-03-15 BC',
+	 'infinity', '-infinity', false, 1, NULL, NULL, NULL),
+	(3, NULL, NULL, 'Infinity', NULL, NULL, NULL, NULL, NULL, 'infinity', '1999-12-31 23:59:59',
+	 '1970-01-01 00:00:00.000001+00', NULL, NULL, 'a, "captured_at": x', NULL, NULL),
+	(4, 1, -9223372036854775808, '-Infinity', 'x', 'y', 'z', 'w', NULL, '2000-01-01', NULL, NULL, NULL, 2,
+	 NULL, NULL, NULL),
+	(5, 2, 3, 0.000, 'x', 'y', 'z', 'w', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+	INSERT INTO float_types VALUES (1, 1e20, 0.1, 'a'), (2, 'NaN', '-Infinity', NULL), (3, 1.5e-7, 3.25, 'c');
+	DELETE FROM plain_types WHERE id = 5;});
+ok(wait_drained('plain_out') && wait_drained('float_out'), 'plain and float rows delivered');
+my (@raw_data, @deleted);
+for my $req (grep { $_->{path} eq '/hooks/plain' && $_->{status} == 200 } @{ $r->requests })
+{
+	push @raw_data, $1 while $req->{raw} =~ /"data": (\{.*?\}), "captured_at"/g;
+	push @deleted, map { $_->{key}{id} } grep { $_->{op} eq 'delete' } @{ JSON::PP->new->decode($req->{raw})->{records} };
+}
+# (row 5, deleted by a later statement, may have been sent before it went)
+is_deeply([ sort grep { !/"id": 5,/ } @raw_data ],
+	[ sort split /\n/, Encode::decode('UTF-8',
+		psql(q{SET timezone = 'Asia/Kathmandu';
+			SELECT to_jsonb(p)::text FROM plain_types p UNION ALL SELECT to_jsonb(f)::text FROM float_types f})) ],
+	'row data byte for byte as to_jsonb writes it');
+is_deeply(\@deleted, [5], 'a row deleted before it was read is a delete');
+psql(q{ALTER SYSTEM RESET timezone; SELECT pg_reload_conf();});
+
 # A table filled in the transaction that creates its sync: the trigger
 # queues each row, then the backfill finds every key queued already and
 # queues none again, so each key goes once (the worker's first claim took
