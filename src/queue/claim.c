@@ -290,8 +290,10 @@ pick(RetlSync *sync, int nbatches, long *wait_ms, ClaimedRow **rows, int *nrows)
 	int			cap = sync->batch_size * (replace ? 1 : nbatches);
 	long		window = by_key ? (long) cap * 10 : cap;
 	long		scanned = 0;
-	Datum	   *picked = palloc(sizeof(Datum) * window);
-	ClaimedRow *claimed = by_key ? palloc(sizeof(ClaimedRow) * window) : NULL;
+	/* grown as rows are picked: a window can be millions of rows */
+	long		room = Min(window, 1024);
+	Datum	   *picked = palloc(sizeof(Datum) * room);
+	ClaimedRow *claimed = by_key ? palloc(sizeof(ClaimedRow) * room) : NULL;
 	int			npicked = 0;	/* rows, or in upsert mode keys */
 	int			nids = 0;
 	int64		from;
@@ -305,6 +307,7 @@ pick(RetlSync *sync, int nbatches, long *wait_ms, ClaimedRow **rows, int *nrows)
 	int64		first = 0;		/* the first row picked */
 	bool		done = false;
 	bool		quiet;
+	Datum		result;
 
 	*rows = NULL;
 	*nrows = 0;
@@ -323,9 +326,11 @@ pick(RetlSync *sync, int nbatches, long *wait_ms, ClaimedRow **rows, int *nrows)
 	 * the (sync_id, id) index from where the last page ended and stops
 	 * early (under a cursor it may sort the whole backlog first).  The
 	 * primary key is (sync_id, id), so no plan walks other syncs' rows or
-	 * those below the mark.  The first page is what one batch needs, past
-	 * the records this sync can have in flight; the limits are constants
-	 * of a sync, so the statements stay prepared.  The scan takes a
+	 * those below the mark.  The first page is the rows the batches need,
+	 * past the records this sync can have in flight (the scan stops at the
+	 * last row it takes, and the next starts after it: a larger page is
+	 * read for nothing, 88 rows for 8 records with batch_size 1); the
+	 * limits are constants of a sync, so the statements stay prepared.  The scan takes a
 	 * snapshot of its own, after the transaction's last command: it must
 	 * not see rows this transaction deleted (records an earlier claim of
 	 * the pass dropped), and sees those it queued (a backfill chunk).  The
@@ -340,7 +345,7 @@ pick(RetlSync *sync, int nbatches, long *wait_ms, ClaimedRow **rows, int *nrows)
 	last_id = from - 1;
 	held_by_requests(sync->id, from, &held, &in_flight);
 	values[0] = Int32GetDatum(sync->id);
-	limit = (int) Min(SCAN_PAGE, window + (long) sync->batch_size * sync->max_concurrency);
+	limit = (int) Min(SCAN_PAGE, cap + (long) sync->batch_size * sync->max_concurrency);
 	while (!done)
 	{
 		uint64		n;
@@ -400,6 +405,13 @@ pick(RetlSync *sync, int nbatches, long *wait_ms, ClaimedRow **rows, int *nrows)
 				continue;
 			}
 			scanned++;
+			if (nids >= room)
+			{
+				room = Min(room * 2, window);
+				picked = repalloc(picked, sizeof(Datum) * room);
+				if (by_key)
+					claimed = repalloc(claimed, sizeof(ClaimedRow) * room);
+			}
 			if (by_key)
 			{
 				ClaimedRow *row = &claimed[nids];
@@ -458,8 +470,16 @@ pick(RetlSync *sync, int nbatches, long *wait_ms, ClaimedRow **rows, int *nrows)
 	*rows = claimed;
 	*nrows = nids;
 	if (nids == 0)
+	{
+		pfree(picked);
+		if (claimed)
+			pfree(claimed);
+		*rows = NULL;
 		return (Datum) 0;
-	return PointerGetDatum(construct_array(picked, nids, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	}
+	result = PointerGetDatum(construct_array(picked, nids, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	pfree(picked);
+	return result;
 }
 
 /*
@@ -777,7 +797,12 @@ retl_queue_claim(RetlSync *sync, int nbatches, long *wait_ms)
 	req->follow_redirects = sync->follow_redirects;
 	req->tls_verify = sync->tls_verify;
 	if (by_key)
+	{
 		keys = claimed_keys(sync, req, inst, rows, nrows);
+		for (int i = 0; i < nrows; i++)
+			pfree(DatumGetPointer(rows[i].jkey));
+		pfree(rows);
+	}
 	else
 		claimed_rows(req, inst);
 	MemoryContextSwitchTo(old);

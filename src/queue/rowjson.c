@@ -44,7 +44,7 @@ typedef struct Column
 	int			attno;			/* in the statement's result, 1-based */
 	char	   *key;			/* "name": as written */
 	int			keylen;			/* of the name, for the order */
-	const char *name;
+	char	   *name;
 	ValueKind	kind;
 	Oid			base;			/* the base type (domains) */
 	FmgrInfo	out;
@@ -196,10 +196,14 @@ retl_row_json_append(StringInfo out, RetlRowJson *rj, HeapTuple tup, TupleDesc d
 				appendStringInfoString(out, DatumGetBool(value) ? "true" : "false");
 				break;
 			case KIND_DATETIME:
-				escape_json(out, JsonEncodeDateTime(NULL, value, c->base, NULL));
+				text = JsonEncodeDateTime(NULL, value, c->base, NULL);
+				escape_json(out, text);
+				pfree(text);
 				break;
 			case KIND_NUMBER:
-				appendStringInfoString(out, OutputFunctionCall(&c->out, value));
+				text = OutputFunctionCall(&c->out, value);
+				appendStringInfoString(out, text);
+				pfree(text);
 				break;
 			case KIND_NUMERIC:
 				text = OutputFunctionCall(&c->out, value);
@@ -208,11 +212,27 @@ retl_row_json_append(StringInfo out, RetlRowJson *rj, HeapTuple tup, TupleDesc d
 					escape_json(out, text);
 				else
 					appendStringInfoString(out, text);
+				pfree(text);
 				break;
 			case KIND_STRING:
-				escape_json(out, OutputFunctionCall(&c->out, value));
+				text = OutputFunctionCall(&c->out, value);
+				escape_json(out, text);
+				pfree(text);
 				break;
 		}
 	}
 	appendStringInfoChar(out, '}');
+}
+
+/* Free what retl_row_json_prepare allocated. */
+void
+retl_row_json_free(RetlRowJson *rj)
+{
+	for (int i = 0; i < rj->ncols; i++)
+	{
+		pfree(rj->cols[i].name);
+		pfree(rj->cols[i].key);
+	}
+	pfree(rj->cols);
+	pfree(rj);
 }

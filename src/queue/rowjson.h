@@ -13,5 +13,6 @@ typedef struct RetlRowJson RetlRowJson;
 extern bool retl_row_json_plain(Oid relid);
 extern RetlRowJson *retl_row_json_prepare(TupleDesc desc, int first);
 extern void retl_row_json_append(StringInfo out, RetlRowJson *rj, HeapTuple tup, TupleDesc desc);
+extern void retl_row_json_free(RetlRowJson *rj);
 
 #endif

@@ -17,6 +17,7 @@
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -63,7 +64,13 @@ read_sql(RetlSync *sync)
 	if (sync->mapping == NULL && retl_row_json_plain(sync->relid))
 	{
 		Relation	rel = RelationIdGetRelation(sync->relid);
-		TupleDesc	desc = RelationGetDescr(rel);
+		TupleDesc	desc;
+
+		if (!RelationIsValid(rel))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_TABLE),
+					 errmsg("the source table of sync \"%s\" no longer exists", sync->name)));
+		desc = RelationGetDescr(rel);
 
 		appendStringInfoString(&sql, "SELECT x.* FROM pg_catalog.unnest($1)"
 							   " WITH ORDINALITY AS retl_k(retl_key, retl_n) LEFT JOIN LATERAL (SELECT true");
@@ -134,6 +141,14 @@ read_states(void *arg)
 
 	values[0] = PointerGetDatum(construct_array(w->keys + w->from, w->n, JSONBOID, -1, false,
 												TYPALIGN_INT));
+
+	/*
+	 * The table locked first: a change of its columns committed since the
+	 * statement was written drops it (compiled.c) before it is used, as
+	 * the statement of a table read by its columns names them (read_sql).
+	 */
+	if (!w->append)
+		LockRelationOid(w->sync->relid, AccessShareLock);
 	retl_owner_read(w->sync, w->append ?
 					retl_sync_statement(w->sync, RETL_SQL_APPEND, append_sql) :
 					retl_sync_statement(w->sync, RETL_SQL_READ, read_sql),
@@ -165,6 +180,7 @@ read_states(void *arg)
 			r->op = r->data ? 'u' : 'd';
 		}
 		pfree(data.data);
+		retl_row_json_free(rj);
 		return;
 	}
 	old = MemoryContextSwitchTo(w->req->cxt);
