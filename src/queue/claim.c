@@ -330,11 +330,12 @@ pick(RetlSync *sync, int nbatches, long *wait_ms, ClaimedRow **rows, int *nrows)
 	 * past the records this sync can have in flight (the scan stops at the
 	 * last row it takes, and the next starts after it: a larger page is
 	 * read for nothing, 88 rows for 8 records with batch_size 1); the
-	 * limits are constants of a sync, so the statements stay prepared.  The scan takes a
-	 * snapshot of its own, after the transaction's last command: it must
-	 * not see rows this transaction deleted (records an earlier claim of
-	 * the pass dropped), and sees those it queued (a backfill chunk).  The
-	 * mark moves by what that snapshot could not see (mark.c).
+	 * limits are constants of a sync, so the statements stay prepared.
+	 * The scan takes a snapshot of its own, after the transaction's last
+	 * command: it must not see rows this transaction deleted (records an
+	 * earlier claim of the pass dropped), and sees those it queued (a
+	 * backfill chunk).  The mark moves by what that snapshot could not see
+	 * (mark.c).
 	 */
 	CommandCounterIncrement();
 	PushActiveSnapshot(GetTransactionSnapshot());
