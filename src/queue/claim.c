@@ -342,6 +342,12 @@ pick(RetlSync *sync, int nbatches, long *wait_ms, ClaimedRow **rows, int *nrows)
 	/* no transaction had an xid (mark.c) */
 	quiet = GetActiveSnapshot()->xcnt == 0 &&
 		TransactionIdEquals(ReadNextTransactionId(), GetActiveSnapshot()->xmax);
+	/* ids not drawn in order (mark.c): from the start, every time */
+	if (!retl_mark_ids_in_order())
+	{
+		retl_mark_rewind(sync->id, 0);
+		quiet = false;
+	}
 	from = retl_mark_start(sync->id, now);
 	last_id = from - 1;
 	held_by_requests(sync->id, from, &held, &in_flight);

@@ -45,8 +45,13 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "access/transam.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_sequence.h"
 #include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
 #include "utils/snapshot.h"
 #include "utils/timestamp.h"
 
@@ -209,4 +214,41 @@ retl_mark_rewind(int sync_id, int64 id)
 	ScanMark   *m = mark_of(sync_id);
 
 	m->start = Min(m->start, id);
+}
+
+/*
+ * Are queue ids drawn in order?  Every way the mark moves past ids rests on
+ * it (a row that appears later has a higher id than those there were).  A
+ * queue id sequence altered to cache values breaks it: each session draws
+ * from a range of its own, and one can commit a change with an id below
+ * those another session's changes had, after the scan passed them.  Then
+ * every scan starts from the queue's beginning (the caller), and the
+ * worker says why once.
+ */
+bool
+retl_mark_ids_in_order(void)
+{
+	static bool warned = false;
+	Oid			seq = get_relname_relid("queue_id_seq", get_namespace_oid("retl", false));
+	HeapTuple	tup;
+	int64		cache = 1;
+
+	if (OidIsValid(seq) && HeapTupleIsValid(tup = SearchSysCache1(SEQRELID, ObjectIdGetDatum(seq))))
+	{
+		cache = ((Form_pg_sequence) GETSTRUCT(tup))->seqcache;
+		ReleaseSysCache(tup);
+	}
+	if (cache <= 1)
+	{
+		warned = false;
+		return true;
+	}
+	if (!warned)
+		ereport(WARNING,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("retl.queue_id_seq caches " INT64_FORMAT " values: every claim reads its sync's queue from the start", cache),
+				 errdetail("With a cache, sessions draw queue ids out of order, and a scan that started past an id would miss a change committed later with it."),
+				 errhint("ALTER SEQUENCE retl.queue_id_seq CACHE 1;")));
+	warned = true;
+	return false;
 }
