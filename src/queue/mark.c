@@ -51,8 +51,8 @@
 #include "catalog/pg_sequence.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
-#include "utils/syscache.h"
 #include "utils/snapshot.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "queue/mark.h"
