@@ -741,25 +741,32 @@ if [[ ${1:-} == --inside ]]; then
 		INSERT INTO peer_rows SELECT g, 'x' FROM generate_series(1, $N_G) g;
 		VACUUM ANALYZE peer_rows;
 	EOF
-	# One record as retl's webhook body carries it; each statement counts
-	# the records nginx acknowledged with a 200.
+	# peer_run WHAT N STATEMENT: run STATEMENT, which counts the records
+	# nginx acknowledged with a 200, and check it counted N.  Sets
+	# peer_secs and peer_rate.
+	peer_run()
+	{
+		local what=$1 n=$2 stmt=$3 got
+		IFS='|' read -r peer_secs got <<<"$(q -c "SELECT * FROM bench_timed(\$\$$stmt\$\$)")"
+		((got == n)) || { echo "$what: $got of $n records acknowledged" >&2; exit 1; }
+		peer_secs=$(calc "$peer_secs" 3) peer_rate=$(calc "$got / $peer_secs")
+	}
+	# One record as retl's webhook body carries it.
 	peer_record="jsonb_build_object('id', t.id, 'op', 'upsert', 'key', jsonb_build_object('id', t.id),
 	    'data', to_jsonb(t), 'captured_at', now())"
-	IFS='|' read -r secs got <<<"$(q -c "SELECT * FROM bench_timed(\$\$
+	peer_run "pgsql-http's shape" "$N_F" "
 	    SELECT count(*) FILTER (WHERE bench_http_post('$nhook/peer1',
 	        jsonb_build_object('records', jsonb_build_array($peer_record))::text) = 200)
-	    FROM peer_rows t WHERE t.id <= $N_F\$\$)")"
-	((got == N_F)) || { echo "pgsql-http's shape: $got of $N_F records acknowledged" >&2; exit 1; }
-	secs=$(calc "$secs" 3) rate_k1=$(calc "$got / $secs") ratio_k1=$(calc "$rate_f / $rate_k1" 2)
-	echo "one record a request: $got records in $secs s: $rate_k1 records/s; retl's (f) $ratio_k1 x that"
-	IFS='|' read -r secs got <<<"$(q -c "SELECT * FROM bench_timed(\$\$
+	    FROM peer_rows t WHERE t.id <= $N_F"
+	rate_k1=$peer_rate ratio_k1=$(calc "$rate_f / $peer_rate" 2)
+	echo "one record a request: $N_F records in $peer_secs s: $rate_k1 records/s; retl's (f) $ratio_k1 x that"
+	peer_run "pgsql-http's arrays" "$N_G" "
 	    SELECT sum(n) FILTER (WHERE s = 200) FROM (
 	        SELECT bench_http_post('$nhook/peer500',
 	                   jsonb_build_object('records', jsonb_agg($peer_record))::text) s, count(*) n
-	        FROM peer_rows t GROUP BY (t.id - 1) / 500) x\$\$)")"
-	((got == N_G)) || { echo "pgsql-http's arrays: $got of $N_G records acknowledged" >&2; exit 1; }
-	secs=$(calc "$secs" 3) rate_k500=$(calc "$got / $secs") ratio_k500=$(calc "$rate_g / $rate_k500" 2)
-	echo "arrays of 500: $got records in $secs s: $rate_k500 records/s; retl's (g) $ratio_k500 x that"
+	        FROM peer_rows t GROUP BY (t.id - 1) / 500) x"
+	rate_k500=$peer_rate ratio_k500=$(calc "$rate_g / $peer_rate" 2)
+	echo "arrays of 500: $N_G records in $peer_secs s: $rate_k500 records/s; retl's (g) $ratio_k500 x that"
 	q -c 'DROP TABLE peer_rows'
 
 	# -- (h) latency at a steady rate --------------------------------------
