@@ -263,21 +263,20 @@ typedef struct ClaimedRow
 
 /*
  * The sync's next nbatches batches: ready rows in queue order whose key is
- * not held, returned as their ids (int8[]); 0 when nothing is ready.  In
- * append mode (and for diff syncs) up to nbatches * batch_size rows.  In
- * upsert mode the rows of up to nbatches * batch_size keys, the first ones
- * among the next ten batches' worth of rows: every row of those keys that
- * the scan read, which the claim gathers into one record a key.
- *
- * In upsert mode the pick is the claim too: the rows it picked are
- * returned in *rows (*nrows of them) with what their records need, as its
- * scan read them, and not read again.
+ * not held; returns how many rows it picked, 0 when nothing is ready.  In
+ * append mode (and for diff syncs) up to nbatches * batch_size rows,
+ * returned in *ids (int8[]) for the claim statement.  In upsert mode the
+ * rows of up to nbatches * batch_size keys, the first ones among the next
+ * ten batches' worth of rows: every row of those keys that the scan read,
+ * which the claim gathers into one record a key.  There the pick is the
+ * claim too: the rows come back in *rows with what their records need, as
+ * its scan read them, and are not read again.
  *
  * Less than a batch waits until its oldest row has waited the sync's
  * linger_ms: then 0 too, with *wait_ms the time left.
  */
-static Datum
-pick(RetlSync *sync, int nbatches, long *wait_ms, ClaimedRow **rows, int *nrows)
+static int
+pick(RetlSync *sync, int nbatches, long *wait_ms, ClaimedRow **rows, Datum *ids)
 {
 	Oid			types[2] = {INT4OID, INT8OID};
 	Datum		values[2];
@@ -292,7 +291,7 @@ pick(RetlSync *sync, int nbatches, long *wait_ms, ClaimedRow **rows, int *nrows)
 	long		scanned = 0;
 	/* grown as rows are picked: a window can be millions of rows */
 	long		room = Min(window, 1024);
-	Datum	   *picked = palloc(sizeof(Datum) * room);
+	Datum	   *picked = by_key ? NULL : palloc(sizeof(Datum) * room);
 	ClaimedRow *claimed = by_key ? palloc(sizeof(ClaimedRow) * room) : NULL;
 	int			npicked = 0;	/* rows, or in upsert mode keys */
 	int			nids = 0;
@@ -307,10 +306,9 @@ pick(RetlSync *sync, int nbatches, long *wait_ms, ClaimedRow **rows, int *nrows)
 	int64		first = 0;		/* the first row picked */
 	bool		done = false;
 	bool		quiet;
-	Datum		result;
 
 	*rows = NULL;
-	*nrows = 0;
+	*ids = (Datum) 0;
 	if (by_key)
 		picked_keys = key_set("retl picked keys", cap);
 
@@ -319,7 +317,7 @@ pick(RetlSync *sync, int nbatches, long *wait_ms, ClaimedRow **rows, int *nrows)
 	 * and the sync's other changes wait for its end.
 	 */
 	if (replace && replace_in_flight(sync->id))
-		return (Datum) 0;
+		return 0;
 
 	/*
 	 * Page by page, each with a LIMIT the planner sees, so that it reads
@@ -415,9 +413,10 @@ pick(RetlSync *sync, int nbatches, long *wait_ms, ClaimedRow **rows, int *nrows)
 			if (nids >= room)
 			{
 				room = Min(room * 2, window);
-				picked = repalloc(picked, sizeof(Datum) * room);
 				if (by_key)
 					claimed = repalloc(claimed, sizeof(ClaimedRow) * room);
+				else
+					picked = repalloc(picked, sizeof(Datum) * room);
 			}
 			if (by_key)
 			{
@@ -439,13 +438,15 @@ pick(RetlSync *sync, int nbatches, long *wait_ms, ClaimedRow **rows, int *nrows)
 				hash_search(picked_keys, &hash, HASH_ENTER, &found);
 				if (found)
 				{
-					picked[nids++] = Int64GetDatum(last_id);
+					nids++;
 					continue;
 				}
 			}
+			else
+				picked[nids] = Int64GetDatum(last_id);
 			if (nids == 0)
 				first = last_id;
-			picked[nids++] = Int64GetDatum(last_id);
+			nids++;
 			npicked++;
 			oldest = Min(oldest, DatumGetTimestampTz(SPI_getbinval(tup, desc, 5, &isnull)));
 		}
@@ -474,19 +475,16 @@ pick(RetlSync *sync, int nbatches, long *wait_ms, ClaimedRow **rows, int *nrows)
 	hash_destroy(in_flight);
 	if (picked_keys)
 		hash_destroy(picked_keys);
-	*rows = claimed;
-	*nrows = nids;
-	if (nids == 0)
-	{
+	if (by_key && nids > 0)
+		*rows = claimed;
+	else if (claimed)
+		pfree(claimed);
+	if (!by_key && nids > 0)
+		*ids = PointerGetDatum(construct_array(picked, nids, INT8OID, 8, FLOAT8PASSBYVAL,
+											   TYPALIGN_DOUBLE));
+	if (picked)
 		pfree(picked);
-		if (claimed)
-			pfree(claimed);
-		*rows = NULL;
-		return (Datum) 0;
-	}
-	result = PointerGetDatum(construct_array(picked, nids, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	pfree(picked);
-	return result;
+	return nids;
 }
 
 /*
@@ -500,40 +498,35 @@ claim_sql(RetlSync *sync)
 {
 	StringInfoData sql;
 
+	/* (an upsert claim is its pick's: claimed_keys) */
+	Assert(sync->mode == 'a' || sync->diff);
 	initStringInfo(&sql);
-	if (sync->mode == 'a' || sync->diff)
-	{
-		/* the queued data is sent: captured rows, or a run's mapped rows */
-		appendStringInfoString(&sql,
-							   "SELECT COALESCE(u.rid, u.id), ARRAY[u.id], u.attempts, ");
-		if (sync->diff)
-			appendStringInfo(&sql,
-							 "CASE u.op WHEN 'R' THEN 'd' WHEN 'E' THEN 'i' WHEN 'P' THEN 'r'"
-							 " WHEN 'A' THEN '%c' ELSE 'u' END, ",
-							 sync->mode == 'i' ? 'i' : 'u');
-		else
-			appendStringInfoString(&sql, "'i', ");
-		retl_append_key_object(&sql, sync, "u.key");
-		appendStringInfoString(&sql, "::text, (");
-		/* (computed fields are computed afterwards, as the owner: compute_rows) */
-		if (sync->diff || retl_mapping_computes(sync))
-			appendStringInfoString(&sql, "u.data");
-		else
-			retl_append_json_data(&sql, sync, "u.data");
-		appendStringInfoString(&sql,
-							   ")::text, pg_catalog.to_char(u.captured_at AT TIME ZONE 'UTC',"
-							   " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
-							   " COALESCE(extract(epoch FROM u.first_attempt_at), 0),"
-							   " extract(epoch FROM u.captured_at),"
-							   " pg_catalog.jsonb_hash_extended(u.key, 0)"
-							   " FROM retl.queue u WHERE u.sync_id = $2 AND u.id = ANY ($1)"
-							   " ORDER BY u.id");
-		return sql.data;
-	}
-
-	/* an upsert claim is its pick's (claimed_keys) */
-	elog(ERROR, "retl: sync \"%s\" claims by key", sync->name);
-	return NULL;
+	/* the queued data is sent: captured rows, or a run's mapped rows */
+	appendStringInfoString(&sql,
+						   "SELECT COALESCE(u.rid, u.id), ARRAY[u.id], u.attempts, ");
+	if (sync->diff)
+		appendStringInfo(&sql,
+						 "CASE u.op WHEN 'R' THEN 'd' WHEN 'E' THEN 'i' WHEN 'P' THEN 'r'"
+						 " WHEN 'A' THEN '%c' ELSE 'u' END, ",
+						 sync->mode == 'i' ? 'i' : 'u');
+	else
+		appendStringInfoString(&sql, "'i', ");
+	retl_append_key_object(&sql, sync, "u.key");
+	appendStringInfoString(&sql, "::text, (");
+	/* (computed fields are computed afterwards, as the owner: compute_rows) */
+	if (sync->diff || retl_mapping_computes(sync))
+		appendStringInfoString(&sql, "u.data");
+	else
+		retl_append_json_data(&sql, sync, "u.data");
+	appendStringInfoString(&sql,
+						   ")::text, pg_catalog.to_char(u.captured_at AT TIME ZONE 'UTC',"
+						   " 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
+						   " COALESCE(extract(epoch FROM u.first_attempt_at), 0),"
+						   " extract(epoch FROM u.captured_at),"
+						   " pg_catalog.jsonb_hash_extended(u.key, 0)"
+						   " FROM retl.queue u WHERE u.sync_id = $2 AND u.id = ANY ($1)"
+						   " ORDER BY u.id");
+	return sql.data;
 }
 
 /* Parse "{1,2,3}" (the text form of an integer array). */
@@ -773,8 +766,8 @@ retl_queue_claim(RetlSync *sync, int nbatches, long *wait_ms)
 
 	if (!sync->diff)
 		retl_check_source(sync);
-	values[0] = pick(sync, nbatches, wait_ms, &rows, &nrows);
-	if (values[0] == (Datum) 0)
+	nrows = pick(sync, nbatches, wait_ms, &rows, &values[0]);
+	if (nrows == 0)
 		return NIL;
 	/* rows to claim: if the statistics counted none, they are wrong now */
 	if (retl_queue_stats_suspect())

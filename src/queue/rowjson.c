@@ -32,8 +32,8 @@
 /* how a column's value is written */
 typedef enum ValueKind
 {
-	KIND_NUMBER,				/* integers: the output function's digits */
-	KIND_NUMERIC,				/* a number, or a string if not finite */
+	KIND_NUMBER,				/* integers and numerics: a number, or a
+								 * string if not finite */
 	KIND_BOOL,
 	KIND_STRING,				/* the output function's text, escaped */
 	KIND_DATETIME				/* JsonEncodeDateTime, escaped */
@@ -66,10 +66,8 @@ kind_of(Oid type, ValueKind *kind, Oid *base)
 		case INT2OID:
 		case INT4OID:
 		case INT8OID:
-			*kind = KIND_NUMBER;
-			return true;
 		case NUMERICOID:
-			*kind = KIND_NUMERIC;
+			*kind = KIND_NUMBER;
 			return true;
 		case BOOLOID:
 			*kind = KIND_BOOL;
@@ -190,36 +188,20 @@ retl_row_json_append(StringInfo out, RetlRowJson *rj, HeapTuple tup, TupleDesc d
 			appendStringInfoString(out, "null");
 			continue;
 		}
-		switch (c->kind)
+		if (c->kind == KIND_BOOL)
 		{
-			case KIND_BOOL:
-				appendStringInfoString(out, DatumGetBool(value) ? "true" : "false");
-				break;
-			case KIND_DATETIME:
-				text = JsonEncodeDateTime(NULL, value, c->base, NULL);
-				escape_json(out, text);
-				pfree(text);
-				break;
-			case KIND_NUMBER:
-				text = OutputFunctionCall(&c->out, value);
-				appendStringInfoString(out, text);
-				pfree(text);
-				break;
-			case KIND_NUMERIC:
-				text = OutputFunctionCall(&c->out, value);
-				/* NaN, Infinity: not JSON numbers, so jsonb keeps strings */
-				if (strpbrk(text, "Nn") != NULL)
-					escape_json(out, text);
-				else
-					appendStringInfoString(out, text);
-				pfree(text);
-				break;
-			case KIND_STRING:
-				text = OutputFunctionCall(&c->out, value);
-				escape_json(out, text);
-				pfree(text);
-				break;
+			appendStringInfoString(out, DatumGetBool(value) ? "true" : "false");
+			continue;
 		}
+		text = c->kind == KIND_DATETIME ?
+			JsonEncodeDateTime(NULL, value, c->base, NULL) :
+			OutputFunctionCall(&c->out, value);
+		/* NaN, Infinity: not JSON numbers, so jsonb keeps strings */
+		if (c->kind == KIND_NUMBER && strpbrk(text, "Nn") == NULL)
+			appendStringInfoString(out, text);
+		else
+			escape_json(out, text);
+		pfree(text);
 	}
 	appendStringInfoChar(out, '}');
 }
