@@ -1092,3 +1092,31 @@ SELECT s.name AS sync,
 GRANT SELECT ON retl.sync_status TO retl_user;
 REVOKE ALL ON FUNCTION retl._live_stats() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION retl._live_stats() TO retl_user;
+
+/*
+ * The worker keeps the syncs and destinations it reads between passes
+ * (sync.c); a commit that changes them, or the grants of a destination,
+ * makes it read them again (shmem.c).  Enabled always: a session in
+ * replica mode changes them too.
+ */
+CREATE FUNCTION retl._catalog_changed() RETURNS trigger
+	AS 'MODULE_PATHNAME', 'retl_catalog_changed' LANGUAGE C;
+REVOKE ALL ON FUNCTION retl._catalog_changed() FROM PUBLIC;
+CREATE TRIGGER retl_catalog_changed AFTER INSERT OR UPDATE OR DELETE ON retl.syncs
+	FOR EACH ROW EXECUTE FUNCTION retl._catalog_changed();
+CREATE TRIGGER retl_catalog_truncated AFTER TRUNCATE ON retl.syncs
+	FOR EACH STATEMENT EXECUTE FUNCTION retl._catalog_changed();
+CREATE TRIGGER retl_catalog_changed AFTER INSERT OR UPDATE OR DELETE ON retl.destinations
+	FOR EACH ROW EXECUTE FUNCTION retl._catalog_changed();
+CREATE TRIGGER retl_catalog_truncated AFTER TRUNCATE ON retl.destinations
+	FOR EACH STATEMENT EXECUTE FUNCTION retl._catalog_changed();
+CREATE TRIGGER retl_catalog_changed AFTER INSERT OR UPDATE OR DELETE ON retl.destination_grants
+	FOR EACH ROW EXECUTE FUNCTION retl._catalog_changed();
+CREATE TRIGGER retl_catalog_truncated AFTER TRUNCATE ON retl.destination_grants
+	FOR EACH STATEMENT EXECUTE FUNCTION retl._catalog_changed();
+ALTER TABLE retl.syncs ENABLE ALWAYS TRIGGER retl_catalog_changed,
+	ENABLE ALWAYS TRIGGER retl_catalog_truncated;
+ALTER TABLE retl.destinations ENABLE ALWAYS TRIGGER retl_catalog_changed,
+	ENABLE ALWAYS TRIGGER retl_catalog_truncated;
+ALTER TABLE retl.destination_grants ENABLE ALWAYS TRIGGER retl_catalog_changed,
+	ENABLE ALWAYS TRIGGER retl_catalog_truncated;

@@ -9,11 +9,15 @@
  *
  * Wake-ups are sent from a transaction callback at commit, never when the
  * change is made: a worker woken before commit would not see the change,
- * and a rolled back transaction must cost the worker nothing.
+ * and a rolled back transaction must cost the worker nothing.  So is the
+ * bump of a database's catalog generation, which tells its worker that the
+ * syncs it keeps between passes (sync.c) must be read again: a trigger on
+ * retl.syncs, retl.destinations and retl.destination_grants asks for it.
  */
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "commands/trigger.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/shmem.h"
@@ -29,6 +33,7 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 /* Set in a transaction, acted upon when it commits. */
 static bool wake_worker_at_commit = false;
 static bool start_worker_at_commit = false;
+static bool catalog_changed_at_commit = false;
 
 static Size
 retl_shmem_size(void)
@@ -172,6 +177,47 @@ retl_request_worker(Oid dboid)
 	retl_wake_launcher();
 }
 
+/*
+ * Bump this database's catalog generation.  Called after the commit is
+ * visible (a worker that read the old generation then takes a snapshot
+ * that has the change, or reads the new one at its next pass), and before
+ * the worker is woken.
+ */
+static void
+bump_catalog_generation(void)
+{
+	RetlDbSlot *slot;
+
+	if (retl_shared == NULL)
+		return;
+	LWLockAcquire(retl_shared->lock, LW_EXCLUSIVE);
+	slot = retl_find_slot(MyDatabaseId);
+	if (slot)
+		slot->catalog_gen++;
+	LWLockRelease(retl_shared->lock);
+}
+
+/*
+ * This database's catalog generation, read by its worker before the
+ * snapshot it reads the syncs with; 0 without shared memory (then the
+ * worker reads them at each pass).
+ */
+uint64
+retl_catalog_generation(void)
+{
+	RetlDbSlot *slot;
+	uint64		gen = 0;
+
+	if (retl_shared == NULL)
+		return 0;
+	LWLockAcquire(retl_shared->lock, LW_SHARED);
+	slot = retl_find_slot(MyDatabaseId);
+	if (slot)
+		gen = slot->catalog_gen;
+	LWLockRelease(retl_shared->lock);
+	return gen;
+}
+
 static void
 retl_xact_callback(XactEvent event, void *arg)
 {
@@ -179,17 +225,22 @@ retl_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
+			if (catalog_changed_at_commit)
+				bump_catalog_generation();
 			if (start_worker_at_commit)
 				retl_request_worker(MyDatabaseId);
 			if (wake_worker_at_commit)
 				retl_wake_database_worker(MyDatabaseId);
 			wake_worker_at_commit = false;
 			start_worker_at_commit = false;
+			catalog_changed_at_commit = false;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
 			wake_worker_at_commit = false;
 			start_worker_at_commit = false;
+			catalog_changed_at_commit = false;
 			break;
 		default:
 			break;
@@ -204,6 +255,7 @@ retl_xact_init(void)
 
 PG_FUNCTION_INFO_V1(retl_wake_worker);
 PG_FUNCTION_INFO_V1(retl_start_worker);
+PG_FUNCTION_INFO_V1(retl_catalog_changed);
 
 /* retl._wake_worker(): wake this database's worker at commit. */
 Datum
@@ -219,7 +271,26 @@ retl_start_worker(PG_FUNCTION_ARGS)
 {
 	start_worker_at_commit = true;
 	wake_worker_at_commit = true;
+	/* a worker still serving a dropped copy of the extension reads anew */
+	catalog_changed_at_commit = true;
 	PG_RETURN_VOID();
+}
+
+/*
+ * retl._catalog_changed(): the statement trigger of retl.syncs,
+ * retl.destinations and retl.destination_grants; at commit the database's
+ * worker reads its syncs again and is woken.
+ */
+Datum
+retl_catalog_changed(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("retl._catalog_changed() can only be called as a trigger")));
+	catalog_changed_at_commit = true;
+	wake_worker_at_commit = true;
+	return PointerGetDatum(NULL);
 }
 
 /*

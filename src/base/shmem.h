@@ -26,6 +26,8 @@ typedef struct RetlDbSlot
 	Latch	   *latch;			/* worker latch, NULL if none attached */
 	bool		start_requested;	/* CREATE EXTENSION asked for a worker */
 	TimestampTz not_before;		/* for RESTART and HOLD */
+	uint64		catalog_gen;	/* bumped by each commit that changed the
+								 * syncs, destinations or their grants */
 } RetlDbSlot;
 
 /*
@@ -73,6 +75,7 @@ extern RetlDbSlot *retl_find_or_add_slot(Oid dboid);
 extern void retl_wake_launcher(void);
 extern void retl_wake_database_worker(Oid dboid);
 extern void retl_wake_worker_at_commit(void);
+extern uint64 retl_catalog_generation(void);
 extern void retl_xact_init(void);
 extern int	retl_runner_take(Oid dboid, char kind, int64 id, int sync_id, bool send,
 							 bool *reused, uint32 *generation);

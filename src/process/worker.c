@@ -491,6 +491,7 @@ typedef struct ClaimWork
 {
 	RetlSync   *sync;
 	int			nbatches;
+	bool	   *backfill;		/* a backfill chunk is due this pass */
 	bool	   *more;
 	long	   *wait_ms;
 	List	   *reqs;
@@ -501,10 +502,13 @@ claim_work_one(void *arg)
 {
 	ClaimWork  *w = arg;
 
-	/* one backfill chunk per sync and pass (the next pass reloads it) */
-	if (!w->sync->backfill_done && retl_backfill_step(w->sync))
+	/*
+	 * One backfill chunk per sync and pass: a chunk moves the sync's
+	 * cursor, and the next pass reads the sync again (sync.c).
+	 */
+	if (*w->backfill && retl_backfill_step(w->sync))
 		*w->more = true;
-	w->sync->backfill_done = true;
+	*w->backfill = false;
 	/* (a partial batch waits up to linger_ms for more changes) */
 	w->reqs = retl_queue_claim(w->sync, w->nbatches, w->wait_ms);
 }
@@ -515,9 +519,9 @@ claim_work_one(void *arg)
  * when backfill work remains.
  */
 static List *
-claim_one(RetlSync *sync, int nbatches, bool *more, long *wait_ms)
+claim_one(RetlSync *sync, int nbatches, bool *backfill, bool *more, long *wait_ms)
 {
-	ClaimWork	w = {sync, nbatches, more, wait_ms, NIL};
+	ClaimWork	w = {sync, nbatches, backfill, more, wait_ms, NIL};
 	ErrorData  *edata = retl_in_subtransaction(claim_work_one, &w);
 
 	if (edata == NULL)
@@ -627,6 +631,7 @@ claim_work(bool *more, long *wait_ms)
 	List	   *requests = NIL;
 	ListCell   *lc;
 	TimestampTz now = GetCurrentTimestamp();
+	uint64		gen = retl_catalog_generation();	/* before the snapshot */
 
 	retl_begin_txn();
 	pgstat_report_activity(STATE_RUNNING, "claiming changes");
@@ -634,13 +639,14 @@ claim_work(bool *more, long *wait_ms)
 		retl_worker_exit_without_extension();
 	retl_queue_analyze_if_stale(1000);
 	retl_counters_fold_due();
-	syncs = retl_sync_load(0);
+	syncs = retl_sync_active(gen);
 	start_parts(syncs, NULL, now, wait_ms, &requests);
 	foreach(lc, syncs)
 	{
 		RetlSync   *sync = lfirst(lc);
 		RetlRequest *req;
 		int			slots;
+		bool		backfill = !sync->backfill_done;
 
 		if (sync_backed_off(sync->id, now))
 			continue;
@@ -671,7 +677,7 @@ claim_work(bool *more, long *wait_ms)
 		 */
 		while ((slots = retl_dest_slots(sync, now, wait_ms)) > 0)
 		{
-			List	   *claimed = claim_one(sync, slots, more, wait_ms);
+			List	   *claimed = claim_one(sync, slots, &backfill, more, wait_ms);
 			ListCell   *c;
 
 			if (claimed == NIL)

@@ -48,5 +48,6 @@ typedef struct RetlSync
 } RetlSync;
 
 extern List *retl_sync_load(int only_id);
+extern List *retl_sync_active(uint64 gen);
 
 #endif

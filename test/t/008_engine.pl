@@ -238,6 +238,32 @@ psql(q{SELECT retl_drop_sync('retrying'); SELECT retl_drop_sync('next');
 $r->control();
 $r->clear;
 
+# The worker keeps the syncs and destinations it read between its passes;
+# a commit that changes them is seen by its next pass, however it was made
+# (here a superuser's UPDATE of the catalog, no retl function called).
+# Each change is followed at once by a change to send: three times, so a
+# worker that happened to read its syncs again on its own (at least every
+# second) cannot pass for one that was told.
+make_sync('moved', '{}');
+ok(drained('moved'), 'idle');
+my $path = '/moved';
+for my $i (1 .. 3)
+{
+	my $url = $r->url("/moved$i");
+	psql(qq{UPDATE retl.destinations SET url = '$url' WHERE name = 'd_moved';
+		INSERT INTO t_moved VALUES ($i)});
+	ok(drained('moved'), "url changed ($i): delivered");
+	is_deeply([ map { $_->{key}{id} } @{ records_at("/moved$i") } ], [$i], "to the new url ($i)");
+	is(scalar(grep { $_->{key}{id} == $i } @{ records_at($path) }), 0, "nothing to the old one ($i)");
+	$path = "/moved$i";
+}
+psql(q{UPDATE retl.syncs SET paused = true WHERE name = 'moved'; INSERT INTO t_moved VALUES (10)});
+sleep 1.5;
+is(scalar @{ records_at('/moved3') }, 1, 'paused by an UPDATE of retl.syncs: nothing sent');
+psql(q{UPDATE retl.syncs SET paused = false WHERE name = 'moved'});
+ok(drained('moved'), 'resumed by an UPDATE: delivered');
+$r->clear;
+
 # SIGTERM with requests in flight: a clean exit, nothing lost, resumed.
 make_sync('term', '{"max_concurrency": 8}');
 $r->control({ path => '/term', delay_ms => 2000, count => 8 });
