@@ -71,6 +71,7 @@ OBJS = \
 	src/delivery/redact.o \
 	src/delivery/signing.o \
 	src/delivery/stats.o \
+	src/delivery/watch.o \
 	src/base/guc.o \
 	src/base/identity.o \
 	src/base/plans.o \

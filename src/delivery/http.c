@@ -5,8 +5,9 @@
  * tells us (CURLMOPT_SOCKETFUNCTION, CURLMOPT_TIMERFUNCTION) which sockets
  * to watch and when it next needs a timeout call, and retl_http_wait()
  * waits on those sockets and on the worker's latch together in one
- * WaitEventSet, so SIGTERM, SIGHUP, commit wake-ups and postmaster death
- * are seen at once however slow the destination is.
+ * WaitEventSet (kept between waits: watch.c), so SIGTERM, SIGHUP, commit
+ * wake-ups and postmaster death are seen at once however slow the
+ * destination is.
  *
  * No transaction is ever open here: requests are built from a batch claimed
  * and committed beforehand, and outcomes are recorded afterwards in a new
@@ -30,6 +31,7 @@
 
 #include <arpa/inet.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
@@ -42,18 +44,9 @@
 #include "delivery/http.h"
 #include "delivery/netcheck.h"
 #include "delivery/redact.h"
-
-typedef struct WatchedSocket
-{
-	curl_socket_t fd;
-	int			what;			/* CURL_POLL_IN / OUT / INOUT */
-} WatchedSocket;
-
-#define MAX_SOCKETS 1024
+#include "delivery/watch.h"
 
 static CURLM *multi = NULL;
-static WatchedSocket sockets[MAX_SOCKETS];
-static int	nsockets = 0;
 static TimestampTz curl_deadline = DT_NOEND;	/* when libcurl wants a timeout call */
 static List *in_flight = NIL;	/* RetlRequest *, in TopMemoryContext */
 static List *done = NIL;
@@ -61,27 +54,8 @@ static List *done = NIL;
 static int
 socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
-	int			i;
-
-	for (i = 0; i < nsockets; i++)
-		if (sockets[i].fd == fd)
-			break;
-
-	if (what == CURL_POLL_REMOVE)
-	{
-		if (i < nsockets)
-			sockets[i] = sockets[--nsockets];
-		return 0;
-	}
-	if (i == nsockets)
-	{
-		if (nsockets >= MAX_SOCKETS)
-			return -1;			/* libcurl fails that transfer */
-		nsockets++;
-	}
-	sockets[i].fd = fd;
-	sockets[i].what = what;
-	return 0;
+	/* (a socket refused fails that transfer) */
+	return retl_watch_socket(fd, what) ? 0 : -1;
 }
 
 static int
@@ -167,6 +141,7 @@ opensocket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *address
 {
 	RetlRequest *req = (RetlRequest *) clientp;
 	const char *why = retl_address_refused(&address->addr);
+	curl_socket_t fd;
 
 	if (why != NULL)
 	{
@@ -183,7 +158,22 @@ opensocket_cb(void *clientp, curlsocktype purpose, struct curl_sockaddr *address
 				 text, why);
 		return CURL_SOCKET_BAD;
 	}
-	return socket(address->family, address->socktype, address->protocol);
+	fd = socket(address->family, address->socktype, address->protocol);
+	if (fd != CURL_SOCKET_BAD)
+		retl_watch_opened(fd);
+	return fd;
+}
+
+/*
+ * Every connection's socket libcurl closes (opened by opensocket_cb): the
+ * set of watched sockets must not keep it (watch.c).  Its client pointer
+ * is not used: the connection may outlive the request that opened it.
+ */
+static int
+closesocket_cb(void *clientp, curl_socket_t fd)
+{
+	retl_watch_closed(fd);
+	return close(fd);
 }
 
 /*
@@ -334,6 +324,8 @@ retl_http_start(RetlRequest *req)
 	EASY_SETOPT(easy, CURLOPT_PROXY, "");
 	EASY_SETOPT(easy, CURLOPT_OPENSOCKETFUNCTION, opensocket_cb);
 	EASY_SETOPT(easy, CURLOPT_OPENSOCKETDATA, req);
+	EASY_SETOPT(easy, CURLOPT_CLOSESOCKETFUNCTION, closesocket_cb);
+	EASY_SETOPT(easy, CURLOPT_CLOSESOCKETDATA, NULL);
 	EASY_SETOPT(easy, CURLOPT_PREREQFUNCTION, prereq_cb);
 	EASY_SETOPT(easy, CURLOPT_PREREQDATA, req);
 	if (req->follow_redirects)
@@ -437,37 +429,6 @@ socket_action(curl_socket_t fd, int flags)
 }
 
 /*
- * Wait until one of events happens or timeout_ms passes (0: just poll);
- * returns the number of events.  The set holds libcurl's sockets, and the
- * latch when with_latch.
- */
-static int
-wait_events(WaitEvent *events, int nevents_max, bool with_latch, long timeout_ms,
-			uint32 wait_event_info)
-{
-	WaitEventSet *set;
-	int			n;
-
-	set = CreateWaitEventSet(CurrentMemoryContext, nsockets + 2);
-	if (with_latch)
-		AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
-	for (int i = 0; i < nsockets; i++)
-	{
-		uint32		ev = 0;
-
-		if (sockets[i].what & CURL_POLL_IN)
-			ev |= WL_SOCKET_READABLE;
-		if (sockets[i].what & CURL_POLL_OUT)
-			ev |= WL_SOCKET_WRITEABLE;
-		AddWaitEventToSet(set, ev, sockets[i].fd, NULL, NULL);
-	}
-	n = WaitEventSetWait(set, timeout_ms, events, nevents_max, wait_event_info);
-	FreeWaitEventSet(set);
-	return n;
-}
-
-/*
  * Wait for the latch, a socket libcurl watches, libcurl's deadline or
  * timeout_ms, whichever comes first, then let libcurl make progress.  The
  * caller resets the latch.
@@ -480,7 +441,7 @@ wait_events(WaitEvent *events, int nevents_max, bool with_latch, long timeout_ms
 void
 retl_http_wait(long timeout_ms, uint32 wait_event_info)
 {
-	WaitEvent	events[MAX_SOCKETS + 2];
+	WaitEvent	events[RETL_WATCH_MAX + 2];
 	int			nevents;
 	TimestampTz now = GetCurrentTimestamp();
 	long		wait_ms = timeout_ms;
@@ -495,10 +456,10 @@ retl_http_wait(long timeout_ms, uint32 wait_event_info)
 	}
 
 	if (MyLatch->is_set)
-		nevents = nsockets > 0 ?
-			wait_events(events, lengthof(events), false, 0, wait_event_info) : 0;
+		nevents = retl_watch_count() > 0 ?
+			retl_watch_wait(events, lengthof(events), false, 0, wait_event_info) : 0;
 	else
-		nevents = wait_events(events, lengthof(events), true, wait_ms, wait_event_info);
+		nevents = retl_watch_wait(events, lengthof(events), true, wait_ms, wait_event_info);
 
 	for (int i = 0; i < nevents; i++)
 	{
@@ -533,8 +494,8 @@ retl_http_wait(long timeout_ms, uint32 wait_event_info)
 void
 retl_http_poll(long ms, uint32 wait_event_info)
 {
-	WaitEvent	events[MAX_SOCKETS + 2];
-	int			nevents = wait_events(events, lengthof(events), false, ms, wait_event_info);
+	WaitEvent	events[RETL_WATCH_MAX + 2];
+	int			nevents = retl_watch_wait(events, lengthof(events), false, ms, wait_event_info);
 
 	for (int i = 0; i < nevents; i++)
 	{

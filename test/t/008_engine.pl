@@ -287,6 +287,26 @@ my %ids = map { $_->{key}{id} => 1 } @{ records_at('/term') };
 is(scalar keys %ids, 10, 'nothing lost');
 unlike(slurp_file($node->logfile), qr/PANIC|TRAP|terminated by signal/, 'clean exit');
 
-$node->stop;
+# The worker keeps the sockets it waits on from one wait to the next, the
+# idle kept-alive connections among them (watch.c).  Their server gone,
+# each becomes readable, and stays so: the worker must stop watching them,
+# not wake up again and again (CPU time of the worker, clock ticks from
+# /proc, over 3 s; a worker woken by them spent the whole 3 s).
+$pid = psql(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'retl worker' AND datname = 'postgres'});
+sub cpu_ticks
+{
+	my @f = split ' ', (split /\)/, slurp_file("/proc/$pid/stat"))[-1];
+	return $f[11] + $f[12];    # utime, stime
+}
+make_sync('idle', '{"max_concurrency": 1}');
+psql(q{INSERT INTO t_idle SELECT g FROM generate_series(1, 20) g});
+ok(drained('idle'), 'delivered, over a connection kept alive');
 $r->stop;
+sleep 0.5;
+my $ticks = cpu_ticks();
+sleep 3;
+$ticks = cpu_ticks() - $ticks;
+ok($ticks < 50, "server gone: the worker idles ($ticks ticks in 3 s)");
+
+$node->stop;
 done_testing();
