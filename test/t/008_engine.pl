@@ -241,7 +241,7 @@ $r->clear;
 # The worker keeps the syncs and destinations it read between its passes;
 # a commit that changes them is seen by its next pass, however it was made
 # (here a superuser's UPDATE of the catalog, no retl function called).
-# Each change is followed at once by a change to send: three times, so a
+# Each change is followed at once (50 ms) by a change to send: three times, so a
 # worker that happened to read its syncs again on its own (at least every
 # second) cannot pass for one that was told.
 make_sync('moved', '{}');
@@ -250,8 +250,10 @@ my $path = '/moved';
 for my $i (1 .. 3)
 {
 	my $url = $r->url("/moved$i");
-	psql(qq{UPDATE retl.destinations SET url = '$url' WHERE name = 'd_moved';
-		INSERT INTO t_moved VALUES ($i)});
+	psql(qq{UPDATE retl.destinations SET url = '$url' WHERE name = 'd_moved'});
+	# (a pass already under way when it commits still sends with the old)
+	sleep 0.05;
+	psql(qq{INSERT INTO t_moved VALUES ($i)});
 	ok(drained('moved'), "url changed ($i): delivered");
 	is_deeply([ map { $_->{key}{id} } @{ records_at("/moved$i") } ], [$i], "to the new url ($i)");
 	is(scalar(grep { $_->{key}{id} == $i } @{ records_at($path) }), 0, "nothing to the old one ($i)");
