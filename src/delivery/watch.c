@@ -142,8 +142,11 @@ retl_watch_socket(curl_socket_t fd, int what)
 		watched[i].pos = -1;
 		watched[i].events = 0;
 	}
-	if (watched[i].what == 0)
+	/* (CURL_POLL_NONE, 0, which libcurl 7.88 never passes, watches nothing) */
+	if (watched[i].what == 0 && what != 0)
 		nwanted++;
+	else if (watched[i].what != 0 && what == 0)
+		nwanted--;
 	watched[i].what = what;
 	watched[i].hushed = false;
 	return true;
