@@ -277,9 +277,9 @@ retl_start_worker(PG_FUNCTION_ARGS)
 }
 
 /*
- * retl._catalog_changed(): the statement trigger of retl.syncs,
- * retl.destinations and retl.destination_grants; at commit the database's
- * worker reads its syncs again and is woken.
+ * retl._catalog_changed(): the trigger (for each row, and for a TRUNCATE)
+ * of retl.syncs, retl.destinations and retl.destination_grants; at commit
+ * the database's worker reads its syncs again and is woken.
  */
 Datum
 retl_catalog_changed(PG_FUNCTION_ARGS)

@@ -639,7 +639,7 @@ claim_work(bool *more, long *wait_ms)
 		retl_worker_exit_without_extension();
 	retl_queue_analyze_if_stale(1000);
 	retl_counters_fold_due();
-	syncs = retl_sync_active(gen);
+	syncs = retl_sync_active(gen, now);
 	start_parts(syncs, NULL, now, wait_ms, &requests);
 	foreach(lc, syncs)
 	{

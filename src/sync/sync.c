@@ -16,13 +16,13 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
-#include "executor/spi.h"
-#include "utils/array.h"
-#include "utils/builtins.h"
 
 #include "base/plans.h"
 #include "base/shmem.h"
@@ -156,7 +156,6 @@ retl_sync_load(int only_id)
 	return result;
 }
 
-
 /* How long the worker keeps its syncs at most, whatever it was told. */
 #define SYNC_CACHE_MAX_AGE_MS 1000
 
@@ -176,15 +175,14 @@ role_inval(Datum arg, int cacheid, uint32 hashvalue)
 /*
  * Every active sync with its destination, as retl_sync_load(0) reads
  * them, kept between the worker's passes.  gen: the database's catalog
- * generation, read before this transaction's snapshot was taken.  The
- * result is the worker's until the next call: its callers do not change
- * it.
+ * generation, read before this transaction's snapshot was taken; now: the
+ * pass's time.  The result is the worker's until the next call: its
+ * callers do not change it.
  */
 List *
-retl_sync_active(uint64 gen)
+retl_sync_active(uint64 gen, TimestampTz now)
 {
 	MemoryContext old;
-	TimestampTz now = GetCurrentTimestamp();
 
 	if (cache_cxt == NULL)
 	{

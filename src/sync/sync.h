@@ -4,6 +4,7 @@
 #ifndef RETL_SYNC_H
 #define RETL_SYNC_H
 
+#include "datatype/timestamp.h"
 #include "nodes/pg_list.h"
 
 /* A sync and its destination, as the worker needs them for one pass. */
@@ -48,6 +49,6 @@ typedef struct RetlSync
 } RetlSync;
 
 extern List *retl_sync_load(int only_id);
-extern List *retl_sync_active(uint64 gen);
+extern List *retl_sync_active(uint64 gen, TimestampTz now);
 
 #endif
