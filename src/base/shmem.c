@@ -13,6 +13,11 @@
  * bump of a database's catalog generation, which tells its worker that the
  * syncs it keeps between passes (sync.c) must be read again: a trigger on
  * retl.syncs, retl.destinations and retl.destination_grants asks for it.
+ * And so are the bumps of the queue counters of the syncs a transaction
+ * queued changes for (a bucket of syncs each): the worker claims nothing
+ * from a sync whose queue it found empty until its counter moves (mark.c).
+ * Those counters are atomics, bumped with the lock held shared, as waking
+ * is: committing writers do not queue behind each other for it.
  */
 #include "postgres.h"
 
@@ -34,6 +39,10 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static bool wake_worker_at_commit = false;
 static bool start_worker_at_commit = false;
 static bool catalog_changed_at_commit = false;
+/* the buckets of the syncs the transaction queued changes for, a bit each */
+static uint64 queued_at_commit = 0;
+
+#define ALL_BUCKETS (~UINT64CONST(0))
 
 static Size
 retl_shmem_size(void)
@@ -112,6 +121,8 @@ retl_find_or_add_slot(Oid dboid)
 			memset(slot, 0, sizeof(RetlDbSlot));
 			slot->dboid = dboid;
 			slot->state = RETL_DB_IDLE;
+			for (int b = 0; b < RETL_QUEUE_BUCKETS; b++)
+				pg_atomic_init_u32(&slot->queued[b], 0);
 			return slot;
 		}
 	}
@@ -146,11 +157,65 @@ retl_wake_database_worker(Oid dboid)
 	LWLockRelease(retl_shared->lock);
 }
 
-/* Wake this database's worker when the current transaction commits. */
+/*
+ * The current transaction queued changes for a sync (0: for any): when it
+ * commits, bump the counter of the sync's bucket and wake the worker.
+ */
 void
-retl_wake_worker_at_commit(void)
+retl_queued_at_commit(int sync_id)
 {
+	StaticAssertStmt(RETL_QUEUE_BUCKETS == 64, "one bit of a uint64 per bucket");
+	if (sync_id <= 0)
+		queued_at_commit = ALL_BUCKETS;
+	else
+		queued_at_commit |= UINT64CONST(1) << (sync_id % RETL_QUEUE_BUCKETS);
 	wake_worker_at_commit = true;
+}
+
+/*
+ * At commit, after the commit is visible: bump the counters of the buckets
+ * (a worker that read a counter before then takes a snapshot that has the
+ * change, or reads the counter moved at its next pass), then wake the
+ * worker.
+ */
+static void
+notify_database_worker(uint64 buckets)
+{
+	RetlDbSlot *slot;
+
+	if (retl_shared == NULL)
+		return;
+	LWLockAcquire(retl_shared->lock, LW_SHARED);
+	slot = retl_find_slot(MyDatabaseId);
+	if (slot)
+	{
+		for (int b = 0; b < RETL_QUEUE_BUCKETS; b++)
+			if (buckets & (UINT64CONST(1) << b))
+				pg_atomic_fetch_add_u32(&slot->queued[b], 1);
+		if (slot->latch)
+			SetLatch(slot->latch);
+	}
+	LWLockRelease(retl_shared->lock);
+}
+
+/*
+ * This database's queue counters, read by its worker before the snapshots
+ * of its pass; all 0 without shared memory or a slot.
+ */
+void
+retl_queued_generations(uint32 *gens)
+{
+	RetlDbSlot *slot;
+
+	memset(gens, 0, sizeof(uint32) * RETL_QUEUE_BUCKETS);
+	if (retl_shared == NULL)
+		return;
+	LWLockAcquire(retl_shared->lock, LW_SHARED);
+	slot = retl_find_slot(MyDatabaseId);
+	if (slot)
+		for (int b = 0; b < RETL_QUEUE_BUCKETS; b++)
+			gens[b] = pg_atomic_read_u32(&slot->queued[b]);
+	LWLockRelease(retl_shared->lock);
 }
 
 /*
@@ -230,8 +295,9 @@ retl_xact_callback(XactEvent event, void *arg)
 			if (start_worker_at_commit)
 				retl_request_worker(MyDatabaseId);
 			if (wake_worker_at_commit)
-				retl_wake_database_worker(MyDatabaseId);
+				notify_database_worker(queued_at_commit);
 			wake_worker_at_commit = false;
+			queued_at_commit = 0;
 			start_worker_at_commit = false;
 			catalog_changed_at_commit = false;
 			break;
@@ -239,6 +305,7 @@ retl_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			wake_worker_at_commit = false;
+			queued_at_commit = 0;
 			start_worker_at_commit = false;
 			catalog_changed_at_commit = false;
 			break;
@@ -257,11 +324,14 @@ PG_FUNCTION_INFO_V1(retl_wake_worker);
 PG_FUNCTION_INFO_V1(retl_start_worker);
 PG_FUNCTION_INFO_V1(retl_catalog_changed);
 
-/* retl._wake_worker(): wake this database's worker at commit. */
+/*
+ * retl._wake_worker(): wake this database's worker at commit, every sync's
+ * queue counter bumped (the SQL functions that queue changes call it).
+ */
 Datum
 retl_wake_worker(PG_FUNCTION_ARGS)
 {
-	wake_worker_at_commit = true;
+	retl_queued_at_commit(0);
 	PG_RETURN_VOID();
 }
 
@@ -270,7 +340,7 @@ Datum
 retl_start_worker(PG_FUNCTION_ARGS)
 {
 	start_worker_at_commit = true;
-	wake_worker_at_commit = true;
+	retl_queued_at_commit(0);
 	/* a worker still serving a dropped copy of the extension reads anew */
 	catalog_changed_at_commit = true;
 	PG_RETURN_VOID();
@@ -289,7 +359,7 @@ retl_catalog_changed(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("retl._catalog_changed() can only be called as a trigger")));
 	catalog_changed_at_commit = true;
-	wake_worker_at_commit = true;
+	retl_queued_at_commit(0);
 	return PointerGetDatum(NULL);
 }
 

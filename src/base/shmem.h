@@ -4,6 +4,7 @@
 #ifndef RETL_SHMEM_H
 #define RETL_SHMEM_H
 
+#include "port/atomics.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "utils/timestamp.h"
@@ -18,6 +19,14 @@ typedef enum RetlDbState
 	RETL_DB_HOLD				/* worker stopped for a database-level command */
 } RetlDbState;
 
+/*
+ * A database's syncs fall into this many buckets (sync id modulo it), each
+ * with a counter bumped by every commit that queued changes for one of its
+ * syncs: the worker looks at a sync whose queue it found empty again only
+ * when its bucket's counter moved (queue/mark.c).
+ */
+#define RETL_QUEUE_BUCKETS 64
+
 typedef struct RetlDbSlot
 {
 	Oid			dboid;
@@ -28,6 +37,8 @@ typedef struct RetlDbSlot
 	TimestampTz not_before;		/* for RESTART and HOLD */
 	uint64		catalog_gen;	/* bumped by each commit that changed the
 								 * syncs, destinations or their grants */
+	/* bumped under the lock held shared (atomics): see shmem.c */
+	pg_atomic_uint32 queued[RETL_QUEUE_BUCKETS];
 } RetlDbSlot;
 
 /*
@@ -74,7 +85,8 @@ extern RetlDbSlot *retl_find_slot(Oid dboid);
 extern RetlDbSlot *retl_find_or_add_slot(Oid dboid);
 extern void retl_wake_launcher(void);
 extern void retl_wake_database_worker(Oid dboid);
-extern void retl_wake_worker_at_commit(void);
+extern void retl_queued_at_commit(int sync_id);
+extern void retl_queued_generations(uint32 *gens);
 extern uint64 retl_catalog_generation(void);
 extern void retl_xact_init(void);
 extern int	retl_runner_take(Oid dboid, char kind, int64 id, int sync_id, bool send,

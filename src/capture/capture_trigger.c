@@ -357,6 +357,6 @@ retl_capture(PG_FUNCTION_ARGS)
 
 	if (SPI_finish() != SPI_OK_FINISH)
 		elog(ERROR, "retl: SPI_finish failed");
-	retl_wake_worker_at_commit();
+	retl_queued_at_commit(sync_id);
 	return PointerGetDatum(NULL);
 }

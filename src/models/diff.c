@@ -30,6 +30,7 @@
 
 #include "base/identity.h"
 #include "base/progress.h"
+#include "base/shmem.h"
 #include "base/subxact.h"
 #include "models/diff.h"
 #include "models/probe.h"
@@ -500,6 +501,8 @@ retl_diff_run(RetlSync *sync, bool send, bool replace, RetlRunCounts *counts)
 										  1, types, values, NULL, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "retl: could not queue the rows of a run");
 		counts->added = counts->rows;
+		if (send)
+			retl_queued_at_commit(sync->id);
 		return;
 	}
 
@@ -533,6 +536,8 @@ retl_diff_run(RetlSync *sync, bool send, bool replace, RetlRunCounts *counts)
 							  2, types, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "retl: could not queue the changes of sync \"%s\"", sync->name);
 	counts->queued = (int64) SPI_processed;
+	if (counts->queued > 0)
+		retl_queued_at_commit(sync->id);
 	if (replace && counts->queued > 0)
 	{
 		Oid			rtypes[2] = {INT4OID, INT8OID};

@@ -266,6 +266,8 @@ record_outcomes(void)
 			continue;
 		}
 		retl_dest_done(req->dest_id);
+		/* its rows, or rows of its keys, may be claimable again */
+		retl_mark_wake(req->sync_id);
 		/* (a job's check delivers nothing by itself) */
 		retl_stats_request_done(req, req->curl_code == CURLE_OK && req->job == NULL &&
 								req->status >= 200 && req->status < 300);
@@ -495,6 +497,7 @@ typedef struct ClaimWork
 	bool	   *more;
 	long	   *wait_ms;
 	List	   *reqs;
+	bool		idle;			/* nothing to claim (queue/mark.c) */
 } ClaimWork;
 
 static void
@@ -510,23 +513,27 @@ claim_work_one(void *arg)
 		*w->more = true;
 	*w->backfill = false;
 	/* (a partial batch waits up to linger_ms for more changes) */
-	w->reqs = retl_queue_claim(w->sync, w->nbatches, w->wait_ms);
+	w->reqs = retl_queue_claim(w->sync, w->nbatches, w->wait_ms, &w->idle);
 }
 
 /*
  * Backfill and claim up to nbatches requests of one sync inside a
  * subtransaction.  Returns the requests to send, or NIL; *more is set
- * when backfill work remains.
+ * when backfill work remains.  A sync found with nothing to claim is idle
+ * as of gen, its bucket's queue counter (queue/mark.c).
  */
 static List *
-claim_one(RetlSync *sync, int nbatches, bool *backfill, bool *more, long *wait_ms)
+claim_one(RetlSync *sync, int nbatches, bool *backfill, bool *more, long *wait_ms,
+		  uint32 gen, TimestampTz now)
 {
-	ClaimWork	w = {sync, nbatches, backfill, more, wait_ms, NIL};
+	ClaimWork	w = {sync, nbatches, backfill, more, wait_ms, NIL, false};
 	ErrorData  *edata = retl_in_subtransaction(claim_work_one, &w);
 
 	if (edata == NULL)
 	{
 		sync_succeeded(sync->id);
+		if (w.idle)
+			retl_mark_idle(sync->id, gen, now);
 		return w.reqs;
 	}
 
@@ -632,6 +639,9 @@ claim_work(bool *more, long *wait_ms)
 	ListCell   *lc;
 	TimestampTz now = GetCurrentTimestamp();
 	uint64		gen = retl_catalog_generation();	/* before the snapshot */
+	uint32		queued[RETL_QUEUE_BUCKETS];
+
+	retl_queued_generations(queued);	/* before the snapshots too */
 
 	retl_begin_txn();
 	pgstat_report_activity(STATE_RUNNING, "claiming changes");
@@ -670,6 +680,10 @@ claim_work(bool *more, long *wait_ms)
 			retl_dest_sent(sync->dest_id);
 		}
 
+		/* its queue had nothing to claim, and nothing was queued since */
+		if (!backfill && retl_mark_is_idle(sync->id, queued[sync->id % RETL_QUEUE_BUCKETS], now))
+			continue;
+
 		/*
 		 * As many batches as the destination's limits allow, claimed
 		 * together; the claim never takes a key that is in flight or
@@ -677,7 +691,8 @@ claim_work(bool *more, long *wait_ms)
 		 */
 		while ((slots = retl_dest_slots(sync, now, wait_ms)) > 0)
 		{
-			List	   *claimed = claim_one(sync, slots, &backfill, more, wait_ms);
+			List	   *claimed = claim_one(sync, slots, &backfill, more, wait_ms,
+											queued[sync->id % RETL_QUEUE_BUCKETS], now);
 			ListCell   *c;
 
 			if (claimed == NIL)

@@ -273,10 +273,12 @@ typedef struct ClaimedRow
  * its scan read them, and are not read again.
  *
  * Less than a batch waits until its oldest row has waited the sync's
- * linger_ms: then 0 too, with *wait_ms the time left.
+ * linger_ms: then 0 too, with *wait_ms the time left.  *idle is set when
+ * the scan found no row at all it could claim but the sync's requests in
+ * flight (mark.c).
  */
 static int
-pick(RetlSync *sync, int nbatches, long *wait_ms, ClaimedRow **rows, Datum *ids)
+pick(RetlSync *sync, int nbatches, long *wait_ms, ClaimedRow **rows, Datum *ids, bool *idle)
 {
 	Oid			types[2] = {INT4OID, INT8OID};
 	Datum		values[2];
@@ -309,6 +311,7 @@ pick(RetlSync *sync, int nbatches, long *wait_ms, ClaimedRow **rows, Datum *ids)
 
 	*rows = NULL;
 	*ids = (Datum) 0;
+	*idle = false;
 	if (by_key)
 		picked_keys = key_set("retl picked keys", cap);
 
@@ -470,6 +473,11 @@ pick(RetlSync *sync, int nbatches, long *wait_ms, ClaimedRow **rows, Datum *ids)
 	}
 	retl_mark_advance(sync->id, GetActiveSnapshot(), quiet, from, last_id,
 					  Min(kept_from, last_id + 1), park_from, park_until);
+	/*
+	 * Idle: no row to claim but those in flight.  (A linger keeps its rows:
+	 * kept_from; rows parked for a retry may be below the mark.)
+	 */
+	*idle = nids == 0 && kept_from == PG_INT64_MAX && !retl_mark_parked(sync->id);
 	PopActiveSnapshot();
 	hash_destroy(held);
 	hash_destroy(in_flight);
@@ -746,10 +754,11 @@ build_batch(RetlSync *sync, RetlRequest *req)
  * claim statement and one read of the rows serve them all: a sync with a
  * small batch_size fills every free slot of its destination for the cost
  * of one.  Each request and everything in it outlive the transaction, and
- * it holds its keys until it is freed.
+ * it holds its keys until it is freed.  *idle: the sync had nothing to
+ * claim (see pick).
  */
 List *
-retl_queue_claim(RetlSync *sync, int nbatches, long *wait_ms)
+retl_queue_claim(RetlSync *sync, int nbatches, long *wait_ms, bool *idle)
 {
 	volatile bool by_key = sync->mode != 'a' && !sync->diff;
 	Oid			types[2] = {INT8ARRAYOID, INT4OID};
@@ -764,9 +773,10 @@ retl_queue_claim(RetlSync *sync, int nbatches, long *wait_ms)
 	ClaimedRow *rows;
 	int			nrows;
 
+	*idle = false;
 	if (!sync->diff)
 		retl_check_source(sync);
-	nrows = pick(sync, nbatches, wait_ms, &rows, &values[0]);
+	nrows = pick(sync, nbatches, wait_ms, &rows, &values[0], idle);
 	if (nrows == 0)
 		return NIL;
 	/* rows to claim: if the statistics counted none, they are wrong now */

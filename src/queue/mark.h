@@ -12,6 +12,10 @@ extern void retl_mark_advance(int sync_id, Snapshot snap, bool quiet, int64 from
 							  int64 last_id, int64 next,
 							  int64 park_from, TimestampTz park_until);
 extern void retl_mark_rewind(int sync_id, int64 id);
+extern bool retl_mark_parked(int sync_id);
+extern void retl_mark_idle(int sync_id, uint32 gen, TimestampTz now);
+extern void retl_mark_wake(int sync_id);
+extern bool retl_mark_is_idle(int sync_id, uint32 gen, TimestampTz now);
 extern bool retl_mark_ids_in_order(void);
 
 #endif
