@@ -77,12 +77,18 @@ my $rss2 = worker_rss();
 note "worker private memory (RssAnon): $rss1 kB after warm-up, $rss2 kB after 15000 more records";
 ok($rss2 - $rss1 < 4096, 'worker memory flat (grew ' . ($rss2 - $rss1) . ' kB)');
 
-# DROP EXTENSION is not blocked, and the worker goes away.
+# DROP EXTENSION is not blocked, and the worker goes away: its next
+# transaction finds the extension gone (it locks it by the oid it found
+# before, and sees its queue gone: txn.c), not a missing table.
+my $log_offset = -s $node->logfile;
 my $t0 = time;
 psql('DROP EXTENSION retl CASCADE', 'other');
 ok(time - $t0 < 5, 'DROP EXTENSION not blocked');
 ok($node->poll_query_until('postgres', q{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'retl worker'}),
 	'worker of a database without the extension exits');
+my $log = slurp_file($node->logfile, $log_offset);
+like($log, qr/retl worker stopping: extension "retl" is not installed/, 'it says why');
+unlike($log, qr/ERROR/, 'and meets no error on its way out');
 
 # CREATE EXTENSION again brings it back.
 psql('CREATE EXTENSION retl', 'other');
