@@ -24,8 +24,9 @@
  * part that holds no key, a first run's, is indexed only after the query
  * added its keys, a key added twice found then).  A
  * single integer key column is kept as its value (exact); any other key as
- * its jsonb, under the hash of its bytes, compared byte by byte.  About 50
- * bytes a key.  A snapshot larger than retl.run_memory is split into parts,
+ * its jsonb, under the hash of its bytes, compared byte by byte.  About 33
+ * bytes an integer key (a slot of 16, its flags, its share of the index).
+ * A snapshot larger than retl.run_memory is split into parts,
  * ranges of key hashes: the query runs once for each, a row counting in
  * the part of its key only.  A first part that outgrows it with the keys
  * the query adds overflows: the query then only counts its rows, and the
@@ -86,7 +87,7 @@ forget_probe(void *arg)
  * Ask the kernel to back a large array of the part's (its slots, its
  * index) with transparent huge pages, where it offers them (enabled
  * "always" or "madvise").  A run fills tens of megabytes of fresh memory
- * at once (a million keys: 32 MB of slots and an 8 MB index); taken 4 kB
+ * at once (a million keys: 16 MB of slots and an 8 MB index); taken 4 kB
  * at a time, their first writes were a third of loading such a snapshot
  * (each fault 9 us on a 2-core VM), 2 MB at a time they cost little.  It
  * is only advice: the memory and its accounting stay the same.
@@ -115,6 +116,44 @@ retl_probe_alloc_array(RetlProbe *p, Size size, int flags)
 	if (mem != NULL)
 		advise_huge_pages(mem, size);
 	return mem;
+}
+
+/*
+ * Room for n slots (their flags, and jsonb keys if not integers), not yet
+ * touched, for a part that holds none yet: the slots it had are freed.
+ * False (and nothing changed) when there is no memory for it and flags
+ * has MCXT_ALLOC_NO_OOM.
+ */
+bool
+retl_probe_alloc_slots(RetlProbe *p, int64 n, int flags)
+{
+	Slot	   *slots = retl_probe_alloc_array(p, sizeof(Slot) * n, flags);
+	uint8	   *slot_flags = slots == NULL ? NULL :
+		MemoryContextAllocExtended(p->part_cxt, n, MCXT_ALLOC_HUGE | flags);
+	struct varlena **jkeys = NULL;
+
+	if (slot_flags != NULL && !p->int_keys)
+		jkeys = MemoryContextAllocExtended(p->part_cxt, sizeof(struct varlena *) * n,
+										   MCXT_ALLOC_HUGE | flags);
+	if (slot_flags == NULL || (!p->int_keys && jkeys == NULL))
+	{
+		if (slots != NULL)
+			pfree(slots);
+		if (slot_flags != NULL)
+			pfree(slot_flags);
+		return false;
+	}
+	if (p->slots != NULL)
+		pfree(p->slots);
+	if (p->flags != NULL)
+		pfree(p->flags);
+	if (p->jkeys != NULL)
+		pfree(p->jkeys);
+	p->slots = slots;
+	p->flags = slot_flags;
+	p->jkeys = jkeys;
+	p->maxslots = n;
+	return true;
 }
 
 /* Room for a key in the part's memory, packed among the others. */
@@ -181,7 +220,7 @@ index_slot(RetlProbe *p, int64 i, bool find_twice)
 		Slot	   *other = &p->slots[p->index[at] - 1];
 
 		if (find_twice && other->key == slot->key &&
-			(p->int_keys || same_key(other->jkey, slot->jkey)))
+			(p->int_keys || same_key(slot_jkey(p, other), slot_jkey(p, slot))))
 			p->duplicate = true;
 		at = (at + 1) & p->mask;
 	}
@@ -236,12 +275,16 @@ retl_probe_add_slot(RetlProbe *p, int64 key, int64 hash, struct varlena *jkey, u
 		p->maxslots *= 2;
 		p->slots = repalloc_huge(p->slots, sizeof(Slot) * p->maxslots);
 		advise_huge_pages(p->slots, sizeof(Slot) * p->maxslots);
+		p->flags = repalloc_huge(p->flags, p->maxslots);
+		if (p->jkeys != NULL)
+			p->jkeys = repalloc_huge(p->jkeys, sizeof(struct varlena *) * p->maxslots);
 	}
 	slot = &p->slots[p->nslots];
 	slot->key = key;
 	slot->hash = hash;
-	slot->jkey = jkey;
-	slot->flags = flags;
+	p->flags[p->nslots] = flags;
+	if (p->jkeys != NULL)
+		p->jkeys[p->nslots] = jkey;
 	p->nslots++;
 	if (p->index != NULL)
 	{
@@ -430,14 +473,13 @@ retl_probe_queue_removed(RetlProbe *probe, bool write)
 		find_added_twice(probe);
 	for (int64 i = 0; i < probe->nslots; i++)
 	{
-		Slot	   *slot = &probe->slots[i];
-
-		if (slot->flags & (PROBE_SEEN | PROBE_FORGOTTEN))
+		if (probe->flags[i] & (PROBE_SEEN | PROBE_FORGOTTEN))
 			continue;
 		if (!write)
 			b.total++;
 		else
-			add_removed(probe, &b, probe->int_keys ? Int64GetDatum(slot->key) : PointerGetDatum(slot->jkey));
+			add_removed(probe, &b, probe->int_keys ? Int64GetDatum(probe->slots[i].key) :
+						PointerGetDatum(probe->jkeys[i]));
 	}
 	insert_removed(probe, b.keys, b.n);
 	pfree(b.keys);
@@ -465,30 +507,33 @@ add_key(RetlProbe *p, int64 key, struct varlena *jkey, int64 hash)
 static inline Datum
 classify(RetlProbe *p, Slot *slot, int64 key, struct varlena *jkey, int64 hash)
 {
+	uint8	   *flags;
+
 	if (slot == NULL)
 	{
 		add_key(p, key, jkey, hash);
 		p->added++;
 		return CharGetDatum('A');
 	}
+	flags = slot_flags(p, slot);
 	p->next = (slot - p->slots) + 1;
-	if (slot->flags & PROBE_SEEN)
+	if (*flags & PROBE_SEEN)
 	{
 		/* a second row with this key: the run names it and fails */
 		p->duplicate = true;
 		return CharGetDatum('U');
 	}
-	slot->flags |= PROBE_SEEN;
+	*flags |= PROBE_SEEN;
 	if (slot->hash != hash)
-		slot->flags |= PROBE_DIRTY;
-	if (slot->flags & PROBE_FORGOTTEN)
+		*flags |= PROBE_DIRTY;
+	if (*flags & PROBE_FORGOTTEN)
 	{
-		slot->flags &= ~PROBE_FORGOTTEN;
+		*flags &= ~PROBE_FORGOTTEN;
 		slot->hash = hash;
 		p->added++;
 		return CharGetDatum('A');
 	}
-	if (slot->flags & PROBE_LEGACY)
+	if (*flags & PROBE_LEGACY)
 	{
 		slot->hash = hash;
 		p->legacy = true;

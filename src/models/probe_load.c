@@ -30,9 +30,11 @@ static void
 new_part(RetlProbe *p)
 {
 	MemoryContextReset(p->part_cxt);
+	p->slots = NULL;
+	p->flags = NULL;
+	p->jkeys = NULL;
 	/* a part's share of the snapshot, and some room to grow */
-	p->maxslots = Max(1024, (p->stored.entries + p->stored.edits) / p->nparts * GROWTH);
-	p->slots = retl_probe_alloc_array(p, sizeof(Slot) * p->maxslots, 0);
+	(void) retl_probe_alloc_slots(p, Max(1024, (p->stored.entries + p->stored.edits) / p->nparts * GROWTH), 0);
 	p->nslots = 0;
 	p->index = NULL;
 	p->mask = 0;
@@ -89,7 +91,7 @@ apply_delta(RetlProbe *p, RetlEntryKind kind, int64 key, int64 hash, struct varl
 	{
 		/* as if never stored: a row of it is added, none is no removal */
 		if (slot != NULL)
-			slot->flags = PROBE_FORGOTTEN;
+			*slot_flags(p, slot) = PROBE_FORGOTTEN;
 		return;
 	}
 	if (slot == NULL)
@@ -99,7 +101,7 @@ apply_delta(RetlProbe *p, RetlEntryKind kind, int64 key, int64 hash, struct varl
 		return;
 	}
 	slot->hash = hash;
-	slot->flags = PROBE_STORED;
+	*slot_flags(p, slot) = PROBE_STORED;
 }
 
 /* A stored entry into the current part, if it is the part's. */
@@ -155,6 +157,7 @@ apply_edit(void *arg, RetlSnapshotEdit *e)
 	RetlProbe  *p = (RetlProbe *) arg;
 	int64		key;
 	Slot	   *slot;
+	uint8	   *flags;
 
 	if (p->reload)
 		return;
@@ -162,7 +165,7 @@ apply_edit(void *arg, RetlSnapshotEdit *e)
 	{
 		/* a resync: nothing so far is synced */
 		for (int64 i = 0; i < p->nslots; i++)
-			p->slots[i].flags |= PROBE_FORGOTTEN;
+			p->flags[i] |= PROBE_FORGOTTEN;
 		return;
 	}
 	if (!run_key(p, e->key, &key))
@@ -182,16 +185,17 @@ apply_edit(void *arg, RetlSnapshotEdit *e)
 	}
 	if (slot == NULL)
 		return;
+	flags = slot_flags(p, slot);
 	if (e->kind == RETL_EDIT_FORGET)
 	{
 		/* (its hash stays: as stored, a row of it as it was writes no delta) */
-		slot->flags |= PROBE_FORGOTTEN;
+		*flags |= PROBE_FORGOTTEN;
 		return;
 	}
 	if (slot->hash != e->hash || e->kind == RETL_EDIT_LEGACY)
-		slot->flags |= PROBE_DIRTY;
+		*flags |= PROBE_DIRTY;
 	slot->hash = e->hash;
-	slot->flags = (slot->flags & (PROBE_STORED | PROBE_DIRTY)) |
+	*flags = (*flags & (PROBE_STORED | PROBE_DIRTY)) |
 		(e->kind == RETL_EDIT_LEGACY ? PROBE_LEGACY : 0);
 }
 
@@ -237,7 +241,7 @@ load_part(RetlProbe *p)
 		return false;
 	}
 	for (int64 i = 0; i < p->nslots; i++)
-		if (!(p->slots[i].flags & PROBE_FORGOTTEN))
+		if (!(p->flags[i] & PROBE_FORGOTTEN))
 			p->snapshot_rows++;
 	/* a part that holds no key: the query's keys are indexed after it */
 	if (p->nslots == 0)
@@ -258,7 +262,9 @@ bytes_per_key(RetlProbe *p)
 		key_bytes = Max(0.0, (double) p->stored.bytes / p->stored.entries - 16 + 4);
 	else if (!p->int_keys)
 		key_bytes = 24;
-	return sizeof(Slot) + 4 * sizeof(uint32) + key_bytes;
+	/* a slot, its flags, its jsonb key's pointer, 2 index positions */
+	return sizeof(Slot) + 1 + (p->int_keys ? 0 : sizeof(struct varlena *)) +
+		4 * sizeof(uint32) + key_bytes;
 }
 
 /* Parts of keys such that each fits in retl.run_memory, with room to grow. */
@@ -349,16 +355,9 @@ retl_probe_expect_rows(RetlProbe *probe, double rows)
 {
 	double		fits = (double) retl_run_memory_kb * 1024 / (bytes_per_key(probe) * GROWTH);
 	int64		keys = (int64) Min(Min(rows, fits), (double) EXPECTED_KEYS_MAX);
-	Slot	   *slots;
-
 	if (!retl_probe_empty(probe) || keys <= probe->maxslots)
 		return;
-	slots = retl_probe_alloc_array(probe, sizeof(Slot) * keys, MCXT_ALLOC_NO_OOM);
-	if (slots == NULL)
-		return;
-	pfree(probe->slots);
-	probe->slots = slots;
-	probe->maxslots = keys;
+	(void) retl_probe_alloc_slots(probe, keys, MCXT_ALLOC_NO_OOM);
 }
 
 /* Load the next part; false after the last. */
@@ -407,23 +406,23 @@ retl_probe_overflowed(RetlProbe *probe)
  * stored one); false if it is nothing there.
  */
 static inline bool
-entry_kind(Slot *slot, bool delta, RetlEntryKind *kind)
+entry_kind(uint8 flags, bool delta, RetlEntryKind *kind)
 {
 	if (!delta)
 	{
 		/* the whole snapshot: the keys the rows had */
 		*kind = RETL_ENTRY_BASE;
-		return (slot->flags & PROBE_SEEN) != 0;
+		return (flags & PROBE_SEEN) != 0;
 	}
-	if (slot->flags & PROBE_SEEN)
+	if (flags & PROBE_SEEN)
 	{
 		/* a delta: a key stored with another hash, or not stored */
 		*kind = RETL_ENTRY_UPSERT;
-		return (slot->flags & (PROBE_STORED | PROBE_DIRTY)) != PROBE_STORED;
+		return (flags & (PROBE_STORED | PROBE_DIRTY)) != PROBE_STORED;
 	}
 	/* stored, and no row had it */
 	*kind = RETL_ENTRY_REMOVED;
-	return (slot->flags & PROBE_STORED) != 0;
+	return (flags & PROBE_STORED) != 0;
 }
 
 /*
@@ -440,7 +439,7 @@ delta_too_large(RetlProbe *p)
 	RetlEntryKind kind;
 
 	for (int64 i = 0; i < p->nslots; i++)
-		if (entry_kind(&p->slots[i], true, &kind))
+		if (entry_kind(p->flags[i], true, &kind))
 			entries++;
 	return p->stored.delta_entries + entries * p->nparts > whole / DELTA_SHARE;
 }
@@ -468,11 +467,11 @@ retl_probe_save_part(RetlProbe *probe)
 
 		if (i % 65536 == 0)
 			CHECK_FOR_INTERRUPTS();
-		if (!entry_kind(slot, delta, &kind))
+		if (!entry_kind(probe->flags[i], delta, &kind))
 			continue;
 		retl_snapshot_write(&probe->writer, kind, slot->key, slot->hash,
-							probe->int_keys ? NULL : VARDATA_ANY(slot->jkey),
-							probe->int_keys ? 0 : VARSIZE_ANY_EXHDR(slot->jkey),
+							probe->int_keys ? NULL : VARDATA_ANY(probe->jkeys[i]),
+							probe->int_keys ? 0 : VARSIZE_ANY_EXHDR(probe->jkeys[i]),
 							position_of(slot_hash(probe, slot->key)));
 	}
 }
@@ -505,10 +504,11 @@ retl_probe_each(RetlProbe *probe, RetlProbeKeyFn fn, void *arg)
 		MemoryContext old = MemoryContextSwitchTo(probe->tmp_cxt);
 		Datum		key;
 
-		if (!(slot->flags & PROBE_FORGOTTEN))
+		if (!(probe->flags[i] & PROBE_FORGOTTEN))
 		{
-			key = probe->int_keys ? PointerGetDatum(retl_int_key_jsonb(slot->key)) : PointerGetDatum(slot->jkey);
-			fn(arg, key, slot->hash, (slot->flags & PROBE_LEGACY) != 0);
+			key = probe->int_keys ? PointerGetDatum(retl_int_key_jsonb(slot->key)) :
+				PointerGetDatum(probe->jkeys[i]);
+			fn(arg, key, slot->hash, (probe->flags[i] & PROBE_LEGACY) != 0);
 		}
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(probe->tmp_cxt);
