@@ -359,7 +359,7 @@ retl_catalog_changed(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("retl._catalog_changed() can only be called as a trigger")));
 	catalog_changed_at_commit = true;
-	retl_queued_at_commit(0);
+	wake_worker_at_commit = true;
 	return PointerGetDatum(NULL);
 }
 

@@ -355,6 +355,7 @@ retl_probe_expect_rows(RetlProbe *probe, double rows)
 {
 	double		fits = (double) retl_run_memory_kb * 1024 / (bytes_per_key(probe) * GROWTH);
 	int64		keys = (int64) Min(Min(rows, fits), (double) EXPECTED_KEYS_MAX);
+
 	if (!retl_probe_empty(probe) || keys <= probe->maxslots)
 		return;
 	(void) retl_probe_alloc_slots(probe, keys, MCXT_ALLOC_NO_OOM);

@@ -34,7 +34,6 @@
 /* A run from no key makes room for at most this many (probe_load.c) */
 #define EXPECTED_KEYS_MAX	(8 * 1024 * 1024)
 
-/* A key of the snapshot */
 /*
  * A key of the part: 16 bytes, its flags and (of jsonb keys) its jsonb in
  * arrays of their own beside the slots, at the same position.  With them

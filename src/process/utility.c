@@ -8,6 +8,10 @@
  * put the database's slot on HOLD (the launcher starts no worker for it for
  * a while), signal the worker and wait for it to leave.  If the command then
  * fails, the launcher starts the worker again when the hold expires.
+ *
+ * And COMMIT PREPARED tells the database's worker, when it commits, that
+ * changes may have been queued (shmem.c): the prepared transaction's own
+ * session could not.
  */
 #include "postgres.h"
 
@@ -156,6 +160,14 @@ retl_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyT
 	 */
 	if (!dropping)
 		end_hold();
+
+	/*
+	 * The transaction it commits queued its changes in another session
+	 * (which forgot them at PREPARE): the worker looks at every sync again.
+	 */
+	if (IsA(node, TransactionStmt) &&
+		((TransactionStmt *) node)->kind == TRANS_STMT_COMMIT_PREPARED)
+		retl_queued_at_commit(0);
 }
 
 void

@@ -51,8 +51,7 @@
  * which the worker reads before the snapshots of its pass; the worker's
  * own doings that give rows back (a release, a retry, an outcome of any of
  * the sync's requests) wake the sync here; and an idle sync is scanned
- * again after retl.poll_interval_ms whatever happened (a prepared
- * transaction's commit bumps nothing).  With many syncs, a pass scanned
+ * again after retl.poll_interval_ms whatever happened.  With many syncs, a pass scanned
  * every one of them: at batch_size 1, two idle syncs took a tenth of the
  * throughput of a busy one.
  */

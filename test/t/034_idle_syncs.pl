@@ -19,6 +19,7 @@ my $node = new_retl_node('idle', extra_conf => q{
 retl.poll_interval_ms = 60000
 shared_preload_libraries = 'retl, pg_stat_statements'
 pg_stat_statements.track = all
+max_prepared_transactions = 2
 });
 
 sub psql { return $node->safe_psql('postgres', $_[0]); }
@@ -106,6 +107,15 @@ settle();
 is(psql(q{SELECT retl_replay('trig')}), '1', 'replayed');
 ok(wait_for(sub { grep { ($_->{key}{id} // 0) == 4 } @{ delivered_to('/trig') } }, 15),
 	'a replayed dead letter is delivered');
+
+# A prepared transaction's session forgets what it queued at PREPARE;
+# COMMIT PREPARED, in another session, tells the worker.
+settle();
+psql(q{BEGIN; INSERT INTO trig VALUES (5, 'e'); PREPARE TRANSACTION 'p5'});
+settle();
+psql(q{COMMIT PREPARED 'p5'});
+ok(wait_for(sub { grep { ($_->{key}{id} // 0) == 5 } @{ delivered_to('/trig') } }, 15),
+	'a change committed by COMMIT PREPARED reaches an idle sync');
 
 # A logical capture is queued by the worker itself, from the slot (which
 # it reads often: created last, so that the checks above see a worker that
