@@ -47,13 +47,13 @@
  * requests in flight: none parked, none held back by a key in flight or a
  * linger) is idle: the worker does not scan its queue again until a change
  * may have been queued for it.  Other transactions (captures, runs, the SQL
- * functions that queue) bump its bucket's counter at commit (shmem.c),
- * which the worker reads before the snapshots of its pass; the worker's
- * own doings that give rows back (a release, a retry, an outcome of any of
- * the sync's requests) wake the sync here; and an idle sync is scanned
- * again after retl.poll_interval_ms whatever happened.  With many syncs, a pass scanned
- * every one of them: at batch_size 1, two idle syncs took a tenth of the
- * throughput of a busy one.
+ * functions that queue, COMMIT PREPARED) bump its bucket's counter at
+ * commit (shmem.c), which the worker reads before the snapshots of its
+ * pass; the worker's own doings that give rows back (a release, a retry,
+ * an outcome of any of the sync's requests) wake the sync here; and an
+ * idle sync is scanned again after retl.poll_interval_ms whatever
+ * happened.  Before, a pass scanned every sync: at batch_size 1, two idle
+ * syncs took about a tenth of the throughput of a busy one.
  */
 #include "postgres.h"
 
