@@ -128,19 +128,19 @@ bool
 retl_probe_alloc_slots(RetlProbe *p, int64 n, int flags)
 {
 	Slot	   *slots = retl_probe_alloc_array(p, sizeof(Slot) * n, flags);
-	uint8	   *slot_flags = slots == NULL ? NULL :
+	uint8	   *flag_array = slots == NULL ? NULL :
 		MemoryContextAllocExtended(p->part_cxt, n, MCXT_ALLOC_HUGE | flags);
 	struct varlena **jkeys = NULL;
 
-	if (slot_flags != NULL && !p->int_keys)
+	if (flag_array != NULL && !p->int_keys)
 		jkeys = MemoryContextAllocExtended(p->part_cxt, sizeof(struct varlena *) * n,
 										   MCXT_ALLOC_HUGE | flags);
-	if (slot_flags == NULL || (!p->int_keys && jkeys == NULL))
+	if (flag_array == NULL || (!p->int_keys && jkeys == NULL))
 	{
 		if (slots != NULL)
 			pfree(slots);
-		if (slot_flags != NULL)
-			pfree(slot_flags);
+		if (flag_array != NULL)
+			pfree(flag_array);
 		return false;
 	}
 	if (p->slots != NULL)
@@ -150,7 +150,7 @@ retl_probe_alloc_slots(RetlProbe *p, int64 n, int flags)
 	if (p->jkeys != NULL)
 		pfree(p->jkeys);
 	p->slots = slots;
-	p->flags = slot_flags;
+	p->flags = flag_array;
 	p->jkeys = jkeys;
 	p->maxslots = n;
 	return true;
