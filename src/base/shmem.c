@@ -143,8 +143,15 @@ retl_wake_launcher(void)
 	LWLockRelease(retl_shared->lock);
 }
 
-void
-retl_wake_database_worker(Oid dboid)
+/*
+ * Bump the queue counters of a database's buckets (a bit each: see
+ * retl_queued_at_commit), then wake its worker.  At commit, called after
+ * the commit is visible: a worker that read a counter before then takes a
+ * snapshot that has the change, or reads the counter moved at its next
+ * pass.
+ */
+static void
+notify_database_worker(Oid dboid, uint64 buckets)
 {
 	RetlDbSlot *slot;
 
@@ -152,9 +159,21 @@ retl_wake_database_worker(Oid dboid)
 		return;
 	LWLockAcquire(retl_shared->lock, LW_SHARED);
 	slot = retl_find_slot(dboid);
-	if (slot && slot->latch)
-		SetLatch(slot->latch);
+	if (slot)
+	{
+		for (int b = 0; b < RETL_QUEUE_BUCKETS; b++)
+			if (buckets & (UINT64CONST(1) << b))
+				pg_atomic_fetch_add_u32(&slot->queued[b], 1);
+		if (slot->latch)
+			SetLatch(slot->latch);
+	}
 	LWLockRelease(retl_shared->lock);
+}
+
+void
+retl_wake_database_worker(Oid dboid)
+{
+	notify_database_worker(dboid, 0);
 }
 
 /*
@@ -170,52 +189,6 @@ retl_queued_at_commit(int sync_id)
 	else
 		queued_at_commit |= UINT64CONST(1) << (sync_id % RETL_QUEUE_BUCKETS);
 	wake_worker_at_commit = true;
-}
-
-/*
- * At commit, after the commit is visible: bump the counters of the buckets
- * (a worker that read a counter before then takes a snapshot that has the
- * change, or reads the counter moved at its next pass), then wake the
- * worker.
- */
-static void
-notify_database_worker(uint64 buckets)
-{
-	RetlDbSlot *slot;
-
-	if (retl_shared == NULL)
-		return;
-	LWLockAcquire(retl_shared->lock, LW_SHARED);
-	slot = retl_find_slot(MyDatabaseId);
-	if (slot)
-	{
-		for (int b = 0; b < RETL_QUEUE_BUCKETS; b++)
-			if (buckets & (UINT64CONST(1) << b))
-				pg_atomic_fetch_add_u32(&slot->queued[b], 1);
-		if (slot->latch)
-			SetLatch(slot->latch);
-	}
-	LWLockRelease(retl_shared->lock);
-}
-
-/*
- * This database's queue counters, read by its worker before the snapshots
- * of its pass; all 0 without shared memory or a slot.
- */
-void
-retl_queued_generations(uint32 *gens)
-{
-	RetlDbSlot *slot;
-
-	memset(gens, 0, sizeof(uint32) * RETL_QUEUE_BUCKETS);
-	if (retl_shared == NULL)
-		return;
-	LWLockAcquire(retl_shared->lock, LW_SHARED);
-	slot = retl_find_slot(MyDatabaseId);
-	if (slot)
-		for (int b = 0; b < RETL_QUEUE_BUCKETS; b++)
-			gens[b] = pg_atomic_read_u32(&slot->queued[b]);
-	LWLockRelease(retl_shared->lock);
 }
 
 /*
@@ -263,22 +236,28 @@ bump_catalog_generation(void)
 }
 
 /*
- * This database's catalog generation, read by its worker before the
- * snapshot it reads the syncs with; 0 without shared memory (then the
- * worker reads them at each pass).
+ * This database's catalog generation, and its queue counters into queued
+ * (RETL_QUEUE_BUCKETS of them), read by its worker before the snapshots of
+ * its pass; 0 without shared memory (then the worker reads its syncs at
+ * each pass, and finds no sync idle for long).
  */
 uint64
-retl_catalog_generation(void)
+retl_database_generations(uint32 *queued)
 {
 	RetlDbSlot *slot;
 	uint64		gen = 0;
 
+	memset(queued, 0, sizeof(uint32) * RETL_QUEUE_BUCKETS);
 	if (retl_shared == NULL)
 		return 0;
 	LWLockAcquire(retl_shared->lock, LW_SHARED);
 	slot = retl_find_slot(MyDatabaseId);
 	if (slot)
+	{
 		gen = slot->catalog_gen;
+		for (int b = 0; b < RETL_QUEUE_BUCKETS; b++)
+			queued[b] = pg_atomic_read_u32(&slot->queued[b]);
+	}
 	LWLockRelease(retl_shared->lock);
 	return gen;
 }
@@ -295,7 +274,7 @@ retl_xact_callback(XactEvent event, void *arg)
 			if (start_worker_at_commit)
 				retl_request_worker(MyDatabaseId);
 			if (wake_worker_at_commit)
-				notify_database_worker(queued_at_commit);
+				notify_database_worker(MyDatabaseId, queued_at_commit);
 			wake_worker_at_commit = false;
 			queued_at_commit = 0;
 			start_worker_at_commit = false;

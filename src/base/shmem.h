@@ -86,8 +86,7 @@ extern RetlDbSlot *retl_find_or_add_slot(Oid dboid);
 extern void retl_wake_launcher(void);
 extern void retl_wake_database_worker(Oid dboid);
 extern void retl_queued_at_commit(int sync_id);
-extern void retl_queued_generations(uint32 *gens);
-extern uint64 retl_catalog_generation(void);
+extern uint64 retl_database_generations(uint32 *queued);
 extern void retl_xact_init(void);
 extern int	retl_runner_take(Oid dboid, char kind, int64 id, int sync_id, bool send,
 							 bool *reused, uint32 *generation);

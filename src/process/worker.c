@@ -638,10 +638,8 @@ claim_work(bool *more, long *wait_ms)
 	List	   *requests = NIL;
 	ListCell   *lc;
 	TimestampTz now = GetCurrentTimestamp();
-	uint64		gen = retl_catalog_generation();	/* before the snapshot */
 	uint32		queued[RETL_QUEUE_BUCKETS];
-
-	retl_queued_generations(queued);	/* before the snapshots too */
+	uint64		gen = retl_database_generations(queued);	/* before the snapshots */
 
 	retl_begin_txn();
 	pgstat_report_activity(STATE_RUNNING, "claiming changes");
@@ -657,6 +655,7 @@ claim_work(bool *more, long *wait_ms)
 		RetlRequest *req;
 		int			slots;
 		bool		backfill = !sync->backfill_done;
+		uint32		queued_gen = queued[sync->id % RETL_QUEUE_BUCKETS];
 
 		if (sync_backed_off(sync->id, now))
 			continue;
@@ -681,7 +680,7 @@ claim_work(bool *more, long *wait_ms)
 		}
 
 		/* its queue had nothing to claim, and nothing was queued since */
-		if (!backfill && retl_mark_is_idle(sync->id, queued[sync->id % RETL_QUEUE_BUCKETS], now))
+		if (!backfill && retl_mark_is_idle(sync->id, queued_gen, now))
 			continue;
 
 		/*
@@ -692,7 +691,7 @@ claim_work(bool *more, long *wait_ms)
 		while ((slots = retl_dest_slots(sync, now, wait_ms)) > 0)
 		{
 			List	   *claimed = claim_one(sync, slots, &backfill, more, wait_ms,
-											queued[sync->id % RETL_QUEUE_BUCKETS], now);
+											queued_gen, now);
 			ListCell   *c;
 
 			if (claimed == NIL)
