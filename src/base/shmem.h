@@ -21,9 +21,12 @@ typedef enum RetlDbState
 
 /*
  * A database's syncs fall into this many buckets (sync id modulo it), each
- * with a counter bumped by every commit that queued changes for one of its
- * syncs: the worker looks at a sync whose queue it found empty again only
- * when its bucket's counter moved (queue/mark.c).
+ * with a counter that every commit advances by the changes it queued for
+ * the bucket's syncs: the worker looks at a sync whose queue it found empty
+ * again only when its bucket's counter moved (queue/mark.c).  A commit
+ * wakes the worker only when the counter reaches the bucket's wake_at:
+ * the worker sets it at each pass to where a pass could do something new
+ * (a change for an idle sync, a batch filled for a lingering one).
  */
 #define RETL_QUEUE_BUCKETS 64
 
@@ -37,8 +40,9 @@ typedef struct RetlDbSlot
 	TimestampTz not_before;		/* for RESTART and HOLD */
 	uint64		catalog_gen;	/* bumped by each commit that changed the
 								 * syncs, destinations or their grants */
-	/* bumped under the lock held shared (atomics): see shmem.c */
+	/* under the lock held shared (atomics): see shmem.c */
 	pg_atomic_uint32 queued[RETL_QUEUE_BUCKETS];
+	pg_atomic_uint32 wake_at[RETL_QUEUE_BUCKETS];
 } RetlDbSlot;
 
 /*
@@ -85,8 +89,9 @@ extern RetlDbSlot *retl_find_slot(Oid dboid);
 extern RetlDbSlot *retl_find_or_add_slot(Oid dboid);
 extern void retl_wake_launcher(void);
 extern void retl_wake_database_worker(Oid dboid);
-extern void retl_queued_at_commit(int sync_id);
+extern void retl_queued_at_commit(int sync_id, int nrows);
 extern uint64 retl_database_generations(uint32 *queued);
+extern bool retl_set_wake_points(const uint32 *queued, const uint32 *wake_after);
 extern void retl_xact_init(void);
 extern int	retl_runner_take(Oid dboid, char kind, int64 id, int sync_id, bool send,
 							 bool *reused, uint32 *generation);

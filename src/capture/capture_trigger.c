@@ -251,8 +251,11 @@ truncate_reader(int sync_id, Relation rel)
 	return owner;
 }
 
-/* BEFORE TRUNCATE: every row is about to go; queue each key as a change. */
-static void
+/*
+ * BEFORE TRUNCATE: every row is about to go; queue each key as a change.
+ * Returns how many it queued.
+ */
+static uint64
 capture_truncate(int sync_id, int nkeys, AttrNumber *attnums, Relation rel)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
@@ -260,6 +263,7 @@ capture_truncate(int sync_id, int nkeys, AttrNumber *attnums, Relation rel)
 	Oid			types[1] = {INT4OID};
 	Datum		values[1] = {Int32GetDatum(sync_id)};
 	Oid			reader = truncate_reader(sync_id, rel);
+	uint64		n;
 
 	initStringInfo(&keys);
 	appendStringInfoString(&keys, "pg_catalog.jsonb_build_array(");
@@ -289,7 +293,7 @@ capture_truncate(int sync_id, int nkeys, AttrNumber *attnums, Relation rel)
 										   keys.data),
 								  1, types, values, NULL, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "retl: could not queue the rows of a truncated table");
-		return;
+		return SPI_processed;
 	}
 
 	/* the keys the owner sees, read as it (security-restricted), then queued */
@@ -300,8 +304,10 @@ capture_truncate(int sync_id, int nkeys, AttrNumber *attnums, Relation rel)
 							  " SELECT $1, 't', k.key FROM pg_temp.retl_truncate_keys k",
 							  1, types, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "retl: could not queue the rows of a truncated table");
+	n = SPI_processed;
 	if (SPI_execute("DROP TABLE pg_temp.retl_truncate_keys", false, 0) != SPI_OK_UTILITY)
 		elog(ERROR, "retl: could not queue the rows of a truncated table");
+	return n;
 }
 
 PG_FUNCTION_INFO_V1(retl_capture);
@@ -317,6 +323,7 @@ retl_capture(PG_FUNCTION_ARGS)
 	AttrNumber	attnums[MAX_KEYS];
 	CapturePlan *cp;
 	TupleDesc	desc;
+	uint64		nrows = 1;		/* the changes queued */
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -332,7 +339,7 @@ retl_capture(PG_FUNCTION_ARGS)
 	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
 	{
 		if (!append)
-			capture_truncate(sync_id, nkeys, attnums, td->tg_relation);
+			nrows = capture_truncate(sync_id, nkeys, attnums, td->tg_relation);
 	}
 	else
 	{
@@ -350,13 +357,16 @@ retl_capture(PG_FUNCTION_ARGS)
 		{
 			/* a changed key also removes the row under its old key */
 			if (retl_key_changed(cp->nkeys, cp->attnums, td->tg_trigtuple, td->tg_newtuple, desc))
+			{
 				enqueue(cp, sync_id, 'd', td->tg_trigtuple, td->tg_relation);
+				nrows = 2;
+			}
 			enqueue(cp, sync_id, 'u', td->tg_newtuple, td->tg_relation);
 		}
 	}
 
 	if (SPI_finish() != SPI_OK_FINISH)
 		elog(ERROR, "retl: SPI_finish failed");
-	retl_queued_at_commit(sync_id);
+	retl_queued_at_commit(sync_id, (int) Min(nrows, PG_INT32_MAX));
 	return PointerGetDatum(NULL);
 }

@@ -502,7 +502,7 @@ retl_diff_run(RetlSync *sync, bool send, bool replace, RetlRunCounts *counts)
 			elog(ERROR, "retl: could not queue the rows of a run");
 		counts->added = counts->rows;
 		if (send)
-			retl_queued_at_commit(sync->id);
+			retl_queued_at_commit(sync->id, (int) Min(counts->rows, PG_INT32_MAX));
 		return;
 	}
 
@@ -537,7 +537,7 @@ retl_diff_run(RetlSync *sync, bool send, bool replace, RetlRunCounts *counts)
 		elog(ERROR, "retl: could not queue the changes of sync \"%s\"", sync->name);
 	counts->queued = (int64) SPI_processed;
 	if (counts->queued > 0)
-		retl_queued_at_commit(sync->id);
+		retl_queued_at_commit(sync->id, (int) Min(counts->queued, PG_INT32_MAX));
 	if (replace && counts->queued > 0)
 	{
 		Oid			rtypes[2] = {INT4OID, INT8OID};

@@ -167,7 +167,7 @@ retl_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyT
 	 */
 	if (IsA(node, TransactionStmt) &&
 		((TransactionStmt *) node)->kind == TRANS_STMT_COMMIT_PREPARED)
-		retl_queued_at_commit(0);
+		retl_queued_at_commit(0, 0);
 }
 
 void

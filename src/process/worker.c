@@ -498,6 +498,7 @@ typedef struct ClaimWork
 	long	   *wait_ms;
 	List	   *reqs;
 	bool		idle;			/* nothing to claim (queue/mark.c) */
+	int			lingering;		/* a partial batch of that many waits */
 } ClaimWork;
 
 static void
@@ -513,27 +514,30 @@ claim_work_one(void *arg)
 		*w->more = true;
 	*w->backfill = false;
 	/* (a partial batch waits up to linger_ms for more changes) */
-	w->reqs = retl_queue_claim(w->sync, w->nbatches, w->wait_ms, &w->idle);
+	w->reqs = retl_queue_claim(w->sync, w->nbatches, w->wait_ms, &w->idle, &w->lingering);
 }
 
 /*
  * Backfill and claim up to nbatches requests of one sync inside a
  * subtransaction.  Returns the requests to send, or NIL; *more is set
- * when backfill work remains.  A sync found with nothing to claim is idle
+ * when backfill work remains, *lingering to the rows of a partial batch
+ * that waits (queue/claim.c).  A sync found with nothing to claim is idle
  * as of gen, its bucket's queue counter (queue/mark.c).
  */
 static List *
 claim_one(RetlSync *sync, int nbatches, bool *backfill, bool *more, long *wait_ms,
-		  uint32 gen, TimestampTz now)
+		  uint32 gen, TimestampTz now, int *lingering)
 {
-	ClaimWork	w = {sync, nbatches, backfill, more, wait_ms, NIL, false};
+	ClaimWork	w = {sync, nbatches, backfill, more, wait_ms, NIL, false, 0};
 	ErrorData  *edata = retl_in_subtransaction(claim_work_one, &w);
 
+	*lingering = 0;
 	if (edata == NULL)
 	{
 		sync_succeeded(sync->id);
 		if (w.idle)
 			retl_mark_idle(sync->id, gen, now);
+		*lingering = w.lingering;
 		return w.reqs;
 	}
 
@@ -627,9 +631,86 @@ auth_ready(RetlSync *sync, TimestampTz now, long *wait_ms, List **requests)
 	return w.ready;
 }
 
+/* Add a request to the pass's list, which outlives the pass's transaction. */
+static List *
+add_request(List *requests, RetlRequest *req)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+	requests = lappend(requests, req);
+	MemoryContextSwitchTo(old);
+	return requests;
+}
+
+/*
+ * One sync's part of a pass: its jobs' checks and its claims, added to
+ * *requests.  queued_gen: its bucket's queue counter, read before the
+ * pass's snapshots.  Returns how many changes queued for it from then on
+ * would give a pass something to do: one, or what a lingering partial
+ * batch lacks to be full.
+ */
+static uint32
+claim_sync(RetlSync *sync, List *syncs, uint32 queued_gen, TimestampTz now, bool *more,
+		   long *wait_ms, List **requests)
+{
+	RetlRequest *req;
+	int			slots;
+	bool		backfill = !sync->backfill_done;
+	int			lingering = 0;
+
+	if (sync_backed_off(sync->id, now))
+		return 1;
+	/* a destination with OAuth 2.0 waits for its token */
+	if (!auth_ready(sync, now, wait_ms, requests))
+		return 1;
+	/* halves of a refused batch first: they hold keys */
+	start_parts(syncs, sync, now, wait_ms, requests);
+
+	/* the checks of the destination's jobs first: they free keys */
+	while (retl_dest_can_send(sync, now, wait_ms))
+	{
+		req = job_one(sync, wait_ms);
+		if (req == NULL)
+			break;
+		*requests = add_request(*requests, req);
+		retl_dest_sent(sync->dest_id);
+	}
+
+	/* its queue had nothing to claim, and nothing was queued since */
+	if (!backfill && retl_mark_is_idle(sync->id, queued_gen, now))
+		return 1;
+
+	/*
+	 * As many batches as the destination's limits allow, claimed together;
+	 * the claim never takes a key that is in flight or waiting for a retry,
+	 * so concurrent batches keep per-key order.
+	 */
+	while ((slots = retl_dest_slots(sync, now, wait_ms)) > 0)
+	{
+		List	   *claimed = claim_one(sync, slots, &backfill, more, wait_ms,
+										queued_gen, now, &lingering);
+		ListCell   *c;
+
+		if (claimed == NIL)
+			break;
+		foreach(c, claimed)
+		{
+			*requests = add_request(*requests, lfirst(c));
+			retl_dest_sent(sync->dest_id);
+		}
+		list_free(claimed);
+	}
+	/* a partial batch waits out its linger unless it fills */
+	return lingering > 0 && lingering < sync->batch_size ?
+		(uint32) (sync->batch_size - lingering) : 1;
+}
+
 /*
  * One pass over the syncs; returns the requests to send.  Exits the
- * process when the extension is gone.
+ * process when the extension is gone.  Then the commits that will wake
+ * the worker are those that give the next pass something to do: a change
+ * for a sync that is not paused, beyond a lingering partial batch's
+ * (shmem.c); when one came meanwhile, *wait_ms is 0.
  */
 static List *
 claim_work(bool *more, long *wait_ms)
@@ -639,6 +720,7 @@ claim_work(bool *more, long *wait_ms)
 	ListCell   *lc;
 	TimestampTz now = GetCurrentTimestamp();
 	uint32		queued[RETL_QUEUE_BUCKETS];
+	uint32		wake_after[RETL_QUEUE_BUCKETS] = {0};
 	uint64		gen = retl_database_generations(queued);	/* before the snapshots */
 
 	retl_begin_txn();
@@ -652,62 +734,14 @@ claim_work(bool *more, long *wait_ms)
 	foreach(lc, syncs)
 	{
 		RetlSync   *sync = lfirst(lc);
-		RetlRequest *req;
-		int			slots;
-		bool		backfill = !sync->backfill_done;
-		uint32		queued_gen = queued[sync->id % RETL_QUEUE_BUCKETS];
+		int			b = sync->id % RETL_QUEUE_BUCKETS;
+		uint32		n = claim_sync(sync, syncs, queued[b], now, more, wait_ms, &requests);
 
-		if (sync_backed_off(sync->id, now))
-			continue;
-		/* a destination with OAuth 2.0 waits for its token */
-		if (!auth_ready(sync, now, wait_ms, &requests))
-			continue;
-		/* halves of a refused batch first: they hold keys */
-		start_parts(syncs, sync, now, wait_ms, &requests);
-
-		/* the checks of the destination's jobs first: they free keys */
-		while (retl_dest_can_send(sync, now, wait_ms))
-		{
-			MemoryContext old;
-
-			req = job_one(sync, wait_ms);
-			if (req == NULL)
-				break;
-			old = MemoryContextSwitchTo(TopMemoryContext);
-			requests = lappend(requests, req);
-			MemoryContextSwitchTo(old);
-			retl_dest_sent(sync->dest_id);
-		}
-
-		/* its queue had nothing to claim, and nothing was queued since */
-		if (!backfill && retl_mark_is_idle(sync->id, queued_gen, now))
-			continue;
-
-		/*
-		 * As many batches as the destination's limits allow, claimed
-		 * together; the claim never takes a key that is in flight or
-		 * waiting for a retry, so concurrent batches keep per-key order.
-		 */
-		while ((slots = retl_dest_slots(sync, now, wait_ms)) > 0)
-		{
-			List	   *claimed = claim_one(sync, slots, &backfill, more, wait_ms,
-											queued_gen, now);
-			ListCell   *c;
-
-			if (claimed == NIL)
-				break;
-			foreach(c, claimed)
-			{
-				MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-				requests = lappend(requests, lfirst(c));
-				MemoryContextSwitchTo(old);
-				retl_dest_sent(sync->dest_id);
-			}
-			list_free(claimed);
-		}
+		wake_after[b] = wake_after[b] == 0 ? n : Min(wake_after[b], n);
 	}
 	retl_end_txn();
+	if (retl_set_wake_points(queued, wake_after))
+		*wait_ms = 0;
 	return requests;
 }
 

@@ -273,12 +273,14 @@ typedef struct ClaimedRow
  * its scan read them, and are not read again.
  *
  * Less than a batch waits until its oldest row has waited the sync's
- * linger_ms: then 0 too, with *wait_ms the time left.  *idle is set when
- * the scan found no row at all it could claim but the sync's requests in
- * flight (mark.c).
+ * linger_ms: then 0 too, with *wait_ms the time left and *lingering the
+ * rows (upsert mode: keys) it waits with.  *idle is set when the scan
+ * found no row at all it could claim but the sync's requests in flight
+ * (mark.c).
  */
 static int
-pick(RetlSync *sync, int nbatches, long *wait_ms, ClaimedRow **rows, Datum *ids, bool *idle)
+pick(RetlSync *sync, int nbatches, long *wait_ms, ClaimedRow **rows, Datum *ids, bool *idle,
+	 int *lingering)
 {
 	Oid			types[2] = {INT4OID, INT8OID};
 	Datum		values[2];
@@ -312,6 +314,7 @@ pick(RetlSync *sync, int nbatches, long *wait_ms, ClaimedRow **rows, Datum *ids,
 	*rows = NULL;
 	*ids = (Datum) 0;
 	*idle = false;
+	*lingering = 0;
 	if (by_key)
 		picked_keys = key_set("retl picked keys", cap);
 
@@ -468,6 +471,7 @@ pick(RetlSync *sync, int nbatches, long *wait_ms, ClaimedRow **rows, Datum *ids,
 		{
 			*wait_ms = Min(*wait_ms, Max((due - clock + 999) / 1000, 1));
 			kept_from = Min(kept_from, first);
+			*lingering = npicked;
 			nids = 0;
 		}
 	}
@@ -755,10 +759,10 @@ build_batch(RetlSync *sync, RetlRequest *req)
  * small batch_size fills every free slot of its destination for the cost
  * of one.  Each request and everything in it outlive the transaction, and
  * it holds its keys until it is freed.  *idle: the sync had nothing to
- * claim (see pick).
+ * claim; *lingering: a partial batch of that many rows waits (see pick).
  */
 List *
-retl_queue_claim(RetlSync *sync, int nbatches, long *wait_ms, bool *idle)
+retl_queue_claim(RetlSync *sync, int nbatches, long *wait_ms, bool *idle, int *lingering)
 {
 	volatile bool by_key = sync->mode != 'a' && !sync->diff;
 	Oid			types[2] = {INT8ARRAYOID, INT4OID};
@@ -774,9 +778,10 @@ retl_queue_claim(RetlSync *sync, int nbatches, long *wait_ms, bool *idle)
 	int			nrows;
 
 	*idle = false;
+	*lingering = 0;
 	if (!sync->diff)
 		retl_check_source(sync);
-	nrows = pick(sync, nbatches, wait_ms, &rows, &values[0], idle);
+	nrows = pick(sync, nbatches, wait_ms, &rows, &values[0], idle, lingering);
 	if (nrows == 0)
 		return NIL;
 	/* rows to claim: if the statistics counted none, they are wrong now */

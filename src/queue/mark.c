@@ -47,7 +47,7 @@
  * requests in flight: none parked, none held back by a key in flight or a
  * linger) is idle: the worker does not scan its queue again until a change
  * may have been queued for it.  Other transactions (captures, runs, the SQL
- * functions that queue, COMMIT PREPARED) bump its bucket's counter at
+ * functions that queue, COMMIT PREPARED) advance its bucket's counter at
  * commit (shmem.c), which the worker reads before the snapshots of its
  * pass; the worker's own doings that give rows back (a release, a retry,
  * an outcome of any of the sync's requests) wake the sync here; and an

@@ -14,7 +14,8 @@
 extern void retl_queue_recover(void);
 extern void retl_queue_analyze_if_stale(int retry_ms);
 extern bool retl_queue_stats_suspect(void);
-extern List *retl_queue_claim(RetlSync *sync, int nbatches, long *wait_ms, bool *idle);
+extern List *retl_queue_claim(RetlSync *sync, int nbatches, long *wait_ms, bool *idle,
+							  int *lingering);
 extern void retl_queue_read_rows(RetlSync *sync, RetlRequest *req, Datum *keys, bool append);
 extern void retl_queue_drop_unsent(RetlRequest *req);
 extern void retl_queue_build(RetlRequest *req, RetlSync *sync);

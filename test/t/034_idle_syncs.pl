@@ -117,6 +117,38 @@ psql(q{COMMIT PREPARED 'p5'});
 ok(wait_for(sub { grep { ($_->{key}{id} // 0) == 5 } @{ delivered_to('/trig') } }, 15),
 	'a change committed by COMMIT PREPARED reaches an idle sync');
 
+# A commit wakes the worker only when a pass has something to do for it
+# (base/shmem.c): never for a paused sync, and for a lingering partial
+# batch only once it could be full.  Each pass scans the lingering sync's
+# queue (it is not idle), so its scans count the passes.  (Before any
+# logical sync exists: the worker reads a slot often.)
+psql(qq{
+	CREATE TABLE lingering (id int PRIMARY KEY, v text NOT NULL DEFAULT '');
+	SELECT retl_create_destination(name => 'lingering', kind => 'webhook', url => '@{[ $r->url('/lingering') ]}',
+		options => '{"batch_size": 20, "linger_ms": 60000}');
+	SELECT retl_create_sync(name => 'lingering', source => 'lingering', destination => 'lingering',
+		options => '{"backfill": false}');
+	SELECT retl_pause_sync('paused');
+});
+settle();
+psql(q{INSERT INTO lingering VALUES (1)});
+settle();
+psql(q{SELECT pg_stat_statements_reset()});
+psql("INSERT INTO paused VALUES ($_)") for 100 .. 139;
+psql("INSERT INTO lingering VALUES ($_)") for 2 .. 17;
+# a key changed: two changes (its old key goes), 19 keys queued
+psql(q{UPDATE lingering SET id = 18 WHERE id = 17});
+psql(q{INSERT INTO lingering VALUES (19)});
+settle();
+my $linger_scans = psql(q{SELECT coalesce(sum(calls), 0) FROM pg_stat_statements
+	WHERE query LIKE 'SELECT q.id, pg_catalog.jsonb_hash_extended(q.key%'});
+cmp_ok($linger_scans, '<', 10, "59 commits no pass could use woke the worker $linger_scans times");
+is(scalar @{ delivered_to('/lingering') }, 0, 'a partial batch lingers');
+psql(q{INSERT INTO lingering VALUES (20)});
+ok(arrives('/lingering', 20), 'the commit that fills the batch sends it at once');
+psql(q{SELECT retl_resume_sync('paused')});
+ok(arrives('/paused', 41), 'what a paused sync captured goes when it resumes');
+
 # A logical capture is queued by the worker itself, from the slot (which
 # it reads often: created last, so that the checks above see a worker that
 # sleeps retl.poll_interval_ms).
