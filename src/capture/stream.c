@@ -52,7 +52,6 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
-#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/pg_lsn.h"
@@ -64,6 +63,7 @@
 #include "base/shmem.h"
 #include "capture/stream.h"
 #include "queue/queue.h"
+#include "sync/sync.h"
 #include "sync/trust.h"
 
 #define STAGE_LIMIT 20000
@@ -362,7 +362,7 @@ decode_round(Batch *b)
 	 */
 	old = MemoryContextSwitchTo(decoding->context);
 	/* the caches may hold entries read with a normal snapshot: drop them */
-	InvalidateSystemCaches();
+	retl_sync_reset_caches();
 	PG_TRY();
 	{
 		while (decoding->reader->EndRecPtr < end_of_wal)
@@ -387,14 +387,14 @@ decode_round(Batch *b)
 	PG_CATCH();
 	{
 		/* nothing read with a historic snapshot may stay in the caches */
-		InvalidateSystemCaches();
+		retl_sync_reset_caches();
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
 	/* replaying transactions switches resource owners (see logicalfuncs.c) */
 	CurrentResourceOwner = owner;
 	/* and leaves entries read with historic snapshots */
-	InvalidateSystemCaches();
+	retl_sync_reset_caches();
 	MemoryContextSwitchTo(old);
 	decoding->output_writer_private = NULL;
 	return decoding->reader->EndRecPtr;
@@ -485,14 +485,19 @@ retl_stream_stage(bool *found, List **errors)
 	if (unconfirmed || (decoding == NULL && MyReplicationSlot != NULL))
 		retl_stream_release();
 
+	/*
+	 * (The slot is looked up in shared memory, not in the view
+	 * pg_replication_slots: the caches are dropped at every round, and
+	 * planning a statement on that view loads its rule again.)
+	 */
 	values[0] = CStringGetTextDatum(slot);
-	if (SPI_execute_with_args("SELECT st.staged_lsn, st.drain"
-							  " FROM retl.stream_state st, pg_catalog.pg_replication_slots s"
-							  " WHERE s.slot_name = $1 AND st.slot = $1"
+	if (SPI_execute_with_args("SELECT st.staged_lsn, st.drain FROM retl.stream_state st"
+							  " WHERE st.slot = $1"
 							  " AND (st.drain OR EXISTS (SELECT 1 FROM retl.syncs y WHERE y.capture = 'logical'))",
 							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "retl: could not read the state of slot \"%s\"", slot);
-	if (SPI_processed == 0)
+	if (SPI_processed == 0 ||
+		(MyReplicationSlot == NULL && SearchNamedReplicationSlot(slot, true) == NULL))
 	{
 		drain_to = InvalidXLogRecPtr;
 		retl_stream_release();

@@ -50,5 +50,6 @@ typedef struct RetlSync
 
 extern List *retl_sync_load(int only_id);
 extern List *retl_sync_active(uint64 gen, TimestampTz now);
+extern void retl_sync_reset_caches(void);
 
 #endif

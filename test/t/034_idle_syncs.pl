@@ -158,6 +158,20 @@ settle();
 psql(q{INSERT INTO logi VALUES (1, 'l')});
 ok(arrives('/logi', 1), 'a decoded change reaches an idle sync');
 
+# Each decoding round drops the catalog caches (entries read with historic
+# snapshots); that is no change of a role, and the worker keeps its syncs
+# (read again at most every second) while rounds follow one another.
+settle();
+psql(q{SELECT pg_stat_statements_reset()});
+psql("INSERT INTO logi VALUES ($_, 'l')") for 2 .. 101;
+ok(arrives('/logi', 101), 'a hundred decoded changes arrive');
+my ($rounds, $loads) = split /\|/, psql(q{
+	SELECT sum(calls) FILTER (WHERE query LIKE 'UPDATE retl.stream_state SET staged_lsn%'),
+	       sum(calls) FILTER (WHERE query LIKE 'SELECT s.id, s.name, s.mode, s.source_relid%')
+	FROM pg_stat_statements});
+cmp_ok($rounds, '>=', 20, "many decoding rounds staged them ($rounds)");
+cmp_ok($loads, '<', $rounds / 4 + 5, "the syncs were not read again at each round ($loads reads)");
+
 # While one sync drains 2,000 changes a record a request, the idle ones
 # (trig, diff, paused, logi) are not scanned at each of its passes: the
 # claim's scan runs about once a pass, not five times.
