@@ -31,12 +31,17 @@
  * and releases the slot; the next round opens them again from the slot's
  * confirmed position.
  *
- * Staging runs again right after changes were found; after a round that
- * found nothing it waits IDLE_PEEK_MS, doubling up to IDLE_PEEK_MAX_MS while
- * nothing comes (NO_SLOT_CHECK_MS in a database without logical syncs,
- * where it only drops a slot left over).  A round stops at a transaction
- * boundary once it has STAGE_LIMIT changes or has read for STAGE_MS (a
- * larger transaction comes whole).
+ * A round stops at a transaction boundary once it has STAGE_LIMIT changes
+ * or has read for STAGE_MS (a larger transaction comes whole); then the
+ * next runs at once.  One that read all the WAL flushed when it began
+ * waits BUSY_PEEK_MS before the next when it found changes or more WAL came
+ * meanwhile: each round drops the worker's catalog caches, and everything
+ * the next pass does is planned again after it, so rounds back to back
+ * under a steady stream of commits (~300 a second at 4,000 commits a
+ * second, a dozen changes each) kept the worker busy for rounds alone.
+ * After a round that found nothing it waits IDLE_PEEK_MS, doubling up to
+ * IDLE_PEEK_MAX_MS while nothing comes (NO_SLOT_CHECK_MS in a database
+ * without logical syncs, where it only drops a slot left over).
  */
 #include "postgres.h"
 
@@ -68,6 +73,7 @@
 
 #define STAGE_LIMIT 20000
 #define STAGE_MS 200
+#define BUSY_PEEK_MS 5
 #define IDLE_PEEK_MS 10
 #define IDLE_PEEK_MAX_MS 50
 #define NO_SLOT_CHECK_MS 1000
@@ -94,6 +100,7 @@ typedef struct Batch
 	XLogRecPtr	staged;			/* transactions ending here or before are skipped */
 	bool		skip;			/* the current transaction is one of those */
 	long		lines;			/* changes and errors parsed */
+	bool		cut;			/* stopped before the end (a limit) */
 	List	  **errors;
 } Batch;
 
@@ -380,7 +387,10 @@ decode_round(Batch *b)
 			if (b->lines >= STAGE_LIMIT ||
 				(++records % 64 == 0 &&
 				 TimestampDifferenceExceeds(start, GetCurrentTimestamp(), STAGE_MS)))
+			{
+				b->cut = decoding->reader->EndRecPtr < end_of_wal;
 				break;
+			}
 			CHECK_FOR_INTERRUPTS();
 		}
 	}
@@ -536,6 +546,7 @@ retl_stream_stage(bool *found, List **errors)
 	b.changes = hash_create("retl staged changes", 16, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	b.skip = false;
 	b.lines = 0;
+	b.cut = false;
 	b.errors = errors;
 	read_to = decode_round(&b);
 
@@ -568,9 +579,15 @@ retl_stream_stage(bool *found, List **errors)
 								  2, utypes, uvalues, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "retl: could not record the staged position of slot \"%s\"", slot);
 	}
-	if (b.lines >= STAGE_LIMIT || *found || read_to < GetFlushRecPtr(NULL))
+	if (b.cut)
 	{
+		/* more was there already: go on at once */
 		next_peek = 0;
+		idle_ms = IDLE_PEEK_MS;
+	}
+	else if (*found || read_to < GetFlushRecPtr(NULL))
+	{
+		next_peek = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), BUSY_PEEK_MS);
 		idle_ms = IDLE_PEEK_MS;
 	}
 	check_lag(slot);
