@@ -213,7 +213,7 @@ retl_wake_database_worker(Oid dboid)
  * of the sync's bucket and wake the worker if a pass is due.
  */
 void
-retl_queued_at_commit(int sync_id, int nrows)
+retl_queued_at_commit(int sync_id, int64 nrows)
 {
 	StaticAssertStmt(RETL_QUEUE_BUCKETS == 64, "one bit of a uint64 per bucket");
 	if (sync_id <= 0)
@@ -227,7 +227,7 @@ retl_queued_at_commit(int sync_id, int nrows)
 
 		queued_at_commit |= UINT64CONST(1) << b;
 		/* (saturating: a counter must not move by 2^31 or more at once) */
-		rows_at_commit[b] = (uint32) Min((int64) rows_at_commit[b] + Max(nrows, 1), PG_INT32_MAX);
+		rows_at_commit[b] = (uint32) Min(rows_at_commit[b] + Max(nrows, 1), PG_INT32_MAX);
 	}
 }
 
@@ -336,6 +336,18 @@ retl_database_generations(uint32 *queued)
 	return gen;
 }
 
+/* Forget what the transaction asked to be done at its commit. */
+static void
+forget_at_commit(void)
+{
+	wake_worker_at_commit = false;
+	if (queued_at_commit != 0)
+		memset(rows_at_commit, 0, sizeof(rows_at_commit));
+	queued_at_commit = 0;
+	start_worker_at_commit = false;
+	catalog_changed_at_commit = false;
+}
+
 static void
 retl_xact_callback(XactEvent event, void *arg)
 {
@@ -350,22 +362,12 @@ retl_xact_callback(XactEvent event, void *arg)
 			if (wake_worker_at_commit || queued_at_commit != 0)
 				notify_database_worker(MyDatabaseId, queued_at_commit,
 									   rows_at_commit, wake_worker_at_commit);
-			wake_worker_at_commit = false;
-			if (queued_at_commit != 0)
-				memset(rows_at_commit, 0, sizeof(rows_at_commit));
-			queued_at_commit = 0;
-			start_worker_at_commit = false;
-			catalog_changed_at_commit = false;
+			forget_at_commit();
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
-			wake_worker_at_commit = false;
-			if (queued_at_commit != 0)
-				memset(rows_at_commit, 0, sizeof(rows_at_commit));
-			queued_at_commit = 0;
-			start_worker_at_commit = false;
-			catalog_changed_at_commit = false;
+			forget_at_commit();
 			break;
 		default:
 			break;

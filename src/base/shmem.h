@@ -89,7 +89,7 @@ extern RetlDbSlot *retl_find_slot(Oid dboid);
 extern RetlDbSlot *retl_find_or_add_slot(Oid dboid);
 extern void retl_wake_launcher(void);
 extern void retl_wake_database_worker(Oid dboid);
-extern void retl_queued_at_commit(int sync_id, int nrows);
+extern void retl_queued_at_commit(int sync_id, int64 nrows);
 extern uint64 retl_database_generations(uint32 *queued);
 extern bool retl_set_wake_points(const uint32 *queued, const uint32 *wake_after);
 extern void retl_xact_init(void);

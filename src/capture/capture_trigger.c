@@ -367,6 +367,6 @@ retl_capture(PG_FUNCTION_ARGS)
 
 	if (SPI_finish() != SPI_OK_FINISH)
 		elog(ERROR, "retl: SPI_finish failed");
-	retl_queued_at_commit(sync_id, (int) Min(nrows, PG_INT32_MAX));
+	retl_queued_at_commit(sync_id, (int64) nrows);
 	return PointerGetDatum(NULL);
 }

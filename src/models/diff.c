@@ -502,7 +502,7 @@ retl_diff_run(RetlSync *sync, bool send, bool replace, RetlRunCounts *counts)
 			elog(ERROR, "retl: could not queue the rows of a run");
 		counts->added = counts->rows;
 		if (send)
-			retl_queued_at_commit(sync->id, (int) Min(counts->rows, PG_INT32_MAX));
+			retl_queued_at_commit(sync->id, counts->rows);
 		return;
 	}
 
@@ -537,7 +537,7 @@ retl_diff_run(RetlSync *sync, bool send, bool replace, RetlRunCounts *counts)
 		elog(ERROR, "retl: could not queue the changes of sync \"%s\"", sync->name);
 	counts->queued = (int64) SPI_processed;
 	if (counts->queued > 0)
-		retl_queued_at_commit(sync->id, (int) Min(counts->queued, PG_INT32_MAX));
+		retl_queued_at_commit(sync->id, counts->queued);
 	if (replace && counts->queued > 0)
 	{
 		Oid			rtypes[2] = {INT4OID, INT8OID};
