@@ -18,7 +18,11 @@
  *
  * Fields are separated by tabs (JSON text escapes those it contains).
  *
- * Transactions with nothing for retl emit nothing.  Like the capture
+ * Transactions with nothing for retl emit nothing.  A transaction larger
+ * than logical_decoding_work_mem comes streamed while in progress (the
+ * stream callbacks): its lines are kept in the spool (spool.c) and written
+ * as the same block at its commit, so the worker sees no difference.  Like
+ * the capture
  * trigger, an update that changes the key emits a delete of the old key
  * first; state syncs read the row's latest state when they send it, so no
  * other column (TOASTed or not) is needed.  TRUNCATE is captured by the
@@ -45,6 +49,7 @@
 #include "utils/snapmgr.h"
 
 #include "capture/capture.h"
+#include "capture/spool.h"
 #include "sync/trust.h"
 
 #define MAX_KEYS 32
@@ -70,6 +75,11 @@ typedef struct DecoderState
 	TransactionId snap_xmax;
 	CommandId	snap_cid;
 	bool		began;			/* B written for this transaction */
+	bool		streaming;		/* in a block of a streamed transaction */
+	TransactionId top;			/* while streaming: its top-level xid */
+	TransactionId xid;			/* and the (sub)transaction of the change */
+	RetlSpool  *spool;			/* the lines of streamed transactions */
+	XLogRecPtr	end_lsn;		/* of the streamed transaction committing */
 } DecoderState;
 
 extern void _PG_output_plugin_init(OutputPluginCallbacks *cb);
@@ -83,6 +93,7 @@ decoder_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_i
 									   ALLOCSET_DEFAULT_SIZES);
 	state->sources_cxt = AllocSetContextCreate(ctx->context, "retl decoder sources",
 											   ALLOCSET_SMALL_SIZES);
+	state->spool = retl_spool_create(ctx->context);
 	ctx->output_plugin_private = state;
 	opt->output_type = OUTPUT_PLUGIN_TEXTUAL_OUTPUT;
 	opt->receive_rewrites = false;
@@ -95,6 +106,7 @@ decoder_shutdown(LogicalDecodingContext *ctx)
 
 	MemoryContextDelete(state->cxt);
 	MemoryContextDelete(state->sources_cxt);
+	retl_spool_destroy(state->spool);
 }
 
 /* Read retl.logical_sources with the historic snapshot of this change. */
@@ -168,6 +180,82 @@ decoder_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr co
 	OutputPluginWrite(ctx, true);
 }
 
+/* Write one line, B first for the transaction's first. */
+static void
+output_line(LogicalDecodingContext *ctx, XLogRecPtr end_lsn, const char *line, int len)
+{
+	DecoderState *state = ctx->output_plugin_private;
+
+	if (!state->began)
+	{
+		OutputPluginPrepareWrite(ctx, true);
+		appendStringInfo(ctx->out, "B\t%X/%X", LSN_FORMAT_ARGS(end_lsn));
+		OutputPluginWrite(ctx, true);
+		state->began = true;
+	}
+	OutputPluginPrepareWrite(ctx, true);
+	appendBinaryStringInfo(ctx->out, line, len);
+	OutputPluginWrite(ctx, true);
+}
+
+/* The top-level transaction of txn. */
+static TransactionId
+top_xid(ReorderBufferTXN *txn)
+{
+	return txn->toptxn ? txn->toptxn->xid : txn->xid;
+}
+
+/*
+ * Streaming (spool.c): a block of changes of a transaction in progress
+ * begins or ends.
+ */
+static void
+decoder_stream_start(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
+{
+	DecoderState *state = ctx->output_plugin_private;
+
+	state->streaming = true;
+	state->loaded = false;
+}
+
+static void
+decoder_stream_stop(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
+{
+	DecoderState *state = ctx->output_plugin_private;
+
+	state->streaming = false;
+}
+
+/* A streamed transaction, or a subtransaction of one, rolled back. */
+static void
+decoder_stream_abort(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr abort_lsn)
+{
+	DecoderState *state = ctx->output_plugin_private;
+
+	retl_spool_abort(state->spool, top_xid(txn), txn->xid);
+}
+
+static void
+replay_line(void *arg, const char *line, int len)
+{
+	LogicalDecodingContext *ctx = arg;
+	DecoderState *state = ctx->output_plugin_private;
+
+	output_line(ctx, state->end_lsn, line, len);
+}
+
+/* A streamed transaction committed: its lines, as one block. */
+static void
+decoder_stream_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr commit_lsn)
+{
+	DecoderState *state = ctx->output_plugin_private;
+
+	state->began = false;
+	state->end_lsn = txn->end_lsn;
+	retl_spool_replay(state->spool, txn->xid, replay_line, ctx);
+	decoder_commit(ctx, txn, commit_lsn);
+}
+
 /* The key of the sync in tuple as a JSON array of text; false if unusable. */
 static bool
 append_key(StringInfo out, Source *s, HeapTuple tuple, TupleDesc desc)
@@ -205,38 +293,33 @@ emit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Source *s, char op,
 	DecoderState *state = ctx->output_plugin_private;
 	TupleDesc	desc = RelationGetDescr(rel);
 	StringInfoData key;
-
-	if (!state->began)
-	{
-		OutputPluginPrepareWrite(ctx, true);
-		appendStringInfo(ctx->out, "B\t%X/%X", LSN_FORMAT_ARGS(txn->end_lsn));
-		OutputPluginWrite(ctx, true);
-		state->began = true;
-	}
+	StringInfoData line;
 
 	initStringInfo(&key);
+	initStringInfo(&line);
 	if (s->nkeys == 0 || !append_key(&key, s, tuple, desc))
 	{
 		/* the worker shows it on the sync, which is failing from now on */
-		OutputPluginPrepareWrite(ctx, true);
-		appendStringInfo(ctx->out, "E\t%d\ta change of table \"%s\" has no value for a key column of the sync (was it dropped?)",
+		appendStringInfo(&line, "E\t%d\ta change of table \"%s\" has no value for a key column of the sync (was it dropped?)",
 						 s->sync_id, RelationGetRelationName(rel));
-		OutputPluginWrite(ctx, true);
-		return;
 	}
-
-	OutputPluginPrepareWrite(ctx, true);
-	appendStringInfo(ctx->out, "Q\t%d\t%c\t%s", s->sync_id, op, key.data);
-	if (s->append)
+	else
 	{
-		/* as the table's owner: the worker must not run a user's cast to json */
-		Datum		row = retl_row_to_jsonb(heap_copy_tuple_as_datum(tuple, desc),
-											desc->tdtypeid, rel->rd_rel->relowner);
+		appendStringInfo(&line, "Q\t%d\t%c\t%s", s->sync_id, op, key.data);
+		if (s->append)
+		{
+			/* as the table's owner: the worker must not run a user's cast to json */
+			Datum		row = retl_row_to_jsonb(heap_copy_tuple_as_datum(tuple, desc),
+												desc->tdtypeid, rel->rd_rel->relowner);
 
-		appendStringInfoChar(ctx->out, '\t');
-		appendStringInfoString(ctx->out, DatumGetCString(DirectFunctionCall1(jsonb_out, row)));
+			appendStringInfoChar(&line, '\t');
+			appendStringInfoString(&line, DatumGetCString(DirectFunctionCall1(jsonb_out, row)));
+		}
 	}
-	OutputPluginWrite(ctx, true);
+	if (state->streaming)
+		retl_spool_add(state->spool, state->top, state->xid, line.data, line.len);
+	else
+		output_line(ctx, txn->end_lsn, line.data, line.len);
 }
 
 static void decode_for(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Source *s,
@@ -274,6 +357,11 @@ decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		return;
 
 	old = MemoryContextSwitchTo(state->cxt);
+	if (state->streaming)
+	{
+		state->top = top_xid(txn);
+		state->xid = change->txn->xid;
+	}
 	/* a partition's changes belong to the partitioned table synced */
 	ancestors = rel->rd_rel->relispartition ? get_partition_ancestors(RelationGetRelid(rel)) : NIL;
 	foreach(lc, state->sources)
@@ -345,5 +433,10 @@ _PG_output_plugin_init(OutputPluginCallbacks *cb)
 	cb->begin_cb = decoder_begin;
 	cb->change_cb = decoder_change;
 	cb->commit_cb = decoder_commit;
+	cb->stream_start_cb = decoder_stream_start;
+	cb->stream_stop_cb = decoder_stream_stop;
+	cb->stream_abort_cb = decoder_stream_abort;
+	cb->stream_commit_cb = decoder_stream_commit;
+	cb->stream_change_cb = decoder_change;
 	cb->shutdown_cb = decoder_shutdown;
 }

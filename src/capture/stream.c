@@ -11,7 +11,9 @@
  * The worker acquires the slot and keeps one logical decoding context open
  * on it (as a walsender does), so each round reads only the WAL written
  * since the last one; decoding transactions in progress stay in the
- * context's reorder buffer between rounds.  A round stages what was decoded
+ * context's reorder buffer between rounds (or, streamed once they outgrew
+ * logical_decoding_work_mem, what they have for retl in the plugin's spool:
+ * spool.c).  A round stages what was decoded
  * in two steps:
  *
  * 1. In one transaction: read the WAL flushed so far through the context

@@ -1,7 +1,9 @@
 # Logical decoding capture: the database's slot, created with the first
 # logical sync and dropped with the last; inserts, updates, deletes, key
-# changes, a large transaction, COPY, savepoints, TOASTed values, TRUNCATE
-# and append syncs reach the receiver as with trigger capture; the worker
+# changes, a large transaction, COPY, savepoints, transactions streamed
+# while in progress (none of them spilled to disk; rolled back
+# subtransactions, a rollback, the worker restarted with one open),
+# TOASTed values, TRUNCATE and append syncs reach the receiver as with trigger capture; the worker
 # killed with SIGKILL and the server stopped immediately lose nothing;
 # switching a sync between trigger and logical capture loses and
 # duplicates nothing; an idle database's slot keeps advancing.
@@ -165,6 +167,71 @@ psql(q{
 ok(settled('lsync', '/lt', 'lt'), 'savepoints');
 my $last = last_states('/lt');
 ok(!exists $last->{40002} && !exists $last->{40003}, 'rolled back changes never sent');
+
+# A transaction larger than logical_decoding_work_mem comes to the plugin
+# streamed while in progress: the reorder buffer writes none of it to
+# disk (it used to write all of it, a table no sync reads included, and
+# read it back at the commit), the changes for retl are kept until the
+# commit, those of a rolled back subtransaction or transaction dropped.
+psql(q{CREATE TABLE unsynced (id int PRIMARY KEY, v text)});
+sub slot_stats
+{
+	return split / /, psql(qq{SELECT spill_txns || ' ' || stream_txns FROM pg_stat_replication_slots
+		WHERE slot_name = '$slot'});
+}
+my ($spill0, $stream0) = slot_stats();
+psql(q{
+	BEGIN;
+	INSERT INTO lt SELECT g, 'streamed' FROM generate_series(50000, 50999) g;
+	INSERT INTO unsynced SELECT g, repeat('u', 200) FROM generate_series(1, 3000) g;
+	SAVEPOINT a;
+	INSERT INTO lt SELECT g, 'rolled back' FROM generate_series(51000, 51999) g;
+	UPDATE lt SET v = 'rolled back' WHERE id BETWEEN 50000 AND 50099;
+	INSERT INTO unsynced SELECT g, repeat('u', 200) FROM generate_series(3001, 6000) g;
+	ROLLBACK TO a;
+	SAVEPOINT b;
+	UPDATE lt SET v = 'released' WHERE id BETWEEN 50100 AND 50199;
+	INSERT INTO unsynced SELECT g, repeat('u', 200) FROM generate_series(6001, 9000) g;
+	RELEASE b;
+	COMMIT;
+	BEGIN;
+	INSERT INTO lt SELECT g, 'aborted' FROM generate_series(52000, 52999) g;
+	INSERT INTO unsynced SELECT g, repeat('u', 200) FROM generate_series(9001, 12000) g;
+	ROLLBACK;
+});
+ok(settled('lsync', '/lt', 'lt'), 'streamed transactions');
+$last = last_states('/lt');
+is(scalar(grep { $_ >= 50000 && $_ < 51000 } keys %$last), 1000, 'a streamed transaction: all its rows sent');
+is(scalar(grep { $_ >= 51000 && $_ < 53000 } keys %$last), 0,
+	'none of its rolled back subtransaction, none of a streamed transaction rolled back');
+is($last->{50150}, 'released', 'the update of its released subtransaction sent');
+is($last->{50050}, 'streamed', 'the update of its rolled back one not');
+my ($spill1, $stream1) = slot_stats();
+is($spill1 - $spill0, 0, 'the reorder buffer wrote neither to disk');
+cmp_ok($stream1 - $stream0, '>=', 2, 'both were streamed');
+
+# The worker stopped while a streamed transaction is open: the next
+# decoding context decodes it again from its start; each row is sent once.
+my $open = $node->background_psql('postgres');
+$open->query_safe('BEGIN');
+$open->query_safe(q{INSERT INTO lt SELECT g, 'open' FROM generate_series(53000, 54999) g});
+$open->query_safe(q{INSERT INTO unsynced SELECT g, repeat('u', 200) FROM generate_series(12001, 15000) g});
+ok(wait_for(sub { (slot_stats())[1] > $stream1 }, 30), 'the open transaction streamed');
+my $old_worker = psql(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'retl worker'});
+psql(qq{SELECT pg_terminate_backend($old_worker)});
+ok($node->poll_query_until('postgres', qq{SELECT count(*) = 1 FROM pg_replication_slots
+	WHERE slot_name = '$slot' AND active_pid IS NOT NULL AND active_pid <> $old_worker}),
+	'a new worker holds the slot');
+$open->query_safe('COMMIT');
+$open->quit;
+ok(settled('lsync', '/lt', 'lt'), 'the open transaction delivered after the worker\'s restart');
+my %sent;
+for my $req (grep { $_->{path} eq '/lt' } @{ $r->requests(ok => 1) })
+{
+	$sent{ $_->{key}{id} }++ for grep { $_->{key}{id} >= 53000 && $_->{key}{id} < 55000 } @{ $req->{body}{records} };
+}
+is(scalar(keys %sent), 2000, 'all 2,000 of its rows sent');
+is(scalar(grep { $_ != 1 } values %sent), 0, 'each once');
 
 # TOASTed values with REPLICA IDENTITY DEFAULT: an update that leaves the
 # TOASTed column alone still sends the whole row.
