@@ -35,7 +35,8 @@
  *
  * A round stops at a transaction boundary once it has STAGE_LIMIT changes
  * or has read for STAGE_MS (a larger transaction comes whole); then the
- * next runs at once.  One that read all the WAL flushed when it began
+ * next runs at once.  It also stops at a record not flushed whole (the WAL
+ * writer flushes whole pages): it never waits for WAL (read_flushed_page).  One that read all the WAL flushed when it began
  * waits BUSY_PEEK_MS before the next when it found changes or more WAL came
  * meanwhile: each round drops the worker's catalog caches, and everything
  * the next pass does is planned again after it, so rounds back to back
@@ -283,6 +284,41 @@ parse_line(char *line, Batch *b)
 	}
 }
 
+/*
+ * The WAL reader's page reads: only WAL already flushed, never waiting for
+ * more.  read_local_xlog_page, the usual callback, sleeps a millisecond at
+ * a time until the page it needs is flushed; a round reads up to the
+ * position flushed when it began, but the record that crosses that
+ * position (the WAL writer flushes whole pages, so often in the middle of
+ * a record) made it wait for the next flush: up to wal_writer_delay when
+ * the only WAL after it is the worker's own (its commits are
+ * asynchronous), all delivery of the database stopped meanwhile.  A read
+ * past the flushed WAL now ends the round, and the next one reads that
+ * record again from its start.
+ */
+static ReadLocalXLogPageNoWaitPrivate page_read_state;
+
+static int
+read_flushed_page(XLogReaderState *state, XLogRecPtr page, int len, XLogRecPtr rec,
+				  char *buf)
+{
+	void	   *ctx = state->private_data;
+	int			n;
+
+	/* that callback's state is the reader's private data, here the context's */
+	state->private_data = &page_read_state;
+	PG_TRY();
+	{
+		n = read_local_xlog_page_no_wait(state, page, len, rec, buf);
+	}
+	PG_FINALLY();
+	{
+		state->private_data = ctx;
+	}
+	PG_END_TRY();
+	return n;
+}
+
 /* The plugin's writes (LogicalOutputPluginWriterPrepareWrite/Write). */
 static void
 prepare_write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid, bool last_write)
@@ -332,7 +368,7 @@ open_decoding(const char *slot)
 	/* lives across transactions; not PROC_IN_LOGICAL_DECODING (in a transaction) */
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	decoding = CreateDecodingContext(InvalidXLogRecPtr, NIL, false,
-									 XL_ROUTINE(.page_read = read_local_xlog_page,
+									 XL_ROUTINE(.page_read = read_flushed_page,
 												.segment_open = wal_segment_open,
 												.segment_close = wal_segment_close),
 									 prepare_write, write_line, NULL);
@@ -377,8 +413,16 @@ decode_round(Batch *b)
 		while (decoding->reader->EndRecPtr < end_of_wal)
 		{
 			char	   *errm = NULL;
-			XLogRecord *record = XLogReadRecord(decoding->reader, &errm);
+			XLogRecord *record;
 
+			page_read_state.end_of_wal = false;
+			record = XLogReadRecord(decoding->reader, &errm);
+			if (record == NULL && page_read_state.end_of_wal)
+			{
+				/* the rest of this record is not flushed yet: read it again next time */
+				XLogBeginRead(decoding->reader, decoding->reader->EndRecPtr);
+				break;
+			}
 			if (errm)
 				ereport(ERROR,
 						(errcode(ERRCODE_INTERNAL_ERROR),

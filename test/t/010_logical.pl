@@ -233,6 +233,28 @@ for my $req (grep { $_->{path} eq '/lt' } @{ $r->requests(ok => 1) })
 is(scalar(keys %sent), 2000, 'all 2,000 of its rows sent');
 is(scalar(grep { $_ != 1 } values %sent), 0, 'each once');
 
+# A decoding round never waits for WAL to be flushed.  It reads up to the
+# WAL flushed when it began; the WAL writer flushes whole pages, so that
+# position is often inside a record, and reading that record made the
+# round sleep until the rest was flushed: until the next commit anywhere,
+# every sync of the database waiting meanwhile (under load, ~16,000 rows a
+# second delivered at batch_size 500 where 120,000+ were).  Here a record
+# of 100 kB in a transaction left open is flushed but for its last page.
+my $holder = $node->background_psql('postgres');
+$holder->query_safe('BEGIN');
+my $before_message = psql(q{SELECT pg_current_wal_insert_lsn()});
+$holder->query_safe(q{SELECT pg_logical_emit_message(true, 'retl-test', repeat('x', 100000))});
+my $after_message = psql(q{SELECT pg_current_wal_insert_lsn()});
+ok($node->poll_query_until('postgres', qq{SELECT pg_current_wal_flush_lsn() > '$before_message'}),
+	'the WAL writer flushed part of the record');
+is(psql(qq{SELECT pg_current_wal_flush_lsn() < '$after_message'}), 't', 'not all of it');
+sleep 3;
+my $in_round = psql(q{SELECT coalesce(extract(epoch FROM clock_timestamp() - xact_start), 0)
+	FROM pg_stat_activity WHERE backend_type = 'retl worker'});
+cmp_ok($in_round, '<', 2, 'the worker is not waiting in a round for the rest of it');
+$holder->query_safe('ROLLBACK');
+$holder->quit;
+
 # TOASTed values with REPLICA IDENTITY DEFAULT: an update that leaves the
 # TOASTed column alone still sends the whole row.
 psql(q{
