@@ -81,6 +81,15 @@ retl_spool_create(MemoryContext parent)
 	return spool;
 }
 
+static int
+xid_cmp(const void *a, const void *b)
+{
+	TransactionId x = *(const TransactionId *) a;
+	TransactionId y = *(const TransactionId *) b;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
 static void
 forget(RetlSpool *spool, SpooledTxn *t)
 {
@@ -177,23 +186,34 @@ void
 retl_spool_replay(RetlSpool *spool, TransactionId top, RetlSpoolLineFn fn, void *arg)
 {
 	SpooledTxn *t = hash_search(spool->txns, &top, HASH_FIND, NULL);
+	MemoryContext old;
 
 	if (t == NULL)
 		return;
+	if (t->naborted > 1)
+		qsort(t->aborted, t->naborted, sizeof(TransactionId), xid_cmp);
+
+	/*
+	 * Lines read back from the file are allocated in the current context:
+	 * the spool's, which outlives the reorder buffer's subtransaction even
+	 * if this ends in an error (the slot holds the last one read).
+	 */
+	old = MemoryContextSwitchTo(spool->cxt);
 	while (tuplestore_gettupleslot(t->lines, true, false, spool->slot))
 	{
 		bool		isnull;
 		TransactionId xid = DatumGetTransactionId(slot_getattr(spool->slot, 1, &isnull));
 		text	   *line;
-		bool		rolled_back = false;
 
-		for (int i = 0; i < t->naborted && !rolled_back; i++)
-			rolled_back = TransactionIdEquals(t->aborted[i], xid);
-		if (rolled_back)
+		if (t->naborted > 0 &&
+			bsearch(&xid, t->aborted, t->naborted, sizeof(TransactionId), xid_cmp) != NULL)
 			continue;
 		line = DatumGetTextPP(slot_getattr(spool->slot, 2, &isnull));
+		MemoryContextSwitchTo(old);
 		fn(arg, VARDATA_ANY(line), VARSIZE_ANY_EXHDR(line));
+		MemoryContextSwitchTo(spool->cxt);
 	}
 	ExecClearTuple(spool->slot);
+	MemoryContextSwitchTo(old);
 	forget(spool, t);
 }

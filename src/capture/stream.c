@@ -52,6 +52,7 @@
 #include "access/xlogdefs.h"
 #include "access/xlogutils.h"
 #include "catalog/pg_type.h"
+#include "commands/tablespace.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "replication/decode.h"
@@ -298,6 +299,9 @@ parse_line(char *line, Batch *b)
  */
 static ReadLocalXLogPageNoWaitPrivate page_read_state;
 
+/* the flushed position at which a round last stopped that way */
+static XLogRecPtr partial_flush = InvalidXLogRecPtr;
+
 static int
 read_flushed_page(XLogReaderState *state, XLogRecPtr page, int len, XLogRecPtr rec,
 				  char *buf)
@@ -356,6 +360,7 @@ retl_stream_release(void)
 	if (MyReplicationSlot != NULL)
 		ReplicationSlotRelease();
 	unconfirmed = false;
+	partial_flush = InvalidXLogRecPtr;
 }
 
 /* Acquire the slot and open a decoding context at its confirmed position. */
@@ -397,15 +402,20 @@ decode_round(Batch *b)
 
 	if (decoding->reader->EndRecPtr >= end_of_wal)
 		return decoding->reader->EndRecPtr;
+	/* the last round stopped at a record not flushed whole: nothing more yet */
+	if (end_of_wal == partial_flush)
+		return decoding->reader->EndRecPtr;
+	partial_flush = InvalidXLogRecPtr;
 	unconfirmed = true;
 	decoding->output_writer_private = b;
 
 	/*
-	 * The WAL reader allocates its decode buffer and oversized records in
-	 * the current context, and frees a record only at the next read: that
-	 * must outlive this transaction.
+	 * The spool's temporary files (spool.c) would look temp_tablespaces up
+	 * with a heap scan, which decoding does not allow: done here, for the
+	 * rest of the transaction.
 	 */
-	old = MemoryContextSwitchTo(decoding->context);
+	PrepareTempTablespaces();
+	old = CurrentMemoryContext;
 	/* the caches may hold entries read with a normal snapshot: drop them */
 	retl_sync_reset_caches();
 	PG_TRY();
@@ -415,12 +425,21 @@ decode_round(Batch *b)
 			char	   *errm = NULL;
 			XLogRecord *record;
 
+			/*
+			 * The WAL reader allocates its record buffer, decode buffer and
+			 * oversized records in the current context, and frees a record
+			 * only at the next read: that must outlive this transaction.
+			 * Each transaction replayed leaves the round's own subtransaction
+			 * context current (the reorder buffer's ends), so at every read.
+			 */
+			MemoryContextSwitchTo(decoding->context);
 			page_read_state.end_of_wal = false;
 			record = XLogReadRecord(decoding->reader, &errm);
 			if (record == NULL && page_read_state.end_of_wal)
 			{
-				/* the rest of this record is not flushed yet: read it again next time */
+				/* the rest of this record is not flushed yet: read it again later */
 				XLogBeginRead(decoding->reader, decoding->reader->EndRecPtr);
+				partial_flush = end_of_wal;
 				break;
 			}
 			if (errm)
@@ -631,7 +650,7 @@ retl_stream_stage(bool *found, List **errors)
 		next_peek = 0;
 		idle_ms = IDLE_PEEK_MS;
 	}
-	else if (*found || read_to < GetFlushRecPtr(NULL))
+	else if (*found || (read_to < GetFlushRecPtr(NULL) && GetFlushRecPtr(NULL) != partial_flush))
 	{
 		next_peek = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), BUSY_PEEK_MS);
 		idle_ms = IDLE_PEEK_MS;

@@ -808,6 +808,14 @@ retl_worker_main(Datum main_arg)
 	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
 
 	/*
+	 * Logical capture keeps what a large transaction in progress has for
+	 * retl in temporary files (capture/spool.c), as the reorder buffer
+	 * keeps what it spills in pg_replslot: no limit on them either, or a
+	 * transaction with more would stop the database's capture for good.
+	 */
+	SetConfigOption("temp_file_limit", "-1", PGC_SUSET, PGC_S_SESSION);
+
+	/*
 	 * The worker runs as the bootstrap superuser: none of its statements
 	 * may resolve a name or an operator in a schema a user can write.  Code
 	 * of a sync's owner that it runs (a query, a policy) cannot change this
