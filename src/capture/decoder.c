@@ -21,12 +21,12 @@
  * Transactions with nothing for retl emit nothing.  A transaction larger
  * than logical_decoding_work_mem comes streamed while in progress (the
  * stream callbacks): its lines are kept in the spool (spool.c) and written
- * as the same block at its commit, so the worker sees no difference.  Like
- * the capture
- * trigger, an update that changes the key emits a delete of the old key
- * first; state syncs read the row's latest state when they send it, so no
- * other column (TOASTed or not) is needed.  TRUNCATE is captured by the
- * sync's statement trigger, which still sees the rows.
+ * as the same block at its commit, so the worker sees no difference.
+ *
+ * Like the capture trigger, an update that changes the key emits a delete
+ * of the old key first; state syncs read the row's latest state when they
+ * send it, so no other column (TOASTed or not) is needed.  TRUNCATE is
+ * captured by the sync's statement trigger, which still sees the rows.
  */
 #include "postgres.h"
 
