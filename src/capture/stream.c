@@ -13,8 +13,7 @@
  * since the last one; decoding transactions in progress stay in the
  * context's reorder buffer between rounds (or, streamed once they outgrew
  * logical_decoding_work_mem, what they have for retl in the plugin's spool:
- * spool.c).  A round stages what was decoded
- * in two steps:
+ * spool.c).  A round stages what was decoded in two steps:
  *
  * 1. In one transaction: read the WAL flushed so far through the context
  *    (the plugin's output is parsed as it is written), insert the changes
@@ -36,9 +35,10 @@
  * A round stops at a transaction boundary once it has STAGE_LIMIT changes
  * or has read for STAGE_MS (a larger transaction comes whole); then the
  * next runs at once.  It also stops at a record not flushed whole (the WAL
- * writer flushes whole pages): it never waits for WAL (read_flushed_page).  One that read all the WAL flushed when it began
- * waits BUSY_PEEK_MS before the next when it found changes or more WAL came
- * meanwhile: each round drops the worker's catalog caches, and everything
+ * writer flushes whole pages): it never waits for WAL (read_flushed_page),
+ * and the next round reads only once more is flushed.  One that read all
+ * the WAL flushed when it began waits BUSY_PEEK_MS before the next when it
+ * found changes or more WAL came meanwhile: each round drops the worker's catalog caches, and everything
  * the next pass does is planned again after it, so rounds back to back
  * under a steady stream of commits (~300 a second at 4,000 commits a
  * second, a dozen changes each) kept the worker busy for rounds alone.
@@ -546,6 +546,7 @@ retl_stream_stage(bool *found, List **errors)
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1];
 	XLogRecPtr	read_to;
+	XLogRecPtr	flushed;
 	bool		isnull;
 	Batch		b;
 	HASHCTL		ctl;
@@ -644,13 +645,15 @@ retl_stream_stage(bool *found, List **errors)
 								  2, utypes, uvalues, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "retl: could not record the staged position of slot \"%s\"", slot);
 	}
+	/* (a round stopped at a record not flushed whole waits for more) */
+	flushed = GetFlushRecPtr(NULL);
 	if (b.cut)
 	{
 		/* more was there already: go on at once */
 		next_peek = 0;
 		idle_ms = IDLE_PEEK_MS;
 	}
-	else if (*found || (read_to < GetFlushRecPtr(NULL) && GetFlushRecPtr(NULL) != partial_flush))
+	else if (*found || (read_to < flushed && flushed != partial_flush))
 	{
 		next_peek = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), BUSY_PEEK_MS);
 		idle_ms = IDLE_PEEK_MS;
