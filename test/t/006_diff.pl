@@ -184,6 +184,41 @@ psql(q{SELECT retl_create_sync(name => 'nulls', source => 'SELECT NULLIF(id, 4) 
 	destination => 'd_mirror', key => '{id}', schedule => 'manual')});
 like(failed_run('nulls'), qr/NULL key/, 'NULL key reported');
 
+# A first run that sends nothing (backfill false) reads keys and hashes in
+# a statement of its own: the same errors, the same snapshot.  The wide
+# query has more values than a function takes (hashed as a row).
+sub first_run
+{
+	my ($sync) = @_;
+	$node->poll_query_until('postgres',
+		"SELECT status IN ('succeeded', 'failed') FROM retl.runs WHERE sync = '$sync' ORDER BY id LIMIT 1")
+	  or die "the first run of $sync did not finish";
+	return psql("SELECT status, rows, added, error FROM retl.runs WHERE sync = '$sync' ORDER BY id LIMIT 1");
+}
+my $wide = join(', ', map { "id + $_ AS c$_" } 1 .. 110);
+psql(qq{SELECT retl_create_sync(name => 'nulls_quiet', source => 'SELECT NULLIF(id, 4) AS id, email FROM customers',
+	destination => 'd_mirror', key => '{id}', schedule => 'manual', options => '{"backfill": false}');
+	SELECT retl_create_sync(name => 'nulls_quiet2', source => \$\$SELECT id, NULLIF(region, 'eu') AS region FROM customers\$\$,
+	destination => 'd_mirror', key => '{id,region}', schedule => 'manual', options => '{"backfill": false}');
+	SELECT retl_create_sync(name => 'dups_quiet', source => 'SELECT id, v FROM dupsrc',
+	destination => 'd_mirror', key => '{id}', schedule => 'manual', options => '{"backfill": false}');
+	SELECT retl_create_sync(name => 'wide_quiet', source => 'SELECT id, $wide FROM customers',
+	destination => 'd_mirror', key => '{id}', schedule => 'manual', options => '{"backfill": false}');
+	SELECT retl_create_sync(name => 'wide_nulls_quiet', source => 'SELECT NULLIF(id, 7) AS id, $wide FROM customers',
+	destination => 'd_mirror', key => '{id}', schedule => 'manual', options => '{"backfill": false}');});
+is(first_run('nulls_quiet'), 'failed|||the result of sync "nulls_quiet" has a NULL key: [null]',
+	'a first run sending nothing: a NULL integer key fails it, shown');
+like(first_run('nulls_quiet2'), qr/^failed\|\|\|the result of sync "nulls_quiet2" has a NULL key: \[\d+, null\]$/,
+	'a NULL in a key of two columns, shown');
+is(first_run('dups_quiet'), 'failed|||the result of sync "dups_quiet" has duplicate key [1]', 'a key twice, shown');
+is(first_run('wide_nulls_quiet'), 'failed|||the result of sync "wide_nulls_quiet" has a NULL key: [null]',
+	'a NULL key of a query of more values than a function takes');
+is(first_run('wide_quiet'), 'succeeded|20|20|', 'a first run of such a query: every key added to its snapshot');
+is(psql(q{SELECT sum(c.keys) FROM retl.snapshot_chunks c JOIN retl.syncs s ON s.id = c.sync_id
+	WHERE s.name IN ('nulls_quiet', 'nulls_quiet2', 'dups_quiet', 'wide_nulls_quiet')}), '', 'the failed ones saved no snapshot');
+is(run_sync('wide_quiet'), 'succeeded|20|0|0|0', 'the next run finds every row of its snapshot unchanged');
+psql(q{SELECT retl_drop_sync(name) FROM retl.syncs WHERE name LIKE '%_quiet%'});
+
 # Interval schedule: runs by itself, again and again.
 psql(q{SELECT retl_create_sync(name => 'every2s', source => 'SELECT id, region FROM customers',
 	destination => 'd_upsert', key => '{id}', schedule => '2 seconds')});
