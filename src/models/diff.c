@@ -214,53 +214,6 @@ append_key(StringInfo sql, RetlSync *sync, bool int_keys)
 		append_key_array(sql, sync->key_names, sync->nkeys);
 }
 
-/* The source's rows and their key ("retl.key"), as a subquery aliased q */
-static void
-append_keyed(StringInfo sql, RetlSync *sync, bool int_keys)
-{
-	appendStringInfoString(sql, "(SELECT ");
-	append_key(sql, sync, int_keys);
-	appendStringInfo(sql, " AS \"retl.key\", q.* FROM (%s\n) q) q", source_query(sync));
-}
-
-/*
- * The statement of a run that writes no row but those with a NULL key (N):
- * one that starts from no key and sends nothing, a first run of send =>
- * false.  The probe is called in the WHERE clause of the source's own
- * level, so the planner keeps that level flat (one scan, no subquery above
- * it, no column carried up for the JSON no row needs): the statement of a
- * first run of 1M rows took 10-35 ms less.  The rows it lets through are N
- * (it writes no other op, and holds no 0.1 hash to answer L with), written
- * as the general statement writes them.
- */
-static void
-append_keys_only(StringInfo sql, RetlSync *sync, TupleDesc desc, bool int_keys)
-{
-	StringInfoData values;
-	int			nvalues;
-
-	appendStringInfo(sql, "INSERT INTO pg_temp.retl_run_diff (key, op) SELECT %s, 'N' FROM ",
-					 int_keys ? "pg_catalog.jsonb_build_array(q.\"retl.key\")" : "q.\"retl.key\"");
-	initStringInfo(&values);
-	nvalues = retl_append_value_list(&values, sync, "q", desc);
-	if (nvalues > 0 && nvalues < FUNC_MAX_ARGS)
-	{
-		append_keyed(sql, sync, int_keys);
-		appendStringInfo(sql, " WHERE retl._run_probe_values(q.\"retl.key\", %s) IS NOT NULL", values.data);
-	}
-	else
-	{
-		/* as append_result hashes them: of the source's row only */
-		appendStringInfoString(sql, "(SELECT ");
-		append_key(sql, sync, int_keys);
-		appendStringInfoString(sql, " AS \"retl.key\", retl._row_hash(");
-		retl_append_row_values(sql, sync, "q");
-		appendStringInfo(sql, ") AS \"retl.hash\" FROM (%s\n) q) q"
-						 " WHERE retl._run_probe(q.\"retl.key\", q.\"retl.hash\") IS NOT NULL",
-						 source_query(sync));
-	}
-}
-
 /*
  * The result of a sync as a subquery aliased c: its rows' key ("retl.key":
  * the value of a single integer key column as bigint, else a jsonb array),
@@ -296,7 +249,9 @@ append_result(StringInfo sql, StringInfo data, RetlSync *sync, TupleDesc desc, b
 	}
 	/* the source's rows and their key, as q */
 	initStringInfo(&keyed);
-	append_keyed(&keyed, sync, int_keys);
+	appendStringInfoString(&keyed, "(SELECT ");
+	append_key(&keyed, sync, int_keys);
+	appendStringInfo(&keyed, " AS \"retl.key\", q.* FROM (%s\n) q) q", source_query(sync));
 
 	initStringInfo(&values);
 	nvalues = retl_append_value_list(&values, sync, "q", desc);
@@ -442,23 +397,18 @@ diff_result(RetlSync *sync, bool send, bool replace, bool save, RetlRunCounts *c
 						what, retl_probe_parts(probe)),
 				 errhint("Its keys and hashes take more than retl.run_memory.")));
 
+	initStringInfo(&from);
+	initStringInfo(&data);
+	append_result(&from, &data, sync, desc, int_keys);
 	initStringInfo(&sql);
-	if (desc != NULL && retl_probe_empty(probe) && *written_ops(sync, send, replace) == '\0')
-		append_keys_only(&sql, sync, desc, int_keys);
-	else
-	{
-		initStringInfo(&from);
-		initStringInfo(&data);
-		append_result(&from, &data, sync, desc, int_keys);
-		appendStringInfo(&sql, "INSERT INTO pg_temp.retl_run_diff (key, data, op)"
-						 " SELECT %s, CASE WHEN c.\"retl.op\" OPERATOR(pg_catalog.=) 'L'"
-						 " OR c.\"retl.op\" OPERATOR(pg_catalog.=) ANY (%s::pg_catalog.\"char\"[]) THEN %s END,"
-						 " c.\"retl.op\"::pg_catalog.text FROM %s",
-						 int_keys ? "pg_catalog.jsonb_build_array(c.\"retl.key\")" : "c.\"retl.key\"",
-						 quote_literal_cstr(data_ops(sync, send, replace)), data.data, from.data);
-		/* the probe answers NULL for the rows not written */
-		appendStringInfoString(&sql, " WHERE c.\"retl.op\" IS NOT NULL");
-	}
+	appendStringInfo(&sql, "INSERT INTO pg_temp.retl_run_diff (key, data, op)"
+					 " SELECT %s, CASE WHEN c.\"retl.op\" OPERATOR(pg_catalog.=) 'L'"
+					 " OR c.\"retl.op\" OPERATOR(pg_catalog.=) ANY (%s::pg_catalog.\"char\"[]) THEN %s END,"
+					 " c.\"retl.op\"::pg_catalog.text FROM %s",
+					 int_keys ? "pg_catalog.jsonb_build_array(c.\"retl.key\")" : "c.\"retl.key\"",
+					 quote_literal_cstr(data_ops(sync, send, replace)), data.data, from.data);
+	/* the probe answers NULL for the rows not written */
+	appendStringInfoString(&sql, " WHERE c.\"retl.op\" IS NOT NULL");
 	retl_probe_write_ops(probe, written_ops(sync, send, replace));
 
 	retl_progress_phase("evaluating");
