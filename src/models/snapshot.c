@@ -445,9 +445,7 @@ retl_snapshot_writer_begin(RetlSnapshotWriter *w, int sync_id, bool int_keys, in
 	w->delta = delta_from >= 0;
 	w->chunk = Max(delta_from, 0);
 	w->lo = PG_UINT32_MAX;
-	/* a chunk's room at once (doubling from 1 kB, each size faulted in anew) */
 	initStringInfo(&w->buf);
-	enlargeStringInfo(&w->buf, CHUNK_BYTES + 64);
 }
 
 /* A writer of a delta that has written nothing writes the whole snapshot instead. */
@@ -526,6 +524,8 @@ retl_snapshot_write(RetlSnapshotWriter *w, RetlEntryKind kind, int64 key, int64 
 		if (!w->delta)
 			delete_chunks(w);
 		w->started = true;
+		/* a chunk's room at once (doubling from 1 kB, each size faulted in anew) */
+		enlargeStringInfo(&w->buf, CHUNK_BYTES + 64);
 		start_chunk(w);
 	}
 	/*

@@ -406,18 +406,20 @@ retl_runner_main(Datum main_arg)
 #ifdef __GLIBC__
 
 	/*
-	 * A run allocates and frees blocks of megabytes again and again (a
+	 * A run allocates and frees blocks of a megabyte again and again (a
 	 * snapshot's chunks: each copied into its tuple, then into TOAST).
 	 * glibc maps such a block anew, or returns the top of its heap to the
 	 * system as soon as 2 MB are free there, so each block's pages were
 	 * faulted in again (on a virtual machine a fault costs microseconds: a
 	 * first run of 1M keys took 9,000 faults, 6,750 with this and the
-	 * generic plan of snapshot.c's chunk insert).  Blocks up to
-	 * 32 MB come from the heap and stay there during a job; the memory is
-	 * returned when the runner waits for the next (malloc_trim there).
+	 * generic plan of snapshot.c's chunk insert).  Blocks under 4 MB come
+	 * from the heap, and up to 32 MB free at its top stay there during a
+	 * job; larger blocks (a probe's arrays, advised to use huge pages) have
+	 * mappings of their own, gone when freed.  The heap is trimmed when the
+	 * runner waits for the next job (malloc_trim there).
 	 */
-	(void) mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
-	(void) mallopt(M_TRIM_THRESHOLD, 256 * 1024 * 1024);
+	(void) mallopt(M_MMAP_THRESHOLD, 4 * 1024 * 1024);
+	(void) mallopt(M_TRIM_THRESHOLD, 32 * 1024 * 1024);
 #endif
 	BackgroundWorkerInitializeConnectionByOid(me.dboid, InvalidOid, 0);
 	/* as the database's worker runs (see there) */
