@@ -38,10 +38,11 @@
  * writer flushes whole pages): it never waits for WAL (read_flushed_page),
  * and the next round reads only once more is flushed.  One that read all
  * the WAL flushed when it began waits BUSY_PEEK_MS before the next when it
- * found changes or more WAL came meanwhile: each round drops the worker's catalog caches, and everything
- * the next pass does is planned again after it, so rounds back to back
- * under a steady stream of commits (~300 a second at 4,000 commits a
- * second, a dozen changes each) kept the worker busy for rounds alone.
+ * found changes or more WAL came meanwhile: each round drops the worker's
+ * catalog caches, and everything the next pass does is planned again after
+ * it, so rounds back to back under a steady stream of commits (~300 a
+ * second at 4,000 commits a second, a dozen changes each) kept the worker
+ * busy for rounds alone.
  * After a round that found nothing it waits IDLE_PEEK_MS, doubling up to
  * IDLE_PEEK_MAX_MS while nothing comes (NO_SLOT_CHECK_MS in a database
  * without logical syncs, where it only drops a slot left over).

@@ -411,8 +411,8 @@ retl_runner_main(Datum main_arg)
 	 * glibc maps such a block anew, or returns the top of its heap to the
 	 * system as soon as 2 MB are free there, so each block's pages were
 	 * faulted in again (on a virtual machine a fault costs microseconds: a
-	 * first run of 1M keys took 9,000 faults, 6,750 with this and the
-	 * generic plan of snapshot.c's chunk insert).  Blocks under 4 MB come
+	 * first run of 1M keys took 9,000 faults, 6,300-6,450 with this and
+	 * snapshot.c's generic plan and in-place writes).  Blocks under 4 MB come
 	 * from the heap, and up to 32 MB free at its top stay there during a
 	 * job; larger blocks (a probe's arrays, advised to use huge pages) have
 	 * mappings of their own, gone when freed.  The heap is trimmed when the
