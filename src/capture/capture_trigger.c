@@ -298,8 +298,8 @@ capture_truncate(int sync_id, int nkeys, AttrNumber *attnums, Relation rel)
 
 	/* the keys the owner sees, read as it (security-restricted), then queued */
 	retl_owner_temp_table(reader, "retl_truncate_keys", "key pg_catalog.jsonb");
-	(void) retl_owner_insert(reader, psprintf("INSERT INTO pg_temp.retl_truncate_keys (key) SELECT %s",
-											  keys.data), NULL);
+	(void) retl_owner_exec(reader, psprintf("INSERT INTO pg_temp.retl_truncate_keys (key) SELECT %s",
+										   keys.data), NULL, SPI_OK_INSERT);
 	if (SPI_execute_with_args("INSERT INTO retl.queue (sync_id, op, key)"
 							  " SELECT $1, 't', k.key FROM pg_temp.retl_truncate_keys k",
 							  1, types, values, NULL, false, 0) != SPI_OK_INSERT)

@@ -151,7 +151,7 @@ evaluate(RetlSync *sync, const char *path)
 	retl_append_row_data(&sql, sync, "q");
 	/* every row counted, for retl.runs (a runner publishes the count) */
 	appendStringInfoString(&sql, ") d(data) WHERE retl._run_tick()");
-	rows = retl_owner_insert(sync->owner, sql.data, path);
+	rows = retl_owner_exec(sync->owner, sql.data, path, SPI_OK_INSERT);
 	retl_progress_rows(rows);
 
 	check_null_keys(result_name(sync));
@@ -222,13 +222,15 @@ append_key(StringInfo sql, RetlSync *sync, bool int_keys)
  * values (rowhash.c) if the row is of the part being diffed, keeps the
  * hash and counts the row; with more values than a function takes,
  * retl._run_probe(key, hash) of retl._row_hash of a row of them, the same
- * hash), and what the data expression (appended to data) reads.  The
- * probe is volatile: c stays a level of its own, evaluated once per row,
- * and the data expression above it runs only for the rows it lets
- * through.
+ * hash), and what the data expression (appended to data) reads; with
+ * op_only, only "retl.op" (a run that writes no row: nothing read above
+ * c).  The probe is volatile: c stays a level of its own, evaluated once
+ * per row, and the data expression above it runs only for the rows it
+ * lets through.
  */
 static void
-append_result(StringInfo sql, StringInfo data, RetlSync *sync, TupleDesc desc, bool int_keys)
+append_result(StringInfo sql, StringInfo data, RetlSync *sync, TupleDesc desc, bool int_keys,
+			  bool op_only)
 {
 	StringInfoData values;
 	int			nvalues;
@@ -236,6 +238,7 @@ append_result(StringInfo sql, StringInfo data, RetlSync *sync, TupleDesc desc, b
 
 	if (sync->audience_id)
 	{
+		Assert(!op_only);
 		/* the audience's current members; membership was computed as its owner */
 		appendStringInfoString(sql, "(SELECT retl._run_probe(r.\"retl.key\", r.\"retl.hash\") AS \"retl.op\", r.* FROM "
 							   "(SELECT m.key AS \"retl.key\","
@@ -256,18 +259,20 @@ append_result(StringInfo sql, StringInfo data, RetlSync *sync, TupleDesc desc, b
 	initStringInfo(&values);
 	nvalues = retl_append_value_list(&values, sync, "q", desc);
 	if (nvalues > 0 && nvalues < FUNC_MAX_ARGS)
-		appendStringInfo(sql, "(SELECT retl._run_probe_values(q.\"retl.key\", %s) AS \"retl.op\", q.* FROM %s) c",
-						 values.data, keyed.data);
+		appendStringInfo(sql, "(SELECT retl._run_probe_values(q.\"retl.key\", %s) AS \"retl.op\"%s FROM %s) c",
+						 values.data, op_only ? "" : ", q.*", keyed.data);
 	else
 	{
 		/* (the same hash, of a row formed of them: of the source's row only) */
-		appendStringInfoString(sql, "(SELECT retl._run_probe(r.\"retl.key\", r.\"retl.hash\") AS \"retl.op\", r.*"
-							   " FROM (SELECT ");
+		appendStringInfo(sql, "(SELECT retl._run_probe(r.\"retl.key\", r.\"retl.hash\") AS \"retl.op\"%s"
+						 " FROM (SELECT ", op_only ? "" : ", r.*");
 		append_key(sql, sync, int_keys);
 		appendStringInfoString(sql, " AS \"retl.key\", retl._row_hash(");
 		retl_append_row_values(sql, sync, "q");
 		appendStringInfo(sql, ") AS \"retl.hash\", q.* FROM (%s\n) q) r) c", source_query(sync));
 	}
+	if (op_only)
+		return;
 	if (sync->mapping == NULL)
 		appendStringInfoString(data, "(pg_catalog.to_jsonb(c.*) OPERATOR(pg_catalog.-)"
 							   " '{retl.op,retl.key,retl.hash}'::pg_catalog.text[])");
@@ -332,7 +337,7 @@ find_duplicate_key(RetlSync *sync, const char *what)
 	appendStringInfoString(&sql, "INSERT INTO pg_temp.retl_run_rows (key) SELECT ");
 	append_key_array(&sql, sync->key_names, sync->nkeys);
 	appendStringInfo(&sql, " FROM (%s\n) q", source_query(sync));
-	(void) retl_owner_insert(sync->owner, sql.data, sync->search_path);
+	(void) retl_owner_exec(sync->owner, sql.data, sync->search_path, SPI_OK_INSERT);
 	fail_on_key(DUPLICATE_IN_ROWS, what, false);
 	ereport(ERROR,
 			(errcode(ERRCODE_UNIQUE_VIOLATION),
@@ -360,8 +365,13 @@ find_duplicate_key(RetlSync *sync, const char *what)
  * each; a first part that outgrows it with the keys the query adds is
  * diffed again in more parts.  A NULL key is N (the run fails on it); a
  * second row of a key is seen by the probe (the run fails, naming it).
+ *
+ * A run that would write no row, the first of a sync that sends nothing
+ * (no snapshot: no row of 0.1's; not sent: no data), only counts the
+ * probe's answers: no temporary table, and nothing read of a row but its
+ * key and values.  Returns whether pg_temp.retl_run_diff was written.
  */
-static void
+static bool
 diff_result(RetlSync *sync, bool send, bool replace, bool save, RetlRunCounts *counts)
 {
 	Oid			types[2] = {INT4OID, TEXTOID};
@@ -374,11 +384,10 @@ diff_result(RetlSync *sync, bool send, bool replace, bool save, RetlRunCounts *c
 	int64		removed = 0;
 	RetlProbe  *probe;
 	bool		int_keys;
+	bool		op_only;
 	HeapTuple	tup;
 	TupleDesc	desc;
 
-	retl_owner_temp_table(sync->owner, "retl_run_diff",
-						  "key pg_catalog.jsonb, data pg_catalog.jsonb, op pg_catalog.text");
 	retl_progress_phase("reading the snapshot");
 	desc = sync->audience_id ? NULL : describe_result(sync);
 	probe = retl_probe_begin(sync->id, desc != NULL && integer_key(sync, desc), NULL);
@@ -399,16 +408,27 @@ diff_result(RetlSync *sync, bool send, bool replace, bool save, RetlRunCounts *c
 
 	initStringInfo(&from);
 	initStringInfo(&data);
-	append_result(&from, &data, sync, desc, int_keys);
+	op_only = desc != NULL && !send && !replace && retl_probe_empty(probe);
+	append_result(&from, &data, sync, desc, int_keys, op_only);
 	initStringInfo(&sql);
-	appendStringInfo(&sql, "INSERT INTO pg_temp.retl_run_diff (key, data, op)"
-					 " SELECT %s, CASE WHEN c.\"retl.op\" OPERATOR(pg_catalog.=) 'L'"
-					 " OR c.\"retl.op\" OPERATOR(pg_catalog.=) ANY (%s::pg_catalog.\"char\"[]) THEN %s END,"
-					 " c.\"retl.op\"::pg_catalog.text FROM %s",
-					 int_keys ? "pg_catalog.jsonb_build_array(c.\"retl.key\")" : "c.\"retl.key\"",
-					 quote_literal_cstr(data_ops(sync, send, replace)), data.data, from.data);
-	/* the probe answers NULL for the rows not written */
-	appendStringInfoString(&sql, " WHERE c.\"retl.op\" IS NOT NULL");
+	if (op_only)
+	{
+		/* (the probe keeps a NULL key, N, to name it) */
+		appendStringInfo(&sql, "SELECT pg_catalog.count(c.\"retl.op\") FROM %s", from.data);
+	}
+	else
+	{
+		retl_owner_temp_table(sync->owner, "retl_run_diff",
+							  "key pg_catalog.jsonb, data pg_catalog.jsonb, op pg_catalog.text");
+		appendStringInfo(&sql, "INSERT INTO pg_temp.retl_run_diff (key, data, op)"
+						 " SELECT %s, CASE WHEN c.\"retl.op\" OPERATOR(pg_catalog.=) 'L'"
+						 " OR c.\"retl.op\" OPERATOR(pg_catalog.=) ANY (%s::pg_catalog.\"char\"[]) THEN %s END,"
+						 " c.\"retl.op\"::pg_catalog.text FROM %s",
+						 int_keys ? "pg_catalog.jsonb_build_array(c.\"retl.key\")" : "c.\"retl.key\"",
+						 quote_literal_cstr(data_ops(sync, send, replace)), data.data, from.data);
+		/* the probe answers NULL for the rows not written */
+		appendStringInfoString(&sql, " WHERE c.\"retl.op\" IS NOT NULL");
+	}
 	retl_probe_write_ops(probe, written_ops(sync, send, replace));
 
 	retl_progress_phase("evaluating");
@@ -417,11 +437,13 @@ diff_result(RetlSync *sync, bool send, bool replace, bool save, RetlRunCounts *c
 		if (sync->audience_id)
 			exec(sql.data, SPI_OK_INSERT);
 		else
-			(void) retl_owner_insert(sync->owner, sql.data, sync->search_path);
+			(void) retl_owner_exec(sync->owner, sql.data, sync->search_path,
+								   op_only ? SPI_OK_SELECT : SPI_OK_INSERT);
 		if (retl_probe_overflowed(probe))
 		{
 			/* part 0 outgrew retl.run_memory: again, in more parts */
-			exec("TRUNCATE pg_temp.retl_run_diff", SPI_OK_UTILITY);
+			if (!op_only)
+				exec("TRUNCATE pg_temp.retl_run_diff", SPI_OK_UTILITY);
 			ereport(LOG,
 					(errmsg("run of %s diffs its result in %d parts, its query running once for each",
 							what, retl_probe_parts(probe)),
@@ -464,8 +486,11 @@ diff_result(RetlSync *sync, bool send, bool replace, bool save, RetlRunCounts *c
 								  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "retl: could not compare the snapshot of sync \"%s\" of an older version", sync->name);
 	}
-	if (retl_probe_null_key(probe))
-		fail_on_key("SELECT key::text FROM pg_temp.retl_run_diff WHERE op = 'N' LIMIT 1", what, true);
+	if (retl_probe_null_key(probe) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NOT_NULL_VIOLATION),
+				 errmsg("the result of %s has a NULL key: %s", what, retl_probe_null_key(probe)),
+				 errhint("Every row needs a key; filter out rows whose key is NULL.")));
 	if (save)
 		retl_probe_save_end(probe);
 	retl_probe_end(probe);
@@ -477,6 +502,7 @@ diff_result(RetlSync *sync, bool send, bool replace, bool save, RetlRunCounts *c
 				 sync->name, counts->rows, snapshot_rows - counts->removed + counts->added);
 		find_duplicate_key(sync, what);
 	}
+	return !op_only;
 }
 
 /*
@@ -510,7 +536,8 @@ retl_diff_run(RetlSync *sync, bool send, bool replace, RetlRunCounts *counts)
 	 * The rows to send, kept once, and the new snapshot saved: an
 	 * unchanged row costs no write at all.
 	 */
-	diff_result(sync, send, replace, true, counts);
+	if (!diff_result(sync, send, replace, true, counts))
+		return;					/* nothing to queue */
 	retl_progress_phase("queueing");
 
 	values[1] = CStringGetTextDatum(send ? mode_ops(sync) : "{}");
@@ -592,7 +619,7 @@ retl_audience_refresh(int audience_id)
 	appendStringInfoString(&sql, "INSERT INTO pg_temp.retl_run_rows (key) SELECT DISTINCT ");
 	append_key_array(&sql, names, nkeys);
 	appendStringInfo(&sql, " FROM (%s\n) q", query);
-	(void) retl_owner_insert(owner, sql.data, path);
+	(void) retl_owner_exec(owner, sql.data, path, SPI_OK_INSERT);
 
 	check_null_keys(psprintf("audience \"%s\"", name));
 
@@ -684,7 +711,7 @@ retl_preview(PG_FUNCTION_ARGS)
 		}
 		else
 		{
-			diff_result(sync, true, false, false, &counts);
+			(void) diff_result(sync, true, false, false, &counts);
 			appendStringInfoString(&sql, "WITH d AS (SELECT c.key, c.data, c.op FROM pg_temp.retl_run_diff c)");
 		}
 		appendStringInfo(&sql, " SELECT CASE d.op WHEN 'R' THEN 'delete' WHEN 'E' THEN 'insert'"

@@ -343,7 +343,8 @@ retl_probe_legacy(RetlProbe *probe)
 	return probe->legacy;
 }
 
-bool
+/* The first key that was or held NULL, as text; NULL if none */
+const char *
 retl_probe_null_key(RetlProbe *probe)
 {
 	return probe->null_key;
@@ -546,6 +547,31 @@ classify(RetlProbe *p, Slot *slot, int64 key, struct varlena *jkey, int64 hash)
 	return CharGetDatum('C');
 }
 
+/*
+ * Keep the first key that is or holds NULL (as the run's diff would show
+ * it: an integer key as a jsonb array), for the run's error.
+ */
+static void
+keep_null_key(RetlProbe *p, FunctionCallInfo fcinfo)
+{
+	MemoryContext old;
+
+	if (p->null_key != NULL)
+		return;
+	old = MemoryContextSwitchTo(p->cxt);
+	if (PG_ARGISNULL(0))
+		p->null_key = pstrdup(p->int_keys ? "[null]" : "null");
+	else if (p->int_keys)
+		p->null_key = psprintf("[" INT64_FORMAT "]", PG_GETARG_INT64(0));
+	else
+	{
+		Jsonb	   *key = PG_GETARG_JSONB_P(0);
+
+		p->null_key = JsonbToCString(NULL, &key->root, VARSIZE(key));
+	}
+	MemoryContextSwitchTo(old);
+}
+
 /* A NULL key: N (failing the run), in the first part. */
 static Datum
 null_key(RetlProbe *p, FunctionCallInfo fcinfo)
@@ -553,7 +579,7 @@ null_key(RetlProbe *p, FunctionCallInfo fcinfo)
 	if (p->part != 0 || p->overflowed)
 		PG_RETURN_NULL();
 	retl_progress_tick();
-	p->null_key = true;
+	keep_null_key(p, fcinfo);
 	PG_RETURN_DATUM(CharGetDatum('N'));
 }
 
@@ -640,7 +666,7 @@ probe_key(FunctionCallInfo fcinfo, bool values)
 	/* a key holding a NULL is N (the snapshot holds none) */
 	if (slot == NULL && retl_key_holds_null(key))
 	{
-		p->null_key = true;
+		keep_null_key(p, fcinfo);
 		PG_RETURN_DATUM(CharGetDatum('N'));
 	}
 	return answer(p, fcinfo, classify(p, slot, (int64) h, key, row_hash(fcinfo, values)));

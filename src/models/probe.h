@@ -22,7 +22,7 @@ extern void retl_probe_save_end(RetlProbe *probe);
 extern int64 retl_probe_snapshot_rows(RetlProbe *probe);
 extern bool retl_probe_duplicate(RetlProbe *probe);
 extern bool retl_probe_legacy(RetlProbe *probe);
-extern bool retl_probe_null_key(RetlProbe *probe);
+extern const char *retl_probe_null_key(RetlProbe *probe);
 extern void retl_probe_counts(RetlProbe *probe, int64 *added, int64 *changed);
 extern int	retl_probe_parts(RetlProbe *probe);
 extern void retl_probe_each(RetlProbe *probe, RetlProbeKeyFn fn, void *arg);

@@ -395,7 +395,8 @@ retl_probe_overflowed(RetlProbe *probe)
 	probe->part = 0;
 	probe->overflowed = false;
 	probe->snapshot_rows = 0;
-	probe->duplicate = probe->legacy = probe->null_key = false;
+	probe->duplicate = probe->legacy = false;
+	probe->null_key = NULL;
 	probe->added = probe->changed = 0;
 	if (!load_part(probe))
 		elog(ERROR, "retl: snapshot of sync %d changed during its run", probe->sync_id);

@@ -92,7 +92,8 @@ struct RetlProbe
 	int64		snapshot_rows;	/* keys loaded, of every part */
 	bool		duplicate;		/* a key was probed twice */
 	bool		legacy;			/* an L was answered */
-	bool		null_key;		/* a key is or holds NULL */
+	char	   *null_key;		/* the first key that is or holds NULL, as
+								 * text (NULL: none) */
 	int64		added;			/* A answered */
 	int64		changed;		/* C answered */
 	bool		written[256];	/* ops the query writes: the others answer NULL */

@@ -148,12 +148,13 @@ retl_owner_temp_table(Oid owner, const char *name, const char *columns)
 }
 
 /*
- * Run an INSERT into such a table as owner, as a security-restricted
- * operation, with search_path path (NULL: the current one); returns the
- * rows inserted.
+ * Run a statement as owner, as a security-restricted operation, with
+ * search_path path (NULL: the current one): an INSERT into such a table
+ * (expected SPI_OK_INSERT), or a SELECT (SPI_OK_SELECT, its rows left in
+ * SPI_tuptable); returns the rows inserted or read.
  */
 int64
-retl_owner_insert(Oid owner, const char *sql, const char *path)
+retl_owner_exec(Oid owner, const char *sql, const char *path, int expected)
 {
 	Oid			save_uid;
 	int			save_sec;
@@ -162,7 +163,7 @@ retl_owner_insert(Oid owner, const char *sql, const char *path)
 
 	nest = retl_begin_as(owner, SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION,
 						 path, &save_uid, &save_sec);
-	exec(sql, SPI_OK_INSERT);
+	exec(sql, expected);
 	rows = (int64) SPI_processed;
 	retl_end_as(nest, save_uid, save_sec);
 	return rows;

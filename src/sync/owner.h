@@ -10,7 +10,7 @@ extern void retl_owner_check_send(RetlSync *sync);
 extern bool retl_owner_rls(RetlSync *sync);
 extern void retl_owner_temp_table(Oid owner, const char *name, const char *columns);
 extern void retl_owner_grant(Oid owner, const char *name, const char *privilege);
-extern int64 retl_owner_insert(Oid owner, const char *sql, const char *path);
+extern int64 retl_owner_exec(Oid owner, const char *sql, const char *path, int expected);
 extern void retl_owner_read(RetlSync *sync, const char *sql, int nargs, Oid *types,
 							Datum *values, const char *nulls);
 
