@@ -12,8 +12,9 @@
 #       with a logical-capture upsert sync delivering meanwhile
 #   (e) a diff run of a 1M-row model with 1% of its rows changed, and its
 #       first run (snapshot only; its query's and its snapshot's writes'
-#       times apart), next to the bare query's time (the fastest of
-#       three), and the run's worker's peak memory
+#       times apart; the fastest of three fresh ones), next to the bare
+#       query's time (the fastest of three), and the run's worker's peak
+#       memory
 #       (BENCH_MODEL_ROWS)                          target <= 3 x both
 #
 # The delivery engine against a fast receiver: nginx (Debian's nginx-light)
@@ -445,19 +446,45 @@ if [[ ${1:-} == --inside ]]; then
 	}
 
 	# The first run only records the snapshot (backfill false: nothing sent).
-	# Its worker's statements are top-level ones for pg_stat_statements:
-	# the query's and the snapshot's chunk inserts are shown apart.
-	q -c 'SELECT pg_stat_statements_reset()' >/dev/null
-	q -c "SELECT retl_create_sync(name => 'model', source => \$q\$$model_query\$q\$,
-	      destination => 'model', key => '{id}', mode => 'mirror', schedule => 'manual',
-	      options => '{\"backfill\": false}')" >/dev/null
-	model_run >"$work/model-run.txt"
-	IFS='|' read -r first_ms first_rows _ <"$work/model-run.txt"
-	first_parts=$(q -c "SELECT 'its query ' || coalesce(round(sum(total_exec_time) FILTER (WHERE query LIKE 'INSERT INTO pg_temp.retl_run_diff%')), 0)
-	                           || ' ms, writing its snapshot ' || coalesce(round(sum(total_exec_time) FILTER (WHERE query LIKE 'INSERT INTO retl.snapshot_chunks%')), 0)
-	                           || ' ms (' || coalesce(sum(calls) FILTER (WHERE query LIKE 'INSERT INTO retl.snapshot_chunks%'), 0) || ' chunks)'
-	                      FROM pg_stat_statements")
-	echo "first run (snapshot of $first_rows rows, nothing sent): $first_ms ms; $first_parts"
+	# Three of them, each of the sync created anew, in a runner started for
+	# it (one exits after its job while retl.run_idle_timeout is 0; the
+	# third stays, for the diff run after, as after any run) and into an
+	# emptied snapshot table (as a new database's first run: every page
+	# new), the fastest taken, as for the bare query below: one of them
+	# ranged from 355 to 570 ms on the 2-core VM, the same work taking more
+	# CPU when the VM's memory is slow to come.  Its worker's statements are
+	# top-level ones for pg_stat_statements: the query's and the snapshot's
+	# chunk inserts are shown apart.
+	first_ms= first_all= first_parts=
+	for draw in 1 2 3; do
+		if ((draw > 1)); then
+			q -c "SELECT retl_drop_sync('model')" >/dev/null
+			q -c "VACUUM FULL retl.snapshot_chunks" >/dev/null
+		fi
+		if ((draw == 1)); then
+			q -c "ALTER SYSTEM SET retl.run_idle_timeout = 0" -c "SELECT pg_reload_conf()" >/dev/null
+		elif ((draw == 3)); then
+			q -c "ALTER SYSTEM RESET retl.run_idle_timeout" -c "SELECT pg_reload_conf()" >/dev/null
+		fi
+		while [[ $(q -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'retl run'") != 0 ]]; do
+			sleep 0.1
+		done
+		q -c 'SELECT pg_stat_statements_reset()' >/dev/null
+		q -c "SELECT retl_create_sync(name => 'model', source => \$q\$$model_query\$q\$,
+		      destination => 'model', key => '{id}', mode => 'mirror', schedule => 'manual',
+		      options => '{\"backfill\": false}')" >/dev/null
+		model_run >"$work/model-run.txt"
+		IFS='|' read -r v first_rows _ <"$work/model-run.txt"
+		parts=$(q -c "SELECT 'its query ' || coalesce(round(sum(total_exec_time) FILTER (WHERE query LIKE '%\"retl.op\"%')), 0)
+		                     || ' ms, writing its snapshot ' || coalesce(round(sum(total_exec_time) FILTER (WHERE query LIKE 'INSERT INTO retl.snapshot_chunks%')), 0)
+		                     || ' ms (' || coalesce(sum(calls) FILTER (WHERE query LIKE 'INSERT INTO retl.snapshot_chunks%'), 0) || ' chunks)'
+		                FROM pg_stat_statements")
+		echo "first run $draw/3 (snapshot of $first_rows rows, nothing sent): $v ms; $parts"
+		first_all="${first_all:+$first_all, }$v"
+		if [[ -z $first_ms ]] || ((v < first_ms)); then
+			first_ms=$v first_parts=$parts
+		fi
+	done
 
 	q -c "UPDATE model_src SET score = score + 1 WHERE id % 100 = 0" >/dev/null
 	q -c "VACUUM ANALYZE model_src" >/dev/null
@@ -940,7 +967,7 @@ if [[ ${1:-} == --inside ]]; then
 		      INSERT execution time, sync paused           $(printf '%9s us    ' "$us_capture")  $(printf '%5s' "$usratio_capture") x no sync
 		      INSERT execution time, sync delivering       $(printf '%9s us    ' "$us_deliver")  $(printf '%5s' "$usratio_deliver") x no sync
 		  (e) diff run, $(printf '%7d' "$N_MODEL")-row model, 1% changed   $(printf '%9s ms    ' "$run_ms")  $(printf '%5s' "$ratio_model") x bare query ($bare_ms ms)
-		      first run (snapshot only, send false)        $(printf '%9s ms    ' "$first_ms")  $(printf '%5s' "$ratio_first") x bare query: $first_parts
+		      first run (snapshot only, send false)        $(printf '%9s ms    ' "$first_ms")  $(printf '%5s' "$ratio_first") x bare query: the fastest of $first_all ms; $first_parts
 		      run's worker peak RSS / private memory       $(printf '%9s kB    ' "$run_hwm_kb")  $run_anon_kb kB private
 		      database worker's peak RSS / private after   $(printf '%9s kB    ' "$hwm_kb")  $anon_kb kB private
 		  nginx ceiling, wrk -c 8 -t 2 -d 5s, 1 record    $(printf '%9s req/s ' "$wrk_rps")  mean latency $wrk_ms ms
