@@ -20,6 +20,7 @@ OBJS = \
 	src/capture/backfill.o \
 	src/capture/capture_trigger.o \
 	src/capture/decoder.o \
+	src/capture/queue_insert.o \
 	src/capture/spool.o \
 	src/capture/stream.o \
 	src/models/cron.o \

@@ -2,11 +2,14 @@
  * capture_trigger.c: the row trigger that captures changes of a table.
  *
  * This runs in the writer's transaction, so it does as little as it can:
- * one INSERT into retl.queue through a saved plan, with the key values as
- * typed parameters (jsonb_build_array gives PostgreSQL's own JSON for
- * them; a value of a type no superuser owns is passed as its text, see
- * trust.c).  Upsert syncs queue only the key and the kind of change: the
- * worker reads the row's latest state when it sends it.  Append syncs also
+ * one row into retl.queue.  Upsert syncs queue only the key and the kind
+ * of change (the worker reads the row's latest state when it sends it):
+ * the key is built by jsonb_build_array, called directly (PostgreSQL's own
+ * JSON for each value; a value of a type no superuser owns is passed as
+ * its text, see trust.c), and the row is written without the executor
+ * (queue_insert.c), or, where retl.queue is not as that expects, by an
+ * INSERT through a saved plan with the key values as typed parameters,
+ * the same jsonb_build_array in it.  Append syncs also
  * queue the inserted row as JSON, since each insert is an event, computed
  * as the table's owner: it runs as the extension's owner (SECURITY
  * DEFINER), which must not run a cast to json that a user wrote.  The
@@ -22,10 +25,12 @@
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
+#include "nodes/makefuncs.h"
 #include "executor/spi.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/fmgroids.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -34,21 +39,31 @@
 
 #include "base/shmem.h"
 #include "capture/capture.h"
+#include "capture/queue_insert.h"
 #include "sync/owner.h"
 #include "sync/trust.h"
 
 #define MAX_KEYS 32
 
-/* A saved INSERT plan per sync, valid while its key types do not change. */
+/*
+ * How a sync's changes are queued, valid while its key types do not
+ * change: jsonb_build_array of the key's values, called directly, and the
+ * INSERT's saved plan, prepared when first needed.
+ */
 typedef struct CapturePlan
 {
 	int			sync_id;		/* hash key */
+	bool		valid;
 	bool		append;
 	int			nkeys;
 	AttrNumber	attnums[MAX_KEYS];
 	Oid			types[MAX_KEYS];
 	Oid			outfuncs[MAX_KEYS]; /* passed as text: its output function */
+	Oid			argtypes[MAX_KEYS + 3]; /* the INSERT's: sync_id, op, key values,
+										 * data */
 	Oid			rowtype;
+	MemoryContext cxt;			/* the call's expression and FmgrInfo */
+	FmgrInfo	build_array;	/* jsonb_build_array of the key's argtypes */
 	SPIPlanPtr	plan;
 } CapturePlan;
 
@@ -94,7 +109,7 @@ key_type(TupleDesc desc, AttrNumber attnum, int sync_id)
 	return att->atttypid;
 }
 
-/* The plan for this sync, prepared again if the key types changed. */
+/* How this sync's changes are queued, set up again if the key types changed. */
 static CapturePlan *
 get_plan(int sync_id, bool append, int nkeys, AttrNumber *attnums, Relation rel)
 {
@@ -102,8 +117,9 @@ get_plan(int sync_id, bool append, int nkeys, AttrNumber *attnums, Relation rel)
 	CapturePlan *entry;
 	bool		found;
 	bool		valid;
-	Oid			argtypes[MAX_KEYS + 3];
-	StringInfoData sql;
+	List	   *args = NIL;
+	FuncExpr   *call;
+	MemoryContext old;
 
 	if (plans == NULL)
 	{
@@ -114,7 +130,13 @@ get_plan(int sync_id, bool append, int nkeys, AttrNumber *attnums, Relation rel)
 		plans = hash_create("retl capture plans", 16, &ctl, HASH_ELEM | HASH_BLOBS);
 	}
 	entry = hash_search(plans, &sync_id, HASH_ENTER, &found);
-	valid = found && entry->plan != NULL && entry->append == append &&
+	if (!found)
+	{
+		entry->valid = false;
+		entry->plan = NULL;
+		entry->cxt = AllocSetContextCreate(TopMemoryContext, "retl capture", ALLOCSET_SMALL_SIZES);
+	}
+	valid = entry->valid && entry->append == append &&
 		entry->nkeys == nkeys && entry->rowtype == desc->tdtypeid;
 	for (int i = 0; valid && i < nkeys; i++)
 		valid = entry->attnums[i] == attnums[i] &&
@@ -122,53 +144,111 @@ get_plan(int sync_id, bool append, int nkeys, AttrNumber *attnums, Relation rel)
 	if (valid)
 		return entry;
 
-	if (found && entry->plan != NULL)
+	if (entry->plan != NULL)
 		SPI_freeplan(entry->plan);
 	entry->plan = NULL;
+	entry->valid = false;
+	MemoryContextReset(entry->cxt);
 	entry->append = append;
 	entry->nkeys = nkeys;
 	entry->rowtype = desc->tdtypeid;
-
-	initStringInfo(&sql);
-	appendStringInfo(&sql, "INSERT INTO retl.queue (sync_id, op, key%s) VALUES ($1, $2, pg_catalog.jsonb_build_array(",
-					 append ? ", data" : "");
-	argtypes[0] = INT4OID;
-	argtypes[1] = CHAROID;
+	entry->argtypes[0] = INT4OID;
+	entry->argtypes[1] = CHAROID;
+	old = MemoryContextSwitchTo(entry->cxt);
 	for (int i = 0; i < nkeys; i++)
 	{
 		entry->attnums[i] = attnums[i];
 		entry->types[i] = key_type(desc, attnums[i], sync_id);
 		entry->outfuncs[i] = InvalidOid;
 		/* a domain's value as its base type: no check runs */
-		argtypes[i + 2] = getBaseType(entry->types[i]);
+		entry->argtypes[i + 2] = getBaseType(entry->types[i]);
 		if (!retl_key_type_trusted(entry->types[i]))
 		{
 			bool		varlena;
 
 			getTypeOutputInfo(entry->types[i], &entry->outfuncs[i], &varlena);
-			argtypes[i + 2] = TEXTOID;
+			entry->argtypes[i + 2] = TEXTOID;
 		}
-		appendStringInfo(&sql, "%s$%d", i > 0 ? ", " : "", i + 3);
+		args = lappend(args, makeNullConst(entry->argtypes[i + 2], -1, InvalidOid));
 	}
-	appendStringInfoString(&sql, ")");
-	if (append)
-	{
-		argtypes[nkeys + 2] = JSONBOID;
-		appendStringInfo(&sql, ", $%d", nkeys + 3);
-	}
-	appendStringInfoString(&sql, ")");
-
-	entry->plan = SPI_prepare(sql.data, nkeys + 2 + (append ? 1 : 0), argtypes);
-	if (entry->plan == NULL)
-		elog(ERROR, "retl: could not prepare capture of sync %d: %s",
-			 sync_id, SPI_result_code_string(SPI_result));
-	if (SPI_keepplan(entry->plan) != 0)
-		elog(ERROR, "retl: could not save capture plan");
+	entry->argtypes[nkeys + 2] = JSONBOID;
+	/* the call as the INSERT would make it, for the arguments' types */
+	call = makeFuncExpr(F_JSONB_BUILD_ARRAY_ANY, JSONBOID, args, InvalidOid, InvalidOid,
+						COERCE_EXPLICIT_CALL);
+	fmgr_info_cxt(F_JSONB_BUILD_ARRAY_ANY, &entry->build_array, entry->cxt);
+	fmgr_info_set_expr((Node *) call, &entry->build_array);
+	MemoryContextSwitchTo(old);
+	entry->valid = true;
 	return entry;
 }
 
+/* The sync's INSERT, prepared (SPI connected) and saved if it is not yet */
+static SPIPlanPtr
+insert_plan(CapturePlan *cp, int sync_id)
+{
+	StringInfoData sql;
+
+	if (cp->plan != NULL)
+		return cp->plan;
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "INSERT INTO retl.queue (sync_id, op, key%s) VALUES ($1, $2, pg_catalog.jsonb_build_array(",
+					 cp->append ? ", data" : "");
+	for (int i = 0; i < cp->nkeys; i++)
+		appendStringInfo(&sql, "%s$%d", i > 0 ? ", " : "", i + 3);
+	appendStringInfoString(&sql, ")");
+	if (cp->append)
+		appendStringInfo(&sql, ", $%d", cp->nkeys + 3);
+	appendStringInfoString(&sql, ")");
+
+	cp->plan = SPI_prepare(sql.data, cp->nkeys + 2 + (cp->append ? 1 : 0), cp->argtypes);
+	if (cp->plan == NULL)
+		elog(ERROR, "retl: could not prepare capture of sync %d: %s",
+			 sync_id, SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(cp->plan) != 0)
+		elog(ERROR, "retl: could not save capture plan");
+	return cp->plan;
+}
+
+/* SPI, connected once in a call of the trigger */
 static void
-enqueue(CapturePlan *cp, int sync_id, char op, HeapTuple tuple, Relation rel)
+connect_spi(bool *connected)
+{
+	if (*connected)
+		return;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "retl: SPI_connect failed");
+	*connected = true;
+}
+
+/*
+ * The key of an upsert sync's change, built as the INSERT would: by
+ * jsonb_build_array of the values from the first on.
+ */
+static Jsonb *
+build_key(CapturePlan *cp, Datum *values, char *nulls)
+{
+	LOCAL_FCINFO(fcinfo, MAX_KEYS);
+	Datum		key;
+
+	InitFunctionCallInfoData(*fcinfo, &cp->build_array, cp->nkeys, InvalidOid, NULL, NULL);
+	for (int i = 0; i < cp->nkeys; i++)
+	{
+		fcinfo->args[i].value = values[i];
+		fcinfo->args[i].isnull = nulls[i] == 'n';
+	}
+	key = FunctionCallInvoke(fcinfo);
+	if (fcinfo->isnull)
+		elog(ERROR, "retl: jsonb_build_array returned NULL");
+	return DatumGetJsonbP(key);
+}
+
+/*
+ * Queue a change: an upsert sync's written directly (queue_insert.c) where
+ * retl.queue allows, else (and an append sync's) by the saved INSERT, SPI
+ * connected for it.
+ */
+static void
+enqueue(CapturePlan *cp, int sync_id, char op, HeapTuple tuple, Relation rel, bool *connected)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 	Datum		values[MAX_KEYS + 3];
@@ -195,7 +275,10 @@ enqueue(CapturePlan *cp, int sync_id, char op, HeapTuple tuple, Relation rel)
 									  rel->rd_rel->relowner);
 		nulls[n] = ' ';
 	}
-	if (SPI_execute_plan(cp->plan, values, nulls, false, 0) != SPI_OK_INSERT)
+	else if (retl_queue_insert(sync_id, op, build_key(cp, values + 2, nulls + 2), NULL))
+		return;
+	connect_spi(connected);
+	if (SPI_execute_plan(insert_plan(cp, sync_id), values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "retl: could not queue a change of sync %d", sync_id);
 }
 
@@ -324,6 +407,7 @@ retl_capture(PG_FUNCTION_ARGS)
 	CapturePlan *cp;
 	TupleDesc	desc;
 	uint64		nrows = 1;		/* the changes queued */
+	bool		connected = false;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -332,9 +416,9 @@ retl_capture(PG_FUNCTION_ARGS)
 	td = (TriggerData *) fcinfo->context;
 	parse_args(td->tg_trigger, &sync_id, &append, &nkeys, attnums);
 	desc = RelationGetDescr(td->tg_relation);
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "retl: SPI_connect failed");
+	/* an append sync's row is made JSON as the table's owner, through SPI */
+	if (append || TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
+		connect_spi(&connected);
 
 	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
 	{
@@ -350,22 +434,22 @@ retl_capture(PG_FUNCTION_ARGS)
 
 		cp = get_plan(sync_id, append, nkeys, attnums, td->tg_relation);
 		if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
-			enqueue(cp, sync_id, 'i', td->tg_trigtuple, td->tg_relation);
+			enqueue(cp, sync_id, 'i', td->tg_trigtuple, td->tg_relation, &connected);
 		else if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
-			enqueue(cp, sync_id, 'd', td->tg_trigtuple, td->tg_relation);
+			enqueue(cp, sync_id, 'd', td->tg_trigtuple, td->tg_relation, &connected);
 		else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
 		{
 			/* a changed key also removes the row under its old key */
 			if (retl_key_changed(cp->nkeys, cp->attnums, td->tg_trigtuple, td->tg_newtuple, desc))
 			{
-				enqueue(cp, sync_id, 'd', td->tg_trigtuple, td->tg_relation);
+				enqueue(cp, sync_id, 'd', td->tg_trigtuple, td->tg_relation, &connected);
 				nrows = 2;
 			}
-			enqueue(cp, sync_id, 'u', td->tg_newtuple, td->tg_relation);
+			enqueue(cp, sync_id, 'u', td->tg_newtuple, td->tg_relation, &connected);
 		}
 	}
 
-	if (SPI_finish() != SPI_OK_FINISH)
+	if (connected && SPI_finish() != SPI_OK_FINISH)
 		elog(ERROR, "retl: SPI_finish failed");
 	retl_queued_at_commit(sync_id, (int64) nrows);
 	return PointerGetDatum(NULL);
