@@ -281,8 +281,9 @@ DROP ROLE regress_retl_app;
 -- The trigger writes a queue row itself, without the executor, while
 -- retl.queue is as it expects; the row is the one its INSERT would write,
 -- defaults and all.  A queue it does not expect (a CHECK constraint, an
--- index on an expression, a trigger) is written by that INSERT, which
--- keeps them; an index on columns is filled either way.
+-- index on an expression, a trigger, a rule, an index other than a
+-- B-tree) is written by that INSERT, which keeps them; a B-tree index on
+-- columns is filled either way.
 --
 DELETE FROM retl.queue;
 BEGIN;
@@ -324,12 +325,27 @@ CREATE TRIGGER regress_queue_seen AFTER INSERT ON retl.queue
 	FOR EACH ROW EXECUTE FUNCTION regress_queue_seen();
 INSERT INTO customers (id, email) VALUES (174, 'o@example.com');
 DROP TRIGGER regress_queue_seen ON retl.queue;
+CREATE RULE regress_queue_also AS ON INSERT TO retl.queue
+	DO ALSO INSERT INTO regress_queue_seen VALUES (NEW.key);
+INSERT INTO customers (id, email) VALUES (176, 'q@example.com');
+DROP RULE regress_queue_also ON retl.queue;
+CREATE INDEX regress_queue_gin ON retl.queue USING gin (key);
+INSERT INTO customers (id, email) VALUES (177, 'r@example.com');
+SET enable_seqscan = off;
+SET enable_indexscan = off;
+SET enable_indexonlyscan = off;
+EXPLAIN (COSTS OFF) SELECT count(*) FROM retl.queue WHERE key @> '[177]';
+SELECT count(*) AS in_gin_index FROM retl.queue WHERE key @> '[177]';
+RESET enable_seqscan;
+RESET enable_indexscan;
+RESET enable_indexonlyscan;
+DROP INDEX retl.regress_queue_gin;
 INSERT INTO customers (id, email) VALUES (175, 'p@example.com');
 SELECT * FROM regress_queue_seen;
 DROP TABLE regress_queue_seen;
 DROP FUNCTION regress_queue_seen();
 SELECT sync, op, key FROM queued;
-DELETE FROM customers WHERE id BETWEEN 170 AND 175;
+DELETE FROM customers WHERE id BETWEEN 170 AND 177;
 DELETE FROM retl.queue;
 
 --

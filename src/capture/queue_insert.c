@@ -13,14 +13,18 @@
  * index.  pgbench's single-row INSERTs into a table of a paused sync, two
  * clients, alternating: 64-80 us an INSERT through SPI, 45-65 here.
  *
- * That is only right while retl.queue is what this file knows: its
- * columns of the expected types (others nullable, without a default), no
- * CHECK constraint, no trigger, no forced row security, and indexes on
- * plain columns only (no expression, no predicate, no exclusion, no
- * deferred uniqueness).  The table's shape is checked once per backend
- * and again after any invalidation of the table; a table that differs (a
- * DBA's index on an expression of it, say) is written through SPI as
- * before: retl_queue_insert returns false and the caller does.
+ * That is only right while retl.queue is what this file knows: owned by
+ * the trigger's user (the extension's owner: no privilege or row security
+ * to check), its columns of the expected types and defaults (others
+ * nullable, without a default), no CHECK constraint, no trigger, no rule,
+ * no forced row security, and B-tree indexes on plain columns only (no
+ * expression, no predicate, no exclusion, no deferred uniqueness; a
+ * B-tree keeps nothing of its own in the IndexInfo kept here, where GIN,
+ * GiST and BRIN keep pointers into the index's relcache entry).  The
+ * table's shape is checked once per backend and again after any
+ * invalidation of the table; a table that differs (a DBA's index on an
+ * expression of it, say) is written through SPI as before:
+ * retl_queue_insert returns false and the caller does.
  */
 #include "postgres.h"
 
@@ -32,11 +36,14 @@
 #include "access/xact.h"
 #include "catalog/index.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_am.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
+#include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
 #include "rewrite/rewriteHandler.h"
+#include "storage/sinval.h"
 #include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -96,6 +103,7 @@ typedef struct QueueShape
 static QueueShape shape;
 static MemoryContext shape_cxt = NULL;
 static bool callback_registered = false;
+static uint64 invalidations = 0;	/* of retl.queue, seen by forget_shape */
 
 /*
  * An invalidation of retl.queue (or of every relation): checked again at
@@ -106,7 +114,10 @@ static void
 forget_shape(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == shape.relid)
+	{
 		shape.checked = false;
+		invalidations++;
+	}
 }
 
 /*
@@ -159,7 +170,7 @@ check_shape(Relation rel)
 	int			i = 0;
 
 	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->trigdesc != NULL ||
-		rel->rd_rel->relforcerowsecurity ||
+		rel->rd_rules != NULL || rel->rd_rel->relforcerowsecurity ||
 		(desc->constr != NULL && desc->constr->num_check > 0))
 		return false;
 	for (int c = 0; c < NCOLS; c++)
@@ -208,7 +219,8 @@ check_shape(Relation rel)
 		Relation	index = index_open(lfirst_oid(lc), AccessShareLock);
 		MemoryContext old = MemoryContextSwitchTo(shape_cxt);
 		IndexInfo  *info = BuildIndexInfo(index);
-		bool		plain = info->ii_Expressions == NIL && info->ii_Predicate == NIL &&
+		bool		plain = index->rd_rel->relam == BTREE_AM_OID &&
+			info->ii_Expressions == NIL && info->ii_Predicate == NIL &&
 			info->ii_ExclusionOps == NULL && index->rd_index->indimmediate;
 
 		MemoryContextSwitchTo(old);
@@ -246,25 +258,54 @@ retl_queue_insert(int sync_id, char op, Jsonb *key, Jsonb *data)
 		shape_cxt = AllocSetContextCreate(TopMemoryContext, "retl queue shape", ALLOCSET_SMALL_SIZES);
 		callback_registered = true;
 	}
-	/* the table this backend knows, unless it was dropped since */
+	/*
+	 * The table this backend knows, locked; if it was invalidated meanwhile
+	 * (dropped, renamed, altered), the table of that name, looked up and
+	 * locked again until no invalidation came in between (as
+	 * RangeVarGetRelid does).
+	 */
 	relid = shape.checked ? shape.relid : InvalidOid;
 	rel = OidIsValid(relid) ? try_relation_open(relid, RowExclusiveLock) : NULL;
-	if (rel == NULL)
+	while (rel == NULL || !shape.checked)
 	{
-		relid = get_relname_relid("queue", get_namespace_oid("retl", true));
-		if (!OidIsValid(relid))
+		uint64		counter = SharedInvalidMessageCounter;
+		Oid			named = get_relname_relid("queue", get_namespace_oid("retl", true));
+
+		if (rel != NULL && named == relid)
+			break;
+		if (rel != NULL)
+			table_close(rel, RowExclusiveLock);
+		if (!OidIsValid(named))
 			return false;
+		relid = named;
 		rel = table_open(relid, RowExclusiveLock);
+		if (counter == SharedInvalidMessageCounter)
+			break;
 	}
-	/* (again if an invalidation came while checking: checked is then false) */
+	/*
+	 * Its shape, checked again after an invalidation; checked only once a
+	 * check ran to its end with no invalidation during it (an error in it,
+	 * a lock wait cancelled, leaves it unchecked and not direct).
+	 */
 	while (!shape.checked || shape.relid != relid)
 	{
+		uint64		seen;
+		bool		direct;
+
 		MemoryContextReset(shape_cxt);
+		shape.checked = false;
+		shape.direct = false;
 		shape.relid = relid;
-		shape.checked = true;
-		shape.direct = check_shape(rel);
+		seen = invalidations;
+		direct = check_shape(rel);
+		if (invalidations == seen)
+		{
+			shape.direct = direct;
+			shape.checked = true;
+		}
 	}
-	if (!shape.direct || RelationGetDescr(rel)->natts != shape.natts)
+	if (!shape.direct || RelationGetDescr(rel)->natts != shape.natts ||
+		rel->rd_rel->relowner != GetUserId())
 	{
 		table_close(rel, NoLock);
 		return false;
