@@ -107,7 +107,9 @@ retl_backfill_step(RetlSync *sync)
 									  " FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3))"
 									  " WITH ORDINALITY AS k(key, in_flight, n)"
 									  " WHERE k.in_flight OR NOT EXISTS (SELECT FROM retl.queue q"
-									  "  WHERE q.sync_id = $1 AND q.key = k.key)"
+									  "  WHERE q.sync_id = $1"
+									  "  AND pg_catalog.jsonb_hash_extended(q.key, 0) = pg_catalog.jsonb_hash_extended(k.key, 0)"
+									  "  AND q.key = k.key)"
 									  " ORDER BY k.n",
 									  3, qtypes, qvalues, NULL, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "retl: backfill of sync \"%s\" failed", sync->name);

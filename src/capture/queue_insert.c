@@ -18,9 +18,10 @@
  * to check), its columns of the expected types and defaults (others
  * nullable, without a default), no CHECK constraint, no trigger, no rule,
  * no forced row security, and B-tree indexes on plain columns only (no
- * expression, no predicate, no exclusion, no deferred uniqueness; a
- * B-tree keeps nothing of its own in the IndexInfo kept here, where GIN,
- * GiST and BRIN keep pointers into the index's relcache entry).  The
+ * expression but the key's hash of the queue's own key index, no
+ * predicate, no exclusion, no deferred uniqueness; a B-tree keeps nothing
+ * of its own in the IndexInfo kept here, where GIN, GiST and BRIN keep
+ * pointers into the index's relcache entry).  The
  * table's shape is checked once per backend and again after any
  * invalidation of the table; a table that differs (a DBA's index on an
  * expression of it, say) is written through SPI as before:
@@ -45,6 +46,7 @@
 #include "rewrite/rewriteHandler.h"
 #include "storage/sinval.h"
 #include "utils/fmgroids.h"
+#include "utils/fmgrprotos.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -158,6 +160,38 @@ default_sequence(Relation rel, AttrNumber attnum)
 }
 
 /*
+ * Is an index expression the key's hash, jsonb_hash_extended(key, 0) (the
+ * queue's key index: queue_sync_key_hash_idx)?
+ */
+static bool
+is_key_hash(Node *expr)
+{
+	FuncExpr   *f = (FuncExpr *) expr;
+	Var		   *var;
+	Const	   *seed;
+
+	if (!IsA(expr, FuncExpr) || f->funcid != F_JSONB_HASH_EXTENDED || list_length(f->args) != 2 ||
+		!IsA(linitial(f->args), Var) || !IsA(lsecond(f->args), Const))
+		return false;
+	var = (Var *) linitial(f->args);
+	seed = (Const *) lsecond(f->args);
+	return var->varattno == shape.attnum[COL_KEY] && var->varlevelsup == 0 &&
+		seed->consttype == INT8OID && !seed->constisnull && DatumGetInt64(seed->constvalue) == 0;
+}
+
+/* Are an index's expressions, if any, only the key's hash? */
+static bool
+key_hash_only(IndexInfo *info)
+{
+	ListCell   *lc;
+
+	foreach(lc, info->ii_Expressions)
+		if (!is_key_hash((Node *) lfirst(lc)))
+			return false;
+	return true;
+}
+
+/*
  * Is retl.queue (rel) as this file writes it?  Fills shape; its index
  * information is kept in shape_cxt.
  */
@@ -220,8 +254,8 @@ check_shape(Relation rel)
 		MemoryContext old = MemoryContextSwitchTo(shape_cxt);
 		IndexInfo  *info = BuildIndexInfo(index);
 		bool		plain = index->rd_rel->relam == BTREE_AM_OID &&
-			info->ii_Expressions == NIL && info->ii_Predicate == NIL &&
-			info->ii_ExclusionOps == NULL && index->rd_index->indimmediate;
+			info->ii_Predicate == NIL && info->ii_ExclusionOps == NULL &&
+			index->rd_index->indimmediate && key_hash_only(info);
 
 		MemoryContextSwitchTo(old);
 		index_close(index, AccessShareLock);
@@ -348,8 +382,18 @@ retl_queue_insert(int sync_id, char op, Jsonb *key, Jsonb *data)
 			{
 				AttrNumber	attnum = info->ii_IndexAttrNumbers[k];
 
-				ivalues[k] = values[attnum - 1];
-				inulls[k] = nulls[attnum - 1];
+				if (attnum == 0)
+				{
+					/* an expression: the key's hash (key_hash_only) */
+					ivalues[k] = DirectFunctionCall2(jsonb_hash_extended, JsonbPGetDatum(key),
+													 Int64GetDatum(0));
+					inulls[k] = false;
+				}
+				else
+				{
+					ivalues[k] = values[attnum - 1];
+					inulls[k] = nulls[attnum - 1];
+				}
 			}
 			(void) index_insert(index, ivalues, inulls, &tup->t_self, rel,
 								index->rd_index->indisunique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO,
