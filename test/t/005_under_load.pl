@@ -63,6 +63,40 @@ my %table = map { split /\|/ } split /\n/, psql(q{SELECT id, v FROM hot WHERE v 
 my @diverged = grep { ($last{$_} // -1) != $table{$_} } keys %table;
 is(scalar @diverged, 0, 'destination converged to the table');
 
+# The capture trigger writes its queue rows itself (capture/queue_insert.c),
+# with the indexes of retl.queue it knows: one built, and one rebuilt,
+# concurrently while writers capture still gets every row.  amcheck's
+# heapallindexed check finds each queue row in each index.
+psql(q{
+	CREATE TABLE cic (id bigint PRIMARY KEY, v int NOT NULL);
+	SELECT retl_create_sync(name => 'cic_out', source => 'cic', destination => 'd',
+		options => '{"backfill": false}');
+	SELECT retl_pause_sync('cic_out');
+});
+my $cic_script = "$PostgreSQL::Test::Utils::tmp_check/cic.sql";
+open $fh, '>', $cic_script or die $!;
+print $fh "\\set k random(1, 1000000000)\nINSERT INTO cic VALUES (:k, 1) ON CONFLICT DO NOTHING;\n";
+close $fh;
+($out, $err) = ('', '');
+$h = IPC::Run::start(
+	[ 'pgbench', '-n', '-c', '2', '-j', '2', '-T', '6', '-f', $cic_script,
+	  '-h', $node->host, '-p', $node->port, 'postgres' ],
+	'>', \$out, '2>', \$err);
+sleep 1;
+psql(q{CREATE INDEX CONCURRENTLY queue_regress_cic ON retl.queue (captured_at, id)});
+psql(q{REINDEX INDEX CONCURRENTLY retl.queue_sync_key_hash_idx});
+$h->finish;
+like($out, qr/number of transactions actually processed: \d+/, 'writers captured meanwhile');
+is(psql(q{SELECT count(*) = (SELECT count(*) FROM cic) FROM retl.queue q
+	JOIN retl.syncs s ON s.id = q.sync_id WHERE s.name = 'cic_out'}),
+	't', 'a queue row for each row written');
+psql(q{CREATE EXTENSION amcheck});
+is(psql(q{SELECT count(*) FROM pg_index i,
+	LATERAL (SELECT public.bt_index_check(i.indexrelid, true)) c
+	WHERE i.indrelid = 'retl.queue'::regclass}),
+	'3', "every queue row in each of the queue's three indexes, the one built and the one rebuilt concurrently among them");
+psql(q{DROP INDEX retl.queue_regress_cic; DROP EXTENSION amcheck; SELECT retl_drop_sync('cic_out');});
+
 $node->stop;
 $r->stop;
 done_testing();
