@@ -275,7 +275,7 @@ enqueue(CapturePlan *cp, int sync_id, char op, HeapTuple tuple, Relation rel, bo
 									  rel->rd_rel->relowner);
 		nulls[n] = ' ';
 	}
-	else if (retl_queue_insert(sync_id, op, build_key(cp, values + 2, nulls + 2), NULL))
+	else if (retl_queue_insert(sync_id, op, build_key(cp, values + 2, nulls + 2)))
 		return;
 	connect_spi(connected);
 	if (SPI_execute_plan(insert_plan(cp, sync_id), values, nulls, false, 0) != SPI_OK_INSERT)

@@ -273,12 +273,12 @@ check_shape(Relation rel)
 }
 
 /*
- * Insert a change of a sync (op, its key, data or NULL) into retl.queue,
- * in the current transaction, as the table's owner would; false (nothing
- * done) if the table is not as this file writes it.
+ * Insert a change of an upsert sync (op, its key; no data) into
+ * retl.queue, in the current transaction, as the table's owner would;
+ * false (nothing done) if the table is not as this file writes it.
  */
 bool
-retl_queue_insert(int sync_id, char op, Jsonb *key, Jsonb *data)
+retl_queue_insert(int sync_id, char op, Jsonb *key)
 {
 	Oid			relid;
 	Relation	rel;
@@ -357,8 +357,6 @@ retl_queue_insert(int sync_id, char op, Jsonb *key, Jsonb *data)
 	SET(COL_SYNC_ID, Int32GetDatum(sync_id));
 	SET(COL_OP, CharGetDatum(op));
 	SET(COL_KEY, JsonbPGetDatum(key));
-	if (data != NULL)
-		SET(COL_DATA, JsonbPGetDatum(data));
 	SET(COL_CAPTURED_AT, TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()));
 	SET(COL_IN_FLIGHT, BoolGetDatum(false));
 	SET(COL_ATTEMPTS, Int32GetDatum(0));

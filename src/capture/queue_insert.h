@@ -7,6 +7,6 @@
 
 #include "utils/jsonb.h"
 
-extern bool retl_queue_insert(int sync_id, char op, Jsonb *key, Jsonb *data);
+extern bool retl_queue_insert(int sync_id, char op, Jsonb *key);
 
 #endif

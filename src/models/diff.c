@@ -75,6 +75,18 @@ append_key_array(StringInfo sql, char **keys, int nkeys)
 	appendStringInfoChar(sql, ')');
 }
 
+static void fail_null_key(const char *what, const char *key) pg_attribute_noreturn();
+
+/* Fail the run on a key (as text) that is or holds NULL */
+static void
+fail_null_key(const char *what, const char *key)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_NOT_NULL_VIOLATION),
+			 errmsg("the result of %s has a NULL key: %s", what, key),
+			 errhint("Every row needs a key; filter out rows whose key is NULL.")));
+}
+
 /*
  * Fail the run on the key a SELECT of a run's table finds, if any: a NULL
  * key, or else a duplicate one.
@@ -86,11 +98,7 @@ fail_on_key(const char *select, const char *what, bool null_key)
 	if (SPI_processed == 0)
 		return;
 	if (null_key)
-		ereport(ERROR,
-				(errcode(ERRCODE_NOT_NULL_VIOLATION),
-				 errmsg("the result of %s has a NULL key: %s", what,
-						SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)),
-				 errhint("Every row needs a key; filter out rows whose key is NULL.")));
+		fail_null_key(what, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
 	ereport(ERROR,
 			(errcode(ERRCODE_UNIQUE_VIOLATION),
 			 errmsg("the result of %s has duplicate key %s", what,
@@ -487,10 +495,7 @@ diff_result(RetlSync *sync, bool send, bool replace, bool save, RetlRunCounts *c
 			elog(ERROR, "retl: could not compare the snapshot of sync \"%s\" of an older version", sync->name);
 	}
 	if (retl_probe_null_key(probe) != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_NOT_NULL_VIOLATION),
-				 errmsg("the result of %s has a NULL key: %s", what, retl_probe_null_key(probe)),
-				 errhint("Every row needs a key; filter out rows whose key is NULL.")));
+		fail_null_key(what, retl_probe_null_key(probe));
 	if (save)
 		retl_probe_save_end(probe);
 	retl_probe_end(probe);
