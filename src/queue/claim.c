@@ -45,6 +45,7 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "port/pg_bitutils.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -621,108 +622,117 @@ claimed_rows(RetlRequest *req, const char *inst)
 	}
 }
 
-/* rows of one key together (its hash, then its text), in queue order */
-static int
-row_cmp(const void *a, const void *b)
-{
-	const ClaimedRow *x = a;
-	const ClaimedRow *y = b;
-	int			c;
-
-	if (x->hash != y->hash)
-		return x->hash < y->hash ? -1 : 1;
-	c = strcmp(x->key, y->key);
-	if (c != 0)
-		return c;
-	return x->id < y->id ? -1 : (x->id > y->id ? 1 : 0);
-}
-
-/* A key's record with its key (claimed_keys). */
-typedef struct ClaimedKey
-{
-	RetlRecord	record;
-	Datum		key;			/* jsonb */
-} ClaimedKey;
-
-/* records in the order of their first queue row */
-static int
-key_cmp(const void *a, const void *b)
-{
-	int64		x = ((const ClaimedKey *) a)->record.queue_ids[0];
-	int64		y = ((const ClaimedKey *) b)->record.queue_ids[0];
-
-	return x < y ? -1 : (x > y ? 1 : 0);
-}
-
 /*
- * An upsert claim's rows (nrows of them, as its pick read them) gathered
- * into one record per key: its rows' ids in order, the record id of its
- * latest row, its latest capture, its most attempts and its first attempt.
- * The records are in the order of their first row.  Returns the keys of
- * the records (jsonb), in the request's memory like everything else.
+ * An upsert claim's rows (nrows of them, in queue order, as its pick read
+ * them) gathered into one record per key: its rows' ids in order, the
+ * record id of its latest row, its latest capture, its most attempts and
+ * its first attempt.  The records are in the order of their first row.
+ * Returns the keys of the records (jsonb), in the request's memory like
+ * everything else.
+ *
+ * A key's rows are found by an open-addressing table of the records, by
+ * the key's hash and then its text: sorting the rows by key and the
+ * records back into queue order (as this did before) took a tenth of the
+ * worker's time at batch_size 500, moving whole records.
  */
 static Datum *
 claimed_keys(RetlSync *sync, RetlRequest *req, const char *inst, ClaimedRow *rows, int nrows)
 {
-	ClaimedKey *claimed = palloc0(sizeof(ClaimedKey) * nrows);
 	RetlKeyFields *fields = retl_key_fields(sync);
 	StringInfoData text;
+	int		   *record_of = palloc(sizeof(int) * nrows);	/* each row's record */
+	int		   *first_row = palloc(sizeof(int) * nrows);	/* each record's */
+	int		   *count = palloc0(sizeof(int) * nrows);	/* each record's rows */
+	TimestampTz *latest = palloc(sizeof(TimestampTz) * nrows);
+	uint32		size = pg_nextpower2_32((uint32) nrows * 2);
+	int		   *slots = palloc(sizeof(int) * size);	/* a record, or -1 */
 	Datum	   *keys;
+	TimestampTz shown = DT_NOBEGIN;
+	char	   *shown_text = NULL;
 	int			n = 0;
 
+	memset(slots, -1, sizeof(int) * size);
 	initStringInfo(&text);
 	for (int i = 0; i < nrows; i++)
 	{
+		uint32		pos = (uint32) rows[i].hash & (size - 1);
+		int			rec;
+
+		Assert(i == 0 || rows[i].id > rows[i - 1].id);
 		resetStringInfo(&text);
 		retl_append_key_text(&text, fields, DatumGetJsonbP(rows[i].jkey));
 		rows[i].key = pstrdup(text.data);
-	}
-	qsort(rows, nrows, sizeof(ClaimedRow), row_cmp);
-
-	for (int i = 0; i < nrows;)
-	{
-		RetlRecord *r = &claimed[n].record;
-		int			end = i + 1;
-		TimestampTz latest;
-
-		while (end < nrows && rows[end].hash == rows[i].hash &&
-			   strcmp(rows[end].key, rows[i].key) == 0)
-			end++;
-		/* the record id of its latest row, as the queue's order tells */
-		r->rid = rows[end - 1].rid;
-		r->record_id = psprintf("%s-" INT64_FORMAT, inst, r->rid);
-		r->nqueue_ids = end - i;
-		r->queue_ids = palloc(sizeof(int64) * r->nqueue_ids);
-		r->op = 'u';
-		r->key = rows[i].key;
-		r->key_hash = rows[i].hash;
-		latest = rows[i].captured_at;
-		for (int j = i; j < end; j++)
+		for (;;)
 		{
-			r->queue_ids[j - i] = rows[j].id;
-			r->attempts = Max(r->attempts, rows[j].attempts);
-			if (rows[j].first_attempt > 0 &&
-				(r->first_attempt == 0 || rows[j].first_attempt < r->first_attempt))
-				r->first_attempt = rows[j].first_attempt;
-			latest = Max(latest, rows[j].captured_at);
+			rec = slots[pos];
+			if (rec < 0)
+			{
+				rec = slots[pos] = n++;
+				first_row[rec] = i;
+				break;
+			}
+			if (rows[first_row[rec]].hash == rows[i].hash &&
+				strcmp(rows[first_row[rec]].key, rows[i].key) == 0)
+			{
+				pfree(rows[i].key);	/* its record has it */
+				rows[i].key = NULL;
+				break;
+			}
+			pos = (pos + 1) & (size - 1);
 		}
-		r->captured_at = retl_timestamp_text(latest);
-		r->captured_epoch = retl_epoch_seconds(latest);
-		claimed[n].key = datumCopy(rows[i].jkey, false, -1);
-		n++;
-		i = end;
+		record_of[i] = rec;
+		count[rec]++;
 	}
-	qsort(claimed, n, sizeof(ClaimedKey), key_cmp);
 
 	req->nrecords = n;
-	req->records = palloc(sizeof(RetlRecord) * n);
+	req->records = palloc0(sizeof(RetlRecord) * n);
 	keys = palloc(sizeof(Datum) * n);
-	for (int i = 0; i < n; i++)
+	for (int rec = 0; rec < n; rec++)
 	{
-		req->records[i] = claimed[i].record;
-		keys[i] = claimed[i].key;
+		RetlRecord *r = &req->records[rec];
+		ClaimedRow *row = &rows[first_row[rec]];
+
+		r->op = 'u';
+		r->key = row->key;
+		r->key_hash = row->hash;
+		r->queue_ids = palloc(sizeof(int64) * count[rec]);
+		latest[rec] = row->captured_at;
+		keys[rec] = datumCopy(row->jkey, false, -1);
 	}
-	pfree(claimed);
+	for (int i = 0; i < nrows; i++)
+	{
+		int			rec = record_of[i];
+		RetlRecord *r = &req->records[rec];
+
+		r->queue_ids[r->nqueue_ids++] = rows[i].id;
+		/* the record id of its latest row, as the queue's order tells */
+		r->rid = rows[i].rid;
+		r->attempts = Max(r->attempts, rows[i].attempts);
+		if (rows[i].first_attempt > 0 &&
+			(r->first_attempt == 0 || rows[i].first_attempt < r->first_attempt))
+			r->first_attempt = rows[i].first_attempt;
+		latest[rec] = Max(latest[rec], rows[i].captured_at);
+	}
+	for (int rec = 0; rec < n; rec++)
+	{
+		RetlRecord *r = &req->records[rec];
+
+		r->record_id = psprintf("%s-" INT64_FORMAT, inst, r->rid);
+		/* the rows of one transaction share their capture time */
+		if (shown_text == NULL || latest[rec] != shown)
+		{
+			shown = latest[rec];
+			shown_text = retl_timestamp_text(shown);
+		}
+		r->captured_at = shown_text;
+		r->captured_epoch = retl_epoch_seconds(latest[rec]);
+	}
+	pfree(text.data);
+	pfree(record_of);
+	pfree(first_row);
+	pfree(count);
+	pfree(latest);
+	pfree(slots);
 	return keys;
 }
 
