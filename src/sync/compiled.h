@@ -11,6 +11,7 @@ typedef enum RetlStatement
 {
 	RETL_SQL_CLAIM,				/* claim.c: an append or diff batch's records */
 	RETL_SQL_READ,				/* claim.c: the rows of an upsert batch */
+	RETL_SQL_READ_RANGES,		/* rows.c: the same, by runs of integer keys */
 	RETL_SQL_HIDDEN,			/* claim.c: which missing rows are hidden */
 	RETL_SQL_APPEND,			/* claim.c: an append batch's computed fields */
 	RETL_SQL_COUNT
