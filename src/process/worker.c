@@ -22,8 +22,6 @@
 #include "access/xact.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
-#include "storage/lmgr.h"
-#include "utils/inval.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -32,10 +30,12 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lmgr.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/inval.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -499,12 +499,33 @@ typedef struct ClaimWork
 	List	   *reqs;
 	bool		idle;			/* nothing to claim (queue/mark.c) */
 	int			lingering;		/* a partial batch of that many waits */
+	bool		busy;			/* its table is locked: left for a later pass */
 } ClaimWork;
+
+/* How soon a sync whose table was locked is tried again. */
+#define SOURCE_BUSY_RETRY_MS 20
 
 static void
 claim_work_one(void *arg)
 {
 	ClaimWork  *w = arg;
+
+	/*
+	 * An upsert sync reads its table (its backfill, the rows it sends):
+	 * the table's lock is taken first, without waiting.  Whoever holds a
+	 * lock that conflicts (ALTER TABLE, retl_drop_sync, LOCK TABLE) leaves
+	 * the sync for a later pass.  Waiting for it held up every sync of the
+	 * database, and deadlocked with retl_drop_sync: the pass's transaction
+	 * had written a row the drop deletes (its counters, another sync's
+	 * error), and waited for the table of a sync the drop had locked.
+	 */
+	if (!w->sync->diff && w->sync->mode != 'a' &&
+		!ConditionalLockRelationOid(w->sync->relid, AccessShareLock))
+	{
+		w->busy = true;
+		*w->wait_ms = Min(*w->wait_ms, SOURCE_BUSY_RETRY_MS);
+		return;
+	}
 
 	/*
 	 * One backfill chunk per sync and pass: a chunk moves the sync's
@@ -528,10 +549,12 @@ static List *
 claim_one(RetlSync *sync, int nbatches, bool *backfill, bool *more, long *wait_ms,
 		  uint32 gen, TimestampTz now, int *lingering)
 {
-	ClaimWork	w = {sync, nbatches, backfill, more, wait_ms, NIL, false, 0};
+	ClaimWork	w = {sync, nbatches, backfill, more, wait_ms, NIL, false, 0, false};
 	ErrorData  *edata = retl_in_subtransaction(claim_work_one, &w);
 
 	*lingering = 0;
+	if (edata == NULL && w.busy)
+		return NIL;
 	if (edata == NULL)
 	{
 		sync_succeeded(sync->id);

@@ -59,5 +59,60 @@ ok($node->poll_query_until('postgres',
 $other->quit;
 $drop->quit;
 
+# The worker never waits for a sync's table: while a transaction holds one
+# sync's table locked, the database's other syncs deliver, and a
+# retl_drop_sync in that transaction goes through (the worker used to wait
+# for the table in a transaction that had written rows the drop deletes:
+# its counters, a sync's error; the two deadlocked).  The locked sync
+# delivers once the lock is gone.
+sub delivered
+{
+	my ($sync) = @_;
+	return psql("SELECT delivered FROM retl.sync_status WHERE sync = '$sync'");
+}
+
+# true once $sql returns t, false after $seconds
+sub within
+{
+	my ($seconds, $sql) = @_;
+	for (1 .. $seconds * 10)
+	{
+		return 1 if psql($sql) eq 't';
+		sleep(0.1);
+	}
+	return 0;
+}
+
+psql(q{
+	CREATE TABLE t1 (id int PRIMARY KEY);
+	CREATE TABLE t2 (id int PRIMARY KEY);
+	CREATE TABLE t3 (id int PRIMARY KEY);
+	SELECT retl_create_sync(name => s, source => 't' || n, destination => 'd', options => '{"backfill": false}')
+	  FROM (VALUES ('s1', 1), ('s2', 2), ('s3', 3)) v(s, n);
+	SELECT retl_pause_sync('s1');
+	INSERT INTO t1 VALUES (1);
+	INSERT INTO t3 VALUES (1);
+});
+ok(within(10, q{SELECT delivered = 1 FROM retl.sync_status WHERE sync = 's3'}), 'a sync delivered');
+my $locker = $node->background_psql('postgres');
+$locker->query_safe('BEGIN');
+$locker->query_safe('LOCK TABLE t1 IN ACCESS EXCLUSIVE MODE');
+psql(q{SELECT retl_resume_sync('s1')});
+psql(q{INSERT INTO t2 VALUES (1)});
+ok(within(10, q{SELECT delivered = 1 FROM retl.sync_status WHERE sync = 's2'}),
+	'while one sync\'s table is locked, another sync delivers');
+is(psql(q{SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'retl worker%' AND wait_event_type = 'Lock'}),
+	'0', 'the worker waits for no lock');
+is(delivered('s1'), '0', 'the sync of the locked table waits');
+psql(q{INSERT INTO t3 VALUES (2)});
+ok(within(10, q{SELECT delivered = 2 FROM retl.sync_status WHERE sync = 's3'}), 'and the others go on');
+$locker->query_safe(q{SELECT retl_drop_sync('s3')});
+$locker->query_safe('COMMIT');
+is(psql(q{SELECT count(*) FROM retl.syncs WHERE name = 's3'}), '0',
+	'a drop in the transaction holding the lock went through');
+ok(within(10, q{SELECT delivered = 1 FROM retl.sync_status WHERE sync = 's1'}),
+	'the lock released: the waiting sync delivered');
+$locker->quit;
+
 $node->stop;
 done_testing();
