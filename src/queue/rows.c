@@ -257,8 +257,6 @@ read_by_ranges(ReadWork *w)
 	values[1] = PointerGetDatum(construct_array(hi, nruns, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	retl_owner_read(sync, retl_sync_statement(sync, RETL_SQL_READ_RANGES, read_ranges_sql),
 					2, types, values, NULL);
-	if (SPI_processed > (uint64) w->n)
-		elog(ERROR, "retl: could not read the rows of sync \"%s\"", sync->name);
 
 	/* a key without a row is a delete */
 	for (int i = 0; i < w->n; i++)
@@ -284,6 +282,12 @@ read_by_ranges(ReadWork *w)
 		if (isnull || found == NULL)
 			elog(ERROR, "retl: could not read the rows of sync \"%s\"", sync->name);
 		r = &w->req->records[found->record];
+		/*
+		 * Its first row only, as read_sql's LIMIT 1: the key is unique
+		 * unless its constraint was dropped after the sync was created.
+		 */
+		if (r->data != NULL)
+			continue;
 		if (rj != NULL)
 		{
 			resetStringInfo(&data);

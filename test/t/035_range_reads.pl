@@ -159,4 +159,21 @@ for my $t (@tables)
 	is($wide->{390}, 'id=390,tenant=a,v=w390', "$t: the last of them");
 }
 
+# A key no longer unique (its constraint dropped after the sync was
+# created): each key still goes once, with one of its rows, as key by key.
+psql(q{ALTER TABLE t_bigint DROP CONSTRAINT t_bigint_pkey;
+	SELECT pg_stat_statements_reset();
+	INSERT INTO t_bigint SELECT g, 'a', 'd' || n FROM generate_series(500, 529) g, generate_series(1, 2) n;});
+ok(drained(), 'a key on two rows: delivered');
+($ranges) = split / /, reads();
+cmp_ok($ranges, '>=', 2, 'read by ranges');
+for my $owner ('su', 'alice')
+{
+	my ($wide, $wide_keys) = sent("t_bigint_100_${owner}_plain");
+	my ($narrow, $narrow_keys) = sent("t_bigint_10_${owner}_plain");
+	is_deeply($wide_keys, $narrow_keys, "$owner: the same keys sent");
+	is(scalar(grep { ($wide->{$_} // '') =~ /^id=$_,tenant=a,v=d[12]$/ } 500 .. 529), 30,
+		"$owner: each of those keys with one of its rows");
+}
+
 done_testing();
