@@ -173,6 +173,30 @@ hidden_sql(RetlSync *sync)
 	return sql.data;
 }
 
+/*
+ * A read line's row as JSON text in the request's memory, or NULL for no
+ * row: written here from the columns rj describes (a table read by its
+ * columns: read_sql), else the text of column col.
+ */
+static char *
+line_data(RetlRequest *req, HeapTuple tup, TupleDesc desc, RetlRowJson *rj, int col,
+		  StringInfo buf)
+{
+	MemoryContext old;
+	char	   *data;
+
+	if (rj != NULL)
+	{
+		resetStringInfo(buf);
+		retl_row_json_append(buf, rj, tup, desc);
+		return MemoryContextStrdup(req->cxt, buf->data);
+	}
+	old = MemoryContextSwitchTo(req->cxt);
+	data = SPI_getvalue(tup, desc, col);
+	MemoryContextSwitchTo(old);
+	return data;
+}
+
 /* a batch read by ranges: at least this many keys, this many a run on average */
 #define RANGE_MIN_KEYS		16
 #define RANGE_KEYS_PER_RUN	4
@@ -212,6 +236,7 @@ read_by_ranges(ReadWork *w)
 	Datum	   *lo;
 	Datum	   *hi;
 	int			nruns = 0;
+	bool		twice = false;
 	TupleDesc	desc;
 	RetlRowJson *rj = NULL;
 	StringInfoData data;
@@ -235,17 +260,15 @@ read_by_ranges(ReadWork *w)
 	qsort(sorted, w->n, sizeof(RangeKey), range_key_cmp);
 	lo = palloc(sizeof(Datum) * w->n);
 	hi = palloc(sizeof(Datum) * w->n);
-	for (int i = 0; i < w->n && nruns >= 0; i++)
+	for (int i = 0; i < w->n && !twice; i++)
 	{
 		/* one record a key: two equal values would be one key twice */
-		if (i > 0 && sorted[i].value == sorted[i - 1].value)
-			nruns = -1;
-		else if (i == 0 || sorted[i].value != sorted[i - 1].value + 1)
+		twice = i > 0 && sorted[i].value == sorted[i - 1].value;
+		if (i == 0 || sorted[i].value != sorted[i - 1].value + 1)
 			lo[nruns++] = Int64GetDatum(sorted[i].value);
-		if (nruns > 0)
-			hi[nruns - 1] = Int64GetDatum(sorted[i].value);
+		hi[nruns - 1] = Int64GetDatum(sorted[i].value);
 	}
-	if (nruns < 0 || nruns * RANGE_KEYS_PER_RUN > w->n)
+	if (twice || nruns * RANGE_KEYS_PER_RUN > w->n)
 	{
 		pfree(sorted);
 		pfree(lo);
@@ -288,19 +311,7 @@ read_by_ranges(ReadWork *w)
 		 */
 		if (r->data != NULL)
 			continue;
-		if (rj != NULL)
-		{
-			resetStringInfo(&data);
-			retl_row_json_append(&data, rj, tup, desc);
-			r->data = MemoryContextStrdup(w->req->cxt, data.data);
-		}
-		else
-		{
-			MemoryContext old = MemoryContextSwitchTo(w->req->cxt);
-
-			r->data = SPI_getvalue(tup, desc, 2);
-			MemoryContextSwitchTo(old);
-		}
+		r->data = line_data(w->req, tup, desc, rj, 2, &data);
 		r->op = r->data ? 'u' : 'd';
 	}
 	pfree(data.data);
@@ -322,7 +333,9 @@ read_states(void *arg)
 	ReadWork   *w = arg;
 	Oid			types[1] = {JSONBARRAYOID};
 	Datum		values[1];
-	MemoryContext old;
+	TupleDesc	desc;
+	RetlRowJson *rj = NULL;
+	StringInfoData data;
 
 	values[0] = PointerGetDatum(construct_array(w->keys + w->from, w->n, JSONBOID, -1, false,
 												TYPALIGN_INT));
@@ -344,44 +357,26 @@ read_states(void *arg)
 					1, types, values, NULL);
 	if (SPI_processed != (uint64) w->n)
 		elog(ERROR, "retl: could not read the rows of sync \"%s\"", w->sync->name);
+	desc = SPI_tuptable->tupdesc;
 	/* true and the row's columns (read_sql): written here */
-	if (!w->append && TupleDescAttr(SPI_tuptable->tupdesc, 0)->atttypid == BOOLOID)
-	{
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		RetlRowJson *rj = retl_row_json_prepare(desc, 2);
-		StringInfoData data;
-
-		initStringInfo(&data);
-		for (int i = 0; i < w->n; i++)
-		{
-			RetlRecord *r = &w->req->records[w->from + i];
-			HeapTuple	tup = SPI_tuptable->vals[i];
-			bool		isnull;
-
-			(void) heap_getattr(tup, 1, desc, &isnull);
-			r->data = NULL;
-			if (!isnull)
-			{
-				resetStringInfo(&data);
-				retl_row_json_append(&data, rj, tup, desc);
-				r->data = MemoryContextStrdup(w->req->cxt, data.data);
-			}
-			r->op = r->data ? 'u' : 'd';
-		}
-		pfree(data.data);
-		retl_row_json_free(rj);
-		return;
-	}
-	old = MemoryContextSwitchTo(w->req->cxt);
+	if (!w->append && TupleDescAttr(desc, 0)->atttypid == BOOLOID)
+		rj = retl_row_json_prepare(desc, 2);
+	initStringInfo(&data);
 	for (int i = 0; i < w->n; i++)
 	{
 		RetlRecord *r = &w->req->records[w->from + i];
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		bool		isnull;
 
-		r->data = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		/* no row: its line's first column is null */
+		(void) heap_getattr(tup, 1, desc, &isnull);
+		r->data = isnull ? NULL : line_data(w->req, tup, desc, rj, 1, &data);
 		if (!w->append)
 			r->op = r->data ? 'u' : 'd';
 	}
-	MemoryContextSwitchTo(old);
+	pfree(data.data);
+	if (rj != NULL)
+		retl_row_json_free(rj);
 }
 
 /*

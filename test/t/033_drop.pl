@@ -75,12 +75,7 @@ sub delivered
 sub within
 {
 	my ($seconds, $sql) = @_;
-	for (1 .. $seconds * 10)
-	{
-		return 1 if psql($sql) eq 't';
-		sleep(0.1);
-	}
-	return 0;
+	return wait_for(sub { psql($sql) eq 't' }, $seconds);
 }
 
 psql(q{
