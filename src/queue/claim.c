@@ -609,7 +609,7 @@ claimed_rows(RetlRequest *req, const char *inst)
 		bool		isnull;
 
 		r->rid = strtoi64(SPI_getvalue(tup, desc, 1), NULL, 10);
-		r->record_id = psprintf("%s-" INT64_FORMAT, inst, r->rid);
+		r->record_id = retl_queue_record_id(inst, r->rid);
 		r->queue_ids = parse_int_array(SPI_getvalue(tup, desc, 2), &r->nqueue_ids);
 		r->attempts = pg_strtoint32(SPI_getvalue(tup, desc, 3));
 		r->op = SPI_getvalue(tup, desc, 4)[0];
@@ -717,7 +717,7 @@ claimed_keys(RetlSync *sync, RetlRequest *req, const char *inst, ClaimedRow *row
 	{
 		RetlRecord *r = &req->records[rec];
 
-		r->record_id = psprintf("%s-" INT64_FORMAT, inst, r->rid);
+		r->record_id = retl_queue_record_id(inst, r->rid);
 		/* the rows of one transaction share their capture time */
 		if (shown_text == NULL || latest[rec] != shown)
 		{

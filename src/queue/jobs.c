@@ -362,7 +362,7 @@ job_request(RetlSync *sync, DueJob *due)
 		char	   *ids = SPI_getvalue(tup, desc, 2);
 
 		r->rid = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		r->record_id = psprintf("%s-" INT64_FORMAT, inst, r->rid);
+		r->record_id = retl_queue_record_id(inst, r->rid);
 		/* "{1,2,3}" */
 		r->queue_ids = palloc(sizeof(int64) * (strlen(ids) / 2 + 1));
 		for (char *p = ids; *p;)

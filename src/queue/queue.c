@@ -231,6 +231,23 @@ retl_queue_instance_id(void)
 	return instance_id;
 }
 
+/*
+ * A record's id as sent: the instance's id (inst), '-', the record's
+ * number.  Made by hand: psprintf's vsnprintf for each record was 9% of
+ * the worker's time at batch_size 500.
+ */
+char *
+retl_queue_record_id(const char *inst, int64 rid)
+{
+	size_t		len = strlen(inst);
+	char	   *id = palloc(len + 1 + MAXINT8LEN + 1);
+
+	memcpy(id, inst, len);
+	id[len] = '-';
+	pg_lltoa(rid, id + len + 1);
+	return id;
+}
+
 /* The scan of the sync must see these records' rows again. */
 static void
 rewind_to(int sync_id, RetlRecord *records, int nrecords)

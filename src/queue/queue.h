@@ -38,5 +38,6 @@ extern void retl_queue_dead_letter_unsent(RetlRequest *req, RetlRecord *r);
 extern void retl_queue_done_unsent(RetlRequest *req, RetlRecord *r);
 extern void retl_queue_sync_error(int sync_id, const char *message);
 extern char *retl_queue_instance_id(void);
+extern char *retl_queue_record_id(const char *inst, int64 rid);
 
 #endif
