@@ -126,7 +126,10 @@ retl_idempotency_key(RetlRequest *req)
 		return req->records[0].record_id;
 	initStringInfo(&ids);
 	for (int i = 0; i < req->nrecords; i++)
-		appendStringInfo(&ids, "%s,", req->records[i].record_id);
+	{
+		appendStringInfoString(&ids, req->records[i].record_id);
+		appendStringInfoChar(&ids, ',');
+	}
 	h = hash_bytes_extended((const unsigned char *) ids.data, ids.len, 0);
 	return psprintf("batch-%016llx-%d", (unsigned long long) h, req->nrecords);
 }

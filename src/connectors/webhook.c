@@ -47,9 +47,16 @@ retl_webhook_record(StringInfo out, RetlRecord *r)
 {
 	appendStringInfoString(out, "{\"id\": ");
 	escape_json(out, r->record_id);
-	appendStringInfo(out, ", \"op\": \"%s\", \"key\": %s", op_name(r->op), r->key);
+	/* (without a format: vsnprintf over each row's JSON was half of this) */
+	appendStringInfoString(out, ", \"op\": \"");
+	appendStringInfoString(out, op_name(r->op));
+	appendStringInfoString(out, "\", \"key\": ");
+	appendStringInfoString(out, r->key);
 	if (r->op != 'd' && r->data != NULL)
-		appendStringInfo(out, ", \"data\": %s", r->data);
+	{
+		appendStringInfoString(out, ", \"data\": ");
+		appendStringInfoString(out, r->data);
+	}
 	appendStringInfoString(out, ", \"captured_at\": ");
 	escape_json(out, r->captured_at);
 	appendStringInfoChar(out, '}');
