@@ -536,6 +536,22 @@ retl_http_in_flight(void)
 	return list_length(in_flight);
 }
 
+/* Was every finished request not yet taken answered with a 2xx? */
+bool
+retl_http_done_ok(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, done)
+	{
+		RetlRequest *req = lfirst(lc);
+
+		if (req->curl_code != CURLE_OK || req->status < 200 || req->status >= 300)
+			return false;
+	}
+	return true;
+}
+
 /* Free a request, its curl handle and header list. */
 void
 retl_http_free(RetlRequest *req)

@@ -919,12 +919,14 @@ retl_worker_main(Datum main_arg)
 		 * every PASS_MIN_MS, letting libcurl progress meanwhile, so the
 		 * worker batches what accumulated instead of spinning.  Not when
 		 * the pass filled every slot of a destination and every request
-		 * has already been answered: a backlog waits for those slots, and
-		 * nothing is left to batch.  (A receiver on the worker's own CPU
-		 * answers each request before the next is sent: the worker then
-		 * slept 2 ms of every 2.5, 8 records a pass with batch_size 1.)
+		 * has already been answered with a 2xx: a backlog waits for those
+		 * slots, and nothing is left to batch.  (A receiver on the
+		 * worker's own CPU answers each request before the next is sent:
+		 * the worker then slept 2 ms of every 2.5, 8 records a pass with
+		 * batch_size 1.)  A destination that fails at once (refused
+		 * connections) is still tried no faster than before.
 		 */
-		if (!more && !(full && retl_http_in_flight() == 0) &&
+		if (!more && !(full && retl_http_in_flight() == 0 && retl_http_done_ok()) &&
 			!TimestampDifferenceExceeds(pass_started, GetCurrentTimestamp(), PASS_MIN_MS))
 			retl_http_poll(PASS_MIN_MS, PG_WAIT_EXTENSION);
 	}
