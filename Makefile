@@ -38,6 +38,7 @@ OBJS = \
 	src/queue/jobs.o \
 	src/queue/mark.o \
 	src/queue/queue.o \
+	src/queue/ranges.o \
 	src/queue/render.o \
 	src/queue/rowjson.o \
 	src/queue/rows.o \

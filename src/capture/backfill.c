@@ -1,17 +1,25 @@
 /*
- * backfill.c: queueing the rows a table had when its upsert sync was created.
+ * backfill.c: sending the rows a table had when its upsert sync was created.
  *
  * The capture trigger exists (committed) before the worker starts here, so
- * every later change is captured anyway; the backfill only has to queue
- * each existing key once.  It walks the table in key order, one chunk per
- * short transaction of the worker, reading the keys as the sync's owner
- * (owner.c: only rows it may see are sent), remembering the last key in
- * retl.syncs.backfill_cursor, so it never holds a lock writers would wait
- * for and survives restarts.  A key the queue holds already (the trigger
- * queued a change of it) is not queued again: that change's record sends
- * the row as it is when claimed, which is what the backfill would send.
- * Unless its rows are in flight (in a request, or a destination's job):
- * what they send was read before the backfill began (a resync).
+ * every later change is captured anyway; the backfill only has to send
+ * each existing key once.  It walks the table in key order, reading the
+ * keys as the sync's owner (owner.c: only rows it may see are sent), and
+ * never holds a lock writers would wait for.
+ *
+ * Sent straight from the table (retl_backfill_claim): each claim takes a
+ * range of the next keys, as many as the free requests carry, and sends
+ * their rows as records that are not in the queue; queue/ranges.c keeps
+ * the ranges in flight and moves retl.syncs.backfill_cursor past those
+ * answered.  Queued (retl_backfill_step, for connectors with jobs or that
+ * replace their set): a chunk of keys per pass goes into the queue as 'b'
+ * rows, the cursor moved with it.
+ *
+ * Either way, a key the queue holds already (the trigger queued a change
+ * of it) is left to that change, whose record sends the row as it is when
+ * claimed, which is what the backfill would send.  Unless its rows are in
+ * flight (in a request, or a destination's job): what they send was read
+ * before the backfill began (a resync), so the key is queued to go after.
  * (A claim gathers the rows of a key that its scan reads into one record,
  * not every row the queue has of it: the trigger's rows of a table filled
  * in the transaction that created its sync, and the backfill's after them,
@@ -24,20 +32,80 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/hsearch.h"
+#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/timestamp.h"
 
 #include "base/plans.h"
 #include "capture/backfill.h"
+#include "connectors/connector.h"
 #include "queue/queue.h"
+#include "queue/ranges.h"
+#include "queue/render.h"
 #include "sync/mapping.h"
 #include "sync/owner.h"
 
-/* Queue the next chunk of keys; true while more remain. */
-bool
-retl_backfill_step(RetlSync *sync)
+/*
+ * The table's next keys after the key after (jsonb text; NULL: from the
+ * first), at most limit of them, in key order, as the sync's owner sees
+ * them (jsonb arrays, copied out of SPI); *last is the last one's text
+ * (NULL: none).
+ */
+static Datum *
+read_keys(RetlSync *sync, const char *after, int limit, int64 *count, char **last)
 {
 	StringInfoData sql;
 	StringInfoData cols;
+	Oid			types[2] = {INT4OID, TEXTOID};
+	Datum		values[2];
+	char		nulls[2] = "  ";
+	Datum	   *keys;
+
+	initStringInfo(&cols);
+	retl_append_key_columns(&cols, sync, "t");
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "WITH b AS (SELECT %s FROM %s%s t", cols.data, retl_only(sync->relid),
+					 format_type_be_qualified(get_rel_type_id(sync->relid)));
+	if (after)
+	{
+		appendStringInfoString(&sql, " WHERE ");
+		retl_append_key_after(&sql, sync, "t", "$2::pg_catalog.jsonb");
+	}
+	appendStringInfo(&sql, " ORDER BY %s LIMIT %d) SELECT ", cols.data, limit);
+	retl_append_key_array(&sql, sync, "b");
+	resetStringInfo(&cols);
+	retl_append_key_columns(&cols, sync, "b");
+	appendStringInfo(&sql, " FROM b ORDER BY %s", cols.data);
+
+	values[0] = Int32GetDatum(sync->id);
+	if (after)
+		values[1] = CStringGetTextDatum(after);
+	else
+		nulls[1] = 'n';
+	/* the keys the owner can see */
+	retl_owner_read(sync, sql.data, 2, types, values, nulls);
+	*count = (int64) SPI_processed;
+	keys = palloc(sizeof(Datum) * Max(*count, 1));
+	for (int64 i = 0; i < *count; i++)
+	{
+		bool		isnull;
+
+		keys[i] = datumCopy(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull),
+							false, -1);
+	}
+	*last = *count > 0 ? SPI_getvalue(SPI_tuptable->vals[*count - 1], SPI_tuptable->tupdesc, 1) : NULL;
+	return keys;
+}
+
+/*
+ * Queue the next chunk of keys; true while more remain.  For a sync whose
+ * backfill is not sent straight from its table (retl_backfill_direct).
+ */
+bool
+retl_backfill_step(RetlSync *sync)
+{
 	Oid			types[2] = {INT4OID, TEXTOID};
 	Datum		values[2];
 	char		nulls[2] = "  ";
@@ -47,41 +115,9 @@ retl_backfill_step(RetlSync *sync)
 	Datum	   *keys;
 
 	retl_check_source(sync);
-	initStringInfo(&cols);
-	retl_append_key_columns(&cols, sync, "t");
-
-	initStringInfo(&sql);
-	appendStringInfo(&sql, "WITH b AS (SELECT %s FROM %s%s t", cols.data, retl_only(sync->relid),
-					 format_type_be_qualified(get_rel_type_id(sync->relid)));
-	if (sync->backfill_cursor)
-	{
-		appendStringInfoString(&sql, " WHERE ");
-		retl_append_key_after(&sql, sync, "t", "$2::pg_catalog.jsonb");
-	}
-	appendStringInfo(&sql, " ORDER BY %s LIMIT %d) SELECT ", cols.data, RETL_BACKFILL_CHUNK);
-	retl_append_key_array(&sql, sync, "b");
-	resetStringInfo(&cols);
-	retl_append_key_columns(&cols, sync, "b");
-	appendStringInfo(&sql, " FROM b ORDER BY %s", cols.data);
-
-	values[0] = Int32GetDatum(sync->id);
-	if (sync->backfill_cursor)
-		values[1] = CStringGetTextDatum(sync->backfill_cursor);
-	else
-		nulls[1] = 'n';
-	/* the keys the owner can see */
-	retl_owner_read(sync, sql.data, 2, types, values, nulls);
-	count = (int64) SPI_processed;
-	keys = palloc(sizeof(Datum) * Max(count, 1));
-	for (int64 i = 0; i < count; i++)
-	{
-		bool		isnull;
-
-		keys[i] = datumCopy(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull),
-							false, -1);
-	}
-	last = count > 0 ? SPI_getvalue(SPI_tuptable->vals[count - 1], SPI_tuptable->tupdesc, 1) : NULL;
+	keys = read_keys(sync, sync->backfill_cursor, RETL_BACKFILL_CHUNK, &count, &last);
 	more = count == RETL_BACKFILL_CHUNK;
+	values[0] = Int32GetDatum(sync->id);
 
 	/* queued by the worker */
 	if (count > 0)
@@ -123,4 +159,290 @@ retl_backfill_step(RetlSync *sync)
 							  2, types, values, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "retl: could not save the backfill position of sync \"%s\"", sync->name);
 	return more;
+}
+
+/*
+ * Can the sync's backfill be sent straight from its table, by ranges of
+ * keys (queue/ranges.c)?  Not to a destination with jobs (a job outlives
+ * the worker: its records are marked in the queue) or one that replaces
+ * its set on a resync: their backfill is queued (retl_backfill_step).
+ */
+bool
+retl_backfill_direct(RetlSync *sync)
+{
+	const RetlConnector *c = retl_connector(sync->kind);
+
+	return sync->mode == 'u' && !sync->diff && c->build_job == NULL && !c->replaces;
+}
+
+/* what a range's claim does with a key */
+typedef enum KeyFate
+{
+	KEY_SEND,					/* a record of the range */
+	KEY_QUEUED,					/* its queued change sends it */
+	KEY_AFTER					/* queued now: a request holds it */
+} KeyFate;
+
+/* a range's keys with one hash: the first, and the next of each (next[]) */
+typedef struct HashSlot
+{
+	uint64		hash;
+	int64		first;
+} HashSlot;
+
+/*
+ * The fate of each key of a range (jsonb, count of them): a key the queue
+ * holds already is sent by its queued change (the trigger queued it, or a
+ * record of an earlier backfill waits there for a retry), and a key a
+ * request or a job holds goes after it (what it sends was read before the
+ * backfill began: a resync), queued.  held: the keys requests held before
+ * the pass claimed the sync's queue (retl_queue_held_keys): a key the pass
+ * claimed from the queue is sent by its queued change.  The queue's rows
+ * of the range's keys are read at once, by its index of key hashes, and
+ * matched here by hash, then by key; not at all when the queue holds
+ * nothing of the sync.  hashes[]: the keys' jsonb hashes.
+ */
+static KeyFate *
+key_fates(RetlSync *sync, Datum *keys, int64 count, HTAB *held, uint64 *hashes)
+{
+	KeyFate    *fate = palloc0(sizeof(KeyFate) * Max(count, 1));
+	int64	   *next = palloc(sizeof(int64) * Max(count, 1));
+	HTAB	   *by_hash;
+	HASHCTL		ctl;
+	Oid			types[2] = {INT4OID, INT8ARRAYOID};
+	Datum		values[2];
+	Datum	   *hash_values = palloc(sizeof(Datum) * Max(count, 1));
+
+	for (int64 i = 0; i < count; i++)
+	{
+		hashes[i] = (uint64) DatumGetInt64(DirectFunctionCall2(jsonb_hash_extended, keys[i],
+															   Int64GetDatum(0)));
+		hash_values[i] = Int64GetDatum((int64) hashes[i]);
+		if (retl_queue_key_held(sync->id, held, hashes[i]))
+			fate[i] = KEY_AFTER;
+	}
+
+	values[0] = Int32GetDatum(sync->id);
+	if (retl_spi_execute_by_index("SELECT FROM retl.queue q WHERE q.sync_id = $1 LIMIT 1",
+								  1, types, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "retl: backfill of sync \"%s\" could not read its queue", sync->name);
+	if (SPI_processed == 0)
+		return fate;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(uint64);
+	ctl.entrysize = sizeof(HashSlot);
+	ctl.hcxt = CurrentMemoryContext;
+	by_hash = hash_create("retl backfill range", Max(count, 16), &ctl,
+						  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	for (int64 i = count - 1; i >= 0; i--)
+	{
+		HashSlot   *slot;
+		bool		found;
+
+		next[i] = -1;
+		if (fate[i] != KEY_SEND)
+			continue;
+		slot = hash_search(by_hash, &hashes[i], HASH_ENTER, &found);
+		next[i] = found ? slot->first : -1;
+		slot->first = i;
+	}
+	values[1] = PointerGetDatum(construct_array(hash_values, (int) count, INT8OID, 8,
+												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	if (retl_spi_execute_by_index("SELECT q.key FROM retl.queue q WHERE q.sync_id = $1"
+								  " AND pg_catalog.jsonb_hash_extended(q.key, 0) OPERATOR(pg_catalog.=) ANY ($2)",
+								  2, types, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "retl: backfill of sync \"%s\" could not read its queue", sync->name);
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		bool		isnull;
+		Datum		queued = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull);
+		uint64		hash = (uint64) DatumGetInt64(DirectFunctionCall2(jsonb_hash_extended, queued,
+																	  Int64GetDatum(0)));
+		HashSlot   *slot = hash_search(by_hash, &hash, HASH_FIND, NULL);
+
+		for (int64 i = slot ? slot->first : -1; i >= 0; i = next[i])
+			if (DatumGetBool(DirectFunctionCall2(jsonb_eq, keys[i], queued)))
+				fate[i] = KEY_QUEUED;
+	}
+	SPI_freetuptable(SPI_tuptable);
+	hash_destroy(by_hash);
+	return fate;
+}
+
+/*
+ * The records of a range (keys, n of them, with their jsonb hashes): each
+ * an upsert of its key, its row read when the batch is (rows.c), not in
+ * the queue (its raw_key: queue.c queues it if it is not delivered), with
+ * a record id of its own (the queue's next ids).
+ */
+static RetlRequest *
+range_request(RetlSync *sync, Datum *keys, uint64 *hashes, int n)
+{
+	RetlRequest *req;
+	RetlKeyFields *fields = retl_key_fields(sync);
+	char	   *inst = retl_queue_instance_id();
+	TimestampTz now = GetCurrentTimestamp();
+	char	   *now_text;
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(n)};
+	MemoryContext old;
+	StringInfoData text;
+
+	if (retl_spi_execute("SELECT pg_catalog.nextval('retl.queue_id_seq'::pg_catalog.regclass)"
+						 " FROM pg_catalog.generate_series(1, $1)",
+						 1, types, values, NULL, false, 0) != SPI_OK_SELECT || SPI_processed != (uint64) n)
+		elog(ERROR, "retl: could not number the records of a backfill");
+	req = retl_queue_new_request(sync);
+	old = MemoryContextSwitchTo(req->cxt);
+	now_text = retl_timestamp_text(now);
+	req->nrecords = n;
+	req->records = palloc0(sizeof(RetlRecord) * n);
+	initStringInfo(&text);
+	for (int i = 0; i < n; i++)
+	{
+		RetlRecord *r = &req->records[i];
+		bool		isnull;
+
+		r->op = 'u';
+		r->raw_key = datumCopy(keys[i], false, -1);
+		resetStringInfo(&text);
+		retl_append_key_text(&text, fields, DatumGetJsonbP(keys[i]));
+		r->key = pstrdup(text.data);
+		r->key_hash = hashes[i];
+		r->rid = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		r->record_id = retl_queue_record_id(inst, r->rid);
+		r->captured_at = now_text;
+		r->captured_epoch = retl_epoch_seconds(now);
+	}
+	MemoryContextSwitchTo(old);
+	SPI_freetuptable(SPI_tuptable);
+	return req;
+}
+
+/* A range's keys as its claim sorts them out (see key_fates). */
+typedef struct RangeKeys
+{
+	Datum	   *send;			/* to send, with their hashes */
+	uint64	   *send_hashes;
+	int			nsend;
+	Datum	   *after;			/* to queue */
+	int			nafter;
+	char	   *end;			/* the last key taken (jsonb text), NULL: none */
+	bool		exhausted;		/* no key after it */
+} RangeKeys;
+
+/*
+ * Take the table's next keys after the key after (NULL: from the first)
+ * into rk, in key order, until want of them are to be sent, the table has
+ * no more, or RETL_BACKFILL_RANGE_MAX were taken.  Keys the queue sends
+ * anyway do not count: a range reads on past them (a table filled in the
+ * transaction that created its sync: every key is queued), in reads of at
+ * least RETL_BACKFILL_READ keys.
+ */
+static void
+take_keys(RetlSync *sync, const char *after, int want, HTAB *held, RangeKeys *rk)
+{
+	int64		taken = 0;
+
+	rk->send = palloc(sizeof(Datum) * want);
+	rk->send_hashes = palloc(sizeof(uint64) * want);
+	rk->after = palloc(sizeof(Datum) * RETL_BACKFILL_RANGE_MAX);
+	rk->end = NULL;
+	rk->exhausted = false;
+	while (rk->nsend < want && !rk->exhausted && taken < RETL_BACKFILL_RANGE_MAX)
+	{
+		int			ask = (int) Min(Max(want - rk->nsend, RETL_BACKFILL_READ),
+									RETL_BACKFILL_RANGE_MAX - taken);
+		int64		count;
+		char	   *last;
+		Datum	   *keys = read_keys(sync, rk->end ? rk->end : after, ask, &count, &last);
+		uint64	   *hashes = palloc(sizeof(uint64) * Max(count, 1));
+		KeyFate    *fate = key_fates(sync, keys, count, held, hashes);
+		int64		used = 0;
+
+		for (; used < count; used++)
+		{
+			if (fate[used] == KEY_SEND)
+			{
+				if (rk->nsend == want)
+					break;
+				rk->send_hashes[rk->nsend] = hashes[used];
+				rk->send[rk->nsend++] = keys[used];
+			}
+			else if (fate[used] == KEY_AFTER)
+				rk->after[rk->nafter++] = keys[used];
+		}
+		taken += used;
+		if (used > 0)
+			rk->end = used == count ? last :
+				DatumGetCString(DirectFunctionCall1(jsonb_out, keys[used - 1]));
+		rk->exhausted = used == count && count < ask;
+	}
+}
+
+/*
+ * The next range of the sync's backfill, sent straight from its table: up
+ * to nbatches batches of its next keys, as requests (see queue/ranges.c),
+ * after its cursor moved past the ranges done (held: see key_fates).
+ * *more: the backfill has more to do at once (keys left to read, or a
+ * range done to settle).
+ * In the claim's subtransaction; on error the claim is undone.
+ */
+List *
+retl_backfill_claim(RetlSync *sync, int nbatches, HTAB *held, bool *more)
+{
+	RetlBackfill *b;
+	RetlRange  *range;
+	List	   *volatile reqs = NIL;
+	RangeKeys	rk = {0};
+
+	*more = true;
+	if (sync->backfill_done)
+		return NIL;				/* settled by the pass already */
+	b = retl_ranges_of(sync);
+	if (!retl_ranges_settle(b, sync))
+		return NIL;				/* over, or begun again next pass */
+	if (retl_ranges_read_all(b) || nbatches <= 0)
+	{
+		*more = retl_ranges_settle_due(b);
+		return NIL;
+	}
+	retl_check_source(sync);
+	retl_owner_check_send(sync);
+
+	range = retl_range_new();
+	PG_TRY();
+	{
+		take_keys(sync, retl_ranges_ahead(b),
+				  (int) Max(1, Min((int64) nbatches * sync->batch_size, RETL_BACKFILL_RANGE_MAX)),
+				  held, &rk);
+		if (rk.nafter > 0)
+		{
+			Oid			types[2] = {INT4OID, JSONBARRAYOID};
+			Datum		values[2];
+
+			values[0] = Int32GetDatum(sync->id);
+			values[1] = PointerGetDatum(construct_array(rk.after, rk.nafter, JSONBOID, -1, false, TYPALIGN_INT));
+			if (retl_spi_execute("INSERT INTO retl.queue (sync_id, op, key)"
+								 " SELECT $1, 'b', k.key FROM pg_catalog.unnest($2) WITH ORDINALITY AS k(key, n)"
+								 " ORDER BY k.n", 2, types, values, NULL, false, 0) != SPI_OK_INSERT)
+				elog(ERROR, "retl: backfill of sync \"%s\" failed", sync->name);
+		}
+		if (rk.nsend > 0)
+		{
+			RetlRequest *req = range_request(sync, rk.send, rk.send_hashes, rk.nsend);
+
+			req->range = range;
+			reqs = retl_queue_batches(sync, req, rk.send);
+		}
+	}
+	PG_CATCH();
+	{
+		retl_range_failed(range);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	retl_range_claimed(b, range, rk.end, rk.exhausted);
+	return reqs;
 }

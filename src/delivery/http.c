@@ -36,6 +36,7 @@
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
 #include "storage/latch.h"
+#include "utils/datum.h"
 #include "utils/memutils.h"
 #include "utils/varlena.h"
 #include "utils/wait_event.h"
@@ -607,6 +608,7 @@ retl_http_copy(RetlRequest *req, int first, int n)
 	part->timeout_ms = req->timeout_ms;
 	part->follow_redirects = req->follow_redirects;
 	part->tls_verify = req->tls_verify;
+	part->range = req->range;
 	part->nrecords = n;
 	part->records = palloc0(sizeof(RetlRecord) * n);
 	for (int i = 0; i < n; i++)
@@ -628,6 +630,7 @@ retl_http_copy(RetlRequest *req, int first, int n)
 		dst->captured_epoch = src->captured_epoch;
 		dst->key_hash = src->key_hash;
 		dst->known_id = src->known_id ? pstrdup(src->known_id) : NULL;
+		dst->raw_key = src->raw_key ? datumCopy(src->raw_key, false, -1) : (Datum) 0;
 	}
 	MemoryContextSwitchTo(old);
 	return part;

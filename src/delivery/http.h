@@ -65,6 +65,8 @@ typedef struct RetlRecord
 									 * it: done without a request */
 	char	   *known_id;		/* the destination's id for the key, if kept */
 	char	   *job_ref;		/* what names it in its job (connector's) */
+	Datum		raw_key;		/* a backfill's record not in the queue: its
+								 * key as the queue keeps it (jsonb), else 0 */
 
 	/* outcome, from the answer */
 	RetlOutcome outcome;
@@ -113,6 +115,7 @@ typedef struct RetlRequest
 	int			nrecords;
 	RetlRecord *records;
 	int64		held_rows;		/* queue rows counted as held (claim.c) */
+	struct RetlRange *range;	/* the backfill's range it sends, or NULL */
 	TimestampTz started_at;
 
 	/* outcome */

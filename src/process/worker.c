@@ -509,6 +509,9 @@ static void
 claim_work_one(void *arg)
 {
 	ClaimWork  *w = arg;
+	bool		direct;
+	HTAB	   *held;
+	bool		more = false;
 
 	/*
 	 * An upsert sync reads its table (its backfill, the rows it sends):
@@ -531,11 +534,52 @@ claim_work_one(void *arg)
 	 * One backfill chunk per sync and pass: a chunk moves the sync's
 	 * cursor, and the next pass reads the sync again (sync.c).
 	 */
-	if (*w->backfill && retl_backfill_step(w->sync))
+	direct = *w->backfill && retl_backfill_direct(w->sync);
+	if (*w->backfill && !direct && retl_backfill_step(w->sync))
+		*w->more = true;
+	if (!direct)
+	{
+		/* (a partial batch waits up to linger_ms for more changes) */
+		w->reqs = retl_queue_claim(w->sync, w->nbatches, w->wait_ms, &w->idle, &w->lingering);
+		*w->backfill = false;
+		return;
+	}
+
+	/*
+	 * A backfill sent straight from the table shares the slots with the
+	 * queue: half of them first (it reads ahead of the queue's claims, and
+	 * finds the keys the queue holds, which it leaves to them), then the
+	 * queue, then the backfill again with what the queue left.  What the
+	 * queue claims in the pass is not "in flight" for the backfill: those
+	 * requests read their rows now (retl_backfill_claim).
+	 */
+	held = retl_queue_held_keys(w->sync->id);
+	if (w->nbatches / 2 > 0)
+		w->reqs = retl_backfill_claim(w->sync, w->nbatches / 2, held, &more);
+	PG_TRY();
+	{
+		int			left = w->nbatches - list_length(w->reqs);
+
+		if (left > 0)
+			w->reqs = list_concat(w->reqs, retl_queue_claim(w->sync, left, w->wait_ms,
+															&w->idle, &w->lingering));
+		left = w->nbatches - list_length(w->reqs);
+		if (left > 0)
+			w->reqs = list_concat(w->reqs, retl_backfill_claim(w->sync, left, held, &more));
+	}
+	PG_CATCH();
+	{
+		ListCell   *lc;
+
+		foreach(lc, w->reqs)
+			retl_http_free((RetlRequest *) lfirst(lc));
+		w->reqs = NIL;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (more)
 		*w->more = true;
 	*w->backfill = false;
-	/* (a partial batch waits up to linger_ms for more changes) */
-	w->reqs = retl_queue_claim(w->sync, w->nbatches, w->wait_ms, &w->idle, &w->lingering);
 }
 
 /*

@@ -60,6 +60,7 @@
 #include "queue/jobs.h"
 #include "queue/mark.h"
 #include "queue/queue.h"
+#include "queue/ranges.h"
 #include "queue/render.h"
 #include "sync/compiled.h"
 #include "sync/mapping.h"
@@ -108,6 +109,9 @@ retl_queue_hold(RetlRequest *req)
 	cb->func = unhold;
 	cb->arg = req;
 	MemoryContextRegisterResetCallback(req->cxt, cb);
+	/* and a backfill's range stays in flight with it */
+	if (req->range != NULL)
+		retl_range_hold(req);
 }
 
 static HTAB *
@@ -763,81 +767,49 @@ build_batch(RetlSync *sync, RetlRequest *req)
 }
 
 /*
- * Claim the next batches of a sync, up to nbatches, and build their
- * requests, in queue order; NIL when nothing is ready.  One pick, one
- * claim statement and one read of the rows serve them all: a sync with a
- * small batch_size fills every free slot of its destination for the cost
- * of one.  Each request and everything in it outlive the transaction, and
- * it holds its keys until it is freed.  *idle: the sync had nothing to
- * claim; *lingering: a partial batch of that many rows waits (see pick).
+ * A request for a claim of the sync, without records yet: in a memory
+ * context of its own, which everything of it lives in.
  */
-List *
-retl_queue_claim(RetlSync *sync, int nbatches, long *wait_ms, bool *idle, int *lingering)
+RetlRequest *
+retl_queue_new_request(RetlSync *sync)
 {
-	volatile bool by_key = sync->mode != 'a' && !sync->diff;
-	Oid			types[2] = {INT8ARRAYOID, INT4OID};
-	Datum		values[2];
-	RetlRequest *volatile req;
-	RetlRequest *volatile part = NULL;
-	List	   *volatile result = NIL;
-	MemoryContext cxt;
-	MemoryContext old;
-	char	   *inst = retl_queue_instance_id();
-	Datum	   *keys = NULL;
-	ClaimedRow *rows;
-	int			nrows;
+	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "retl request", ALLOCSET_DEFAULT_SIZES);
+	RetlRequest *req = MemoryContextAllocZero(cxt, sizeof(RetlRequest));
 
-	*idle = false;
-	*lingering = 0;
-	if (!sync->diff)
-		retl_check_source(sync);
-	nrows = pick(sync, nbatches, wait_ms, &rows, &values[0], idle, lingering);
-	if (nrows == 0)
-		return NIL;
-	/* rows to claim: if the statistics counted none, they are wrong now */
-	if (retl_queue_stats_suspect())
-		retl_queue_analyze_if_stale(100);
-	retl_owner_check_send(sync);
-	if (!by_key)
-	{
-		values[1] = Int32GetDatum(sync->id);
-		if (retl_spi_execute_by_index(retl_sync_statement(sync, RETL_SQL_CLAIM, claim_sql),
-									  2, types, values, NULL, false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "retl: could not claim changes of sync \"%s\"", sync->name);
-		if (SPI_processed == 0)
-			return NIL;
-	}
-
-	cxt = AllocSetContextCreate(TopMemoryContext, "retl request", ALLOCSET_DEFAULT_SIZES);
-	old = MemoryContextSwitchTo(cxt);
-	req = palloc0(sizeof(RetlRequest));
 	req->cxt = cxt;
 	req->sync_id = sync->id;
-	req->sync_name = pstrdup(sync->name);
-	req->kind = pstrdup(sync->kind);
+	req->sync_name = MemoryContextStrdup(cxt, sync->name);
+	req->kind = MemoryContextStrdup(cxt, sync->kind);
 	req->dest_id = sync->dest_id;
 	req->max_attempts = sync->max_attempts;
 	req->max_retry_age_ms = sync->max_retry_age_ms;
 	req->timeout_ms = sync->timeout_ms;
 	req->follow_redirects = sync->follow_redirects;
 	req->tls_verify = sync->tls_verify;
-	if (by_key)
-	{
-		keys = claimed_keys(sync, req, inst, rows, nrows);
-		for (int i = 0; i < nrows; i++)
-			pfree(DatumGetPointer(rows[i].jkey));
-		pfree(rows);
-	}
-	else
-		claimed_rows(req, inst);
-	MemoryContextSwitchTo(old);
+	return req;
+}
+
+/*
+ * The batches of a claim (req, its records claimed): their rows read as
+ * the owner (keys: the records' keys, for a sync that sends each key's row
+ * as it is; NULL: the records carry their data), then batch_size records
+ * a request, each built by the connector and holding its keys.  req is
+ * the first of them or freed.  On error the caller's subtransaction undoes
+ * the claim; the requests are freed.
+ */
+List *
+retl_queue_batches(RetlSync *sync, RetlRequest *claim, Datum *keys)
+{
+	RetlRequest *volatile req = claim;
+	RetlRequest *volatile part = NULL;
+	List	   *volatile result = NIL;
 
 	/* On error the caller's subtransaction undoes the claim; free the rest. */
 	PG_TRY();
 	{
 		int			nrecords;
 
-		if (by_key)
+		if (keys != NULL)
 			retl_queue_read_rows(sync, req, keys, false);
 		else if (!sync->diff && retl_mapping_computes(sync))
 		{
@@ -889,4 +861,63 @@ retl_queue_claim(RetlSync *sync, int nbatches, long *wait_ms, bool *idle, int *l
 	}
 	PG_END_TRY();
 	return result;
+}
+
+/*
+ * Claim the next batches of a sync, up to nbatches, and build their
+ * requests, in queue order; NIL when nothing is ready.  One pick, one
+ * claim statement and one read of the rows serve them all: a sync with a
+ * small batch_size fills every free slot of its destination for the cost
+ * of one.  Each request and everything in it outlive the transaction, and
+ * it holds its keys until it is freed.  *idle: the sync had nothing to
+ * claim; *lingering: a partial batch of that many rows waits (see pick).
+ */
+List *
+retl_queue_claim(RetlSync *sync, int nbatches, long *wait_ms, bool *idle, int *lingering)
+{
+	bool		by_key = sync->mode != 'a' && !sync->diff;
+	Oid			types[2] = {INT8ARRAYOID, INT4OID};
+	Datum		values[2];
+	RetlRequest *req;
+	MemoryContext old;
+	char	   *inst = retl_queue_instance_id();
+	Datum	   *keys = NULL;
+	ClaimedRow *rows;
+	int			nrows;
+
+	*idle = false;
+	*lingering = 0;
+	if (!sync->diff)
+		retl_check_source(sync);
+	nrows = pick(sync, nbatches, wait_ms, &rows, &values[0], idle, lingering);
+	if (nrows == 0)
+		return NIL;
+	/* rows to claim: if the statistics counted none, they are wrong now */
+	if (retl_queue_stats_suspect())
+		retl_queue_analyze_if_stale(100);
+	retl_owner_check_send(sync);
+	if (!by_key)
+	{
+		values[1] = Int32GetDatum(sync->id);
+		if (retl_spi_execute_by_index(retl_sync_statement(sync, RETL_SQL_CLAIM, claim_sql),
+									  2, types, values, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "retl: could not claim changes of sync \"%s\"", sync->name);
+		if (SPI_processed == 0)
+			return NIL;
+	}
+
+	req = retl_queue_new_request(sync);
+	old = MemoryContextSwitchTo(req->cxt);
+	if (by_key)
+	{
+		keys = claimed_keys(sync, req, inst, rows, nrows);
+		for (int i = 0; i < nrows; i++)
+			pfree(DatumGetPointer(rows[i].jkey));
+		pfree(rows);
+	}
+	else
+		claimed_rows(req, inst);
+	MemoryContextSwitchTo(old);
+
+	return retl_queue_batches(sync, req, keys);
 }

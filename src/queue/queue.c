@@ -248,6 +248,75 @@ retl_queue_record_id(const char *inst, int64 rid)
 	return id;
 }
 
+/*
+ * Records of a backfill that are not in the queue (ranges.c), and were not
+ * delivered (any outcome but that one): queued now, a 'b' row for each key that keeps the record's id
+ * (the row's rid), so that they are retried, dead-lettered or sent again
+ * from the queue like any change, and the backfill's cursor may pass them.
+ * A sync dropped meanwhile queues nothing.
+ */
+void
+retl_queue_materialize(RetlRequest *req, RetlRecord *records, int nrecords)
+{
+	Oid			types[3] = {INT4OID, JSONBARRAYOID, INT8ARRAYOID};
+	Datum		values[3];
+	Datum	   *keys = palloc(sizeof(Datum) * Max(nrecords, 1));
+	Datum	   *rids = palloc(sizeof(Datum) * Max(nrecords, 1));
+	int			n = 0;
+	int64		lowest = PG_INT64_MAX;
+
+	for (int i = 0; i < nrecords; i++)
+	{
+		if (records[i].raw_key == (Datum) 0 || records[i].outcome == RETL_OUTCOME_DELIVERED)
+			continue;
+		keys[n] = records[i].raw_key;
+		rids[n++] = Int64GetDatum(records[i].rid);
+	}
+	if (n == 0)
+		return;
+	values[0] = Int32GetDatum(req->sync_id);
+	values[1] = PointerGetDatum(construct_array(keys, n, JSONBOID, -1, false, TYPALIGN_INT));
+	values[2] = PointerGetDatum(construct_array(rids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	if (retl_spi_execute("INSERT INTO retl.queue (sync_id, op, key, rid)"
+						 " SELECT $1, 'b', u.key, u.rid"
+						 " FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3)) WITH ORDINALITY AS u(key, rid, n)"
+						 " WHERE EXISTS (SELECT FROM retl.syncs s WHERE s.id = $1) ORDER BY u.n"
+						 " RETURNING id, rid",
+						 3, types, values, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "retl: could not queue the records of a backfill");
+	for (uint64 row = 0; row < SPI_processed; row++)
+	{
+		bool		isnull;
+		int64		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 1, &isnull));
+		int64		rid = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 2, &isnull));
+
+		for (int i = 0; i < nrecords; i++)
+		{
+			RetlRecord *r = &records[i];
+
+			if (r->raw_key == (Datum) 0 || r->outcome == RETL_OUTCOME_DELIVERED ||
+				r->rid != rid || r->nqueue_ids > 0)
+				continue;
+			r->queue_ids = MemoryContextAlloc(req->cxt, sizeof(int64));
+			r->queue_ids[0] = id;
+			r->nqueue_ids = 1;
+			lowest = Min(lowest, id);
+			break;
+		}
+	}
+	SPI_freetuptable(SPI_tuptable);
+	for (int i = 0; i < nrecords; i++)
+		if (records[i].outcome != RETL_OUTCOME_DELIVERED)
+			records[i].raw_key = (Datum) 0;
+	if (lowest < PG_INT64_MAX)
+	{
+		retl_mark_rewind(req->sync_id, lowest);
+		retl_mark_wake(req->sync_id);
+	}
+	pfree(keys);
+	pfree(rids);
+}
+
 /* The scan of the sync must see these records' rows again. */
 static void
 rewind_to(int sync_id, RetlRecord *records, int nrecords)
@@ -269,7 +338,10 @@ void
 retl_queue_release(RetlRequest *req, int from)
 {
 	if (from < req->nrecords)
+	{
+		retl_queue_materialize(req, req->records + from, req->nrecords - from);
 		rewind_to(req->sync_id, req->records + from, req->nrecords - from);
+	}
 }
 
 /* text with invalid or NUL bytes replaced, safe to store in a text column */
@@ -342,6 +414,8 @@ dead_letter(RetlRequest *req, RetlRecord *r, const char *error, const char *exce
 	char		nulls[10] = "          ";
 	const char *op = r->op == 'd' ? "delete" : r->op == 'i' ? "insert" : "upsert";
 
+	/* a backfill's record goes through the queue to its dead letter */
+	retl_queue_materialize(req, r, 1);
 	values[0] = retl_queue_id_array(r, 1);
 	values[1] = Int32GetDatum(req->sync_id);
 	values[2] = CStringGetTextDatum(r->record_id);
@@ -622,6 +696,8 @@ retl_queue_apply(RetlRequest *req)
 	done = palloc(sizeof(RetlRecord) * req->nrecords);
 	for (int i = 0; i < req->nrecords; i++)
 		in_job += req->records[i].outcome == RETL_OUTCOME_JOB;
+	/* a backfill's records not delivered go into the queue first */
+	retl_queue_materialize(req, req->records, req->nrecords);
 	for (int i = 0; i < req->nrecords; i++)
 		if (req->records[i].outcome == RETL_OUTCOME_DELIVERED)
 			done[delivered++] = req->records[i];

@@ -16,6 +16,9 @@ extern void retl_queue_analyze_if_stale(int retry_ms);
 extern bool retl_queue_stats_suspect(void);
 extern List *retl_queue_claim(RetlSync *sync, int nbatches, long *wait_ms, bool *idle,
 							  int *lingering);
+extern RetlRequest *retl_queue_new_request(RetlSync *sync);
+extern List *retl_queue_batches(RetlSync *sync, RetlRequest *claim, Datum *keys);
+extern void retl_queue_materialize(RetlRequest *req, RetlRecord *records, int nrecords);
 extern void retl_queue_read_rows(RetlSync *sync, RetlRequest *req, Datum *keys, bool append);
 extern void retl_queue_drop_unsent(RetlRequest *req);
 extern void retl_queue_build(RetlRequest *req, RetlSync *sync);

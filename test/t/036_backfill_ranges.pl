@@ -1,0 +1,176 @@
+# A realtime upsert sync's backfill is sent straight from its table, a
+# range of keys a claim, never queued (queue/ranges.c): the queue stays
+# empty while it runs, and its cursor moves once a range's requests are
+# answered.  Records not delivered at once go into the queue with their
+# record ids and are retried or dead-lettered from there; a change of a
+# key whose backfill record is in flight goes after it; a crash in the
+# middle sends again only what was past the cursor.
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
+use RetlTest;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(sleep);
+
+my $r = start_receiver();
+my $node = new_retl_node('backfill_ranges');
+sub psql { return $node->safe_psql('postgres', $_[0]); }
+
+# The 2xx deliveries of a path, each record with its request's arrival.
+sub delivered
+{
+	my ($path) = @_;
+	my @out;
+	for my $req (@{ $r->requests(ok => 1) })
+	{
+		next unless $req->{path} eq $path && ref $req->{body} eq 'HASH';
+		push @out, @{ $req->{body}{records} };
+	}
+	return \@out;
+}
+
+# How many times each key of a path was delivered.
+sub per_key
+{
+	my ($path) = @_;
+	my %n;
+	$n{ $_->{key}{id} }++ for @{ delivered($path) };
+	return \%n;
+}
+
+sub wait_drained
+{
+	my ($sync) = @_;
+	return $node->poll_query_until('postgres',
+		"SELECT pending + in_flight = 0 AND NOT backfilling FROM retl.sync_status WHERE sync = '$sync'");
+}
+
+psql(q{CREATE EXTENSION retl});
+
+# -- a backfill that never touches the queue -------------------------------
+my $n = 3000;
+psql(qq{
+	CREATE TABLE plain (id int PRIMARY KEY, v text NOT NULL);
+	INSERT INTO plain SELECT g, 'v' || g FROM generate_series(1, $n) g;
+	SELECT retl_create_destination('plain_hook', 'webhook', '} . $r->url('/plain') . q{',
+		options => '{"batch_size": 50, "max_concurrency": 4}');});
+$r->control({ path => '/plain', delay_ms => 20, count => -1 });
+psql(q{SELECT retl_create_sync(name => 'plain_out', source => 'plain', destination => 'plain_hook')});
+my ($queued, $moved) = (0, 0);
+for (1 .. 50)
+{
+	my ($q, $cursor, $backfilling) = split /\|/, psql(q{
+		SELECT (SELECT count(*) FROM retl.queue), s.backfill_cursor IS NOT NULL, NOT s.backfill_done
+		  FROM retl.syncs s WHERE s.name = 'plain_out'});
+	last if $backfilling eq 'f';
+	$queued += $q;
+	$moved ||= $cursor eq 't';
+	sleep(0.1);
+}
+ok($moved, 'the cursor moved while the backfill ran');
+is($queued, 0, 'nothing queued meanwhile');
+ok(wait_drained('plain_out'), 'the backfill is over');
+my $seen = per_key('/plain');
+is(scalar(keys %$seen), $n, 'every row sent');
+is(scalar(grep { $_ != 1 } values %$seen), 0, 'each once');
+is(psql(q{SELECT backfill_cursor::text FROM retl.syncs WHERE name = 'plain_out'}), "[$n]",
+	'the cursor at the last key');
+is(psql(q{SELECT delivered FROM retl.sync_status WHERE sync = 'plain_out'}), $n, 'all counted delivered');
+$r->control();
+
+# -- records refused or failed go through the queue --------------------------
+# The first three requests fail with a 503: their records are queued with
+# their ids and retried; one row the destination refuses (a 400 for the
+# batch, halved down to it) is dead-lettered.
+psql(q{
+	CREATE TABLE failing (id int PRIMARY KEY, v text NOT NULL);
+	INSERT INTO failing SELECT g, CASE WHEN g = 77 THEN 'poison' ELSE 'v' || g END FROM generate_series(1, 400) g;
+	SELECT retl_create_destination('failing_hook', 'webhook', '} . $r->url('/failing') . q{',
+		options => '{"batch_size": 40, "max_concurrency": 2}');});
+$r->control({ path => '/failing', match => 'poison', status => 400, count => -1 },
+	{ path => '/failing', status => 503, count => 3 });
+psql(q{SELECT retl_create_sync(name => 'failing_out', source => 'failing', destination => 'failing_hook')});
+ok(wait_drained('failing_out'), 'the failing backfill is over');
+$seen = per_key('/failing');
+is(scalar(keys %$seen), 399, 'every row but the refused one delivered');
+ok(!exists $seen->{77}, 'not the refused one');
+is(psql(q{SELECT key->>'id', op, last_status FROM retl.dead_letters WHERE sync = 'failing_out'}),
+	'77|upsert|400', 'the refused row dead-lettered');
+is(psql(q{SELECT count(*) FROM retl.queue}), '0', 'the queue empty');
+# a record retried after a 503 kept its id
+my %first_id;
+my $same = 0;
+my $retried = 0;
+for my $req (@{ $r->requests })
+{
+	next unless $req->{path} eq '/failing' && ref $req->{body} eq 'HASH';
+	for my $rec (@{ $req->{body}{records} })
+	{
+		my $k = $rec->{key}{id};
+		if ($req->{status} == 503)
+		{
+			$first_id{$k} //= $rec->{id};
+		}
+		elsif ($req->{status} == 200 && exists $first_id{$k})
+		{
+			$retried++;
+			$same++ if $rec->{id} eq $first_id{$k};
+		}
+	}
+}
+ok($retried > 0, 'records retried after a 503');
+is($same, $retried, 'with the ids they had');
+$r->control();
+
+# -- a change of a key in flight goes after its backfill record --------------
+psql(q{
+	CREATE TABLE ordered (id int PRIMARY KEY, v text NOT NULL);
+	INSERT INTO ordered SELECT g, 'old' FROM generate_series(1, 100) g;
+	SELECT retl_create_destination('ordered_hook', 'webhook', '} . $r->url('/ordered') . q{',
+		options => '{"batch_size": 100}');});
+$r->control({ path => '/ordered', delay_ms => 1500, count => 1 });
+psql(q{SELECT retl_create_sync(name => 'ordered_out', source => 'ordered', destination => 'ordered_hook')});
+ok($node->poll_query_until('postgres',
+	q{SELECT requests_in_flight = 1 FROM retl.sync_status WHERE sync = 'ordered_out'}),
+	'the backfill request in flight');
+psql(q{UPDATE ordered SET v = 'new' WHERE id = 7});
+ok(wait_drained('ordered_out'), 'delivered');
+my @seven = map { $_->{data}{v} } grep { $_->{key}{id} == 7 } @{ delivered('/ordered') };
+is($seven[-1], 'new', 'the change arrived after the backfill record of its key');
+is(scalar(@seven), 2, 'the key sent twice: its row, then its change');
+$r->control();
+
+# -- a crash in the middle sends again only what was past the cursor ----------
+$n = 4000;
+psql(qq{
+	CREATE TABLE crashed (id int PRIMARY KEY, v text NOT NULL);
+	INSERT INTO crashed SELECT g, 'v' || g FROM generate_series(1, $n) g;
+	SELECT retl_create_destination('crashed_hook', 'webhook', '} . $r->url('/crashed') . q{',
+		options => '{"batch_size": 50, "max_concurrency": 2}');});
+$r->control({ path => '/crashed', delay_ms => 100, count => -1 });
+psql(q{SELECT retl_create_sync(name => 'crashed_out', source => 'crashed', destination => 'crashed_hook')});
+ok($node->poll_query_until('postgres',
+	q{SELECT (backfill_cursor->>0)::int >= 500 FROM retl.syncs WHERE name = 'crashed_out'}),
+	'the backfill past key 500');
+my $cursor = psql(q{SELECT (backfill_cursor->>0)::int FROM retl.syncs WHERE name = 'crashed_out'});
+# The worker commits without waiting for the WAL flush (a commit lost in a
+# crash only sends again): a commit that waits makes the cursor read durable.
+psql(q{SELECT txid_current()});
+$node->stop('immediate');
+$node->start;
+my $before = per_key('/crashed');
+ok(scalar(keys %$before) < $n, 'the crash came before the end');
+$r->control();
+ok(wait_drained('crashed_out'), 'the backfill resumed and ended');
+$seen = per_key('/crashed');
+is(scalar(keys %$seen), $n, 'every row sent');
+is(scalar(grep { $_ <= $cursor && $seen->{$_} != 1 } keys %$seen), 0,
+	"the rows up to the cursor ($cursor) sent once");
+is(psql(q{SELECT count(*) FROM retl.queue}), '0', 'the queue empty');
+
+$node->stop;
+$r->stop;
+done_testing();
