@@ -57,9 +57,9 @@ read_keys(RetlSync *sync, const char *after, int limit, int64 *count, char **las
 {
 	StringInfoData sql;
 	StringInfoData cols;
-	Oid			types[2] = {INT4OID, TEXTOID};
-	Datum		values[2];
-	char		nulls[2] = "  ";
+	Oid			types[3] = {INT4OID, TEXTOID, INT8OID};
+	Datum		values[3];
+	char		nulls[3] = "   ";
 	Datum	   *keys;
 
 	initStringInfo(&cols);
@@ -73,7 +73,8 @@ read_keys(RetlSync *sync, const char *after, int limit, int64 *count, char **las
 		appendStringInfoString(&sql, " WHERE ");
 		retl_append_key_after(&sql, sync, "t", "$2::pg_catalog.jsonb");
 	}
-	appendStringInfo(&sql, " ORDER BY %s LIMIT %d) SELECT ", cols.data, limit);
+	/* (the limit a parameter: the statement's plan is kept, one for all) */
+	appendStringInfo(&sql, " ORDER BY %s LIMIT $3) SELECT ", cols.data);
 	retl_append_key_array(&sql, sync, "b");
 	resetStringInfo(&cols);
 	retl_append_key_columns(&cols, sync, "b");
@@ -84,8 +85,9 @@ read_keys(RetlSync *sync, const char *after, int limit, int64 *count, char **las
 		values[1] = CStringGetTextDatum(after);
 	else
 		nulls[1] = 'n';
+	values[2] = Int64GetDatum((int64) limit);
 	/* the keys the owner can see */
-	retl_owner_read(sync, sql.data, 2, types, values, nulls);
+	retl_owner_read(sync, sql.data, 3, types, values, nulls);
 	*count = (int64) SPI_processed;
 	keys = palloc(sizeof(Datum) * Max(*count, 1));
 	for (int64 i = 0; i < *count; i++)
@@ -200,7 +202,9 @@ typedef struct HashSlot
  * claimed from the queue is sent by its queued change.  The queue's rows
  * of the range's keys are read at once, by its index of key hashes, and
  * matched here by hash, then by key; not at all when the queue holds
- * nothing of the sync.  hashes[]: the keys' jsonb hashes.
+ * nothing of the sync.  Both read the queue as it is now, not as the
+ * pass's snapshot saw it: a change the pass's queue claim took is seen,
+ * and its key left to it.  hashes[]: the keys' jsonb hashes.
  */
 static KeyFate *
 key_fates(RetlSync *sync, Datum *keys, int64 count, HTAB *held, uint64 *hashes)
@@ -224,7 +228,7 @@ key_fates(RetlSync *sync, Datum *keys, int64 count, HTAB *held, uint64 *hashes)
 
 	values[0] = Int32GetDatum(sync->id);
 	if (retl_spi_execute_by_index("SELECT FROM retl.queue q WHERE q.sync_id = $1 LIMIT 1",
-								  1, types, values, NULL, true, 0) != SPI_OK_SELECT)
+								  1, types, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "retl: backfill of sync \"%s\" could not read its queue", sync->name);
 	if (SPI_processed == 0)
 		return fate;
@@ -251,7 +255,7 @@ key_fates(RetlSync *sync, Datum *keys, int64 count, HTAB *held, uint64 *hashes)
 												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	if (retl_spi_execute_by_index("SELECT q.key FROM retl.queue q WHERE q.sync_id = $1"
 								  " AND pg_catalog.jsonb_hash_extended(q.key, 0) OPERATOR(pg_catalog.=) ANY ($2)",
-								  2, types, values, NULL, true, 0) != SPI_OK_SELECT)
+								  2, types, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "retl: backfill of sync \"%s\" could not read its queue", sync->name);
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{

@@ -58,6 +58,7 @@
 #include "queue/jobs.h"
 #include "queue/mark.h"
 #include "queue/queue.h"
+#include "queue/ranges.h"
 #include "sync/dest.h"
 
 /* The extension version this library serves: retl.control's default_version. */
@@ -328,6 +329,11 @@ record_outcomes(void)
 		foreach(lc, halves)
 		{
 			req = lfirst(lc);
+			/*
+			 * a backfill's records go into the queue first: what a failed
+			 * build leaves out (in its subtransaction) is released from there
+			 */
+			retl_queue_materialize(req, req->records, req->nrecords);
 			if (retl_queue_rebuild(req))
 				parts = lappend(parts, req);
 			else
@@ -512,6 +518,7 @@ claim_work_one(void *arg)
 	bool		direct;
 	HTAB	   *held;
 	bool		more = false;
+	int			first;
 
 	/*
 	 * An upsert sync reads its table (its backfill, the rows it sends):
@@ -548,14 +555,18 @@ claim_work_one(void *arg)
 	/*
 	 * A backfill sent straight from the table shares the slots with the
 	 * queue: half of them first (it reads ahead of the queue's claims, and
-	 * finds the keys the queue holds, which it leaves to them), then the
-	 * queue, then the backfill again with what the queue left.  What the
-	 * queue claims in the pass is not "in flight" for the backfill: those
-	 * requests read their rows now (retl_backfill_claim).
+	 * finds the keys the queue holds, which it leaves to them; a single
+	 * slot every other pass), then the queue, then the backfill again with
+	 * what the queue left.  What the queue claims in the pass is not "in
+	 * flight" for the backfill: those requests read their rows now
+	 * (retl_backfill_claim).
 	 */
 	held = retl_queue_held_keys(w->sync->id);
-	if (w->nbatches / 2 > 0)
-		w->reqs = retl_backfill_claim(w->sync, w->nbatches / 2, held, &more);
+	first = w->nbatches / 2;
+	if (first == 0 && retl_ranges_take_turn(w->sync))
+		first = 1;
+	if (first > 0)
+		w->reqs = retl_backfill_claim(w->sync, first, held, &more);
 	PG_TRY();
 	{
 		int			left = w->nbatches - list_length(w->reqs);
@@ -610,6 +621,8 @@ claim_one(RetlSync *sync, int nbatches, bool *backfill, bool *more, long *wait_m
 
 	/* the claim's rows are ready again: scan the queue from its start */
 	retl_mark_rewind(sync->id, 0);
+	/* and a backfill's ranges are read again from its cursor */
+	retl_ranges_forget(sync->id);
 	ereport(WARNING,
 			(errmsg("retl sync \"%s\" failed: %s", sync->name, edata->message)));
 	retl_queue_sync_error(sync->id, edata->message);

@@ -53,6 +53,7 @@ struct RetlRange
 struct RetlBackfill
 {
 	int			sync_id;
+	bool		turn;			/* with one free slot: the backfill's turn */
 	char	   *version;		/* the sync's row as the worker left it (xmin) */
 	char	   *cursor;			/* the row's cursor then (NULL: the start) */
 	char	   *ahead;			/* the last key claimed (NULL: none yet) */
@@ -223,6 +224,41 @@ retl_ranges_settle(RetlBackfill *b, RetlSync *sync)
 	sync->row_version = MemoryContextStrdup(GetMemoryChunkContext(sync), b->version);
 	sync->backfill_cursor = b->cursor ? MemoryContextStrdup(GetMemoryChunkContext(sync), b->cursor) : NULL;
 	return true;
+}
+
+/*
+ * A claim of the sync failed: its subtransaction undid what the claim
+ * queued, and the requests it built are freed, but a range claimed before
+ * the failure would be counted done.  The backfill begins again from the
+ * row's cursor (what was in flight is sent again).
+ */
+void
+retl_ranges_forget(int sync_id)
+{
+	ListCell   *lc;
+
+	foreach(lc, backfills)
+	{
+		if (((RetlBackfill *) lfirst(lc))->sync_id == sync_id)
+		{
+			forget((RetlBackfill *) lfirst(lc));
+			return;
+		}
+	}
+}
+
+/*
+ * With one free slot, the backfill and the sync's queue take turns at it
+ * (the queue would take it at every pass under a steady flow of changes):
+ * true when it is the backfill's turn.
+ */
+bool
+retl_ranges_take_turn(RetlSync *sync)
+{
+	RetlBackfill *b = retl_ranges_of(sync);
+
+	b->turn = !b->turn;
+	return b->turn;
 }
 
 /* Is a range done, that the next settle would move the cursor past? */

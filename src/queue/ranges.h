@@ -19,6 +19,8 @@ extern RetlRange *retl_range_new(void);
 extern void retl_range_claimed(RetlBackfill *b, RetlRange *range, const char *end, bool last);
 extern void retl_range_failed(RetlRange *range);
 extern bool retl_ranges_settle_due(RetlBackfill *b);
+extern void retl_ranges_forget(int sync_id);
+extern bool retl_ranges_take_turn(RetlSync *sync);
 extern void retl_range_hold(RetlRequest *req);
 
 #endif

@@ -143,6 +143,36 @@ is($seven[-1], 'new', 'the change arrived after the backfill record of its key')
 is(scalar(@seven), 2, 'the key sent twice: its row, then its change');
 $r->control();
 
+# -- one request at a time under a steady flow of changes -------------------
+# The queue has a change ready at every free slot: the backfill still gets
+# every other one.  (It got none: the queue claims before the backfill
+# with a single slot.)
+psql(q{
+	CREATE TABLE busy (id int PRIMARY KEY, v text NOT NULL);
+	INSERT INTO busy SELECT g, 'v' || g FROM generate_series(1, 1000) g;
+	SELECT retl_create_destination('busy_hook', 'webhook', '} . $r->url('/busy') . q{',
+		options => '{"batch_size": 100, "max_concurrency": 1}');
+	SELECT retl_create_sync(name => 'busy_out', source => 'busy', destination => 'busy_hook',
+		options => '{"backfill": false}');});
+$r->control({ path => '/busy', delay_ms => 50, count => -1 });
+my $writer = $node->background_psql('postgres');
+$writer->query_until(qr/writing/, q{\echo writing
+DO $$ BEGIN FOR i IN 1..1200 LOOP
+	INSERT INTO busy VALUES (100000 + i, 'new'); COMMIT; PERFORM pg_sleep(0.01);
+END LOOP; END $$;
+});
+ok($node->poll_query_until('postgres', q{SELECT pending > 0 FROM retl.sync_status WHERE sync = 'busy_out'}),
+	'changes flowing');
+psql(q{SELECT retl_resync('busy_out')});
+ok($node->poll_query_until('postgres',
+	q{SELECT NOT backfilling FROM retl.sync_status WHERE sync = 'busy_out'}), 'the backfill ended');
+is(psql(q{SELECT count(*) FROM busy WHERE id > 100000}) < 1200 ? 'yes' : 'no', 'yes',
+	'while the changes still flowed');
+$writer->quit;
+my %busy = map { $_->{key}{id} => 1 } @{ delivered('/busy') };
+is(scalar(grep { $_ <= 1000 } keys %busy), 1000, 'every row of the table sent');
+$r->control();
+
 # -- a crash in the middle sends again only what was past the cursor ----------
 $n = 4000;
 psql(qq{
