@@ -102,68 +102,6 @@ read_keys(RetlSync *sync, const char *after, int limit, int64 *count, char **las
 }
 
 /*
- * Queue the next chunk of keys; true while more remain.  For a sync whose
- * backfill is not sent straight from its table (retl_backfill_direct).
- */
-bool
-retl_backfill_step(RetlSync *sync)
-{
-	Oid			types[2] = {INT4OID, TEXTOID};
-	Datum		values[2];
-	char		nulls[2] = "  ";
-	int64		count;
-	char	   *last;
-	bool		more;
-	Datum	   *keys;
-
-	retl_check_source(sync);
-	keys = read_keys(sync, sync->backfill_cursor, RETL_BACKFILL_CHUNK, &count, &last);
-	more = count == RETL_BACKFILL_CHUNK;
-	values[0] = Int32GetDatum(sync->id);
-
-	/* queued by the worker */
-	if (count > 0)
-	{
-		Oid			qtypes[3] = {INT4OID, JSONBARRAYOID, BOOLARRAYOID};
-		Datum		qvalues[3];
-		HTAB	   *held = retl_queue_held_keys(sync->id);
-		Datum	   *in_flight = palloc(sizeof(Datum) * count);
-
-		for (int64 i = 0; i < count; i++)
-		{
-			uint64		hash = (uint64) DatumGetInt64(DirectFunctionCall2(jsonb_hash_extended, keys[i],
-																		  Int64GetDatum(0)));
-
-			in_flight[i] = BoolGetDatum(retl_queue_key_held(sync->id, held, hash));
-		}
-		hash_destroy(held);
-		qvalues[0] = Int32GetDatum(sync->id);
-		qvalues[1] = PointerGetDatum(construct_array(keys, (int) count, JSONBOID, -1, false, TYPALIGN_INT));
-		qvalues[2] = PointerGetDatum(construct_array(in_flight, (int) count, BOOLOID, 1, true, TYPALIGN_CHAR));
-		if (retl_spi_execute_by_index("INSERT INTO retl.queue (sync_id, op, key)"
-									  " SELECT $1, 'b', k.key"
-									  " FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3))"
-									  " WITH ORDINALITY AS k(key, in_flight, n)"
-									  " WHERE k.in_flight OR NOT EXISTS (SELECT FROM retl.queue q"
-									  "  WHERE q.sync_id = $1"
-									  "  AND pg_catalog.jsonb_hash_extended(q.key, 0) = pg_catalog.jsonb_hash_extended(k.key, 0)"
-									  "  AND q.key = k.key)"
-									  " ORDER BY k.n",
-									  3, qtypes, qvalues, NULL, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "retl: backfill of sync \"%s\" failed", sync->name);
-	}
-
-	values[1] = last ? CStringGetTextDatum(last) : (Datum) 0;
-	nulls[1] = last ? ' ' : 'n';
-	if (SPI_execute_with_args(more ?
-							  "UPDATE retl.syncs SET backfill_cursor = $2::jsonb WHERE id = $1" :
-							  "UPDATE retl.syncs SET backfill_cursor = $2::jsonb, backfill_done = true WHERE id = $1",
-							  2, types, values, nulls, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "retl: could not save the backfill position of sync \"%s\"", sync->name);
-	return more;
-}
-
-/*
  * Can the sync's backfill be sent straight from its table, by ranges of
  * keys (queue/ranges.c)?  Not to a destination with jobs (a job outlives
  * the worker: its records are marked in the queue) or one that replaces
@@ -274,6 +212,69 @@ key_fates(RetlSync *sync, Datum *keys, int64 count, HTAB *held, uint64 *hashes)
 	return fate;
 }
 
+/* Queue keys (n of them) as the backfill's 'b' rows of the sync, in order. */
+static void
+queue_keys(RetlSync *sync, Datum *keys, int n)
+{
+	Oid			types[2] = {INT4OID, JSONBARRAYOID};
+	Datum		values[2];
+
+	if (n == 0)
+		return;
+	values[0] = Int32GetDatum(sync->id);
+	values[1] = PointerGetDatum(construct_array(keys, n, JSONBOID, -1, false, TYPALIGN_INT));
+	if (retl_spi_execute("INSERT INTO retl.queue (sync_id, op, key)"
+						 " SELECT $1, 'b', k.key FROM pg_catalog.unnest($2) WITH ORDINALITY AS k(key, n)"
+						 " ORDER BY k.n", 2, types, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "retl: backfill of sync \"%s\" failed", sync->name);
+}
+
+/*
+ * Queue the next chunk of keys; true while more remain.  For a sync whose
+ * backfill is not sent straight from its table (retl_backfill_direct):
+ * every key but those the queue sends anyway (key_fates).
+ */
+bool
+retl_backfill_step(RetlSync *sync)
+{
+	Oid			types[2] = {INT4OID, TEXTOID};
+	Datum		values[2];
+	char		nulls[2] = "  ";
+	int64		count;
+	char	   *last;
+	bool		more;
+	Datum	   *keys;
+
+	retl_check_source(sync);
+	keys = read_keys(sync, sync->backfill_cursor, RETL_BACKFILL_CHUNK, &count, &last);
+	more = count == RETL_BACKFILL_CHUNK;
+	values[0] = Int32GetDatum(sync->id);
+
+	/* queued by the worker */
+	if (count > 0)
+	{
+		HTAB	   *held = retl_queue_held_keys(sync->id);
+		uint64	   *hashes = palloc(sizeof(uint64) * count);
+		KeyFate    *fate = key_fates(sync, keys, count, held, hashes);
+		int			n = 0;
+
+		hash_destroy(held);
+		for (int64 i = 0; i < count; i++)
+			if (fate[i] != KEY_QUEUED)
+				keys[n++] = keys[i];
+		queue_keys(sync, keys, n);
+	}
+
+	values[1] = last ? CStringGetTextDatum(last) : (Datum) 0;
+	nulls[1] = last ? ' ' : 'n';
+	if (SPI_execute_with_args(more ?
+							  "UPDATE retl.syncs SET backfill_cursor = $2::jsonb WHERE id = $1" :
+							  "UPDATE retl.syncs SET backfill_cursor = $2::jsonb, backfill_done = true WHERE id = $1",
+							  2, types, values, nulls, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "retl: could not save the backfill position of sync \"%s\"", sync->name);
+	return more;
+}
+
 /*
  * The records of a range (keys, n of them, with their jsonb hashes): each
  * an upsert of its key, its row read when the batch is (rows.c), not in
@@ -287,6 +288,7 @@ range_request(RetlSync *sync, Datum *keys, uint64 *hashes, int n)
 	RetlKeyFields *fields = retl_key_fields(sync);
 	char	   *inst = retl_queue_instance_id();
 	TimestampTz now = GetCurrentTimestamp();
+	double		now_epoch = retl_epoch_seconds(now);
 	char	   *now_text;
 	Oid			types[1] = {INT4OID};
 	Datum		values[1] = {Int32GetDatum(n)};
@@ -317,7 +319,7 @@ range_request(RetlSync *sync, Datum *keys, uint64 *hashes, int n)
 		r->rid = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
 		r->record_id = retl_queue_record_id(inst, r->rid);
 		r->captured_at = now_text;
-		r->captured_epoch = retl_epoch_seconds(now);
+		r->captured_epoch = now_epoch;
 	}
 	MemoryContextSwitchTo(old);
 	SPI_freetuptable(SPI_tuptable);
@@ -421,18 +423,7 @@ retl_backfill_claim(RetlSync *sync, int nbatches, HTAB *held, bool *more)
 		take_keys(sync, retl_ranges_ahead(b),
 				  (int) Max(1, Min((int64) nbatches * sync->batch_size, RETL_BACKFILL_RANGE_MAX)),
 				  held, &rk);
-		if (rk.nafter > 0)
-		{
-			Oid			types[2] = {INT4OID, JSONBARRAYOID};
-			Datum		values[2];
-
-			values[0] = Int32GetDatum(sync->id);
-			values[1] = PointerGetDatum(construct_array(rk.after, rk.nafter, JSONBOID, -1, false, TYPALIGN_INT));
-			if (retl_spi_execute("INSERT INTO retl.queue (sync_id, op, key)"
-								 " SELECT $1, 'b', k.key FROM pg_catalog.unnest($2) WITH ORDINALITY AS k(key, n)"
-								 " ORDER BY k.n", 2, types, values, NULL, false, 0) != SPI_OK_INSERT)
-				elog(ERROR, "retl: backfill of sync \"%s\" failed", sync->name);
-		}
+		queue_keys(sync, rk.after, rk.nafter);
 		if (rk.nsend > 0)
 		{
 			RetlRequest *req = range_request(sync, rk.send, rk.send_hashes, rk.nsend);
