@@ -8,7 +8,6 @@ EXTENSION = retl
 MODULE_big = retl
 OBJS = \
 	src/retl.o \
-	src/process/ahead.o \
 	src/process/launcher.o \
 	src/process/utility.o \
 	src/process/runner.o \

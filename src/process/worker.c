@@ -51,7 +51,6 @@
 #include "delivery/http.h"
 #include "delivery/stats.h"
 #include "models/runs.h"
-#include "process/ahead.h"
 #include "process/runner.h"
 #include "process/txn.h"
 #include "process/worker.h"
@@ -256,8 +255,8 @@ record_outcomes(void)
 	List	   *finished = NIL;
 	List	   *parts = NIL;
 	ListCell   *lc;
+
 	List	   *halves = NIL;
-	long		pause_ms = 0;	/* (the claim's pass computes its wait) */
 
 	while ((req = retl_http_next_done()) != NULL)
 	{
@@ -300,12 +299,6 @@ record_outcomes(void)
 		}
 		finished = lappend(finished, req);
 	}
-
-	/*
-	 * The requests built ahead take the slots just freed: they are on
-	 * their way while this transaction and the next claim run.
-	 */
-	retl_ahead_start(GetCurrentTimestamp(), &pause_ms);
 
 	if (finished != NIL || halves != NIL)
 	{
@@ -731,22 +724,20 @@ add_request(List *requests, RetlRequest *req)
 
 /*
  * One sync's part of a pass: its jobs' checks and its claims, added to
- * *requests (or built ahead, ahead.c).  gen: the database's catalog
- * generation, queued_gen: its bucket's queue counter, both read before the
+ * *requests.  queued_gen: its bucket's queue counter, read before the
  * pass's snapshots.  *full is set when its claims took every slot its
  * destination had (more may be waiting for them).  Returns how many
  * changes queued for it from then on would give a pass something to do:
  * one, or what a lingering partial batch lacks to be full.
  */
 static uint32
-claim_sync(RetlSync *sync, List *syncs, uint64 gen, uint32 queued_gen, TimestampTz now,
-		   bool *more, bool *full, long *wait_ms, List **requests)
+claim_sync(RetlSync *sync, List *syncs, uint32 queued_gen, TimestampTz now, bool *more,
+		   bool *full, long *wait_ms, List **requests)
 {
 	RetlRequest *req;
 	int			slots;
 	bool		backfill = !sync->backfill_done;
 	int			lingering = 0;
-	bool		filled = false;
 
 	if (sync_backed_off(sync->id, now))
 		return 1;
@@ -781,7 +772,6 @@ claim_sync(RetlSync *sync, List *syncs, uint64 gen, uint32 queued_gen, Timestamp
 										queued_gen, now, &lingering);
 		ListCell   *c;
 
-		filled = list_length(claimed) >= slots;
 		if (claimed == NIL)
 			break;
 		foreach(c, claimed)
@@ -789,23 +779,8 @@ claim_sync(RetlSync *sync, List *syncs, uint64 gen, uint32 queued_gen, Timestamp
 			*requests = add_request(*requests, lfirst(c));
 			retl_dest_sent(sync->dest_id);
 		}
-		if (filled)
+		if (list_length(claimed) >= slots)
 			*full = true;
-		list_free(claimed);
-	}
-
-	/*
-	 * Every slot taken and more to claim: build as many requests again, to
-	 * start as the slots free (ahead.c).
-	 */
-	if (filled && (slots = retl_dest_ahead_slots(sync, now)) > 0)
-	{
-		List	   *claimed = claim_one(sync, slots, &backfill, more, wait_ms,
-										queued_gen, now, &lingering);
-		ListCell   *c;
-
-		foreach(c, claimed)
-			retl_ahead_add(lfirst(c), gen);
 		list_free(claimed);
 	}
 	/* a partial batch waits out its linger unless it fills */
@@ -839,19 +814,16 @@ claim_work(bool *more, bool *full, long *wait_ms)
 	retl_counters_fold_due();
 	syncs = retl_sync_active(gen, now);
 	start_parts(syncs, NULL, now, wait_ms, &requests);
-	retl_ahead_release(syncs, gen);
 	foreach(lc, syncs)
 	{
 		RetlSync   *sync = lfirst(lc);
 		int			b = sync->id % RETL_QUEUE_BUCKETS;
-		uint32		n = claim_sync(sync, syncs, gen, queued[b], now, more, full, wait_ms,
+		uint32		n = claim_sync(sync, syncs, queued[b], now, more, full, wait_ms,
 									   &requests);
 
 		wake_after[b] = wake_after[b] == 0 ? n : Min(wake_after[b], n);
 	}
 	retl_end_txn();
-	/* (and when one built ahead waits for a pause to end) */
-	retl_ahead_start(now, wait_ms);
 	if (retl_set_wake_points(queued, wake_after))
 		*wait_ms = 0;
 	return requests;

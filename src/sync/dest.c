@@ -6,10 +6,7 @@
  * - pause: a 429 or 503 with Retry-After stops new requests to that
  *   destination (and to no other) until the given time;
  * - rate: a token bucket of rate_limit requests per second (burst: one
- *   second's worth, at least one request);
- * - ahead: requests built while every slot is taken, started as slots
- *   free (process/ahead.c): at most max_concurrency of them, and none for
- *   a destination with a rate limit (its tokens are taken at the start).
+ *   second's worth, at least one request).
  *
  * Worker-local state (one worker serves a database); lost on restart,
  * when nothing is in flight anyway.
@@ -25,8 +22,6 @@ typedef struct DestState
 {
 	int			id;
 	int			in_flight;
-	int			ahead;			/* built, waiting for a slot */
-	int			max_concurrency;	/* its syncs' limit, as last seen */
 	TimestampTz paused_until;
 	bool		filled;			/* the bucket was filled once */
 	double		tokens;			/* below 0: overdrawn, paid back first */
@@ -75,7 +70,6 @@ retl_dest_can_send(RetlSync *sync, TimestampTz now, long *wait_ms)
 {
 	DestState  *d = dest_state(sync->dest_id);
 
-	d->max_concurrency = sync->max_concurrency;
 	if (d->in_flight >= sync->max_concurrency)
 		return false;
 	if (now < d->paused_until)
@@ -121,52 +115,6 @@ retl_dest_slots(RetlSync *sync, TimestampTz now, long *wait_ms)
 	if (sync->rate_limit > 0)
 		free = Min(free, (int) Min(d->tokens, (double) PG_INT32_MAX));
 	return Max(free, 1);
-}
-
-/*
- * How many requests of this sync may be built ahead now, to start as the
- * ones in flight finish: only when every slot is taken (the claims fill
- * the free ones first), and not when the destination asked us to wait or
- * counts its requests by a rate.
- */
-int
-retl_dest_ahead_slots(RetlSync *sync, TimestampTz now)
-{
-	DestState  *d = dest_state(sync->dest_id);
-
-	d->max_concurrency = sync->max_concurrency;
-	if (sync->rate_limit > 0 || now < d->paused_until ||
-		d->in_flight < sync->max_concurrency)
-		return 0;
-	return Max(sync->max_concurrency - d->ahead, 0);
-}
-
-/* A request to the destination was built ahead (+1) or left that state (-1). */
-void
-retl_dest_ahead(int dest_id, int delta)
-{
-	DestState  *d = dest_state(dest_id);
-
-	d->ahead = Max(d->ahead + delta, 0);
-}
-
-/*
- * May a request built ahead for the destination start now?  If it waits
- * for a pause, *wait_ms is lowered to its end.
- */
-bool
-retl_dest_may_start(int dest_id, TimestampTz now, long *wait_ms)
-{
-	DestState  *d = dest_state(dest_id);
-
-	if (d->in_flight >= d->max_concurrency)
-		return false;
-	if (now < d->paused_until)
-	{
-		*wait_ms = Min(*wait_ms, ms_until(now, d->paused_until));
-		return false;
-	}
-	return true;
 }
 
 /* A request to the destination was started. */

@@ -10,9 +10,6 @@
 
 extern bool retl_dest_can_send(RetlSync *sync, TimestampTz now, long *wait_ms);
 extern int	retl_dest_slots(RetlSync *sync, TimestampTz now, long *wait_ms);
-extern int	retl_dest_ahead_slots(RetlSync *sync, TimestampTz now);
-extern void retl_dest_ahead(int dest_id, int delta);
-extern bool retl_dest_may_start(int dest_id, TimestampTz now, long *wait_ms);
 extern void retl_dest_sent(int dest_id);
 extern void retl_dest_done(int dest_id);
 extern void retl_dest_pause(int dest_id, long ms);

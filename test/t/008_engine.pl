@@ -1,9 +1,8 @@
 # The delivery engine under load and faults: the concurrency limit, per-key
 # order with concurrent batches and random delays, Retry-After pausing one
 # destination only, a failing destination not slowing a healthy one, batch
-# splitting isolating exactly the bad records, linger, the rate limit,
-# requests built ahead of free slots given back by a pause, and SIGTERM
-# with requests in flight.
+# splitting isolating exactly the bad records, linger, the rate limit, and
+# SIGTERM with requests in flight.
 use strict;
 use warnings;
 
@@ -289,34 +288,6 @@ ok(drained('term'), 'everything delivered after the restart');
 my %ids = map { $_->{key}{id} => 1 } @{ records_at('/term') };
 is(scalar keys %ids, 10, 'nothing lost');
 unlike(slurp_file($node->logfile), qr/PANIC|TRAP|terminated by signal/, 'clean exit');
-
-# Requests built ahead (process/ahead.c): with every slot of a destination
-# taken, the worker builds as many requests again, each started as a slot
-# frees.  They hold their rows (rows_in_flight counts them, while only the
-# slots' requests are in flight).  A pause committed while they wait gives
-# their rows back to the queue: the requests in flight are answered, and
-# nothing more is sent until the sync is resumed; then every row arrives,
-# each once.
-make_sync('ahead', '{"max_concurrency": 2, "batch_size": 1}');
-$r->control({ path => '/ahead', delay_ms => 2000, count => -1 });
-psql(q{INSERT INTO t_ahead SELECT g FROM generate_series(1, 20) g});
-ok( $node->poll_query_until('postgres',
-		q{SELECT requests_in_flight = 2 AND in_flight = 4 FROM retl.sync_status WHERE sync = 'ahead'}),
-	'two requests in flight, two built ahead');
-psql(q{SELECT retl_pause_sync('ahead')});
-my $ahead_count = sub { scalar grep { $_->{path} eq '/ahead' } @{ $r->requests } };
-ok( $node->poll_query_until('postgres',
-		q{SELECT requests_in_flight = 0 AND in_flight = 0 AND pending = 18 FROM retl.sync_status WHERE sync = 'ahead'}),
-	'paused: the requests in flight answered, the ones built ahead back in the queue');
-sleep 1;
-is($ahead_count->(), 2, 'paused: only the requests in flight when it was paused were sent');
-$r->control();
-psql(q{SELECT retl_resume_sync('ahead')});
-ok(drained('ahead'), 'resumed: drained');
-my %seen;
-$seen{ $_->{key}{id} }++ for @{ records_at('/ahead') };
-is(join(',', map { $seen{$_} // 0 } 1 .. 20), join(',', (1) x 20), 'every row delivered once');
-$r->clear;
 
 # The worker keeps the sockets it waits on from one wait to the next, the
 # idle kept-alive connections among them (watch.c).  Their server gone,
