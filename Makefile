@@ -42,6 +42,7 @@ OBJS = \
 	src/queue/render.o \
 	src/queue/rowjson.o \
 	src/queue/rows.o \
+	src/queue/sweep.o \
 	src/connectors/auth.o \
 	src/connectors/google_ads.o \
 	src/connectors/hashing.o \

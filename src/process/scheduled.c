@@ -18,6 +18,7 @@
 #include "process/runner.h"
 #include "process/txn.h"
 #include "process/worker.h"
+#include "queue/sweep.h"
 
 /* The claim of the next run or refresh, in a subtransaction */
 typedef struct ScheduledClaim
@@ -103,23 +104,46 @@ scheduled(const char *what, char kind, bool (*claim) (int64 *id, int *sync_id, b
 	PG_END_TRY();
 }
 
+/* The catalog generation the queue was last swept at (queue/sweep.c). */
+static bool swept = false;
+static uint64 swept_gen = 0;
+
 static void
 prune_work(void *arg)
 {
+	uint64		gen = *(uint64 *) arg;
+
 	retl_runs_prune(0);
+
+	/* once after each change of the catalog: a drop may have left rows */
+	if (!swept || gen != swept_gen)
+	{
+		uint64		n = retl_queue_sweep();
+
+		if (n > 0)
+			ereport(LOG,
+					(errmsg("retl deleted " UINT64_FORMAT " queued rows of dropped syncs", n)));
+		swept = true;
+		swept_gen = gen;
+	}
 }
 
-/* Keep retl.runs to retl.run_history; a failure is logged, never fatal. */
+/*
+ * Keep retl.runs to retl.run_history, and delete the queue rows of dropped
+ * syncs; a failure is logged, never fatal.
+ */
 void
 retl_worker_prune_runs(void)
 {
 	ErrorData  *edata;
+	uint32		queued[RETL_QUEUE_BUCKETS];
+	uint64		gen = retl_database_generations(queued);	/* before the snapshot */
 
 	retl_begin_txn();
 	pgstat_report_activity(STATE_RUNNING, "pruning retl.runs");
 	if (!retl_lock_extension())
 		retl_worker_exit_without_extension();
-	edata = retl_in_subtransaction(prune_work, NULL);
+	edata = retl_in_subtransaction(prune_work, &gen);
 	retl_end_txn();
 	if (edata != NULL)
 	{

@@ -829,7 +829,7 @@ claim_work(bool *more, bool *full, long *wait_ms)
 	return requests;
 }
 
-/* How often finished runs beyond retl.run_history are deleted. */
+/* How often old runs are pruned and the queue swept (scheduled.c). */
 #define RUN_PRUNE_INTERVAL_MS 10000
 
 /*

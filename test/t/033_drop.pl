@@ -2,7 +2,9 @@
 # worker's claims and outcomes do) in another order than the drop deletes
 # them: the deadlock cancels the drop's delete, which gives the rows back,
 # waits and deletes again, and the drop succeeds.  (The regression test
-# "roles" failed so, now and then, on the worker's claim.)
+# "roles" failed so, now and then, on the worker's claim.)  Then the worker
+# never waiting for a sync's table, and the queue rows a drop left behind
+# swept.
 use strict;
 use warnings;
 
@@ -108,6 +110,38 @@ is(psql(q{SELECT count(*) FROM retl.syncs WHERE name = 's3'}), '0',
 ok(within(10, q{SELECT delivered = 1 FROM retl.sync_status WHERE sync = 's1'}),
 	'the lock released: the waiting sync delivered');
 $locker->quit;
+
+# A sync dropped while requests of its backfill are in flight: the records
+# they carry are not in the queue, and when the worker records their
+# refusal it queues them, under a snapshot that still sees the sync (the
+# drop has not committed; the worker's transaction then waits for the
+# drop's, on the sync's row of retl.sync_stats, and commits after it).
+# The drop's delete did not see those rows: the worker's sweep deletes
+# them once the drop has committed (they stayed for good before).
+$r->control({ path => '/bf', status => 500, delay_ms => 1500, count => -1 });
+psql(q{
+	CREATE TABLE tb (id int PRIMARY KEY);
+	INSERT INTO tb SELECT generate_series(1, 200);
+	SELECT retl_create_destination(name => 'dbf', kind => 'webhook', url => '} . $r->url('/bf') . q{',
+		options => '{"batch_size": 50, "max_concurrency": 2}');
+	SELECT retl_create_sync(name => 'sbf', source => 'tb', destination => 'dbf');
+});
+my $sid = psql(q{SELECT id FROM retl.syncs WHERE name = 'sbf'});
+ok(within(10, q{SELECT requests_in_flight = 2 FROM retl.sync_status WHERE sync = 'sbf'}),
+	'two requests of the backfill in flight');
+my $dropper = $node->background_psql('postgres');
+$dropper->query_safe('BEGIN');
+$dropper->query_safe(q{SELECT retl_drop_sync('sbf')});
+# the requests are answered, 1.5 s after they were sent
+sleep 2.5;
+$dropper->query_safe('COMMIT');
+$dropper->quit;
+is(psql(q{SELECT count(*) FROM retl.syncs WHERE name = 'sbf'}), '0', 'the sync is dropped');
+ok(within(30, qq{SELECT count(*) = 0 FROM retl.queue WHERE sync_id = $sid}),
+	'the rows it left in the queue are swept');
+like(slurp_file($node->logfile), qr/retl deleted \d+ queued rows of dropped syncs/,
+	'the sweep says what it deleted');
+$r->control();
 
 $node->stop;
 done_testing();
