@@ -8,6 +8,7 @@ EXTENSION = retl
 MODULE_big = retl
 OBJS = \
 	src/retl.o \
+	src/process/claims.o \
 	src/process/launcher.o \
 	src/process/utility.o \
 	src/process/runner.o \
@@ -35,8 +36,10 @@ OBJS = \
 	src/queue/backoff.o \
 	src/queue/claim.o \
 	src/queue/counters.o \
+	src/queue/holders.o \
 	src/queue/jobs.o \
 	src/queue/mark.o \
+	src/queue/outcome.o \
 	src/queue/queue.o \
 	src/queue/ranges.o \
 	src/queue/render.o \

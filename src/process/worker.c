@@ -4,10 +4,10 @@
  * The launcher starts one per database.  Each iteration of its loop:
  *
  *   1. records the outcomes of finished requests (one short transaction);
- *   2. for every active sync with no request in flight, queues a backfill
- *      chunk and claims a batch, building its request (one short
- *      transaction, one subtransaction per sync so a broken sync only
- *      marks itself failing);
+ *   2. for every active sync, claims as many batches as its destination's
+ *      free slots take, building their requests (one short transaction,
+ *      one subtransaction per sync so a broken sync only marks itself
+ *      failing: claims.c);
  *   3. hands the new requests to libcurl, with no transaction open;
  *   4. waits on its latch and libcurl's sockets together.
  *
@@ -64,22 +64,7 @@
 /* The extension version this library serves: retl.control's default_version. */
 #define RETL_VERSION "0.2"
 
-/* A sync that failed to build a request is left alone for a while. */
-typedef struct SyncBackoff
-{
-	int			sync_id;
-	int			failures;
-	TimestampTz not_before;
-} SyncBackoff;
 
-static List *backoffs = NIL;	/* SyncBackoff *, in TopMemoryContext */
-
-/*
- * Halves of batches refused as a whole, built and waiting for their
- * destination's limits (rate, concurrency) like any request; their keys
- * are held meanwhile.
- */
-static List *waiting_parts = NIL;	/* RetlRequest *, in TopMemoryContext */
 static RetlDbState exit_state = RETL_DB_RESTART;
 static bool served = false;		/* found the extension at least once */
 static Oid	worker_dboid = InvalidOid;
@@ -134,62 +119,6 @@ worker_attach(Oid dboid)
 	return ok;
 }
 
-static bool
-sync_backed_off(int sync_id, TimestampTz now)
-{
-	ListCell   *lc;
-
-	foreach(lc, backoffs)
-	{
-		SyncBackoff *b = lfirst(lc);
-
-		if (b->sync_id == sync_id)
-			return now < b->not_before;
-	}
-	return false;
-}
-
-static void
-sync_succeeded(int sync_id)
-{
-	ListCell   *lc;
-
-	foreach(lc, backoffs)
-	{
-		SyncBackoff *b = lfirst(lc);
-
-		if (b->sync_id == sync_id)
-		{
-			backoffs = foreach_delete_current(backoffs, lc);
-			pfree(b);
-			return;
-		}
-	}
-}
-
-static void
-sync_failed(int sync_id)
-{
-	ListCell   *lc;
-	SyncBackoff *b = NULL;
-	MemoryContext old;
-	int64		delay;
-
-	foreach(lc, backoffs)
-		if (((SyncBackoff *) lfirst(lc))->sync_id == sync_id)
-			b = lfirst(lc);
-	if (b == NULL)
-	{
-		old = MemoryContextSwitchTo(TopMemoryContext);
-		b = palloc0(sizeof(SyncBackoff));
-		b->sync_id = sync_id;
-		backoffs = lappend(backoffs, b);
-		MemoryContextSwitchTo(old);
-	}
-	b->failures++;
-	delay = Min((int64) retl_retry_base_ms << Min(b->failures - 1, 20), (int64) retl_retry_max_ms);
-	b->not_before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay);
-}
 
 /*
  * The extension was dropped: leave quietly; CREATE EXTENSION starts us
@@ -345,51 +274,9 @@ record_outcomes(void)
 	}
 
 	if (parts != NIL)
-	{
-		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-		waiting_parts = list_concat(waiting_parts, parts);
-		MemoryContextSwitchTo(old);
-	}
+		retl_worker_park_parts(parts);
 }
 
-/*
- * In the claim transaction: the waiting parts of a sync its destination
- * may send now, appended to *requests.  Parts of syncs not loaded (paused,
- * dropped) give their rows back to the queue.
- */
-static void
-start_parts(List *syncs, RetlSync *sync, TimestampTz now, long *wait_ms, List **requests)
-{
-	ListCell   *lc;
-
-	foreach(lc, waiting_parts)
-	{
-		RetlRequest *part = lfirst(lc);
-		bool		loaded = false;
-		ListCell   *s;
-		MemoryContext old;
-
-		foreach(s, syncs)
-			loaded |= ((RetlSync *) lfirst(s))->id == part->sync_id;
-		if (!loaded)
-		{
-			retl_queue_release(part, 0);
-			retl_http_free(part);
-			waiting_parts = foreach_delete_current(waiting_parts, lc);
-			continue;
-		}
-		if (sync == NULL || part->sync_id != sync->id)
-			continue;
-		if (!retl_dest_can_send(sync, now, wait_ms))
-			break;
-		old = MemoryContextSwitchTo(TopMemoryContext);
-		*requests = lappend(*requests, part);
-		MemoryContextSwitchTo(old);
-		retl_dest_sent(sync->dest_id);
-		waiting_parts = foreach_delete_current(waiting_parts, lc);
-	}
-}
 
 /* Every logical sync failed to stage: show why on each. */
 static void
@@ -495,339 +382,6 @@ stage_stream(void)
 		retl_stream_confirm(w.target);
 }
 
-typedef struct ClaimWork
-{
-	RetlSync   *sync;
-	int			nbatches;
-	bool	   *backfill;		/* a backfill chunk is due this pass */
-	bool	   *more;
-	long	   *wait_ms;
-	List	   *reqs;
-	bool		idle;			/* nothing to claim (queue/mark.c) */
-	int			lingering;		/* a partial batch of that many waits */
-	bool		busy;			/* its table is locked: left for a later pass */
-} ClaimWork;
-
-/* How soon a sync whose table was locked is tried again. */
-#define SOURCE_BUSY_RETRY_MS 20
-
-static void
-claim_work_one(void *arg)
-{
-	ClaimWork  *w = arg;
-	bool		direct;
-	HTAB	   *held;
-	bool		more = false;
-	int			first;
-
-	/*
-	 * An upsert sync reads its table (its backfill, the rows it sends):
-	 * the table's lock is taken first, without waiting.  Whoever holds a
-	 * lock that conflicts (ALTER TABLE, retl_drop_sync, LOCK TABLE) leaves
-	 * the sync for a later pass.  Waiting for it held up every sync of the
-	 * database, and deadlocked with retl_drop_sync: the pass's transaction
-	 * had written a row the drop deletes (its counters, another sync's
-	 * error), and waited for the table of a sync the drop had locked.
-	 */
-	if (!w->sync->diff && w->sync->mode != 'a' &&
-		!ConditionalLockRelationOid(w->sync->relid, AccessShareLock))
-	{
-		w->busy = true;
-		*w->wait_ms = Min(*w->wait_ms, SOURCE_BUSY_RETRY_MS);
-		return;
-	}
-
-	/*
-	 * One backfill chunk per sync and pass: a chunk moves the sync's
-	 * cursor, and the next pass reads the sync again (sync.c).
-	 */
-	direct = *w->backfill && retl_backfill_direct(w->sync);
-	if (*w->backfill && !direct && retl_backfill_step(w->sync))
-		*w->more = true;
-	if (!direct)
-	{
-		/* (a partial batch waits up to linger_ms for more changes) */
-		w->reqs = retl_queue_claim(w->sync, w->nbatches, w->wait_ms, &w->idle, &w->lingering);
-		*w->backfill = false;
-		return;
-	}
-
-	/*
-	 * A backfill sent straight from the table shares the slots with the
-	 * queue: half of them first (it reads ahead of the queue's claims, and
-	 * finds the keys the queue holds, which it leaves to them; a single
-	 * slot every other pass), then the queue, then the backfill again with
-	 * what the queue left.  What the queue claims in the pass is not "in
-	 * flight" for the backfill: those requests read their rows now
-	 * (retl_backfill_claim).
-	 */
-	held = retl_queue_held_keys(w->sync->id);
-	first = w->nbatches / 2;
-	if (first == 0 && retl_ranges_take_turn(w->sync))
-		first = 1;
-	if (first > 0)
-		w->reqs = retl_backfill_claim(w->sync, first, held, &more);
-	PG_TRY();
-	{
-		int			left = w->nbatches - list_length(w->reqs);
-
-		if (left > 0)
-			w->reqs = list_concat(w->reqs, retl_queue_claim(w->sync, left, w->wait_ms,
-															&w->idle, &w->lingering));
-		left = w->nbatches - list_length(w->reqs);
-		if (left > 0)
-			w->reqs = list_concat(w->reqs, retl_backfill_claim(w->sync, left, held, &more));
-	}
-	PG_CATCH();
-	{
-		ListCell   *lc;
-
-		foreach(lc, w->reqs)
-			retl_http_free((RetlRequest *) lfirst(lc));
-		w->reqs = NIL;
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	if (more)
-		*w->more = true;
-	*w->backfill = false;
-}
-
-/*
- * Backfill and claim up to nbatches requests of one sync inside a
- * subtransaction.  Returns the requests to send, or NIL; *more is set
- * when backfill work remains, *lingering to the rows of a partial batch
- * that waits (queue/claim.c).  A sync found with nothing to claim is idle
- * as of gen, its bucket's queue counter (queue/mark.c).
- */
-static List *
-claim_one(RetlSync *sync, int nbatches, bool *backfill, bool *more, long *wait_ms,
-		  uint32 gen, TimestampTz now, int *lingering)
-{
-	ClaimWork	w = {sync, nbatches, backfill, more, wait_ms, NIL, false, 0, false};
-	ErrorData  *edata = retl_in_subtransaction(claim_work_one, &w);
-
-	*lingering = 0;
-	if (edata == NULL && w.busy)
-		return NIL;
-	if (edata == NULL)
-	{
-		sync_succeeded(sync->id);
-		if (w.idle)
-			retl_mark_idle(sync->id, gen, now);
-		*lingering = w.lingering;
-		return w.reqs;
-	}
-
-	/* the claim's rows are ready again: scan the queue from its start */
-	retl_mark_rewind(sync->id, 0);
-	/* and a backfill's ranges are read again from its cursor */
-	retl_ranges_forget(sync->id);
-	ereport(WARNING,
-			(errmsg("retl sync \"%s\" failed: %s", sync->name, edata->message)));
-	retl_queue_sync_error(sync->id, edata->message);
-	sync_failed(sync->id);
-	FreeErrorData(edata);
-	return NIL;
-}
-
-typedef struct JobWork
-{
-	RetlSync   *sync;
-	long	   *wait_ms;
-	RetlRequest *req;
-} JobWork;
-
-static void
-job_work(void *arg)
-{
-	JobWork    *w = arg;
-
-	w->req = retl_jobs_claim(w->sync, w->wait_ms);
-}
-
-/*
- * The next due check of one of the sync's jobs, built in a subtransaction,
- * or NULL.  A failure fails the sync, as a failed claim does.
- */
-static RetlRequest *
-job_one(RetlSync *sync, long *wait_ms)
-{
-	JobWork		w = {sync, wait_ms, NULL};
-	ErrorData  *edata = retl_in_subtransaction(job_work, &w);
-
-	if (edata == NULL)
-		return w.req;
-	ereport(WARNING,
-			(errmsg("retl sync \"%s\" could not check a job: %s", sync->name, edata->message)));
-	retl_queue_sync_error(sync->id, edata->message);
-	sync_failed(sync->id);
-	FreeErrorData(edata);
-	return NULL;
-}
-
-typedef struct AuthWork
-{
-	RetlSync   *sync;
-	TimestampTz now;
-	long	   *wait_ms;
-	RetlRequest *fetch;
-	bool		ready;
-} AuthWork;
-
-static void
-auth_work(void *arg)
-{
-	AuthWork   *w = arg;
-
-	w->ready = retl_oauth_ready(w->sync, w->now, &w->fetch, w->wait_ms);
-}
-
-/*
- * May the sync's requests be built (its destination's OAuth 2.0 token is
- * there)?  A token request to send is appended to *requests.  A failure
- * (a secret it names is gone) fails the sync, not the worker.
- */
-static bool
-auth_ready(RetlSync *sync, TimestampTz now, long *wait_ms, List **requests)
-{
-	AuthWork	w = {sync, now, wait_ms, NULL, false};
-	ErrorData  *edata = retl_in_subtransaction(auth_work, &w);
-
-	if (edata != NULL)
-	{
-		retl_queue_sync_error(sync->id, edata->message);
-		sync_failed(sync->id);
-		FreeErrorData(edata);
-		return false;
-	}
-	if (w.fetch != NULL)
-	{
-		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-		*requests = lappend(*requests, w.fetch);
-		MemoryContextSwitchTo(old);
-	}
-	return w.ready;
-}
-
-/* Add a request to the pass's list, which outlives the pass's transaction. */
-static List *
-add_request(List *requests, RetlRequest *req)
-{
-	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-	requests = lappend(requests, req);
-	MemoryContextSwitchTo(old);
-	return requests;
-}
-
-/*
- * One sync's part of a pass: its jobs' checks and its claims, added to
- * *requests.  queued_gen: its bucket's queue counter, read before the
- * pass's snapshots.  *full is set when its claims took every slot its
- * destination had (more may be waiting for them).  Returns how many
- * changes queued for it from then on would give a pass something to do:
- * one, or what a lingering partial batch lacks to be full.
- */
-static uint32
-claim_sync(RetlSync *sync, List *syncs, uint32 queued_gen, TimestampTz now, bool *more,
-		   bool *full, long *wait_ms, List **requests)
-{
-	RetlRequest *req;
-	int			slots;
-	bool		backfill = !sync->backfill_done;
-	int			lingering = 0;
-
-	if (sync_backed_off(sync->id, now))
-		return 1;
-	/* a destination with OAuth 2.0 waits for its token */
-	if (!auth_ready(sync, now, wait_ms, requests))
-		return 1;
-	/* halves of a refused batch first: they hold keys */
-	start_parts(syncs, sync, now, wait_ms, requests);
-
-	/* the checks of the destination's jobs first: they free keys */
-	while (retl_dest_can_send(sync, now, wait_ms))
-	{
-		req = job_one(sync, wait_ms);
-		if (req == NULL)
-			break;
-		*requests = add_request(*requests, req);
-		retl_dest_sent(sync->dest_id);
-	}
-
-	/* its queue had nothing to claim, and nothing was queued since */
-	if (!backfill && retl_mark_is_idle(sync->id, queued_gen, now))
-		return 1;
-
-	/*
-	 * As many batches as the destination's limits allow, claimed together;
-	 * the claim never takes a key that is in flight or waiting for a retry,
-	 * so concurrent batches keep per-key order.
-	 */
-	while ((slots = retl_dest_slots(sync, now, wait_ms)) > 0)
-	{
-		List	   *claimed = claim_one(sync, slots, &backfill, more, wait_ms,
-										queued_gen, now, &lingering);
-		ListCell   *c;
-
-		if (claimed == NIL)
-			break;
-		foreach(c, claimed)
-		{
-			*requests = add_request(*requests, lfirst(c));
-			retl_dest_sent(sync->dest_id);
-		}
-		if (list_length(claimed) >= slots)
-			*full = true;
-		list_free(claimed);
-	}
-	/* a partial batch waits out its linger unless it fills */
-	return lingering > 0 && lingering < sync->batch_size ?
-		(uint32) (sync->batch_size - lingering) : 1;
-}
-
-/*
- * One pass over the syncs; returns the requests to send.  Exits the
- * process when the extension is gone.  Then the commits that will wake
- * the worker are those that give the next pass something to do: a change
- * for a sync that is not paused, beyond a lingering partial batch's
- * (shmem.c); when one came meanwhile, *wait_ms is 0.
- */
-static List *
-claim_work(bool *more, bool *full, long *wait_ms)
-{
-	List	   *syncs;
-	List	   *requests = NIL;
-	ListCell   *lc;
-	TimestampTz now = GetCurrentTimestamp();
-	uint32		queued[RETL_QUEUE_BUCKETS];
-	uint32		wake_after[RETL_QUEUE_BUCKETS] = {0};
-	uint64		gen = retl_database_generations(queued);	/* before the snapshots */
-
-	retl_begin_txn();
-	pgstat_report_activity(STATE_RUNNING, "claiming changes");
-	if (!retl_lock_extension())
-		retl_worker_exit_without_extension();
-	retl_queue_analyze_if_stale(1000);
-	retl_counters_fold_due();
-	syncs = retl_sync_active(gen, now);
-	start_parts(syncs, NULL, now, wait_ms, &requests);
-	foreach(lc, syncs)
-	{
-		RetlSync   *sync = lfirst(lc);
-		int			b = sync->id % RETL_QUEUE_BUCKETS;
-		uint32		n = claim_sync(sync, syncs, queued[b], now, more, full, wait_ms,
-									   &requests);
-
-		wake_after[b] = wake_after[b] == 0 ? n : Min(wake_after[b], n);
-	}
-	retl_end_txn();
-	if (retl_set_wake_points(queued, wake_after))
-		*wait_ms = 0;
-	return requests;
-}
 
 /* How often old runs are pruned and the queue swept (scheduled.c). */
 #define RUN_PRUNE_INTERVAL_MS 10000
@@ -942,7 +496,7 @@ retl_worker_main(Datum main_arg)
 		record_outcomes();
 		stage_stream();
 		timeout = retl_poll_interval_ms;
-		requests = claim_work(&more, &full, &timeout);
+		requests = retl_worker_claim(&more, &full, &timeout);
 		foreach(lc, requests)
 		{
 			retl_http_start((RetlRequest *) lfirst(lc));

@@ -9,6 +9,10 @@
 extern PGDLLEXPORT void retl_worker_main(Datum main_arg);
 extern void retl_worker_exit_without_extension(void) pg_attribute_noreturn();
 
+/* claims.c */
+extern List *retl_worker_claim(bool *more, bool *full, long *wait_ms);
+extern void retl_worker_park_parts(List *parts);
+
 /* scheduled.c */
 extern void retl_worker_scheduled(void);
 extern void retl_worker_prune_runs(void);

@@ -13,8 +13,9 @@
  * seconds.
  *
  * A claim writes nothing: the rows of a request in flight are known from
- * this worker's memory (the requests it holds), which the scan skips, and
- * only the worker deletes delivered rows, so nothing else needs to know.
+ * this worker's memory (the requests it holds: holders.c), which the scan
+ * skips, and only the worker deletes delivered rows, so nothing else needs
+ * to know.
  * A crash forgets them with the rest of the worker's memory, and the next
  * worker sends them again (at-least-once).  Marking each claimed row in
  * flight was an UPDATE a row: 3 of the 12 us a record cost with
@@ -70,114 +71,6 @@
 #define SCAN_PAGE 1000
 
 /*
- * Requests holding keys: claimed (or split from a claimed request) and not
- * yet freed.
- */
-static List *holders = NIL;
-
-/* queue rows of a request's records */
-static int64
-rows_of(RetlRequest *req)
-{
-	int64		n = 0;
-
-	for (int i = 0; i < req->nrecords; i++)
-		n += req->records[i].nqueue_ids;
-	return n;
-}
-
-static void
-unhold(void *arg)
-{
-	RetlRequest *req = arg;
-
-	retl_stats_rows_held(req, -req->held_rows);
-	holders = list_delete_ptr(holders, req);
-}
-
-/* req holds its records' keys and rows until it is freed */
-void
-retl_queue_hold(RetlRequest *req)
-{
-	MemoryContextCallback *cb = MemoryContextAlloc(req->cxt, sizeof(MemoryContextCallback));
-	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-	req->held_rows = rows_of(req);
-	retl_stats_rows_held(req, req->held_rows);
-	holders = lappend(holders, req);
-	MemoryContextSwitchTo(old);
-	cb->func = unhold;
-	cb->arg = req;
-	MemoryContextRegisterResetCallback(req->cxt, cb);
-	/* and a backfill's range stays in flight with it */
-	if (req->range != NULL)
-		retl_range_hold(req);
-}
-
-static HTAB *
-key_set(const char *name, long size)
-{
-	HASHCTL		ctl;
-
-	ctl.keysize = sizeof(uint64);
-	ctl.entrysize = sizeof(uint64);
-	ctl.hcxt = CurrentMemoryContext;
-	return hash_create(name, Max(size, 16), &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-}
-
-/*
- * What requests of a sync hold: their keys' hashes (*keys), and their
- * queue ids at or above from (*ids), which the scan skips.
- */
-static void
-held_by_requests(int sync_id, int64 from, HTAB **keys, HTAB **ids)
-{
-	ListCell   *lc;
-
-	*keys = key_set("retl held keys", 256);
-	*ids = key_set("retl held ids", 256);
-	foreach(lc, holders)
-	{
-		RetlRequest *req = lfirst(lc);
-
-		if (req->sync_id != sync_id)
-			continue;
-		for (int i = 0; i < req->nrecords; i++)
-		{
-			RetlRecord *r = &req->records[i];
-
-			hash_search(*keys, &r->key_hash, HASH_ENTER, NULL);
-			for (int j = 0; j < r->nqueue_ids; j++)
-				if (r->queue_ids[j] >= from)
-					hash_search(*ids, &r->queue_ids[j], HASH_ENTER, NULL);
-		}
-	}
-}
-
-/*
- * Is a key of the sync (its jsonb hash) in a request the worker holds, or
- * in a destination's job?  keys: from retl_queue_held_keys.
- */
-bool
-retl_queue_key_held(int sync_id, HTAB *keys, uint64 hash)
-{
-	return hash_search(keys, &hash, HASH_FIND, NULL) != NULL ||
-		retl_jobs_hold(sync_id, hash);
-}
-
-/* The key hashes in requests of a sync (for retl_queue_key_held). */
-HTAB *
-retl_queue_held_keys(int sync_id)
-{
-	HTAB	   *keys;
-	HTAB	   *ids;
-
-	held_by_requests(sync_id, PG_INT64_MAX, &keys, &ids);
-	hash_destroy(ids);
-	return keys;
-}
-
-/*
  * A replace of the sync in progress (retl.replace_store: a resync whose
  * connector replaces the destination's set)?  One whose rows are all gone
  * is over, and forgotten.
@@ -201,22 +94,6 @@ replacing(RetlSync *sync)
 	if (retl_spi_execute("DELETE FROM retl.replace_store WHERE sync_id = $1",
 						 1, types, values, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "retl: could not end the replace of sync \"%s\"", sync->name);
-	return false;
-}
-
-/* Does a request of the sync that carries a batch of a replace hold keys? */
-static bool
-replace_in_flight(int sync_id)
-{
-	ListCell   *lc;
-
-	foreach(lc, holders)
-	{
-		RetlRequest *req = lfirst(lc);
-
-		if (req->sync_id == sync_id && req->replace != NULL)
-			return true;
-	}
 	return false;
 }
 
@@ -321,13 +198,13 @@ pick(RetlSync *sync, int nbatches, long *wait_ms, ClaimedRow **rows, Datum *ids,
 	*idle = false;
 	*lingering = 0;
 	if (by_key)
-		picked_keys = key_set("retl picked keys", cap);
+		picked_keys = retl_queue_key_set("retl picked keys", cap);
 
 	/*
 	 * A replace goes one batch at a time, its rows (op P) in queue order,
 	 * and the sync's other changes wait for its end.
 	 */
-	if (replace && replace_in_flight(sync->id))
+	if (replace && retl_queue_replace_in_flight(sync->id))
 		return 0;
 
 	/*
@@ -359,7 +236,7 @@ pick(RetlSync *sync, int nbatches, long *wait_ms, ClaimedRow **rows, Datum *ids,
 	}
 	from = retl_mark_start(sync->id, now);
 	last_id = from - 1;
-	held_by_requests(sync->id, from, &held, &in_flight);
+	retl_queue_held_by_requests(sync->id, from, &held, &in_flight);
 	values[0] = Int32GetDatum(sync->id);
 	limit = (int) Min(SCAN_PAGE, cap + (long) sync->batch_size * sync->max_concurrency);
 	while (!done)

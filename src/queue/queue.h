@@ -19,12 +19,16 @@ extern List *retl_queue_claim(RetlSync *sync, int nbatches, long *wait_ms, bool 
 extern RetlRequest *retl_queue_new_request(RetlSync *sync);
 extern List *retl_queue_batches(RetlSync *sync, RetlRequest *claim, Datum *keys);
 extern void retl_queue_materialize(RetlRequest *req, RetlRecord *records, int nrecords);
+extern void retl_queue_rewind(int sync_id, RetlRecord *records, int nrecords);
 extern void retl_queue_read_rows(RetlSync *sync, RetlRequest *req, Datum *keys, bool append);
 extern void retl_queue_drop_unsent(RetlRequest *req);
 extern void retl_queue_build(RetlRequest *req, RetlSync *sync);
 extern bool retl_queue_rebuild(RetlRequest *req);
 extern Datum retl_queue_id_array(RetlRecord *records, int nrecords);
 extern void retl_queue_hold(RetlRequest *req);
+extern HTAB *retl_queue_key_set(const char *name, long size);
+extern void retl_queue_held_by_requests(int sync_id, int64 from, HTAB **keys, HTAB **ids);
+extern bool retl_queue_replace_in_flight(int sync_id);
 extern HTAB *retl_queue_held_keys(int sync_id);
 extern bool retl_queue_key_held(int sync_id, HTAB *keys, uint64 hash);
 extern void retl_queue_backoff(int sync_id, uint64 key_hash, TimestampTz until);
