@@ -37,7 +37,6 @@
 #include "utils/varlena.h"
 
 #include "base/identity.h"
-#include "base/shmem.h"
 
 PG_FUNCTION_INFO_V1(retl_entry);
 PG_FUNCTION_INFO_V1(retl_resolve_table);
@@ -48,7 +47,6 @@ typedef struct RetlEntry
 	FmgrInfo	impl;
 	Oid			owner;
 	bool		secret_args;	/* an argument is a secret's value */
-	bool		drops_sync;		/* retl_drop_sync */
 } RetlEntry;
 
 static RetlEntry *
@@ -61,7 +59,6 @@ entry_lookup(FunctionCallInfo fcinfo)
 	int			nargs;
 	char	   *implname;
 	bool		secret_args;
-	bool		drops_sync;
 	Oid			impl;
 	RetlEntry  *entry;
 
@@ -76,7 +73,6 @@ entry_lookup(FunctionCallInfo fcinfo)
 	argtypes[nargs + 1] = TEXTOID;
 	implname = psprintf("_%s", NameStr(proc->proname) + 5);
 	secret_args = strcmp(NameStr(proc->proname), "retl_set_secret") == 0;
-	drops_sync = strcmp(NameStr(proc->proname), "retl_drop_sync") == 0;
 	ReleaseSysCache(tup);
 
 	impl = LookupFuncName(list_make2(makeString("retl"), makeString(implname)),
@@ -85,7 +81,6 @@ entry_lookup(FunctionCallInfo fcinfo)
 	fmgr_info_cxt(impl, &entry->impl, fcinfo->flinfo->fn_mcxt);
 	entry->owner = retl_extension_owner();
 	entry->secret_args = secret_args;
-	entry->drops_sync = drops_sync;
 	fcinfo->flinfo->fn_extra = entry;
 	return entry;
 }
@@ -118,9 +113,6 @@ retl_entry(PG_FUNCTION_ARGS)
 	if (entry->secret_args)
 		(void) set_config_option("log_min_error_statement", "panic", PGC_SUSET, PGC_S_SESSION,
 								 GUC_ACTION_LOCAL, true, 0, false);
-	/* before the drop locks anything the worker writes (base/shmem.c) */
-	if (entry->drops_sync)
-		retl_mark_dropping();
 	InitFunctionCallInfoData(*call, &entry->impl, nargs + 2, PG_GET_COLLATION(), NULL, NULL);
 	for (int i = 0; i < nargs; i++)
 		call->args[i] = fcinfo->args[i];

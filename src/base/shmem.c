@@ -143,7 +143,6 @@ retl_find_or_add_slot(Oid dboid)
 				/* any change wakes a worker before its first pass */
 				pg_atomic_init_u32(&slot->wake_at[b], 0);
 			}
-			pg_atomic_init_u32(&slot->dropping, 0);
 			return slot;
 		}
 	}
@@ -337,77 +336,6 @@ retl_database_generations(uint32 *queued)
 	return gen;
 }
 
-/*
- * Syncs being dropped.  A drop holds its sync's row and rows the worker
- * writes (the sync's queued changes, its row of retl.sync_stats) until its
- * transaction ends, and the worker recording an outcome of that sync would
- * wait for it, every sync of the database with it.  So while a
- * transaction that called retl_drop_sync has not ended, the database's
- * worker asks which syncs are locked before it records outcomes, and
- * leaves theirs for later (queue/sweep.c); otherwise it does not ask,
- * since asking locks the rows of the syncs it records for (7% of the
- * worker's CPU at batch_size 1).  A drop that begins while the worker is
- * in the middle of recording outcomes of its sync can still make that one
- * transaction wait for it.
- */
-static bool dropping_marked = false;
-
-/* The transaction is dropping a sync: tell the database's worker. */
-void
-retl_mark_dropping(void)
-{
-	RetlDbSlot *slot;
-
-	if (dropping_marked || retl_shared == NULL)
-		return;
-	LWLockAcquire(retl_shared->lock, LW_SHARED);
-	slot = retl_find_slot(MyDatabaseId);
-	if (slot)
-	{
-		pg_atomic_fetch_add_u32(&slot->dropping, 1);
-		dropping_marked = true;
-	}
-	LWLockRelease(retl_shared->lock);
-}
-
-/* The transaction's mark ends with it (never below 0: the slot may be new). */
-static void
-unmark_dropping(void)
-{
-	RetlDbSlot *slot;
-
-	if (!dropping_marked)
-		return;
-	dropping_marked = false;
-	LWLockAcquire(retl_shared->lock, LW_SHARED);
-	slot = retl_find_slot(MyDatabaseId);
-	if (slot)
-	{
-		uint32		n = pg_atomic_read_u32(&slot->dropping);
-
-		while (n > 0 && !pg_atomic_compare_exchange_u32(&slot->dropping, &n, n - 1))
-			;
-	}
-	LWLockRelease(retl_shared->lock);
-}
-
-/* Is a transaction of this database dropping a sync? */
-bool
-retl_drops_in_progress(void)
-{
-	RetlDbSlot *slot;
-	bool		dropping = false;
-
-	if (retl_shared == NULL)
-		return false;
-	LWLockAcquire(retl_shared->lock, LW_SHARED);
-	slot = retl_find_slot(MyDatabaseId);
-	if (slot)
-		dropping = pg_atomic_read_u32(&slot->dropping) > 0;
-	LWLockRelease(retl_shared->lock);
-	return dropping;
-}
-
 /* Forget what the transaction asked to be done at its commit. */
 static void
 forget_at_commit(void)
@@ -435,13 +363,11 @@ retl_xact_callback(XactEvent event, void *arg)
 				notify_database_worker(MyDatabaseId, queued_at_commit,
 									   rows_at_commit, wake_worker_at_commit);
 			forget_at_commit();
-			unmark_dropping();
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			forget_at_commit();
-			unmark_dropping();
 			break;
 		default:
 			break;

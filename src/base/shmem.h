@@ -43,7 +43,6 @@ typedef struct RetlDbSlot
 	/* under the lock held shared (atomics): see shmem.c */
 	pg_atomic_uint32 queued[RETL_QUEUE_BUCKETS];
 	pg_atomic_uint32 wake_at[RETL_QUEUE_BUCKETS];
-	pg_atomic_uint32 dropping;	/* transactions dropping a sync, not ended */
 } RetlDbSlot;
 
 /*
@@ -94,8 +93,6 @@ extern void retl_queued_at_commit(int sync_id, int64 nrows);
 extern uint64 retl_database_generations(uint32 *queued);
 extern bool retl_set_wake_points(const uint32 *queued, const uint32 *wake_after);
 extern void retl_xact_init(void);
-extern void retl_mark_dropping(void);
-extern bool retl_drops_in_progress(void);
 extern int	retl_runner_take(Oid dboid, char kind, int64 id, int sync_id, bool send,
 							 bool *reused, uint32 *generation);
 extern bool retl_runner_free_if(int slot, const RetlRunSlot *was);

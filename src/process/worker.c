@@ -59,7 +59,6 @@
 #include "queue/mark.h"
 #include "queue/queue.h"
 #include "queue/ranges.h"
-#include "queue/sweep.h"
 #include "sync/dest.h"
 
 /* The extension version this library serves: retl.control's default_version. */
@@ -177,74 +176,16 @@ wait_for_version(void)
 	}
 }
 
-/*
- * Finished requests, and halves of refused batches, of syncs that a drop
- * in progress held locked when their outcome was to be recorded: recorded
- * at a later pass (queue/sweep.c).  Their rows and keys stay held.
- */
-static List *deferred = NIL;	/* RetlRequest *, in TopMemoryContext */
-static List *deferred_halves = NIL; /* RetlRequest *, in TopMemoryContext */
-
-/* How soon the outcomes deferred for a drop in progress are tried again. */
-#define DEFERRED_RETRY_MS 100
-
-/* Move the requests of locked syncs from *reqs to *kept. */
+/* Record every finished request's outcome in one transaction. */
 static void
-keep_locked(List **reqs, List *locked, List **kept)
-{
-	ListCell   *lc;
-
-	foreach(lc, *reqs)
-	{
-		RetlRequest *req = lfirst(lc);
-
-		if (req->sync_id == 0 || !list_member_int(locked, req->sync_id))
-			continue;
-		*kept = lappend(*kept, req);
-		*reqs = foreach_delete_current(*reqs, lc);
-	}
-}
-
-/* The syncs of these requests that a drop in progress holds locked. */
-static List *
-locked_syncs(List *finished, List *halves)
-{
-	int		   *ids = palloc(sizeof(int) * (list_length(finished) + list_length(halves) + 1));
-	int			n = 0;
-	ListCell   *lc;
-
-	foreach(lc, finished)
-		if (((RetlRequest *) lfirst(lc))->sync_id != 0)
-			ids[n++] = ((RetlRequest *) lfirst(lc))->sync_id;
-	foreach(lc, halves)
-		ids[n++] = ((RetlRequest *) lfirst(lc))->sync_id;
-	return retl_queue_syncs_locked(ids, n);
-}
-
-/*
- * Record every finished request's outcome in one transaction.  Returns
- * whether some wait for a drop in progress.
- */
-static bool
 record_outcomes(void)
 {
 	RetlRequest *req;
 	List	   *finished = NIL;
-	List	   *halves = NIL;
 	List	   *parts = NIL;
-	List	   *kept = NIL;
-	List	   *kept_halves = NIL;
 	ListCell   *lc;
-	MemoryContext old;
 
-	/* those deferred first, as they were waiting */
-	finished = list_copy(deferred);
-	halves = list_copy(deferred_halves);
-	old = MemoryContextSwitchTo(TopMemoryContext);
-	list_free(deferred);
-	list_free(deferred_halves);
-	deferred = deferred_halves = NIL;
-	MemoryContextSwitchTo(old);
+	List	   *halves = NIL;
 
 	while ((req = retl_http_next_done()) != NULL)
 	{
@@ -290,18 +231,10 @@ record_outcomes(void)
 
 	if (finished != NIL || halves != NIL)
 	{
-		List	   *locked;
-
 		retl_begin_txn();
 		pgstat_report_activity(STATE_RUNNING, "recording delivery outcomes");
 		if (!retl_lock_extension())
 			retl_worker_exit_without_extension();
-
-		/* what a drop in progress would make this transaction wait for */
-		locked = retl_drops_in_progress() ? locked_syncs(finished, halves) : NIL;
-		keep_locked(&finished, locked, &kept);
-		keep_locked(&halves, locked, &kept_halves);
-
 		retl_queue_defer_deletes();
 		foreach(lc, finished)
 		{
@@ -325,7 +258,6 @@ record_outcomes(void)
 		foreach(lc, halves)
 		{
 			req = lfirst(lc);
-
 			/*
 			 * a backfill's records go into the queue first: what a failed
 			 * build leaves out (in its subtransaction) is released from there
@@ -343,12 +275,8 @@ record_outcomes(void)
 
 	if (parts != NIL)
 		retl_worker_park_parts(parts);
-	old = MemoryContextSwitchTo(TopMemoryContext);
-	deferred = list_copy(kept);
-	deferred_halves = list_copy(kept_halves);
-	MemoryContextSwitchTo(old);
-	return deferred != NIL || deferred_halves != NIL;
 }
+
 
 /* Every logical sync failed to stage: show why on each. */
 static void
@@ -553,7 +481,6 @@ retl_worker_main(Datum main_arg)
 		ListCell   *lc;
 		bool		more = false;
 		bool		full = false;
-		bool		waiting;
 		long		timeout;
 
 		pass_started = GetCurrentTimestamp();
@@ -566,12 +493,9 @@ retl_worker_main(Datum main_arg)
 		MemoryContextReset(loop_cxt);
 		MemoryContextSwitchTo(loop_cxt);
 
-		waiting = record_outcomes();
+		record_outcomes();
 		stage_stream();
 		timeout = retl_poll_interval_ms;
-		/* outcomes that wait for a drop in progress are tried again soon */
-		if (waiting)
-			timeout = Min(timeout, DEFERRED_RETRY_MS);
 		requests = retl_worker_claim(&more, &full, &timeout);
 		foreach(lc, requests)
 		{

@@ -14,11 +14,6 @@
  * A delta also resets the sync's consecutive failures: a failure folds the
  * sync's deltas before it counts itself, so every delta left is newer than
  * the last failure.
- *
- * A fold leaves the deltas of a sync whose sync_stats row another
- * transaction holds (a drop in progress deletes it) for a later fold,
- * rather than waiting for that transaction; the deltas of a dropped sync
- * are deleted by the worker's sweep (sweep.c).
  */
 #include "postgres.h"
 
@@ -56,13 +51,8 @@ retl_counters_fold(int sync_id)
 	Oid			types[1] = {INT4OID};
 	Datum		values[1] = {Int32GetDatum(sync_id)};
 
-	if (retl_spi_execute("WITH l AS (SELECT st.sync_id FROM retl.sync_stats st"
-						 "  WHERE st.sync_id IN (SELECT d.sync_id FROM retl.stats_delta d"
-						 "                       WHERE $1 = 0 OR d.sync_id = $1)"
-						 "  FOR UPDATE OF st SKIP LOCKED),"
-						 " d AS (DELETE FROM retl.stats_delta d"
-						 "  WHERE d.sync_id IN (SELECT l.sync_id FROM l)"
-						 "  RETURNING d.sync_id, d.delivered, d.at)"
+	if (retl_spi_execute("WITH d AS (DELETE FROM retl.stats_delta d"
+						 "  WHERE $1 = 0 OR d.sync_id = $1 RETURNING d.sync_id, d.delivered, d.at)"
 						 " UPDATE retl.sync_stats st SET delivered = st.delivered + f.n,"
 						 " consecutive_failures = 0,"
 						 " last_delivered_at = GREATEST(st.last_delivered_at, f.at)"

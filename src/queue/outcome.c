@@ -529,10 +529,7 @@ retl_queue_sync_error(int sync_id, const char *message)
 	Datum		values[2] = {Int32GetDatum(sync_id), CStringGetTextDatum(message)};
 
 	retl_counters_fold(sync_id);
-	/* (not waiting for a drop in progress, which deletes the row) */
 	spi_exec("UPDATE retl.sync_stats SET consecutive_failures = consecutive_failures + 1,"
-			 " last_error = $2, last_error_at = pg_catalog.now()"
-			 " WHERE sync_id = $1 AND sync_id IN (SELECT l.sync_id FROM retl.sync_stats l"
-			 "                                    WHERE l.sync_id = $1 FOR UPDATE SKIP LOCKED)",
+			 " last_error = $2, last_error_at = pg_catalog.now() WHERE sync_id = $1",
 			 2, types, values, SPI_OK_UPDATE);
 }
