@@ -183,9 +183,9 @@ record_outcomes(void)
 	RetlRequest *req;
 	List	   *finished = NIL;
 	List	   *parts = NIL;
-	ListCell   *lc;
-
 	List	   *halves = NIL;
+	ListCell   *lc;
+	MemoryContext outer = CurrentMemoryContext; /* the loop's, not SPI's */
 
 	while ((req = retl_http_next_done()) != NULL)
 	{
@@ -264,7 +264,13 @@ record_outcomes(void)
 			 */
 			retl_queue_materialize(req, req->records, req->nrecords);
 			if (retl_queue_rebuild(req))
+			{
+				/* the list outlives the transaction's SPI memory */
+				MemoryContext old = MemoryContextSwitchTo(outer);
+
 				parts = lappend(parts, req);
+				MemoryContextSwitchTo(old);
+			}
 			else
 				retl_http_free(req);
 		}
@@ -276,7 +282,6 @@ record_outcomes(void)
 	if (parts != NIL)
 		retl_worker_park_parts(parts);
 }
-
 
 /* Every logical sync failed to stage: show why on each. */
 static void
