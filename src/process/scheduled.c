@@ -104,9 +104,11 @@ scheduled(const char *what, char kind, bool (*claim) (int64 *id, int *sync_id, b
 	PG_END_TRY();
 }
 
-/* The catalog generation the queue was last swept at (queue/sweep.c). */
-static bool swept = false;
-static uint64 swept_gen = 0;
+/*
+ * The catalog generation the queue was last swept at (queue/sweep.c); none
+ * yet: the first prune sweeps.
+ */
+static uint64 swept_gen = PG_UINT64_MAX;
 
 static void
 prune_work(void *arg)
@@ -116,14 +118,13 @@ prune_work(void *arg)
 	retl_runs_prune(0);
 
 	/* once after each change of the catalog: a drop may have left rows */
-	if (!swept || gen != swept_gen)
+	if (gen != swept_gen)
 	{
 		uint64		n = retl_queue_sweep();
 
 		if (n > 0)
 			ereport(LOG,
 					(errmsg("retl deleted " UINT64_FORMAT " queued rows of dropped syncs", n)));
-		swept = true;
 		swept_gen = gen;
 	}
 }

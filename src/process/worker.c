@@ -30,7 +30,6 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
-#include "storage/lmgr.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
@@ -44,7 +43,6 @@
 #include "base/identity.h"
 #include "base/shmem.h"
 #include "base/subxact.h"
-#include "capture/backfill.h"
 #include "capture/stream.h"
 #include "connectors/connector.h"
 #include "connectors/oauth.h"
@@ -54,11 +52,9 @@
 #include "process/runner.h"
 #include "process/txn.h"
 #include "process/worker.h"
-#include "queue/counters.h"
 #include "queue/jobs.h"
 #include "queue/mark.h"
 #include "queue/queue.h"
-#include "queue/ranges.h"
 #include "sync/dest.h"
 
 /* The extension version this library serves: retl.control's default_version. */

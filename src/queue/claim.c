@@ -57,8 +57,6 @@
 
 #include "base/plans.h"
 #include "connectors/connector.h"
-#include "delivery/stats.h"
-#include "queue/jobs.h"
 #include "queue/mark.h"
 #include "queue/queue.h"
 #include "queue/ranges.h"
