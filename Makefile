@@ -66,6 +66,7 @@ OBJS = \
 	src/connectors/slack.o \
 	src/connectors/webhook.o \
 	src/sync/compiled.o \
+	src/sync/dropping.o \
 	src/sync/dest.o \
 	src/sync/expr.o \
 	src/sync/ids.o \

@@ -124,6 +124,15 @@ DECLARE
 	followers text;
 BEGIN
 	/*
+	 * Before anything else, the sync's drop lock ('retl' in ASCII, the
+	 * sync's id): the worker shares it, without waiting, before it writes
+	 * any row of the sync, and leaves the sync alone while this
+	 * transaction holds it (src/sync/dropping.c).  Taken first, it waits
+	 * only for a short transaction of the worker's, never for one that
+	 * waits in turn for this one.
+	 */
+	PERFORM pg_catalog.pg_advisory_xact_lock(1919251564, sid);
+	/*
 	 * The table first, then the sync's row: the worker's backfill reads the
 	 * table, then writes the row, in one transaction (taking them the other
 	 * way round deadlocked with it).

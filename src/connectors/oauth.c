@@ -30,6 +30,7 @@
 #include "catalog/pg_type.h"
 #include "common/base64.h"
 #include "executor/spi.h"
+#include "sync/dropping.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
@@ -362,7 +363,8 @@ failed(RetlRequest *req, Token *t, const char *why)
 	values[1] = CStringGetTextDatum(message);
 	if (SPI_execute_with_args("UPDATE retl.sync_stats st SET last_error = $2, last_error_at = pg_catalog.now(),"
 							  " consecutive_failures = st.consecutive_failures + 1"
-							  " FROM retl.syncs s WHERE s.id = st.sync_id AND s.destination_id = $1",
+							  " FROM retl.syncs s WHERE s.id = st.sync_id AND s.destination_id = $1"
+							  " AND " RETL_SYNC_FREE_SQL("s.id"),
 							  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "retl: could not show a token failure");
 }

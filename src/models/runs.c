@@ -16,6 +16,7 @@
 
 #include "miscadmin.h"
 
+#include "sync/dropping.h"
 #include "utils/array.h"
 
 #include "access/xact.h"
@@ -94,7 +95,9 @@ schedule_due(void)
 	ListCell   *lc;
 
 	if (SPI_execute("SELECT s.id FROM retl.syncs s WHERE s.capture = 'diff' AND NOT s.paused"
-					" AND s.next_run_at <= pg_catalog.now() ORDER BY s.next_run_at",
+					" AND s.next_run_at <= pg_catalog.now()"
+					/* not one a drop holds: its row is locked (sync/dropping.c) */
+					" AND " RETL_SYNC_FREE_SQL("s.id") " ORDER BY s.next_run_at",
 					true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "retl: could not read the scheduled syncs");
 	for (uint64 i = 0; i < SPI_processed; i++)
@@ -132,7 +135,7 @@ retl_runs_claim(int64 *run_id, int *sync_id, bool *send)
 	if (SPI_execute("UPDATE retl.run_store r SET status = 'running', started_at = pg_catalog.now()"
 					" WHERE r.id = (SELECT r2.id FROM retl.run_store r2"
 					"  JOIN retl.syncs s ON s.id = r2.sync_id"
-					"  WHERE r2.status = 'queued' AND NOT s.paused"
+					"  WHERE r2.status = 'queued' AND NOT s.paused AND " RETL_SYNC_FREE_SQL("r2.sync_id")
 					/* runs of a sync never overlap */
 					"  AND NOT EXISTS (SELECT 1 FROM retl.run_store r3"
 					"   WHERE r3.sync_id = r2.sync_id AND r3.status = 'running')"
@@ -211,19 +214,29 @@ retl_runs_prune(int sync_id)
 	values[0] = Int64GetDatum(retl_run_history_count > 0 ?
 							  (int64) retl_run_history_count - 1 : retl_run_history_secs);
 	values[1] = Int32GetDatum(sync_id);
+	/*
+	 * The runs to delete are found first, then each is deleted unless a
+	 * drop of its sync is under way (it deletes them itself, and the
+	 * worker never waits for it: sync/dropping.c); the drop lock is asked
+	 * for those runs' syncs only, not for every sync's.
+	 */
 	if (SPI_execute_with_args(retl_run_history_count > 0 ?
-							  "DELETE FROM retl.run_store r USING ("
+							  "WITH doomed AS MATERIALIZED (SELECT r.id, r.sync_id FROM retl.run_store r, ("
 							  " SELECT s.id, (SELECT r2.id FROM retl.run_store r2"
 							  "  WHERE r2.sync_id = s.id AND r2.status IN ('succeeded', 'failed')"
 							  "  ORDER BY r2.id DESC OFFSET $1 LIMIT 1) AS last_kept"
 							  " FROM retl.syncs s WHERE $2 = 0 OR s.id = $2) k"
 							  " WHERE r.sync_id = k.id AND r.id < k.last_kept"
-							  " AND r.status IN ('succeeded', 'failed')" :
-							  "DELETE FROM retl.run_store r"
+							  " AND r.status IN ('succeeded', 'failed'))"
+							  " DELETE FROM retl.run_store r USING doomed d"
+							  " WHERE r.id = d.id AND " RETL_SYNC_FREE_SQL("d.sync_id") :
+							  "WITH doomed AS MATERIALIZED (SELECT r.id, r.sync_id FROM retl.run_store r"
 							  " WHERE ($2 = 0 OR r.sync_id = $2) AND r.status IN ('succeeded', 'failed')"
 							  " AND r.finished_at < pg_catalog.now() - $1 * interval '1 second'"
 							  " AND r.id < (SELECT pg_catalog.max(r2.id) FROM retl.run_store r2"
-							  "  WHERE r2.sync_id = r.sync_id AND r2.status IN ('succeeded', 'failed'))",
+							  "  WHERE r2.sync_id = r.sync_id AND r2.status IN ('succeeded', 'failed')))"
+							  " DELETE FROM retl.run_store r USING doomed d"
+							  " WHERE r.id = d.id AND " RETL_SYNC_FREE_SQL("d.sync_id"),
 							  2, types, values, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "retl: could not prune retl.runs");
 }

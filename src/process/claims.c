@@ -13,6 +13,7 @@
 
 #include "pgstat.h"
 #include "storage/lmgr.h"
+#include "sync/dropping.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -168,6 +169,9 @@ typedef struct ClaimWork
 
 /* How soon a sync whose table was locked is tried again. */
 #define SOURCE_BUSY_RETRY_MS 20
+
+/* How soon a sync whose drop was under way is tried again. */
+#define DROP_RETRY_MS 100
 
 static void
 claim_work_one(void *arg)
@@ -418,6 +422,17 @@ claim_sync(RetlSync *sync, List *syncs, uint32 queued_gen, TimestampTz now, bool
 	/* its queue had nothing to claim, and nothing was queued since */
 	if (!backfill && retl_mark_is_idle(sync->id, queued_gen, now))
 		return 1;
+
+	/*
+	 * A drop of the sync is under way: nothing of it is claimed until the
+	 * drop ends (sync/dropping.c); its commit wakes the worker, a rollback
+	 * does not.
+	 */
+	if (retl_sync_dropping(sync->id))
+	{
+		*wait_ms = Min(*wait_ms, DROP_RETRY_MS);
+		return 1;
+	}
 
 	/*
 	 * As many batches as the destination's limits allow, claimed together;

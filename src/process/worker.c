@@ -56,6 +56,7 @@
 #include "queue/mark.h"
 #include "queue/queue.h"
 #include "sync/dest.h"
+#include "sync/dropping.h"
 
 /* The extension version this library serves: retl.control's default_version. */
 #define RETL_VERSION "0.2"
@@ -172,16 +173,48 @@ wait_for_version(void)
 	}
 }
 
-/* Record every finished request's outcome in one transaction. */
+/*
+ * Answers of syncs that a drop in progress holds (sync/dropping.c), and
+ * halves of their refused batches, left for a later pass: the requests
+ * keep their rows and keys meanwhile.  In TopMemoryContext.
+ */
+static List *deferred = NIL;
+static List *deferred_halves = NIL;
+
+/* How soon answers left to a drop in progress are tried again. */
+#define DEFERRED_RETRY_MS 100
+
+/* lappend in cxt (in the outcome transaction, whose SPI memory is freed) */
+static List *
+defer_in(MemoryContext cxt, List *list, RetlRequest *req)
+{
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+
+	list = lappend(list, req);
+	MemoryContextSwitchTo(old);
+	return list;
+}
+
+/*
+ * Record every finished request's outcome in one transaction, with those
+ * left to a drop in progress before.
+ */
 static void
 record_outcomes(void)
 {
 	RetlRequest *req;
-	List	   *finished = NIL;
+	List	   *finished;
 	List	   *parts = NIL;
-	List	   *halves = NIL;
+	List	   *halves;
+	List	   *recorded = NIL;
 	ListCell   *lc;
 	MemoryContext outer = CurrentMemoryContext; /* the loop's, not SPI's */
+
+	finished = list_copy(deferred);
+	halves = list_copy(deferred_halves);
+	list_free(deferred);
+	list_free(deferred_halves);
+	deferred = deferred_halves = NIL;
 
 	while ((req = retl_http_next_done()) != NULL)
 	{
@@ -235,6 +268,13 @@ record_outcomes(void)
 		foreach(lc, finished)
 		{
 			req = lfirst(lc);
+			if (req->sync_id != 0 && retl_sync_dropping(req->sync_id))
+			{
+				deferred = defer_in(TopMemoryContext, deferred, req);
+				continue;
+			}
+			/* freed after the transaction, whose SPI memory goes first */
+			recorded = defer_in(outer, recorded, req);
 			if (req->sync_id == 0)
 				retl_oauth_answer(req);
 			else if (req->job != NULL && req->job->id != 0)
@@ -254,6 +294,17 @@ record_outcomes(void)
 		foreach(lc, halves)
 		{
 			req = lfirst(lc);
+
+			/*
+			 * (a half's sync's table is read without waiting: a drop of
+			 * another sync of that table holds it)
+			 */
+			if (retl_sync_dropping(req->sync_id) || !retl_queue_rebuild_ready(req))
+			{
+				deferred_halves = defer_in(TopMemoryContext, deferred_halves, req);
+				continue;
+			}
+
 			/*
 			 * a backfill's records go into the queue first: what a failed
 			 * build leaves out (in its subtransaction) is released from there
@@ -271,7 +322,7 @@ record_outcomes(void)
 				retl_http_free(req);
 		}
 		retl_end_txn();
-		foreach(lc, finished)
+		foreach(lc, recorded)
 			retl_http_free((RetlRequest *) lfirst(lc));
 	}
 
@@ -523,6 +574,9 @@ retl_worker_main(Datum main_arg)
 			timeout = 0;
 		/* or until logical staging is due */
 		timeout = Min(timeout, retl_stream_wait_ms());
+		/* or until answers left to a drop in progress are tried again */
+		if (deferred != NIL || deferred_halves != NIL)
+			timeout = Min(timeout, DEFERRED_RETRY_MS);
 		retl_http_wait(timeout, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 

@@ -19,6 +19,7 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "sync/dropping.h"
 #include "utils/timestamp.h"
 
 #include "base/plans.h"
@@ -52,7 +53,8 @@ retl_counters_fold(int sync_id)
 	Datum		values[1] = {Int32GetDatum(sync_id)};
 
 	if (retl_spi_execute("WITH d AS (DELETE FROM retl.stats_delta d"
-						 "  WHERE $1 = 0 OR d.sync_id = $1 RETURNING d.sync_id, d.delivered, d.at)"
+						 "  WHERE ($1 = 0 OR d.sync_id = $1) AND " RETL_SYNC_FREE_SQL("d.sync_id")
+						 "  RETURNING d.sync_id, d.delivered, d.at)"
 						 " UPDATE retl.sync_stats st SET delivered = st.delivered + f.n,"
 						 " consecutive_failures = 0,"
 						 " last_delivered_at = GREATEST(st.last_delivered_at, f.at)"

@@ -16,6 +16,7 @@
 #include "common/pg_prng.h"
 #include "mb/pg_wchar.h"
 #include "storage/bufmgr.h"
+#include "sync/dropping.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -528,6 +529,9 @@ retl_queue_sync_error(int sync_id, const char *message)
 	Oid			types[2] = {INT4OID, TEXTOID};
 	Datum		values[2] = {Int32GetDatum(sync_id), CStringGetTextDatum(message)};
 
+	/* a sync being dropped is left to its drop (sync/dropping.c) */
+	if (retl_sync_dropping(sync_id))
+		return;
 	retl_counters_fold(sync_id);
 	spi_exec("UPDATE retl.sync_stats SET consecutive_failures = consecutive_failures + 1,"
 			 " last_error = $2, last_error_at = pg_catalog.now() WHERE sync_id = $1",

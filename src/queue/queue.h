@@ -23,6 +23,7 @@ extern void retl_queue_rewind(int sync_id, RetlRecord *records, int nrecords);
 extern void retl_queue_read_rows(RetlSync *sync, RetlRequest *req, Datum *keys, bool append);
 extern void retl_queue_drop_unsent(RetlRequest *req);
 extern void retl_queue_build(RetlRequest *req, RetlSync *sync);
+extern bool retl_queue_rebuild_ready(RetlRequest *req);
 extern bool retl_queue_rebuild(RetlRequest *req);
 extern Datum retl_queue_id_array(RetlRecord *records, int nrecords);
 extern void retl_queue_hold(RetlRequest *req);

@@ -512,6 +512,48 @@ retl_queue_build(RetlRequest *req, RetlSync *sync)
 	retl_connector(sync->kind)->build(req, sync);
 }
 
+typedef struct ReadyWork
+{
+	RetlRequest *req;
+	bool		ready;
+} ReadyWork;
+
+static void
+ready_work(void *arg)
+{
+	ReadyWork  *w = arg;
+	List	   *syncs = retl_sync_load(w->req->sync_id);
+	RetlSync   *sync;
+
+	if (syncs == NIL)
+		return;					/* dropped: nothing is built */
+	sync = linitial(syncs);
+	/* an upsert sync's records are read from its table (claims.c) */
+	w->ready = sync->diff || sync->mode == 'a' ||
+		ConditionalLockRelationOid(sync->relid, AccessShareLock);
+}
+
+/*
+ * In the outcome transaction: may a part of a refused batch be built now?
+ * Not while its sync's table is locked (by a drop of another sync of that
+ * table, ALTER TABLE, LOCK TABLE): the worker never waits for it, and
+ * tries again at a later pass.  A sync that cannot be read is ready: the
+ * build finds out why.
+ */
+bool
+retl_queue_rebuild_ready(RetlRequest *req)
+{
+	ReadyWork	w = {req, true};
+	ErrorData  *edata = retl_in_subtransaction(ready_work, &w);
+
+	if (edata != NULL)
+	{
+		FreeErrorData(edata);
+		return true;
+	}
+	return w.ready;
+}
+
 typedef struct RebuildWork
 {
 	RetlRequest *req;

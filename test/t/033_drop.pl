@@ -3,8 +3,8 @@
 # them: the deadlock cancels the drop's delete, which gives the rows back,
 # waits and deletes again, and the drop succeeds.  (The regression test
 # "roles" failed so, now and then, on the worker's claim.)  Then the worker
-# never waiting for a sync's table, and the queue rows a drop left behind
-# swept.
+# never waiting for a sync's table, nor for a drop left open or waiting
+# inside its function, and the queue rows of dropped syncs swept.
 use strict;
 use warnings;
 
@@ -26,8 +26,11 @@ psql(q{
 	SELECT retl_create_destination(name => 'd', kind => 'webhook', url => '} . $r->url('/d') . q{');
 	SELECT retl_create_sync(name => 's', source => 't', destination => 'd', options => '{"backfill": false}');
 	SELECT retl_pause_sync('s');
-	INSERT INTO t VALUES (1), (2);
 });
+# (a pass of the worker already under way when the pause commits finishes
+# with the sync it read, and could send changes that commit meanwhile)
+sleep(0.5);
+psql(q{INSERT INTO t VALUES (1), (2)});
 my ($first, $last) = split /\|/, psql(q{SELECT min(id), max(id) FROM retl.queue});
 ok($first < $last, 'two changes queued, the sync paused');
 
@@ -111,13 +114,33 @@ ok(within(10, q{SELECT delivered = 1 FROM retl.sync_status WHERE sync = 's1'}),
 	'the lock released: the waiting sync delivered');
 $locker->quit;
 
-# A sync dropped while requests of its backfill are in flight: the records
-# they carry are not in the queue, and when the worker records their
-# refusal it queues them, under a snapshot that still sees the sync (the
-# drop has not committed; the worker's transaction then waits for the
-# drop's, on the sync's row of retl.sync_stats, and commits after it).
-# The drop's delete did not see those rows: the worker's sweep deletes
-# them once the drop has committed (they stayed for good before).
+# The worker waits for no lock a drop holds.  The drop shares nothing
+# with the worker until it ends: the worker leaves the dropped sync's
+# answers for a later pass and goes on with the other syncs.
+sub worker_waits
+{
+	return psql(q{SELECT count(*) FROM pg_stat_activity
+				  WHERE backend_type LIKE 'retl worker%' AND wait_event_type = 'Lock'});
+}
+
+# A change of the sync s2 (its nth) is delivered meanwhile, the worker
+# waiting for no lock.
+sub others_go_on
+{
+	my ($n, $while) = @_;
+	psql("INSERT INTO t2 VALUES ($n)");
+	ok(within(10, "SELECT delivered = $n FROM retl.sync_status WHERE sync = 's2'"),
+		"while $while, another sync delivers");
+	is(worker_waits(), '0', 'the worker waits for no lock');
+}
+
+# A sync dropped while requests of its backfill are in flight, in a
+# transaction left open: the records they carry are not in the queue.
+# Recording their refusal queues them, and updates the sync's row of
+# retl.sync_stats, which the drop deletes: the worker waited for the
+# drop's transaction, every sync of the database with it, and the rows it
+# queued after the drop's delete stayed (until the sweep below).  Now the
+# answers wait, and once the drop commits they queue nothing.
 $r->control({ path => '/bf', status => 500, delay_ms => 1500, count => -1 });
 psql(q{
 	CREATE TABLE tb (id int PRIMARY KEY);
@@ -133,15 +156,112 @@ my $dropper = $node->background_psql('postgres');
 $dropper->query_safe('BEGIN');
 $dropper->query_safe(q{SELECT retl_drop_sync('sbf')});
 # the requests are answered, 1.5 s after they were sent
-sleep 2.5;
+sleep 2;
+others_go_on(2, 'the drop is open and its sync\'s requests are answered');
 $dropper->query_safe('COMMIT');
 $dropper->quit;
 is(psql(q{SELECT count(*) FROM retl.syncs WHERE name = 'sbf'}), '0', 'the sync is dropped');
-ok(within(30, qq{SELECT count(*) = 0 FROM retl.queue WHERE sync_id = $sid}),
-	'the rows it left in the queue are swept');
-like(slurp_file($node->logfile), qr/retl deleted \d+ queued rows of dropped syncs/,
-	'the sweep says what it deleted');
+# the answers are recorded after the drop (within 100 ms): nothing queued
+sleep 1;
+is(psql(qq{SELECT count(*) FROM retl.queue WHERE sync_id = $sid}), '0',
+	'nothing of the dropped sync in the queue');
+unlike(slurp_file($node->logfile), qr/retl deleted \d+ queued rows of dropped syncs/,
+	'nothing was left for the sweep');
 $r->control();
+
+# A drop still inside its function (waiting for its sync's table, which
+# another session reads) that then rolls back, while requests of the
+# sync's backfill are answered: the worker goes on with the other syncs
+# meanwhile, and once the drop has rolled back the sync delivers every
+# row, none lost.
+$r->control({ path => '/c', status => 200, delay_ms => 1500, count => 2 });
+psql(q{
+	CREATE TABLE tc (id int PRIMARY KEY);
+	INSERT INTO tc SELECT generate_series(1, 100);
+	SELECT retl_create_destination(name => 'dc', kind => 'webhook', url => '} . $r->url('/c') . q{',
+		options => '{"batch_size": 10, "max_concurrency": 2}');
+	SELECT retl_create_sync(name => 'sc', source => 'tc', destination => 'dc');
+});
+ok(within(10, q{SELECT requests_in_flight = 2 FROM retl.sync_status WHERE sync = 'sc'}),
+	'two requests of the second backfill in flight');
+my $reader = $node->background_psql('postgres');
+$reader->query_safe('BEGIN');
+$reader->query_safe('LOCK TABLE tc IN ACCESS SHARE MODE');
+$dropper = $node->background_psql('postgres');
+$dropper->query_safe('BEGIN');
+$dropper->query_until(qr/dropping/, "\\echo dropping\nSELECT retl_drop_sync('sc');\n");
+ok($node->poll_query_until('postgres',
+	q{SELECT count(*) = 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'
+	  AND query LIKE 'SELECT retl_drop_sync%'}), 'the drop waits inside its function for the table');
+sleep 2;
+others_go_on(3, 'the drop waits, its sync\'s requests answered');
+$reader->query_safe('COMMIT');
+$reader->quit;
+($out, $failed) = $dropper->query('ROLLBACK');
+is($failed, 0, 'the drop rolled back') or diag($dropper->{stderr});
+$dropper->quit;
+ok(within(20, q{SELECT delivered = 100 FROM retl.sync_status WHERE sync = 'sc'}),
+	'after the rollback the sync delivers its backfill');
+my %keys = map { $_->{key}{id} => 1 }
+  map { @{ $_->{body}{records} } } grep { $_->{path} eq '/c' } @{ $r->requests(ok => 1) };
+is(scalar(keys %keys), 100, 'every row of the table reached the destination');
+is(psql(q{SELECT count(*) FROM retl.queue q JOIN retl.syncs s ON s.id = q.sync_id WHERE s.name = 'sc'}),
+	'0', 'nothing of it left queued');
+$r->control();
+
+# A diff sync due every second, dropped in a transaction left open: the
+# worker's schedule (which writes the sync's row, locked by the drop) and
+# the prune of its runs leave it alone, and the other syncs deliver.
+psql(q{
+	SELECT retl_create_sync(name => 'sd', source => 'SELECT id FROM tc', destination => 'dc',
+		key => '{id}', schedule => '1 second', options => '{"backfill": false}');
+});
+ok(within(20, q{SELECT count(*) >= 2 FROM retl.runs WHERE sync = 'sd' AND status = 'succeeded'}),
+	'the diff sync runs');
+$dropper = $node->background_psql('postgres');
+$dropper->query_safe('BEGIN');
+$dropper->query_safe(q{SELECT retl_drop_sync('sd')});
+sleep 2.5;
+others_go_on(4, 'a diff sync\'s drop is open');
+$dropper->query_safe('COMMIT');
+$dropper->quit;
+is(psql(q{SELECT count(*) FROM retl.runs WHERE sync = 'sd'}), '0', 'the diff sync is gone with its runs');
+
+# Several syncs dropped in one transaction while the worker records the
+# answers of their requests: no deadlock (the worker used to hold rows a
+# later drop deleted while it waited for rows an earlier one had deleted).
+$r->control({ path => '/m', status => 200, delay_ms => 300, count => -1 });
+psql(q{
+	SELECT retl_create_destination(name => 'dm', kind => 'webhook', url => '} . $r->url('/m') . q{',
+		options => '{"batch_size": 5, "max_concurrency": 4}');
+	CREATE TABLE tm1 (id int PRIMARY KEY);
+	CREATE TABLE tm2 (id int PRIMARY KEY);
+	CREATE TABLE tm3 (id int PRIMARY KEY);
+	INSERT INTO tm1 SELECT generate_series(1, 200);
+	INSERT INTO tm2 SELECT generate_series(1, 200);
+	INSERT INTO tm3 SELECT generate_series(1, 200);
+	SELECT retl_create_sync(name => 'm' || n, source => 'tm' || n, destination => 'dm')
+	  FROM generate_series(1, 3) n;
+});
+ok(within(10, q{SELECT sum(delivered) > 0 FROM retl.sync_status WHERE sync LIKE 'm_'}),
+	'three syncs delivering');
+my ($dout, $derr);
+my $ok = $node->psql('postgres',
+	q{SELECT retl_drop_sync(name) FROM retl.syncs WHERE name LIKE 'm_' ORDER BY name DESC},
+	stdout => \$dout, stderr => \$derr);
+is($ok, 0, 'one transaction drops the three syncs') or diag($derr);
+is(psql(q{SELECT count(*) FROM retl.syncs WHERE name LIKE 'm_'}), '0', 'they are gone');
+$r->control();
+
+# Rows of syncs that no longer exist (as a drop racing with the worker
+# left them before) are deleted by the worker after a change of the
+# syncs, within its prune interval (10 s).
+psql(q{INSERT INTO retl.queue (sync_id, op, key) VALUES (9999, 'u', '{"id": 1}'), (9999, 'u', '{"id": 2}')});
+psql(q{SELECT retl_pause_sync('s2'); SELECT retl_resume_sync('s2')});
+ok(within(30, q{SELECT count(*) = 0 FROM retl.queue WHERE sync_id = 9999}),
+	'queue rows of a sync that does not exist are swept');
+like(slurp_file($node->logfile), qr/retl deleted 2 queued rows of dropped syncs/,
+	'the sweep says what it deleted');
 
 $node->stop;
 done_testing();

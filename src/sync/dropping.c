@@ -1,0 +1,50 @@
+/*
+ * dropping.c: keeping the worker out of a sync that a drop is taking
+ * apart.
+ *
+ * retl_drop_sync deletes the sync's queued changes, its statistics, runs,
+ * jobs and snapshot, then the sync, in the caller's transaction, which may
+ * stay open for as long as its session likes.  The worker writes those
+ * same rows: it deletes the delivered changes of each answer, counts them,
+ * records failures, starts runs.  Had it waited for a row the drop deleted,
+ * every sync of the database would have waited with it, and in the worst
+ * case (the drop waiting in turn for something the worker's transaction
+ * had written) the two deadlocked.
+ *
+ * So the drop first takes an advisory lock of its own on the sync
+ * (RETL_DROP_LOCK_KEY, the sync's id), before any other lock or row, and
+ * the worker shares that lock, without waiting, before it touches a
+ * sync's rows in a transaction: it gets it only when no drop of the sync
+ * has begun, and then holds it to its transaction's end, so no drop
+ * begins under it (the drop waits for that short transaction, which waits
+ * for nothing of the drop's: the drop has taken nothing else yet).  When
+ * it cannot get it, it leaves the sync's work for a later pass: the
+ * answers of its requests stay in memory, their rows and keys held, and
+ * are recorded once the drop has rolled back, or, once it has committed,
+ * find nothing left to write.  Statements that touch many syncs' rows
+ * (the fold of delivered counts, the prune of old runs) take the lock in
+ * SQL, row by row, and skip the rows of syncs being dropped.
+ *
+ * A sync's table is taken without waiting as well (process/claims.c): the
+ * drop locks it next.
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "storage/lock.h"
+
+#include "sync/dropping.h"
+
+/*
+ * Is a drop of the sync under way (in a transaction not yet ended)?  When
+ * not, this transaction holds the sync's drop lock, shared, to its end.
+ */
+bool
+retl_sync_dropping(int sync_id)
+{
+	LOCKTAG		tag;
+
+	/* as pg_try_advisory_xact_lock_shared(int4, int4) names its lock */
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) RETL_DROP_LOCK_KEY, (uint32) sync_id, 2);
+	return LockAcquire(&tag, ShareLock, false, true) == LOCKACQUIRE_NOT_AVAIL;
+}
