@@ -22,6 +22,7 @@
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "sync/dropping.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -645,7 +646,8 @@ retl_audience_refresh(int audience_id)
 							  1, types, values, NULL, false, 0) != SPI_OK_UPDATE ||
 		SPI_execute_with_args("INSERT INTO retl.run_store (sync_id, why)"
 							  " SELECT s.id, 'after' FROM retl.syncs s WHERE s.audience_id = $1"
-							  " AND NOT s.paused",
+							  /* (not one being dropped: models/runs.c, the chained runs) */
+							  " AND NOT s.paused AND " RETL_SYNC_FREE_SQL("s.id"),
 							  1, types, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "retl: could not record the members of audience %d", audience_id);
 }

@@ -30,8 +30,12 @@
 #include "models/runs.h"
 #include "queue/queue.h"
 
-/* Runs left 'running' by a worker that stopped: they did not happen. */
-void
+/*
+ * Runs left 'running' by a worker that stopped: they did not happen.
+ * False when some were left as they are, their syncs being dropped (the
+ * worker never waits for a drop): the caller asks again later.
+ */
+bool
 retl_runs_recover(List *at_work)
 {
 	Datum	   *ids = palloc(sizeof(Datum) * Max(list_length(at_work), 1));
@@ -45,9 +49,13 @@ retl_runs_recover(List *at_work)
 	values[0] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	if (SPI_execute_with_args("UPDATE retl.run_store SET status = 'failed', finished_at = pg_catalog.now(),"
 							  " error = 'interrupted: the worker stopped during the run; nothing of it was kept'"
-							  " WHERE status = 'running' AND id <> ALL ($1)",
-							  1, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+							  " WHERE status = 'running' AND id <> ALL ($1)"
+							  " AND " RETL_SYNC_FREE_SQL("sync_id"),
+							  1, types, values, NULL, false, 0) != SPI_OK_UPDATE ||
+		SPI_execute_with_args("SELECT FROM retl.run_store WHERE status = 'running' AND id <> ALL ($1)",
+							  1, types, values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "retl: could not recover interrupted runs");
+	return SPI_processed == 0;
 }
 
 /* A run retl_cancel_run stopped: its transaction was rolled back. */
@@ -192,7 +200,13 @@ retl_runs_succeeded(int64 run_id, RetlSync *sync, RetlRunCounts *counts)
 		SPI_execute_with_args("INSERT INTO retl.run_store (sync_id, why)"
 							  " SELECT s.id, 'after' FROM retl.syncs s"
 							  " WHERE s.options ->> 'after' = $6 AND s.capture = 'diff'"
-							  " AND NOT s.paused AND $1 IS NOT NULL",
+							  " AND NOT s.paused AND $1 IS NOT NULL"
+							  /*
+							   * not a follower being dropped (its row is locked):
+							   * dropped, it needs no run; if the drop rolls back,
+							   * it runs after the next run of this one
+							   */
+							  " AND " RETL_SYNC_FREE_SQL("s.id"),
 							  6, types, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "retl: could not record run " INT64_FORMAT, run_id);
 	retl_runs_prune(sync->id);

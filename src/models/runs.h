@@ -6,7 +6,7 @@
 
 #include "models/diff.h"
 
-extern void retl_runs_recover(List *at_work);
+extern bool retl_runs_recover(List *at_work);
 extern void retl_runs_cancelled(int64 run_id);
 extern bool retl_runs_claim(int64 *run_id, int *sync_id, bool *send);
 extern bool retl_runs_resync(int64 run_id);

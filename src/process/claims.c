@@ -21,6 +21,7 @@
 #include "base/shmem.h"
 #include "base/subxact.h"
 #include "capture/backfill.h"
+#include "connectors/connector.h"
 #include "connectors/oauth.h"
 #include "delivery/http.h"
 #include "process/txn.h"
@@ -154,6 +155,18 @@ start_parts(List *syncs, RetlSync *sync, TimestampTz now, long *wait_ms, List **
 	}
 }
 
+/* Has the sync a part waiting to be sent? */
+static bool
+parts_waiting(int sync_id)
+{
+	ListCell   *lc;
+
+	foreach(lc, waiting_parts)
+		if (((RetlRequest *) lfirst(lc))->sync_id == sync_id)
+			return true;
+	return false;
+}
+
 typedef struct ClaimWork
 {
 	RetlSync   *sync;
@@ -172,6 +185,16 @@ typedef struct ClaimWork
 
 /* How soon a sync whose drop was under way is tried again. */
 #define DROP_RETRY_MS 100
+
+/*
+ * Most syncs whose drop lock one claim pass takes (each is an entry of the
+ * shared lock table until the pass commits, which has room for about
+ * max_locks_per_transaction per backend): with more syncs to claim for,
+ * passes take turns at them.
+ */
+#define DROP_LOCKS_PER_PASS 256
+static int	drop_locks = 0;		/* taken by this pass */
+static int	first_sync = 0;		/* where the next pass begins */
 
 static void
 claim_work_one(void *arg)
@@ -406,6 +429,24 @@ claim_sync(RetlSync *sync, List *syncs, uint32 queued_gen, TimestampTz now, bool
 	/* a destination with OAuth 2.0 waits for its token */
 	if (!auth_ready(sync, now, wait_ms, requests))
 		return 1;
+
+	/* nothing to do for it: its queue had nothing to claim, nothing since */
+	if (!backfill && retl_mark_is_idle(sync->id, queued_gen, now) &&
+		!parts_waiting(sync->id) && retl_connector(sync->kind)->build_job == NULL)
+		return 1;
+
+	/*
+	 * A drop of the sync is under way: nothing of it is sent or claimed
+	 * until the drop ends (sync/dropping.c); its commit wakes the worker, a
+	 * rollback does not.  Else this pass holds the sync's drop lock.
+	 */
+	drop_locks++;
+	if (retl_sync_dropping(sync->id))
+	{
+		*wait_ms = Min(*wait_ms, DROP_RETRY_MS);
+		return 1;
+	}
+
 	/* halves of a refused batch first: they hold keys */
 	start_parts(syncs, sync, now, wait_ms, requests);
 
@@ -422,17 +463,6 @@ claim_sync(RetlSync *sync, List *syncs, uint32 queued_gen, TimestampTz now, bool
 	/* its queue had nothing to claim, and nothing was queued since */
 	if (!backfill && retl_mark_is_idle(sync->id, queued_gen, now))
 		return 1;
-
-	/*
-	 * A drop of the sync is under way: nothing of it is claimed until the
-	 * drop ends (sync/dropping.c); its commit wakes the worker, a rollback
-	 * does not.
-	 */
-	if (retl_sync_dropping(sync->id))
-	{
-		*wait_ms = Min(*wait_ms, DROP_RETRY_MS);
-		return 1;
-	}
 
 	/*
 	 * As many batches as the destination's limits allow, claimed together;
@@ -473,7 +503,7 @@ retl_worker_claim(bool *more, bool *full, long *wait_ms)
 {
 	List	   *syncs;
 	List	   *requests = NIL;
-	ListCell   *lc;
+	int			nsyncs;
 	TimestampTz now = GetCurrentTimestamp();
 	uint32		queued[RETL_QUEUE_BUCKETS];
 	uint32		wake_after[RETL_QUEUE_BUCKETS] = {0};
@@ -487,13 +517,25 @@ retl_worker_claim(bool *more, bool *full, long *wait_ms)
 	retl_counters_fold_due();
 	syncs = retl_sync_active(gen, now);
 	start_parts(syncs, NULL, now, wait_ms, &requests);
-	foreach(lc, syncs)
+	nsyncs = list_length(syncs);
+	drop_locks = 0;
+	for (int i = 0; i < nsyncs; i++)
 	{
-		RetlSync   *sync = lfirst(lc);
+		RetlSync   *sync = list_nth(syncs, (first_sync + i) % nsyncs);
 		int			b = sync->id % RETL_QUEUE_BUCKETS;
-		uint32		n = claim_sync(sync, syncs, queued[b], now, more, full, wait_ms,
-									   &requests);
+		uint32		n;
 
+		/*
+		 * So many syncs to claim for that this pass holds its most drop
+		 * locks: the next pass, at once, goes on from this one.
+		 */
+		if (drop_locks >= DROP_LOCKS_PER_PASS)
+		{
+			first_sync = (first_sync + i) % nsyncs;
+			*wait_ms = 0;
+			break;
+		}
+		n = claim_sync(sync, syncs, queued[b], now, more, full, wait_ms, &requests);
 		wake_after[b] = wake_after[b] == 0 ? n : Min(wake_after[b], n);
 	}
 	retl_end_txn();

@@ -40,6 +40,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "sync/dropping.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -171,7 +172,11 @@ retl_runners_reap(void)
 			continue;
 		dead = s.pid > 0 ? (kill(s.pid, 0) != 0 && errno == ESRCH) :
 			TimestampDifferenceExceeds(s.launched_at, now, RUNNER_START_TIMEOUT_MS);
-		if (!dead)
+		/*
+		 * (a run whose sync is being dropped is ended once the drop has:
+		 * the drop deletes its row, and the worker never waits for it)
+		 */
+		if (!dead || (s.kind == 'r' && retl_sync_dropping(s.sync_id)))
 		{
 			busy++;
 			continue;

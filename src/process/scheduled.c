@@ -8,6 +8,7 @@
 
 #include "access/xact.h"
 #include "pgstat.h"
+#include "sync/dropping.h"
 #include "utils/elog.h"
 #include "utils/memutils.h"
 
@@ -36,6 +37,15 @@ claim_scheduled(void *arg)
 	ScheduledClaim *c = arg;
 
 	c->found = c->claim(c->id, c->sync_id, c->send);
+
+	/*
+	 * A run's sync keeps its drop lock until the run has ended, in this
+	 * worker or in a runner's: no drop of the sync begins meanwhile, so the
+	 * run's transaction never waits for one (sync/dropping.c).  (The claim
+	 * asked for the lock, so this takes nothing new.)
+	 */
+	if (c->found && *c->sync_id != 0 && !retl_sync_keep(*c->sync_id))
+		elog(ERROR, "retl: sync %d is being dropped", *c->sync_id);
 }
 
 /*
@@ -75,7 +85,12 @@ scheduled(const char *what, char kind, bool (*claim) (int64 *id, int *sync_id, b
 	if (!found)
 		return;
 	if (retl_max_parallel_runs > 0 && retl_runner_launch(kind, id, sync_id, send))
+	{
+		/* a runner does it: a drop waits for its transaction instead */
+		if (sync_id != 0)
+			retl_sync_release(sync_id);
 		return;
+	}
 
 	PG_TRY();
 	{
@@ -102,6 +117,8 @@ scheduled(const char *what, char kind, bool (*claim) (int64 *id, int *sync_id, b
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();
+	if (sync_id != 0)
+		retl_sync_release(sync_id);
 }
 
 /*
@@ -110,12 +127,28 @@ scheduled(const char *what, char kind, bool (*claim) (int64 *id, int *sync_id, b
  */
 static uint64 swept_gen = PG_UINT64_MAX;
 
+/* Runs left 'running' that the worker's start could not end yet. */
+static bool runs_unrecovered = false;
+
+/*
+ * At the worker's start, in a transaction: end the runs a previous worker
+ * left 'running' (runs.c), but for those in runners' hands; those of syncs
+ * being dropped are ended later, at a prune.
+ */
+void
+retl_worker_recover_runs(void)
+{
+	runs_unrecovered = !retl_runs_recover(retl_runners_runs());
+}
+
 static void
 prune_work(void *arg)
 {
 	uint64		gen = *(uint64 *) arg;
 
 	retl_runs_prune(0);
+	if (runs_unrecovered)
+		retl_worker_recover_runs();
 
 	/* once after each change of the catalog: a drop may have left rows */
 	if (gen != swept_gen)

@@ -207,6 +207,7 @@ record_outcomes(void)
 	List	   *parts = NIL;
 	List	   *halves;
 	List	   *recorded = NIL;
+	List	   *building = NIL;
 	ListCell   *lc;
 	MemoryContext outer = CurrentMemoryContext; /* the loop's, not SPI's */
 
@@ -264,17 +265,36 @@ record_outcomes(void)
 		pgstat_report_activity(STATE_RUNNING, "recording delivery outcomes");
 		if (!retl_lock_extension())
 			retl_worker_exit_without_extension();
-		retl_queue_defer_deletes();
+
+		/*
+		 * The drop locks of the answers' syncs first (sync/dropping.c):
+		 * answers of a sync whose drop is under way wait for a later pass.
+		 * Then a snapshot taken after the locks: one taken before could
+		 * still see a sync whose drop committed in between.
+		 */
 		foreach(lc, finished)
 		{
 			req = lfirst(lc);
 			if (req->sync_id != 0 && retl_sync_dropping(req->sync_id))
-			{
 				deferred = defer_in(TopMemoryContext, deferred, req);
-				continue;
-			}
-			/* freed after the transaction, whose SPI memory goes first */
-			recorded = defer_in(outer, recorded, req);
+			else
+				recorded = defer_in(outer, recorded, req);
+		}
+		foreach(lc, halves)
+		{
+			req = lfirst(lc);
+			if (retl_sync_dropping(req->sync_id))
+				deferred_halves = defer_in(TopMemoryContext, deferred_halves, req);
+			else
+				building = defer_in(outer, building, req);
+		}
+		PopActiveSnapshot();
+		PushActiveSnapshot(GetTransactionSnapshot());
+
+		retl_queue_defer_deletes();
+		foreach(lc, recorded)
+		{
+			req = lfirst(lc);
 			if (req->sync_id == 0)
 				retl_oauth_answer(req);
 			else if (req->job != NULL && req->job->id != 0)
@@ -291,7 +311,7 @@ record_outcomes(void)
 		}
 		retl_queue_flush_deletes();
 		/* the halves are built by their connector, like any claimed batch */
-		foreach(lc, halves)
+		foreach(lc, building)
 		{
 			req = lfirst(lc);
 
@@ -299,7 +319,7 @@ record_outcomes(void)
 			 * (a half's sync's table is read without waiting: a drop of
 			 * another sync of that table holds it)
 			 */
-			if (retl_sync_dropping(req->sync_id) || !retl_queue_rebuild_ready(req))
+			if (!retl_queue_rebuild_ready(req))
 			{
 				deferred_halves = defer_in(TopMemoryContext, deferred_halves, req);
 				continue;
@@ -477,7 +497,7 @@ retl_worker_main(Datum main_arg)
 	retl_queue_load_backoff();
 	retl_jobs_load();
 	/* runs still at work in workers of their own are not interrupted */
-	retl_runs_recover(retl_runners_runs());
+	retl_worker_recover_runs();
 	retl_end_txn();
 
 	/*

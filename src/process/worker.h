@@ -16,5 +16,6 @@ extern void retl_worker_park_parts(List *parts);
 /* scheduled.c */
 extern void retl_worker_scheduled(void);
 extern void retl_worker_prune_runs(void);
+extern void retl_worker_recover_runs(void);
 
 #endif

@@ -18,6 +18,7 @@
 #include "catalog/namespace.h"
 #include "executor/spi.h"
 #include "storage/bufmgr.h"
+#include "sync/dropping.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -107,7 +108,9 @@ retl_queue_recover(void)
 {
 	if (SPI_execute("UPDATE retl.queue q SET in_flight = false WHERE q.in_flight"
 					" AND q.id <> ALL (ARRAY(SELECT pg_catalog.unnest(j.queue_ids)"
-					" FROM retl.job_record_store j))",
+					" FROM retl.job_record_store j))"
+	/* (rows of a sync being dropped go with it: sync/dropping.c) */
+					" AND " RETL_SYNC_FREE_SQL("q.sync_id"),
 					false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "retl: could not release in-flight queue rows");
 	if (SPI_processed > 0)

@@ -48,3 +48,30 @@ retl_sync_dropping(int sync_id)
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) RETL_DROP_LOCK_KEY, (uint32) sync_id, 2);
 	return LockAcquire(&tag, ShareLock, false, true) == LOCKACQUIRE_NOT_AVAIL;
 }
+
+/*
+ * Keep the sync's drop lock, shared, past this transaction's end, until
+ * retl_sync_release(): for a run the worker claims in one transaction and
+ * does in the next (no drop of its sync begins between them, nor during
+ * the run, which waits for nothing of a drop's).  The claim's transaction
+ * holds the lock already (models/runs.c asks for it), so this never waits.
+ * False if a drop holds it after all: then the claim is not kept.
+ */
+bool
+retl_sync_keep(int sync_id)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) RETL_DROP_LOCK_KEY, (uint32) sync_id, 2);
+	return LockAcquire(&tag, ShareLock, true, true) != LOCKACQUIRE_NOT_AVAIL;
+}
+
+/* Let go of a lock retl_sync_keep() kept. */
+void
+retl_sync_release(int sync_id)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) RETL_DROP_LOCK_KEY, (uint32) sync_id, 2);
+	LockRelease(&tag, ShareLock, true);
+}
