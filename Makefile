@@ -52,6 +52,7 @@ OBJS = \
 	src/connectors/braze.o \
 	src/connectors/customerio.o \
 	src/connectors/http.o \
+	src/connectors/http_compile.o \
 	src/connectors/hubspot.o \
 	src/connectors/klaviyo.o \
 	src/connectors/mailchimp.o \

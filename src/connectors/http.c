@@ -30,6 +30,9 @@
  * expression that fails on a record's data fails that record alone
  * (dead-lettered with the message); any other failure fails the sync,
  * never the worker.
+ *
+ * The options are compiled into those statements, and checked, in
+ * http_compile.c; this file runs them.
  */
 #include "postgres.h"
 
@@ -40,406 +43,19 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/hsearch.h"
 #include "utils/json.h"
-#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/plancache.h"
 
 #include "base/identity.h"
 #include "base/plans.h"
 #include "base/subxact.h"
 #include "connectors/connector.h"
 #include "connectors/http.h"
+#include "connectors/http_compile.h"
 #include "connectors/request.h"
 #include "connectors/webhook.h"
-#include "sync/expr.h"
 #include "sync/ids.h"
-
-#define RECORD_COLUMNS 7
-
-/* One request shape ("request" or "delete"), as SQL. */
-typedef struct Template
-{
-	const char *method;
-	char	   *content_type;	/* NULL: no body */
-	bool		has_path;
-	bool		has_body;		/* else the webhook envelope */
-	int			nheaders;
-	char	  **header_names;
-	char	   *sql;			/* path, body, headers... over the records */
-	bool		uses_ids;		/* an expression reads remembered_id */
-} Template;
-
-/* A sync's definition, compiled. */
-typedef struct Compiled
-{
-	int			sync_id;		/* hash key */
-	char	   *options;		/* the options it was compiled from */
-	int			batch_size;
-	Template	request;
-	Template	delete;
-	bool		has_delete;
-	char	   *answer_sql;		/* success, remember over the answer; or NULL */
-	bool		has_success;
-	bool		has_remember;
-} Compiled;
-
-static HTAB *compiled_syncs = NULL;
-
-static const char *const record_columns =
-"ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), pg_catalog.unnest($2::pg_catalog.jsonb[]),"
-" pg_catalog.unnest($3::pg_catalog.jsonb[]), pg_catalog.unnest($4::pg_catalog.text[]),"
-" pg_catalog.unnest($5::pg_catalog.timestamptz[]), pg_catalog.unnest($6::pg_catalog.text[]),"
-" pg_catalog.unnest($7::pg_catalog.text[]))"
-" AS r(op, key, data, record_id, captured_at, sync, remembered_id)";
-
-/* the answer, once per record of the request (n: its place in the batch) */
-static const char *const answer_columns =
-"(SELECT $1::pg_catalog.int4 AS status, $2::pg_catalog.jsonb AS response,"
-" $3::pg_catalog.text AS response_text) a,"
-" ROWS FROM (pg_catalog.unnest($4::pg_catalog.text[]), pg_catalog.unnest($5::pg_catalog.jsonb[]),"
-" pg_catalog.unnest($6::pg_catalog.text[]), pg_catalog.unnest($7::pg_catalog.text[]))"
-" WITH ORDINALITY AS r(op, key, record_id, remembered_id, n)";
-
-/*
- * The search_path expressions run with: PostgreSQL's functions first, then
- * retl's (retl_urlencode); another function is schema-qualified.
- */
-static const char *
-expression_path(void)
-{
-	static char *path = NULL;
-
-	/* (SPI is connected wherever expressions are checked or run) */
-	if (path == NULL)
-	{
-		if (SPI_execute("SELECT e.extnamespace::pg_catalog.regnamespace::pg_catalog.text"
-						" FROM pg_catalog.pg_extension e WHERE e.extname = 'retl'",
-						true, 1) != SPI_OK_SELECT || SPI_processed != 1)
-			elog(ERROR, "retl: could not find the extension's schema");
-		path = MemoryContextStrdup(TopMemoryContext,
-								   psprintf("pg_catalog, %s, pg_temp",
-											SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)));
-	}
-	return path;
-}
-
-static void
-bad(const char *option, const char *message, const char *hint)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("option \"%s\" of an http sync %s", option, message),
-			 hint ? errhint("%s", hint) : 0));
-}
-
-/* One SQL expression, named as the option it is. */
-static void
-check_expr(const char *option, const char *expr)
-{
-	retl_check_expression(psprintf("option \"%s\" of an http sync", option), expr);
-}
-
-static char *
-string_item(cJSON *obj, const char *name, const char *option)
-{
-	cJSON	   *item = cJSON_GetObjectItemCaseSensitive(obj, name);
-
-	if (item == NULL || cJSON_IsNull(item))
-		return NULL;
-	if (!cJSON_IsString(item) || item->valuestring == NULL)
-		bad(option, psprintf("field \"%s\" must be a string", name), NULL);
-	return pstrdup(item->valuestring);
-}
-
-/* Compile "request" or "delete" into t; batch: the records are aggregated. */
-static void
-compile_template(cJSON *spec, const char *option, bool batch, Template *t)
-{
-	static const char *const methods[] = {"POST", "PUT", "PATCH", "DELETE", "GET", NULL};
-	cJSON	   *item;
-	cJSON	   *headers;
-	char	   *method;
-	char	   *path;
-	char	   *body;
-	StringInfoData sql;
-
-	if (!cJSON_IsObject(spec))
-		bad(option, "must be a JSON object", "For example {\"method\": \"PUT\", \"path\": \"format('/users/%s', key->>'id')\"}.");
-	cJSON_ArrayForEach(item, spec)
-	{
-		if (strcmp(item->string, "method") != 0 && strcmp(item->string, "path") != 0 &&
-			strcmp(item->string, "body") != 0 && strcmp(item->string, "headers") != 0 &&
-			strcmp(item->string, "content_type") != 0)
-			bad(option, psprintf("has an unknown field \"%s\"", item->string),
-				"Its fields: method, path, body, headers, content_type.");
-	}
-	method = string_item(spec, "method", option);
-	t->method = "POST";
-	if (method != NULL)
-	{
-		bool		ok = false;
-
-		for (int i = 0; methods[i] != NULL && !ok; i++)
-			if (strcmp(methods[i], method) == 0)
-			{
-				t->method = methods[i];
-				ok = true;
-			}
-		if (!ok)
-			bad(option, psprintf("has method \"%s\"", method), "One of POST, PUT, PATCH, DELETE, GET.");
-	}
-	path = string_item(spec, "path", option);
-	body = string_item(spec, "body", option);
-	t->content_type = string_item(spec, "content_type", option);
-	if (t->content_type == NULL)
-		t->content_type = pstrdup("application/json");
-	if (strpbrk(t->content_type, "\r\n") != NULL)
-		bad(option, "has a content_type with a line break", NULL);
-	if (strcmp(t->method, "GET") == 0)
-	{
-		if (body != NULL)
-			bad(option, "has a body with method GET", NULL);
-		t->content_type = NULL;
-	}
-	t->has_path = path != NULL;
-	t->has_body = body != NULL;
-	if (path)
-		check_expr(psprintf("%s.path", option), path);
-	if (body)
-		check_expr(psprintf("%s.body", option), body);
-
-	initStringInfo(&sql);
-	appendStringInfo(&sql, "SELECT (\n%s\n)::pg_catalog.text, (\n%s\n)::pg_catalog.text",
-					 path ? path : "NULL", body ? body : "NULL");
-	t->uses_ids = (path && strstr(path, "remembered_id")) || (body && strstr(body, "remembered_id"));
-	headers = cJSON_GetObjectItemCaseSensitive(spec, "headers");
-	t->nheaders = 0;
-	if (headers != NULL)
-	{
-		if (!cJSON_IsObject(headers))
-			bad(option, "has headers that are not an object of SQL expressions", NULL);
-		t->header_names = palloc(sizeof(char *) * (cJSON_GetArraySize(headers) + 1));
-		cJSON_ArrayForEach(item, headers)
-		{
-			const char *name = item->string;
-
-			if (name[0] == '\0' ||
-				strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+.^_`|~-") != strlen(name))
-				bad(option, psprintf("has an invalid header name \"%s\"", name), NULL);
-			if (pg_strcasecmp(name, "Content-Type") == 0 || pg_strcasecmp(name, "Content-Length") == 0 ||
-				pg_strcasecmp(name, "Host") == 0 || pg_strcasecmp(name, "Idempotency-Key") == 0)
-				bad(option, psprintf("sets header \"%s\", which retl sets", name),
-					"Give the content type as content_type.");
-			if (!cJSON_IsString(item))
-				bad(option, psprintf("has header \"%s\" that is not a SQL expression (a string)", name),
-					"A constant is a SQL string literal: \"'v2'\".");
-			check_expr(psprintf("%s.headers.%s", option, name), item->valuestring);
-			appendStringInfo(&sql, ", (\n%s\n)::pg_catalog.text", item->valuestring);
-			t->uses_ids |= strstr(item->valuestring, "remembered_id") != NULL;
-			t->header_names[t->nheaders++] = pstrdup(name);
-		}
-	}
-	appendStringInfo(&sql, "\nFROM %s%s", record_columns, batch ? " GROUP BY ()" : "");
-	t->sql = sql.data;
-}
-
-/* Compile a sync's options (cJSON object) into c. */
-static void
-compile_options(cJSON *opts, int batch_size, Compiled *c)
-{
-	cJSON	   *request = cJSON_GetObjectItemCaseSensitive(opts, "request");
-	cJSON	   *delete = cJSON_GetObjectItemCaseSensitive(opts, "delete");
-	char	   *success = string_item(opts, "success", "success");
-	char	   *remember = string_item(opts, "remember", "remember");
-	bool		batch = batch_size > 1;
-
-	c->batch_size = batch_size;
-	if (request == NULL)
-		request = cJSON_CreateObject();
-	compile_template(request, "request", batch, &c->request);
-	c->has_delete = delete != NULL;
-	if (c->has_delete)
-		compile_template(delete, "delete", batch, &c->delete);
-	c->has_success = success != NULL;
-	c->has_remember = remember != NULL;
-	if (success)
-		check_expr("success", success);
-	if (remember)
-		check_expr("remember", remember);
-	c->answer_sql = NULL;
-	if (success || remember)
-		c->answer_sql = psprintf("SELECT (\n%s\n)::pg_catalog.bool, (\n%s\n)::pg_catalog.text FROM %s ORDER BY r.n",
-								 success ? success : "NULL", remember ? remember : "NULL",
-								 answer_columns);
-}
-
-static Oid	record_types[RECORD_COLUMNS] = {TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID, TEXTARRAYOID,
-TIMESTAMPTZARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
-static Oid	answer_types[7] = {INT4OID, JSONBOID, TEXTOID, TEXTARRAYOID, JSONBARRAYOID,
-TEXTARRAYOID, TEXTARRAYOID};
-
-typedef struct PrepareWork
-{
-	const char *sql;
-	int			nargs;
-	Oid		   *types;
-} PrepareWork;
-
-typedef struct PrepareAs
-{
-	PrepareWork *w;
-	Oid			owner;
-	const char *path;
-} PrepareAs;
-
-static void prepare(void *arg);
-
-static void
-prepare_as(void *arg)
-{
-	PrepareAs  *a = arg;
-
-	retl_with_path(a->owner, a->path, prepare, a->w);
-}
-
-/* Parse, analyze and plan a statement (as the role running it). */
-static void
-prepare(void *arg)
-{
-	PrepareWork *w = arg;
-	SPIPlanPtr	plan = SPI_prepare(w->sql, w->nargs, w->types);
-
-	if (plan == NULL)
-		elog(ERROR, "retl: could not prepare an expression: %s", SPI_result_code_string(SPI_result));
-	SPI_freeplan(plan);
-}
-
-/*
- * A statement of the sync's options checked as the owner: names, types,
- * aggregates.  An error says which part, without the generated SQL.
- */
-static void
-check_statement(const char *what, const char *sql, int nargs, Oid *types, Oid owner, bool answer)
-{
-	PrepareWork w = {sql, nargs, types};
-	const char *path = expression_path();
-	ErrorData  *edata = retl_in_subtransaction(prepare_as, &(PrepareAs) {&w, owner, path});
-
-	if (edata != NULL)
-		ereport(ERROR,
-				(errcode(edata->sqlerrcode),
-				 errmsg("%s of the sync does not compile: %s", what, edata->message),
-				 edata->hint ? errhint("%s", edata->hint) : 0,
-				 errdetail("Its expressions see %s.", answer ?
-						   "the answer's columns status, response (jsonb) and response_text, and the record's op, key, record_id, remembered_id and n (its place in the batch)" :
-						   "the record's columns op, key, data, record_id, captured_at, sync and remembered_id")));
-}
-
-static int
-effective_batch(Jsonb *options, Jsonb *dest_options)
-{
-	char	   *text = JsonbToCString(NULL, &options->root, VARSIZE(options));
-	cJSON	   *o = cJSON_Parse(text);
-	cJSON	   *b = o ? cJSON_GetObjectItemCaseSensitive(o, "batch_size") : NULL;
-	int			n = 1;
-
-	if (cJSON_IsNumber(b))
-		n = (int) b->valuedouble;
-	else
-	{
-		cJSON_Delete(o);
-		text = JsonbToCString(NULL, &dest_options->root, VARSIZE(dest_options));
-		o = cJSON_Parse(text);
-		b = o ? cJSON_GetObjectItemCaseSensitive(o, "batch_size") : NULL;
-		if (cJSON_IsNumber(b))
-			n = (int) b->valuedouble;
-	}
-	cJSON_Delete(o);
-	return n;
-}
-
-/*
- * At creation: http options (JSON text) compile, and every statement plans
- * as the owner.  Also for connectors that speak through this one (slack.c).
- */
-void
-retl_http_check(const char *text, int batch_size, Oid owner, const char *what)
-{
-	cJSON	   *opts = cJSON_Parse(text);
-	Compiled	c;
-
-	if (opts == NULL)
-		elog(ERROR, "retl: could not read the options of a sync");
-	PG_TRY();
-	{
-		compile_options(opts, batch_size, &c);
-	}
-	PG_FINALLY();
-	{
-		cJSON_Delete(opts);
-	}
-	PG_END_TRY();
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "retl: SPI_connect failed");
-	check_statement(what ? what : "option \"request\"", c.request.sql, RECORD_COLUMNS, record_types,
-					owner, false);
-	if (c.has_delete)
-		check_statement("option \"delete\"", c.delete.sql, RECORD_COLUMNS, record_types, owner, false);
-	if (c.answer_sql)
-		check_statement("the success or remember rule", c.answer_sql, 7, answer_types, owner, true);
-	SPI_finish();
-}
-
-static void
-http_check_sync(Jsonb *options, const char *mode, Jsonb *dest_options, Oid owner)
-{
-	retl_http_check(JsonbToCString(NULL, &options->root, VARSIZE(options)),
-					effective_batch(options, dest_options), owner, NULL);
-}
-
-/* A sync's definition compiled from http options, again when they changed. */
-static Compiled *
-compiled(RetlSync *sync, const char *options)
-{
-	Compiled   *c;
-	bool		found;
-	MemoryContext old;
-	cJSON	   *opts;
-
-	if (compiled_syncs == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(int);
-		ctl.entrysize = sizeof(Compiled);
-		compiled_syncs = hash_create("retl http syncs", 16, &ctl, HASH_ELEM | HASH_BLOBS);
-	}
-	c = hash_search(compiled_syncs, &sync->id, HASH_ENTER, &found);
-	if (found && c->options != NULL && strcmp(c->options, options) == 0 &&
-		c->batch_size == sync->batch_size)
-		return c;
-	c->options = NULL;
-	opts = cJSON_Parse(options);
-	if (opts == NULL)
-		elog(ERROR, "retl: could not read the options of sync \"%s\"", sync->name);
-	/* leaks a superseded definition's few strings: syncs change rarely */
-	old = MemoryContextSwitchTo(TopMemoryContext);
-	PG_TRY();
-	{
-		compile_options(opts, sync->batch_size, c);
-	}
-	PG_FINALLY();
-	{
-		MemoryContextSwitchTo(old);
-		cJSON_Delete(opts);
-	}
-	PG_END_TRY();
-	c->options = MemoryContextStrdup(TopMemoryContext, options);
-	return c;
-}
 
 static const char *
 op_name(char op)
@@ -515,8 +131,8 @@ evaluate(void *arg)
 													   elem[c], typlen, typbyval, typalign));
 	}
 	nest = retl_begin_as(w->sync->owner, SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION,
-						 expression_path(), &save_uid, &save_sec);
-	if (retl_spi_execute(w->t->sql, RECORD_COLUMNS, record_types, values, NULL, false, 0) != SPI_OK_SELECT)
+						 retl_http_expression_path(), &save_uid, &save_sec);
+	if (retl_spi_execute(w->t->sql, RECORD_COLUMNS, retl_http_record_types, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "retl: could not evaluate the request of sync \"%s\"", w->sync->name);
 	retl_end_as(nest, save_uid, save_sec);
 	if (SPI_processed != 1)
@@ -599,7 +215,7 @@ column(EvalWork *w, int n)
 void
 retl_http_build(RetlRequest *req, RetlSync *sync, const char *options)
 {
-	Compiled   *c = compiled(sync, options);
+	Compiled   *c = retl_http_compiled(sync, options);
 	Template   *t = template_for(c, req->records[0].op);
 	MemoryContext old;
 	EvalWork	w;
@@ -716,8 +332,8 @@ evaluate_answer(void *arg)
 	values[6] = PointerGetDatum(construct_md_array(known, known_nulls, 1, dims, lbs, TEXTOID, -1, false,
 												   TYPALIGN_INT));
 	nest = retl_begin_as(w->sync->owner, SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION,
-						 expression_path(), &save_uid, &save_sec);
-	if (retl_spi_execute(w->c->answer_sql, 7, answer_types, values, nulls, false, 0) != SPI_OK_SELECT ||
+						 retl_http_expression_path(), &save_uid, &save_sec);
+	if (retl_spi_execute(w->c->answer_sql, ANSWER_COLUMNS, retl_http_answer_types, values, nulls, false, 0) != SPI_OK_SELECT ||
 		SPI_processed != (uint64) req->nrecords)
 		elog(ERROR, "retl: could not evaluate the success rule of sync \"%s\"", w->sync->name);
 	retl_end_as(nest, save_uid, save_sec);
@@ -743,7 +359,7 @@ evaluate_answer(void *arg)
 void
 retl_http_answer(RetlRequest *req, RetlSync *sync, const char *options)
 {
-	Compiled   *c = compiled(sync, options);
+	Compiled   *c = retl_http_compiled(sync, options);
 	AnswerWork	w = {req, sync, c, NULL, NULL};
 	ErrorData  *edata;
 
@@ -804,7 +420,7 @@ const RetlConnector retl_http_connector = {
 	.default_rate_limit = 0,
 	.default_max_concurrency = 8,
 	.check_destination = NULL,
-	.check_sync = http_check_sync,
+	.check_sync = retl_http_check_sync,
 	.build = http_build,
 	.read_answer = http_read_answer,
 };
