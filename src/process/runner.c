@@ -55,6 +55,7 @@
 #include "models/runs.h"
 #include "process/launcher.h"
 #include "process/runner.h"
+#include "process/worker.h"
 #include "process/txn.h"
 #include "queue/queue.h"
 #include "sync/sync.h"
@@ -172,11 +173,7 @@ retl_runners_reap(void)
 			continue;
 		dead = s.pid > 0 ? (kill(s.pid, 0) != 0 && errno == ESRCH) :
 			TimestampDifferenceExceeds(s.launched_at, now, RUNNER_START_TIMEOUT_MS);
-		/*
-		 * (a run whose sync is being dropped is ended once the drop has:
-		 * the drop deletes its row, and the worker never waits for it)
-		 */
-		if (!dead || (s.kind == 'r' && retl_sync_dropping(s.sync_id)))
+		if (!dead)
 		{
 			busy++;
 			continue;
@@ -184,6 +181,17 @@ retl_runners_reap(void)
 		/* (unless it did meanwhile: the slot may be another job's by now) */
 		if (!retl_runner_free_if(i, &s))
 			continue;
+
+		/*
+		 * A run whose sync is being dropped is ended at a later prune (the
+		 * drop deletes its row, and the worker never waits for it): it is
+		 * in no runner's hands any more.
+		 */
+		if (s.kind == 'r' && retl_sync_dropping(s.sync_id))
+		{
+			retl_worker_recover_later();
+			continue;
+		}
 		retl_runner_failed(s.kind, s.id, s.sync_id,
 						   s.pid > 0 ?
 						   "interrupted: the run's worker stopped before the run ended; nothing of it was kept" :

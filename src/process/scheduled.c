@@ -29,6 +29,7 @@ typedef struct ScheduledClaim
 	int		   *sync_id;
 	bool	   *send;
 	bool		found;
+	bool		kept;			/* the run's sync's drop lock, for the session */
 } ScheduledClaim;
 
 static void
@@ -44,8 +45,12 @@ claim_scheduled(void *arg)
 	 * run's transaction never waits for one (sync/dropping.c).  (The claim
 	 * asked for the lock, so this takes nothing new.)
 	 */
-	if (c->found && *c->sync_id != 0 && !retl_sync_keep(*c->sync_id))
-		elog(ERROR, "retl: sync %d is being dropped", *c->sync_id);
+	if (c->found && *c->sync_id != 0)
+	{
+		if (!retl_sync_keep(*c->sync_id))
+			elog(ERROR, "retl: sync %d is being dropped", *c->sync_id);
+		c->kept = true;
+	}
 }
 
 /*
@@ -65,7 +70,7 @@ scheduled(const char *what, char kind, bool (*claim) (int64 *id, int *sync_id, b
 	bool		found;
 	MemoryContext cxt = CurrentMemoryContext;
 
-	ScheduledClaim c = {claim, &id, &sync_id, &send, false};
+	ScheduledClaim c = {claim, &id, &sync_id, &send, false, false};
 	ErrorData  *edata;
 
 	retl_begin_txn();
@@ -77,6 +82,9 @@ scheduled(const char *what, char kind, bool (*claim) (int64 *id, int *sync_id, b
 	retl_end_txn();
 	if (edata != NULL)
 	{
+		/* (a session's lock outlives the subtransaction's abort) */
+		if (c.kept)
+			retl_sync_release(sync_id);
 		ereport(WARNING, (errmsg("retl could not take the next %s: %s", what, edata->message)));
 		FreeErrorData(edata);
 		return;
@@ -87,7 +95,7 @@ scheduled(const char *what, char kind, bool (*claim) (int64 *id, int *sync_id, b
 	if (retl_max_parallel_runs > 0 && retl_runner_launch(kind, id, sync_id, send))
 	{
 		/* a runner does it: a drop waits for its transaction instead */
-		if (sync_id != 0)
+		if (c.kept)
 			retl_sync_release(sync_id);
 		return;
 	}
@@ -117,7 +125,7 @@ scheduled(const char *what, char kind, bool (*claim) (int64 *id, int *sync_id, b
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();
-	if (sync_id != 0)
+	if (c.kept)
 		retl_sync_release(sync_id);
 }
 
@@ -127,44 +135,63 @@ scheduled(const char *what, char kind, bool (*claim) (int64 *id, int *sync_id, b
  */
 static uint64 swept_gen = PG_UINT64_MAX;
 
-/* Runs left 'running' that the worker's start could not end yet. */
-static bool runs_unrecovered = false;
+/*
+ * Work a previous worker left that this one could not finish at its start:
+ * runs left 'running', in-flight rows, of syncs being dropped then (the
+ * worker never waits for a drop); also runs of dead runners whose syncs
+ * were being dropped.  Done at a later prune.
+ */
+static bool recovery_pending = false;
 
 /*
- * At the worker's start, in a transaction: end the runs a previous worker
- * left 'running' (runs.c), but for those in runners' hands; those of syncs
- * being dropped are ended later, at a prune.
+ * In a transaction: end the runs a previous worker (or a dead runner) left
+ * 'running' but for those in runners' hands (runs.c), and release the
+ * queue rows it left in flight (queue.c).  What belongs to syncs being
+ * dropped is left for a later prune.
  */
 void
-retl_worker_recover_runs(void)
+retl_worker_recover(void)
 {
-	runs_unrecovered = !retl_runs_recover(retl_runners_runs());
+	bool		rows = retl_queue_recover();
+	bool		runs = retl_runs_recover(retl_runners_runs());
+
+	recovery_pending = !(rows && runs);
+}
+
+/* Something to recover at the next prune (a dead runner's run). */
+void
+retl_worker_recover_later(void)
+{
+	recovery_pending = true;
 }
 
 static void
 prune_work(void *arg)
 {
-	uint64		gen = *(uint64 *) arg;
-
 	retl_runs_prune(0);
-	if (runs_unrecovered)
-		retl_worker_recover_runs();
+}
 
-	/* once after each change of the catalog: a drop may have left rows */
-	if (gen != swept_gen)
-	{
-		uint64		n = retl_queue_sweep();
+static void
+recover_work(void *arg)
+{
+	retl_worker_recover();
+}
 
-		if (n > 0)
-			ereport(LOG,
-					(errmsg("retl deleted " UINT64_FORMAT " queued rows of dropped syncs", n)));
-		swept_gen = gen;
-	}
+static void
+sweep_work(void *arg)
+{
+	uint64		n = retl_queue_sweep();
+
+	if (n > 0)
+		ereport(LOG,
+				(errmsg("retl deleted " UINT64_FORMAT " queued rows of dropped syncs", n)));
 }
 
 /*
- * Keep retl.runs to retl.run_history, and delete the queue rows of dropped
- * syncs; a failure is logged, never fatal.
+ * Keep retl.runs to retl.run_history, finish what recovery left, and
+ * delete the queue rows of dropped syncs, each in a subtransaction of its
+ * own: a failure is logged, never fatal, and does not keep the others from
+ * running.
  */
 void
 retl_worker_prune_runs(void)
@@ -177,13 +204,36 @@ retl_worker_prune_runs(void)
 	pgstat_report_activity(STATE_RUNNING, "pruning retl.runs");
 	if (!retl_lock_extension())
 		retl_worker_exit_without_extension();
-	edata = retl_in_subtransaction(prune_work, &gen);
-	retl_end_txn();
+	edata = retl_in_subtransaction(prune_work, NULL);
 	if (edata != NULL)
 	{
 		ereport(WARNING, (errmsg("retl could not prune retl.runs: %s", edata->message)));
 		FreeErrorData(edata);
 	}
+	if (recovery_pending)
+	{
+		edata = retl_in_subtransaction(recover_work, NULL);
+		if (edata != NULL)
+		{
+			/* (recovery_pending is as it was: tried again at the next prune) */
+			recovery_pending = true;
+			ereport(WARNING, (errmsg("retl could not recover interrupted work: %s", edata->message)));
+			FreeErrorData(edata);
+		}
+	}
+	/* once after each change of the catalog: a drop may have left rows */
+	if (gen != swept_gen)
+	{
+		edata = retl_in_subtransaction(sweep_work, NULL);
+		if (edata == NULL)
+			swept_gen = gen;
+		else
+		{
+			ereport(WARNING, (errmsg("retl could not sweep the queue: %s", edata->message)));
+			FreeErrorData(edata);
+		}
+	}
+	retl_end_txn();
 }
 
 /*

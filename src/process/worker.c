@@ -493,11 +493,10 @@ retl_worker_main(Datum main_arg)
 	if (!retl_lock_extension())
 		retl_worker_exit_without_extension();
 	served = true;
-	retl_queue_recover();
+	/* runs still at work in workers of their own are not interrupted */
+	retl_worker_recover();
 	retl_queue_load_backoff();
 	retl_jobs_load();
-	/* runs still at work in workers of their own are not interrupted */
-	retl_worker_recover_runs();
 	retl_end_txn();
 
 	/*
@@ -525,6 +524,14 @@ retl_worker_main(Datum main_arg)
 	 * lose a change, since what it has not committed stays queued.
 	 */
 	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
+
+	/*
+	 * Each statement of the worker's sees what committed before it (a
+	 * database's default of repeatable read would keep the snapshot its
+	 * transaction began with: the outcome's snapshot taken after the drop
+	 * locks, sync/dropping.c, would be the old one).
+	 */
+	SetConfigOption("default_transaction_isolation", "read committed", PGC_USERSET, PGC_S_SESSION);
 
 	/*
 	 * Logical capture keeps what a large transaction in progress has for

@@ -16,6 +16,7 @@ extern void retl_worker_park_parts(List *parts);
 /* scheduled.c */
 extern void retl_worker_scheduled(void);
 extern void retl_worker_prune_runs(void);
-extern void retl_worker_recover_runs(void);
+extern void retl_worker_recover(void);
+extern void retl_worker_recover_later(void);
 
 #endif

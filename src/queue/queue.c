@@ -102,8 +102,10 @@ retl_queue_delete_ids(int sync_id, Datum ids)
 /*
  * Release rows a previous run of the worker claimed but never recorded;
  * rows in a destination's job stay in flight: the job is checked again.
+ * False when rows of syncs being dropped were left as they are (the worker
+ * never waits for a drop): the caller asks again later.
  */
-void
+bool
 retl_queue_recover(void)
 {
 	if (SPI_execute("UPDATE retl.queue q SET in_flight = false WHERE q.in_flight"
@@ -117,6 +119,12 @@ retl_queue_recover(void)
 		ereport(LOG,
 				(errmsg("retl worker will resend %llu changes whose delivery was interrupted",
 						(unsigned long long) SPI_processed)));
+	if (SPI_execute("SELECT FROM retl.queue q WHERE q.in_flight"
+					" AND q.id <> ALL (ARRAY(SELECT pg_catalog.unnest(j.queue_ids)"
+					" FROM retl.job_record_store j))",
+					true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "retl: could not read in-flight queue rows");
+	return SPI_processed == 0;
 }
 
 /*

@@ -11,7 +11,7 @@
 
 
 
-extern void retl_queue_recover(void);
+extern bool retl_queue_recover(void);
 extern void retl_queue_analyze_if_stale(int retry_ms);
 extern bool retl_queue_stats_suspect(void);
 extern List *retl_queue_claim(RetlSync *sync, int nbatches, long *wait_ms, bool *idle,

@@ -229,14 +229,26 @@ is(psql(q{SELECT count(*) FROM retl.runs WHERE sync = 'sd'}), '0', 'the diff syn
 # A run the worker does itself (retl.max_parallel_runs 0) keeps its
 # sync's drop lock from its claim to its end: a drop of the sync waits for
 # the run, then goes through, and the worker goes on.
-psql(q{ALTER SYSTEM SET retl.max_parallel_runs = 0; SELECT pg_reload_conf()});
-psql(q{
-	SELECT retl_create_sync(name => 'sw', source => 'SELECT id FROM tc WHERE pg_catalog.pg_sleep(0.02) IS NOT NULL',
-		destination => 'dc', key => '{id}', schedule => 'manual', options => '{"backfill": false}');
-	SELECT retl_run_sync('sw');
-});
-ok(within(10, q{SELECT count(*) = 1 FROM retl.runs WHERE sync = 'sw' AND status = 'running'}),
-	'a run in the worker');
+
+# A diff sync $name whose run, in the worker (retl.max_parallel_runs 0),
+# reads tc's 100 rows in 100 x $sleep seconds, started; returns the run's
+# id once it is running.
+sub run_in_worker
+{
+	my ($name, $sleep) = @_;
+	psql(q{ALTER SYSTEM SET retl.max_parallel_runs = 0; SELECT pg_reload_conf()});
+	psql(qq{
+		SELECT retl_create_sync(name => '$name',
+			source => 'SELECT id FROM tc WHERE pg_catalog.pg_sleep($sleep) IS NOT NULL',
+			destination => 'dc', key => '{id}', schedule => 'manual', options => '{"backfill": false}');
+		SELECT retl_run_sync('$name');
+	});
+	ok(within(10, qq{SELECT count(*) = 1 FROM retl.runs WHERE sync = '$name' AND status = 'running'}),
+		'a run in the worker');
+	return psql(qq{SELECT id FROM retl.runs WHERE sync = '$name' AND status = 'running'});
+}
+
+run_in_worker('sw', 0.02);
 $dropper = $node->background_psql('postgres');
 $dropper->query_until(qr/dropping/, "\\echo dropping\nSELECT retl_drop_sync('sw');\n");
 ok($node->poll_query_until('postgres',
@@ -251,6 +263,27 @@ ok(within(5, q{SELECT count(*) = 0 FROM pg_locks WHERE locktype = 'advisory' AND
 	'the worker keeps no drop lock after it');
 psql(q{ALTER SYSTEM RESET retl.max_parallel_runs; SELECT pg_reload_conf()});
 others_go_on(5, 'the worker did a run and the drop went through');
+
+# A worker stopped in the middle of a run it did itself leaves the run
+# 'running'; the next worker ends such runs when it starts, but not those
+# of a sync being dropped then (their rows are the drop's): it starts
+# without waiting for the drop, and ends the run at a prune once the drop
+# has rolled back.
+my $run = run_in_worker('sr', 0.05);
+my $old_worker = psql(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'retl worker'});
+psql(qq{SELECT pg_terminate_backend($old_worker)});
+$dropper = $node->background_psql('postgres');
+$dropper->query_safe('BEGIN');
+$dropper->query_safe(q{SELECT retl_drop_sync('sr')});
+ok(within(10, qq{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'retl worker' AND pid <> $old_worker}),
+	'a new worker started during the drop');
+others_go_on(6, 'the new worker started with a run of a sync being dropped left running');
+$dropper->query_safe('ROLLBACK');
+$dropper->quit;
+ok(within(30, qq{SELECT status = 'failed' AND error LIKE 'interrupted%' FROM retl.runs WHERE id = $run}),
+	'after the rollback the run left running is ended, at a prune');
+psql(q{ALTER SYSTEM RESET retl.max_parallel_runs; SELECT pg_reload_conf()});
+psql(q{SELECT retl_drop_sync('sr')});
 
 # Several syncs dropped in one transaction while the worker records the
 # answers of their requests: no deadlock (the worker used to hold rows a
@@ -277,6 +310,24 @@ my $ok = $node->psql('postgres',
 is($ok, 0, 'one transaction drops the three syncs') or diag($derr);
 is(psql(q{SELECT count(*) FROM retl.syncs WHERE name LIKE 'm_'}), '0', 'they are gone');
 $r->control();
+
+# More syncs with changes at once than one pass takes drop locks for
+# (256, entries of the shared lock table until it commits): the pass stops
+# there, the next goes on from there at once, and every sync delivers.
+psql(q{
+	SELECT retl_create_destination(name => 'dmany', kind => 'webhook', url => '} . $r->url('/many') . q{');
+	DO $$
+	BEGIN
+		FOR i IN 1..300 LOOP
+			EXECUTE format('CREATE TABLE many_%s (id int PRIMARY KEY)', i);
+			PERFORM retl_create_sync(name => 'many_' || i, source => 'many_' || i,
+									 destination => 'dmany', options => '{"backfill": false}');
+		END LOOP;
+	END $$;
+});
+psql(q{DO $$ BEGIN FOR i IN 1..300 LOOP EXECUTE format('INSERT INTO many_%s VALUES (1)', i); END LOOP; END $$});
+ok(within(60, q{SELECT count(*) = 300 FROM retl.sync_status WHERE sync LIKE 'many\_%' AND delivered = 1}),
+	'300 syncs with a change each, more than a pass locks: every one delivers');
 
 # Rows of syncs that no longer exist (as a drop racing with the worker
 # left them before) are deleted by the worker after a change of the
