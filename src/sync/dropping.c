@@ -22,11 +22,19 @@
  * answers of its requests stay in memory, their rows and keys held, and
  * are recorded once the drop has rolled back, or, once it has committed,
  * find nothing left to write.  Statements that touch many syncs' rows
- * (the fold of delivered counts, the prune of old runs) take the lock in
- * SQL, row by row, and skip the rows of syncs being dropped.
+ * (the fold of delivered counts, the prune of old runs, the schedule and
+ * claim of runs, chained runs, the start's recovery) take the lock in SQL,
+ * row by row, and skip the rows of syncs being dropped; what the start
+ * skipped is finished at a later prune (process/scheduled.c).  A run the
+ * worker does itself keeps the lock at session level from its claim's
+ * transaction to its end (retl_sync_keep), so a drop waits for the run.
  *
- * A sync's table is taken without waiting as well (process/claims.c): the
- * drop locks it next.
+ * Each lock is an entry of the shared lock table until the transaction
+ * ends (advisory locks have no fast path): a claim pass takes at most 256
+ * (process/claims.c).
+ *
+ * A sync's table is taken without waiting as well (process/claims.c,
+ * queue/rows.c): the drop locks it next.
  */
 #include "postgres.h"
 
