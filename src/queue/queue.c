@@ -108,23 +108,30 @@ retl_queue_delete_ids(int sync_id, Datum ids)
 bool
 retl_queue_recover(void)
 {
-	if (SPI_execute("UPDATE retl.queue q SET in_flight = false WHERE q.in_flight"
-					" AND q.id <> ALL (ARRAY(SELECT pg_catalog.unnest(j.queue_ids)"
-					" FROM retl.job_record_store j))"
-	/* (rows of a sync being dropped go with it: sync/dropping.c) */
-					" AND " RETL_SYNC_FREE_SQL("q.sync_id"),
-					false, 0) != SPI_OK_UPDATE)
+	int64		found;
+	int64		released;
+	bool		isnull;
+
+	/*
+	 * One scan of the queue (no index has in_flight): the rows found, then
+	 * those released, but for rows of a sync being dropped, which go with
+	 * it (sync/dropping.c).
+	 */
+	if (SPI_execute("WITH f AS MATERIALIZED (SELECT q.ctid AS at, q.sync_id FROM retl.queue q"
+					" WHERE q.in_flight AND q.id <> ALL (ARRAY(SELECT pg_catalog.unnest(j.queue_ids)"
+					" FROM retl.job_record_store j))),"
+					" u AS (UPDATE retl.queue q SET in_flight = false FROM f"
+					" WHERE q.ctid = f.at AND " RETL_SYNC_FREE_SQL("f.sync_id") " RETURNING 1)"
+					" SELECT (SELECT pg_catalog.count(*) FROM f), (SELECT pg_catalog.count(*) FROM u)",
+					false, 0) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "retl: could not release in-flight queue rows");
-	if (SPI_processed > 0)
+	found = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	released = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	if (released > 0)
 		ereport(LOG,
-				(errmsg("retl worker will resend %llu changes whose delivery was interrupted",
-						(unsigned long long) SPI_processed)));
-	if (SPI_execute("SELECT FROM retl.queue q WHERE q.in_flight"
-					" AND q.id <> ALL (ARRAY(SELECT pg_catalog.unnest(j.queue_ids)"
-					" FROM retl.job_record_store j))",
-					true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "retl: could not read in-flight queue rows");
-	return SPI_processed == 0;
+				(errmsg("retl worker will resend " INT64_FORMAT " changes whose delivery was interrupted",
+						released)));
+	return released == found;
 }
 
 /*

@@ -270,6 +270,11 @@ others_go_on(5, 'the worker did a run and the drop went through');
 # without waiting for the drop, and ends the run at a prune once the drop
 # has rolled back.
 my $run = run_in_worker('sr', 0.05);
+# and a change of sc and one of sr left in flight (as 0.1's claims marked
+# them), released by the next worker's start
+my ($sc_id, $sr_id) = map { psql("SELECT id FROM retl.syncs WHERE name = '$_'") } qw(sc sr);
+psql(qq{INSERT INTO retl.queue (sync_id, op, key, in_flight)
+		VALUES ($sc_id, 'u', '{"id": 1}', true), ($sr_id, 'u', '{"id": 2}', true)});
 my $old_worker = psql(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'retl worker'});
 psql(qq{SELECT pg_terminate_backend($old_worker)});
 $dropper = $node->background_psql('postgres');
@@ -278,10 +283,18 @@ $dropper->query_safe(q{SELECT retl_drop_sync('sr')});
 ok(within(10, qq{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'retl worker' AND pid <> $old_worker}),
 	'a new worker started during the drop');
 others_go_on(6, 'the new worker started with a run of a sync being dropped left running');
+ok(within(10, qq{SELECT count(*) = 0 FROM retl.queue WHERE sync_id = $sc_id AND in_flight}),
+	'it released the change left in flight of another sync');
+is(psql(qq{SELECT in_flight FROM retl.queue WHERE sync_id = $sr_id}), 't',
+	'not the one of the sync being dropped');
 $dropper->query_safe('ROLLBACK');
 $dropper->quit;
 ok(within(30, qq{SELECT status = 'failed' AND error LIKE 'interrupted%' FROM retl.runs WHERE id = $run}),
 	'after the rollback the run left running is ended, at a prune');
+ok(within(10, q{SELECT count(*) = 0 FROM retl.queue WHERE in_flight}),
+	'and the change left in flight released');
+my @resent = slurp_file($node->logfile) =~ /retl worker will resend (\d+) changes/g;
+is("@resent", '1 1', 'each release said so');
 psql(q{ALTER SYSTEM RESET retl.max_parallel_runs; SELECT pg_reload_conf()});
 psql(q{SELECT retl_drop_sync('sr')});
 
