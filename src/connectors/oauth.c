@@ -30,7 +30,6 @@
 #include "catalog/pg_type.h"
 #include "common/base64.h"
 #include "executor/spi.h"
-#include "sync/dropping.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
@@ -41,6 +40,7 @@
 #include "connectors/connector.h"
 #include "connectors/oauth.h"
 #include "connectors/request.h"
+#include "sync/dropping.h"
 
 /* how long before its expiry a token is renewed, at most */
 #define RENEW_MARGIN_S 60

@@ -22,7 +22,6 @@
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
-#include "sync/dropping.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -36,6 +35,7 @@
 #include "models/diff.h"
 #include "models/probe.h"
 #include "models/query.h"
+#include "sync/dropping.h"
 #include "sync/mapping.h"
 #include "sync/owner.h"
 

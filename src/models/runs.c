@@ -16,7 +16,6 @@
 
 #include "miscadmin.h"
 
-#include "sync/dropping.h"
 #include "utils/array.h"
 
 #include "access/xact.h"
@@ -29,6 +28,7 @@
 #include "base/shmem.h"
 #include "models/runs.h"
 #include "queue/queue.h"
+#include "sync/dropping.h"
 
 /*
  * Runs left 'running' by a worker that stopped: they did not happen.

@@ -13,7 +13,6 @@
 
 #include "pgstat.h"
 #include "storage/lmgr.h"
-#include "sync/dropping.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -32,6 +31,7 @@
 #include "queue/queue.h"
 #include "queue/ranges.h"
 #include "sync/dest.h"
+#include "sync/dropping.h"
 
 /* A sync that failed to build a request is left alone for a while. */
 typedef struct SyncBackoff

@@ -40,7 +40,6 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
-#include "sync/dropping.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -55,9 +54,10 @@
 #include "models/runs.h"
 #include "process/launcher.h"
 #include "process/runner.h"
-#include "process/worker.h"
 #include "process/txn.h"
+#include "process/worker.h"
 #include "queue/queue.h"
+#include "sync/dropping.h"
 #include "sync/sync.h"
 
 /* a runner that has not started after this long never will */

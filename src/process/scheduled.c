@@ -8,7 +8,6 @@
 
 #include "access/xact.h"
 #include "pgstat.h"
-#include "sync/dropping.h"
 #include "utils/elog.h"
 #include "utils/memutils.h"
 
@@ -20,6 +19,7 @@
 #include "process/txn.h"
 #include "process/worker.h"
 #include "queue/sweep.h"
+#include "sync/dropping.h"
 
 /* The claim of the next run or refresh, in a subtransaction */
 typedef struct ScheduledClaim

@@ -488,6 +488,15 @@ retl_worker_main(Datum main_arg)
 	}
 	before_shmem_exit(worker_detach, (Datum) 0);
 
+	/*
+	 * Each statement of the worker's sees what committed before it, from
+	 * its first transaction on (a database's default of repeatable read
+	 * would keep the snapshot a transaction began with: the outcome's
+	 * snapshot taken after the drop locks, sync/dropping.c, would be the
+	 * old one).
+	 */
+	SetConfigOption("default_transaction_isolation", "read committed", PGC_USERSET, PGC_S_SESSION);
+
 	wait_for_version();
 	retl_begin_txn();
 	if (!retl_lock_extension())
@@ -524,14 +533,6 @@ retl_worker_main(Datum main_arg)
 	 * lose a change, since what it has not committed stays queued.
 	 */
 	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
-
-	/*
-	 * Each statement of the worker's sees what committed before it (a
-	 * database's default of repeatable read would keep the snapshot its
-	 * transaction began with: the outcome's snapshot taken after the drop
-	 * locks, sync/dropping.c, would be the old one).
-	 */
-	SetConfigOption("default_transaction_isolation", "read committed", PGC_USERSET, PGC_S_SESSION);
 
 	/*
 	 * Logical capture keeps what a large transaction in progress has for

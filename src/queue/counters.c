@@ -19,11 +19,11 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
-#include "sync/dropping.h"
 #include "utils/timestamp.h"
 
 #include "base/plans.h"
 #include "queue/counters.h"
+#include "sync/dropping.h"
 
 /* how often the worker folds the deltas of every sync */
 #define FOLD_INTERVAL_MS 1000

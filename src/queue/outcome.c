@@ -16,7 +16,6 @@
 #include "common/pg_prng.h"
 #include "mb/pg_wchar.h"
 #include "storage/bufmgr.h"
-#include "sync/dropping.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -32,6 +31,7 @@
 #include "queue/counters.h"
 #include "queue/mark.h"
 #include "queue/queue.h"
+#include "sync/dropping.h"
 #include "sync/ids.h"
 
 static void

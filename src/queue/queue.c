@@ -18,7 +18,6 @@
 #include "catalog/namespace.h"
 #include "executor/spi.h"
 #include "storage/bufmgr.h"
-#include "sync/dropping.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -29,6 +28,7 @@
 #include "base/plans.h"
 #include "queue/mark.h"
 #include "queue/queue.h"
+#include "sync/dropping.h"
 #include "sync/sync.h"
 #include "sync/mapping.h"
 
