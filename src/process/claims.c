@@ -12,7 +12,6 @@
 #include "postgres.h"
 
 #include "pgstat.h"
-#include "storage/lmgr.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -206,16 +205,13 @@ claim_work_one(void *arg)
 	int			first;
 
 	/*
-	 * An upsert sync reads its table (its backfill, the rows it sends):
-	 * the table's lock is taken first, without waiting.  Whoever holds a
-	 * lock that conflicts (ALTER TABLE, retl_drop_sync, LOCK TABLE) leaves
-	 * the sync for a later pass.  Waiting for it held up every sync of the
-	 * database, and deadlocked with retl_drop_sync: the pass's transaction
-	 * had written a row the drop deletes (its counters, another sync's
-	 * error), and waited for the table of a sync the drop had locked.
+	 * An upsert sync's table is taken first, without waiting (dropping.c).
+	 * Waiting for it held up every sync of the database, and deadlocked
+	 * with retl_drop_sync: the pass's transaction had written a row the
+	 * drop deletes (its counters, another sync's error), and waited for
+	 * the table of a sync the drop had locked.
 	 */
-	if (!w->sync->diff && w->sync->mode != 'a' &&
-		!ConditionalLockRelationOid(w->sync->relid, AccessShareLock))
+	if (!retl_sync_table_ready(w->sync))
 	{
 		w->busy = true;
 		*w->wait_ms = Min(*w->wait_ms, SOURCE_BUSY_RETRY_MS);

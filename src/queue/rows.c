@@ -32,6 +32,7 @@
 #include "queue/queue.h"
 #include "queue/rowjson.h"
 #include "sync/compiled.h"
+#include "sync/dropping.h"
 #include "sync/mapping.h"
 #include "sync/owner.h"
 #include "sync/trust.h"
@@ -528,9 +529,7 @@ ready_work(void *arg)
 	if (syncs == NIL)
 		return;					/* dropped: nothing is built */
 	sync = linitial(syncs);
-	/* an upsert sync's records are read from its table (claims.c) */
-	w->ready = sync->diff || sync->mode == 'a' ||
-		ConditionalLockRelationOid(sync->relid, AccessShareLock);
+	w->ready = retl_sync_table_ready(sync);
 }
 
 /*

@@ -39,9 +39,20 @@
 #include "postgres.h"
 
 #include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "storage/lock.h"
 
 #include "sync/dropping.h"
+
+/* The sync's drop lock, as pg_try_advisory_xact_lock_shared(int4, int4) names it. */
+static LOCKTAG
+drop_lock(int sync_id)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) RETL_DROP_LOCK_KEY, (uint32) sync_id, 2);
+	return tag;
+}
 
 /*
  * Is a drop of the sync under way (in a transaction not yet ended)?  When
@@ -50,10 +61,8 @@
 bool
 retl_sync_dropping(int sync_id)
 {
-	LOCKTAG		tag;
+	LOCKTAG		tag = drop_lock(sync_id);
 
-	/* as pg_try_advisory_xact_lock_shared(int4, int4) names its lock */
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) RETL_DROP_LOCK_KEY, (uint32) sync_id, 2);
 	return LockAcquire(&tag, ShareLock, false, true) == LOCKACQUIRE_NOT_AVAIL;
 }
 
@@ -68,9 +77,8 @@ retl_sync_dropping(int sync_id)
 bool
 retl_sync_keep(int sync_id)
 {
-	LOCKTAG		tag;
+	LOCKTAG		tag = drop_lock(sync_id);
 
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) RETL_DROP_LOCK_KEY, (uint32) sync_id, 2);
 	return LockAcquire(&tag, ShareLock, true, true) != LOCKACQUIRE_NOT_AVAIL;
 }
 
@@ -78,8 +86,22 @@ retl_sync_keep(int sync_id)
 void
 retl_sync_release(int sync_id)
 {
-	LOCKTAG		tag;
+	LOCKTAG		tag = drop_lock(sync_id);
 
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) RETL_DROP_LOCK_KEY, (uint32) sync_id, 2);
 	LockRelease(&tag, ShareLock, true);
+}
+
+/*
+ * May the sync's table be read in this transaction without waiting?  An
+ * upsert sync reads it (its backfill, the rows it sends, the halves of a
+ * refused batch); its lock is taken here, without waiting, and held to the
+ * transaction's end.  Whoever holds a lock that conflicts (ALTER TABLE,
+ * LOCK TABLE, retl_drop_sync of any sync of the table) leaves the sync for
+ * a later pass.  Syncs that do not read a table are always ready.
+ */
+bool
+retl_sync_table_ready(RetlSync *sync)
+{
+	return sync->diff || sync->mode == 'a' ||
+		ConditionalLockRelationOid(sync->relid, AccessShareLock);
 }

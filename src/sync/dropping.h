@@ -5,6 +5,8 @@
 #ifndef RETL_DROPPING_H
 #define RETL_DROPPING_H
 
+#include "sync/sync.h"
+
 /*
  * The first key of the advisory lock that retl._drop_sync takes on its
  * sync (the second is the sync's id): 'retl' in ASCII.  The SQL in
@@ -18,5 +20,6 @@
 extern bool retl_sync_dropping(int sync_id);
 extern bool retl_sync_keep(int sync_id);
 extern void retl_sync_release(int sync_id);
+extern bool retl_sync_table_ready(RetlSync *sync);
 
 #endif

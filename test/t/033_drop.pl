@@ -134,6 +134,22 @@ sub others_go_on
 	is(worker_waits(), '0', 'the worker waits for no lock');
 }
 
+# A table of $rows rows and its sync $sync, sent to $path by destination
+# $dest in batches of $batch, two at a time: its backfill's first two
+# requests in flight.
+sub backfill_in_flight
+{
+	my ($sync, $table, $dest, $path, $rows, $batch, $what) = @_;
+	psql(qq{
+		CREATE TABLE $table (id int PRIMARY KEY);
+		INSERT INTO $table SELECT generate_series(1, $rows);
+		SELECT retl_create_destination(name => '$dest', kind => 'webhook', url => '} . $r->url($path) . qq{',
+			options => '{"batch_size": $batch, "max_concurrency": 2}');
+		SELECT retl_create_sync(name => '$sync', source => '$table', destination => '$dest');
+	});
+	ok(within(10, "SELECT requests_in_flight = 2 FROM retl.sync_status WHERE sync = '$sync'"), $what);
+}
+
 # A sync dropped while requests of its backfill are in flight, in a
 # transaction left open: the records they carry are not in the queue.
 # Recording their refusal queues them, and updates the sync's row of
@@ -142,16 +158,8 @@ sub others_go_on
 # queued after the drop's delete stayed (until the sweep below).  Now the
 # answers wait, and once the drop commits they queue nothing.
 $r->control({ path => '/bf', status => 500, delay_ms => 1500, count => -1 });
-psql(q{
-	CREATE TABLE tb (id int PRIMARY KEY);
-	INSERT INTO tb SELECT generate_series(1, 200);
-	SELECT retl_create_destination(name => 'dbf', kind => 'webhook', url => '} . $r->url('/bf') . q{',
-		options => '{"batch_size": 50, "max_concurrency": 2}');
-	SELECT retl_create_sync(name => 'sbf', source => 'tb', destination => 'dbf');
-});
+backfill_in_flight('sbf', 'tb', 'dbf', '/bf', 200, 50, 'two requests of the backfill in flight');
 my $sid = psql(q{SELECT id FROM retl.syncs WHERE name = 'sbf'});
-ok(within(10, q{SELECT requests_in_flight = 2 FROM retl.sync_status WHERE sync = 'sbf'}),
-	'two requests of the backfill in flight');
 my $dropper = $node->background_psql('postgres');
 $dropper->query_safe('BEGIN');
 $dropper->query_safe(q{SELECT retl_drop_sync('sbf')});
@@ -174,15 +182,7 @@ $r->control();
 # syncs meanwhile, and once the drop has rolled back the refused records
 # are queued and retried, and the sync delivers every row, none lost.
 $r->control({ path => '/c', status => 500, delay_ms => 1500, count => 2 });
-psql(q{
-	CREATE TABLE tc (id int PRIMARY KEY);
-	INSERT INTO tc SELECT generate_series(1, 100);
-	SELECT retl_create_destination(name => 'dc', kind => 'webhook', url => '} . $r->url('/c') . q{',
-		options => '{"batch_size": 10, "max_concurrency": 2}');
-	SELECT retl_create_sync(name => 'sc', source => 'tc', destination => 'dc');
-});
-ok(within(10, q{SELECT requests_in_flight = 2 FROM retl.sync_status WHERE sync = 'sc'}),
-	'two requests of the second backfill in flight');
+backfill_in_flight('sc', 'tc', 'dc', '/c', 100, 10, 'two requests of the second backfill in flight');
 my $reader = $node->background_psql('postgres');
 $reader->query_safe('BEGIN');
 $reader->query_safe('LOCK TABLE tc IN ACCESS SHARE MODE');
