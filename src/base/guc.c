@@ -33,6 +33,7 @@ int			retl_run_nice = 10;
 int			retl_run_idle_timeout_s = 60;
 int			retl_job_check_max_ms = 60000;
 char	   *retl_test_resolve = NULL;
+char	   *retl_test_fail_claim = NULL;
 char	   *retl_run_history = NULL;
 int			retl_run_history_count = 1000;
 int64		retl_run_history_secs = 0;
@@ -278,6 +279,14 @@ retl_guc_init(void)
 							   "For tests only: host:port:address entries that replace DNS answers.",
 							   "Given to libcurl as CURLOPT_RESOLVE, comma-separated.",
 							   &retl_test_resolve,
+							   "",
+							   PGC_SIGHUP, GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("retl.test_fail_claim",
+							   "For tests only: the name of a sync whose claims fail.",
+							   "Each claim of that sync fails after its backfill claimed its ranges, before the queue's rows: the path of a claim that fails midway.",
+							   &retl_test_fail_claim,
 							   "",
 							   PGC_SIGHUP, GUC_NOT_IN_SAMPLE,
 							   NULL, NULL, NULL);

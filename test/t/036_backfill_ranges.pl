@@ -173,6 +173,48 @@ my %busy = map { $_->{key}{id} => 1 } @{ delivered('/busy') };
 is(scalar(grep { $_ <= 1000 } keys %busy), 1000, 'every row of the table sent');
 $r->control();
 
+# -- a claim that fails after the backfill took a range ----------------------
+# The sync's first claim fails (retl.test_fail_claim) after its backfill
+# claimed a range, before the queue's rows: the claim's subtransaction is
+# undone and the range's requests freed, so the backfill must read it
+# again from its cursor.  Its next claim, after the sync's backoff (5 s
+# here, time to take the setting back), goes through.  (Before 510556c the
+# range stayed, with no request alive: that claim counted it done and
+# moved the cursor past its rows, never sent.)
+psql(q{
+	CREATE TABLE failing_claim (id int PRIMARY KEY, v text NOT NULL);
+	INSERT INTO failing_claim SELECT g, 'v' || g FROM generate_series(1, 200) g;
+	SELECT retl_create_destination('failing_claim_hook', 'webhook', '} . $r->url('/failing_claim') . q{',
+		options => '{"batch_size": 10, "max_concurrency": 2}');
+	ALTER SYSTEM SET retl.test_fail_claim = 'failing_claim_out';
+	ALTER SYSTEM SET retl.retry_base_ms = 5000;
+	SELECT pg_reload_conf();});
+# (created paused: the worker has the settings by the time it resumes)
+psql(q{BEGIN;
+	SELECT retl_create_sync(name => 'failing_claim_out', source => 'failing_claim',
+		destination => 'failing_claim_hook');
+	SELECT retl_pause_sync('failing_claim_out');
+	COMMIT;});
+sleep(1);
+psql(q{SELECT retl_resume_sync('failing_claim_out')});
+ok($node->poll_query_until('postgres', q{
+	SELECT t.consecutive_failures > 0 AND t.last_error LIKE '%retl.test_fail_claim%'
+	  FROM retl.sync_stats t JOIN retl.syncs s ON s.id = t.sync_id WHERE s.name = 'failing_claim_out'}),
+	'the claim failed');
+psql(q{
+	ALTER SYSTEM RESET retl.test_fail_claim;
+	ALTER SYSTEM RESET retl.retry_base_ms;
+	SELECT pg_reload_conf();});
+is(psql(q{SELECT consecutive_failures FROM retl.sync_stats t JOIN retl.syncs s ON s.id = t.sync_id
+	WHERE s.name = 'failing_claim_out'}), '1', 'once (the setting taken back within its backoff)');
+is(scalar(@{ delivered('/failing_claim') }), 0, 'nothing sent meanwhile');
+ok(wait_drained('failing_claim_out'), 'the backfill ended after the backoff');
+$seen = per_key('/failing_claim');
+is(scalar(keys %$seen), 200, 'every row sent');
+is(psql(q{SELECT backfill_cursor::text FROM retl.syncs WHERE name = 'failing_claim_out'}), '[200]',
+	'the cursor at the last key');
+$r->control();
+
 # -- a crash in the middle sends again only what was past the cursor ----------
 $n = 4000;
 psql(qq{
