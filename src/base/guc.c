@@ -33,7 +33,7 @@ int			retl_run_nice = 10;
 int			retl_run_idle_timeout_s = 60;
 int			retl_job_check_max_ms = 60000;
 char	   *retl_test_resolve = NULL;
-char	   *retl_test_fail_claim = NULL;
+char	   *retl_test_fail = NULL;
 char	   *retl_run_history = NULL;
 int			retl_run_history_count = 1000;
 int64		retl_run_history_secs = 0;
@@ -283,10 +283,10 @@ retl_guc_init(void)
 							   PGC_SIGHUP, GUC_NOT_IN_SAMPLE,
 							   NULL, NULL, NULL);
 
-	DefineCustomStringVariable("retl.test_fail_claim",
-							   "For tests only: the name of a sync whose claims fail.",
-							   "Each claim of that sync fails after its backfill claimed its ranges, before the queue's rows: the path of a claim that fails midway.",
-							   &retl_test_fail_claim,
+	DefineCustomStringVariable("retl.test_fail",
+							   "For tests only: where the worker fails, and for which sync.",
+							   "\"claim:SYNC\": each claim of the sync fails after its backfill claimed its ranges, before the queue's rows; \"rebuild:SYNC\": each build of a half of its refused batches fails at its end, what it left out put back.",
+							   &retl_test_fail,
 							   "",
 							   PGC_SIGHUP, GUC_NOT_IN_SAMPLE,
 							   NULL, NULL, NULL);
@@ -300,4 +300,23 @@ retl_guc_init(void)
 							   check_run_history, assign_run_history, NULL);
 
 	MarkGUCPrefixReserved("retl");
+}
+
+/*
+ * For tests: fail here when retl.test_fail names this point and sync
+ * ("claim:orders"), as the worker can fail there (an error, its
+ * subtransaction undone).
+ */
+void
+retl_test_fail_at(const char *point, const char *sync_name)
+{
+	size_t		len = strlen(point);
+
+	if (retl_test_fail == NULL || retl_test_fail[0] == '\0')
+		return;
+	if (strncmp(retl_test_fail, point, len) == 0 && retl_test_fail[len] == ':' &&
+		strcmp(retl_test_fail + len + 1, sync_name) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("%s of sync \"%s\" failed by retl.test_fail", point, sync_name)));
 }

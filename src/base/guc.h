@@ -22,11 +22,12 @@ extern int	retl_run_nice;
 extern int	retl_run_idle_timeout_s;
 extern int	retl_job_check_max_ms;
 extern char *retl_test_resolve;
-extern char *retl_test_fail_claim;
+extern char *retl_test_fail;
 extern char *retl_run_history;
 extern int	retl_run_history_count;
 extern int64 retl_run_history_secs;
 
 extern void retl_guc_init(void);
+extern void retl_test_fail_at(const char *point, const char *sync_name);
 
 #endif

@@ -253,10 +253,7 @@ claim_work_one(void *arg)
 		int			left = w->nbatches - list_length(w->reqs);
 
 		/* (tests fail a claim here, its backfill's ranges claimed) */
-		if (retl_test_fail_claim[0] != '\0' && strcmp(retl_test_fail_claim, w->sync->name) == 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("claim failed by retl.test_fail_claim")));
+		retl_test_fail_at("claim", w->sync->name);
 		if (left > 0)
 			w->reqs = list_concat(w->reqs, retl_queue_claim(w->sync, left, w->wait_ms,
 															&w->idle, &w->lingering));

@@ -48,6 +48,19 @@ sub wait_drained
 		"SELECT pending + in_flight = 0 AND NOT backfilling FROM retl.sync_status WHERE sync = '$sync'");
 }
 
+# A sync NAME_out of table NAME to NAME_hook, created paused and resumed a
+# second later: the worker has the settings just reloaded by then.
+sub create_after_reload
+{
+	my ($name) = @_;
+	psql(qq{BEGIN;
+		SELECT retl_create_sync(name => '${name}_out', source => '$name', destination => '${name}_hook');
+		SELECT retl_pause_sync('${name}_out');
+		COMMIT;});
+	sleep(1);
+	psql(qq{SELECT retl_resume_sync('${name}_out')});
+}
+
 psql(q{CREATE EXTENSION retl});
 
 # -- a backfill that never touches the queue -------------------------------
@@ -174,7 +187,7 @@ is(scalar(grep { $_ <= 1000 } keys %busy), 1000, 'every row of the table sent');
 $r->control();
 
 # -- a claim that fails after the backfill took a range ----------------------
-# The sync's first claim fails (retl.test_fail_claim) after its backfill
+# The sync's first claim fails (retl.test_fail) after its backfill
 # claimed a range, before the queue's rows: the claim's subtransaction is
 # undone and the range's requests freed, so the backfill must read it
 # again from its cursor.  Its next claim, after the sync's backoff (5 s
@@ -186,23 +199,16 @@ psql(q{
 	INSERT INTO failing_claim SELECT g, 'v' || g FROM generate_series(1, 200) g;
 	SELECT retl_create_destination('failing_claim_hook', 'webhook', '} . $r->url('/failing_claim') . q{',
 		options => '{"batch_size": 10, "max_concurrency": 2}');
-	ALTER SYSTEM SET retl.test_fail_claim = 'failing_claim_out';
+	ALTER SYSTEM SET retl.test_fail = 'claim:failing_claim_out';
 	ALTER SYSTEM SET retl.retry_base_ms = 5000;
 	SELECT pg_reload_conf();});
-# (created paused: the worker has the settings by the time it resumes)
-psql(q{BEGIN;
-	SELECT retl_create_sync(name => 'failing_claim_out', source => 'failing_claim',
-		destination => 'failing_claim_hook');
-	SELECT retl_pause_sync('failing_claim_out');
-	COMMIT;});
-sleep(1);
-psql(q{SELECT retl_resume_sync('failing_claim_out')});
+create_after_reload('failing_claim');
 ok($node->poll_query_until('postgres', q{
-	SELECT t.consecutive_failures > 0 AND t.last_error LIKE '%retl.test_fail_claim%'
+	SELECT t.consecutive_failures > 0 AND t.last_error LIKE '%failed by retl.test_fail%'
 	  FROM retl.sync_stats t JOIN retl.syncs s ON s.id = t.sync_id WHERE s.name = 'failing_claim_out'}),
 	'the claim failed');
 psql(q{
-	ALTER SYSTEM RESET retl.test_fail_claim;
+	ALTER SYSTEM RESET retl.test_fail;
 	ALTER SYSTEM RESET retl.retry_base_ms;
 	SELECT pg_reload_conf();});
 is(psql(q{SELECT consecutive_failures FROM retl.sync_stats t JOIN retl.syncs s ON s.id = t.sync_id
@@ -213,6 +219,44 @@ $seen = per_key('/failing_claim');
 is(scalar(keys %$seen), 200, 'every row sent');
 is(psql(q{SELECT backfill_cursor::text FROM retl.syncs WHERE name = 'failing_claim_out'}), '[200]',
 	'the cursor at the last key');
+$r->control();
+
+# -- a refused batch whose halves fail to build ------------------------------
+# The backfill's first batch (keys 1 to 10, 300 bytes a record) is refused
+# whole (a 413, after 2 s).  Meanwhile the destination's max_batch_bytes
+# drops to 1024: each half of five records is built again to fewer, the
+# others put back (queued), and then the build fails (retl.test_fail).
+# What was queued in the build's subtransaction is undone with it: the
+# release after the failure must queue those records again.  (Before
+# 510556c they counted as queued and were never sent: 24 rows of 30
+# arrived.)
+psql(q{
+	CREATE TABLE refused_half (id int PRIMARY KEY, v text NOT NULL);
+	INSERT INTO refused_half SELECT g, repeat('x', 200) FROM generate_series(1, 30) g;
+	SELECT retl_create_destination('refused_half_hook', 'webhook', '} . $r->url('/refused_half') . q{',
+		options => '{"batch_size": 10, "max_concurrency": 1}');
+	ALTER SYSTEM SET retl.test_fail = 'rebuild:refused_half_out';
+	SELECT pg_reload_conf();});
+$r->control({ path => '/refused_half', status => 413, delay_ms => 2000, count => 1 });
+create_after_reload('refused_half');
+ok($node->poll_query_until('postgres',
+	q{SELECT requests_in_flight > 0 FROM retl.sync_status WHERE sync = 'refused_half_out'}),
+	'the first batch in flight');
+# (no function changes a destination's options: the catalog, as a superuser)
+psql(q{UPDATE retl.destinations SET max_batch_bytes = 1024 WHERE name = 'refused_half_hook'});
+ok($node->poll_query_until('postgres', q{
+	SELECT t.last_error LIKE '%rebuild of sync "refused_half_out" failed by retl.test_fail%'
+	  FROM retl.sync_stats t JOIN retl.syncs s ON s.id = t.sync_id WHERE s.name = 'refused_half_out'}),
+	'the halves failed to build');
+psql(q{
+	ALTER SYSTEM RESET retl.test_fail;
+	SELECT pg_reload_conf();
+	UPDATE retl.destinations SET max_batch_bytes = 1048576 WHERE name = 'refused_half_hook';});
+ok(wait_drained('refused_half_out'), 'the backfill ended');
+is(scalar(grep { $_->{status} == 413 && $_->{path} eq '/refused_half' } @{ $r->requests }), 1,
+	'one batch refused');
+$seen = per_key('/refused_half');
+is(scalar(keys %$seen), 30, 'every row sent');
 $r->control();
 
 # -- a crash in the middle sends again only what was past the cursor ----------
