@@ -571,10 +571,13 @@ if [[ ${1:-} == --inside ]]; then
 
 	# bench_wait(sync, n, seconds): wait until sync has delivered n records
 	# in all, or seconds have passed; return the epoch then and the count
-	# delivered.  One session polls every 10 ms, reading retl.sync_stats
-	# (the counter behind sync_status.delivered) so that polling never
-	# counts the queue.  Each statement of a VOLATILE function takes a new
-	# snapshot: it sees the worker's commits.
+	# delivered.  One session polls every 10 ms, adding up what
+	# sync_status.delivered does without counting the queue:
+	# retl.sync_stats and the deltas not folded into it yet
+	# (retl.stats_delta, folded about once a second; until 2026-12-06 the
+	# deltas were left out, and a drain was timed up to a second long, to
+	# the fold after the worker's last delivery).  Each statement of a
+	# VOLATILE function takes a new snapshot: it sees the worker's commits.
 	q <<-'EOF'
 		CREATE FUNCTION bench_wait(sync text, n bigint, seconds double precision,
 		                           OUT t double precision, OUT delivered bigint)
@@ -583,7 +586,9 @@ if [[ ${1:-} == --inside ]]; then
 			t0 double precision := extract(epoch FROM clock_timestamp());
 		BEGIN
 			LOOP
-				SELECT st.delivered INTO delivered FROM retl.sync_stats st
+				SELECT st.delivered + coalesce((SELECT sum(d.delivered) FROM retl.stats_delta d
+				                                 WHERE d.sync_id = s.id), 0)
+				  INTO delivered FROM retl.sync_stats st
 				  JOIN retl.syncs s ON s.id = st.sync_id WHERE s.name = sync;
 				t := extract(epoch FROM clock_timestamp());
 				EXIT WHEN delivered >= n OR t - t0 >= seconds;
@@ -698,10 +703,72 @@ if [[ ${1:-} == --inside ]]; then
 		check_sync "$sync"
 	}
 
+	# cpu_mark FILE: the CPU time so far of every process of this user
+	# (pid, ticks, name) and of the machine, into FILE; cpu_since FILE
+	# SECS then prints who used the CPU since, the busiest first, and how
+	# busy both CPUs were: whether a drain was the worker's CPU, or waited.
+	cat >"$work/cpu_mark.py" <<-'EOF'
+			import json, os, sys
+			procs = {}
+			for pid in os.listdir("/proc"):
+			    if not pid.isdigit():
+			        continue
+			    try:
+			        with open("/proc/%s/stat" % pid) as f:
+			            st = f.read()
+			        with open("/proc/%s/cmdline" % pid, "rb") as f:
+			            cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+			    except OSError:
+			        continue
+			    fields = st[st.rindex(")") + 2:].split()
+			    # its own CPU, and that of its children that ended (reaped)
+			    procs[pid] = [int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14]),
+			                  cmd or st[st.index("(") + 1:st.rindex(")")], fields[1]]
+			with open("/proc/stat") as f:
+			    # user nice system idle iowait irq softirq steal
+			    cpu = [int(v) for v in f.readline().split()[1:9]]
+			json.dump({"procs": procs, "busy": sum(cpu) - cpu[3] - cpu[4] - cpu[7], "steal": cpu[7],
+			           "all": sum(cpu)}, open(sys.argv[1], "w"))
+	EOF
+	cpu_mark()
+	{
+		"$PYTHON" "$work/cpu_mark.py" "$1"
+	}
+	cpu_since()
+	{
+		cpu_mark "$1.end"
+		"$PYTHON" - "$1" "$1.end" "$2" <<-'EOF'
+			import json, os, re, sys
+			a, b = (json.load(open(f)) for f in sys.argv[1:3])
+			hz = os.sysconf("SC_CLK_TCK")
+			used = []
+			# what ended processes had used before the mark is not of the window
+			before = {}
+			for pid, (own, children, _, ppid) in a["procs"].items():
+			    if pid not in b["procs"]:
+			        before[ppid] = before.get(ppid, 0) + own + children
+			for pid, (own, children, cmd, _) in b["procs"].items():
+			    was = a["procs"].get(pid, [0, 0])
+			    cmd = cmd[len("postgres: "):] if cmd.startswith("postgres: ") else cmd.split()[0].split("/")[-1].rstrip(":")
+			    if own > was[0]:
+			        used.append((own - was[0], cmd[:40]))
+			    # children that ran and ended meanwhile (autovacuum workers)
+			    d = children - was[1] - before.get(pid, 0)
+			    if d > 0:
+			        used.append((d, "children ended of " + cmd[:30]))
+			used.sort(reverse=True)
+			span = max(b["all"] - a["all"], 1)
+			print("  CPU in these %s s: %s; both CPUs %.0f%% busy, %.0f%% stolen" % (sys.argv[3],
+			      ", ".join("%s %.2f s" % (c, d / hz) for d, c in used[:5]),
+			      (b["busy"] - a["busy"]) / span * 100, (b["steal"] - a["steal"]) / span * 100))
+		EOF
+	}
+
 	# nginx_run NAME BATCH_SIZE N LIMIT: a sync NAME (create_sync), N rows
 	# inserted in one transaction, timed from its commit until delivered
 	# reaches N (wait_delivered), then retired.  Also sets reqs (requests
-	# nginx handled meanwhile) and reqrate.
+	# nginx handled meanwhile) and reqrate, and prints who used the CPU
+	# from the commit until then (cpu_since).
 	nginx_run()
 	{
 		local name=$1 bs=$2 n=$3 limit=$4 t0 r0 r1
@@ -711,9 +778,11 @@ if [[ ${1:-} == --inside ]]; then
 		t0=$(q <<-EOF
 			INSERT INTO $name SELECT g, 'x' FROM generate_series(1, $n) g;
 			SELECT extract(epoch FROM clock_timestamp());
+			\! "$PYTHON" "$work/cpu_mark.py" "$work/cpu.$name"
 		EOF
 		)
 		wait_delivered "$name" "$n" "$t0" "$limit"
+		cpu_since "$work/cpu.$name" "$secs"
 		r1=$(nginx_requests)
 		reqs=$((r1 - r0 - 1))	# the stub_status request itself counts
 		reqrate=$(calc "$reqs / $secs")
@@ -791,8 +860,10 @@ if [[ ${1:-} == --inside ]]; then
 	EOF
 	r0=$(nginx_requests)
 	t0=$(q -c "SELECT retl_create_sync(name => 'nginx_bf', source => 'nginx_bf', destination => 'nginx_bf')" \
-		-c "SELECT extract(epoch FROM clock_timestamp())" | tail -n 1)
+		-c "SELECT extract(epoch FROM clock_timestamp())" \
+		-c "\\! \"$PYTHON\" \"$work/cpu_mark.py\" \"$work/cpu.nginx_bf\"" | tail -n 1)
 	wait_delivered nginx_bf "$N_G" "$t0" "$LIMIT_G"
+	cpu_since "$work/cpu.nginx_bf" "$secs"
 	reqs=$(($(nginx_requests) - r0 - 1))
 	rate_g2=$rate ratio_g2=$(calc "$rate / $rate_g" 2) done_g2=$all_done got_g2=$got
 	echo "$got rows in $secs s: $rate records/s in $reqs requests ($ratio_g2 x (g))"
