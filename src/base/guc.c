@@ -285,7 +285,7 @@ retl_guc_init(void)
 
 	DefineCustomStringVariable("retl.test_fail",
 							   "For tests only: where the worker fails, and for which sync.",
-							   "\"claim:SYNC\": each claim of the sync fails after its backfill claimed its ranges, before the queue's rows; \"rebuild:SYNC\": each build of a half of its refused batches fails at its end, what it left out put back.",
+							   "\"claim:SYNC\": each claim of the sync while its backfill is sent from its table fails after the backfill claimed its ranges, before the queue's rows; \"rebuild:SYNC\": each build of a half of its refused batches fails at its end, what it left out put back.",
 							   &retl_test_fail,
 							   "",
 							   PGC_SIGHUP, GUC_NOT_IN_SAMPLE,
