@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <limits.h>
 
+#include "miscadmin.h"
 #include "utils/guc.h"
 #include "utils/varlena.h"
 
@@ -285,7 +286,7 @@ retl_guc_init(void)
 
 	DefineCustomStringVariable("retl.test_fail",
 							   "For tests only: where the worker fails, and for which sync.",
-							   "\"claim:SYNC\": each claim of the sync while its backfill is sent from its table fails after the backfill claimed its ranges, before the queue's rows; \"rebuild:SYNC\": each build of a half of its refused batches fails at its end, what it left out put back.",
+							   "\"claim:SYNC\": each claim of the sync while its backfill is sent from its table fails after the backfill claimed its ranges, before the queue's rows; \"rebuild:SYNC\": each build of a half of its refused batches fails at its end, what it left out put back; \"claim-wait:SYNC\": each such claim waits a second there instead.",
 							   &retl_test_fail,
 							   "",
 							   PGC_SIGHUP, GUC_NOT_IN_SAMPLE,
@@ -303,20 +304,33 @@ retl_guc_init(void)
 }
 
 /*
- * For tests: fail here when retl.test_fail names this point and sync
+ * For tests: when retl.test_fail names this point and sync, fail here
  * ("claim:orders"), as the worker can fail there (an error, its
- * subtransaction undone).
+ * subtransaction undone), or wait a second here ("claim-wait:orders"),
+ * for a test to commit something in between.
  */
 void
 retl_test_fail_at(const char *point, const char *sync_name)
 {
 	size_t		len = strlen(point);
+	const char *rest;
 
-	if (retl_test_fail == NULL || retl_test_fail[0] == '\0')
+	if (retl_test_fail == NULL || retl_test_fail[0] == '\0' ||
+		strncmp(retl_test_fail, point, len) != 0)
 		return;
-	if (strncmp(retl_test_fail, point, len) == 0 && retl_test_fail[len] == ':' &&
-		strcmp(retl_test_fail + len + 1, sync_name) == 0)
+	rest = retl_test_fail + len;
+	if (rest[0] == ':' && strcmp(rest + 1, sync_name) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("%s of sync \"%s\" failed by retl.test_fail", point, sync_name)));
+	if (strncmp(rest, "-wait:", 6) == 0 && strcmp(rest + 6, sync_name) == 0)
+	{
+		ereport(LOG,
+				(errmsg("%s of sync \"%s\" waits a second for retl.test_fail", point, sync_name)));
+		for (int i = 0; i < 100; i++)
+		{
+			CHECK_FOR_INTERRUPTS();
+			pg_usleep(10000L);
+		}
+	}
 }

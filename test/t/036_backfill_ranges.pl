@@ -48,6 +48,20 @@ sub wait_drained
 		"SELECT pending + in_flight = 0 AND NOT backfilling FROM retl.sync_status WHERE sync = '$sync'");
 }
 
+# A table NAME (id, v) of ROWS rows (v: the SQL expression V over g, the
+# id), a webhook destination NAME_hook to the receiver's /NAME with
+# OPTIONS, and the server settings given ("name = value"), reloaded.
+sub table_and_hook
+{
+	my ($name, $rows, $v, $options, @settings) = @_;
+	psql(qq{
+		CREATE TABLE $name (id int PRIMARY KEY, v text NOT NULL);
+		INSERT INTO $name SELECT g, $v FROM generate_series(1, $rows) g;
+		SELECT retl_create_destination('${name}_hook', 'webhook', '} . $r->url("/$name") . qq{',
+			options => '$options');
+		} . join('', map { "ALTER SYSTEM SET $_;\n" } @settings) . q{SELECT pg_reload_conf();});
+}
+
 # A sync NAME_out of table NAME to NAME_hook, created paused and resumed a
 # second later: the worker has the settings just reloaded by then.
 sub create_after_reload
@@ -194,14 +208,8 @@ $r->control();
 # here, time to take the setting back), goes through.  (Before 510556c the
 # range stayed, with no request alive: that claim counted it done and
 # moved the cursor past its rows, never sent.)
-psql(q{
-	CREATE TABLE failing_claim (id int PRIMARY KEY, v text NOT NULL);
-	INSERT INTO failing_claim SELECT g, 'v' || g FROM generate_series(1, 200) g;
-	SELECT retl_create_destination('failing_claim_hook', 'webhook', '} . $r->url('/failing_claim') . q{',
-		options => '{"batch_size": 10, "max_concurrency": 2}');
-	ALTER SYSTEM SET retl.test_fail = 'claim:failing_claim_out';
-	ALTER SYSTEM SET retl.retry_base_ms = 5000;
-	SELECT pg_reload_conf();});
+table_and_hook('failing_claim', 200, q{'v' || g}, '{"batch_size": 10, "max_concurrency": 2}',
+	q{retl.test_fail = 'claim:failing_claim_out'}, q{retl.retry_base_ms = 5000});
 create_after_reload('failing_claim');
 ok($node->poll_query_until('postgres', q{
 	SELECT t.consecutive_failures > 0 AND t.last_error LIKE '%failed by retl.test_fail%'
@@ -230,13 +238,8 @@ $r->control();
 # release after the failure must queue those records again.  (Before
 # 510556c they counted as queued and were never sent: 24 rows of 30
 # arrived.)
-psql(q{
-	CREATE TABLE refused_half (id int PRIMARY KEY, v text NOT NULL);
-	INSERT INTO refused_half SELECT g, repeat('x', 200) FROM generate_series(1, 30) g;
-	SELECT retl_create_destination('refused_half_hook', 'webhook', '} . $r->url('/refused_half') . q{',
-		options => '{"batch_size": 10, "max_concurrency": 1}');
-	ALTER SYSTEM SET retl.test_fail = 'rebuild:refused_half_out';
-	SELECT pg_reload_conf();});
+table_and_hook('refused_half', 30, q{repeat('x', 200)}, '{"batch_size": 10, "max_concurrency": 1}',
+	q{retl.test_fail = 'rebuild:refused_half_out'});
 $r->control({ path => '/refused_half', status => 413, delay_ms => 2000, count => 1 });
 create_after_reload('refused_half');
 ok($node->poll_query_until('postgres',
@@ -257,6 +260,29 @@ is(scalar(grep { $_->{status} == 413 && $_->{path} eq '/refused_half' } @{ $r->r
 	'one batch refused');
 $seen = per_key('/refused_half');
 is(scalar(keys %$seen), 30, 'every row sent');
+$r->control();
+
+# -- a change committed while a claim is under way ---------------------------
+# The sync's first claim waits a second (retl.test_fail, claim-wait) after
+# its backfill claimed keys 1 to 20, before the queue's rows; meanwhile a
+# change of key 25 commits.  The queue's claim sees it (it reads with a
+# snapshot of its own) and sends it; the backfill's next range (keys 21 to
+# 30) must see it too, and leave key 25 to it.  (Before 510556c the
+# backfill looked at the queue with the claim's first snapshot: key 25 went
+# in two requests at once.)
+table_and_hook('raced', 40, q{'v' || g}, '{"batch_size": 10, "max_concurrency": 4}',
+	q{retl.test_fail = 'claim-wait:raced_out'});
+my $log_at = -s $node->logfile;
+create_after_reload('raced');
+$node->wait_for_log(qr/claim of sync "raced_out" waits a second for retl.test_fail/, $log_at);
+psql(q{UPDATE raced SET v = 'new' WHERE id = 25});
+psql(q{ALTER SYSTEM RESET retl.test_fail; SELECT pg_reload_conf();});
+ok(wait_drained('raced_out'), 'the backfill ended');
+$seen = per_key('/raced');
+is(scalar(keys %$seen), 40, 'every row sent');
+is($seen->{25}, 1, 'key 25 sent once, by its change');
+is(join(',', map { $_->{data}{v} } grep { $_->{key}{id} == 25 } @{ delivered('/raced') }), 'new',
+	'as it is now');
 $r->control();
 
 # -- a crash in the middle sends again only what was past the cursor ----------
