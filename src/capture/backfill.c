@@ -43,6 +43,7 @@
 #include "queue/queue.h"
 #include "queue/ranges.h"
 #include "queue/render.h"
+#include "sync/dropping.h"
 #include "sync/mapping.h"
 #include "sync/owner.h"
 
@@ -232,7 +233,9 @@ queue_keys(RetlSync *sync, Datum *keys, int n)
 /*
  * Queue the next chunk of keys; true while more remain.  For a sync whose
  * backfill is not sent straight from its table (retl_backfill_direct):
- * every key but those the queue sends anyway (key_fates).
+ * every key but those the queue sends anyway (key_fates).  Nothing while
+ * another transaction holds the sync's row (a pause not yet committed):
+ * the cursor is saved there.
  */
 bool
 retl_backfill_step(RetlSync *sync)
@@ -245,6 +248,8 @@ retl_backfill_step(RetlSync *sync)
 	bool		more;
 	Datum	   *keys;
 
+	if (!retl_sync_row_ready(sync->id))
+		return false;
 	retl_check_source(sync);
 	keys = read_keys(sync, sync->backfill_cursor, RETL_BACKFILL_CHUNK, &count, &last);
 	more = count == RETL_BACKFILL_CHUNK;

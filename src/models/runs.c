@@ -102,11 +102,16 @@ schedule_due(void)
 	List	   *due = NIL;
 	ListCell   *lc;
 
+	/*
+	 * Not one a drop holds (sync/dropping.c), nor one whose row another
+	 * transaction holds (a pause not yet committed): their rows are left
+	 * for a later pass, the others locked.
+	 */
 	if (SPI_execute("SELECT s.id FROM retl.syncs s WHERE s.capture = 'diff' AND NOT s.paused"
 					" AND s.next_run_at <= pg_catalog.now()"
-					/* not one a drop holds: its row is locked (sync/dropping.c) */
-					" AND " RETL_SYNC_FREE_SQL("s.id") " ORDER BY s.next_run_at",
-					true, 0) != SPI_OK_SELECT)
+					" AND " RETL_SYNC_FREE_SQL("s.id") " ORDER BY s.next_run_at"
+					" FOR NO KEY UPDATE OF s SKIP LOCKED",
+					false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "retl: could not read the scheduled syncs");
 	for (uint64 i = 0; i < SPI_processed; i++)
 		due = lappend_int(due, pg_strtoint32(SPI_getvalue(SPI_tuptable->vals[i],

@@ -38,6 +38,7 @@
 
 #include "base/plans.h"
 #include "queue/ranges.h"
+#include "sync/dropping.h"
 
 struct RetlRange
 {
@@ -168,7 +169,9 @@ retl_ranges_of(RetlSync *sync)
  * In the claim's transaction: move the sync's cursor past the ranges that
  * are done, in order.  False when the backfill is over (the last range
  * done), or when the row changed meanwhile (b forgotten: the next pass
- * begins again from the row's cursor); b is gone then.
+ * begins again from the row's cursor); b is gone then.  While another
+ * transaction holds the row (a pause not yet committed), the cursor
+ * stays, and the done ranges wait for a later pass.
  */
 bool
 retl_ranges_settle(RetlBackfill *b, RetlSync *sync)
@@ -179,6 +182,9 @@ retl_ranges_settle(RetlBackfill *b, RetlSync *sync)
 	char		nulls[4] = "    ";
 	bool		last;
 
+	if (b->ranges == NIL || ((RetlRange *) linitial(b->ranges))->refs != 0 ||
+		!retl_sync_row_ready(sync->id))
+		return true;
 	while (b->ranges != NIL && ((RetlRange *) linitial(b->ranges))->refs == 0)
 	{
 		if (done != NULL)

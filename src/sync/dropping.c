@@ -34,14 +34,21 @@
  * (process/claims.c).
  *
  * A sync's table is taken without waiting as well (process/claims.c,
- * queue/rows.c): the drop locks it next.
+ * queue/rows.c): the drop locks it next.  And so is a sync's row, which
+ * the worker writes (a backfill's cursor, a schedule's next run): a
+ * transaction that wrote it first (retl_pause_sync, left open) would
+ * have kept every sync of the database waiting, and, dropping the sync
+ * next, deadlocked with the worker.
  */
 #include "postgres.h"
 
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
 
+#include "base/plans.h"
 #include "sync/dropping.h"
 
 /* The sync's drop lock, as pg_try_advisory_xact_lock_shared(int4, int4) names it. */
@@ -104,4 +111,23 @@ retl_sync_table_ready(RetlSync *sync)
 {
 	return sync->diff || sync->mode == 'a' ||
 		ConditionalLockRelationOid(sync->relid, AccessShareLock);
+}
+
+/*
+ * May the worker write the sync's row in this transaction without
+ * waiting?  The row is locked here (FOR NO KEY UPDATE), without waiting,
+ * and held to the transaction's end; false when another transaction
+ * holds it (a pause, a resume or a resync not yet committed, a drop) or
+ * the sync is gone: the write is left for a later pass.
+ */
+bool
+retl_sync_row_ready(int sync_id)
+{
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(sync_id)};
+
+	if (retl_spi_execute("SELECT FROM retl.syncs s WHERE s.id = $1 FOR NO KEY UPDATE SKIP LOCKED",
+						 1, types, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "retl: could not lock the row of sync %d", sync_id);
+	return SPI_processed == 1;
 }

@@ -21,5 +21,6 @@ extern bool retl_sync_dropping(int sync_id);
 extern bool retl_sync_keep(int sync_id);
 extern void retl_sync_release(int sync_id);
 extern bool retl_sync_table_ready(RetlSync *sync);
+extern bool retl_sync_row_ready(int sync_id);
 
 #endif

@@ -324,6 +324,57 @@ is($ok, 0, 'one transaction drops the three syncs') or diag($derr);
 is(psql(q{SELECT count(*) FROM retl.syncs WHERE name LIKE 'm_'}), '0', 'they are gone');
 $r->control();
 
+# A sync's row written by a transaction left open (retl_pause_sync not
+# yet committed): the worker writes that row too (a backfill's cursor, a
+# diff sync's next run), and waited for the transaction, every sync of the
+# database with it; and once that transaction went on to drop the sync,
+# the two deadlocked.  Now the worker leaves the row for a later pass.
+my $deadlocks_before = psql(q{SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()});
+$r->control({ path => '/pbf', delay_ms => 200, count => -1 });
+backfill_in_flight('spbf', 'tpbf', 'dpbf', '/pbf', 1000, 10, 'a backfill under way');
+my $pauser = $node->background_psql('postgres');
+$pauser->query_safe('BEGIN');
+$pauser->query_safe(q{SELECT retl_pause_sync('spbf')});
+# (its requests are answered meanwhile: its cursor would move)
+sleep 1;
+others_go_on(7, 'a pause of a backfilling sync is open');
+$pauser->query_safe('COMMIT');
+psql(q{SELECT retl_resume_sync('spbf')});
+ok(within(60, q{SELECT NOT backfilling AND pending = 0 FROM retl.sync_status WHERE sync = 'spbf'}),
+	'resumed, its backfill ended');
+is(psql(q{SELECT backfill_cursor::text FROM retl.syncs WHERE name = 'spbf'}), '[1000]',
+	'its cursor at the last key');
+
+psql(q{
+	CREATE TABLE tpd (id int PRIMARY KEY);
+	INSERT INTO tpd SELECT generate_series(1, 10);
+	SELECT retl_create_sync(name => 'spd', source => 'SELECT id FROM tpd', destination => 'd', key => '{id}',
+		schedule => '1 second');
+});
+ok(within(10, q{SELECT count(*) >= 2 FROM retl.runs WHERE sync = 'spd' AND status = 'succeeded'}),
+	'a diff sync runs every second');
+$pauser->query_safe('BEGIN');
+$pauser->query_safe(q{SELECT retl_pause_sync('spd')});
+# (its next run falls due meanwhile)
+sleep 1.5;
+others_go_on(8, 'a pause of a diff sync due is open');
+$pauser->query_safe(q{SELECT retl_drop_sync('spd')});
+$pauser->query_safe('COMMIT');
+
+$r->control({ path => '/pbf2', delay_ms => 200, count => -1 });
+backfill_in_flight('spbf2', 'tpbf2', 'dpbf2', '/pbf2', 1000, 10, 'another backfill under way');
+$pauser->query_safe('BEGIN');
+$pauser->query_safe(q{SELECT retl_pause_sync('spbf2')});
+sleep 1;
+$pauser->query_safe(q{SELECT retl_drop_sync('spbf2')});
+$pauser->query_safe('COMMIT');
+is(psql(q{SELECT count(*) FROM retl.syncs WHERE name IN ('spd', 'spbf2')}), '0',
+	'a pause then a drop in one transaction went through, of a diff sync and of a backfilling one');
+is(psql(q{SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()}), $deadlocks_before,
+	'without a deadlock');
+$pauser->quit;
+$r->control();
+
 # More syncs with changes at once than one pass takes drop locks for
 # (256, entries of the shared lock table until it commits): the pass stops
 # there, the next goes on from there at once, and every sync delivers.
