@@ -1049,7 +1049,7 @@ CREATE VIEW retl.sync_status WITH (security_invoker = true) AS
 SELECT s.name AS sync,
 	   dst.name AS destination,
 	   CASE WHEN s.paused THEN 'paused'
-			WHEN st.consecutive_failures OPERATOR(pg_catalog.>) 0 AND sd.at IS NULL THEN 'failing'
+			WHEN st.consecutive_failures OPERATOR(pg_catalog.>) 0 AND sd.delivered IS NULL THEN 'failing'
 			ELSE 'active' END AS state,
 	   s.mode,
 	   coalesce(q.waiting, 0) OPERATOR(pg_catalog.-) LEAST(coalesce(q.waiting, 0), coalesce(ls.rows_in_flight, 0))
@@ -1139,3 +1139,44 @@ ALTER TABLE retl.destination_grants ENABLE ALWAYS TRIGGER retl_catalog_changed,
  */
 DROP INDEX retl.queue_sync_key_idx;
 CREATE INDEX queue_sync_key_hash_idx ON retl.queue (sync_id, pg_catalog.jsonb_hash_extended(key, 0));
+
+/*
+ * retl_replay ends its sync's failure streak with a delta of nothing
+ * delivered (at NULL: no delivery time), which the worker folds into
+ * sync_stats as it does a delivery's: writing the sync's sync_stats row
+ * itself, a replay left uncommitted kept the worker waiting for that row,
+ * every sync of the database with it.  sync_status counts a sync with
+ * deltas not folded yet as active.
+ */
+ALTER TABLE retl.stats_delta ALTER COLUMN at DROP NOT NULL;
+
+CREATE OR REPLACE FUNCTION retl._replay(sync text, caller regrole, caller_path text)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+	sid integer := retl._own_sync(sync, caller);
+	n bigint;
+BEGIN
+	/* queue ids are drawn only by transactions that have an xid (mark.c) */
+	PERFORM pg_catalog.txid_current();
+	WITH dead AS (
+		DELETE FROM retl.dead_letter_store d WHERE d.sync_id = sid
+		RETURNING d.*
+	)
+	INSERT INTO retl.queue (sync_id, op, key, data, rid, captured_at)
+	SELECT sid,
+		   /* a diff sync's queue carries the op; a trigger sync reads state */
+		   CASE WHEN s.capture = 'diff' THEN
+				CASE dead.op WHEN 'delete' THEN 'R'
+							 WHEN 'insert' THEN CASE WHEN s.mode = 'append' THEN 'E' ELSE 'A' END
+							 ELSE 'C' END
+				ELSE 'r' END,
+		   dead.raw_key, dead.raw_data, dead.rid, dead.captured_at
+	  FROM dead, retl.syncs s WHERE s.id = sid ORDER BY dead.id;
+	GET DIAGNOSTICS n = ROW_COUNT;
+	/* the failure streak ends at the next fold (src/queue/counters.c) */
+	INSERT INTO retl.stats_delta (sync_id, delivered, at) VALUES (sid, 0, NULL);
+	PERFORM retl._wake_worker();
+	RETURN n;
+END
+$$;

@@ -135,7 +135,9 @@ SELECT * FROM queued WHERE op = 'r';
 SELECT q.rid, q.captured_at FROM retl.queue q WHERE q.op = 'r' ORDER BY q.id;
 SELECT count(*) AS dead_left FROM retl.dead_letter_store;
 SELECT sync, state, pending, dead FROM retl.sync_status ORDER BY sync;
-SELECT s.name, st.consecutive_failures
+-- (the streak ends with a delta the worker folds within a second)
+SELECT s.name, st.consecutive_failures = 0
+       OR EXISTS (SELECT FROM retl.stats_delta d WHERE d.sync_id = s.id) AS streak_ended
   FROM retl.sync_stats st JOIN retl.syncs s ON s.id = st.sync_id ORDER BY s.name;
 
 -- nothing left to replay

@@ -13,7 +13,9 @@
  *
  * A delta also resets the sync's consecutive failures: a failure folds the
  * sync's deltas before it counts itself, so every delta left is newer than
- * the last failure.
+ * the last failure.  retl_replay ends a streak so too, with a delta of
+ * nothing delivered (at NULL): writing sync_stats itself, a replay left
+ * uncommitted held the row this fold waited for.
  */
 #include "postgres.h"
 

@@ -375,6 +375,21 @@ is(psql(q{SELECT deadlocks FROM pg_stat_database WHERE datname = current_databas
 $pauser->quit;
 $r->control();
 
+# A retl_replay left uncommitted: it ended the sync's failure streak in
+# the sync's row of retl.sync_stats, which the worker's fold of delivered
+# counts (about once a second) writes too: every sync waited for it.  Now
+# the replay adds a delta for the fold to end the streak with.
+my $replayer = $node->background_psql('postgres');
+$replayer->query_safe('BEGIN');
+$replayer->query_safe(q{SELECT retl_replay('s2')});
+others_go_on(9, 'a replay of that sync is open');
+# (a fold of its delivery falls due meanwhile)
+sleep 1.5;
+others_go_on(10, 'the replay is still open');
+$replayer->query_safe('COMMIT');
+$replayer->quit;
+is(psql(q{SELECT state FROM retl.sync_status WHERE sync = 's2'}), 'active', 'its sync active');
+
 # More syncs with changes at once than one pass takes drop locks for
 # (256, entries of the shared lock table until it commits): the pass stops
 # there, the next goes on from there at once, and every sync delivers.
