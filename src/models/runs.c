@@ -139,7 +139,9 @@ schedule_due(void)
 
 /*
  * Queue due scheduled runs, then take the oldest queued run of an active
- * sync and mark it running.  False when there is none.
+ * sync and mark it running.  False when there is none.  A run whose row
+ * another transaction holds (a retl_cancel_run not yet committed) is left
+ * to a later pass.
  */
 bool
 retl_runs_claim(int64 *run_id, int *sync_id, bool *send)
@@ -152,7 +154,7 @@ retl_runs_claim(int64 *run_id, int *sync_id, bool *send)
 					/* runs of a sync never overlap */
 					"  AND NOT EXISTS (SELECT 1 FROM retl.run_store r3"
 					"   WHERE r3.sync_id = r2.sync_id AND r3.status = 'running')"
-					"  ORDER BY r2.id LIMIT 1)"
+					"  ORDER BY r2.id LIMIT 1 FOR NO KEY UPDATE OF r2 SKIP LOCKED)"
 					" RETURNING r.id, r.sync_id, r.send", false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "retl: could not take a queued run");
 	if (SPI_processed == 0)

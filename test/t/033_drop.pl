@@ -390,6 +390,27 @@ $replayer->query_safe('COMMIT');
 $replayer->quit;
 is(psql(q{SELECT state FROM retl.sync_status WHERE sync = 's2'}), 'active', 'its sync active');
 
+# A retl_cancel_run of a queued run left uncommitted: the worker's claim
+# of that run waited for it, every sync with it.  (The run is queued while
+# its sync is paused; the sync resumes once the cancel holds the run.)
+psql(q{
+	CREATE TABLE tcr (id int PRIMARY KEY);
+	SELECT retl_create_sync(name => 'scr', source => 'SELECT id FROM tcr', destination => 'd', key => '{id}',
+		schedule => 'manual');
+	SELECT retl_pause_sync('scr');
+});
+my $run = psql(q{SELECT retl_run_sync('scr')});
+my $canceller = $node->background_psql('postgres');
+$canceller->query_safe('BEGIN');
+$canceller->query_safe("SELECT retl_cancel_run($run)");
+psql(q{SELECT retl_resume_sync('scr')});
+# (the worker looks for runs to claim a few times a second)
+sleep 1;
+others_go_on(11, 'a cancel of a queued run is open');
+$canceller->query_safe('COMMIT');
+$canceller->quit;
+is(psql("SELECT status FROM retl.runs WHERE id = $run"), 'cancelled', 'the run cancelled');
+
 # More syncs with changes at once than one pass takes drop locks for
 # (256, entries of the shared lock table until it commits): the pass stops
 # there, the next goes on from there at once, and every sync delivers.
