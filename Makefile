@@ -29,6 +29,7 @@ OBJS = \
 	src/models/jsonkey.o \
 	src/models/probe.o \
 	src/models/probe_load.o \
+	src/models/probe_plan.o \
 	src/models/snapshot.o \
 	src/models/query.o \
 	src/models/rowhash.o \

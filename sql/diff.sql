@@ -753,6 +753,8 @@ SELECT retl._run_probe(1::bigint, 1::bigint);
 SELECT retl._run_probe('[1]'::jsonb, 1::bigint);
 SELECT retl._run_probe_values(1::bigint, 'a'::text, 2);
 SELECT retl._run_probe_values('[1]'::jsonb, 'a'::text);
+SELECT retl._run_probe_op(1::bigint);
+SELECT retl._run_probe_op('[1]'::jsonb);
 
 DO $$
 BEGIN

@@ -844,10 +844,20 @@ CREATE FUNCTION retl._run_probe_values(key bigint, VARIADIC "any") RETURNS "char
 	AS 'MODULE_PATHNAME', 'retl_run_probe_int_values' LANGUAGE C VOLATILE PARALLEL RESTRICTED;
 CREATE FUNCTION retl._run_probe_values(key jsonb, VARIADIC "any") RETURNS "char"
 	AS 'MODULE_PATHNAME', 'retl_run_probe_key_values' LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+/*
+ * The answer _run_probe_values gave the row just probed (a run whose query
+ * filters its rows by that answer reads it in its output columns).
+ */
+CREATE FUNCTION retl._run_probe_op(key bigint) RETURNS "char"
+	AS 'MODULE_PATHNAME', 'retl_run_probe_op' LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+CREATE FUNCTION retl._run_probe_op(key jsonb) RETURNS "char"
+	AS 'MODULE_PATHNAME', 'retl_run_probe_op' LANGUAGE C VOLATILE PARALLEL RESTRICTED;
 REVOKE ALL ON FUNCTION retl._run_probe(bigint, bigint), retl._run_probe(jsonb, bigint),
-	retl._run_probe_values(bigint, "any"), retl._run_probe_values(jsonb, "any") FROM PUBLIC;
+	retl._run_probe_values(bigint, "any"), retl._run_probe_values(jsonb, "any"),
+	retl._run_probe_op(bigint), retl._run_probe_op(jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION retl._run_probe(bigint, bigint), retl._run_probe(jsonb, bigint),
-	retl._run_probe_values(bigint, "any"), retl._run_probe_values(jsonb, "any") TO retl_user;
+	retl._run_probe_values(bigint, "any"), retl._run_probe_values(jsonb, "any"),
+	retl._run_probe_op(bigint), retl._run_probe_op(jsonb) TO retl_user;
 
 /*
  * The hash a diff run keeps of a row: of its values' stored bytes (a

@@ -224,6 +224,26 @@ append_key(StringInfo sql, RetlSync *sync, bool int_keys)
 }
 
 /*
+ * The JSON sent of a row of the result aliased alias: its columns but the
+ * run's, or its mapped columns and computed fields, which read the row's
+ * columns as q, in a level of their own where nothing of the run is in
+ * scope (a computed field written over q.email, or reading a column op).
+ */
+static void
+append_data(StringInfo data, RetlSync *sync, const char *alias)
+{
+	if (sync->mapping == NULL)
+		appendStringInfo(data, "(pg_catalog.to_jsonb(%s.*) OPERATOR(pg_catalog.-)"
+						 " '{retl.op,retl.key,retl.hash}'::pg_catalog.text[])", alias);
+	else
+	{
+		appendStringInfoString(data, "(SELECT ");
+		retl_append_row_data(data, sync, "q");
+		appendStringInfo(data, " FROM (SELECT %s.*) q)", alias);
+	}
+}
+
+/*
  * The result of a sync as a subquery aliased c: its rows' key ("retl.key":
  * the value of a single integer key column as bigint, else a jsonb array),
  * what the run's snapshot in memory says of the row ("retl.op",
@@ -235,7 +255,8 @@ append_key(StringInfo sql, RetlSync *sync, bool int_keys)
  * op_only, only "retl.op" (a run that writes no row: nothing read above
  * c).  The probe is volatile: c stays a level of its own, evaluated once
  * per row, and the data expression above it runs only for the rows it
- * lets through.
+ * lets through (where the run cannot filter the rows as it reads them:
+ * append_filtered).
  */
 static void
 append_result(StringInfo sql, StringInfo data, RetlSync *sync, TupleDesc desc, bool int_keys,
@@ -280,22 +301,50 @@ append_result(StringInfo sql, StringInfo data, RetlSync *sync, TupleDesc desc, b
 		retl_append_row_values(sql, sync, "q");
 		appendStringInfo(sql, ") AS \"retl.hash\", q.* FROM (%s\n) q) r) c", source_query(sync));
 	}
+	if (!op_only)
+		append_data(data, sync, "c");
+}
+
+/*
+ * The statement of a run that filters the query's rows by the probe's
+ * answer where they are read (probe_plan.c), of a sync of a query whose
+ * mapped values are few enough to be a function's arguments; false if
+ * not.  ops, key and data as the caller's statement over append_result.
+ */
+static bool
+append_filtered(StringInfo sql, RetlSync *sync, TupleDesc desc, bool int_keys, bool op_only,
+				const char *ops)
+{
+	StringInfoData values;
+	StringInfoData data;
+	int			nvalues;
+	const char *op = "retl._run_probe_op(q.\"retl.key\")";
+
+	if (sync->audience_id)
+		return false;
+	initStringInfo(&values);
+	nvalues = retl_append_value_list(&values, sync, "q", desc);
+	if (nvalues == 0 || nvalues >= FUNC_MAX_ARGS)
+		return false;
 	if (op_only)
-		return;
-	if (sync->mapping == NULL)
-		appendStringInfoString(data, "(pg_catalog.to_jsonb(c.*) OPERATOR(pg_catalog.-)"
-							   " '{retl.op,retl.key,retl.hash}'::pg_catalog.text[])");
+		appendStringInfoString(sql, "SELECT pg_catalog.count(*)");
 	else
 	{
-		/*
-		 * Mapped columns and computed fields read the row's columns, as q:
-		 * in a level of their own, where nothing of the run is in scope (a
-		 * computed field written over q.email, or reading a column op).
-		 */
-		appendStringInfoString(data, "(SELECT ");
-		retl_append_row_data(data, sync, "q");
-		appendStringInfoString(data, " FROM (SELECT c.*) q)");
+		initStringInfo(&data);
+		append_data(&data, sync, "q");
+		appendStringInfo(sql, "INSERT INTO pg_temp.retl_run_diff (key, data, op)"
+						 " SELECT %s, CASE WHEN %s OPERATOR(pg_catalog.=) 'L'"
+						 " OR %s OPERATOR(pg_catalog.=) ANY (%s::pg_catalog.\"char\"[]) THEN %s END,"
+						 " %s::pg_catalog.text",
+						 int_keys ? "pg_catalog.jsonb_build_array(q.\"retl.key\")" : "q.\"retl.key\"",
+						 op, op, quote_literal_cstr(ops), data.data, op);
 	}
+	appendStringInfoString(sql, " FROM (SELECT ");
+	append_key(sql, sync, int_keys);
+	appendStringInfo(sql, " AS \"retl.key\", q.* FROM (%s\n) q) q"
+					 " WHERE retl._run_probe_values(q.\"retl.key\", %s) IS NOT NULL",
+					 source_query(sync), values.data);
+	return true;
 }
 
 /*
@@ -389,6 +438,7 @@ diff_result(RetlSync *sync, bool send, bool replace, bool save, RetlRunCounts *c
 	StringInfoData sql;
 	StringInfoData from;
 	StringInfoData data;
+	StringInfoData filtered;
 	int64		snapshot_rows;
 	int64		removed = 0;
 	RetlProbe  *probe;
@@ -438,6 +488,10 @@ diff_result(RetlSync *sync, bool send, bool replace, bool save, RetlRunCounts *c
 		/* the probe answers NULL for the rows not written */
 		appendStringInfoString(&sql, " WHERE c.\"retl.op\" IS NOT NULL");
 	}
+	/* the same, filtering the rows where they are read, if its plan allows */
+	initStringInfo(&filtered);
+	if (!append_filtered(&filtered, sync, desc, int_keys, op_only, data_ops(sync, send, replace)))
+		filtered.data = NULL;
 	retl_probe_write_ops(probe, written_ops(sync, send, replace));
 
 	retl_progress_phase("evaluating");
@@ -445,7 +499,9 @@ diff_result(RetlSync *sync, bool send, bool replace, bool save, RetlRunCounts *c
 	{
 		if (sync->audience_id)
 			exec(sql.data, SPI_OK_INSERT);
-		else
+		else if (filtered.data == NULL ||
+				 !retl_probe_exec_filtered(sync->owner, filtered.data, sync->search_path,
+										   op_only ? SPI_OK_SELECT : SPI_OK_INSERT))
 			(void) retl_owner_exec(sync->owner, sql.data, sync->search_path,
 								   op_only ? SPI_OK_SELECT : SPI_OK_INSERT);
 		if (retl_probe_overflowed(probe))

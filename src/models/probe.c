@@ -548,6 +548,18 @@ classify(RetlProbe *p, Slot *slot, int64 key, struct varlena *jkey, int64 hash)
 }
 
 /*
+ * Remember the answer given a row (its key: an integer, the hash of a
+ * jsonb key, or none for NULL), for retl._run_probe_op over the same row.
+ */
+static inline void
+remember(RetlProbe *p, bool null_key, int64 key, char op)
+{
+	p->last_null = null_key;
+	p->last_key = key;
+	p->last_op = op;
+}
+
+/*
  * Keep the first key that is or holds NULL (as the run's diff would show
  * it: an integer key as a jsonb array), for the run's error.
  */
@@ -580,15 +592,20 @@ null_key(RetlProbe *p, FunctionCallInfo fcinfo)
 		PG_RETURN_NULL();
 	retl_progress_tick();
 	keep_null_key(p, fcinfo);
+	remember(p, true, 0, 'N');
 	PG_RETURN_DATUM(CharGetDatum('N'));
 }
 
 /* An op, if the query writes it, else NULL */
 static inline Datum
-answer(RetlProbe *p, FunctionCallInfo fcinfo, Datum op)
+answer(RetlProbe *p, FunctionCallInfo fcinfo, int64 key, Datum op)
 {
 	if (!p->written[(unsigned char) DatumGetChar(op)])
+	{
+		p->last_op = '\0';
 		PG_RETURN_NULL();
+	}
+	remember(p, false, key, DatumGetChar(op));
 	PG_RETURN_DATUM(op);
 }
 
@@ -636,13 +653,14 @@ probe_int(FunctionCallInfo fcinfo, bool values)
 
 	if (!p->int_keys)
 		elog(ERROR, "retl: a run probed integer keys in a snapshot of others");
+	p->last_op = '\0';
 	if (PG_ARGISNULL(0) || (!values && PG_ARGISNULL(1)))
 		return null_key(p, fcinfo);
 	k = PG_GETARG_INT64(0);
 	if (!probe_counts(p, mix64((uint64) k)))
 		PG_RETURN_NULL();
-	return answer(p, fcinfo, classify(p, p->index == NULL ? NULL : find_slot(p, k, NULL), k, NULL,
-									  row_hash(fcinfo, values)));
+	return answer(p, fcinfo, k, classify(p, p->index == NULL ? NULL : find_slot(p, k, NULL), k, NULL,
+										 row_hash(fcinfo, values)));
 }
 
 /* The same, of a row whose key is a jsonb array. */
@@ -656,6 +674,7 @@ probe_key(FunctionCallInfo fcinfo, bool values)
 
 	if (p->int_keys)
 		elog(ERROR, "retl: a run probed jsonb keys in a snapshot of integers");
+	p->last_op = '\0';
 	if (PG_ARGISNULL(0) || (!values && PG_ARGISNULL(1)))
 		return null_key(p, fcinfo);
 	key = PG_DETOAST_DATUM_PACKED(PG_GETARG_DATUM(0));
@@ -667,9 +686,10 @@ probe_key(FunctionCallInfo fcinfo, bool values)
 	if (slot == NULL && retl_key_holds_null(key))
 	{
 		keep_null_key(p, fcinfo);
+		remember(p, false, (int64) h, 'N');
 		PG_RETURN_DATUM(CharGetDatum('N'));
 	}
-	return answer(p, fcinfo, classify(p, slot, (int64) h, key, row_hash(fcinfo, values)));
+	return answer(p, fcinfo, (int64) h, classify(p, slot, (int64) h, key, row_hash(fcinfo, values)));
 }
 
 PG_FUNCTION_INFO_V1(retl_run_probe_int);
@@ -714,3 +734,27 @@ retl_run_probe_key_values(PG_FUNCTION_ARGS)
 	return probe_key(fcinfo, true);
 }
 
+PG_FUNCTION_INFO_V1(retl_run_probe_op);
+
+/*
+ * retl._run_probe_op(key bigint or jsonb) → "char": the answer
+ * retl._run_probe_values gave the row just probed, which has this key.  A
+ * run whose query filters its rows by the probe's answer (WHERE
+ * retl._run_probe_values(...) IS NOT NULL, evaluated after every other
+ * condition of the query: diff.c checks its plan) reads the answer in its
+ * output columns, which the executor computes for that row before it
+ * reads the next.  Any other row is an error, never another row's answer.
+ */
+Datum
+retl_run_probe_op(PG_FUNCTION_ARGS)
+{
+	RetlProbe  *p = active_probe();
+	int64		key = 0;
+
+	if (!PG_ARGISNULL(0))
+		key = p->int_keys ? PG_GETARG_INT64(0) :
+			(int64) key_hash(PG_DETOAST_DATUM_PACKED(PG_GETARG_DATUM(0)));
+	if (p->last_op == '\0' || p->last_null != PG_ARGISNULL(0) || p->last_key != key)
+		elog(ERROR, "retl: the query of a run read the answer of the probe for another row");
+	PG_RETURN_DATUM(CharGetDatum(p->last_op));
+}

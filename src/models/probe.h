@@ -28,4 +28,7 @@ extern int	retl_probe_parts(RetlProbe *probe);
 extern void retl_probe_each(RetlProbe *probe, RetlProbeKeyFn fn, void *arg);
 extern void retl_probe_end(RetlProbe *probe);
 
+/* probe_plan.c */
+extern bool retl_probe_exec_filtered(Oid owner, const char *sql, const char *path, int expected);
+
 #endif

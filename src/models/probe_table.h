@@ -97,6 +97,10 @@ struct RetlProbe
 	int64		added;			/* A answered */
 	int64		changed;		/* C answered */
 	bool		written[256];	/* ops the query writes: the others answer NULL */
+	char		last_op;		/* the answer written for the last row probed
+								 * ('\0': none) */
+	bool		last_null;		/* its key was NULL */
+	int64		last_key;		/* else its key as slots keep it */
 	RetlSnapshotWriter writer;	/* the run's snapshot, if it saves */
 };
 

@@ -675,6 +675,31 @@ psql(q{SELECT retl_drop_sync('again'); DROP TABLE again;});
 is(psql(q{SELECT count(*) FROM retl.snapshot_chunks c WHERE NOT EXISTS (SELECT FROM retl.syncs s WHERE s.id = c.sync_id)}),
 	'0', 'a dropped sync leaves no chunk behind');
 
+# A run filters its query's rows by the probe's answer where it reads them
+# only when the plan evaluates the probe after every condition of the
+# query (probe_plan.c).  Here the query's condition is costed far above
+# the probe's, which the planner would evaluate first, on rows the
+# condition then drops (into the snapshot, never sent): the run asks the
+# probe in a level of its own instead.  Row 6, out of the result at first,
+# is added once it is in it, its values unchanged.
+psql(q{
+	CREATE TABLE gate_allow (id int PRIMARY KEY);
+	INSERT INTO gate_allow SELECT generate_series(1, 5);
+	CREATE FUNCTION gate_allowed(i int) RETURNS boolean LANGUAGE plpgsql STABLE COST 1000000
+	  AS $$BEGIN RETURN EXISTS (SELECT FROM gate_allow a WHERE a.id = i); END$$;
+	CREATE TABLE gated (id int PRIMARY KEY, v text NOT NULL);
+	INSERT INTO gated SELECT g, 'v' || g FROM generate_series(1, 10) g;
+});
+my $gated_url = $r->url('/gated');
+psql(qq{SELECT retl_create_destination(name => 'd_gated', kind => 'webhook', url => '$gated_url');
+	SELECT retl_create_sync(name => 'gated', source => 'SELECT id, v FROM gated WHERE gate_allowed(id)',
+	destination => 'd_gated', key => '{id}', mode => 'mirror', schedule => 'manual');});
+is(run_sync('gated'), 'succeeded|5|5|0|0', 'a query whose condition costs more than the probe: its first run');
+psql(q{INSERT INTO gate_allow VALUES (6)});
+is(run_sync('gated'), 'succeeded|6|1|0|0', 'a row that enters its result unchanged is added');
+is(join(',', sort { $a <=> $b } map { $_->{key}{id} } @{ records_at('/gated') }), '1,2,3,4,5,6',
+	'each row of its result sent once');
+
 $node->stop;
 $r->stop;
 done_testing();
