@@ -478,7 +478,7 @@ if [[ ${1:-} == --inside ]]; then
 		      options => '{\"backfill\": false}')" >/dev/null
 		model_run >"$work/model-run.txt"
 		IFS='|' read -r v first_rows _ <"$work/model-run.txt"
-		parts=$(q -c "SELECT 'its query ' || coalesce(round(sum(total_exec_time) FILTER (WHERE query LIKE '%\"retl.op\"%')), 0)
+		parts=$(q -c "SELECT 'its query ' || coalesce(round(sum(total_exec_time) FILTER (WHERE query LIKE '%retl._run_probe%')), 0)
 		                     || ' ms, writing its snapshot ' || coalesce(round(sum(total_exec_time) FILTER (WHERE query LIKE 'INSERT INTO retl.snapshot_chunks%')), 0)
 		                     || ' ms (' || coalesce(sum(calls) FILTER (WHERE query LIKE 'INSERT INTO retl.snapshot_chunks%'), 0) || ' chunks)'
 		                FROM pg_stat_statements")
@@ -499,16 +499,20 @@ if [[ ${1:-} == --inside ]]; then
 			sed -n 's/.*Execution Time: \([0-9.]*\) ms.*/\1/p')
 		bare_ms=$(awk -v a="${bare_ms:-$v}" -v b="$v" 'BEGIN { print (b + 0 < a + 0) ? b : a }')
 	done
+	q -c 'SELECT pg_stat_statements_reset()' >/dev/null
 	q -c "SELECT retl_run_sync('model')" >/dev/null
 	model_run >"$work/model-run.txt"
 	IFS='|' read -r run_ms run_rows run_added run_changed run_removed <"$work/model-run.txt"
+	run_parts=$(q -c "SELECT 'its query ' || coalesce(round(sum(total_exec_time) FILTER (WHERE query LIKE '%retl._run_probe%')), 0)
+	                         || ' ms, queueing its changes ' || coalesce(round(sum(total_exec_time) FILTER (WHERE query LIKE 'INSERT INTO retl.queue%retl_run_diff%')), 0)
+	                         || ' ms' FROM pg_stat_statements")
 	wpid=$(q -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'retl worker'")
 	hwm_kb=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\).*/\1/p' "/proc/$wpid/status")
 	anon_kb=$(sed -n 's/^RssAnon:[[:space:]]*\([0-9]*\).*/\1/p' "/proc/$wpid/status")
 	ratio_model=$(calc "$run_ms / $bare_ms" 2)
 	ratio_first=$(calc "$first_ms / $bare_ms" 2)
 	echo "bare query (SELECT count(*) FROM (query), the fastest of 3): $bare_ms ms; first run $ratio_first x, diff run $ratio_model x"
-	echo "diff run: $run_ms ms for $run_rows rows: $run_added added, $run_changed changed, $run_removed removed"
+	echo "diff run: $run_ms ms for $run_rows rows: $run_added added, $run_changed changed, $run_removed removed; $run_parts"
 	echo "the runs' worker (retl run), sampled: peak RSS $run_hwm_kb kB (shared buffers included), private memory $run_anon_kb kB"
 	echo "the database's worker after them: peak RSS $hwm_kb kB, private memory $anon_kb kB"
 
@@ -1090,7 +1094,7 @@ if [[ ${1:-} == --inside ]]; then
 		      INSERT execution time, no sync               $(printf '%9s us    ' "$us_plain")
 		      INSERT execution time, sync paused           $(printf '%9s us    ' "$us_capture")  $(printf '%5s' "$usratio_capture") x no sync
 		      INSERT execution time, sync delivering       $(printf '%9s us    ' "$us_deliver")  $(printf '%5s' "$usratio_deliver") x no sync
-		  (e) diff run, $(printf '%7d' "$N_MODEL")-row model, 1% changed   $(printf '%9s ms    ' "$run_ms")  $(printf '%5s' "$ratio_model") x bare query ($bare_ms ms)
+		  (e) diff run, $(printf '%7d' "$N_MODEL")-row model, 1% changed   $(printf '%9s ms    ' "$run_ms")  $(printf '%5s' "$ratio_model") x bare query ($bare_ms ms); $run_parts
 		      first run (snapshot only, send false)        $(printf '%9s ms    ' "$first_ms")  $(printf '%5s' "$ratio_first") x bare query: the fastest of $first_all ms; $first_parts
 		      run's worker peak RSS / private memory       $(printf '%9s kB    ' "$run_hwm_kb")  $run_anon_kb kB private
 		      database worker's peak RSS / private after   $(printf '%9s kB    ' "$hwm_kb")  $anon_kb kB private
