@@ -849,9 +849,9 @@ CREATE FUNCTION retl._run_probe_values(key jsonb, VARIADIC "any") RETURNS "char"
  * filters its rows by that answer reads it in its output columns).
  */
 CREATE FUNCTION retl._run_probe_op(key bigint) RETURNS "char"
-	AS 'MODULE_PATHNAME', 'retl_run_probe_op' LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+	AS 'MODULE_PATHNAME', 'retl_run_probe_op_int' LANGUAGE C VOLATILE PARALLEL RESTRICTED;
 CREATE FUNCTION retl._run_probe_op(key jsonb) RETURNS "char"
-	AS 'MODULE_PATHNAME', 'retl_run_probe_op' LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+	AS 'MODULE_PATHNAME', 'retl_run_probe_op_key' LANGUAGE C VOLATILE PARALLEL RESTRICTED;
 REVOKE ALL ON FUNCTION retl._run_probe(bigint, bigint), retl._run_probe(jsonb, bigint),
 	retl._run_probe_values(bigint, "any"), retl._run_probe_values(jsonb, "any"),
 	retl._run_probe_op(bigint), retl._run_probe_op(jsonb) FROM PUBLIC;

@@ -753,27 +753,45 @@ retl_run_probe_key_values(PG_FUNCTION_ARGS)
 	return probe_key(fcinfo, true);
 }
 
-PG_FUNCTION_INFO_V1(retl_run_probe_op);
+PG_FUNCTION_INFO_V1(retl_run_probe_op_int);
+PG_FUNCTION_INFO_V1(retl_run_probe_op_key);
 
 /*
- * retl._run_probe_op(key bigint or jsonb) → "char": the answer
- * retl._run_probe_values gave the row just probed, which has this key.  A
- * run whose query filters its rows by the probe's answer (WHERE
- * retl._run_probe_values(...) IS NOT NULL, evaluated after every other
- * condition of the query: diff.c checks its plan) reads the answer in its
- * output columns, which the executor computes for that row before it
- * reads the next.  Any other row is an error, never another row's answer.
+ * The answer retl._run_probe_values gave the row just probed, whose key
+ * (NULL: is_null) is key as slots keep it (an integer, or the hash of a
+ * jsonb key).  A run whose query filters its rows by that answer (WHERE
+ * retl._run_probe_values(...) IS NOT NULL, made the last condition of the
+ * node that reads the rows: probe_plan.c) reads it in its output columns,
+ * which the executor computes for that row before it reads the next.  Any
+ * other row is an error, never another row's answer.
  */
-Datum
-retl_run_probe_op(PG_FUNCTION_ARGS)
+static Datum
+last_answer(RetlProbe *p, bool is_null, int64 key)
 {
-	RetlProbe  *p = active_probe();
-	int64		key = 0;
-
-	if (!PG_ARGISNULL(0))
-		key = p->int_keys ? PG_GETARG_INT64(0) :
-			(int64) key_hash(PG_DETOAST_DATUM_PACKED(PG_GETARG_DATUM(0)));
-	if (p->last_op == '\0' || p->last_null != PG_ARGISNULL(0) || p->last_key != key)
+	if (p->last_op == '\0' || p->last_null != is_null || p->last_key != key)
 		elog(ERROR, "retl: the query of a run read the answer of the probe for another row");
 	PG_RETURN_DATUM(CharGetDatum(p->last_op));
+}
+
+/* retl._run_probe_op(key bigint) → "char": of a sync of integer keys */
+Datum
+retl_run_probe_op_int(PG_FUNCTION_ARGS)
+{
+	RetlProbe  *p = active_probe();
+
+	if (!p->int_keys)
+		elog(ERROR, "retl: a run read the probe's answer for an integer key in a snapshot of others");
+	return last_answer(p, PG_ARGISNULL(0), PG_ARGISNULL(0) ? 0 : PG_GETARG_INT64(0));
+}
+
+/* retl._run_probe_op(key jsonb) → "char": of a sync of jsonb keys */
+Datum
+retl_run_probe_op_key(PG_FUNCTION_ARGS)
+{
+	RetlProbe  *p = active_probe();
+
+	if (p->int_keys)
+		elog(ERROR, "retl: a run read the probe's answer for a jsonb key in a snapshot of integers");
+	return last_answer(p, PG_ARGISNULL(0), PG_ARGISNULL(0) ? 0 :
+					   (int64) key_hash(PG_DETOAST_DATUM_PACKED(PG_GETARG_DATUM(0))));
 }

@@ -15,9 +15,10 @@
  * cost): the probe must see the rows those conditions let through, and
  * only them.  So the statement is planned first, and run only if its plan
  * evaluates the probe in the node whose rows are the statement's (the one
- * under the INSERT, or under the count), as that node's last condition,
- * and nowhere else; otherwise the caller runs the statement of its own
- * level.  retl._run_probe_op(key) gives the output columns the probe's
+ * under the INSERT, or under the count), and nowhere else; the probe's
+ * condition is made that node's last.  Otherwise (a UNION ALL, whose
+ * branches each evaluate it, say) the caller runs the statement of its
+ * own level.  retl._run_probe_op(key) gives the output columns the probe's
  * answer for the row the node has just let through.
  */
 #include "postgres.h"
@@ -106,33 +107,70 @@ count_plan(Plan *plan, ProbeCalls *c)
 	count_plan(plan->righttree, c);
 }
 
+/* Is a condition the probe's: retl._run_probe_values(...) IS NOT NULL? */
+static bool
+is_probe_qual(Node *qual, ProbeCalls *c)
+{
+	return IsA(qual, NullTest) && ((NullTest *) qual)->nulltesttype == IS_NOT_NULL &&
+		is_probe((Node *) ((NullTest *) qual)->arg, c);
+}
+
 /*
- * Does the statement's plan call the probe once, as the last condition of
- * the node under its top one (an INSERT's or an aggregate's)?  A node the
- * walk does not know the children of hides no call from it: it finds fewer
- * calls than one, or more.
+ * Make the probe's condition the last of quals, the conditions a node
+ * evaluates in their order (ExecQual), moving the others up: they are
+ * ANDed, so only the order changes, which PostgreSQL chose by cost.  The
+ * list is the plan's own (the statement's unsaved plan, run once, and
+ * nobody else's).  False if the probe's condition is not in it.
+ */
+static bool
+probe_qual_last(List *quals, ProbeCalls *c)
+{
+	int			n = list_length(quals);
+	int			at = -1;
+	void	   *probe;
+
+	for (int i = 0; i < n && at < 0; i++)
+		if (is_probe_qual((Node *) list_nth(quals, i), c))
+			at = i;
+	if (at < 0)
+		return false;
+	probe = list_nth(quals, at);
+	for (int i = at; i < n - 1; i++)
+		lfirst(list_nth_cell(quals, i)) = list_nth(quals, i + 1);
+	llast(quals) = probe;
+	return true;
+}
+
+/*
+ * Does the statement's plan call the probe once, in a condition of the
+ * node under its top one (an INSERT's or an aggregate's), whose rows are
+ * the statement's?  That condition is then made the node's last: a scan's
+ * or a join's own conditions (plan->qual), or an inner join's join
+ * conditions (joinqual, evaluated after its hash or merge clauses, when it
+ * has no others).  A node the walk does not know the children of hides no
+ * call from it: it finds fewer calls than one, or more.
  */
 static bool
 probe_filters_last(PlannedStmt *stmt, ProbeCalls *c)
 {
 	Plan	   *top = stmt->planTree;
 	Plan	   *rows;
-	Node	   *last;
+	List	   *quals;
 
 	if (top == NULL || !(IsA(top, ModifyTable) || IsA(top, Agg)) ||
 		(IsA(top, Agg) && top->qual != NIL))
 		return false;
 	rows = top->lefttree;
-	if (rows == NULL || rows->qual == NIL)
+	if (rows == NULL)
 		return false;
-	last = (Node *) llast(rows->qual);
-	if (!IsA(last, NullTest) || ((NullTest *) last)->nulltesttype != IS_NOT_NULL ||
-		!is_probe((Node *) ((NullTest *) last)->arg, c))
-		return false;
+	quals = rows->qual;
+	if (quals == NIL && (IsA(rows, NestLoop) || IsA(rows, MergeJoin) || IsA(rows, HashJoin)) &&
+		((Join *) rows)->jointype == JOIN_INNER)
+		quals = ((Join *) rows)->joinqual;
 	c->calls = 0;
 	count_plan(top, c);
 	count_plans(stmt->subplans, c);
-	return c->calls == 1;
+	return c->calls == 1 && probe_qual_last(quals, c);
 }
 
 static bool
@@ -183,16 +221,13 @@ exec_filtered(void *arg)
 		f->done = true;
 
 		/*
-		 * The plan that ran is the one checked, unless an invalidation
-		 * came in between (an ANALYZE of the query's tables): then the
-		 * one that ran is checked, and fails the run if it does not pass.
+		 * The plan that ran is the one checked and reordered: an unsaved
+		 * plan is not invalidated (plancache.h), the tables are locked
+		 * since it was planned, and nothing between changes the role or
+		 * the search_path it was planned with.
 		 */
-		if (source->gplan != cplan && !plan_checks(source->gplan, &c))
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("the plan of a run's query changed as it started"),
-					 errdetail("Its rows may have been diffed before all its conditions were checked."),
-					 errhint("The next run diffs them again.")));
+		if (source->gplan != cplan)
+			elog(ERROR, "retl: a run's statement ran a plan other than the one checked");
 	}
 	if (cplan != NULL)
 		ReleaseCachedPlan(cplan, NULL);
@@ -202,8 +237,8 @@ exec_filtered(void *arg)
 /*
  * Run sql (a statement over the sync's query whose WHERE ends with the
  * probe's condition) as owner with search_path path, if its plan
- * evaluates that condition last where the rows are read (above); false
- * if not, and nothing run.
+ * evaluates that condition where the rows are read, made the last there
+ * (above); false if not, and nothing run.
  */
 bool
 retl_probe_exec_filtered(Oid owner, const char *sql, const char *path, int expected)

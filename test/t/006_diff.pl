@@ -675,13 +675,12 @@ psql(q{SELECT retl_drop_sync('again'); DROP TABLE again;});
 is(psql(q{SELECT count(*) FROM retl.snapshot_chunks c WHERE NOT EXISTS (SELECT FROM retl.syncs s WHERE s.id = c.sync_id)}),
 	'0', 'a dropped sync leaves no chunk behind');
 
-# A run filters its query's rows by the probe's answer where it reads them
-# only when the plan evaluates the probe after every condition of the
-# query (probe_plan.c).  Here the query's condition is costed far above
-# the probe's, which the planner would evaluate first, on rows the
-# condition then drops (into the snapshot, never sent): the run asks the
-# probe in a level of its own instead.  Row 6, out of the result at first,
-# is added once it is in it, its values unchanged.
+# A run filters its query's rows by the probe's answer where it reads them,
+# the probe's condition made the last of the node that reads them
+# (probe_plan.c).  Here the query's condition is costed far above the
+# probe's, which the planner puts first, where it would see rows the
+# condition then drops (into the snapshot, never sent).  Row 6, out of the
+# result at first, is added once it is in it, its values unchanged.
 psql(q{
 	CREATE TABLE gate_allow (id int PRIMARY KEY);
 	INSERT INTO gate_allow SELECT generate_series(1, 5);
@@ -699,6 +698,26 @@ psql(q{INSERT INTO gate_allow VALUES (6)});
 is(run_sync('gated'), 'succeeded|6|1|0|0', 'a row that enters its result unchanged is added');
 is(join(',', sort { $a <=> $b } map { $_->{key}{id} } @{ records_at('/gated') }), '1,2,3,4,5,6',
 	'each row of its result sent once');
+# The probe in an inner join's join conditions, and a UNION ALL, each of
+# whose branches would call it (the run asks it in a level of its own).
+psql(q{SELECT retl_create_sync(name => 'gated_join', destination => 'd_gated', key => '{id}',
+	source => 'SELECT g.id, g.v, a.id AS allowed FROM gated g JOIN gate_allow a ON a.id = g.id AND gate_allowed(g.id)',
+	mode => 'mirror', schedule => 'manual');
+	SELECT retl_create_sync(name => 'gated_union', destination => 'd_gated', key => '{id}',
+	source => 'SELECT id, v FROM gated WHERE id <= 3 UNION ALL SELECT id, v FROM gated WHERE id > 8',
+	mode => 'mirror', schedule => 'manual');});
+is(run_sync('gated_join'), 'succeeded|6|6|0|0', 'a join: its first run');
+is(run_sync('gated_union'), 'succeeded|5|5|0|0', 'a UNION ALL: its first run');
+psql(q{UPDATE gated SET v = 'w' || id WHERE id IN (2, 9); INSERT INTO gate_allow VALUES (7)});
+is(run_sync('gated_join'), 'succeeded|7|1|1|0', 'a join: a row added and one changed');
+is(run_sync('gated_union'), 'succeeded|5|0|2|0', 'a UNION ALL: two rows changed');
+# The probe's answer read for a key of the other form (the query's own
+# call): an error, the server up.
+psql(q{SELECT retl_create_sync(name => 'probe_op', destination => 'd_gated', key => '{id,v}',
+	source => 'SELECT id, v, retl._run_probe_op(1::bigint) AS op FROM gated', mode => 'mirror', schedule => 'manual');});
+like(failed_run('probe_op'), qr/integer key in a snapshot of others/,
+	"a query calling the probe's answer for an integer key in a run of jsonb keys fails");
+is(psql('SELECT 1'), '1', 'the server is up');
 
 $node->stop;
 $r->stop;
