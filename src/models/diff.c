@@ -502,8 +502,12 @@ diff_result(RetlSync *sync, bool send, bool replace, bool save, RetlRunCounts *c
 		else if (filtered.data == NULL ||
 				 !retl_probe_exec_filtered(sync->owner, filtered.data, sync->search_path,
 										   op_only ? SPI_OK_SELECT : SPI_OK_INSERT))
+		{
+			/* (the next parts' statement is the same: not planned again) */
+			filtered.data = NULL;
 			(void) retl_owner_exec(sync->owner, sql.data, sync->search_path,
 								   op_only ? SPI_OK_SELECT : SPI_OK_INSERT);
+		}
 		if (retl_probe_overflowed(probe))
 		{
 			/* part 0 outgrew retl.run_memory: again, in more parts */

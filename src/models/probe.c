@@ -620,10 +620,7 @@ static inline Datum
 answer(RetlProbe *p, FunctionCallInfo fcinfo, int64 key, Datum op)
 {
 	if (!p->written[(unsigned char) DatumGetChar(op)])
-	{
-		p->last_op = '\0';
 		PG_RETURN_NULL();
-	}
 	remember(p, false, key, DatumGetChar(op));
 	PG_RETURN_DATUM(op);
 }
