@@ -30,6 +30,8 @@ OBJS = \
 	src/models/probe.o \
 	src/models/probe_load.o \
 	src/models/probe_plan.o \
+	src/models/probe_removed.o \
+	src/models/probe_share.o \
 	src/models/snapshot.o \
 	src/models/query.o \
 	src/models/rowhash.o \

@@ -845,18 +845,36 @@ CREATE FUNCTION retl._run_probe_values(key bigint, VARIADIC "any") RETURNS "char
 CREATE FUNCTION retl._run_probe_values(key jsonb, VARIADIC "any") RETURNS "char"
 	AS 'MODULE_PATHNAME', 'retl_run_probe_key_values' LANGUAGE C VOLATILE PARALLEL RESTRICTED;
 /*
+ * The same as a condition: whether _run_probe_values answers the row (a
+ * run's statement filters the query's rows by it where they are read).
+ * Parallel safe: a run whose statement's plan is parallel shares its
+ * snapshot with the plan's workers (models/probe_share.c).  Its support
+ * function tells the planner the share of rows it lets through.
+ */
+CREATE FUNCTION retl._run_probe_support(internal) RETURNS internal
+	AS 'MODULE_PATHNAME', 'retl_run_probe_support' LANGUAGE C STRICT;
+CREATE FUNCTION retl._run_probe_filter(key bigint, VARIADIC "any") RETURNS boolean
+	AS 'MODULE_PATHNAME', 'retl_run_probe_filter_int' LANGUAGE C VOLATILE PARALLEL SAFE
+	SUPPORT retl._run_probe_support;
+CREATE FUNCTION retl._run_probe_filter(key jsonb, VARIADIC "any") RETURNS boolean
+	AS 'MODULE_PATHNAME', 'retl_run_probe_filter_key' LANGUAGE C VOLATILE PARALLEL SAFE
+	SUPPORT retl._run_probe_support;
+/*
  * The answer _run_probe_values gave the row just probed (a run whose query
- * filters its rows by that answer reads it in its output columns).
+ * filters its rows by that answer reads it in its output columns, in the
+ * process that probed the row).
  */
 CREATE FUNCTION retl._run_probe_op(key bigint) RETURNS "char"
-	AS 'MODULE_PATHNAME', 'retl_run_probe_op_int' LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+	AS 'MODULE_PATHNAME', 'retl_run_probe_op_int' LANGUAGE C VOLATILE PARALLEL SAFE;
 CREATE FUNCTION retl._run_probe_op(key jsonb) RETURNS "char"
-	AS 'MODULE_PATHNAME', 'retl_run_probe_op_key' LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+	AS 'MODULE_PATHNAME', 'retl_run_probe_op_key' LANGUAGE C VOLATILE PARALLEL SAFE;
 REVOKE ALL ON FUNCTION retl._run_probe(bigint, bigint), retl._run_probe(jsonb, bigint),
 	retl._run_probe_values(bigint, "any"), retl._run_probe_values(jsonb, "any"),
-	retl._run_probe_op(bigint), retl._run_probe_op(jsonb) FROM PUBLIC;
+	retl._run_probe_filter(bigint, "any"), retl._run_probe_filter(jsonb, "any"),
+	retl._run_probe_op(bigint), retl._run_probe_op(jsonb), retl._run_probe_support(internal) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION retl._run_probe(bigint, bigint), retl._run_probe(jsonb, bigint),
 	retl._run_probe_values(bigint, "any"), retl._run_probe_values(jsonb, "any"),
+	retl._run_probe_filter(bigint, "any"), retl._run_probe_filter(jsonb, "any"),
 	retl._run_probe_op(bigint), retl._run_probe_op(jsonb) TO retl_user;
 
 /*

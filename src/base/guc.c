@@ -35,6 +35,7 @@ int			retl_run_idle_timeout_s = 60;
 int			retl_job_check_max_ms = 60000;
 char	   *retl_test_resolve = NULL;
 char	   *retl_test_fail = NULL;
+char	   *retl_run_probe_segment = NULL;
 char	   *retl_run_history = NULL;
 int			retl_run_history_count = 1000;
 int64		retl_run_history_secs = 0;
@@ -286,10 +287,19 @@ retl_guc_init(void)
 
 	DefineCustomStringVariable("retl.test_fail",
 							   "For tests only: where the worker fails, and for which sync.",
-							   "\"claim:SYNC\": each claim of the sync while its backfill is sent from its table fails after the backfill claimed its ranges, before the queue's rows; \"rebuild:SYNC\": each build of a half of its refused batches fails at its end, what it left out put back; \"claim-wait:SYNC\": each such claim waits a second there instead.",
+							   "\"claim:SYNC\": each claim of the sync while its backfill is sent from its table fails after the backfill claimed its ranges, before the queue's rows; \"rebuild:SYNC\": each build of a half of its refused batches fails at its end, what it left out put back; \"claim-wait:SYNC\": each such claim waits a second there instead; \"share:SYNC\": a run of the sync gets no new segment of shared memory for its parallel workers.",
 							   &retl_test_fail,
 							   "",
 							   PGC_SIGHUP, GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("retl.run_probe_segment",
+							   "Set by a diff run for its statement's parallel workers: where its snapshot is shared.",
+							   NULL,
+							   &retl_run_probe_segment,
+							   "",
+							   PGC_SUSET,
+							   GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE | GUC_NO_RESET_ALL | GUC_DISALLOW_IN_FILE,
 							   NULL, NULL, NULL);
 
 	DefineCustomStringVariable("retl.run_history",

@@ -23,6 +23,7 @@ extern int	retl_run_idle_timeout_s;
 extern int	retl_job_check_max_ms;
 extern char *retl_test_resolve;
 extern char *retl_test_fail;
+extern char *retl_run_probe_segment;
 extern char *retl_run_history;
 extern int	retl_run_history_count;
 extern int64 retl_run_history_secs;

@@ -51,6 +51,15 @@ retl_progress_tick(void)
 		retl_my_run->rows = ticks;
 }
 
+/* Rows counted by other processes (a statement's parallel workers) */
+void
+retl_progress_add(int64 n)
+{
+	ticks += n;
+	if (n > 0 && retl_my_run != NULL)
+		retl_my_run->rows = ticks;
+}
+
 int64
 retl_progress_count(void)
 {

@@ -330,10 +330,10 @@ append_filtered(StringInfo sql, RetlSync *sync, TupleDesc desc, bool int_keys, b
 		appendStringInfoString(sql, "SELECT pg_catalog.count(*)");
 	else
 	{
+		/* (written into pg_temp.retl_run_diff by probe_plan.c) */
 		initStringInfo(&data);
 		append_data(&data, sync, "q");
-		appendStringInfo(sql, "INSERT INTO pg_temp.retl_run_diff (key, data, op)"
-						 " SELECT %s, CASE WHEN %s OPERATOR(pg_catalog.=) 'L'"
+		appendStringInfo(sql, "SELECT %s, CASE WHEN %s OPERATOR(pg_catalog.=) 'L'"
 						 " OR %s OPERATOR(pg_catalog.=) ANY (%s::pg_catalog.\"char\"[]) THEN %s END,"
 						 " %s::pg_catalog.text",
 						 int_keys ? "pg_catalog.jsonb_build_array(q.\"retl.key\")" : "q.\"retl.key\"",
@@ -342,7 +342,7 @@ append_filtered(StringInfo sql, RetlSync *sync, TupleDesc desc, bool int_keys, b
 	appendStringInfoString(sql, " FROM (SELECT ");
 	append_key(sql, sync, int_keys);
 	appendStringInfo(sql, " AS \"retl.key\", q.* FROM (%s\n) q) q"
-					 " WHERE retl._run_probe_values(q.\"retl.key\", %s) IS NOT NULL",
+					 " WHERE retl._run_probe_filter(q.\"retl.key\", %s)",
 					 source_query(sync), values.data);
 	return true;
 }
@@ -444,12 +444,13 @@ diff_result(RetlSync *sync, bool send, bool replace, bool save, RetlRunCounts *c
 	RetlProbe  *probe;
 	bool		int_keys;
 	bool		op_only;
+	bool		shared;
 	HeapTuple	tup;
 	TupleDesc	desc;
 
 	retl_progress_phase("reading the snapshot");
 	desc = sync->audience_id ? NULL : describe_result(sync);
-	probe = retl_probe_begin(sync->id, desc != NULL && integer_key(sync, desc), NULL);
+	probe = retl_probe_begin(sync->id, sync->name, desc != NULL && integer_key(sync, desc), NULL);
 	int_keys = retl_probe_int_keys(probe);
 	if (desc != NULL && retl_probe_empty(probe))
 	{
@@ -500,23 +501,29 @@ diff_result(RetlSync *sync, bool send, bool replace, bool save, RetlRunCounts *c
 		if (sync->audience_id)
 			exec(sql.data, SPI_OK_INSERT);
 		else if (filtered.data == NULL ||
-				 !retl_probe_exec_filtered(sync->owner, filtered.data, sync->search_path,
-										   op_only ? SPI_OK_SELECT : SPI_OK_INSERT))
+				 !retl_probe_exec_filtered(sync->owner, filtered.data, sync->search_path, !op_only))
 		{
 			/* (the next parts' statement is the same: not planned again) */
 			filtered.data = NULL;
 			(void) retl_owner_exec(sync->owner, sql.data, sync->search_path,
 								   op_only ? SPI_OK_SELECT : SPI_OK_INSERT);
 		}
+		shared = retl_probe_shared(probe);
 		if (retl_probe_overflowed(probe))
 		{
 			/* part 0 outgrew retl.run_memory: again, in more parts */
 			if (!op_only)
 				exec("TRUNCATE pg_temp.retl_run_diff", SPI_OK_UTILITY);
-			ereport(LOG,
-					(errmsg("run of %s diffs its result in %d parts, its query running once for each",
-							what, retl_probe_parts(probe)),
-					 errhint("Its keys and hashes take more than retl.run_memory.")));
+			if (shared)
+				ereport(LOG,
+						(errmsg("run of %s added more keys than its shared snapshot had room for: its query runs again in one process",
+								what),
+						 errhint("Parallel workers share a run's snapshot with room for a quarter more keys than it holds.")));
+			else
+				ereport(LOG,
+						(errmsg("run of %s diffs its result in %d parts, its query running once for each",
+								what, retl_probe_parts(probe)),
+						 errhint("Its keys and hashes take more than retl.run_memory.")));
 			retl_progress_phase("evaluating");
 			continue;
 		}

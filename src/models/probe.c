@@ -32,14 +32,18 @@
  * the query adds overflows: the query then only counts its rows, and the
  * caller runs it again in more parts.
  *
- * Loading and saving it: probe_load.c.  The table lives in a memory
- * context of the run; its reset callback forgets it, so an error anywhere
- * leaves no probe behind.
+ * Loading and saving it: probe_load.c; the keys no row had:
+ * probe_removed.c; shared with a statement's parallel workers, and kept
+ * by the runner for the sync's next run: probe_share.c.  The table lives
+ * in a memory context of the run (or in the segment it is shared in); the
+ * context's reset callback forgets it, so an error anywhere leaves no
+ * probe behind.
  */
 #include "postgres.h"
 
 #include <sys/mman.h>
 
+#include "access/parallel.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -52,9 +56,6 @@
 #include "models/jsonkey.h"
 #include "models/probe_table.h"
 #include "models/rowhash.h"
-
-/* removed keys are queued this many at a time */
-#define REMOVED_BATCH	10000
 
 static RetlProbe *active = NULL;
 
@@ -78,6 +79,14 @@ forget_probe(void *arg)
 
 	if (active == p)
 		active = p->outer;
+	retl_probe_unshare(p);
+}
+
+/* The probe the run's query probes in this process (NULL: none). */
+RetlProbe *
+retl_probe_active(void)
+{
+	return active;
 }
 
 /* the transparent huge pages of x86-64's and arm64's 4 kB pages */
@@ -195,8 +204,8 @@ retl_probe_keep_key(RetlProbe *p, struct varlena *key)
 }
 
 /* Bytes of the index of n keys (at most half full) */
-static Size
-index_size(int64 n)
+Size
+retl_probe_index_bytes(int64 n)
 {
 	uint64		size = 1024;
 
@@ -235,7 +244,7 @@ Size
 retl_probe_part_bytes(RetlProbe *p)
 {
 	return MemoryContextMemAllocated(p->part_cxt, true) +
-		(p->index == NULL ? index_size(p->nslots + 1) : 0);
+		(p->index == NULL ? retl_probe_index_bytes(p->nslots + 1) : 0);
 }
 
 /* how many keys ahead build_index asks for the index's memory */
@@ -251,16 +260,19 @@ retl_probe_part_bytes(RetlProbe *p)
 static void
 build_index(RetlProbe *p, bool find_twice)
 {
-	Size		bytes = index_size(p->nslots + 1);
+	Size		bytes = retl_probe_index_bytes(p->nslots + 1);
+	uint32	   *area;
 
 	if (p->nslots >= PG_UINT32_MAX / 2)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("a part of the snapshot of sync %d has more than 2 billion keys", p->sync_id),
 				 errhint("Lower retl.run_memory.")));
-	if (p->index != NULL)
+	/* (a shared part's index is in its segment, if there is room: probe_share.c) */
+	area = retl_probe_shared_index(p, bytes);
+	if (p->index != NULL && !retl_probe_in_segment(p, p->index))
 		pfree(p->index);
-	p->index = retl_probe_alloc_array(p, bytes, 0);
+	p->index = area != NULL ? area : retl_probe_alloc_array(p, bytes, 0);
 	memset(p->index, 0, bytes);
 	p->mask = bytes / sizeof(uint32) - 1;
 	for (int64 i = 0; i < p->nslots; i++)
@@ -283,6 +295,29 @@ retl_probe_build_index(RetlProbe *p)
 	build_index(p, false);
 }
 
+/* The same, noting (as a duplicate) a key found twice. */
+void
+retl_probe_build_index_twice(RetlProbe *p)
+{
+	build_index(p, true);
+}
+
+/*
+ * Index the slots from from on, which a shared part's statement added
+ * (probe_share.c), noting a key added twice.
+ */
+void
+retl_probe_index_added(RetlProbe *p, int64 from)
+{
+	if ((uint64) p->nslots * 2 > p->mask + 1)
+	{
+		build_index(p, true);
+		return;
+	}
+	for (int64 i = from; i < p->nslots; i++)
+		index_slot(p, i, true);
+}
+
 /* A new slot (indexed once the index is built); returns its position. */
 int64
 retl_probe_add_slot(RetlProbe *p, int64 key, int64 hash, struct varlena *jkey, uint8 flags)
@@ -291,6 +326,8 @@ retl_probe_add_slot(RetlProbe *p, int64 key, int64 hash, struct varlena *jkey, u
 
 	if (p->nslots == p->maxslots)
 	{
+		if (p->shm != NULL)
+			retl_probe_localize(p);
 		p->maxslots *= 2;
 		p->slots = repalloc_huge(p->slots, sizeof(Slot) * p->maxslots);
 		advise_huge_pages(p->slots, sizeof(Slot) * p->maxslots);
@@ -377,135 +414,6 @@ retl_probe_counts(RetlProbe *probe, int64 *added, int64 *changed)
 	*changed = probe->changed;
 }
 
-/* Queue the removed keys of a batch as R rows of pg_temp.retl_run_diff. */
-static void
-insert_removed(RetlProbe *p, Datum *keys, int n)
-{
-	Oid			types[1];
-	Datum		values[1];
-	ArrayType  *array;
-
-	if (n == 0)
-		return;
-	if (p->int_keys)
-	{
-		array = construct_array(keys, n, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
-		types[0] = INT8ARRAYOID;
-	}
-	else
-	{
-		array = construct_array(keys, n, JSONBOID, -1, false, TYPALIGN_INT);
-		types[0] = JSONBARRAYOID;
-	}
-	values[0] = PointerGetDatum(array);
-	if (SPI_execute_with_args(p->int_keys ?
-							  "INSERT INTO pg_temp.retl_run_diff (key, op)"
-							  " SELECT pg_catalog.jsonb_build_array(k), 'R' FROM pg_catalog.unnest($1) k" :
-							  "INSERT INTO pg_temp.retl_run_diff (key, op)"
-							  " SELECT k, 'R' FROM pg_catalog.unnest($1) k",
-							  1, types, values, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "retl: could not record the removed keys of sync %d", p->sync_id);
-	pfree(array);
-}
-
-/* Removed keys on their way to pg_temp.retl_run_diff */
-typedef struct RemovedBatch
-{
-	Datum	   *keys;
-	int			n;
-	int64		total;
-} RemovedBatch;
-
-static void
-add_removed(RetlProbe *p, RemovedBatch *b, Datum key)
-{
-	b->keys[b->n++] = key;
-	b->total++;
-	if (b->n == REMOVED_BATCH)
-	{
-		insert_removed(p, b->keys, b->n);
-		b->n = 0;
-	}
-}
-
-/*
- * Did the query add a key twice to a part that held none (a first run's)?
- * Integer keys that are dense (a serial column's: their range at most
- * eight times their number) are checked with a bitmap of their range, a
- * bit a value, at most a byte a key: small enough to stay in the CPU's
- * caches, where indexing them (a cache miss a key) was a tenth of a first
- * run.  Any other keys are indexed, finding the duplicate there.
- */
-static void
-find_added_twice(RetlProbe *p)
-{
-	uint64		lo = PG_UINT64_MAX;
-	uint64		hi = 0;
-
-	if (p->int_keys && p->nslots > 0)
-	{
-		/* (as unsigned, offset: the order of int64 kept) */
-		for (int64 i = 0; i < p->nslots; i++)
-		{
-			uint64		k = (uint64) p->slots[i].key ^ (UINT64CONST(1) << 63);
-
-			lo = Min(lo, k);
-			hi = Max(hi, k);
-		}
-		if (hi - lo < (uint64) p->nslots * 8)
-		{
-			uint8	   *bits = MemoryContextAllocExtended(p->part_cxt, (hi - lo) / 8 + 1,
-														  MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
-
-			for (int64 i = 0; i < p->nslots && !p->duplicate; i++)
-			{
-				uint64		at = ((uint64) p->slots[i].key ^ (UINT64CONST(1) << 63)) - lo;
-				uint8		bit = (uint8) (1 << (at & 7));
-
-				if (bits[at >> 3] & bit)
-					p->duplicate = true;
-				bits[at >> 3] |= bit;
-			}
-			pfree(bits);
-			return;
-		}
-	}
-	build_index(p, true);
-}
-
-/*
- * After the query ran for the current part: its keys that no row had are
- * removed (written as op R in pg_temp.retl_run_diff if write).  Returns
- * how many.
- */
-int64
-retl_probe_queue_removed(RetlProbe *probe, bool write)
-{
-	RemovedBatch b = {palloc(sizeof(Datum) * REMOVED_BATCH), 0, 0};
-
-	/*
-	 * A part that held no key (a first run's): its keys were added without
-	 * looking them up (in an empty index each lookup was a cache miss of
-	 * its own, a sixth of a first run); find one it added twice: the run
-	 * fails on it (its rows were all answered A).
-	 */
-	if (probe->index == NULL)
-		find_added_twice(probe);
-	for (int64 i = 0; i < probe->nslots; i++)
-	{
-		if (probe->flags[i] & (PROBE_SEEN | PROBE_FORGOTTEN))
-			continue;
-		if (!write)
-			b.total++;
-		else
-			add_removed(probe, &b, probe->int_keys ? Int64GetDatum(probe->slots[i].key) :
-						PointerGetDatum(probe->jkeys[i]));
-	}
-	insert_removed(probe, b.keys, b.n);
-	pfree(b.keys);
-	return b.total;
-}
-
 /*
  * A key added by the query: its slot, seen.  Part 0 that outgrows
  * retl.run_memory overflows (checked every 4096 keys): the query then
@@ -514,6 +422,12 @@ retl_probe_queue_removed(RetlProbe *probe, bool write)
 static void
 add_key(RetlProbe *p, int64 key, struct varlena *jkey, int64 hash)
 {
+	if (p->sharing)
+	{
+		/* (integer keys only) */
+		retl_probe_shared_add(p, key, hash);
+		return;
+	}
 	(void) retl_probe_add_slot(p, key, hash, jkey == NULL ? NULL : retl_probe_keep_key(p, jkey), PROBE_SEEN);
 	if (p->part == 0 && p->nparts < 1024 && p->nslots % 4096 == 0 &&
 		retl_probe_part_bytes(p) > (Size) retl_run_memory_kb * 1024)
@@ -601,6 +515,9 @@ keep_null_key(RetlProbe *p, FunctionCallInfo fcinfo)
 		p->null_key = JsonbToCString(NULL, &key->root, VARSIZE(key));
 	}
 	MemoryContextSwitchTo(old);
+	/* (a worker's, for its leader: integer keys only) */
+	if (p->view)
+		strlcpy(p->null_text, p->null_key, sizeof(p->null_text));
 }
 
 /* A NULL key: N (failing the run), in the first part. */
@@ -610,6 +527,7 @@ null_key(RetlProbe *p, FunctionCallInfo fcinfo)
 	if (p->part != 0 || p->overflowed)
 		PG_RETURN_NULL();
 	retl_progress_tick();
+	p->ticks++;
 	keep_null_key(p, fcinfo);
 	remember(p, true, 0, 'N');
 	PG_RETURN_DATUM(CharGetDatum('N'));
@@ -628,6 +546,14 @@ answer(RetlProbe *p, FunctionCallInfo fcinfo, int64 key, Datum op)
 static RetlProbe *
 active_probe(void)
 {
+	if (active == NULL && IsParallelWorker())
+	{
+		/* a parallel worker of the run's statement (probe_share.c) */
+		RetlProbe  *view = retl_probe_worker_view();
+
+		if (view != NULL)
+			return view;
+	}
 	if (active == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -645,6 +571,7 @@ probe_counts(RetlProbe *p, uint64 h)
 	if (part_of(p, h) != p->part)
 		return false;
 	retl_progress_tick();
+	p->ticks++;
 	p->part_rows++;
 	return !p->overflowed;
 }
@@ -748,6 +675,55 @@ Datum
 retl_run_probe_key_values(PG_FUNCTION_ARGS)
 {
 	return probe_key(fcinfo, true);
+}
+
+PG_FUNCTION_INFO_V1(retl_run_probe_filter_int);
+PG_FUNCTION_INFO_V1(retl_run_probe_filter_key);
+
+/*
+ * retl._run_probe_filter(key bigint, VARIADIC "any") → boolean: does
+ * retl._run_probe_values answer the row (a run's statement filters the
+ * query's rows by it: probe_plan.c)?
+ */
+Datum
+retl_run_probe_filter_int(PG_FUNCTION_ARGS)
+{
+	(void) probe_int(fcinfo, true);
+	if (fcinfo->isnull)
+	{
+		fcinfo->isnull = false;
+		PG_RETURN_BOOL(false);
+	}
+	PG_RETURN_BOOL(true);
+}
+
+/* retl._run_probe_filter(key jsonb, VARIADIC "any") → boolean */
+Datum
+retl_run_probe_filter_key(PG_FUNCTION_ARGS)
+{
+	(void) probe_key(fcinfo, true);
+	if (fcinfo->isnull)
+	{
+		fcinfo->isnull = false;
+		PG_RETURN_BOOL(false);
+	}
+	PG_RETURN_BOOL(true);
+}
+
+/*
+ * The share of the query's rows the probe is expected to answer (the
+ * planner's selectivity of retl._run_probe_filter): every row, of a run
+ * from no key that writes the keys it adds (a first run that sends); else
+ * the few that changed, assumed a hundredth.
+ */
+double
+retl_probe_expected_share(void)
+{
+	RetlProbe  *p = active;
+
+	if (p != NULL && p->nslots == 0 && p->written['A'])
+		return 1.0;
+	return 0.01;
 }
 
 PG_FUNCTION_INFO_V1(retl_run_probe_op_int);

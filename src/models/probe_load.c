@@ -29,6 +29,7 @@
 static void
 new_part(RetlProbe *p)
 {
+	retl_probe_unshare(p);
 	MemoryContextReset(p->part_cxt);
 	p->slots = NULL;
 	p->flags = NULL;
@@ -210,6 +211,15 @@ check_edit(void *arg, RetlSnapshotEdit *e)
 		p->int_keys = false;
 }
 
+/* Count the part's keys that are synced, into the snapshot's. */
+static void
+count_keys(RetlProbe *p)
+{
+	for (int64 i = 0; i < p->nslots; i++)
+		if (!(p->flags[i] & PROBE_FORGOTTEN))
+			p->snapshot_rows++;
+}
+
 /*
  * Load the current part's keys: the stored entries, then the edits.
  * Returns false when the keys are not all integers (int_keys is then off,
@@ -240,15 +250,38 @@ load_part(RetlProbe *p)
 		p->int_keys = false;
 		return false;
 	}
-	for (int64 i = 0; i < p->nslots; i++)
-		if (!(p->flags[i] & PROBE_FORGOTTEN))
-			p->snapshot_rows++;
+	count_keys(p);
 	/* a part that holds no key: the query's keys are indexed after it */
 	if (p->nslots == 0)
 	{
 		pfree(p->index);
 		p->index = NULL;
 	}
+	return true;
+}
+
+/*
+ * The part the runner kept from the sync's last run (probe_share.c), if
+ * what the sync stores is what that run saved: with the edits since,
+ * instead of loading it.  False (nothing changed) if there is none.
+ */
+static bool
+adopt_part(RetlProbe *p)
+{
+	if (!retl_probe_adopt(p))
+		return false;
+	ereport(DEBUG1,
+			(errmsg_internal("run of sync %d takes the snapshot its runner kept from its last run",
+							 p->sync_id)));
+	if (p->index == NULL)
+		retl_probe_build_index(p);
+	p->reload = false;
+	if (p->stored.edits > 0)
+		retl_snapshot_edits(p->sync_id, p->snap, apply_edit, p);
+	/* (every edit's key was an integer: check_edit) */
+	if (p->reload)
+		elog(ERROR, "retl: snapshot of sync %d changed during its run", p->sync_id);
+	count_keys(p);
 	return true;
 }
 
@@ -295,7 +328,7 @@ writes_delta(RetlProbe *p)
  * one integer column (kept so only if every snapshot key is an integer).
  */
 RetlProbe *
-retl_probe_begin(int sync_id, bool int_keys, Snapshot snap)
+retl_probe_begin(int sync_id, const char *sync_name, bool int_keys, Snapshot snap)
 {
 	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "retl run probe",
 											  ALLOCSET_DEFAULT_SIZES);
@@ -305,6 +338,7 @@ retl_probe_begin(int sync_id, bool int_keys, Snapshot snap)
 	p->cxt = cxt;
 	p->part_cxt = AllocSetContextCreate(cxt, "retl run probe part", ALLOCSET_DEFAULT_SIZES);
 	p->sync_id = sync_id;
+	p->sync_name = sync_name == NULL ? NULL : MemoryContextStrdup(cxt, sync_name);
 	p->int_keys = int_keys;
 	/* what the run reads of the snapshot, whatever it writes meanwhile */
 	p->snap = RegisterSnapshot(snap != NULL ? snap : GetTransactionSnapshot());
@@ -319,8 +353,9 @@ retl_probe_begin(int sync_id, bool int_keys, Snapshot snap)
 	 * converted before the part is chosen: part 0 meets a key that is not
 	 * an integer, if any (and loads again as jsonb).
 	 */
-	while (!load_part(p))
-		plan_parts(p, p->stored.entries + p->stored.edits, bytes_per_key(p));
+	if (!adopt_part(p))
+		while (!load_part(p))
+			plan_parts(p, p->stored.entries + p->stored.edits, bytes_per_key(p));
 	/* (the keys' form is settled: written so, if the run saves) */
 	old = MemoryContextSwitchTo(cxt);
 	retl_snapshot_writer_begin(&p->writer, sync_id, p->int_keys,
@@ -387,11 +422,18 @@ retl_probe_overflowed(RetlProbe *probe)
 
 	if (!probe->overflowed)
 		return false;
-	per_key = (double) retl_probe_part_bytes(probe) / Max(probe->nslots, 1);
-	plan_parts(probe, Max((double) (probe->stored.entries + probe->stored.edits),
-						  (double) probe->part_rows * nparts), per_key);
-	/* at least twice as many as the part that did not fit */
-	probe->nparts = Min(1024, Max(probe->nparts, nparts * 2));
+	/*
+	 * (A shared part that had no block of slots left, probe_share.c: the
+	 * same parts, this one loaded again and not shared.)
+	 */
+	if (probe->shm == NULL)
+	{
+		per_key = (double) retl_probe_part_bytes(probe) / Max(probe->nslots, 1);
+		plan_parts(probe, Max((double) (probe->stored.entries + probe->stored.edits),
+							  (double) probe->part_rows * nparts), per_key);
+		/* at least twice as many as the part that did not fit */
+		probe->nparts = Min(1024, Max(probe->nparts, nparts * 2));
+	}
 	probe->part = 0;
 	probe->overflowed = false;
 	probe->snapshot_rows = 0;
@@ -484,6 +526,7 @@ retl_probe_save_end(RetlProbe *probe)
 {
 	retl_snapshot_writer_end(&probe->writer);
 	retl_snapshot_delete_edits(probe->sync_id, probe->snap);
+	retl_probe_keep(probe);
 }
 
 void

@@ -67,6 +67,7 @@ struct RetlProbe
 	MemoryContextCallback forget;
 	struct RetlProbe *outer;	/* the run's that was active before (a preview in a run) */
 	int			sync_id;
+	char	   *sync_name;		/* (NULL: not a run's) */
 	bool		int_keys;
 	bool		reload;			/* a key was not an integer: load as jsonb */
 	Snapshot	snap;			/* the snapshot as the run began */
@@ -102,6 +103,22 @@ struct RetlProbe
 	bool		last_null;		/* its key was NULL */
 	int64		last_key;		/* else its key as slots keep it */
 	RetlSnapshotWriter writer;	/* the run's snapshot, if it saves */
+
+	/*
+	 * A part shared with parallel workers (probe_share.c): its slots, flags
+	 * and index live in a segment of dynamic shared memory; each worker
+	 * probes through a view of its own there (a copy of this struct), and
+	 * adds keys in blocks of slots it reserves.
+	 */
+	struct ProbeShm *shm;		/* the segment's header; NULL: not shared */
+	void	   *shm_seg;		/* its dsm_segment */
+	bool		view;			/* a parallel worker's view of the probe */
+	bool		sharing;		/* a statement shares it: keys added in blocks */
+	bool		no_share;		/* the part overflowed shared: not again */
+	int64		block_start;	/* the block of slots it adds keys to (-1: none) */
+	int			block_used;
+	int64		ticks;			/* rows it counted */
+	char		null_text[32];	/* a view's null_key, for the leader */
 };
 
 /* A key hash's position: its high bits (the table uses the low ones). */
@@ -190,6 +207,25 @@ extern Size retl_probe_part_bytes(RetlProbe *p);
 extern struct varlena *retl_probe_keep_key(RetlProbe *p, struct varlena *key);
 extern struct varlena *retl_probe_keep_key_bytes(RetlProbe *p, const char *data, uint32 len);
 extern void retl_probe_build_index(RetlProbe *p);
+extern void retl_probe_build_index_twice(RetlProbe *p);
 extern int64 retl_probe_add_slot(RetlProbe *p, int64 key, int64 hash, struct varlena *jkey, uint8 flags);
+
+/* probe_share.c */
+extern bool retl_probe_share(RetlProbe *p);
+extern void retl_probe_shared_add(RetlProbe *p, int64 key, int64 hash);
+extern RetlProbe *retl_probe_worker_view(void);
+extern void retl_probe_collect(RetlProbe *p);
+extern void retl_probe_unshare(RetlProbe *p);
+extern void retl_probe_localize(RetlProbe *p);
+extern void retl_probe_keep(RetlProbe *p);
+extern bool retl_probe_adopt(RetlProbe *p);
+extern uint32 *retl_probe_shared_index(RetlProbe *p, Size bytes);
+extern bool retl_probe_in_segment(RetlProbe *p, void *mem);
+extern const char *retl_probe_segment_name(RetlProbe *p);
+
+/* probe.c, for probe_share.c */
+extern RetlProbe *retl_probe_active(void);
+extern void retl_probe_index_added(RetlProbe *p, int64 from);
+extern Size retl_probe_index_bytes(int64 n);
 
 #endif

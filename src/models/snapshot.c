@@ -179,7 +179,10 @@ retl_snapshot_size(int sync_id, Snapshot snap, RetlSnapshotSize *size)
 					   " COALESCE(pg_catalog.bool_or(c.int_keys), false),"
 					   " COALESCE(pg_catalog.sum(c.keys) FILTER (WHERE c.delta), 0)::pg_catalog.int8,"
 					   " pg_catalog.count(*) FILTER (WHERE c.delta)::pg_catalog.int4,"
-					   " COALESCE(pg_catalog.max(c.chunk) OPERATOR(pg_catalog.+) 1, 0)"
+					   " COALESCE(pg_catalog.max(c.chunk) OPERATOR(pg_catalog.+) 1, 0),"
+					   " pg_catalog.count(*),"
+					   " COALESCE(pg_catalog.sum(c.xmin::pg_catalog.text::pg_catalog.int8), 0)::pg_catalog.int8,"
+					   " COALESCE(pg_catalog.max(c.xmin::pg_catalog.text::pg_catalog.int8), 0)"
 					   " FROM retl.snapshot_chunks c WHERE c.sync_id = $1", 1, types);
 	if (plan == NULL ||
 		SPI_execute_snapshot(plan, values, NULL, snap, InvalidSnapshot, true, false, 1) != SPI_OK_SELECT ||
@@ -195,6 +198,9 @@ retl_snapshot_size(int sync_id, Snapshot snap, RetlSnapshotSize *size)
 	size->delta_entries = DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull));
 	size->delta_chunks = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull));
 	size->next_chunk = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));
+	size->chunks = DatumGetInt64(SPI_getbinval(tup, desc, 9, &isnull));
+	size->xmin_sum = DatumGetInt64(SPI_getbinval(tup, desc, 10, &isnull));
+	size->xmin_max = DatumGetInt64(SPI_getbinval(tup, desc, 11, &isnull));
 	SPI_freetuptable(SPI_tuptable);
 	SPI_freeplan(plan);
 }
@@ -623,7 +629,7 @@ retl_snapshot_rows(PG_FUNCTION_ARGS)
 	/* the tables are the extension's: read as its owner (a caller may run this) */
 	nest = retl_begin_as(retl_extension_owner(), SECURITY_LOCAL_USERID_CHANGE,
 						 RETL_SAFE_PATH, &save_uid, &save_sec);
-	probe = retl_probe_begin(PG_GETARG_INT32(0), true, GetActiveSnapshot());
+	probe = retl_probe_begin(PG_GETARG_INT32(0), NULL, true, GetActiveSnapshot());
 	do
 		retl_probe_each(probe, put_row, rsinfo);
 	while (retl_probe_next_part(probe));

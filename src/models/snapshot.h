@@ -51,6 +51,9 @@ typedef struct RetlSnapshotSize
 	int64		delta_entries;	/* in its delta chunks */
 	int32		delta_chunks;
 	int32		next_chunk;		/* after its last chunk */
+	int64		chunks;			/* its chunks' rows */
+	int64		xmin_sum;		/* the transactions that wrote them: any */
+	int64		xmin_max;		/* change of the chunks changes these */
 } RetlSnapshotSize;
 
 /* A snapshot being written, chunk by chunk */
