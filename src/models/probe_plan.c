@@ -250,6 +250,9 @@ diff_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
 	DiffReceiver *r = (DiffReceiver *) self;
 	TupleDesc	desc = RelationGetDescr(r->rel);
 
+	/* (rows written as a heap's: nothing else to maintain) */
+	if (r->rel->rd_rel->relhasindex || r->rel->trigdesc != NULL)
+		elog(ERROR, "retl: pg_temp.retl_run_diff has an index or a trigger");
 	if (typeinfo->natts != desc->natts)
 		elog(ERROR, "retl: a run's statement returns %d columns for %d", typeinfo->natts, desc->natts);
 	for (int i = 0; i < desc->natts; i++)
