@@ -55,6 +55,7 @@ static bool start_worker_at_commit = false;
 static bool catalog_changed_at_commit = false;
 /* the buckets of the syncs the transaction queued changes for, a bit each */
 static uint64 queued_at_commit = 0;
+static bool captured_at_commit = false;
 /* and how many changes each of them got */
 static uint32 rows_at_commit[RETL_QUEUE_BUCKETS];
 
@@ -143,6 +144,7 @@ retl_find_or_add_slot(Oid dboid)
 				/* any change wakes a worker before its first pass */
 				pg_atomic_init_u32(&slot->wake_at[b], 0);
 			}
+			pg_atomic_init_u64(&slot->captured_at, 0);
 			return slot;
 		}
 	}
@@ -172,7 +174,7 @@ retl_wake_launcher(void)
  * counter moved at its next pass.
  */
 static void
-notify_database_worker(Oid dboid, uint64 buckets, const uint32 *rows, bool force)
+notify_database_worker(Oid dboid, uint64 buckets, const uint32 *rows, bool force, bool captured)
 {
 	RetlDbSlot *slot;
 	bool		wake = force;
@@ -195,6 +197,8 @@ notify_database_worker(Oid dboid, uint64 buckets, const uint32 *rows, bool force
 			if ((int32) (now - pg_atomic_read_u32(&slot->wake_at[b])) >= 0)
 				wake = true;
 		}
+		if (captured)
+			pg_atomic_write_u64(&slot->captured_at, (uint64) GetCurrentTimestamp());
 		if (wake && slot->latch)
 			SetLatch(slot->latch);
 	}
@@ -204,7 +208,7 @@ notify_database_worker(Oid dboid, uint64 buckets, const uint32 *rows, bool force
 void
 retl_wake_database_worker(Oid dboid)
 {
-	notify_database_worker(dboid, 0, NULL, true);
+	notify_database_worker(dboid, 0, NULL, true, false);
 }
 
 /*
@@ -229,6 +233,35 @@ retl_queued_at_commit(int sync_id, int64 nrows)
 		/* (saturating: a counter must not move by 2^31 or more at once) */
 		rows_at_commit[b] = (uint32) Min(rows_at_commit[b] + Max(nrows, 1), PG_INT32_MAX);
 	}
+}
+
+/*
+ * The same, of changes captured (by the trigger, or staged from logical
+ * decoding): at commit the database's slot also records when, for runs to
+ * see that realtime syncs are busy (models/probe_plan.c).
+ */
+void
+retl_captured_at_commit(int sync_id, int64 nrows)
+{
+	captured_at_commit = true;
+	retl_queued_at_commit(sync_id, nrows);
+}
+
+/* When a commit last captured changes in a database (0: not since start). */
+TimestampTz
+retl_database_captured_at(Oid dboid)
+{
+	RetlDbSlot *slot;
+	TimestampTz at = 0;
+
+	if (retl_shared == NULL)
+		return 0;
+	LWLockAcquire(retl_shared->lock, LW_SHARED);
+	slot = retl_find_slot(dboid);
+	if (slot)
+		at = (TimestampTz) pg_atomic_read_u64(&slot->captured_at);
+	LWLockRelease(retl_shared->lock);
+	return at;
 }
 
 /*
@@ -346,6 +379,7 @@ forget_at_commit(void)
 	queued_at_commit = 0;
 	start_worker_at_commit = false;
 	catalog_changed_at_commit = false;
+	captured_at_commit = false;
 }
 
 static void
@@ -361,7 +395,7 @@ retl_xact_callback(XactEvent event, void *arg)
 				retl_request_worker(MyDatabaseId);
 			if (wake_worker_at_commit || queued_at_commit != 0)
 				notify_database_worker(MyDatabaseId, queued_at_commit,
-									   rows_at_commit, wake_worker_at_commit);
+									   rows_at_commit, wake_worker_at_commit, captured_at_commit);
 			forget_at_commit();
 			break;
 		case XACT_EVENT_ABORT:

@@ -43,6 +43,8 @@ typedef struct RetlDbSlot
 	/* under the lock held shared (atomics): see shmem.c */
 	pg_atomic_uint32 queued[RETL_QUEUE_BUCKETS];
 	pg_atomic_uint32 wake_at[RETL_QUEUE_BUCKETS];
+	pg_atomic_uint64 captured_at;	/* the last commit that captured changes
+									 * (a TimestampTz) */
 } RetlDbSlot;
 
 /*
@@ -90,6 +92,8 @@ extern RetlDbSlot *retl_find_or_add_slot(Oid dboid);
 extern void retl_wake_launcher(void);
 extern void retl_wake_database_worker(Oid dboid);
 extern void retl_queued_at_commit(int sync_id, int64 nrows);
+extern void retl_captured_at_commit(int sync_id, int64 nrows);
+extern TimestampTz retl_database_captured_at(Oid dboid);
 extern uint64 retl_database_generations(uint32 *queued);
 extern bool retl_set_wake_points(const uint32 *queued, const uint32 *wake_after);
 extern void retl_xact_init(void);

@@ -451,6 +451,6 @@ retl_capture(PG_FUNCTION_ARGS)
 
 	if (connected && SPI_finish() != SPI_OK_FINISH)
 		elog(ERROR, "retl: SPI_finish failed");
-	retl_queued_at_commit(sync_id, (int64) nrows);
+	retl_captured_at_commit(sync_id, (int64) nrows);
 	return PointerGetDatum(NULL);
 }

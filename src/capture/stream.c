@@ -240,7 +240,7 @@ stage_sync(SyncChanges *c, char **error)
 												   TEXTOID, -1, false, TYPALIGN_INT));
 	if (retl_spi_execute(sql.data, 4, types, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "retl: could not stage the changes of sync %d", c->sync_id);
-	retl_queued_at_commit(c->sync_id, c->n);
+	retl_captured_at_commit(c->sync_id, c->n);
 	return true;
 }
 

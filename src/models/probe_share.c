@@ -33,7 +33,6 @@
  */
 #include "postgres.h"
 
-#include <sched.h>
 #include <sys/resource.h>
 
 #include "access/parallel.h"
@@ -392,25 +391,15 @@ retl_probe_worker_view(void)
 	}
 	dsm_pin_mapping(seg);
 	/*
-	 * A run's parallel workers take only the CPU time nothing else wants
-	 * (Linux's SCHED_IDLE; elsewhere the run's nice value): the run's own
-	 * worker, at retl.run_nice, reads its share of the rows all the same.
-	 * At the run's nice value, runs diffed again and again took both cores
-	 * of the 2-core VM, and the p99 of realtime latency beside them in make
-	 * bench went from 5.2 to 14.3 ms.
+	 * A run's parallel workers are as nice as the run (runner.c).  (Taking
+	 * only idle CPU time, Linux's SCHED_IDLE, did not keep realtime
+	 * latency beside runs diffed again and again, and could leave the run
+	 * waiting for a worker that gets none: a run plans its statement in
+	 * one process while realtime syncs are busy instead, probe_plan.c.)
 	 */
-	if (shm->nice > 0)
-	{
-#ifdef SCHED_IDLE
-		struct sched_param param = {0};
-
-		if (sched_setscheduler(0, SCHED_IDLE, &param) != 0)
-#else
-		if (setpriority(PRIO_PROCESS, 0, shm->nice) != 0)
-#endif
-			ereport(LOG,
-					(errmsg("retl run's parallel worker could not lower its priority: %m")));
-	}
+	if (shm->nice > 0 && setpriority(PRIO_PROCESS, 0, shm->nice) != 0)
+		ereport(LOG,
+				(errmsg("retl run's parallel worker could not lower its priority: %m")));
 	v = view_at(shm, ParallelWorkerNumber + 1);
 	memcpy(v, view_at(shm, 0), sizeof(RetlProbe));
 	v->cxt = TopMemoryContext;

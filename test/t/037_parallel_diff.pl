@@ -16,6 +16,7 @@ use lib "$FindBin::RealBin/../perl";
 use RetlTest;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(sleep);
 
 my $r = start_receiver();
 my $node = new_retl_node('pardiff', extra_conf => q{
@@ -166,6 +167,27 @@ is(psql(qq{SELECT status, why, added, changed FROM retl.runs WHERE id = $rid}), 
 	'a resync sends every row again');
 like(slurp_file($node->logfile, $offset), $kept, 'its run took the kept part');
 is(run_sync('kept'), 'succeeded|20000|0|0|0|', 'and the run after it finds no change');
+
+# While realtime syncs are busy (a change captured in the last 2 s), a run
+# plans its statement in one process; once they are not, in parallel.
+my $rt_url = $r->url('/rt');
+psql(qq{CREATE TABLE rt (id int PRIMARY KEY, v text);
+	SELECT retl_create_destination(name => 'd_rt', kind => 'webhook', url => '$rt_url');
+	SELECT retl_create_sync(name => 'rt', source => 'rt', destination => 'd_rt', key => '{id}');});
+psql(q{UPDATE big SET v = v + 1 WHERE id % 1000 = 502});
+$offset = -s $node->logfile;
+my $busy = psql(q{INSERT INTO rt VALUES (1, 'a'); SELECT retl_run_sync('par');});
+wait_run($busy);
+is(psql(qq{SELECT status, changed FROM retl.runs WHERE id = $busy}), 'succeeded|40',
+	'a run right after a change was captured');
+like(slurp_file($node->logfile, $offset), qr/a run plans its statement in one process: realtime syncs are busy/,
+	'the log says it ran in one process');
+is(parallel_statements($offset), 0, 'its statement had no workers');
+sleep(2.5);
+psql(q{UPDATE big SET v = v + 1 WHERE id % 1000 = 503});
+$offset = -s $node->logfile;
+is(run_sync('par'), 'succeeded|40200|0|40|0|', 'a run once realtime syncs are quiet');
+ok(parallel_statements($offset) >= 1, 'its statement had workers');
 
 # A key of two rows, each read by whichever process: the run fails on it,
 # in a first run (the keys added) and in a later one (a snapshot's key).
