@@ -402,9 +402,14 @@ retl_probe_worker_view(void)
 				(errmsg("retl run's parallel worker could not lower its priority: %m")));
 	v = view_at(shm, ParallelWorkerNumber + 1);
 	memcpy(v, view_at(shm, 0), sizeof(RetlProbe));
+	/* (the leader's pointers are not the worker's) */
 	v->cxt = TopMemoryContext;
 	v->part_cxt = NULL;
 	v->tmp_cxt = NULL;
+	v->sync_name = NULL;
+	v->arena = NULL;
+	v->arena_free = 0;
+	v->jkeys = NULL;
 	v->outer = NULL;
 	v->snap = NULL;
 	memset(&v->writer, 0, sizeof(v->writer));
