@@ -10,7 +10,8 @@
 #       without a sync, with an upsert sync whose delivery is paused (capture
 #       only), with an upsert sync delivering to the receiver meanwhile, and
 #       with a logical-capture upsert sync delivering meanwhile
-#   (e) a diff run of a 1M-row model with 1% of its rows changed, and its
+#   (e) a diff run of a 1M-row model with 1% of its rows changed (the
+#       fastest of three, each finding 1% changed), and its
 #       first run (snapshot only; its query's and its snapshot's writes'
 #       times apart; the fastest of three fresh ones), next to the bare
 #       query's time (the fastest of three), and the run's worker's peak
@@ -499,13 +500,34 @@ if [[ ${1:-} == --inside ]]; then
 			sed -n 's/.*Execution Time: \([0-9.]*\) ms.*/\1/p')
 		bare_ms=$(awk -v a="${bare_ms:-$v}" -v b="$v" 'BEGIN { print (b + 0 < a + 0) ? b : a }')
 	done
-	q -c 'SELECT pg_stat_statements_reset()' >/dev/null
-	q -c "SELECT retl_run_sync('model')" >/dev/null
-	model_run >"$work/model-run.txt"
-	IFS='|' read -r run_ms run_rows run_added run_changed run_removed <"$work/model-run.txt"
-	run_parts=$(q -c "SELECT 'its query ' || coalesce(round(sum(total_exec_time) FILTER (WHERE query LIKE '%retl._run_probe%')), 0)
-	                         || ' ms, queueing its changes ' || coalesce(round(sum(total_exec_time) FILTER (WHERE query LIKE 'INSERT INTO retl.queue%retl_run_diff%')), 0)
-	                         || ' ms' FROM pg_stat_statements")
+	# The diff run: the fastest of three too, each finding the same 1%
+	# changed again (one run ranged from 144 to 157 ms between runs of the
+	# benchmark with the same code), each after the changes the one before
+	# queued were delivered.
+	run_ms= run_all=
+	for draw in 1 2 3; do
+		if ((draw > 1)); then
+			q -c "UPDATE model_src SET score = score + 1 WHERE id % 100 = 0" >/dev/null
+			q -c "VACUUM ANALYZE model_src" >/dev/null
+		fi
+		q -c 'SELECT pg_stat_statements_reset()' >/dev/null
+		q -c "SELECT retl_run_sync('model')" >/dev/null
+		model_run >"$work/model-run.txt"
+		IFS='|' read -r v rows added changed removed <"$work/model-run.txt"
+		parts=$(q -c "SELECT 'its query ' || coalesce(round(sum(total_exec_time) FILTER (WHERE query LIKE '%retl._run_probe%')), 0)
+		                     || ' ms, queueing its changes ' || coalesce(round(sum(total_exec_time) FILTER (WHERE query LIKE 'INSERT INTO retl.queue%retl_run_diff%')), 0)
+		                     || ' ms' FROM pg_stat_statements")
+		echo "diff run $draw/3: $v ms; $parts"
+		run_all="${run_all:+$run_all, }$v"
+		if [[ -z $run_ms ]] || ((v < run_ms)); then
+			run_ms=$v run_rows=$rows run_added=$added run_changed=$changed run_removed=$removed run_parts=$parts
+		fi
+		deadline=$((SECONDS + 120))
+		until [[ $(q -c "SELECT pending + in_flight FROM retl.sync_status WHERE sync = 'model'") == 0 ]]; do
+			((SECONDS < deadline)) || { echo "the model's changes were not delivered" >&2; exit 1; }
+			sleep 0.2
+		done
+	done
 	wpid=$(q -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'retl worker'")
 	hwm_kb=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\).*/\1/p' "/proc/$wpid/status")
 	anon_kb=$(sed -n 's/^RssAnon:[[:space:]]*\([0-9]*\).*/\1/p' "/proc/$wpid/status")
@@ -1094,7 +1116,7 @@ if [[ ${1:-} == --inside ]]; then
 		      INSERT execution time, no sync               $(printf '%9s us    ' "$us_plain")
 		      INSERT execution time, sync paused           $(printf '%9s us    ' "$us_capture")  $(printf '%5s' "$usratio_capture") x no sync
 		      INSERT execution time, sync delivering       $(printf '%9s us    ' "$us_deliver")  $(printf '%5s' "$usratio_deliver") x no sync
-		  (e) diff run, $(printf '%7d' "$N_MODEL")-row model, 1% changed   $(printf '%9s ms    ' "$run_ms")  $(printf '%5s' "$ratio_model") x bare query ($bare_ms ms); $run_parts
+		  (e) diff run, $(printf '%7d' "$N_MODEL")-row model, 1% changed   $(printf '%9s ms    ' "$run_ms")  $(printf '%5s' "$ratio_model") x bare query ($bare_ms ms): the fastest of $run_all ms; $run_parts
 		      first run (snapshot only, send false)        $(printf '%9s ms    ' "$first_ms")  $(printf '%5s' "$ratio_first") x bare query: the fastest of $first_all ms; $first_parts
 		      run's worker peak RSS / private memory       $(printf '%9s kB    ' "$run_hwm_kb")  $run_anon_kb kB private
 		      database worker's peak RSS / private after   $(printf '%9s kB    ' "$hwm_kb")  $anon_kb kB private
