@@ -310,13 +310,14 @@ release_plan(SPIPlanPtr plan, CachedPlan *cplan)
 	SPI_freeplan(plan);
 }
 
+/* A function of retl's; InvalidOid if the database's copy of 0.2 lacks it */
 static Oid
 lookup_fn(const char *name, Oid type)
 {
 	Oid			argtypes[2] = {type, ANYOID};
 
 	return LookupFuncName(list_make2(makeString("retl"), makeString(unconstify(char *, name))),
-						  strcmp(name, "_run_probe_filter") == 0 ? 2 : 1, argtypes, false);
+						  strcmp(name, "_run_probe_filter") == 0 ? 2 : 1, argtypes, true);
 }
 
 /* how recent a captured change keeps a run's statement in one process */
@@ -359,6 +360,16 @@ exec_filtered(void *arg)
 	c.fn[1] = lookup_fn("_run_probe_filter", JSONBOID);
 	c.op[0] = lookup_fn("_run_probe_op", INT8OID);
 	c.op[1] = lookup_fn("_run_probe_op", JSONBOID);
+	/*
+	 * (a database created by a build of 0.2 before them: the statement of
+	 * its own level, until the extension is created again)
+	 */
+	for (int i = 0; i < 2; i++)
+		if (!OidIsValid(c.fn[i]) || !OidIsValid(c.op[i]))
+		{
+			AtEOXact_GUC(true, nest);
+			return;
+		}
 	if (realtime_busy())
 	{
 		ereport(DEBUG1,

@@ -258,6 +258,17 @@ $offset = -s $node->logfile;
 is(run_sync('par_json'), 'succeeded|40200|0|40|0|', 'jsonb keys: a diff run');
 is(parallel_statements($offset), 0, 'its statement had no workers');
 
+# A database created by a build of 0.2 before retl._run_probe_filter: the
+# run's statement of its own level, in one process.
+psql(q{ALTER EXTENSION retl DROP FUNCTION retl._run_probe_filter(bigint, "any");
+	ALTER EXTENSION retl DROP FUNCTION retl._run_probe_filter(jsonb, "any");
+	DROP FUNCTION retl._run_probe_filter(bigint, "any"), retl._run_probe_filter(jsonb, "any");
+	UPDATE big SET v = v + 1 WHERE id % 1000 = 504});
+$offset = -s $node->logfile;
+# (the 40 rows changed for par_json above too)
+is(run_sync('par'), 'succeeded|40200|0|80|0|', 'a run without retl._run_probe_filter');
+is(parallel_statements($offset), 0, 'its statement had no workers');
+
 $node->stop;
 $r->stop;
 done_testing();
