@@ -677,6 +677,16 @@ retl_run_probe_key_values(PG_FUNCTION_ARGS)
 	return probe_key(fcinfo, true);
 }
 
+/* Did the probe just called answer the row (a non-NULL op)?  As a boolean. */
+static Datum
+answered(FunctionCallInfo fcinfo)
+{
+	bool		op = !fcinfo->isnull;
+
+	fcinfo->isnull = false;
+	PG_RETURN_BOOL(op);
+}
+
 PG_FUNCTION_INFO_V1(retl_run_probe_filter_int);
 PG_FUNCTION_INFO_V1(retl_run_probe_filter_key);
 
@@ -689,12 +699,7 @@ Datum
 retl_run_probe_filter_int(PG_FUNCTION_ARGS)
 {
 	(void) probe_int(fcinfo, true);
-	if (fcinfo->isnull)
-	{
-		fcinfo->isnull = false;
-		PG_RETURN_BOOL(false);
-	}
-	PG_RETURN_BOOL(true);
+	return answered(fcinfo);
 }
 
 /* retl._run_probe_filter(key jsonb, VARIADIC "any") → boolean */
@@ -702,12 +707,7 @@ Datum
 retl_run_probe_filter_key(PG_FUNCTION_ARGS)
 {
 	(void) probe_key(fcinfo, true);
-	if (fcinfo->isnull)
-	{
-		fcinfo->isnull = false;
-		PG_RETURN_BOOL(false);
-	}
-	PG_RETURN_BOOL(true);
+	return answered(fcinfo);
 }
 
 /*

@@ -344,6 +344,14 @@ realtime_busy(void)
 	return at != 0 && !TimestampDifferenceExceeds(at, GetCurrentTimestamp(), REALTIME_BUSY_MS);
 }
 
+/* Plan the statement without parallel workers (until the GUC nest level ends). */
+static void
+plan_in_one_process(void)
+{
+	(void) set_config_option("max_parallel_workers_per_gather", "0", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+}
+
 static void
 exec_filtered(void *arg)
 {
@@ -374,8 +382,7 @@ exec_filtered(void *arg)
 	{
 		ereport(DEBUG1,
 				(errmsg_internal("a run plans its statement in one process: realtime syncs are busy")));
-		(void) set_config_option("max_parallel_workers_per_gather", "0", PGC_USERSET,
-								 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+		plan_in_one_process();
 	}
 	ok = plan_filtered(f, &c, &plan, &cplan);
 	/* (a part in a segment is readied for a statement in one process too) */
@@ -387,8 +394,7 @@ exec_filtered(void *arg)
 		{
 			/* a part not shared: planned again, in one process */
 			release_plan(plan, cplan);
-			(void) set_config_option("max_parallel_workers_per_gather", "0", PGC_USERSET,
-									 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+			plan_in_one_process();
 			ok = plan_filtered(f, &c, &plan, &cplan) && !c.parallel;
 		}
 	}
