@@ -36,6 +36,7 @@ OBJS = \
 	src/models/query.o \
 	src/models/rowhash.o \
 	src/models/runs.o \
+	src/models/run_queue.o \
 	src/queue/backoff.o \
 	src/queue/claim.o \
 	src/queue/counters.o \

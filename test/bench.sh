@@ -514,8 +514,10 @@ if [[ ${1:-} == --inside ]]; then
 		q -c "SELECT retl_run_sync('model')" >/dev/null
 		model_run >"$work/model-run.txt"
 		IFS='|' read -r v rows added changed removed <"$work/model-run.txt"
+		# (its query queues the changes it returns, within the ids the run
+		# took for them; the rest are queued after it)
 		parts=$(q -c "SELECT 'its query ' || coalesce(round(sum(total_exec_time) FILTER (WHERE query LIKE '%retl._run_probe%')), 0)
-		                     || ' ms, queueing its changes ' || coalesce(round(sum(total_exec_time) FILTER (WHERE query LIKE 'INSERT INTO retl.queue%retl_run_diff%')), 0)
+		                     || ' ms, queueing the rest ' || coalesce(round(sum(total_exec_time) FILTER (WHERE query LIKE 'INSERT INTO retl.queue%retl_run_diff%')), 0)
 		                     || ' ms' FROM pg_stat_statements")
 		echo "diff run $draw/3: $v ms; $parts"
 		run_all="${run_all:+$run_all, }$v"

@@ -273,18 +273,15 @@ check_shape(Relation rel)
 }
 
 /*
- * Insert a change of an upsert sync (op, its key; no data) into
- * retl.queue, in the current transaction, as the table's owner would;
- * false (nothing done) if the table is not as this file writes it.
+ * retl.queue, locked (RowExclusiveLock), if it is as this file writes it
+ * and as_user owns it, or is a superuser if superuser_ok (no privilege or
+ * row security to check); else NULL, nothing kept open.
  */
-bool
-retl_queue_insert(int sync_id, char op, Jsonb *key)
+static Relation
+open_queue(Oid as_user, bool superuser_ok)
 {
 	Oid			relid;
 	Relation	rel;
-	Datum	   *values;
-	bool	   *nulls;
-	HeapTuple	tup;
 
 	if (!callback_registered)
 	{
@@ -310,7 +307,7 @@ retl_queue_insert(int sync_id, char op, Jsonb *key)
 		if (rel != NULL)
 			table_close(rel, RowExclusiveLock);
 		if (!OidIsValid(named))
-			return false;
+			return NULL;
 		relid = named;
 		rel = table_open(relid, RowExclusiveLock);
 		if (counter == SharedInvalidMessageCounter)
@@ -339,21 +336,24 @@ retl_queue_insert(int sync_id, char op, Jsonb *key)
 		}
 	}
 	if (!shape.direct || RelationGetDescr(rel)->natts != shape.natts ||
-		rel->rd_rel->relowner != GetUserId())
+		(rel->rd_rel->relowner != as_user && !(superuser_ok && superuser_arg(as_user))))
 	{
 		table_close(rel, NoLock);
-		return false;
+		return NULL;
 	}
+	return rel;
+}
 
-	values = palloc(sizeof(Datum) * shape.natts);
-	nulls = palloc(sizeof(bool) * shape.natts);
+/* A row's values, its columns but for id and what the caller sets */
+static void
+row_values(Datum *values, bool *nulls, int sync_id, char op, Jsonb *key)
+{
 	for (int a = 0; a < shape.natts; a++)
 	{
 		values[a] = (Datum) 0;
 		nulls[a] = true;
 	}
 #define SET(c, v) (values[shape.attnum[c] - 1] = (v), nulls[shape.attnum[c] - 1] = false)
-	SET(COL_ID, Int64GetDatum(nextval_internal(shape.seqid, false)));
 	SET(COL_SYNC_ID, Int32GetDatum(sync_id));
 	SET(COL_OP, CharGetDatum(op));
 	SET(COL_KEY, JsonbPGetDatum(key));
@@ -362,17 +362,32 @@ retl_queue_insert(int sync_id, char op, Jsonb *key)
 	SET(COL_ATTEMPTS, Int32GetDatum(0));
 	SET(COL_NEXT_ATTEMPT_AT, TimestampTzGetDatum(DT_NOBEGIN));
 #undef SET
-	tup = heap_form_tuple(RelationGetDescr(rel), values, nulls);
-	heap_insert(rel, tup, GetCurrentCommandId(true), 0, NULL);
+}
 
-	for (int i = 0; i < shape.nindexes; i++)
+/*
+ * Insert the row of values into rel and an entry into each of its indexes
+ * (infos[i] of index indexes[i], InvalidOid one not ready for inserts;
+ * opened[i] the index if open, else opened here: opened NULL).
+ */
+static void
+insert_row(Relation rel, int nindexes, const Oid *indexes, Relation *opened, IndexInfo **infos,
+		   Datum *values, bool *nulls, CommandId cid, BulkInsertState bistate)
+{
+	HeapTuple	tup = heap_form_tuple(RelationGetDescr(rel), values, nulls);
+	Datum		key_hash = (Datum) 0;
+	bool		hashed = false;
+
+	heap_insert(rel, tup, cid, 0, bistate);
+	for (int i = 0; i < nindexes; i++)
 	{
-		IndexInfo  *info = shape.indexinfos[i];
+		IndexInfo  *info = infos[i];
 		Relation	index;
 		Datum		ivalues[INDEX_MAX_KEYS];
 		bool		inulls[INDEX_MAX_KEYS];
 
-		index = index_open(shape.indexids[i], RowExclusiveLock);
+		if (!OidIsValid(indexes[i]))
+			continue;
+		index = opened != NULL ? opened[i] : index_open(indexes[i], RowExclusiveLock);
 		/* an index being built concurrently takes no insert yet */
 		if (index->rd_index->indisready)
 		{
@@ -383,8 +398,14 @@ retl_queue_insert(int sync_id, char op, Jsonb *key)
 				if (attnum == 0)
 				{
 					/* an expression: the key's hash (key_hash_only) */
-					ivalues[k] = DirectFunctionCall2(jsonb_hash_extended, JsonbPGetDatum(key),
-													 Int64GetDatum(0));
+					if (!hashed)
+					{
+						key_hash = DirectFunctionCall2(jsonb_hash_extended,
+													   values[shape.attnum[COL_KEY] - 1],
+													   Int64GetDatum(0));
+						hashed = true;
+					}
+					ivalues[k] = key_hash;
 					inulls[k] = false;
 				}
 				else
@@ -397,11 +418,145 @@ retl_queue_insert(int sync_id, char op, Jsonb *key)
 								index->rd_index->indisunique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO,
 								false, info);
 		}
-		index_close(index, NoLock);
+		if (opened == NULL)
+			index_close(index, NoLock);
 	}
-	table_close(rel, NoLock);
 	heap_freetuple(tup);
+}
+
+/*
+ * Insert a change of an upsert sync (op, its key; no data) into
+ * retl.queue, in the current transaction, as the table's owner would;
+ * false (nothing done) if the table is not as this file writes it.
+ */
+bool
+retl_queue_insert(int sync_id, char op, Jsonb *key)
+{
+	Relation	rel = open_queue(GetUserId(), false);
+	Datum	   *values;
+	bool	   *nulls;
+
+	if (rel == NULL)
+		return false;
+	values = palloc(sizeof(Datum) * shape.natts);
+	nulls = palloc(sizeof(bool) * shape.natts);
+	row_values(values, nulls, sync_id, op, key);
+	values[shape.attnum[COL_ID] - 1] = Int64GetDatum(nextval_internal(shape.seqid, false));
+	nulls[shape.attnum[COL_ID] - 1] = false;
+	insert_row(rel, shape.nindexes, shape.indexids, NULL, shape.indexinfos, values, nulls,
+			   GetCurrentCommandId(true), NULL);
+	table_close(rel, NoLock);
 	pfree(values);
 	pfree(nulls);
 	return true;
+}
+
+/*
+ * A writer of many rows into retl.queue, with ids taken beforehand: a
+ * diff run's changes, written as its statement returns them, when that
+ * statement may run in parallel (where nextval() is refused).  It keeps
+ * what it needs of the table's shape in its own memory: a capture in the
+ * same transaction may check the shape again meanwhile.
+ */
+struct RetlQueueWriter
+{
+	MemoryContext cxt;
+	Relation	rel;
+	int			natts;
+	AttrNumber	id_attnum;
+	AttrNumber	data_attnum;
+	int			nindexes;
+	Oid		   *indexids;		/* InvalidOid: not ready for inserts */
+	Relation   *indexes;		/* open */
+	IndexInfo **indexinfos;
+	Oid			seqid;
+	Datum	   *values;
+	bool	   *nulls;
+	CommandId	cid;
+	BulkInsertState bistate;
+};
+
+/*
+ * A writer into retl.queue as as_user (who must own it or be a superuser),
+ * or NULL if the table is not as this file writes it (the caller then
+ * inserts through SQL).  In the current memory context; closed by
+ * retl_queue_writer_close.
+ */
+RetlQueueWriter *
+retl_queue_writer_open(Oid as_user)
+{
+	Relation	rel = open_queue(as_user, true);
+	RetlQueueWriter *w;
+	MemoryContext old;
+
+	if (rel == NULL)
+		return NULL;
+	w = palloc0(sizeof(RetlQueueWriter));
+	w->cxt = AllocSetContextCreate(CurrentMemoryContext, "retl queue writer", ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(w->cxt);
+	w->rel = rel;
+	w->natts = shape.natts;
+	w->id_attnum = shape.attnum[COL_ID];
+	w->data_attnum = shape.attnum[COL_DATA];
+	w->seqid = shape.seqid;
+	w->nindexes = shape.nindexes;
+	w->indexids = palloc(sizeof(Oid) * Max(w->nindexes, 1));
+	w->indexes = palloc(sizeof(Relation) * Max(w->nindexes, 1));
+	w->indexinfos = palloc(sizeof(IndexInfo *) * Max(w->nindexes, 1));
+	for (int i = 0; i < w->nindexes; i++)
+	{
+		Relation	index = index_open(shape.indexids[i], RowExclusiveLock);
+
+		/*
+		 * (an index not ready now is not until this transaction ends: CREATE
+		 * INDEX CONCURRENTLY waits for it)
+		 */
+		w->indexids[i] = index->rd_index->indisready ? shape.indexids[i] : InvalidOid;
+		w->indexinfos[i] = BuildIndexInfo(index);
+		w->indexes[i] = index;
+	}
+	w->values = palloc(sizeof(Datum) * w->natts);
+	w->nulls = palloc(sizeof(bool) * w->natts);
+	w->cid = GetCurrentCommandId(true);
+	w->bistate = GetBulkInsertState();
+	MemoryContextSwitchTo(old);
+	return w;
+}
+
+/* n ids of retl.queue's sequence, for rows to write (not in parallel mode) */
+void
+retl_queue_writer_ids(RetlQueueWriter *w, int64 *ids, int n)
+{
+	for (int i = 0; i < n; i++)
+		ids[i] = nextval_internal(w->seqid, false);
+}
+
+/* Write a row: its id (of retl_queue_writer_ids), sync, op, key and data */
+void
+retl_queue_writer_put(RetlQueueWriter *w, int64 id, int sync_id, char op, Jsonb *key, Jsonb *data)
+{
+	MemoryContext old = MemoryContextSwitchTo(w->cxt);
+
+	row_values(w->values, w->nulls, sync_id, op, key);
+	w->values[w->id_attnum - 1] = Int64GetDatum(id);
+	w->nulls[w->id_attnum - 1] = false;
+	if (data != NULL)
+	{
+		w->values[w->data_attnum - 1] = JsonbPGetDatum(data);
+		w->nulls[w->data_attnum - 1] = false;
+	}
+	insert_row(w->rel, w->nindexes, w->indexids, w->indexes, w->indexinfos, w->values, w->nulls,
+			   w->cid, w->bistate);
+	MemoryContextSwitchTo(old);
+}
+
+void
+retl_queue_writer_close(RetlQueueWriter *w)
+{
+	FreeBulkInsertState(w->bistate);
+	for (int i = 0; i < w->nindexes; i++)
+		index_close(w->indexes[i], NoLock);
+	table_close(w->rel, NoLock);
+	MemoryContextDelete(w->cxt);
+	pfree(w);
 }

@@ -35,6 +35,7 @@
 #include "models/diff.h"
 #include "models/probe.h"
 #include "models/query.h"
+#include "models/run_queue.h"
 #include "sync/dropping.h"
 #include "sync/mapping.h"
 #include "sync/owner.h"
@@ -447,11 +448,15 @@ diff_result(RetlSync *sync, bool send, bool replace, bool save, RetlRunCounts *c
 	bool		shared;
 	HeapTuple	tup;
 	TupleDesc	desc;
+	int64		expected;
+	RetlRunQueue *queue = NULL;
 
 	retl_progress_phase("reading the snapshot");
 	desc = sync->audience_id ? NULL : describe_result(sync);
 	probe = retl_probe_begin(sync->id, sync->name, desc != NULL && integer_key(sync, desc), NULL);
 	int_keys = retl_probe_int_keys(probe);
+	/* the changes expected: a hundredth of the snapshot, as the planner is told */
+	expected = retl_probe_snapshot_rows(probe) * retl_probe_parts(probe) / 100;
 	if (desc != NULL && retl_probe_empty(probe))
 	{
 		/* no snapshot yet: room for the rows the planner expects */
@@ -459,6 +464,7 @@ diff_result(RetlSync *sync, bool send, bool replace, bool save, RetlRunCounts *c
 
 		retl_with_path(sync->owner, sync->search_path, retl_estimate_query_rows, &estimate);
 		retl_probe_expect_rows(probe, estimate.rows);
+		expected = (int64) Min(estimate.rows, (double) PG_INT32_MAX);
 	}
 	if (retl_probe_parts(probe) > 1)
 		ereport(LOG,
@@ -494,6 +500,9 @@ diff_result(RetlSync *sync, bool send, bool replace, bool save, RetlRunCounts *c
 	if (!append_filtered(&filtered, sync, desc, int_keys, op_only, data_ops(sync, send, replace)))
 		filtered.data = NULL;
 	retl_probe_write_ops(probe, written_ops(sync, send, replace));
+	/* a run's changes queued as the statement returns them (run_queue.c) */
+	if (filtered.data != NULL && save && send && !replace && !op_only)
+		queue = retl_run_queue_begin(sync->id, written_ops(sync, send, replace), expected);
 
 	retl_progress_phase("evaluating");
 	for (;;)
@@ -501,7 +510,8 @@ diff_result(RetlSync *sync, bool send, bool replace, bool save, RetlRunCounts *c
 		if (sync->audience_id)
 			exec(sql.data, SPI_OK_INSERT);
 		else if (filtered.data == NULL ||
-				 !retl_probe_exec_filtered(sync->owner, filtered.data, sync->search_path, !op_only))
+				 !retl_probe_exec_filtered(sync->owner, filtered.data, sync->search_path, !op_only,
+										   queue))
 		{
 			/* (the next parts' statement is the same: not planned again) */
 			filtered.data = NULL;
@@ -514,6 +524,8 @@ diff_result(RetlSync *sync, bool send, bool replace, bool save, RetlRunCounts *c
 			/* part 0 outgrew retl.run_memory: again, in more parts */
 			if (!op_only)
 				exec("TRUNCATE pg_temp.retl_run_diff", SPI_OK_UTILITY);
+			if (queue != NULL)
+				retl_run_queue_undo(queue);
 			if (shared)
 				ereport(LOG,
 						(errmsg("run of %s added more keys than its shared snapshot had room for: its query runs again in one process",
@@ -532,6 +544,13 @@ diff_result(RetlSync *sync, bool send, bool replace, bool save, RetlRunCounts *c
 			retl_probe_save_part(probe);
 		if (!retl_probe_next_part(probe))
 			break;
+	}
+	if (queue != NULL)
+	{
+		counts->queued = retl_run_queue_end(queue);
+		ereport(DEBUG1,
+				(errmsg_internal("run of %s queued " INT64_FORMAT " changes as its statement returned them",
+								 what, counts->queued)));
 	}
 	snapshot_rows = retl_probe_snapshot_rows(probe);
 	counts->rows = retl_progress_count();
@@ -635,7 +654,8 @@ retl_diff_run(RetlSync *sync, bool send, bool replace, RetlRunCounts *counts)
 							  " WHERE d.op = ANY ($2::text[])",
 							  2, types, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "retl: could not queue the changes of sync \"%s\"", sync->name);
-	counts->queued = (int64) SPI_processed;
+	/* (with those queued as the statement returned them) */
+	counts->queued += (int64) SPI_processed;
 	if (counts->queued > 0)
 		retl_queued_at_commit(sync->id, counts->queued);
 	if (replace && counts->queued > 0)

@@ -7,6 +7,7 @@
 #include "utils/snapshot.h"
 
 typedef struct RetlProbe RetlProbe;
+struct RetlRunQueue;
 typedef void (*RetlProbeKeyFn) (void *arg, Datum key, int64 hash, bool legacy);
 
 extern RetlProbe *retl_probe_begin(int sync_id, const char *sync_name, bool int_keys, Snapshot snap);
@@ -32,6 +33,7 @@ extern void retl_probe_end(RetlProbe *probe);
 extern double retl_probe_expected_share(void);
 
 /* probe_plan.c */
-extern bool retl_probe_exec_filtered(Oid owner, const char *sql, const char *path, bool into);
+extern bool retl_probe_exec_filtered(Oid owner, const char *sql, const char *path, bool into,
+									 struct RetlRunQueue *queue);
 
 #endif

@@ -52,6 +52,7 @@
 #include "base/shmem.h"
 #include "models/probe.h"
 #include "models/probe_table.h"
+#include "models/run_queue.h"
 
 typedef struct ProbeCalls
 {
@@ -238,7 +239,8 @@ plan_checks(CachedPlan *cplan, ProbeCalls *c)
 /*
  * The statement's rows, written into pg_temp.retl_run_diff (key, data,
  * op) as the statement returns them: PostgreSQL plans an INSERT ...
- * SELECT in one process only, a SELECT in parallel.
+ * SELECT in one process only, a SELECT in parallel.  A run's queue takes
+ * the rows it queues as they are (run_queue.c) instead.
  */
 typedef struct DiffReceiver
 {
@@ -246,6 +248,7 @@ typedef struct DiffReceiver
 	Relation	rel;
 	CommandId	cid;
 	BulkInsertState bistate;
+	RetlRunQueue *queue;		/* NULL: every row into the table */
 } DiffReceiver;
 
 static void
@@ -269,6 +272,20 @@ diff_receive(TupleTableSlot *slot, DestReceiver *self)
 {
 	DiffReceiver *r = (DiffReceiver *) self;
 
+	if (r->queue != NULL)
+	{
+		slot_getallattrs(slot);
+		/* (key, data, op: a letter) */
+		if (!slot->tts_isnull[0] && !slot->tts_isnull[2])
+		{
+			text	   *op = DatumGetTextPP(slot->tts_values[2]);
+
+			if (VARSIZE_ANY_EXHDR(op) == 1 &&
+				retl_run_queue_put(r->queue, *VARDATA_ANY(op), slot->tts_values[0],
+								   slot->tts_values[1], slot->tts_isnull[1]))
+				return true;
+		}
+	}
 	table_tuple_insert(r->rel, slot, r->cid, 0, r->bistate);
 	return true;
 }
@@ -287,6 +304,7 @@ typedef struct FilteredExec
 {
 	const char *sql;
 	bool		into;			/* into pg_temp.retl_run_diff, or a count */
+	RetlRunQueue *queue;		/* (into) the run's, or NULL */
 	bool		done;
 } FilteredExec;
 
@@ -417,6 +435,7 @@ exec_filtered(void *arg)
 			r.rel = table_openrv(makeRangeVar("pg_temp", "retl_run_diff", -1), RowExclusiveLock);
 			r.cid = GetCurrentCommandId(true);
 			r.bistate = GetBulkInsertState();
+			r.queue = f->queue;
 			options.dest = (DestReceiver *) &r;
 		}
 		if (shared && c.parallel)
@@ -450,16 +469,18 @@ exec_filtered(void *arg)
 /*
  * Run sql (a SELECT over the sync's query whose WHERE ends with the
  * probe's condition: its rows written into pg_temp.retl_run_diff if into,
- * else a count) as owner with search_path path, if its plan evaluates that
+ * those queue takes into retl.queue, else a count) as owner with
+ * search_path path, if its plan evaluates that
  * condition where the rows are read, made the last there (above); false if
  * not, and nothing run.  A parallel plan shares the probe's part with its
  * workers (probe_share.c), or is planned again in one process if the part
  * cannot be shared.
  */
 bool
-retl_probe_exec_filtered(Oid owner, const char *sql, const char *path, bool into)
+retl_probe_exec_filtered(Oid owner, const char *sql, const char *path, bool into,
+						 RetlRunQueue *queue)
 {
-	FilteredExec f = {sql, into, false};
+	FilteredExec f = {sql, into, queue, false};
 
 	retl_with_path(owner, path, exec_filtered, &f);
 	return f.done;

@@ -14,77 +14,15 @@ use warnings;
 use FindBin;
 use lib "$FindBin::RealBin/../perl";
 use RetlTest;
+use RetlRuns;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(sleep);
 
 my $r = start_receiver();
-my $node = new_retl_node('pardiff', extra_conf => q{
-retl.poll_interval_ms = 200
-max_worker_processes = 16
-max_parallel_workers = 8
-max_parallel_workers_per_gather = 2
-parallel_setup_cost = 0
-parallel_tuple_cost = 0
-min_parallel_table_scan_size = 0
-shared_preload_libraries = 'retl, auto_explain'
-auto_explain.log_min_duration = 0
-auto_explain.log_nested_statements = on
-auto_explain.log_analyze = on
-auto_explain.log_timing = off
-log_min_messages = debug1
-});
+my $node = new_retl_node('pardiff', extra_conf => $RetlRuns::PARALLEL_CONF);
 
 sub psql { return $node->safe_psql('postgres', $_[0]); }
-
-sub records_at
-{
-	my ($path) = @_;
-	return [ map { @{ $_->{body}{records} } }
-		  grep { $_->{path} eq $path } @{ $r->requests(ok => 1) } ];
-}
-
-sub wait_run
-{
-	my ($id) = @_;
-	$node->poll_query_until('postgres',
-		"SELECT status <> 'queued' AND status <> 'running' FROM retl.runs WHERE id = $id")
-	  or die "run $id did not finish";
-}
-
-sub run_sync
-{
-	my ($sync) = @_;
-	my $id = psql("SELECT retl_run_sync('$sync')");
-	wait_run($id);
-	$node->poll_query_until('postgres',
-		"SELECT pending + in_flight = 0 FROM retl.sync_status WHERE sync = '$sync'")
-	  or die "queue of $sync did not drain";
-	return psql("SELECT status, rows, added, changed, removed, error FROM retl.runs WHERE id = $id");
-}
-
-sub first_run
-{
-	my ($sync) = @_;
-	$node->poll_query_until('postgres',
-		"SELECT status IN ('succeeded', 'failed') FROM retl.runs WHERE sync = '$sync' ORDER BY id LIMIT 1")
-	  or die "the first run of $sync did not finish";
-	return psql("SELECT status, rows, added, changed, removed, error FROM retl.runs WHERE sync = '$sync' ORDER BY id LIMIT 1");
-}
-
-# The plans auto_explain logged since offset, of the statements that
-# filter a query's rows with the probe: how many had workers launched.
-sub parallel_statements
-{
-	my ($offset) = @_;
-	my $log = slurp_file($node->logfile, $offset);
-	my $n = 0;
-	for my $plan (split /(?=^\S.*LOG:  duration: )/m, $log)
-	{
-		$n++ if $plan =~ /_run_probe_filter/ && $plan =~ /Workers Launched: [1-9]/;
-	}
-	return $n;
-}
 
 psql(q{
 	CREATE EXTENSION retl;
@@ -101,8 +39,8 @@ psql(qq{SELECT retl_create_destination(name => 'd_par', kind => 'webhook', url =
 my $offset = -s $node->logfile;
 psql(q{SELECT retl_create_sync(name => 'par', source => 'SELECT id, v, s FROM big', destination => 'd_par',
 	key => '{id}', mode => 'mirror', schedule => 'manual', options => '{"backfill": false}')});
-is(first_run('par'), 'succeeded|40000|40000|0|0|', 'a first run read by parallel workers');
-ok(parallel_statements($offset) >= 1, 'its statement had workers');
+is(first_run($node, 'par'), 'succeeded|40000|40000|0|0|', 'a first run read by parallel workers');
+ok(parallel_statements($node, $offset) >= 1, 'its statement had workers');
 
 # Rows changed, removed and added, each kind in every process's share.
 psql(q{UPDATE big SET v = v + 1 WHERE id % 100 = 0;
@@ -110,9 +48,9 @@ psql(q{UPDATE big SET v = v + 1 WHERE id % 100 = 0;
 	INSERT INTO big SELECT g, 1, 'n' || g FROM generate_series(40001, 40300) g;
 	ANALYZE big;});
 $offset = -s $node->logfile;
-is(run_sync('par'), 'succeeded|40200|300|400|100|', 'a diff run in parallel: added, changed, removed');
-ok(parallel_statements($offset) >= 1, 'its statement had workers');
-my @sent = @{ records_at('/par') };
+is(run_sync($node, 'par'), 'succeeded|40200|300|400|100|', 'a diff run in parallel: added, changed, removed');
+ok(parallel_statements($node, $offset) >= 1, 'its statement had workers');
+my @sent = @{ records_at($r, '/par') };
 is(scalar(@sent), 800, 'each change sent once');
 is(scalar(grep { $_->{op} eq 'delete' } @sent), 100, 'the removed keys as deletes');
 is(join(',', sort { $a <=> $b } map { $_->{key}{id} } grep { $_->{op} eq 'delete' } @sent),
@@ -121,7 +59,7 @@ my %changed = map { $_->{key}{id} => $_->{data}{v} } grep { $_->{op} ne 'delete'
 is(scalar(grep { $_ % 100 == 0 && $_ <= 40000 } keys %changed), 400, 'the rows changed');
 is(scalar(grep { $_ > 40000 } keys %changed), 300, 'the rows added');
 is($changed{500}, (500 % 97) + 1, 'a changed row sent with its new values');
-is(run_sync('par'), 'succeeded|40200|0|0|0|', 'a run of no change after it');
+is(run_sync($node, 'par'), 'succeeded|40200|0|0|0|', 'a run of no change after it');
 is(psql(q{SELECT count(*), sum(hash) = (SELECT sum(retl._values_hash(id, v, s)) FROM big)
 	FROM retl.snapshots sn JOIN retl.syncs y ON y.id = sn.sync_id WHERE y.name = 'par'}), '40200|t', 'the snapshot holds every key with its hash');
 
@@ -129,7 +67,7 @@ is(psql(q{SELECT count(*), sum(hash) = (SELECT sum(retl._values_hash(id, v, s)) 
 my $kept = qr/run of sync \d+ takes the snapshot its runner kept from its last run/;
 psql(q{UPDATE big SET v = v + 1 WHERE id % 1000 = 500});
 $offset = -s $node->logfile;
-is(run_sync('par'), 'succeeded|40200|0|40|0|', 'a run after a run of the sync in its runner');
+is(run_sync($node, 'par'), 'succeeded|40200|0|40|0|', 'a run after a run of the sync in its runner');
 like(slurp_file($node->logfile, $offset), $kept, 'it took the part its runner kept');
 is(psql(q{SELECT count(*), sum(hash) = (SELECT sum(retl._values_hash(id, v, s)) FROM big)
 	FROM retl.snapshots sn JOIN retl.syncs y ON y.id = sn.sync_id WHERE y.name = 'par'}), '40200|t',
@@ -138,7 +76,7 @@ is(psql(q{SELECT count(*), sum(hash) = (SELECT sum(retl._values_hash(id, v, s)) 
 psql(q{UPDATE retl.snapshot_chunks c SET data = data FROM retl.syncs y WHERE y.id = c.sync_id AND y.name = 'par';
 	UPDATE big SET v = v + 1 WHERE id % 1000 = 501});
 $offset = -s $node->logfile;
-is(run_sync('par'), 'succeeded|40200|0|40|0|', 'a run after its snapshot was written by another transaction');
+is(run_sync($node, 'par'), 'succeeded|40200|0|40|0|', 'a run after its snapshot was written by another transaction');
 unlike(slurp_file($node->logfile, $offset), $kept, 'it loaded the part');
 
 # A run that fails after changing the kept part (hashes of changed rows
@@ -148,25 +86,25 @@ psql(q{CREATE TABLE ct (id int NOT NULL, v int NOT NULL);
 	ANALYZE ct;
 	SELECT retl_create_sync(name => 'kept', source => 'SELECT id, v FROM ct', destination => 'd_par',
 	key => '{id}', mode => 'mirror', schedule => 'manual', options => '{"backfill": false}');});
-is(first_run('kept'), 'succeeded|20000|20000|0|0|', 'a first run');
+is(first_run($node, 'kept'), 'succeeded|20000|20000|0|0|', 'a first run');
 psql(q{UPDATE ct SET v = v + 1 WHERE id % 100 = 0});
-is(run_sync('kept'), 'succeeded|20000|0|200|0|', 'a diff run');
+is(run_sync($node, 'kept'), 'succeeded|20000|0|200|0|', 'a diff run');
 psql(q{UPDATE ct SET v = v + 1 WHERE id % 100 = 1; INSERT INTO ct VALUES (5, 0)});
 $offset = -s $node->logfile;
-like(run_sync('kept'), qr/^failed\|.*duplicate key \[5\]/, 'a run that fails on a duplicate key');
+like(run_sync($node, 'kept'), qr/^failed\|.*duplicate key \[5\]/, 'a run that fails on a duplicate key');
 like(slurp_file($node->logfile, $offset), $kept, 'it had taken the kept part');
 psql(q{DELETE FROM ct WHERE id = 5 AND v = 0});
 $offset = -s $node->logfile;
-is(run_sync('kept'), 'succeeded|20000|0|200|0|', 'the next run finds the changes the failed one saw');
+is(run_sync($node, 'kept'), 'succeeded|20000|0|200|0|', 'the next run finds the changes the failed one saw');
 unlike(slurp_file($node->logfile, $offset), $kept, 'it loaded the part');
 # A resync (an edit forgetting every key) applied to the kept part
 $offset = -s $node->logfile;
 my $rid = psql(q{SELECT retl_resync('kept')});
-wait_run($rid);
+wait_run($node, $rid);
 is(psql(qq{SELECT status, why, added, changed FROM retl.runs WHERE id = $rid}), 'succeeded|resync|20000|0',
 	'a resync sends every row again');
 like(slurp_file($node->logfile, $offset), $kept, 'its run took the kept part');
-is(run_sync('kept'), 'succeeded|20000|0|0|0|', 'and the run after it finds no change');
+is(run_sync($node, 'kept'), 'succeeded|20000|0|0|0|', 'and the run after it finds no change');
 
 # While realtime syncs are busy (a change captured in the last 2 s), a run
 # plans its statement in one process; once they are not, in parallel.
@@ -177,17 +115,17 @@ psql(qq{CREATE TABLE rt (id int PRIMARY KEY, v text);
 psql(q{UPDATE big SET v = v + 1 WHERE id % 1000 = 502});
 $offset = -s $node->logfile;
 my $busy = psql(q{INSERT INTO rt VALUES (1, 'a'); SELECT retl_run_sync('par');});
-wait_run($busy);
+wait_run($node, $busy);
 is(psql(qq{SELECT status, changed FROM retl.runs WHERE id = $busy}), 'succeeded|40',
 	'a run right after a change was captured');
 like(slurp_file($node->logfile, $offset), qr/a run plans its statement in one process: realtime syncs are busy/,
 	'the log says it ran in one process');
-is(parallel_statements($offset), 0, 'its statement had no workers');
+is(parallel_statements($node, $offset), 0, 'its statement had no workers');
 sleep(2.5);
 psql(q{UPDATE big SET v = v + 1 WHERE id % 1000 = 503});
 $offset = -s $node->logfile;
-is(run_sync('par'), 'succeeded|40200|0|40|0|', 'a run once realtime syncs are quiet');
-ok(parallel_statements($offset) >= 1, 'its statement had workers');
+is(run_sync($node, 'par'), 'succeeded|40200|0|40|0|', 'a run once realtime syncs are quiet');
+ok(parallel_statements($node, $offset) >= 1, 'its statement had workers');
 
 # A key of two rows, each read by whichever process: the run fails on it,
 # in a first run (the keys added) and in a later one (a snapshot's key).
@@ -200,17 +138,17 @@ psql(q{CREATE TABLE twice (id int NOT NULL, v int NOT NULL);
 	SELECT retl_create_sync(name => 'twice_later', source => 'SELECT id, v FROM twice',
 	destination => 'd_par', key => '{id}', mode => 'mirror', schedule => 'manual',
 	options => '{"backfill": false}');});
-like(first_run('twice_first'), qr/^failed\|.*duplicate key/, 'a key added twice fails a first run');
-is(first_run('twice_later'), 'succeeded|30000|30000|0|0|', 'a first run of unique keys');
+like(first_run($node, 'twice_first'), qr/^failed\|.*duplicate key/, 'a key added twice fails a first run');
+is(first_run($node, 'twice_later'), 'succeeded|30000|30000|0|0|', 'a first run of unique keys');
 psql(q{INSERT INTO twice SELECT id, v + 1 FROM twice WHERE id % 1000 = 7; ANALYZE twice;});
-like(run_sync('twice_later'), qr/^failed\|.*duplicate key \[\d*7\]/, 'a snapshot key read twice fails the run, shown');
+like(run_sync($node, 'twice_later'), qr/^failed\|.*duplicate key \[\d*7\]/, 'a snapshot key read twice fails the run, shown');
 is(psql(q{SELECT count(*) FROM retl.snapshots sn JOIN retl.syncs y ON y.id = sn.sync_id WHERE y.name = 'twice_later'}), '30000', 'the snapshot is as it was');
 
 # A NULL key, met by any process: the run fails on it.
 psql(q{SELECT retl_create_sync(name => 'par_null', source => 'SELECT NULLIF(id, 23456) AS id, v FROM big',
 	destination => 'd_par', key => '{id}', mode => 'mirror', schedule => 'manual',
 	options => '{"backfill": false}');});
-like(first_run('par_null'), qr/^failed\|.*NULL key/, 'a NULL key fails the run');
+like(first_run($node, 'par_null'), qr/^failed\|.*NULL key/, 'a NULL key fails the run');
 
 # More keys added than the shared part has room for (its keys, a quarter
 # more, two blocks of 1024 for each possible process): the run loads its
@@ -220,11 +158,11 @@ psql(q{CREATE TABLE grow (id int PRIMARY KEY, v int NOT NULL);
 	SELECT retl_create_sync(name => 'grow', source => 'SELECT id, v FROM grow',
 	destination => 'd_par', key => '{id}', mode => 'mirror', schedule => 'manual',
 	options => '{"backfill": false}');});
-is(first_run('grow'), 'succeeded|100|100|0|0|', 'a small first run');
+is(first_run($node, 'grow'), 'succeeded|100|100|0|0|', 'a small first run');
 psql(q{INSERT INTO grow SELECT g, g FROM generate_series(101, 60100) g; ANALYZE grow;});
 $offset = -s $node->logfile;
 my $grow = psql(q{SELECT retl_run_sync('grow')});
-wait_run($grow);
+wait_run($node, $grow);
 is(psql(qq{SELECT status, rows, added, changed, removed FROM retl.runs WHERE id = $grow}), 'succeeded|60100|60000|0|0',
 	'a run that added more keys than the shared part had room for');
 like(slurp_file($node->logfile, $offset), qr/run of sync "grow" added more keys than its shared snapshot had room for/,
@@ -241,22 +179,22 @@ psql(q{CREATE TABLE wide (id int PRIMARY KEY, v int NOT NULL);
 $offset = -s $node->logfile;
 psql(q{SELECT retl_create_sync(name => 'no_segment', source => 'SELECT id, v FROM wide', destination => 'd_par',
 	key => '{id}', mode => 'mirror', schedule => 'manual', options => '{"backfill": false}');});
-is(first_run('no_segment'), 'succeeded|120000|120000|0|0|', 'a run without a segment for its workers');
+is(first_run($node, 'no_segment'), 'succeeded|120000|120000|0|0|', 'a run without a segment for its workers');
 my $log = slurp_file($node->logfile, $offset);
 like($log, qr/retl run could not share its snapshot with parallel workers: share of sync "no_segment" failed/,
 	'the log says why');
-is(parallel_statements($offset), 0, 'its statement had no workers');
+is(parallel_statements($node, $offset), 0, 'its statement had no workers');
 psql(q{ALTER SYSTEM RESET retl.test_fail; SELECT pg_reload_conf();});
 
 # Keys of two columns (jsonb keys) are not shared: the statement is planned
 # again, in one process.
 psql(q{SELECT retl_create_sync(name => 'par_json', source => 'SELECT id, s, v FROM big', destination => 'd_par',
 	key => '{id,s}', mode => 'mirror', schedule => 'manual', options => '{"backfill": false}');});
-is(first_run('par_json'), 'succeeded|40200|40200|0|0|', 'jsonb keys: a first run');
+is(first_run($node, 'par_json'), 'succeeded|40200|40200|0|0|', 'jsonb keys: a first run');
 psql(q{UPDATE big SET v = v + 1 WHERE id % 1000 = 0});
 $offset = -s $node->logfile;
-is(run_sync('par_json'), 'succeeded|40200|0|40|0|', 'jsonb keys: a diff run');
-is(parallel_statements($offset), 0, 'its statement had no workers');
+is(run_sync($node, 'par_json'), 'succeeded|40200|0|40|0|', 'jsonb keys: a diff run');
+is(parallel_statements($node, $offset), 0, 'its statement had no workers');
 
 # A database created by a build of 0.2 before retl._run_probe_filter: the
 # run's statement of its own level, in one process.
@@ -266,8 +204,8 @@ psql(q{ALTER EXTENSION retl DROP FUNCTION retl._run_probe_filter(bigint, "any");
 	UPDATE big SET v = v + 1 WHERE id % 1000 = 504});
 $offset = -s $node->logfile;
 # (the 40 rows changed for par_json above too)
-is(run_sync('par'), 'succeeded|40200|0|80|0|', 'a run without retl._run_probe_filter');
-is(parallel_statements($offset), 0, 'its statement had no workers');
+is(run_sync($node, 'par'), 'succeeded|40200|0|80|0|', 'a run without retl._run_probe_filter');
+is(parallel_statements($node, $offset), 0, 'its statement had no workers');
 
 $node->stop;
 $r->stop;
