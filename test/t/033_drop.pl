@@ -399,7 +399,7 @@ psql(q{
 		schedule => 'manual');
 	SELECT retl_pause_sync('scr');
 });
-my $run = psql(q{SELECT retl_run_sync('scr')});
+$run = psql(q{SELECT retl_run_sync('scr')});
 my $canceller = $node->background_psql('postgres');
 $canceller->query_safe('BEGIN');
 $canceller->query_safe("SELECT retl_cancel_run($run)");
