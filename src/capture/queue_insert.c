@@ -461,6 +461,7 @@ retl_queue_insert(int sync_id, char op, Jsonb *key)
 struct RetlQueueWriter
 {
 	MemoryContext cxt;
+	MemoryContext row_cxt;		/* a row's, reset after it */
 	Relation	rel;
 	int			natts;
 	AttrNumber	id_attnum;
@@ -519,6 +520,7 @@ retl_queue_writer_open(Oid as_user)
 	w->nulls = palloc(sizeof(bool) * w->natts);
 	w->cid = GetCurrentCommandId(true);
 	w->bistate = GetBulkInsertState();
+	w->row_cxt = AllocSetContextCreate(w->cxt, "retl queue writer row", ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(old);
 	return w;
 }
@@ -535,7 +537,7 @@ retl_queue_writer_ids(RetlQueueWriter *w, int64 *ids, int n)
 void
 retl_queue_writer_put(RetlQueueWriter *w, int64 id, int sync_id, char op, Jsonb *key, Jsonb *data)
 {
-	MemoryContext old = MemoryContextSwitchTo(w->cxt);
+	MemoryContext old = MemoryContextSwitchTo(w->row_cxt);
 
 	row_values(w->values, w->nulls, sync_id, op, key);
 	w->values[w->id_attnum - 1] = Int64GetDatum(id);
@@ -548,6 +550,7 @@ retl_queue_writer_put(RetlQueueWriter *w, int64 id, int sync_id, char op, Jsonb 
 	insert_row(w->rel, w->nindexes, w->indexids, w->indexes, w->indexinfos, w->values, w->nulls,
 			   w->cid, w->bistate);
 	MemoryContextSwitchTo(old);
+	MemoryContextReset(w->row_cxt);
 }
 
 void

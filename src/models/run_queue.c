@@ -22,6 +22,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -60,6 +61,13 @@ retl_run_queue_begin(int sync_id, const char *ops, int64 expected)
 
 	if (w == NULL)
 		return NULL;
+	/*
+	 * The ids are drawn once the transaction has an xid, as every writer of
+	 * retl.queue draws them: the worker's claim scan relies on it to know
+	 * which ids a transaction still in progress may yet commit
+	 * (queue/mark.c).
+	 */
+	(void) GetTopTransactionId();
 	q = palloc0(sizeof(RetlRunQueue));
 	q->sync_id = sync_id;
 	for (const char *c = ops; *c; c++)

@@ -35,9 +35,10 @@
  *   transaction writes for long, that is a few ids behind the scan.
  *
  *   Writers of retl.queue: the capture trigger's row write has assigned
- *   the xid before it queues, and TRUNCATE capture and retl_replay() take
- *   one first; the worker's own writes (backfill, query diffs) are
- *   committed or visible to it before it scans again.
+ *   the xid before it queues, and TRUNCATE capture, retl_replay() and a
+ *   diff run (which draws its changes' ids before its statement:
+ *   models/run_queue.c) take one first; the worker's own writes
+ *   (backfill) are committed or visible to it before it scans again.
  *
  * A row skipped because its key is in a request in flight (another row of
  * that key) pins the mark (that request ends within its timeout).  The marks live in the worker's

@@ -99,7 +99,7 @@ psql(q{CREATE TABLE big (id int PRIMARY KEY, v int NOT NULL, doc text NOT NULL);
 	SELECT retl_create_sync(name => 'big', source => 'SELECT id, v, doc FROM big', destination => 'd_big',
 	key => '{id}', mode => 'mirror', schedule => 'manual', options => '{"backfill": false}');});
 is(first_run($node, 'big'), 'succeeded|30000|30000|0|0|', 'a first run');
-psql(q{UPDATE big SET doc = (SELECT string_agg(md5(g::text || b.id), '') FROM generate_series(1, 400) g)
+psql(q{UPDATE big SET doc = (SELECT string_agg(md5(g::text || b.id), '') FROM generate_series(1, 1000) g)
 	FROM big b WHERE b.id = big.id AND big.id % 3000 = 0;
 	UPDATE big SET v = v + 1 WHERE id % 300 = 1;});
 $offset = -s $node->logfile;
