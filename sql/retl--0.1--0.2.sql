@@ -1190,18 +1190,33 @@ BEGIN
 	WITH dead AS (
 		DELETE FROM retl.dead_letter_store d WHERE d.sync_id = sid
 		RETURNING d.*
+	), queued AS (
+		INSERT INTO retl.queue (sync_id, op, key, data, rid, captured_at)
+		SELECT sid,
+			   /* a diff sync's queue carries the op; a trigger sync reads state */
+			   CASE WHEN s.capture = 'diff' THEN
+					CASE dead.op WHEN 'delete' THEN 'R'
+								 WHEN 'insert' THEN CASE WHEN s.mode = 'append' THEN 'E' ELSE 'A' END
+								 ELSE 'C' END
+					ELSE 'r' END,
+			   dead.raw_key, dead.raw_data, dead.rid, dead.captured_at
+		  FROM dead, retl.syncs s WHERE s.id = sid ORDER BY dead.id
+		RETURNING 1
+	), forgotten AS (
+		/*
+		 * A diff sync's snapshot forgets the keys replayed (a delete's key
+		 * kept as a stale version), as at their dead letter
+		 * (src/queue/outcome.c): their old values are sent again, and the
+		 * next run sends their current state after them.  A run may have
+		 * sent such a key again since, or be sending it now (a run draws
+		 * its changes' ids before its statement: src/models/run_queue.c):
+		 * the replay's old values would otherwise be the destination's last.
+		 */
+		INSERT INTO retl.snapshot_edits (sync_id, key, hash)
+		SELECT sid, dead.raw_key, CASE WHEN dead.op = 'delete' THEN 0 END
+		  FROM dead, retl.syncs s WHERE s.id = sid AND s.capture = 'diff' AND s.mode <> 'append'
 	)
-	INSERT INTO retl.queue (sync_id, op, key, data, rid, captured_at)
-	SELECT sid,
-		   /* a diff sync's queue carries the op; a trigger sync reads state */
-		   CASE WHEN s.capture = 'diff' THEN
-				CASE dead.op WHEN 'delete' THEN 'R'
-							 WHEN 'insert' THEN CASE WHEN s.mode = 'append' THEN 'E' ELSE 'A' END
-							 ELSE 'C' END
-				ELSE 'r' END,
-		   dead.raw_key, dead.raw_data, dead.rid, dead.captured_at
-	  FROM dead, retl.syncs s WHERE s.id = sid ORDER BY dead.id;
-	GET DIAGNOSTICS n = ROW_COUNT;
+	SELECT pg_catalog.count(*) INTO n FROM queued;
 	/* the failure streak ends at the next fold (src/queue/counters.c) */
 	INSERT INTO retl.stats_delta (sync_id, delivered, at) VALUES (sid, 0, NULL);
 	PERFORM retl._wake_worker();

@@ -298,6 +298,27 @@ is(run_sync('heal'), 'succeeded|3|1|0|0', 'next run sends the dead-lettered key 
 is(psql(q{SELECT count(*) FROM retl.snapshots sn JOIN retl.syncs s ON s.id = sn.sync_id WHERE s.name = 'heal'}), '3',
 	'snapshot complete again');
 
+# A dead letter replayed after a run sent its key again: the replay sends
+# the old values, and forgets the key, so the next run sends the current
+# ones again (the destination ends as the query says).
+psql(q{CREATE TABLE replayed (id int PRIMARY KEY, v text NOT NULL);
+	INSERT INTO replayed VALUES (1, 'a1'), (2, 'b1');
+	SELECT retl_create_sync(name => 'replayed', source => 'SELECT id, v FROM replayed',
+	destination => 'd_insert', key => '{id}', mode => 'upsert', schedule => 'manual')});
+is(run_sync('replayed'), 'succeeded|2|2|0|0', 'a first run');
+psql(q{UPDATE replayed SET v = 'a2' WHERE id = 1});
+$r->control({ status => 400, count => 1 });
+is(run_sync('replayed'), 'succeeded|2|0|1|0', 'a change, refused');
+is(psql(q{SELECT dead FROM retl.sync_status WHERE sync = 'replayed'}), '1', 'dead-lettered');
+psql(q{UPDATE replayed SET v = 'a3' WHERE id = 1});
+is(run_sync('replayed'), 'succeeded|2|1|0|0', 'the next run sends the key again, with its newer value');
+is(psql(q{SELECT retl_replay('replayed')}), '1', 'the dead letter replayed');
+$node->poll_query_until('postgres', q{SELECT pending + in_flight = 0 FROM retl.sync_status WHERE sync = 'replayed'});
+is(state_at('/insert', 'v')->{1}, 'a2', 'the replay sent the old value');
+is(run_sync('replayed'), 'succeeded|2|1|0|0', 'the run after the replay sends the key again');
+is(state_at('/insert', 'v')->{1}, 'a3', 'the destination ends with the current value');
+is(run_sync('replayed'), 'succeeded|2|0|0|0', 'and the run after it finds no change');
+
 # Row-level security: the query runs as the sync's owner.
 psql(q{
 	CREATE ROLE analyst IN ROLE retl_user;
