@@ -344,16 +344,20 @@ open_queue(Oid as_user, bool superuser_ok)
 	return rel;
 }
 
-/* A row's values, its columns but for id and what the caller sets */
+/*
+ * A row's values (natts columns, those this file fills at attnum), its
+ * columns but for id and what the caller sets.
+ */
 static void
-row_values(Datum *values, bool *nulls, int sync_id, char op, Jsonb *key)
+row_values(Datum *values, bool *nulls, int natts, const AttrNumber *attnum,
+		   int sync_id, char op, Jsonb *key)
 {
-	for (int a = 0; a < shape.natts; a++)
+	for (int a = 0; a < natts; a++)
 	{
 		values[a] = (Datum) 0;
 		nulls[a] = true;
 	}
-#define SET(c, v) (values[shape.attnum[c] - 1] = (v), nulls[shape.attnum[c] - 1] = false)
+#define SET(c, v) (values[attnum[c] - 1] = (v), nulls[attnum[c] - 1] = false)
 	SET(COL_SYNC_ID, Int32GetDatum(sync_id));
 	SET(COL_OP, CharGetDatum(op));
 	SET(COL_KEY, JsonbPGetDatum(key));
@@ -367,11 +371,13 @@ row_values(Datum *values, bool *nulls, int sync_id, char op, Jsonb *key)
 /*
  * Insert the row of values into rel and an entry into each of its indexes
  * (infos[i] of index indexes[i], InvalidOid one not ready for inserts;
- * opened[i] the index if open, else opened here: opened NULL).
+ * opened[i] the index if open, else opened here: opened NULL); the key is
+ * column key_attnum.
  */
 static void
 insert_row(Relation rel, int nindexes, const Oid *indexes, Relation *opened, IndexInfo **infos,
-		   Datum *values, bool *nulls, CommandId cid, BulkInsertState bistate)
+		   AttrNumber key_attnum, Datum *values, bool *nulls, CommandId cid,
+		   BulkInsertState bistate)
 {
 	HeapTuple	tup = heap_form_tuple(RelationGetDescr(rel), values, nulls);
 	Datum		key_hash = (Datum) 0;
@@ -401,7 +407,7 @@ insert_row(Relation rel, int nindexes, const Oid *indexes, Relation *opened, Ind
 					if (!hashed)
 					{
 						key_hash = DirectFunctionCall2(jsonb_hash_extended,
-													   values[shape.attnum[COL_KEY] - 1],
+													   values[key_attnum - 1],
 													   Int64GetDatum(0));
 						hashed = true;
 					}
@@ -440,11 +446,11 @@ retl_queue_insert(int sync_id, char op, Jsonb *key)
 		return false;
 	values = palloc(sizeof(Datum) * shape.natts);
 	nulls = palloc(sizeof(bool) * shape.natts);
-	row_values(values, nulls, sync_id, op, key);
+	row_values(values, nulls, shape.natts, shape.attnum, sync_id, op, key);
 	values[shape.attnum[COL_ID] - 1] = Int64GetDatum(nextval_internal(shape.seqid, false));
 	nulls[shape.attnum[COL_ID] - 1] = false;
-	insert_row(rel, shape.nindexes, shape.indexids, NULL, shape.indexinfos, values, nulls,
-			   GetCurrentCommandId(true), NULL);
+	insert_row(rel, shape.nindexes, shape.indexids, NULL, shape.indexinfos, shape.attnum[COL_KEY],
+			   values, nulls, GetCurrentCommandId(true), NULL);
 	table_close(rel, NoLock);
 	pfree(values);
 	pfree(nulls);
@@ -464,8 +470,7 @@ struct RetlQueueWriter
 	MemoryContext row_cxt;		/* a row's, reset after it */
 	Relation	rel;
 	int			natts;
-	AttrNumber	id_attnum;
-	AttrNumber	data_attnum;
+	AttrNumber	attnum[NCOLS];
 	int			nindexes;
 	Oid		   *indexids;		/* InvalidOid: not ready for inserts */
 	Relation   *indexes;		/* open */
@@ -497,8 +502,7 @@ retl_queue_writer_open(Oid as_user)
 	old = MemoryContextSwitchTo(w->cxt);
 	w->rel = rel;
 	w->natts = shape.natts;
-	w->id_attnum = shape.attnum[COL_ID];
-	w->data_attnum = shape.attnum[COL_DATA];
+	memcpy(w->attnum, shape.attnum, sizeof(w->attnum));
 	w->seqid = shape.seqid;
 	w->nindexes = shape.nindexes;
 	w->indexids = palloc(sizeof(Oid) * Max(w->nindexes, 1));
@@ -539,16 +543,16 @@ retl_queue_writer_put(RetlQueueWriter *w, int64 id, int sync_id, char op, Jsonb 
 {
 	MemoryContext old = MemoryContextSwitchTo(w->row_cxt);
 
-	row_values(w->values, w->nulls, sync_id, op, key);
-	w->values[w->id_attnum - 1] = Int64GetDatum(id);
-	w->nulls[w->id_attnum - 1] = false;
+	row_values(w->values, w->nulls, w->natts, w->attnum, sync_id, op, key);
+	w->values[w->attnum[COL_ID] - 1] = Int64GetDatum(id);
+	w->nulls[w->attnum[COL_ID] - 1] = false;
 	if (data != NULL)
 	{
-		w->values[w->data_attnum - 1] = JsonbPGetDatum(data);
-		w->nulls[w->data_attnum - 1] = false;
+		w->values[w->attnum[COL_DATA] - 1] = JsonbPGetDatum(data);
+		w->nulls[w->attnum[COL_DATA] - 1] = false;
 	}
-	insert_row(w->rel, w->nindexes, w->indexids, w->indexes, w->indexinfos, w->values, w->nulls,
-			   w->cid, w->bistate);
+	insert_row(w->rel, w->nindexes, w->indexids, w->indexes, w->indexinfos, w->attnum[COL_KEY],
+			   w->values, w->nulls, w->cid, w->bistate);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(w->row_cxt);
 }
