@@ -370,9 +370,8 @@ row_values(Datum *values, bool *nulls, int natts, const AttrNumber *attnum,
 
 /*
  * Insert the row of values into rel and an entry into each of its indexes
- * (infos[i] of index indexes[i], InvalidOid one not ready for inserts;
- * opened[i] the index if open, else opened here: opened NULL); the key is
- * column key_attnum.
+ * (infos[i] of index indexes[i]; opened[i] the index if open, else opened
+ * here: opened NULL); the key is column key_attnum.
  */
 static void
 insert_row(Relation rel, int nindexes, const Oid *indexes, Relation *opened, IndexInfo **infos,
@@ -391,8 +390,6 @@ insert_row(Relation rel, int nindexes, const Oid *indexes, Relation *opened, Ind
 		Datum		ivalues[INDEX_MAX_KEYS];
 		bool		inulls[INDEX_MAX_KEYS];
 
-		if (!OidIsValid(indexes[i]))
-			continue;
 		index = opened != NULL ? opened[i] : index_open(indexes[i], RowExclusiveLock);
 		/* an index being built concurrently takes no insert yet */
 		if (index->rd_index->indisready)
@@ -472,7 +469,7 @@ struct RetlQueueWriter
 	int			natts;
 	AttrNumber	attnum[NCOLS];
 	int			nindexes;
-	Oid		   *indexids;		/* InvalidOid: not ready for inserts */
+	Oid		   *indexids;
 	Relation   *indexes;		/* open */
 	IndexInfo **indexinfos;
 	Oid			seqid;
@@ -510,15 +507,9 @@ retl_queue_writer_open(Oid as_user)
 	w->indexinfos = palloc(sizeof(IndexInfo *) * Max(w->nindexes, 1));
 	for (int i = 0; i < w->nindexes; i++)
 	{
-		Relation	index = index_open(shape.indexids[i], RowExclusiveLock);
-
-		/*
-		 * (an index not ready now is not until this transaction ends: CREATE
-		 * INDEX CONCURRENTLY waits for it)
-		 */
-		w->indexids[i] = index->rd_index->indisready ? shape.indexids[i] : InvalidOid;
-		w->indexinfos[i] = BuildIndexInfo(index);
-		w->indexes[i] = index;
+		w->indexids[i] = shape.indexids[i];
+		w->indexes[i] = index_open(w->indexids[i], RowExclusiveLock);
+		w->indexinfos[i] = BuildIndexInfo(w->indexes[i]);
 	}
 	w->values = palloc(sizeof(Datum) * w->natts);
 	w->nulls = palloc(sizeof(bool) * w->natts);

@@ -449,6 +449,7 @@ diff_result(RetlSync *sync, bool send, bool replace, bool save, RetlRunCounts *c
 	HeapTuple	tup;
 	TupleDesc	desc;
 	int64		expected;
+	char	   *ops;
 	RetlRunQueue *queue = NULL;
 
 	retl_progress_phase("reading the snapshot");
@@ -499,10 +500,11 @@ diff_result(RetlSync *sync, bool send, bool replace, bool save, RetlRunCounts *c
 	initStringInfo(&filtered);
 	if (!append_filtered(&filtered, sync, desc, int_keys, op_only, data_ops(sync, send, replace)))
 		filtered.data = NULL;
-	retl_probe_write_ops(probe, written_ops(sync, send, replace));
+	ops = written_ops(sync, send, replace);
+	retl_probe_write_ops(probe, ops);
 	/* a run's changes queued as the statement returns them (run_queue.c) */
 	if (filtered.data != NULL && save && send && !replace && !op_only)
-		queue = retl_run_queue_begin(sync->id, written_ops(sync, send, replace), expected);
+		queue = retl_run_queue_begin(sync->id, ops, expected);
 
 	retl_progress_phase("evaluating");
 	for (;;)

@@ -16,7 +16,7 @@ use warnings;
 use Exporter 'import';
 use PostgreSQL::Test::Utils;
 
-our @EXPORT = qw(records_at wait_run run_sync first_run parallel_statements);
+our @EXPORT = qw(wait_run run_sync first_run parallel_statements);
 
 # Settings that have the planner read tables of tens of thousands of rows
 # with a leader and two workers, and auto_explain show it (with the
@@ -36,14 +36,6 @@ auto_explain.log_analyze = on
 auto_explain.log_timing = off
 log_min_messages = debug1
 };
-
-# The records the receiver $r took at $path, in arrival order
-sub records_at
-{
-	my ($r, $path) = @_;
-	return [ map { @{ $_->{body}{records} } }
-		  grep { $_->{path} eq $path } @{ $r->requests(ok => 1) } ];
-}
 
 sub wait_run
 {

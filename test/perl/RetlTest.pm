@@ -24,7 +24,7 @@ use POSIX ();
 use Scalar::Util qw(refaddr weaken);
 use Time::HiRes qw(sleep time);
 
-our @EXPORT = qw(start_receiver start_emulator delivered_records wait_for new_retl_node self_signed_cert);
+our @EXPORT = qw(start_receiver start_emulator delivered_records records_at wait_for new_retl_node self_signed_cert);
 
 our $PYTHON = '/usr/bin/python3';
 
@@ -196,6 +196,15 @@ sub delivered_records
 		push @records, @{ $body->{records} };
 	}
 	return \@records;
+}
+
+# The records of the 2xx deliveries the receiver $r took at $path, in
+# arrival order.
+sub records_at
+{
+	my ($r, $path) = @_;
+	return [ map { @{ $_->{body}{records} } }
+		  grep { $_->{path} eq $path } @{ $r->requests(ok => 1) } ];
 }
 
 # Poll $cond every 0.1 s until it returns true or $timeout seconds pass;

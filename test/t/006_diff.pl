@@ -18,20 +18,12 @@ my $node = new_retl_node('diff',
 
 sub psql { return $node->safe_psql('postgres', $_[0]); }
 
-# Records delivered (2xx) for a path, in arrival order.
-sub records_at
-{
-	my ($path) = @_;
-	return [ map { @{ $_->{body}{records} } }
-		  grep { $_->{path} eq $path } @{ $r->requests(ok => 1) } ];
-}
-
 # The destination's state after applying upserts/inserts and deletes.
 sub state_at
 {
 	my ($path, $field) = @_;
 	my %state;
-	for my $rec (@{ records_at($path) })
+	for my $rec (@{ records_at($r, $path) })
 	{
 		my $k = join ',', map { $rec->{key}{$_} } sort keys %{ $rec->{key} };
 		if ($rec->{op} eq 'delete') { delete $state{$k}; }
@@ -97,13 +89,13 @@ is(psql(q{SELECT count(*) FROM retl.snapshots}), '0', 'preview changes nothing')
 
 # First runs: everything is new.
 is(run_sync("hv_$_"), 'succeeded|10|10|0|0', "first run of $_") for qw(insert update upsert mirror append);
-is(scalar @{ records_at('/insert') }, 10, 'insert: 10 added rows sent');
-is(scalar @{ records_at('/update') }, 0, 'update: added rows are not sent');
-is(scalar @{ records_at('/upsert') }, 10, 'upsert: 10 sent');
-is(scalar @{ records_at('/append') }, 10, 'append: 10 events');
-ok(!(grep { $_->{op} ne 'insert' } @{ records_at('/insert') }), 'insert mode sends op insert');
-ok(!(grep { $_->{op} ne 'upsert' } @{ records_at('/upsert') }), 'upsert mode sends op upsert');
-is_deeply([ sort keys %{ records_at('/upsert')->[0]{data} } ], [qw(email id ltv)], 'data holds the query columns');
+is(scalar @{ records_at($r, '/insert') }, 10, 'insert: 10 added rows sent');
+is(scalar @{ records_at($r, '/update') }, 0, 'update: added rows are not sent');
+is(scalar @{ records_at($r, '/upsert') }, 10, 'upsert: 10 sent');
+is(scalar @{ records_at($r, '/append') }, 10, 'append: 10 events');
+ok(!(grep { $_->{op} ne 'insert' } @{ records_at($r, '/insert') }), 'insert mode sends op insert');
+ok(!(grep { $_->{op} ne 'upsert' } @{ records_at($r, '/upsert') }), 'upsert mode sends op upsert');
+is_deeply([ sort keys %{ records_at($r, '/upsert')->[0]{data} } ], [qw(email id ltv)], 'data holds the query columns');
 
 # Change the underlying tables: one customer leaves (ltv drops), one enters,
 # one changes, one row is deleted outright.
@@ -117,21 +109,21 @@ is(psql(q{SELECT string_agg(op || ':' || (key->>'id'), ',' ORDER BY op, (key->>'
 	'delete:12,delete:20,upsert:3,upsert:15', 'preview of the second run (mirror)');
 is(run_sync("hv_$_"), 'succeeded|9|1|1|2', "second run of $_") for qw(insert update upsert mirror);
 is(run_sync('hv_append'), 'succeeded|9|9|0|0', 'second run of append: every row is an event');
-is_deeply([ map { $_->{key}{id} } @{ records_at('/insert') }[10 .. $#{ records_at('/insert') }] ], [3],
+is_deeply([ map { $_->{key}{id} } @{ records_at($r, '/insert') }[10 .. $#{ records_at($r, '/insert') }] ], [3],
 	'insert: only the new key');
-is_deeply([ map { "$_->{op}:$_->{key}{id}" } @{ records_at('/update') } ], ['upsert:15'], 'update: only the changed key');
-is_deeply([ sort map { "$_->{op}:$_->{key}{id}" } @{ records_at('/upsert') }[10 .. 11] ], [ 'upsert:15', 'upsert:3' ],
+is_deeply([ map { "$_->{op}:$_->{key}{id}" } @{ records_at($r, '/update') } ], ['upsert:15'], 'update: only the changed key');
+is_deeply([ sort map { "$_->{op}:$_->{key}{id}" } @{ records_at($r, '/upsert') }[10 .. 11] ], [ 'upsert:15', 'upsert:3' ],
 	'upsert: added and changed, no deletes');
-is(scalar @{ records_at('/append') }, 19, 'append: every row of every run');
+is(scalar @{ records_at($r, '/append') }, 19, 'append: every row of every run');
 
 # Mirror: the destination equals the query result.
 my %expected = map { split /\|/ } split /\n/, psql(qq{SELECT id, email FROM ($query) q});
 is_deeply(state_at('/mirror', 'email'), \%expected, 'mirror: destination equals the query result');
 
 # A third run with nothing changed sends nothing.
-my $before = scalar @{ records_at('/mirror') };
+my $before = scalar @{ records_at($r, '/mirror') };
 is(run_sync('hv_mirror'), 'succeeded|9|0|0|0', 'unchanged result: empty diff');
-is(scalar @{ records_at('/mirror') }, $before, 'nothing sent');
+is(scalar @{ records_at($r, '/mirror') }, $before, 'nothing sent');
 
 # Rolling back retl_run_sync cancels it.
 psql(q{BEGIN; SELECT retl_run_sync('hv_mirror'); ROLLBACK;});
@@ -333,7 +325,7 @@ psql(q{
 		options => '{"owner": "analyst"}');
 });
 is(run_sync('eu_customers'), 'succeeded|10|10|0|0', 'RLS: the owner sees 10 of 20 rows');
-my $eu = grep { ($_->{data}{region} // '') eq 'eu' } @{ records_at('/append') };
+my $eu = grep { ($_->{data}{region} // '') eq 'eu' } @{ records_at($r, '/append') };
 is($eu, 10, 'only rows the policy lets the owner see were sent');
 my ($ret, $out, $err) = $node->psql('postgres', q{SELECT retl_create_sync(name => 'sneaky',
 	source => 'SELECT id FROM orders', destination => 'd_append', key => '{id}', schedule => 'manual',
@@ -354,9 +346,9 @@ $node->poll_query_until('postgres', "SELECT status = 'failed' FROM retl.runs WHE
 like(psql(qq{SELECT error FROM retl.runs WHERE id = $run}), qr/interrupted/, 'interrupted run marked failed');
 is(psql(q{SELECT count(*) FROM retl.snapshots sn JOIN retl.syncs s ON s.id = sn.sync_id WHERE s.name = 'slow'}), '0',
 	'no snapshot kept from the interrupted run');
-is(scalar @{ records_at('/update') }, 0, 'nothing sent from the interrupted run');
+is(scalar @{ records_at($r, '/update') }, 0, 'nothing sent from the interrupted run');
 is(run_sync('slow'), 'succeeded|20|20|0|0', 'next run redoes it');
-is(scalar @{ records_at('/update') }, 20, 'and sends everything');
+is(scalar @{ records_at($r, '/update') }, 20, 'and sends everything');
 
 # An edit of the snapshot (what the worker records for a dead letter: here,
 # forget key 1) made while a run is in progress waits for nothing and is
@@ -493,7 +485,7 @@ for my $k (qw(id code))
 	is(psql(qq{SELECT DISTINCT c.int_keys FROM retl.snapshot_chunks c JOIN retl.syncs s ON s.id = c.sync_id
 		WHERE s.name = 'big_$k'}), 'f', "big_$k: saved with jsonb keys");
 	my %got;
-	for my $rec (grep { $_->{op} eq 'delete' || $_->{data}{v} > 0 } @{ records_at('/mirror') })
+	for my $rec (grep { $_->{op} eq 'delete' || $_->{data}{v} > 0 } @{ records_at($r, '/mirror') })
 	{
 		$got{"$rec->{op} $rec->{key}{$k}"}++ if exists $rec->{key}{$k};
 	}
@@ -717,7 +709,7 @@ psql(qq{SELECT retl_create_destination(name => 'd_gated', kind => 'webhook', url
 is(run_sync('gated'), 'succeeded|5|5|0|0', 'a query whose condition costs more than the probe: its first run');
 psql(q{INSERT INTO gate_allow VALUES (6)});
 is(run_sync('gated'), 'succeeded|6|1|0|0', 'a row that enters its result unchanged is added');
-is(join(',', sort { $a <=> $b } map { $_->{key}{id} } @{ records_at('/gated') }), '1,2,3,4,5,6',
+is(join(',', sort { $a <=> $b } map { $_->{key}{id} } @{ records_at($r, '/gated') }), '1,2,3,4,5,6',
 	'each row of its result sent once');
 # The probe in an inner join's join conditions, and a UNION ALL, each of
 # whose branches would call it (the run asks it in a level of its own).

@@ -19,13 +19,6 @@ my $node = new_retl_node('engine', extra_conf => "retl.poll_interval_ms = 200\n"
 
 sub psql { return $node->safe_psql('postgres', $_[0]); }
 
-sub records_at
-{
-	my ($path) = @_;
-	return [ map { @{ $_->{body}{records} } }
-		  grep { $_->{path} eq $path } @{ $r->requests(ok => 1) } ];
-}
-
 sub drained
 {
 	my ($sync) = @_;
@@ -71,7 +64,7 @@ IPC::Run::run([ 'pgbench', '-n', '-c', '2', '-j', '2', '-t', '300', '-f', $scrip
 	'-h', $node->host, '-p', $node->port, 'postgres' ], '>', \$out, '2>', \$err);
 ok(drained('order'), 'drained after 600 updates');
 my (%last, $regress);
-for my $rec (@{ records_at('/order') })
+for my $rec (@{ records_at($r, '/order') })
 {
 	my $k = $rec->{key}{id};
 	$regress++ if defined $last{$k} && $rec->{data}{v} < $last{$k};
@@ -129,7 +122,7 @@ psql(q{INSERT INTO t_split SELECT g, 0, CASE WHEN g IN (3, 6) THEN 'bad@x' ELSE 
 ok(drained('split'), 'split batch drained');
 is(psql(q{SELECT string_agg(key->>'id', ',' ORDER BY (key->>'id')::int) FROM retl.dead_letters WHERE sync = 'split'}),
 	'3,6', 'only the bad records dead-lettered');
-is_deeply([ sort { $a <=> $b } map { $_->{key}{id} } @{ records_at('/split') } ], [ 1, 2, 4, 5, 7, 8 ],
+is_deeply([ sort { $a <=> $b } map { $_->{key}{id} } @{ records_at($r, '/split') } ], [ 1, 2, 4, 5, 7, 8 ],
 	'the others delivered');
 my $requests = grep { $_->{path} eq '/split' } @{ $r->requests };
 ok($requests <= 1 + 2 * 2 * 3, "bounded extra requests ($requests in all)");
@@ -140,7 +133,7 @@ $r->clear;
 make_sync('linger', '{"batch_size": 100, "linger_ms": 400}');
 $t0 = time;
 psql(q{INSERT INTO t_linger VALUES (1); INSERT INTO t_linger VALUES (2); INSERT INTO t_linger VALUES (3);});
-ok(wait_for(sub { @{ records_at('/linger') } >= 3 }, 10), 'partial batch flushed');
+ok(wait_for(sub { @{ records_at($r, '/linger') } >= 3 }, 10), 'partial batch flushed');
 $took = time - $t0;
 my @reqs = grep { $_->{path} eq '/linger' } @{ $r->requests };
 is(scalar @reqs, 1, 'as one request');
@@ -189,8 +182,8 @@ sleep(1.5);
 my $seq = psql(q{SELECT seq_scan FROM pg_stat_user_tables WHERE relid = 'retl.queue'::regclass});
 psql(q{SELECT retl_resume_sync('bloat'); UPDATE t_bloat SET v = 1 WHERE id <= 50});
 my $since = time;
-sleep(0.2) while scalar @{ records_at('/bloat') } < 50 && time - $since < 60;
-is(scalar @{ records_at('/bloat') }, 50, 'the 50 changes delivered');
+sleep(0.2) while scalar @{ records_at($r, '/bloat') } < 50 && time - $since < 60;
+is(scalar @{ records_at($r, '/bloat') }, 50, 'the 50 changes delivered');
 sleep(2.5);		# the worker's statistics are flushed at most every second
 # (a few remain, outside claims and outcomes: 24 here, 324 before)
 cmp_ok(psql(q{SELECT seq_scan FROM pg_stat_user_tables WHERE relid = 'retl.queue'::regclass}) - $seq,
@@ -228,8 +221,8 @@ for my $i (1 .. 40)
 	sleep(0.05);
 }
 $since = time;
-sleep(0.2) while scalar @{ records_at('/next') } < 40 && time - $since < 60;
-is(scalar @{ records_at('/next') }, 40, 'the other sync delivered its 40 changes meanwhile');
+sleep(0.2) while scalar @{ records_at($r, '/next') } < 40 && time - $since < 60;
+is(scalar @{ records_at($r, '/next') }, 40, 'the other sync delivered its 40 changes meanwhile');
 sleep(2.5);
 cmp_ok(psql(q{SELECT seq_scan FROM pg_stat_user_tables WHERE relid = 'retl.queue'::regclass}) - $seq,
 	'<', 100, 'a sync waiting for retries is not read at every pass (few sequential scans of the queue)');
@@ -255,13 +248,13 @@ for my $i (1 .. 3)
 	sleep 0.05;
 	psql(qq{INSERT INTO t_moved VALUES ($i)});
 	ok(drained('moved'), "url changed ($i): delivered");
-	is_deeply([ map { $_->{key}{id} } @{ records_at("/moved$i") } ], [$i], "to the new url ($i)");
-	is(scalar(grep { $_->{key}{id} == $i } @{ records_at($path) }), 0, "nothing to the old one ($i)");
+	is_deeply([ map { $_->{key}{id} } @{ records_at($r, "/moved$i") } ], [$i], "to the new url ($i)");
+	is(scalar(grep { $_->{key}{id} == $i } @{ records_at($r, $path) }), 0, "nothing to the old one ($i)");
 	$path = "/moved$i";
 }
 psql(q{UPDATE retl.syncs SET paused = true WHERE name = 'moved'; INSERT INTO t_moved VALUES (10)});
 sleep 1.5;
-is(scalar @{ records_at('/moved3') }, 1, 'paused by an UPDATE of retl.syncs: nothing sent');
+is(scalar @{ records_at($r, '/moved3') }, 1, 'paused by an UPDATE of retl.syncs: nothing sent');
 psql(q{UPDATE retl.syncs SET paused = false WHERE name = 'moved'});
 ok(drained('moved'), 'resumed by an UPDATE: delivered');
 $r->clear;
@@ -285,7 +278,7 @@ ok($node->poll_query_until('postgres',
 		AND datname = 'postgres' AND pid <> $pid}),
 	'worker exited and was started again');
 ok(drained('term'), 'everything delivered after the restart');
-my %ids = map { $_->{key}{id} => 1 } @{ records_at('/term') };
+my %ids = map { $_->{key}{id} => 1 } @{ records_at($r, '/term') };
 is(scalar keys %ids, 10, 'nothing lost');
 unlike(slurp_file($node->logfile), qr/PANIC|TRAP|terminated by signal/, 'clean exit');
 
