@@ -26,6 +26,10 @@
 #   (f) records/s with batch_size 1, max_concurrency 8 (20,000 rows inserted
 #       in one transaction, from its commit until delivered reaches them all),
 #       as a fraction of the wrk ceiling            target >= 0.5 x
+#   (f0) libcurl alone: one process keeping 8 requests of (f)'s body in
+#       flight with libcurl and doing nothing else (test/bench/curl_client.c,
+#       100,000 requests), as a fraction of the wrk ceiling: what (f) could
+#       reach if the queue, the transactions and the JSON cost nothing
 #   (g) the same with batch_size 500 and 500,000 rows  target 220,000 records/s
 #       (pgsql-http's arrays as issue 18 measured them)
 #   (g2) the same 500,000 rows in a table before its sync, sent by the
@@ -865,6 +869,16 @@ if [[ ${1:-} == --inside ]]; then
 	rate_f=$rate ratio_f=$(calc "$rate / $wrk_rps" 3) done_f=$all_done got_f=$got
 	echo "$got rows in $secs s: $rate records/s in $reqs requests ($ratio_f x the wrk ceiling)"
 
+	# -- (f0) libcurl alone -------------------------------------------------
+	N_F0=100000
+	say "(f0) libcurl alone to nginx: $N_F0 POSTs of (f)'s body, 8 in flight (test/bench/curl_client.c)"
+	cc -O2 -Wall -o "$work/curl_client" "$work/curl_client.c" -lcurl
+	printf '%s' "$body" >"$work/f-body.json"
+	read -r got_f0 secs_f0 cpu_f0 <<<"$("$work/curl_client" "$nhook/curl" "$work/f-body.json" "$N_F0")"
+	rate_f0=$(calc "$got_f0 / $secs_f0") ratio_f0=$(calc "$rate_f0 / $wrk_rps" 3)
+	us_f0=$(calc "$cpu_f0 * 1000000 / $got_f0" 1) f_vs_f0=$(calc "$rate_f / $rate_f0" 3)
+	echo "$got_f0 requests in $secs_f0 s: $rate_f0 requests/s, $us_f0 us of CPU a request ($ratio_f0 x the wrk ceiling); retl's (f) $f_vs_f0 x that"
+
 	# -- (g) batch_size 500 -------------------------------------------------
 	N_G=500000 LIMIT_G=50
 	say "(g) Delivery to nginx, batch_size 500, max_concurrency 8: $N_G rows inserted in one transaction (limit $LIMIT_G s)"
@@ -1124,7 +1138,8 @@ if [[ ${1:-} == --inside ]]; then
 		      database worker's peak RSS / private after   $(printf '%9s kB    ' "$hwm_kb")  $anon_kb kB private
 		  nginx ceiling, wrk -c 8 -t 2 -d 5s, 1 record    $(printf '%9s req/s ' "$wrk_rps")  mean latency $wrk_ms ms
 		  (j) first sync of a new database, batch 1, $(printf '%6d' "$N_J") $(printf '%9s rec/s ' "$rate_j1")  $(printf '%5s' "$ratio_j") x the same sync created again ($rate_j2 rec/s)
-		  (f) to nginx, batch_size 1,   $(printf '%7d' "$N_F") rows       $(printf '%9s rec/s ' "$rate_f")  $(printf '%5s' "$ratio_f") x wrk ceiling$(incomplete "$done_f" "$got_f" "$N_F")
+		  (f) to nginx, batch_size 1,   $(printf '%7d' "$N_F") rows       $(printf '%9s rec/s ' "$rate_f")  $(printf '%5s' "$ratio_f") x wrk ceiling, $(printf '%5s' "$f_vs_f0") x libcurl alone$(incomplete "$done_f" "$got_f" "$N_F")
+		  (f0) libcurl alone, 1 record a request, 8 conn. $(printf '%9s req/s ' "$rate_f0")  $(printf '%5s' "$ratio_f0") x wrk ceiling, $us_f0 us of CPU a request
 		  (g) to nginx, batch_size 500, $(printf '%7d' "$N_G") rows       $(printf '%9s rec/s ' "$rate_g")  $(printf '%5s' "$ratio_g") x wrk ceiling ($reqrate_g req/s)$(incomplete "$done_g" "$got_g" "$N_G")
 		  (g2) the same rows backfilled, batch_size 500     $(printf '%9s rec/s ' "$rate_g2")  $(printf '%5s' "$ratio_g2") x (g)$(incomplete "$done_g2" "$got_g2" "$N_G")
 		  (k) pgsql-http's shape, 1 record a request       $(printf '%9s rec/s ' "$rate_k1")  retl's (f) $(printf '%5s' "$ratio_k1") x that
