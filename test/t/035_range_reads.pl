@@ -4,8 +4,9 @@
 # with its row as it is when sent, a delete for a key without a row, keys
 # hidden from the owner by row-level security never sent, mappings with
 # computed fields applied.  Each sync here has a twin that reads its
-# batches key by key (batch_size 10, one request at a time: too few keys
-# a claim for ranges), and the two must send the same.
+# batches key by key (batch_size 10, one request at a time, and a rate
+# limit, under which a claim takes nothing ahead: too few keys a claim for
+# ranges), and the two must send the same.
 use strict;
 use warnings;
 
@@ -30,7 +31,7 @@ psql(q{CREATE EXTENSION retl; CREATE EXTENSION pg_stat_statements;
 	SELECT retl_create_destination('d', 'webhook', '} . $r->url('/d') . q{',
 		options => '{"batch_size": 100}');
 	SELECT retl_create_destination('d1', 'webhook', '} . $r->url('/d1') . q{',
-		options => '{"batch_size": 10, "max_concurrency": 1}');
+		options => '{"batch_size": 10, "max_concurrency": 1, "rate_limit": 1000}');
 	SELECT retl_grant_destination(d, 'alice') FROM unnest('{d,d1}'::text[]) d;});
 for my $t (@tables)
 {
