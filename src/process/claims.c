@@ -405,8 +405,12 @@ static bool
 auth_ready(RetlSync *sync, TimestampTz now, long *wait_ms, List **requests)
 {
 	AuthWork	w = {sync, now, wait_ms, NULL, false};
-	ErrorData  *edata = retl_in_subtransaction(auth_work, &w);
+	ErrorData  *edata;
 
+	/* nothing to renew: no subtransaction at each pass */
+	if (sync->auth == NULL)
+		return true;
+	edata = retl_in_subtransaction(auth_work, &w);
 	if (edata != NULL)
 	{
 		retl_queue_sync_error(sync->id, edata->message);
