@@ -13,6 +13,7 @@
 #include "postgres.h"
 
 #include "pgstat.h"
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -44,19 +45,62 @@ typedef struct SyncBackoff
 static List *backoffs = NIL;	/* SyncBackoff *, in TopMemoryContext */
 
 /*
- * Halves of batches refused as a whole, built and waiting for their
- * destination's limits (rate, concurrency) like any request; their keys
- * are held meanwhile.
+ * Requests built and waiting for their destination's limits (rate,
+ * concurrency) like any request, their keys held meanwhile: halves of
+ * batches refused as a whole, and requests claimed ahead (claim_ahead).
+ * By sync, each sync's in the order they are to go.
  */
-static List *waiting_parts = NIL;	/* RetlRequest *, in TopMemoryContext */
+typedef struct WaitingParts
+{
+	int			sync_id;		/* the hash key */
+	List	   *parts;			/* RetlRequest *, in TopMemoryContext */
+	uint64		seen;			/* the last pass that found its sync loaded */
+} WaitingParts;
 
-/* Keep the parts (built halves of refused batches) for a later claim. */
+static HTAB *waiting = NULL;	/* int sync_id -> WaitingParts */
+static uint64 passes = 0;
+
+/* The waiting parts of a sync: NULL if none, unless create. */
+static WaitingParts *
+waiting_of(int sync_id, bool create)
+{
+	WaitingParts *w;
+	bool		found;
+
+	if (waiting == NULL)
+	{
+		HASHCTL		ctl;
+
+		if (!create)
+			return NULL;
+		ctl.keysize = sizeof(int);
+		ctl.entrysize = sizeof(WaitingParts);
+		ctl.hcxt = TopMemoryContext;
+		waiting = hash_create("retl waiting parts", 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	w = hash_search(waiting, &sync_id, create ? HASH_ENTER : HASH_FIND, &found);
+	if (create && !found)
+	{
+		w->parts = NIL;
+		w->seen = 0;
+	}
+	return w;
+}
+
+/* Keep the parts (built requests) until their destination takes them. */
 void
 retl_worker_park_parts(List *parts)
 {
 	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+	ListCell   *lc;
 
-	waiting_parts = list_concat(waiting_parts, parts);
+	foreach(lc, parts)
+	{
+		RetlRequest *part = lfirst(lc);
+		WaitingParts *w = waiting_of(part->sync_id, true);
+
+		w->parts = lappend(w->parts, part);
+	}
 	MemoryContextSwitchTo(old);
 }
 
@@ -118,44 +162,66 @@ sync_failed(int sync_id)
 }
 
 /*
+ * In the claim transaction: the parts of syncs not loaded (paused,
+ * dropped) give their rows back to the queue.
+ */
+static void
+release_unloaded(List *syncs)
+{
+	HASH_SEQ_STATUS seq;
+	WaitingParts *w;
+	ListCell   *lc;
+
+	if (waiting == NULL || hash_get_num_entries(waiting) == 0)
+		return;
+	passes++;
+	foreach(lc, syncs)
+		if ((w = waiting_of(((RetlSync *) lfirst(lc))->id, false)) != NULL)
+			w->seen = passes;
+	hash_seq_init(&seq, waiting);
+	while ((w = hash_seq_search(&seq)) != NULL)
+	{
+		List	   *parts = w->parts;
+
+		if (w->seen == passes)
+			continue;
+		(void) hash_search(waiting, &w->sync_id, HASH_REMOVE, NULL);
+		foreach(lc, parts)
+		{
+			retl_queue_release(lfirst(lc), 0);
+			retl_http_free(lfirst(lc));
+		}
+		list_free(parts);
+	}
+}
+
+/*
  * In the claim transaction: the waiting parts of a sync its destination
- * may send now, appended to *requests.  Parts of syncs not loaded (paused,
- * dropped) give their rows back to the queue.  Returns true when parts
- * were started and took the destination's last free slot.
+ * may send now, appended to *requests.  Returns true when parts were
+ * started and took the destination's last free slot.
  */
 static bool
-start_parts(List *syncs, RetlSync *sync, TimestampTz now, long *wait_ms, List **requests)
+start_parts(RetlSync *sync, TimestampTz now, long *wait_ms, List **requests)
 {
-	ListCell   *lc;
+	WaitingParts *w = waiting_of(sync->id, false);
 	bool		started = false;
 
-	foreach(lc, waiting_parts)
+	if (w == NULL)
+		return false;
+	while (w->parts != NIL)
 	{
-		RetlRequest *part = lfirst(lc);
-		bool		loaded = false;
-		ListCell   *s;
 		MemoryContext old;
 
-		foreach(s, syncs)
-			loaded |= ((RetlSync *) lfirst(s))->id == part->sync_id;
-		if (!loaded)
-		{
-			retl_queue_release(part, 0);
-			retl_http_free(part);
-			waiting_parts = foreach_delete_current(waiting_parts, lc);
-			continue;
-		}
-		if (sync == NULL || part->sync_id != sync->id)
-			continue;
 		if (!retl_dest_can_send(sync, now, wait_ms))
 			return started;
 		old = MemoryContextSwitchTo(TopMemoryContext);
-		*requests = lappend(*requests, part);
+		*requests = lappend(*requests, linitial(w->parts));
 		MemoryContextSwitchTo(old);
+		w->parts = list_delete_first(w->parts);
 		retl_dest_sent(sync->dest_id);
 		started = true;
-		waiting_parts = foreach_delete_current(waiting_parts, lc);
 	}
+	(void) hash_search(waiting, &sync->id, HASH_REMOVE, NULL);
 	return false;
 }
 
@@ -163,12 +229,9 @@ start_parts(List *syncs, RetlSync *sync, TimestampTz now, long *wait_ms, List **
 static bool
 parts_waiting(int sync_id)
 {
-	ListCell   *lc;
+	WaitingParts *w = waiting_of(sync_id, false);
 
-	foreach(lc, waiting_parts)
-		if (((RetlRequest *) lfirst(lc))->sync_id == sync_id)
-			return true;
-	return false;
+	return w != NULL && w->parts != NIL;
 }
 
 /*
@@ -448,7 +511,7 @@ add_request(List *requests, RetlRequest *req)
  * one, or what a lingering partial batch lacks to be full.
  */
 static uint32
-claim_sync(RetlSync *sync, List *syncs, uint32 queued_gen, TimestampTz now, bool *more,
+claim_sync(RetlSync *sync, uint32 queued_gen, TimestampTz now, bool *more,
 		   bool *full, long *wait_ms, List **requests)
 {
 	RetlRequest *req;
@@ -483,7 +546,7 @@ claim_sync(RetlSync *sync, List *syncs, uint32 queued_gen, TimestampTz now, bool
 	 * Halves of a refused batch and requests claimed ahead first: they
 	 * hold keys.  When they fill the destination, the pass filled it.
 	 */
-	if (start_parts(syncs, sync, now, wait_ms, requests))
+	if (start_parts(sync, now, wait_ms, requests))
 		*full = true;
 
 	/* the checks of the destination's jobs first: they free keys */
@@ -528,8 +591,8 @@ claim_sync(RetlSync *sync, List *syncs, uint32 queued_gen, TimestampTz now, bool
 			else
 				parked = lappend(parked, lfirst(c));
 		}
-		if (parked != NIL)
-			retl_worker_park_parts(parked);
+		retl_worker_park_parts(parked);
+		list_free(parked);
 		if (list_length(claimed) >= slots)
 			*full = true;
 		list_free(claimed);
@@ -564,7 +627,7 @@ retl_worker_claim(bool *more, bool *full, long *wait_ms)
 	retl_queue_analyze_if_stale(1000);
 	retl_counters_fold_due();
 	syncs = retl_sync_active(gen, now);
-	(void) start_parts(syncs, NULL, now, wait_ms, &requests);
+	release_unloaded(syncs);
 	nsyncs = list_length(syncs);
 	drop_locks = 0;
 	for (int i = 0; i < nsyncs; i++)
@@ -583,7 +646,7 @@ retl_worker_claim(bool *more, bool *full, long *wait_ms)
 			*wait_ms = 0;
 			break;
 		}
-		n = claim_sync(sync, syncs, queued[b], now, more, full, wait_ms, &requests);
+		n = claim_sync(sync, queued[b], now, more, full, wait_ms, &requests);
 		wake_after[b] = wake_after[b] == 0 ? n : Min(wake_after[b], n);
 	}
 	retl_end_txn();
