@@ -286,8 +286,8 @@ unlike(slurp_file($node->logfile), qr/PANIC|TRAP|terminated by signal/, 'clean e
 # claim takes up to three rounds of the destination's concurrency more
 # and keeps them built, holding their keys, until slots free.  They count
 # in flight; the concurrency limit still holds; paused, they go back to
-# the queue unsent; an update of a key one of them held is sent after it;
-# a drop of their sync leaves nothing behind.
+# the queue unsent, and a key of theirs updated meanwhile is sent only as
+# it is now; a drop of their sync leaves nothing behind.
 $r->clear;
 make_sync('ahead', '{"max_concurrency": 2}');
 $r->control({ path => '/ahead', delay_ms => 1500, count => -1 });
