@@ -161,13 +161,6 @@ sync_failed(int sync_id)
 	b->not_before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay);
 }
 
-/* Are requests waiting, built, for their destination? */
-bool
-retl_worker_parts_parked(void)
-{
-	return waiting != NULL && hash_get_num_entries(waiting) > 0;
-}
-
 /*
  * In the claim transaction: the parts of syncs not loaded (paused,
  * dropped) give their rows back to the queue.

@@ -3,9 +3,7 @@
  *
  * The launcher starts one per database.  Each iteration of its loop:
  *
- *   1. records the outcomes of finished requests (one short transaction;
- *      while requests built ahead wait for slots, 2xx answers are recorded
- *      together a few passes later);
+ *   1. records the outcomes of finished requests (one short transaction);
  *   2. for every active sync, claims as many batches as its destination's
  *      free slots take, building their requests (one short transaction,
  *      one subtransaction per sync so a broken sync only marks itself
@@ -186,28 +184,6 @@ static List *deferred_halves = NIL;
 /* How soon answers left to a drop in progress are tried again. */
 #define DEFERRED_RETRY_MS 100
 
-/*
- * Answers whose outcome waits for a later pass's transaction: while
- * requests built ahead wait for their destination's slots (claims.c), the
- * passes that only start them record nothing, and the 2xx answers they
- * collect are recorded together, by the pass that claims again, or after
- * RECORD_AFTER_MS.  Their keys and rows stay held meanwhile; a worker
- * stopped before recording them sends them again, as it does the
- * requests in flight when it stops.  In TopMemoryContext.
- */
-static List *unrecorded = NIL;
-static TimestampTz unrecorded_since = 0;
-
-#define RECORD_AFTER_MS 20
-
-/* An answer recorded later as well as now: a 2xx of a batch's request. */
-static bool
-may_wait(RetlRequest *req)
-{
-	return req->sync_id != 0 && req->job == NULL && req->curl_code == CURLE_OK &&
-		req->status >= 200 && req->status < 300;
-}
-
 /* lappend in cxt (in the outcome transaction, whose SPI memory is freed) */
 static List *
 defer_in(MemoryContext cxt, List *list, RetlRequest *req)
@@ -234,7 +210,6 @@ record_outcomes(void)
 	List	   *building = NIL;
 	ListCell   *lc;
 	MemoryContext outer = CurrentMemoryContext; /* the loop's, not SPI's */
-	bool		wait = deferred == NIL && deferred_halves == NIL;
 
 	finished = list_copy(deferred);
 	halves = list_copy(deferred_halves);
@@ -244,7 +219,6 @@ record_outcomes(void)
 
 	while ((req = retl_http_next_done()) != NULL)
 	{
-		wait &= may_wait(req);
 		if (req->sync_id == 0)
 		{
 			/* a token request (oauth.c), no sync's */
@@ -283,27 +257,6 @@ record_outcomes(void)
 			continue;
 		}
 		finished = lappend(finished, req);
-	}
-
-	/* only 2xx answers while built requests wait: recorded with later ones */
-	if (wait && (finished != NIL || unrecorded != NIL) && retl_worker_parts_parked() &&
-		(unrecorded == NIL ||
-		 !TimestampDifferenceExceeds(unrecorded_since, GetCurrentTimestamp(), RECORD_AFTER_MS)))
-	{
-		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-		if (unrecorded == NIL)
-			unrecorded_since = GetCurrentTimestamp();
-		unrecorded = list_concat(unrecorded, finished);
-		MemoryContextSwitchTo(old);
-		return;
-	}
-	if (unrecorded != NIL)
-	{
-		/* (the lists of this pass are the loop's) */
-		finished = list_concat(list_copy(unrecorded), finished);
-		list_free(unrecorded);
-		unrecorded = NIL;
 	}
 
 	if (finished != NIL || halves != NIL)
@@ -652,9 +605,6 @@ retl_worker_main(Datum main_arg)
 		/* or until answers left to a drop in progress are tried again */
 		if (deferred != NIL || deferred_halves != NIL)
 			timeout = Min(timeout, DEFERRED_RETRY_MS);
-		/* or until answers whose outcome waits are due */
-		if (unrecorded != NIL)
-			timeout = Min(timeout, RECORD_AFTER_MS);
 		retl_http_wait(timeout, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 
