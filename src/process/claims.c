@@ -195,6 +195,17 @@ release_unloaded(List *syncs)
 	}
 }
 
+/* Add a request to the pass's list, which outlives the pass's transaction. */
+static List *
+add_request(List *requests, RetlRequest *req)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+	requests = lappend(requests, req);
+	MemoryContextSwitchTo(old);
+	return requests;
+}
+
 /*
  * In the claim transaction: the waiting parts of a sync its destination
  * may send now, appended to *requests.  Returns true when parts were
@@ -210,13 +221,9 @@ start_parts(RetlSync *sync, TimestampTz now, long *wait_ms, List **requests)
 		return false;
 	while (w->parts != NIL)
 	{
-		MemoryContext old;
-
 		if (!retl_dest_can_send(sync, now, wait_ms))
 			return started;
-		old = MemoryContextSwitchTo(TopMemoryContext);
-		*requests = lappend(*requests, linitial(w->parts));
-		MemoryContextSwitchTo(old);
+		*requests = add_request(*requests, linitial(w->parts));
 		w->parts = list_delete_first(w->parts);
 		retl_dest_sent(sync->dest_id);
 		started = true;
@@ -251,9 +258,9 @@ parts_waiting(int sync_id)
 #define CLAIM_AHEAD_RECORDS 256
 
 static int
-claim_ahead(RetlSync *sync, bool backfill)
+claim_ahead(RetlSync *sync)
 {
-	if (backfill || sync->rate_limit > 0)
+	if (!sync->backfill_done || sync->rate_limit > 0)
 		return 0;
 	return Min(sync->max_concurrency * CLAIM_AHEAD_ROUNDS,
 			   CLAIM_AHEAD_RECORDS / Max(sync->batch_size, 1));
@@ -482,24 +489,8 @@ auth_ready(RetlSync *sync, TimestampTz now, long *wait_ms, List **requests)
 		return false;
 	}
 	if (w.fetch != NULL)
-	{
-		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-		*requests = lappend(*requests, w.fetch);
-		MemoryContextSwitchTo(old);
-	}
+		*requests = add_request(*requests, w.fetch);
 	return w.ready;
-}
-
-/* Add a request to the pass's list, which outlives the pass's transaction. */
-static List *
-add_request(List *requests, RetlRequest *req)
-{
-	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-	requests = lappend(requests, req);
-	MemoryContextSwitchTo(old);
-	return requests;
 }
 
 /*
@@ -571,7 +562,7 @@ claim_sync(RetlSync *sync, uint32 queued_gen, TimestampTz now, bool *more,
 	 */
 	while ((slots = retl_dest_slots(sync, now, wait_ms)) > 0)
 	{
-		int			ahead = claim_ahead(sync, !sync->backfill_done);
+		int			ahead = claim_ahead(sync);
 		List	   *claimed = claim_one(sync, slots + ahead, &backfill, more, wait_ms,
 										queued_gen, now, &lingering);
 		ListCell   *c;

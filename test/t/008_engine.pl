@@ -19,6 +19,12 @@ my $node = new_retl_node('engine', extra_conf => "retl.poll_interval_ms = 200\n"
 
 sub psql { return $node->safe_psql('postgres', $_[0]); }
 
+# The pid of the database's retl worker.
+sub worker_pid
+{
+	return psql(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'retl worker' AND datname = 'postgres'});
+}
+
 sub drained
 {
 	my ($sync) = @_;
@@ -271,7 +277,7 @@ is(psql(q{SELECT s.in_flight + s.pending = 10
 						 WHERE y.name = 'term' AND q.in_flight)
 	FROM retl.sync_status s WHERE s.sync = 'term'}), 't',
 	'the status counts the changes in flight, which the queue does not mark');
-my $pid = psql(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'retl worker' AND datname = 'postgres'});
+my $pid = worker_pid();
 psql("SELECT pg_terminate_backend($pid)");
 ok($node->poll_query_until('postgres',
 	qq{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'retl worker'
@@ -317,7 +323,7 @@ ok(!grep({ @{ $seen{$_} } > 1 } grep { $_ != 5 } keys %seen), 'the others once')
 is(join(',', grep { $_ != 5 } @{ $seen{5} }), '', 'key 5 only as it is now');
 ok($r->stats->{max_concurrent} <= 2, 'the concurrency limit held (' . $r->stats->{max_concurrent} . ' at most)');
 
-my $worker = psql(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'retl worker' AND datname = 'postgres'});
+my $worker = worker_pid();
 make_sync('ahead_drop', '{"max_concurrency": 2}');
 $r->control({ path => '/ahead_drop', delay_ms => 1500, count => -1 });
 psql(q{INSERT INTO t_ahead_drop SELECT g FROM generate_series(1, 20) g});
@@ -330,7 +336,7 @@ ok(@{ records_at($r, '/ahead_drop') } <= 2, 'dropped: what was claimed ahead was
 $r->control();
 psql(q{INSERT INTO t_ahead VALUES (21)});
 ok(drained('ahead'), 'the worker goes on');
-is(psql(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'retl worker' AND datname = 'postgres'}),
+is(worker_pid(),
 	$worker, 'the same worker');
 is(psql(q{SELECT count(*) FROM retl.queue q WHERE NOT EXISTS (SELECT 1 FROM retl.syncs s WHERE s.id = q.sync_id)}),
 	'0', 'nothing of the dropped sync left in the queue');
@@ -341,7 +347,7 @@ $r->clear;
 # each becomes readable, and stays so: the worker must stop watching them,
 # not wake up again and again (CPU time of the worker, clock ticks from
 # /proc, over 3 s; a worker woken by them spent the whole 3 s).
-$pid = psql(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'retl worker' AND datname = 'postgres'});
+$pid = worker_pid();
 sub cpu_ticks
 {
 	my @f = split ' ', (split /\)/, slurp_file("/proc/$pid/stat"))[-1];
