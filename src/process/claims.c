@@ -55,6 +55,8 @@ typedef struct WaitingParts
 	int			sync_id;		/* the hash key */
 	List	   *parts;			/* RetlRequest *, in TopMemoryContext */
 	uint64		seen;			/* the last pass that found its sync loaded */
+	int			concurrency;	/* its max_concurrency when parts were
+								 * claimed ahead; 0 for halves only */
 } WaitingParts;
 
 static HTAB *waiting = NULL;	/* int sync_id -> WaitingParts */
@@ -83,6 +85,7 @@ waiting_of(int sync_id, bool create)
 	{
 		w->parts = NIL;
 		w->seen = 0;
+		w->concurrency = 0;
 	}
 	return w;
 }
@@ -230,6 +233,21 @@ start_parts(RetlSync *sync, TimestampTz now, long *wait_ms, List **requests)
 	}
 	(void) hash_search(waiting, &sync->id, HASH_REMOVE, NULL);
 	return false;
+}
+
+/*
+ * Will the sync's waiting parts outlast its destination's free slots (dest
+ * the destination), so that the next pass starts some and claims nothing
+ * for it?  Only for requests claimed ahead, whose sync's concurrency is
+ * known here.
+ */
+bool
+retl_worker_parts_outlast(int sync_id, int dest)
+{
+	WaitingParts *w = waiting_of(sync_id, false);
+
+	return w != NULL && w->concurrency > 0 &&
+		list_length(w->parts) > w->concurrency - retl_dest_in_flight(dest);
 }
 
 /* Has the sync a part waiting to be sent? */
@@ -583,6 +601,8 @@ claim_sync(RetlSync *sync, uint32 queued_gen, TimestampTz now, bool *more,
 				parked = lappend(parked, lfirst(c));
 		}
 		retl_worker_park_parts(parked);
+		if (parked != NIL)
+			waiting_of(sync->id, false)->concurrency = sync->max_concurrency;
 		list_free(parked);
 		if (list_length(claimed) >= slots)
 			*full = true;

@@ -3,7 +3,9 @@
  *
  * The launcher starts one per database.  Each iteration of its loop:
  *
- *   1. records the outcomes of finished requests (one short transaction);
+ *   1. records the outcomes of finished requests (one short transaction;
+ *      while requests claimed ahead wait for slots, 2xx answers are
+ *      recorded together a few passes later);
  *   2. for every active sync, claims as many batches as its destination's
  *      free slots take, building their requests (one short transaction,
  *      one subtransaction per sync so a broken sync only marks itself
@@ -184,6 +186,64 @@ static List *deferred_halves = NIL;
 /* How soon answers left to a drop in progress are tried again. */
 #define DEFERRED_RETRY_MS 100
 
+/*
+ * Answers recorded with later ones.  At batch_size 1 a pass collects about
+ * a round of answers, and its outcome transaction (the DELETE of their
+ * rows, the counter, the commit, which wakes the WAL writer) was 15-20% of
+ * the worker (perf during bench (f)).  While a sync's requests claimed
+ * ahead outlast its destination's free slots (claims.c), the next pass
+ * only starts some of them and claims nothing for it: 2xx answers of its
+ * batches wait then, to be recorded together by the pass that claims for
+ * it again (before its claim), or RECORD_AFTER_MS after the first, or once
+ * UNRECORDED_MAX wait; any other answer has every waiting one recorded
+ * with it.  Their keys and rows stay held meanwhile (no claim can take
+ * them), and the sync's scan mark is woken when they are recorded, as for
+ * an answer.  A worker stopped before recording them sends them again, as
+ * it does the requests in flight when it stops.  In TopMemoryContext.
+ */
+static List *unrecorded = NIL;
+static TimestampTz unrecorded_since = 0;
+
+#define RECORD_AFTER_MS 20
+#define UNRECORDED_MAX 256
+
+/* Is this a 2xx answer of a batch, whose sync's parts outlast its slots? */
+static bool
+may_wait(RetlRequest *req)
+{
+	return req->sync_id != 0 && req->job == NULL && req->curl_code == CURLE_OK &&
+		req->status >= 200 && req->status < 300 &&
+		retl_worker_parts_outlast(req->sync_id, req->dest_id);
+}
+
+/*
+ * Leave the pass's answers (finished: all may wait) for a later pass?  Yes
+ * while the ones already waiting may wait still, and then keeps them.
+ */
+static bool
+leave_unrecorded(List *finished)
+{
+	ListCell   *lc;
+	MemoryContext old;
+
+	if (finished == NIL && unrecorded == NIL)
+		return false;
+	if (list_length(unrecorded) + list_length(finished) > UNRECORDED_MAX)
+		return false;
+	if (unrecorded != NIL &&
+		TimestampDifferenceExceeds(unrecorded_since, GetCurrentTimestamp(), RECORD_AFTER_MS))
+		return false;
+	foreach(lc, unrecorded)
+		if (!may_wait(lfirst(lc)))
+			return false;
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	if (unrecorded == NIL)
+		unrecorded_since = GetCurrentTimestamp();
+	unrecorded = list_concat(unrecorded, finished);
+	MemoryContextSwitchTo(old);
+	return true;
+}
+
 /* lappend in cxt (in the outcome transaction, whose SPI memory is freed) */
 static List *
 defer_in(MemoryContext cxt, List *list, RetlRequest *req)
@@ -210,6 +270,7 @@ record_outcomes(void)
 	List	   *building = NIL;
 	ListCell   *lc;
 	MemoryContext outer = CurrentMemoryContext; /* the loop's, not SPI's */
+	bool		wait = deferred == NIL && deferred_halves == NIL;
 
 	finished = list_copy(deferred);
 	halves = list_copy(deferred_halves);
@@ -226,6 +287,8 @@ record_outcomes(void)
 			continue;
 		}
 		retl_dest_done(req->dest_id);
+		wait = wait && req->job == NULL && req->curl_code == CURLE_OK &&
+			req->status >= 200 && req->status < 300;
 		/* its rows, or rows of its keys, may be claimable again */
 		retl_mark_wake(req->sync_id);
 		/* (a job's check delivers nothing by itself) */
@@ -257,6 +320,25 @@ record_outcomes(void)
 			continue;
 		}
 		finished = lappend(finished, req);
+	}
+
+	/* 2xx answers only, whose syncs' parts outlast their slots: later */
+	if (wait && halves == NIL)
+	{
+		foreach(lc, finished)
+			wait = wait && may_wait(lfirst(lc));
+		if (wait && leave_unrecorded(finished))
+			return;
+	}
+	if (unrecorded != NIL)
+	{
+		/* their rows, or rows of their keys, claimable once recorded */
+		foreach(lc, unrecorded)
+			retl_mark_wake(((RetlRequest *) lfirst(lc))->sync_id);
+		/* (the lists of this pass are the loop's) */
+		finished = list_concat(list_copy(unrecorded), finished);
+		list_free(unrecorded);
+		unrecorded = NIL;
 	}
 
 	if (finished != NIL || halves != NIL)
@@ -605,6 +687,9 @@ retl_worker_main(Datum main_arg)
 		/* or until answers left to a drop in progress are tried again */
 		if (deferred != NIL || deferred_halves != NIL)
 			timeout = Min(timeout, DEFERRED_RETRY_MS);
+		/* or until answers left unrecorded are due */
+		if (unrecorded != NIL)
+			timeout = Min(timeout, RECORD_AFTER_MS);
 		retl_http_wait(timeout, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 

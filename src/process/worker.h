@@ -12,6 +12,7 @@ extern void retl_worker_exit_without_extension(void) pg_attribute_noreturn();
 /* claims.c */
 extern List *retl_worker_claim(bool *more, bool *full, long *wait_ms);
 extern void retl_worker_park_parts(List *parts);
+extern bool retl_worker_parts_outlast(int sync_id, int dest);
 
 /* scheduled.c */
 extern void retl_worker_scheduled(void);

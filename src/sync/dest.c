@@ -137,6 +137,13 @@ retl_dest_done(int dest_id)
 		d->in_flight--;
 }
 
+/* How many requests to the destination are in flight. */
+int
+retl_dest_in_flight(int dest_id)
+{
+	return dest_state(dest_id)->in_flight;
+}
+
 /* The destination asked us (Retry-After) to wait. */
 void
 retl_dest_pause(int dest_id, long ms)

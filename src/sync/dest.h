@@ -12,6 +12,7 @@ extern bool retl_dest_can_send(RetlSync *sync, TimestampTz now, long *wait_ms);
 extern int	retl_dest_slots(RetlSync *sync, TimestampTz now, long *wait_ms);
 extern void retl_dest_sent(int dest_id);
 extern void retl_dest_done(int dest_id);
+extern int	retl_dest_in_flight(int dest_id);
 extern void retl_dest_pause(int dest_id, long ms);
 
 #endif

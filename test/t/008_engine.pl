@@ -342,6 +342,27 @@ is(psql(q{SELECT count(*) FROM retl.queue q WHERE NOT EXISTS (SELECT 1 FROM retl
 	'0', 'nothing of the dropped sync left in the queue');
 $r->clear;
 
+# While a sync's requests claimed ahead outlast its destination's free
+# slots, its 2xx answers are left to be recorded together later
+# (worker.c), but for 20 ms at most: an answer is recorded while the
+# requests beside it, slow, are still in flight and others still wait for
+# their slots.
+make_sync('rec', '{"max_concurrency": 2}');
+$r->control({ path => '/rec', count => 1 }, { path => '/rec', delay_ms => 3000, count => -1 });
+psql(q{INSERT INTO t_rec SELECT g FROM generate_series(1, 10) g});
+ok($node->poll_query_until('postgres',
+		q{SELECT count(*) = 9 FROM retl.queue q JOIN retl.syncs s ON s.id = q.sync_id WHERE s.name = 'rec'}),
+	'the first answer recorded');
+is(scalar @{ records_at($r, '/rec') }, 1, 'while the two requests after it are in flight');
+# (the status of a new sync shows in a second)
+ok($node->poll_query_until('postgres', q{SELECT in_flight > 2 FROM retl.sync_status WHERE sync = 'rec'}),
+	'and requests claimed ahead wait');
+is(scalar @{ records_at($r, '/rec') }, 1, 'still');
+$r->control();
+ok(drained('rec'), 'then all delivered');
+is(psql(q{SELECT delivered FROM retl.sync_status WHERE sync = 'rec'}), '10', 'and counted once each');
+$r->clear;
+
 # The worker keeps the sockets it waits on from one wait to the next, the
 # idle kept-alive connections among them (watch.c).  Their server gone,
 # each becomes readable, and stays so: the worker must stop watching them,
