@@ -57,12 +57,16 @@ static List *done = NIL;
  * Easy handles of freed requests, reset, for the next ones.  A handle of
  * its own per request had libcurl allocate and free its state and buffers
  * every time: libcurl alone against nginx (test/bench/curl_client.c), 8 in
- * flight, took 18.5-22.6 us of CPU a request with a new handle each, 17.3-18.7
- * with handles reused.  curl_easy_reset() puts a handle back as
- * curl_easy_init() made it but for what libcurl keeps for its next
- * request anyway (the connections are the multi handle's; its caches).  A
- * freed request's handle is no longer libcurl's (collect_finished removed
- * it, or it was never added).
+ * flight, took 18.5-22.6 us of CPU a request with a new handle each,
+ * 17.3-18.7 with handles reused.  curl_easy_reset() puts a handle back as
+ * curl_easy_init() made it (every option, authentication state included)
+ * but for its buffers and its TLS session cache: a reused handle may
+ * resume a TLS session with the same host and port, which libcurl does
+ * only for the same TLS settings.  (Connections and DNS answers are the
+ * multi handle's, shared by every request before too.)  A freed request's
+ * handle is normally no longer libcurl's (collect_finished removed it, or
+ * it was never added); one that could not be taken out of the multi
+ * handle is cleaned up, not kept.  At most EASY_POOL_SIZE are kept.
  */
 #define EASY_POOL_SIZE 64
 static CURL *easy_pool[EASY_POOL_SIZE];
@@ -573,7 +577,8 @@ retl_http_done_ok(void)
 void
 retl_http_free(RetlRequest *req)
 {
-	if (req->easy && easy_pooled < EASY_POOL_SIZE)
+	if (req->easy && easy_pooled < EASY_POOL_SIZE && multi != NULL &&
+		curl_multi_remove_handle(multi, req->easy) == CURLM_OK)
 	{
 		curl_easy_reset(req->easy);
 		easy_pool[easy_pooled++] = req->easy;

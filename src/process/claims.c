@@ -55,8 +55,9 @@ typedef struct WaitingParts
 	int			sync_id;		/* the hash key */
 	List	   *parts;			/* RetlRequest *, in TopMemoryContext */
 	uint64		seen;			/* the last pass that found its sync loaded */
-	int			concurrency;	/* its max_concurrency when parts were
-								 * claimed ahead; 0 for halves only */
+	int			concurrency;	/* its max_concurrency as of the last pass
+								 * that parked or started its parts; 0 until
+								 * requests claimed ahead are parked */
 } WaitingParts;
 
 static HTAB *waiting = NULL;	/* int sync_id -> WaitingParts */
@@ -222,6 +223,8 @@ start_parts(RetlSync *sync, TimestampTz now, long *wait_ms, List **requests)
 
 	if (w == NULL)
 		return false;
+	if (w->concurrency > 0)
+		w->concurrency = sync->max_concurrency;
 	while (w->parts != NIL)
 	{
 		if (!retl_dest_can_send(sync, now, wait_ms))

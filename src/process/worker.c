@@ -192,14 +192,17 @@ static List *deferred_halves = NIL;
  * rows, the counter, the commit, which wakes the WAL writer) was 15-20% of
  * the worker (perf during bench (f)).  While a sync's requests claimed
  * ahead outlast its destination's free slots (claims.c), the next pass
- * only starts some of them and claims nothing for it: 2xx answers of its
- * batches wait then, to be recorded together by the pass that claims for
- * it again (before its claim), or RECORD_AFTER_MS after the first, or once
- * UNRECORDED_MAX wait; any other answer has every waiting one recorded
- * with it.  Their keys and rows stay held meanwhile (no claim can take
- * them), and the sync's scan mark is woken when they are recorded, as for
- * an answer.  A worker stopped before recording them sends them again, as
- * it does the requests in flight when it stops.  In TopMemoryContext.
+ * only starts some of them and, as predicted, claims nothing for it: 2xx
+ * answers of its batches (of a connector that does not read its answers)
+ * wait then, to be recorded together by the pass that claims for it again
+ * (before its claim), or by the first pass RECORD_AFTER_MS after the first
+ * of them, or once UNRECORDED_MAX wait; any answer that may not wait has
+ * every waiting one recorded with it.  Their keys and rows stay held
+ * meanwhile (no claim can take them), and the sync's scan mark is woken
+ * when they are recorded, as for an answer, should a claim have found
+ * nothing but them meanwhile.  A worker stopped before recording them
+ * sends them again, as it does the requests in flight when it stops.  In
+ * TopMemoryContext.
  */
 static List *unrecorded = NIL;
 static TimestampTz unrecorded_since = 0;
@@ -207,12 +210,22 @@ static TimestampTz unrecorded_since = 0;
 #define RECORD_AFTER_MS 20
 #define UNRECORDED_MAX 256
 
-/* Is this a 2xx answer of a batch, whose sync's parts outlast its slots? */
+/*
+ * Is this a 2xx answer of a batch, whose sync's parts outlast its slots?
+ * Not when its connector reads the answer (read_answer): a 2xx body may
+ * carry records' failures, a pause or a token to renew, which must act
+ * before the next requests go.
+ */
 static bool
 may_wait(RetlRequest *req)
 {
-	return req->sync_id != 0 && req->job == NULL && req->curl_code == CURLE_OK &&
-		req->status >= 200 && req->status < 300 &&
+	const RetlConnector *c;
+
+	if (req->sync_id == 0 || req->job != NULL || req->curl_code != CURLE_OK ||
+		req->status < 200 || req->status >= 300)
+		return false;
+	c = retl_connector_or_null(req->kind);
+	return c != NULL && c->read_answer == NULL &&
 		retl_worker_parts_outlast(req->sync_id, req->dest_id);
 }
 

@@ -344,9 +344,11 @@ $r->clear;
 
 # While a sync's requests claimed ahead outlast its destination's free
 # slots, its 2xx answers are left to be recorded together later
-# (worker.c), but for 20 ms at most: an answer is recorded while the
-# requests beside it, slow, are still in flight and others still wait for
-# their slots.
+# (worker.c), but for about 20 ms: an answer is recorded while the
+# requests beside it, slow (3 s), are still in flight and others still
+# wait for their slots.  (Without the bound it would wait until the
+# requests claimed ahead no longer outlast the slots: after the slow
+# ones, when more than this one are delivered.)
 make_sync('rec', '{"max_concurrency": 2}');
 $r->control({ path => '/rec', count => 1 }, { path => '/rec', delay_ms => 3000, count => -1 });
 psql(q{INSERT INTO t_rec SELECT g FROM generate_series(1, 10) g});
