@@ -210,6 +210,14 @@ static TimestampTz unrecorded_since = 0;
 #define RECORD_AFTER_MS 20
 #define UNRECORDED_MAX 256
 
+/* A 2xx answer of a batch's request (a job's check delivers nothing by itself) */
+static bool
+answered_2xx(RetlRequest *req)
+{
+	return req->curl_code == CURLE_OK && req->job == NULL &&
+		req->status >= 200 && req->status < 300;
+}
+
 /*
  * Is this a 2xx answer of a batch, whose sync's parts outlast its slots?
  * Not when its connector reads the answer (read_answer): a 2xx body may
@@ -221,8 +229,7 @@ may_wait(RetlRequest *req)
 {
 	const RetlConnector *c;
 
-	if (req->sync_id == 0 || req->job != NULL || req->curl_code != CURLE_OK ||
-		req->status < 200 || req->status >= 300)
+	if (req->sync_id == 0 || !answered_2xx(req))
 		return false;
 	c = retl_connector_or_null(req->kind);
 	return c != NULL && c->read_answer == NULL &&
@@ -300,13 +307,9 @@ record_outcomes(void)
 			continue;
 		}
 		retl_dest_done(req->dest_id);
-		wait = wait && req->job == NULL && req->curl_code == CURLE_OK &&
-			req->status >= 200 && req->status < 300;
 		/* its rows, or rows of its keys, may be claimable again */
 		retl_mark_wake(req->sync_id);
-		/* (a job's check delivers nothing by itself) */
-		retl_stats_request_done(req, req->curl_code == CURLE_OK && req->job == NULL &&
-								req->status >= 200 && req->status < 300);
+		retl_stats_request_done(req, answered_2xx(req));
 		/* a 429 or 503 with Retry-After pauses that destination only */
 		if (req->curl_code == CURLE_OK && (req->status == 429 || req->status == 503) &&
 			req->retry_after_ms >= 0)
