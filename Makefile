@@ -9,6 +9,7 @@ MODULE_big = retl
 OBJS = \
 	src/retl.o \
 	src/process/claims.o \
+	src/process/parts.o \
 	src/process/launcher.o \
 	src/process/utility.o \
 	src/process/runner.o \

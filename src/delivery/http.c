@@ -557,6 +557,13 @@ retl_http_in_flight(void)
 	return list_length(in_flight);
 }
 
+/* Has a request finished that is not yet taken? */
+bool
+retl_http_answered(void)
+{
+	return done != NIL;
+}
+
 /* Was every finished request not yet taken answered with a 2xx? */
 bool
 retl_http_done_ok(void)

@@ -4,9 +4,10 @@
  * For each active sync, in one transaction, each sync in a subtransaction
  * of its own so that a broken sync only marks itself failing: its OAuth
  * token's renewal, the halves of its refused batches and the requests
- * claimed ahead waiting for their destination, its jobs' checks, then as
- * many requests as its destination's limits allow (and a few rounds more,
- * claimed ahead), from a backfill chunk and the queue.  A sync
+ * claimed ahead waiting for their destination (parts.c), its jobs'
+ * checks, then as many requests as its destination's limits allow (and a
+ * few rounds more, claimed ahead), from a backfill chunk and the queue, or
+ * with every slot taken the next rounds ahead when few are left.  A sync
  * that failed is left alone for a while (retl.retry_base_ms, doubling up
  * to retl.retry_max_ms).
  */
@@ -44,72 +45,9 @@ typedef struct SyncBackoff
 
 static List *backoffs = NIL;	/* SyncBackoff *, in TopMemoryContext */
 
-/*
- * Requests built and waiting for their destination's limits (rate,
- * concurrency) like any request, their keys held meanwhile: halves of
- * batches refused as a whole, and requests claimed ahead (claim_ahead).
- * By sync, each sync's in the order they are to go.
- */
-typedef struct WaitingParts
-{
-	int			sync_id;		/* the hash key */
-	List	   *parts;			/* RetlRequest *, in TopMemoryContext */
-	uint64		seen;			/* the last pass that found its sync loaded */
-	int			concurrency;	/* its max_concurrency as of the last pass
-								 * that parked or started its parts; 0 until
-								 * requests claimed ahead are parked */
-} WaitingParts;
-
-static HTAB *waiting = NULL;	/* int sync_id -> WaitingParts */
-static uint64 passes = 0;
-
-/* The waiting parts of a sync: NULL if none, unless create. */
-static WaitingParts *
-waiting_of(int sync_id, bool create)
-{
-	WaitingParts *w;
-	bool		found;
-
-	if (waiting == NULL)
-	{
-		HASHCTL		ctl;
-
-		if (!create)
-			return NULL;
-		ctl.keysize = sizeof(int);
-		ctl.entrysize = sizeof(WaitingParts);
-		ctl.hcxt = TopMemoryContext;
-		waiting = hash_create("retl waiting parts", 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
-	w = hash_search(waiting, &sync_id, create ? HASH_ENTER : HASH_FIND, &found);
-	if (create && !found)
-	{
-		w->parts = NIL;
-		w->seen = 0;
-		w->concurrency = 0;
-	}
-	return w;
-}
-
-/* Keep the parts (built requests) until their destination takes them. */
-void
-retl_worker_park_parts(List *parts)
-{
-	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-	ListCell   *lc;
-
-	foreach(lc, parts)
-	{
-		RetlRequest *part = lfirst(lc);
-		WaitingParts *w = waiting_of(part->sync_id, true);
-
-		w->parts = lappend(w->parts, part);
-	}
-	MemoryContextSwitchTo(old);
-}
-
-static bool
-sync_backed_off(int sync_id, TimestampTz now)
+/* Is the sync left alone, after a failure, until later than now? */
+bool
+retl_worker_backed_off(int sync_id, TimestampTz now)
 {
 	ListCell   *lc;
 
@@ -163,128 +101,6 @@ sync_failed(int sync_id)
 	b->failures++;
 	delay = Min((int64) retl_retry_base_ms << Min(b->failures - 1, 20), (int64) retl_retry_max_ms);
 	b->not_before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay);
-}
-
-/*
- * In the claim transaction: the parts of syncs not loaded (paused,
- * dropped) give their rows back to the queue.
- */
-static void
-release_unloaded(List *syncs)
-{
-	HASH_SEQ_STATUS seq;
-	WaitingParts *w;
-	ListCell   *lc;
-
-	if (waiting == NULL || hash_get_num_entries(waiting) == 0)
-		return;
-	passes++;
-	foreach(lc, syncs)
-		if ((w = waiting_of(((RetlSync *) lfirst(lc))->id, false)) != NULL)
-			w->seen = passes;
-	hash_seq_init(&seq, waiting);
-	while ((w = hash_seq_search(&seq)) != NULL)
-	{
-		List	   *parts = w->parts;
-
-		if (w->seen == passes)
-			continue;
-		(void) hash_search(waiting, &w->sync_id, HASH_REMOVE, NULL);
-		foreach(lc, parts)
-		{
-			retl_queue_release(lfirst(lc), 0);
-			retl_http_free(lfirst(lc));
-		}
-		list_free(parts);
-	}
-}
-
-/* Add a request to the pass's list, which outlives the pass's transaction. */
-static List *
-add_request(List *requests, RetlRequest *req)
-{
-	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-	requests = lappend(requests, req);
-	MemoryContextSwitchTo(old);
-	return requests;
-}
-
-/*
- * In the claim transaction: the waiting parts of a sync its destination
- * may send now, appended to *requests.  Returns true when parts were
- * started and took the destination's last free slot.
- */
-static bool
-start_parts(RetlSync *sync, TimestampTz now, long *wait_ms, List **requests)
-{
-	WaitingParts *w = waiting_of(sync->id, false);
-	bool		started = false;
-
-	if (w == NULL)
-		return false;
-	if (w->concurrency > 0)
-		w->concurrency = sync->max_concurrency;
-	while (w->parts != NIL)
-	{
-		if (!retl_dest_can_send(sync, now, wait_ms))
-			return started;
-		*requests = add_request(*requests, linitial(w->parts));
-		w->parts = list_delete_first(w->parts);
-		retl_dest_sent(sync->dest_id);
-		started = true;
-	}
-	(void) hash_search(waiting, &sync->id, HASH_REMOVE, NULL);
-	return false;
-}
-
-/*
- * Will the sync's waiting parts outlast its destination's free slots (dest
- * the destination), so that the next pass starts some and claims nothing
- * for it?  Only for requests claimed ahead, whose sync's concurrency is
- * known here.
- */
-bool
-retl_worker_parts_outlast(int sync_id, int dest)
-{
-	WaitingParts *w = waiting_of(sync_id, false);
-
-	return w != NULL && w->concurrency > 0 &&
-		list_length(w->parts) > w->concurrency - retl_dest_in_flight(dest);
-}
-
-/* Has the sync a part waiting to be sent? */
-static bool
-parts_waiting(int sync_id)
-{
-	WaitingParts *w = waiting_of(sync_id, false);
-
-	return w != NULL && w->parts != NIL;
-}
-
-/*
- * Claiming ahead.  With every slot of a destination taken, a claim
- * transaction per round of requests is most of what the worker spends on
- * a small request beyond libcurl (at batch_size 1, eight slots: a claim
- * of about 100 us for 8 records, `perf` of bench (f)).  So a claim that
- * fills a destination's free slots takes up to CLAIM_AHEAD_ROUNDS rounds
- * of its concurrency more, when the queue has them, and keeps them built
- * and waiting (as the halves of a refused batch wait: their keys and rows
- * held, so per-key order is kept); the next passes start them as slots
- * free, without a claim.  At most CLAIM_AHEAD_RECORDS records wait so: a
- * batch of hundreds of records pays for its claim by itself.  A sync with
- * a rate limit, or a backfill to send, claims no more than its slots.
- */
-#define CLAIM_AHEAD_ROUNDS 3
-#define CLAIM_AHEAD_RECORDS 256
-
-static int
-claim_ahead(RetlSync *sync)
-{
-	if (!sync->backfill_done || sync->rate_limit > 0)
-		return 0;
-	return Min(sync->max_concurrency * CLAIM_AHEAD_ROUNDS,
-			   CLAIM_AHEAD_RECORDS / Max(sync->batch_size, 1));
 }
 
 typedef struct ClaimWork
@@ -510,7 +326,7 @@ auth_ready(RetlSync *sync, TimestampTz now, long *wait_ms, List **requests)
 		return false;
 	}
 	if (w.fetch != NULL)
-		*requests = add_request(*requests, w.fetch);
+		*requests = retl_worker_add_request(*requests, w.fetch);
 	return w.ready;
 }
 
@@ -530,8 +346,9 @@ claim_sync(RetlSync *sync, uint32 queued_gen, TimestampTz now, bool *more,
 	int			slots;
 	bool		backfill = !sync->backfill_done;
 	int			lingering = 0;
+	bool		drained = false;	/* a claim found less than it asked for */
 
-	if (sync_backed_off(sync->id, now))
+	if (retl_worker_backed_off(sync->id, now))
 		return 1;
 	/* a destination with OAuth 2.0 waits for its token */
 	if (!auth_ready(sync, now, wait_ms, requests))
@@ -539,7 +356,7 @@ claim_sync(RetlSync *sync, uint32 queued_gen, TimestampTz now, bool *more,
 
 	/* nothing to do for it: its queue had nothing to claim, nothing since */
 	if (!backfill && retl_mark_is_idle(sync->id, queued_gen, now) &&
-		!parts_waiting(sync->id) && retl_connector(sync->kind)->build_job == NULL)
+		retl_parts_count(sync->id) == 0 && retl_connector(sync->kind)->build_job == NULL)
 		return 1;
 
 	/*
@@ -558,7 +375,7 @@ claim_sync(RetlSync *sync, uint32 queued_gen, TimestampTz now, bool *more,
 	 * Halves of a refused batch and requests claimed ahead first: they
 	 * hold keys.  When they fill the destination, the pass filled it.
 	 */
-	if (start_parts(sync, now, wait_ms, requests))
+	if (retl_parts_start(sync, now, wait_ms, requests))
 		*full = true;
 
 	/* the checks of the destination's jobs first: they free keys */
@@ -567,7 +384,7 @@ claim_sync(RetlSync *sync, uint32 queued_gen, TimestampTz now, bool *more,
 		req = job_one(sync, wait_ms);
 		if (req == NULL)
 			break;
-		*requests = add_request(*requests, req);
+		*requests = retl_worker_add_request(*requests, req);
 		retl_dest_sent(sync->dest_id);
 	}
 
@@ -577,26 +394,28 @@ claim_sync(RetlSync *sync, uint32 queued_gen, TimestampTz now, bool *more,
 
 	/*
 	 * As many batches as the destination's limits allow, claimed together,
-	 * and those claimed ahead to wait for the next free slots (claim_ahead);
+	 * and those claimed ahead to wait for the next free slots (parts.c);
 	 * the claim never takes a key that is in flight, waiting for a slot or
 	 * waiting for a retry, so concurrent batches keep per-key order.
 	 */
 	while ((slots = retl_dest_slots(sync, now, wait_ms)) > 0)
 	{
-		int			ahead = claim_ahead(sync);
+		int			ahead = retl_parts_claim_ahead(sync);
 		List	   *claimed = claim_one(sync, slots + ahead, &backfill, more, wait_ms,
 										queued_gen, now, &lingering);
 		ListCell   *c;
 		int			started = 0;
 		List	   *parked = NIL;
 
+		if (list_length(claimed) < slots + ahead)
+			drained = true;
 		if (claimed == NIL)
 			break;
 		foreach(c, claimed)
 		{
 			if (started < slots)
 			{
-				*requests = add_request(*requests, lfirst(c));
+				*requests = retl_worker_add_request(*requests, lfirst(c));
 				retl_dest_sent(sync->dest_id);
 				started++;
 			}
@@ -605,10 +424,26 @@ claim_sync(RetlSync *sync, uint32 queued_gen, TimestampTz now, bool *more,
 		}
 		retl_worker_park_parts(parked);
 		if (parked != NIL)
-			waiting_of(sync->id, false)->concurrency = sync->max_concurrency;
+			retl_parts_claimed_ahead(sync->id, sync->max_concurrency);
 		list_free(parked);
 		if (list_length(claimed) >= slots)
 			*full = true;
+		list_free(claimed);
+	}
+
+	/*
+	 * Every slot taken and less than a round claimed ahead left: the next
+	 * rounds now, while the requests in flight are out, so that the slots
+	 * their answers free find requests built (parts.c).
+	 */
+	if (!drained && retl_parts_running_low(sync, queued_gen, now))
+	{
+		List	   *claimed = claim_one(sync, retl_parts_claim_ahead(sync) - retl_parts_count(sync->id),
+										&backfill, more, wait_ms, queued_gen, now, &lingering);
+
+		retl_worker_park_parts(claimed);
+		if (claimed != NIL)
+			retl_parts_claimed_ahead(sync->id, sync->max_concurrency);
 		list_free(claimed);
 	}
 	/* a partial batch waits out its linger unless it fills */
@@ -641,7 +476,7 @@ retl_worker_claim(bool *more, bool *full, long *wait_ms)
 	retl_queue_analyze_if_stale(1000);
 	retl_counters_fold_due();
 	syncs = retl_sync_active(gen, now);
-	release_unloaded(syncs);
+	retl_parts_release_unloaded(syncs);
 	nsyncs = list_length(syncs);
 	drop_locks = 0;
 	for (int i = 0; i < nsyncs; i++)

@@ -3,15 +3,18 @@
  *
  * The launcher starts one per database.  Each iteration of its loop:
  *
- *   1. records the outcomes of finished requests (one short transaction;
- *      while requests claimed ahead wait for slots, 2xx answers are
- *      recorded together a few passes later);
- *   2. for every active sync, claims as many batches as its destination's
- *      free slots take, building their requests (one short transaction,
- *      one subtransaction per sync so a broken sync only marks itself
- *      failing: claims.c);
- *   3. hands the new requests to libcurl, with no transaction open;
- *   4. waits on its latch and libcurl's sockets together.
+ *   1. takes the finished requests, and hands requests claimed ahead to
+ *      the slots they freed, with no transaction open (parts.c);
+ *   2. records the outcomes of the finished requests (one short
+ *      transaction; while requests claimed ahead wait for slots, 2xx
+ *      answers are recorded together a few passes later);
+ *   3. for every active sync, claims as many batches as its destination's
+ *      free slots take, and the next rounds ahead, building their requests
+ *      (one short transaction, one subtransaction per sync so a broken
+ *      sync only marks itself failing: claims.c), unless step 1 found
+ *      nothing for it to do;
+ *   4. hands the new requests to libcurl, with no transaction open;
+ *   5. waits on its latch and libcurl's sockets together.
  *
  * Nothing is held between iterations: no transaction, snapshot or lock,
  * so DROP EXTENSION, VACUUM and DDL on source tables never wait for a slow
@@ -276,27 +279,16 @@ defer_in(MemoryContext cxt, List *list, RetlRequest *req)
 }
 
 /*
- * Record every finished request's outcome in one transaction, with those
- * left to a drop in progress before.
+ * Take the requests libcurl finished, freeing their destinations' slots:
+ * their answers, and the halves of batches refused as a whole, for
+ * record_outcomes() (lists of the loop's memory).
  */
 static void
-record_outcomes(void)
+collect_answers(List **answers, List **split)
 {
 	RetlRequest *req;
-	List	   *finished;
-	List	   *parts = NIL;
-	List	   *halves;
-	List	   *recorded = NIL;
-	List	   *building = NIL;
-	ListCell   *lc;
-	MemoryContext outer = CurrentMemoryContext; /* the loop's, not SPI's */
-	bool		wait = deferred == NIL && deferred_halves == NIL;
-
-	finished = list_copy(deferred);
-	halves = list_copy(deferred_halves);
-	list_free(deferred);
-	list_free(deferred_halves);
-	deferred = deferred_halves = NIL;
+	List	   *finished = NIL;
+	List	   *halves = NIL;
 
 	while ((req = retl_http_next_done()) != NULL)
 	{
@@ -337,6 +329,32 @@ record_outcomes(void)
 		}
 		finished = lappend(finished, req);
 	}
+	*answers = finished;
+	*split = halves;
+}
+
+/*
+ * Record the outcomes of the answers collect_answers() took in one
+ * transaction, with those left to a drop in progress before.
+ */
+static void
+record_outcomes(List *answers, List *split)
+{
+	RetlRequest *req;
+	List	   *finished;
+	List	   *parts = NIL;
+	List	   *halves;
+	List	   *recorded = NIL;
+	List	   *building = NIL;
+	ListCell   *lc;
+	MemoryContext outer = CurrentMemoryContext; /* the loop's, not SPI's */
+	bool		wait = deferred == NIL && deferred_halves == NIL;
+
+	finished = list_concat(list_copy(deferred), answers);
+	halves = list_concat(list_copy(deferred_halves), split);
+	list_free(deferred);
+	list_free(deferred_halves);
+	deferred = deferred_halves = NIL;
 
 	/* 2xx answers only, whose syncs' parts outlast their slots: later */
 	if (wait && halves == NIL)
@@ -553,6 +571,23 @@ stage_stream(void)
 }
 
 
+/* Hand requests to libcurl, and free their list (of TopMemoryContext). */
+static void
+start_requests(List *requests)
+{
+	ListCell   *lc;
+
+	foreach(lc, requests)
+	{
+		RetlRequest *req = lfirst(lc);
+
+		retl_http_start(req);
+		if (req->sync_id != 0)
+			retl_stats_request_started(req);
+	}
+	list_free(requests);
+}
+
 /* How often old runs are pruned and the queue swept (scheduled.c). */
 #define RUN_PRUNE_INTERVAL_MS 10000
 
@@ -655,8 +690,9 @@ retl_worker_main(Datum main_arg)
 									 ALLOCSET_DEFAULT_SIZES);
 	for (;;)
 	{
-		List	   *requests;
-		ListCell   *lc;
+		List	   *answers;
+		List	   *split;
+		bool		claim;
 		bool		more = false;
 		bool		full = false;
 		long		timeout;
@@ -671,18 +707,18 @@ retl_worker_main(Datum main_arg)
 		MemoryContextReset(loop_cxt);
 		MemoryContextSwitchTo(loop_cxt);
 
-		record_outcomes();
-		stage_stream();
+		/*
+		 * The slots the answers freed take requests claimed ahead at once,
+		 * before the pass's transactions (process/parts.c)
+		 */
+		collect_answers(&answers, &split);
 		timeout = retl_poll_interval_ms;
-		requests = retl_worker_claim(&more, &full, &timeout);
-		foreach(lc, requests)
-		{
-			retl_http_start((RetlRequest *) lfirst(lc));
-			if (((RetlRequest *) lfirst(lc))->sync_id != 0)
-				retl_stats_request_started((RetlRequest *) lfirst(lc));
-		}
+		start_requests(retl_worker_start_parts(&claim, &full, &timeout));
+		record_outcomes(answers, split);
+		stage_stream();
+		if (claim)
+			start_requests(retl_worker_claim(&more, &full, &timeout));
 		retl_stats_publish(MyDatabaseId);
-		list_free(requests);
 		/* runs and refreshes are due at most a few times a second */
 		if (TimestampDifferenceExceeds(last_scheduled, GetCurrentTimestamp(), 200))
 		{
@@ -718,10 +754,16 @@ retl_worker_main(Datum main_arg)
 		 * slots, and nothing is left to batch.  (A receiver on the
 		 * worker's own CPU answers each request before the next is sent:
 		 * the worker then slept 2 ms of every 2.5, 8 records a pass with
-		 * batch_size 1.)  A destination that fails at once (refused
-		 * connections) is still tried no faster than before.
+		 * batch_size 1.)  Nor when requests claimed ahead wait and every
+		 * request the pass started has been answered with a 2xx: the slots
+		 * are free for them (a fast receiver answers each request before
+		 * the pass starts the next, so the slots never fill; the worker
+		 * slept 2 ms of every 4-5).  A destination that fails at once
+		 * (refused connections) is still tried no faster than before.
 		 */
 		if (!more && !(full && retl_http_in_flight() == 0 && retl_http_done_ok()) &&
+			!(retl_parts_any() && retl_http_in_flight() == 0 && retl_http_answered() &&
+			  retl_http_done_ok()) &&
 			!TimestampDifferenceExceeds(pass_started, GetCurrentTimestamp(), PASS_MIN_MS))
 			retl_http_poll(PASS_MIN_MS, PG_WAIT_EXTENSION);
 	}

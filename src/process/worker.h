@@ -4,6 +4,7 @@
 #ifndef RETL_WORKER_H
 #define RETL_WORKER_H
 
+#include "datatype/timestamp.h"
 #include "postmaster/bgworker.h"
 
 extern PGDLLEXPORT void retl_worker_main(Datum main_arg);
@@ -11,8 +12,23 @@ extern void retl_worker_exit_without_extension(void) pg_attribute_noreturn();
 
 /* claims.c */
 extern List *retl_worker_claim(bool *more, bool *full, long *wait_ms);
+extern bool retl_worker_backed_off(int sync_id, TimestampTz now);
+
+/* parts.c */
+struct RetlRequest;
+struct RetlSync;
+extern List *retl_worker_add_request(List *requests, struct RetlRequest *req);
 extern void retl_worker_park_parts(List *parts);
+extern void retl_parts_claimed_ahead(int sync_id, int concurrency);
+extern bool retl_parts_any(void);
+extern int	retl_parts_count(int sync_id);
 extern bool retl_worker_parts_outlast(int sync_id, int dest);
+extern void retl_parts_release_unloaded(List *syncs);
+extern bool retl_parts_start(struct RetlSync *sync, TimestampTz now, long *wait_ms,
+							 List **requests);
+extern int	retl_parts_claim_ahead(struct RetlSync *sync);
+extern bool retl_parts_running_low(struct RetlSync *sync, uint32 queued_gen, TimestampTz now);
+extern List *retl_worker_start_parts(bool *claim, bool *full, long *wait_ms);
 
 /* scheduled.c */
 extern void retl_worker_scheduled(void);

@@ -74,6 +74,24 @@ retl_sync_dropping(int sync_id)
 }
 
 /*
+ * Outside a transaction: is a drop of the sync under way?  Its drop lock
+ * is shared for a moment, at session level, and let go.  A drop that
+ * begins right after finds the requests started now already out, as one
+ * that begins right after a claim's commit does (the worker starts them
+ * after it): their answers wait for the drop's end (worker.c).
+ */
+bool
+retl_sync_dropping_now(int sync_id)
+{
+	LOCKTAG		tag = drop_lock(sync_id);
+
+	if (LockAcquire(&tag, ShareLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
+		return true;
+	LockRelease(&tag, ShareLock, true);
+	return false;
+}
+
+/*
  * Keep the sync's drop lock, shared, past this transaction's end, until
  * retl_sync_release(): for a run the worker claims in one transaction and
  * does in the next (no drop of its sync begins between them, nor during

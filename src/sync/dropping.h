@@ -18,6 +18,7 @@
 #define RETL_SYNC_FREE_SQL(x) "pg_catalog.pg_try_advisory_xact_lock_shared(1919251564, " x ")"
 
 extern bool retl_sync_dropping(int sync_id);
+extern bool retl_sync_dropping_now(int sync_id);
 extern bool retl_sync_keep(int sync_id);
 extern void retl_sync_release(int sync_id);
 extern bool retl_sync_table_ready(RetlSync *sync);

@@ -191,6 +191,14 @@ retl_sync_reset_caches(void)
 	roles_changed = was;
 }
 
+/* Are the syncs kept still what retl_sync_active would return? */
+static bool
+kept_still(uint64 gen, TimestampTz now)
+{
+	return cached_ok && !roles_changed && gen == cached_gen &&
+		!TimestampDifferenceExceeds(cached_at, now, SYNC_CACHE_MAX_AGE_MS);
+}
+
 /*
  * Every active sync with its destination, as retl_sync_load(0) reads
  * them, kept between the worker's passes.  gen: the database's catalog
@@ -210,8 +218,7 @@ retl_sync_active(uint64 gen, TimestampTz now)
 		CacheRegisterSyscacheCallback(AUTHOID, role_inval, (Datum) 0);
 		CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, role_inval, (Datum) 0);
 	}
-	if (cached_ok && !roles_changed && gen == cached_gen &&
-		!TimestampDifferenceExceeds(cached_at, now, SYNC_CACHE_MAX_AGE_MS))
+	if (kept_still(gen, now))
 		return cached;
 
 	/* (a role changed while this reads makes the next pass read again) */
@@ -225,4 +232,19 @@ retl_sync_active(uint64 gen, TimestampTz now)
 	cached_gen = gen;
 	cached_at = now;
 	return cached;
+}
+
+/*
+ * The active syncs kept by the last retl_sync_active, without a
+ * transaction, when they are what it would return now: the catalog
+ * generation (gen, read by the caller) has not moved, no role change was
+ * seen, and they are less than a second old.  Else *kept is false and the
+ * result NIL.  (A role changed since the worker's last transaction is seen
+ * at its next: within that second at most.)
+ */
+List *
+retl_sync_kept(uint64 gen, TimestampTz now, bool *kept)
+{
+	*kept = kept_still(gen, now);
+	return *kept ? cached : NIL;
 }

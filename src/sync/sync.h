@@ -51,6 +51,7 @@ typedef struct RetlSync
 
 extern List *retl_sync_load(int only_id);
 extern List *retl_sync_active(uint64 gen, TimestampTz now);
+extern List *retl_sync_kept(uint64 gen, TimestampTz now, bool *kept);
 extern void retl_sync_reset_caches(void);
 
 #endif

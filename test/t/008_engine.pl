@@ -342,6 +342,66 @@ is(psql(q{SELECT count(*) FROM retl.queue q WHERE NOT EXISTS (SELECT 1 FROM retl
 	'0', 'nothing of the dropped sync left in the queue');
 $r->clear;
 
+# Requests claimed ahead start as their slots free before the pass's
+# transactions, without one (process/parts.c): a drop left open in its
+# transaction keeps them waiting all the same (its lock, taken for a
+# moment).  Rolled back, every key is delivered once.
+make_sync('ahead_open', '{"max_concurrency": 2}');
+$r->control({ path => '/ahead_open', delay_ms => 1000, count => 2 });
+psql(q{INSERT INTO t_ahead_open SELECT g FROM generate_series(1, 20) g});
+ok($node->poll_query_until('postgres',
+		q{SELECT in_flight = 8 FROM retl.sync_status WHERE sync = 'ahead_open'}),
+	'two requests in flight, six claimed ahead');
+my $dropper = $node->background_psql('postgres');
+$dropper->query_safe('BEGIN');
+$dropper->query_safe(q{SELECT retl_drop_sync('ahead_open')});
+# the two are answered a second after they were sent
+sleep 2;
+is(scalar @{ records_at($r, '/ahead_open') }, 2,
+	'a drop open: the slots the answers freed took nothing claimed ahead');
+$dropper->query_safe('ROLLBACK');
+$dropper->quit;
+ok(drained('ahead_open'), 'the drop rolled back: drained');
+%seen = ();
+$seen{ $_->{key}{id} }++ for @{ records_at($r, '/ahead_open') };
+is_deeply([ sort { $a <=> $b } keys %seen ], [ 1 .. 20 ], 'every key delivered');
+ok(!grep({ $_ > 1 } values %seen), 'once each') or diag explain \%seen;
+$r->clear;
+
+# With every slot taken and less than a round claimed ahead left, the
+# next rounds are claimed at once, while the requests in flight are out
+# (process/parts.c): two slots, six claimed ahead, every request answered
+# a second after it came.  While changes wait in the queue, more than the
+# two requests in flight are always held (before, once every request
+# claimed ahead was sent, only the two were, for a second of every four).
+make_sync('topup', '{"max_concurrency": 2}');
+$r->control({ path => '/topup', delay_ms => 1000, count => -1 });
+psql(q{INSERT INTO t_topup SELECT g FROM generate_series(1, 20) g});
+ok($node->poll_query_until('postgres',
+		q{SELECT in_flight > 0 FROM retl.sync_status WHERE sync = 'topup'}),
+	'requests of the sync in flight');
+my @low;
+my $samples = 0;
+for (;;)
+{
+	my ($held, $pending) = split /\|/,
+	  psql(q{SELECT in_flight, pending FROM retl.sync_status WHERE sync = 'topup'});
+	last if $pending == 0;
+	$samples++;
+	push @low, "$held held, $pending pending" if $held <= 2;
+	sleep 0.25;
+}
+ok($samples >= 8, "sampled while changes waited ($samples times)");
+is(join('; ', @low), '', 'more than the two requests in flight held whenever changes waited');
+$r->control();
+ok(drained('topup'), 'drained');
+%seen = ();
+$seen{ $_->{key}{id} }++ for @{ records_at($r, '/topup') };
+is_deeply([ sort { $a <=> $b } keys %seen ], [ 1 .. 20 ], 'every key delivered');
+ok(!grep({ $_ > 1 } values %seen), 'once each') or diag explain \%seen;
+ok($r->stats->{max_concurrent} <= 2, 'the concurrency limit held (' . $r->stats->{max_concurrent} . ' at most)');
+$r->clear;
+
 # While a sync's requests claimed ahead outlast its destination's free
 # slots, its 2xx answers are left to be recorded together later
 # (worker.c), but for about 20 ms: an answer is recorded while the
