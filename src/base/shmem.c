@@ -441,6 +441,18 @@ retl_start_worker(PG_FUNCTION_ARGS)
 }
 
 /*
+ * The current transaction changes what the worker keeps of its syncs in a
+ * way no trigger of retl's sees (DROP EXTENSION: utility.c): when it
+ * commits, the worker reads its syncs again, in a transaction.
+ */
+void
+retl_catalog_changed_at_commit(void)
+{
+	catalog_changed_at_commit = true;
+	wake_worker_at_commit = true;
+}
+
+/*
  * retl._catalog_changed(): the trigger (for each row, and for a TRUNCATE)
  * of retl.syncs, retl.destinations and retl.destination_grants; at commit
  * the database's worker reads its syncs again and is woken.

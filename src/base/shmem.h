@@ -92,6 +92,7 @@ extern RetlDbSlot *retl_find_or_add_slot(Oid dboid);
 extern void retl_wake_launcher(void);
 extern void retl_wake_database_worker(Oid dboid);
 extern void retl_queued_at_commit(int sync_id, int64 nrows);
+extern void retl_catalog_changed_at_commit(void);
 extern void retl_captured_at_commit(int sync_id, int64 nrows);
 extern TimestampTz retl_database_captured_at(Oid dboid);
 extern uint64 retl_database_generations(uint32 *queued);

@@ -438,8 +438,9 @@ claim_sync(RetlSync *sync, uint32 queued_gen, TimestampTz now, bool *more,
 	 */
 	if (!drained && retl_parts_running_low(sync, queued_gen, now))
 	{
-		List	   *claimed = claim_one(sync, retl_parts_claim_ahead(sync) - retl_parts_count(sync->id),
-										&backfill, more, wait_ms, queued_gen, now, &lingering);
+		int			n = retl_parts_claim_ahead(sync) - retl_parts_count(sync->id);
+		List	   *claimed = claim_one(sync, n, &backfill, more, wait_ms, queued_gen, now,
+										&lingering);
 
 		retl_worker_park_parts(claimed);
 		if (claimed != NIL)

@@ -10,8 +10,11 @@
  * The claim transaction starts them as slots free (retl_parts_start).  So
  * does the pass, before its transactions and without one
  * (retl_worker_start_parts): an answer's slot is taken by the next request
- * at once, not after the pass's outcome and claim transactions, and a pass
- * with nothing else to do opens no claim transaction at all.
+ * without waiting for the pass's claim transaction, and a pass with
+ * nothing else to do opens no claim transaction at all.  libcurl sends
+ * them at the pass's wait, as it does the claim's: having it send them
+ * at once, before the pass's outcome transaction (tried), took the worker
+ * from 39-41 to 66 us of CPU a record at batch_size 1.
  */
 #include "postgres.h"
 
@@ -230,24 +233,29 @@ retl_parts_claim_ahead(RetlSync *sync)
 
 /*
  * Does the sync want more requests claimed ahead now: every slot of its
- * destination taken, less than a round of them left, and its queue not
- * found empty since (queued_gen: its bucket's queue counter)?
+ * destination taken, less than a round of them left (a round: its
+ * concurrency, or all it claims ahead when that is less), and its queue
+ * not found empty since (queued_gen: its bucket's queue counter)?  Then
+ * the claim takes what it claims ahead less what is left: at least one.
  */
 bool
 retl_parts_running_low(RetlSync *sync, uint32 queued_gen, TimestampTz now)
 {
-	return retl_parts_claim_ahead(sync) > 0 &&
+	int			ahead = retl_parts_claim_ahead(sync);
+
+	return ahead > 0 &&
 		retl_dest_in_flight(sync->dest_id) >= sync->max_concurrency &&
-		retl_parts_count(sync->id) < sync->max_concurrency &&
+		retl_parts_count(sync->id) < Min(sync->max_concurrency, ahead) &&
 		!retl_mark_is_idle(sync->id, queued_gen, now);
 }
 
 /*
  * May the sync's parts start without a transaction?  Not when they must
- * wait for its claim transaction: an OAuth token to renew first
- * (claims.c), answers its connector reads (a "too many" in a 2xx body
- * pauses the destination when the answer is recorded), a backfill, jobs'
- * checks, or a failure's back-off.
+ * wait for its claim transaction: a destination with an auth option (an
+ * OAuth 2.0 token may have to be renewed first: claims.c), answers its
+ * connector reads (a "too many" in a 2xx body pauses the destination when
+ * the answer is recorded), a backfill, jobs' checks, or a failure's
+ * back-off.  In practice: webhooks without an auth option.
  */
 static bool
 starts_early(RetlSync *sync, TimestampTz now)

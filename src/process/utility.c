@@ -11,7 +11,10 @@
  *
  * And COMMIT PREPARED tells the database's worker, when it commits, that
  * changes may have been queued (shmem.c): the prepared transaction's own
- * session could not.
+ * session could not.  DROP EXTENSION tells it, when it commits, to read
+ * its syncs again, in a transaction that finds the extension gone: it
+ * starts requests claimed ahead without one while nothing changed
+ * (process/parts.c).
  */
 #include "postgres.h"
 
@@ -141,6 +144,10 @@ retl_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyT
 					if (strcmp(((DefElem *) lfirst(lc))->defname, "tablespace") == 0)
 						release_database(stmt->dbname);
 			}
+			break;
+		case T_DropStmt:
+			if (((DropStmt *) node)->removeType == OBJECT_EXTENSION)
+				retl_catalog_changed_at_commit();
 			break;
 		default:
 			break;

@@ -194,7 +194,7 @@ static List *deferred_halves = NIL;
  * a round of answers, and its outcome transaction (the DELETE of their
  * rows, the counter, the commit, which wakes the WAL writer) was 15-20% of
  * the worker (perf during bench (f)).  While a sync's requests claimed
- * ahead outlast its destination's free slots (claims.c), the next pass
+ * ahead outlast its destination's free slots (parts.c), the next pass
  * only starts some of them and, as predicted, claims nothing for it: 2xx
  * answers of its batches (of a connector that does not read its answers)
  * wait then, to be recorded together by the pass that claims for it again

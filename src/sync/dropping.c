@@ -76,9 +76,10 @@ retl_sync_dropping(int sync_id)
 /*
  * Outside a transaction: is a drop of the sync under way?  Its drop lock
  * is shared for a moment, at session level, and let go.  A drop that
- * begins right after finds the requests started now already out, as one
- * that begins right after a claim's commit does (the worker starts them
- * after it): their answers wait for the drop's end (worker.c).
+ * begins right after does not keep the requests started now from going
+ * out at the pass's wait, as one that begins right after a claim's commit
+ * does not keep the claim's (the worker starts them after it): their
+ * answers wait for the drop's end (worker.c).
  */
 bool
 retl_sync_dropping_now(int sync_id)

@@ -347,7 +347,7 @@ $r->clear;
 # transaction keeps them waiting all the same (its lock, taken for a
 # moment).  Rolled back, every key is delivered once.
 make_sync('ahead_open', '{"max_concurrency": 2}');
-$r->control({ path => '/ahead_open', delay_ms => 1000, count => 2 });
+$r->control({ path => '/ahead_open', delay_ms => 2000, count => 2 });
 psql(q{INSERT INTO t_ahead_open SELECT g FROM generate_series(1, 20) g});
 ok($node->poll_query_until('postgres',
 		q{SELECT in_flight = 8 FROM retl.sync_status WHERE sync = 'ahead_open'}),
@@ -355,8 +355,8 @@ ok($node->poll_query_until('postgres',
 my $dropper = $node->background_psql('postgres');
 $dropper->query_safe('BEGIN');
 $dropper->query_safe(q{SELECT retl_drop_sync('ahead_open')});
-# the two are answered a second after they were sent
-sleep 2;
+# the two are answered two seconds after they were sent
+sleep 3;
 is(scalar @{ records_at($r, '/ahead_open') }, 2,
 	'a drop open: the slots the answers freed took nothing claimed ahead');
 $dropper->query_safe('ROLLBACK');
@@ -400,6 +400,22 @@ $seen{ $_->{key}{id} }++ for @{ records_at($r, '/topup') };
 is_deeply([ sort { $a <=> $b } keys %seen ], [ 1 .. 20 ], 'every key delivered');
 ok(!grep({ $_ > 1 } values %seen), 'once each') or diag explain \%seen;
 ok($r->stats->{max_concurrent} <= 2, 'the concurrency limit held (' . $r->stats->{max_concurrent} . ' at most)');
+$r->clear;
+
+# A sync that claims ahead fewer batches than its concurrency (batch_size
+# 100: two, with four slots), whose refused batch's halves wait beside
+# them while every slot is taken: the claim ahead takes what is missing of
+# its two, never a negative count (that failed the sync: "invalid memory
+# alloc request size").
+make_sync('topbig', '{"max_concurrency": 4, "batch_size": 100}');
+$r->control({ path => '/topbig', status => 422, count => 1 }, { path => '/topbig', delay_ms => 500, count => -1 });
+psql(q{INSERT INTO t_topbig SELECT g FROM generate_series(1, 1000) g});
+ok(drained('topbig'), 'a refused batch\'s halves beside requests claimed ahead: drained');
+%seen = ();
+$seen{ $_->{key}{id} }++ for @{ records_at($r, '/topbig') };
+is(scalar keys %seen, 1000, 'every key delivered');
+ok(!grep({ $_ > 1 } values %seen), 'once each');
+unlike(slurp_file($node->logfile), qr/sync "topbig" failed/, 'the sync never failed');
 $r->clear;
 
 # While a sync's requests claimed ahead outlast its destination's free

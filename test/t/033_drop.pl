@@ -439,5 +439,35 @@ ok(within(30, q{SELECT count(*) = 0 FROM retl.queue WHERE sync_id = 9999}),
 my @swept = slurp_file($node->logfile) =~ /retl deleted (\d+) queued rows of dropped syncs/g;
 is("@swept", '2', 'the sweep says what it deleted, and found nothing else to delete');
 
+# DROP EXTENSION while requests claimed ahead wait for their slots (in a
+# database of its own, where the drop is quick): the worker starts such
+# requests without a transaction while nothing changed (process/parts.c),
+# and the drop's commit tells it that something did (process/utility.c):
+# none is sent after it, only the two already out when it committed.
+# (Without that, requests claimed ahead could go out for as long as the
+# worker keeps its syncs, less than a second; whether the answers here come
+# within it depends on when the worker last read them, so this shows the
+# behaviour, not always the fix.)
+$node->safe_psql('postgres', 'CREATE DATABASE dx');
+$node->safe_psql('dx', q{
+	CREATE EXTENSION retl;
+	CREATE TABLE ext (id int PRIMARY KEY);
+	SELECT retl_create_destination(name => 'dext', kind => 'webhook', url => '} . $r->url('/ext') . q{',
+		options => '{"max_concurrency": 2}');
+	SELECT retl_create_sync(name => 'ext', source => 'ext', destination => 'dext', options => '{"backfill": false}');
+});
+# (the status of a new sync shows in a second)
+sleep 1.5;
+$r->control({ path => '/ext', delay_ms => 900, count => -1 });
+$node->safe_psql('dx', q{INSERT INTO ext SELECT g FROM generate_series(1, 20) g});
+ok(wait_for(sub { $node->safe_psql('dx', q{SELECT in_flight = 8 FROM retl.sync_status WHERE sync = 'ext'}) eq 't' }, 10),
+	'two requests in flight, six claimed ahead');
+$node->safe_psql('dx', 'DROP EXTENSION retl CASCADE');
+sleep 2.5;
+my $sent = scalar @{ records_at($r, '/ext') };
+# (the worker leaves at once: the two may be cut short)
+ok($sent <= 2, "after DROP EXTENSION none but the two requests already out was sent ($sent answered)");
+$r->control();
+
 $node->stop;
 done_testing();
