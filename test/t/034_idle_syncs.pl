@@ -174,7 +174,10 @@ cmp_ok($loads, '<', $rounds / 4 + 5, "the syncs were not read again at each roun
 
 # While one sync drains 2,000 changes a record a request, the idle ones
 # (trig, diff, paused, logi) are not scanned at each of its passes: the
-# claim's scan runs about once a pass, not five times.
+# claim's scan runs about once a pass, not five times.  (The passes are
+# counted by their outcomes' DELETEs, which answers recorded together and
+# claims taken ahead make fewer than the passes: 99 of them for the 2,000
+# records.)
 settle();
 psql(q{SELECT pg_stat_statements_reset()});
 psql(q{SELECT retl_create_sync(name => 'busy', source => 'busy', destination => 'busy',
@@ -187,7 +190,7 @@ my ($scans, $passes) = split /\|/, psql(q{
 	SELECT sum(calls) FILTER (WHERE query LIKE 'SELECT q.id, pg_catalog.jsonb_hash_extended(q.key%'),
 	       sum(calls) FILTER (WHERE query LIKE 'DELETE FROM retl.queue WHERE sync_id = $1 AND id >= $2%')
 	FROM pg_stat_statements});
-cmp_ok($passes, '>=', 100, "the drain took many passes ($passes)");
+cmp_ok($passes, '>=', 50, "the drain took many passes ($passes)");
 cmp_ok($scans, '<', 1.5 * $passes + 20, "idle syncs were not scanned at each pass ($scans scans)");
 
 $node->stop;
