@@ -217,9 +217,12 @@ retl_parts_start(RetlSync *sync, TimestampTz now, long *wait_ms, List **requests
  * claims the next rounds (claims.c), so that slots never wait for a
  * claim.  At most CLAIM_AHEAD_RECORDS records wait so: a batch of hundreds
  * of records pays for its claim by itself.  A sync with a rate limit, or a
- * backfill to send, claims no more than its slots.
+ * backfill to send, claims no more than its slots.  Seven rounds rather
+ * than three since the claim ahead keeps the slots busy: 35 us of the
+ * worker's CPU a record at batch_size 1 against 39, 22,569 records/s
+ * against 20,986 (scratch cluster, builds alternating, 6 runs each).
  */
-#define CLAIM_AHEAD_ROUNDS 3
+#define CLAIM_AHEAD_ROUNDS 7
 #define CLAIM_AHEAD_RECORDS 256
 
 int

@@ -289,7 +289,7 @@ is(scalar keys %ids, 10, 'nothing lost');
 unlike(slurp_file($node->logfile), qr/PANIC|TRAP|terminated by signal/, 'clean exit');
 
 # Requests claimed ahead (process/claims.c): with every slot taken, a
-# claim takes up to three rounds of the destination's concurrency more
+# claim takes up to seven rounds of the destination's concurrency more
 # and keeps them built, holding their keys, until slots free.  They count
 # in flight; the concurrency limit still holds; paused, they go back to
 # the queue unsent, and a key of theirs updated meanwhile is sent only as
@@ -299,9 +299,9 @@ make_sync('ahead', '{"max_concurrency": 2}');
 $r->control({ path => '/ahead', delay_ms => 1500, count => -1 });
 psql(q{INSERT INTO t_ahead SELECT g FROM generate_series(1, 20) g});
 ok($node->poll_query_until('postgres',
-		q{SELECT in_flight = 8 AND pending = 12 FROM retl.sync_status WHERE sync = 'ahead'}),
-	'two requests in flight, six claimed ahead: eight changes in flight');
-# keys 1 and 2 are sent, 3 to 8 wait, claimed ahead
+		q{SELECT in_flight = 16 AND pending = 4 FROM retl.sync_status WHERE sync = 'ahead'}),
+	'two requests in flight, fourteen claimed ahead: sixteen changes in flight');
+# keys 1 and 2 are sent, 3 to 16 wait, claimed ahead
 psql(q{SELECT retl_pause_sync('ahead')});
 ok($node->poll_query_until('postgres',
 		q{SELECT in_flight = 0 FROM retl.sync_status WHERE sync = 'ahead'}),
@@ -328,8 +328,8 @@ make_sync('ahead_drop', '{"max_concurrency": 2}');
 $r->control({ path => '/ahead_drop', delay_ms => 1500, count => -1 });
 psql(q{INSERT INTO t_ahead_drop SELECT g FROM generate_series(1, 20) g});
 ok($node->poll_query_until('postgres',
-		q{SELECT in_flight = 8 FROM retl.sync_status WHERE sync = 'ahead_drop'}),
-	'a second sync: six changes claimed ahead');
+		q{SELECT in_flight = 16 FROM retl.sync_status WHERE sync = 'ahead_drop'}),
+	'a second sync: fourteen changes claimed ahead');
 psql(q{SELECT retl_drop_sync('ahead_drop')});
 sleep 2;
 ok(@{ records_at($r, '/ahead_drop') } <= 2, 'dropped: what was claimed ahead was not sent');
@@ -350,8 +350,8 @@ make_sync('ahead_open', '{"max_concurrency": 2}');
 $r->control({ path => '/ahead_open', delay_ms => 2000, count => 2 });
 psql(q{INSERT INTO t_ahead_open SELECT g FROM generate_series(1, 20) g});
 ok($node->poll_query_until('postgres',
-		q{SELECT in_flight = 8 FROM retl.sync_status WHERE sync = 'ahead_open'}),
-	'two requests in flight, six claimed ahead');
+		q{SELECT in_flight = 16 FROM retl.sync_status WHERE sync = 'ahead_open'}),
+	'two requests in flight, fourteen claimed ahead');
 my $dropper = $node->background_psql('postgres');
 $dropper->query_safe('BEGIN');
 $dropper->query_safe(q{SELECT retl_drop_sync('ahead_open')});
@@ -370,13 +370,14 @@ $r->clear;
 
 # With every slot taken and less than a round claimed ahead left, the
 # next rounds are claimed at once, while the requests in flight are out
-# (process/parts.c): two slots, six claimed ahead, every request answered
-# a second after it came.  While changes wait in the queue, more than the
-# two requests in flight are always held (before, once every request
-# claimed ahead was sent, only the two were, for a second of every four).
+# (process/parts.c): two slots, fourteen claimed ahead, every request
+# answered half a second after it came.  While changes wait in the queue,
+# more than the two requests in flight are always held (before, once every
+# request claimed ahead was sent, only the two were, for one round of
+# every eight).
 make_sync('topup', '{"max_concurrency": 2}');
-$r->control({ path => '/topup', delay_ms => 1000, count => -1 });
-psql(q{INSERT INTO t_topup SELECT g FROM generate_series(1, 20) g});
+$r->control({ path => '/topup', delay_ms => 500, count => -1 });
+psql(q{INSERT INTO t_topup SELECT g FROM generate_series(1, 40) g});
 ok($node->poll_query_until('postgres',
 		q{SELECT in_flight > 0 FROM retl.sync_status WHERE sync = 'topup'}),
 	'requests of the sync in flight');
@@ -397,7 +398,7 @@ $r->control();
 ok(drained('topup'), 'drained');
 %seen = ();
 $seen{ $_->{key}{id} }++ for @{ records_at($r, '/topup') };
-is_deeply([ sort { $a <=> $b } keys %seen ], [ 1 .. 20 ], 'every key delivered');
+is_deeply([ sort { $a <=> $b } keys %seen ], [ 1 .. 40 ], 'every key delivered');
 ok(!grep({ $_ > 1 } values %seen), 'once each') or diag explain \%seen;
 ok($r->stats->{max_concurrent} <= 2, 'the concurrency limit held (' . $r->stats->{max_concurrent} . ' at most)');
 $r->clear;

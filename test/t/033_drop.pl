@@ -460,8 +460,8 @@ $node->safe_psql('dx', q{
 sleep 1.5;
 $r->control({ path => '/ext', delay_ms => 900, count => -1 });
 $node->safe_psql('dx', q{INSERT INTO ext SELECT g FROM generate_series(1, 20) g});
-ok(wait_for(sub { $node->safe_psql('dx', q{SELECT in_flight = 8 FROM retl.sync_status WHERE sync = 'ext'}) eq 't' }, 10),
-	'two requests in flight, six claimed ahead');
+ok(wait_for(sub { $node->safe_psql('dx', q{SELECT in_flight = 16 FROM retl.sync_status WHERE sync = 'ext'}) eq 't' }, 10),
+	'two requests in flight, fourteen claimed ahead');
 $node->safe_psql('dx', 'DROP EXTENSION retl CASCADE');
 sleep 2.5;
 my $sent = scalar @{ records_at($r, '/ext') };
