@@ -708,8 +708,9 @@ retl_worker_main(Datum main_arg)
 		MemoryContextSwitchTo(loop_cxt);
 
 		/*
-		 * The slots the answers freed take requests claimed ahead at once,
-		 * before the pass's transactions (process/parts.c)
+		 * The slots the answers freed take requests claimed ahead first,
+		 * without a transaction (libcurl sends them at the wait below, as
+		 * it does the claim's: process/parts.c)
 		 */
 		collect_answers(&answers, &split);
 		timeout = retl_poll_interval_ms;
