@@ -257,17 +257,17 @@ retl_parts_running_low(RetlSync *sync, uint32 queued_gen, TimestampTz now)
  * wait for its claim transaction: a destination with an auth option (an
  * OAuth 2.0 token may have to be renewed first: claims.c), answers its
  * connector reads (a "too many" in a 2xx body pauses the destination when
- * the answer is recorded), a backfill, jobs' checks, or a failure's
- * back-off.  In practice: webhooks without an auth option.
+ * the answer is recorded), a backfill, or jobs' checks.  In practice:
+ * webhooks without an auth option.  (A sync backed off after a failure
+ * starts nothing: the caller skips it.)
  */
 static bool
-starts_early(RetlSync *sync, TimestampTz now)
+starts_early(RetlSync *sync)
 {
 	const RetlConnector *c = retl_connector_or_null(sync->kind);
 
 	return c != NULL && c->read_answer == NULL && c->build_job == NULL &&
-		sync->auth == NULL && sync->backfill_done &&
-		!retl_worker_backed_off(sync->id, now);
+		sync->auth == NULL && sync->backfill_done;
 }
 
 /*
@@ -313,7 +313,7 @@ retl_worker_start_parts(bool *claim, bool *full, long *wait_ms)
 
 		if (retl_worker_backed_off(sync->id, now))
 			continue;			/* its claim pass would do nothing either */
-		if (!starts_early(sync, now))
+		if (!starts_early(sync))
 		{
 			quiet = false;
 			continue;

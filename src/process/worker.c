@@ -762,9 +762,9 @@ retl_worker_main(Datum main_arg)
 		 * slept 2 ms of every 4-5).  A destination that fails at once
 		 * (refused connections) is still tried no faster than before.
 		 */
-		if (!more && !(full && retl_http_in_flight() == 0 && retl_http_done_ok()) &&
-			!(retl_parts_any() && retl_http_in_flight() == 0 && retl_http_answered() &&
-			  retl_http_done_ok()) &&
+		if (!more &&
+			!((full || (retl_parts_any() && retl_http_answered())) &&
+			  retl_http_in_flight() == 0 && retl_http_done_ok()) &&
 			!TimestampDifferenceExceeds(pass_started, GetCurrentTimestamp(), PASS_MIN_MS))
 			retl_http_poll(PASS_MIN_MS, PG_WAIT_EXTENSION);
 	}
