@@ -55,7 +55,7 @@ static List *in_flight = NIL;	/* RetlRequest *, in TopMemoryContext */
 static List *done = NIL;
 
 /*
- * Easy handles of freed requests, reset, for the next ones.  A handle of
+ * Easy handles of finished transfers, reset, for the next requests.  A handle of
  * its own per request had libcurl allocate and free its state and buffers
  * every time: libcurl alone against nginx (test/bench/curl_client.c), 8 in
  * flight, took 18.5-22.6 us of CPU a request with a new handle each,
@@ -70,9 +70,9 @@ static List *done = NIL;
  * recorded together (worker.c), hundreds at a time with requests claimed
  * ahead, and the handles they kept overflowed the pool, so that most
  * requests created a handle and cleaned it up again (17,510 of 30,000 at
- * batch_size 1 against nginx).  A handle that could not be taken out of
- * the multi handle is cleaned up, not kept.  At most EASY_POOL_SIZE are
- * kept.
+ * batch_size 1 against nginx).  A handle that libcurl would not give back
+ * stays with its request, and retl_http_free tries again or cleans it up.
+ * At most EASY_POOL_SIZE are kept; the rest are cleaned up.
  */
 #define EASY_POOL_SIZE 64
 static CURL *easy_pool[EASY_POOL_SIZE];
@@ -204,35 +204,60 @@ closesocket_cb(void *clientp, curl_socket_t fd)
 }
 
 /*
- * The host of the URL the last request went to, kept: a worker's requests
- * mostly go to the same few URLs, and parsing each one again was 2% of
- * the worker's CPU at batch_size 1.
+ * The last URL requested and its host, kept: a sync's requests go to one
+ * URL (a webhook's) or a few, often one after the other, and parsing each
+ * one again was 2% of the worker's CPU at batch_size 1.  Only one is kept:
+ * requests that alternate between URLs parse each as before.
  */
 static char *last_url = NULL;
 static char *last_host = NULL;
 
-/* The host of a URL (palloc'd, NULL with *error set): from the last one's. */
+/* A copy in TopMemoryContext, or NULL when memory is short (no error). */
 static char *
+keep_string(const char *s)
+{
+	size_t		len = strlen(s) + 1;
+	char	   *copy = MemoryContextAllocExtended(TopMemoryContext, len, MCXT_ALLOC_NO_OOM);
+
+	if (copy != NULL)
+		memcpy(copy, s, len);
+	return copy;
+}
+
+/*
+ * The host of a URL, NULL with *error set when it does not parse: the
+ * last one's when it is the same URL (not to be kept past the next call).
+ */
+static const char *
 url_host(const char *url, const char **error)
 {
 	char	   *host;
+	char	   *u;
+	char	   *h;
 
 	if (last_url != NULL && strcmp(url, last_url) == 0)
-		return pstrdup(last_host);
+		return last_host;
 	host = retl_url_host(url, error);
-	if (host != NULL)
+	if (host == NULL)
+		return NULL;
+	u = keep_string(url);
+	h = keep_string(host);
+	if (u == NULL || h == NULL)
 	{
-		char	   *u = MemoryContextStrdup(TopMemoryContext, url);
-		char	   *h = MemoryContextStrdup(TopMemoryContext, host);
-
-		if (last_url != NULL)
-		{
-			pfree(last_url);
-			pfree(last_host);
-		}
-		last_url = u;
-		last_host = h;
+		/* not kept: parsed again next time */
+		if (u != NULL)
+			pfree(u);
+		if (h != NULL)
+			pfree(h);
+		return host;
 	}
+	if (last_url != NULL)
+	{
+		pfree(last_url);
+		pfree(last_host);
+	}
+	last_url = u;
+	last_host = h;
 	return host;
 }
 
@@ -248,7 +273,7 @@ prereq_cb(void *clientp, char *conn_primary_ip, char *conn_local_ip,
 	MemoryContext old = MemoryContextSwitchTo(req->cxt);
 	char	   *url = NULL;
 	const char *error = NULL;
-	char	   *host = NULL;
+	const char *host = NULL;
 	const char *why = NULL;
 	bool		refuse = true;
 
@@ -350,21 +375,30 @@ retl_http_init(void)
 	MULTI_SETOPT(CURLMOPT_PIPELINING, (long) CURLPIPE_MULTIPLEX);
 }
 
+/* A handle libcurl no longer has, reset into the pool, or cleaned up. */
+static void
+pool_easy(CURL *easy)
+{
+	if (easy_pooled < EASY_POOL_SIZE)
+	{
+		curl_easy_reset(easy);
+		easy_pool[easy_pooled++] = easy;
+	}
+	else
+		curl_easy_cleanup(easy);
+}
+
 /*
- * Take a request's handle back from libcurl, reset, into the pool (or
- * clean it up when the pool is full or libcurl would not let it go).
+ * Take a request's handle, if it has one still, back from libcurl into the
+ * pool (or clean it up, which also takes it out of the multi handle).
  */
 static void
 release_easy(RetlRequest *req)
 {
 	if (req->easy == NULL)
 		return;
-	if (easy_pooled < EASY_POOL_SIZE && multi != NULL &&
-		curl_multi_remove_handle(multi, req->easy) == CURLM_OK)
-	{
-		curl_easy_reset(req->easy);
-		easy_pool[easy_pooled++] = req->easy;
-	}
+	if (multi != NULL && curl_multi_remove_handle(multi, req->easy) == CURLM_OK)
+		pool_easy(req->easy);
 	else
 		curl_easy_cleanup(req->easy);
 	req->easy = NULL;
@@ -490,7 +524,10 @@ collect_finished(void)
 		if (curl_multi_remove_handle(multi, req->easy) != CURLM_OK)
 			elog(WARNING, "could not remove a finished transfer from libcurl");
 		else
-			release_easy(req);
+		{
+			pool_easy(req->easy);
+			req->easy = NULL;
+		}
 		in_flight = list_delete_ptr(in_flight, req);
 		old = MemoryContextSwitchTo(TopMemoryContext);
 		done = lappend(done, req);
@@ -642,8 +679,9 @@ retl_http_done_ok(void)
 }
 
 /*
- * Free a request and its header lists; its curl handle, if libcurl still
- * had it, goes to the pool.
+ * Free a request and its header lists; its curl handle, if it has one
+ * still (a transfer not taken from libcurl, a start that failed), goes to
+ * the pool.
  */
 void
 retl_http_free(RetlRequest *req)
