@@ -264,25 +264,68 @@ $r->control();
 
 # -- a change committed while a claim is under way ---------------------------
 # The sync's first claim waits a second (retl.test_fail, claim-wait) after
-# its backfill claimed keys 1 to 20, before the queue's rows; meanwhile a
-# change of key 25 commits.  The queue's claim sees it (it reads with a
-# snapshot of its own) and sends it; the backfill's next range (keys 21 to
-# 30) must see it too, and leave key 25 to it.  (Before 510556c the
-# backfill looked at the queue with the claim's first snapshot: key 25 went
-# in two requests at once.)
-table_and_hook('raced', 40, q{'v' || g}, '{"batch_size": 10, "max_concurrency": 4}',
+# its backfill claimed keys 1 to 140 (half of the 29 batches it claims:
+# four slots and 25 batches ahead), before the queue's rows; meanwhile a
+# change of key 250 commits.  The queue's claim sees it (it reads with a
+# snapshot of its own) and sends it; the backfill's next range (keys 141
+# to 280) must see it too, and leave key 250 to it.  (Before 510556c the
+# backfill looked at the queue with the claim's first snapshot: the key
+# went in two requests at once.)
+table_and_hook('raced', 400, q{'v' || g}, '{"batch_size": 10, "max_concurrency": 4}',
 	q{retl.test_fail = 'claim-wait:raced_out'});
 my $log_at = -s $node->logfile;
 create_after_reload('raced');
 $node->wait_for_log(qr/claim of sync "raced_out" waits a second for retl.test_fail/, $log_at);
-psql(q{UPDATE raced SET v = 'new' WHERE id = 25});
+psql(q{UPDATE raced SET v = 'new' WHERE id = 250});
 psql(q{ALTER SYSTEM RESET retl.test_fail; SELECT pg_reload_conf();});
 ok(wait_drained('raced_out'), 'the backfill ended');
 $seen = per_key('/raced');
-is(scalar(keys %$seen), 40, 'every row sent');
-is($seen->{25}, 1, 'key 25 sent once, by its change');
-is(join(',', map { $_->{data}{v} } grep { $_->{key}{id} == 25 } @{ delivered('/raced') }), 'new',
+is(scalar(keys %$seen), 400, 'every row sent');
+is($seen->{250}, 1, 'key 250 sent once, by its change');
+is(join(',', map { $_->{data}{v} } grep { $_->{key}{id} == 250 } @{ delivered('/raced') }), 'new',
 	'as it is now');
+$r->control();
+
+# -- one record a request: claimed ahead, given back by a pause --------------
+# With batch_size 1 a range is as many keys as free slots, and the claim
+# takes the next rounds ahead as well (process/parts.c), as it does for
+# queued changes: they wait in the worker for the slots.  A pause while
+# they wait gives them back to the queue ('b' rows that keep their record
+# ids), and they go once the sync is resumed, each once.  (Before, a
+# backfill claimed nothing ahead: 4,200 records a second to nginx, a pass
+# a range of eight.)  The pause comes once a range has settled (until
+# then a pause begins the backfill again from the start: queue/ranges.c),
+# and again if it found none waiting (between two claims: no request of
+# the last left to start).
+table_and_hook('ahead', 200, q{'v' || g}, '{"batch_size": 1, "max_concurrency": 2}');
+$r->control({ path => '/ahead', delay_ms => 300, count => -1 });
+create_after_reload('ahead');
+ok($node->poll_query_until('postgres',
+	q{SELECT backfill_cursor IS NOT NULL FROM retl.syncs WHERE name = 'ahead_out'}),
+	'a range of the backfill settled');
+my $given_back = 0;
+for my $try (1 .. 5)
+{
+	psql(q{SELECT retl_pause_sync('ahead_out')});
+	$node->poll_query_until('postgres',
+		q{SELECT requests_in_flight = 0 FROM retl.sync_status WHERE sync = 'ahead_out'})
+	  or die 'the requests in flight at the pause never ended';
+	$given_back = psql(q{SELECT count(*) FROM retl.queue q JOIN retl.syncs s ON s.id = q.sync_id
+		WHERE s.name = 'ahead_out' AND q.op = 'b'});
+	last if $given_back > 0;
+	psql(q{SELECT retl_resume_sync('ahead_out')});
+	sleep(1);
+}
+ok($given_back > 0, "the records claimed ahead queued at the pause ($given_back)");
+$r->control();
+psql(q{SELECT retl_resume_sync('ahead_out')});
+ok(wait_drained('ahead_out'), 'the backfill ended after the resume');
+$seen = per_key('/ahead');
+is(scalar(keys %$seen), 200, 'every row sent');
+is(scalar(grep { $_ != 1 } values %$seen), 0, 'each once');
+is(psql(q{SELECT count(*) FROM retl.queue}), '0', 'the queue empty');
+is(psql(q{SELECT backfill_cursor::text FROM retl.syncs WHERE name = 'ahead_out'}), '[200]',
+	'the cursor at the last key');
 $r->control();
 
 # -- a crash in the middle sends again only what was past the cursor ----------
