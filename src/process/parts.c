@@ -244,8 +244,9 @@ retl_parts_claim_ahead(RetlSync *sync)
  * Does the sync want more requests claimed ahead now: every slot of its
  * destination taken, less than a round of them left (a round: its
  * concurrency, or all it claims ahead when that is less), and its queue
- * not found empty since (queued_gen: its bucket's queue counter)?  Then
- * the claim takes what it claims ahead less what is left: at least one.
+ * not found empty since (queued_gen: its bucket's queue counter) or its
+ * backfill not over (its next ranges)?  Then the claim takes what it
+ * claims ahead less what is left: at least one.
  */
 bool
 retl_parts_running_low(RetlSync *sync, uint32 queued_gen, TimestampTz now)
@@ -255,7 +256,7 @@ retl_parts_running_low(RetlSync *sync, uint32 queued_gen, TimestampTz now)
 	return ahead > 0 &&
 		retl_dest_in_flight(sync->dest_id) >= sync->max_concurrency &&
 		retl_parts_count(sync->id) < Min(sync->max_concurrency, ahead) &&
-		!retl_mark_is_idle(sync->id, queued_gen, now);
+		(!sync->backfill_done || !retl_mark_is_idle(sync->id, queued_gen, now));
 }
 
 /*
