@@ -55,24 +55,25 @@ static List *in_flight = NIL;	/* RetlRequest *, in TopMemoryContext */
 static List *done = NIL;
 
 /*
- * Easy handles of finished transfers, reset, for the next requests.  A handle of
- * its own per request had libcurl allocate and free its state and buffers
- * every time: libcurl alone against nginx (test/bench/curl_client.c), 8 in
- * flight, took 18.5-22.6 us of CPU a request with a new handle each,
- * 17.3-18.7 with handles reused.  curl_easy_reset() puts a handle back as
- * curl_easy_init() made it (every option, authentication state included)
- * but for its buffers and its TLS session cache: a reused handle may
- * resume a TLS session with the same host and port, which libcurl does
- * only for the same TLS settings.  (Connections and DNS answers are the
- * multi handle's, shared by every request before too.)  A finished
- * transfer's handle goes back to the pool when collect_finished takes it
- * from libcurl, not when its request is freed: answers wait to be
- * recorded together (worker.c), hundreds at a time with requests claimed
- * ahead, and the handles they kept overflowed the pool, so that most
- * requests created a handle and cleaned it up again (17,510 of 30,000 at
- * batch_size 1 against nginx).  A handle that libcurl would not give back
- * stays with its request, and retl_http_free tries again or cleans it up.
- * At most EASY_POOL_SIZE are kept; the rest are cleaned up.
+ * Easy handles of finished transfers, reset, for the next requests.  A
+ * handle of its own per request had libcurl allocate and free its state
+ * and buffers every time: libcurl alone against nginx
+ * (test/bench/curl_client.c), 8 in flight, took 18.5-22.6 us of CPU a
+ * request with a new handle each, 17.3-18.7 with handles reused.
+ * curl_easy_reset() puts a handle back as curl_easy_init() made it
+ * (every option, authentication state included) but for its buffers and
+ * its TLS session cache: a reused handle may resume a TLS session with
+ * the same host and port, which libcurl does only for the same TLS
+ * settings.  (Connections and DNS answers are the multi handle's, shared
+ * by every request before too.)  A finished transfer's handle goes back
+ * to the pool when collect_finished takes it from libcurl, not when its
+ * request is freed: answers wait to be recorded together (worker.c),
+ * hundreds at a time with requests claimed ahead, and the handles they
+ * kept overflowed the pool, so that most requests created a handle and
+ * cleaned it up again (17,510 of 30,000 at batch_size 1 against nginx).
+ * A handle that libcurl would not give back stays with its request, and
+ * retl_http_free tries again or cleans it up.  At most EASY_POOL_SIZE are
+ * kept; the rest are cleaned up.
  */
 #define EASY_POOL_SIZE 64
 static CURL *easy_pool[EASY_POOL_SIZE];
