@@ -107,6 +107,7 @@ typedef struct ClaimWork
 {
 	RetlSync   *sync;
 	int			nbatches;
+	int			slots;			/* of them, to be sent now (the rest wait) */
 	bool	   *backfill;		/* a backfill chunk is due this pass */
 	bool	   *more;
 	long	   *wait_ms;
@@ -171,16 +172,19 @@ claim_work_one(void *arg)
 	}
 
 	/*
-	 * A backfill sent straight from the table shares the slots with the
-	 * queue: half of them first (it reads ahead of the queue's claims, and
-	 * finds the keys the queue holds, which it leaves to them; a single
-	 * slot every other pass), then the queue, then the backfill again with
-	 * what the queue left.  What the queue claims in the pass is not "in
-	 * flight" for the backfill: those requests read their rows now
+	 * A backfill sent straight from the table shares the free slots with
+	 * the queue: half of them first (it reads ahead of the queue's claims,
+	 * and finds the keys the queue holds, which it leaves to them; a
+	 * single slot every other pass), then the queue, then the backfill
+	 * again with what the queue left, the requests claimed ahead among
+	 * them.  (Half of all the claim takes, those claimed ahead included,
+	 * gave every free slot to the backfill and left the queue's changes
+	 * waiting behind its ranges.)  What the queue claims in the pass is
+	 * not "in flight" for the backfill: those requests read their rows now
 	 * (retl_backfill_claim).
 	 */
 	held = retl_queue_held_keys(w->sync->id);
-	first = w->nbatches / 2;
+	first = w->slots / 2;
 	if (first == 0 && retl_ranges_take_turn(w->sync))
 		first = 1;
 	if (first > 0)
@@ -215,16 +219,17 @@ claim_work_one(void *arg)
 
 /*
  * Backfill and claim up to nbatches requests of one sync inside a
- * subtransaction.  Returns the requests to send, or NIL; *more is set
+ * subtransaction, the first slots of them to be sent at once (the rest
+ * wait, claimed ahead).  Returns the requests to send, or NIL; *more is set
  * when backfill work remains, *lingering to the rows of a partial batch
  * that waits (queue/claim.c).  A sync found with nothing to claim is idle
  * as of gen, its bucket's queue counter (queue/mark.c).
  */
 static List *
-claim_one(RetlSync *sync, int nbatches, bool *backfill, bool *more, long *wait_ms,
+claim_one(RetlSync *sync, int nbatches, int slots, bool *backfill, bool *more, long *wait_ms,
 		  uint32 gen, TimestampTz now, int *lingering)
 {
-	ClaimWork	w = {sync, nbatches, backfill, more, wait_ms, NIL, false, 0, false};
+	ClaimWork	w = {sync, nbatches, slots, backfill, more, wait_ms, NIL, false, 0, false};
 	ErrorData  *edata = retl_in_subtransaction(claim_work_one, &w);
 
 	*lingering = 0;
@@ -401,7 +406,7 @@ claim_sync(RetlSync *sync, uint32 queued_gen, TimestampTz now, bool *more,
 	while ((slots = retl_dest_slots(sync, now, wait_ms)) > 0)
 	{
 		int			ahead = retl_parts_claim_ahead(sync);
-		List	   *claimed = claim_one(sync, slots + ahead, &backfill, more, wait_ms,
+		List	   *claimed = claim_one(sync, slots + ahead, slots, &backfill, more, wait_ms,
 										queued_gen, now, &lingering);
 		ListCell   *c;
 		int			started = 0;
@@ -439,7 +444,7 @@ claim_sync(RetlSync *sync, uint32 queued_gen, TimestampTz now, bool *more,
 	if (!drained && retl_parts_running_low(sync, queued_gen, now))
 	{
 		int			n = retl_parts_claim_ahead(sync) - retl_parts_count(sync->id);
-		List	   *claimed = claim_one(sync, n, &backfill, more, wait_ms, queued_gen, now,
+		List	   *claimed = claim_one(sync, n, 0, &backfill, more, wait_ms, queued_gen, now,
 										&lingering);
 
 		retl_worker_park_parts(claimed);

@@ -264,11 +264,11 @@ $r->control();
 
 # -- a change committed while a claim is under way ---------------------------
 # The sync's first claim waits a second (retl.test_fail, claim-wait) after
-# its backfill claimed keys 1 to 140 (half of the 29 batches it claims:
-# four slots and 25 batches ahead), before the queue's rows; meanwhile a
-# change of key 250 commits.  The queue's claim sees it (it reads with a
-# snapshot of its own) and sends it; the backfill's next range (keys 141
-# to 280) must see it too, and leave key 250 to it.  (Before 510556c the
+# its backfill claimed keys 1 to 20 (half of its four free slots), before
+# the queue's rows; meanwhile a change of key 250 commits.  The queue's
+# claim sees it (it reads with a snapshot of its own) and sends it; the
+# backfill's next range (keys 21 to 280: the rest of the slots and the 25
+# batches it claims ahead) must see it too, and leave key 250 to it.  (Before 510556c the
 # backfill looked at the queue with the claim's first snapshot: the key
 # went in two requests at once.)
 table_and_hook('raced', 400, q{'v' || g}, '{"batch_size": 10, "max_concurrency": 4}',
@@ -291,7 +291,9 @@ $r->control();
 # takes the next rounds ahead as well (process/parts.c), as it does for
 # queued changes: they wait in the worker for the slots.  A pause while
 # they wait gives them back to the queue ('b' rows that keep their record
-# ids), and they go once the sync is resumed, each once.  (Before, a
+# ids), and they go once the sync is resumed, with those ids.  (Not "each
+# once": a pause that commits between a pass's read of the sync and its
+# settle of a range makes the backfill read again from its cursor.)  (Before, a
 # backfill claimed nothing ahead: 4,200 records a second to nginx, a pass
 # a range of eight.)  The pause comes once a range has settled (until
 # then a pause begins the backfill again from the start: queue/ranges.c),
@@ -317,12 +319,17 @@ for my $try (1 .. 5)
 	sleep(1);
 }
 ok($given_back > 0, "the records claimed ahead queued at the pause ($given_back)");
+my %given_rid = split /[|\n]/, psql(q{SELECT q.key->>0, q.rid FROM retl.queue q
+	JOIN retl.syncs s ON s.id = q.sync_id WHERE s.name = 'ahead_out' AND q.op = 'b'});
 $r->control();
 psql(q{SELECT retl_resume_sync('ahead_out')});
 ok(wait_drained('ahead_out'), 'the backfill ended after the resume');
 $seen = per_key('/ahead');
 is(scalar(keys %$seen), 200, 'every row sent');
-is(scalar(grep { $_ != 1 } values %$seen), 0, 'each once');
+my %sent_ids;
+push @{ $sent_ids{ $_->{key}{id} } }, $_->{id} for @{ delivered('/ahead') };
+is(scalar(grep { my $k = $_; !grep { /-$given_rid{$k}$/ } @{ $sent_ids{$k} || [] } } keys %given_rid),
+	0, 'each given back sent with the record id it was claimed with');
 is(psql(q{SELECT count(*) FROM retl.queue}), '0', 'the queue empty');
 is(psql(q{SELECT backfill_cursor::text FROM retl.syncs WHERE name = 'ahead_out'}), '[200]',
 	'the cursor at the last key');
