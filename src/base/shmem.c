@@ -441,9 +441,10 @@ retl_start_worker(PG_FUNCTION_ARGS)
 }
 
 /*
- * The current transaction changes what the worker keeps of its syncs in a
- * way no trigger of retl's sees (DROP EXTENSION: utility.c): when it
- * commits, the worker reads its syncs again, in a transaction.
+ * The current transaction changes what the worker keeps of its syncs (a
+ * row of its catalog, below, or DROP EXTENSION, which no trigger of
+ * retl's sees: utility.c): when it commits, the worker is woken and reads
+ * its syncs again, in a transaction.
  */
 void
 retl_catalog_changed_at_commit(void)
@@ -464,8 +465,7 @@ retl_catalog_changed(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("retl._catalog_changed() can only be called as a trigger")));
-	catalog_changed_at_commit = true;
-	wake_worker_at_commit = true;
+	retl_catalog_changed_at_commit();
 	return PointerGetDatum(NULL);
 }
 
