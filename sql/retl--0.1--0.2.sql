@@ -1015,6 +1015,14 @@ $$;
 REVOKE ALL ON FUNCTION retl._forget_snapshot(integer) FROM PUBLIC;
 
 /*
+ * How many times a realtime upsert sync was resynced: its worker tells a
+ * resync, which begins the backfill again, from any other update of the
+ * row, such as a pause, which leaves the backfill where it is
+ * (src/queue/ranges.c).
+ */
+ALTER TABLE retl.syncs ADD COLUMN resyncs integer NOT NULL DEFAULT 0;
+
+/*
  * Forget what was synced and send everything again, or (send => false)
  * record the current result as synced without sending it.
  */
@@ -1036,7 +1044,8 @@ BEGIN
 					  HINT = 'send => false is for scheduled (diff) syncs.';
 		END IF;
 		/* a realtime table sync: backfill every row again */
-		UPDATE retl.syncs s SET backfill_done = false, backfill_cursor = NULL
+		UPDATE retl.syncs s SET backfill_done = false, backfill_cursor = NULL,
+								resyncs = s.resyncs OPERATOR(pg_catalog.+) 1
 		 WHERE s.id = sid AND s.mode = 'upsert';
 		IF NOT FOUND THEN
 			RAISE EXCEPTION 'append sync "%" cannot be resynced', sync

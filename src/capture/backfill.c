@@ -17,9 +17,15 @@
  *
  * Either way, a key the queue holds already (the trigger queued a change
  * of it) is left to that change, whose record sends the row as it is when
- * claimed, which is what the backfill would send.  Unless its rows are in
- * flight (in a request, or a destination's job): what they send was read
- * before the backfill began (a resync), so the key is queued to go after.
+ * claimed, which is what the backfill would send; so is a key a request
+ * built since the sync's last resync holds in a queued record (a change
+ * the queue's claim took: its queue row stays until it is delivered).  A
+ * key a request built before the resync holds, or a record not in the
+ * queue (an earlier range's), or a destination's job, is queued to go
+ * after it: what it sends was read before the resync (by an older mapping,
+ * say), or is not in the queue if it fails.  (Every held key went after
+ * its request: a change claimed while the backfill ran, still in flight
+ * when the backfill's range reached its key, went twice.)
  * (A claim gathers the rows of a key that its scan reads into one record,
  * not every row the queue has of it: the trigger's rows of a table filled
  * in the transaction that created its sync, and the backfill's after them,
@@ -120,8 +126,10 @@ retl_backfill_direct(RetlSync *sync)
 typedef enum KeyFate
 {
 	KEY_SEND,					/* a record of the range */
-	KEY_QUEUED,					/* its queued change sends it */
-	KEY_AFTER					/* queued now: a request holds it */
+	KEY_LEFT,					/* its queued change, or a request holding
+								 * it, sends it */
+	KEY_AFTER					/* queued now: what holds it was read before
+								 * the resync */
 } KeyFate;
 
 /* a range's keys with one hash: the first, and the next of each (next[]) */
@@ -134,11 +142,12 @@ typedef struct HashSlot
 /*
  * The fate of each key of a range (jsonb, count of them): a key the queue
  * holds already is sent by its queued change (the trigger queued it, or a
- * record of an earlier backfill waits there for a retry), and a key a
- * request or a job holds goes after it (what it sends was read before the
- * backfill began: a resync), queued.  held: the keys requests held before
- * the pass claimed the sync's queue (retl_queue_held_keys): a key the pass
- * claimed from the queue is sent by its queued change.  The queue's rows
+ * record of an earlier backfill waits there for a retry), a key requests
+ * built since the backfill began hold is sent by them, and a key a
+ * request built before the resync or a job holds goes after it, queued.
+ * held: the keys requests held before the pass claimed the sync's queue
+ * (retl_queue_held_keys): a key the pass claimed from the queue is sent by
+ * its queued change.  The queue's rows
  * of the range's keys are read at once, by its index of key hashes, and
  * matched here by hash, then by key; not at all when the queue holds
  * nothing of the sync.  Both read the queue as it is now, not as the
@@ -161,8 +170,17 @@ key_fates(RetlSync *sync, Datum *keys, int64 count, HTAB *held, uint64 *hashes)
 		hashes[i] = (uint64) DatumGetInt64(DirectFunctionCall2(jsonb_hash_extended, keys[i],
 															   Int64GetDatum(0)));
 		hash_values[i] = Int64GetDatum((int64) hashes[i]);
-		if (retl_queue_key_held(sync->id, held, hashes[i]))
-			fate[i] = KEY_AFTER;
+		switch (retl_queue_key_holder(sync->id, held, hashes[i]))
+		{
+			case RETL_HELD_BEFORE:
+				fate[i] = KEY_AFTER;
+				break;
+			case RETL_HELD_SINCE:
+				fate[i] = KEY_LEFT;
+				break;
+			case RETL_HELD_NOT:
+				break;
+		}
 	}
 
 	values[0] = Int32GetDatum(sync->id);
@@ -206,7 +224,7 @@ key_fates(RetlSync *sync, Datum *keys, int64 count, HTAB *held, uint64 *hashes)
 
 		for (int64 i = slot ? slot->first : -1; i >= 0; i = next[i])
 			if (DatumGetBool(DirectFunctionCall2(jsonb_eq, keys[i], queued)))
-				fate[i] = KEY_QUEUED;
+				fate[i] = KEY_LEFT;
 	}
 	SPI_freetuptable(SPI_tuptable);
 	hash_destroy(by_hash);
@@ -258,14 +276,15 @@ retl_backfill_step(RetlSync *sync)
 	/* queued by the worker */
 	if (count > 0)
 	{
-		HTAB	   *held = retl_queue_held_keys(sync->id);
+		/* (a queued backfill queues every held key after its request) */
+		HTAB	   *held = retl_queue_held_keys(sync->id, PG_INT32_MAX);
 		uint64	   *hashes = palloc(sizeof(uint64) * count);
 		KeyFate    *fate = key_fates(sync, keys, count, held, hashes);
 		int			n = 0;
 
 		hash_destroy(held);
 		for (int64 i = 0; i < count; i++)
-			if (fate[i] != KEY_QUEUED)
+			if (fate[i] != KEY_LEFT)
 				keys[n++] = keys[i];
 		queue_keys(sync, keys, n);
 	}

@@ -734,6 +734,7 @@ retl_http_copy(RetlRequest *req, int first, int n)
 	part->cxt = cxt;
 	part->sync_id = req->sync_id;
 	part->sync_name = pstrdup(req->sync_name);
+	part->resyncs = req->resyncs;
 	part->kind = pstrdup(req->kind);
 	part->dest_id = req->dest_id;
 	part->max_attempts = req->max_attempts;

@@ -96,6 +96,7 @@ typedef struct RetlRequest
 	MemoryContext cxt;
 	int			sync_id;
 	char	   *sync_name;
+	int			resyncs;		/* the sync's count of resyncs when built */
 	int			dest_id;
 	int			max_attempts;
 	int64		max_retry_age_ms;

@@ -654,6 +654,7 @@ retl_queue_new_request(RetlSync *sync)
 	req->cxt = cxt;
 	req->sync_id = sync->id;
 	req->sync_name = MemoryContextStrdup(cxt, sync->name);
+	req->resyncs = sync->resyncs;
 	req->kind = MemoryContextStrdup(cxt, sync->kind);
 	req->dest_id = sync->dest_id;
 	req->max_attempts = sync->max_attempts;

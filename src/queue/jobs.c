@@ -322,6 +322,7 @@ job_request(RetlSync *sync, DueJob *due)
 	req->cxt = cxt;
 	req->sync_id = sync->id;
 	req->sync_name = pstrdup(sync->name);
+	req->resyncs = sync->resyncs;
 	req->kind = pstrdup(sync->kind);
 	req->dest_id = sync->dest_id;
 	req->max_attempts = sync->max_attempts;

@@ -18,13 +18,16 @@
  * (at-least-once, as for queued changes).
  *
  * The cursor is the worker's only while nobody else changed it: the worker
- * knows the sync's row as it left it (its xmin), and saves the cursor only
- * into that row.  A resync resets the cursor: the worker forgets its
- * ranges and reads again from the start (what is still in flight then is
- * queued again when it is read: a key held by a request goes after it,
- * backfill.c).  Another update of the row (a pause) leaves the cursor as
- * it was, and the worker goes on, unless it had not settled a range yet
- * (a resync would leave the same cursor, none).
+ * saves it only into the row as it left it (its cursor, and its count of
+ * resyncs).  A resync resets the cursor and counts itself
+ * (retl.syncs.resyncs): the worker forgets its ranges and reads again from
+ * the start (a key held by a request built before the resync goes after
+ * it, queued: backfill.c).  Any other update of the row (a pause, an
+ * alter) leaves the backfill as it was, its ranges in flight included,
+ * whether one was settled yet or not.  (Before the count, a resync could
+ * not be told from a pause until a range had settled and moved the
+ * cursor: a pause then began the backfill again, and the keys already
+ * sent went again.)
  *
  * In the worker's memory; a range is freed once it is settled or
  * forgotten and no request carries it.
@@ -55,8 +58,9 @@ struct RetlBackfill
 {
 	int			sync_id;
 	bool		turn;			/* with one free slot: the backfill's turn */
-	char	   *version;		/* the sync's row as the worker left it (xmin) */
-	char	   *cursor;			/* the row's cursor then (NULL: the start) */
+	int			resyncs;		/* the sync's count of resyncs it began after */
+	char	   *cursor;			/* the row's cursor as the worker left it
+								 * (NULL: the start) */
 	char	   *ahead;			/* the last key claimed (NULL: none yet) */
 	bool		read_all;		/* a claim found no key after ahead */
 	List	   *ranges;			/* RetlRange *, in key order */
@@ -103,8 +107,6 @@ forget(RetlBackfill *b)
 		drop_range((RetlRange *) lfirst(lc));
 	list_free(b->ranges);
 	backfills = list_delete_ptr(backfills, b);
-	if (b->version)
-		pfree(b->version);
 	if (b->cursor)
 		pfree(b->cursor);
 	if (b->ahead)
@@ -114,7 +116,8 @@ forget(RetlBackfill *b)
 
 /*
  * The backfill of a sync as the worker knows it: forgotten and begun again
- * from the row's cursor when the row is no longer as the worker left it.
+ * from the row's cursor after a resync, or when the cursor is no longer
+ * where the worker left it (a claim undone after it moved the cursor).
  */
 RetlBackfill *
 retl_ranges_of(RetlSync *sync)
@@ -128,25 +131,7 @@ retl_ranges_of(RetlSync *sync)
 		if (((RetlBackfill *) lfirst(lc))->sync_id == sync->id)
 			b = lfirst(lc);
 	}
-	/*
-	 * A resync resets the cursor; any other update (a pause) leaves it: the
-	 * ranges in flight are kept then.  Until a range was settled, the
-	 * cursor tells nothing: the backfill begins again at any update.
-	 */
-	if (b != NULL && !same(b->version, sync->row_version))
-	{
-		if (b->cursor == NULL || !same(b->cursor, sync->backfill_cursor))
-		{
-			forget(b);
-			b = NULL;
-		}
-		else
-		{
-			pfree(b->version);
-			b->version = keep(sync->row_version);
-		}
-	}
-	else if (b != NULL && !same(b->cursor, sync->backfill_cursor))
+	if (b != NULL && (b->resyncs != sync->resyncs || !same(b->cursor, sync->backfill_cursor)))
 	{
 		forget(b);
 		b = NULL;
@@ -156,7 +141,7 @@ retl_ranges_of(RetlSync *sync)
 		old = MemoryContextSwitchTo(TopMemoryContext);
 		b = palloc0(sizeof(RetlBackfill));
 		b->sync_id = sync->id;
-		b->version = keep(sync->row_version);
+		b->resyncs = sync->resyncs;
 		b->cursor = keep(sync->backfill_cursor);
 		b->ahead = keep(sync->backfill_cursor);
 		backfills = lappend(backfills, b);
@@ -168,8 +153,8 @@ retl_ranges_of(RetlSync *sync)
 /*
  * In the claim's transaction: move the sync's cursor past the ranges that
  * are done, in order.  False when the backfill is over (the last range
- * done), or when the row changed meanwhile (b forgotten: the next pass
- * begins again from the row's cursor); b is gone then.  While another
+ * done), or when the sync was resynced meanwhile (b forgotten: the next
+ * pass begins again from the start); b is gone then.  While another
  * transaction holds the row (a pause not yet committed), the cursor
  * stays, and the done ranges wait for a later pass.
  */
@@ -177,9 +162,9 @@ bool
 retl_ranges_settle(RetlBackfill *b, RetlSync *sync)
 {
 	RetlRange  *done = NULL;
-	Oid			types[4] = {INT4OID, TEXTOID, BOOLOID, TEXTOID};
-	Datum		values[4];
-	char		nulls[4] = "    ";
+	Oid			types[5] = {INT4OID, TEXTOID, BOOLOID, INT4OID, TEXTOID};
+	Datum		values[5];
+	char		nulls[5] = "     ";
 	bool		last;
 
 	if (b->ranges == NIL || ((RetlRange *) linitial(b->ranges))->refs != 0 ||
@@ -201,18 +186,21 @@ retl_ranges_settle(RetlBackfill *b, RetlSync *sync)
 	else
 		nulls[1] = 'n';
 	values[2] = BoolGetDatum(done->last);
-	values[3] = CStringGetTextDatum(b->version);
+	values[3] = Int32GetDatum(b->resyncs);
+	if (b->cursor)
+		values[4] = CStringGetTextDatum(b->cursor);
+	else
+		nulls[4] = 'n';
 	if (retl_spi_execute("UPDATE retl.syncs s SET backfill_cursor = $2::pg_catalog.jsonb, backfill_done = $3"
-						 " WHERE s.id = $1 AND NOT s.backfill_done"
-						 " AND s.xmin OPERATOR(pg_catalog.=) $4::pg_catalog.xid"
-						 " RETURNING s.xmin::pg_catalog.text",
-						 4, types, values, nulls, false, 0) != SPI_OK_UPDATE_RETURNING)
+						 " WHERE s.id = $1 AND NOT s.backfill_done AND s.resyncs = $4"
+						 " AND s.backfill_cursor IS NOT DISTINCT FROM $5::pg_catalog.jsonb",
+						 5, types, values, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "retl: could not save the backfill position of sync \"%s\"", sync->name);
 	last = done->last;
 	if (SPI_processed != 1 || last)
 	{
 		/*
-		 * Over, or changed by another: no more of it this pass, where the
+		 * Over, or resynced meanwhile: no more of it this pass, where the
 		 * sync is as the worker read it before (until it reads it again).
 		 */
 		sync->backfill_done = true;
@@ -220,14 +208,11 @@ retl_ranges_settle(RetlBackfill *b, RetlSync *sync)
 		forget(b);
 		return false;
 	}
-	pfree(b->version);
-	b->version = keep(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
 	if (b->cursor)
 		pfree(b->cursor);
 	b->cursor = keep(done->end);
 	free_range(done);
 	/* the sync as the worker keeps it, until it reads the row again */
-	sync->row_version = MemoryContextStrdup(GetMemoryChunkContext(sync), b->version);
 	sync->backfill_cursor = b->cursor ? MemoryContextStrdup(GetMemoryChunkContext(sync), b->cursor) : NULL;
 	return true;
 }

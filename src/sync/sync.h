@@ -26,7 +26,7 @@ typedef struct RetlSync
 	char	   *mapping;		/* JSON object text, or NULL */
 	bool		backfill_done;
 	char	   *backfill_cursor;	/* JSON array text, or NULL */
-	char	   *row_version;	/* its row's xmin: which update of it this is */
+	int			resyncs;		/* how many times it was resynced (retl_resync) */
 	int			dest_id;
 	char	   *dest_name;
 	bool		may_send;		/* the owner may send to it (retl._may_send) */

@@ -291,14 +291,13 @@ $r->control();
 # takes the next rounds ahead as well (process/parts.c), as it does for
 # queued changes: they wait in the worker for the slots.  A pause while
 # they wait gives them back to the queue ('b' rows that keep their record
-# ids), and they go once the sync is resumed, with those ids.  (Not "each
-# once": a pause that commits between a pass's read of the sync and its
-# settle of a range makes the backfill read again from its cursor.)  (Before, a
-# backfill claimed nothing ahead: 4,200 records a second to nginx, a pass
-# a range of eight.)  The pause comes once a range has settled (until
-# then a pause begins the backfill again from the start: queue/ranges.c),
-# and again if it found none waiting (between two claims: no request of
-# the last left to start).
+# ids), and they go once the sync is resumed, with those ids, each key
+# once.  (Before, a backfill claimed nothing ahead: 4,200 records a second
+# to nginx, a pass a range of eight.  And a pause that committed between a
+# pass's read of the sync and its settle of a range made the backfill read
+# again from its cursor: keys in flight went twice.)  The pause comes once
+# a range has settled, and again if it found none waiting (between two
+# claims: no request of the last left to start).
 table_and_hook('ahead', 200, q{'v' || g}, '{"batch_size": 1, "max_concurrency": 2}');
 $r->control({ path => '/ahead', delay_ms => 300, count => -1 });
 create_after_reload('ahead');
@@ -326,6 +325,7 @@ psql(q{SELECT retl_resume_sync('ahead_out')});
 ok(wait_drained('ahead_out'), 'the backfill ended after the resume');
 $seen = per_key('/ahead');
 is(scalar(keys %$seen), 200, 'every row sent');
+is(join(',', grep { $seen->{$_} != 1 } sort { $a <=> $b } keys %$seen), '', 'each once');
 my %sent_ids;
 push @{ $sent_ids{ $_->{key}{id} } }, $_->{id} for @{ delivered('/ahead') };
 is(scalar(grep { my $k = $_; !grep { /-$given_rid{$k}$/ } @{ $sent_ids{$k} || [] } } keys %given_rid),
@@ -333,6 +333,74 @@ is(scalar(grep { my $k = $_; !grep { /-$given_rid{$k}$/ } @{ $sent_ids{$k} || []
 is(psql(q{SELECT count(*) FROM retl.queue}), '0', 'the queue empty');
 is(psql(q{SELECT backfill_cursor::text FROM retl.syncs WHERE name = 'ahead_out'}), '[200]',
 	'the cursor at the last key');
+$r->control();
+
+# -- a pause before the first range settles --------------------------------
+# The first two requests (keys 1 to 20) take 1.5 s; the sync is paused and
+# resumed meanwhile, its cursor still at none.  The backfill goes on from
+# where it was: every key once.  (Before retl.syncs.resyncs a pause could
+# not be told from a resync until a range had moved the cursor: a pause
+# then began the backfill again, and every key sent or claimed before it
+# went twice.)
+sub first_range_in_flight
+{
+	my ($name) = @_;
+	table_and_hook($name, 300, q{'v' || g}, '{"batch_size": 10, "max_concurrency": 2}');
+	$r->control({ path => "/$name", delay_ms => 1500, count => 2 });
+	psql(qq{SELECT retl_create_sync(name => '${name}_out', source => '$name',
+		destination => '${name}_hook')});
+	ok($node->poll_query_until('postgres',
+		"SELECT requests_in_flight > 0 FROM retl.sync_status WHERE sync = '${name}_out'"),
+		"$name: the first range in flight");
+}
+first_range_in_flight('early_pause');
+is(psql(q{SELECT backfill_cursor IS NULL FROM retl.syncs WHERE name = 'early_pause_out'}), 't',
+	'no range settled yet');
+psql(q{SELECT retl_pause_sync('early_pause_out')});
+psql(q{SELECT retl_resume_sync('early_pause_out')});
+ok(wait_drained('early_pause_out'), 'the backfill ended');
+$seen = per_key('/early_pause');
+is(scalar(keys %$seen), 300, 'every row sent');
+is(join(',', grep { $seen->{$_} != 1 } sort { $a <=> $b } keys %$seen), '', 'each once');
+$r->control();
+
+# -- a resync before the first range settles ---------------------------------
+# The same, resynced instead: the backfill begins again, and the keys of
+# the requests in flight (read before the resync) go again after them.
+first_range_in_flight('early_resync');
+psql(q{SELECT retl_resync('early_resync_out')});
+is(psql(q{SELECT resyncs FROM retl.syncs WHERE name = 'early_resync_out'}), '1', 'the resync counted');
+ok(wait_drained('early_resync_out'), 'the backfill ended');
+$seen = per_key('/early_resync');
+is(scalar(keys %$seen), 300, 'every row sent');
+is(join(',', grep { $seen->{$_} != 2 } 1 .. 10), '', 'the first request\'s keys twice');
+$r->control();
+
+# -- a change claimed from the queue while the backfill runs ------------------
+# Key 1500 changes in the transaction that creates the sync; the queue's
+# claim takes the change at once, and its request takes 8 s.  The
+# backfill's ranges reach key 1500 meanwhile (50 ms a request; the first
+# claim takes keys up to 290 at most: its slots and 25 batches ahead),
+# claimed while the change's request holds the key: the key is the
+# change's to send (it stays queued until it is delivered), not the
+# backfill's.  (Before, every key a request held went after it, queued:
+# key 1500 went twice.)
+table_and_hook('claimed', 1600, q{'v' || g}, '{"batch_size": 10, "max_concurrency": 4}');
+$r->control({ path => '/claimed', match => 'zzchanged', delay_ms => 8000, count => 1 },
+	{ path => '/claimed', delay_ms => 50, count => -1 });
+psql(q{BEGIN;
+	SELECT retl_create_sync(name => 'claimed_out', source => 'claimed', destination => 'claimed_hook');
+	UPDATE claimed SET v = 'zzchanged' WHERE id = 1500;
+	COMMIT;});
+ok(wait_drained('claimed_out'), 'the backfill ended');
+my @changed = map { $_->{data}{v} } grep { $_->{key}{id} == 1500 } @{ delivered('/claimed') };
+is(join(',', @changed), 'zzchanged', 'key 1500 sent once, by its change');
+my @claimed_reqs = grep { $_->{path} eq '/claimed' && ref $_->{body} eq 'HASH' } @{ $r->requests };
+my ($change) = grep { grep { $_->{data}{v} eq 'zzchanged' } @{ $_->{body}{records} } } @claimed_reqs;
+ok(scalar(grep { $_->{t} < $change->{t} + 7 && grep { $_->{key}{id} > 1500 } @{ $_->{body}{records} } }
+	@claimed_reqs), 'the backfill went past key 1500 while its change was in flight');
+$seen = per_key('/claimed');
+is(scalar(keys %$seen), 1600, 'every row sent');
 $r->control();
 
 # -- a crash in the middle sends again only what was past the cursor ----------
