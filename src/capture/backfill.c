@@ -126,8 +126,7 @@ retl_backfill_direct(RetlSync *sync)
 typedef enum KeyFate
 {
 	KEY_SEND,					/* a record of the range */
-	KEY_LEFT,					/* its queued change, or a request holding
-								 * it, sends it */
+	KEY_LEFT,					/* its queued change sends it */
 	KEY_AFTER					/* queued now: what holds it was read before
 								 * the resync */
 } KeyFate;
@@ -142,12 +141,12 @@ typedef struct HashSlot
 /*
  * The fate of each key of a range (jsonb, count of them): a key the queue
  * holds already is sent by its queued change (the trigger queued it, or a
- * record of an earlier backfill waits there for a retry), a key requests
- * built since the backfill began hold is sent by them, and a key a
- * request built before the resync or a job holds goes after it, queued.
- * held: the keys requests held before the pass claimed the sync's queue
- * (retl_queue_held_keys): a key the pass claimed from the queue is sent by
- * its queued change.  The queue's rows
+ * record of an earlier backfill waits there for a retry), even while a
+ * request built since the sync's last resync holds it, and a key in held
+ * (retl_queue_held_keys: held by a request built before the resync, or in
+ * a record not in the queue) or in a job goes after them, queued.  held:
+ * as requests held it before the pass claimed the sync's queue: a key the
+ * pass claimed from the queue is sent by its queued change.  The queue's rows
  * of the range's keys are read at once, by its index of key hashes, and
  * matched here by hash, then by key; not at all when the queue holds
  * nothing of the sync.  Both read the queue as it is now, not as the
@@ -170,17 +169,8 @@ key_fates(RetlSync *sync, Datum *keys, int64 count, HTAB *held, uint64 *hashes)
 		hashes[i] = (uint64) DatumGetInt64(DirectFunctionCall2(jsonb_hash_extended, keys[i],
 															   Int64GetDatum(0)));
 		hash_values[i] = Int64GetDatum((int64) hashes[i]);
-		switch (retl_queue_key_holder(sync->id, held, hashes[i]))
-		{
-			case RETL_HELD_BEFORE:
-				fate[i] = KEY_AFTER;
-				break;
-			case RETL_HELD_SINCE:
-				fate[i] = KEY_LEFT;
-				break;
-			case RETL_HELD_NOT:
-				break;
-		}
+		if (retl_queue_key_held(sync->id, held, hashes[i]))
+			fate[i] = KEY_AFTER;
 	}
 
 	values[0] = Int32GetDatum(sync->id);

@@ -107,7 +107,8 @@ retl_queue_held_by_requests(int sync_id, int64 from, HTAB **keys, HTAB **ids)
 
 /*
  * Is a key of the sync (its jsonb hash) in a request the worker holds, or
- * in a destination's job?  keys: from retl_queue_held_by_requests.
+ * in a destination's job?  keys: from retl_queue_held_by_requests, or
+ * retl_queue_held_keys (the keys that go after their requests).
  */
 bool
 retl_queue_key_held(int sync_id, HTAB *keys, uint64 hash)
@@ -116,32 +117,23 @@ retl_queue_key_held(int sync_id, HTAB *keys, uint64 hash)
 		retl_jobs_hold(sync_id, hash);
 }
 
-/* a key in requests of a sync, for its backfill */
-typedef struct HeldKey
-{
-	uint64		hash;
-	bool		before;			/* goes after them (retl_queue_key_holder) */
-} HeldKey;
-
 /*
- * The keys in requests of a sync, for its backfill (retl_queue_key_holder):
- * their hashes, each marked "before" when a request holding it was built
- * before the sync's resync count was resyncs (its records read before
- * that resync), or holds it in a record not in the queue (a range's: the
- * backfill's cursor could move past the key before that record is
- * delivered or queued, and a crash then would lose it).
+ * The keys of a sync that its backfill sends only after the requests that
+ * hold them (for retl_queue_key_held): their hashes, for the records of
+ * requests built before the sync's resync count was resyncs (read before
+ * that resync, perhaps by an older mapping), and for records not in the
+ * queue (a range's: the backfill's cursor could move past the key before
+ * that record is delivered or queued, and a crash then would lose it).
+ * A key only other requests hold (since the resync, in queued records)
+ * is not among them: it stays in the queue until delivered, and the
+ * backfill finds it there (capture/backfill.c).
  */
 HTAB *
 retl_queue_held_keys(int sync_id, int resyncs)
 {
-	HASHCTL		ctl;
-	HTAB	   *keys;
+	HTAB	   *keys = retl_queue_key_set("retl held keys", 256);
 	ListCell   *lc;
 
-	ctl.keysize = sizeof(uint64);
-	ctl.entrysize = sizeof(HeldKey);
-	ctl.hcxt = CurrentMemoryContext;
-	keys = hash_create("retl held keys", 256, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	foreach(lc, holders)
 	{
 		RetlRequest *req = lfirst(lc);
@@ -149,34 +141,10 @@ retl_queue_held_keys(int sync_id, int resyncs)
 		if (req->sync_id != sync_id)
 			continue;
 		for (int i = 0; i < req->nrecords; i++)
-		{
-			bool		found;
-			HeldKey    *k = hash_search(keys, &req->records[i].key_hash, HASH_ENTER, &found);
-
-			if (!found)
-				k->before = false;
-			k->before |= req->resyncs < resyncs || req->records[i].nqueue_ids == 0;
-		}
+			if (req->resyncs < resyncs || req->records[i].nqueue_ids == 0)
+				hash_search(keys, &req->records[i].key_hash, HASH_ENTER, NULL);
 	}
 	return keys;
-}
-
-/*
- * Who holds a key of the sync (its jsonb hash), for its backfill: a
- * request built before the resync retl_queue_held_keys was given (or in a
- * record not in the queue), or a destination's job (RETL_HELD_BEFORE: the
- * key goes after them); requests built since, in queued records only
- * (RETL_HELD_SINCE: they send it, and it stays in the queue until they
- * have); nobody (RETL_HELD_NOT).
- */
-RetlHolder
-retl_queue_key_holder(int sync_id, HTAB *keys, uint64 hash)
-{
-	HeldKey    *k = hash_search(keys, &hash, HASH_FIND, NULL);
-
-	if ((k != NULL && k->before) || retl_jobs_hold(sync_id, hash))
-		return RETL_HELD_BEFORE;
-	return k != NULL ? RETL_HELD_SINCE : RETL_HELD_NOT;
 }
 
 /* Does a request of the sync that carries a batch of a replace hold keys? */

@@ -9,14 +9,6 @@
 #include "delivery/http.h"
 #include "sync/sync.h"
 
-/* who holds a key of a sync, for its backfill (retl_queue_key_holder) */
-typedef enum RetlHolder
-{
-	RETL_HELD_NOT,
-	RETL_HELD_SINCE,			/* requests built since the resync only */
-	RETL_HELD_BEFORE			/* a request built before it, or a job */
-} RetlHolder;
-
 extern bool retl_queue_recover(void);
 extern void retl_queue_analyze_if_stale(int retry_ms);
 extern bool retl_queue_stats_suspect(void);
@@ -37,7 +29,6 @@ extern HTAB *retl_queue_key_set(const char *name, long size);
 extern void retl_queue_held_by_requests(int sync_id, int64 from, HTAB **keys, HTAB **ids);
 extern bool retl_queue_replace_in_flight(int sync_id);
 extern HTAB *retl_queue_held_keys(int sync_id, int resyncs);
-extern RetlHolder retl_queue_key_holder(int sync_id, HTAB *keys, uint64 hash);
 extern bool retl_queue_key_held(int sync_id, HTAB *keys, uint64 hash);
 extern void retl_queue_backoff(int sync_id, uint64 key_hash, TimestampTz until);
 extern void retl_queue_load_backoff(void);

@@ -15,11 +15,13 @@
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -57,6 +59,20 @@ mode_code(const char *mode)
 }
 
 /*
+ * Has retl.syncs its count of resyncs?  Not in a database created by a
+ * build of 0.2 before it (its update script had run already): its syncs
+ * read 0 there, and a resync is told from a pause by the cursor alone, as
+ * before (queue/ranges.c).
+ */
+bool
+retl_sync_has_resyncs(void)
+{
+	Oid			relid = get_relname_relid("syncs", get_namespace_oid("retl", false));
+
+	return OidIsValid(relid) && get_attnum(relid, "resyncs") != InvalidAttrNumber;
+}
+
+/*
  * Syncs with their destinations, in the current memory context: every
  * active one, or (only_id > 0) that one, paused or not.
  */
@@ -68,7 +84,7 @@ retl_sync_load(int only_id)
 	Datum		values[1] = {Int32GetDatum(only_id)};
 	MemoryContext cxt = CurrentMemoryContext;	/* SPI leaves its own */
 
-	if (retl_spi_execute("SELECT s.id, s.name, s.mode, s.source_relid, "
+	if (retl_spi_execute(psprintf("SELECT s.id, s.name, s.mode, s.source_relid, "
 							  "pg_catalog.array_to_string(s.key_attnums, ','), s.mapping::text, "
 							  "s.backfill_done, s.backfill_cursor::text, d.kind, d.url, "
 							  "d.headers::text, d.timeout_ms, COALESCE((s.options ->> 'batch_size')::int, d.batch_size), d.max_attempts, "
@@ -84,10 +100,11 @@ retl_sync_load(int only_id)
 							  "   WHERE g.destination_id OPERATOR(pg_catalog.=) d.id"
 							  "   AND pg_catalog.pg_has_role(s.owner, g.grantee, 'USAGE')))), "
 							  "d.name, s.search_path, "
-							  "(d.options -> 'auth')::text, d.options::text, s.options::text, s.resyncs "
+							  "(d.options -> 'auth')::text, d.options::text, s.options::text, %s "
 							  "FROM retl.syncs s JOIN retl.destinations d ON d.id = s.destination_id "
 							  "WHERE CASE WHEN $1 > 0 THEN s.id = $1 ELSE NOT s.paused END "
-							  "ORDER BY s.id", 1, types, values, NULL, true, 0) != SPI_OK_SELECT)
+							  "ORDER BY s.id", retl_sync_has_resyncs() ? "s.resyncs" : "0"),
+						 1, types, values, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "retl: could not read retl.syncs");
 
 	MemoryContextSwitchTo(cxt);

@@ -50,6 +50,7 @@ typedef struct RetlSync
 } RetlSync;
 
 extern List *retl_sync_load(int only_id);
+extern bool retl_sync_has_resyncs(void);
 extern List *retl_sync_active(uint64 gen, TimestampTz now);
 extern List *retl_sync_kept(uint64 gen, TimestampTz now, bool *kept);
 extern void retl_sync_reset_caches(void);

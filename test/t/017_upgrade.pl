@@ -103,4 +103,29 @@ my $new = psql('fresh', $schema);
 ok(length($new) > 1000, 'the schema listing is not empty');
 is($old, $new, 'the updated schema equals a fresh install\'s');
 
+# A database created by a build of 0.2 before retl.syncs.resyncs (its
+# update script had run already): its worker syncs as before, a resync
+# told from a pause by the cursor alone.  (It failed every pass: "column
+# s.resyncs does not exist".)
+psql('fresh', q{ALTER TABLE retl.syncs DROP COLUMN resyncs;
+	CREATE TABLE legacy (id int PRIMARY KEY, v text);
+	INSERT INTO legacy SELECT g, 'v' || g FROM generate_series(1, 30) g;
+	SELECT retl_create_destination('legacy_hook', 'webhook', '} . $r->url('/legacy') . q{',
+		'{"batch_size": 10}');
+	SELECT retl_create_sync('legacy_out', 'legacy', 'legacy_hook');});
+ok($node->poll_query_until('fresh',
+		q{SELECT NOT backfilling AND pending + in_flight = 0 FROM retl.sync_status WHERE sync = 'legacy_out'}),
+	'a database without retl.syncs.resyncs backfills');
+psql('fresh', q{UPDATE legacy SET v = 'changed' WHERE id = 7});
+ok($node->poll_query_until('fresh',
+		q{SELECT pending + in_flight = 0 AND delivered = 31 FROM retl.sync_status WHERE sync = 'legacy_out'}),
+	'and sends its changes');
+my %legacy;
+for my $req (grep { $_->{path} eq '/legacy' } @{ $r->requests(ok => 1) })
+{
+	$legacy{ $_->{key}{id} } = $_->{data}{v} for @{ $req->{body}{records} };
+}
+is(scalar(keys %legacy), 30, 'every row');
+is($legacy{7}, 'changed', 'the change last');
+
 done_testing();

@@ -13,7 +13,7 @@ use lib "$FindBin::RealBin/../perl";
 use RetlTest;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(sleep);
+use Time::HiRes qw(sleep time);
 
 my $r = start_receiver();
 my $node = new_retl_node('backfill_ranges');
@@ -366,14 +366,22 @@ $r->control();
 
 # -- a resync before the first range settles ---------------------------------
 # The same, resynced instead: the backfill begins again, and the keys of
-# the requests in flight (read before the resync) go again after them.
+# the requests in flight (read before the resync) go again after them:
+# every key arrives after the resync.
 first_range_in_flight('early_resync');
 psql(q{SELECT retl_resync('early_resync_out')});
+my $resynced_at = time;
 is(psql(q{SELECT resyncs FROM retl.syncs WHERE name = 'early_resync_out'}), '1', 'the resync counted');
 ok(wait_drained('early_resync_out'), 'the backfill ended');
 $seen = per_key('/early_resync');
 is(scalar(keys %$seen), 300, 'every row sent');
 is(join(',', grep { $seen->{$_} != 2 } 1 .. 10), '', 'the first request\'s keys twice');
+my %after_resync;
+for my $req (grep { $_->{path} eq '/early_resync' && $_->{t} > $resynced_at } @{ $r->requests(ok => 1) })
+{
+	$after_resync{ $_->{key}{id} } = 1 for @{ $req->{body}{records} };
+}
+is(scalar(keys %after_resync), 300, 'every key sent after the resync');
 $r->control();
 
 # -- a change claimed from the queue while the backfill runs ------------------
