@@ -14,6 +14,7 @@ OBJS = \
 	src/process/utility.o \
 	src/process/runner.o \
 	src/process/scheduled.o \
+	src/process/staging.o \
 	src/process/txn.o \
 	src/process/worker.o \
 	src/api/checks.o \

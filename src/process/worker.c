@@ -47,7 +47,6 @@
 #include "base/guc.h"
 #include "base/identity.h"
 #include "base/shmem.h"
-#include "base/subxact.h"
 #include "capture/stream.h"
 #include "connectors/connector.h"
 #include "connectors/oauth.h"
@@ -70,6 +69,37 @@
 static RetlDbState exit_state = RETL_DB_RESTART;
 static bool served = false;		/* found the extension at least once */
 static Oid	worker_dboid = InvalidOid;
+
+/*
+ * A stop (SIGTERM: a fast or smart shutdown, pg_terminate_backend).  The
+ * next worker sends again what this one had in flight or had answered
+ * without recording it (up to UNRECORDED_MAX 2xx answers, below): a
+ * stop by die() at once made every restart of the server send some
+ * records twice, where duplicates belong to crashes only (DESIGN.md).  So
+ * in the loop a SIGTERM only asks it to stop: the pass under way ends,
+ * and worker_stop() waits up to STOP_WAIT_MS for the requests in flight,
+ * records every answer, and exits.  Outside the loop (starting, staging
+ * logical changes, which can take long) it stops at once, as die() does.
+ */
+static volatile sig_atomic_t stop_requested = false;
+static volatile sig_atomic_t stop_at_once = true;
+
+#define STOP_WAIT_MS 2000
+
+static void
+worker_sigterm(SIGNAL_ARGS)
+{
+	if (stop_at_once)
+		die(postgres_signal_arg);
+	else
+	{
+		int			save_errno = errno;
+
+		stop_requested = true;
+		SetLatch(MyLatch);
+		errno = save_errno;
+	}
+}
 
 /* Leave the database's slot, telling the launcher what to do next. */
 static void
@@ -251,7 +281,7 @@ leave_unrecorded(List *finished)
 
 	if (finished == NIL && unrecorded == NIL)
 		return false;
-	if (list_length(unrecorded) + list_length(finished) > UNRECORDED_MAX)
+	if (list_length(unrecorded) + list_length(finished) > UNRECORDED_MAX || stop_requested)
 		return false;
 	if (unrecorded != NIL &&
 		TimestampDifferenceExceeds(unrecorded_since, GetCurrentTimestamp(), RECORD_AFTER_MS))
@@ -466,110 +496,50 @@ record_outcomes(List *answers, List *split)
 		retl_worker_park_parts(parts);
 }
 
-/* Every logical sync failed to stage: show why on each. */
-static void
-stream_failed(const char *message)
+/* Does a command on the database wait for the worker to leave (utility.c)? */
+static bool
+held_by_command(void)
 {
-	List	   *ids = NIL;
-	ListCell   *lc;
+	RetlDbSlot *slot;
+	bool		held;
 
-	if (SPI_execute("SELECT s.id FROM retl.syncs s WHERE s.capture = 'logical'", true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "retl: could not read the logical syncs");
-	for (uint64 i = 0; i < SPI_processed; i++)
-		ids = lappend_int(ids, pg_strtoint32(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1)));
-	foreach(lc, ids)
-		retl_queue_sync_error(lfirst_int(lc), message);
-}
-
-typedef struct StageWork
-{
-	XLogRecPtr	target;
-	bool		found;
-	List	   *errors;
-} StageWork;
-
-static void
-stage_work(void *arg)
-{
-	StageWork  *w = arg;
-
-	w->target = retl_stream_stage(&w->found, &w->errors);
+	LWLockAcquire(retl_shared->lock, LW_SHARED);
+	slot = retl_find_slot(worker_dboid);
+	held = slot != NULL && slot->state == RETL_DB_HOLD;
+	LWLockRelease(retl_shared->lock);
+	return held;
 }
 
 /*
- * The last staging failure logged, and when: staging is retried every
- * second, and a failure that lasts (a slot dropped by hand) is logged again
- * only once a minute, or when it changes.  Every logical sync shows it.
- */
-#define STAGE_WARNING_INTERVAL_MS 60000
-static char *stage_error = NULL;
-static TimestampTz stage_error_at = 0;
-
-static void
-log_stage_error(const char *message)
-{
-	TimestampTz now = GetCurrentTimestamp();
-	bool		repeated = stage_error != NULL && strcmp(stage_error, message) == 0 &&
-		!TimestampDifferenceExceeds(stage_error_at, now, STAGE_WARNING_INTERVAL_MS);
-
-	ereport(repeated ? DEBUG1 : WARNING,
-			(errmsg("retl could not stage logical changes: %s", message),
-			 repeated ? 0 : errdetail("While it lasts, it is logged again once a minute.")));
-	if (repeated)
-		return;
-	if (stage_error != NULL)
-		pfree(stage_error);
-	stage_error = MemoryContextStrdup(TopMemoryContext, message);
-	stage_error_at = now;
-}
-
-/*
- * Stage what the database's logical slot has for retl (stream.c): decode
- * and queue in one transaction, then confirm the position to the slot.  A
- * failure is shown on every logical sync and staging is tried again later.
+ * Stop, asked by a SIGTERM in the loop (worker_sigterm): the requests in
+ * flight have up to STOP_WAIT_MS to be answered (none when a DROP or ALTER
+ * DATABASE waits for the worker to leave), then every answer is recorded,
+ * the 2xx ones that would wait included.  Nothing new starts.  What is
+ * still unanswered then, and what was claimed ahead, is sent by the next
+ * worker: its rows stay queued (a backfill's range is read again from its
+ * cursor).
  */
 static void
-stage_stream(void)
+worker_stop(void)
 {
-	StageWork	w = {InvalidXLogRecPtr, false, NIL};
-	ErrorData  *edata;
-	ListCell   *lc;
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   held_by_command() ? 0 : STOP_WAIT_MS);
+	List	   *answers;
+	List	   *split;
+	int			unanswered;
 
-	if (!retl_stream_due())
-		return;
-	retl_begin_txn();
-	pgstat_report_activity(STATE_RUNNING, "staging logical changes");
-	if (!retl_lock_extension())
-		retl_worker_exit_without_extension();
-	edata = retl_in_subtransaction(stage_work, &w);
-	if (edata != NULL)
-	{
-		log_stage_error(edata->message);
-		stream_failed(psprintf("logical capture failed: %s", edata->message));
-		retl_stream_backoff();
-		FreeErrorData(edata);
-		w.target = InvalidXLogRecPtr;
-		w.errors = NIL;
-	}
-	else if (stage_error != NULL)
-	{
-		pfree(stage_error);
-		stage_error = NULL;
-	}
-	foreach(lc, w.errors)
-	{
-		char	   *space = strchr((char *) lfirst(lc), ' ');
-
-		*space = '\0';
-		retl_queue_sync_error(pg_strtoint32((char *) lfirst(lc)), space + 1);
-	}
-	retl_end_txn();
-
-	/* only once the staged changes are committed */
-	if (w.target != InvalidXLogRecPtr)
-		retl_stream_confirm(w.target);
+	pgstat_report_activity(STATE_RUNNING, "stopping: waiting for the requests in flight");
+	while (retl_http_in_flight() > 0 && GetCurrentTimestamp() < deadline)
+		retl_http_poll(10, PG_WAIT_EXTENSION);
+	unanswered = retl_http_in_flight();
+	collect_answers(&answers, &split);
+	record_outcomes(answers, split);
+	if (unanswered > 0)
+		ereport(LOG,
+				(errmsg("retl worker stopping with %d requests unanswered", unanswered),
+				 errdetail("Their records stay queued; the next worker sends them again.")));
+	proc_exit(0);
 }
-
 
 /* Hand requests to libcurl, and free their list (of TopMemoryContext). */
 static void
@@ -610,7 +580,7 @@ retl_worker_main(Datum main_arg)
 
 	worker_dboid = DatumGetObjectId(main_arg);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
+	pqsignal(SIGTERM, worker_sigterm);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(worker_dboid, InvalidOid, 0);
 
@@ -688,6 +658,8 @@ retl_worker_main(Datum main_arg)
 
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "retl worker loop",
 									 ALLOCSET_DEFAULT_SIZES);
+	/* from here a SIGTERM lets the loop stop (worker_stop) */
+	stop_at_once = false;
 	for (;;)
 	{
 		List	   *answers;
@@ -706,6 +678,8 @@ retl_worker_main(Datum main_arg)
 		}
 		MemoryContextReset(loop_cxt);
 		MemoryContextSwitchTo(loop_cxt);
+		if (stop_requested)
+			worker_stop();
 
 		/*
 		 * The slots the answers freed take requests claimed ahead first,
@@ -714,19 +688,29 @@ retl_worker_main(Datum main_arg)
 		 */
 		collect_answers(&answers, &split);
 		timeout = retl_poll_interval_ms;
-		start_requests(retl_worker_start_parts(&claim, &full, &timeout));
+		claim = false;
+		if (!stop_requested)
+			start_requests(retl_worker_start_parts(&claim, &full, &timeout));
 		record_outcomes(answers, split);
-		stage_stream();
-		if (claim)
+		if (!stop_requested)
+		{
+			/* (staging may read much WAL: a SIGTERM there stops it at once) */
+			stop_at_once = true;
+			retl_worker_stage_stream();
+			stop_at_once = false;
+		}
+		if (claim && !stop_requested)
 			start_requests(retl_worker_claim(&more, &full, &timeout));
 		retl_stats_publish(MyDatabaseId);
 		/* runs and refreshes are due at most a few times a second */
-		if (TimestampDifferenceExceeds(last_scheduled, GetCurrentTimestamp(), 200))
+		if (!stop_requested &&
+			TimestampDifferenceExceeds(last_scheduled, GetCurrentTimestamp(), 200))
 		{
 			retl_worker_scheduled();
 			last_scheduled = GetCurrentTimestamp();
 		}
-		if (TimestampDifferenceExceeds(last_pruned, GetCurrentTimestamp(), RUN_PRUNE_INTERVAL_MS))
+		if (!stop_requested &&
+			TimestampDifferenceExceeds(last_pruned, GetCurrentTimestamp(), RUN_PRUNE_INTERVAL_MS))
 		{
 			retl_worker_prune_runs();
 			last_pruned = GetCurrentTimestamp();
@@ -762,7 +746,7 @@ retl_worker_main(Datum main_arg)
 		 * slept 2 ms of every 4-5).  A destination that fails at once
 		 * (refused connections) is still tried no faster than before.
 		 */
-		if (!more &&
+		if (!more && !stop_requested &&
 			!((full || (retl_parts_any() && retl_http_answered())) &&
 			  retl_http_in_flight() == 0 && retl_http_done_ok()) &&
 			!TimestampDifferenceExceeds(pass_started, GetCurrentTimestamp(), PASS_MIN_MS))

@@ -30,6 +30,9 @@ extern int	retl_parts_claim_ahead(struct RetlSync *sync);
 extern bool retl_parts_running_low(struct RetlSync *sync, uint32 queued_gen, TimestampTz now);
 extern List *retl_worker_start_parts(bool *claim, bool *full, long *wait_ms);
 
+/* staging.c */
+extern void retl_worker_stage_stream(void);
+
 /* scheduled.c */
 extern void retl_worker_scheduled(void);
 extern void retl_worker_prune_runs(void);

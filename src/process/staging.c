@@ -1,0 +1,123 @@
+/*
+ * staging.c: the worker's pass stages what logical capture decoded into
+ * the queue (capture/stream.c), in a transaction of its own; a failure
+ * shows on every logical sync, and is logged once a minute while it lasts.
+ */
+#include "postgres.h"
+
+#include "access/xlogdefs.h"
+#include "executor/spi.h"
+#include "pgstat.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "base/subxact.h"
+#include "capture/stream.h"
+#include "process/txn.h"
+#include "process/worker.h"
+#include "queue/queue.h"
+
+/* Every logical sync failed to stage: show why on each. */
+static void
+stream_failed(const char *message)
+{
+	List	   *ids = NIL;
+	ListCell   *lc;
+
+	if (SPI_execute("SELECT s.id FROM retl.syncs s WHERE s.capture = 'logical'", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "retl: could not read the logical syncs");
+	for (uint64 i = 0; i < SPI_processed; i++)
+		ids = lappend_int(ids, pg_strtoint32(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1)));
+	foreach(lc, ids)
+		retl_queue_sync_error(lfirst_int(lc), message);
+}
+
+typedef struct StageWork
+{
+	XLogRecPtr	target;
+	bool		found;
+	List	   *errors;
+} StageWork;
+
+static void
+stage_work(void *arg)
+{
+	StageWork  *w = arg;
+
+	w->target = retl_stream_stage(&w->found, &w->errors);
+}
+
+/*
+ * The last staging failure logged, and when: staging is retried every
+ * second, and a failure that lasts (a slot dropped by hand) is logged again
+ * only once a minute, or when it changes.  Every logical sync shows it.
+ */
+#define STAGE_WARNING_INTERVAL_MS 60000
+static char *stage_error = NULL;
+static TimestampTz stage_error_at = 0;
+
+static void
+log_stage_error(const char *message)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	bool		repeated = stage_error != NULL && strcmp(stage_error, message) == 0 &&
+		!TimestampDifferenceExceeds(stage_error_at, now, STAGE_WARNING_INTERVAL_MS);
+
+	ereport(repeated ? DEBUG1 : WARNING,
+			(errmsg("retl could not stage logical changes: %s", message),
+			 repeated ? 0 : errdetail("While it lasts, it is logged again once a minute.")));
+	if (repeated)
+		return;
+	if (stage_error != NULL)
+		pfree(stage_error);
+	stage_error = MemoryContextStrdup(TopMemoryContext, message);
+	stage_error_at = now;
+}
+
+/*
+ * Stage what the database's logical slot has for retl (stream.c): decode
+ * and queue in one transaction, then confirm the position to the slot.  A
+ * failure is shown on every logical sync and staging is tried again later.
+ */
+void
+retl_worker_stage_stream(void)
+{
+	StageWork	w = {InvalidXLogRecPtr, false, NIL};
+	ErrorData  *edata;
+	ListCell   *lc;
+
+	if (!retl_stream_due())
+		return;
+	retl_begin_txn();
+	pgstat_report_activity(STATE_RUNNING, "staging logical changes");
+	if (!retl_lock_extension())
+		retl_worker_exit_without_extension();
+	edata = retl_in_subtransaction(stage_work, &w);
+	if (edata != NULL)
+	{
+		log_stage_error(edata->message);
+		stream_failed(psprintf("logical capture failed: %s", edata->message));
+		retl_stream_backoff();
+		FreeErrorData(edata);
+		w.target = InvalidXLogRecPtr;
+		w.errors = NIL;
+	}
+	else if (stage_error != NULL)
+	{
+		pfree(stage_error);
+		stage_error = NULL;
+	}
+	foreach(lc, w.errors)
+	{
+		char	   *space = strchr((char *) lfirst(lc), ' ');
+
+		*space = '\0';
+		retl_queue_sync_error(pg_strtoint32((char *) lfirst(lc)), space + 1);
+	}
+	retl_end_txn();
+
+	/* only once the staged changes are committed */
+	if (w.target != InvalidXLogRecPtr)
+		retl_stream_confirm(w.target);
+}
