@@ -458,6 +458,35 @@ claim_sync(RetlSync *sync, uint32 queued_gen, TimestampTz now, bool *more,
 }
 
 /*
+ * At a stop (worker.c), once the answers are recorded: the requests
+ * claimed ahead give their records back, as at a pause (a backfill's as
+ * 'b' rows), and the cursors of the backfills sent straight from their
+ * tables move past the ranges answered or given back, as the next claim
+ * would move them, so that the next worker reads none of them again.
+ */
+void
+retl_worker_settle_backfills(void)
+{
+	uint32		queued[RETL_QUEUE_BUCKETS];
+	uint64		gen = retl_database_generations(queued);
+	ListCell   *lc;
+
+	retl_begin_txn();
+	pgstat_report_activity(STATE_RUNNING, "stopping: saving the backfills' positions");
+	if (!retl_lock_extension())
+		retl_worker_exit_without_extension();
+	retl_parts_release_unloaded(NIL);
+	foreach(lc, retl_sync_active(gen, GetCurrentTimestamp()))
+	{
+		RetlSync   *sync = lfirst(lc);
+
+		if (!sync->backfill_done && retl_backfill_direct(sync))
+			(void) retl_ranges_settle(retl_ranges_of(sync), sync);
+	}
+	retl_end_txn();
+}
+
+/*
  * One pass over the syncs; returns the requests to send.  Exits the
  * process when the extension is gone.  Then the commits that will wake
  * the worker are those that give the next pass something to do: a change

@@ -145,7 +145,8 @@ retl_worker_parts_outlast(int sync_id, int dest)
 
 /*
  * In the claim transaction: the parts of syncs not loaded (paused,
- * dropped) give their rows back to the queue.
+ * dropped) give their rows back to the queue; all of them with syncs NIL
+ * (a stop: worker.c).
  */
 void
 retl_parts_release_unloaded(List *syncs)

@@ -62,7 +62,8 @@ release_database(const char *dbname)
 	}
 	LWLockRelease(retl_shared->lock);
 	held_database = dboid;
-	if (pid != 0 && kill(pid, SIGTERM) == 0)
+	/* SIGUSR2: at once, not after its pass and answers (worker.c) */
+	if (pid != 0 && kill(pid, SIGUSR2) == 0)
 	{
 		for (int waited = 0; waited < WAIT_MS; waited += 10)
 		{

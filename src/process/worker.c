@@ -24,6 +24,9 @@
  */
 #include "postgres.h"
 
+#include <signal.h>
+#include <time.h>
+
 #include "access/xact.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
@@ -73,32 +76,72 @@ static Oid	worker_dboid = InvalidOid;
 /*
  * A stop (SIGTERM: a fast or smart shutdown, pg_terminate_backend).  The
  * next worker sends again what this one had in flight or had answered
- * without recording it (up to UNRECORDED_MAX 2xx answers, below): a
+ * without recording it (up to UNRECORDED_MAX 2xx answers, below), and
+ * reads again the backfill ranges answered since its cursor last moved: a
  * stop by die() at once made every restart of the server send some
  * records twice, where duplicates belong to crashes only (DESIGN.md).  So
  * in the loop a SIGTERM only asks it to stop: the pass under way ends,
  * and worker_stop() waits up to STOP_WAIT_MS for the requests in flight,
- * records every answer, and exits.  Outside the loop (starting, staging
- * logical changes, which can take long) it stops at once, as die() does.
+ * records every answer, moves the backfills' cursors, and exits.  A pass
+ * that does not end within STOP_GRACE_S (a lock that a claim waits for,
+ * a run of a model in this worker, a slow function of a sync's mapping)
+ * is stopped then as die() stops it, by a timer's SIGUSR2, which a DROP
+ * or ALTER DATABASE sends at once (process/utility.c: it waits for the
+ * worker to leave).  Before the loop (starting) a SIGTERM stops the
+ * worker at once.
  */
 static volatile sig_atomic_t stop_requested = false;
 static volatile sig_atomic_t stop_at_once = true;
+static timer_t stop_timer;
+static volatile sig_atomic_t stop_timer_made = false;
 
 #define STOP_WAIT_MS 2000
+#define STOP_GRACE_S 10
 
 static void
 worker_sigterm(SIGNAL_ARGS)
 {
+	int			save_errno = errno;
+
 	if (stop_at_once)
 		die(postgres_signal_arg);
 	else
 	{
-		int			save_errno = errno;
+		if (!stop_requested && stop_timer_made)
+		{
+			struct itimerspec grace = {{0, 0}, {STOP_GRACE_S, 0}};
 
+			/* (timer_settime is async-signal-safe) */
+			(void) timer_settime(stop_timer, 0, &grace, NULL);
+		}
 		stop_requested = true;
 		SetLatch(MyLatch);
-		errno = save_errno;
 	}
+	errno = save_errno;
+}
+
+/* SIGUSR2: stop at once (see above) */
+static void
+worker_stop_now(SIGNAL_ARGS)
+{
+	die(postgres_signal_arg);
+}
+
+/* The timer that stops a pass that outlasts STOP_GRACE_S after a SIGTERM */
+static void
+make_stop_timer(void)
+{
+	struct sigevent ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.sigev_notify = SIGEV_SIGNAL;
+	ev.sigev_signo = SIGUSR2;
+	if (timer_create(CLOCK_MONOTONIC, &ev, &stop_timer) == 0)
+		stop_timer_made = true;
+	else
+		ereport(LOG,
+				(errmsg("retl worker could not create its stop timer: %m"),
+				 errdetail("A stop waits for the pass under way to end, however long it takes.")));
 }
 
 /* Leave the database's slot, telling the launcher what to do next. */
@@ -233,9 +276,9 @@ static List *deferred_halves = NIL;
  * every waiting one recorded with it.  Their keys and rows stay held
  * meanwhile (no claim can take them), and the sync's scan mark is woken
  * when they are recorded, as for an answer, should a claim have found
- * nothing but them meanwhile.  A worker stopped before recording them
- * sends them again, as it does the requests in flight when it stops.  In
- * TopMemoryContext.
+ * nothing but them meanwhile.  A worker that crashes before recording
+ * them sends them again, as it does the requests in flight when it
+ * crashes (a stop records them: worker_stop).  In TopMemoryContext.
  */
 static List *unrecorded = NIL;
 static TimestampTz unrecorded_since = 0;
@@ -496,34 +539,20 @@ record_outcomes(List *answers, List *split)
 		retl_worker_park_parts(parts);
 }
 
-/* Does a command on the database wait for the worker to leave (utility.c)? */
-static bool
-held_by_command(void)
-{
-	RetlDbSlot *slot;
-	bool		held;
-
-	LWLockAcquire(retl_shared->lock, LW_SHARED);
-	slot = retl_find_slot(worker_dboid);
-	held = slot != NULL && slot->state == RETL_DB_HOLD;
-	LWLockRelease(retl_shared->lock);
-	return held;
-}
-
 /*
  * Stop, asked by a SIGTERM in the loop (worker_sigterm): the requests in
- * flight have up to STOP_WAIT_MS to be answered (none when a DROP or ALTER
- * DATABASE waits for the worker to leave), then every answer is recorded,
- * the 2xx ones that would wait included.  Nothing new starts.  What is
- * still unanswered then, and what was claimed ahead, is sent by the next
- * worker: its rows stay queued (a backfill's range is read again from its
+ * flight have up to STOP_WAIT_MS to be answered, then every answer is
+ * recorded, the 2xx ones that would wait included; the requests claimed
+ * ahead give their records back, as at a pause, and the backfills' cursors
+ * move past the ranges answered or given back (claims.c).  Nothing new
+ * starts.  What is still unanswered then is sent again by the next worker
+ * (its rows stay queued; a backfill's range is read again from its
  * cursor).
  */
 static void
 worker_stop(void)
 {
-	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-													   held_by_command() ? 0 : STOP_WAIT_MS);
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), STOP_WAIT_MS);
 	List	   *answers;
 	List	   *split;
 	int			unanswered;
@@ -534,6 +563,7 @@ worker_stop(void)
 	unanswered = retl_http_in_flight();
 	collect_answers(&answers, &split);
 	record_outcomes(answers, split);
+	retl_worker_settle_backfills();
 	if (unanswered > 0)
 		ereport(LOG,
 				(errmsg("retl worker stopping with %d requests unanswered", unanswered),
@@ -581,6 +611,7 @@ retl_worker_main(Datum main_arg)
 	worker_dboid = DatumGetObjectId(main_arg);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, worker_sigterm);
+	pqsignal(SIGUSR2, worker_stop_now);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(worker_dboid, InvalidOid, 0);
 
@@ -659,6 +690,7 @@ retl_worker_main(Datum main_arg)
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "retl worker loop",
 									 ALLOCSET_DEFAULT_SIZES);
 	/* from here a SIGTERM lets the loop stop (worker_stop) */
+	make_stop_timer();
 	stop_at_once = false;
 	for (;;)
 	{
@@ -693,12 +725,7 @@ retl_worker_main(Datum main_arg)
 			start_requests(retl_worker_start_parts(&claim, &full, &timeout));
 		record_outcomes(answers, split);
 		if (!stop_requested)
-		{
-			/* (staging may read much WAL: a SIGTERM there stops it at once) */
-			stop_at_once = true;
 			retl_worker_stage_stream();
-			stop_at_once = false;
-		}
 		if (claim && !stop_requested)
 			start_requests(retl_worker_claim(&more, &full, &timeout));
 		retl_stats_publish(MyDatabaseId);

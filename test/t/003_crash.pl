@@ -146,11 +146,14 @@ psql(qq{
 		mode => 'append');
 	INSERT INTO clean SELECT g FROM generate_series(1, 3000) g;
 });
+# (5 ms an answer: at most 800 records a second, so the stop comes mid-way)
+$r->control({ path => '/clean', delay_ms => 5, count => -1 });
 ok($node->poll_query_until('postgres',
 	q{SELECT delivered >= 300 FROM retl.sync_status WHERE sync = 'clean_out'}), 'the drain under way');
 $node->stop('fast');
 my $sent_at_stop = scalar(grep { $_->{path} eq '/clean' } @{ $r->requests(ok => 1) });
 $node->start;
+$r->control();
 ok($node->poll_query_until('postgres',
 	q{SELECT pending + in_flight = 0 FROM retl.sync_status WHERE sync = 'clean_out'}), 'drained after the restart');
 my %clean_ids;

@@ -117,6 +117,32 @@ my $pid = psql(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'retl wor
 psql("SELECT pg_terminate_backend($pid)");
 ok($node->poll_query_until('postgres', qq{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'retl worker' AND pid <> $pid}),
 	'terminated worker restarted');
+
+# A SIGTERM lets the worker's pass end (a clean stop records its answers,
+# 003), but not for ever: a claim waiting for a lock (on retl.queue, held
+# by a session) is interrupted 10 s later.  (Before the timer it waited as
+# long as the lock was held.)
+psql(qq{CREATE TABLE locked (id int PRIMARY KEY, v text);
+	SELECT retl_create_destination(name => 'locked_hook', kind => 'webhook', url => '} . $r->url('/locked') . q{');
+	SELECT retl_create_sync(name => 'locked_out', source => 'locked', destination => 'locked_hook');
+	SELECT retl_pause_sync('locked_out');
+	INSERT INTO locked VALUES (1, 'a');}, 'other2');
+my $locker = $node->background_psql('other2');
+$locker->query_safe('BEGIN; LOCK TABLE retl.queue IN ACCESS EXCLUSIVE MODE;');
+psql(q{SELECT retl_resume_sync('locked_out')}, 'other2');
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 1 FROM pg_stat_activity
+	WHERE backend_type = 'retl worker' AND wait_event_type = 'Lock'}), 'the worker\'s claim waits for the lock');
+$pid = psql(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'retl worker'});
+$t0 = time;
+psql("SELECT pg_terminate_backend($pid)");
+ok($node->poll_query_until('postgres', qq{SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $pid}),
+	'the worker left while the lock was still held');
+my $left_after = time - $t0;
+ok($left_after >= 8 && $left_after < 30, sprintf('about 10 s after the SIGTERM (%.1f s)', $left_after));
+$locker->query_safe('ROLLBACK;');
+$locker->quit;
+ok($node->poll_query_until('other2', q{SELECT delivered = 1 FROM retl.sync_status WHERE sync = 'locked_out'}),
+	'the next worker delivers the change');
 $node->stop;
 
 # Without shared_preload_libraries: a clear error with a hint.

@@ -411,6 +411,28 @@ $seen = per_key('/claimed');
 is(scalar(keys %$seen), 1600, 'every row sent');
 $r->control();
 
+# -- a clean stop in the middle of a backfill ---------------------------------
+# A fast stop while the backfill's ranges are answered: the worker records
+# the answers and moves the cursor past the ranges they finish before it
+# exits, so the next worker reads none of them again.  (It exited with the
+# cursor where its last claim had left it: the ranges answered since went
+# twice.)
+table_and_hook('stopped', 3000, q{'v' || g}, '{"batch_size": 50, "max_concurrency": 2}');
+$r->control({ path => '/stopped', delay_ms => 50, count => -1 });
+psql(q{SELECT retl_create_sync(name => 'stopped_out', source => 'stopped', destination => 'stopped_hook')});
+ok($node->poll_query_until('postgres',
+	q{SELECT (backfill_cursor->>0)::int >= 500 FROM retl.syncs WHERE name = 'stopped_out'}),
+	'the backfill past key 500');
+$node->stop('fast');
+my $stopped_at = scalar(keys %{ per_key('/stopped') });
+$node->start;
+$r->control();
+ok(wait_drained('stopped_out'), 'the backfill ended after the restart');
+ok($stopped_at < 3000, "the stop came in the middle ($stopped_at keys sent before it)");
+$seen = per_key('/stopped');
+is(scalar(keys %$seen), 3000, 'every row sent');
+is(join(',', grep { $seen->{$_} != 1 } sort { $a <=> $b } keys %$seen), '', 'each once');
+
 # -- a crash in the middle sends again only what was past the cursor ----------
 $n = 4000;
 psql(qq{
