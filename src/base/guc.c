@@ -314,6 +314,20 @@ retl_guc_init(void)
 }
 
 /*
+ * For tests: does retl.test_fail name this point and sync ("point:sync")?
+ * No error: libcurl's callbacks ask it.
+ */
+bool
+retl_test_fail_named(const char *point, const char *sync_name)
+{
+	size_t		len = strlen(point);
+
+	return retl_test_fail != NULL && sync_name != NULL &&
+		strncmp(retl_test_fail, point, len) == 0 && retl_test_fail[len] == ':' &&
+		strcmp(retl_test_fail + len + 1, sync_name) == 0;
+}
+
+/*
  * For tests: when retl.test_fail names this point and sync, fail here
  * ("claim:orders"), as the worker can fail there (an error, its
  * subtransaction undone), or wait a second here ("claim-wait:orders"),

@@ -30,5 +30,6 @@ extern int64 retl_run_history_secs;
 
 extern void retl_guc_init(void);
 extern void retl_test_fail_at(const char *point, const char *sync_name);
+extern bool retl_test_fail_named(const char *point, const char *sync_name);
 
 #endif

@@ -110,13 +110,37 @@ write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 				 retl_max_response_kb);
 		return 0;				/* libcurl ends the transfer */
 	}
-	/* Only an excerpt is kept; the rest is read and dropped. */
+	/*
+	 * Only an excerpt is kept; the rest is read and dropped.  Its buffer
+	 * grows without raising an error (none may leave a libcurl callback):
+	 * memory short ends the transfer.
+	 */
 	if (room > 0)
 	{
-		MemoryContext old = MemoryContextSwitchTo(req->cxt);
+		StringInfo	s = &req->response;
+		size_t		n = Min(len, room);
 
-		appendBinaryStringInfo(&req->response, ptr, Min(len, room));
-		MemoryContextSwitchTo(old);
+		if ((size_t) s->len + n + 1 > (size_t) s->maxlen)
+		{
+			size_t		size = Min(Max((size_t) s->maxlen * 2, (size_t) s->len + n + 1),
+								   (size_t) req->capture + 1);
+			char	   *data = retl_test_fail_named("response-memory", req->sync_name) ? NULL :
+				MemoryContextAllocExtended(req->cxt, size, MCXT_ALLOC_NO_OOM);
+
+			if (data == NULL)
+			{
+				snprintf(req->refused, sizeof(req->refused),
+						 "out of memory reading the response (%zu bytes kept)", (size_t) s->len);
+				return 0;		/* libcurl ends the transfer */
+			}
+			memcpy(data, s->data, s->len + 1);
+			pfree(s->data);
+			s->data = data;
+			s->maxlen = (int) size;
+		}
+		memcpy(s->data + s->len, ptr, n);
+		s->len += (int) n;
+		s->data[s->len] = '\0';
 	}
 	return len;
 }
@@ -265,18 +289,19 @@ url_host(const char *url, const char **error)
 /*
  * Before every request, redirect hops included: its URL's host must be
  * allowed, and the connection's address too (it may be a reused one).
+ * True to refuse it, with req->refused saying why.
  */
-static int
-prereq_cb(void *clientp, char *conn_primary_ip, char *conn_local_ip,
-		  int conn_primary_port, int conn_local_port)
+static bool
+check_request(RetlRequest *req, const char *conn_primary_ip)
 {
-	RetlRequest *req = (RetlRequest *) clientp;
-	MemoryContext old = MemoryContextSwitchTo(req->cxt);
 	char	   *url = NULL;
 	const char *error = NULL;
 	const char *host = NULL;
 	const char *why = NULL;
 	bool		refuse = true;
+
+	if (req->sync_name != NULL)
+		retl_test_fail_at("prereq", req->sync_name);
 
 	/*
 	 * (req->refused may already say why the open-socket callback refused
@@ -301,6 +326,39 @@ prereq_cb(void *clientp, char *conn_primary_ip, char *conn_local_ip,
 					 conn_primary_ip, why);
 		refuse = why != NULL;
 	}
+	return refuse;
+}
+
+/*
+ * libcurl's pre-request callback: check_request.  No error may leave a
+ * libcurl callback (a longjmp through libcurl's frames would leave its
+ * state broken): one raised there (memory short while parsing the URL or
+ * retl.allowed_hosts) refuses the request, with the error's message.
+ */
+static int
+prereq_cb(void *clientp, char *conn_primary_ip, char *conn_local_ip,
+		  int conn_primary_port, int conn_local_port)
+{
+	RetlRequest *req = (RetlRequest *) clientp;
+	MemoryContext old = MemoryContextSwitchTo(req->cxt);
+	volatile bool refuse = true;
+
+	PG_TRY();
+	{
+		refuse = check_request(req, conn_primary_ip);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(req->cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		snprintf(req->refused, sizeof(req->refused), "request refused: %s", edata->message);
+		FreeErrorData(edata);
+		refuse = true;
+	}
+	PG_END_TRY();
 	MemoryContextSwitchTo(old);
 	return refuse ? CURL_PREREQFUNC_ABORT : CURL_PREREQFUNC_OK;
 }

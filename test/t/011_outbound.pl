@@ -188,6 +188,34 @@ ok(drained('big'), 'and the retry goes through once the response is small');
 psql(q{SELECT retl_drop_sync('big')});
 set_conf(q{retl.max_response_size = '1MB'});
 
+# 5b. No error leaves a libcurl callback: an error in the pre-request
+# check (memory short parsing the URL or retl.allowed_hosts; here
+# retl.test_fail) refuses the request with its message, and the worker
+# goes on (the error went through libcurl's frames to the worker's top:
+# FATAL, and the worker started again, at every try); memory short while
+# reading a response ends that transfer with an error (simulated).
+psql(qq{SELECT retl_create_destination('cb', 'webhook', 'http://ok.test:$port/cb');
+	SELECT retl_create_sync(name => 'cb', source => 't', destination => 'cb',
+		options => '{"backfill": false}');});
+my $worker = psql(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'retl worker'});
+set_conf(q{retl.test_fail = 'prereq:cb'});
+psql(q{INSERT INTO t VALUES (40, 'forty')});
+ok(failing_with('cb', 'request refused: prereq of sync "cb" failed by retl\.test_fail'),
+	'an error in the pre-request check refuses the request');
+is(psql(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'retl worker'}), $worker,
+	'the worker goes on');
+is(hits('/cb'), 0, 'nothing sent');
+$r->control({ path => '/cb', status => 200, body => { repeat => 'y', times => 5000 }, count => -1 });
+set_conf(q{retl.test_fail = 'response-memory:cb'});
+ok(failing_with('cb', 'out of memory reading the response'), 'memory short reading a response fails the request');
+is(psql(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'retl worker'}), $worker,
+	'the worker goes on');
+$r->control();
+set_conf(q{retl.test_fail = ''});
+ok(drained('cb'), 'the retry goes through once the errors are gone');
+is(psql(q{SELECT delivered || '/' || dead FROM retl.sync_status WHERE sync = 'cb'}), '1/0', 'delivered');
+psql(q{SELECT retl_drop_sync('cb')});
+
 # 6. TLS.  The receiver's certificate is self-signed, for "localhost".
 my $tls_port = $r->tls_port;
 psql(qq{SELECT retl_create_destination('tls', 'webhook', 'https://localhost:$tls_port/tls');
