@@ -708,6 +708,22 @@ retl_http_next_done(void)
 	return req;
 }
 
+/*
+ * At a stop: the requests still in flight, taken from libcurl unanswered
+ * (their handles pooled), for the caller to free.
+ */
+List *
+retl_http_abandon(void)
+{
+	List	   *abandoned = in_flight;
+	ListCell   *lc;
+
+	in_flight = NIL;
+	foreach(lc, abandoned)
+		release_easy((RetlRequest *) lfirst(lc));
+	return abandoned;
+}
+
 int
 retl_http_in_flight(void)
 {

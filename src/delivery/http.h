@@ -141,6 +141,7 @@ extern void retl_http_wait(long timeout_ms, uint32 wait_event_info);
 extern void retl_http_poll(long ms, uint32 wait_event_info);
 extern RetlRequest *retl_http_next_done(void);
 extern int	retl_http_in_flight(void);
+extern List *retl_http_abandon(void);
 extern bool retl_http_done_ok(void);
 extern bool retl_http_answered(void);
 extern void retl_http_free(RetlRequest *req);

@@ -460,15 +460,16 @@ claim_sync(RetlSync *sync, uint32 queued_gen, TimestampTz now, bool *more,
 /*
  * At a stop (worker.c), once the answers are recorded: the requests
  * claimed ahead give their records back, as at a pause (a backfill's as
- * 'b' rows), and the cursors of the backfills sent straight from their
- * tables move past the ranges answered or given back, as the next claim
- * would move them, so that the next worker reads none of them again.
+ * 'b' rows), and so do the requests still unanswered (abandoned: taken
+ * from libcurl; whether they arrived is unknown, so they go again either
+ * way); then the cursors of the backfills sent straight from their tables,
+ * paused syncs' included, move past the ranges answered or given back, as
+ * the next claim would move them, so that the next worker reads none of
+ * them again.
  */
 void
-retl_worker_settle_backfills(void)
+retl_worker_settle_backfills(List *abandoned)
 {
-	uint32		queued[RETL_QUEUE_BUCKETS];
-	uint64		gen = retl_database_generations(queued);
 	ListCell   *lc;
 
 	retl_begin_txn();
@@ -476,11 +477,20 @@ retl_worker_settle_backfills(void)
 	if (!retl_lock_extension())
 		retl_worker_exit_without_extension();
 	retl_parts_release_unloaded(NIL);
-	foreach(lc, retl_sync_active(gen, GetCurrentTimestamp()))
+	foreach(lc, abandoned)
 	{
-		RetlSync   *sync = lfirst(lc);
+		RetlRequest *req = lfirst(lc);
 
-		if (!sync->backfill_done && retl_backfill_direct(sync))
+		if (req->range != NULL)
+			retl_queue_materialize(req, req->records, req->nrecords);
+		retl_http_free(req);
+	}
+	foreach(lc, retl_ranges_syncs())
+	{
+		List	   *one = retl_sync_load(lfirst_int(lc));
+		RetlSync   *sync = one != NIL ? linitial(one) : NULL;
+
+		if (sync != NULL && !sync->backfill_done && retl_backfill_direct(sync))
 			(void) retl_ranges_settle(retl_ranges_of(sync), sync);
 	}
 	retl_end_txn();

@@ -33,6 +33,7 @@
 
 #define HOLD_MS 10000
 #define WAIT_MS 5000
+#define STOP_MS 2000
 
 static ProcessUtility_hook_type prev_utility_hook = NULL;
 
@@ -62,8 +63,12 @@ release_database(const char *dbname)
 	}
 	LWLockRelease(retl_shared->lock);
 	held_database = dboid;
-	/* SIGUSR2: at once, not after its pass and answers (worker.c) */
-	if (pid != 0 && kill(pid, SIGUSR2) == 0)
+
+	/*
+	 * SIGTERM: the worker records its answers and leaves; SIGUSR2 after
+	 * STOP_MS if it has not: at once (a pass stuck on a lock, worker.c).
+	 */
+	if (pid != 0 && kill(pid, SIGTERM) == 0)
 	{
 		for (int waited = 0; waited < WAIT_MS; waited += 10)
 		{
@@ -75,6 +80,8 @@ release_database(const char *dbname)
 			LWLockRelease(retl_shared->lock);
 			if (gone)
 				break;
+			if (waited == STOP_MS)
+				(void) kill(pid, SIGUSR2);
 			CHECK_FOR_INTERRUPTS();
 			pg_usleep(10000L);
 		}

@@ -85,10 +85,10 @@ static Oid	worker_dboid = InvalidOid;
  * records every answer, moves the backfills' cursors, and exits.  A pass
  * that does not end within STOP_GRACE_S (a lock that a claim waits for,
  * a run of a model in this worker, a slow function of a sync's mapping)
- * is stopped then as die() stops it, by a timer's SIGUSR2, which a DROP
- * or ALTER DATABASE sends at once (process/utility.c: it waits for the
- * worker to leave).  Before the loop (starting) a SIGTERM stops the
- * worker at once.
+ * is stopped then as die() stops it, by a timer's SIGUSR2 (which a DROP
+ * or ALTER DATABASE sends if the worker has not left 2 s after its
+ * SIGTERM: process/utility.c).  Before the loop (starting) a SIGTERM stops
+ * the worker at once.
  */
 static volatile sig_atomic_t stop_requested = false;
 static volatile sig_atomic_t stop_at_once = true;
@@ -539,31 +539,49 @@ record_outcomes(List *answers, List *split)
 		retl_worker_park_parts(parts);
 }
 
+/* Does a command on the database wait for the worker to leave (utility.c)? */
+static bool
+held_by_command(void)
+{
+	RetlDbSlot *slot;
+	bool		held;
+
+	LWLockAcquire(retl_shared->lock, LW_SHARED);
+	slot = retl_find_slot(worker_dboid);
+	held = slot != NULL && slot->state == RETL_DB_HOLD;
+	LWLockRelease(retl_shared->lock);
+	return held;
+}
+
 /*
  * Stop, asked by a SIGTERM in the loop (worker_sigterm): the requests in
- * flight have up to STOP_WAIT_MS to be answered, then every answer is
- * recorded, the 2xx ones that would wait included; the requests claimed
- * ahead give their records back, as at a pause, and the backfills' cursors
- * move past the ranges answered or given back (claims.c).  Nothing new
- * starts.  What is still unanswered then is sent again by the next worker
- * (its rows stay queued; a backfill's range is read again from its
- * cursor).
+ * flight have up to STOP_WAIT_MS to be answered (none when a DROP or ALTER
+ * DATABASE waits for the worker to leave), then every answer is recorded,
+ * the 2xx ones that would wait included; the requests claimed ahead, and
+ * those still unanswered, give their records back, as at a pause, and the
+ * backfills' cursors move past the ranges answered or given back
+ * (claims.c).  Nothing new starts.  What was unanswered is sent again by
+ * the next worker.
  */
 static void
 worker_stop(void)
 {
-	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), STOP_WAIT_MS);
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   held_by_command() ? 0 : STOP_WAIT_MS);
 	List	   *answers;
 	List	   *split;
 	int			unanswered;
 
 	pgstat_report_activity(STATE_RUNNING, "stopping: waiting for the requests in flight");
 	while (retl_http_in_flight() > 0 && GetCurrentTimestamp() < deadline)
+	{
+		CHECK_FOR_INTERRUPTS();
 		retl_http_poll(10, PG_WAIT_EXTENSION);
+	}
 	unanswered = retl_http_in_flight();
 	collect_answers(&answers, &split);
 	record_outcomes(answers, split);
-	retl_worker_settle_backfills();
+	retl_worker_settle_backfills(retl_http_abandon());
 	if (unanswered > 0)
 		ereport(LOG,
 				(errmsg("retl worker stopping with %d requests unanswered", unanswered),

@@ -13,7 +13,7 @@ extern void retl_worker_exit_without_extension(void) pg_attribute_noreturn();
 /* claims.c */
 extern List *retl_worker_claim(bool *more, bool *full, long *wait_ms);
 extern bool retl_worker_backed_off(int sync_id, TimestampTz now);
-extern void retl_worker_settle_backfills(void);
+extern void retl_worker_settle_backfills(List *abandoned);
 
 /* parts.c */
 struct RetlRequest;

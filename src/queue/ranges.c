@@ -242,6 +242,18 @@ retl_ranges_forget(int sync_id)
 	}
 }
 
+/* The syncs whose backfill the worker knows (ids), at a stop */
+List *
+retl_ranges_syncs(void)
+{
+	List	   *ids = NIL;
+	ListCell   *lc;
+
+	foreach(lc, backfills)
+		ids = lappend_int(ids, ((RetlBackfill *) lfirst(lc))->sync_id);
+	return ids;
+}
+
 /*
  * With one free slot, the backfill and the sync's queue take turns at it
  * (the queue would take it at every pass under a steady flow of changes):

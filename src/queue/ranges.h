@@ -21,6 +21,7 @@ extern void retl_range_failed(RetlRange *range);
 extern bool retl_ranges_settle_due(RetlBackfill *b);
 extern void retl_ranges_forget(int sync_id);
 extern bool retl_ranges_take_turn(RetlSync *sync);
+extern List *retl_ranges_syncs(void);
 extern void retl_range_hold(RetlRequest *req);
 
 #endif

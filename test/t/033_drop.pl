@@ -268,7 +268,8 @@ others_go_on(5, 'the worker did a run and the drop went through');
 # 'running'; the next worker ends such runs when it starts, but not those
 # of a sync being dropped then (their rows are the drop's): it starts
 # without waiting for the drop, and ends the run at a prune once the drop
-# has rolled back.
+# has rolled back.  (Stopped at once, by the SIGUSR2 that ends a stop
+# whose pass outlasts 10 s: a SIGTERM lets the run end first.)
 my $run = run_in_worker('sr', 0.05);
 # and a change of sc and one of sr left in flight (as 0.1's claims marked
 # them), released by the next worker's start
@@ -276,7 +277,7 @@ my ($sc_id, $sr_id) = map { psql("SELECT id FROM retl.syncs WHERE name = '$_'") 
 psql(qq{INSERT INTO retl.queue (sync_id, op, key, in_flight)
 		VALUES ($sc_id, 'u', '{"id": 1}', true), ($sr_id, 'u', '{"id": 2}', true)});
 my $old_worker = psql(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'retl worker'});
-psql(qq{SELECT pg_terminate_backend($old_worker)});
+kill 'USR2', $old_worker;
 $dropper = $node->background_psql('postgres');
 $dropper->query_safe('BEGIN');
 $dropper->query_safe(q{SELECT retl_drop_sync('sr')});

@@ -41,6 +41,18 @@ sub per_key
 	return \%n;
 }
 
+# Wait until a key above n of a path was delivered.
+sub wait_for_keys
+{
+	my ($path, $n) = @_;
+	for (1 .. 600)
+	{
+		return 1 if grep { $_ > $n } keys %{ per_key($path) };
+		sleep(0.1);
+	}
+	return 0;
+}
+
 sub wait_drained
 {
 	my ($sync) = @_;
@@ -431,6 +443,52 @@ ok(wait_drained('stopped_out'), 'the backfill ended after the restart');
 ok($stopped_at < 3000, "the stop came in the middle ($stopped_at keys sent before it)");
 $seen = per_key('/stopped');
 is(scalar(keys %$seen), 3000, 'every row sent');
+is(join(',', grep { $seen->{$_} != 1 } sort { $a <=> $b } keys %$seen), '', 'each once');
+
+# -- a clean stop with a range unanswered -------------------------------------
+# The batch of keys 1001-1050 takes 30 s; the other slot goes on past it.
+# At the stop that request is given up (after 2 s), its records given back
+# to the queue as 'b' rows, and the cursor moves past every range
+# answered after it.  (The cursor stopped before the unanswered range: the
+# ranges answered after it went twice.)
+table_and_hook('unanswered', 2000, q{'v' || g}, '{"batch_size": 50, "max_concurrency": 2}');
+$r->control({ path => '/unanswered', match => '"v1001"', delay_ms => 30000, count => 1 },
+	{ path => '/unanswered', delay_ms => 20, count => -1 });
+psql(q{SELECT retl_create_sync(name => 'unanswered_out', source => 'unanswered',
+	destination => 'unanswered_hook')});
+ok(wait_for_keys('/unanswered', 1300), 'the other slot went past key 1300');
+$node->stop('fast');
+$node->start;
+$r->control();
+ok(wait_drained('unanswered_out'), 'the backfill ended after the restart');
+$seen = per_key('/unanswered');
+is(scalar(keys %$seen), 2000, 'every row sent');
+is(join(',', grep { ($_ < 1001 || $_ > 1050) && $seen->{$_} != 1 } sort { $a <=> $b } keys %$seen), '',
+	'each once but the keys of the request given up');
+
+# -- a clean stop while the sync is paused -------------------------------------
+# Paused in the middle of its backfill, its requests in flight answered,
+# then a fast stop and a resume: the stop moves a paused sync's cursor
+# too, and nothing goes twice.  (Only the syncs being claimed for had
+# their cursor moved.)
+table_and_hook('paused_stop', 2000, q{'v' || g}, '{"batch_size": 50, "max_concurrency": 2}');
+$r->control({ path => '/paused_stop', delay_ms => 100, count => -1 });
+psql(q{SELECT retl_create_sync(name => 'paused_stop_out', source => 'paused_stop',
+	destination => 'paused_stop_hook')});
+ok($node->poll_query_until('postgres',
+	q{SELECT (backfill_cursor->>0)::int >= 300 FROM retl.syncs WHERE name = 'paused_stop_out'}),
+	'the backfill past key 300');
+psql(q{SELECT retl_pause_sync('paused_stop_out')});
+ok($node->poll_query_until('postgres',
+	q{SELECT requests_in_flight = 0 FROM retl.sync_status WHERE sync = 'paused_stop_out'}),
+	'its requests answered');
+$node->stop('fast');
+$node->start;
+$r->control();
+psql(q{SELECT retl_resume_sync('paused_stop_out')});
+ok(wait_drained('paused_stop_out'), 'the backfill ended after the resume');
+$seen = per_key('/paused_stop');
+is(scalar(keys %$seen), 2000, 'every row sent');
 is(join(',', grep { $seen->{$_} != 1 } sort { $a <=> $b } keys %$seen), '', 'each once');
 
 # -- a crash in the middle sends again only what was past the cursor ----------
