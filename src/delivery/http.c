@@ -342,6 +342,9 @@ prereq_cb(void *clientp, char *conn_primary_ip, char *conn_local_ip,
 	RetlRequest *req = (RetlRequest *) clientp;
 	MemoryContext old = MemoryContextSwitchTo(req->cxt);
 	volatile bool refuse = true;
+	uint32		holdoff = InterruptHoldoffCount;
+	uint32		cancel_holdoff = QueryCancelHoldoffCount;
+	uint32		crit = CritSectionCount;
 
 	PG_TRY();
 	{
@@ -349,13 +352,25 @@ prereq_cb(void *clientp, char *conn_primary_ip, char *conn_local_ip,
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
+		/* (an error resets these; libcurl's caller had them so) */
+		InterruptHoldoffCount = holdoff;
+		QueryCancelHoldoffCount = cancel_holdoff;
+		CritSectionCount = crit;
 		MemoryContextSwitchTo(req->cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		snprintf(req->refused, sizeof(req->refused), "request refused: %s", edata->message);
-		FreeErrorData(edata);
+		if (geterrcode() == ERRCODE_OUT_OF_MEMORY)
+		{
+			/* nothing allocated: that could fail again, outside PG_TRY */
+			FlushErrorState();
+			snprintf(req->refused, sizeof(req->refused), "request refused: out of memory");
+		}
+		else
+		{
+			ErrorData  *edata = CopyErrorData();
+
+			FlushErrorState();
+			snprintf(req->refused, sizeof(req->refused), "request refused: %s", edata->message);
+			FreeErrorData(edata);
+		}
 		refuse = true;
 	}
 	PG_END_TRY();
@@ -489,7 +504,8 @@ retl_http_start(RetlRequest *req)
 	/* read past the excerpt, so that a secret across its end is redacted whole */
 	req->capture = Min(retl_redact_room(req->secrets, RETL_RESPONSE_EXCERPT), 1024 * 1024);
 	if (req->keep_response)
-		req->capture = retl_max_response_kb * 1024;
+		/* (whole, up to what one allocation holds: write_cb) */
+		req->capture = (int) Min((Size) retl_max_response_kb * 1024, MaxAllocSize - 1);
 	MemoryContextSwitchTo(old);
 
 	EASY_SETOPT(easy, CURLOPT_URL, req->url);

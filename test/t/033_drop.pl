@@ -277,6 +277,7 @@ my ($sc_id, $sr_id) = map { psql("SELECT id FROM retl.syncs WHERE name = '$_'") 
 psql(qq{INSERT INTO retl.queue (sync_id, op, key, in_flight)
 		VALUES ($sc_id, 'u', '{"id": 1}', true), ($sr_id, 'u', '{"id": 2}', true)});
 my $old_worker = psql(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'retl worker'});
+$old_worker =~ /^\d+$/ or die "no worker pid: '$old_worker'";
 kill 'USR2', $old_worker;
 $dropper = $node->background_psql('postgres');
 $dropper->query_safe('BEGIN');

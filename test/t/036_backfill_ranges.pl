@@ -451,7 +451,7 @@ is(join(',', grep { $seen->{$_} != 1 } sort { $a <=> $b } keys %$seen), '', 'eac
 # to the queue as 'b' rows, and the cursor moves past every range
 # answered after it.  (The cursor stopped before the unanswered range: the
 # ranges answered after it went twice.)
-table_and_hook('unanswered', 2000, q{'v' || g}, '{"batch_size": 50, "max_concurrency": 2}');
+table_and_hook('unanswered', 2000, q{'v' || g}, '{"batch_size": 50, "max_concurrency": 2, "timeout_ms": 60000}');
 $r->control({ path => '/unanswered', match => '"v1001"', delay_ms => 30000, count => 1 },
 	{ path => '/unanswered', delay_ms => 20, count => -1 });
 psql(q{SELECT retl_create_sync(name => 'unanswered_out', source => 'unanswered',
@@ -471,14 +471,16 @@ is(join(',', grep { ($_ < 1001 || $_ > 1050) && $seen->{$_} != 1 } sort { $a <=>
 # then a fast stop and a resume: the stop moves a paused sync's cursor
 # too, and nothing goes twice.  (Only the syncs being claimed for had
 # their cursor moved.)
-table_and_hook('paused_stop', 2000, q{'v' || g}, '{"batch_size": 50, "max_concurrency": 2}');
-$r->control({ path => '/paused_stop', delay_ms => 100, count => -1 });
+table_and_hook('paused_stop', 4000, q{'v' || g}, '{"batch_size": 50, "max_concurrency": 2}');
+$r->control({ path => '/paused_stop', delay_ms => 200, count => -1 });
 psql(q{SELECT retl_create_sync(name => 'paused_stop_out', source => 'paused_stop',
 	destination => 'paused_stop_hook')});
 ok($node->poll_query_until('postgres',
 	q{SELECT (backfill_cursor->>0)::int >= 300 FROM retl.syncs WHERE name = 'paused_stop_out'}),
 	'the backfill past key 300');
 psql(q{SELECT retl_pause_sync('paused_stop_out')});
+is(psql(q{SELECT NOT backfill_done FROM retl.syncs WHERE name = 'paused_stop_out'}), 't',
+	'paused in the middle of its backfill');
 ok($node->poll_query_until('postgres',
 	q{SELECT requests_in_flight = 0 FROM retl.sync_status WHERE sync = 'paused_stop_out'}),
 	'its requests answered');
@@ -488,7 +490,7 @@ $r->control();
 psql(q{SELECT retl_resume_sync('paused_stop_out')});
 ok(wait_drained('paused_stop_out'), 'the backfill ended after the resume');
 $seen = per_key('/paused_stop');
-is(scalar(keys %$seen), 2000, 'every row sent');
+is(scalar(keys %$seen), 4000, 'every row sent');
 is(join(',', grep { $seen->{$_} != 1 } sort { $a <=> $b } keys %$seen), '', 'each once');
 
 # -- a crash in the middle sends again only what was past the cursor ----------
