@@ -313,6 +313,19 @@ retl_guc_init(void)
 	MarkGUCPrefixReserved("retl");
 }
 
+/* Is retl.test_fail point, then tail, then sync_name ("claim" ":" "orders")? */
+static bool
+test_fail_is(const char *point, const char *tail, const char *sync_name)
+{
+	size_t		len = strlen(point);
+	size_t		tail_len = strlen(tail);
+
+	return retl_test_fail != NULL && sync_name != NULL &&
+		strncmp(retl_test_fail, point, len) == 0 &&
+		strncmp(retl_test_fail + len, tail, tail_len) == 0 &&
+		strcmp(retl_test_fail + len + tail_len, sync_name) == 0;
+}
+
 /*
  * For tests: does retl.test_fail name this point and sync ("point:sync")?
  * No error: libcurl's callbacks ask it.
@@ -320,11 +333,7 @@ retl_guc_init(void)
 bool
 retl_test_fail_named(const char *point, const char *sync_name)
 {
-	size_t		len = strlen(point);
-
-	return retl_test_fail != NULL && sync_name != NULL &&
-		strncmp(retl_test_fail, point, len) == 0 && retl_test_fail[len] == ':' &&
-		strcmp(retl_test_fail + len + 1, sync_name) == 0;
+	return test_fail_is(point, ":", sync_name);
 }
 
 /*
@@ -336,18 +345,11 @@ retl_test_fail_named(const char *point, const char *sync_name)
 void
 retl_test_fail_at(const char *point, const char *sync_name)
 {
-	size_t		len = strlen(point);
-	const char *rest;
-
-	if (retl_test_fail == NULL || retl_test_fail[0] == '\0' ||
-		strncmp(retl_test_fail, point, len) != 0)
-		return;
-	rest = retl_test_fail + len;
-	if (rest[0] == ':' && strcmp(rest + 1, sync_name) == 0)
+	if (retl_test_fail_named(point, sync_name))
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("%s of sync \"%s\" failed by retl.test_fail", point, sync_name)));
-	if (strncmp(rest, "-wait:", 6) == 0 && strcmp(rest + 6, sync_name) == 0)
+	if (test_fail_is(point, "-wait:", sync_name))
 	{
 		ereport(LOG,
 				(errmsg("%s of sync \"%s\" waits a second for retl.test_fail", point, sync_name)));

@@ -191,13 +191,11 @@ retl_ranges_settle(RetlBackfill *b, RetlSync *sync)
 		values[4] = CStringGetTextDatum(b->cursor);
 	else
 		nulls[4] = 'n';
-	if (retl_spi_execute(retl_sync_has_resyncs() ?
-						 "UPDATE retl.syncs s SET backfill_cursor = $2::pg_catalog.jsonb, backfill_done = $3"
-						 " WHERE s.id = $1 AND NOT s.backfill_done AND s.resyncs = $4"
-						 " AND s.backfill_cursor IS NOT DISTINCT FROM $5::pg_catalog.jsonb" :
-						 "UPDATE retl.syncs s SET backfill_cursor = $2::pg_catalog.jsonb, backfill_done = $3"
-						 " WHERE s.id = $1 AND NOT s.backfill_done"
-						 " AND s.backfill_cursor IS NOT DISTINCT FROM $5::pg_catalog.jsonb",
+	/* (a database without retl.syncs.resyncs: sync.c) */
+	if (retl_spi_execute(psprintf("UPDATE retl.syncs s SET backfill_cursor = $2::pg_catalog.jsonb, backfill_done = $3"
+								  " WHERE s.id = $1 AND NOT s.backfill_done%s"
+								  " AND s.backfill_cursor IS NOT DISTINCT FROM $5::pg_catalog.jsonb",
+								  retl_sync_has_resyncs() ? " AND s.resyncs = $4" : ""),
 						 5, types, values, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "retl: could not save the backfill position of sync \"%s\"", sync->name);
 	last = done->last;
