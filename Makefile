@@ -47,6 +47,7 @@ OBJS = \
 	src/queue/mark.o \
 	src/queue/outcome.o \
 	src/queue/queue.o \
+	src/queue/queued_keys.o \
 	src/queue/ranges.o \
 	src/queue/render.o \
 	src/queue/rowjson.o \

@@ -1168,14 +1168,13 @@ ALTER TABLE retl.destination_grants ENABLE ALWAYS TRIGGER retl_catalog_changed,
 	ENABLE ALWAYS TRIGGER retl_catalog_truncated;
 
 /*
- * Queued keys are looked up by their hash, the key compared after (a
- * backfill's check for a key already queued: capture/backfill.c): the
- * index entry a captured row adds is a bigint, not its jsonb key, whose
- * comparisons were most of the index insert in a writer's transaction.
- * The capture trigger computes it itself (capture/queue_insert.c).
+ * No index on the queue's keys: its entry for each captured row was a
+ * B-tree insert at a random place in the writer's transaction (and after
+ * each checkpoint its whole leaf in the WAL), about half of what the
+ * capture cost a writer.  A backfill's check for a key already queued
+ * reads the sync's queue through the primary key (capture/backfill.c).
  */
 DROP INDEX retl.queue_sync_key_idx;
-CREATE INDEX queue_sync_key_hash_idx ON retl.queue (sync_id, pg_catalog.jsonb_hash_extended(key, 0));
 
 /*
  * retl_replay ends its sync's failure streak with a delta of nothing

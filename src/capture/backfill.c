@@ -26,6 +26,8 @@
  * say), or is not in the queue if it fails.  (Every held key went after
  * its request: a change claimed while the backfill ran, still in flight
  * when the backfill's range reached its key, went twice.)
+ * The keys the queue holds are known from the worker's reads of it
+ * (queue/queued_keys.c): retl.queue has no index on keys.
  * (A claim gathers the rows of a key that its scan reads into one record,
  * not every row the queue has of it: the trigger's rows of a table filled
  * in the transaction that created its sync, and the backfill's after them,
@@ -47,6 +49,7 @@
 #include "capture/backfill.h"
 #include "connectors/connector.h"
 #include "queue/queue.h"
+#include "queue/queued_keys.h"
 #include "queue/ranges.h"
 #include "queue/render.h"
 #include "sync/dropping.h"
@@ -131,13 +134,6 @@ typedef enum KeyFate
 								 * the resync */
 } KeyFate;
 
-/* a range's keys with one hash: the first, and the next of each (next[]) */
-typedef struct HashSlot
-{
-	uint64		hash;
-	int64		first;
-} HashSlot;
-
 /*
  * The fate of each key of a range (jsonb, count of them): a key the queue
  * holds already is sent by its queued change (the trigger queued it, or a
@@ -146,78 +142,35 @@ typedef struct HashSlot
  * (retl_queue_held_keys: held by a request built before the resync, or in
  * a record not in the queue) or in a job goes after them, queued.  held:
  * as requests held it before the pass claimed the sync's queue: a key the
- * pass claimed from the queue is sent by its queued change.  The queue's rows
- * of the range's keys are read at once, by its index of key hashes, and
- * matched here by hash, then by key; not at all when the queue holds
- * nothing of the sync.  Both read the queue as it is now, not as the
- * pass's snapshot saw it: a change the pass's queue claim took is seen,
- * and its key left to it.  hashes[]: the keys' jsonb hashes.
+ * pass claimed from the queue is sent by its queued change.
+ *
+ * The keys the queue holds are those the worker found there since the
+ * backfill began (queue/queued_keys.c: retl.queue has no index on keys),
+ * read after the range's keys were: a change committed before the range
+ * was read is seen, and its key left to it, and so is a change the pass's
+ * queue claim took.  A key whose change was delivered before the range
+ * reached it is left to it too: that change sent the row as it was then,
+ * and a later change of it is queued in its turn.  hashes[]: the keys'
+ * jsonb hashes.
  */
 static KeyFate *
 key_fates(RetlSync *sync, Datum *keys, int64 count, HTAB *held, uint64 *hashes)
 {
 	KeyFate    *fate = palloc0(sizeof(KeyFate) * Max(count, 1));
-	int64	   *next = palloc(sizeof(int64) * Max(count, 1));
-	HTAB	   *by_hash;
-	HASHCTL		ctl;
-	Oid			types[2] = {INT4OID, INT8ARRAYOID};
-	Datum		values[2];
-	Datum	   *hash_values = palloc(sizeof(Datum) * Max(count, 1));
 
 	for (int64 i = 0; i < count; i++)
 	{
 		hashes[i] = (uint64) DatumGetInt64(DirectFunctionCall2(jsonb_hash_extended, keys[i],
 															   Int64GetDatum(0)));
-		hash_values[i] = Int64GetDatum((int64) hashes[i]);
 		if (retl_queue_key_held(sync->id, held, hashes[i]))
 			fate[i] = KEY_AFTER;
 	}
-
-	values[0] = Int32GetDatum(sync->id);
-	if (retl_spi_execute_by_index("SELECT FROM retl.queue q WHERE q.sync_id = $1 LIMIT 1",
-								  1, types, values, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "retl: backfill of sync \"%s\" could not read its queue", sync->name);
-	if (SPI_processed == 0)
+	if (count == 0)
 		return fate;
-
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(uint64);
-	ctl.entrysize = sizeof(HashSlot);
-	ctl.hcxt = CurrentMemoryContext;
-	by_hash = hash_create("retl backfill range", Max(count, 16), &ctl,
-						  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	for (int64 i = count - 1; i >= 0; i--)
-	{
-		HashSlot   *slot;
-		bool		found;
-
-		next[i] = -1;
-		if (fate[i] != KEY_SEND)
-			continue;
-		slot = hash_search(by_hash, &hashes[i], HASH_ENTER, &found);
-		next[i] = found ? slot->first : -1;
-		slot->first = i;
-	}
-	values[1] = PointerGetDatum(construct_array(hash_values, (int) count, INT8OID, 8,
-												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	if (retl_spi_execute_by_index("SELECT q.key FROM retl.queue q WHERE q.sync_id = $1"
-								  " AND pg_catalog.jsonb_hash_extended(q.key, 0) OPERATOR(pg_catalog.=) ANY ($2)",
-								  2, types, values, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "retl: backfill of sync \"%s\" could not read its queue", sync->name);
-	for (uint64 r = 0; r < SPI_processed; r++)
-	{
-		bool		isnull;
-		Datum		queued = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull);
-		uint64		hash = (uint64) DatumGetInt64(DirectFunctionCall2(jsonb_hash_extended, queued,
-																	  Int64GetDatum(0)));
-		HashSlot   *slot = hash_search(by_hash, &hash, HASH_FIND, NULL);
-
-		for (int64 i = slot ? slot->first : -1; i >= 0; i = next[i])
-			if (DatumGetBool(DirectFunctionCall2(jsonb_eq, keys[i], queued)))
-				fate[i] = KEY_LEFT;
-	}
-	SPI_freetuptable(SPI_tuptable);
-	hash_destroy(by_hash);
+	retl_queued_keys_read(sync);
+	for (int64 i = 0; i < count; i++)
+		if (fate[i] == KEY_SEND && retl_queued_keys_has(sync, keys[i], hashes[i]))
+			fate[i] = KEY_LEFT;
 	return fate;
 }
 
@@ -286,6 +239,8 @@ retl_backfill_step(RetlSync *sync)
 							  "UPDATE retl.syncs SET backfill_cursor = $2::jsonb, backfill_done = true WHERE id = $1",
 							  2, types, values, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "retl: could not save the backfill position of sync \"%s\"", sync->name);
+	if (!more)
+		retl_queued_keys_forget(sync->id);
 	return more;
 }
 

@@ -40,6 +40,7 @@
 #include "utils/memutils.h"
 
 #include "base/plans.h"
+#include "queue/queued_keys.h"
 #include "queue/ranges.h"
 #include "sync/dropping.h"
 
@@ -102,6 +103,9 @@ static void
 forget(RetlBackfill *b)
 {
 	ListCell   *lc;
+
+	/* (what the worker knows of its queue is begun again with it) */
+	retl_queued_keys_forget(b->sync_id);
 
 	foreach(lc, b->ranges)
 		drop_range((RetlRange *) lfirst(lc));

@@ -493,6 +493,56 @@ $seen = per_key('/paused_stop');
 is(scalar(keys %$seen), 4000, 'every row sent');
 is(join(',', grep { $seen->{$_} != 1 } sort { $a <=> $b } keys %$seen), '', 'each once');
 
+# -- a large queue: every key it holds is left to it --------------------------
+# retl.queue has no index on keys: the worker reads the sync's queue as it
+# goes (queue/queued_keys.c), and a key found there once is left to its
+# change.  Keys 1-300 are in the table when the transaction that creates
+# the sync writes keys 301-12300: the trigger queues those, and the
+# backfill sends only 1-300.  (With the queue looked up as it was when a
+# range reached a key, a key whose change had been delivered went again;
+# 232a124 made the backfill wait while the queue held more than 10,000
+# rows: keys 301-2300 went twice.)
+psql(q{CREATE TABLE big_queue (id int PRIMARY KEY, v text NOT NULL);
+	INSERT INTO big_queue SELECT g, 'v' || g FROM generate_series(1, 300) g;
+	SELECT retl_create_destination('big_queue_hook', 'webhook', '} . $r->url('/big_queue') . q{',
+		options => '{"batch_size": 500, "max_concurrency": 2}');});
+$r->control({ path => '/big_queue', delay_ms => 200, count => -1 });
+psql(q{BEGIN;
+	SELECT retl_create_sync(name => 'big_queue_out', source => 'big_queue', destination => 'big_queue_hook');
+	INSERT INTO big_queue SELECT g, 'v' || g FROM generate_series(301, 12300) g;
+	COMMIT;});
+ok(wait_drained('big_queue_out'), 'the backfill ended');
+$seen = per_key('/big_queue');
+is(scalar(keys %$seen), 12300, 'every row sent');
+is(scalar(grep { $seen->{$_} != 1 } keys %$seen), 0, 'each once');
+$r->control();
+
+# -- a resync forgets the keys found queued -------------------------------------
+# Key 1900 changes while the backfill is at its first keys, and its change
+# is delivered; then a resync: its backfill must send key 1900 again, with
+# every other (what the queue held before the resync is no reason to leave
+# a key out after it).
+table_and_hook('forgot', 2000, q{'v' || g}, '{"batch_size": 20, "max_concurrency": 1}');
+$r->control({ path => '/forgot', delay_ms => 100, count => -1 });
+psql(q{SELECT retl_create_sync(name => 'forgot_out', source => 'forgot', destination => 'forgot_hook')});
+ok($node->poll_query_until('postgres',
+	q{SELECT backfill_cursor IS NOT NULL FROM retl.syncs WHERE name = 'forgot_out'}),
+	'the backfill under way');
+psql(q{UPDATE forgot SET v = 'changed' WHERE id = 1900});
+ok($node->poll_query_until('postgres',
+	q{SELECT pending + in_flight = 0 FROM retl.sync_status WHERE sync = 'forgot_out'}),
+	'the change delivered');
+my $before_resync = scalar @{ delivered('/forgot') };
+is(psql(q{SELECT NOT backfill_done AND (backfill_cursor->>0)::int < 1900 FROM retl.syncs
+	WHERE name = 'forgot_out'}), 't', 'the backfill not at key 1900 yet');
+psql(q{SELECT retl_resync('forgot_out')});
+$r->control();
+ok(wait_drained('forgot_out'), 'the resync ended');
+my @after = @{ delivered('/forgot') }[ $before_resync .. $#{ delivered('/forgot') } ];
+my %after_keys = map { ($_->{key}{id} => 1) } @after;
+ok($after_keys{1900}, 'key 1900 sent again after the resync');
+is(scalar(keys %after_keys), 2000, 'every key sent after the resync');
+
 # -- a crash in the middle sends again only what was past the cursor ----------
 $n = 4000;
 psql(qq{

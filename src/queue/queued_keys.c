@@ -1,0 +1,287 @@
+/*
+ * queued_keys.c: the keys a backfilling sync's queue has held.
+ *
+ * A backfill leaves a key the queue holds to its queued change, whose
+ * record carries the row as it is when it is claimed (capture/backfill.c).
+ * retl.queue has no index on its keys: an entry for each captured change
+ * was a B-tree insert at a random place in the writer's transaction (and
+ * after each checkpoint its whole leaf in the WAL), about half of what the
+ * capture cost a writer (README, Performance).  Instead the worker reads
+ * each backfilling sync's queue in id order through the primary key, from
+ * where its last read left off, and keeps the keys it found in memory,
+ * whole (jsonb), by their hash: a key is known queued only when it equals
+ * one, so no hash collision can make the backfill leave out a key.
+ *
+ * Where a read starts is a mark of its own (mark.c, under the sync's id
+ * negated): a change committed after a read with an id below those it saw
+ * (ids are drawn before commit) is read by a later one, as the claim's
+ * scan finds it.
+ *
+ * A key stays known once found, its change delivered or not: the change
+ * (or a later one, queued in its turn) sends the row as it is then, so the
+ * backfill need not; a change dead-lettered waits in retl.dead_letters for
+ * retl_replay, which sends the row as it is then.  (Looked up in the queue
+ * as it was, a key whose change had been delivered before the backfill
+ * reached it went twice.)  The keys
+ * are forgotten when the backfill is (ranges.c: done, resynced, begun
+ * again from its cursor; or the queued backfill done), and after a resync
+ * (the sync's count of them changed) or a backfill begun again from the
+ * first key: the keys are then read again from the queue's first row, and
+ * a change delivered before is sent again by the backfill.  At most
+ * RETL_QUEUED_KEYS_MAX keys are kept: past that they are read again from
+ * the queue's first row (only those still queued), and if the queue holds
+ * more, keys past them are sent by the backfill too (twice, not lost), and
+ * the reading begins again at most every REREAD_MS.
+ */
+#include "postgres.h"
+
+#include "access/transam.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/hsearch.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "base/plans.h"
+#include "queue/mark.h"
+#include "queue/queued_keys.h"
+
+/* rows a read takes at a time */
+#define READ_PAGE 1000
+/* a set that outgrew RETL_QUEUED_KEYS_MAX is read again after this long */
+#define REREAD_MS 10000
+
+/* the keys kept with one hash */
+typedef struct KeySlot
+{
+	uint64		hash;			/* hash key */
+	List	   *keys;			/* jsonb Datums */
+} KeySlot;
+
+typedef struct QueuedKeys
+{
+	int			sync_id;		/* hash key */
+	int			resyncs;		/* the sync's count of resyncs when begun */
+	bool		past_start;		/* the backfill's cursor was seen past the
+								 * first key */
+	MemoryContext cxt;			/* the keys' */
+	HTAB	   *keys;			/* KeySlot, in cxt */
+	int64		nkeys;
+	bool		full;			/* RETL_QUEUED_KEYS_MAX reached: no more kept */
+	TimestampTz full_since;
+} QueuedKeys;
+
+static HTAB *sets = NULL;
+
+/* The keys of the sync again from the queue's first row. */
+static void
+begin(QueuedKeys *s)
+{
+	HASHCTL		ctl;
+
+	if (s->cxt != NULL)
+		MemoryContextDelete(s->cxt);
+	s->cxt = AllocSetContextCreate(TopMemoryContext, "retl queued keys", ALLOCSET_DEFAULT_SIZES);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(uint64);
+	ctl.entrysize = sizeof(KeySlot);
+	ctl.hcxt = s->cxt;
+	s->keys = hash_create("retl queued keys", 256, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	s->nkeys = 0;
+	s->full = false;
+	retl_mark_rewind(-s->sync_id, 0);
+}
+
+/*
+ * The sync's keys as kept: begun again after a resync, or when its
+ * backfill's cursor is back at the start (a database without
+ * retl.syncs.resyncs counts none: there a resync shows only so).
+ */
+static QueuedKeys *
+set_of(RetlSync *sync)
+{
+	QueuedKeys *s;
+	bool		found;
+
+	if (sets == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(int);
+		ctl.entrysize = sizeof(QueuedKeys);
+		sets = hash_create("retl queued keys of syncs", 16, &ctl, HASH_ELEM | HASH_BLOBS);
+	}
+	s = hash_search(sets, &sync->id, HASH_ENTER, &found);
+	if (!found)
+	{
+		s->cxt = NULL;
+		begin(s);
+		s->resyncs = sync->resyncs;
+		s->past_start = false;
+	}
+	else if (s->resyncs != sync->resyncs || (s->past_start && sync->backfill_cursor == NULL))
+	{
+		begin(s);
+		s->resyncs = sync->resyncs;
+		s->past_start = false;
+	}
+	s->past_start |= sync->backfill_cursor != NULL;
+	return s;
+}
+
+static KeySlot *
+slot_of(QueuedKeys *s, Datum key, uint64 hash, bool *known)
+{
+	KeySlot    *slot = hash_search(s->keys, &hash, HASH_FIND, NULL);
+	ListCell   *lc;
+
+	*known = false;
+	if (slot == NULL)
+		return NULL;
+	foreach(lc, slot->keys)
+	{
+		if (DatumGetBool(DirectFunctionCall2(jsonb_eq, PointerGetDatum(lfirst(lc)), key)))
+		{
+			*known = true;
+			break;
+		}
+	}
+	return slot;
+}
+
+/* Keep key (jsonb), unless known; false when the set is full. */
+static bool
+keep(QueuedKeys *s, Datum key)
+{
+	uint64		hash = (uint64) DatumGetInt64(DirectFunctionCall2(jsonb_hash_extended, key,
+																  Int64GetDatum(0)));
+	bool		known;
+	KeySlot    *slot = slot_of(s, key, hash, &known);
+	MemoryContext old;
+
+	if (known)
+		return true;
+	if (s->nkeys >= RETL_QUEUED_KEYS_MAX)
+		return false;
+	old = MemoryContextSwitchTo(s->cxt);
+	if (slot == NULL)
+	{
+		slot = hash_search(s->keys, &hash, HASH_ENTER, NULL);
+		slot->keys = NIL;
+	}
+	slot->keys = lappend(slot->keys, DatumGetPointer(datumCopy(key, false, -1)));
+	MemoryContextSwitchTo(old);
+	s->nkeys++;
+	return true;
+}
+
+/*
+ * Read the rows queued for the sync since the last read (all of them the
+ * first time) and keep their keys.  In a transaction, SPI connected.
+ */
+void
+retl_queued_keys_read(RetlSync *sync)
+{
+	QueuedKeys *s = set_of(sync);
+	TimestampTz now = GetCurrentTimestamp();
+	MemoryContext row_cxt;
+	MemoryContext old;
+	Oid			types[2] = {INT4OID, INT8OID};
+	Datum		values[2];
+	int64		from;
+	int64		last_id;
+	bool		quiet;
+	bool		done = false;
+
+	if (s->full)
+	{
+		if (!TimestampDifferenceExceeds(s->full_since, now, REREAD_MS))
+			return;
+		begin(s);				/* only those queued now */
+	}
+
+	/*
+	 * With a snapshot of its own, after the transaction's last command (as
+	 * the claim's scan: queue/claim.c): it sees the rows this transaction
+	 * queued, and the mark moves by what it could not see.
+	 */
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	quiet = GetActiveSnapshot()->xcnt == 0 &&
+		TransactionIdEquals(ReadNextTransactionId(), GetActiveSnapshot()->xmax);
+	if (!retl_mark_ids_in_order())
+	{
+		retl_mark_rewind(-sync->id, 0);
+		quiet = false;
+	}
+	from = retl_mark_start(-sync->id, now);
+	last_id = from - 1;
+	row_cxt = AllocSetContextCreate(CurrentMemoryContext, "retl queued keys read",
+									ALLOCSET_DEFAULT_SIZES);
+	values[0] = Int32GetDatum(sync->id);
+	while (!done)
+	{
+		uint64		n;
+
+		values[1] = Int64GetDatum(last_id);
+		if (retl_spi_execute_by_index("SELECT q.id, q.key FROM retl.queue q"
+									  " WHERE q.sync_id = $1 AND q.id > $2"
+									  " ORDER BY q.id LIMIT " CppAsString2(READ_PAGE),
+									  2, types, values, NULL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "retl: could not read the queue of sync \"%s\"", sync->name);
+		n = SPI_processed;
+		done = n < READ_PAGE;
+		old = MemoryContextSwitchTo(row_cxt);
+		for (uint64 i = 0; i < n && !s->full; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			bool		isnull;
+
+			last_id = DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
+			if (!keep(s, SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull)))
+			{
+				s->full = true;
+				s->full_since = now;
+			}
+			MemoryContextReset(row_cxt);
+		}
+		MemoryContextSwitchTo(old);
+		SPI_freetuptable(SPI_tuptable);
+		done |= s->full;
+	}
+	MemoryContextDelete(row_cxt);
+	if (!s->full)
+		retl_mark_advance(-sync->id, GetActiveSnapshot(), quiet, from, last_id,
+						  PG_INT64_MAX, PG_INT64_MAX, DT_NOEND);
+	PopActiveSnapshot();
+}
+
+/* Was key (jsonb, of the given jsonb hash) found queued for the sync? */
+bool
+retl_queued_keys_has(RetlSync *sync, Datum key, uint64 hash)
+{
+	QueuedKeys *s = sets ? hash_search(sets, &sync->id, HASH_FIND, NULL) : NULL;
+	bool		known;
+
+	if (s == NULL)
+		return false;
+	(void) slot_of(s, key, hash, &known);
+	return known;
+}
+
+/* The sync's backfill is over or forgotten: so are its keys. */
+void
+retl_queued_keys_forget(int sync_id)
+{
+	QueuedKeys *s = sets ? hash_search(sets, &sync_id, HASH_FIND, NULL) : NULL;
+
+	if (s == NULL)
+		return;
+	MemoryContextDelete(s->cxt);
+	hash_search(sets, &sync_id, HASH_REMOVE, NULL);
+}
