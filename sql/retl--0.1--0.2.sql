@@ -1172,7 +1172,7 @@ ALTER TABLE retl.destination_grants ENABLE ALWAYS TRIGGER retl_catalog_changed,
  * B-tree insert at a random place in the writer's transaction (and after
  * each checkpoint its whole leaf in the WAL), about half of what the
  * capture cost a writer.  A backfill's check for a key already queued
- * reads the sync's queue through the primary key (capture/backfill.c).
+ * reads the sync's queue through the primary key (queue/queued_keys.c).
  */
 DROP INDEX retl.queue_sync_key_idx;
 

@@ -144,19 +144,23 @@ typedef enum KeyFate
  * as requests held it before the pass claimed the sync's queue: a key the
  * pass claimed from the queue is sent by its queued change.
  *
- * The keys the queue holds are those the worker found there since the
- * backfill began (queue/queued_keys.c: retl.queue has no index on keys),
+ * The keys the queue holds are those the worker found there as the
+ * backfill went (queue/queued_keys.c: retl.queue has no index on keys),
  * read after the range's keys were: a change committed before the range
  * was read is seen, and its key left to it, and so is a change the pass's
  * queue claim took.  A key whose change was delivered before the range
  * reached it is left to it too: that change sent the row as it was then,
- * and a later change of it is queued in its turn.  hashes[]: the keys'
- * jsonb hashes.
+ * and a later change of it is queued in its turn.  A key not found there
+ * (a change committed late with a lower id, read a second later) that a
+ * request holds goes after it, queued, never beside it.  hashes[]: the
+ * keys' jsonb hashes.
  */
 static KeyFate *
 key_fates(RetlSync *sync, Datum *keys, int64 count, HTAB *held, uint64 *hashes)
 {
 	KeyFate    *fate = palloc0(sizeof(KeyFate) * Max(count, 1));
+	HTAB	   *all_held;
+	HTAB	   *ids;
 
 	for (int64 i = 0; i < count; i++)
 	{
@@ -168,9 +172,18 @@ key_fates(RetlSync *sync, Datum *keys, int64 count, HTAB *held, uint64 *hashes)
 	if (count == 0)
 		return fate;
 	retl_queued_keys_read(sync);
+	retl_queue_held_by_requests(sync->id, PG_INT64_MAX, &all_held, &ids);
 	for (int64 i = 0; i < count; i++)
-		if (fate[i] == KEY_SEND && retl_queued_keys_has(sync, keys[i], hashes[i]))
+	{
+		if (fate[i] != KEY_SEND)
+			continue;
+		if (retl_queued_keys_has(sync, keys[i], hashes[i]))
 			fate[i] = KEY_LEFT;
+		else if (hash_search(all_held, &hashes[i], HASH_FIND, NULL) != NULL)
+			fate[i] = KEY_AFTER;
+	}
+	hash_destroy(all_held);
+	hash_destroy(ids);
 	return fate;
 }
 
@@ -220,7 +233,7 @@ retl_backfill_step(RetlSync *sync)
 	if (count > 0)
 	{
 		/* (a queued backfill queues every held key after its request) */
-		HTAB	   *held = retl_queue_held_keys(sync->id, PG_INT32_MAX);
+		HTAB	   *held = retl_queue_held_keys(sync->id, PG_INT32_MAX, NULL);
 		uint64	   *hashes = palloc(sizeof(uint64) * count);
 		KeyFate    *fate = key_fates(sync, keys, count, held, hashes);
 		int			n = 0;

@@ -18,8 +18,8 @@
  * to check), its columns of the expected types and defaults (others
  * nullable, without a default), no CHECK constraint, no trigger, no rule,
  * no forced row security, and B-tree indexes on plain columns only (no
- * expression, no predicate, no exclusion, no deferred uniqueness; a B-tree
- * keeps nothing
+ * expression but the key's hash, no predicate, no exclusion, no deferred
+ * uniqueness; a B-tree keeps nothing
  * of its own in the IndexInfo kept here, where GIN, GiST and BRIN keep
  * pointers into the index's relcache entry).  The
  * table's shape is checked once per backend and again after any
@@ -160,6 +160,41 @@ default_sequence(Relation rel, AttrNumber attnum)
 }
 
 /*
+ * Is an index expression the key's hash, jsonb_hash_extended(key, 0)?  A
+ * database created by an earlier build of 0.2 has such an index,
+ * queue_sync_key_hash_idx (dropped since from the install script: its
+ * inserts were half of what the capture cost a writer; nothing reads it
+ * now), and its writers keep this path with it.
+ */
+static bool
+is_key_hash(Node *expr)
+{
+	FuncExpr   *f = (FuncExpr *) expr;
+	Var		   *var;
+	Const	   *seed;
+
+	if (!IsA(expr, FuncExpr) || f->funcid != F_JSONB_HASH_EXTENDED || list_length(f->args) != 2 ||
+		!IsA(linitial(f->args), Var) || !IsA(lsecond(f->args), Const))
+		return false;
+	var = (Var *) linitial(f->args);
+	seed = (Const *) lsecond(f->args);
+	return var->varattno == shape.attnum[COL_KEY] && var->varlevelsup == 0 &&
+		seed->consttype == INT8OID && !seed->constisnull && DatumGetInt64(seed->constvalue) == 0;
+}
+
+/* Are an index's expressions, if any, only the key's hash? */
+static bool
+key_hash_only(IndexInfo *info)
+{
+	ListCell   *lc;
+
+	foreach(lc, info->ii_Expressions)
+		if (!is_key_hash((Node *) lfirst(lc)))
+			return false;
+	return true;
+}
+
+/*
  * Is retl.queue (rel) as this file writes it?  Fills shape; its index
  * information is kept in shape_cxt.
  */
@@ -223,7 +258,7 @@ check_shape(Relation rel)
 		IndexInfo  *info = BuildIndexInfo(index);
 		bool		plain = index->rd_rel->relam == BTREE_AM_OID &&
 			info->ii_Predicate == NIL && info->ii_ExclusionOps == NULL &&
-			index->rd_index->indimmediate && info->ii_Expressions == NIL;
+			index->rd_index->indimmediate && key_hash_only(info);
 
 		MemoryContextSwitchTo(old);
 		index_close(index, AccessShareLock);
@@ -339,13 +374,16 @@ row_values(Datum *values, bool *nulls, int natts, const AttrNumber *attnum,
 /*
  * Insert the row of values into rel and an entry into each of its indexes
  * (infos[i] of index indexes[i]; opened[i] the index if open, else opened
- * here: opened NULL).
+ * here: opened NULL); the key is column key_attnum.
  */
 static void
 insert_row(Relation rel, int nindexes, const Oid *indexes, Relation *opened, IndexInfo **infos,
-		   Datum *values, bool *nulls, CommandId cid, BulkInsertState bistate)
+		   AttrNumber key_attnum, Datum *values, bool *nulls, CommandId cid,
+		   BulkInsertState bistate)
 {
 	HeapTuple	tup = heap_form_tuple(RelationGetDescr(rel), values, nulls);
+	Datum		key_hash = (Datum) 0;
+	bool		hashed = false;
 
 	heap_insert(rel, tup, cid, 0, bistate);
 	for (int i = 0; i < nindexes; i++)
@@ -363,8 +401,24 @@ insert_row(Relation rel, int nindexes, const Oid *indexes, Relation *opened, Ind
 			{
 				AttrNumber	attnum = info->ii_IndexAttrNumbers[k];
 
-				ivalues[k] = values[attnum - 1];
-				inulls[k] = nulls[attnum - 1];
+				if (attnum == 0)
+				{
+					/* an expression: the key's hash (key_hash_only) */
+					if (!hashed)
+					{
+						key_hash = DirectFunctionCall2(jsonb_hash_extended,
+													   values[key_attnum - 1],
+													   Int64GetDatum(0));
+						hashed = true;
+					}
+					ivalues[k] = key_hash;
+					inulls[k] = false;
+				}
+				else
+				{
+					ivalues[k] = values[attnum - 1];
+					inulls[k] = nulls[attnum - 1];
+				}
 			}
 			(void) index_insert(index, ivalues, inulls, &tup->t_self, rel,
 								index->rd_index->indisunique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO,
@@ -395,7 +449,7 @@ retl_queue_insert(int sync_id, char op, Jsonb *key)
 	row_values(values, nulls, shape.natts, shape.attnum, sync_id, op, key);
 	values[shape.attnum[COL_ID] - 1] = Int64GetDatum(nextval_internal(shape.seqid, false));
 	nulls[shape.attnum[COL_ID] - 1] = false;
-	insert_row(rel, shape.nindexes, shape.indexids, NULL, shape.indexinfos,
+	insert_row(rel, shape.nindexes, shape.indexids, NULL, shape.indexinfos, shape.attnum[COL_KEY],
 			   values, nulls, GetCurrentCommandId(true), NULL);
 	table_close(rel, NoLock);
 	pfree(values);
@@ -491,7 +545,7 @@ retl_queue_writer_put(RetlQueueWriter *w, int64 id, int sync_id, char op, Jsonb 
 		w->values[w->attnum[COL_DATA] - 1] = JsonbPGetDatum(data);
 		w->nulls[w->attnum[COL_DATA] - 1] = false;
 	}
-	insert_row(w->rel, w->nindexes, w->indexids, w->indexes, w->indexinfos,
+	insert_row(w->rel, w->nindexes, w->indexids, w->indexes, w->indexinfos, w->attnum[COL_KEY],
 			   w->values, w->nulls, w->cid, w->bistate);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(w->row_cxt);

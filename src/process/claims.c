@@ -31,6 +31,7 @@
 #include "queue/jobs.h"
 #include "queue/mark.h"
 #include "queue/queue.h"
+#include "queue/queued_keys.h"
 #include "queue/ranges.h"
 #include "sync/dest.h"
 #include "sync/dropping.h"
@@ -183,7 +184,7 @@ claim_work_one(void *arg)
 	 * not "in flight" for the backfill: those requests read their rows now
 	 * (retl_backfill_claim).
 	 */
-	held = retl_queue_held_keys(w->sync->id, w->sync->resyncs);
+	held = retl_queue_held_keys(w->sync->id, w->sync->resyncs, NULL);
 	first = w->slots / 2;
 	if (first == 0 && retl_ranges_take_turn(w->sync))
 		first = 1;
@@ -522,6 +523,7 @@ retl_worker_claim(bool *more, bool *full, long *wait_ms)
 	retl_counters_fold_due();
 	syncs = retl_sync_active(gen, now);
 	retl_parts_release_unloaded(syncs);
+	retl_queued_keys_keep_only(syncs);
 	nsyncs = list_length(syncs);
 	drop_locks = 0;
 	for (int i = 0; i < nsyncs; i++)

@@ -126,14 +126,18 @@ retl_queue_key_held(int sync_id, HTAB *keys, uint64 hash)
  * that record is delivered or queued, and a crash then would lose it).
  * A key only other requests hold (since the resync, in queued records)
  * is not among them: it stays in the queue until delivered, and the
- * backfill finds it there (capture/backfill.c).
+ * backfill finds it there (capture/backfill.c).  before_ids (if not NULL):
+ * the queue ids of the records built before the resync (queued_keys.c does
+ * not leave their keys to them).
  */
 HTAB *
-retl_queue_held_keys(int sync_id, int resyncs)
+retl_queue_held_keys(int sync_id, int resyncs, HTAB **before_ids)
 {
 	HTAB	   *keys = retl_queue_key_set("retl held keys", 256);
 	ListCell   *lc;
 
+	if (before_ids)
+		*before_ids = retl_queue_key_set("retl ids held from before a resync", 16);
 	foreach(lc, holders)
 	{
 		RetlRequest *req = lfirst(lc);
@@ -141,8 +145,14 @@ retl_queue_held_keys(int sync_id, int resyncs)
 		if (req->sync_id != sync_id)
 			continue;
 		for (int i = 0; i < req->nrecords; i++)
-			if (req->resyncs < resyncs || req->records[i].nqueue_ids == 0)
-				hash_search(keys, &req->records[i].key_hash, HASH_ENTER, NULL);
+		{
+			RetlRecord *r = &req->records[i];
+
+			if (req->resyncs < resyncs || r->nqueue_ids == 0)
+				hash_search(keys, &r->key_hash, HASH_ENTER, NULL);
+			for (int j = 0; before_ids && req->resyncs < resyncs && j < r->nqueue_ids; j++)
+				hash_search(*before_ids, &r->queue_ids[j], HASH_ENTER, NULL);
+		}
 	}
 	return keys;
 }

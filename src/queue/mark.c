@@ -40,6 +40,9 @@
  *   models/run_queue.c) take one first; the worker's own writes
  *   (backfill) are committed or visible to it before it scans again.
  *
+ * The backfill's reader of a sync's queued keys (queued_keys.c) keeps a
+ * mark of its own, under the sync's id negated.
+ *
  * A row skipped because its key is in a request in flight (another row of
  * that key) pins the mark (that request ends within its timeout).  The marks live in the worker's
  * memory only: a new worker starts from the beginning of every queue.

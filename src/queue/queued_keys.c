@@ -7,31 +7,38 @@
  * was a B-tree insert at a random place in the writer's transaction (and
  * after each checkpoint its whole leaf in the WAL), about half of what the
  * capture cost a writer (README, Performance).  Instead the worker reads
- * each backfilling sync's queue in id order through the primary key, from
- * where its last read left off, and keeps the keys it found in memory,
+ * each backfilling sync's queue in id order through the primary key, the
+ * rows queued since its last read, and keeps the keys it found in memory,
  * whole (jsonb), by their hash: a key is known queued only when it equals
  * one, so no hash collision can make the backfill leave out a key.
  *
- * Where a read starts is a mark of its own (mark.c, under the sync's id
- * negated): a change committed after a read with an id below those it saw
- * (ids are drawn before commit) is read by a later one, as the claim's
- * scan finds it.
+ * A change committed after a read with an id below those it saw (ids are
+ * drawn before commit) is found at most a second later, by a read from a
+ * mark of its own (mark.c, under the sync's id negated), as the claim's
+ * scan finds such rows.  Until then the backfill does not know its key is
+ * queued, and sends it too (key_fates queues it after a request that holds
+ * it, so the two never race): twice, never lost.
  *
  * A key stays known once found, its change delivered or not: the change
  * (or a later one, queued in its turn) sends the row as it is then, so the
  * backfill need not; a change dead-lettered waits in retl.dead_letters for
  * retl_replay, which sends the row as it is then.  (Looked up in the queue
  * as it was, a key whose change had been delivered before the backfill
- * reached it went twice.)  The keys
- * are forgotten when the backfill is (ranges.c: done, resynced, begun
- * again from its cursor; or the queued backfill done), and after a resync
- * (the sync's count of them changed) or a backfill begun again from the
- * first key: the keys are then read again from the queue's first row, and
- * a change delivered before is sent again by the backfill.  At most
- * RETL_QUEUED_KEYS_MAX keys are kept: past that they are read again from
- * the queue's first row (only those still queued), and if the queue holds
- * more, keys past them are sent by the backfill too (twice, not lost), and
- * the reading begins again at most every REREAD_MS.
+ * reached it went twice.)  Not kept: a row in a request built before the
+ * sync's last resync (what it sends was read before the resync: the key
+ * goes after it, queued, and must not be left to it once it is delivered),
+ * and a row a destination's job holds (marked in flight: the same).
+ *
+ * The keys are forgotten when the backfill is (ranges.c: done, resynced,
+ * begun again from its cursor; the queued backfill done), when the sync is
+ * no longer active (paused, dropped: retl_queued_keys_keep_only), and
+ * after a resync (the sync's count of them changed) or a backfill begun
+ * again from the first key: then read again from the queue's first row,
+ * so a key whose change was delivered before is sent again by the
+ * backfill.  At most RETL_QUEUED_KEYS_MAX keys are kept; past that the
+ * backfill sends the keys it does not know (twice, never lost), and the
+ * queue is read again from its first row (only what it holds then) after
+ * REREAD_FULL_MS.
  */
 #include "postgres.h"
 
@@ -48,18 +55,22 @@
 
 #include "base/plans.h"
 #include "queue/mark.h"
+#include "queue/queue.h"
 #include "queue/queued_keys.h"
 
 /* rows a read takes at a time */
 #define READ_PAGE 1000
+/* a read from the mark (rows committed late), at most this often */
+#define REREAD_MARK_MS 1000
 /* a set that outgrew RETL_QUEUED_KEYS_MAX is read again after this long */
-#define REREAD_MS 10000
+#define REREAD_FULL_MS 10000
 
 /* the keys kept with one hash */
 typedef struct KeySlot
 {
 	uint64		hash;			/* hash key */
-	List	   *keys;			/* jsonb Datums */
+	Jsonb	   *key;			/* flat copies */
+	List	   *more;			/* (Jsonb *) others of the same hash */
 } KeySlot;
 
 typedef struct QueuedKeys
@@ -73,6 +84,8 @@ typedef struct QueuedKeys
 	int64		nkeys;
 	bool		full;			/* RETL_QUEUED_KEYS_MAX reached: no more kept */
 	TimestampTz full_since;
+	int64		read_to;		/* the last id read */
+	TimestampTz mark_read_at;	/* the last read from the mark */
 } QueuedKeys;
 
 static HTAB *sets = NULL;
@@ -85,6 +98,8 @@ begin(QueuedKeys *s)
 
 	if (s->cxt != NULL)
 		MemoryContextDelete(s->cxt);
+	s->cxt = NULL;
+	s->keys = NULL;
 	s->cxt = AllocSetContextCreate(TopMemoryContext, "retl queued keys", ALLOCSET_DEFAULT_SIZES);
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(uint64);
@@ -93,6 +108,8 @@ begin(QueuedKeys *s)
 	s->keys = hash_create("retl queued keys", 256, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	s->nkeys = 0;
 	s->full = false;
+	s->read_to = 0;
+	s->mark_read_at = DT_NOBEGIN;
 	retl_mark_rewind(-s->sync_id, 0);
 }
 
@@ -134,6 +151,13 @@ set_of(RetlSync *sync)
 	return s;
 }
 
+static bool
+same_key(Jsonb *kept, Datum key)
+{
+	return DatumGetBool(DirectFunctionCall2(jsonb_eq, JsonbPGetDatum(kept), key));
+}
+
+/* The slot of hash, NULL if none; *known: key (jsonb) is kept there. */
 static KeySlot *
 slot_of(QueuedKeys *s, Datum key, uint64 hash, bool *known)
 {
@@ -143,13 +167,12 @@ slot_of(QueuedKeys *s, Datum key, uint64 hash, bool *known)
 	*known = false;
 	if (slot == NULL)
 		return NULL;
-	foreach(lc, slot->keys)
+	*known = same_key(slot->key, key);
+	foreach(lc, slot->more)
 	{
-		if (DatumGetBool(DirectFunctionCall2(jsonb_eq, PointerGetDatum(lfirst(lc)), key)))
-		{
-			*known = true;
+		if (*known)
 			break;
-		}
+		*known = same_key(lfirst(lc), key);
 	}
 	return slot;
 }
@@ -163,18 +186,22 @@ keep(QueuedKeys *s, Datum key)
 	bool		known;
 	KeySlot    *slot = slot_of(s, key, hash, &known);
 	MemoryContext old;
+	Jsonb	   *copy;
 
 	if (known)
 		return true;
 	if (s->nkeys >= RETL_QUEUED_KEYS_MAX)
 		return false;
 	old = MemoryContextSwitchTo(s->cxt);
+	copy = DatumGetJsonbPCopy(key);
 	if (slot == NULL)
 	{
 		slot = hash_search(s->keys, &hash, HASH_ENTER, NULL);
-		slot->keys = NIL;
+		slot->key = copy;
+		slot->more = NIL;
 	}
-	slot->keys = lappend(slot->keys, DatumGetPointer(datumCopy(key, false, -1)));
+	else
+		slot->more = lappend(slot->more, copy);
 	MemoryContextSwitchTo(old);
 	s->nkeys++;
 	return true;
@@ -182,25 +209,28 @@ keep(QueuedKeys *s, Datum key)
 
 /*
  * Read the rows queued for the sync since the last read (all of them the
- * first time) and keep their keys.  In a transaction, SPI connected.
+ * first time; from the mark, at most every REREAD_MARK_MS) and keep their
+ * keys.  In a transaction, SPI connected.
  */
 void
 retl_queued_keys_read(RetlSync *sync)
 {
 	QueuedKeys *s = set_of(sync);
 	TimestampTz now = GetCurrentTimestamp();
+	HTAB	   *before;
 	MemoryContext row_cxt;
 	MemoryContext old;
 	Oid			types[2] = {INT4OID, INT8OID};
 	Datum		values[2];
 	int64		from;
 	int64		last_id;
+	bool		from_mark;
 	bool		quiet;
 	bool		done = false;
 
 	if (s->full)
 	{
-		if (!TimestampDifferenceExceeds(s->full_since, now, REREAD_MS))
+		if (!TimestampDifferenceExceeds(s->full_since, now, REREAD_FULL_MS))
 			return;
 		begin(s);				/* only those queued now */
 	}
@@ -219,8 +249,10 @@ retl_queued_keys_read(RetlSync *sync)
 		retl_mark_rewind(-sync->id, 0);
 		quiet = false;
 	}
-	from = retl_mark_start(-sync->id, now);
+	from_mark = TimestampDifferenceExceeds(s->mark_read_at, now, REREAD_MARK_MS);
+	from = from_mark ? retl_mark_start(-sync->id, now) : s->read_to + 1;
 	last_id = from - 1;
+	hash_destroy(retl_queue_held_keys(sync->id, sync->resyncs, &before));
 	row_cxt = AllocSetContextCreate(CurrentMemoryContext, "retl queued keys read",
 									ALLOCSET_DEFAULT_SIZES);
 	values[0] = Int32GetDatum(sync->id);
@@ -229,7 +261,7 @@ retl_queued_keys_read(RetlSync *sync)
 		uint64		n;
 
 		values[1] = Int64GetDatum(last_id);
-		if (retl_spi_execute_by_index("SELECT q.id, q.key FROM retl.queue q"
+		if (retl_spi_execute_by_index("SELECT q.id, q.key, q.in_flight FROM retl.queue q"
 									  " WHERE q.sync_id = $1 AND q.id > $2"
 									  " ORDER BY q.id LIMIT " CppAsString2(READ_PAGE),
 									  2, types, values, NULL, true, 0) != SPI_OK_SELECT)
@@ -240,10 +272,15 @@ retl_queued_keys_read(RetlSync *sync)
 		for (uint64 i = 0; i < n && !s->full; i++)
 		{
 			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
 			bool		isnull;
 
-			last_id = DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
-			if (!keep(s, SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull)))
+			last_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+			/* held by a job, or by a request built before the resync */
+			if (DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull)) ||
+				hash_search(before, &last_id, HASH_FIND, NULL) != NULL)
+				continue;
+			if (!keep(s, SPI_getbinval(tup, desc, 2, &isnull)))
 			{
 				s->full = true;
 				s->full_since = now;
@@ -255,9 +292,14 @@ retl_queued_keys_read(RetlSync *sync)
 		done |= s->full;
 	}
 	MemoryContextDelete(row_cxt);
-	if (!s->full)
+	hash_destroy(before);
+	s->read_to = Max(s->read_to, last_id);
+	if (from_mark && !s->full)
+	{
 		retl_mark_advance(-sync->id, GetActiveSnapshot(), quiet, from, last_id,
 						  PG_INT64_MAX, PG_INT64_MAX, DT_NOEND);
+		s->mark_read_at = now;
+	}
 	PopActiveSnapshot();
 }
 
@@ -282,6 +324,36 @@ retl_queued_keys_forget(int sync_id)
 
 	if (s == NULL)
 		return;
-	MemoryContextDelete(s->cxt);
+	if (s->cxt != NULL)
+		MemoryContextDelete(s->cxt);
 	hash_search(sets, &sync_id, HASH_REMOVE, NULL);
+}
+
+/*
+ * Forget the keys of the syncs not among syncs (RetlSync *: the active
+ * ones): dropped, paused, or no longer syncs that backfill.
+ */
+void
+retl_queued_keys_keep_only(List *syncs)
+{
+	HASH_SEQ_STATUS status;
+	QueuedKeys *s;
+	List	   *gone = NIL;
+	ListCell   *lc;
+
+	if (sets == NULL || hash_get_num_entries(sets) == 0)
+		return;
+	hash_seq_init(&status, sets);
+	while ((s = hash_seq_search(&status)) != NULL)
+	{
+		bool		active = false;
+
+		foreach(lc, syncs)
+			active |= ((RetlSync *) lfirst(lc))->id == s->sync_id;
+		if (!active)
+			gone = lappend_int(gone, s->sync_id);
+	}
+	foreach(lc, gone)
+		retl_queued_keys_forget(lfirst_int(lc));
+	list_free(gone);
 }
