@@ -151,7 +151,7 @@ typedef enum KeyFate
  * queue claim took.  A key whose change was delivered before the range
  * reached it is left to it too: that change sent the row as it was then,
  * and a later change of it is queued in its turn.  A key not found there
- * (a change committed late with a lower id, read a second later) that a
+ * (a change committed late with a lower id, not read yet) that a
  * request holds goes after it, queued, never beside it.  hashes[]: the
  * keys' jsonb hashes.
  */
@@ -159,8 +159,8 @@ static KeyFate *
 key_fates(RetlSync *sync, Datum *keys, int64 count, HTAB *held, uint64 *hashes)
 {
 	KeyFate    *fate = palloc0(sizeof(KeyFate) * Max(count, 1));
-	HTAB	   *all_held;
-	HTAB	   *ids;
+	HTAB	   *all_held = NULL;
+	HTAB	   *ids = NULL;
 
 	for (int64 i = 0; i < count; i++)
 	{
@@ -172,18 +172,25 @@ key_fates(RetlSync *sync, Datum *keys, int64 count, HTAB *held, uint64 *hashes)
 	if (count == 0)
 		return fate;
 	retl_queued_keys_read(sync);
-	retl_queue_held_by_requests(sync->id, PG_INT64_MAX, &all_held, &ids);
 	for (int64 i = 0; i < count; i++)
 	{
 		if (fate[i] != KEY_SEND)
 			continue;
 		if (retl_queued_keys_has(sync, keys[i], hashes[i]))
+		{
 			fate[i] = KEY_LEFT;
-		else if (hash_search(all_held, &hashes[i], HASH_FIND, NULL) != NULL)
+			continue;
+		}
+		if (all_held == NULL)
+			retl_queue_held_by_requests(sync->id, PG_INT64_MAX, &all_held, &ids);
+		if (hash_search(all_held, &hashes[i], HASH_FIND, NULL) != NULL)
 			fate[i] = KEY_AFTER;
 	}
-	hash_destroy(all_held);
-	hash_destroy(ids);
+	if (all_held != NULL)
+	{
+		hash_destroy(all_held);
+		hash_destroy(ids);
+	}
 	return fate;
 }
 

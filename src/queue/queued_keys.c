@@ -13,11 +13,14 @@
  * one, so no hash collision can make the backfill leave out a key.
  *
  * A change committed after a read with an id below those it saw (ids are
- * drawn before commit) is found at most a second later, by a read from a
- * mark of its own (mark.c, under the sync's id negated), as the claim's
- * scan finds such rows.  Until then the backfill does not know its key is
- * queued, and sends it too (key_fates queues it after a request that holds
- * it, so the two never race): twice, never lost.
+ * drawn before commit) is found by a later read from a mark of its own
+ * (mark.c, under the sync's id negated), as the claim's scan finds such
+ * rows: the next one while the mark trails the reads by little, else a
+ * second later (a transaction holding an xid keeps the mark where it is,
+ * and each read from it reads all that follows).  Until then the backfill
+ * does not know its key is queued, and sends it too (key_fates queues it
+ * after a request that holds it, so the two never race): twice, never
+ * lost.
  *
  * A key stays known once found, its change delivered or not: the change
  * (or a later one, queued in its turn) sends the row as it is then, so the
@@ -46,7 +49,6 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
-#include "utils/datum.h"
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
@@ -69,7 +71,7 @@
 typedef struct KeySlot
 {
 	uint64		hash;			/* hash key */
-	Jsonb	   *key;			/* flat copies */
+	Jsonb	   *key;			/* a flat copy */
 	List	   *more;			/* (Jsonb *) others of the same hash */
 } KeySlot;
 
@@ -109,7 +111,7 @@ begin(QueuedKeys *s)
 	s->nkeys = 0;
 	s->full = false;
 	s->read_to = 0;
-	s->mark_read_at = DT_NOBEGIN;
+	s->mark_read_at = 0;		/* (DT_NOBEGIN would overflow a difference) */
 	retl_mark_rewind(-s->sync_id, 0);
 }
 
@@ -137,9 +139,19 @@ set_of(RetlSync *sync)
 	if (!found)
 	{
 		s->cxt = NULL;
-		begin(s);
+		s->keys = NULL;
 		s->resyncs = sync->resyncs;
 		s->past_start = false;
+		PG_TRY();
+		{
+			begin(s);
+		}
+		PG_CATCH();
+		{
+			hash_search(sets, &sync->id, HASH_REMOVE, NULL);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
 	}
 	else if (s->resyncs != sync->resyncs || (s->past_start && sync->backfill_cursor == NULL))
 	{
@@ -249,10 +261,20 @@ retl_queued_keys_read(RetlSync *sync)
 		retl_mark_rewind(-sync->id, 0);
 		quiet = false;
 	}
-	from_mark = TimestampDifferenceExceeds(s->mark_read_at, now, REREAD_MARK_MS);
-	from = from_mark ? retl_mark_start(-sync->id, now) : s->read_to + 1;
+	/*
+	 * From the mark while it trails the last read by little (every row
+	 * committed late is found at once), else at most every REREAD_MARK_MS
+	 * (a transaction holding an xid keeps the mark where it is).
+	 */
+	from = retl_mark_start(-sync->id, now);
+	from_mark = s->read_to - from < 2 * READ_PAGE ||
+		TimestampDifferenceExceeds(s->mark_read_at, now, REREAD_MARK_MS);
+	if (!from_mark)
+		from = s->read_to + 1;
 	last_id = from - 1;
-	hash_destroy(retl_queue_held_keys(sync->id, sync->resyncs, &before));
+	/* (without retl.syncs.resyncs, every request could be from before one) */
+	hash_destroy(retl_queue_held_keys(sync->id, retl_sync_has_resyncs() ? sync->resyncs : PG_INT32_MAX,
+									  &before));
 	row_cxt = AllocSetContextCreate(CurrentMemoryContext, "retl queued keys read",
 									ALLOCSET_DEFAULT_SIZES);
 	values[0] = Int32GetDatum(sync->id);
@@ -331,7 +353,7 @@ retl_queued_keys_forget(int sync_id)
 
 /*
  * Forget the keys of the syncs not among syncs (RetlSync *: the active
- * ones): dropped, paused, or no longer syncs that backfill.
+ * ones): dropped or paused.
  */
 void
 retl_queued_keys_keep_only(List *syncs)
@@ -349,7 +371,13 @@ retl_queued_keys_keep_only(List *syncs)
 		bool		active = false;
 
 		foreach(lc, syncs)
-			active |= ((RetlSync *) lfirst(lc))->id == s->sync_id;
+		{
+			if (((RetlSync *) lfirst(lc))->id == s->sync_id)
+			{
+				active = true;
+				break;
+			}
+		}
 		if (!active)
 			gone = lappend_int(gone, s->sync_id);
 	}

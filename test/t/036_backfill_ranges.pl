@@ -517,6 +517,35 @@ is(scalar(keys %$seen), 12300, 'every row sent');
 is(scalar(grep { $seen->{$_} != 1 } keys %$seen), 0, 'each once');
 $r->control();
 
+# -- a change committed late with a lower id is found ---------------------------
+# A transaction draws its queue id for key 1800, then a later one changes
+# key 1900 and commits, and the worker reads the queue past both ids while
+# the first is still open (key 1900's request held a second); once the
+# first commits, a read from the mark finds key 1800, which the backfill
+# leaves to its change: each key once.  (9da56a7 never read from the mark:
+# key 1800 went twice, by its change and by the backfill.)
+table_and_hook('late', 2000, q{'v' || g}, '{"batch_size": 20, "max_concurrency": 1}');
+$r->control({ path => '/late', match => 'early', delay_ms => 1000, count => 1 },
+	{ path => '/late', delay_ms => 100, count => -1 });
+psql(q{SELECT retl_create_sync(name => 'late_out', source => 'late', destination => 'late_hook')});
+ok($node->poll_query_until('postgres',
+	q{SELECT backfill_cursor IS NOT NULL FROM retl.syncs WHERE name = 'late_out'}),
+	'its backfill under way');
+my $late = $node->background_psql('postgres');
+$late->query_safe('BEGIN');
+$late->query_safe(q{UPDATE late SET v = 'late' WHERE id = 1800});
+psql(q{UPDATE late SET v = 'early' WHERE id = 1900});
+ok($node->poll_query_until('postgres',
+	q{SELECT pending + in_flight = 0 FROM retl.sync_status WHERE sync = 'late_out'}),
+	'the later change delivered');
+$late->query_safe('COMMIT');
+$late->quit;
+ok(wait_drained('late_out'), 'the backfill ended');
+$r->control();
+$seen = per_key('/late');
+is(scalar(keys %$seen), 2000, 'every row sent');
+is(join(',', grep { $seen->{$_} != 1 } sort { $a <=> $b } keys %$seen), '', 'each once');
+
 # -- a resync forgets the keys found queued -------------------------------------
 # Key 1900 changes while the backfill is at its first keys, and its change
 # is delivered; then a resync: its backfill must send key 1900 again, with
