@@ -240,7 +240,9 @@ retl_queued_keys_read(RetlSync *sync)
 	bool		quiet;
 	bool		done = false;
 
-	if (s->full)
+	if (s->keys == NULL)
+		begin(s);				/* (its last begin failed) */
+	else if (s->full)
 	{
 		if (!TimestampDifferenceExceeds(s->full_since, now, REREAD_FULL_MS))
 			return;
@@ -332,7 +334,7 @@ retl_queued_keys_has(RetlSync *sync, Datum key, uint64 hash)
 	QueuedKeys *s = sets ? hash_search(sets, &sync->id, HASH_FIND, NULL) : NULL;
 	bool		known;
 
-	if (s == NULL)
+	if (s == NULL || s->keys == NULL)
 		return false;
 	(void) slot_of(s, key, hash, &known);
 	return known;
