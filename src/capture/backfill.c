@@ -160,7 +160,6 @@ key_fates(RetlSync *sync, Datum *keys, int64 count, HTAB *held, uint64 *hashes)
 {
 	KeyFate    *fate = palloc0(sizeof(KeyFate) * Max(count, 1));
 	HTAB	   *all_held = NULL;
-	HTAB	   *ids = NULL;
 
 	for (int64 i = 0; i < count; i++)
 	{
@@ -182,15 +181,12 @@ key_fates(RetlSync *sync, Datum *keys, int64 count, HTAB *held, uint64 *hashes)
 			continue;
 		}
 		if (all_held == NULL)
-			retl_queue_held_by_requests(sync->id, PG_INT64_MAX, &all_held, &ids);
+			retl_queue_held_by_requests(sync->id, PG_INT64_MAX, &all_held, NULL);
 		if (hash_search(all_held, &hashes[i], HASH_FIND, NULL) != NULL)
 			fate[i] = KEY_AFTER;
 	}
 	if (all_held != NULL)
-	{
 		hash_destroy(all_held);
-		hash_destroy(ids);
-	}
 	return fate;
 }
 
@@ -240,11 +236,13 @@ retl_backfill_step(RetlSync *sync)
 	if (count > 0)
 	{
 		/* (a queued backfill queues every held key after its request) */
-		HTAB	   *held = retl_queue_held_keys(sync->id, PG_INT32_MAX, NULL);
+		HTAB	   *held;
 		uint64	   *hashes = palloc(sizeof(uint64) * count);
-		KeyFate    *fate = key_fates(sync, keys, count, held, hashes);
+		KeyFate    *fate;
 		int			n = 0;
 
+		retl_queue_held_keys(sync->id, PG_INT32_MAX, &held, NULL);
+		fate = key_fates(sync, keys, count, held, hashes);
 		hash_destroy(held);
 		for (int64 i = 0; i < count; i++)
 			if (fate[i] != KEY_LEFT)

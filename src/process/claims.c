@@ -184,7 +184,7 @@ claim_work_one(void *arg)
 	 * not "in flight" for the backfill: those requests read their rows now
 	 * (retl_backfill_claim).
 	 */
-	held = retl_queue_held_keys(w->sync->id, w->sync->resyncs, NULL);
+	retl_queue_held_keys(w->sync->id, w->sync->resyncs, &held, NULL);
 	first = w->slots / 2;
 	if (first == 0 && retl_ranges_take_turn(w->sync))
 		first = 1;

@@ -42,7 +42,6 @@
  */
 #include "postgres.h"
 
-#include "access/transam.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -221,17 +220,7 @@ pick(RetlSync *sync, int nbatches, long *wait_ms, ClaimedRow **rows, Datum *ids,
 	 * backfill chunk).  The mark moves by what that snapshot could not see
 	 * (mark.c).
 	 */
-	CommandCounterIncrement();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	/* no transaction had an xid (mark.c) */
-	quiet = GetActiveSnapshot()->xcnt == 0 &&
-		TransactionIdEquals(ReadNextTransactionId(), GetActiveSnapshot()->xmax);
-	/* ids not drawn in order (mark.c): from the start, every time */
-	if (!retl_mark_ids_in_order())
-	{
-		retl_mark_rewind(sync->id, 0);
-		quiet = false;
-	}
+	quiet = retl_mark_begin_scan(sync->id);
 	from = retl_mark_start(sync->id, now);
 	last_id = from - 1;
 	retl_queue_held_by_requests(sync->id, from, &held, &in_flight);

@@ -78,7 +78,8 @@ retl_queue_key_set(const char *name, long size)
 
 /*
  * What requests of a sync hold: their keys' hashes (*keys), and their
- * queue ids at or above from (*ids), which the scan skips.
+ * queue ids at or above from (*ids, if ids is not NULL), which the scan
+ * skips.
  */
 void
 retl_queue_held_by_requests(int sync_id, int64 from, HTAB **keys, HTAB **ids)
@@ -86,7 +87,8 @@ retl_queue_held_by_requests(int sync_id, int64 from, HTAB **keys, HTAB **ids)
 	ListCell   *lc;
 
 	*keys = retl_queue_key_set("retl held keys", 256);
-	*ids = retl_queue_key_set("retl held ids", 256);
+	if (ids)
+		*ids = retl_queue_key_set("retl held ids", 256);
 	foreach(lc, holders)
 	{
 		RetlRequest *req = lfirst(lc);
@@ -98,7 +100,7 @@ retl_queue_held_by_requests(int sync_id, int64 from, HTAB **keys, HTAB **ids)
 			RetlRecord *r = &req->records[i];
 
 			hash_search(*keys, &r->key_hash, HASH_ENTER, NULL);
-			for (int j = 0; j < r->nqueue_ids; j++)
+			for (int j = 0; ids && j < r->nqueue_ids; j++)
 				if (r->queue_ids[j] >= from)
 					hash_search(*ids, &r->queue_ids[j], HASH_ENTER, NULL);
 		}
@@ -126,16 +128,17 @@ retl_queue_key_held(int sync_id, HTAB *keys, uint64 hash)
  * that record is delivered or queued, and a crash then would lose it).
  * A key only other requests hold (since the resync, in queued records)
  * is not among them: it stays in the queue until delivered, and the
- * backfill finds it there (capture/backfill.c).  before_ids (if not NULL):
- * the queue ids of the records built before the resync (queued_keys.c does
- * not leave their keys to them).
+ * backfill finds it there (capture/backfill.c): *keys.  *before_ids: the
+ * queue ids of the records built before the resync (queued_keys.c does not
+ * leave their keys to them).  Either may be NULL: not wanted.
  */
-HTAB *
-retl_queue_held_keys(int sync_id, int resyncs, HTAB **before_ids)
+void
+retl_queue_held_keys(int sync_id, int resyncs, HTAB **keys, HTAB **before_ids)
 {
-	HTAB	   *keys = retl_queue_key_set("retl held keys", 256);
 	ListCell   *lc;
 
+	if (keys)
+		*keys = retl_queue_key_set("retl held keys", 256);
 	if (before_ids)
 		*before_ids = retl_queue_key_set("retl ids held from before a resync", 16);
 	foreach(lc, holders)
@@ -148,13 +151,12 @@ retl_queue_held_keys(int sync_id, int resyncs, HTAB **before_ids)
 		{
 			RetlRecord *r = &req->records[i];
 
-			if (req->resyncs < resyncs || r->nqueue_ids == 0)
-				hash_search(keys, &r->key_hash, HASH_ENTER, NULL);
+			if (keys && (req->resyncs < resyncs || r->nqueue_ids == 0))
+				hash_search(*keys, &r->key_hash, HASH_ENTER, NULL);
 			for (int j = 0; before_ids && req->resyncs < resyncs && j < r->nqueue_ids; j++)
 				hash_search(*before_ids, &r->queue_ids[j], HASH_ENTER, NULL);
 		}
 	}
-	return keys;
 }
 
 /* Does a request of the sync that carries a batch of a replace hold keys? */

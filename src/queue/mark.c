@@ -63,10 +63,12 @@
 
 #include "access/htup_details.h"
 #include "access/transam.h"
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_sequence.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
 #include "utils/snapshot.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -98,6 +100,8 @@ typedef struct ScanMark
 } ScanMark;
 
 static HTAB *marks = NULL;
+
+static bool ids_in_order(void);
 
 static ScanMark *
 mark_of(int sync_id)
@@ -228,6 +232,33 @@ retl_mark_advance(int sync_id, Snapshot snap, bool quiet, int64 from, int64 last
 		m->start = start;
 }
 
+/*
+ * Begin a scan of a queue with mark mark_id (a sync's id, or another
+ * reader's: queued_keys.c) with a snapshot of its own, taken after the
+ * transaction's last command and pushed (the caller pops it): the scan
+ * does not see rows this transaction deleted, and sees those it queued;
+ * the mark moves by what that snapshot could not see.  True when quiet:
+ * no transaction had an xid as the snapshot was taken (retl_mark_advance).
+ * Where queue ids are not drawn in order, the scan starts from the queue's
+ * beginning, every time.
+ */
+bool
+retl_mark_begin_scan(int mark_id)
+{
+	bool		quiet;
+
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	quiet = GetActiveSnapshot()->xcnt == 0 &&
+		TransactionIdEquals(ReadNextTransactionId(), GetActiveSnapshot()->xmax);
+	if (!ids_in_order())
+	{
+		retl_mark_rewind(mark_id, 0);
+		quiet = false;
+	}
+	return quiet;
+}
+
 /* Rows from id on may be ready again. */
 void
 retl_mark_rewind(int sync_id, int64 id)
@@ -301,11 +332,11 @@ retl_mark_is_idle(int sync_id, uint32 gen, TimestampTz now)
  * queue id sequence altered to cache values breaks it: each session draws
  * from a range of its own, and one can commit a change with an id below
  * those another session's changes had, after the scan passed them.  Then
- * every scan starts from the queue's beginning (the caller), and the
- * worker says why once.
+ * every scan starts from the queue's beginning (retl_mark_begin_scan),
+ * and the worker says why once.
  */
-bool
-retl_mark_ids_in_order(void)
+static bool
+ids_in_order(void)
 {
 	static bool warned = false;
 	Oid			seq = get_relname_relid("queue_id_seq", get_namespace_oid("retl", false));

@@ -16,6 +16,6 @@ extern bool retl_mark_parked(int sync_id);
 extern void retl_mark_idle(int sync_id, uint32 gen, TimestampTz now);
 extern void retl_mark_wake(int sync_id);
 extern bool retl_mark_is_idle(int sync_id, uint32 gen, TimestampTz now);
-extern bool retl_mark_ids_in_order(void);
+extern bool retl_mark_begin_scan(int mark_id);
 
 #endif

@@ -28,7 +28,7 @@ extern void retl_queue_hold(RetlRequest *req);
 extern HTAB *retl_queue_key_set(const char *name, long size);
 extern void retl_queue_held_by_requests(int sync_id, int64 from, HTAB **keys, HTAB **ids);
 extern bool retl_queue_replace_in_flight(int sync_id);
-extern HTAB *retl_queue_held_keys(int sync_id, int resyncs, HTAB **before_ids);
+extern void retl_queue_held_keys(int sync_id, int resyncs, HTAB **keys, HTAB **before_ids);
 extern bool retl_queue_key_held(int sync_id, HTAB *keys, uint64 hash);
 extern void retl_queue_backoff(int sync_id, uint64 key_hash, TimestampTz until);
 extern void retl_queue_load_backoff(void);

@@ -45,7 +45,6 @@
  */
 #include "postgres.h"
 
-#include "access/transam.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
@@ -254,15 +253,7 @@ retl_queued_keys_read(RetlSync *sync)
 	 * the claim's scan: queue/claim.c): it sees the rows this transaction
 	 * queued, and the mark moves by what it could not see.
 	 */
-	CommandCounterIncrement();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	quiet = GetActiveSnapshot()->xcnt == 0 &&
-		TransactionIdEquals(ReadNextTransactionId(), GetActiveSnapshot()->xmax);
-	if (!retl_mark_ids_in_order())
-	{
-		retl_mark_rewind(-sync->id, 0);
-		quiet = false;
-	}
+	quiet = retl_mark_begin_scan(-sync->id);
 	/*
 	 * From the mark while it trails the last read by little (every row
 	 * committed late is found at once), else at most every REREAD_MARK_MS
@@ -275,8 +266,8 @@ retl_queued_keys_read(RetlSync *sync)
 		from = s->read_to + 1;
 	last_id = from - 1;
 	/* (without retl.syncs.resyncs, every request could be from before one) */
-	hash_destroy(retl_queue_held_keys(sync->id, retl_sync_has_resyncs() ? sync->resyncs : PG_INT32_MAX,
-									  &before));
+	retl_queue_held_keys(sync->id, retl_sync_has_resyncs() ? sync->resyncs : PG_INT32_MAX,
+						 NULL, &before);
 	row_cxt = AllocSetContextCreate(CurrentMemoryContext, "retl queued keys read",
 									ALLOCSET_DEFAULT_SIZES);
 	values[0] = Int32GetDatum(sync->id);
