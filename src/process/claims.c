@@ -523,7 +523,7 @@ retl_worker_claim(bool *more, bool *full, long *wait_ms)
 	retl_counters_fold_due();
 	syncs = retl_sync_active(gen, now);
 	retl_parts_release_unloaded(syncs);
-	retl_queued_keys_keep_only(syncs);
+	retl_queued_keys_keep_only(syncs, gen);
 	nsyncs = list_length(syncs);
 	drop_locks = 0;
 	for (int i = 0; i < nsyncs; i++)

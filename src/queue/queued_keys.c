@@ -34,7 +34,8 @@
  *
  * The keys are forgotten when the backfill is (ranges.c: done, resynced,
  * begun again from its cursor; the queued backfill done), when the sync is
- * no longer active (paused, dropped: retl_queued_keys_keep_only), and
+ * dropped or its backfill over (retl_queued_keys_keep_only; a pause keeps
+ * them, for the backfill goes on from its cursor at the resume), and
  * after a resync (the sync's count of them changed) or a backfill begun
  * again from the first key: then read again from the queue's first row,
  * so a key whose change was delivered before is sent again by the
@@ -87,6 +88,9 @@ typedef struct QueuedKeys
 	TimestampTz full_since;
 	int64		read_to;		/* the last id read */
 	TimestampTz mark_read_at;	/* the last read from the mark */
+	uint64		paused_gen;		/* catalog generation at which the sync was
+								 * last found paused, its backfill not over
+								 * (0: not since it was last active) */
 } QueuedKeys;
 
 static HTAB *sets = NULL;
@@ -141,6 +145,7 @@ set_of(RetlSync *sync)
 		s->keys = NULL;
 		s->resyncs = sync->resyncs;
 		s->past_start = false;
+		s->paused_gen = 0;
 		PG_TRY();
 		{
 			begin(s);
@@ -345,11 +350,36 @@ retl_queued_keys_forget(int sync_id)
 }
 
 /*
+ * Does sync sync_id exist with its backfill still to go on?  In a
+ * transaction, SPI connected.
+ */
+static bool
+still_backfilling(int sync_id)
+{
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(sync_id)};
+
+	if (retl_spi_execute_by_index("SELECT 1 FROM retl.syncs s WHERE s.id = $1 AND NOT s.backfill_done",
+								  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "retl: could not read retl.syncs");
+	return SPI_processed == 1;
+}
+
+/*
  * Forget the keys of the syncs not among syncs (RetlSync *: the active
- * ones): dropped or paused.
+ * ones) that were dropped or whose backfill is over.  A paused sync keeps
+ * them: its backfill goes on from its cursor when it is resumed, and read
+ * again from the queue they would miss the keys whose changes were
+ * delivered before the pause, which the backfill would then send again.
+ * Whether such a sync is still there is read again when gen (the
+ * database's catalog generation: a pause, a resume, a drop, a backfill's
+ * cursor saved move it) has moved.  Not in a database without
+ * retl.syncs.resyncs: there a resync while paused before the first range
+ * settled could not be told from the pause (set_of), and the keys must be
+ * read again.  In a transaction, SPI connected.
  */
 void
-retl_queued_keys_keep_only(List *syncs)
+retl_queued_keys_keep_only(List *syncs, uint64 gen)
 {
 	HASH_SEQ_STATUS status;
 	QueuedKeys *s;
@@ -371,10 +401,20 @@ retl_queued_keys_keep_only(List *syncs)
 				break;
 			}
 		}
-		if (!active)
+		if (active)
+			s->paused_gen = 0;
+		else if (s->paused_gen == 0 || s->paused_gen != gen)
 			gone = lappend_int(gone, s->sync_id);
 	}
 	foreach(lc, gone)
-		retl_queued_keys_forget(lfirst_int(lc));
+	{
+		int			sync_id = lfirst_int(lc);
+
+		s = hash_search(sets, &sync_id, HASH_FIND, NULL);
+		if (retl_sync_has_resyncs() && still_backfilling(sync_id))
+			s->paused_gen = gen;
+		else
+			retl_queued_keys_forget(sync_id);
+	}
 	list_free(gone);
 }

@@ -16,6 +16,6 @@
 extern void retl_queued_keys_read(RetlSync *sync);
 extern bool retl_queued_keys_has(RetlSync *sync, Datum key, uint64 hash);
 extern void retl_queued_keys_forget(int sync_id);
-extern void retl_queued_keys_keep_only(List *syncs);
+extern void retl_queued_keys_keep_only(List *syncs, uint64 gen);
 
 #endif

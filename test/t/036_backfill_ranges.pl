@@ -546,21 +546,32 @@ $seen = per_key('/late');
 is(scalar(keys %$seen), 2000, 'every row sent');
 is(join(',', grep { $seen->{$_} != 1 } sort { $a <=> $b } keys %$seen), '', 'each once');
 
+# Table NAME of 2,000 rows synced to the receiver's /NAME (batch_size 20,
+# CONCURRENCY requests at once, 100 ms a request but as the CONTROLS before
+# say), its backfill under way; then key 1900 changed, and its change
+# WHAT: CONDITION (over the sync's retl.sync_status).
+sub change_under_backfill
+{
+	my ($name, $concurrency, $what, $condition, @controls) = @_;
+	table_and_hook($name, 2000, q{'v' || g}, qq({"batch_size": 20, "max_concurrency": $concurrency}));
+	$r->control(@controls, { path => "/$name", delay_ms => 100, count => -1 });
+	psql(qq{SELECT retl_create_sync(name => '${name}_out', source => '$name',
+		destination => '${name}_hook')});
+	ok($node->poll_query_until('postgres',
+		"SELECT backfill_cursor IS NOT NULL FROM retl.syncs WHERE name = '${name}_out'"),
+		"$name: the backfill under way");
+	psql(qq{UPDATE $name SET v = 'changed' WHERE id = 1900});
+	ok($node->poll_query_until('postgres',
+		"SELECT $condition FROM retl.sync_status WHERE sync = '${name}_out'"),
+		"$name: the change $what");
+}
+
 # -- a resync forgets the keys found queued -------------------------------------
 # Key 1900 changes while the backfill is at its first keys, and its change
 # is delivered; then a resync: its backfill must send key 1900 again, with
 # every other (what the queue held before the resync is no reason to leave
 # a key out after it).
-table_and_hook('forgot', 2000, q{'v' || g}, '{"batch_size": 20, "max_concurrency": 1}');
-$r->control({ path => '/forgot', delay_ms => 100, count => -1 });
-psql(q{SELECT retl_create_sync(name => 'forgot_out', source => 'forgot', destination => 'forgot_hook')});
-ok($node->poll_query_until('postgres',
-	q{SELECT backfill_cursor IS NOT NULL FROM retl.syncs WHERE name = 'forgot_out'}),
-	'the backfill under way');
-psql(q{UPDATE forgot SET v = 'changed' WHERE id = 1900});
-ok($node->poll_query_until('postgres',
-	q{SELECT pending + in_flight = 0 FROM retl.sync_status WHERE sync = 'forgot_out'}),
-	'the change delivered');
+change_under_backfill('forgot', 1, 'delivered', 'pending + in_flight = 0');
 my $before_resync = scalar @{ delivered('/forgot') };
 is(psql(q{SELECT NOT backfill_done AND (backfill_cursor->>0)::int < 1900 FROM retl.syncs
 	WHERE name = 'forgot_out'}), 't', 'the backfill not at key 1900 yet');
@@ -572,6 +583,26 @@ my %after_keys = map { ($_->{key}{id} => 1) } @after;
 ok($after_keys{1900}, 'key 1900 sent again after the resync');
 is(scalar(keys %after_keys), 2000, 'every key sent after the resync');
 
+# -- a pause keeps the keys found queued ---------------------------------------
+# Key 1900 changes while the backfill is at its first keys, and its change
+# is delivered; then the sync is paused for two seconds (the worker's claim
+# passes go on meanwhile) and resumed: its backfill still leaves key 1900
+# to that change, which sent the row as it was then.  (The keys found
+# queued were forgotten with the pause and read again from the queue, which
+# no longer held key 1900: the backfill sent it a second time.)
+change_under_backfill('paused_keys', 1, 'delivered', 'pending + in_flight = 0');
+psql(q{SELECT retl_pause_sync('paused_keys_out')});
+is(psql(q{SELECT NOT backfill_done AND (backfill_cursor->>0)::int < 1900 FROM retl.syncs
+	WHERE name = 'paused_keys_out'}), 't', 'paused_keys: paused before the backfill reached key 1900');
+sleep(2);
+psql(q{SELECT retl_resume_sync('paused_keys_out')});
+$r->control();
+ok(wait_drained('paused_keys_out'), 'paused_keys: the backfill ended after the resume');
+$seen = per_key('/paused_keys');
+is($seen->{1900}, 1, 'key 1900 sent once, by its change');
+is(scalar(grep { !$seen->{$_} } 1 .. 2000), 0, 'paused_keys: every key sent');
+is(join(',', grep { $seen->{$_} != 1 } sort { $a <=> $b } keys %$seen), '', 'paused_keys: each once');
+
 # -- a change in flight from before a resync is not the resync's ---------------
 # Key 1900's change is in flight (its request held 2 s) when the sync is
 # resynced: the queue still holds its row, but what that request sends was
@@ -579,18 +610,8 @@ is(scalar(keys %after_keys), 2000, 'every key sent after the resync');
 # which it reaches after that request was answered (100 ms a request of 20
 # keys).  (Kept among the keys found queued, key 1900 was left to that
 # request, answered by then: found by a review of ef27bdd.)
-table_and_hook('flight_resync', 2000, q{'v' || g}, '{"batch_size": 20, "max_concurrency": 2}');
-$r->control({ path => '/flight_resync', match => 'changed', delay_ms => 2000, count => 1 },
-	{ path => '/flight_resync', delay_ms => 100, count => -1 });
-psql(q{SELECT retl_create_sync(name => 'flight_resync_out', source => 'flight_resync',
-	destination => 'flight_resync_hook')});
-ok($node->poll_query_until('postgres',
-	q{SELECT backfill_cursor IS NOT NULL FROM retl.syncs WHERE name = 'flight_resync_out'}),
-	'its backfill under way');
-psql(q{UPDATE flight_resync SET v = 'changed' WHERE id = 1900});
-ok($node->poll_query_until('postgres',
-	q{SELECT in_flight = 1 FROM retl.sync_status WHERE sync = 'flight_resync_out'}),
-	'the change in flight');
+change_under_backfill('flight_resync', 2, 'in flight', 'in_flight = 1',
+	{ path => '/flight_resync', match => 'changed', delay_ms => 2000, count => 1 });
 psql(q{SELECT retl_resync('flight_resync_out')});
 ok(wait_drained('flight_resync_out'), 'the resync ended');
 $r->control();
