@@ -30,6 +30,7 @@ int			retl_max_record_kb = 64 * 1024;
 int			retl_max_job_age_s = 86400;
 int			retl_max_parallel_runs = 2;
 int			retl_run_memory_kb = 131072;
+int			retl_backfill_key_memory_kb = 32768;
 int			retl_run_nice = 10;
 int			retl_run_idle_timeout_s = 60;
 int			retl_job_check_max_ms = 60000;
@@ -170,6 +171,14 @@ retl_guc_init(void)
 							"A run keeps the keys and hashes of the snapshot in memory and probes them for each row of the query; a larger snapshot is split into parts, and the query runs once for each.",
 							&retl_run_memory_kb,
 							131072, 1024, MAX_KILOBYTES,
+							PGC_SIGHUP, GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("retl.backfill_key_memory",
+							"Memory the database's worker may use for the keys its syncs' backfills find queued.",
+							"A backfill leaves a key with a change queued to that change; the worker keeps the keys it found in the queue of each backfilling sync (about 100 bytes each for an integer key). Past this, for all syncs together, a backfill also sends the keys it could not keep: twice, never lost.",
+							&retl_backfill_key_memory_kb,
+							32768, 64, MAX_KILOBYTES,
 							PGC_SIGHUP, GUC_UNIT_KB,
 							NULL, NULL, NULL);
 

@@ -18,6 +18,7 @@ extern int	retl_max_record_kb;
 extern int	retl_max_job_age_s;
 extern int	retl_max_parallel_runs;
 extern int	retl_run_memory_kb;
+extern int	retl_backfill_key_memory_kb;
 extern int	retl_run_nice;
 extern int	retl_run_idle_timeout_s;
 extern int	retl_job_check_max_ms;

@@ -35,17 +35,21 @@
  * The keys are forgotten when the backfill is (ranges.c: done, resynced,
  * begun again from its cursor; the queued backfill done), when the sync is
  * dropped or its backfill over (retl_queued_keys_keep_only; a pause keeps
- * them, for the backfill goes on from its cursor at the resume), and
+ * them, for the backfill goes on from its cursor at the resume, unless
+ * backfills under way need their memory), and
  * after a resync (the sync's count of them changed) or a backfill begun
  * again from the first key: then read again from the queue's first row,
  * so a key whose change was delivered before is sent again by the
- * backfill.  At most RETL_QUEUED_KEYS_MAX keys are kept; past that the
- * backfill sends the keys it does not know (twice, never lost), and the
- * queue is read again from its first row (only what it holds then) after
- * REREAD_FULL_MS.
+ * backfill.  The sets of all syncs take at most retl.backfill_key_memory
+ * (an estimate: a key's jsonb as palloc rounds it, and its entry); past
+ * that a set keeps no more keys, the backfill sends the keys it does not
+ * know (twice, never lost; the server log says so, once a set), and the
+ * sync's queue is read again from its first row (only what it holds then)
+ * after REREAD_FULL_MS.
  */
 #include "postgres.h"
 
+#include "access/detoast.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
@@ -55,6 +59,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "base/guc.h"
 #include "base/plans.h"
 #include "queue/mark.h"
 #include "queue/queue.h"
@@ -64,7 +69,7 @@
 #define READ_PAGE 1000
 /* a read from the mark (rows committed late), at most this often */
 #define REREAD_MARK_MS 1000
-/* a set that outgrew RETL_QUEUED_KEYS_MAX is read again after this long */
+/* a set that outgrew retl.backfill_key_memory is read again after this long */
 #define REREAD_FULL_MS 10000
 
 /* the keys kept with one hash */
@@ -83,17 +88,35 @@ typedef struct QueuedKeys
 								 * first key */
 	MemoryContext cxt;			/* the keys' */
 	HTAB	   *keys;			/* KeySlot, in cxt */
-	int64		nkeys;
-	bool		full;			/* RETL_QUEUED_KEYS_MAX reached: no more kept */
+	int64		bytes;			/* the keys' memory, estimated (key_bytes) */
+	bool		full;			/* retl.backfill_key_memory reached: no more
+								 * kept */
+	bool		told;			/* the server log was told it was full */
 	TimestampTz full_since;
 	int64		read_to;		/* the last id read */
 	TimestampTz mark_read_at;	/* the last read from the mark */
 	uint64		paused_gen;		/* catalog generation at which the sync was
 								 * last found paused, its backfill not over
-								 * (0: not since it was last active) */
+								 * (0: active since) */
 } QueuedKeys;
 
 static HTAB *sets = NULL;
+
+/* the memory of the keys of all sets, estimated (key_bytes) */
+static int64 all_bytes = 0;
+
+/*
+ * What keeping a key takes, about: its flat copy as palloc rounds it (up to
+ * a power of 2, with the chunk's header) and its hash entry (with
+ * dynahash's header and its share of the buckets).
+ */
+static int64
+key_bytes(Size size)
+{
+	Size		chunk = size <= 8192 ? pg_nextpower2_size_t(Max(size, 8)) : MAXALIGN(size);
+
+	return (int64) chunk + 16 + MAXALIGN(sizeof(KeySlot)) + 16 + 8;
+}
 
 /* The keys of the sync again from the queue's first row. */
 static void
@@ -105,13 +128,14 @@ begin(QueuedKeys *s)
 		MemoryContextDelete(s->cxt);
 	s->cxt = NULL;
 	s->keys = NULL;
+	all_bytes -= s->bytes;
+	s->bytes = 0;
 	s->cxt = AllocSetContextCreate(TopMemoryContext, "retl queued keys", ALLOCSET_DEFAULT_SIZES);
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(uint64);
 	ctl.entrysize = sizeof(KeySlot);
 	ctl.hcxt = s->cxt;
 	s->keys = hash_create("retl queued keys", 256, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	s->nkeys = 0;
 	s->full = false;
 	s->read_to = 0;
 	s->mark_read_at = 0;		/* (DT_NOBEGIN would overflow a difference) */
@@ -146,6 +170,8 @@ set_of(RetlSync *sync)
 		s->resyncs = sync->resyncs;
 		s->past_start = false;
 		s->paused_gen = 0;
+		s->bytes = 0;
+		s->told = false;
 		PG_TRY();
 		{
 			begin(s);
@@ -193,6 +219,31 @@ slot_of(QueuedKeys *s, Datum key, uint64 hash, bool *known)
 	return slot;
 }
 
+/*
+ * Forget the keys of the paused syncs (retl_queued_keys_keep_only) but
+ * keeping's, to make room for those of the backfills under way: at its
+ * resume such a sync's keys are read again from its queue (a key whose
+ * change went before may then be sent by its backfill too).  True if any
+ * were.
+ */
+static bool
+forget_paused(QueuedKeys *keeping)
+{
+	HASH_SEQ_STATUS status;
+	QueuedKeys *s;
+	List	   *paused = NIL;
+	ListCell   *lc;
+
+	hash_seq_init(&status, sets);
+	while ((s = hash_seq_search(&status)) != NULL)
+		if (s->paused_gen != 0 && s != keeping)
+			paused = lappend_int(paused, s->sync_id);
+	foreach(lc, paused)
+		retl_queued_keys_forget(lfirst_int(lc));
+	list_free(paused);
+	return paused != NIL;
+}
+
 /* Keep key (jsonb), unless known; false when the set is full. */
 static bool
 keep(QueuedKeys *s, Datum key)
@@ -203,10 +254,14 @@ keep(QueuedKeys *s, Datum key)
 	KeySlot    *slot = slot_of(s, key, hash, &known);
 	MemoryContext old;
 	Jsonb	   *copy;
+	int64		cost;
 
 	if (known)
 		return true;
-	if (s->nkeys >= RETL_QUEUED_KEYS_MAX)
+	/* (as its copy is: detoasted, uncompressed) */
+	cost = key_bytes(toast_raw_datum_size(key));
+	if (all_bytes + cost > (int64) retl_backfill_key_memory_kb * 1024 &&
+		(!forget_paused(s) || all_bytes + cost > (int64) retl_backfill_key_memory_kb * 1024))
 		return false;
 	old = MemoryContextSwitchTo(s->cxt);
 	copy = DatumGetJsonbPCopy(key);
@@ -219,7 +274,8 @@ keep(QueuedKeys *s, Datum key)
 	else
 		slot->more = lappend(slot->more, copy);
 	MemoryContextSwitchTo(old);
-	s->nkeys++;
+	s->bytes += cost;
+	all_bytes += cost;
 	return true;
 }
 
@@ -304,6 +360,13 @@ retl_queued_keys_read(RetlSync *sync)
 			{
 				s->full = true;
 				s->full_since = now;
+				if (!s->told)
+					ereport(LOG,
+							(errmsg("retl: the keys queued for sync \"%s\" outgrew retl.backfill_key_memory (%d kB) during its backfill",
+									sync->name, retl_backfill_key_memory_kb),
+							 errdetail("Its backfill also sends the keys queued that the worker could not keep: those rows may be sent twice."),
+							 errhint("Raise retl.backfill_key_memory.")));
+				s->told = true;
 			}
 			MemoryContextReset(row_cxt);
 		}
@@ -346,6 +409,7 @@ retl_queued_keys_forget(int sync_id)
 		return;
 	if (s->cxt != NULL)
 		MemoryContextDelete(s->cxt);
+	all_bytes -= s->bytes;
 	hash_search(sets, &sync_id, HASH_REMOVE, NULL);
 }
 

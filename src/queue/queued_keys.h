@@ -7,12 +7,6 @@
 
 #include "sync/sync.h"
 
-/*
- * distinct keys kept for one sync, at most (by their layout, about 90
- * bytes each for an integer key)
- */
-#define RETL_QUEUED_KEYS_MAX 250000
-
 extern void retl_queued_keys_read(RetlSync *sync);
 extern bool retl_queued_keys_has(RetlSync *sync, Datum key, uint64 hash);
 extern void retl_queued_keys_forget(int sync_id);

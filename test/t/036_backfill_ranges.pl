@@ -603,6 +603,78 @@ is($seen->{1900}, 1, 'key 1900 sent once, by its change');
 is(scalar(grep { !$seen->{$_} } 1 .. 2000), 0, 'paused_keys: every key sent');
 is(join(',', grep { $seen->{$_} != 1 } sort { $a <=> $b } keys %$seen), '', 'paused_keys: each once');
 
+# -- keys past retl.backfill_key_memory ----------------------------------------
+# With retl.backfill_key_memory at its least (64 kB: about 680 integer
+# keys), the 1,500 rows ahead of the backfill's cursor change at once: the
+# worker keeps the keys of the first changes it finds queued and no more,
+# and the server log says so; the backfill sends the others too (twice),
+# none is lost, and each key's last record is its row as it is.  (Before,
+# each backfilling sync kept up to 250,000 keys whatever their size, with
+# no bound for all syncs together.)
+table_and_hook('capped', 3000, q{'v' || g}, '{"batch_size": 50, "max_concurrency": 1}',
+	q{retl.backfill_key_memory = '64kB'});
+$r->control({ path => '/capped', delay_ms => 100, count => -1 });
+my $log_offset = -s $node->logfile;
+create_after_reload('capped');
+ok($node->poll_query_until('postgres',
+	q{SELECT backfill_cursor IS NOT NULL FROM retl.syncs WHERE name = 'capped_out'}),
+	'capped: the backfill under way');
+psql(q{UPDATE capped SET v = 'changed' WHERE id > 1500});
+is(psql(q{SELECT (backfill_cursor->>0)::int < 1500 FROM retl.syncs WHERE name = 'capped_out'}), 't',
+	'capped: changed ahead of the backfill');
+ok(wait_drained('capped_out'), 'capped: the backfill ended');
+$r->control();
+$seen = per_key('/capped');
+is(scalar(grep { !$seen->{$_} } 1 .. 3000), 0, 'capped: every key sent');
+my $twice = grep { $seen->{$_} > 1 } keys %$seen;
+cmp_ok($twice, '>', 0, "capped: queued keys it could not keep sent by the backfill too ($twice)");
+my %last;
+$last{ $_->{key}{id} } = $_->{data}{v} for @{ delivered('/capped') };
+is(scalar(grep { $last{$_} ne ($_ > 1500 ? 'changed' : "v$_") } 1 .. 3000), 0,
+	'capped: each key last sent as its row is');
+like(slurp_file($node->logfile, $log_offset),
+	qr/the keys queued for sync "capped_out" outgrew retl.backfill_key_memory \(64 kB\)/,
+	'capped: the server log says so');
+
+# -- a paused sync's keys give way to a backfill under way ----------------------
+# Under the same 64 kB: sync held_out finds 500 changed keys queued (48 kB)
+# and is paused, its backfill half done; then sync room_out's backfill
+# finds 500 changed keys queued too.  The memory capped_out's backfill
+# took is free again (its backfill is over), and the paused sync's keys give
+# way: room_out keeps all of its own and sends each key once.  held_out,
+# resumed, sends every key (those whose changes went may go twice).
+table_and_hook('held', 1000, q{'v' || g}, '{"batch_size": 20, "max_concurrency": 1}');
+$r->control({ path => '/held', delay_ms => 100, count => -1 },
+	{ path => '/room', delay_ms => 100, count => -1 });
+create_after_reload('held');
+ok($node->poll_query_until('postgres',
+	q{SELECT backfill_cursor IS NOT NULL FROM retl.syncs WHERE name = 'held_out'}),
+	'held: the backfill under way');
+psql(q{UPDATE held SET v = 'changed' WHERE id > 500});
+ok($node->poll_query_until('postgres',
+	q{SELECT pending + in_flight = 0 FROM retl.sync_status WHERE sync = 'held_out'}),
+	'held: the changes delivered');
+psql(q{SELECT retl_pause_sync('held_out')});
+is(psql(q{SELECT NOT backfill_done FROM retl.syncs WHERE name = 'held_out'}), 't',
+	'held: paused before its backfill ended');
+sleep(1.5);
+table_and_hook('room', 1000, q{'v' || g}, '{"batch_size": 20, "max_concurrency": 1}');
+create_after_reload('room');
+ok($node->poll_query_until('postgres',
+	q{SELECT backfill_cursor IS NOT NULL FROM retl.syncs WHERE name = 'room_out'}),
+	'room: the backfill under way');
+psql(q{UPDATE room SET v = 'changed' WHERE id > 500});
+ok(wait_drained('room_out'), 'room: the backfill ended');
+$seen = per_key('/room');
+is(scalar(grep { !$seen->{$_} } 1 .. 1000), 0, 'room: every key sent');
+is(join(',', grep { $seen->{$_} != 1 } sort { $a <=> $b } keys %$seen), '', 'room: each once');
+psql(q{SELECT retl_resume_sync('held_out')});
+ok(wait_drained('held_out'), 'held: the backfill ended after the resume');
+$r->control();
+$seen = per_key('/held');
+is(scalar(grep { !$seen->{$_} } 1 .. 1000), 0, 'held: every key sent');
+psql(q{ALTER SYSTEM RESET retl.backfill_key_memory; SELECT pg_reload_conf();});
+
 # -- a change in flight from before a resync is not the resync's ---------------
 # Key 1900's change is in flight (its request held 2 s) when the sync is
 # resynced: the queue still holds its row, but what that request sends was
