@@ -5,6 +5,7 @@
  */
 #include "postgres.h"
 
+#include "access/xlog.h"
 #include "access/xlogdefs.h"
 #include "executor/spi.h"
 #include "pgstat.h"
@@ -117,7 +118,18 @@ retl_worker_stage_stream(void)
 	}
 	retl_end_txn();
 
-	/* only once the staged changes are committed */
+	/*
+	 * Only once the staged changes are committed, and on disk: the worker
+	 * commits without waiting for the flush (synchronous_commit off,
+	 * worker.c), and a position confirmed past a commit that a crash then
+	 * loses would skip its changes for good: the slot can be saved to disk
+	 * at once (at a checkpoint, or when its restart point moves).  (A round
+	 * that found no change for a sync queued nothing: no flush.)
+	 */
 	if (w.target != InvalidXLogRecPtr)
+	{
+		if (w.found)
+			XLogFlush(XactLastCommitEnd);
 		retl_stream_confirm(w.target);
+	}
 }

@@ -682,7 +682,9 @@ retl_worker_main(Datum main_arg)
 	 * The worker's commits need not wait for the WAL flush: a commit lost
 	 * in a crash (a claim, an outcome, a run's changes with its snapshot)
 	 * only makes the worker send something again or redo a run, never
-	 * lose a change, since what it has not committed stays queued.
+	 * lose a change, since what it has not committed stays queued.  (The
+	 * one exception, changes staged from logical decoding, whose position
+	 * is then confirmed to the slot, flushes its commit first: staging.c.)
 	 */
 	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
 
