@@ -55,6 +55,9 @@ stage_work(void *arg)
  * only once a minute, or when it changes.  Every logical sync shows it.
  */
 #define STAGE_WARNING_INTERVAL_MS 60000
+
+/* Has this process confirmed a position to the slot yet? */
+static bool confirmed_once = false;
 static char *stage_error = NULL;
 static TimestampTz stage_error_at = 0;
 
@@ -123,13 +126,20 @@ retl_worker_stage_stream(void)
 	 * commits without waiting for the flush (synchronous_commit off,
 	 * worker.c), and a position confirmed past a commit that a crash then
 	 * loses would skip its changes for good: the slot can be saved to disk
-	 * at once (at a checkpoint, or when its restart point moves).  (A round
-	 * that found no change for a sync queued nothing: no flush.)
+	 * at once (at a checkpoint, or when its restart point moves).  This
+	 * round's commit when it queued changes or recorded errors; and at this
+	 * process's first confirmation, all the WAL written so far: a worker
+	 * that stopped between a round's commit and its flush left that round
+	 * staged but unconfirmed, and the first round here skips it
+	 * (stream.c) and confirms past it.
 	 */
 	if (w.target != InvalidXLogRecPtr)
 	{
-		if (w.found)
+		if (!confirmed_once)
+			XLogFlush(GetXLogInsertRecPtr());
+		else if (w.found || w.errors != NIL)
 			XLogFlush(XactLastCommitEnd);
 		retl_stream_confirm(w.target);
+		confirmed_once = true;
 	}
 }
