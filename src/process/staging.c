@@ -34,6 +34,9 @@ stream_failed(const char *message)
 		retl_queue_sync_error(lfirst_int(lc), message);
 }
 
+/* Has this process confirmed a position to the slot yet? */
+static bool confirmed_once = false;
+
 typedef struct StageWork
 {
 	XLogRecPtr	target;
@@ -55,9 +58,6 @@ stage_work(void *arg)
  * only once a minute, or when it changes.  Every logical sync shows it.
  */
 #define STAGE_WARNING_INTERVAL_MS 60000
-
-/* Has this process confirmed a position to the slot yet? */
-static bool confirmed_once = false;
 static char *stage_error = NULL;
 static TimestampTz stage_error_at = 0;
 
