@@ -49,7 +49,9 @@
  */
 #include "postgres.h"
 
+
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "access/xlogdefs.h"
 #include "access/xlogutils.h"
 #include "catalog/pg_type.h"
@@ -120,6 +122,12 @@ static LogicalDecodingContext *decoding = NULL;
 
 /* a round read WAL whose position is not confirmed yet */
 static bool unconfirmed = false;
+
+/* a position staged and committed, not yet confirmed (retl_stream_confirm) */
+#define CONFIRM_INTERVAL_MS 1000
+static XLogRecPtr confirm_pending = InvalidXLogRecPtr;
+static TimestampTz last_confirm = 0;
+static bool confirmed_once = false;
 
 /*
  * Draining (retl.stream_state.drain: a sync left logical capture): the
@@ -361,6 +369,8 @@ retl_stream_release(void)
 	if (MyReplicationSlot != NULL)
 		ReplicationSlotRelease();
 	unconfirmed = false;
+	/* (decoded again from the slot's position, the staged skipped) */
+	confirm_pending = InvalidXLogRecPtr;
 	partial_flush = InvalidXLogRecPtr;
 }
 
@@ -665,17 +675,46 @@ retl_stream_stage(bool *found, List **errors)
 
 /*
  * Step 2: the staging transaction committed; confirm the position to the
- * slot.  Outside a transaction.
+ * slot, at most every CONFIRM_INTERVAL_MS.  Outside a transaction.
+ *
+ * Only once the staged changes are on disk: the worker commits without
+ * waiting for the flush (synchronous_commit off, worker.c), and a position
+ * confirmed past a commit that a crash then loses would skip its changes
+ * for good, as the slot can be saved to disk at once (at a checkpoint, or
+ * when its restart point moves).  So the WAL is flushed first: up to this
+ * process's last commit (every staging round's that queued changes or
+ * recorded errors is at or before it), or at its first confirmation all
+ * the WAL written so far (a worker that stopped between a round's commit
+ * and its flush left that round staged but unconfirmed; the first round
+ * here skips it and confirms past it).  A flush a round cost the writers
+ * of a busy database a fifth of their commits (bench (d) with logical
+ * capture, 0.79 x); until the position is confirmed, a crash only makes
+ * the next round decode again what was staged (and skip it: staged_lsn).
  */
 void
 retl_stream_confirm(XLogRecPtr target)
 {
-	if (decoding == NULL || !unconfirmed)
+	TimestampTz now;
+
+	if (decoding == NULL)
 		return;
-	LogicalConfirmReceivedLocation(target);
+	if (unconfirmed)
+	{
+		confirm_pending = target;
+		unconfirmed = false;
+	}
+	if (XLogRecPtrIsInvalid(confirm_pending))
+		return;
+	now = GetCurrentTimestamp();
+	if (!TimestampDifferenceExceeds(last_confirm, now, CONFIRM_INTERVAL_MS))
+		return;
+	XLogFlush(confirmed_once ? XactLastCommitEnd : GetXLogInsertRecPtr());
+	LogicalConfirmReceivedLocation(confirm_pending);
 	/* a clean shutdown's checkpoint keeps it (see logicalfuncs.c) */
 	ReplicationSlotMarkDirty();
-	unconfirmed = false;
+	confirm_pending = InvalidXLogRecPtr;
+	last_confirm = now;
+	confirmed_once = true;
 }
 
 /*

@@ -5,7 +5,6 @@
  */
 #include "postgres.h"
 
-#include "access/xlog.h"
 #include "access/xlogdefs.h"
 #include "executor/spi.h"
 #include "pgstat.h"
@@ -33,9 +32,6 @@ stream_failed(const char *message)
 	foreach(lc, ids)
 		retl_queue_sync_error(lfirst_int(lc), message);
 }
-
-/* Has this process confirmed a position to the slot yet? */
-static bool confirmed_once = false;
 
 typedef struct StageWork
 {
@@ -121,25 +117,7 @@ retl_worker_stage_stream(void)
 	}
 	retl_end_txn();
 
-	/*
-	 * Only once the staged changes are committed, and on disk: the worker
-	 * commits without waiting for the flush (synchronous_commit off,
-	 * worker.c), and a position confirmed past a commit that a crash then
-	 * loses would skip its changes for good: the slot can be saved to disk
-	 * at once (at a checkpoint, or when its restart point moves).  This
-	 * round's commit when it queued changes or recorded errors; and at this
-	 * process's first confirmation, all the WAL written so far: a worker
-	 * that stopped between a round's commit and its flush left that round
-	 * staged but unconfirmed, and the first round here skips it
-	 * (stream.c) and confirms past it.
-	 */
+	/* only once the staged changes are committed (and on disk: stream.c) */
 	if (w.target != InvalidXLogRecPtr)
-	{
-		if (!confirmed_once)
-			XLogFlush(GetXLogInsertRecPtr());
-		else if (w.found || w.errors != NIL)
-			XLogFlush(XactLastCommitEnd);
 		retl_stream_confirm(w.target);
-		confirmed_once = true;
-	}
 }
