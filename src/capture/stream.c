@@ -49,7 +49,6 @@
  */
 #include "postgres.h"
 
-
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "access/xlogdefs.h"

@@ -255,13 +255,13 @@ keep(QueuedKeys *s, Datum key)
 	MemoryContext old;
 	Jsonb	   *copy;
 	int64		cost;
+	int64		limit = (int64) retl_backfill_key_memory_kb * 1024;
 
 	if (known)
 		return true;
 	/* (as its copy is: detoasted, uncompressed) */
 	cost = key_bytes(toast_raw_datum_size(key));
-	if (all_bytes + cost > (int64) retl_backfill_key_memory_kb * 1024 &&
-		(!forget_paused(s) || all_bytes + cost > (int64) retl_backfill_key_memory_kb * 1024))
+	if (all_bytes + cost > limit && (!forget_paused(s) || all_bytes + cost > limit))
 		return false;
 	old = MemoryContextSwitchTo(s->cxt);
 	copy = DatumGetJsonbPCopy(key);
