@@ -27,6 +27,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "common/base64.h"
 #include "executor/spi.h"
@@ -387,6 +388,14 @@ save_refresh_token(Token *t, const char *value)
 							  " WHERE name = $1 AND value IS DISTINCT FROM $2",
 							  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "retl: could not save a rotated refresh token");
+
+	/*
+	 * The server voided the old token when it issued this one: the commit
+	 * must reach disk before the worker goes on (it commits without waiting
+	 * for the flush, worker.c), or a crash would leave only a void token.
+	 */
+	if (SPI_processed > 0)
+		ForceSyncCommit();
 }
 
 /*

@@ -24,7 +24,8 @@ use POSIX ();
 use Scalar::Util qw(refaddr weaken);
 use Time::HiRes qw(sleep time);
 
-our @EXPORT = qw(start_receiver start_emulator delivered_records records_at wait_for new_retl_node self_signed_cert);
+our @EXPORT = qw(start_receiver start_emulator delivered_records records_at wait_for new_retl_node
+  hold_staging self_signed_cert);
 
 our $PYTHON = '/usr/bin/python3';
 
@@ -248,6 +249,21 @@ max_wal_size = 1GB
 	  if defined $opts{extra_conf};
 	$node->start;
 	return $node;
+}
+
+# Hold $node's retl worker before its next logical staging round: a
+# session locks retl.stream_state, which the round reads first, and is
+# returned once the worker waits for it (COMMIT it, then quit, to let go).
+sub hold_staging
+{
+	my ($node) = @_;
+	my $lock = $node->background_psql('postgres');
+	$lock->query_safe('BEGIN');
+	$lock->query_safe('LOCK TABLE retl.stream_state IN ACCESS EXCLUSIVE MODE');
+	$node->poll_query_until('postgres', q{SELECT count(*) > 0 FROM pg_locks l
+		JOIN pg_stat_activity a USING (pid) WHERE a.backend_type = 'retl worker' AND NOT l.granted})
+	  or croak 'the retl worker did not wait for the lock on retl.stream_state';
+	return $lock;
 }
 
 # A self-signed certificate for the host name "localhost" only, written to

@@ -8,7 +8,8 @@
 # in the WAL buffers (the WAL writer asleep for 10 s here), lost the change
 # for good (the slot restarted past it).  Now the staging commit is flushed
 # before the position is confirmed.  (Found by a helper's hunt: the change
-# below was lost on every try before the fix.)
+# below was lost on every try before the fix.)  The same for a rotated
+# OAuth refresh token, further down.
 use strict;
 use warnings;
 
@@ -18,6 +19,7 @@ use RetlTest;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(sleep);
+use JSON::PP qw(encode_json);
 
 my $node = new_retl_node('durable',
 	extra_conf => "wal_writer_delay = 10s\ncheckpoint_timeout = 1h\n");
@@ -50,12 +52,7 @@ for my $try (1 .. 2)
 	# The worker held before its next round (a lock on its stream state),
 	# a checkpoint, then the change: the round that stages it also moves
 	# the slot's restart point, so the slot is saved with its position.
-	my $lock = $node->background_psql('postgres');
-	$lock->query_safe('BEGIN');
-	$lock->query_safe('LOCK TABLE retl.stream_state IN ACCESS EXCLUSIVE MODE');
-	ok($node->poll_query_until('postgres', q{SELECT count(*) > 0 FROM pg_locks l
-		JOIN pg_stat_activity a USING (pid) WHERE a.backend_type = 'retl worker' AND NOT l.granted}),
-		"try $try: the worker waits");
+	my $lock = hold_staging($node);
 	psql('CHECKPOINT');
 	psql(qq{INSERT INTO lt VALUES ($id, 'x')});
 	my $flushed = psql('SELECT pg_current_wal_flush_lsn()');
@@ -69,6 +66,48 @@ for my $try (1 .. 2)
 	is(psql(qq{SELECT (SELECT count(*) FROM retl.queue WHERE key = '[$id]')
 		+ (SELECT count(*) FROM retl.dead_letter_store WHERE raw_key = '[$id]')}), '1',
 		"try $try: the change is still queued after an immediate stop");
+}
+
+# A refresh token the authorization server rotated: the old one is void
+# once the new one is issued, so the worker's commit of the new one must
+# be on disk before it goes on; an immediate stop after it lost the new
+# token with the asynchronous commit (before the fix: on both tries), and
+# the destination could not get a token any more until someone set the
+# secret by hand.  The worker's commits in between write little WAL (no
+# checkpoint: no full pages), so the WAL writer, asleep for 10 s, is not
+# woken to write it.  (Without logical capture, whose confirmations flush
+# the worker's commits once a second.)
+psql(q{SELECT retl_drop_sync('lt_out')});
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 0 FROM pg_replication_slots WHERE plugin = 'retl'}),
+	'the slot goes with the logical sync');
+my $o = start_emulator('oauth', '--client-id', 'retl-app', '--client-secret', 'cs-secret',
+	'--refresh-token', 'RT-first0000');
+my $token_url = $o->url('/oauth/token');
+my $api = $o->url('/api/things');
+psql(qq{CREATE TABLE notes (id int PRIMARY KEY);
+	SET log_statement = 'none';
+	SELECT retl_set_secret('cs', 'cs-secret');
+	SELECT retl_set_secret('rt', 'RT-first0000');
+	SELECT retl_create_destination('rt', 'http', '$api', '{"auth": {"type": "oauth2",
+		"grant_type": "refresh_token", "token_url": "$token_url",
+		"client_id": "retl-app", "client_secret": "{{secret:cs}}", "refresh_token": "{{secret:rt}}"}}');
+	SELECT retl_create_sync('notes_out', 'notes', 'rt', options => '{"backfill": false}');});
+for my $try (1 .. 2)
+{
+	# The access token revoked: the next request's 401 renews it, with the
+	# refresh token, which the server rotates.
+	$o->post('/_expire', {});
+	my $issued = $o->get->{issued};
+	psql(qq{INSERT INTO notes VALUES ($try)});
+	# (the worker starts a request with a new token once its save committed;
+	# an immediate stop before that commit would lose the token in any case)
+	ok(wait_for(sub { my $st = $o->get; $st->{issued} > $issued && grep { encode_json($_) =~ /"id":$try\b/ } @{ $st->{things} } }, 60),
+		"try $try: delivered with a token got after the change was committed");
+	$node->stop('immediate');
+	$node->start;
+	# (the new worker may get a token at once, rotating it again)
+	ok(wait_for(sub { psql(q{SELECT value FROM retl.secrets WHERE name = 'rt'}) eq $o->get->{refresh_token} }, 10),
+		"try $try: the rotated refresh token is still saved after an immediate stop");
 }
 
 $node->stop;
