@@ -25,6 +25,7 @@ OBJS = \
 	src/capture/decoder.o \
 	src/capture/queue_insert.o \
 	src/capture/spool.o \
+	src/capture/staged.o \
 	src/capture/stream.o \
 	src/models/cron.o \
 	src/models/diff.o \

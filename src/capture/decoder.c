@@ -13,7 +13,9 @@
  *                               row as JSON (to_jsonb, computed as the
  *                               table's owner: see trust.c)
  *   E <sync> <message>          a change of the sync that cannot be
- *                               queued (its key column was dropped)
+ *                               queued (its key column was dropped, or
+ *                               the table's replica identity no longer
+ *                               holds the key)
  *   C                           its commit
  *
  * Fields are separated by tabs (JSON text escapes those it contains).
@@ -32,6 +34,7 @@
 
 #include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/sysattr.h"
 #include "access/table.h"
 #include "access/tupconvert.h"
 #include "catalog/partition.h"
@@ -286,45 +289,66 @@ append_key(StringInfo out, Source *s, HeapTuple tuple, TupleDesc desc)
 	return true;
 }
 
+/* Write a line of the transaction (kept in the spool while it streams). */
+static void
+put_line(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, StringInfo line)
+{
+	DecoderState *state = ctx->output_plugin_private;
+
+	if (state->streaming)
+		retl_spool_add(state->spool, state->top, state->xid, line->data, line->len);
+	else
+		output_line(ctx, txn->end_lsn, line->data, line->len);
+}
+
+/*
+ * A change of s that cannot be queued: the worker records the message on
+ * the sync (and logs it), and goes on.
+ */
+static void
+emit_error(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Source *s, const char *message)
+{
+	StringInfoData line;
+
+	initStringInfo(&line);
+	appendStringInfo(&line, "E\t%d\t%s", s->sync_id, message);
+	put_line(ctx, txn, &line);
+}
+
 static void
 emit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Source *s, char op,
 	 HeapTuple tuple, Relation rel)
 {
-	DecoderState *state = ctx->output_plugin_private;
 	TupleDesc	desc = RelationGetDescr(rel);
 	StringInfoData key;
 	StringInfoData line;
 
 	initStringInfo(&key);
-	initStringInfo(&line);
 	if (s->nkeys == 0 || !append_key(&key, s, tuple, desc))
 	{
 		/* the worker shows it on the sync, which is failing from now on */
-		appendStringInfo(&line, "E\t%d\ta change of table \"%s\" has no value for a key column of the sync (was it dropped?)",
-						 s->sync_id, RelationGetRelationName(rel));
+		emit_error(ctx, txn, s,
+				   psprintf("a change of table \"%s\" has no value for a key column of the sync (was it dropped?)",
+							RelationGetRelationName(rel)));
+		return;
 	}
-	else
+	initStringInfo(&line);
+	appendStringInfo(&line, "Q\t%d\t%c\t%s", s->sync_id, op, key.data);
+	if (s->append)
 	{
-		appendStringInfo(&line, "Q\t%d\t%c\t%s", s->sync_id, op, key.data);
-		if (s->append)
-		{
-			/* as the table's owner: the worker must not run a user's cast to json */
-			Datum		row = retl_row_to_jsonb(heap_copy_tuple_as_datum(tuple, desc),
-												desc->tdtypeid, rel->rd_rel->relowner);
+		/* as the table's owner: the worker must not run a user's cast to json */
+		Datum		row = retl_row_to_jsonb(heap_copy_tuple_as_datum(tuple, desc),
+											desc->tdtypeid, rel->rd_rel->relowner);
 
-			appendStringInfoChar(&line, '\t');
-			appendStringInfoString(&line, DatumGetCString(DirectFunctionCall1(jsonb_out, row)));
-		}
+		appendStringInfoChar(&line, '\t');
+		appendStringInfoString(&line, DatumGetCString(DirectFunctionCall1(jsonb_out, row)));
 	}
-	if (state->streaming)
-		retl_spool_add(state->spool, state->top, state->xid, line.data, line.len);
-	else
-		output_line(ctx, txn->end_lsn, line.data, line.len);
+	put_line(ctx, txn, &line);
 }
 
 static void decode_for(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Source *s,
 					   ReorderBufferChangeType action, HeapTuple newtup, HeapTuple oldtup,
-					   Relation rel);
+					   Relation rel, Relation leaf);
 
 static void
 decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
@@ -390,7 +414,7 @@ decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 					oldtup = execute_attr_map_tuple(oldtup, map);
 			}
 		}
-		decode_for(ctx, txn, s, change->action, newtup, oldtup, srel);
+		decode_for(ctx, txn, s, change->action, newtup, oldtup, srel, rel);
 		if (srel != rel)
 			RelationClose(srel);
 	}
@@ -398,10 +422,61 @@ decoder_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	MemoryContextReset(state->cxt);
 }
 
-/* Emit what one change means for one source (rel has its attributes). */
+/*
+ * Whether the WAL of an update or delete of leaf (the table changed: rel
+ * itself, or a partition of it) logs the key of s: the replica identity of
+ * leaf holds every key column (FULL holds them all).  retl_create_sync()
+ * checks it, but the identity can change since: REPLICA IDENTITY NOTHING,
+ * or the primary key dropped (DEFAULT then logs nothing), or replaced by
+ * one of other columns.  Without it a delete comes without its key, and a
+ * key change looks like an update of the new key alone.
+ */
+static bool
+identity_holds_key(Source *s, Relation rel, Relation leaf)
+{
+	Bitmapset  *ident;
+
+	if (leaf->rd_rel->relreplident == REPLICA_IDENTITY_FULL)
+		return true;
+	if (leaf->rd_rel->relreplident == REPLICA_IDENTITY_NOTHING)
+		return false;
+	ident = RelationGetIdentityKeyBitmap(leaf);
+	for (int i = 0; i < s->nkeys; i++)
+	{
+		AttrNumber	attnum = s->attnums[i];
+
+		if (attnum < 1 || attnum > RelationGetDescr(rel)->natts)
+			return false;
+		/* a partition numbers its columns its own way */
+		if (leaf != rel)
+			attnum = get_attnum(RelationGetRelid(leaf),
+								NameStr(TupleDescAttr(RelationGetDescr(rel), attnum - 1)->attname));
+		if (attnum == InvalidAttrNumber ||
+			!bms_is_member(attnum - FirstLowInvalidHeapAttributeNumber, ident))
+			return false;
+	}
+	return true;
+}
+
+static void
+identity_lost(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Source *s, Relation leaf,
+			  const char *what)
+{
+	emit_error(ctx, txn, s,
+			   psprintf("%s of table \"%s\" came without the sync's key: the table's replica identity"
+						" no longer holds it (REPLICA IDENTITY NOTHING, or its primary key dropped or replaced);"
+						" deleted and re-keyed rows stay at the destination until the identity is restored"
+						" and the sync resynced", what, RelationGetRelationName(leaf)));
+}
+
+/*
+ * Emit what one change means for one source (rel has its attributes, leaf
+ * is the table changed).
+ */
 static void
 decode_for(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Source *s,
-		   ReorderBufferChangeType action, HeapTuple newtup, HeapTuple oldtup, Relation rel)
+		   ReorderBufferChangeType action, HeapTuple newtup, HeapTuple oldtup,
+		   Relation rel, Relation leaf)
 {
 	switch (action)
 	{
@@ -412,13 +487,20 @@ decode_for(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Source *s,
 		case REORDER_BUFFER_CHANGE_UPDATE:
 			if (s->append || newtup == NULL)
 				break;
+			/* its new key is queued all the same; a change of key is lost */
+			if (!identity_holds_key(s, rel, leaf))
+				identity_lost(ctx, txn, s, leaf, "an update");
 			/* the old key is logged only when it changed */
-			if (oldtup && retl_key_changed(s->nkeys, s->attnums, oldtup, newtup, RelationGetDescr(rel)))
+			else if (oldtup && retl_key_changed(s->nkeys, s->attnums, oldtup, newtup, RelationGetDescr(rel)))
 				emit(ctx, txn, s, 'd', oldtup, rel);
 			emit(ctx, txn, s, 'u', newtup, rel);
 			break;
 		case REORDER_BUFFER_CHANGE_DELETE:
-			if (!s->append && oldtup)
+			if (s->append)
+				break;
+			if (oldtup == NULL || !identity_holds_key(s, rel, leaf))
+				identity_lost(ctx, txn, s, leaf, "a delete");
+			else
 				emit(ctx, txn, s, 'd', oldtup, rel);
 			break;
 		default:

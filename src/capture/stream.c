@@ -60,22 +60,18 @@
 #include "replication/decode.h"
 #include "replication/logical.h"
 #include "replication/slot.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/pg_lsn.h"
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 #include "base/guc.h"
-#include "base/plans.h"
 #include "base/shmem.h"
+#include "capture/staged.h"
 #include "capture/stream.h"
-#include "queue/queue.h"
 #include "sync/sync.h"
-#include "sync/trust.h"
 
 #define STAGE_LIMIT 20000
 #define STAGE_MS 200
@@ -86,17 +82,6 @@
 #define LAG_CHECK_INTERVAL_MS 1000
 #define LAG_WARNING_INTERVAL_MS 60000
 
-/* the changes of one sync in this batch, in order */
-typedef struct SyncChanges
-{
-	int			sync_id;		/* hash key */
-	int			n;
-	int			size;
-	Datum	   *ops;
-	Datum	   *keys;
-	Datum	   *rows;
-	bool	   *rownulls;
-} SyncChanges;
 
 /* what one round decoded, filled by the plugin's writes */
 typedef struct Batch
@@ -142,115 +127,6 @@ retl_slot_name(void)
 	return psprintf("retl_%u", MyDatabaseId);
 }
 
-static void
-add_change(HTAB *changes, int sync_id, char op, const char *key, const char *row)
-{
-	SyncChanges *c;
-	bool		found;
-
-	c = hash_search(changes, &sync_id, HASH_ENTER, &found);
-	if (!found)
-	{
-		c->n = 0;
-		c->size = 64;
-		c->ops = palloc(sizeof(Datum) * c->size);
-		c->keys = palloc(sizeof(Datum) * c->size);
-		c->rows = palloc(sizeof(Datum) * c->size);
-		c->rownulls = palloc(sizeof(bool) * c->size);
-	}
-	else if (c->n == c->size)
-	{
-		c->size *= 2;
-		c->ops = repalloc(c->ops, sizeof(Datum) * c->size);
-		c->keys = repalloc(c->keys, sizeof(Datum) * c->size);
-		c->rows = repalloc(c->rows, sizeof(Datum) * c->size);
-		c->rownulls = repalloc(c->rownulls, sizeof(bool) * c->size);
-	}
-	c->ops[c->n] = CStringGetTextDatum(psprintf("%c", op));
-	c->keys[c->n] = CStringGetTextDatum(key);
-	c->rownulls[c->n] = row == NULL;
-	c->rows[c->n] = row ? CStringGetTextDatum(row) : (Datum) 0;
-	c->n++;
-}
-
-/*
- * Queue the changes of one sync as its capture trigger would: the key as
- * jsonb_build_array of the key columns' values, typed as they are now.
- * False (nothing queued) when a key column is gone.
- */
-static bool
-stage_sync(SyncChanges *c, char **error)
-{
-	Oid			types[4] = {INT4OID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
-	Datum		values[4];
-	Oid			argtypes[1] = {INT4OID};
-	Datum		args[1] = {Int32GetDatum(c->sync_id)};
-	StringInfoData sql;
-	Oid			relid;
-	ArrayType  *attnums;
-	Datum	   *keys;
-	int			nkeys;
-	int			dims[1] = {c->n};
-	int			lbs[1] = {1};
-
-	/*
-	 * Whatever the sync's capture is now: a change decoded while it was
-	 * logical is queued even if it switched to trigger capture since.
-	 */
-	if (SPI_execute_with_args("SELECT s.source_relid, s.key_attnums FROM retl.syncs s"
-							  " WHERE s.id = $1",
-							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "retl: could not read sync %d", c->sync_id);
-	if (SPI_processed == 0)
-		return true;			/* dropped meanwhile: nothing to queue */
-	{
-		bool		isnull;
-
-		relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		attnums = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	}
-	deconstruct_array(attnums, INT2OID, 2, true, TYPALIGN_SHORT, &keys, NULL, &nkeys);
-
-	initStringInfo(&sql);
-	appendStringInfoString(&sql, "INSERT INTO retl.queue (sync_id, op, key, data)"
-						   " SELECT $1, u.op::\"char\", pg_catalog.jsonb_build_array(");
-	for (int i = 0; i < nkeys; i++)
-	{
-		Oid			type = get_atttype(relid, DatumGetInt16(keys[i]));
-
-		if (!OidIsValid(type))
-		{
-			*error = psprintf("key column %d of the source table was dropped",
-							  DatumGetInt16(keys[i]));
-			return false;
-		}
-		/*
-		 * Cast to the base type (a domain's check would run a user's code
-		 * as the worker); a type no superuser owns stays text, as the
-		 * capture trigger queues it (trust.c).
-		 */
-		if (retl_key_type_trusted(type))
-			appendStringInfo(&sql, "%s(u.k::jsonb OPERATOR(pg_catalog.->>) %d)::%s",
-							 i > 0 ? ", " : "", i, format_type_be_qualified(getBaseType(type)));
-		else
-			appendStringInfo(&sql, "%su.k::jsonb OPERATOR(pg_catalog.->>) %d",
-							 i > 0 ? ", " : "", i);
-	}
-	appendStringInfoString(&sql, "), u.d::jsonb FROM ROWS FROM (pg_catalog.unnest($2),"
-						   " pg_catalog.unnest($3), pg_catalog.unnest($4))"
-						   " WITH ORDINALITY AS u(op, k, d, n) ORDER BY u.n");
-
-	values[0] = Int32GetDatum(c->sync_id);
-	values[1] = PointerGetDatum(construct_array(c->ops, c->n, TEXTOID, -1, false, TYPALIGN_INT));
-	values[2] = PointerGetDatum(construct_array(c->keys, c->n, TEXTOID, -1, false, TYPALIGN_INT));
-	values[3] = PointerGetDatum(construct_md_array(c->rows, c->rownulls, 1, dims, lbs,
-												   TEXTOID, -1, false, TYPALIGN_INT));
-	if (retl_spi_execute(sql.data, 4, types, values, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "retl: could not stage the changes of sync %d", c->sync_id);
-	retl_captured_at_commit(c->sync_id, c->n);
-	return true;
-}
-
 /* Parse one line of the plugin's output (decoder.c) into the batch. */
 static void
 parse_line(char *line, Batch *b)
@@ -278,7 +154,7 @@ parse_line(char *line, Batch *b)
 
 		if (sync == NULL || op == NULL || key == NULL)
 			elog(ERROR, "retl: malformed change from the slot");
-		add_change(b->changes, pg_strtoint32(sync), op[0], key, row);
+		retl_staged_add(b->changes, pg_strtoint32(sync), op[0], key, row);
 		b->lines++;
 	}
 	else if (strcmp(kind, "E") == 0 && !b->skip)
@@ -286,9 +162,18 @@ parse_line(char *line, Batch *b)
 		char	   *sync = strtok_r(NULL, "\t", &save);
 		char	   *message = strtok_r(NULL, "\t", &save);
 
+		char	   *prefix;
+		ListCell   *lc;
+		bool		known = false;
+
 		if (sync == NULL || message == NULL)
 			elog(ERROR, "retl: malformed error from the slot");
-		*b->errors = lappend(*b->errors, psprintf("%d %s", pg_strtoint32(sync), message));
+		/* a round records a sync's first error only (a table's every delete may have one) */
+		prefix = psprintf("%d ", pg_strtoint32(sync));
+		foreach(lc, *b->errors)
+			known |= strncmp(lfirst(lc), prefix, strlen(prefix)) == 0;
+		if (!known)
+			*b->errors = lappend(*b->errors, psprintf("%s%s", prefix, message));
 		b->lines++;
 	}
 }
@@ -631,7 +516,7 @@ retl_stream_stage(bool *found, List **errors)
 	{
 		char	   *error = NULL;
 
-		if (!stage_sync(c, &error))
+		if (!retl_staged_queue(c, &error))
 			*errors = lappend(*errors, psprintf("%d %s", c->sync_id, error));
 		*found = true;
 	}

@@ -76,6 +76,44 @@ log_stage_error(const char *message)
 }
 
 /*
+ * A change a sync could not queue (decoder.c's E lines, a key column
+ * gone): shown on the sync, and logged, once a minute a sync while it
+ * lasts, as a change is lost.
+ */
+typedef struct SyncWarning
+{
+	int			sync_id;
+	TimestampTz at;
+} SyncWarning;
+
+static HTAB *sync_warnings = NULL;
+
+static void
+sync_change_lost(int sync_id, const char *message)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	SyncWarning *w;
+	bool		found;
+
+	retl_queue_sync_error(sync_id, message);
+	if (sync_warnings == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(int);
+		ctl.entrysize = sizeof(SyncWarning);
+		sync_warnings = hash_create("retl lost change warnings", 16, &ctl, HASH_ELEM | HASH_BLOBS);
+	}
+	w = hash_search(sync_warnings, &sync_id, HASH_ENTER, &found);
+	if (found && !TimestampDifferenceExceeds(w->at, now, STAGE_WARNING_INTERVAL_MS))
+		return;
+	w->at = now;
+	ereport(WARNING,
+			(errmsg("retl sync %d lost a logical change: %s", sync_id, message),
+			 errdetail("While it lasts, it is logged again once a minute; retl.sync_status shows it.")));
+}
+
+/*
  * Stage what the database's logical slot has for retl (stream.c): decode
  * and queue in one transaction, then confirm the position to the slot.  A
  * failure is shown on every logical sync and staging is tried again later.
@@ -113,7 +151,7 @@ retl_worker_stage_stream(void)
 		char	   *space = strchr((char *) lfirst(lc), ' ');
 
 		*space = '\0';
-		retl_queue_sync_error(pg_strtoint32((char *) lfirst(lc)), space + 1);
+		sync_change_lost(pg_strtoint32((char *) lfirst(lc)), space + 1);
 	}
 	retl_end_txn();
 

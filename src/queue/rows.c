@@ -393,6 +393,47 @@ record_error(ErrorData *edata)
 	return category == ERRCODE_DATA_EXCEPTION || category == ERRCODE_PROGRAM_LIMIT_EXCEEDED;
 }
 
+typedef struct CastWork
+{
+	RetlSync   *sync;
+	Datum		key;
+} CastWork;
+
+static void
+cast_key(void *arg)
+{
+	CastWork   *w = arg;
+	Oid			types[1] = {JSONBOID};
+	Datum		values[1] = {w->key};
+	StringInfoData sql;
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT ");
+	retl_append_key_values(&sql, w->sync, "$1");
+	if (retl_spi_execute(sql.data, 1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "retl: could not read a key of sync \"%s\"", w->sync->name);
+}
+
+/*
+ * Do the key columns' types take the queued key now?  Logical capture
+ * queues a change with its key as decoded when a key column was retyped
+ * since it was written, and the new type refused the key (stream.c): no
+ * row can have that key, so its record is a delete.
+ */
+static bool
+key_fits(RetlSync *sync, Datum key)
+{
+	CastWork	w = {sync, key};
+	ErrorData  *edata = retl_in_subtransaction(cast_key, &w);
+
+	if (edata == NULL)
+		return true;
+	if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
+		ReThrowError(edata);
+	FreeErrorData(edata);
+	return false;
+}
+
 /*
  * Fill in the state of an upsert request's rows, read as the sync's owner.
  * A row that fails to read for its own data is marked unsent (the others
@@ -408,6 +449,9 @@ retl_queue_read_rows(RetlSync *sync, RetlRequest *req, Datum *keys, bool append)
 	ReadWork	w = {sync, req, keys, 0, req->nrecords, append};
 	ErrorData  *edata;
 	bool		missing = false;
+	bool	   *unasked = palloc0(sizeof(bool) * req->nrecords);
+	int			dims[1] = {req->nrecords};
+	int			lbs[1] = {1};
 	int			kept = 0;
 	int			nhidden = 0;
 	RetlRecord *hidden;
@@ -430,7 +474,13 @@ retl_queue_read_rows(RetlSync *sync, RetlRequest *req, Datum *keys, bool append)
 				ReThrowError(one);
 		}
 		req->records[i].data = NULL;
-		req->records[i].unsent = MemoryContextStrdup(req->cxt, one->message);
+		if (!append && !key_fits(sync, keys[i]))
+		{
+			req->records[i].op = 'd';	/* a key no row can have */
+			unasked[i] = true;
+		}
+		else
+			req->records[i].unsent = MemoryContextStrdup(req->cxt, one->message);
 		if (one != edata)
 			FreeErrorData(one);
 	}
@@ -439,13 +489,17 @@ retl_queue_read_rows(RetlSync *sync, RetlRequest *req, Datum *keys, bool append)
 	if (append)
 		return;
 	for (int i = 0; i < req->nrecords; i++)
-		missing |= req->records[i].data == NULL && req->records[i].unsent == NULL;
+	{
+		/* only a row missing is asked about (not one whose key cannot be) */
+		unasked[i] |= req->records[i].data != NULL || req->records[i].unsent != NULL;
+		missing |= !unasked[i];
+	}
 	if (!missing || !retl_owner_rls(sync))
 		return;
 
 	/* missing for the owner: deleted, or there and hidden from it? */
-	values[0] = PointerGetDatum(construct_array(keys, req->nrecords, JSONBOID, -1, false,
-												TYPALIGN_INT));
+	values[0] = PointerGetDatum(construct_md_array(keys, unasked, 1, dims, lbs, JSONBOID, -1,
+												   false, TYPALIGN_INT));
 	if (retl_spi_execute(retl_sync_statement(sync, RETL_SQL_HIDDEN, hidden_sql),
 						 1, types, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "retl: could not read the rows of sync \"%s\"", sync->name);

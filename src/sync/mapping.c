@@ -325,6 +325,14 @@ key_value(RetlSync *sync, int i, const char *keyexpr)
 					format_type_be_qualified(type));
 }
 
+/* (keyexpr->>0)::type1, ...: the queued key keyexpr as the key columns take it */
+void
+retl_append_key_values(StringInfo sql, RetlSync *sync, const char *keyexpr)
+{
+	for (int i = 0; i < sync->nkeys; i++)
+		appendStringInfo(sql, "%s%s", i > 0 ? ", " : "", key_value(sync, i, keyexpr));
+}
+
 /* alias.k1 = (keyexpr->>0)::type1 AND ..., with each type's own equality */
 void
 retl_append_key_match(StringInfo sql, RetlSync *sync, const char *alias,

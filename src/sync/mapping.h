@@ -19,6 +19,7 @@ extern void retl_append_row_values(StringInfo sql, RetlSync *sync, const char *a
 extern int	retl_append_value_list(StringInfo sql, RetlSync *sync, const char *alias,
 								   TupleDesc desc);
 extern void retl_append_json_data(StringInfo sql, RetlSync *sync, const char *dataexpr);
+extern void retl_append_key_values(StringInfo sql, RetlSync *sync, const char *keyexpr);
 extern void retl_append_key_match(StringInfo sql, RetlSync *sync, const char *alias,
 								  const char *keyexpr);
 extern void retl_append_key_after(StringInfo sql, RetlSync *sync, const char *alias,

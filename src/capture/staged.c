@@ -1,0 +1,215 @@
+/*
+ * staged.c: the changes a round of logical capture decoded for one sync
+ * (stream.c), queued as its capture trigger would queue them, in the
+ * round's transaction.
+ *
+ * The keys are cast to the key columns' types as they are now, not as
+ * they were when the change was written: a column retyped since may
+ * refuse an old key ('abc' for an integer).  Such a change is queued with
+ * its key as decoded, and everything else as usual (stage_part).  A
+ * sync's changes go to the queue in parts of at most STAGE_PART_BYTES:
+ * one transaction of over 1 GB would not fit in one array.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+
+#include "base/plans.h"
+#include "base/shmem.h"
+#include "base/subxact.h"
+#include "capture/staged.h"
+#include "sync/trust.h"
+
+void
+retl_staged_add(HTAB *changes, int sync_id, char op, const char *key, const char *row)
+{
+	SyncChanges *c;
+	bool		found;
+
+	c = hash_search(changes, &sync_id, HASH_ENTER, &found);
+	if (!found)
+	{
+		c->n = 0;
+		c->size = 64;
+		c->ops = palloc(sizeof(Datum) * c->size);
+		c->keys = palloc(sizeof(Datum) * c->size);
+		c->rows = palloc(sizeof(Datum) * c->size);
+		c->rownulls = palloc(sizeof(bool) * c->size);
+	}
+	else if (c->n == c->size)
+	{
+		c->size *= 2;
+		c->ops = repalloc(c->ops, sizeof(Datum) * c->size);
+		c->keys = repalloc(c->keys, sizeof(Datum) * c->size);
+		c->rows = repalloc(c->rows, sizeof(Datum) * c->size);
+		c->rownulls = repalloc(c->rownulls, sizeof(bool) * c->size);
+	}
+	c->ops[c->n] = CStringGetTextDatum(psprintf("%c", op));
+	c->keys[c->n] = CStringGetTextDatum(key);
+	c->rownulls[c->n] = row == NULL;
+	c->rows[c->n] = row ? CStringGetTextDatum(row) : (Datum) 0;
+	c->n++;
+}
+
+/*
+ * A part of a sync's changes staged at once: a bound on the bytes of its
+ * arrays (one array of a transaction of over 1 GB exceeded what an array
+ * may hold, and the round failed again and again).
+ */
+#define STAGE_PART_BYTES (64 * 1024 * 1024)
+
+typedef struct StagePart
+{
+	SyncChanges *c;
+	const char *sql;			/* the INSERT: $2-$4 the ops, keys and rows */
+	int			from;
+	int			n;
+	bool		as_decoded;		/* keys as decoded (text), a state change a delete */
+} StagePart;
+
+static void
+stage_rows(void *arg)
+{
+	StagePart  *p = arg;
+	SyncChanges *c = p->c;
+	Oid			types[4] = {INT4OID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+	Datum		values[4];
+	int			dims[1] = {p->n};
+	int			lbs[1] = {1};
+	Datum	   *ops = c->ops + p->from;
+
+	if (p->as_decoded)
+	{
+		ops = palloc(sizeof(Datum) * p->n);
+		for (int i = 0; i < p->n; i++)
+			ops[i] = c->rownulls[p->from + i] ? CStringGetTextDatum("d") : c->ops[p->from + i];
+	}
+	values[0] = Int32GetDatum(c->sync_id);
+	values[1] = PointerGetDatum(construct_array(ops, p->n, TEXTOID, -1, false, TYPALIGN_INT));
+	values[2] = PointerGetDatum(construct_array(c->keys + p->from, p->n, TEXTOID, -1, false, TYPALIGN_INT));
+	values[3] = PointerGetDatum(construct_md_array(c->rows + p->from, c->rownulls + p->from, 1, dims, lbs,
+												   TEXTOID, -1, false, TYPALIGN_INT));
+	if (retl_spi_execute(p->sql, 4, types, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "retl: could not stage the changes of sync %d", c->sync_id);
+}
+
+/*
+ * Stage changes [from, from + n) with their keys cast to the key columns'
+ * types now.  A key the type cannot take (the column retyped, text to
+ * integer, after the change was written) fails its part: the part is
+ * halved until that change is alone, which is queued with its key as
+ * decoded; no row can have that key now, so a state sync's change of it
+ * is a delete (what reading the row would find), an append sync's keeps
+ * its row.
+ */
+static void
+stage_part(SyncChanges *c, const char *typed, const char *as_decoded, int from, int n)
+{
+	StagePart	p = {c, typed, from, n, false};
+	ErrorData  *edata = retl_in_subtransaction(stage_rows, &p);
+
+	if (edata == NULL)
+		return;
+	if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
+		ReThrowError(edata);
+	FreeErrorData(edata);
+	if (n > 1)
+	{
+		stage_part(c, typed, as_decoded, from, n / 2);
+		stage_part(c, typed, as_decoded, from + n / 2, n - n / 2);
+		return;
+	}
+	p.sql = as_decoded;
+	p.as_decoded = true;
+	stage_rows(&p);
+}
+
+/*
+ * Queue the changes of one sync as its capture trigger would: the key as
+ * jsonb_build_array of the key columns' values, typed as they are now.
+ * False (nothing queued) when a key column is gone.
+ */
+bool
+retl_staged_queue(SyncChanges *c, char **error)
+{
+	Oid			argtypes[1] = {INT4OID};
+	Datum		args[1] = {Int32GetDatum(c->sync_id)};
+	StringInfoData sql;
+	Oid			relid;
+	ArrayType  *attnums;
+	Datum	   *keys;
+	int			nkeys;
+	const char *rows_sql = "u.d::jsonb FROM ROWS FROM (pg_catalog.unnest($2),"
+		" pg_catalog.unnest($3), pg_catalog.unnest($4))"
+		" WITH ORDINALITY AS u(op, k, d, n) ORDER BY u.n";
+	char	   *as_decoded;
+	int			from = 0;
+	Size		bytes = 0;
+
+	/*
+	 * Whatever the sync's capture is now: a change decoded while it was
+	 * logical is queued even if it switched to trigger capture since.
+	 */
+	if (SPI_execute_with_args("SELECT s.source_relid, s.key_attnums FROM retl.syncs s"
+							  " WHERE s.id = $1",
+							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "retl: could not read sync %d", c->sync_id);
+	if (SPI_processed == 0)
+		return true;			/* dropped meanwhile: nothing to queue */
+	{
+		bool		isnull;
+
+		relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		attnums = DatumGetArrayTypeP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	}
+	deconstruct_array(attnums, INT2OID, 2, true, TYPALIGN_SHORT, &keys, NULL, &nkeys);
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "INSERT INTO retl.queue (sync_id, op, key, data)"
+						   " SELECT $1, u.op::\"char\", pg_catalog.jsonb_build_array(");
+	for (int i = 0; i < nkeys; i++)
+	{
+		Oid			type = get_atttype(relid, DatumGetInt16(keys[i]));
+
+		if (!OidIsValid(type))
+		{
+			*error = psprintf("key column %d of the source table was dropped",
+							  DatumGetInt16(keys[i]));
+			return false;
+		}
+		/*
+		 * Cast to the base type (a domain's check would run a user's code
+		 * as the worker); a type no superuser owns stays text, as the
+		 * capture trigger queues it (trust.c).
+		 */
+		if (retl_key_type_trusted(type))
+			appendStringInfo(&sql, "%s(u.k::jsonb OPERATOR(pg_catalog.->>) %d)::%s",
+							 i > 0 ? ", " : "", i, format_type_be_qualified(getBaseType(type)));
+		else
+			appendStringInfo(&sql, "%su.k::jsonb OPERATOR(pg_catalog.->>) %d",
+							 i > 0 ? ", " : "", i);
+	}
+	appendStringInfo(&sql, "), %s", rows_sql);
+	as_decoded = psprintf("INSERT INTO retl.queue (sync_id, op, key, data)"
+						  " SELECT $1, u.op::\"char\", u.k::jsonb, %s", rows_sql);
+
+	for (int i = 0; i < c->n; i++)
+	{
+		bytes += VARSIZE_ANY(DatumGetPointer(c->keys[i]));
+		if (!c->rownulls[i])
+			bytes += VARSIZE_ANY(DatumGetPointer(c->rows[i]));
+		if (bytes >= STAGE_PART_BYTES || i == c->n - 1)
+		{
+			stage_part(c, sql.data, as_decoded, from, i + 1 - from);
+			from = i + 1;
+			bytes = 0;
+		}
+	}
+	retl_captured_at_commit(c->sync_id, c->n);
+	return true;
+}
+
