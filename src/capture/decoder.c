@@ -458,15 +458,28 @@ identity_holds_key(Source *s, Relation rel, Relation leaf)
 	return true;
 }
 
+/* Does tuple hold a value for every key column of s? */
+static bool
+key_present(Source *s, HeapTuple tuple, TupleDesc desc)
+{
+	for (int i = 0; i < s->nkeys; i++)
+	{
+		if (s->attnums[i] < 1 || s->attnums[i] > desc->natts ||
+			TupleDescAttr(desc, s->attnums[i] - 1)->attisdropped ||
+			heap_attisnull(tuple, s->attnums[i], desc))
+			return false;
+	}
+	return true;
+}
+
 static void
 identity_lost(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Source *s, Relation leaf,
 			  const char *what)
 {
 	emit_error(ctx, txn, s,
-			   psprintf("%s of table \"%s\" came without the sync's key: the table's replica identity"
-						" no longer holds it (REPLICA IDENTITY NOTHING, or its primary key dropped or replaced);"
-						" deleted and re-keyed rows stay at the destination until the identity is restored"
-						" and the sync resynced", what, RelationGetRelationName(leaf)));
+			   psprintf("%s of table %s came without the sync's key: the table's replica identity no longer holds it",
+						what, quote_qualified_identifier(get_namespace_name(RelationGetNamespace(leaf)),
+														 RelationGetRelationName(leaf))));
 }
 
 /*
@@ -489,7 +502,7 @@ decode_for(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Source *s,
 				break;
 			/* its new key is queued all the same; a change of key is lost */
 			if (!identity_holds_key(s, rel, leaf))
-				identity_lost(ctx, txn, s, leaf, "an update");
+				identity_lost(ctx, txn, s, leaf, "an update (its old key)");
 			/* the old key is logged only when it changed */
 			else if (oldtup && retl_key_changed(s->nkeys, s->attnums, oldtup, newtup, RelationGetDescr(rel)))
 				emit(ctx, txn, s, 'd', oldtup, rel);
@@ -498,7 +511,9 @@ decode_for(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, Source *s,
 		case REORDER_BUFFER_CHANGE_DELETE:
 			if (s->append)
 				break;
-			if (oldtup == NULL || !identity_holds_key(s, rel, leaf))
+			/* the old tuple is what the writer logged: its key, if there */
+			if (oldtup == NULL ||
+				(!key_present(s, oldtup, RelationGetDescr(rel)) && !identity_holds_key(s, rel, leaf)))
 				identity_lost(ctx, txn, s, leaf, "a delete");
 			else
 				emit(ctx, txn, s, 'd', oldtup, rel);

@@ -17,6 +17,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 
 #include "base/plans.h"
 #include "base/shmem.h"
@@ -35,20 +36,21 @@ retl_staged_add(HTAB *changes, int sync_id, char op, const char *key, const char
 	{
 		c->n = 0;
 		c->size = 64;
-		c->ops = palloc(sizeof(Datum) * c->size);
+		c->ops = palloc(sizeof(char) * c->size);
 		c->keys = palloc(sizeof(Datum) * c->size);
 		c->rows = palloc(sizeof(Datum) * c->size);
 		c->rownulls = palloc(sizeof(bool) * c->size);
 	}
 	else if (c->n == c->size)
 	{
+		/* (huge: a transaction's changes of one sync have no bound but memory) */
 		c->size *= 2;
-		c->ops = repalloc(c->ops, sizeof(Datum) * c->size);
-		c->keys = repalloc(c->keys, sizeof(Datum) * c->size);
-		c->rows = repalloc(c->rows, sizeof(Datum) * c->size);
-		c->rownulls = repalloc(c->rownulls, sizeof(bool) * c->size);
+		c->ops = repalloc_huge(c->ops, sizeof(char) * c->size);
+		c->keys = repalloc_huge(c->keys, sizeof(Datum) * c->size);
+		c->rows = repalloc_huge(c->rows, sizeof(Datum) * c->size);
+		c->rownulls = repalloc_huge(c->rownulls, sizeof(bool) * c->size);
 	}
-	c->ops[c->n] = CStringGetTextDatum(psprintf("%c", op));
+	c->ops[c->n] = op;
 	c->keys[c->n] = CStringGetTextDatum(key);
 	c->rownulls[c->n] = row == NULL;
 	c->rows[c->n] = row ? CStringGetTextDatum(row) : (Datum) 0;
@@ -62,15 +64,25 @@ retl_staged_add(HTAB *changes, int sync_id, char op, const char *key, const char
  */
 #define STAGE_PART_BYTES (64 * 1024 * 1024)
 
+/* The statements staging a sync's changes ($1 the sync, $2-$4 arrays). */
+typedef struct StageSql
+{
+	const char *typed;			/* INSERT, the keys cast to the key columns' types */
+	const char *as_decoded;		/* INSERT, the keys as decoded */
+	const char *check;			/* SELECT of the casts alone; NULL if none can fail */
+} StageSql;
+
 typedef struct StagePart
 {
 	SyncChanges *c;
-	const char *sql;			/* the INSERT: $2-$4 the ops, keys and rows */
+	const char *sql;
 	int			from;
 	int			n;
-	bool		as_decoded;		/* keys as decoded (text), a state change a delete */
+	bool		as_decoded;		/* a state change a delete (see stage_part) */
+	bool		check;			/* sql is the check, which writes nothing */
 } StagePart;
 
+/* Run p's statement over its changes; its arrays are freed after. */
 static void
 stage_rows(void *arg)
 {
@@ -80,50 +92,86 @@ stage_rows(void *arg)
 	Datum		values[4];
 	int			dims[1] = {p->n};
 	int			lbs[1] = {1};
-	Datum	   *ops = c->ops + p->from;
+	Datum	   *ops;
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "retl staged part",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
 
-	if (p->as_decoded)
+	ops = palloc(sizeof(Datum) * p->n);
+	for (int i = 0; i < p->n && !p->check; i++)
 	{
-		ops = palloc(sizeof(Datum) * p->n);
-		for (int i = 0; i < p->n; i++)
-			ops[i] = c->rownulls[p->from + i] ? CStringGetTextDatum("d") : c->ops[p->from + i];
+		char		op[2] = {c->ops[p->from + i], '\0'};
+
+		if (p->as_decoded && c->rownulls[p->from + i])
+			op[0] = 'd';
+		ops[i] = CStringGetTextDatum(op);
 	}
 	values[0] = Int32GetDatum(c->sync_id);
-	values[1] = PointerGetDatum(construct_array(ops, p->n, TEXTOID, -1, false, TYPALIGN_INT));
 	values[2] = PointerGetDatum(construct_array(c->keys + p->from, p->n, TEXTOID, -1, false, TYPALIGN_INT));
-	values[3] = PointerGetDatum(construct_md_array(c->rows + p->from, c->rownulls + p->from, 1, dims, lbs,
-												   TEXTOID, -1, false, TYPALIGN_INT));
-	if (retl_spi_execute(p->sql, 4, types, values, NULL, false, 0) != SPI_OK_INSERT)
+	/* (the check reads the keys alone) */
+	values[1] = p->check ? values[2] :
+		PointerGetDatum(construct_array(ops, p->n, TEXTOID, -1, false, TYPALIGN_INT));
+	values[3] = p->check ? values[2] :
+		PointerGetDatum(construct_md_array(c->rows + p->from, c->rownulls + p->from, 1, dims, lbs,
+										   TEXTOID, -1, false, TYPALIGN_INT));
+	if (retl_spi_execute(p->sql, 4, types, values, NULL, p->check, 0) !=
+		(p->check ? SPI_OK_SELECT : SPI_OK_INSERT))
 		elog(ERROR, "retl: could not stage the changes of sync %d", c->sync_id);
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
+}
+
+/*
+ * Do the key columns' types take every key of changes [from, from + n)?
+ * Checked with a query that writes nothing, in a subtransaction, so that
+ * it takes no transaction id (a subtransaction that writes takes one: one
+ * a sync and round would overflow the 64 a backend's snapshots can list).
+ */
+static bool
+keys_fit(SyncChanges *c, const StageSql *sql, int from, int n)
+{
+	StagePart	p = {c, sql->check, from, n, false, true};
+	ErrorData  *edata;
+
+	if (sql->check == NULL)
+		return true;
+	edata = retl_in_subtransaction(stage_rows, &p);
+	if (edata == NULL)
+		return true;
+	if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
+		ReThrowError(edata);
+	FreeErrorData(edata);
+	return false;
 }
 
 /*
  * Stage changes [from, from + n) with their keys cast to the key columns'
  * types now.  A key the type cannot take (the column retyped, text to
- * integer, after the change was written) fails its part: the part is
+ * integer, after the change was written) fails the check: the part is
  * halved until that change is alone, which is queued with its key as
  * decoded; no row can have that key now, so a state sync's change of it
- * is a delete (what reading the row would find), an append sync's keeps
- * its row.
+ * is queued as a delete (what reading the row would find; the claim sends
+ * a delete whose key the columns cannot take: rows.c), an append sync's
+ * keeps its row (its record is dead-lettered at the claim: the row no
+ * longer fits the table's type).
  */
 static void
-stage_part(SyncChanges *c, const char *typed, const char *as_decoded, int from, int n)
+stage_part(SyncChanges *c, const StageSql *sql, int from, int n)
 {
-	StagePart	p = {c, typed, from, n, false};
-	ErrorData  *edata = retl_in_subtransaction(stage_rows, &p);
+	StagePart	p = {c, sql->typed, from, n, false, false};
 
-	if (edata == NULL)
-		return;
-	if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
-		ReThrowError(edata);
-	FreeErrorData(edata);
-	if (n > 1)
+	if (keys_fit(c, sql, from, n))
 	{
-		stage_part(c, typed, as_decoded, from, n / 2);
-		stage_part(c, typed, as_decoded, from + n / 2, n - n / 2);
+		stage_rows(&p);
 		return;
 	}
-	p.sql = as_decoded;
+	if (n > 1)
+	{
+		stage_part(c, sql, from, n / 2);
+		stage_part(c, sql, from + n / 2, n - n / 2);
+		return;
+	}
+	p.sql = sql->as_decoded;
 	p.as_decoded = true;
 	stage_rows(&p);
 }
@@ -138,15 +186,16 @@ retl_staged_queue(SyncChanges *c, char **error)
 {
 	Oid			argtypes[1] = {INT4OID};
 	Datum		args[1] = {Int32GetDatum(c->sync_id)};
-	StringInfoData sql;
+	StringInfoData keys_sql;
 	Oid			relid;
 	ArrayType  *attnums;
 	Datum	   *keys;
 	int			nkeys;
-	const char *rows_sql = "u.d::jsonb FROM ROWS FROM (pg_catalog.unnest($2),"
+	bool		may_fail = false;
+	const char *rows_sql = "FROM ROWS FROM (pg_catalog.unnest($2),"
 		" pg_catalog.unnest($3), pg_catalog.unnest($4))"
 		" WITH ORDINALITY AS u(op, k, d, n) ORDER BY u.n";
-	char	   *as_decoded;
+	StageSql	sql;
 	int			from = 0;
 	Size		bytes = 0;
 
@@ -168,9 +217,8 @@ retl_staged_queue(SyncChanges *c, char **error)
 	}
 	deconstruct_array(attnums, INT2OID, 2, true, TYPALIGN_SHORT, &keys, NULL, &nkeys);
 
-	initStringInfo(&sql);
-	appendStringInfoString(&sql, "INSERT INTO retl.queue (sync_id, op, key, data)"
-						   " SELECT $1, u.op::\"char\", pg_catalog.jsonb_build_array(");
+	initStringInfo(&keys_sql);
+	appendStringInfoString(&keys_sql, "pg_catalog.jsonb_build_array(");
 	for (int i = 0; i < nkeys; i++)
 	{
 		Oid			type = get_atttype(relid, DatumGetInt16(keys[i]));
@@ -187,15 +235,26 @@ retl_staged_queue(SyncChanges *c, char **error)
 		 * capture trigger queues it (trust.c).
 		 */
 		if (retl_key_type_trusted(type))
-			appendStringInfo(&sql, "%s(u.k::jsonb OPERATOR(pg_catalog.->>) %d)::%s",
-							 i > 0 ? ", " : "", i, format_type_be_qualified(getBaseType(type)));
+		{
+			Oid			base = getBaseType(type);
+
+			appendStringInfo(&keys_sql, "%s(u.k::jsonb OPERATOR(pg_catalog.->>) %d)::%s",
+							 i > 0 ? ", " : "", i, format_type_be_qualified(base));
+			/* (any text is a text, a varchar without its length) */
+			may_fail |= base != TEXTOID && base != VARCHAROID;
+		}
 		else
-			appendStringInfo(&sql, "%su.k::jsonb OPERATOR(pg_catalog.->>) %d",
+			appendStringInfo(&keys_sql, "%su.k::jsonb OPERATOR(pg_catalog.->>) %d",
 							 i > 0 ? ", " : "", i);
 	}
-	appendStringInfo(&sql, "), %s", rows_sql);
-	as_decoded = psprintf("INSERT INTO retl.queue (sync_id, op, key, data)"
-						  " SELECT $1, u.op::\"char\", u.k::jsonb, %s", rows_sql);
+	appendStringInfoChar(&keys_sql, ')');
+	sql.typed = psprintf("INSERT INTO retl.queue (sync_id, op, key, data)"
+						 " SELECT $1, u.op::\"char\", %s, u.d::jsonb %s", keys_sql.data, rows_sql);
+	sql.as_decoded = psprintf("INSERT INTO retl.queue (sync_id, op, key, data)"
+							  " SELECT $1, u.op::\"char\", u.k::jsonb, u.d::jsonb %s", rows_sql);
+	/* (in a WHERE clause, as the planner drops an output nobody reads) */
+	sql.check = may_fail ? psprintf("SELECT pg_catalog.count(*) FROM pg_catalog.unnest($3) AS u(k)"
+									" WHERE %s IS NOT NULL", keys_sql.data) : NULL;
 
 	for (int i = 0; i < c->n; i++)
 	{
@@ -204,7 +263,7 @@ retl_staged_queue(SyncChanges *c, char **error)
 			bytes += VARSIZE_ANY(DatumGetPointer(c->rows[i]));
 		if (bytes >= STAGE_PART_BYTES || i == c->n - 1)
 		{
-			stage_part(c, sql.data, as_decoded, from, i + 1 - from);
+			stage_part(c, &sql, from, i + 1 - from);
 			from = i + 1;
 			bytes = 0;
 		}
@@ -212,4 +271,3 @@ retl_staged_queue(SyncChanges *c, char **error)
 	retl_captured_at_commit(c->sync_id, c->n);
 	return true;
 }
-

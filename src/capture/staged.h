@@ -13,7 +13,7 @@ typedef struct SyncChanges
 	int			sync_id;		/* hash key */
 	int			n;
 	int			size;
-	Datum	   *ops;
+	char	   *ops;			/* i, u or d */
 	Datum	   *keys;
 	Datum	   *rows;
 	bool	   *rownulls;

@@ -6,6 +6,7 @@
 #include "postgres.h"
 
 #include "access/xlogdefs.h"
+#include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "pgstat.h"
 #include "utils/builtins.h"
@@ -88,6 +89,19 @@ typedef struct SyncWarning
 
 static HTAB *sync_warnings = NULL;
 
+static char *
+sync_name(int sync_id)
+{
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(sync_id)};
+
+	if (SPI_execute_with_args("SELECT s.name FROM retl.syncs s WHERE s.id = $1",
+							  1, types, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "retl: could not read sync %d", sync_id);
+	return SPI_processed > 0 ? SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1) :
+		psprintf("%d", sync_id);
+}
+
 static void
 sync_change_lost(int sync_id, const char *message)
 {
@@ -109,8 +123,9 @@ sync_change_lost(int sync_id, const char *message)
 		return;
 	w->at = now;
 	ereport(WARNING,
-			(errmsg("retl sync %d lost a logical change: %s", sync_id, message),
-			 errdetail("While it lasts, it is logged again once a minute; retl.sync_status shows it.")));
+			(errmsg("retl sync \"%s\" cannot capture every change of its table", sync_name(sync_id)),
+			 errdetail("Logical capture: %s.", message),
+			 errhint("retl.sync_status shows it too; while it lasts, it is logged again once a minute.")));
 }
 
 /*

@@ -138,6 +138,7 @@ typedef struct ClaimedRow
 	TimestampTz captured_at;
 	double		first_attempt;
 	uint64		hash;
+	char		op;				/* as queued */
 } ClaimedRow;
 
 /*
@@ -308,6 +309,7 @@ pick(RetlSync *sync, int nbatches, long *wait_ms, ClaimedRow **rows, Datum *ids,
 				row->jkey = datumCopy(SPI_getbinval(tup, desc, 3, &isnull), false, -1);
 				row->captured_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 5, &isnull));
 				row->hash = hash;
+				row->op = DatumGetChar(SPI_getbinval(tup, desc, 4, &isnull));
 
 				/* a key already picked: its row joins its record */
 				hash_search(picked_keys, &hash, HASH_ENTER, &found);
@@ -575,6 +577,8 @@ claimed_keys(RetlSync *sync, RetlRequest *req, const char *inst, ClaimedRow *row
 		r->queue_ids[r->nqueue_ids++] = rows[i].id;
 		/* the record id of its latest row, as the queue's order tells */
 		r->rid = rows[i].rid;
+		/* (a 'u' until its row is read, but a delete as its latest row says: rows.c) */
+		r->op = rows[i].op == 'd' ? 'd' : 'u';
 		r->attempts = Max(r->attempts, rows[i].attempts);
 		if (rows[i].first_attempt > 0 &&
 			(r->first_attempt == 0 || rows[i].first_attempt < r->first_attempt))

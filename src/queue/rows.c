@@ -416,9 +416,11 @@ cast_key(void *arg)
 
 /*
  * Do the key columns' types take the queued key now?  Logical capture
- * queues a change with its key as decoded when a key column was retyped
- * since it was written, and the new type refused the key (stream.c): no
- * row can have that key, so its record is a delete.
+ * queues a change with its key as decoded, as a delete, when a key column
+ * was retyped since it was written and the new type refused the key
+ * (staged.c): no row can have that key, and the delete is sent.  (Only a
+ * queued delete: another change whose key does not fit is dead-lettered,
+ * as a row that cannot be read.)
  */
 static bool
 key_fits(RetlSync *sync, Datum key)
@@ -474,9 +476,9 @@ retl_queue_read_rows(RetlSync *sync, RetlRequest *req, Datum *keys, bool append)
 				ReThrowError(one);
 		}
 		req->records[i].data = NULL;
-		if (!append && !key_fits(sync, keys[i]))
+		if (!append && req->records[i].op == 'd' && !key_fits(sync, keys[i]))
 		{
-			req->records[i].op = 'd';	/* a key no row can have */
+			/* a delete of a key no row can have */
 			unasked[i] = true;
 		}
 		else
