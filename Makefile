@@ -15,6 +15,7 @@ OBJS = \
 	src/process/runner.o \
 	src/process/scheduled.o \
 	src/process/staging.o \
+	src/process/tokens.o \
 	src/process/txn.o \
 	src/process/worker.o \
 	src/api/checks.o \

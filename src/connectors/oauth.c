@@ -27,11 +27,11 @@
 
 #include <cjson/cJSON.h>
 
-#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "common/base64.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -388,14 +388,25 @@ save_refresh_token(Token *t, const char *value)
 							  " WHERE name = $1 AND value IS DISTINCT FROM $2",
 							  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "retl: could not save a rotated refresh token");
+	if (SPI_processed == 0 &&
+		SPI_execute_with_args("SELECT 1 FROM retl.secrets WHERE name = $1",
+							  1, types, values, NULL, true, 1) == SPI_OK_SELECT &&
+		SPI_processed == 0)
+		ereport(WARNING,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("retl could not save the refresh token the server rotated for destination %d", t->dest_id),
+				 errdetail("Its secret \"%s\" no longer exists; the token in it was voided.",
+						   TextDatumGetCString(values[0])),
+				 errhint("Get a new refresh token and set it with retl_set_secret().")));
 
 	/*
-	 * The server voided the old token when it issued this one: the commit
-	 * must reach disk before the worker goes on (it commits without waiting
-	 * for the flush, worker.c), or a crash would leave only a void token.
+	 * The server voided the old token when it issued this one: this
+	 * transaction (tokens.c: the pass's token answers alone) commits as if
+	 * synchronous_commit were on, flushed (and on the synchronous standbys)
+	 * before the worker goes on; its other commits do not wait (worker.c).
 	 */
-	if (SPI_processed > 0)
-		ForceSyncCommit();
+	(void) set_config_option("synchronous_commit", "on", PGC_SUSET, PGC_S_SESSION,
+							 GUC_ACTION_LOCAL, true, 0, false);
 }
 
 /*

@@ -448,6 +448,8 @@ record_outcomes(List *answers, List *split)
 		unrecorded = NIL;
 	}
 
+	/* OAuth 2.0 token answers first, on their own (tokens.c) */
+	finished = retl_worker_record_tokens(finished);
 	if (finished != NIL || halves != NIL)
 	{
 		retl_begin_txn();
@@ -484,9 +486,7 @@ record_outcomes(List *answers, List *split)
 		foreach(lc, recorded)
 		{
 			req = lfirst(lc);
-			if (req->sync_id == 0)
-				retl_oauth_answer(req);
-			else if (req->job != NULL && req->job->id != 0)
+			if (req->job != NULL && req->job->id != 0)
 				retl_jobs_checked(req);		/* a check of a job */
 			else
 			{

@@ -34,6 +34,9 @@ extern List *retl_worker_start_parts(bool *claim, bool *full, long *wait_ms);
 /* staging.c */
 extern void retl_worker_stage_stream(void);
 
+/* tokens.c */
+extern List *retl_worker_record_tokens(List *answers);
+
 /* scheduled.c */
 extern void retl_worker_scheduled(void);
 extern void retl_worker_prune_runs(void);
