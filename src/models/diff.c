@@ -634,6 +634,16 @@ retl_diff_run(RetlSync *sync, bool send, bool replace, RetlRunCounts *counts)
 		return;					/* nothing to queue */
 	retl_progress_phase("queueing");
 
+	/*
+	 * The run commits as if synchronous_commit were on (the runner's
+	 * commits otherwise do not wait for the flush: runner.c): the worker
+	 * may send what it queued as soon as it commits, and a crash losing
+	 * the commit after that would leave the snapshot as it was before the
+	 * run while the destination has the run's rows; a row changed back
+	 * meanwhile would then never be sent again.
+	 */
+	ForceSyncCommit();
+
 	values[1] = CStringGetTextDatum(send ? mode_ops(sync) : "{}");
 	if (replace)
 	{

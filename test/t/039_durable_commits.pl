@@ -22,7 +22,7 @@ use Time::HiRes qw(sleep);
 use JSON::PP qw(encode_json);
 
 my $node = new_retl_node('durable',
-	extra_conf => "wal_writer_delay = 10s\ncheckpoint_timeout = 1h\n");
+	extra_conf => "wal_writer_delay = 10s\ncheckpoint_timeout = 1h\nrestart_after_crash = on\n");
 sub psql { return $node->safe_psql('postgres', $_[0]); }
 
 # (a minor of PostgreSQL 15 that has output_plugin_libraries: README)
@@ -109,6 +109,44 @@ for my $try (1 .. 2)
 	ok(wait_for(sub { psql(q{SELECT value FROM retl.secrets WHERE name = 'rt'}) eq $o->get->{refresh_token} }, 10),
 		"try $try: the rotated refresh token is still saved after an immediate stop");
 }
+
+# A diff sync's run: the worker sends what the run queued once the run
+# commits, so the commit must be on disk first.  Here the run reads v2,
+# the source goes back to v1 (committed, flushed) while the run is still
+# evaluating, v2 is delivered, and the server crashes with the run's commit
+# not flushed (the WAL writer stopped, then killed: a crash restart).  The
+# run was lost with its snapshot (still v1, as the source): the next run
+# found nothing to send and the destination kept v2 for good.  Now the run
+# commits as if synchronous_commit were on.  (Found by a helper's hunt.)
+my $r = start_receiver();
+psql(q{CREATE TABLE t5 (id int PRIMARY KEY, v text NOT NULL);
+	INSERT INTO t5 VALUES (1, 'v1');
+	SELECT retl_create_destination(name => 'd_run', kind => 'webhook', url => '} . $r->url('/run') . q{');
+	SELECT retl_create_sync(name => 's5', source => 'SELECT t5.id, t5.v FROM t5, pg_sleep(2)',
+		destination => 'd_run', key => '{id}', mode => 'upsert', schedule => 'manual');});
+sub run_done
+{
+	my ($run) = @_;
+	return $node->poll_query_until('postgres',
+		"SELECT status NOT IN ('queued', 'running') FROM retl.runs WHERE id = $run");
+}
+sub last_v { my @recs = grep { $_->{key}{id} == 1 } @{ records_at($r, '/run') }; return @recs ? $recs[-1]{data}{v} : ''; }
+ok(run_done(psql(q{SELECT retl_run_sync('s5')})) && wait_for(sub { last_v() eq 'v1' }, 30), 'the first run sent v1');
+psql(q{UPDATE t5 SET v = 'v2' WHERE id = 1});
+my $walwriter = psql(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'walwriter'});
+kill 'STOP', $walwriter;
+my $run = psql(q{SELECT retl_run_sync('s5')});
+ok($node->poll_query_until('postgres', "SELECT phase = 'evaluating' FROM retl.runs WHERE id = $run"),
+	'the run reads the source');
+sleep 0.5;
+psql(q{UPDATE t5 SET v = 'v1' WHERE id = 1});
+ok(wait_for(sub { last_v() eq 'v2' }, 30), 'the run sent v2, read before the source went back');
+kill 'KILL', $walwriter;
+kill 'CONT', $walwriter;
+ok($node->poll_query_until('postgres', "SELECT status = 'succeeded' FROM retl.runs WHERE id = $run"),
+	'after the crash restart the run is still there, succeeded');
+ok(run_done(psql(q{SELECT retl_run_sync('s5')})) && wait_for(sub { last_v() eq 'v1' }, 30),
+	'and the next run sends v1: the destination ends as the source');
 
 $node->stop;
 done_testing();
