@@ -144,8 +144,9 @@ typedef struct ClaimedRow
 /*
  * The sync's next nbatches batches: ready rows in queue order whose key is
  * not held; returns how many rows it picked, 0 when nothing is ready.  In
- * append mode (and for diff syncs) up to nbatches * batch_size rows,
- * returned in *ids (int8[]) for the claim statement.  In upsert mode the
+ * append mode (and for diff syncs) up to nbatches * batch_size rows, the
+ * first of each key (the next waits for its answer), returned in *ids
+ * (int8[]) for the claim statement.  In upsert mode the
  * rows of up to nbatches * batch_size keys, the first ones among the next
  * ten batches' worth of rows: every row of those keys that the scan read,
  * which the claim gathers into one record a key.  There the pick is the
@@ -195,8 +196,7 @@ pick(RetlSync *sync, int nbatches, long *wait_ms, ClaimedRow **rows, Datum *ids,
 	*ids = (Datum) 0;
 	*idle = false;
 	*lingering = 0;
-	if (by_key)
-		picked_keys = retl_queue_key_set("retl picked keys", cap);
+	picked_keys = retl_queue_key_set("retl picked keys", cap);
 
 	/*
 	 * A replace goes one batch at a time, its rows (op P) in queue order,
@@ -320,7 +320,22 @@ pick(RetlSync *sync, int nbatches, long *wait_ms, ClaimedRow **rows, Datum *ids,
 				}
 			}
 			else
+			{
+				/*
+				 * One row of a key a pass: a later change of it waits for
+				 * the answer to the earlier one (per-key order), which may
+				 * go in another batch, sent at the same time.  (Two of a
+				 * diff sync's runs, or a retry and the next run's change,
+				 * went out together, and the older could land last.)
+				 */
+				hash_search(picked_keys, &hash, HASH_ENTER, &found);
+				if (found)
+				{
+					kept_from = Min(kept_from, id);
+					continue;
+				}
 				picked[nids] = Int64GetDatum(last_id);
+			}
 			if (nids == 0)
 				first = last_id;
 			nids++;
@@ -356,8 +371,7 @@ pick(RetlSync *sync, int nbatches, long *wait_ms, ClaimedRow **rows, Datum *ids,
 	PopActiveSnapshot();
 	hash_destroy(held);
 	hash_destroy(in_flight);
-	if (picked_keys)
-		hash_destroy(picked_keys);
+	hash_destroy(picked_keys);
 	if (by_key && nids > 0)
 		*rows = claimed;
 	else if (claimed)

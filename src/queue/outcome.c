@@ -145,16 +145,21 @@ dead_letter(RetlRequest *req, RetlRecord *r, const char *error, const char *exce
 							  " pg_catalog.max(d.captured_at), pg_catalog.max(d.attempts) + 1, $8, $9, $10,"
 							  " COALESCE(pg_catalog.min(d.first_attempt_at), pg_catalog.now()),"
 							  " pg_catalog.now() FROM d HAVING pg_catalog.count(*) > 0"
-							  " RETURNING raw_key, op",
+							  " RETURNING raw_key, (SELECT (pg_catalog.array_agg(d.op ORDER BY d.id DESC))[1] FROM d)",
 							  10, types, values, nulls, false, 0) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "retl: could not dead-letter record %s", r->record_id);
 
 	/*
-	 * A diff sync heals by itself: forget that the key was synced, so the
-	 * next run sends it again (a failed delete: remember a stale version,
-	 * so the next run removes it again).  An edit of the snapshot, applied
-	 * by the next run (models/snapshot.c), inserted only: it never waits
-	 * for a run in progress.  No snapshot: a trigger sync.
+	 * A diff sync heals by itself.  A key the destination may have (a
+	 * change or a delete dead-lettered: queued 'C' or 'R'): remember a
+	 * stale version, so the next run sends its row again if it is still
+	 * in the result and removes it if not (a mirror's delete).  A key it
+	 * never had (an added row): forget that it was synced, so the next run
+	 * adds it again.  (Forgetting a changed key too made the next run see
+	 * it as added: an update sync never sent it, and a mirror never removed
+	 * it once it left the result.)  An edit of the snapshot, applied by the
+	 * next run (models/snapshot.c), inserted only: it never waits for a run
+	 * in progress.  No snapshot: a trigger sync.
 	 */
 	if (SPI_processed == 1)
 	{
@@ -164,7 +169,12 @@ dead_letter(RetlRequest *req, RetlRecord *r, const char *error, const char *exce
 
 		hvalues[0] = Int32GetDatum(req->sync_id);
 		hvalues[1] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		hvalues[2] = BoolGetDatum(r->op == 'd');
+		{
+			char		queued = DatumGetChar(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+															2, &isnull));
+
+			hvalues[2] = BoolGetDatum(!isnull && (queued == 'C' || queued == 'R'));
+		}
 		if (retl_spi_execute("INSERT INTO retl.snapshot_edits (sync_id, key, hash)"
 								  " SELECT $1, $2, CASE WHEN $3 THEN 0 END FROM retl.syncs s"
 								  " WHERE s.id = $1 AND s.capture = 'diff'",
