@@ -80,9 +80,10 @@ typedef struct StagePart
 	int			n;
 	bool		as_decoded;		/* a state change a delete (see stage_part) */
 	bool		check;			/* sql is the check, which writes nothing */
+	MemoryContext cxt;			/* the part's arrays (stage_in_context) */
 } StagePart;
 
-/* Run p's statement over its changes; its arrays are freed after. */
+/* Run p's statement over its changes (its arrays in the current context). */
 static void
 stage_rows(void *arg)
 {
@@ -93,9 +94,7 @@ stage_rows(void *arg)
 	int			dims[1] = {p->n};
 	int			lbs[1] = {1};
 	Datum	   *ops;
-	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "retl staged part",
-											  ALLOCSET_DEFAULT_SIZES);
-	MemoryContext old = MemoryContextSwitchTo(cxt);
+	MemoryContext old = MemoryContextSwitchTo(p->cxt);
 
 	ops = palloc(sizeof(Datum) * p->n);
 	for (int i = 0; i < p->n && !p->check; i++)
@@ -117,8 +116,30 @@ stage_rows(void *arg)
 	if (retl_spi_execute(p->sql, 4, types, values, NULL, p->check, 0) !=
 		(p->check ? SPI_OK_SELECT : SPI_OK_INSERT))
 		elog(ERROR, "retl: could not stage the changes of sync %d", c->sync_id);
+	if (p->check)
+		SPI_freetuptable(SPI_tuptable);
 	MemoryContextSwitchTo(old);
-	MemoryContextDelete(cxt);
+}
+
+/*
+ * Run p's statement, in a subtransaction if checking, with its arrays in a
+ * context of their own, freed after whatever the outcome (a part's copies
+ * of its keys and rows: up to STAGE_PART_BYTES, at every halving level of
+ * a part that fails again).  Returns the error of a check.
+ */
+static ErrorData *
+stage_in_context(StagePart *p)
+{
+	ErrorData  *edata = NULL;
+
+	p->cxt = AllocSetContextCreate(CurrentMemoryContext, "retl staged part",
+								   ALLOCSET_DEFAULT_SIZES);
+	if (p->check)
+		edata = retl_in_subtransaction(stage_rows, p);
+	else
+		stage_rows(p);
+	MemoryContextDelete(p->cxt);
+	return edata;
 }
 
 /*
@@ -130,12 +151,12 @@ stage_rows(void *arg)
 static bool
 keys_fit(SyncChanges *c, const StageSql *sql, int from, int n)
 {
-	StagePart	p = {c, sql->check, from, n, false, true};
+	StagePart	p = {c, sql->check, from, n, false, true, NULL};
 	ErrorData  *edata;
 
 	if (sql->check == NULL)
 		return true;
-	edata = retl_in_subtransaction(stage_rows, &p);
+	edata = stage_in_context(&p);
 	if (edata == NULL)
 		return true;
 	if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
@@ -152,17 +173,17 @@ keys_fit(SyncChanges *c, const StageSql *sql, int from, int n)
  * decoded; no row can have that key now, so a state sync's change of it
  * is queued as a delete (what reading the row would find; the claim sends
  * a delete whose key the columns cannot take: rows.c), an append sync's
- * keeps its row (its record is dead-lettered at the claim: the row no
- * longer fits the table's type).
+ * keeps its row, sent as decoded (or dead-lettered at the claim when its
+ * mapping computes fields: the row is read into the table's type then).
  */
 static void
 stage_part(SyncChanges *c, const StageSql *sql, int from, int n)
 {
-	StagePart	p = {c, sql->typed, from, n, false, false};
+	StagePart	p = {c, sql->typed, from, n, false, false, NULL};
 
 	if (keys_fit(c, sql, from, n))
 	{
-		stage_rows(&p);
+		(void) stage_in_context(&p);
 		return;
 	}
 	if (n > 1)
@@ -173,7 +194,7 @@ stage_part(SyncChanges *c, const StageSql *sql, int from, int n)
 	}
 	p.sql = sql->as_decoded;
 	p.as_decoded = true;
-	stage_rows(&p);
+	(void) stage_in_context(&p);
 }
 
 /*

@@ -17,7 +17,6 @@
  */
 #include "postgres.h"
 
-#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
@@ -634,16 +633,6 @@ retl_diff_run(RetlSync *sync, bool send, bool replace, RetlRunCounts *counts)
 		return;					/* nothing to queue */
 	retl_progress_phase("queueing");
 
-	/*
-	 * The run commits as if synchronous_commit were on (the runner's
-	 * commits otherwise do not wait for the flush: runner.c): the worker
-	 * may send what it queued as soon as it commits, and a crash losing
-	 * the commit after that would leave the snapshot as it was before the
-	 * run while the destination has the run's rows; a row changed back
-	 * meanwhile would then never be sent again.
-	 */
-	ForceSyncCommit();
-
 	values[1] = CStringGetTextDatum(send ? mode_ops(sync) : "{}");
 	if (replace)
 	{
@@ -669,7 +658,21 @@ retl_diff_run(RetlSync *sync, bool send, bool replace, RetlRunCounts *counts)
 	/* (with those queued as the statement returned them) */
 	counts->queued += (int64) SPI_processed;
 	if (counts->queued > 0)
+	{
 		retl_queued_at_commit(sync->id, counts->queued);
+
+		/*
+		 * The run commits with synchronous_commit on (the runner's commits
+		 * otherwise do not wait for the flush: runner.c; standbys as the
+		 * server's setting says): the worker may send what it queued as
+		 * soon as it commits, and a crash or failover losing the commit
+		 * after that would leave the snapshot as it was before the run
+		 * while the destination has the run's rows; a row changed back
+		 * meanwhile would then never be sent again.
+		 */
+		(void) set_config_option("synchronous_commit", "on", PGC_SUSET, PGC_S_SESSION,
+								 GUC_ACTION_LOCAL, true, 0, false);
+	}
 	if (replace && counts->queued > 0)
 	{
 		Oid			rtypes[2] = {INT4OID, INT8OID};

@@ -108,6 +108,7 @@ sync_change_lost(int sync_id, const char *message)
 	TimestampTz now = GetCurrentTimestamp();
 	SyncWarning *w;
 	bool		found;
+	char	   *name;
 
 	retl_queue_sync_error(sync_id, message);
 	if (sync_warnings == NULL)
@@ -122,8 +123,9 @@ sync_change_lost(int sync_id, const char *message)
 	if (found && !TimestampDifferenceExceeds(w->at, now, STAGE_WARNING_INTERVAL_MS))
 		return;
 	w->at = now;
+	name = sync_name(sync_id);
 	ereport(WARNING,
-			(errmsg("retl sync \"%s\" cannot capture every change of its table", sync_name(sync_id)),
+			(errmsg("retl sync \"%s\" cannot capture every change of its table", name),
 			 errdetail("Logical capture: %s.", message),
 			 errhint("retl.sync_status shows it too; while it lasts, it is logged again once a minute.")));
 }

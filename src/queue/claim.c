@@ -196,7 +196,6 @@ pick(RetlSync *sync, int nbatches, long *wait_ms, ClaimedRow **rows, Datum *ids,
 	*ids = (Datum) 0;
 	*idle = false;
 	*lingering = 0;
-	picked_keys = retl_queue_key_set("retl picked keys", cap);
 
 	/*
 	 * A replace goes one batch at a time, its rows (op P) in queue order,
@@ -204,6 +203,7 @@ pick(RetlSync *sync, int nbatches, long *wait_ms, ClaimedRow **rows, Datum *ids,
 	 */
 	if (replace && retl_queue_replace_in_flight(sync->id))
 		return 0;
+	picked_keys = retl_queue_key_set("retl picked keys", cap);
 
 	/*
 	 * Page by page, each with a LIMIT the planner sees, so that it reads
