@@ -83,7 +83,7 @@ typedef struct StagePart
 	MemoryContext cxt;			/* the part's arrays (stage_in_context) */
 } StagePart;
 
-/* Run p's statement over its changes (its arrays in the current context). */
+/* Run p's statement over its changes (its arrays in p->cxt). */
 static void
 stage_rows(void *arg)
 {
