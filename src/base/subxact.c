@@ -44,3 +44,20 @@ retl_in_subtransaction(void (*work) (void *arg), void *arg)
 	CurrentResourceOwner = oldowner;
 	return edata;
 }
+
+/*
+ * Did the work of retl_in_subtransaction() fail on a value (a data
+ * exception, class 22: a type that cannot take it)?  False if edata is
+ * NULL (it succeeded); true, edata freed, for a data exception; any other
+ * error is thrown again.
+ */
+bool
+retl_failed_on_data(ErrorData *edata)
+{
+	if (edata == NULL)
+		return false;
+	if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
+		ReThrowError(edata);
+	FreeErrorData(edata);
+	return true;
+}

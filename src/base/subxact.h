@@ -5,5 +5,6 @@
 #define RETL_SUBXACT_H
 
 extern ErrorData *retl_in_subtransaction(void (*work) (void *arg), void *arg);
+extern bool retl_failed_on_data(ErrorData *edata);
 
 #endif

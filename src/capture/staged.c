@@ -152,17 +152,8 @@ static bool
 keys_fit(SyncChanges *c, const StageSql *sql, int from, int n)
 {
 	StagePart	p = {c, sql->check, from, n, false, true, NULL};
-	ErrorData  *edata;
 
-	if (sql->check == NULL)
-		return true;
-	edata = stage_in_context(&p);
-	if (edata == NULL)
-		return true;
-	if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
-		ReThrowError(edata);
-	FreeErrorData(edata);
-	return false;
+	return sql->check == NULL || !retl_failed_on_data(stage_in_context(&p));
 }
 
 /*

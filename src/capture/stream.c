@@ -82,7 +82,6 @@
 #define LAG_CHECK_INTERVAL_MS 1000
 #define LAG_WARNING_INTERVAL_MS 60000
 
-
 /* what one round decoded, filled by the plugin's writes */
 typedef struct Batch
 {

@@ -426,14 +426,8 @@ static bool
 key_fits(RetlSync *sync, Datum key)
 {
 	CastWork	w = {sync, key};
-	ErrorData  *edata = retl_in_subtransaction(cast_key, &w);
 
-	if (edata == NULL)
-		return true;
-	if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
-		ReThrowError(edata);
-	FreeErrorData(edata);
-	return false;
+	return !retl_failed_on_data(retl_in_subtransaction(cast_key, &w));
 }
 
 /*
