@@ -891,11 +891,15 @@ CREATE FUNCTION retl._values_hash(VARIADIC "any") RETURNS bigint
 REVOKE ALL ON FUNCTION retl._values_hash("any") FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION retl._values_hash("any") TO retl_user;
 
-/* status: queued, running, succeeded, failed, cancelled; a running run's phase and rows read */
+/*
+ * status: queued, running, succeeded, failed, cancelled; a running run's
+ * phase and rows read; send: false for a run that records the result
+ * without sending it (runs.c)
+ */
 CREATE OR REPLACE VIEW retl.runs WITH (security_invoker = true) AS
 SELECT r.id, s.name AS sync, r.why, r.status, r.requested_at, r.started_at,
 	   r.finished_at, r.rows, r.added, r.changed, r.removed, r.error,
-	   p.phase, p.rows_read
+	   p.phase, p.rows_read, r.send
   FROM retl.run_store r
   JOIN retl.syncs s ON s.id OPERATOR(pg_catalog.=) r.sync_id
   LEFT JOIN retl._run_progress() p ON p.run_id OPERATOR(pg_catalog.=) r.id

@@ -138,6 +138,39 @@ schedule_due(void)
 }
 
 /*
+ * Does a claimed run that would send record without sending instead?  A
+ * run told to record the result as synced without sending it (the first
+ * run of a sync created with backfill false, retl_resync(send => false))
+ * that failed or was cancelled, or is queued still, is what the sync's
+ * next runs do until one of them succeeds: otherwise a first run that
+ * failed once would be followed by one sending every row of the result,
+ * which the sync was created not to send.  The latest run of the sync
+ * that records without sending or is a resync decides; a resync that
+ * sends (retl_resync(send => true), which forgot the snapshot) asked
+ * otherwise, and is itself never changed.  The run's row then says it
+ * does not send (retl.runs.send), so that the next ones carry it on
+ * whatever runs the history keeps.
+ */
+static bool
+carries_no_send(int64 run_id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(run_id)};
+
+	if (SPI_execute_with_args("UPDATE retl.run_store r SET send = false"
+							  " WHERE r.id = $1 AND r.send AND r.why <> 'resync'"
+							  " AND (SELECT NOT l.send AND l.status <> 'succeeded'"
+							  "  AND NOT EXISTS (SELECT 1 FROM retl.run_store s"
+							  "   WHERE s.sync_id = l.sync_id AND s.id > l.id AND s.status = 'succeeded')"
+							  "  FROM retl.run_store l"
+							  "  WHERE l.sync_id = r.sync_id AND l.id <> r.id AND (l.why = 'resync' OR NOT l.send)"
+							  "  ORDER BY l.id DESC LIMIT 1)",
+							  1, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "retl: could not read the runs before run " INT64_FORMAT, run_id);
+	return SPI_processed == 1;
+}
+
+/*
  * Queue due scheduled runs, then take the oldest queued run of an active
  * sync and mark it running.  False when there is none.  A run whose row
  * another transaction holds (a retl_cancel_run not yet committed) is left
@@ -170,6 +203,8 @@ retl_runs_claim(int64 *run_id, int *sync_id, bool *send)
 	*run_id = strtoi64(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), NULL, 10);
 	*sync_id = pg_strtoint32(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
 	*send = strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3), "t") == 0;
+	if (*send && carries_no_send(*run_id))
+		*send = false;
 	return true;
 }
 
