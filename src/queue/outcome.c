@@ -159,7 +159,9 @@ dead_letter(RetlRequest *req, RetlRecord *r, const char *error, const char *exce
 	 * it as added: an update sync never sent it, and a mirror never removed
 	 * it once it left the result.)  An edit of the snapshot, applied by the
 	 * next run (models/snapshot.c), inserted only: it never waits for a run
-	 * in progress.  No snapshot: a trigger sync.
+	 * in progress.  No snapshot: a trigger sync, or an append one (each
+	 * run sends every row of its result as an event; an edit would never
+	 * be read).
 	 */
 	if (SPI_processed == 1)
 	{
@@ -176,9 +178,9 @@ dead_letter(RetlRequest *req, RetlRecord *r, const char *error, const char *exce
 			hvalues[2] = BoolGetDatum(!isnull && (queued == 'C' || queued == 'R'));
 		}
 		if (retl_spi_execute("INSERT INTO retl.snapshot_edits (sync_id, key, hash)"
-								  " SELECT $1, $2, CASE WHEN $3 THEN 0 END FROM retl.syncs s"
-								  " WHERE s.id = $1 AND s.capture = 'diff'",
-								  3, htypes, hvalues, NULL, false, 0) != SPI_OK_INSERT)
+							 " SELECT $1, $2, CASE WHEN $3 THEN 0 END FROM retl.syncs s"
+							 " WHERE s.id = $1 AND s.capture = 'diff' AND s.mode <> 'append'",
+							 3, htypes, hvalues, NULL, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "retl: could not update the snapshot for a dead letter");
 	}
 }

@@ -2,7 +2,8 @@
 # records the result without sending it (the first run of a sync created
 # with backfill false, retl_resync(send => false)) and fails or is
 # cancelled is carried on by the sync's next runs until one succeeds, and
-# a resync that sends (retl_resync(send => true)) still sends.
+# a resync that sends (retl_resync(send => true)) still sends.  A dead
+# letter of an append sync run by diff edits no snapshot.
 use strict;
 use warnings;
 
@@ -109,6 +110,18 @@ psql(q{SELECT retl_resume_sync('resent')});
 is(ended($manual, 'resent'), 'succeeded|30|0|1|f', 'a run queued before it records the change without sending it');
 is(ended($id, 'resent'), 'succeeded|30|0|0|f', 'the resync then finds it recorded');
 is(sent('/resent'), 30, 'nothing more was sent');
+
+# A dead letter of an append sync run by diff leaves no edit of a snapshot
+# it does not have (each run sends every row as an event; nothing would
+# ever read the edit).
+psql(qq{SELECT retl_create_destination('d_events', 'webhook', '$url/events', '{"batch_size": 1}');
+	SELECT retl_create_sync('events', 'SELECT id, v FROM people WHERE id <= 3', 'd_events', key => '{id}',
+	mode => 'append', schedule => 'manual')});
+$r->control({ status => 400, count => 1, path => '/events' });
+is(run_now('events'), 'succeeded|3|3|0|t', 'an append run sends its 3 rows');
+is(psql(q{SELECT dead FROM retl.sync_status WHERE sync = 'events'}), '1', 'one dead-lettered');
+is(psql(q{SELECT count(*) FROM retl.snapshot_edits e JOIN retl.syncs s ON s.id = e.sync_id WHERE s.name = 'events'}),
+	'0', 'and no snapshot edit for it');
 
 $node->stop;
 done_testing();
