@@ -1059,7 +1059,8 @@ BEGIN
 		PERFORM retl._wake_worker();
 		RETURN NULL;
 	END IF;
-	IF send THEN
+	/* (an append sync has no snapshot: its runs send every row) */
+	IF send AND (SELECT s.mode FROM retl.syncs s WHERE s.id = sid) <> 'append' THEN
 		PERFORM retl._forget_snapshot(sid);
 	END IF;
 	INSERT INTO retl.run_store (sync_id, why, send) VALUES (sid, 'resync', send)

@@ -35,6 +35,7 @@
 #include "models/probe.h"
 #include "models/query.h"
 #include "models/run_queue.h"
+#include "models/runs.h"
 #include "sync/dropping.h"
 #include "sync/mapping.h"
 #include "sync/owner.h"
@@ -553,7 +554,8 @@ diff_result(RetlSync *sync, bool send, bool replace, bool save, RetlRunCounts *c
 				(errmsg_internal("run of %s queued " INT64_FORMAT " changes as its statement returned them",
 								 what, counts->queued)));
 	}
-	snapshot_rows = retl_probe_snapshot_rows(probe);
+	/* (the keys a resync forgot that no row had: removed, not the snapshot's) */
+	snapshot_rows = retl_probe_snapshot_rows(probe) + retl_probe_resynced_removed(probe);
 	counts->rows = retl_progress_count();
 	retl_progress_rows(counts->rows);
 	if (retl_probe_duplicate(probe))
@@ -765,7 +767,7 @@ retl_preview(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	char	   *name;
-	int			n = PG_ARGISNULL(1) ? 10 : PG_GETARG_INT32(1);
+	volatile int n = PG_ARGISNULL(1) ? 10 : PG_GETARG_INT32(1);
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
 	List	   *syncs;
@@ -811,6 +813,9 @@ retl_preview(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 					 errmsg("sync \"%s\" delivers changes in real time and has no runs to preview", name),
 					 errhint("See retl.sync_status for its queue.")));
+		/* a run asked now that would record without sending sends nothing (runs.c) */
+		if (!retl_runs_would_send(sync->id, 0, "manual", true))
+			n = 0;
 		/* the query runs as its owner, with its creator's search_path, as in runs */
 		initStringInfo(&sql);
 		if (sync->mode == 'a')

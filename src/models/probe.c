@@ -387,6 +387,13 @@ retl_probe_snapshot_rows(RetlProbe *probe)
 	return probe->snapshot_rows;
 }
 
+/* The removed keys, of the parts so far, that a resync had forgotten */
+int64
+retl_probe_resynced_removed(RetlProbe *probe)
+{
+	return probe->resynced_removed;
+}
+
 bool
 retl_probe_duplicate(RetlProbe *probe)
 {
@@ -462,7 +469,7 @@ classify(RetlProbe *p, Slot *slot, int64 key, struct varlena *jkey, int64 hash)
 		*flags |= PROBE_DIRTY;
 	if (*flags & PROBE_FORGOTTEN)
 	{
-		*flags &= ~PROBE_FORGOTTEN;
+		*flags &= ~(PROBE_FORGOTTEN | PROBE_RESYNCED);
 		slot->hash = hash;
 		p->added++;
 		return CharGetDatum('A');

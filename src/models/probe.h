@@ -22,6 +22,7 @@ extern int64 retl_probe_queue_removed(RetlProbe *probe, bool write);
 extern void retl_probe_save_part(RetlProbe *probe);
 extern void retl_probe_save_end(RetlProbe *probe);
 extern int64 retl_probe_snapshot_rows(RetlProbe *probe);
+extern int64 retl_probe_resynced_removed(RetlProbe *probe);
 extern bool retl_probe_duplicate(RetlProbe *probe);
 extern bool retl_probe_legacy(RetlProbe *probe);
 extern const char *retl_probe_null_key(RetlProbe *probe);

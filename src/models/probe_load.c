@@ -164,9 +164,13 @@ apply_edit(void *arg, RetlSnapshotEdit *e)
 		return;
 	if (e->kind == RETL_EDIT_FORGET_ALL)
 	{
-		/* a resync: nothing so far is synced */
+		/*
+		 * A resync: nothing so far is synced.  The keys that were (not
+		 * forgotten already) are marked: the destination may have them, so
+		 * one that no row has any more is removed all the same.
+		 */
 		for (int64 i = 0; i < p->nslots; i++)
-			p->flags[i] |= PROBE_FORGOTTEN;
+			p->flags[i] |= (p->flags[i] & PROBE_FORGOTTEN) ? 0 : PROBE_FORGOTTEN | PROBE_RESYNCED;
 		return;
 	}
 	if (!run_key(p, e->key, &key))
@@ -189,8 +193,12 @@ apply_edit(void *arg, RetlSnapshotEdit *e)
 	flags = slot_flags(p, slot);
 	if (e->kind == RETL_EDIT_FORGET)
 	{
-		/* (its hash stays: as stored, a row of it as it was writes no delta) */
-		*flags |= PROBE_FORGOTTEN;
+		/*
+		 * (its hash stays: as stored, a row of it as it was writes no
+		 * delta; a dead-lettered added key, forgotten after a resync
+		 * forgot every key: the destination never had it)
+		 */
+		*flags = (*flags | PROBE_FORGOTTEN) & ~PROBE_RESYNCED;
 		return;
 	}
 	if (slot->hash != e->hash || e->kind == RETL_EDIT_LEGACY)
@@ -437,6 +445,7 @@ retl_probe_overflowed(RetlProbe *probe)
 	probe->part = 0;
 	probe->overflowed = false;
 	probe->snapshot_rows = 0;
+	probe->resynced_removed = 0;
 	probe->duplicate = probe->legacy = false;
 	probe->null_key = NULL;
 	probe->added = probe->changed = 0;

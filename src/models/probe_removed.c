@@ -115,7 +115,8 @@ find_added_twice(RetlProbe *p)
 /*
  * After the query ran for the current part: its keys that no row had are
  * removed (written as op R in pg_temp.retl_run_diff if write).  Returns
- * how many.
+ * how many, with the keys a resync forgot (retl_probe_resynced_removed
+ * counts those: the snapshot's rows do not).
  */
 int64
 retl_probe_queue_removed(RetlProbe *probe, bool write)
@@ -132,8 +133,17 @@ retl_probe_queue_removed(RetlProbe *probe, bool write)
 		find_added_twice(probe);
 	for (int64 i = 0; i < probe->nslots; i++)
 	{
-		if (probe->flags[i] & (PROBE_SEEN | PROBE_FORGOTTEN))
+		uint8		flags = probe->flags[i];
+
+		if (flags & PROBE_SEEN)
 			continue;
+		if (flags & PROBE_FORGOTTEN)
+		{
+			/* not synced, but for a key a resync forgot */
+			if (!(flags & PROBE_RESYNCED))
+				continue;
+			probe->resynced_removed++;
+		}
 		if (!write)
 			b.total++;
 		else

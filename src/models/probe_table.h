@@ -16,6 +16,8 @@
 #define PROBE_FORGOTTEN 0x04	/* an edit forgot it: not synced */
 #define PROBE_STORED	0x08	/* the stored chunks hold it */
 #define PROBE_DIRTY		0x10	/* its hash may not be the stored one */
+#define PROBE_RESYNCED	0x20	/* forgotten by a resync: synced before it,
+								 * so the destination may have it */
 
 /*
  * A run writes a delta, not the whole snapshot, while the stored deltas
@@ -91,6 +93,8 @@ struct RetlProbe
 	int64		part_rows;		/* rows of the current part probed */
 	bool		overflowed;		/* part 0 outgrew retl.run_memory: run again */
 	int64		snapshot_rows;	/* keys loaded, of every part */
+	int64		resynced_removed;	/* keys a resync forgot that no row had,
+									 * of every part */
 	bool		duplicate;		/* a key was probed twice */
 	bool		legacy;			/* an L was answered */
 	char	   *null_key;		/* the first key that is or holds NULL, as

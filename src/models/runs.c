@@ -138,36 +138,74 @@ schedule_due(void)
 }
 
 /*
- * Does a claimed run that would send record without sending instead?  A
- * run told to record the result as synced without sending it (the first
- * run of a sync created with backfill false, retl_resync(send => false))
- * that failed or was cancelled, or is queued still, is what the sync's
- * next runs do until one of them succeeds: otherwise a first run that
- * failed once would be followed by one sending every row of the result,
- * which the sync was created not to send.  The latest run of the sync
- * that records without sending or is a resync decides; a resync that
- * sends (retl_resync(send => true), which forgot the snapshot) asked
- * otherwise, and is itself never changed.  The run's row then says it
- * does not send (retl.runs.send), so that the next ones carry it on
- * whatever runs the history keeps.
+ * Does a claimed run send?  What the sync was last asked, rather than
+ * what the run was queued with:
+ *
+ * - A resync that sends (retl_resync(send => true)) asked after the run
+ *   and still queued: it forgot the snapshot at once (an edit every run
+ *   applies), so this run sends every row, whatever it was queued for.
+ * - A resync does what it was asked; so does a run queued not to send.
+ * - A sync created with backfill false whose first run has not succeeded
+ *   (it failed, or was cancelled) and that no resync that sends was asked
+ *   for: its runs record the result without sending it, as the first was
+ *   to (otherwise the run after a failed first one would send every row,
+ *   which the sync was created not to send).
+ * - A run that records without sending (retl_resync(send => false), or
+ *   one carrying it on) that failed, or is queued after this one, with no
+ *   run succeeding since: this one records without sending too (a run
+ *   queued before such a resync would otherwise send what the resync says
+ *   the destination has).  A cancelled one asked nothing.
+ *
+ * A claimed run's row says what it does (retl.runs.send), so that the next
+ * ones carry it on.  Runs the history deleted are not missed: a sync's
+ * latest finished run and its latest successful one are always kept
+ * (prune).  run_id 0: a run asked now, after every queued one (a preview).
  */
-static bool
-carries_no_send(int64 run_id)
+bool
+retl_runs_would_send(int sync_id, int64 run_id, const char *why, bool send)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(run_id)};
+	Oid			types[4] = {INT4OID, INT8OID, TEXTOID, BOOLOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', run_id > 0 ? ' ' : 'n', ' ', ' '};
+	bool		isnull;
 
-	if (SPI_execute_with_args("UPDATE retl.run_store r SET send = false"
-							  " WHERE r.id = $1 AND r.send AND r.why <> 'resync'"
-							  " AND (SELECT NOT l.send AND l.status <> 'succeeded'"
-							  "  AND NOT EXISTS (SELECT 1 FROM retl.run_store s"
-							  "   WHERE s.sync_id = l.sync_id AND s.id > l.id AND s.status = 'succeeded')"
-							  "  FROM retl.run_store l"
-							  "  WHERE l.sync_id = r.sync_id AND l.id <> r.id AND (l.why = 'resync' OR NOT l.send)"
-							  "  ORDER BY l.id DESC LIMIT 1)",
-							  1, types, values, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "retl: could not read the runs before run " INT64_FORMAT, run_id);
-	return SPI_processed == 1;
+	values[0] = Int32GetDatum(sync_id);
+	values[1] = Int64GetDatum(run_id);
+	values[2] = CStringGetTextDatum(why);
+	values[3] = BoolGetDatum(send);
+	if (SPI_execute_with_args("SELECT CASE"
+							  " WHEN EXISTS (SELECT 1 FROM retl.run_store l WHERE l.sync_id = $1"
+							  "  AND l.id > $2 AND l.why = 'resync' AND l.send AND l.status = 'queued') THEN true"
+							  " WHEN $3 = 'resync' OR NOT $4 THEN $4"
+							  " WHEN (SELECT s.options ->> 'backfill' = 'false' FROM retl.syncs s WHERE s.id = $1)"
+							  "  AND NOT EXISTS (SELECT 1 FROM retl.run_store l WHERE l.sync_id = $1"
+							  "   AND (l.status = 'succeeded' OR (l.why = 'resync' AND l.send))) THEN false"
+							  " ELSE COALESCE((SELECT l.send OR l.status = 'succeeded'"
+							  "  OR EXISTS (SELECT 1 FROM retl.run_store s WHERE s.sync_id = l.sync_id"
+							  "   AND s.id > l.id AND s.status = 'succeeded')"
+							  "  FROM retl.run_store l WHERE l.sync_id = $1 AND l.id IS DISTINCT FROM $2"
+							  "  AND (l.why = 'resync' OR NOT l.send) AND l.status <> 'cancelled'"
+							  "  ORDER BY l.id DESC LIMIT 1), true) END",
+							  4, types, values, nulls, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "retl: could not read the runs of sync %d", sync_id);
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/* A claimed run: does it send?  Its row says so if it differs. */
+static bool
+run_sends(int64 run_id, int sync_id, const char *why, bool send)
+{
+	Oid			types[2] = {INT8OID, BOOLOID};
+	Datum		values[2];
+	bool		sends = retl_runs_would_send(sync_id, run_id, why, send);
+
+	values[0] = Int64GetDatum(run_id);
+	values[1] = BoolGetDatum(sends);
+	if (sends != send &&
+		SPI_execute_with_args("UPDATE retl.run_store SET send = $2 WHERE id = $1",
+							  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "retl: could not record run " INT64_FORMAT, run_id);
+	return sends;
 }
 
 /*
@@ -188,7 +226,7 @@ retl_runs_claim(int64 *run_id, int *sync_id, bool *send)
 					"  AND NOT EXISTS (SELECT 1 FROM retl.run_store r3"
 					"   WHERE r3.sync_id = r2.sync_id AND r3.status = 'running')"
 					"  ORDER BY r2.id LIMIT 1 FOR NO KEY UPDATE OF r2 SKIP LOCKED)"
-					" RETURNING r.id, r.sync_id, r.send", false, 0) != SPI_OK_UPDATE_RETURNING)
+					" RETURNING r.id, r.sync_id, r.send, r.why", false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "retl: could not take a queued run");
 	if (SPI_processed == 0)
 		return false;
@@ -203,8 +241,8 @@ retl_runs_claim(int64 *run_id, int *sync_id, bool *send)
 	*run_id = strtoi64(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), NULL, 10);
 	*sync_id = pg_strtoint32(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
 	*send = strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3), "t") == 0;
-	if (*send && carries_no_send(*run_id))
-		*send = false;
+	*send = run_sends(*run_id, *sync_id,
+					  SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4), *send);
 	return true;
 }
 
@@ -258,8 +296,9 @@ retl_runs_succeeded(int64 run_id, RetlSync *sync, RetlRunCounts *counts)
  * Delete finished runs beyond retl.run_history, of one sync (after each of
  * its runs) or of all (sync_id 0: now and then, for a changed setting):
  * past the last N of each sync, or finished longer ago than the age it
- * gives.  Each sync's latest finished run stays, whatever its age
- * (retl.sync_status shows it).
+ * gives (cancelled ones too).  Each sync's latest finished run stays,
+ * whatever its age (retl.sync_status shows it), and so does its latest
+ * successful one (run_sends reads it).
  */
 void
 retl_runs_prune(int sync_id)
@@ -279,18 +318,22 @@ retl_runs_prune(int sync_id)
 	if (SPI_execute_with_args(retl_run_history_count > 0 ?
 							  "WITH doomed AS MATERIALIZED (SELECT r.id, r.sync_id FROM retl.run_store r, ("
 							  " SELECT s.id, (SELECT r2.id FROM retl.run_store r2"
-							  "  WHERE r2.sync_id = s.id AND r2.status IN ('succeeded', 'failed')"
-							  "  ORDER BY r2.id DESC OFFSET $1 LIMIT 1) AS last_kept"
+							  "  WHERE r2.sync_id = s.id AND r2.status IN ('succeeded', 'failed', 'cancelled')"
+							  "  ORDER BY r2.id DESC OFFSET $1 LIMIT 1) AS last_kept,"
+							  " (SELECT pg_catalog.max(r3.id) FROM retl.run_store r3"
+							  "  WHERE r3.sync_id = s.id AND r3.status = 'succeeded') AS last_succeeded"
 							  " FROM retl.syncs s WHERE $2 = 0 OR s.id = $2) k"
-							  " WHERE r.sync_id = k.id AND r.id < k.last_kept"
-							  " AND r.status IN ('succeeded', 'failed'))"
+							  " WHERE r.sync_id = k.id AND r.id < k.last_kept AND r.id IS DISTINCT FROM k.last_succeeded"
+							  " AND r.status IN ('succeeded', 'failed', 'cancelled'))"
 							  " DELETE FROM retl.run_store r USING doomed d"
 							  " WHERE r.id = d.id AND " RETL_SYNC_FREE_SQL("d.sync_id") :
 							  "WITH doomed AS MATERIALIZED (SELECT r.id, r.sync_id FROM retl.run_store r"
-							  " WHERE ($2 = 0 OR r.sync_id = $2) AND r.status IN ('succeeded', 'failed')"
+							  " WHERE ($2 = 0 OR r.sync_id = $2) AND r.status IN ('succeeded', 'failed', 'cancelled')"
 							  " AND r.finished_at < pg_catalog.now() - $1 * interval '1 second'"
 							  " AND r.id < (SELECT pg_catalog.max(r2.id) FROM retl.run_store r2"
-							  "  WHERE r2.sync_id = r.sync_id AND r2.status IN ('succeeded', 'failed')))"
+							  "  WHERE r2.sync_id = r.sync_id AND r2.status IN ('succeeded', 'failed', 'cancelled'))"
+							  " AND r.id IS DISTINCT FROM (SELECT pg_catalog.max(r3.id) FROM retl.run_store r3"
+							  "  WHERE r3.sync_id = r.sync_id AND r3.status = 'succeeded'))"
 							  " DELETE FROM retl.run_store r USING doomed d"
 							  " WHERE r.id = d.id AND " RETL_SYNC_FREE_SQL("d.sync_id"),
 							  2, types, values, NULL, false, 0) != SPI_OK_DELETE)

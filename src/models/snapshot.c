@@ -25,7 +25,8 @@
  * worker nor the worker for a run): a dead letter's key forgotten, so the
  * next run sends it again, or kept with hash 0, a delete that failed, so
  * the next run removes it again; a resync forgets every key (an edit of
- * key 'null').  A database updated from retl 0.1 keeps
+ * key 'null'; one that no row has then is removed all the same, synced
+ * before the resync: probe_load.c).  A database updated from retl 0.1 keeps
  * 0.1's md5 of each row's JSON there until the next run.  A run applies
  * the edits it sees, oldest first, over the chunks, and deletes those it
  * applied when it saves the snapshot: an edit made during a run is

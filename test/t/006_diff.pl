@@ -645,7 +645,9 @@ psql(q{SELECT retl_drop_sync('stale'); DROP TABLE stale;});
 # A forgotten key is still in the stored snapshot: forgotten by a dead
 # letter (an edit) or by a resync (every key), a key whose row is gone by
 # the next run is written out of it (a delta's removal), so no later run
-# finds it without a row and sends a delete for it.
+# finds it without a row.  A dead letter's forgotten key was never synced:
+# no delete is sent for it; a key the resync forgot was: a mirror's resync
+# removes it.
 psql(q{
 	CREATE TABLE again (id int PRIMARY KEY, v int NOT NULL);
 	INSERT INTO again SELECT g, 0 FROM generate_series(1, 2000) g;
@@ -672,19 +674,24 @@ psql(q{INSERT INTO retl.snapshot_edits (sync_id, key) SELECT id, '[5]' FROM retl
 is(run_sync('again'), 'succeeded|1999|0|0|0', 'again: a forgotten key whose row is gone is not removed again');
 is(again_chunks(), '1|2|11', 'again: a delta of its removal');
 is(run_sync('again'), 'succeeded|1999|0|0|0', 'again: nor by the next run');
-psql(q{DELETE FROM again WHERE id = 6});
+is(again_deletes(), 0, 'again: no delete was sent for it');
+psql(q{DELETE FROM again WHERE id = 6;
+	INSERT INTO retl.snapshot_edits (sync_id, key) SELECT id, '[7]' FROM retl.syncs WHERE name = 'again';
+	DELETE FROM again WHERE id = 7;});
 my $again_resync = psql(q{SELECT retl_resync('again')});
 ok($node->poll_query_until('postgres', "SELECT status NOT IN ('queued', 'running') FROM retl.runs WHERE id = $again_resync"),
 	'again: a resync ends');
-is(psql("SELECT status, rows, added, removed FROM retl.runs WHERE id = $again_resync"), 'succeeded|1998|1998|0',
-	'again: a resync sends every row again, and no delete for the row gone before it');
-is(again_chunks(), '1|3|12', 'again: its delta is that removal (the hashes did not change)');
-is(run_sync('again'), 'succeeded|1998|0|0|0', 'again: the next run finds nothing changed, nor removed');
-is(again_deletes(), 0, 'again: no delete was ever sent for a key of it');
+is(psql("SELECT status, rows, added, removed FROM retl.runs WHERE id = $again_resync"), 'succeeded|1997|1997|1',
+	'again: a resync sends every row again, and removes the row gone before it, synced (not the one forgotten)');
+is(again_chunks(), '1|3|13', 'again: its delta is the two removals (the hashes did not change)');
+is(run_sync('again'), 'succeeded|1997|0|0|0', 'again: the next run finds nothing changed, nor removed');
+is(join(',', map { join '', values %{ $_->{key} } } grep { $_->{op} eq 'delete' } map { @{ $_->{body}{records} } }
+	grep { $_->{path} eq '/mirror' && $_->{body}{sync} eq 'again' } @{ $r->requests(ok => 1) }), '6',
+	'again: one delete was sent, for the row the resync found gone');
 # A result grown fivefold is written whole at once, not as a delta larger
 # than the snapshot it follows.
 psql(q{INSERT INTO again SELECT g, 0 FROM generate_series(2001, 12000) g});
-is(run_sync('again'), 'succeeded|11998|10000|0|0', 'again: 10,000 keys added');
+is(run_sync('again'), 'succeeded|11997|10000|0|0', 'again: 10,000 keys added');
 is(again_chunks(), '1|0|0', 'again: its snapshot written whole');
 psql(q{SELECT retl_drop_sync('again'); DROP TABLE again;});
 is(psql(q{SELECT count(*) FROM retl.snapshot_chunks c WHERE NOT EXISTS (SELECT FROM retl.syncs s WHERE s.id = c.sync_id)}),

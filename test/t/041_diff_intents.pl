@@ -2,8 +2,10 @@
 # records the result without sending it (the first run of a sync created
 # with backfill false, retl_resync(send => false)) and fails or is
 # cancelled is carried on by the sync's next runs until one succeeds, and
-# a resync that sends (retl_resync(send => true)) still sends.  A dead
-# letter of an append sync run by diff edits no snapshot.
+# a resync that sends (retl_resync(send => true)) still sends; the history
+# of runs keeps what that needs.  A mirror's resync removes what left the
+# result.  A dead letter or a resync of an append sync run by diff edits
+# no snapshot.
 use strict;
 use warnings;
 
@@ -64,6 +66,7 @@ psql(q{SELECT retl_create_sync('failed', 'SELECT id, v, one FROM people_q', 'd_f
 	schedule => 'manual', options => '{"backfill": false}')});
 like(first_run('failed'), qr/^failed\|/, 'the first run, recording without sending, fails');
 psql(q{TRUNCATE broken});
+is(psql(q{SELECT count(*) FROM retl_preview('failed', 100)}), '0', 'the preview shows nothing to send');
 is(run_now('failed'), 'succeeded|30|30|0|f', 'the next run records the result without sending it');
 is(sent('/failed'), 0, 'nothing was sent');
 psql(q{UPDATE people SET v = 'w' WHERE id = 1});
@@ -111,6 +114,58 @@ is(ended($manual, 'resent'), 'succeeded|30|0|1|f', 'a run queued before it recor
 is(ended($id, 'resent'), 'succeeded|30|0|0|f', 'the resync then finds it recorded');
 is(sent('/resent'), 30, 'nothing more was sent');
 
+# A resync that does not send, then one that sends, both queued: the
+# second forgot the snapshot as it was asked, so the first sends every row
+# (and the second finds nothing left to send).
+psql(q{SELECT retl_pause_sync('resent')});
+my $quiet = psql(q{SELECT retl_resync('resent', send => false)});
+$id = psql(q{SELECT retl_resync('resent')});
+psql(q{SELECT retl_resume_sync('resent')});
+is(ended($quiet, 'resent'), 'succeeded|30|30|0|t', 'the resync that would not send sends every row');
+is(ended($id, 'resent'), 'succeeded|30|0|0|t', 'the one that sends finds them sent');
+is(sent('/resent'), 60, 'every row once more');
+
+# A resync that does not send, cancelled before it ran, asked nothing: a
+# run queued before it sends.
+psql(q{UPDATE people SET v = 'z' WHERE id = 5;
+	SELECT retl_pause_sync('resent')});
+$manual = psql(q{SELECT retl_run_sync('resent')});
+$id = psql(q{SELECT retl_resync('resent', send => false)});
+psql(qq{SELECT retl_cancel_run($id); SELECT retl_resume_sync('resent')});
+is(ended($manual, 'resent'), 'succeeded|30|0|1|t', 'a run queued before it sends its change');
+is(sent('/resent'), 61, 'one record');
+
+# The history keeps a sync's latest successful run (what its next runs
+# read), and deletes cancelled runs as it deletes the others.
+psql(q{ALTER SYSTEM SET retl.run_history = '1'; SELECT pg_reload_conf();
+	INSERT INTO broken VALUES (1)});
+my $succeeded = psql(q{SELECT max(id) FROM retl.runs WHERE sync = 'failed' AND status = 'succeeded'});
+like(run_now('failed'), qr/^failed\|/, 'a failed run') for 1 .. 3;
+is(psql(q{SELECT string_agg(status, ',' ORDER BY id) FROM retl.runs WHERE sync = 'failed'}),
+	'succeeded,failed', 'the history keeps the last run and the latest successful one');
+is(psql(qq{SELECT min(id) FROM retl.runs WHERE sync = 'failed'}), $succeeded, 'that one');
+ok($node->poll_query_until('postgres', q{SELECT string_agg(status, ',' ORDER BY id) = 'succeeded' FROM retl.runs
+	WHERE sync = 'cancelled'}), 'the cancelled run of another sync is deleted');
+psql(q{TRUNCATE broken; ALTER SYSTEM RESET retl.run_history; SELECT pg_reload_conf()});
+
+# A mirror's resync removes the keys it had synced that left the result,
+# but not one a dead letter of its addition forgot meanwhile (the
+# destination never had it).
+psql(qq{SELECT retl_create_destination('d_mirror', 'webhook', '$url/mirror', '{"batch_size": 100}');
+	CREATE TABLE m (id int PRIMARY KEY, v text NOT NULL);
+	INSERT INTO m SELECT g, 'v' FROM generate_series(1, 10) g;
+	SELECT retl_create_sync('mirror', 'SELECT id, v FROM m', 'd_mirror', key => '{id}', mode => 'mirror',
+	schedule => 'manual')});
+is(run_now('mirror'), 'succeeded|10|10|0|t', 'a mirror\'s first run');
+psql(q{SELECT retl_pause_sync('mirror'); DELETE FROM m WHERE id IN (1, 2)});
+$id = psql(q{SELECT retl_resync('mirror')});
+psql(q{INSERT INTO retl.snapshot_edits (sync_id, key) SELECT id, '[2]' FROM retl.syncs WHERE name = 'mirror';
+	SELECT retl_resume_sync('mirror')});
+is(ended($id, 'mirror'), 'succeeded|8|8|0|t', 'its resync sends every row');
+is(psql(qq{SELECT removed FROM retl.runs WHERE id = $id}), '1', 'and removes one key');
+is(join(',', map { $_->{key}{id} } grep { $_->{op} eq 'delete' } @{ records_at($r, '/mirror') }), '1',
+	'a delete of key 1, none of key 2');
+
 # A dead letter of an append sync run by diff leaves no edit of a snapshot
 # it does not have (each run sends every row as an event; nothing would
 # ever read the edit).
@@ -122,6 +177,10 @@ is(run_now('events'), 'succeeded|3|3|0|t', 'an append run sends its 3 rows');
 is(psql(q{SELECT dead FROM retl.sync_status WHERE sync = 'events'}), '1', 'one dead-lettered');
 is(psql(q{SELECT count(*) FROM retl.snapshot_edits e JOIN retl.syncs s ON s.id = e.sync_id WHERE s.name = 'events'}),
 	'0', 'and no snapshot edit for it');
+$id = psql(q{SELECT retl_resync('events')});
+is(ended($id, 'events'), 'succeeded|3|3|0|t', 'a resync of it sends its rows again');
+is(psql(q{SELECT count(*) FROM retl.snapshot_edits e JOIN retl.syncs s ON s.id = e.sync_id WHERE s.name = 'events'}),
+	'0', 'and forgets no snapshot');
 
 $node->stop;
 done_testing();
