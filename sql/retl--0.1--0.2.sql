@@ -1217,16 +1217,18 @@ BEGIN
 		RETURNING 1
 	), forgotten AS (
 		/*
-		 * A diff sync's snapshot forgets the keys replayed (a delete's key
-		 * kept as a stale version), as at their dead letter
-		 * (src/queue/outcome.c): their old values are sent again, and the
-		 * next run sends their current state after them.  A run may have
+		 * A diff sync's snapshot keeps the keys replayed as a stale version
+		 * (an insert's, which only an added row sends, forgotten), as at
+		 * their dead letter (src/queue/outcome.c): their old values are
+		 * sent again, and the next run sends their current state after
+		 * them, or removes them (forgotten, a changed key came back as
+		 * added, which an update sync never sends).  A run may have
 		 * sent such a key again since, or be sending it now (a run draws
 		 * its changes' ids before its statement: src/models/run_queue.c):
 		 * the replay's old values would otherwise be the destination's last.
 		 */
 		INSERT INTO retl.snapshot_edits (sync_id, key, hash)
-		SELECT sid, dead.raw_key, CASE WHEN dead.op = 'delete' THEN 0 END
+		SELECT sid, dead.raw_key, CASE WHEN dead.op <> 'insert' THEN 0 END
 		  FROM dead, retl.syncs s WHERE s.id = sid AND s.capture = 'diff' AND s.mode <> 'append'
 	)
 	SELECT pg_catalog.count(*) INTO n FROM queued;
@@ -1234,5 +1236,60 @@ BEGIN
 	INSERT INTO retl.stats_delta (sync_id, delivered, at) VALUES (sid, 0, NULL);
 	PERFORM retl._wake_worker();
 	RETURN n;
+END
+$$;
+
+/*
+ * retl_alter_sync checks the TRIGGER privilege on the table, as
+ * retl_create_sync does: without it, a sync's owner could have retl add a
+ * trigger (or logical capture) to a table after its owner revoked it.
+ */
+CREATE OR REPLACE FUNCTION retl._alter_sync(name text, capture text, caller regrole, caller_path text)
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+	sid integer := retl._own_sync($1, caller);
+	s record;
+BEGIN
+	SELECT y.capture AS cap, y.source_relid AS relid, y.key_attnums AS attnums, y.mode
+	  INTO s FROM retl.syncs y WHERE y.id = sid;
+	IF capture IS NULL OR capture = s.cap THEN
+		RETURN;
+	END IF;
+	IF capture NOT IN ('trigger', 'logical') OR s.cap NOT IN ('trigger', 'logical') THEN
+		RAISE EXCEPTION 'cannot switch sync "%" from % to % capture', $1, s.cap, capture
+			USING ERRCODE = 'invalid_parameter_value',
+				  HINT = 'A realtime table sync switches between trigger and logical capture; create a new sync for a scheduled one.';
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = s.relid) THEN
+		RAISE EXCEPTION 'the source table of sync "%" was dropped', $1
+			USING ERRCODE = 'undefined_table';
+	END IF;
+	/* as at creation: either capture adds a trigger to the table */
+	IF NOT pg_catalog.has_table_privilege(caller, s.relid, 'TRIGGER') THEN
+		RAISE EXCEPTION 'permission denied to capture the changes of table %', s.relid::regclass
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'Realtime capture adds a trigger to the table, which needs the TRIGGER privilege on it.',
+				  HINT = pg_catalog.format('GRANT TRIGGER ON %s TO %s.', s.relid::regclass, caller);
+	END IF;
+	IF capture = 'trigger' AND (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = s.relid) = 'p' THEN
+		RAISE EXCEPTION 'sync "%" reads a partitioned table, which trigger capture does not support', $1
+			USING ERRCODE = 'feature_not_supported',
+				  HINT = 'Keep it on logical capture.';
+	END IF;
+	/* before anything is written: it may create the replication slot */
+	IF capture = 'logical' THEN
+		PERFORM retl._logical_prepare(s.relid, s.attnums, s.mode);
+	END IF;
+	PERFORM retl._start_capture(sid, s.relid, s.attnums, s.mode, capture);
+	IF capture = 'logical' THEN
+		EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS %I ON %s', 'retl_capture_' || sid, s.relid::regclass);
+	ELSE
+		DELETE FROM retl.logical_sources ls WHERE ls.sync_id = sid;
+		/* what was committed under logical capture is still to be staged */
+		UPDATE retl.stream_state st SET drain = true WHERE st.slot = retl._slot_name();
+	END IF;
+	UPDATE retl.syncs y SET capture = $2 WHERE y.id = sid;
+	PERFORM retl._wake_worker();
 END
 $$;

@@ -223,8 +223,8 @@ retl_auth_header(RetlRequest *req, RetlSync *sync)
 	if (type == NULL)
 		return;
 	if (strcmp(type, "bearer") == 0)
-		retl_request_header(req, "Authorization",
-							psprintf("Bearer %s", retl_substitute_secrets(req, retl_jsonb_string(auth, "token"))));
+		retl_request_secret_header(req, "Authorization",
+								   psprintf("Bearer %s", retl_substitute_secrets(req, retl_jsonb_string(auth, "token"))));
 	else if (strcmp(type, "basic") == 0)
 	{
 		char	   *pair = psprintf("%s:%s", retl_substitute_secrets(req, retl_jsonb_string(auth, "username")),
@@ -238,7 +238,7 @@ retl_auth_header(RetlRequest *req, RetlSync *sync)
 		enc[n] = '\0';
 		req->secrets = lappend(req->secrets, MemoryContextStrdup(req->cxt, pair));
 		req->secrets = lappend(req->secrets, MemoryContextStrdup(req->cxt, enc));
-		retl_request_header(req, "Authorization", psprintf("Basic %s", enc));
+		retl_request_secret_header(req, "Authorization", psprintf("Basic %s", enc));
 	}
 	else if (strcmp(type, "header") == 0)
 		retl_request_header(req, retl_jsonb_string(auth, "name"),

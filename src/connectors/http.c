@@ -55,6 +55,7 @@
 #include "connectors/http_compile.h"
 #include "connectors/request.h"
 #include "connectors/webhook.h"
+#include "delivery/netcheck.h"
 #include "sync/ids.h"
 
 static const char *
@@ -221,6 +222,7 @@ retl_http_build(RetlRequest *req, RetlSync *sync, const char *options)
 	EvalWork	w;
 	char	   *path;
 	char	   *body;
+	const char *error;
 	int			n = 1;
 
 	while (n < req->nrecords && template_for(c, req->records[n].op) == t)
@@ -244,6 +246,13 @@ retl_http_build(RetlRequest *req, RetlSync *sync, const char *options)
 				 errmsg("the path of a request of sync \"%s\" has white space: \"%s\"", sync->name, path),
 				 errhint("Encode the values in it with retl_urlencode().")));
 	req->url = psprintf("%s%s", sync->url, path ? path : "");
+	if (!retl_url_same_origin(sync->url, req->url, &error))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the path of a request of sync \"%s\" leads away from its destination's host", sync->name),
+				 error != NULL ? errdetail("The URL does not parse: %s.", error) :
+				 errdetail("With the path, the URL names another host, port, scheme or user than the destination's URL."),
+				 errhint("Start the path with \"/\" (or \"?\"), and encode the values in it with retl_urlencode().")));
 	req->method = t->method;
 	initStringInfo(&req->body);
 	if (t->has_body)
@@ -301,7 +310,12 @@ evaluate_answer(void *arg)
 	bool	   *known_nulls = palloc(sizeof(bool) * req->nrecords);
 	int			dims[1] = {req->nrecords};
 	int			lbs[1] = {1};
-	char	   *text = pnstrdup(req->response.data, req->response.len);
+	/*
+	 * The answer as the sync's expressions see it: redacted, as anything
+	 * kept of an answer (what they remember is a view's, and the owner
+	 * may not read the destination's secrets)
+	 */
+	char	   *text = retl_http_redact(req, pnstrdup(req->response.data, req->response.len));
 	cJSON	   *parsed = cJSON_Parse(text);
 	Oid			save_uid;
 	int			save_sec;

@@ -260,7 +260,7 @@ token_request(RetlSync *sync, cJSON *auth)
 		n = pg_b64_encode(pair, strlen(pair), enc, pg_b64_enc_len(strlen(pair)));
 		enc[n] = '\0';
 		req->secrets = lappend(req->secrets, enc);
-		retl_request_header(req, "Authorization", psprintf("Basic %s", enc));
+		retl_request_secret_header(req, "Authorization", psprintf("Basic %s", enc));
 	}
 	else
 	{
@@ -344,7 +344,7 @@ retl_oauth_header(RetlRequest *req, RetlSync *sync)
 				 errmsg("destination \"%s\" has no OAuth 2.0 access token yet", sync->dest_name)));
 	req->secrets = lappend(req->secrets, MemoryContextStrdup(req->cxt, t->access_token));
 	req->auth_generation = t->generation;
-	retl_request_header(req, "Authorization", psprintf("Bearer %s", t->access_token));
+	retl_request_secret_header(req, "Authorization", psprintf("Bearer %s", t->access_token));
 }
 
 /* Show a token failure on every sync of the destination (outcome transaction). */

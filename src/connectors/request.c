@@ -89,6 +89,19 @@ retl_substitute_secrets(RetlRequest *req, const char *value)
 	return buf.data;
 }
 
+/*
+ * Add a header whose value is a credential ("Bearer <token>"): the whole
+ * value is one for redaction too, not only the token in it (a server may
+ * echo the header encoded, and the base64 of "Bearer <token>" does not
+ * hold the base64 of the token).
+ */
+void
+retl_request_secret_header(RetlRequest *req, const char *name, const char *value)
+{
+	req->secrets = lappend(req->secrets, MemoryContextStrdup(req->cxt, value));
+	retl_request_header(req, name, value);
+}
+
 /* Add "name: value" to the request's headers. */
 void
 retl_request_header(RetlRequest *req, const char *name, const char *value)

@@ -10,6 +10,7 @@
 extern char *retl_secret_lookup(const char *name);
 extern char *retl_secret_value(RetlRequest *req, const char *name);
 extern char *retl_substitute_secrets(RetlRequest *req, const char *value);
+extern void retl_request_secret_header(RetlRequest *req, const char *name, const char *value);
 extern void retl_request_header(RetlRequest *req, const char *name, const char *value);
 extern char *retl_idempotency_key(RetlRequest *req);
 extern void retl_request_headers(RetlRequest *req, RetlSync *sync, const char *content_type);

@@ -221,6 +221,66 @@ retl_url_host(const char *url, const char **error)
 	return result;
 }
 
+/* The parts of a URL that say where it goes, as libcurl reads it */
+static bool
+url_origin(const char *url, char **parts, const char **error)
+{
+	static const CURLUPart which[4] = {CURLUPART_SCHEME, CURLUPART_USER, CURLUPART_HOST, CURLUPART_PORT};
+	CURLU	   *u = curl_url();
+	CURLUcode	rc;
+
+	if (u == NULL)
+	{
+		*error = "out of memory";
+		return false;
+	}
+	rc = curl_url_set(u, CURLUPART_URL, url, 0);
+	for (int i = 0; i < 4 && rc == CURLUE_OK; i++)
+	{
+		char	   *part = NULL;
+
+		rc = curl_url_get(u, which[i], &part, which[i] == CURLUPART_PORT ? CURLU_DEFAULT_PORT : 0);
+		/* (no user: none) */
+		if (rc == CURLUE_NO_USER)
+			rc = CURLUE_OK;
+		parts[i] = part != NULL ? pstrdup(part) : NULL;
+		curl_free(part);
+	}
+	curl_url_cleanup(u);
+	if (rc != CURLUE_OK)
+	{
+		*error = curl_url_strerror(rc);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Does url go where base does (the same scheme, user, host and port, as
+ * libcurl reads them)?  A connector that appends a path of the sync's to
+ * a destination's URL asks: appended to a URL without a path, a path such
+ * as "@host/x" made the destination's host a user name, and the request
+ * (with the destination's credentials) went to the host it named.  False
+ * with *error set when either does not parse.
+ */
+bool
+retl_url_same_origin(const char *base, const char *url, const char **error)
+{
+	char	   *a[4];
+	char	   *b[4];
+
+	*error = NULL;
+	if (!url_origin(base, a, error) || !url_origin(url, b, error))
+		return false;
+	for (int i = 0; i < 4; i++)
+	{
+		if ((a[i] == NULL) != (b[i] == NULL) ||
+			(a[i] != NULL && pg_strcasecmp(a[i], b[i]) != 0))
+			return false;
+	}
+	return true;
+}
+
 /*
  * Why a URL may not be requested, or NULL: its host is not allowed by
  * retl.allowed_hosts, or is an address that is refused.  Host names are

@@ -4,7 +4,7 @@
 # cancelled is carried on by the sync's next runs until one succeeds, and
 # a resync that sends (retl_resync(send => true)) still sends; the history
 # of runs keeps what that needs.  A mirror's resync removes what left the
-# result.  A dead letter or a resync of an append sync run by diff edits
+# result; a replayed dead letter of an update sync is sent again.  A dead letter or a resync of an append sync run by diff edits
 # no snapshot.
 use strict;
 use warnings;
@@ -165,6 +165,27 @@ is(ended($id, 'mirror'), 'succeeded|8|8|0|t', 'its resync sends every row');
 is(psql(qq{SELECT removed FROM retl.runs WHERE id = $id}), '1', 'and removes one key');
 is(join(',', map { $_->{key}{id} } grep { $_->{op} eq 'delete' } @{ records_at($r, '/mirror') }), '1',
 	'a delete of key 1, none of key 2');
+
+# A replayed dead letter of an update sync: the run after it sends the
+# key's current values (kept as a stale version; forgotten, the key came
+# back as added, which an update sync never sends, and the destination
+# kept the replayed old values).
+psql(qq{SELECT retl_create_destination('d_update', 'webhook', '$url/update', '{"batch_size": 100}');
+	CREATE TABLE u (id int PRIMARY KEY, v text NOT NULL);
+	INSERT INTO u VALUES (1, 'a1'), (2, 'b1');
+	SELECT retl_create_sync('upd', 'SELECT id, v FROM u', 'd_update', key => '{id}', mode => 'update',
+	schedule => 'manual')});
+is(run_now('upd'), 'succeeded|2|2|0|t', 'an update sync\'s first run (nothing to update)');
+psql(q{UPDATE u SET v = 'a2' WHERE id = 1});
+$r->control({ status => 400, count => 1, path => '/update' });
+is(run_now('upd'), 'succeeded|2|0|1|t', 'a change, refused');
+psql(q{UPDATE u SET v = 'a3' WHERE id = 1});
+is(run_now('upd'), 'succeeded|2|0|1|t', 'the next run sends it again, newer');
+is(psql(q{SELECT retl_replay('upd')}), '1', 'the dead letter replayed');
+$node->poll_query_until('postgres', q{SELECT pending + in_flight = 0 FROM retl.sync_status WHERE sync = 'upd'});
+is(run_now('upd'), 'succeeded|2|0|1|t', 'the run after the replay sends the key again');
+is(join(',', map { $_->{data}{v} } @{ records_at($r, '/update') }), 'a3,a2,a3',
+	'the destination ends with the current value');
 
 # A dead letter of an append sync run by diff leaves no edit of a snapshot
 # it does not have (each run sends every row as an event; nothing would

@@ -1,0 +1,137 @@
+# What a retl_user may do with a destination it was granted, whose secrets
+# it may not read: an http sync's path cannot move the request (and the
+# destination's credentials) to another host; what its expressions see of
+# an answer, and keep in retl.remembered_ids, is redacted; an answer that
+# echoes the Authorization header built by the "auth" option, base64
+# encoded, is redacted.  retl_alter_sync asks for the TRIGGER privilege as
+# retl_create_sync does, and a TRUNCATE sends only the keys the owner may
+# see when it reads the table by column grants.
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::RealBin/../perl";
+use RetlTest;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use MIME::Base64;
+use Time::HiRes qw(sleep);
+
+my $api = start_receiver();
+my $other = start_receiver();
+my $node = new_retl_node('trust', extra_conf => "retl.poll_interval_ms = 200\n");
+sub psql { return $node->safe_psql('postgres', $_[0]); }
+
+sub drained
+{
+	my ($sync) = @_;
+	return $node->poll_query_until('postgres',
+		"SELECT NOT backfilling AND pending + in_flight = 0 FROM retl.sync_status WHERE sync = '$sync'");
+}
+
+my $secret = 'SECRET-crm-token-0123456789';
+my $pw = 'hunter2-pass-word';
+psql(q{CREATE EXTENSION retl;
+	CREATE ROLE alice NOLOGIN IN ROLE retl_user;
+	CREATE TABLE t (id int PRIMARY KEY, v text);
+	INSERT INTO t VALUES (1, 'one');
+	GRANT SELECT, TRIGGER ON t TO alice;});
+psql("SET log_statement = 'none'; SELECT retl_set_secret('crm_token', '$secret'); SELECT retl_set_secret('pw', '$pw');");
+# an API's base URL, without a path
+my $base = 'http://127.0.0.1:' . $api->port;
+psql(qq{SELECT retl_create_destination('crm', 'http', '$base',
+		'{"auth": {"type": "bearer", "token": "{{secret:crm_token}}"}}');
+	SELECT retl_create_destination('echo', 'http', '} . $api->url('/echo') . q{',
+		'{"auth": {"type": "bearer", "token": "{{secret:crm_token}}"}}');
+	SELECT retl_grant_destination('crm', 'alice');
+	SELECT retl_grant_destination('echo', 'alice');});
+my ($ret, $out, $err) = $node->psql('postgres', q{SET ROLE alice; SELECT value FROM retl.secrets});
+like($err, qr/permission denied/, 'alice may not read retl.secrets');
+
+# A path that would make the destination's host a user name ("@host/x")
+# leads nowhere: the sync fails, nothing reaches the other host.
+my $other_port = $other->port;
+psql(qq{SET ROLE alice;
+	SELECT retl_create_sync('away', 't', 'crm', options => \$\${
+	  "request": {"method": "PUT", "path": "'\@127.0.0.1:$other_port/stolen'"}}\$\$);});
+ok($node->poll_query_until('postgres', q{SELECT last_error LIKE '%leads away from its destination''s host%'
+	FROM retl.sync_status WHERE sync = 'away'}), 'a path leading to another host fails the sync');
+sleep 1;
+is(scalar @{ $other->requests }, 0, 'nothing reached the other host');
+is(scalar(grep { $_->{path} =~ /stolen/ } @{ $api->requests }), 0, 'nor the destination');
+psql(q{SELECT retl_drop_sync('away')});
+# a path that starts with / goes to the destination, as before
+psql(q{SET ROLE alice;
+	SELECT retl_create_sync('onward', 't', 'crm', options => $${
+	  "request": {"method": "PUT", "path": "format('/users/%s', retl_urlencode(key->>'id'))"}}$$);});
+ok(wait_for(sub { grep { $_->{path} eq '/users/1' } @{ $api->requests(ok => 1) } }, 30),
+	'a path starting with / reaches the destination');
+psql(q{SELECT retl_drop_sync('onward')});
+
+# What a sync's expressions see of an answer (and remember) is redacted.
+$api->control({ path => '/echo', status => 200, echo => 'raw', count => -1 });
+psql(q{SET ROLE alice;
+	SELECT retl_create_sync('rem', 't', 'echo', options => '{"remember": "response_text"}');});
+ok($node->poll_query_until('postgres', q{SELECT count(*) > 0 FROM retl.remembered_ids WHERE sync = 'rem'}),
+	'an id was remembered from an answer echoing the Authorization header');
+my $seen = psql(q{SET ROLE alice; SELECT string_agg(id, ',') FROM retl.remembered_ids WHERE sync = 'rem'});
+unlike($seen, qr/\Q$secret\E/, 'the secret is not in retl.remembered_ids');
+like($seen, qr/\[redacted\]/, 'it was redacted');
+psql(q{SELECT retl_drop_sync('rem')});
+
+# An answer echoing the Authorization header base64 encoded, as the
+# "headers" option or the "auth" option (bearer, basic) built it.
+psql(q{SELECT retl_create_destination('hdr', 'webhook', '} . $api->url('/hdr') . q{',
+		'{"headers": {"Authorization": "Bearer {{secret:crm_token}}"}}');
+	SELECT retl_create_destination('bearer', 'webhook', '} . $api->url('/bearer') . q{',
+		'{"auth": {"type": "bearer", "token": "{{secret:crm_token}}"}}');
+	SELECT retl_create_destination('basic', 'webhook', '} . $api->url('/basic') . q{',
+		'{"auth": {"type": "basic", "username": "me", "password": "{{secret:pw}}"}}');});
+$api->control(map { { path => "/$_", status => 400, echo => 'base64', count => -1 } } qw(hdr bearer basic));
+psql(q{SELECT retl_create_sync('hdr', 't', 'hdr'); SELECT retl_create_sync('bearer', 't', 'bearer');
+	SELECT retl_create_sync('basic', 't', 'basic');});
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 3 FROM retl.dead_letters WHERE sync IN ('hdr', 'bearer', 'basic')}),
+	'three dead letters');
+my %leak = (
+	hdr => encode_base64("Bearer $secret", ''),
+	bearer => encode_base64("Bearer $secret", ''),
+	basic => encode_base64('Basic ' . encode_base64("me:$pw", ''), ''));
+for my $s (qw(hdr bearer basic))
+{
+	my $e = psql(qq{SELECT response_excerpt FROM retl.dead_letters WHERE sync = '$s'});
+	unlike($e, qr/\Q$leak{$s}\E/, "$s: the base64 of the Authorization header is redacted");
+	like($e, qr/\[redacted\]/, "$s: shown redacted");
+}
+
+# retl_alter_sync asks for the TRIGGER privilege, as creation does.
+psql(q{CREATE ROLE bob NOLOGIN; CREATE TABLE b (id int PRIMARY KEY); ALTER TABLE b OWNER TO bob;
+	GRANT SELECT, TRIGGER ON b TO alice;
+	SELECT retl_create_destination('d', 'webhook', '} . $api->url('/alice') . q{');
+	SELECT retl_grant_destination('d', 'alice');
+	SET ROLE alice; SELECT retl_create_sync('al', 'b', 'd');});
+psql(q{REVOKE TRIGGER ON b FROM alice});
+($ret, $out, $err) = $node->psql('postgres', q{SET ROLE alice; SELECT retl_alter_sync('al', capture => 'logical')});
+like($err, qr/permission denied to capture the changes of table (public\.)?b\b/,
+	'retl_alter_sync refused without the TRIGGER privilege');
+is(psql(q{SELECT capture FROM retl.syncs WHERE name = 'al'}), 'trigger', 'the sync is as it was');
+
+# TRUNCATE: an owner that reads the table by a grant of each column, under
+# row-level security, sends the deletes of the rows it may see only.
+psql(q{CREATE ROLE carol NOLOGIN IN ROLE retl_user;
+	CREATE TABLE u (id int PRIMARY KEY, tenant text NOT NULL);
+	INSERT INTO u VALUES (1, 'a'), (2, 'b');
+	ALTER TABLE u ENABLE ROW LEVEL SECURITY;
+	CREATE POLICY tenant_a ON u FOR SELECT TO carol USING (tenant = 'a');
+	GRANT SELECT (id, tenant) ON u TO carol;
+	SELECT retl_create_destination('du', 'webhook', '} . $api->url('/as_carol') . q{');
+	SELECT retl_grant_destination('du', 'carol');
+	SELECT retl_create_sync(name => 'as_carol', source => 'u', destination => 'du', options => '{"owner": "carol"}');});
+ok(drained('as_carol'), 'carol: backfill delivered');
+psql(q{TRUNCATE u});
+ok(drained('as_carol'), 'carol: the TRUNCATE delivered');
+my @sent = map { "$_->{op}:$_->{key}{id}" } map { @{ $_->{body}{records} } }
+  grep { $_->{path} eq '/as_carol' } @{ $api->requests(ok => 1) };
+is(join(' ', @sent), 'upsert:1 delete:1', 'the row carol sees, and its delete; none of the other');
+
+$node->stop;
+done_testing();
