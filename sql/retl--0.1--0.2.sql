@@ -916,7 +916,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
 	r record;
 BEGIN
-	SELECT rs.status, s.name INTO r
+	SELECT rs.status, s.owner INTO r
 	  FROM retl.run_store rs JOIN retl.syncs s ON s.id OPERATOR(pg_catalog.=) rs.sync_id
 	 WHERE rs.id OPERATOR(pg_catalog.=) run;
 	IF NOT FOUND THEN
@@ -924,7 +924,12 @@ BEGIN
 			USING ERRCODE = 'undefined_object',
 				  HINT = 'retl.runs lists the runs.';
 	END IF;
-	PERFORM retl._own_sync(r.name, caller);
+	/* (not by its sync's name, nor its owner's, which the caller may not know) */
+	IF NOT (pg_catalog.pg_has_role(caller, r.owner, 'MEMBER') OR retl._is_admin(caller)) THEN
+		RAISE EXCEPTION 'permission denied for run %', run
+			USING ERRCODE = 'insufficient_privilege',
+				  DETAIL = 'Only members of its sync''s owner, and of retl_admin, may cancel it.';
+	END IF;
 	IF r.status OPERATOR(pg_catalog.=) 'queued' THEN
 		UPDATE retl.run_store SET status = 'cancelled', finished_at = pg_catalog.now(),
 			   error = 'cancelled by retl_cancel_run before it started'
@@ -1217,18 +1222,20 @@ BEGIN
 		RETURNING 1
 	), forgotten AS (
 		/*
-		 * A diff sync's snapshot keeps the keys replayed as a stale version
-		 * (an insert's, which only an added row sends, forgotten), as at
-		 * their dead letter (src/queue/outcome.c): their old values are
-		 * sent again, and the next run sends their current state after
-		 * them, or removes them (forgotten, a changed key came back as
-		 * added, which an update sync never sends).  A run may have
+		 * A diff sync's snapshot keeps the keys replayed as a stale
+		 * version: their old values are sent again, and the next run sends
+		 * their current state after them (a change, not an addition: an
+		 * insert sync does not send it twice), or removes them.  Forgotten,
+		 * a changed key came back as added, which an update sync never
+		 * sends.  (A dead letter of an added key forgets it,
+		 * src/queue/outcome.c: it never reached the destination; replayed,
+		 * it does.)  A run may have
 		 * sent such a key again since, or be sending it now (a run draws
 		 * its changes' ids before its statement: src/models/run_queue.c):
 		 * the replay's old values would otherwise be the destination's last.
 		 */
 		INSERT INTO retl.snapshot_edits (sync_id, key, hash)
-		SELECT sid, dead.raw_key, CASE WHEN dead.op <> 'insert' THEN 0 END
+		SELECT sid, dead.raw_key, 0
 		  FROM dead, retl.syncs s WHERE s.id = sid AND s.capture = 'diff' AND s.mode <> 'append'
 	)
 	SELECT pg_catalog.count(*) INTO n FROM queued;

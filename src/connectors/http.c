@@ -81,6 +81,71 @@ typedef struct EvalWork
 	TupleDesc	desc;
 } EvalWork;
 
+/* Is a path's segment (len bytes) "." or "..", percent-encoded or not? */
+static bool
+dot_segment(const char *s, int len)
+{
+	int			dots = 0;
+	int			i = 0;
+
+	while (i < len)
+	{
+		if (s[i] == '.')
+			i++;
+		else if (len - i >= 3 && s[i] == '%' && s[i + 1] == '2' && (s[i + 2] == 'e' || s[i + 2] == 'E'))
+			i += 3;
+		else
+			return false;
+		dots++;
+	}
+	return dots == 1 || dots == 2;
+}
+
+/*
+ * A request's path, appended to the destination's URL, must stay under it:
+ * the same scheme, user, host and port (appended to a URL without a path,
+ * "@host/x" made the destination's host a user name, and the request went
+ * with the destination's credentials to the host it named), and no "." or
+ * ".." segment (libcurl resolves them: "/../other" left the URL's own
+ * path).  A data exception: it fails the records that made it alone.
+ */
+static void
+check_path(RetlSync *sync, const char *path)
+{
+	const char *error = NULL;
+	const char *p = path;
+
+	if (path == NULL)
+		return;
+	if (strpbrk(path, " \t\r\n") != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the path of a request of sync \"%s\" has white space: \"%s\"", sync->name, path),
+				 errhint("Encode the values in it with retl_urlencode().")));
+	while (*p != '\0' && *p != '?' && *p != '#')
+	{
+		int			len = strcspn(p, "/?#");
+
+		if (dot_segment(p, len))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("the path of a request of sync \"%s\" has a \".\" or \"..\" segment: \"%s\"",
+							sync->name, path),
+					 errdetail("A path goes under its destination's URL."),
+					 errhint("Encode the values in it with retl_urlencode().")));
+		p += len;
+		if (*p == '/')
+			p++;
+	}
+	if (!retl_url_same_origin(sync->url, psprintf("%s%s", sync->url, path), &error))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the path of a request of sync \"%s\" leads away from its destination's host", sync->name),
+				 error != NULL ? errdetail("The URL does not parse: %s.", error) :
+				 errdetail("With the path, the URL names another host, port, scheme or user than the destination's URL."),
+				 errhint("Start the path with \"/\" (or \"?\"), and encode the values in it with retl_urlencode().")));
+}
+
 /* Evaluate a template over records [from, from + n), as the sync's owner. */
 static void
 evaluate(void *arg)
@@ -144,6 +209,7 @@ evaluate(void *arg)
 	MemoryContextSwitchTo(cxt);
 	w->row = SPI_copytuple(SPI_tuptable->vals[0]);
 	w->desc = CreateTupleDescCopy(SPI_tuptable->tupdesc);
+	check_path(w->sync, SPI_getvalue(w->row, w->desc, 1));
 }
 
 /* An error about a record's data (it fails that record alone). */
@@ -222,7 +288,6 @@ retl_http_build(RetlRequest *req, RetlSync *sync, const char *options)
 	EvalWork	w;
 	char	   *path;
 	char	   *body;
-	const char *error;
 	int			n = 1;
 
 	while (n < req->nrecords && template_for(c, req->records[n].op) == t)
@@ -240,19 +305,8 @@ retl_http_build(RetlRequest *req, RetlSync *sync, const char *options)
 	}
 	path = column(&w, 1);
 	body = column(&w, 2);
-	if (path != NULL && strpbrk(path, " \t\r\n") != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("the path of a request of sync \"%s\" has white space: \"%s\"", sync->name, path),
-				 errhint("Encode the values in it with retl_urlencode().")));
+	/* (checked as it was evaluated) */
 	req->url = psprintf("%s%s", sync->url, path ? path : "");
-	if (!retl_url_same_origin(sync->url, req->url, &error))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("the path of a request of sync \"%s\" leads away from its destination's host", sync->name),
-				 error != NULL ? errdetail("The URL does not parse: %s.", error) :
-				 errdetail("With the path, the URL names another host, port, scheme or user than the destination's URL."),
-				 errhint("Start the path with \"/\" (or \"?\"), and encode the values in it with retl_urlencode().")));
 	req->method = t->method;
 	initStringInfo(&req->body);
 	if (t->has_body)
@@ -310,12 +364,7 @@ evaluate_answer(void *arg)
 	bool	   *known_nulls = palloc(sizeof(bool) * req->nrecords);
 	int			dims[1] = {req->nrecords};
 	int			lbs[1] = {1};
-	/*
-	 * The answer as the sync's expressions see it: redacted, as anything
-	 * kept of an answer (what they remember is a view's, and the owner
-	 * may not read the destination's secrets)
-	 */
-	char	   *text = retl_http_redact(req, pnstrdup(req->response.data, req->response.len));
+	char	   *text = pnstrdup(req->response.data, req->response.len);
 	cJSON	   *parsed = cJSON_Parse(text);
 	Oid			save_uid;
 	int			save_sec;
@@ -358,8 +407,12 @@ evaluate_answer(void *arg)
 
 		w->success[i] = ok && !isnull;
 		(void) SPI_getbinval(row, SPI_tuptable->tupdesc, 2, &isnull);
+		/*
+		 * (redacted: retl.remembered_ids shows it, and the owner may not
+		 * read the destination's secrets, which an answer may echo)
+		 */
 		w->remember[i] = isnull ? NULL :
-			MemoryContextStrdup(req->cxt, SPI_getvalue(row, SPI_tuptable->tupdesc, 2));
+			MemoryContextStrdup(req->cxt, retl_http_redact(req, SPI_getvalue(row, SPI_tuptable->tupdesc, 2)));
 	}
 }
 
@@ -384,8 +437,9 @@ retl_http_answer(RetlRequest *req, RetlSync *sync, const char *options)
 	edata = retl_in_subtransaction(evaluate_answer, &w);
 	if (edata != NULL)
 	{
-		char	   *message = psprintf("the success rule of sync \"%s\" failed: %s", sync->name,
-									   edata->message);
+		/* (redacted: an expression's error may quote the answer) */
+		char	   *message = retl_http_redact(req, psprintf("the success rule of sync \"%s\" failed: %s",
+													 sync->name, edata->message));
 
 		FreeErrorData(edata);
 		for (int i = 0; i < req->nrecords; i++)

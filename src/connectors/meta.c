@@ -478,8 +478,17 @@ meta_read_answer(RetlRequest *req, RetlSync *sync)
 			continue;
 		if (cJSON_IsNumber(invalid) && invalid->valueint > named)
 		{
-			/* Meta counted invalid entries it did not name: send them again */
-			r->outcome = RETL_OUTCOME_RETRY;
+			/*
+			 * Meta counted invalid entries it did not name (it names a
+			 * sample of them): send the others again.  While each answer
+			 * names some, which leave the batch, at once and not counted
+			 * as an attempt (counted, the valid people of a batch with
+			 * more invalid ones than max_attempts samples were
+			 * dead-lettered though Meta had them); an answer naming none,
+			 * or a removal's (its kept row is forgotten at a step), as a
+			 * retry.
+			 */
+			r->outcome = named > 0 && !removing ? RETL_OUTCOME_AGAIN : RETL_OUTCOME_RETRY;
 			r->message = MemoryContextStrdup(req->cxt,
 											 psprintf("Meta counted %d invalid entries in the request and named %d: the others are sent again",
 													  invalid->valueint, named));

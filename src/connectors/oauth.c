@@ -484,8 +484,11 @@ retl_oauth_answer(RetlRequest *req)
 
 /*
  * An API answered 401 to a request sent with a token: renew it, once.
- * True when the request's records are to be retried with a new token;
- * false when the token was already one got after a 401.
+ * True when the request's records are to be retried with a new token
+ * (this 401 asks for one, or an earlier 401 of the same token did and the
+ * new one is not there yet: every request in flight with an expired
+ * session is answered 401); false when the token was already one got
+ * after a 401.
  */
 bool
 retl_oauth_unauthorized(RetlRequest *req)
@@ -501,7 +504,7 @@ retl_oauth_unauthorized(RetlRequest *req)
 		if (t->generation != req->auth_generation)
 			return true;		/* an older token: a newer one is there */
 		if (t->after_401)
-			return false;
+			return t->access_token == NULL;
 		if (t->access_token)
 			pfree(t->access_token);
 		t->access_token = NULL;

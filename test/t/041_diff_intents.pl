@@ -94,9 +94,9 @@ is(run_now('failed'), 'succeeded|30|0|0|t', 'and the one after finds nothing cha
 is(sent('/failed'), 1, 'nothing more was sent');
 
 # A resync that sends, asked after a failed one that did not: it sends.
-psql(q{SELECT retl_create_sync('resent', 'SELECT id, v, one FROM people_q', 'd_resent', key => '{id}',
+psql(q{INSERT INTO broken VALUES (1);
+	SELECT retl_create_sync('resent', 'SELECT id, v, one FROM people_q', 'd_resent', key => '{id}',
 	schedule => 'manual', options => '{"backfill": false}')});
-psql(q{INSERT INTO broken VALUES (1)});
 like(first_run('resent'), qr/^failed\|/, 'a first run without backfill fails');
 psql(q{TRUNCATE broken});
 $id = psql(q{SELECT retl_resync('resent')});
@@ -186,6 +186,24 @@ $node->poll_query_until('postgres', q{SELECT pending + in_flight = 0 FROM retl.s
 is(run_now('upd'), 'succeeded|2|0|1|t', 'the run after the replay sends the key again');
 is(join(',', map { $_->{data}{v} } @{ records_at($r, '/update') }), 'a3,a2,a3',
 	'the destination ends with the current value');
+
+# A replayed dead letter of an insert sync is not inserted a third time:
+# its dead letter forgot the key (it never reached the destination), the
+# next run added it again, the replay sent it again, and the run after it
+# finds it sent.
+psql(qq{SELECT retl_create_destination('d_insert', 'webhook', '$url/insert', '{"batch_size": 1}');
+	CREATE TABLE ins (id int PRIMARY KEY, v text NOT NULL);
+	INSERT INTO ins SELECT g, 'w' || g FROM generate_series(1, 3) g;
+	SELECT retl_create_sync('ins', 'SELECT id, v FROM ins', 'd_insert', key => '{id}', mode => 'insert',
+	schedule => 'manual')});
+$r->control({ status => 400, count => 1, path => '/insert', match => 'w3' });
+is(run_now('ins'), 'succeeded|3|3|0|t', 'an insert sync\'s first run: one refused');
+is(run_now('ins'), 'succeeded|3|1|0|t', 'the next run adds the refused key again');
+is(psql(q{SELECT retl_replay('ins')}), '1', 'its dead letter replayed');
+$node->poll_query_until('postgres', q{SELECT pending + in_flight = 0 FROM retl.sync_status WHERE sync = 'ins'});
+is(run_now('ins'), 'succeeded|3|0|1|t', 'the run after the replay adds nothing (a stale version: changed)');
+is(join(',', sort map { $_->{key}{id} } @{ records_at($r, '/insert') }), '1,2,3,3',
+	'key 3 inserted twice (the run\'s and the replay\'s), not three times');
 
 # A dead letter of an append sync run by diff leaves no edit of a snapshot
 # it does not have (each run sends every row as an event; nothing would

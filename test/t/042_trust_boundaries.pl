@@ -5,7 +5,8 @@
 # echoes the Authorization header built by the "auth" option, base64
 # encoded, is redacted.  retl_alter_sync asks for the TRIGGER privilege as
 # retl_create_sync does, and a TRUNCATE sends only the keys the owner may
-# see when it reads the table by column grants.
+# see when it reads the table by column grants.  retl_cancel_run of
+# another's run does not tell its sync's name.
 use strict;
 use warnings;
 
@@ -49,17 +50,33 @@ my ($ret, $out, $err) = $node->psql('postgres', q{SET ROLE alice; SELECT value F
 like($err, qr/permission denied/, 'alice may not read retl.secrets');
 
 # A path that would make the destination's host a user name ("@host/x")
-# leads nowhere: the sync fails, nothing reaches the other host.
+# leads nowhere: its record is dead-lettered, nothing reaches the other
+# host; the other records of the sync are sent.
 my $other_port = $other->port;
-psql(qq{SET ROLE alice;
+psql(qq{INSERT INTO t VALUES (2, 'two');
+	SET ROLE alice;
 	SELECT retl_create_sync('away', 't', 'crm', options => \$\${
-	  "request": {"method": "PUT", "path": "'\@127.0.0.1:$other_port/stolen'"}}\$\$);});
+	  "request": {"method": "PUT", "path": "CASE WHEN key->>'id' = '1' THEN '\@127.0.0.1:$other_port/stolen' ELSE '/users/' || (key->>'id') END"}}\$\$);});
 ok($node->poll_query_until('postgres', q{SELECT last_error LIKE '%leads away from its destination''s host%'
-	FROM retl.sync_status WHERE sync = 'away'}), 'a path leading to another host fails the sync');
-sleep 1;
+	FROM retl.dead_letters WHERE sync = 'away'}), 'a path leading to another host dead-letters its record');
+ok(wait_for(sub { grep { $_->{path} eq '/users/2' } @{ $api->requests(ok => 1) } }, 30), 'the other record is sent');
 is(scalar @{ $other->requests }, 0, 'nothing reached the other host');
 is(scalar(grep { $_->{path} =~ /stolen/ } @{ $api->requests }), 0, 'nor the destination');
-psql(q{SELECT retl_drop_sync('away')});
+psql(q{SELECT retl_drop_sync('away'); DELETE FROM t WHERE id = 2});
+# Nor may a path leave the destination URL's own path by dot segments.
+psql(q{SELECT retl_create_destination('acct', 'http', '} . $api->url('/v2/accounts/123') . q{',
+		'{"auth": {"type": "bearer", "token": "{{secret:crm_token}}"}}');
+	SELECT retl_grant_destination('acct', 'alice');
+	SET ROLE alice;
+	SELECT retl_create_sync('dots', 't', 'acct', options => $${
+	  "request": {"method": "PUT", "path": "'/../456/export'"}}$$);
+	SELECT retl_create_sync('dots2', 't', 'acct', options => $${
+	  "request": {"method": "PUT", "path": "'/%2E%2e/456/export'"}}$$);});
+ok($node->poll_query_until('postgres', q{SELECT count(*) = 2 FROM retl.dead_letters
+	WHERE sync IN ('dots', 'dots2') AND last_error LIKE '%has a "." or ".." segment%'}),
+	'a path with a dot segment, plain or encoded, dead-letters its record');
+is(scalar(grep { $_->{path} =~ /456/ } @{ $api->requests }), 0, 'nothing left the destination\'s path');
+psql(q{SELECT retl_drop_sync('dots'); SELECT retl_drop_sync('dots2')});
 # a path that starts with / goes to the destination, as before
 psql(q{SET ROLE alice;
 	SELECT retl_create_sync('onward', 't', 'crm', options => $${
@@ -78,6 +95,20 @@ my $seen = psql(q{SET ROLE alice; SELECT string_agg(id, ',') FROM retl.remembere
 unlike($seen, qr/\Q$secret\E/, 'the secret is not in retl.remembered_ids');
 like($seen, qr/\[redacted\]/, 'it was redacted');
 psql(q{SELECT retl_drop_sync('rem')});
+# An answer holding a secret's value as a number stays JSON for the
+# expressions (they see the answer itself; what they keep is redacted).
+psql(q{SELECT retl_set_secret('acct_no', '48213');
+	SELECT retl_create_destination('acct_api', 'http', '} . $api->url('/acct') . q{',
+		'{"headers": {"X-Account": "{{secret:acct_no}}"}}');
+	SELECT retl_grant_destination('acct_api', 'alice');});
+$api->control({ path => '/acct', status => 200, body => '{"account":48213,"id":"c_9","ok":true}', count => -1 });
+psql(q{SET ROLE alice;
+	SELECT retl_create_sync('acct', 't', 'acct_api', options => $${"success": "response->>'ok' = 'true'",
+	  "remember": "response->>'id'"}$$);});
+ok($node->poll_query_until('postgres', q{SELECT id = 'c_9' FROM retl.remembered_ids WHERE sync = 'acct'}),
+	'the success rule and remember read the JSON answer');
+is(psql(q{SELECT dead FROM retl.sync_status WHERE sync = 'acct'}), '0', 'nothing dead-lettered');
+psql(q{SELECT retl_drop_sync('acct')});
 
 # An answer echoing the Authorization header base64 encoded, as the
 # "headers" option or the "auth" option (bearer, basic) built it.
@@ -132,6 +163,15 @@ ok(drained('as_carol'), 'carol: the TRUNCATE delivered');
 my @sent = map { "$_->{op}:$_->{key}{id}" } map { @{ $_->{body}{records} } }
   grep { $_->{path} eq '/as_carol' } @{ $api->requests(ok => 1) };
 is(join(' ', @sent), 'upsert:1 delete:1', 'the row carol sees, and its delete; none of the other');
+
+# retl_cancel_run of another role's run names neither its sync nor owner.
+psql(q{SELECT retl_create_destination('d_admin', 'webhook', '} . $api->url('/admin') . q{');
+	SELECT retl_create_sync('secret_project_x', 'SELECT id FROM t', 'd_admin', key => '{id}', schedule => 'manual')});
+my $run = psql(q{SELECT retl_run_sync('secret_project_x')});
+($ret, $out, $err) = $node->psql('postgres', "SET ROLE alice; SELECT retl_cancel_run($run)");
+like($err, qr/permission denied for run $run/, 'another role\'s run: permission denied');
+my $admin = psql(q{SELECT current_user});
+unlike($err, qr/secret_project_x|\Q$admin\E/, 'without its sync\'s name or its owner');
 
 $node->stop;
 done_testing();
