@@ -310,9 +310,8 @@ retl_key_changed(int nkeys, const AttrNumber *attnums, HeapTuple oldtup, HeapTup
  * The role a TRUNCATE's keys must be read as: the sync's owner when
  * row-level security narrows its view of the table (the rows it may not
  * see were never sent, so neither are their deletes), else InvalidOid: all
- * keys.  An owner that may not read the table at all (neither it nor each
- * of its columns, as owner.c asks) gets every key queued; its sync sends
- * nothing until it may.
+ * keys.  An owner that may not read the table at all (retl_role_may_read)
+ * gets every key queued; its sync sends nothing until it may.
  */
 static Oid
 truncate_reader(int sync_id, Relation rel)
@@ -329,10 +328,8 @@ truncate_reader(int sync_id, Relation rel)
 							  1, types, values, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		return InvalidOid;
 	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	/* (it may read the table by a grant of it, or of each of its columns) */
 	if (check_enable_rls(RelationGetRelid(rel), owner, true) != RLS_ENABLED ||
-		(pg_class_aclcheck(RelationGetRelid(rel), owner, ACL_SELECT) != ACLCHECK_OK &&
-		 pg_attribute_aclcheck_all(RelationGetRelid(rel), owner, ACL_SELECT, ACLMASK_ALL) != ACLCHECK_OK))
+		!retl_role_may_read(RelationGetRelid(rel), owner))
 		return InvalidOid;
 	return owner;
 }

@@ -30,14 +30,22 @@ owner_name(RetlSync *sync)
 	return name ? name : psprintf("%u (a dropped role)", sync->owner);
 }
 
+/*
+ * May a role read a table?  A grant of the table, or of each of its
+ * columns (column privileges on every column do as well).
+ */
+bool
+retl_role_may_read(Oid relid, Oid role)
+{
+	return pg_class_aclcheck(relid, role, ACL_SELECT) == ACLCHECK_OK ||
+		pg_attribute_aclcheck_all(relid, role, ACL_SELECT, ACLMASK_ALL) == ACLCHECK_OK;
+}
+
 /* The owner may read the source table, or the sync fails: nothing is sent. */
 static void
 check_read(RetlSync *sync)
 {
-	if (pg_class_aclcheck(sync->relid, sync->owner, ACL_SELECT) == ACLCHECK_OK)
-		return;
-	/* column privileges on every column of the table do as well */
-	if (pg_attribute_aclcheck_all(sync->relid, sync->owner, ACL_SELECT, ACLMASK_ALL) == ACLCHECK_OK)
+	if (retl_role_may_read(sync->relid, sync->owner))
 		return;
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),

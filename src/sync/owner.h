@@ -6,6 +6,7 @@
 
 #include "sync/sync.h"
 
+extern bool retl_role_may_read(Oid relid, Oid role);
 extern void retl_owner_check_send(RetlSync *sync);
 extern bool retl_owner_rls(RetlSync *sync);
 extern void retl_owner_temp_table(Oid owner, const char *name, const char *columns);
