@@ -75,9 +75,11 @@ is(sent('/failed'), 1, 'one record: the change');
 
 # The same first run cancelled before it started (in the transaction that
 # created the sync).
-psql(q{SELECT retl_create_sync('cancelled', 'SELECT id, v FROM people', 'd_cancelled', key => '{id}',
+psql(q{BEGIN;
+	SELECT retl_create_sync('cancelled', 'SELECT id, v FROM people', 'd_cancelled', key => '{id}',
 	schedule => 'manual', options => '{"backfill": false}');
-	SELECT retl_cancel_run(id) FROM retl.runs WHERE sync = 'cancelled'});
+	SELECT retl_cancel_run(id) FROM retl.runs WHERE sync = 'cancelled';
+	COMMIT;});
 is(psql(q{SELECT why, status, send FROM retl.runs WHERE sync = 'cancelled'}), 'resync|cancelled|f',
 	'the first run was cancelled');
 is(run_now('cancelled'), 'succeeded|30|30|0|f', 'a run after it records without sending');
