@@ -260,7 +260,8 @@ build_removal(RetlRequest *req, RetlSync *sync, const char *list)
 
 		if (r->known_id == NULL)
 		{
-			retl_record_unsent(req, r, "Klaviyo gave no profile id for this member (it was never added to the list by this sync): nothing to remove");
+			/* never added to the list by this sync: nothing to remove */
+			r->nothing_to_send = true;
 			continue;
 		}
 		ref = cJSON_CreateObject();

@@ -20,7 +20,8 @@
  * sees the URL of every request (each redirect hop too) and the address of
  * the connection it goes over, reused or not.  No proxy from the
  * environment is used.  A response body longer than
- * retl.max_response_size fails the request.
+ * retl.max_response_size (or twice the request and 4 kB a record, when
+ * that is more: response_limit) fails the request.
  *
  * libcurl allocates with malloc: every header list is freed in
  * retl_http_free(); the easy handle is kept, reset, for a later request
@@ -95,6 +96,24 @@ timer_cb(CURLM *m, long timeout_ms, void *userp)
 	return 0;
 }
 
+/*
+ * The longest answer a request reads: retl.max_response_size, or, for a
+ * request that carries more, twice its body and 4 kB a record.  Answers
+ * that echo the records they were sent (HubSpot's batch upserts return
+ * each object with its properties) fit whatever a batch holds, and the
+ * memory an answer takes stays bounded by what the worker sends.
+ */
+static size_t
+response_limit(RetlRequest *req)
+{
+	size_t		limit = (size_t) retl_max_response_kb * 1024;
+	size_t		echo = 0;
+
+	if (req->body.data != NULL)
+		echo = (size_t) req->body.len * 2 + (size_t) Max(req->nrecords, 0) * 4096;
+	return Max(limit, echo);
+}
+
 static size_t
 write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
@@ -103,11 +122,16 @@ write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 	size_t		room = req->capture - req->response.len;
 
 	req->response_bytes += len;
-	if (req->response_bytes > (size_t) retl_max_response_kb * 1024)
+	if (req->response_bytes > req->response_limit)
 	{
-		snprintf(req->refused, sizeof(req->refused),
-				 "the response is longer than retl.max_response_size (%d kB)",
-				 retl_max_response_kb);
+		if (req->response_limit == (size_t) retl_max_response_kb * 1024)
+			snprintf(req->refused, sizeof(req->refused),
+					 "the response is longer than retl.max_response_size (%d kB)",
+					 retl_max_response_kb);
+		else
+			snprintf(req->refused, sizeof(req->refused),
+					 "the response is longer than %zu kB (twice the request and 4 kB a record, above retl.max_response_size)",
+					 req->response_limit / 1024);
 		return 0;				/* libcurl ends the transfer */
 	}
 	/*
@@ -499,13 +523,14 @@ retl_http_start(RetlRequest *req)
 	req->errbuf[0] = '\0';
 	req->refused[0] = '\0';
 	req->response_bytes = 0;
+	req->response_limit = response_limit(req);
 	old = MemoryContextSwitchTo(req->cxt);
 	initStringInfo(&req->response);
 	/* read past the excerpt, so that a secret across its end is redacted whole */
 	req->capture = Min(retl_redact_room(req->secrets, RETL_RESPONSE_EXCERPT), 1024 * 1024);
 	if (req->keep_response)
 		/* (whole, up to what one allocation holds: write_cb) */
-		req->capture = (int) Min((Size) retl_max_response_kb * 1024, MaxAllocSize - 1);
+		req->capture = (int) Min((Size) req->response_limit, MaxAllocSize - 1);
 	MemoryContextSwitchTo(old);
 
 	EASY_SETOPT(easy, CURLOPT_URL, req->url);

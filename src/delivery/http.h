@@ -130,7 +130,8 @@ typedef struct RetlRequest
 	bool		renew_token;	/* the answer's body refused the OAuth token */
 	long		pause_ms;		/* the answer's body asks the destination to
 								 * wait this long (0: no) */
-	size_t		response_bytes; /* read so far, up to retl.max_response_size */
+	size_t		response_bytes; /* read so far, up to response_limit */
+	size_t		response_limit; /* the longest answer read (write_cb) */
 	struct curl_slist *resolve; /* retl.test_resolve entries */
 	char		refused[CURL_ERROR_SIZE];	/* why retl refused a connection */
 } RetlRequest;

@@ -57,6 +57,10 @@ ok(drained('people'), 'changes drained');
 is($hs->get->{objects}{contacts}{$id7}{firstname}, 'Seven', 'the update reached HubSpot record ' . $id7);
 ok(!exists contacts()->{'p8@x.io'}, 'the deleted row\'s contact is archived');
 is($hs->get->{archived}, 1, 'by its HubSpot id');
+# a row inserted and deleted before the sync sent it: nothing to archive
+is(never_sent_change($node, 'people', q{INSERT INTO people VALUES (9001, 'brief@x.io', 'B')},
+	q{DELETE FROM people WHERE id = 9001}), '0|1', 'a delete of a key never upserted is delivered, not dead-lettered');
+is($hs->get->{archived}, 1, 'without a request');
 is($hs->get->{limited}, 0, 'HubSpot never answered 429');
 
 # a query (mirror) sync of companies
@@ -119,6 +123,18 @@ ok(drained('firms'), 'sent after HubSpot said the token expired');
 is($firm->(), 'F3', 'with a new token');
 is($hs->get->{expired_calls}, 1, 'one call answered 401 EXPIRED_AUTHENTICATION, then a new token');
 is(psql(q{SELECT count(*) FROM retl.dead_letters WHERE sync = 'firms'}), '0', 'nothing dead-lettered');
+
+# an answer echoes what it was sent: 100 contacts of 12 KB each answered
+# with more than retl.max_response_size (1 MB), read whole (they were
+# retried, then dead-lettered, although HubSpot had them)
+psql(q{CREATE TABLE bios (id int PRIMARY KEY, email text NOT NULL, bio text);
+	INSERT INTO bios SELECT g, 'bio' || g || '@x.io', repeat(md5(g::text), 384) FROM generate_series(1, 100) g;
+	SELECT retl_create_sync('bios', 'bios', 'crm', mapping => '{"email": "email", "bio": "bio"}',
+		options => '{"object": "contacts", "id_property": "email"}')});
+ok(drained('bios'), 'contacts with long properties backfilled');
+is(psql(q{SELECT delivered || ' ' || failed_attempts || ' ' || dead FROM retl.sync_status WHERE sync = 'bios'}),
+	'100 0 0', 'delivered at the first attempt, none retried');
+is(length(contacts()->{'bio7@x.io'}{bio} // ''), 12288, 'HubSpot has them whole');
 
 # modes HubSpot's batch upsert cannot honour are refused at creation
 my ($ret, $out, $err) = $node->psql('postgres', q{SELECT retl_create_sync('bad', 'people', 'crm', mode => 'append',
