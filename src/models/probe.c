@@ -7,7 +7,8 @@
  * snapshot: most of a run's time.  Instead the run loads the snapshot's
  * keys and hashes into a hash table of its own, and its query calls
  * retl._run_probe(key, hash) for each row, which says what the row is:
- * A(dded), C(hanged), U(nchanged), L (the snapshot holds a hash of retl
+ * A(dded), C(hanged) (or a key a resync forgot, of a run that sends
+ * changes: classify), U(nchanged), L (the snapshot holds a hash of retl
  * 0.1, which the caller compares), N (a NULL key) or NULL (a row of
  * another part, a second row with one key (A in a part that held no key:
  * the run fails on it all the same), or an op the run does not write),
@@ -469,10 +470,23 @@ classify(RetlProbe *p, Slot *slot, int64 key, struct varlena *jkey, int64 hash)
 		*flags |= PROBE_DIRTY;
 	if (*flags & PROBE_FORGOTTEN)
 	{
+		bool		resynced = (*flags & PROBE_RESYNCED) != 0;
+
 		*flags &= ~(PROBE_FORGOTTEN | PROBE_RESYNCED);
 		slot->hash = hash;
 		p->added++;
-		return CharGetDatum('A');
+
+		/*
+		 * A key a resync forgot, synced before it: the destination may
+		 * have it.  Where the run sends changes it goes as one (counted
+		 * as added all the same: the resync forgot the snapshot), so that
+		 * a dead letter of it keeps it stale (queue/outcome.c): as added,
+		 * it was forgotten, and a mirror never deleted it once it left
+		 * the result, an update sync never sent it (nor, resynced, any
+		 * row).  An insert sync, which sends added rows only, inserts it
+		 * again, and one dead-lettered is inserted again by the next run.
+		 */
+		return CharGetDatum(resynced && p->written['C'] ? 'C' : 'A');
 	}
 	if (*flags & PROBE_LEGACY)
 	{

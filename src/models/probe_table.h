@@ -17,7 +17,9 @@
 #define PROBE_STORED	0x08	/* the stored chunks hold it */
 #define PROBE_DIRTY		0x10	/* its hash may not be the stored one */
 #define PROBE_RESYNCED	0x20	/* forgotten by a resync: synced before it,
-								 * so the destination may have it */
+								 * so the destination may have it (removed
+								 * if no row has it, else sent as a change:
+								 * probe.c classify) */
 
 /*
  * A run writes a delta, not the whole snapshot, while the stored deltas

@@ -151,7 +151,8 @@ dead_letter(RetlRequest *req, RetlRecord *r, const char *error, const char *exce
 
 	/*
 	 * A diff sync heals by itself.  A key the destination may have (a
-	 * change or a delete dead-lettered: queued 'C' or 'R'): remember a
+	 * change or a delete dead-lettered: queued 'C' or 'R'; a resync sends
+	 * the keys it had synced as changes, models/probe.c): remember a
 	 * stale version, so the next run sends its row again if it is still
 	 * in the result and removes it if not (a mirror's delete).  A key it
 	 * never had (an added row): forget that it was synced, so the next run

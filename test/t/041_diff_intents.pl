@@ -4,8 +4,11 @@
 # cancelled is carried on by the sync's next runs until one succeeds, and
 # a resync that sends (retl_resync(send => true)) still sends; the history
 # of runs keeps what that needs.  A mirror's resync removes what left the
-# result; a replayed dead letter of an update sync is sent again.  A dead letter or a resync of an append sync run by diff edits
-# no snapshot.
+# result; a resync's dead letter of a key synced before it is kept stale
+# (a mirror deletes it once it left the result, an update sync sends it
+# again), of a key never synced forgotten; a replayed dead letter of an
+# update sync is sent again.  A dead letter or a resync of an append sync
+# run by diff edits no snapshot.
 use strict;
 use warnings;
 
@@ -168,6 +171,61 @@ is(psql(qq{SELECT removed FROM retl.runs WHERE id = $id}), '1', 'and removes one
 is(join(',', map { $_->{key}{id} } grep { $_->{op} eq 'delete' } @{ records_at($r, '/mirror') }), '1',
 	'a delete of key 1, none of key 2');
 
+# A resync's record of a key the destination had (synced before the
+# resync forgot it), dead-lettered, is kept as a stale version, not
+# forgotten: once the row leaves the result, the mirror's next run deletes
+# it (forgotten, the key was never deleted: the destination kept a row
+# that left the result).  A key the destination never had, dead-lettered
+# as added by the resync, is still forgotten: the next run adds it again.
+psql(qq{SELECT retl_create_destination('d_rdl', 'webhook', '$url/rdl', '{"batch_size": 1}');
+	CREATE TABLE rm (id int PRIMARY KEY, v text NOT NULL);
+	INSERT INTO rm VALUES (1, 'apple'), (2, 'banana'), (3, 'cherry');
+	SELECT retl_create_sync('rmirror', 'SELECT id, v FROM rm', 'd_rdl', key => '{id}', mode => 'mirror',
+	schedule => 'manual')});
+is(run_now('rmirror'), 'succeeded|3|3|0|t', 'resynced dead letters: a mirror sends its three rows');
+psql(q{INSERT INTO rm VALUES (4, 'durian')});
+$r->control({ status => 400, count => 1, path => '/rdl', match => 'banana' },
+	{ status => 400, count => 1, path => '/rdl', match => 'durian' });
+$id = psql(q{SELECT retl_resync('rmirror')});
+is(ended($id, 'rmirror'), 'succeeded|4|4|0|t', 'resynced dead letters: its resync sends every row, as added');
+is(psql(q{SELECT dead FROM retl.sync_status WHERE sync = 'rmirror'}), '2',
+	'resynced dead letters: two refused, a key synced before and a new one');
+is(psql(q{SELECT string_agg(sn.key::text || ':' || COALESCE(sn.hash::text, 'none'), ' ' ORDER BY sn.key)
+	FROM retl.snapshots sn JOIN retl.syncs s ON s.id = sn.sync_id
+	WHERE s.name = 'rmirror' AND sn.key IN ('[2]', '[4]')}), '[2]:0',
+	'resynced dead letters: the key synced before kept stale, the new one forgotten');
+psql(q{DELETE FROM rm WHERE id = 2});
+is(run_now('rmirror'), 'succeeded|3|1|0|t', 'resynced dead letters: the next run adds the new key again');
+is(psql(q{SELECT removed FROM retl.runs WHERE sync = 'rmirror' ORDER BY id DESC LIMIT 1}), '1',
+	'resynced dead letters: and removes the key that left the result');
+is(join(',', map { $_->{key}{id} } grep { $_->{op} eq 'delete' } @{ records_at($r, '/rdl') }), '2',
+	'resynced dead letters: its delete was sent');
+is(join(',', map { $_->{data}{v} } grep { $_->{key}{id} == 4 } @{ records_at($r, '/rdl') }), 'durian',
+	'resynced dead letters: the new key delivered once');
+
+# The same of an update sync, whose resync failed: the run after it sends
+# every row the sync had synced (sent as added, an update sync sent none),
+# and one of them, dead-lettered, is sent again by the next run (forgotten,
+# it came back as added, which an update sync never sends).
+psql(qq{SELECT retl_create_destination('d_rdu', 'webhook', '$url/rdu', '{"batch_size": 1}');
+	CREATE TABLE ru (id int PRIMARY KEY, v text NOT NULL);
+	INSERT INTO ru VALUES (1, 'apple'), (2, 'banana'), (3, 'cherry');
+	CREATE VIEW ru_q AS SELECT id, v, 1 / (1 - (SELECT count(*) FROM broken)::int) AS one FROM ru;
+	SELECT retl_create_sync('rupd', 'SELECT id, v, one FROM ru_q', 'd_rdu', key => '{id}', mode => 'update',
+	schedule => 'manual')});
+is(run_now('rupd'), 'succeeded|3|3|0|t', 'resynced update: the first run (nothing to update)');
+psql(q{INSERT INTO broken VALUES (1)});
+$id = psql(q{SELECT retl_resync('rupd')});
+like(ended($id, 'rupd'), qr/^failed\|/, 'resynced update: its resync fails');
+psql(q{TRUNCATE broken});
+$r->control({ status => 400, count => 1, path => '/rdu', match => 'banana' });
+is(run_now('rupd'), 'succeeded|3|3|0|t', 'resynced update: the run after it sends every row again');
+is(join(',', sort map { $_->{key}{id} } @{ records_at($r, '/rdu') }), '1,3',
+	'resynced update: two delivered, one refused');
+is(run_now('rupd'), 'succeeded|3|0|1|t', 'resynced update: the next run sends the refused row again');
+is(join(',', map { $_->{key}{id} . ':' . $_->{data}{v} } grep { $_->{key}{id} == 2 } @{ records_at($r, '/rdu') }),
+	'2:banana', 'resynced update: the destination has it');
+
 # A replayed dead letter of an update sync: the run after it sends the
 # key's current values (kept as a stale version; forgotten, the key came
 # back as added, which an update sync never sends, and the destination
@@ -206,6 +264,14 @@ $node->poll_query_until('postgres', q{SELECT pending + in_flight = 0 FROM retl.s
 is(run_now('ins'), 'succeeded|3|0|1|t', 'the run after the replay adds nothing (a stale version: changed)');
 is(join(',', sort map { $_->{key}{id} } @{ records_at($r, '/insert') }), '1,2,3,3',
 	'key 3 inserted twice (the run\'s and the replay\'s), not three times');
+# Its resync inserts every row again (an insert sync sends added rows
+# only), and a row of it dead-lettered is inserted again by the next run.
+$r->control({ status => 400, count => 1, path => '/insert', match => 'w2' });
+$id = psql(q{SELECT retl_resync('ins')});
+is(ended($id, 'ins'), 'succeeded|3|3|0|t', 'an insert sync\'s resync sends every row: one refused');
+is(run_now('ins'), 'succeeded|3|1|0|t', 'the next run adds the refused key again');
+is(join(',', sort map { $_->{key}{id} } @{ records_at($r, '/insert') }), '1,1,2,2,3,3,3',
+	'every key inserted again once');
 
 # A dead letter of an append sync run by diff leaves no edit of a snapshot
 # it does not have (each run sends every row as an event; nothing would
