@@ -95,7 +95,8 @@ OBJS = \
 	src/base/plans.o \
 	src/base/progress.o \
 	src/base/shmem.o \
-	src/base/subxact.o
+	src/base/subxact.o \
+	src/base/visible.o
 
 DATA = $(wildcard sql/retl--*.sql)
 PGFILEDESC = "retl - reverse ETL from inside PostgreSQL"

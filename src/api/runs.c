@@ -14,6 +14,7 @@
 #include "utils/builtins.h"
 #include "utils/tuplestore.h"
 
+#include "base/visible.h"
 #include "base/progress.h"
 #include "base/shmem.h"
 
@@ -34,7 +35,8 @@ retl_run_tick(PG_FUNCTION_ARGS)
 
 /*
  * retl._run_progress(): the runs of this database in workers of their
- * own: run_id, phase, rows_read, pid.
+ * own that the caller may see (base/visible.c): run_id, phase, rows_read,
+ * pid.
  */
 Datum
 retl_run_progress(PG_FUNCTION_ARGS)
@@ -42,8 +44,11 @@ retl_run_progress(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	RetlRunSlot copy[RETL_RUNNER_SLOTS];
 	int			n = 0;
+	RetlVisible *visible;
 
 	InitMaterializedSRF(fcinfo, 0);
+	visible = retl_visible_ids("SELECT r.id FROM retl.run_store r"
+							   " WHERE r.status OPERATOR(pg_catalog.=) 'running'");
 	LWLockAcquire(retl_shared->lock, LW_SHARED);
 	for (int i = 0; i < RETL_RUNNER_SLOTS; i++)
 	{
@@ -58,6 +63,8 @@ retl_run_progress(PG_FUNCTION_ARGS)
 		Datum		values[4];
 		bool		nulls[4] = {false, false, false, false};
 
+		if (!retl_visible(visible, copy[i].id))
+			continue;
 		values[0] = Int64GetDatum(copy[i].id);
 		values[1] = CStringGetTextDatum(copy[i].phase);
 		values[2] = Int64GetDatum(copy[i].rows);

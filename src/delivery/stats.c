@@ -21,6 +21,7 @@
 #include "utils/timestamp.h"
 
 #include "base/shmem.h"
+#include "base/visible.h"
 #include "delivery/stats.h"
 
 #define STAT_SLOTS 4096			/* syncs, all databases together */
@@ -283,7 +284,8 @@ retl_stats_publish(Oid dboid)
 PG_FUNCTION_INFO_V1(retl_live_stats);
 
 /*
- * retl._live_stats(): this database's figures: sync_id, requests_per_s,
+ * retl._live_stats(): the figures of this database's syncs the caller may
+ * see (base/visible.c): sync_id, requests_per_s,
  * records_per_s, latency_p50_ms, latency_p99_ms, in_flight (requests of
  * the sync), destination_in_flight (requests of all its destination's
  * syncs), rows_in_flight (queue rows in the requests the worker holds).
@@ -294,10 +296,12 @@ retl_live_stats(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	SharedStat *copy = palloc(stats_shmem_size());
 	int			n = 0;
+	RetlVisible *visible;
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (shared_stats == NULL)
 		return (Datum) 0;
+	visible = retl_visible_ids("SELECT s.id::pg_catalog.int8 FROM retl.syncs s");
 	LWLockAcquire(retl_shared->lock, LW_SHARED);
 	for (int i = 0; i < STAT_SLOTS; i++)
 		if (shared_stats[i].dboid == MyDatabaseId)
@@ -310,6 +314,9 @@ retl_live_stats(PG_FUNCTION_ARGS)
 		bool		nulls[8] = {false};
 		int			dest_in_flight = 0;
 
+		if (!retl_visible(visible, copy[i].sync_id))
+			continue;
+		/* (of every sync of the destination: the caller sends there too) */
 		for (int j = 0; j < n; j++)
 			if (copy[j].dest_id == copy[i].dest_id)
 				dest_in_flight += copy[j].in_flight;

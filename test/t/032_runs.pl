@@ -59,6 +59,13 @@ ok($node->poll_query_until('postgres', "SELECT rows_read BETWEEN 1 AND 2999 FROM
 my $run2 = psql(q{SELECT retl_run_sync('slow2')});
 ok(running($run2), 'a second sync\'s run starts meanwhile');
 is(psql(q{SELECT count(*) FROM retl.runs WHERE status = 'running'}), '2', 'both run at once');
+# the figures of runs and syncs in shared memory are shown only to whom
+# may see the sync: another retl_user sees none of them
+psql(q{CREATE ROLE nosy NOLOGIN IN ROLE retl_user});
+is(psql(q{SELECT count(*) FROM retl._run_progress()}), '2', 'both runs\' progress, to their owner');
+is(psql(q{SET ROLE nosy; SELECT count(*) FROM retl._run_progress()}), '0', 'none to another retl_user');
+ok(psql(q{SELECT count(*) FROM retl._live_stats()}) > 0, 'the syncs\' live figures, to their owner');
+is(psql(q{SET ROLE nosy; SELECT count(*) FROM retl._live_stats()}), '0', 'none to another retl_user');
 ok(ended($run) && ended($run2), 'both end');
 is(status($run) . ' ' . status($run2), 'succeeded succeeded', 'both succeeded');
 ok(wait_for(sub { @{ at('/models') } >= 4500 }, 30), 'their rows are sent');
