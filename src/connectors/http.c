@@ -56,6 +56,7 @@
 #include "connectors/request.h"
 #include "connectors/webhook.h"
 #include "delivery/netcheck.h"
+#include "delivery/redact.h"
 #include "sync/ids.h"
 
 static const char *
@@ -364,17 +365,28 @@ evaluate_answer(void *arg)
 	bool	   *known_nulls = palloc(sizeof(bool) * req->nrecords);
 	int			dims[1] = {req->nrecords};
 	int			lbs[1] = {1};
-	char	   *text = pnstrdup(req->response.data, req->response.len);
-	cJSON	   *parsed = cJSON_Parse(text);
+	char	   *raw = pnstrdup(req->response.data, req->response.len);
+	char	   *text = retl_http_redact(req, raw);
+	cJSON	   *parsed = cJSON_Parse(raw);
 	Oid			save_uid;
 	int			save_sec;
 	int			nest;
 	bool		isnull;
 
 	values[0] = Int32GetDatum((int32) req->status);
-	/* response: the body as jsonb when it is JSON */
+	/*
+	 * response: the body as jsonb when it is JSON; response_text: the body.
+	 * Both redacted (the owner may not learn a secret of the destination's
+	 * an answer echoes, not even a bit a record from what the success rule
+	 * makes of it), the JSON still JSON.
+	 */
 	if (parsed != NULL)
-		values[1] = DirectFunctionCall1(jsonb_in, CStringGetDatum(text));
+	{
+		Datum		j = DirectFunctionCall1(jsonb_in, CStringGetDatum(raw));
+
+		values[1] = strcmp(text, raw) == 0 ? j :
+			JsonbPGetDatum(retl_redact_jsonb(req->secrets, DatumGetJsonbP(j)));
+	}
 	else
 		nulls[1] = 'n';
 	cJSON_Delete(parsed);

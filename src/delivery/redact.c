@@ -28,6 +28,9 @@
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "nodes/pg_list.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
 
 #include "delivery/redact.h"
 
@@ -375,4 +378,59 @@ retl_redact(List *secrets, const char *text, int len, int keep)
 		}
 	}
 	return out.data;
+}
+
+/* A scalar of a JSON document redacted; a number holding a secret a string. */
+static void
+redact_scalar(List *secrets, JsonbValue *v)
+{
+	char	   *text;
+	char	   *redacted;
+
+	if (v->type == jbvString)
+		text = pnstrdup(v->val.string.val, v->val.string.len);
+	else if (v->type == jbvNumeric)
+		text = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+	else
+		return;
+	redacted = retl_redact(secrets, text, strlen(text), -1);
+	if (strcmp(redacted, text) == 0)
+		return;
+	v->type = jbvString;
+	v->val.string.val = redacted;
+	v->val.string.len = strlen(redacted);
+}
+
+/*
+ * A JSON document with every secret removed from its strings (its keys
+ * too) as retl_redact removes them from text, and a number whose text
+ * holds one made the string "[redacted]": what is left stays JSON, its
+ * other numbers exact.  (Walked only when its text held a secret: the
+ * caller knows.)
+ */
+Jsonb *
+retl_redact_jsonb(List *secrets, Jsonb *in)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	JsonbParseState *state = NULL;
+	JsonbValue *res = NULL;
+
+	if (secrets == NIL)
+		return in;
+	it = JsonbIteratorInit(&in->root);
+	while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY || tok == WJB_VALUE || tok == WJB_ELEM)
+		{
+			redact_scalar(secrets, &v);
+			res = pushJsonbValue(&state, tok, &v);
+		}
+		else
+			/* (a raw scalar's array keeps its flag) */
+			res = pushJsonbValue(&state, tok,
+								 tok == WJB_BEGIN_ARRAY && v.val.array.rawScalar ? &v : NULL);
+	}
+	return JsonbValueToJsonb(res);
 }

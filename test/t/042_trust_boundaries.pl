@@ -95,6 +95,25 @@ my $seen = psql(q{SET ROLE alice; SELECT string_agg(id, ',') FROM retl.remembere
 unlike($seen, qr/\Q$secret\E/, 'the secret is not in retl.remembered_ids');
 like($seen, qr/\[redacted\]/, 'it was redacted');
 psql(q{SELECT retl_drop_sync('rem')});
+# A success rule cannot test the secret an answer echoes either (a record
+# delivered or dead-lettered told its owner a bit of it): it sees the
+# answer redacted, as text, and as JSON that stays JSON.
+my $guess = substr($secret, 0, 12);
+for my $case ([ 'raw', "strpos(response_text, '$guess') = 0", 'in the answer\'s text' ],
+	[ 'json', "response->'headers'->>'authorization' = '[redacted]' AND strpos(response::text, '$guess') = 0",
+	  'in a JSON answer, the secret\'s string redacted' ])
+{
+	my ($how, $rule, $what) = @$case;
+	$api->control({ path => '/echo', status => 200, echo => $how, count => -1 });
+	psql(qq{SET ROLE alice; SELECT retl_create_sync('guess', 't', 'echo',
+		options => pg_catalog.jsonb_build_object('success', \$\$$rule\$\$, 'batch_size', 1))});
+	ok($node->poll_query_until('postgres', q{SELECT NOT backfilling AND pending + in_flight = 0
+		FROM retl.sync_status WHERE sync = 'guess'}), "a success rule testing a guess of the secret, $how");
+	is(psql(q{SELECT delivered > 0 AND dead = 0 FROM retl.sync_status WHERE sync = 'guess'}), 't',
+		"never finds it $what");
+	psql(q{SELECT retl_drop_sync('guess')});
+}
+$api->control({ path => '/echo', status => 200, echo => 'raw', count => -1 });
 # An answer holding a secret's value as a number stays JSON for the
 # expressions (they see the answer itself; what they keep is redacted).
 psql(q{SELECT retl_set_secret('acct_no', '48213');
