@@ -42,6 +42,7 @@ bool
 retl_lock_extension(void)
 {
 	Oid			schema;
+	Oid			served = extension_oid;
 
 	if (OidIsValid(extension_oid))
 	{
@@ -68,6 +69,15 @@ retl_lock_extension(void)
 		if (!OidIsValid(extension_oid))
 			return false;
 	}
+	/*
+	 * Created again (DROP EXTENSION and CREATE EXTENSION in one
+	 * transaction): what this process kept of the one it served (scan
+	 * marks past the new queue's ids, keys held, claims, runs) is not the
+	 * new one's.  Gone, for this process: a new one serves the new
+	 * extension (CREATE EXTENSION asked for it).
+	 */
+	if (OidIsValid(served) && extension_oid != served)
+		return false;
 	schema = get_namespace_oid("retl", true);
 	queue_oid = OidIsValid(schema) ? get_relname_relid("queue", schema) : InvalidOid;
 	if (!OidIsValid(queue_oid))

@@ -197,12 +197,14 @@ worker_attach(Oid dboid)
 
 /*
  * The extension was dropped: leave quietly; CREATE EXTENSION starts us
- * again.  Its logical slot goes with it, so it never holds WAL for nothing.
+ * again.  Its logical slot goes with it, so it never holds WAL for nothing;
+ * when it was created again meanwhile (process/txn.c), only if none of the
+ * new one's syncs reads it.
  */
 void
 retl_worker_exit_without_extension(void)
 {
-	retl_stream_drop_slot(false);
+	retl_stream_drop_slot(OidIsValid(get_extension_oid("retl", true)));
 	PopActiveSnapshot();
 	SPI_finish();
 	CommitTransactionCommand();

@@ -15,6 +15,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/relation.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "storage/lmgr.h"
@@ -143,19 +144,42 @@ read_ranges_sql(RetlSync *sync)
 /*
  * The statement mapping an append batch's captured rows ($1) with computed
  * fields: each row typed again as the table's and mapped like a read row.
+ * The table's columns are spelled out (jsonb_to_record), not taken from
+ * its row type (jsonb_populate_record(NULL::table)): a plan depends on a
+ * row type's table in nothing PostgreSQL's plan cache follows, so a
+ * column renamed or dropped kept a plan reading the columns by position,
+ * and a computed field read a column the captured row no longer named
+ * (null).  Spelled out, the statement changes with the table (its
+ * relcache entry, sync/compiled.c): a computed field naming a column
+ * gone fails the sync, its rows queued, until its mapping is mended.
  */
 static char *
 append_sql(RetlSync *sync)
 {
 	StringInfoData sql;
+	Relation	rel = relation_open(sync->relid, AccessShareLock);
+	TupleDesc	desc = RelationGetDescr(rel);
+	bool		first = true;
 
 	initStringInfo(&sql);
 	appendStringInfoString(&sql, "SELECT (SELECT ");
 	retl_append_row_data(&sql, sync, "t");
-	appendStringInfo(&sql, " FROM pg_catalog.jsonb_populate_record(NULL::%s, retl_d.retl_row) t)::text"
-					 " FROM pg_catalog.unnest($1) WITH ORDINALITY AS retl_d(retl_row, retl_n)"
-					 " ORDER BY retl_d.retl_n",
-					 format_type_be_qualified(get_rel_type_id(sync->relid)));
+	appendStringInfoString(&sql, " FROM pg_catalog.jsonb_to_record(retl_d.retl_row) t(");
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (att->attisdropped)
+			continue;
+		appendStringInfo(&sql, "%s%s %s", first ? "" : ", ", quote_identifier(NameStr(att->attname)),
+						 format_type_extended(att->atttypid, att->atttypmod,
+											  FORMAT_TYPE_TYPEMOD_GIVEN | FORMAT_TYPE_FORCE_QUALIFY));
+		first = false;
+	}
+	appendStringInfoString(&sql, "))::text"
+						   " FROM pg_catalog.unnest($1) WITH ORDINALITY AS retl_d(retl_row, retl_n)"
+						   " ORDER BY retl_d.retl_n");
+	relation_close(rel, AccessShareLock);
 	return sql.data;
 }
 
