@@ -9,6 +9,9 @@
 # ENABLE / DISABLE ROW LEVEL SECURITY are followed from the next row on,
 # in the same session.  Owners that row-level security does not narrow
 # (a superuser, a BYPASSRLS role, a table without it) send every delete.
+# Logical capture, which knows a deleted row's key only, is refused to an
+# owner under row-level security, and a logical sync whose owner comes
+# under it later fails, sending nothing.
 use strict;
 use warnings;
 
@@ -21,6 +24,12 @@ use Test::More;
 my $api = start_receiver();
 my $node = new_retl_node('rls_deletes', extra_conf => "retl.poll_interval_ms = 200\n");
 sub psql { return $node->safe_psql('postgres', $_[0]); }
+
+if (psql(q{SELECT count(*) FROM pg_settings WHERE name = 'output_plugin_libraries'}) eq '1')
+{
+	psql(q{ALTER SYSTEM SET output_plugin_libraries = pgoutput, test_decoding, retl; SELECT pg_reload_conf();});
+	$node->poll_query_until('postgres', q{SELECT current_setting('output_plugin_libraries') LIKE '%retl%'});
+}
 
 my @syncs = qw(as_carol as_su as_dave w_carol);
 
@@ -156,6 +165,26 @@ is(news('/carol'), 'delete:11', 'the waiting delete went out');
 my $every = 'delete:11 delete:14 delete:15 delete:16 delete:18 delete:20 delete:9';
 is(news('/su'), $every, 'superuser: every delete');
 is(news('/dave'), $every, 'BYPASSRLS owner: every delete');
+
+# Logical capture has only a deleted row's key: refused to an owner under
+# row-level security, at creation and when switching; a logical sync whose
+# owner comes under it later fails and sends nothing.
+my ($ret, $out, $err) = $node->psql('postgres', q{SELECT retl_create_sync(name => 'log_carol', source => 'u',
+	destination => 'dcarol', capture => 'logical', options => '{"owner": "carol"}')});
+like($err, qr/row-level security of table (public\.)?u applies to role "carol"/, 'logical capture refused to an owner under row-level security');
+($ret, $out, $err) = $node->psql('postgres', q{SELECT retl_alter_sync('as_carol', capture => 'logical')});
+like($err, qr/row-level security of table (public\.)?u applies to role "carol"/, 'and a switch to it');
+is(psql(q{SELECT capture FROM retl.syncs WHERE name = 'as_carol'}), 'trigger', 'the sync is as it was');
+psql(q{SELECT retl_create_sync(name => 'w_log', source => 'w', destination => 'dw', capture => 'logical',
+	options => '{"owner": "carol", "backfill": false}')});
+psql(q{ALTER TABLE w ENABLE ROW LEVEL SECURITY; DELETE FROM w WHERE id = 8});
+ok($node->poll_query_until('postgres',
+	q{SELECT state = 'failing' AND last_error LIKE 'row-level security of table "w" applies to role "carol", the owner of logically captured sync "w_log"%'
+	  FROM retl.sync_status WHERE sync = 'w_log'}), 'a logical sync whose owner comes under row-level security: failing');
+is(news('/w'), '', 'nothing was sent');
+psql(q{ALTER TABLE w DISABLE ROW LEVEL SECURITY});
+ok(drained('w_log'), 'row-level security disabled: delivered');
+is(news('/w'), 'delete:8', 'the waiting delete went out');
 
 $node->stop;
 done_testing();
