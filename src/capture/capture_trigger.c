@@ -33,11 +33,13 @@
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 
+#include "base/identity.h"
 #include "base/shmem.h"
 #include "capture/capture.h"
 #include "capture/queue_insert.h"
@@ -345,6 +347,7 @@ capture_truncate(int sync_id, Oid tgoid, int nkeys, AttrNumber *attnums, Relatio
 	/* the rows the owner may not see were never sent, nor are their deletes */
 	Oid			reader = retl_capture_viewer(&v, sync_id, tgoid, rel);
 	uint64		n;
+	int			nest;
 
 	initStringInfo(&keys);
 	appendStringInfoString(&keys, "pg_catalog.jsonb_build_array(");
@@ -377,10 +380,17 @@ capture_truncate(int sync_id, Oid tgoid, int nkeys, AttrNumber *attnums, Relatio
 		return SPI_processed;
 	}
 
-	/* the keys the owner sees, read as it (security-restricted), then queued */
+	/*
+	 * The keys the owner sees, read as it (security-restricted, its
+	 * policies applied even where the writer turned row_security off),
+	 * then queued.
+	 */
 	retl_owner_temp_table(reader, "retl_truncate_keys", "key pg_catalog.jsonb");
+	nest = NewGUCNestLevel();
+	retl_apply_row_security();
 	(void) retl_owner_exec(reader, psprintf("INSERT INTO pg_temp.retl_truncate_keys (key) SELECT %s",
 										   keys.data), NULL, SPI_OK_INSERT);
+	AtEOXact_GUC(false, nest);
 	if (SPI_execute_with_args("INSERT INTO retl.queue (sync_id, op, key)"
 							  " SELECT $1, 't', k.key FROM pg_temp.retl_truncate_keys k",
 							  1, types, values, NULL, false, 0) != SPI_OK_INSERT)

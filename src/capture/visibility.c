@@ -41,7 +41,6 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
-#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -209,8 +208,7 @@ retl_capture_visible(RetlViewer *v, Relation rel, int nkeys, const AttrNumber *a
 	/* an error's abort restores the identity and the settings */
 	nest = retl_begin_as(v->owner, SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION,
 						 RETL_SAFE_PATH, &save_uid, &save_sec);
-	(void) set_config_option("row_security", "on", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	retl_apply_row_security();
 	plan = lookup_plan(v, rel, nkeys, attnums);
 	if (plan == NULL)
 		seen = true;

@@ -7,7 +7,8 @@
 # or UPDATE of a hidden row queues nothing either, so a row deleted before
 # the worker reads it does not send its key.  The owner's policy and
 # ENABLE / DISABLE ROW LEVEL SECURITY are followed from the next row on,
-# in the same session.  Owners that row-level security does not narrow
+# in the same session, and a writer's row_security off changes nothing
+# (TRUNCATE included).  Owners that row-level security does not narrow
 # (a superuser, a BYPASSRLS role, a table without it) send every delete.
 # Logical capture, which knows a deleted row's key only, is refused to an
 # owner under row-level security, and a logical sync whose owner comes
@@ -185,6 +186,13 @@ is(news('/w'), '', 'nothing was sent');
 psql(q{ALTER TABLE w DISABLE ROW LEVEL SECURITY});
 ok(drained('w_log'), 'row-level security disabled: delivered');
 is(news('/w'), 'delete:8', 'the waiting delete went out');
+
+# A TRUNCATE by a writer whose session turned row_security off: the keys
+# are read as the owner with its policies all the same (an error before).
+psql(q{SET row_security = off; TRUNCATE u});
+ok(drained(), 'a TRUNCATE by a writer with row_security off');
+is(news('/carol'), 'delete:106 delete:17 delete:19', 'carol: the deletes of the rows she sees');
+is(news('/su'), 'delete:103 delete:104 delete:106 delete:17 delete:19', 'superuser: every row\'s');
 
 $node->stop;
 done_testing();
