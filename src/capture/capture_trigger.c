@@ -14,9 +14,7 @@
  * as the table's owner: it runs as the extension's owner (SECURITY
  * DEFINER), which must not run a cast to json that a user wrote.  The
  * worker is woken when the transaction commits; a rolled back transaction
- * takes its queued rows with it.  When row-level security narrows the
- * view of an upsert sync's owner, only changes of rows the owner may see
- * are queued (visibility.c).
+ * takes its queued rows with it.
  *
  * Trigger arguments: sync id, 'upsert' or 'append', key attribute numbers
  * ("1,3").  Attribute numbers survive column renames.
@@ -33,17 +31,15 @@
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
-#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/rls.h"
 
-#include "base/identity.h"
 #include "base/shmem.h"
 #include "capture/capture.h"
 #include "capture/queue_insert.h"
-#include "capture/visibility.h"
 #include "sync/owner.h"
 #include "sync/trust.h"
 
@@ -69,7 +65,6 @@ typedef struct CapturePlan
 	MemoryContext cxt;			/* the call's expression and FmgrInfo */
 	FmgrInfo	build_array;	/* jsonb_build_array of the key's argtypes */
 	SPIPlanPtr	plan;
-	RetlViewer	viewer;			/* its owner and the lookup of its rows */
 } CapturePlan;
 
 static HTAB *plans = NULL;
@@ -139,7 +134,6 @@ get_plan(int sync_id, bool append, int nkeys, AttrNumber *attnums, Relation rel)
 	{
 		entry->valid = false;
 		entry->plan = NULL;
-		memset(&entry->viewer, 0, sizeof(RetlViewer));
 		entry->cxt = AllocSetContextCreate(TopMemoryContext, "retl capture", ALLOCSET_SMALL_SIZES);
 	}
 	valid = entry->valid && entry->append == append &&
@@ -289,26 +283,6 @@ enqueue(CapturePlan *cp, int sync_id, char op, HeapTuple tuple, Relation rel, bo
 }
 
 /*
- * Queue a change of a row version (written by the statement, or deleted:
- * visibility.c), unless the sync's viewer may not see it; returns how
- * many changes it queued.
- */
-static uint64
-capture(CapturePlan *cp, int sync_id, char op, HeapTuple tuple, bool written, Oid viewer,
-		TriggerData *td, bool *connected)
-{
-	if (OidIsValid(viewer))
-	{
-		connect_spi(connected);
-		if (!retl_capture_visible(&cp->viewer, td->tg_relation, cp->nkeys, cp->attnums, tuple,
-								  written))
-			return 0;
-	}
-	enqueue(cp, sync_id, op, tuple, td->tg_relation, connected);
-	return 1;
-}
-
-/*
  * Does an update change the key?  Then it also removes the row under its
  * old key.  The key's attributes, binary compared.
  */
@@ -333,21 +307,46 @@ retl_key_changed(int nkeys, const AttrNumber *attnums, HeapTuple oldtup, HeapTup
 }
 
 /*
+ * The role a TRUNCATE's keys must be read as: the sync's owner when
+ * row-level security narrows its view of the table (the rows it may not
+ * see were never sent, so neither are their deletes), else InvalidOid: all
+ * keys.  An owner that may not read the table at all (retl_role_may_read)
+ * gets every key queued; its sync sends nothing until it may.
+ */
+static Oid
+truncate_reader(int sync_id, Relation rel)
+{
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(sync_id)};
+	bool		isnull;
+	Oid			owner;
+
+	if (!rel->rd_rel->relrowsecurity)
+		return InvalidOid;
+	if (SPI_execute_with_args("SELECT s.owner::pg_catalog.oid FROM retl.syncs s"
+							  " WHERE s.id OPERATOR(pg_catalog.=) $1",
+							  1, types, values, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		return InvalidOid;
+	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (check_enable_rls(RelationGetRelid(rel), owner, true) != RLS_ENABLED ||
+		!retl_role_may_read(RelationGetRelid(rel), owner))
+		return InvalidOid;
+	return owner;
+}
+
+/*
  * BEFORE TRUNCATE: every row is about to go; queue each key as a change.
  * Returns how many it queued.
  */
 static uint64
-capture_truncate(int sync_id, Oid tgoid, int nkeys, AttrNumber *attnums, Relation rel)
+capture_truncate(int sync_id, int nkeys, AttrNumber *attnums, Relation rel)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 	StringInfoData keys;
 	Oid			types[1] = {INT4OID};
 	Datum		values[1] = {Int32GetDatum(sync_id)};
-	RetlViewer	v = {0};
-	/* the rows the owner may not see were never sent, nor are their deletes */
-	Oid			reader = retl_capture_viewer(&v, sync_id, tgoid, rel);
+	Oid			reader = truncate_reader(sync_id, rel);
 	uint64		n;
-	int			nest;
 
 	initStringInfo(&keys);
 	appendStringInfoString(&keys, "pg_catalog.jsonb_build_array(");
@@ -380,17 +379,10 @@ capture_truncate(int sync_id, Oid tgoid, int nkeys, AttrNumber *attnums, Relatio
 		return SPI_processed;
 	}
 
-	/*
-	 * The keys the owner sees, read as it (security-restricted, its
-	 * policies applied even where the writer turned row_security off),
-	 * then queued.
-	 */
+	/* the keys the owner sees, read as it (security-restricted), then queued */
 	retl_owner_temp_table(reader, "retl_truncate_keys", "key pg_catalog.jsonb");
-	nest = NewGUCNestLevel();
-	retl_apply_row_security();
 	(void) retl_owner_exec(reader, psprintf("INSERT INTO pg_temp.retl_truncate_keys (key) SELECT %s",
 										   keys.data), NULL, SPI_OK_INSERT);
-	AtEOXact_GUC(false, nest);
 	if (SPI_execute_with_args("INSERT INTO retl.queue (sync_id, op, key)"
 							  " SELECT $1, 't', k.key FROM pg_temp.retl_truncate_keys k",
 							  1, types, values, NULL, false, 0) != SPI_OK_INSERT)
@@ -416,7 +408,6 @@ retl_capture(PG_FUNCTION_ARGS)
 	TupleDesc	desc;
 	uint64		nrows = 1;		/* the changes queued */
 	bool		connected = false;
-	Oid			viewer;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -432,8 +423,7 @@ retl_capture(PG_FUNCTION_ARGS)
 	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
 	{
 		if (!append)
-			nrows = capture_truncate(sync_id, td->tg_trigger->tgoid, nkeys, attnums,
-									 td->tg_relation);
+			nrows = capture_truncate(sync_id, nkeys, attnums, td->tg_relation);
 	}
 	else
 	{
@@ -443,26 +433,24 @@ retl_capture(PG_FUNCTION_ARGS)
 					 errmsg("retl_capture() must be fired AFTER ... FOR EACH ROW")));
 
 		cp = get_plan(sync_id, append, nkeys, attnums, td->tg_relation);
-		/* (an append sync's owner must see every row: owner.c) */
-		viewer = append ? InvalidOid :
-			retl_capture_viewer(&cp->viewer, sync_id, td->tg_trigger->tgoid, td->tg_relation);
 		if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
-			nrows = capture(cp, sync_id, 'i', td->tg_trigtuple, true, viewer, td, &connected);
+			enqueue(cp, sync_id, 'i', td->tg_trigtuple, td->tg_relation, &connected);
 		else if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
-			nrows = capture(cp, sync_id, 'd', td->tg_trigtuple, false, viewer, td, &connected);
+			enqueue(cp, sync_id, 'd', td->tg_trigtuple, td->tg_relation, &connected);
 		else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
 		{
-			nrows = 0;
 			/* a changed key also removes the row under its old key */
 			if (retl_key_changed(cp->nkeys, cp->attnums, td->tg_trigtuple, td->tg_newtuple, desc))
-				nrows = capture(cp, sync_id, 'd', td->tg_trigtuple, false, viewer, td, &connected);
-			nrows += capture(cp, sync_id, 'u', td->tg_newtuple, true, viewer, td, &connected);
+			{
+				enqueue(cp, sync_id, 'd', td->tg_trigtuple, td->tg_relation, &connected);
+				nrows = 2;
+			}
+			enqueue(cp, sync_id, 'u', td->tg_newtuple, td->tg_relation, &connected);
 		}
 	}
 
 	if (connected && SPI_finish() != SPI_OK_FINISH)
 		elog(ERROR, "retl: SPI_finish failed");
-	if (nrows > 0)
-		retl_captured_at_commit(sync_id, (int64) nrows);
+	retl_captured_at_commit(sync_id, (int64) nrows);
 	return PointerGetDatum(NULL);
 }
