@@ -243,10 +243,7 @@ user_of(RetlRecord *r, cJSON *data, BrazeTarget *t, bool *field)
 	return user != NULL && user[0] != '\0' ? user : NULL;
 }
 
-/*
- * A record's object (attributes, or an event), or NULL and why (or NULL
- * and r->nothing_to_send).
- */
+/* A record's object (attributes, or an event), or NULL and why. */
 static cJSON *
 object(RetlRecord *r, BrazeTarget *t, bool audience, char **why)
 {
@@ -261,13 +258,11 @@ object(RetlRecord *r, BrazeTarget *t, bool audience, char **why)
 	if (user == NULL || (t->mode == 'a' && !field))
 	{
 		cJSON_Delete(data);
-		/* a delete or exit of a user this sync never sent: nothing to do */
-		if (r->data == NULL)
-			r->nothing_to_send = true;
-		else
-			*why = field || t->mode == 'a' ?
-				psprintf("the record has no value for \"%s\", which names the user", t->identifier) :
-				pstrdup("the record's key has no value, and it names the user");
+		*why = r->data == NULL ?
+			psprintf("Braze was never sent this user by this sync (no %s kept for the key): nothing to %s",
+					 t->identifier, audience ? "set false" : "delete") :
+			field || t->mode == 'a' ? psprintf("the record has no value for \"%s\", which names the user", t->identifier) :
+			pstrdup("the record's key has no value, and it names the user");
 		return NULL;
 	}
 	obj = cJSON_CreateObject();
@@ -355,8 +350,6 @@ braze_build(RetlRequest *req, RetlSync *sync)
 		}
 		if (why != NULL)
 			retl_record_unsent(req, r, why);
-		else if (r->nothing_to_send)
-			continue;
 		else if (item == NULL || !cJSON_AddItemToArray(items, item))
 			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 	}

@@ -256,14 +256,9 @@ entity(RetlRecord *r, CioTarget *t, char **why)
 
 	if (who == NULL)
 	{
-		/*
-		 * A delete of a person the key does not name and this sync never
-		 * identified: nothing to delete.
-		 */
-		if (r->op == 'd')
-			r->nothing_to_send = true;
-		else
-			*why = psprintf("the record has no value for \"%s\", the sync's identifier", t->identifier);
+		*why = r->op == 'd' ?
+			psprintf("no value is known for the person's \"%s\": the key does not carry it and this sync never identified the key", t->identifier) :
+			psprintf("the record has no value for \"%s\", the sync's identifier", t->identifier);
 		return NULL;
 	}
 	item = need(cJSON_CreateObject());
@@ -353,7 +348,7 @@ build_batch(RetlRequest *req, RetlSync *sync, CioTarget *t, StringInfo body)
 		}
 		if (why != NULL)
 			retl_record_unsent(req, r, why);
-		if (why != NULL || full || r->nothing_to_send)
+		if (why != NULL || full)
 		{
 			if (printed)
 				cJSON_free(printed);
@@ -388,11 +383,7 @@ build_segment(RetlRequest *req, RetlSync *sync, CioTarget *t, CioOp op, StringIn
 
 		if (who == NULL)
 		{
-			/* an exit of a member this sync never identified: nothing to remove */
-			if (op == CIO_REMOVE)
-				r->nothing_to_send = true;
-			else
-				retl_record_unsent(req, r, psprintf("no value is known for the member's \"%s\"", t->identifier));
+			retl_record_unsent(req, r, psprintf("no value is known for the member's \"%s\"", t->identifier));
 			rest[nrest++] = *r;
 			continue;
 		}

@@ -18,9 +18,8 @@
  * retried when the answer says nothing of it.  Deletes (upsert and mirror
  * syncs) archive by the remembered HubSpot id: POST
  * /crm/v3/objects/{object}/batch/archive, 204.  A delete of a key HubSpot
- * never gave an id for (it was never upserted by this sync: every upsert
- * delivered keeps one) has nothing to archive and is done without a
- * request.
+ * never gave an id for (it was never upserted by this sync) has nothing to
+ * archive and is dead-lettered saying so.
  *
  * (From HubSpot's published OpenAPI specification of the CRM objects API
  * and its error-handling guide; see shared/CONNECTORS.md.)
@@ -176,8 +175,8 @@ build_membership(RetlRequest *req, RetlSync *sync, const char *object, const cha
 
 		if (r->known_id == NULL)
 		{
-			/* never added to the list by this sync: nothing to remove */
-			r->nothing_to_send = true;
+			r->unsent = MemoryContextStrdup(req->cxt,
+											"HubSpot gave no id for this member (it was never added to the list by this sync): nothing to remove");
 			unsent[nunsent++] = *r;
 			continue;
 		}
@@ -205,8 +204,8 @@ build_membership(RetlRequest *req, RetlSync *sync, const char *object, const cha
 /*
  * Build an upsert or an archive request: the records that share the first
  * one's kind (an upsert or a delete).  A record that cannot be sent
- * (no id_property value) is marked unsent and left out; a delete with no
- * HubSpot id has nothing to send.
+ * (no id_property value; a delete with no HubSpot id) is marked unsent
+ * and left out.
  */
 static void
 build_objects(RetlRequest *req, RetlSync *sync, const char *object, const char *idp)
@@ -237,14 +236,9 @@ build_objects(RetlRequest *req, RetlSync *sync, const char *object, const char *
 		if (archive)
 		{
 			if (r->known_id == NULL)
-			{
-				/* never upserted by this sync: nothing to archive */
-				r->nothing_to_send = true;
-				cJSON_Delete(input);
-				unsent[nunsent++] = *r;
-				continue;
-			}
-			cJSON_AddStringToObject(input, "id", r->known_id);
+				why = pstrdup("HubSpot gave no id for this key (it was never upserted by this sync): nothing to archive");
+			else
+				cJSON_AddStringToObject(input, "id", r->known_id);
 		}
 		else
 		{

@@ -293,9 +293,10 @@ iterable_build(RetlRequest *req, RetlSync *sync)
 		char	   *user = user_of(&req->records[0], &t);
 
 		req->nrecords = 1;
-		/* never upserted by this sync (no identifier kept): nothing to delete */
 		if (user == NULL)
-			req->records[0].nothing_to_send = true;
+			retl_record_unsent(req, &req->records[0],
+							   psprintf("no %s is known for this key (it was never upserted by this sync): nothing to delete",
+										t.ident));
 		else
 		{
 			old = MemoryContextSwitchTo(req->cxt);

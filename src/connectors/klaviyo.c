@@ -260,8 +260,7 @@ build_removal(RetlRequest *req, RetlSync *sync, const char *list)
 
 		if (r->known_id == NULL)
 		{
-			/* never added to the list by this sync: nothing to remove */
-			r->nothing_to_send = true;
+			retl_record_unsent(req, r, "Klaviyo gave no profile id for this member (it was never added to the list by this sync): nothing to remove");
 			continue;
 		}
 		ref = cJSON_CreateObject();

@@ -353,16 +353,9 @@ mailchimp_build(RetlRequest *req, RetlSync *sync)
 				cJSON_Delete(m);
 		}
 		else if ((email = member_email(r, &t)) == NULL)
-		{
-			/*
-			 * A delete of a member this sync never upserted (or added to the
-			 * segment): nothing to archive or remove.
-			 */
-			if (r->op == 'd')
-				r->nothing_to_send = true;
-			else
-				why = "no email is kept for this member";
-		}
+			why = r->op != 'd' ? "no email is kept for this member" :
+				t.segment_id ? "Mailchimp's member for this key is not known (it was never added by this sync): nothing to remove" :
+				"Mailchimp's member for this key is not known (it was never upserted by this sync): nothing to archive";
 		else if (op == MC_ARCHIVE)
 		{
 			old = MemoryContextSwitchTo(req->cxt);

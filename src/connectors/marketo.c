@@ -225,19 +225,14 @@ marketo_build(RetlRequest *req, RetlSync *sync)
 
 		if (op == MKTO_UPSERT)
 			item = lead(r, &t, &why);
-		else if (r->known_id == NULL)
-		{
-			/*
-			 * Never upserted (or added to the list) by this sync: every one
-			 * delivered keeps its lead id.  Nothing to remove.
-			 */
-			r->nothing_to_send = true;
-			continue;
-		}
-		else if (!digits(r->known_id))
+		else if (r->known_id == NULL || !digits(r->known_id))
 		{
 			item = NULL;
-			why = psprintf("the kept Marketo lead id \"%s\" is not a number", r->known_id);
+			why = r->known_id == NULL ?
+				(op == MKTO_LEAVE ?
+				 "Marketo gave no lead id for this member (it was never added to the list by this sync): nothing to remove" :
+				 "Marketo gave no lead id for this key (it was never upserted by this sync): nothing to delete") :
+				psprintf("the kept Marketo lead id \"%s\" is not a number", r->known_id);
 		}
 		else
 		{

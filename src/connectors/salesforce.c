@@ -338,12 +338,10 @@ salesforce_build(RetlRequest *req, RetlSync *sync)
 		{
 			char	   *id = op == SF_LEAVE ? member_part(r->known_id) : record_part(r->known_id);
 
-			/*
-			 * No id: never added to the campaign, or never upserted, by this
-			 * sync (every one delivered keeps its id): nothing to remove.
-			 */
 			if (id == NULL)
-				r->nothing_to_send = true;
+				retl_record_unsent(req, r, op == SF_LEAVE ?
+								   "Salesforce gave no CampaignMember id for this member (it was never added to the campaign by this sync): nothing to remove" :
+								   "Salesforce gave no id for this key (it was never upserted by this sync): nothing to delete");
 			else if (!sf_id(id, strlen(id)))
 				retl_record_unsent(req, r, psprintf("the kept Salesforce id \"%s\" is not a record id", id));
 			else

@@ -825,7 +825,12 @@ retl_http_redact(RetlRequest *req, const char *text)
 char *
 retl_http_excerpt(RetlRequest *req)
 {
-	return retl_redact(req->secrets, req->response.data, req->response.len,
+	/*
+	 * (only what the excerpt needs: redacting builds several views of the
+	 * text, and a kept answer may be long)
+	 */
+	return retl_redact(req->secrets, req->response.data,
+					   Min(req->response.len, retl_redact_room(req->secrets, RETL_RESPONSE_EXCERPT)),
 					   RETL_RESPONSE_EXCERPT);
 }
 

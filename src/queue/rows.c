@@ -15,7 +15,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
-#include "access/relation.h"
+#include "catalog/pg_attribute.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "storage/lmgr.h"
@@ -24,6 +24,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 
 #include "base/guc.h"
 #include "base/plans.h"
@@ -157,29 +158,36 @@ static char *
 append_sql(RetlSync *sync)
 {
 	StringInfoData sql;
-	Relation	rel = relation_open(sync->relid, AccessShareLock);
-	TupleDesc	desc = RelationGetDescr(rel);
 	bool		first = true;
 
 	initStringInfo(&sql);
 	appendStringInfoString(&sql, "SELECT (SELECT ");
 	retl_append_row_data(&sql, sync, "t");
 	appendStringInfoString(&sql, " FROM pg_catalog.jsonb_to_record(retl_d.retl_row) t(");
-	for (int i = 0; i < desc->natts; i++)
+	/*
+	 * (from the catalog caches: no lock a migration's could make us wait
+	 * for; attribute numbers run from 1 without a gap, dropped ones kept)
+	 */
+	for (int i = 1;; i++)
 	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
+		HeapTuple	tup = SearchSysCache2(ATTNUM, ObjectIdGetDatum(sync->relid), Int16GetDatum(i));
+		Form_pg_attribute att;
 
-		if (att->attisdropped)
-			continue;
-		appendStringInfo(&sql, "%s%s %s", first ? "" : ", ", quote_identifier(NameStr(att->attname)),
-						 format_type_extended(att->atttypid, att->atttypmod,
-											  FORMAT_TYPE_TYPEMOD_GIVEN | FORMAT_TYPE_FORCE_QUALIFY));
-		first = false;
+		if (!HeapTupleIsValid(tup))
+			break;
+		att = (Form_pg_attribute) GETSTRUCT(tup);
+		if (!att->attisdropped)
+		{
+			appendStringInfo(&sql, "%s%s %s", first ? "" : ", ", quote_identifier(NameStr(att->attname)),
+							 format_type_extended(att->atttypid, att->atttypmod,
+												  FORMAT_TYPE_TYPEMOD_GIVEN | FORMAT_TYPE_FORCE_QUALIFY));
+			first = false;
+		}
+		ReleaseSysCache(tup);
 	}
 	appendStringInfoString(&sql, "))::text"
 						   " FROM pg_catalog.unnest($1) WITH ORDINALITY AS retl_d(retl_row, retl_n)"
 						   " ORDER BY retl_d.retl_n");
-	relation_close(rel, AccessShareLock);
 	return sql.data;
 }
 

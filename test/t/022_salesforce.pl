@@ -69,10 +69,6 @@ ok(drained('people'), 'changes drained');
 is($sf->get->{records}{Contact}{$id7}{FirstName}, 'Seven', "the update reached Contact $id7");
 ok(!exists contacts()->{8}, 'the deleted row\'s Contact is deleted');
 ok((grep { $_ eq $id8 } @{ $sf->get->{deleted} }), "by its id, $id8");
-# a row inserted and deleted before the sync sent it: nothing to delete
-is(never_sent_change($node, 'people', q{INSERT INTO people VALUES (9001, 'B', 'Brief', 'b\@x.io', 1)},
-	q{DELETE FROM people WHERE id = 9001}), '0|1', 'a delete of a key never upserted is delivered, not dead-lettered');
-is(scalar @{ $sf->get->{deleted} }, 1, 'without a request');
 
 # an expired session (401 INVALID_SESSION_ID): the token renewed once, retried
 $sf->post('/_control', { expire_tokens => JSON::PP::true });

@@ -90,11 +90,6 @@ is($mc->get->{codes}{500}, 1, 'one archive failed once (500) and was retried');
 is(psql(q{SELECT count(*) FROM retl.dead_letters WHERE sync = 'people'}), '2', 'nothing more dead-lettered');
 is(psql(q{SELECT count(*) FROM retl.remembered_ids WHERE sync = 'people' AND key->>'id' IN ('8', '10', '11')}), '0',
 	'their emails forgotten');
-# a row inserted and deleted before the sync sent it: nothing to archive
-my $before = $mc->get->{requests};
-is(never_sent_change($node, 'people', q{INSERT INTO people VALUES (9001, 'brief@acme.io', 'B', 'L')},
-	q{DELETE FROM people WHERE id = 9001}), '0|1', 'a delete of a key never upserted is delivered, not dead-lettered');
-is($mc->get->{requests}, $before, 'without a request');
 # an archived member upserted again is back
 psql(q{INSERT INTO people VALUES (8, 'p8@acme.io', 'Again', 'L8')});
 ok(drained('people') && !members()->{'p8@acme.io'}{archived}, 'a row back: its member is back');
