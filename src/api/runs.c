@@ -14,9 +14,9 @@
 #include "utils/builtins.h"
 #include "utils/tuplestore.h"
 
-#include "base/visible.h"
 #include "base/progress.h"
 #include "base/shmem.h"
+#include "base/visible.h"
 
 PG_FUNCTION_INFO_V1(retl_run_tick);
 PG_FUNCTION_INFO_V1(retl_run_progress);
