@@ -12,6 +12,7 @@ OBJS = \
 	src/process/parts.o \
 	src/process/launcher.o \
 	src/process/utility.o \
+	src/process/roles.o \
 	src/process/runner.o \
 	src/process/scheduled.o \
 	src/process/staging.o \

@@ -1300,3 +1300,126 @@ BEGIN
 	PERFORM retl._wake_worker();
 END
 $$;
+
+/*
+ * DROP ROLE, DROP OWNED and REASSIGN OWNED in a database with retl: the
+ * utility hook runs these as the extension's owner (src/process/roles.c),
+ * with the roles named and the caller, since retl's catalog refers to roles
+ * by OID, which PostgreSQL's dependency tracking does not see.
+ */
+
+/* DROP ROLE: refused, as for a table, while a role owns or holds here. */
+CREATE FUNCTION retl._roles_drop_check(roles oid[], unused oid, caller regrole)
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+	r oid;
+	deps text;
+	n bigint;
+BEGIN
+	FOREACH r IN ARRAY roles LOOP
+		SELECT pg_catalog.string_agg(d.what, E'\n' ORDER BY d.ord, d.what), count(*)
+		  INTO deps, n
+		  FROM (SELECT 1 AS ord, pg_catalog.format('owner of sync "%s"', s.name) AS what
+				  FROM retl.syncs s WHERE s.owner::oid OPERATOR(pg_catalog.=) r
+				UNION ALL
+				SELECT 2, pg_catalog.format('owner of audience "%s"', a.name)
+				  FROM retl.audience_store a WHERE a.owner::oid OPERATOR(pg_catalog.=) r
+				UNION ALL
+				SELECT 3, pg_catalog.format('privileges for destination "%s"', t.name)
+				  FROM retl.destination_grants g
+				  JOIN retl.destinations t ON t.id OPERATOR(pg_catalog.=) g.destination_id
+				 WHERE g.grantee::oid OPERATOR(pg_catalog.=) r) d;
+		IF n > 0 THEN
+			RAISE EXCEPTION 'role "%" cannot be dropped because some objects depend on it',
+				pg_catalog.pg_get_userbyid(r)
+				USING ERRCODE = 'dependent_objects_still_exist',
+					  DETAIL = deps,
+					  HINT = pg_catalog.format('Give its syncs and audiences to another role with REASSIGN OWNED BY %I TO ..., or drop them and its grants with DROP OWNED BY %I, in this database.',
+											   pg_catalog.pg_get_userbyid(r), pg_catalog.pg_get_userbyid(r));
+		END IF;
+	END LOOP;
+END
+$$;
+
+/*
+ * DROP OWNED: the roles' syncs (those that others run after last, so that
+ * none is dropped before its followers; a follower of another role's
+ * fails the command) and audiences are dropped, their destination grants
+ * revoked.  The caller has the roles' privileges (roles.c checked it).
+ */
+CREATE FUNCTION retl._drop_owned(roles oid[], unused oid, caller regrole)
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+	obj text;
+	dropped text[] := '{}';
+	revoked text;
+BEGIN
+	LOOP
+		SELECT s.name INTO obj FROM retl.syncs s
+		 WHERE s.owner::oid OPERATOR(pg_catalog.=) ANY (roles)
+		 ORDER BY EXISTS (SELECT 1 FROM retl.syncs f
+						   WHERE f.options ->> 'after' OPERATOR(pg_catalog.=) s.name), s.name
+		 LIMIT 1;
+		EXIT WHEN NOT FOUND;
+		PERFORM retl._drop_sync(obj, caller, 'pg_catalog, pg_temp');
+		dropped := dropped || pg_catalog.format('sync "%s"', obj);
+	END LOOP;
+	FOR obj IN SELECT a.name FROM retl.audience_store a
+				WHERE a.owner::oid OPERATOR(pg_catalog.=) ANY (roles) ORDER BY a.name LOOP
+		PERFORM retl._drop_audience(obj, caller, 'pg_catalog, pg_temp');
+		dropped := dropped || pg_catalog.format('audience "%s"', obj);
+	END LOOP;
+	WITH gone AS (
+		DELETE FROM retl.destination_grants g
+		 WHERE g.grantee::oid OPERATOR(pg_catalog.=) ANY (roles)
+		RETURNING g.destination_id
+	)
+	SELECT pg_catalog.string_agg(DISTINCT pg_catalog.format('"%s"', t.name), ', ')
+	  INTO revoked
+	  FROM gone JOIN retl.destinations t ON t.id OPERATOR(pg_catalog.=) gone.destination_id;
+	IF pg_catalog.cardinality(dropped) > 0 THEN
+		RAISE NOTICE 'dropped retl''s %', pg_catalog.array_to_string(dropped, ', ');
+	END IF;
+	IF revoked IS NOT NULL THEN
+		RAISE NOTICE 'revoked grants of destination %', revoked;
+	END IF;
+END
+$$;
+
+/*
+ * REASSIGN OWNED: the roles' syncs and audiences go to the new owner
+ * (PostgreSQL checked that the caller has both roles' privileges).  A
+ * moved sync whose new owner may not send to its destination stops, as
+ * after a revoke, and says so.
+ */
+CREATE FUNCTION retl._reassign_owned(roles oid[], new_owner oid, caller regrole)
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+	moved text[];
+	stopped text;
+BEGIN
+	WITH m AS (
+		UPDATE retl.syncs s SET owner = new_owner::regrole
+		 WHERE s.owner::oid OPERATOR(pg_catalog.=) ANY (roles)
+		   AND s.owner::oid OPERATOR(pg_catalog.<>) new_owner
+		RETURNING s.name
+	)
+	SELECT pg_catalog.array_agg(m.name) INTO moved FROM m;
+	UPDATE retl.audience_store a SET owner = new_owner::regrole
+	 WHERE a.owner::oid OPERATOR(pg_catalog.=) ANY (roles);
+	SELECT pg_catalog.string_agg(pg_catalog.format('"%s"', s.name), ', ' ORDER BY s.name) INTO stopped
+	  FROM retl.syncs s
+	 WHERE s.name OPERATOR(pg_catalog.=) ANY (moved) AND NOT retl._may_send(s.owner, s.destination_id);
+	IF stopped IS NOT NULL THEN
+		RAISE NOTICE 'sync % cannot send to its destination as role "%"', stopped,
+			pg_catalog.pg_get_userbyid(new_owner)
+			USING DETAIL = 'Their changes wait, unsent, until the role may send there.',
+				  HINT = 'A member of retl_admin allows it with retl_grant_destination(destination, role); the role also needs retl_user.';
+	END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION retl._roles_drop_check(oid[], oid, regrole), retl._drop_owned(oid[], oid, regrole),
+	retl._reassign_owned(oid[], oid, regrole) FROM PUBLIC;

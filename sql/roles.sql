@@ -210,11 +210,50 @@ SELECT retl_drop_audience('alice_aud');
 SELECT retl_drop_destination(name) FROM retl.destinations WHERE name LIKE 'roles%';
 SELECT retl_drop_secret('roles_token');
 SELECT count(*) AS grants_left FROM retl.destination_grants;
--- a grant to a role dropped since is removed by the next grant or revoke
+-- DROP ROLE, REASSIGN OWNED and DROP OWNED see retl's syncs, audiences and
+-- grants in the database they run in (src/process/roles.c)
 CREATE ROLE regress_retl_gone IN ROLE retl_user;
+CREATE ROLE regress_retl_heir IN ROLE retl_user;
+GRANT SELECT ON roles_people TO regress_retl_gone;
 SELECT retl_create_destination('roles_left', 'webhook', 'http://127.0.0.1:9/left');
 SELECT retl_grant_destination('roles_left', 'regress_retl_gone');
+SELECT retl_create_sync('gone_sync', 'roles_people', 'roles_left', schedule => 'manual',
+	options => '{"owner": "regress_retl_gone"}');
+SELECT retl_create_audience('gone_aud', 'SELECT id FROM roles_people', '{id}', 'manual',
+	'{"owner": "regress_retl_gone"}');
 DROP ROLE regress_retl_gone;
+DROP ROLE regress_retl_heir, regress_retl_gone;
+DROP ROLE IF EXISTS regress_retl_never_was;
+-- moved to the heir, which may not send there: a notice says so
+REASSIGN OWNED BY regress_retl_gone TO regress_retl_heir;
+SELECT name, owner FROM retl.syncs WHERE name = 'gone_sync';
+SELECT audience, owner FROM retl.audiences WHERE audience = 'gone_aud';
+REASSIGN OWNED BY regress_retl_heir TO regress_retl_gone;
+SELECT name, owner FROM retl.syncs WHERE name = 'gone_sync';
+-- DROP OWNED needs the role's privileges, and changes nothing without them
+SET ROLE regress_retl_alice;
+DROP OWNED BY regress_retl_gone;
+RESET ROLE;
+SELECT count(*) AS still_there FROM retl.syncs WHERE name = 'gone_sync';
+-- a follower of another role's makes DROP OWNED fail, and changes nothing
+SELECT retl_create_sync('heir_follows', 'roles_people', 'roles_left', schedule => 'manual',
+	options => '{"after": "gone_sync"}');
+DROP OWNED BY regress_retl_gone;
+SELECT count(*) AS still_there FROM retl.syncs WHERE name = 'gone_sync';
+SELECT retl_drop_sync('heir_follows');
+DROP OWNED BY regress_retl_gone;
+SELECT (SELECT count(*) FROM retl.syncs WHERE name = 'gone_sync') AS syncs,
+	   (SELECT count(*) FROM retl.audiences WHERE audience = 'gone_aud') AS audiences,
+	   (SELECT count(*) FROM retl.destination_access WHERE role::text = 'regress_retl_gone') AS grants;
+DROP ROLE regress_retl_gone, regress_retl_heir;
+-- a role dropped from another database (which retl cannot see from there)
+-- leaves its grant here, removed by the next grant or revoke
+CREATE ROLE regress_retl_gone IN ROLE retl_user;
+SELECT retl_grant_destination('roles_left', 'regress_retl_gone');
+\set regress_db :DBNAME
+\c postgres
+DROP ROLE regress_retl_gone;
+\c :regress_db
 SELECT count(*) AS dangling FROM retl.destination_grants g
  WHERE NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = g.grantee);
 SELECT retl_grant_destination('roles_left', 'regress_retl_alice');

@@ -14,7 +14,8 @@
  * session could not.  DROP EXTENSION tells it, when it commits, to read
  * its syncs again, in a transaction that finds the extension gone: it
  * starts requests claimed ahead without one while nothing changed
- * (process/parts.c).
+ * (process/parts.c).  DROP ROLE, DROP OWNED and REASSIGN OWNED ask retl
+ * about the roles' syncs, audiences and grants (roles.c).
  */
 #include "postgres.h"
 
@@ -28,6 +29,7 @@
 #include "utils/timestamp.h"
 
 #include "base/shmem.h"
+#include "process/roles.h"
 #include "process/runner.h"
 #include "process/utility.h"
 
@@ -160,6 +162,7 @@ retl_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyT
 		default:
 			break;
 	}
+	retl_roles_before(node);
 
 	if (prev_utility_hook)
 		prev_utility_hook(pstmt, queryString, readOnlyTree, context, params,
@@ -175,6 +178,7 @@ retl_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyT
 	 */
 	if (!dropping)
 		end_hold();
+	retl_roles_after(node);
 
 	/*
 	 * The transaction it commits queued its changes in another session

@@ -31,6 +31,22 @@ owner_name(RetlSync *sync)
 }
 
 /*
+ * A sync whose owner was dropped (from another database: roles.c refuses
+ * DROP ROLE here) has nobody to read or send as: it fails, saying so.
+ */
+static void
+check_owner_exists(RetlSync *sync)
+{
+	if (GetUserNameFromId(sync->owner, true) != NULL)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("the owner of sync \"%s\" (role %u) was dropped", sync->name, sync->owner),
+			 errdetail("Nothing is sent without an owner to read and send as."),
+			 errhint("Drop the sync and create it again (an upsert sync sends every row again), and run REASSIGN OWNED or DROP OWNED in each database with retl before DROP ROLE.")));
+}
+
+/*
  * May a role read a table?  A grant of the table, or of each of its
  * columns (column privileges on every column do as well).
  */
@@ -45,6 +61,7 @@ retl_role_may_read(Oid relid, Oid role)
 static void
 check_read(RetlSync *sync)
 {
+	check_owner_exists(sync);
 	if (retl_role_may_read(sync->relid, sync->owner))
 		return;
 	ereport(ERROR,
@@ -68,6 +85,7 @@ check_read(RetlSync *sync)
 void
 retl_owner_check_send(RetlSync *sync)
 {
+	check_owner_exists(sync);
 	if (!sync->may_send)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),

@@ -165,16 +165,38 @@ is_deeply(states('/by_alice'), { 1 => 'deleted', 6 => 'deleted' }, 'the same for
 ok(!grep({ $_ == 2 || $_ == 4 || $_ == 5 } @keys), 'no hidden key sent, TRUNCATE included');
 is_deeply(states('/as_su'), { map { $_ => 'deleted' } 1 .. 6 }, 'the superuser-owned sync: every key deleted');
 
-# A role dropped while it owns a sync (retl's catalog refers to it by OID):
-# the sync fails, saying so, and sends nothing.
+# A role that owns a sync cannot be dropped in the sync's database
+# (process/roles.c), as PostgreSQL refuses for a table; REASSIGN OWNED
+# moves its syncs.
 psql(q{CREATE ROLE carol NOLOGIN IN ROLE retl_user; GRANT SELECT ON t TO carol;
+	CREATE ROLE dave NOLOGIN IN ROLE retl_user; GRANT SELECT ON t TO dave;
+	CREATE POLICY every_row ON t FOR SELECT TO dave USING (true);
 	SELECT retl_grant_destination('d', 'carol');
+	SELECT retl_grant_destination('d', 'dave');
 	SELECT retl_create_sync(name => 'as_carol', source => 't', destination => 'd', options => '{"owner": "carol"}');});
 ok(drained('as_carol'), 'carol\'s sync is idle');
-psql(q{REVOKE SELECT ON t FROM carol; DROP ROLE carol; INSERT INTO t VALUES (7, 'c', 'c7');});
+($ret, $out, $err) = $node->psql('postgres', 'DROP ROLE carol');
+ok($ret != 0 && $err =~ /role "carol" cannot be dropped because some objects depend on it/
+	&& $err =~ /owner of sync "as_carol"/ && $err =~ /privileges for destination "d"/,
+	'DROP ROLE of a sync\'s owner: refused, naming the sync and the grant');
+psql(q{REASSIGN OWNED BY carol TO dave});
+is(psql(q{SELECT owner FROM retl.syncs WHERE name = 'as_carol'}), 'dave', 'REASSIGN OWNED: dave owns it');
+psql(q{INSERT INTO t VALUES (8, 'd', 'd8')});
+ok(wait_for(sub { (states('/as_alice')->{8} // '') eq 'd8' }, 30),
+	'the moved sync sends, as its new owner');
+psql(q{REASSIGN OWNED BY dave TO carol});
+
+# A role dropped from another database (where retl cannot see its syncs):
+# the sync fails, saying so, and sends nothing; it can still be dropped.
+psql(q{REVOKE SELECT ON t FROM carol});
+$node->safe_psql('template1', 'DROP ROLE carol');
+psql(q{INSERT INTO t VALUES (7, 'c', 'c7')});
 ok($node->poll_query_until('postgres',
-	q{SELECT state = 'failing' AND last_error ~ '^role "\d+ \(a dropped role\)", the owner of sync "as_carol", may not send'
+	q{SELECT state = 'failing' AND last_error ~ '^the owner of sync "as_carol" \(role \d+\) was dropped'
 	  FROM retl.sync_status WHERE sync = 'as_carol'}), 'a dropped owner: failing, and the error says so');
+ok(!exists states('/as_alice')->{7}, 'nothing of it sent');
+psql(q{SELECT retl_drop_sync('as_carol')});
+is(psql(q{SELECT count(*) FROM retl.syncs WHERE name = 'as_carol'}), '0', 'and it can be dropped');
 
 $node->stop;
 done_testing();
