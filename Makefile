@@ -24,6 +24,7 @@ OBJS = \
 	src/api/runs.o \
 	src/capture/backfill.o \
 	src/capture/capture_trigger.o \
+	src/capture/partitions.o \
 	src/capture/decoder.o \
 	src/capture/queue_insert.o \
 	src/capture/spool.o \

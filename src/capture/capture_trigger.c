@@ -23,6 +23,7 @@
 
 #include "access/xact.h"
 #include "access/htup_details.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -335,17 +336,24 @@ truncate_reader(int sync_id, Relation rel)
 }
 
 /*
- * BEFORE TRUNCATE: every row is about to go; queue each key as a change.
- * Returns how many it queued.
+ * Queue every key of a table as a change of op (BEFORE TRUNCATE: 't',
+ * every row is about to go), read from rel, the sync's table, or, when
+ * part is valid, from part, a partition of rel (or of its partitions) that
+ * a TRUNCATE, DROP, ATTACH or DETACH changes (partitions.c): its rows read
+ * directly, or, while it is attached, through rel when the owner's
+ * policies on rel decide which keys it may see (a detached table's rows
+ * are read directly: README, Whose rows).  Returns how many it queued.
+ * SPI is connected.
  */
-static uint64
-capture_truncate(int sync_id, int nkeys, AttrNumber *attnums, Relation rel)
+uint64
+retl_queue_table_keys(int sync_id, int nkeys, AttrNumber *attnums, Relation rel, Oid part,
+					  bool attached, char op)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 	StringInfoData keys;
-	Oid			types[1] = {INT4OID};
-	Datum		values[1] = {Int32GetDatum(sync_id)};
-	Oid			reader = truncate_reader(sync_id, rel);
+	Oid			types[2] = {INT4OID, CHAROID};
+	Datum		values[2] = {Int32GetDatum(sync_id), CharGetDatum(op)};
+	Oid			reader = OidIsValid(part) && !attached ? InvalidOid : truncate_reader(sync_id, rel);
 	uint64		n;
 
 	initStringInfo(&keys);
@@ -359,10 +367,28 @@ capture_truncate(int sync_id, int nkeys, AttrNumber *attnums, Relation rel)
 		retl_append_key_value(&keys, type,
 							  psprintf("t.%s", quote_identifier(NameStr(TupleDescAttr(desc, attnums[i] - 1)->attname))));
 	}
-	appendStringInfo(&keys, ") FROM %s%s.%s t",
-					 rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE ? "" : "ONLY ",
-					 quote_identifier(get_namespace_name(RelationGetNamespace(rel))),
-					 quote_identifier(RelationGetRelationName(rel)));
+	if (!OidIsValid(part))
+		appendStringInfo(&keys, ") FROM %s%s.%s t",
+						 rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE ? "" : "ONLY ",
+						 quote_identifier(get_namespace_name(RelationGetNamespace(rel))),
+						 quote_identifier(RelationGetRelationName(rel)));
+	else if (!OidIsValid(reader))
+		appendStringInfo(&keys, ") FROM %s.%s t",
+						 quote_identifier(get_namespace_name(get_rel_namespace(part))),
+						 quote_identifier(get_rel_name(part)));
+	else
+	{
+		List	   *within = find_all_inheritors(part, NoLock, NULL);
+		ListCell   *lc;
+
+		appendStringInfo(&keys, ") FROM %s.%s t WHERE t.tableoid OPERATOR(pg_catalog.=) ANY ('{",
+						 quote_identifier(get_namespace_name(RelationGetNamespace(rel))),
+						 quote_identifier(RelationGetRelationName(rel)));
+		foreach(lc, within)
+			appendStringInfo(&keys, "%s%u", foreach_current_index(lc) > 0 ? "," : "",
+							 lfirst_oid(lc));
+		appendStringInfoString(&keys, "}'::pg_catalog.oid[])");
+	}
 
 	/*
 	 * A transaction draws queue ids only once it has an xid (see mark.c);
@@ -372,9 +398,9 @@ capture_truncate(int sync_id, int nkeys, AttrNumber *attnums, Relation rel)
 	(void) GetTopTransactionId();
 	if (!OidIsValid(reader))
 	{
-		if (SPI_execute_with_args(psprintf("INSERT INTO retl.queue (sync_id, op, key) SELECT $1, 't', %s",
+		if (SPI_execute_with_args(psprintf("INSERT INTO retl.queue (sync_id, op, key) SELECT $1, $2, %s",
 										   keys.data),
-								  1, types, values, NULL, false, 0) != SPI_OK_INSERT)
+								  2, types, values, NULL, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "retl: could not queue the rows of a truncated table");
 		return SPI_processed;
 	}
@@ -384,8 +410,8 @@ capture_truncate(int sync_id, int nkeys, AttrNumber *attnums, Relation rel)
 	(void) retl_owner_exec(reader, psprintf("INSERT INTO pg_temp.retl_truncate_keys (key) SELECT %s",
 										   keys.data), NULL, SPI_OK_INSERT);
 	if (SPI_execute_with_args("INSERT INTO retl.queue (sync_id, op, key)"
-							  " SELECT $1, 't', k.key FROM pg_temp.retl_truncate_keys k",
-							  1, types, values, NULL, false, 0) != SPI_OK_INSERT)
+							  " SELECT $1, $2, k.key FROM pg_temp.retl_truncate_keys k",
+							  2, types, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "retl: could not queue the rows of a truncated table");
 	n = SPI_processed;
 	if (SPI_execute("DROP TABLE pg_temp.retl_truncate_keys", false, 0) != SPI_OK_UTILITY)
@@ -423,7 +449,8 @@ retl_capture(PG_FUNCTION_ARGS)
 	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
 	{
 		if (!append)
-			nrows = capture_truncate(sync_id, nkeys, attnums, td->tg_relation);
+			nrows = retl_queue_table_keys(sync_id, nkeys, attnums, td->tg_relation,
+										   InvalidOid, false, 't');
 	}
 	else
 	{

@@ -15,7 +15,9 @@
  * its syncs again, in a transaction that finds the extension gone: it
  * starts requests claimed ahead without one while nothing changed
  * (process/parts.c).  DROP ROLE, DROP OWNED and REASSIGN OWNED ask retl
- * about the roles' syncs, audiences and grants (roles.c).
+ * about the roles' syncs, audiences and grants (roles.c); TRUNCATE, DROP,
+ * ATTACH and DETACH of a partition queue its rows for the syncs of the
+ * tables it is a partition of (capture/partitions.c).
  */
 #include "postgres.h"
 
@@ -29,6 +31,7 @@
 #include "utils/timestamp.h"
 
 #include "base/shmem.h"
+#include "capture/partitions.h"
 #include "process/roles.h"
 #include "process/runner.h"
 #include "process/utility.h"
@@ -163,6 +166,7 @@ retl_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyT
 			break;
 	}
 	retl_roles_before(node);
+	retl_partitions_before(node);
 
 	if (prev_utility_hook)
 		prev_utility_hook(pstmt, queryString, readOnlyTree, context, params,
@@ -179,6 +183,7 @@ retl_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyT
 	if (!dropping)
 		end_hold();
 	retl_roles_after(node);
+	retl_partitions_after(node);
 
 	/*
 	 * The transaction it commits queued its changes in another session

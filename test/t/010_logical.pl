@@ -401,6 +401,34 @@ ok(wait_for(sub { my $l = pt_states(); join(' ', map { "$_=$l->{$_}" } sort keys
 ($ret, $out, $err) = $node->psql('postgres', q{SELECT retl_alter_sync('ptsync', capture => 'trigger')});
 like($err, qr/reads a partitioned table, which trigger capture does not support/, 'no trigger capture for it');
 
+# Rows that enter or leave the table by DDL (capture/partitions.c): a
+# TRUNCATE of a partition by its own name, DETACH (concurrently), ATTACH,
+# DROP TABLE of a partition; a rolled back TRUNCATE sends nothing.
+sub pt_is
+{
+	my ($want) = @_;
+	my $l = pt_states();
+	return join(' ', map { "$_=$l->{$_}" } grep { /asia|eu/ } sort keys %$l) eq $want;
+}
+psql(q{CREATE TABLE pt_asia PARTITION OF pt FOR VALUES IN ('asia');
+	INSERT INTO pt VALUES (10, 'asia', 'x'), (11, 'asia', 'y');});
+ok(wait_for(sub { pt_is('1/eu=deleted 10/asia=x 11/asia=y 3/eu=d') }, 30), 'a new partition\'s rows sent');
+psql(q{BEGIN; TRUNCATE pt_eu; ROLLBACK; TRUNCATE pt_asia; INSERT INTO pt VALUES (12, 'asia', 'z');});
+ok(wait_for(sub { pt_is('1/eu=deleted 10/asia=deleted 11/asia=deleted 12/asia=z 3/eu=d') }, 30),
+	'TRUNCATE of a partition by its name: its keys deleted (a rolled back one: nothing)');
+psql(q{ALTER TABLE pt DETACH PARTITION pt_asia CONCURRENTLY});
+ok(wait_for(sub { pt_is('1/eu=deleted 10/asia=deleted 11/asia=deleted 12/asia=deleted 3/eu=d') }, 30),
+	'DETACH PARTITION CONCURRENTLY: its rows deleted');
+psql(q{INSERT INTO pt_asia VALUES (13, 'asia', 'w');
+	ALTER TABLE pt ATTACH PARTITION pt_asia FOR VALUES IN ('asia');});
+ok(wait_for(sub { pt_is('1/eu=deleted 10/asia=deleted 11/asia=deleted 12/asia=z 13/asia=w 3/eu=d') }, 30),
+	'ATTACH PARTITION: its rows sent, one written while it was detached included');
+psql(q{BEGIN; ALTER TABLE pt DETACH PARTITION pt_asia; ALTER TABLE pt ATTACH PARTITION pt_asia FOR VALUES IN ('asia'); COMMIT;
+	DROP TABLE pt_asia;});
+ok(wait_for(sub { pt_is('1/eu=deleted 10/asia=deleted 11/asia=deleted 12/asia=deleted 13/asia=deleted 3/eu=d') }, 30),
+	'DROP TABLE of a partition: its keys deleted');
+ok(drained('ptsync'), 'and the sync drained');
+
 # kill -9 of the worker, and an immediate stop, while a stream is staged.
 for my $how ('kill', 'immediate')
 {
