@@ -195,12 +195,15 @@ GRANT EXECUTE ON FUNCTION retl_urlencode(text) TO retl_user;
  * The destination's own ids of a sync's keys, kept by connectors whose
  * API updates, deletes and lists records by the ids it gave them
  * (sync/ids.c).  Written with the outcome of the request that returned
- * them; key is the record's key as sent.
+ * them; key is the record's key as sent.  id NULL: a "may have it" mark,
+ * the key was sent to the destination (written before it was, for a
+ * connector whose deletes need the id) and no id is known; the view
+ * shows ids only.
  */
 CREATE TABLE retl.remembered_id_store (
 	sync_id		integer NOT NULL REFERENCES retl.syncs (id) ON DELETE CASCADE,
 	key			jsonb NOT NULL,
-	id			text NOT NULL,
+	id			text,
 	updated_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	PRIMARY KEY (sync_id, key)
 );
@@ -210,7 +213,8 @@ CREATE POLICY remembered_ids_visible ON retl.remembered_id_store FOR SELECT
 GRANT SELECT ON retl.remembered_id_store TO retl_user;
 CREATE VIEW retl.remembered_ids WITH (security_invoker = true) AS
 SELECT s.name AS sync, r.key, r.id, r.updated_at
-  FROM retl.remembered_id_store r JOIN retl.syncs s ON s.id OPERATOR(pg_catalog.=) r.sync_id;
+  FROM retl.remembered_id_store r JOIN retl.syncs s ON s.id OPERATOR(pg_catalog.=) r.sync_id
+ WHERE r.id IS NOT NULL;
 GRANT SELECT ON retl.remembered_ids TO retl_user;
 SELECT pg_catalog.pg_extension_config_dump('retl.remembered_id_store', '');
 

@@ -15,7 +15,9 @@
  * "external_id"}), else the key's value (one column); append syncs' rows
  * must carry it (their key is the event's).  The identifier sent is kept
  * (retl.remembered_ids), and deletes and an audience's exits, which carry
- * only the key, name the user by it.
+ * only the key, name the user by it; one of a user this sync never sent
+ * has nothing to do (sync/ids.c), one sent with none kept is
+ * dead-lettered.
  *
  * Upserts: POST /users/track {"attributes": [{identifier, field: value,
  * ...}]}, the rest of the data as custom attributes (null removes one;
@@ -243,7 +245,10 @@ user_of(RetlRecord *r, cJSON *data, BrazeTarget *t, bool *field)
 	return user != NULL && user[0] != '\0' ? user : NULL;
 }
 
-/* A record's object (attributes, or an event), or NULL and why. */
+/*
+ * A record's object (attributes, or an event), or NULL and why (or NULL
+ * and r->nothing_to_send).
+ */
 static cJSON *
 object(RetlRecord *r, BrazeTarget *t, bool audience, char **why)
 {
@@ -258,9 +263,9 @@ object(RetlRecord *r, BrazeTarget *t, bool audience, char **why)
 	if (user == NULL || (t->mode == 'a' && !field))
 	{
 		cJSON_Delete(data);
+		/* a delete or exit of a user this sync never sent: nothing to do */
 		*why = r->data == NULL ?
-			psprintf("Braze was never sent this user by this sync (no %s kept for the key): nothing to %s",
-					 t->identifier, audience ? "set false" : "delete") :
+			retl_ids_none(r, "Braze", t->identifier, audience ? "set it false" : "delete it") :
 			field || t->mode == 'a' ? psprintf("the record has no value for \"%s\", which names the user", t->identifier) :
 			pstrdup("the record's key has no value, and it names the user");
 		return NULL;
@@ -350,6 +355,8 @@ braze_build(RetlRequest *req, RetlSync *sync)
 		}
 		if (why != NULL)
 			retl_record_unsent(req, r, why);
+		else if (r->nothing_to_send)
+			continue;
 		else if (item == NULL || !cJSON_AddItemToArray(items, item))
 			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 	}
@@ -512,6 +519,7 @@ const RetlConnector retl_braze_connector = {
 	.check_destination = braze_check_destination,
 	.check_sync = braze_check_sync,
 	.check_source = braze_check_source,
+	.deletes_need_id = retl_ids_unless_append,
 	.build = braze_build,
 	.read_answer = braze_read_answer,
 };

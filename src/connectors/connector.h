@@ -91,6 +91,15 @@ typedef struct RetlConnector
 	bool		replaces;
 
 	/*
+	 * The sync's deletes (or an audience's exits) go by the destination's
+	 * id kept for the key (optional; NULL: never).  True: the engine marks
+	 * every key it sends the destination, id or not, before sending it
+	 * (sync/ids.c), and a delete of a key neither kept nor marked is one
+	 * the destination never got (the connector sets nothing_to_send).
+	 */
+	bool		(*deletes_need_id) (RetlSync *sync);
+
+	/*
 	 * Check the connector's own options (optional).  check_sync sees the
 	 * sync's options, its mode, its destination's options and, for
 	 * expressions, the role they will run as.

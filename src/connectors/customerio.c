@@ -16,7 +16,8 @@
  * "attributes" (an update sync adds "_update": true, so that no one is
  * created); deletes are "delete", named by the key when it carries the
  * identifier field, else by the value last identified for the key (kept in
- * retl.remembered_ids); an append sync's rows are "event"s named
+ * retl.remembered_ids; none kept: nothing to delete if this sync never
+ * sent the key, sync/ids.c, else a dead letter); an append sync's rows are "event"s named
  * event_name, with the row as attributes, the capture time as "timestamp"
  * and an "id" made from the record id (a ULID, by which Customer.io drops
  * a repeated event: retries are harmless).  Customer.io answers 200, or 207
@@ -245,7 +246,10 @@ event_id(RetlRecord *r)
 	return id;
 }
 
-/* A record's entity in the batch; NULL and *why when it cannot be sent. */
+/*
+ * A record's entity in the batch; NULL and *why when it cannot be sent
+ * (or NULL and r->nothing_to_send).
+ */
 static cJSON *
 entity(RetlRecord *r, CioTarget *t, char **why)
 {
@@ -256,8 +260,9 @@ entity(RetlRecord *r, CioTarget *t, char **why)
 
 	if (who == NULL)
 	{
+		/* a delete of a person this sync never identified: nothing to do */
 		*why = r->op == 'd' ?
-			psprintf("no value is known for the person's \"%s\": the key does not carry it and this sync never identified the key", t->identifier) :
+			retl_ids_none(r, "Customer.io", t->identifier, "delete the person (the key does not carry it)") :
 			psprintf("the record has no value for \"%s\", the sync's identifier", t->identifier);
 		return NULL;
 	}
@@ -348,7 +353,7 @@ build_batch(RetlRequest *req, RetlSync *sync, CioTarget *t, StringInfo body)
 		}
 		if (why != NULL)
 			retl_record_unsent(req, r, why);
-		if (why != NULL || full)
+		if (why != NULL || full || r->nothing_to_send)
 		{
 			if (printed)
 				cJSON_free(printed);
@@ -383,7 +388,13 @@ build_segment(RetlRequest *req, RetlSync *sync, CioTarget *t, CioOp op, StringIn
 
 		if (who == NULL)
 		{
-			retl_record_unsent(req, r, psprintf("no value is known for the member's \"%s\"", t->identifier));
+			/* an exit of a member this sync never identified: nothing to do */
+			char	   *why = op == CIO_REMOVE ?
+				retl_ids_none(r, "Customer.io", t->identifier, "remove it from the segment") :
+				psprintf("no value is known for the member's \"%s\"", t->identifier);
+
+			if (why != NULL)
+				retl_record_unsent(req, r, why);
 			rest[nrest++] = *r;
 			continue;
 		}
@@ -534,6 +545,7 @@ const RetlConnector retl_customerio_connector = {
 	.check_destination = customerio_check_destination,
 	.check_sync = customerio_check_sync,
 	.check_source = customerio_check_source,
+	.deletes_need_id = retl_ids_unless_append,
 	.build = customerio_build,
 	.read_answer = customerio_read_answer,
 };

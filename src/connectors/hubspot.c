@@ -18,8 +18,8 @@
  * retried when the answer says nothing of it.  Deletes (upsert and mirror
  * syncs) archive by the remembered HubSpot id: POST
  * /crm/v3/objects/{object}/batch/archive, 204.  A delete of a key HubSpot
- * never gave an id for (it was never upserted by this sync) has nothing to
- * archive and is dead-lettered saying so.
+ * gave no id for is done without a request when this sync never sent the
+ * key (sync/ids.c marks those it sends), else dead-lettered saying so.
  *
  * (From HubSpot's published OpenAPI specification of the CRM objects API
  * and its error-handling guide; see shared/CONNECTORS.md.)
@@ -175,8 +175,11 @@ build_membership(RetlRequest *req, RetlSync *sync, const char *object, const cha
 
 		if (r->known_id == NULL)
 		{
-			r->unsent = MemoryContextStrdup(req->cxt,
-											"HubSpot gave no id for this member (it was never added to the list by this sync): nothing to remove");
+			/* never sent by this sync: nothing to remove (else why not) */
+			char	   *why = retl_ids_none(r, "HubSpot", "id", "remove it from the list");
+
+			if (why != NULL)
+				r->unsent = MemoryContextStrdup(req->cxt, why);
 			unsent[nunsent++] = *r;
 			continue;
 		}
@@ -204,8 +207,8 @@ build_membership(RetlRequest *req, RetlSync *sync, const char *object, const cha
 /*
  * Build an upsert or an archive request: the records that share the first
  * one's kind (an upsert or a delete).  A record that cannot be sent
- * (no id_property value; a delete with no HubSpot id) is marked unsent
- * and left out.
+ * (no id_property value; a delete with no HubSpot id of a key sent) is
+ * marked unsent and left out, as is one with nothing to send.
  */
 static void
 build_objects(RetlRequest *req, RetlSync *sync, const char *object, const char *idp)
@@ -236,7 +239,16 @@ build_objects(RetlRequest *req, RetlSync *sync, const char *object, const char *
 		if (archive)
 		{
 			if (r->known_id == NULL)
-				why = pstrdup("HubSpot gave no id for this key (it was never upserted by this sync): nothing to archive");
+			{
+				/* never sent by this sync: nothing to archive (else why not) */
+				why = retl_ids_none(r, "HubSpot", "id", "archive it");
+				if (why == NULL)
+				{
+					cJSON_Delete(input);
+					unsent[nunsent++] = *r;
+					continue;
+				}
+			}
 			else
 				cJSON_AddStringToObject(input, "id", r->known_id);
 		}
@@ -458,6 +470,7 @@ const RetlConnector retl_hubspot_connector = {
 	.check_destination = NULL,
 	.check_sync = hubspot_check_sync,
 	.check_source = hubspot_check_source,
+	.deletes_need_id = retl_ids_unless_append,
 	.build = hubspot_build,
 	.read_answer = hubspot_read_answer,
 };

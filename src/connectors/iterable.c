@@ -25,7 +25,9 @@
  * counted more failures than it named (then they are retried).  Deletes:
  * DELETE /api/users/{email} or /api/users/byUserId/{userId}, one request a
  * record, by the identifier its key carries or the one kept when it was
- * last upserted; a user Iterable does not know counts as deleted.  An
+ * last upserted (none kept: nothing to delete if this sync never sent
+ * the key, sync/ids.c, else a dead letter); a user Iterable does not know
+ * counts as deleted.  An
  * audience sync with list_id subscribes entering members,
  * POST /api/lists/subscribe {"listId", "subscribers": [{<identifier>}]}
  * (which creates a user Iterable lacks), and unsubscribes exiting ones,
@@ -294,9 +296,13 @@ iterable_build(RetlRequest *req, RetlSync *sync)
 
 		req->nrecords = 1;
 		if (user == NULL)
-			retl_record_unsent(req, &req->records[0],
-							   psprintf("no %s is known for this key (it was never upserted by this sync): nothing to delete",
-										t.ident));
+		{
+			/* never sent by this sync: nothing to delete (else why not) */
+			char	   *why = retl_ids_none(&req->records[0], "Iterable", t.ident, "delete it");
+
+			if (why != NULL)
+				retl_record_unsent(req, &req->records[0], why);
+		}
 		else
 		{
 			old = MemoryContextSwitchTo(req->cxt);
@@ -526,6 +532,7 @@ const RetlConnector retl_iterable_connector = {
 	.check_destination = iterable_check_destination,
 	.check_sync = iterable_check_sync,
 	.check_source = iterable_check_source,
+	.deletes_need_id = retl_ids_unless_append,
 	.build = iterable_build,
 	.read_answer = iterable_read_answer,
 };

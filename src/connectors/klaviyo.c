@@ -26,7 +26,8 @@
  * to it), then reads the job's profiles to keep each one's Klaviyo id; an
  * exiting member leaves the list by that id (DELETE
  * /api/lists/{id}/relationships/profiles, at most 1,000), its profile
- * kept.  Klaviyo's API deletes a profile only through a data privacy
+ * kept (one with no id kept has nothing to remove if this sync never sent
+ * it, sync/ids.c, else is dead-lettered).  Klaviyo's API deletes a profile only through a data privacy
  * request, which retl does not make: a deleted row of a profile sync has
  * nothing to send.
  *
@@ -260,7 +261,11 @@ build_removal(RetlRequest *req, RetlSync *sync, const char *list)
 
 		if (r->known_id == NULL)
 		{
-			retl_record_unsent(req, r, "Klaviyo gave no profile id for this member (it was never added to the list by this sync): nothing to remove");
+			/* never added to the list by this sync: nothing to remove */
+			char	   *why = retl_ids_none(r, "Klaviyo", "profile id", "remove it from the list");
+
+			if (why != NULL)
+				retl_record_unsent(req, r, why);
 			continue;
 		}
 		ref = cJSON_CreateObject();
@@ -276,6 +281,16 @@ build_removal(RetlRequest *req, RetlSync *sync, const char *list)
 	retl_request_json_body(req, body);
 	if (req->nrecords > 0)
 		headers(req, sync, true);
+}
+
+/*
+ * A list sync's exits leave by the profile id kept: mark the members it
+ * sends (sync/ids.c).  A profile sync's deletes need none.
+ */
+static bool
+klaviyo_deletes_need_id(RetlSync *sync)
+{
+	return list_of(sync) != NULL;
 }
 
 static void
@@ -644,6 +659,7 @@ const RetlConnector retl_klaviyo_connector = {
 	.check_destination = klaviyo_check_destination,
 	.check_sync = klaviyo_check_sync,
 	.check_source = klaviyo_check_source,
+	.deletes_need_id = klaviyo_deletes_need_id,
 	.build = klaviyo_build,
 	.read_answer = klaviyo_read_answer,
 	.build_job = klaviyo_build_job,

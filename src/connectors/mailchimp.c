@@ -22,7 +22,9 @@
  * when it says to wait), and a member the answer does not mention is
  * retried.  Deletes (upsert and mirror syncs) archive the member, one
  * request a record: DELETE /lists/{list_id}/members/{md5 of the lowercased
- * email}, 204; 404 is a member already archived.  An audience sync with
+ * email}, 204; 404 is a member already archived; a key with no email kept
+ * that this sync never sent has nothing to archive (sync/ids.c), one it
+ * sent is dead-lettered.  An audience sync with
  * segment_id upserts an entering member first, then adds it (and removes
  * an exiting one) with POST /lists/{list_id}/segments/{segment_id}
  * {"members_to_add", "members_to_remove"}, at most 500 each.
@@ -353,9 +355,12 @@ mailchimp_build(RetlRequest *req, RetlSync *sync)
 				cJSON_Delete(m);
 		}
 		else if ((email = member_email(r, &t)) == NULL)
+		{
+			/* a delete of a key never sent by this sync: nothing to do */
 			why = r->op != 'd' ? "no email is kept for this member" :
-				t.segment_id ? "Mailchimp's member for this key is not known (it was never added by this sync): nothing to remove" :
-				"Mailchimp's member for this key is not known (it was never upserted by this sync): nothing to archive";
+				retl_ids_none(r, "Mailchimp", "member email",
+							  t.segment_id ? "remove it from the segment" : "archive it");
+		}
 		else if (op == MC_ARCHIVE)
 		{
 			old = MemoryContextSwitchTo(req->cxt);
@@ -616,6 +621,7 @@ const RetlConnector retl_mailchimp_connector = {
 	.check_destination = mailchimp_check_destination,
 	.check_sync = mailchimp_check_sync,
 	.check_source = mailchimp_check_source,
+	.deletes_need_id = retl_ids_unless_append,
 	.build = mailchimp_build,
 	.read_answer = mailchimp_read_answer,
 };

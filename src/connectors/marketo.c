@@ -20,7 +20,8 @@
  * {"id", "status": "created" | "updated"}, or "skipped" with "reasons"
  * (the record dead-lettered alone with them).  The lead's id is kept.
  * Deletes (upsert and mirror syncs): POST /rest/v1/leads/delete.json by the
- * kept ids.  An audience sync with list_id upserts an entering member's
+ * kept ids (a key with none that this sync never sent has nothing to
+ * delete, sync/ids.c; one it sent is dead-lettered).  An audience sync with list_id upserts an entering member's
  * lead first, then adds it to the list, POST /rest/v1/lists/{id}/leads.json;
  * an exiting member is removed, DELETE on the same path, its lead kept.
  *
@@ -225,14 +226,19 @@ marketo_build(RetlRequest *req, RetlSync *sync)
 
 		if (op == MKTO_UPSERT)
 			item = lead(r, &t, &why);
-		else if (r->known_id == NULL || !digits(r->known_id))
+		else if (r->known_id == NULL)
+		{
+			/* never sent by this sync: nothing to send (else why not) */
+			item = NULL;
+			why = retl_ids_none(r, "Marketo", "lead id",
+								op == MKTO_LEAVE ? "remove it from the list" : "delete it");
+			if (why == NULL)
+				continue;
+		}
+		else if (!digits(r->known_id))
 		{
 			item = NULL;
-			why = r->known_id == NULL ?
-				(op == MKTO_LEAVE ?
-				 "Marketo gave no lead id for this member (it was never added to the list by this sync): nothing to remove" :
-				 "Marketo gave no lead id for this key (it was never upserted by this sync): nothing to delete") :
-				psprintf("the kept Marketo lead id \"%s\" is not a number", r->known_id);
+			why = psprintf("the kept Marketo lead id \"%s\" is not a number", r->known_id);
 		}
 		else
 		{
@@ -418,6 +424,7 @@ const RetlConnector retl_marketo_connector = {
 	.check_destination = marketo_check_destination,
 	.check_sync = marketo_check_sync,
 	.check_source = marketo_check_source,
+	.deletes_need_id = retl_ids_unless_append,
 	.build = marketo_build,
 	.read_answer = marketo_read_answer,
 };

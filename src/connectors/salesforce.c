@@ -21,7 +21,9 @@
  * is kept); a transient error (UNABLE_TO_LOCK_ROW and the like) retries
  * it, any other dead-letters it alone.  Deletes: DELETE
  * /services/data/{v}/composite/sobjects?ids=...&allOrNone=false by the
- * kept ids (a record already gone counts as deleted).  An audience sync
+ * kept ids (a record already gone counts as deleted; a key with no id
+ * kept that this sync never sent has nothing to delete, sync/ids.c, and
+ * one it sent is dead-lettered).  An audience sync
  * with campaign_id upserts an entering member (by the external id: a
  * lookup, or a create), then adds it to the campaign, a CampaignMember
  * created with POST .../composite/sobjects (its id kept with the
@@ -337,11 +339,16 @@ salesforce_build(RetlRequest *req, RetlSync *sync)
 		else
 		{
 			char	   *id = op == SF_LEAVE ? member_part(r->known_id) : record_part(r->known_id);
+			char	   *why;
 
 			if (id == NULL)
-				retl_record_unsent(req, r, op == SF_LEAVE ?
-								   "Salesforce gave no CampaignMember id for this member (it was never added to the campaign by this sync): nothing to remove" :
-								   "Salesforce gave no id for this key (it was never upserted by this sync): nothing to delete");
+			{
+				/* never sent by this sync: nothing to delete (else why not) */
+				why = retl_ids_none(r, "Salesforce", op == SF_LEAVE ? "CampaignMember id" : "id",
+									op == SF_LEAVE ? "remove it from the campaign" : "delete it");
+				if (why != NULL)
+					retl_record_unsent(req, r, why);
+			}
 			else if (!sf_id(id, strlen(id)))
 				retl_record_unsent(req, r, psprintf("the kept Salesforce id \"%s\" is not a record id", id));
 			else
@@ -534,6 +541,7 @@ const RetlConnector retl_salesforce_connector = {
 	.check_destination = salesforce_check_destination,
 	.check_sync = salesforce_check_sync,
 	.check_source = salesforce_check_source,
+	.deletes_need_id = retl_ids_unless_append,
 	.build = salesforce_build,
 	.read_answer = salesforce_read_answer,
 };

@@ -863,6 +863,7 @@ retl_http_copy(RetlRequest *req, int first, int n)
 	part->follow_redirects = req->follow_redirects;
 	part->tls_verify = req->tls_verify;
 	part->range = req->range;
+	part->ids_read = req->ids_read;
 	part->nrecords = n;
 	part->records = palloc0(sizeof(RetlRecord) * n);
 	for (int i = 0; i < n; i++)
@@ -884,6 +885,7 @@ retl_http_copy(RetlRequest *req, int first, int n)
 		dst->captured_epoch = src->captured_epoch;
 		dst->key_hash = src->key_hash;
 		dst->known_id = src->known_id ? pstrdup(src->known_id) : NULL;
+		dst->may_have = src->may_have;
 		dst->raw_key = src->raw_key ? datumCopy(src->raw_key, false, -1) : (Datum) 0;
 	}
 	MemoryContextSwitchTo(old);

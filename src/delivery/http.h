@@ -64,6 +64,8 @@ typedef struct RetlRecord
 	bool		nothing_to_send;	/* the destination has nothing to do for
 									 * it: done without a request */
 	char	   *known_id;		/* the destination's id for the key, if kept */
+	bool		may_have;		/* the key was sent to the destination, id or
+								 * not (sync/ids.c): read with known_id */
 	char	   *job_ref;		/* what names it in its job (connector's) */
 	Datum		raw_key;		/* a backfill's record not in the queue: its
 								 * key as the queue keeps it (jsonb), else 0 */
@@ -115,6 +117,7 @@ typedef struct RetlRequest
 	List	   *secrets;		/* secret values used, redacted from errors */
 	int			nrecords;
 	RetlRecord *records;
+	bool		ids_read;		/* known_id and may_have were read */
 	int64		held_rows;		/* queue rows counted as held (claim.c) */
 	struct RetlRange *range;	/* the backfill's range it sends, or NULL */
 	TimestampTz started_at;

@@ -35,6 +35,7 @@
 #include "queue/rowjson.h"
 #include "sync/compiled.h"
 #include "sync/dropping.h"
+#include "sync/ids.h"
 #include "sync/mapping.h"
 #include "sync/owner.h"
 #include "sync/trust.h"
@@ -587,12 +588,15 @@ retl_queue_drop_unsent(RetlRequest *req)
 
 /*
  * Build a claimed request with its destination's connector; records that
- * do not fit in max_batch_bytes are left out (req->nrecords lowered).
+ * do not fit in max_batch_bytes are left out (req->nrecords lowered).  The
+ * keys it carries are marked sent (sync/ids.c) in this transaction, which
+ * commits before the request is sent.
  */
 void
 retl_queue_build(RetlRequest *req, RetlSync *sync)
 {
 	retl_connector(sync->kind)->build(req, sync);
+	retl_ids_mark_sent(req, sync);
 }
 
 typedef struct ReadyWork

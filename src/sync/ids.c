@@ -1,5 +1,6 @@
 /*
- * ids.c: the destination's own ids of a sync's keys.
+ * ids.c: the destination's own ids of a sync's keys, and which keys it
+ * may have.
  *
  * CRMs and list APIs update, delete and add to lists by the ids they gave
  * the records, not by ours.  A connector's reading of an answer may give a
@@ -7,7 +8,40 @@
  * kept per sync and key (the key as sent) in retl.remembered_id_store, in
  * the transaction that records the outcome, and read back when later
  * requests of that key are built (RetlRecord.known_id).  The rows go with
- * the sync; a delete acknowledged forgets its key's id.
+ * the sync; a delete acknowledged forgets its key's row.
+ *
+ * "May have it" marks.  No id kept is not "never delivered": an answer
+ * may name no id (a Klaviyo import that does not list the profile, a
+ * Salesforce DUPLICATE_VALUE), or be lost (a timeout, a crash between the
+ * send and its outcome) while the destination applied the request.  So
+ * for a connector whose deletes (or exits) need the id
+ * (RetlConnector.deletes_need_id), every key a built request carries to
+ * the destination, other than a delete, is marked: a row of
+ * retl.remembered_id_store with id NULL (an id kept later fills it in).
+ * retl_ids_known reads the mark with the id (RetlRecord.may_have), and a
+ * delete of a key with neither was never sent by this sync: the connector
+ * counts it done without a request (r->nothing_to_send).  One with the
+ * mark and no id stays a dead letter saying so.  retl.remembered_ids shows
+ * ids only; the marks are in retl.remembered_id_store (id NULL).
+ *
+ * When: the mark is written where the request is built (retl_queue_build:
+ * the claim transaction, a backfill's, or the outcome transaction that
+ * rebuilds a refused batch's parts), which commits before the request is
+ * sent, so no key leaves without its mark durable.  Writing it with the
+ * outcome would be too late: a crash between the send and the outcome
+ * leaves the record queued, and if the row is deleted meanwhile, the key's
+ * rows are claimed together as one delete (claim.c), which would find no
+ * mark while the destination may have the key.  A mark whose request is
+ * never sent (a crash before the send) only makes a later delete of the
+ * key a dead letter, as before marks; a build that fails rolls its marks
+ * back with the claim.
+ *
+ * Cost: at most one INSERT ... ON CONFLICT DO NOTHING a built request, of
+ * its keys that are not deletes and have no row (when the connector read
+ * the ids; otherwise of all of them, a probe each for those already kept),
+ * none when every key has its row; connectors without deletes_need_id
+ * (webhook, http, segment, ...) pay nothing.  A mark stays until a delete
+ * of its key is delivered, or the sync is dropped.
  */
 #include "postgres.h"
 
@@ -18,9 +52,13 @@
 #include "utils/memutils.h"
 
 #include "base/plans.h"
+#include "connectors/connector.h"
 #include "sync/ids.h"
 
-/* In the outcome transaction: keep (or forget) the ids of delivered records. */
+/*
+ * In the outcome transaction: keep the ids of delivered records, and forget
+ * the rows (id or mark) of delivered deletes.
+ */
 void
 retl_ids_remember(int sync_id, RetlRecord *records, int n)
 {
@@ -39,7 +77,8 @@ retl_ids_remember(int sync_id, RetlRecord *records, int n)
 			keys[nkeep] = CStringGetTextDatum(records[i].key);
 			ids[nkeep++] = CStringGetTextDatum(records[i].remember_id);
 		}
-		else if (records[i].op == 'd' && records[i].known_id != NULL)
+		else if (records[i].op == 'd' &&
+				 (records[i].known_id != NULL || records[i].may_have))
 			gone[ngone++] = CStringGetTextDatum(records[i].key);
 	}
 	values[0] = Int32GetDatum(sync_id);
@@ -65,7 +104,10 @@ retl_ids_remember(int sync_id, RetlRecord *records, int n)
 	}
 }
 
-/* In the claim transaction: the destination's ids of a request's keys. */
+/*
+ * In the claim transaction: the destination's ids of a request's keys
+ * (known_id), and which keys it may have (may_have: an id or a mark).
+ */
 void
 retl_ids_known(RetlRequest *req)
 {
@@ -86,9 +128,83 @@ retl_ids_known(RetlRequest *req)
 	{
 		int			i = (int) strtol(SPI_getvalue(SPI_tuptable->vals[j], SPI_tuptable->tupdesc, 1),
 									 NULL, 10) - 1;
+		char	   *id = SPI_getvalue(SPI_tuptable->vals[j], SPI_tuptable->tupdesc, 2);
 
-		req->records[i].known_id = MemoryContextStrdup(req->cxt,
-													   SPI_getvalue(SPI_tuptable->vals[j],
-																	SPI_tuptable->tupdesc, 2));
+		req->records[i].may_have = true;
+		req->records[i].known_id = id != NULL ? MemoryContextStrdup(req->cxt, id) : NULL;
 	}
+	req->ids_read = true;
+}
+
+/*
+ * A delete (or exit) of a key the destination gave no id for: when this
+ * sync never sent the key (no mark), nothing to send (r->nothing_to_send,
+ * NULL returned); else why it is dead-lettered: the destination may have
+ * it ("HubSpot", "id", "archive it").
+ */
+char *
+retl_ids_none(RetlRecord *r, const char *dest, const char *id, const char *verb)
+{
+	if (!r->may_have)
+	{
+		r->nothing_to_send = true;
+		return NULL;
+	}
+	return psprintf("%s gave no %s for this key, which this sync sent (the answer named none, failed or was lost): %s may have it, and retl cannot %s without the %s",
+					dest, id, dest, verb, id);
+}
+
+/*
+ * For RetlConnector.deletes_need_id: every sync of the connector but an
+ * append sync's (its records are events, never deleted: marking each
+ * event's key would keep a row an event).
+ */
+bool
+retl_ids_unless_append(RetlSync *sync)
+{
+	return sync->mode != 'a';
+}
+
+/*
+ * Where a request is built (retl_queue_build), in a transaction that
+ * commits before it is sent: mark the keys it carries to the destination
+ * (see the header), when the sync's deletes need the destination's id.
+ */
+void
+retl_ids_mark_sent(RetlRequest *req, RetlSync *sync)
+{
+	const RetlConnector *c = retl_connector(sync->kind);
+	Datum	   *keys;
+	int			n = 0;
+	bool		deletes = false;
+	Oid			types[2] = {INT4OID, TEXTARRAYOID};
+	Datum		values[2];
+
+	if (c->deletes_need_id == NULL || req->nrecords == 0 || !c->deletes_need_id(sync))
+		return;
+	for (int i = 0; i < req->nrecords; i++)
+		deletes |= req->records[i].op == 'd';
+	/* a delete delivered forgets its key's mark: know which have one */
+	if (deletes && !req->ids_read)
+		retl_ids_known(req);
+	keys = palloc(sizeof(Datum) * req->nrecords);
+	for (int i = 0; i < req->nrecords; i++)
+	{
+		RetlRecord *r = &req->records[i];
+
+		if (r->op == 'd' || r->may_have || r->known_id != NULL)
+			continue;
+		keys[n++] = CStringGetTextDatum(r->key);
+		r->may_have = true;
+	}
+	if (n == 0)
+		return;
+	values[0] = Int32GetDatum(req->sync_id);
+	values[1] = PointerGetDatum(construct_array(keys, n, TEXTOID, -1, false, TYPALIGN_INT));
+	if (retl_spi_execute("INSERT INTO retl.remembered_id_store (sync_id, key, id)"
+						 " SELECT $1, k.key::pg_catalog.jsonb, NULL"
+						 " FROM pg_catalog.unnest($2) AS k(key)"
+						 " ON CONFLICT (sync_id, key) DO NOTHING",
+						 2, types, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "retl: could not mark the keys sent of sync %d", req->sync_id);
 }
