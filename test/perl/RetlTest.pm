@@ -25,7 +25,7 @@ use Scalar::Util qw(refaddr weaken);
 use Time::HiRes qw(sleep time);
 
 our @EXPORT = qw(start_receiver start_emulator delivered_records records_at wait_for new_retl_node
-  hold_staging self_signed_cert);
+  hold_staging self_signed_cert counted_changes never_sent_change marked);
 
 our $PYTHON = '/usr/bin/python3';
 
@@ -220,6 +220,44 @@ sub wait_for
 		return $v if $v || time >= $deadline;
 		sleep 0.1;
 	}
+}
+
+# Run the SQL statements of @steps (each in a transaction of its own; a
+# code reference is called, to wait for something in between), then wait
+# for $node's sync $sync to have accounted for a record more (delivered or
+# dead-lettered) and drained.  Returns "dead letters added|records
+# delivered" meanwhile.
+sub counted_changes
+{
+	my ($node, $sync, @steps) = @_;
+	my $counts = "SELECT dead || '|' || delivered FROM retl.sync_status WHERE sync = '$sync'";
+	my ($dead, $delivered) = split /\|/, $node->safe_psql('postgres', $counts);
+
+	ref $_ eq 'CODE' ? $_->() : $node->safe_psql('postgres', $_) for @steps;
+	$node->poll_query_until('postgres', "SELECT pending + in_flight = 0 AND dead + delivered > $dead + $delivered"
+		  . " FROM retl.sync_status WHERE sync = '$sync'")
+	  or croak "the queue of $sync did not drain";
+	my ($dead2, $delivered2) = split /\|/, $node->safe_psql('postgres', $counts);
+	return ($dead2 - $dead) . '|' . ($delivered2 - $delivered);
+}
+
+# The same, with the steps run while the sync is paused: a key's changes
+# it never sent, coalesced (a row inserted and deleted: the delete of a
+# key the destination never got).
+sub never_sent_change
+{
+	my ($node, $sync, @steps) = @_;
+	return counted_changes($node, $sync, "SELECT retl_pause_sync('$sync')", @steps,
+		"SELECT retl_resume_sync('$sync')");
+}
+
+# Whether $node's sync $sync keeps a "may have it" mark (sent, no id) for
+# the key whose JSON is $key: "1" or "0".
+sub marked
+{
+	my ($node, $sync, $key) = @_;
+	return $node->safe_psql('postgres', "SELECT count(*) FROM retl.remembered_id_store r"
+		  . " JOIN retl.syncs s ON s.id = r.sync_id WHERE s.name = '$sync' AND r.key = '$key' AND r.id IS NULL");
 }
 
 # A started cluster with retl preloaded and short retry delays for tests.

@@ -57,6 +57,18 @@ ok(drained('people'), 'changes drained');
 is($hs->get->{objects}{contacts}{$id7}{firstname}, 'Seven', 'the update reached HubSpot record ' . $id7);
 ok(!exists contacts()->{'p8@x.io'}, 'the deleted row\'s contact is archived');
 is($hs->get->{archived}, 1, 'by its HubSpot id');
+# a row inserted and deleted before the sync sent it: nothing to archive
+is(never_sent_change($node, 'people', q{INSERT INTO people VALUES (9001, 'brief@x.io', 'B')},
+	q{DELETE FROM people WHERE id = 9001}), '0|1', 'a delete of a key never upserted is delivered, not dead-lettered');
+is($hs->get->{archived}, 1, 'without a request');
+# a key sent and refused (no HubSpot id, but HubSpot saw it): its delete
+# is not counted done
+is(marked($node, 'people', '{"id": 151}'), '1', 'a key sent with no id given is marked');
+is(counted_changes($node, 'people', q{DELETE FROM people WHERE id = 151}), '1|0',
+	'a delete of a key sent with no id kept is dead-lettered, not counted delivered');
+like(psql(q{SELECT last_error FROM retl.dead_letters WHERE sync = 'people' AND op = 'd'}),
+	qr/^HubSpot gave no id for this key, which this sync sent/, 'saying why');
+is(marked($node, 'people', '{"id": 9001}') . marked($node, 'people', '{"id": 8}'), '00', 'no mark of a key never sent, or deleted');
 is($hs->get->{limited}, 0, 'HubSpot never answered 429');
 
 # a query (mirror) sync of companies

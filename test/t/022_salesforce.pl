@@ -69,6 +69,14 @@ ok(drained('people'), 'changes drained');
 is($sf->get->{records}{Contact}{$id7}{FirstName}, 'Seven', "the update reached Contact $id7");
 ok(!exists contacts()->{8}, 'the deleted row\'s Contact is deleted');
 ok((grep { $_ eq $id8 } @{ $sf->get->{deleted} }), "by its id, $id8");
+# a row inserted and deleted before the sync sent it: nothing to delete
+is(never_sent_change($node, 'people', q{INSERT INTO people VALUES (9001, 'B', 'Brief', 'b\@x.io', 1)},
+	q{DELETE FROM people WHERE id = 9001}), '0|1', 'a delete of a key never upserted is delivered, not dead-lettered');
+is(scalar @{ $sf->get->{deleted} }, 1, 'without a request');
+# a key sent and refused (no Salesforce id): its delete is not counted done
+is(marked($node, 'people', '{"id": 251}'), '1', 'a key sent with no id given is marked');
+is(counted_changes($node, 'people', q{DELETE FROM people WHERE id = 251}), '1|0',
+	'a delete of a key sent with no id kept is dead-lettered, not counted delivered');
 
 # an expired session (401 INVALID_SESSION_ID): the token renewed once, retried
 $sf->post('/_control', { expire_tokens => JSON::PP::true });
@@ -134,7 +142,7 @@ ok($node->poll_query_until('postgres',
 	q{SELECT last_error LIKE 'Salesforce answered REQUEST_LIMIT_EXCEEDED%' FROM retl.sync_status WHERE sync = 'people'}),
 	'REQUEST_LIMIT_EXCEEDED shows in the sync\'s status');
 is(psql(q{SELECT pending + in_flight FROM retl.sync_status WHERE sync = 'people'}), '1', 'the change waits');
-is(psql(q{SELECT count(*) FROM retl.dead_letters WHERE sync = 'people'}), '2', 'nothing more dead-lettered');
+is(psql(q{SELECT count(*) FROM retl.dead_letters WHERE sync = 'people'}), '3', 'nothing more dead-lettered');
 my $calls = $sf->get->{calls};
 sleep 2;
 is($sf->get->{calls}, $calls, 'and the destination waits instead of calling again');

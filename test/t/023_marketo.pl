@@ -60,6 +60,15 @@ is($mk->get->{leads}{$id7}{firstName}, 'Seven', "the update reached lead $id7");
 ok(!exists leads()->{'p8@x.io'}, 'the deleted row\'s lead is deleted');
 is(psql(q{SELECT count(*) FROM retl.remembered_ids WHERE sync = 'people' AND key = '{"id": 8}'}), '0',
 	'and its id forgotten');
+# a row inserted and deleted before the sync sent it: nothing to delete
+my $before = $mk->get->{calls};
+is(never_sent_change($node, 'people', q{INSERT INTO people VALUES (9001, 'b\@x.io', 'B', 1)},
+	q{DELETE FROM people WHERE id = 9001}), '0|1', 'a delete of a key never upserted is delivered, not dead-lettered');
+is($mk->get->{calls}, $before, 'without a call');
+# a key sent and skipped (no lead id): its delete is not counted done
+is(marked($node, 'people', '{"id": 401}'), '1', 'a key sent with no id given is marked');
+is(counted_changes($node, 'people', q{DELETE FROM people WHERE id = 401}), '1|0',
+	'a delete of a key sent with no id kept is dead-lettered, not counted delivered');
 
 # Marketo says the token expired (602, in an HTTP 200): renewed once, retried
 $mk->post('/_control', { expire_token => JSON::PP::true });
@@ -124,7 +133,7 @@ ok($node->poll_query_until('postgres',
 	q{SELECT last_error LIKE 'Marketo refused the request: 607%' FROM retl.sync_status WHERE sync = 'people'}),
 	'607 shows in the sync\'s status');
 is(psql(q{SELECT pending + in_flight FROM retl.sync_status WHERE sync = 'people'}), '1', 'the change waits');
-is(psql(q{SELECT count(*) FROM retl.dead_letters WHERE sync = 'people'}), '1', 'nothing more dead-lettered');
+is(psql(q{SELECT count(*) FROM retl.dead_letters WHERE sync = 'people'}), '2', 'nothing more dead-lettered');
 my $calls = $mk->get->{calls};
 sleep 2;
 is($mk->get->{calls}, $calls, 'and the destination waits instead of calling again');

@@ -90,6 +90,16 @@ is($mc->get->{codes}{500}, 1, 'one archive failed once (500) and was retried');
 is(psql(q{SELECT count(*) FROM retl.dead_letters WHERE sync = 'people'}), '2', 'nothing more dead-lettered');
 is(psql(q{SELECT count(*) FROM retl.remembered_ids WHERE sync = 'people' AND key->>'id' IN ('8', '10', '11')}), '0',
 	'their emails forgotten');
+# a row inserted and deleted before the sync sent it: nothing to archive
+my $before = $mc->get->{requests};
+is(never_sent_change($node, 'people', q{INSERT INTO people VALUES (9001, 'brief@acme.io', 'B', 'L')},
+	q{DELETE FROM people WHERE id = 9001}), '0|1', 'a delete of a key never upserted is delivered, not dead-lettered');
+is($mc->get->{requests}, $before, 'without a request');
+# a key sent and refused (no email kept, its key not the email): its
+# delete is not counted done
+is(marked($node, 'people', '{"id": 601}'), '1', 'a key sent with no email kept is marked');
+is(counted_changes($node, 'people', q{DELETE FROM people WHERE id = 601}), '1|0',
+	'a delete of a key sent with no email kept is dead-lettered, not counted delivered');
 # an archived member upserted again is back
 psql(q{INSERT INTO people VALUES (8, 'p8@acme.io', 'Again', 'L8')});
 ok(drained('people') && !members()->{'p8@acme.io'}{archived}, 'a row back: its member is back');
@@ -172,7 +182,7 @@ ok(drained('people'), 'the deletes drained');
 $st = $mc->get;
 ok($st->{limited} > 0, "Mailchimp answered 429 ($st->{limited} times)");
 is(scalar(grep { $st->{lists}{$list_id}{members}{"p$_\@acme.io"}{archived} } 20 .. 27), 8, 'every member archived all the same');
-is(psql(q{SELECT count(*) FROM retl.dead_letters WHERE sync = 'people'}), '2', 'nothing dead-lettered');
+is(psql(q{SELECT count(*) FROM retl.dead_letters WHERE sync = 'people'}), '3', 'nothing dead-lettered');
 $mc->post('/_control', { concurrency => 10, delay_ms => 0 });
 
 # bad options are refused at creation, nothing created

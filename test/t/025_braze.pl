@@ -65,6 +65,11 @@ $st = $bz->get;
 ok($st->{delete_requests} >= 2, "in requests of at most 50 ids ($st->{delete_requests})");
 is($st->{codes}{400} // 0, 0, 'Braze refused no request');
 is(psql(q{SELECT count(*) FROM retl.dead_letters WHERE sync = 'people'}), '1', 'nothing more dead-lettered');
+# a row inserted and deleted before the sync sent it: nothing to delete
+my $before = $bz->get->{requests};
+is(never_sent_change($node, 'people', q{INSERT INTO people VALUES (9001, 'b@x.io', 'B', 1, 'n')},
+	q{DELETE FROM people WHERE id = 9001}), '0|1', 'a delete of a user never sent is delivered, not dead-lettered');
+is($bz->get->{requests}, $before, 'without a request');
 
 # a 503 is retried
 $bz->post('/_control', { fail_requests => 1 });

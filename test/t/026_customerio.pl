@@ -77,6 +77,16 @@ ok(drained('people'), 'changes drained');
 is(people()->{7}{name}, 'Seven', 'the update reached person 7');
 ok(!exists people()->{8}, 'the deleted row\'s person is deleted');
 ok((grep { $_ eq '8' } @{ $cio->get->{deleted} }), 'by a delete action');
+# by email: a row inserted and deleted before the sync identified its
+# person has nothing to delete (the key does not carry the email)
+psql(q{CREATE TABLE leads (id int PRIMARY KEY, email text);
+	INSERT INTO leads VALUES (1, 'lead1@x.io');
+	SELECT retl_create_sync('leads', 'leads', 'cio', options => '{"identifier": "email"}')});
+ok(drained('leads'), 'a sync by email backfilled');
+my $before = $cio->get->{requests};
+is(never_sent_change($node, 'leads', q{INSERT INTO leads VALUES (9001, 'brief@x.io')}, q{DELETE FROM leads WHERE id = 9001}),
+	'0|1', 'a delete of a person never identified is delivered, not dead-lettered');
+is($cio->get->{requests}, $before, 'without a request');
 
 # a transient failure: every request refused (429) for a while, then taken
 $cio->post('/_control', { rate => 0 });

@@ -72,6 +72,15 @@ is(psql(q{SELECT count(*) FROM retl.dead_letters WHERE sync = 'people'}), '3',
 	'deleting a user Iterable no longer has is not an error');
 is(psql(q{SELECT count(*) FROM retl.remembered_ids WHERE sync = 'people' AND key IN ('{"id": 8}', '{"id": 9}')}), '0',
 	'and the deleted keys\' emails are forgotten');
+# a row inserted and deleted before the sync sent it: nothing to delete
+my $before = $it->get->{requests};
+is(never_sent_change($node, 'people', q{INSERT INTO people VALUES (9001, 'brief@x.io', 'B', 1)},
+	q{DELETE FROM people WHERE id = 9001}), '0|1', 'a delete of a user never upserted is delivered, not dead-lettered');
+is($it->get->{requests}, $before, 'without a request');
+# a key sent and refused (no email kept): its delete is not counted done
+is(marked($node, 'people', '{"id": 303}'), '1', 'a key sent with no email kept is marked');
+is(counted_changes($node, 'people', q{DELETE FROM people WHERE id = 303}), '1|0',
+	'a delete of a key sent with no email kept is dead-lettered, not counted delivered');
 
 # users by userId, deleted by userId
 psql(q{CREATE TABLE accounts (uid text PRIMARY KEY, plan text);
