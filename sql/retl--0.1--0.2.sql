@@ -1427,3 +1427,14 @@ END
 $$;
 REVOKE ALL ON FUNCTION retl._roles_drop_check(oid[], oid, regrole), retl._drop_owned(oid[], oid, regrole),
 	retl._reassign_owned(oid[], oid, regrole) FROM PUBLIC;
+
+/*
+ * retl_urlencode where the http connector's expressions find it: they run
+ * with search_path = pg_catalog, retl, pg_temp (connectors/http_compile.c),
+ * not with the schema the extension is installed in, where others may be
+ * allowed to create functions.
+ */
+CREATE FUNCTION retl.retl_urlencode(value text) RETURNS text
+	AS 'MODULE_PATHNAME', 'retl_urlencode' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+REVOKE ALL ON FUNCTION retl.retl_urlencode(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION retl.retl_urlencode(text) TO retl_user;

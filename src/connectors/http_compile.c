@@ -44,25 +44,18 @@ static const char *const answer_columns =
 
 /*
  * The search_path expressions run with: PostgreSQL's functions first, then
- * retl's (retl_urlencode); another function is schema-qualified.
+ * schema retl, which holds retl_urlencode and which only the extension's
+ * owner may create in (its other functions start with "_" and are not
+ * executable by users).  Not the schema the extension is installed in:
+ * where others may create functions there (public, in a database from
+ * before PostgreSQL 15), a function of theirs matching an expression's
+ * call better than PostgreSQL's own (format(text, text)) would run as the
+ * sync's owner.  Another function is schema-qualified.
  */
 const char *
 retl_http_expression_path(void)
 {
-	static char *path = NULL;
-
-	/* (SPI is connected wherever expressions are checked or run) */
-	if (path == NULL)
-	{
-		if (SPI_execute("SELECT e.extnamespace::pg_catalog.regnamespace::pg_catalog.text"
-						" FROM pg_catalog.pg_extension e WHERE e.extname = 'retl'",
-						true, 1) != SPI_OK_SELECT || SPI_processed != 1)
-			elog(ERROR, "retl: could not find the extension's schema");
-		path = MemoryContextStrdup(TopMemoryContext,
-								   psprintf("pg_catalog, %s, pg_temp",
-											SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)));
-	}
-	return path;
+	return "pg_catalog, retl, pg_temp";
 }
 
 static void

@@ -192,5 +192,24 @@ like($err, qr/permission denied for run $run/, 'another role\'s run: permission 
 my $admin = psql(q{SELECT current_user});
 unlike($err, qr/secret_project_x|\Q$admin\E/, 'without its sync\'s name or its owner');
 
+# An http sync's expressions do not run another role's functions from the
+# schema the extension is in: mallory, allowed to create in public (as in
+# a database from before PostgreSQL 15), adds format(text, text), a better
+# match than pg_catalog.format(text, VARIADIC "any") for alice's path; the
+# request goes where PostgreSQL's format says, and mallory's never runs.
+psql(q{CREATE ROLE mallory NOLOGIN; GRANT CREATE ON SCHEMA public TO mallory;
+	SET ROLE mallory;
+	CREATE FUNCTION public.format(text, text) RETURNS text LANGUAGE plpgsql
+	  AS $$ BEGIN RAISE EXCEPTION 'hijacked by mallory'; END $$;
+	RESET ROLE;
+	SET ROLE alice;
+	SELECT retl_create_sync('fmt', 't', 'crm', options => $${
+	  "request": {"method": "PUT", "path": "format('/fmt/%s', retl_urlencode(key->>'id'))"}}$$);});
+ok(wait_for(sub { grep { $_->{path} eq '/fmt/1' } @{ $api->requests(ok => 1) } }, 30),
+	'the path is built with PostgreSQL\'s format, retl_urlencode found');
+ok(drained('fmt'), 'fmt: drained');
+is(psql(q{SELECT count(*) FROM retl.dead_letters WHERE sync = 'fmt'}), '0', 'mallory\'s function never ran');
+psql(q{SELECT retl_drop_sync('fmt'); DROP FUNCTION public.format(text, text); REVOKE CREATE ON SCHEMA public FROM mallory});
+
 $node->stop;
 done_testing();
