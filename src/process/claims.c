@@ -36,12 +36,17 @@
 #include "sync/dest.h"
 #include "sync/dropping.h"
 
-/* A sync that failed to build a request is left alone for a while. */
+/*
+ * A sync that failed to build a request is left alone for a while.  Its
+ * error is logged once while it lasts (a table dropped fails the sync for
+ * good: logged at each retry, it filled the log); retl.sync_status shows it.
+ */
 typedef struct SyncBackoff
 {
 	int			sync_id;
 	int			failures;
 	TimestampTz not_before;
+	char	   *logged;			/* the error last logged, or NULL */
 } SyncBackoff;
 
 static List *backoffs = NIL;	/* SyncBackoff *, in TopMemoryContext */
@@ -74,34 +79,54 @@ sync_succeeded(int sync_id)
 		if (b->sync_id == sync_id)
 		{
 			backoffs = foreach_delete_current(backoffs, lc);
+			if (b->logged != NULL)
+				pfree(b->logged);
 			pfree(b);
 			return;
 		}
 	}
 }
 
+/*
+ * The sync failed with message: it is left alone for a while, and shows
+ * why.  what (claiming, checking a job), when not NULL, logs the failure:
+ * as a WARNING the first time, at DEBUG1 while the same error lasts.
+ */
 static void
-sync_failed(int sync_id)
+sync_failed(RetlSync *sync, const char *what, const char *message)
 {
 	ListCell   *lc;
 	SyncBackoff *b = NULL;
 	MemoryContext old;
 	int64		delay;
+	bool		repeated;
 
+	retl_queue_sync_error(sync->id, message);
 	foreach(lc, backoffs)
-		if (((SyncBackoff *) lfirst(lc))->sync_id == sync_id)
+		if (((SyncBackoff *) lfirst(lc))->sync_id == sync->id)
 			b = lfirst(lc);
 	if (b == NULL)
 	{
 		old = MemoryContextSwitchTo(TopMemoryContext);
 		b = palloc0(sizeof(SyncBackoff));
-		b->sync_id = sync_id;
+		b->sync_id = sync->id;
 		backoffs = lappend(backoffs, b);
 		MemoryContextSwitchTo(old);
 	}
 	b->failures++;
 	delay = Min((int64) retl_retry_base_ms << Min(b->failures - 1, 20), (int64) retl_retry_max_ms);
 	b->not_before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay);
+	if (what == NULL)
+		return;
+	repeated = b->logged != NULL && strcmp(b->logged, message) == 0;
+	ereport(repeated ? DEBUG1 : WARNING,
+			(errmsg("retl sync \"%s\" %s: %s", sync->name, what, message),
+			 repeated ? 0 : errdetail("It is logged again only when it changes; retl.sync_status shows it while it lasts.")));
+	if (repeated)
+		return;
+	if (b->logged != NULL)
+		pfree(b->logged);
+	b->logged = MemoryContextStrdup(TopMemoryContext, message);
 }
 
 typedef struct ClaimWork
@@ -249,10 +274,7 @@ claim_one(RetlSync *sync, int nbatches, int slots, bool *backfill, bool *more, l
 	retl_mark_rewind(sync->id, 0);
 	/* and a backfill's ranges are read again from its cursor */
 	retl_ranges_forget(sync->id);
-	ereport(WARNING,
-			(errmsg("retl sync \"%s\" failed: %s", sync->name, edata->message)));
-	retl_queue_sync_error(sync->id, edata->message);
-	sync_failed(sync->id);
+	sync_failed(sync, "failed", edata->message);
 	FreeErrorData(edata);
 	return NIL;
 }
@@ -284,10 +306,7 @@ job_one(RetlSync *sync, long *wait_ms)
 
 	if (edata == NULL)
 		return w.req;
-	ereport(WARNING,
-			(errmsg("retl sync \"%s\" could not check a job: %s", sync->name, edata->message)));
-	retl_queue_sync_error(sync->id, edata->message);
-	sync_failed(sync->id);
+	sync_failed(sync, "could not check a job", edata->message);
 	FreeErrorData(edata);
 	return NULL;
 }
@@ -326,8 +345,7 @@ auth_ready(RetlSync *sync, TimestampTz now, long *wait_ms, List **requests)
 	edata = retl_in_subtransaction(auth_work, &w);
 	if (edata != NULL)
 	{
-		retl_queue_sync_error(sync->id, edata->message);
-		sync_failed(sync->id);
+		sync_failed(sync, NULL, edata->message);
 		FreeErrorData(edata);
 		return false;
 	}

@@ -13,6 +13,10 @@
 #    delivered.  The worker found the new extension by name and went on
 #    with what it remembered of the old one's syncs (the scan mark of sync
 #    id 1 past the new queue's ids), so they waited in the queue for good.
+# 3. The table of a realtime sync is dropped with changes queued: the sync
+#    fails with a clear error and keeps them until it is dropped, and its
+#    error is logged once, not at each retry (every second or so here, at
+#    most every retl.retry_max_ms: for good).
 use strict;
 use warnings;
 
@@ -95,5 +99,25 @@ is(scalar @{ records_at($r, '/new') }, 2,
 is(psql(q{SELECT pending || '|' || in_flight FROM retl.sync_status WHERE sync = 's'}), '0|0',
 	'and nothing waits in its queue');
 psql(q{SELECT retl_drop_sync('s')});
+
+# --- 3. the table of a realtime sync is dropped ------------------------------
+psql(q{
+	CREATE TABLE gone (id int PRIMARY KEY, v text);
+	SELECT retl_create_sync(name => 'sg', source => 'gone', destination => 'd', options => '{"backfill": false}');
+	SELECT retl_pause_sync('sg');
+	INSERT INTO gone VALUES (1, 'a'), (2, 'b');
+});
+my $log_at = -s $node->logfile;
+psql(q{DROP TABLE gone; SELECT retl_resume_sync('sg');});
+ok($node->poll_query_until('postgres',
+	q{SELECT state = 'failing' AND last_error = 'source table of sync "sg" no longer exists' FROM retl.sync_status WHERE sync = 'sg'}),
+	'a sync whose table was dropped fails with a clear error');
+sleep(5);
+my @warnings = slurp_file($node->logfile, $log_at) =~ /WARNING:  retl sync "sg" failed: source table/g;
+is(scalar @warnings, 1, 'its error is logged once in 5 s, not at each retry');
+is(psql(q{SELECT pending FROM retl.sync_status WHERE sync = 'sg'}), '2', 'its queued changes are kept');
+psql(q{SELECT retl_drop_sync('sg')});
+is(psql(q{SELECT count(*) FROM retl.queue q WHERE NOT EXISTS (SELECT FROM retl.syncs s WHERE s.id = q.sync_id)}),
+	'0', 'and deleted with the sync');
 
 done_testing();
