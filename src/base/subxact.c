@@ -11,12 +11,14 @@
 #include "utils/resowner.h"
 
 #include "base/subxact.h"
+#include "sync/expr.h"
 
 /*
  * Run work(arg) in a subtransaction of the current transaction.  On an
  * error the subtransaction is rolled back (which also restores the user
  * id and settings the work changed) and the error returned, to be freed by
- * the caller; NULL when work succeeded.
+ * the caller (a user's expression it failed in named: sync/expr.c); NULL
+ * when work succeeded.
  */
 ErrorData *
 retl_in_subtransaction(void (*work) (void *arg), void *arg)
@@ -37,6 +39,7 @@ retl_in_subtransaction(void (*work) (void *arg), void *arg)
 		MemoryContextSwitchTo(oldcxt);
 		edata = CopyErrorData();
 		FlushErrorState();
+		retl_name_expression(edata);
 		RollbackAndReleaseCurrentSubTransaction();
 	}
 	PG_END_TRY();

@@ -37,6 +37,7 @@
 #include "models/run_queue.h"
 #include "models/runs.h"
 #include "sync/dropping.h"
+#include "sync/expr.h"
 #include "sync/mapping.h"
 #include "sync/owner.h"
 
@@ -854,11 +855,16 @@ retl_preview(PG_FUNCTION_ARGS)
 	}
 	PG_CATCH();
 	{
+		ErrorData  *edata;
+
 		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		retl_name_expression(edata);
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(cxt);
 		CurrentResourceOwner = owner;
-		PG_RE_THROW();
+		ReThrowError(edata);
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(cxt);

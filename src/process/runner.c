@@ -58,6 +58,7 @@
 #include "process/worker.h"
 #include "queue/queue.h"
 #include "sync/dropping.h"
+#include "sync/expr.h"
 #include "sync/sync.h"
 
 /* a runner that has not started after this long never will */
@@ -275,6 +276,7 @@ runner_job(RetlRunSlot *me)
 		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
 		FlushErrorState();
+		retl_name_expression(edata);
 		AbortCurrentTransaction();
 		/* a cancel request may arrive after the work: drop it */
 		QueryCancelPending = false;

@@ -20,6 +20,7 @@
 #include "process/worker.h"
 #include "queue/sweep.h"
 #include "sync/dropping.h"
+#include "sync/expr.h"
 
 /* The claim of the next run or refresh, in a subtransaction */
 typedef struct ScheduledClaim
@@ -116,6 +117,7 @@ scheduled(const char *what, char kind, bool (*claim) (int64 *id, int *sync_id, b
 		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
 		FlushErrorState();
+		retl_name_expression(edata);
 		AbortCurrentTransaction();
 		MemoryContextSwitchTo(cxt);
 		ereport(LOG, (errmsg("retl %s " INT64_FORMAT " failed: %s", what, id, edata->message)));

@@ -18,6 +18,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
+#include "sync/expr.h"
 #include "sync/mapping.h"
 #include "sync/trust.h"
 
@@ -229,7 +230,9 @@ append_data(StringInfo sql, RetlSync *sync, const char *expr, DataForm form)
 						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 						 errmsg("mapping of sync \"%s\" computes fields, which an append sync cannot", sync->name)));
 			}
-			appendStringInfo(sql, "(\n%s\n)", computed->valuestring);
+			retl_append_expression(sql, psprintf("computed field \"%s\" of sync \"%s\"",
+												 field, sync->name),
+								   computed->valuestring);
 		}
 		else if (form == DATA_FROM_JSON)
 			appendStringInfo(sql, "%s OPERATOR(pg_catalog.->) %s", expr,

@@ -17,6 +17,10 @@
 #    fails with a clear error and keeps them until it is dropped, and its
 #    error is logged once, not at each retry (every second or so here, at
 #    most every retl.retry_max_ms: for good).
+# 4. A column a computed field reads is renamed: the error names the
+#    field and the sync (it said only 'column "ln" does not exist'), in
+#    retl.sync_status (append: part 1, upsert), retl.runs (a diff sync's
+#    run) and the error of retl_preview.
 use strict;
 use warnings;
 
@@ -65,7 +69,8 @@ my $state = psql(q{SELECT state || ': ' || coalesce(last_error, '') FROM retl.sy
 ok(!defined $ev2 || (defined $ev2->{data}{name} && $ev2->{data}{name} eq 'C D'),
 	'the event of the renamed column is not sent with its computed field null')
   or diag('sent: ' . JSON::PP->new->canonical->encode($ev2) . "; sync $state");
-like($state, qr/^failing: .*column "ln" does not exist/, 'the sync fails visibly instead');
+like($state, qr/^failing: computed field "name" of sync "se": column "ln" does not exist/,
+	'the sync fails visibly instead, naming the field');
 is(psql(q{SELECT pending + in_flight FROM retl.sync_status WHERE sync = 'se'}), '1', 'its event kept queued');
 psql(q{SELECT retl_drop_sync('se')});
 
@@ -119,5 +124,30 @@ is(psql(q{SELECT pending FROM retl.sync_status WHERE sync = 'sg'}), '2', 'its qu
 psql(q{SELECT retl_drop_sync('sg')});
 is(psql(q{SELECT count(*) FROM retl.queue q WHERE NOT EXISTS (SELECT FROM retl.syncs s WHERE s.id = q.sync_id)}),
 	'0', 'and deleted with the sync');
+
+# --- 4. the error of a computed field names it ----------------------------
+psql(q{
+	CREATE TABLE pu (id int PRIMARY KEY, fn text, ln text);
+	INSERT INTO pu VALUES (1, 'A', 'B');
+	SELECT retl_create_sync(name => 'su', source => 'pu', destination => 'd',
+		mapping => '{"full": {"sql": "fn || '' '' || ln"}}', options => '{"backfill": false}');
+	SELECT retl_create_sync(name => 'sdf', source => 'pu', destination => 'd', capture => 'diff',
+		schedule => 'manual', mapping => '{"full": {"sql": "fn || '' '' || ln"}}');
+	ALTER TABLE pu RENAME COLUMN ln TO surname;
+	INSERT INTO pu VALUES (2, 'C', 'D');
+});
+ok($node->poll_query_until('postgres',
+	q{SELECT state = 'failing' FROM retl.sync_status WHERE sync = 'su'}), 'the upsert sync fails');
+is(psql(q{SELECT last_error FROM retl.sync_status WHERE sync = 'su'}),
+	'computed field "full" of sync "su": column "ln" does not exist', 'naming the field');
+my $run = psql(q{SELECT retl_run_sync('sdf')});
+ok($node->poll_query_until('postgres', "SELECT status = 'failed' FROM retl.runs WHERE id = $run"),
+	'the diff sync\'s run fails');
+is(psql("SELECT error FROM retl.runs WHERE id = $run"),
+	'computed field "full" of sync "sdf": column "ln" does not exist', 'naming the field');
+my ($rc, $out, $err) = $node->psql('postgres', q{SELECT * FROM retl_preview('sdf')});
+like($err, qr/ERROR:  computed field "full" of sync "sdf": column "ln" does not exist/,
+	'and so does its preview');
+psql(q{SELECT retl_drop_sync('su'); SELECT retl_drop_sync('sdf');});
 
 done_testing();
