@@ -10,6 +10,7 @@
 #include <signal.h>
 
 #include "funcapi.h"
+#include "commands/extension.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/tuplestore.h"
@@ -45,6 +46,7 @@ retl_run_progress(PG_FUNCTION_ARGS)
 	RetlRunSlot copy[RETL_RUNNER_SLOTS];
 	int			n = 0;
 	RetlVisible *visible;
+	Oid			extension = get_extension_oid("retl", false);
 
 	InitMaterializedSRF(fcinfo, 0);
 	visible = retl_visible_ids("SELECT r.id FROM retl.run_store r"
@@ -54,7 +56,8 @@ retl_run_progress(PG_FUNCTION_ARGS)
 	{
 		RetlRunSlot *s = &retl_shared->runners[i];
 
-		if (s->dboid == MyDatabaseId && s->kind == 'r')
+		/* (not a run of the extension before a DROP and CREATE EXTENSION) */
+		if (s->dboid == MyDatabaseId && s->extension == extension && s->kind == 'r')
 			copy[n++] = *s;
 	}
 	LWLockRelease(retl_shared->lock);
@@ -86,6 +89,7 @@ retl_signal_run(PG_FUNCTION_ARGS)
 	int64		run = PG_GETARG_INT64(0);
 	int			failed = 0;
 	bool		found = false;
+	Oid			extension = get_extension_oid("retl", false);
 
 	/*
 	 * Signalled under the lock: a runner's next run is handed to it under
@@ -96,7 +100,8 @@ retl_signal_run(PG_FUNCTION_ARGS)
 	{
 		RetlRunSlot *s = &retl_shared->runners[i];
 
-		if (s->dboid == MyDatabaseId && s->kind == 'r' && s->id == run)
+		if (s->dboid == MyDatabaseId && s->extension == extension && s->kind == 'r' &&
+			s->id == run)
 		{
 			s->cancel = true;
 			found = true;

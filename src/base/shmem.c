@@ -497,13 +497,13 @@ set_job(RetlRunSlot *s, char kind, int64 id, int sync_id, bool send)
 }
 
 /*
- * A slot for a job: an idle worker's of the database (*reused, the worker
- * woken), else a free one, filled, its *generation for the new worker to
+ * A slot for a job: an idle worker's of the database and extension
+ * (*reused, the worker woken), else a free one, filled, its *generation for the new worker to
  * start; -1 when none is free.
  */
 int
-retl_runner_take(Oid dboid, char kind, int64 id, int sync_id, bool send,
-				 bool *reused, uint32 *generation)
+retl_runner_take(Oid dboid, Oid extension, char kind, int64 id, int sync_id,
+				 bool send, bool *reused, uint32 *generation)
 {
 	int			found = -1;
 
@@ -515,6 +515,18 @@ retl_runner_take(Oid dboid, char kind, int64 id, int sync_id, bool send,
 
 		if (s->dboid != dboid || s->kind != 'i' || s->stopping)
 			continue;
+
+		/*
+		 * An idle worker of the extension before a DROP and CREATE
+		 * EXTENSION would refuse the job (it serves the old one): it exits.
+		 * (Handed it, it left, and its run was failed as interrupted.)
+		 */
+		if (s->extension != extension)
+		{
+			s->stopping = true;
+			SetLatch(s->latch);
+			continue;
+		}
 		set_job(s, kind, id, sync_id, send);
 		SetLatch(s->latch);
 		*reused = true;
@@ -529,6 +541,7 @@ retl_runner_take(Oid dboid, char kind, int64 id, int sync_id, bool send,
 			continue;
 		memset(s, 0, sizeof(RetlRunSlot));
 		s->dboid = dboid;
+		s->extension = extension;
 		s->generation = next;
 		set_job(s, kind, id, sync_id, send);
 		*generation = next;

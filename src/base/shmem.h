@@ -59,6 +59,8 @@ typedef struct RetlDbSlot
 typedef struct RetlRunSlot
 {
 	Oid			dboid;			/* InvalidOid: the slot is free */
+	Oid			extension;		/* the retl its jobs are of (created again:
+								 * another's) */
 	int64		id;				/* the run's id, or the audience's */
 	char		kind;			/* 'r' a run, 'a' an audience's refresh, 'i'
 								 * its worker idle, waiting for the next */
@@ -98,8 +100,8 @@ extern TimestampTz retl_database_captured_at(Oid dboid);
 extern uint64 retl_database_generations(uint32 *queued);
 extern bool retl_set_wake_points(const uint32 *queued, const uint32 *wake_after);
 extern void retl_xact_init(void);
-extern int	retl_runner_take(Oid dboid, char kind, int64 id, int sync_id, bool send,
-							 bool *reused, uint32 *generation);
+extern int	retl_runner_take(Oid dboid, Oid extension, char kind, int64 id, int sync_id,
+							 bool send, bool *reused, uint32 *generation);
 extern bool retl_runner_free_if(int slot, const RetlRunSlot *was);
 extern int	retl_runner_release_idle(Oid dboid);
 extern void retl_runner_free(int slot);

@@ -120,7 +120,8 @@ retl_runner_launch(char kind, int64 id, int sync_id, bool send)
 	BackgroundWorkerHandle *handle;
 	bool		reused;
 	uint32		generation = 0;
-	int			slot = retl_runner_take(MyDatabaseId, kind, id, sync_id, send, &reused, &generation);
+	int			slot = retl_runner_take(MyDatabaseId, retl_extension_served(), kind, id, sync_id,
+										send, &reused, &generation);
 
 	if (slot < 0)
 		return false;
@@ -174,13 +175,14 @@ retl_runners_reap(void)
 			continue;
 		dead = s.pid > 0 ? (kill(s.pid, 0) != 0 && errno == ESRCH) :
 			TimestampDifferenceExceeds(s.launched_at, now, RUNNER_START_TIMEOUT_MS);
-		if (!dead)
+		/* (a job of the extension before a DROP and CREATE EXTENSION: gone with it) */
+		if (!dead && s.extension == retl_extension_served())
 		{
 			busy++;
 			continue;
 		}
 		/* (unless it did meanwhile: the slot may be another job's by now) */
-		if (!retl_runner_free_if(i, &s))
+		if (!dead || !retl_runner_free_if(i, &s) || s.extension != retl_extension_served())
 			continue;
 
 		/*
@@ -212,7 +214,7 @@ retl_runners_runs(void)
 	{
 		RetlRunSlot *s = &retl_shared->runners[i];
 
-		if (s->dboid == MyDatabaseId && s->kind == 'r')
+		if (s->dboid == MyDatabaseId && s->kind == 'r' && s->extension == retl_extension_served())
 		{
 			int64	   *id = palloc(sizeof(int64));
 
@@ -259,7 +261,9 @@ runner_job(RetlRunSlot *me)
 	{
 		retl_begin_txn();
 		pgstat_report_activity(STATE_RUNNING, me->kind == 'a' ? "refreshing an audience" : "running a sync");
-		if (!retl_lock_extension())
+		/* (a job of another retl than the one found: it was created again) */
+		if (!retl_lock_extension() ||
+			(OidIsValid(me->extension) && retl_extension_served() != me->extension))
 			proc_exit(0);
 		if (retl_progress_cancelled())
 			ereport(ERROR,

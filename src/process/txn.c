@@ -85,6 +85,16 @@ retl_lock_extension(void)
 	return true;
 }
 
+/*
+ * The extension this process serves, as retl_lock_extension last found it
+ * (InvalidOid before, or when it had no queue).
+ */
+Oid
+retl_extension_served(void)
+{
+	return extension_oid;
+}
+
 void
 retl_begin_txn(void)
 {

@@ -150,4 +150,32 @@ like($err, qr/ERROR:  computed field "full" of sync "sdf": column "ln" does not 
 	'and so does its preview');
 psql(q{SELECT retl_drop_sync('su'); SELECT retl_drop_sync('sdf');});
 
+# --- 5. an idle run worker of a dropped extension ---------------------------
+sub run_status
+{
+	my ($run) = @_;
+	$node->poll_query_until('postgres', "SELECT status NOT IN ('queued', 'running') FROM retl.runs WHERE id = $run");
+	return psql("SELECT status || coalesce(': ' || error, '') FROM retl.runs WHERE id = $run");
+}
+psql(q{
+	CREATE TABLE m (id int PRIMARY KEY, v text);
+	INSERT INTO m VALUES (1, 'a');
+	SELECT retl_create_sync(name => 'sm', source => 'SELECT id, v FROM m', destination => 'd', key => '{id}', schedule => 'manual');
+});
+is(run_status(psql(q{SELECT retl_run_sync('sm')})), 'succeeded', 'a run of the first extension');
+ok($node->poll_query_until('postgres',
+	q{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'retl run' AND state = 'idle'}),
+	'its run worker waits for the next');
+psql(q{
+	BEGIN;
+	DROP EXTENSION retl CASCADE;
+	CREATE EXTENSION retl;
+	SELECT retl_create_destination(name => 'd', kind => 'webhook', url => '} . $r->url('/m') . q{');
+	SELECT retl_create_sync(name => 'sm', source => 'SELECT id, v FROM m', destination => 'd', key => '{id}', schedule => 'manual');
+	COMMIT;
+});
+is(run_status(psql(q{SELECT retl_run_sync('sm')})), 'succeeded', 'the first run of the new extension succeeds');
+is(run_status(psql(q{SELECT retl_run_sync('sm')})), 'succeeded', 'and so does the next');
+ok(wait_for(sub { @{ records_at($r, '/m') } >= 1 }, 20), 'and its change is delivered');
+
 done_testing();
