@@ -16,6 +16,7 @@
 
 #include "access/htup_details.h"
 #include "catalog/pg_attribute.h"
+#include "common/hashfn.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "storage/lmgr.h"
@@ -145,30 +146,42 @@ read_ranges_sql(RetlSync *sync)
 
 /*
  * The statement mapping an append batch's captured rows ($1) with computed
- * fields: each row typed again as the table's and mapped like a read row.
- * The table's columns are spelled out (jsonb_to_record), not taken from
- * its row type (jsonb_populate_record(NULL::table)): a plan depends on a
- * row type's table in nothing PostgreSQL's plan cache follows, so a
- * column renamed or dropped kept a plan reading the columns by position,
- * and a computed field read a column the captured row no longer named
- * (null).  Spelled out, the statement changes with the table (its
- * relcache entry, sync/compiled.c): a computed field naming a column
- * gone fails the sync, its rows queued, until its mapping is mended.
+ * fields: each row typed again as the table's (jsonb_populate_record with
+ * the table's row type) and mapped like a read row.
+ *
+ * The columns' types are the row type's, looked up by oid: spelled out by
+ * name (jsonb_to_record(row) t(col schema.type, ...)), each type's schema
+ * was looked up as the owner, who may read the table but have no USAGE on
+ * it (a domain's, citext's in a schema "extensions"), and the sync failed.
+ * But a plan depends on a row type's table in nothing PostgreSQL's plan
+ * cache follows: after a column renamed or dropped, a kept plan read the
+ * columns by position, and a computed field read a column the captured
+ * row no longer named (null).  So the statement ends with a comment that
+ * changes with the table's columns (their numbers, names and types): a new
+ * text, planned anew (base/plans.c keeps plans by text; sync/compiled.c
+ * builds it again at the table's relcache invalidation), and a computed
+ * field naming a column gone fails the sync, its rows queued, until its
+ * mapping is mended.
  */
 static char *
 append_sql(RetlSync *sync)
 {
 	StringInfoData sql;
-	bool		first = true;
+	StringInfoData columns;
 
 	initStringInfo(&sql);
 	appendStringInfoString(&sql, "SELECT (SELECT ");
 	retl_append_row_data(&sql, sync, "t");
-	appendStringInfoString(&sql, " FROM pg_catalog.jsonb_to_record(retl_d.retl_row) t(");
+	appendStringInfo(&sql, " FROM pg_catalog.jsonb_populate_record(NULL::%s, retl_d.retl_row) t)::text"
+					 " FROM pg_catalog.unnest($1) WITH ORDINALITY AS retl_d(retl_row, retl_n)"
+					 " ORDER BY retl_d.retl_n",
+					 format_type_be_qualified(get_rel_type_id(sync->relid)));
+
 	/*
 	 * (from the catalog caches: no lock a migration's could make us wait
 	 * for; attribute numbers run from 1 without a gap, dropped ones kept)
 	 */
+	initStringInfo(&columns);
 	for (int i = 1;; i++)
 	{
 		HeapTuple	tup = SearchSysCache2(ATTNUM, ObjectIdGetDatum(sync->relid), Int16GetDatum(i));
@@ -177,18 +190,13 @@ append_sql(RetlSync *sync)
 		if (!HeapTupleIsValid(tup))
 			break;
 		att = (Form_pg_attribute) GETSTRUCT(tup);
-		if (!att->attisdropped)
-		{
-			appendStringInfo(&sql, "%s%s %s", first ? "" : ", ", quote_identifier(NameStr(att->attname)),
-							 format_type_extended(att->atttypid, att->atttypmod,
-												  FORMAT_TYPE_TYPEMOD_GIVEN | FORMAT_TYPE_FORCE_QUALIFY));
-			first = false;
-		}
+		appendStringInfo(&columns, "%d %s %u %d %d;", i, NameStr(att->attname), att->atttypid,
+						 att->atttypmod, att->attisdropped);
 		ReleaseSysCache(tup);
 	}
-	appendStringInfoString(&sql, "))::text"
-						   " FROM pg_catalog.unnest($1) WITH ORDINALITY AS retl_d(retl_row, retl_n)"
-						   " ORDER BY retl_d.retl_n");
+	appendStringInfo(&sql, " /* columns %08x */",
+					 hash_bytes((const unsigned char *) columns.data, columns.len));
+	pfree(columns.data);
 	return sql.data;
 }
 

@@ -178,4 +178,34 @@ is(run_status(psql(q{SELECT retl_run_sync('sm')})), 'succeeded', 'the first run 
 is(run_status(psql(q{SELECT retl_run_sync('sm')})), 'succeeded', 'and so does the next');
 ok(wait_for(sub { @{ records_at($r, '/m') } >= 1 }, 20), 'and its change is delivered');
 
+# --- 6. a column type in a schema the append sync's owner may not use -------
+psql(q{
+	CREATE ROLE carol NOLOGIN IN ROLE retl_user;
+	CREATE SCHEMA priv;
+	CREATE DOMAIN priv.word AS text CHECK (VALUE <> '');
+	CREATE TABLE ew (id int PRIMARY KEY, w priv.word, fn text);
+	GRANT SELECT ON ew TO carol;
+	SELECT retl_create_destination(name => 'dw', kind => 'webhook', url => '} . $r->url('/w') . q{');
+	SELECT retl_grant_destination('dw', 'carol');
+	SELECT retl_create_sync(name => 'sw', source => 'ew', destination => 'dw', mode => 'append',
+		mapping => '{"w": "w", "up": {"sql": "upper(fn)"}}', options => '{"owner": "carol", "backfill": false}');
+	INSERT INTO ew VALUES (1, 'x', 'a');
+});
+wait_for(sub { @{ records_at($r, '/w') } >= 1
+	|| psql(q{SELECT state FROM retl.sync_status WHERE sync = 'sw'}) eq 'failing' }, 20);
+is_deeply(records_at($r, '/w')->[0]{data}, { w => 'x', up => 'A' },
+	'an append sync whose owner may not use a column type\'s schema sends its rows')
+  or diag(psql(q{SELECT state || ': ' || coalesce(last_error, '') FROM retl.sync_status WHERE sync = 'sw'}));
+psql(q{
+	SELECT retl_pause_sync('sw');
+	INSERT INTO ew VALUES (2, 'y', 'b');
+	ALTER TABLE ew RENAME COLUMN fn TO first;
+	SELECT retl_resume_sync('sw');
+});
+ok($node->poll_query_until('postgres',
+	q{SELECT state = 'failing' AND last_error = 'computed field "up" of sync "sw": column "fn" does not exist'
+	  FROM retl.sync_status WHERE sync = 'sw'}),
+	'a column its computed field reads renamed still fails it, naming the field');
+is(scalar @{ records_at($r, '/w') }, 1, 'sending nothing computed over the missing column');
+
 done_testing();
