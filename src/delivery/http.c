@@ -45,6 +45,7 @@
 #include "utils/wait_event.h"
 
 #include "base/guc.h"
+#include "base/version.h"
 #include "delivery/http.h"
 #include "delivery/netcheck.h"
 #include "delivery/redact.h"
@@ -578,7 +579,7 @@ retl_http_start(RetlRequest *req)
 	/* HTTP/2 over TLS when ALPN offers it; wait for a connection to share */
 	EASY_SETOPT(easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_2TLS);
 	EASY_SETOPT(easy, CURLOPT_PIPEWAIT, 1L);
-	EASY_SETOPT(easy, CURLOPT_USERAGENT, "retl/0.1");
+	EASY_SETOPT(easy, CURLOPT_USERAGENT, RETL_USER_AGENT);
 	EASY_SETOPT(easy, CURLOPT_WRITEFUNCTION, write_cb);
 	EASY_SETOPT(easy, CURLOPT_WRITEDATA, req);
 	EASY_SETOPT(easy, CURLOPT_HEADERFUNCTION, header_cb);

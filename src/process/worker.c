@@ -50,6 +50,7 @@
 #include "base/guc.h"
 #include "base/identity.h"
 #include "base/shmem.h"
+#include "base/version.h"
 #include "capture/stream.h"
 #include "connectors/connector.h"
 #include "connectors/oauth.h"
@@ -64,10 +65,6 @@
 #include "queue/queue.h"
 #include "sync/dest.h"
 #include "sync/dropping.h"
-
-/* The extension version this library serves: retl.control's default_version. */
-#define RETL_VERSION "0.2"
-
 
 static RetlDbState exit_state = RETL_DB_RESTART;
 static bool served = false;		/* found the extension at least once */

@@ -61,6 +61,9 @@ my $req = $r->requests(ok => 1)->[0];
 is($req->{method}, 'POST', 'POST');
 is($req->{path}, '/hooks/customers', 'path of the url');
 is($req->{headers}{'content-type'}, 'application/json', 'content type');
+is($req->{headers}{'user-agent'},
+	'retl/' . psql(q{SELECT extversion FROM pg_extension WHERE extname = 'retl'}),
+	'User-Agent names the extension version');
 is($req->{headers}{authorization}, 'Bearer s3cr3t', 'secret substituted at send time');
 is($req->{headers}{'x-team'}, 'growth', 'destination header sent');
 ok($req->{headers}{'idempotency-key'}, 'Idempotency-Key present');
