@@ -134,13 +134,17 @@ queue_partition(Oid part, List *tables, bool attached, char op)
 	retl_end_as(nest, save_uid, save_sec);
 }
 
-/* A relation the statement names, if it is a partition; else InvalidOid. */
+/*
+ * A relation the statement names, if it is a partition in a database with
+ * the extension (elsewhere nothing is locked early); else InvalidOid.
+ */
 static Oid
 partition_named(RangeVar *rv)
 {
 	Oid			relid = RangeVarGetRelid(rv, NoLock, true);
 
-	return OidIsValid(relid) && get_rel_relispartition(relid) ? relid : InvalidOid;
+	return OidIsValid(relid) && get_rel_relispartition(relid) &&
+		OidIsValid(get_extension_oid("retl", true)) ? relid : InvalidOid;
 }
 
 /* Before TRUNCATE and DROP TABLE: the partitions' rows are still there. */
