@@ -84,11 +84,22 @@ call_retl(const char *name, List *roles, Oid arg)
 	int			nest;
 	int			rc;
 
-	if (roles == NIL ||
-		!OidIsValid(get_extension_oid("retl", true)) ||
-		!OidIsValid(LookupFuncName(list_make2(makeString("retl"), makeString((char *) name)),
-								   3, argtypes, true)))
+	if (roles == NIL || !OidIsValid(get_extension_oid("retl", true)))
 		return;
+
+	/*
+	 * Looked up as the extension's owner: the caller need not have USAGE on
+	 * schema retl (a role with CREATEROLE that is no retl_user), and the
+	 * lookup would fail the caller's command.
+	 */
+	nest = retl_begin_as(retl_extension_owner(), SECURITY_LOCAL_USERID_CHANGE, RETL_SAFE_PATH,
+						 &save_uid, &save_sec);
+	if (!OidIsValid(LookupFuncName(list_make2(makeString("retl"), makeString((char *) name)),
+								   3, argtypes, true)))
+	{
+		retl_end_as(nest, save_uid, save_sec);
+		return;
+	}
 
 	elems = palloc(sizeof(Datum) * list_length(roles));
 	foreach(lc, roles)
@@ -97,8 +108,6 @@ call_retl(const char *name, List *roles, Oid arg)
 												TYPALIGN_INT));
 	values[1] = ObjectIdGetDatum(arg);
 	values[2] = ObjectIdGetDatum(caller);
-	nest = retl_begin_as(retl_extension_owner(), SECURITY_LOCAL_USERID_CHANGE, RETL_SAFE_PATH,
-						 &save_uid, &save_sec);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "retl: SPI_connect failed");
 	rc = SPI_execute_with_args(psprintf("SELECT retl.%s($1, $2, $3)", name), 3, argtypes,
@@ -121,8 +130,20 @@ retl_roles_before(Node *node)
 	if (IsA(node, DropRoleStmt))
 	{
 		DropRoleStmt *stmt = (DropRoleStmt *) node;
+		List	   *roles = NIL;
+		ListCell   *lc;
 
-		call_retl("_roles_drop_check", role_oids(stmt->roles, true), InvalidOid);
+		/*
+		 * Only for a caller PostgreSQL lets drop the role (CREATEROLE, and
+		 * superuser for a superuser): to another, retl names nothing of the
+		 * role's, and PostgreSQL's own refusal follows.
+		 */
+		if (!has_createrole_privilege(GetUserId()))
+			return;
+		foreach(lc, role_oids(stmt->roles, true))
+			if (superuser() || !superuser_arg(lfirst_oid(lc)))
+				roles = lappend_oid(roles, lfirst_oid(lc));
+		call_retl("_roles_drop_check", roles, InvalidOid);
 	}
 	else if (IsA(node, DropOwnedStmt))
 	{
