@@ -28,7 +28,9 @@
 
 #include "access/table.h"
 #include "catalog/namespace.h"
+#include "catalog/heap.h"
 #include "catalog/partition.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
@@ -147,6 +149,49 @@ partition_named(RangeVar *rv)
 		OidIsValid(get_extension_oid("retl", true)) ? relid : InvalidOid;
 }
 
+/* A partition TRUNCATE empties: queued once the caller may truncate it. */
+static void
+truncate_partition(Oid part)
+{
+	/* (TRUNCATE itself refuses one the caller may not truncate) */
+	if (pg_class_aclcheck(part, GetUserId(), ACL_TRUNCATE) != ACLCHECK_OK)
+		return;
+	LockRelationOid(part, AccessExclusiveLock);
+	queue_partition(part, get_partition_ancestors(part), true, 't');
+}
+
+/*
+ * TRUNCATE ... CASCADE also empties the tables whose foreign keys refer to
+ * those truncated, found as ExecuteTruncate finds them: a partition among
+ * them (by a foreign key of its own) is queued as if named, unless one of
+ * its ancestors is truncated too (its trigger, or this, queues it).
+ */
+static void
+truncate_cascaded(List *relids)
+{
+	List	   *added;
+
+	while ((added = heap_truncate_find_FKs(relids)) != NIL)
+	{
+		ListCell   *lc;
+
+		relids = list_concat(relids, added);
+		foreach(lc, added)
+		{
+			Oid			relid = lfirst_oid(lc);
+			bool		covered = false;
+			ListCell   *la;
+
+			if (!get_rel_relispartition(relid))
+				continue;
+			foreach(la, get_partition_ancestors(relid))
+				covered = covered || list_member_oid(relids, lfirst_oid(la));
+			if (!covered)
+				truncate_partition(relid);
+		}
+	}
+}
+
 /* Before TRUNCATE and DROP TABLE: the partitions' rows are still there. */
 void
 retl_partitions_before(Node *node)
@@ -155,17 +200,24 @@ retl_partitions_before(Node *node)
 
 	if (IsA(node, TruncateStmt))
 	{
-		foreach(lc, ((TruncateStmt *) node)->relations)
-		{
-			Oid			part = partition_named(lfirst(lc));
+		TruncateStmt *stmt = (TruncateStmt *) node;
+		List	   *relids = NIL;
 
-			/* (TRUNCATE itself refuses one the caller may not truncate) */
-			if (!OidIsValid(part) ||
-				pg_class_aclcheck(part, GetUserId(), ACL_TRUNCATE) != ACLCHECK_OK)
+		foreach(lc, stmt->relations)
+		{
+			RangeVar   *rv = lfirst(lc);
+			Oid			relid = RangeVarGetRelid(rv, NoLock, true);
+
+			if (!OidIsValid(relid))
 				continue;
-			LockRelationOid(part, AccessExclusiveLock);
-			queue_partition(part, get_partition_ancestors(part), true, 't');
+			if (get_rel_relispartition(relid))
+				truncate_partition(relid);
+			if (stmt->behavior == DROP_CASCADE)
+				relids = list_concat(relids, rv->inh ? find_all_inheritors(relid, NoLock, NULL)
+									 : list_make1_oid(relid));
 		}
+		if (relids != NIL && OidIsValid(get_extension_oid("retl", true)))
+			truncate_cascaded(relids);
 	}
 	else if (IsA(node, DropStmt) && ((DropStmt *) node)->removeType == OBJECT_TABLE)
 	{
@@ -174,7 +226,10 @@ retl_partitions_before(Node *node)
 			Oid			part = partition_named(makeRangeVarFromNameList(lfirst(lc)));
 			List	   *ancestors;
 
-			if (!OidIsValid(part) || !pg_class_ownercheck(part, GetUserId()))
+			/* (DROP refuses one whose table or schema the caller does not own) */
+			if (!OidIsValid(part) ||
+				(!pg_class_ownercheck(part, GetUserId()) &&
+				 !pg_namespace_ownercheck(get_rel_namespace(part), GetUserId())))
 				continue;
 			ancestors = get_partition_ancestors(part);
 			/* the parent first, as DROP locks them */
