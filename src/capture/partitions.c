@@ -154,7 +154,8 @@ static void
 truncate_partition(Oid part)
 {
 	/* (TRUNCATE itself refuses one the caller may not truncate) */
-	if (pg_class_aclcheck(part, GetUserId(), ACL_TRUNCATE) != ACLCHECK_OK)
+	if (pg_class_aclcheck(part, GetUserId(), ACL_TRUNCATE) != ACLCHECK_OK ||
+		!OidIsValid(get_extension_oid("retl", true)))
 		return;
 	LockRelationOid(part, AccessExclusiveLock);
 	queue_partition(part, get_partition_ancestors(part), true, 't');
