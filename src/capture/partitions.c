@@ -153,12 +153,23 @@ partition_named(RangeVar *rv)
 static void
 truncate_partition(Oid part)
 {
+	List	   *ancestors;
+
 	/* (TRUNCATE itself refuses one the caller may not truncate) */
 	if (pg_class_aclcheck(part, GetUserId(), ACL_TRUNCATE) != ACLCHECK_OK ||
 		!OidIsValid(get_extension_oid("retl", true)))
 		return;
+	ancestors = get_partition_ancestors(part);
+
+	/*
+	 * The ancestors first (read below), from the root down, as queries lock
+	 * them: taking the partition first could deadlock with a TRUNCATE or
+	 * LOCK of the parent, which waits for the partition in turn.
+	 */
+	for (int i = list_length(ancestors) - 1; i >= 0; i--)
+		LockRelationOid(list_nth_oid(ancestors, i), AccessShareLock);
 	LockRelationOid(part, AccessExclusiveLock);
-	queue_partition(part, get_partition_ancestors(part), true, 't');
+	queue_partition(part, ancestors, true, 't');
 }
 
 /*
