@@ -30,6 +30,7 @@ OBJS = \
 	src/capture/spool.o \
 	src/capture/staged.o \
 	src/capture/stream.o \
+	src/capture/visibility.o \
 	src/models/cron.o \
 	src/models/diff.o \
 	src/models/jsonkey.o \

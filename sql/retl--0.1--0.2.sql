@@ -355,6 +355,17 @@ BEGIN
 END
 $$;
 
+/*
+ * Does row-level security narrow a role's view of a table?  PostgreSQL's
+ * own answer (check_enable_rls), as the capture trigger and the worker ask
+ * it.  Such a role may own neither an append sync (its rows go as they
+ * were written) nor a logically captured one (logical decoding knows a
+ * deleted row's key only, not whether the owner could see the row).
+ */
+CREATE FUNCTION retl._rls_applies(relid oid, role oid) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'retl_rls_applies' LANGUAGE C STABLE STRICT;
+REVOKE ALL ON FUNCTION retl._rls_applies(oid, oid) FROM PUBLIC;
+
 CREATE OR REPLACE FUNCTION retl._create_sync(name text, source text, destination text, key text[], mode text, schedule text, mapping jsonb, options jsonb, capture text, caller regrole, caller_path text)
 RETURNS void
 LANGUAGE plpgsql AS $$
@@ -698,15 +709,18 @@ BEGIN
 	/* the backfill and the rows sent are read as the owner: it must be able to */
 	PERFORM retl._query_columns(pg_catalog.format('SELECT * FROM ONLY %s', relid::regclass), run_as, caller_path);
 	/* an append sync sends rows as written: only an owner that sees them all may */
-	IF mode = 'append' AND (
-		SELECT c.relrowsecurity AND NOT r.rolsuper AND NOT r.rolbypassrls
-			   AND NOT (pg_catalog.pg_has_role(r.oid, c.relowner, 'USAGE') AND NOT c.relforcerowsecurity)
-		  FROM pg_catalog.pg_class c, pg_catalog.pg_roles r
-		 WHERE c.oid = relid AND r.oid = run_as) THEN
+	IF mode = 'append' AND retl._rls_applies(relid, run_as) THEN
 		RAISE EXCEPTION 'row-level security of table % applies to role "%"', relid::regclass, run_as::text
 			USING ERRCODE = 'feature_not_supported',
 				  DETAIL = 'An append sync sends rows as they were written, which only an owner that may read every row of the table may send.',
 				  HINT = 'Use mode => ''upsert'' (rows are read as the owner), or a scheduled sync (its query runs as the owner).';
+	END IF;
+	/* a deleted row's key goes only where its owner could see the row */
+	IF cap = 'logical' AND retl._rls_applies(relid, run_as) THEN
+		RAISE EXCEPTION 'row-level security of table % applies to role "%"', relid::regclass, run_as::text
+			USING ERRCODE = 'feature_not_supported',
+				  DETAIL = 'Logical capture knows a deleted row''s key only, not whether the sync''s owner could see the row, and would send its delete either way.',
+				  HINT = 'Use capture => ''trigger'' (it asks, as the owner, whether each changed row is one it may see), or a scheduled sync (its query runs as the owner).';
 	END IF;
 	/* before anything is written: it may create the replication slot */
 	PERFORM retl._check_sync_source(d.kind, opts, keys, retl._record_fields(mapping, cols), false) FROM retl.destinations d WHERE d.id = did;
@@ -1262,7 +1276,7 @@ DECLARE
 	sid integer := retl._own_sync($1, caller);
 	s record;
 BEGIN
-	SELECT y.capture AS cap, y.source_relid AS relid, y.key_attnums AS attnums, y.mode
+	SELECT y.capture AS cap, y.source_relid AS relid, y.key_attnums AS attnums, y.mode, y.owner
 	  INTO s FROM retl.syncs y WHERE y.id = sid;
 	IF capture IS NULL OR capture = s.cap THEN
 		RETURN;
@@ -1287,6 +1301,12 @@ BEGIN
 		RAISE EXCEPTION 'sync "%" reads a partitioned table, which trigger capture does not support', $1
 			USING ERRCODE = 'feature_not_supported',
 				  HINT = 'Keep it on logical capture.';
+	END IF;
+	IF capture = 'logical' AND retl._rls_applies(s.relid, s.owner) THEN
+		RAISE EXCEPTION 'row-level security of table % applies to role "%"', s.relid::regclass, s.owner::text
+			USING ERRCODE = 'feature_not_supported',
+				  DETAIL = 'Logical capture knows a deleted row''s key only, not whether the sync''s owner could see the row, and would send its delete either way.',
+				  HINT = 'Keep it on trigger capture.';
 	END IF;
 	/* before anything is written: it may create the replication slot */
 	IF capture = 'logical' THEN

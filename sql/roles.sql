@@ -202,6 +202,23 @@ SELECT retl_drop_sync('alice_idents');
 \c - :"regress_superuser"
 DROP SCHEMA regress_retl_alice_schema CASCADE;
 
+--
+-- Row-level security that narrows the owner's view of a table: trigger
+-- capture asks, as the owner, whether each changed row is one it may see
+-- (TAP test 044_rls_deletes); logical capture, which knows a deleted row's
+-- key only, is refused to such an owner, at creation and when switching.
+--
+CREATE TABLE roles_tenants (id int PRIMARY KEY, tenant text NOT NULL);
+ALTER TABLE roles_tenants ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_a ON roles_tenants FOR SELECT TO regress_retl_alice USING (tenant = 'a');
+GRANT SELECT, TRIGGER ON roles_tenants TO regress_retl_alice;
+SET ROLE regress_retl_alice;
+SELECT retl_create_sync('alice_tenants_logical', 'roles_tenants', 'roles_crm', capture => 'logical');
+SELECT retl_create_sync('alice_tenants', 'roles_tenants', 'roles_crm', options => '{"backfill": false}');
+SELECT retl_alter_sync('alice_tenants', capture => 'logical');
+SELECT name, capture FROM retl.syncs WHERE name LIKE 'alice_tenants%';
+RESET ROLE;
+
 -- one sync a transaction: dropping several syncs in one can deadlock with the
 -- worker (README, Troubleshooting)
 SELECT pg_catalog.format('SELECT retl_drop_sync(%L)', name) FROM retl.syncs
@@ -260,5 +277,5 @@ SELECT retl_grant_destination('roles_left', 'regress_retl_alice');
 SELECT count(*) AS dangling FROM retl.destination_grants g
  WHERE NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = g.grantee);
 SELECT retl_drop_destination('roles_left');
-DROP TABLE roles_people, roles_private;
+DROP TABLE roles_people, roles_private, roles_tenants;
 DROP ROLE regress_retl_admin, regress_retl_alice, regress_retl_bob, regress_retl_mallory;

@@ -42,7 +42,8 @@ SELECT p.oid::regprocedure AS function,
  WHERE d.refclassid = 'pg_extension'::regclass
    AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'retl')
    AND d.deptype = 'e'
- ORDER BY p.proname, pg_get_function_identity_arguments(p.oid) COLLATE "C";
+ ORDER BY p.proname, pg_get_function_identity_arguments(p.oid) COLLATE "C",
+          p.oid::regprocedure::text COLLATE "C";
 
 -- configuration kept by pg_dump (queued work and statistics are not)
 SELECT cfg::regclass AS dumped, cond

@@ -68,6 +68,19 @@ retl_end_as(int nest, Oid save_uid, int save_sec)
 }
 
 /*
+ * Make the current role's row-level security apply whatever the session's
+ * row_security says (off would make a query that policies filter fail
+ * instead), until the GUC nest level open (retl_begin_as()'s) ends.  For
+ * what the capture trigger reads as a sync's owner in a writer's session.
+ */
+void
+retl_apply_row_security(void)
+{
+	(void) set_config_option("row_security", "on", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+}
+
+/*
  * Run fn(arg) as role with search_path path (the caller's), so that the
  * names in it resolve as they would for the caller, "$user" included.
  */

@@ -11,6 +11,7 @@ extern Oid	retl_extension_owner(void);
 extern int	retl_begin_as(Oid role, int sec_flags, const char *path, Oid *save_uid,
 						  int *save_sec);
 extern void retl_end_as(int nest, Oid save_uid, int save_sec);
+extern void retl_apply_row_security(void);
 extern void retl_with_path(Oid role, const char *path, void (*fn) (void *arg), void *arg);
 
 #endif

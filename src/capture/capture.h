@@ -11,7 +11,8 @@
 
 extern bool retl_key_changed(int nkeys, const AttrNumber *attnums,
 							 HeapTuple oldtup, HeapTuple newtup, TupleDesc desc);
-extern uint64 retl_queue_table_keys(int sync_id, int nkeys, AttrNumber *attnums,
-									Relation rel, Oid part, bool attached, char op);
+extern uint64 retl_queue_table_keys(int sync_id, Oid cache_key, int nkeys,
+									AttrNumber *attnums, Relation rel, Oid part,
+									bool attached, char op);
 
 #endif

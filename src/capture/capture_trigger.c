@@ -14,7 +14,9 @@
  * as the table's owner: it runs as the extension's owner (SECURITY
  * DEFINER), which must not run a cast to json that a user wrote.  The
  * worker is woken when the transaction commits; a rolled back transaction
- * takes its queued rows with it.
+ * takes its queued rows with it.  When row-level security narrows the
+ * view of an upsert sync's owner, only changes of rows the owner may see
+ * are queued (visibility.c).
  *
  * Trigger arguments: sync id, 'upsert' or 'append', key attribute numbers
  * ("1,3").  Attribute numbers survive column renames.
@@ -32,15 +34,18 @@
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
-#include "utils/rls.h"
 
+#include "base/identity.h"
+#include "base/subxact.h"
 #include "base/shmem.h"
 #include "capture/capture.h"
 #include "capture/queue_insert.h"
+#include "capture/visibility.h"
 #include "sync/owner.h"
 #include "sync/trust.h"
 
@@ -66,6 +71,7 @@ typedef struct CapturePlan
 	MemoryContext cxt;			/* the call's expression and FmgrInfo */
 	FmgrInfo	build_array;	/* jsonb_build_array of the key's argtypes */
 	SPIPlanPtr	plan;
+	RetlViewer	viewer;			/* its owner and the lookup of its rows */
 } CapturePlan;
 
 static HTAB *plans = NULL;
@@ -135,6 +141,7 @@ get_plan(int sync_id, bool append, int nkeys, AttrNumber *attnums, Relation rel)
 	{
 		entry->valid = false;
 		entry->plan = NULL;
+		memset(&entry->viewer, 0, sizeof(RetlViewer));
 		entry->cxt = AllocSetContextCreate(TopMemoryContext, "retl capture", ALLOCSET_SMALL_SIZES);
 	}
 	valid = entry->valid && entry->append == append &&
@@ -284,6 +291,26 @@ enqueue(CapturePlan *cp, int sync_id, char op, HeapTuple tuple, Relation rel, bo
 }
 
 /*
+ * Queue a change of a row version (written by the statement, or deleted:
+ * visibility.c), unless the sync's viewer may not see it; returns how
+ * many changes it queued.
+ */
+static uint64
+capture(CapturePlan *cp, int sync_id, char op, HeapTuple tuple, bool written, Oid viewer,
+		TriggerData *td, bool *connected)
+{
+	if (OidIsValid(viewer))
+	{
+		connect_spi(connected);
+		if (!retl_capture_visible(&cp->viewer, td->tg_relation, cp->nkeys, cp->attnums, tuple,
+								  written))
+			return 0;
+	}
+	enqueue(cp, sync_id, op, tuple, td->tg_relation, connected);
+	return 1;
+}
+
+/*
  * Does an update change the key?  Then it also removes the row under its
  * old key.  The key's attributes, binary compared.
  */
@@ -307,32 +334,50 @@ retl_key_changed(int nkeys, const AttrNumber *attnums, HeapTuple oldtup, HeapTup
 	return false;
 }
 
-/*
- * The role a TRUNCATE's keys must be read as: the sync's owner when
- * row-level security narrows its view of the table (the rows it may not
- * see were never sent, so neither are their deletes), else InvalidOid: all
- * keys.  An owner that may not read the table at all (retl_role_may_read)
- * gets every key queued; its sync sends nothing until it may.
- */
-static Oid
-truncate_reader(int sync_id, Relation rel)
+/* A table's keys as the owner sees them, for retl_in_subtransaction() */
+typedef struct KeysAs
 {
-	Oid			types[1] = {INT4OID};
-	Datum		values[1] = {Int32GetDatum(sync_id)};
-	bool		isnull;
-	Oid			owner;
+	int			sync_id;
+	char		op;
+	Oid			reader;
+	const char *keys;			/* the SELECT list and FROM of the keys */
+	uint64		n;				/* out: how many it queued */
+} KeysAs;
 
-	if (!rel->rd_rel->relrowsecurity)
-		return InvalidOid;
-	if (SPI_execute_with_args("SELECT s.owner::pg_catalog.oid FROM retl.syncs s"
-							  " WHERE s.id OPERATOR(pg_catalog.=) $1",
-							  1, types, values, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		return InvalidOid;
-	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	if (check_enable_rls(RelationGetRelid(rel), owner, true) != RLS_ENABLED ||
-		!retl_role_may_read(RelationGetRelid(rel), owner))
-		return InvalidOid;
-	return owner;
+/*
+ * Queue the keys the owner sees, read as it (security-restricted, its
+ * policies applied even where the writer turned row_security off).
+ */
+static void
+keys_as_owner(void *arg)
+{
+	KeysAs	   *k = (KeysAs *) arg;
+	Oid			types[2] = {INT4OID, CHAROID};
+	Datum		values[2] = {Int32GetDatum(k->sync_id), CharGetDatum(k->op)};
+	int			nest;
+
+	retl_owner_temp_table(k->reader, "retl_truncate_keys", "key pg_catalog.jsonb");
+	nest = NewGUCNestLevel();
+	retl_apply_row_security();
+	(void) retl_owner_exec(k->reader, psprintf("INSERT INTO pg_temp.retl_truncate_keys (key) SELECT %s",
+											   k->keys), NULL, SPI_OK_INSERT);
+	AtEOXact_GUC(false, nest);
+	if (SPI_execute_with_args("INSERT INTO retl.queue (sync_id, op, key)"
+							  " SELECT $1, $2, k.key FROM pg_temp.retl_truncate_keys k",
+							  2, types, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "retl: could not queue the rows of a truncated table");
+	k->n = SPI_processed;
+	if (SPI_execute("DROP TABLE pg_temp.retl_truncate_keys", false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "retl: could not queue the rows of a truncated table");
+}
+
+/* ") FROM schema.table t" appended to a key list, the table's name quoted */
+static void
+append_from(StringInfo keys, const char *only, Oid relid)
+{
+	appendStringInfo(keys, ") FROM %s%s.%s t", only,
+					 quote_identifier(get_namespace_name(get_rel_namespace(relid))),
+					 quote_identifier(get_rel_name(relid)));
 }
 
 /*
@@ -342,19 +387,30 @@ truncate_reader(int sync_id, Relation rel)
  * a TRUNCATE, DROP, ATTACH or DETACH changes (partitions.c): its rows read
  * directly, or, while it is attached, through rel when the owner's
  * policies on rel decide which keys it may see (a detached table's rows
- * are read directly: README, Whose rows).  Returns how many it queued.
- * SPI is connected.
+ * are read directly: README, Whose rows).  Where row-level security
+ * narrows the owner's view, only the keys it sees are queued (the others
+ * were never sent, nor are their deletes), read as it in a subtransaction
+ * of their own; every key when that read fails, as a row's lookup does
+ * (visibility.c).  cache_key is retl_capture_viewer's: an oid that is
+ * new whenever the sync's id may name another sync (the TRUNCATE
+ * trigger's oid, or the extension's).  Returns how many it queued.  SPI
+ * is connected.
  */
 uint64
-retl_queue_table_keys(int sync_id, int nkeys, AttrNumber *attnums, Relation rel, Oid part,
-					  bool attached, char op)
+retl_queue_table_keys(int sync_id, Oid cache_key, int nkeys, AttrNumber *attnums, Relation rel,
+					  Oid part, bool attached, char op)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 	StringInfoData keys;
+	StringInfoData owners;
 	Oid			types[2] = {INT4OID, CHAROID};
 	Datum		values[2] = {Int32GetDatum(sync_id), CharGetDatum(op)};
-	Oid			reader = OidIsValid(part) && !attached ? InvalidOid : truncate_reader(sync_id, rel);
-	uint64		n;
+	RetlViewer	v = {0};
+	KeysAs		k = {sync_id, op, InvalidOid, NULL, 0};
+	ErrorData  *edata = NULL;
+
+	if (!OidIsValid(part) || attached)
+		k.reader = retl_capture_viewer(&v, sync_id, cache_key, rel);
 
 	initStringInfo(&keys);
 	appendStringInfoString(&keys, "pg_catalog.jsonb_build_array(");
@@ -367,28 +423,30 @@ retl_queue_table_keys(int sync_id, int nkeys, AttrNumber *attnums, Relation rel,
 		retl_append_key_value(&keys, type,
 							  psprintf("t.%s", quote_identifier(NameStr(TupleDescAttr(desc, attnums[i] - 1)->attname))));
 	}
+	/* the owner reads an attached partition's rows through rel: its policies */
+	initStringInfo(&owners);
+	appendStringInfoString(&owners, keys.data);
 	if (!OidIsValid(part))
-		appendStringInfo(&keys, ") FROM %s%s.%s t",
-						 rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE ? "" : "ONLY ",
-						 quote_identifier(get_namespace_name(RelationGetNamespace(rel))),
-						 quote_identifier(RelationGetRelationName(rel)));
-	else if (!OidIsValid(reader))
-		appendStringInfo(&keys, ") FROM %s.%s t",
-						 quote_identifier(get_namespace_name(get_rel_namespace(part))),
-						 quote_identifier(get_rel_name(part)));
+	{
+		const char *only = rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE ? "" : "ONLY ";
+
+		append_from(&keys, only, RelationGetRelid(rel));
+		append_from(&owners, only, RelationGetRelid(rel));
+	}
 	else
 	{
 		List	   *within = find_all_inheritors(part, NoLock, NULL);
 		ListCell   *lc;
 
-		appendStringInfo(&keys, ") FROM %s.%s t WHERE t.tableoid OPERATOR(pg_catalog.=) ANY ('{",
-						 quote_identifier(get_namespace_name(RelationGetNamespace(rel))),
-						 quote_identifier(RelationGetRelationName(rel)));
+		append_from(&keys, "", part);
+		append_from(&owners, "", RelationGetRelid(rel));
+		appendStringInfoString(&owners, " WHERE t.tableoid OPERATOR(pg_catalog.=) ANY ('{");
 		foreach(lc, within)
-			appendStringInfo(&keys, "%s%u", foreach_current_index(lc) > 0 ? "," : "",
+			appendStringInfo(&owners, "%s%u", foreach_current_index(lc) > 0 ? "," : "",
 							 lfirst_oid(lc));
-		appendStringInfoString(&keys, "}'::pg_catalog.oid[])");
+		appendStringInfoString(&owners, "}'::pg_catalog.oid[])");
 	}
+	k.keys = owners.data;
 
 	/*
 	 * A transaction draws queue ids only once it has an xid (see mark.c);
@@ -396,27 +454,22 @@ retl_queue_table_keys(int sync_id, int nkeys, AttrNumber *attnums, Relation rel,
 	 * written anything yet.
 	 */
 	(void) GetTopTransactionId();
-	if (!OidIsValid(reader))
+	if (OidIsValid(k.reader))
 	{
-		if (SPI_execute_with_args(psprintf("INSERT INTO retl.queue (sync_id, op, key) SELECT $1, $2, %s",
-										   keys.data),
-								  2, types, values, NULL, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "retl: could not queue the rows of a truncated table");
-		return SPI_processed;
+		edata = retl_in_subtransaction(keys_as_owner, &k);
+		if (edata != NULL)
+			retl_capture_check_failed(&v, rel, edata);
 	}
-
-	/* the keys the owner sees, read as it (security-restricted), then queued */
-	retl_owner_temp_table(reader, "retl_truncate_keys", "key pg_catalog.jsonb");
-	(void) retl_owner_exec(reader, psprintf("INSERT INTO pg_temp.retl_truncate_keys (key) SELECT %s",
-										   keys.data), NULL, SPI_OK_INSERT);
-	if (SPI_execute_with_args("INSERT INTO retl.queue (sync_id, op, key)"
-							  " SELECT $1, $2, k.key FROM pg_temp.retl_truncate_keys k",
+	if (v.name != NULL)
+		pfree(v.name);
+	if (OidIsValid(k.reader) && edata == NULL)
+		return k.n;
+	/* every key: no row-level security narrows the owner's view, or its read failed */
+	if (SPI_execute_with_args(psprintf("INSERT INTO retl.queue (sync_id, op, key) SELECT $1, $2, %s",
+									   keys.data),
 							  2, types, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "retl: could not queue the rows of a truncated table");
-	n = SPI_processed;
-	if (SPI_execute("DROP TABLE pg_temp.retl_truncate_keys", false, 0) != SPI_OK_UTILITY)
-		elog(ERROR, "retl: could not queue the rows of a truncated table");
-	return n;
+	return SPI_processed;
 }
 
 PG_FUNCTION_INFO_V1(retl_capture);
@@ -434,6 +487,7 @@ retl_capture(PG_FUNCTION_ARGS)
 	TupleDesc	desc;
 	uint64		nrows = 1;		/* the changes queued */
 	bool		connected = false;
+	Oid			viewer;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -449,8 +503,8 @@ retl_capture(PG_FUNCTION_ARGS)
 	if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event))
 	{
 		if (!append)
-			nrows = retl_queue_table_keys(sync_id, nkeys, attnums, td->tg_relation,
-										   InvalidOid, false, 't');
+			nrows = retl_queue_table_keys(sync_id, td->tg_trigger->tgoid, nkeys, attnums,
+										  td->tg_relation, InvalidOid, false, 't');
 	}
 	else
 	{
@@ -460,24 +514,26 @@ retl_capture(PG_FUNCTION_ARGS)
 					 errmsg("retl_capture() must be fired AFTER ... FOR EACH ROW")));
 
 		cp = get_plan(sync_id, append, nkeys, attnums, td->tg_relation);
+		/* (an append sync's owner must see every row: owner.c) */
+		viewer = append ? InvalidOid :
+			retl_capture_viewer(&cp->viewer, sync_id, td->tg_trigger->tgoid, td->tg_relation);
 		if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
-			enqueue(cp, sync_id, 'i', td->tg_trigtuple, td->tg_relation, &connected);
+			nrows = capture(cp, sync_id, 'i', td->tg_trigtuple, true, viewer, td, &connected);
 		else if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
-			enqueue(cp, sync_id, 'd', td->tg_trigtuple, td->tg_relation, &connected);
+			nrows = capture(cp, sync_id, 'd', td->tg_trigtuple, false, viewer, td, &connected);
 		else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
 		{
+			nrows = 0;
 			/* a changed key also removes the row under its old key */
 			if (retl_key_changed(cp->nkeys, cp->attnums, td->tg_trigtuple, td->tg_newtuple, desc))
-			{
-				enqueue(cp, sync_id, 'd', td->tg_trigtuple, td->tg_relation, &connected);
-				nrows = 2;
-			}
-			enqueue(cp, sync_id, 'u', td->tg_newtuple, td->tg_relation, &connected);
+				nrows = capture(cp, sync_id, 'd', td->tg_trigtuple, false, viewer, td, &connected);
+			nrows += capture(cp, sync_id, 'u', td->tg_newtuple, true, viewer, td, &connected);
 		}
 	}
 
 	if (connected && SPI_finish() != SPI_OK_FINISH)
 		elog(ERROR, "retl: SPI_finish failed");
-	retl_captured_at_commit(sync_id, (int64) nrows);
+	if (nrows > 0)
+		retl_captured_at_commit(sync_id, (int64) nrows);
 	return PointerGetDatum(NULL);
 }

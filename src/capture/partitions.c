@@ -21,7 +21,10 @@
  * be allowed the command; ATTACH and DETACH after it, under its locks
  * (DETACH ... CONCURRENTLY in its last transaction).  The keys are read
  * and queued as the extension's owner, as the TRUNCATE trigger does (it is
- * SECURITY DEFINER), in the command's transaction: they commit with it.
+ * SECURITY DEFINER), in the command's transaction: they commit with it;
+ * where row-level security narrows a sync owner's view of its table, an
+ * attached partition's keys are read as the owner, through the table, and
+ * every key is queued when that read fails (retl_queue_table_keys).
  * A table that is no partition costs a look at its relcache flag.
  */
 #include "postgres.h"
@@ -113,8 +116,9 @@ queue_partition(Oid part, List *tables, bool attached, char op)
 	int			save_sec;
 	int			nest;
 	ListCell   *lc;
+	Oid			extension = get_extension_oid("retl", true);
 
-	if (tables == NIL || !OidIsValid(get_extension_oid("retl", true)))
+	if (tables == NIL || !OidIsValid(extension))
 		return;
 	nest = retl_begin_as(retl_extension_owner(), SECURITY_LOCAL_USERID_CHANGE, RETL_SAFE_PATH,
 						 &save_uid, &save_sec);
@@ -124,8 +128,9 @@ queue_partition(Oid part, List *tables, bool attached, char op)
 	{
 		SyncedBy   *s = lfirst(lc);
 		Relation	rel = table_open(s->relid, AccessShareLock);
-		uint64		n = retl_queue_table_keys(s->sync_id, s->nkeys, s->attnums, rel, part,
-											  attached, op);
+		/* (the extension's oid: sync ids start again only with a new one) */
+		uint64		n = retl_queue_table_keys(s->sync_id, extension, s->nkeys, s->attnums,
+											  rel, part, attached, op);
 
 		table_close(rel, NoLock);
 		if (n > 0)

@@ -11,6 +11,7 @@
 #include "postgres.h"
 
 #include "executor/spi.h"
+#include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -94,6 +95,14 @@ retl_owner_check_send(RetlSync *sync)
 				 errdetail("Nothing is sent while it may not."),
 				 errhint("A member of retl_admin allows it with SELECT retl_grant_destination('%s', '%s'); the owner also needs the role retl_user.",
 						 sync->dest_name, owner_name(sync))));
+	if (sync->logical && retl_owner_rls(sync))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("row-level security of table \"%s\" applies to role \"%s\", the owner of logically captured sync \"%s\"",
+						get_rel_name(sync->relid), owner_name(sync), sync->name),
+				 errdetail("Logical decoding knows a deleted row's key only, not whether the owner could see the row.  Nothing is sent while row-level security applies."),
+				 errhint("Capture it by trigger, which asks as the owner: SELECT retl_alter_sync('%s', capture => 'trigger');",
+						 sync->name)));
 	if (sync->mode != 'a' || sync->diff)
 		return;
 	check_read(sync);
@@ -111,6 +120,15 @@ bool
 retl_owner_rls(RetlSync *sync)
 {
 	return check_enable_rls(sync->relid, sync->owner, true) == RLS_ENABLED;
+}
+
+PG_FUNCTION_INFO_V1(retl_rls_applies);
+
+/* retl._rls_applies(relid, role): the same, for creation's checks (SQL). */
+Datum
+retl_rls_applies(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(check_enable_rls(PG_GETARG_OID(0), PG_GETARG_OID(1), true) == RLS_ENABLED);
 }
 
 /*

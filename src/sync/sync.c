@@ -100,7 +100,8 @@ retl_sync_load(int only_id)
 							  "   WHERE g.destination_id OPERATOR(pg_catalog.=) d.id"
 							  "   AND pg_catalog.pg_has_role(s.owner, g.grantee, 'USAGE')))), "
 							  "d.name, s.search_path, "
-							  "(d.options -> 'auth')::text, d.options::text, s.options::text, %s "
+							  "(d.options -> 'auth')::text, d.options::text, s.options::text, %s, "
+							  "s.capture = 'logical' "
 							  "FROM retl.syncs s JOIN retl.destinations d ON d.id = s.destination_id "
 							  "WHERE CASE WHEN $1 > 0 THEN s.id = $1 ELSE NOT s.paused END "
 							  "ORDER BY s.id", retl_sync_has_resyncs() ? "s.resyncs" : "0"),
@@ -152,6 +153,7 @@ retl_sync_load(int only_id)
 		s->dest_options = getstr(tup, desc, 33);
 		s->options = getstr(tup, desc, 34);
 		s->resyncs = getint(tup, desc, 35);
+		s->logical = strcmp(getstr(tup, desc, 36), "t") == 0;
 
 		deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(tup, desc, 18, &isnull)),
 						  TEXTOID, -1, false, TYPALIGN_INT, &keys, NULL, &nkeys);

@@ -14,7 +14,8 @@ typedef struct RetlSync
 	char	   *name;
 	char		mode;			/* 'u' upsert, 'a' append, 'i' insert,
 								 * 'p' update, 'm' mirror */
-	bool		diff;			/* diff capture (else trigger capture) */
+	bool		diff;			/* diff capture (else trigger or logical) */
+	bool		logical;		/* logical capture */
 	Oid			relid;			/* source table, InvalidOid for a query */
 	char	   *query;			/* source query, NULL for a table */
 	char	   *search_path;	/* the query's (its creator's), or NULL */
