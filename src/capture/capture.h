@@ -9,6 +9,9 @@
 #include "access/tupdesc.h"
 #include "utils/relcache.h"
 
+/* the most key columns a captured sync may have */
+#define RETL_CAPTURE_MAX_KEYS 32
+
 extern bool retl_key_changed(int nkeys, const AttrNumber *attnums,
 							 HeapTuple oldtup, HeapTuple newtup, TupleDesc desc);
 extern uint64 retl_queue_table_keys(int sync_id, Oid cache_key, int nkeys,

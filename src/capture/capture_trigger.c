@@ -49,8 +49,6 @@
 #include "sync/owner.h"
 #include "sync/trust.h"
 
-#define MAX_KEYS 32
-
 /*
  * How a sync's changes are queued, valid while its key types do not
  * change: jsonb_build_array of the key's values, called directly, and the
@@ -62,10 +60,10 @@ typedef struct CapturePlan
 	bool		valid;
 	bool		append;
 	int			nkeys;
-	AttrNumber	attnums[MAX_KEYS];
-	Oid			types[MAX_KEYS];
-	Oid			outfuncs[MAX_KEYS]; /* passed as text: its output function */
-	Oid			argtypes[MAX_KEYS + 3]; /* the INSERT's: sync_id, op, key values,
+	AttrNumber	attnums[RETL_CAPTURE_MAX_KEYS];
+	Oid			types[RETL_CAPTURE_MAX_KEYS];
+	Oid			outfuncs[RETL_CAPTURE_MAX_KEYS]; /* passed as text: its output function */
+	Oid			argtypes[RETL_CAPTURE_MAX_KEYS + 3]; /* the INSERT's: sync_id, op, key values,
 										 * data */
 	Oid			rowtype;
 	MemoryContext cxt;			/* the call's expression and FmgrInfo */
@@ -94,7 +92,7 @@ parse_args(Trigger *trigger, int *sync_id, bool *append, int *nkeys, AttrNumber 
 	list = pstrdup(trigger->tgargs[2]);
 	for (tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
 	{
-		if (*nkeys >= MAX_KEYS)
+		if (*nkeys >= RETL_CAPTURE_MAX_KEYS)
 			elog(ERROR, "retl: too many key columns");
 		attnums[(*nkeys)++] = (AttrNumber) pg_strtoint32(tok);
 	}
@@ -235,7 +233,7 @@ connect_spi(bool *connected)
 static Jsonb *
 build_key(CapturePlan *cp, Datum *values, char *nulls)
 {
-	LOCAL_FCINFO(fcinfo, MAX_KEYS);
+	LOCAL_FCINFO(fcinfo, RETL_CAPTURE_MAX_KEYS);
 	Datum		key;
 
 	InitFunctionCallInfoData(*fcinfo, &cp->build_array, cp->nkeys, InvalidOid, NULL, NULL);
@@ -259,8 +257,8 @@ static void
 enqueue(CapturePlan *cp, int sync_id, char op, HeapTuple tuple, Relation rel, bool *connected)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
-	Datum		values[MAX_KEYS + 3];
-	char		nulls[MAX_KEYS + 3];
+	Datum		values[RETL_CAPTURE_MAX_KEYS + 3];
+	char		nulls[RETL_CAPTURE_MAX_KEYS + 3];
 	int			n = cp->nkeys + 2;
 
 	values[0] = Int32GetDatum(sync_id);
@@ -482,7 +480,7 @@ retl_capture(PG_FUNCTION_ARGS)
 	int			sync_id;
 	bool		append;
 	int			nkeys;
-	AttrNumber	attnums[MAX_KEYS];
+	AttrNumber	attnums[RETL_CAPTURE_MAX_KEYS];
 	CapturePlan *cp;
 	TupleDesc	desc;
 	uint64		nrows = 1;		/* the changes queued */

@@ -55,8 +55,6 @@
 #include "capture/spool.h"
 #include "sync/trust.h"
 
-#define MAX_KEYS 32
-
 /* one logical sync of a table, as retl.logical_sources says */
 typedef struct Source
 {
@@ -64,7 +62,7 @@ typedef struct Source
 	int			sync_id;
 	bool		append;
 	int			nkeys;
-	AttrNumber	attnums[MAX_KEYS];
+	AttrNumber	attnums[RETL_CAPTURE_MAX_KEYS];
 } Source;
 
 typedef struct DecoderState
@@ -151,7 +149,7 @@ load_sources(DecoderState *state)
 		s->append = DatumGetBool(values[2]);
 		deconstruct_array(DatumGetArrayTypeP(values[3]), INT2OID, 2, true, TYPALIGN_SHORT,
 						  &keys, NULL, &nkeys);
-		s->nkeys = Min(nkeys, MAX_KEYS);
+		s->nkeys = Min(nkeys, RETL_CAPTURE_MAX_KEYS);
 		for (int i = 0; i < s->nkeys; i++)
 			s->attnums[i] = DatumGetInt16(keys[i]);
 		state->sources = lappend(state->sources, s);

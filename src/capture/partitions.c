@@ -49,14 +49,12 @@
 #include "capture/capture.h"
 #include "capture/partitions.h"
 
-#define MAX_KEYS 32
-
 typedef struct SyncedBy
 {
 	int			sync_id;
 	Oid			relid;
 	int			nkeys;
-	AttrNumber	attnums[MAX_KEYS];
+	AttrNumber	attnums[RETL_CAPTURE_MAX_KEYS];
 } SyncedBy;
 
 /* The upsert syncs, by logical capture, of any of tables (SPI connected). */
@@ -95,7 +93,7 @@ synced_by(List *tables)
 			continue;
 		deconstruct_array(DatumGetArrayTypeP(attnums), INT2OID, sizeof(int16), true, TYPALIGN_SHORT,
 						  &keys, NULL, &nkeys);
-		if (nkeys < 1 || nkeys > MAX_KEYS)
+		if (nkeys < 1 || nkeys > RETL_CAPTURE_MAX_KEYS)
 			continue;
 		s->nkeys = nkeys;
 		for (int k = 0; k < nkeys; k++)
