@@ -83,6 +83,7 @@ OBJS = \
 	src/sync/dest.o \
 	src/sync/expr.o \
 	src/sync/ids.o \
+	src/sync/keytext.o \
 	src/sync/mapping.o \
 	src/sync/owner.o \
 	src/sync/sync.o \

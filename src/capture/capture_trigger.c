@@ -46,6 +46,7 @@
 #include "capture/capture.h"
 #include "capture/queue_insert.h"
 #include "capture/visibility.h"
+#include "sync/keytext.h"
 #include "sync/owner.h"
 #include "sync/trust.h"
 
@@ -62,7 +63,8 @@ typedef struct CapturePlan
 	int			nkeys;
 	AttrNumber	attnums[RETL_CAPTURE_MAX_KEYS];
 	Oid			types[RETL_CAPTURE_MAX_KEYS];
-	Oid			outfuncs[RETL_CAPTURE_MAX_KEYS]; /* passed as text: its output function */
+	RetlKeyForm forms[RETL_CAPTURE_MAX_KEYS];	/* passed as is or as text */
+	Oid			outfuncs[RETL_CAPTURE_MAX_KEYS]; /* RETL_KEY_OUTPUT's function */
 	Oid			argtypes[RETL_CAPTURE_MAX_KEYS + 3]; /* the INSERT's: sync_id, op, key values,
 										 * data */
 	Oid			rowtype;
@@ -166,14 +168,16 @@ get_plan(int sync_id, bool append, int nkeys, AttrNumber *attnums, Relation rel)
 		entry->attnums[i] = attnums[i];
 		entry->types[i] = key_type(desc, attnums[i], sync_id);
 		entry->outfuncs[i] = InvalidOid;
+		entry->forms[i] = retl_key_form(entry->types[i]);
 		/* a domain's value as its base type: no check runs */
 		entry->argtypes[i + 2] = getBaseType(entry->types[i]);
-		if (!retl_key_type_trusted(entry->types[i]))
+		if (entry->forms[i] != RETL_KEY_AS_IS)
+			entry->argtypes[i + 2] = TEXTOID;
+		if (entry->forms[i] == RETL_KEY_OUTPUT)
 		{
 			bool		varlena;
 
 			getTypeOutputInfo(entry->types[i], &entry->outfuncs[i], &varlena);
-			entry->argtypes[i + 2] = TEXTOID;
 		}
 		args = lappend(args, makeNullConst(entry->argtypes[i + 2], -1, InvalidOid));
 	}
@@ -271,9 +275,8 @@ enqueue(CapturePlan *cp, int sync_id, char op, HeapTuple tuple, Relation rel, bo
 
 		values[i + 2] = heap_getattr(tuple, cp->attnums[i], desc, &isnull);
 		nulls[i + 2] = isnull ? 'n' : ' ';
-		if (!isnull && OidIsValid(cp->outfuncs[i]))
-			values[i + 2] = CStringGetTextDatum(OidOutputFunctionCall(cp->outfuncs[i],
-																	  values[i + 2]));
+		if (!isnull && cp->forms[i] != RETL_KEY_AS_IS)
+			values[i + 2] = retl_key_text(cp->forms[i], cp->outfuncs[i], values[i + 2]);
 	}
 	if (cp->append)
 	{

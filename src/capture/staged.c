@@ -23,6 +23,7 @@
 #include "base/shmem.h"
 #include "base/subxact.h"
 #include "capture/staged.h"
+#include "sync/keytext.h"
 #include "sync/trust.h"
 
 void
@@ -250,8 +251,11 @@ retl_staged_queue(SyncChanges *c, char **error)
 		{
 			Oid			base = getBaseType(type);
 
-			appendStringInfo(&keys_sql, "%s(u.k::jsonb OPERATOR(pg_catalog.->>) %d)::%s",
-							 i > 0 ? ", " : "", i, format_type_be_qualified(base));
+			if (i > 0)
+				appendStringInfoString(&keys_sql, ", ");
+			retl_append_key_value(&keys_sql, base,
+								  psprintf("(u.k::jsonb OPERATOR(pg_catalog.->>) %d)::%s",
+										   i, format_type_be_qualified(base)));
 			/* (any text is a text, a varchar without its length) */
 			may_fail |= base != TEXTOID && base != VARCHAROID;
 		}

@@ -19,6 +19,7 @@
 #include "utils/lsyscache.h"
 
 #include "sync/expr.h"
+#include "sync/keytext.h"
 #include "sync/mapping.h"
 #include "sync/trust.h"
 

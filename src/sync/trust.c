@@ -107,17 +107,6 @@ retl_key_operator(Oid typid, int16 strategy)
 	return result;
 }
 
-/* A key column's value in a jsonb_build_array() retl runs: as is, or as text. */
-void
-retl_append_key_value(StringInfo sql, Oid typid, const char *expr)
-{
-	if (retl_key_type_trusted(typid))
-		appendStringInfoString(sql, expr);
-	else
-		/* format() converts with the type's output function: no cast */
-		appendStringInfo(sql, "pg_catalog.format('%%s', %s)", expr);
-}
-
 /*
  * to_jsonb(row) for a row of table rowtype, computed as owner (the
  * table's) in a security-restricted operation: a cast to json the owner

@@ -10,7 +10,6 @@
 extern bool retl_key_type_trusted(Oid typid);
 extern Oid	retl_key_cast_type(Oid typid, const char *column, const char *sync_name);
 extern char *retl_key_operator(Oid typid, int16 strategy);
-extern void retl_append_key_value(StringInfo sql, Oid typid, const char *expr);
 extern Datum retl_row_to_jsonb(Datum row, Oid rowtype, Oid owner);
 
 #endif
