@@ -241,6 +241,20 @@ SELECT retl_create_audience('gone_aud', 'SELECT id FROM roles_people', '{id}', '
 DROP ROLE regress_retl_gone;
 DROP ROLE regress_retl_heir, regress_retl_gone;
 DROP ROLE IF EXISTS regress_retl_never_was;
+-- a role PostgreSQL never drops gets PostgreSQL's error, not retl's
+CREATE ROLE regress_retl_maker CREATEROLE IN ROLE retl_user;
+GRANT SELECT ON roles_people TO regress_retl_maker;
+SELECT retl_grant_destination('roles_left', 'regress_retl_maker');
+SELECT retl_create_sync('maker_sync', 'roles_people', 'roles_left', schedule => 'manual',
+	options => '{"owner": "regress_retl_maker"}');
+SET ROLE regress_retl_maker;
+DROP ROLE CURRENT_USER;
+DROP ROLE regress_retl_maker;
+RESET ROLE;
+SELECT retl_drop_sync('maker_sync');
+SELECT retl_revoke_destination('roles_left', 'regress_retl_maker');
+REVOKE SELECT ON roles_people FROM regress_retl_maker;
+DROP ROLE regress_retl_maker;
 -- moved to the heir, which may not send there: a notice says so
 REASSIGN OWNED BY regress_retl_gone TO regress_retl_heir;
 SELECT name, owner FROM retl.syncs WHERE name = 'gone_sync';

@@ -27,6 +27,7 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
@@ -140,9 +141,26 @@ retl_roles_before(Node *node)
 		 */
 		if (!has_createrole_privilege(GetUserId()))
 			return;
-		foreach(lc, role_oids(stmt->roles, true))
-			if (superuser() || !superuser_arg(lfirst_oid(lc)))
-				roles = lappend_oid(roles, lfirst_oid(lc));
+		foreach(lc, stmt->roles)
+		{
+			RoleSpec   *spec = lfirst(lc);
+			Oid			role;
+
+			/*
+			 * Nor of a role PostgreSQL refuses to drop whatever it owns
+			 * (CURRENT_USER, the current or session user, the bootstrap
+			 * superuser, a superuser to another): its own error says why.
+			 */
+			if (spec->roletype != ROLESPEC_CSTRING)
+				return;
+			role = get_role_oid(spec->rolename, true);
+			if (!OidIsValid(role))
+				continue;
+			if (role == GetUserId() || role == GetSessionUserId() ||
+				role == BOOTSTRAP_SUPERUSERID || (superuser_arg(role) && !superuser()))
+				return;
+			roles = lappend_oid(roles, role);
+		}
 		call_retl("_roles_drop_check", roles, InvalidOid);
 	}
 	else if (IsA(node, DropOwnedStmt))
