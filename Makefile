@@ -33,6 +33,7 @@ OBJS = \
 	src/capture/visibility.o \
 	src/models/cron.o \
 	src/models/diff.o \
+	src/models/diff_sql.o \
 	src/models/jsonkey.o \
 	src/models/probe.o \
 	src/models/probe_load.o \

@@ -9,7 +9,8 @@
  * and removed keys; the snapshot is written from memory as the query is
  * read.  Memory is bounded by retl.run_memory (a larger snapshot is
  * diffed in parts), and it all happens in the caller's transaction: a
- * crash or an error leaves the previous snapshot and queue intact.
+ * crash or an error leaves the previous snapshot and queue intact.  The
+ * statements' SQL text is built in diff_sql.c.
  *
  * The worker runs it in its own transaction, with no request in flight
  * being waited for; retl_preview() runs it in a subtransaction that is
@@ -24,7 +25,6 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
 #include "base/identity.h"
@@ -32,6 +32,7 @@
 #include "base/shmem.h"
 #include "base/subxact.h"
 #include "models/diff.h"
+#include "models/diff_sql.h"
 #include "models/probe.h"
 #include "models/query.h"
 #include "models/run_queue.h"
@@ -40,17 +41,6 @@
 #include "sync/expr.h"
 #include "sync/mapping.h"
 #include "sync/owner.h"
-
-/* The SQL text of a sync's source as a query. */
-static char *
-source_query(RetlSync *sync)
-{
-	if (sync->query)
-		return retl_trimmed_query(sync->query);
-	retl_check_source(sync);
-	return psprintf("SELECT * FROM ONLY %s",
-					format_type_be_qualified(get_rel_type_id(sync->relid)));
-}
 
 static void
 exec(const char *sql, int expected)
@@ -66,16 +56,6 @@ static void
 make_run_table(Oid owner)
 {
 	retl_owner_temp_table(owner, "retl_run_rows", "key pg_catalog.jsonb, data pg_catalog.jsonb");
-}
-
-/* "SELECT jsonb_build_array(q.k1, ...)" for key columns of a query aliased q */
-static void
-append_key_array(StringInfo sql, char **keys, int nkeys)
-{
-	appendStringInfoString(sql, "pg_catalog.jsonb_build_array(");
-	for (int i = 0; i < nkeys; i++)
-		appendStringInfo(sql, "%sq.%s", i > 0 ? ", " : "", quote_identifier(keys[i]));
-	appendStringInfoChar(sql, ')');
 }
 
 static void fail_null_key(const char *what, const char *key) pg_attribute_noreturn();
@@ -155,9 +135,9 @@ evaluate(RetlSync *sync, const char *path)
 	}
 
 	appendStringInfoString(&sql, "INSERT INTO pg_temp.retl_run_rows (key, data) SELECT ");
-	append_key_array(&sql, sync->key_names, sync->nkeys);
+	retl_diff_append_key_array(&sql, sync->key_names, sync->nkeys);
 	appendStringInfoString(&sql, ", d.data FROM (");
-	appendStringInfoString(&sql, source_query(sync));
+	appendStringInfoString(&sql, retl_diff_source_query(sync));
 	appendStringInfoString(&sql, "\n) q, LATERAL (SELECT ");
 	retl_append_row_data(&sql, sync, "q");
 	/* every row counted, for retl.runs (a runner publishes the count) */
@@ -215,174 +195,6 @@ written_ops(RetlSync *sync, bool send, bool replace)
 	return letters.data;
 }
 
-/* A row's key over q: an integer key column as bigint, else a jsonb array */
-static void
-append_key(StringInfo sql, RetlSync *sync, bool int_keys)
-{
-	if (int_keys)
-		appendStringInfo(sql, "q.%s::pg_catalog.int8", quote_identifier(sync->key_names[0]));
-	else
-		append_key_array(sql, sync->key_names, sync->nkeys);
-}
-
-/*
- * The JSON sent of a row of the result aliased alias: its columns but the
- * run's, or its mapped columns and computed fields, which read the row's
- * columns as q, in a level of their own where nothing of the run is in
- * scope (a computed field written over q.email, or reading a column op).
- */
-static void
-append_data(StringInfo data, RetlSync *sync, const char *alias)
-{
-	if (sync->mapping == NULL)
-		appendStringInfo(data, "(pg_catalog.to_jsonb(%s.*) OPERATOR(pg_catalog.-)"
-						 " '{retl.op,retl.key,retl.hash}'::pg_catalog.text[])", alias);
-	else
-	{
-		appendStringInfoString(data, "(SELECT ");
-		retl_append_row_data(data, sync, "q");
-		appendStringInfo(data, " FROM (SELECT %s.*) q)", alias);
-	}
-}
-
-/*
- * The result of a sync as a subquery aliased c: its rows' key ("retl.key":
- * the value of a single integer key column as bigint, else a jsonb array),
- * what the run's snapshot in memory says of the row ("retl.op",
- * retl._run_probe_values(key, values...), which hashes the row's mapped
- * values (rowhash.c) if the row is of the part being diffed, keeps the
- * hash and counts the row; with more values than a function takes,
- * retl._run_probe(key, hash) of retl._row_hash of a row of them, the same
- * hash), and what the data expression (appended to data) reads; with
- * op_only, only "retl.op" (a run that writes no row: nothing read above
- * c).  The probe is volatile: c stays a level of its own, evaluated once
- * per row, and the data expression above it runs only for the rows it
- * lets through (where the run cannot filter the rows as it reads them:
- * append_filtered).
- */
-static void
-append_result(StringInfo sql, StringInfo data, RetlSync *sync, TupleDesc desc, bool int_keys,
-			  bool op_only)
-{
-	StringInfoData values;
-	int			nvalues;
-	StringInfoData keyed;
-
-	if (sync->audience_id)
-	{
-		Assert(!op_only);
-		/* the audience's current members; membership was computed as its owner */
-		appendStringInfoString(sql, "(SELECT retl._run_probe(r.\"retl.key\", r.\"retl.hash\") AS \"retl.op\", r.* FROM "
-							   "(SELECT m.key AS \"retl.key\","
-							   " pg_catalog.hashtextextended(m.data::pg_catalog.text, 0) AS \"retl.hash\","
-							   " m.data AS \"retl.data\" FROM (SELECT m.key, ");
-		retl_append_key_object(sql, sync, "m.key");
-		appendStringInfo(sql, " AS data FROM retl.audience_member_store m WHERE m.audience_id = %d) m) r) c",
-						 sync->audience_id);
-		appendStringInfoString(data, "c.\"retl.data\"");
-		return;
-	}
-	/* the source's rows and their key, as q */
-	initStringInfo(&keyed);
-	appendStringInfoString(&keyed, "(SELECT ");
-	append_key(&keyed, sync, int_keys);
-	appendStringInfo(&keyed, " AS \"retl.key\", q.* FROM (%s\n) q) q", source_query(sync));
-
-	initStringInfo(&values);
-	nvalues = retl_append_value_list(&values, sync, "q", desc);
-	if (nvalues > 0 && nvalues < FUNC_MAX_ARGS)
-		appendStringInfo(sql, "(SELECT retl._run_probe_values(q.\"retl.key\", %s) AS \"retl.op\"%s FROM %s) c",
-						 values.data, op_only ? "" : ", q.*", keyed.data);
-	else
-	{
-		/* (the same hash, of a row formed of them: of the source's row only) */
-		appendStringInfo(sql, "(SELECT retl._run_probe(r.\"retl.key\", r.\"retl.hash\") AS \"retl.op\"%s"
-						 " FROM (SELECT ", op_only ? "" : ", r.*");
-		append_key(sql, sync, int_keys);
-		appendStringInfoString(sql, " AS \"retl.key\", retl._row_hash(");
-		retl_append_row_values(sql, sync, "q");
-		appendStringInfo(sql, ") AS \"retl.hash\", q.* FROM (%s\n) q) r) c", source_query(sync));
-	}
-	if (!op_only)
-		append_data(data, sync, "c");
-}
-
-/*
- * The statement of a run that filters the query's rows by the probe's
- * answer where they are read (probe_plan.c), of a sync of a query whose
- * mapped values are few enough to be a function's arguments; false if
- * not.  ops, key and data as the caller's statement over append_result.
- */
-static bool
-append_filtered(StringInfo sql, RetlSync *sync, TupleDesc desc, bool int_keys, bool op_only,
-				const char *ops)
-{
-	StringInfoData values;
-	StringInfoData data;
-	int			nvalues;
-	const char *op = "retl._run_probe_op(q.\"retl.key\")";
-
-	if (sync->audience_id)
-		return false;
-	initStringInfo(&values);
-	nvalues = retl_append_value_list(&values, sync, "q", desc);
-	if (nvalues == 0 || nvalues >= FUNC_MAX_ARGS)
-		return false;
-	if (op_only)
-		appendStringInfoString(sql, "SELECT pg_catalog.count(*)");
-	else
-	{
-		/* (written into pg_temp.retl_run_diff by probe_plan.c) */
-		initStringInfo(&data);
-		append_data(&data, sync, "q");
-		appendStringInfo(sql, "SELECT %s, CASE WHEN %s OPERATOR(pg_catalog.=) 'L'"
-						 " OR %s OPERATOR(pg_catalog.=) ANY (%s::pg_catalog.\"char\"[]) THEN %s END,"
-						 " %s::pg_catalog.text",
-						 int_keys ? "pg_catalog.jsonb_build_array(q.\"retl.key\")" : "q.\"retl.key\"",
-						 op, op, quote_literal_cstr(ops), data.data, op);
-	}
-	appendStringInfoString(sql, " FROM (SELECT ");
-	append_key(sql, sync, int_keys);
-	appendStringInfo(sql, " AS \"retl.key\", q.* FROM (%s\n) q) q"
-					 " WHERE retl._run_probe_filter(q.\"retl.key\", %s)",
-					 source_query(sync), values.data);
-	return true;
-}
-
-/*
- * The columns of a sync's result (a non-audience sync's): its query
- * described as its owner, with its creator's search_path, as it runs.
- */
-static TupleDesc
-describe_result(RetlSync *sync)
-{
-	retl_with_path(sync->owner, sync->search_path, retl_describe_query, source_query(sync));
-	return CreateTupleDescCopy(SPI_tuptable->tupdesc);
-}
-
-/*
- * Is the sync's key one column of an integer type?  Its snapshot is then
- * kept in memory as integers (probe.c).
- */
-static bool
-integer_key(RetlSync *sync, TupleDesc desc)
-{
-	Oid			type = InvalidOid;
-
-	if (sync->audience_id || sync->nkeys != 1)
-		return false;
-	for (int i = 0; i < desc->natts; i++)
-		if (strcmp(NameStr(TupleDescAttr(desc, i)->attname), sync->key_names[0]) == 0)
-		{
-			type = TupleDescAttr(desc, i)->atttypid;
-			break;
-		}
-	if (!OidIsValid(type))
-		return false;
-	type = getBaseType(type);
-	return type == INT2OID || type == INT4OID || type == INT8OID;
-}
-
 /*
  * Two rows of the result share a key (the probe saw it twice): evaluate
  * the result's keys again to name one.
@@ -395,8 +207,8 @@ find_duplicate_key(RetlSync *sync, const char *what)
 	make_run_table(sync->owner);
 	initStringInfo(&sql);
 	appendStringInfoString(&sql, "INSERT INTO pg_temp.retl_run_rows (key) SELECT ");
-	append_key_array(&sql, sync->key_names, sync->nkeys);
-	appendStringInfo(&sql, " FROM (%s\n) q", source_query(sync));
+	retl_diff_append_key_array(&sql, sync->key_names, sync->nkeys);
+	appendStringInfo(&sql, " FROM (%s\n) q", retl_diff_source_query(sync));
 	(void) retl_owner_exec(sync->owner, sql.data, sync->search_path, SPI_OK_INSERT);
 	fail_on_key(DUPLICATE_IN_ROWS, what, false);
 	ereport(ERROR,
@@ -454,15 +266,15 @@ diff_result(RetlSync *sync, bool send, bool replace, bool save, RetlRunCounts *c
 	RetlRunQueue *queue = NULL;
 
 	retl_progress_phase("reading the snapshot");
-	desc = sync->audience_id ? NULL : describe_result(sync);
-	probe = retl_probe_begin(sync->id, sync->name, desc != NULL && integer_key(sync, desc), NULL);
+	desc = sync->audience_id ? NULL : retl_diff_describe_result(sync);
+	probe = retl_probe_begin(sync->id, sync->name, desc != NULL && retl_diff_integer_key(sync, desc), NULL);
 	int_keys = retl_probe_int_keys(probe);
 	/* the changes expected: a hundredth of the snapshot, as the planner is told */
 	expected = retl_probe_snapshot_rows(probe) * retl_probe_parts(probe) / 100;
 	if (desc != NULL && retl_probe_empty(probe))
 	{
 		/* no snapshot yet: room for the rows the planner expects */
-		RetlRowEstimate estimate = {source_query(sync), 0};
+		RetlRowEstimate estimate = {retl_diff_source_query(sync), 0};
 
 		retl_with_path(sync->owner, sync->search_path, retl_estimate_query_rows, &estimate);
 		retl_probe_expect_rows(probe, estimate.rows);
@@ -477,7 +289,7 @@ diff_result(RetlSync *sync, bool send, bool replace, bool save, RetlRunCounts *c
 	initStringInfo(&from);
 	initStringInfo(&data);
 	op_only = desc != NULL && !send && !replace && retl_probe_empty(probe);
-	append_result(&from, &data, sync, desc, int_keys, op_only);
+	retl_diff_append_result(&from, &data, sync, desc, int_keys, op_only);
 	initStringInfo(&sql);
 	if (op_only)
 	{
@@ -499,7 +311,7 @@ diff_result(RetlSync *sync, bool send, bool replace, bool save, RetlRunCounts *c
 	}
 	/* the same, filtering the rows where they are read, if its plan allows */
 	initStringInfo(&filtered);
-	if (!append_filtered(&filtered, sync, desc, int_keys, op_only, data_ops(sync, send, replace)))
+	if (!retl_diff_append_filtered(&filtered, sync, desc, int_keys, op_only, data_ops(sync, send, replace)))
 		filtered.data = NULL;
 	ops = written_ops(sync, send, replace);
 	retl_probe_write_ops(probe, ops);
@@ -728,7 +540,7 @@ retl_audience_refresh(int audience_id)
 	make_run_table(owner);
 	initStringInfo(&sql);
 	appendStringInfoString(&sql, "INSERT INTO pg_temp.retl_run_rows (key) SELECT DISTINCT ");
-	append_key_array(&sql, names, nkeys);
+	retl_diff_append_key_array(&sql, names, nkeys);
 	appendStringInfo(&sql, " FROM (%s\n) q", query);
 	(void) retl_owner_exec(owner, sql.data, path, SPI_OK_INSERT);
 
