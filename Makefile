@@ -90,6 +90,7 @@ OBJS = \
 	src/sync/sync.o \
 	src/sync/trust.o \
 	src/delivery/http.o \
+	src/delivery/http_check.o \
 	src/delivery/netcheck.o \
 	src/delivery/redact.o \
 	src/delivery/signing.o \
