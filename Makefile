@@ -46,6 +46,7 @@ OBJS = \
 	src/models/runs.o \
 	src/models/run_queue.o \
 	src/queue/backoff.o \
+	src/queue/batches.o \
 	src/queue/claim.o \
 	src/queue/counters.o \
 	src/queue/holders.o \
