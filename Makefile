@@ -8,6 +8,7 @@ EXTENSION = retl
 MODULE_big = retl
 OBJS = \
 	src/retl.o \
+	src/process/answers.o \
 	src/process/claims.o \
 	src/process/parts.o \
 	src/process/launcher.o \

@@ -9,6 +9,12 @@
 
 extern PGDLLEXPORT void retl_worker_main(Datum main_arg);
 extern void retl_worker_exit_without_extension(void) pg_attribute_noreturn();
+extern bool retl_worker_stopping(void);
+
+/* answers.c */
+extern void retl_worker_collect_answers(List **answers, List **split);
+extern void retl_worker_record_outcomes(List *answers, List *split);
+extern long retl_worker_answers_wait(long timeout);
 
 /* claims.c */
 extern List *retl_worker_claim(bool *more, bool *full, long *wait_ms);
