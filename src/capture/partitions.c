@@ -25,7 +25,9 @@
  * where row-level security narrows a sync owner's view of its table, an
  * attached partition's keys are read as the owner, through the table, and
  * every key is queued when that read fails (retl_queue_table_keys).
- * A table that is no partition costs a look at its relcache flag.
+ * A table that is no partition costs a look at its relcache flag; the
+ * extension is looked up once a command, where a partition is at stake
+ * (extension_oid).
  */
 #include "postgres.h"
 
@@ -40,6 +42,7 @@
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "storage/lmgr.h"
+#include "storage/sinval.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/lsyscache.h"
@@ -56,6 +59,34 @@ typedef struct SyncedBy
 	int			nkeys;
 	AttrNumber	attnums[RETL_CAPTURE_MAX_KEYS];
 } SyncedBy;
+
+/*
+ * The extension's oid for one command: looked up when first needed, so a
+ * command on no partition costs no lookup, then kept; looked up again only
+ * if invalidation messages arrived since (waiting for a lock takes them),
+ * as one from a DROP EXTENSION that committed meanwhile would.
+ */
+typedef struct ExtensionOid
+{
+	bool		known;
+	uint64		inval_count;	/* SharedInvalidMessageCounter after it */
+	Oid			oid;
+} ExtensionOid;
+
+#define EXTENSION_OID_INIT {false, 0, InvalidOid}
+
+static Oid
+extension_oid(ExtensionOid *ext)
+{
+	if (!ext->known || ext->inval_count != SharedInvalidMessageCounter)
+	{
+		ext->oid = get_extension_oid("retl", true);
+		/* (after the lookup: opening pg_extension may take messages too) */
+		ext->inval_count = SharedInvalidMessageCounter;
+		ext->known = true;
+	}
+	return ext->oid;
+}
 
 /* The upsert syncs, by logical capture, of any of tables (SPI connected). */
 static List *
@@ -108,13 +139,13 @@ synced_by(List *tables)
  * was, for DETACH) a partition of.
  */
 static void
-queue_partition(Oid part, List *tables, bool attached, char op)
+queue_partition(Oid part, List *tables, bool attached, char op, ExtensionOid *ext)
 {
 	Oid			save_uid;
 	int			save_sec;
 	int			nest;
 	ListCell   *lc;
-	Oid			extension = get_extension_oid("retl", true);
+	Oid			extension = extension_oid(ext);
 
 	if (tables == NIL || !OidIsValid(extension))
 		return;
@@ -144,23 +175,23 @@ queue_partition(Oid part, List *tables, bool attached, char op)
  * the extension (elsewhere nothing is locked early); else InvalidOid.
  */
 static Oid
-partition_named(RangeVar *rv)
+partition_named(RangeVar *rv, ExtensionOid *ext)
 {
 	Oid			relid = RangeVarGetRelid(rv, NoLock, true);
 
 	return OidIsValid(relid) && get_rel_relispartition(relid) &&
-		OidIsValid(get_extension_oid("retl", true)) ? relid : InvalidOid;
+		OidIsValid(extension_oid(ext)) ? relid : InvalidOid;
 }
 
 /* A partition TRUNCATE empties: queued once the caller may truncate it. */
 static void
-truncate_partition(Oid part)
+truncate_partition(Oid part, ExtensionOid *ext)
 {
 	List	   *ancestors;
 
 	/* (TRUNCATE itself refuses one the caller may not truncate) */
 	if (pg_class_aclcheck(part, GetUserId(), ACL_TRUNCATE) != ACLCHECK_OK ||
-		!OidIsValid(get_extension_oid("retl", true)))
+		!OidIsValid(extension_oid(ext)))
 		return;
 	ancestors = get_partition_ancestors(part);
 
@@ -172,7 +203,7 @@ truncate_partition(Oid part)
 	for (int i = list_length(ancestors) - 1; i >= 0; i--)
 		LockRelationOid(list_nth_oid(ancestors, i), AccessShareLock);
 	LockRelationOid(part, AccessExclusiveLock);
-	queue_partition(part, ancestors, true, 't');
+	queue_partition(part, ancestors, true, 't', ext);
 }
 
 /*
@@ -182,7 +213,7 @@ truncate_partition(Oid part)
  * its ancestors is truncated too (its trigger, or this, queues it).
  */
 static void
-truncate_cascaded(List *relids)
+truncate_cascaded(List *relids, ExtensionOid *ext)
 {
 	List	   *added;
 
@@ -202,7 +233,7 @@ truncate_cascaded(List *relids)
 			foreach(la, get_partition_ancestors(relid))
 				covered = covered || list_member_oid(relids, lfirst_oid(la));
 			if (!covered)
-				truncate_partition(relid);
+				truncate_partition(relid, ext);
 		}
 	}
 }
@@ -212,6 +243,7 @@ void
 retl_partitions_before(Node *node)
 {
 	ListCell   *lc;
+	ExtensionOid ext = EXTENSION_OID_INIT;
 
 	if (IsA(node, TruncateStmt))
 	{
@@ -226,19 +258,19 @@ retl_partitions_before(Node *node)
 			if (!OidIsValid(relid))
 				continue;
 			if (get_rel_relispartition(relid))
-				truncate_partition(relid);
+				truncate_partition(relid, &ext);
 			if (stmt->behavior == DROP_CASCADE)
 				relids = list_concat(relids, rv->inh ? find_all_inheritors(relid, NoLock, NULL)
 									 : list_make1_oid(relid));
 		}
-		if (relids != NIL && OidIsValid(get_extension_oid("retl", true)))
-			truncate_cascaded(relids);
+		if (relids != NIL && OidIsValid(extension_oid(&ext)))
+			truncate_cascaded(relids, &ext);
 	}
 	else if (IsA(node, DropStmt) && ((DropStmt *) node)->removeType == OBJECT_TABLE)
 	{
 		foreach(lc, ((DropStmt *) node)->objects)
 		{
-			Oid			part = partition_named(makeRangeVarFromNameList(lfirst(lc)));
+			Oid			part = partition_named(makeRangeVarFromNameList(lfirst(lc)), &ext);
 			List	   *ancestors;
 
 			/* (DROP refuses one whose table or schema the caller does not own) */
@@ -250,7 +282,7 @@ retl_partitions_before(Node *node)
 			/* the parent first, as DROP locks them */
 			LockRelationOid(linitial_oid(ancestors), AccessExclusiveLock);
 			LockRelationOid(part, AccessExclusiveLock);
-			queue_partition(part, ancestors, true, 'd');
+			queue_partition(part, ancestors, true, 'd', &ext);
 		}
 	}
 }
@@ -261,6 +293,7 @@ retl_partitions_after(Node *node)
 {
 	AlterTableStmt *stmt;
 	ListCell   *lc;
+	ExtensionOid ext = EXTENSION_OID_INIT;
 
 	if (!IsA(node, AlterTableStmt))
 		return;
@@ -281,7 +314,7 @@ retl_partitions_after(Node *node)
 		if (!OidIsValid(parent) || !OidIsValid(part))
 			continue;
 		if (cmd->subtype == AT_AttachPartition)
-			queue_partition(part, get_partition_ancestors(part), true, 'u');
+			queue_partition(part, get_partition_ancestors(part), true, 'u', &ext);
 		else if (!get_rel_relispartition(part))
 		{
 			/* detached (a DETACH ... CONCURRENTLY may have been cancelled) */
@@ -289,7 +322,7 @@ retl_partitions_after(Node *node)
 
 			if (get_rel_relispartition(parent))
 				tables = list_concat(tables, get_partition_ancestors(parent));
-			queue_partition(part, tables, false, 'd');
+			queue_partition(part, tables, false, 'd', &ext);
 		}
 	}
 }
