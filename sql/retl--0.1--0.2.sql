@@ -1287,8 +1287,8 @@ BEGIN
 				  HINT = 'A realtime table sync switches between trigger and logical capture; create a new sync for a scheduled one.';
 	END IF;
 	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = s.relid) THEN
-		RAISE EXCEPTION 'the source table of sync "%" was dropped', $1
-			USING ERRCODE = 'undefined_table';
+		RAISE EXCEPTION 'source table of sync "%" no longer exists', $1	/* as retl_source_gone's */
+			USING ERRCODE = 'undefined_table', HINT = pg_catalog.format('Drop the sync with SELECT retl_drop_sync(''%s'').', $1);
 	END IF;
 	/* as at creation: either capture adds a trigger to the table */
 	IF NOT pg_catalog.has_table_privilege(caller, s.relid, 'TRIGGER') THEN

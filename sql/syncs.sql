@@ -589,6 +589,10 @@ BEGIN;
 SELECT retl_create_sync('customers_sync', 'customers', 'dst');
 SELECT retl_pause_sync('customers_sync');
 SELECT name, paused FROM retl.syncs;
+-- its table dropped, it cannot switch capture: the error its runs and
+-- batches fail with
+DROP TABLE customers CASCADE;
+SELECT retl_alter_sync('customers_sync', capture => 'logical');
 ROLLBACK;
 
 -- with its syncs gone, the destinations can be dropped

@@ -76,9 +76,7 @@ append_read_columns(StringInfo sql, RetlSync *sync)
 	}
 	rel = RelationIdGetRelation(sync->relid);
 	if (!RelationIsValid(rel))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("the source table of sync \"%s\" no longer exists", sync->name)));
+		retl_source_gone(sync);
 	desc = RelationGetDescr(rel);
 	appendStringInfoString(sql, "true");
 	for (int i = 0; i < desc->natts; i++)

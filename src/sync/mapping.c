@@ -37,6 +37,19 @@ retl_only(Oid relid)
 }
 
 /*
+ * The error of a sync whose table is gone, wherever that is found (the
+ * same text in retl._alter_sync, in SQL).
+ */
+void
+retl_source_gone(RetlSync *sync)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_TABLE),
+			 errmsg("source table of sync \"%s\" no longer exists", sync->name),
+			 errhint("Drop the sync with SELECT retl_drop_sync('%s').", sync->name)));
+}
+
+/*
  * Fail clearly when the sync's table is gone (DROP TABLE drops its
  * triggers) or a column its mapping names is.
  */
@@ -47,10 +60,7 @@ retl_check_source(RetlSync *sync)
 	cJSON	   *item;
 
 	if (get_rel_name(sync->relid) == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("source table of sync \"%s\" no longer exists", sync->name),
-				 errhint("Drop the sync with SELECT retl_drop_sync('%s').", sync->name)));
+		retl_source_gone(sync);
 
 	/* a column the mapping names was dropped or renamed */
 	map = parse_mapping(sync);

@@ -9,6 +9,7 @@
 
 #include "sync/sync.h"
 
+extern void retl_source_gone(RetlSync *sync) pg_attribute_noreturn();
 extern void retl_check_source(RetlSync *sync);
 extern const char *retl_only(Oid relid);
 extern char **retl_key_field_names(RetlSync *sync);
