@@ -16,7 +16,8 @@
  * worker is woken when the transaction commits; a rolled back transaction
  * takes its queued rows with it.  When row-level security narrows the
  * view of an upsert sync's owner, only changes of rows the owner may see
- * are queued (visibility.c).
+ * are queued, and an update that moves a row out of its view as a delete
+ * (visibility.c).
  *
  * Trigger arguments: sync id, 'upsert' or 'append', key attribute numbers
  * ("1,3").  Attribute numbers survive column renames.
@@ -292,20 +293,61 @@ enqueue(CapturePlan *cp, int sync_id, char op, HeapTuple tuple, Relation rel, bo
 }
 
 /*
- * Queue a change of a row version (written by the statement, or deleted:
- * visibility.c), unless the sync's viewer may not see it; returns how
- * many changes it queued.
+ * What the sync's viewer sees of a row version (written by the statement,
+ * or deleted: visibility.c); RETL_SEEN when there is no viewer.
+ */
+static RetlSeen
+seen(CapturePlan *cp, HeapTuple tuple, bool written, Oid viewer, TriggerData *td,
+	 bool *connected)
+{
+	if (!OidIsValid(viewer))
+		return RETL_SEEN;
+	connect_spi(connected);
+	return retl_capture_seen(&cp->viewer, td->tg_relation, cp->nkeys, cp->attnums, tuple,
+							 written);
+}
+
+/*
+ * Queue a change of a row version, unless the sync's viewer may not see
+ * it; returns how many changes it queued.
  */
 static uint64
 capture(CapturePlan *cp, int sync_id, char op, HeapTuple tuple, bool written, Oid viewer,
 		TriggerData *td, bool *connected)
 {
-	if (OidIsValid(viewer))
+	if (seen(cp, tuple, written, viewer, td, connected) == RETL_HIDDEN)
+		return 0;
+	enqueue(cp, sync_id, op, tuple, td->tg_relation, connected);
+	return 1;
+}
+
+/*
+ * Queue an update that keeps the key: its new row when the viewer sees it
+ * (or could not be asked).  A new row hidden from the viewer costs a
+ * second lookup, of the old row: seen, the row has left the viewer's view
+ * and a delete of its key is queued (the destination must lose it);
+ * hidden too, nothing (a hidden row's key is never sent); not asked, the
+ * update as without the question.  Returns how many changes it queued.
+ */
+static uint64
+capture_update(CapturePlan *cp, int sync_id, Oid viewer, TriggerData *td, bool *connected)
+{
+	char		op = 'u';
+	HeapTuple	tuple = td->tg_newtuple;
+
+	if (seen(cp, tuple, true, viewer, td, connected) == RETL_HIDDEN)
 	{
-		connect_spi(connected);
-		if (!retl_capture_visible(&cp->viewer, td->tg_relation, cp->nkeys, cp->attnums, tuple,
-								  written))
-			return 0;
+		switch (seen(cp, td->tg_trigtuple, false, viewer, td, connected))
+		{
+			case RETL_SEEN:
+				op = 'd';
+				tuple = td->tg_trigtuple;
+				break;
+			case RETL_HIDDEN:
+				return 0;
+			case RETL_UNASKED:
+				break;
+		}
 	}
 	enqueue(cp, sync_id, op, tuple, td->tg_relation, connected);
 	return 1;
@@ -524,11 +566,17 @@ retl_capture(PG_FUNCTION_ARGS)
 			nrows = capture(cp, sync_id, 'd', td->tg_trigtuple, false, viewer, td, &connected);
 		else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
 		{
-			nrows = 0;
-			/* a changed key also removes the row under its old key */
+			/*
+			 * A changed key also removes the row under its old key (a row
+			 * leaving the viewer's view with it: the old key's delete).
+			 */
 			if (retl_key_changed(cp->nkeys, cp->attnums, td->tg_trigtuple, td->tg_newtuple, desc))
+			{
 				nrows = capture(cp, sync_id, 'd', td->tg_trigtuple, false, viewer, td, &connected);
-			nrows += capture(cp, sync_id, 'u', td->tg_newtuple, true, viewer, td, &connected);
+				nrows += capture(cp, sync_id, 'u', td->tg_newtuple, true, viewer, td, &connected);
+			}
+			else
+				nrows = capture_update(cp, sync_id, viewer, td, &connected);
 		}
 	}
 

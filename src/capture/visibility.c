@@ -12,7 +12,13 @@
  * narrows the owner's view of the table, the capture trigger asks, as the
  * owner, whether it sees the row version a change names, and queues
  * nothing when it does not: the old row of a DELETE (and of an UPDATE
- * that changes the key), the new row of an INSERT or UPDATE.
+ * that changes the key), the new row of an INSERT or UPDATE.  An UPDATE
+ * that keeps the key and whose new row is hidden also asks about its old
+ * row: when the owner saw that, the row has left its view and a delete of
+ * the key is queued (the destination must lose the row, as a diff sync's
+ * would, and the worker sends a queued delete even though a hidden row
+ * has the key: queue/rows.c); when it saw neither, nothing.  Only such an
+ * update pays a second lookup.
  *
  * Whether row-level security applies (retl_capture_viewer) is asked at
  * every call, from the caches PostgreSQL keeps (check_enable_rls, the
@@ -55,10 +61,10 @@
  * past the statement's command (SPI's read-write call with a snapshot
  * given does that), which sees it whatever others committed.
  *
- * An old row (a DELETE's, a key-changing UPDATE's old one), in READ
- * COMMITTED, is looked up with a fresh snapshot (GetLatestSnapshot,
- * copied) whose curcid is the statement's command id.  The statement's
- * own snapshot would be wrong there: a DELETE that waited for a
+ * An old row (a DELETE's, an UPDATE's old one), in READ COMMITTED, is
+ * looked up with a fresh snapshot (GetLatestSnapshot, copied) whose
+ * curcid is the statement's command id.  The statement's own snapshot
+ * would be wrong there: a DELETE (or UPDATE) that waited for a
  * concurrent UPDATE deletes the version that UPDATE wrote (EvalPlanQual),
  * which the statement's snapshot does not see; it still sees the version
  * before, which may be hidden from the owner where the new one is not (an
@@ -67,7 +73,8 @@
  * snapshot sees the version the statement deleted (its inserter committed
  * before the snapshot; its deleter is our command, not before curcid),
  * and not the one the concurrent UPDATE replaced (deleted by a committed
- * transaction).  A key's other versions cannot come in between: the
+ * transaction), nor an UPDATE's new row under the same key (written by
+ * our command too).  A key's other versions cannot come in between: the
  * statement holds the deleted row's lock until commit, and a new row with
  * the key waits for it on the key's unique index.  The curcid, not the
  * command counter now: rows that a user's earlier AFTER trigger wrote or
@@ -326,29 +333,30 @@ retl_capture_check_failed(RetlViewer *v, Relation rel, ErrorData *edata)
  * (written: an INSERT's row, an UPDATE's new one) or deleted (an UPDATE's
  * old one, a DELETE's)?  SPI must be connected.  A row without a key
  * value, or with one of a type the lookup cannot use, counts as seen: its
- * change is queued as it always was; so does one whose lookup failed.
+ * change is queued as it always was; one whose lookup failed is
+ * RETL_UNASKED, for the caller to queue as without the question.
  */
-bool
-retl_capture_visible(RetlViewer *v, Relation rel, int nkeys, const AttrNumber *attnums,
-					 HeapTuple tuple, bool written)
+RetlSeen
+retl_capture_seen(RetlViewer *v, Relation rel, int nkeys, const AttrNumber *attnums,
+				  HeapTuple tuple, bool written)
 {
 	Lookup		l = {v, rel, nkeys, attnums, palloc(sizeof(Datum) * nkeys), written, true};
 	ErrorData  *edata;
 
 	/* (no statement: nothing to see with) */
 	if (!ActiveSnapshotSet())
-		return true;
+		return RETL_SEEN;
 	for (int i = 0; i < nkeys; i++)
 	{
 		bool		isnull;
 
 		l.values[i] = heap_getattr(tuple, attnums[i], RelationGetDescr(rel), &isnull);
 		if (isnull)
-			return true;
+			return RETL_SEEN;
 	}
 	edata = retl_in_subtransaction(lookup, &l);
 	if (edata == NULL)
-		return l.seen;
+		return l.seen ? RETL_SEEN : RETL_HIDDEN;
 	retl_capture_check_failed(v, rel, edata);
-	return true;
+	return RETL_UNASKED;
 }

@@ -27,9 +27,19 @@ typedef struct RetlViewer
 	CommandId	warned_cid;		/* last logged in */
 } RetlViewer;
 
+/* What the owner's lookup of a row version found */
+typedef enum RetlSeen
+{
+	RETL_SEEN,					/* the owner sees it (or it has no key to ask
+								 * by: counted as seen) */
+	RETL_HIDDEN,				/* row-level security hides it from the owner */
+	RETL_UNASKED				/* the lookup failed (a WARNING said so): queue
+								 * as without the question */
+} RetlSeen;
+
 extern Oid	retl_capture_viewer(RetlViewer *v, int sync_id, Oid tgoid, Relation rel);
 extern void retl_capture_check_failed(RetlViewer *v, Relation rel, ErrorData *edata);
-extern bool retl_capture_visible(RetlViewer *v, Relation rel, int nkeys,
-								 const AttrNumber *attnums, HeapTuple tuple, bool written);
+extern RetlSeen retl_capture_seen(RetlViewer *v, Relation rel, int nkeys,
+								  const AttrNumber *attnums, HeapTuple tuple, bool written);
 
 #endif

@@ -474,7 +474,12 @@ key_fits(RetlSync *sync, Datum key)
  * A row that fails to read for its own data is marked unsent (the others
  * are then read one by one); any other failure fails the claim.  Records
  * whose row exists but is hidden from the owner by row-level security
- * leave the request and the queue.
+ * leave the request and the queue, but for a key whose latest queued
+ * change is a delete: the capture trigger queues one only for a row the
+ * owner saw (visibility.c; unless it could not ask: README, Whose rows),
+ * so the destination must lose the key whether a hidden row has it now
+ * (an update moved the row out of the owner's view, or a hidden row was
+ * inserted after the delete) or none does.
  */
 void
 retl_queue_read_rows(RetlSync *sync, RetlRequest *req, Datum *keys, bool append)
@@ -491,6 +496,9 @@ retl_queue_read_rows(RetlSync *sync, RetlRequest *req, Datum *keys, bool append)
 	int			nhidden = 0;
 	RetlRecord *hidden;
 
+	/* a queued delete is sent, hidden row or not: not asked about */
+	for (int i = 0; i < req->nrecords; i++)
+		unasked[i] = !append && req->records[i].op == 'd';
 	edata = retl_in_subtransaction(read_states, &w);
 	if (edata != NULL && !record_error(edata))
 		ReThrowError(edata);

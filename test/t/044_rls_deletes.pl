@@ -5,7 +5,10 @@
 # of one, sends nothing (a row that is gone when the worker reads it
 # would be sent as a delete of its key, whoever could see it); an INSERT
 # or UPDATE of a hidden row queues nothing either, so a row deleted before
-# the worker reads it does not send its key.  The owner's policy and
+# the worker reads it does not send its key.  An UPDATE that moves a row
+# out of the owner's view sends a delete of its key (a hidden row has it
+# now), one back into view an upsert, and the destination ends with
+# exactly the rows the owner sees.  The owner's policy and
 # ENABLE / DISABLE ROW LEVEL SECURITY are followed from the next row on,
 # in the same session, and a writer's row_security off changes nothing
 # (TRUNCATE included).  Owners that row-level security does not narrow
@@ -193,6 +196,63 @@ psql(q{SET row_security = off; TRUNCATE u});
 ok(drained(), 'a TRUNCATE by a writer with row_security off');
 is(news('/carol'), 'delete:106 delete:17 delete:19', 'carol: the deletes of the rows she sees');
 is(news('/su'), 'delete:103 delete:104 delete:106 delete:17 delete:19', 'superuser: every row\'s');
+
+# --- rows that leave the owner's view, and come back ---
+
+# An UPDATE whose new row carol may not see, of a row she saw, sends her a
+# delete of its key, even though a hidden row has it (her destination must
+# hold exactly the rows she sees, as a diff sync's would); one where she
+# sees neither version sends nothing; a row back in view is upserted.
+psql(q{INSERT INTO u SELECT i, CASE WHEN i % 2 = 1 THEN 'a' ELSE 'b' END, 'v' || i
+	FROM generate_series(301, 312) i});
+ok(drained(), 'rows 301-312 inserted');
+is(news('/carol'), join(' ', sort map { "upsert:$_" } grep { $_ % 2 } 301 .. 312), 'carol: the rows she sees');
+news($_) for qw(/su /dave);
+step(q{UPDATE u SET tenant = 'b' WHERE id = 301}, 'a visible row updated out of view',
+	'/carol' => 'delete:301', '/su' => 'upsert:301');
+step(q{UPDATE u SET v = 'still hidden' WHERE id = 301}, 'that row updated again, hidden both times',
+	'/carol' => '', '/su' => 'upsert:301');
+step(q{DELETE FROM u WHERE id = 301}, 'that row deleted',
+	'/carol' => '', '/su' => 'delete:301');
+step(q{UPDATE u SET tenant = 'b' WHERE id = 303}, 'another visible row updated out of view',
+	'/carol' => 'delete:303', '/su' => 'upsert:303');
+step(q{UPDATE u SET tenant = 'a', v = 'back' WHERE id = 303}, 'and back into view',
+	'/carol' => 'upsert:303', '/su' => 'upsert:303');
+step(q{BEGIN; UPDATE u SET tenant = 'b' WHERE id = 305; UPDATE u SET tenant = 'a', v = 'back' WHERE id = 305; COMMIT;},
+	'out of view and back in one transaction', '/carol' => 'upsert:305', '/su' => 'upsert:305');
+step(q{BEGIN; UPDATE u SET v = 'changed' WHERE id = 307; UPDATE u SET tenant = 'b' WHERE id = 307; COMMIT;},
+	'updated, then out of view, in one transaction', '/carol' => 'delete:307', '/su' => 'upsert:307');
+step(q{UPDATE u SET tenant = 'c', v = 'hidden' WHERE id IN (302, 304)}, 'hidden rows updated, hidden both times',
+	'/carol' => '', '/su' => 'upsert:302 upsert:304');
+step(q{UPDATE u SET tenant = 'b' WHERE id IN (306, 309)},
+	'one statement: a hidden row updated, still hidden, and a visible one out of view',
+	'/carol' => 'delete:309', '/su' => 'upsert:306 upsert:309');
+# a queued delete is sent though a hidden row has the key when it is sent
+step(q{BEGIN; UPDATE u SET v = 'changed' WHERE id = 311; UPDATE u SET tenant = 'b' WHERE id = 311;
+	DELETE FROM u WHERE id = 303; INSERT INTO u VALUES (303, 'b', 'hidden'); COMMIT;},
+	'a row updated then out of view; a visible row deleted, then a hidden one inserted with its key',
+	'/carol' => 'delete:303 delete:311', '/su' => 'upsert:303 upsert:311');
+is(scalar(grep { $_->{key}{id} =~ /^(302|304|306)$/ } @{ records_at($api, '/carol') }), 0,
+	'the keys of rows carol never saw were never sent to her');
+
+# Each destination holds exactly the rows its owner sees: the records
+# received, applied in order.
+sub destination
+{
+	my %rows;
+	for my $r (@{ records_at($api, $_[0]) })
+	{
+		if ($r->{op} eq 'delete') { delete $rows{ $r->{key}{id} }; }
+		else { $rows{ $r->{key}{id} } = 1; }
+	}
+	return join(' ', sort { $a <=> $b } keys %rows);
+}
+my $carol_sees = psql(q{SET ROLE carol; SELECT string_agg(id::text, ' ' ORDER BY id) FROM u});
+is($carol_sees, '305', 'carol sees row 305');
+is(destination('/carol'), $carol_sees, 'carol\'s destination holds exactly the rows she sees');
+my $all = psql(q{SELECT string_agg(id::text, ' ' ORDER BY id) FROM u});
+is(destination('/su'), $all, 'the superuser\'s holds every row');
+is(destination('/dave'), $all, 'the BYPASSRLS owner\'s too');
 
 $node->stop;
 done_testing();
