@@ -63,6 +63,7 @@ OBJS = \
 	src/queue/sweep.o \
 	src/connectors/auth.o \
 	src/connectors/google_ads.o \
+	src/connectors/headers.o \
 	src/connectors/hashing.o \
 	src/connectors/braze.o \
 	src/connectors/customerio.o \

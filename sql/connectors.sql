@@ -78,6 +78,15 @@ SELECT retl_create_sync('bad', 'conn_people', 'c_http', options => $${"request":
 SELECT retl_create_sync('bad', 'conn_people', 'c_http', options => $${"request": {"method": "GET", "body": "data"}}$$);
 SELECT retl_create_sync('bad', 'conn_people', 'c_http', options => $${"request": {"headers": {"Content-Type": "'text/plain'"}}}$$);
 SELECT retl_create_sync('bad', 'conn_people', 'c_http', options => $${"request": {"headers": {"X-A": 1}}}$$);
+-- headers retl sets, or the destination does (its auth's, its headers)
+SELECT retl_create_sync('bad_ua', 'conn_people', 'c_http', options => $${"request": {"headers": {"user-agent": "'mine/1'"}}}$$);
+SELECT retl_create_sync('bad_te', 'conn_people', 'c_http', options => $${"delete": {"method": "DELETE", "headers": {"Transfer-Encoding": "'chunked'"}}}$$);
+SELECT retl_create_sync('bad_auth', 'conn_people', 'a_bearer', options => $${"request": {"headers": {"authorization": "'Bearer x'"}}}$$);
+SELECT retl_create_sync('bad_key', 'conn_people', 'a_header', options => $${"delete": {"method": "DELETE", "headers": {"X-API-KEY": "'k'"}}}$$);
+SELECT retl_create_destination('c_team', 'http', 'http://127.0.0.1:9', '{"headers": {"X-Team": "growth"}}');
+SELECT retl_create_sync('bad_team', 'conn_people', 'c_team', options => $${"request": {"headers": {"x-team": "'other'"}}}$$);
+SELECT name FROM retl.syncs WHERE name LIKE 'bad\_%';
+SELECT retl_drop_destination('c_team');
 SELECT retl_create_sync('bad', 'conn_people', 'c_http', options => $${"requets": {}}$$);
 -- a webhook sync has no request options
 SELECT retl_create_destination('c_hook', 'webhook', 'http://127.0.0.1:9');

@@ -26,6 +26,29 @@ CREATE FUNCTION retl._connector_defaults(kind text, OUT max_records integer, OUT
 										 OUT rate_limit double precision, OUT max_concurrency integer,
 										 OUT default_url text, OUT batch_size integer)
 	AS 'MODULE_PATHNAME', 'retl_connector_defaults' LANGUAGE C IMMUTABLE;
+/* A destination's headers: none that retl sets, nor the one its auth sets (connectors/headers.c). */
+CREATE FUNCTION retl._check_headers(destination text, options jsonb) RETURNS void
+	AS 'MODULE_PATHNAME', 'retl_check_headers' LANGUAGE C STABLE STRICT;
+REVOKE ALL ON FUNCTION retl._check_headers(text, jsonb) FROM PUBLIC;
+/*
+ * Headers 0.1 let a destination give and 0.2 refuses, as retl sets them or
+ * they steer the connection: dropped from the destinations that have them,
+ * with a warning, so that every destination keeps to what creation checks.
+ */
+DO $$
+DECLARE
+	d record;
+BEGIN
+	FOR d IN SELECT dest.name, h.key FROM retl.destinations dest, pg_catalog.jsonb_object_keys(dest.headers) AS h(key)
+			  WHERE pg_catalog.lower(h.key) IN ('user-agent', 'transfer-encoding', 'connection', 'expect')
+			  ORDER BY dest.name, h.key LOOP
+		RAISE WARNING 'header "%" of destination "%" is dropped: retl sets it', d.key, d.name
+			USING HINT = 'retl sends User-Agent retl/0.2 and handles the connection itself; 0.2 refuses these headers at creation.';
+		UPDATE retl.destinations dest SET headers = dest.headers OPERATOR(pg_catalog.-) d.key
+		 WHERE dest.name OPERATOR(pg_catalog.=) d.name;
+	END LOOP;
+END
+$$;
 REVOKE ALL ON FUNCTION retl._check_destination(text, jsonb), retl._check_sync_options(text, jsonb, text, jsonb, regrole),
 	retl._check_sync_source(text, jsonb, text[], text[], boolean), retl._record_fields(jsonb, text[]),
 	retl._default_url(text, jsonb), retl._connector_defaults(text) FROM PUBLIC;
@@ -316,12 +339,9 @@ BEGIN
 			RAISE EXCEPTION 'header "%" must be a single-line string', k
 				USING ERRCODE = 'invalid_parameter_value';
 		END IF;
-		IF pg_catalog.lower(k) IN ('content-type', 'content-length', 'idempotency-key',
-								   'webhook-id', 'webhook-timestamp', 'webhook-signature', 'host') THEN
-			RAISE EXCEPTION 'header "%" is set by retl and cannot be overridden', k
-				USING ERRCODE = 'invalid_parameter_value';
-		END IF;
 	END LOOP;
+	/* none that retl sets (User-Agent, Transfer-Encoding, ...), nor the one auth sets */
+	PERFORM retl._check_headers(name, opts);
 	SELECT pg_catalog.string_agg(r, ', ') INTO missing
 	  FROM pg_catalog.unnest(retl._secret_refs(hdrs) || retl._secret_refs(coalesce(opts -> 'auth', '{}'))) AS r
 	 WHERE NOT EXISTS (SELECT 1 FROM retl.secrets s WHERE s.name = r);
@@ -411,7 +431,7 @@ BEGIN
 	END IF;
 	run_as := retl._option_owner(opts, 'a sync', caller);
 	/* the destination's connector: every key known, the mode one it can honour, its target right */
-	PERFORM retl._check_sync_options(d.kind, opts, coalesce(mode, 'upsert'), d.options || pg_catalog.jsonb_build_object('batch_size', d.batch_size), run_as)
+	PERFORM retl._check_sync_options(d.kind, opts, coalesce(mode, 'upsert'), d.options || pg_catalog.jsonb_build_object('batch_size', d.batch_size, 'headers', d.headers), run_as)
 	   FROM retl.destinations d WHERE d.id = did;
 	IF opts ? 'batch_size' AND retl._int_option(opts, 'batch_size', 1, 1, 1000000)
 	   > (SELECT d.batch_size FROM retl.destinations d WHERE d.id = did) THEN

@@ -20,6 +20,7 @@
 #include "utils/memutils.h"
 
 #include "connectors/auth.h"
+#include "connectors/headers.h"
 #include "connectors/oauth.h"
 #include "connectors/request.h"
 
@@ -198,6 +199,12 @@ retl_auth_check(Jsonb *options, const char *default_token_path)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("auth of type \"header\" needs a valid header \"name\"")));
+		if (retl_header_set_by_retl(name))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("auth of type \"header\" names header \"%s\", which retl sets", name),
+					 errdetail("retl sets %s itself.", retl_headers_set_by_retl()),
+					 errhint("Name the header the API reads the credential from, such as X-Api-Key.")));
 		check_credential(auth, type, "value");
 	}
 	else if (strcmp(type, "oauth2") == 0)
@@ -207,6 +214,25 @@ retl_auth_check(Jsonb *options, const char *default_token_path)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown auth type \"%s\"", type),
 				 errhint("One of bearer, basic, header, oauth2.")));
+}
+
+/*
+ * The header a destination's auth sets ("Authorization", or the name of
+ * auth of type header), or NULL: no auth, or none yet valid.
+ */
+char *
+retl_auth_header_name(Jsonb *options)
+{
+	Jsonb	   *auth = object(options, "auth");
+	char	   *type = auth ? retl_jsonb_string(auth, "type") : NULL;
+
+	if (type == NULL)
+		return NULL;
+	if (strcmp(type, "header") == 0)
+		return retl_jsonb_string(auth, "name");
+	if (strcmp(type, "bearer") == 0 || strcmp(type, "basic") == 0 || strcmp(type, "oauth2") == 0)
+		return "Authorization";
+	return NULL;
 }
 
 /* While a request is built: its auth header, if the destination has auth. */

@@ -12,6 +12,7 @@
 extern char *retl_jsonb_string(Jsonb *obj, const char *name);
 extern bool retl_jsonb_has(Jsonb *obj, const char *name);
 extern char *retl_auth_type(Jsonb *options);
+extern char *retl_auth_header_name(Jsonb *options);
 extern void retl_auth_check(Jsonb *options, const char *default_token_path);
 extern void retl_auth_header(RetlRequest *req, RetlSync *sync);
 

@@ -21,6 +21,8 @@
 
 #include "base/identity.h"
 #include "base/subxact.h"
+#include "connectors/auth.h"
+#include "connectors/headers.h"
 #include "connectors/http.h"
 #include "connectors/http_compile.h"
 #include "sync/expr.h"
@@ -161,10 +163,10 @@ compile_template(cJSON *spec, const char *option, bool batch, Template *t)
 			if (name[0] == '\0' ||
 				strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+.^_`|~-") != strlen(name))
 				bad(option, psprintf("has an invalid header name \"%s\"", name), NULL);
-			if (pg_strcasecmp(name, "Content-Type") == 0 || pg_strcasecmp(name, "Content-Length") == 0 ||
-				pg_strcasecmp(name, "Host") == 0 || pg_strcasecmp(name, "Idempotency-Key") == 0)
+			if (retl_header_set_by_retl(name))
 				bad(option, psprintf("sets header \"%s\", which retl sets", name),
-					"Give the content type as content_type.");
+					pg_strcasecmp(name, "Content-Type") == 0 ? "Give the content type as content_type." :
+					psprintf("retl sets %s itself.", retl_headers_set_by_retl()));
 			if (!cJSON_IsString(item))
 				bad(option, psprintf("has header \"%s\" that is not a SQL expression (a string)", name),
 					"A constant is a SQL string literal: \"'v2'\".");
@@ -326,11 +328,64 @@ retl_http_check(const char *text, int batch_size, Oid owner, const char *what)
 	SPI_finish();
 }
 
+/*
+ * At creation: no header of "request" or "delete" is one the destination
+ * gives already, in its headers or by its auth (both would be sent).
+ */
+static void
+check_destination_headers(Jsonb *options, Jsonb *dest_options)
+{
+	static const char *const templates[] = {"request", "delete", NULL};
+	char	   *auth_header = retl_auth_header_name(dest_options);
+	char	   *text = JsonbToCString(NULL, &dest_options->root, VARSIZE(dest_options));
+	cJSON	   *dest = cJSON_Parse(text);
+	cJSON	   *opts;
+	const char *clash = NULL;
+	const char *option = NULL;
+	bool		by_auth = false;
+
+	text = JsonbToCString(NULL, &options->root, VARSIZE(options));
+	opts = cJSON_Parse(text);
+	for (int i = 0; templates[i] != NULL && clash == NULL; i++)
+	{
+		cJSON	   *spec = cJSON_GetObjectItemCaseSensitive(opts, templates[i]);
+		cJSON	   *headers = cJSON_GetObjectItemCaseSensitive(spec, "headers");
+		cJSON	   *item;
+
+		if (!cJSON_IsObject(headers))
+			continue;
+		cJSON_ArrayForEach(item, headers)
+		{
+			cJSON	   *given;
+
+			bool		given_too = false;
+
+			by_auth = auth_header != NULL && pg_strcasecmp(item->string, auth_header) == 0;
+			cJSON_ArrayForEach(given, cJSON_GetObjectItemCaseSensitive(dest, "headers"))
+				given_too |= pg_strcasecmp(given->string, item->string) == 0;
+			if (by_auth || given_too)
+			{
+				clash = pstrdup(item->string);
+				option = templates[i];
+				break;
+			}
+		}
+	}
+	cJSON_Delete(opts);
+	cJSON_Delete(dest);
+	if (clash != NULL)
+		bad(option, psprintf("sets header \"%s\", which its destination's %s", clash,
+							 by_auth ? "auth sets" : "headers give"),
+			by_auth ? "Leave it to the destination's auth, or use a destination without auth." :
+			"Give it in one place: the destination's headers go with every request of its syncs.");
+}
+
 void
 retl_http_check_sync(Jsonb *options, const char *mode, Jsonb *dest_options, Oid owner)
 {
 	retl_http_check(JsonbToCString(NULL, &options->root, VARSIZE(options)),
 					effective_batch(options, dest_options), owner, NULL);
+	check_destination_headers(options, dest_options);
 }
 
 /* A sync's definition compiled from http options, again when they changed. */

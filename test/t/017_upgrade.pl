@@ -2,7 +2,8 @@
 # changes queued is updated with ALTER EXTENSION retl UPDATE.  Until then
 # the worker (a 0.2 library) waits and says why, sending nothing; after,
 # everything queued is delivered, nothing lost, and the schema is the same
-# as a fresh install's.
+# as a fresh install's.  Headers 0.1 let a destination give that 0.2
+# refuses (User-Agent, Connection, ...) are dropped with a warning.
 use strict;
 use warnings;
 
@@ -23,6 +24,8 @@ psql('old', q{CREATE EXTENSION retl VERSION '0.1';
 	SET log_statement = 'none'; SELECT retl_set_secret('tok', 'upgrade-secret-value');
 	SELECT retl_create_destination('d', 'webhook', '} . $r->url('/old') . q{',
 		'{"headers": {"Authorization": "Bearer {{secret:tok}}"}, "batch_size": 10}');
+	SELECT retl_create_destination('ua', 'webhook', '} . $r->url('/ua') . q{',
+		'{"headers": {"User-Agent": "mine/1", "X-Keep": "1", "connection": "close"}}');
 	SELECT retl_create_sync('s', 't', 'd');
 	SELECT retl_create_sync('m', 'SELECT id, v FROM t WHERE id <= 5', 'd', key => '{id}', schedule => 'manual');});
 # what a run of 0.1 would have left: the md5 of each row's JSON, for rows
@@ -43,7 +46,12 @@ like(slurp_file($node->logfile), qr/retl worker waits: extension "retl" is versi
 	'and says why');
 is(psql('old', q{SELECT count(*) > 0 FROM retl.queue}), 't', 'the changes wait in the queue');
 
-psql('old', q{ALTER EXTENSION retl UPDATE});
+my ($upd_ret, $upd_out, $upd_err) = $node->psql('old', q{ALTER EXTENSION retl UPDATE});
+is($upd_ret, 0, 'ALTER EXTENSION retl UPDATE succeeds');
+like($upd_err, qr/WARNING:  header "User-Agent" of destination "ua" is dropped: retl sets it/,
+	'a header 0.2 refuses, which 0.1 let a destination give, is dropped with a warning');
+is(psql('old', q{SELECT headers::text FROM retl.destinations WHERE name = 'ua'}), '{"X-Keep": "1"}',
+	'the others are kept');
 is(psql('old', q{SELECT extversion FROM pg_extension WHERE extname = 'retl'}), '0.2', 'updated to 0.2');
 ok($node->poll_query_until('old',
 		q{SELECT NOT backfilling AND pending + in_flight = 0 FROM retl.sync_status WHERE sync = 's'}),
