@@ -17,7 +17,8 @@
  * (retl.remembered_ids), and deletes and an audience's exits, which carry
  * only the key, name the user by it; one of a user this sync never sent
  * has nothing to do (sync/ids.c), one sent with none kept is
- * dead-lettered.
+ * dead-lettered.  A record whose email (identifier "email") holds no @
+ * is dead-lettered unsent: Braze would take the text as the address.
  *
  * Upserts: POST /users/track {"attributes": [{identifier, field: value,
  * ...}]}, the rest of the data as custom attributes (null removes one;
@@ -268,6 +269,14 @@ object(RetlRecord *r, BrazeTarget *t, bool audience, char **why)
 			retl_ids_none(r, "Braze", t->identifier, audience ? "set it false" : "delete it") :
 			field || t->mode == 'a' ? psprintf("the record has no value for \"%s\", which names the user", t->identifier) :
 			pstrdup("the record's key has no value, and it names the user");
+		return NULL;
+	}
+	/* Braze would take any text as the email: one without @ names no one */
+	if (strcmp(t->identifier, "email") == 0 && strchr(user, '@') == NULL)
+	{
+		cJSON_Delete(data);
+		*why = field ? pstrdup("the record's field \"email\", which names the user, holds no @: it is not an email address") :
+			pstrdup("the record's key, which names the user as its email, holds no @: it is not an email address");
 		return NULL;
 	}
 	obj = cJSON_CreateObject();

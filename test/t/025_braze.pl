@@ -3,7 +3,8 @@
 # its key the external_id (at most 75 objects a request, a refused object
 # dead-lettered alone with Braze's reason, a transient one retried, null
 # removing an attribute, deletes of at most 50 ids by the external_ids
-# kept), update mode, a query mirrored by its rows' email, events from an
+# kept), update mode, a query mirrored by its rows' email, a key that is
+# no email address dead-lettered unsent, events from an
 # append sync, an audience as a boolean attribute, Braze's rate held and
 # its 429 waited out, a 503 retried, a 401 (whose body echoes the key)
 # kept without the key, and bad options refused at creation.
@@ -110,6 +111,19 @@ is(psql(q{SELECT id FROM retl.remembered_ids WHERE sync = 'accounts' AND key = '
 psql(q{DELETE FROM accounts WHERE id = 1; SELECT retl_run_sync('accounts');});
 ok(wait_for(sub { !exists by_email()->{'a@y.io'} }, 30), 'mirror: the row that left the query deleted its user, by the email kept');
 ok(exists by_email()->{'b@y.io'}, 'the other stays');
+
+# named by email, a value that is no email address (no @) is dead-lettered
+# alone before sending, saying why without the value; the others go
+psql(q{CREATE TABLE signups (email text PRIMARY KEY, plan text);
+	INSERT INTO signups VALUES ('s1@y.io', 'a'), ('not-an-email-9d2', 'b'), ('s2@y.io', 'c');
+	SELECT retl_create_sync('signups', 'signups', 'braze', options => '{"identifier": "email"}');});
+ok(drained('signups'), 'the signups were sent');
+ok(exists by_email()->{'s1@y.io'} && exists by_email()->{'s2@y.io'}, 'the users with an email are there');
+like(psql(q{SELECT key::text || ' ' || last_error FROM retl.dead_letters WHERE sync = 'signups'}),
+	qr/^\{"email": "not-an-email-9d2"\} the record's field "email", which names the user, holds no \@: it is not an email address$/,
+	'the one without @ alone is dead-lettered, saying why');
+unlike(psql(q{SELECT last_error FROM retl.dead_letters WHERE sync = 'signups'}), qr/not-an-email/, 'its message does not quote the value');
+ok(!grep({ /invalid email/ } keys %{ $bz->get->{minor_errors} }), 'Braze never saw it');
 
 # events: each inserted row, its user a field of the row
 psql(q{CREATE TABLE orders (id serial PRIMARY KEY, customer text, amount numeric, sku text);
