@@ -113,6 +113,10 @@ DROP ROLE regress_retl_nobody;
 --
 SELECT name, setting, unit, context
   FROM pg_settings WHERE name LIKE 'retl.%' ORDER BY name COLLATE "C";
+-- retl.run_history's description gives both forms it takes, a count and an age
+\x on
+SELECT short_desc, extra_desc FROM pg_settings WHERE name = 'retl.run_history';
+\x off
 
 -- server-wide parameters cannot be set in a session
 SET retl.poll_interval_ms = 100;

@@ -312,8 +312,8 @@ retl_guc_init(void)
 							   NULL, NULL, NULL);
 
 	DefineCustomStringVariable("retl.run_history",
-							   "How many runs of each scheduled sync retl.runs keeps.",
-							   "A number of runs (\"1000\": the last 1000 of each sync), or an age (\"7 days\"); the worker deletes older finished runs, keeping each sync's latest.",
+							   "How many finished runs of each sync, or how old, retl.runs keeps.",
+							   "A number of runs (\"1000\": each sync's last 1000), or an age: a whole number and a unit, s, min, h or d (or second, minute, hour, day, with or without s): \"7 days\", \"12 h\". The worker deletes older finished runs, always keeping each sync's latest finished run and its latest successful one.",
 							   &retl_run_history,
 							   "1000",
 							   PGC_SIGHUP, 0,
