@@ -147,6 +147,8 @@ retl_run_inside()
 	# files of its own (bench: the peers' shape, test/bench/peer_http.c)
 	if [[ -d test/$name ]]; then
 		cp -r "test/$name/." "$work/" || return
+		# (the version, which bench's libcurl client names in its User-Agent)
+		cp src/base/version.h "$work/" || return
 	fi
 	if ((EUID == 0)); then
 		echo "running $what as $TEST_USER"

@@ -11,7 +11,8 @@
  * been answered.  Prints "<count> <seconds> <cpu seconds>";
  * fails on any answer but a 200.
  *
- * Built by test/bench.sh in its work directory; never installed.
+ * Built by test/bench.sh in its work directory, where src/base/version.h
+ * is copied too: its User-Agent is retl's own; never installed.
  *
  *   curl_client URL BODY-FILE COUNT
  */
@@ -21,6 +22,8 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+
+#include "version.h"			/* src/base/version.h, copied beside it */
 
 #define CONNECTIONS 8
 
@@ -68,7 +71,7 @@ start(CURLM *multi, const char *url, const char *body, long len, struct curl_sli
 	SETOPT(easy, CURLOPT_HTTPHEADER, headers);
 	SETOPT(easy, CURLOPT_TIMEOUT_MS, 30000L);
 	SETOPT(easy, CURLOPT_TCP_KEEPALIVE, 1L);
-	SETOPT(easy, CURLOPT_USERAGENT, "retl/0.1");
+	SETOPT(easy, CURLOPT_USERAGENT, RETL_USER_AGENT);
 	SETOPT(easy, CURLOPT_WRITEFUNCTION, discard);
 	mc = curl_multi_add_handle(multi, easy);
 	if (mc != CURLM_OK)
