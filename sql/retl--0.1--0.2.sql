@@ -221,12 +221,15 @@ GRANT EXECUTE ON FUNCTION retl_urlencode(text) TO retl_user;
  * them; key is the record's key as sent.  id NULL: a "may have it" mark,
  * the key was sent to the destination (written before it was, for a
  * connector whose deletes need the id) and no id is known; the view
- * shows ids only.
+ * shows ids only.  lookup: what the destination can find the key's record
+ * by, when that is not the key (HubSpot: the id_property's value), so
+ * that a delete of a key with a mark and no id can look its id up.
  */
 CREATE TABLE retl.remembered_id_store (
 	sync_id		integer NOT NULL REFERENCES retl.syncs (id) ON DELETE CASCADE,
 	key			jsonb NOT NULL,
 	id			text,
+	lookup		text,
 	updated_at	timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	PRIMARY KEY (sync_id, key)
 );

@@ -19,7 +19,16 @@
  * syncs) archive by the remembered HubSpot id: POST
  * /crm/v3/objects/{object}/batch/archive, 204.  A delete of a key HubSpot
  * gave no id for is done without a request when this sync never sent the
- * key (sync/ids.c marks those it sends), else dead-lettered saying so.
+ * key (sync/ids.c marks those it sends).  When it did (the answer was
+ * lost, failed, or the record was dead-lettered), the delete's request
+ * looks the id up by the id_property's value kept with the mark
+ * (RetlRecord.lookup): POST /crm/v3/objects/{object}/batch/read
+ * {"idProperty", "inputs": [{"id": value}], "properties": [idProperty]};
+ * a record found is kept with its id and sent again at once
+ * (RETL_OUTCOME_AGAIN: the next claim archives it by the id), one HubSpot
+ * names in a 207's OBJECT_NOT_FOUND error (context.ids) has nothing to
+ * archive: delivered.  A mark with no value to look up by (a record whose
+ * build found none) still dead-letters the delete, saying so.
  *
  * (From HubSpot's published OpenAPI specification of the CRM objects API
  * and its error-handling guide; see shared/CONNECTORS.md.)
@@ -135,6 +144,7 @@ properties(cJSON *data, const char *idp, char **id, char **error)
 }
 
 static void build_objects(RetlRequest *req, RetlSync *sync, const char *object, const char *idp);
+static bool lookup_first(RetlRequest *req);
 
 /*
  * An audience's members in a list: an entering member whose contact has no
@@ -163,7 +173,8 @@ build_membership(RetlRequest *req, RetlSync *sync, const char *object, const cha
 		   (req->records[n].known_id != NULL) == known)
 		n++;
 	req->nrecords = n;
-	if (!exit && !known)
+	/* an exit of a member sent with no id given: its id looked up first */
+	if (!known && (!exit || lookup_first(req)))
 	{
 		build_objects(req, sync, object, idp);
 		return;
@@ -205,19 +216,43 @@ build_membership(RetlRequest *req, RetlSync *sync, const char *object, const cha
 }
 
 /*
- * Build an upsert or an archive request: the records that share the first
- * one's kind (an upsert or a delete).  A record that cannot be sent
- * (no id_property value; a delete with no HubSpot id of a key sent) is
- * marked unsent and left out, as is one with nothing to send.
+ * Whether a delete request is a lookup: its first record that can be sent
+ * has no HubSpot id but a value to look it up by (the others of its kind
+ * go to a later request).
+ */
+static bool
+lookup_first(RetlRequest *req)
+{
+	for (int i = 0; i < req->nrecords; i++)
+	{
+		RetlRecord *r = &req->records[i];
+
+		if (r->known_id != NULL)
+			return false;
+		if (r->may_have && r->lookup != NULL)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Build an upsert, an archive or a lookup request: the records that share
+ * the first one's kind (an upsert, an archive by id, or a lookup of the
+ * id of a delete).  A record that cannot be sent (no id_property value; a
+ * delete with neither a HubSpot id nor a value to look it up by, of a key
+ * sent) is marked unsent and left out, as is one with nothing to send.
  */
 static void
 build_objects(RetlRequest *req, RetlSync *sync, const char *object, const char *idp)
 {
 	bool		archive = req->records[0].op == 'd';
+	bool		lookup = false;
 	cJSON	   *body = cJSON_CreateObject();
 	cJSON	   *inputs = cJSON_AddArrayToObject(body, "inputs");
 	RetlRecord *unsent = palloc(sizeof(RetlRecord) * req->nrecords);
+	RetlRecord *later = palloc(sizeof(RetlRecord) * req->nrecords);
 	int			nunsent = 0;
+	int			nlater = 0;
 	int			kept = 0;
 	int			n = 1;
 	char	   *printed;
@@ -228,8 +263,10 @@ build_objects(RetlRequest *req, RetlSync *sync, const char *object, const char *
 	while (n < req->nrecords && (req->records[n].op == 'd') == archive)
 		n++;
 	req->nrecords = n;
-	if (archive)
+	if (archive && !req->ids_read)
 		retl_ids_known(req);
+	if (archive)
+		lookup = lookup_first(req);
 	for (int i = 0; i < req->nrecords; i++)
 	{
 		RetlRecord *r = &req->records[i];
@@ -238,7 +275,7 @@ build_objects(RetlRequest *req, RetlSync *sync, const char *object, const char *
 
 		if (archive)
 		{
-			if (r->known_id == NULL)
+			if (r->known_id == NULL && (!r->may_have || r->lookup == NULL))
 			{
 				/* never sent by this sync: nothing to archive (else why not) */
 				why = retl_ids_none(r, "HubSpot", "id", "archive it");
@@ -249,8 +286,15 @@ build_objects(RetlRequest *req, RetlSync *sync, const char *object, const char *
 					continue;
 				}
 			}
+			else if ((r->known_id == NULL) != lookup)
+			{
+				/* the other kind: released, for a later request */
+				cJSON_Delete(input);
+				later[nlater++] = *r;
+				continue;
+			}
 			else
-				cJSON_AddStringToObject(input, "id", r->known_id);
+				cJSON_AddStringToObject(input, "id", lookup ? r->lookup : r->known_id);
 		}
 		else
 		{
@@ -261,6 +305,8 @@ build_objects(RetlRequest *req, RetlSync *sync, const char *object, const char *
 			cJSON_Delete(data);
 			if (why == NULL)
 			{
+				/* kept with the key's mark: a delete may look it up by it */
+				r->lookup = MemoryContextStrdup(req->cxt, id);
 				cJSON_AddStringToObject(input, "id", id);
 				cJSON_AddStringToObject(input, "idProperty", idp);
 				cJSON_AddItemToObject(input, "properties", props);
@@ -280,18 +326,27 @@ build_objects(RetlRequest *req, RetlSync *sync, const char *object, const char *
 		req->records[kept++] = *r;
 	}
 	memcpy(&req->records[kept], unsent, sizeof(RetlRecord) * nunsent);
+	memcpy(&req->records[kept + nunsent], later, sizeof(RetlRecord) * nlater);
 	req->nrecords = kept;
+	if (lookup)
+	{
+		cJSON	   *props = cJSON_AddArrayToObject(body, "properties");
+
+		if (props == NULL || cJSON_AddStringToObject(body, "idProperty", idp) == NULL)
+			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+		cJSON_AddItemToArray(props, cJSON_CreateString(idp));
+	}
 	printed = cJSON_PrintUnformatted(body);
 	cJSON_Delete(body);
 	if (printed == NULL)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 	old = MemoryContextSwitchTo(req->cxt);
 	req->url = psprintf("%s/crm/v3/objects/%s/batch/%s", sync->url, object,
-						archive ? "archive" : "upsert");
+						lookup ? "read" : archive ? "archive" : "upsert");
 	req->method = "POST";
 	initStringInfo(&req->body);
 	appendStringInfoString(&req->body, printed);
-	req->keep_response = !archive;
+	req->keep_response = !archive || lookup;
 	if (kept > 0)
 		retl_request_headers(req, sync, "application/json");
 	MemoryContextSwitchTo(old);
@@ -382,6 +437,74 @@ read_membership(RetlRequest *req)
 	cJSON_Delete(answer);
 }
 
+/* Every record of the request retried, saying why. */
+static void
+retry_all(RetlRequest *req, const char *why)
+{
+	for (int i = 0; i < req->nrecords; i++)
+	{
+		req->records[i].outcome = RETL_OUTCOME_RETRY;
+		req->records[i].message = (char *) why;
+	}
+}
+
+/* The records whose lookup value is value (HubSpot's are case-blind) get outcome. */
+static void
+looked_up(RetlRequest *req, const char *value, RetlOutcome outcome, const char *id)
+{
+	for (int i = 0; i < req->nrecords; i++)
+	{
+		RetlRecord *r = &req->records[i];
+
+		if (r->lookup == NULL || pg_strcasecmp(r->lookup, value) != 0 ||
+			(outcome != RETL_OUTCOME_AGAIN && r->outcome == RETL_OUTCOME_AGAIN))
+			continue;
+		r->outcome = outcome;
+		r->message = NULL;
+		if (id != NULL)
+			r->remember_id = MemoryContextStrdup(req->cxt, id);
+	}
+}
+
+/*
+ * A lookup's answer (200, or 207 with errors[]): a record found (its
+ * id_property's value in a result) is kept with HubSpot's id and sent
+ * again at once, to be archived by it; one an OBJECT_NOT_FOUND error names
+ * (context.ids) HubSpot does not have: its delete is done.  Any other is
+ * retried.
+ */
+static void
+read_lookup(RetlRequest *req, const char *idp)
+{
+	cJSON	   *answer = cJSON_ParseWithLength(req->response.data, req->response.len);
+	cJSON	   *item;
+
+	retry_all(req, answer ? "HubSpot's answer does not show this record looked up" :
+			  "HubSpot answered without JSON");
+	cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(answer, "results"))
+	{
+		cJSON	   *props = cJSON_GetObjectItemCaseSensitive(item, "properties");
+		char	   *value = retl_json_string(props, idp);
+		char	   *id = retl_json_string(item, "id");
+
+		if (value != NULL && id != NULL && id[0] != '\0')
+			looked_up(req, value, RETL_OUTCOME_AGAIN, id);
+	}
+	cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(answer, "errors"))
+	{
+		char	   *category = retl_json_string(item, "category");
+		cJSON	   *context = cJSON_GetObjectItemCaseSensitive(item, "context");
+		cJSON	   *value;
+
+		if (category == NULL || strcmp(category, "OBJECT_NOT_FOUND") != 0)
+			continue;
+		cJSON_ArrayForEach(value, cJSON_GetObjectItemCaseSensitive(context, "ids"))
+			if (cJSON_IsString(value))
+				looked_up(req, value->valuestring, RETL_OUTCOME_DELIVERED, NULL);
+	}
+	cJSON_Delete(answer);
+}
+
 /*
  * An upsert's answer, record by record: delivered where a result carries
  * the record's objectWriteTraceId (its HubSpot id kept), failed where an
@@ -402,21 +525,22 @@ hubspot_read_answer(RetlRequest *req, RetlSync *sync)
 		read_membership(req);
 		return;
 	}
+	if (strstr(req->url, "/batch/read") != NULL)
+	{
+		cJSON	   *opts = cJSON_Parse(sync->options);
+		char	   *idp = retl_json_string(opts, "id_property");
+
+		cJSON_Delete(opts);
+		read_lookup(req, idp ? idp : "");
+		return;
+	}
 	answer = cJSON_ParseWithLength(req->response.data, req->response.len);
 	if (answer == NULL)
 	{
-		for (int i = 0; i < req->nrecords; i++)
-		{
-			req->records[i].outcome = RETL_OUTCOME_RETRY;
-			req->records[i].message = "HubSpot answered without JSON";
-		}
+		retry_all(req, "HubSpot answered without JSON");
 		return;
 	}
-	for (int i = 0; i < req->nrecords; i++)
-	{
-		req->records[i].outcome = RETL_OUTCOME_RETRY;
-		req->records[i].message = "HubSpot's answer does not show this record upserted";
-	}
+	retry_all(req, "HubSpot's answer does not show this record upserted");
 	results = cJSON_GetObjectItemCaseSensitive(answer, "results");
 	cJSON_ArrayForEach(item, results)
 	{

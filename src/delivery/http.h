@@ -66,6 +66,11 @@ typedef struct RetlRecord
 	char	   *known_id;		/* the destination's id for the key, if kept */
 	bool		may_have;		/* the key was sent to the destination, id or
 								 * not (sync/ids.c): read with known_id */
+	char	   *lookup;			/* what the destination finds the key's record
+								 * by, when not the key (HubSpot: the
+								 * id_property's value): set by a build from
+								 * the data (kept with the mark), read back
+								 * with known_id */
 	char	   *job_ref;		/* what names it in its job (connector's) */
 	Datum		raw_key;		/* a backfill's record not in the queue: its
 								 * key as the queue keeps it (jsonb), else 0 */

@@ -21,8 +21,17 @@
  * retl_ids_known reads the mark with the id (RetlRecord.may_have), and a
  * delete of a key with neither was never sent by this sync: the connector
  * counts it done without a request (r->nothing_to_send).  One with the
- * mark and no id stays a dead letter saying so.  retl.remembered_ids shows
- * ids only; the marks are in retl.remembered_id_store (id NULL).
+ * mark and no id is looked up where the destination can find a record by
+ * what the sync keys it by (HubSpot's id_property, Salesforce's external
+ * id): the delete's request is the lookup, whose answer keeps the id found
+ * and sends the record again at once (RETL_OUTCOME_AGAIN: the next claim
+ * deletes by the id), or, when the destination has no such record, counts
+ * the delete done.  The value to look up by, when it is not the key
+ * (HubSpot's id_property is a mapped field, absent from a delete), is kept
+ * with the mark (its lookup column: RetlRecord.lookup, set by the build
+ * from the record's data).  Elsewhere such a delete stays a dead letter
+ * saying so.  retl.remembered_ids shows ids only; the marks are in
+ * retl.remembered_id_store (id NULL).
  *
  * When: the mark is written where the request is built (retl_queue_build:
  * the claim transaction, a backfill's, or the outcome transaction that
@@ -39,7 +48,8 @@
  * Cost: at most one INSERT ... ON CONFLICT DO NOTHING a built request, of
  * its keys that are not deletes and have no row (when the connector read
  * the ids; otherwise of all of them, a probe each for those already kept),
- * none when every key has its row; connectors without deletes_need_id
+ * none when every key has its row and no lookup value; a lookup value
+ * is rewritten only when it changed; connectors without deletes_need_id
  * (webhook, http, segment, ...) pay nothing.  A mark stays until a delete
  * of its key is delivered, or the sync is dropped.
  */
@@ -119,7 +129,7 @@ retl_ids_known(RetlRequest *req)
 		keys[i] = CStringGetTextDatum(req->records[i].key);
 	values[0] = Int32GetDatum(req->sync_id);
 	values[1] = PointerGetDatum(construct_array(keys, req->nrecords, TEXTOID, -1, false, TYPALIGN_INT));
-	if (retl_spi_execute("SELECT k.n, r.id FROM pg_catalog.unnest($2) WITH ORDINALITY AS k(key, n)"
+	if (retl_spi_execute("SELECT k.n, r.id, r.lookup FROM pg_catalog.unnest($2) WITH ORDINALITY AS k(key, n)"
 						 " JOIN retl.remembered_id_store r ON r.sync_id = $1"
 						 " AND r.key = k.key::pg_catalog.jsonb",
 						 2, types, values, NULL, true, 0) != SPI_OK_SELECT)
@@ -129,9 +139,11 @@ retl_ids_known(RetlRequest *req)
 		int			i = (int) strtol(SPI_getvalue(SPI_tuptable->vals[j], SPI_tuptable->tupdesc, 1),
 									 NULL, 10) - 1;
 		char	   *id = SPI_getvalue(SPI_tuptable->vals[j], SPI_tuptable->tupdesc, 2);
+		char	   *lookup = SPI_getvalue(SPI_tuptable->vals[j], SPI_tuptable->tupdesc, 3);
 
 		req->records[i].may_have = true;
 		req->records[i].known_id = id != NULL ? MemoryContextStrdup(req->cxt, id) : NULL;
+		req->records[i].lookup = lookup != NULL ? MemoryContextStrdup(req->cxt, lookup) : NULL;
 	}
 	req->ids_read = true;
 }
@@ -140,7 +152,8 @@ retl_ids_known(RetlRequest *req)
  * A delete (or exit) of a key the destination gave no id for: when this
  * sync never sent the key (no mark), nothing to send (r->nothing_to_send,
  * NULL returned); else why it is dead-lettered: the destination may have
- * it ("HubSpot", "id", "archive it").
+ * it ("HubSpot", "id", "archive it").  (HubSpot and Salesforce look such
+ * a key's id up instead, where they can: see their files.)
  */
 char *
 retl_ids_none(RetlRecord *r, const char *dest, const char *id, const char *verb)
@@ -175,10 +188,14 @@ retl_ids_mark_sent(RetlRequest *req, RetlSync *sync)
 {
 	const RetlConnector *c = retl_connector(sync->kind);
 	Datum	   *keys;
+	Datum	   *lookups;
+	bool	   *nulls;
 	int			n = 0;
 	bool		deletes = false;
-	Oid			types[2] = {INT4OID, TEXTARRAYOID};
-	Datum		values[2];
+	int			dims[1];
+	int			lbs[1] = {1};
+	Oid			types[3] = {INT4OID, TEXTARRAYOID, TEXTARRAYOID};
+	Datum		values[3];
 
 	if (c->deletes_need_id == NULL || req->nrecords == 0 || !c->deletes_need_id(sync))
 		return;
@@ -188,23 +205,33 @@ retl_ids_mark_sent(RetlRequest *req, RetlSync *sync)
 	if (deletes && !req->ids_read)
 		retl_ids_known(req);
 	keys = palloc(sizeof(Datum) * req->nrecords);
+	lookups = palloc(sizeof(Datum) * req->nrecords);
+	nulls = palloc(sizeof(bool) * req->nrecords);
 	for (int i = 0; i < req->nrecords; i++)
 	{
 		RetlRecord *r = &req->records[i];
 
-		if (r->op == 'd' || r->may_have || r->known_id != NULL)
+		/* a key with its row: only a lookup value the build gave, kept fresh */
+		if (r->op == 'd' || ((r->may_have || r->known_id != NULL) && r->lookup == NULL))
 			continue;
+		nulls[n] = r->lookup == NULL;
+		lookups[n] = r->lookup != NULL ? CStringGetTextDatum(r->lookup) : (Datum) 0;
 		keys[n++] = CStringGetTextDatum(r->key);
 		r->may_have = true;
 	}
 	if (n == 0)
 		return;
+	dims[0] = n;
 	values[0] = Int32GetDatum(req->sync_id);
 	values[1] = PointerGetDatum(construct_array(keys, n, TEXTOID, -1, false, TYPALIGN_INT));
-	if (retl_spi_execute("INSERT INTO retl.remembered_id_store (sync_id, key, id)"
-						 " SELECT $1, k.key::pg_catalog.jsonb, NULL"
-						 " FROM pg_catalog.unnest($2) AS k(key)"
-						 " ON CONFLICT (sync_id, key) DO NOTHING",
-						 2, types, values, NULL, false, 0) != SPI_OK_INSERT)
+	values[2] = PointerGetDatum(construct_md_array(lookups, nulls, 1, dims, lbs, TEXTOID, -1, false,
+												   TYPALIGN_INT));
+	if (retl_spi_execute("INSERT INTO retl.remembered_id_store AS r (sync_id, key, id, lookup)"
+						 " SELECT $1, k.key::pg_catalog.jsonb, NULL, k.lookup"
+						 " FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3)) AS k(key, lookup)"
+						 " ON CONFLICT (sync_id, key) DO UPDATE SET lookup = EXCLUDED.lookup"
+						 " WHERE EXCLUDED.lookup IS NOT NULL"
+						 " AND r.lookup IS DISTINCT FROM EXCLUDED.lookup",
+						 3, types, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "retl: could not mark the keys sent of sync %d", req->sync_id);
 }

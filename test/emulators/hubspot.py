@@ -25,6 +25,17 @@ PublicApiSpecs/CRM/Objects/.../v3/objects.json) and its error-handling guide:
       200 {"recordsIdsAdded" (sic) | "recordIdsRemoved", "recordIdsMissing"}.
   POST /crm/v3/objects/{objectType}/batch/archive
       {"inputs": [{"id": <HubSpot id>}]}: at most 100; 204.
+  POST /crm/v3/objects/{objectType}/batch/read
+      {"inputs": [{"id"}], "idProperty", "properties": [name],
+       "propertiesWithHistory", "archived"}: at most 100; each id a HubSpot
+      id, or with idProperty (a unique property) that property's value.
+      200 {"status": "COMPLETE", "results": [{"id", "properties": {the
+      properties asked for, hs_object_id}, "createdAt", "updatedAt",
+      "archived": false}], "startedAt", "completedAt"}; when some are not
+      found, 207 adding "numErrors" and "errors": [{"status": "error",
+      "category": "OBJECT_NOT_FOUND", "message": "Could not get some CONTACT
+      objects, they may be deleted or not exist. Check that ids are
+      valid.", "context": {"ids": [the ids not found, as sent]}}].
   Authorization: Bearer <private app token>, or an OAuth access token,
       else 401 INVALID_AUTHENTICATION; an OAuth token past its expires_in:
       401 {"status": "error", "message": "The OAuth token used to make this
@@ -40,9 +51,12 @@ PublicApiSpecs/CRM/Objects/.../v3/objects.json) and its error-handling guide:
   "policyName": "TEN_SECONDLY_ROLLING"}.
 
 Control:  POST /_control {"expire_tokens": true}: every OAuth access token
-                        given so far has expired.
+                        given so far has expired;
+                        {"fail_after_write": n}: the next n upserts are
+                        applied, then answered 500 (the answer lost).
           GET /_state  {"objects": {type: {hubspot id: properties}},
-                        "requests", "limited", "max_inputs", "archived"}
+                        "requests", "limited", "max_inputs", "archived",
+                        "read_inputs" (ids asked for by batch/read)}
 
 Stdlib only, bound to 127.0.0.1 only.
 """
@@ -62,7 +76,8 @@ from serve import serve
 UNIQUE = {"contacts": "email", "companies": "domain", "deals": "hs_object_id", "tickets": "hs_object_id"}
 lock = threading.Lock()
 st = {"objects": {}, "requests": 0, "limited": 0, "max_inputs": 0, "archived": 0, "times": [],
-      "next_id": 1000, "lists": {"42": []}, "token_requests": 0, "expired_calls": 0, "oauth": {}}
+      "next_id": 1000, "lists": {"42": []}, "token_requests": 0, "expired_calls": 0, "oauth": {},
+      "fail_after_write": 0, "read_inputs": []}
 TOKEN = None
 CONF = {}
 
@@ -96,7 +111,7 @@ class Handler(BaseHTTPRequestHandler):
             with lock:
                 return self.send(200, {k: st[k] for k in ("objects", "requests", "limited", "max_inputs",
                                                           "archived", "lists", "token_requests",
-                                                          "expired_calls")})
+                                                          "expired_calls", "read_inputs")})
         self.send(404, error("not found", "OBJECT_NOT_FOUND"))
 
     def authorized(self):
@@ -144,6 +159,8 @@ class Handler(BaseHTTPRequestHandler):
         with lock:
             if body.get("expire_tokens"):
                 st["oauth"] = {t: 0.0 for t in st["oauth"]}
+            if "fail_after_write" in body:
+                st["fail_after_write"] = int(body["fail_after_write"])
         self.send(200, {"ok": True})
 
     def do_PUT(self):
@@ -184,7 +201,7 @@ class Handler(BaseHTTPRequestHandler):
             return self.oauth_token(raw)
         if self.path == "/_control":
             return self.control(raw)
-        m = re.fullmatch(r"/crm/v3/objects/([A-Za-z0-9_-]+)/batch/(upsert|archive)", self.path)
+        m = re.fullmatch(r"/crm/v3/objects/([A-Za-z0-9_-]+)/batch/(upsert|archive|read)", self.path)
         if not m:
             return self.send(404, error("not found", "OBJECT_NOT_FOUND"))
         if not self.authorized():
@@ -221,6 +238,8 @@ class Handler(BaseHTTPRequestHandler):
                     if store.pop(i["id"], None) is not None:
                         st["archived"] += 1
             return self.send(204)
+        if m.group(2) == "read":
+            return self.read(otype, store, body, inputs)
         results, errors = [], []
         for i in inputs:
             if not isinstance(i, dict) or "id" not in i or not isinstance(i.get("properties"), dict):
@@ -249,12 +268,54 @@ class Handler(BaseHTTPRequestHandler):
                 results.append({"id": hid, "new": new, "properties": dict(store[hid]),
                                 "objectWriteTraceId": trace, "createdAt": now(), "updatedAt": now()})
         results.reverse()
+        with lock:
+            lost = st["fail_after_write"] > 0
+            if lost:
+                st["fail_after_write"] -= 1
+        if lost:
+            return self.send(500, error("internal error", "INTERNAL_ERROR"))
         answer = {"status": "COMPLETE", "results": results, "startedAt": now(), "completedAt": now()}
         if errors:
             answer["numErrors"] = len(errors)
             answer["errors"] = errors
             return self.send(207, answer)
         self.send(200, answer)
+
+    def read(self, otype, store, body, inputs):
+        idp = body.get("idProperty")
+        props = body.get("properties") or []
+        if idp is not None and idp != UNIQUE.get(otype, idp):
+            return self.send(400, error("%s is not a unique property of %s" % (idp, otype)))
+        if not isinstance(props, list) or not all(isinstance(p, str) for p in props):
+            return self.send(400, error("properties: an array of property names is expected"))
+        for i in inputs:
+            if not isinstance(i, dict) or not isinstance(i.get("id"), str):
+                return self.send(400, error("each input needs an id"))
+        results, missing = [], []
+        with lock:
+            for i in inputs:
+                st["read_inputs"].append(i["id"])
+                if idp is None:
+                    hid = i["id"] if i["id"] in store else None
+                else:
+                    # unique values match whatever their case (emails)
+                    hid = next((k for k, v in store.items()
+                                if str(v.get(idp, "")).lower() == i["id"].lower()), None)
+                if hid is None:
+                    missing.append(i["id"])
+                    continue
+                found = {p: store[hid].get(p) for p in props if p in store[hid]}
+                found["hs_object_id"] = hid
+                results.append({"id": hid, "properties": found, "createdAt": now(), "updatedAt": now(),
+                                "archived": False})
+        answer = {"status": "COMPLETE", "results": results, "startedAt": now(), "completedAt": now()}
+        if not missing:
+            return self.send(200, answer)
+        answer["numErrors"] = 1
+        answer["errors"] = [error("Could not get some %s objects, they may be deleted or not exist. "
+                                  "Check that ids are valid." % otype.upper().rstrip("S"),
+                                  "OBJECT_NOT_FOUND", context={"ids": missing})]
+        self.send(207, answer)
 
 
 def main():

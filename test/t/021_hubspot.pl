@@ -61,14 +61,38 @@ is($hs->get->{archived}, 1, 'by its HubSpot id');
 is(never_sent_change($node, 'people', q{INSERT INTO people VALUES (9001, 'brief@x.io', 'B')},
 	q{DELETE FROM people WHERE id = 9001}), '0|1', 'a delete of a key never upserted is delivered, not dead-lettered');
 is($hs->get->{archived}, 1, 'without a request');
-# a key sent and refused (no HubSpot id, but HubSpot saw it): its delete
-# is not counted done
+# a key sent and refused (no HubSpot id; HubSpot might have had it): its
+# delete looks the id up by the email, and HubSpot has no such contact
 is(marked($node, 'people', '{"id": 151}'), '1', 'a key sent with no id given is marked');
-is(counted_changes($node, 'people', q{DELETE FROM people WHERE id = 151}), '1|0',
-	'a delete of a key sent with no id kept is dead-lettered, not counted delivered');
-like(psql(q{SELECT last_error FROM retl.dead_letters WHERE sync = 'people' AND key = '{"id": 151}' ORDER BY dead_at DESC LIMIT 1}),
-	qr/^HubSpot gave no id for this key, which this sync sent/, 'saying why');
-is(marked($node, 'people', '{"id": 9001}') . marked($node, 'people', '{"id": 8}'), '00', 'no mark of a key never sent, or deleted');
+my $dead = psql(q{SELECT count(*) FROM retl.dead_letters WHERE sync = 'people'});
+is(counted_changes($node, 'people', q{DELETE FROM people WHERE id = 151}), '0|1',
+	'a delete of a key sent with no id kept, which HubSpot does not have, is delivered');
+is(psql(q{SELECT count(*) FROM retl.dead_letters WHERE sync = 'people'}), $dead, 'not dead-lettered');
+ok((grep { $_ eq 'not-an-email' } @{ $hs->get->{read_inputs} }), 'HubSpot was asked for it by its email');
+is($hs->get->{archived}, 1, 'nothing archived');
+is(marked($node, 'people', '{"id": 151}') . marked($node, 'people', '{"id": 9001}') . marked($node, 'people', '{"id": 8}'),
+	'000', 'no mark of a key never sent, deleted, or looked up and not found');
+
+# a key HubSpot applied whose answer was lost (500 after the write; one
+# attempt: dead-lettered with no id), then deleted: looked up by its
+# email, then archived by the id found
+psql(qq{SET log_statement = 'none';
+	SELECT retl_create_destination('crm_once', 'hubspot', '$url', '{"auth": {"type": "bearer", "token": "{{secret:hs}}"},
+		"max_attempts": 1}');
+	CREATE TABLE leads (id int PRIMARY KEY, email text NOT NULL);
+	SELECT retl_create_sync('leads', 'leads', 'crm_once', options => '{"object": "contacts", "id_property": "email"}');});
+$hs->post('/_control', { fail_after_write => 1 });
+is(counted_changes($node, 'leads', q{INSERT INTO leads VALUES (1, 'Lost@x.io')}), '1|0',
+	'an upsert whose answer was lost is dead-lettered (one attempt)');
+ok(exists contacts()->{'Lost@x.io'}, 'though HubSpot has the contact');
+is(marked($node, 'leads', '{"id": 1}'), '1', 'its key is marked, with no id');
+is(counted_changes($node, 'leads', q{DELETE FROM leads WHERE id = 1}), '0|1', 'its delete is delivered, not dead-lettered');
+ok(!exists contacts()->{'Lost@x.io'}, 'the contact is archived');
+is($hs->get->{archived}, 2, 'by the HubSpot id looked up');
+is(psql(q{SELECT count(*) FROM retl.remembered_id_store r JOIN retl.syncs s ON s.id = r.sync_id WHERE s.name = 'leads'}),
+	'0', 'the key\'s id and mark are forgotten');
+is(psql(q{SELECT attempts FROM retl.queue q JOIN retl.syncs s ON s.id = q.sync_id WHERE s.name = 'leads'}), '',
+	'nothing left queued');
 is($hs->get->{limited}, 0, 'HubSpot never answered 429');
 
 # a query (mirror) sync of companies
