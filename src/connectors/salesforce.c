@@ -22,8 +22,16 @@
  * it, any other dead-letters it alone.  Deletes: DELETE
  * /services/data/{v}/composite/sobjects?ids=...&allOrNone=false by the
  * kept ids (a record already gone counts as deleted; a key with no id
- * kept that this sync never sent has nothing to delete, sync/ids.c, and
- * one it sent is dead-lettered).  An audience sync
+ * kept that this sync never sent has nothing to delete, sync/ids.c).  A
+ * key it sent with no id given (the answer lost, failed, or the record
+ * dead-lettered) is looked up first by its external id, one a request:
+ * GET /services/data/{v}/sobjects/{object}/{external_id}/{key}; a record
+ * found (200, its Id) has its id kept and is sent again at once
+ * (RETL_OUTCOME_AGAIN: the next claim deletes it by the id); 404
+ * NOT_FOUND, Salesforce has no such record, counts the delete done (but
+ * for a value ending like a format, ".inc", which Salesforce may have
+ * misread: dead-lettered); 300, several records have the value,
+ * dead-letters it.  An audience sync
  * with campaign_id upserts an entering member (by the external id: a
  * lookup, or a create), then adds it to the campaign, a CampaignMember
  * created with POST .../composite/sobjects (its id kept with the
@@ -61,7 +69,8 @@ typedef enum SfOp
 	SF_UPSERT,					/* the record's sObject, by external id */
 	SF_DELETE,					/* the record's sObject, by its id */
 	SF_JOIN,					/* a CampaignMember created */
-	SF_LEAVE					/* a CampaignMember deleted */
+	SF_LEAVE,					/* a CampaignMember deleted */
+	SF_LOOKUP					/* a delete's id looked up by its external id */
 } SfOp;
 
 typedef struct SfTarget
@@ -225,6 +234,8 @@ op_of(RetlRecord *r, void *arg)
 {
 	SfTarget   *t = arg;
 
+	if (r->op == 'd' && t->campaign_id == NULL && r->known_id == NULL && r->may_have)
+		return SF_LOOKUP;
 	if (r->op == 'd')
 		return t->campaign_id ? SF_LEAVE : SF_DELETE;
 	if (t->campaign_id && r->known_id != NULL && member_part(r->known_id) == NULL)
@@ -289,6 +300,35 @@ sobject(RetlRecord *r, SfTarget *t, const char *key, const char *key_field)
 	return rec;
 }
 
+/*
+ * A delete's lookup, one record a request (Salesforce finds one record by
+ * an external id a request): GET .../sobjects/{object}/{external_id}/{key}.
+ */
+static void
+build_lookup(RetlRequest *req, RetlSync *sync, SfTarget *t, const char *base)
+{
+	RetlRecord *r = &req->records[0];
+	char	   *key = retl_record_key_value(r);
+	MemoryContext old;
+
+	req->nrecords = 1;
+	if (key == NULL || key[0] == '\0')
+		retl_record_unsent(req, r, retl_ids_none(r, "Salesforce", "id", "delete it"));
+	retl_request_leave_unsent(req);
+	old = MemoryContextSwitchTo(req->cxt);
+	req->url = psprintf("%s/sobjects/%s/%s/%s", base, t->object, t->external_id,
+						retl_urlencode_text(key ? key : ""));
+	req->method = "GET";
+	initStringInfo(&req->body);
+	req->keep_response = true;
+	if (req->nrecords > 0)
+	{
+		retl_request_headers(req, sync, NULL);
+		retl_request_header(req, "Accept", "application/json");
+	}
+	MemoryContextSwitchTo(old);
+}
+
 static void
 salesforce_build(RetlRequest *req, RetlSync *sync)
 {
@@ -305,6 +345,11 @@ salesforce_build(RetlRequest *req, RetlSync *sync)
 	retl_ids_known(req);
 	retl_request_take_run(req, op_of, &t);
 	op = op_of(&req->records[0], &t);
+	if (op == SF_LOOKUP)
+	{
+		build_lookup(req, sync, &t, base);
+		return;
+	}
 	initStringInfo(&ids);
 	if (op == SF_UPSERT || op == SF_JOIN)
 	{
@@ -429,6 +474,62 @@ failure(RetlRecord *r, cJSON *result, SfOp op)
 }
 
 /*
+ * Whether Salesforce may read the end of a value in a URL's path as a
+ * format (".xml", ".inc": its guide's warning), answering 404 whether or
+ * not it has the record: a value whose last '.' is followed by letters.
+ */
+static bool
+ends_like_format(const char *value)
+{
+	const char *dot = value ? strrchr(value, '.') : NULL;
+
+	if (dot == NULL || dot[1] == '\0')
+		return false;
+	for (const char *p = dot + 1; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')))
+			return false;
+	return true;
+}
+
+/*
+ * A lookup's answer: 200, the record (its Id kept, the delete sent again
+ * at once); 404 NOT_FOUND, no record has the value (the delete is done),
+ * unless the value ends like a format (dead-lettered: retl cannot tell);
+ * 300, several have it.  Other answers: the status rule.
+ */
+static void
+read_lookup(RetlRequest *req, cJSON *answer)
+{
+	RetlRecord *r = &req->records[0];
+	char	   *id = retl_json_string(answer, "Id");
+	char	   *code = retl_json_string(cJSON_GetArrayItem(answer, 0), "errorCode");
+
+	if (req->status == 200 && id != NULL && sf_id(id, strlen(id)))
+	{
+		r->outcome = RETL_OUTCOME_AGAIN;
+		r->remember_id = MemoryContextStrdup(req->cxt, id);
+	}
+	else if (req->status == 200)
+	{
+		r->outcome = RETL_OUTCOME_RETRY;
+		r->message = "Salesforce's answer to the lookup of this record's id gives no Id";
+	}
+	else if (req->status == 404 && code != NULL && strcmp(code, "NOT_FOUND") == 0 &&
+			 ends_like_format(retl_record_key_value(r)))
+	{
+		r->outcome = RETL_OUTCOME_DEAD;
+		r->message = "Salesforce answered 404 to the lookup of this key's id, but may have read the key's end (after its last '.') as a format: retl cannot tell whether it has the record";
+	}
+	else if (req->status == 404 && code != NULL && strcmp(code, "NOT_FOUND") == 0)
+		r->outcome = RETL_OUTCOME_DELIVERED;
+	else if (req->status == 300)
+	{
+		r->outcome = RETL_OUTCOME_DEAD;
+		r->message = "several Salesforce records have this key as their external id: retl cannot tell which to delete";
+	}
+}
+
+/*
  * The answer, record by record: results in the order of the request's
  * records (ids for a delete).  A record the answer says nothing of is
  * retried.
@@ -445,6 +546,7 @@ salesforce_read_answer(RetlRequest *req, RetlSync *sync)
 		return;
 	op = strcmp(req->method, "PATCH") == 0 ? SF_UPSERT :
 		strcmp(req->method, "POST") == 0 ? SF_JOIN :
+		strcmp(req->method, "GET") == 0 ? SF_LOOKUP :
 		t.campaign_id ? SF_LEAVE : SF_DELETE;
 	answer = cJSON_ParseWithLength(req->response.data, req->response.len);
 	code = retl_json_string(cJSON_GetArrayItem(answer, 0), "errorCode");
@@ -468,7 +570,9 @@ salesforce_read_answer(RetlRequest *req, RetlSync *sync)
 		}
 		req->pause_ms = daily ? SF_LIMIT_PAUSE_MS : SF_CONCURRENT_PAUSE_MS;
 	}
-	if (req->status != 200)
+	else if (op == SF_LOOKUP)
+		read_lookup(req, answer);
+	if (req->status != 200 || op == SF_LOOKUP)
 	{
 		cJSON_Delete(answer);
 		return;					/* 400, 401, 404, 5xx: the status rule (401: a new token) */

@@ -49,6 +49,12 @@ Allocations cheat sheet; SOAP API: UpsertResult, StatusCode, ID field type):
       200 ids, DeleteResults.  allOrNone true: one failure keeps nothing, the
       others fail ALL_OR_NONE_OPERATION_ROLLED_BACK "Record rolled back because
       not all records were valid and the request was using AllOrNone header".
+  GET /services/data/vNN.N/sobjects/{SObject}/{fieldName}/{fieldValue} (sObject
+      Rows by External ID, resources_sobject_upsert_get; no parameters): 200
+      the record, {"attributes": {"type", "url"}, "Id", fields...}; 404
+      NOT_FOUND "The requested resource does not exist" when no record has
+      the value; 300 Multiple Choices, a JSON array of the records' URLs,
+      when several have it.
   Salesforce's wordings (as its clients quote them): REQUIRED_FIELD_MISSING
       "Required fields are missing: [LastName]", INVALID_EMAIL_ADDRESS "Email:
       invalid email address: x", UNABLE_TO_LOCK_ROW "unable to obtain exclusive
@@ -99,6 +105,10 @@ Where the documentation is silent, chosen as plausible:
     message: "Content-Type header specified in HTTP request is not supported: X".
   - lock_once values match an upsert's external id value; a create's ContactId,
     LeadId or Ext_Id__c; a delete's id.
+  - sObject Rows by External ID: only GET is served (405 otherwise); a field
+    that is not an external id: 404 NOT_FOUND "Provided external ID field
+    does not exist or is not accessible: X".  Ext_Id__c being unique, 300
+    never happens here.
 Objects: Contact (FirstName, LastName, Email, Phone, Title, Ext_Id__c, Score__c),
 Lead (FirstName, LastName, Company, Email, Phone, Title, Ext_Id__c), Account
 (Name, Website, Ext_Id__c), Thing__c (Name, Ext_Id__c), Ext_Id__c their External
@@ -112,7 +122,10 @@ Control (no auth, on both servers):
                   "codes": {statusCode | errorCode | error: n}, "max_records",
                   "refresh_token" (the valid one), "quota_left"}
   POST /_control {"daily_quota": n | null, "lock_once": [values], "expire_tokens":
-                  true, "token_down": bool, "delay_ms": n}, any of them: {"ok": true}
+                  true, "token_down": bool, "delay_ms": n, "fail_after_write": n
+                  (the next n upserts are applied, then answered 500
+                  UNKNOWN_EXCEPTION: the answer lost)}, any of them: {"ok": true}
+  GET /_state also has "lookups": the values asked for by external id.
 
 Stdlib only, bound to 127.0.0.1 only.
 """
@@ -128,7 +141,7 @@ import secrets
 import threading
 import time
 from http.server import BaseHTTPRequestHandler
-from urllib.parse import parse_qs, unquote_plus, urlsplit
+from urllib.parse import parse_qs, unquote, unquote_plus, urlsplit
 
 from serve import serve_many
 
@@ -162,7 +175,7 @@ lock = threading.Lock()
 st = {"records": {name: {} for name in OBJECTS}, "deleted": set(), "tokens": set(), "calls": 0,
       "wrong_host": 0, "token_requests": 0, "grants": {}, "unauthorized": 0, "codes": {},
       "max_records": 0, "refresh_token": None, "quota": None, "used": 0, "lock_once": [],
-      "token_down": False, "delay_ms": 0, "next_id": 1000}
+      "token_down": False, "delay_ms": 0, "next_id": 1000, "fail_after_write": 0, "lookups": []}
 CONF = {}
 
 
@@ -544,9 +557,42 @@ class Handler(BaseHTTPRequestHandler):
             return self.refuse(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.", [usage])
         time.sleep(delay / 1000.0)
         try:
-            self.send(200, self.collections(url, raw), [usage])
+            if re.match(r"/services/data/v\d+\.0/sobjects/", url.path):
+                return self.send(*self.row_by_external(url), [usage])
+            answer = self.collections(url, raw)
+            with lock:
+                lost = self.command == "PATCH" and st["fail_after_write"] > 0
+                if lost:
+                    st["fail_after_write"] -= 1
+            if lost:
+                raise Refused(500, "UNKNOWN_EXCEPTION", "An unexpected error occurred. Please include this "
+                              "ErrorId if you contact support: 0000000000-00000 (0000000000)")
+            self.send(200, answer, [usage])
         except Refused as e:
             self.refuse(e.status, e.code, e.message, [usage])
+
+    def row_by_external(self, url):
+        """GET sobjects/{SObject}/{field}/{value}: (status, body)."""
+        m = re.fullmatch(r"/services/data/v(\d+)\.0/sobjects/([^/]+)/([^/]+)/([^/]+)", url.path)
+        sobject = m and find_object(m.group(2))
+        if not m or not 20 <= int(m.group(1)) <= LATEST or sobject is None:
+            raise Refused(404, "NOT_FOUND", "The requested resource does not exist")
+        if self.command != "GET":
+            raise Refused(405, "METHOD_NOT_ALLOWED", "HTTP Method '%s' not allowed. Allowed are GET"
+                          % self.command)
+        if m.group(3).lower() != EXTERNAL.lower() or EXTERNAL not in OBJECTS[sobject]["fields"]:
+            raise Refused(404, "NOT_FOUND", "Provided external ID field does not exist or is not accessible: %s"
+                          % m.group(3))
+        value = unquote(m.group(4))
+        with lock:
+            st["lookups"].append(value)
+            rid = by_external(sobject, value)
+            if rid is None:
+                count("NOT_FOUND")
+                return 404, [{"errorCode": "NOT_FOUND", "message": "The requested resource does not exist"}]
+            fields = dict(st["records"][sobject][rid])
+        base = "/services/data/v%s.0/sobjects/%s/" % (m.group(1), sobject)
+        return 200, dict({"attributes": {"type": sobject, "url": base + rid}, "Id": rid}, **fields)
 
     def collections(self, url, raw):
         m = re.fullmatch(r"/services/data/v(\d+)\.0/composite/sobjects(?:/([^/]+)/([^/]+))?/?", url.path)
@@ -619,7 +665,7 @@ class Handler(BaseHTTPRequestHandler):
             body = {"records": {o: r for o, r in st["records"].items() if o != "CampaignMember"},
                     "campaign_members": members, "deleted": sorted(st["deleted"]), "quota_left": st["quota"]}
             for k in ("calls", "wrong_host", "token_requests", "grants", "unauthorized", "codes",
-                      "max_records", "refresh_token"):
+                      "max_records", "refresh_token", "lookups"):
                 body[k] = st[k]
             body = json.loads(json.dumps(body))  # a snapshot
         self.send(200, body)
@@ -640,6 +686,8 @@ class Handler(BaseHTTPRequestHandler):
                     st["token_down"] = bool(body["token_down"])
                 if "delay_ms" in body:
                     st["delay_ms"] = max(0, int(body["delay_ms"]))
+                if "fail_after_write" in body:
+                    st["fail_after_write"] = max(0, int(body["fail_after_write"]))
         except (ValueError, TypeError) as e:
             return self.send(400, {"ok": False, "error": str(e)})
         self.send(200, {"ok": True})

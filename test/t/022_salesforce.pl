@@ -5,7 +5,8 @@
 # converging in Contacts by an external id (upserts of at most 200, each
 # result read in order: a validation error dead-letters its record alone,
 # UNABLE_TO_LOCK_ROW retries it), updates by the same record, deletes by
-# the Salesforce id kept; an expired session renewed once; an audience in a
+# the Salesforce id kept, or by the id looked up by the external id when
+# none was kept (done when Salesforce has no such record); an expired session renewed once; an audience in a
 # campaign (CampaignMember created and deleted, the contact kept); the
 # refresh token grant with a rotated refresh token saved; the org's daily
 # allocation used up (the records wait).
@@ -73,10 +74,14 @@ ok((grep { $_ eq $id8 } @{ $sf->get->{deleted} }), "by its id, $id8");
 is(never_sent_change($node, 'people', q{INSERT INTO people VALUES (9001, 'B', 'Brief', 'b\@x.io', 1)},
 	q{DELETE FROM people WHERE id = 9001}), '0|1', 'a delete of a key never upserted is delivered, not dead-lettered');
 is(scalar @{ $sf->get->{deleted} }, 1, 'without a request');
-# a key sent and refused (no Salesforce id): its delete is not counted done
+# a key sent and refused (no Salesforce id; Salesforce might have had it):
+# its delete looks the id up by the external id, and there is no such record
 is(marked($node, 'people', '{"id": 251}'), '1', 'a key sent with no id given is marked');
-is(counted_changes($node, 'people', q{DELETE FROM people WHERE id = 251}), '1|0',
-	'a delete of a key sent with no id kept is dead-lettered, not counted delivered');
+is(counted_changes($node, 'people', q{DELETE FROM people WHERE id = 251}), '0|1',
+	'a delete of a key sent with no id kept, which Salesforce does not have, is delivered');
+ok((grep { $_ eq '251' } @{ $sf->get->{lookups} }), 'Salesforce was asked for it by its external id');
+is(scalar @{ $sf->get->{deleted} }, 1, 'nothing more deleted');
+is(marked($node, 'people', '{"id": 251}'), '0', 'its mark is forgotten');
 
 # an expired session (401 INVALID_SESSION_ID): the token renewed once, retried
 $sf->post('/_control', { expire_tokens => JSON::PP::true });
@@ -135,6 +140,41 @@ like($err, qr/the sync's records carry a field "id", which Salesforce takes as i
 like($err, qr/option "campaign_id" is for a sync of an audience/, 'a campaign needs an audience');
 is(psql(q{SELECT count(*) FROM retl.syncs WHERE name = 'bad'}), '0', 'nothing was created');
 
+# a record Salesforce created whose answer was lost (500 after the write;
+# one attempt: dead-lettered with no id), then deleted: looked up by its
+# external id, then deleted by the id found
+psql(qq{SELECT retl_create_destination('org_once', 'salesforce', '$url', '{$auth, "rate_limit": 10, "max_attempts": 1}');
+	CREATE TABLE gadgets (id int PRIMARY KEY, name text);
+	SELECT retl_create_sync('gadgets', 'gadgets', 'org_once', mapping => '{"name": "Name"}',
+		options => '{"object": "Thing__c", "external_id": "Ext_Id__c"}');});
+my $things = sub { return { map { $_->{Ext_Id__c} => $_ } values %{ $sf->get->{records}{Thing__c} // {} } }; };
+$sf->post('/_control', { fail_after_write => 1 });
+is(counted_changes($node, 'gadgets', q{INSERT INTO gadgets VALUES (5, 'Lost')}), '1|0',
+	'an upsert whose answer was lost is dead-lettered (one attempt)');
+ok(exists $things->()->{5}, 'though Salesforce has the record');
+is(marked($node, 'gadgets', '{"id": 5}'), '1', 'its key is marked, with no id');
+my $things5 = $sf->get->{records}{Thing__c};
+my ($rid5) = grep { ($things5->{$_}{Ext_Id__c} // '') eq '5' } keys %$things5;
+is(counted_changes($node, 'gadgets', q{DELETE FROM gadgets WHERE id = 5}), '0|1', 'its delete is delivered, not dead-lettered');
+ok(!exists $things->()->{5}, 'the record is deleted');
+ok((grep { $_ eq $rid5 } @{ $sf->get->{deleted} }), "by the Salesforce id looked up, $rid5");
+is(psql(q{SELECT count(*) FROM retl.remembered_id_store r JOIN retl.syncs s ON s.id = r.sync_id WHERE s.name = 'gadgets'}),
+	'0', 'the key\'s id and mark are forgotten');
+
+# a key ending like a format (".io"), which Salesforce may misread in the
+# lookup's path: a 404 does not count its delete done
+psql(q{CREATE TABLE widgets (ext text PRIMARY KEY, name text);
+	SELECT retl_create_sync('widgets', 'widgets', 'org_once', mapping => '{"name": "Name"}',
+		options => '{"object": "Thing__c", "external_id": "Ext_Id__c"}');});
+$sf->post('/_control', { lock_once => ['gone@x.io'] });
+is(counted_changes($node, 'widgets', q{INSERT INTO widgets VALUES ('gone@x.io', 'W')}), '1|0',
+	'an upsert refused (one attempt) is dead-lettered');
+is(counted_changes($node, 'widgets', q{DELETE FROM widgets}), '1|0',
+	'the delete of a key ending like a format, answered 404, is dead-lettered');
+like(psql(q{SELECT last_error FROM retl.dead_letters WHERE sync = 'widgets' AND op = 'delete'}),
+	qr/^Salesforce answered 404 to the lookup of this key's id, but may have read the key's end/, 'saying why');
+ok((grep { $_ eq 'gone@x.io' } @{ $sf->get->{lookups} }), 'after looking it up');
+
 # the org's API requests of the day used up: the records wait, none dead-lettered
 $sf->post('/_control', { daily_quota => 0 });
 psql(q{UPDATE people SET first = 'Eleven' WHERE id = 11});
@@ -142,7 +182,7 @@ ok($node->poll_query_until('postgres',
 	q{SELECT last_error LIKE 'Salesforce answered REQUEST_LIMIT_EXCEEDED%' FROM retl.sync_status WHERE sync = 'people'}),
 	'REQUEST_LIMIT_EXCEEDED shows in the sync\'s status');
 is(psql(q{SELECT pending + in_flight FROM retl.sync_status WHERE sync = 'people'}), '1', 'the change waits');
-is(psql(q{SELECT count(*) FROM retl.dead_letters WHERE sync = 'people'}), '3', 'nothing more dead-lettered');
+is(psql(q{SELECT count(*) FROM retl.dead_letters WHERE sync = 'people'}), '2', 'nothing more dead-lettered');
 my $calls = $sf->get->{calls};
 sleep 2;
 is($sf->get->{calls}, $calls, 'and the destination waits instead of calling again');
