@@ -71,6 +71,8 @@ typedef struct RetlRecord
 								 * id_property's value): set by a build from
 								 * the data (kept with the mark), read back
 								 * with known_id */
+	bool		truncated;		/* its latest change is a TRUNCATE's: a row
+								 * hidden from the owner now is a delete */
 	char	   *job_ref;		/* what names it in its job (connector's) */
 	Datum		raw_key;		/* a backfill's record not in the queue: its
 								 * key as the queue keeps it (jsonb), else 0 */

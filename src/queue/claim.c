@@ -537,6 +537,7 @@ claimed_keys(RetlSync *sync, RetlRequest *req, const char *inst, ClaimedRow *row
 		r->rid = rows[i].rid;
 		/* (a 'u' until its row is read, but a delete as its latest row says: rows.c) */
 		r->op = rows[i].op == 'd' ? 'd' : 'u';
+		r->truncated = rows[i].op == 't';
 		r->attempts = Max(r->attempts, rows[i].attempts);
 		if (rows[i].first_attempt > 0 &&
 			(r->first_attempt == 0 || rows[i].first_attempt < r->first_attempt))

@@ -479,7 +479,10 @@ key_fits(RetlSync *sync, Datum key)
  * owner saw (visibility.c; unless it could not ask: README, Whose rows),
  * so the destination must lose the key whether a hidden row has it now
  * (an update moved the row out of the owner's view, or a hidden row was
- * inserted after the delete) or none does.
+ * inserted after the delete) or none does.  A key a TRUNCATE queued last is
+ * read as an upsert's (a row may be there again, written with triggers
+ * off), and sent as a delete when the row there is hidden: the TRUNCATE
+ * queued only the keys the owner saw.
  */
 void
 retl_queue_read_rows(RetlSync *sync, RetlRequest *req, Datum *keys, bool append)
@@ -551,8 +554,9 @@ retl_queue_read_rows(RetlSync *sync, RetlRequest *req, Datum *keys, bool append)
 		int			i = (int) strtol(SPI_getvalue(SPI_tuptable->vals[j], SPI_tuptable->tupdesc, 1),
 									 NULL, 10) - 1;
 
+		/* hidden; a TRUNCATE queued the key of a row the owner saw: deleted */
 		if (req->records[i].data == NULL && req->records[i].unsent == NULL)
-			req->records[i].op = 'h';	/* hidden */
+			req->records[i].op = req->records[i].truncated ? 'd' : 'h';
 	}
 	/* the records kept first, the hidden ones after them */
 	hidden = palloc(sizeof(RetlRecord) * req->nrecords);

@@ -234,6 +234,13 @@ step(q{BEGIN; UPDATE u SET v = 'changed' WHERE id = 311; UPDATE u SET tenant = '
 	'/carol' => 'delete:303 delete:311', '/su' => 'upsert:303 upsert:311');
 is(scalar(grep { $_->{key}{id} =~ /^(302|304|306)$/ } @{ records_at($api, '/carol') }), 0,
 	'the keys of rows carol never saw were never sent to her');
+# A TRUNCATE's key is sent as its row is when sent: a row there, an
+# upsert; none, a delete; a row hidden from the owner (inserted after the
+# TRUNCATE), a delete too: the owner saw the key's row that went.
+step(q{BEGIN; TRUNCATE u; INSERT INTO u VALUES (305, 'b', 'hidden'), (313, 'a', 'seen'); COMMIT;},
+	'a TRUNCATE, then a hidden row with a key carol saw and a visible one',
+	'/carol' => 'delete:305 upsert:313');
+news($_) for qw(/su /dave);
 
 # Each destination holds exactly the rows its owner sees: the records
 # received, applied in order.
@@ -248,7 +255,7 @@ sub destination
 	return join(' ', sort { $a <=> $b } keys %rows);
 }
 my $carol_sees = psql(q{SET ROLE carol; SELECT string_agg(id::text, ' ' ORDER BY id) FROM u});
-is($carol_sees, '305', 'carol sees row 305');
+is($carol_sees, '313', 'carol sees row 313');
 is(destination('/carol'), $carol_sees, 'carol\'s destination holds exactly the rows she sees');
 my $all = psql(q{SELECT string_agg(id::text, ' ' ORDER BY id) FROM u});
 is(destination('/su'), $all, 'the superuser\'s holds every row');
