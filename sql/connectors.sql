@@ -79,7 +79,7 @@ SELECT retl_create_sync('bad', 'conn_people', 'c_http', options => $${"request":
 SELECT retl_create_sync('bad', 'conn_people', 'c_http', options => $${"request": {"headers": {"Content-Type": "'text/plain'"}}}$$);
 SELECT retl_create_sync('bad', 'conn_people', 'c_http', options => $${"request": {"headers": {"X-A": 1}}}$$);
 -- headers retl sets, or the destination does (its auth's, its headers)
-SELECT retl_create_sync('bad_ua', 'conn_people', 'c_http', options => $${"request": {"headers": {"user-agent": "'mine/1'"}}}$$);
+SELECT retl_create_sync('bad_expect', 'conn_people', 'c_http', options => $${"request": {"headers": {"expect": "'100-continue'"}}}$$);
 SELECT retl_create_sync('bad_te', 'conn_people', 'c_http', options => $${"delete": {"method": "DELETE", "headers": {"Transfer-Encoding": "'chunked'"}}}$$);
 SELECT retl_create_sync('bad_auth', 'conn_people', 'a_bearer', options => $${"request": {"headers": {"authorization": "'Bearer x'"}}}$$);
 SELECT retl_create_sync('bad_key', 'conn_people', 'a_header', options => $${"delete": {"method": "DELETE", "headers": {"X-API-KEY": "'k'"}}}$$);

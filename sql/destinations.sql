@@ -114,7 +114,6 @@ SELECT retl_create_destination('h', 'webhook', 'http://127.0.0.1:9/', '{"headers
 SELECT retl_create_destination('h', 'webhook', 'http://127.0.0.1:9/', '{"headers": {"webhook-id": "x"}}');
 SELECT retl_create_destination('h', 'webhook', 'http://127.0.0.1:9/', '{"headers": {"Webhook-Id": "x"}}');
 SELECT retl_create_destination('h', 'webhook', 'http://127.0.0.1:9/', '{"headers": {"Host": "example.com"}}');
-SELECT retl_create_destination('h_ua', 'webhook', 'http://127.0.0.1:9/', '{"headers": {"User-Agent": "mine/1"}}');
 SELECT retl_create_destination('h_te', 'webhook', 'http://127.0.0.1:9/', '{"headers": {"Transfer-Encoding": "chunked"}}');
 SELECT retl_create_destination('h_conn', 'webhook', 'http://127.0.0.1:9/', '{"headers": {"connection": "close"}}');
 SELECT retl_create_destination('h_expect', 'webhook', 'http://127.0.0.1:9/', '{"headers": {"Expect": "100-continue"}}');
@@ -126,12 +125,15 @@ SELECT retl_create_destination('h_basic', 'webhook', 'http://127.0.0.1:9/',
 	'{"auth": {"type": "basic", "username": "me", "password": "{{secret:hook_token}}"}, "headers": {"authorization": "Basic eA=="}}');
 SELECT retl_create_destination('h_key', 'webhook', 'http://127.0.0.1:9/',
 	'{"auth": {"type": "header", "name": "X-Api-Key", "value": "{{secret:hook_token}}"}, "headers": {"x-api-key": "k"}}');
-SELECT retl_create_destination('h_key_ua', 'webhook', 'http://127.0.0.1:9/',
-	'{"auth": {"type": "header", "name": "User-Agent", "value": "{{secret:hook_token}}"}}');
+SELECT retl_create_destination('h_key_ct', 'webhook', 'http://127.0.0.1:9/',
+	'{"auth": {"type": "header", "name": "Content-Type", "value": "{{secret:hook_token}}"}}');
 SELECT retl_create_destination('h_ok', 'webhook', 'http://127.0.0.1:9/',
 	'{"auth": {"type": "header", "name": "X-Api-Key", "value": "{{secret:hook_token}}"}, "headers": {"Authorization": "Token t"}}');
+-- a User-Agent of one's own replaces retl's
+SELECT retl_create_destination('h_ua', 'webhook', 'http://127.0.0.1:9/', '{"headers": {"User-Agent": "mine/1"}}');
 SELECT name, headers FROM retl.destinations WHERE name LIKE 'h\_%' ORDER BY name;
 SELECT retl_drop_destination('h_ok');
+SELECT retl_drop_destination('h_ua');
 -- secrets must exist
 SELECT retl_create_destination('h', 'webhook', 'http://127.0.0.1:9/', '{"headers": {"Authorization": "Bearer {{secret:nope}}"}}');
 SELECT retl_create_destination('h', 'webhook', 'http://127.0.0.1:9/', '{"headers": {"X-A": "{{secret:zz_missing}}", "X-B": "{{secret:hook_token}}{{secret:aa_missing}}"}}');

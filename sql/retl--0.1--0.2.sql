@@ -40,10 +40,10 @@ DECLARE
 	d record;
 BEGIN
 	FOR d IN SELECT dest.name, h.key FROM retl.destinations dest, pg_catalog.jsonb_object_keys(dest.headers) AS h(key)
-			  WHERE pg_catalog.lower(h.key) IN ('user-agent', 'transfer-encoding', 'connection', 'expect')
+			  WHERE pg_catalog.lower(h.key) IN ('transfer-encoding', 'connection', 'expect')
 			  ORDER BY dest.name, h.key LOOP
 		RAISE WARNING 'header "%" of destination "%" is dropped: retl sets it', d.key, d.name
-			USING HINT = 'retl sends User-Agent retl/0.2 and handles the connection itself; 0.2 refuses these headers at creation.';
+			USING HINT = 'retl handles the connection itself; 0.2 refuses these headers at creation.';
 		UPDATE retl.destinations dest SET headers = dest.headers OPERATOR(pg_catalog.-) d.key
 		 WHERE dest.name OPERATOR(pg_catalog.=) d.name;
 	END LOOP;
@@ -343,7 +343,7 @@ BEGIN
 				USING ERRCODE = 'invalid_parameter_value';
 		END IF;
 	END LOOP;
-	/* none that retl sets (User-Agent, Transfer-Encoding, ...), nor the one auth sets */
+	/* none that retl sets (Transfer-Encoding, Idempotency-Key, ...), nor the one auth sets */
 	PERFORM retl._check_headers(name, opts);
 	SELECT pg_catalog.string_agg(r, ', ') INTO missing
 	  FROM pg_catalog.unnest(retl._secret_refs(hdrs) || retl._secret_refs(coalesce(opts -> 'auth', '{}'))) AS r

@@ -3,8 +3,7 @@
  * give, checked at creation.
  *
  * retl itself sets some headers on every request (the body's framing, the
- * idempotency key, the signature, its User-Agent, the connection's
- * handling); a second value beside retl's is sent as a second header line
+ * idempotency key, the signature, the connection's handling); a second value beside retl's is sent as a second header line
  * (libcurl sends each line it is given), which a receiver reads as it
  * likes, the first or the last or both, and a Transfer-Encoding of one's
  * own breaks the body's framing.  The header the destination's auth sets
@@ -24,7 +23,7 @@ PG_FUNCTION_INFO_V1(retl_check_headers);
 
 /* the headers retl sets on every request (or that steer the connection) */
 static const char *const set_by_retl[] = {
-	"Content-Type", "Content-Length", "Host", "Idempotency-Key", "User-Agent",
+	"Content-Type", "Content-Length", "Host", "Idempotency-Key",
 	"webhook-id", "webhook-timestamp", "webhook-signature",
 	"Transfer-Encoding", "Connection", "Expect", NULL
 };
@@ -43,7 +42,7 @@ retl_header_set_by_retl(const char *name)
 const char *
 retl_headers_set_by_retl(void)
 {
-	return "Content-Type, Content-Length, Host, Idempotency-Key, User-Agent, webhook-id, "
+	return "Content-Type, Content-Length, Host, Idempotency-Key, webhook-id, "
 		"webhook-timestamp, webhook-signature, Transfer-Encoding, Connection, Expect";
 }
 

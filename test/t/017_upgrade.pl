@@ -3,7 +3,8 @@
 # the worker (a 0.2 library) waits and says why, sending nothing; after,
 # everything queued is delivered, nothing lost, and the schema is the same
 # as a fresh install's.  Headers 0.1 let a destination give that 0.2
-# refuses (User-Agent, Connection, ...) are dropped with a warning.
+# refuses (Connection, Transfer-Encoding, Expect) are dropped with a warning;
+# a User-Agent of its own is kept (it replaces retl's).
 use strict;
 use warnings;
 
@@ -48,9 +49,9 @@ is(psql('old', q{SELECT count(*) > 0 FROM retl.queue}), 't', 'the changes wait i
 
 my ($upd_ret, $upd_out, $upd_err) = $node->psql('old', q{ALTER EXTENSION retl UPDATE});
 is($upd_ret, 0, 'ALTER EXTENSION retl UPDATE succeeds');
-like($upd_err, qr/WARNING:  header "User-Agent" of destination "ua" is dropped: retl sets it/,
+like($upd_err, qr/WARNING:  header "connection" of destination "ua" is dropped: retl sets it/,
 	'a header 0.2 refuses, which 0.1 let a destination give, is dropped with a warning');
-is(psql('old', q{SELECT headers::text FROM retl.destinations WHERE name = 'ua'}), '{"X-Keep": "1"}',
+is(psql('old', q{SELECT headers::text FROM retl.destinations WHERE name = 'ua'}), '{"X-Keep": "1", "User-Agent": "mine/1"}',
 	'the others are kept');
 is(psql('old', q{SELECT extversion FROM pg_extension WHERE extname = 'retl'}), '0.2', 'updated to 0.2');
 ok($node->poll_query_until('old',
@@ -78,6 +79,13 @@ is(psql('old', q{SELECT count(*), count(hash) FROM retl.snapshots sn JOIN retl.s
 is(psql('old', q{SELECT count(*) FROM retl.snapshot_edits}), '0', "and 0.1's are gone");
 like(psql('old', q{SELECT headers::text FROM retl.destinations WHERE name = 'd'}), qr/\{\{secret:tok\}\}/,
 	'the destination kept its options');
+# the User-Agent kept replaces retl's
+psql('old', q{CREATE TABLE t_ua (id int PRIMARY KEY); INSERT INTO t_ua VALUES (1);
+	SELECT retl_create_sync('s_ua', 't_ua', 'ua');});
+ok($node->poll_query_until('old', q{SELECT NOT backfilling AND pending + in_flight = 0 FROM retl.sync_status WHERE sync = 's_ua'}),
+	'a sync to the destination with a User-Agent of its own sends');
+my ($ua_req) = grep { $_->{path} eq '/ua' } @{ $r->requests(ok => 1) };
+is($ua_req->{headers}{'user-agent'}, 'mine/1', 'with that User-Agent, not retl\'s');
 
 # The schema of the updated database is that of a fresh 0.2 install.
 psql('fresh', q{CREATE EXTENSION retl});
