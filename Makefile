@@ -35,6 +35,7 @@ OBJS = \
 	src/models/cron.o \
 	src/models/diff.o \
 	src/models/diff_sql.o \
+	src/models/empty_replace.o \
 	src/models/jsonkey.o \
 	src/models/probe.o \
 	src/models/probe_load.o \

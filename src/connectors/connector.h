@@ -86,7 +86,9 @@ typedef struct RetlConnector
 	 * resync's rows come as records of op 'r', in batches sent one at a
 	 * time, each with req->replace saying its place; the sync's other
 	 * changes wait until the replace is over, and those queued before it
-	 * are dropped (it supersedes them).
+	 * are dropped (it supersedes them).  An empty result comes instead as
+	 * deletes (op 'd') of every key the sync keeps an id for
+	 * (models/empty_replace.c): a connector removes by its id.
 	 */
 	bool		replaces;
 

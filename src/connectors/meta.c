@@ -23,7 +23,9 @@
  * delete removes exactly what was added.  A resync (retl_resync) replaces
  * the audience: its rows come as a replace (records of op 'r', batches
  * one at a time, req->replace numbering them), sent to
- * /{audience_id}/usersreplace as one session, the last batch flagged.
+ * /{audience_id}/usersreplace as one session, the last batch flagged; an
+ * empty result, which usersreplace cannot take, comes as the removals of
+ * everyone the sync added (models/empty_replace.c).
  *
  * Meta answers {"num_received", "num_invalid_entries",
  * "invalid_entry_samples": {row: reason}}: a record whose row a sample

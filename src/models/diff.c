@@ -33,6 +33,7 @@
 #include "base/subxact.h"
 #include "models/diff.h"
 #include "models/diff_sql.h"
+#include "models/empty_replace.h"
 #include "models/probe.h"
 #include "models/query.h"
 #include "models/run_queue.h"
@@ -472,6 +473,12 @@ retl_diff_run(RetlSync *sync, bool send, bool replace, RetlRunCounts *counts)
 		elog(ERROR, "retl: could not queue the changes of sync \"%s\"", sync->name);
 	/* (with those queued as the statement returned them) */
 	counts->queued += (int64) SPI_processed;
+	/* an empty replace removes whom the sync added instead (empty_replace.c) */
+	if (replace && counts->queued == 0)
+	{
+		counts->queued = retl_replace_empty(sync);
+		replace = false;		/* (no session to start) */
+	}
 	if (counts->queued > 0)
 	{
 		retl_queued_at_commit(sync->id, counts->queued);

@@ -5,7 +5,8 @@
 # Meta names invalid dead-lettered alone, a transient one retried, a
 # removal removing exactly the row added, an audience's members entering
 # and exiting, an expired token waited out until the secret is replaced,
-# and throttling obeyed.
+# a resync of a source that became empty removing whom the sync added
+# (and only them), and throttling obeyed.
 use strict;
 use warnings;
 
@@ -19,7 +20,9 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 my $aud = '23851234567890123';
-my $meta = start_emulator('meta', '--access-token', 'EAAB-meta-token-1', '--audience', $aud, '--api-version', 'v21.0');
+my $aud2 = '23851234567890124';
+my $meta = start_emulator('meta', '--access-token', 'EAAB-meta-token-1', '--audience', $aud, '--audience', $aud2,
+	'--api-version', 'v21.0');
 my $node = new_retl_node('meta');
 sub psql { return $node->safe_psql('postgres', $_[0]); }
 sub drained { my ($s) = @_; return $node->poll_query_until('postgres',
@@ -123,13 +126,72 @@ is_deeply($replaced->()->{batches}, [1, 2], 'in two batches of one, numbered');
 ok(drained('vip_fb'), 'drained');
 psql(q{UPDATE retl.destinations SET batch_size = 10000 WHERE name = 'fb'});
 
-# an expired token: the records wait, retried, until the secret is replaced
+# an empty result replaces too: usersreplace takes no empty session, so a
+# resync of a source that became empty removes, in batches of DELETE
+# /users, everyone the sync remembers adding, and forgets them; whom it
+# never added stays, and the changes queued before it are dropped
+sub emails { return [ sort map { $_->{EMAIL} // '' } @{ $meta->get->{audiences}{ $_[0] }{members} } ]; }
+psql(q{CREATE TABLE fans (id int PRIMARY KEY, email text, active bool NOT NULL DEFAULT true);
+	INSERT INTO fans VALUES (1, 'f1@x.io'), (2, 'f2@x.io'), (3, 'f3@x.io');
+	SELECT retl_create_sync(name => 'fans_fb', source => 'SELECT id, email FROM fans WHERE active',
+		destination => 'fb', key => '{id}', mode => 'mirror', schedule => 'manual',
+		options => '{"audience_id": "23851234567890124", "schema": {"email": "EMAIL"}}');
+	SELECT retl_run_sync('fans_fb');});
+ok(wait_for(sub { @{ emails($aud2) } == 3 }, 30), 'the fans were added');
+ok(drained('fans_fb'), 'drained');
+is(psql(q{SELECT count(*) FROM retl.remembered_ids WHERE sync = 'fans_fb'}), '3', 'their rows are kept');
+$res = $http->post($meta->url("/v21.0/$aud2/users"), { headers => { 'Content-Type' => 'application/json',
+	Authorization => 'Bearer EAAB-meta-token-1' }, content => JSON::PP::encode_json({ payload =>
+	{ schema => ['EMAIL'], data => [ [ sha256_hex('other@x.io') ] ] } }) });
+ok($res->{success}, 'someone else was added to that audience outside retl');
+# a change queued, retried while Meta refuses the token, then the source empties
 $meta->post('/_control', { access_token => 'EAAB-meta-token-2' });
+psql(q{INSERT INTO fans VALUES (4, 'f4@x.io')});
+my $late = psql(q{SELECT retl_run_sync('fans_fb')});
+ok($node->poll_query_until('postgres', "SELECT status = 'succeeded' FROM retl.runs WHERE id = $late"), 'a run queued an add');
+ok($node->poll_query_until('postgres', q{SELECT last_error LIKE 'Meta refused the request: (#190)%'
+	AND pending + in_flight = 1 FROM retl.sync_status WHERE sync = 'fans_fb'}), 'which waits, refused');
+psql(q{UPDATE fans SET active = false; UPDATE retl.destinations SET batch_size = 2, max_concurrency = 1 WHERE name = 'fb'});
+my $resync = psql(q{SELECT retl_resync('fans_fb')});
+ok($node->poll_query_until('postgres', "SELECT status = 'succeeded' FROM retl.runs WHERE id = $resync"), 'the resync ran');
+is(psql("SELECT added || ' ' || removed FROM retl.runs WHERE id = $resync"), '0 4', 'its run counts the keys it had synced as removed');
+# Meta applies a first removal and is slow to answer: the server crashes then
+$meta->post('/_control', { delay_ms => 3000 });
+psql(q{SET log_statement = 'none'; SELECT retl_set_secret('fb', 'EAAB-meta-token-2')});
+ok(wait_for(sub { @{ emails($aud2) } < 4 }, 30), 'a first batch removed, its answer not yet received');
+$node->stop('immediate');
+$meta->post('/_control', { delay_ms => 0 });
+$node->start;
+ok(drained('fans_fb'), 'after a crash, the removals drained');
+is_deeply(emails($aud2), [ sha256_hex('other@x.io') ],
+	'the audience no longer holds anyone the sync added, and still holds whom it did not');
+is(psql(q{SELECT count(*) FROM retl.remembered_ids WHERE sync = 'fans_fb'}), '0', 'the removed rows are forgotten');
+is(psql(q{SELECT count(*) FROM retl.dead_letters WHERE sync = 'fans_fb'}), '0', 'nothing dead-lettered');
+ok(!grep({ $_ eq sha256_hex('f4@x.io') } @{ $meta->get->{received}{EMAIL} || [] }),
+	'the add queued before the resync was dropped, never sent');
+ok(!grep({ $_->{audience} eq $aud2 && $_->{op} eq 'replace' } values %{ $meta->get->{sessions} }),
+	'no replace session was opened for the empty result');
+my @removed = grep { $_->{audience} eq $aud2 && $_->{op} eq 'remove' } values %{ $meta->get->{sessions} };
+ok(!grep({ $_->{num_received} > 2 } @removed), 'the removals went as DELETEs in batches of the batch size');
+my $sent = 0;
+$sent += $_->{num_received} for @removed;
+cmp_ok($sent, '>', 3, 'the batch whose answer the crash lost was sent again');
+is(psql(q{SELECT count(*) FROM retl.snapshots s JOIN retl.syncs y ON y.id = s.sync_id WHERE y.name = 'fans_fb'}), '0', 'the snapshot is empty');
+# the next run sends nothing; a fan back is added again
+psql(q{UPDATE retl.destinations SET batch_size = 10000, max_concurrency = 2 WHERE name = 'fb';
+	UPDATE fans SET active = true WHERE id = 2});
+my $again = psql(q{SELECT retl_run_sync('fans_fb')});
+ok($node->poll_query_until('postgres', "SELECT status = 'succeeded' FROM retl.runs WHERE id = $again"), 'a later run ran');
+ok(drained('fans_fb'), 'drained');
+is(psql("SELECT added || ' ' || removed FROM retl.runs WHERE id = $again"), '1 0', 'it adds only the fan back');
+is_deeply(emails($aud2), [ sort(sha256_hex('other@x.io'), sha256_hex('f2@x.io')) ], 'who is added again');
+# an expired token: the records wait, retried, until the secret is replaced
+$meta->post('/_control', { access_token => 'EAAB-meta-token-3' });
 psql(q{INSERT INTO customers VALUES (7, 'late@x.io', NULL, NULL, NULL, NULL)});
 ok($node->poll_query_until('postgres', q{SELECT last_error LIKE 'Meta refused the request: (#190)%' FROM retl.sync_status WHERE sync = 'people'}),
 	'the refused token shows in the sync\'s status');
 is(psql(q{SELECT count(*) FROM retl.dead_letters WHERE sync = 'people'}), '2', 'nothing more dead-lettered');
-psql(q{SET log_statement = 'none'; SELECT retl_set_secret('fb', 'EAAB-meta-token-2')});
+psql(q{SET log_statement = 'none'; SELECT retl_set_secret('fb', 'EAAB-meta-token-3')});
 ok(drained('people'), 'sent once the secret holds the new token');
 ok(grep({ $_ eq person('late@x.io') . '||||' } @{ members() }), 'the waiting person is in the audience');
 
