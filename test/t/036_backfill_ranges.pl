@@ -96,7 +96,9 @@ psql(qq{
 	INSERT INTO plain SELECT g, 'v' || g FROM generate_series(1, $n) g;
 	SELECT retl_create_destination('plain_hook', 'webhook', '} . $r->url('/plain') . q{',
 		options => '{"batch_size": 50, "max_concurrency": 4}');});
-$r->control({ path => '/plain', delay_ms => 20, count => -1 });
+# (each answer late enough that the backfill lasts a second at least: the
+# loop below must see it run, on a loaded machine too)
+$r->control({ path => '/plain', delay_ms => 80, count => -1 });
 psql(q{SELECT retl_create_sync(name => 'plain_out', source => 'plain', destination => 'plain_hook')});
 my ($queued, $moved) = (0, 0);
 for (1 .. 50)
