@@ -30,6 +30,10 @@ CREATE FUNCTION retl._connector_defaults(kind text, OUT max_records integer, OUT
 CREATE FUNCTION retl._check_headers(destination text, options jsonb) RETURNS void
 	AS 'MODULE_PATHNAME', 'retl_check_headers' LANGUAGE C STABLE STRICT;
 REVOKE ALL ON FUNCTION retl._check_headers(text, jsonb) FROM PUBLIC;
+/* A key column's value in a key retl builds in SQL (sync/keytext.c). */
+CREATE FUNCTION retl._key_value_sql(typ regtype, expr text) RETURNS text
+	AS 'MODULE_PATHNAME', 'retl_key_value_sql' LANGUAGE C STRICT STABLE;
+REVOKE ALL ON FUNCTION retl._key_value_sql(regtype, text) FROM PUBLIC;
 /*
  * Headers 0.1 let a destination give and 0.2 refuses, as retl sets them or
  * they steer the connection: dropped from the destinations that have them,
@@ -771,8 +775,12 @@ BEGIN
 				'INSERT INTO retl.queue (sync_id, op, key, data) '
 				'SELECT %s, ''b'', pg_catalog.jsonb_build_array(%s), retl._row_jsonb(t) FROM %s %s t',
 				sid,
-				(SELECT pg_catalog.string_agg(pg_catalog.format('t.%I', c), ', ')
-				   FROM pg_catalog.unnest(keys) c),
+				/* each key value as the capture trigger writes it (keytext.c) */
+				(SELECT pg_catalog.string_agg(retl._key_value_sql(a.atttypid, pg_catalog.format('t.%I', a.attname)), ', '
+											  ORDER BY k.n)
+				   FROM pg_catalog.unnest(attnums) WITH ORDINALITY AS k(attnum, n)
+				   JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) relid
+					AND a.attnum OPERATOR(pg_catalog.=) k.attnum),
 				CASE WHEN relkind = 'p' THEN '' ELSE 'ONLY' END, relid::regclass);
 		END IF;
 	ELSE

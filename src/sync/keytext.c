@@ -120,3 +120,20 @@ retl_append_key_value(StringInfo sql, Oid typid, const char *expr)
 			break;
 	}
 }
+
+PG_FUNCTION_INFO_V1(retl_key_value_sql);
+
+/*
+ * retl._key_value_sql(type, expr): retl_append_key_value's SQL for the
+ * expression expr of that type (the append backfill of retl_create_sync
+ * builds its keys with it, as the capture trigger builds its events').
+ */
+Datum
+retl_key_value_sql(PG_FUNCTION_ARGS)
+{
+	StringInfoData sql;
+
+	initStringInfo(&sql);
+	retl_append_key_value(&sql, PG_GETARG_OID(0), text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	PG_RETURN_TEXT_P(cstring_to_text(sql.data));
+}

@@ -124,6 +124,28 @@ psql(q{SET bytea_output = 'hex'; DELETE FROM bk WHERE b = '\x41'; SET bytea_outp
 ok(drained('bk_out'), 'bk deleted');
 is(heard('/bk', 'b'), '\x0001ff=delete, \x41=delete', 'bytea keys deleted by DELETE and TRUNCATE');
 
+# An append sync's backfill (read in create_sync, in SQL, in the
+# creator's Kolkata, with bytea_output escape) writes its events' keys as
+# the trigger (in C) writes the events captured after it: UTC, hex.
+psql(q{CREATE TABLE ap (at timestamptz PRIMARY KEY, v text);
+	CREATE TABLE apb (b bytea PRIMARY KEY, v text);
+	INSERT INTO ap VALUES ('2026-12-07 20:00:00.12+00', 'pre');
+	INSERT INTO apb VALUES ('\x0001ff', 'pre');
+	SELECT retl_create_destination(name => 'dap', kind => 'webhook', url => '} . $r->url('/ap') . q{');
+	SELECT retl_create_destination(name => 'dapb', kind => 'webhook', url => '} . $r->url('/apb') . q{');});
+psql(q{SET TimeZone = 'Asia/Kolkata'; SET bytea_output = 'escape';
+	SELECT retl_create_sync(name => 'ap_out', source => 'ap', destination => 'dap', mode => 'append');
+	SELECT retl_create_sync(name => 'apb_out', source => 'apb', destination => 'dapb', mode => 'append');
+	INSERT INTO ap VALUES ('2026-06-01 00:00:00+00', 'after');
+	INSERT INTO apb VALUES ('\x41', 'after');});
+ok(drained('ap_out') && drained('apb_out'), 'append syncs drained');
+is(join(', ', sort map { "$_->{key}{at}=$_->{data}{v}" } @{ records_at($r, '/ap') }),
+	'2026-06-01T00:00:00+00:00=after, 2026-12-07T20:00:00.12+00:00=pre',
+	'append: the backfill event\'s key is in UTC, as a captured one\'s');
+is(join(', ', sort map { "$_->{key}{b}=$_->{data}{v}" } @{ records_at($r, '/apb') }),
+	'\x0001ff=pre, \x41=after',
+	'append: the backfill event\'s bytea key is in hex, as a captured one\'s');
+
 # The queue and the keys kept are one text a row.
 is(psql(q{SELECT count(*) FROM retl.dead_letters}), '0', 'no dead letters');
 
