@@ -13,6 +13,7 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
@@ -38,12 +39,16 @@ retl_header_set_by_retl(const char *name)
 	return false;
 }
 
-/* The list, for hints. */
+/* The list, for hints: "Content-Type, Content-Length, ..." */
 const char *
 retl_headers_set_by_retl(void)
 {
-	return "Content-Type, Content-Length, Host, Idempotency-Key, webhook-id, "
-		"webhook-timestamp, webhook-signature, Transfer-Encoding, Connection, Expect";
+	StringInfoData list;
+
+	initStringInfo(&list);
+	for (int i = 0; set_by_retl[i] != NULL; i++)
+		appendStringInfo(&list, "%s%s", i > 0 ? ", " : "", set_by_retl[i]);
+	return list.data;
 }
 
 /*
