@@ -307,29 +307,15 @@ typedef struct DueJob
 static RetlRequest *
 job_request(RetlSync *sync, DueJob *due)
 {
-	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "retl job request",
-											  ALLOCSET_DEFAULT_SIZES);
+	RetlRequest *req = retl_queue_new_request(sync);
 	MemoryContext old;
-	RetlRequest *req;
 	RetlJob    *job;
 	Oid			types[2] = {INT8OID, INT4OID};
 	Datum		values[2];
 	char	   *inst = retl_queue_instance_id();
 	bool		isnull;
 
-	old = MemoryContextSwitchTo(cxt);
-	req = palloc0(sizeof(RetlRequest));
-	req->cxt = cxt;
-	req->sync_id = sync->id;
-	req->sync_name = pstrdup(sync->name);
-	req->resyncs = sync->resyncs;
-	req->kind = pstrdup(sync->kind);
-	req->dest_id = sync->dest_id;
-	req->max_attempts = sync->max_attempts;
-	req->max_retry_age_ms = sync->max_retry_age_ms;
-	req->timeout_ms = sync->timeout_ms;
-	req->follow_redirects = sync->follow_redirects;
-	req->tls_verify = sync->tls_verify;
+	old = MemoryContextSwitchTo(req->cxt);
 	job = req->job = palloc0(sizeof(RetlJob));
 	job->id = due->id;
 	job->remote_id = pstrdup(due->remote_id);
@@ -352,7 +338,7 @@ job_request(RetlSync *sync, DueJob *due)
 						 2, types, values, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "retl: could not read the records of job %s of sync \"%s\"",
 			 job->remote_id, sync->name);
-	old = MemoryContextSwitchTo(cxt);
+	old = MemoryContextSwitchTo(req->cxt);
 	req->nrecords = (int) SPI_processed;
 	req->records = palloc0(sizeof(RetlRecord) * Max(req->nrecords, 1));
 	for (int i = 0; i < req->nrecords; i++)
